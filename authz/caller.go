@@ -1,0 +1,105 @@
+package authz
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Caller is the calling service's credential. At most one of Certificate and
+// Token may be set; with neither, the caller is anonymous
+// (input.caller.method "none").
+type Caller struct {
+	// Certificate is the caller's leaf certificate. The engine does not
+	// verify it: it must come from a TLS handshake that verified the chain
+	// (see CallerFromTLS), or from a forwarded header that the HTTP front
+	// verified against its trust bundle (then set Forwarded).
+	Certificate *x509.Certificate
+	// Forwarded says Certificate was forwarded by a trusted proxy rather than
+	// presented on this connection: input.caller.method is "forwarded_cert"
+	// instead of "mtls".
+	Forwarded bool
+	// Token is a service token (compact JWT), verified under the same issuer
+	// rules as the subject's token.
+	Token string
+}
+
+// CallerFromTLS returns the mTLS peer as the caller when the handshake
+// verified a client certificate chain, and the anonymous caller otherwise.
+// A peer certificate that the TLS stack did not verify (client_auth
+// "request" without a CA) is never believed.
+func CallerFromTLS(cs *tls.ConnectionState) Caller {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return Caller{}
+	}
+	return Caller{Certificate: cs.VerifiedChains[0][0]}
+}
+
+// certificateCaller builds input.caller for a verified certificate. The id is
+// the SPIFFE ID (URI SAN) when present, else the first DNS SAN, else the
+// subject CN.
+func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, string, error) {
+	var spiffeID string
+	uris := make([]*ast.Term, 0, len(cert.URIs))
+	for _, u := range cert.URIs {
+		s := u.String()
+		uris = append(uris, ast.StringTerm(s))
+		if strings.EqualFold(u.Scheme, "spiffe") {
+			if spiffeID != "" {
+				return nil, "", fmt.Errorf("%w: caller: certificate has more than one SPIFFE ID", ErrCaller)
+			}
+			spiffeID = s
+		}
+	}
+	id := spiffeID
+	if id == "" && len(cert.DNSNames) > 0 {
+		id = cert.DNSNames[0]
+	}
+	if id == "" {
+		id = cert.Subject.CommonName
+	}
+	if id == "" {
+		return nil, "", fmt.Errorf("%w: caller: certificate names no identity (no URI SAN, DNS SAN or CN)", ErrCaller)
+	}
+	dns := make([]*ast.Term, len(cert.DNSNames))
+	for i, n := range cert.DNSNames {
+		dns[i] = ast.StringTerm(n)
+	}
+	certObj := ast.NewObject(
+		ast.Item(keySubjectDN, ast.StringTerm(cert.Subject.String())),
+		ast.Item(keyIssuer, ast.StringTerm(cert.Issuer.String())),
+		ast.Item(keySerial, ast.StringTerm(cert.SerialNumber.Text(16))),
+		ast.Item(keyDNSNames, ast.ArrayTerm(dns...)),
+		ast.Item(keyURIs, ast.ArrayTerm(uris...)),
+		ast.Item(keyNotAfter, ast.StringTerm(cert.NotAfter.UTC().Format(time.RFC3339))),
+	)
+	method := CallerMTLS
+	if forwarded {
+		method = CallerForwardedCert
+	}
+	obj := ast.NewObject(
+		ast.Item(keyAuthenticated, ast.InternedTerm(true)),
+		ast.Item(keyID, ast.StringTerm(id)),
+		ast.Item(keyMethod, ast.StringTerm(method)),
+		ast.Item(keyCertificate, ast.NewTerm(certObj)),
+	)
+	if spiffeID != "" {
+		obj.Insert(keySpiffeID, ast.StringTerm(spiffeID))
+	}
+	return ast.NewTerm(obj), id, nil
+}
+
+// serviceID names a caller that proved itself with a service token: azp,
+// else client_id, else sub.
+func serviceID(claims map[string]any) string {
+	for _, k := range [...]string{"azp", "client_id", "sub"} {
+		if s, ok := claims[k].(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,253 @@
+package authz
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// InputSchema is the JSON Schema of the input document. Policies are
+// type-checked against it when they load, so a reference to a field the
+// document never has (input.subjet) is a load error, not a silent deny.
+//
+//go:embed input.schema.json
+var InputSchema []byte
+
+// entryPackage holds the module the engine adds to every snapshot: one
+// object rule that reads allow, reasons and headers from the entrypoint
+// package, so that a decision is a single evaluation.
+const entryPackage = "verdict_entrypoint"
+
+const entryModuleTemplate = `package ` + entryPackage + `
+
+decision["allow"] := data.%[1]s.allow
+
+decision["reasons"] := data.%[1]s.reasons
+
+decision["headers"] := data.%[1]s.headers
+`
+
+// Problem is one located compile error.
+type Problem struct {
+	File    string `json:"file,omitempty"`
+	Row     int    `json:"row,omitempty"`
+	Col     int    `json:"col,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
+}
+
+// String renders the problem as file:row:col: message.
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		if p.Row > 0 {
+			fmt.Fprintf(&b, ":%d", p.Row)
+			if p.Col > 0 {
+				fmt.Fprintf(&b, ":%d", p.Col)
+			}
+		}
+		b.WriteString(": ")
+	}
+	if p.Code != "" {
+		b.WriteString(p.Code)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// CompileError is returned (wrapped with ErrCompile) when a snapshot does not
+// parse, compile or type-check. Problems are sorted as OPA reports them.
+type CompileError struct {
+	Revision string
+	Problems []Problem
+}
+
+// Error lists every problem, one per line, as file:row:col: message.
+func (e *CompileError) Error() string {
+	lines := make([]string, 0, len(e.Problems))
+	for _, p := range e.Problems {
+		lines = append(lines, p.String())
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap lets errors.Is(err, ErrCompile) hold.
+func (e *CompileError) Unwrap() error { return ErrCompile }
+
+// compiled is one prepared policy snapshot. It is immutable after compile
+// returns and shared by all decisions that load it.
+type compiled struct {
+	snapshot *bundles.Snapshot
+	query    rego.PreparedEvalQuery
+	loadedAt time.Time
+}
+
+// CompileOptions tunes Compile. The zero value uses the "authz" entrypoint
+// and leaves test modules out.
+type CompileOptions struct {
+	// Entrypoint is the policy package that defines allow, reasons and
+	// headers, with or without the "data." prefix. Default "authz".
+	Entrypoint string
+	// IncludeTests compiles *_test.rego modules too (for `verdict check`).
+	IncludeTests bool
+}
+
+// Compile parses, compiles and type-checks a snapshot against InputSchema,
+// exactly as Load does, without loading it. It is what `verdict check` runs.
+// It returns a *CompileError (wrapping ErrCompile) listing every problem.
+func Compile(s *bundles.Snapshot, opts CompileOptions) (*ast.Compiler, error) {
+	entry, err := normalizeEntrypoint(opts.Entrypoint)
+	if err != nil {
+		return nil, err
+	}
+	c, _, err := compileModules(s, entry, opts.IncludeTests)
+	return c, err
+}
+
+func normalizeEntrypoint(ep string) (string, error) {
+	ep = strings.TrimPrefix(strings.TrimSpace(ep), "data.")
+	if ep == "" {
+		ep = "authz"
+	}
+	ref, err := ast.ParseRef("data." + ep)
+	if err != nil || !ref.IsGround() {
+		return "", fmt.Errorf("entrypoint %q is not a package path", ep)
+	}
+	for _, t := range ref[1:] {
+		if _, ok := t.Value.(ast.String); !ok {
+			return "", fmt.Errorf("entrypoint %q is not a package path", ep)
+		}
+	}
+	if ep == entryPackage || strings.HasPrefix(ep, entryPackage+".") {
+		return "", fmt.Errorf("entrypoint %q is reserved", ep)
+	}
+	return ep, nil
+}
+
+// compileModules parses every module of s, adds the entry module and
+// compiles the set with the input schema. It never touches the engine.
+func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.Compiler, ast.Body, error) {
+	schema, err := inputSchemaSet()
+	if err != nil {
+		return nil, nil, err
+	}
+	modules := make(map[string]*ast.Module, len(s.Modules)+1)
+	var problems []Problem
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
+	for _, m := range s.Modules {
+		if m.IsTest() && !includeTests {
+			continue
+		}
+		parsed, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), popts)
+		if err != nil {
+			problems = append(problems, problemsOf(err, m.Path)...)
+			continue
+		}
+		if parsed.Package.Path.HasPrefix(ast.MustParseRef("data." + entryPackage)) {
+			problems = append(problems, Problem{File: m.Path, Row: parsed.Package.Location.Row,
+				Message: "package " + entryPackage + " is reserved by Verdict"})
+			continue
+		}
+		modules[m.Path] = parsed
+	}
+	if len(problems) > 0 {
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
+	}
+	entryName := "verdict:" + entryPackage
+	entryModule, err := ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), popts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
+	}
+	modules[entryName] = entryModule
+
+	c := ast.NewCompiler().WithSchemas(schema)
+	if c.Compile(modules); c.Failed() {
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, "")}
+	}
+	if !hasPackage(c, entry) {
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: []Problem{{
+			Message: fmt.Sprintf("no module declares the entrypoint package %q", entry),
+		}}}
+	}
+	query := ast.MustParseBody("data." + entryPackage + ".decision")
+	return c, query, nil
+}
+
+func hasPackage(c *ast.Compiler, pkg string) bool {
+	want := ast.MustParseRef("data." + pkg)
+	for _, m := range c.Modules {
+		if m.Package.Path.Equal(want) {
+			return true
+		}
+	}
+	return false
+}
+
+func inputSchemaSet() (*ast.SchemaSet, error) {
+	var schema any
+	if err := json.Unmarshal(InputSchema, &schema); err != nil {
+		return nil, fmt.Errorf("input schema: %w", err)
+	}
+	ss := ast.NewSchemaSet()
+	ss.Put(ast.SchemaRootRef, schema)
+	return ss, nil
+}
+
+// prepare compiles a snapshot and prepares its decision query.
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Time) (*compiled, error) {
+	c, query, err := compileModules(s, entry, false)
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))
+	pq, err := rego.New(
+		rego.ParsedQuery(query),
+		rego.Compiler(c),
+		rego.Store(store),
+		rego.StrictBuiltinErrors(false),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, "")}
+	}
+	return &compiled{snapshot: s, query: pq, loadedAt: now}, nil
+}
+
+// problemsOf flattens OPA's error types into located problems.
+func problemsOf(err error, file string) []Problem {
+	var astErrs ast.Errors
+	if errors.As(err, &astErrs) {
+		out := make([]Problem, 0, len(astErrs))
+		for _, e := range astErrs {
+			out = append(out, problemOf(e, file))
+		}
+		return out
+	}
+	var astErr *ast.Error
+	if errors.As(err, &astErr) {
+		return []Problem{problemOf(astErr, file)}
+	}
+	return []Problem{{File: file, Message: err.Error()}}
+}
+
+func problemOf(e *ast.Error, file string) Problem {
+	p := Problem{File: file, Code: e.Code, Message: e.Message}
+	if e.Location != nil {
+		if e.Location.File != "" {
+			p.File = e.Location.File
+		}
+		p.Row, p.Col = e.Location.Row, e.Location.Col
+	}
+	return p
+}

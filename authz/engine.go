@@ -1,0 +1,487 @@
+package authz
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultEntrypoint     = "authz"
+	DefaultEvalTimeout    = 500 * time.Millisecond
+	DefaultTokenCacheSize = 16384
+)
+
+// Options configures an Engine. Every zero value means the documented default.
+type Options struct {
+	// Entrypoint is the policy package that defines allow, reasons and
+	// headers. Default "authz".
+	Entrypoint string
+	// Tokens configures bearer-token verification: trusted issuers, leeway,
+	// maximum size. With no issuers, every presented token is rejected
+	// ("token: bad_issuer"); requests without a token are still evaluated as
+	// anonymous.
+	Tokens token.Options
+	// TokenCacheSize bounds the verified-token cache (entries). Default
+	// 16384; negative disables the cache.
+	TokenCacheSize int
+	// EvalTimeout bounds one policy evaluation. Default 500ms.
+	EvalTimeout time.Duration
+	// Now is the clock; nil means time.Now. Token checks use Tokens.Now,
+	// which defaults to this clock.
+	Now func() time.Time
+	// Logger receives load events; nil discards them. Decisions are not
+	// logged here (that is the decision log's job).
+	Logger *slog.Logger
+}
+
+// Engine decides requests against the current policy snapshot. Build it with
+// New; it is safe for concurrent use. Decide never blocks on Load: the
+// compiled snapshot sits behind an atomic pointer, each decision reads it
+// once, and Load compiles outside any lock shared with Decide.
+type Engine struct {
+	entry       string
+	verifier    *token.Verifier
+	cache       *tokenCache
+	evalTimeout time.Duration
+	now         func() time.Time
+	log         *slog.Logger
+
+	current atomic.Pointer[compiled]
+
+	mu     sync.Mutex // serialises Load and guards status
+	status Status
+}
+
+var _ bundles.Sink = (*Engine)(nil)
+
+// New builds an Engine. It has no policy until the first successful Load;
+// until then Decide denies with ErrNotReady.
+func New(opts Options) (*Engine, error) {
+	entry, err := normalizeEntrypoint(opts.Entrypoint)
+	if err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	if _, err := inputSchemaSet(); err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	e := &Engine{
+		entry:       entry,
+		evalTimeout: opts.EvalTimeout,
+		now:         opts.Now,
+		log:         opts.Logger,
+	}
+	if e.evalTimeout <= 0 {
+		e.evalTimeout = DefaultEvalTimeout
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case opts.TokenCacheSize == 0:
+		e.cache = newTokenCache(DefaultTokenCacheSize)
+	case opts.TokenCacheSize > 0:
+		e.cache = newTokenCache(opts.TokenCacheSize)
+	}
+	if len(opts.Tokens.Issuers) > 0 {
+		topts := opts.Tokens
+		if topts.Now == nil {
+			topts.Now = e.now
+		}
+		if e.verifier, err = token.NewVerifier(topts); err != nil {
+			return nil, fmt.Errorf("authz: tokens: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Load parses, compiles and type-checks s, prepares its decision query, and
+// only then makes it the current snapshot. On error (wrapping ErrCompile,
+// usually a *CompileError with file:row:col problems) the previous snapshot
+// keeps serving. Loads are serialised; decisions continue throughout.
+func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil snapshot", ErrCompile)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	start := e.now()
+	e.status.LastAttempt = start
+	cp, err := prepare(ctx, s, e.entry, start)
+	if err != nil {
+		if !errors.Is(err, ErrCompile) {
+			err = fmt.Errorf("%w: %w", ErrCompile, err)
+		}
+		e.status.LoadFailures++
+		e.status.LastError = err.Error()
+		e.status.LastErrorAt = start
+		e.status.LastErrorRevision = s.Revision
+		var ce *CompileError
+		if errors.As(err, &ce) {
+			e.status.LastErrorProblems = ce.Problems
+		} else {
+			e.status.LastErrorProblems = nil
+		}
+		e.log.LogAttrs(ctx, slog.LevelError, "policy load failed",
+			slog.String("revision", s.Revision), slog.String("origin", s.Origin),
+			slog.String("error", err.Error()))
+		return err
+	}
+	e.current.Store(cp)
+	e.status.Loads++
+	e.status.Ready = true
+	e.status.Revision = s.Revision
+	e.status.Origin = s.Origin
+	e.status.LoadedAt = start
+	e.status.LastError, e.status.LastErrorProblems = "", nil
+	e.status.LastErrorAt, e.status.LastErrorRevision = time.Time{}, ""
+	e.log.LogAttrs(ctx, slog.LevelInfo, "policy loaded",
+		slog.String("revision", s.Revision), slog.String("origin", s.Origin),
+		slog.Int("modules", len(s.Modules)), slog.Duration("took", e.now().Sub(start)))
+	return nil
+}
+
+// Status describes the engine's policy state.
+type Status struct {
+	// Ready is true once a snapshot has loaded.
+	Ready bool `json:"ready"`
+	// Revision and Origin name the snapshot now serving.
+	Revision string    `json:"revision,omitempty"`
+	Origin   string    `json:"origin,omitempty"`
+	LoadedAt time.Time `json:"loaded_at,omitzero"`
+	// LastAttempt is when Load last ran, successful or not.
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	// LastError is the most recent load failure, cleared by a later success.
+	LastError         string    `json:"last_error,omitempty"`
+	LastErrorProblems []Problem `json:"last_error_problems,omitempty"`
+	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
+	LastErrorRevision string    `json:"last_error_revision,omitempty"`
+	// Loads and LoadFailures count Load calls since New.
+	Loads        uint64 `json:"loads"`
+	LoadFailures uint64 `json:"load_failures"`
+}
+
+// Status returns a copy of the engine's policy state. Safe for concurrent use.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.status
+	st.LastErrorProblems = append([]Problem(nil), st.LastErrorProblems...)
+	return st
+}
+
+// Request is one question for the engine: may this caller, acting for this
+// subject, perform this action on this resource?
+type Request struct {
+	// Token is the subject's bearer token (compact JWT, without "Bearer ").
+	// Empty means anonymous: input.subject.authenticated is false and the
+	// policy decides.
+	Token string
+	// Caller is the calling service's credential; zero means none.
+	Caller Caller
+	// Action is required: a name, or a method and path.
+	Action Action
+	// Resource is free-form; nil means {}.
+	Resource map[string]any
+	// Attributes become input.context.attributes.
+	Attributes map[string]any
+	// RequestID becomes input.context.request_id; empty means the decision ID.
+	RequestID string
+	// RemoteAddr becomes input.context.remote_addr when set.
+	RemoteAddr string
+}
+
+// Decision is the engine's answer. Allow is true only when the policy's
+// allow rule was exactly true and nothing failed on the way.
+type Decision struct {
+	ID       string            `json:"decision_id"`
+	Allow    bool              `json:"allow"`
+	Reasons  []string          `json:"reasons"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Revision string            `json:"revision,omitempty"`
+
+	// SubjectID and CallerID identify who asked (for decision logs); empty
+	// when anonymous or unknown.
+	SubjectID string `json:"-"`
+	CallerID  string `json:"-"`
+	// Duration is how long Decide took.
+	Duration time.Duration `json:"-"`
+}
+
+// Decide answers req against the current policy snapshot. It is safe for
+// concurrent use.
+//
+// Every error is a deny: when Decide returns an error, the Decision still
+// carries an ID, Allow false and a reason saying why, and the error wraps
+// exactly one of ErrToken (present but invalid token; the policy is not
+// evaluated), ErrCaller (invalid caller credential; not evaluated),
+// ErrInvalidRequest, ErrNotReady or ErrPolicy (evaluation failed or timed
+// out, or the result broke the policy contract).
+func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
+	start := e.now()
+	d := Decision{ID: rand.Text()}
+	err := e.decide(ctx, &req, start, &d)
+	if err != nil {
+		d.Allow = false
+		d.Headers = nil
+		d.Reasons = []string{reasonFor(err)}
+	} else if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	d.Duration = e.now().Sub(start)
+	return d, err
+}
+
+func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Decision) error {
+	cp := e.current.Load()
+	if cp == nil {
+		return ErrNotReady
+	}
+	d.Revision = cp.snapshot.Revision
+
+	subject := anonymousSubject
+	if req.Token != "" {
+		vt, err := e.verify(ctx, req.Token, now)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrToken, err)
+		}
+		subject, d.SubjectID = vt.subject, vt.subjectID
+	}
+
+	caller, callerID, err := e.caller(ctx, &req.Caller, now)
+	if err != nil {
+		return err
+	}
+	d.CallerID = callerID
+
+	action, err := actionTerm(req.Action)
+	if err != nil {
+		return err
+	}
+	resource, err := freeFormTerm("resource", req.Resource)
+	if err != nil {
+		return err
+	}
+	requestID := req.RequestID
+	if requestID == "" {
+		requestID = d.ID
+	}
+	context_, err := contextTerm(now, requestID, req.RemoteAddr, req.Attributes)
+	if err != nil {
+		return err
+	}
+	input := inputValue(subject, caller, action, resource, context_)
+	return e.evaluate(ctx, cp, input, now, d)
+}
+
+// verify returns the verified token, from the cache when it was verified
+// before and has not expired.
+func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifiedToken, error) {
+	if e.verifier == nil {
+		return nil, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
+	}
+	key := tokenKey(sha256.Sum256([]byte(raw)))
+	if vt, ok := e.cache.get(&key, now); ok {
+		return vt, nil
+	}
+	v, err := e.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	vt, err := newVerifiedToken(v, now)
+	if err != nil {
+		return nil, err
+	}
+	e.cache.put(&key, vt, now)
+	return vt, nil
+}
+
+func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) {
+	claims, err := ast.InterfaceToValue(v.Claims)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: claims: %w", token.ErrInvalid, token.ErrMalformed, err)
+	}
+	claimsTerm := ast.NewTerm(claims)
+	subject := ast.NewObjectWithCapacity(4)
+	subject.Insert(keyAuthenticated, ast.InternedTerm(true))
+	if v.Subject != "" {
+		subject.Insert(keyID, ast.StringTerm(v.Subject))
+	}
+	subject.Insert(keyIssuer, ast.StringTerm(v.Issuer))
+	subject.Insert(keyClaims, claimsTerm)
+
+	vt := &verifiedToken{
+		subject:   ast.NewTerm(subject),
+		subjectID: v.Subject,
+		issuer:    v.Issuer,
+		keyID:     v.KeyID,
+		expires:   v.ExpiresAt,
+	}
+	if vt.expires.IsZero() {
+		vt.expires = now.Add(noExpTTL)
+	}
+	if id := serviceID(v.Claims); id != "" {
+		vt.callerID = id
+		vt.caller = ast.NewTerm(ast.NewObject(
+			ast.Item(keyAuthenticated, ast.InternedTerm(true)),
+			ast.Item(keyID, ast.StringTerm(id)),
+			ast.Item(keyMethod, ast.InternedTerm(CallerToken)),
+			ast.Item(keyClaims, claimsTerm),
+		))
+	}
+	return vt, nil
+}
+
+// caller builds input.caller from the request's caller credential.
+func (e *Engine) caller(ctx context.Context, c *Caller, now time.Time) (*ast.Term, string, error) {
+	switch {
+	case c.Certificate != nil && c.Token != "":
+		return nil, "", fmt.Errorf("%w: caller: both a certificate and a token were given", ErrCaller)
+	case c.Certificate != nil:
+		return certificateCaller(c.Certificate, c.Forwarded)
+	case c.Token != "":
+		vt, err := e.verify(ctx, c.Token, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: %w", ErrCaller, err)
+		}
+		if vt.caller == nil {
+			return nil, "", fmt.Errorf("%w: caller: service token names no service (no azp, client_id or sub)", ErrCaller)
+		}
+		return vt.caller, vt.callerID, nil
+	}
+	return anonymousCaller, "", nil
+}
+
+// evaluate runs the prepared query and reads the policy contract from it.
+func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, d *Decision) error {
+	ctx, cancel := context.WithTimeout(ctx, e.evalTimeout)
+	defer cancel()
+	rs, err := cp.query.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalTime(now),
+		rego.EvalSortSets(true),
+	)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: evaluation timed out or was cancelled: %w", ErrPolicy, ctx.Err())
+		}
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	var result map[string]any
+	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
+		result, _ = rs[0].Expressions[0].Value.(map[string]any)
+	}
+	reasons, err := stringList(result["reasons"])
+	if err != nil {
+		return fmt.Errorf("%w: data.%s.reasons: %w", ErrPolicy, e.entry, err)
+	}
+	allow := result["allow"] == true
+	if allow {
+		headers, err := headerMap(result["headers"])
+		if err != nil {
+			return fmt.Errorf("%w: data.%s.headers: %w", ErrPolicy, e.entry, err)
+		}
+		d.Headers = headers
+	}
+	if !allow && len(reasons) == 0 {
+		if _, defined := result["allow"]; defined {
+			reasons = []string{"policy: allow is not true"}
+		} else {
+			reasons = []string{"policy: allow is undefined"}
+		}
+	}
+	d.Allow, d.Reasons = allow, reasons
+	return nil
+}
+
+func stringList(v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("must be a set or array of strings, got %T", v)
+	}
+	out := make([]string, len(list))
+	for i, x := range list {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("must contain only strings, got %T", x)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// headerMap reads the policy's headers, refusing names and values that are
+// not valid HTTP (a value with CR or LF could inject headers downstream).
+func headerMap(v any) (map[string]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("must be an object of strings, got %T", v)
+	}
+	out := make(map[string]string, len(m))
+	for k, x := range m {
+		s, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("%q must be a string, got %T", k, x)
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, fmt.Errorf("%q is not a valid header name", k)
+		}
+		if !httpguts.ValidHeaderFieldValue(s) {
+			return nil, fmt.Errorf("%q has a value that is not a valid header value", k)
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+// reasonFor turns a Decide error into the deny reason callers see.
+func reasonFor(err error) string {
+	switch {
+	case errors.Is(err, ErrToken):
+		return "token: " + token.Reason(err)
+	case errors.Is(err, ErrCaller):
+		if errors.Is(err, token.ErrInvalid) {
+			return "caller: " + token.Reason(err)
+		}
+		return trimCategory(err, ErrCaller)
+	case errors.Is(err, ErrNotReady):
+		return "not_ready: no policy loaded"
+	case errors.Is(err, ErrInvalidRequest):
+		return "invalid_request: " + trimCategory(err, ErrInvalidRequest)
+	default:
+		return "policy_error: " + trimCategory(err, ErrPolicy)
+	}
+}
+
+// trimCategory drops the "category: " prefix that wrapping added.
+func trimCategory(err error, category error) string {
+	msg := err.Error()
+	prefix := category.Error() + ": "
+	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
+		return msg[len(prefix):]
+	}
+	return msg
+}

@@ -1,0 +1,24 @@
+package authz
+
+import "errors"
+
+// Error categories. Every error returned by Decide wraps exactly one of them
+// (and, for token failures, the token package's cause sentinel as well).
+var (
+	// ErrToken: the bearer token was present but invalid. The decision's
+	// reason starts with "token:".
+	ErrToken = errors.New("token rejected")
+	// ErrCaller: the caller's credential was present but invalid. The
+	// decision's reason starts with "caller:".
+	ErrCaller = errors.New("caller rejected")
+	// ErrInvalidRequest: the request itself is malformed (no action, bad path).
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrNotReady: no policy snapshot has been loaded yet.
+	ErrNotReady = errors.New("no policy loaded")
+	// ErrPolicy: evaluation failed, timed out, or the policy produced a
+	// result outside the policy contract.
+	ErrPolicy = errors.New("policy evaluation failed")
+	// ErrCompile is wrapped by Load errors: the snapshot did not parse,
+	// compile or type-check, and the previous snapshot keeps serving.
+	ErrCompile = errors.New("policy compile failed")
+)

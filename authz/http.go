@@ -1,0 +1,182 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+// BearerToken extracts the token from an Authorization header. No header
+// means no token (anonymous) and no error. A header that is present but is
+// not exactly one well-formed "Bearer <token>" is an error wrapping
+// token.ErrInvalid and token.ErrMalformed: a credential the client tried to
+// send is never silently dropped.
+func BearerToken(h http.Header) (string, error) {
+	values := h.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", malformed("more than one Authorization header")
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", malformed("authorization scheme is not Bearer")
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return "", malformed("bearer token is empty or contains whitespace")
+	}
+	return tok, nil
+}
+
+func malformed(detail string) error {
+	return fmt.Errorf("%w: %w: %s", token.ErrInvalid, token.ErrMalformed, detail)
+}
+
+// maxRequestIDLen bounds a client-supplied X-Request-Id.
+const maxRequestIDLen = 128
+
+// RequestFromHTTP builds a Request from an incoming HTTP request: the bearer
+// token, the verified mTLS peer certificate as caller, the method and path as
+// the action (without a name), the remote address, and X-Request-Id when it
+// is short and printable. An Authorization header that is not a well-formed
+// bearer token is an error wrapping ErrToken.
+func RequestFromHTTP(r *http.Request) (Request, error) {
+	req := Request{
+		Caller:     CallerFromTLS(r.TLS),
+		Action:     Action{Method: r.Method, Path: r.URL.EscapedPath()},
+		RemoteAddr: r.RemoteAddr,
+	}
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxRequestIDLen && printable(id) {
+		req.RequestID = id
+	}
+	tok, err := BearerToken(r.Header)
+	if err != nil {
+		return req, fmt.Errorf("%w: %w", ErrToken, err)
+	}
+	req.Token = tok
+	return req, nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// HTTPStatus maps a decision (or the error that came with it) to the status a
+// forward-auth style answer uses: 200 allow; 401 when the token was invalid,
+// or when there was none and the request was denied; 403 for any other deny
+// (including an invalid caller credential); 400 malformed request; 503 no
+// policy loaded; 500 evaluation error. anonymous reports that the request
+// carried no bearer token.
+func HTTPStatus(d Decision, err error, anonymous bool) int {
+	switch {
+	case errors.Is(err, ErrToken):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrCaller):
+		return http.StatusForbidden
+	case errors.Is(err, ErrInvalidRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNotReady):
+		return http.StatusServiceUnavailable
+	case err != nil:
+		return http.StatusInternalServerError
+	case d.Allow:
+		return http.StatusOK
+	case anonymous:
+		return http.StatusUnauthorized
+	default:
+		return http.StatusForbidden
+	}
+}
+
+// MiddlewareOptions configures Engine.Middleware. The zero value decides on
+// the request's method and path with no action name and no resource.
+type MiddlewareOptions struct {
+	// Action maps a request to its action; nil means method and path only.
+	// The method and path are filled in when the returned Action lacks them.
+	Action func(r *http.Request) Action
+	// Resource returns the resource the request touches; nil means none.
+	Resource func(r *http.Request) map[string]any
+	// Deny writes the answer for a denied request; nil writes the decision
+	// as JSON with the status HTTPStatus gives, and WWW-Authenticate:
+	// Bearer on 401.
+	Deny func(w http.ResponseWriter, r *http.Request, d Decision, err error)
+}
+
+type decisionKey struct{}
+
+// DecisionFromContext returns the allow decision that Middleware attached to
+// the request's context.
+func DecisionFromContext(ctx context.Context) (Decision, bool) {
+	d, ok := ctx.Value(decisionKey{}).(Decision)
+	return d, ok
+}
+
+// Middleware returns net/http middleware that decides every request before
+// it reaches next. Allowed requests go on with the Decision in their context
+// (DecisionFromContext); everything else — deny or any error — is answered
+// by opts.Deny and never reaches next.
+func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Handler {
+	deny := opts.Deny
+	if deny == nil {
+		deny = writeDeny
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			req, err := RequestFromHTTP(r)
+			if err != nil {
+				d := Decision{Reasons: []string{reasonFor(err)}}
+				deny(w, r, d, err)
+				return
+			}
+			if opts.Action != nil {
+				a := opts.Action(r)
+				if a.Method == "" {
+					a.Method = req.Action.Method
+				}
+				if a.Path == "" {
+					a.Path = req.Action.Path
+				}
+				req.Action = a
+			}
+			if opts.Resource != nil {
+				req.Resource = opts.Resource(r)
+			}
+			d, err := e.Decide(r.Context(), req)
+			if err != nil || !d.Allow {
+				deny(w, r, d, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, d)))
+		})
+	}
+}
+
+// writeDeny is the default deny answer: the decision as JSON.
+func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {
+	anonymous := r.Header.Get("Authorization") == ""
+	status := HTTPStatus(d, err, anonymous)
+	if status == http.StatusUnauthorized {
+		if errors.Is(err, ErrToken) {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(d)
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+type decideFlags struct {
+	policyFlags
+	configFile  string
+	devKey      string
+	token       string
+	action      string
+	method      string
+	path        string
+	resource    string
+	attributes  string
+	callerCert  string
+	callerToken string
+}
+
+func newDecideCommand() *cobra.Command {
+	var f decideFlags
+	cmd := &cobra.Command{
+		Use:   "decide --action NAME [--token JWT] [flags]",
+		Short: "Answer one decision and print it as JSON",
+		Long: `Decide builds the input document from the flags, evaluates the policies and
+prints the decision as JSON.
+
+Exit status: 0 allowed, 1 denied (including an invalid token), 2 error.
+
+Without --config, tokens are trusted only from the development issuer whose key
+"verdict token" keeps (see --dev-key).`,
+		Example: `  verdict decide --token "$(verdict token --sub alice --roles viewer)" --action orders:read
+  verdict decide --method GET --path /catalog/items
+  verdict decide --policies ./policies --action inventory:reserve --caller-token "$SERVICE_TOKEN"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDecide(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configFile, "config", "", "configuration file (issuers, policy source, entrypoint)")
+	fl.StringVar(&f.dir, "policies", "", "policy directory (default: the configuration's, else the embedded default policies)")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
+	fl.StringVar(&f.devKey, "dev-key", "", "development key file trusted without --config (default: the one 'verdict token' uses)")
+	fl.StringVar(&f.token, "token", "", "the subject's bearer token (compact JWT); empty means anonymous")
+	fl.StringVar(&f.action, "action", "", "action name, e.g. orders:read")
+	fl.StringVar(&f.method, "method", "", "HTTP method of the request, e.g. GET")
+	fl.StringVar(&f.path, "path", "", "HTTP path of the request, e.g. /orders/42")
+	fl.StringVar(&f.resource, "resource", "", "resource as a JSON object")
+	fl.StringVar(&f.attributes, "attributes", "", "context attributes as a JSON object")
+	fl.StringVar(&f.callerCert, "caller-cert", "", "PEM file of the calling service's certificate (taken as a verified mTLS peer)")
+	fl.StringVar(&f.callerToken, "caller-token", "", "the calling service's token")
+	return cmd
+}
+
+func runDecide(cmd *cobra.Command, f *decideFlags) error {
+	var cfg *config.Config
+	opts := authz.Options{}
+	if f.configFile != "" {
+		var err error
+		if cfg, err = config.Load(f.configFile); err != nil {
+			return &exitCode{code: exitError, err: err}
+		}
+		if opts.Tokens, err = cfg.TokenOptions(); err != nil {
+			return &exitCode{code: exitError, err: err}
+		}
+	} else if is, ok, err := devIssuer(f.devKey); err != nil {
+		return &exitCode{code: exitError, err: err}
+	} else if ok {
+		opts.Tokens.Issuers = []token.Issuer{is}
+	}
+	opts.Entrypoint = f.entry(cfg)
+
+	req, err := f.request()
+	if err != nil {
+		return &exitCode{code: exitError, err: err}
+	}
+	engine, err := authz.New(opts)
+	if err != nil {
+		return &exitCode{code: exitError, err: err}
+	}
+	snap, err := f.snapshot(cfg)
+	if err != nil {
+		return &exitCode{code: exitError, err: err}
+	}
+	if err := engine.Load(cmd.Context(), snap); err != nil {
+		return &exitCode{code: exitError, err: err}
+	}
+	d, err := engine.Decide(cmd.Context(), req)
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	if encErr := enc.Encode(d); encErr != nil {
+		return &exitCode{code: exitError, err: encErr}
+	}
+	switch {
+	case errors.Is(err, authz.ErrToken), errors.Is(err, authz.ErrCaller):
+		return &exitCode{code: exitDeny}
+	case err != nil:
+		return &exitCode{code: exitError, err: err}
+	case !d.Allow:
+		return &exitCode{code: exitDeny}
+	}
+	return nil
+}
+
+// devIssuer trusts the development key when it exists.
+func devIssuer(path string) (token.Issuer, bool, error) {
+	if path == "" {
+		var err error
+		if path, err = devtoken.DefaultKeyPath(); err != nil {
+			return token.Issuer{}, false, nil
+		}
+	}
+	m, err := devtoken.Load(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return token.Issuer{}, false, nil
+	}
+	if err != nil {
+		return token.Issuer{}, false, err
+	}
+	return m.TokenIssuer(), true, nil
+}
+
+func (f *decideFlags) request() (authz.Request, error) {
+	req := authz.Request{
+		Token:  strings.TrimSpace(f.token),
+		Action: authz.Action{Name: f.action, Method: f.method, Path: f.path},
+		Caller: authz.Caller{Token: strings.TrimSpace(f.callerToken)},
+	}
+	if req.Action == (authz.Action{}) {
+		return req, errors.New("give --action, or --method and --path")
+	}
+	var err error
+	if req.Resource, err = jsonObject("--resource", f.resource); err != nil {
+		return req, err
+	}
+	if req.Attributes, err = jsonObject("--attributes", f.attributes); err != nil {
+		return req, err
+	}
+	if f.callerCert != "" {
+		data, err := os.ReadFile(f.callerCert)
+		if err != nil {
+			return req, err
+		}
+		block, _ := pem.Decode(data)
+		if block == nil || block.Type != "CERTIFICATE" {
+			return req, fmt.Errorf("--caller-cert %s: no PEM CERTIFICATE block", f.callerCert)
+		}
+		if req.Caller.Certificate, err = x509.ParseCertificate(block.Bytes); err != nil {
+			return req, fmt.Errorf("--caller-cert %s: %w", f.callerCert, err)
+		}
+	}
+	return req, nil
+}
+
+func jsonObject(flag, s string) (map[string]any, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var m map[string]any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON object: %w", flag, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,81 @@
+// Command verdict is Verdict's command line: it answers single decisions for
+// policy authors (decide), runs Rego tests (test), compiles and type-checks
+// a policy set (check), and mints development tokens (token).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	exitAllow = 0 // success; for decide: allowed
+	exitDeny  = 1 // decide: denied; test/check: failures found
+	exitError = 2 // usage, configuration or evaluation error
+)
+
+// exitError carries a process exit code through cobra.
+type exitCode struct {
+	code int
+	err  error // printed when non-nil
+}
+
+func (e *exitCode) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitAllow
+	}
+	var ec *exitCode
+	if errors.As(err, &ec) {
+		if ec.err != nil {
+			fmt.Fprintln(stderr, "verdict:", ec.err)
+		}
+		return ec.code
+	}
+	fmt.Fprintln(stderr, "verdict:", err)
+	return exitError
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "verdict",
+		Short:         "Verdict: a policy decision point for microservices",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newDecideCommand(),
+		newTestCommand(),
+		newCheckCommand(),
+		newTokenCommand(),
+	)
+	return root
+}

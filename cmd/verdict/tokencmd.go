@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/verdict-pdp/verdict/authz/devtoken"
+)
+
+func newTokenCommand() *cobra.Command {
+	var (
+		keyPath string
+		sub     string
+		roles   []string
+		azp     string
+		claims  []string
+		ttl     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Mint a development token (not for production)",
+		Long: `Token prints a JWT signed by a local development key, for trying policies
+with "verdict decide" and the demo server. The key is created on first use
+(default: verdict/dev-key.pem in your user configuration directory) and is
+trusted only by commands run without a configuration file.
+
+This is NOT for production: anyone who can read the key can mint any identity.`,
+		Example: `  verdict token --sub alice --roles viewer
+  verdict token --sub bob --roles editor,admin --ttl 10m
+  verdict token --sub payments --azp payments          # a service token
+  verdict token --claim tenant=acme --claim 'groups=["a","b"]'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyPath == "" {
+				var err error
+				if keyPath, err = devtoken.DefaultKeyPath(); err != nil {
+					return &exitCode{code: exitError, err: err}
+				}
+			}
+			m, created, err := devtoken.LoadOrCreate(keyPath)
+			if err != nil {
+				return &exitCode{code: exitError, err: err}
+			}
+			extra := map[string]any{}
+			if len(roles) > 0 {
+				extra["roles"] = roles
+			}
+			if azp != "" {
+				extra["azp"] = azp
+			}
+			for _, c := range claims {
+				k, v, ok := strings.Cut(c, "=")
+				if !ok || k == "" {
+					return &exitCode{code: exitError, err: fmt.Errorf("--claim %q: want name=value", c)}
+				}
+				var parsed any
+				if json.Unmarshal([]byte(v), &parsed) == nil {
+					extra[k] = parsed
+				} else {
+					extra[k] = v
+				}
+			}
+			tok, err := m.Mint(sub, extra, ttl, time.Now())
+			if err != nil {
+				return &exitCode{code: exitError, err: err}
+			}
+			stderr := cmd.ErrOrStderr()
+			if created {
+				fmt.Fprintf(stderr, "verdict: created development key %s\n", keyPath)
+			}
+			fmt.Fprintf(stderr, "verdict: development token for sub %q (issuer %s, audience %s, expires in %s) - NOT FOR PRODUCTION\n",
+				sub, devtoken.Issuer, devtoken.Audience, ttl)
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&keyPath, "dev-key", "", "development key file (created when missing)")
+	fl.StringVar(&sub, "sub", "alice", "subject (sub claim)")
+	fl.StringSliceVar(&roles, "roles", nil, "roles claim, comma separated")
+	fl.StringVar(&azp, "azp", "", "authorized party (azp claim): makes a service token")
+	fl.StringArrayVar(&claims, "claim", nil, "extra claim name=value (value parsed as JSON when it is JSON)")
+	fl.DurationVar(&ttl, "ttl", time.Hour, "lifetime")
+	return cmd
+}

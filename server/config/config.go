@@ -1,0 +1,265 @@
+// Package config reads Verdict's YAML configuration file. Unknown keys are
+// errors; every error names the file, the line and the key. Relative paths
+// in the file are relative to the file's directory.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalid is wrapped by every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole configuration file. The zero value is the zero-config
+// demo's configuration: default address, no TLS, embedded policies, no
+// issuers.
+type Config struct {
+	Addr        string  `yaml:"addr"`
+	TLS         *TLS    `yaml:"tls"`
+	Policy      Policy  `yaml:"policy"`
+	Tokens      Tokens  `yaml:"tokens"`
+	Callers     Callers `yaml:"callers"`
+	DecisionLog string  `yaml:"decision_log"`
+
+	// File is the path the configuration was read from ("" when built in
+	// code); relative paths resolve against its directory.
+	File string `yaml:"-"`
+}
+
+// TLS configures the listener. Omitted means plain HTTP.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is "request" or "require"; empty means no client
+	// certificates are asked for.
+	ClientAuth string `yaml:"client_auth"`
+}
+
+// Policy says where policies come from: exactly one of Dir, BundleFile,
+// BundleURL, or none for the embedded default policies.
+type Policy struct {
+	Dir                 string        `yaml:"dir"`
+	BundleFile          string        `yaml:"bundle_file"`
+	BundleURL           string        `yaml:"bundle_url"`
+	PollInterval        time.Duration `yaml:"poll_interval"`
+	VerificationKeyFile string        `yaml:"verification_key_file"`
+	Entrypoint          string        `yaml:"entrypoint"`
+}
+
+// Tokens configures bearer-token verification.
+type Tokens struct {
+	Leeway   time.Duration `yaml:"leeway"`
+	MaxBytes int           `yaml:"max_bytes"`
+	Issuers  []Issuer      `yaml:"issuers"`
+}
+
+// Issuer is one trusted issuer and where its keys come from: exactly one of
+// the key fields.
+type Issuer struct {
+	Issuer         string   `yaml:"issuer"`
+	Audiences      []string `yaml:"audiences"`
+	Algorithms     []string `yaml:"algorithms"`
+	ExpOptional    bool     `yaml:"exp_optional"`
+	JWKSFile       string   `yaml:"jwks_file"`
+	JWKSURL        string   `yaml:"jwks_url"`
+	Discovery      bool     `yaml:"discovery"`
+	PublicKeyFile  string   `yaml:"public_key_file"`
+	HMACSecretFile string   `yaml:"hmac_secret_file"`
+	HMACSecretEnv  string   `yaml:"hmac_secret_env"`
+}
+
+// Callers configures how calling services are identified.
+type Callers struct {
+	TrustedProxies  []string `yaml:"trusted_proxies"`
+	TrustBundleFile string   `yaml:"trust_bundle_file"`
+}
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes and validates a configuration file's contents; file names it
+// in errors and anchors relative paths.
+func Parse(data []byte, file string) (*Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlError(file, err))
+	}
+	c := &Config{File: file}
+	if root.Kind == 0 { // empty file
+		return c, nil
+	}
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(c); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlError(file, err))
+	}
+	if err := c.validate(&root); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+var notFound = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
+
+// yamlError rewrites yaml.v3's messages as "file:line: message" lines.
+func yamlError(file string, err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		lines := make([]string, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			lines = append(lines, rewriteYAMLMessage(file, e))
+		}
+		return strings.Join(lines, "\n")
+	}
+	return rewriteYAMLMessage(file, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func rewriteYAMLMessage(file, msg string) string {
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return file + ": " + msg
+	}
+	text := m[2]
+	if nf := notFound.FindStringSubmatch(text); nf != nil {
+		text = fmt.Sprintf("unknown key %q", nf[1])
+	}
+	return fmt.Sprintf("%s:%s: %s", file, m[1], text)
+}
+
+// validate checks the decoded values, naming the key and its line.
+func (c *Config) validate(root *yaml.Node) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s:%d: %s: %s", ErrInvalid, c.File, lineOf(root, key), key, fmt.Sprintf(format, args...)))
+	}
+	if c.TLS != nil {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			bad("tls", "cert_file and key_file are both required")
+		}
+		switch c.TLS.ClientAuth {
+		case "", "request", "require":
+		default:
+			bad("tls.client_auth", "must be request or require, not %q", c.TLS.ClientAuth)
+		}
+		if c.TLS.ClientAuth != "" && c.TLS.ClientCAFile == "" {
+			bad("tls.client_ca_file", "required when client_auth is set")
+		}
+	}
+	sources := 0
+	for _, s := range []string{c.Policy.Dir, c.Policy.BundleFile, c.Policy.BundleURL} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources > 1 {
+		bad("policy", "set at most one of dir, bundle_file and bundle_url")
+	}
+	if c.Policy.PollInterval < 0 {
+		bad("policy.poll_interval", "must not be negative")
+	}
+	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
+		bad("tokens.leeway", "must be between 0 and 5m")
+	}
+	if c.Tokens.MaxBytes < 0 {
+		bad("tokens.max_bytes", "must not be negative")
+	}
+	for i, is := range c.Tokens.Issuers {
+		key := "tokens.issuers[" + strconv.Itoa(i) + "]"
+		if is.Issuer == "" {
+			bad(key+".issuer", "required")
+		}
+		if len(is.Audiences) == 0 {
+			bad(key+".audiences", "at least one audience is required")
+		}
+		if len(is.Algorithms) == 0 {
+			bad(key+".algorithms", "at least one algorithm is required")
+		}
+		n := 0
+		for _, set := range []bool{is.JWKSFile != "", is.JWKSURL != "", is.Discovery,
+			is.PublicKeyFile != "", is.HMACSecretFile != "", is.HMACSecretEnv != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			bad(key, "set exactly one of jwks_file, jwks_url, discovery, public_key_file, hmac_secret_file, hmac_secret_env")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Path resolves a path from the file against the file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.File == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.File), p)
+}
+
+// lineOf finds the line of a dotted key path such as "tokens.issuers[0].aud"
+// in the document, or the deepest line found on the way.
+func lineOf(root *yaml.Node, key string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, part := range strings.Split(key, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			idx, _ = strconv.Atoi(strings.TrimSuffix(part[i+1:], "]"))
+		}
+		next := mappingValue(n, name)
+		if next == nil {
+			return line
+		}
+		line = next.line
+		n = next.value
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+type keyValue struct {
+	line  int
+	value *yaml.Node
+}
+
+func mappingValue(n *yaml.Node, name string) *keyValue {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == name {
+			return &keyValue{line: n.Content[i].Line, value: n.Content[i+1]}
+		}
+	}
+	return nil
+}
