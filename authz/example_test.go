@@ -1,0 +1,123 @@
+package authz_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/policies"
+)
+
+// Embedding the engine: trust an issuer, load the default policies, decide.
+func Example() {
+	ctx := context.Background()
+	// A development issuer stands in for your identity provider here; in
+	// production, configure token.Issuer with your issuer's keys.
+	idp, _ := devtoken.Generate()
+	engine, err := authz.New(authz.Options{
+		Tokens: token.Options{Issuers: []token.Issuer{idp.TokenIssuer()}, Leeway: 30 * time.Second},
+	})
+	if err != nil {
+		panic(err)
+	}
+	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
+	if err != nil {
+		panic(err)
+	}
+	if err := engine.Load(ctx, snap); err != nil {
+		panic(err)
+	}
+
+	viewer, _ := idp.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	for _, action := range []string{"orders:read", "orders:delete"} {
+		d, err := engine.Decide(ctx, authz.Request{Token: viewer, Action: authz.Action{Name: action}})
+		fmt.Println(action, d.Allow, d.Reasons, err)
+	}
+	// Output:
+	// orders:read true [role viewer grants orders:read] <nil>
+	// orders:delete false [no role grants orders:delete] <nil>
+}
+
+// Every error is a deny that says why.
+func ExampleEngine_Decide_invalidToken() {
+	idp, _ := devtoken.Generate()
+	engine, _ := authz.New(authz.Options{Tokens: token.Options{Issuers: []token.Issuer{idp.TokenIssuer()}}})
+	_ = engine.Load(context.Background(), mustDefaultPolicies())
+
+	expired, _ := idp.Mint("alice", nil, time.Minute, time.Now().Add(-time.Hour))
+	d, err := engine.Decide(context.Background(), authz.Request{Token: expired, Action: authz.Action{Name: "orders:read"}})
+	fmt.Println(d.Allow, d.Reasons)
+	fmt.Println(errors.Is(err, authz.ErrToken), errors.Is(err, token.ErrExpired))
+	// Output:
+	// false [token: expired]
+	// true true
+}
+
+// The middleware decides every request before the handler runs; the
+// handler finds the decision in the request's context.
+func ExampleEngine_Middleware() {
+	idp, _ := devtoken.Generate()
+	engine, _ := authz.New(authz.Options{Tokens: token.Options{Issuers: []token.Issuer{idp.TokenIssuer()}}})
+	_ = engine.Load(context.Background(), mustDefaultPolicies())
+
+	orders := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, _ := authz.DecisionFromContext(r.Context())
+		fmt.Fprintf(w, "orders for %s", d.SubjectID)
+	})
+	// Without an Action function the default policy derives the action from
+	// method and path: GET /orders/42 is orders:read.
+	srv := httptest.NewServer(engine.Middleware(authz.MiddlewareOptions{})(orders))
+	defer srv.Close()
+
+	viewer, _ := idp.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	for _, auth := range []string{"Bearer " + viewer, ""} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/orders/42", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(strings.TrimSpace(resp.Status[:3] + " " + resp.Header.Get("WWW-Authenticate")))
+		if resp.StatusCode == http.StatusOK {
+			fmt.Println(string(body))
+		}
+	}
+	// Output:
+	// 200
+	// orders for alice
+	// 401 Bearer
+}
+
+// Compile type-checks policies against the input document's schema, so a
+// typo is a load error with its location rather than a silent deny.
+func ExampleCompile() {
+	snap := &bundles.Snapshot{Modules: []bundles.Module{{
+		Path: "authz/rbac.rego",
+		Raw:  []byte("package authz\n\nallow if input.subjet.authenticated\n"),
+	}}}
+	_, err := authz.Compile(snap, authz.CompileOptions{})
+	fmt.Println(err)
+	// Output:
+	// authz/rbac.rego:3:10: rego_type_error: undefined ref: input.subjet.authenticated
+}
+
+func mustDefaultPolicies() *bundles.Snapshot {
+	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
+	if err != nil {
+		panic(err)
+	}
+	return snap
+}

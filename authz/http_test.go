@@ -1,0 +1,180 @@
+package authz_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		name    string
+		values  []string
+		want    string
+		wantErr bool
+	}{
+		{name: "absent"},
+		{name: "bearer", values: []string{"Bearer abc.def.ghi"}, want: "abc.def.ghi"},
+		{name: "scheme case-insensitive", values: []string{"bEaReR abc"}, want: "abc"},
+		{name: "extra spaces", values: []string{"  Bearer   abc  "}, want: "abc"},
+		{name: "basic", values: []string{"Basic dXNlcjpwYXNz"}, wantErr: true},
+		{name: "scheme only", values: []string{"Bearer"}, wantErr: true},
+		{name: "empty token", values: []string{"Bearer "}, wantErr: true},
+		{name: "empty header", values: []string{""}, wantErr: true},
+		{name: "token with space", values: []string{"Bearer a b"}, wantErr: true},
+		{name: "two headers", values: []string{"Bearer a", "Bearer b"}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, v := range tc.values {
+				h.Add("Authorization", v)
+			}
+			got, err := authz.BearerToken(h)
+			if tc.wantErr {
+				if !errors.Is(err, token.ErrMalformed) || !errors.Is(err, token.ErrInvalid) {
+					t.Fatalf("err = %v, want token.ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("BearerToken = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  x.y.z", "Basic Zm9v", "Bearer", "", "Bearer a\tb", "Bearer \x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		h := http.Header{"Authorization": {header}}
+		tok, err := authz.BearerToken(h)
+		if err != nil {
+			if tok != "" || !errors.Is(err, token.ErrMalformed) {
+				t.Fatalf("error %v with token %q", err, tok)
+			}
+			return
+		}
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n") || !strings.Contains(header, tok) {
+			t.Fatalf("BearerToken(%q) = %q", header, tok)
+		}
+	})
+}
+
+const middlewarePolicy = `package authz
+
+default allow := false
+
+allow if input.action.path == "/public"
+
+allow if {
+	input.subject.authenticated
+	input.action.name == "orders:read"
+}
+
+headers := {"x-user": input.subject.id}
+`
+
+func TestMiddleware(t *testing.T) {
+	is := authztest.NewIssuer(t, "EdDSA")
+	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}},
+		authztest.Policy(t, "mw", middlewarePolicy))
+	handler := e.Middleware(authz.MiddlewareOptions{
+		Action: func(r *http.Request) authz.Action {
+			if strings.HasPrefix(r.URL.Path, "/orders") && r.Method == http.MethodGet {
+				return authz.Action{Name: "orders:read"}
+			}
+			return authz.Action{}
+		},
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, ok := authz.DecisionFromContext(r.Context())
+		if !ok || !d.Allow {
+			t.Error("handler reached without an allow decision in context")
+		}
+		io.WriteString(w, "hello "+d.Headers["x-user"])
+	}))
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+
+	valid := is.Mint(t, map[string]any{"sub": "alice"})
+	tests := []struct {
+		name, method, path, auth string
+		wantStatus               int
+		wantBody                 string
+		wantAuthenticate         string
+		wantReason               string
+	}{
+		{name: "allowed", method: "GET", path: "/orders/1", auth: "Bearer " + valid, wantStatus: 200, wantBody: "hello alice"},
+		{name: "public", method: "GET", path: "/public", wantStatus: 200, wantBody: "hello "},
+		{name: "anonymous denied", method: "GET", path: "/orders/1", wantStatus: 401, wantAuthenticate: "Bearer", wantReason: "policy: allow is not true"},
+		{name: "denied", method: "DELETE", path: "/orders/1", auth: "Bearer " + valid, wantStatus: 403, wantReason: "policy: allow is not true"},
+		{name: "invalid token", method: "GET", path: "/public", auth: "Bearer " + tamper(valid), wantStatus: 401,
+			wantAuthenticate: `Bearer error="invalid_token"`, wantReason: "token: bad_signature"},
+		{name: "not bearer", method: "GET", path: "/public", auth: "Basic Zm9vOmJhcg==", wantStatus: 401,
+			wantAuthenticate: `Bearer error="invalid_token"`, wantReason: "token: malformed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), tc.method, srv.URL+tc.path, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d (body %s)", resp.StatusCode, tc.wantStatus, body)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); got != tc.wantAuthenticate {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, tc.wantAuthenticate)
+			}
+			if tc.wantStatus == 200 {
+				if string(body) != tc.wantBody {
+					t.Errorf("body = %q, want %q", body, tc.wantBody)
+				}
+				return
+			}
+			var d authz.Decision
+			if err := json.Unmarshal(body, &d); err != nil || d.Allow || len(d.Reasons) == 0 || d.Reasons[0] != tc.wantReason {
+				t.Errorf("deny body = %s (%v), want reason %q", body, err, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestHTTPStatus(t *testing.T) {
+	tests := []struct {
+		name      string
+		d         authz.Decision
+		err       error
+		anonymous bool
+		want      int
+	}{
+		{"allow", authz.Decision{Allow: true}, nil, false, 200},
+		{"deny with token", authz.Decision{}, nil, false, 403},
+		{"deny anonymous", authz.Decision{}, nil, true, 401},
+		{"token error", authz.Decision{}, authz.ErrToken, false, 401},
+		{"caller error", authz.Decision{}, authz.ErrCaller, true, 403},
+		{"invalid request", authz.Decision{}, authz.ErrInvalidRequest, false, 400},
+		{"not ready", authz.Decision{}, authz.ErrNotReady, false, 503},
+		{"policy error", authz.Decision{Allow: true}, authz.ErrPolicy, false, 500},
+	}
+	for _, tc := range tests {
+		if got := authz.HTTPStatus(tc.d, tc.err, tc.anonymous); got != tc.want {
+			t.Errorf("%s: HTTPStatus = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
