@@ -101,7 +101,10 @@ const defaultMaxFileBytes = 16 << 20
 
 // ReadDir reads the policy directory at dir into a Snapshot. Hidden files
 // and directories (names starting with "." other than .manifest) and editor
-// backup and swap files are ignored.
+// backup and swap files are ignored. Symbolic links to files and directories
+// are followed (a Kubernetes ConfigMap volume is a farm of symlinks into a
+// hidden "..data" directory); a link that points back to one of its own
+// ancestors is skipped, and a dangling link is ignored.
 func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if opts.Origin == "" {
 		opts.Origin = "dir:" + dir
@@ -113,7 +116,7 @@ func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrRead, dir)
 	}
-	return ReadFS(os.DirFS(dir), opts)
+	return ReadFS(followFS{root: dir, fsys: os.DirFS(dir)}, opts)
 }
 
 // ReadFS reads fsys, laid out like an OPA bundle, into a Snapshot with OPA's

@@ -1,0 +1,145 @@
+package bundles_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
+)
+
+func TestReadTarballVerification(t *testing.T) {
+	key, other := bundletest.NewKey(t), bundletest.NewKey(t)
+	mods := map[string]string{"authz/authz.rego": bundletest.Policy("authz", 1)}
+	signed := bundletest.Tarball(t, mods, map[string]any{"roles": map[string]any{"a": 1}}, "rev-1", &key)
+	unsigned := bundletest.Tarball(t, mods, nil, "rev-1", nil)
+	wrong := bundletest.Tarball(t, mods, nil, "rev-1", &other)
+	// Tampered: same signature, different module content.
+	tampered := bundletest.Tarball(t, map[string]string{"authz/authz.rego": bundletest.Policy("authz", 2)}, nil, "rev-1", nil)
+	tampered = spliceSignature(t, signed, tampered)
+
+	verify := bundles.VerifyOptions{Key: key.Public}
+	tests := []struct {
+		name    string
+		raw     []byte
+		verify  bundles.VerifyOptions
+		wantErr error
+	}{
+		{name: "signed, verified", raw: signed, verify: verify},
+		{name: "signed, no key configured", raw: signed},
+		{name: "unsigned, no key configured", raw: unsigned},
+		{name: "unsigned refused", raw: unsigned, verify: verify, wantErr: bundles.ErrSignature},
+		{name: "wrong key refused", raw: wrong, verify: verify, wantErr: bundles.ErrSignature},
+		{name: "tampered refused", raw: tampered, verify: verify, wantErr: bundles.ErrSignature},
+		{name: "scope mismatch refused", raw: signed, verify: bundles.VerifyOptions{Key: key.Public, Scope: "prod"}, wantErr: bundles.ErrSignature},
+		{name: "garbage", raw: []byte("not a tarball"), wantErr: bundles.ErrRead},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := bundles.ReadTarball(bytes.NewReader(tc.raw), bundles.TarballOptions{Origin: "test", Verify: tc.verify})
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || !errors.Is(err, bundles.ErrRead) {
+					t.Fatalf("err = %v, want %v (and ErrRead)", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Revision != "rev-1" || len(s.Modules) != 1 || s.Modules[0].Path != "authz/authz.rego" {
+				t.Fatalf("snapshot = %+v", s)
+			}
+		})
+	}
+}
+
+// spliceSignature returns bundle b with a's .signatures.json added.
+func spliceSignature(t *testing.T, a, b []byte) []byte {
+	t.Helper()
+	sig := tarFiles(t, a)[".signatures.json"]
+	if sig == nil {
+		t.Fatal("no signature in signed bundle")
+	}
+	files := tarFiles(t, b)
+	files[".signatures.json"] = sig
+	return writeTar(t, files)
+}
+
+func TestReadTarballTooLarge(t *testing.T) {
+	raw := bundletest.Tarball(t, map[string]string{"a.rego": bundletest.Policy("a", 1)}, nil, "", nil)
+	_, err := bundles.ReadTarball(bytes.NewReader(raw), bundles.TarballOptions{MaxBytes: int64(len(raw) - 1)})
+	if !errors.Is(err, bundles.ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+}
+
+func TestVerifyOptionsConfig(t *testing.T) {
+	if _, err := (bundles.VerifyOptions{Key: []byte("not pem")}).Config(); !errors.Is(err, bundles.ErrConfig) {
+		t.Errorf("non-PEM key: err = %v, want ErrConfig", err)
+	}
+	if _, err := (bundles.VerifyOptions{Key: []byte("s3cret"), Algorithm: "none"}).Config(); !errors.Is(err, bundles.ErrConfig) {
+		t.Errorf("alg none: err = %v, want ErrConfig", err)
+	}
+	if c, err := (bundles.VerifyOptions{}).Config(); c != nil || err != nil {
+		t.Errorf("zero options: got %v, %v; want nil, nil", c, err)
+	}
+}
+
+// TestReadDirConfigMap lays out a directory the way the kubelet mounts a
+// ConfigMap (files are symlinks into ..data, which links to a timestamped
+// directory) and checks each module is read exactly once.
+func TestReadDirConfigMap(t *testing.T) {
+	dir := t.TempDir()
+	ts := filepath.Join(dir, "..2024_01_01_00_00_00.000000001")
+	bundletest.WriteFile(t, filepath.Join(ts, "authz.rego"), []byte(bundletest.Policy("authz", 1)))
+	bundletest.WriteFile(t, filepath.Join(ts, "data.json"), []byte(`{"x": 1}`))
+	bundletest.Must(t, os.Symlink(filepath.Base(ts), filepath.Join(dir, "..data")))
+	bundletest.Must(t, os.Symlink("..data/authz.rego", filepath.Join(dir, "authz.rego")))
+	bundletest.Must(t, os.Symlink("..data/data.json", filepath.Join(dir, "data.json")))
+	// A linked subdirectory, a dangling link and a link cycle.
+	bundletest.WriteFile(t, filepath.Join(t.TempDir(), "x"), nil)
+	shared := t.TempDir()
+	bundletest.WriteFile(t, filepath.Join(shared, "lib.rego"), []byte(bundletest.Policy("lib", 1)))
+	bundletest.Must(t, os.Symlink(shared, filepath.Join(dir, "lib")))
+	bundletest.Must(t, os.Symlink("nowhere.rego", filepath.Join(dir, "dangling.rego")))
+	bundletest.Must(t, os.Symlink(".", filepath.Join(dir, "loop")))
+
+	s, err := bundles.ReadDir(dir, bundles.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(bundletest.ModulePaths(s), ",")
+	if want := "authz.rego,lib/lib.rego"; got != want {
+		t.Errorf("modules = %s, want %s", got, want)
+	}
+	if s.Data["x"] == nil {
+		t.Errorf("data = %v, want x", s.Data)
+	}
+	if !strings.HasPrefix(s.Revision, "sha256:") {
+		t.Errorf("revision = %q, want a content hash", s.Revision)
+	}
+}
+
+func TestFormatError(t *testing.T) {
+	s := &bundles.Snapshot{Modules: []bundles.Module{{Path: "authz/x.rego", Raw: []byte("package authz\n\nallow if {\n  input.x ==\n}\n")}}}
+	err := bundletest.Compile(s)
+	if err == nil {
+		t.Fatal("want a parse error")
+	}
+	got := bundles.FormatError(err)
+	if !regexp.MustCompile(`^authz/x\.rego:\d+:\d+: rego_parse_error: `).MatchString(got) {
+		t.Fatalf("FormatError = %q, want file:line:col prefix", got)
+	}
+	d := bundles.ErrorDetails(err)
+	if len(d) == 0 || d[0].Line == 0 || d[0].Col == 0 {
+		t.Fatalf("details = %+v, want line and col", d)
+	}
+	if bundles.FormatError(nil) != "" {
+		t.Error("FormatError(nil) != \"\"")
+	}
+}

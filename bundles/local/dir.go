@@ -1,0 +1,235 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// DirOptions configures a Dir. Every zero value means the documented default.
+type DirOptions struct {
+	// Dir is the policy directory (required). It may itself be, or contain,
+	// symbolic links; they are followed.
+	Dir string
+	// Origin names the source in snapshots and status; "" means "dir:"+Dir.
+	Origin string
+	// Debounce is how long the directory must be quiet after an event before
+	// it is re-read; 0 means 40 ms. A continuous stream of events delays a
+	// reload by at most 20 debounces.
+	Debounce time.Duration
+	// RetryInterval is how soon a failed read (a file vanished mid-read, the
+	// directory was removed) is retried without a new event; 0 means 1 s.
+	RetryInterval time.Duration
+	// MaxFileBytes refuses any single file larger than this; 0 means 16 MiB.
+	MaxFileBytes int64
+	// Logger receives reload and error logs; nil discards them.
+	Logger *slog.Logger
+	// Observer is told about every reload attempt; nil means none.
+	Observer bundles.Observer
+	// Now is the clock for status and ReadAt; nil means time.Now.
+	Now func() time.Time
+}
+
+// Dir is a Source that watches a policy directory recursively and delivers
+// a new snapshot whenever its content changes. Data files (data.json,
+// data.yaml) map to data paths by directory, as in OPA bundles; hidden files
+// and editor swap and backup files are ignored; the revision is a content
+// hash unless a .manifest names one.
+//
+// A Dir is safe for concurrent use: Status and Initialized may be called
+// while Run runs. Run must be called at most once at a time.
+type Dir struct {
+	dir      string
+	opts     DirOptions
+	log      *slog.Logger
+	now      func() time.Time
+	rec      *bundles.Recorder
+	debounce time.Duration
+	retry    time.Duration
+}
+
+var _ bundles.Source = (*Dir)(nil)
+
+// NewDir validates opts and returns a Dir. It does not touch the file system
+// beyond resolving Dir to an absolute path, and starts nothing.
+func NewDir(opts DirOptions) (*Dir, error) {
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("%w: Dir is required", ErrOptions)
+	}
+	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxFileBytes < 0 {
+		return nil, fmt.Errorf("%w: negative duration or size", ErrOptions)
+	}
+	abs, err := absPath(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	if opts.Origin == "" {
+		opts.Origin = "dir:" + opts.Dir
+	}
+	d := &Dir{dir: abs, opts: opts, log: logger(opts.Logger), now: opts.Now,
+		debounce: opts.Debounce, retry: opts.RetryInterval}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.debounce == 0 {
+		d.debounce = defaultDebounce
+	}
+	if d.retry == 0 {
+		d.retry = defaultRetry
+	}
+	d.rec = bundles.NewRecorder(opts.Origin, opts.Observer, d.now)
+	return d, nil
+}
+
+// Status returns the source's current status.
+func (d *Dir) Status() bundles.Status { return d.rec.Status() }
+
+// Initialized returns a channel closed once Run's first load attempt has
+// finished, successfully or not.
+func (d *Dir) Initialized() <-chan struct{} { return d.rec.Initialized() }
+
+// Run reads the directory, hands the snapshot to sink, then watches for
+// changes and delivers every new snapshot until ctx is done. The first load
+// happens before Run waits for events. A policy error never stops Run; it
+// returns nil when ctx is done, or an error wrapping ErrWatch if the
+// directory cannot be watched when Run starts.
+func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.rec.MarkInitialized()
+		return fmt.Errorf("%w: %w", ErrWatch, err)
+	}
+	defer w.Close()
+	watched := map[string]string{}
+	if err := w.Add(d.dir); err != nil {
+		d.rec.MarkInitialized()
+		return fmt.Errorf("%w: %s: %w", ErrWatch, d.opts.Dir, err)
+	}
+	watched[d.dir] = realPath(d.dir)
+
+	reload := func() bool {
+		d.syncWatches(w, watched)
+		return deliver(ctx, d.log, d.rec, sink, d.opts.Origin, d.now, d.read)
+	}
+	retry := reload()
+	d.rec.MarkInitialized()
+	l := loop{debounce: d.debounce, retry: d.retry, log: d.log}
+	return l.run(ctx, w, d.relevant, reload, retry)
+}
+
+func (d *Dir) read() (*bundles.Snapshot, error) {
+	return bundles.ReadDir(d.dir, bundles.ReadOptions{
+		Origin: d.opts.Origin, MaxFileBytes: d.opts.MaxFileBytes, Now: d.now,
+	})
+}
+
+// relevant reports whether an event may change the policy set.
+func (d *Dir) relevant(ev fsnotify.Event) bool {
+	base := filepath.Base(ev.Name)
+	if k8sName(base) || filepath.Clean(ev.Name) == d.dir {
+		return true
+	}
+	if !bundles.IgnoredName(base, false) {
+		return true
+	}
+	// An ignored file name may still be a (new) directory, e.g. "v1.bak/".
+	if info, err := os.Stat(ev.Name); err == nil && info.IsDir() {
+		return !bundles.IgnoredName(base, true)
+	}
+	return false
+}
+
+// syncWatches makes the watch set equal to the directory tree: it adds new
+// (and re-targeted symlinked) directories and drops vanished ones.
+// fsnotify does not recurse, so every directory is watched on its own.
+func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) {
+	want := map[string]string{}
+	walkDirs(d.dir, want, 0)
+	for p, real := range watched {
+		if r, ok := want[p]; !ok || r != real {
+			_ = w.Remove(p) // may already be gone with its directory
+			delete(watched, p)
+		}
+	}
+	for p, real := range want {
+		if _, ok := watched[p]; ok {
+			continue
+		}
+		if err := w.Add(p); err != nil {
+			d.log.Warn("policy watch failed", "path", p, "error", err)
+			continue
+		}
+		watched[p] = real
+	}
+}
+
+const maxDepth = 64
+
+// walkDirs collects dir and every non-ignored directory below it, following
+// symbolic links, keyed by path with the resolved path as value. Links that
+// lead back to an ancestor are not followed.
+func walkDirs(dir string, out map[string]string, depth int) {
+	real := realPath(dir)
+	if real == "" || depth > maxDepth {
+		return
+	}
+	out[dir] = real
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if bundles.IgnoredName(e.Name(), true) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		isDir := e.IsDir()
+		if e.Type()&os.ModeSymlink != 0 {
+			info, err := os.Stat(p)
+			if err != nil || !info.IsDir() {
+				continue
+			}
+			target := realPath(p)
+			if cyclic(out, dir, target) {
+				continue
+			}
+			isDir = true
+		}
+		if isDir {
+			walkDirs(p, out, depth+1)
+		}
+	}
+}
+
+// cyclic reports whether target is dir or one of its ancestors among the
+// collected directories.
+func cyclic(out map[string]string, dir, target string) bool {
+	for p := dir; ; {
+		if out[p] == target {
+			return true
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return false
+		}
+		if _, ok := out[parent]; !ok {
+			return false
+		}
+		p = parent
+	}
+}
+
+func realPath(p string) string {
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return ""
+	}
+	return r
+}

@@ -1,0 +1,18 @@
+// Package local provides the two file-system policy sources: Dir, a watched
+// policy directory, and File, a watched OPA bundle (.tar.gz).
+//
+// Both watch with fsnotify and survive what editors and platforms really do
+// to files: writes in place, write-to-temp-and-rename (vim, JetBrains, VS
+// Code), delete and recreate, new and removed subdirectories (Dir watches
+// recursively), and the Kubernetes ConfigMap volume, where the kubelet
+// atomically swaps a hidden "..data" symlink. Events are debounced (40 ms by
+// default), then the whole set is read again; content identical to what was
+// last offered is not offered twice, so one save yields one snapshot.
+//
+// Constructors validate options and start nothing. Run delivers the first
+// snapshot synchronously, before it waits for events, closes Initialized
+// when that first attempt is done, and returns only after every goroutine
+// it started has exited. A read or load failure keeps the previous snapshot
+// serving (the sink's contract) and shows, with file:line:col, in Status and
+// the log; the next good save recovers.
+package local

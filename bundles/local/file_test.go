@@ -1,0 +1,100 @@
+package local_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
+	"github.com/verdict-pdp/verdict/bundles/local"
+)
+
+func TestFileBundle(t *testing.T) {
+	key, other := bundletest.NewKey(t), bundletest.NewKey(t)
+	mods := func(v int) map[string]string {
+		return map[string]string{"authz/authz.rego": bundletest.Policy("authz", v)}
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "bundle.tar.gz")
+	bundletest.WriteFile(t, p, bundletest.Tarball(t, mods(1), map[string]any{"v": 1}, "rev-1", &key))
+
+	f, err := local.NewFile(local.FileOptions{Path: p, Debounce: debounce, Verify: bundles.VerifyOptions{Key: key.Public}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := bundletest.NewSink(16)
+	start(t, f, sink)
+	if s := sink.Next(t, wait); s.Revision != "rev-1" || s.Origin != "bundle:"+p {
+		t.Fatalf("initial snapshot %s from %s", s.Revision, s.Origin)
+	}
+
+	// Replaced by rename (how CI pipelines and `opa build -o` + mv publish).
+	tmp := filepath.Join(dir, ".bundle.tar.gz.tmp")
+	bundletest.WriteFile(t, tmp, bundletest.Tarball(t, mods(2), nil, "rev-2", &key))
+	bundletest.Must(t, os.Rename(tmp, p))
+	if s := sink.Next(t, wait); s.Revision != "rev-2" {
+		t.Fatalf("after rename: revision %s, want rev-2", s.Revision)
+	}
+	sink.None(t, quiet)
+
+	// Written in place.
+	bundletest.WriteFile(t, p, bundletest.Tarball(t, mods(3), nil, "rev-3", &key))
+	if s := sink.Next(t, wait); s.Revision != "rev-3" {
+		t.Fatalf("after write: revision %s, want rev-3", s.Revision)
+	}
+	sink.None(t, quiet)
+
+	// Wrongly signed, then unsigned: refused, rev-3 keeps serving.
+	for _, bad := range [][]byte{
+		bundletest.Tarball(t, mods(4), nil, "rev-4", &other),
+		bundletest.Tarball(t, mods(5), nil, "rev-5", nil),
+	} {
+		before := f.Status().ReloadErrors
+		bundletest.WriteFile(t, p, bad)
+		st := waitStatus(t, f.Status, func(s bundles.Status) bool { return s.ReloadErrors > before })
+		if !strings.Contains(st.LastError, "signature") || st.Revision != "rev-3" || sink.Current().Revision != "rev-3" {
+			t.Fatalf("status = %+v, serving %s", st, sink.Current().Revision)
+		}
+	}
+
+	// Deleted and recreated, good again.
+	bundletest.Must(t, os.Remove(p))
+	bundletest.WriteFile(t, p, bundletest.Tarball(t, mods(6), nil, "rev-6", &key))
+	if s := sink.Next(t, wait); s.Revision != "rev-6" {
+		t.Fatalf("after recreate: revision %s, want rev-6", s.Revision)
+	}
+	if st := waitStatus(t, f.Status, func(s bundles.Status) bool { return s.Revision == "rev-6" }); st.LastError != "" {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestFileConfigMapSwap(t *testing.T) {
+	cm := &configMap{dir: t.TempDir()}
+	tb := func(v int) string {
+		return string(bundletest.Tarball(t, map[string]string{"a.rego": bundletest.Policy("a", v)}, nil, "rev-"+string(rune('0'+v)), nil))
+	}
+	cm.update(t, map[string]string{"bundle.tar.gz": tb(1)})
+	f, err := local.NewFile(local.FileOptions{Path: filepath.Join(cm.dir, "bundle.tar.gz"), Debounce: debounce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := bundletest.NewSink(8)
+	start(t, f, sink)
+	sink.Next(t, wait)
+	cm.update(t, map[string]string{"bundle.tar.gz": tb(2)})
+	if s := sink.Next(t, wait); s.Revision != "rev-2" {
+		t.Fatalf("revision %s, want rev-2", s.Revision)
+	}
+	sink.None(t, quiet)
+}
+
+func TestNewFileOptions(t *testing.T) {
+	if _, err := local.NewFile(local.FileOptions{}); err == nil {
+		t.Error("empty Path accepted")
+	}
+	if _, err := local.NewFile(local.FileOptions{Path: "b.tar.gz", Verify: bundles.VerifyOptions{Key: []byte("x")}}); err == nil {
+		t.Error("non-PEM RS256 key accepted")
+	}
+}

@@ -1,0 +1,460 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
+	"github.com/verdict-pdp/verdict/bundles/local"
+)
+
+const (
+	debounce = 30 * time.Millisecond
+	wait     = 5 * time.Second
+	quiet    = 300 * time.Millisecond // no further snapshot within this
+)
+
+// start runs src in the background and returns once its first load
+// attempt finished. Cleanup cancels it, waits for Run and checks that no
+// goroutine is left behind.
+func start(t *testing.T, src interface {
+	bundles.Source
+	Initialized() <-chan struct{}
+}, sink bundles.Sink) {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, sink) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+		bundletest.CheckGoroutines(t, base)
+	})
+	select {
+	case <-src.Initialized():
+	case err := <-done:
+		t.Fatalf("Run returned early: %v", err)
+	case <-time.After(wait):
+		t.Fatal("not initialized")
+	}
+}
+
+func newDir(t *testing.T, dir string) *local.Dir {
+	t.Helper()
+	d, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: debounce, RetryInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func write(t *testing.T, path, content string) { bundletest.WriteFile(t, path, []byte(content)) }
+
+func rename(t *testing.T, from, to string) { bundletest.Must(t, os.Rename(from, to)) }
+
+// TestDirEditorPatterns proves that each way editors and platforms save a
+// file yields exactly one new snapshot with the new content.
+func TestDirEditorPatterns(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) // initial layout; authz.rego at v1
+		save  func(t *testing.T, dir string) // the change
+		check func(t *testing.T, s *bundles.Snapshot)
+	}{
+		{
+			name: "write in place",
+			save: func(t *testing.T, dir string) {
+				f, err := os.OpenFile(filepath.Join(dir, "authz.rego"), os.O_WRONLY|os.O_TRUNC, 0)
+				bundletest.Must(t, err)
+				_, err = f.WriteString(bundletest.Policy("authz", 2))
+				bundletest.Must(t, err)
+				bundletest.Must(t, f.Close())
+			},
+		},
+		{
+			name: "vim: swap file, backup rename, write new",
+			save: func(t *testing.T, dir string) {
+				p := filepath.Join(dir, "authz.rego")
+				write(t, filepath.Join(dir, ".authz.rego.swp"), "swap")
+				write(t, filepath.Join(dir, "4913"), "")
+				bundletest.Must(t, os.Remove(filepath.Join(dir, "4913")))
+				rename(t, p, p+"~")
+				write(t, p, bundletest.Policy("authz", 2))
+				bundletest.Must(t, os.Remove(p+"~"))
+				bundletest.Must(t, os.Remove(filepath.Join(dir, ".authz.rego.swp")))
+			},
+		},
+		{
+			name: "jetbrains: safe write via ___jb_tmp___ and ___jb_old___",
+			save: func(t *testing.T, dir string) {
+				p := filepath.Join(dir, "authz.rego")
+				write(t, p+"___jb_tmp___", bundletest.Policy("authz", 2))
+				rename(t, p, p+"___jb_old___")
+				rename(t, p+"___jb_tmp___", p)
+				bundletest.Must(t, os.Remove(p+"___jb_old___"))
+			},
+		},
+		{
+			name: "vs code: atomic write, temp file renamed over",
+			save: func(t *testing.T, dir string) {
+				p := filepath.Join(dir, "authz.rego")
+				write(t, filepath.Join(dir, ".authz.rego.tmp"), bundletest.Policy("authz", 2))
+				rename(t, filepath.Join(dir, ".authz.rego.tmp"), p)
+			},
+		},
+		{
+			name: "delete and recreate",
+			save: func(t *testing.T, dir string) {
+				p := filepath.Join(dir, "authz.rego")
+				bundletest.Must(t, os.Remove(p))
+				write(t, p, bundletest.Policy("authz", 2))
+			},
+		},
+		{
+			name: "new subdirectory with a module and data",
+			save: func(t *testing.T, dir string) {
+				sub := filepath.Join(dir, "teams", "orders")
+				bundletest.Must(t, os.MkdirAll(sub, 0o755))
+				write(t, filepath.Join(sub, "orders.rego"), bundletest.Policy("teams.orders", 1))
+				write(t, filepath.Join(sub, "data.yaml"), "owners: [alice]\n")
+			},
+			check: func(t *testing.T, s *bundles.Snapshot) {
+				if got := strings.Join(bundletest.ModulePaths(s), ","); got != "authz.rego,teams/orders/orders.rego" {
+					t.Errorf("modules = %s", got)
+				}
+				teams, _ := s.Data["teams"].(map[string]any)
+				orders, _ := teams["orders"].(map[string]any)
+				if orders["owners"] == nil {
+					t.Errorf("data = %v, want teams.orders.owners", s.Data)
+				}
+			},
+		},
+		{
+			name: "file saved in an existing subdirectory",
+			setup: func(t *testing.T, dir string) {
+				write(t, filepath.Join(dir, "lib", "lib.rego"), bundletest.Policy("lib", 1))
+			},
+			save: func(t *testing.T, dir string) {
+				write(t, filepath.Join(dir, "lib", "lib.rego"), bundletest.Policy("lib", 2))
+			},
+			check: func(t *testing.T, s *bundles.Snapshot) {
+				if got := bundletest.ModuleSource(s, "lib/lib.rego"); got != bundletest.Policy("lib", 2) {
+					t.Errorf("lib/lib.rego = %q", got)
+				}
+			},
+		},
+		{
+			name: "removed subdirectory",
+			setup: func(t *testing.T, dir string) {
+				write(t, filepath.Join(dir, "lib", "deep", "lib.rego"), bundletest.Policy("lib", 1))
+			},
+			save: func(t *testing.T, dir string) {
+				bundletest.Must(t, os.RemoveAll(filepath.Join(dir, "lib")))
+			},
+			check: func(t *testing.T, s *bundles.Snapshot) {
+				if got := strings.Join(bundletest.ModulePaths(s), ","); got != "authz.rego" {
+					t.Errorf("modules = %s, want authz.rego only", got)
+				}
+			},
+		},
+		{
+			name: "data.json written in place",
+			setup: func(t *testing.T, dir string) {
+				write(t, filepath.Join(dir, "roles", "data.json"), `{"admin": ["alice"]}`)
+			},
+			save: func(t *testing.T, dir string) {
+				write(t, filepath.Join(dir, "roles", "data.json"), `{"admin": ["bob"]}`)
+			},
+			check: func(t *testing.T, s *bundles.Snapshot) {
+				if got := fmt.Sprint(s.Data["roles"]); got != "map[admin:[bob]]" {
+					t.Errorf("data.roles = %s", got)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "authz.rego"), bundletest.Policy("authz", 1))
+			if tc.setup != nil {
+				tc.setup(t, dir)
+			}
+			sink := bundletest.NewSink(16)
+			start(t, newDir(t, dir), sink)
+			first := sink.Next(t, wait)
+
+			tc.save(t, dir)
+			got := sink.Next(t, wait)
+			sink.None(t, quiet)
+			if got.Revision == first.Revision {
+				t.Fatalf("revision unchanged: %s", got.Revision)
+			}
+			if tc.check != nil {
+				tc.check(t, got)
+			} else if src := bundletest.ModuleSource(got, "authz.rego"); src != bundletest.Policy("authz", 2) {
+				t.Fatalf("authz.rego = %q, want v2", src)
+			}
+		})
+	}
+}
+
+// configMap mimics the kubelet's atomic writer: the visible files are
+// symlinks into ..data, which links to a timestamped directory; an update
+// writes a new timestamped directory, points ..data_tmp at it, renames
+// ..data_tmp over ..data, and removes the old directory.
+type configMap struct {
+	dir string
+	n   int
+}
+
+func (c *configMap) update(t *testing.T, files map[string]string) {
+	t.Helper()
+	c.n++
+	ts := fmt.Sprintf("..2024_01_01_00_00_%02d.%09d", c.n, c.n)
+	for name, content := range files {
+		write(t, filepath.Join(c.dir, ts, name), content)
+	}
+	old, _ := os.Readlink(filepath.Join(c.dir, "..data"))
+	bundletest.Must(t, os.Symlink(ts, filepath.Join(c.dir, "..data_tmp")))
+	rename(t, filepath.Join(c.dir, "..data_tmp"), filepath.Join(c.dir, "..data"))
+	for name := range files {
+		link := filepath.Join(c.dir, name)
+		if _, err := os.Lstat(link); err != nil {
+			bundletest.Must(t, os.Symlink(filepath.Join("..data", name), link))
+		}
+	}
+	if old != "" {
+		bundletest.Must(t, os.RemoveAll(filepath.Join(c.dir, old)))
+	}
+}
+
+func TestDirConfigMapSwap(t *testing.T) {
+	cm := &configMap{dir: t.TempDir()}
+	cm.update(t, map[string]string{"authz.rego": bundletest.Policy("authz", 1), "data.json": `{"v": 1}`})
+	sink := bundletest.NewSink(16)
+	start(t, newDir(t, cm.dir), sink)
+	if s := sink.Next(t, wait); bundletest.ModuleSource(s, "authz.rego") != bundletest.Policy("authz", 1) {
+		t.Fatalf("initial snapshot = %v", bundletest.ModulePaths(s))
+	}
+	for v := 2; v <= 4; v++ {
+		cm.update(t, map[string]string{"authz.rego": bundletest.Policy("authz", v), "data.json": fmt.Sprintf(`{"v": %d}`, v)})
+		s := sink.Next(t, wait)
+		sink.None(t, quiet)
+		if got := bundletest.ModuleSource(s, "authz.rego"); got != bundletest.Policy("authz", v) {
+			t.Fatalf("update %d: authz.rego = %q", v, got)
+		}
+		if got := fmt.Sprint(s.Data["v"]); got != fmt.Sprint(v) {
+			t.Fatalf("update %d: data.v = %s", v, got)
+		}
+		if got := strings.Join(bundletest.ModulePaths(s), ","); got != "authz.rego" {
+			t.Fatalf("update %d: modules = %s (hidden ..data read?)", v, got)
+		}
+	}
+}
+
+func TestDirBrokenSaveKeepsServing(t *testing.T) {
+	tests := []struct {
+		name, broken string
+		wantLoc      string // file:line: prefix in the status error
+	}{
+		{name: "syntax error", broken: "package authz\n\nallow if {\n  input.n ==\n}\n", wantLoc: "authz.rego:"},
+		{name: "conflicting rules", broken: "package authz\n\ndefault allow := false\ndefault allow := true\n", wantLoc: "authz.rego:1:1: rego_type_error: multiple default rules"},
+		{name: "unsafe variable", broken: "package authz\n\nallow if y > 1\n", wantLoc: "authz.rego:3:10:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "authz.rego")
+			write(t, p, bundletest.Policy("authz", 1))
+			sink := bundletest.NewSink(16)
+			d := newDir(t, dir)
+			start(t, d, sink)
+			good := sink.Next(t, wait)
+
+			write(t, p, tc.broken)
+			st := waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError != "" })
+			if !strings.Contains(st.LastError, tc.wantLoc) {
+				t.Errorf("LastError = %q, want it to contain %q", st.LastError, tc.wantLoc)
+			}
+			if len(st.Errors) == 0 || st.Errors[0].File != "authz.rego" || st.Errors[0].Line == 0 || st.Errors[0].Col == 0 {
+				t.Errorf("Errors = %+v, want file, line and col", st.Errors)
+			}
+			if st.Revision != good.Revision || sink.Current() != good {
+				t.Errorf("serving %s, status %s; want the last good %s", sink.Current().Revision, st.Revision, good.Revision)
+			}
+			if st.ReloadErrors != 1 {
+				t.Errorf("ReloadErrors = %d, want 1", st.ReloadErrors)
+			}
+
+			write(t, p, bundletest.Policy("authz", 3))
+			fixed := sink.Next(t, wait)
+			// The sink accepts before the source records it: wait for that.
+			st = waitStatus(t, d.Status, func(s bundles.Status) bool { return s.Revision == fixed.Revision })
+			if st.LastError != "" || st.Reloads != 2 {
+				t.Errorf("after fix: status = %+v", st)
+			}
+		})
+	}
+}
+
+func TestDirInitialLoadFailsThenRecovers(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authz.rego")
+	write(t, p, "package authz\nallow if {")
+	sink := bundletest.NewSink(4)
+	d := newDir(t, dir)
+	start(t, d, sink)
+	// Initialized is closed after the first attempt: it failed.
+	if st := d.Status(); st.Revision != "" || st.LastError == "" {
+		t.Fatalf("status = %+v, want an error and no revision", st)
+	}
+	if err := d.Status().Check(0, time.Now()); !errors.Is(err, bundles.ErrNotLoaded) {
+		t.Fatalf("Check = %v, want ErrNotLoaded", err)
+	}
+	write(t, p, bundletest.Policy("authz", 1))
+	sink.Next(t, wait)
+}
+
+// TestDirRevertToGood: a broken save undone back to the serving content
+// clears the error without reloading.
+func TestDirRevertToGood(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authz.rego")
+	write(t, p, bundletest.Policy("authz", 1))
+	sink := bundletest.NewSink(4)
+	d := newDir(t, dir)
+	start(t, d, sink)
+	sink.Next(t, wait)
+	write(t, p, "package authz\nallow if {")
+	waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError != "" })
+	write(t, p, bundletest.Policy("authz", 1))
+	waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError == "" })
+	sink.None(t, quiet)
+}
+
+func TestDirRootRemovedAndRecreated(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "policies")
+	write(t, filepath.Join(dir, "authz.rego"), bundletest.Policy("authz", 1))
+	sink := bundletest.NewSink(4)
+	d := newDir(t, dir)
+	start(t, d, sink)
+	sink.Next(t, wait)
+	bundletest.Must(t, os.RemoveAll(dir))
+	waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError != "" })
+	write(t, filepath.Join(dir, "authz.rego"), bundletest.Policy("authz", 2))
+	if s := sink.Next(t, wait); bundletest.ModuleSource(s, "authz.rego") != bundletest.Policy("authz", 2) {
+		t.Fatal("did not recover after the directory came back")
+	}
+}
+
+// TestDirManyReloadsRace delivers 100 reloads while readers keep reading
+// the current snapshot; run it with -race.
+func TestDirManyReloadsRace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authz.rego")
+	write(t, p, bundletest.Policy("authz", 0))
+	sink := bundletest.NewSink(1)
+	d := newDir(t, dir)
+	start(t, d, sink)
+	sink.Next(t, wait)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				s := sink.Current()
+				if s == nil || len(s.Modules) != 1 || s.Revision == "" {
+					t.Error("reader saw an incomplete snapshot")
+					return
+				}
+				_ = d.Status()
+			}
+		})
+	}
+	const n = 100
+	for i := 1; i <= n; i++ {
+		write(t, p, bundletest.Policy("authz", i))
+		want := bundletest.Policy("authz", i)
+		for s := sink.Next(t, wait); bundletest.ModuleSource(s, "authz.rego") != want; s = sink.Next(t, wait) {
+		}
+	}
+	cancel()
+	wg.Wait()
+	if st := waitStatus(t, d.Status, func(s bundles.Status) bool { return s.Reloads >= n+1 }); st.Reloads != n+1 {
+		t.Errorf("Reloads = %d, want %d", st.Reloads, n+1)
+	}
+}
+
+func TestNewDirOptions(t *testing.T) {
+	if _, err := local.NewDir(local.DirOptions{}); !errors.Is(err, local.ErrOptions) {
+		t.Errorf("empty Dir: err = %v, want ErrOptions", err)
+	}
+	d, err := local.NewDir(local.DirOptions{Dir: filepath.Join(t.TempDir(), "missing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(t.Context(), bundletest.NewSink(1)); !errors.Is(err, local.ErrWatch) {
+		t.Errorf("missing dir: Run = %v, want ErrWatch", err)
+	}
+}
+
+func waitStatus(t *testing.T, get func() bundles.Status, ok func(bundles.Status) bool) bundles.Status {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		st := get()
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never matched: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkDirSaveToEffect measures the time from a file save to the new
+// snapshot being accepted by the sink, and reports the median and p99.
+func BenchmarkDirSaveToEffect(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "authz.rego")
+	bundletest.WriteFile(b, p, []byte(bundletest.Policy("authz", 0)))
+	sink := bundletest.NewSink(1)
+	d, err := local.NewDir(local.DirOptions{Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, sink) }()
+	defer func() { cancel(); <-done }()
+	sink.Next(b, wait)
+
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		t0 := time.Now()
+		bundletest.WriteFile(b, p, []byte(bundletest.Policy("authz", i)))
+		sink.Next(b, wait)
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ms-p50")
+	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, "ms-p99")
+}

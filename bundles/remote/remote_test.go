@@ -1,0 +1,445 @@
+package remote_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
+	"github.com/verdict-pdp/verdict/bundles/remote"
+)
+
+const wait = 10 * time.Second
+
+// server is a bundle server whose answers the test controls.
+type server struct {
+	mu      sync.Mutex
+	body    []byte
+	status  int           // when non-zero, answer this status instead
+	delay   time.Duration // sleep before answering
+	noETag  bool
+	got200  atomic.Int64
+	got304  atomic.Int64
+	gotReqs atomic.Int64
+	*httptest.Server
+}
+
+func newServer(t *testing.T, body []byte) *server {
+	s := &server{body: body}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) set(f func(s *server)) { s.mu.Lock(); f(s); s.mu.Unlock() }
+
+func (s *server) serve(w http.ResponseWriter, r *http.Request) {
+	s.gotReqs.Add(1)
+	s.mu.Lock()
+	body, status, delay, noETag := s.body, s.status, s.delay, s.noETag
+	s.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if status != 0 {
+		http.Error(w, "boom", status)
+		return
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+	if !noETag {
+		if r.Header.Get("If-None-Match") == etag {
+			s.got304.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", etag)
+	}
+	s.got200.Add(1)
+	w.Write(body)
+}
+
+// stepper replaces the Poller's timer: every wait is reported on waits,
+// and the next poll happens only when the test calls next.
+type stepper struct {
+	waits chan time.Duration
+	tick  chan time.Time
+}
+
+func newStepper() *stepper {
+	return &stepper{waits: make(chan time.Duration, 100), tick: make(chan time.Time, 1)}
+}
+
+func (s *stepper) After(d time.Duration) <-chan time.Time { s.waits <- d; return s.tick }
+
+// polled waits until the current poll has finished and returns the wait
+// the Poller chose before the next one.
+func (s *stepper) polled(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case d := <-s.waits:
+		return d
+	case <-time.After(wait):
+		t.Fatal("poll did not finish")
+		return 0
+	}
+}
+
+func (s *stepper) next() { s.tick <- time.Now() }
+
+func run(t *testing.T, p *remote.Poller, sink bundles.Sink) {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, sink) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		bundletest.CheckGoroutines(t, base)
+	})
+}
+
+func policy(v int) map[string]string {
+	return map[string]string{"authz/authz.rego": bundletest.Policy("authz", v)}
+}
+
+func TestPollerETagAndBackoff(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	st := newStepper()
+	p, err := remote.New(remote.Options{URL: srv.URL + "/b.tar.gz?sig=secret", Interval: time.Minute, Jitter: -1,
+		MinBackoff: time.Second, MaxBackoff: 4 * time.Second, After: st.After})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(8)
+	run(t, p, sink)
+
+	if d := st.polled(t); d != time.Minute {
+		t.Errorf("wait after success = %s, want 1m", d)
+	}
+	if s := sink.Next(t, wait); s.Revision != "rev-1" || s.Origin != srv.URL+"/b.tar.gz" {
+		t.Fatalf("snapshot %s from %q (origin must drop the query)", s.Revision, s.Origin)
+	}
+	<-p.Initialized()
+
+	// Unchanged: 304, no download, no reload.
+	st.next()
+	st.polled(t)
+	if srv.got304.Load() != 1 || srv.got200.Load() != 1 || sink.Calls() != 1 {
+		t.Fatalf("200s=%d 304s=%d loads=%d, want 1,1,1", srv.got200.Load(), srv.got304.Load(), sink.Calls())
+	}
+
+	// 500s back off exponentially up to the cap; the old bundle keeps serving.
+	srv.set(func(s *server) { s.status = http.StatusInternalServerError })
+	var waits []time.Duration
+	for range 4 {
+		st.next()
+		waits = append(waits, st.polled(t))
+	}
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}; !equal(waits, want) {
+		t.Errorf("backoff waits = %v, want %v", waits, want)
+	}
+	status := p.Status()
+	if !strings.Contains(status.LastError, "500") || status.Revision != "rev-1" || strings.Contains(status.LastError, "secret") {
+		t.Errorf("status = %+v", status)
+	}
+
+	// Recovers with a new bundle; interval back to normal.
+	srv.set(func(s *server) { s.status = 0; s.body = bundletest.Tarball(t, policy(2), nil, "rev-2", nil) })
+	st.next()
+	if d := st.polled(t); d != time.Minute {
+		t.Errorf("wait after recovery = %s, want 1m", d)
+	}
+	if s := sink.Next(t, wait); s.Revision != "rev-2" {
+		t.Fatalf("revision %s, want rev-2", s.Revision)
+	}
+	if status := p.Status(); status.LastError != "" || status.Reloads != 2 || status.ReloadErrors != 4 {
+		t.Errorf("status = %+v", status)
+	}
+}
+
+func equal(a, b []time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPollerFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(s *server)
+		opts    remote.Options
+		wantErr error
+		want    string
+	}{
+		{name: "timeout", setup: func(s *server) { s.delay = time.Second }, opts: remote.Options{Timeout: 50 * time.Millisecond}, wantErr: remote.ErrFetch, want: "deadline"},
+		{name: "oversized body", opts: remote.Options{MaxBytes: 64}, wantErr: bundles.ErrTooLarge, want: "64 bytes"},
+		{name: "not a bundle", setup: func(s *server) { s.body = []byte("<html>") }, wantErr: bundles.ErrRead},
+		{name: "404", setup: func(s *server) { s.status = 404 }, wantErr: remote.ErrFetch, want: "404"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+			if tc.setup != nil {
+				srv.set(tc.setup)
+			}
+			var lastErr atomic.Pointer[error]
+			st := newStepper()
+			opts := tc.opts
+			opts.URL, opts.After = srv.URL, st.After
+			opts.Observer = bundles.ObserverFunc(func(_ string, _ time.Duration, err error) { lastErr.Store(&err) })
+			p, err := remote.New(opts)
+			bundletest.Must(t, err)
+			sink := bundletest.NewSink(1)
+			run(t, p, sink)
+			st.polled(t)
+			e := lastErr.Load()
+			if e == nil || !errors.Is(*e, tc.wantErr) {
+				t.Fatalf("observed error %v, want %v", e, tc.wantErr)
+			}
+			if s := p.Status(); !strings.Contains(s.LastError, tc.want) || sink.Calls() != 0 {
+				t.Fatalf("status = %+v, loads = %d", s, sink.Calls())
+			}
+			if err := p.Ready(); !errors.Is(err, bundles.ErrNotLoaded) {
+				t.Fatalf("Ready = %v, want ErrNotLoaded", err)
+			}
+		})
+	}
+}
+
+func TestPollerSignatures(t *testing.T) {
+	key, other := bundletest.NewKey(t), bundletest.NewKey(t)
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", &key))
+	st := newStepper()
+	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Verify: bundles.VerifyOptions{Key: key.Public}})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(8)
+	run(t, p, sink)
+	st.polled(t)
+	if s := sink.Next(t, wait); s.Revision != "rev-1" {
+		t.Fatalf("revision %s", s.Revision)
+	}
+	for name, bad := range map[string][]byte{
+		"unsigned":  bundletest.Tarball(t, policy(2), nil, "rev-2", nil),
+		"wrong key": bundletest.Tarball(t, policy(3), nil, "rev-3", &other),
+	} {
+		srv.set(func(s *server) { s.body = bad })
+		st.next()
+		st.polled(t)
+		status := p.Status()
+		if !strings.Contains(status.LastError, "signature") || status.Revision != "rev-1" || sink.Current().Revision != "rev-1" {
+			t.Fatalf("%s: status = %+v, serving %s", name, status, sink.Current().Revision)
+		}
+	}
+}
+
+func TestPollerPersistedBundleServerDown(t *testing.T) {
+	key := bundletest.NewKey(t)
+	persist := t.TempDir()
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", &key))
+	opts := remote.Options{URL: srv.URL + "/authz.tar.gz", PersistDir: persist, Verify: bundles.VerifyOptions{Key: key.Public}}
+
+	// First life: fetch and persist.
+	{
+		st := newStepper()
+		o := opts
+		o.After = st.After
+		p, err := remote.New(o)
+		bundletest.Must(t, err)
+		sink := bundletest.NewSink(2)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx, sink) }()
+		st.polled(t)
+		sink.Next(t, wait)
+		cancel()
+		<-done
+	}
+
+	// Second life: the server is down; the persisted bundle serves.
+	addr := srv.Listener.Addr().String()
+	srv.Close()
+	st := newStepper()
+	o := opts
+	o.After, o.MaxAge = st.After, time.Hour
+	p, err := remote.New(o)
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(2)
+	run(t, p, sink)
+	st.polled(t)
+	if s := sink.Next(t, wait); s.Revision != "rev-1" {
+		t.Fatalf("persisted revision %s", s.Revision)
+	}
+	status := p.Status()
+	if status.LastError == "" || status.Revision != "rev-1" {
+		t.Fatalf("status = %+v, want rev-1 and the fetch error", status)
+	}
+	// Freshness: no successful poll yet, so a MaxAge rule fails closed.
+	if err := p.Ready(); !errors.Is(err, bundles.ErrStale) {
+		t.Fatalf("Ready = %v, want ErrStale", err)
+	}
+
+	// The server comes back on the same address: 304 (persisted ETag).
+	var back *server
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot rebind %s: %v", addr, err)
+	}
+	back = &server{body: bundletest.Tarball(t, policy(1), nil, "rev-1", &key)}
+	back.Server = httptest.NewUnstartedServer(http.HandlerFunc(back.serve))
+	back.Listener.Close()
+	back.Listener = l
+	back.Start()
+	t.Cleanup(back.Close)
+	st.next()
+	st.polled(t)
+	if back.got304.Load() != 1 || sink.Calls() != 1 {
+		t.Fatalf("304s = %d, loads = %d; want 1, 1", back.got304.Load(), sink.Calls())
+	}
+	if err := p.Ready(); err != nil {
+		t.Fatalf("Ready = %v", err)
+	}
+
+	// A tampered persisted bundle is refused on the next start.
+	files, _ := filepath.Glob(filepath.Join(persist, "*.tar.gz"))
+	if len(files) != 1 {
+		t.Fatalf("persisted files %v", files)
+	}
+	bundletest.WriteFile(t, files[0], bundletest.Tarball(t, policy(9), nil, "rev-9", nil))
+	back.Close()
+	st2 := newStepper()
+	o.After = st2.After
+	p2, err := remote.New(o)
+	bundletest.Must(t, err)
+	sink2 := bundletest.NewSink(2)
+	run(t, p2, sink2)
+	st2.polled(t)
+	if sink2.Calls() != 0 || p2.Status().Revision != "" {
+		t.Fatalf("tampered persisted bundle was loaded")
+	}
+}
+
+// TestPollerOPASignedBundle builds a bundle with the real `opa build
+// --signing-key` and checks it verifies (and that the wrong key refuses it).
+func TestPollerOPASignedBundle(t *testing.T) {
+	opa := bundletest.OPABinary(t)
+	key := bundletest.NewKey(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	bundletest.WriteFile(t, filepath.Join(src, "authz", "authz.rego"), []byte(bundletest.Policy("authz", 1)))
+	bundletest.WriteFile(t, filepath.Join(src, "authz", "data.json"), []byte(`{"admins": ["alice"]}`))
+	priv := filepath.Join(dir, "private.pem")
+	bundletest.WriteFile(t, priv, key.Private)
+	out := filepath.Join(dir, "bundle.tar.gz")
+	cmd := exec.Command(opa, "build", "--bundle", ".", "--signing-key", priv, "--revision", "opa-built", "-o", out)
+	cmd.Dir = src
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("opa build: %v\n%s", err, b)
+	}
+	raw, err := os.ReadFile(out)
+	bundletest.Must(t, err)
+
+	srv := newServer(t, raw)
+	for _, tc := range []struct {
+		name string
+		key  []byte
+		ok   bool
+	}{
+		{name: "right key", key: key.Public, ok: true},
+		{name: "wrong key", key: bundletest.NewKey(t).Public},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStepper()
+			p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Verify: bundles.VerifyOptions{Key: tc.key}})
+			bundletest.Must(t, err)
+			sink := bundletest.NewSink(1)
+			run(t, p, sink)
+			st.polled(t)
+			if !tc.ok {
+				if sink.Calls() != 0 || !strings.Contains(p.Status().LastError, "signature") {
+					t.Fatalf("status = %+v", p.Status())
+				}
+				return
+			}
+			s := sink.Next(t, wait)
+			if s.Revision != "opa-built" || bundletest.ModuleSource(s, "authz/authz.rego") == "" || s.Data["authz"] == nil {
+				t.Fatalf("snapshot %s, modules %v, data %v", s.Revision, bundletest.ModulePaths(s), s.Data)
+			}
+		})
+	}
+}
+
+// TestPollerManyReloadsRace: 100 bundle changes delivered while readers
+// read the current snapshot and status.
+func TestPollerManyReloadsRace(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(0), nil, "", nil))
+	st := newStepper()
+	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(200)
+	run(t, p, sink)
+	st.polled(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if s := sink.Current(); s != nil && len(s.Modules) != 1 {
+					t.Error("incomplete snapshot")
+				}
+				_ = p.Status()
+				_ = p.Ready()
+			}
+		})
+	}
+	for i := 1; i <= 100; i++ {
+		body := bundletest.Tarball(t, policy(i), nil, "", nil)
+		srv.set(func(s *server) { s.body = body })
+		st.next()
+		st.polled(t)
+	}
+	cancel()
+	wg.Wait()
+	if got := p.Status().Reloads; got != 101 {
+		t.Errorf("Reloads = %d, want 101", got)
+	}
+}
+
+func TestNewOptions(t *testing.T) {
+	for _, o := range []remote.Options{
+		{},
+		{URL: "ftp://x/b.tar.gz"},
+		{URL: "/relative"},
+		{URL: "http://x", Interval: -1},
+		{URL: "http://x", Verify: bundles.VerifyOptions{Key: []byte("not pem")}},
+	} {
+		if _, err := remote.New(o); !errors.Is(err, remote.ErrOptions) {
+			t.Errorf("New(%+v) = %v, want ErrOptions", o, err)
+		}
+	}
+}
