@@ -72,6 +72,7 @@ func (p Problem) String() string {
 type CompileError struct {
 	Revision string
 	Problems []Problem
+	cause    error // OPA's own error value, when there is one
 }
 
 // Error lists every problem, one per line, as file:row:col: message.
@@ -83,8 +84,14 @@ func (e *CompileError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Unwrap lets errors.Is(err, ErrCompile) hold.
-func (e *CompileError) Unwrap() error { return ErrCompile }
+// Unwrap lets errors.Is(err, ErrCompile) hold, and errors.As reach OPA's
+// ast.Errors when they caused it.
+func (e *CompileError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrCompile}
+	}
+	return []error{ErrCompile, e.cause}
+}
 
 // compiled is one prepared policy snapshot. It is immutable after compile
 // returns and shared by all decisions that load it.
@@ -145,6 +152,7 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 	}
 	modules := make(map[string]*ast.Module, len(s.Modules)+1)
 	var problems []Problem
+	var causes []error
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
 	for _, m := range s.Modules {
 		if m.IsTest() && !includeTests {
@@ -153,6 +161,7 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 		parsed, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), popts)
 		if err != nil {
 			problems = append(problems, problemsOf(err, m.Path)...)
+			causes = append(causes, err)
 			continue
 		}
 		if parsed.Package.Path.HasPrefix(ast.MustParseRef("data." + entryPackage)) {
@@ -163,7 +172,7 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 		modules[m.Path] = parsed
 	}
 	if len(problems) > 0 {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems, cause: errors.Join(causes...)}
 	}
 	entryName := "verdict:" + entryPackage
 	entryModule, err := ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), popts)
@@ -174,7 +183,7 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 
 	c := ast.NewCompiler().WithSchemas(schema)
 	if c.Compile(modules); c.Failed() {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, "")}
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}
 	if !hasPackage(c, entry) {
 		return nil, nil, &CompileError{Revision: s.Revision, Problems: []Problem{{
@@ -219,7 +228,7 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Ti
 		rego.StrictBuiltinErrors(false),
 	).PrepareForEval(ctx)
 	if err != nil {
-		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, "")}
+		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
 	}
 	return &compiled{snapshot: s, query: pq, loadedAt: now}, nil
 }

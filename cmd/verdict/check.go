@@ -11,7 +11,7 @@ import (
 func newCheckCommand() *cobra.Command {
 	var p policyFlags
 	cmd := &cobra.Command{
-		Use:   "check [DIR]",
+		Use:   "check [DIR|BUNDLE.tar.gz]",
 		Short: "Compile a policy directory and type-check it against the input schema",
 		Long: `Check parses and compiles every module of DIR (default: the embedded default
 policies), tests included, exactly as the engine does when it loads them, and

@@ -52,7 +52,8 @@ Without --config, tokens are trusted only from the development issuer whose key
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.configFile, "config", "", "configuration file (issuers, policy source, entrypoint)")
-	fl.StringVar(&f.dir, "policies", "", "policy directory (default: the configuration's, else the embedded default policies)")
+	fl.StringVar(&f.dir, "policies", "", "policy directory or bundle file (default: the configuration's, else the embedded default policies)")
+	fl.StringVar(&f.bundle, "bundle", "", "OPA bundle file (.tar.gz), verified when the configuration names a verification key")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
 	fl.StringVar(&f.devKey, "dev-key", "", "development key file trusted without --config (default: the one 'verdict token' uses)")
 	fl.StringVar(&f.token, "token", "", "the subject's bearer token (compact JWT); empty means anonymous")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/policies"
@@ -10,26 +12,62 @@ import (
 
 // policyFlags choose the policy set for decide, test and check.
 type policyFlags struct {
-	dir        string
+	dir        string // a directory, or an OPA bundle file (.tar.gz)
+	bundle     string
 	entrypoint string
 }
 
-// snapshot reads the policy set: --policies, else the configuration's
-// policy.dir, else the embedded default policies.
+// isBundleFile reports whether path names an OPA bundle tarball rather than
+// a policy directory.
+func isBundleFile(path string) bool {
+	if strings.HasSuffix(path, ".tar.gz") || strings.HasSuffix(path, ".tgz") {
+		return true
+	}
+	info, err := os.Stat(path)
+	return err == nil && info.Mode().IsRegular()
+}
+
+// snapshot reads the policy set: --bundle or --policies, else the
+// configuration's policy.bundle_file or policy.dir, else the embedded
+// default policies. A bundle is verified when the configuration names a
+// verification key.
 func (p *policyFlags) snapshot(cfg *config.Config) (*bundles.Snapshot, error) {
-	dir := p.dir
-	if dir == "" && cfg != nil {
-		switch {
-		case cfg.Policy.Dir != "":
-			dir = cfg.Path(cfg.Policy.Dir)
-		case cfg.Policy.BundleFile != "", cfg.Policy.BundleURL != "":
-			return nil, fmt.Errorf("policy bundles are not supported by this command yet: use --policies DIR")
+	dir, bundleFile := p.dir, p.bundle
+	if dir != "" && bundleFile == "" && isBundleFile(dir) {
+		dir, bundleFile = "", dir
+	}
+	var verify bundles.VerifyOptions
+	if cfg != nil {
+		if dir == "" && bundleFile == "" {
+			switch {
+			case cfg.Policy.Dir != "":
+				dir = cfg.Path(cfg.Policy.Dir)
+			case cfg.Policy.BundleFile != "":
+				bundleFile = cfg.Path(cfg.Policy.BundleFile)
+			case cfg.Policy.BundleURL != "":
+				return nil, fmt.Errorf("policy.bundle_url: fetch the bundle and pass it with --bundle")
+			}
+		}
+		if cfg.Policy.VerificationKeyFile != "" {
+			key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
+			if err != nil {
+				return nil, fmt.Errorf("policy.verification_key_file: %w", err)
+			}
+			verify.Key = key
 		}
 	}
-	if dir == "" {
-		return bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
+	switch {
+	case bundleFile != "":
+		f, err := os.Open(bundleFile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + bundleFile, Verify: verify})
+	case dir != "":
+		return bundles.ReadDir(dir, bundles.ReadOptions{})
 	}
-	return bundles.ReadDir(dir, bundles.ReadOptions{})
+	return bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
 }
 
 // entry returns the entrypoint: the flag, else the configuration's.

@@ -24,7 +24,7 @@ func newTestCommand() *cobra.Command {
 		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "test [DIR]",
+		Use:   "test [DIR|BUNDLE.tar.gz]",
 		Short: "Run the Rego unit tests of a policy directory",
 		Long: `Test runs every test_ rule in the *_test.rego files of DIR (default: the
 embedded default policies) with OPA's tester, type-checking every module

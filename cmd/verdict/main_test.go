@@ -1,0 +1,213 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// verdict runs the command line in-process and returns its exit code and
+// output.
+func verdict(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(t.Context(), args, strings.NewReader(""), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func decision(t *testing.T, out string) (allow bool, reasons []string) {
+	t.Helper()
+	var d struct {
+		Allow   bool     `json:"allow"`
+		Reasons []string `json:"reasons"`
+		ID      string   `json:"decision_id"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil || d.ID == "" {
+		t.Fatalf("output is not a decision: %q (%v)", out, err)
+	}
+	return d.Allow, d.Reasons
+}
+
+// TestDevTokenDecide walks the README's policy-author flow: mint a token,
+// ask for decisions against the embedded default policies.
+func TestDevTokenDecide(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "dev-key.pem")
+	code, viewer, stderr := verdict(t, "token", "--dev-key", key, "--sub", "alice", "--roles", "viewer")
+	if code != 0 || !strings.Contains(stderr, "NOT FOR PRODUCTION") {
+		t.Fatalf("token: exit %d, stderr %q", code, stderr)
+	}
+	viewer = strings.TrimSpace(viewer)
+	_, service, _ := verdict(t, "token", "--dev-key", key, "--sub", "payments", "--azp", "payments")
+	service = strings.TrimSpace(service)
+	_, stranger, _ := verdict(t, "token", "--dev-key", filepath.Join(t.TempDir(), "other.pem"), "--roles", "admin")
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantReason string
+	}{
+		{"viewer reads orders", []string{"--token", viewer, "--action", "orders:read"}, 0, "role viewer grants orders:read"},
+		{"viewer cannot delete", []string{"--token", viewer, "--action", "orders:delete"}, 1, "no role grants orders:delete"},
+		{"public action", []string{"--action", "catalog:read"}, 0, "anonymous access to catalog:read is public"},
+		{"derived action", []string{"--token", viewer, "--method", "GET", "--path", "/orders/42"}, 0, "role viewer grants orders:read"},
+		{"service allowlist", []string{"--caller-token", service, "--action", "inventory:reserve"}, 0, ""},
+		{"user cannot reserve", []string{"--token", viewer, "--action", "inventory:reserve"}, 1, ""},
+		{"untrusted key", []string{"--token", strings.TrimSpace(stranger), "--action", "orders:read"}, 1, "token: unknown_kid"},
+		{"tampered", []string{"--token", viewer + "x", "--action", "orders:read"}, 1, "token: malformed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := verdict(t, append([]string{"decide", "--dev-key", key}, tc.args...)...)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stdout %s stderr %s", code, tc.wantCode, out, stderr)
+			}
+			allow, reasons := decision(t, out)
+			if allow != (tc.wantCode == 0) {
+				t.Errorf("allow = %v with exit %d", allow, code)
+			}
+			if tc.wantReason != "" && (len(reasons) == 0 || reasons[0] != tc.wantReason) {
+				t.Errorf("reasons = %q, want %q first", reasons, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestDecideUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"decide"},
+		{"decide", "--action", "x", "--resource", "[1]"},
+		{"decide", "--action", "x", "--policies", filepath.Join(t.TempDir(), "missing")},
+		{"decide", "--action", "x", "--config", filepath.Join(t.TempDir(), "missing.yaml")},
+	} {
+		if code, out, _ := verdict(t, args...); code != 2 || out != "" {
+			t.Errorf("%q: exit %d, stdout %q; want 2 and no decision", args, code, out)
+		}
+	}
+}
+
+// TestDecideWithConfig uses a configuration file with a JWKS file and a
+// policy directory, both written by the test.
+func TestDecideWithConfig(t *testing.T) {
+	is := authztest.NewIssuer(t, "ES256")
+	dir := t.TempDir()
+	der, err := x509.MarshalPKIXPublicKey(is.PublicKey().Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "keys", "idp.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	write(t, filepath.Join(dir, "policies", "authz", "p.rego"), "package authz\n\nallow if input.subject.claims.tenant == data.tenant\n")
+	write(t, filepath.Join(dir, "policies", "data.json"), `{"tenant": "acme"}`)
+	write(t, filepath.Join(dir, "verdict.yaml"), `policy:
+  dir: policies
+tokens:
+  issuers:
+    - issuer: `+is.Name+`
+      audiences: [`+is.Audience+`]
+      algorithms: [ES256]
+      public_key_file: keys/idp.pem
+`)
+	cfg := filepath.Join(dir, "verdict.yaml")
+	if code, out, stderr := verdict(t, "decide", "--config", cfg, "--action", "x", "--token", is.Mint(t, map[string]any{"tenant": "acme"})); code != 0 {
+		t.Fatalf("acme: exit %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := verdict(t, "decide", "--config", cfg, "--action", "x", "--token", is.Mint(t, map[string]any{"tenant": "other"})); code != 1 {
+		t.Fatalf("other tenant: exit %d %s", code, out)
+	}
+	write(t, filepath.Join(dir, "bad.yaml"), "policy:\n  dir: policies\n  entrypiont: authz\n")
+	code, _, stderr := verdict(t, "decide", "--config", filepath.Join(dir, "bad.yaml"), "--action", "x")
+	if code != 2 || !strings.Contains(stderr, "bad.yaml:3: unknown key \"entrypiont\"") {
+		t.Fatalf("bad config: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestTestAndCheck(t *testing.T) {
+	if code, out, stderr := verdict(t, "test", "../../policies"); code != 0 || !strings.Contains(out, "PASS") {
+		t.Fatalf("test policies: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, out, _ := verdict(t, "test", "../../policies", "--coverage"); code != 0 || !strings.Contains(out, "coverage:") {
+		t.Fatalf("test --coverage: exit %d\n%s", code, out)
+	}
+	if code, out, _ := verdict(t, "check", "../../policies"); code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("check policies: exit %d %s", code, out)
+	}
+
+	broken := t.TempDir()
+	write(t, filepath.Join(broken, "authz", "p.rego"), "package authz\n\nallow if {\n\tinput.subjet.id == \"x\"\n}\n")
+	code, _, stderr := verdict(t, "check", broken)
+	if code != 1 || !strings.Contains(stderr, "authz/p.rego:4:2: rego_type_error: undefined ref: input.subjet") {
+		t.Fatalf("check broken: exit %d, stderr %q", code, stderr)
+	}
+
+	failing := t.TempDir()
+	write(t, filepath.Join(failing, "authz", "p.rego"), "package authz\n\nallow := false\n")
+	write(t, filepath.Join(failing, "authz", "p_test.rego"), "package authz_test\n\ntest_allows if data.authz.allow\n")
+	if code, out, _ := verdict(t, "test", failing); code != 1 || !strings.Contains(out, "FAIL") {
+		t.Fatalf("failing test: exit %d %s", code, out)
+	}
+	empty := t.TempDir()
+	write(t, filepath.Join(empty, "authz", "p.rego"), "package authz\n\nallow := false\n")
+	if code, _, stderr := verdict(t, "test", empty); code != 1 || !strings.Contains(stderr, "no tests") {
+		t.Fatalf("no tests: exit %d %s", code, stderr)
+	}
+}
+
+// TestBundleFile: decide and check accept an OPA bundle tarball.
+func TestBundleFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authz.tar.gz")
+	writeBundle(t, path, map[string]string{
+		"/.manifest":         `{"revision": "v42", "roots": ["authz", "tenants"]}`,
+		"/authz/p.rego":      "package authz\n\nallow if input.action.name in data.tenants.open\n",
+		"/tenants/data.json": `{"open": ["orders:read"]}`,
+	})
+	code, out, stderr := verdict(t, "decide", "--bundle", path, "--action", "orders:read")
+	if code != 0 || !strings.Contains(out, `"revision": "v42"`) {
+		t.Fatalf("decide --bundle: exit %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := verdict(t, "check", path); code != 0 || !strings.Contains(out, "revision v42") {
+		t.Fatalf("check bundle: exit %d %s", code, out)
+	}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeBundle(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
