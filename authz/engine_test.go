@@ -513,7 +513,6 @@ func golden(t *testing.T, path, got string) {
 	}
 }
 
-
 func policySnapshot(tb testing.TB, rego string) *bundles.Snapshot {
 	tb.Helper()
 	return authztest.Policy(tb, "", rego)

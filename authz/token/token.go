@@ -6,9 +6,20 @@
 // that issuer's keys only, header-supplied keys (jku, x5u, jwk, x5c) never
 // trusted, and tokens over the size limit refused before any parsing.
 //
+// A Verifier is built once from Options with NewVerifier and then shared by
+// every request goroutine; Verify decodes a token exactly once, picks the
+// issuer from its iss claim, picks candidate keys from that issuer's KeySet
+// only, checks the signature with golang-jwt's signing methods, and finally
+// validates the registered claims with golang-jwt's Validator.
+//
 // Keys come from a KeySet, so a remote JWKS source can plug in without
-// touching the rules. Every failure wraps ErrInvalid and one cause sentinel
+// touching the rules. StaticKeys is the in-memory KeySet; ParseJWKS,
+// ParsePublicKeyPEM and HMACKey build its keys from configuration.
+//
+// Every failure wraps ErrInvalid and exactly one cause sentinel
 // (ErrExpired, ErrBadSignature, ...); Reason names the cause for a deny.
+// Error messages never contain the token itself. The Raw type carries a
+// token through code that might log it: it formats and logs redacted.
 package token
 
 import (
@@ -22,51 +33,104 @@ import (
 var ErrInvalid = errors.New("token invalid")
 
 // Cause sentinels. Each verification error wraps ErrInvalid and exactly one
-// of these; Reason maps them to the short names used in deny reasons.
+// of these; Reason maps them to the short names used in deny reasons (the
+// sentinel's text).
 var (
-	ErrTooLarge        = errors.New("too_large")
-	ErrMalformed       = errors.New("malformed")
-	ErrDisallowedAlg   = errors.New("disallowed_alg")
-	ErrUnknownKID      = errors.New("unknown_kid")
-	ErrBadSignature    = errors.New("bad_signature")
-	ErrExpired         = errors.New("expired")
-	ErrNotYetValid     = errors.New("not_yet_valid")
-	ErrBadIssuer       = errors.New("bad_issuer")
-	ErrBadAudience     = errors.New("bad_audience")
-	ErrMissingClaim    = errors.New("missing_claim")
+	// ErrTooLarge: the token is longer than Options.MaxBytes. It was not parsed.
+	ErrTooLarge = errors.New("too_large")
+	// ErrMalformed: not a compact JWS (three canonical base64url segments,
+	// JSON object header and payload, string alg and kid, no crit), or a
+	// registered claim of the wrong JSON type or out of range.
+	ErrMalformed = errors.New("malformed")
+	// ErrDisallowedAlg: alg is "none" (in any case), unknown, not allowed for
+	// the issuer, or not allowed for any of the keys that could verify it.
+	ErrDisallowedAlg = errors.New("disallowed_alg")
+	// ErrUnknownKID: the issuer has no key with the token's kid (or no keys).
+	ErrUnknownKID = errors.New("unknown_kid")
+	// ErrBadSignature: no candidate key verifies the signature.
+	ErrBadSignature = errors.New("bad_signature")
+	// ErrExpired: exp is in the past (beyond the leeway).
+	ErrExpired = errors.New("expired")
+	// ErrNotYetValid: nbf or iat is in the future (beyond the leeway).
+	ErrNotYetValid = errors.New("not_yet_valid")
+	// ErrBadIssuer: iss is absent, not a string, or matches no configured
+	// issuer exactly.
+	ErrBadIssuer = errors.New("bad_issuer")
+	// ErrBadAudience: aud is absent or contains none of the issuer's audiences.
+	ErrBadAudience = errors.New("bad_audience")
+	// ErrMissingClaim: a required claim (exp, unless Issuer.ExpOptional) is absent.
+	ErrMissingClaim = errors.New("missing_claim")
+	// ErrKeysUnavailable: the issuer's KeySet returned an error.
 	ErrKeysUnavailable = errors.New("keys_unavailable")
 )
 
-// Key is one verification key.
+// causes lists the cause sentinels in the order Reason tests them.
+var causes = [...]error{
+	ErrTooLarge, ErrMalformed, ErrDisallowedAlg, ErrUnknownKID, ErrBadSignature,
+	ErrExpired, ErrNotYetValid, ErrBadIssuer, ErrBadAudience, ErrMissingClaim,
+	ErrKeysUnavailable,
+}
+
+// Reason returns the short name of a verification error's cause
+// ("expired", "bad_signature", ...), suitable for a deny reason such as
+// "token: expired" or a metric label (the set of names is closed). It
+// returns "invalid" for any other non-nil error and "" for nil.
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, ErrInvalid) {
+		for _, c := range causes {
+			if errors.Is(err, c) {
+				return c.Error()
+			}
+		}
+	}
+	return "invalid"
+}
+
+// Key is one verification key. A Key is a plain value; once handed to a
+// KeySet it must not be modified.
 type Key struct {
 	// ID is the key's kid; empty when the key has none.
 	ID string
 	// Algorithm pins the key to one JWS algorithm ("RS256"); empty binds it
 	// to every algorithm of its type that the issuer allows.
 	Algorithm string
-	// Public is *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey, or a
-	// []byte HMAC secret.
+	// Public is *rsa.PublicKey (at least 2048 bits), *ecdsa.PublicKey
+	// (P-256, P-384 or P-521), ed25519.PublicKey, or a []byte HMAC secret
+	// (at least 32 bytes). Private keys are refused. The type decides which
+	// algorithms the key can ever verify: RS*/PS* need RSA, ES256/ES384/ES512
+	// need P-256/P-384/P-521, EdDSA needs Ed25519 and HS* need a []byte, so
+	// an RSA public key can never be used as an HMAC secret.
 	Public crypto.PublicKey
 }
 
 // KeySet finds an issuer's verification keys. Implementations must be safe
-// for concurrent use.
+// for concurrent use. A remote implementation should cache, refresh in the
+// background, refresh (rate-limited) on an unknown kid, and keep its last
+// good keys while the key server is down.
 type KeySet interface {
 	// Lookup returns the keys whose ID equals kid; with kid empty, every key.
-	// An empty result with a nil error means no such key.
+	// An empty result with a nil error means no such key. A non-nil error
+	// makes verification fail with ErrKeysUnavailable. The caller does not
+	// modify the returned slice.
 	Lookup(ctx context.Context, kid string) ([]Key, error)
 }
 
 // Issuer is one trusted token issuer.
 type Issuer struct {
-	// Issuer must equal the token's iss claim exactly.
+	// Issuer must equal the token's iss claim exactly (no normalisation:
+	// case, trailing slashes and prefixes all matter). Required, unique.
 	Issuer string
 	// Audiences: the token's aud must contain at least one of them. Required.
 	Audiences []string
-	// Algorithms allowed for this issuer ("RS256", "ES256", "EdDSA", "HS256", ...).
-	// Required; "none" is refused.
+	// Algorithms allowed for this issuer, by their exact JWS names: RS256,
+	// RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, HS256,
+	// HS384, HS512. Required; "none" and anything else is a config error.
 	Algorithms []string
-	// Keys holds the issuer's verification keys.
+	// Keys holds the issuer's verification keys; only they are ever tried
+	// for tokens whose iss is Issuer. Required.
 	Keys KeySet
 	// ExpOptional accepts tokens without exp. The default requires it.
 	ExpOptional bool
@@ -74,20 +138,26 @@ type Issuer struct {
 
 // Options configures a Verifier. The zero value of each field means its default.
 type Options struct {
+	// Issuers are the trusted issuers. At least one is required.
 	Issuers []Issuer
-	// Leeway is the clock skew allowed for exp, nbf and iat. Default 0.
+	// Leeway is the clock skew allowed for exp, nbf and iat. Default 0;
+	// negative is a config error.
 	Leeway time.Duration
-	// MaxBytes refuses longer tokens before parsing. Default 8192.
+	// MaxBytes refuses longer tokens before parsing. Default 8192; negative
+	// is a config error.
 	MaxBytes int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-// Verified is a successfully verified token.
+// Verified is a successfully verified token. It is owned by the caller of
+// Verify: nothing else holds a reference to it.
 type Verified struct {
-	Issuer  string
+	// Issuer is the iss claim, equal to the matching Issuer.Issuer.
+	Issuer string
+	// Subject is the sub claim; empty when absent.
 	Subject string
-	// KeyID is the kid of the key that verified the token ("" when none).
+	// KeyID is the ID of the key that verified the token ("" when it has none).
 	KeyID string
 	// ExpiresAt is the exp claim; zero when absent (only with ExpOptional).
 	ExpiresAt time.Time

@@ -1,0 +1,642 @@
+package authz_test
+
+// Benchmarks of the decision engine against the targets in BENCHMARKS.md:
+//
+//	go test -run '^$' -bench . -benchmem -count 6 ./authz
+//
+// Verdict's numbers use the default policy set (policies.FS()) with tokens
+// carrying roles ["viewer"] and the action "orders:read" (an allow).
+// BenchmarkOPA is the same job done by OPA's rego package the way its users
+// do it: io.jwt.decode_verify inside the policy. BenchmarkFloor is the bare
+// prepared evaluation the engine runs, on an input converted once.
+// BenchmarkVerifyOnly is signature verification plus claim checks alone.
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/policies"
+)
+
+// benchAlgs are the algorithms measured; RS256 is the headline.
+var benchAlgs = []string{"RS256", "ES256", "EdDSA", "HS256"}
+
+const (
+	benchPoolSize = 1000
+	benchAction   = "orders:read"
+)
+
+// benchPool is one issuer and benchPoolSize distinct tokens it minted, each
+// with roles ["viewer"] and a unique jti. Pools are minted once per test
+// binary and shared by every benchmark (and every -count repetition).
+type benchPool struct {
+	issuer *authztest.Issuer
+	tokens []string
+}
+
+var (
+	benchPoolsMu sync.Mutex
+	benchPools   = map[string]*benchPool{}
+)
+
+func benchPoolFor(b *testing.B, alg string) *benchPool {
+	b.Helper()
+	benchPoolsMu.Lock()
+	defer benchPoolsMu.Unlock()
+	if p, ok := benchPools[alg]; ok {
+		return p
+	}
+	p := &benchPool{issuer: authztest.NewIssuer(b, alg)}
+	for i := range benchPoolSize {
+		p.tokens = append(p.tokens, p.issuer.Mint(b, map[string]any{
+			"roles": []string{"viewer"},
+			"jti":   "bench-" + strconv.Itoa(i),
+		}))
+	}
+	benchPools[alg] = p
+	return p
+}
+
+var benchDefaultSnapshot = sync.OnceValues(func() (*bundles.Snapshot, error) {
+	return bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
+})
+
+func benchSnapshot(b *testing.B) *bundles.Snapshot {
+	b.Helper()
+	s, err := benchDefaultSnapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// benchEngine builds an engine trusting p's issuer (when p is not nil) with the
+// default policy set loaded.
+func benchEngine(b *testing.B, p *benchPool, cacheSize int) *authz.Engine {
+	b.Helper()
+	opts := authz.Options{TokenCacheSize: cacheSize}
+	if p != nil {
+		opts.Tokens = token.Options{Issuers: []token.Issuer{p.issuer.Config()}}
+	}
+	e, err := authz.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := e.Load(context.Background(), benchSnapshot(b)); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func benchMustAllow(b *testing.B, d authz.Decision, err error) {
+	b.Helper()
+	if err != nil || !d.Allow {
+		b.Fatalf("want allow, got %+v, %v", d, err)
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	ctx := context.Background()
+
+	b.Run("anonymous", func(b *testing.B) {
+		e := benchEngine(b, nil, 0)
+		req := authz.Request{Action: authz.Action{Name: "catalog:read"}}
+		d, err := e.Decide(ctx, req)
+		benchMustAllow(b, d, err)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if _, err := e.Decide(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+
+	// An already-verified token: the engine finds it in its verified-token
+	// cache (keyed by the token's SHA-256). The pool of 1000 distinct tokens
+	// is decided once before the timer starts, so every timed decision is a
+	// cache hit on a realistically sized map.
+	b.Run("cached_token", func(b *testing.B) {
+		for _, alg := range benchAlgs {
+			b.Run(alg, func(b *testing.B) {
+				p := benchPoolFor(b, alg)
+				e := benchEngine(b, p, 0)
+				for _, t := range p.tokens {
+					d, err := e.Decide(ctx, authz.Request{Token: t, Action: authz.Action{Name: benchAction}})
+					benchMustAllow(b, d, err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				i := 0
+				for b.Loop() {
+					req := authz.Request{Token: p.tokens[i%benchPoolSize], Action: authz.Action{Name: benchAction}}
+					if _, err := e.Decide(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		}
+	})
+
+	// First-time verification on every decision: the token cache is disabled
+	// (TokenCacheSize -1), so each Decide verifies the signature and claims,
+	// converts the claims and evaluates, exactly as for a never-seen token.
+	// (The cache insert a real first-time decision also does is not timed.)
+	b.Run("first_time", func(b *testing.B) {
+		for _, alg := range benchAlgs {
+			b.Run(alg, func(b *testing.B) {
+				p := benchPoolFor(b, alg)
+				e := benchEngine(b, p, -1)
+				d, err := e.Decide(ctx, authz.Request{Token: p.tokens[0], Action: authz.Action{Name: benchAction}})
+				benchMustAllow(b, d, err)
+				b.ReportAllocs()
+				b.ResetTimer()
+				i := 0
+				for b.Loop() {
+					req := authz.Request{Token: p.tokens[i%benchPoolSize], Action: authz.Action{Name: benchAction}}
+					if _, err := e.Decide(ctx, req); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		}
+	})
+}
+
+// benchOPAPolicy is the default policy's RBAC, written the way an OPA user writes
+// it when OPA verifies the token itself: io.jwt.decode_verify inside the
+// policy, roles from the verified claims, permissions from the same
+// data.json. There is no caller identity in this input, so the service
+// allowlist only ever denies (as the default policy does without a caller).
+// %[1]q is the key constraint name: "cert" (a JWKS) or "secret" (HS256).
+const benchOPAPolicy = `package opa_authz
+
+default allow := false
+
+verified := io.jwt.decode_verify(input.token, {
+	%[1]q: data.opa_bench.key,
+	"iss": %[2]q,
+	"aud": %[3]q,
+	"time": time.now_ns(),
+})
+
+authenticated if verified[0] == true
+
+claims := verified[2] if authenticated
+
+action := input.action.name
+
+roles contains role if {
+	authenticated
+	some role in claims.roles
+	is_string(role)
+}
+
+permits contains action
+
+permits contains concat(":", [action_resource, "*"])
+
+action_resource := substring(action, 0, i) if {
+	i := indexof(action, ":")
+	i > 0
+}
+
+grants contains [role, permission] if {
+	some role in roles
+	some permission in permits
+	permission in data.roles[role]
+}
+
+service_only if data.service_actions[action]
+
+public_allowed if {
+	not service_only
+	action in data.public_actions
+}
+
+role_allowed if {
+	not service_only
+	count(grants) > 0
+}
+
+allow if public_allowed
+
+allow if role_allowed
+
+reasons contains sprintf("anonymous access to %%s is public", [action]) if {
+	public_allowed
+	not authenticated
+}
+
+reasons contains sprintf("%%s is public", [action]) if {
+	public_allowed
+	authenticated
+}
+
+reasons contains sprintf("anonymous access to %%s is not allowed", [action]) if {
+	not service_only
+	not public_allowed
+	not authenticated
+}
+
+reasons contains sprintf("role %%s grants %%s", [role, action]) if {
+	role_allowed
+	some [role, permission] in grants
+	permission == action
+}
+
+reasons contains sprintf("role %%s grants %%s via %%s", [role, action, permission]) if {
+	role_allowed
+	some [role, permission] in grants
+	permission != action
+}
+
+reasons contains sprintf("no role grants %%s", [action]) if {
+	authenticated
+	not service_only
+	not public_allowed
+	not role_allowed
+}
+
+reasons contains "the caller is not authenticated" if service_only
+
+subject_id := id if {
+	authenticated
+	id := claims.sub
+} else := ""
+
+default headers := {}
+
+headers := {
+	"x-verdict-action": action,
+	"x-verdict-subject": subject_id,
+	"x-verdict-roles": concat(",", sort(roles)),
+	"x-verdict-caller": "",
+} if allow
+
+decision := {"allow": allow, "reasons": reasons, "headers": headers}
+`
+
+// benchJWKS renders the issuer's public key as a one-key JWKS (with its kid),
+// or for HS256 returns the raw secret; the first result is the name of the
+// io.jwt.decode_verify constraint that takes it.
+func benchJWKS(b *testing.B, iss *authztest.Issuer) (constraint, key string) {
+	b.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	jwk := map[string]any{"kid": iss.KeyID, "alg": iss.Alg, "use": "sig"}
+	switch pub := iss.PublicKey().Public.(type) {
+	case []byte:
+		return "secret", string(pub)
+	case *rsa.PublicKey:
+		jwk["kty"], jwk["n"], jwk["e"] = "RSA", enc(pub.N.Bytes()), enc(big.NewInt(int64(pub.E)).Bytes())
+	case *ecdsa.PublicKey:
+		ek, err := pub.ECDH()
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw := ek.Bytes() // 0x04 || X || Y
+		n := (len(raw) - 1) / 2
+		jwk["kty"], jwk["crv"], jwk["x"], jwk["y"] = "EC", "P-256", enc(raw[1:1+n]), enc(raw[1+n:])
+	case ed25519.PublicKey:
+		jwk["kty"], jwk["crv"], jwk["x"] = "OKP", "Ed25519", enc(pub)
+	default:
+		b.Fatalf("unexpected key type %T", pub)
+	}
+	out, err := json.Marshal(map[string]any{"keys": []any{jwk}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return "cert", string(out)
+}
+
+// BenchmarkOPA is (a): OPA's rego package verifying the token in policy,
+// prepared once, input given as map[string]any, with an inter-query builtin
+// value cache passed on every evaluation (a prepared query ignores the one
+// given to rego.New). In "decode_verify" the cache has OPA's defaults: the
+// parsed-key cache (io_jwt_keys) on, the verified-token cache (io_jwt) off.
+// "decode_verify_jwt_cache" turns the io_jwt cache on as well; with the
+// 1000-token pool cycled, every timed evaluation then hits it.
+func BenchmarkOPA(b *testing.B) {
+	variants := []struct {
+		name     string
+		jwtCache bool
+	}{
+		{"decode_verify", false},
+		{"decode_verify_jwt_cache", true},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			for _, alg := range benchAlgs {
+				b.Run(alg, func(b *testing.B) { benchOPA(b, alg, v.jwtCache) })
+			}
+		})
+	}
+}
+
+func benchOPA(b *testing.B, alg string, jwtCache bool) {
+	ctx := context.Background()
+	p := benchPoolFor(b, alg)
+	s := benchSnapshot(b)
+
+	constraint, key := benchJWKS(b, p.issuer)
+	data := make(map[string]any, len(s.Data)+1)
+	for k, v := range s.Data {
+		data[k] = v
+	}
+	data["opa_bench"] = map[string]any{"key": key}
+
+	config, err := cache.ParseCachingConfig(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if jwtCache {
+		entries := 10000
+		config.InterQueryBuiltinValueCache.NamedCacheConfigs = map[string]*cache.NamedValueCacheConfig{
+			"io_jwt": {MaxNumEntries: &entries},
+		}
+	}
+	vc := cache.NewInterQueryValueCache(ctx, config)
+
+	pq, err := rego.New(
+		rego.Query("data.opa_authz.decision"),
+		rego.Module("opa_authz.rego", fmt.Sprintf(benchOPAPolicy, constraint, p.issuer.Name, p.issuer.Audience)),
+		rego.Store(inmem.NewFromObject(data)),
+		rego.InterQueryBuiltinValueCache(vc),
+	).PrepareForEval(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	eval := func(tok string) bool {
+		input := map[string]any{
+			"token":    tok,
+			"action":   map[string]any{"name": benchAction},
+			"resource": map[string]any{},
+			"context":  map[string]any{"request_id": "bench"},
+		}
+		rs, err := pq.Eval(ctx, rego.EvalInput(input), rego.EvalInterQueryBuiltinValueCache(vc))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(rs) != 1 {
+			b.Fatalf("want one result, got %v", rs)
+		}
+		d, _ := rs[0].Expressions[0].Value.(map[string]any)
+		return d["allow"] == true
+	}
+	// Warm up over the whole pool (fills io_jwt when it is on) and check
+	// the policy allows, as the default policy does.
+	for _, t := range p.tokens {
+		if !eval(t) {
+			b.Fatalf("OPA policy denied a viewer token for %s", benchAction)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		eval(p.tokens[i%benchPoolSize])
+		i++
+	}
+}
+
+// benchFloorQuery compiles the default policy set plus the engine's entry module
+// (compile.go's entryModuleTemplate for the "authz" entrypoint), type-checked
+// against the input schema, and prepares data.verdict_entrypoint.decision
+// with the options the engine's prepare uses.
+func benchFloorQuery(b *testing.B) rego.PreparedEvalQuery {
+	b.Helper()
+	ctx := context.Background()
+	s := benchSnapshot(b)
+	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
+	modules := map[string]*ast.Module{}
+	for _, m := range s.Modules {
+		if m.IsTest() {
+			continue
+		}
+		mod, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), popts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		modules[m.Path] = mod
+	}
+	const entry = `package verdict_entrypoint
+
+decision["allow"] := data.authz.allow
+
+decision["reasons"] := data.authz.reasons
+
+decision["headers"] := data.authz.headers
+`
+	mod, err := ast.ParseModuleWithOpts("verdict:verdict_entrypoint", entry, popts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	modules["verdict:verdict_entrypoint"] = mod
+
+	var schema any
+	if err := json.Unmarshal(authz.InputSchema, &schema); err != nil {
+		b.Fatal(err)
+	}
+	ss := ast.NewSchemaSet()
+	ss.Put(ast.SchemaRootRef, schema)
+	c := ast.NewCompiler().WithSchemas(ss)
+	if c.Compile(modules); c.Failed() {
+		b.Fatal(c.Errors)
+	}
+	pq, err := rego.New(
+		rego.ParsedQuery(ast.MustParseBody("data.verdict_entrypoint.decision")),
+		rego.Compiler(c),
+		rego.Store(inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))),
+		rego.StrictBuiltinErrors(false),
+	).PrepareForEval(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pq
+}
+
+// benchFloorInput is the engine's input document for a viewer token deciding
+// orders:read, converted to an OPA value once.
+func benchFloorInput(b *testing.B, now time.Time) ast.Value {
+	b.Helper()
+	v, err := ast.InterfaceToValue(map[string]any{
+		"subject": map[string]any{
+			"authenticated": true,
+			"id":            authztest.DefaultSubject,
+			"issuer":        authztest.DefaultName,
+			"claims": map[string]any{
+				"iss":   authztest.DefaultName,
+				"aud":   authztest.DefaultAudience,
+				"sub":   authztest.DefaultSubject,
+				"iat":   json.Number(strconv.FormatInt(now.Unix(), 10)),
+				"exp":   json.Number(strconv.FormatInt(now.Add(time.Hour).Unix(), 10)),
+				"jti":   "bench-0",
+				"roles": []any{"viewer"},
+			},
+		},
+		"caller":   map[string]any{"authenticated": false, "method": "none"},
+		"action":   map[string]any{"name": benchAction},
+		"resource": map[string]any{},
+		"context": map[string]any{
+			"time":       now.UTC().Format(time.RFC3339Nano),
+			"request_id": "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// BenchmarkFloor is (b): the engine's prepared query on a pre-converted
+// input, with the engine's evaluation options and a per-evaluation context
+// timeout as engine.evaluate sets. The no_timeout variant drops the
+// context.WithTimeout to show what it costs.
+func BenchmarkFloor(b *testing.B) {
+	run := func(b *testing.B, withTimeout bool) {
+		pq := benchFloorQuery(b)
+		now := time.Now()
+		input := benchFloorInput(b, now)
+		ctx := context.Background()
+		eval := func() []rego.Result {
+			ctx := ctx
+			if withTimeout {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, authz.DefaultEvalTimeout)
+				defer cancel()
+			}
+			rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalSortSets(true))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return rs
+		}
+		rs := eval()
+		if d, _ := rs[0].Expressions[0].Value.(map[string]any); d["allow"] != true {
+			b.Fatalf("floor query did not allow: %v", rs)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			eval()
+		}
+	}
+	b.Run("prepared_eval", func(b *testing.B) { run(b, true) })
+	b.Run("prepared_eval_no_timeout", func(b *testing.B) { run(b, false) })
+}
+
+// BenchmarkFloorOptions measures per-evaluation costs of OPA's
+// PreparedEvalQuery.Eval that the engine could avoid, each on top of the
+// prepared_eval floor (context.WithTimeout included in all of them):
+//
+//   - external_cancel: a topdown.Cancel tied to ctx with context.AfterFunc
+//     and passed as rego.EvalExternalCancel, instead of the goroutine that
+//     Eval otherwise starts on every call to watch ctx;
+//   - noop_metrics: rego.EvalMetrics(metrics.NoOp()) instead of a fresh
+//     metrics.New() per call;
+//   - raw_result: rego.EvalGenerateJSON returning the *ast.Term as is, so the
+//     result is not converted to Go maps (the caller reads the ast.Object);
+//   - all: the three together.
+func BenchmarkFloorOptions(b *testing.B) {
+	noop := metrics.NoOp()
+	rawResult := rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
+	run := func(b *testing.B, externalCancel, noopMetrics, raw bool) {
+		pq := benchFloorQuery(b)
+		now := time.Now()
+		input := benchFloorInput(b, now)
+		eval := func() []rego.Result {
+			ctx, cancel := context.WithTimeout(context.Background(), authz.DefaultEvalTimeout)
+			defer cancel()
+			opts := make([]rego.EvalOption, 0, 6)
+			opts = append(opts, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalSortSets(!raw))
+			if externalCancel {
+				c := topdown.NewCancel()
+				stop := context.AfterFunc(ctx, c.Cancel)
+				defer stop()
+				opts = append(opts, rego.EvalExternalCancel(c))
+			}
+			if noopMetrics {
+				opts = append(opts, rego.EvalMetrics(noop))
+			}
+			if raw {
+				opts = append(opts, rawResult)
+			}
+			rs, err := pq.Eval(ctx, opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return rs
+		}
+		rs := eval()
+		allow := false
+		switch v := rs[0].Expressions[0].Value.(type) {
+		case map[string]any:
+			allow = v["allow"] == true
+		case *ast.Term:
+			allow = v.Value.(ast.Object).Get(ast.StringTerm("allow")).Equal(ast.BooleanTerm(true))
+		}
+		if !allow {
+			b.Fatalf("floor query did not allow: %v", rs)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			eval()
+		}
+	}
+	b.Run("external_cancel", func(b *testing.B) { run(b, true, false, false) })
+	b.Run("noop_metrics", func(b *testing.B) { run(b, false, true, false) })
+	b.Run("raw_result", func(b *testing.B) { run(b, false, false, true) })
+	b.Run("all", func(b *testing.B) { run(b, true, true, true) })
+}
+
+// BenchmarkVerifyOnly is token.Verifier.Verify alone (signature, iss, aud,
+// exp/nbf/iat), cycling the same 1000-token pool.
+func BenchmarkVerifyOnly(b *testing.B) {
+	ctx := context.Background()
+	for _, alg := range benchAlgs {
+		b.Run(alg, func(b *testing.B) {
+			p := benchPoolFor(b, alg)
+			v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{p.issuer.Config()}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := v.Verify(ctx, p.tokens[0]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				if _, err := v.Verify(ctx, p.tokens[i%benchPoolSize]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
