@@ -485,3 +485,9 @@ func trimCategory(err error, category error) string {
 	}
 	return msg
 }
+
+// ForgetKey drops every cached verification made with the given issuer's
+// key, so tokens signed by a key that left its issuer's set stop being
+// accepted at once. Key managers call it on rotation; it is safe for
+// concurrent use.
+func (e *Engine) ForgetKey(issuer, keyID string) { e.cache.dropKey(issuer, keyID) }

@@ -517,3 +517,33 @@ func policySnapshot(tb testing.TB, rego string) *bundles.Snapshot {
 	tb.Helper()
 	return authztest.Policy(tb, "", rego)
 }
+
+func TestForgetKeyDropsCachedTokens(t *testing.T) {
+	is := authztest.NewIssuer(t, "EdDSA")
+	keys := &switchableKeys{}
+	keys.set(token.StaticKeys{is.PublicKey()})
+	cfg := is.Config()
+	cfg.Keys = keys
+	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{cfg}}}, authztest.Policy(t, "r", allowAll))
+	tok := is.Mint(t, nil)
+	if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
+		t.Fatalf("before rotation: %+v, %v", d, err)
+	}
+	keys.set(token.StaticKeys{}) // the key leaves the issuer's set
+	if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
+		t.Fatalf("cached verification should still answer before ForgetKey: %+v, %v", d, err)
+	}
+	e.ForgetKey(is.Name, is.KeyID)
+	if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); d.Allow || !errors.Is(err, token.ErrUnknownKID) {
+		t.Fatalf("after ForgetKey: %+v, %v; want unknown_kid", d, err)
+	}
+}
+
+// switchableKeys is a KeySet whose keys a test can replace.
+type switchableKeys struct{ keys atomic.Pointer[token.StaticKeys] }
+
+func (s *switchableKeys) set(k token.StaticKeys) { s.keys.Store(&k) }
+
+func (s *switchableKeys) Lookup(ctx context.Context, kid string) ([]token.Key, error) {
+	return s.keys.Load().Lookup(ctx, kid)
+}
