@@ -1,0 +1,106 @@
+package local_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/bundles/local"
+)
+
+// TestEngineDecidesThroughReloads drives the real engine from a watched
+// directory: decisions run continuously while 100 saves are reloaded, every
+// decision succeeds, and each carries the answer of the revision it names.
+func TestEngineDecidesThroughReloads(t *testing.T) {
+	dir := t.TempDir()
+	save := func(n int) {
+		t.Helper()
+		policy := fmt.Sprintf("package authz\n\nallow := true\n\nreasons := {%q}\n", fmt.Sprintf("gen-%d", n))
+		tmp := filepath.Join(dir, ".authz.rego.tmp")
+		if err := os.WriteFile(tmp, []byte(policy), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "authz.rego")); err != nil { // save by rename
+			t.Fatal(err)
+		}
+	}
+	save(0)
+	engine, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- src.Run(ctx, engine) }()
+	<-src.Initialized()
+
+	var (
+		stop      atomic.Bool
+		wg        sync.WaitGroup
+		seen      sync.Map // revision -> reason
+		decisions atomic.Int64
+		failures  = make(chan string, 16)
+	)
+	for range 4 {
+		wg.Go(func() {
+			for !stop.Load() {
+				d, err := engine.Decide(context.Background(), authz.Request{Action: authz.Action{Name: "x"}})
+				decisions.Add(1)
+				if err != nil || !d.Allow || len(d.Reasons) != 1 {
+					failures <- fmt.Sprintf("decision failed: %+v %v", d, err)
+					return
+				}
+				if prev, loaded := seen.LoadOrStore(d.Revision, d.Reasons[0]); loaded && prev != d.Reasons[0] {
+					failures <- fmt.Sprintf("revision %s answered both %v and %s", d.Revision, prev, d.Reasons[0])
+					return
+				}
+			}
+		})
+	}
+	want := map[string]string{} // revision -> reason, from the engine's status
+	for n := 1; n <= 100; n++ {
+		save(n)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			d, err := engine.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}})
+			if err == nil && d.Reasons[0] == fmt.Sprintf("gen-%d", n) {
+				want[d.Revision] = d.Reasons[0]
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("save %d never took effect (status %+v)", n, engine.Status())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
+	seen.Range(func(rev, reason any) bool {
+		if w, ok := want[rev.(string)]; ok && w != reason {
+			t.Errorf("revision %s: decisions said %s, the snapshot says %s", rev, reason, w)
+		}
+		return true
+	})
+	if st := engine.Status(); st.Loads < 101 || st.LoadFailures != 0 {
+		t.Errorf("status after 100 saves: %+v", st)
+	}
+	t.Logf("%d decisions across %d reloads", decisions.Load(), engine.Status().Loads)
+}
