@@ -1,0 +1,151 @@
+package config_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+func TestParseDesignExample(t *testing.T) {
+	data := `addr: 127.0.0.1:8181
+tls: {cert_file: server.pem, key_file: server-key.pem,
+      client_ca_file: ca.pem, client_auth: request}
+policy:
+  dir: ./policies
+  entrypoint: authz
+tokens:
+  leeway: 30s
+  max_bytes: 8192
+  issuers:
+    - issuer: https://idp.example.com
+      audiences: [orders-api]
+      algorithms: [RS256, ES256]
+      jwks_file: keys/jwks.json
+callers:
+  trusted_proxies: [127.0.0.1/32]
+  trust_bundle_file: ca.pem
+decision_log: stdout
+`
+	c, err := config.Parse([]byte(data), "/etc/verdict/verdict.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8181" || c.TLS.ClientAuth != "request" || c.Tokens.Leeway != 30*time.Second ||
+		c.Tokens.Issuers[0].Algorithms[1] != "ES256" || c.Callers.TrustedProxies[0] != "127.0.0.1/32" {
+		t.Errorf("parsed %+v", c)
+	}
+	if got := c.Path(c.Policy.Dir); got != "/etc/verdict/policies" {
+		t.Errorf("relative path resolved to %q", got)
+	}
+	if got := c.Path("/abs/ca.pem"); got != "/abs/ca.pem" {
+		t.Errorf("absolute path changed to %q", got)
+	}
+}
+
+func TestParseErrorsNameFileLineAndKey(t *testing.T) {
+	tests := []struct {
+		name, data string
+		want       []string
+	}{
+		{"unknown top-level key", "adr: x\n", []string{`v.yaml:1: unknown key "adr"`}},
+		{"unknown nested key", "policy:\n  dir: p\n  entrypiont: authz\n", []string{`v.yaml:3: unknown key "entrypiont"`}},
+		{"wrong type", "tokens:\n  max_bytes: lots\n", []string{"v.yaml:2:"}},
+		{"bad duration", "tokens:\n  leeway: forever\n", []string{"v.yaml:2:"}},
+		{"syntax", "policy: [\n", []string{"v.yaml:"}},
+		{"two policy sources", "policy:\n  dir: p\n  bundle_file: b.tar.gz\n", []string{"v.yaml:1: policy: set at most one"}},
+		{"issuer without audiences or keys", "tokens:\n  issuers:\n    - issuer: https://x\n      algorithms: [RS256]\n",
+			[]string{"v.yaml:3: tokens.issuers[0].audiences: at least one audience", "v.yaml:3: tokens.issuers[0]: set exactly one of"}},
+		{"two key sources", "tokens:\n  issuers:\n    - issuer: https://x\n      audiences: [a]\n      algorithms: [RS256]\n      jwks_file: a\n      public_key_file: b\n",
+			[]string{"tokens.issuers[0]: set exactly one of"}},
+		{"bad client_auth", "tls:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n  client_auth: maybe\n",
+			[]string{`v.yaml:5: tls.client_auth: must be request or require, not "maybe"`}},
+		{"leeway too large", "tokens:\n  leeway: 1h\n", []string{"v.yaml:2: tokens.leeway"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.data), "v.yaml")
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEmptyFileIsZeroConfig(t *testing.T) {
+	c, err := config.Parse(nil, "empty.yaml")
+	if err != nil || c.Addr != "" || len(c.Tokens.Issuers) != 0 {
+		t.Fatalf("empty file: %+v, %v", c, err)
+	}
+}
+
+func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	writeFile(t, filepath.Join(dir, "keys", "es.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	writeFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`)
+	writeFile(t, filepath.Join(dir, "keys", "hmac"), strings.Repeat("s", 32)+"\n")
+	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32))
+	data := `tokens:
+  leeway: 10s
+  issuers:
+    - {issuer: https://pem, audiences: [a], algorithms: [ES256], public_key_file: keys/es.pem}
+    - {issuer: https://jwks, audiences: [a], algorithms: [EdDSA], jwks_file: keys/jwks.json}
+    - {issuer: https://file, audiences: [a], algorithms: [HS256], hmac_secret_file: keys/hmac}
+    - {issuer: https://env, audiences: [a], algorithms: [HS256], hmac_secret_env: VERDICT_TEST_HMAC}
+`
+	c, err := config.Parse([]byte(data), filepath.Join(dir, "verdict.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := c.TokenOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Issuers) != 4 || opts.Leeway != 10*time.Second {
+		t.Fatalf("options %+v", opts)
+	}
+	for _, is := range opts.Issuers {
+		keys, err := is.Keys.Lookup(t.Context(), "")
+		if err != nil || len(keys) != 1 {
+			t.Errorf("%s: keys %v, %v", is.Issuer, keys, err)
+		}
+	}
+	hmac, _ := opts.Issuers[2].Keys.Lookup(t.Context(), "")
+	if string(hmac[0].Public.([]byte)) != strings.Repeat("s", 32) {
+		t.Error("hmac_secret_file: trailing newline kept or secret wrong")
+	}
+
+	t.Setenv("VERDICT_TEST_HMAC", "")
+	if _, err := c.TokenOptions(); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
+		t.Errorf("unset env secret: %v, want an error naming tokens.issuers[3]", err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
