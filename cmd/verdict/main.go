@@ -76,6 +76,7 @@ func newRootCommand() *cobra.Command {
 		newTestCommand(),
 		newCheckCommand(),
 		newTokenCommand(),
+		newServeCommand(),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +32,7 @@ type Config struct {
 	Tokens      Tokens  `yaml:"tokens"`
 	Callers     Callers `yaml:"callers"`
 	DecisionLog string  `yaml:"decision_log"`
+	Limits      Limits  `yaml:"limits"`
 
 	// File is the path the configuration was read from ("" when built in
 	// code); relative paths resolve against its directory.
@@ -82,8 +84,33 @@ type Issuer struct {
 
 // Callers configures how calling services are identified.
 type Callers struct {
-	TrustedProxies  []string `yaml:"trusted_proxies"`
-	TrustBundleFile string   `yaml:"trust_bundle_file"`
+	// TrustedProxies are the addresses (CIDR prefixes or single IPs) whose
+	// forwarded caller certificates are believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustBundleFile holds the PEM CA certificates a forwarded caller
+	// certificate must chain to.
+	TrustBundleFile string `yaml:"trust_bundle_file"`
+	// XFCCHeader names the header carrying Envoy's x-forwarded-client-cert;
+	// empty means "X-Forwarded-Client-Cert".
+	XFCCHeader string `yaml:"xfcc_header"`
+	// EscapedCertHeader names the header carrying a URL-escaped PEM
+	// certificate (nginx's $ssl_client_escaped_cert); empty means
+	// "X-SSL-Client-Cert".
+	EscapedCertHeader string `yaml:"escaped_cert_header"`
+}
+
+// Limits bounds what one request may cost. Zero values mean the server's
+// defaults.
+type Limits struct {
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	MaxJSONDepth      int           `yaml:"max_json_depth"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
+	EvalTimeout       time.Duration `yaml:"eval_timeout"`
 }
 
 // Load reads and validates the configuration file at path.
@@ -205,7 +232,83 @@ func (c *Config) validate(root *yaml.Node) error {
 			bad(key, "set exactly one of jwks_file, jwks_url, discovery, public_key_file, hmac_secret_file, hmac_secret_env")
 		}
 	}
+	for i, p := range c.Callers.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad("callers.trusted_proxies["+strconv.Itoa(i)+"]", "%v", err)
+		}
+	}
+	if len(c.Callers.TrustedProxies) > 0 && c.Callers.TrustBundleFile == "" {
+		bad("callers.trust_bundle_file", "required when trusted_proxies is set: forwarded certificates must chain to it")
+	}
+	for _, h := range []struct{ key, v string }{
+		{"callers.xfcc_header", c.Callers.XFCCHeader},
+		{"callers.escaped_cert_header", c.Callers.EscapedCertHeader},
+	} {
+		if h.v != "" && !validHeaderName(h.v) {
+			bad(h.key, "%q is not a valid header name", h.v)
+		}
+	}
+	l := c.Limits
+	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 {
+		bad("limits", "sizes must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"limits.read_header_timeout", l.ReadHeaderTimeout}, {"limits.read_timeout", l.ReadTimeout},
+		{"limits.write_timeout", l.WriteTimeout}, {"limits.idle_timeout", l.IdleTimeout},
+		{"limits.shutdown_timeout", l.ShutdownTimeout}, {"limits.eval_timeout", l.EvalTimeout},
+	} {
+		if d.v < 0 {
+			bad(d.key, "must not be negative")
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// TrustedProxyPrefixes returns callers.trusted_proxies as prefixes; a single
+// IP becomes a one-address prefix.
+func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(c.Callers.TrustedProxies))
+	for i, p := range c.Callers.TrustedProxies {
+		pf, err := parsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: callers.trusted_proxies[%d]: %w", ErrInvalid, c.File, i, err)
+		}
+		out = append(out, pf)
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix or IP address", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix or IP address", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110).
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Path resolves a path from the file against the file's directory.

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/local"
+	"github.com/verdict-pdp/verdict/bundles/remote"
+	"github.com/verdict-pdp/verdict/policies"
+	"github.com/verdict-pdp/verdict/server"
+	"github.com/verdict-pdp/verdict/server/config"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+type serveFlags struct {
+	configFile string
+	addr       string
+	policies   string
+	logFormat  string
+	logLevel   string
+}
+
+func newServeCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE] [--addr HOST:PORT] [--policies DIR]",
+		Short: "Serve decisions over HTTP",
+		Long: `Serve answers decisions over HTTP: POST /v1/decide, forward-auth on /v1/check,
+health on /health/live and /health/ready, status on /v1/status and Prometheus
+metrics on /metrics. Flags override the configuration file.
+
+The policy directory (--policies, or policy.dir) is watched and reloaded on
+every change; a broken change keeps the last good policy serving.
+
+Without --config, Verdict serves a demo: the embedded default policies (or
+--policies), and tokens from a development issuer whose key is generated at
+start and never stored. It prints ready-to-paste curl commands. Not for
+production.
+
+The first log line names the bound address ("listening addr=..."), so
+--addr 127.0.0.1:0 picks a free port. SIGINT or SIGTERM shuts down gracefully
+(in-flight requests finish, the decision log is flushed) and exits 0.`,
+		Example: `  verdict serve
+  verdict serve --policies ./policies --addr 127.0.0.1:0
+  verdict serve --config verdict.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := runServe(cmd.Context(), &f, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
+				return &exitCode{code: exitError, err: err}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configFile, "config", "", "configuration file (YAML)")
+	fl.StringVar(&f.addr, "addr", "", `listen address (default: the configuration's addr, else "`+server.DefaultAddr+`")`)
+	fl.StringVar(&f.policies, "policies", "", "policy directory, watched for changes (default: the configuration's policy source, else the embedded default policies)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// initializer is a source that says when its first load attempt is done.
+type initializer interface {
+	Initialized() <-chan struct{}
+}
+
+// serveSource is a policy source with status, as the server reports it.
+type serveSource interface {
+	bundles.Source
+	server.Source
+	initializer
+}
+
+func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) error {
+	logger, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg := &config.Config{}
+	if f.configFile != "" {
+		if cfg, err = config.Load(f.configFile); err != nil {
+			return err
+		}
+	}
+
+	// The engine: issuers from the configuration, or the development issuer.
+	engineOpts := authz.Options{
+		Entrypoint:  cfg.Policy.Entrypoint,
+		EvalTimeout: cfg.Limits.EvalTimeout,
+		Logger:      logger,
+	}
+	var minter *devtoken.Minter
+	if f.configFile == "" {
+		if minter, err = devtoken.Generate(); err != nil {
+			return err
+		}
+		engineOpts.Tokens.Issuers = []token.Issuer{minter.TokenIssuer()}
+	} else if engineOpts.Tokens, err = cfg.TokenOptions(); err != nil {
+		return err
+	}
+	engine, err := authz.New(engineOpts)
+	if err != nil {
+		return err
+	}
+	src, err := policySource(cfg, f.policies, logger)
+	if err != nil {
+		return err
+	}
+
+	// The server and its parts.
+	opts := server.Options{
+		Engine:            engine,
+		Addr:              first(f.addr, cfg.Addr, server.DefaultAddr),
+		XFCCHeader:        cfg.Callers.XFCCHeader,
+		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
+		Logger:            logger,
+		Limits: server.Limits{
+			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
+			MaxJSONDepth:      cfg.Limits.MaxJSONDepth,
+			MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+			ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+			ReadTimeout:       cfg.Limits.ReadTimeout,
+			WriteTimeout:      cfg.Limits.WriteTimeout,
+			IdleTimeout:       cfg.Limits.IdleTimeout,
+			ShutdownTimeout:   cfg.Limits.ShutdownTimeout,
+		},
+	}
+	if _, static := src.(*staticSource); !static {
+		opts.Source = src
+	}
+	if cfg.TLS != nil {
+		if opts.TLS, err = server.TLSConfig(server.TLSOptions{
+			CertFile:     cfg.Path(cfg.TLS.CertFile),
+			KeyFile:      cfg.Path(cfg.TLS.KeyFile),
+			ClientCAFile: cfg.Path(cfg.TLS.ClientCAFile),
+			ClientAuth:   cfg.TLS.ClientAuth,
+		}); err != nil {
+			return err
+		}
+	}
+	if opts.TrustedProxies, err = cfg.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
+	if cfg.Callers.TrustBundleFile != "" {
+		if opts.TrustBundle, err = server.LoadCertPool(cfg.Path(cfg.Callers.TrustBundleFile)); err != nil {
+			return err
+		}
+	}
+	dlog, closeLog, err := decisionLog(cfg, stdout, logger)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if dlog != nil {
+		opts.DecisionLog = dlog
+	}
+	srv, err := server.New(opts)
+	if err != nil {
+		return err
+	}
+
+	// Bind first: the first log line names the bound address.
+	addr, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+
+	// Everything long-running, in one group. The decision log stops only
+	// after the server has finished its in-flight requests, so their
+	// decisions are written too.
+	g, gctx := errgroup.WithContext(ctx)
+	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLog()
+	if dlog != nil {
+		g.Go(func() error { return dlog.Run(logCtx) })
+	}
+	g.Go(func() error {
+		defer stopLog()
+		return srv.Run(gctx)
+	})
+	g.Go(func() error { return src.Run(gctx, engine) })
+
+	if minter != nil {
+		select {
+		case <-src.Initialized():
+			if err := printDemo(stderr, addr, minter, engine.Status().Ready); err != nil {
+				logger.Error("demo tokens", slog.String("error", err.Error()))
+			}
+		case <-gctx.Done():
+		}
+	}
+	return g.Wait()
+}
+
+// policySource picks the policy source: --policies, else the configuration's
+// dir, bundle_file or bundle_url, else the embedded default policies.
+func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger) (serveSource, error) {
+	verify := bundles.VerifyOptions{}
+	if cfg.Policy.VerificationKeyFile != "" {
+		key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("policy.verification_key_file: %w", err)
+		}
+		verify.Key = key
+	}
+	switch {
+	case dirFlag != "":
+		return local.NewDir(local.DirOptions{Dir: dirFlag, Logger: logger})
+	case cfg.Policy.Dir != "":
+		return local.NewDir(local.DirOptions{Dir: cfg.Path(cfg.Policy.Dir), Logger: logger})
+	case cfg.Policy.BundleFile != "":
+		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger})
+	case cfg.Policy.BundleURL != "":
+		return remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
+			Verify: verify, Logger: logger})
+	}
+	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
+	if err != nil {
+		return nil, err
+	}
+	return &staticSource{snap: snap, init: make(chan struct{})}, nil
+}
+
+// staticSource delivers one snapshot (the embedded policies) and then waits.
+type staticSource struct {
+	snap *bundles.Snapshot
+	init chan struct{}
+	st   bundles.Status
+}
+
+func (s *staticSource) Run(ctx context.Context, sink bundles.Sink) error {
+	err := sink.Load(ctx, s.snap)
+	close(s.init)
+	if err != nil {
+		return fmt.Errorf("embedded policies: %w", err)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (s *staticSource) Initialized() <-chan struct{} { return s.init }
+func (s *staticSource) Status() bundles.Status       { return s.st }
+
+// decisionLog opens the decision log target: "stdout" (the default), "off",
+// or a file path (appended to). The returned close function closes a file.
+func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger) (*decisionlog.Logger, func(), error) {
+	target := cfg.DecisionLog
+	var w io.Writer
+	closeFn := func() {}
+	switch target {
+	case "off":
+		return nil, closeFn, nil
+	case "", "stdout":
+		w = stdout
+	default:
+		file, err := os.OpenFile(cfg.Path(target), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decision_log: %w", err)
+		}
+		w, closeFn = file, func() { file.Close() }
+	}
+	l, err := decisionlog.New(decisionlog.Options{Writer: w, Logger: logger})
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return l, closeFn, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func first(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// demoTTL is how long the printed demo tokens are valid.
+const demoTTL = time.Hour
+
+// printDemo prints ready-to-paste requests against the demo server: an
+// allow, a deny and an anonymous public allow, plus a forward-auth check.
+func printDemo(w io.Writer, addr net.Addr, m *devtoken.Minter, ready bool) error {
+	viewer, err := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, demoTTL, time.Now())
+	if err != nil {
+		return err
+	}
+	base := "http://" + curlHost(addr)
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+Verdict is serving a DEMO: no --config, so it trusts only a development token
+issuer (iss %q, aud %q) whose key was generated at start and is never
+stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
+`, devtoken.Issuer, devtoken.Audience)
+	if !ready {
+		b.WriteString("\nThe policies did not load (see the log above); every decision will be not_ready.\n")
+	}
+	fmt.Fprintf(&b, `
+Try it (the token is alice, role viewer, valid for %s):
+
+  # allow: a viewer may read orders
+  curl -s %[2]s/v1/decide -d '{"token":"%[3]s","action":"orders:read"}'
+
+  # deny: a viewer may not delete orders
+  curl -s %[2]s/v1/decide -d '{"token":"%[3]s","action":"orders:delete"}'
+
+  # allow, anonymous: the catalog is public
+  curl -s %[2]s/v1/decide -d '{"action":"catalog:read"}'
+
+  # forward-auth, as nginx, Caddy or Traefik would ask (200 with X-Verdict-* headers)
+  curl -si %[2]s/v1/check -H 'Authorization: Bearer %[3]s' -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /orders/42'
+
+`, demoTTL, base, viewer)
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// curlHost is addr as a client reaches it: an unspecified listen address
+// (0.0.0.0, ::) is reached on loopback.
+func curlHost(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return addr.String()
+	}
+	ip := tcp.IP
+	switch {
+	case ip == nil || ip.IsUnspecified() && ip.To4() != nil:
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.IsUnspecified():
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}

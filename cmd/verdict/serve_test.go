@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects output written by another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestServeDemo runs "verdict serve" without a configuration, reads the
+// bound address from the first log line, runs the printed curl commands'
+// requests, and shuts down cleanly.
+func TestServeDemo(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, strings.NewReader(""), &stdout, io.MultiWriter(pw, &stderr))
+		pw.Close()
+		done <- code
+	}()
+	sc := bufio.NewScanner(pr)
+	if !sc.Scan() {
+		t.Fatal("no log line")
+	}
+	m := regexp.MustCompile(`msg=listening addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(sc.Text())
+	if m == nil {
+		t.Fatalf("first log line %q does not name the address", sc.Text())
+	}
+	go func() { // keep draining
+		for sc.Scan() {
+		}
+	}()
+	base := "http://" + m[1]
+	var curls []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(curls) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no demo block:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		curls = regexp.MustCompile(`(?m)^  curl .*$`).FindAllString(stderr.String(), -1)
+	}
+	decide := regexp.MustCompile(`-d '([^']*)'`)
+	wants := []string{`"allow":true`, `"allow":false`, `"allow":true`}
+	for i, c := range curls[:3] {
+		body := decide.FindStringSubmatch(c)[1]
+		if !strings.Contains(c, base+"/v1/decide") {
+			t.Fatalf("curl %d targets another address: %s", i, c)
+		}
+		resp, err := http.Post(base+"/v1/decide", "application/x-www-form-urlencoded", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), wants[i]) {
+			t.Errorf("curl %d: %d %s, want %s", i, resp.StatusCode, b, wants[i])
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if n := strings.Count(stdout.String(), `"decision_id"`); n != 3 {
+		t.Errorf("decision log has %d lines, want 3:\n%s", n, stdout.String())
+	}
+}
+
+// TestServeConfigAndPolicyDir serves a watched policy directory from a
+// configuration file, with the decision log in a file.
+func TestServeConfigAndPolicyDir(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policies")
+	if err := os.MkdirAll(pol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(pol, "p.rego"), "package authz\nallow := true\n")
+	write(filepath.Join(dir, "verdict.yaml"), "addr: 127.0.0.1:0\npolicy:\n  dir: policies\ndecision_log: decisions.jsonl\nlimits:\n  max_body_bytes: 1024\n")
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", filepath.Join(dir, "verdict.yaml")}, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	addrRe := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
+	var base string
+	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no address:\n%s", stderr.String())
+		}
+		if m := addrRe.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+		}
+	}
+	ask := func() string {
+		resp, err := http.Post(base+"/v1/decide", "application/json", strings.NewReader(`{"action":"a:b"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if got := ask(); strings.Contains(got, want) {
+				return
+			} else if time.Now().After(deadline) {
+				t.Fatalf("never got %s; last %s\n%s", want, got, stderr.String())
+			}
+		}
+	}
+	waitFor(`"allow":true`)
+	write(filepath.Join(pol, "p.rego"), "package authz\nallow := false\nreasons := [\"edited\"]\n")
+	waitFor(`"reasons":["edited"]`)
+	resp, err := http.Post(base+"/v1/decide", "application/json", strings.NewReader(`{"action":"`+strings.Repeat("a", 2000)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("body over limits.max_body_bytes: %d, want 413", resp.StatusCode)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "decisions.jsonl"))
+	if err != nil || strings.Count(string(log), "\n") < 2 {
+		t.Errorf("decision log file: %v\n%s", err, log)
+	}
+}

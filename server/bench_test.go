@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func BenchmarkDecodeDecideBody(b *testing.B) {
+	body := []byte(`{"token":"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln","action":{"name":"orders:read","method":"GET","path":"/orders/42"},"resource":{"id":"42"},"context":{"request_id":"r-1"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		var in decideBody
+		if err := decodeDecideBody(body, DefaultMaxJSONDepth, &in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideHandler measures the HTTP front around a real decision
+// (verified-token cache warm), without the network.
+func BenchmarkDecideHandler(b *testing.B) {
+	f := newFixture(b, fixtureOptions{})
+	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	body := `{"token":"` + tok + `","action":"orders:read"}`
+	h := f.srv.Handler()
+	f.log = nil
+	f.srv.dlog = nil
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(body))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// BenchmarkCheckHandler measures forward-auth around a real decision.
+func BenchmarkCheckHandler(b *testing.B) {
+	f := newFixture(b, fixtureOptions{})
+	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	h := f.srv.Handler()
+	f.srv.dlog = nil
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodGet, "/v1/check", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("X-Forwarded-Method", "GET")
+		r.Header.Set("X-Forwarded-Uri", "/orders/42")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// stubEngine answers a fixed allow, to measure the front alone.
+type stubEngine struct{ d authz.Decision }
+
+func (e *stubEngine) Decide(context.Context, authz.Request) (authz.Decision, error) { return e.d, nil }
+func (e *stubEngine) Status() authz.Status                                          { return authz.Status{Ready: true} }
+
+func stubServer(b *testing.B, dlog bool) *Server {
+	opts := Options{Engine: &stubEngine{d: authz.Decision{ID: "N2XZ7Q4HCFRVK3PDSLGQAYBW5M", Allow: true,
+		Reasons: []string{"role viewer grants orders:read"}, Revision: "sha256:9c445fc392d8f9d7",
+		Headers: map[string]string{"x-verdict-subject": "alice", "x-verdict-action": "orders:read"}}}}
+	if dlog {
+		l, _ := decisionlog.New(decisionlog.Options{Writer: io.Discard, Buffer: 1 << 16})
+		go l.Run(b.Context())
+		opts.DecisionLog = l
+	}
+	s, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkFrontDecide is the HTTP front's own cost per /v1/decide: decode,
+// answer, metrics, decision log; the engine is a stub.
+func BenchmarkFrontDecide(b *testing.B) {
+	for _, dlog := range []bool{false, true} {
+		b.Run(fmt.Sprintf("decision_log=%v", dlog), func(b *testing.B) {
+			h := stubServer(b, dlog).Handler()
+			body := `{"token":"eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln","action":{"name":"orders:read","method":"GET","path":"/orders/42"}}`
+			rd := strings.NewReader(body)
+			r := httptest.NewRequest(http.MethodPost, "/v1/decide", rd)
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				rd.Reset(body)
+				r.Body = io.NopCloser(rd)
+				clear(w.h)
+				h.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// BenchmarkFrontCheck is the front's own cost per /v1/check.
+func BenchmarkFrontCheck(b *testing.B) {
+	h := stubServer(b, false).Handler()
+	r := httptest.NewRequest(http.MethodGet, "/v1/check", nil)
+	r.Header.Set("Authorization", "Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln")
+	r.Header.Set("X-Forwarded-Method", "GET")
+	r.Header.Set("X-Forwarded-Uri", "/orders/42")
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, r)
+	}
+}
+
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }

@@ -1,0 +1,155 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	viewer := f.mint(t, "alice", "viewer")
+	bearer := "Bearer " + viewer
+	tests := []struct {
+		name        string
+		method      string
+		header      http.Header
+		want        int
+		wantAuth    string // WWW-Authenticate
+		wantSubject string // X-Verdict-Subject on the answer
+		wantReason  string
+	}{
+		{name: "traefik allow", header: http.Header{"Authorization": {bearer},
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/42?page=2"}},
+			want: 200, wantSubject: "alice", wantReason: "role viewer grants orders:read"},
+		{name: "nginx allow", header: http.Header{"Authorization": {bearer},
+			"X-Original-Method": {"GET"}, "X-Original-Uri": {"/orders/42"}},
+			want: 200, wantSubject: "alice", wantReason: "role viewer grants orders:read"},
+		{name: "traefik headers win over nginx", header: http.Header{"Authorization": {bearer},
+			"X-Forwarded-Method": {"DELETE"}, "X-Forwarded-Uri": {"/orders/42"},
+			"X-Original-Method": {"GET"}, "X-Original-Uri": {"/orders/42"}},
+			want: 403, wantReason: "no role grants orders:delete"},
+		{name: "denied", header: http.Header{"Authorization": {bearer},
+			"X-Forwarded-Method": {"DELETE"}, "X-Forwarded-Uri": {"/orders/42"}},
+			want: 403, wantReason: "no role grants orders:delete"},
+		{name: "X-Verdict-Action names the action", header: http.Header{"Authorization": {bearer},
+			"X-Verdict-Action": {"orders:delete"}, "X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/42"}},
+			want: 403, wantReason: "no role grants orders:delete"},
+		{name: "anonymous public", header: http.Header{
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/catalog/items"}},
+			want: 200, wantSubject: "", wantReason: "anonymous access to catalog:read is public"},
+		{name: "anonymous denied is 401", header: http.Header{
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/42"}},
+			want: 401, wantAuth: "Bearer", wantReason: "anonymous access to orders:read is not allowed"},
+		{name: "invalid token is 401", header: http.Header{"Authorization": {bearer[:len(bearer)-4] + "AAAA"},
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/catalog/items"}},
+			want: 401, wantAuth: `Bearer error="invalid_token"`, wantReason: "token: bad_signature"},
+		{name: "malformed authorization is 401", header: http.Header{"Authorization": {"Basic YWxpY2U6cHc="},
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/catalog/items"}},
+			want: 401, wantAuth: `Bearer error="invalid_token"`, wantReason: "token: malformed"},
+		{name: "own method and path", method: http.MethodPost, header: http.Header{"Authorization": {bearer}},
+			want: 403},
+		{name: "forwarded cert from untrusted peer is 403", header: http.Header{"Authorization": {bearer},
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/42"},
+			"X-Ssl-Client-Cert": {escapedPEM(f.ca.pem())}},
+			want: 403, wantReason: "caller: forwarded certificate header from an untrusted peer"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			w := f.do(t, method, "/v1/check", "", tc.header, "")
+			if w.Code != tc.want {
+				t.Fatalf("status = %d, want %d; %s", w.Code, tc.want, w.Body)
+			}
+			if got := w.Header().Get("WWW-Authenticate"); got != tc.wantAuth {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, tc.wantAuth)
+			}
+			got := decodeAnswer(t, w.Body.Bytes())
+			if got["allow"] != (tc.want == 200) {
+				t.Errorf("allow = %v", got["allow"])
+			}
+			if _, has := got["headers"]; has {
+				t.Error("forward-auth body carries headers")
+			}
+			if tc.wantReason != "" {
+				if reasons, _ := got["reasons"].([]any); len(reasons) == 0 || reasons[0] != tc.wantReason {
+					t.Errorf("reasons = %v, want [%q]", got["reasons"], tc.wantReason)
+				}
+			}
+			_, hasSubject := w.Header()["X-Verdict-Subject"]
+			if tc.want == 200 {
+				if !hasSubject || w.Header().Get("X-Verdict-Subject") != tc.wantSubject {
+					t.Errorf("X-Verdict-Subject = %q (present %v), want %q", w.Header().Get("X-Verdict-Subject"), hasSubject, tc.wantSubject)
+				}
+			} else if hasSubject || w.Header().Get("X-Verdict-Action") != "" {
+				t.Errorf("policy headers copied on %d: %v", w.Code, w.Header())
+			}
+			if w.Header().Get("X-Verdict-Decision-Id") == "" {
+				t.Error("no X-Verdict-Decision-Id")
+			}
+		})
+	}
+}
+
+// TestCheckHeaderInjection: headers a client sends are never reflected,
+// and identity headers on an allow are the policy's, overwriting nothing
+// the client could choose.
+func TestCheckHeaderInjection(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	header := http.Header{
+		"X-Forwarded-Method": {"GET"},
+		"X-Forwarded-Uri":    {"/catalog/items"},
+		"X-Verdict-Subject":  {"admin"},
+		"X-Verdict-Roles":    {"admin"},
+		"X-Injected":         {"yes"},
+	}
+	w := f.do(t, http.MethodGet, "/v1/check", "", header, "")
+	if w.Code != 200 {
+		t.Fatalf("status = %d", w.Code)
+	}
+	if got := w.Header().Values("X-Verdict-Subject"); len(got) != 1 || got[0] != "" {
+		t.Errorf("X-Verdict-Subject = %q, want the policy's empty value only", got)
+	}
+	if got := w.Header().Values("X-Verdict-Roles"); len(got) != 1 || got[0] != "" {
+		t.Errorf("X-Verdict-Roles = %q", got)
+	}
+	if w.Header().Get("X-Injected") != "" {
+		t.Error("request header reflected")
+	}
+
+	// A denied request with a CRLF-laden URI carries neither policy headers
+	// nor anything derived from the request.
+	header = http.Header{"X-Forwarded-Method": {"DELETE"}, "X-Forwarded-Uri": {"/orders/1%0d%0aX-Evil:%201"},
+		"X-Verdict-Subject": {"admin"}}
+	w = f.do(t, http.MethodGet, "/v1/check", "", header, "")
+	if w.Code != 401 {
+		t.Fatalf("status = %d, want 401; %s", w.Code, w.Body)
+	}
+	for k := range w.Header() {
+		if strings.HasPrefix(k, "X-Verdict-") && k != "X-Verdict-Decision-Id" || k == "X-Evil" {
+			t.Errorf("unexpected header %s on deny", k)
+		}
+	}
+}
+
+// TestCheckPolicyHeaderInjection: a policy whose header value carries CRLF
+// is a policy error (500), never a 200 with the header split.
+func TestCheckPolicyHeaderInjection(t *testing.T) {
+	f := newFixture(t, fixtureOptions{noLoad: true})
+	if err := f.engine.Load(t.Context(), policySnapshot(t, `package authz
+allow := true
+headers := {"x-user": "bob\r\nx-admin: true"}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Verdict-Action": {"a:b"}}, "")
+	if w.Code != 500 {
+		t.Fatalf("status = %d, want 500", w.Code)
+	}
+	if w.Header().Get("X-User") != "" || w.Header().Get("X-Admin") != "" {
+		t.Errorf("policy headers copied: %v", w.Header())
+	}
+}

@@ -1,0 +1,73 @@
+package config_test
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+func TestLimitsAndCallerHeaders(t *testing.T) {
+	c, err := config.Parse([]byte(`callers:
+  trusted_proxies: [10.0.0.0/8, 127.0.0.1, "::1"]
+  trust_bundle_file: ca.pem
+  xfcc_header: X-Envoy-Client-Cert
+  escaped_cert_header: X-Client-Cert
+limits:
+  max_body_bytes: 1024
+  max_json_depth: 8
+  shutdown_timeout: 3s
+`), "/etc/verdict/verdict.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second {
+		t.Errorf("limits = %+v", c.Limits)
+	}
+	got, err := c.TrustedProxyPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+	if len(got) != len(want) {
+		t.Fatalf("prefixes = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("prefix %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	if c.Callers.XFCCHeader != "X-Envoy-Client-Cert" || c.Callers.EscapedCertHeader != "X-Client-Cert" {
+		t.Errorf("callers = %+v", c.Callers)
+	}
+}
+
+func TestLimitsAndCallersErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{name: "bad proxy", yaml: "callers:\n  trust_bundle_file: ca.pem\n  trusted_proxies:\n    - 10.0.0.0/8\n    - nope\n",
+			want: "v.yaml:5: callers.trusted_proxies[1]"},
+		{name: "proxies without bundle", yaml: "callers:\n  trusted_proxies: [10.0.0.0/8]\n",
+			want: "v.yaml:1: callers.trust_bundle_file"},
+		{name: "bad header name", yaml: "callers:\n  xfcc_header: \"X Bad\"\n",
+			want: "v.yaml:2: callers.xfcc_header"},
+		{name: "negative limit", yaml: "limits:\n  read_timeout: -1s\n",
+			want: "v.yaml:2: limits.read_timeout"},
+		{name: "unknown limit", yaml: "limits:\n  max_bodybytes: 1\n",
+			want: `v.yaml:2: unknown key "max_bodybytes"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.yaml), "v.yaml")
+			if err == nil || !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

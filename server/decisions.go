@@ -1,0 +1,96 @@
+package server
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// decide asks the engine and records the outcome.
+func (s *Server) decide(r *http.Request, req *authz.Request) (authz.Decision, error) {
+	d, err := s.engine.Decide(r.Context(), *req)
+	s.record(req, &d, err)
+	return d, err
+}
+
+// reject records a deny decided by the front itself — a credential it would
+// not believe — without evaluating policy. err wraps authz.ErrToken or
+// authz.ErrCaller and its message is the reason.
+func (s *Server) reject(_ *http.Request, req *authz.Request, err error) (authz.Decision, error) {
+	d := authz.Decision{ID: rand.Text(), Reasons: []string{rejectReason(err)}}
+	s.record(req, &d, err)
+	return d, err
+}
+
+// rejectReason is the deny reason of a front-side rejection.
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, authz.ErrToken):
+		return "token: " + token.Reason(err)
+	default:
+		var ce *callerError
+		if errors.As(err, &ce) {
+			return "caller: " + ce.msg
+		}
+		return "caller: rejected"
+	}
+}
+
+// callerError is a caller credential the front refuses; it wraps
+// authz.ErrCaller.
+type callerError struct{ msg string }
+
+func (e *callerError) Error() string { return authz.ErrCaller.Error() + ": caller: " + e.msg }
+func (e *callerError) Unwrap() error { return authz.ErrCaller }
+
+func callerRejected(format string, args ...any) error {
+	return &callerError{msg: fmt.Sprintf(format, args...)}
+}
+
+// record counts a decision in the metrics and hands it to the decision log.
+func (s *Server) record(req *authz.Request, d *authz.Decision, err error) {
+	m := s.metrics
+	switch {
+	case err == nil && d.Allow:
+		m.allow.Inc()
+	case err == nil, errors.Is(err, authz.ErrToken), errors.Is(err, authz.ErrCaller):
+		m.deny.Inc()
+	default:
+		m.errored.Inc()
+	}
+	m.duration.Observe(d.Duration.Seconds())
+	if errors.Is(err, token.ErrInvalid) {
+		m.tokenFailure(token.Reason(err))
+	}
+	if s.dlog == nil {
+		return
+	}
+	rec := decisionlog.Record{
+		DecisionID: d.ID,
+		Time:       s.now(),
+		Allow:      d.Allow,
+		Reasons:    d.Reasons,
+		Revision:   d.Revision,
+		SubjectID:  d.SubjectID,
+		CallerID:   d.CallerID,
+		Action:     decisionlog.Action(req.Action),
+		Latency:    d.Duration,
+	}
+	if err != nil && !errors.Is(err, authz.ErrToken) && !errors.Is(err, authz.ErrCaller) {
+		_, rec.Error = answer(decideAPI, *d, err, true)
+	}
+	s.dlog.Log(rec)
+}
+
+// certCacheSize bounds the verified forwarded-certificate cache.
+const certCacheSize = 1024
+
+// certCacheTTL is how long a verified forwarded certificate is remembered
+// (never past its NotAfter).
+const certCacheTTL = time.Minute

@@ -1,0 +1,127 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// handleLive answers GET /health/live: 200 while the process serves.
+func (s *Server) handleLive(w http.ResponseWriter, _ *http.Request) {
+	setJSONHeaders(w.Header())
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// readiness reports whether the server should receive traffic: a policy is
+// loaded, and the source (when it can tell) does not consider it stale.
+func (s *Server) readiness() (authz.Status, error) {
+	st := s.engine.Status()
+	if !st.Ready {
+		return st, authz.ErrNotReady
+	}
+	if r, ok := s.source.(interface{ Ready() error }); ok {
+		if err := r.Ready(); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// handleReady answers GET /health/ready: 200 once a policy snapshot is
+// loaded, 503 before (or when the source reports its policy stale).
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	st, err := s.readiness()
+	body := struct {
+		Status   string `json:"status"`
+		Revision string `json:"revision,omitempty"`
+		Reason   string `json:"reason,omitempty"`
+	}{Status: "ready", Revision: st.Revision}
+	code := http.StatusOK
+	if err != nil {
+		body.Status, body.Reason, code = "not_ready", err.Error(), http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, body)
+}
+
+// statusBody is the /v1/status answer.
+type statusBody struct {
+	Ready        bool           `json:"ready"`
+	Revision     string         `json:"revision,omitempty"`
+	Origin       string         `json:"origin,omitempty"`
+	LoadedAt     time.Time      `json:"loaded_at,omitzero"`
+	LastAttempt  time.Time      `json:"last_attempt,omitzero"`
+	Loads        uint64         `json:"loads"`
+	LoadFailures uint64         `json:"load_failures"`
+	LastError    *lastErrorBody `json:"last_error,omitempty"`
+	Source       *sourceBody    `json:"source,omitempty"`
+	NotReady     string         `json:"not_ready_reason,omitempty"`
+}
+
+type lastErrorBody struct {
+	Message  string          `json:"message"`
+	At       time.Time       `json:"at,omitzero"`
+	Revision string          `json:"revision,omitempty"`
+	Problems []authz.Problem `json:"problems,omitempty"`
+}
+
+type sourceBody struct {
+	Origin             string                `json:"origin,omitempty"`
+	Revision           string                `json:"revision,omitempty"`
+	LoadedAt           time.Time             `json:"loaded_at,omitzero"`
+	LastAttempt        time.Time             `json:"last_attempt,omitzero"`
+	LastSuccess        time.Time             `json:"last_success,omitzero"`
+	LastError          string                `json:"last_error,omitempty"`
+	LastErrorAt        time.Time             `json:"last_error_at,omitzero"`
+	Errors             []bundles.ErrorDetail `json:"errors,omitempty"`
+	Reloads            uint64                `json:"reloads"`
+	ReloadErrors       uint64                `json:"reload_errors"`
+	LastReloadDuration string                `json:"last_reload_duration,omitempty"`
+}
+
+// handleStatus answers GET /v1/status: the revision serving, its origin and
+// load time, and the last reload error with file:line:col problems, from
+// the engine and (when configured) the source.
+func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	st, rerr := s.readiness()
+	body := statusBody{
+		Ready:        rerr == nil,
+		Revision:     st.Revision,
+		Origin:       st.Origin,
+		LoadedAt:     st.LoadedAt,
+		LastAttempt:  st.LastAttempt,
+		Loads:        st.Loads,
+		LoadFailures: st.LoadFailures,
+	}
+	if rerr != nil {
+		body.NotReady = rerr.Error()
+	}
+	if st.LastError != "" {
+		body.LastError = &lastErrorBody{Message: st.LastError, At: st.LastErrorAt,
+			Revision: st.LastErrorRevision, Problems: st.LastErrorProblems}
+	}
+	if s.source != nil {
+		ss := s.source.Status()
+		body.Source = &sourceBody{
+			Origin: ss.Origin, Revision: ss.Revision, LoadedAt: ss.LoadedAt,
+			LastAttempt: ss.LastAttempt, LastSuccess: ss.LastSuccess,
+			LastError: ss.LastError, LastErrorAt: ss.LastErrorAt, Errors: ss.Errors,
+			Reloads: ss.Reloads, ReloadErrors: ss.ReloadErrors,
+		}
+		if ss.LastReloadDuration > 0 {
+			body.Source.LastReloadDuration = ss.LastReloadDuration.String()
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// writeJSON writes v with encoding/json; for answers off the hot path.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	setJSONHeaders(w.Header())
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,225 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+// tokenReasons is the closed set of verdict_token_failures_total reasons:
+// token.Reason's names.
+var tokenReasons = [...]string{
+	token.ErrTooLarge.Error(), token.ErrMalformed.Error(), token.ErrDisallowedAlg.Error(),
+	token.ErrUnknownKID.Error(), token.ErrBadSignature.Error(), token.ErrExpired.Error(),
+	token.ErrNotYetValid.Error(), token.ErrBadIssuer.Error(), token.ErrBadAudience.Error(),
+	token.ErrMissingClaim.Error(), token.ErrKeysUnavailable.Error(), "invalid",
+}
+
+// statusCodes are the statuses the server answers; their counters are
+// created up front so that the hot path does no label lookups for them.
+var statusCodes = [...]int{200, 400, 401, 403, 404, 405, 413, 500, 503}
+
+// metrics are the server's Prometheus metrics, in its own registry.
+type metrics struct {
+	reg      *prometheus.Registry
+	allow    prometheus.Counter
+	deny     prometheus.Counter
+	errored  prometheus.Counter
+	duration prometheus.Histogram
+	tokens   map[string]prometheus.Counter // read-only after newMetrics
+	jwks     prometheus.Counter
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+}
+
+func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		if err := reg.Register(collectors.NewGoCollector()); err != nil {
+			return nil, err
+		}
+		if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, err
+		}
+	}
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "verdict_decisions_total",
+		Help: "Decisions answered, by result: allow, deny (including rejected credentials), or error (no policy, evaluation error, invalid request).",
+	}, []string{"result"})
+	tokens := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "verdict_token_failures_total",
+		Help: "Bearer and service tokens refused, by reason.",
+	}, []string{"reason"})
+	m := &metrics{
+		reg:     reg,
+		allow:   decisions.WithLabelValues("allow"),
+		deny:    decisions.WithLabelValues("deny"),
+		errored: decisions.WithLabelValues("error"),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "verdict_decision_duration_seconds",
+			Help:    "Time the engine took per decision (token verification and policy evaluation).",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		tokens: make(map[string]prometheus.Counter, len(tokenReasons)),
+		jwks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "verdict_jwks_refreshes_total",
+			Help: "Remote JWKS refreshes (none until remote key sets are configured).",
+		}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "verdict_http_requests_total",
+			Help: "HTTP requests answered, by route and status code.",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "verdict_http_request_duration_seconds",
+			Help:    "HTTP request handling time, by route.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+	}
+	for _, r := range tokenReasons {
+		m.tokens[r] = tokens.WithLabelValues(r)
+	}
+	reloads := func() (ok, failed uint64) {
+		if s.source != nil {
+			st := s.source.Status()
+			return st.Reloads, st.ReloadErrors
+		}
+		st := s.engine.Status()
+		return st.Loads, st.LoadFailures
+	}
+	var dropped func() float64
+	if d, ok := s.dlog.(interface{ Dropped() uint64 }); ok {
+		dropped = func() float64 { return float64(d.Dropped()) }
+	} else {
+		dropped = func() float64 { return 0 }
+	}
+	for _, c := range []prometheus.Collector{
+		decisions, m.duration, tokens, m.jwks, m.httpRequests, m.httpDuration,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_policy_reloads_total",
+			Help: "Policy snapshots accepted (loaded and swapped in).",
+		}, func() float64 { ok, _ := reloads(); return float64(ok) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_policy_reload_errors_total",
+			Help: "Policy reload attempts that failed (read, fetch, verify or compile); the last good policy kept serving.",
+		}, func() float64 { _, failed := reloads(); return float64(failed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "verdict_policy_ready",
+			Help: "1 once a policy snapshot is loaded.",
+		}, func() float64 { return b2f(s.engine.Status().Ready) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "verdict_policy_last_reload_ok",
+			Help: "1 when the last policy reload attempt succeeded (or none failed since the last success).",
+		}, func() float64 {
+			if s.source != nil {
+				return b2f(s.source.Status().LastError == "")
+			}
+			return b2f(s.engine.Status().LastError == "")
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_decision_log_dropped_total",
+			Help: "Decision log records dropped because the log's buffer was full.",
+		}, dropped),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// tokenFailure counts a refused token; reason is one of tokenReasons.
+func (m *metrics) tokenFailure(reason string) {
+	c, ok := m.tokens[reason]
+	if !ok {
+		c = m.tokens["invalid"]
+	}
+	c.Inc()
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// instrument wraps h with the instrumentation every route shares: request
+// count by route and status, handling time by route, and a recovery that
+// turns a panic into a 500 in the error shape (never a dead process).
+func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
+	dur := s.metrics.httpDuration.WithLabelValues(route)
+	codes := make(map[int]prometheus.Counter, len(statusCodes))
+	for _, c := range statusCodes {
+		codes[c] = s.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(c))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.LogAttrs(r.Context(), slog.LevelError, "handler panic",
+					slog.String("route", route), slog.String("panic", fmt.Sprint(p)))
+				if sw.code == 0 {
+					s.writeError(sw, http.StatusInternalServerError, CodePolicyError, "internal error", "")
+				}
+			}
+			code := sw.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			c, ok := codes[code]
+			if !ok {
+				c = s.metrics.httpRequests.WithLabelValues(route, strconv.Itoa(code))
+			}
+			c.Inc()
+			dur.Observe(time.Since(start).Seconds())
+		}()
+		h(sw, r)
+	})
+}
+
+// statusWriter records the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush passes through to the underlying writer when it can flush.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// start runs the server on 127.0.0.1:0 until the test ends and returns its
+// address and a function that stops it and returns Run's error.
+func start(t *testing.T, s *Server) (string, func() error) {
+	t.Helper()
+	addr, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("Run did not return")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return addr.String(), stop
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	addr, stop := start(t, f.srv)
+	resp, err := http.Post("http://"+addr+"/v1/decide", "application/json", strings.NewReader(`{"action":"catalog:read"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"allow":true`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	// Headers over the limit are refused by the http.Server.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/health/live", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", DefaultMaxHeaderBytes+8192))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("oversized headers: %d, want 431", resp.StatusCode)
+		}
+		resp.Body.Close()
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("still accepting connections after shutdown")
+	}
+}
+
+// slowEngine holds every decision until released.
+type slowEngine struct {
+	Engine
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (e *slowEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
+	e.entered <- struct{}{}
+	<-e.release
+	return e.Engine.Decide(ctx, req)
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	slow := &slowEngine{Engine: f.engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s, err := New(Options{Engine: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := start(t, s)
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Post("http://"+addr+"/v1/decide", "application/json", strings.NewReader(`{"action":"catalog:read"}`))
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{code: resp.StatusCode, body: string(b)}
+	}()
+	<-slow.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Shutdown is waiting for the request; new connections are refused.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("listener still open during shutdown")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned before the in-flight request finished: %v", err)
+	default:
+	}
+	close(slow.release)
+	r := <-got
+	if r.err != nil || r.code != 200 || !strings.Contains(r.body, `"allow":true`) {
+		t.Fatalf("in-flight request: %+v", r)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestShutdownDeadline(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	slow := &slowEngine{Engine: f.engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(slow.release)
+	s, err := New(Options{Engine: slow, Limits: Limits{ShutdownTimeout: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop := start(t, s)
+	go func() {
+		resp, err := http.Post("http://"+addr+"/v1/decide", "application/json", strings.NewReader(`{"action":"catalog:read"}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-slow.entered
+	if err := stop(); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v, want a deadline error", err)
+	}
+}
+
+func TestMTLSPeerIsCaller(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	serverCert := f.ca.issue(t, leafOptions{cn: "verdict", dns: []string{"localhost"},
+		uris: nil, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{serverCert.tlsCertificate(t)},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    f.ca.pool(),
+	}
+	s, err := New(Options{Engine: f.engine, TLS: cfg, DecisionLog: f.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := start(t, s)
+	client := func(cert *testLeaf) *http.Client {
+		tc := &tls.Config{RootCAs: f.ca.pool(), ServerName: "localhost"}
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{cert.tlsCertificate(t)}
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	payments := f.ca.issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	tests := []struct {
+		name       string
+		cert       *testLeaf
+		path       string
+		body       string
+		want       int
+		wantReason string
+	}{
+		{name: "decide with peer certificate", cert: payments, path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
+			want: 200, wantReason: `"allow":true,"reasons":["service payments may call inventory:reserve"]`},
+		{name: "decide without certificate", path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
+			want: 200, wantReason: `"the caller is not authenticated"`},
+		{name: "check with peer certificate", cert: payments, path: "/v1/check", want: 200,
+			wantReason: `service payments may call inventory:reserve`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+addr+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("X-Verdict-Action", "inventory:reserve")
+			c := client(tc.cert)
+			defer c.CloseIdleConnections()
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || !strings.Contains(string(b), tc.wantReason) {
+				t.Fatalf("%d %s; want %d with %s", resp.StatusCode, b, tc.want, tc.wantReason)
+			}
+		})
+	}
+	if recs := f.log.records(); len(recs) == 0 || recs[0].CallerID != "spiffe://verdict.example/ns/shop/sa/payments" {
+		t.Errorf("decision log caller = %+v", recs)
+	}
+}
+
+// blockingWriter blocks every Write until released.
+type blockingWriter struct{ release chan struct{} }
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+func TestDecisionLogDropsCounted(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	bw := &blockingWriter{release: make(chan struct{})}
+	dl, err := decisionlog.New(decisionlog.Options{Writer: bw, Buffer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Engine: f.engine, DecisionLog: dl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- dl.Run(ctx) }()
+	const n = 50
+	startAt := time.Now()
+	for range n {
+		s.Handler().ServeHTTP(newRecorder(), decideRequest(t))
+	}
+	if el := time.Since(startAt); el > 5*time.Second {
+		t.Fatalf("requests were slowed by the blocked decision log: %v", el)
+	}
+	if dl.Dropped() == 0 {
+		t.Fatal("no drops counted with a blocked writer")
+	}
+	metrics := scrape(t, s)
+	if !strings.Contains(metrics, "verdict_decision_log_dropped_total ") ||
+		strings.Contains(metrics, "verdict_decision_log_dropped_total 0\n") {
+		t.Errorf("dropped metric not counting:\n%s", grep(metrics, "dropped"))
+	}
+	close(bw.release)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := dl.Written() + dl.Dropped(); got != n {
+		t.Errorf("written %d + dropped %d = %d, want %d", dl.Written(), dl.Dropped(), got, n)
+	}
+}

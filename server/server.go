@@ -1,0 +1,336 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// Defaults for Options and Limits fields left zero.
+const (
+	DefaultAddr              = "127.0.0.1:8181"
+	DefaultMaxBodyBytes      = 64 << 10
+	DefaultMaxJSONDepth      = 32
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultWriteTimeout      = 15 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultXFCCHeader        = "X-Forwarded-Client-Cert"
+	DefaultEscapedCertHeader = "X-SSL-Client-Cert"
+)
+
+// ErrOptions is wrapped by New's errors about invalid options.
+var ErrOptions = errors.New("server: invalid options")
+
+// Engine decides requests and reports its policy state; *authz.Engine is
+// one. Implementations must be safe for concurrent use.
+type Engine interface {
+	Decide(ctx context.Context, req authz.Request) (authz.Decision, error)
+	Status() authz.Status
+}
+
+var _ Engine = (*authz.Engine)(nil)
+
+// Source reports a policy source's state for /v1/status and metrics; the
+// sources of bundles/local and bundles/remote are Sources. A Source that
+// also has a Ready() error method (remote.Poller) takes part in readiness.
+type Source interface {
+	Status() bundles.Status
+}
+
+// DecisionLog receives one record per decision. Log must not block;
+// *decisionlog.Logger is one. A DecisionLog that also has a Dropped() uint64
+// method has it exported as verdict_decision_log_dropped_total.
+type DecisionLog interface {
+	Log(r decisionlog.Record) bool
+}
+
+var _ DecisionLog = (*decisionlog.Logger)(nil)
+
+// Limits bounds what one request may cost. Every zero value means the
+// documented default; the engine's evaluation timeout is the engine's own
+// (authz.Options.EvalTimeout).
+type Limits struct {
+	// MaxBodyBytes bounds a request body; larger bodies answer 413. Default
+	// 64 KiB.
+	MaxBodyBytes int64
+	// MaxJSONDepth bounds the nesting of a /v1/decide body (the top-level
+	// object is depth 1). Default 32.
+	MaxJSONDepth int
+	// MaxHeaderBytes bounds the request line and headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
+	// http.Server timeouts. Defaults 5 s, 10 s, 15 s and 120 s.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds how long Run waits for in-flight requests after
+	// its context is done. Default 10 s.
+	ShutdownTimeout time.Duration
+}
+
+// Options configures a Server. Every zero value means the documented
+// default; only Engine is required.
+type Options struct {
+	// Engine answers decisions (required).
+	Engine Engine
+	// Source, when set, is reported in /v1/status and metrics, and in
+	// readiness when it has a Ready() error method.
+	Source Source
+	// Addr is the listen address. Default "127.0.0.1:8181".
+	Addr string
+	// TLS, when set, serves HTTPS; see TLSConfig. With client certificates
+	// verified by it, the mTLS peer is the caller of a request that names
+	// none.
+	TLS *tls.Config
+	// TrustedProxies are the peer addresses whose forwarded caller
+	// certificates are believed. None means none is.
+	TrustedProxies []netip.Prefix
+	// TrustBundle holds the CAs a forwarded caller certificate must chain
+	// to (for client authentication). Nil means forwarded certificates are
+	// always refused.
+	TrustBundle *x509.CertPool
+	// XFCCHeader names Envoy's forwarded client certificate header. Default
+	// "X-Forwarded-Client-Cert".
+	XFCCHeader string
+	// EscapedCertHeader names the header with a URL-escaped PEM client
+	// certificate (nginx's $ssl_client_escaped_cert). Default
+	// "X-SSL-Client-Cert".
+	EscapedCertHeader string
+	// DecisionLog receives every decision; nil logs none.
+	DecisionLog DecisionLog
+	// Limits bounds request sizes and times.
+	Limits Limits
+	// Registry is where the server registers its metrics, which /metrics
+	// serves; nil means a new registry of its own (never the global one),
+	// with the Go and process collectors.
+	Registry *prometheus.Registry
+	// Logger receives server logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for decision-log times and certificate checks; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// Server is Verdict's HTTP front. Build it with New; it is safe for
+// concurrent use. Run serves it until its context is done.
+type Server struct {
+	engine  Engine
+	source  Source
+	dlog    DecisionLog
+	log     *slog.Logger
+	now     func() time.Time
+	limits  Limits
+	addr    string
+	tls     *tls.Config
+	metrics *metrics
+	handler http.Handler
+
+	trusted     []netip.Prefix
+	trustBundle *x509.CertPool
+	xfccHeader  string
+	escHeader   string
+	certs       *certCache
+
+	bufs sync.Pool // *[]byte, request bodies and answers
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+// New validates opts and builds a Server. It starts nothing and does not
+// listen.
+func New(opts Options) (*Server, error) {
+	if opts.Engine == nil {
+		return nil, fmt.Errorf("%w: Engine is required", ErrOptions)
+	}
+	l := opts.Limits
+	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 || l.ReadHeaderTimeout < 0 ||
+		l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.ShutdownTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative limit", ErrOptions)
+	}
+	l.MaxBodyBytes = or(l.MaxBodyBytes, DefaultMaxBodyBytes)
+	l.MaxJSONDepth = or(l.MaxJSONDepth, DefaultMaxJSONDepth)
+	l.MaxHeaderBytes = or(l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	l.ReadHeaderTimeout = or(l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	l.ReadTimeout = or(l.ReadTimeout, DefaultReadTimeout)
+	l.WriteTimeout = or(l.WriteTimeout, DefaultWriteTimeout)
+	l.IdleTimeout = or(l.IdleTimeout, DefaultIdleTimeout)
+	l.ShutdownTimeout = or(l.ShutdownTimeout, DefaultShutdownTimeout)
+
+	s := &Server{
+		engine:      opts.Engine,
+		source:      opts.Source,
+		dlog:        opts.DecisionLog,
+		log:         opts.Logger,
+		now:         opts.Now,
+		limits:      l,
+		addr:        or(opts.Addr, DefaultAddr),
+		tls:         opts.TLS,
+		trusted:     make([]netip.Prefix, len(opts.TrustedProxies)),
+		trustBundle: opts.TrustBundle,
+		xfccHeader:  http.CanonicalHeaderKey(or(opts.XFCCHeader, DefaultXFCCHeader)),
+		escHeader:   http.CanonicalHeaderKey(or(opts.EscapedCertHeader, DefaultEscapedCertHeader)),
+		certs:       newCertCache(certCacheSize),
+	}
+	for i, p := range opts.TrustedProxies {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: invalid trusted proxy prefix %v", ErrOptions, p)
+		}
+		s.trusted[i] = p.Masked()
+	}
+	if s.xfccHeader == s.escHeader {
+		return nil, fmt.Errorf("%w: XFCCHeader and EscapedCertHeader must differ", ErrOptions)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	m, err := newMetrics(opts.Registry, s)
+	if err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
+	s.metrics = m
+	s.handler = s.routes()
+	return s, nil
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// routes is the one place where routes are declared. Every route is wrapped
+// by the same instrumentation, labelled with a constant route name. Patterns
+// without a method catch the other methods and answer 405 in the JSON error
+// shape; "/" answers 404 in it.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, route string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.instrument(route, h))
+	}
+	handle("POST /v1/decide", "decide", s.handleDecide)
+	handle("/v1/decide", "decide", s.methodNotAllowed(http.MethodPost))
+	handle("/v1/check", "check", s.handleCheck)
+	handle("GET /health/live", "health_live", s.handleLive)
+	handle("/health/live", "health_live", s.methodNotAllowed(http.MethodGet, http.MethodHead))
+	handle("GET /health/ready", "health_ready", s.handleReady)
+	handle("/health/ready", "health_ready", s.methodNotAllowed(http.MethodGet, http.MethodHead))
+	handle("GET /v1/status", "status", s.handleStatus)
+	handle("/v1/status", "status", s.methodNotAllowed(http.MethodGet, http.MethodHead))
+	handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP)
+	handle("/metrics", "metrics", s.methodNotAllowed(http.MethodGet, http.MethodHead))
+	handle("/", "not_found", s.notFound)
+	return mux
+}
+
+// Handler returns the server's routes as one handler, instrumented, for
+// tests and for embedding in another server. It does not apply the
+// http.Server limits (header size, timeouts) that Run sets.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listen binds the listen address now, so that the caller can learn it (Addr)
+// before Run; Run calls it when it has not been called. It logs "listening"
+// with the bound address.
+func (s *Server) Listen() (net.Addr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return s.ln.Addr(), nil
+	}
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.ln = ln
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
+		slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme))
+	return ln.Addr(), nil
+}
+
+// Addr returns the bound address, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Run serves until ctx is done, then shuts down gracefully: it stops
+// accepting connections and waits up to Limits.ShutdownTimeout for in-flight
+// requests to finish (their contexts are not cancelled by ctx), closing
+// what is left after that. It returns nil after a clean shutdown. Run may
+// be called once.
+func (s *Server) Run(ctx context.Context) error {
+	if _, err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	hs := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tls,
+		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		ReadTimeout:       s.limits.ReadTimeout,
+		WriteTimeout:      s.limits.WriteTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() {
+		if s.tls != nil {
+			served <- hs.ServeTLS(ln, "", "")
+		} else {
+			served <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-served:
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "shutting down",
+		slog.Duration("timeout", s.limits.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.limits.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if err != nil {
+		hs.Close()
+		err = fmt.Errorf("server: shutdown: in-flight requests did not finish: %w", err)
+	}
+	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("server: %w", serr)
+	}
+	return err
+}
