@@ -24,17 +24,26 @@ import (
 var InputSchema []byte
 
 // entryPackage holds the module the engine adds to every snapshot: one
-// object rule that reads allow, reasons and headers from the entrypoint
-// package, so that a decision is a single evaluation.
+// complete rule that reads allow, reasons and headers from the entrypoint
+// package, so that a decision is a single evaluation. Each part defaults to
+// null, which is how the engine tells "undefined" from a value.
 const entryPackage = "verdict_entrypoint"
 
 const entryModuleTemplate = `package ` + entryPackage + `
 
-decision["allow"] := data.%[1]s.allow
+decision := {"allow": allow, "reasons": reasons, "headers": headers}
 
-decision["reasons"] := data.%[1]s.reasons
+default allow := null
 
-decision["headers"] := data.%[1]s.headers
+allow := data.%[1]s.allow
+
+default reasons := null
+
+reasons := data.%[1]s.reasons
+
+default headers := null
+
+headers := data.%[1]s.headers
 `
 
 // Problem is one located compile error.
@@ -220,7 +229,7 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Ti
 	if err != nil {
 		return nil, err
 	}
-	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))
+	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	pq, err := rego.New(
 		rego.ParsedQuery(query),
 		rego.Compiler(c),

@@ -401,7 +401,7 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 		d.Headers = headers
 	}
 	if !allow && len(reasons) == 0 {
-		if _, defined := result["allow"]; defined {
+		if result["allow"] != nil {
 			reasons = []string{"policy: allow is not true"}
 		} else {
 			reasons = []string{"policy: allow is undefined"}

@@ -197,7 +197,7 @@ func TestMTLSPeerIsCaller(t *testing.T) {
 		{name: "decide with peer certificate", cert: payments, path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
 			want: 200, wantReason: `"allow":true,"reasons":["service payments may call inventory:reserve"]`},
 		{name: "decide without certificate", path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
-			want: 200, wantReason: `"the caller is not authenticated"`},
+			want: 200, wantReason: `and the caller is not authenticated"`},
 		{name: "check with peer certificate", cert: payments, path: "/v1/check", want: 200,
 			wantReason: `service payments may call inventory:reserve`},
 	}

@@ -7,57 +7,35 @@ package authz
 #
 # A permission is an action name, or "<resource>:*" for every action on a
 # resource ("orders:*" covers orders:read, orders:write and orders:delete).
-# Roles never grant an action reserved for services (services.rego).
+# Roles never grant an action reserved for services (services.rego decides
+# those first).
 
 # roles is the set of the subject's roles, from the roles claim of its
 # verified token (an array of strings). An anonymous subject has none.
-roles contains role if {
-	authenticated
-	some role in input.subject.claims.roles
-	is_string(role)
-}
+roles := {role | some role in input.subject.claims.roles; is_string(role)} if authenticated
 
-# permits holds the permissions that cover the action: the action itself
-# and its resource's wildcard.
-permits contains action
+else := set()
 
-permits contains concat(":", [action_resource, "*"])
-
-# action_resource is the part of the action name before its first colon.
-action_resource := substring(action, 0, i) if {
+# permits are the permissions that cover the action: the action itself and,
+# when it names a resource, the resource's wildcard.
+permits := [action, concat(":", [substring(action, 0, i), "*"])] if {
 	i := indexof(action, ":")
 	i > 0
-}
+} else := [action]
 
-# grants holds a [role, permission] pair for every role of the subject that
-# has a permission covering the action. Only the subject's own roles are
-# looked up in data.roles, so the cost does not grow with the number of roles.
-grants contains [role, permission] if {
-	some role in roles
-	some permission in permits
-	permission in data.roles[role]
-}
-
-role_allowed if {
-	not service_only
-	count(grants) > 0
-}
-
-reasons contains sprintf("role %s grants %s", [role, action]) if {
-	role_allowed
-	some [role, permission] in grants
-	permission == action
-}
-
-reasons contains sprintf("role %s grants %s via %s", [role, action, permission]) if {
-	role_allowed
-	some [role, permission] in grants
-	permission != action
-}
-
-reasons contains sprintf("no role grants %s", [action]) if {
+# role_grant is [role, permission] for the first of the subject's roles (in
+# the order of the claim) that has a permission covering the action. Only the
+# subject's own roles are looked up in data.roles, so the cost does not grow
+# with the number of roles defined.
+role_grant := grants[0] if {
 	authenticated
-	not service_only
-	not public_allowed
-	not role_allowed
+	grants := [[role, permission] |
+		some role in input.subject.claims.roles
+		some permission in permits
+		permission in data.roles[role]
+	]
 }
+
+role_reason := sprintf("role %s grants %s", [role_grant[0], action]) if {
+	role_grant[1] == action
+} else := sprintf("role %s grants %s via %s", [role_grant[0], action, role_grant[1]])

@@ -22,27 +22,13 @@ service_only if data.service_actions[action]
 # caller_service is the service the authenticated caller is.
 caller_service := data.service_identities[input.caller.id] if caller_authenticated
 
-service_allowed if {
-	service_only
+# service_outcome decides an action reserved for services.
+service_outcome := {"allow": true, "reason": sprintf("service %s may call %s", [caller_service, action])} if {
 	caller_service in data.service_actions[action]
-}
-
-reasons contains sprintf("service %s may call %s", [caller_service, action]) if {
-	service_allowed
-}
-
-reasons contains sprintf("only %s may call %s", [concat(", ", data.service_actions[action]), action]) if {
-	service_only
-	not service_allowed
-}
-
-reasons contains "the caller is not authenticated" if {
-	service_only
+} else := {"allow": false, "reason": sprintf("only %s may call %s, and the caller is not authenticated", [allowed_services, action])} if {
 	not caller_authenticated
-}
-
-reasons contains sprintf("caller %s is not a known service", [input.caller.id]) if {
-	service_only
-	caller_authenticated
+} else := {"allow": false, "reason": sprintf("only %s may call %s, and caller %s is not a known service", [allowed_services, action, input.caller.id])} if {
 	not caller_service
-}
+} else := {"allow": false, "reason": sprintf("only %s may call %s, not %s", [allowed_services, action, caller_service])}
+
+allowed_services := concat(", ", data.service_actions[action])
