@@ -5,84 +5,79 @@ import (
 	"encoding/binary"
 	"sync"
 	"time"
-
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// tokenKey is the SHA-256 of the whole compact token: the cache never keys on
-// a part of a token (a header or payload alone), so two tokens that differ
-// only in their signature never share an entry.
-type tokenKey [sha256.Size]byte
-
-// verifiedToken is what the engine keeps about a token it has verified:
-// the ready-made subject and caller values, so a repeat decision builds no
-// claims at all.
-type verifiedToken struct {
-	subject   *ast.Term // input.subject
-	caller    *ast.Term // input.caller, when the token is a service token
-	subjectID string
-	callerID  string
-	issuer    string
-	keyID     string
-	expires   time.Time // never later than the token's exp
-}
+// cacheKey is a SHA-256. The token cache keys on the hash of the whole
+// compact token, never a part of it (a header or payload alone), so two
+// tokens that differ only in their signature never share an entry.
+type cacheKey [sha256.Size]byte
 
 const (
 	cacheShards = 32
-	// noExpTTL bounds how long a token without exp (accepted only when an
-	// issuer is configured with exp optional) stays cached.
+	// noExpTTL bounds how long an entry without a natural expiry (a token
+	// without exp, an anonymous decision) stays cached.
 	noExpTTL = 5 * time.Minute
 	// evictionSample is how many entries a full shard looks at to evict.
 	evictionSample = 8
 )
 
-// tokenCache is a bounded, sharded map of verified tokens. When a shard is
-// full, a few entries are sampled and the expired ones, else one of them,
-// evicted: with Go's randomised map iteration that is random eviction, which keeps memory
-// bounded under a flood of distinct tokens without an LRU's bookkeeping on
-// the hot path. Safe for concurrent use; a nil *tokenCache caches nothing.
-type tokenCache struct {
+// expiringCache is a bounded, sharded map whose entries expire. When a shard
+// is full, a few entries are sampled and the expired ones, else one of them,
+// evicted: with Go's randomised map iteration that is random eviction, which
+// keeps memory bounded under a flood of distinct keys without an LRU's
+// bookkeeping on the hot path. Safe for concurrent use; a nil cache caches
+// nothing.
+type expiringCache[V any] struct {
 	perShard int
-	shards   [cacheShards]cacheShard
+	shards   [cacheShards]cacheShard[V]
 }
 
-type cacheShard struct {
+type cacheShard[V any] struct {
 	mu      sync.RWMutex
-	entries map[tokenKey]*verifiedToken
+	entries map[cacheKey]cacheEntry[V]
 }
 
-func newTokenCache(size int) *tokenCache {
+type cacheEntry[V any] struct {
+	value   V
+	expires time.Time
+}
+
+// newExpiringCache returns a cache of about size entries, or nil (no
+// caching) when size is not positive.
+func newExpiringCache[V any](size int) *expiringCache[V] {
 	if size <= 0 {
 		return nil
 	}
-	c := &tokenCache{perShard: max(1, size/cacheShards)}
+	c := &expiringCache[V]{perShard: max(1, size/cacheShards)}
 	for i := range c.shards {
-		c.shards[i].entries = make(map[tokenKey]*verifiedToken)
+		c.shards[i].entries = make(map[cacheKey]cacheEntry[V])
 	}
 	return c
 }
 
-func (c *tokenCache) shard(k *tokenKey) *cacheShard {
+func (c *expiringCache[V]) shard(k *cacheKey) *cacheShard[V] {
 	return &c.shards[binary.LittleEndian.Uint32(k[:4])%cacheShards]
 }
 
-// get returns the entry for k if present and not expired at now.
-func (c *tokenCache) get(k *tokenKey, now time.Time) (*verifiedToken, bool) {
+// get returns the value for k if present and not expired at now.
+func (c *expiringCache[V]) get(k *cacheKey, now time.Time) (V, bool) {
+	var zero V
 	if c == nil {
-		return nil, false
+		return zero, false
 	}
 	s := c.shard(k)
 	s.mu.RLock()
-	v, ok := s.entries[*k]
+	e, ok := s.entries[*k]
 	s.mu.RUnlock()
-	if !ok || !now.Before(v.expires) {
-		return nil, false
+	if !ok || !now.Before(e.expires) {
+		return zero, false
 	}
-	return v, true
+	return e.value, true
 }
 
-func (c *tokenCache) put(k *tokenKey, v *verifiedToken, now time.Time) {
-	if c == nil || !now.Before(v.expires) {
+// put stores v until expires; an entry already expired at now is not stored.
+func (c *expiringCache[V]) put(k *cacheKey, v V, expires, now time.Time) {
+	if c == nil || !now.Before(expires) {
 		return
 	}
 	s := c.shard(k)
@@ -91,7 +86,7 @@ func (c *tokenCache) put(k *tokenKey, v *verifiedToken, now time.Time) {
 	if _, ok := s.entries[*k]; !ok && len(s.entries) >= c.perShard {
 		// Sample a few entries (map iteration order is random): drop the
 		// expired ones, or the first sampled when none has expired.
-		var victim tokenKey
+		var victim cacheKey
 		sampled, evicted := 0, false
 		for key, e := range s.entries {
 			if sampled == 0 {
@@ -109,11 +104,11 @@ func (c *tokenCache) put(k *tokenKey, v *verifiedToken, now time.Time) {
 			delete(s.entries, victim)
 		}
 	}
-	s.entries[*k] = v
+	s.entries[*k] = cacheEntry[V]{value: v, expires: expires}
 }
 
 // len counts entries, expired or not.
-func (c *tokenCache) len() int {
+func (c *expiringCache[V]) len() int {
 	if c == nil {
 		return 0
 	}
@@ -127,9 +122,8 @@ func (c *tokenCache) len() int {
 	return n
 }
 
-// dropKey removes every entry verified by the given issuer's key: called
-// when a key disappears from its issuer's set.
-func (c *tokenCache) dropKey(issuer, keyID string) {
+// deleteFunc removes every entry whose value matches.
+func (c *expiringCache[V]) deleteFunc(match func(V) bool) {
 	if c == nil {
 		return
 	}
@@ -137,7 +131,7 @@ func (c *tokenCache) dropKey(issuer, keyID string) {
 		s := &c.shards[i]
 		s.mu.Lock()
 		for k, e := range s.entries {
-			if e.issuer == issuer && e.keyID == keyID {
+			if match(e.value) {
 				delete(s.entries, k)
 			}
 		}

@@ -108,6 +108,10 @@ type compiled struct {
 	snapshot *bundles.Snapshot
 	query    rego.PreparedEvalQuery
 	loadedAt time.Time
+	// decisions caches this snapshot's answers; nil when the policy's
+	// answers may depend on more than the request (see cacheNote).
+	decisions *expiringCache[cachedDecision]
+	cacheNote string
 }
 
 // CompileOptions tunes Compile. The zero value uses the "authz" entrypoint
@@ -224,7 +228,7 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 }
 
 // prepare compiles a snapshot and prepares its decision query.
-func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Time) (*compiled, error) {
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Time, decisionCacheSize int) (*compiled, error) {
 	c, query, err := compileModules(s, entry, false)
 	if err != nil {
 		return nil, err
@@ -239,7 +243,14 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Ti
 	if err != nil {
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
 	}
-	return &compiled{snapshot: s, query: pq, loadedAt: now}, nil
+	cp := &compiled{snapshot: s, query: pq, loadedAt: now, cacheNote: "off: disabled"}
+	if decisionCacheSize > 0 {
+		var ok bool
+		if ok, cp.cacheNote = decisionCacheability(c); ok {
+			cp.decisions = newExpiringCache[cachedDecision](decisionCacheSize)
+		}
+	}
+	return cp, nil
 }
 
 // problemsOf flattens OPA's error types into located problems.

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/verdict-pdp/verdict/authz/token"
@@ -24,6 +26,8 @@ const (
 	DefaultEntrypoint     = "authz"
 	DefaultEvalTimeout    = 500 * time.Millisecond
 	DefaultTokenCacheSize = 16384
+	// DefaultDecisionCacheSize is the decision cache bound per snapshot.
+	DefaultDecisionCacheSize = 16384
 )
 
 // Options configures an Engine. Every zero value means the documented default.
@@ -39,6 +43,11 @@ type Options struct {
 	// TokenCacheSize bounds the verified-token cache (entries). Default
 	// 16384; negative disables the cache.
 	TokenCacheSize int
+	// DecisionCacheSize bounds the per-snapshot decision cache (entries).
+	// Default 16384; negative disables it. Decisions are cached only for a
+	// policy whose answer cannot depend on anything but the request (see
+	// Status.DecisionCache), and never for a request with a resource.
+	DecisionCacheSize int
 	// EvalTimeout bounds one policy evaluation. Default 500ms.
 	EvalTimeout time.Duration
 	// Now is the clock; nil means time.Now. Token checks use Tokens.Now,
@@ -56,7 +65,8 @@ type Options struct {
 type Engine struct {
 	entry       string
 	verifier    *token.Verifier
-	cache       *tokenCache
+	cache       *expiringCache[*verifiedToken]
+	decisions   int // decision cache size per snapshot; 0 disables
 	evalTimeout time.Duration
 	now         func() time.Time
 	log         *slog.Logger
@@ -94,12 +104,8 @@ func New(opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	switch {
-	case opts.TokenCacheSize == 0:
-		e.cache = newTokenCache(DefaultTokenCacheSize)
-	case opts.TokenCacheSize > 0:
-		e.cache = newTokenCache(opts.TokenCacheSize)
-	}
+	e.cache = newExpiringCache[*verifiedToken](sizeOr(opts.TokenCacheSize, DefaultTokenCacheSize))
+	e.decisions = sizeOr(opts.DecisionCacheSize, DefaultDecisionCacheSize)
 	if len(opts.Tokens.Issuers) > 0 {
 		topts := opts.Tokens
 		if topts.Now == nil {
@@ -110,6 +116,17 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// sizeOr reads a cache size option: zero means def, negative means none.
+func sizeOr(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // Load parses, compiles and type-checks s, prepares its decision query, and
@@ -124,7 +141,7 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	defer e.mu.Unlock()
 	start := e.now()
 	e.status.LastAttempt = start
-	cp, err := prepare(ctx, s, e.entry, start)
+	cp, err := prepare(ctx, s, e.entry, start, e.decisions)
 	if err != nil {
 		if !errors.Is(err, ErrCompile) {
 			err = fmt.Errorf("%w: %w", ErrCompile, err)
@@ -150,6 +167,7 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	e.status.Revision = s.Revision
 	e.status.Origin = s.Origin
 	e.status.LoadedAt = start
+	e.status.DecisionCache = cp.cacheNote
 	e.status.LastError, e.status.LastErrorProblems = "", nil
 	e.status.LastErrorAt, e.status.LastErrorRevision = time.Time{}, ""
 	e.log.LogAttrs(ctx, slog.LevelInfo, "policy loaded",
@@ -173,6 +191,9 @@ type Status struct {
 	LastErrorProblems []Problem `json:"last_error_problems,omitempty"`
 	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
 	LastErrorRevision string    `json:"last_error_revision,omitempty"`
+	// DecisionCache says whether decisions of the serving snapshot are
+	// cached, and if not, why ("off: the policy reads input.context").
+	DecisionCache string `json:"decision_cache,omitempty"`
 	// Loads and LoadFailures count Load calls since New.
 	Loads        uint64 `json:"loads"`
 	LoadFailures uint64 `json:"load_failures"`
@@ -257,19 +278,35 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	d.Revision = cp.snapshot.Revision
 
 	subject := anonymousSubject
+	var subjectKey cacheKey
+	expires := now.Add(noExpTTL)
 	if req.Token != "" {
-		vt, err := e.verify(ctx, req.Token, now)
+		vt, key, err := e.verify(ctx, req.Token, now)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrToken, err)
 		}
-		subject, d.SubjectID = vt.subject, vt.subjectID
+		subject, d.SubjectID, subjectKey = vt.subject, vt.subjectID, key
+		expires = earliest(expires, vt.expires)
 	}
 
-	caller, callerID, err := e.caller(ctx, &req.Caller, now)
+	caller, err := e.caller(ctx, &req.Caller, now)
 	if err != nil {
 		return err
 	}
-	d.CallerID = callerID
+	d.CallerID = caller.id
+	expires = earliest(expires, caller.expires)
+
+	// A decision the snapshot has made before for the same subject, caller
+	// and action is answered from its cache (see decisionKey).
+	var key cacheKey
+	cacheable := cp.decisions != nil && len(req.Resource) == 0
+	if cacheable {
+		key = decisionKey(&subjectKey, &caller.key, &req.Action)
+		if cd, ok := cp.decisions.get(&key, now); ok {
+			cd.fill(d)
+			return nil
+		}
+	}
 
 	action, err := actionTerm(req.Action)
 	if err != nil {
@@ -287,30 +324,43 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	if err != nil {
 		return err
 	}
-	input := inputValue(subject, caller, action, resource, context_)
-	return e.evaluate(ctx, cp, input, now, d)
+	input := inputValue(subject, caller.term, action, resource, context_)
+	if err := e.evaluate(ctx, cp, input, now, d); err != nil {
+		return err
+	}
+	if cacheable {
+		cp.decisions.put(&key, newCachedDecision(d), expires, now)
+	}
+	return nil
 }
 
-// verify returns the verified token, from the cache when it was verified
-// before and has not expired.
-func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifiedToken, error) {
-	if e.verifier == nil {
-		return nil, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
+func earliest(a, b time.Time) time.Time {
+	if !b.IsZero() && b.Before(a) {
+		return b
 	}
-	key := tokenKey(sha256.Sum256([]byte(raw)))
+	return a
+}
+
+// verify returns the verified token and its cache key, from the cache when
+// it was verified before and has not expired.
+func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifiedToken, cacheKey, error) {
+	key := cacheKey(sha256.Sum256([]byte(raw)))
+	if e.verifier == nil {
+		return nil, key, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
+	}
 	if vt, ok := e.cache.get(&key, now); ok {
-		return vt, nil
+		return vt, key, nil
 	}
 	v, err := e.verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
 	vt, err := newVerifiedToken(v, now)
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
-	e.cache.put(&key, vt, now)
-	return vt, nil
+	e.cache.put(&key, vt, vt.expires, now)
+	return vt, key, nil
 }
 
 func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) {
@@ -349,34 +399,57 @@ func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) 
 	return vt, nil
 }
 
+// callerInput is input.caller with what the decision cache needs to know
+// about it.
+type callerInput struct {
+	term    *ast.Term
+	id      string
+	key     cacheKey  // identifies the credential; zero for none
+	expires time.Time // when the credential stops being valid; zero for never
+}
+
 // caller builds input.caller from the request's caller credential.
-func (e *Engine) caller(ctx context.Context, c *Caller, now time.Time) (*ast.Term, string, error) {
+func (e *Engine) caller(ctx context.Context, c *Caller, now time.Time) (callerInput, error) {
 	switch {
 	case c.Certificate != nil && c.Token != "":
-		return nil, "", fmt.Errorf("%w: caller: both a certificate and a token were given", ErrCaller)
+		return callerInput{}, fmt.Errorf("%w: caller: both a certificate and a token were given", ErrCaller)
 	case c.Certificate != nil:
-		return certificateCaller(c.Certificate, c.Forwarded)
-	case c.Token != "":
-		vt, err := e.verify(ctx, c.Token, now)
+		term, id, err := certificateCaller(c.Certificate, c.Forwarded)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: %w", ErrCaller, err)
+			return callerInput{}, err
+		}
+		key := sha256.Sum256(c.Certificate.Raw)
+		if c.Forwarded {
+			key[0] ^= 1 // the same certificate forwarded is another method
+		}
+		return callerInput{term: term, id: id, key: key, expires: c.Certificate.NotAfter}, nil
+	case c.Token != "":
+		vt, key, err := e.verify(ctx, c.Token, now)
+		if err != nil {
+			return callerInput{}, fmt.Errorf("%w: %w", ErrCaller, err)
 		}
 		if vt.caller == nil {
-			return nil, "", fmt.Errorf("%w: caller: service token names no service (no azp, client_id or sub)", ErrCaller)
+			return callerInput{}, fmt.Errorf("%w: caller: service token names no service (no azp, client_id or sub)", ErrCaller)
 		}
-		return vt.caller, vt.callerID, nil
+		key[0] ^= 2 // a token as caller is not the same token as subject
+		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires}, nil
 	}
-	return anonymousCaller, "", nil
+	return callerInput{term: anonymousCaller}, nil
 }
 
 // evaluate runs the prepared query and reads the policy contract from it.
 func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, d *Decision) error {
 	ctx, cancel := context.WithTimeout(ctx, e.evalTimeout)
 	defer cancel()
+	// One cancel hook per evaluation instead of OPA's watcher goroutine.
+	stopCancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stopCancel.Cancel)()
 	rs, err := cp.query.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalTime(now),
-		rego.EvalSortSets(true),
+		rego.EvalExternalCancel(stopCancel),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalGenerateJSON(keepTerm),
 	)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -384,75 +457,111 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 		}
 		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
-	var result map[string]any
+	var result ast.Object
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
-		result, _ = rs[0].Expressions[0].Value.(map[string]any)
+		if t, ok := rs[0].Expressions[0].Value.(*ast.Term); ok {
+			result, _ = t.Value.(ast.Object)
+		}
 	}
-	reasons, err := stringList(result["reasons"])
+	if result == nil {
+		return fmt.Errorf("%w: the entry query returned no decision", ErrPolicy)
+	}
+	reasons, err := stringList(result.Get(keyReasons))
 	if err != nil {
 		return fmt.Errorf("%w: data.%s.reasons: %w", ErrPolicy, e.entry, err)
 	}
-	allow := result["allow"] == true
+	allowValue := result.Get(keyAllow)
+	allow := allowValue != nil && allowValue.Value.Compare(ast.Boolean(true)) == 0
 	if allow {
-		headers, err := headerMap(result["headers"])
+		headers, err := headerMap(result.Get(keyHeaders))
 		if err != nil {
 			return fmt.Errorf("%w: data.%s.headers: %w", ErrPolicy, e.entry, err)
 		}
 		d.Headers = headers
 	}
 	if !allow && len(reasons) == 0 {
-		if result["allow"] != nil {
-			reasons = []string{"policy: allow is not true"}
-		} else {
+		if _, undefined := allowValue.Value.(ast.Null); undefined {
 			reasons = []string{"policy: allow is undefined"}
+		} else {
+			reasons = []string{"policy: allow is not true"}
 		}
 	}
 	d.Allow, d.Reasons = allow, reasons
 	return nil
 }
 
-func stringList(v any) ([]string, error) {
-	if v == nil {
+// keepTerm hands OPA's result term back as it is, skipping the conversion
+// to Go values that the engine would only undo.
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+var (
+	keyAllow   = ast.InternedTerm("allow")
+	keyReasons = ast.InternedTerm("reasons")
+	keyHeaders = ast.InternedTerm("headers")
+)
+
+// stringList reads reasons: null (undefined), a set (sorted) or an array of
+// strings.
+func stringList(t *ast.Term) ([]string, error) {
+	if t == nil {
 		return nil, nil
 	}
-	list, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("must be a set or array of strings, got %T", v)
+	var arr *ast.Array
+	switch v := t.Value.(type) {
+	case ast.Null:
+		return nil, nil
+	case ast.Set:
+		arr = v.Sorted()
+	case *ast.Array:
+		arr = v
+	default:
+		return nil, fmt.Errorf("must be a set or array of strings, got %s", ast.ValueName(v))
 	}
-	out := make([]string, len(list))
-	for i, x := range list {
-		s, ok := x.(string)
+	out := make([]string, 0, arr.Len())
+	for i := range arr.Len() {
+		s, ok := arr.Elem(i).Value.(ast.String)
 		if !ok {
-			return nil, fmt.Errorf("must contain only strings, got %T", x)
+			return nil, fmt.Errorf("must contain only strings, got %s", ast.ValueName(arr.Elem(i).Value))
 		}
-		out[i] = s
+		out = append(out, string(s))
 	}
 	return out, nil
 }
 
 // headerMap reads the policy's headers, refusing names and values that are
 // not valid HTTP (a value with CR or LF could inject headers downstream).
-func headerMap(v any) (map[string]string, error) {
-	if v == nil {
+func headerMap(t *ast.Term) (map[string]string, error) {
+	if t == nil {
 		return nil, nil
 	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("must be an object of strings, got %T", v)
+	if _, ok := t.Value.(ast.Null); ok {
+		return nil, nil
 	}
-	out := make(map[string]string, len(m))
-	for k, x := range m {
-		s, ok := x.(string)
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("must be an object of strings, got %s", ast.ValueName(t.Value))
+	}
+	out := make(map[string]string, obj.Len())
+	err := obj.Iter(func(k, v *ast.Term) error {
+		name, ok := k.Value.(ast.String)
 		if !ok {
-			return nil, fmt.Errorf("%q must be a string, got %T", k, x)
+			return fmt.Errorf("header names must be strings, got %s", ast.ValueName(k.Value))
 		}
-		if !httpguts.ValidHeaderFieldName(k) {
-			return nil, fmt.Errorf("%q is not a valid header name", k)
+		value, ok := v.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("%q must be a string, got %s", string(name), ast.ValueName(v.Value))
 		}
-		if !httpguts.ValidHeaderFieldValue(s) {
-			return nil, fmt.Errorf("%q has a value that is not a valid header value", k)
+		if !httpguts.ValidHeaderFieldName(string(name)) {
+			return fmt.Errorf("%q is not a valid header name", string(name))
 		}
-		out[k] = s
+		if !httpguts.ValidHeaderFieldValue(string(value)) {
+			return fmt.Errorf("%q has a value that is not a valid header value", string(name))
+		}
+		out[string(name)] = string(value)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -490,4 +599,6 @@ func trimCategory(err error, category error) string {
 // key, so tokens signed by a key that left its issuer's set stop being
 // accepted at once. Key managers call it on rotation; it is safe for
 // concurrent use.
-func (e *Engine) ForgetKey(issuer, keyID string) { e.cache.dropKey(issuer, keyID) }
+func (e *Engine) ForgetKey(issuer, keyID string) {
+	e.cache.deleteFunc(func(vt *verifiedToken) bool { return vt.issuer == issuer && vt.keyID == keyID })
+}

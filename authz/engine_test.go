@@ -540,7 +540,9 @@ func TestForgetKeyDropsCachedTokens(t *testing.T) {
 }
 
 // switchableKeys is a KeySet whose keys a test can replace.
-type switchableKeys struct{ keys atomic.Pointer[token.StaticKeys] }
+type switchableKeys struct {
+	keys atomic.Pointer[token.StaticKeys]
+}
 
 func (s *switchableKeys) set(k token.StaticKeys) { s.keys.Store(&k) }
 

@@ -115,12 +115,12 @@ type MiddlewareOptions struct {
 	Deny func(w http.ResponseWriter, r *http.Request, d Decision, err error)
 }
 
-type decisionKey struct{}
+type decisionContextKey struct{}
 
 // DecisionFromContext returns the allow decision that Middleware attached to
 // the request's context.
 func DecisionFromContext(ctx context.Context) (Decision, bool) {
-	d, ok := ctx.Value(decisionKey{}).(Decision)
+	d, ok := ctx.Value(decisionContextKey{}).(Decision)
 	return d, ok
 }
 
@@ -159,7 +159,7 @@ func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 				deny(w, r, d, err)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, d)))
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionContextKey{}, d)))
 		})
 	}
 }

@@ -40,7 +40,7 @@ default headers := {}
 headers := {
 	"x-verdict-action": action,
 	"x-verdict-subject": subject_id,
-	"x-verdict-roles": concat(",", sort(roles)),
+	"x-verdict-roles": roles_header,
 	"x-verdict-caller": caller_id,
 } if allow
 
@@ -54,14 +54,19 @@ outcome := {"allow": false, "reason": "no action: the request has no action name
 	authenticated
 } else := {"allow": true, "reason": sprintf("anonymous access to %s is public", [action])} if {
 	action in data.public_actions
-} else := {"allow": true, "reason": role_reason} if {
-	role_grant
+} else := role_outcome if {
+	role_outcome
 } else := {"allow": false, "reason": sprintf("anonymous access to %s is not allowed", [action])} if {
 	not authenticated
 } else := {"allow": false, "reason": sprintf("no role grants %s", [action])}
 
 # authenticated holds when the subject's bearer token was verified.
 authenticated if input.subject.authenticated == true
+
+# roles_header lists the subject's roles, comma separated, as its token says.
+roles_header := concat(",", input.subject.claims.roles) if authenticated
+
+else := ""
 
 subject_id := input.subject.id if authenticated
 

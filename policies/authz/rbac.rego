@@ -9,33 +9,37 @@ package authz
 # resource ("orders:*" covers orders:read, orders:write and orders:delete).
 # Roles never grant an action reserved for services (services.rego decides
 # those first).
+#
+# Only the subject's own roles are looked up in data.roles, so the cost of a
+# decision does not grow with the number of roles defined.
 
-# roles is the set of the subject's roles, from the roles claim of its
-# verified token (an array of strings). An anonymous subject has none.
-roles := {role | some role in input.subject.claims.roles; is_string(role)} if authenticated
+# direct_grants are the subject's roles (in the order of its roles claim)
+# that list the action itself.
+direct_grants := [role |
+	some role in input.subject.claims.roles
+	action in data.roles[role]
+]
 
-else := set()
+# wildcard_grants are the subject's roles that list the wildcard of the
+# action's resource.
+wildcard_grants := [role |
+	some role in input.subject.claims.roles
+	resource_wildcard in data.roles[role]
+]
 
-# permits are the permissions that cover the action: the action itself and,
-# when it names a resource, the resource's wildcard.
-permits := [action, concat(":", [substring(action, 0, i), "*"])] if {
+# resource_wildcard is "orders:*" for "orders:read"; undefined for an action
+# without a resource part.
+resource_wildcard := concat("", [substring(action, 0, i), ":*"]) if {
 	i := indexof(action, ":")
 	i > 0
-} else := [action]
-
-# role_grant is [role, permission] for the first of the subject's roles (in
-# the order of the claim) that has a permission covering the action. Only the
-# subject's own roles are looked up in data.roles, so the cost does not grow
-# with the number of roles defined.
-role_grant := grants[0] if {
-	authenticated
-	grants := [[role, permission] |
-		some role in input.subject.claims.roles
-		some permission in permits
-		permission in data.roles[role]
-	]
 }
 
-role_reason := sprintf("role %s grants %s", [role_grant[0], action]) if {
-	role_grant[1] == action
-} else := sprintf("role %s grants %s via %s", [role_grant[0], action, role_grant[1]])
+# role_outcome allows an authenticated subject whose roles grant the action,
+# naming the first role that does.
+role_outcome := {"allow": true, "reason": sprintf("role %s grants %s", [direct_grants[0], action])} if {
+	authenticated
+	count(direct_grants) > 0
+} else := {"allow": true, "reason": sprintf("role %s grants %s via %s", [wildcard_grants[0], action, resource_wildcard])} if {
+	authenticated
+	count(wildcard_grants) > 0
+}
