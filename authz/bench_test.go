@@ -93,10 +93,11 @@ func benchSnapshot(b *testing.B) *bundles.Snapshot {
 }
 
 // benchEngine builds an engine trusting p's issuer (when p is not nil) with the
-// default policy set loaded.
-func benchEngine(b *testing.B, p *benchPool, cacheSize int) *authz.Engine {
+// default policy set loaded. cacheSize sets the verified-token cache and
+// decisionCache the decision cache (0 default, -1 off).
+func benchEngine(b *testing.B, p *benchPool, cacheSize, decisionCache int) *authz.Engine {
 	b.Helper()
-	opts := authz.Options{TokenCacheSize: cacheSize, EvalTimeout: benchTimeout}
+	opts := authz.Options{TokenCacheSize: cacheSize, DecisionCacheSize: decisionCache, EvalTimeout: benchTimeout}
 	if p != nil {
 		opts.Tokens = token.Options{Issuers: []token.Issuer{p.issuer.Config()}}
 	}
@@ -147,77 +148,70 @@ func (m cpuMeter) report(b *testing.B) {
 func BenchmarkDecide(b *testing.B) {
 	ctx := context.Background()
 
-	b.Run("anonymous", func(b *testing.B) {
-		e := benchEngine(b, nil, 0)
-		req := authz.Request{Action: authz.Action{Name: "catalog:read"}}
-		d, err := e.Decide(ctx, req)
-		benchMustAllow(b, d, err)
-		b.ReportAllocs()
-		b.ResetTimer()
-		cpu := startCPU()
-		for b.Loop() {
-			if _, err := e.Decide(ctx, req); err != nil {
-				b.Fatal(err)
+	// Anonymous requests, answered from the decision cache (the default) and
+	// evaluated every time (decision cache off).
+	for _, variant := range []struct {
+		name          string
+		decisionCache int
+	}{{"anonymous", 0}, {"anonymous_eval", -1}} {
+		b.Run(variant.name, func(b *testing.B) {
+			e := benchEngine(b, nil, 0, variant.decisionCache)
+			req := authz.Request{Action: authz.Action{Name: "catalog:read"}}
+			d, err := e.Decide(ctx, req)
+			benchMustAllow(b, d, err)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := startCPU()
+			for b.Loop() {
+				if _, err := e.Decide(ctx, req); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-		cpu.report(b)
-	})
+			cpu.report(b)
+		})
+	}
 
-	// An already-verified token: the engine finds it in its verified-token
-	// cache (keyed by the token's SHA-256). The pool of 1000 distinct tokens
-	// is decided once before the timer starts, so every timed decision is a
-	// cache hit on a realistically sized map.
-	b.Run("cached_token", func(b *testing.B) {
-		for _, alg := range benchAlgs {
-			b.Run(alg, func(b *testing.B) {
-				p := benchPoolFor(b, alg)
-				e := benchEngine(b, p, 0)
-				for _, t := range p.tokens {
-					d, err := e.Decide(ctx, authz.Request{Token: t, Action: authz.Action{Name: benchAction}})
-					benchMustAllow(b, d, err)
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				cpu := startCPU()
-				i := 0
-				for b.Loop() {
-					req := authz.Request{Token: p.tokens[i%benchPoolSize], Action: authz.Action{Name: benchAction}}
-					if _, err := e.Decide(ctx, req); err != nil {
-						b.Fatal(err)
+	// A pool of 1000 distinct tokens cycled round-robin, decided once before
+	// the timer starts:
+	//   cached_token    the engine's defaults: the verified-token cache and
+	//                   the decision cache both hit (the same user repeating
+	//                   the same action);
+	//   verified_token  decision cache off: the token is found verified (by
+	//                   its SHA-256) and the policy is evaluated every time;
+	//   first_time      both caches off: every decision verifies the
+	//                   signature and claims, converts the claims and
+	//                   evaluates, exactly as for a never-seen token (the
+	//                   cache inserts a real first-time decision also does
+	//                   are not timed).
+	for _, variant := range []struct {
+		name                      string
+		tokenCache, decisionCache int
+	}{{"cached_token", 0, 0}, {"verified_token", 0, -1}, {"first_time", -1, -1}} {
+		b.Run(variant.name, func(b *testing.B) {
+			for _, alg := range benchAlgs {
+				b.Run(alg, func(b *testing.B) {
+					p := benchPoolFor(b, alg)
+					e := benchEngine(b, p, variant.tokenCache, variant.decisionCache)
+					for _, t := range p.tokens {
+						d, err := e.Decide(ctx, authz.Request{Token: t, Action: authz.Action{Name: benchAction}})
+						benchMustAllow(b, d, err)
 					}
-					i++
-				}
-				cpu.report(b)
-			})
-		}
-	})
-
-	// First-time verification on every decision: the token cache is disabled
-	// (TokenCacheSize -1), so each Decide verifies the signature and claims,
-	// converts the claims and evaluates, exactly as for a never-seen token.
-	// (The cache insert a real first-time decision also does is not timed.)
-	b.Run("first_time", func(b *testing.B) {
-		for _, alg := range benchAlgs {
-			b.Run(alg, func(b *testing.B) {
-				p := benchPoolFor(b, alg)
-				e := benchEngine(b, p, -1)
-				d, err := e.Decide(ctx, authz.Request{Token: p.tokens[0], Action: authz.Action{Name: benchAction}})
-				benchMustAllow(b, d, err)
-				b.ReportAllocs()
-				b.ResetTimer()
-				cpu := startCPU()
-				i := 0
-				for b.Loop() {
-					req := authz.Request{Token: p.tokens[i%benchPoolSize], Action: authz.Action{Name: benchAction}}
-					if _, err := e.Decide(ctx, req); err != nil {
-						b.Fatal(err)
+					b.ReportAllocs()
+					b.ResetTimer()
+					cpu := startCPU()
+					i := 0
+					for b.Loop() {
+						req := authz.Request{Token: p.tokens[i%benchPoolSize], Action: authz.Action{Name: benchAction}}
+						if _, err := e.Decide(ctx, req); err != nil {
+							b.Fatal(err)
+						}
+						i++
 					}
-					i++
-				}
-				cpu.report(b)
-			})
-		}
-	})
+					cpu.report(b)
+				})
+			}
+		})
+	}
 }
 
 // benchOPAPolicy is the default policy's RBAC, written the way an OPA user writes

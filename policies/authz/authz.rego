@@ -34,14 +34,16 @@ reasons := {outcome.reason}
 
 # headers identify who was allowed to do what. On allow every header is
 # always present, empty when unknown, so that a proxy that copies them
-# overwrites any same-named header the client sent.
+# overwrites any same-named header the client sent. The engine sets
+# input.subject.id and input.caller.id only for a verified identity, so
+# reading them directly is safe.
 default headers := {}
 
 headers := {
 	"x-verdict-action": action,
-	"x-verdict-subject": subject_id,
-	"x-verdict-roles": roles_header,
-	"x-verdict-caller": caller_id,
+	"x-verdict-subject": object.get(input.subject, "id", ""),
+	"x-verdict-roles": concat(",", object.get(input.subject, ["claims", "roles"], [])),
+	"x-verdict-caller": object.get(input.caller, "id", ""),
 } if allow
 
 # outcome is the decision and its reason: the first branch that applies.
@@ -62,16 +64,3 @@ outcome := {"allow": false, "reason": "no action: the request has no action name
 
 # authenticated holds when the subject's bearer token was verified.
 authenticated if input.subject.authenticated == true
-
-# roles_header lists the subject's roles, comma separated, as its token says.
-roles_header := concat(",", input.subject.claims.roles) if authenticated
-
-else := ""
-
-subject_id := input.subject.id if authenticated
-
-else := ""
-
-caller_id := input.caller.id if caller_authenticated
-
-else := ""
