@@ -54,6 +54,7 @@ func (p *policyFlags) snapshot(cfg *config.Config) (*bundles.Snapshot, error) {
 				return nil, fmt.Errorf("policy.verification_key_file: %w", err)
 			}
 			verify.Key = key
+			verify.Algorithm = cfg.Policy.VerificationAlgorithm
 		}
 	}
 	switch {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -217,6 +218,7 @@ func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger) (serv
 			return nil, fmt.Errorf("policy.verification_key_file: %w", err)
 		}
 		verify.Key = key
+		verify.Algorithm = cfg.Policy.VerificationAlgorithm
 	}
 	switch {
 	case dirFlag != "":
@@ -226,8 +228,18 @@ func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger) (serv
 	case cfg.Policy.BundleFile != "":
 		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger})
 	case cfg.Policy.BundleURL != "":
+		var persist string
+		switch cfg.Policy.PersistDir {
+		case "off":
+		case "":
+			if dir, err := os.UserCacheDir(); err == nil {
+				persist = filepath.Join(dir, "verdict", "bundles")
+			}
+		default:
+			persist = cfg.Path(cfg.Policy.PersistDir)
+		}
 		return remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
-			Verify: verify, Logger: logger})
+			Verify: verify, PersistDir: persist, MaxAge: cfg.Policy.MaxAge, Logger: logger})
 	}
 	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
 	if err != nil {

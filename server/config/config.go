@@ -57,7 +57,18 @@ type Policy struct {
 	BundleURL           string        `yaml:"bundle_url"`
 	PollInterval        time.Duration `yaml:"poll_interval"`
 	VerificationKeyFile string        `yaml:"verification_key_file"`
-	Entrypoint          string        `yaml:"entrypoint"`
+	// VerificationAlgorithm is the bundle signing algorithm (RS256 when
+	// empty), as `opa build --signing-alg` names it.
+	VerificationAlgorithm string `yaml:"verification_algorithm"`
+	// PersistDir keeps the last good remote bundle so a restart works while
+	// the bundle server is down; empty means verdict/bundles under the user
+	// cache directory, "off" disables it.
+	PersistDir string `yaml:"persist_dir"`
+	// MaxAge, when set, makes the server not ready once the last successful
+	// remote poll is older: for operators who prefer failing closed to
+	// serving stale policy.
+	MaxAge     time.Duration `yaml:"max_age"`
+	Entrypoint string        `yaml:"entrypoint"`
 }
 
 // Tokens configures bearer-token verification.
@@ -203,6 +214,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.Policy.PollInterval < 0 {
 		bad("policy.poll_interval", "must not be negative")
+	}
+	if c.Policy.MaxAge < 0 {
+		bad("policy.max_age", "must not be negative")
+	}
+	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "" || c.Policy.PollInterval != 0) {
+		bad("policy", "poll_interval, persist_dir and max_age apply only to bundle_url")
 	}
 	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
 		bad("tokens.leeway", "must be between 0 and 5m")

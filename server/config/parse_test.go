@@ -149,3 +149,17 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestRemotePolicyKeys(t *testing.T) {
+	c, err := config.Parse([]byte("policy:\n  bundle_url: https://bundles.test/authz.tar.gz\n  poll_interval: 10s\n  max_age: 5m\n  persist_dir: cache\n  verification_key_file: k.pem\n  verification_algorithm: ES256\n"), "/etc/v.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Policy.MaxAge != 5*time.Minute || c.Policy.PersistDir != "cache" || c.Policy.VerificationAlgorithm != "ES256" {
+		t.Errorf("policy = %+v", c.Policy)
+	}
+	_, err = config.Parse([]byte("policy:\n  dir: p\n  max_age: 5m\n"), "v.yaml")
+	if err == nil || !strings.Contains(err.Error(), "apply only to bundle_url") {
+		t.Errorf("max_age with a directory: %v", err)
+	}
+}
