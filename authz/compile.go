@@ -238,7 +238,9 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Ti
 		rego.ParsedQuery(query),
 		rego.Compiler(c),
 		rego.Store(store),
-		rego.StrictBuiltinErrors(false),
+		// A builtin error is an evaluation error, which denies: never an
+		// undefined value that a `not deny` rule would turn into an allow.
+		rego.StrictBuiltinErrors(true),
 	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}

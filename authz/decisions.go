@@ -70,13 +70,23 @@ var timeDependent = map[string]bool{
 // is a pure function of subject, caller, action and resource, so that the
 // same request may be answered from a cache until the snapshot changes. It
 // is not when any rule reads input.context (time, request id, remote
-// address, attributes) or the input document as a whole, or calls a
-// nondeterministic or clock-dependent builtin (time.now_ns, http.send,
+// address, attributes) or the input document as a whole, or uses a
+// nondeterministic or clock-dependent builtin (called, or named in `with`) (time.now_ns, http.send,
 // rand.intn, uuid.rfc4122, opa.runtime, ...). The note says why.
 func decisionCacheability(c *ast.Compiler) (bool, string) {
 	reason := ""
 	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
 		ast.WalkRefs(c.Modules[name], func(r ast.Ref) bool {
+			if reason != "" {
+				return true
+			}
+			// A builtin named anywhere, called or not (`with f as
+			// http.send` names it without calling it).
+			if op := r.String(); timeDependent[op] {
+				reason = "the policy uses " + op
+			} else if b, ok := ast.BuiltinMap[op]; ok && b.Nondeterministic {
+				reason = "the policy uses " + op
+			}
 			if reason != "" || !r.HasPrefix(ast.InputRootRef) {
 				return reason != ""
 			}
@@ -91,16 +101,6 @@ func decisionCacheability(c *ast.Compiler) (bool, string) {
 				}
 			default:
 				reason = "the policy reads input with a computed key"
-			}
-			return reason != ""
-		})
-		ast.WalkExprs(c.Modules[name], func(x *ast.Expr) bool {
-			if reason != "" || !x.IsCall() {
-				return reason != ""
-			}
-			op := x.Operator().String()
-			if b, ok := ast.BuiltinMap[op]; ok && b.Nondeterministic || timeDependent[op] {
-				reason = "the policy calls " + op
 			}
 			return reason != ""
 		})

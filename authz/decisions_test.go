@@ -21,9 +21,10 @@ func TestDecisionCacheability(t *testing.T) {
 		{"reads context", "package authz\n\nallow if input.context.attributes.tenant == \"a\"\n", "off: the policy reads input.context (p.rego)"},
 		{"reads whole input", "package authz\n\nallow if json.marshal(input) != \"\"\n", "off: the policy reads the whole input document (p.rego)"},
 		{"computed key", "package authz\n\nallow if {\n\tsome k\n\tinput[k].id == \"x\"\n}\n", "off: the policy reads input with a computed key (p.rego)"},
-		{"clock", "package authz\n\nallow if time.now_ns() > 0\n", "off: the policy calls time.now_ns (p.rego)"},
-		{"jwt with clock", "package authz\n\nallow if io.jwt.decode_verify(input.resource.t, {\"secret\": \"s\"})[0]\n", "off: the policy calls io.jwt.decode_verify (p.rego)"},
-		{"http", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1\"}).status_code == 200\n", "off: the policy calls http.send (p.rego)"},
+		{"clock", "package authz\n\nallow if time.now_ns() > 0\n", "off: the policy uses time.now_ns (p.rego)"},
+		{"jwt with clock", "package authz\n\nallow if io.jwt.decode_verify(input.resource.t, {\"secret\": \"s\"})[0]\n", "off: the policy uses io.jwt.decode_verify (p.rego)"},
+		{"builtin named in with", "package authz\n\nfetch(_) := {\"status_code\": 500}\n\nallow if {\n\tresp := fetch({}) with fetch as http.send\n\tresp.status_code == 200\n}\n", "off: the policy uses http.send (p.rego)"},
+		{"http", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1\"}).status_code == 200\n", "off: the policy uses http.send (p.rego)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -73,7 +73,8 @@ type Engine struct {
 
 	current atomic.Pointer[compiled]
 
-	mu     sync.Mutex // serialises Load and guards status
+	loadMu sync.Mutex // serialises Load: compiles run one at a time
+	mu     sync.Mutex // guards status, held only briefly, never while compiling
 	status Status
 }
 
@@ -137,11 +138,14 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	if s == nil {
 		return fmt.Errorf("%w: nil snapshot", ErrCompile)
 	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	start := e.now()
+	cp, err := prepare(ctx, s, e.entry, start, e.decisions)
+
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	start := e.now()
 	e.status.LastAttempt = start
-	cp, err := prepare(ctx, s, e.entry, start, e.decisions)
 	if err != nil {
 		if !errors.Is(err, ErrCompile) {
 			err = fmt.Errorf("%w: %w", ErrCompile, err)
@@ -172,7 +176,8 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	e.status.LastErrorAt, e.status.LastErrorRevision = time.Time{}, ""
 	e.log.LogAttrs(ctx, slog.LevelInfo, "policy loaded",
 		slog.String("revision", s.Revision), slog.String("origin", s.Origin),
-		slog.Int("modules", len(s.Modules)), slog.Duration("took", e.now().Sub(start)))
+		slog.Int("modules", len(s.Modules)), slog.String("decision_cache", cp.cacheNote),
+		slog.Duration("took", e.now().Sub(start)))
 	return nil
 }
 
@@ -289,7 +294,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		expires = earliest(expires, vt.expires)
 	}
 
-	caller, err := e.caller(ctx, &req.Caller, now)
+	caller, err := e.caller(ctx, &req.Caller, req.Token, now)
 	if err != nil {
 		return err
 	}
@@ -409,7 +414,7 @@ type callerInput struct {
 }
 
 // caller builds input.caller from the request's caller credential.
-func (e *Engine) caller(ctx context.Context, c *Caller, now time.Time) (callerInput, error) {
+func (e *Engine) caller(ctx context.Context, c *Caller, subjectToken string, now time.Time) (callerInput, error) {
 	switch {
 	case c.Certificate != nil && c.Token != "":
 		return callerInput{}, fmt.Errorf("%w: caller: both a certificate and a token were given", ErrCaller)
@@ -423,6 +428,8 @@ func (e *Engine) caller(ctx context.Context, c *Caller, now time.Time) (callerIn
 			key[0] ^= 1 // the same certificate forwarded is another method
 		}
 		return callerInput{term: term, id: id, key: key, expires: c.Certificate.NotAfter}, nil
+	case c.Token != "" && c.Token == subjectToken:
+		return callerInput{}, fmt.Errorf("%w: caller: the subject's token cannot also prove the caller", ErrCaller)
 	case c.Token != "":
 		vt, key, err := e.verify(ctx, c.Token, now)
 		if err != nil {

@@ -236,7 +236,8 @@ func TestPolicyContract(t *testing.T) {
 		{name: "header name invalid", rego: "allow := true\nheaders := {\"x user\": \"a\"}", wantErr: authz.ErrPolicy},
 		{name: "header value not string", rego: "allow := true\nheaders := {\"x-n\": 1}", wantErr: authz.ErrPolicy},
 		{name: "conflict at eval", rego: "allow := input.action.name\nallow := true", wantErr: authz.ErrPolicy},
-		{name: "builtin error denies", rego: "allow := 1 / to_number(input.action.name) > 0", wantReasons: []string{"policy: allow is undefined"}},
+		{name: "builtin error is a policy error", rego: "allow := 1 / to_number(input.action.name) > 0", wantErr: authz.ErrPolicy},
+		{name: "builtin error never reaches not deny", rego: "deny if to_number(input.action.name) > 0\n\nallow if not deny", wantErr: authz.ErrPolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -548,4 +549,31 @@ func (s *switchableKeys) set(k token.StaticKeys) { s.keys.Store(&k) }
 
 func (s *switchableKeys) Lookup(ctx context.Context, kid string) ([]token.Key, error) {
 	return s.keys.Load().Lookup(ctx, kid)
+}
+
+// TestPathSeenAsRouted: policies see the decoded, cleaned path that the
+// upstream routes, so an encoded or dotted path cannot slip past a rule.
+func TestPathSeenAsRouted(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "r", "package authz\n\nallow if not startswith(input.action.path, \"/admin\")\n"))
+	for _, p := range []string{"/admin/users", "/%61dmin/users", "/public/../admin/users", "//admin/users", "/admin/users?x=/public"} {
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Method: "GET", Path: p}})
+		if err != nil || d.Allow {
+			t.Errorf("%s: %+v, %v; want deny", p, d, err)
+		}
+	}
+	for _, p := range []string{"/catalog#/../admin", "/a/%2e%2e/admin", "/a%2Fb"} {
+		if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Method: "GET", Path: p}}); d.Allow || !errors.Is(err, authz.ErrInvalidRequest) {
+			t.Errorf("%s: %+v, %v; want invalid_request", p, d, err)
+		}
+	}
+}
+
+func TestSubjectTokenCannotBeCaller(t *testing.T) {
+	is := authztest.NewIssuer(t, "EdDSA")
+	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, authztest.Policy(t, "r", allowAll))
+	tok := is.Mint(t, map[string]any{"azp": "payments"})
+	d, err := e.Decide(t.Context(), authz.Request{Token: tok, Caller: authz.Caller{Token: tok}, Action: authz.Action{Name: "x"}})
+	if d.Allow || !errors.Is(err, authz.ErrCaller) {
+		t.Fatalf("got %+v, %v; want a caller error", d, err)
+	}
 }

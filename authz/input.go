@@ -64,8 +64,9 @@ type Action struct {
 	// Method is the HTTP method, e.g. "GET".
 	Method string `json:"method,omitempty"`
 	// Path is the request path, e.g. "/orders/42". A query string is
-	// dropped; the path is cleaned ("/a/../b" becomes "/b") before policies
-	// see it, and segments are percent-decoded.
+	// dropped, and policies see the path decoded and cleaned: "/a/../b" is
+	// "/b" and "/%61dmin" is "/admin", as the upstream will route it. An
+	// encoded "/" or dot segment, or a "#", makes the request invalid.
 	Path string `json:"path,omitempty"`
 }
 
@@ -98,13 +99,18 @@ func actionTerm(a Action) (*ast.Term, error) {
 	return ast.NewTerm(obj), nil
 }
 
-// splitPath drops a query or fragment, cleans the path and returns it with
-// its percent-decoded segments. The cleaning means "/orders/../admin" is seen
-// by policy as "/admin": a policy can never be tricked by dot segments that
-// the upstream would resolve.
+// splitPath drops a query string, then returns the decoded, cleaned path
+// and its segments. Policies therefore see the path the upstream routes:
+// dot segments resolved ("/orders/../admin" is "/admin") and escapes decoded
+// ("/%61dmin" is "/admin"). What could make the two disagree is refused: an
+// encoded "/" or dot segment, a bad escape, or a "#" (never valid in a
+// request target).
 func splitPath(p string) (string, []string, error) {
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p = p[:i]
+	}
+	if strings.IndexByte(p, '#') >= 0 {
+		return "", nil, fmt.Errorf("path %q: a fragment is not part of a request path", p)
 	}
 	if !strings.HasPrefix(p, "/") {
 		p = "/" + p
@@ -125,7 +131,7 @@ func splitPath(p string) (string, []string, error) {
 		}
 		segments[i] = seg
 	}
-	return cleaned, segments, nil
+	return "/" + strings.Join(segments, "/"), segments, nil
 }
 
 // freeFormTerm converts a free-form map (resource, attributes, claims).

@@ -251,31 +251,51 @@ func ParsePublicKeyPEM(data []byte) (Key, error) {
 // type. Certificates in x5c are not used. A set with no usable key is not an
 // error; NewVerifier refuses an empty StaticKeys.
 func ParseJWKS(data []byte) ([]Key, error) {
+	keys, errs, err := parseJWKS(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return keys, nil
+}
+
+// ParseJWKSLenient is ParseJWKS for key sets fetched from a provider at run
+// time, where one bad entry must not take the issuer's good keys down with
+// it: a key that ParseJWKS would refuse (private key material, a symmetric
+// key, a malformed or weak key, an alg that does not fit the key) is left
+// out of keys and reported in skipped, one error per key (each naming the
+// key's index), for the caller to log. The keys it returns pass exactly the
+// same checks as ParseJWKS's. err is set only when data is not a key set at
+// all (invalid JSON, no "keys" array); keys and skipped are then nil.
+func ParseJWKSLenient(data []byte) (keys []Key, skipped []error, err error) {
+	return parseJWKS(data)
+}
+
+// parseJWKS parses a key set, collecting the keys that parse and one error
+// per key that does not.
+func parseJWKS(data []byte) (keys []Key, skipped []error, err error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("token: jwks: %w", err)
+		return nil, nil, fmt.Errorf("token: jwks: %w", err)
 	}
 	if set.Keys == nil {
-		return nil, errors.New(`token: jwks: missing "keys" array`)
+		return nil, nil, errors.New(`token: jwks: missing "keys" array`)
 	}
-	var keys []Key
-	var errs []error
 	for i, raw := range set.Keys {
 		k, ok, err := parseJWK(raw)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("token: jwks: key %d: %w", i, err))
+			skipped = append(skipped, fmt.Errorf("token: jwks: key %d: %w", i, err))
 			continue
 		}
 		if ok {
 			keys = append(keys, k)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return keys, nil
+	return keys, skipped, nil
 }
 
 // jwkString reads one string member of a JWK decoded into a map (rather

@@ -379,3 +379,75 @@ func TestIDLessKeyAcceptsAnyKID(t *testing.T) {
 		t.Errorf("kid k2 against key k1: %v, want unknown_kid", err)
 	}
 }
+
+// TestParseJWKSLenient: a bad entry is skipped and reported, the good keys
+// are kept, and only a document that is not a key set at all fails.
+func TestParseJWKSLenient(t *testing.T) {
+	ecPriv := p256(t)
+	ecJWK := jwk(t, &ecPriv.PublicKey, "ec-1", "", false)
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edJWK := jwk(t, edPub, "ed-1", jwkset.AlgEdDSA, false)
+	good := []token.Key{
+		{ID: "ec-1", Public: &ecPriv.PublicKey},
+		{ID: "ed-1", Algorithm: "EdDSA", Public: edPub},
+	}
+	for _, tc := range []struct {
+		name        string
+		data        []byte
+		want        []token.Key
+		wantSkipped []string
+		wantErr     string
+	}{
+		{name: "all good", data: jwks(t, ecJWK, edJWK), want: good},
+		{name: "private key skipped", data: jwks(t, ecJWK, jwk(t, edPriv, "p", "", true), edJWK),
+			want: good, wantSkipped: []string{`key 1: holds private key material ("d")`}},
+		{name: "oct and misfit alg skipped", data: jwks(t,
+			map[string]any{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0cw"},
+			edit(ecJWK, "alg", "ES384"), ecJWK, edJWK),
+			want: good, wantSkipped: []string{"key 0: symmetric", "key 1: algorithm ES384 does not fit"}},
+		{name: "use enc is not an error", data: jwks(t, edit(ecJWK, "use", "enc"), edJWK), want: good[1:]},
+		{name: "nothing usable", data: jwks(t, edit(ecJWK, "x", "!!")), wantSkipped: []string{"key 0"}},
+		{name: "missing keys", data: []byte(`{}`), wantErr: `missing "keys"`},
+		{name: "not json", data: []byte(`[`), wantErr: "jwks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, skipped, err := token.ParseJWKSLenient(tc.data)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				if got != nil || skipped != nil {
+					t.Errorf("keys %v, skipped %v returned with an error", got, skipped)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseJWKSLenient: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("keys (-want +got):\n%s", diff)
+			}
+			if len(skipped) != len(tc.wantSkipped) {
+				t.Fatalf("skipped = %v, want %d errors", skipped, len(tc.wantSkipped))
+			}
+			for i, want := range tc.wantSkipped {
+				if !strings.Contains(skipped[i].Error(), want) {
+					t.Errorf("skipped[%d] = %v, want one containing %q", i, skipped[i], want)
+				}
+			}
+			// ParseJWKS refuses exactly the sets ParseJWKSLenient skips in.
+			strict, err := token.ParseJWKS(tc.data)
+			if (err != nil) != (len(skipped) > 0) {
+				t.Errorf("ParseJWKS err = %v with %d skipped", err, len(skipped))
+			}
+			if err == nil {
+				if diff := cmp.Diff(got, strict); diff != "" {
+					t.Errorf("ParseJWKS and ParseJWKSLenient differ (-lenient +strict):\n%s", diff)
+				}
+			}
+		})
+	}
+}

@@ -65,6 +65,7 @@ Exit status: 0 all passed, 1 a test failed or none ran, 2 error.`,
 				SetCompiler(ast.NewCompiler().WithSchemas(schema)).
 				SetStore(store).
 				SetModules(modules).
+				RaiseBuiltinErrors(true).
 				SetTimeout(timeout).
 				EnableTracing(verbose).
 				Filter(run)

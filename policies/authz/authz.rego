@@ -42,7 +42,7 @@ default headers := {}
 headers := {
 	"x-verdict-action": action,
 	"x-verdict-subject": object.get(input.subject, "id", ""),
-	"x-verdict-roles": concat(",", object.get(input.subject, ["claims", "roles"], [])),
+	"x-verdict-roles": concat(",", [r | some r in object.get(input.subject, ["claims", "roles"], []); is_string(r)]),
 	"x-verdict-caller": object.get(input.caller, "id", ""),
 } if allow
 

@@ -87,3 +87,12 @@ test_roles_from_data if {
 	not authz.allow with input as named(alice_viewer, no_caller, "orders:read") with data.roles as {}
 	authz.allow with input as named(user("x", ["auditor"]), no_caller, "audit:read") with data.roles as {"auditor": ["audit:read"]}
 }
+
+test_odd_roles_claims_never_error if {
+	every roles in ["admin", 42, null, {"admin": true}, ["viewer", 7, {"x": 1}]] {
+		subject := user("odd", roles)
+		not authz.allow with input as named(subject, no_caller, "orders:delete")
+		count(authz.reasons) == 1 with input as named(subject, no_caller, "orders:delete")
+	}
+	authz.headers["x-verdict-roles"] == "viewer" with input as named(user("odd", ["viewer", 7]), no_caller, "orders:read")
+}

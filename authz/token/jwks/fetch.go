@@ -1,0 +1,174 @@
+package jwks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// wellKnown is the OpenID Connect discovery path appended to the issuer.
+const wellKnown = "/.well-known/openid-configuration"
+
+// response is one fetched document.
+type response struct {
+	body        []byte
+	etag        string
+	notModified bool
+	lifetime    time.Duration // from Cache-Control or Expires
+	hasLifetime bool
+}
+
+// keySetURL returns the key set URL: the configured one, the one
+// discovered before, or a freshly discovered one.
+func (m *Manager) keySetURL(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	u := m.jwksURL
+	m.mu.Unlock()
+	if u != "" {
+		return u, nil
+	}
+	u, err := m.discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	m.jwksURL, m.st.URL = u, redactURL(u)
+	m.mu.Unlock()
+	return u, nil
+}
+
+// discover fetches the discovery document and returns its jwks_uri after
+// checking that its issuer is exactly the configured one.
+func (m *Manager) discover(ctx context.Context) (string, error) {
+	res, err := m.fetch(ctx, strings.TrimSuffix(m.issuer, "/")+wellKnown, "")
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrDiscovery, err)
+	}
+	var doc struct {
+		Issuer  *string `json:"issuer"`
+		JWKSURI *string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(res.body, &doc); err != nil {
+		return "", fmt.Errorf("%w: document is not a json object: %w", ErrDiscovery, err)
+	}
+	switch {
+	case doc.Issuer == nil:
+		return "", fmt.Errorf("%w: %w: document has no issuer", ErrDiscovery, ErrIssuerMismatch)
+	case *doc.Issuer != m.issuer:
+		return "", fmt.Errorf("%w: %w: document names %q", ErrDiscovery, ErrIssuerMismatch, *doc.Issuer)
+	case doc.JWKSURI == nil || *doc.JWKSURI == "":
+		return "", fmt.Errorf("%w: document has no jwks_uri", ErrDiscovery)
+	}
+	u, err := url.Parse(*doc.JWKSURI)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("%w: jwks_uri is not an absolute http(s) URL", ErrDiscovery)
+	}
+	if strings.HasPrefix(m.issuer, "https:") && u.Scheme != "https" {
+		return "", fmt.Errorf("%w: jwks_uri of an https issuer must be https", ErrDiscovery)
+	}
+	m.log.Info("jwks discovered", slog.String("jwks_uri", redactURL(*doc.JWKSURI)))
+	return *doc.JWKSURI, nil
+}
+
+// fetch performs one GET (conditional when etag is set), bounded by
+// Options.Timeout and Options.MaxBytes.
+func (m *Manager) fetch(ctx context.Context, target, etag string) (response, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return response{}, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return response{}, fmt.Errorf("%w: %w", ErrFetch, redact(err))
+	}
+	defer resp.Body.Close()
+	res := response{etag: resp.Header.Get("ETag")}
+	res.lifetime, res.hasLifetime = lifetime(resp.Header, m.now())
+	switch {
+	case resp.StatusCode == http.StatusNotModified && etag != "":
+		res.notModified = true
+		if res.etag == "" {
+			res.etag = etag
+		}
+		return res, nil
+	case resp.StatusCode != http.StatusOK:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return response{}, fmt.Errorf("%w: %s: unexpected status %s", ErrFetch, redactURL(target), resp.Status)
+	case resp.ContentLength > m.opts.MaxBytes:
+		return response{}, fmt.Errorf("%w: %s: content length %d over %d bytes", ErrFetch, redactURL(target), resp.ContentLength, m.opts.MaxBytes)
+	}
+	res.body, err = io.ReadAll(io.LimitReader(resp.Body, m.opts.MaxBytes+1))
+	if err != nil {
+		return response{}, fmt.Errorf("%w: %s: reading body: %w", ErrFetch, redactURL(target), err)
+	}
+	if int64(len(res.body)) > m.opts.MaxBytes {
+		return response{}, fmt.Errorf("%w: %s: body over %d bytes", ErrFetch, redactURL(target), m.opts.MaxBytes)
+	}
+	return res, nil
+}
+
+// redact strips the request URL from a *url.Error, keeping its cause and
+// the URL without query or credentials.
+func redact(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
+	}
+	return err
+}
+
+// lifetime reads how long a response stays fresh (RFC 9111): no-store or
+// no-cache mean 0; max-age, less the Age header; else Expires less Date
+// (or now), an invalid Expires meaning already expired. ok is false when
+// the response says nothing.
+func lifetime(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	maxAge := -1
+	for _, line := range h.Values("Cache-Control") {
+		for _, dir := range strings.Split(line, ",") {
+			name, value, _ := strings.Cut(strings.TrimSpace(dir), "=")
+			switch strings.ToLower(name) {
+			case "no-store", "no-cache":
+				return 0, true
+			case "max-age":
+				n, err := strconv.Atoi(strings.Trim(value, `"`))
+				if err != nil || n < 0 {
+					return 0, true
+				}
+				maxAge = n
+			}
+		}
+	}
+	if maxAge >= 0 {
+		d = time.Duration(min(maxAge, 1<<31)) * time.Second
+		if age, err := strconv.Atoi(h.Get("Age")); err == nil && age > 0 {
+			d -= time.Duration(min(age, 1<<31)) * time.Second
+		}
+		return max(d, 0), true
+	}
+	if exp := h.Get("Expires"); exp != "" {
+		t, err := http.ParseTime(exp)
+		if err != nil {
+			return 0, true
+		}
+		date := now
+		if dt, err := http.ParseTime(h.Get("Date")); err == nil {
+			date = dt
+		}
+		return max(t.Sub(date), 0), true
+	}
+	return 0, false
+}

@@ -1,0 +1,615 @@
+package jwks_test
+
+import (
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
+)
+
+const idp = "https://idp.test"
+
+const policy = `package authz
+
+default allow := false
+
+allow if input.subject.authenticated
+`
+
+// newEngine returns an engine with a loaded policy that allows any
+// authenticated subject, trusting iss's name and audience with keys ks.
+func newEngine(t *testing.T, iss *authztest.Issuer, ks token.KeySet) *authz.Engine {
+	t.Helper()
+	e, err := authz.New(authz.Options{Tokens: token.Options{Issuers: []token.Issuer{{
+		Issuer: iss.Name, Audiences: []string{iss.Audience}, Algorithms: []string{"ES256"}, Keys: ks,
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context(), authztest.Policy(t, "r1", policy)); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// decide returns "allow" or the deny reason for a request with tok.
+func decide(t *testing.T, e *authz.Engine, tok string) string {
+	t.Helper()
+	d, _ := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "orders:read"}})
+	if d.Allow {
+		return "allow"
+	}
+	return strings.Join(d.Reasons, "; ")
+}
+
+// TestRotation rotates a key in and out through an authz.Engine whose
+// verified-token cache is wired to OnKeysRemoved: a new kid is fetched on
+// first use; when the old key leaves the set, its tokens are denied at
+// once although the engine had cached them.
+func TestRotation(t *testing.T) {
+	a, b := issuer(t, idp, "a"), issuer(t, idp, "b")
+	p := newProvider(t, a)
+	clk := newClock()
+
+	var (
+		mu      sync.Mutex
+		removed [][]string
+		engine  *authz.Engine
+	)
+	opts := options(p, clk, idp)
+	opts.OnKeysRemoved = func(iss string, kids []string) {
+		mu.Lock()
+		removed = append(removed, kids)
+		mu.Unlock()
+		for _, kid := range kids {
+			engine.ForgetKey(iss, kid)
+		}
+	}
+	m := mustNew(t, opts)
+	engine = newEngine(t, a, m)
+	control := newEngine(t, a, m) // same keys, not wired to OnKeysRemoved
+	start(t, m)
+	next := clk.idle(t)
+
+	tokA, tokB := a.Mint(t, nil), b.Mint(t, nil)
+	for name, e := range map[string]*authz.Engine{"engine": engine, "control": control} {
+		if got := decide(t, e, tokA); got != "allow" {
+			t.Fatalf("%s: token signed by a = %q, want allow", name, got)
+		}
+	}
+
+	// Rotation in: b is published; its first use fetches it.
+	p.setKeys(a, b)
+	hits := p.hits.Load()
+	if got := decide(t, engine, tokB); got != "allow" {
+		t.Fatalf("token signed by the new key b = %q, want allow", got)
+	}
+	if got := p.hits.Load() - hits; got != 1 {
+		t.Errorf("provider requests for the new kid = %d, want 1", got)
+	}
+	clk.idle(t)
+
+	// Rotation out: a leaves the set at the next scheduled refresh.
+	p.setKeys(b)
+	clk.Advance(next)
+	clk.idle(t)
+	mu.Lock()
+	if diff := cmp.Diff([][]string{{"a"}}, removed); diff != "" {
+		t.Errorf("OnKeysRemoved calls (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
+	if got := decide(t, engine, tokA); got != "token: unknown_kid" {
+		t.Errorf("cached token signed by the removed key a = %q, want token: unknown_kid", got)
+	}
+	// The control engine still answers from its cache: ForgetKey is what
+	// made the difference above.
+	if got := decide(t, control, tokA); got != "allow" {
+		t.Errorf("control engine (no ForgetKey) = %q, want allow from its cache", got)
+	}
+	if got := decide(t, engine, tokB); got != "allow" {
+		t.Errorf("token signed by b after rotation = %q, want allow", got)
+	}
+	st := m.Status()
+	if diff := cmp.Diff([]string{"b"}, st.KeyIDs); diff != "" {
+		t.Errorf("Status.KeyIDs (-want +got):\n%s", diff)
+	}
+	if st.Refreshes.UnknownKID < 2 || st.Refreshes.Schedule != 2 || st.KeysRemoved != 1 {
+		t.Errorf("Status counts = %+v, refreshes want schedule 2, unknown_kid >= 2, keys removed 1", st)
+	}
+}
+
+// TestProviderDown: the last good keys keep serving while the provider
+// fails, until MaxStale; then lookups fail (deny) until it is back.
+func TestProviderDown(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t, a)
+	clk := newClock()
+	opts := options(p, clk, idp)
+	opts.MaxRefresh, opts.MaxStale = 10*time.Minute, time.Hour
+	m := mustNew(t, opts)
+	v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{{
+		Issuer: idp, Audiences: []string{a.Audience}, Algorithms: []string{"ES256"}, Keys: m,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, m)
+	next := clk.idle(t)
+	tok := a.Mint(t, nil)
+
+	p.setStatus(http.StatusServiceUnavailable)
+	clk.Advance(next)
+	if got := clk.idle(t); got != time.Second {
+		t.Errorf("retry after a failure in %s, want 1s", got)
+	}
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Errorf("Verify with the provider down: %v", err)
+	}
+	if err := m.Ready(); err != nil {
+		t.Errorf("Ready with the provider down: %v", err)
+	}
+	st := m.Status()
+	if !strings.Contains(st.LastError, "503") || st.RefreshErrors.Schedule != 1 {
+		t.Errorf("Status = %+v, want the 503 and one schedule refresh error", st)
+	}
+
+	// Past MaxStale the keys are no longer trusted.
+	clk.Advance(time.Hour)
+	clk.idle(t)
+	if _, err := m.Lookup(t.Context(), "a"); !errors.Is(err, jwks.ErrStale) {
+		t.Errorf("Lookup past max stale: %v, want ErrStale", err)
+	}
+	if _, err := v.Verify(t.Context(), tok); !errors.Is(err, token.ErrKeysUnavailable) {
+		t.Errorf("Verify past max stale: %v, want ErrKeysUnavailable", err)
+	}
+	if err := m.Ready(); !errors.Is(err, jwks.ErrStale) {
+		t.Errorf("Ready past max stale: %v, want ErrStale", err)
+	}
+
+	// Back up: the next retry restores everything.
+	p.setStatus(0)
+	clk.Advance(time.Minute)
+	clk.idle(t)
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Errorf("Verify after recovery: %v", err)
+	}
+	if st := m.Status(); !st.Ready || st.LastError != "" || st.Age != 0 {
+		t.Errorf("Status after recovery = %+v", st)
+	}
+}
+
+// TestColdStartPersisted: a Manager that starts while the provider is down
+// serves the set the previous run persisted, unless it is too old.
+func TestColdStartPersisted(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t, a)
+	clk := newClock()
+	opts := options(p, clk, idp)
+	opts.PersistDir = filepath.Join(t.TempDir(), "jwks")
+
+	first := mustNew(t, opts)
+	stop := start(t, first)
+	clk.idle(t)
+	stop()
+	p.srv.Close() // the provider is gone: connections are refused
+
+	second := mustNew(t, opts)
+	start(t, second)
+	<-second.Initialized()
+	clk.idle(t)
+	if err := second.Ready(); err != nil {
+		t.Fatalf("Ready on a cold start with a persisted set: %v", err)
+	}
+	st := second.Status()
+	if st.Source != "persisted" || st.LastError == "" || st.RefreshErrors.Schedule != 1 {
+		t.Errorf("Status = %+v, want source persisted and the fetch error", st)
+	}
+	if got := decide(t, newEngine(t, a, second), a.Mint(t, nil)); got != "allow" {
+		t.Errorf("decision with the persisted keys = %q, want allow", got)
+	}
+
+	// A set saved longer ago than MaxStale is not used.
+	clk.Advance(jwks.DefaultMaxStale + time.Minute)
+	third := mustNew(t, opts)
+	start(t, third)
+	<-third.Initialized()
+	clk.idle(t)
+	if err := third.Ready(); !errors.Is(err, jwks.ErrNotReady) {
+		t.Errorf("Ready with a stale persisted set: %v, want ErrNotReady", err)
+	}
+	if st := third.Status(); st.Source != "" || len(st.KeyIDs) != 0 {
+		t.Errorf("Status with a stale persisted set = %+v, want no keys", st)
+	}
+}
+
+// TestUnknownKIDFlood: concurrent lookups of random kids share one
+// refresh; beyond it, refreshes reach the provider at the configured rate
+// only, and a kid found missing is answered from the negative cache.
+func TestUnknownKIDFlood(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t, a)
+	clk := newClock()
+	opts := options(p, clk, idp)
+	opts.UnknownKIDInterval, opts.UnknownKIDBurst = 10*time.Second, 1
+	m := mustNew(t, opts)
+	start(t, m)
+	clk.idle(t)
+
+	flood := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		for range 200 {
+			wg.Go(func() {
+				keys, err := m.Lookup(t.Context(), rand.Text())
+				if err != nil || len(keys) != 0 {
+					t.Errorf("Lookup(random kid) = %v, %v; want no keys, no error", keys, err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	base := p.hits.Load()
+	flood()
+	if got := p.hits.Load() - base; got != 1 {
+		t.Fatalf("provider requests after the first flood = %d, want 1", got)
+	}
+	clk.idle(t)
+	flood() // no time has passed: the rate limit is spent
+	if got := p.hits.Load() - base; got != 1 {
+		t.Fatalf("provider requests after the second flood = %d, want still 1", got)
+	}
+	if got := kids(t, m, "a"); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("known kid during the flood = %v", got)
+	}
+
+	// A new key published now waits for the limiter, then is found.
+	c := issuer(t, idp, "c")
+	p.setKeys(a, c)
+	if got := kids(t, m, "c"); len(got) != 0 {
+		t.Errorf("Lookup(c) while rate-limited = %v, want nothing", got)
+	}
+	clk.Advance(10 * time.Second)
+	if got := kids(t, m, "c"); !slices.Equal(got, []string{"c"}) {
+		t.Errorf("Lookup(c) after the interval = %v, want [c]", got)
+	}
+	clk.idle(t)
+	if got := p.hits.Load() - base; got != 2 {
+		t.Fatalf("provider requests = %d, want 2", got)
+	}
+
+	// A kid a completed refresh did not find is cached negative: asking
+	// again costs no refresh and spends no rate.
+	clk.Advance(10 * time.Second)
+	kids(t, m, "bogus")
+	clk.idle(t)
+	clk.Advance(10 * time.Second)
+	kids(t, m, "bogus")
+	if got := p.hits.Load() - base; got != 3 {
+		t.Fatalf("provider requests after a negative hit = %d, want 3", got)
+	}
+	kids(t, m, "other") // the limiter still has the token "bogus" did not spend
+	clk.idle(t)
+	if got := p.hits.Load() - base; got != 4 {
+		t.Fatalf("provider requests = %d, want 4", got)
+	}
+	st := m.Status()
+	if st.Refreshes.UnknownKID != 4 || st.RateLimited == 0 || st.NegativeHits != 1 {
+		t.Errorf("Status = %+v, want 4 unknown-kid refreshes, some rate-limited lookups, 1 negative hit", st)
+	}
+}
+
+// TestSlowProvider: while a refresh hangs on a slow provider, lookups of
+// known kids answer at once, and an unknown kid waits MissTimeout at most.
+func TestSlowProvider(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t, a)
+	clk := newClock()
+	opts := options(p, clk, idp)
+	opts.MissTimeout = 50 * time.Millisecond
+	m := mustNew(t, opts)
+	engine := newEngine(t, a, m)
+	start(t, m)
+	next := clk.idle(t)
+
+	release := p.hold()
+	clk.Advance(next)
+	select {
+	case <-p.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scheduled refresh did not reach the provider")
+	}
+
+	tok := a.Mint(t, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			if got := decide(t, engine, tok); got != "allow" {
+				t.Errorf("decision for a known kid = %q, want allow", got)
+				return
+			}
+			if got := kids(t, m, "a"); len(got) != 1 {
+				t.Errorf("Lookup(a) = %v", got)
+				return
+			}
+			_ = m.Status()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("known-kid decisions blocked on the slow provider")
+	}
+
+	began := time.Now()
+	if got := kids(t, m, "unknown"); len(got) != 0 {
+		t.Errorf("Lookup(unknown) = %v", got)
+	}
+	if took := time.Since(began); took < opts.MissTimeout || took > 5*time.Second {
+		t.Errorf("unknown kid waited %s, want about MissTimeout (%s)", took, opts.MissTimeout)
+	}
+	release()
+	clk.idle(t)
+	if err := m.Ready(); err != nil {
+		t.Errorf("Ready after the slow refresh: %v", err)
+	}
+}
+
+// TestDiscovery fetches keys through OpenID Connect discovery and refuses
+// a document that names another issuer (or none).
+func TestDiscovery(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		trailing  bool           // configure the issuer with a trailing slash
+		doc       func(iss, jwksURI string) map[string]any
+		wantErr   error
+		wantInErr string
+	}{
+		{name: "match", doc: func(iss, u string) map[string]any { return map[string]any{"issuer": iss, "jwks_uri": u} }},
+		{name: "match with trailing slash", trailing: true, doc: func(iss, u string) map[string]any { return map[string]any{"issuer": iss, "jwks_uri": u} }},
+		{name: "other issuer", doc: func(_, u string) map[string]any { return map[string]any{"issuer": "https://evil.test", "jwks_uri": u} },
+			wantErr: jwks.ErrIssuerMismatch, wantInErr: `"https://evil.test"`},
+		{name: "trailing slash differs", doc: func(iss, u string) map[string]any { return map[string]any{"issuer": iss + "/", "jwks_uri": u} },
+			wantErr: jwks.ErrIssuerMismatch},
+		{name: "case differs", doc: func(iss, u string) map[string]any {
+			return map[string]any{"issuer": strings.ToUpper(iss[:4]) + iss[4:], "jwks_uri": u}
+		}, wantErr: jwks.ErrIssuerMismatch},
+		{name: "no issuer", doc: func(_, u string) map[string]any { return map[string]any{"jwks_uri": u} },
+			wantErr: jwks.ErrIssuerMismatch},
+		{name: "no jwks_uri", doc: func(iss, _ string) map[string]any { return map[string]any{"issuer": iss} },
+			wantErr: jwks.ErrDiscovery, wantInErr: "jwks_uri"},
+		{name: "relative jwks_uri", doc: func(iss, _ string) map[string]any { return map[string]any{"issuer": iss, "jwks_uri": "/jwks"} },
+			wantErr: jwks.ErrDiscovery, wantInErr: "jwks_uri"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProvider(t)
+			name := p.srv.URL
+			if tc.trailing {
+				name += "/"
+			}
+			a := issuer(t, name, "a")
+			p.setKeys(a)
+			p.discovery = tc.doc(name, p.URL())
+			clk := newClock()
+			m := mustNew(t, jwks.Options{Issuer: name, Discovery: true, Now: clk.Now, After: clk.After})
+			start(t, m)
+			clk.idle(t)
+			if tc.wantErr == nil {
+				if err := m.Ready(); err != nil {
+					t.Fatalf("Ready: %v", err)
+				}
+				if got := kids(t, m, "a"); !slices.Equal(got, []string{"a"}) {
+					t.Errorf("Lookup(a) = %v", got)
+				}
+				if st := m.Status(); st.URL != p.URL() {
+					t.Errorf("Status.URL = %q, want %q", st.URL, p.URL())
+				}
+				return
+			}
+			if err := m.Ready(); !errors.Is(err, jwks.ErrNotReady) {
+				t.Errorf("Ready = %v, want ErrNotReady", err)
+			}
+			_, err := m.Lookup(t.Context(), "a") // asks for a refresh, which fails the same way
+			if !errors.Is(err, jwks.ErrNotReady) || !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantInErr) {
+				t.Errorf("Lookup = %v, want ErrNotReady and %v containing %q", err, tc.wantErr, tc.wantInErr)
+			}
+			clk.idle(t)
+			if n := p.hits.Load(); n != 0 {
+				t.Errorf("the key set was fetched %d times after a refused discovery document", n)
+			}
+			if n := p.discHits.Load(); n != 2 {
+				t.Errorf("discovery document fetched %d times, want 2", n)
+			}
+		})
+	}
+}
+
+// TestKeySetProblems: bad entries are skipped, and a refresh that yields
+// no usable key keeps the last good set.
+func TestKeySetProblems(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t)
+	good := `{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0cw","kid":"hmac"}`
+	p.setKeys(a)
+	p.mu.Lock()
+	p.keys = []byte(strings.Replace(string(p.keys), `"keys":[`, `"keys":[`+good+",", 1))
+	p.mu.Unlock()
+	clk := newClock()
+	opts := options(p, clk, idp)
+	opts.MaxBytes = 4096
+	m := mustNew(t, opts)
+	start(t, m)
+	next := clk.idle(t)
+	if got := kids(t, m, ""); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("keys = %v, want [a] (the oct key skipped)", got)
+	}
+
+	for _, tc := range []struct {
+		name, body, wantErr string
+	}{
+		{name: "empty set", body: `{"keys":[]}`, wantErr: "no usable signing key"},
+		{name: "not a key set", body: `<html>`, wantErr: "unusable key set"},
+		{name: "too large", body: `{"keys":[],"pad":"` + strings.Repeat("x", 5000) + `"}`, wantErr: "over 4096 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p.setBody([]byte(tc.body))
+			clk.Advance(next)
+			next = clk.idle(t)
+			if st := m.Status(); !strings.Contains(st.LastError, tc.wantErr) {
+				t.Errorf("LastError = %q, want one containing %q", st.LastError, tc.wantErr)
+			}
+			if got := kids(t, m, "a"); !slices.Equal(got, []string{"a"}) {
+				t.Errorf("keys after a bad refresh = %v, want the last good [a]", got)
+			}
+		})
+	}
+}
+
+// TestSchedule: the provider's Cache-Control sets the next refresh within
+// the bounds, and ETag revalidation confirms the set without a download.
+func TestSchedule(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t, a)
+	p.setHeader("Cache-Control", "public, max-age=600")
+	p.setHeader("ETag", `"v1"`)
+	clk := newClock()
+	opts := options(p, clk, idp)
+	opts.MinRefresh, opts.MaxRefresh = time.Minute, 30*time.Minute
+	m := mustNew(t, opts)
+	start(t, m)
+	next := clk.idle(t)
+	if next > 10*time.Minute || next < 9*time.Minute {
+		t.Errorf("next refresh in %s, want 10m less up to 10%% jitter", next)
+	}
+	p.setHeader("Cache-Control", "max-age=5")
+	clk.Advance(next)
+	if next = clk.idle(t); next != time.Minute {
+		t.Errorf("next refresh for max-age=5 in %s, want MinRefresh 1m", next)
+	}
+	if got, _ := p.lastMatch.Load().(string); got != `"v1"` {
+		t.Errorf("If-None-Match = %q, want the ETag", got)
+	}
+	st := m.Status()
+	if !st.ConfirmedAt.Equal(clk.Now()) || st.FetchedAt.Equal(st.ConfirmedAt) || st.LastError != "" {
+		t.Errorf("Status after a 304 = %+v: want confirmed now, fetched earlier", st)
+	}
+	p.setHeader("Cache-Control", "max-age=86400")
+	clk.Advance(next)
+	if next = clk.idle(t); next > 30*time.Minute || next < 27*time.Minute {
+		t.Errorf("next refresh for max-age=86400 in %s, want MaxRefresh 30m less jitter", next)
+	}
+}
+
+// TestCAFile: the Manager's own client trusts the configured CA, and
+// without it the provider's certificate is refused.
+func TestCAFile(t *testing.T) {
+	a := issuer(t, idp, "a")
+	p := newProvider(t, a) // for its key set body
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		_, _ = w.Write(p.keys)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		caFile  string
+		wantErr string
+	}{
+		{name: "trusted", caFile: ca},
+		{name: "system roots", wantErr: "certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			m := mustNew(t, jwks.Options{Issuer: idp, URL: srv.URL, CAFile: tc.caFile, Now: clk.Now, After: clk.After})
+			start(t, m)
+			clk.idle(t)
+			err := m.Ready()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Ready: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Ready = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewOptions(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "not-pem")
+	if err := os.WriteFile(ca, []byte("nothing"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		opts    jwks.Options
+		wantErr string
+	}{
+		{name: "url", opts: jwks.Options{Issuer: idp, URL: "https://idp.test/jwks"}},
+		{name: "discovery", opts: jwks.Options{Issuer: idp, Discovery: true}},
+		{name: "no issuer", opts: jwks.Options{URL: "https://idp.test/jwks"}, wantErr: "issuer is required"},
+		{name: "neither", opts: jwks.Options{Issuer: idp}, wantErr: "one of url and discovery"},
+		{name: "both", opts: jwks.Options{Issuer: idp, URL: "https://idp.test/jwks", Discovery: true}, wantErr: "exclusive"},
+		{name: "relative url", opts: jwks.Options{Issuer: idp, URL: "/jwks"}, wantErr: "absolute http(s) URL"},
+		{name: "discovery without url issuer", opts: jwks.Options{Issuer: "idp", Discovery: true}, wantErr: "discovery needs"},
+		{name: "negative", opts: jwks.Options{Issuer: idp, Discovery: true, MissTimeout: -1}, wantErr: "miss timeout"},
+		{name: "bounds", opts: jwks.Options{Issuer: idp, Discovery: true, MinRefresh: time.Hour, MaxRefresh: time.Minute}, wantErr: "shorter than min refresh"},
+		{name: "stale before refresh", opts: jwks.Options{Issuer: idp, Discovery: true, MaxStale: time.Minute}, wantErr: "healthy keys would go stale"},
+		{name: "stale forever", opts: jwks.Options{Issuer: idp, Discovery: true, MaxStale: -1}},
+		{name: "bad ca", opts: jwks.Options{Issuer: idp, Discovery: true, CAFile: ca}, wantErr: "no PEM certificate"},
+		{name: "ca with client", opts: jwks.Options{Issuer: idp, Discovery: true, CAFile: ca, HTTPClient: http.DefaultClient}, wantErr: "own client"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := jwks.New(tc.opts)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				if err := m.Ready(); !errors.Is(err, jwks.ErrNotReady) {
+					t.Errorf("Ready before Run = %v, want ErrNotReady", err)
+				}
+				return
+			}
+			if !errors.Is(err, jwks.ErrOptions) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("New = %v, want ErrOptions containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestRunTwice: a second concurrent Run is refused.
+func TestRunTwice(t *testing.T) {
+	p := newProvider(t, issuer(t, idp, "a"))
+	clk := newClock()
+	m := mustNew(t, options(p, clk, idp))
+	start(t, m)
+	clk.idle(t)
+	if err := m.Run(t.Context()); !errors.Is(err, jwks.ErrRunning) {
+		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+}

@@ -1,0 +1,111 @@
+package jwks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// persisted is the file a key set is kept in between runs. It holds public
+// keys only.
+type persisted struct {
+	Issuer  string          `json:"issuer"`
+	URL     string          `json:"url,omitempty"`
+	ETag    string          `json:"etag,omitempty"`
+	SavedAt time.Time       `json:"saved_at"`
+	JWKS    json.RawMessage `json:"jwks"`
+}
+
+// persistPath names an issuer's file in dir by a hash of the issuer, so
+// that any issuer string makes a safe file name.
+func persistPath(dir, issuer string) string {
+	sum := sha256.Sum256([]byte(issuer))
+	return filepath.Join(dir, "jwks-"+hex.EncodeToString(sum[:])[:16]+".json")
+}
+
+// loadPersisted installs the persisted key set, if there is one, it is for
+// this issuer, and it is not older than MaxStale. Its save time counts as
+// the last confirmation. A missing file is not an error.
+func (m *Manager) loadPersisted() error {
+	if m.persist == "" {
+		return nil
+	}
+	b, err := os.ReadFile(m.persist)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	var p persisted
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrPersist, m.persist, err)
+	}
+	if p.Issuer != m.issuer {
+		return fmt.Errorf("%w: %s is for issuer %q", ErrPersist, m.persist, p.Issuer)
+	}
+	if age := m.now().Sub(p.SavedAt); m.opts.MaxStale > 0 && age > m.opts.MaxStale {
+		return fmt.Errorf("%w: %w: saved %s ago (max stale %s)", ErrPersist, ErrStale, age.Round(time.Second), m.opts.MaxStale)
+	}
+	keys, err := m.parse(p.JWKS)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrPersist, m.persist, err)
+	}
+	m.install(newKeySet(keys, []byte(p.JWKS), p.ETag, "persisted", p.SavedAt), p.SavedAt)
+	m.log.Info("persisted jwks loaded", slog.Time("saved_at", p.SavedAt))
+	return nil
+}
+
+// save writes the serving set after a successful refresh; failures are
+// logged (the keys serve from memory regardless).
+func (m *Manager) save(raw []byte, etag string, at time.Time) {
+	if m.persist == "" {
+		return
+	}
+	if err := m.write(raw, etag, at); err != nil {
+		m.log.Warn("jwks not persisted", slog.String("error", err.Error()))
+	}
+}
+
+func (m *Manager) write(raw []byte, etag string, at time.Time) error {
+	if !json.Valid(raw) {
+		return fmt.Errorf("%w: key set is not valid json", ErrPersist)
+	}
+	m.mu.Lock()
+	u := m.st.URL
+	m.mu.Unlock()
+	b, err := json.Marshal(persisted{Issuer: m.issuer, URL: u, ETag: etag, SavedAt: at.UTC(), JWKS: raw})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	dir := filepath.Dir(m.persist)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	f, err := os.CreateTemp(dir, ".jwks-*")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, m.persist)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	return nil
+}
