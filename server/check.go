@@ -4,9 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
 
 	"github.com/verdict-pdp/verdict/authz"
 )
+
+// checkPath is the forward-auth route; Envoy appends the original path.
+const checkPath = "/v1/check"
 
 // Forward-auth request headers.
 const (
@@ -14,13 +19,12 @@ const (
 	headerForwardedURI    = "X-Forwarded-Uri"    // Traefik, Caddy
 	headerOriginalMethod  = "X-Original-Method"  // nginx auth_request
 	headerOriginalURI     = "X-Original-Uri"     // nginx auth_request
-	headerVerdictAction   = "X-Verdict-Action"   // any proxy: the action's name
 )
 
 // handleCheck answers /v1/check, forward-auth, for any method. The question
 // comes from headers: the bearer token from Authorization; the method and
 // path from X-Forwarded-Method/-Uri, else X-Original-Method/-URI, else the
-// request's own; the action name from X-Verdict-Action when set; the caller
+// request's own; the action name from the configured action header; the caller
 // from a trusted proxy's forwarded certificate, else the mTLS peer. The
 // answer is 200 with the policy's headers set, 401 with WWW-Authenticate:
 // Bearer when the token is invalid (or missing, and the request denied),
@@ -30,17 +34,16 @@ const (
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
 	req := authz.Request{
-		Action: authz.Action{
-			Name:   h.Get(headerVerdictAction),
-			Method: first(h.Get(headerForwardedMethod), h.Get(headerOriginalMethod), r.Method),
-			Path:   first(h.Get(headerForwardedURI), h.Get(headerOriginalURI), r.URL.EscapedPath()),
-		},
-		RemoteAddr: r.RemoteAddr,
+		RemoteAddr: s.clientAddr(r),
 		RequestID:  headerRequestID(r),
 	}
+	var early error
+	req.Action, early = s.checkAction(r)
 	var d authz.Decision
 	tok, err := authz.BearerToken(h)
-	if err != nil {
+	if early != nil {
+		d, err = s.reject(r, &req, early)
+	} else if err != nil {
 		d, err = s.reject(r, &req, fmt.Errorf("%w: %w", authz.ErrToken, err))
 	} else {
 		req.Token = tok
@@ -60,6 +63,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", "Bearer")
 		}
 	}
+	w.Header().Set("X-Verdict-Decision-Id", d.ID)
 	if code != "" {
 		s.writeError(w, status, code, errorMessage(d, err), d.ID)
 		return
@@ -72,8 +76,82 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 			wh.Set(k, v)
 		}
 	}
-	w.Header().Set("X-Verdict-Decision-Id", d.ID)
 	s.writeDecision(w, status, &d, false)
+}
+
+// checkAction reads the protected request's action from the forward-auth
+// headers. The proxy sets them, but a proxy also relays whatever the client
+// sent, so nothing here is taken on trust: a repeated header, or the
+// Traefik/Caddy family (X-Forwarded-*) disagreeing with nginx's
+// (X-Original-*), is a 400; the action name header is read only when the
+// operator configured one (Options.ActionHeader), promising the proxy
+// overwrites it.
+func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
+	h := r.Header
+	var vals [4]string
+	for i, name := range [...]string{headerForwardedMethod, headerForwardedURI, headerOriginalMethod, headerOriginalURI} {
+		v := h.Values(name)
+		if len(v) > 1 {
+			return authz.Action{}, fmt.Errorf("%w: header %s appears more than once", authz.ErrInvalidRequest, name)
+		}
+		if len(v) == 1 {
+			vals[i] = v[0]
+		}
+	}
+	fwdMethod, fwdURI, origMethod, origURI := vals[0], vals[1], vals[2], vals[3]
+	if fwdMethod != "" && origMethod != "" && !strings.EqualFold(fwdMethod, origMethod) ||
+		fwdURI != "" && origURI != "" && fwdURI != origURI {
+		return authz.Action{}, fmt.Errorf("%w: X-Forwarded-* and X-Original-* name different requests", authz.ErrInvalidRequest)
+	}
+	// Without forwarded headers the request itself is the question: Envoy's
+	// HTTP ext_authz sends the original method to /v1/check + the original
+	// path.
+	own := r.URL.EscapedPath()
+	if rest, ok := strings.CutPrefix(own, checkPath+"/"); ok {
+		own = "/" + rest
+	}
+	a := authz.Action{
+		Method: first(fwdMethod, origMethod, r.Method),
+		Path:   first(fwdURI, origURI, own),
+	}
+	if s.actionHeader != "" {
+		names := h.Values(s.actionHeader)
+		if len(names) > 1 {
+			return authz.Action{}, fmt.Errorf("%w: header %s appears more than once", authz.ErrInvalidRequest, s.actionHeader)
+		}
+		if len(names) == 1 {
+			a.Name = names[0]
+		}
+	}
+	return a, nil
+}
+
+// clientAddr is the protected request's client address, for
+// input.context.remote_addr: from a trusted proxy, the rightmost
+// X-Forwarded-For entry that is not itself a trusted proxy (else X-Real-Ip);
+// from anyone else, nothing, since the peer of a forward-auth request is the
+// proxy, not the client.
+func (s *Server) clientAddr(r *http.Request) string {
+	if !s.trustedPeer(r.RemoteAddr) {
+		return ""
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return "" // a malformed chain names no client
+			}
+			if !s.trustedAddr(a) {
+				return a.Unmap().String()
+			}
+		}
+	}
+	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-Ip"))); err == nil {
+		return a.Unmap().String()
+	}
+	return ""
 }
 
 // first returns the first non-empty string.

@@ -31,6 +31,7 @@ type callerBody struct {
 
 type contextBody struct {
 	RequestID  string         `json:"request_id"`
+	RemoteAddr string         `json:"remote_addr"`
 	Attributes map[string]any `json:"attributes"`
 }
 
@@ -218,13 +219,14 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := authz.Request{
-		Token:      in.Token,
-		Action:     in.Action.Action,
-		Resource:   in.Resource,
-		RemoteAddr: r.RemoteAddr,
+		Token:    in.Token,
+		Action:   in.Action.Action,
+		Resource: in.Resource,
 	}
 	if in.Context != nil {
-		req.RequestID, req.Attributes = in.Context.RequestID, in.Context.Attributes
+		// The protected request's client is whatever the enforcement point
+		// says: the peer of this request is the enforcement point itself.
+		req.RequestID, req.Attributes, req.RemoteAddr = in.Context.RequestID, in.Context.Attributes, in.Context.RemoteAddr
 	}
 	if req.RequestID == "" {
 		req.RequestID = headerRequestID(r)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -33,6 +34,8 @@ func rejectReason(err error) string {
 	switch {
 	case errors.Is(err, authz.ErrToken):
 		return "token: " + token.Reason(err)
+	case errors.Is(err, authz.ErrInvalidRequest):
+		return "invalid_request: " + strings.TrimPrefix(err.Error(), authz.ErrInvalidRequest.Error()+": ")
 	default:
 		var ce *callerError
 		if errors.As(err, &ce) {
@@ -79,7 +82,7 @@ func (s *Server) record(req *authz.Request, d *authz.Decision, err error) {
 		Revision:   d.Revision,
 		SubjectID:  d.SubjectID,
 		CallerID:   d.CallerID,
-		Action:     decisionlog.Action(req.Action),
+		Action:     logAction(req.Action),
 		Latency:    d.Duration,
 	}
 	if err != nil && !errors.Is(err, authz.ErrToken) && !errors.Is(err, authz.ErrCaller) {
@@ -94,3 +97,22 @@ const certCacheSize = 1024
 // certCacheTTL is how long a verified forwarded certificate is remembered
 // (never past its NotAfter).
 const certCacheTTL = time.Minute
+
+// maxLoggedField bounds each action field in a decision-log record: the
+// headers they come from can be tens of KiB, and the log's buffer counts
+// records.
+const maxLoggedField = 1024
+
+// logAction is the action as logged: the path without its query string
+// (which can carry secrets such as ?code= or ?access_token=), and every
+// field truncated to maxLoggedField bytes.
+func logAction(a authz.Action) decisionlog.Action {
+	if i := strings.IndexByte(a.Path, '?'); i >= 0 {
+		a.Path = a.Path[:i]
+	}
+	return decisionlog.Action{
+		Name:   truncate(a.Name, maxLoggedField),
+		Method: truncate(a.Method, maxLoggedField),
+		Path:   truncate(a.Path, maxLoggedField),
+	}
+}

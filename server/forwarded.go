@@ -202,7 +202,12 @@ func (s *Server) trustedPeer(remoteAddr string) bool {
 	if err != nil {
 		return false
 	}
-	a := ap.Addr().Unmap()
+	return s.trustedAddr(ap.Addr())
+}
+
+// trustedAddr reports whether a is a trusted proxy's address.
+func (s *Server) trustedAddr(a netip.Addr) bool {
+	a = a.Unmap()
 	for _, p := range s.trusted {
 		if p.Contains(a) {
 			return true

@@ -66,7 +66,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 		}
 	}
 	f := &fixture{engine: e, minter: m, log: &memLog{}, ca: newTestCA(t, "verdict test ca")}
-	opts := Options{Engine: e, DecisionLog: f.log, TrustBundle: f.ca.pool()}
+	opts := Options{Engine: e, DecisionLog: f.log, TrustBundle: f.ca.pool(), ActionHeader: "X-Verdict-Action"}
 	for _, p := range fo.trusted {
 		opts.TrustedProxies = append(opts.TrustedProxies, netip.MustParsePrefix(p))
 	}

@@ -173,7 +173,7 @@ func TestMTLSPeerIsCaller(t *testing.T) {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    f.ca.pool(),
 	}
-	s, err := New(Options{Engine: f.engine, TLS: cfg, DecisionLog: f.log})
+	s, err := New(Options{Engine: f.engine, TLS: cfg, DecisionLog: f.log, ActionHeader: "X-Verdict-Action"})
 	if err != nil {
 		t.Fatal(err)
 	}

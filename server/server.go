@@ -114,6 +114,12 @@ type Options struct {
 	// certificate (nginx's $ssl_client_escaped_cert). Default
 	// "X-SSL-Client-Cert".
 	EscapedCertHeader string
+	// ActionHeader names the header from which /v1/check reads the action's
+	// name (conventionally "X-Verdict-Action"). Empty, the default, means
+	// none is read and policies name the action from method and path: set
+	// it only when every proxy in front of Verdict overwrites (or strips)
+	// that header, since proxies relay what clients send.
+	ActionHeader string
 	// DecisionLog receives every decision; nil logs none.
 	DecisionLog DecisionLog
 	// Limits bounds request sizes and times.
@@ -143,11 +149,12 @@ type Server struct {
 	metrics *metrics
 	handler http.Handler
 
-	trusted     []netip.Prefix
-	trustBundle *x509.CertPool
-	xfccHeader  string
-	escHeader   string
-	certs       *certCache
+	trusted      []netip.Prefix
+	trustBundle  *x509.CertPool
+	xfccHeader   string
+	escHeader    string
+	actionHeader string
+	certs        *certCache
 
 	bufs sync.Pool // *[]byte, request bodies and answers
 
@@ -189,6 +196,9 @@ func New(opts Options) (*Server, error) {
 		xfccHeader:  http.CanonicalHeaderKey(or(opts.XFCCHeader, DefaultXFCCHeader)),
 		escHeader:   http.CanonicalHeaderKey(or(opts.EscapedCertHeader, DefaultEscapedCertHeader)),
 		certs:       newCertCache(certCacheSize),
+	}
+	if opts.ActionHeader != "" {
+		s.actionHeader = http.CanonicalHeaderKey(opts.ActionHeader)
 	}
 	for i, p := range opts.TrustedProxies {
 		if !p.IsValid() {
@@ -235,6 +245,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /v1/decide", "decide", s.handleDecide)
 	handle("/v1/decide", "decide", s.methodNotAllowed(http.MethodPost))
 	handle("/v1/check", "check", s.handleCheck)
+	handle("/v1/check/", "check", s.handleCheck) // Envoy ext_authz: path_prefix + the original path
 	handle("GET /health/live", "health_live", s.handleLive)
 	handle("/health/live", "health_live", s.methodNotAllowed(http.MethodGet, http.MethodHead))
 	handle("GET /health/ready", "health_ready", s.handleReady)

@@ -129,6 +129,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		Addr:              first(f.addr, cfg.Addr, server.DefaultAddr),
 		XFCCHeader:        cfg.Callers.XFCCHeader,
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
+		ActionHeader:      cfg.ForwardAuth.ActionHeader,
 		Logger:            logger,
 		Limits: server.Limits{
 			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,

@@ -26,13 +26,14 @@ var ErrInvalid = errors.New("invalid configuration")
 // demo's configuration: default address, no TLS, embedded policies, no
 // issuers.
 type Config struct {
-	Addr        string  `yaml:"addr"`
-	TLS         *TLS    `yaml:"tls"`
-	Policy      Policy  `yaml:"policy"`
-	Tokens      Tokens  `yaml:"tokens"`
-	Callers     Callers `yaml:"callers"`
-	DecisionLog string  `yaml:"decision_log"`
-	Limits      Limits  `yaml:"limits"`
+	Addr        string      `yaml:"addr"`
+	TLS         *TLS        `yaml:"tls"`
+	Policy      Policy      `yaml:"policy"`
+	Tokens      Tokens      `yaml:"tokens"`
+	Callers     Callers     `yaml:"callers"`
+	DecisionLog string      `yaml:"decision_log"`
+	Limits      Limits      `yaml:"limits"`
+	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 
 	// File is the path the configuration was read from ("" when built in
 	// code); relative paths resolve against its directory.
@@ -91,6 +92,14 @@ type Issuer struct {
 	PublicKeyFile  string   `yaml:"public_key_file"`
 	HMACSecretFile string   `yaml:"hmac_secret_file"`
 	HMACSecretEnv  string   `yaml:"hmac_secret_env"`
+}
+
+// ForwardAuth configures /v1/check.
+type ForwardAuth struct {
+	// ActionHeader names a header the proxy sets to the action's name
+	// (e.g. X-Verdict-Action). Empty means none is read: proxies relay
+	// client headers, so set it only when the proxy overwrites it.
+	ActionHeader string `yaml:"action_header"`
 }
 
 // Callers configures how calling services are identified.

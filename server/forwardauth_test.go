@@ -1,0 +1,127 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// TestActionHeaderIsOptIn: a client-sent X-Verdict-Action is ignored unless
+// the operator named the header; the action comes from method and path.
+func TestActionHeaderIsOptIn(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.ActionHeader = "" }})
+	w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{
+		"X-Forwarded-Method": {"DELETE"}, "X-Forwarded-Uri": {"/orders/42"},
+		"X-Verdict-Action": {"catalog:read"}, // a client's attempt to name a public action
+	}, "")
+	if w.Code != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401 (the action is orders:delete): %s", w.Code, w.Body)
+	}
+	configured := newFixture(t, fixtureOptions{})
+	w = configured.do(t, http.MethodGet, "/v1/check", "", http.Header{
+		"X-Forwarded-Method": {"DELETE"}, "X-Forwarded-Uri": {"/orders/42"}, "X-Verdict-Action": {"catalog:read"},
+	}, "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("configured action header: status %d, want 200: %s", w.Code, w.Body)
+	}
+	w = configured.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Verdict-Action": {"catalog:read", "orders:delete"}}, "")
+	if w.Code != http.StatusBadRequest {
+		t.Fatalf("repeated action header: status %d, want 400", w.Code)
+	}
+}
+
+// TestClientAddress: input.context.remote_addr is the client of the
+// protected request — from a trusted proxy's X-Forwarded-For on /v1/check,
+// from the body on /v1/decide — and never the peer's own address.
+func TestClientAddress(t *testing.T) {
+	f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}})
+	var got []string
+	echo := authztest.Policy(t, "echo", "package authz\n\nallow := true\n\nreasons := {object.get(input.context, \"remote_addr\", \"none\")}\n")
+	if err := f.engine.Load(t.Context(), echo); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"10.0.0.5:443", []string{"203.0.113.9, 10.0.0.7"}, "203.0.113.9"},
+		{"10.0.0.5:443", []string{"198.51.100.1", "203.0.113.9"}, "203.0.113.9"},
+		{"10.0.0.5:443", nil, "none"},
+		{"10.0.0.5:443", []string{"not-an-ip"}, "none"},
+		{"192.0.2.1:1234", []string{"203.0.113.9"}, "none"}, // untrusted peer: no client address
+	} {
+		h := http.Header{"X-Forwarded-Uri": {"/x"}}
+		for _, v := range tc.xff {
+			h.Add("X-Forwarded-For", v)
+		}
+		w := f.do(t, http.MethodGet, "/v1/check", "", h, tc.remote)
+		got = decodeReasons(t, w.Body.Bytes())
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("peer %s, XFF %q: remote_addr %q, want %q", tc.remote, tc.xff, got, tc.want)
+		}
+	}
+	w := f.do(t, http.MethodPost, "/v1/decide", `{"action": "x", "context": {"remote_addr": "198.51.100.7"}}`, nil, "10.0.0.5:443")
+	if got = decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != "198.51.100.7" {
+		t.Errorf("decide: remote_addr %q, want the body's", got)
+	}
+	w = f.do(t, http.MethodPost, "/v1/decide", `{"action": "x"}`, nil, "10.0.0.5:443")
+	if got = decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != "none" {
+		t.Errorf("decide without context: remote_addr %q, want none (the peer is the enforcement point)", got)
+	}
+}
+
+func decodeReasons(t *testing.T, body []byte) []string {
+	t.Helper()
+	var d authz.Decision
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatalf("%s: %v", body, err)
+	}
+	return d.Reasons
+}
+
+func TestDecisionLogDropsQueryAndBoundsFields(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	long := "/catalog/" + strings.Repeat("a", 5000)
+	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Uri": {"/catalog/items?access_token=secret"}}, "")
+	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Uri": {long}}, "")
+	recs := f.log.records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	if recs[0].Action.Path != "/catalog/items" {
+		t.Errorf("logged path %q, want it without the query", recs[0].Action.Path)
+	}
+	if n := len(recs[1].Action.Path); n > maxLoggedField+len("…") {
+		t.Errorf("logged path of %d bytes, want at most %d", n, maxLoggedField)
+	}
+}
+
+// TestEnvoyPathPrefix: Envoy's HTTP ext_authz asks with the original method
+// at /v1/check followed by the original path.
+func TestEnvoyPathPrefix(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	viewer := "Bearer " + f.mint(t, "alice", "viewer")
+	for _, tc := range []struct {
+		method, target, auth string
+		want                 int
+	}{
+		{http.MethodGet, "/v1/check/orders/42", viewer, http.StatusOK},
+		{http.MethodGet, "/v1/check/orders/42?x=1", viewer, http.StatusOK},
+		{http.MethodDelete, "/v1/check/orders/42", viewer, http.StatusForbidden},
+		{http.MethodGet, "/v1/check/catalog/items", "", http.StatusOK},
+		{http.MethodGet, "/v1/check/orders/42", "", http.StatusUnauthorized},
+	} {
+		h := http.Header{}
+		if tc.auth != "" {
+			h.Set("Authorization", tc.auth)
+		}
+		if w := f.do(t, tc.method, tc.target, "", h, ""); w.Code != tc.want {
+			t.Errorf("%s %s: %d, want %d: %s", tc.method, tc.target, w.Code, tc.want, w.Body)
+		}
+	}
+}
