@@ -2,9 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
@@ -122,6 +124,22 @@ func TestEnvoyPathPrefix(t *testing.T) {
 		}
 		if w := f.do(t, tc.method, tc.target, "", h, ""); w.Code != tc.want {
 			t.Errorf("%s %s: %d, want %d: %s", tc.method, tc.target, w.Code, tc.want, w.Body)
+		}
+	}
+}
+
+func TestReloadDurationMetric(t *testing.T) {
+	obs := NewReloadObserver()
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.ReloadObserver = obs }})
+	obs.ObserveReload("dir:x", 30*time.Millisecond, nil)
+	obs.ObserveReload("dir:x", time.Millisecond, errors.New("broken"))
+	body := f.do(t, http.MethodGet, "/metrics", "", nil, "").Body.String()
+	for _, want := range []string{
+		`verdict_policy_reload_duration_seconds_count{result="ok"} 1`,
+		`verdict_policy_reload_duration_seconds_count{result="error"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

@@ -101,6 +101,11 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 	} else {
 		dropped = func() float64 { return 0 }
 	}
+	if s.reloads != nil {
+		if err := reg.Register(s.reloads.vec); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range []prometheus.Collector{
 		decisions, m.duration, tokens, m.jwks, m.httpRequests, m.httpDuration,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -122,6 +122,9 @@ type Options struct {
 	ActionHeader string
 	// DecisionLog receives every decision; nil logs none.
 	DecisionLog DecisionLog
+	// ReloadObserver, when set, is the policy source's observer; the
+	// server serves its reload-duration histogram on /metrics.
+	ReloadObserver *ReloadObserver
 	// Limits bounds request sizes and times.
 	Limits Limits
 	// Registry is where the server registers its metrics, which /metrics
@@ -141,6 +144,7 @@ type Server struct {
 	engine  Engine
 	source  Source
 	dlog    DecisionLog
+	reloads *ReloadObserver
 	log     *slog.Logger
 	now     func() time.Time
 	limits  Limits
@@ -186,6 +190,7 @@ func New(opts Options) (*Server, error) {
 		engine:      opts.Engine,
 		source:      opts.Source,
 		dlog:        opts.DecisionLog,
+		reloads:     opts.ReloadObserver,
 		log:         opts.Logger,
 		now:         opts.Now,
 		limits:      l,

@@ -118,7 +118,8 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	src, err := policySource(cfg, f.policies, logger)
+	reloads := server.NewReloadObserver()
+	src, err := policySource(cfg, f.policies, logger, reloads)
 	if err != nil {
 		return err
 	}
@@ -144,6 +145,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	}
 	if _, static := src.(*staticSource); !static {
 		opts.Source = src
+		opts.ReloadObserver = reloads
 	}
 	if cfg.TLS != nil {
 		if opts.TLS, err = server.TLSConfig(server.TLSOptions{
@@ -211,7 +213,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 // policySource picks the policy source: --policies, else the configuration's
 // dir, bundle_file or bundle_url, else the embedded default policies.
-func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger) (serveSource, error) {
+func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger, observer bundles.Observer) (serveSource, error) {
 	verify := bundles.VerifyOptions{}
 	if cfg.Policy.VerificationKeyFile != "" {
 		key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
@@ -223,11 +225,11 @@ func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger) (serv
 	}
 	switch {
 	case dirFlag != "":
-		return local.NewDir(local.DirOptions{Dir: dirFlag, Logger: logger})
+		return local.NewDir(local.DirOptions{Dir: dirFlag, Logger: logger, Observer: observer})
 	case cfg.Policy.Dir != "":
-		return local.NewDir(local.DirOptions{Dir: cfg.Path(cfg.Policy.Dir), Logger: logger})
+		return local.NewDir(local.DirOptions{Dir: cfg.Path(cfg.Policy.Dir), Logger: logger, Observer: observer})
 	case cfg.Policy.BundleFile != "":
-		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger})
+		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger, Observer: observer})
 	case cfg.Policy.BundleURL != "":
 		var persist string
 		switch cfg.Policy.PersistDir {
@@ -240,7 +242,7 @@ func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger) (serv
 			persist = cfg.Path(cfg.Policy.PersistDir)
 		}
 		return remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
-			Verify: verify, PersistDir: persist, MaxAge: cfg.Policy.MaxAge, Logger: logger})
+			Verify: verify, PersistDir: persist, MaxAge: cfg.Policy.MaxAge, Logger: logger, Observer: observer})
 	}
 	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
 	if err != nil {
