@@ -70,11 +70,12 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 // errorMessage is the message of the error shape: the front's own message,
 // or the decision's reason when the engine decided.
 func errorMessage(d authz.Decision, err error) string {
-	if d.ID != "" && len(d.Reasons) > 0 {
-		return d.Reasons[0]
-	}
 	msg := err.Error()
-	for _, prefix := range []string{errBadRequest.Error() + ": "} {
+	if d.ID != "" && len(d.Reasons) > 0 {
+		msg = d.Reasons[0]
+	}
+	// The error code already says which kind of error it is.
+	for _, prefix := range []string{errBadRequest.Error() + ": ", "invalid_request: ", "policy_error: ", "not_ready: "} {
 		msg = strings.TrimPrefix(msg, prefix)
 	}
 	return msg

@@ -81,7 +81,8 @@ func badBody(format string, args ...any) error {
 
 // decodeDecideBody strictly decodes a /v1/decide body into out: valid UTF-8,
 // nesting no deeper than maxDepth, exactly one JSON object, no unknown
-// fields, every field of its type. Errors wrap errBadRequest.
+// fields (names match exactly, case included), no member repeated, every
+// field of its type. Errors wrap errBadRequest.
 func decodeDecideBody(data []byte, maxDepth int, out *decideBody) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return badBody("empty body: want a JSON object")
@@ -90,6 +91,9 @@ func decodeDecideBody(data []byte, maxDepth int, out *decideBody) error {
 		return badBody("body is not valid UTF-8")
 	}
 	if err := checkDepth(data, maxDepth); err != nil {
+		return err
+	}
+	if err := checkKeys(data); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

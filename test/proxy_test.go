@@ -1,0 +1,392 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// upstream is the protected service behind a proxy: it answers every
+// request with the identity headers it received, as JSON.
+type upstream struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+// seen is what the upstream received.
+type seen struct {
+	Method  string   `json:"method"`
+	URI     string   `json:"uri"`
+	Subject []string `json:"subject"`
+	Roles   []string `json:"roles"`
+}
+
+func newUpstream(t *testing.T) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(seen{
+			Method:  r.Method,
+			URI:     r.RequestURI,
+			Subject: r.Header.Values("X-Verdict-Subject"),
+			Roles:   r.Header.Values("X-Verdict-Roles"),
+		})
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// freePort returns a loopback port that was free a moment ago: bind :0,
+// close. The caller retries when the port is taken before it binds again.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// external is a running proxy (nginx or Caddy).
+type external struct {
+	name    string
+	cmd     *exec.Cmd
+	output  *syncBuffer // stdout and stderr
+	logFile string      // a log file to print on failure, if any
+	done    chan struct{}
+	waitErr error
+}
+
+// startExternal runs bin with args and stops it with SIGTERM at cleanup,
+// printing its output when the test failed.
+func startExternal(t *testing.T, name, bin string, args, env []string, logFile string) *external {
+	t.Helper()
+	e := &external{name: name, output: &syncBuffer{}, logFile: logFile, done: make(chan struct{})}
+	e.cmd = exec.Command(bin, args...)
+	e.cmd.Env = append(os.Environ(), env...)
+	e.cmd.Stdout, e.cmd.Stderr = e.output, e.output
+	if err := e.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		e.waitErr = e.cmd.Wait()
+		close(e.done)
+	}()
+	t.Cleanup(func() {
+		e.stop(t)
+		if t.Failed() {
+			t.Logf("%s output:\n%s%s", name, e.output.String(), e.log())
+		}
+	})
+	return e
+}
+
+func (e *external) log() string {
+	if e.logFile == "" {
+		return ""
+	}
+	b, _ := os.ReadFile(e.logFile)
+	return fmt.Sprintf("--- %s ---\n%s", e.logFile, b)
+}
+
+func (e *external) exited() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *external) stop(t *testing.T) {
+	if e.exited() {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-e.done
+		t.Errorf("%s did not exit within 10s of SIGTERM", e.name)
+	}
+}
+
+// waitServing polls the proxy until it answers HTTP (any status), or fails
+// when it exits. It reports false when the proxy exited because its port
+// was taken, so that the caller can retry on another.
+func (e *external) waitServing(t *testing.T, url string) bool {
+	t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(startDeadline)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return true
+		}
+		if e.exited() {
+			out := e.output.String() + e.log()
+			if strings.Contains(strings.ToLower(out), "address already in use") {
+				return false
+			}
+			t.Fatalf("%s exited: %v\n%s", e.name, e.waitErr, out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not answer %s within %v: %v", e.name, url, startDeadline, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// proxyVerdict starts verdict with the default policies for a proxy test
+// and returns it with the fixture.
+func proxyVerdict(t *testing.T) (*fixture, *process) {
+	t.Helper()
+	f := newFixture(t)
+	return f, f.start(t, configWithPolicies("decision_log: off\n"), nil)
+}
+
+// nginxConf is an nginx configuration whose every path lies under prefix,
+// protecting the upstream with auth_request to verdict's /v1/check.
+func nginxConf(prefix string, port int, verdictAddr, upstreamAddr string) string {
+	return fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 128; }
+http {
+    access_log %[1]s/access.log;
+    client_body_temp_path %[1]s/client_body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+
+    server {
+        listen 127.0.0.1:%[2]d;
+
+        location = /_verdict {
+            internal;
+            proxy_pass http://%[3]s/v1/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }
+
+        location / {
+            auth_request /_verdict;
+            auth_request_set $verdict_subject $upstream_http_x_verdict_subject;
+            auth_request_set $verdict_roles $upstream_http_x_verdict_roles;
+            proxy_set_header X-Verdict-Subject $verdict_subject;
+            proxy_set_header X-Verdict-Roles $verdict_roles;
+            proxy_pass http://%[4]s;
+        }
+    }
+}
+`, prefix, port, verdictAddr, upstreamAddr)
+}
+
+// TestNginxForwardAuth puts a real nginx with auth_request in front of an
+// upstream, with verdict as the authorizer.
+func TestNginxForwardAuth(t *testing.T) {
+	t.Parallel()
+	nginx := needBinary(t, "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+	f, v := proxyVerdict(t)
+	up := newUpstream(t)
+	prefix := t.TempDir()
+	conf := filepath.Join(prefix, "nginx.conf")
+	errLog := filepath.Join(prefix, "error.log")
+
+	var base string
+	for attempt := 0; ; attempt++ {
+		port := freePort(t)
+		writeFile(t, conf, nginxConf(prefix, port, v.Addr, up.Listener.Addr().String()))
+		if attempt == 0 {
+			out, err := exec.CommandContext(t.Context(), nginx, "-t", "-c", conf, "-p", prefix, "-e", errLog).CombinedOutput()
+			if err != nil {
+				t.Fatalf("nginx -t: %v\n%s", err, out)
+			}
+		}
+		n := startExternal(t, "nginx", nginx, []string{"-c", conf, "-p", prefix, "-e", errLog}, nil, errLog)
+		base = "http://127.0.0.1:" + strconv.Itoa(port)
+		if n.waitServing(t, base+"/catalog/1") {
+			break
+		}
+		if attempt == 4 {
+			t.Fatal("nginx: no free port after 5 attempts")
+		}
+	}
+	checkForwardAuth(t, f, base, up)
+}
+
+// TestCaddyForwardAuth puts a real Caddy with forward_auth in front of an
+// upstream, with verdict as the authorizer. Caddy sends the original method
+// and URI as X-Forwarded-Method and X-Forwarded-Uri.
+func TestCaddyForwardAuth(t *testing.T) {
+	t.Parallel()
+	caddy := needBinary(t, "caddy", "/usr/bin/caddy", "/usr/local/bin/caddy")
+	f, v := proxyVerdict(t)
+	up := newUpstream(t)
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	env := []string{
+		"HOME=" + home,
+		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
+		"XDG_CACHE_HOME=" + filepath.Join(home, ".cache"),
+	}
+	caddyfile := filepath.Join(dir, "Caddyfile")
+
+	var base string
+	for attempt := 0; ; attempt++ {
+		port := freePort(t)
+		writeFile(t, caddyfile, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	storage file_system %s
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	forward_auth %s {
+		uri /v1/check
+		copy_headers X-Verdict-Subject X-Verdict-Roles
+	}
+	reverse_proxy %s
+}
+`, filepath.Join(dir, "storage"), port, v.Addr, up.Listener.Addr().String()))
+		if attempt == 0 {
+			cmd := exec.CommandContext(t.Context(), caddy, "validate", "--config", caddyfile, "--adapter", "caddyfile")
+			cmd.Env = append(os.Environ(), env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("caddy validate: %v\n%s", err, out)
+			}
+		}
+		c := startExternal(t, "caddy", caddy, []string{"run", "--config", caddyfile, "--adapter", "caddyfile"}, env, "")
+		base = "http://127.0.0.1:" + strconv.Itoa(port)
+		if c.waitServing(t, base+"/catalog/1") {
+			break
+		}
+		if attempt == 4 {
+			t.Fatal("caddy: no free port after 5 attempts")
+		}
+	}
+	checkForwardAuth(t, f, base, up)
+}
+
+// checkForwardAuth runs the same assertions through either proxy: allowed
+// requests reach the upstream with verdict's identity headers (never the
+// client's own), denied ones never reach it.
+func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream) {
+	t.Helper()
+	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
+	expired := f.Issuer.Mint(t, map[string]any{"roles": []string{"admin"},
+		"iat": time.Now().Add(-2 * time.Hour).Unix(), "exp": time.Now().Add(-time.Hour).Unix()})
+	c := &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(c.CloseIdleConnections)
+
+	for _, tc := range []struct {
+		name        string
+		method      string
+		path        string
+		header      map[string]string
+		wantStatus  int
+		wantSubject []string // at the upstream, on 200
+		wantRoles   []string
+	}{
+		{name: "viewer reads an order", method: "GET", path: "/orders/42",
+			header:     map[string]string{"Authorization": "Bearer " + viewer},
+			wantStatus: 200, wantSubject: []string{"alice"}, wantRoles: []string{"viewer"}},
+		{name: "viewer reads an order with a query", method: "GET", path: "/orders/42?expand=items",
+			header:     map[string]string{"Authorization": "Bearer " + viewer},
+			wantStatus: 200, wantSubject: []string{"alice"}, wantRoles: []string{"viewer"}},
+		{name: "client-sent identity headers are overwritten", method: "GET", path: "/orders/42",
+			header:     map[string]string{"Authorization": "Bearer " + viewer, "X-Verdict-Subject": "mallory", "X-Verdict-Roles": "admin"},
+			wantStatus: 200, wantSubject: []string{"alice"}, wantRoles: []string{"viewer"}},
+		{name: "anonymous public with forged identity headers", method: "GET", path: "/catalog/7",
+			header:     map[string]string{"X-Verdict-Subject": "mallory", "X-Verdict-Roles": "admin"},
+			wantStatus: 200, wantSubject: nil, wantRoles: nil},
+		{name: "no token", method: "GET", path: "/orders/42", wantStatus: 401},
+		{name: "client-sent X-Verdict-Action is not believed", method: "GET", path: "/orders/42",
+			header: map[string]string{"X-Verdict-Action": "catalog:read"}, wantStatus: 401},
+		{name: "no token, forged identity headers", method: "GET", path: "/orders/42",
+			header: map[string]string{"X-Verdict-Subject": "alice", "X-Verdict-Roles": "admin"}, wantStatus: 401},
+		{name: "dot segments cannot turn a private path public", method: "GET", path: "/catalog/../orders/42", wantStatus: 401},
+		{name: "client-sent forwarded certificate is refused", method: "GET", path: "/catalog/7",
+			header: map[string]string{"X-SSL-Client-Cert": "-----BEGIN%20CERTIFICATE-----"}, wantStatus: 403},
+		{name: "expired token", method: "GET", path: "/orders/42",
+			header: map[string]string{"Authorization": "Bearer " + expired}, wantStatus: 401},
+		{name: "viewer deletes an order", method: "DELETE", path: "/orders/42",
+			header: map[string]string{"Authorization": "Bearer " + viewer}, wantStatus: 403},
+		{name: "viewer writes an order", method: "POST", path: "/orders",
+			header: map[string]string{"Authorization": "Bearer " + viewer}, wantStatus: 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits := up.hits.Load()
+			r := do(t, c, tc.method, base+tc.path, nil, tc.header)
+			if r.Status != tc.wantStatus {
+				t.Fatalf("%s %s: %d, want %d: %s", tc.method, tc.path, r.Status, tc.wantStatus, r.Body)
+			}
+			if tc.wantStatus != 200 {
+				if up.hits.Load() != hits {
+					t.Errorf("a %d request reached the upstream", r.Status)
+				}
+				if tc.wantStatus == 401 && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("401 without WWW-Authenticate: Bearer (got %q)", r.Header.Get("WWW-Authenticate"))
+				}
+				return
+			}
+			var s seen
+			if err := json.Unmarshal(r.Body, &s); err != nil {
+				t.Fatalf("not the upstream's answer: %v: %s", err, r.Body)
+			}
+			if s.Method != tc.method || s.URI != tc.path {
+				t.Errorf("upstream saw %s %s, want %s %s", s.Method, s.URI, tc.method, tc.path)
+			}
+			if !equalHeader(s.Subject, tc.wantSubject) || !equalHeader(s.Roles, tc.wantRoles) {
+				t.Errorf("upstream saw X-Verdict-Subject %q, X-Verdict-Roles %q; want %q, %q",
+					s.Subject, s.Roles, tc.wantSubject, tc.wantRoles)
+			}
+		})
+	}
+}
+
+// equalHeader compares header values, an empty value standing for none.
+func equalHeader(got, want []string) bool {
+	clean := func(vs []string) []string {
+		var out []string
+		for _, v := range vs {
+			if v != "" {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	g, w := clean(got), clean(want)
+	if len(g) != len(w) {
+		return false
+	}
+	for i := range g {
+		if g[i] != w[i] {
+			return false
+		}
+	}
+	return true
+}

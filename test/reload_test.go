@@ -1,0 +1,258 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// reloadDeadline bounds how long a saved policy may take to be served
+// (DESIGN: "within a second"; the test allows slack for a loaded machine).
+const reloadDeadline = 5 * time.Second
+
+// policyVersion is a small policy whose reasons name its version; from
+// version 2 on it allows orders:read.
+func policyVersion(v int) string {
+	allow := ""
+	if v >= 2 {
+		allow = "\nallow if input.action.name == \"orders:read\"\n"
+	}
+	return fmt.Sprintf("package authz\n\ndefault allow := false\n%s\nreasons := {\"policy v%d\"}\n", allow, v)
+}
+
+// statusDoc is the part of /v1/status the test reads.
+type statusDoc struct {
+	Ready        bool   `json:"ready"`
+	Revision     string `json:"revision"`
+	Loads        uint64 `json:"loads"`
+	LoadFailures uint64 `json:"load_failures"`
+	LastError    *struct {
+		Message  string `json:"message"`
+		Problems []struct {
+			File    string `json:"file"`
+			Row     int    `json:"row"`
+			Col     int    `json:"col"`
+			Message string `json:"message"`
+		} `json:"problems"`
+	} `json:"last_error"`
+	Source *struct {
+		LastError    string `json:"last_error"`
+		ReloadErrors uint64 `json:"reload_errors"`
+		Errors       []struct {
+			File    string `json:"file"`
+			Line    int    `json:"line"`
+			Col     int    `json:"col"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	} `json:"source"`
+}
+
+func status(t *testing.T, p *process) (statusDoc, string) {
+	t.Helper()
+	r := do(t, p.Client, http.MethodGet, p.Base+"/v1/status", nil, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("/v1/status: %d %s", r.Status, r.Body)
+	}
+	var s statusDoc
+	if err := json.Unmarshal(r.Body, &s); err != nil {
+		t.Fatalf("/v1/status: %v: %s", err, r.Body)
+	}
+	return s, string(r.Body)
+}
+
+// TestHotReload edits the policy directory of a running process: a saved
+// change (write to a temporary file, rename) flips the decision without a
+// restart; a broken save (syntax error, then a type error) keeps the last
+// good policy serving while /v1/status shows the error with file:line; the
+// fixed save is served again. Decisions keep succeeding throughout.
+func TestHotReload(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	dir := filepath.Join(f.Dir, "reload")
+	policy := filepath.Join(dir, "authz", "authz.rego")
+	writeFile(t, policy, policyVersion(1))
+	p := f.start(t, `addr: 127.0.0.1:0
+policy:
+  dir: reload
+decision_log: off
+`+tokensYAML, nil)
+
+	const readOrder = `{"action":"orders:read"}`
+	decision := func() answer {
+		t.Helper()
+		r := p.decide(t, readOrder)
+		if r.Status != http.StatusOK {
+			t.Fatalf("decide: %d %s", r.Status, r.Body)
+		}
+		return r.JSON(t)
+	}
+	waitFor := func(allow bool, reason string) answer {
+		t.Helper()
+		var a answer
+		eventually(t, reloadDeadline, func() string {
+			a = decision()
+			if a.Allow != allow || len(a.Reasons) != 1 || a.Reasons[0] != reason {
+				return fmt.Sprintf("decision allow=%v reasons=%q, want allow=%v [%q]", a.Allow, a.Reasons, allow, reason)
+			}
+			return ""
+		})
+		return a
+	}
+
+	// Decisions run throughout the reloads; every one must be a decision.
+	var (
+		wg       sync.WaitGroup
+		stopLoad atomic.Bool
+		served   atomic.Int64
+		loadErr  atomic.Value
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stopLoad.Load() {
+			resp, err := p.Client.Post(p.Base+"/v1/decide", "application/json", strings.NewReader(readOrder))
+			if err != nil {
+				loadErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			var a answer
+			err = json.NewDecoder(resp.Body).Decode(&a)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || err != nil || a.Error != nil || len(a.Reasons) != 1 {
+				loadErr.CompareAndSwap(nil, fmt.Sprintf("during reloads: status %d, %+v, %v", resp.StatusCode, a, err))
+				return
+			}
+			served.Add(1)
+		}
+	}()
+	defer func() {
+		stopLoad.Store(true)
+		wg.Wait()
+		if e := loadErr.Load(); e != nil {
+			t.Errorf("decision failed: %v", e)
+		}
+		t.Logf("%d decisions during the reloads", served.Load())
+	}()
+
+	v1 := waitFor(false, "policy v1")
+
+	// A changed policy, saved by write-and-rename, flips the decision.
+	start := time.Now()
+	writeAtomic(t, policy, policyVersion(2))
+	v2 := waitFor(true, "policy v2")
+	t.Logf("reload took effect after %v", time.Since(start).Round(time.Millisecond))
+	if v2.Revision == v1.Revision {
+		t.Errorf("revision %q did not change with the policy", v2.Revision)
+	}
+	before, _ := status(t, p)
+
+	// Broken saves: a syntax error, then a typo in input (a type error).
+	for _, tc := range []struct {
+		name    string
+		content string
+		line    int
+	}{
+		{name: "syntax error", content: "package authz\n\ndefault allow := false\n\nallow if input.action.name == \"orders:read\")\n\nreasons := {\"broken\"}\n", line: 5},
+		{name: "type error", content: "package authz\n\ndefault allow := false\n\nreasons := {\"typo\"}\n\nallow if input.subjet.id == \"alice\"\n", line: 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			writeAtomic(t, policy, tc.content)
+			var doc statusDoc
+			var raw string
+			eventually(t, reloadDeadline, func() string {
+				doc, raw = status(t, p)
+				if doc.LoadFailures <= before.LoadFailures && (doc.Source == nil || doc.Source.ReloadErrors <= before.Source.ReloadErrors) {
+					return "no reload error in /v1/status: " + raw
+				}
+				return ""
+			})
+			before = doc
+			// The error names the file and the line, in the problems list or
+			// in the message.
+			want := fmt.Sprintf("authz.rego:%d", tc.line)
+			found := strings.Contains(raw, want)
+			if doc.LastError != nil {
+				for _, pr := range doc.LastError.Problems {
+					found = found || strings.HasSuffix(pr.File, "authz.rego") && pr.Row == tc.line
+				}
+			}
+			if doc.Source != nil {
+				for _, e := range doc.Source.Errors {
+					found = found || strings.HasSuffix(e.File, "authz.rego") && e.Line == tc.line
+				}
+			}
+			if !found {
+				t.Errorf("/v1/status does not name %s:\n%s", want, raw)
+			}
+			if !doc.Ready || doc.Revision != v2.Revision {
+				t.Errorf("/v1/status ready=%v revision=%q, want the last good revision %q", doc.Ready, doc.Revision, v2.Revision)
+			}
+			// The last good policy keeps answering.
+			if a := decision(); !a.Allow || a.Reasons[0] != "policy v2" || a.Revision != v2.Revision {
+				t.Errorf("after a broken save: allow=%v reasons=%q revision=%q, want v2 still serving", a.Allow, a.Reasons, a.Revision)
+			}
+			if r := do(t, p.Client, http.MethodGet, p.Base+"/health/ready", nil, nil); r.Status != http.StatusOK {
+				t.Errorf("/health/ready after a broken save: %d %s", r.Status, r.Body)
+			}
+			eventually(t, 2*time.Second, func() string {
+				if !strings.Contains(p.Stderr.String(), fmt.Sprintf("authz.rego:%d", tc.line)) {
+					return "the log does not name " + want
+				}
+				return ""
+			})
+		})
+	}
+
+	// The fixed save is served.
+	writeAtomic(t, policy, policyVersion(3))
+	v3 := waitFor(true, "policy v3")
+	if v3.Revision == v2.Revision {
+		t.Errorf("revision did not change after the fix")
+	}
+	if doc, raw := status(t, p); !doc.Ready || doc.Revision != v3.Revision {
+		t.Errorf("/v1/status after the fix: %s", raw)
+	}
+
+	// Whatever the editor does: write in place, delete and recreate, a new
+	// subdirectory, a changed data file.
+	t.Run("write in place", func(t *testing.T) {
+		if err := os.WriteFile(policy, []byte(policyVersion(4)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(true, "policy v4")
+	})
+	t.Run("delete and recreate", func(t *testing.T) {
+		if err := os.Remove(policy); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // let the watcher see the deletion alone
+		writeFile(t, policy, policyVersion(5))
+		waitFor(true, "policy v5")
+	})
+	dataPolicy := "package authz\n\ndefault allow := false\n\nallow if input.action.name == data.sub.allowed\n\nreasons := {\"policy v6\"}\n"
+	t.Run("policy reads data", func(t *testing.T) {
+		writeAtomic(t, policy, dataPolicy)
+		waitFor(false, "policy v6")
+	})
+	t.Run("new subdirectory with a data file", func(t *testing.T) {
+		writeFile(t, filepath.Join(dir, "sub", "data.json"), `{"allowed": "orders:read"}`)
+		waitFor(true, "policy v6")
+	})
+	t.Run("changed data file", func(t *testing.T) {
+		writeAtomic(t, filepath.Join(dir, "sub", "data.json"), `{"allowed": "orders:write"}`)
+		waitFor(false, "policy v6")
+	})
+	t.Run("new nested subdirectory with a policy", func(t *testing.T) {
+		writeAtomic(t, policy, "package authz\n\ndefault allow := false\n\nallow if data.authz.more.ok\n\nreasons := {\"policy v7\"}\n")
+		waitFor(false, "policy v7")
+		writeFile(t, filepath.Join(dir, "deep", "er", "more.rego"), "package authz.more\n\nok if input.action.name == \"orders:read\"\n")
+		waitFor(true, "policy v7")
+	})
+}
