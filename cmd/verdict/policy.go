@@ -48,13 +48,9 @@ func (p *policyFlags) snapshot(cfg *config.Config) (*bundles.Snapshot, error) {
 				return nil, fmt.Errorf("policy.bundle_url: fetch the bundle and pass it with --bundle")
 			}
 		}
-		if cfg.Policy.VerificationKeyFile != "" {
-			key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
-			if err != nil {
-				return nil, fmt.Errorf("policy.verification_key_file: %w", err)
-			}
-			verify.Key = key
-			verify.Algorithm = cfg.Policy.VerificationAlgorithm
+		var err error
+		if verify, err = bundleVerification(cfg); err != nil {
+			return nil, err
 		}
 	}
 	switch {
@@ -77,4 +73,17 @@ func (p *policyFlags) entry(cfg *config.Config) string {
 		return cfg.Policy.Entrypoint
 	}
 	return p.entrypoint
+}
+
+// bundleVerification reads the configuration's bundle signing key; no key
+// configured means bundles are not verified.
+func bundleVerification(cfg *config.Config) (bundles.VerifyOptions, error) {
+	if cfg.Policy.VerificationKeyFile == "" {
+		return bundles.VerifyOptions{}, nil
+	}
+	key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
+	if err != nil {
+		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %w", err)
+	}
+	return bundles.VerifyOptions{Key: key, Algorithm: cfg.Policy.VerificationAlgorithm}, nil
 }

@@ -214,14 +214,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 // policySource picks the policy source: --policies, else the configuration's
 // dir, bundle_file or bundle_url, else the embedded default policies.
 func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger, observer bundles.Observer) (serveSource, error) {
-	verify := bundles.VerifyOptions{}
-	if cfg.Policy.VerificationKeyFile != "" {
-		key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("policy.verification_key_file: %w", err)
-		}
-		verify.Key = key
-		verify.Algorithm = cfg.Policy.VerificationAlgorithm
+	verify, err := bundleVerification(cfg)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case dirFlag != "":
