@@ -72,6 +72,9 @@ type Engine struct {
 	log         *slog.Logger
 
 	current atomic.Pointer[compiled]
+	// forgets counts ForgetKey calls: a verification that overlapped one is
+	// not cached, since it may have used the key being forgotten.
+	forgets atomic.Uint64
 
 	loadMu sync.Mutex // serialises Load: compiles run one at a time
 	mu     sync.Mutex // guards status, held only briefly, never while compiling
@@ -356,6 +359,7 @@ func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifi
 	if vt, ok := e.cache.get(&key, now); ok {
 		return vt, key, nil
 	}
+	generation := e.forgets.Load()
 	v, err := e.verifier.Verify(ctx, raw)
 	if err != nil {
 		return nil, key, err
@@ -364,7 +368,9 @@ func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifi
 	if err != nil {
 		return nil, key, err
 	}
-	e.cache.put(&key, vt, vt.expires, now)
+	if e.forgets.Load() == generation {
+		e.cache.put(&key, vt, vt.expires, now)
+	}
 	return vt, key, nil
 }
 
@@ -607,5 +613,6 @@ func trimCategory(err error, category error) string {
 // accepted at once. Key managers call it on rotation; it is safe for
 // concurrent use.
 func (e *Engine) ForgetKey(issuer, keyID string) {
+	e.forgets.Add(1)
 	e.cache.deleteFunc(func(vt *verifiedToken) bool { return vt.issuer == issuer && vt.keyID == keyID })
 }

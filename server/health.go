@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 )
 
@@ -24,6 +25,11 @@ func (s *Server) readiness() (authz.Status, error) {
 	}
 	if r, ok := s.source.(interface{ Ready() error }); ok {
 		if err := r.Ready(); err != nil {
+			return st, err
+		}
+	}
+	for _, ks := range s.keySets {
+		if err := ks.Ready(); err != nil {
 			return st, err
 		}
 	}
@@ -57,7 +63,14 @@ type statusBody struct {
 	LoadFailures uint64         `json:"load_failures"`
 	LastError    *lastErrorBody `json:"last_error,omitempty"`
 	Source       *sourceBody    `json:"source,omitempty"`
+	KeySets      []keySetBody   `json:"key_sets,omitempty"`
 	NotReady     string         `json:"not_ready_reason,omitempty"`
+}
+
+// keySetBody is one remote key set in /v1/status.
+type keySetBody struct {
+	jwks.Status
+	Age string `json:"age,omitempty"`
 }
 
 type lastErrorBody struct {
@@ -113,6 +126,13 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		if ss.LastReloadDuration > 0 {
 			body.Source.LastReloadDuration = ss.LastReloadDuration.String()
 		}
+	}
+	for _, ks := range s.keySets {
+		kb := keySetBody{Status: ks.Status()}
+		if !kb.ConfirmedAt.IsZero() {
+			kb.Age = kb.Status.Age.Round(time.Second).String()
+		}
+		body.KeySets = append(body.KeySets, kb)
 	}
 	writeJSON(w, http.StatusOK, body)
 }

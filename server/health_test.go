@@ -6,7 +6,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/policies"
 )
@@ -107,7 +109,6 @@ func TestMetrics(t *testing.T) {
 		`verdict_policy_reloads_total 1`,
 		`verdict_policy_reload_errors_total 0`,
 		`verdict_policy_ready 1`,
-		`verdict_jwks_refreshes_total 0`,
 		`verdict_decision_log_dropped_total 0`,
 		`verdict_http_requests_total{code="200",route="decide"} 3`,
 		`verdict_http_requests_total{code="400",route="decide"} 1`,
@@ -118,5 +119,61 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// fakeKeySet is a KeySet with a fixed status.
+type fakeKeySet struct {
+	st  jwks.Status
+	err error
+}
+
+func (f *fakeKeySet) Ready() error        { return f.err }
+func (f *fakeKeySet) Status() jwks.Status { return f.st }
+
+// TestKeySets: remote key sets take part in readiness and show in
+// /v1/status and metrics, per issuer.
+func TestKeySets(t *testing.T) {
+	now := time.Now()
+	good := &fakeKeySet{st: jwks.Status{Issuer: "https://a", Ready: true, KeyIDs: []string{"k1", "k2"},
+		ConfirmedAt: now.Add(-90 * time.Second), Age: 90 * time.Second, LastSuccess: now,
+		Refreshes: jwks.Counts{Schedule: 3, UnknownKID: 2}, RateLimited: 7}}
+	down := &fakeKeySet{err: jwks.ErrNotReady, st: jwks.Status{Issuer: "https://b", LastError: "jwks: fetch failed",
+		RefreshErrors: jwks.Counts{Schedule: 1}, Refreshes: jwks.Counts{Schedule: 1}}}
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.KeySets = []KeySet{good, down} }})
+
+	if w := f.do(t, http.MethodGet, "/health/ready", "", nil, ""); w.Code != http.StatusServiceUnavailable ||
+		!strings.Contains(w.Body.String(), "no key set yet") {
+		t.Errorf("ready with an issuer without keys: %d %s", w.Code, w.Body)
+	}
+	w := f.do(t, http.MethodGet, "/v1/status", "", nil, "")
+	for _, want := range []string{`"issuer": "https://a"`, `"age": "1m30s"`, `"unknown_kid": 2`, `"last_error": "jwks: fetch failed"`} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("status lacks %s:\n%s", want, w.Body)
+		}
+	}
+	m := scrape(t, f.srv)
+	for _, want := range []string{
+		`verdict_jwks_refreshes_total{cause="schedule",issuer="https://a"} 3`,
+		`verdict_jwks_refreshes_total{cause="unknown_kid",issuer="https://a"} 2`,
+		`verdict_jwks_refresh_errors_total{cause="schedule",issuer="https://b"} 1`,
+		`verdict_jwks_unknown_kid_rate_limited_total{issuer="https://a"} 7`,
+		`verdict_jwks_key_set_age_seconds{issuer="https://a"} 90`,
+		`verdict_jwks_keys{issuer="https://a"} 2`,
+		`verdict_jwks_ready{issuer="https://a"} 1`,
+		`verdict_jwks_ready{issuer="https://b"} 0`,
+		`verdict_jwks_last_refresh_ok{issuer="https://b"} 0`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(m, `verdict_jwks_key_set_age_seconds{issuer="https://b"}`) {
+		t.Error("an age is exported for an issuer without keys")
+	}
+
+	down.err = nil
+	if w := f.do(t, http.MethodGet, "/health/ready", "", nil, ""); w.Code != http.StatusOK {
+		t.Errorf("ready once every issuer has keys: %d %s", w.Code, w.Body)
 	}
 }

@@ -35,7 +35,6 @@ type metrics struct {
 	errored  prometheus.Counter
 	duration prometheus.Histogram
 	tokens   map[string]prometheus.Counter // read-only after newMetrics
-	jwks     prometheus.Counter
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -70,10 +69,6 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
 		tokens: make(map[string]prometheus.Counter, len(tokenReasons)),
-		jwks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "verdict_jwks_refreshes_total",
-			Help: "Remote JWKS refreshes (none until remote key sets are configured).",
-		}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verdict_http_requests_total",
 			Help: "HTTP requests answered, by route and status code.",
@@ -107,7 +102,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		decisions, m.duration, tokens, m.jwks, m.httpRequests, m.httpDuration,
+		decisions, m.duration, tokens, &keySetCollector{sets: s.keySets}, m.httpRequests, m.httpDuration,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_policy_reloads_total",
 			Help: "Policy snapshots accepted (loaded and swapped in).",
@@ -226,5 +221,65 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// keySetCollector exports the remote key sets' Status at every scrape,
+// labelled by issuer (a closed set: the configured issuers) and, for
+// refreshes, by cause (schedule, unknown_kid).
+type keySetCollector struct{ sets []KeySet }
+
+var (
+	jwksRefreshes = prometheus.NewDesc("verdict_jwks_refreshes_total",
+		"Remote JWKS refreshes that reached the provider, by issuer and cause (schedule: first fetch, schedule and retries; unknown_kid: asked for by a token's unknown kid).",
+		[]string{"issuer", "cause"}, nil)
+	jwksRefreshErrors = prometheus.NewDesc("verdict_jwks_refresh_errors_total",
+		"Remote JWKS refreshes that failed (the last good keys kept serving), by issuer and cause.",
+		[]string{"issuer", "cause"}, nil)
+	jwksRateLimited = prometheus.NewDesc("verdict_jwks_unknown_kid_rate_limited_total",
+		"Unknown-kid lookups that did not refresh because the issuer's refresh rate limit was spent.",
+		[]string{"issuer"}, nil)
+	jwksAge = prometheus.NewDesc("verdict_jwks_key_set_age_seconds",
+		"Time since the provider last confirmed the serving key set (absent before any).",
+		[]string{"issuer"}, nil)
+	jwksLastRefresh = prometheus.NewDesc("verdict_jwks_last_refresh_timestamp_seconds",
+		"Unix time of the last successful refresh (absent before any).",
+		[]string{"issuer"}, nil)
+	jwksKeys = prometheus.NewDesc("verdict_jwks_keys",
+		"Keys in the serving key set.",
+		[]string{"issuer"}, nil)
+	jwksReady = prometheus.NewDesc("verdict_jwks_ready",
+		"1 when the issuer's key set is held and not stale.",
+		[]string{"issuer"}, nil)
+	jwksLastOK = prometheus.NewDesc("verdict_jwks_last_refresh_ok",
+		"1 when the issuer's last refresh succeeded.",
+		[]string{"issuer"}, nil)
+)
+
+func (c *keySetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{jwksRefreshes, jwksRefreshErrors, jwksRateLimited, jwksAge,
+		jwksLastRefresh, jwksKeys, jwksReady, jwksLastOK} {
+		ch <- d
+	}
+}
+
+func (c *keySetCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, ks := range c.sets {
+		st := ks.Status()
+		iss := st.Issuer
+		ch <- prometheus.MustNewConstMetric(jwksRefreshes, prometheus.CounterValue, float64(st.Refreshes.Schedule), iss, "schedule")
+		ch <- prometheus.MustNewConstMetric(jwksRefreshes, prometheus.CounterValue, float64(st.Refreshes.UnknownKID), iss, "unknown_kid")
+		ch <- prometheus.MustNewConstMetric(jwksRefreshErrors, prometheus.CounterValue, float64(st.RefreshErrors.Schedule), iss, "schedule")
+		ch <- prometheus.MustNewConstMetric(jwksRefreshErrors, prometheus.CounterValue, float64(st.RefreshErrors.UnknownKID), iss, "unknown_kid")
+		ch <- prometheus.MustNewConstMetric(jwksRateLimited, prometheus.CounterValue, float64(st.RateLimited), iss)
+		ch <- prometheus.MustNewConstMetric(jwksKeys, prometheus.GaugeValue, float64(len(st.KeyIDs)), iss)
+		ch <- prometheus.MustNewConstMetric(jwksReady, prometheus.GaugeValue, b2f(st.Ready), iss)
+		ch <- prometheus.MustNewConstMetric(jwksLastOK, prometheus.GaugeValue, b2f(st.LastError == ""), iss)
+		if !st.ConfirmedAt.IsZero() {
+			ch <- prometheus.MustNewConstMetric(jwksAge, prometheus.GaugeValue, st.Age.Seconds(), iss)
+		}
+		if !st.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(jwksLastRefresh, prometheus.GaugeValue, float64(st.LastSuccess.UnixNano())/1e9, iss)
+		}
 	}
 }

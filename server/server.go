@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
@@ -53,6 +55,16 @@ var _ Engine = (*authz.Engine)(nil)
 type Source interface {
 	Status() bundles.Status
 }
+
+// KeySet is an issuer's remote key set as the server reports it;
+// *jwks.Manager is one. It takes part in readiness (Ready), /v1/status and
+// the verdict_jwks_* metrics (Status). Safe for concurrent use.
+type KeySet interface {
+	Ready() error
+	Status() jwks.Status
+}
+
+var _ KeySet = (*jwks.Manager)(nil)
 
 // DecisionLog receives one record per decision. Log must not block;
 // *decisionlog.Logger is one. A DecisionLog that also has a Dropped() uint64
@@ -94,6 +106,10 @@ type Options struct {
 	// Source, when set, is reported in /v1/status and metrics, and in
 	// readiness when it has a Ready() error method.
 	Source Source
+	// KeySets are the remote issuers' key sets: the server is not ready
+	// until each holds keys that are not stale, and reports them in
+	// /v1/status and metrics. They are run elsewhere (cmd).
+	KeySets []KeySet
 	// Addr is the listen address. Default "127.0.0.1:8181".
 	Addr string
 	// TLS, when set, serves HTTPS; see TLSConfig. With client certificates
@@ -143,6 +159,7 @@ type Options struct {
 type Server struct {
 	engine  Engine
 	source  Source
+	keySets []KeySet
 	dlog    DecisionLog
 	reloads *ReloadObserver
 	log     *slog.Logger
@@ -189,6 +206,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		engine:      opts.Engine,
 		source:      opts.Source,
+		keySets:     slices.Clone(opts.KeySets),
 		dlog:        opts.DecisionLog,
 		reloads:     opts.ReloadObserver,
 		log:         opts.Logger,

@@ -125,7 +125,16 @@ func FuzzParseJWKS(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		lenient, skipped, lerr := token.ParseJWKSLenient(data)
 		keys, err := token.ParseJWKS(data)
+		switch {
+		case lerr != nil && (err == nil || lenient != nil || skipped != nil):
+			t.Fatalf("ParseJWKSLenient failed (%v) where ParseJWKS did not, or returned keys", lerr)
+		case lerr == nil && (err != nil) != (len(skipped) > 0):
+			t.Fatalf("ParseJWKS err %v with %d keys skipped by ParseJWKSLenient", err, len(skipped))
+		case err == nil && len(keys) != len(lenient):
+			t.Fatalf("ParseJWKS returned %d keys, ParseJWKSLenient %d", len(keys), len(lenient))
+		}
 		if err != nil {
 			if keys != nil {
 				t.Fatalf("keys returned with error %v", err)

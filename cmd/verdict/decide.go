@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -9,12 +10,14 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -75,9 +78,13 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		if cfg, err = config.Load(f.configFile); err != nil {
 			return &exitCode{code: exitError, err: err}
 		}
-		if opts.Tokens, err = cfg.TokenOptions(); err != nil {
+		var managers []*jwks.Manager
+		if opts.Tokens, managers, err = cfg.TokenOptions(config.KeyOptions{}); err != nil {
 			return &exitCode{code: exitError, err: err}
 		}
+		// Remote key sets: fetch once (or read the persisted set) before deciding.
+		stop := fetchKeysOnce(cmd.Context(), managers)
+		defer stop()
 	} else if is, ok, err := devIssuer(f.devKey); err != nil {
 		return &exitCode{code: exitError, err: err}
 	} else if ok {
@@ -178,4 +185,21 @@ func jsonObject(flag, s string) (map[string]any, error) {
 		return nil, fmt.Errorf("%s: not a JSON object: %w", flag, err)
 	}
 	return m, nil
+}
+
+// fetchKeysOnce runs the key managers until each has made its first
+// attempt; the returned function stops them and waits for them.
+func fetchKeysOnce(ctx context.Context, managers []*jwks.Manager) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, m := range managers {
+		wg.Go(func() { _ = m.Run(ctx) })
+	}
+	for _, m := range managers {
+		select {
+		case <-m.Initialized():
+		case <-ctx.Done():
+		}
+	}
+	return func() { cancel(); wg.Wait() }
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/local"
 	"github.com/verdict-pdp/verdict/bundles/remote"
@@ -105,17 +106,30 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		EvalTimeout: cfg.Limits.EvalTimeout,
 		Logger:      logger,
 	}
-	var minter *devtoken.Minter
+	var (
+		minter   *devtoken.Minter
+		managers []*jwks.Manager // remote key sets, run below
+		engine   *authz.Engine
+	)
 	if f.configFile == "" {
 		if minter, err = devtoken.Generate(); err != nil {
 			return err
 		}
 		engineOpts.Tokens.Issuers = []token.Issuer{minter.TokenIssuer()}
-	} else if engineOpts.Tokens, err = cfg.TokenOptions(); err != nil {
+	} else if engineOpts.Tokens, managers, err = cfg.TokenOptions(config.KeyOptions{
+		Logger: logger,
+		// A key that leaves its issuer's set takes its cached verifications
+		// with it. Called only from the managers' Run, which starts after
+		// engine is set.
+		OnKeysRemoved: func(issuer string, kids []string) {
+			for _, kid := range kids {
+				engine.ForgetKey(issuer, kid)
+			}
+		},
+	}); err != nil {
 		return err
 	}
-	engine, err := authz.New(engineOpts)
-	if err != nil {
+	if engine, err = authz.New(engineOpts); err != nil {
 		return err
 	}
 	reloads := server.NewReloadObserver()
@@ -127,6 +141,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	// The server and its parts.
 	opts := server.Options{
 		Engine:            engine,
+		KeySets:           keySets(managers),
 		Addr:              first(f.addr, cfg.Addr, server.DefaultAddr),
 		XFCCHeader:        cfg.Callers.XFCCHeader,
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
@@ -198,6 +213,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		return srv.Run(gctx)
 	})
 	g.Go(func() error { return src.Run(gctx, engine) })
+	for _, m := range managers {
+		g.Go(func() error { return m.Run(gctx) })
+	}
 
 	if minter != nil {
 		select {
@@ -371,4 +389,14 @@ func curlHost(addr net.Addr) string {
 		ip = net.IPv6loopback
 	}
 	return net.JoinHostPort(ip.String(), fmt.Sprint(tcp.Port))
+}
+
+// keySets hands the key managers to the server for readiness, status and
+// metrics.
+func keySets(managers []*jwks.Manager) []server.KeySet {
+	out := make([]server.KeySet, len(managers))
+	for i, m := range managers {
+		out[i] = m
+	}
+	return out
 }

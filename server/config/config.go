@@ -77,6 +77,10 @@ type Tokens struct {
 	Leeway   time.Duration `yaml:"leeway"`
 	MaxBytes int           `yaml:"max_bytes"`
 	Issuers  []Issuer      `yaml:"issuers"`
+	// JWKSPersistDir keeps the last good key set of every jwks_url or
+	// discovery issuer, so a restart works while a provider is down.
+	// Empty means the user cache directory (verdict/jwks); "off" disables it.
+	JWKSPersistDir string `yaml:"jwks_persist_dir"`
 }
 
 // Issuer is one trusted issuer and where its keys come from: exactly one of
@@ -92,6 +96,16 @@ type Issuer struct {
 	PublicKeyFile  string   `yaml:"public_key_file"`
 	HMACSecretFile string   `yaml:"hmac_secret_file"`
 	HMACSecretEnv  string   `yaml:"hmac_secret_env"`
+
+	// For jwks_url and discovery only: CAFile is a PEM file of CAs trusted
+	// instead of the system roots for the provider; MinRefresh and
+	// MaxRefresh bound the provider's Cache-Control (default 1m and 1h);
+	// MaxStale is how long the last good keys serve while the provider is
+	// down (default 24h).
+	CAFile     string        `yaml:"ca_file"`
+	MinRefresh time.Duration `yaml:"min_refresh"`
+	MaxRefresh time.Duration `yaml:"max_refresh"`
+	MaxStale   time.Duration `yaml:"max_stale"`
 }
 
 // ForwardAuth configures /v1/check.
@@ -256,6 +270,18 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 		if n != 1 {
 			bad(key, "set exactly one of jwks_file, jwks_url, discovery, public_key_file, hmac_secret_file, hmac_secret_env")
+		}
+		remote := is.JWKSURL != "" || is.Discovery
+		if !remote && (is.CAFile != "" || is.MinRefresh != 0 || is.MaxRefresh != 0 || is.MaxStale != 0) {
+			bad(key, "ca_file, min_refresh, max_refresh and max_stale apply only to jwks_url and discovery")
+		}
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{{"min_refresh", is.MinRefresh}, {"max_refresh", is.MaxRefresh}, {"max_stale", is.MaxStale}} {
+			if d.v < 0 {
+				bad(key+"."+d.name, "must not be negative")
+			}
 		}
 	}
 	for i, p := range c.Callers.TrustedProxies {

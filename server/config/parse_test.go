@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -116,9 +117,12 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := c.TokenOptions()
+	opts, managers, err := c.TokenOptions(config.KeyOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(managers) != 0 {
+		t.Errorf("managers for file keys: %v", managers)
 	}
 	if len(opts.Issuers) != 4 || opts.Leeway != 10*time.Second {
 		t.Fatalf("options %+v", opts)
@@ -135,7 +139,7 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
 	}
 
 	t.Setenv("VERDICT_TEST_HMAC", "")
-	if _, err := c.TokenOptions(); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
+	if _, _, err := c.TokenOptions(config.KeyOptions{}); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
 		t.Errorf("unset env secret: %v, want an error naming tokens.issuers[3]", err)
 	}
 }
@@ -161,5 +165,34 @@ func TestRemotePolicyKeys(t *testing.T) {
 	_, err = config.Parse([]byte("policy:\n  dir: p\n  max_age: 5m\n"), "v.yaml")
 	if err == nil || !strings.Contains(err.Error(), "apply only to bundle_url") {
 		t.Errorf("max_age with a directory: %v", err)
+	}
+}
+
+func TestTokenOptionsRemoteIssuers(t *testing.T) {
+	dir := t.TempDir()
+	data := `tokens:
+  jwks_persist_dir: state
+  issuers:
+    - {issuer: https://url, audiences: [a], algorithms: [RS256], jwks_url: https://url/keys, min_refresh: 2m, max_refresh: 2h, max_stale: 48h}
+    - {issuer: https://oidc, audiences: [a], algorithms: [RS256], discovery: true}
+`
+	c, err := config.Parse([]byte(data), filepath.Join(dir, "verdict.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, managers, err := c.TokenOptions(config.KeyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(managers) != 2 || opts.Issuers[0].Keys != token.KeySet(managers[0]) || managers[1].Issuer() != "https://oidc" {
+		t.Fatalf("managers %v for issuers %+v", managers, opts.Issuers)
+	}
+	if err := managers[0].Ready(); err == nil {
+		t.Error("a manager that never ran is ready")
+	}
+
+	bad := "tokens:\n  issuers:\n    - {issuer: https://x, audiences: [a], algorithms: [RS256], jwks_file: k, max_stale: 1h}\n"
+	if _, err := config.Parse([]byte(bad), "v.yaml"); err == nil || !strings.Contains(err.Error(), "apply only to jwks_url and discovery") {
+		t.Errorf("max_stale on a jwks_file issuer: %v", err)
 	}
 }

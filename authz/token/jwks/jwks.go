@@ -68,8 +68,10 @@ const (
 	// retryMin is the wait after a first failed refresh, doubled for every
 	// further failure up to MinRefresh.
 	retryMin = time.Second
-	// negativeMax bounds the negative cache.
-	negativeMax = 4096
+	// negativeMax bounds the negative cache, and maxNegativeKID the kids
+	// it holds.
+	negativeMax    = 4096
+	maxNegativeKID = 256
 	// jitter shortens scheduled waits by up to this fraction, so that
 	// replicas started together do not refresh in step.
 	jitter = 0.1
@@ -182,7 +184,6 @@ type Manager struct {
 	inflight *flight // the refresh under way or asked for; nil when none
 	negative map[string]time.Time
 	jwksURL  string // in use; "" until discovered
-	etag     string
 	st       Status // counters and times; Issuer, Ready and keys filled by Status
 }
 
@@ -465,6 +466,9 @@ func (m *Manager) answer(kid string, settled *flight) ([]token.Key, error) {
 // it is full (and giving up when none has expired: the rate limit still
 // bounds what reaches the provider).
 func (m *Manager) remember(kid string) {
+	if len(kid) > maxNegativeKID {
+		return // not worth the memory; the rate limit still applies
+	}
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -612,8 +616,8 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.log.Warn("persisted jwks not used", slog.String("error", err.Error()))
 	}
 	failures := 0
-	for {
-		next, err := m.refresh(ctx)
+	for initial := true; ; initial = false {
+		next, err := m.refresh(ctx, initial)
 		m.initOne.Do(func() { close(m.initCh) })
 		if ctx.Err() != nil {
 			return nil
@@ -655,8 +659,9 @@ func (m *Manager) wait(ctx context.Context, d time.Duration) bool {
 
 // refresh fetches the key set once, installs it when it changed, and
 // returns the time until the next scheduled refresh. It answers the
-// flight that lookups wait for (creating it when none asked).
-func (m *Manager) refresh(ctx context.Context) (next time.Duration, err error) {
+// flight that lookups wait for (creating it when none asked). The initial
+// refresh counts as scheduled even when a lookup asked for it first.
+func (m *Manager) refresh(ctx context.Context, initial bool) (next time.Duration, err error) {
 	start := m.now()
 	m.mu.Lock()
 	f := m.inflight
@@ -668,7 +673,8 @@ func (m *Manager) refresh(ctx context.Context) (next time.Duration, err error) {
 	case <-m.kick: // this refresh answers it
 	default:
 	}
-	if f.miss {
+	miss := f.miss && !initial
+	if miss {
 		m.st.Refreshes.UnknownKID++
 	} else {
 		m.st.Refreshes.Schedule++
@@ -689,7 +695,7 @@ func (m *Manager) refresh(ctx context.Context) (next time.Duration, err error) {
 			return 0, ctx.Err()
 		}
 		m.mu.Lock()
-		if f.miss {
+		if miss {
 			m.st.RefreshErrors.UnknownKID++
 		} else {
 			m.st.RefreshErrors.Schedule++

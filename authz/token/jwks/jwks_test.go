@@ -86,7 +86,7 @@ func TestRotation(t *testing.T) {
 	engine = newEngine(t, a, m)
 	control := newEngine(t, a, m) // same keys, not wired to OnKeysRemoved
 	start(t, m)
-	next := clk.idle(t)
+	clk.idle(t)
 
 	tokA, tokB := a.Mint(t, nil), b.Mint(t, nil)
 	for name, e := range map[string]*authz.Engine{"engine": engine, "control": control} {
@@ -104,7 +104,7 @@ func TestRotation(t *testing.T) {
 	if got := p.hits.Load() - hits; got != 1 {
 		t.Errorf("provider requests for the new kid = %d, want 1", got)
 	}
-	clk.idle(t)
+	next := clk.idle(t) // the refresh reset the schedule
 
 	// Rotation out: a leaves the set at the next scheduled refresh.
 	p.setKeys(b)
@@ -377,7 +377,7 @@ func TestSlowProvider(t *testing.T) {
 func TestDiscovery(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		trailing  bool           // configure the issuer with a trailing slash
+		trailing  bool // configure the issuer with a trailing slash
 		doc       func(iss, jwksURI string) map[string]any
 		wantErr   error
 		wantInErr string
@@ -522,12 +522,13 @@ func TestSchedule(t *testing.T) {
 func TestCAFile(t *testing.T) {
 	a := issuer(t, idp, "a")
 	p := newProvider(t, a) // for its key set body
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		_, _ = w.Write(p.keys)
 	}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
