@@ -1,11 +1,15 @@
 #!/bin/sh
-# Installs what the end-to-end tests need and the machine lacks: nginx and
-# Caddy, from the distribution's packages. Quiet when everything is there.
+# Installs what the end-to-end tests need and the machine lacks: nginx,
+# Caddy, and Node.js with npm (for the OpenID provider test, which installs
+# its npm packages itself), from the distribution's packages. Quiet when
+# everything is there.
 set -eu
 
 missing=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 command -v caddy >/dev/null 2>&1 || missing="$missing caddy"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
