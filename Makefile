@@ -5,7 +5,7 @@ GO      ?= go
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build test test-deps vet lint fuzz bench clean
+.PHONY: all build test test-deps vet lint fuzz bench load clean
 
 all: build
 
@@ -37,6 +37,11 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./authz/...
+
+# load compares Verdict's HTTP service with `opa run --server` under wrk
+# (about 25 minutes; see BENCHMARKS.md). Not part of `make test`.
+load:
+	test/load/run.sh
 
 clean:
 	rm -rf bin

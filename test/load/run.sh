@@ -14,7 +14,7 @@
 #   MODES="pinned unpinned" pinned: server `taskset -c 1` GOMAXPROCS=1, wrk `taskset -c 0 -t1`;
 #                           unpinned: no taskset, default GOMAXPROCS, wrk -t2
 #   VARIANTS="cached new"   cached: 1,000 tokens cycled; new: every token distinct
-#   NEW_POOL=120000         size of the every-token-new pool (minting RS256 takes ~1 ms/token/core)
+#   NEW_POOL=150000         size of the every-token-new pool (minting RS256 takes ~1 ms/token/core)
 #   PROFILE=1               afterwards, perf-profile each server under pinned 64-conn load
 #   MAX_SECONDS=5400        hard bound on the whole run
 #   KEEP=1                  keep the temporary directory (tokens! delete it yourself)
@@ -30,7 +30,7 @@ WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-"8 64"}
 MODES=${MODES:-"pinned unpinned"}
 VARIANTS=${VARIANTS:-"cached new"}
-NEW_POOL=${NEW_POOL:-120000}
+NEW_POOL=${NEW_POOL:-150000}
 PROFILE=${PROFILE:-1}
 MAX_SECONDS=${MAX_SECONDS:-5400}
 
@@ -79,7 +79,7 @@ grep -q "^Version: ${OPA_VERSION#v}\$" <<<"$opa_version" ||
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (wrk's client ports)
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
 	done
 }
@@ -198,6 +198,7 @@ for alg in $ALGS; do
 done
 
 # --- profiles ---------------------------------------------------------------
+set +o pipefail # head closes pipes early below
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
 	alg=${ALGS%% *}
 	dir="$TMP/$(tr 'A-Z' 'a-z' <<<"$alg")"
