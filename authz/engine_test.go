@@ -367,7 +367,7 @@ func TestConcurrentDecideDuringSwaps(t *testing.T) {
 	snap := func(n int) *bundles.Snapshot {
 		return authztest.Snapshot(t, fmt.Sprintf("rev-%d", n), map[string]string{
 			"authz/a.rego": fmt.Sprintf("package authz\n\nallow := input.subject.authenticated\n\nreasons := {%q}\n", fmt.Sprintf("rev-%d", n)),
-			"authz/b.rego": fmt.Sprintf("package authz\n\nheaders := {\"x-rev\": data.rev}\n"),
+			"authz/b.rego": "package authz\n\nheaders := {\"x-rev\": data.rev}\n",
 		}, map[string]any{"rev": fmt.Sprintf("rev-%d", n)})
 	}
 	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, snap(0))

@@ -10,7 +10,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -375,15 +374,5 @@ func eventually(t *testing.T, within time.Duration, cond func() string) {
 			t.Fatalf("not within %v: %s", within, msg)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// ctxDone reports whether ctx is done.
-func ctxDone(ctx context.Context) bool {
-	select {
-	case <-ctx.Done():
-		return true
-	default:
-		return false
 	}
 }

@@ -98,8 +98,11 @@ func checkKey(k Key) error {
 		}
 		family = familyRSA
 	case *ecdsa.PublicKey:
-		if pub == nil || pub.Curve == nil || pub.X == nil || pub.Y == nil {
+		if pub == nil || pub.Curve == nil {
 			return errors.New("empty ecdsa key")
+		}
+		if _, err := pub.Bytes(); err != nil {
+			return fmt.Errorf("invalid ecdsa key: %w", err)
 		}
 		switch pub.Curve {
 		case elliptic.P256(), elliptic.P384(), elliptic.P521():
