@@ -453,56 +453,22 @@ func benchOPA(b *testing.B, alg string, jwtCache bool) {
 	cpu.report(b)
 }
 
-// benchFloorQuery compiles the default policy set plus the engine's entry module
-// (compile.go's entryModuleTemplate for the "authz" entrypoint), type-checked
-// against the input schema, and prepares data.verdict_entrypoint.decision
-// with the options the engine's prepare uses.
+// benchFloorQuery compiles the default policy set exactly as the engine's
+// Load does (authz.Compile: the entry module, the input schema) and prepares
+// data.verdict_entrypoint.decision with the engine's prepare options.
 func benchFloorQuery(b *testing.B) rego.PreparedEvalQuery {
 	b.Helper()
-	ctx := context.Background()
 	s := benchSnapshot(b)
-	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
-	modules := map[string]*ast.Module{}
-	for _, m := range s.Modules {
-		if m.IsTest() {
-			continue
-		}
-		mod, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), popts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		modules[m.Path] = mod
-	}
-	const entry = `package verdict_entrypoint
-
-decision["allow"] := data.authz.allow
-
-decision["reasons"] := data.authz.reasons
-
-decision["headers"] := data.authz.headers
-`
-	mod, err := ast.ParseModuleWithOpts("verdict:verdict_entrypoint", entry, popts)
+	c, err := authz.Compile(s, authz.CompileOptions{})
 	if err != nil {
 		b.Fatal(err)
-	}
-	modules["verdict:verdict_entrypoint"] = mod
-
-	var schema any
-	if err := json.Unmarshal(authz.InputSchema, &schema); err != nil {
-		b.Fatal(err)
-	}
-	ss := ast.NewSchemaSet()
-	ss.Put(ast.SchemaRootRef, schema)
-	c := ast.NewCompiler().WithSchemas(ss)
-	if c.Compile(modules); c.Failed() {
-		b.Fatal(c.Errors)
 	}
 	pq, err := rego.New(
 		rego.ParsedQuery(ast.MustParseBody("data.verdict_entrypoint.decision")),
 		rego.Compiler(c),
-		rego.Store(inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))),
-		rego.StrictBuiltinErrors(false),
-	).PrepareForEval(ctx)
+		rego.Store(inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -542,110 +508,41 @@ func benchFloorInput(b *testing.B, now time.Time) ast.Value {
 	return v
 }
 
-// BenchmarkFloor is (b): the engine's prepared query on a pre-converted
-// input, with the engine's evaluation options and a per-evaluation context
-// timeout as engine.evaluate sets. The no_timeout variant drops the
-// context.WithTimeout to show what it costs.
+// BenchmarkFloor is (b): the engine's prepared query alone, on an input
+// converted once, evaluated the way engine.evaluate does (a per-evaluation
+// timeout tied to a topdown.Cancel, no metrics, the result read as OPA
+// terms).
 func BenchmarkFloor(b *testing.B) {
-	run := func(b *testing.B, withTimeout bool) {
-		pq := benchFloorQuery(b)
-		now := time.Now()
-		input := benchFloorInput(b, now)
-		ctx := context.Background()
-		eval := func() []rego.Result {
-			ctx := ctx
-			if withTimeout {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, benchTimeout)
-				defer cancel()
-			}
-			rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalSortSets(true))
-			if err != nil {
-				b.Fatal(err)
-			}
-			return rs
-		}
-		rs := eval()
-		if d, _ := rs[0].Expressions[0].Value.(map[string]any); d["allow"] != true {
-			b.Fatalf("floor query did not allow: %v", rs)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		cpu := startCPU()
-		for b.Loop() {
-			eval()
-		}
-		cpu.report(b)
-	}
-	b.Run("prepared_eval", func(b *testing.B) { run(b, true) })
-	b.Run("prepared_eval_no_timeout", func(b *testing.B) { run(b, false) })
-}
-
-// BenchmarkFloorOptions measures per-evaluation costs of OPA's
-// PreparedEvalQuery.Eval that the engine could avoid, each on top of the
-// prepared_eval floor (context.WithTimeout included in all of them):
-//
-//   - external_cancel: a topdown.Cancel tied to ctx with context.AfterFunc
-//     and passed as rego.EvalExternalCancel, instead of the goroutine that
-//     Eval otherwise starts on every call to watch ctx;
-//   - noop_metrics: rego.EvalMetrics(metrics.NoOp()) instead of a fresh
-//     metrics.New() per call;
-//   - raw_result: rego.EvalGenerateJSON returning the *ast.Term as is, so the
-//     result is not converted to Go maps (the caller reads the ast.Object);
-//   - all: the three together.
-func BenchmarkFloorOptions(b *testing.B) {
+	pq := benchFloorQuery(b)
+	now := time.Now()
+	input := benchFloorInput(b, now)
 	noop := metrics.NoOp()
 	rawResult := rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
-	run := func(b *testing.B, externalCancel, noopMetrics, raw bool) {
-		pq := benchFloorQuery(b)
-		now := time.Now()
-		input := benchFloorInput(b, now)
-		eval := func() []rego.Result {
-			ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
-			defer cancel()
-			opts := make([]rego.EvalOption, 0, 6)
-			opts = append(opts, rego.EvalParsedInput(input), rego.EvalTime(now), rego.EvalSortSets(!raw))
-			if externalCancel {
-				c := topdown.NewCancel()
-				stop := context.AfterFunc(ctx, c.Cancel)
-				defer stop()
-				opts = append(opts, rego.EvalExternalCancel(c))
-			}
-			if noopMetrics {
-				opts = append(opts, rego.EvalMetrics(noop))
-			}
-			if raw {
-				opts = append(opts, rawResult)
-			}
-			rs, err := pq.Eval(ctx, opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return rs
+	eval := func() []rego.Result {
+		ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+		defer cancel()
+		c := topdown.NewCancel()
+		defer context.AfterFunc(ctx, c.Cancel)()
+		rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now),
+			rego.EvalExternalCancel(c), rego.EvalMetrics(noop), rawResult)
+		if err != nil {
+			b.Fatal(err)
 		}
-		rs := eval()
-		allow := false
-		switch v := rs[0].Expressions[0].Value.(type) {
-		case map[string]any:
-			allow = v["allow"] == true
-		case *ast.Term:
-			allow = v.Value.(ast.Object).Get(ast.StringTerm("allow")).Equal(ast.BooleanTerm(true))
-		}
-		if !allow {
-			b.Fatalf("floor query did not allow: %v", rs)
-		}
+		return rs
+	}
+	rs := eval()
+	if t, ok := rs[0].Expressions[0].Value.(*ast.Term); !ok ||
+		!t.Value.(ast.Object).Get(ast.StringTerm("allow")).Equal(ast.BooleanTerm(true)) {
+		b.Fatalf("floor query did not allow: %v", rs)
+	}
+	b.Run("prepared_eval", func(b *testing.B) {
 		b.ReportAllocs()
-		b.ResetTimer()
 		cpu := startCPU()
 		for b.Loop() {
 			eval()
 		}
 		cpu.report(b)
-	}
-	b.Run("external_cancel", func(b *testing.B) { run(b, true, false, false) })
-	b.Run("noop_metrics", func(b *testing.B) { run(b, false, true, false) })
-	b.Run("raw_result", func(b *testing.B) { run(b, false, false, true) })
-	b.Run("all", func(b *testing.B) { run(b, true, true, true) })
+	})
 }
 
 // BenchmarkVerifyOnly is token.Verifier.Verify alone (signature, iss, aud,

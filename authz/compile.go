@@ -139,7 +139,7 @@ func Compile(s *bundles.Snapshot, opts CompileOptions) (*ast.Compiler, error) {
 func normalizeEntrypoint(ep string) (string, error) {
 	ep = strings.TrimPrefix(strings.TrimSpace(ep), "data.")
 	if ep == "" {
-		ep = "authz"
+		ep = DefaultEntrypoint
 	}
 	ref, err := ast.ParseRef("data." + ep)
 	if err != nil || !ref.IsGround() {

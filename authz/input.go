@@ -44,7 +44,7 @@ var (
 	anonymousSubject = ast.NewTerm(ast.NewObject(ast.Item(keyAuthenticated, ast.InternedTerm(false))))
 	anonymousCaller  = ast.NewTerm(ast.NewObject(
 		ast.Item(keyAuthenticated, ast.InternedTerm(false)),
-		ast.Item(keyMethod, ast.InternedTerm("none")),
+		ast.Item(keyMethod, ast.InternedTerm(CallerNone)),
 	))
 )
 

@@ -54,17 +54,20 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 
 // statusBody is the /v1/status answer.
 type statusBody struct {
-	Ready        bool           `json:"ready"`
-	Revision     string         `json:"revision,omitempty"`
-	Origin       string         `json:"origin,omitempty"`
-	LoadedAt     time.Time      `json:"loaded_at,omitzero"`
-	LastAttempt  time.Time      `json:"last_attempt,omitzero"`
-	Loads        uint64         `json:"loads"`
-	LoadFailures uint64         `json:"load_failures"`
-	LastError    *lastErrorBody `json:"last_error,omitempty"`
-	Source       *sourceBody    `json:"source,omitempty"`
-	KeySets      []keySetBody   `json:"key_sets,omitempty"`
-	NotReady     string         `json:"not_ready_reason,omitempty"`
+	Ready        bool      `json:"ready"`
+	Revision     string    `json:"revision,omitempty"`
+	Origin       string    `json:"origin,omitempty"`
+	LoadedAt     time.Time `json:"loaded_at,omitzero"`
+	LastAttempt  time.Time `json:"last_attempt,omitzero"`
+	Loads        uint64    `json:"loads"`
+	LoadFailures uint64    `json:"load_failures"`
+	// DecisionCache says whether the serving snapshot's decisions are
+	// cached ("on"), or why not ("off: the policy reads input.context").
+	DecisionCache string         `json:"decision_cache,omitempty"`
+	LastError     *lastErrorBody `json:"last_error,omitempty"`
+	Source        *sourceBody    `json:"source,omitempty"`
+	KeySets       []keySetBody   `json:"key_sets,omitempty"`
+	NotReady      string         `json:"not_ready_reason,omitempty"`
 }
 
 // keySetBody is one remote key set in /v1/status.
@@ -100,13 +103,14 @@ type sourceBody struct {
 func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st, rerr := s.readiness()
 	body := statusBody{
-		Ready:        rerr == nil,
-		Revision:     st.Revision,
-		Origin:       st.Origin,
-		LoadedAt:     st.LoadedAt,
-		LastAttempt:  st.LastAttempt,
-		Loads:        st.Loads,
-		LoadFailures: st.LoadFailures,
+		Ready:         rerr == nil,
+		Revision:      st.Revision,
+		Origin:        st.Origin,
+		LoadedAt:      st.LoadedAt,
+		LastAttempt:   st.LastAttempt,
+		Loads:         st.Loads,
+		LoadFailures:  st.LoadFailures,
+		DecisionCache: st.DecisionCache,
 	}
 	if rerr != nil {
 		body.NotReady = rerr.Error()

@@ -81,7 +81,8 @@ func TestHealth(t *testing.T) {
 	}
 	w = f.do(t, http.MethodGet, "/v1/status", "", nil, "")
 	st = decodeAnswer(t, w.Body.Bytes())
-	if st["ready"] != true || st["revision"] != snap.Revision || st["origin"] != "embedded" || st["loaded_at"] == nil {
+	if st["ready"] != true || st["revision"] != snap.Revision || st["origin"] != "embedded" || st["loaded_at"] == nil ||
+		st["decision_cache"] != "on" {
 		t.Errorf("status after load: %s", w.Body)
 	}
 	if w := f.do(t, http.MethodPost, "/health/ready", "", nil, ""); w.Code != 405 {
