@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
 )
 
@@ -109,5 +111,37 @@ func TestClockPolicyIsNeverCached(t *testing.T) {
 	}
 	if st := e.Status(); !strings.HasPrefix(st.DecisionCache, "off:") {
 		t.Errorf("DecisionCache = %q", st.DecisionCache)
+	}
+}
+
+// TestOneShotTokensAreNotCached: a token's decision is cached from its
+// second use on, so a flood of tokens seen once cannot fill the cache.
+func TestOneShotTokensAreNotCached(t *testing.T) {
+	is := authztest.NewIssuer(t, "EdDSA")
+	e, err := New(Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context(), snapshotOf("package authz\n\nallow if input.subject.authenticated\n")); err != nil {
+		t.Fatal(err)
+	}
+	cp := e.current.Load()
+	for i := range 20 {
+		tok := is.Mint(t, map[string]any{"jti": i})
+		if d, err := e.Decide(t.Context(), Request{Token: tok, Action: Action{Name: "x"}}); err != nil || !d.Allow {
+			t.Fatal(d, err)
+		}
+	}
+	if n := cp.decisions.len(); n != 0 {
+		t.Fatalf("%d decisions cached for tokens used once", n)
+	}
+	tok := is.Mint(t, map[string]any{"jti": "twice"})
+	for range 2 {
+		if _, err := e.Decide(t.Context(), Request{Token: tok, Action: Action{Name: "x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := cp.decisions.len(); n != 1 {
+		t.Fatalf("%d decisions cached after a token's second use, want 1", n)
 	}
 }

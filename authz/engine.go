@@ -288,12 +288,16 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	subject := anonymousSubject
 	var subjectKey cacheKey
 	expires := now.Add(noExpTTL)
+	// seenBefore is false for a token verified just now: its decision is not
+	// cached, so that a flood of one-shot tokens does not fill the decision
+	// cache (a token's answers are cached from its second use on).
+	seenBefore := true
 	if req.Token != "" {
-		vt, key, err := e.verify(ctx, req.Token, now)
+		vt, key, hit, err := e.verify(ctx, req.Token, now)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrToken, err)
 		}
-		subject, d.SubjectID, subjectKey = vt.subject, vt.subjectID, key
+		subject, d.SubjectID, subjectKey, seenBefore = vt.subject, vt.subjectID, key, hit
 		expires = earliest(expires, vt.expires)
 	}
 
@@ -336,7 +340,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	if err := e.evaluate(ctx, cp, input, now, d); err != nil {
 		return err
 	}
-	if cacheable {
+	if cacheable && seenBefore {
 		cp.decisions.put(&key, newCachedDecision(d), expires, now)
 	}
 	return nil
@@ -350,28 +354,28 @@ func earliest(a, b time.Time) time.Time {
 }
 
 // verify returns the verified token and its cache key, from the cache when
-// it was verified before and has not expired.
-func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifiedToken, cacheKey, error) {
+// it was verified before and has not expired (hit).
+func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifiedToken, cacheKey, bool, error) {
 	key := cacheKey(sha256.Sum256([]byte(raw)))
 	if e.verifier == nil {
-		return nil, key, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
+		return nil, key, false, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
 	}
 	if vt, ok := e.cache.get(&key, now); ok {
-		return vt, key, nil
+		return vt, key, true, nil
 	}
 	generation := e.forgets.Load()
 	v, err := e.verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, key, err
+		return nil, key, false, err
 	}
 	vt, err := newVerifiedToken(v, now)
 	if err != nil {
-		return nil, key, err
+		return nil, key, false, err
 	}
 	if e.forgets.Load() == generation {
 		e.cache.put(&key, vt, vt.expires, now)
 	}
-	return vt, key, nil
+	return vt, key, false, nil
 }
 
 func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) {
@@ -437,7 +441,7 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectToken string, now
 	case c.Token != "" && c.Token == subjectToken:
 		return callerInput{}, fmt.Errorf("%w: caller: the subject's token cannot also prove the caller", ErrCaller)
 	case c.Token != "":
-		vt, key, err := e.verify(ctx, c.Token, now)
+		vt, key, _, err := e.verify(ctx, c.Token, now)
 		if err != nil {
 			return callerInput{}, fmt.Errorf("%w: %w", ErrCaller, err)
 		}
