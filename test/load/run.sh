@@ -240,7 +240,8 @@ function median(list,   a, n, i, j, t) {
 	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-function add(k, v) { vals[k] = (k in vals) ? vals[k] "," v : v }
+# (not `vals[k] = (k in vals) ? ...`: mawk creates vals[k] before testing it)
+function add(k, v) { if (k in vals) vals[k] = vals[k] "," v; else vals[k] = v }
 {
 	key = $1 " " $2 " " $3 " " $4; srv = $6; r = $5
 	if (!(key in seen)) { seen[key] = 1; keys[++nk] = key }
