@@ -263,6 +263,11 @@ type Decision struct {
 // evaluated), ErrCaller (invalid caller credential; not evaluated),
 // ErrInvalidRequest, ErrNotReady or ErrPolicy (evaluation failed or timed
 // out, or the result broke the policy contract).
+//
+// When the snapshot's policy can only depend on the request (see
+// Status.DecisionCache), a request repeated with the same token, caller
+// credential and action and no resource is answered from the snapshot's
+// decision cache, with a fresh ID; everything else is evaluated.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	start := e.now()
 	d := Decision{ID: rand.Text()}
