@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseJWKS -fuzztime $(FUZZTIME) ./authz/token
 	$(GO) test -run '^$$' -fuzz FuzzDecideInput -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzBearerToken -fuzztime $(FUZZTIME) ./authz
+	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDecideBody -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz FuzzForwardedCert -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz FuzzReadTarball -fuzztime $(FUZZTIME) ./bundles

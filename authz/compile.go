@@ -157,38 +157,19 @@ func normalizeEntrypoint(ep string) (string, error) {
 }
 
 // compileModules parses every module of s, adds the entry module and
-// compiles the set with the input schema. It never touches the engine.
+// compiles the set with the input schema, then checks the policy contract's
+// types. It never touches the engine.
 func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.Compiler, ast.Body, error) {
 	schema, err := inputSchemaSet()
 	if err != nil {
 		return nil, nil, err
 	}
-	modules := make(map[string]*ast.Module, len(s.Modules)+1)
-	var problems []Problem
-	var causes []error
-	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
-	for _, m := range s.Modules {
-		if m.IsTest() && !includeTests {
-			continue
-		}
-		parsed, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), popts)
-		if err != nil {
-			problems = append(problems, problemsOf(err, m.Path)...)
-			causes = append(causes, err)
-			continue
-		}
-		if parsed.Package.Path.HasPrefix(ast.MustParseRef("data." + entryPackage)) {
-			problems = append(problems, Problem{File: m.Path, Row: parsed.Package.Location.Row,
-				Message: "package " + entryPackage + " is reserved by Verdict"})
-			continue
-		}
-		modules[m.Path] = parsed
-	}
+	modules, problems, cause := parseModules(s, includeTests)
 	if len(problems) > 0 {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems, cause: errors.Join(causes...)}
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems, cause: cause}
 	}
 	entryName := "verdict:" + entryPackage
-	entryModule, err := ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), popts)
+	entryModule, err := ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), parserOptions)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
 	}
@@ -203,8 +184,42 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 			Message: fmt.Sprintf("no module declares the entrypoint package %q", entry),
 		}}}
 	}
+	if problems := checkContract(c, s, entry); len(problems) > 0 {
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
+	}
 	query := ast.MustParseBody("data." + entryPackage + ".decision")
 	return c, query, nil
+}
+
+// parserOptions parse every module: Rego v1, with annotations (schemas).
+var parserOptions = ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
+
+// parseModules parses the modules of s (tests only when includeTests),
+// refusing the package the engine reserves for its entry module. It returns
+// the problems found and OPA's errors behind them.
+func parseModules(s *bundles.Snapshot, includeTests bool) (map[string]*ast.Module, []Problem, error) {
+	modules := make(map[string]*ast.Module, len(s.Modules)+1)
+	var problems []Problem
+	var causes []error
+	reserved := ast.MustParseRef("data." + entryPackage)
+	for _, m := range s.Modules {
+		if m.IsTest() && !includeTests {
+			continue
+		}
+		parsed, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), parserOptions)
+		if err != nil {
+			problems = append(problems, problemsOf(err, m.Path)...)
+			causes = append(causes, err)
+			continue
+		}
+		if parsed.Package.Path.HasPrefix(reserved) {
+			problems = append(problems, Problem{File: m.Path, Row: parsed.Package.Location.Row,
+				Message: "package " + entryPackage + " is reserved by Verdict"})
+			continue
+		}
+		modules[m.Path] = parsed
+	}
+	return modules, problems, errors.Join(causes...)
 }
 
 func hasPackage(c *ast.Compiler, pkg string) bool {

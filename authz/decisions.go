@@ -20,6 +20,7 @@ type verifiedToken struct {
 	callerID  string
 	issuer    string
 	keyID     string
+	content   [32]byte  // SHA-256 of the signed content (header.payload)
 	expires   time.Time // never later than the token's exp
 }
 

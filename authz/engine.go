@@ -50,6 +50,10 @@ type Options struct {
 	DecisionCacheSize int
 	// EvalTimeout bounds one policy evaluation. Default 500ms.
 	EvalTimeout time.Duration
+	// RequireTests makes Load run a snapshot's own Rego tests (RunTests)
+	// after it compiles: a snapshot with a failing test, or with no tests,
+	// is refused like one that does not compile.
+	RequireTests bool
 	// Now is the clock; nil means time.Now. Token checks use Tokens.Now,
 	// which defaults to this clock.
 	Now func() time.Time
@@ -68,6 +72,7 @@ type Engine struct {
 	cache       *expiringCache[*verifiedToken]
 	decisions   int // decision cache size per snapshot; 0 disables
 	evalTimeout time.Duration
+	tests       bool // Options.RequireTests
 	now         func() time.Time
 	log         *slog.Logger
 
@@ -96,6 +101,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		entry:       entry,
 		evalTimeout: opts.EvalTimeout,
+		tests:       opts.RequireTests,
 		now:         opts.Now,
 		log:         opts.Logger,
 	}
@@ -133,8 +139,9 @@ func sizeOr(n, def int) int {
 	return n
 }
 
-// Load parses, compiles and type-checks s, prepares its decision query, and
-// only then makes it the current snapshot. On error (wrapping ErrCompile,
+// Load parses, compiles and type-checks s (the input schema and the policy
+// contract's types), runs its tests when Options.RequireTests is set,
+// prepares its decision query, and only then makes it the current snapshot. On error (wrapping ErrCompile,
 // usually a *CompileError with file:row:col problems) the previous snapshot
 // keeps serving. Loads are serialised; decisions continue throughout.
 func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
@@ -145,6 +152,9 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	defer e.loadMu.Unlock()
 	start := e.now()
 	cp, err := prepare(ctx, s, e.entry, start, e.decisions)
+	if err == nil && e.tests {
+		err = requireTests(ctx, s, e.entry)
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -292,21 +302,23 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 
 	subject := anonymousSubject
 	var subjectKey cacheKey
+	var subjectContent *[32]byte // the subject token's signed content
 	expires := now.Add(noExpTTL)
 	// seenBefore is false for a token verified just now: its decision is not
 	// cached, so that a flood of one-shot tokens does not fill the decision
 	// cache (a token's answers are cached from its second use on).
 	seenBefore := true
 	if req.Token != "" {
-		vt, key, hit, err := e.verify(ctx, req.Token, now)
+		vt, key, hit, err := e.verify(ctx, req.Token, forSubject, now)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrToken, err)
 		}
 		subject, d.SubjectID, subjectKey, seenBefore = vt.subject, vt.subjectID, key, hit
+		subjectContent = &vt.content
 		expires = earliest(expires, vt.expires)
 	}
 
-	caller, err := e.caller(ctx, &req.Caller, req.Token, now)
+	caller, err := e.caller(ctx, &req.Caller, subjectContent, now)
 	if err != nil {
 		return err
 	}
@@ -358,18 +370,43 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+// purpose says what a token is verified for: a subject's bearer token
+// (checked against its issuer's audiences) or a caller's service token
+// (checked against the caller audiences instead). The two are cached apart,
+// so a token verified for one purpose never passes for the other.
+type purpose uint8
+
+const (
+	forSubject purpose = iota
+	forCaller
+)
+
 // verify returns the verified token and its cache key, from the cache when
-// it was verified before and has not expired (hit).
-func (e *Engine) verify(ctx context.Context, raw string, now time.Time) (*verifiedToken, cacheKey, bool, error) {
+// it was verified before for the same purpose, has not expired, and its
+// issuer's keys are still fresh (hit). A cached verification never outlives
+// the keys that made it: stale or unavailable keys deny it as they deny a
+// new token, and a removed key has already taken its entries with it
+// (ForgetKey).
+func (e *Engine) verify(ctx context.Context, raw string, p purpose, now time.Time) (*verifiedToken, cacheKey, bool, error) {
 	key := cacheKey(sha256.Sum256([]byte(raw)))
+	if p == forCaller {
+		key[0] ^= 2
+	}
 	if e.verifier == nil {
 		return nil, key, false, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
 	}
 	if vt, ok := e.cache.get(&key, now); ok {
+		if err := e.verifier.KeysFresh(vt.issuer); err != nil {
+			return nil, key, false, err
+		}
 		return vt, key, true, nil
 	}
 	generation := e.forgets.Load()
-	v, err := e.verifier.Verify(ctx, raw)
+	verify := e.verifier.Verify
+	if p == forCaller {
+		verify = e.verifier.VerifyCaller
+	}
+	v, err := verify(ctx, raw)
 	if err != nil {
 		return nil, key, false, err
 	}
@@ -402,6 +439,7 @@ func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) 
 		subjectID: v.Subject,
 		issuer:    v.Issuer,
 		keyID:     v.KeyID,
+		content:   v.Content,
 		expires:   v.ExpiresAt,
 	}
 	if vt.expires.IsZero() {
@@ -429,7 +467,11 @@ type callerInput struct {
 }
 
 // caller builds input.caller from the request's caller credential.
-func (e *Engine) caller(ctx context.Context, c *Caller, subjectToken string, now time.Time) (callerInput, error) {
+// subjectContent is the signed content of the subject's verified token (nil
+// when anonymous): a token proves one party, never both, and tokens are
+// compared by what was signed, not by their bytes, since an ECDSA signature
+// can be re-encoded into another valid one.
+func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte, now time.Time) (callerInput, error) {
 	switch {
 	case c.Certificate != nil && c.Token != "":
 		return callerInput{}, fmt.Errorf("%w: caller: both a certificate and a token were given", ErrCaller)
@@ -443,17 +485,17 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectToken string, now
 			key[0] ^= 1 // the same certificate forwarded is another method
 		}
 		return callerInput{term: term, id: id, key: key, expires: c.Certificate.NotAfter}, nil
-	case c.Token != "" && c.Token == subjectToken:
-		return callerInput{}, fmt.Errorf("%w: caller: the subject's token cannot also prove the caller", ErrCaller)
 	case c.Token != "":
-		vt, key, _, err := e.verify(ctx, c.Token, now)
+		vt, key, _, err := e.verify(ctx, c.Token, forCaller, now)
 		if err != nil {
 			return callerInput{}, fmt.Errorf("%w: %w", ErrCaller, err)
+		}
+		if subjectContent != nil && vt.content == *subjectContent {
+			return callerInput{}, fmt.Errorf("%w: caller: the subject's token cannot also prove the caller", ErrCaller)
 		}
 		if vt.caller == nil {
 			return callerInput{}, fmt.Errorf("%w: caller: service token names no service (no azp, client_id or sub)", ErrCaller)
 		}
-		key[0] ^= 2 // a token as caller is not the same token as subject
 		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires}, nil
 	}
 	return callerInput{term: anonymousCaller}, nil

@@ -209,40 +209,48 @@ func TestNotReady(t *testing.T) {
 	}
 }
 
-// TestPolicyContract checks how allow, reasons and headers are read.
+// TestPolicyContract checks how allow, reasons and headers are read when a
+// decision is made. Values whose type the checker cannot know (they come
+// from the free-form resource here) are checked then; known wrong types are
+// load errors (TestContractTypesAtLoad).
 func TestPolicyContract(t *testing.T) {
 	tests := []struct {
 		name        string
 		rego        string
+		resource    map[string]any
 		wantAllow   bool
 		wantReasons []string
 		wantHeaders map[string]string
 		wantErr     error
 	}{
 		{name: "allow true", rego: "allow := true", wantAllow: true, wantReasons: []string{}},
-		{name: "allow undefined", rego: "x := 1", wantReasons: []string{"policy: allow is undefined"}},
+		{name: "allow undefined", rego: "allow if input.action.name == \"never\"", wantReasons: []string{"policy: allow is undefined"}},
 		{name: "allow false", rego: "default allow := false", wantReasons: []string{"policy: allow is not true"}},
-		{name: "allow string true", rego: `allow := "true"`, wantReasons: []string{"policy: allow is not true"}},
-		{name: "allow 1", rego: `allow := 1`, wantReasons: []string{"policy: allow is not true"}},
+		{name: "allow string true", rego: `allow := input.resource.v`, resource: map[string]any{"v": "true"},
+			wantReasons: []string{"policy: allow is not true"}},
+		{name: "allow 1", rego: `allow := input.resource.v`, resource: map[string]any{"v": 1}, wantReasons: []string{"policy: allow is not true"}},
 		{name: "reasons set sorted", rego: "allow := false\nreasons := {\"b\", \"a\"}", wantReasons: []string{"a", "b"}},
 		{name: "reasons array", rego: "allow := true\nreasons := [\"z\", \"y\"]", wantAllow: true, wantReasons: []string{"z", "y"}},
-		{name: "reasons not strings", rego: "allow := true\nreasons := {1}", wantErr: authz.ErrPolicy},
-		{name: "reasons a string", rego: "allow := true\nreasons := \"no\"", wantErr: authz.ErrPolicy},
+		{name: "reasons not strings", rego: "allow := true\nreasons := input.resource.r", resource: map[string]any{"r": []any{1}},
+			wantErr: authz.ErrPolicy},
+		{name: "reasons a string", rego: "allow := true\nreasons := input.resource.r", resource: map[string]any{"r": "no"},
+			wantErr: authz.ErrPolicy},
 		{name: "headers on allow", rego: "allow := true\nheaders := {\"x-user\": \"alice\"}", wantAllow: true,
 			wantReasons: []string{}, wantHeaders: map[string]string{"x-user": "alice"}},
 		{name: "headers dropped on deny", rego: "allow := false\nheaders := {\"x-user\": \"alice\"}",
 			wantReasons: []string{"policy: allow is not true"}},
 		{name: "header value injection", rego: "allow := true\nheaders := {\"x-user\": \"a\\r\\nx-admin: true\"}", wantErr: authz.ErrPolicy},
 		{name: "header name invalid", rego: "allow := true\nheaders := {\"x user\": \"a\"}", wantErr: authz.ErrPolicy},
-		{name: "header value not string", rego: "allow := true\nheaders := {\"x-n\": 1}", wantErr: authz.ErrPolicy},
-		{name: "conflict at eval", rego: "allow := input.action.name\nallow := true", wantErr: authz.ErrPolicy},
+		{name: "header value not string", rego: "allow := true\nheaders := input.resource.h", resource: map[string]any{"h": map[string]any{"x-n": 1}},
+			wantErr: authz.ErrPolicy},
+		{name: "conflict at eval", rego: "allow := input.resource.v\nallow := true", resource: map[string]any{"v": false}, wantErr: authz.ErrPolicy},
 		{name: "builtin error is a policy error", rego: "allow := 1 / to_number(input.action.name) > 0", wantErr: authz.ErrPolicy},
 		{name: "builtin error never reaches not deny", rego: "deny if to_number(input.action.name) > 0\n\nallow if not deny", wantErr: authz.ErrPolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, authz.Options{}, authztest.Policy(t, "r1", "package authz\n\n"+tc.rego+"\n"))
-			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "zero"}})
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "zero"}, Resource: tc.resource})
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || d.Allow {
 					t.Fatalf("got %+v, %v; want deny with %v", d, err, tc.wantErr)
@@ -467,10 +475,10 @@ reasons := [json.marshal_with_options(input, {"pretty": true, "indent": "  "})]
 	is := authztest.NewIssuer(t, "EdDSA")
 	fixed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	e := newEngine(t, authz.Options{Now: func() time.Time { return fixed },
-		Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, authztest.Policy(t, "echo", echo))
+		Tokens: token.Options{Issuers: []token.Issuer{is.Config()}, CallerAudiences: []string{"verdict-callers"}}}, authztest.Policy(t, "echo", echo))
 	userToken := is.Mint(t, map[string]any{"sub": "alice", "roles": []string{"viewer"}, "big": json.Number("12345678901234567890"),
 		"iat": fixed.Add(-time.Hour).Unix(), "exp": fixed.Add(time.Hour).Unix()})
-	serviceToken := is.Mint(t, map[string]any{"sub": "svc-42", "azp": "payments", "client_id": "pay-client",
+	serviceToken := is.Mint(t, map[string]any{"sub": "svc-42", "azp": "payments", "client_id": "pay-client", "aud": "verdict-callers",
 		"iat": fixed.Add(-time.Hour).Unix(), "exp": fixed.Add(time.Hour).Unix()})
 	tests := []struct {
 		name string

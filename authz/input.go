@@ -2,8 +2,6 @@ package authz
 
 import (
 	"fmt"
-	"net/url"
-	"path"
 	"strings"
 	"time"
 
@@ -63,10 +61,23 @@ type Action struct {
 	Name string `json:"name,omitempty"`
 	// Method is the HTTP method, e.g. "GET".
 	Method string `json:"method,omitempty"`
-	// Path is the request path, e.g. "/orders/42". A query string is
-	// dropped, and policies see the path decoded and cleaned: "/a/../b" is
-	// "/b" and "/%61dmin" is "/admin", as the upstream will route it. An
-	// encoded "/" or dot segment, or a "#", makes the request invalid.
+	// Path is the request path (the request target), e.g. "/orders/42".
+	// A query string is dropped, and policies see the path decoded and
+	// cleaned, as the upstream will route it: "orders/42" is "/orders/42",
+	// "/a/../b" and "/a//b/" are "/b" and "/a/b", "/%61dmin" is "/admin",
+	// and raw non-ASCII is accepted when it is valid UTF-8.
+	//
+	// A path that common upstreams would route differently makes the
+	// request invalid (ErrInvalidRequest, a 400) rather than being guessed
+	// at: any ';' (servlet containers strip ";parameters", so
+	// "/public/..;/admin" reaches /admin there), literal or as %3B; '\' or
+	// %5C (read as '/' by WHATWG parsers and IIS); control characters;
+	// bytes or escapes that are not valid UTF-8 (overlong %C0%AE); a bad
+	// escape; an encoded '/'; a double-encoded escape (%252e); a segment
+	// that decodes to "." or ".." (%2e%2E), or is made only of dots and
+	// spaces ("...", ".. "); Unicode compatibility forms of '/' and '\';
+	// a ".." right after an empty segment ("/a//../b"); and a '#'. The
+	// full rules, and why, are on normalizePath in path.go.
 	Path string `json:"path,omitempty"`
 }
 
@@ -85,7 +96,7 @@ func actionTerm(a Action) (*ast.Term, error) {
 		obj.Insert(keyMethod, ast.StringTerm(strings.ToUpper(a.Method)))
 	}
 	if a.Path != "" {
-		cleaned, segments, err := splitPath(a.Path)
+		cleaned, segments, err := normalizePath(a.Path)
 		if err != nil {
 			return nil, fmt.Errorf("%w: action: %w", ErrInvalidRequest, err)
 		}
@@ -97,41 +108,6 @@ func actionTerm(a Action) (*ast.Term, error) {
 		obj.Insert(keySegments, ast.ArrayTerm(terms...))
 	}
 	return ast.NewTerm(obj), nil
-}
-
-// splitPath drops a query string, then returns the decoded, cleaned path
-// and its segments. Policies therefore see the path the upstream routes:
-// dot segments resolved ("/orders/../admin" is "/admin") and escapes decoded
-// ("/%61dmin" is "/admin"). What could make the two disagree is refused: an
-// encoded "/" or dot segment, a bad escape, or a "#" (never valid in a
-// request target).
-func splitPath(p string) (string, []string, error) {
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		p = p[:i]
-	}
-	if strings.IndexByte(p, '#') >= 0 {
-		return "", nil, fmt.Errorf("path %q: a fragment is not part of a request path", p)
-	}
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	cleaned := path.Clean(p)
-	if cleaned == "/" {
-		return cleaned, []string{}, nil
-	}
-	raw := strings.Split(cleaned[1:], "/")
-	segments := make([]string, len(raw))
-	for i, s := range raw {
-		seg, err := url.PathUnescape(s)
-		if err != nil {
-			return "", nil, fmt.Errorf("path %q: bad escape", p)
-		}
-		if strings.ContainsRune(seg, '/') || seg == ".." || seg == "." {
-			return "", nil, fmt.Errorf("path %q: encoded separator or dot segment", p)
-		}
-		segments[i] = seg
-	}
-	return "/" + strings.Join(segments, "/"), segments, nil
 }
 
 // freeFormTerm converts a free-form map (resource, attributes, claims).

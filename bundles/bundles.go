@@ -1,12 +1,3 @@
-// Package bundles is where policies come from. A Source (a watched directory,
-// an OPA bundle file, a remote bundle polled over HTTP) produces complete,
-// immutable Snapshots — modules, data and a revision — and hands each one to a
-// Sink, normally an *authz.Engine, which compiles it off the hot path and
-// swaps it in only if it is good.
-//
-// ReadFS turns any fs.FS laid out like an OPA bundle (.rego files, data.json
-// and data.yaml mapped to data paths by directory, an optional .manifest)
-// into a Snapshot, using OPA's own bundle reader.
 package bundles
 
 import (
@@ -84,27 +75,34 @@ type Source interface {
 	Run(ctx context.Context, sink Sink) error
 }
 
-// ReadOptions tunes ReadFS. The zero value reads everything.
+// ReadOptions tunes ReadFS and ReadDir. The zero value reads everything
+// that is not ignored, within the default limits.
 type ReadOptions struct {
 	// Origin is copied to the snapshot's Origin.
 	Origin string
 	// Skip, when set, is asked about every file and directory path (slash
 	// separated, relative to the root); returning true leaves it out.
 	Skip func(path string, isDir bool) bool
-	// MaxFileBytes refuses any single file larger than this; 0 means 16 MiB.
+	// MaxFileBytes refuses any single file larger than this; 0 means
+	// DefaultMaxFileBytes (16 MiB).
 	MaxFileBytes int64
+	// MaxUnpackedBytes refuses a policy set whose files add up to more than
+	// this many bytes; 0 means DefaultMaxUnpackedBytes (128 MiB).
+	MaxUnpackedBytes int64
+	// MaxFiles refuses a policy set of more than this many files (ignored
+	// and skipped files do not count); 0 means DefaultMaxFiles (10,000).
+	MaxFiles int
 	// Now stamps ReadAt; nil means time.Now.
 	Now func() time.Time
 }
-
-const defaultMaxFileBytes = 16 << 20
 
 // ReadDir reads the policy directory at dir into a Snapshot. Hidden files
 // and directories (names starting with "." other than .manifest) and editor
 // backup and swap files are ignored. Symbolic links to files and directories
 // are followed (a Kubernetes ConfigMap volume is a farm of symlinks into a
 // hidden "..data" directory); a link that points back to one of its own
-// ancestors is skipped, and a dangling link is ignored.
+// ancestors is skipped, and a dangling link is ignored. Limits and errors
+// are those of ReadFS.
 func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if opts.Origin == "" {
 		opts.Origin = "dir:" + dir
@@ -122,38 +120,67 @@ func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 // ReadFS reads fsys, laid out like an OPA bundle, into a Snapshot with OPA's
 // bundle reader (Rego v1). Ignored files are those IgnoredName reports, plus
 // whatever opts.Skip rejects.
+//
+// The limits are checked twice: against the sizes the file system reports
+// while the tree is listed (so a policy directory pointed at a huge tree
+// fails fast, without reading a file), and against the bytes actually read
+// (files may grow in between). Files are read one at a time and each is
+// closed before the next is opened.
+//
+// Errors wrap ErrRead, and also ErrTooLarge when a limit is exceeded;
+// negative limits give an error wrapping ErrConfig.
 func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
-	maxBytes := opts.MaxFileBytes
-	if maxBytes <= 0 {
-		maxBytes = defaultMaxFileBytes
+	lim, err := newLimits(opts.MaxFileBytes, opts.MaxUnpackedBytes, opts.MaxFiles)
+	if err != nil {
+		return nil, err
 	}
 	loader, err := bundle.NewFSLoader(fsys)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
+	// The listing pre-check: once a limit is exceeded, every further file
+	// and directory is filtered out, which prunes the rest of the walk.
+	var (
+		listErr error
+		listed  int
+		sizes   int64
+	)
 	loader = loader.WithFilter(func(abspath string, info fs.FileInfo, _ int) bool {
 		p := strings.TrimPrefix(path.Clean("/"+abspath), "/")
 		if p == "" || p == "." {
 			return false
 		}
-		if IgnoredName(path.Base(p), info.IsDir()) {
+		if listErr != nil {
 			return true
 		}
-		return opts.Skip != nil && opts.Skip(p, info.IsDir())
-	}).WithSizeLimitBytes(maxBytes)
-	b, err := bundle.NewCustomReader(loader).
-		WithRegoVersion(ast.RegoV1).
-		WithSkipBundleVerification(true).
-		WithSizeLimitBytes(maxBytes).
-		Read()
+		if IgnoredName(path.Base(p), info.IsDir()) || (opts.Skip != nil && opts.Skip(p, info.IsDir())) {
+			return true
+		}
+		if info.IsDir() {
+			return false
+		}
+		listed++
+		sizes += max(info.Size(), 0)
+		listErr = lim.check(listed, sizes, p, info.Size())
+		return listErr != nil
+	})
+	files, err := collect(&fsSource{loader: loader, listErr: &listErr}, lim)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
+	b, err := parse(files, lim.fileBytes, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
-	return FromBundle(&b, opts.Origin, now()), nil
+	return FromBundle(&b, opts.Origin, stamp(opts.Now)), nil
+}
+
+// stamp returns now(), or time.Now() when now is nil.
+func stamp(now func() time.Time) time.Time {
+	if now == nil {
+		return time.Now()
+	}
+	return now()
 }
 
 // FromBundle converts a bundle read by OPA's bundle package into a Snapshot.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/bundle"
+
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
 )
@@ -22,6 +24,10 @@ func TestReadTarballVerification(t *testing.T) {
 	// Tampered: same signature, different module content.
 	tampered := bundletest.Tarball(t, map[string]string{"authz/authz.rego": bundletest.Policy("authz", 2)}, nil, "rev-1", nil)
 	tampered = spliceSignature(t, signed, tampered)
+	extra := withFiles(t, signed, map[string][]byte{"extra.txt": []byte("not signed")})
+	twoSigs := withFiles(t, signed, map[string][]byte{"sub/.signatures.json": tarFiles(t, signed)[".signatures.json"]})
+	removed := withFiles(t, signed, map[string][]byte{"authz/authz.rego": nil})
+	broken := signedBroken(t, key)
 
 	verify := bundles.VerifyOptions{Key: key.Public}
 	tests := []struct {
@@ -29,6 +35,7 @@ func TestReadTarballVerification(t *testing.T) {
 		raw     []byte
 		verify  bundles.VerifyOptions
 		wantErr error
+		notErr  error // must not be wrapped
 	}{
 		{name: "signed, verified", raw: signed, verify: verify},
 		{name: "signed, no key configured", raw: signed},
@@ -37,7 +44,13 @@ func TestReadTarballVerification(t *testing.T) {
 		{name: "wrong key refused", raw: wrong, verify: verify, wantErr: bundles.ErrSignature},
 		{name: "tampered refused", raw: tampered, verify: verify, wantErr: bundles.ErrSignature},
 		{name: "scope mismatch refused", raw: signed, verify: bundles.VerifyOptions{Key: key.Public, Scope: "prod"}, wantErr: bundles.ErrSignature},
+		{name: "unsigned extra file refused", raw: extra, verify: verify, wantErr: bundles.ErrSignature},
+		{name: "excluded extra file accepted", raw: extra, verify: bundles.VerifyOptions{Key: key.Public, Exclude: []string{"extra.*"}}},
+		{name: "signed file removed refused", raw: removed, verify: verify, wantErr: bundles.ErrSignature},
+		{name: "two signatures files refused", raw: twoSigs, verify: verify, wantErr: bundles.ErrSignature},
+		{name: "signed but broken policy is no signature error", raw: broken, verify: verify, wantErr: bundles.ErrRead, notErr: bundles.ErrSignature},
 		{name: "garbage", raw: []byte("not a tarball"), wantErr: bundles.ErrRead},
+		{name: "garbage with key is no signature error", raw: []byte("not a tarball"), verify: verify, wantErr: bundles.ErrRead, notErr: bundles.ErrSignature},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,6 +58,9 @@ func TestReadTarballVerification(t *testing.T) {
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !errors.Is(err, bundles.ErrRead) {
 					t.Fatalf("err = %v, want %v (and ErrRead)", err, tc.wantErr)
+				}
+				if tc.notErr != nil && errors.Is(err, tc.notErr) {
+					t.Fatalf("err = %v, want no %v", err, tc.notErr)
 				}
 				return
 			}
@@ -68,6 +84,44 @@ func spliceSignature(t *testing.T, a, b []byte) []byte {
 	files := tarFiles(t, b)
 	files[".signatures.json"] = sig
 	return writeTar(t, files)
+}
+
+// withFiles returns bundle b with files added or replaced (nil removes one).
+func withFiles(t *testing.T, b []byte, add map[string][]byte) []byte {
+	t.Helper()
+	files := tarFiles(t, b)
+	for name, data := range add {
+		if data == nil {
+			delete(files, name)
+			continue
+		}
+		files[name] = data
+	}
+	return writeTar(t, files)
+}
+
+// signedBroken returns a bundle correctly signed with key whose module does
+// not parse.
+func signedBroken(t *testing.T, key bundletest.Key) []byte {
+	t.Helper()
+	src := []byte("package authz\n\nallow if {\n")
+	b := bundle.Bundle{Data: map[string]any{}, Modules: []bundle.ModuleFile{{URL: "/authz.rego", Path: "/authz.rego", Raw: src}}}
+	b.Manifest.Init()
+	bundletest.Must(t, b.GenerateSignature(bundle.NewSigningConfig(string(key.Private), "RS256", ""), bundles.DefaultKeyID, false))
+	var buf bytes.Buffer
+	bundletest.Must(t, bundle.NewWriter(&buf).DisableFormat(true).Write(b))
+	return buf.Bytes()
+}
+
+func TestReadTarballDeltaRefused(t *testing.T) {
+	raw := writeTar(t, map[string][]byte{
+		"patch.json": []byte(`{"data": [{"op": "upsert", "path": "/x", "value": 1}]}`),
+		".manifest":  []byte(`{"revision": "d1", "roots": [""]}`),
+	})
+	_, err := bundles.ReadTarballBytes(raw, bundles.TarballOptions{})
+	if !errors.Is(err, bundles.ErrRead) || !strings.Contains(err.Error(), "delta") {
+		t.Fatalf("err = %v, want ErrRead for a delta bundle", err)
+	}
 }
 
 func TestReadTarballTooLarge(t *testing.T) {

@@ -2,13 +2,16 @@ package bundles
 
 import (
 	"bytes"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
 )
@@ -81,83 +84,176 @@ func (v VerifyOptions) Config() (*bundle.VerificationConfig, error) {
 		append([]string(nil), v.Exclude...)), nil
 }
 
-// TarballOptions tunes ReadTarball. The zero value reads an unsigned or
-// signed bundle without verification, with the default size limits.
+// TarballOptions tunes ReadTarball and ReadTarballBytes. The zero value
+// reads an unsigned or signed bundle without verification, within the
+// default limits. Negative limits are refused with an error wrapping
+// ErrConfig.
 type TarballOptions struct {
 	// Origin is copied to the snapshot's Origin.
 	Origin string
 	// Verify configures signature verification; zero means none.
 	Verify VerifyOptions
-	// MaxBytes refuses a compressed bundle larger than this; 0 means 64 MiB.
+	// MaxBytes refuses a compressed bundle larger than this; 0 means
+	// DefaultMaxBytes (64 MiB). ReadTarballBytes does not apply it.
 	MaxBytes int64
 	// MaxFileBytes refuses any single file (uncompressed) larger than this;
-	// 0 means 16 MiB.
+	// 0 means DefaultMaxFileBytes (16 MiB).
 	MaxFileBytes int64
+	// MaxUnpackedBytes refuses a bundle whose files add up to more than this
+	// many bytes uncompressed; 0 means DefaultMaxUnpackedBytes (128 MiB).
+	// Decompression stops at the first byte over it. The archive's own bytes
+	// (headers, padding, directory entries) are not counted here, but
+	// decompression also stops once they exceed 8 KiB per allowed file.
+	MaxUnpackedBytes int64
+	// MaxFiles refuses a bundle of more than this many files (.manifest and
+	// .signatures.json included; directory entries are not files); 0 means
+	// DefaultMaxFiles (10,000).
+	MaxFiles int
 	// Now stamps ReadAt; nil means time.Now.
 	Now func() time.Time
 }
-
-const defaultMaxBundleBytes = 64 << 20
 
 // ReadTarball reads an OPA bundle (.tar.gz: .manifest, data.json/data.yaml,
 // .rego modules, optional .signatures.json) from r into a Snapshot with OPA's
 // bundle reader (Rego v1). The revision is the manifest's, or a content hash.
 //
-// Errors wrap ErrRead, and also ErrSignature when verification is enabled and
-// the bundle is otherwise readable but its signature is missing or wrong, or
-// ErrTooLarge when a limit is exceeded.
+// r is read once, as a stream, to its end: the archive is decompressed
+// exactly once and never kept compressed, and reading stops at the first
+// limit exceeded (MaxBytes, MaxFileBytes, MaxUnpackedBytes, MaxFiles).
+// Only the files are kept, each in memory, until the snapshot is built. With a verification
+// key, the signature is checked against the unpacked files before any of
+// them is parsed; the files may come in any order (`opa build` writes
+// .signatures.json after the data and modules, and OPA does not require it
+// first).
+//
+// Errors wrap ErrRead, and also ErrTooLarge when a limit is exceeded, or
+// ErrSignature when verification is enabled and the archive unpacks within
+// its limits but its signature is missing, malformed, made with another key
+// or scope, or does not cover its files exactly. Invalid options give an
+// error wrapping ErrConfig.
 func ReadTarball(r io.Reader, opts TarballOptions) (*Snapshot, error) {
-	maxBytes := opts.MaxBytes
-	if maxBytes <= 0 {
-		maxBytes = defaultMaxBundleBytes
-	}
-	raw, err := io.ReadAll(io.LimitReader(r, maxBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRead, err)
-	}
-	if int64(len(raw)) > maxBytes {
-		return nil, fmt.Errorf("%w: %w: over %d bytes", ErrRead, ErrTooLarge, maxBytes)
-	}
-	return ReadTarballBytes(raw, opts)
+	return readTarball(r, true, opts)
 }
 
 // ReadTarballBytes is ReadTarball for a bundle already in memory; MaxBytes
 // is not applied.
 func ReadTarballBytes(raw []byte, opts TarballOptions) (*Snapshot, error) {
+	return readTarball(bytes.NewReader(raw), false, opts)
+}
+
+// readTarball reads the archive r in one pass. With capped, r is limited to
+// MaxBytes and drained to its end, so that MaxBytes covers the whole input.
+func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, error) {
+	lim, err := newLimits(opts.MaxFileBytes, opts.MaxUnpackedBytes, opts.MaxFiles)
+	if opts.MaxBytes < 0 {
+		err = errors.Join(fmt.Errorf("%w: MaxBytes is negative", ErrConfig), err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var compressed *capReader
+	if capped {
+		maxBytes := opts.MaxBytes
+		if maxBytes == 0 {
+			maxBytes = DefaultMaxBytes
+		}
+		compressed = &capReader{r: r, max: maxBytes,
+			over: fmt.Errorf("%w: bundle archive is larger than %d bytes", ErrTooLarge, maxBytes)}
+		r = compressed
+	}
 	vc, err := opts.Verify.Config()
 	if err != nil {
 		return nil, err
 	}
-	b, err := readTarball(raw, opts.MaxFileBytes, vc)
+	src, err := newTarSource(r, compressed, lim)
 	if err != nil {
-		if vc != nil {
-			// Tell a bad signature from a bad bundle: does it read unverified?
-			if _, err2 := readTarball(raw, opts.MaxFileBytes, nil); err2 == nil {
-				return nil, fmt.Errorf("%w: %w: %w", ErrRead, ErrSignature, err)
-			}
-		}
 		return nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
+	files, err := collect(src, lim)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
-	return FromBundle(&b, opts.Origin, now()), nil
+	if compressed != nil {
+		// Past the end of the archive: only trailing bytes, read to
+		// enforce MaxBytes on the whole file.
+		if _, err := io.Copy(io.Discard, compressed); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrRead, err)
+		}
+	}
+	if vc != nil {
+		if err := checkSignature(files, vc); err != nil {
+			return nil, fmt.Errorf("%w: %w: %w", ErrRead, ErrSignature, err)
+		}
+	}
+	b, err := parse(files, lim.fileBytes, vc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	return FromBundle(&b, opts.Origin, stamp(opts.Now)), nil
 }
 
-func readTarball(raw []byte, maxFileBytes int64, vc *bundle.VerificationConfig) (bundle.Bundle, error) {
-	if maxFileBytes <= 0 {
-		maxFileBytes = defaultMaxFileBytes
+// checkSignature verifies unpacked files against their .signatures.json
+// with OPA's public verification API, applying the rules of OPA's bundle
+// reader: exactly one signatures file, a JWT that verifies with vc's key
+// and scope, a matching hash for every file not excluded, and no signed file
+// missing. Only the JWT and the signatures file are parsed before the
+// signature is known good. OPA's reader checks all of this again while it
+// parses; this pass exists to refuse before parsing and to tell a
+// signature failure from a broken bundle without reading the bundle twice.
+func checkSignature(files []entry, vc *bundle.VerificationConfig) error {
+	var sigs []entry
+	for _, f := range files {
+		if bundle.IsSignaturesFile(f.path) {
+			sigs = append(sigs, f)
+		}
 	}
-	loader := bundle.NewTarballLoaderWithBaseURL(bytes.NewReader(raw), "").
-		WithSizeLimitBytes(maxFileBytes)
-	rd := bundle.NewCustomReader(loader).
-		WithRegoVersion(ast.RegoV1).
-		WithSizeLimitBytes(maxFileBytes)
-	if vc != nil {
-		rd = rd.WithBundleVerificationConfig(vc)
-	} else {
-		rd = rd.WithSkipBundleVerification(true)
+	if len(sigs) > 1 {
+		return fmt.Errorf("bundle has %d signatures files", len(sigs))
 	}
-	return rd.Read()
+	var sc bundle.SignaturesConfig
+	if len(sigs) == 1 {
+		if err := json.NewDecoder(bytes.NewReader(sigs[0].data)).Decode(&sc); err != nil {
+			return fmt.Errorf("%s: %w", sigs[0].path, err)
+		}
+	}
+	if sc.Signatures == nil && sc.Plugin == "" {
+		return errors.New("bundle has no .signatures.json")
+	}
+	signed, err := bundle.VerifyBundleSignature(sc, vc)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if bundle.IsSignaturesFile(f.path) {
+			continue
+		}
+		p := strings.TrimPrefix(f.path, "/")
+		if excluded(p, vc.Exclude) {
+			delete(signed, p)
+			continue
+		}
+		if err := bundle.VerifyBundleFile(p, *bytes.NewBuffer(f.data), signed); err != nil {
+			return err
+		}
+	}
+	if len(signed) > 0 {
+		missing := make([]string, 0, len(signed))
+		for p := range signed {
+			missing = append(missing, p)
+		}
+		sort.Strings(missing)
+		return fmt.Errorf("signed files missing from the bundle: %q", missing)
+	}
+	return nil
+}
+
+// excluded reports whether path matches one of the glob patterns, as OPA's
+// reader matches VerificationConfig.Exclude.
+func excluded(path string, patterns []string) bool {
+	for _, pat := range patterns {
+		if ok, _ := filepath.Match(pat, path); ok {
+			return true
+		}
+	}
+	return false
 }

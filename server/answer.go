@@ -13,12 +13,13 @@ import (
 // Error codes of the JSON error shape
 // {"allow": false, "error": {"code": …, "message": …}}.
 const (
-	CodeInvalidRequest   = "invalid_request"    // 400: malformed body or request
-	CodeTooLarge         = "too_large"          // 413: body over Limits.MaxBodyBytes
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeNotFound         = "not_found"          // 404
-	CodeNotReady         = "not_ready"          // 503: no policy loaded
-	CodePolicyError      = "policy_error"       // 500: evaluation failed
+	CodeInvalidRequest   = "invalid_request"        // 400: malformed body or request
+	CodeTooLarge         = "too_large"              // 413: body over Limits.MaxBodyBytes
+	CodeUnsupportedMedia = "unsupported_media_type" // 415: body is not application/json
+	CodeMethodNotAllowed = "method_not_allowed"     // 405
+	CodeNotFound         = "not_found"              // 404
+	CodeNotReady         = "not_ready"              // 503: no policy loaded
+	CodePolicyError      = "policy_error"           // 500: evaluation failed
 )
 
 // Errors of the HTTP front itself, before any decision.
@@ -54,6 +55,8 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 		return authz.HTTPStatus(d, err, anonymous), ""
 	case errors.As(err, &mbe), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge, CodeTooLarge
+	case errors.Is(err, errUnsupportedMediaType):
+		return http.StatusUnsupportedMediaType, CodeUnsupportedMedia
 	case errors.Is(err, errBadRequest), errors.Is(err, authz.ErrInvalidRequest):
 		return http.StatusBadRequest, CodeInvalidRequest
 	case errors.Is(err, errMethod):
@@ -75,7 +78,7 @@ func errorMessage(d authz.Decision, err error) string {
 		msg = d.Reasons[0]
 	}
 	// The error code already says which kind of error it is.
-	for _, prefix := range []string{errBadRequest.Error() + ": ", "invalid_request: ", "policy_error: ", "not_ready: "} {
+	for _, prefix := range []string{errBadRequest.Error() + ": ", errUnsupportedMediaType.Error() + ": ", "invalid_request: ", "policy_error: ", "not_ready: "} {
 		msg = strings.TrimPrefix(msg, prefix)
 	}
 	return msg

@@ -81,38 +81,51 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 
 // checkAction reads the protected request's action from the forward-auth
 // headers. The proxy sets them, but a proxy also relays whatever the client
-// sent, so nothing here is taken on trust: a repeated header, or the
-// Traefik/Caddy family (X-Forwarded-*) disagreeing with nginx's
-// (X-Original-*), is a 400; the action name header is read only when the
-// operator configured one (Options.ActionHeader), promising the proxy
-// overwrites it.
+// sent, so nothing here is taken on trust. The method and URI come from ONE
+// header family, whole: X-Forwarded-Method/-Uri (Traefik, Caddy) or
+// X-Original-Method/-URI (nginx). A proxy sets one family, so a header of
+// the other family came from the client: both families in one request is a
+// 400, as is a family with only one of its two headers (the missing half
+// would be the client's, or the subrequest's own GET) and a header
+// repeated. With neither family the request itself is the question (Envoy's
+// HTTP ext_authz sends the original method to /v1/check + the original
+// path). The action name header is read only when the operator configured
+// one (Options.ActionHeader), promising the proxy overwrites it.
 func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	h := r.Header
 	var vals [4]string
+	var present [4]bool
 	for i, name := range [...]string{headerForwardedMethod, headerForwardedURI, headerOriginalMethod, headerOriginalURI} {
 		v := h.Values(name)
 		if len(v) > 1 {
 			return authz.Action{}, fmt.Errorf("%w: header %s appears more than once", authz.ErrInvalidRequest, name)
 		}
 		if len(v) == 1 {
-			vals[i] = v[0]
+			vals[i], present[i] = v[0], true
 		}
 	}
-	fwdMethod, fwdURI, origMethod, origURI := vals[0], vals[1], vals[2], vals[3]
-	if fwdMethod != "" && origMethod != "" && !strings.EqualFold(fwdMethod, origMethod) ||
-		fwdURI != "" && origURI != "" && fwdURI != origURI {
-		return authz.Action{}, fmt.Errorf("%w: X-Forwarded-* and X-Original-* name different requests", authz.ErrInvalidRequest)
-	}
-	// Without forwarded headers the request itself is the question: Envoy's
-	// HTTP ext_authz sends the original method to /v1/check + the original
-	// path.
-	own := r.URL.EscapedPath()
-	if rest, ok := strings.CutPrefix(own, checkPath+"/"); ok {
-		own = "/" + rest
-	}
-	a := authz.Action{
-		Method: first(fwdMethod, origMethod, r.Method),
-		Path:   first(fwdURI, origURI, own),
+	forwarded, original := present[0] || present[1], present[2] || present[3]
+	var a authz.Action
+	switch {
+	case forwarded && original:
+		return authz.Action{}, fmt.Errorf("%w: both X-Forwarded-Method/-Uri and X-Original-Method/-URI were sent; "+
+			"a proxy sets one family, so the other came from the client", authz.ErrInvalidRequest)
+	case forwarded:
+		if !present[0] || !present[1] || vals[0] == "" || vals[1] == "" {
+			return authz.Action{}, fmt.Errorf("%w: the proxy must send both X-Forwarded-Method and X-Forwarded-Uri", authz.ErrInvalidRequest)
+		}
+		a.Method, a.Path = vals[0], vals[1]
+	case original:
+		if !present[2] || !present[3] || vals[2] == "" || vals[3] == "" {
+			return authz.Action{}, fmt.Errorf("%w: the proxy must send both X-Original-Method and X-Original-URI", authz.ErrInvalidRequest)
+		}
+		a.Method, a.Path = vals[2], vals[3]
+	default:
+		own := r.URL.EscapedPath()
+		if rest, ok := strings.CutPrefix(own, checkPath+"/"); ok {
+			own = "/" + rest
+		}
+		a.Method, a.Path = r.Method, own
 	}
 	if s.actionHeader != "" {
 		names := h.Values(s.actionHeader)
@@ -150,16 +163,6 @@ func (s *Server) clientAddr(r *http.Request) string {
 	}
 	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-Ip"))); err == nil {
 		return a.Unmap().String()
-	}
-	return ""
-}
-
-// first returns the first non-empty string.
-func first(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }

@@ -1,181 +1,13 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/verdict-pdp/verdict/authz"
 )
-
-// decideBody is the /v1/decide request body. Unknown fields, at the top
-// level and inside caller, action and context, are refused; resource and
-// context.attributes are free-form objects.
-type decideBody struct {
-	Token    string         `json:"token"`
-	Caller   *callerBody    `json:"caller"`
-	Action   actionField    `json:"action"`
-	Resource map[string]any `json:"resource"`
-	Context  *contextBody   `json:"context"`
-}
-
-type callerBody struct {
-	Token       string `json:"token"`
-	Certificate string `json:"certificate"`
-}
-
-type contextBody struct {
-	RequestID  string         `json:"request_id"`
-	RemoteAddr string         `json:"remote_addr"`
-	Attributes map[string]any `json:"attributes"`
-}
-
-// actionField is an action given as a string (its name) or as an object
-// {name, method, path}.
-type actionField struct{ authz.Action }
-
-type actionObject struct {
-	Name   string `json:"name"`
-	Method string `json:"method"`
-	Path   string `json:"path"`
-}
-
-// UnmarshalJSON accepts a string, an object or null.
-func (a *actionField) UnmarshalJSON(b []byte) error {
-	switch b[0] {
-	case '"':
-		if len(b) >= 2 && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0 {
-			a.Name = string(b[1 : len(b)-1]) // no escapes: the common case
-			return nil
-		}
-		return json.Unmarshal(b, &a.Name)
-	case '{':
-		var o actionObject
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&o); err != nil {
-			return fmt.Errorf("action: %s", jsonMessage(err))
-		}
-		a.Action = authz.Action(o)
-		return nil
-	case 'n':
-		return nil
-	}
-	return errors.New("action: must be a string or an object {name, method, path}")
-}
-
-// decodeError is a body that is not an acceptable decide request.
-type decodeError struct{ msg string }
-
-func (e *decodeError) Error() string { return errBadRequest.Error() + ": " + e.msg }
-func (e *decodeError) Unwrap() error { return errBadRequest }
-
-func badBody(format string, args ...any) error {
-	return &decodeError{msg: fmt.Sprintf(format, args...)}
-}
-
-// decodeDecideBody strictly decodes a /v1/decide body into out: valid UTF-8,
-// nesting no deeper than maxDepth, exactly one JSON object, no unknown
-// fields (names match exactly, case included), no member repeated, every
-// field of its type. Errors wrap errBadRequest.
-func decodeDecideBody(data []byte, maxDepth int, out *decideBody) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return badBody("empty body: want a JSON object")
-	}
-	if !utf8.Valid(data) {
-		return badBody("body is not valid UTF-8")
-	}
-	if err := checkDepth(data, maxDepth); err != nil {
-		return err
-	}
-	if err := checkKeys(data); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
-		return badBody("%s", jsonMessage(err))
-	}
-	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
-		return badBody("unexpected data after the JSON object")
-	}
-	if out.Caller != nil && out.Caller.Token != "" && out.Caller.Certificate != "" {
-		return badBody("caller: give a token or a certificate, not both")
-	}
-	return nil
-}
-
-// jsonMessage turns encoding/json's errors into short messages that name
-// the field but never echo the input's values.
-func jsonMessage(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
-	case errors.As(err, &te):
-		field := te.Field
-		if field == "" {
-			return fmt.Sprintf("want a JSON object, got %s", te.Value)
-		}
-		return fmt.Sprintf("field %q: wrong type (%s)", truncate(field, 64), te.Value)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return "malformed JSON: unexpected end of body"
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if strings.HasPrefix(msg, "unknown field ") {
-		return "unknown field " + truncate(strings.TrimPrefix(msg, "unknown field "), 66)
-	}
-	return truncate(msg, 200)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-// checkDepth refuses JSON nested deeper than max ({} at the top is 1), with
-// one pass over the bytes that skips strings. It does not validate the JSON;
-// the decoder does.
-func checkDepth(data []byte, max int) error {
-	depth := 0
-	for i := 0; i < len(data); i++ {
-		switch data[i] {
-		case '"':
-			// Skip the string: find its closing quote, minding escapes.
-			for i++; i < len(data); i++ {
-				j := bytes.IndexAny(data[i:], `"\`)
-				if j < 0 {
-					return nil // unterminated: the decoder reports it
-				}
-				i += j
-				if data[i] == '"' {
-					break
-				}
-				i++ // skip the escaped byte
-			}
-		case '{', '[':
-			depth++
-			if depth > max {
-				return badBody("JSON nested deeper than %d levels", max)
-			}
-		case '}', ']':
-			depth--
-		}
-	}
-	return nil
-}
 
 // readBody reads the request body into a pooled buffer, refusing more than
 // Limits.MaxBodyBytes with an error that answer maps to 413. The caller
@@ -210,13 +42,19 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*[]byte, []by
 
 // handleDecide answers POST /v1/decide.
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
+	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		s.fail(w, err)
+		return
+	}
 	bp, data, err := s.readBody(w, r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	var in decideBody
-	err = decodeDecideBody(data, s.limits.MaxJSONDepth, &in)
+	jr := s.readers.get()
+	err = jr.decodeDecide(data, s.limits.MaxJSONDepth, &in)
+	s.readers.put(jr)
 	s.putBuf(bp, data)
 	if err != nil {
 		s.fail(w, err)
@@ -224,7 +62,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 	}
 	req := authz.Request{
 		Token:    in.Token,
-		Action:   in.Action.Action,
+		Action:   in.Action,
 		Resource: in.Resource,
 	}
 	if in.Context != nil {

@@ -37,6 +37,14 @@ func TestDecideBadInput(t *testing.T) {
 		{name: "invalid UTF-8", body: "{\"action\":\"orders:\xff\"}", want: 400, wantCode: CodeInvalidRequest},
 		{name: "too deep", body: `{"action":"orders:read","resource":` + deep + `}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "too deep in arrays", body: `{"action":"orders:read","resource":{"a":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}}`, want: 400, wantCode: CodeInvalidRequest},
+		{name: "form content type", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+			want: 415, wantCode: CodeUnsupportedMedia},
+		{name: "text content type", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {"text/plain"}}, want: 415, wantCode: CodeUnsupportedMedia},
+		{name: "no content type", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {""}}, want: 415, wantCode: CodeUnsupportedMedia},
+		{name: "latin-1 JSON", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {"application/json; charset=iso-8859-1"}},
+			want: 415, wantCode: CodeUnsupportedMedia},
+		{name: "duplicate member", body: `{"action":"orders:delete","action":"catalog:read"}`, want: 400, wantCode: CodeInvalidRequest},
+		{name: "case-variant member", body: `{"Action":"catalog:read"}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "oversized", body: `{"action":"orders:read","resource":{"x":"` + strings.Repeat("a", 70<<10) + `"}}`, want: 413, wantCode: CodeTooLarge},
 		{name: "wrong method GET", method: http.MethodGet, want: 405, wantCode: CodeMethodNotAllowed},
 		{name: "wrong method PUT", method: http.MethodPut, body: `{"action":"orders:read"}`, want: 405, wantCode: CodeMethodNotAllowed},
@@ -162,10 +170,11 @@ func TestDecideNotReady(t *testing.T) {
 
 func TestDecidePolicyError(t *testing.T) {
 	f := newFixture(t, fixtureOptions{noLoad: true})
-	// A policy whose reasons break the contract (a number): 500 policy_error.
+	// A policy whose reasons break the contract at evaluation (a number,
+	// from a value the type checker cannot know): 500 policy_error.
 	if err := f.engine.Load(t.Context(), policySnapshot(t, `package authz
 allow := true
-reasons := [1]
+reasons := object.get(input.resource, "r", [1])
 `)); err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func TestClientAddress(t *testing.T) {
 		{"10.0.0.5:443", []string{"not-an-ip"}, "none"},
 		{"192.0.2.1:1234", []string{"203.0.113.9"}, "none"}, // untrusted peer: no client address
 	} {
-		h := http.Header{"X-Forwarded-Uri": {"/x"}}
+		h := http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/x"}}
 		for _, v := range tc.xff {
 			h.Add("X-Forwarded-For", v)
 		}
@@ -89,8 +89,8 @@ func decodeReasons(t *testing.T, body []byte) []string {
 func TestDecisionLogDropsQueryAndBoundsFields(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	long := "/catalog/" + strings.Repeat("a", 5000)
-	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Uri": {"/catalog/items?access_token=secret"}}, "")
-	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Uri": {long}}, "")
+	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/catalog/items?access_token=secret"}}, "")
+	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {long}}, "")
 	recs := f.log.records()
 	if len(recs) != 2 {
 		t.Fatalf("%d records", len(recs))

@@ -217,13 +217,21 @@ func (s *Server) trustedAddr(a netip.Addr) bool {
 }
 
 // forwardedCaller returns the caller of a forward-auth request: the
-// certificate a trusted proxy forwarded in the XFCC or escaped-PEM header,
-// else the verified mTLS peer, else none. A forwarded header from an
-// untrusted peer, a malformed one, one that does not chain to the trust
-// bundle, or more than one, is an error wrapping authz.ErrCaller.
+// certificate a trusted proxy forwarded in the configured XFCC or
+// escaped-PEM header, else the verified mTLS peer, else none. Only the
+// headers the configuration names are read: with neither configured, a
+// certificate header is just another client header and is ignored. A
+// configured header from an untrusted peer, a malformed one, one that does
+// not chain to the trust bundle, or more than one, is an error wrapping
+// authz.ErrCaller.
 func (s *Server) forwardedCaller(r *http.Request) (authz.Caller, error) {
-	xfcc := nonEmpty(r.Header[s.xfccHeader])
-	esc := nonEmpty(r.Header[s.escHeader])
+	var xfcc, esc int
+	if s.xfccHeader != "" {
+		xfcc = nonEmpty(r.Header[s.xfccHeader])
+	}
+	if s.escHeader != "" {
+		esc = nonEmpty(r.Header[s.escHeader])
+	}
 	if xfcc+esc == 0 {
 		return authz.CallerFromTLS(r.TLS), nil
 	}

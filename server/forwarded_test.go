@@ -11,7 +11,9 @@ import (
 )
 
 func TestForwardedCertCheck(t *testing.T) {
-	f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8", "::1/128"}})
+	f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8", "::1/128"}, mutate: func(o *Options) {
+		o.XFCCHeader, o.EscapedCertHeader = "X-Forwarded-Client-Cert", "X-SSL-Client-Cert"
+	}})
 	payments := f.ca.issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
 	orders := f.ca.issue(t, leafOptions{cn: "orders", dns: []string{"orders.shop.svc"}})
 	foreign := newTestCA(t, "other ca").issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
@@ -189,5 +191,57 @@ func TestParseChainLimits(t *testing.T) {
 	leaf, inter, err := parseChain(append(ca.issue(t, leafOptions{cn: "x"}).pem(), one...))
 	if err != nil || leaf == nil || len(inter) != 1 {
 		t.Errorf("leaf %v, inter %d, err %v", leaf != nil, len(inter), err)
+	}
+}
+
+// TestForwardedCertHeadersAreOptIn: a forwarded certificate is read only
+// from a header the configuration names. A deployment whose proxy sets
+// only X-SSL-Client-Cert (and sends it empty for a client without a
+// certificate) relays the client's own X-Forwarded-Client-Cert: since
+// certificates are public, believing it would let any client be any
+// service.
+func TestForwardedCertHeadersAreOptIn(t *testing.T) {
+	ca := newTestCA(t, "opt-in ca")
+	payments := ca.issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	tests := []struct {
+		name       string
+		xfcc, esc  string // configured header names
+		header     http.Header
+		want       int
+		wantReason string
+	}{
+		{name: "nothing configured: XFCC ignored", header: http.Header{"X-Forwarded-Client-Cert": {xfcc(payments.pem())}},
+			want: 401, wantReason: "the caller is not authenticated"},
+		{name: "nothing configured: escaped PEM ignored", header: http.Header{"X-Ssl-Client-Cert": {escapedPEM(payments.pem())}},
+			want: 401, wantReason: "the caller is not authenticated"},
+		{name: "nginx deployment: client's XFCC ignored beside an empty escaped header", esc: "X-SSL-Client-Cert",
+			header: http.Header{"X-Ssl-Client-Cert": {""}, "X-Forwarded-Client-Cert": {xfcc(payments.pem())}},
+			want:   401, wantReason: "the caller is not authenticated"},
+		{name: "nginx deployment: the configured header is read", esc: "X-SSL-Client-Cert",
+			header: http.Header{"X-Ssl-Client-Cert": {escapedPEM(payments.pem())}},
+			want:   200, wantReason: "service payments may call inventory:reserve"},
+		{name: "envoy deployment: escaped PEM ignored", xfcc: "X-Forwarded-Client-Cert",
+			header: http.Header{"X-Ssl-Client-Cert": {escapedPEM(payments.pem())}},
+			want:   401, wantReason: "the caller is not authenticated"},
+		{name: "a custom header name", xfcc: "X-Client-Cert-Details",
+			header: http.Header{"X-Client-Cert-Details": {xfcc(payments.pem())}},
+			want:   200, wantReason: "service payments may call inventory:reserve"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}, mutate: func(o *Options) {
+				o.XFCCHeader, o.EscapedCertHeader, o.TrustBundle = tc.xfcc, tc.esc, ca.pool()
+			}})
+			h := tc.header.Clone()
+			h.Set("X-Verdict-Action", "inventory:reserve")
+			w := f.do(t, http.MethodGet, "/v1/check", "", h, "10.0.0.5:443")
+			if w.Code != tc.want {
+				t.Fatalf("status = %d, want %d; %s", w.Code, tc.want, w.Body)
+			}
+			reasons, _ := decodeAnswer(t, w.Body.Bytes())["reasons"].([]any)
+			if len(reasons) != 1 || !strings.HasSuffix(reasons[0].(string), tc.wantReason) {
+				t.Errorf("reasons = %v, want one ending %q", reasons, tc.wantReason)
+			}
+		})
 	}
 }

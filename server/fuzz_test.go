@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // FuzzDecodeDecideBody: any body either decodes into a request that passes
@@ -23,7 +25,7 @@ func FuzzDecodeDecideBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var in decideBody
-		err := decodeDecideBody(data, DefaultMaxJSONDepth, &in)
+		err := newJSONReader().decodeDecide(data, DefaultMaxJSONDepth, &in)
 		if err != nil {
 			if !errors.Is(err, errBadRequest) {
 				t.Fatalf("error %v does not wrap errBadRequest", err)
@@ -32,6 +34,9 @@ func FuzzDecodeDecideBody(f *testing.F) {
 		}
 		if !json.Valid(data) {
 			t.Fatalf("accepted invalid JSON %q", data)
+		}
+		if !jsontext.Value(data).IsValid() {
+			t.Fatalf("accepted %q, which has duplicate names or invalid UTF-8", data)
 		}
 		if in.Caller != nil && in.Caller.Token != "" && in.Caller.Certificate != "" {
 			t.Fatal("accepted a caller with a token and a certificate")

@@ -16,7 +16,9 @@ import (
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
 
 func decideRequest(t *testing.T) *http.Request {
-	return httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/decide", strings.NewReader(`{"action":"catalog:read"}`))
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/decide", strings.NewReader(`{"action":"catalog:read"}`))
+	r.Header.Set("Content-Type", "application/json")
+	return r
 }
 
 func scrape(t *testing.T, s *Server) string {
@@ -97,7 +99,11 @@ func TestMetrics(t *testing.T) {
 	f.do(t, http.MethodPost, "/v1/decide", `{"token":"`+viewer+`","action":"orders:delete"}`, nil, "")
 	f.do(t, http.MethodPost, "/v1/decide", `{"token":"x.y.z","action":"orders:read"}`, nil, "")
 	f.do(t, http.MethodPost, "/v1/decide", `{"action":`, nil, "")
-	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"Authorization": {"Bearer " + viewer[:len(viewer)-2] + "AA"}}, "")
+	forged := viewer[:len(viewer)-2] + "AA"
+	if forged == viewer {
+		forged = viewer[:len(viewer)-2] + "BA"
+	}
+	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"Authorization": {"Bearer " + forged}}, "")
 	m := scrape(t, f.srv)
 	for _, want := range []string{
 		`verdict_decisions_total{result="allow"} 1`,

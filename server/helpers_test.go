@@ -79,10 +79,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	return f
 }
 
-func tokenOptions(m *devtoken.Minter) (o token.Options) {
-	o.Issuers = append(o.Issuers, m.TokenIssuer())
-	return o
-}
+func tokenOptions(m *devtoken.Minter) token.Options { return m.TokenOptions() }
 
 // mint returns a development token for sub with roles.
 func (f *fixture) mint(t testing.TB, sub string, roles ...string) string {
@@ -103,6 +100,9 @@ func (f *fixture) do(t *testing.T, method, target, body string, header http.Head
 		rd = strings.NewReader(body)
 	}
 	r := httptest.NewRequestWithContext(t.Context(), method, target, rd)
+	if _, set := header["Content-Type"]; method == http.MethodPost && !set {
+		r.Header.Set("Content-Type", "application/json") // as clients send it; TestDecideBadInput tries the others
+	}
 	for k, vs := range header {
 		for _, v := range vs {
 			r.Header.Add(k, v)

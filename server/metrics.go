@@ -14,18 +14,9 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
-// tokenReasons is the closed set of verdict_token_failures_total reasons:
-// token.Reason's names.
-var tokenReasons = [...]string{
-	token.ErrTooLarge.Error(), token.ErrMalformed.Error(), token.ErrDisallowedAlg.Error(),
-	token.ErrUnknownKID.Error(), token.ErrBadSignature.Error(), token.ErrExpired.Error(),
-	token.ErrNotYetValid.Error(), token.ErrBadIssuer.Error(), token.ErrBadAudience.Error(),
-	token.ErrMissingClaim.Error(), token.ErrKeysUnavailable.Error(), "invalid",
-}
-
 // statusCodes are the statuses the server answers; their counters are
 // created up front so that the hot path does no label lookups for them.
-var statusCodes = [...]int{200, 400, 401, 403, 404, 405, 413, 500, 503}
+var statusCodes = [...]int{200, 400, 401, 403, 404, 405, 413, 415, 500, 503}
 
 // metrics are the server's Prometheus metrics, in its own registry.
 type metrics struct {
@@ -68,7 +59,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Help:    "Time the engine took per decision (token verification and policy evaluation).",
 			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
-		tokens: make(map[string]prometheus.Counter, len(tokenReasons)),
+		tokens: make(map[string]prometheus.Counter, len(token.Reasons())),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verdict_http_requests_total",
 			Help: "HTTP requests answered, by route and status code.",
@@ -79,7 +70,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
-	for _, r := range tokenReasons {
+	for _, r := range token.Reasons() { // the closed set of token.Reason's names
 		m.tokens[r] = tokens.WithLabelValues(r)
 	}
 	reloads := func() (ok, failed uint64) {
@@ -143,7 +134,7 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// tokenFailure counts a refused token; reason is one of tokenReasons.
+// tokenFailure counts a refused token; reason is one of token.Reasons().
 func (m *metrics) tokenFailure(reason string) {
 	c, ok := m.tokens[reason]
 	if !ok {

@@ -205,6 +205,7 @@ func TestMTLSPeerIsCaller(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+addr+tc.path, strings.NewReader(tc.body))
 			req.Header.Set("X-Verdict-Action", "inventory:reserve")
+			req.Header.Set("Content-Type", "application/json")
 			c := client(tc.cert)
 			defer c.CloseIdleConnections()
 			resp, err := c.Do(req)

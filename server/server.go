@@ -33,8 +33,6 @@ const (
 	DefaultWriteTimeout      = 15 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
-	DefaultXFCCHeader        = "X-Forwarded-Client-Cert"
-	DefaultEscapedCertHeader = "X-SSL-Client-Cert"
 )
 
 // ErrOptions is wrapped by New's errors about invalid options.
@@ -123,12 +121,22 @@ type Options struct {
 	// to (for client authentication). Nil means forwarded certificates are
 	// always refused.
 	TrustBundle *x509.CertPool
-	// XFCCHeader names Envoy's forwarded client certificate header. Default
-	// "X-Forwarded-Client-Cert".
+	// XFCCHeader names the header from which a trusted proxy's forwarded
+	// client certificate is read in Envoy's x-forwarded-client-cert format
+	// (conventionally "X-Forwarded-Client-Cert"). Empty, the default, means
+	// none is read.
+	//
+	// Name only a header that every proxy in front of Verdict overwrites
+	// or strips: proxies relay what clients send (nginx's auth_request
+	// passes every client header on), and certificates are public, so a
+	// header the proxy leaves alone lets any client claim to be any
+	// service.
 	XFCCHeader string
-	// EscapedCertHeader names the header with a URL-escaped PEM client
-	// certificate (nginx's $ssl_client_escaped_cert). Default
-	// "X-SSL-Client-Cert".
+	// EscapedCertHeader names the header from which a trusted proxy's
+	// forwarded client certificate is read as URL-escaped PEM (nginx's
+	// $ssl_client_escaped_cert; conventionally "X-SSL-Client-Cert"). Empty,
+	// the default, means none is read. The same warning as XFCCHeader's
+	// applies.
 	EscapedCertHeader string
 	// ActionHeader names the header from which /v1/check reads the action's
 	// name (conventionally "X-Verdict-Action"). Empty, the default, means
@@ -177,7 +185,8 @@ type Server struct {
 	actionHeader string
 	certs        *certCache
 
-	bufs sync.Pool // *[]byte, request bodies and answers
+	bufs    sync.Pool // *[]byte, request bodies and answers
+	readers jsonReaders
 
 	mu sync.Mutex
 	ln net.Listener
@@ -216,9 +225,13 @@ func New(opts Options) (*Server, error) {
 		tls:         opts.TLS,
 		trusted:     make([]netip.Prefix, len(opts.TrustedProxies)),
 		trustBundle: opts.TrustBundle,
-		xfccHeader:  http.CanonicalHeaderKey(or(opts.XFCCHeader, DefaultXFCCHeader)),
-		escHeader:   http.CanonicalHeaderKey(or(opts.EscapedCertHeader, DefaultEscapedCertHeader)),
 		certs:       newCertCache(certCacheSize),
+	}
+	if opts.XFCCHeader != "" {
+		s.xfccHeader = http.CanonicalHeaderKey(opts.XFCCHeader)
+	}
+	if opts.EscapedCertHeader != "" {
+		s.escHeader = http.CanonicalHeaderKey(opts.EscapedCertHeader)
 	}
 	if opts.ActionHeader != "" {
 		s.actionHeader = http.CanonicalHeaderKey(opts.ActionHeader)
@@ -229,7 +242,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.trusted[i] = p.Masked()
 	}
-	if s.xfccHeader == s.escHeader {
+	if s.xfccHeader != "" && s.xfccHeader == s.escHeader {
 		return nil, fmt.Errorf("%w: XFCCHeader and EscapedCertHeader must differ", ErrOptions)
 	}
 	if s.log == nil {

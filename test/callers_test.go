@@ -42,6 +42,8 @@ func TestForwardedCallers(t *testing.T) {
 callers:
   trusted_proxies: [%s]
   trust_bundle_file: bundle.pem
+  xfcc_header: X-Forwarded-Client-Cert
+  escaped_cert_header: X-SSL-Client-Cert
 `, trusted)), nil)
 	}
 	decideAs := func(t *testing.T, p *process, certPEM []byte) answer {

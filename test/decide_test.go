@@ -30,7 +30,7 @@ const actionHeaderYAML = "forward_auth:\n  action_header: X-Verdict-Action\n"
 func TestDecisions(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	p := f.start(t, configWithPolicies("decision_log: stdout\n"+actionHeaderYAML), nil)
+	p := f.start(t, configWithPolicies("decision_log: stdout\n"+actionHeaderYAML+"callers:\n  token_audiences: [verdict-callers]\n"), nil)
 
 	now := time.Now()
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
@@ -44,8 +44,9 @@ func TestDecisions(t *testing.T) {
 	unknown := unknownIss.Mint(t, map[string]any{"roles": []string{"admin"}})
 	wrongAud := f.Issuer.Mint(t, map[string]any{"aud": "someone-else", "roles": []string{"admin"}})
 	noneAlg := unsignedToken(t, viewer)
-	payments := f.Issuer.Mint(t, map[string]any{"sub": "svc-payments", "azp": "payments"})
-	shipping := f.Issuer.Mint(t, map[string]any{"sub": "svc-shipping", "azp": "shipping"})
+	payments := f.Issuer.Mint(t, map[string]any{"sub": "svc-payments", "azp": "payments", "aud": "verdict-callers"})
+	shipping := f.Issuer.Mint(t, map[string]any{"sub": "svc-shipping", "azp": "shipping", "aud": "verdict-callers"})
+	userAsPayments := f.Issuer.Mint(t, map[string]any{"sub": "mallory", "azp": "payments"}) // a user's token
 	huge := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}, "pad": strings.Repeat("x", 10000)})
 
 	t.Run("decide", func(t *testing.T) {
@@ -94,6 +95,9 @@ func TestDecisions(t *testing.T) {
 				wantReason: "only payments may call inventory:reserve, and the caller is not authenticated"},
 			{name: "invalid caller token", body: map[string]any{"caller": map[string]any{"token": forged}, "action": "inventory:reserve"},
 				wantReason: "caller:"},
+			{name: "a user's token with azp payments is not the payments service",
+				body:       map[string]any{"caller": map[string]any{"token": userAsPayments}, "action": "inventory:reserve"},
+				wantReason: "caller: bad_audience"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := p.decide(t, mustJSON(t, tc.body))

@@ -63,7 +63,8 @@ tls:
 	t.Run("another service's certificate", func(t *testing.T) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(shipping.TLS)}, Timeout: 10 * time.Second}
 		defer c.CloseIdleConnections()
-		r := do(t, c, http.MethodPost, p.Base+"/v1/decide", strings.NewReader(`{"action":"inventory:reserve"}`), nil)
+		r := do(t, c, http.MethodPost, p.Base+"/v1/decide", strings.NewReader(`{"action":"inventory:reserve"}`),
+			map[string]string{"Content-Type": "application/json"})
 		if a := r.JSON(t); r.Status != 200 || a.Allow || len(a.Reasons) == 0 || !strings.Contains(a.Reasons[0], "only payments may call") {
 			t.Errorf("shipping over mTLS: %d %s, want a deny", r.Status, r.Body)
 		}

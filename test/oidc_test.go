@@ -26,8 +26,9 @@ import (
 const (
 	oidcDir          = "oidc"
 	oidcClientID     = "payments"
-	oidcAudience     = "urn:verdict:orders" // signed RS256 by provider.js
-	oidcOtherAud     = "urn:other:api"      // signed ES256 by provider.js
+	oidcAudience     = "urn:verdict:orders"  // signed RS256 by provider.js
+	oidcCallerAud    = "urn:verdict:callers" // service tokens, signed RS256 by provider.js
+	oidcOtherAud     = "urn:other:api"       // signed ES256 by provider.js
 	npmInstallLimit  = 5 * time.Minute
 	oidcStartTimeout = 20 * time.Second
 )
@@ -66,11 +67,15 @@ tokens:
       audiences: [`+oidcAudience+`]
       algorithms: [RS256, ES256]
       discovery: true
+      required_typ: at+jwt        # RFC 9068 access tokens, as oidc-provider issues them
+      max_lifetime: 10m           # it issues them for 5 minutes
+callers:
+  token_audiences: [`+oidcCallerAud+`]
 `, nil)
 
-	// Two tokens for Verdict's audience (the subject's token may not also
-	// prove the caller) and one for another resource server.
-	caller := op.clientCredentials(t, secret, oidcAudience, "inventory:reserve")
+	// A service token for the caller audience, a token for Verdict's
+	// audience, and one for another resource server.
+	caller := op.clientCredentials(t, secret, oidcCallerAud, "inventory:reserve")
 	subject := op.clientCredentials(t, secret, oidcAudience, "orders:read")
 	other := op.clientCredentials(t, secret, oidcOtherAud, "")
 	if caller == subject {
@@ -78,11 +83,11 @@ tokens:
 	}
 	for _, tc := range []struct {
 		name, token, alg, aud string
-	}{{"caller", caller, "RS256", oidcAudience}, {"subject", subject, "RS256", oidcAudience}, {"other", other, "ES256", oidcOtherAud}} {
+	}{{"caller", caller, "RS256", oidcCallerAud}, {"subject", subject, "RS256", oidcAudience}, {"other", other, "ES256", oidcOtherAud}} {
 		hdr, claims := jwtParts(t, tc.token)
-		if hdr["alg"] != tc.alg || hdr["kid"] == nil || claims["iss"] != op.Issuer || claims["aud"] != tc.aud ||
+		if hdr["alg"] != tc.alg || hdr["kid"] == nil || hdr["typ"] != "at+jwt" || claims["iss"] != op.Issuer || claims["aud"] != tc.aud ||
 			claims["client_id"] != oidcClientID {
-			t.Fatalf("%s token: header %v, claims %v: want alg %s, a kid, iss %s, aud %s, client_id %s",
+			t.Fatalf("%s token: header %v, claims %v: want alg %s, a kid, typ at+jwt, iss %s, aud %s, client_id %s",
 				tc.name, hdr, claims, tc.alg, op.Issuer, tc.aud, oidcClientID)
 		}
 	}
@@ -109,6 +114,12 @@ tokens:
 			{name: "the verified subject is still bound by policy",
 				body:       map[string]any{"token": subject, "action": "orders:delete"},
 				wantReason: "no role grants orders:delete"},
+			{name: "a token for Verdict's users is not a service token",
+				body:       map[string]any{"caller": map[string]any{"token": subject}, "action": "inventory:reserve"},
+				wantReason: "caller: bad_audience"},
+			{name: "a service token is not a user's token",
+				body:       map[string]any{"token": caller, "action": "orders:read"},
+				wantReason: "token: bad_audience"},
 			{name: "caller token for another audience",
 				body:       map[string]any{"caller": map[string]any{"token": other}, "action": "inventory:reserve"},
 				wantReason: "caller: bad_audience"},

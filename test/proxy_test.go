@@ -132,7 +132,12 @@ func (e *external) stop(t *testing.T) {
 // was taken, so that the caller can retry on another.
 func (e *external) waitServing(t *testing.T, url string) bool {
 	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
+	return e.waitServingWith(t, &http.Client{Timeout: 2 * time.Second}, url)
+}
+
+// waitServingWith is waitServing with the given client (for TLS).
+func (e *external) waitServingWith(t *testing.T, c *http.Client, url string) bool {
+	t.Helper()
 	deadline := time.Now().Add(startDeadline)
 	for {
 		resp, err := c.Get(url)
@@ -233,7 +238,7 @@ func TestNginxForwardAuth(t *testing.T) {
 			t.Fatal("nginx: no free port after 5 attempts")
 		}
 	}
-	checkForwardAuth(t, f, base, up)
+	checkForwardAuth(t, f, base, up, http.StatusInternalServerError)
 }
 
 // TestCaddyForwardAuth puts a real Caddy with forward_auth in front of an
@@ -288,13 +293,16 @@ http://127.0.0.1:%d {
 			t.Fatal("caddy: no free port after 5 attempts")
 		}
 	}
-	checkForwardAuth(t, f, base, up)
+	checkForwardAuth(t, f, base, up, http.StatusBadRequest)
 }
 
 // checkForwardAuth runs the same assertions through either proxy: allowed
 // requests reach the upstream with verdict's identity headers (never the
 // client's own), denied ones never reach it.
-func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream) {
+//
+// refused is the status the proxy answers when verdict answers 400: nginx's
+// auth_request turns it into a 500, Caddy's forward_auth passes it on.
+func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refused int) {
 	t.Helper()
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
 	expired := f.Issuer.Mint(t, map[string]any{"roles": []string{"admin"},
@@ -329,8 +337,14 @@ func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream) {
 		{name: "no token, forged identity headers", method: "GET", path: "/orders/42",
 			header: map[string]string{"X-Verdict-Subject": "alice", "X-Verdict-Roles": "admin"}, wantStatus: 401},
 		{name: "dot segments cannot turn a private path public", method: "GET", path: "/catalog/../orders/42", wantStatus: 401},
-		{name: "client-sent forwarded certificate is refused", method: "GET", path: "/catalog/7",
-			header: map[string]string{"X-SSL-Client-Cert": "-----BEGIN%20CERTIFICATE-----"}, wantStatus: 403},
+		{name: "a servlet path parameter cannot turn a private path public", method: "GET", path: "/catalog/..;/orders/42", wantStatus: refused},
+		{name: "an encoded dot segment is refused", method: "GET", path: "/catalog/%2e%2e/orders/42", wantStatus: refused},
+		{name: "a double-encoded dot segment is refused", method: "GET", path: "/catalog/%252e%252e/orders/42", wantStatus: refused},
+		{name: "client-sent forwarded certificate is not read (no header is configured)", method: "GET", path: "/catalog/7",
+			header: map[string]string{"X-SSL-Client-Cert": "-----BEGIN%20CERTIFICATE-----"}, wantStatus: 200},
+		{name: "client-sent X-Forwarded-* beside the proxy's own family is refused", method: "DELETE", path: "/orders/42",
+			header: map[string]string{"Authorization": "Bearer " + viewer, "X-Forwarded-Method": "GET", "X-Original-Method": "GET",
+				"X-Forwarded-Uri": "/orders/42", "X-Original-Uri": "/orders/42"}, wantStatus: refused},
 		{name: "expired token", method: "GET", path: "/orders/42",
 			header: map[string]string{"Authorization": "Bearer " + expired}, wantStatus: 401},
 		{name: "viewer deletes an order", method: "DELETE", path: "/orders/42",

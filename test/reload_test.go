@@ -161,6 +161,8 @@ decision_log: off
 	}{
 		{name: "syntax error", content: "package authz\n\ndefault allow := false\n\nallow if input.action.name == \"orders:read\")\n\nreasons := {\"broken\"}\n", line: 5},
 		{name: "type error", content: "package authz\n\ndefault allow := false\n\nreasons := {\"typo\"}\n\nallow if input.subjet.id == \"alice\"\n", line: 7},
+		// headers that can never be strings would answer 500 on every allow.
+		{name: "contract type error", content: "package authz\n\ndefault allow := false\n\nallow if input.action.name == \"orders:read\"\n\nreasons := {\"typed\"}\n\nheaders := {\"x-n\": 1}\n", line: 9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			writeAtomic(t, policy, tc.content)
@@ -254,5 +256,51 @@ decision_log: off
 		waitFor(false, "policy v7")
 		writeFile(t, filepath.Join(dir, "deep", "er", "more.rego"), "package authz.more\n\nok if input.action.name == \"orders:read\"\n")
 		waitFor(true, "policy v7")
+	})
+}
+
+// TestRequireTestsOnReload: with policy.require_tests, a saved change whose
+// own tests fail never replaces the serving policy; /v1/status names the
+// failing test; fixing the test lets the change through.
+func TestRequireTestsOnReload(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	dir := filepath.Join(f.Dir, "gated")
+	policy := filepath.Join(dir, "authz", "authz.rego")
+	tests := filepath.Join(dir, "authz", "authz_test.rego")
+	writeFile(t, policy, policyVersion(2))
+	writeFile(t, tests, "package authz_test\n\ntest_read if data.authz.allow with input as {\"action\": {\"name\": \"orders:read\"}}\n")
+	p := f.start(t, "addr: 127.0.0.1:0\npolicy:\n  dir: gated\n  require_tests: true\ndecision_log: off\n"+tokensYAML, nil)
+	eventually(t, reloadDeadline, func() string {
+		if a := p.decide(t, `{"action":"orders:read"}`).JSON(t); !a.Allow || a.Reasons[0] != "policy v2" {
+			return fmt.Sprintf("not serving v2: %+v", a)
+		}
+		return ""
+	})
+	before, _ := status(t, p)
+
+	// v1 denies orders:read, which its test says must be allowed.
+	writeAtomic(t, policy, policyVersion(1))
+	eventually(t, reloadDeadline, func() string {
+		doc, raw := status(t, p)
+		if doc.LoadFailures <= before.LoadFailures {
+			return "no load failure yet: " + raw
+		}
+		if !strings.Contains(raw, "authz_test.rego") || !strings.Contains(raw, "test_read failed") {
+			return "/v1/status does not name the failing test: " + raw
+		}
+		return ""
+	})
+	if a := p.decide(t, `{"action":"orders:read"}`).JSON(t); !a.Allow || a.Reasons[0] != "policy v2" {
+		t.Errorf("a change with a failing test replaced the policy: %+v", a)
+	}
+
+	// The test updated with the change: both go through.
+	writeAtomic(t, tests, "package authz_test\n\ntest_read_denied if not data.authz.allow with input as {\"action\": {\"name\": \"orders:read\"}}\n")
+	eventually(t, reloadDeadline, func() string {
+		if a := p.decide(t, `{"action":"orders:read"}`).JSON(t); a.Allow || a.Reasons[0] != "policy v1" {
+			return fmt.Sprintf("not serving v1 yet: %+v", a)
+		}
+		return ""
 	})
 }

@@ -26,10 +26,13 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
-// The development issuer's names.
+// The development issuer's names. Audience is for users' tokens;
+// CallerAudience is for service tokens (a caller's credential), which
+// Verdict accepts only with an audience issued for that purpose.
 const (
-	Issuer   = "verdict-dev"
-	Audience = "verdict"
+	Issuer         = "verdict-dev"
+	Audience       = "verdict"
+	CallerAudience = "verdict-callers"
 )
 
 // Minter holds a development signing key. It is safe for concurrent use.
@@ -129,9 +132,15 @@ func (m *Minter) TokenIssuer() token.Issuer {
 	}
 }
 
+// TokenOptions trusts the development issuer (TokenIssuer) for users'
+// tokens, and for service tokens minted with aud CallerAudience.
+func (m *Minter) TokenOptions() token.Options {
+	return token.Options{Issuers: []token.Issuer{m.TokenIssuer()}, CallerAudiences: []string{CallerAudience}}
+}
+
 // Mint signs a token for subject sub with the given extra claims (for
 // example "roles") valid for ttl from now. iss, aud, sub, iat and exp are set
-// unless claims sets them.
+// unless claims sets them; a service token sets "aud" to CallerAudience.
 func (m *Minter) Mint(sub string, claims map[string]any, ttl time.Duration, now time.Time) (string, error) {
 	c := jwt.MapClaims{
 		"iss": Issuer,

@@ -2,13 +2,17 @@ package token_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
+	remotejwks "github.com/verdict-pdp/verdict/authz/token/jwks"
 )
 
 var benchAlgs = []string{"RS256", "ES256", "EdDSA", "HS256"}
@@ -66,4 +70,70 @@ func BenchmarkJWTv5Parse(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkKeysFresh measures KeysFresh on its success path, which a cache
+// of verified tokens takes on every hit: an issuer with StaticKeys, and one
+// with a loaded jwks.Manager. Neither may allocate.
+func BenchmarkKeysFresh(b *testing.B) {
+	static := authztest.NewIssuer(b, "ES256")
+	static.Name = "https://static.test"
+	remote := authztest.NewIssuer(b, "ES256")
+	remote.Name = "https://remote.test"
+	m := runManager(b, remote)
+	remoteCfg := remote.Config()
+	remoteCfg.Keys = m
+	v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{static.Config(), remoteCfg}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, issuer string }{{"static", static.Name}, {"jwks", remote.Name}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.KeysFresh(bc.issuer); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// runManager serves iss's public key from a local JWKS endpoint and
+// returns a jwks.Manager that has loaded it, running until tb ends.
+func runManager(tb testing.TB, iss *authztest.Issuer) *remotejwks.Manager {
+	tb.Helper()
+	ctx := context.Background()
+	jwk, err := jwkset.NewJWKFromKey(iss.PublicKey().Public, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: iss.KeyID}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	set := jwkset.NewMemoryStorage()
+	if err := set.KeyWrite(ctx, jwk); err != nil {
+		tb.Fatal(err)
+	}
+	body, err := set.JSONPublic(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
+	tb.Cleanup(srv.Close)
+	m, err := remotejwks.New(remotejwks.Options{Issuer: iss.Name, URL: srv.URL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	})
+	<-m.Initialized()
+	if err := m.Ready(); err != nil {
+		tb.Fatal(err)
+	}
+	return m
 }

@@ -66,3 +66,47 @@ func ExampleReason() {
 	// invalid
 	// unknown_kid
 }
+
+// A caller (service) token names a caller audience; a subject token names
+// the issuer's audience. Each is refused where the other is wanted.
+func ExampleVerifier_VerifyCaller() {
+	secret := []byte("an example secret of at least 32 bytes")
+	v, err := token.NewVerifier(token.Options{
+		Issuers: []token.Issuer{{
+			Issuer:       "https://idp.example.com",
+			Audiences:    []string{"orders-api"},
+			Algorithms:   []string{"HS256"},
+			Keys:         token.StaticKeys{token.HMACKey(secret)},
+			MaxLifetime:  time.Hour,
+			RequiredType: "at+jwt",
+		}},
+		CallerAudiences: []string{"verdict"},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mint := func(aud string) string {
+		now := time.Now()
+		t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"iss": "https://idp.example.com", "aud": aud, "sub": "billing",
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		})
+		t.Header["typ"] = "at+jwt"
+		s, _ := t.SignedString(secret)
+		return s
+	}
+
+	caller, err := v.VerifyCaller(context.Background(), mint("verdict"))
+	fmt.Println(caller.Subject, err)
+	_, err = v.Verify(context.Background(), mint("verdict"))
+	fmt.Println(token.Reason(err))
+	_, err = v.VerifyCaller(context.Background(), mint("orders-api"))
+	fmt.Println(token.Reason(err))
+	fmt.Println(v.KeysFresh("https://idp.example.com"))
+	// Output:
+	// billing <nil>
+	// bad_audience
+	// bad_audience
+	// <nil>
+}

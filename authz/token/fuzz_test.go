@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
@@ -15,17 +16,20 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
-// FuzzVerify feeds arbitrary strings to Verify. It must never panic, every
-// error must carry ErrInvalid and exactly one cause, and a success is only
-// allowed for a token whose signed part (header.payload) was minted in this
-// process with a configured key (the keys are generated per process, so a
-// token minted elsewhere, such as a corpus entry, can never verify). The
+// FuzzVerify feeds arbitrary strings to Verify and VerifyCaller. They must
+// never panic, every error must carry ErrInvalid and exactly one cause, and
+// a success is only allowed for a token whose signed part (header.payload)
+// was minted in this process with a configured key (the keys are generated
+// per process, so a token minted elsewhere, such as a corpus entry, can
+// never verify), and its Content must be that part's SHA-256. The
 // comparison is on the signed part rather than the whole string because
 // ECDSA signatures are malleable: (r, n-s) verifies as well as (r, s).
 func FuzzVerify(f *testing.F) {
+	const callerAud = "callers"
 	var cfgs []token.Issuer
-	minted := map[string]string{} // signed part -> issuer
-	valid := map[string]bool{}
+	minted := map[string]string{}    // signed part -> issuer
+	valid := map[string]bool{}       // Verify accepts these
+	validCaller := map[string]bool{} // VerifyCaller accepts these
 	for _, alg := range []string{"RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"} {
 		iss := authztest.NewIssuer(f, alg)
 		iss.Name = "https://" + strings.ToLower(alg) + ".test"
@@ -46,57 +50,97 @@ func FuzzVerify(f *testing.F) {
 			minted[tok[:strings.LastIndexByte(tok, '.')]] = iss.Name
 		}
 		valid[iss.Mint(f, map[string]any{"sub": "fuzz"})] = true
+		validCaller[iss.Mint(f, map[string]any{"sub": "fuzz", "aud": callerAud})] = true
 	}
-	for tok := range valid {
+
+	// strict has the stricter profile and two keys, so kid is required.
+	strict := authztest.NewIssuer(f, "ES256")
+	strict.Name = "https://strict.test"
+	second := authztest.NewIssuer(f, "ES256")
+	second.Name, second.KeyID = strict.Name, "second"
+	cfg := strict.Config()
+	cfg.Keys = token.StaticKeys{strict.PublicKey(), second.PublicKey()}
+	cfg.MaxLifetime = 2 * time.Hour
+	cfg.RequiredType = "at+jwt"
+	cfgs = append(cfgs, cfg)
+	at := map[string]any{"typ": "at+jwt"}
+	for _, tok := range []string{
+		strict.Mint(f, nil), // typ JWT
+		strict.MintWithHeader(f, map[string]any{"typ": "application/AT+JWT", "kid": nil}, nil),
+		second.MintWithHeader(f, map[string]any{"typ": 1}, nil),
+		strict.MintWithHeader(f, at, map[string]any{"exp": time.Now().Add(3 * time.Hour).Unix()}),
+		strict.MintWithHeader(f, at, map[string]any{"iat": nil}),
+	} {
 		f.Add(tok)
-		minted[tok[:strings.LastIndexByte(tok, '.')]] = ""
+		minted[tok[:strings.LastIndexByte(tok, '.')]] = strict.Name
+	}
+	valid[strict.MintWithHeader(f, at, map[string]any{"sub": "fuzz"})] = true
+	validCaller[second.MintWithHeader(f, at, map[string]any{"sub": "fuzz", "aud": callerAud})] = true
+
+	for _, m := range []map[string]bool{valid, validCaller} {
+		for tok := range m {
+			f.Add(tok)
+			minted[tok[:strings.LastIndexByte(tok, '.')]] = ""
+		}
 	}
 	for _, s := range []string{"", ".", "..", "...", "a.b.c", "e30.e30.", "eyJhbGciOiJub25lIn0.e30.", strings.Repeat("a", token.DefaultMaxBytes+1)} {
 		f.Add(s)
 	}
-	v, err := token.NewVerifier(token.Options{Issuers: cfgs, Leeway: time.Minute})
+	v, err := token.NewVerifier(token.Options{Issuers: cfgs, Leeway: time.Minute, CallerAudiences: []string{callerAud}})
 	if err != nil {
 		f.Fatal(err)
 	}
 
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := v.Verify(t.Context(), s)
-		if err != nil {
-			if got != nil {
-				t.Fatalf("Verified returned with error %v", err)
-			}
-			if !errors.Is(err, token.ErrInvalid) {
-				t.Fatalf("error %q does not wrap ErrInvalid", err)
-			}
-			n := 0
-			for _, c := range allCauses {
-				if errors.Is(err, c) {
-					n++
-				}
-			}
-			if n != 1 || token.Reason(err) == "invalid" {
-				t.Fatalf("error %q wraps %d causes, reason %q", err, n, token.Reason(err))
-			}
-			if valid[s] {
-				t.Fatalf("a valid minted token was refused: %v", err)
-			}
-			return
-		}
-		if got == nil {
-			t.Fatal("Verify returned nil, nil")
-		}
-		i := strings.LastIndexByte(s, '.')
-		if i < 0 {
-			t.Fatalf("accepted a token without dots: %q", s)
-		}
-		iss, ok := minted[s[:i]]
-		if !ok {
-			t.Fatalf("accepted a token that was never minted: %q", s)
-		}
-		if iss != "" && got.Issuer != iss {
-			t.Fatalf("accepted a token of %q as %q", iss, got.Issuer)
-		}
+		checkFuzzed(t, "Verify", s, got, err, valid, minted)
+		got, err = v.VerifyCaller(t.Context(), s)
+		checkFuzzed(t, "VerifyCaller", s, got, err, validCaller, minted)
 	})
+}
+
+// checkFuzzed checks what the method name returned for s: valid lists the
+// tokens it must accept, minted the signed parts it may accept.
+func checkFuzzed(t *testing.T, name, s string, got *token.Verified, err error, valid map[string]bool, minted map[string]string) {
+	t.Helper()
+	if err != nil {
+		if got != nil {
+			t.Fatalf("%s returned a Verified with error %v", name, err)
+		}
+		if !errors.Is(err, token.ErrInvalid) {
+			t.Fatalf("%s: error %q does not wrap ErrInvalid", name, err)
+		}
+		n := 0
+		for _, c := range allCauses {
+			if errors.Is(err, c) {
+				n++
+			}
+		}
+		if n != 1 || token.Reason(err) == "invalid" {
+			t.Fatalf("%s: error %q wraps %d causes, reason %q", name, err, n, token.Reason(err))
+		}
+		if valid[s] {
+			t.Fatalf("%s refused a valid minted token: %v", name, err)
+		}
+		return
+	}
+	if got == nil {
+		t.Fatalf("%s returned nil, nil", name)
+	}
+	i := strings.LastIndexByte(s, '.')
+	if i < 0 {
+		t.Fatalf("%s accepted a token without dots: %q", name, s)
+	}
+	iss, ok := minted[s[:i]]
+	if !ok {
+		t.Fatalf("%s accepted a token that was never minted: %q", name, s)
+	}
+	if iss != "" && got.Issuer != iss {
+		t.Fatalf("%s accepted a token of %q as %q", name, iss, got.Issuer)
+	}
+	if got.Content != sha256.Sum256([]byte(s[:i])) {
+		t.Fatalf("%s: Content is not the SHA-256 of the signed part", name)
+	}
 }
 
 // FuzzParseJWKS feeds arbitrary bytes to ParseJWKS. It must never panic,

@@ -3,6 +3,7 @@ package token
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,16 +25,32 @@ const DefaultMaxBytes = 8192
 type Verifier struct {
 	issuers  map[string]*issuer
 	maxBytes int
+	callers  bool // Options.CallerAudiences is not empty
 }
 
 // issuer is the prepared, immutable form of an Issuer.
 type issuer struct {
-	name      string
-	algs      []string
-	keys      KeySet
-	validator *jwt.Validator // read-only after construction
-	expReq    bool
+	name  string
+	algs  []string
+	keys  KeySet
+	fresh FreshnessChecker // keys, when it implements FreshnessChecker
+	// validators check the registered claims, aud against the issuer's
+	// Audiences (subject) or Options.CallerAudiences (caller; nil when
+	// there are none). Read-only after construction.
+	validators  [2]*jwt.Validator
+	expReq      bool
+	maxLifetime time.Duration // 0: unbounded
+	typ         string        // RequiredType, normalised; "" when none
 }
+
+// kind is the kind of token being verified: it decides which audiences
+// aud must name.
+type kind uint8
+
+const (
+	subjectToken kind = iota // Verify: the issuer's Audiences
+	callerToken              // VerifyCaller: Options.CallerAudiences
+)
 
 func (is *issuer) allows(alg string) bool {
 	for _, a := range is.algs {
@@ -49,7 +66,9 @@ func (is *issuer) allows(alg string) bool {
 // name) and the field. Config errors: no issuers; an empty or duplicate
 // Issuer; no Audiences or an empty audience; no Algorithms, or one that is
 // not a supported JWS name ("none" in any case included); a nil Keys; a
-// negative Leeway or MaxBytes. When Keys is a StaticKeys every key is
+// negative MaxLifetime, or MaxLifetime with ExpOptional; a RequiredType
+// that is not a media type; a negative Leeway or MaxBytes; an empty
+// CallerAudiences entry. When Keys is a StaticKeys every key is
 // checked too: it must be non-empty, RSA keys need at least 2048 bits, HMAC
 // secrets at least 32 bytes, EC keys P-256/P-384/P-521, and a pinned
 // Algorithm must fit the key's type. NewVerifier starts no goroutines.
@@ -64,11 +83,20 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if opts.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("token: max bytes %d is negative", opts.MaxBytes))
 	}
+	for j, a := range opts.CallerAudiences {
+		if a == "" {
+			errs = append(errs, fmt.Errorf("token: caller audiences[%d] is empty", j))
+		}
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{issuers: make(map[string]*issuer, len(opts.Issuers)), maxBytes: opts.MaxBytes}
+	v := &Verifier{
+		issuers:  make(map[string]*issuer, len(opts.Issuers)),
+		maxBytes: opts.MaxBytes,
+		callers:  len(opts.CallerAudiences) > 0,
+	}
 	if v.maxBytes == 0 {
 		v.maxBytes = DefaultMaxBytes
 	}
@@ -115,23 +143,43 @@ func NewVerifier(opts Options) (*Verifier, error) {
 				}
 			}
 		}
-		vopts := []jwt.ParserOption{
-			jwt.WithLeeway(opts.Leeway),
-			jwt.WithTimeFunc(now),
-			jwt.WithIssuedAt(),
-			jwt.WithAudience(cfg.Audiences...),
+		switch {
+		case cfg.MaxLifetime < 0:
+			bad("max lifetime %s is negative", cfg.MaxLifetime)
+		case cfg.MaxLifetime > 0 && cfg.ExpOptional:
+			bad("max lifetime needs exp: it cannot be combined with exp optional")
 		}
-		if !cfg.ExpOptional {
-			vopts = append(vopts, jwt.WithExpirationRequired())
+		typ, err := normalType(cfg.RequiredType)
+		if err != nil {
+			bad("required type %q: %s", cfg.RequiredType, err)
+		}
+		validator := func(audiences []string) *jwt.Validator {
+			vopts := []jwt.ParserOption{
+				jwt.WithLeeway(opts.Leeway),
+				jwt.WithTimeFunc(now),
+				jwt.WithIssuedAt(),
+				jwt.WithAudience(audiences...),
+			}
+			if !cfg.ExpOptional {
+				vopts = append(vopts, jwt.WithExpirationRequired())
+			}
+			return jwt.NewValidator(vopts...)
 		}
 		if cfg.Issuer != "" && v.issuers[cfg.Issuer] == nil {
-			v.issuers[cfg.Issuer] = &issuer{
-				name:      cfg.Issuer,
-				algs:      append([]string(nil), cfg.Algorithms...),
-				keys:      cfg.Keys,
-				validator: jwt.NewValidator(vopts...),
-				expReq:    !cfg.ExpOptional,
+			is := &issuer{
+				name:        cfg.Issuer,
+				algs:        append([]string(nil), cfg.Algorithms...),
+				keys:        cfg.Keys,
+				expReq:      !cfg.ExpOptional,
+				maxLifetime: cfg.MaxLifetime,
+				typ:         typ,
 			}
+			is.fresh, _ = cfg.Keys.(FreshnessChecker)
+			is.validators[subjectToken] = validator(cfg.Audiences)
+			if v.callers {
+				is.validators[callerToken] = validator(opts.CallerAudiences)
+			}
+			v.issuers[cfg.Issuer] = is
 		}
 	}
 	if len(errs) > 0 {
@@ -159,27 +207,75 @@ func fail(cause error, detail string) error { return &verifyError{cause: cause, 
 // one token has exactly one encoding.
 var b64 = base64.RawURLEncoding.Strict()
 
-// Verify checks raw, a compact JWS JWT, and returns its verified claims.
-// It is safe for concurrent use. Any error means deny; it wraps ErrInvalid
-// and exactly one cause sentinel (see Reason) and never contains raw.
+// Verify checks raw, a compact JWS JWT, as a subject token and returns its
+// verified claims. It is safe for concurrent use. Any error means deny; it
+// wraps ErrInvalid and exactly one cause sentinel (see Reason) and never
+// contains raw.
 //
 // The order of checks: size (ErrTooLarge, before any decoding); one decode
-// of header, claims and signature (ErrMalformed); alg "none" in any case
-// or an unsupported alg (ErrDisallowedAlg); iss exactly equal to a
-// configured issuer (ErrBadIssuer); alg allowed for that issuer
-// (ErrDisallowedAlg); keys from that issuer's KeySet only (ErrKeysUnavailable
-// on a lookup error), by kid when present (ErrUnknownKID when none has it),
-// keys without an ID standing in for any kid (see StaticKeys.Lookup),
-// restricted to keys whose type and pinned Algorithm fit alg
-// (ErrDisallowedAlg when none fits); signature (ErrBadSignature); then the
-// claims: registered claims of the wrong type or exp/nbf/iat out of range
-// (ErrMalformed), exp (ErrMissingClaim when absent and required,
-// ErrExpired), nbf and iat (ErrNotYetValid) with leeway, and aud
-// (ErrBadAudience). The header
+// of header, claims and signature (ErrMalformed, also for an alg, kid or
+// typ that is not a string); alg "none" in any case or an unsupported alg
+// (ErrDisallowedAlg); iss exactly equal to a configured issuer
+// (ErrBadIssuer); alg allowed for that issuer (ErrDisallowedAlg); typ, when
+// the issuer has a RequiredType (ErrBadType); keys from that issuer's
+// KeySet only (ErrKeysUnavailable on a lookup error), by kid when present
+// (ErrUnknownKID when none has it), keys without an ID standing in for any
+// kid (see StaticKeys.Lookup); without kid, every key, and the token is
+// refused when there are several (ErrMissingKID); restricted to keys whose
+// type and pinned Algorithm fit alg (ErrDisallowedAlg when none fits);
+// signature (ErrBadSignature); then the claims: registered claims of the
+// wrong type or exp/nbf/iat out of range (ErrMalformed), exp, and iat when
+// the issuer has a MaxLifetime (ErrMissingClaim when absent and required),
+// exp (ErrExpired), nbf and iat (ErrNotYetValid) with leeway, aud
+// (ErrBadAudience: it must contain one of the issuer's Audiences), and
+// finally exp minus iat against MaxLifetime (ErrLifetime). The header
 // parameters jku, x5u, jwk and x5c are ignored, and a crit header is
 // refused (ErrMalformed) since no extension is understood. ctx is passed
 // to the KeySet.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
+	return v.verify(ctx, raw, subjectToken)
+}
+
+// VerifyCaller checks raw as a caller (service) token: every rule of
+// Verify applies, in the same order, except that aud must contain one of
+// Options.CallerAudiences, and the issuer's Audiences do not count
+// (ErrBadAudience). With no CallerAudiences configured it refuses every
+// token with ErrBadAudience. It is safe for concurrent use; its errors are
+// Verify's.
+func (v *Verifier) VerifyCaller(ctx context.Context, raw string) (*Verified, error) {
+	if !v.callers {
+		return nil, fail(ErrBadAudience, "caller tokens are not accepted: no caller audiences are configured")
+	}
+	return v.verify(ctx, raw, callerToken)
+}
+
+// KeysFresh reports whether the keys of issuer (an Issuer.Issuer) may
+// still be used, for a cache of verified tokens: a cached verification
+// must stop serving when a new one would fail with ErrKeysUnavailable
+// because the keys went stale or became unavailable. It returns nil when
+// the issuer's KeySet does not implement FreshnessChecker (StaticKeys
+// never go stale) or reports its keys fresh; an error wrapping ErrInvalid
+// and ErrKeysUnavailable when it does not; one wrapping ErrInvalid and
+// ErrBadIssuer for an issuer that is not configured. It does no I/O, does
+// not allocate when it returns nil, and is safe for concurrent use. A
+// removed key is not its business: a cache learns of that from its
+// KeySet (see jwks.Options.OnKeysRemoved).
+func (v *Verifier) KeysFresh(issuer string) error {
+	is := v.issuers[issuer]
+	if is == nil {
+		return fail(ErrBadIssuer, "not a configured issuer")
+	}
+	if is.fresh == nil {
+		return nil
+	}
+	if err := is.fresh.Fresh(); err != nil {
+		return fail(ErrKeysUnavailable, "keys are not fresh: "+err.Error())
+	}
+	return nil
+}
+
+// verify is Verify and VerifyCaller: k says which audiences aud must name.
+func (v *Verifier) verify(ctx context.Context, raw string, k kind) (*Verified, error) {
 	if len(raw) > v.maxBytes {
 		return nil, fail(ErrTooLarge, "token exceeds "+strconv.Itoa(v.maxBytes)+" bytes")
 	}
@@ -221,6 +317,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 	if err != nil {
 		return nil, err
 	}
+	typ, err := headerString(header, "typ")
+	if err != nil {
+		return nil, err
+	}
+	_, hasTyp := header["typ"]
 
 	pb, err := b64.DecodeString(p)
 	if err != nil {
@@ -246,10 +347,21 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 	if !is.allows(alg) {
 		return nil, fail(ErrDisallowedAlg, "alg is not allowed for the issuer")
 	}
+	if is.typ != "" {
+		switch {
+		case !hasTyp:
+			return nil, fail(ErrBadType, "typ is missing and the issuer requires one")
+		case !sameType(typ, is.typ):
+			return nil, fail(ErrBadType, "typ is not the type the issuer requires")
+		}
+	}
 
 	keys, err := is.keys.Lookup(ctx, kid)
 	if err != nil {
 		return nil, fail(ErrKeysUnavailable, "key lookup failed: "+err.Error())
+	}
+	if kid == "" && len(keys) > 1 {
+		return nil, fail(ErrMissingKID, "token has no kid and the issuer has more than one key")
 	}
 	var (
 		found, fit bool
@@ -286,18 +398,103 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 		return nil, err
 	}
 	mc := jwt.MapClaims(claims)
-	if err := is.validator.Validate(mc); err != nil {
-		return nil, claimsError(err, claims, is.expReq)
+	if err := is.validators[k].Validate(mc); err != nil {
+		return nil, is.claimsError(err, claims, k)
+	}
+	if name := is.missingClaim(claims); name != "" {
+		return nil, fail(ErrMissingClaim, name+" is required")
+	}
+	if err := is.checkLifetime(claims); err != nil {
+		return nil, err
 	}
 	sub, err := mc.GetSubject()
 	if err != nil {
 		return nil, fail(ErrMalformed, "sub is not a string")
 	}
-	out := &Verified{Issuer: iss, Subject: sub, KeyID: key.ID, Claims: claims}
+	out := &Verified{
+		Issuer:  iss,
+		Subject: sub,
+		KeyID:   key.ID,
+		Claims:  claims,
+		Content: contentOf(signingString),
+	}
 	if exp, _ := mc.GetExpirationTime(); exp != nil {
 		out.ExpiresAt = exp.Time
 	}
 	return out, nil
+}
+
+// contentOf returns the SHA-256 of a token's signing input, for
+// Verified.Content. It is sha256.Sum256([]byte(s)) without the heap copy
+// of s that the conversion costs (the digest and the chunk buffer stay on
+// the stack).
+func contentOf(s string) (sum [sha256.Size]byte) {
+	h := sha256.New()
+	var chunk [256]byte
+	for len(s) > 0 {
+		n := copy(chunk[:], s)
+		h.Write(chunk[:n])
+		s = s[n:]
+	}
+	h.Sum(sum[:0])
+	return sum
+}
+
+// applicationPrefix is implied before a media type without "/" (RFC 7515
+// §4.1.9).
+const applicationPrefix = "application/"
+
+// normalType checks an Issuer.RequiredType and returns it in the form
+// sameType compares with: lowercase, with "application/" prepended when it
+// has no "/". The empty type stays empty.
+func normalType(t string) (string, error) {
+	if t == "" {
+		return "", nil
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c >= 0x7f {
+			return "", errors.New("has spaces, control characters or non-ASCII characters")
+		}
+	}
+	t = strings.ToLower(t)
+	if !strings.Contains(t, "/") {
+		t = applicationPrefix + t
+	}
+	typ, sub, _ := strings.Cut(t, "/")
+	if typ == "" || sub == "" || strings.Contains(sub, "/") {
+		return "", errors.New(`is not a media type ("at+jwt" or "application/at+jwt")`)
+	}
+	return t, nil
+}
+
+// sameType reports whether the header typ got names the media type want
+// (from normalType): ASCII case-insensitively, "application/" implied when
+// got has no "/". It does not allocate.
+func sameType(got, want string) bool {
+	if !strings.Contains(got, "/") {
+		rest, ok := strings.CutPrefix(want, applicationPrefix)
+		return ok && lowerEqual(got, rest)
+	}
+	return lowerEqual(got, want)
+}
+
+// lowerEqual reports whether s, with ASCII letters lowered, equals lower.
+// Unlike strings.EqualFold it folds ASCII only, as media types are
+// compared: "\u017f" (long s) and "\u212a" (Kelvin) do not match s and k.
+func lowerEqual(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // headerString reads an optional string header parameter.
@@ -351,20 +548,65 @@ func checkNumericDates(claims map[string]any) error {
 	return nil
 }
 
+// missingClaim returns the name of a claim the issuer requires that claims
+// lacks, or "": exp unless ExpOptional, iat with a MaxLifetime. (aud is
+// required too, but its absence is a bad audience.)
+func (is *issuer) missingClaim(claims map[string]any) string {
+	if _, ok := claims["exp"]; !ok && is.expReq {
+		return "exp"
+	}
+	if _, ok := claims["iat"]; !ok && is.maxLifetime > 0 {
+		return "iat"
+	}
+	return ""
+}
+
+// checkLifetime refuses a token whose exp minus iat exceeds the issuer's
+// MaxLifetime. It runs after the validator, so both are present, are
+// numbers and are in range. The difference is taken in float64 seconds,
+// which cannot overflow.
+func (is *issuer) checkLifetime(claims map[string]any) error {
+	if is.maxLifetime <= 0 {
+		return nil
+	}
+	exp, err1 := numericDate(claims, "exp")
+	iat, err2 := numericDate(claims, "iat")
+	if err1 != nil || err2 != nil {
+		return fail(ErrMalformed, "exp or iat is not a number")
+	}
+	if exp-iat > is.maxLifetime.Seconds() {
+		return fail(ErrLifetime, "exp is further after iat than the issuer's max lifetime")
+	}
+	return nil
+}
+
+// numericDate returns a claim decoded as json.Number, in seconds.
+func numericDate(claims map[string]any, name string) (float64, error) {
+	n, ok := claims[name].(json.Number)
+	if !ok {
+		return 0, errors.New("not a number")
+	}
+	return n.Float64()
+}
+
 // claimsError maps golang-jwt's joined claim errors to one cause. When
 // several claims fail, the first of malformed, missing_claim, bad_audience,
-// expired and not_yet_valid wins.
-func claimsError(err error, claims map[string]any, expRequired bool) error {
-	switch {
-	case errors.Is(err, jwt.ErrInvalidType):
+// expired and not_yet_valid wins. k names the audiences in the detail.
+func (is *issuer) claimsError(err error, claims map[string]any, k kind) error {
+	if errors.Is(err, jwt.ErrInvalidType) {
 		return fail(ErrMalformed, "a registered claim has the wrong type")
+	}
+	if name := is.missingClaim(claims); name != "" {
+		return fail(ErrMissingClaim, name+" is required")
+	}
+	switch {
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		if _, ok := claims["exp"]; !ok && expRequired {
-			return fail(ErrMissingClaim, "exp is required")
-		}
-		// The only other required claim is aud.
+		// exp is handled above; the only other required claim is aud.
 		return fail(ErrBadAudience, "aud is missing")
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		if k == callerToken {
+			return fail(ErrBadAudience, "aud has none of the caller audiences")
+		}
 		return fail(ErrBadAudience, "aud has none of the issuer's audiences")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return fail(ErrExpired, "token has expired")

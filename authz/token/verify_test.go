@@ -208,6 +208,7 @@ func TestVerify(t *testing.T) {
 	esClaims := claimsAt(es.Name, nil)
 	good := es.Mint(t, esClaims)
 	goodParts := strings.Split(good, ".")
+	fields := es.Mint(t, claimsAt(es.Name, map[string]any{"role": "admin", "n": 42}))
 
 	type tc struct {
 		name  string
@@ -229,7 +230,7 @@ func TestVerify(t *testing.T) {
 					t.Errorf("KeyID = %q, want %q", got.KeyID, es.KeyID)
 				}
 			}},
-		{name: "verified fields", tok: es.Mint(t, claimsAt(es.Name, map[string]any{"role": "admin", "n": 42})),
+		{name: "verified fields", tok: fields,
 			check: func(t *testing.T, got *token.Verified) {
 				want := &token.Verified{
 					Issuer:    es.Name,
@@ -241,6 +242,7 @@ func TestVerify(t *testing.T) {
 						"n":   json.Number("42"),
 						"iat": json.Number("1899999940"), "exp": json.Number("1900003600"),
 					},
+					Content: sha256.Sum256([]byte(fields[:strings.LastIndexByte(fields, '.')])),
 				}
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("Verified (-want +got):\n%s", diff)
@@ -356,6 +358,9 @@ func TestVerify(t *testing.T) {
 		{name: "header no alg", tok: rawJWT(t, map[string]any{"kid": es.KeyID}, esClaims, []byte("x")), want: token.ErrMalformed},
 		{name: "header alg not a string", tok: rawJWT(t, map[string]any{"alg": 256}, esClaims, []byte("x")), want: token.ErrMalformed},
 		{name: "header kid not a string", tok: es.MintWithHeader(t, map[string]any{"kid": 7}, esClaims), want: token.ErrMalformed},
+		{name: "header typ not a string", tok: es.MintWithHeader(t, map[string]any{"typ": []string{"JWT"}}, esClaims), want: token.ErrMalformed},
+		{name: "header typ anything, no required type", tok: es.MintWithHeader(t, map[string]any{"typ": "whatever"}, esClaims)},
+		{name: "header typ absent, no required type", tok: es.MintWithHeader(t, map[string]any{"typ": nil}, esClaims)},
 		{name: "crit header", tok: es.MintWithHeader(t, map[string]any{"crit": []string{"exp"}, "exp": 1}, esClaims), want: token.ErrMalformed},
 		{name: "bad json payload", tok: rawJWT(t, map[string]any{"alg": "ES256"}, []byte(`{"iss":`), []byte("x")), want: token.ErrMalformed},
 		{name: "payload not an object", tok: rawJWT(t, map[string]any{"alg": "ES256"}, []byte(`[1,2]`), []byte("x")), want: token.ErrMalformed},
@@ -404,6 +409,7 @@ var allCauses = []error{
 	token.ErrTooLarge, token.ErrMalformed, token.ErrDisallowedAlg, token.ErrUnknownKID,
 	token.ErrBadSignature, token.ErrExpired, token.ErrNotYetValid, token.ErrBadIssuer,
 	token.ErrBadAudience, token.ErrMissingClaim, token.ErrKeysUnavailable,
+	token.ErrLifetime, token.ErrBadType, token.ErrMissingKID,
 }
 
 // checkDeny asserts a denial with exactly the cause want.

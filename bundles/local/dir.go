@@ -27,8 +27,17 @@ type DirOptions struct {
 	// RetryInterval is how soon a failed read (a file vanished mid-read, the
 	// directory was removed) is retried without a new event; 0 means 1 s.
 	RetryInterval time.Duration
-	// MaxFileBytes refuses any single file larger than this; 0 means 16 MiB.
+	// MaxFileBytes refuses any single file larger than this; 0 means
+	// bundles.DefaultMaxFileBytes (16 MiB).
 	MaxFileBytes int64
+	// MaxUnpackedBytes refuses a policy set whose files add up to more than
+	// this; 0 means bundles.DefaultMaxUnpackedBytes (128 MiB).
+	MaxUnpackedBytes int64
+	// MaxFiles refuses a policy set of more than this many files (ignored
+	// files do not count); 0 means bundles.DefaultMaxFiles (10,000). A
+	// directory over a limit is refused as soon as its listing shows it,
+	// before any file is read.
+	MaxFiles int
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
 	// Observer is told about every reload attempt; nil means none.
@@ -63,7 +72,8 @@ func NewDir(opts DirOptions) (*Dir, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("%w: Dir is required", ErrOptions)
 	}
-	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxFileBytes < 0 {
+	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxFileBytes < 0 ||
+		opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 {
 		return nil, fmt.Errorf("%w: negative duration or size", ErrOptions)
 	}
 	abs, err := absPath(opts.Dir)
@@ -126,7 +136,8 @@ func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
 
 func (d *Dir) read() (*bundles.Snapshot, error) {
 	return bundles.ReadDir(d.dir, bundles.ReadOptions{
-		Origin: d.opts.Origin, MaxFileBytes: d.opts.MaxFileBytes, Now: d.now,
+		Origin: d.opts.Origin, MaxFileBytes: d.opts.MaxFileBytes,
+		MaxUnpackedBytes: d.opts.MaxUnpackedBytes, MaxFiles: d.opts.MaxFiles, Now: d.now,
 	})
 }
 

@@ -32,11 +32,20 @@ type FileOptions struct {
 	// RetryInterval is how soon a failed read (missing, half-written or
 	// invalid file) is retried without a new event; 0 means 1 s.
 	RetryInterval time.Duration
-	// MaxBytes refuses a bundle file larger than this; 0 means 64 MiB.
+	// MaxBytes refuses a bundle file larger than this; 0 means
+	// bundles.DefaultMaxBytes (64 MiB).
 	MaxBytes int64
 	// MaxFileBytes refuses any file inside the bundle larger than this,
-	// uncompressed; 0 means 16 MiB.
+	// uncompressed; 0 means bundles.DefaultMaxFileBytes (16 MiB).
 	MaxFileBytes int64
+	// MaxUnpackedBytes refuses a bundle whose files add up to more than
+	// this, uncompressed; 0 means bundles.DefaultMaxUnpackedBytes (128 MiB).
+	// Decompression stops at the first byte over it, so a small file that
+	// expands to gigabytes costs no more memory than this.
+	MaxUnpackedBytes int64
+	// MaxFiles refuses a bundle of more than this many files; 0 means
+	// bundles.DefaultMaxFiles (10,000).
+	MaxFiles int
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
 	// Observer is told about every reload attempt; nil means none.
@@ -72,7 +81,8 @@ func NewFile(opts FileOptions) (*File, error) {
 	if opts.Path == "" {
 		return nil, fmt.Errorf("%w: Path is required", ErrOptions)
 	}
-	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxBytes < 0 || opts.MaxFileBytes < 0 {
+	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxBytes < 0 || opts.MaxFileBytes < 0 ||
+		opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 {
 		return nil, fmt.Errorf("%w: negative duration or size", ErrOptions)
 	}
 	if _, err := opts.Verify.Config(); err != nil {
@@ -140,7 +150,8 @@ func (f *File) read() (*bundles.Snapshot, error) {
 	defer fh.Close()
 	return bundles.ReadTarball(fh, bundles.TarballOptions{
 		Origin: f.opts.Origin, Verify: f.opts.Verify, MaxBytes: f.opts.MaxBytes,
-		MaxFileBytes: f.opts.MaxFileBytes, Now: f.now,
+		MaxFileBytes: f.opts.MaxFileBytes, MaxUnpackedBytes: f.opts.MaxUnpackedBytes,
+		MaxFiles: f.opts.MaxFiles, Now: f.now,
 	})
 }
 

@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,5 +97,43 @@ func TestNewFileOptions(t *testing.T) {
 	}
 	if _, err := local.NewFile(local.FileOptions{Path: "b.tar.gz", Verify: bundles.VerifyOptions{Key: []byte("x")}}); err == nil {
 		t.Error("non-PEM RS256 key accepted")
+	}
+	for _, o := range []local.FileOptions{
+		{Path: "b.tar.gz", MaxBytes: -1},
+		{Path: "b.tar.gz", MaxFileBytes: -1},
+		{Path: "b.tar.gz", MaxUnpackedBytes: -1},
+		{Path: "b.tar.gz", MaxFiles: -1},
+	} {
+		if _, err := local.NewFile(o); !errors.Is(err, local.ErrOptions) {
+			t.Errorf("NewFile(%+v) = %v, want ErrOptions", o, err)
+		}
+	}
+}
+
+// TestFileLimits: the unpacking limits reach the bundle reader; a bundle
+// over one is refused and reported.
+func TestFileLimits(t *testing.T) {
+	raw := bundletest.Tarball(t, map[string]string{"a.rego": bundletest.Policy("a", 1)}, nil, "rev-1", nil)
+	for _, tc := range []struct {
+		name string
+		opts local.FileOptions
+		want string
+	}{
+		{name: "files", opts: local.FileOptions{MaxFiles: 1}, want: "more than 1 files"},
+		{name: "unpacked bytes", opts: local.FileOptions{MaxUnpackedBytes: 20}, want: "unpacks to more than 20 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "bundle.tar.gz")
+			bundletest.WriteFile(t, p, raw)
+			opts := tc.opts
+			opts.Path, opts.Debounce = p, debounce
+			f, err := local.NewFile(opts)
+			bundletest.Must(t, err)
+			sink := bundletest.NewSink(1)
+			start(t, f, sink)
+			if st := f.Status(); !strings.Contains(st.LastError, tc.want) || sink.Calls() != 0 {
+				t.Fatalf("status = %+v, loads = %d; want an error containing %q", st, sink.Calls(), tc.want)
+			}
+		})
 	}
 }

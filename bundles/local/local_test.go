@@ -411,6 +411,34 @@ func TestNewDirOptions(t *testing.T) {
 	if err := d.Run(t.Context(), bundletest.NewSink(1)); !errors.Is(err, local.ErrWatch) {
 		t.Errorf("missing dir: Run = %v, want ErrWatch", err)
 	}
+	for _, o := range []local.DirOptions{
+		{Dir: "p", MaxFileBytes: -1},
+		{Dir: "p", MaxUnpackedBytes: -1},
+		{Dir: "p", MaxFiles: -1},
+	} {
+		if _, err := local.NewDir(o); !errors.Is(err, local.ErrOptions) {
+			t.Errorf("NewDir(%+v) = %v, want ErrOptions", o, err)
+		}
+	}
+}
+
+// TestDirLimits: the limits reach the directory reader; a policy set over
+// one is refused and reported, and recovers once it fits.
+func TestDirLimits(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.rego"), bundletest.Policy("a", 1))
+	write(t, filepath.Join(dir, "b.rego"), bundletest.Policy("b", 1))
+	d, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: debounce, MaxFiles: 1})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(2)
+	start(t, d, sink)
+	if st := d.Status(); !strings.Contains(st.LastError, "more than 1 files") || sink.Calls() != 0 {
+		t.Fatalf("status = %+v, loads = %d", st, sink.Calls())
+	}
+	bundletest.Must(t, os.Remove(filepath.Join(dir, "b.rego")))
+	if s := sink.Next(t, wait); len(s.Modules) != 1 {
+		t.Fatalf("modules %v", bundletest.ModulePaths(s))
+	}
 }
 
 func waitStatus(t *testing.T, get func() bundles.Status, ok func(bundles.Status) bool) bundles.Status {

@@ -50,7 +50,6 @@ const (
 	defaultMinBackoff = time.Second
 	defaultMaxBackoff = 5 * time.Minute
 	defaultTimeout    = 30 * time.Second
-	defaultMaxBytes   = 64 << 20
 )
 
 // Options configures a Poller. Every zero value means the documented default.
@@ -79,11 +78,21 @@ type Options struct {
 	MaxBackoff time.Duration
 	// Timeout bounds each request, body included; 0 means 30 s.
 	Timeout time.Duration
-	// MaxBytes refuses a bundle larger than this; 0 means 64 MiB.
+	// MaxBytes refuses a bundle (the response body) larger than this; 0
+	// means bundles.DefaultMaxBytes (64 MiB).
 	MaxBytes int64
 	// MaxFileBytes refuses any file inside the bundle larger than this,
-	// uncompressed; 0 means 16 MiB.
+	// uncompressed; 0 means bundles.DefaultMaxFileBytes (16 MiB).
 	MaxFileBytes int64
+	// MaxUnpackedBytes refuses a bundle whose files add up to more than
+	// this, uncompressed; 0 means bundles.DefaultMaxUnpackedBytes (128 MiB).
+	// Decompression stops at the first byte over it, before the signature
+	// is checked, so an unsigned archive that expands to gigabytes costs no
+	// more memory than this.
+	MaxUnpackedBytes int64
+	// MaxFiles refuses a bundle of more than this many files; 0 means
+	// bundles.DefaultMaxFiles (10,000).
+	MaxFiles int
 	// PersistDir, when set, is where the last good bundle and its ETag are
 	// kept; Run loads it first, so a restart works while the server is down.
 	PersistDir string
@@ -132,7 +141,8 @@ func New(opts Options) (*Poller, error) {
 		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, opts.URL)
 	}
 	if opts.Interval < 0 || opts.MinBackoff < 0 || opts.MaxBackoff < 0 || opts.Timeout < 0 ||
-		opts.MaxBytes < 0 || opts.MaxFileBytes < 0 || opts.MaxAge < 0 || opts.Jitter >= 1 {
+		opts.MaxBytes < 0 || opts.MaxFileBytes < 0 || opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 ||
+		opts.MaxAge < 0 || opts.Jitter >= 1 {
 		return nil, fmt.Errorf("%w: negative duration or size, or jitter ≥ 1", ErrOptions)
 	}
 	if _, err := opts.Verify.Config(); err != nil {
@@ -158,7 +168,7 @@ func New(opts Options) (*Poller, error) {
 		opts.Timeout = defaultTimeout
 	}
 	if opts.MaxBytes == 0 {
-		opts.MaxBytes = defaultMaxBytes
+		opts.MaxBytes = bundles.DefaultMaxBytes
 	}
 	origin := opts.Origin
 	if origin == "" {
@@ -312,7 +322,8 @@ func (p *Poller) markPolled(etag string) {
 
 func (p *Poller) tarballOptions() bundles.TarballOptions {
 	return bundles.TarballOptions{Origin: p.origin, Verify: p.opts.Verify,
-		MaxBytes: p.opts.MaxBytes, MaxFileBytes: p.opts.MaxFileBytes, Now: p.now}
+		MaxBytes: p.opts.MaxBytes, MaxFileBytes: p.opts.MaxFileBytes,
+		MaxUnpackedBytes: p.opts.MaxUnpackedBytes, MaxFiles: p.opts.MaxFiles, Now: p.now}
 }
 
 // fetch performs one conditional GET.

@@ -85,10 +85,10 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		// Remote key sets: fetch once (or read the persisted set) before deciding.
 		stop := fetchKeysOnce(cmd.Context(), managers)
 		defer stop()
-	} else if is, ok, err := devIssuer(f.devKey); err != nil {
+	} else if dev, ok, err := devIssuer(f.devKey); err != nil {
 		return &exitCode{code: exitError, err: err}
 	} else if ok {
-		opts.Tokens.Issuers = []token.Issuer{is}
+		opts.Tokens = dev
 	}
 	opts.Entrypoint = f.entry(cfg)
 
@@ -125,21 +125,21 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 }
 
 // devIssuer trusts the development key when it exists.
-func devIssuer(path string) (token.Issuer, bool, error) {
+func devIssuer(path string) (token.Options, bool, error) {
 	if path == "" {
 		var err error
 		if path, err = devtoken.DefaultKeyPath(); err != nil {
-			return token.Issuer{}, false, nil
+			return token.Options{}, false, nil
 		}
 	}
 	m, err := devtoken.Load(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return token.Issuer{}, false, nil
+		return token.Options{}, false, nil
 	}
 	if err != nil {
-		return token.Issuer{}, false, err
+		return token.Options{}, false, err
 	}
-	return m.TokenIssuer(), true, nil
+	return m.TokenOptions(), true, nil
 }
 
 func (f *decideFlags) request() (authz.Request, error) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
-	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/local"
@@ -102,9 +101,10 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 	// The engine: issuers from the configuration, or the development issuer.
 	engineOpts := authz.Options{
-		Entrypoint:  cfg.Policy.Entrypoint,
-		EvalTimeout: cfg.Limits.EvalTimeout,
-		Logger:      logger,
+		Entrypoint:   cfg.Policy.Entrypoint,
+		EvalTimeout:  cfg.Limits.EvalTimeout,
+		RequireTests: cfg.Policy.RequireTests,
+		Logger:       logger,
 	}
 	var (
 		minter   *devtoken.Minter
@@ -115,7 +115,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		if minter, err = devtoken.Generate(); err != nil {
 			return err
 		}
-		engineOpts.Tokens.Issuers = []token.Issuer{minter.TokenIssuer()}
+		engineOpts.Tokens = minter.TokenOptions()
 	} else if engineOpts.Tokens, managers, err = cfg.TokenOptions(config.KeyOptions{
 		Logger: logger,
 		// A key that leaves its issuer's set takes its cached verifications
@@ -236,13 +236,17 @@ func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger, obser
 	if err != nil {
 		return nil, err
 	}
+	maxBytes, maxFiles := cfg.Policy.MaxUnpackedBytes, cfg.Policy.MaxFiles
 	switch {
 	case dirFlag != "":
-		return local.NewDir(local.DirOptions{Dir: dirFlag, Logger: logger, Observer: observer})
+		return local.NewDir(local.DirOptions{Dir: dirFlag, Logger: logger, Observer: observer,
+			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
 	case cfg.Policy.Dir != "":
-		return local.NewDir(local.DirOptions{Dir: cfg.Path(cfg.Policy.Dir), Logger: logger, Observer: observer})
+		return local.NewDir(local.DirOptions{Dir: cfg.Path(cfg.Policy.Dir), Logger: logger, Observer: observer,
+			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
 	case cfg.Policy.BundleFile != "":
-		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger, Observer: observer})
+		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger, Observer: observer,
+			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
 	case cfg.Policy.BundleURL != "":
 		var persist string
 		switch cfg.Policy.PersistDir {
@@ -255,7 +259,8 @@ func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger, obser
 			persist = cfg.Path(cfg.Policy.PersistDir)
 		}
 		return remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
-			Verify: verify, PersistDir: persist, MaxAge: cfg.Policy.MaxAge, Logger: logger, Observer: observer})
+			Verify: verify, PersistDir: persist, MaxAge: cfg.Policy.MaxAge, Logger: logger, Observer: observer,
+			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
 	}
 	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
 	if err != nil {
@@ -358,13 +363,13 @@ stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
 Try it (the token is alice, role viewer, valid for %s):
 
   # allow: a viewer may read orders
-  curl -s %[2]s/v1/decide -d '{"token":"%[3]s","action":"orders:read"}'
+  curl -s %[2]s/v1/decide -H 'Content-Type: application/json' -d '{"token":"%[3]s","action":"orders:read"}'
 
   # deny: a viewer may not delete orders
-  curl -s %[2]s/v1/decide -d '{"token":"%[3]s","action":"orders:delete"}'
+  curl -s %[2]s/v1/decide -H 'Content-Type: application/json' -d '{"token":"%[3]s","action":"orders:delete"}'
 
   # allow, anonymous: the catalog is public
-  curl -s %[2]s/v1/decide -d '{"action":"catalog:read"}'
+  curl -s %[2]s/v1/decide -H 'Content-Type: application/json' -d '{"action":"catalog:read"}'
 
   # forward-auth, as nginx, Caddy or Traefik would ask (200 with X-Verdict-* headers)
   curl -si %[2]s/v1/check -H 'Authorization: Bearer %[3]s' -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /orders/42'

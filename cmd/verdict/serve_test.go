@@ -74,7 +74,11 @@ func TestServeDemo(t *testing.T) {
 		if !strings.Contains(c, base+"/v1/decide") {
 			t.Fatalf("curl %d targets another address: %s", i, c)
 		}
-		resp, err := http.Post(base+"/v1/decide", "application/x-www-form-urlencoded", strings.NewReader(body))
+		contentType := "application/x-www-form-urlencoded" // what curl -d sends unless told
+		if m := regexp.MustCompile(`-H 'Content-Type: ([^']*)'`).FindStringSubmatch(c); m != nil {
+			contentType = m[1]
+		}
+		resp, err := http.Post(base+"/v1/decide", contentType, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,6 +51,7 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 			}
 			if azp != "" {
 				extra["azp"] = azp
+				extra["aud"] = devtoken.CallerAudience // a service token, for callers only
 			}
 			for _, c := range claims {
 				k, v, ok := strings.Cut(c, "=")
@@ -72,8 +73,12 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 			if created {
 				fmt.Fprintf(stderr, "verdict: created development key %s\n", keyPath)
 			}
+			aud := devtoken.Audience
+			if a, ok := extra["aud"].(string); ok {
+				aud = a
+			}
 			fmt.Fprintf(stderr, "verdict: development token for sub %q (issuer %s, audience %s, expires in %s) - NOT FOR PRODUCTION\n",
-				sub, devtoken.Issuer, devtoken.Audience, ttl)
+				sub, devtoken.Issuer, aud, ttl)
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
 			return nil
 		},
@@ -82,7 +87,7 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 	fl.StringVar(&keyPath, "dev-key", "", "development key file (created when missing)")
 	fl.StringVar(&sub, "sub", "alice", "subject (sub claim)")
 	fl.StringSliceVar(&roles, "roles", nil, "roles claim, comma separated")
-	fl.StringVar(&azp, "azp", "", "authorized party (azp claim): makes a service token")
+	fl.StringVar(&azp, "azp", "", "authorized party (azp claim): makes a service token, with audience "+devtoken.CallerAudience)
 	fl.StringArrayVar(&claims, "claim", nil, "extra claim name=value (value parsed as JSON when it is JSON)")
 	fl.DurationVar(&ttl, "ttl", time.Hour, "lifetime")
 	return cmd

@@ -70,6 +70,14 @@ type Policy struct {
 	// serving stale policy.
 	MaxAge     time.Duration `yaml:"max_age"`
 	Entrypoint string        `yaml:"entrypoint"`
+	// RequireTests makes every snapshot's own Rego tests pass before it
+	// replaces the serving one; a snapshot without tests is refused.
+	RequireTests bool `yaml:"require_tests"`
+	// MaxUnpackedBytes and MaxFiles bound a policy set (directory or
+	// bundle, uncompressed) while it is read, before anything is trusted;
+	// 0 means 128 MiB and 10,000 files.
+	MaxUnpackedBytes int64 `yaml:"max_unpacked_bytes"`
+	MaxFiles         int   `yaml:"max_files"`
 }
 
 // Tokens configures bearer-token verification.
@@ -86,16 +94,21 @@ type Tokens struct {
 // Issuer is one trusted issuer and where its keys come from: exactly one of
 // the key fields.
 type Issuer struct {
-	Issuer         string   `yaml:"issuer"`
-	Audiences      []string `yaml:"audiences"`
-	Algorithms     []string `yaml:"algorithms"`
-	ExpOptional    bool     `yaml:"exp_optional"`
-	JWKSFile       string   `yaml:"jwks_file"`
-	JWKSURL        string   `yaml:"jwks_url"`
-	Discovery      bool     `yaml:"discovery"`
-	PublicKeyFile  string   `yaml:"public_key_file"`
-	HMACSecretFile string   `yaml:"hmac_secret_file"`
-	HMACSecretEnv  string   `yaml:"hmac_secret_env"`
+	Issuer      string   `yaml:"issuer"`
+	Audiences   []string `yaml:"audiences"`
+	Algorithms  []string `yaml:"algorithms"`
+	ExpOptional bool     `yaml:"exp_optional"`
+	// MaxLifetime, when set, refuses tokens whose exp − iat exceeds it (iat
+	// is then required); RequiredTyp, when set, is the JOSE typ the token
+	// must carry (at+jwt for RFC 9068 access tokens).
+	MaxLifetime    time.Duration `yaml:"max_lifetime"`
+	RequiredTyp    string        `yaml:"required_typ"`
+	JWKSFile       string        `yaml:"jwks_file"`
+	JWKSURL        string        `yaml:"jwks_url"`
+	Discovery      bool          `yaml:"discovery"`
+	PublicKeyFile  string        `yaml:"public_key_file"`
+	HMACSecretFile string        `yaml:"hmac_secret_file"`
+	HMACSecretEnv  string        `yaml:"hmac_secret_env"`
 
 	// For jwks_url and discovery only: CAFile is a PEM file of CAs trusted
 	// instead of the system roots for the provider; MinRefresh and
@@ -124,13 +137,20 @@ type Callers struct {
 	// TrustBundleFile holds the PEM CA certificates a forwarded caller
 	// certificate must chain to.
 	TrustBundleFile string `yaml:"trust_bundle_file"`
-	// XFCCHeader names the header carrying Envoy's x-forwarded-client-cert;
-	// empty means "X-Forwarded-Client-Cert".
+	// XFCCHeader names the header from which a trusted proxy's forwarded
+	// client certificate is read in Envoy's x-forwarded-client-cert format.
+	// Empty (the default) means none is read. Name only a header every
+	// proxy in front of Verdict overwrites: proxies relay client headers.
 	XFCCHeader string `yaml:"xfcc_header"`
-	// EscapedCertHeader names the header carrying a URL-escaped PEM
-	// certificate (nginx's $ssl_client_escaped_cert); empty means
-	// "X-SSL-Client-Cert".
+	// EscapedCertHeader names the header from which a trusted proxy's
+	// forwarded client certificate is read as URL-escaped PEM (nginx's
+	// $ssl_client_escaped_cert). Empty (the default) means none is read.
 	EscapedCertHeader string `yaml:"escaped_cert_header"`
+	// TokenAudiences are the audiences a service token (a caller's token)
+	// must carry, one of them, checked instead of its issuer's audiences:
+	// a token issued to a user never proves a service. Empty (the default)
+	// means caller tokens are refused.
+	TokenAudiences []string `yaml:"token_audiences"`
 }
 
 // Limits bounds what one request may cost. Zero values mean the server's
@@ -241,6 +261,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.Policy.MaxAge < 0 {
 		bad("policy.max_age", "must not be negative")
 	}
+	if c.Policy.MaxUnpackedBytes < 0 {
+		bad("policy.max_unpacked_bytes", "must not be negative")
+	}
+	if c.Policy.MaxFiles < 0 {
+		bad("policy.max_files", "must not be negative")
+	}
 	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "" || c.Policy.PollInterval != 0) {
 		bad("policy", "poll_interval, persist_dir and max_age apply only to bundle_url")
 	}
@@ -271,6 +297,12 @@ func (c *Config) validate(root *yaml.Node) error {
 		if n != 1 {
 			bad(key, "set exactly one of jwks_file, jwks_url, discovery, public_key_file, hmac_secret_file, hmac_secret_env")
 		}
+		if is.MaxLifetime < 0 {
+			bad(key+".max_lifetime", "must not be negative")
+		}
+		if is.MaxLifetime > 0 && is.ExpOptional {
+			bad(key+".max_lifetime", "needs exp, so it cannot be set with exp_optional")
+		}
 		remote := is.JWKSURL != "" || is.Discovery
 		if !remote && (is.CAFile != "" || is.MinRefresh != 0 || is.MaxRefresh != 0 || is.MaxStale != 0) {
 			bad(key, "ca_file, min_refresh, max_refresh and max_stale apply only to jwks_url and discovery")
@@ -296,8 +328,20 @@ func (c *Config) validate(root *yaml.Node) error {
 		{"callers.xfcc_header", c.Callers.XFCCHeader},
 		{"callers.escaped_cert_header", c.Callers.EscapedCertHeader},
 	} {
-		if h.v != "" && !validHeaderName(h.v) {
+		switch {
+		case h.v == "":
+		case !validHeaderName(h.v):
 			bad(h.key, "%q is not a valid header name", h.v)
+		case len(c.Callers.TrustedProxies) == 0:
+			bad(h.key, "forwarded certificates are believed only from trusted_proxies, and none is set")
+		}
+	}
+	if c.Callers.XFCCHeader != "" && strings.EqualFold(c.Callers.XFCCHeader, c.Callers.EscapedCertHeader) {
+		bad("callers.escaped_cert_header", "must differ from xfcc_header")
+	}
+	for i, a := range c.Callers.TokenAudiences {
+		if a == "" {
+			bad("callers.token_audiences["+strconv.Itoa(i)+"]", "must not be empty")
 		}
 	}
 	l := c.Limits

@@ -53,6 +53,36 @@ decision_log: stdout
 	}
 }
 
+// TestParseTrustKeys reads the keys that say whom Verdict believes, and
+// their defaults: no forwarded-certificate header and no caller audience
+// unless configured.
+func TestParseTrustKeys(t *testing.T) {
+	c, err := config.Parse([]byte("callers:\n  trusted_proxies: [10.0.0.1]\n  trust_bundle_file: ca.pem\n"), "v.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Callers.XFCCHeader != "" || c.Callers.EscapedCertHeader != "" || len(c.Callers.TokenAudiences) != 0 || c.Policy.RequireTests {
+		t.Errorf("defaults: %+v %+v", c.Callers, c.Policy)
+	}
+	c, err = config.Parse([]byte(`policy:
+  require_tests: true
+  max_unpacked_bytes: 1048576
+  max_files: 50
+callers:
+  trusted_proxies: [10.0.0.1]
+  trust_bundle_file: ca.pem
+  escaped_cert_header: X-SSL-Client-Cert
+  token_audiences: [verdict-callers]
+`), "v.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Callers.EscapedCertHeader != "X-SSL-Client-Cert" || c.Callers.TokenAudiences[0] != "verdict-callers" ||
+		!c.Policy.RequireTests || c.Policy.MaxUnpackedBytes != 1<<20 || c.Policy.MaxFiles != 50 {
+		t.Errorf("parsed %+v %+v", c.Callers, c.Policy)
+	}
+}
+
 func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 	tests := []struct {
 		name, data string
@@ -71,6 +101,13 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad client_auth", "tls:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n  client_auth: maybe\n",
 			[]string{`v.yaml:5: tls.client_auth: must be request or require, not "maybe"`}},
 		{"leeway too large", "tokens:\n  leeway: 1h\n", []string{"v.yaml:2: tokens.leeway"}},
+		{"certificate header without trusted proxies", "callers:\n  escaped_cert_header: X-SSL-Client-Cert\n",
+			[]string{"v.yaml:2: callers.escaped_cert_header: forwarded certificates are believed only from trusted_proxies"}},
+		{"the same certificate header twice", "callers:\n  trusted_proxies: [10.0.0.1]\n  trust_bundle_file: ca.pem\n  xfcc_header: X-Cert\n  escaped_cert_header: x-cert\n",
+			[]string{"v.yaml:5: callers.escaped_cert_header: must differ from xfcc_header"}},
+		{"empty caller audience", "callers:\n  token_audiences: [\"\"]\n", []string{"callers.token_audiences[0]: must not be empty"}},
+		{"negative bundle limits", "policy:\n  max_unpacked_bytes: -1\n  max_files: -2\n",
+			[]string{"v.yaml:2: policy.max_unpacked_bytes", "v.yaml:3: policy.max_files"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

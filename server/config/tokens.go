@@ -26,7 +26,7 @@ type KeyOptions struct {
 // jwks.Manager as its KeySet, returned in managers: nothing is fetched
 // yet, and the caller must Run every manager (they serve keys only then).
 func (c *Config) TokenOptions(ko KeyOptions) (opts token.Options, managers []*jwks.Manager, err error) {
-	opts = token.Options{Leeway: c.Tokens.Leeway, MaxBytes: c.Tokens.MaxBytes}
+	opts = token.Options{Leeway: c.Tokens.Leeway, MaxBytes: c.Tokens.MaxBytes, CallerAudiences: c.Callers.TokenAudiences}
 	for i, is := range c.Tokens.Issuers {
 		key := "tokens.issuers[" + strconv.Itoa(i) + "]"
 		keys, err := c.issuerKeys(is, ko)
@@ -37,11 +37,13 @@ func (c *Config) TokenOptions(ko KeyOptions) (opts token.Options, managers []*jw
 			managers = append(managers, m)
 		}
 		opts.Issuers = append(opts.Issuers, token.Issuer{
-			Issuer:      is.Issuer,
-			Audiences:   is.Audiences,
-			Algorithms:  is.Algorithms,
-			Keys:        keys,
-			ExpOptional: is.ExpOptional,
+			Issuer:       is.Issuer,
+			Audiences:    is.Audiences,
+			Algorithms:   is.Algorithms,
+			Keys:         keys,
+			ExpOptional:  is.ExpOptional,
+			MaxLifetime:  is.MaxLifetime,
+			RequiredType: is.RequiredTyp,
 		})
 	}
 	return opts, managers, nil

@@ -9,6 +9,8 @@
 // client_secret_post. Resource indicators (RFC 8707) choose the audience:
 //
 //   resource=urn:verdict:orders   JWT access token, aud urn:verdict:orders, RS256
+//   resource=urn:verdict:callers  JWT access token, aud urn:verdict:callers, RS256
+//                                 (a service token: it proves the calling service)
 //   resource=urn:other:api        JWT access token, aud urn:other:api, ES256
 //
 // Every access token also carries roles: ["viewer"]. The signing keys (one
@@ -35,6 +37,7 @@ if (!secret) {
 
 const resources = {
   'urn:verdict:orders': { scope: 'orders:read orders:write inventory:reserve', alg: 'RS256' },
+  'urn:verdict:callers': { scope: 'inventory:reserve', alg: 'RS256' },
   'urn:other:api': { scope: 'other:read', alg: 'ES256' },
 };
 

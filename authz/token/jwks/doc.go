@@ -22,7 +22,9 @@
 //   - Kept when the key server is down. A failed refresh (network, status,
 //     size, a document that is not a key set, or a set with no usable key)
 //     changes nothing: the last good keys keep serving, up to
-//     Options.MaxStale after the provider last confirmed them. With
+//     Options.MaxStale after the provider last confirmed them; then
+//     Lookup fails, and Fresh (token.FreshnessChecker) says so to a cache
+//     of verified tokens without fetching anything. With
 //     Options.PersistDir the last good set is written to disk and read at
 //     start, so a cold start survives a provider outage.
 //
@@ -44,5 +46,5 @@
 //
 // Lifecycle: New validates options and starts nothing. Run blocks, owns
 // every fetch, and returns only after all its work has stopped. Ready,
-// Status and Lookup are safe for concurrent use at any time.
+// Fresh, Status and Lookup are safe for concurrent use at any time.
 package jwks

@@ -1,9 +1,13 @@
 package jwks
 
 import (
+	"errors"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/token"
 )
 
 func TestLifetime(t *testing.T) {
@@ -63,6 +67,101 @@ func TestScheduleBounds(t *testing.T) {
 		}
 		if got := m.schedule(0, true); got != time.Minute {
 			t.Fatalf("jittered schedule at the minimum = %s, want 1m", got)
+		}
+	}
+}
+
+// freshManager returns a Manager on a settable clock, holding no key set.
+func freshManager(t testing.TB, maxStale time.Duration) (*Manager, *atomic.Int64) {
+	t.Helper()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	m, err := New(Options{
+		Issuer:   "https://idp.test",
+		URL:      "https://idp.test/jwks",
+		MaxStale: maxStale,
+		Now:      func() time.Time { return time.Unix(0, now.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, &now
+}
+
+// TestFresh checks Fresh against the state it reads: no key set, a fresh
+// one, a stale one, and MaxStale negative; and that it never asks Run for
+// a refresh, nor touches the rate limit, as Lookup would.
+func TestFresh(t *testing.T) {
+	m, now := freshManager(t, time.Hour)
+	tokens := m.limiter.TokensAt(m.now())
+	noRefreshAsked := func(t *testing.T) {
+		t.Helper()
+		m.mu.Lock()
+		inflight := m.inflight
+		m.mu.Unlock()
+		if len(m.kick) != 0 || inflight != nil {
+			t.Error("Fresh asked for a refresh")
+		}
+		if got := m.limiter.TokensAt(m.now()); got != tokens {
+			t.Errorf("Fresh spent the unknown-kid rate limit: %v tokens, want %v", got, tokens)
+		}
+	}
+
+	if err := m.Fresh(); !errors.Is(err, ErrNotReady) {
+		t.Errorf("Fresh before any key set = %v, want ErrNotReady", err)
+	}
+	noRefreshAsked(t)
+
+	m.install(newKeySet([]token.Key{{ID: "a", Public: []byte("0123456789abcdef0123456789abcdef")}}, nil, "", "fetched", m.now()), m.now())
+	if err := m.Fresh(); err != nil {
+		t.Errorf("Fresh with a new key set = %v, want nil", err)
+	}
+	now.Add(int64(time.Hour))
+	if err := m.Fresh(); err != nil {
+		t.Errorf("Fresh at max stale = %v, want nil", err)
+	}
+	now.Add(int64(time.Second))
+	if err := m.Fresh(); !errors.Is(err, ErrStale) {
+		t.Errorf("Fresh past max stale = %v, want ErrStale", err)
+	}
+	if _, err := m.Lookup(t.Context(), "a"); !errors.Is(err, ErrStale) {
+		t.Errorf("Lookup past max stale = %v, want ErrStale like Fresh", err)
+	}
+	noRefreshAsked(t)
+	m.confirm(m.now())
+	if err := m.Fresh(); err != nil {
+		t.Errorf("Fresh after a confirmation = %v, want nil", err)
+	}
+
+	forever, now := freshManager(t, -1)
+	forever.install(newKeySet([]token.Key{{ID: "a", Public: []byte("0123456789abcdef0123456789abcdef")}}, nil, "", "persisted", forever.now()), forever.now())
+	now.Add(int64(1000 * time.Hour))
+	if err := forever.Fresh(); err != nil {
+		t.Errorf("Fresh with MaxStale < 0 = %v, want nil", err)
+	}
+}
+
+func TestFreshDoesNotAllocate(t *testing.T) {
+	m, _ := freshManager(t, time.Hour)
+	m.install(newKeySet([]token.Key{{ID: "a", Public: []byte("0123456789abcdef0123456789abcdef")}}, nil, "", "fetched", m.now()), m.now())
+	if n := testing.AllocsPerRun(100, func() {
+		if err := m.Fresh(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Fresh allocates %v times, want 0", n)
+	}
+}
+
+// BenchmarkFresh measures Fresh on a fresh key set, the path a cache of
+// verified tokens takes on every hit.
+func BenchmarkFresh(b *testing.B) {
+	m, _ := freshManager(b, time.Hour)
+	m.install(newKeySet([]token.Key{{ID: "a", Public: []byte("0123456789abcdef0123456789abcdef")}}, nil, "", "fetched", m.now()), m.now())
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := m.Fresh(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -42,10 +42,11 @@ var (
 	// ErrPersist is wrapped when the persisted key set cannot be read or
 	// written.
 	ErrPersist = errors.New("jwks: persisted key set")
-	// ErrNotReady is wrapped by Ready and Lookup before any key set is held.
+	// ErrNotReady is wrapped by Ready, Fresh and Lookup before any key set
+	// is held.
 	ErrNotReady = errors.New("jwks: no key set yet")
-	// ErrStale is wrapped by Ready and Lookup when the provider has not
-	// confirmed the keys for longer than Options.MaxStale.
+	// ErrStale is wrapped by Ready, Fresh and Lookup when the provider has
+	// not confirmed the keys for longer than Options.MaxStale.
 	ErrStale = errors.New("jwks: key set is stale")
 	// ErrRunning is returned by Run when the Manager is already running.
 	ErrRunning = errors.New("jwks: already running")
@@ -127,8 +128,10 @@ type Options struct {
 	NegativeTTL time.Duration
 	// MaxStale is how long the last good keys keep serving after the
 	// provider last confirmed them (a refresh that succeeded, or the save
-	// time of a persisted set); beyond it Lookup and Ready fail with
-	// ErrStale, so tokens are denied (keys_unavailable). 0 means 24 h; a
+	// time of a persisted set); beyond it Lookup, Ready and Fresh fail
+	// with ErrStale, so tokens are denied (keys_unavailable), cached
+	// verifications included where the cache asks Fresh (through
+	// token.Verifier.KeysFresh). 0 means 24 h; a
 	// negative value serves the last keys forever. It must not be shorter
 	// than MaxRefresh.
 	MaxStale time.Duration
@@ -187,7 +190,10 @@ type Manager struct {
 	st       Status // counters and times; Issuer, Ready and keys filled by Status
 }
 
-var _ token.KeySet = (*Manager)(nil)
+var (
+	_ token.KeySet           = (*Manager)(nil)
+	_ token.FreshnessChecker = (*Manager)(nil)
+)
 
 // flight is one refresh that lookups can wait for.
 type flight struct {
@@ -377,7 +383,7 @@ func (m *Manager) Issuer() string { return m.issuer }
 // key set is held, ErrStale past MaxStale. Safe for concurrent use.
 func (m *Manager) Lookup(ctx context.Context, kid string) ([]token.Key, error) {
 	if ks := m.set.Load(); ks != nil {
-		if err := m.fresh(); err != nil {
+		if err := m.notStale(); err != nil {
 			return nil, err
 		}
 		if keys := ks.lookup(kid); len(keys) > 0 || kid == "" {
@@ -387,9 +393,23 @@ func (m *Manager) Lookup(ctx context.Context, kid string) ([]token.Key, error) {
 	return m.miss(ctx, kid)
 }
 
-// fresh reports ErrStale when the provider last confirmed the keys longer
-// than MaxStale ago.
-func (m *Manager) fresh() error {
+// Fresh implements token.FreshnessChecker: nil when the Manager holds a
+// key set (fetched or persisted) that the provider confirmed at most
+// MaxStale ago; otherwise an error wrapping ErrNotReady (no key set yet)
+// or ErrStale, the cases in which Lookup fails. Unlike Lookup and Ready
+// it never asks for a refresh, takes no lock and does not allocate when
+// it returns nil: it reads two atomics and the clock. Safe for concurrent
+// use; a cache of verified tokens may call it for every hit.
+func (m *Manager) Fresh() error {
+	if m.set.Load() == nil {
+		return fmt.Errorf("%w: issuer %q", ErrNotReady, m.issuer)
+	}
+	return m.notStale()
+}
+
+// notStale reports ErrStale when the provider last confirmed the keys
+// longer than MaxStale ago.
+func (m *Manager) notStale() error {
 	if m.opts.MaxStale < 0 {
 		return nil
 	}
@@ -452,7 +472,7 @@ func (m *Manager) answer(kid string, settled *flight) ([]token.Key, error) {
 		}
 		return nil, err
 	}
-	if err := m.fresh(); err != nil {
+	if err := m.notStale(); err != nil {
 		return nil, err
 	}
 	keys := ks.lookup(kid)
@@ -507,7 +527,7 @@ func (m *Manager) Ready() error {
 		}
 		return fmt.Errorf("%w: issuer %q", ErrNotReady, m.issuer)
 	}
-	return m.fresh()
+	return m.notStale()
 }
 
 // Counts counts refreshes by cause.

@@ -1,0 +1,289 @@
+package authz
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Why a path is refused. Each reason says what was refused and why, so the
+// 400 an enforcement point gets back explains itself.
+const (
+	refuseFragment     = "a fragment ('#') is not part of a request path"
+	refuseParams       = "';' path parameters are refused (servlet containers strip them)"
+	refuseBackslash    = "'\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
+	refuseControl      = "control characters are refused"
+	refuseRawUTF8      = "bytes that are not valid UTF-8 are refused"
+	refuseEscape       = "bad percent-escape"
+	refuseSlash        = "an encoded '/' is refused (upstreams disagree on whether it separates segments)"
+	refuseEncParams    = "an encoded ';' is refused (servlet containers may strip it as a path parameter)"
+	refuseEncBackslash = "an encoded '\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
+	refuseEncControl   = "an encoded control character is refused"
+	refuseEncUTF8      = "escapes that decode to invalid UTF-8 are refused (e.g. the overlong '.' %C0%AE)"
+	refuseDouble       = "a double-encoded escape is refused (an upstream that decodes twice sees another path)"
+	refuseEncDot       = "an encoded dot segment is refused (upstreams disagree on whether to resolve it)"
+	refuseDotsOnly     = "a segment of only dots and spaces is refused (Windows and Unicode-normalising upstreams reduce it to a dot segment)"
+	refuseCompatSep    = "a Unicode compatibility form of '/' or '\\' is refused (Unicode-normalising upstreams turn it into a separator)"
+	refuseEmptyDotDot  = "a '..' after an empty segment ('//..') is refused (RFC 3986 removes the empty segment, upstreams that merge slashes first remove the one before it)"
+)
+
+// maxQuotedPath bounds how many bytes of a refused path an error quotes:
+// paths can be tens of KiB, and the message reaches logs and 400 bodies.
+const maxQuotedPath = 128
+
+// normalizePath drops a query string, then returns the decoded, cleaned path
+// and its segments: what the upstream routes, so that a policy comparing
+// input.action.path or input.action.segments decides about the resource the
+// request will reach. It accepts:
+//
+//   - a path with or without its leading '/' ("orders/42" is "/orders/42");
+//   - raw "." and ".." segments, resolved as RFC 3986 §5.2.4
+//     remove_dot_segments does (as nginx, Go and Tomcat do), and empty
+//     segments, merged ("/a//b/" is "/a/b", "/a/../b" is "/b");
+//   - percent-escapes, decoded once per segment ("/%61dmin" is "/admin");
+//   - raw non-ASCII bytes when the path is valid UTF-8: a caller that hands
+//     over a decoded path (a /v1/decide body, some proxies' X-Forwarded-Uri)
+//     means the same bytes an encoded one would.
+//
+// "/" (and "") has no segments, and no segment is ever "", "." or "..".
+//
+// Everything whose meaning differs between common upstreams is refused
+// instead of guessed at, with an error that says what and why. A rule that
+// holds for a segment holds even if a later ".." removes that segment, since
+// an upstream that resolves dots differently would keep it. Refused:
+//
+//   - '#' (a fragment is never part of a request target);
+//   - ';', literal or %3B: servlet containers (Tomcat, Jetty, Spring) strip
+//     ";parameters" from segments before routing, so "/public/..;/admin" and
+//     "/admin;x" reach /admin there while others route them as written;
+//   - '\', literal or %5C: WHATWG URL parsers and IIS treat it as '/';
+//   - control bytes (0x00–0x1F, 0x7F), literal or encoded;
+//   - raw bytes that are not valid UTF-8, and escapes that decode to invalid
+//     UTF-8 (overlong forms such as %C0%AE for '.', surrogates, truncated
+//     sequences): old decoders map overlong forms to ASCII;
+//   - a bad escape ('%' not followed by two hex digits, including IIS's %u);
+//   - an encoded '/' (%2F): some upstreams split on it, others do not;
+//   - double encoding: a decoded segment still holding '%' and two hex
+//     digits, or IIS's "%u" and four, as %252e does, since an upstream that
+//     decodes twice sees another path;
+//   - a segment that decodes to "." or ".." from any escape (%2e, %2E,
+//     .%2e, ...): some upstreams resolve it, others route it literally;
+//   - a segment made only of dots and spaces, other than a raw "." or ".."
+//     ("...", ".. ", ". "): Windows (IIS) strips trailing dots and spaces
+//     from names; dots here include the Unicode compatibility forms U+2024,
+//     U+2025, U+FE30, U+FE52 and U+FF0E, which NFKC normalisation turns into
+//     ASCII dots;
+//   - the Unicode compatibility forms of '/' and '\' (U+FF0F, U+FE68,
+//     U+FF3C, and U+2100, U+2101, U+2105, U+2106 whose NFKC forms contain a
+//     '/'), which a normalising upstream turns into separators;
+//   - a ".." that would remove an empty segment ("/a//../b"): RFC 3986, as
+//     WHATWG URL parsers and Envoy without merge_slashes apply it, gives
+//     "/a/b", while nginx, Go and Tomcat merge slashes first and give "/b".
+//
+// Errors name the path, quoted and cut to maxQuotedPath bytes, without its
+// query. normalizePath never panics and is linear in the length of p.
+func normalizePath(p string) (string, []string, error) {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	escaped, nonASCII := false, false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '%':
+			escaped = true
+		case c == '#':
+			return refusePath(p, refuseFragment)
+		case c == ';':
+			return refusePath(p, refuseParams)
+		case c == '\\':
+			return refusePath(p, refuseBackslash)
+		case c < 0x20 || c == 0x7f:
+			return refusePath(p, refuseControl)
+		case c >= 0x80:
+			nonASCII = true
+		}
+	}
+	if nonASCII && !utf8.ValidString(p) {
+		return refusePath(p, refuseRawUTF8)
+	}
+
+	rest, verbatim := p, true // verbatim: the cleaned path is p itself
+	if strings.HasPrefix(rest, "/") {
+		rest = rest[1:]
+	} else {
+		verbatim = false
+	}
+	if escaped {
+		verbatim = false
+	}
+	segments := make([]string, 0, strings.Count(rest, "/")+1)
+	// emptyAbove[k] says whether an empty segment sits on top of the k
+	// segments kept so far, as RFC 3986 would keep it: a ".." there would
+	// remove it, where merging slashes first removes segments[k-1]. Only
+	// paths with empty segments need it, so it is made on first use.
+	var emptyAbove []bool
+	for done := false; !done; {
+		raw := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			raw, rest = rest[:i], rest[i+1:]
+		} else {
+			done = true
+		}
+		switch raw {
+		case "":
+			verbatim = false
+			if !done { // a trailing empty segment is never removed
+				if emptyAbove == nil {
+					emptyAbove = make([]bool, cap(segments)+2)
+				}
+				emptyAbove[len(segments)] = true
+			}
+			continue
+		case ".":
+			verbatim = false
+			continue
+		case "..":
+			verbatim = false
+			if emptyAbove != nil && emptyAbove[len(segments)] {
+				return refusePath(p, refuseEmptyDotDot)
+			}
+			if len(segments) > 0 {
+				segments = segments[:len(segments)-1]
+			}
+			continue
+		}
+		seg := raw
+		if escaped && strings.IndexByte(raw, '%') >= 0 {
+			var err error
+			if seg, err = url.PathUnescape(raw); err != nil {
+				return refusePath(p, refuseEscape)
+			}
+			if reason := checkDecoded(seg); reason != "" {
+				return refusePath(p, reason)
+			}
+		}
+		if reason := checkSegment(seg); reason != "" {
+			return refusePath(p, reason)
+		}
+		if emptyAbove != nil {
+			emptyAbove[len(segments)+1] = false
+		}
+		segments = append(segments, seg)
+	}
+	switch {
+	case len(segments) == 0:
+		return "/", segments, nil
+	case verbatim:
+		return p, segments, nil
+	}
+	var b strings.Builder
+	b.Grow(len(p) + 1)
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(s)
+	}
+	return b.String(), segments, nil
+}
+
+// checkDecoded returns why a segment that held escapes is refused, or "".
+// The raw path has passed the literal checks, so a ';', '\', control byte
+// or invalid UTF-8 found here came from an escape.
+func checkDecoded(seg string) string {
+	nonASCII := false
+	for i := 0; i < len(seg); i++ {
+		switch c := seg[i]; {
+		case c == '/':
+			return refuseSlash
+		case c == ';':
+			return refuseEncParams
+		case c == '\\':
+			return refuseEncBackslash
+		case c < 0x20 || c == 0x7f:
+			return refuseEncControl
+		case c == '%':
+			if doubleEncoded(seg[i+1:]) {
+				return refuseDouble
+			}
+		case c >= 0x80:
+			nonASCII = true
+		}
+	}
+	if nonASCII && !utf8.ValidString(seg) {
+		return refuseEncUTF8
+	}
+	if seg == "." || seg == ".." {
+		return refuseEncDot
+	}
+	return ""
+}
+
+// doubleEncoded reports whether s, which follows a decoded '%', would decode
+// again: two hex digits, or IIS's "u" and four.
+func doubleEncoded(s string) bool {
+	if len(s) >= 2 && isHex(s[0]) && isHex(s[1]) {
+		return true
+	}
+	if len(s) >= 5 && (s[0] == 'u' || s[0] == 'U') {
+		return isHex(s[1]) && isHex(s[2]) && isHex(s[3]) && isHex(s[4])
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// checkSegment returns why a decoded segment, other than a raw "." or "..",
+// is refused for what Windows or Unicode normalisation would make of it, or
+// "". Most segments hold a letter or digit early, and an ASCII-only rest
+// needs no more than a byte scan.
+func checkSegment(seg string) string {
+	dots := 0
+	for i, r := range seg {
+		switch r {
+		case '.', '\u2024', '\u2025', '\ufe30', '\ufe52', '\uff0e':
+			dots++
+		case ' ':
+		default:
+			return checkCompatSep(seg[i:])
+		}
+	}
+	if dots > 0 {
+		return refuseDotsOnly
+	}
+	return ""
+}
+
+// compatSeparators are the characters whose NFKC form holds a '/' or '\'.
+const compatSeparators = "\u2100\u2101\u2105\u2106\ufe68\uff0f\uff3c"
+
+// checkCompatSep reports a compatibility form of a separator in s.
+func checkCompatSep(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			if strings.ContainsAny(s[i:], compatSeparators) {
+				return refuseCompatSep
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// refusePath is normalizePath's error: the path, quoted and cut to
+// maxQuotedPath bytes at a character boundary, and the reason.
+func refusePath(p, reason string) (string, []string, error) {
+	q := p
+	if len(q) > maxQuotedPath {
+		n := maxQuotedPath
+		for n > maxQuotedPath-utf8.UTFMax && !utf8.RuneStart(q[n]) {
+			n--
+		}
+		q = strconv.Quote(q[:n]) + "… (" + strconv.Itoa(len(p)) + " bytes)"
+	} else {
+		q = strconv.Quote(q)
+	}
+	return "", nil, fmt.Errorf("path %s: %s", q, reason)
+}

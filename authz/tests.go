@@ -1,0 +1,131 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// DefaultTestTimeout bounds one Rego test when TestOptions.Timeout is zero.
+const DefaultTestTimeout = 5 * time.Second
+
+// TestOptions configures RunTests. The zero value runs every test of the
+// "authz" entrypoint's snapshot with DefaultTestTimeout per test.
+type TestOptions struct {
+	// Entrypoint is the policy package, as for Compile; its entry module is
+	// compiled with the tests, exactly as the engine compiles it.
+	Entrypoint string
+	// Run, when set, is a regular expression: only tests whose names match
+	// run.
+	Run string
+	// Timeout bounds each test; 0 means DefaultTestTimeout.
+	Timeout time.Duration
+	// Trace records each test's evaluation trace in its Result.
+	Trace bool
+	// CapturePrint keeps print() output in each Result's Output.
+	CapturePrint bool
+	// Coverage, when set, traces every test's queries (a *cover.Cover).
+	Coverage topdown.QueryTracer
+}
+
+// RunTests runs the Rego unit tests (test_ rules in *_test.rego modules) of
+// s with OPA's tester, against the snapshot's data, after parsing and
+// type-checking every module against InputSchema exactly as Load does:
+// builtin errors fail a test, as they fail a decision. It returns the
+// results in the order the tester produced them. A snapshot that does not
+// compile is a *CompileError wrapping ErrCompile; a failing test is not an
+// error (see Result.Fail and Result.Error).
+func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) ([]*tester.Result, error) {
+	entry, err := normalizeEntrypoint(opts.Entrypoint)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := inputSchemaSet()
+	if err != nil {
+		return nil, err
+	}
+	modules, problems, cause := parseModules(s, true)
+	if len(problems) > 0 {
+		return nil, &CompileError{Revision: s.Revision, Problems: problems, cause: cause}
+	}
+	entryName := "verdict:" + entryPackage
+	if modules[entryName], err = ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), parserOptions); err != nil {
+		return nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTestTimeout
+	}
+	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("authz: tests: %w", err)
+	}
+	defer store.Abort(ctx, txn)
+	runner := tester.NewRunner().
+		SetCompiler(ast.NewCompiler().WithSchemas(schema)).
+		SetStore(store).
+		SetModules(modules).
+		RaiseBuiltinErrors(true).
+		SetTimeout(timeout).
+		EnableTracing(opts.Trace).
+		CapturePrintOutput(opts.CapturePrint).
+		Filter(opts.Run)
+	if opts.Coverage != nil {
+		runner.SetCoverageQueryTracer(opts.Coverage)
+	}
+	ch, err := runner.RunTests(ctx, txn)
+	if err != nil {
+		var astErrs ast.Errors
+		if errors.As(err, &astErrs) {
+			return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
+		}
+		return nil, fmt.Errorf("authz: tests: %w", err)
+	}
+	var results []*tester.Result
+	for r := range ch {
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// requireTests runs a snapshot's own tests before it may serve
+// (Options.RequireTests): every failing or erroring test is a problem at
+// the test's location, and a snapshot without tests is refused too, since
+// the operator asked for tests to gate every change.
+func requireTests(ctx context.Context, s *bundles.Snapshot, entry string) error {
+	results, err := RunTests(ctx, s, TestOptions{Entrypoint: entry})
+	if err != nil {
+		return err
+	}
+	if len(results) == 0 {
+		return &CompileError{Revision: s.Revision, Problems: []Problem{{Code: "verdict_test_error",
+			Message: "policy.require_tests is set but the snapshot has no tests (test_ rules in *_test.rego files)"}}}
+	}
+	var problems []Problem
+	for _, r := range results {
+		if !r.Fail && r.Error == nil {
+			continue
+		}
+		p := Problem{Code: "verdict_test_error", Message: fmt.Sprintf("test %s.%s failed", r.Package, r.Name)}
+		if r.Error != nil {
+			p.Message = fmt.Sprintf("test %s.%s errored: %v", r.Package, r.Name, r.Error)
+		}
+		if r.Location != nil {
+			p.File, p.Row, p.Col = r.Location.File, r.Location.Row, r.Location.Col
+		}
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		return &CompileError{Revision: s.Revision, Problems: problems}
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package test
+
+import (
+	"crypto/ecdsa"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestStaleKeysDenyCachedTokens runs verdict against a remote key set
+// (jwks_url) with a short max_stale. A token it verified (and cached) while
+// the provider answered is denied once the provider has been down longer
+// than max_stale, exactly as a new token is, and allowed again when the
+// provider is back.
+func TestStaleKeysDenyCachedTokens(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pub := f.Issuer.PublicKey().Public.(*ecdsa.PublicKey)
+	raw, err := pub.Bytes() // 0x04 || X || Y
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := mustJSON(t, map[string]any{"keys": []any{map[string]any{
+		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": f.Issuer.KeyID,
+		"x": base64.RawURLEncoding.EncodeToString(raw[1:33]), "y": base64.RawURLEncoding.EncodeToString(raw[33:]),
+	}}})
+	var down atomic.Bool
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "provider down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "max-age=1")
+		_, _ = w.Write([]byte(jwks))
+	}))
+	t.Cleanup(idp.Close)
+
+	p := f.start(t, `addr: 127.0.0.1:0
+policy:
+  dir: policies
+decision_log: off
+tokens:
+  jwks_persist_dir: "off"
+  issuers:
+    - issuer: `+issuerPEM+`
+      audiences: [`+audience+`]
+      algorithms: [ES256]
+      jwks_url: `+idp.URL+`
+      min_refresh: 1s
+      max_refresh: 1s
+      max_stale: 2s
+`, nil)
+	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
+	body := mustJSON(t, map[string]any{"token": viewer, "action": "orders:read"})
+	decide := func() answer {
+		t.Helper()
+		r := p.decide(t, body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("decide: %d %s", r.Status, r.Body)
+		}
+		return r.JSON(t)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if a := decide(); !a.Allow {
+			return "not allowed while the provider is up: " + a.Reasons[0]
+		}
+		return ""
+	})
+	for range 3 { // verified once, then answered from the caches
+		if a := decide(); !a.Allow {
+			t.Fatalf("cached token denied while the provider is up: %v", a.Reasons)
+		}
+	}
+
+	down.Store(true)
+	eventually(t, 15*time.Second, func() string {
+		if a := decide(); a.Allow || len(a.Reasons) != 1 || a.Reasons[0] != "token: keys_unavailable" {
+			return "a cached token is still allowed with stale keys"
+		}
+		return ""
+	})
+	if r := do(t, p.Client, http.MethodGet, p.Base+"/health/ready", nil, nil); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("/health/ready with stale keys: %d, want 503", r.Status)
+	}
+
+	down.Store(false)
+	eventually(t, 15*time.Second, func() string {
+		if a := decide(); !a.Allow {
+			return "not allowed again after the provider came back: " + a.Reasons[0]
+		}
+		return ""
+	})
+}
