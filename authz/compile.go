@@ -46,43 +46,21 @@ default headers := null
 headers := data.%[1]s.headers
 `
 
-// Problem is one located compile error.
-type Problem struct {
-	File    string `json:"file,omitempty"`
-	Row     int    `json:"row,omitempty"`
-	Col     int    `json:"col,omitempty"`
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message"`
-}
-
-// String renders the problem as file:row:col: message.
-func (p Problem) String() string {
-	var b strings.Builder
-	if p.File != "" {
-		b.WriteString(p.File)
-		if p.Row > 0 {
-			fmt.Fprintf(&b, ":%d", p.Row)
-			if p.Col > 0 {
-				fmt.Fprintf(&b, ":%d", p.Col)
-			}
-		}
-		b.WriteString(": ")
-	}
-	if p.Code != "" {
-		b.WriteString(p.Code)
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Message)
-	return b.String()
-}
-
 // CompileError is returned (wrapped with ErrCompile) when a snapshot does not
-// parse, compile or type-check. Problems are sorted as OPA reports them.
+// parse, compile or type-check, breaks the policy contract, or (with
+// Options.RequireTests) fails its tests. Problems are sorted as OPA reports
+// them.
 type CompileError struct {
 	Revision string
-	Problems []Problem
+	Problems []bundles.Problem
 	cause    error // OPA's own error value, when there is one
 }
+
+var _ bundles.ProblemCarrier = (*CompileError)(nil)
+
+// PolicyProblems returns Problems (bundles.ProblemCarrier), so that sources
+// and logs show the same file:line:col lines.
+func (e *CompileError) PolicyProblems() []bundles.Problem { return e.Problems }
 
 // Error lists every problem, one per line, as file:row:col: message.
 func (e *CompileError) Error() string {
@@ -180,7 +158,7 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 		return nil, nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}
 	if !hasPackage(c, entry) {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: []Problem{{
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{
 			Message: fmt.Sprintf("no module declares the entrypoint package %q", entry),
 		}}}
 	}
@@ -197,9 +175,9 @@ var parserOptions = ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation
 // parseModules parses the modules of s (tests only when includeTests),
 // refusing the package the engine reserves for its entry module. It returns
 // the problems found and OPA's errors behind them.
-func parseModules(s *bundles.Snapshot, includeTests bool) (map[string]*ast.Module, []Problem, error) {
+func parseModules(s *bundles.Snapshot, includeTests bool) (map[string]*ast.Module, []bundles.Problem, error) {
 	modules := make(map[string]*ast.Module, len(s.Modules)+1)
-	var problems []Problem
+	var problems []bundles.Problem
 	var causes []error
 	reserved := ast.MustParseRef("data." + entryPackage)
 	for _, m := range s.Modules {
@@ -213,7 +191,7 @@ func parseModules(s *bundles.Snapshot, includeTests bool) (map[string]*ast.Modul
 			continue
 		}
 		if parsed.Package.Path.HasPrefix(reserved) {
-			problems = append(problems, Problem{File: m.Path, Row: parsed.Package.Location.Row,
+			problems = append(problems, bundles.Problem{File: m.Path, Line: parsed.Package.Location.Row,
 				Message: "package " + entryPackage + " is reserved by Verdict"})
 			continue
 		}
@@ -270,30 +248,18 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Ti
 	return cp, nil
 }
 
-// problemsOf flattens OPA's error types into located problems.
-func problemsOf(err error, file string) []Problem {
-	var astErrs ast.Errors
-	if errors.As(err, &astErrs) {
-		out := make([]Problem, 0, len(astErrs))
-		for _, e := range astErrs {
-			out = append(out, problemOf(e, file))
+// problemsOf lists the located problems behind err; a problem without a
+// file is placed in file, and an error without locations becomes one
+// problem.
+func problemsOf(err error, file string) []bundles.Problem {
+	ps := bundles.Problems(err)
+	if len(ps) == 0 {
+		return []bundles.Problem{{File: file, Message: err.Error()}}
+	}
+	for i := range ps {
+		if ps[i].File == "" {
+			ps[i].File = file
 		}
-		return out
 	}
-	var astErr *ast.Error
-	if errors.As(err, &astErr) {
-		return []Problem{problemOf(astErr, file)}
-	}
-	return []Problem{{File: file, Message: err.Error()}}
-}
-
-func problemOf(e *ast.Error, file string) Problem {
-	p := Problem{File: file, Code: e.Code, Message: e.Message}
-	if e.Location != nil {
-		if e.Location.File != "" {
-			p.File = e.Location.File
-		}
-		p.Row, p.Col = e.Location.Row, e.Location.Col
-	}
-	return p
+	return ps
 }

@@ -35,15 +35,15 @@ var contract = [...]contractRule{
 // every allowed request. A package without allow is an error too. c is the
 // compiled snapshot; s is re-parsed only to locate a rule when a check
 // fails.
-func checkContract(c *ast.Compiler, s *bundles.Snapshot, entry string) []Problem {
+func checkContract(c *ast.Compiler, s *bundles.Snapshot, entry string) []bundles.Problem {
 	pkg := ast.MustParseRef("data." + entry)
-	var problems []Problem
+	var problems []bundles.Problem
 	for _, cr := range contract {
 		ref := pkg.Append(ast.StringTerm(cr.name))
 		rules := c.GetRulesWithPrefix(ref)
 		if len(rules) == 0 {
 			if cr.name == "allow" {
-				problems = append(problems, Problem{File: packageFile(c, pkg), Row: packageRow(c, pkg), Code: "verdict_contract_error",
+				problems = append(problems, bundles.Problem{File: packageFile(c, pkg), Line: packageRow(c, pkg), Code: "verdict_contract_error",
 					Message: fmt.Sprintf("package %s defines no allow rule: every decision would deny", entry)})
 			}
 			continue
@@ -56,10 +56,10 @@ func checkContract(c *ast.Compiler, s *bundles.Snapshot, entry string) []Problem
 		if culpritType == nil {
 			culpritType = t
 		}
-		p := Problem{Code: "verdict_contract_error", Message: fmt.Sprintf("data.%s.%s has type %s but must be %s",
+		p := bundles.Problem{Code: "verdict_contract_error", Message: fmt.Sprintf("data.%s.%s has type %s but must be %s",
 			entry, cr.name, types.Sprint(culpritType), cr.want)}
 		if loc := culprit.Location; loc != nil {
-			p.File, p.Row, p.Col = loc.File, loc.Row, loc.Col
+			p.File, p.Line, p.Col = loc.File, loc.Row, loc.Col
 		}
 		problems = append(problems, p)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // TestContractTypesAtLoad: a rule whose type cannot be the contract's is a
@@ -16,36 +17,36 @@ func TestContractTypesAtLoad(t *testing.T) {
 	tests := []struct {
 		name    string
 		rego    string
-		want    authz.Problem // File, Row, Col; Message is a substring
+		want    bundles.Problem // File, Line, Col; Message is a substring
 		wantErr bool
 	}{
 		{name: "headers value a number", wantErr: true,
 			rego: "allow := true\n\nheaders := {\"x-n\": 1}\n",
-			want: authz.Problem{File: "policy.rego", Row: 5, Col: 1, Message: "data.authz.headers has type object<x-n: number>"}},
+			want: bundles.Problem{File: "policy.rego", Line: 5, Col: 1, Message: "data.authz.headers has type object<x-n: number>"}},
 		{name: "headers a string", wantErr: true,
 			rego: "allow := true\n\nheaders := \"x\"\n",
-			want: authz.Problem{File: "policy.rego", Row: 5, Col: 1, Message: "must be an object of strings"}},
+			want: bundles.Problem{File: "policy.rego", Line: 5, Col: 1, Message: "must be an object of strings"}},
 		{name: "headers key by ref head a number", wantErr: true,
 			rego: "allow := true\n\nheaders[\"x-a\"] := \"a\"\n\nheaders[\"x-b\"] := 2\n",
-			want: authz.Problem{File: "policy.rego", Row: 7, Col: 1, Message: "data.authz.headers"}},
+			want: bundles.Problem{File: "policy.rego", Line: 7, Col: 1, Message: "data.authz.headers"}},
 		{name: "reasons a string", wantErr: true,
 			rego: "allow := true\n\nreasons := \"no\"\n",
-			want: authz.Problem{File: "policy.rego", Row: 5, Col: 1, Message: "must be a set or array of strings"}},
+			want: bundles.Problem{File: "policy.rego", Line: 5, Col: 1, Message: "must be a set or array of strings"}},
 		{name: "one partial reason a number", wantErr: true,
 			rego: "allow := true\n\nreasons contains \"ok\" if input.action.name == \"a\"\n\nreasons contains 7 if input.action.name == \"b\"\n",
-			want: authz.Problem{File: "policy.rego", Row: 7, Col: 1, Message: "data.authz.reasons has type set[number]"}},
+			want: bundles.Problem{File: "policy.rego", Line: 7, Col: 1, Message: "data.authz.reasons has type set[number]"}},
 		{name: "allow a string", wantErr: true,
 			rego: "allow := \"yes\"\n",
-			want: authz.Problem{File: "policy.rego", Row: 3, Col: 1, Message: "data.authz.allow has type string but must be boolean"}},
+			want: bundles.Problem{File: "policy.rego", Line: 3, Col: 1, Message: "data.authz.allow has type string but must be boolean"}},
 		{name: "one allow rule of two a string", wantErr: true,
 			rego: "allow if input.action.name == \"a\"\n\nallow := \"yes\" if input.action.name == \"b\"\n",
-			want: authz.Problem{File: "policy.rego", Row: 5, Col: 1, Message: "data.authz.allow has type string"}},
+			want: bundles.Problem{File: "policy.rego", Line: 5, Col: 1, Message: "data.authz.allow has type string"}},
 		{name: "else branch a string", wantErr: true,
 			rego: "allow if input.action.name == \"a\"\n\nelse := \"no\"\n",
-			want: authz.Problem{File: "policy.rego", Row: 3, Col: 1, Message: "data.authz.allow"}},
+			want: bundles.Problem{File: "policy.rego", Line: 3, Col: 1, Message: "data.authz.allow"}},
 		{name: "no allow rule", wantErr: true,
 			rego: "deny := true\n",
-			want: authz.Problem{File: "policy.rego", Row: 1, Message: "defines no allow rule"}},
+			want: bundles.Problem{File: "policy.rego", Line: 1, Message: "defines no allow rule"}},
 
 		{name: "allow from a comparison", rego: "allow := input.action.name == \"a\"\n"},
 		{name: "allow else false", rego: "allow if input.action.name == \"a\"\n\nelse := false\n"},
@@ -73,9 +74,9 @@ func TestContractTypesAtLoad(t *testing.T) {
 				t.Fatalf("problems = %v, want exactly one", ce.Problems)
 			}
 			got := ce.Problems[0]
-			if got.File != tc.want.File || got.Row != tc.want.Row || got.Col != tc.want.Col ||
+			if got.File != tc.want.File || got.Line != tc.want.Line || got.Col != tc.want.Col ||
 				!strings.Contains(got.Message, tc.want.Message) {
-				t.Errorf("problem = %s\nwant %s:%d:%d: …%s…", got, tc.want.File, tc.want.Row, tc.want.Col, tc.want.Message)
+				t.Errorf("problem = %s\nwant %s:%d:%d: …%s…", got, tc.want.File, tc.want.Line, tc.want.Col, tc.want.Message)
 			}
 			if st := e.Status(); st.Revision != "good" || st.LastErrorRevision != "candidate" {
 				t.Errorf("status revision %q (last error %q), want the working policy to keep serving", st.Revision, st.LastErrorRevision)
@@ -100,13 +101,13 @@ func TestRequireTests(t *testing.T) {
 		name    string
 		test    string // policy_test.rego; "" for none
 		want    string // problem substring; "" when the snapshot must load
-		wantRow int
+		wantLine int
 	}{
 		{name: "passing tests load",
 			test: "package authz_test\n\nimport data.authz\n\ntest_read if authz.allow with input as {\"action\": {\"name\": \"read\"}}\n"},
 		{name: "a failing test refuses the snapshot",
 			test: "package authz_test\n\nimport data.authz\n\ntest_read if authz.allow with input as {\"action\": {\"name\": \"read\"}}\n\ntest_write if authz.allow with input as {\"action\": {\"name\": \"write\"}}\n",
-			want: "test data.authz_test.test_write failed", wantRow: 7},
+			want: "test data.authz_test.test_write failed", wantLine: 7},
 		{name: "no tests refuses the snapshot", want: "has no tests"},
 	}
 	for _, tc := range tests {
@@ -133,8 +134,8 @@ func TestRequireTests(t *testing.T) {
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Load: %v, want a compile error containing %q", err, tc.want)
 			}
-			if tc.wantRow > 0 && (ce.Problems[0].File != "authz/policy_test.rego" || ce.Problems[0].Row != tc.wantRow) {
-				t.Errorf("problem at %s:%d, want authz/policy_test.rego:%d", ce.Problems[0].File, ce.Problems[0].Row, tc.wantRow)
+			if tc.wantLine > 0 && (ce.Problems[0].File != "authz/policy_test.rego" || ce.Problems[0].Line != tc.wantLine) {
+				t.Errorf("problem at %s:%d, want authz/policy_test.rego:%d", ce.Problems[0].File, ce.Problems[0].Line, tc.wantLine)
 			}
 			if st := e2.Status(); st.Revision != "good" {
 				t.Errorf("revision %q after a refused snapshot, want good", st.Revision)

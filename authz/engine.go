@@ -206,7 +206,7 @@ type Status struct {
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	// LastError is the most recent load failure, cleared by a later success.
 	LastError         string    `json:"last_error,omitempty"`
-	LastErrorProblems []Problem `json:"last_error_problems,omitempty"`
+	LastErrorProblems []bundles.Problem `json:"last_error_problems,omitempty"`
 	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
 	LastErrorRevision string    `json:"last_error_revision,omitempty"`
 	// DecisionCache says whether decisions of the serving snapshot are
@@ -222,7 +222,7 @@ func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.status
-	st.LastErrorProblems = append([]Problem(nil), st.LastErrorProblems...)
+	st.LastErrorProblems = append([]bundles.Problem(nil), st.LastErrorProblems...)
 	return st
 }
 

@@ -297,22 +297,22 @@ func TestLoadKeepsLastGoodSnapshot(t *testing.T) {
 	tests := []struct {
 		name    string
 		modules map[string]string
-		want    authz.Problem
+		want    bundles.Problem
 	}{
 		{
 			name:    "syntax error",
 			modules: map[string]string{"authz/p.rego": "package authz\n\nallow if {\n"},
-			want:    authz.Problem{File: "authz/p.rego", Row: 4, Code: "rego_parse_error"},
+			want:    bundles.Problem{File: "authz/p.rego", Line: 4, Code: "rego_parse_error"},
 		},
 		{
 			name:    "typo in input field",
 			modules: map[string]string{"authz/p.rego": "package authz\n\nallow if {\n\tinput.subjet.authenticated\n}\n"},
-			want:    authz.Problem{File: "authz/p.rego", Row: 4, Col: 2, Code: "rego_type_error"},
+			want:    bundles.Problem{File: "authz/p.rego", Line: 4, Col: 2, Code: "rego_type_error"},
 		},
 		{
 			name:    "typo in action field",
 			modules: map[string]string{"authz/p.rego": "package authz\n\nallow if input.action.nmae == \"x\"\n"},
-			want:    authz.Problem{File: "authz/p.rego", Row: 3, Code: "rego_type_error"},
+			want:    bundles.Problem{File: "authz/p.rego", Line: 3, Code: "rego_type_error"},
 		},
 		{
 			name: "conflicting rules",
@@ -320,12 +320,12 @@ func TestLoadKeepsLastGoodSnapshot(t *testing.T) {
 				"a.rego": "package authz\n\nallow := true\n",
 				"b.rego": "package authz\n\nallow contains \"x\"\n",
 			},
-			want: authz.Problem{Code: "rego_type_error"},
+			want: bundles.Problem{Code: "rego_type_error"},
 		},
 		{
 			name:    "no entrypoint package",
 			modules: map[string]string{"p.rego": "package other\n\nallow := true\n"},
-			want:    authz.Problem{},
+			want:    bundles.Problem{},
 		},
 	}
 	for _, tc := range tests {
@@ -336,7 +336,7 @@ func TestLoadKeepsLastGoodSnapshot(t *testing.T) {
 				t.Fatalf("Load err = %v, want a CompileError", err)
 			}
 			got := ce.Problems[0]
-			if tc.want.File != "" && got.File != tc.want.File || tc.want.Row != 0 && got.Row != tc.want.Row ||
+			if tc.want.File != "" && got.File != tc.want.File || tc.want.Line != 0 && got.Line != tc.want.Line ||
 				tc.want.Col != 0 && got.Col != tc.want.Col || tc.want.Code != "" && got.Code != tc.want.Code {
 				t.Errorf("problem = %+v, want %+v", got, tc.want)
 			}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
-	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/verdict-pdp/verdict/bundles"
 )
@@ -32,18 +33,36 @@ type TestOptions struct {
 	Trace bool
 	// CapturePrint keeps print() output in each Result's Output.
 	CapturePrint bool
-	// Coverage, when set, traces every test's queries (a *cover.Cover).
-	Coverage topdown.QueryTracer
+	// Coverage reports which lines of the policy modules the tests ran.
+	Coverage bool
+}
+
+// TestRun is what RunTests found.
+type TestRun struct {
+	// Results are the tests' results, in the order the tester ran them.
+	Results []*tester.Result
+	// Coverage is the line coverage of the policy modules, test modules
+	// excluded from every figure, when TestOptions.Coverage was set.
+	Coverage *cover.Report
+}
+
+// Failed reports whether any test failed or erred.
+func (r *TestRun) Failed() bool {
+	for _, res := range r.Results {
+		if res.Fail || res.Error != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // RunTests runs the Rego unit tests (test_ rules in *_test.rego modules) of
 // s with OPA's tester, against the snapshot's data, after parsing and
 // type-checking every module against InputSchema exactly as Load does:
-// builtin errors fail a test, as they fail a decision. It returns the
-// results in the order the tester produced them. A snapshot that does not
-// compile is a *CompileError wrapping ErrCompile; a failing test is not an
-// error (see Result.Fail and Result.Error).
-func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) ([]*tester.Result, error) {
+// builtin errors fail a test, as they fail a decision. A snapshot that does
+// not compile is a *CompileError wrapping ErrCompile; a failing test is not
+// an error (see TestRun.Failed).
+func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*TestRun, error) {
 	entry, err := normalizeEntrypoint(opts.Entrypoint)
 	if err != nil {
 		return nil, err
@@ -79,8 +98,10 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) ([]*te
 		EnableTracing(opts.Trace).
 		CapturePrintOutput(opts.CapturePrint).
 		Filter(opts.Run)
-	if opts.Coverage != nil {
-		runner.SetCoverageQueryTracer(opts.Coverage)
+	var cov *cover.Cover
+	if opts.Coverage {
+		cov = cover.New()
+		runner.SetCoverageQueryTracer(cov)
 	}
 	ch, err := runner.RunTests(ctx, txn)
 	if err != nil {
@@ -90,11 +111,39 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) ([]*te
 		}
 		return nil, fmt.Errorf("authz: tests: %w", err)
 	}
-	var results []*tester.Result
+	run := &TestRun{}
 	for r := range ch {
-		results = append(results, r)
+		run.Results = append(run.Results, r)
 	}
-	return results, nil
+	if cov != nil {
+		run.Coverage = policyCoverage(cov, modules)
+	}
+	return run, nil
+}
+
+// policyCoverage is cov's report for the policy modules alone: test modules
+// and the engine's entry module count in no figure.
+func policyCoverage(cov *cover.Cover, modules map[string]*ast.Module) *cover.Report {
+	policy := make(map[string]*ast.Module, len(modules))
+	for name, m := range modules {
+		if !strings.HasSuffix(name, "_test.rego") && !strings.HasPrefix(name, "verdict:") {
+			policy[name] = m
+		}
+	}
+	report := cov.Report(policy)
+	report.CoveredLines, report.NotCoveredLines, report.Coverage = 0, 0, 0
+	for name, fr := range report.Files {
+		if _, ok := policy[name]; !ok {
+			delete(report.Files, name)
+			continue
+		}
+		report.CoveredLines += fr.CoveredLines
+		report.NotCoveredLines += fr.NotCoveredLines
+	}
+	if total := report.CoveredLines + report.NotCoveredLines; total > 0 {
+		report.Coverage = 100 * float64(report.CoveredLines) / float64(total)
+	}
+	return &report
 }
 
 // requireTests runs a snapshot's own tests before it may serve
@@ -102,25 +151,25 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) ([]*te
 // the test's location, and a snapshot without tests is refused too, since
 // the operator asked for tests to gate every change.
 func requireTests(ctx context.Context, s *bundles.Snapshot, entry string) error {
-	results, err := RunTests(ctx, s, TestOptions{Entrypoint: entry})
+	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry})
 	if err != nil {
 		return err
 	}
-	if len(results) == 0 {
-		return &CompileError{Revision: s.Revision, Problems: []Problem{{Code: "verdict_test_error",
+	if len(run.Results) == 0 {
+		return &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{Code: "verdict_test_error",
 			Message: "policy.require_tests is set but the snapshot has no tests (test_ rules in *_test.rego files)"}}}
 	}
-	var problems []Problem
-	for _, r := range results {
+	var problems []bundles.Problem
+	for _, r := range run.Results {
 		if !r.Fail && r.Error == nil {
 			continue
 		}
-		p := Problem{Code: "verdict_test_error", Message: fmt.Sprintf("test %s.%s failed", r.Package, r.Name)}
+		p := bundles.Problem{Code: "verdict_test_error", Message: fmt.Sprintf("test %s.%s failed", r.Package, r.Name)}
 		if r.Error != nil {
 			p.Message = fmt.Sprintf("test %s.%s errored: %v", r.Package, r.Name, r.Error)
 		}
 		if r.Location != nil {
-			p.File, p.Row, p.Col = r.Location.File, r.Location.Row, r.Location.Col
+			p.File, p.Line, p.Col = r.Location.File, r.Location.Row, r.Location.Col
 		}
 		problems = append(problems, p)
 	}

@@ -189,7 +189,7 @@ func TestFormatError(t *testing.T) {
 	if !regexp.MustCompile(`^authz/x\.rego:\d+:\d+: rego_parse_error: `).MatchString(got) {
 		t.Fatalf("FormatError = %q, want file:line:col prefix", got)
 	}
-	d := bundles.ErrorDetails(err)
+	d := bundles.Problems(err)
 	if len(d) == 0 || d[0].Line == 0 || d[0].Col == 0 {
 		t.Fatalf("details = %+v, want line and col", d)
 	}

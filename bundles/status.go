@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // ErrNotLoaded is returned by Status.Check while no snapshot has been loaded.
@@ -40,7 +39,7 @@ type Status struct {
 	// LastErrorAt is when LastError happened.
 	LastErrorAt time.Time
 	// Errors are the located policy errors behind LastError, when known.
-	Errors []ErrorDetail
+	Errors []Problem
 	// Reloads counts snapshots the sink accepted.
 	Reloads uint64
 	// ReloadErrors counts failed attempts (read, fetch, verify or load).
@@ -69,72 +68,6 @@ func formatTime(t time.Time) string {
 		return "never"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// ErrorDetail is one located policy error.
-type ErrorDetail struct {
-	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
-	Col     int    `json:"col,omitempty"`
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message"`
-}
-
-// String formats d as "file:line:col: code: message".
-func (d ErrorDetail) String() string {
-	var sb strings.Builder
-	if d.File != "" || d.Line > 0 {
-		fmt.Fprintf(&sb, "%s:%d:%d: ", d.File, d.Line, d.Col)
-	}
-	if d.Code != "" {
-		sb.WriteString(d.Code + ": ")
-	}
-	sb.WriteString(d.Message)
-	return sb.String()
-}
-
-// ErrorDetails extracts OPA's located errors (ast.Errors or *ast.Error,
-// anywhere in err's chain) from err; nil when there are none.
-func ErrorDetails(err error) []ErrorDetail {
-	var out []ErrorDetail
-	add := func(e *ast.Error) {
-		d := ErrorDetail{Code: e.Code, Message: e.Message}
-		if e.Location != nil {
-			// OPA's bundle reader names files "/dir/x.rego"; snapshots
-			// name them "dir/x.rego".
-			d.File, d.Line, d.Col = strings.TrimPrefix(e.Location.File, "/"), e.Location.Row, e.Location.Col
-		}
-		out = append(out, d)
-	}
-	var errs ast.Errors
-	var one *ast.Error
-	switch {
-	case errors.As(err, &errs):
-		for _, e := range errs {
-			add(e)
-		}
-	case errors.As(err, &one):
-		add(one)
-	}
-	return out
-}
-
-// FormatError renders err for status and logs: every located policy error
-// as "file:line:col: code: message", one per line, or err.Error() when err
-// carries no locations. It returns "" for a nil err.
-func FormatError(err error) string {
-	if err == nil {
-		return ""
-	}
-	ds := ErrorDetails(err)
-	if len(ds) == 0 {
-		return err.Error()
-	}
-	lines := make([]string, len(ds))
-	for i, d := range ds {
-		lines[i] = d.String()
-	}
-	return strings.Join(lines, "\n")
 }
 
 // Observer is told about every reload attempt, for metrics: the server
@@ -185,7 +118,7 @@ func (r *Recorder) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := r.st
-	st.Errors = append([]ErrorDetail(nil), st.Errors...)
+	st.Errors = append([]Problem(nil), st.Errors...)
 	return st
 }
 
@@ -215,7 +148,7 @@ func (r *Recorder) Deliver(ctx context.Context, sink Sink, s *Snapshot, start ti
 		if err != nil {
 			// Same broken content again: report it, but count it once.
 			r.st.LastAttempt = start
-			r.st.LastError, r.st.Errors = FormatError(err), ErrorDetails(err)
+			r.st.LastError, r.st.Errors = FormatError(err), Problems(err)
 		}
 		r.mu.Unlock()
 		if err == nil {
@@ -272,7 +205,7 @@ func (r *Recorder) Failed(err error, start time.Time) {
 	r.mu.Lock()
 	r.st.LastAttempt = start
 	r.st.LastError, r.st.LastErrorAt = FormatError(err), end
-	r.st.Errors = ErrorDetails(err)
+	r.st.Errors = Problems(err)
 	r.st.ReloadErrors++
 	r.st.LastReloadDuration = end.Sub(start)
 	r.mu.Unlock()

@@ -80,7 +80,7 @@ type lastErrorBody struct {
 	Message  string          `json:"message"`
 	At       time.Time       `json:"at,omitzero"`
 	Revision string          `json:"revision,omitempty"`
-	Problems []authz.Problem `json:"problems,omitempty"`
+	Problems []bundles.Problem `json:"problems,omitempty"`
 }
 
 type sourceBody struct {
@@ -91,7 +91,7 @@ type sourceBody struct {
 	LastSuccess        time.Time             `json:"last_success,omitzero"`
 	LastError          string                `json:"last_error,omitempty"`
 	LastErrorAt        time.Time             `json:"last_error_at,omitzero"`
-	Errors             []bundles.ErrorDetail `json:"errors,omitempty"`
+	Errors             []bundles.Problem `json:"errors,omitempty"`
 	Reloads            uint64                `json:"reloads"`
 	ReloadErrors       uint64                `json:"reload_errors"`
 	LastReloadDuration string                `json:"last_reload_duration,omitempty"`

@@ -67,8 +67,8 @@ func TestHealth(t *testing.T) {
 	if len(problems) == 0 {
 		t.Fatalf("status has no problems: %s", w.Body)
 	}
-	if p, _ := problems[0].(map[string]any); p["file"] != "policy.rego" || p["row"] == nil {
-		t.Errorf("problem = %v, want file and row", p)
+	if p, _ := problems[0].(map[string]any); p["file"] != "policy.rego" || p["line"] == nil {
+		t.Errorf("problem = %v, want file and line", p)
 	}
 
 	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})

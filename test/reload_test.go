@@ -37,7 +37,7 @@ type statusDoc struct {
 		Message  string `json:"message"`
 		Problems []struct {
 			File    string `json:"file"`
-			Row     int    `json:"row"`
+			Line    int    `json:"line"`
 			Col     int    `json:"col"`
 			Message string `json:"message"`
 		} `json:"problems"`
@@ -182,7 +182,7 @@ decision_log: off
 			found := strings.Contains(raw, want)
 			if doc.LastError != nil {
 				for _, pr := range doc.LastError.Problems {
-					found = found || strings.HasSuffix(pr.File, "authz.rego") && pr.Row == tc.line
+					found = found || strings.HasSuffix(pr.File, "authz.rego") && pr.Line == tc.line
 				}
 			}
 			if doc.Source != nil {

@@ -1,0 +1,109 @@
+package bundles
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Problem is one located problem in a policy set: a parse, compile, type or
+// contract error, or a failing test. It is the one shape every command,
+// log line and /v1/status answer uses.
+type Problem struct {
+	// File is the file's path within the policy set ("authz/rbac.rego");
+	// empty when the problem is not in one file.
+	File string `json:"file,omitempty"`
+	// Line and Col locate it in File (1-based); zero when unknown.
+	Line int `json:"line,omitempty"`
+	Col  int `json:"col,omitempty"`
+	// Code classifies it, as OPA does ("rego_parse_error",
+	// "rego_type_error") or Verdict ("verdict_contract_error").
+	Code string `json:"code,omitempty"`
+	// Message says what is wrong; OPA's type details (have/want) included.
+	Message string `json:"message"`
+}
+
+// String renders the problem as "file:line:col: code: message", leaving
+// out the parts that are unknown.
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		if p.Line > 0 {
+			fmt.Fprintf(&b, ":%d", p.Line)
+			if p.Col > 0 {
+				fmt.Fprintf(&b, ":%d", p.Col)
+			}
+		}
+		b.WriteString(": ")
+	}
+	if p.Code != "" {
+		b.WriteString(p.Code)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ProblemCarrier is implemented by errors that carry located problems
+// (authz.CompileError does).
+type ProblemCarrier interface {
+	error
+	PolicyProblems() []Problem
+}
+
+// Problems returns the located problems behind err: those of a
+// ProblemCarrier in its chain, else OPA's own located errors (ast.Errors or
+// *ast.Error), else nil.
+func Problems(err error) []Problem {
+	if err == nil {
+		return nil
+	}
+	var pc ProblemCarrier
+	if errors.As(err, &pc) {
+		return append([]Problem(nil), pc.PolicyProblems()...)
+	}
+	var errs ast.Errors
+	var one *ast.Error
+	switch {
+	case errors.As(err, &errs):
+		out := make([]Problem, 0, len(errs))
+		for _, e := range errs {
+			out = append(out, ProblemOf(e))
+		}
+		return out
+	case errors.As(err, &one):
+		return []Problem{ProblemOf(one)}
+	}
+	return nil
+}
+
+// ProblemOf converts one of OPA's located errors. OPA's bundle reader names
+// files "/dir/x.rego"; snapshots name them "dir/x.rego".
+func ProblemOf(e *ast.Error) Problem {
+	p := Problem{Code: e.Code, Message: e.Message}
+	if e.Location != nil {
+		p.File, p.Line, p.Col = strings.TrimPrefix(e.Location.File, "/"), e.Location.Row, e.Location.Col
+	}
+	return p
+}
+
+// FormatError renders err for status and logs: every located problem as
+// "file:line:col: code: message", one per line, or err.Error() when err
+// carries no locations. It returns "" for a nil err.
+func FormatError(err error) string {
+	if err == nil {
+		return ""
+	}
+	ps := Problems(err)
+	if len(ps) == 0 {
+		return err.Error()
+	}
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
