@@ -98,9 +98,9 @@ func TestContractTypesAtLoad(t *testing.T) {
 func TestRequireTests(t *testing.T) {
 	policy := "package authz\n\nallow if input.action.name == \"read\"\n"
 	tests := []struct {
-		name    string
-		test    string // policy_test.rego; "" for none
-		want    string // problem substring; "" when the snapshot must load
+		name     string
+		test     string // policy_test.rego; "" for none
+		want     string // problem substring; "" when the snapshot must load
 		wantLine int
 	}{
 		{name: "passing tests load",

@@ -205,10 +205,10 @@ type Status struct {
 	// LastAttempt is when Load last ran, successful or not.
 	LastAttempt time.Time `json:"last_attempt,omitzero"`
 	// LastError is the most recent load failure, cleared by a later success.
-	LastError         string    `json:"last_error,omitempty"`
+	LastError         string            `json:"last_error,omitempty"`
 	LastErrorProblems []bundles.Problem `json:"last_error_problems,omitempty"`
-	LastErrorAt       time.Time `json:"last_error_at,omitzero"`
-	LastErrorRevision string    `json:"last_error_revision,omitempty"`
+	LastErrorAt       time.Time         `json:"last_error_at,omitzero"`
+	LastErrorRevision string            `json:"last_error_revision,omitempty"`
 	// DecisionCache says whether decisions of the serving snapshot are
 	// cached, and if not, why ("off: the policy reads input.context").
 	DecisionCache string `json:"decision_cache,omitempty"`

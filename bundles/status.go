@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 )
 
 // ErrNotLoaded is returned by Status.Check while no snapshot has been loaded.

@@ -77,24 +77,24 @@ type keySetBody struct {
 }
 
 type lastErrorBody struct {
-	Message  string          `json:"message"`
-	At       time.Time       `json:"at,omitzero"`
-	Revision string          `json:"revision,omitempty"`
+	Message  string            `json:"message"`
+	At       time.Time         `json:"at,omitzero"`
+	Revision string            `json:"revision,omitempty"`
 	Problems []bundles.Problem `json:"problems,omitempty"`
 }
 
 type sourceBody struct {
-	Origin             string                `json:"origin,omitempty"`
-	Revision           string                `json:"revision,omitempty"`
-	LoadedAt           time.Time             `json:"loaded_at,omitzero"`
-	LastAttempt        time.Time             `json:"last_attempt,omitzero"`
-	LastSuccess        time.Time             `json:"last_success,omitzero"`
-	LastError          string                `json:"last_error,omitempty"`
-	LastErrorAt        time.Time             `json:"last_error_at,omitzero"`
+	Origin             string            `json:"origin,omitempty"`
+	Revision           string            `json:"revision,omitempty"`
+	LoadedAt           time.Time         `json:"loaded_at,omitzero"`
+	LastAttempt        time.Time         `json:"last_attempt,omitzero"`
+	LastSuccess        time.Time         `json:"last_success,omitzero"`
+	LastError          string            `json:"last_error,omitempty"`
+	LastErrorAt        time.Time         `json:"last_error_at,omitzero"`
 	Errors             []bundles.Problem `json:"errors,omitempty"`
-	Reloads            uint64                `json:"reloads"`
-	ReloadErrors       uint64                `json:"reload_errors"`
-	LastReloadDuration string                `json:"last_reload_duration,omitempty"`
+	Reloads            uint64            `json:"reloads"`
+	ReloadErrors       uint64            `json:"reload_errors"`
+	LastReloadDuration string            `json:"last_reload_duration,omitempty"`
 }
 
 // handleStatus answers GET /v1/status: the revision serving, its origin and

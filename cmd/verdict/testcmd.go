@@ -78,4 +78,3 @@ func replay(results []*tester.Result) chan *tester.Result {
 	close(ch)
 	return ch
 }
-
