@@ -3,7 +3,6 @@ package authz
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"strings"
 	"time"
 
@@ -50,7 +49,7 @@ func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, strin
 		uris = append(uris, ast.StringTerm(s))
 		if strings.EqualFold(u.Scheme, "spiffe") {
 			if spiffeID != "" {
-				return nil, "", fmt.Errorf("%w: caller: certificate has more than one SPIFFE ID", ErrCaller)
+				return nil, "", Refusef(ErrCaller, "certificate has more than one SPIFFE ID")
 			}
 			spiffeID = s
 		}
@@ -63,7 +62,7 @@ func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, strin
 		id = cert.Subject.CommonName
 	}
 	if id == "" {
-		return nil, "", fmt.Errorf("%w: caller: certificate names no identity (no URI SAN, DNS SAN or CN)", ErrCaller)
+		return nil, "", Refusef(ErrCaller, "certificate names no identity (no URI SAN, DNS SAN or CN)")
 	}
 	dns := make([]*ast.Term, len(cert.DNSNames))
 	for i, n := range cert.DNSNames {

@@ -11,9 +11,11 @@
 // evaluated against exactly one revision, which it names.
 //
 // Every error is a deny: Decide always returns a Decision with Allow false
-// when it returns an error, and the error wraps one of ErrToken, ErrCaller,
-// ErrInvalidRequest, ErrNotReady or ErrPolicy so callers can map it to a
-// status with errors.Is.
+// when it returns an error, and the error is a *Refusal of one of the
+// categories ErrToken, ErrCaller, ErrInvalidRequest, ErrNotReady or
+// ErrPolicy, so callers can map it to a status with errors.Is (HTTPStatus
+// does) and read its code and detail without parsing a string. Deny builds
+// the same decision for a request refused before it reaches the engine.
 //
 // The input document every policy sees as `input`:
 //

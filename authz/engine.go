@@ -248,7 +248,8 @@ type Request struct {
 }
 
 // Decision is the engine's answer. Allow is true only when the policy's
-// allow rule was exactly true and nothing failed on the way.
+// allow rule was exactly true and nothing failed on the way. Its JSON form
+// is AppendJSON's.
 type Decision struct {
 	ID       string            `json:"decision_id"`
 	Allow    bool              `json:"allow"`
@@ -268,11 +269,12 @@ type Decision struct {
 // concurrent use.
 //
 // Every error is a deny: when Decide returns an error, the Decision still
-// carries an ID, Allow false and a reason saying why, and the error wraps
-// exactly one of ErrToken (present but invalid token; the policy is not
-// evaluated), ErrCaller (invalid caller credential; not evaluated),
-// ErrInvalidRequest, ErrNotReady or ErrPolicy (evaluation failed or timed
-// out, or the result broke the policy contract).
+// carries an ID, Allow false and a reason saying why, and the error is a
+// *Refusal whose category is exactly one of ErrToken (present but invalid
+// token; the policy is not evaluated), ErrCaller (invalid caller
+// credential; not evaluated), ErrInvalidRequest, ErrNotReady or ErrPolicy
+// (evaluation failed or timed out, or the result broke the policy
+// contract). The decision's reason is the refusal's Reason.
 //
 // When the snapshot's policy can only depend on the request (see
 // Status.DecisionCache), a request repeated with the same token, caller
@@ -285,7 +287,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	if err != nil {
 		d.Allow = false
 		d.Headers = nil
-		d.Reasons = []string{reasonFor(err)}
+		d.Reasons = []string{ReasonFor(err)}
 	} else if d.Reasons == nil {
 		d.Reasons = []string{}
 	}
@@ -296,7 +298,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Decision) error {
 	cp := e.current.Load()
 	if cp == nil {
-		return ErrNotReady
+		return Refusef(ErrNotReady, "no policy loaded")
 	}
 	d.Revision = cp.snapshot.Revision
 
@@ -311,7 +313,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	if req.Token != "" {
 		vt, key, hit, err := e.verify(ctx, req.Token, forSubject, now)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrToken, err)
+			return RefuseWith(ErrToken, err)
 		}
 		subject, d.SubjectID, subjectKey, seenBefore = vt.subject, vt.subjectID, key, hit
 		subjectContent = &vt.content
@@ -474,7 +476,7 @@ type callerInput struct {
 func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte, now time.Time) (callerInput, error) {
 	switch {
 	case c.Certificate != nil && c.Token != "":
-		return callerInput{}, fmt.Errorf("%w: caller: both a certificate and a token were given", ErrCaller)
+		return callerInput{}, Refusef(ErrCaller, "both a certificate and a token were given")
 	case c.Certificate != nil:
 		term, id, err := certificateCaller(c.Certificate, c.Forwarded)
 		if err != nil {
@@ -488,13 +490,13 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte
 	case c.Token != "":
 		vt, key, _, err := e.verify(ctx, c.Token, forCaller, now)
 		if err != nil {
-			return callerInput{}, fmt.Errorf("%w: %w", ErrCaller, err)
+			return callerInput{}, RefuseWith(ErrCaller, err)
 		}
 		if subjectContent != nil && vt.content == *subjectContent {
-			return callerInput{}, fmt.Errorf("%w: caller: the subject's token cannot also prove the caller", ErrCaller)
+			return callerInput{}, Refusef(ErrCaller, "the subject's token cannot also prove the caller")
 		}
 		if vt.caller == nil {
-			return callerInput{}, fmt.Errorf("%w: caller: service token names no service (no azp, client_id or sub)", ErrCaller)
+			return callerInput{}, Refusef(ErrCaller, "service token names no service (no azp, client_id or sub)")
 		}
 		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires}, nil
 	}
@@ -517,9 +519,9 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 	)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: evaluation timed out or was cancelled: %w", ErrPolicy, ctx.Err())
+			return &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
 		}
-		return fmt.Errorf("%w: %w", ErrPolicy, err)
+		return RefuseWith(ErrPolicy, err)
 	}
 	var result ast.Object
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
@@ -528,18 +530,18 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 		}
 	}
 	if result == nil {
-		return fmt.Errorf("%w: the entry query returned no decision", ErrPolicy)
+		return Refusef(ErrPolicy, "the entry query returned no decision")
 	}
 	reasons, err := stringList(result.Get(keyReasons))
 	if err != nil {
-		return fmt.Errorf("%w: data.%s.reasons: %w", ErrPolicy, e.entry, err)
+		return Refusef(ErrPolicy, "data.%s.reasons: %v", e.entry, err)
 	}
 	allowValue := result.Get(keyAllow)
 	allow := allowValue != nil && allowValue.Value.Compare(ast.Boolean(true)) == 0
 	if allow {
 		headers, err := headerMap(result.Get(keyHeaders))
 		if err != nil {
-			return fmt.Errorf("%w: data.%s.headers: %w", ErrPolicy, e.entry, err)
+			return Refusef(ErrPolicy, "data.%s.headers: %v", e.entry, err)
 		}
 		d.Headers = headers
 	}
@@ -628,35 +630,6 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// reasonFor turns a Decide error into the deny reason callers see.
-func reasonFor(err error) string {
-	switch {
-	case errors.Is(err, ErrToken):
-		return "token: " + token.Reason(err)
-	case errors.Is(err, ErrCaller):
-		if errors.Is(err, token.ErrInvalid) {
-			return "caller: " + token.Reason(err)
-		}
-		return trimCategory(err, ErrCaller)
-	case errors.Is(err, ErrNotReady):
-		return "not_ready: no policy loaded"
-	case errors.Is(err, ErrInvalidRequest):
-		return "invalid_request: " + trimCategory(err, ErrInvalidRequest)
-	default:
-		return "policy_error: " + trimCategory(err, ErrPolicy)
-	}
-}
-
-// trimCategory drops the "category: " prefix that wrapping added.
-func trimCategory(err error, category error) string {
-	msg := err.Error()
-	prefix := category.Error() + ": "
-	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
-		return msg[len(prefix):]
-	}
-	return msg
 }
 
 // ForgetKey drops every cached verification made with the given issuer's

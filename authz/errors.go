@@ -2,8 +2,9 @@ package authz
 
 import "errors"
 
-// Error categories. Every error returned by Decide wraps exactly one of them
-// (and, for token failures, the token package's cause sentinel as well).
+// Error categories. Every error returned by Decide is a *Refusal of exactly
+// one of them (wrapping, for token failures, the token package's cause
+// sentinel as well).
 var (
 	// ErrToken: the bearer token was present but invalid. The decision's
 	// reason starts with "token:".

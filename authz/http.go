@@ -40,38 +40,55 @@ func malformed(detail string) error {
 	return fmt.Errorf("%w: %w: %s", token.ErrInvalid, token.ErrMalformed, detail)
 }
 
-// maxRequestIDLen bounds a client-supplied X-Request-Id.
-const maxRequestIDLen = 128
+// MaxRequestIDBytes bounds a client-supplied request ID.
+const MaxRequestIDBytes = 128
+
+// RequestIDFromHeader returns the request's X-Request-Id when it is
+// present, at most MaxRequestIDBytes long and printable ASCII without
+// spaces; otherwise "" (the decision ID then stands in). A request ID ends
+// up in logs and in the input document, so anything else is dropped
+// rather than escaped.
+func RequestIDFromHeader(h http.Header) string {
+	id := h.Get("X-Request-Id")
+	if id == "" || len(id) > MaxRequestIDBytes {
+		return ""
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return ""
+		}
+	}
+	return id
+}
 
 // RequestFromHTTP builds a Request from an incoming HTTP request: the bearer
 // token, the verified mTLS peer certificate as caller, the method and path as
-// the action (without a name), the remote address, and X-Request-Id when it
-// is short and printable. An Authorization header that is not a well-formed
-// bearer token is an error wrapping ErrToken.
+// the action (without a name), the remote address, and the request ID
+// (RequestIDFromHeader). An Authorization header that is not a well-formed
+// bearer token is a *Refusal of category ErrToken.
 func RequestFromHTTP(r *http.Request) (Request, error) {
 	req := Request{
 		Caller:     CallerFromTLS(r.TLS),
 		Action:     Action{Method: r.Method, Path: r.URL.EscapedPath()},
 		RemoteAddr: r.RemoteAddr,
-	}
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxRequestIDLen && printable(id) {
-		req.RequestID = id
+		RequestID:  RequestIDFromHeader(r.Header),
 	}
 	tok, err := BearerToken(r.Header)
 	if err != nil {
-		return req, fmt.Errorf("%w: %w", ErrToken, err)
+		return req, RefuseWith(ErrToken, err)
 	}
 	req.Token = tok
 	return req, nil
 }
 
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
+// WWWAuthenticate is the WWW-Authenticate value of a 401 answer (RFC 6750):
+// `Bearer error="invalid_token"` when a token was presented and refused,
+// plain `Bearer` when none was presented.
+func WWWAuthenticate(err error) string {
+	if errors.Is(err, ErrToken) {
+		return `Bearer error="invalid_token"`
 	}
-	return true
+	return "Bearer"
 }
 
 // HTTPStatus maps a decision (or the error that came with it) to the status a
@@ -137,8 +154,7 @@ func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			req, err := RequestFromHTTP(r)
 			if err != nil {
-				d := Decision{Reasons: []string{reasonFor(err)}}
-				deny(w, r, d, err)
+				deny(w, r, Deny(err), err)
 				return
 			}
 			if opts.Action != nil {
@@ -169,11 +185,7 @@ func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {
 	anonymous := r.Header.Get("Authorization") == ""
 	status := HTTPStatus(d, err, anonymous)
 	if status == http.StatusUnauthorized {
-		if errors.Is(err, ErrToken) {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		} else {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-		}
+		w.Header().Set("WWW-Authenticate", WWWAuthenticate(err))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

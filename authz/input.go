@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
@@ -86,7 +85,7 @@ func (a Action) empty() bool { return a.Name == "" && a.Method == "" && a.Path =
 // actionTerm builds input.action.
 func actionTerm(a Action) (*ast.Term, error) {
 	if a.empty() {
-		return nil, fmt.Errorf("%w: action: a name, or a method and path, is required", ErrInvalidRequest)
+		return nil, Refusef(ErrInvalidRequest, "action: a name, or a method and path, is required")
 	}
 	obj := ast.NewObjectWithCapacity(4)
 	if a.Name != "" {
@@ -98,7 +97,7 @@ func actionTerm(a Action) (*ast.Term, error) {
 	if a.Path != "" {
 		cleaned, segments, err := normalizePath(a.Path)
 		if err != nil {
-			return nil, fmt.Errorf("%w: action: %w", ErrInvalidRequest, err)
+			return nil, &Refusal{Category: ErrInvalidRequest, Detail: "action: " + err.Error(), Cause: err}
 		}
 		obj.Insert(keyPath, ast.StringTerm(cleaned))
 		terms := make([]*ast.Term, len(segments))
@@ -117,7 +116,7 @@ func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 	}
 	v, err := ast.InterfaceToValue(m)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidRequest, what, err)
+		return nil, &Refusal{Category: ErrInvalidRequest, Detail: what + ": " + err.Error(), Cause: err}
 	}
 	return ast.NewTerm(v), nil
 }

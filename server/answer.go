@@ -2,12 +2,12 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/verdict-pdp/verdict/authz"
-	"github.com/verdict-pdp/verdict/server/decisionlog"
+	"github.com/verdict-pdp/verdict/internal/jsonw"
 )
 
 // Error codes of the JSON error shape
@@ -22,13 +22,29 @@ const (
 	CodePolicyError      = "policy_error"           // 500: evaluation failed
 )
 
-// Errors of the HTTP front itself, before any decision.
+// Errors of the HTTP front itself, about the HTTP request rather than the
+// question it asks (a malformed question is an *authz.Refusal of category
+// authz.ErrInvalidRequest).
 var (
-	errBadRequest = errors.New("bad request")
-	errTooLarge   = errors.New("request body too large")
-	errMethod     = errors.New("method not allowed")
-	errNotFound   = errors.New("not found")
+	errTooLarge             = errors.New("request body too large")
+	errUnsupportedMediaType = errors.New("unsupported media type")
+	errMethod               = errors.New("method not allowed")
+	errNotFound             = errors.New("not found")
 )
+
+// frontError is an error of the HTTP front: its kind (one of the errors
+// above, which answer maps to a status) and a message for the client.
+type frontError struct {
+	kind error
+	msg  string
+}
+
+func (e *frontError) Error() string { return e.msg }
+func (e *frontError) Unwrap() error { return e.kind }
+
+func frontErr(kind error, format string, args ...any) error {
+	return &frontError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
 
 // endpoint says which answering convention applies.
 type endpoint int
@@ -57,7 +73,7 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 		return http.StatusRequestEntityTooLarge, CodeTooLarge
 	case errors.Is(err, errUnsupportedMediaType):
 		return http.StatusUnsupportedMediaType, CodeUnsupportedMedia
-	case errors.Is(err, errBadRequest), errors.Is(err, authz.ErrInvalidRequest):
+	case errors.Is(err, authz.ErrInvalidRequest):
 		return http.StatusBadRequest, CodeInvalidRequest
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed, CodeMethodNotAllowed
@@ -70,18 +86,14 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 	}
 }
 
-// errorMessage is the message of the error shape: the front's own message,
-// or the decision's reason when the engine decided.
-func errorMessage(d authz.Decision, err error) string {
-	msg := err.Error()
-	if d.ID != "" && len(d.Reasons) > 0 {
-		msg = d.Reasons[0]
+// errorMessage is the message of the error shape; its code already says
+// which kind of error it is, so a refusal gives only its detail.
+func errorMessage(err error) string {
+	var r *authz.Refusal
+	if errors.As(err, &r) {
+		return r.Detail
 	}
-	// The error code already says which kind of error it is.
-	for _, prefix := range []string{errBadRequest.Error() + ": ", errUnsupportedMediaType.Error() + ": ", "invalid_request: ", "policy_error: ", "not_ready: "} {
-		msg = strings.TrimPrefix(msg, prefix)
-	}
-	return msg
+	return err.Error()
 }
 
 // setJSONHeaders sets the headers of every JSON answer.
@@ -105,7 +117,7 @@ func (s *Server) writeError(w http.ResponseWriter, status int, code, message, de
 // writeDecision writes d as JSON with status.
 func (s *Server) writeDecision(w http.ResponseWriter, status int, d *authz.Decision, headers bool) {
 	bp := s.bufs.Get().(*[]byte)
-	b := appendDecision((*bp)[:0], d, headers)
+	b := d.AppendJSON((*bp)[:0], headers)
 	b = append(b, '\n')
 	setJSONHeaders(w.Header())
 	w.WriteHeader(status)
@@ -127,63 +139,18 @@ func appendError(b []byte, code, message, decisionID string) []byte {
 		message = message[:maxMessageBytes] + "…"
 	}
 	b = append(b, `{"allow":false,"error":{"code":`...)
-	b = decisionlog.AppendString(b, code)
+	b = jsonw.AppendString(b, code)
 	b = append(b, `,"message":`...)
-	b = decisionlog.AppendString(b, message)
+	b = jsonw.AppendString(b, message)
 	b = append(b, '}')
 	if decisionID != "" {
 		b = append(b, `,"decision_id":`...)
-		b = decisionlog.AppendString(b, decisionID)
+		b = jsonw.AppendString(b, decisionID)
 	}
 	return append(b, '}')
 }
 
 const maxMessageBytes = 512
-
-// appendDecision appends d in the decision's JSON shape (as authz.Decision's
-// JSON tags say): {"decision_id","allow","reasons","headers"?,"revision"?}.
-// Headers are included only when headers is true and d allows; their keys
-// are sorted.
-func appendDecision(b []byte, d *authz.Decision, headers bool) []byte {
-	b = append(b, `{"decision_id":`...)
-	b = decisionlog.AppendString(b, d.ID)
-	if d.Allow {
-		b = append(b, `,"allow":true`...)
-	} else {
-		b = append(b, `,"allow":false`...)
-	}
-	b = append(b, `,"reasons":[`...)
-	for i, r := range d.Reasons {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = decisionlog.AppendString(b, r)
-	}
-	b = append(b, ']')
-	if headers && d.Allow && len(d.Headers) > 0 {
-		b = append(b, `,"headers":{`...)
-		var keysArr [8]string
-		keys := keysArr[:0]
-		for k := range d.Headers {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = decisionlog.AppendString(b, k)
-			b = append(b, ':')
-			b = decisionlog.AppendString(b, d.Headers[k])
-		}
-		b = append(b, '}')
-	}
-	if d.Revision != "" {
-		b = append(b, `,"revision":`...)
-		b = decisionlog.AppendString(b, d.Revision)
-	}
-	return append(b, '}')
-}
 
 // methodNotAllowed answers 405 in the error shape, with Allow.
 func (s *Server) methodNotAllowed(allowed ...string) http.HandlerFunc {

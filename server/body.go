@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"strings"
@@ -38,18 +37,10 @@ type contextBody struct {
 	Attributes map[string]any
 }
 
-// decodeError is a body that is not an acceptable decide request.
-type decodeError struct{ msg string }
-
-func (e *decodeError) Error() string { return errBadRequest.Error() + ": " + e.msg }
-func (e *decodeError) Unwrap() error { return errBadRequest }
-
+// badBody is a body that is not an acceptable request: an invalid request.
 func badBody(format string, args ...any) error {
-	return &decodeError{msg: fmt.Sprintf(format, args...)}
+	return authz.Refusef(authz.ErrInvalidRequest, format, args...)
 }
-
-// errUnsupportedMediaType is a request body that is not JSON (415).
-var errUnsupportedMediaType = errors.New("unsupported media type")
 
 // checkJSONContentType refuses a request whose Content-Type is not
 // application/json (parameters allowed; a charset must be UTF-8): the body
@@ -57,14 +48,14 @@ var errUnsupportedMediaType = errors.New("unsupported media type")
 // this API.
 func checkJSONContentType(contentType string) error {
 	if contentType == "" {
-		return fmt.Errorf("%w: Content-Type is missing; want application/json", errUnsupportedMediaType)
+		return frontErr(errUnsupportedMediaType, "Content-Type is missing; want application/json")
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("%w: Content-Type %q; want application/json", errUnsupportedMediaType, truncate(contentType, 64))
+		return frontErr(errUnsupportedMediaType, "Content-Type %q; want application/json", truncate(contentType, 64))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return fmt.Errorf("%w: charset %q; want utf-8", errUnsupportedMediaType, truncate(cs, 32))
+		return frontErr(errUnsupportedMediaType, "charset %q; want utf-8", truncate(cs, 32))
 	}
 	return nil
 }

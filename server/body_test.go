@@ -55,7 +55,7 @@ func TestDecodeDecide(t *testing.T) {
 			var got decideBody
 			err := newJSONReader().decodeDecide([]byte(tc.body), DefaultMaxJSONDepth, &got)
 			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errBadRequest) {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, authz.ErrInvalidRequest) {
 					t.Fatalf("err = %v, want a bad request containing %q", err, tc.wantErr)
 				}
 				return

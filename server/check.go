@@ -1,8 +1,6 @@
 package server
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -35,21 +33,21 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	h := r.Header
 	req := authz.Request{
 		RemoteAddr: s.clientAddr(r),
-		RequestID:  headerRequestID(r),
+		RequestID:  authz.RequestIDFromHeader(r.Header),
 	}
 	var early error
 	req.Action, early = s.checkAction(r)
 	var d authz.Decision
 	tok, err := authz.BearerToken(h)
 	if early != nil {
-		d, err = s.reject(r, &req, early)
+		d, err = s.reject(&req, early)
 	} else if err != nil {
-		d, err = s.reject(r, &req, fmt.Errorf("%w: %w", authz.ErrToken, err))
+		d, err = s.reject(&req, authz.RefuseWith(authz.ErrToken, err))
 	} else {
 		req.Token = tok
 		var reject error
 		if req.Caller, reject = s.forwardedCaller(r); reject != nil {
-			d, err = s.reject(r, &req, reject)
+			d, err = s.reject(&req, reject)
 		} else {
 			d, err = s.decide(r, &req)
 		}
@@ -57,15 +55,11 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	anonymous := len(h.Values("Authorization")) == 0
 	status, code := answer(forwardAuth, d, err, anonymous)
 	if status == http.StatusUnauthorized {
-		if errors.Is(err, authz.ErrToken) {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		} else {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-		}
+		w.Header().Set("WWW-Authenticate", authz.WWWAuthenticate(err))
 	}
 	w.Header().Set("X-Verdict-Decision-Id", d.ID)
 	if code != "" {
-		s.writeError(w, status, code, errorMessage(d, err), d.ID)
+		s.writeError(w, status, code, errorMessage(err), d.ID)
 		return
 	}
 	if status == http.StatusOK {
@@ -98,7 +92,7 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	for i, name := range [...]string{headerForwardedMethod, headerForwardedURI, headerOriginalMethod, headerOriginalURI} {
 		v := h.Values(name)
 		if len(v) > 1 {
-			return authz.Action{}, fmt.Errorf("%w: header %s appears more than once", authz.ErrInvalidRequest, name)
+			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "header %s appears more than once", name)
 		}
 		if len(v) == 1 {
 			vals[i], present[i] = v[0], true
@@ -108,16 +102,16 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	var a authz.Action
 	switch {
 	case forwarded && original:
-		return authz.Action{}, fmt.Errorf("%w: both X-Forwarded-Method/-Uri and X-Original-Method/-URI were sent; "+
-			"a proxy sets one family, so the other came from the client", authz.ErrInvalidRequest)
+		return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "both X-Forwarded-Method/-Uri and X-Original-Method/-URI were sent; "+
+			"a proxy sets one family, so the other came from the client")
 	case forwarded:
 		if !present[0] || !present[1] || vals[0] == "" || vals[1] == "" {
-			return authz.Action{}, fmt.Errorf("%w: the proxy must send both X-Forwarded-Method and X-Forwarded-Uri", authz.ErrInvalidRequest)
+			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "the proxy must send both X-Forwarded-Method and X-Forwarded-Uri")
 		}
 		a.Method, a.Path = vals[0], vals[1]
 	case original:
 		if !present[2] || !present[3] || vals[2] == "" || vals[3] == "" {
-			return authz.Action{}, fmt.Errorf("%w: the proxy must send both X-Original-Method and X-Original-URI", authz.ErrInvalidRequest)
+			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "the proxy must send both X-Original-Method and X-Original-URI")
 		}
 		a.Method, a.Path = vals[2], vals[3]
 	default:
@@ -130,7 +124,7 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	if s.actionHeader != "" {
 		names := h.Values(s.actionHeader)
 		if len(names) > 1 {
-			return authz.Action{}, fmt.Errorf("%w: header %s appears more than once", authz.ErrInvalidRequest, s.actionHeader)
+			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "header %s appears more than once", s.actionHeader)
 		}
 		if len(names) == 1 {
 			a.Name = names[0]

@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 
@@ -15,7 +14,7 @@ import (
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*[]byte, []byte, error) {
 	limit := s.limits.MaxBodyBytes
 	if r.ContentLength > limit {
-		return nil, nil, fmt.Errorf("%w: over %d bytes", errTooLarge, limit)
+		return nil, nil, frontErr(errTooLarge, "the body is over %d bytes", limit)
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	bp := s.bufs.Get().(*[]byte)
@@ -33,7 +32,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*[]byte, []by
 			s.putBuf(bp, b)
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, nil, fmt.Errorf("%w: over %d bytes", errTooLarge, limit)
+				return nil, nil, frontErr(errTooLarge, "the body is over %d bytes", limit)
 			}
 			return nil, nil, badBody("reading body: %v", err)
 		}
@@ -71,7 +70,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		req.RequestID, req.Attributes, req.RemoteAddr = in.Context.RequestID, in.Context.Attributes, in.Context.RemoteAddr
 	}
 	if req.RequestID == "" {
-		req.RequestID = headerRequestID(r)
+		req.RequestID = authz.RequestIDFromHeader(r.Header)
 	}
 
 	var d authz.Decision
@@ -86,14 +85,14 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		var reject error
 		req.Caller, reject = s.assertedCaller(r, []byte(in.Caller.Certificate))
 		if reject != nil {
-			d, err = s.reject(r, &req, reject)
+			d, err = s.reject(&req, reject)
 		} else {
 			d, err = s.decide(r, &req)
 		}
 	}
 	status, code := answer(decideAPI, d, err, req.Token == "")
 	if code != "" {
-		s.writeError(w, status, code, errorMessage(d, err), d.ID)
+		s.writeError(w, status, code, errorMessage(err), d.ID)
 		return
 	}
 	s.writeDecision(w, status, &d, true)
@@ -102,22 +101,6 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 // fail answers a request that failed before any decision.
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	status, code := answer(decideAPI, authz.Decision{}, err, true)
-	s.writeError(w, status, code, errorMessage(authz.Decision{}, err), "")
+	s.writeError(w, status, code, errorMessage(err), "")
 }
 
-// maxRequestIDLen bounds a client-supplied X-Request-Id.
-const maxRequestIDLen = 128
-
-// headerRequestID returns X-Request-Id when it is short and printable ASCII.
-func headerRequestID(r *http.Request) string {
-	id := r.Header.Get("X-Request-Id")
-	if id == "" || len(id) > maxRequestIDLen {
-		return ""
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x21 || id[i] > 0x7e {
-			return ""
-		}
-	}
-	return id
-}

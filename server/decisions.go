@@ -1,9 +1,7 @@
 package server
 
 import (
-	"crypto/rand"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -20,40 +18,19 @@ func (s *Server) decide(r *http.Request, req *authz.Request) (authz.Decision, er
 	return d, err
 }
 
-// reject records a deny decided by the front itself — a credential it would
-// not believe — without evaluating policy. err wraps authz.ErrToken or
-// authz.ErrCaller and its message is the reason.
-func (s *Server) reject(_ *http.Request, req *authz.Request, err error) (authz.Decision, error) {
-	d := authz.Decision{ID: rand.Text(), Reasons: []string{rejectReason(err)}}
+// reject records a deny decided by the front itself — a request or
+// credential it would not believe — without evaluating policy. err is an
+// *authz.Refusal; the decision is authz.Deny's, the same shape the engine
+// gives.
+func (s *Server) reject(req *authz.Request, err error) (authz.Decision, error) {
+	d := authz.Deny(err)
 	s.record(req, &d, err)
 	return d, err
 }
 
-// rejectReason is the deny reason of a front-side rejection.
-func rejectReason(err error) string {
-	switch {
-	case errors.Is(err, authz.ErrToken):
-		return "token: " + token.Reason(err)
-	case errors.Is(err, authz.ErrInvalidRequest):
-		return "invalid_request: " + strings.TrimPrefix(err.Error(), authz.ErrInvalidRequest.Error()+": ")
-	default:
-		var ce *callerError
-		if errors.As(err, &ce) {
-			return "caller: " + ce.msg
-		}
-		return "caller: rejected"
-	}
-}
-
-// callerError is a caller credential the front refuses; it wraps
-// authz.ErrCaller.
-type callerError struct{ msg string }
-
-func (e *callerError) Error() string { return authz.ErrCaller.Error() + ": caller: " + e.msg }
-func (e *callerError) Unwrap() error { return authz.ErrCaller }
-
+// callerRejected is a caller credential the front refuses.
 func callerRejected(format string, args ...any) error {
-	return &callerError{msg: fmt.Sprintf(format, args...)}
+	return authz.Refusef(authz.ErrCaller, format, args...)
 }
 
 // record counts a decision in the metrics and hands it to the decision log.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/verdict-pdp/verdict/authz"
 )
 
 // FuzzDecodeDecideBody: any body either decodes into a request that passes
@@ -27,8 +29,8 @@ func FuzzDecodeDecideBody(f *testing.F) {
 		var in decideBody
 		err := newJSONReader().decodeDecide(data, DefaultMaxJSONDepth, &in)
 		if err != nil {
-			if !errors.Is(err, errBadRequest) {
-				t.Fatalf("error %v does not wrap errBadRequest", err)
+			if !errors.Is(err, authz.ErrInvalidRequest) {
+				t.Fatalf("error %v does not wrap authz.ErrInvalidRequest", err)
 			}
 			return
 		}

@@ -22,7 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+
+	"github.com/verdict-pdp/verdict/internal/jsonw"
 )
 
 // Defaults for Options fields left zero.
@@ -241,7 +242,7 @@ func (l *Logger) flush() {
 // out when empty; reasons is always an array.
 func AppendRecord(b []byte, r *Record) []byte {
 	b = append(b, `{"decision_id":`...)
-	b = AppendString(b, r.DecisionID)
+	b = jsonw.AppendString(b, r.DecisionID)
 	b = append(b, `,"time":"`...)
 	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","allow":`...)
@@ -251,7 +252,7 @@ func AppendRecord(b []byte, r *Record) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, s)
+		b = jsonw.AppendString(b, s)
 	}
 	b = append(b, ']')
 	b = appendField(b, "revision", r.Revision)
@@ -278,58 +279,7 @@ func appendField(b []byte, key, v string) []byte {
 	b = append(b, ',', '"')
 	b = append(b, key...)
 	b = append(b, '"', ':')
-	return AppendString(b, v)
+	return jsonw.AppendString(b, v)
 }
 
-const hexDigits = "0123456789abcdef"
 
-// AppendString appends s as a JSON string. Quotes, backslashes and control
-// characters are escaped, as are U+2028 and U+2029; invalid UTF-8 becomes
-// U+FFFD, as encoding/json does.
-func AppendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}

@@ -68,22 +68,6 @@ func TestRecordGolden(t *testing.T) {
 	}
 }
 
-func TestAppendStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "plain", `q"uote\back`, "ctl\x00\x1f\t\r\n", "bad\xffutf8\xc3", "ünï\u2028\u2029😀", "<&>"} {
-		got := decisionlog.AppendString(nil, s)
-		var back string
-		if err := json.Unmarshal(got, &back); err != nil {
-			t.Fatalf("%q: %v (%s)", s, err, got)
-		}
-		want, _ := json.Marshal(s)
-		var wantBack string
-		_ = json.Unmarshal(want, &wantBack)
-		if back != wantBack {
-			t.Errorf("%q: round trip %q, encoding/json %q", s, back, wantBack)
-		}
-	}
-}
-
 // syncBuffer is a bytes.Buffer safe for concurrent use.
 type syncBuffer struct {
 	mu sync.Mutex

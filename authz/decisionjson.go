@@ -1,0 +1,56 @@
+package authz
+
+import (
+	"slices"
+
+	"github.com/verdict-pdp/verdict/internal/jsonw"
+)
+
+// AppendJSON appends d in the decision's JSON shape,
+// {"decision_id","allow","reasons","headers"?,"revision"?}, with the
+// headers' names sorted. Headers are included only when withHeaders is true
+// and d allows. It is the one encoder of a decision: MarshalJSON, the HTTP
+// server and the middleware all use it.
+func (d *Decision) AppendJSON(b []byte, withHeaders bool) []byte {
+	b = append(b, `{"decision_id":`...)
+	b = jsonw.AppendString(b, d.ID)
+	if d.Allow {
+		b = append(b, `,"allow":true`...)
+	} else {
+		b = append(b, `,"allow":false`...)
+	}
+	b = append(b, `,"reasons":[`...)
+	for i, r := range d.Reasons {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonw.AppendString(b, r)
+	}
+	b = append(b, ']')
+	if withHeaders && d.Allow && len(d.Headers) > 0 {
+		b = append(b, `,"headers":{`...)
+		var keysArr [8]string
+		keys := keysArr[:0]
+		for k := range d.Headers {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonw.AppendString(b, k)
+			b = append(b, ':')
+			b = jsonw.AppendString(b, d.Headers[k])
+		}
+		b = append(b, '}')
+	}
+	if d.Revision != "" {
+		b = append(b, `,"revision":`...)
+		b = jsonw.AppendString(b, d.Revision)
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON encodes d with AppendJSON, headers included (on allow).
+func (d Decision) MarshalJSON() ([]byte, error) { return d.AppendJSON(nil, true), nil }

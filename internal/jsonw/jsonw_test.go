@@ -1,0 +1,38 @@
+package jsonw_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/internal/jsonw"
+)
+
+// TestAppendStringMatchesEncodingJSON: every string round-trips through
+// encoding/json to what encoding/json itself would have written.
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"uote\back`, "ctl\x00\x1f\t\r\n", "bad\xffutf8\xc3", "ünï\u2028\u2029😀", "<&>"} {
+		got := jsonw.AppendString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q: %v (%s)", s, err, got)
+		}
+		want, _ := json.Marshal(s)
+		var wantBack string
+		_ = json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Errorf("%q: round trip %q, encoding/json %q", s, back, wantBack)
+		}
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "a\"b", "\xff", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var back string
+		if err := json.Unmarshal(jsonw.AppendString(nil, s), &back); err != nil {
+			t.Fatalf("%q: not a JSON string: %v", s, err)
+		}
+	})
+}
