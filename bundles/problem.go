@@ -21,12 +21,16 @@ type Problem struct {
 	// Code classifies it, as OPA does ("rego_parse_error",
 	// "rego_type_error") or Verdict ("verdict_contract_error").
 	Code string `json:"code,omitempty"`
-	// Message says what is wrong; OPA's type details (have/want) included.
+	// Message says what is wrong.
 	Message string `json:"message"`
+	// Details are OPA's further lines about a type error (the types that
+	// did not match, have/want), when it gives them.
+	Details []string `json:"details,omitempty"`
 }
 
 // String renders the problem as "file:line:col: code: message", leaving
-// out the parts that are unknown.
+// out the parts that are unknown, followed by its details, one per line,
+// indented with a tab.
 func (p Problem) String() string {
 	var b strings.Builder
 	if p.File != "" {
@@ -44,6 +48,10 @@ func (p Problem) String() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(p.Message)
+	for _, d := range p.Details {
+		b.WriteString("\n\t")
+		b.WriteString(d)
+	}
 	return b.String()
 }
 
@@ -84,6 +92,13 @@ func Problems(err error) []Problem {
 // files "/dir/x.rego"; snapshots name them "dir/x.rego".
 func ProblemOf(e *ast.Error) Problem {
 	p := Problem{Code: e.Code, Message: e.Message}
+	if e.Details != nil {
+		for _, l := range e.Details.Lines() {
+			if l = strings.TrimSpace(l); l != "" {
+				p.Details = append(p.Details, l)
+			}
+		}
+	}
 	if e.Location != nil {
 		p.File, p.Line, p.Col = strings.TrimPrefix(e.Location.File, "/"), e.Location.Row, e.Location.Col
 	}

@@ -9,33 +9,43 @@ import (
 )
 
 func newCheckCommand() *cobra.Command {
-	var p policyFlags
+	var entrypoint string
 	cmd := &cobra.Command{
-		Use:   "check [DIR|BUNDLE.tar.gz]",
-		Short: "Compile a policy directory and type-check it against the input schema",
-		Long: `Check parses and compiles every module of DIR (default: the embedded default
-policies), tests included, exactly as the engine does when it loads them, and
-type-checks them against the input document's schema. Problems are printed
-one per line as file:line:col: message.
+		Use:   "check PATH",
+		Short: "Compile a policy set and type-check it against the input schema",
+		Long: `Check parses and compiles every module of PATH — a policy directory (. for
+this one), a .rego file or a bundle file — tests included, exactly as the
+engine does when it loads them: type-checked against the input document's
+schema and the policy contract (allow boolean, reasons strings, headers an
+object of strings). Problems are printed one per line as
+file:line:col: code: message.
 
-Exit status: 0 no problems, 1 problems found, 2 error.`,
+Exit status: 0 no problems, 1 problems found, 2 usage error.`,
+		Example: `  verdict check .
+  verdict check ./policies
+  verdict check authz/rbac.rego
+  verdict check bundle.tar.gz`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				p.dir = args[0]
-			}
-			snap, err := p.snapshot(nil)
+			snap, err := readPolicies(firstArg(args), nil)
 			if err != nil {
-				return &exitCode{code: exitError, err: err}
+				return policyError(err)
 			}
-			if _, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: p.entrypoint, IncludeTests: true}); err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return &exitCode{code: exitDeny}
+			if _, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: entrypoint, IncludeTests: true}); err != nil {
+				return policyError(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d modules, revision %s\n", len(snap.Modules), snap.Revision)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&p.entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
+	cmd.Flags().StringVar(&entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
 	return cmd
+}
+
+// firstArg returns the first positional argument, or "".
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }

@@ -22,7 +22,8 @@ import (
 )
 
 type decideFlags struct {
-	policyFlags
+	policies    string
+	entrypoint  string
 	configFile  string
 	devKey      string
 	token       string
@@ -43,20 +44,24 @@ func newDecideCommand() *cobra.Command {
 		Long: `Decide builds the input document from the flags, evaluates the policies and
 prints the decision as JSON.
 
-Exit status: 0 allowed, 1 denied (including an invalid token), 2 error.
+The policies are --policies (a directory, a .rego file or a bundle file),
+else the configuration's policy.dir or policy.bundle_file.
+
+Exit status: 0 allowed, 1 denied (including an invalid token), 2 error (a
+usage error, a policy that does not load, or an outage such as an issuer's
+key set that cannot be fetched: an outage is not a policy's answer).
 
 Without --config, tokens are trusted only from the development issuer whose key
 "verdict token" keeps (see --dev-key).`,
-		Example: `  verdict decide --token "$(verdict token --sub alice --roles viewer)" --action orders:read
-  verdict decide --method GET --path /catalog/items
-  verdict decide --policies ./policies --action inventory:reserve --caller-token "$SERVICE_TOKEN"`,
+		Example: `  verdict decide --policies ./policies --token "$(verdict token --sub alice --roles viewer)" --action orders:read
+  verdict decide --policies . --method GET --path /catalog/items
+  verdict decide --config verdict.yaml --action inventory:reserve --caller-token "$SERVICE_TOKEN"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDecide(cmd, &f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.configFile, "config", "", "configuration file (issuers, policy source, entrypoint)")
-	fl.StringVar(&f.dir, "policies", "", "policy directory or bundle file (default: the configuration's, else the embedded default policies)")
-	fl.StringVar(&f.bundle, "bundle", "", "OPA bundle file (.tar.gz), verified when the configuration names a verification key")
+	fl.StringVar(&f.policies, "policies", "", "policy directory, .rego file or bundle file (default: the configuration's policy.dir or policy.bundle_file); a bundle is verified when the configuration names a verification key")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
 	fl.StringVar(&f.devKey, "dev-key", "", "development key file trusted without --config (default: the one 'verdict token' uses)")
 	fl.StringVar(&f.token, "token", "", "the subject's bearer token (compact JWT); empty means anonymous")
@@ -79,7 +84,7 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 			return &exitCode{code: exitError, err: err}
 		}
 		var managers []*jwks.Manager
-		if opts.Tokens, managers, err = cfg.TokenOptions(config.KeyOptions{}); err != nil {
+		if opts.Tokens, managers, err = tokenOptions(cfg, nil, nil); err != nil {
 			return &exitCode{code: exitError, err: err}
 		}
 		// Remote key sets: fetch once (or read the persisted set) before deciding.
@@ -90,7 +95,10 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	} else if ok {
 		opts.Tokens = dev
 	}
-	opts.Entrypoint = f.entry(cfg)
+	opts.Entrypoint = f.entrypoint
+	if opts.Entrypoint == "" && cfg != nil {
+		opts.Entrypoint = cfg.Policy.Entrypoint
+	}
 
 	req, err := f.request()
 	if err != nil {
@@ -100,14 +108,19 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if err != nil {
 		return &exitCode{code: exitError, err: err}
 	}
-	snap, err := f.snapshot(cfg)
+	snap, err := readPolicies(f.policies, cfg)
 	if err != nil {
-		return &exitCode{code: exitError, err: err}
+		return policyError(err)
 	}
 	if err := engine.Load(cmd.Context(), snap); err != nil {
-		return &exitCode{code: exitError, err: err}
+		return policyError(err)
 	}
 	d, err := engine.Decide(cmd.Context(), req)
+	if errors.Is(err, token.ErrKeysUnavailable) {
+		// The issuer's keys could not be fetched (or are stale): an outage,
+		// not the policy's answer, so no decision is printed.
+		return &exitCode{code: exitError, err: err}
+	}
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	if encErr := enc.Encode(d); encErr != nil {

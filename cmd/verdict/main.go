@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // Exit codes shared by every command.
@@ -22,10 +24,11 @@ const (
 	exitError = 2 // usage, configuration or evaluation error
 )
 
-// exitError carries a process exit code through cobra.
+// exitCode carries a process exit code through cobra.
 type exitCode struct {
-	code int
-	err  error // printed when non-nil
+	code     int
+	err      error             // printed when non-nil
+	problems []bundles.Problem // printed one per line, as file:line:col: message
 }
 
 func (e *exitCode) Error() string {
@@ -55,6 +58,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	var ec *exitCode
 	if errors.As(err, &ec) {
+		for _, p := range ec.problems {
+			fmt.Fprintln(stderr, p)
+		}
 		if ec.err != nil {
 			fmt.Fprintln(stderr, "verdict:", ec.err)
 		}

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,7 +40,7 @@ func decision(t *testing.T, out string) (allow bool, reasons []string) {
 }
 
 // TestDevTokenDecide walks the README's policy-author flow: mint a token,
-// ask for decisions against the embedded default policies.
+// ask for decisions against the default policies.
 func TestDevTokenDecide(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "dev-key.pem")
 	code, viewer, stderr := verdict(t, "token", "--dev-key", key, "--sub", "alice", "--roles", "viewer")
@@ -67,7 +69,7 @@ func TestDevTokenDecide(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, stderr := verdict(t, append([]string{"decide", "--dev-key", key}, tc.args...)...)
+			code, out, stderr := verdict(t, append([]string{"decide", "--policies", "../../policies", "--dev-key", key}, tc.args...)...)
 			if code != tc.wantCode {
 				t.Fatalf("exit %d, want %d; stdout %s stderr %s", code, tc.wantCode, out, stderr)
 			}
@@ -85,6 +87,7 @@ func TestDevTokenDecide(t *testing.T) {
 func TestDecideUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"decide"},
+		{"decide", "--action", "x"}, // no policies named: never a silent default
 		{"decide", "--action", "x", "--resource", "[1]"},
 		{"decide", "--action", "x", "--policies", filepath.Join(t.TempDir(), "missing")},
 		{"decide", "--action", "x", "--config", filepath.Join(t.TempDir(), "missing.yaml")},
@@ -169,12 +172,97 @@ func TestBundleFile(t *testing.T) {
 		"/authz/p.rego":      "package authz\n\nallow if input.action.name in data.tenants.open\n",
 		"/tenants/data.json": `{"open": ["orders:read"]}`,
 	})
-	code, out, stderr := verdict(t, "decide", "--bundle", path, "--action", "orders:read")
+	code, out, stderr := verdict(t, "decide", "--policies", path, "--action", "orders:read")
 	if code != 0 || !strings.Contains(out, `"revision": "v42"`) {
-		t.Fatalf("decide --bundle: exit %d %s %s", code, out, stderr)
+		t.Fatalf("decide --policies BUNDLE: exit %d %s %s", code, out, stderr)
 	}
 	if code, out, _ := verdict(t, "check", path); code != 0 || !strings.Contains(out, "revision v42") {
 		t.Fatalf("check bundle: exit %d %s", code, out)
+	}
+}
+
+// TestPolicyPaths: check, test and decide read exactly the policies they are
+// given — a directory, a .rego file or a bundle — and name none by default;
+// problems in a policy print as file:line:col lines with exit status 1,
+// whatever stage finds them (parse or type check), and usage errors exit 2.
+func TestPolicyPaths(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.rego")
+	write(t, good, "package authz\n\nallow if input.action.name == \"read\"\n")
+	syntax := filepath.Join(dir, "syntax", "authz.rego")
+	write(t, syntax, "package authz\n\nallow if {\n\tinput.action.name ==\n}\n")
+	typeErr := filepath.Join(dir, "types", "authz.rego")
+	write(t, typeErr, "package authz\n\nallow if input.subjet.id == \"x\"\n")
+	contract := filepath.Join(dir, "contract", "authz.rego")
+	write(t, contract, "package authz\n\nallow := true\n\nheaders := {\"x-n\": 1}\n")
+
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string // a line of stderr, matched at its start
+	}{
+		{name: "check a .rego file", args: []string{"check", good}},
+		{name: "check without a path", args: []string{"check"}, wantCode: 2, wantStderr: "verdict: name the policies"},
+		{name: "test without a path", args: []string{"test"}, wantCode: 2, wantStderr: "verdict: name the policies"},
+		{name: "check a missing path", args: []string{"check", filepath.Join(dir, "missing")}, wantCode: 2, wantStderr: "verdict: stat "},
+		{name: "a syntax error in a directory", args: []string{"check", filepath.Dir(syntax)}, wantCode: 1,
+			wantStderr: "authz.rego:5:1: rego_parse_error: "},
+		{name: "a syntax error in a file", args: []string{"check", syntax}, wantCode: 1, wantStderr: "authz.rego:5:1: rego_parse_error: "},
+		{name: "a type error", args: []string{"check", filepath.Dir(typeErr)}, wantCode: 1,
+			wantStderr: "authz.rego:3:10: rego_type_error: undefined ref: input.subjet.id"},
+		{name: "a contract error", args: []string{"check", contract}, wantCode: 1,
+			wantStderr: "authz.rego:5:1: verdict_contract_error: data.authz.headers has type object<x-n: number>"},
+		{name: "test reports a syntax error the same way", args: []string{"test", filepath.Dir(syntax)}, wantCode: 1,
+			wantStderr: "authz.rego:5:1: rego_parse_error: "},
+		{name: "decide reports a syntax error the same way", args: []string{"decide", "--policies", syntax, "--action", "read"}, wantCode: 1,
+			wantStderr: "authz.rego:5:1: rego_parse_error: "},
+		{name: "decide on a .rego file", args: []string{"decide", "--policies", good, "--action", "read"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := verdict(t, tc.args...)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, tc.wantCode, out, stderr)
+			}
+			if tc.wantStderr == "" {
+				return
+			}
+			found := false
+			for _, line := range strings.Split(stderr, "\n") {
+				found = found || strings.HasPrefix(line, tc.wantStderr) ||
+					strings.Contains(line, "/"+tc.wantStderr) && !strings.HasPrefix(line, "verdict:")
+			}
+			if !found {
+				t.Errorf("stderr %q has no line starting %q", stderr, tc.wantStderr)
+			}
+		})
+	}
+}
+
+// TestDecideKeyOutageIsAnError: an issuer whose key set cannot be fetched
+// makes decide fail (exit 2, the cause on stderr), not print a deny.
+func TestDecideKeyOutageIsAnError(t *testing.T) {
+	is := authztest.NewIssuer(t, "ES256")
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "verdict.yaml"), `policy:
+  dir: `+filepath.Join("..", "..", "..", "policies")+`
+tokens:
+  jwks_persist_dir: "off"
+  issuers:
+    - issuer: `+is.Name+`
+      audiences: [`+is.Audience+`]
+      algorithms: [ES256]
+      jwks_url: `+down.URL+`
+`)
+	abs, _ := filepath.Abs("../../policies")
+	code, out, stderr := verdict(t, "decide", "--config", filepath.Join(dir, "verdict.yaml"), "--policies", abs,
+		"--token", is.Mint(t, nil), "--action", "orders:read")
+	if code != 2 || out != "" || !strings.Contains(stderr, "keys_unavailable") {
+		t.Fatalf("exit %d, stdout %s, stderr %s; want exit 2 naming keys_unavailable", code, out, stderr)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -19,8 +18,6 @@ import (
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
-	"github.com/verdict-pdp/verdict/bundles/local"
-	"github.com/verdict-pdp/verdict/bundles/remote"
 	"github.com/verdict-pdp/verdict/policies"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
@@ -69,7 +66,7 @@ The first log line names the bound address ("listening addr=..."), so
 	fl := cmd.Flags()
 	fl.StringVar(&f.configFile, "config", "", "configuration file (YAML)")
 	fl.StringVar(&f.addr, "addr", "", `listen address (default: the configuration's addr, else "`+server.DefaultAddr+`")`)
-	fl.StringVar(&f.policies, "policies", "", "policy directory, watched for changes (default: the configuration's policy source, else the embedded default policies)")
+	fl.StringVar(&f.policies, "policies", "", "policy directory or bundle file, watched for changes (default: the configuration's policy source, else the embedded default policies)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -111,31 +108,31 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		managers []*jwks.Manager // remote key sets, run below
 		engine   *authz.Engine
 	)
+	forgetter := &keyForgetter{}
 	if f.configFile == "" {
 		if minter, err = devtoken.Generate(); err != nil {
 			return err
 		}
 		engineOpts.Tokens = minter.TokenOptions()
-	} else if engineOpts.Tokens, managers, err = cfg.TokenOptions(config.KeyOptions{
-		Logger: logger,
-		// A key that leaves its issuer's set takes its cached verifications
-		// with it. Called only from the managers' Run, which starts after
-		// engine is set.
-		OnKeysRemoved: func(issuer string, kids []string) {
-			for _, kid := range kids {
-				engine.ForgetKey(issuer, kid)
-			}
-		},
-	}); err != nil {
+	} else if engineOpts.Tokens, managers, err = tokenOptions(cfg, logger, forgetter.forget); err != nil {
 		return err
 	}
 	if engine, err = authz.New(engineOpts); err != nil {
 		return err
 	}
+	// A key that leaves its issuer's set takes its cached verifications
+	// with it.
+	forgetter.attach(engine)
 	reloads := server.NewReloadObserver()
-	src, err := policySource(cfg, f.policies, logger, reloads)
+	watched, ok, err := policySource(cfg, f.policies, logger, reloads)
 	if err != nil {
 		return err
+	}
+	var src serveSource = watched
+	if !ok {
+		if src, err = embeddedSource(); err != nil {
+			return err
+		}
 	}
 
 	// The server and its parts.
@@ -229,39 +226,8 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	return g.Wait()
 }
 
-// policySource picks the policy source: --policies, else the configuration's
-// dir, bundle_file or bundle_url, else the embedded default policies.
-func policySource(cfg *config.Config, dirFlag string, logger *slog.Logger, observer bundles.Observer) (serveSource, error) {
-	verify, err := bundleVerification(cfg)
-	if err != nil {
-		return nil, err
-	}
-	maxBytes, maxFiles := cfg.Policy.MaxUnpackedBytes, cfg.Policy.MaxFiles
-	switch {
-	case dirFlag != "":
-		return local.NewDir(local.DirOptions{Dir: dirFlag, Logger: logger, Observer: observer,
-			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
-	case cfg.Policy.Dir != "":
-		return local.NewDir(local.DirOptions{Dir: cfg.Path(cfg.Policy.Dir), Logger: logger, Observer: observer,
-			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
-	case cfg.Policy.BundleFile != "":
-		return local.NewFile(local.FileOptions{Path: cfg.Path(cfg.Policy.BundleFile), Verify: verify, Logger: logger, Observer: observer,
-			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
-	case cfg.Policy.BundleURL != "":
-		var persist string
-		switch cfg.Policy.PersistDir {
-		case "off":
-		case "":
-			if dir, err := os.UserCacheDir(); err == nil {
-				persist = filepath.Join(dir, "verdict", "bundles")
-			}
-		default:
-			persist = cfg.Path(cfg.Policy.PersistDir)
-		}
-		return remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
-			Verify: verify, PersistDir: persist, MaxAge: cfg.Policy.MaxAge, Logger: logger, Observer: observer,
-			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
-	}
+// embeddedSource serves the embedded default policies.
+func embeddedSource() (*staticSource, error) {
 	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
 	if err != nil {
 		return nil, err

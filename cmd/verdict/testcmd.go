@@ -14,34 +14,36 @@ import (
 
 func newTestCommand() *cobra.Command {
 	var (
-		p        policyFlags
-		verbose  bool
+		entrypoint string
+		verbose    bool
 		coverage bool
 		run      string
 		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "test [DIR|BUNDLE.tar.gz]",
-		Short: "Run the Rego unit tests of a policy directory",
-		Long: `Test runs every test_ rule in the *_test.rego files of DIR (default: the
-embedded default policies) with OPA's tester, type-checking every module
-against the input document's schema first, exactly as the server loads them.
+		Use:   "test PATH",
+		Short: "Run the Rego unit tests of a policy set",
+		Long: `Test runs every test_ rule in the *_test.rego files of PATH — a policy
+directory (. for this one), a .rego file or a bundle file — with OPA's
+tester, after compiling and type-checking every module exactly as the server
+loads them. Problems in the policies print as file:line:col: code: message.
 
-Exit status: 0 all passed, 1 a test failed or none ran, 2 error.`,
+Exit status: 0 all passed, 1 a test failed, none ran or the policies have
+problems, 2 usage error.`,
+		Example: `  verdict test .
+  verdict test ./policies --coverage
+  verdict test ./policies --run 'viewer' -v`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				p.dir = args[0]
-			}
-			snap, err := p.snapshot(nil)
+			snap, err := readPolicies(firstArg(args), nil)
 			if err != nil {
-				return &exitCode{code: exitError, err: err}
+				return policyError(err)
 			}
 			tr, err := authz.RunTests(cmd.Context(), snap, authz.TestOptions{
-				Entrypoint: p.entrypoint, Run: run, Timeout: timeout, Trace: verbose, Coverage: coverage,
+				Entrypoint: entrypoint, Run: run, Timeout: timeout, Trace: verbose, Coverage: coverage,
 			})
 			if err != nil {
-				return &exitCode{code: exitDeny, err: err}
+				return policyError(err)
 			}
 			out := cmd.OutOrStdout()
 			if err := (tester.PrettyReporter{Output: out, Verbose: verbose, FailureLine: true}).Report(replay(tr.Results)); err != nil {
@@ -66,7 +68,7 @@ Exit status: 0 all passed, 1 a test failed or none ran, 2 error.`,
 	cmd.Flags().BoolVar(&coverage, "coverage", false, "report line coverage of the policies (test files excluded)")
 	cmd.Flags().StringVar(&run, "run", "", "run only tests whose names match this regular expression")
 	cmd.Flags().DurationVar(&timeout, "timeout", authz.DefaultTestTimeout, "timeout for each test")
-	cmd.Flags().StringVar(&p.entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
+	cmd.Flags().StringVar(&entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
 	return cmd
 }
 

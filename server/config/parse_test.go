@@ -1,11 +1,6 @@
 package config_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -131,56 +125,6 @@ func TestEmptyFileIsZeroConfig(t *testing.T) {
 	}
 }
 
-func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
-	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	writeFile(t, filepath.Join(dir, "keys", "es.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
-	writeFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`)
-	writeFile(t, filepath.Join(dir, "keys", "hmac"), strings.Repeat("s", 32)+"\n")
-	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32))
-	data := `tokens:
-  leeway: 10s
-  issuers:
-    - {issuer: https://pem, audiences: [a], algorithms: [ES256], public_key_file: keys/es.pem}
-    - {issuer: https://jwks, audiences: [a], algorithms: [EdDSA], jwks_file: keys/jwks.json}
-    - {issuer: https://file, audiences: [a], algorithms: [HS256], hmac_secret_file: keys/hmac}
-    - {issuer: https://env, audiences: [a], algorithms: [HS256], hmac_secret_env: VERDICT_TEST_HMAC}
-`
-	c, err := config.Parse([]byte(data), filepath.Join(dir, "verdict.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, managers, err := c.TokenOptions(config.KeyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(managers) != 0 {
-		t.Errorf("managers for file keys: %v", managers)
-	}
-	if len(opts.Issuers) != 4 || opts.Leeway != 10*time.Second {
-		t.Fatalf("options %+v", opts)
-	}
-	for _, is := range opts.Issuers {
-		keys, err := is.Keys.Lookup(t.Context(), "")
-		if err != nil || len(keys) != 1 {
-			t.Errorf("%s: keys %v, %v", is.Issuer, keys, err)
-		}
-	}
-	hmac, _ := opts.Issuers[2].Keys.Lookup(t.Context(), "")
-	if string(hmac[0].Public.([]byte)) != strings.Repeat("s", 32) {
-		t.Error("hmac_secret_file: trailing newline kept or secret wrong")
-	}
-
-	t.Setenv("VERDICT_TEST_HMAC", "")
-	if _, _, err := c.TokenOptions(config.KeyOptions{}); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
-		t.Errorf("unset env secret: %v, want an error naming tokens.issuers[3]", err)
-	}
-}
-
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -205,31 +149,3 @@ func TestRemotePolicyKeys(t *testing.T) {
 	}
 }
 
-func TestTokenOptionsRemoteIssuers(t *testing.T) {
-	dir := t.TempDir()
-	data := `tokens:
-  jwks_persist_dir: state
-  issuers:
-    - {issuer: https://url, audiences: [a], algorithms: [RS256], jwks_url: https://url/keys, min_refresh: 2m, max_refresh: 2h, max_stale: 48h}
-    - {issuer: https://oidc, audiences: [a], algorithms: [RS256], discovery: true}
-`
-	c, err := config.Parse([]byte(data), filepath.Join(dir, "verdict.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, managers, err := c.TokenOptions(config.KeyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(managers) != 2 || opts.Issuers[0].Keys != token.KeySet(managers[0]) || managers[1].Issuer() != "https://oidc" {
-		t.Fatalf("managers %v for issuers %+v", managers, opts.Issuers)
-	}
-	if err := managers[0].Ready(); err == nil {
-		t.Error("a manager that never ran is ready")
-	}
-
-	bad := "tokens:\n  issuers:\n    - {issuer: https://x, audiences: [a], algorithms: [RS256], jwks_file: k, max_stale: 1h}\n"
-	if _, err := config.Parse([]byte(bad), "v.yaml"); err == nil || !strings.Contains(err.Error(), "apply only to jwks_url and discovery") {
-		t.Errorf("max_stale on a jwks_file issuer: %v", err)
-	}
-}

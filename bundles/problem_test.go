@@ -1,0 +1,53 @@
+package bundles_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+func TestProblemString(t *testing.T) {
+	for _, tc := range []struct {
+		p    bundles.Problem
+		want string
+	}{
+		{bundles.Problem{File: "a.rego", Line: 3, Col: 2, Code: "rego_type_error", Message: "match error", Details: []string{"left  : number", "right : string"}},
+			"a.rego:3:2: rego_type_error: match error\n\tleft  : number\n\tright : string"},
+		{bundles.Problem{File: "a.rego", Line: 3, Message: "m"}, "a.rego:3: m"},
+		{bundles.Problem{File: "a.rego", Message: "m"}, "a.rego: m"},
+		{bundles.Problem{Code: "c", Message: "m"}, "c: m"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+type carrier struct{ ps []bundles.Problem }
+
+func (c *carrier) Error() string                     { return "carried" }
+func (c *carrier) PolicyProblems() []bundles.Problem { return c.ps }
+
+// TestProblems: located problems come from a carrier in the chain first,
+// else from OPA's errors (file names without the bundle reader's leading
+// slash), else there are none.
+func TestProblems(t *testing.T) {
+	c := &carrier{ps: []bundles.Problem{{File: "x.rego", Line: 1, Message: "from the carrier"}}}
+	if got := bundles.Problems(fmt.Errorf("wrapped: %w", c)); len(got) != 1 || got[0].Message != "from the carrier" {
+		t.Errorf("carrier: %v", got)
+	}
+	opa := ast.Errors{ast.NewError(ast.TypeErr, &ast.Location{File: "/authz/p.rego", Row: 4, Col: 2}, "bad")}
+	if got := bundles.Problems(fmt.Errorf("read: %w", opa)); len(got) != 1 || got[0].File != "authz/p.rego" || got[0].Line != 4 {
+		t.Errorf("OPA errors: %v", got)
+	}
+	if got := bundles.Problems(errors.New("plain")); got != nil {
+		t.Errorf("plain error: %v", got)
+	}
+	if got := bundles.FormatError(fmt.Errorf("read: %w", opa)); got != "authz/p.rego:4:2: rego_type_error: bad" {
+		t.Errorf("FormatError = %q", got)
+	}
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/local"
+	"github.com/verdict-pdp/verdict/bundles/remote"
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+// This file is the one place where a configuration (a declarative value:
+// server/config reads and validates it and does nothing else) becomes the
+// parts every subcommand runs: token issuers and their key sets, policy
+// sets and sources, cache directories. serve, decide, check and test all
+// come here, so a key means the same in each.
+
+// cacheDir resolves a persist-directory setting (tokens.jwks_persist_dir,
+// policy.persist_dir): "off" disables persisting, "" means name under the
+// user cache directory (verdict/name), anything else is a path relative to
+// the configuration file.
+func cacheDir(cfg *config.Config, setting, name string) string {
+	switch setting {
+	case "off":
+		return ""
+	case "":
+		if dir, err := os.UserCacheDir(); err == nil {
+			return filepath.Join(dir, "verdict", name)
+		}
+		return ""
+	}
+	return cfg.Path(setting)
+}
+
+// keyForgetter hands key removals from the key managers to the engine. The
+// managers are built before the engine (the engine's verifier holds them),
+// so the engine is attached once it exists; removals before that have
+// nothing cached to forget. Safe for concurrent use.
+type keyForgetter struct{ engine atomic.Pointer[authz.Engine] }
+
+func (k *keyForgetter) attach(e *authz.Engine) { k.engine.Store(e) }
+
+// forget is a jwks OnKeysRemoved callback.
+func (k *keyForgetter) forget(issuer string, kids []string) {
+	e := k.engine.Load()
+	if e == nil {
+		return
+	}
+	for _, kid := range kids {
+		e.ForgetKey(issuer, kid)
+	}
+}
+
+// tokenOptions loads every issuer's keys and returns the verifier options.
+// Keys from files and environment variables are read once, now. A jwks_url
+// or discovery issuer gets a jwks.Manager as its KeySet, returned in
+// managers: nothing is fetched yet, and the caller must Run every manager
+// (they serve keys only then). onRemoved, when set, is told when a key
+// leaves an issuer's set.
+func tokenOptions(cfg *config.Config, logger *slog.Logger, onRemoved func(issuer string, kids []string)) (token.Options, []*jwks.Manager, error) {
+	opts := token.Options{Leeway: cfg.Tokens.Leeway, MaxBytes: cfg.Tokens.MaxBytes, CallerAudiences: cfg.Callers.TokenAudiences}
+	var managers []*jwks.Manager
+	persist := cacheDir(cfg, cfg.Tokens.JWKSPersistDir, "jwks")
+	for i, is := range cfg.Tokens.Issuers {
+		keys, err := issuerKeys(cfg, is, persist, logger, onRemoved)
+		if err != nil {
+			return token.Options{}, nil, fmt.Errorf("%w: %s: tokens.issuers[%d] (issuer %q): %w", config.ErrInvalid, cfg.File, i, is.Issuer, err)
+		}
+		if m, ok := keys.(*jwks.Manager); ok {
+			managers = append(managers, m)
+		}
+		opts.Issuers = append(opts.Issuers, token.Issuer{
+			Issuer:       is.Issuer,
+			Audiences:    is.Audiences,
+			Algorithms:   is.Algorithms,
+			Keys:         keys,
+			ExpOptional:  is.ExpOptional,
+			MaxLifetime:  is.MaxLifetime,
+			RequiredType: is.RequiredTyp,
+		})
+	}
+	return opts, managers, nil
+}
+
+// issuerKeys builds one issuer's KeySet from its key source.
+func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *slog.Logger, onRemoved func(string, []string)) (token.KeySet, error) {
+	switch {
+	case is.JWKSFile != "":
+		data, err := os.ReadFile(cfg.Path(is.JWKSFile))
+		if err != nil {
+			return nil, fmt.Errorf("jwks_file: %w", err)
+		}
+		keys, err := token.ParseJWKS(data)
+		if err != nil {
+			return nil, fmt.Errorf("jwks_file %s: %w", is.JWKSFile, err)
+		}
+		return token.StaticKeys(keys), nil
+	case is.PublicKeyFile != "":
+		data, err := os.ReadFile(cfg.Path(is.PublicKeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("public_key_file: %w", err)
+		}
+		k, err := token.ParsePublicKeyPEM(data)
+		if err != nil {
+			return nil, fmt.Errorf("public_key_file %s: %w", is.PublicKeyFile, err)
+		}
+		return token.StaticKeys{k}, nil
+	case is.HMACSecretFile != "":
+		data, err := os.ReadFile(cfg.Path(is.HMACSecretFile))
+		if err != nil {
+			return nil, fmt.Errorf("hmac_secret_file: %w", err)
+		}
+		return token.StaticKeys{token.HMACKey([]byte(strings.TrimRight(string(data), "\r\n")))}, nil
+	case is.HMACSecretEnv != "":
+		secret, ok := os.LookupEnv(is.HMACSecretEnv)
+		if !ok || secret == "" {
+			return nil, fmt.Errorf("hmac_secret_env: environment variable %s is not set", is.HMACSecretEnv)
+		}
+		return token.StaticKeys{token.HMACKey([]byte(secret))}, nil
+	case is.JWKSURL != "", is.Discovery:
+		return jwks.New(jwks.Options{
+			Issuer:        is.Issuer,
+			URL:           is.JWKSURL,
+			Discovery:     is.Discovery,
+			CAFile:        cfg.Path(is.CAFile),
+			MinRefresh:    is.MinRefresh,
+			MaxRefresh:    is.MaxRefresh,
+			MaxStale:      is.MaxStale,
+			PersistDir:    persist,
+			OnKeysRemoved: onRemoved,
+			Logger:        logger,
+		})
+	}
+	return nil, fmt.Errorf("no key source")
+}
+
+// bundleVerification reads the configuration's bundle signing key; no key
+// configured means bundles are not verified.
+func bundleVerification(cfg *config.Config) (bundles.VerifyOptions, error) {
+	if cfg.Policy.VerificationKeyFile == "" {
+		return bundles.VerifyOptions{}, nil
+	}
+	key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
+	if err != nil {
+		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %w", err)
+	}
+	return bundles.VerifyOptions{Key: key, Algorithm: cfg.Policy.VerificationAlgorithm}, nil
+}
+
+// policyKind is what a policy path names.
+type policyKind int
+
+const (
+	policyDir    policyKind = iota // a policy directory
+	policyModule                   // one .rego file
+	policyBundle                   // an OPA bundle file (.tar.gz)
+)
+
+// kindOf tells what path names: a directory, a .rego file, or else a bundle
+// file. It fails when path does not exist.
+func kindOf(path string) (policyKind, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case info.IsDir():
+		return policyDir, nil
+	case strings.HasSuffix(path, ".rego"):
+		return policyModule, nil
+	}
+	return policyBundle, nil
+}
+
+// readPolicies reads the policy set that decide, check and test work on:
+// path (a directory, a .rego file or a bundle file), else the
+// configuration's policy.dir or policy.bundle_file. There is no silent
+// default: without either it is a usage error, so that `verdict check` in
+// the wrong directory cannot pass on policies it never read. A bundle is
+// verified when the configuration names a verification key; the
+// configuration's size limits apply.
+func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	if path == "" {
+		switch {
+		case cfg.Policy.Dir != "":
+			path = cfg.Path(cfg.Policy.Dir)
+		case cfg.Policy.BundleFile != "":
+			path = cfg.Path(cfg.Policy.BundleFile)
+		case cfg.Policy.BundleURL != "":
+			return nil, usageError("policy.bundle_url: fetch the bundle and pass its file")
+		default:
+			return nil, usageError("name the policies: a directory (. for this one), a .rego file or a bundle file")
+		}
+	}
+	kind, err := kindOf(path)
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	limits := bundles.ReadOptions{MaxUnpackedBytes: cfg.Policy.MaxUnpackedBytes, MaxFiles: cfg.Policy.MaxFiles}
+	switch kind {
+	case policyModule:
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, usageError("%v", err)
+		}
+		s := &bundles.Snapshot{Origin: "file:" + path, Data: map[string]any{},
+			Modules: []bundles.Module{{Path: filepath.Base(path), Raw: raw}}}
+		s.Revision = bundles.ContentHash(s)
+		return s, nil
+	case policyBundle:
+		verify, err := bundleVerification(cfg)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usageError("%v", err)
+		}
+		defer f.Close()
+		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + path, Verify: verify,
+			MaxUnpackedBytes: limits.MaxUnpackedBytes, MaxFiles: limits.MaxFiles})
+	}
+	return bundles.ReadDir(path, limits)
+}
+
+// policySource picks what serve watches: path (--policies: a directory or
+// a bundle file), else the configuration's dir, bundle_file or bundle_url,
+// else nothing (ok false: serve then serves the embedded default policies).
+func policySource(cfg *config.Config, path string, logger *slog.Logger, observer bundles.Observer) (src serveSource, ok bool, err error) {
+	verify, err := bundleVerification(cfg)
+	if err != nil {
+		return nil, false, err
+	}
+	maxBytes, maxFiles := cfg.Policy.MaxUnpackedBytes, cfg.Policy.MaxFiles
+	dir, bundleFile := cfg.Path(cfg.Policy.Dir), cfg.Path(cfg.Policy.BundleFile)
+	if path != "" {
+		kind, err := kindOf(path)
+		switch {
+		case err != nil:
+			return nil, false, usageError("--policies: %v", err)
+		case kind == policyModule:
+			return nil, false, usageError("--policies %s: serve watches a directory or a bundle file; give the directory", path)
+		case kind == policyBundle:
+			dir, bundleFile = "", path
+		default:
+			dir, bundleFile = path, ""
+		}
+	}
+	switch {
+	case dir != "":
+		s, err := local.NewDir(local.DirOptions{Dir: dir, Logger: logger, Observer: observer,
+			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
+		return s, err == nil, err
+	case bundleFile != "":
+		s, err := local.NewFile(local.FileOptions{Path: bundleFile, Verify: verify, Logger: logger, Observer: observer,
+			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
+		return s, err == nil, err
+	case cfg.Policy.BundleURL != "":
+		s, err := remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
+			Verify: verify, PersistDir: cacheDir(cfg, cfg.Policy.PersistDir, "bundles"), MaxAge: cfg.Policy.MaxAge,
+			Logger: logger, Observer: observer, MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
+		return s, err == nil, err
+	}
+	return nil, false, nil
+}
+
+// usageError is an error in how verdict was called: exit status 2.
+func usageError(format string, args ...any) error {
+	return &exitCode{code: exitError, err: fmt.Errorf(format, args...)}
+}
+
+// policyError is the exit for a policy set that cannot be used: its located
+// problems, one "file:line:col: code: message" line each, and exit status
+// 1 (the policy is wrong, not the command line); an error without
+// locations (a missing file) is an error, exit status 2.
+func policyError(err error) error {
+	if ps := bundles.Problems(err); len(ps) > 0 {
+		return &exitCode{code: exitDeny, problems: ps}
+	}
+	var ec *exitCode
+	if errors.As(err, &ec) {
+		return err
+	}
+	return &exitCode{code: exitError, err: err}
+}
