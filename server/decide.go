@@ -103,4 +103,3 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	status, code := answer(decideAPI, authz.Decision{}, err, true)
 	s.writeError(w, status, code, errorMessage(err), "")
 }
-

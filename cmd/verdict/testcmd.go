@@ -16,9 +16,9 @@ func newTestCommand() *cobra.Command {
 	var (
 		entrypoint string
 		verbose    bool
-		coverage bool
-		run      string
-		timeout  time.Duration
+		coverage   bool
+		run        string
+		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "test PATH",

@@ -148,4 +148,3 @@ func TestRemotePolicyKeys(t *testing.T) {
 		t.Errorf("max_age with a directory: %v", err)
 	}
 }
-

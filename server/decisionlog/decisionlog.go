@@ -281,5 +281,3 @@ func appendField(b []byte, key, v string) []byte {
 	b = append(b, '"', ':')
 	return jsonw.AppendString(b, v)
 }
-
-
