@@ -194,7 +194,7 @@ func BenchmarkDecide(b *testing.B) {
 					e := benchEngine(b, p, variant.tokenCache, variant.decisionCache)
 					for range 2 { // a token's decisions are cached from its second use
 						for _, t := range p.tokens {
-							d, err := e.Decide(ctx, authz.Request{Token: t, Action: authz.Action{Name: benchAction}})
+							d, err := e.Decide(ctx, authz.Request{Token: token.Raw(t), Action: authz.Action{Name: benchAction}})
 							benchMustAllow(b, d, err)
 						}
 					}
@@ -203,7 +203,7 @@ func BenchmarkDecide(b *testing.B) {
 					cpu := startCPU()
 					i := 0
 					for b.Loop() {
-						req := authz.Request{Token: p.tokens[i%benchPoolSize], Action: authz.Action{Name: benchAction}}
+						req := authz.Request{Token: token.Raw(p.tokens[i%benchPoolSize]), Action: authz.Action{Name: benchAction}}
 						if _, err := e.Decide(ctx, req); err != nil {
 							b.Fatal(err)
 						}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/verdict-pdp/verdict/authz/token"
 )
 
 // Caller is the calling service's credential. At most one of Certificate and
@@ -23,8 +25,9 @@ type Caller struct {
 	// instead of "mtls".
 	Forwarded bool
 	// Token is a service token (compact JWT), verified under the same issuer
-	// rules as the subject's token.
-	Token string
+	// rules as the subject's token but against the caller audiences. It
+	// prints and logs redacted.
+	Token token.Raw
 }
 
 // CallerFromTLS returns the mTLS peer as the caller when the handshake

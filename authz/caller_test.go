@@ -90,19 +90,19 @@ func TestCallerIdentity(t *testing.T) {
 			want: map[string]string{"x-id": "pay.svc", "x-method": "forwarded_cert", "x-spiffe": "", "x-dns": "pay.svc,other.svc", "x-authenticated": "true"}},
 		{name: "cn last", caller: authz.Caller{Certificate: leaf(t, "payments", nil)},
 			want: map[string]string{"x-id": "payments", "x-method": "mtls", "x-spiffe": "", "x-dns": "", "x-authenticated": "true"}},
-		{name: "service token azp", caller: authz.Caller{Token: svc(map[string]any{"azp": "payments", "client_id": "c", "sub": "s"})},
+		{name: "service token azp", caller: authz.Caller{Token: token.Raw(svc(map[string]any{"azp": "payments", "client_id": "c", "sub": "s"}))},
 			want: map[string]string{"x-id": "payments", "x-method": "token", "x-spiffe": "", "x-dns": "", "x-authenticated": "true"}},
-		{name: "service token client_id", caller: authz.Caller{Token: svc(map[string]any{"client_id": "c", "sub": "s"})},
+		{name: "service token client_id", caller: authz.Caller{Token: token.Raw(svc(map[string]any{"client_id": "c", "sub": "s"}))},
 			want: map[string]string{"x-id": "c", "x-method": "token", "x-spiffe": "", "x-dns": "", "x-authenticated": "true"}},
-		{name: "service token sub", caller: authz.Caller{Token: svc(map[string]any{"sub": "s"})},
+		{name: "service token sub", caller: authz.Caller{Token: token.Raw(svc(map[string]any{"sub": "s"}))},
 			want: map[string]string{"x-id": "s", "x-method": "token", "x-spiffe": "", "x-dns": "", "x-authenticated": "true"}},
-		{name: "service token names nobody", caller: authz.Caller{Token: svc(map[string]any{"sub": nil})}, wantErr: authz.ErrCaller},
-		{name: "invalid service token", caller: authz.Caller{Token: tamper(svc(map[string]any{}))}, wantErr: token.ErrBadSignature},
-		{name: "a user's token is not a service token, whatever its azp", caller: authz.Caller{Token: is.Mint(t, map[string]any{"azp": "payments"})},
+		{name: "service token names nobody", caller: authz.Caller{Token: token.Raw(svc(map[string]any{"sub": nil}))}, wantErr: authz.ErrCaller},
+		{name: "invalid service token", caller: authz.Caller{Token: token.Raw(tamper(svc(map[string]any{})))}, wantErr: token.ErrBadSignature},
+		{name: "a user's token is not a service token, whatever its azp", caller: authz.Caller{Token: token.Raw(is.Mint(t, map[string]any{"azp": "payments"}))},
 			wantErr: token.ErrBadAudience},
 		{name: "certificate without identity", caller: authz.Caller{Certificate: leaf(t, "", nil)}, wantErr: authz.ErrCaller},
 		{name: "two spiffe ids", caller: authz.Caller{Certificate: leaf(t, "x", nil, spiffe, spiffe+"2")}, wantErr: authz.ErrCaller},
-		{name: "certificate and token", caller: authz.Caller{Certificate: leaf(t, "x", nil), Token: is.Mint(t, nil)}, wantErr: authz.ErrCaller},
+		{name: "certificate and token", caller: authz.Caller{Certificate: leaf(t, "x", nil), Token: token.Raw(is.Mint(t, nil))}, wantErr: authz.ErrCaller},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestCallerTokensNeedCallerAudiences(t *testing.T) {
 	is := authztest.NewIssuer(t, "ES256")
 	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, authztest.Policy(t, "r", echoCaller))
 	for _, aud := range []string{authztest.DefaultAudience, callerAud} {
-		d, err := e.Decide(t.Context(), authz.Request{Caller: authz.Caller{Token: is.Mint(t, map[string]any{"azp": "payments", "aud": aud})},
+		d, err := e.Decide(t.Context(), authz.Request{Caller: authz.Caller{Token: token.Raw(is.Mint(t, map[string]any{"azp": "payments", "aud": aud}))},
 			Action: authz.Action{Name: "x"}})
 		if d.Allow || !errors.Is(err, authz.ErrCaller) || len(d.Reasons) != 1 || d.Reasons[0] != "caller: bad_audience" {
 			t.Errorf("aud %s: %+v, %v; want a caller: bad_audience deny", aud, d, err)
@@ -160,13 +160,13 @@ func TestOneTokenNeverProvesBoth(t *testing.T) {
 	}
 	for name, callerToken := range map[string]string{"same bytes": both, "re-encoded signature": other} {
 		// Each form verifies on its own, as a subject and as a caller.
-		for _, req := range []authz.Request{{Token: callerToken}, {Caller: authz.Caller{Token: callerToken}}} {
+		for _, req := range []authz.Request{{Token: token.Raw(callerToken)}, {Caller: authz.Caller{Token: token.Raw(callerToken)}}} {
 			req.Action = authz.Action{Name: "x"}
 			if d, err := e.Decide(t.Context(), req); err != nil || !d.Allow {
 				t.Fatalf("%s alone: %+v, %v; want it to verify", name, d, err)
 			}
 		}
-		d, err := e.Decide(t.Context(), authz.Request{Token: both, Caller: authz.Caller{Token: callerToken}, Action: authz.Action{Name: "x"}})
+		d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(both), Caller: authz.Caller{Token: token.Raw(callerToken)}, Action: authz.Action{Name: "x"}})
 		if d.Allow || !errors.Is(err, authz.ErrCaller) || len(d.Reasons) != 1 || d.Reasons[0] != "caller: the subject's token cannot also prove the caller" {
 			t.Errorf("%s as both: %+v, %v; want a caller deny", name, d, err)
 		}
@@ -239,8 +239,8 @@ func TestStaleKeysDenyCachedTokens(t *testing.T) {
 	user := is.Mint(t, nil)
 	service := is.Mint(t, map[string]any{"azp": "payments", "aud": callerAud})
 	for _, req := range []authz.Request{
-		{Token: user, Action: authz.Action{Name: "x"}},
-		{Caller: authz.Caller{Token: service}, Action: authz.Action{Name: "x"}},
+		{Token: token.Raw(user), Action: authz.Action{Name: "x"}},
+		{Caller: authz.Caller{Token: token.Raw(service)}, Action: authz.Action{Name: "x"}},
 	} {
 		for i := range 3 { // verified, then from the token cache, then from the decision cache
 			if d, err := e.Decide(t.Context(), req); err != nil || !d.Allow {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -85,7 +84,6 @@ func (e *CompileError) Unwrap() []error {
 type compiled struct {
 	snapshot *bundles.Snapshot
 	query    rego.PreparedEvalQuery
-	loadedAt time.Time
 	// decisions caches this snapshot's answers; nil when the policy's
 	// answers may depend on more than the request (see cacheNote).
 	decisions *expiringCache[cachedDecision]
@@ -221,7 +219,7 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 }
 
 // prepare compiles a snapshot and prepares its decision query.
-func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Time, decisionCacheSize int) (*compiled, error) {
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCacheSize int) (*compiled, error) {
 	c, query, err := compileModules(s, entry, false)
 	if err != nil {
 		return nil, err
@@ -238,7 +236,7 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, now time.Ti
 	if err != nil {
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
 	}
-	cp := &compiled{snapshot: s, query: pq, loadedAt: now, cacheNote: "off: disabled"}
+	cp := &compiled{snapshot: s, query: pq, cacheNote: "off: disabled"}
 	if decisionCacheSize > 0 {
 		var ok bool
 		if ok, cp.cacheNote = decisionCacheability(c); ok {

@@ -128,7 +128,7 @@ func TestOneShotTokensAreNotCached(t *testing.T) {
 	cp := e.current.Load()
 	for i := range 20 {
 		tok := is.Mint(t, map[string]any{"jti": i})
-		if d, err := e.Decide(t.Context(), Request{Token: tok, Action: Action{Name: "x"}}); err != nil || !d.Allow {
+		if d, err := e.Decide(t.Context(), Request{Token: token.Raw(tok), Action: Action{Name: "x"}}); err != nil || !d.Allow {
 			t.Fatal(d, err)
 		}
 	}
@@ -137,7 +137,7 @@ func TestOneShotTokensAreNotCached(t *testing.T) {
 	}
 	tok := is.Mint(t, map[string]any{"jti": "twice"})
 	for range 2 {
-		if _, err := e.Decide(t.Context(), Request{Token: tok, Action: Action{Name: "x"}}); err != nil {
+		if _, err := e.Decide(t.Context(), Request{Token: token.Raw(tok), Action: Action{Name: "x"}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -145,7 +145,7 @@ func TestTokenAttacksNeverReachPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := engine.Decide(t.Context(), authz.Request{Token: tc.token, Action: authz.Action{Name: "orders:read"}})
+			d, err := engine.Decide(t.Context(), authz.Request{Token: token.Raw(tc.token), Action: authz.Action{Name: "orders:read"}})
 			if d.Allow {
 				t.Fatalf("allowed: %+v", d)
 			}
@@ -163,7 +163,7 @@ func TestTokenAttacksNeverReachPolicy(t *testing.T) {
 	}
 
 	t.Run("valid token reaches policy", func(t *testing.T) {
-		d, err := engine.Decide(t.Context(), authz.Request{Token: rsa.Mint(t, nil), Action: authz.Action{Name: "orders:read"}})
+		d, err := engine.Decide(t.Context(), authz.Request{Token: token.Raw(rsa.Mint(t, nil)), Action: authz.Action{Name: "orders:read"}})
 		if err != nil || !d.Allow || d.SubjectID != authztest.DefaultSubject {
 			t.Fatalf("got %+v, %v; want allow for alice", d, err)
 		}
@@ -188,7 +188,7 @@ func tamper(tok string) string {
 func TestNoTrustedIssuers(t *testing.T) {
 	is := authztest.NewIssuer(t, "EdDSA")
 	e := newEngine(t, authz.Options{}, authztest.Policy(t, "r", allowAll))
-	d, err := e.Decide(t.Context(), authz.Request{Token: is.Mint(t, nil), Action: authz.Action{Name: "x"}})
+	d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(is.Mint(t, nil)), Action: authz.Action{Name: "x"}})
 	if d.Allow || !errors.Is(err, token.ErrBadIssuer) {
 		t.Fatalf("got %+v, %v; want bad_issuer deny", d, err)
 	}
@@ -393,7 +393,7 @@ func TestConcurrentDecideDuringSwaps(t *testing.T) {
 		wg.Go(func() {
 			for i := range perWorker {
 				d, err := e.Decide(context.Background(), authz.Request{
-					Token: tokens[(w*perWorker+i)%len(tokens)], Action: authz.Action{Name: "x"}})
+					Token: token.Raw(tokens[(w*perWorker+i)%len(tokens)]), Action: authz.Action{Name: "x"}})
 				decisions.Add(1)
 				switch {
 				case err != nil:
@@ -436,13 +436,13 @@ func TestCachedTokenExpires(t *testing.T) {
 		authztest.Policy(t, "r", allowAll))
 	tok := is.Mint(t, map[string]any{"exp": start.Add(time.Minute).Unix()})
 	for range 2 { // verify, then hit the cache
-		if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
+		if d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
 			t.Fatalf("fresh token: %+v, %v", d, err)
 		}
 	}
 	later := start.Add(2 * time.Minute)
 	now.Store(&later)
-	d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}})
+	d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: "x"}})
 	if d.Allow || !errors.Is(err, token.ErrExpired) {
 		t.Fatalf("after exp: %+v, %v; want token: expired", d, err)
 	}
@@ -485,11 +485,11 @@ reasons := [json.marshal_with_options(input, {"pretty": true, "indent": "  "})]
 		req  authz.Request
 	}{
 		{"anonymous", authz.Request{Action: authz.Action{Name: "catalog:read"}, RequestID: "req-1"}},
-		{"user with path", authz.Request{Token: userToken, RequestID: "req-2", RemoteAddr: "10.0.0.1:5555",
+		{"user with path", authz.Request{Token: token.Raw(userToken), RequestID: "req-2", RemoteAddr: "10.0.0.1:5555",
 			Action:     authz.Action{Name: "orders:read", Method: "get", Path: "/orders/./42/../43/%20x?debug=1"},
 			Resource:   map[string]any{"owner": "alice", "id": 43},
 			Attributes: map[string]any{"tenant": "acme"}}},
-		{"service token caller", authz.Request{Caller: authz.Caller{Token: serviceToken}, RequestID: "req-3",
+		{"service token caller", authz.Request{Caller: authz.Caller{Token: token.Raw(serviceToken)}, RequestID: "req-3",
 			Action: authz.Action{Name: "inventory:reserve"}}},
 	}
 	for _, tc := range tests {
@@ -535,15 +535,15 @@ func TestForgetKeyDropsCachedTokens(t *testing.T) {
 	cfg.Keys = keys
 	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{cfg}}}, authztest.Policy(t, "r", allowAll))
 	tok := is.Mint(t, nil)
-	if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
+	if d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
 		t.Fatalf("before rotation: %+v, %v", d, err)
 	}
 	keys.set(token.StaticKeys{}) // the key leaves the issuer's set
-	if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
+	if d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: "x"}}); err != nil || !d.Allow {
 		t.Fatalf("cached verification should still answer before ForgetKey: %+v, %v", d, err)
 	}
 	e.ForgetKey(is.Name, is.KeyID)
-	if d, err := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "x"}}); d.Allow || !errors.Is(err, token.ErrUnknownKID) {
+	if d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: "x"}}); d.Allow || !errors.Is(err, token.ErrUnknownKID) {
 		t.Fatalf("after ForgetKey: %+v, %v; want unknown_kid", d, err)
 	}
 }
@@ -580,7 +580,7 @@ func TestSubjectTokenCannotBeCaller(t *testing.T) {
 	is := authztest.NewIssuer(t, "EdDSA")
 	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, authztest.Policy(t, "r", allowAll))
 	tok := is.Mint(t, map[string]any{"azp": "payments"})
-	d, err := e.Decide(t.Context(), authz.Request{Token: tok, Caller: authz.Caller{Token: tok}, Action: authz.Action{Name: "x"}})
+	d, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Caller: authz.Caller{Token: token.Raw(tok)}, Action: authz.Action{Name: "x"}})
 	if d.Allow || !errors.Is(err, authz.ErrCaller) {
 		t.Fatalf("got %+v, %v; want a caller error", d, err)
 	}

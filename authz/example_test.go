@@ -39,7 +39,7 @@ func Example() {
 
 	viewer, _ := idp.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
 	for _, action := range []string{"orders:read", "orders:delete"} {
-		d, err := engine.Decide(ctx, authz.Request{Token: viewer, Action: authz.Action{Name: action}})
+		d, err := engine.Decide(ctx, authz.Request{Token: token.Raw(viewer), Action: authz.Action{Name: action}})
 		fmt.Println(action, d.Allow, d.Reasons, err)
 	}
 	// Output:
@@ -54,7 +54,7 @@ func ExampleEngine_Decide_invalidToken() {
 	_ = engine.Load(context.Background(), mustDefaultPolicies())
 
 	expired, _ := idp.Mint("alice", nil, time.Minute, time.Now().Add(-time.Hour))
-	d, err := engine.Decide(context.Background(), authz.Request{Token: expired, Action: authz.Action{Name: "orders:read"}})
+	d, err := engine.Decide(context.Background(), authz.Request{Token: token.Raw(expired), Action: authz.Action{Name: "orders:read"}})
 	fmt.Println(d.Allow, d.Reasons)
 	fmt.Println(errors.Is(err, authz.ErrToken), errors.Is(err, token.ErrExpired))
 	// Output:
@@ -112,6 +112,10 @@ func ExampleCompile() {
 	fmt.Println(err)
 	// Output:
 	// authz/rbac.rego:3:10: rego_type_error: undefined ref: input.subjet.authenticated
+	// 	input.subjet.authenticated
+	// 	      ^
+	// 	      have: "subjet"
+	// 	      want (one of): ["action" "caller" "context" "resource" "subject"]
 }
 
 func mustDefaultPolicies() *bundles.Snapshot {

@@ -16,7 +16,7 @@ import (
 // not exactly one well-formed "Bearer <token>" is an error wrapping
 // token.ErrInvalid and token.ErrMalformed: a credential the client tried to
 // send is never silently dropped.
-func BearerToken(h http.Header) (string, error) {
+func BearerToken(h http.Header) (token.Raw, error) {
 	values := h.Values("Authorization")
 	switch len(values) {
 	case 0:
@@ -33,7 +33,7 @@ func BearerToken(h http.Header) (string, error) {
 	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
 		return "", malformed("bearer token is empty or contains whitespace")
 	}
-	return tok, nil
+	return token.Raw(tok), nil
 }
 
 func malformed(detail string) error {

@@ -1,9 +1,12 @@
 package authz_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,8 +48,8 @@ func TestBearerToken(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("BearerToken = %q, %v; want %q", got, err, tc.want)
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("BearerToken = %q, %v; want %q", string(got), err, tc.want)
 			}
 		})
 	}
@@ -58,7 +61,8 @@ func FuzzBearerToken(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, header string) {
 		h := http.Header{"Authorization": {header}}
-		tok, err := authz.BearerToken(h)
+		raw, err := authz.BearerToken(h)
+		tok := string(raw)
 		if err != nil {
 			if tok != "" || !errors.Is(err, token.ErrMalformed) {
 				t.Fatalf("error %v with token %q", err, tok)
@@ -175,6 +179,26 @@ func TestHTTPStatus(t *testing.T) {
 	for _, tc := range tests {
 		if got := authz.HTTPStatus(tc.d, tc.err, tc.anonymous); got != tc.want {
 			t.Errorf("%s: HTTPStatus = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestRequestNeverShowsItsTokens: a Request (or its Caller) printed with any
+// fmt verb or logged with slog shows a redacted token, never the token.
+func TestRequestNeverShowsItsTokens(t *testing.T) {
+	const subject, service = "eyJhbGciOiJFUzI1NiJ9.c3ViamVjdA.c2ln", "eyJhbGciOiJFUzI1NiJ9.c2VydmljZQ.c2ln"
+	req := authz.Request{Token: subject, Caller: authz.Caller{Token: service}, Action: authz.Action{Name: "orders:read"}}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("decide", "request", req, "caller", req.Caller)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("decide", "request", req)
+	for _, out := range []string{
+		fmt.Sprintf("%v %+v %#v", req, req, req), fmt.Sprint(req.Caller), logged.String(),
+	} {
+		if strings.Contains(out, "c3ViamVjdA") || strings.Contains(out, "c2VydmljZQ") {
+			t.Errorf("a token shows in %s", out)
+		}
+		if !strings.Contains(out, "redacted jwt") {
+			t.Errorf("no redacted token in %s", out)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func TestDecideErrorsAreRefusals(t *testing.T) {
 		req authz.Request
 	}{
 		{e, authz.Request{Token: "x", Action: authz.Action{Name: "a"}}},
-		{e, authz.Request{Caller: authz.Caller{Token: is.Mint(t, nil)}, Action: authz.Action{Name: "a"}}},
+		{e, authz.Request{Caller: authz.Caller{Token: token.Raw(is.Mint(t, nil))}, Action: authz.Action{Name: "a"}}},
 		{e, authz.Request{}},
 		{e, authz.Request{Action: authz.Action{Method: "GET", Path: "/a;b"}}},
 		{notReady, authz.Request{Action: authz.Action{Name: "a"}}},

@@ -94,7 +94,7 @@ func ProblemOf(e *ast.Error) Problem {
 	p := Problem{Code: e.Code, Message: e.Message}
 	if e.Details != nil {
 		for _, l := range e.Details.Lines() {
-			if l = strings.TrimSpace(l); l != "" {
+			if l = strings.TrimRight(l, " \t"); strings.TrimSpace(l) != "" {
 				p.Details = append(p.Details, l)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token"
 )
 
 // readBody reads the request body into a pooled buffer, refusing more than
@@ -60,7 +61,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := authz.Request{
-		Token:    in.Token,
+		Token:    token.Raw(in.Token),
 		Action:   in.Action,
 		Resource: in.Resource,
 	}
@@ -79,7 +80,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		req.Caller = authz.CallerFromTLS(r.TLS)
 		d, err = s.decide(r, &req)
 	case in.Caller.Token != "":
-		req.Caller.Token = in.Caller.Token
+		req.Caller.Token = token.Raw(in.Caller.Token)
 		d, err = s.decide(r, &req)
 	default:
 		var reject error

@@ -157,9 +157,9 @@ func devIssuer(path string) (token.Options, bool, error) {
 
 func (f *decideFlags) request() (authz.Request, error) {
 	req := authz.Request{
-		Token:  strings.TrimSpace(f.token),
+		Token:  token.Raw(strings.TrimSpace(f.token)),
 		Action: authz.Action{Name: f.action, Method: f.method, Path: f.path},
-		Caller: authz.Caller{Token: strings.TrimSpace(f.callerToken)},
+		Caller: authz.Caller{Token: token.Raw(strings.TrimSpace(f.callerToken))},
 	}
 	if req.Action == (authz.Action{}) {
 		return req, errors.New("give --action, or --method and --path")

@@ -1,0 +1,203 @@
+package authz
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+// Request is one question for the engine: may this caller, acting for this
+// subject, perform this action on this resource?
+type Request struct {
+	// Token is the subject's bearer token (compact JWT, without "Bearer ").
+	// Empty means anonymous: input.subject.authenticated is false and the
+	// policy decides. As a token.Raw it prints and logs redacted, so a
+	// logged Request never shows it.
+	Token token.Raw
+	// Caller is the calling service's credential; zero means none.
+	Caller Caller
+	// Action is required: a name, or a method and path.
+	Action Action
+	// Resource is free-form; nil means {}.
+	Resource map[string]any
+	// Attributes become input.context.attributes.
+	Attributes map[string]any
+	// RequestID becomes input.context.request_id; empty means the decision ID.
+	RequestID string
+	// RemoteAddr becomes input.context.remote_addr when set.
+	RemoteAddr string
+}
+
+// Decision is the engine's answer. Allow is true only when the policy's
+// allow rule was exactly true and nothing failed on the way. Its JSON form
+// is AppendJSON's.
+type Decision struct {
+	ID       string            `json:"decision_id"`
+	Allow    bool              `json:"allow"`
+	Reasons  []string          `json:"reasons"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Revision string            `json:"revision,omitempty"`
+
+	// SubjectID and CallerID identify who asked (for decision logs); empty
+	// when anonymous or unknown.
+	SubjectID string `json:"-"`
+	CallerID  string `json:"-"`
+	// Duration is how long Decide took.
+	Duration time.Duration `json:"-"`
+}
+
+// Decide answers req against the current policy snapshot. It is safe for
+// concurrent use.
+//
+// Every error is a deny: when Decide returns an error, the Decision still
+// carries an ID, Allow false and a reason saying why, and the error is a
+// *Refusal whose category is exactly one of ErrToken (present but invalid
+// token; the policy is not evaluated), ErrCaller (invalid caller
+// credential; not evaluated), ErrInvalidRequest, ErrNotReady or ErrPolicy
+// (evaluation failed or timed out, or the result broke the policy
+// contract). The decision's reason is the refusal's Reason.
+//
+// When the snapshot's policy can only depend on the request (see
+// Status.DecisionCache), a request repeated with the same token, caller
+// credential and action and no resource is answered from the snapshot's
+// decision cache, with a fresh ID; everything else is evaluated.
+func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
+	start := e.now()
+	d := Decision{ID: rand.Text()}
+	err := e.decide(ctx, &req, start, &d)
+	if err != nil {
+		d.Allow = false
+		d.Headers = nil
+		d.Reasons = []string{ReasonFor(err)}
+	} else if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	d.Duration = e.now().Sub(start)
+	return d, err
+}
+
+func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Decision) error {
+	cp := e.current.Load()
+	if cp == nil {
+		return Refusef(ErrNotReady, "no policy loaded")
+	}
+	d.Revision = cp.snapshot.Revision
+
+	subject := anonymousSubject
+	var subjectKey cacheKey
+	var subjectContent *[32]byte // the subject token's signed content
+	expires := now.Add(noExpTTL)
+	// seenBefore is false for a token verified just now: its decision is not
+	// cached, so that a flood of one-shot tokens does not fill the decision
+	// cache (a token's answers are cached from its second use on).
+	seenBefore := true
+	if req.Token != "" {
+		vt, key, hit, err := e.verify(ctx, string(req.Token), forSubject, now)
+		if err != nil {
+			return RefuseWith(ErrToken, err)
+		}
+		subject, d.SubjectID, subjectKey, seenBefore = vt.subject, vt.subjectID, key, hit
+		subjectContent = &vt.content
+		expires = earliest(expires, vt.expires)
+	}
+
+	caller, err := e.caller(ctx, &req.Caller, subjectContent, now)
+	if err != nil {
+		return err
+	}
+	d.CallerID = caller.id
+	expires = earliest(expires, caller.expires)
+
+	// A decision the snapshot has made before for the same subject, caller
+	// and action is answered from its cache (see decisionKey).
+	var key cacheKey
+	cacheable := cp.decisions != nil && len(req.Resource) == 0
+	if cacheable {
+		key = decisionKey(&subjectKey, &caller.key, &req.Action)
+		if cd, ok := cp.decisions.get(&key, now); ok {
+			cd.fill(d)
+			return nil
+		}
+	}
+
+	action, err := actionTerm(req.Action)
+	if err != nil {
+		return err
+	}
+	resource, err := freeFormTerm("resource", req.Resource)
+	if err != nil {
+		return err
+	}
+	requestID := req.RequestID
+	if requestID == "" {
+		requestID = d.ID
+	}
+	context_, err := contextTerm(now, requestID, req.RemoteAddr, req.Attributes)
+	if err != nil {
+		return err
+	}
+	input := inputValue(subject, caller.term, action, resource, context_)
+	if err := e.evaluate(ctx, cp, input, now, d); err != nil {
+		return err
+	}
+	if cacheable && seenBefore {
+		cp.decisions.put(&key, newCachedDecision(d), expires, now)
+	}
+	return nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// callerInput is input.caller with what the decision cache needs to know
+// about it.
+type callerInput struct {
+	term    *ast.Term
+	id      string
+	key     cacheKey  // identifies the credential; zero for none
+	expires time.Time // when the credential stops being valid; zero for never
+}
+
+// caller builds input.caller from the request's caller credential.
+// subjectContent is the signed content of the subject's verified token (nil
+// when anonymous): a token proves one party, never both, and tokens are
+// compared by what was signed, not by their bytes, since an ECDSA signature
+// can be re-encoded into another valid one.
+func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte, now time.Time) (callerInput, error) {
+	switch {
+	case c.Certificate != nil && c.Token != "":
+		return callerInput{}, Refusef(ErrCaller, "both a certificate and a token were given")
+	case c.Certificate != nil:
+		term, id, err := certificateCaller(c.Certificate, c.Forwarded)
+		if err != nil {
+			return callerInput{}, err
+		}
+		key := sha256.Sum256(c.Certificate.Raw)
+		if c.Forwarded {
+			key[0] ^= 1 // the same certificate forwarded is another method
+		}
+		return callerInput{term: term, id: id, key: key, expires: c.Certificate.NotAfter}, nil
+	case c.Token != "":
+		vt, key, _, err := e.verify(ctx, string(c.Token), forCaller, now)
+		if err != nil {
+			return callerInput{}, RefuseWith(ErrCaller, err)
+		}
+		if subjectContent != nil && vt.content == *subjectContent {
+			return callerInput{}, Refusef(ErrCaller, "the subject's token cannot also prove the caller")
+		}
+		if vt.caller == nil {
+			return callerInput{}, Refusef(ErrCaller, "service token names no service (no azp, client_id or sub)")
+		}
+		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires}, nil
+	}
+	return callerInput{term: anonymousCaller}, nil
+}

@@ -1,0 +1,142 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"golang.org/x/net/http/httpguts"
+)
+
+// evaluate runs the prepared query and reads the policy contract from it.
+func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, d *Decision) error {
+	ctx, cancel := context.WithTimeout(ctx, e.evalTimeout)
+	defer cancel()
+	// One cancel hook per evaluation instead of OPA's watcher goroutine.
+	stopCancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, stopCancel.Cancel)()
+	rs, err := cp.query.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalTime(now),
+		rego.EvalExternalCancel(stopCancel),
+		rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalGenerateJSON(keepTerm),
+	)
+	if err != nil {
+		if ctx.Err() != nil {
+			return &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+		}
+		return RefuseWith(ErrPolicy, err)
+	}
+	var result ast.Object
+	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
+		if t, ok := rs[0].Expressions[0].Value.(*ast.Term); ok {
+			result, _ = t.Value.(ast.Object)
+		}
+	}
+	if result == nil {
+		return Refusef(ErrPolicy, "the entry query returned no decision")
+	}
+	reasons, err := stringList(result.Get(keyReasons))
+	if err != nil {
+		return Refusef(ErrPolicy, "data.%s.reasons: %v", e.entry, err)
+	}
+	allowValue := result.Get(keyAllow)
+	allow := allowValue != nil && allowValue.Value.Compare(ast.Boolean(true)) == 0
+	if allow {
+		headers, err := headerMap(result.Get(keyHeaders))
+		if err != nil {
+			return Refusef(ErrPolicy, "data.%s.headers: %v", e.entry, err)
+		}
+		d.Headers = headers
+	}
+	if !allow && len(reasons) == 0 {
+		if _, undefined := allowValue.Value.(ast.Null); undefined {
+			reasons = []string{"policy: allow is undefined"}
+		} else {
+			reasons = []string{"policy: allow is not true"}
+		}
+	}
+	d.Allow, d.Reasons = allow, reasons
+	return nil
+}
+
+// keepTerm hands OPA's result term back as it is, skipping the conversion
+// to Go values that the engine would only undo.
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+var (
+	keyAllow   = ast.InternedTerm("allow")
+	keyReasons = ast.InternedTerm("reasons")
+	keyHeaders = ast.InternedTerm("headers")
+)
+
+// stringList reads reasons: null (undefined), a set (sorted) or an array of
+// strings.
+func stringList(t *ast.Term) ([]string, error) {
+	if t == nil {
+		return nil, nil
+	}
+	var arr *ast.Array
+	switch v := t.Value.(type) {
+	case ast.Null:
+		return nil, nil
+	case ast.Set:
+		arr = v.Sorted()
+	case *ast.Array:
+		arr = v
+	default:
+		return nil, fmt.Errorf("must be a set or array of strings, got %s", ast.ValueName(v))
+	}
+	out := make([]string, 0, arr.Len())
+	for i := range arr.Len() {
+		s, ok := arr.Elem(i).Value.(ast.String)
+		if !ok {
+			return nil, fmt.Errorf("must contain only strings, got %s", ast.ValueName(arr.Elem(i).Value))
+		}
+		out = append(out, string(s))
+	}
+	return out, nil
+}
+
+// headerMap reads the policy's headers, refusing names and values that are
+// not valid HTTP (a value with CR or LF could inject headers downstream).
+func headerMap(t *ast.Term) (map[string]string, error) {
+	if t == nil {
+		return nil, nil
+	}
+	if _, ok := t.Value.(ast.Null); ok {
+		return nil, nil
+	}
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("must be an object of strings, got %s", ast.ValueName(t.Value))
+	}
+	out := make(map[string]string, obj.Len())
+	err := obj.Iter(func(k, v *ast.Term) error {
+		name, ok := k.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("header names must be strings, got %s", ast.ValueName(k.Value))
+		}
+		value, ok := v.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("%q must be a string, got %s", string(name), ast.ValueName(v.Value))
+		}
+		if !httpguts.ValidHeaderFieldName(string(name)) {
+			return fmt.Errorf("%q is not a valid header name", string(name))
+		}
+		if !httpguts.ValidHeaderFieldValue(string(value)) {
+			return fmt.Errorf("%q has a value that is not a valid header value", string(name))
+		}
+		out[string(name)] = string(value)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,99 @@
+package authz
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+// purpose says what a token is verified for: a subject's bearer token
+// (checked against its issuer's audiences) or a caller's service token
+// (checked against the caller audiences instead). The two are cached apart,
+// so a token verified for one purpose never passes for the other.
+type purpose uint8
+
+const (
+	forSubject purpose = iota
+	forCaller
+)
+
+// verify returns the verified token and its cache key, from the cache when
+// it was verified before for the same purpose, has not expired, and its
+// issuer's keys are still fresh (hit). A cached verification never outlives
+// the keys that made it: stale or unavailable keys deny it as they deny a
+// new token, and a removed key has already taken its entries with it
+// (ForgetKey).
+func (e *Engine) verify(ctx context.Context, raw string, p purpose, now time.Time) (*verifiedToken, cacheKey, bool, error) {
+	key := cacheKey(sha256.Sum256([]byte(raw)))
+	if p == forCaller {
+		key[0] ^= 2
+	}
+	if e.verifier == nil {
+		return nil, key, false, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
+	}
+	if vt, ok := e.cache.get(&key, now); ok {
+		if err := e.verifier.KeysFresh(vt.issuer); err != nil {
+			return nil, key, false, err
+		}
+		return vt, key, true, nil
+	}
+	generation := e.forgets.Load()
+	verify := e.verifier.Verify
+	if p == forCaller {
+		verify = e.verifier.VerifyCaller
+	}
+	v, err := verify(ctx, raw)
+	if err != nil {
+		return nil, key, false, err
+	}
+	vt, err := newVerifiedToken(v, now)
+	if err != nil {
+		return nil, key, false, err
+	}
+	if e.forgets.Load() == generation {
+		e.cache.put(&key, vt, vt.expires, now)
+	}
+	return vt, key, false, nil
+}
+
+func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) {
+	claims, err := ast.InterfaceToValue(v.Claims)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: claims: %w", token.ErrInvalid, token.ErrMalformed, err)
+	}
+	claimsTerm := ast.NewTerm(claims)
+	subject := ast.NewObjectWithCapacity(4)
+	subject.Insert(keyAuthenticated, ast.InternedTerm(true))
+	if v.Subject != "" {
+		subject.Insert(keyID, ast.StringTerm(v.Subject))
+	}
+	subject.Insert(keyIssuer, ast.StringTerm(v.Issuer))
+	subject.Insert(keyClaims, claimsTerm)
+
+	vt := &verifiedToken{
+		subject:   ast.NewTerm(subject),
+		subjectID: v.Subject,
+		issuer:    v.Issuer,
+		keyID:     v.KeyID,
+		content:   v.Content,
+		expires:   v.ExpiresAt,
+	}
+	if vt.expires.IsZero() {
+		vt.expires = now.Add(noExpTTL)
+	}
+	if id := serviceID(v.Claims); id != "" {
+		vt.callerID = id
+		vt.caller = ast.NewTerm(ast.NewObject(
+			ast.Item(keyAuthenticated, ast.InternedTerm(true)),
+			ast.Item(keyID, ast.StringTerm(id)),
+			ast.Item(keyMethod, ast.InternedTerm(CallerToken)),
+			ast.Item(keyClaims, claimsTerm),
+		))
+	}
+	return vt, nil
+}
