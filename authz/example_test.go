@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"time"
 
@@ -124,4 +126,66 @@ func mustDefaultPolicies() *bundles.Snapshot {
 		panic(err)
 	}
 	return snap
+}
+
+// Embedding the engine in a service, as the README shows it (compiled, not
+// run: it reads ./policies and keys/jwks.json).
+func Example_embedding() {
+	ctx := context.Background()
+	jwks, err := os.ReadFile("keys/jwks.json")
+	if err != nil {
+		log.Fatal(err)
+	}
+	keys, err := token.ParseJWKS(jwks) // or token.ParsePublicKeyPEM, token.HMACKey
+	if err != nil {
+		log.Fatal(err)
+	}
+	engine, err := authz.New(authz.Options{
+		Tokens: token.Options{
+			Issuers: []token.Issuer{{
+				Issuer:     "https://idp.example.com",
+				Audiences:  []string{"orders-api"},
+				Algorithms: []string{"RS256"},
+				Keys:       token.StaticKeys(keys),
+			}},
+			Leeway: 30 * time.Second,
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	snap, err := bundles.ReadDir("./policies", bundles.ReadOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := engine.Load(ctx, snap); err != nil { // file:line:col on a bad policy
+		log.Fatal(err)
+	}
+
+	http.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		req, err := authz.RequestFromHTTP(r) // bearer token, mTLS caller, method and path
+		if err != nil {                      // a malformed Authorization header: refused, never anonymous
+			http.Error(w, authz.ReasonFor(err), http.StatusUnauthorized)
+			return
+		}
+		req.Action.Name = "orders:read"
+		d, err := engine.Decide(r.Context(), req)
+		// Every error is a deny: d.Allow is false and d.Reasons says why
+		// ("token: expired", "caller: ...", "policy_error: ...").
+		if !d.Allow {
+			http.Error(w, d.Reasons[0], authz.HTTPStatus(d, err, req.Token == ""))
+			return
+		}
+		fmt.Fprintf(w, "order %s for %s", r.PathValue("id"), d.SubjectID)
+	})
+}
+
+// The same as middleware, which answers 401/403 itself (compiled, not run).
+func Example_middleware() {
+	var engine *authz.Engine // built and loaded as in Example_embedding
+	var ordersHandler http.Handler
+	mux := http.NewServeMux()
+
+	mux.Handle("/orders/", engine.Middleware(authz.MiddlewareOptions{})(ordersHandler))
+	// in the handler: d, _ := authz.DecisionFromContext(r.Context())
 }

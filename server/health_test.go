@@ -120,11 +120,24 @@ func TestMetrics(t *testing.T) {
 		`verdict_http_requests_total{code="200",route="decide"} 3`,
 		`verdict_http_requests_total{code="400",route="decide"} 1`,
 		`verdict_http_requests_total{code="401",route="check"} 1`,
+		`verdict_http_requests_total{code="415",route="decide"} 0`,
+		`verdict_http_requests_total{code="403",route="check"} 0`,
 		`go_goroutines `,
 		`process_`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// No series for statuses a route cannot answer.
+	for _, never := range []string{
+		`verdict_http_requests_total{code="401",route="decide"}`,
+		`verdict_http_requests_total{code="413",route="check"}`,
+		`verdict_http_requests_total{code="503",route="status"}`,
+		`verdict_http_requests_total{code="200",route="not_found"}`,
+	} {
+		if strings.Contains(m, never) {
+			t.Errorf("metrics have the impossible series %s", never)
 		}
 	}
 }

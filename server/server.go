@@ -270,27 +270,31 @@ func or[T comparable](v, def T) T {
 }
 
 // routes is the one place where routes are declared. Every route is wrapped
-// by the same instrumentation, labelled with a constant route name. Patterns
+// by the same instrumentation, labelled with a constant route name and the
+// statuses it answers (their counters exist from the start; another status,
+// a panic's 500 say, gets its counter when it first happens). Patterns
 // without a method catch the other methods and answer 405 in the JSON error
 // shape; "/" answers 404 in it.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern, route string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.instrument(route, h))
+	handle := func(pattern, route string, h http.HandlerFunc, codes ...int) {
+		mux.Handle(pattern, s.instrument(route, h, codes))
 	}
-	handle("POST /v1/decide", "decide", s.handleDecide)
-	handle("/v1/decide", "decide", s.methodNotAllowed(http.MethodPost))
-	handle("/v1/check", "check", s.handleCheck)
-	handle("/v1/check/", "check", s.handleCheck) // Envoy ext_authz: path_prefix + the original path
-	handle("GET /health/live", "health_live", s.handleLive)
-	handle("/health/live", "health_live", s.methodNotAllowed(http.MethodGet, http.MethodHead))
-	handle("GET /health/ready", "health_ready", s.handleReady)
-	handle("/health/ready", "health_ready", s.methodNotAllowed(http.MethodGet, http.MethodHead))
-	handle("GET /v1/status", "status", s.handleStatus)
-	handle("/v1/status", "status", s.methodNotAllowed(http.MethodGet, http.MethodHead))
-	handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP)
-	handle("/metrics", "metrics", s.methodNotAllowed(http.MethodGet, http.MethodHead))
-	handle("/", "not_found", s.notFound)
+	const ok, bad, unauth, forbidden, tooLarge, media, fail, unready = 200, 400, 401, 403, 413, 415, 500, 503
+	getOnly := s.methodNotAllowed(http.MethodGet, http.MethodHead)
+	handle("POST /v1/decide", "decide", s.handleDecide, ok, bad, tooLarge, media, fail, unready)
+	handle("/v1/decide", "decide", s.methodNotAllowed(http.MethodPost), http.StatusMethodNotAllowed)
+	handle("/v1/check", "check", s.handleCheck, ok, bad, unauth, forbidden, fail, unready)
+	handle("/v1/check/", "check", s.handleCheck, ok, bad, unauth, forbidden, fail, unready) // Envoy ext_authz: path_prefix + the original path
+	handle("GET /health/live", "health_live", s.handleLive, ok)
+	handle("/health/live", "health_live", getOnly, http.StatusMethodNotAllowed)
+	handle("GET /health/ready", "health_ready", s.handleReady, ok, unready)
+	handle("/health/ready", "health_ready", getOnly, http.StatusMethodNotAllowed)
+	handle("GET /v1/status", "status", s.handleStatus, ok)
+	handle("/v1/status", "status", getOnly, http.StatusMethodNotAllowed)
+	handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
+	handle("/metrics", "metrics", getOnly, http.StatusMethodNotAllowed)
+	handle("/", "not_found", s.notFound, http.StatusNotFound)
 	return mux
 }
 

@@ -172,3 +172,16 @@ func TestServeConfigAndPolicyDir(t *testing.T) {
 		t.Errorf("decision log file: %v\n%s", err, log)
 	}
 }
+
+// TestJSONLogDurations: durations in JSON logs read as durations.
+func TestJSONLogDurations(t *testing.T) {
+	var b strings.Builder
+	logger, err := newLogger(&b, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("policy loaded", "took", 1500*time.Millisecond)
+	if !strings.Contains(b.String(), `"took":"1.5s"`) {
+		t.Errorf("log line %s, want took as \"1.5s\"", b.String())
+	}
+}
