@@ -38,6 +38,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDecideBody -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz FuzzForwardedCert -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz FuzzReadTarball -fuzztime $(FUZZTIME) ./bundles
+	$(GO) test -run '^$$' -fuzz FuzzParseCost -fuzztime $(FUZZTIME) ./bundles
+	$(GO) test -run '^$$' -fuzz FuzzAppendString -fuzztime $(FUZZTIME) ./internal/jsonw
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./authz/...

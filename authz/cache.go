@@ -107,6 +107,17 @@ func (c *expiringCache[V]) put(k *cacheKey, v V, expires, now time.Time) {
 	s.entries[*k] = cacheEntry[V]{value: v, expires: expires}
 }
 
+// delete removes the entry for k, if any.
+func (c *expiringCache[V]) delete(k *cacheKey) {
+	if c == nil {
+		return
+	}
+	s := c.shard(k)
+	s.mu.Lock()
+	delete(s.entries, *k)
+	s.mu.Unlock()
+}
+
 // len counts entries, expired or not.
 func (c *expiringCache[V]) len() int {
 	if c == nil {

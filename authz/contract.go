@@ -3,6 +3,7 @@ package authz
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/types"
@@ -38,9 +39,20 @@ var contract = [...]contractRule{
 func checkContract(c *ast.Compiler, s *bundles.Snapshot, entry string) []bundles.Problem {
 	pkg := ast.MustParseRef("data." + entry)
 	var problems []bundles.Problem
+	base := baseDocument(s.Data, entry)
 	for _, cr := range contract {
 		ref := pkg.Append(ast.StringTerm(cr.name))
 		rules := c.GetRulesWithPrefix(ref)
+		if v, ok := base[cr.name]; ok {
+			// A value in the data at the entrypoint's path (data.json's
+			// {"authz": {"headers": ...}}) is read like a rule's.
+			if t := dataType(v); t == nil || cr.mismatch(t) {
+				problems = append(problems, bundles.Problem{Code: "verdict_contract_error",
+					Message: fmt.Sprintf("data.%s.%s in the policy set's data has type %s but must be %s",
+						entry, cr.name, typeName(t), cr.want)})
+			}
+			continue
+		}
 		if len(rules) == 0 {
 			if cr.name == "allow" {
 				problems = append(problems, bundles.Problem{File: packageFile(c, pkg), Line: packageRow(c, pkg), Code: "verdict_contract_error",
@@ -64,6 +76,41 @@ func checkContract(c *ast.Compiler, s *bundles.Snapshot, entry string) []bundles
 		problems = append(problems, p)
 	}
 	return problems
+}
+
+// baseDocument returns the object the data holds at the entrypoint's path
+// (data.json's {"authz": {...}} for entrypoint "authz"), or nil.
+func baseDocument(data map[string]any, entry string) map[string]any {
+	doc := data
+	for _, part := range strings.Split(entry, ".") {
+		next, ok := doc[part].(map[string]any)
+		if !ok {
+			return nil
+		}
+		doc = next
+	}
+	return doc
+}
+
+// dataType is the type of a value from the data, or nil when it cannot be
+// typed (a value the engine could not load either).
+func dataType(v any) types.Type {
+	val, err := ast.InterfaceToValue(v)
+	if err != nil {
+		return nil
+	}
+	native, err := ast.JSON(val)
+	if err != nil {
+		return nil
+	}
+	return types.TypeOf(native)
+}
+
+func typeName(t types.Type) string {
+	if t == nil {
+		return "unknown"
+	}
+	return types.Sprint(t)
 }
 
 // locateMismatch finds the rule whose own type breaks the contract. The

@@ -147,3 +147,33 @@ func TestRequireTests(t *testing.T) {
 		})
 	}
 }
+
+// TestContractTypesOfData: allow, reasons and headers given as data at the
+// entrypoint's path (not as rules) are checked too, so the data cannot
+// smuggle in what the rules could not.
+func TestContractTypesOfData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data map[string]any
+		want string // "" when it must load
+	}{
+		{"headers of numbers", map[string]any{"authz": map[string]any{"headers": map[string]any{"x-n": 1}}}, "data.authz.headers in the policy set's data has type object<x-n: number>"},
+		{"reasons a string", map[string]any{"authz": map[string]any{"reasons": "no"}}, "data.authz.reasons in the policy set's data has type string"},
+		{"headers of strings", map[string]any{"authz": map[string]any{"headers": map[string]any{"x-a": "b"}}}, ""},
+		{"other data", map[string]any{"authz": map[string]any{"roles": []any{1}}, "headers": 1}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, authz.Options{}, authztest.Policy(t, "good", allowAll))
+			err := e.Load(t.Context(), authztest.Snapshot(t, "candidate", map[string]string{"policy.rego": "package authz\n\nallow := true\n"}, tc.data))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, authz.ErrCompile) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load: %v, want a compile error containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -26,7 +26,7 @@ const (
 	refuseEncDot       = "an encoded dot segment is refused (upstreams disagree on whether to resolve it)"
 	refuseDotsOnly     = "a segment of only dots and spaces is refused (Windows and Unicode-normalising upstreams reduce it to a dot segment)"
 	refuseCompatSep    = "a Unicode compatibility form of '/' or '\\' is refused (Unicode-normalising upstreams turn it into a separator)"
-	refuseEmptyDotDot  = "a '..' after an empty segment ('//..') is refused (RFC 3986 removes the empty segment, upstreams that merge slashes first remove the one before it)"
+	refuseDot          = "dot segments ('.', '..') are refused (proxies forward them unresolved, and upstreams resolve them differently, or not at all)"
 )
 
 // maxQuotedPath bounds how many bytes of a refused path an error quotes:
@@ -39,9 +39,7 @@ const maxQuotedPath = 128
 // request will reach. It accepts:
 //
 //   - a path with or without its leading '/' ("orders/42" is "/orders/42");
-//   - raw "." and ".." segments, resolved as RFC 3986 §5.2.4
-//     remove_dot_segments does (as nginx, Go and Tomcat do), and empty
-//     segments, merged ("/a//b/" is "/a/b", "/a/../b" is "/b");
+//   - empty segments, merged ("/a//b/" is "/a/b");
 //   - percent-escapes, decoded once per segment ("/%61dmin" is "/admin");
 //   - raw non-ASCII bytes when the path is valid UTF-8: a caller that hands
 //     over a decoded path (a /v1/decide body, some proxies' X-Forwarded-Uri)
@@ -50,10 +48,14 @@ const maxQuotedPath = 128
 // "/" (and "") has no segments, and no segment is ever "", "." or "..".
 //
 // Everything whose meaning differs between common upstreams is refused
-// instead of guessed at, with an error that says what and why. A rule that
-// holds for a segment holds even if a later ".." removes that segment, since
-// an upstream that resolves dots differently would keep it. Refused:
+// instead of guessed at, with an error that says what and why. Refused:
 //
+//   - dot segments, raw ("/a/../b", "/a/./b") or encoded: proxies (nginx's
+//     proxy_pass without a URI, Caddy, Envoy without normalize_path)
+//     forward them unresolved, and an upstream that routes on the raw
+//     prefix (Express, chi, Envoy's own routes) reaches "/a" where a
+//     resolving decision would have judged "/b". Browsers and HTTP clients
+//     resolve dot segments before sending, so real traffic has none;
 //   - '#' (a fragment is never part of a request target);
 //   - ';', literal or %3B: servlet containers (Tomcat, Jetty, Spring) strip
 //     ";parameters" from segments before routing, so "/public/..;/admin" and
@@ -68,19 +70,14 @@ const maxQuotedPath = 128
 //   - double encoding: a decoded segment still holding '%' and two hex
 //     digits, or IIS's "%u" and four, as %252e does, since an upstream that
 //     decodes twice sees another path;
-//   - a segment that decodes to "." or ".." from any escape (%2e, %2E,
-//     .%2e, ...): some upstreams resolve it, others route it literally;
-//   - a segment made only of dots and spaces, other than a raw "." or ".."
-//     ("...", ".. ", ". "): Windows (IIS) strips trailing dots and spaces
+//   - a segment made only of dots and spaces ("...", ".. ", ". "):
+//     Windows (IIS) strips trailing dots and spaces
 //     from names; dots here include the Unicode compatibility forms U+2024,
 //     U+2025, U+FE30, U+FE52 and U+FF0E, which NFKC normalisation turns into
 //     ASCII dots;
 //   - the Unicode compatibility forms of '/' and '\' (U+FF0F, U+FE68,
 //     U+FF3C, and U+2100, U+2101, U+2105, U+2106 whose NFKC forms contain a
-//     '/'), which a normalising upstream turns into separators;
-//   - a ".." that would remove an empty segment ("/a//../b"): RFC 3986, as
-//     WHATWG URL parsers and Envoy without merge_slashes apply it, gives
-//     "/a/b", while nginx, Go and Tomcat merge slashes first and give "/b".
+//     '/'), which a normalising upstream turns into separators.
 //
 // Errors name the path, quoted and cut to maxQuotedPath bytes, without its
 // query. normalizePath never panics and is linear in the length of p.
@@ -119,11 +116,6 @@ func normalizePath(p string) (string, []string, error) {
 		verbatim = false
 	}
 	segments := make([]string, 0, strings.Count(rest, "/")+1)
-	// emptyAbove[k] says whether an empty segment sits on top of the k
-	// segments kept so far, as RFC 3986 would keep it: a ".." there would
-	// remove it, where merging slashes first removes segments[k-1]. Only
-	// paths with empty segments need it, so it is made on first use.
-	var emptyAbove []bool
 	for done := false; !done; {
 		raw := rest
 		if i := strings.IndexByte(rest, '/'); i >= 0 {
@@ -134,25 +126,9 @@ func normalizePath(p string) (string, []string, error) {
 		switch raw {
 		case "":
 			verbatim = false
-			if !done { // a trailing empty segment is never removed
-				if emptyAbove == nil {
-					emptyAbove = make([]bool, cap(segments)+2)
-				}
-				emptyAbove[len(segments)] = true
-			}
 			continue
-		case ".":
-			verbatim = false
-			continue
-		case "..":
-			verbatim = false
-			if emptyAbove != nil && emptyAbove[len(segments)] {
-				return refusePath(p, refuseEmptyDotDot)
-			}
-			if len(segments) > 0 {
-				segments = segments[:len(segments)-1]
-			}
-			continue
+		case ".", "..":
+			return refusePath(p, refuseDot)
 		}
 		seg := raw
 		if escaped && strings.IndexByte(raw, '%') >= 0 {
@@ -166,9 +142,6 @@ func normalizePath(p string) (string, []string, error) {
 		}
 		if reason := checkSegment(seg); reason != "" {
 			return refusePath(p, reason)
-		}
-		if emptyAbove != nil {
-			emptyAbove[len(segments)+1] = false
 		}
 		segments = append(segments, seg)
 	}

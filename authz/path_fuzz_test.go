@@ -111,7 +111,7 @@ func refNormalizePath(target string) (cleaned string, segments []string, ok bool
 	}
 	for _, raw := range strings.Split(p[1:], "/") {
 		if raw == "." || raw == ".." {
-			continue
+			return "", nil, false // dot segments are refused, not resolved
 		}
 		seg, ok := refDecode(raw)
 		switch {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/verdict-pdp/verdict/authz/token"
 )
@@ -46,7 +47,7 @@ func RefuseWith(category error, err error) *Refusal {
 // one.
 func (r *Refusal) Error() string {
 	msg := r.Category.Error() + ": " + r.Detail
-	if r.Cause != nil && r.Cause.Error() != r.Detail {
+	if r.Cause != nil && !strings.Contains(r.Detail, r.Cause.Error()) {
 		msg += " (" + r.Cause.Error() + ")"
 	}
 	return msg

@@ -55,8 +55,16 @@ func (e *Engine) verify(ctx context.Context, raw string, p purpose, now time.Tim
 	if err != nil {
 		return nil, key, false, err
 	}
+	// A ForgetKey that overlapped this verification may have used the key
+	// it forgets: such a verification is not cached. Checking again after
+	// the put closes the race with a ForgetKey whose sweep ran between the
+	// first check and the put: either the sweep saw the entry, or this
+	// second load sees its count.
 	if e.forgets.Load() == generation {
 		e.cache.put(&key, vt, vt.expires, now)
+		if e.forgets.Load() != generation {
+			e.cache.delete(&key)
+		}
 	}
 	return vt, key, false, nil
 }

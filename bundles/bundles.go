@@ -87,7 +87,9 @@ type ReadOptions struct {
 	// DefaultMaxFileBytes (16 MiB).
 	MaxFileBytes int64
 	// MaxUnpackedBytes refuses a policy set whose files add up to more than
-	// this many bytes; 0 means DefaultMaxUnpackedBytes (128 MiB).
+	// this many bytes; 0 means DefaultMaxUnpackedBytes (128 MiB). It also
+	// bounds what parsing the data files is estimated to allocate, as
+	// TarballOptions.MaxUnpackedBytes does.
 	MaxUnpackedBytes int64
 	// MaxFiles refuses a policy set of more than this many files (ignored
 	// and skipped files do not count); 0 means DefaultMaxFiles (10,000).
@@ -125,7 +127,8 @@ func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 // while the tree is listed (so a policy directory pointed at a huge tree
 // fails fast, without reading a file), and against the bytes actually read
 // (files may grow in between). Files are read one at a time and each is
-// closed before the next is opened.
+// closed before the next is opened. Before any is parsed, the cost of
+// parsing the data files is estimated and bounded, as for ReadTarball.
 //
 // Errors wrap ErrRead, and also ErrTooLarge when a limit is exceeded;
 // negative limits give an error wrapping ErrConfig.
@@ -144,6 +147,7 @@ func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
 		listErr error
 		listed  int
 		sizes   int64
+		listing = map[string]int64{} // path → size, to size read buffers
 	)
 	loader = loader.WithFilter(func(abspath string, info fs.FileInfo, _ int) bool {
 		p := strings.TrimPrefix(path.Clean("/"+abspath), "/")
@@ -161,11 +165,15 @@ func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
 		}
 		listed++
 		sizes += max(info.Size(), 0)
+		listing[p] = info.Size()
 		listErr = lim.check(listed, sizes, p, info.Size())
 		return listErr != nil
 	})
-	files, err := collect(&fsSource{loader: loader, listErr: &listErr}, lim)
+	files, err := collect(&fsSource{loader: loader, listErr: &listErr, sizes: listing}, lim)
 	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	if err := lim.checkParse(files); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRead, err)
 	}
 	b, err := parse(files, lim.fileBytes, nil)

@@ -11,7 +11,7 @@
 //
 // # Bounded before trusted
 //
-// Every read happens in three steps, and each step trusts the bundle a little
+// Every read happens in four steps, and each step trusts the bundle a little
 // more than the one before:
 //
 //  1. Unpack. Files are read one at a time, each into memory, and counted as
@@ -23,13 +23,20 @@
 //     archive that expands to gigabytes costs no more memory than the limits.
 //     OPA's own tarball loader decompresses every file into memory before it
 //     returns the first one, so this package does not use it.
-//  2. Verify (tarballs with a key only). The signature is checked against the
-//     unpacked files before anything is parsed; a missing, wrong or
-//     incomplete signature is an error wrapping ErrSignature.
-//  3. Parse. OPA's bundle reader parses the unpacked files (and, with a key,
+//  2. Estimate. Structured data (data.json, data.yaml, .manifest) is bounded
+//     before it is parsed: a byte scan estimates what parsing each file
+//     would allocate, and the read stops with ErrTooLarge when the files
+//     together would exceed MaxUnpackedBytes (see parsecost.go).
+//  3. Verify (tarballs with a key only). The signature is checked against the
+//     unpacked files before any module is parsed (OPA hashes a data file's
+//     parsed value, so it parses data files, within the estimate, to
+//     check them); a missing, wrong or incomplete signature is an error
+//     wrapping ErrSignature.
+//  4. Parse. OPA's bundle reader parses the unpacked files (and, with a key,
 //     verifies the signature again as it does so).
 //
 // The defaults (DefaultMaxBytes, DefaultMaxFileBytes, DefaultMaxUnpackedBytes,
-// DefaultMaxFiles) fit policy bundles with room to spare; data sets larger
-// than that belong in a database, not in a bundle.
+// DefaultMaxFiles) fit policy bundles with room to spare, and data files of
+// a few MiB of JSON or a few hundred KiB of YAML; data sets larger than that
+// belong in a database, not in a bundle.
 package bundles

@@ -45,6 +45,12 @@ func limitCases() []limitCase {
 	}
 }
 
+// padded returns a module with an 8 KiB comment added, so that the limits
+// meet the bundle's bytes before they meet the estimated cost of parsing
+// its data.json and .manifest (about 5 KiB each), which MaxUnpackedBytes
+// also bounds.
+func padded(src string) string { return src + "\n# " + strings.Repeat("padding ", 1024) + "\n" }
+
 // checkLimitErr checks err against a row and, for limit errors, that the
 // message names the configured limit.
 func checkLimitErr(t *testing.T, tc limitCase, err error, limit string) {
@@ -67,8 +73,8 @@ func checkLimitErr(t *testing.T, tc limitCase, err error, limit string) {
 
 func TestReadTarballLimits(t *testing.T) {
 	raw := bundletest.Tarball(t, map[string]string{
-		"authz/authz.rego": bundletest.Policy("authz", 1),
-		"lib/lib.rego":     bundletest.Policy("lib", 12345),
+		"authz/authz.rego": padded(bundletest.Policy("authz", 1)),
+		"lib/lib.rego":     padded(bundletest.Policy("lib", 12345)),
 	}, map[string]any{"roles": []any{"admin", "reader"}}, "rev-1", nil)
 	files := tarFiles(t, raw) // data.json, two modules and .manifest
 	var total, largest int64
@@ -119,8 +125,8 @@ func TestReadTarballArchiveOverhead(t *testing.T) {
 
 func TestReadFSLimits(t *testing.T) {
 	fsys := fstest.MapFS{
-		"authz/authz.rego":  {Data: []byte(bundletest.Policy("authz", 1))},
-		"lib/lib.rego":      {Data: []byte(bundletest.Policy("lib", 12345))},
+		"authz/authz.rego":  {Data: []byte(padded(bundletest.Policy("authz", 1)))},
+		"lib/lib.rego":      {Data: []byte(padded(bundletest.Policy("lib", 12345)))},
 		"data.json":         {Data: []byte(`{"roles": ["admin", "reader"]}`)},
 		".hidden.rego":      {Data: bytes.Repeat([]byte("x"), 1000)}, // ignored: never counted
 		"authz/authz.rego~": {Data: bytes.Repeat([]byte("x"), 1000)},

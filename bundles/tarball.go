@@ -2,6 +2,7 @@ package bundles
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -104,6 +105,10 @@ type TarballOptions struct {
 	// Decompression stops at the first byte over it. The archive's own bytes
 	// (headers, padding, directory entries) are not counted here, but
 	// decompression also stops once they exceed 8 KiB per allowed file.
+	// It also bounds what parsing the data files (data.json, data.yaml,
+	// .manifest, .signatures.json) is estimated to allocate, all together,
+	// which is many times their size: about 170 bytes a JSON value and
+	// 1.5 KiB a YAML value.
 	MaxUnpackedBytes int64
 	// MaxFiles refuses a bundle of more than this many files (.manifest and
 	// .signatures.json included; directory entries are not files); 0 means
@@ -120,9 +125,12 @@ type TarballOptions struct {
 // r is read once, as a stream, to its end: the archive is decompressed
 // exactly once and never kept compressed, and reading stops at the first
 // limit exceeded (MaxBytes, MaxFileBytes, MaxUnpackedBytes, MaxFiles).
-// Only the files are kept, each in memory, until the snapshot is built. With a verification
-// key, the signature is checked against the unpacked files before any of
-// them is parsed; the files may come in any order (`opa build` writes
+// Only the files are kept, each in memory, until the snapshot is built.
+// Then, before any file is parsed, the cost of parsing the data files is
+// estimated from their bytes and bounded by MaxUnpackedBytes. With a
+// verification key, the signature is checked against the unpacked files
+// before any module is parsed (data files are parsed to be hashed, within
+// that estimate); the files may come in any order (`opa build` writes
 // .signatures.json after the data and modules, and OPA does not require it
 // first).
 //
@@ -153,10 +161,7 @@ func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, erro
 	}
 	var compressed *capReader
 	if capped {
-		maxBytes := opts.MaxBytes
-		if maxBytes == 0 {
-			maxBytes = DefaultMaxBytes
-		}
+		maxBytes := cmp.Or(opts.MaxBytes, DefaultMaxBytes)
 		compressed = &capReader{r: r, max: maxBytes,
 			over: fmt.Errorf("%w: bundle archive is larger than %d bytes", ErrTooLarge, maxBytes)}
 		r = compressed
@@ -180,6 +185,9 @@ func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, erro
 			return nil, fmt.Errorf("%w: %w", ErrRead, err)
 		}
 	}
+	if err := lim.checkParse(files); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRead, err)
+	}
 	if vc != nil {
 		if err := checkSignature(files, vc); err != nil {
 			return nil, fmt.Errorf("%w: %w: %w", ErrRead, ErrSignature, err)
@@ -196,10 +204,15 @@ func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, erro
 // with OPA's public verification API, applying the rules of OPA's bundle
 // reader: exactly one signatures file, a JWT that verifies with vc's key
 // and scope, a matching hash for every file not excluded, and no signed file
-// missing. Only the JWT and the signatures file are parsed before the
-// signature is known good. OPA's reader checks all of this again while it
-// parses; this pass exists to refuse before parsing and to tell a
-// signature failure from a broken bundle without reading the bundle twice.
+// missing. Before the signature is known good, this parses the signatures
+// file and its JWT, and also every structured file it covers (data.json,
+// data.yaml, .manifest): OPA hashes a structured file's parsed value, not
+// its bytes, so VerifyBundleFile parses the file before it compares the
+// digest. Callers bound that cost first with checkParse. Modules are
+// hashed as bytes and not parsed. OPA's reader checks all of this again
+// while it parses; this pass exists to refuse before modules are parsed
+// and to tell a signature failure from a broken bundle without reading the
+// bundle twice.
 func checkSignature(files []entry, vc *bundle.VerificationConfig) error {
 	var sigs []entry
 	for _, f := range files {

@@ -3,12 +3,15 @@ package bundles
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -58,17 +61,11 @@ func newLimits(fileBytes, totalBytes int64, files int) (limits, error) {
 	if len(errs) > 0 {
 		return limits{}, errors.Join(errs...)
 	}
-	l := limits{fileBytes: fileBytes, totalBytes: totalBytes, files: files}
-	if l.fileBytes == 0 {
-		l.fileBytes = DefaultMaxFileBytes
-	}
-	if l.totalBytes == 0 {
-		l.totalBytes = DefaultMaxUnpackedBytes
-	}
-	if l.files == 0 {
-		l.files = DefaultMaxFiles
-	}
-	return l, nil
+	return limits{
+		fileBytes:  cmp.Or(fileBytes, DefaultMaxFileBytes),
+		totalBytes: cmp.Or(totalBytes, DefaultMaxUnpackedBytes),
+		files:      cmp.Or(files, DefaultMaxFiles),
+	}, nil
 }
 
 // check reports the first limit exceeded once the bundle holds files files
@@ -261,10 +258,12 @@ func (t *tarSource) next() (pending, error) {
 }
 
 // fsSource reads the files an OPA directory loader lists. listErr is set by
-// the loader's filter when the listing already exceeds a limit.
+// the loader's filter when the listing already exceeds a limit; sizes holds
+// the sizes it listed, by slash-separated path relative to the root.
 type fsSource struct {
 	loader  bundle.DirectoryLoader
 	listErr *error
+	sizes   map[string]int64
 }
 
 func (s *fsSource) next() (pending, error) {
@@ -278,13 +277,17 @@ func (s *fsSource) next() (pending, error) {
 	if err != nil {
 		return pending{}, err
 	}
+	// The listed size (a file may have changed since) sizes the buffer, so
+	// that reading a file allocates it about once rather than growing it
+	// by doubling to up to four times its size.
+	listed := max(s.sizes[strings.TrimPrefix(path.Clean("/"+d.Path()), "/")], 0)
 	return pending{
 		path: d.Path(),
 		url:  d.URL(),
 		size: -1,
 		read: func(n int64) ([]byte, error) {
-			var buf bytes.Buffer
-			if _, err := d.Read(&buf, n); err != nil && err != io.EOF {
+			buf := bytes.NewBuffer(make([]byte, 0, min(listed, n)+bytes.MinRead))
+			if _, err := d.Read(buf, n); err != nil && err != io.EOF {
 				return nil, fmt.Errorf("file %q: %w", d.Path(), err)
 			}
 			return buf.Bytes(), nil

@@ -11,6 +11,11 @@ import (
 // checkPath is the forward-auth route; Envoy appends the original path.
 const checkPath = "/v1/check"
 
+// methodOverrideHeaders are the headers some frameworks (Express's
+// method-override, Rails, Spring's HiddenHttpMethodFilter for forms) read to
+// replace a request's method.
+var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
 // Forward-auth request headers.
 const (
 	headerForwardedMethod = "X-Forwarded-Method" // Traefik, Caddy
@@ -81,12 +86,20 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 // the other family came from the client: both families in one request is a
 // 400, as is a family with only one of its two headers (the missing half
 // would be the client's, or the subrequest's own GET) and a header
-// repeated. With neither family the request itself is the question (Envoy's
+// repeated. A method-override header (X-HTTP-Method-Override and kin) is a
+// 400 too: an upstream that honours it would run another method than the
+// one decided. With neither family the request itself is the question (Envoy's
 // HTTP ext_authz sends the original method to /v1/check + the original
 // path). The action name header is read only when the operator configured
 // one (Options.ActionHeader), promising the proxy overwrites it.
 func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	h := r.Header
+	for _, name := range methodOverrideHeaders {
+		if len(h.Values(name)) > 0 {
+			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest,
+				"header %s is refused: an upstream that honours it would run another method than the one decided", name)
+		}
+	}
 	var vals [4]string
 	var present [4]bool
 	for i, name := range [...]string{headerForwardedMethod, headerForwardedURI, headerOriginalMethod, headerOriginalURI} {
@@ -134,17 +147,30 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 }
 
 // clientAddr is the protected request's client address, for
-// input.context.remote_addr: from a trusted proxy, the rightmost
-// X-Forwarded-For entry that is not itself a trusted proxy (else X-Real-Ip);
-// from anyone else, nothing, since the peer of a forward-auth request is the
-// proxy, not the client.
+// input.context.remote_addr, read only from the header the operator named
+// (Options.ClientAddrHeader) and only from a trusted proxy: the peer of a
+// forward-auth request is the proxy, and a proxy relays the client's own
+// headers, so an unnamed header is never believed. X-Forwarded-For gives the
+// rightmost address that is not itself a trusted proxy (a chain of trusted
+// proxies only names no client); any other header holds one address.
+// Anything malformed names no client.
 func (s *Server) clientAddr(r *http.Request) string {
-	if !s.trustedPeer(r.RemoteAddr) {
+	if s.clientHeader == "" || !s.trustedPeer(r.RemoteAddr) {
 		return ""
 	}
-	hops := r.Header.Values("X-Forwarded-For")
-	for i := len(hops) - 1; i >= 0; i-- {
-		parts := strings.Split(hops[i], ",")
+	values := r.Header.Values(s.clientHeader)
+	if s.clientHeader != "X-Forwarded-For" {
+		if len(values) != 1 {
+			return ""
+		}
+		a, err := netip.ParseAddr(strings.TrimSpace(values[0]))
+		if err != nil {
+			return ""
+		}
+		return a.Unmap().String()
+	}
+	for i := len(values) - 1; i >= 0; i-- {
+		parts := strings.Split(values[i], ",")
 		for j := len(parts) - 1; j >= 0; j-- {
 			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
 			if err != nil {
@@ -154,9 +180,6 @@ func (s *Server) clientAddr(r *http.Request) string {
 				return a.Unmap().String()
 			}
 		}
-	}
-	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-Ip"))); err == nil {
-		return a.Unmap().String()
 	}
 	return ""
 }

@@ -37,42 +37,58 @@ func TestActionHeaderIsOptIn(t *testing.T) {
 }
 
 // TestClientAddress: input.context.remote_addr is the client of the
-// protected request — from a trusted proxy's X-Forwarded-For on /v1/check,
-// from the body on /v1/decide — and never the peer's own address.
+// protected request — on /v1/check from the header the operator named,
+// only from a trusted proxy; on /v1/decide from the body — and never the
+// peer's own address, nor a header nobody named (proxies relay the
+// client's headers).
 func TestClientAddress(t *testing.T) {
-	f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}})
-	var got []string
 	echo := authztest.Policy(t, "echo", "package authz\n\nallow := true\n\nreasons := {object.get(input.context, \"remote_addr\", \"none\")}\n")
-	if err := f.engine.Load(t.Context(), echo); err != nil {
-		t.Fatal(err)
+	newWith := func(header string) *fixture {
+		f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}, mutate: func(o *Options) { o.ClientAddrHeader = header }})
+		if err := f.engine.Load(t.Context(), echo); err != nil {
+			t.Fatal(err)
+		}
+		return f
 	}
+	unnamed, xff, realIP := newWith(""), newWith("X-Forwarded-For"), newWith("X-Real-Ip")
 	for _, tc := range []struct {
+		name   string
+		f      *fixture
 		remote string
-		xff    []string
+		header http.Header
 		want   string
 	}{
-		{"10.0.0.5:443", []string{"203.0.113.9, 10.0.0.7"}, "203.0.113.9"},
-		{"10.0.0.5:443", []string{"198.51.100.1", "203.0.113.9"}, "203.0.113.9"},
-		{"10.0.0.5:443", nil, "none"},
-		{"10.0.0.5:443", []string{"not-an-ip"}, "none"},
-		{"192.0.2.1:1234", []string{"203.0.113.9"}, "none"}, // untrusted peer: no client address
+		{"xff: rightmost untrusted hop", xff, "10.0.0.5:443", http.Header{"X-Forwarded-For": {"203.0.113.9, 10.0.0.7"}}, "203.0.113.9"},
+		{"xff: across header lines", xff, "10.0.0.5:443", http.Header{"X-Forwarded-For": {"198.51.100.1", "203.0.113.9"}}, "203.0.113.9"},
+		{"xff: none", xff, "10.0.0.5:443", nil, "none"},
+		{"xff: malformed", xff, "10.0.0.5:443", http.Header{"X-Forwarded-For": {"not-an-ip"}}, "none"},
+		{"xff: only trusted hops names no client", xff, "10.0.0.5:443", http.Header{"X-Forwarded-For": {"10.0.0.9"}, "X-Real-Ip": {"203.0.113.9"}}, "none"},
+		{"xff: X-Real-Ip is not the named header", xff, "10.0.0.5:443", http.Header{"X-Real-Ip": {"203.0.113.9"}}, "none"},
+		{"xff: untrusted peer", xff, "192.0.2.1:1234", http.Header{"X-Forwarded-For": {"203.0.113.9"}}, "none"},
+		{"x-real-ip", realIP, "10.0.0.5:443", http.Header{"X-Real-Ip": {"203.0.113.9"}, "X-Forwarded-For": {"198.51.100.1"}}, "203.0.113.9"},
+		{"x-real-ip: repeated", realIP, "10.0.0.5:443", http.Header{"X-Real-Ip": {"203.0.113.9", "198.51.100.1"}}, "none"},
+		{"unnamed: a client's X-Forwarded-For is not believed", unnamed, "10.0.0.5:443", http.Header{"X-Forwarded-For": {"10.1.2.3"}}, "none"},
+		{"unnamed: a client's X-Real-Ip is not believed", unnamed, "10.0.0.5:443", http.Header{"X-Real-Ip": {"10.1.2.3"}}, "none"},
 	} {
-		h := http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/x"}}
-		for _, v := range tc.xff {
-			h.Add("X-Forwarded-For", v)
-		}
-		w := f.do(t, http.MethodGet, "/v1/check", "", h, tc.remote)
-		got = decodeReasons(t, w.Body.Bytes())
-		if len(got) != 1 || got[0] != tc.want {
-			t.Errorf("peer %s, XFF %q: remote_addr %q, want %q", tc.remote, tc.xff, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.header.Clone()
+			if h == nil {
+				h = http.Header{}
+			}
+			h.Set("X-Forwarded-Method", "GET")
+			h.Set("X-Forwarded-Uri", "/x")
+			w := tc.f.do(t, http.MethodGet, "/v1/check", "", h, tc.remote)
+			if got := decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != tc.want {
+				t.Errorf("remote_addr %q, want %q", got, tc.want)
+			}
+		})
 	}
-	w := f.do(t, http.MethodPost, "/v1/decide", `{"action": "x", "context": {"remote_addr": "198.51.100.7"}}`, nil, "10.0.0.5:443")
-	if got = decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != "198.51.100.7" {
+	w := xff.do(t, http.MethodPost, "/v1/decide", `{"action": "x", "context": {"remote_addr": "198.51.100.7"}}`, nil, "10.0.0.5:443")
+	if got := decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != "198.51.100.7" {
 		t.Errorf("decide: remote_addr %q, want the body's", got)
 	}
-	w = f.do(t, http.MethodPost, "/v1/decide", `{"action": "x"}`, nil, "10.0.0.5:443")
-	if got = decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != "none" {
+	w = xff.do(t, http.MethodPost, "/v1/decide", `{"action": "x"}`, nil, "10.0.0.5:443")
+	if got := decodeReasons(t, w.Body.Bytes()); len(got) != 1 || got[0] != "none" {
 		t.Errorf("decide without context: remote_addr %q, want none (the peer is the enforcement point)", got)
 	}
 }

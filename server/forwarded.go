@@ -218,12 +218,13 @@ func (s *Server) trustedAddr(a netip.Addr) bool {
 
 // forwardedCaller returns the caller of a forward-auth request: the
 // certificate a trusted proxy forwarded in the configured XFCC or
-// escaped-PEM header, else the verified mTLS peer, else none. Only the
-// headers the configuration names are read: with neither configured, a
-// certificate header is just another client header and is ignored. A
-// configured header from an untrusted peer, a malformed one, one that does
-// not chain to the trust bundle, or more than one, is an error wrapping
-// authz.ErrCaller.
+// escaped-PEM header, else none. Only the headers the configuration names
+// are read: with neither configured, a certificate header is just another
+// client header and is ignored. The connection's own mTLS peer is not the
+// caller here: the peer of a forward-auth request is the proxy, and taking
+// its identity would hand it to every client the proxy serves. A configured
+// header from an untrusted peer, a malformed one, one that does not chain
+// to the trust bundle, or more than one, is refused (authz.ErrCaller).
 func (s *Server) forwardedCaller(r *http.Request) (authz.Caller, error) {
 	var xfcc, esc int
 	if s.xfccHeader != "" {
@@ -233,7 +234,7 @@ func (s *Server) forwardedCaller(r *http.Request) (authz.Caller, error) {
 		esc = nonEmpty(r.Header[s.escHeader])
 	}
 	if xfcc+esc == 0 {
-		return authz.CallerFromTLS(r.TLS), nil
+		return authz.Caller{}, nil
 	}
 	if !s.trustedPeer(r.RemoteAddr) {
 		return authz.Caller{}, callerRejected("forwarded certificate header from an untrusted peer")

@@ -96,7 +96,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}, func() float64 { ok, _ := reloads(); return float64(ok) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_policy_reload_errors_total",
-			Help: "Policy reload attempts that failed (read, fetch, verify or compile); the last good policy kept serving.",
+			Help: "Distinct policy reload failures (read, fetch, verify or compile; a retry that fails the same way is not counted again); the last good policy kept serving.",
 		}, func() float64 { _, failed := reloads(); return float64(failed) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_policy_ready",

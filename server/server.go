@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -111,8 +112,9 @@ type Options struct {
 	// Addr is the listen address. Default "127.0.0.1:8181".
 	Addr string
 	// TLS, when set, serves HTTPS; see TLSConfig. With client certificates
-	// verified by it, the mTLS peer is the caller of a request that names
-	// none.
+	// verified by it, the mTLS peer is the caller of a /v1/decide request
+	// that names none (on /v1/check the peer is the proxy, never the
+	// caller).
 	TLS *tls.Config
 	// TrustedProxies are the peer addresses whose forwarded caller
 	// certificates are believed. None means none is.
@@ -144,6 +146,14 @@ type Options struct {
 	// it only when every proxy in front of Verdict overwrites (or strips)
 	// that header, since proxies relay what clients send.
 	ActionHeader string
+	// ClientAddrHeader names the header from which /v1/check reads the
+	// protected request's client address (input.context.remote_addr), from
+	// trusted proxies only: "X-Forwarded-For" (the rightmost address that is
+	// not a trusted proxy) or a single-address header such as "X-Real-Ip".
+	// Empty, the default, means none is read. Name only a header your proxy
+	// overwrites (nginx: proxy_set_header X-Forwarded-For
+	// $proxy_add_x_forwarded_for, or X-Real-IP $remote_addr).
+	ClientAddrHeader string
 	// DecisionLog receives every decision; nil logs none.
 	DecisionLog DecisionLog
 	// ReloadObserver, when set, is the policy source's observer; the
@@ -183,6 +193,7 @@ type Server struct {
 	xfccHeader   string
 	escHeader    string
 	actionHeader string
+	clientHeader string
 	certs        *certCache
 
 	bufs    sync.Pool // *[]byte, request bodies and answers
@@ -203,14 +214,14 @@ func New(opts Options) (*Server, error) {
 		l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.ShutdownTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrOptions)
 	}
-	l.MaxBodyBytes = or(l.MaxBodyBytes, DefaultMaxBodyBytes)
-	l.MaxJSONDepth = or(l.MaxJSONDepth, DefaultMaxJSONDepth)
-	l.MaxHeaderBytes = or(l.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	l.ReadHeaderTimeout = or(l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	l.ReadTimeout = or(l.ReadTimeout, DefaultReadTimeout)
-	l.WriteTimeout = or(l.WriteTimeout, DefaultWriteTimeout)
-	l.IdleTimeout = or(l.IdleTimeout, DefaultIdleTimeout)
-	l.ShutdownTimeout = or(l.ShutdownTimeout, DefaultShutdownTimeout)
+	l.MaxBodyBytes = cmp.Or(l.MaxBodyBytes, DefaultMaxBodyBytes)
+	l.MaxJSONDepth = cmp.Or(l.MaxJSONDepth, DefaultMaxJSONDepth)
+	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	l.ReadHeaderTimeout = cmp.Or(l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	l.ReadTimeout = cmp.Or(l.ReadTimeout, DefaultReadTimeout)
+	l.WriteTimeout = cmp.Or(l.WriteTimeout, DefaultWriteTimeout)
+	l.IdleTimeout = cmp.Or(l.IdleTimeout, DefaultIdleTimeout)
+	l.ShutdownTimeout = cmp.Or(l.ShutdownTimeout, DefaultShutdownTimeout)
 
 	s := &Server{
 		engine:      opts.Engine,
@@ -221,7 +232,7 @@ func New(opts Options) (*Server, error) {
 		log:         opts.Logger,
 		now:         opts.Now,
 		limits:      l,
-		addr:        or(opts.Addr, DefaultAddr),
+		addr:        cmp.Or(opts.Addr, DefaultAddr),
 		tls:         opts.TLS,
 		trusted:     make([]netip.Prefix, len(opts.TrustedProxies)),
 		trustBundle: opts.TrustBundle,
@@ -235,6 +246,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ActionHeader != "" {
 		s.actionHeader = http.CanonicalHeaderKey(opts.ActionHeader)
+	}
+	if opts.ClientAddrHeader != "" {
+		s.clientHeader = http.CanonicalHeaderKey(opts.ClientAddrHeader)
 	}
 	for i, p := range opts.TrustedProxies {
 		if !p.IsValid() {
@@ -259,14 +273,6 @@ func New(opts Options) (*Server, error) {
 	s.metrics = m
 	s.handler = s.routes()
 	return s, nil
-}
-
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // routes is the one place where routes are declared. Every route is wrapped

@@ -70,10 +70,10 @@ tls:
 		}
 	})
 
-	t.Run("forward-auth over mTLS", func(t *testing.T) {
+	t.Run("forward-auth over mTLS: the peer is the proxy, not the caller", func(t *testing.T) {
 		r := do(t, p.Client, http.MethodPost, p.Base+"/v1/check", nil, map[string]string{"X-Verdict-Action": "inventory:reserve"})
-		if r.Status != 200 || r.Header.Get("X-Verdict-Caller") != paymentsSPIFFE {
-			t.Errorf("check as payments: %d %v %s", r.Status, r.Header, r.Body)
+		if r.Status != http.StatusUnauthorized || r.Header.Get("X-Verdict-Caller") != "" {
+			t.Errorf("check from an mTLS peer: %d %v %s, want 401 without a caller", r.Status, r.Header, r.Body)
 		}
 	})
 

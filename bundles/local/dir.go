@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -25,7 +26,9 @@ type DirOptions struct {
 	// reload by at most 20 debounces.
 	Debounce time.Duration
 	// RetryInterval is how soon a failed read (a file vanished mid-read, the
-	// directory was removed) is retried without a new event; 0 means 1 s.
+	// directory was removed, a file that does not parse) is retried without
+	// a new event; 0 means 1 s. A retry that fails the same way is neither
+	// logged nor counted again.
 	RetryInterval time.Duration
 	// MaxFileBytes refuses any single file larger than this; 0 means
 	// bundles.DefaultMaxFileBytes (16 MiB).
@@ -40,7 +43,8 @@ type DirOptions struct {
 	MaxFiles int
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
-	// Observer is told about every reload attempt; nil means none.
+	// Observer is told about every counted outcome (see bundles.Observer);
+	// nil means none.
 	Observer bundles.Observer
 	// Now is the clock for status and ReadAt; nil means time.Now.
 	Now func() time.Time
@@ -55,13 +59,9 @@ type DirOptions struct {
 // A Dir is safe for concurrent use: Status and Initialized may be called
 // while Run runs. Run must be called at most once at a time.
 type Dir struct {
-	dir      string
-	opts     DirOptions
-	log      *slog.Logger
-	now      func() time.Time
-	rec      *bundles.Recorder
-	debounce time.Duration
-	retry    time.Duration
+	*source
+	dir  string
+	opts DirOptions
 }
 
 var _ bundles.Source = (*Dir)(nil)
@@ -72,33 +72,22 @@ func NewDir(opts DirOptions) (*Dir, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("%w: Dir is required", ErrOptions)
 	}
-	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxFileBytes < 0 ||
-		opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 {
-		return nil, fmt.Errorf("%w: negative duration or size", ErrOptions)
+	opts.Origin = cmp.Or(opts.Origin, "dir:"+opts.Dir)
+	src, err := newSource(settings{origin: opts.Origin, debounce: opts.Debounce, retry: opts.RetryInterval,
+		sizes:  []int64{opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
+		logger: opts.Logger, observer: opts.Observer, now: opts.Now})
+	if err != nil {
+		return nil, err
 	}
 	abs, err := absPath(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	if opts.Origin == "" {
-		opts.Origin = "dir:" + opts.Dir
-	}
-	d := &Dir{dir: abs, opts: opts, log: logger(opts.Logger), now: opts.Now,
-		debounce: opts.Debounce, retry: opts.RetryInterval}
-	if d.now == nil {
-		d.now = time.Now
-	}
-	if d.debounce == 0 {
-		d.debounce = defaultDebounce
-	}
-	if d.retry == 0 {
-		d.retry = defaultRetry
-	}
-	d.rec = bundles.NewRecorder(opts.Origin, opts.Observer, d.now)
-	return d, nil
+	return &Dir{source: src, dir: abs, opts: opts}, nil
 }
 
-// Status returns the source's current status.
+// Status returns the source's current status (see bundles.Status for how
+// retries are counted).
 func (d *Dir) Status() bundles.Status { return d.rec.Status() }
 
 // Initialized returns a channel closed once Run's first load attempt has
@@ -107,31 +96,16 @@ func (d *Dir) Initialized() <-chan struct{} { return d.rec.Initialized() }
 
 // Run reads the directory, hands the snapshot to sink, then watches for
 // changes and delivers every new snapshot until ctx is done. The first load
-// happens before Run waits for events. A policy error never stops Run; it
-// returns nil when ctx is done, or an error wrapping ErrWatch if the
-// directory cannot be watched when Run starts.
+// happens before Run waits for events. A failed read is retried every
+// RetryInterval; a policy error never stops Run. Run returns nil when ctx
+// is done, or an error wrapping ErrWatch if the directory cannot be
+// watched when Run starts.
 func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		d.rec.MarkInitialized()
-		return fmt.Errorf("%w: %w", ErrWatch, err)
-	}
-	defer w.Close()
-	watched := map[string]string{}
-	if err := w.Add(d.dir); err != nil {
-		d.rec.MarkInitialized()
-		return fmt.Errorf("%w: %s: %w", ErrWatch, d.opts.Dir, err)
-	}
-	watched[d.dir] = realPath(d.dir)
-
-	reload := func() bool {
-		d.syncWatches(w, watched)
-		return deliver(ctx, d.log, d.rec, sink, d.opts.Origin, d.now, d.read)
-	}
-	retry := reload()
-	d.rec.MarkInitialized()
-	l := loop{debounce: d.debounce, retry: d.retry, log: d.log}
-	return l.run(ctx, w, d.relevant, reload, retry)
+	watched := map[string]string{d.dir: realPath(d.dir)}
+	return d.run(ctx, sink, watch{
+		dir: d.dir, name: d.opts.Dir, relevant: d.relevant, read: d.read,
+		sync: func(w *fsnotify.Watcher) { d.syncWatches(w, watched) },
+	})
 }
 
 func (d *Dir) read() (*bundles.Snapshot, error) {

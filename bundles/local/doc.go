@@ -15,4 +15,11 @@
 // it started has exited. A read or load failure keeps the previous snapshot
 // serving (the sink's contract) and shows, with file:line:col, in Status and
 // the log; the next good save recovers.
+//
+// A failed read is retried every RetryInterval until a save fixes it, but
+// logged and counted once: a retry that fails the same way only moves
+// Status.LastAttempt. When the content becomes good again — new, or back
+// to what the sink serves — the source logs one "policy recovered" line and
+// clears Status.LastError; if the sink had refused the broken save, it is
+// given the good snapshot again, so that its own status clears too.
 package local

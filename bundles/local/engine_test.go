@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
 	"github.com/verdict-pdp/verdict/bundles/local"
 )
 
@@ -103,4 +104,67 @@ func TestEngineDecidesThroughReloads(t *testing.T) {
 		t.Errorf("status after 100 saves: %+v", st)
 	}
 	t.Logf("%d decisions across %d reloads", decisions.Load(), engine.Status().Loads)
+}
+
+// TestEngineStatusClearsAfterRevert is the broken-save story end to end,
+// with the real engine as the sink: a save that does not compile is
+// refused by the engine (its status shows the error) and logged once; the
+// save undone, the source offers the good snapshot again, so that the
+// engine's status clears as well as the source's, and logs one recovery.
+func TestEngineStatusClearsAfterRevert(t *testing.T) {
+	const good = "package authz\n\nallow := true\n"
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authz.rego")
+	if err := os.WriteFile(p, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bundletest.Logs
+	src, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: 5 * time.Millisecond,
+		RetryInterval: retry, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, src, engine)
+	revision := engine.Status().Revision
+	if revision == "" {
+		t.Fatalf("engine status = %+v, want the good policy loaded", engine.Status())
+	}
+
+	if err := os.WriteFile(p, []byte("package authz\n\ndefault allow := false\ndefault allow := true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the engine refuses the broken save", func() bool { return engine.Status().LastError != "" })
+	if st := src.Status(); st.LastError == "" || st.ReloadErrors != 1 {
+		t.Errorf("source status = %+v, want the error counted once", st)
+	}
+
+	if err := os.WriteFile(p, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the engine's error clears", func() bool { return engine.Status().LastError == "" })
+	until(t, "the source's error clears", func() bool { return src.Status().LastError == "" })
+	if st := engine.Status(); st.Revision != revision || len(st.LastErrorProblems) != 0 {
+		t.Errorf("engine status = %+v, want revision %s and no problems", st, revision)
+	}
+	for msg, want := range map[string]int{"policy reload failed": 1, "policy recovered": 1, "policy reloaded": 1} {
+		if got := logs.Count(msg); got != want {
+			t.Errorf("%q lines = %d, want %d (logs %q)", msg, got, want, logs.Messages())
+		}
+	}
+}
+
+// until polls cond for up to 5 s.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

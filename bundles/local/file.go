@@ -1,6 +1,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,8 @@ type FileOptions struct {
 	// is re-read; 0 means 40 ms.
 	Debounce time.Duration
 	// RetryInterval is how soon a failed read (missing, half-written or
-	// invalid file) is retried without a new event; 0 means 1 s.
+	// invalid file) is retried without a new event; 0 means 1 s. A retry
+	// that fails the same way is neither logged nor counted again.
 	RetryInterval time.Duration
 	// MaxBytes refuses a bundle file larger than this; 0 means
 	// bundles.DefaultMaxBytes (64 MiB).
@@ -48,7 +50,8 @@ type FileOptions struct {
 	MaxFiles int
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
-	// Observer is told about every reload attempt; nil means none.
+	// Observer is told about every counted outcome (see bundles.Observer);
+	// nil means none.
 	Observer bundles.Observer
 	// Now is the clock for status and ReadAt; nil means time.Now.
 	Now func() time.Time
@@ -63,14 +66,10 @@ type FileOptions struct {
 // A File is safe for concurrent use: Status and Initialized may be called
 // while Run runs. Run must be called at most once at a time.
 type File struct {
-	path     string
-	dir      string
-	opts     FileOptions
-	log      *slog.Logger
-	now      func() time.Time
-	rec      *bundles.Recorder
-	debounce time.Duration
-	retry    time.Duration
+	*source
+	path string
+	dir  string
+	opts FileOptions
 }
 
 var _ bundles.Source = (*File)(nil)
@@ -81,9 +80,12 @@ func NewFile(opts FileOptions) (*File, error) {
 	if opts.Path == "" {
 		return nil, fmt.Errorf("%w: Path is required", ErrOptions)
 	}
-	if opts.Debounce < 0 || opts.RetryInterval < 0 || opts.MaxBytes < 0 || opts.MaxFileBytes < 0 ||
-		opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 {
-		return nil, fmt.Errorf("%w: negative duration or size", ErrOptions)
+	opts.Origin = cmp.Or(opts.Origin, "bundle:"+opts.Path)
+	src, err := newSource(settings{origin: opts.Origin, debounce: opts.Debounce, retry: opts.RetryInterval,
+		sizes:  []int64{opts.MaxBytes, opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
+		logger: opts.Logger, observer: opts.Observer, now: opts.Now})
+	if err != nil {
+		return nil, err
 	}
 	if _, err := opts.Verify.Config(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
@@ -92,25 +94,11 @@ func NewFile(opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	if opts.Origin == "" {
-		opts.Origin = "bundle:" + opts.Path
-	}
-	f := &File{path: abs, dir: filepath.Dir(abs), opts: opts, log: logger(opts.Logger),
-		now: opts.Now, debounce: opts.Debounce, retry: opts.RetryInterval}
-	if f.now == nil {
-		f.now = time.Now
-	}
-	if f.debounce == 0 {
-		f.debounce = defaultDebounce
-	}
-	if f.retry == 0 {
-		f.retry = defaultRetry
-	}
-	f.rec = bundles.NewRecorder(opts.Origin, opts.Observer, f.now)
-	return f, nil
+	return &File{source: src, path: abs, dir: filepath.Dir(abs), opts: opts}, nil
 }
 
-// Status returns the source's current status.
+// Status returns the source's current status (see bundles.Status for how
+// retries are counted).
 func (f *File) Status() bundles.Status { return f.rec.Status() }
 
 // Initialized returns a channel closed once Run's first load attempt has
@@ -120,26 +108,11 @@ func (f *File) Initialized() <-chan struct{} { return f.rec.Initialized() }
 // Run reads the bundle, hands the snapshot to sink, then watches the file
 // and delivers every new snapshot until ctx is done. The first load happens
 // before Run waits for events; a missing or bad bundle is reported in Status
-// and retried. Run returns nil when ctx is done, or an error wrapping
-// ErrWatch if the file's directory cannot be watched when Run starts.
+// and retried every RetryInterval. Run returns nil when ctx is done, or an
+// error wrapping ErrWatch if the file's directory cannot be watched when
+// Run starts.
 func (f *File) Run(ctx context.Context, sink bundles.Sink) error {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		f.rec.MarkInitialized()
-		return fmt.Errorf("%w: %w", ErrWatch, err)
-	}
-	defer w.Close()
-	if err := w.Add(f.dir); err != nil {
-		f.rec.MarkInitialized()
-		return fmt.Errorf("%w: %s: %w", ErrWatch, f.dir, err)
-	}
-	reload := func() bool {
-		return deliver(ctx, f.log, f.rec, sink, f.opts.Origin, f.now, f.read)
-	}
-	retry := reload()
-	f.rec.MarkInitialized()
-	l := loop{debounce: f.debounce, retry: f.retry, log: f.log}
-	return l.run(ctx, w, f.relevant, reload, retry)
+	return f.run(ctx, sink, watch{dir: f.dir, name: f.dir, relevant: f.relevant, read: f.read})
 }
 
 func (f *File) read() (*bundles.Snapshot, error) {

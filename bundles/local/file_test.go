@@ -137,3 +137,34 @@ func TestFileLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestFileBrokenBundleRetriedQuietly: a bundle file that cannot be read is
+// retried every RetryInterval, logged and counted once; put back, it logs
+// one recovery and clears the status without reloading (the sink never
+// saw the broken file).
+func TestFileBrokenBundleRetriedQuietly(t *testing.T) {
+	good := bundletest.Tarball(t, map[string]string{"a.rego": bundletest.Policy("a", 1)}, nil, "rev-1", nil)
+	p := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	bundletest.WriteFile(t, p, good)
+	var logs bundletest.Logs
+	f, err := local.NewFile(local.FileOptions{Path: p, Debounce: debounce, RetryInterval: retry, Logger: logs.Logger()})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(4)
+	start(t, f, sink)
+	sink.Next(t, wait)
+
+	bundletest.WriteFile(t, p, good[:len(good)/2]) // truncated: a half-written file
+	st := waitStatus(t, f.Status, func(s bundles.Status) bool {
+		return s.LastError != "" && s.LastAttempt.Sub(s.LastErrorAt) >= 20*retry
+	})
+	if n := logs.Count("policy read failed"); n != 1 || st.ReloadErrors != 1 {
+		t.Errorf("read failed lines, ReloadErrors = %d, %d; want 1, 1 after 20 retries", n, st.ReloadErrors)
+	}
+
+	bundletest.WriteFile(t, p, good)
+	st = waitStatus(t, f.Status, func(s bundles.Status) bool { return s.LastError == "" })
+	sink.None(t, quiet)
+	if n := logs.Count("policy recovered"); n != 1 || sink.Calls() != 1 || st.Revision != "rev-1" || len(st.Errors) != 0 {
+		t.Errorf("recovered lines = %d, sink calls = %d, status = %+v; want 1, 1, rev-1 without errors", n, sink.Calls(), st)
+	}
+}

@@ -22,6 +22,7 @@ const (
 	debounce = 30 * time.Millisecond
 	wait     = 5 * time.Second
 	quiet    = 300 * time.Millisecond // no further snapshot within this
+	retry    = 10 * time.Millisecond  // RetryInterval where a test counts retries
 )
 
 // start runs src in the background and returns once its first load
@@ -310,6 +311,77 @@ func TestDirBrokenSaveKeepsServing(t *testing.T) {
 	}
 }
 
+// TestDirBrokenSaveRetriedQuietly: a broken save is logged and counted
+// once however often it is retried, and undoing it logs one recovery,
+// clears the status and, when the sink had refused the broken save, gives
+// the sink the good snapshot again so that its own error clears too.
+func TestDirBrokenSaveRetriedQuietly(t *testing.T) {
+	tests := []struct {
+		name     string
+		broken   string
+		failLog  string // the one line the broken save logs
+		retried  bool   // the read fails, so the source retries it
+		sinkSees bool   // the broken save reaches the sink, which refuses it
+	}{
+		{name: "syntax error: the read fails and is retried", broken: "package authz\nallow if {",
+			failLog: "policy read failed", retried: true},
+		{name: "compile error: the sink refuses it", broken: "package authz\n\ndefault allow := false\ndefault allow := true\n",
+			failLog: "policy reload failed", sinkSees: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "authz.rego")
+			write(t, p, bundletest.Policy("authz", 1))
+			var logs bundletest.Logs
+			d, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: debounce, RetryInterval: retry, Logger: logs.Logger()})
+			bundletest.Must(t, err)
+			sink := bundletest.NewSink(16)
+			start(t, d, sink)
+			good := sink.Next(t, wait)
+
+			write(t, p, tc.broken)
+			st := waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError != "" })
+			if tc.retried {
+				// At least 20 retries, each failing the same way.
+				st = waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastAttempt.Sub(s.LastErrorAt) >= 20*retry })
+			} else {
+				time.Sleep(quiet)
+				st = d.Status()
+			}
+			if n := logs.Count(tc.failLog); n != 1 || st.ReloadErrors != 1 {
+				t.Errorf("%q lines, ReloadErrors = %d, %d; want 1, 1 (logs %q)", tc.failLog, n, st.ReloadErrors, logs.Messages())
+			}
+			calls := sink.Calls()
+
+			write(t, p, bundletest.Policy("authz", 1)) // undone: back to what the sink serves
+			st = waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError == "" })
+			if tc.sinkSees {
+				if s := sink.Next(t, wait); s.Revision != good.Revision {
+					t.Errorf("sink given %s again, want the good %s", s.Revision, good.Revision)
+				}
+				if got := sink.Calls(); got != calls+1 {
+					t.Errorf("sink calls after the revert = %d, want %d", got, calls+1)
+				}
+			}
+			sink.None(t, quiet)
+			st = d.Status()
+			if n := logs.Count("policy recovered"); n != 1 {
+				t.Errorf("recovered lines = %d, want 1 (logs %q)", n, logs.Messages())
+			}
+			if v, _ := logs.Attr("policy recovered", "revision"); v.String() != good.Revision {
+				t.Errorf("recovered line names revision %q, want %s", v, good.Revision)
+			}
+			if st.LastError != "" || len(st.Errors) != 0 || st.Revision != good.Revision || st.ReloadErrors != 1 {
+				t.Errorf("status after recovery = %+v", st)
+			}
+			if n := logs.Count(tc.failLog); n != 1 {
+				t.Errorf("%q lines after recovery = %d, want still 1", tc.failLog, n)
+			}
+		})
+	}
+}
+
 func TestDirInitialLoadFailsThenRecovers(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "authz.rego")
@@ -328,8 +400,9 @@ func TestDirInitialLoadFailsThenRecovers(t *testing.T) {
 	sink.Next(t, wait)
 }
 
-// TestDirRevertToGood: a broken save undone back to the serving content
-// clears the error without reloading.
+// TestDirRevertToGood: a broken save that never reached the sink (it does
+// not parse), undone back to the serving content, clears the error without
+// reloading.
 func TestDirRevertToGood(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "authz.rego")

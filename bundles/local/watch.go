@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-
-	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // Sentinel errors of package local.
@@ -97,41 +95,6 @@ func (l loop) run(ctx context.Context, w *fsnotify.Watcher, relevant func(fsnoti
 // k8sName reports whether base is one of the hidden names the kubelet's
 // atomic writer swaps (..data, ..data_tmp, ..2024_01_01_00_00_00.123).
 func k8sName(base string) bool { return strings.HasPrefix(base, "..") }
-
-// logger returns l, or a logger that discards everything.
-func logger(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
-}
-
-// deliver reads with read and hands the result to sink through rec,
-// logging the outcome. It returns true when the read failed and should be
-// retried.
-func deliver(ctx context.Context, log *slog.Logger, rec *bundles.Recorder, sink bundles.Sink,
-	origin string, now func() time.Time, read func() (*bundles.Snapshot, error),
-) bool {
-	start := now()
-	snap, err := read()
-	if err != nil {
-		rec.Forget()
-		rec.Failed(err, start)
-		log.Error("policy read failed", "origin", origin, "error", bundles.FormatError(err))
-		return true
-	}
-	called, err := rec.Deliver(ctx, sink, snap, start)
-	switch {
-	case ctx.Err() != nil:
-	case err != nil && called:
-		log.Error("policy reload failed", "origin", origin, "revision", snap.Revision,
-			"error", bundles.FormatError(err))
-	case called:
-		log.Info("policy reloaded", "origin", origin, "revision", snap.Revision,
-			"modules", len(snap.Modules), "took", now().Sub(start))
-	}
-	return false
-}
 
 func absPath(p string) (string, error) {
 	a, err := filepath.Abs(p)

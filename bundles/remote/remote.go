@@ -10,26 +10,26 @@
 // format, as written by `opa build --signing-key`) are activated. The last
 // good bundle is persisted to a local directory, so that a restart serves
 // it while the bundle server is down.
+//
+// A server that keeps failing is logged once per distinct failure, not on
+// every poll, and counted the same way (bundles.Status.ReloadErrors); the
+// first good poll after it logs "policy recovered".
 package remote
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/internal/record"
+	"github.com/verdict-pdp/verdict/internal/backoff"
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
 )
 
 // Sentinel errors of package remote.
@@ -60,8 +60,9 @@ type Options struct {
 	// credentials or query (which may hold a presigned token).
 	Origin string
 	// Client sends the requests; nil means a client of the Poller's own
-	// (a clone of http.DefaultTransport), whose idle connections Run closes
-	// when it returns.
+	// (a clone of http.DefaultTransport, TLS 1.2 at least, refusing
+	// redirects from https to http), whose idle connections Run closes when
+	// it returns.
 	Client *http.Client
 	// Header is added to every request (for example Authorization). It is
 	// never logged.
@@ -105,7 +106,8 @@ type Options struct {
 	MaxAge time.Duration
 	// Logger receives poll and error logs; nil discards them.
 	Logger *slog.Logger
-	// Observer is told about every reload attempt; nil means none.
+	// Observer is told about every counted outcome (see bundles.Observer);
+	// nil means none.
 	Observer bundles.Observer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -124,7 +126,10 @@ type Poller struct {
 	ownClient bool
 	log       *slog.Logger
 	now       func() time.Time
-	rec       *bundles.Recorder
+	rec       *record.Recorder
+	retry     backoff.Exponential // waits after failed polls
+
+	saved string // persistence key of the bundle last persisted; Run's goroutine only
 
 	mu       sync.Mutex
 	etag     string    // ETag of the bundle the sink holds
@@ -136,9 +141,8 @@ var _ bundles.Source = (*Poller)(nil)
 // New validates opts and returns a Poller. It starts nothing and performs
 // no I/O.
 func New(opts Options) (*Poller, error) {
-	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, opts.URL)
+	if !httpfetch.ValidURL(opts.URL) {
+		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, httpfetch.Redact(opts.URL))
 	}
 	if opts.Interval < 0 || opts.MinBackoff < 0 || opts.MaxBackoff < 0 || opts.Timeout < 0 ||
 		opts.MaxBytes < 0 || opts.MaxFileBytes < 0 || opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 ||
@@ -148,50 +152,33 @@ func New(opts Options) (*Poller, error) {
 	if _, err := opts.Verify.Config(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	if opts.Interval == 0 {
-		opts.Interval = defaultInterval
-	}
-	switch {
-	case opts.Jitter == 0:
-		opts.Jitter = defaultJitter
-	case opts.Jitter < 0:
-		opts.Jitter = 0
-	}
-	if opts.MinBackoff == 0 {
-		opts.MinBackoff = defaultMinBackoff
-	}
-	if opts.MaxBackoff == 0 {
-		opts.MaxBackoff = defaultMaxBackoff
-	}
-	opts.MaxBackoff = max(opts.MaxBackoff, opts.MinBackoff)
-	if opts.Timeout == 0 {
-		opts.Timeout = defaultTimeout
-	}
-	if opts.MaxBytes == 0 {
-		opts.MaxBytes = bundles.DefaultMaxBytes
-	}
-	origin := opts.Origin
-	if origin == "" {
-		origin = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-	}
-	p := &Poller{opts: opts, origin: origin, client: opts.Client, log: opts.Logger, now: opts.Now}
+	opts.Interval = cmp.Or(opts.Interval, defaultInterval)
+	opts.Jitter = max(cmp.Or(opts.Jitter, defaultJitter), 0) // negative: none
+	opts.MinBackoff = cmp.Or(opts.MinBackoff, defaultMinBackoff)
+	opts.MaxBackoff = max(cmp.Or(opts.MaxBackoff, defaultMaxBackoff), opts.MinBackoff)
+	opts.Timeout = cmp.Or(opts.Timeout, defaultTimeout)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, bundles.DefaultMaxBytes)
+	p := &Poller{opts: opts, origin: cmp.Or(opts.Origin, httpfetch.Redact(opts.URL)), client: opts.Client,
+		log: cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)), now: opts.Now,
+		retry: backoff.Exponential{Min: opts.MinBackoff, Max: opts.MaxBackoff, Jitter: opts.Jitter}}
 	if p.client == nil {
-		p.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-		p.ownClient = true
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
+		client, err := httpfetch.NewClient("")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		}
+		p.client, p.ownClient = client, true
 	}
 	if p.now == nil {
 		p.now = time.Now
 	}
-	p.rec = bundles.NewRecorder(origin, opts.Observer, p.now)
+	p.rec = record.New(record.Options{Origin: p.origin, Observer: opts.Observer, Logger: p.log, Now: p.now})
 	return p, nil
 }
 
-// Status returns the source's current status. LastSuccess is the time of
-// the last successful poll (a 200 whose bundle the sink accepted or already
-// held, or a 304); loading the persisted bundle does not count.
+// Status returns the source's current status (see bundles.Status for how
+// failing polls are counted). LastSuccess is the time of the last
+// successful poll (a 200 whose bundle the sink accepted or already held,
+// or a 304); loading the persisted bundle does not count.
 func (p *Poller) Status() bundles.Status {
 	st := p.rec.Status()
 	p.mu.Lock()
@@ -211,8 +198,9 @@ func (p *Poller) Initialized() <-chan struct{} { return p.rec.Initialized() }
 
 // Run offers the persisted bundle (if any) to sink, polls at once, and then
 // keeps polling until ctx is done, delivering every new bundle. Failures are
-// reported in Status and the log and retried with backoff; the previous
-// snapshot keeps serving. Run returns nil when ctx is done.
+// reported in Status and the log (once per distinct failure) and retried
+// with backoff; the previous snapshot keeps serving. Run returns nil when
+// ctx is done.
 func (p *Poller) Run(ctx context.Context, sink bundles.Sink) error {
 	if p.ownClient {
 		defer p.client.CloseIdleConnections()
@@ -225,43 +213,16 @@ func (p *Poller) Run(ctx context.Context, sink bundles.Sink) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := p.opts.Interval
+		wait := backoff.Spread(p.opts.Interval, p.opts.Jitter, p.opts.Jitter)
 		if err != nil {
 			failures++
-			wait = p.opts.MinBackoff << min(failures-1, 30)
-			if wait <= 0 || wait > p.opts.MaxBackoff {
-				wait = p.opts.MaxBackoff
-			}
+			wait = p.retry.Delay(failures)
 		} else {
 			failures = 0
 		}
-		if !p.sleep(ctx, jitter(wait, p.opts.Jitter)) {
+		if !backoff.Wait(ctx, wait, p.opts.After, nil) {
 			return nil
 		}
-	}
-}
-
-func jitter(d time.Duration, frac float64) time.Duration {
-	if frac <= 0 {
-		return d
-	}
-	return time.Duration(float64(d) * (1 + frac*(2*rand.Float64()-1)))
-}
-
-func (p *Poller) sleep(ctx context.Context, d time.Duration) bool {
-	var c <-chan time.Time
-	if p.opts.After != nil {
-		c = p.opts.After(d)
-	} else {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		c = t.C
-	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-c:
-		return true
 	}
 }
 
@@ -271,45 +232,33 @@ func (p *Poller) poll(ctx context.Context, sink bundles.Sink) error {
 	p.mu.Lock()
 	etag := p.etag
 	p.mu.Unlock()
-	raw, newTag, notModified, err := p.fetch(ctx, etag)
+	res, err := p.fetch(ctx, etag)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
-		p.rec.Failed(err, start)
-		p.log.Warn("policy bundle fetch failed", "origin", p.origin, "error", err)
+		p.rec.Failed(start, slog.LevelWarn, "policy bundle fetch failed", err)
 		return err
 	}
-	if notModified {
-		p.rec.Unchanged(start)
-		p.markPolled(etag)
+	if res.NotModified {
 		p.log.Debug("policy bundle not modified", "origin", p.origin)
+		if err := p.rec.Unchanged(ctx, sink, start); err != nil {
+			return err
+		}
+		p.markPolled(res.ETag)
 		return nil
 	}
-	snap, err := bundles.ReadTarballBytes(raw, p.tarballOptions())
+	snap, err := bundles.ReadTarballBytes(res.Body, p.tarballOptions())
 	if err != nil {
-		p.rec.Forget()
-		p.rec.Failed(err, start)
-		p.log.Error("policy bundle refused", "origin", p.origin, "error", bundles.FormatError(err))
+		p.rec.Failed(start, slog.LevelError, "policy bundle refused", err)
 		return err
 	}
-	called, err := p.rec.Deliver(ctx, sink, snap, start)
-	if err != nil {
-		if called && ctx.Err() == nil {
-			p.log.Error("policy reload failed", "origin", p.origin, "revision", snap.Revision,
-				"error", bundles.FormatError(err))
-		}
+	if err := p.rec.Deliver(ctx, sink, snap, start); err != nil {
 		return err
 	}
-	p.markPolled(newTag)
-	if called {
-		p.log.Info("policy reloaded", "origin", p.origin, "revision", snap.Revision,
-			"modules", len(snap.Modules), "took", p.now().Sub(start))
-	}
-	if called || newTag != etag {
-		if err := p.persist(raw, newTag, snap.Revision); err != nil {
-			p.log.Warn("policy bundle not persisted", "origin", p.origin, "error", err)
-		}
+	p.markPolled(res.ETag)
+	if err := p.persist(res.Body, res.ETag, snap.Revision); err != nil {
+		p.log.Warn("policy bundle not persisted", "origin", p.origin, "error", err)
 	}
 	return nil
 }
@@ -326,160 +275,16 @@ func (p *Poller) tarballOptions() bundles.TarballOptions {
 		MaxUnpackedBytes: p.opts.MaxUnpackedBytes, MaxFiles: p.opts.MaxFiles, Now: p.now}
 }
 
-// fetch performs one conditional GET.
-func (p *Poller) fetch(ctx context.Context, etag string) (raw []byte, newTag string, notModified bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.opts.URL, nil)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("%w: %w", ErrFetch, err)
-	}
-	for k, v := range p.opts.Header {
-		req.Header[k] = append([]string(nil), v...)
-	}
-	if etag != "" {
-		req.Header.Set("If-None-Match", etag)
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("%w: %w", ErrFetch, redact(err))
-	}
-	defer resp.Body.Close()
+// fetch performs one conditional GET. A body over MaxBytes is an error
+// wrapping bundles.ErrTooLarge as well as ErrFetch.
+func (p *Poller) fetch(ctx context.Context, etag string) (httpfetch.Response, error) {
+	res, err := httpfetch.Get(ctx, p.client, httpfetch.Request{URL: p.opts.URL, Header: p.opts.Header,
+		ETag: etag, MaxBytes: p.opts.MaxBytes, Timeout: p.opts.Timeout})
 	switch {
-	case resp.StatusCode == http.StatusNotModified && etag != "":
-		return nil, etag, true, nil
-	case resp.StatusCode != http.StatusOK:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, "", false, fmt.Errorf("%w: unexpected status %s", ErrFetch, resp.Status)
-	case resp.ContentLength > p.opts.MaxBytes:
-		return nil, "", false, fmt.Errorf("%w: %w: content length %d over %d bytes",
-			ErrFetch, bundles.ErrTooLarge, resp.ContentLength, p.opts.MaxBytes)
+	case errors.Is(err, httpfetch.ErrTooLarge):
+		return res, fmt.Errorf("%w: %w: %w", ErrFetch, bundles.ErrTooLarge, err)
+	case err != nil:
+		return res, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxBytes+1))
-	if err != nil {
-		return nil, "", false, fmt.Errorf("%w: reading body: %w", ErrFetch, err)
-	}
-	if int64(len(raw)) > p.opts.MaxBytes {
-		return nil, "", false, fmt.Errorf("%w: %w: body over %d bytes", ErrFetch, bundles.ErrTooLarge, p.opts.MaxBytes)
-	}
-	return raw, resp.Header.Get("ETag"), false, nil
-}
-
-// redact strips the request URL (which may carry a presigned token) from a
-// *url.Error, keeping its cause.
-func redact(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
-	}
-	return err
-}
-
-// meta is the persisted bundle's companion file.
-type meta struct {
-	URL      string    `json:"url"`
-	ETag     string    `json:"etag,omitempty"`
-	Revision string    `json:"revision,omitempty"`
-	SavedAt  time.Time `json:"saved_at"`
-}
-
-func (p *Poller) persistPaths() (bundlePath, metaPath string) {
-	sum := sha256.Sum256([]byte(p.opts.URL))
-	name := "bundle-" + hex.EncodeToString(sum[:])[:16]
-	return filepath.Join(p.opts.PersistDir, name+".tar.gz"), filepath.Join(p.opts.PersistDir, name+".json")
-}
-
-// loadPersisted offers the persisted bundle to sink, verifying it as if it
-// had just been fetched. Failures are logged; polling goes on.
-func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
-	if p.opts.PersistDir == "" {
-		return
-	}
-	bp, mp := p.persistPaths()
-	raw, err := os.ReadFile(bp)
-	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	start := p.now()
-	var m meta
-	if err == nil {
-		var mb []byte
-		if mb, err = os.ReadFile(mp); err == nil {
-			err = json.Unmarshal(mb, &m)
-		}
-	}
-	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrPersist, err)
-		p.rec.Failed(err, start)
-		p.log.Warn("persisted policy bundle unreadable", "path", bp, "error", err)
-		return
-	}
-	snap, err := bundles.ReadTarballBytes(raw, p.tarballOptions())
-	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrPersist, err)
-		p.rec.Forget()
-		p.rec.Failed(err, start)
-		p.log.Error("persisted policy bundle refused", "path", bp, "error", bundles.FormatError(err))
-		return
-	}
-	if _, err := p.rec.Deliver(ctx, sink, snap, start); err != nil {
-		if ctx.Err() == nil {
-			p.log.Error("persisted policy bundle failed to load", "path", bp, "error", bundles.FormatError(err))
-		}
-		return
-	}
-	p.mu.Lock()
-	p.etag = m.ETag
-	p.mu.Unlock()
-	p.log.Info("persisted policy bundle loaded", "origin", p.origin, "revision", snap.Revision, "saved_at", m.SavedAt)
-}
-
-// persist atomically replaces the persisted bundle.
-func (p *Poller) persist(raw []byte, etag, revision string) error {
-	if p.opts.PersistDir == "" {
-		return nil
-	}
-	if err := os.MkdirAll(p.opts.PersistDir, 0o700); err != nil {
-		return fmt.Errorf("%w: %w", ErrPersist, err)
-	}
-	bp, mp := p.persistPaths()
-	mb, err := json.Marshal(meta{URL: p.opts.URL, ETag: etag, Revision: revision, SavedAt: p.now().UTC()})
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPersist, err)
-	}
-	// Clear the ETag, replace the bundle, then record its ETag: a crash in
-	// between costs one download, never a 304 for the wrong bundle.
-	if _, err := os.Stat(mp); err == nil {
-		cleared, _ := json.Marshal(meta{URL: p.opts.URL})
-		if err := writeAtomic(mp, cleared); err != nil {
-			return err
-		}
-	}
-	if err := writeAtomic(bp, raw); err != nil {
-		return err
-	}
-	return writeAtomic(mp, mb)
-}
-
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPersist, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("%w: %w", ErrPersist, err)
-	}
-	return nil
+	return res, nil
 }

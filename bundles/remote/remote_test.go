@@ -172,8 +172,110 @@ func TestPollerETagAndBackoff(t *testing.T) {
 	if s := sink.Next(t, wait); s.Revision != "rev-2" {
 		t.Fatalf("revision %s, want rev-2", s.Revision)
 	}
-	if status := p.Status(); status.LastError != "" || status.Reloads != 2 || status.ReloadErrors != 4 {
+	// Four polls failed the same way: one distinct failure.
+	if status := p.Status(); status.LastError != "" || status.Reloads != 2 || status.ReloadErrors != 1 {
 		t.Errorf("status = %+v", status)
+	}
+}
+
+// TestPollerFailingServerLogsOnce: a server that keeps failing the same
+// way is logged and counted once, however many polls fail; a different
+// failure is a new one; the first good poll logs one recovery and clears
+// the status.
+func TestPollerFailingServerLogsOnce(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	st := newStepper()
+	var logs bundletest.Logs
+	var observed atomic.Int64
+	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Logger: logs.Logger(),
+		Observer: bundles.ObserverFunc(func(string, time.Duration, error) { observed.Add(1) })})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(4)
+	run(t, p, sink)
+	st.polled(t)
+	sink.Next(t, wait)
+
+	poll := func(n int) {
+		t.Helper()
+		for range n {
+			st.next()
+			st.polled(t)
+		}
+	}
+	srv.set(func(s *server) { s.status = http.StatusBadGateway })
+	before := p.Status().LastAttempt
+	poll(8)
+	status := p.Status()
+	if n := logs.Count("policy bundle fetch failed"); n != 1 || status.ReloadErrors != 1 || observed.Load() != 2 {
+		t.Errorf("fetch failed lines, ReloadErrors, observed = %d, %d, %d; want 1, 1, 2 after 8 failed polls",
+			n, status.ReloadErrors, observed.Load())
+	}
+	if !status.LastAttempt.After(before) || !strings.Contains(status.LastError, "502") {
+		t.Errorf("status = %+v, want the 502 and a later LastAttempt", status)
+	}
+
+	srv.set(func(s *server) { s.status = http.StatusServiceUnavailable })
+	poll(3)
+	if n := logs.Count("policy bundle fetch failed"); n != 2 || p.Status().ReloadErrors != 2 {
+		t.Errorf("after another failure: fetch failed lines, ReloadErrors = %d, %d; want 2, 2", n, p.Status().ReloadErrors)
+	}
+
+	srv.set(func(s *server) { s.status = 0 })
+	poll(3) // 304s: nothing changed on the server
+	status = p.Status()
+	if n := logs.Count("policy recovered"); n != 1 || status.LastError != "" || sink.Calls() != 1 {
+		t.Errorf("recovered lines = %d, status %+v, sink calls %d; want 1, no error, 1 (the sink never saw an error)",
+			n, status, sink.Calls())
+	}
+	if v, _ := logs.Attr("policy recovered", "revision"); v.String() != "rev-1" {
+		t.Errorf("recovered line names revision %q, want rev-1", v)
+	}
+}
+
+// TestPollerRefusedBundleReverted: a bundle the sink refuses is offered
+// once however often it is polled; when the server goes back to the good
+// bundle (a 304 for the ETag the Poller kept), the sink is given the good
+// snapshot again, so that its own error clears, and one recovery is
+// logged.
+func TestPollerRefusedBundleReverted(t *testing.T) {
+	good := bundletest.Tarball(t, policy(1), nil, "rev-1", nil)
+	srv := newServer(t, good)
+	st := newStepper()
+	var logs bundletest.Logs
+	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Logger: logs.Logger()})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(4)
+	run(t, p, sink)
+	st.polled(t)
+	sink.Next(t, wait)
+
+	bad := bundletest.Tarball(t, map[string]string{"authz/authz.rego": "package authz\n\ndefault allow := false\ndefault allow := true\n"}, nil, "rev-bad", nil)
+	srv.set(func(s *server) { s.body = bad })
+	for range 5 {
+		st.next()
+		st.polled(t)
+	}
+	status := p.Status()
+	if sink.Calls() != 2 || logs.Count("policy reload failed") != 1 || status.ReloadErrors != 1 || status.Revision != "rev-1" {
+		t.Errorf("sink calls %d, reload failed lines %d, status %+v; want 2, 1, one error, rev-1 serving",
+			sink.Calls(), logs.Count("policy reload failed"), status)
+	}
+
+	srv.set(func(s *server) { s.body = good })
+	st.next()
+	st.polled(t)
+	if s := sink.Next(t, wait); s.Revision != "rev-1" || srv.got304.Load() == 0 {
+		t.Fatalf("sink given %s (304s: %d), want rev-1 again after a 304", s.Revision, srv.got304.Load())
+	}
+	status = p.Status()
+	if status.LastError != "" || len(status.Errors) != 0 || logs.Count("policy recovered") != 1 || sink.Calls() != 3 {
+		t.Errorf("status %+v, recovered lines %d, sink calls %d; want no error, 1, 3",
+			status, logs.Count("policy recovered"), sink.Calls())
+	}
+	st.next()
+	st.polled(t)
+	if sink.Calls() != 3 || logs.Count("policy recovered") != 1 {
+		t.Errorf("a further 304 called the sink (%d calls) or logged again", sink.Calls())
 	}
 }
 

@@ -143,6 +143,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		XFCCHeader:        cfg.Callers.XFCCHeader,
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
 		ActionHeader:      cfg.ForwardAuth.ActionHeader,
+		ClientAddrHeader:  cfg.ForwardAuth.ClientAddrHeader,
 		Logger:            logger,
 		Limits: server.Limits{
 			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +76,10 @@ type Policy struct {
 	RequireTests bool `yaml:"require_tests"`
 	// MaxUnpackedBytes and MaxFiles bound a policy set (directory or
 	// bundle, uncompressed) while it is read, before anything is trusted;
-	// 0 means 128 MiB and 10,000 files.
+	// 0 means 128 MiB and 10,000 files. MaxUnpackedBytes also bounds what
+	// parsing its data files would allocate, estimated from their bytes
+	// before they are parsed (data JSON costs about 20 times its size, YAML
+	// more): raise it for a large data.json.
 	MaxUnpackedBytes int64 `yaml:"max_unpacked_bytes"`
 	MaxFiles         int   `yaml:"max_files"`
 }
@@ -127,6 +131,11 @@ type ForwardAuth struct {
 	// (e.g. X-Verdict-Action). Empty means none is read: proxies relay
 	// client headers, so set it only when the proxy overwrites it.
 	ActionHeader string `yaml:"action_header"`
+	// ClientAddrHeader names the header from which the protected request's
+	// client address (input.context.remote_addr) is read, from trusted
+	// proxies only: X-Forwarded-For (rightmost untrusted hop) or a
+	// single-address header such as X-Real-Ip. Empty means none is read.
+	ClientAddrHeader string `yaml:"client_addr_header"`
 }
 
 // Callers configures how calling services are identified.
@@ -336,12 +345,28 @@ func (c *Config) validate(root *yaml.Node) error {
 			bad(h.key, "forwarded certificates are believed only from trusted_proxies, and none is set")
 		}
 	}
+	switch h := c.ForwardAuth.ClientAddrHeader; {
+	case h == "":
+	case !validHeaderName(h):
+		bad("forward_auth.client_addr_header", "%q is not a valid header name", h)
+	case len(c.Callers.TrustedProxies) == 0:
+		bad("forward_auth.client_addr_header", "the client address is believed only from trusted_proxies, and none is set")
+	}
+	if h := c.ForwardAuth.ActionHeader; h != "" && !validHeaderName(h) {
+		bad("forward_auth.action_header", "%q is not a valid header name", h)
+	}
 	if c.Callers.XFCCHeader != "" && strings.EqualFold(c.Callers.XFCCHeader, c.Callers.EscapedCertHeader) {
 		bad("callers.escaped_cert_header", "must differ from xfcc_header")
 	}
 	for i, a := range c.Callers.TokenAudiences {
 		if a == "" {
 			bad("callers.token_audiences["+strconv.Itoa(i)+"]", "must not be empty")
+		}
+		for j, is := range c.Tokens.Issuers {
+			if slices.Contains(is.Audiences, a) {
+				bad("callers.token_audiences["+strconv.Itoa(i)+"]",
+					"%q is also an audience of tokens.issuers[%d]: every user token for it would prove a service", a, j)
+			}
 		}
 	}
 	l := c.Limits

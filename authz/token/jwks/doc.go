@@ -44,6 +44,11 @@
 // neither persist the last good set, read Cache-Control, nor report removed
 // keys. The parsing is still jwkset's, behind token.ParseJWKSLenient.
 //
+// The HTTP exchange (conditional GET, size and time bounds, redacted
+// errors, the client that refuses https-to-http redirects), the backoff
+// and the atomic file write are internal/httpfetch, internal/backoff and
+// internal/atomicfile, shared with the remote bundle poller.
+//
 // Lifecycle: New validates options and starts nothing. Run blocks, owns
 // every fetch, and returns only after all its work has stopped. Ready,
 // Fresh, Status and Lookup are safe for concurrent use at any time.

@@ -3,15 +3,15 @@ package jwks
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
 )
 
 // wellKnown is the OpenID Connect discovery path appended to the issuer.
@@ -40,7 +40,7 @@ func (m *Manager) keySetURL(ctx context.Context) (string, error) {
 		return "", err
 	}
 	m.mu.Lock()
-	m.jwksURL, m.st.URL = u, redactURL(u)
+	m.jwksURL, m.st.URL = u, httpfetch.Redact(u)
 	m.mu.Unlock()
 	return u, nil
 }
@@ -67,68 +67,31 @@ func (m *Manager) discover(ctx context.Context) (string, error) {
 	case doc.JWKSURI == nil || *doc.JWKSURI == "":
 		return "", fmt.Errorf("%w: document has no jwks_uri", ErrDiscovery)
 	}
-	u, err := url.Parse(*doc.JWKSURI)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if !httpfetch.ValidURL(*doc.JWKSURI) {
 		return "", fmt.Errorf("%w: jwks_uri is not an absolute http(s) URL", ErrDiscovery)
 	}
-	if strings.HasPrefix(m.issuer, "https:") && u.Scheme != "https" {
+	if u, _ := url.Parse(*doc.JWKSURI); strings.HasPrefix(m.issuer, "https:") && u.Scheme != "https" {
 		return "", fmt.Errorf("%w: jwks_uri of an https issuer must be https", ErrDiscovery)
 	}
-	m.log.Info("jwks discovered", slog.String("jwks_uri", redactURL(*doc.JWKSURI)))
+	m.log.Info("jwks discovered", slog.String("jwks_uri", httpfetch.Redact(*doc.JWKSURI)))
 	return *doc.JWKSURI, nil
 }
 
 // fetch performs one GET (conditional when etag is set), bounded by
 // Options.Timeout and Options.MaxBytes.
 func (m *Manager) fetch(ctx context.Context, target, etag string) (response, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	res, err := httpfetch.Get(ctx, m.client, httpfetch.Request{
+		URL:      target,
+		Header:   http.Header{"Accept": {"application/json, application/jwk-set+json"}},
+		ETag:     etag,
+		MaxBytes: m.opts.MaxBytes,
+		Timeout:  m.opts.Timeout,
+	})
 	if err != nil {
 		return response{}, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
-	req.Header.Set("Accept", "application/json, application/jwk-set+json")
-	if etag != "" {
-		req.Header.Set("If-None-Match", etag)
-	}
-	resp, err := m.client.Do(req)
-	if err != nil {
-		return response{}, fmt.Errorf("%w: %w", ErrFetch, redact(err))
-	}
-	defer resp.Body.Close()
-	res := response{etag: resp.Header.Get("ETag")}
-	res.lifetime, res.hasLifetime = lifetime(resp.Header, m.now())
-	switch {
-	case resp.StatusCode == http.StatusNotModified && etag != "":
-		res.notModified = true
-		if res.etag == "" {
-			res.etag = etag
-		}
-		return res, nil
-	case resp.StatusCode != http.StatusOK:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return response{}, fmt.Errorf("%w: %s: unexpected status %s", ErrFetch, redactURL(target), resp.Status)
-	case resp.ContentLength > m.opts.MaxBytes:
-		return response{}, fmt.Errorf("%w: %s: content length %d over %d bytes", ErrFetch, redactURL(target), resp.ContentLength, m.opts.MaxBytes)
-	}
-	res.body, err = io.ReadAll(io.LimitReader(resp.Body, m.opts.MaxBytes+1))
-	if err != nil {
-		return response{}, fmt.Errorf("%w: %s: reading body: %w", ErrFetch, redactURL(target), err)
-	}
-	if int64(len(res.body)) > m.opts.MaxBytes {
-		return response{}, fmt.Errorf("%w: %s: body over %d bytes", ErrFetch, redactURL(target), m.opts.MaxBytes)
-	}
-	return res, nil
-}
-
-// redact strips the request URL from a *url.Error, keeping its cause and
-// the URL without query or credentials.
-func redact(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
-	}
-	return err
+	life, ok := lifetime(res.Header, m.now())
+	return response{body: res.Body, etag: res.ETag, notModified: res.NotModified, lifetime: life, hasLifetime: ok}, nil
 }
 
 // lifetime reads how long a response stays fresh (RFC 9111): no-store or

@@ -52,7 +52,7 @@ func newEngine(t *testing.T, iss *authztest.Issuer, ks token.KeySet) *authz.Engi
 // decide returns "allow" or the deny reason for a request with tok.
 func decide(t *testing.T, e *authz.Engine, tok string) string {
 	t.Helper()
-	d, _ := e.Decide(t.Context(), authz.Request{Token: tok, Action: authz.Action{Name: "orders:read"}})
+	d, _ := e.Decide(t.Context(), authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: "orders:read"}})
 	if d.Allow {
 		return "allow"
 	}

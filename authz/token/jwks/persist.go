@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/verdict-pdp/verdict/internal/atomicfile"
 )
 
 // persisted is the file a key set is kept in between runs. It holds public
@@ -84,27 +86,7 @@ func (m *Manager) write(raw []byte, etag string, at time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
-	dir := filepath.Dir(m.persist)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("%w: %w", ErrPersist, err)
-	}
-	f, err := os.CreateTemp(dir, ".jwks-*")
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPersist, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, m.persist)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(m.persist, b, 0o600, 0o700); err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
 	return nil

@@ -1,7 +1,7 @@
 // Package bundletest holds test helpers shared by the bundles packages:
-// a compiling sink that records what it accepted, bundle tarball builders
-// with signing, key generation, and an `opa` binary built from the module's
-// own OPA version.
+// a compiling sink that records what it accepted, a log handler that
+// counts messages, bundle tarball builders with signing, key generation,
+// and an `opa` binary built from the module's own OPA version.
 package bundletest
 
 import (
@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,4 +310,82 @@ func moduleRoot() string {
 			return dir
 		}
 	}
+}
+
+// Logs is a slog.Handler that keeps every record, for tests that count
+// log lines. It is safe for concurrent use; the zero value is ready.
+type Logs struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+var _ slog.Handler = (*Logs)(nil)
+
+// Logger returns a logger that writes to l at every level.
+func (l *Logs) Logger() *slog.Logger { return slog.New(l) }
+
+// Enabled reports true for every level.
+func (l *Logs) Enabled(context.Context, slog.Level) bool { return true }
+
+// Handle keeps r.
+func (l *Logs) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.records = append(l.records, r.Clone())
+	l.mu.Unlock()
+	return nil
+}
+
+// WithAttrs returns l itself: tests count messages, not attributes added
+// by With.
+func (l *Logs) WithAttrs([]slog.Attr) slog.Handler { return l }
+
+// WithGroup returns l itself.
+func (l *Logs) WithGroup(string) slog.Handler { return l }
+
+// Count returns how many records have message msg.
+func (l *Logs) Count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if r.Message == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// Attr returns the value of attribute key of the last record with message
+// msg, and whether there is one.
+func (l *Logs) Attr(msg, key string) (slog.Value, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.records) - 1; i >= 0; i-- {
+		if l.records[i].Message != msg {
+			continue
+		}
+		var v slog.Value
+		found := false
+		l.records[i].Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				v, found = a.Value, true
+				return false
+			}
+			return true
+		})
+		return v, found
+	}
+	return slog.Value{}, false
+}
+
+// Messages returns every record's level and message, in order, for
+// failure output.
+func (l *Logs) Messages() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.records))
+	for _, r := range l.records {
+		out = append(out, r.Level.String()+" "+r.Message)
+	}
+	return out
 }

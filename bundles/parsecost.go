@@ -1,0 +1,288 @@
+package bundles
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"go.yaml.in/yaml/v3"
+)
+
+// Parsing a data file costs far more memory than the file's bytes: OPA
+// decodes data.json into Go values, and data.yaml through a YAML node tree,
+// Go values, JSON text and Go values again. A file of millions of tiny
+// values, well under MaxFileBytes, takes a gigabyte or more, and OPA parses
+// data files while it checks a bundle's signature, before their digests are
+// compared. So readers estimate, before any data file is parsed, what
+// parsing it will allocate, and refuse the bundle when its data files
+// together would allocate more than MaxUnpackedBytes (checkParse).
+//
+// The estimate is a cost per file, plus an upper bound on the number of
+// values, from bytes that can begin one, times a cost per value, plus a
+// cost per byte for long strings. The costs below are bytes allocated
+// (runtime.MemStats.TotalAlloc) by one parse, as OPA's signature check
+// (util.Unmarshal and the canonical hash) or its bundle reader does it,
+// measured with OPA v1.22.3 and Go 1.26 on amd64, and rounded up.
+// TestParseCostBoundsOPA measures them again.
+const (
+	// jsonFileCost and yamlFileCost are charged per file: the decoders'
+	// and the parser's own state. Measured on a first parse: "{}" 1,984,
+	// a .manifest 3,576, "a: 1" 11,752.
+	jsonFileCost = 4 << 10
+	yamlFileCost = 16 << 10
+	// jsonValueCost is charged per JSON value counted (',' ':' '[' '{'
+	// and one). Measured per count: arrays of empty arrays 64, of nulls
+	// or booleans 101, of small ints 134, of short strings 136, objects
+	// of short strings 102-114, nesting 9,000 deep 136, an array of
+	// {"a":1} 166 (the worst found).
+	jsonValueCost = 168
+	// jsonByteCost is charged per byte of JSON: strings of 1,000 bytes
+	// cost 3.1 bytes a byte (the decoder's buffer, the string, the hash).
+	jsonByteCost = 4
+	// yamlValueCost is charged per YAML value counted (also '-', '?' and
+	// line breaks). Measured per count: "- []" 182, "- 1" 222, "- a: b"
+	// 692, "[a: b, …]" 1,035, "{k0, k1, …}" (keys without values) 1,364
+	// (the worst found).
+	yamlValueCost = 1536
+	// yamlByteCost is charged per byte of YAML: long plain, quoted and
+	// folded scalars and keys cost 10.9-12.3 bytes a byte, 100 lines of
+	// long comments up to 16.
+	yamlByteCost = 16
+	// yamlAliasCost is charged per node decoded again through an alias
+	// (an anchored value is decoded once per alias to it): 139-192
+	// measured.
+	yamlAliasCost = 256
+	// yamlKeyPairCost is charged per pair of keys of one mapping: go-yaml
+	// compares every pair (about 3 ns each, with no allocation), so a
+	// mapping of n keys takes n²/2 steps. A byte per pair keeps that
+	// within the same budget: 128 Mi pairs, well under a second, at the
+	// default.
+	yamlKeyPairCost = 1
+	// yamlEqualKeysCost and yamlEqualKeysByteCost are charged per pair of
+	// equal keys of one mapping that OPA does not merge (null, timestamp,
+	// tagged, alias and collection keys): go-yaml writes an error message
+	// for every such pair, which is how 16 KB of "?" lines would take
+	// 5 GB. Measured: 330-390 bytes a pair, plus 5.2 a byte of the key; a
+	// key of control characters is quoted at 4 bytes a byte.
+	yamlEqualKeysCost     = 512
+	yamlEqualKeysByteCost = 24
+)
+
+// dataSyntax says how OPA parses a bundle file.
+type dataSyntax int
+
+const (
+	notData    dataSyntax = iota // never parsed as data
+	jsonOnly                     // .signatures.json, patch.json: JSON only
+	jsonOrYAML                   // data.json, data.yaml, data.yml, .manifest
+)
+
+// syntaxOf says how OPA parses the bundle file at name. Every structured
+// document may be read as YAML: OPA's signature check reads any of them
+// that is not valid JSON as YAML, not only data.yaml.
+func syntaxOf(name string) dataSyntax {
+	switch {
+	case bundle.IsStructuredDoc(name):
+		return jsonOrYAML
+	case bundle.IsSignaturesFile(name), path.Base(name) == "patch.json":
+		return jsonOnly
+	}
+	return notData
+}
+
+// checkParse refuses a bundle whose data files would together allocate
+// more than l.totalBytes to parse, as estimated by parseCost, before any of
+// them is parsed. The error wraps ErrTooLarge and names the first file
+// over the limit.
+func (l limits) checkParse(files []entry) error {
+	var total int64
+	for _, f := range files {
+		room := l.totalBytes - total
+		c := parseCost(f.path, f.data, room)
+		if c <= room {
+			total += c
+			continue
+		}
+		name := strings.TrimPrefix(f.path, "/")
+		if total == 0 {
+			return fmt.Errorf("%w: parsing bundle file %q would take an estimated %d bytes, more than %d",
+				ErrTooLarge, name, c, l.totalBytes)
+		}
+		return fmt.Errorf("%w: parsing bundle file %q would take an estimated %d bytes, more than the %d left of %d after the data files before it",
+			ErrTooLarge, name, c, room, l.totalBytes)
+	}
+	return nil
+}
+
+// parseCost returns an upper bound on the bytes OPA allocates to parse the
+// bundle file name holding data, or 0 for a file it does not parse as
+// data. Valid JSON is costed as JSON; anything else that OPA may read as
+// YAML, as YAML. The first estimate comes from a scan of the bytes that
+// allocates nothing. For YAML within room, the YAML is then parsed into
+// nodes (which the scan's estimate covers) to add what no scan can see:
+// values repeated through aliases, and the pairs of keys go-yaml checks.
+func parseCost(name string, data []byte, room int64) int64 {
+	syntax := syntaxOf(name)
+	if syntax == notData {
+		return 0
+	}
+	jsonValues, yamlValues := countValues(data)
+	size := int64(len(data))
+	c := jsonFileCost + jsonValues*jsonValueCost + size*jsonByteCost
+	// Costed as YAML, data would cost more still: refuse it without
+	// scanning it again to tell which.
+	if syntax == jsonOnly || c > room || json.Valid(bytes.TrimPrefix(data, utf8BOM)) {
+		return c
+	}
+	c = yamlFileCost + yamlValues*yamlValueCost + size*yamlByteCost
+	if c > room {
+		return c
+	}
+	return addSat(c, yamlExtraCost(data))
+}
+
+// utf8BOM is stripped, as OPA does, before JSON is recognised.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// countValues returns upper bounds on the number of values data holds as
+// JSON and as YAML, from the bytes that can begin or separate one: for
+// JSON ',' ':' '[' '{', for YAML also '-', '?' and line breaks (each
+// needed by a block sequence item, explicit key, mapping entry or scalar
+// on its own line), plus one for a document of a single value. It reads
+// data once per byte counted and allocates nothing.
+func countValues(data []byte) (jsonValues, yamlValues int64) {
+	count := func(b byte) int64 { return int64(bytes.Count(data, []byte{b})) }
+	jsonValues = 1 + count(',') + count(':') + count('[') + count('{')
+	lineBreaks := count('\n') + count('\r') - int64(bytes.Count(data, []byte("\r\n")))
+	return jsonValues, jsonValues + count('-') + count('?') + lineBreaks
+}
+
+// yamlExtraCost returns what decoding data's first YAML document, as OPA's
+// YAML conversion does, allocates beyond what countValues charges for: the
+// nodes decoded again through aliases, and go-yaml's check of every pair of
+// keys in each mapping (decoded once more per alias to it). Like OPA, it
+// parses every document, and it returns 0 when one does not parse, since
+// OPA then decodes nothing. It does not model go-yaml's limit on alias
+// expansion, which only stops a decode sooner.
+func yamlExtraCost(data []byte) int64 {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first *yaml.Node
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			if !errors.Is(err, io.EOF) {
+				return 0
+			}
+			break
+		}
+		if first == nil {
+			first = &n
+		}
+	}
+	if first == nil {
+		return 0
+	}
+	w := yamlWalk{aliased: map[*yaml.Node]int64{}}
+	return w.cost(first, false)
+}
+
+// yamlWalk sums the cost of decoding a YAML node graph.
+type yamlWalk struct {
+	// aliased memoizes the cost of decoding a node reached through an
+	// alias (so each node is costed at most twice, however often it is
+	// aliased); -1 marks one being costed, so that an alias into its own
+	// anchor (which go-yaml refuses) ends the walk there.
+	aliased map[*yaml.Node]int64
+}
+
+// cost returns the extra cost of decoding n: its mappings' key pairs and,
+// when n is decoded through an alias, yamlAliasCost for each of its nodes.
+func (w *yamlWalk) cost(n *yaml.Node, aliased bool) int64 {
+	if aliased {
+		if c, ok := w.aliased[n]; ok {
+			return max(c, 0)
+		}
+		w.aliased[n] = -1
+	}
+	var c int64
+	if aliased {
+		c = yamlAliasCost
+	}
+	switch n.Kind {
+	case yaml.AliasNode:
+		if n.Alias != nil {
+			c = addSat(c, w.cost(n.Alias, true))
+		}
+	case yaml.MappingNode:
+		c = addSat(c, keyPairsCost(n.Content))
+	}
+	for _, child := range n.Content {
+		c = addSat(c, w.cost(child, aliased))
+	}
+	if aliased {
+		w.aliased[n] = c
+	}
+	return c
+}
+
+// keyPairsCost is what go-yaml's duplicate-key check costs for a mapping
+// whose key and value nodes are content: every pair of keys is compared
+// (kind and text), and every equal pair gets an error message. Keys OPA
+// merges before decoding are counted too, which only overestimates.
+func keyPairsCost(content []*yaml.Node) int64 {
+	keys := int64(len(content) / 2)
+	c := mulSat(keys*(keys-1)/2, yamlKeyPairCost)
+	equal := func(pairs int64, k *yaml.Node) int64 {
+		return mulSat(pairs, yamlEqualKeysCost+yamlEqualKeysByteCost*int64(len(k.Value)))
+	}
+	if keys <= 16 {
+		for i := 0; i+1 < len(content); i += 2 {
+			for j := i + 2; j+1 < len(content); j += 2 {
+				if content[i].Kind == content[j].Kind && content[i].Value == content[j].Value {
+					c = addSat(c, equal(1, content[i]))
+				}
+			}
+		}
+		return c
+	}
+	type key struct {
+		kind  yaml.Kind
+		value string
+	}
+	seen := make(map[key]int64, keys)
+	for i := 0; i+1 < len(content); i += 2 {
+		seen[key{content[i].Kind, content[i].Value}]++
+	}
+	for i := 0; i+1 < len(content); i += 2 {
+		k := key{content[i].Kind, content[i].Value}
+		if g := seen[k]; g > 1 {
+			c = addSat(c, equal(g*(g-1)/2, content[i]))
+			delete(seen, k)
+		}
+	}
+	return c
+}
+
+// addSat returns a+b for non-negative a and b, or math.MaxInt64 when that
+// overflows (aliases can repeat a cost exponentially).
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// mulSat returns a*b for non-negative a and positive b, or math.MaxInt64
+// when that overflows.
+func mulSat(a, b int64) int64 {
+	if a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
+}

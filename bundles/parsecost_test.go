@@ -1,0 +1,313 @@
+package bundles_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
+	"github.com/verdict-pdp/verdict/policies"
+)
+
+// signedTarball returns a bundle archive of files with a .signatures.json,
+// made with key, that covers signed: the files as the signer saw them.
+// Passing other files than signed is a replay: a signature from the real
+// signer next to content it never signed.
+func signedTarball(t *testing.T, key bundletest.Key, signed, files map[string][]byte) []byte {
+	t.Helper()
+	infos := make([]bundle.FileInfo, 0, len(signed))
+	for name, data := range signed {
+		var v any = data
+		if bundle.IsStructuredDoc(name) {
+			bundletest.Must(t, util.Unmarshal(data, &v))
+		}
+		h, err := bundle.NewSignatureHasher(bundle.SHA256)
+		bundletest.Must(t, err)
+		sum, err := h.HashFile(v)
+		bundletest.Must(t, err)
+		infos = append(infos, bundle.NewFile(name, hex.EncodeToString(sum), string(bundle.SHA256)))
+	}
+	token, err := bundle.GenerateSignedToken(infos, bundle.NewSigningConfig(string(key.Private), "RS256", ""), bundles.DefaultKeyID)
+	bundletest.Must(t, err)
+	sig, err := json.Marshal(bundle.SignaturesConfig{Signatures: []string{token}})
+	bundletest.Must(t, err)
+	all := maps.Clone(files)
+	all[".signatures.json"] = sig
+	return writeTar(t, all)
+}
+
+// allocated runs f and returns how many bytes it allocated and how long it
+// took.
+func allocated(f func()) (uint64, time.Duration) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	f()
+	d := time.Since(start)
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc, d
+}
+
+// parseBomb is a data file just under DefaultMaxFileBytes whose parse by
+// OPA costs about a gigabyte, every few bytes being another value, and the
+// small file a signer once signed at the same path.
+type parseBomb struct {
+	name, file, small string
+	data              []byte
+}
+
+func parseBombs() []parseBomb {
+	n := (bundles.DefaultMaxFileBytes - 1) / 3
+	return []parseBomb{
+		{name: "yaml", file: "lists/data.yaml", small: "- []\n", data: bytes.Repeat([]byte("- []\n"), 3<<20)},
+		{name: "json", file: "lists/data.json", small: "[[]]", data: []byte("[" + strings.Repeat("[],", n-1) + "[]]")},
+	}
+}
+
+// TestDataParseBombRefusedBeforeParsing is the signature-replay attack: a
+// signature the real signer once made over a small data file, served next
+// to a data file of millions of tiny values. OPA's signature check parses a
+// data file before comparing its digest, so without an estimate first the
+// read costs about a gigabyte before it is refused. Unsigned bundles and
+// directories parse the same file the same way. Each read must be refused
+// as too large, quickly, having allocated little more than the file
+// itself. (Before the estimate, the YAML took 4-6 s and 1.6-2 GiB, the
+// JSON 1-2 s and 0.7-1.3 GiB, and unsigned they were accepted.)
+func TestDataParseBombRefusedBeforeParsing(t *testing.T) {
+	const allowance = 4 << 20 // decompressor, tar reader, errors
+	key := bundletest.NewKey(t)
+	verify := bundles.VerifyOptions{Key: key.Public}
+	for _, bomb := range parseBombs() {
+		mods := map[string][]byte{"authz/authz.rego": []byte(bundletest.Policy("authz", 1))}
+		legit := maps.Clone(mods)
+		legit[bomb.file] = []byte(bomb.small)
+		files := maps.Clone(mods)
+		files[bomb.file] = bomb.data
+		if _, err := bundles.ReadTarballBytes(signedTarball(t, key, legit, legit), bundles.TarballOptions{Verify: verify}); err != nil {
+			t.Fatalf("%s: the legitimately signed bundle: %v", bomb.name, err)
+		}
+		replayed := signedTarball(t, key, legit, files)
+		unsigned := writeTar(t, files)
+		fsys := fstest.MapFS{}
+		for name, data := range files {
+			fsys[name] = &fstest.MapFile{Data: data}
+		}
+		reads := []struct {
+			name string
+			read func() error
+		}{
+			{name: "signed, replayed signature", read: func() error {
+				_, err := bundles.ReadTarballBytes(replayed, bundles.TarballOptions{Verify: verify})
+				return err
+			}},
+			{name: "signed, no key configured", read: func() error {
+				_, err := bundles.ReadTarballBytes(replayed, bundles.TarballOptions{})
+				return err
+			}},
+			{name: "unsigned", read: func() error {
+				_, err := bundles.ReadTarball(bytes.NewReader(unsigned), bundles.TarballOptions{})
+				return err
+			}},
+			{name: "directory", read: func() error {
+				_, err := bundles.ReadFS(fsys, bundles.ReadOptions{})
+				return err
+			}},
+		}
+		for _, rd := range reads {
+			t.Run(bomb.name+"/"+rd.name, func(t *testing.T) {
+				var err error
+				alloc, took := allocated(func() { err = rd.read() })
+				t.Logf("%d-byte %s refused in %v, TotalAlloc %.1f MiB: %v", len(bomb.data), bomb.file, took, float64(alloc)/(1<<20), err)
+				if !errors.Is(err, bundles.ErrTooLarge) || !errors.Is(err, bundles.ErrRead) {
+					t.Fatalf("err = %v, want ErrTooLarge and ErrRead", err)
+				}
+				if msg := err.Error(); !strings.Contains(msg, bomb.file) || !strings.Contains(msg, fmt.Sprint(bundles.DefaultMaxUnpackedBytes)) {
+					t.Errorf("err = %v, want it to name %s and the %d-byte limit", err, bomb.file, bundles.DefaultMaxUnpackedBytes)
+				}
+				if bound := uint64(2*len(bomb.data) + allowance); alloc > bound {
+					t.Errorf("allocated %d bytes refusing a %d-byte file, want at most %d", alloc, len(bomb.data), bound)
+				}
+				if took > 2*time.Second {
+					t.Errorf("refusing took %v, want it done from a byte scan in well under 2s", took)
+				}
+			})
+		}
+	}
+}
+
+// usersJSON returns a JSON array of user records with string fields, as a
+// directory export might hold, of at least size bytes, and its length.
+func usersJSON(size int) ([]byte, int) {
+	departments := []string{"engineering", "finance", "sales", "support", "legal"}
+	roles := []string{"viewer", "editor", "admin", "auditor"}
+	var b bytes.Buffer
+	b.WriteByte('[')
+	n := 0
+	for ; b.Len() < size; n++ {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"u%06d","name":"User Number %d","email":"user%d@example.com","department":%q,`+
+			`"title":"Senior Engineer","manager":"u%06d","roles":["viewer",%q],"active":true}`,
+			n, n, n, departments[n%len(departments)], n/10, roles[n%len(roles)])
+	}
+	b.WriteByte(']')
+	return b.Bytes(), n
+}
+
+// usersYAML returns a YAML sequence of n user records.
+func usersYAML(n int) []byte {
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, "- id: u%06d\n  name: User Number %d\n  email: user%d@example.com\n  roles: [viewer, editor]\n", i, i, i)
+	}
+	return b.Bytes()
+}
+
+// TestRealisticDataLoads: data files of a realistic shape load at the
+// default limits, whether signed, unsigned or in a directory: 5 MiB of
+// JSON records and 45 KB of YAML records in one bundle, and the
+// repository's own policies/data.json.
+func TestRealisticDataLoads(t *testing.T) {
+	key := bundletest.NewKey(t)
+	records, n := usersJSON(5 << 20)
+	yamlRecords := usersYAML(500)
+	files := map[string][]byte{
+		"authz/authz.rego": []byte(bundletest.Policy("authz", 1)),
+		"users/data.json":  records,
+		"people/data.yaml": yamlRecords,
+	}
+	for name, data := range map[string][]byte{"users/data.json": records, "people/data.yaml": yamlRecords} {
+		t.Logf("%s: %d bytes, estimated to take %d bytes to parse (%.0f%% of the default limit)", name, len(data),
+			bundles.ParseCost(name, data), 100*float64(bundles.ParseCost(name, data))/bundles.DefaultMaxUnpackedBytes)
+	}
+	fsys := fstest.MapFS{}
+	for name, data := range files {
+		fsys[name] = &fstest.MapFile{Data: data}
+	}
+	signed := signedTarball(t, key, files, files)
+	reads := []struct {
+		name string
+		read func() (*bundles.Snapshot, error)
+	}{
+		{name: "signed", read: func() (*bundles.Snapshot, error) {
+			return bundles.ReadTarballBytes(signed, bundles.TarballOptions{Verify: bundles.VerifyOptions{Key: key.Public}})
+		}},
+		{name: "unsigned", read: func() (*bundles.Snapshot, error) {
+			return bundles.ReadTarballBytes(writeTar(t, files), bundles.TarballOptions{})
+		}},
+		{name: "directory", read: func() (*bundles.Snapshot, error) { return bundles.ReadFS(fsys, bundles.ReadOptions{}) }},
+	}
+	for _, rd := range reads {
+		t.Run(rd.name, func(t *testing.T) {
+			s, err := rd.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			users, _ := s.Data["users"].([]any)
+			people, _ := s.Data["people"].([]any)
+			if len(users) != n || len(people) != 500 {
+				t.Fatalf("read %d users and %d people, want %d and 500", len(users), len(people), n)
+			}
+		})
+	}
+	t.Run("policies/data.json", func(t *testing.T) {
+		s, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{})
+		if err != nil || s.Data["roles"] == nil {
+			t.Fatalf("ReadFS(policies.FS()) = %v; want the default policy's data", err)
+		}
+	})
+}
+
+// TestDataParseCostAddsUp: the estimates of a bundle's data files add up
+// against one limit, so that many files each within it cannot together
+// exceed it. The error names the file that crosses it.
+func TestDataParseCostAddsUp(t *testing.T) {
+	records, _ := usersJSON(64 << 10)
+	limit := bundles.ParseCost("a/data.json", records) * 3 / 2
+	files := map[string][]byte{"a/data.json": records, "b/data.json": records}
+	for _, tc := range []struct {
+		name    string
+		files   []string
+		wantErr bool
+	}{
+		{name: "one file within the limit", files: []string{"a/data.json"}},
+		{name: "two files over it together", files: []string{"a/data.json", "b/data.json"}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := fstest.MapFS{}
+			for _, name := range tc.files {
+				fsys[name] = &fstest.MapFile{Data: files[name]}
+			}
+			_, err := bundles.ReadFS(fsys, bundles.ReadOptions{MaxUnpackedBytes: limit})
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, bundles.ErrTooLarge) || !strings.Contains(err.Error(), `"b/data.json"`) ||
+				!strings.Contains(err.Error(), fmt.Sprint(limit)) {
+				t.Fatalf("err = %v, want ErrTooLarge naming b/data.json and the %d-byte limit", err, limit)
+			}
+		})
+	}
+}
+
+// TestYAMLBeyondTheScan: YAML whose parse by OPA grows faster than its
+// size, which no byte scan can see, is refused quickly and cheaply. Equal
+// keys that OPA does not merge (null, timestamp, tagged) make go-yaml
+// write an error message for every pair of them: 16 KB of "?" lines would
+// take 5 GB. Aliases decode an anchored value again each time. A mapping
+// of 20,000 keys takes go-yaml 2×10⁸ key comparisons.
+func TestYAMLBeyondTheScan(t *testing.T) {
+	anchored := []byte("p: [" + strings.Repeat("1,", 4000) + "1]\n" +
+		"a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n" +
+		"c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n" +
+		"e: [" + strings.Repeat("*d,", 20) + "*d]\n")
+	var keys bytes.Buffer
+	for i := range 20_000 {
+		fmt.Fprintf(&keys, "k%d: v\n", i)
+	}
+	for _, tc := range []struct {
+		name  string
+		data  []byte
+		limit int64 // 0: the default
+	}{
+		{name: "null keys", data: bytes.Repeat([]byte("?\n"), 8000)},
+		{name: "timestamp keys", data: bytes.Repeat([]byte("2001-01-01: 1\n"), 4000)},
+		{name: "tagged keys", data: bytes.Repeat([]byte("!!int x: 1\n"), 4000)},
+		{name: "aliases", data: anchored, limit: 32 << 20},
+		{name: "many keys", data: keys.Bytes()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := writeTar(t, map[string][]byte{"x/data.yaml": tc.data})
+			var err error
+			alloc, took := allocated(func() {
+				_, err = bundles.ReadTarballBytes(raw, bundles.TarballOptions{MaxUnpackedBytes: tc.limit})
+			})
+			t.Logf("%d bytes of YAML refused in %v, TotalAlloc %.1f MiB: %v", len(tc.data), took, float64(alloc)/(1<<20), err)
+			if !errors.Is(err, bundles.ErrTooLarge) || !errors.Is(err, bundles.ErrRead) {
+				t.Fatalf("err = %v, want ErrTooLarge and ErrRead", err)
+			}
+			// Refusing costs parsing the file into YAML nodes once: about
+			// 60 bytes a byte.
+			if bound := uint64(100*len(tc.data) + 4<<20); alloc > bound {
+				t.Errorf("allocated %d bytes refusing %d bytes of YAML, want at most %d", alloc, len(tc.data), bound)
+			}
+		})
+	}
+}

@@ -1,0 +1,116 @@
+package remote
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/atomicfile"
+)
+
+// File modes of the persisted bundle and its directory: the bundle may
+// hold data an operator would not publish.
+const (
+	fileMode = 0o600
+	dirMode  = 0o700
+)
+
+// meta is the persisted bundle's companion file.
+type meta struct {
+	URL      string    `json:"url"`
+	ETag     string    `json:"etag,omitempty"`
+	Revision string    `json:"revision,omitempty"`
+	SavedAt  time.Time `json:"saved_at"`
+}
+
+func (p *Poller) persistPaths() (bundlePath, metaPath string) {
+	sum := sha256.Sum256([]byte(p.opts.URL))
+	name := "bundle-" + hex.EncodeToString(sum[:])[:16]
+	return filepath.Join(p.opts.PersistDir, name+".tar.gz"), filepath.Join(p.opts.PersistDir, name+".json")
+}
+
+// savedKey identifies a persisted bundle by its ETag and content, so that
+// the same bundle is not written again.
+func savedKey(raw []byte, etag string) string {
+	sum := sha256.Sum256(raw)
+	return etag + "|" + hex.EncodeToString(sum[:])
+}
+
+// loadPersisted offers the persisted bundle to sink, verifying it as if it
+// had just been fetched. Failures are recorded and logged; polling goes on.
+func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
+	if p.opts.PersistDir == "" {
+		return
+	}
+	bp, mp := p.persistPaths()
+	raw, err := os.ReadFile(bp)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	start := p.now()
+	var m meta
+	if err == nil {
+		var mb []byte
+		if mb, err = os.ReadFile(mp); err == nil {
+			err = json.Unmarshal(mb, &m)
+		}
+	}
+	if err != nil {
+		p.rec.Failed(start, slog.LevelWarn, "persisted policy bundle unreadable", fmt.Errorf("%w: %w", ErrPersist, err))
+		return
+	}
+	snap, err := bundles.ReadTarballBytes(raw, p.tarballOptions())
+	if err != nil {
+		p.rec.Failed(start, slog.LevelError, "persisted policy bundle refused", fmt.Errorf("%w: %s: %w", ErrPersist, bp, err))
+		return
+	}
+	if err := p.rec.Deliver(ctx, sink, snap, start); err != nil {
+		return // recorded and logged by the Recorder
+	}
+	p.saved = savedKey(raw, m.ETag)
+	p.mu.Lock()
+	p.etag = m.ETag
+	p.mu.Unlock()
+	p.log.Info("persisted policy bundle loaded", "origin", p.origin, "revision", snap.Revision, "saved_at", m.SavedAt)
+}
+
+// persist atomically replaces the persisted bundle with raw, unless it
+// already holds it with that ETag.
+func (p *Poller) persist(raw []byte, etag, revision string) error {
+	if p.opts.PersistDir == "" {
+		return nil
+	}
+	key := savedKey(raw, etag)
+	if key == p.saved {
+		return nil
+	}
+	bp, mp := p.persistPaths()
+	mb, err := json.Marshal(meta{URL: p.opts.URL, ETag: etag, Revision: revision, SavedAt: p.now().UTC()})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	// Clear the ETag, replace the bundle, then record its ETag: a crash in
+	// between costs one download, never a 304 for the wrong bundle.
+	if _, err := os.Stat(mp); err == nil {
+		cleared, _ := json.Marshal(meta{URL: p.opts.URL})
+		if err := atomicfile.Write(mp, cleared, fileMode, dirMode); err != nil {
+			return fmt.Errorf("%w: %w", ErrPersist, err)
+		}
+	}
+	if err := atomicfile.Write(bp, raw, fileMode, dirMode); err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	if err := atomicfile.Write(mp, mb, fileMode, dirMode); err != nil {
+		return fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	p.saved = key
+	return nil
+}

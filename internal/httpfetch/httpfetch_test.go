@@ -1,0 +1,289 @@
+package httpfetch_test
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
+)
+
+// secretQuery and secretUser stand for a presigned URL's token and a
+// password in a URL; no error may contain them.
+const (
+	secretQuery = "sig=s3cr3t-query"
+	secretUser  = "user:s3cr3t-pass"
+)
+
+func TestGet(t *testing.T) {
+	type answer struct {
+		status  int
+		etag    string
+		body    string
+		chunked bool // stream the body without a length
+	}
+	tests := []struct {
+		name string
+		ans  answer
+		req  httpfetch.Request // URL is filled in
+
+		want        httpfetch.Response // Header is not compared
+		wantErr     error
+		wantInErr   string
+		wantIfMatch string // If-None-Match the server must see
+	}{
+		{name: "ok", ans: answer{status: 200, etag: `"v1"`, body: "doc"},
+			want: httpfetch.Response{Body: []byte("doc"), ETag: `"v1"`}},
+		{name: "conditional, changed", ans: answer{status: 200, etag: `"v2"`, body: "new"}, req: httpfetch.Request{ETag: `"v1"`},
+			want: httpfetch.Response{Body: []byte("new"), ETag: `"v2"`}, wantIfMatch: `"v1"`},
+		{name: "not modified keeps the request's etag", ans: answer{status: 304}, req: httpfetch.Request{ETag: `"v1"`},
+			want: httpfetch.Response{ETag: `"v1"`, NotModified: true}, wantIfMatch: `"v1"`},
+		{name: "not modified with a new etag", ans: answer{status: 304, etag: `"v1b"`}, req: httpfetch.Request{ETag: `"v1"`},
+			want: httpfetch.Response{ETag: `"v1b"`, NotModified: true}, wantIfMatch: `"v1"`},
+		{name: "304 to an unconditional request", ans: answer{status: 304},
+			wantErr: httpfetch.ErrStatus, wantInErr: "304"},
+		{name: "server error", ans: answer{status: 503, body: strings.Repeat("x", 100<<10)},
+			wantErr: httpfetch.ErrStatus, wantInErr: "unexpected status 503 Service Unavailable"},
+		{name: "content length over the limit", ans: answer{status: 200, body: strings.Repeat("x", 100)}, req: httpfetch.Request{MaxBytes: 64},
+			wantErr: httpfetch.ErrTooLarge, wantInErr: "content length 100 over 64 bytes"},
+		{name: "streamed body over the limit", ans: answer{status: 200, body: strings.Repeat("x", 100), chunked: true}, req: httpfetch.Request{MaxBytes: 64},
+			wantErr: httpfetch.ErrTooLarge, wantInErr: "body over 64 bytes"},
+		{name: "body at the limit", ans: answer{status: 200, body: strings.Repeat("x", 64), chunked: true}, req: httpfetch.Request{MaxBytes: 64},
+			want: httpfetch.Response{Body: []byte(strings.Repeat("x", 64))}},
+		{name: "default limit", ans: answer{status: 200, body: strings.Repeat("x", httpfetch.DefaultMaxBytes+1), chunked: true},
+			wantErr: httpfetch.ErrTooLarge, wantInErr: "body over 1048576 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var gotIfMatch, gotAuth atomic.Value
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				gotIfMatch.Store(r.Header.Get("If-None-Match"))
+				gotAuth.Store(r.Header.Get("Authorization"))
+				if tc.ans.etag != "" {
+					w.Header().Set("ETag", tc.ans.etag)
+				}
+				w.WriteHeader(tc.ans.status)
+				if tc.ans.chunked {
+					w.(http.Flusher).Flush()
+				}
+				_, _ = io.WriteString(w, tc.ans.body)
+			}))
+			t.Cleanup(srv.Close)
+			req := tc.req
+			req.URL = srv.URL + "/doc?" + secretQuery
+			req.Header = http.Header{"Authorization": {"Bearer t0ken"}}
+			got, err := httpfetch.Get(t.Context(), srv.Client(), req)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantInErr) {
+					t.Fatalf("Get = %v, want %v containing %q", err, tc.wantErr, tc.wantInErr)
+				}
+				if want := "GET " + srv.URL + "/doc: "; !strings.HasPrefix(err.Error(), want) {
+					t.Errorf("error %q does not start with %q", err, want)
+				}
+				noSecrets(t, err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			got.Header = nil
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Response (-want +got):\n%s", diff)
+			}
+			if g, _ := gotIfMatch.Load().(string); g != tc.wantIfMatch {
+				t.Errorf("If-None-Match = %q, want %q", g, tc.wantIfMatch)
+			}
+			if g, _ := gotAuth.Load().(string); g != "Bearer t0ken" {
+				t.Errorf("Authorization = %q, want the request's header", g)
+			}
+		})
+	}
+}
+
+// TestGetHeaderNotModified: Get copies the caller's header; it never adds
+// If-None-Match to it.
+func TestGetHeaderNotModified(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "x") }))
+	t.Cleanup(srv.Close)
+	h := http.Header{"Accept": {"application/json"}}
+	if _, err := httpfetch.Get(t.Context(), srv.Client(), httpfetch.Request{URL: srv.URL, Header: h, ETag: `"e"`}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(http.Header{"Accept": {"application/json"}}, h); diff != "" {
+		t.Errorf("caller's header changed (-want +got):\n%s", diff)
+	}
+}
+
+// TestGetFailuresAreQuiet: transport failures (refused connection,
+// timeout, redirect refused, unparsable URL) never show the URL's
+// credentials or query, and a repeated failure reads the same.
+func TestGetFailuresAreQuiet(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + secretUser + "@" + l.Addr().String() + "/doc?" + secretQuery
+	l.Close()
+
+	tests := []struct {
+		name    string
+		req     httpfetch.Request
+		wantErr error
+		wantIn  string
+	}{
+		{name: "connection refused", req: httpfetch.Request{URL: closed}, wantIn: "connect"},
+		{name: "timeout", req: httpfetch.Request{URL: slow.URL + "/doc?" + secretQuery, Timeout: 20 * time.Millisecond},
+			wantErr: context.DeadlineExceeded, wantIn: "deadline"},
+		{name: "unparsable URL", req: httpfetch.Request{URL: "http://h/%zz?" + secretQuery}, wantIn: "invalid URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, first := httpfetch.Get(t.Context(), http.DefaultClient, tc.req)
+			_, again := httpfetch.Get(t.Context(), http.DefaultClient, tc.req)
+			if first == nil || !strings.Contains(first.Error(), tc.wantIn) {
+				t.Fatalf("Get = %v, want an error containing %q", first, tc.wantIn)
+			}
+			if tc.wantErr != nil && !errors.Is(first, tc.wantErr) {
+				t.Errorf("Get = %v, want it to wrap %v", first, tc.wantErr)
+			}
+			noSecrets(t, first)
+			if first.Error() != again.Error() {
+				t.Errorf("a repeated failure reads differently:\n%s\n%s", first, again)
+			}
+		})
+	}
+}
+
+func noSecrets(t *testing.T, err error) {
+	t.Helper()
+	for _, s := range []string{secretQuery, "s3cr3t", "t0ken"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q contains %q", err, s)
+		}
+	}
+}
+
+// TestNewClient: the poller's own client trusts its CA file, refuses a
+// redirect from https to http (whose target's query stays out of the
+// error), and follows one from https to https.
+func TestNewClient(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "plain") }))
+	t.Cleanup(plain.Close)
+	tlsSrv := httptest.NewUnstartedServer(nil)
+	tlsSrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/down":
+			http.Redirect(w, r, plain.URL+"/doc?"+secretQuery, http.StatusFound)
+		case "/across":
+			http.Redirect(w, r, "/doc", http.StatusFound)
+		default:
+			_, _ = io.WriteString(w, "secure")
+		}
+	})
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trusting, err := httpfetch.NewClient(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	system, err := httpfetch.NewClient("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		client   *http.Client
+		path     string
+		wantBody string
+		wantErr  string
+	}{
+		{name: "trusted CA", client: trusting, path: "/doc", wantBody: "secure"},
+		{name: "https to https redirect", client: trusting, path: "/across", wantBody: "secure"},
+		{name: "https to http redirect", client: trusting, path: "/down", wantErr: "redirect from https to http refused"},
+		{name: "system roots", client: system, path: "/doc", wantErr: "certificate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := httpfetch.Get(t.Context(), tc.client, httpfetch.Request{URL: tlsSrv.URL + tc.path})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Get = %v, want an error containing %q", err, tc.wantErr)
+				}
+				noSecrets(t, err)
+				return
+			}
+			if err != nil || string(res.Body) != tc.wantBody {
+				t.Fatalf("Get = %q, %v; want %q", res.Body, err, tc.wantBody)
+			}
+		})
+	}
+
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("nothing"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{file: notPEM, want: "no PEM certificate"},
+		{file: filepath.Join(t.TempDir(), "missing.pem"), want: "ca file"},
+	} {
+		if _, err := httpfetch.NewClient(tc.file); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewClient(%s) = %v, want an error containing %q", filepath.Base(tc.file), err, tc.want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{in: "https://idp.test/jwks", want: "https://idp.test/jwks"},
+		{in: "https://user:pass@idp.test:8443/a/b?sig=x#frag", want: "https://idp.test:8443/a/b"},
+		{in: "http://h/%zz", want: ""},
+		{in: "", want: ""},
+	} {
+		if got := httpfetch.Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestValidURL(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{in: "https://idp.test/jwks", want: true},
+		{in: "http://127.0.0.1:8080", want: true},
+		{in: "ftp://x/b.tar.gz"},
+		{in: "/relative"},
+		{in: "https://"},
+		{in: "idp"},
+	} {
+		if got := httpfetch.ValidURL(tc.in); got != tc.want {
+			t.Errorf("ValidURL(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
