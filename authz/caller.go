@@ -11,8 +11,8 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
-// Caller is the calling service's credential. At most one of Certificate and
-// Token may be set; with neither, the caller is anonymous
+// Caller is the calling service's credential. At most one of Certificate,
+// Token and Principal may be set; with none, the caller is anonymous
 // (input.caller.method "none").
 type Caller struct {
 	// Certificate is the caller's leaf certificate. The engine does not
@@ -28,6 +28,11 @@ type Caller struct {
 	// rules as the subject's token but against the caller audiences. It
 	// prints and logs redacted.
 	Token token.Raw
+	// Principal is the caller's identity as a service mesh verified it
+	// (Envoy's source.principal, a SPIFFE ID under Istio): input.caller.method
+	// is "mesh". The engine does not verify it: set it only for a principal
+	// from a mesh proxy the front trusts.
+	Principal string
 }
 
 // CallerFromTLS returns the mTLS peer as the caller when the handshake
@@ -93,6 +98,19 @@ func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, strin
 		obj.Insert(keySpiffeID, ast.StringTerm(spiffeID))
 	}
 	return ast.NewTerm(obj), id, nil
+}
+
+// meshCaller builds input.caller for a principal the mesh verified.
+func meshCaller(principal string) *ast.Term {
+	obj := ast.NewObject(
+		ast.Item(keyAuthenticated, ast.InternedTerm(true)),
+		ast.Item(keyID, ast.StringTerm(principal)),
+		ast.Item(keyMethod, ast.InternedTerm(CallerMesh)),
+	)
+	if strings.HasPrefix(strings.ToLower(principal), "spiffe://") {
+		obj.Insert(keySpiffeID, ast.StringTerm(principal))
+	}
+	return ast.NewTerm(obj)
 }
 
 // serviceID names a caller that proved itself with a service token: azp,

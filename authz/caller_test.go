@@ -258,3 +258,54 @@ func TestStaleKeysDenyCachedTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestAssertedSubjectsAndMeshCallers: an asserted subject or a mesh
+// principal reaches the policy as such, is never confused with another by
+// the decision cache, and cannot be combined with another credential of
+// the same party.
+func TestAssertedSubjectsAndMeshCallers(t *testing.T) {
+	is := authztest.NewIssuer(t, "ES256")
+	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, authztest.Policy(t, "r", `package authz
+
+allow if {
+	input.subject.method == "asserted"
+	input.subject.id == "alice"
+}
+
+allow if {
+	input.caller.method == "mesh"
+	input.caller.spiffe_id == "spiffe://cluster.local/ns/shop/sa/payments"
+}
+`))
+	decide := func(req authz.Request) (authz.Decision, error) {
+		req.Action = authz.Action{Name: "x"}
+		return e.Decide(t.Context(), req)
+	}
+	for range 3 { // repeated, so that a cached answer would be reused
+		if d, err := decide(authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}}); err != nil || !d.Allow || d.SubjectID != "alice" {
+			t.Fatalf("asserted alice: %+v, %v", d, err)
+		}
+		if d, err := decide(authz.Request{Subject: &authz.Subject{Type: "user", ID: "mallory"}}); err != nil || d.Allow {
+			t.Fatalf("asserted mallory: %+v, %v; want a deny", d, err)
+		}
+		if d, err := decide(authz.Request{Caller: authz.Caller{Principal: "spiffe://cluster.local/ns/shop/sa/payments"}}); err != nil || !d.Allow {
+			t.Fatalf("mesh payments: %+v, %v", d, err)
+		}
+		if d, err := decide(authz.Request{Caller: authz.Caller{Principal: "spiffe://cluster.local/ns/shop/sa/other"}}); err != nil || d.Allow {
+			t.Fatalf("mesh other: %+v, %v; want a deny", d, err)
+		}
+	}
+	for _, tc := range []struct {
+		req  authz.Request
+		want error
+	}{
+		{authz.Request{Token: token.Raw(is.Mint(t, nil)), Subject: &authz.Subject{Type: "user", ID: "alice"}}, authz.ErrInvalidRequest},
+		{authz.Request{Subject: &authz.Subject{Type: "user"}}, authz.ErrInvalidRequest},
+		{authz.Request{Caller: authz.Caller{Principal: "p", Token: "t"}}, authz.ErrCaller},
+		{authz.Request{Caller: authz.Caller{Principal: "p", Certificate: leaf(t, "x", nil)}}, authz.ErrCaller},
+	} {
+		if d, err := decide(tc.req); d.Allow || !errors.Is(err, tc.want) {
+			t.Errorf("%+v: %+v, %v; want %v", tc.req, d, err, tc.want)
+		}
+	}
+}

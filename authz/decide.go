@@ -19,6 +19,12 @@ type Request struct {
 	// policy decides. As a token.Raw it prints and logs redacted, so a
 	// logged Request never shows it.
 	Token token.Raw
+	// Subject, when set, is a subject asserted by a client the front trusts
+	// to name it (an AuthZEN client): input.subject is {authenticated:
+	// true, method: "asserted", type, id, properties}. The engine does not
+	// check the assertion; the front that believed the client does. At most
+	// one of Token and Subject may be set.
+	Subject *Subject
 	// Caller is the calling service's credential; zero means none.
 	Caller Caller
 	// Action is required: a name, or a method and path.
@@ -31,6 +37,16 @@ type Request struct {
 	RequestID string
 	// RemoteAddr becomes input.context.remote_addr when set.
 	RemoteAddr string
+}
+
+// Subject is a subject asserted by a trusted client (AuthZEN's subject).
+type Subject struct {
+	// Type is the kind of subject, for example "user". Required.
+	Type string
+	// ID identifies the subject within its type. Required.
+	ID string
+	// Properties are free-form; nil means none.
+	Properties map[string]any
 }
 
 // Decision is the engine's answer. Allow is true only when the policy's
@@ -96,6 +112,17 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	// cached, so that a flood of one-shot tokens does not fill the decision
 	// cache (a token's answers are cached from its second use on).
 	seenBefore := true
+	asserted := req.Subject != nil
+	switch {
+	case asserted && req.Token != "":
+		return Refusef(ErrInvalidRequest, "subject: give a token or an asserted subject, not both")
+	case asserted:
+		t, err := assertedSubject(req.Subject)
+		if err != nil {
+			return err
+		}
+		subject, d.SubjectID = t, req.Subject.ID
+	}
 	if req.Token != "" {
 		vt, key, hit, err := e.verify(ctx, string(req.Token), forSubject, now)
 		if err != nil {
@@ -114,9 +141,11 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	expires = earliest(expires, caller.expires)
 
 	// A decision the snapshot has made before for the same subject, caller
-	// and action is answered from its cache (see decisionKey).
+	// and action is answered from its cache (see decisionKey). Asserted
+	// subjects and action properties are not part of the key, so requests
+	// with them are always evaluated.
 	var key cacheKey
-	cacheable := cp.decisions != nil && len(req.Resource) == 0
+	cacheable := cp.decisions != nil && len(req.Resource) == 0 && !asserted && len(req.Action.Properties) == 0
 	if cacheable {
 		key = decisionKey(&subjectKey, &caller.key, &req.Action)
 		if cd, ok := cp.decisions.get(&key, now); ok {
@@ -173,9 +202,18 @@ type callerInput struct {
 // compared by what was signed, not by their bytes, since an ECDSA signature
 // can be re-encoded into another valid one.
 func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte, now time.Time) (callerInput, error) {
+	given := 0
+	for _, set := range [...]bool{c.Certificate != nil, c.Token != "", c.Principal != ""} {
+		if set {
+			given++
+		}
+	}
 	switch {
-	case c.Certificate != nil && c.Token != "":
-		return callerInput{}, Refusef(ErrCaller, "both a certificate and a token were given")
+	case given > 1:
+		return callerInput{}, Refusef(ErrCaller, "give one caller credential: a certificate, a token or a mesh principal")
+	case c.Principal != "":
+		key := sha256.Sum256([]byte("mesh\x00" + c.Principal))
+		return callerInput{term: meshCaller(c.Principal), id: c.Principal, key: key}, nil
 	case c.Certificate != nil:
 		term, id, err := certificateCaller(c.Certificate, c.Forwarded)
 		if err != nil {

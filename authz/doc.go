@@ -19,9 +19,11 @@
 //
 // The input document every policy sees as `input`:
 //
-//	subject   {authenticated, id, issuer, claims}          (from the bearer token)
+//	subject   {authenticated, method: "token", id, issuer, claims}   (from the bearer token)
+//	          {authenticated, method: "asserted", type, id, properties} (named by a trusted AuthZEN client)
 //	caller    {authenticated, id, method, spiffe_id, certificate, claims}
-//	action    {name, method, path, segments}
+//	          method: mtls | forwarded_cert | token | mesh | none
+//	action    {name, method, path, segments, properties}
 //	resource  free-form object ({} when none)
 //	context   {time, request_id, remote_addr, attributes}
 //

@@ -491,6 +491,12 @@ reasons := [json.marshal_with_options(input, {"pretty": true, "indent": "  "})]
 			Attributes: map[string]any{"tenant": "acme"}}},
 		{"service token caller", authz.Request{Caller: authz.Caller{Token: token.Raw(serviceToken)}, RequestID: "req-3",
 			Action: authz.Action{Name: "inventory:reserve"}}},
+		{"asserted subject", authz.Request{RequestID: "req-4",
+			Subject:  &authz.Subject{Type: "user", ID: "CiRmZDA2", Properties: map[string]any{"department": "ops"}},
+			Action:   authz.Action{Name: "can_read_todos", Properties: map[string]any{"method": "GET"}},
+			Resource: map[string]any{"type": "todo", "id": "todo-1"}, Attributes: map[string]any{"time": "late"}}},
+		{"mesh caller", authz.Request{RequestID: "req-5", Caller: authz.Caller{Principal: "spiffe://cluster.local/ns/shop/sa/payments"},
+			Action: authz.Action{Method: "POST", Path: "/inventory/reserve"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,6 +34,8 @@ var (
 	keyDNSNames      = ast.InternedTerm("dns_names")
 	keyURIs          = ast.InternedTerm("uris")
 	keyNotAfter      = ast.InternedTerm("not_after")
+	keyType          = ast.InternedTerm("type")
+	keyProperties    = ast.InternedTerm("properties")
 )
 
 // anonymousSubject and anonymousCaller are shared, read-only values.
@@ -50,7 +52,14 @@ const (
 	CallerMTLS          = "mtls"
 	CallerForwardedCert = "forwarded_cert"
 	CallerToken         = "token"
+	CallerMesh          = "mesh"
 	CallerNone          = "none"
+)
+
+// Subject methods, as input.subject.method names them.
+const (
+	SubjectToken    = "token"
+	SubjectAsserted = "asserted"
 )
 
 // Action is what the caller wants to do. At least Name, or Method and Path,
@@ -61,23 +70,26 @@ type Action struct {
 	// Method is the HTTP method, e.g. "GET".
 	Method string `json:"method,omitempty"`
 	// Path is the request path (the request target), e.g. "/orders/42".
-	// A query string is dropped, and policies see the path decoded and
-	// cleaned, as the upstream will route it: "orders/42" is "/orders/42",
-	// "/a/../b" and "/a//b/" are "/b" and "/a/b", "/%61dmin" is "/admin",
-	// and raw non-ASCII is accepted when it is valid UTF-8.
+	// A query string is dropped, and policies see the path decoded, as the
+	// upstream will route it: "orders/42" is "/orders/42", "/a//b/" is
+	// "/a/b", "/%61dmin" is "/admin", and raw non-ASCII is accepted when it
+	// is valid UTF-8.
 	//
 	// A path that common upstreams would route differently makes the
 	// request invalid (ErrInvalidRequest, a 400) rather than being guessed
-	// at: any ';' (servlet containers strip ";parameters", so
-	// "/public/..;/admin" reaches /admin there), literal or as %3B; '\' or
-	// %5C (read as '/' by WHATWG parsers and IIS); control characters;
-	// bytes or escapes that are not valid UTF-8 (overlong %C0%AE); a bad
-	// escape; an encoded '/'; a double-encoded escape (%252e); a segment
-	// that decodes to "." or ".." (%2e%2E), or is made only of dots and
-	// spaces ("...", ".. "); Unicode compatibility forms of '/' and '\';
-	// a ".." right after an empty segment ("/a//../b"); and a '#'. The
+	// at: dot segments, raw or encoded ("/a/../b", "%2e%2e": proxies
+	// forward them unresolved); any ';' (servlet containers strip
+	// ";parameters", so "/public/..;/admin" reaches /admin there), literal
+	// or as %3B; '\' or %5C (read as '/' by WHATWG parsers and IIS);
+	// control characters; bytes or escapes that are not valid UTF-8
+	// (overlong %C0%AE); a bad escape; an encoded '/'; a double-encoded
+	// escape (%252e); a segment made only of dots and spaces ("...",
+	// ".. "); Unicode compatibility forms of '/' and '\'; and a '#'. The
 	// full rules, and why, are on normalizePath in path.go.
 	Path string `json:"path,omitempty"`
+	// Properties are free-form properties of the action (AuthZEN's
+	// action.properties); nil means none.
+	Properties map[string]any `json:"properties,omitempty"`
 }
 
 func (a Action) empty() bool { return a.Name == "" && a.Method == "" && a.Path == "" }
@@ -94,6 +106,13 @@ func actionTerm(a Action) (*ast.Term, error) {
 	if a.Method != "" {
 		obj.Insert(keyMethod, ast.StringTerm(strings.ToUpper(a.Method)))
 	}
+	if len(a.Properties) > 0 {
+		t, err := freeFormTerm("action.properties", a.Properties)
+		if err != nil {
+			return nil, err
+		}
+		obj.Insert(keyProperties, t)
+	}
 	if a.Path != "" {
 		cleaned, segments, err := normalizePath(a.Path)
 		if err != nil {
@@ -105,6 +124,26 @@ func actionTerm(a Action) (*ast.Term, error) {
 			terms[i] = ast.StringTerm(s)
 		}
 		obj.Insert(keySegments, ast.ArrayTerm(terms...))
+	}
+	return ast.NewTerm(obj), nil
+}
+
+// assertedSubject builds input.subject for a subject a trusted client named.
+func assertedSubject(s *Subject) (*ast.Term, error) {
+	if s.Type == "" || s.ID == "" {
+		return nil, Refusef(ErrInvalidRequest, "subject: type and id are required")
+	}
+	obj := ast.NewObjectWithCapacity(5)
+	obj.Insert(keyAuthenticated, ast.InternedTerm(true))
+	obj.Insert(keyMethod, ast.InternedTerm(SubjectAsserted))
+	obj.Insert(keyType, ast.StringTerm(s.Type))
+	obj.Insert(keyID, ast.StringTerm(s.ID))
+	if len(s.Properties) > 0 {
+		t, err := freeFormTerm("subject.properties", s.Properties)
+		if err != nil {
+			return nil, err
+		}
+		obj.Insert(keyProperties, t)
 	}
 	return ast.NewTerm(obj), nil
 }

@@ -75,8 +75,9 @@ func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) 
 		return nil, fmt.Errorf("%w: %w: claims: %w", token.ErrInvalid, token.ErrMalformed, err)
 	}
 	claimsTerm := ast.NewTerm(claims)
-	subject := ast.NewObjectWithCapacity(4)
+	subject := ast.NewObjectWithCapacity(5)
 	subject.Insert(keyAuthenticated, ast.InternedTerm(true))
+	subject.Insert(keyMethod, ast.InternedTerm(SubjectToken))
 	if v.Subject != "" {
 		subject.Insert(keyID, ast.StringTerm(v.Subject))
 	}

@@ -161,7 +161,7 @@ func (f *decideFlags) request() (authz.Request, error) {
 		Action: authz.Action{Name: f.action, Method: f.method, Path: f.path},
 		Caller: authz.Caller{Token: token.Raw(strings.TrimSpace(f.callerToken))},
 	}
-	if req.Action == (authz.Action{}) {
+	if req.Action.Name == "" && req.Action.Method == "" && req.Action.Path == "" {
 		return req, errors.New("give --action, or --method and --path")
 	}
 	var err error
