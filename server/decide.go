@@ -78,17 +78,17 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case in.Caller == nil || (in.Caller.Token == "" && in.Caller.Certificate == ""):
 		req.Caller = authz.CallerFromTLS(r.TLS)
-		d, err = s.decide(r, &req)
+		d, err = s.decide(r.Context(), apiDecide, &req)
 	case in.Caller.Token != "":
 		req.Caller.Token = token.Raw(in.Caller.Token)
-		d, err = s.decide(r, &req)
+		d, err = s.decide(r.Context(), apiDecide, &req)
 	default:
 		var reject error
 		req.Caller, reject = s.assertedCaller(r, []byte(in.Caller.Certificate))
 		if reject != nil {
-			d, err = s.reject(&req, reject)
+			d, err = s.reject(apiDecide, &req, reject)
 		} else {
-			d, err = s.decide(r, &req)
+			d, err = s.decide(r.Context(), apiDecide, &req)
 		}
 	}
 	status, code := answer(decideAPI, d, err, req.Token == "")

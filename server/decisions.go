@@ -1,8 +1,8 @@
 package server
 
 import (
+	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -11,10 +11,24 @@ import (
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
-// decide asks the engine and records the outcome.
-func (s *Server) decide(r *http.Request, req *authz.Request) (authz.Decision, error) {
-	d, err := s.engine.Decide(r.Context(), *req)
-	s.record(req, &d, err)
+// api names the interface a decision was asked through, for metrics and
+// the decision log. The set is closed.
+type api string
+
+const (
+	apiDecide   api = "decide"    // POST /v1/decide
+	apiCheck    api = "check"     // forward-auth, /v1/check
+	apiAuthZEN  api = "authzen"   // AuthZEN /access/v1/evaluation(s)
+	apiExtAuthz api = "ext_authz" // Envoy ext_authz over gRPC
+)
+
+// apis lists every api, for metrics created up front.
+var apis = [...]api{apiDecide, apiCheck, apiAuthZEN, apiExtAuthz}
+
+// decide asks the engine and records the outcome under a.
+func (s *Server) decide(ctx context.Context, a api, req *authz.Request) (authz.Decision, error) {
+	d, err := s.engine.Decide(ctx, *req)
+	s.record(a, req, &d, err)
 	return d, err
 }
 
@@ -22,9 +36,9 @@ func (s *Server) decide(r *http.Request, req *authz.Request) (authz.Decision, er
 // credential it would not believe — without evaluating policy. err is an
 // *authz.Refusal; the decision is authz.Deny's, the same shape the engine
 // gives.
-func (s *Server) reject(req *authz.Request, err error) (authz.Decision, error) {
+func (s *Server) reject(a api, req *authz.Request, err error) (authz.Decision, error) {
 	d := authz.Deny(err)
-	s.record(req, &d, err)
+	s.record(a, req, &d, err)
 	return d, err
 }
 
@@ -34,8 +48,8 @@ func callerRejected(format string, args ...any) error {
 }
 
 // record counts a decision in the metrics and hands it to the decision log.
-func (s *Server) record(req *authz.Request, d *authz.Decision, err error) {
-	m := s.metrics
+func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error) {
+	m := s.metrics.byAPI[a]
 	switch {
 	case err == nil && d.Allow:
 		m.allow.Inc()
@@ -46,13 +60,14 @@ func (s *Server) record(req *authz.Request, d *authz.Decision, err error) {
 	}
 	m.duration.Observe(d.Duration.Seconds())
 	if errors.Is(err, token.ErrInvalid) {
-		m.tokenFailure(token.Reason(err))
+		s.metrics.tokenFailure(token.Reason(err))
 	}
 	if s.dlog == nil {
 		return
 	}
 	rec := decisionlog.Record{
 		DecisionID: d.ID,
+		API:        string(a),
 		Time:       s.now(),
 		Allow:      d.Allow,
 		Reasons:    d.Reasons,

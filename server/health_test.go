@@ -106,13 +106,16 @@ func TestMetrics(t *testing.T) {
 	f.do(t, http.MethodGet, "/v1/check", "", http.Header{"Authorization": {"Bearer " + forged}}, "")
 	m := scrape(t, f.srv)
 	for _, want := range []string{
-		`verdict_decisions_total{result="allow"} 1`,
-		`verdict_decisions_total{result="deny"} 3`,
-		`verdict_decisions_total{result="error"} 0`,
+		`verdict_decisions_total{api="decide",result="allow"} 1`,
+		`verdict_decisions_total{api="decide",result="deny"} 2`,
+		`verdict_decisions_total{api="check",result="deny"} 1`,
+		`verdict_decisions_total{api="decide",result="error"} 0`,
+		`verdict_decisions_total{api="ext_authz",result="allow"} 0`,
 		`verdict_token_failures_total{reason="malformed"} 1`,
 		`verdict_token_failures_total{reason="bad_signature"} 1`,
 		`verdict_token_failures_total{reason="expired"} 0`,
-		`verdict_decision_duration_seconds_count 4`,
+		`verdict_decision_duration_seconds_count{api="decide"} 3`,
+		`verdict_decision_duration_seconds_count{api="check"} 1`,
 		`verdict_policy_reloads_total 1`,
 		`verdict_policy_reload_errors_total 0`,
 		`verdict_policy_ready 1`,

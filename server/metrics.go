@@ -14,14 +14,17 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
+// apiMetrics are one api's decision counters and latency, created up front.
+type apiMetrics struct {
+	allow, deny, errored prometheus.Counter
+	duration             prometheus.Observer
+}
+
 // metrics are the server's Prometheus metrics, in its own registry.
 type metrics struct {
-	reg      *prometheus.Registry
-	allow    prometheus.Counter
-	deny     prometheus.Counter
-	errored  prometheus.Counter
-	duration prometheus.Histogram
-	tokens   map[string]prometheus.Counter // read-only after newMetrics
+	reg    *prometheus.Registry
+	byAPI  map[api]*apiMetrics           // read-only after newMetrics
+	tokens map[string]prometheus.Counter // read-only after newMetrics
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -39,22 +42,20 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 	}
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "verdict_decisions_total",
-		Help: "Decisions answered, by result: allow, deny (including rejected credentials), or error (no policy, evaluation error, invalid request).",
-	}, []string{"result"})
+		Help: "Decisions answered, by interface (decide, check, authzen, ext_authz) and result: allow, deny (including rejected credentials), or error (no policy, evaluation error, invalid request).",
+	}, []string{"api", "result"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "verdict_decision_duration_seconds",
+		Help:    "Time the engine took per decision (token verification and policy evaluation), by interface.",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"api"})
 	tokens := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "verdict_token_failures_total",
 		Help: "Bearer and service tokens refused, by reason.",
 	}, []string{"reason"})
 	m := &metrics{
-		reg:     reg,
-		allow:   decisions.WithLabelValues("allow"),
-		deny:    decisions.WithLabelValues("deny"),
-		errored: decisions.WithLabelValues("error"),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "verdict_decision_duration_seconds",
-			Help:    "Time the engine took per decision (token verification and policy evaluation).",
-			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
-		}),
+		reg:    reg,
+		byAPI:  make(map[api]*apiMetrics, len(apis)),
 		tokens: make(map[string]prometheus.Counter, len(token.Reasons())),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verdict_http_requests_total",
@@ -65,6 +66,14 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Help:    "HTTP request handling time, by route.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
+	}
+	for _, a := range apis {
+		m.byAPI[a] = &apiMetrics{
+			allow:    decisions.WithLabelValues(string(a), "allow"),
+			deny:     decisions.WithLabelValues(string(a), "deny"),
+			errored:  decisions.WithLabelValues(string(a), "error"),
+			duration: duration.WithLabelValues(string(a)),
+		}
 	}
 	for _, r := range token.Reasons() { // the closed set of token.Reason's names
 		m.tokens[r] = tokens.WithLabelValues(r)
@@ -89,7 +98,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		decisions, m.duration, tokens, &keySetCollector{sets: s.keySets}, m.httpRequests, m.httpDuration,
+		decisions, duration, tokens, &keySetCollector{sets: s.keySets}, m.httpRequests, m.httpDuration,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_policy_reloads_total",
 			Help: "Policy snapshots accepted (loaded and swapped in).",

@@ -230,8 +230,8 @@ func TestDecisions(t *testing.T) {
 		t.Fatalf("/metrics: %d", m.Status)
 	}
 	for _, series := range []string{
-		`verdict_decisions_total{result="allow"}`,
-		`verdict_decisions_total{result="deny"}`,
+		`verdict_decisions_total{api="decide",result="allow"}`,
+		`verdict_decisions_total{api="decide",result="deny"}`,
 		`verdict_token_failures_total{reason="expired"}`,
 		`verdict_token_failures_total{reason="bad_signature"}`,
 		`verdict_decision_duration_seconds_bucket`,

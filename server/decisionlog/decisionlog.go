@@ -47,6 +47,9 @@ type Action struct {
 type Record struct {
 	// DecisionID is the decision's ID (decision_id in the answer).
 	DecisionID string
+	// API names the interface the decision was asked through: decide,
+	// check, authzen or ext_authz; empty when unknown.
+	API string
 	// Time is when the decision was made.
 	Time time.Time
 	// Allow is the decision.
@@ -256,6 +259,7 @@ func AppendRecord(b []byte, r *Record) []byte {
 	}
 	b = append(b, ']')
 	b = appendField(b, "revision", r.Revision)
+	b = appendField(b, "api", r.API)
 	b = appendField(b, "subject_id", r.SubjectID)
 	b = appendField(b, "caller_id", r.CallerID)
 	b = append(b, `,"action":{`...)
