@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
 // BearerToken extracts the token from an Authorization header. No header
@@ -17,21 +17,9 @@ import (
 // token.ErrInvalid and token.ErrMalformed: a credential the client tried to
 // send is never silently dropped.
 func BearerToken(h http.Header) (token.Raw, error) {
-	values := h.Values("Authorization")
-	switch len(values) {
-	case 0:
-		return "", nil
-	case 1:
-	default:
-		return "", malformed("more than one Authorization header")
-	}
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(values[0]), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", malformed("authorization scheme is not Bearer")
-	}
-	tok = strings.TrimLeft(tok, " ")
-	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
-		return "", malformed("bearer token is empty or contains whitespace")
+	tok, err := httpreq.BearerToken(h)
+	if err != nil {
+		return "", malformed(err.Error())
 	}
 	return token.Raw(tok), nil
 }
@@ -41,25 +29,14 @@ func malformed(detail string) error {
 }
 
 // MaxRequestIDBytes bounds a client-supplied request ID.
-const MaxRequestIDBytes = 128
+const MaxRequestIDBytes = httpreq.MaxRequestIDBytes
 
 // RequestIDFromHeader returns the request's X-Request-Id when it is
 // present, at most MaxRequestIDBytes long and printable ASCII without
 // spaces; otherwise "" (the decision ID then stands in). A request ID ends
 // up in logs and in the input document, so anything else is dropped
 // rather than escaped.
-func RequestIDFromHeader(h http.Header) string {
-	id := h.Get("X-Request-Id")
-	if id == "" || len(id) > MaxRequestIDBytes {
-		return ""
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x21 || id[i] > 0x7e {
-			return ""
-		}
-	}
-	return id
-}
+func RequestIDFromHeader(h http.Header) string { return httpreq.RequestID(h) }
 
 // RequestFromHTTP builds a Request from an incoming HTTP request: the bearer
 // token, the verified mTLS peer certificate as caller, the method and path as

@@ -8,16 +8,21 @@ import (
 )
 
 // TestREADMESnippets: every Go snippet in the README appears, line for line
-// (indentation aside), in this package's Example functions, which the
-// compiler checks, so the README cannot show code that does not compile.
+// (indentation aside), in the Example functions of this package or of
+// package client, which the compiler checks, so the README cannot show
+// code that does not compile.
 func TestREADMESnippets(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	examples, err := os.ReadFile("example_test.go")
-	if err != nil {
-		t.Fatal(err)
+	var examples []byte
+	for _, f := range []string{"example_test.go", "../client/example_test.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		examples = append(append(examples, b...), '\n')
 	}
 	normalize := func(s string) []string {
 		var out []string
@@ -36,7 +41,7 @@ func TestREADMESnippets(t *testing.T) {
 	for _, b := range blocks {
 		snippet := strings.Join(normalize(b[1]), "\n")
 		if !strings.Contains(source, snippet) {
-			t.Errorf("README snippet is not in example_test.go (copy it from there):\n%s", b[1])
+			t.Errorf("README snippet is in no example_test.go (copy it from one):\n%s", b[1])
 		}
 	}
 }

@@ -1,0 +1,318 @@
+// Package client is the Go client for services that ask a Verdict server
+// for decisions over HTTP (POST /v1/decide). It has no dependency on OPA or
+// on the engine: it speaks the server's JSON, with types of its own that
+// mirror the wire format.
+//
+// A Client is built once with New and shared: it is safe for concurrent
+// use and reuses connections. Every error is a deny: when Decide returns an
+// error, its Decision has Allow false and a reason saying why, so a caller
+// that checks only Allow fails closed. Decide retries only what is safe to
+// retry: a connection that failed before any answer, and a server that is
+// not ready yet (503), within the call's deadline; a policy error or an
+// invalid request is never retried.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTimeout    = 2 * time.Second
+	DefaultRetries    = 2
+	DefaultRetryDelay = 50 * time.Millisecond
+	// MaxAnswerBytes bounds an answer read from the server.
+	MaxAnswerBytes = 1 << 20
+)
+
+// Errors of Decide. Each wraps the cause; a decision that came with one of
+// them denies.
+var (
+	// ErrOptions is wrapped by New's errors about invalid options.
+	ErrOptions = errors.New("client: invalid options")
+	// ErrUnavailable: the server could not be reached, did not answer in
+	// time, or was not ready (503) after the retries.
+	ErrUnavailable = errors.New("client: decision service unavailable")
+	// ErrInvalidRequest: the server refused the request as malformed (4xx).
+	ErrInvalidRequest = errors.New("client: invalid request")
+	// ErrPolicy: the server could not evaluate the policy (500).
+	ErrPolicy = errors.New("client: policy error")
+	// ErrProtocol: the answer was not a decision the client understands.
+	ErrProtocol = errors.New("client: unexpected answer")
+)
+
+// Options configures a Client. Every zero value means the documented
+// default; only URL is required.
+type Options struct {
+	// URL is the server's base URL, e.g. "http://127.0.0.1:8181" (required).
+	URL string
+	// HTTPClient sends the requests; nil means a client of the Client's own
+	// with pooled keep-alive connections. Its Timeout, if any, also applies.
+	HTTPClient *http.Client
+	// Timeout bounds one Decide call, retries included, when the context
+	// has no earlier deadline. Default 2 s.
+	Timeout time.Duration
+	// Retries is how many times a safe failure is retried (see the package
+	// doc). Default 2; negative means none.
+	Retries int
+	// RetryDelay is the wait before the first retry, doubled for each
+	// further one. Default 50 ms.
+	RetryDelay time.Duration
+	// Header is added to every request (for example an Authorization
+	// header for a proxy in front of the server). It is never logged.
+	Header http.Header
+}
+
+// Request is one question, as POST /v1/decide takes it.
+type Request struct {
+	// Token is the subject's bearer token; empty means anonymous.
+	Token string
+	// Caller is the calling service's credential; zero means none (the
+	// server then takes its mTLS peer, if any, as the caller).
+	Caller Caller
+	// Action is required: a name, or a method and path.
+	Action Action
+	// Resource is free-form; nil means none.
+	Resource map[string]any
+	// Context carries facts about the protected request.
+	Context Context
+}
+
+// Caller is the calling service's credential: a service token, or a PEM
+// certificate the server believes only from a trusted proxy.
+type Caller struct {
+	Token          string
+	CertificatePEM string
+}
+
+// Action is what the caller wants to do.
+type Action struct {
+	Name   string
+	Method string
+	Path   string
+}
+
+// Context carries facts about the protected request.
+type Context struct {
+	RequestID  string
+	RemoteAddr string
+	Attributes map[string]any
+}
+
+// Decision is the server's answer.
+type Decision struct {
+	ID       string            `json:"decision_id"`
+	Allow    bool              `json:"allow"`
+	Reasons  []string          `json:"reasons"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Revision string            `json:"revision,omitempty"`
+}
+
+// TokenRefused reports whether the decision denied because the subject's
+// token was present but invalid (a reason starting "token:"): an HTTP front
+// answers 401 then.
+func (d Decision) TokenRefused() bool {
+	return !d.Allow && len(d.Reasons) > 0 && strings.HasPrefix(d.Reasons[0], "token:")
+}
+
+// Client asks a Verdict server for decisions. Build it with New; it is safe
+// for concurrent use.
+type Client struct {
+	endpoint string
+	http     *http.Client
+	opts     Options
+}
+
+// New validates opts and returns a Client. It performs no I/O.
+func New(opts Options) (*Client, error) {
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, opts.URL)
+	}
+	if opts.Timeout < 0 || opts.RetryDelay < 0 {
+		return nil, fmt.Errorf("%w: negative timeout or retry delay", ErrOptions)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	switch {
+	case opts.Retries == 0:
+		opts.Retries = DefaultRetries
+	case opts.Retries < 0:
+		opts.Retries = 0
+	}
+	if opts.RetryDelay == 0 {
+		opts.RetryDelay = DefaultRetryDelay
+	}
+	c := &Client{endpoint: strings.TrimRight(opts.URL, "/") + "/v1/decide", http: opts.HTTPClient, opts: opts}
+	if c.http == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64 // a service asks often, from many goroutines
+		c.http = &http.Client{Transport: t}
+	}
+	return c, nil
+}
+
+// Decide asks the server. Every error is a deny: the returned Decision then
+// has Allow false and one reason starting "client: ", and the error wraps
+// ErrUnavailable, ErrInvalidRequest, ErrPolicy or ErrProtocol. A deny the
+// policy decided (an invalid token included) is not an error.
+func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+		defer cancel()
+	}
+	body, err := json.Marshal(wireRequest(req))
+	if err != nil {
+		return deny(fmt.Errorf("%w: %w", ErrInvalidRequest, err))
+	}
+	delay := c.opts.RetryDelay
+	for attempt := 0; ; attempt++ {
+		d, err, retry := c.once(ctx, body)
+		if err == nil || !retry || attempt >= c.opts.Retries {
+			if err != nil {
+				return deny(err)
+			}
+			return d, nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return deny(fmt.Errorf("%w: %w (after %v)", ErrUnavailable, ctx.Err(), err))
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
+// once sends one request; retry says whether the failure is safe to retry.
+func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, retry bool) {
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return d, fmt.Errorf("%w: %w", ErrInvalidRequest, err), false
+	}
+	for k, vs := range c.opts.Header {
+		hr.Header[k] = append([]string(nil), vs...)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		// Nothing was answered: deciding is a pure read, so asking again is
+		// safe, unless the caller's context is done.
+		return d, fmt.Errorf("%w: %w", ErrUnavailable, redact(err)), ctx.Err() == nil && retryable(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
+	if err != nil {
+		return d, fmt.Errorf("%w: reading the answer: %w", ErrUnavailable, err), false
+	}
+	if len(raw) > MaxAnswerBytes {
+		return d, fmt.Errorf("%w: answer over %d bytes", ErrProtocol, MaxAnswerBytes), false
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		if err := json.Unmarshal(raw, &d); err != nil || d.ID == "" {
+			return Decision{}, fmt.Errorf("%w: not a decision", ErrProtocol), false
+		}
+		if d.Reasons == nil {
+			d.Reasons = []string{}
+		}
+		if !d.Allow {
+			d.Headers = nil
+		}
+		return d, nil, false
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return d, fmt.Errorf("%w: %s", ErrUnavailable, errorMessage(raw, resp.Status)), true
+	case resp.StatusCode >= 500:
+		return d, fmt.Errorf("%w: %s", ErrPolicy, errorMessage(raw, resp.Status)), false
+	case resp.StatusCode >= 400:
+		return d, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status)), false
+	}
+	return d, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status), false
+}
+
+// retryable reports whether a transport error happened before the server
+// could have answered: a refused or reset connection, not a timeout of the
+// caller's own deadline.
+func retryable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return true
+}
+
+// redact drops the request URL from a transport error (a base URL may carry
+// credentials), keeping its cause.
+func redact(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// errorMessage reads the server's error shape, or falls back to the status.
+func errorMessage(raw []byte, status string) string {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
+		return e.Error.Code + ": " + e.Error.Message
+	}
+	return "status " + status
+}
+
+// deny is the decision that answers a failure: it denies, and says why.
+func deny(err error) (Decision, error) {
+	return Decision{Reasons: []string{"client: " + err.Error()}}, err
+}
+
+// wireRequest is the /v1/decide body for req.
+func wireRequest(req Request) any {
+	type caller struct {
+		Token       string `json:"token,omitempty"`
+		Certificate string `json:"certificate,omitempty"`
+	}
+	type action struct {
+		Name   string `json:"name,omitempty"`
+		Method string `json:"method,omitempty"`
+		Path   string `json:"path,omitempty"`
+	}
+	type reqContext struct {
+		RequestID  string         `json:"request_id,omitempty"`
+		RemoteAddr string         `json:"remote_addr,omitempty"`
+		Attributes map[string]any `json:"attributes,omitempty"`
+	}
+	type body struct {
+		Token    string         `json:"token,omitempty"`
+		Caller   *caller        `json:"caller,omitempty"`
+		Action   action         `json:"action"`
+		Resource map[string]any `json:"resource,omitempty"`
+		Context  *reqContext    `json:"context,omitempty"`
+	}
+	b := body{Token: req.Token, Action: action(req.Action), Resource: req.Resource}
+	if req.Caller != (Caller{}) {
+		b.Caller = &caller{Token: req.Caller.Token, Certificate: req.Caller.CertificatePEM}
+	}
+	if req.Context.RequestID != "" || req.Context.RemoteAddr != "" || len(req.Context.Attributes) > 0 {
+		b.Context = &reqContext{req.Context.RequestID, req.Context.RemoteAddr, req.Context.Attributes}
+	}
+	return b
+}

@@ -1,0 +1,304 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/client"
+	"github.com/verdict-pdp/verdict/policies"
+	"github.com/verdict-pdp/verdict/server"
+)
+
+// verdict is a real Verdict HTTP front with the default policies and a
+// development issuer, on a loopback test server.
+type verdict struct {
+	*httptest.Server
+	minter *devtoken.Minter
+}
+
+func newVerdict(t testing.TB) *verdict {
+	t.Helper()
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := authz.New(authz.Options{Tokens: m.TokenOptions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(server.Options{Engine: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &verdict{Server: httptest.NewServer(s.Handler()), minter: m}
+	t.Cleanup(v.Close)
+	return v
+}
+
+func (v *verdict) token(t testing.TB, sub string, claims map[string]any) string {
+	t.Helper()
+	tok, err := v.minter.Mint(sub, claims, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func newClient(t testing.TB, opts client.Options) *client.Client {
+	t.Helper()
+	c, err := client.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestDecide asks a real server: allow, deny, a refused token, a service
+// caller, and an invalid request, each answered as the server answers it.
+func TestDecide(t *testing.T) {
+	v := newVerdict(t)
+	c := newClient(t, client.Options{URL: v.URL})
+	viewer := v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+	payments := v.token(t, "payments", map[string]any{"azp": "payments", "aud": devtoken.CallerAudience})
+	for _, tc := range []struct {
+		name       string
+		req        client.Request
+		wantAllow  bool
+		wantReason string
+		wantErr    error
+		wantToken  bool
+	}{
+		{name: "allow", req: client.Request{Token: viewer, Action: client.Action{Name: "orders:read"}},
+			wantAllow: true, wantReason: "role viewer grants orders:read"},
+		{name: "deny", req: client.Request{Token: viewer, Action: client.Action{Name: "orders:delete"}},
+			wantReason: "no role grants orders:delete"},
+		{name: "derived from method and path", req: client.Request{Token: viewer, Action: client.Action{Method: "GET", Path: "/orders/42"}},
+			wantAllow: true, wantReason: "role viewer grants orders:read"},
+		{name: "refused token", req: client.Request{Token: viewer + "x", Action: client.Action{Name: "orders:read"}},
+			wantReason: "token: malformed", wantToken: true},
+		{name: "service caller", req: client.Request{Caller: client.Caller{Token: payments}, Action: client.Action{Name: "inventory:reserve"}},
+			wantAllow: true, wantReason: "service payments may call inventory:reserve"},
+		{name: "invalid request", req: client.Request{Action: client.Action{Method: "GET", Path: "/a/../b"}},
+			wantReason: "client: ", wantErr: client.ErrInvalidRequest},
+		{name: "no action", req: client.Request{}, wantReason: "client: ", wantErr: client.ErrInvalidRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := c.Decide(t.Context(), tc.req)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if d.Allow != tc.wantAllow || len(d.Reasons) == 0 || !strings.HasPrefix(d.Reasons[0], tc.wantReason) {
+				t.Errorf("decision %+v, want allow=%v and a reason starting %q", d, tc.wantAllow, tc.wantReason)
+			}
+			if err == nil && d.ID == "" {
+				t.Error("a decision without an ID")
+			}
+			if d.TokenRefused() != tc.wantToken {
+				t.Errorf("TokenRefused = %v", d.TokenRefused())
+			}
+		})
+	}
+}
+
+// TestFailsClosed: whatever goes wrong between the client and the server,
+// the answer is a deny with a reason, and an error.
+func TestFailsClosed(t *testing.T) {
+	allowAll := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":[]}`)
+	}
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		wantErr error
+	}{
+		{"policy error", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(500)
+			io.WriteString(w, `{"allow":false,"error":{"code":"policy_error","message":"boom"}}`)
+		}, client.ErrPolicy},
+		{"not ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }, client.ErrUnavailable},
+		{"not a decision", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"allow":true}`) }, client.ErrProtocol},
+		{"not JSON", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `allow`) }, client.ErrProtocol},
+		{"an allow too large to read", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":["`+strings.Repeat("a", client.MaxAnswerBytes)+`"]}`)
+		}, client.ErrProtocol},
+		{"too slow", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+			allowAll(w, r)
+		}, client.ErrUnavailable},
+		{"redirected", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect) }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := httptest.NewServer(tc.handler)
+			defer s.Close()
+			c := newClient(t, client.Options{URL: s.URL, Timeout: 300 * time.Millisecond, Retries: -1})
+			d, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}})
+			if err == nil || d.Allow || len(d.Reasons) != 1 || !strings.HasPrefix(d.Reasons[0], "client: ") {
+				t.Fatalf("%+v, %v; want a deny with a client: reason and an error", d, err)
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	// Nobody listening.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	c := newClient(t, client.Options{URL: "http://" + addr, Retries: 1, RetryDelay: time.Millisecond})
+	if d, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}}); !errors.Is(err, client.ErrUnavailable) || d.Allow {
+		t.Errorf("no server: %+v, %v", d, err)
+	}
+}
+
+// TestRetriesOnlyWhatIsSafe: a server that is not ready yet is asked again;
+// a policy error or an invalid request is not.
+func TestRetriesOnlyWhatIsSafe(t *testing.T) {
+	for _, tc := range []struct {
+		first     int
+		wantCalls int64
+		wantAllow bool
+	}{
+		{http.StatusServiceUnavailable, 2, true},
+		{http.StatusInternalServerError, 1, false},
+		{http.StatusBadRequest, 1, false},
+	} {
+		var calls atomic.Int64
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if calls.Add(1) == 1 {
+				w.WriteHeader(tc.first)
+				return
+			}
+			io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":[]}`)
+		}))
+		c := newClient(t, client.Options{URL: s.URL, Retries: 3, RetryDelay: time.Millisecond})
+		d, _ := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}})
+		if calls.Load() != tc.wantCalls || d.Allow != tc.wantAllow {
+			t.Errorf("first answer %d: %d calls, allow %v; want %d calls, allow %v", tc.first, calls.Load(), d.Allow, tc.wantCalls, tc.wantAllow)
+		}
+		s.Close()
+	}
+}
+
+// TestConcurrentDecisions shares one client between goroutines (run with
+// -race): every answer is the right one.
+func TestConcurrentDecisions(t *testing.T) {
+	v := newVerdict(t)
+	c := newClient(t, client.Options{URL: v.URL})
+	viewer := v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			action, want := "orders:read", true
+			if i%2 == 1 {
+				action, want = "orders:delete", false
+			}
+			for range 20 {
+				d, err := c.Decide(context.Background(), client.Request{Token: viewer, Action: client.Action{Name: action}})
+				if err != nil || d.Allow != want {
+					t.Errorf("%s: %+v, %v", action, d, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestMiddleware mirrors the engine's middleware for a remote decision
+// service: allowed requests reach the handler with their decision; the rest
+// are answered 401/403 (or 503 when the service is unreachable) and never
+// reach it.
+func TestMiddleware(t *testing.T) {
+	v := newVerdict(t)
+	c := newClient(t, client.Options{URL: v.URL})
+	viewer := v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+	var reached atomic.Int64
+	h := c.Middleware(client.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		d, ok := client.DecisionFromContext(r.Context())
+		if !ok || !d.Allow {
+			t.Error("handler reached without an allow decision in the context")
+		}
+	}))
+	for _, tc := range []struct {
+		name     string
+		method   string
+		auth     string
+		want     int
+		wantAuth string
+	}{
+		{"viewer reads", http.MethodGet, "Bearer " + viewer, 200, ""},
+		{"viewer deletes", http.MethodDelete, "Bearer " + viewer, 403, ""},
+		{"anonymous", http.MethodGet, "", 401, "Bearer"},
+		{"malformed header", http.MethodGet, "Bearer a b", 401, `Bearer error="invalid_token"`},
+		{"refused token", http.MethodGet, "Bearer " + viewer + "x", 401, `Bearer error="invalid_token"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := reached.Load()
+			r := httptest.NewRequest(tc.method, "/orders/42", nil)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want || w.Header().Get("WWW-Authenticate") != tc.wantAuth {
+				t.Fatalf("%d (WWW-Authenticate %q), want %d (%q): %s", w.Code, w.Header().Get("WWW-Authenticate"), tc.want, tc.wantAuth, w.Body)
+			}
+			if got := reached.Load() - before; (tc.want == 200) != (got == 1) {
+				t.Errorf("handler reached %d times", got)
+			}
+		})
+	}
+	v.Close() // the decision service goes away: fail closed
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/orders/42", nil)
+	r.Header.Set("Authorization", "Bearer "+viewer)
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("service down: %d, want 503", w.Code)
+	}
+}
+
+// TestNoEngineDependency: a service that imports the client does not pull
+// OPA, the engine or the server into its binary.
+func TestNoEngineDependency(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	for _, forbidden := range []string{
+		"github.com/open-policy-agent/opa", "github.com/verdict-pdp/verdict/authz",
+		"github.com/verdict-pdp/verdict/server", "github.com/golang-jwt/jwt",
+	} {
+		if strings.Contains(string(out), forbidden) {
+			t.Errorf("package client depends on %s", forbidden)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/verdict-pdp/verdict/internal/httpreq"
+)
+
+// MiddlewareOptions configures Client.Middleware. The zero value asks about
+// the request's method and path, with no action name and no resource.
+type MiddlewareOptions struct {
+	// Action maps a request to its action; nil means method and path only.
+	// The method and path are filled in when the returned Action lacks them.
+	Action func(r *http.Request) Action
+	// Resource returns the resource the request touches; nil means none.
+	Resource func(r *http.Request) map[string]any
+	// Deny writes the answer for a request that may not go ahead; nil
+	// writes the decision as JSON with the status Status gives, and
+	// WWW-Authenticate: Bearer on 401.
+	Deny func(w http.ResponseWriter, r *http.Request, d Decision, err error)
+}
+
+type decisionContextKey struct{}
+
+// DecisionFromContext returns the allow decision that Middleware attached to
+// the request's context.
+func DecisionFromContext(ctx context.Context) (Decision, bool) {
+	d, ok := ctx.Value(decisionContextKey{}).(Decision)
+	return d, ok
+}
+
+// Middleware returns net/http middleware that asks the server about every
+// request before it reaches next, as the engine's own middleware does in
+// process: the bearer token from Authorization (a malformed header is
+// refused, never taken as anonymous), the method and path as the action,
+// and X-Request-Id when it is short and printable. Allowed requests go on
+// with the Decision in their context (DecisionFromContext); everything else
+// — a deny, or any error reaching the server — is answered by opts.Deny and
+// never reaches next.
+func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Handler {
+	deny := opts.Deny
+	if deny == nil {
+		deny = writeDeny
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok, err := httpreq.BearerToken(r.Header)
+			if err != nil {
+				err = &TokenError{err: err}
+				deny(w, r, Decision{Reasons: []string{"token: malformed"}}, err)
+				return
+			}
+			req := Request{Token: tok, Action: Action{Method: r.Method, Path: r.URL.EscapedPath()},
+				Context: Context{RequestID: httpreq.RequestID(r.Header)}}
+			if opts.Action != nil {
+				a := opts.Action(r)
+				if a.Method == "" {
+					a.Method = req.Action.Method
+				}
+				if a.Path == "" {
+					a.Path = req.Action.Path
+				}
+				req.Action = a
+			}
+			if opts.Resource != nil {
+				req.Resource = opts.Resource(r)
+			}
+			d, err := c.Decide(r.Context(), req)
+			if err != nil || !d.Allow {
+				deny(w, r, d, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionContextKey{}, d)))
+		})
+	}
+}
+
+// TokenError is a malformed Authorization header the middleware refused
+// before asking the server.
+type TokenError struct{ err error }
+
+func (e *TokenError) Error() string { return "client: token: " + e.err.Error() }
+func (e *TokenError) Unwrap() error { return e.err }
+
+// Status is the status a denied or failed request is answered with: 401
+// when its token was refused (or missing, and the request denied), 403 for
+// any other deny, 400 for an invalid request, 503 when the decision service
+// is unavailable, 500 for a policy error.
+func Status(d Decision, err error, anonymous bool) int {
+	var te *TokenError
+	switch {
+	case errors.As(err, &te):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrInvalidRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case err != nil:
+		return http.StatusInternalServerError
+	case d.Allow:
+		return http.StatusOK
+	case d.TokenRefused(), anonymous:
+		return http.StatusUnauthorized
+	}
+	return http.StatusForbidden
+}
+
+// writeDeny is the default deny answer: the decision as JSON.
+func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {
+	status := Status(d, err, r.Header.Get("Authorization") == "")
+	if status == http.StatusUnauthorized {
+		var te *TokenError
+		if errors.As(err, &te) || d.TokenRefused() {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	body := struct {
+		Allow   bool     `json:"allow"`
+		Reasons []string `json:"reasons"`
+		ID      string   `json:"decision_id,omitempty"`
+	}{Reasons: d.Reasons, ID: d.ID}
+	_ = json.NewEncoder(w).Encode(body)
+}
