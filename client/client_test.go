@@ -149,7 +149,9 @@ func TestFailsClosed(t *testing.T) {
 			}
 			allowAll(w, r)
 		}, client.ErrUnavailable},
-		{"redirected", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect) }, nil},
+		{"redirected", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := httptest.NewServer(tc.handler)
