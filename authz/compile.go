@@ -88,6 +88,8 @@ type compiled struct {
 	// answers may depend on more than the request (see cacheNote).
 	decisions *expiringCache[cachedDecision]
 	cacheNote string
+	// elseRules are the else branches, for explanations.
+	elseRules map[*ast.Rule]bool
 }
 
 // CompileOptions tunes Compile. The zero value uses the "authz" entrypoint
@@ -151,7 +153,8 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.
 	}
 	modules[entryName] = entryModule
 
-	c := ast.NewCompiler().WithSchemas(schema)
+	// print() calls are kept: they print only when the engine has a hook.
+	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true)
 	if c.Compile(modules); c.Failed() {
 		return nil, nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}
@@ -232,11 +235,12 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCac
 		// A builtin error is an evaluation error, which denies: never an
 		// undefined value that a `not deny` rule would turn into an allow.
 		rego.StrictBuiltinErrors(true),
+		rego.EnablePrintStatements(true),
 	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
 	}
-	cp := &compiled{snapshot: s, query: pq, cacheNote: "off: disabled"}
+	cp := &compiled{snapshot: s, query: pq, cacheNote: "off: disabled", elseRules: elseBranches(c)}
 	if decisionCacheSize > 0 {
 		var ok bool
 		if ok, cp.cacheNote = decisionCacheability(c); ok {

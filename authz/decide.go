@@ -37,6 +37,10 @@ type Request struct {
 	RequestID string
 	// RemoteAddr becomes input.context.remote_addr when set.
 	RemoteAddr string
+	// Explain asks for Decision.Explanation: the rules that produced the
+	// decision. It costs a traced evaluation (the decision cache is not
+	// used), so it is for policy authors, not every request.
+	Explain bool
 }
 
 // Subject is a subject asserted by a trusted client (AuthZEN's subject).
@@ -58,6 +62,11 @@ type Decision struct {
 	Reasons  []string          `json:"reasons"`
 	Headers  map[string]string `json:"headers,omitempty"`
 	Revision string            `json:"revision,omitempty"`
+
+	// Explanation, when the request asked for one, lists the rules that
+	// took part in the decision, in the order they held, each with its
+	// location and value (see Step).
+	Explanation []Step `json:"explanation,omitempty"`
 
 	// SubjectID and CallerID identify who asked (for decision logs); empty
 	// when anonymous or unknown.
@@ -145,7 +154,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	// subjects and action properties are not part of the key, so requests
 	// with them are always evaluated.
 	var key cacheKey
-	cacheable := cp.decisions != nil && len(req.Resource) == 0 && !asserted && len(req.Action.Properties) == 0
+	cacheable := cp.decisions != nil && len(req.Resource) == 0 && !asserted && len(req.Action.Properties) == 0 && !req.Explain
 	if cacheable {
 		key = decisionKey(&subjectKey, &caller.key, &req.Action)
 		if cd, ok := cp.decisions.get(&key, now); ok {
@@ -171,7 +180,12 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		return err
 	}
 	input := inputValue(subject, caller.term, action, resource, context_)
-	if err := e.evaluate(ctx, cp, input, now, d); err != nil {
+	var x *explainer
+	if req.Explain {
+		x = &explainer{elseRules: cp.elseRules}
+		defer func() { d.Explanation = x.steps }()
+	}
+	if err := e.evaluate(ctx, cp, input, now, x, d); err != nil {
 		return err
 	}
 	if cacheable && seenBefore {
@@ -238,4 +252,48 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte
 		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires}, nil
 	}
 	return callerInput{term: anonymousCaller}, nil
+}
+
+// InputOptions tunes EvaluateInput.
+type InputOptions struct {
+	// Explain asks for Decision.Explanation.
+	Explain bool
+}
+
+// EvaluateInput evaluates the current snapshot on a whole input document,
+// as given: no token is verified, no caller credential checked and nothing
+// is added, so the document says whatever its author wrote (a recorded
+// decision's input, a case a policy author is exploring). It is for
+// replaying and trying policies, never for answering a request. The clock
+// builtins see Options.Now. Errors are *Refusal values, as for Decide.
+func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions) (Decision, error) {
+	start := e.now()
+	d := Decision{ID: rand.Text()}
+	err := func() error {
+		cp := e.current.Load()
+		if cp == nil {
+			return Refusef(ErrNotReady, "no policy loaded")
+		}
+		d.Revision = cp.snapshot.Revision
+		v, err := ast.InterfaceToValue(input)
+		if err != nil {
+			return &Refusal{Category: ErrInvalidRequest, Detail: "input: " + err.Error(), Cause: err}
+		}
+		if _, ok := v.(ast.Object); !ok {
+			return Refusef(ErrInvalidRequest, "input: want an object, got %s", ast.ValueName(v))
+		}
+		var x *explainer
+		if opts.Explain {
+			x = &explainer{elseRules: cp.elseRules}
+			defer func() { d.Explanation = x.steps }()
+		}
+		return e.evaluate(ctx, cp, v, start, x, &d)
+	}()
+	if err != nil {
+		d.Allow, d.Headers, d.Reasons = false, nil, []string{ReasonFor(err)}
+	} else if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	d.Duration = e.now().Sub(start)
+	return d, err
 }

@@ -1,13 +1,14 @@
 package authz
 
 import (
+	"encoding/json"
 	"slices"
 
 	"github.com/verdict-pdp/verdict/internal/jsonw"
 )
 
 // AppendJSON appends d in the decision's JSON shape,
-// {"decision_id","allow","reasons","headers"?,"revision"?}, with the
+// {"decision_id","allow","reasons","headers"?,"revision"?,"explanation"?}, with the
 // headers' names sorted. Headers are included only when withHeaders is true
 // and d allows. It is the one encoder of a decision: MarshalJSON, the HTTP
 // server and the middleware all use it.
@@ -48,6 +49,13 @@ func (d *Decision) AppendJSON(b []byte, withHeaders bool) []byte {
 	if d.Revision != "" {
 		b = append(b, `,"revision":`...)
 		b = jsonw.AppendString(b, d.Revision)
+	}
+	if len(d.Explanation) > 0 {
+		// Off the hot path: only a decision that asked for it has one.
+		if steps, err := json.Marshal(d.Explanation); err == nil {
+			b = append(b, `,"explanation":`...)
+			b = append(b, steps...)
+		}
 	}
 	return append(b, '}')
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	opaprint "github.com/open-policy-agent/opa/v1/topdown/print"
+
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
 )
@@ -42,6 +44,10 @@ type Options struct {
 	DecisionCacheSize int
 	// EvalTimeout bounds one policy evaluation. Default 500ms.
 	EvalTimeout time.Duration
+	// Print receives the output of the policy's print() calls, with the
+	// call's location ("file:row"); nil discards it. Decisions answered from
+	// the decision cache print nothing.
+	Print func(ctx context.Context, location, message string)
 	// RequireTests makes Load run a snapshot's own Rego tests (RunTests)
 	// after it compiles: a snapshot with a failing test, or with no tests,
 	// is refused like one that does not compile.
@@ -64,7 +70,8 @@ type Engine struct {
 	cache       *expiringCache[*verifiedToken]
 	decisions   int // decision cache size per snapshot; 0 disables
 	evalTimeout time.Duration
-	tests       bool // Options.RequireTests
+	tests       bool          // Options.RequireTests
+	print       opaprint.Hook // Options.Print; nil when none
 	now         func() time.Time
 	log         *slog.Logger
 
@@ -94,6 +101,7 @@ func New(opts Options) (*Engine, error) {
 		entry:       entry,
 		evalTimeout: opts.EvalTimeout,
 		tests:       opts.RequireTests,
+		print:       printHook(opts.Print),
 		now:         opts.Now,
 		log:         opts.Logger,
 	}
@@ -118,6 +126,25 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// printHook adapts Options.Print to OPA's print hook; nil for nil.
+func printHook(f func(ctx context.Context, location, message string)) opaprint.Hook {
+	if f == nil {
+		return nil
+	}
+	return printFunc(f)
+}
+
+type printFunc func(ctx context.Context, location, message string)
+
+func (f printFunc) Print(pc opaprint.Context, msg string) error {
+	loc := ""
+	if pc.Location != nil {
+		loc = fmt.Sprintf("%s:%d", pc.Location.File, pc.Location.Row)
+	}
+	f(pc.Context, loc, msg)
+	return nil
 }
 
 // sizeOr reads a cache size option: zero means def, negative means none.

@@ -13,19 +13,27 @@ import (
 )
 
 // evaluate runs the prepared query and reads the policy contract from it.
-func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, d *Decision) error {
+// A non-nil x traces the evaluation for an explanation.
+func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, x *explainer, d *Decision) error {
 	ctx, cancel := context.WithTimeout(ctx, e.evalTimeout)
 	defer cancel()
 	// One cancel hook per evaluation instead of OPA's watcher goroutine.
 	stopCancel := topdown.NewCancel()
 	defer context.AfterFunc(ctx, stopCancel.Cancel)()
-	rs, err := cp.query.Eval(ctx,
+	opts := []rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalTime(now),
 		rego.EvalExternalCancel(stopCancel),
 		rego.EvalMetrics(metrics.NoOp()),
 		rego.EvalGenerateJSON(keepTerm),
-	)
+	}
+	if x != nil {
+		opts = append(opts, rego.EvalQueryTracer(x))
+	}
+	if e.print != nil {
+		opts = append(opts, rego.EvalPrintHook(e.print))
+	}
+	rs, err := cp.query.Eval(ctx, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}

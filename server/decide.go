@@ -46,6 +46,11 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
+	explain, err := s.explainParam(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
 	bp, data, err := s.readBody(w, r)
 	if err != nil {
 		s.fail(w, err)
@@ -64,6 +69,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		Token:    token.Raw(in.Token),
 		Action:   in.Action,
 		Resource: in.Resource,
+		Explain:  explain,
 	}
 	if in.Context != nil {
 		// The protected request's client is whatever the enforcement point
@@ -103,4 +109,21 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	status, code := answer(decideAPI, authz.Decision{}, err, true)
 	s.writeError(w, status, code, errorMessage(err), "")
+}
+
+// explainParam reads ?explain=true: allowed only when Options.Explain is
+// set (an explanation shows the policy's inner workings and costs a traced
+// evaluation).
+func (s *Server) explainParam(r *http.Request) (bool, error) {
+	v := r.URL.Query().Get("explain")
+	switch v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		if !s.explain {
+			return false, authz.Refusef(authz.ErrInvalidRequest, "explain is not enabled on this server (explain: true in its configuration)")
+		}
+		return true, nil
+	}
+	return false, authz.Refusef(authz.ErrInvalidRequest, "explain=%q: want true or false", truncate(v, 16))
 }

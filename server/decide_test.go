@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 func TestDecideBadInput(t *testing.T) {
@@ -172,7 +174,7 @@ func TestDecidePolicyError(t *testing.T) {
 	f := newFixture(t, fixtureOptions{noLoad: true})
 	// A policy whose reasons break the contract at evaluation (a number,
 	// from a value the type checker cannot know): 500 policy_error.
-	if err := f.engine.Load(t.Context(), policySnapshot(t, `package authz
+	if err := f.engine.Load(t.Context(), authztest.Policy(t, "", `package authz
 allow := true
 reasons := object.get(input.resource, "r", [1])
 `)); err != nil {
@@ -198,10 +200,10 @@ reasons := object.get(input.resource, "r", [1])
 
 func TestDecideBodyCertificate(t *testing.T) {
 	f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}})
-	payments := f.ca.issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
-	other := newTestCA(t, "other ca").issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
-	serverOnly := f.ca.issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"},
-		usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	payments := f.ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	other := authztest.NewCA(t, "other ca").Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	serverOnly := f.ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	body := func(p []byte) string {
 		return jsonBody(t, map[string]any{"caller": map[string]any{"certificate": string(p)}, "action": "inventory:reserve"})
 	}
@@ -212,13 +214,13 @@ func TestDecideBodyCertificate(t *testing.T) {
 		wantAllow  bool
 		wantReason string
 	}{
-		{name: "trusted proxy, good chain", body: body(payments.pem()), remote: "10.1.2.3:5555",
+		{name: "trusted proxy, good chain", body: body(payments.CertPEM), remote: "10.1.2.3:5555",
 			wantAllow: true, wantReason: "service payments may call inventory:reserve"},
-		{name: "untrusted peer", body: body(payments.pem()), remote: "192.0.2.7:5555",
+		{name: "untrusted peer", body: body(payments.CertPEM), remote: "192.0.2.7:5555",
 			wantReason: "caller: a certificate in the request body is accepted only from a trusted proxy"},
-		{name: "wrong CA", body: body(other.pem()), remote: "10.1.2.3:5555",
+		{name: "wrong CA", body: body(other.CertPEM), remote: "10.1.2.3:5555",
 			wantReason: "caller: forwarded certificate does not chain to the trust bundle for client authentication"},
-		{name: "not for client auth", body: body(serverOnly.pem()), remote: "10.1.2.3:5555",
+		{name: "not for client auth", body: body(serverOnly.CertPEM), remote: "10.1.2.3:5555",
 			wantReason: "caller: forwarded certificate does not chain to the trust bundle for client authentication"},
 		{name: "garbage", body: body([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")), remote: "10.1.2.3:5555",
 			wantReason: "caller: malformed forwarded certificate"},
@@ -235,5 +237,30 @@ func TestDecideBodyCertificate(t *testing.T) {
 				t.Errorf("got %s, want allow=%v reason %q", w.Body, tc.wantAllow, tc.wantReason)
 			}
 		})
+	}
+}
+
+// TestDecideExplain: ?explain=true adds the explanation only where the
+// server enables it; elsewhere it is a 400, and never a silent answer
+// without the explanation that was asked for.
+func TestDecideExplain(t *testing.T) {
+	on := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Explain = true }})
+	off := newFixture(t, fixtureOptions{})
+	viewer := on.mint(t, "alice", "viewer")
+	body := `{"token":"` + viewer + `","action":"orders:read"}`
+	w := on.do(t, http.MethodPost, "/v1/decide?explain=true", body, nil, "")
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"explanation":[`) || !strings.Contains(w.Body.String(), `"location":"authz/authz.rego:31"`) {
+		t.Errorf("explain on: %d %s", w.Code, w.Body)
+	}
+	if w := on.do(t, http.MethodPost, "/v1/decide", body, nil, ""); strings.Contains(w.Body.String(), "explanation") {
+		t.Errorf("an explanation nobody asked for: %s", w.Body)
+	}
+	offViewer := off.mint(t, "alice", "viewer")
+	if w := off.do(t, http.MethodPost, "/v1/decide?explain=true", `{"token":"`+offViewer+`","action":"orders:read"}`, nil, ""); w.Code != 400 ||
+		!strings.Contains(w.Body.String(), "explain is not enabled") {
+		t.Errorf("explain off: %d %s, want 400", w.Code, w.Body)
+	}
+	if w := on.do(t, http.MethodPost, "/v1/decide?explain=maybe", body, nil, ""); w.Code != 400 {
+		t.Errorf("explain=maybe: %d, want 400", w.Code)
 	}
 }

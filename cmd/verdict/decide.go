@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +37,9 @@ type decideFlags struct {
 	attributes  string
 	callerCert  string
 	callerToken string
+	explain     string // "", "text" or "json"
+	input       string // a whole input document, from a file ("-": stdin)
+	at          string // RFC 3339: the clock for input.context.time and the clock builtins
 }
 
 func newDecideCommand() *cobra.Command {
@@ -46,6 +52,11 @@ prints the decision as JSON.
 
 The policies are --policies (a directory, a .rego file or a bundle file),
 else the configuration's policy.dir or policy.bundle_file.
+
+--explain lists the rules that produced the decision, in the order they held,
+with file:row and value (and which else branch fired); print() output goes to
+stderr. --input FILE evaluates a whole input document as written (no token is
+verified: it is for trying cases, and says so); --time fixes the clock.
 
 Exit status: 0 allowed, 1 denied (including an invalid token), 2 error (a
 usage error, a policy that does not load, or an outage such as an issuer's
@@ -72,6 +83,10 @@ Without --config, tokens are trusted only from the development issuer whose key
 	fl.StringVar(&f.attributes, "attributes", "", "context attributes as a JSON object")
 	fl.StringVar(&f.callerCert, "caller-cert", "", "PEM file of the calling service's certificate (taken as a verified mTLS peer)")
 	fl.StringVar(&f.callerToken, "caller-token", "", "the calling service's token")
+	fl.StringVar(&f.explain, "explain", "", "explain the decision: the rules that produced it, with file:row and value, on stderr (text) or in the JSON (json)")
+	fl.Lookup("explain").NoOptDefVal = "text"
+	fl.StringVar(&f.input, "input", "", "evaluate this whole input document (a JSON file, - for stdin) instead of building one: no token is verified")
+	fl.StringVar(&f.at, "time", "", "decide as of this time (RFC 3339): input.context.time and the clock builtins")
 	return cmd
 }
 
@@ -99,11 +114,32 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if opts.Entrypoint == "" && cfg != nil {
 		opts.Entrypoint = cfg.Policy.Entrypoint
 	}
+	switch f.explain {
+	case "", "text", "json":
+	default:
+		return usageError("--explain %q: want text or json", f.explain)
+	}
+	stderr := cmd.ErrOrStderr()
+	opts.Print = func(_ context.Context, loc, msg string) { fmt.Fprintf(stderr, "%s: %s\n", loc, msg) }
+	if f.at != "" {
+		at, err := time.Parse(time.RFC3339, f.at)
+		if err != nil {
+			return usageError("--time %q: want RFC 3339, e.g. 2026-12-01T09:00:00Z", f.at)
+		}
+		opts.Now = func() time.Time { return at }
+	}
 
-	req, err := f.request()
-	if err != nil {
+	var req authz.Request
+	var input any
+	var err error
+	if f.input != "" {
+		if input, err = readInput(cmd, f.input); err != nil {
+			return usageError("--input: %v", err)
+		}
+	} else if req, err = f.request(); err != nil {
 		return &exitCode{code: exitError, err: err}
 	}
+	req.Explain = f.explain != ""
 	engine, err := authz.New(opts)
 	if err != nil {
 		return &exitCode{code: exitError, err: err}
@@ -115,11 +151,24 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if err := engine.Load(cmd.Context(), snap); err != nil {
 		return policyError(err)
 	}
-	d, err := engine.Decide(cmd.Context(), req)
+	var d authz.Decision
+	if input != nil {
+		fmt.Fprintln(stderr, "verdict: evaluating the input document as written: no token was verified")
+		d, err = engine.EvaluateInput(cmd.Context(), input, authz.InputOptions{Explain: req.Explain})
+	} else {
+		d, err = engine.Decide(cmd.Context(), req)
+	}
 	if errors.Is(err, token.ErrKeysUnavailable) {
 		// The issuer's keys could not be fetched (or are stale): an outage,
 		// not the policy's answer, so no decision is printed.
 		return &exitCode{code: exitError, err: err}
+	}
+	if f.explain == "text" {
+		fmt.Fprintln(stderr, "explanation (rules that held, in order):")
+		for _, s := range d.Explanation {
+			fmt.Fprintln(stderr, "  "+s.String())
+		}
+		d.Explanation = nil
 	}
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
@@ -135,6 +184,28 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		return &exitCode{code: exitDeny}
 	}
 	return nil
+}
+
+// readInput reads a JSON input document from a file, or stdin for "-",
+// numbers kept exact.
+func readInput(cmd *cobra.Command, path string) (any, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	return v, nil
 }
 
 // devIssuer trusts the development key when it exists.

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,10 +106,10 @@ func TestDecideWithConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(dir, "keys", "idp.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
-	write(t, filepath.Join(dir, "policies", "authz", "p.rego"), "package authz\n\nallow if input.subject.claims.tenant == data.tenant\n")
-	write(t, filepath.Join(dir, "policies", "data.json"), `{"tenant": "acme"}`)
-	write(t, filepath.Join(dir, "verdict.yaml"), `policy:
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "idp.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	authztest.WriteFile(t, filepath.Join(dir, "policies", "authz", "p.rego"), "package authz\n\nallow if input.subject.claims.tenant == data.tenant\n")
+	authztest.WriteFile(t, filepath.Join(dir, "policies", "data.json"), `{"tenant": "acme"}`)
+	authztest.WriteFile(t, filepath.Join(dir, "verdict.yaml"), `policy:
   dir: policies
 tokens:
   issuers:
@@ -126,7 +125,7 @@ tokens:
 	if code, out, _ := verdict(t, "decide", "--config", cfg, "--action", "x", "--token", is.Mint(t, map[string]any{"tenant": "other"})); code != 1 {
 		t.Fatalf("other tenant: exit %d %s", code, out)
 	}
-	write(t, filepath.Join(dir, "bad.yaml"), "policy:\n  dir: policies\n  entrypiont: authz\n")
+	authztest.WriteFile(t, filepath.Join(dir, "bad.yaml"), "policy:\n  dir: policies\n  entrypiont: authz\n")
 	code, _, stderr := verdict(t, "decide", "--config", filepath.Join(dir, "bad.yaml"), "--action", "x")
 	if code != 2 || !strings.Contains(stderr, "bad.yaml:3: unknown key \"entrypiont\"") {
 		t.Fatalf("bad config: exit %d, stderr %q", code, stderr)
@@ -145,20 +144,20 @@ func TestTestAndCheck(t *testing.T) {
 	}
 
 	broken := t.TempDir()
-	write(t, filepath.Join(broken, "authz", "p.rego"), "package authz\n\nallow if {\n\tinput.subjet.id == \"x\"\n}\n")
+	authztest.WriteFile(t, filepath.Join(broken, "authz", "p.rego"), "package authz\n\nallow if {\n\tinput.subjet.id == \"x\"\n}\n")
 	code, _, stderr := verdict(t, "check", broken)
 	if code != 1 || !strings.Contains(stderr, "authz/p.rego:4:2: rego_type_error: undefined ref: input.subjet") {
 		t.Fatalf("check broken: exit %d, stderr %q", code, stderr)
 	}
 
 	failing := t.TempDir()
-	write(t, filepath.Join(failing, "authz", "p.rego"), "package authz\n\nallow := false\n")
-	write(t, filepath.Join(failing, "authz", "p_test.rego"), "package authz_test\n\ntest_allows if data.authz.allow\n")
+	authztest.WriteFile(t, filepath.Join(failing, "authz", "p.rego"), "package authz\n\nallow := false\n")
+	authztest.WriteFile(t, filepath.Join(failing, "authz", "p_test.rego"), "package authz_test\n\ntest_allows if data.authz.allow\n")
 	if code, out, _ := verdict(t, "test", failing); code != 1 || !strings.Contains(out, "FAIL") {
 		t.Fatalf("failing test: exit %d %s", code, out)
 	}
 	empty := t.TempDir()
-	write(t, filepath.Join(empty, "authz", "p.rego"), "package authz\n\nallow := false\n")
+	authztest.WriteFile(t, filepath.Join(empty, "authz", "p.rego"), "package authz\n\nallow := false\n")
 	if code, _, stderr := verdict(t, "test", empty); code != 1 || !strings.Contains(stderr, "no tests") {
 		t.Fatalf("no tests: exit %d %s", code, stderr)
 	}
@@ -188,13 +187,13 @@ func TestBundleFile(t *testing.T) {
 func TestPolicyPaths(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.rego")
-	write(t, good, "package authz\n\nallow if input.action.name == \"read\"\n")
+	authztest.WriteFile(t, good, "package authz\n\nallow if input.action.name == \"read\"\n")
 	syntax := filepath.Join(dir, "syntax", "authz.rego")
-	write(t, syntax, "package authz\n\nallow if {\n\tinput.action.name ==\n}\n")
+	authztest.WriteFile(t, syntax, "package authz\n\nallow if {\n\tinput.action.name ==\n}\n")
 	typeErr := filepath.Join(dir, "types", "authz.rego")
-	write(t, typeErr, "package authz\n\nallow if input.subjet.id == \"x\"\n")
+	authztest.WriteFile(t, typeErr, "package authz\n\nallow if input.subjet.id == \"x\"\n")
 	contract := filepath.Join(dir, "contract", "authz.rego")
-	write(t, contract, "package authz\n\nallow := true\n\nheaders := {\"x-n\": 1}\n")
+	authztest.WriteFile(t, contract, "package authz\n\nallow := true\n\nheaders := {\"x-n\": 1}\n")
 
 	for _, tc := range []struct {
 		name       string
@@ -248,7 +247,7 @@ func TestDecideKeyOutageIsAnError(t *testing.T) {
 	}))
 	t.Cleanup(down.Close)
 	dir := t.TempDir()
-	write(t, filepath.Join(dir, "verdict.yaml"), `policy:
+	authztest.WriteFile(t, filepath.Join(dir, "verdict.yaml"), `policy:
   dir: `+filepath.Join("..", "..", "..", "policies")+`
 tokens:
   jwks_persist_dir: "off"
@@ -263,16 +262,6 @@ tokens:
 		"--token", is.Mint(t, nil), "--action", "orders:read")
 	if code != 2 || out != "" || !strings.Contains(stderr, "keys_unavailable") {
 		t.Fatalf("exit %d, stdout %s, stderr %s; want exit 2 naming keys_unavailable", code, out, stderr)
-	}
-}
-
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -295,7 +284,56 @@ func writeBundle(t *testing.T, path string, files map[string]string) {
 	if err := gz.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
+	authztest.WriteFile(t, path, buf.String())
+}
+
+// TestDecideExplainInputTime: --explain names the rules that decided (text
+// on stderr, or json in the decision), print() reaches stderr, --input
+// evaluates a whole document (and says no token was verified), and --time
+// fixes the clock a time-of-day rule reads.
+func TestDecideExplainInputTime(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "hours.rego"), `package authz
+
+default allow := false
+
+allow if {
+	print("hour is", hour)
+	hour >= 9
+	hour < 17
+}
+
+hour := time.clock(time.parse_rfc3339_ns(input.context.time))[0]
+`)
+	doc := filepath.Join(dir, "input.json")
+	authztest.WriteFile(t, doc, `{"subject": {"authenticated": false}, "caller": {"authenticated": false, "method": "none"},
+		"action": {"name": "orders:read"}, "resource": {}, "context": {"time": "2026-12-01T10:30:00Z", "request_id": "r1"}}`)
+
+	code, out, stderr := verdict(t, "decide", "--policies", filepath.Join(dir, "hours.rego"), "--action", "orders:read",
+		"--time", "2026-12-01T10:30:00Z", "--explain")
+	if code != 0 || !strings.Contains(stderr, "hours.rego:6: hour is 10") || !strings.Contains(stderr, "hours.rego:5: authz.allow = true") {
+		t.Fatalf("in office hours: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+	}
+	if code, out, _ := verdict(t, "decide", "--policies", filepath.Join(dir, "hours.rego"), "--action", "orders:read",
+		"--time", "2026-12-01T20:00:00Z"); code != 1 {
+		t.Fatalf("after hours: exit %d, want a deny\n%s", code, out)
+	}
+	code, out, stderr = verdict(t, "decide", "--policies", filepath.Join(dir, "hours.rego"), "--input", doc, "--explain=json")
+	var d struct {
+		Allow       bool `json:"allow"`
+		Explanation []struct {
+			Rule     string `json:"rule"`
+			Location string `json:"location"`
+			Value    any    `json:"value"`
+		} `json:"explanation"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil || code != 0 || !d.Allow || len(d.Explanation) == 0 {
+		t.Fatalf("--input --explain=json: exit %d, %v\n%s\n%s", code, err, out, stderr)
+	}
+	if !strings.Contains(stderr, "no token was verified") {
+		t.Errorf("--input does not say the document was taken as written: %s", stderr)
+	}
+	if code, _, _ := verdict(t, "decide", "--policies", dir, "--action", "x", "--time", "noon"); code != 2 {
+		t.Errorf("a bad --time: exit %d, want 2", code)
 	}
 }
