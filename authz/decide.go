@@ -63,6 +63,11 @@ type Decision struct {
 	Headers  map[string]string `json:"headers,omitempty"`
 	Revision string            `json:"revision,omitempty"`
 
+	// Input is the input document the decision was made on, when the
+	// engine keeps it (Options.KeepInput): what a decision log records so
+	// that the decision can be replayed. It holds the verified claims,
+	// never a raw token, and must not be modified.
+	Input ast.Value `json:"-"`
 	// Explanation, when the request asked for one, lists the rules that
 	// took part in the decision, in the order they held, each with its
 	// location and value (see Step).
@@ -159,6 +164,9 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		key = decisionKey(&subjectKey, &caller.key, &req.Action)
 		if cd, ok := cp.decisions.get(&key, now); ok {
 			cd.fill(d)
+			if e.keepInput {
+				return e.keepInputOf(req, subject, caller.term, now, d)
+			}
 			return nil
 		}
 	}
@@ -180,6 +188,9 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		return err
 	}
 	input := inputValue(subject, caller.term, action, resource, context_)
+	if e.keepInput {
+		d.Input = input
+	}
 	var x *explainer
 	if req.Explain {
 		x = &explainer{elseRules: cp.elseRules}
@@ -258,6 +269,9 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte
 type InputOptions struct {
 	// Explain asks for Decision.Explanation.
 	Explain bool
+	// Time is the clock the clock builtins see; zero means Options.Now.
+	// A replay sets it to the recorded decision's time.
+	Time time.Time
 }
 
 // EvaluateInput evaluates the current snapshot on a whole input document,
@@ -265,9 +279,14 @@ type InputOptions struct {
 // is added, so the document says whatever its author wrote (a recorded
 // decision's input, a case a policy author is exploring). It is for
 // replaying and trying policies, never for answering a request. The clock
-// builtins see Options.Now. Errors are *Refusal values, as for Decide.
+// builtins see opts.Time, else Options.Now. Errors are *Refusal values, as
+// for Decide. Safe for concurrent use.
 func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions) (Decision, error) {
 	start := e.now()
+	clock := start
+	if !opts.Time.IsZero() {
+		clock = opts.Time
+	}
 	d := Decision{ID: rand.Text()}
 	err := func() error {
 		cp := e.current.Load()
@@ -287,7 +306,7 @@ func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions
 			x = &explainer{elseRules: cp.elseRules}
 			defer func() { d.Explanation = x.steps }()
 		}
-		return e.evaluate(ctx, cp, v, start, x, &d)
+		return e.evaluate(ctx, cp, v, clock, x, &d)
 	}()
 	if err != nil {
 		d.Allow, d.Headers, d.Reasons = false, nil, []string{ReasonFor(err)}
@@ -296,4 +315,23 @@ func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions
 	}
 	d.Duration = e.now().Sub(start)
 	return d, err
+}
+
+// keepInputOf builds the input document of a decision answered from the
+// cache, which made none, for Options.KeepInput.
+func (e *Engine) keepInputOf(req *Request, subject, caller *ast.Term, now time.Time, d *Decision) error {
+	action, err := actionTerm(req.Action)
+	if err != nil {
+		return err
+	}
+	requestID := req.RequestID
+	if requestID == "" {
+		requestID = d.ID
+	}
+	context_, err := contextTerm(now, requestID, req.RemoteAddr, req.Attributes)
+	if err != nil {
+		return err
+	}
+	d.Input = inputValue(subject, caller, action, ast.NewTerm(ast.NewObject()), context_)
+	return nil
 }

@@ -44,6 +44,10 @@ type Options struct {
 	DecisionCacheSize int
 	// EvalTimeout bounds one policy evaluation. Default 500ms.
 	EvalTimeout time.Duration
+	// KeepInput sets Decision.Input on every decision, for a decision log
+	// that records inputs. It costs building the document for decisions
+	// answered from the decision cache, which otherwise need none.
+	KeepInput bool
 	// Print receives the output of the policy's print() calls, with the
 	// call's location ("file:row"); nil discards it. Decisions answered from
 	// the decision cache print nothing.
@@ -71,6 +75,7 @@ type Engine struct {
 	decisions   int // decision cache size per snapshot; 0 disables
 	evalTimeout time.Duration
 	tests       bool          // Options.RequireTests
+	keepInput   bool          // Options.KeepInput
 	print       opaprint.Hook // Options.Print; nil when none
 	now         func() time.Time
 	log         *slog.Logger
@@ -101,6 +106,7 @@ func New(opts Options) (*Engine, error) {
 		entry:       entry,
 		evalTimeout: opts.EvalTimeout,
 		tests:       opts.RequireTests,
+		keepInput:   opts.KeepInput,
 		print:       printHook(opts.Print),
 		now:         opts.Now,
 		log:         opts.Logger,

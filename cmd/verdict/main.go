@@ -81,6 +81,7 @@ func newRootCommand() *cobra.Command {
 		newDecideCommand(),
 		newTestCommand(),
 		newCheckCommand(),
+		newReplayCommand(),
 		newTokenCommand(),
 		newServeCommand(),
 	)

@@ -18,7 +18,7 @@ import (
 
 // verdict runs the command line in-process and returns its exit code and
 // output.
-func verdict(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func verdict(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code = run(t.Context(), args, strings.NewReader(""), &out, &errOut)

@@ -7,13 +7,19 @@
 // dropped and counted (Dropped), and Run logs a periodic warning while drops
 // continue: the log never grows without bound and never slows decisions.
 //
-// A record never carries the raw bearer token: only the decision, who asked
-// (subject and caller IDs) and what for (the action).
+// A record never carries the raw bearer token: the decision, who asked
+// (subject and caller IDs), what for (the action), and the input document
+// the policy saw (verified claims, caller, action, resource, context), so
+// that a decision can be replayed against another policy. Options.Mask
+// removes fields of the input and Options.Hash replaces them by a hash;
+// a record over Options.MaxRecordBytes keeps everything but its input, and
+// the truncation is counted (Truncated).
 package decisionlog
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/verdict-pdp/verdict/internal/jsonw"
 )
@@ -68,6 +76,9 @@ type Record struct {
 	// Error is the error code when the decision failed (policy_error,
 	// not_ready, invalid_request); empty for an allow or a deny.
 	Error string
+	// Input is the input document the decision was made on; nil when none
+	// was (a request refused before evaluation). It must not be modified.
+	Input ast.Value
 }
 
 // Options configures a Logger. Every zero value means the documented default.
@@ -83,17 +94,29 @@ type Options struct {
 	WarnInterval time.Duration
 	// Logger receives the drop warnings and write errors; nil discards them.
 	Logger *slog.Logger
+	// Mask lists JSON pointers, relative to the record, of input fields
+	// to remove ("/input/subject/claims/email"); Hash lists those to
+	// replace by "sha256:" and the hash of their JSON. Each must start
+	// with /input/.
+	Mask, Hash []string
+	// MaxRecordBytes bounds one record; a record whose input would take it
+	// over is written without its input ("input_truncated": true) and
+	// counted in Truncated. 0 means 64 KiB.
+	MaxRecordBytes int
 }
 
 // Logger is a decision log. Log is safe for concurrent use and never
 // blocks; Run must be called (once) for records to be written.
 type Logger struct {
-	w       *bufio.Writer
-	ch      chan Record
-	warn    time.Duration
-	log     *slog.Logger
-	dropped atomic.Uint64
-	written atomic.Uint64
+	w         *bufio.Writer
+	ch        chan Record
+	warn      time.Duration
+	log       *slog.Logger
+	shape     *inputShaper
+	maxBytes  int
+	dropped   atomic.Uint64
+	written   atomic.Uint64
+	truncated atomic.Uint64
 }
 
 // New returns a Logger writing to opts.Writer. It starts nothing.
@@ -101,14 +124,20 @@ func New(opts Options) (*Logger, error) {
 	if opts.Writer == nil {
 		return nil, fmt.Errorf("%w: Writer is required", ErrOptions)
 	}
-	if opts.Buffer < 0 || opts.WarnInterval < 0 {
-		return nil, fmt.Errorf("%w: negative buffer or interval", ErrOptions)
+	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 {
+		return nil, fmt.Errorf("%w: negative buffer, interval or record size", ErrOptions)
+	}
+	shape, err := newInputShaper(opts.Mask, opts.Hash)
+	if err != nil {
+		return nil, err
 	}
 	l := &Logger{
-		w:    bufio.NewWriterSize(opts.Writer, 64<<10),
-		ch:   make(chan Record, cmpOr(opts.Buffer, DefaultBuffer)),
-		warn: cmpOr(opts.WarnInterval, DefaultWarnInterval),
-		log:  opts.Logger,
+		w:        bufio.NewWriterSize(opts.Writer, 64<<10),
+		ch:       make(chan Record, cmpOr(opts.Buffer, DefaultBuffer)),
+		warn:     cmpOr(opts.WarnInterval, DefaultWarnInterval),
+		log:      opts.Logger,
+		shape:    shape,
+		maxBytes: cmpOr(opts.MaxRecordBytes, DefaultMaxRecordBytes),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -139,6 +168,10 @@ func (l *Logger) Log(r Record) bool {
 
 // Dropped returns how many records were dropped because the buffer was full.
 func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
+
+// Truncated returns how many records were written without their input
+// because it would have made them larger than Options.MaxRecordBytes.
+func (l *Logger) Truncated() uint64 { return l.truncated.Load() }
 
 // Written returns how many records were written.
 func (l *Logger) Written() uint64 { return l.written.Load() }
@@ -218,7 +251,7 @@ func (l *Logger) warnLoop(ctx context.Context, stop <-chan struct{}) {
 }
 
 func (l *Logger) write(buf []byte, r Record) []byte {
-	buf = AppendRecord(buf[:0], &r)
+	buf = l.appendRecord(buf[:0], &r)
 	buf = append(buf, '\n')
 	if _, err := l.w.Write(buf); err != nil {
 		l.dropped.Add(1)
@@ -235,7 +268,34 @@ func (l *Logger) flush() {
 	}
 }
 
-// AppendRecord appends r's JSON encoding (one object, no newline) to b:
+// appendRecord encodes r with its input shaped (masked, hashed) and bounded.
+func (l *Logger) appendRecord(b []byte, r *Record) []byte {
+	var input []byte
+	truncated := false
+	if r.Input != nil {
+		enc, err := l.shape.encode(r.Input)
+		switch {
+		case err != nil:
+			truncated = true
+		case len(enc) > l.maxBytes:
+			truncated = true
+		default:
+			input = enc
+		}
+	}
+	b = appendRecord(b, r, input)
+	if len(b) > l.maxBytes && input != nil {
+		b, truncated = appendRecord(b[:0], r, nil), true
+	}
+	if truncated {
+		l.truncated.Add(1)
+		b = append(b[:len(b)-1], `,"input_truncated":true}`...)
+	}
+	return b
+}
+
+// AppendRecord appends r's JSON encoding (one object, no newline) to b,
+// its input unshaped:
 //
 //	{"decision_id":"…","time":"RFC 3339 UTC","allow":false,"reasons":[…],
 //	 "revision":"…","subject_id":"…","caller_id":"…",
@@ -244,20 +304,25 @@ func (l *Logger) flush() {
 // revision, subject_id, caller_id, the action's fields and error are left
 // out when empty; reasons is always an array.
 func AppendRecord(b []byte, r *Record) []byte {
+	var input []byte
+	if r.Input != nil {
+		if native, err := ast.JSON(r.Input); err == nil {
+			input, _ = json.Marshal(native)
+		}
+	}
+	return appendRecord(b, r, input)
+}
+
+// appendRecord appends r with input, already encoded (nil for none).
+func appendRecord(b []byte, r *Record, input []byte) []byte {
 	b = append(b, `{"decision_id":`...)
 	b = jsonw.AppendString(b, r.DecisionID)
 	b = append(b, `,"time":"`...)
 	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","allow":`...)
 	b = strconv.AppendBool(b, r.Allow)
-	b = append(b, `,"reasons":[`...)
-	for i, s := range r.Reasons {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonw.AppendString(b, s)
-	}
-	b = append(b, ']')
+	b = append(b, `,"reasons":`...)
+	b = jsonw.AppendStrings(b, r.Reasons)
 	b = appendField(b, "revision", r.Revision)
 	b = appendField(b, "api", r.API)
 	b = appendField(b, "subject_id", r.SubjectID)
@@ -273,6 +338,10 @@ func AppendRecord(b []byte, r *Record) []byte {
 	b = append(b, `},"latency_us":`...)
 	b = strconv.AppendInt(b, r.Latency.Microseconds(), 10)
 	b = appendField(b, "error", r.Error)
+	if input != nil {
+		b = append(b, `,"input":`...)
+		b = append(b, input...)
+	}
 	return append(b, '}')
 }
 

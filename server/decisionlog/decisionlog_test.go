@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
@@ -68,26 +69,8 @@ func TestRecordGolden(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunWritesAndFlushesOnShutdown(t *testing.T) {
-	var out syncBuffer
+	var out authztest.SyncBuffer
 	l, err := decisionlog.New(decisionlog.Options{Writer: &out})
 	if err != nil {
 		t.Fatal(err)

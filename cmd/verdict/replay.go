@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/verdict-pdp/verdict/authz"
+)
+
+// maxLogLine bounds one decision-log line read by replay.
+const maxLogLine = 4 << 20
+
+func newReplayCommand() *cobra.Command {
+	var (
+		logFile    string
+		policies   string
+		entrypoint string
+		asJSON     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "replay --log FILE --policies PATH [--json]",
+		Short: "Re-evaluate recorded decisions against a candidate policy and report what flips",
+		Long: `Replay reads a decision log (one JSON record per line, as verdict serve writes
+it with the input document of each decision), evaluates every recorded input
+against the candidate policies in PATH (a directory, a .rego file or a bundle
+file) as of the decision's recorded time, and reports how many decisions stay
+the same and which flip: allow to deny, deny to allow, or an error. Records
+without an input (requests refused before any policy ran, such as an invalid
+token) are skipped.
+
+Exit status: 0 nothing flipped or erred, 1 something did (so that it gates a
+policy change in CI), 2 usage error.`,
+		Example: `  verdict replay --log decisions.jsonl --policies ./candidate
+  verdict replay --log decisions.jsonl --policies bundle.tar.gz --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if logFile == "" {
+				return usageError("--log is required")
+			}
+			snap, err := readPolicies(policies, nil)
+			if err != nil {
+				return policyError(err)
+			}
+			engine, err := authz.New(authz.Options{Entrypoint: entrypoint})
+			if err != nil {
+				return usageError("%v", err)
+			}
+			if err := engine.Load(cmd.Context(), snap); err != nil {
+				return policyError(err)
+			}
+			f, err := os.Open(logFile)
+			if err != nil {
+				return usageError("--log: %v", err)
+			}
+			defer f.Close()
+			report, err := replayLog(cmd, engine, f)
+			if err != nil {
+				return &exitCode{code: exitError, err: err}
+			}
+			report.Revision = snap.Revision
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(report); err != nil {
+					return &exitCode{code: exitError, err: err}
+				}
+			} else {
+				report.print(cmd.OutOrStdout())
+			}
+			if report.AllowToDeny+report.DenyToAllow+report.Errors > 0 {
+				return &exitCode{code: exitDeny}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&logFile, "log", "", "decision log to replay (JSON lines)")
+	fl.StringVar(&policies, "policies", "", "candidate policies: a directory, a .rego file or a bundle file")
+	fl.StringVar(&entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
+	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+// replayReport is what replay found. Its JSON is the --json output.
+type replayReport struct {
+	Revision       string  `json:"revision"`
+	Total          int     `json:"total"`
+	Skipped        int     `json:"skipped"`
+	Same           int     `json:"same"`
+	ReasonsChanged int     `json:"reasons_changed"`
+	AllowToDeny    int     `json:"allow_to_deny"`
+	DenyToAllow    int     `json:"deny_to_allow"`
+	Errors         int     `json:"errors"`
+	Flips          []flip  `json:"flips"`
+	Elapsed        float64 `json:"elapsed_seconds"`
+}
+
+// flip is one decision whose answer changed, or errs under the candidate.
+type flip struct {
+	DecisionID string  `json:"decision_id"`
+	Was        outcome `json:"was"`
+	Now        outcome `json:"now"`
+	Error      string  `json:"error,omitempty"`
+}
+
+type outcome struct {
+	Allow   bool     `json:"allow"`
+	Reasons []string `json:"reasons"`
+}
+
+// loggedDecision is the part of a decision-log record replay reads.
+type loggedDecision struct {
+	DecisionID string          `json:"decision_id"`
+	Time       time.Time       `json:"time"`
+	Allow      bool            `json:"allow"`
+	Reasons    []string        `json:"reasons"`
+	Error      string          `json:"error"`
+	Input      json.RawMessage `json:"input"`
+}
+
+// replayLog evaluates every record of log against engine.
+func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replayReport, error) {
+	start := time.Now()
+	r := &replayReport{Flips: []flip{}}
+	sc := bufio.NewScanner(log)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		var rec loggedDecision
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return nil, fmt.Errorf("--log line %d: not a decision record: %w", line, err)
+		}
+		r.Total++
+		if len(rec.Input) == 0 || rec.Error != "" {
+			r.Skipped++ // refused before any policy ran, or failed: nothing to replay
+			continue
+		}
+		var input any
+		dec := json.NewDecoder(bytes.NewReader(rec.Input))
+		dec.UseNumber()
+		if err := dec.Decode(&input); err != nil {
+			return nil, fmt.Errorf("--log line %d: input: %w", line, err)
+		}
+		d, err := engine.EvaluateInput(cmd.Context(), input, authz.InputOptions{Time: rec.Time})
+		was := outcome{Allow: rec.Allow, Reasons: nonNil(rec.Reasons)}
+		now := outcome{Allow: d.Allow, Reasons: nonNil(d.Reasons)}
+		switch {
+		case err != nil:
+			r.Errors++
+			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now, Error: err.Error()})
+		case was.Allow && !now.Allow:
+			r.AllowToDeny++
+			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
+		case !was.Allow && now.Allow:
+			r.DenyToAllow++
+			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
+		case !slices.Equal(was.Reasons, now.Reasons):
+			r.ReasonsChanged++
+			r.Same++
+		default:
+			r.Same++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--log: %w", err)
+	}
+	r.Elapsed = time.Since(start).Seconds()
+	return r, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// print writes the report for a reader.
+func (r *replayReport) print(w io.Writer) {
+	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input)\n",
+		r.Total, r.Revision, r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
+	for _, f := range r.Flips {
+		if f.Error != "" {
+			fmt.Fprintf(w, "  %s: error: %s (was allow=%v %q)\n", f.DecisionID, f.Error, f.Was.Allow, f.Was.Reasons)
+			continue
+		}
+		fmt.Fprintf(w, "  %s: allow=%v %q → allow=%v %q\n", f.DecisionID, f.Was.Allow, f.Was.Reasons, f.Now.Allow, f.Now.Reasons)
+	}
+}

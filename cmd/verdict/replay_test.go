@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// recordDecisions decides reqs with the default policies, keeping inputs,
+// and writes them as a decision log, as verdict serve does; it returns the
+// log's path and the decisions.
+func recordDecisions(t testing.TB, m *devtoken.Minter, reqs []authz.Request) (string, []authz.Decision) {
+	t.Helper()
+	e, err := authz.New(authz.Options{Tokens: m.TokenOptions(), KeepInput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := bundles.ReadDir("../../policies", bundles.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	var ds []authz.Decision
+	for _, req := range reqs {
+		d, err := e.Decide(context.Background(), req)
+		rec := decisionlog.Record{DecisionID: d.ID, Time: time.Now(), Allow: d.Allow, Reasons: d.Reasons, Input: d.Input}
+		if err != nil && !strings.HasPrefix(d.Reasons[0], "token:") {
+			t.Fatalf("decide: %v", err)
+		}
+		b = append(decisionlog.AppendRecord(b, &rec), '\n')
+		ds = append(ds, d)
+	}
+	path := filepath.Join(t.TempDir(), "decisions.jsonl")
+	authztest.WriteFile(t, path, string(b))
+	return path, ds
+}
+
+// TestReplay: a recorded log replayed against a changed policy reports
+// exactly the decisions that flip (and exits 1); against the same policy
+// nothing flips (exit 0).
+func TestReplay(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	log, ds := recordDecisions(t, m, []authz.Request{
+		{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}},       // allow
+		{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:delete"}},     // deny
+		{Action: authz.Action{Name: "catalog:read"}},                                // allow, anonymous
+		{Token: token.Raw(viewer + "x"), Action: authz.Action{Name: "orders:read"}}, // refused: no input
+	})
+
+	// The candidate: viewers may delete orders but no longer read them.
+	candidate := t.TempDir()
+	copyDir(t, "../../policies/authz", filepath.Join(candidate, "authz"))
+	data, err := os.ReadFile("../../policies/data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, filepath.Join(candidate, "data.json"),
+		strings.Replace(string(data), `"viewer": ["orders:read", "catalog:read"]`, `"viewer": ["orders:delete", "catalog:read"]`, 1))
+
+	code, out, stderr := verdict(t, "replay", "--log", log, "--policies", candidate, "--json")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (flips)\n%s\n%s", code, out, stderr)
+	}
+	var r replayReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Total != 4 || r.Skipped != 1 || r.Same != 1 || r.AllowToDeny != 1 || r.DenyToAllow != 1 || r.Errors != 0 || len(r.Flips) != 2 {
+		t.Fatalf("report %+v", r)
+	}
+	byID := map[string]flip{}
+	for _, f := range r.Flips {
+		byID[f.DecisionID] = f
+	}
+	if f := byID[ds[0].ID]; f.Was.Allow != true || f.Now.Allow != false || f.Now.Reasons[0] != "no role grants orders:read" {
+		t.Errorf("orders:read flip %+v", f)
+	}
+	if f := byID[ds[1].ID]; f.Was.Allow != false || f.Now.Allow != true {
+		t.Errorf("orders:delete flip %+v", f)
+	}
+
+	code, out, _ = verdict(t, "replay", "--log", log, "--policies", "../../policies")
+	if code != 0 || !strings.Contains(out, "3 same") {
+		t.Fatalf("same policy: exit %d\n%s", code, out)
+	}
+	if code, _, _ := verdict(t, "replay", "--policies", "../../policies"); code != 2 {
+		t.Errorf("no --log: exit %d, want 2", code)
+	}
+}
+
+// copyDir copies the regular files of src into dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		authztest.WriteFile(t, filepath.Join(dst, e.Name()), string(b))
+	}
+}
+
+// BenchmarkReplay measures replay's rate: recorded decisions re-evaluated
+// per second on one core.
+func BenchmarkReplay(b *testing.B) {
+	m, _ := devtoken.Generate()
+	var reqs []authz.Request
+	for i := range 200 {
+		tok, _ := m.Mint("user", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+		action := []string{"orders:read", "orders:delete", "catalog:read", "inventory:reserve"}[i%4]
+		reqs = append(reqs, authz.Request{Token: token.Raw(tok), Action: authz.Action{Name: action}})
+	}
+	log, _ := recordDecisions(b, m, reqs)
+	b.ResetTimer()
+	for b.Loop() {
+		if code, out, _ := verdict(b, "replay", "--log", log, "--policies", "../../policies"); code != 0 {
+			b.Fatal(out)
+		}
+	}
+	b.ReportMetric(float64(len(reqs))*float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+}

@@ -1,0 +1,120 @@
+package decisionlog
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// DefaultMaxRecordBytes bounds one record when Options.MaxRecordBytes is 0.
+const DefaultMaxRecordBytes = 64 << 10
+
+// pointer is a parsed JSON pointer (RFC 6901) into a record's input: its
+// reference tokens after "/input".
+type pointer []string
+
+// parsePointer parses a pointer relative to the record, which must address
+// something inside the input document ("/input/subject/claims/email").
+func parsePointer(p string) (pointer, error) {
+	const root = "/input/"
+	if !strings.HasPrefix(p, root) || len(p) == len(root) {
+		return nil, fmt.Errorf("%q: a pointer must address a field of the input, /input/...", p)
+	}
+	parts := strings.Split(p[len(root):], "/")
+	for i, t := range parts {
+		if strings.Contains(strings.ReplaceAll(strings.ReplaceAll(t, "~0", ""), "~1", ""), "~") {
+			return nil, fmt.Errorf("%q: bad escape in token %q (~0 is ~, ~1 is /)", p, t)
+		}
+		parts[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+	}
+	return parts, nil
+}
+
+// inputShaper turns a decision's input document into what a record holds:
+// masked fields removed, hashed fields replaced by their hash.
+type inputShaper struct {
+	mask, hash []pointer
+}
+
+func newInputShaper(mask, hash []string) (*inputShaper, error) {
+	s := &inputShaper{}
+	for _, m := range mask {
+		p, err := parsePointer(m)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mask %w", ErrOptions, err)
+		}
+		s.mask = append(s.mask, p)
+	}
+	for _, h := range hash {
+		p, err := parsePointer(h)
+		if err != nil {
+			return nil, fmt.Errorf("%w: hash %w", ErrOptions, err)
+		}
+		s.hash = append(s.hash, p)
+	}
+	return s, nil
+}
+
+// encode returns the input's JSON as the record holds it.
+func (s *inputShaper) encode(v ast.Value) ([]byte, error) {
+	native, err := ast.JSON(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range s.mask {
+		apply(native, p, func(any) (any, bool) { return nil, false })
+	}
+	for _, p := range s.hash {
+		apply(native, p, func(old any) (any, bool) {
+			b, _ := json.Marshal(old)
+			sum := sha256.Sum256(b)
+			return "sha256:" + hex.EncodeToString(sum[:]), true
+		})
+	}
+	return json.Marshal(native)
+}
+
+// apply replaces the value p addresses in doc with f's result, or removes
+// it when f says so (keep false): a removed array element becomes null, so
+// that the other elements keep their positions. Nothing happens when p
+// addresses nothing.
+func apply(doc any, p pointer, f func(old any) (repl any, keep bool)) {
+	cur := doc
+	for i, tok := range p {
+		last := i == len(p)-1
+		switch c := cur.(type) {
+		case map[string]any:
+			next, ok := c[tok]
+			if !ok {
+				return
+			}
+			if last {
+				if repl, keep := f(next); keep {
+					c[tok] = repl
+				} else {
+					delete(c, tok)
+				}
+				return
+			}
+			cur = next
+		case []any:
+			n, err := strconv.Atoi(tok)
+			if err != nil || n < 0 || n >= len(c) {
+				return
+			}
+			if last {
+				repl, _ := f(c[n])
+				c[n] = repl
+				return
+			}
+			cur = c[n]
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package decisionlog_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// logOne writes r through a Logger with opts and returns the record as JSON.
+func logOne(t *testing.T, opts decisionlog.Options, r decisionlog.Record) map[string]any {
+	t.Helper()
+	var out authztest.SyncBuffer
+	opts.Writer = &out
+	l, err := decisionlog.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Log(r)
+	ctx, cancel := contextDone()
+	defer cancel()
+	if err := l.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(bytes.TrimSpace([]byte(out.String())), &m); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	return m
+}
+
+func inputDoc(t *testing.T) ast.Value {
+	t.Helper()
+	v, err := ast.InterfaceToValue(map[string]any{
+		"subject": map[string]any{"authenticated": true, "id": "alice",
+			"claims": map[string]any{"email": "alice@example.com", "roles": []any{"viewer"}, "tenant": "acme"}},
+		"caller":   map[string]any{"authenticated": false, "method": "none"},
+		"action":   map[string]any{"name": "orders:read"},
+		"resource": map[string]any{"owners": []any{"alice", "bob"}},
+		"context":  map[string]any{"time": "2026-12-01T10:00:00Z", "request_id": "r1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestInputIsLoggedMaskedAndBounded: the input document is in the record,
+// with masked fields gone, hashed fields replaced by their hash, and a
+// record too large for the limit written without its input, counted.
+func TestInputIsLoggedMaskedAndBounded(t *testing.T) {
+	rec := decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{"ok"}, Allow: true, Input: inputDoc(t)}
+
+	m := logOne(t, decisionlog.Options{}, rec)
+	claims := m["input"].(map[string]any)["subject"].(map[string]any)["claims"].(map[string]any)
+	if claims["email"] != "alice@example.com" || claims["tenant"] != "acme" {
+		t.Errorf("unmasked input: %v", m["input"])
+	}
+
+	m = logOne(t, decisionlog.Options{Mask: []string{"/input/subject/claims/email", "/input/resource/owners/1", "/input/nowhere/x"},
+		Hash: []string{"/input/subject/claims/tenant"}}, rec)
+	in := m["input"].(map[string]any)
+	claims = in["subject"].(map[string]any)["claims"].(map[string]any)
+	if _, ok := claims["email"]; ok {
+		t.Errorf("masked email logged: %v", claims)
+	}
+	if h, _ := claims["tenant"].(string); !strings.HasPrefix(h, "sha256:") || len(h) != len("sha256:")+64 {
+		t.Errorf("hashed tenant = %v", claims["tenant"])
+	}
+	if owners := in["resource"].(map[string]any)["owners"].([]any); owners[0] != "alice" || owners[1] != nil {
+		t.Errorf("masked array element: %v", owners)
+	}
+	if strings.Contains(logLine(t, decisionlog.Options{Mask: []string{"/input/subject/claims/email"}}, rec), "alice@example.com") {
+		t.Error("the masked value appears in the record")
+	}
+
+	var out authztest.SyncBuffer
+	l, err := decisionlog.New(decisionlog.Options{Writer: &out, MaxRecordBytes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Log(rec)
+	ctx, cancel := contextDone()
+	defer cancel()
+	_ = l.Run(ctx)
+	if !strings.Contains(out.String(), `"input_truncated":true`) || strings.Contains(out.String(), `"input":`) || l.Truncated() != 1 {
+		t.Errorf("over the limit: %s (truncated %d)", out.String(), l.Truncated())
+	}
+}
+
+func logLine(t *testing.T, opts decisionlog.Options, r decisionlog.Record) string {
+	t.Helper()
+	b, _ := json.Marshal(logOne(t, opts, r))
+	return string(b)
+}
+
+func TestMaskPointersAreChecked(t *testing.T) {
+	for _, bad := range []string{"/subject/claims/email", "/input/", "input/x", "/input/a~2b"} {
+		if _, err := decisionlog.New(decisionlog.Options{Writer: &bytes.Buffer{}, Mask: []string{bad}}); err == nil {
+			t.Errorf("mask %q accepted", bad)
+		}
+	}
+	if _, err := decisionlog.New(decisionlog.Options{Writer: &bytes.Buffer{}, Hash: []string{"/input/a~1b/c~0d"}}); err != nil {
+		t.Errorf("escaped pointer refused: %v", err)
+	}
+}
+
+// contextDone is a context that is already done: Run writes what is
+// queued, flushes and returns.
+func contextDone() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx, func() {}
+}
