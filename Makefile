@@ -36,7 +36,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBearerToken -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDecideBody -fuzztime $(FUZZTIME) ./server
-	$(GO) test -run '^$$' -fuzz FuzzForwardedCert -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run '^$$' -fuzz FuzzExtAuthzCheck -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run '^$$' -fuzz FuzzForwardedCert -fuzztime $(FUZZTIME) ./server/internal/fwdcert
 	$(GO) test -run '^$$' -fuzz FuzzReadTarball -fuzztime $(FUZZTIME) ./bundles
 	$(GO) test -run '^$$' -fuzz FuzzParseCost -fuzztime $(FUZZTIME) ./bundles
 	$(GO) test -run '^$$' -fuzz FuzzAppendString -fuzztime $(FUZZTIME) ./internal/jsonw

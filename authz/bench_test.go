@@ -13,13 +13,7 @@ package authz_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"math/big"
 	"strconv"
 	"sync"
 	"syscall"
@@ -38,6 +32,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/policies"
+	"github.com/verdict-pdp/verdict/test/load/opabaseline"
 )
 
 // benchAlgs are the algorithms measured; RS256 is the headline.
@@ -216,150 +211,15 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// benchOPAPolicy is the default policy's RBAC, written the way an OPA user writes
-// it when OPA verifies the token itself: io.jwt.decode_verify inside the
-// policy, roles from the verified claims, permissions from the same
-// data.json. There is no caller identity in this input, so the service
-// allowlist only ever denies (as the default policy does without a caller).
-// %[1]q is the key constraint name: "cert" (a JWKS) or "secret" (HS256).
-const benchOPAPolicy = `package opa_authz
-
-default allow := false
-
-verified := io.jwt.decode_verify(input.token, {
-	%[1]q: data.opa_bench.key,
-	"iss": %[2]q,
-	"aud": %[3]q,
-	"time": time.now_ns(),
-})
-
-authenticated if verified[0] == true
-
-claims := verified[2] if authenticated
-
-action := input.action.name
-
-roles contains role if {
-	authenticated
-	some role in claims.roles
-	is_string(role)
-}
-
-permits contains action
-
-permits contains concat(":", [action_resource, "*"])
-
-action_resource := substring(action, 0, i) if {
-	i := indexof(action, ":")
-	i > 0
-}
-
-grants contains [role, permission] if {
-	some role in roles
-	some permission in permits
-	permission in data.roles[role]
-}
-
-service_only if data.service_actions[action]
-
-public_allowed if {
-	not service_only
-	action in data.public_actions
-}
-
-role_allowed if {
-	not service_only
-	count(grants) > 0
-}
-
-allow if public_allowed
-
-allow if role_allowed
-
-reasons contains sprintf("anonymous access to %%s is public", [action]) if {
-	public_allowed
-	not authenticated
-}
-
-reasons contains sprintf("%%s is public", [action]) if {
-	public_allowed
-	authenticated
-}
-
-reasons contains sprintf("anonymous access to %%s is not allowed", [action]) if {
-	not service_only
-	not public_allowed
-	not authenticated
-}
-
-reasons contains sprintf("role %%s grants %%s", [role, action]) if {
-	role_allowed
-	some [role, permission] in grants
-	permission == action
-}
-
-reasons contains sprintf("role %%s grants %%s via %%s", [role, action, permission]) if {
-	role_allowed
-	some [role, permission] in grants
-	permission != action
-}
-
-reasons contains sprintf("no role grants %%s", [action]) if {
-	authenticated
-	not service_only
-	not public_allowed
-	not role_allowed
-}
-
-reasons contains "the caller is not authenticated" if service_only
-
-subject_id := id if {
-	authenticated
-	id := claims.sub
-} else := ""
-
-default headers := {}
-
-headers := {
-	"x-verdict-action": action,
-	"x-verdict-subject": subject_id,
-	"x-verdict-roles": concat(",", sort(roles)),
-	"x-verdict-caller": "",
-} if allow
-
-decision := {"allow": allow, "reasons": reasons, "headers": headers}
-`
-
-// benchJWKS renders the issuer's public key as a one-key JWKS (with its kid),
-// or for HS256 returns the raw secret; the first result is the name of the
-// io.jwt.decode_verify constraint that takes it.
-func benchJWKS(b *testing.B, iss *authztest.Issuer) (constraint, key string) {
+// benchOPAKey returns the io.jwt.decode_verify constraint and the key the
+// OPA baseline verifies the issuer's tokens with: the public key as a JWKS
+// ("cert"), or for HS256 the raw secret ("secret").
+func benchOPAKey(b *testing.B, iss *authztest.Issuer) (constraint, key string) {
 	b.Helper()
-	enc := base64.RawURLEncoding.EncodeToString
-	jwk := map[string]any{"kid": iss.KeyID, "alg": iss.Alg, "use": "sig"}
-	switch pub := iss.PublicKey().Public.(type) {
-	case []byte:
-		return "secret", string(pub)
-	case *rsa.PublicKey:
-		jwk["kty"], jwk["n"], jwk["e"] = "RSA", enc(pub.N.Bytes()), enc(big.NewInt(int64(pub.E)).Bytes())
-	case *ecdsa.PublicKey:
-		ek, err := pub.ECDH()
-		if err != nil {
-			b.Fatal(err)
-		}
-		raw := ek.Bytes() // 0x04 || X || Y
-		n := (len(raw) - 1) / 2
-		jwk["kty"], jwk["crv"], jwk["x"], jwk["y"] = "EC", "P-256", enc(raw[1:1+n]), enc(raw[1+n:])
-	case ed25519.PublicKey:
-		jwk["kty"], jwk["crv"], jwk["x"] = "OKP", "Ed25519", enc(pub)
-	default:
-		b.Fatalf("unexpected key type %T", pub)
+	if secret, ok := iss.PublicKey().Public.([]byte); ok {
+		return "secret", string(secret)
 	}
-	out, err := json.Marshal(map[string]any{"keys": []any{jwk}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return "cert", string(out)
+	return "cert", string(authztest.JWKS(b, iss))
 }
 
 // BenchmarkOPA is (a): OPA's rego package verifying the token in policy,
@@ -391,12 +251,13 @@ func benchOPA(b *testing.B, alg string, jwtCache bool) {
 	p := benchPoolFor(b, alg)
 	s := benchSnapshot(b)
 
-	constraint, key := benchJWKS(b, p.issuer)
-	data := make(map[string]any, len(s.Data)+1)
-	for k, v := range s.Data {
-		data[k] = v
+	constraint, key := benchOPAKey(b, p.issuer)
+	policy, err := opabaseline.Policy(opabaseline.Params{
+		Constraint: constraint, Issuer: p.issuer.Name, Audience: p.issuer.Audience, Action: "input.action.name",
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	data["opa_bench"] = map[string]any{"key": key}
 
 	config, err := cache.ParseCachingConfig(nil)
 	if err != nil {
@@ -412,8 +273,8 @@ func benchOPA(b *testing.B, alg string, jwtCache bool) {
 
 	pq, err := rego.New(
 		rego.Query("data.opa_authz.decision"),
-		rego.Module("opa_authz.rego", fmt.Sprintf(benchOPAPolicy, constraint, p.issuer.Name, p.issuer.Audience)),
-		rego.Store(inmem.NewFromObject(data)),
+		rego.Module("opa_authz.rego", policy),
+		rego.Store(inmem.NewFromObject(opabaseline.Data(s.Data, key))),
 		rego.InterQueryBuiltinValueCache(vc),
 	).PrepareForEval(ctx)
 	if err != nil {

@@ -46,23 +46,22 @@ func CallerFromTLS(cs *tls.ConnectionState) Caller {
 	return Caller{Certificate: cs.VerifiedChains[0][0]}
 }
 
-// certificateCaller builds input.caller for a verified certificate. The id is
-// the SPIFFE ID (URI SAN) when present, else the first DNS SAN, else the
-// subject CN.
-func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, string, error) {
-	var spiffeID string
-	uris := make([]*ast.Term, 0, len(cert.URIs))
+// CertificateID returns the caller id a certificate proves, as
+// input.caller.id names it: the SPIFFE ID (URI SAN) when present, else the
+// first DNS SAN, else the subject CN. It also returns the SPIFFE ID alone
+// ("" when none). A certificate with more than one SPIFFE ID, or with no
+// identity at all, is a *Refusal of category ErrCaller. It does not verify
+// the certificate: pass only one a TLS handshake or a trust bundle verified.
+func CertificateID(cert *x509.Certificate) (id, spiffeID string, err error) {
 	for _, u := range cert.URIs {
-		s := u.String()
-		uris = append(uris, ast.StringTerm(s))
 		if strings.EqualFold(u.Scheme, "spiffe") {
 			if spiffeID != "" {
-				return nil, "", Refusef(ErrCaller, "certificate has more than one SPIFFE ID")
+				return "", "", Refusef(ErrCaller, "certificate has more than one SPIFFE ID")
 			}
-			spiffeID = s
+			spiffeID = u.String()
 		}
 	}
-	id := spiffeID
+	id = spiffeID
 	if id == "" && len(cert.DNSNames) > 0 {
 		id = cert.DNSNames[0]
 	}
@@ -70,7 +69,21 @@ func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, strin
 		id = cert.Subject.CommonName
 	}
 	if id == "" {
-		return nil, "", Refusef(ErrCaller, "certificate names no identity (no URI SAN, DNS SAN or CN)")
+		return "", "", Refusef(ErrCaller, "certificate names no identity (no URI SAN, DNS SAN or CN)")
+	}
+	return id, spiffeID, nil
+}
+
+// certificateCaller builds input.caller for a verified certificate, named
+// by CertificateID.
+func certificateCaller(cert *x509.Certificate, forwarded bool) (*ast.Term, string, error) {
+	id, spiffeID, err := CertificateID(cert)
+	if err != nil {
+		return nil, "", err
+	}
+	uris := make([]*ast.Term, len(cert.URIs))
+	for i, u := range cert.URIs {
+		uris[i] = ast.StringTerm(u.String())
 	}
 	dns := make([]*ast.Term, len(cert.DNSNames))
 	for i, n := range cert.DNSNames {

@@ -2,20 +2,15 @@ package authz_test
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"math/big"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -24,37 +19,12 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
-// leaf makes a certificate (self-signed: the engine trusts what TLS or the
-// HTTP front verified, so only the names matter here).
+// leaf issues a certificate for cn with the given SANs (from a fresh CA:
+// the engine trusts what TLS or the HTTP front verified, so only the names
+// matter here).
 func leaf(t *testing.T, cn string, dns []string, uris ...string) *x509.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(0xbeef),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"Shop"}},
-		DNSNames:     dns,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
-	}
-	for _, u := range uris {
-		parsed, err := url.Parse(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.URIs = append(tmpl.URIs, parsed)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return authztest.NewCA(t, "caller test ca").Issue(t, authztest.LeafOptions{CommonName: cn, DNSNames: dns, URIs: uris}).Cert
 }
 
 const echoCaller = `package authz

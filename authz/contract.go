@@ -235,25 +235,21 @@ func anyMismatch(t types.Any, f func(types.Type) bool) bool {
 	return false
 }
 
-func notBoolean(t types.Type) bool {
+// notScalar reports whether t may be something other than the scalar type
+// T; a union mismatches when one of its alternatives does.
+func notScalar[T types.Boolean | types.String](t types.Type) bool {
 	switch x := unwrapType(t).(type) {
-	case types.Boolean:
+	case T:
 		return false
 	case types.Any:
-		return anyMismatch(x, notBoolean)
+		return anyMismatch(x, notScalar[T])
 	}
 	return true
 }
 
-func notString(t types.Type) bool {
-	switch x := unwrapType(t).(type) {
-	case types.String:
-		return false
-	case types.Any:
-		return anyMismatch(x, notString)
-	}
-	return true
-}
+func notBoolean(t types.Type) bool { return notScalar[types.Boolean](t) }
+
+func notString(t types.Type) bool { return notScalar[types.String](t) }
 
 func notStringCollection(t types.Type) bool {
 	switch x := unwrapType(t).(type) {

@@ -20,14 +20,8 @@ func (d *Decision) AppendJSON(b []byte, withHeaders bool) []byte {
 	} else {
 		b = append(b, `,"allow":false`...)
 	}
-	b = append(b, `,"reasons":[`...)
-	for i, r := range d.Reasons {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonw.AppendString(b, r)
-	}
-	b = append(b, ']')
+	b = append(b, `,"reasons":`...)
+	b = jsonw.AppendStrings(b, d.Reasons)
 	if withHeaders && d.Allow && len(d.Headers) > 0 {
 		b = append(b, `,"headers":{`...)
 		var keysArr [8]string

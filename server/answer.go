@@ -16,6 +16,7 @@ const (
 	CodeInvalidRequest   = "invalid_request"        // 400: malformed body or request
 	CodeTooLarge         = "too_large"              // 413: body over Limits.MaxBodyBytes
 	CodeUnsupportedMedia = "unsupported_media_type" // 415: body is not application/json
+	CodeForbidden        = "forbidden"              // 403: the client may not use this endpoint (AuthZEN)
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	CodeNotFound         = "not_found"              // 404
 	CodeNotReady         = "not_ready"              // 503: no policy loaded
@@ -29,6 +30,7 @@ var (
 	errTooLarge             = errors.New("request body too large")
 	errUnsupportedMediaType = errors.New("unsupported media type")
 	errMethod               = errors.New("method not allowed")
+	errForbidden            = errors.New("forbidden")
 	errNotFound             = errors.New("not found")
 )
 
@@ -75,6 +77,8 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 		return http.StatusUnsupportedMediaType, CodeUnsupportedMedia
 	case errors.Is(err, authz.ErrInvalidRequest):
 		return http.StatusBadRequest, CodeInvalidRequest
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden, CodeForbidden
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed, CodeMethodNotAllowed
 	case errors.Is(err, errNotFound):

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/verdict-pdp/verdict/authz"
-	"github.com/verdict-pdp/verdict/server/decisionlog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 func BenchmarkDecodeDecideBody(b *testing.B) {

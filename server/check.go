@@ -94,11 +94,8 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 // one (Options.ActionHeader), promising the proxy overwrites it.
 func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	h := r.Header
-	for _, name := range methodOverrideHeaders {
-		if len(h.Values(name)) > 0 {
-			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest,
-				"header %s is refused: an upstream that honours it would run another method than the one decided", name)
-		}
+	if err := refuseMethodOverride(h); err != nil {
+		return authz.Action{}, err
 	}
 	var vals [4]string
 	var present [4]bool
@@ -134,16 +131,41 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 		}
 		a.Method, a.Path = r.Method, own
 	}
-	if s.actionHeader != "" {
-		names := h.Values(s.actionHeader)
-		if len(names) > 1 {
-			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "header %s appears more than once", s.actionHeader)
-		}
-		if len(names) == 1 {
-			a.Name = names[0]
-		}
+	var err error
+	if a.Name, err = s.actionName(h); err != nil {
+		return authz.Action{}, err
 	}
 	return a, nil
+}
+
+// refuseMethodOverride refuses a request carrying a method-override header
+// (X-HTTP-Method-Override and kin): an upstream that honours it would run
+// another method than the one decided.
+func refuseMethodOverride(h http.Header) error {
+	for _, name := range methodOverrideHeaders {
+		if len(h[name]) > 0 {
+			return authz.Refusef(authz.ErrInvalidRequest,
+				"header %s is refused: an upstream that honours it would run another method than the one decided", name)
+		}
+	}
+	return nil
+}
+
+// actionName reads the action's name from the configured action header
+// (Options.ActionHeader): "" when none is configured or sent, a refusal
+// when the header is repeated.
+func (s *Server) actionName(h http.Header) (string, error) {
+	if s.actionHeader == "" {
+		return "", nil
+	}
+	names := h[s.actionHeader]
+	if len(names) > 1 {
+		return "", authz.Refusef(authz.ErrInvalidRequest, "header %s appears more than once", s.actionHeader)
+	}
+	if len(names) == 1 {
+		return names[0], nil
+	}
+	return "", nil
 }
 
 // clientAddr is the protected request's client address, for

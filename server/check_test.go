@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 func TestCheck(t *testing.T) {
@@ -73,7 +75,7 @@ func TestCheck(t *testing.T) {
 			want: 403},
 		{name: "an unconfigured forwarded cert header is ignored", header: http.Header{"Authorization": {bearer},
 			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/42"},
-			"X-Ssl-Client-Cert": {escapedPEM(f.ca.pem())}},
+			"X-Ssl-Client-Cert": {authztest.EscapePEM(f.ca.PEM())}},
 			want: 200, wantSubject: "alice"},
 	}
 	for _, tc := range tests {
@@ -166,7 +168,7 @@ func TestCheckHeaderInjection(t *testing.T) {
 // is a policy error (500), never a 200 with the header split.
 func TestCheckPolicyHeaderInjection(t *testing.T) {
 	f := newFixture(t, fixtureOptions{noLoad: true})
-	if err := f.engine.Load(t.Context(), policySnapshot(t, `package authz
+	if err := f.engine.Load(t.Context(), authztest.Policy(t, "", `package authz
 allow := true
 headers := {"x-user": "bob\r\nx-admin: true"}
 `)); err != nil {

@@ -76,6 +76,7 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error)
 		CallerID:   d.CallerID,
 		Action:     logAction(req.Action),
 		Latency:    d.Duration,
+		Input:      d.Input,
 	}
 	if err != nil && !errors.Is(err, authz.ErrToken) && !errors.Is(err, authz.ErrCaller) {
 		_, rec.Error = answer(decideAPI, *d, err, true)

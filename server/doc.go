@@ -10,6 +10,18 @@
 //	GET  /v1/status     policy revision, load time, last reload error
 //	GET  /metrics       Prometheus metrics from the server's own registry
 //
+// With Options.AuthZEN, also the AuthZEN 1.0 API (authzen.go):
+//
+//	POST /access/v1/evaluation             one evaluation, asserted subject
+//	POST /access/v1/evaluations            a batch, with defaults and semantics
+//	GET  /.well-known/authzen-configuration  the PDP metadata
+//
+// With Options.ExtAuthz, also Envoy's ext_authz API over gRPC on a second
+// listener (extauthz.go): envoy.service.auth.v3.Authorization/Check, which
+// asks /v1/check's question from a CheckRequest and answers a CheckResponse
+// (never a gRPC error), and the standard grpc.health.v1.Health service,
+// SERVING exactly when /health/ready answers 200.
+//
 // Failure semantics: every error is a deny. /v1/decide answers 200 with the
 // decision for allow and deny (an invalid token or caller credential is a
 // deny), 400 invalid_request for a malformed body, 413 too_large over the

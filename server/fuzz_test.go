@@ -67,35 +67,3 @@ func depth(data []byte) int {
 		}
 	}
 }
-
-// FuzzForwardedCert: the XFCC and escaped-PEM parsers never panic; what
-// they accept holds a PEM boundary, and the chain parser never panics on it.
-func FuzzForwardedCert(f *testing.F) {
-	ca := newTestCA(f, "fuzz ca")
-	leaf := ca.issue(f, leafOptions{cn: "svc", uris: []string{"spiffe://verdict.example/ns/a/sa/b"}})
-	f.Add(xfcc(leaf.pem()))
-	f.Add(xfcc(leaf.pem()) + "," + xfcc(ca.pem()))
-	f.Add(escapedPEM(leaf.pem()))
-	f.Add(`By=x;Hash=y;Subject="a,b;c=\"d\"";URI=;DNS=a;DNS=b`)
-	f.Add(`Cert="%zz"`)
-	f.Add(`Cert="-----BEGIN CERTIFICATE-----%0AAAAA%0A-----END CERTIFICATE-----"`)
-	f.Add(`"`)
-	f.Add(``)
-	f.Fuzz(func(t *testing.T, v string) {
-		for name, parse := range map[string]func(string) ([]byte, error){"xfcc": ParseXFCC, "escaped": ParseEscapedPEM} {
-			out, err := parse(v)
-			if err != nil {
-				if !errors.Is(err, ErrForwardedCert) {
-					t.Fatalf("%s: error %v does not wrap ErrForwardedCert", name, err)
-				}
-				continue
-			}
-			if !bytes.Contains(out, []byte("-----BEGIN ")) {
-				t.Fatalf("%s: accepted %q without a PEM boundary", name, out)
-			}
-			if leaf, _, err := parseChain(out); err == nil && leaf == nil {
-				t.Fatalf("%s: parseChain returned no leaf and no error", name)
-			}
-		}
-	})
-}

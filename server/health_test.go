@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/policies"
@@ -56,7 +57,7 @@ func TestHealth(t *testing.T) {
 	}
 
 	// A broken policy: still not ready, and the error shows with its location.
-	err := f.engine.Load(t.Context(), policySnapshot(t, "package authz\nallow if {\n  input.subjet.id == 1\n}\n"))
+	err := f.engine.Load(t.Context(), authztest.Policy(t, "", "package authz\nallow if {\n  input.subjet.id == 1\n}\n"))
 	if err == nil {
 		t.Fatal("broken policy loaded")
 	}

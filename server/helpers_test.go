@@ -2,27 +2,18 @@ package server
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
@@ -37,7 +28,7 @@ type fixture struct {
 	engine *authz.Engine
 	minter *devtoken.Minter
 	log    *memLog
-	ca     *testCA
+	ca     *authztest.CA
 }
 
 type fixtureOptions struct {
@@ -65,8 +56,8 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f := &fixture{engine: e, minter: m, log: &memLog{}, ca: newTestCA(t, "verdict test ca")}
-	opts := Options{Engine: e, DecisionLog: f.log, TrustBundle: f.ca.pool(), ActionHeader: "X-Verdict-Action"}
+	f := &fixture{engine: e, minter: m, log: &memLog{}, ca: authztest.NewCA(t, "verdict test ca")}
+	opts := Options{Engine: e, DecisionLog: f.log, TrustBundle: f.ca.Pool(), ActionHeader: "X-Verdict-Action"}
 	for _, p := range fo.trusted {
 		opts.TrustedProxies = append(opts.TrustedProxies, netip.MustParsePrefix(p))
 	}
@@ -146,132 +137,6 @@ func (l *memLog) records() []decisionlog.Record {
 	return append([]decisionlog.Record(nil), l.recs...)
 }
 
-// testCA is a CA generated when the test runs.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t testing.TB, cn string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key}
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-func (ca *testCA) pem() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
-}
-
-// leafOptions describe a leaf certificate.
-type leafOptions struct {
-	cn       string
-	dns      []string
-	uris     []string
-	usage    []x509.ExtKeyUsage // default client auth
-	notAfter time.Time
-}
-
-type testLeaf struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func (ca *testCA) issue(t testing.TB, o leafOptions) *testLeaf {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: o.cn},
-		DNSNames:     o.dns,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     o.notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  o.usage,
-	}
-	if tmpl.NotAfter.IsZero() {
-		tmpl.NotAfter = time.Now().Add(12 * time.Hour)
-	}
-	if tmpl.ExtKeyUsage == nil {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	for _, u := range o.uris {
-		pu, err := url.Parse(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.URIs = append(tmpl.URIs, pu)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testLeaf{cert: cert, key: key}
-}
-
-func (l *testLeaf) pem() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: l.cert.Raw})
-}
-
-func (l *testLeaf) tlsCertificate(t testing.TB) tls.Certificate {
-	t.Helper()
-	return tls.Certificate{Certificate: [][]byte{l.cert.Raw}, PrivateKey: l.key, Leaf: l.cert}
-}
-
-// escapedPEM is PEM escaped as nginx's $ssl_client_escaped_cert does
-// (ngx_escape_uri, NGX_ESCAPE_URI_COMPONENT): everything but unreserved
-// characters as %XX, spaces as %20.
-func escapedPEM(p []byte) string {
-	var b strings.Builder
-	for _, c := range p {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}
-
-// xfcc builds an Envoy XFCC element carrying p as Cert.
-func xfcc(p []byte) string {
-	return `By=spiffe://verdict.example/envoy;Hash=abc123;Cert="` + url.PathEscape(string(p)) +
-		`";Subject="CN=x,O=y";URI=spiffe://verdict.example/ns/shop/sa/payments`
-}
-
 func jsonBody(t testing.TB, v any) string {
 	t.Helper()
 	var b bytes.Buffer
@@ -279,13 +144,4 @@ func jsonBody(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return b.String()
-}
-
-// policySnapshot is an in-memory snapshot of one module.
-func policySnapshot(t testing.TB, rego string) *bundles.Snapshot {
-	t.Helper()
-	s := &bundles.Snapshot{Origin: "test", Data: map[string]any{},
-		Modules: []bundles.Module{{Path: "policy.rego", Raw: []byte(rego)}}}
-	s.Revision = bundles.ContentHash(s)
-	return s
 }

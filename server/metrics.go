@@ -86,11 +86,12 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		st := s.engine.Status()
 		return st.Loads, st.LoadFailures
 	}
-	var dropped func() float64
+	dropped, truncated := func() float64 { return 0 }, func() float64 { return 0 }
 	if d, ok := s.dlog.(interface{ Dropped() uint64 }); ok {
 		dropped = func() float64 { return float64(d.Dropped()) }
-	} else {
-		dropped = func() float64 { return 0 }
+	}
+	if d, ok := s.dlog.(interface{ Truncated() uint64 }); ok {
+		truncated = func() float64 { return float64(d.Truncated()) }
 	}
 	if s.reloads != nil {
 		if err := reg.Register(s.reloads.vec); err != nil {
@@ -124,6 +125,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Name: "verdict_decision_log_dropped_total",
 			Help: "Decision log records dropped because the log's buffer was full.",
 		}, dropped),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_decision_log_truncated_total",
+			Help: "Decision log records written without their input document because it would have made them larger than the record limit.",
+		}, truncated),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

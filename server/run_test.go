@@ -9,11 +9,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
@@ -25,24 +25,7 @@ func start(t *testing.T, s *Server) (string, func() error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(10 * time.Second):
-				runErr = errors.New("Run did not return")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	return addr.String(), stop
+	return addr.String(), authztest.Start(t, s.Run)
 }
 
 func TestRunServesAndShutsDown(t *testing.T) {
@@ -165,42 +148,42 @@ func TestShutdownDeadline(t *testing.T) {
 
 func TestMTLSPeerIsCaller(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	serverCert := f.ca.issue(t, leafOptions{cn: "verdict", dns: []string{"localhost"},
-		uris: nil, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	serverCert := f.ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", DNSNames: []string{"localhost"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{serverCert.tlsCertificate(t)},
+		Certificates: []tls.Certificate{serverCert.TLS},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    f.ca.pool(),
+		ClientCAs:    f.ca.Pool(),
 	}
 	s, err := New(Options{Engine: f.engine, TLS: cfg, DecisionLog: f.log, ActionHeader: "X-Verdict-Action"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr, _ := start(t, s)
-	client := func(cert *testLeaf) *http.Client {
-		tc := &tls.Config{RootCAs: f.ca.pool(), ServerName: "localhost"}
+	client := func(cert *authztest.Leaf) *http.Client {
+		tc := &tls.Config{RootCAs: f.ca.Pool(), ServerName: "localhost"}
 		if cert != nil {
-			tc.Certificates = []tls.Certificate{cert.tlsCertificate(t)}
+			tc.Certificates = []tls.Certificate{cert.TLS}
 		}
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	}
-	payments := f.ca.issue(t, leafOptions{cn: "payments", uris: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	payments := f.ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
 	tests := []struct {
 		name       string
-		cert       *testLeaf
+		cert       *authztest.Leaf
 		path       string
 		body       string
 		want       int
 		wantReason string
 	}{
-		{name: "decide with peer certificate", cert: payments, path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
+		{name: "decide with peer certificate", cert: &payments, path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
 			want: 200, wantReason: `"allow":true,"reasons":["service payments may call inventory:reserve"]`},
 		{name: "decide without certificate", path: "/v1/decide", body: `{"action":"inventory:reserve"}`,
 			want: 200, wantReason: `and the caller is not authenticated"`},
 		// On /v1/check the peer is the proxy: its certificate is never the
 		// caller of the requests it forwards.
-		{name: "check with peer certificate", cert: payments, path: "/v1/check", want: 401,
+		{name: "check with peer certificate", cert: &payments, path: "/v1/check", want: 401,
 			wantReason: `and the caller is not authenticated`},
 	}
 	for _, tc := range tests {
@@ -245,9 +228,7 @@ func TestDecisionLogDropsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- dl.Run(ctx) }()
+	stopLog := authztest.Start(t, dl.Run)
 	const n = 50
 	startAt := time.Now()
 	for range n {
@@ -265,8 +246,7 @@ func TestDecisionLogDropsCounted(t *testing.T) {
 		t.Errorf("dropped metric not counting:\n%s", grep(metrics, "dropped"))
 	}
 	close(bw.release)
-	cancel()
-	if err := <-done; err != nil {
+	if err := stopLog(); err != nil {
 		t.Fatal(err)
 	}
 	if got := dl.Written() + dl.Dropped(); got != n {

@@ -67,7 +67,10 @@ var _ KeySet = (*jwks.Manager)(nil)
 
 // DecisionLog receives one record per decision. Log must not block;
 // *decisionlog.Logger is one. A DecisionLog that also has a Dropped() uint64
-// method has it exported as verdict_decision_log_dropped_total.
+// method has it exported as verdict_decision_log_dropped_total, and one
+// with Truncated() uint64 as verdict_decision_log_truncated_total. Records
+// carry the decision's input document when the engine keeps it
+// (authz.Options.KeepInput).
 type DecisionLog interface {
 	Log(r decisionlog.Record) bool
 }
@@ -154,6 +157,18 @@ type Options struct {
 	// overwrites (nginx: proxy_set_header X-Forwarded-For
 	// $proxy_add_x_forwarded_for, or X-Real-IP $remote_addr).
 	ClientAddrHeader string
+	// ExtAuthz, when its Addr is set, serves Envoy's ext_authz API over gRPC
+	// on a second listener, through the same decision pipeline (metrics
+	// with api "ext_authz", decision log). See ExtAuthzOptions.
+	ExtAuthz ExtAuthzOptions
+	// AuthZEN, when set, serves the AuthZEN 1.0 endpoints; nil leaves them
+	// off (404). See AuthZEN.
+	AuthZEN *AuthZEN
+	// Explain lets POST /v1/decide?explain=true add an explanation (the
+	// rules that produced the decision) to the answer. Off by default: an
+	// explanation shows the policy's inner workings and costs a traced
+	// evaluation.
+	Explain bool
 	// DecisionLog receives every decision; nil logs none.
 	DecisionLog DecisionLog
 	// ReloadObserver, when set, is the policy source's observer; the
@@ -194,13 +209,20 @@ type Server struct {
 	escHeader    string
 	actionHeader string
 	clientHeader string
+	explain      bool
 	certs        *certCache
+	authzen      *authzenConfig // nil when the AuthZEN endpoints are off
+
+	extAddr    string         // ext_authz gRPC listen address; "" for none
+	extTrusted []netip.Prefix // ext_authz peers whose source attributes are believed
+	extNames   []extHeader    // request headers the ext_authz front reads
 
 	bufs    sync.Pool // *[]byte, request bodies and answers
 	readers jsonReaders
 
-	mu sync.Mutex
-	ln net.Listener
+	mu  sync.Mutex
+	ln  net.Listener
+	gln net.Listener // ext_authz; nil when not served
 }
 
 // New validates opts and builds a Server. It starts nothing and does not
@@ -236,6 +258,7 @@ func New(opts Options) (*Server, error) {
 		tls:         opts.TLS,
 		trusted:     make([]netip.Prefix, len(opts.TrustedProxies)),
 		trustBundle: opts.TrustBundle,
+		explain:     opts.Explain,
 		certs:       newCertCache(certCacheSize),
 	}
 	if opts.XFCCHeader != "" {
@@ -256,8 +279,22 @@ func New(opts Options) (*Server, error) {
 		}
 		s.trusted[i] = p.Masked()
 	}
+	s.extAddr = opts.ExtAuthz.Addr
+	for _, p := range opts.ExtAuthz.TrustedPeers {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("%w: invalid ext_authz trusted peer prefix %v", ErrOptions, p)
+		}
+		s.extTrusted = append(s.extTrusted, p.Masked())
+	}
+	s.extNames = extAuthzHeaders(s.actionHeader)
 	if s.xfccHeader != "" && s.xfccHeader == s.escHeader {
 		return nil, fmt.Errorf("%w: XFCCHeader and EscapedCertHeader must differ", ErrOptions)
+	}
+	if opts.AuthZEN != nil {
+		var err error
+		if s.authzen, err = newAuthZEN(opts.AuthZEN); err != nil {
+			return nil, err
+		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -300,6 +337,17 @@ func (s *Server) routes() http.Handler {
 	handle("/v1/status", "status", getOnly, http.StatusMethodNotAllowed)
 	handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
 	handle("/metrics", "metrics", getOnly, http.StatusMethodNotAllowed)
+	if s.authzen != nil {
+		postOnly := echoRequestID(s.methodNotAllowed(http.MethodPost))
+		handle("POST "+authzenEvaluationPath, "authzen_evaluation", echoRequestID(s.handleAuthZENEvaluation),
+			ok, bad, forbidden, tooLarge, media, fail, unready)
+		handle(authzenEvaluationPath, "authzen_evaluation", postOnly, http.StatusMethodNotAllowed)
+		handle("POST "+authzenEvaluationsPath, "authzen_evaluations", echoRequestID(s.handleAuthZENEvaluations),
+			ok, bad, forbidden, tooLarge, media, unready)
+		handle(authzenEvaluationsPath, "authzen_evaluations", postOnly, http.StatusMethodNotAllowed)
+		handle("GET "+authzenMetadataPath, "authzen_metadata", echoRequestID(s.handleAuthZENMetadata), ok, bad)
+		handle(authzenMetadataPath, "authzen_metadata", echoRequestID(getOnly), http.StatusMethodNotAllowed)
+	}
 	handle("/", "not_found", s.notFound, http.StatusNotFound)
 	return mux
 }
@@ -311,7 +359,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Listen binds the listen address now, so that the caller can learn it (Addr)
 // before Run; Run calls it when it has not been called. It logs "listening"
-// with the bound address.
+// with the bound address and scheme (http or https), and then, when
+// ext_authz is served, binds its address too (ExtAuthzAddr) and logs
+// "listening" again with scheme grpc or grpcs. It returns the HTTP address.
 func (s *Server) Listen() (net.Addr, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -322,14 +372,40 @@ func (s *Server) Listen() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.ln = ln
+	var gln net.Listener
+	if s.extAddr != "" {
+		if gln, err = net.Listen("tcp", s.extAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("server: ext_authz: %w", err)
+		}
+	}
+	s.ln, s.gln = ln, gln
 	scheme := "http"
 	if s.tls != nil {
 		scheme = "https"
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
 		slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme))
+	if gln != nil {
+		scheme := "grpc"
+		if s.tls != nil {
+			scheme = "grpcs"
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
+			slog.String("addr", gln.Addr().String()), slog.String("scheme", scheme))
+	}
 	return ln.Addr(), nil
+}
+
+// ExtAuthzAddr returns the bound ext_authz gRPC address, or nil before
+// Listen and when ext_authz is not served.
+func (s *Server) ExtAuthzAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gln == nil {
+		return nil
+	}
+	return s.gln.Addr()
 }
 
 // Addr returns the bound address, or nil before Listen.
@@ -345,18 +421,21 @@ func (s *Server) Addr() net.Addr {
 // Run serves until ctx is done, then shuts down gracefully: it stops
 // accepting connections and waits up to Limits.ShutdownTimeout for in-flight
 // requests to finish (their contexts are not cancelled by ctx), closing
-// what is left after that. It returns nil after a clean shutdown. Run may
+// what is left after that. The ext_authz gRPC listener, when served, runs
+// and stops beside the HTTP one: its health service turns NOT_SERVING,
+// in-flight Checks finish within the same timeout (GracefulStop), and what
+// is left is closed (Stop). It returns nil after a clean shutdown. Run may
 // be called once.
 func (s *Server) Run(ctx context.Context) error {
 	if _, err := s.Listen(); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	ln := s.ln
+	ln, gln := s.ln, s.gln
 	s.mu.Unlock()
 	hs := &http.Server{
 		Handler:           s.handler,
-		TLSConfig:         s.tls,
+		TLSConfig:         s.tls.Clone(), // http.Server adds its ALPN protocols to the one it is given
 		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		ReadTimeout:       s.limits.ReadTimeout,
@@ -372,15 +451,24 @@ func (s *Server) Run(ctx context.Context) error {
 			served <- hs.Serve(ln)
 		}
 	}()
+	ext := s.runExtAuthz(gln)
 	select {
 	case err := <-served:
+		ext.stop(context.Background(), true)
 		return fmt.Errorf("server: %w", err)
+	case <-ext.done:
+		hs.Close()
+		<-served
+		ext.stop(context.Background(), true)
+		return fmt.Errorf("server: ext_authz: %w", ext.err)
 	case <-ctx.Done():
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "shutting down",
 		slog.Duration("timeout", s.limits.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.limits.ShutdownTimeout)
 	defer cancel()
+	extErr := make(chan error, 1)
+	go func() { extErr <- ext.stop(sctx, false) }()
 	err := hs.Shutdown(sctx)
 	if err != nil {
 		hs.Close()
@@ -388,6 +476,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = fmt.Errorf("server: %w", serr)
+	}
+	if eerr := <-extErr; eerr != nil && err == nil {
+		err = eerr
 	}
 	return err
 }

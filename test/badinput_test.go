@@ -18,8 +18,7 @@ import (
 // and the process keeps serving: /health/live stays 200 after each one.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	p := f.start(t, configWithPolicies("decision_log: off\nlimits:\n  max_body_bytes: 4096\n  max_json_depth: 16\n"), nil)
+	f, p := startWithPolicies(t, "decision_log: off\nlimits:\n  max_body_bytes: 4096\n  max_json_depth: 16\n")
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
 
 	nested := func(depth int) string {

@@ -1,28 +1,14 @@
 package test
 
 import (
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// escapeComponent percent-encodes everything but unreserved characters, as
-// nginx's $ssl_client_escaped_cert and Envoy's XFCC Cert do.
-func escapeComponent(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	return b.String()
-}
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
 
 // TestForwardedCallers checks caller certificates asserted by a proxy: in
 // the /v1/decide body (caller.certificate), in X-SSL-Client-Cert (nginx) and
@@ -31,13 +17,13 @@ func escapeComponent(s string) string {
 // is rejected with a "caller:" reason (200 deny on decide, 403 on check).
 func TestForwardedCallers(t *testing.T) {
 	t.Parallel()
-	ca := newPKI(t, "callers CA")
-	payments := ca.issue(t, "payments", nil, []string{paymentsSPIFFE}, x509.ExtKeyUsageClientAuth)
-	rogue := newPKI(t, "rogue CA").issue(t, "payments", nil, []string{paymentsSPIFFE}, x509.ExtKeyUsageClientAuth)
+	ca := authztest.NewCA(t, "callers CA")
+	payments := ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}})
+	rogue := authztest.NewCA(t, "rogue CA").Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}})
 
 	start := func(t *testing.T, trusted string) *process {
 		f := newFixture(t)
-		writeFile(t, filepath.Join(f.Dir, "bundle.pem"), string(ca.CAPEM))
+		authztest.WriteFile(t, filepath.Join(f.Dir, "bundle.pem"), string(ca.PEM()))
 		return f.start(t, configWithPolicies(actionHeaderYAML+fmt.Sprintf(`decision_log: off
 callers:
   trusted_proxies: [%s]
@@ -48,19 +34,12 @@ callers:
 	}
 	decideAs := func(t *testing.T, p *process, certPEM []byte) answer {
 		t.Helper()
-		r := p.decide(t, mustJSON(t, map[string]any{"action": "inventory:reserve", "caller": map[string]any{"certificate": string(certPEM)}}))
-		if r.Status != http.StatusOK {
-			t.Fatalf("decide: %d %s, want 200", r.Status, r.Body)
-		}
-		return r.JSON(t)
+		return p.decideOK(t, mustJSON(t, map[string]any{"action": "inventory:reserve", "caller": map[string]any{"certificate": string(certPEM)}}))
 	}
 	check := func(t *testing.T, p *process, header, value string) response {
 		t.Helper()
 		return do(t, p.Client, http.MethodGet, p.Base+"/v1/check", nil, map[string]string{
 			"X-Verdict-Action": "inventory:reserve", header: value})
-	}
-	xfcc := func(certPEM []byte) string {
-		return `By=spiffe://verdict.example/ns/shop/sa/proxy;Hash=abc;Cert="` + escapeComponent(string(certPEM)) + `";URI=` + paymentsSPIFFE
 	}
 
 	t.Run("from a trusted proxy", func(t *testing.T) {
@@ -76,10 +55,10 @@ callers:
 			name, header, value string
 			want                int
 		}{
-			{"nginx escaped PEM", "X-SSL-Client-Cert", escapeComponent(string(payments.CertPEM)), 200},
-			{"Envoy XFCC", "X-Forwarded-Client-Cert", xfcc(payments.CertPEM), 200},
-			{"nginx escaped PEM, another CA", "X-SSL-Client-Cert", escapeComponent(string(rogue.CertPEM)), 403},
-			{"Envoy XFCC, another CA", "X-Forwarded-Client-Cert", xfcc(rogue.CertPEM), 403},
+			{"nginx escaped PEM", "X-SSL-Client-Cert", authztest.EscapePEM(payments.CertPEM), 200},
+			{"Envoy XFCC", "X-Forwarded-Client-Cert", authztest.XFCC(payments.CertPEM), 200},
+			{"nginx escaped PEM, another CA", "X-SSL-Client-Cert", authztest.EscapePEM(rogue.CertPEM), 403},
+			{"Envoy XFCC, another CA", "X-Forwarded-Client-Cert", authztest.XFCC(rogue.CertPEM), 403},
 			{"garbage", "X-SSL-Client-Cert", "not a certificate", 403},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -105,8 +84,8 @@ callers:
 			t.Errorf("body certificate from an untrusted peer: %+v, want a caller: deny", a)
 		}
 		for _, h := range []struct{ header, value string }{
-			{"X-SSL-Client-Cert", escapeComponent(string(payments.CertPEM))},
-			{"X-Forwarded-Client-Cert", xfcc(payments.CertPEM)},
+			{"X-SSL-Client-Cert", authztest.EscapePEM(payments.CertPEM)},
+			{"X-Forwarded-Client-Cert", authztest.XFCC(payments.CertPEM)},
 		} {
 			r := check(t, p, h.header, h.value)
 			if a := r.JSON(t); r.Status != http.StatusForbidden || a.Allow || len(a.Reasons) == 0 || !strings.HasPrefix(a.Reasons[0], "caller:") {

@@ -9,19 +9,6 @@ import (
 	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
-// configWithPolicies is a plain-HTTP configuration on a free port with the
-// fixture's copy of the default policies and both issuers.
-func configWithPolicies(extra string) string {
-	return `addr: 127.0.0.1:0
-policy:
-  dir: policies
-` + tokensYAML + extra
-}
-
-// actionHeaderYAML opts in to the X-Verdict-Action header on /v1/check
-// (proxies relay client headers, so it is off by default).
-const actionHeaderYAML = "forward_auth:\n  action_header: X-Verdict-Action\n"
-
 // TestDecisions runs the functional matrix against one process configured
 // with the default policies and two issuers (a PEM public key and a JWKS
 // file): allow, deny, anonymous public, invalid tokens, service callers,
@@ -29,8 +16,7 @@ const actionHeaderYAML = "forward_auth:\n  action_header: X-Verdict-Action\n"
 // /v1/check (200, 401 with WWW-Authenticate, 403).
 func TestDecisions(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	p := f.start(t, configWithPolicies("decision_log: stdout\n"+actionHeaderYAML+"callers:\n  token_audiences: [verdict-callers]\n"), nil)
+	f, p := startWithPolicies(t, "decision_log: stdout\n"+actionHeaderYAML+"callers:\n  token_audiences: [verdict-callers]\n")
 
 	now := time.Now()
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})

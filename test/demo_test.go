@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // needBinary finds an external program the test drives (curl, nginx,
@@ -186,7 +188,7 @@ func runShell(t *testing.T, curl, command string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(curl)+string(os.PathListSeparator)+os.Getenv("PATH"))
-	var stderr syncBuffer
+	var stderr authztest.SyncBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // TestNotReady starts with a policy directory whose only policy is broken:
@@ -21,7 +23,7 @@ func TestNotReady(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	policy := filepath.Join(f.Dir, "broken", "authz", "authz.rego")
-	writeFile(t, policy, "package authz\n\nallow if {\n")
+	authztest.WriteFile(t, policy, "package authz\n\nallow if {\n")
 	p := startVerdict(t, startOptions{NoReadyWait: true, Args: []string{"--config", f.writeConfig(t, `addr: 127.0.0.1:0
 decision_log: off
 policy:
@@ -69,7 +71,7 @@ policy:
 func TestPolicyErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	writeFile(t, filepath.Join(f.Dir, "failing", "authz", "authz.rego"), `package authz
+	authztest.WriteFile(t, filepath.Join(f.Dir, "failing", "authz", "authz.rego"), `package authz
 
 default allow := false
 
@@ -131,7 +133,7 @@ func TestConfigErrors(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			path := filepath.Join(dir, "verdict.yaml")
-			writeFile(t, path, tc.config)
+			authztest.WriteFile(t, path, tc.config)
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, verdictBin, "serve", "--config", path)
@@ -157,8 +159,7 @@ func TestConfigErrors(t *testing.T) {
 // SIGTERM.
 func TestSIGINT(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	p := f.start(t, configWithPolicies("decision_log: off\n"), nil)
+	_, p := startWithPolicies(t, "decision_log: off\n")
 	p.Signal(t, syscall.SIGINT)
 	p.Wait(t)
 }

@@ -1,24 +1,14 @@
 package test
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
 	"io/fs"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 )
@@ -48,19 +38,11 @@ func newFixture(t *testing.T) *fixture {
 	copyPolicies(t, f.Policies)
 
 	f.Issuer = authztest.NewIssuer(t, "ES256")
-	der, err := x509.MarshalPKIXPublicKey(f.Issuer.PublicKey().Public)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(f.Dir, "issuer.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	authztest.WriteFile(t, filepath.Join(f.Dir, "issuer.pem"), string(f.Issuer.PublicKeyPEM(t)))
 
 	f.Issuer2 = authztest.NewIssuer(t, "EdDSA")
 	f.Issuer2.Name = issuerJWKS
-	pub := f.Issuer2.PublicKey().Public.(ed25519.PublicKey)
-	writeFile(t, filepath.Join(f.Dir, "jwks.json"), mustJSON(t, map[string]any{"keys": []any{map[string]any{
-		"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-		"kid": f.Issuer2.KeyID, "x": base64.RawURLEncoding.EncodeToString(pub),
-	}}}))
+	authztest.WriteFile(t, filepath.Join(f.Dir, "jwks.json"), string(authztest.JWKS(t, f.Issuer2)))
 	return f
 }
 
@@ -78,12 +60,25 @@ const tokensYAML = `tokens:
       jwks_file: jwks.json
 `
 
+// configWithPolicies is a plain-HTTP configuration on a free port with the
+// fixture's copy of the default policies and both issuers.
+func configWithPolicies(extra string) string {
+	return `addr: 127.0.0.1:0
+policy:
+  dir: policies
+` + tokensYAML + extra
+}
+
+// actionHeaderYAML opts in to the X-Verdict-Action header on /v1/check
+// (proxies relay client headers, so it is off by default).
+const actionHeaderYAML = "forward_auth:\n  action_header: X-Verdict-Action\n"
+
 // writeConfig writes verdict.yaml into the fixture's directory (relative
 // paths in it resolve there) and returns its path.
 func (f *fixture) writeConfig(t *testing.T, yaml string) string {
 	t.Helper()
 	path := filepath.Join(f.Dir, "verdict.yaml")
-	writeFile(t, path, yaml)
+	authztest.WriteFile(t, path, yaml)
 	return path
 }
 
@@ -91,6 +86,15 @@ func (f *fixture) writeConfig(t *testing.T, yaml string) string {
 func (f *fixture) start(t *testing.T, yaml string, clientTLS *tls.Config) *process {
 	t.Helper()
 	return startVerdict(t, startOptions{Args: []string{"--config", f.writeConfig(t, yaml)}, ClientTLS: clientTLS})
+}
+
+// startWithPolicies starts verdict on a new fixture with its copy of the
+// default policies, both issuers and extra configuration (see
+// configWithPolicies), over plain HTTP.
+func startWithPolicies(t *testing.T, extra string) (*fixture, *process) {
+	t.Helper()
+	f := newFixture(t)
+	return f, f.start(t, configWithPolicies(extra), nil)
 }
 
 // copyPolicies copies the default policy set (../policies: data.json and the
@@ -110,7 +114,7 @@ func copyPolicies(t *testing.T, dst string) {
 		if err != nil {
 			return err
 		}
-		writeFile(t, filepath.Join(dst, path), string(b))
+		authztest.WriteFile(t, filepath.Join(dst, path), string(b))
 		n++
 		return nil
 	})
@@ -119,16 +123,6 @@ func copyPolicies(t *testing.T, dst string) {
 	}
 	if n < 2 {
 		t.Fatalf("copy policies: only %d files in %s", n, src)
-	}
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -151,94 +145,9 @@ func writeAtomic(t *testing.T, path, content string) {
 	}
 }
 
-// pki is a test CA with the certificates issued from it.
-type pki struct {
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	CAPEM  []byte
-	serial int64
-}
-
-func newPKI(t *testing.T, name string) *pki {
+// loopbackServer issues a server certificate for 127.0.0.1 from ca.
+func loopbackServer(t *testing.T, ca *authztest.CA, cn string) authztest.Leaf {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pki{ca: ca, caKey: key, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), serial: 1}
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// leaf is an issued certificate with its key.
-type leaf struct {
-	CertPEM, KeyPEM []byte
-	TLS             tls.Certificate
-}
-
-// issue signs a leaf certificate for cn with the given SANs and usage.
-func (p *pki) issue(t *testing.T, cn string, ips []net.IP, uris []string, usage x509.ExtKeyUsage) leaf {
-	t.Helper()
-	key := newKey(t)
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		IPAddresses:  ips,
-	}
-	for _, s := range uris {
-		u, err := url.Parse(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl.URIs = append(tmpl.URIs, u)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := leaf{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
-	}
-	if l.TLS, err = tls.X509KeyPair(l.CertPEM, l.KeyPEM); err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// pool returns a pool holding the CA.
-func (p *pki) pool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.ca)
-	return pool
+	return ca.Issue(t, authztest.LeafOptions{CommonName: cn, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 }

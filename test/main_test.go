@@ -9,7 +9,6 @@
 package test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // verdictBin is the binary TestMain builds.
@@ -70,37 +71,87 @@ func buildAndRun(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads: the
-// process's stderr or stdout.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// child is a started command and the goroutine that waits for it: a
+// verdict process, a proxy, an identity provider.
+type child struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the command has exited
+	waitErr error         // cmd.Wait's result, set before done is closed
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+// startChild starts cmd. When beforeWait is set, the waiting goroutine
+// runs it before cmd.Wait (to read a StdoutPipe to its end, as Wait
+// requires).
+func startChild(cmd *exec.Cmd, beforeWait func()) (*child, error) {
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		if beforeWait != nil {
+			beforeWait()
+		}
+		c.waitErr = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+// exited reports whether the command has exited.
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitExit waits up to d for the command to exit and kills it when it does
+// not; it reports whether the command exited by itself.
+func (c *child) waitExit(d time.Duration) bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(d):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		return false
+	}
+}
+
+// sigterm sends SIGTERM; a command that has exited meanwhile is not an
+// error.
+func (c *child) sigterm(t *testing.T, name string) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("SIGTERM %s: %v", name, err)
+	}
+}
+
+// terminate sends SIGTERM unless the command has exited already, and
+// waits up to stopDeadline for it to exit, failing the test when it has
+// to be killed.
+func (c *child) terminate(t *testing.T, name string) {
+	t.Helper()
+	if c.exited() {
+		return
+	}
+	c.sigterm(t, name)
+	if !c.waitExit(stopDeadline) {
+		t.Errorf("%s did not exit within %v of SIGTERM", name, stopDeadline)
+	}
 }
 
 // process is a running verdict serve.
 type process struct {
-	cmd    *exec.Cmd
+	*child
 	Addr   string       // host:port from the first log line
 	Base   string       // http://Addr or https://Addr
 	Client *http.Client // talks to Base (with the client TLS config, if any)
-	Stderr *syncBuffer
-	Stdout *syncBuffer
+	Stderr *authztest.SyncBuffer
+	Stdout *authztest.SyncBuffer
 	Home   string // HOME and the XDG directories point into it
-
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // set before done is closed
 
 	stopOnce sync.Once
 }
@@ -130,22 +181,13 @@ func startVerdict(t *testing.T, o startOptions) *process {
 	t.Helper()
 	home := t.TempDir()
 	cmd := exec.Command(verdictBin, append([]string{"serve"}, o.Args...)...)
-	cmd.Env = append(os.Environ(),
-		"HOME="+home,
-		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
-		"XDG_DATA_HOME="+filepath.Join(home, ".local", "share"),
-		"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
-	)
-	cmd.Env = append(cmd.Env, o.Env...)
-	p := &process{cmd: cmd, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, Home: home, done: make(chan struct{})}
+	cmd.Env = append(append(os.Environ(), homeEnv(home)...), o.Env...)
+	p := &process{Stderr: &authztest.SyncBuffer{}, Stdout: &authztest.SyncBuffer{}, Home: home}
 	cmd.Stderr, cmd.Stdout = p.Stderr, p.Stdout
-	if err := cmd.Start(); err != nil {
+	var err error
+	if p.child, err = startChild(cmd, nil); err != nil {
 		t.Fatalf("start verdict: %v", err)
 	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		p.stop(t)
 		if t.Failed() {
@@ -193,6 +235,17 @@ func startVerdict(t *testing.T, o startOptions) *process {
 	return p
 }
 
+// homeEnv is the environment of a process whose HOME and XDG base
+// directories point into home, so that it stores nothing in the user's.
+func homeEnv(home string) []string {
+	return []string{
+		"HOME=" + home,
+		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
+		"XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
+		"XDG_CACHE_HOME=" + filepath.Join(home, ".cache"),
+	}
+}
+
 // waitReady polls /health/ready until it answers 200.
 func (p *process) waitReady(t *testing.T, deadline time.Time) {
 	t.Helper()
@@ -222,14 +275,7 @@ func (p *process) waitReady(t *testing.T, deadline time.Time) {
 }
 
 // Running reports whether the process has not exited.
-func (p *process) Running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *process) Running() bool { return !p.exited() }
 
 // Signal sends sig to the process.
 func (p *process) Signal(t *testing.T, sig os.Signal) {
@@ -244,11 +290,7 @@ func (p *process) Signal(t *testing.T, sig os.Signal) {
 // time.
 func (p *process) Wait(t *testing.T) {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(stopDeadline):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if !p.waitExit(stopDeadline) {
 		t.Errorf("verdict did not exit within %v of SIGTERM", stopDeadline)
 		return
 	}
@@ -272,9 +314,7 @@ func (p *process) stop(t *testing.T) {
 			}
 			return
 		}
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Errorf("SIGTERM verdict: %v", err)
-		}
+		p.sigterm(t, "verdict")
 		p.Wait(t)
 		if !strings.Contains(p.Stderr.String(), "shutting down") {
 			t.Errorf("verdict's log does not say it is shutting down")
@@ -302,6 +342,53 @@ type answer struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// statusDoc is the part of /v1/status the tests read.
+type statusDoc struct {
+	Ready        bool   `json:"ready"`
+	Revision     string `json:"revision"`
+	Loads        uint64 `json:"loads"`
+	LoadFailures uint64 `json:"load_failures"`
+	LastError    *struct {
+		Message  string       `json:"message"`
+		Problems []problemDoc `json:"problems"`
+	} `json:"last_error"`
+	Source *struct {
+		LastError    string       `json:"last_error"`
+		ReloadErrors uint64       `json:"reload_errors"`
+		Errors       []problemDoc `json:"errors"`
+	} `json:"source"`
+	KeySets []struct {
+		Issuer    string   `json:"issuer"`
+		URL       string   `json:"url"`
+		Ready     bool     `json:"ready"`
+		Source    string   `json:"source"`
+		KeyIDs    []string `json:"key_ids"`
+		LastError string   `json:"last_error"`
+	} `json:"key_sets"`
+}
+
+// problemDoc is a policy problem in /v1/status.
+type problemDoc struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Col     int    `json:"col"`
+	Message string `json:"message"`
+}
+
+// status gets /v1/status, decoded and raw.
+func status(t *testing.T, p *process) (statusDoc, string) {
+	t.Helper()
+	r := do(t, p.Client, http.MethodGet, p.Base+"/v1/status", nil, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("/v1/status: %d %s", r.Status, r.Body)
+	}
+	var s statusDoc
+	if err := json.Unmarshal(r.Body, &s); err != nil {
+		t.Fatalf("/v1/status: %v: %s", err, r.Body)
+	}
+	return s, string(r.Body)
 }
 
 // response is one HTTP exchange's outcome.
@@ -348,6 +435,17 @@ func (p *process) decide(t *testing.T, body string) response {
 	t.Helper()
 	return do(t, p.Client, http.MethodPost, p.Base+"/v1/decide", strings.NewReader(body),
 		map[string]string{"Content-Type": "application/json"})
+}
+
+// decideOK posts body to /v1/decide, fails the test unless the answer is
+// 200, and returns the decision.
+func (p *process) decideOK(t *testing.T, body string) answer {
+	t.Helper()
+	r := p.decide(t, body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("decide: %d %s, want 200", r.Status, r.Body)
+	}
+	return r.JSON(t)
 }
 
 // mustJSON marshals v.

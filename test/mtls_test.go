@@ -2,7 +2,6 @@ package test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 const paymentsSPIFFE = "spiffe://verdict.example/ns/shop/sa/payments"
@@ -21,19 +22,19 @@ const paymentsSPIFFE = "spiffe://verdict.example/ns/shop/sa/payments"
 func TestMTLS(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ca := newPKI(t, "verdict e2e CA")
-	server := ca.issue(t, "verdict", []net.IP{net.IPv4(127, 0, 0, 1)}, nil, x509.ExtKeyUsageServerAuth)
-	payments := ca.issue(t, "payments", nil, []string{paymentsSPIFFE}, x509.ExtKeyUsageClientAuth)
-	shipping := ca.issue(t, "shipping", nil, []string{"spiffe://verdict.example/ns/shop/sa/shipping"}, x509.ExtKeyUsageClientAuth)
-	rogue := newPKI(t, "rogue CA").issue(t, "payments", nil, []string{paymentsSPIFFE}, x509.ExtKeyUsageClientAuth)
+	ca := authztest.NewCA(t, "verdict e2e CA")
+	server := loopbackServer(t, ca, "verdict")
+	payments := ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}})
+	shipping := ca.Issue(t, authztest.LeafOptions{CommonName: "shipping", URIs: []string{"spiffe://verdict.example/ns/shop/sa/shipping"}})
+	rogue := authztest.NewCA(t, "rogue CA").Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}})
 	for name, b := range map[string][]byte{
-		"ca.pem": ca.CAPEM, "server.pem": server.CertPEM, "server-key.pem": server.KeyPEM,
+		"ca.pem": ca.PEM(), "server.pem": server.CertPEM, "server-key.pem": server.KeyPEM,
 	} {
-		writeFile(t, filepath.Join(f.Dir, name), string(b))
+		authztest.WriteFile(t, filepath.Join(f.Dir, name), string(b))
 	}
 
 	clientTLS := func(certs ...tls.Certificate) *tls.Config {
-		return &tls.Config{RootCAs: ca.pool(), Certificates: certs, MinVersion: tls.VersionTLS12}
+		return &tls.Config{RootCAs: ca.Pool(), Certificates: certs, MinVersion: tls.VersionTLS12}
 	}
 	p := f.start(t, configWithPolicies(actionHeaderYAML+`decision_log: stdout
 tls:

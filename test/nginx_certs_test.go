@@ -2,17 +2,15 @@ package test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // nginxMTLSConf is an nginx that terminates mTLS (client certificates
@@ -22,20 +20,7 @@ import (
 // so whatever arrives in that header came from the client: nginx's
 // auth_request relays every client header to the authorizer.
 func nginxMTLSConf(prefix string, port int, verdictAddr, upstreamAddr string) string {
-	return fmt.Sprintf(`daemon off;
-master_process off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-events { worker_connections 128; }
-http {
-    access_log %[1]s/access.log;
-    client_body_temp_path %[1]s/client_body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-
-    # $request_uri is the client's request, also inside the auth subrequest.
+	return nginxHTTP(prefix, fmt.Sprintf(`    # $request_uri is the client's request, also inside the auth subrequest.
     map $request_uri $verdict_action {
         ~^/inventory/reserve(\?|$) inventory:reserve;
         default "";
@@ -48,17 +33,7 @@ http {
         ssl_client_certificate %[1]s/ca.pem;
         ssl_verify_client optional;
 
-        location = /_verdict {
-            internal;
-            proxy_pass http://%[3]s/v1/check;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Verdict-Action $verdict_action;
-            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
-        }
-
+%[3]s
         location / {
             auth_request /_verdict;
             auth_request_set $verdict_caller $upstream_http_x_verdict_caller;
@@ -66,8 +41,7 @@ http {
             proxy_pass http://%[4]s;
         }
     }
-}
-`, prefix, port, verdictAddr, upstreamAddr)
+`, prefix, port, nginxAuthLocation(verdictAddr, "X-Verdict-Action $verdict_action", "X-SSL-Client-Cert $ssl_client_escaped_cert"), upstreamAddr))
 }
 
 // TestNginxForwardedCertificates puts a real nginx terminating mTLS in
@@ -79,13 +53,13 @@ http {
 func TestNginxForwardedCertificates(t *testing.T) {
 	t.Parallel()
 	nginx := needBinary(t, "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
-	ca := newPKI(t, "mesh CA")
-	payments := ca.issue(t, "payments", nil, []string{paymentsSPIFFE}, x509.ExtKeyUsageClientAuth)
-	server := ca.issue(t, "nginx", []net.IP{net.IPv4(127, 0, 0, 1)}, nil, x509.ExtKeyUsageServerAuth)
-	rogue := newPKI(t, "rogue CA").issue(t, "payments", nil, []string{paymentsSPIFFE}, x509.ExtKeyUsageClientAuth)
+	ca := authztest.NewCA(t, "mesh CA")
+	payments := ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}})
+	server := loopbackServer(t, ca, "nginx")
+	rogue := authztest.NewCA(t, "rogue CA").Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}})
 
 	f := newFixture(t)
-	writeFile(t, filepath.Join(f.Dir, "ca.pem"), string(ca.CAPEM))
+	authztest.WriteFile(t, filepath.Join(f.Dir, "ca.pem"), string(ca.PEM()))
 	v := f.start(t, configWithPolicies(actionHeaderYAML+`decision_log: off
 callers:
   trusted_proxies: [127.0.0.1/32]
@@ -101,40 +75,19 @@ callers:
 	})
 
 	prefix := t.TempDir()
-	for name, b := range map[string][]byte{"ca.pem": ca.CAPEM, "nginx.pem": server.CertPEM, "nginx-key.pem": server.KeyPEM} {
-		writeFile(t, filepath.Join(prefix, name), string(b))
+	for name, b := range map[string][]byte{"ca.pem": ca.PEM(), "nginx.pem": server.CertPEM, "nginx-key.pem": server.KeyPEM} {
+		authztest.WriteFile(t, filepath.Join(prefix, name), string(b))
 	}
-	conf := filepath.Join(prefix, "nginx.conf")
-	errLog := filepath.Join(prefix, "error.log")
 	client := func(certs ...tls.Certificate) *http.Client {
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: ca.pool(), Certificates: certs, MinVersion: tls.VersionTLS12}}}
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: certs, MinVersion: tls.VersionTLS12}}}
 		t.Cleanup(c.CloseIdleConnections)
 		return c
 	}
-	var base string
-	for attempt := 0; ; attempt++ {
-		port := freePort(t)
-		writeFile(t, conf, nginxMTLSConf(prefix, port, v.Addr, up.Listener.Addr().String()))
-		if attempt == 0 {
-			out, err := exec.CommandContext(t.Context(), nginx, "-t", "-c", conf, "-p", prefix, "-e", errLog).CombinedOutput()
-			if err != nil {
-				t.Fatalf("nginx -t: %v\n%s", err, out)
-			}
-		}
-		n := startExternal(t, "nginx", nginx, []string{"-c", conf, "-p", prefix, "-e", errLog}, nil, errLog)
-		base = "https://127.0.0.1:" + strconv.Itoa(port)
-		if n.waitServingWith(t, client(), base+"/catalog/1") {
-			break
-		}
-		if attempt == 4 {
-			t.Fatal("nginx: no free port after 5 attempts")
-		}
-	}
+	base := startNginx(t, nginx, prefix, "https", client(), func(port int) string {
+		return nginxMTLSConf(prefix, port, v.Addr, up.Listener.Addr().String())
+	})
 
-	xfccOf := func(certPEM []byte) string {
-		return `Hash=abc;Cert="` + escapeComponent(string(certPEM)) + `";URI=` + paymentsSPIFFE
-	}
 	for _, tc := range []struct {
 		name       string
 		client     *http.Client
@@ -145,12 +98,12 @@ callers:
 		{name: "payments with its key and certificate", client: client(payments.TLS),
 			wantStatus: 200, wantCaller: paymentsSPIFFE},
 		{name: "no certificate, payments certificate in X-Forwarded-Client-Cert", client: client(),
-			header: map[string]string{"X-Forwarded-Client-Cert": xfccOf(payments.CertPEM)}, wantStatus: 401},
+			header: map[string]string{"X-Forwarded-Client-Cert": authztest.XFCC(payments.CertPEM)}, wantStatus: 401},
 		{name: "no certificate, payments certificate in X-SSL-Client-Cert", client: client(),
-			header: map[string]string{"X-SSL-Client-Cert": escapeComponent(string(payments.CertPEM))}, wantStatus: 401},
+			header: map[string]string{"X-SSL-Client-Cert": authztest.EscapePEM(payments.CertPEM)}, wantStatus: 401},
 		{name: "no certificate", client: client(), wantStatus: 401},
 		{name: "payments, and a forged XFCC naming it again", client: client(payments.TLS),
-			header: map[string]string{"X-Forwarded-Client-Cert": xfccOf(payments.CertPEM)}, wantStatus: 200, wantCaller: paymentsSPIFFE},
+			header: map[string]string{"X-Forwarded-Client-Cert": authztest.XFCC(payments.CertPEM)}, wantStatus: 200, wantCaller: paymentsSPIFFE},
 		// Go's TLS client sends no certificate that nginx's CA list does not
 		// name; either way, the rogue payments is not payments.
 		{name: "a certificate from another CA", client: client(rogue.TLS), wantStatus: 401},

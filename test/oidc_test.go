@@ -15,9 +15,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // The OpenID provider the test runs: oidc-provider (OpenID Certified), from
@@ -128,11 +129,7 @@ callers:
 				wantReason: "token: bad_audience"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := p.decide(t, mustJSON(t, tc.body))
-				if r.Status != http.StatusOK {
-					t.Fatalf("status %d, want 200: %s", r.Status, r.Body)
-				}
-				a := r.JSON(t)
+				a := p.decideOK(t, mustJSON(t, tc.body))
 				if a.Allow != tc.wantAllow || len(a.Reasons) == 0 || a.Reasons[0] != tc.wantReason {
 					t.Fatalf("allow %v, reasons %q; want allow %v, first reason %q", a.Allow, a.Reasons, tc.wantAllow, tc.wantReason)
 				}
@@ -180,29 +177,15 @@ callers:
 		}
 		slices.Sort(want)
 
-		r = do(t, p.Client, http.MethodGet, p.Base+"/v1/status", nil, nil)
-		var st struct {
-			Ready   bool `json:"ready"`
-			KeySets []struct {
-				Issuer    string   `json:"issuer"`
-				URL       string   `json:"url"`
-				Ready     bool     `json:"ready"`
-				Source    string   `json:"source"`
-				KeyIDs    []string `json:"key_ids"`
-				LastError string   `json:"last_error"`
-			} `json:"key_sets"`
-		}
-		if err := json.Unmarshal(r.Body, &st); r.Status != http.StatusOK || err != nil {
-			t.Fatalf("/v1/status: status %d, %v: %s", r.Status, err, r.Body)
-		}
+		st, raw := status(t, p)
 		if !st.Ready || len(st.KeySets) != 1 {
-			t.Fatalf("/v1/status: want ready with one key set: %s", r.Body)
+			t.Fatalf("/v1/status: want ready with one key set: %s", raw)
 		}
 		ks := st.KeySets[0]
 		if ks.Issuer != op.Issuer || ks.URL != op.Issuer+"/jwks" || !ks.Ready || ks.Source != "fetched" ||
 			!slices.Equal(ks.KeyIDs, want) || ks.LastError != "" {
 			t.Errorf("/v1/status key set: want issuer %s, url %s/jwks, ready, fetched, key_ids %q, no error: %s",
-				op.Issuer, op.Issuer, want, r.Body)
+				op.Issuer, op.Issuer, want, raw)
 		}
 	})
 }
@@ -255,36 +238,27 @@ func startOIDCProvider(t *testing.T, node, dir, secret string) *oidcProvider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr, rest := &syncBuffer{}, &syncBuffer{}
+	stderr, rest := &authztest.SyncBuffer{}, &authztest.SyncBuffer{}
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node provider.js: %v", err)
-	}
 	// The issuer URL is the first line; anything else oidc-provider prints
 	// (notices) is kept for the failure report.
 	first := make(chan string, 1)
-	exited := make(chan struct{})
-	var waitErr error // set before exited is closed
-	go func() {
+	c, err := startChild(cmd, func() {
 		br := bufio.NewReader(stdout)
 		line, _ := br.ReadString('\n')
 		first <- strings.TrimSpace(line)
 		_, _ = io.Copy(rest, br)
-		waitErr = cmd.Wait() // after the reads, as StdoutPipe requires
-		close(exited)
-	}()
+	})
+	if err != nil {
+		t.Fatalf("start node provider.js: %v", err)
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		c.sigterm(t, "provider.js")
 		_ = stdin.Close()
-		select {
-		case <-exited:
-			if waitErr != nil { // it exits 0 on SIGTERM
-				t.Errorf("provider.js did not exit cleanly: %v", waitErr)
-			}
-		case <-time.After(stopDeadline):
-			_ = cmd.Process.Kill()
-			<-exited
+		if !c.waitExit(stopDeadline) {
 			t.Errorf("provider.js did not exit within %v of SIGTERM", stopDeadline)
+		} else if c.waitErr != nil { // it exits 0 on SIGTERM
+			t.Errorf("provider.js did not exit cleanly: %v", c.waitErr)
 		}
 		if t.Failed() {
 			t.Logf("node provider.js\n--- stderr ---\n%s--- stdout ---\n%s", stderr.String(), tail(rest.String(), 40))
@@ -294,8 +268,8 @@ func startOIDCProvider(t *testing.T, node, dir, secret string) *oidcProvider {
 	var issuer string
 	select {
 	case issuer = <-first:
-	case <-exited:
-		t.Fatalf("provider.js exited before printing its issuer URL: %v", waitErr)
+	case <-c.done:
+		t.Fatalf("provider.js exited before printing its issuer URL: %v", c.waitErr)
 	case <-time.After(oidcStartTimeout):
 		t.Fatalf("no issuer URL from provider.js within %v", oidcStartTimeout)
 	}

@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // upstream is the protected service behind a proxy: it answers every
@@ -64,31 +66,26 @@ func freePort(t *testing.T) int {
 
 // external is a running proxy (nginx or Caddy).
 type external struct {
+	*child
 	name    string
-	cmd     *exec.Cmd
-	output  *syncBuffer // stdout and stderr
-	logFile string      // a log file to print on failure, if any
-	done    chan struct{}
-	waitErr error
+	output  *authztest.SyncBuffer // stdout and stderr
+	logFile string                // a log file to print on failure, if any
 }
 
 // startExternal runs bin with args and stops it with SIGTERM at cleanup,
 // printing its output when the test failed.
 func startExternal(t *testing.T, name, bin string, args, env []string, logFile string) *external {
 	t.Helper()
-	e := &external{name: name, output: &syncBuffer{}, logFile: logFile, done: make(chan struct{})}
-	e.cmd = exec.Command(bin, args...)
-	e.cmd.Env = append(os.Environ(), env...)
-	e.cmd.Stdout, e.cmd.Stderr = e.output, e.output
-	if err := e.cmd.Start(); err != nil {
+	e := &external{name: name, output: &authztest.SyncBuffer{}, logFile: logFile}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = e.output, e.output
+	var err error
+	if e.child, err = startChild(cmd, nil); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	go func() {
-		e.waitErr = e.cmd.Wait()
-		close(e.done)
-	}()
 	t.Cleanup(func() {
-		e.stop(t)
+		e.terminate(t, name)
 		if t.Failed() {
 			t.Logf("%s output:\n%s%s", name, e.output.String(), e.log())
 		}
@@ -104,39 +101,10 @@ func (e *external) log() string {
 	return fmt.Sprintf("--- %s ---\n%s", e.logFile, b)
 }
 
-func (e *external) exited() bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (e *external) stop(t *testing.T) {
-	if e.exited() {
-		return
-	}
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.done:
-	case <-time.After(10 * time.Second):
-		_ = e.cmd.Process.Kill()
-		<-e.done
-		t.Errorf("%s did not exit within 10s of SIGTERM", e.name)
-	}
-}
-
-// waitServing polls the proxy until it answers HTTP (any status), or fails
-// when it exits. It reports false when the proxy exited because its port
-// was taken, so that the caller can retry on another.
-func (e *external) waitServing(t *testing.T, url string) bool {
-	t.Helper()
-	return e.waitServingWith(t, &http.Client{Timeout: 2 * time.Second}, url)
-}
-
-// waitServingWith is waitServing with the given client (for TLS).
-func (e *external) waitServingWith(t *testing.T, c *http.Client, url string) bool {
+// waitServing polls the proxy through c until it answers HTTP (any
+// status), or fails when it exits. It reports false when the proxy exited
+// because its port was taken, so that the caller can retry on another.
+func (e *external) waitServing(t *testing.T, c *http.Client, url string) bool {
 	t.Helper()
 	deadline := time.Now().Add(startDeadline)
 	for {
@@ -159,17 +127,50 @@ func (e *external) waitServingWith(t *testing.T, c *http.Client, url string) boo
 	}
 }
 
-// proxyVerdict starts verdict with the default policies for a proxy test
-// and returns it with the fixture.
-func proxyVerdict(t *testing.T) (*fixture, *process) {
+// startProxy starts a proxy on a free loopback port and returns its base
+// URL, scheme://127.0.0.1:port, once it answers through c. start writes
+// the proxy's configuration for port and starts it; first is true on the
+// first attempt only, to check the configuration once. When the port was
+// taken between freePort and the proxy binding it, the proxy exits and
+// startProxy tries another port, five times at most.
+func startProxy(t *testing.T, scheme string, c *http.Client, start func(port int, first bool) *external) string {
 	t.Helper()
-	f := newFixture(t)
-	return f, f.start(t, configWithPolicies("decision_log: off\n"), nil)
+	for attempt := 1; ; attempt++ {
+		port := freePort(t)
+		e := start(port, attempt == 1)
+		base := scheme + "://127.0.0.1:" + strconv.Itoa(port)
+		if e.waitServing(t, c, base+"/catalog/1") {
+			return base
+		}
+		if attempt == 5 {
+			t.Fatalf("%s: no free port after 5 attempts", e.name)
+		}
+	}
 }
 
-// nginxConf is an nginx configuration whose every path lies under prefix,
-// protecting the upstream with auth_request to verdict's /v1/check.
-func nginxConf(prefix string, port int, verdictAddr, upstreamAddr string) string {
+// startNginx runs the nginx binary bin with the configuration conf returns
+// for a port, written with every other file of nginx's under prefix, and
+// returns its base URL (see startProxy).
+func startNginx(t *testing.T, bin, prefix, scheme string, c *http.Client, conf func(port int) string) string {
+	t.Helper()
+	path := filepath.Join(prefix, "nginx.conf")
+	errLog := filepath.Join(prefix, "error.log")
+	args := []string{"-c", path, "-p", prefix, "-e", errLog}
+	return startProxy(t, scheme, c, func(port int, first bool) *external {
+		authztest.WriteFile(t, path, conf(port))
+		if first {
+			if out, err := exec.CommandContext(t.Context(), bin, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("nginx -t: %v\n%s", err, out)
+			}
+		}
+		return startExternal(t, "nginx", bin, args, nil, errLog)
+	})
+}
+
+// nginxHTTP is an nginx configuration for one foreground process whose
+// every file (pid, logs, temporary files) lies under prefix, with body as
+// the content of its http block.
+func nginxHTTP(prefix, body string) string {
 	return fmt.Sprintf(`daemon off;
 master_process off;
 pid %[1]s/nginx.pid;
@@ -183,29 +184,46 @@ http {
     uwsgi_temp_path %[1]s/uwsgi;
     scgi_temp_path %[1]s/scgi;
 
-    server {
-        listen 127.0.0.1:%[2]d;
+%[2]s}
+`, prefix, body)
+}
 
-        location = /_verdict {
+// nginxAuthLocation is the internal location /_verdict that auth_request
+// calls: verdict's /v1/check with the original method and URI, without the
+// body, and with the given extra proxy_set_header directives.
+func nginxAuthLocation(verdictAddr string, setHeaders ...string) string {
+	var extra strings.Builder
+	for _, h := range setHeaders {
+		extra.WriteString("            proxy_set_header " + h + ";\n")
+	}
+	return fmt.Sprintf(`        location = /_verdict {
             internal;
-            proxy_pass http://%[3]s/v1/check;
+            proxy_pass http://%s/v1/check;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
-        }
+%s        }
+`, verdictAddr, extra.String())
+}
 
+// nginxConf is an nginx configuration protecting the upstream with
+// auth_request to verdict's /v1/check.
+func nginxConf(prefix string, port int, verdictAddr, upstreamAddr string) string {
+	return nginxHTTP(prefix, fmt.Sprintf(`    server {
+        listen 127.0.0.1:%d;
+
+%s
         location / {
             auth_request /_verdict;
             auth_request_set $verdict_subject $upstream_http_x_verdict_subject;
             auth_request_set $verdict_roles $upstream_http_x_verdict_roles;
             proxy_set_header X-Verdict-Subject $verdict_subject;
             proxy_set_header X-Verdict-Roles $verdict_roles;
-            proxy_pass http://%[4]s;
+            proxy_pass http://%s;
         }
     }
-}
-`, prefix, port, verdictAddr, upstreamAddr)
+`, port, nginxAuthLocation(verdictAddr), upstreamAddr))
 }
 
 // TestNginxForwardAuth puts a real nginx with auth_request in front of an
@@ -213,31 +231,12 @@ http {
 func TestNginxForwardAuth(t *testing.T) {
 	t.Parallel()
 	nginx := needBinary(t, "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
-	f, v := proxyVerdict(t)
+	f, v := startWithPolicies(t, "decision_log: off\n")
 	up := newUpstream(t)
 	prefix := t.TempDir()
-	conf := filepath.Join(prefix, "nginx.conf")
-	errLog := filepath.Join(prefix, "error.log")
-
-	var base string
-	for attempt := 0; ; attempt++ {
-		port := freePort(t)
-		writeFile(t, conf, nginxConf(prefix, port, v.Addr, up.Listener.Addr().String()))
-		if attempt == 0 {
-			out, err := exec.CommandContext(t.Context(), nginx, "-t", "-c", conf, "-p", prefix, "-e", errLog).CombinedOutput()
-			if err != nil {
-				t.Fatalf("nginx -t: %v\n%s", err, out)
-			}
-		}
-		n := startExternal(t, "nginx", nginx, []string{"-c", conf, "-p", prefix, "-e", errLog}, nil, errLog)
-		base = "http://127.0.0.1:" + strconv.Itoa(port)
-		if n.waitServing(t, base+"/catalog/1") {
-			break
-		}
-		if attempt == 4 {
-			t.Fatal("nginx: no free port after 5 attempts")
-		}
-	}
+	base := startNginx(t, nginx, prefix, "http", &http.Client{Timeout: 2 * time.Second}, func(port int) string {
+		return nginxConf(prefix, port, v.Addr, up.Listener.Addr().String())
+	})
 	checkForwardAuth(t, f, base, up, http.StatusInternalServerError)
 }
 
@@ -247,22 +246,13 @@ func TestNginxForwardAuth(t *testing.T) {
 func TestCaddyForwardAuth(t *testing.T) {
 	t.Parallel()
 	caddy := needBinary(t, "caddy", "/usr/bin/caddy", "/usr/local/bin/caddy")
-	f, v := proxyVerdict(t)
+	f, v := startWithPolicies(t, "decision_log: off\n")
 	up := newUpstream(t)
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
-	env := []string{
-		"HOME=" + home,
-		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
-		"XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
-		"XDG_CACHE_HOME=" + filepath.Join(home, ".cache"),
-	}
+	env := homeEnv(filepath.Join(dir, "home"))
 	caddyfile := filepath.Join(dir, "Caddyfile")
-
-	var base string
-	for attempt := 0; ; attempt++ {
-		port := freePort(t)
-		writeFile(t, caddyfile, fmt.Sprintf(`{
+	base := startProxy(t, "http", &http.Client{Timeout: 2 * time.Second}, func(port int, first bool) *external {
+		authztest.WriteFile(t, caddyfile, fmt.Sprintf(`{
 	admin off
 	auto_https off
 	storage file_system %s
@@ -277,22 +267,15 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 `, filepath.Join(dir, "storage"), port, v.Addr, up.Listener.Addr().String()))
-		if attempt == 0 {
+		if first {
 			cmd := exec.CommandContext(t.Context(), caddy, "validate", "--config", caddyfile, "--adapter", "caddyfile")
 			cmd.Env = append(os.Environ(), env...)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("caddy validate: %v\n%s", err, out)
 			}
 		}
-		c := startExternal(t, "caddy", caddy, []string{"run", "--config", caddyfile, "--adapter", "caddyfile"}, env, "")
-		base = "http://127.0.0.1:" + strconv.Itoa(port)
-		if c.waitServing(t, base+"/catalog/1") {
-			break
-		}
-		if attempt == 4 {
-			t.Fatal("caddy: no free port after 5 attempts")
-		}
-	}
+		return startExternal(t, "caddy", caddy, []string{"run", "--config", caddyfile, "--adapter", "caddyfile"}, env, "")
+	})
 	checkForwardAuth(t, f, base, up, http.StatusBadRequest)
 }
 
@@ -393,14 +376,5 @@ func equalHeader(got, want []string) bool {
 		}
 		return out
 	}
-	g, w := clean(got), clean(want)
-	if len(g) != len(w) {
-		return false
-	}
-	for i := range g {
-		if g[i] != w[i] {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(clean(got), clean(want))
 }

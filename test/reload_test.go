@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // reloadDeadline bounds how long a saved policy may take to be served
@@ -27,46 +29,6 @@ func policyVersion(v int) string {
 	return fmt.Sprintf("package authz\n\ndefault allow := false\n%s\nreasons := {\"policy v%d\"}\n", allow, v)
 }
 
-// statusDoc is the part of /v1/status the test reads.
-type statusDoc struct {
-	Ready        bool   `json:"ready"`
-	Revision     string `json:"revision"`
-	Loads        uint64 `json:"loads"`
-	LoadFailures uint64 `json:"load_failures"`
-	LastError    *struct {
-		Message  string `json:"message"`
-		Problems []struct {
-			File    string `json:"file"`
-			Line    int    `json:"line"`
-			Col     int    `json:"col"`
-			Message string `json:"message"`
-		} `json:"problems"`
-	} `json:"last_error"`
-	Source *struct {
-		LastError    string `json:"last_error"`
-		ReloadErrors uint64 `json:"reload_errors"`
-		Errors       []struct {
-			File    string `json:"file"`
-			Line    int    `json:"line"`
-			Col     int    `json:"col"`
-			Message string `json:"message"`
-		} `json:"errors"`
-	} `json:"source"`
-}
-
-func status(t *testing.T, p *process) (statusDoc, string) {
-	t.Helper()
-	r := do(t, p.Client, http.MethodGet, p.Base+"/v1/status", nil, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("/v1/status: %d %s", r.Status, r.Body)
-	}
-	var s statusDoc
-	if err := json.Unmarshal(r.Body, &s); err != nil {
-		t.Fatalf("/v1/status: %v: %s", err, r.Body)
-	}
-	return s, string(r.Body)
-}
-
 // TestHotReload edits the policy directory of a running process: a saved
 // change (write to a temporary file, rename) flips the decision without a
 // restart; a broken save (syntax error, then a type error) keeps the last
@@ -77,7 +39,7 @@ func TestHotReload(t *testing.T) {
 	f := newFixture(t)
 	dir := filepath.Join(f.Dir, "reload")
 	policy := filepath.Join(dir, "authz", "authz.rego")
-	writeFile(t, policy, policyVersion(1))
+	authztest.WriteFile(t, policy, policyVersion(1))
 	p := f.start(t, `addr: 127.0.0.1:0
 policy:
   dir: reload
@@ -87,11 +49,7 @@ decision_log: off
 	const readOrder = `{"action":"orders:read"}`
 	decision := func() answer {
 		t.Helper()
-		r := p.decide(t, readOrder)
-		if r.Status != http.StatusOK {
-			t.Fatalf("decide: %d %s", r.Status, r.Body)
-		}
-		return r.JSON(t)
+		return p.decideOK(t, readOrder)
 	}
 	waitFor := func(allow bool, reason string) answer {
 		t.Helper()
@@ -235,7 +193,7 @@ decision_log: off
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond) // let the watcher see the deletion alone
-		writeFile(t, policy, policyVersion(5))
+		authztest.WriteFile(t, policy, policyVersion(5))
 		waitFor(true, "policy v5")
 	})
 	dataPolicy := "package authz\n\ndefault allow := false\n\nallow if input.action.name == data.sub.allowed\n\nreasons := {\"policy v6\"}\n"
@@ -244,7 +202,7 @@ decision_log: off
 		waitFor(false, "policy v6")
 	})
 	t.Run("new subdirectory with a data file", func(t *testing.T) {
-		writeFile(t, filepath.Join(dir, "sub", "data.json"), `{"allowed": "orders:read"}`)
+		authztest.WriteFile(t, filepath.Join(dir, "sub", "data.json"), `{"allowed": "orders:read"}`)
 		waitFor(true, "policy v6")
 	})
 	t.Run("changed data file", func(t *testing.T) {
@@ -254,7 +212,7 @@ decision_log: off
 	t.Run("new nested subdirectory with a policy", func(t *testing.T) {
 		writeAtomic(t, policy, "package authz\n\ndefault allow := false\n\nallow if data.authz.more.ok\n\nreasons := {\"policy v7\"}\n")
 		waitFor(false, "policy v7")
-		writeFile(t, filepath.Join(dir, "deep", "er", "more.rego"), "package authz.more\n\nok if input.action.name == \"orders:read\"\n")
+		authztest.WriteFile(t, filepath.Join(dir, "deep", "er", "more.rego"), "package authz.more\n\nok if input.action.name == \"orders:read\"\n")
 		waitFor(true, "policy v7")
 	})
 }
@@ -268,8 +226,8 @@ func TestRequireTestsOnReload(t *testing.T) {
 	dir := filepath.Join(f.Dir, "gated")
 	policy := filepath.Join(dir, "authz", "authz.rego")
 	tests := filepath.Join(dir, "authz", "authz_test.rego")
-	writeFile(t, policy, policyVersion(2))
-	writeFile(t, tests, "package authz_test\n\ntest_read if data.authz.allow with input as {\"action\": {\"name\": \"orders:read\"}}\n")
+	authztest.WriteFile(t, policy, policyVersion(2))
+	authztest.WriteFile(t, tests, "package authz_test\n\ntest_read if data.authz.allow with input as {\"action\": {\"name\": \"orders:read\"}}\n")
 	p := f.start(t, "addr: 127.0.0.1:0\npolicy:\n  dir: gated\n  require_tests: true\ndecision_log: off\n"+tokensYAML, nil)
 	eventually(t, reloadDeadline, func() string {
 		if a := p.decide(t, `{"action":"orders:read"}`).JSON(t); !a.Allow || a.Reasons[0] != "policy v2" {

@@ -28,9 +28,8 @@ import (
 //     decision that was answered.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	dlog := filepath.Join(f.Dir, "decisions.jsonl")
-	p := f.start(t, configWithPolicies("decision_log: "+dlog+"\nlimits:\n  shutdown_timeout: 8s\n"), nil)
+	f, p := startWithPolicies(t, "decision_log: decisions.jsonl\nlimits:\n  shutdown_timeout: 8s\n")
+	dlog := filepath.Join(f.Dir, "decisions.jsonl") // relative paths resolve against the configuration's directory
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
 	body := mustJSON(t, map[string]any{"token": viewer, "action": "orders:read"})
 

@@ -1,13 +1,13 @@
 package test
 
 import (
-	"crypto/ecdsa"
-	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
 // TestStaleKeysDenyCachedTokens runs verdict against a remote key set
@@ -18,15 +18,7 @@ import (
 func TestStaleKeysDenyCachedTokens(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	pub := f.Issuer.PublicKey().Public.(*ecdsa.PublicKey)
-	raw, err := pub.Bytes() // 0x04 || X || Y
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := mustJSON(t, map[string]any{"keys": []any{map[string]any{
-		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": f.Issuer.KeyID,
-		"x": base64.RawURLEncoding.EncodeToString(raw[1:33]), "y": base64.RawURLEncoding.EncodeToString(raw[33:]),
-	}}})
+	jwks := authztest.JWKS(t, f.Issuer)
 	var down atomic.Bool
 	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if down.Load() {
@@ -35,7 +27,7 @@ func TestStaleKeysDenyCachedTokens(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "max-age=1")
-		_, _ = w.Write([]byte(jwks))
+		_, _ = w.Write(jwks)
 	}))
 	t.Cleanup(idp.Close)
 
@@ -58,11 +50,7 @@ tokens:
 	body := mustJSON(t, map[string]any{"token": viewer, "action": "orders:read"})
 	decide := func() answer {
 		t.Helper()
-		r := p.decide(t, body)
-		if r.Status != http.StatusOK {
-			t.Fatalf("decide: %d %s", r.Status, r.Body)
-		}
-		return r.JSON(t)
+		return p.decideOK(t, body)
 	}
 	eventually(t, 10*time.Second, func() string {
 		if a := decide(); !a.Allow {

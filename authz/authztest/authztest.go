@@ -1,23 +1,30 @@
-// Package authztest provides test helpers for code that verifies tokens:
-// an Issuer with a key generated at test time that mints signed JWTs, and
-// the token.Issuer configuration that trusts it.
+// Package authztest provides test helpers for code that verifies tokens
+// and callers: an Issuer with a key generated at test time that mints
+// signed JWTs, and the token.Issuer configuration that trusts it; a CA that
+// issues client and server certificates; in-memory policy snapshots; and
+// small helpers for files and concurrently written output.
 //
-// Keys are generated in memory when a test runs and never written to disk,
-// so no private key is ever committed. It is meant for tests only.
+// Keys are generated in memory when a test runs, so no private key is ever
+// committed; a test that needs one in a file writes it into its own
+// temporary directory. It is meant for tests only.
 package authztest
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/verdict-pdp/verdict/authz/token"
@@ -121,6 +128,44 @@ func (i *Issuer) Config() token.Issuer {
 		Algorithms: []string{i.Alg},
 		Keys:       token.StaticKeys{i.PublicKey()},
 	}
+}
+
+// PublicKeyPEM returns PublicKey as a PEM PUBLIC KEY block (PKIX), as a
+// public_key_file holds it. An HS256 Issuer has no public key and fails
+// the test.
+func (i *Issuer) PublicKeyPEM(tb testing.TB) []byte {
+	tb.Helper()
+	der, err := x509.MarshalPKIXPublicKey(i.public)
+	if err != nil {
+		tb.Fatalf("authztest: public key of %s issuer %s: %v", i.Alg, i.Name, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// JWKS returns a JSON Web Key Set of the issuers' public keys, each with
+// kid KeyID and no alg, as an identity provider publishes them. An HS256
+// Issuer has no public key to publish and fails the test.
+func JWKS(tb testing.TB, issuers ...*Issuer) []byte {
+	tb.Helper()
+	ctx := context.Background()
+	set := jwkset.NewMemoryStorage()
+	for _, i := range issuers {
+		if _, ok := i.public.([]byte); ok {
+			tb.Fatalf("authztest: JWKS of %s issuer %s: an HMAC secret is not published", i.Alg, i.Name)
+		}
+		j, err := jwkset.NewJWKFromKey(i.public, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: i.KeyID}})
+		if err != nil {
+			tb.Fatalf("authztest: JWK of %s: %v", i.KeyID, err)
+		}
+		if err := set.KeyWrite(ctx, j); err != nil {
+			tb.Fatalf("authztest: JWK of %s: %v", i.KeyID, err)
+		}
+	}
+	raw, err := set.JSONPublic(ctx)
+	if err != nil {
+		tb.Fatalf("authztest: JWKS: %v", err)
+	}
+	return raw
 }
 
 // Mint returns a compact JWT signed with Alg and carrying kid KeyID. The

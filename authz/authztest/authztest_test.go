@@ -1,6 +1,7 @@
 package authztest_test
 
 import (
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -64,6 +65,41 @@ func TestIssuerKeysAreFresh(t *testing.T) {
 	}
 	if _, err := v.Verify(t.Context(), b.Mint(t, nil)); err == nil {
 		t.Error("a token of another ES256 Issuer verified")
+	}
+}
+
+func TestJWKS(t *testing.T) {
+	es, ed := authztest.NewIssuer(t, "ES256"), authztest.NewIssuer(t, "EdDSA")
+	keys, err := token.ParseJWKS(authztest.JWKS(t, es, ed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0].ID != es.KeyID || keys[1].ID != ed.KeyID {
+		t.Fatalf("keys = %+v", keys)
+	}
+	for i, iss := range []*authztest.Issuer{es, ed} {
+		cfg := iss.Config()
+		cfg.Keys = token.StaticKeys{keys[i]}
+		v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{cfg}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(t.Context(), iss.Mint(t, nil)); err != nil {
+			t.Errorf("%s: a token does not verify with its key from JWKS: %v", iss.Alg, err)
+		}
+	}
+}
+
+func TestPublicKeyPEM(t *testing.T) {
+	for _, alg := range []string{"RS256", "ES384", "EdDSA"} {
+		iss := authztest.NewIssuer(t, alg)
+		k, err := token.ParsePublicKeyPEM(iss.PublicKeyPEM(t))
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		if eq, ok := k.Public.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(iss.PublicKey().Public) {
+			t.Errorf("%s: PEM holds another key", alg)
+		}
 	}
 }
 

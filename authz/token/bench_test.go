@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
@@ -103,31 +102,16 @@ func BenchmarkKeysFresh(b *testing.B) {
 // returns a jwks.Manager that has loaded it, running until tb ends.
 func runManager(tb testing.TB, iss *authztest.Issuer) *remotejwks.Manager {
 	tb.Helper()
-	ctx := context.Background()
-	jwk, err := jwkset.NewJWKFromKey(iss.PublicKey().Public, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: iss.KeyID}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	set := jwkset.NewMemoryStorage()
-	if err := set.KeyWrite(ctx, jwk); err != nil {
-		tb.Fatal(err)
-	}
-	body, err := set.JSONPublic(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	body := authztest.JWKS(tb, iss)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
 	tb.Cleanup(srv.Close)
 	m, err := remotejwks.New(remotejwks.Options{Issuer: iss.Name, URL: srv.URL})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	stop := authztest.Start(tb, m.Run)
 	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			tb.Errorf("Run: %v", err)
 		}
 	})

@@ -301,18 +301,25 @@ func parseJWKS(data []byte) (keys []Key, skipped []error, err error) {
 	return keys, skipped, nil
 }
 
-// jwkString reads one string member of a JWK decoded into a map (rather
-// than a struct, so member names stay case-sensitive).
+// stringMember reads an optional string member of a JSON object decoded
+// into a map (rather than a struct, so member names stay case-sensitive):
+// "" when it is absent; ok is false when it is present but not a string.
+// JWKs and JOSE headers are read with it.
+func stringMember(m map[string]any, name string) (s string, ok bool) {
+	v, present := m[name]
+	if !present {
+		return "", true
+	}
+	s, ok = v.(string)
+	return s, ok
+}
+
+// jwkString reads one optional string member of a JWK.
 func jwkString(m map[string]any, name string) (string, error) {
-	v, ok := m[name]
-	if !ok {
-		return "", nil
+	if s, ok := stringMember(m, name); ok {
+		return s, nil
 	}
-	s, ok := v.(string)
-	if !ok {
-		return "", fmt.Errorf("%q is not a string", name)
-	}
-	return s, nil
+	return "", fmt.Errorf("%q is not a string", name)
 }
 
 // parseJWK parses one JWK. ok is false for a key that is skipped.

@@ -8,13 +8,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +92,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM := pemBlock("CERTIFICATE", selfSignedCert(t, ecPriv))
+	certPEM := authztest.NewCA(t, "ca").Issue(t, authztest.LeafOptions{CommonName: "issuer", Key: ecPriv}).CertPEM
 
 	for _, tc := range []struct {
 		name    string
@@ -139,25 +135,13 @@ func TestParsePublicKeyPEM(t *testing.T) {
 	}
 }
 
-// TestParsePublicKeyPEMFile verifies a token end to end with a key read
-// from a PEM file, as configuration does.
+// TestParsePublicKeyPEMFile verifies a token end to end with a key parsed
+// from PEM as a public_key_file holds it.
 func TestParsePublicKeyPEMFile(t *testing.T) {
 	for _, alg := range []string{"RS256", "ES384", "EdDSA"} {
 		t.Run(alg, func(t *testing.T) {
 			iss := authztest.NewIssuer(t, alg)
-			der, err := x509.MarshalPKIXPublicKey(iss.PublicKey().Public)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(t.TempDir(), "key.pem")
-			if err := os.WriteFile(path, pemBlock("PUBLIC KEY", der), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			k, err := token.ParsePublicKeyPEM(data)
+			k, err := token.ParsePublicKeyPEM(iss.PublicKeyPEM(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,21 +154,6 @@ func TestParsePublicKeyPEMFile(t *testing.T) {
 			}
 		})
 	}
-}
-
-func selfSignedCert(t testing.TB, key *ecdsa.PrivateKey) []byte {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7),
-		Subject:      pkix.Name{CommonName: "issuer"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
 }
 
 // jwk returns key as a JWK JSON object (a map so tests can edit members).
@@ -308,7 +277,7 @@ func TestParseJWKS(t *testing.T) {
 	}
 }
 
-// TestParseJWKSVerify verifies tokens end to end with keys from a JWKS file.
+// TestParseJWKSVerify verifies tokens end to end with keys from a JWKS.
 func TestParseJWKSVerify(t *testing.T) {
 	var objs []map[string]any
 	var issuers []*authztest.Issuer
@@ -317,15 +286,7 @@ func TestParseJWKSVerify(t *testing.T) {
 		issuers = append(issuers, iss)
 		objs = append(objs, jwk(t, iss.PublicKey().Public, iss.KeyID, jwkset.ALG(alg), false))
 	}
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, jwks(t, objs...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := token.ParseJWKS(data)
+	keys, err := token.ParseJWKS(jwks(t, objs...))
 	if err != nil {
 		t.Fatal(err)
 	}

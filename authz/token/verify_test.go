@@ -9,12 +9,10 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -119,22 +117,6 @@ func named(t testing.TB, alg, name, kid string) *authztest.Issuer {
 	return i
 }
 
-// selfSignedX5C returns a base64 DER certificate for key, as in an x5c header.
-func selfSignedX5C(t testing.TB, key *ecdsa.PrivateKey) string {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "attacker"},
-		NotBefore:    testNow.Add(-time.Hour),
-		NotAfter:     testNow.Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(der)
-}
-
 func TestVerify(t *testing.T) {
 	rs := named(t, "RS256", "https://rs.test", "")
 	ps := named(t, "PS256", "https://ps.test", "")
@@ -202,7 +184,9 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	attackerJWK := ajwk.Marshal()
-	attackerX5C := selfSignedX5C(t, attackerPriv)
+	// A certificate for the attacker's key, as in an x5c header.
+	attackerX5C := base64.StdEncoding.EncodeToString(
+		authztest.NewCA(t, "attacker ca").Issue(t, authztest.LeafOptions{CommonName: "attacker", Key: attackerPriv}).Cert.Raw)
 
 	rsClaims := claimsAt(rs.Name, nil)
 	esClaims := claimsAt(es.Name, nil)

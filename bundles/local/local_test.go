@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -25,32 +24,35 @@ const (
 	retry    = 10 * time.Millisecond  // RetryInterval where a test counts retries
 )
 
-// start runs src in the background and returns once its first load
-// attempt finished. Cleanup cancels it, waits for Run and checks that no
-// goroutine is left behind.
+// start runs src in the background (see bundletest.Run) and returns once
+// its first load attempt finished.
 func start(t *testing.T, src interface {
 	bundles.Source
 	Initialized() <-chan struct{}
 }, sink bundles.Sink) {
 	t.Helper()
-	base := runtime.NumGoroutine()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx, sink) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v, want nil", err)
-		}
-		bundletest.CheckGoroutines(t, base)
-	})
+	done := bundletest.Run(t, src, sink)
 	select {
 	case <-src.Initialized():
-	case err := <-done:
-		t.Fatalf("Run returned early: %v", err)
+	case <-done:
+		t.Fatal("Run returned before its first load attempt")
 	case <-time.After(wait):
 		t.Fatal("not initialized")
 	}
+}
+
+// startDir writes rego as authz.rego in a new directory and starts a Dir
+// on it (newDir) feeding a new sink that buffers n snapshots. It returns
+// the policy file's path.
+func startDir(t *testing.T, rego string, n int) (string, *local.Dir, *bundletest.Sink) {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authz.rego")
+	write(t, p, rego)
+	sink := bundletest.NewSink(n)
+	d := newDir(t, dir)
+	start(t, d, sink)
+	return p, d, sink
 }
 
 func newDir(t *testing.T, dir string) *local.Dir {
@@ -277,12 +279,7 @@ func TestDirBrokenSaveKeepsServing(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "authz.rego")
-			write(t, p, bundletest.Policy("authz", 1))
-			sink := bundletest.NewSink(16)
-			d := newDir(t, dir)
-			start(t, d, sink)
+			p, d, sink := startDir(t, bundletest.Policy("authz", 1), 16)
 			good := sink.Next(t, wait)
 
 			write(t, p, tc.broken)
@@ -383,12 +380,7 @@ func TestDirBrokenSaveRetriedQuietly(t *testing.T) {
 }
 
 func TestDirInitialLoadFailsThenRecovers(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "authz.rego")
-	write(t, p, "package authz\nallow if {")
-	sink := bundletest.NewSink(4)
-	d := newDir(t, dir)
-	start(t, d, sink)
+	p, d, sink := startDir(t, "package authz\nallow if {", 4)
 	// Initialized is closed after the first attempt: it failed.
 	if st := d.Status(); st.Revision != "" || st.LastError == "" {
 		t.Fatalf("status = %+v, want an error and no revision", st)
@@ -404,12 +396,7 @@ func TestDirInitialLoadFailsThenRecovers(t *testing.T) {
 // not parse), undone back to the serving content, clears the error without
 // reloading.
 func TestDirRevertToGood(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "authz.rego")
-	write(t, p, bundletest.Policy("authz", 1))
-	sink := bundletest.NewSink(4)
-	d := newDir(t, dir)
-	start(t, d, sink)
+	p, d, sink := startDir(t, bundletest.Policy("authz", 1), 4)
 	sink.Next(t, wait)
 	write(t, p, "package authz\nallow if {")
 	waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError != "" })
@@ -437,12 +424,7 @@ func TestDirRootRemovedAndRecreated(t *testing.T) {
 // TestDirManyReloadsRace delivers 100 reloads while readers keep reading
 // the current snapshot; run it with -race.
 func TestDirManyReloadsRace(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "authz.rego")
-	write(t, p, bundletest.Policy("authz", 0))
-	sink := bundletest.NewSink(1)
-	d := newDir(t, dir)
-	start(t, d, sink)
+	p, d, sink := startDir(t, bundletest.Policy("authz", 0), 1)
 	sink.Next(t, wait)
 
 	ctx, cancel := context.WithCancel(t.Context())

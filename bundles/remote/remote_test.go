@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,19 +105,17 @@ func (s *stepper) polled(t *testing.T) time.Duration {
 
 func (s *stepper) next() { s.tick <- time.Now() }
 
-func run(t *testing.T, p *remote.Poller, sink bundles.Sink) {
+// startPoller builds a Poller with opts whose clock is a new stepper and
+// runs it (see bundletest.Run) with a new sink that buffers n snapshots.
+func startPoller(t *testing.T, opts remote.Options, n int) (*remote.Poller, *stepper, *bundletest.Sink) {
 	t.Helper()
-	base := runtime.NumGoroutine()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, sink) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
-		}
-		bundletest.CheckGoroutines(t, base)
-	})
+	st := newStepper()
+	opts.After = st.After
+	p, err := remote.New(opts)
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(n)
+	bundletest.Run(t, p, sink)
+	return p, st, sink
 }
 
 func policy(v int) map[string]string {
@@ -126,12 +124,8 @@ func policy(v int) map[string]string {
 
 func TestPollerETagAndBackoff(t *testing.T) {
 	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
-	st := newStepper()
-	p, err := remote.New(remote.Options{URL: srv.URL + "/b.tar.gz?sig=secret", Interval: time.Minute, Jitter: -1,
-		MinBackoff: time.Second, MaxBackoff: 4 * time.Second, After: st.After})
-	bundletest.Must(t, err)
-	sink := bundletest.NewSink(8)
-	run(t, p, sink)
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL + "/b.tar.gz?sig=secret", Interval: time.Minute, Jitter: -1,
+		MinBackoff: time.Second, MaxBackoff: 4 * time.Second}, 8)
 
 	if d := st.polled(t); d != time.Minute {
 		t.Errorf("wait after success = %s, want 1m", d)
@@ -155,7 +149,7 @@ func TestPollerETagAndBackoff(t *testing.T) {
 		st.next()
 		waits = append(waits, st.polled(t))
 	}
-	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}; !equal(waits, want) {
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second}; !slices.Equal(waits, want) {
 		t.Errorf("backoff waits = %v, want %v", waits, want)
 	}
 	status := p.Status()
@@ -184,14 +178,10 @@ func TestPollerETagAndBackoff(t *testing.T) {
 // the status.
 func TestPollerFailingServerLogsOnce(t *testing.T) {
 	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
-	st := newStepper()
 	var logs bundletest.Logs
 	var observed atomic.Int64
-	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Logger: logs.Logger(),
-		Observer: bundles.ObserverFunc(func(string, time.Duration, error) { observed.Add(1) })})
-	bundletest.Must(t, err)
-	sink := bundletest.NewSink(4)
-	run(t, p, sink)
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Logger: logs.Logger(),
+		Observer: bundles.ObserverFunc(func(string, time.Duration, error) { observed.Add(1) })}, 4)
 	st.polled(t)
 	sink.Next(t, wait)
 
@@ -240,12 +230,8 @@ func TestPollerFailingServerLogsOnce(t *testing.T) {
 func TestPollerRefusedBundleReverted(t *testing.T) {
 	good := bundletest.Tarball(t, policy(1), nil, "rev-1", nil)
 	srv := newServer(t, good)
-	st := newStepper()
 	var logs bundletest.Logs
-	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Logger: logs.Logger()})
-	bundletest.Must(t, err)
-	sink := bundletest.NewSink(4)
-	run(t, p, sink)
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Logger: logs.Logger()}, 4)
 	st.polled(t)
 	sink.Next(t, wait)
 
@@ -279,18 +265,6 @@ func TestPollerRefusedBundleReverted(t *testing.T) {
 	}
 }
 
-func equal(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestPollerFailures(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -313,14 +287,10 @@ func TestPollerFailures(t *testing.T) {
 				srv.set(tc.setup)
 			}
 			var lastErr atomic.Pointer[error]
-			st := newStepper()
 			opts := tc.opts
-			opts.URL, opts.After = srv.URL, st.After
+			opts.URL = srv.URL
 			opts.Observer = bundles.ObserverFunc(func(_ string, _ time.Duration, err error) { lastErr.Store(&err) })
-			p, err := remote.New(opts)
-			bundletest.Must(t, err)
-			sink := bundletest.NewSink(1)
-			run(t, p, sink)
+			p, st, sink := startPoller(t, opts, 1)
 			st.polled(t)
 			e := lastErr.Load()
 			if e == nil || !errors.Is(*e, tc.wantErr) {
@@ -339,11 +309,7 @@ func TestPollerFailures(t *testing.T) {
 func TestPollerSignatures(t *testing.T) {
 	key, other := bundletest.NewKey(t), bundletest.NewKey(t)
 	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", &key))
-	st := newStepper()
-	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Verify: bundles.VerifyOptions{Key: key.Public}})
-	bundletest.Must(t, err)
-	sink := bundletest.NewSink(8)
-	run(t, p, sink)
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Verify: bundles.VerifyOptions{Key: key.Public}}, 8)
 	st.polled(t)
 	if s := sink.Next(t, wait); s.Revision != "rev-1" {
 		t.Fatalf("revision %s", s.Revision)
@@ -388,13 +354,9 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 	// Second life: the server is down; the persisted bundle serves.
 	addr := srv.Listener.Addr().String()
 	srv.Close()
-	st := newStepper()
 	o := opts
-	o.After, o.MaxAge = st.After, time.Hour
-	p, err := remote.New(o)
-	bundletest.Must(t, err)
-	sink := bundletest.NewSink(2)
-	run(t, p, sink)
+	o.MaxAge = time.Hour
+	p, st, sink := startPoller(t, o, 2)
 	st.polled(t)
 	if s := sink.Next(t, wait); s.Revision != "rev-1" {
 		t.Fatalf("persisted revision %s", s.Revision)
@@ -436,12 +398,7 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 	}
 	bundletest.WriteFile(t, files[0], bundletest.Tarball(t, policy(9), nil, "rev-9", nil))
 	back.Close()
-	st2 := newStepper()
-	o.After = st2.After
-	p2, err := remote.New(o)
-	bundletest.Must(t, err)
-	sink2 := bundletest.NewSink(2)
-	run(t, p2, sink2)
+	p2, st2, sink2 := startPoller(t, o, 2)
 	st2.polled(t)
 	if sink2.Calls() != 0 || p2.Status().Revision != "" {
 		t.Fatalf("tampered persisted bundle was loaded")
@@ -478,11 +435,7 @@ func TestPollerOPASignedBundle(t *testing.T) {
 		{name: "wrong key", key: bundletest.NewKey(t).Public},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := newStepper()
-			p, err := remote.New(remote.Options{URL: srv.URL, After: st.After, Verify: bundles.VerifyOptions{Key: tc.key}})
-			bundletest.Must(t, err)
-			sink := bundletest.NewSink(1)
-			run(t, p, sink)
+			p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Verify: bundles.VerifyOptions{Key: tc.key}}, 1)
 			st.polled(t)
 			if !tc.ok {
 				if sink.Calls() != 0 || !strings.Contains(p.Status().LastError, "signature") {
@@ -502,11 +455,7 @@ func TestPollerOPASignedBundle(t *testing.T) {
 // read the current snapshot and status.
 func TestPollerManyReloadsRace(t *testing.T) {
 	srv := newServer(t, bundletest.Tarball(t, policy(0), nil, "", nil))
-	st := newStepper()
-	p, err := remote.New(remote.Options{URL: srv.URL, After: st.After})
-	bundletest.Must(t, err)
-	sink := bundletest.NewSink(200)
-	run(t, p, sink)
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL}, 200)
 	st.polled(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup

@@ -4,9 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -102,11 +100,7 @@ func TestDecideUsageErrors(t *testing.T) {
 func TestDecideWithConfig(t *testing.T) {
 	is := authztest.NewIssuer(t, "ES256")
 	dir := t.TempDir()
-	der, err := x509.MarshalPKIXPublicKey(is.PublicKey().Public)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authztest.WriteFile(t, filepath.Join(dir, "keys", "idp.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "idp.pem"), string(is.PublicKeyPEM(t)))
 	authztest.WriteFile(t, filepath.Join(dir, "policies", "authz", "p.rego"), "package authz\n\nallow if input.subject.claims.tenant == data.tenant\n")
 	authztest.WriteFile(t, filepath.Join(dir, "policies", "data.json"), `{"tenant": "acme"}`)
 	authztest.WriteFile(t, filepath.Join(dir, "verdict.yaml"), `policy:

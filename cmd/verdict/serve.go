@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"github.com/verdict-pdp/verdict/policies"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
-	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 type serveFlags struct {
@@ -39,7 +37,11 @@ func newServeCommand() *cobra.Command {
 		Short: "Serve decisions over HTTP",
 		Long: `Serve answers decisions over HTTP: POST /v1/decide, forward-auth on /v1/check,
 health on /health/live and /health/ready, status on /v1/status and Prometheus
-metrics on /metrics. Flags override the configuration file.
+metrics on /metrics. Flags override the configuration file. With an ext_authz
+block in the configuration it also serves Envoy's ext_authz API over gRPC
+(envoy.service.auth.v3.Authorization/Check, and the gRPC health service).
+With an authzen block it serves the AuthZEN 1.0 API: /access/v1/evaluation,
+/access/v1/evaluations and /.well-known/authzen-configuration.
 
 The policy directory (--policies, or policy.dir) is watched and reloaded on
 every change; a broken change keeps the last good policy serving.
@@ -101,7 +103,13 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		Entrypoint:   cfg.Policy.Entrypoint,
 		EvalTimeout:  cfg.Limits.EvalTimeout,
 		RequireTests: cfg.Policy.RequireTests,
-		Logger:       logger,
+		// The decision log records each decision's input, for replay.
+		KeepInput: cfg.DecisionLog.Output != "off",
+		Logger:    logger,
+		// print() in a policy is for its author: it reaches the debug log.
+		Print: func(ctx context.Context, loc, msg string) {
+			logger.LogAttrs(ctx, slog.LevelDebug, "policy print", slog.String("location", loc), slog.String("message", msg))
+		},
 	}
 	var (
 		minter   *devtoken.Minter
@@ -144,6 +152,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
 		ActionHeader:      cfg.ForwardAuth.ActionHeader,
 		ClientAddrHeader:  cfg.ForwardAuth.ClientAddrHeader,
+		Explain:           cfg.Explain,
 		Logger:            logger,
 		Limits: server.Limits{
 			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
@@ -171,6 +180,15 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		}
 	}
 	if opts.TrustedProxies, err = cfg.TrustedProxyPrefixes(); err != nil {
+		return err
+	}
+	if cfg.ExtAuthz != nil {
+		opts.ExtAuthz.Addr = cfg.ExtAuthz.GRPCAddr
+		if opts.ExtAuthz.TrustedPeers, err = cfg.ExtAuthzPeerPrefixes(); err != nil {
+			return err
+		}
+	}
+	if opts.AuthZEN, err = authzenOptions(cfg); err != nil {
 		return err
 	}
 	if cfg.Callers.TrustBundleFile != "" {
@@ -255,32 +273,6 @@ func (s *staticSource) Run(ctx context.Context, sink bundles.Sink) error {
 
 func (s *staticSource) Initialized() <-chan struct{} { return s.init }
 func (s *staticSource) Status() bundles.Status       { return s.st }
-
-// decisionLog opens the decision log target: "stdout" (the default), "off",
-// or a file path (appended to). The returned close function closes a file.
-func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger) (*decisionlog.Logger, func(), error) {
-	target := cfg.DecisionLog
-	var w io.Writer
-	closeFn := func() {}
-	switch target {
-	case "off":
-		return nil, closeFn, nil
-	case "", "stdout":
-		w = stdout
-	default:
-		file, err := os.OpenFile(cfg.Path(target), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			return nil, nil, fmt.Errorf("decision_log: %w", err)
-		}
-		w, closeFn = file, func() { file.Close() }
-	}
-	l, err := decisionlog.New(decisionlog.Options{Writer: w, Logger: logger})
-	if err != nil {
-		closeFn()
-		return nil, nil, err
-	}
-	return l, closeFn, nil
-}
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level

@@ -9,28 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 )
-
-// lockedBuffer collects output written by another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestServeDemo runs "verdict serve" without a configuration, reads the
 // bound address from the first log line, runs the printed curl commands'
@@ -38,7 +21,7 @@ func (l *lockedBuffer) String() string {
 func TestServeDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr authztest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		code := run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, strings.NewReader(""), &stdout, io.MultiWriter(pw, &stderr))
@@ -118,7 +101,7 @@ func TestServeConfigAndPolicyDir(t *testing.T) {
 	write(filepath.Join(pol, "p.rego"), "package authz\nallow := true\n")
 	write(filepath.Join(dir, "verdict.yaml"), "addr: 127.0.0.1:0\npolicy:\n  dir: policies\ndecision_log: decisions.jsonl\nlimits:\n  max_body_bytes: 1024\n")
 	ctx, cancel := context.WithCancel(t.Context())
-	var stderr lockedBuffer
+	var stderr authztest.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", filepath.Join(dir, "verdict.yaml")}, strings.NewReader(""), io.Discard, &stderr)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/verdict-pdp/verdict/bundles/local"
 	"github.com/verdict-pdp/verdict/bundles/remote"
 	"github.com/verdict-pdp/verdict/server/config"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // This file is the one place where a configuration (a declarative value:
@@ -95,31 +97,16 @@ func tokenOptions(cfg *config.Config, logger *slog.Logger, onRemoved func(issuer
 func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *slog.Logger, onRemoved func(string, []string)) (token.KeySet, error) {
 	switch {
 	case is.JWKSFile != "":
-		data, err := os.ReadFile(cfg.Path(is.JWKSFile))
-		if err != nil {
-			return nil, fmt.Errorf("jwks_file: %w", err)
-		}
-		keys, err := token.ParseJWKS(data)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_file %s: %w", is.JWKSFile, err)
-		}
-		return token.StaticKeys(keys), nil
+		return keysFromFile(cfg, "jwks_file", is.JWKSFile, token.ParseJWKS)
 	case is.PublicKeyFile != "":
-		data, err := os.ReadFile(cfg.Path(is.PublicKeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("public_key_file: %w", err)
-		}
-		k, err := token.ParsePublicKeyPEM(data)
-		if err != nil {
-			return nil, fmt.Errorf("public_key_file %s: %w", is.PublicKeyFile, err)
-		}
-		return token.StaticKeys{k}, nil
+		return keysFromFile(cfg, "public_key_file", is.PublicKeyFile, func(data []byte) ([]token.Key, error) {
+			k, err := token.ParsePublicKeyPEM(data)
+			return []token.Key{k}, err
+		})
 	case is.HMACSecretFile != "":
-		data, err := os.ReadFile(cfg.Path(is.HMACSecretFile))
-		if err != nil {
-			return nil, fmt.Errorf("hmac_secret_file: %w", err)
-		}
-		return token.StaticKeys{token.HMACKey([]byte(strings.TrimRight(string(data), "\r\n")))}, nil
+		return keysFromFile(cfg, "hmac_secret_file", is.HMACSecretFile, func(data []byte) ([]token.Key, error) {
+			return []token.Key{token.HMACKey([]byte(strings.TrimRight(string(data), "\r\n")))}, nil
+		})
 	case is.HMACSecretEnv != "":
 		secret, ok := os.LookupEnv(is.HMACSecretEnv)
 		if !ok || secret == "" {
@@ -141,6 +128,21 @@ func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *sl
 		})
 	}
 	return nil, fmt.Errorf("no key source")
+}
+
+// keysFromFile reads the file that the configuration key names (relative
+// to the configuration's directory) and parses it into static keys. Its
+// errors name the key, and the file too when it does not parse.
+func keysFromFile(cfg *config.Config, key, file string, parse func([]byte) ([]token.Key, error)) (token.KeySet, error) {
+	data, err := os.ReadFile(cfg.Path(file))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	keys, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", key, file, err)
+	}
+	return token.StaticKeys(keys), nil
 }
 
 // bundleVerification reads the configuration's bundle signing key; no key
@@ -294,4 +296,33 @@ func policyError(err error) error {
 		return err
 	}
 	return &exitCode{code: exitError, err: err}
+}
+
+// decisionLog opens the decision log: decision_log.output is "stdout" (the
+// default), "off", or a file path (appended to); mask, hash and
+// max_record_bytes shape its records. The returned close function closes a
+// file.
+func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger) (*decisionlog.Logger, func(), error) {
+	dl := cfg.DecisionLog
+	var w io.Writer
+	closeFn := func() {}
+	switch dl.Output {
+	case "off":
+		return nil, closeFn, nil
+	case "", "stdout":
+		w = stdout
+	default:
+		file, err := os.OpenFile(cfg.Path(dl.Output), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("decision_log: %w", err)
+		}
+		w, closeFn = file, func() { file.Close() }
+	}
+	l, err := decisionlog.New(decisionlog.Options{Writer: w, Logger: logger,
+		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes})
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("decision_log: %w", err)
+	}
+	return l, closeFn, nil
 }

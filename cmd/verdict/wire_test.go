@@ -1,31 +1,37 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
-func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
-	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// wireTokens parses yaml as dir/verdict.yaml (so that relative paths
+// resolve in dir) and builds its token options, failing the test on error.
+func wireTokens(t *testing.T, dir, yaml string) (*config.Config, token.Options, []*jwks.Manager) {
+	t.Helper()
+	c, err := config.Parse([]byte(yaml), filepath.Join(dir, "verdict.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	writeFile(t, filepath.Join(dir, "keys", "es.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
-	writeFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`)
-	writeFile(t, filepath.Join(dir, "keys", "hmac"), strings.Repeat("s", 32)+"\n")
+	opts, managers, err := tokenOptions(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, opts, managers
+}
+
+func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "es.pem"), string(authztest.NewIssuer(t, "ES256").PublicKeyPEM(t)))
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`)
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "hmac"), strings.Repeat("s", 32)+"\n")
 	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32))
 	data := `tokens:
   leeway: 10s
@@ -35,14 +41,7 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
     - {issuer: https://file, audiences: [a], algorithms: [HS256], hmac_secret_file: keys/hmac}
     - {issuer: https://env, audiences: [a], algorithms: [HS256], hmac_secret_env: VERDICT_TEST_HMAC}
 `
-	c, err := config.Parse([]byte(data), filepath.Join(dir, "verdict.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, managers, err := tokenOptions(c, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, opts, managers := wireTokens(t, dir, data)
 	if len(managers) != 0 {
 		t.Errorf("managers for file keys: %v", managers)
 	}
@@ -74,14 +73,7 @@ func TestTokenOptionsRemoteIssuers(t *testing.T) {
     - {issuer: https://url, audiences: [a], algorithms: [RS256], jwks_url: https://url/keys, min_refresh: 2m, max_refresh: 2h, max_stale: 48h}
     - {issuer: https://oidc, audiences: [a], algorithms: [RS256], discovery: true}
 `
-	c, err := config.Parse([]byte(data), filepath.Join(dir, "verdict.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, managers, err := tokenOptions(c, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, opts, managers := wireTokens(t, dir, data)
 	if len(managers) != 2 || opts.Issuers[0].Keys != token.KeySet(managers[0]) || managers[1].Issuer() != "https://oidc" {
 		t.Fatalf("managers %v for issuers %+v", managers, opts.Issuers)
 	}
@@ -92,15 +84,5 @@ func TestTokenOptionsRemoteIssuers(t *testing.T) {
 	bad := "tokens:\n  issuers:\n    - {issuer: https://x, audiences: [a], algorithms: [RS256], jwks_file: k, max_stale: 1h}\n"
 	if _, err := config.Parse([]byte(bad), "v.yaml"); err == nil || !strings.Contains(err.Error(), "apply only to jwks_url and discovery") {
 		t.Errorf("max_stale on a jwks_file issuer: %v", err)
-	}
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

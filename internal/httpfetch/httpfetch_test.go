@@ -2,10 +2,8 @@ package httpfetch_test
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/internal/httpfetch"
 )
 
@@ -200,13 +199,7 @@ func TestNewClient(t *testing.T) {
 			_, _ = io.WriteString(w, "secure")
 		}
 	})
-	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
-	tlsSrv.StartTLS()
-	t.Cleanup(tlsSrv.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsSrv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := authztest.StartTLS(t, tlsSrv)
 	trusting, err := httpfetch.NewClient(ca)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package jsonw_test
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/internal/jsonw"
@@ -21,6 +22,21 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		_ = json.Unmarshal(want, &wantBack)
 		if back != wantBack {
 			t.Errorf("%q: round trip %q, encoding/json %q", s, back, wantBack)
+		}
+	}
+}
+
+func TestAppendStrings(t *testing.T) {
+	for _, ss := range [][]string{nil, {}, {""}, {"a"}, {"a", `b"c`, "\xff"}} {
+		got := jsonw.AppendStrings([]byte("x"), ss)
+		want, _ := json.Marshal(append([]string{}, ss...))
+		var back, wantBack []string
+		if err := json.Unmarshal(got[1:], &back); err != nil || got[0] != 'x' {
+			t.Fatalf("%q: %s is not x followed by a JSON array: %v", ss, got, err)
+		}
+		_ = json.Unmarshal(want, &wantBack)
+		if !slices.Equal(back, wantBack) || back == nil {
+			t.Errorf("%q: round trip %q, encoding/json %q", ss, back, wantBack)
 		}
 	}
 }

@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,9 +31,16 @@ type Config struct {
 	Policy      Policy      `yaml:"policy"`
 	Tokens      Tokens      `yaml:"tokens"`
 	Callers     Callers     `yaml:"callers"`
-	DecisionLog string      `yaml:"decision_log"`
+	DecisionLog DecisionLog `yaml:"decision_log"`
 	Limits      Limits      `yaml:"limits"`
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
+	// Explain lets POST /v1/decide?explain=true explain decisions (off by
+	// default: it shows the policy's inner workings).
+	Explain bool `yaml:"explain"`
+	// ExtAuthz, when present, serves Envoy's ext_authz API over gRPC.
+	ExtAuthz *ExtAuthz `yaml:"ext_authz"`
+	// AuthZEN, when present, serves the AuthZEN 1.0 endpoints.
+	AuthZEN *AuthZEN `yaml:"authzen"`
 
 	// File is the path the configuration was read from ("" when built in
 	// code); relative paths resolve against its directory.
@@ -138,6 +144,39 @@ type ForwardAuth struct {
 	ClientAddrHeader string `yaml:"client_addr_header"`
 }
 
+// ExtAuthz configures Envoy's ext_authz service over gRPC
+// (envoy.service.auth.v3.Authorization/Check).
+type ExtAuthz struct {
+	// GRPCAddr is the gRPC listen address (host:port); required when the
+	// block is present. With tls set, the listener uses the same TLS.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// TrustedPeers are the addresses (CIDR prefixes or single IPs) of the
+	// Envoy proxies whose attributes.source.principal (the caller, method
+	// mesh) and attributes.source.address (the client address) are
+	// believed; from other peers both are ignored.
+	TrustedPeers []string `yaml:"trusted_peers"`
+}
+
+// AuthZEN configures the AuthZEN 1.0 endpoints (/access/v1/evaluation,
+// /access/v1/evaluations, /.well-known/authzen-configuration). Their
+// clients assert the subject, so only the clients listed here may call the
+// evaluation endpoints; at least one list must be set.
+type AuthZEN struct {
+	// TrustedPeers are the peer addresses (CIDR prefixes or single IPs) that
+	// may call the evaluation endpoints.
+	TrustedPeers []string `yaml:"trusted_peers"`
+	// TrustedCallers are the identities of mTLS client certificates (SPIFFE
+	// ID, else first DNS SAN, else CN, as input.caller.id names them) that
+	// may call them; needs tls.client_ca_file.
+	TrustedCallers []string `yaml:"trusted_callers"`
+	// BaseURL is the PDP identifier in the metadata and the base of its
+	// endpoint URLs (https://pdp.example.com); empty means built from each
+	// request's Host and scheme.
+	BaseURL string `yaml:"base_url"`
+	// MaxEvaluations bounds the items of one batch; 0 means 100.
+	MaxEvaluations int `yaml:"max_evaluations"`
+}
+
 // Callers configures how calling services are identified.
 type Callers struct {
 	// TrustedProxies are the addresses (CIDR prefixes or single IPs) whose
@@ -160,6 +199,42 @@ type Callers struct {
 	// a token issued to a user never proves a service. Empty (the default)
 	// means caller tokens are refused.
 	TokenAudiences []string `yaml:"token_audiences"`
+}
+
+// DecisionLog says where decision records go and what they hold. In the
+// file it is either a target ("stdout", "off", a file path) or an object.
+type DecisionLog struct {
+	// Output is "stdout" (the default), "off", or a file path (appended to).
+	Output string `yaml:"output"`
+	// Mask lists JSON pointers (relative to the record, /input/...) of
+	// input fields left out of every record; Hash those replaced by their
+	// SHA-256.
+	Mask []string `yaml:"mask"`
+	Hash []string `yaml:"hash"`
+	// MaxRecordBytes bounds one record; a larger one is written without its
+	// input, and counted. 0 means 64 KiB.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+}
+
+// decisionLogKeys are the keys of the decision_log object.
+var decisionLogKeys = []string{"output", "mask", "hash", "max_record_bytes"}
+
+// UnmarshalYAML reads decision_log as a target string or an object whose
+// keys are all known.
+func (d *DecisionLog) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&d.Output)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: decision_log: want a target (stdout, off, a file) or an object", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !slices.Contains(decisionLogKeys, k.Value) {
+			return fmt.Errorf("line %d: field %s not found in type config.DecisionLog", k.Line, k.Value)
+		}
+	}
+	type plain DecisionLog
+	return n.Decode((*plain)(d))
 }
 
 // Limits bounds what one request may cost. Zero values mean the server's
@@ -208,194 +283,57 @@ func Parse(data []byte, file string) (*Config, error) {
 	return c, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
-var notFound = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
-
-// yamlError rewrites yaml.v3's messages as "file:line: message" lines.
-func yamlError(file string, err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		lines := make([]string, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			lines = append(lines, rewriteYAMLMessage(file, e))
-		}
-		return strings.Join(lines, "\n")
+// AuthZENPeerPrefixes returns authzen.trusted_peers as prefixes; a single
+// IP becomes a one-address prefix. None without an authzen block.
+func (c *Config) AuthZENPeerPrefixes() ([]netip.Prefix, error) {
+	if c.AuthZEN == nil {
+		return nil, nil
 	}
-	return rewriteYAMLMessage(file, strings.TrimPrefix(err.Error(), "yaml: "))
+	return c.prefixes("authzen.trusted_peers", c.AuthZEN.TrustedPeers)
 }
 
-func rewriteYAMLMessage(file, msg string) string {
-	m := yamlLine.FindStringSubmatch(msg)
-	if m == nil {
-		return file + ": " + msg
+// checkBaseURL checks authzen.base_url: an absolute https (or, for
+// development, http) URL with a host and no user info, query or fragment
+// (the AuthZEN 1.0 rules for a PDP identifier). server.New checks the same.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: want an https (or, for development, http) URL", s)
+	case u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return fmt.Errorf("%q must not carry user info", s)
+	case strings.ContainsAny(s, "?#"):
+		return fmt.Errorf("%q must not have a query or fragment", s)
 	}
-	text := m[2]
-	if nf := notFound.FindStringSubmatch(text); nf != nil {
-		text = fmt.Sprintf("unknown key %q", nf[1])
-	}
-	return fmt.Sprintf("%s:%s: %s", file, m[1], text)
+	return nil
 }
 
-// validate checks the decoded values, naming the key and its line.
-func (c *Config) validate(root *yaml.Node) error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: %s:%d: %s: %s", ErrInvalid, c.File, lineOf(root, key), key, fmt.Sprintf(format, args...)))
+// ExtAuthzPeerPrefixes returns ext_authz.trusted_peers as prefixes; a
+// single IP becomes a one-address prefix. None without an ext_authz block.
+func (c *Config) ExtAuthzPeerPrefixes() ([]netip.Prefix, error) {
+	if c.ExtAuthz == nil {
+		return nil, nil
 	}
-	if c.TLS != nil {
-		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
-			bad("tls", "cert_file and key_file are both required")
-		}
-		switch c.TLS.ClientAuth {
-		case "", "request", "require":
-		default:
-			bad("tls.client_auth", "must be request or require, not %q", c.TLS.ClientAuth)
-		}
-		if c.TLS.ClientAuth != "" && c.TLS.ClientCAFile == "" {
-			bad("tls.client_ca_file", "required when client_auth is set")
-		}
-	}
-	sources := 0
-	for _, s := range []string{c.Policy.Dir, c.Policy.BundleFile, c.Policy.BundleURL} {
-		if s != "" {
-			sources++
-		}
-	}
-	if sources > 1 {
-		bad("policy", "set at most one of dir, bundle_file and bundle_url")
-	}
-	if c.Policy.PollInterval < 0 {
-		bad("policy.poll_interval", "must not be negative")
-	}
-	if c.Policy.MaxAge < 0 {
-		bad("policy.max_age", "must not be negative")
-	}
-	if c.Policy.MaxUnpackedBytes < 0 {
-		bad("policy.max_unpacked_bytes", "must not be negative")
-	}
-	if c.Policy.MaxFiles < 0 {
-		bad("policy.max_files", "must not be negative")
-	}
-	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "" || c.Policy.PollInterval != 0) {
-		bad("policy", "poll_interval, persist_dir and max_age apply only to bundle_url")
-	}
-	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
-		bad("tokens.leeway", "must be between 0 and 5m")
-	}
-	if c.Tokens.MaxBytes < 0 {
-		bad("tokens.max_bytes", "must not be negative")
-	}
-	for i, is := range c.Tokens.Issuers {
-		key := "tokens.issuers[" + strconv.Itoa(i) + "]"
-		if is.Issuer == "" {
-			bad(key+".issuer", "required")
-		}
-		if len(is.Audiences) == 0 {
-			bad(key+".audiences", "at least one audience is required")
-		}
-		if len(is.Algorithms) == 0 {
-			bad(key+".algorithms", "at least one algorithm is required")
-		}
-		n := 0
-		for _, set := range []bool{is.JWKSFile != "", is.JWKSURL != "", is.Discovery,
-			is.PublicKeyFile != "", is.HMACSecretFile != "", is.HMACSecretEnv != ""} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
-			bad(key, "set exactly one of jwks_file, jwks_url, discovery, public_key_file, hmac_secret_file, hmac_secret_env")
-		}
-		if is.MaxLifetime < 0 {
-			bad(key+".max_lifetime", "must not be negative")
-		}
-		if is.MaxLifetime > 0 && is.ExpOptional {
-			bad(key+".max_lifetime", "needs exp, so it cannot be set with exp_optional")
-		}
-		remote := is.JWKSURL != "" || is.Discovery
-		if !remote && (is.CAFile != "" || is.MinRefresh != 0 || is.MaxRefresh != 0 || is.MaxStale != 0) {
-			bad(key, "ca_file, min_refresh, max_refresh and max_stale apply only to jwks_url and discovery")
-		}
-		for _, d := range []struct {
-			name string
-			v    time.Duration
-		}{{"min_refresh", is.MinRefresh}, {"max_refresh", is.MaxRefresh}, {"max_stale", is.MaxStale}} {
-			if d.v < 0 {
-				bad(key+"."+d.name, "must not be negative")
-			}
-		}
-	}
-	for i, p := range c.Callers.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
-			bad("callers.trusted_proxies["+strconv.Itoa(i)+"]", "%v", err)
-		}
-	}
-	if len(c.Callers.TrustedProxies) > 0 && c.Callers.TrustBundleFile == "" {
-		bad("callers.trust_bundle_file", "required when trusted_proxies is set: forwarded certificates must chain to it")
-	}
-	for _, h := range []struct{ key, v string }{
-		{"callers.xfcc_header", c.Callers.XFCCHeader},
-		{"callers.escaped_cert_header", c.Callers.EscapedCertHeader},
-	} {
-		switch {
-		case h.v == "":
-		case !validHeaderName(h.v):
-			bad(h.key, "%q is not a valid header name", h.v)
-		case len(c.Callers.TrustedProxies) == 0:
-			bad(h.key, "forwarded certificates are believed only from trusted_proxies, and none is set")
-		}
-	}
-	switch h := c.ForwardAuth.ClientAddrHeader; {
-	case h == "":
-	case !validHeaderName(h):
-		bad("forward_auth.client_addr_header", "%q is not a valid header name", h)
-	case len(c.Callers.TrustedProxies) == 0:
-		bad("forward_auth.client_addr_header", "the client address is believed only from trusted_proxies, and none is set")
-	}
-	if h := c.ForwardAuth.ActionHeader; h != "" && !validHeaderName(h) {
-		bad("forward_auth.action_header", "%q is not a valid header name", h)
-	}
-	if c.Callers.XFCCHeader != "" && strings.EqualFold(c.Callers.XFCCHeader, c.Callers.EscapedCertHeader) {
-		bad("callers.escaped_cert_header", "must differ from xfcc_header")
-	}
-	for i, a := range c.Callers.TokenAudiences {
-		if a == "" {
-			bad("callers.token_audiences["+strconv.Itoa(i)+"]", "must not be empty")
-		}
-		for j, is := range c.Tokens.Issuers {
-			if slices.Contains(is.Audiences, a) {
-				bad("callers.token_audiences["+strconv.Itoa(i)+"]",
-					"%q is also an audience of tokens.issuers[%d]: every user token for it would prove a service", a, j)
-			}
-		}
-	}
-	l := c.Limits
-	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 {
-		bad("limits", "sizes must not be negative")
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"limits.read_header_timeout", l.ReadHeaderTimeout}, {"limits.read_timeout", l.ReadTimeout},
-		{"limits.write_timeout", l.WriteTimeout}, {"limits.idle_timeout", l.IdleTimeout},
-		{"limits.shutdown_timeout", l.ShutdownTimeout}, {"limits.eval_timeout", l.EvalTimeout},
-	} {
-		if d.v < 0 {
-			bad(d.key, "must not be negative")
-		}
-	}
-	return errors.Join(errs...)
+	return c.prefixes("ext_authz.trusted_peers", c.ExtAuthz.TrustedPeers)
 }
 
 // TrustedProxyPrefixes returns callers.trusted_proxies as prefixes; a single
 // IP becomes a one-address prefix.
 func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(c.Callers.TrustedProxies))
-	for i, p := range c.Callers.TrustedProxies {
+	return c.prefixes("callers.trusted_proxies", c.Callers.TrustedProxies)
+}
+
+// prefixes parses the list of CIDR prefixes or single IPs at key.
+func (c *Config) prefixes(key string, list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for i, p := range list {
 		pf, err := parsePrefix(p)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: callers.trusted_proxies[%d]: %w", ErrInvalid, c.File, i, err)
+			return nil, fmt.Errorf("%w: %s: %s[%d]: %w", ErrInvalid, c.File, key, i, err)
 		}
 		out = append(out, pf)
 	}
@@ -438,52 +376,4 @@ func (c *Config) Path(p string) string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(c.File), p)
-}
-
-// lineOf finds the line of a dotted key path such as "tokens.issuers[0].aud"
-// in the document, or the deepest line found on the way.
-func lineOf(root *yaml.Node, key string) int {
-	n := root
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := n.Line
-	for _, part := range strings.Split(key, ".") {
-		name, idx := part, -1
-		if i := strings.IndexByte(part, '['); i >= 0 {
-			name = part[:i]
-			idx, _ = strconv.Atoi(strings.TrimSuffix(part[i+1:], "]"))
-		}
-		next := mappingValue(n, name)
-		if next == nil {
-			return line
-		}
-		line = next.line
-		n = next.value
-		if idx >= 0 {
-			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
-				return line
-			}
-			n = n.Content[idx]
-			line = n.Line
-		}
-	}
-	return line
-}
-
-type keyValue struct {
-	line  int
-	value *yaml.Node
-}
-
-func mappingValue(n *yaml.Node, name string) *keyValue {
-	if n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == name {
-			return &keyValue{line: n.Content[i].Line, value: n.Content[i+1]}
-		}
-	}
-	return nil
 }

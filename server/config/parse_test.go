@@ -2,8 +2,6 @@ package config_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,16 +127,6 @@ func TestEmptyFileIsZeroConfig(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRemotePolicyKeys(t *testing.T) {
 	c, err := config.Parse([]byte("policy:\n  bundle_url: https://bundles.test/authz.tar.gz\n  poll_interval: 10s\n  max_age: 5m\n  persist_dir: cache\n  verification_key_file: k.pem\n  verification_algorithm: ES256\n"), "/etc/v.yaml")
 	if err != nil {
@@ -150,5 +138,30 @@ func TestRemotePolicyKeys(t *testing.T) {
 	_, err = config.Parse([]byte("policy:\n  dir: p\n  max_age: 5m\n"), "v.yaml")
 	if err == nil || !strings.Contains(err.Error(), "apply only to bundle_url") {
 		t.Errorf("max_age with a directory: %v", err)
+	}
+}
+
+// TestDecisionLogForms: decision_log is a target or an object; the
+// object's keys are checked like every other.
+func TestDecisionLogForms(t *testing.T) {
+	c, err := config.Parse([]byte("decision_log: off\n"), "v.yaml")
+	if err != nil || c.DecisionLog.Output != "off" {
+		t.Fatalf("string form: %+v, %v", c.DecisionLog, err)
+	}
+	c, err = config.Parse([]byte("decision_log:\n  output: decisions.jsonl\n  mask: [/input/subject/claims/email]\n  hash: [/input/subject/id]\n  max_record_bytes: 32768\n"), "v.yaml")
+	if err != nil || c.DecisionLog.Output != "decisions.jsonl" || c.DecisionLog.Mask[0] != "/input/subject/claims/email" ||
+		c.DecisionLog.Hash[0] != "/input/subject/id" || c.DecisionLog.MaxRecordBytes != 32768 {
+		t.Fatalf("object form: %+v, %v", c.DecisionLog, err)
+	}
+	for data, want := range map[string]string{
+		"decision_log:\n  output: stdout\n  masks: [/input/x]\n":    `v.yaml:3: unknown key "masks"`,
+		"decision_log:\n  mask: [/subject/claims/email]\n":          "decision_log.mask[0]",
+		"decision_log:\n  output: off\n  mask: [/input/x]\n":        "do nothing with output off",
+		"decision_log:\n  output: stdout\n  max_record_bytes: -1\n": "decision_log.max_record_bytes",
+		"decision_log: [stdout]\n":                                  "decision_log",
+	} {
+		if _, err := config.Parse([]byte(data), "v.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error containing %q", data, err, want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package decisionlog_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"log/slog"
@@ -81,11 +80,7 @@ func TestRunWritesAndFlushesOnShutdown(t *testing.T) {
 			t.Fatal("Log refused a record with room in the buffer")
 		}
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	cancel()
-	if err := <-done; err != nil {
+	if err := authztest.Start(t, l.Run)(); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Count(out.String(), "\n"); got != len(records()) {
@@ -128,9 +123,7 @@ func TestFullBufferDropsAndWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
+	stop := authztest.Start(t, l.Run)
 	const n = 1000
 	start := time.Now()
 	for i := range n {
@@ -153,8 +146,7 @@ func TestFullBufferDropsAndWarns(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(bw.release)
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.Written() + l.Dropped(); got != n {

@@ -23,7 +23,7 @@ type pointer []string
 func parsePointer(p string) (pointer, error) {
 	const root = "/input/"
 	if !strings.HasPrefix(p, root) || len(p) == len(root) {
-		return nil, fmt.Errorf("%q: a pointer must address a field of the input, /input/...", p)
+		return nil, fmt.Errorf("%q: a pointer must address a field of the input (/input/subject/...)", p)
 	}
 	parts := strings.Split(p[len(root):], "/")
 	for i, t := range parts {

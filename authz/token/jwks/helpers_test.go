@@ -1,7 +1,6 @@
 package jwks_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/MicahParks/jwkset"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
@@ -159,23 +156,7 @@ func (p *provider) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 // setKeys serves the public keys of the given issuers (kid KeyID, no alg).
 func (p *provider) setKeys(keys ...*authztest.Issuer) {
 	p.t.Helper()
-	set := jwkset.NewMemoryStorage()
-	for _, k := range keys {
-		j, err := jwkset.NewJWKFromKey(k.PublicKey().Public, jwkset.JWKOptions{
-			Metadata: jwkset.JWKMetadataOptions{KID: k.KeyID},
-		})
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		if err := set.KeyWrite(context.Background(), j); err != nil {
-			p.t.Fatal(err)
-		}
-	}
-	raw, err := set.JSONPublic(context.Background())
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.setBody(raw)
+	p.setBody(authztest.JWKS(p.t, keys...))
 }
 
 func (p *provider) setBody(b []byte) {
@@ -230,25 +211,27 @@ func issuer(t *testing.T, name, kid string) *authztest.Issuer {
 // Run returns nil once its context is cancelled.
 func start(t *testing.T, m *jwks.Manager) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	stopRun := authztest.Start(t, m.Run)
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return after cancel")
+			if err := stopRun(); err != nil {
+				t.Errorf("Run returned %v", err)
 			}
 		})
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// setup is how most Manager tests begin: issuer a (kid "a") of idp, a
+// provider serving its key, a fake clock, and options for a Manager of them.
+func setup(t *testing.T) (a *authztest.Issuer, p *provider, clk *clock, opts jwks.Options) {
+	t.Helper()
+	a = issuer(t, idp, "a")
+	p = newProvider(t, a)
+	clk = newClock()
+	return a, p, clk, options(p, clk, idp)
 }
 
 // options returns Options for tests: the provider's URL, the manual clock,

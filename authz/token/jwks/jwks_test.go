@@ -2,10 +2,7 @@ package jwks_test
 
 import (
 	"crypto/rand"
-	"encoding/pem"
 	"errors"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -138,10 +135,7 @@ func TestRotation(t *testing.T) {
 // TestProviderDown: the last good keys keep serving while the provider
 // fails, until MaxStale; then lookups fail (deny) until it is back.
 func TestProviderDown(t *testing.T) {
-	a := issuer(t, idp, "a")
-	p := newProvider(t, a)
-	clk := newClock()
-	opts := options(p, clk, idp)
+	a, p, clk, opts := setup(t)
 	opts.MaxRefresh, opts.MaxStale = 10*time.Minute, time.Hour
 	m := mustNew(t, opts)
 	v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{{
@@ -198,10 +192,7 @@ func TestProviderDown(t *testing.T) {
 // TestColdStartPersisted: a Manager that starts while the provider is down
 // serves the set the previous run persisted, unless it is too old.
 func TestColdStartPersisted(t *testing.T) {
-	a := issuer(t, idp, "a")
-	p := newProvider(t, a)
-	clk := newClock()
-	opts := options(p, clk, idp)
+	a, p, clk, opts := setup(t)
 	opts.PersistDir = filepath.Join(t.TempDir(), "jwks")
 
 	first := mustNew(t, opts)
@@ -243,10 +234,7 @@ func TestColdStartPersisted(t *testing.T) {
 // refresh; beyond it, refreshes reach the provider at the configured rate
 // only, and a kid found missing is answered from the negative cache.
 func TestUnknownKIDFlood(t *testing.T) {
-	a := issuer(t, idp, "a")
-	p := newProvider(t, a)
-	clk := newClock()
-	opts := options(p, clk, idp)
+	a, p, clk, opts := setup(t)
 	opts.UnknownKIDInterval, opts.UnknownKIDBurst = 10*time.Second, 1
 	m := mustNew(t, opts)
 	start(t, m)
@@ -318,10 +306,7 @@ func TestUnknownKIDFlood(t *testing.T) {
 // TestSlowProvider: while a refresh hangs on a slow provider, lookups of
 // known kids answer at once, and an unknown kid waits MissTimeout at most.
 func TestSlowProvider(t *testing.T) {
-	a := issuer(t, idp, "a")
-	p := newProvider(t, a)
-	clk := newClock()
-	opts := options(p, clk, idp)
+	a, p, clk, opts := setup(t)
 	opts.MissTimeout = 50 * time.Millisecond
 	m := mustNew(t, opts)
 	engine := newEngine(t, a, m)
@@ -485,12 +470,9 @@ func TestKeySetProblems(t *testing.T) {
 // TestSchedule: the provider's Cache-Control sets the next refresh within
 // the bounds, and ETag revalidation confirms the set without a download.
 func TestSchedule(t *testing.T) {
-	a := issuer(t, idp, "a")
-	p := newProvider(t, a)
+	_, p, clk, opts := setup(t)
 	p.setHeader("Cache-Control", "public, max-age=600")
 	p.setHeader("ETag", `"v1"`)
-	clk := newClock()
-	opts := options(p, clk, idp)
 	opts.MinRefresh, opts.MaxRefresh = time.Minute, 30*time.Minute
 	m := mustNew(t, opts)
 	start(t, m)
@@ -527,13 +509,7 @@ func TestCAFile(t *testing.T) {
 		defer p.mu.Unlock()
 		_, _ = w.Write(p.keys)
 	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := authztest.StartTLS(t, srv)
 	for _, tc := range []struct {
 		name    string
 		caFile  string

@@ -220,6 +220,31 @@ func Must(t testing.TB, err error) {
 	}
 }
 
+// Run runs src with sink in a goroutine until the test ends. A cleanup
+// cancels Run, waits for it, fails the test unless it returned nil, and
+// checks that no goroutine it started is left behind. The returned channel
+// is closed when Run returns.
+func Run(t testing.TB, src bundles.Source, sink bundles.Sink) <-chan struct{} {
+	t.Helper()
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	var err error
+	go func() {
+		err = src.Run(ctx, sink)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+		CheckGoroutines(t, base)
+	})
+	return done
+}
+
 // CheckGoroutines fails t if, within a grace period, the number of
 // goroutines does not fall back to base (taken before the code under test
 // started).

@@ -11,7 +11,7 @@
 //	<out>/<alg>/tokens.txt          -n distinct valid tokens, one a line
 //	<out>/<alg>/tokens-new.txt      -new more distinct tokens (the "every token new" pool)
 //	<out>/<alg>/verdict.yaml        Verdict's configuration (decision_log off)
-//	<out>/<alg>/opa/policy.rego     the default policy's RBAC written the OPA way
+//	<out>/<alg>/opa/policy.rego     the OPA baseline (test/load/opabaseline): the default policy's RBAC written the OPA way
 //	<out>/<alg>/opa/data.json       the default policy's data.json plus the JWKS
 //	<out>/<alg>/opa/config.yaml     OPA's configuration (io_jwt cache on)
 //
@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/policies"
+	"github.com/verdict-pdp/verdict/test/load/opabaseline"
 )
 
 const (
@@ -99,14 +100,17 @@ tokens:
       algorithms: [%s]
       public_key_file: pub.pem
 `, issuer, audience, alg),
-		"opa/policy.rego": fmt.Appendf(nil, opaPolicy, issuer, audience),
 		"opa/config.yaml": []byte(opaConfig),
 	}
-	data, err := opaData(s.jwks())
+	// The action is a string in the HTTP input, as /v1/decide takes it.
+	policy, err := opabaseline.Policy(opabaseline.Params{Constraint: "cert", Issuer: issuer, Audience: audience, Action: "input.action"})
 	if err != nil {
 		return err
 	}
-	files["opa/data.json"] = data
+	files["opa/policy.rego"] = []byte(policy)
+	if files["opa/data.json"], err = opaData(s.jwks()); err != nil {
+		return err
+	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
 			return err
@@ -238,8 +242,8 @@ func mintFile(path string, s *signer, prefix string, count int, now time.Time, t
 	return os.WriteFile(path, []byte(strings.Join(toks, "\n")+"\n"), 0o600)
 }
 
-// opaData is the default policy set's data.json with the JWKS added at
-// data.opa_bench.key (as authz/bench_test.go's benchOPA does).
+// opaData is the default policy set's data.json with the JWKS where the
+// baseline policy reads it (opabaseline.Data).
 func opaData(jwks []byte) ([]byte, error) {
 	raw, err := fs.ReadFile(policies.FS(), "data.json")
 	if err != nil {
@@ -249,8 +253,7 @@ func opaData(jwks []byte) ([]byte, error) {
 	if err := json.Unmarshal(raw, &data); err != nil {
 		return nil, err
 	}
-	data["opa_bench"] = map[string]any{"key": string(jwks)}
-	return json.MarshalIndent(data, "", "  ")
+	return json.MarshalIndent(opabaseline.Data(data, string(jwks)), "", "  ")
 }
 
 // opaConfig is OPA at its best: the io_jwt verified-token cache turned on
@@ -262,119 +265,6 @@ const opaConfig = `caching:
     named:
       io_jwt:
         max_num_entries: 10000
-`
-
-// opaPolicy is authz/bench_test.go's benchOPAPolicy (the default policy's
-// RBAC as an OPA user writes it: io.jwt.decode_verify in Rego, roles from
-// the verified claims, permissions from the same data.json) with the action
-// taken from the HTTP input as a string, as Verdict's /v1/decide takes it.
-// Query: POST /v1/data/opa_authz/decision {"input": {"token": T, "action": A}}.
-const opaPolicy = `package opa_authz
-
-default allow := false
-
-verified := io.jwt.decode_verify(input.token, {
-	"cert": data.opa_bench.key,
-	"iss": %[1]q,
-	"aud": %[2]q,
-	"time": time.now_ns(),
-})
-
-authenticated if verified[0] == true
-
-claims := verified[2] if authenticated
-
-action := input.action
-
-roles contains role if {
-	authenticated
-	some role in claims.roles
-	is_string(role)
-}
-
-permits contains action
-
-permits contains concat(":", [action_resource, "*"])
-
-action_resource := substring(action, 0, i) if {
-	i := indexof(action, ":")
-	i > 0
-}
-
-grants contains [role, permission] if {
-	some role in roles
-	some permission in permits
-	permission in data.roles[role]
-}
-
-service_only if data.service_actions[action]
-
-public_allowed if {
-	not service_only
-	action in data.public_actions
-}
-
-role_allowed if {
-	not service_only
-	count(grants) > 0
-}
-
-allow if public_allowed
-
-allow if role_allowed
-
-reasons contains sprintf("anonymous access to %%s is public", [action]) if {
-	public_allowed
-	not authenticated
-}
-
-reasons contains sprintf("%%s is public", [action]) if {
-	public_allowed
-	authenticated
-}
-
-reasons contains sprintf("anonymous access to %%s is not allowed", [action]) if {
-	not service_only
-	not public_allowed
-	not authenticated
-}
-
-reasons contains sprintf("role %%s grants %%s", [role, action]) if {
-	role_allowed
-	some [role, permission] in grants
-	permission == action
-}
-
-reasons contains sprintf("role %%s grants %%s via %%s", [role, action, permission]) if {
-	role_allowed
-	some [role, permission] in grants
-	permission != action
-}
-
-reasons contains sprintf("no role grants %%s", [action]) if {
-	authenticated
-	not service_only
-	not public_allowed
-	not role_allowed
-}
-
-reasons contains "the caller is not authenticated" if service_only
-
-subject_id := id if {
-	authenticated
-	id := claims.sub
-} else := ""
-
-default headers := {}
-
-headers := {
-	"x-verdict-action": action,
-	"x-verdict-subject": subject_id,
-	"x-verdict-roles": concat(",", sort(roles)),
-	"x-verdict-caller": "",
-} if allow
-
-decision := {"allow": allow, "reasons": reasons, "headers": headers}
 `
 
 // luaScript is the wrk script. Arguments (after --): token file, body mode

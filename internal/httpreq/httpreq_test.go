@@ -1,0 +1,42 @@
+package httpreq_test
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/internal/httpreq"
+)
+
+func TestBearerToken(t *testing.T) {
+	for _, tc := range []struct {
+		values  []string
+		want    string
+		wantErr error
+	}{
+		{nil, "", nil},
+		{[]string{"Bearer abc"}, "abc", nil},
+		{[]string{"bearer   abc"}, "abc", nil},
+		{[]string{"Bearer a", "Bearer b"}, "", httpreq.ErrRepeated},
+		{[]string{"Basic YWxp"}, "", httpreq.ErrScheme},
+		{[]string{"Bearer"}, "", httpreq.ErrScheme},
+		{[]string{"Bearer a b"}, "", httpreq.ErrMalformed},
+		{[]string{"Bearer a\tb"}, "", httpreq.ErrMalformed},
+	} {
+		got, err := httpreq.BearerToken(http.Header{"Authorization": tc.values})
+		if got != tc.want || !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+			t.Errorf("%q: %q, %v; want %q, %v", tc.values, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	for id, want := range map[string]string{
+		"req-1": "req-1", "": "", "a b": "", "ctl\x01": "", strings.Repeat("x", 129): "", strings.Repeat("x", 128): strings.Repeat("x", 128),
+	} {
+		if got := httpreq.RequestID(http.Header{"X-Request-Id": {id}}); got != want {
+			t.Errorf("RequestID(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package config_test
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+func TestParseAuthZEN(t *testing.T) {
+	c, err := config.Parse([]byte(`tls: {cert_file: s.pem, key_file: s-key.pem, client_ca_file: ca.pem, client_auth: request}
+authzen:
+  trusted_peers: [10.0.0.0/8, 127.0.0.1]
+  trusted_callers: [spiffe://example.org/ns/web/sa/bff]
+  base_url: https://pdp.example.com/
+  max_evaluations: 20
+`), "/etc/verdict/v.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.AuthZEN
+	if a == nil || a.BaseURL != "https://pdp.example.com/" || a.MaxEvaluations != 20 ||
+		!slices.Equal(a.TrustedCallers, []string{"spiffe://example.org/ns/web/sa/bff"}) {
+		t.Fatalf("authzen = %+v", a)
+	}
+	got, err := c.AuthZENPeerPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}
+	if !slices.Equal(got, want) {
+		t.Errorf("prefixes = %v, want %v", got, want)
+	}
+
+	c, err = config.Parse([]byte("addr: 127.0.0.1:0\n"), "v.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AuthZEN != nil {
+		t.Errorf("authzen = %+v without the block, want nil (endpoints off)", c.AuthZEN)
+	}
+}
+
+func TestParseAuthZENErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{name: "no trusted clients", yaml: "addr: x\nauthzen:\n  base_url: https://pdp.example.com\n",
+			want: "v.yaml:2: authzen: set trusted_peers or trusted_callers"},
+		{name: "empty block", yaml: "addr: x\nauthzen:\n", want: "v.yaml:2: authzen: the block is empty"},
+		{name: "bad peer", yaml: "authzen:\n  trusted_peers:\n    - 10.0.0.0/8\n    - ten\n",
+			want: "v.yaml:4: authzen.trusted_peers[1]"},
+		{name: "callers without client CA", yaml: "authzen:\n  trusted_callers: [bff]\n",
+			want: "v.yaml:2: authzen.trusted_callers: needs tls.client_ca_file"},
+		{name: "empty caller", yaml: "tls: {cert_file: a, key_file: b, client_ca_file: c, client_auth: require}\nauthzen:\n  trusted_callers: [\"\"]\n",
+			want: "v.yaml:3: authzen.trusted_callers[0]: must not be empty"},
+		{name: "base_url not absolute", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: pdp.example.com\n",
+			want: "v.yaml:3: authzen.base_url"},
+		{name: "base_url with query", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://pdp.example.com/?t=1\n",
+			want: "v.yaml:3: authzen.base_url"},
+		{name: "base_url with fragment", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://pdp.example.com#x\n",
+			want: "v.yaml:3: authzen.base_url"},
+		{name: "base_url with user", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://u:p@pdp.example.com\n",
+			want: "v.yaml:3: authzen.base_url"},
+		{name: "base_url ftp", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: ftp://pdp.example.com\n",
+			want: "v.yaml:3: authzen.base_url"},
+		{name: "negative max", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  max_evaluations: -1\n",
+			want: "v.yaml:3: authzen.max_evaluations"},
+		{name: "unknown key", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  trusted_proxies: [10.0.0.1]\n",
+			want: `v.yaml:3: unknown key "trusted_proxies"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.yaml), "v.yaml")
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

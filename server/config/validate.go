@@ -1,0 +1,219 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// validate checks the decoded values, naming the key and its line.
+func (c *Config) validate(root *yaml.Node) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s:%d: %s: %s", ErrInvalid, c.File, lineOf(root, key), key, fmt.Sprintf(format, args...)))
+	}
+	if c.TLS != nil {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			bad("tls", "cert_file and key_file are both required")
+		}
+		switch c.TLS.ClientAuth {
+		case "", "request", "require":
+		default:
+			bad("tls.client_auth", "must be request or require, not %q", c.TLS.ClientAuth)
+		}
+		if c.TLS.ClientAuth != "" && c.TLS.ClientCAFile == "" {
+			bad("tls.client_ca_file", "required when client_auth is set")
+		}
+	}
+	sources := 0
+	for _, s := range []string{c.Policy.Dir, c.Policy.BundleFile, c.Policy.BundleURL} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources > 1 {
+		bad("policy", "set at most one of dir, bundle_file and bundle_url")
+	}
+	if c.Policy.PollInterval < 0 {
+		bad("policy.poll_interval", "must not be negative")
+	}
+	if c.Policy.MaxAge < 0 {
+		bad("policy.max_age", "must not be negative")
+	}
+	if c.Policy.MaxUnpackedBytes < 0 {
+		bad("policy.max_unpacked_bytes", "must not be negative")
+	}
+	if c.Policy.MaxFiles < 0 {
+		bad("policy.max_files", "must not be negative")
+	}
+	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "" || c.Policy.PollInterval != 0) {
+		bad("policy", "poll_interval, persist_dir and max_age apply only to bundle_url")
+	}
+	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
+		bad("tokens.leeway", "must be between 0 and 5m")
+	}
+	if c.Tokens.MaxBytes < 0 {
+		bad("tokens.max_bytes", "must not be negative")
+	}
+	for i, is := range c.Tokens.Issuers {
+		key := "tokens.issuers[" + strconv.Itoa(i) + "]"
+		if is.Issuer == "" {
+			bad(key+".issuer", "required")
+		}
+		if len(is.Audiences) == 0 {
+			bad(key+".audiences", "at least one audience is required")
+		}
+		if len(is.Algorithms) == 0 {
+			bad(key+".algorithms", "at least one algorithm is required")
+		}
+		n := 0
+		for _, set := range []bool{is.JWKSFile != "", is.JWKSURL != "", is.Discovery,
+			is.PublicKeyFile != "", is.HMACSecretFile != "", is.HMACSecretEnv != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			bad(key, "set exactly one of jwks_file, jwks_url, discovery, public_key_file, hmac_secret_file, hmac_secret_env")
+		}
+		if is.MaxLifetime < 0 {
+			bad(key+".max_lifetime", "must not be negative")
+		}
+		if is.MaxLifetime > 0 && is.ExpOptional {
+			bad(key+".max_lifetime", "needs exp, so it cannot be set with exp_optional")
+		}
+		remote := is.JWKSURL != "" || is.Discovery
+		if !remote && (is.CAFile != "" || is.MinRefresh != 0 || is.MaxRefresh != 0 || is.MaxStale != 0) {
+			bad(key, "ca_file, min_refresh, max_refresh and max_stale apply only to jwks_url and discovery")
+		}
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{{"min_refresh", is.MinRefresh}, {"max_refresh", is.MaxRefresh}, {"max_stale", is.MaxStale}} {
+			if d.v < 0 {
+				bad(key+"."+d.name, "must not be negative")
+			}
+		}
+	}
+	for i, p := range c.Callers.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad("callers.trusted_proxies["+strconv.Itoa(i)+"]", "%v", err)
+		}
+	}
+	if len(c.Callers.TrustedProxies) > 0 && c.Callers.TrustBundleFile == "" {
+		bad("callers.trust_bundle_file", "required when trusted_proxies is set: forwarded certificates must chain to it")
+	}
+	for _, h := range []struct{ key, v string }{
+		{"callers.xfcc_header", c.Callers.XFCCHeader},
+		{"callers.escaped_cert_header", c.Callers.EscapedCertHeader},
+	} {
+		switch {
+		case h.v == "":
+		case !validHeaderName(h.v):
+			bad(h.key, "%q is not a valid header name", h.v)
+		case len(c.Callers.TrustedProxies) == 0:
+			bad(h.key, "forwarded certificates are believed only from trusted_proxies, and none is set")
+		}
+	}
+	switch h := c.ForwardAuth.ClientAddrHeader; {
+	case h == "":
+	case !validHeaderName(h):
+		bad("forward_auth.client_addr_header", "%q is not a valid header name", h)
+	case len(c.Callers.TrustedProxies) == 0:
+		bad("forward_auth.client_addr_header", "the client address is believed only from trusted_proxies, and none is set")
+	}
+	if h := c.ForwardAuth.ActionHeader; h != "" && !validHeaderName(h) {
+		bad("forward_auth.action_header", "%q is not a valid header name", h)
+	}
+	if c.Callers.XFCCHeader != "" && strings.EqualFold(c.Callers.XFCCHeader, c.Callers.EscapedCertHeader) {
+		bad("callers.escaped_cert_header", "must differ from xfcc_header")
+	}
+	for i, a := range c.Callers.TokenAudiences {
+		if a == "" {
+			bad("callers.token_audiences["+strconv.Itoa(i)+"]", "must not be empty")
+		}
+		for j, is := range c.Tokens.Issuers {
+			if slices.Contains(is.Audiences, a) {
+				bad("callers.token_audiences["+strconv.Itoa(i)+"]",
+					"%q is also an audience of tokens.issuers[%d]: every user token for it would prove a service", a, j)
+			}
+		}
+	}
+	if e := c.ExtAuthz; e != nil {
+		if e.GRPCAddr == "" {
+			bad("ext_authz.grpc_addr", "required when ext_authz is set")
+		} else if _, _, err := net.SplitHostPort(e.GRPCAddr); err != nil {
+			bad("ext_authz.grpc_addr", "%q is not host:port", e.GRPCAddr)
+		}
+		for i, p := range e.TrustedPeers {
+			if _, err := parsePrefix(p); err != nil {
+				bad("ext_authz.trusted_peers["+strconv.Itoa(i)+"]", "%v", err)
+			}
+		}
+	}
+	if a := c.AuthZEN; a != nil {
+		for i, p := range a.TrustedPeers {
+			if _, err := parsePrefix(p); err != nil {
+				bad("authzen.trusted_peers["+strconv.Itoa(i)+"]", "%v", err)
+			}
+		}
+		for i, id := range a.TrustedCallers {
+			if id == "" {
+				bad("authzen.trusted_callers["+strconv.Itoa(i)+"]", "must not be empty")
+			}
+		}
+		if len(a.TrustedPeers) == 0 && len(a.TrustedCallers) == 0 {
+			bad("authzen", "set trusted_peers or trusted_callers: AuthZEN clients assert the subject, so only listed clients may call")
+		}
+		if len(a.TrustedCallers) > 0 && (c.TLS == nil || c.TLS.ClientCAFile == "") {
+			bad("authzen.trusted_callers", "needs tls.client_ca_file and client_auth: callers are named by verified client certificates")
+		}
+		if a.BaseURL != "" {
+			if err := checkBaseURL(a.BaseURL); err != nil {
+				bad("authzen.base_url", "%v", err)
+			}
+		}
+		if a.MaxEvaluations < 0 {
+			bad("authzen.max_evaluations", "must not be negative")
+		}
+	} else if mappingValue(docRoot(root), "authzen") != nil {
+		bad("authzen", "the block is empty: set trusted_peers or trusted_callers")
+	}
+	l := c.Limits
+	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 {
+		bad("limits", "sizes must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"limits.read_header_timeout", l.ReadHeaderTimeout}, {"limits.read_timeout", l.ReadTimeout},
+		{"limits.write_timeout", l.WriteTimeout}, {"limits.idle_timeout", l.IdleTimeout},
+		{"limits.shutdown_timeout", l.ShutdownTimeout}, {"limits.eval_timeout", l.EvalTimeout},
+	} {
+		if d.v < 0 {
+			bad(d.key, "must not be negative")
+		}
+	}
+	dl := c.DecisionLog
+	for key, list := range map[string][]string{"decision_log.mask": dl.Mask, "decision_log.hash": dl.Hash} {
+		for i, ptr := range list {
+			if !strings.HasPrefix(ptr, "/input/") || len(ptr) == len("/input/") {
+				bad(key+"["+strconv.Itoa(i)+"]", "%q: a pointer must address a field of the input (/input/subject/claims/email)", ptr)
+			}
+		}
+	}
+	if dl.MaxRecordBytes < 0 {
+		bad("decision_log.max_record_bytes", "must not be negative")
+	}
+	if dl.Output == "off" && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0) {
+		bad("decision_log", "mask, hash and max_record_bytes do nothing with output off")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,382 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+
+	"github.com/verdict-pdp/verdict/authz"
+)
+
+// ExtAuthzOptions configures Envoy's external authorization service,
+// envoy.service.auth.v3.Authorization/Check over gRPC, for Envoy, Istio
+// (CUSTOM action) and Envoy Gateway. The zero value serves none.
+type ExtAuthzOptions struct {
+	// Addr is the gRPC listen address, for example "127.0.0.1:9191". Empty,
+	// the default, serves no gRPC listener. With Options.TLS set, the gRPC
+	// listener uses the same TLS (and client-certificate) configuration.
+	Addr string
+	// TrustedPeers are the addresses of the Envoy proxies whose word about
+	// the protected request's peer is believed: attributes.source.principal
+	// (the identity Envoy verified, input.caller with method "mesh") and
+	// attributes.source.address (input.context.remote_addr). From any other
+	// gRPC peer both are ignored, never refused: the caller is anonymous.
+	// None, the default, means no peer is trusted.
+	TrustedPeers []netip.Prefix
+}
+
+// ExtAuthzService is the gRPC service name of Envoy's external
+// authorization API; the health service reports it too.
+const ExtAuthzService = "envoy.service.auth.v3.Authorization"
+
+// Answer headers of the ext_authz service.
+const (
+	headerDecisionID      = "x-verdict-decision-id"
+	headerContentType     = "content-type"
+	headerCacheControl    = "cache-control"
+	headerWWWAuthenticate = "www-authenticate"
+	headerRequestID       = "X-Request-Id"
+)
+
+// healthPollInterval is how often the gRPC health service re-reads
+// readiness for its Watch streams (a Check reads it every time).
+const healthPollInterval = time.Second
+
+// extHeader is a request header the ext_authz front reads: its name as
+// Envoy sends it (lowercase) and its canonical form, as http.Header keys it.
+type extHeader struct{ lower, canon string }
+
+// extAuthzHeaders are the request headers the ext_authz front reads, the
+// configured action header included.
+func extAuthzHeaders(actionHeader string) []extHeader {
+	names := []string{"Authorization", headerRequestID}
+	names = append(names, methodOverrideHeaders[:]...)
+	if actionHeader != "" {
+		names = append(names, actionHeader)
+	}
+	out := make([]extHeader, len(names))
+	for i, n := range names {
+		c := http.CanonicalHeaderKey(n)
+		out[i] = extHeader{lower: strings.ToLower(c), canon: c}
+	}
+	return out
+}
+
+// extAuthz is the Authorization service; it answers through its Server's
+// decision pipeline.
+type extAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	s    *Server
+	hdrs sync.Pool // http.Header, see extHeaders
+}
+
+var _ authv3.AuthorizationServer = (*extAuthz)(nil)
+
+// Check answers one ext_authz question. It always answers with a
+// CheckResponse and a nil error, so that Envoy's failure_mode_allow, which
+// lets requests through when the authorization service fails, never
+// applies to a decision Verdict made, errors included: those are denied
+// responses with a non-OK status (see extAuthzResponse). A panic is
+// recovered into such an answer (500, INTERNAL).
+func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	s := x.s
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "ext_authz check panicked",
+				slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+			perr := authz.Refusef(authz.ErrPolicy, "internal error")
+			d := authz.Deny(perr)
+			resp, err = s.extAuthzResponse(&d, perr, false), nil
+		}
+	}()
+	if _, ok := ctx.Deadline(); !ok {
+		// Envoy sends its timeout (grpc_service.timeout, 200 ms by
+		// default); a client without one gets the HTTP front's bound.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.limits.WriteTimeout)
+		defer cancel()
+	}
+	h, _ := x.hdrs.Get().(http.Header)
+	if h == nil {
+		h = make(http.Header, len(s.extNames))
+	}
+	defer x.putHeaders(h)
+	d, anonymous, derr := s.extAuthzDecide(ctx, in, h)
+	return s.extAuthzResponse(&d, derr, anonymous), nil
+}
+
+// putHeaders empties h for the next Check, keeping its slices (up to a
+// bound), and pools it.
+func (x *extAuthz) putHeaders(h http.Header) {
+	for k, v := range h {
+		if cap(v) > 8 {
+			delete(h, k)
+			continue
+		}
+		clear(v)
+		h[k] = v[:0]
+	}
+	x.hdrs.Put(h)
+}
+
+// extAuthzDecide turns a CheckRequest into a Request and decides it, under
+// the rules of /v1/check: method and path from attributes.request.http (the
+// path normalised, and refused, by the engine as for /v1/check), the bearer
+// token from its authorization header (authz.BearerToken: a malformed one
+// is a token refusal, never anonymous), the action name from the configured
+// action header only, method-override headers refused. The query string
+// stays out of input.action.path; it, the host and Envoy's
+// context_extensions go to input.context.attributes as "query", "host" and
+// "context_extensions". The caller (attributes.source.principal, method
+// "mesh") and the client address (attributes.source.address) are read only
+// from a trusted peer. The bool reports that no authorization header came
+// (anonymous).
+func (s *Server) extAuthzDecide(ctx context.Context, in *authv3.CheckRequest, h http.Header) (authz.Decision, bool, error) {
+	attrs := in.GetAttributes()
+	hr := attrs.GetRequest().GetHttp()
+	s.extHeaders(hr, h)
+	if len(h[headerRequestID]) == 0 && hr.GetId() != "" {
+		h[headerRequestID] = append(h[headerRequestID], hr.GetId())
+	}
+	req := authz.Request{RequestID: authz.RequestIDFromHeader(h)}
+	var early error
+	req.Action, req.Attributes, early = s.extAuthzAction(hr, h, attrs.GetContextExtensions())
+	if s.extTrustedPeer(ctx) {
+		src := attrs.GetSource()
+		req.Caller.Principal = src.GetPrincipal()
+		if a, err := netip.ParseAddr(src.GetAddress().GetSocketAddress().GetAddress()); err == nil {
+			req.RemoteAddr = a.Unmap().String()
+		}
+	}
+	anonymous := len(h["Authorization"]) == 0
+	tok, terr := authz.BearerToken(h)
+	var d authz.Decision
+	var err error
+	switch {
+	case early != nil:
+		d, err = s.reject(apiExtAuthz, &req, early)
+	case terr != nil:
+		d, err = s.reject(apiExtAuthz, &req, authz.RefuseWith(authz.ErrToken, terr))
+	default:
+		req.Token = tok
+		d, err = s.decide(ctx, apiExtAuthz, &req)
+	}
+	return d, anonymous, err
+}
+
+// extAuthzAction reads the action and the context attributes. The path is
+// the request target as Envoy received it, undecoded; the engine normalises
+// it and refuses what upstreams would read differently (dot segments, ';',
+// encoded '/', …), exactly as for /v1/check.
+func (s *Server) extAuthzAction(hr *authv3.AttributeContext_HttpRequest, h http.Header, ext map[string]string) (authz.Action, map[string]any, error) {
+	if hr == nil {
+		return authz.Action{}, nil, authz.Refusef(authz.ErrInvalidRequest, "attributes.request.http is required")
+	}
+	if err := refuseMethodOverride(h); err != nil {
+		return authz.Action{}, nil, err
+	}
+	path, query, _ := strings.Cut(hr.GetPath(), "?")
+	if query == "" {
+		query = hr.GetQuery() // always empty from Envoy, which keeps the query in path
+	}
+	if hr.GetMethod() == "" || path == "" {
+		return authz.Action{}, nil, authz.Refusef(authz.ErrInvalidRequest, "attributes.request.http must carry a method and a path")
+	}
+	a := authz.Action{Method: hr.GetMethod(), Path: path}
+	var err error
+	if a.Name, err = s.actionName(h); err != nil {
+		return authz.Action{}, nil, err
+	}
+	var attrs map[string]any
+	add := func(k string, v any) {
+		if attrs == nil {
+			attrs = make(map[string]any, 3)
+		}
+		attrs[k] = v
+	}
+	if host := hr.GetHost(); host != "" {
+		add("host", host)
+	}
+	if query != "" {
+		add("query", query)
+	}
+	if len(ext) > 0 {
+		m := make(map[string]any, len(ext))
+		for k, v := range ext {
+			m[k] = v
+		}
+		add("context_extensions", m)
+	}
+	return a, attrs, nil
+}
+
+// extHeaders copies the request headers the front reads (extAuthzHeaders)
+// into h, which holds no values (a name may be present with none), so that
+// the helpers /v1/check uses read them the same way; they all count values
+// rather than test for names. Envoy sends either a map, lowercase names
+// with repeated headers joined by ',' (then a repeated Authorization is
+// malformed), or, with encode_raw_headers, a list that keeps each
+// repetition (then it is "more than one").
+func (s *Server) extHeaders(hr *authv3.AttributeContext_HttpRequest, h http.Header) {
+	if hm := hr.GetHeaderMap(); hm != nil {
+		for _, kv := range hm.GetHeaders() {
+			for _, n := range s.extNames {
+				if strings.EqualFold(kv.GetKey(), n.lower) {
+					v := kv.GetValue()
+					if v == "" {
+						v = string(kv.GetRawValue())
+					}
+					h[n.canon] = append(h[n.canon], v)
+				}
+			}
+		}
+		return
+	}
+	m := hr.GetHeaders()
+	if len(m) == 0 {
+		return
+	}
+	for _, n := range s.extNames {
+		if v, ok := m[n.lower]; ok {
+			h[n.canon] = append(h[n.canon], v)
+		}
+	}
+}
+
+// extTrustedPeer reports whether the gRPC peer is in
+// ExtAuthzOptions.TrustedPeers.
+func (s *Server) extTrustedPeer(ctx context.Context) bool {
+	if len(s.extTrusted) == 0 {
+		return false
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return false
+	}
+	var a netip.Addr
+	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
+		a, _ = netip.AddrFromSlice(tcp.IP)
+	} else if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
+		a = ap.Addr()
+	}
+	return a.IsValid() && addrIn(s.extTrusted, a)
+}
+
+// extAuthzResponse is the one place where an outcome becomes a
+// CheckResponse. Its HTTP status is answer's, as for /v1/check, and its
+// gRPC status follows from it:
+//
+//	200 allow            OK                 policy headers + x-verdict-decision-id added upstream (overwriting)
+//	401, 403 deny        PERMISSION_DENIED  decision JSON; 401 carries WWW-Authenticate
+//	400 invalid request  INVALID_ARGUMENT   error JSON (invalid_request)
+//	503 no policy        UNAVAILABLE        error JSON (not_ready)
+//	500 policy error     INTERNAL           error JSON (policy_error)
+//
+// Every answer but allow is a denied_response, which Envoy sends to the
+// client as it is whatever failure_mode_allow says; the status is never OK
+// on an error path. Every answer carries x-verdict-decision-id.
+func (s *Server) extAuthzResponse(d *authz.Decision, err error, anonymous bool) *authv3.CheckResponse {
+	status, code := answer(forwardAuth, *d, err, anonymous)
+	if status == http.StatusOK {
+		// The policy's headers, in name order, then the decision ID.
+		var keysArr [8]string
+		keys := keysArr[:0]
+		for k := range d.Headers {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		hs := newHeaderOptions(len(keys) + 1)
+		for _, k := range keys {
+			hs.add(strings.ToLower(k), d.Headers[k])
+		}
+		hs.add(headerDecisionID, d.ID)
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: hs.list}},
+		}
+	}
+	bp := s.bufs.Get().(*[]byte)
+	var b []byte
+	if code != "" {
+		b = appendError((*bp)[:0], code, errorMessage(err), d.ID)
+	} else {
+		b = d.AppendJSON((*bp)[:0], false)
+	}
+	body := string(append(b, '\n'))
+	s.putBuf(bp, b)
+	hs := newHeaderOptions(4)
+	hs.add(headerContentType, "application/json")
+	hs.add(headerCacheControl, "no-store")
+	hs.add(headerDecisionID, d.ID)
+	if status == http.StatusUnauthorized {
+		hs.add(headerWWWAuthenticate, authz.WWWAuthenticate(err))
+	}
+	msg := ""
+	if len(d.Reasons) > 0 {
+		msg = d.Reasons[0]
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(grpcCode(status)), Message: msg},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: hs.list,
+			Body:    body,
+		}},
+	}
+}
+
+// grpcCode is the CheckResponse status for an answer's HTTP status.
+func grpcCode(status int) codes.Code {
+	switch status {
+	case http.StatusOK:
+		return codes.OK
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	default:
+		return codes.Internal
+	}
+}
+
+// headerOptions builds an answer's headers, each one that overwrites a
+// header of the same name (or is added). append_action is what current
+// Envoy reads; Envoy releases from before it read only the deprecated
+// append flag, whose absence also means overwrite, so the answer means the
+// same to both. The messages are allocated together, three allocations
+// for the list.
+type headerOptions struct {
+	list []*corev3.HeaderValueOption
+	opts []corev3.HeaderValueOption
+	vals []corev3.HeaderValue
+}
+
+func newHeaderOptions(n int) headerOptions {
+	return headerOptions{list: make([]*corev3.HeaderValueOption, 0, n),
+		opts: make([]corev3.HeaderValueOption, n), vals: make([]corev3.HeaderValue, n)}
+}
+
+func (h *headerOptions) add(key, value string) {
+	i := len(h.list)
+	v, o := &h.vals[i], &h.opts[i]
+	v.Key, v.Value = key, value
+	o.Header, o.AppendAction = v, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	h.list = append(h.list, o)
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// The gRPC server that carries ext_authz, its health service and its
+// lifecycle beside the HTTP listener.
+
+// grpcServer builds the gRPC server of the ext_authz service and the
+// health service beside it. Messages are bounded by Limits.MaxHeaderBytes
+// + Limits.MaxBodyBytes (a CheckRequest carries the protected request's
+// headers, and its body when Envoy is told to send it), the gRPC request's
+// own headers by MaxHeaderBytes, the TLS handshake by ReadHeaderTimeout,
+// and idle connections by IdleTimeout.
+func (s *Server) grpcServer() (*grpc.Server, *healthService) {
+	maxMsg := int(s.limits.MaxHeaderBytes) + int(s.limits.MaxBodyBytes)
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMsg),
+		grpc.MaxSendMsgSize(maxMsg),
+		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
+		grpc.ConnectionTimeout(s.limits.ReadHeaderTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.limits.IdleTimeout}),
+	}
+	if s.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.Clone())))
+	}
+	gs := grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(gs, &extAuthz{s: s})
+	hs := newHealthService(s)
+	healthpb.RegisterHealthServer(gs, hs)
+	return gs, hs
+}
+
+// healthService is the standard gRPC health service, serving for "" (the
+// server) and ExtAuthzService exactly when the server is ready (a policy is
+// loaded, and the source and key sets are fresh: /health/ready's rule). A
+// Check reads readiness when it is asked; Watch streams follow it within
+// healthPollInterval (run keeps it current). After shutdown begins every
+// status is NOT_SERVING and Watch streams end, so that they do not hold up
+// a graceful stop.
+type healthService struct {
+	*health.Server
+	s    *Server
+	done chan struct{} // closed when shutdown begins
+}
+
+func newHealthService(s *Server) *healthService {
+	h := &healthService{Server: health.NewServer(), s: s, done: make(chan struct{})}
+	h.refresh()
+	return h
+}
+
+// refresh sets the services' status from the server's readiness.
+func (h *healthService) refresh() {
+	st := healthpb.HealthCheckResponse_SERVING
+	if _, err := h.s.readiness(); err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	h.SetServingStatus("", st)
+	h.SetServingStatus(ExtAuthzService, st)
+}
+
+// Check answers with the readiness of now.
+func (h *healthService) Check(ctx context.Context, in *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.refresh()
+	return h.Server.Check(ctx, in)
+}
+
+// Watch streams status changes until the client goes or shutdown begins.
+func (h *healthService) Watch(in *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	h.refresh()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return h.Server.Watch(in, &watchStream{Health_WatchServer: stream, ctx: ctx})
+}
+
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+// run keeps the status current until ctx is done.
+func (h *healthService) run(ctx context.Context) {
+	t := time.NewTicker(healthPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.refresh()
+		}
+	}
+}
+
+// shutdown makes every status NOT_SERVING for good and ends Watch streams.
+func (h *healthService) shutdown() {
+	h.Server.Shutdown()
+	close(h.done)
+}
+
+// extRun is the ext_authz gRPC server while Run serves it. Its zero value
+// (done nil) stands for none served.
+type extRun struct {
+	gs     *grpc.Server
+	hs     *healthService
+	done   chan struct{} // closed when Serve returns; nil when none is served
+	err    error         // Serve's error, set before done is closed
+	cancel context.CancelFunc
+	polled chan struct{} // closed when the health poller has returned
+}
+
+// runExtAuthz serves ext_authz on ln, when ln is not nil, and keeps the
+// health service current; stop ends both.
+func (s *Server) runExtAuthz(ln net.Listener) *extRun {
+	r := &extRun{}
+	if ln == nil {
+		return r
+	}
+	r.gs, r.hs = s.grpcServer()
+	r.done = make(chan struct{})
+	go func() {
+		r.err = r.gs.Serve(ln)
+		close(r.done)
+	}()
+	var pctx context.Context
+	pctx, r.cancel = context.WithCancel(context.Background())
+	r.polled = make(chan struct{})
+	go func() {
+		defer close(r.polled)
+		r.hs.run(pctx)
+	}()
+	return r
+}
+
+// stop marks the health service NOT_SERVING, then stops the gRPC server:
+// at once when immediate, else gracefully (in-flight Checks finish) until
+// ctx is done, and at once after that. It waits for Serve and the health
+// poller to return.
+func (r *extRun) stop(ctx context.Context, immediate bool) error {
+	if r.done == nil {
+		return nil
+	}
+	r.cancel()
+	<-r.polled
+	r.hs.shutdown()
+	var err error
+	if immediate {
+		r.gs.Stop()
+	} else {
+		stopped := make(chan struct{})
+		go func() {
+			r.gs.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			// Stop closes the connections and cancels the calls' contexts;
+			// GracefulStop returns once their handlers have (the engine
+			// stops evaluating when its context ends).
+			r.gs.Stop()
+			err = fmt.Errorf("server: shutdown: in-flight ext_authz calls did not finish: %w", ctx.Err())
+		}
+	}
+	<-r.done
+	if r.err != nil && err == nil && !immediate {
+		err = fmt.Errorf("server: ext_authz: %w", r.err)
+	}
+	return err
+}
