@@ -69,7 +69,7 @@ func TestDecisionLogReplay(t *testing.T) {
 	}
 	var report struct {
 		Total, Same, AllowToDeny, DenyToAllow, Errors int
-		Flips                                        []struct {
+		Flips                                         []struct {
 			DecisionID string `json:"decision_id"`
 			Was, Now   struct {
 				Allow bool `json:"allow"`
@@ -108,4 +108,3 @@ func runVerdict(t *testing.T, args ...string) ([]byte, int) {
 	}
 	return out, 0
 }
-
