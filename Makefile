@@ -5,12 +5,27 @@ GO      ?= go
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: all build test test-deps vet lint fuzz bench load clean
+.PHONY: all build image test test-deps vet lint fuzz bench load clean
 
 all: build
 
 build:
 	$(GO) build -o bin/verdict ./cmd/verdict
+
+# image builds the container image $(IMAGE):$(VERSION): a static binary from
+# this machine's Go (nothing is downloaded inside the build), then
+# deploy/container/Containerfile with podman, buildah or docker, whichever
+# works here (BUILDER=podman|buildah|docker to choose).
+ifndef VERSION
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+endif
+IMAGE     ?= verdict
+IMAGE_BIN ?= bin/image/verdict
+image:
+	@sh deploy/container/build.sh --check >/dev/null
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -tags timetzdata \
+		-ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_BIN) ./cmd/verdict
+	VERSION=$(VERSION) sh deploy/container/build.sh $(IMAGE_BIN) $(IMAGE):$(VERSION)
 
 test: test-deps vet
 	$(GO) test -race -count=1 -timeout 20m ./...

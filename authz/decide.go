@@ -118,33 +118,26 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	}
 	d.Revision = cp.snapshot.Revision
 
-	subject := anonymousSubject
-	var subjectKey cacheKey
+	a := asked{subject: anonymousSubject, expires: now.Add(noExpTTL), seenBefore: true, asserted: req.Subject != nil}
 	var subjectContent *[32]byte // the subject token's signed content
-	expires := now.Add(noExpTTL)
-	// seenBefore is false for a token verified just now: its decision is not
-	// cached, so that a flood of one-shot tokens does not fill the decision
-	// cache (a token's answers are cached from its second use on).
-	seenBefore := true
-	asserted := req.Subject != nil
 	switch {
-	case asserted && req.Token != "":
+	case a.asserted && req.Token != "":
 		return Refusef(ErrInvalidRequest, "subject: give a token or an asserted subject, not both")
-	case asserted:
+	case a.asserted:
 		t, err := assertedSubject(req.Subject)
 		if err != nil {
 			return err
 		}
-		subject, d.SubjectID = t, req.Subject.ID
+		a.subject, d.SubjectID = t, req.Subject.ID
 	}
 	if req.Token != "" {
 		vt, key, hit, err := e.verify(ctx, string(req.Token), forSubject, now)
 		if err != nil {
 			return RefuseWith(ErrToken, err)
 		}
-		subject, d.SubjectID, subjectKey, seenBefore = vt.subject, vt.subjectID, key, hit
+		a.subject, d.SubjectID, a.subjectKey, a.seenBefore = vt.subject, vt.subjectID, key, hit
 		subjectContent = &vt.content
-		expires = earliest(expires, vt.expires)
+		a.expires = earliest(a.expires, vt.expires)
 	}
 
 	caller, err := e.caller(ctx, &req.Caller, subjectContent, now)
@@ -152,32 +145,63 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		return err
 	}
 	d.CallerID = caller.id
-	expires = earliest(expires, caller.expires)
+	a.caller = caller
+	a.expires = earliest(a.expires, caller.expires)
 
+	// The policy's answer, traced as verdict.evaluate when the engine traces.
+	if e.tracer == nil {
+		_, err := e.answer(ctx, cp, req, &a, now, d)
+		return err
+	}
+	ctx, span := e.startEvaluate(ctx)
+	cached, err := e.answer(ctx, cp, req, &a, now, d)
+	endEvaluate(span, cp, cached, err)
+	return err
+}
+
+// asked is what decide worked out before the policy answers: who asks, and
+// what the decision cache needs to know about it.
+type asked struct {
+	subject    *ast.Term
+	subjectKey cacheKey // identifies the subject's token; zero for none
+	caller     callerInput
+	// expires is when the first credential stops being valid.
+	expires time.Time
+	// seenBefore is false for a token verified just now: its decision is
+	// not cached, so that a flood of one-shot tokens does not fill the
+	// decision cache (a token's answers are cached from its second use on).
+	seenBefore bool
+	asserted   bool // the subject was asserted by the client
+}
+
+// answer is the policy's answer to req from snapshot cp: from the
+// snapshot's decision cache (cached) when it has made the same decision
+// before, else evaluated.
+func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *asked, now time.Time, d *Decision) (cached bool, err error) {
 	// A decision the snapshot has made before for the same subject, caller
 	// and action is answered from its cache (see decisionKey). Asserted
 	// subjects and action properties are not part of the key, so requests
 	// with them are always evaluated.
 	var key cacheKey
-	cacheable := cp.decisions != nil && len(req.Resource) == 0 && !asserted && len(req.Action.Properties) == 0 && !req.Explain
+	cacheable := cp.decisions != nil && len(req.Resource) == 0 && !a.asserted && len(req.Action.Properties) == 0 && !req.Explain
 	if cacheable {
-		key = decisionKey(&subjectKey, &caller.key, &req.Action)
+		key = decisionKey(&a.subjectKey, &a.caller.key, &req.Action)
 		if cd, ok := cp.decisions.get(&key, now); ok {
 			cd.fill(d)
 			if e.keepInput {
-				return e.keepInputOf(req, subject, caller.term, now, d)
+				return true, e.keepInputOf(req, a.subject, a.caller.term, now, d)
 			}
-			return nil
+			return true, nil
 		}
 	}
 
 	action, err := actionTerm(req.Action)
 	if err != nil {
-		return err
+		return false, err
 	}
 	resource, err := freeFormTerm("resource", req.Resource)
 	if err != nil {
-		return err
+		return false, err
 	}
 	requestID := req.RequestID
 	if requestID == "" {
@@ -185,9 +209,9 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	}
 	context_, err := contextTerm(now, requestID, req.RemoteAddr, req.Attributes)
 	if err != nil {
-		return err
+		return false, err
 	}
-	input := inputValue(subject, caller.term, action, resource, context_)
+	input := inputValue(a.subject, a.caller.term, action, resource, context_)
 	if e.keepInput {
 		d.Input = input
 	}
@@ -197,12 +221,12 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		defer func() { d.Explanation = x.steps }()
 	}
 	if err := e.evaluate(ctx, cp, input, now, x, d); err != nil {
-		return err
+		return false, err
 	}
-	if cacheable && seenBefore {
-		cp.decisions.put(&key, newCachedDecision(d), expires, now)
+	if cacheable && a.seenBefore {
+		cp.decisions.put(&key, newCachedDecision(d), a.expires, now)
 	}
-	return nil
+	return false, nil
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -17,6 +17,11 @@
 // does) and read its code and detail without parsing a string. Deny builds
 // the same decision for a request refused before it reaches the engine.
 //
+// Tracing is the embedder's choice: with Options.TracerProvider, Decide
+// records its token verifications and its policy answer as OpenTelemetry
+// spans (trace.go); the package imports OpenTelemetry's API only, never its
+// SDK or an exporter, and without a provider it does no tracing work.
+//
 // The input document every policy sees as `input`:
 //
 //	subject   {authenticated, method: "token", id, issuer, claims}   (from the bearer token)

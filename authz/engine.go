@@ -10,6 +10,7 @@ import (
 	"time"
 
 	opaprint "github.com/open-policy-agent/opa/v1/topdown/print"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
@@ -62,6 +63,12 @@ type Options struct {
 	// Logger receives load events; nil discards them. Decisions are not
 	// logged here (that is the decision log's job).
 	Logger *slog.Logger
+	// TracerProvider, when set, traces each decision's steps as
+	// OpenTelemetry spans (verdict.verify_token, verdict.evaluate; see
+	// SpanVerifyToken), children of the span in Decide's context. They
+	// carry no token, claim or input value. Nil, or a no-op provider, traces
+	// nothing and costs nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Engine decides requests against the current policy snapshot. Build it with
@@ -79,6 +86,7 @@ type Engine struct {
 	print       opaprint.Hook // Options.Print; nil when none
 	now         func() time.Time
 	log         *slog.Logger
+	tracer      trace.Tracer // nil when not tracing
 
 	current atomic.Pointer[compiled]
 	// forgets counts ForgetKey calls: a verification that overlapped one is
@@ -110,6 +118,7 @@ func New(opts Options) (*Engine, error) {
 		print:       printHook(opts.Print),
 		now:         opts.Now,
 		log:         opts.Logger,
+		tracer:      newTracer(opts.TracerProvider),
 	}
 	if e.evalTimeout <= 0 {
 		e.evalTimeout = DefaultEvalTimeout

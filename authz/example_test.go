@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
@@ -188,4 +192,34 @@ func Example_middleware() {
 
 	mux.Handle("/orders/", engine.Middleware(authz.MiddlewareOptions{})(ordersHandler))
 	// in the handler: d, _ := authz.DecisionFromContext(r.Context())
+}
+
+// Tracing: give the engine an OpenTelemetry TracerProvider (yours, with
+// the exporter you use); each decision's token verification and policy
+// evaluation are spans under the span in Decide's context.
+func ExampleOptions_tracerProvider() {
+	spans := tracetest.NewSpanRecorder() // stands in for your exporter
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	idp, _ := devtoken.Generate()
+	engine, err := authz.New(authz.Options{
+		Tokens:         token.Options{Issuers: []token.Issuer{idp.TokenIssuer()}},
+		TracerProvider: tp, // nil: no tracing, at no cost
+	})
+	if err != nil {
+		panic(err)
+	}
+	_ = engine.Load(context.Background(), mustDefaultPolicies())
+
+	ctx, span := tp.Tracer("orders").Start(context.Background(), "GET /orders/{id}")
+	viewer, _ := idp.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	d, _ := engine.Decide(ctx, authz.Request{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}})
+	span.SetAttributes(attribute.String("verdict.decision_id", d.ID), attribute.Bool("verdict.allow", d.Allow))
+	span.End()
+	for _, s := range spans.Ended() {
+		fmt.Println(s.Name())
+	}
+	// Output:
+	// verdict.verify_token
+	// verdict.evaluate
+	// GET /orders/{id}
 }

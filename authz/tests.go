@@ -35,6 +35,11 @@ type TestOptions struct {
 	CapturePrint bool
 	// Coverage reports which lines of the policy modules the tests ran.
 	Coverage bool
+	// Bench runs each test as a benchmark (repeated until its timing is
+	// stable, as opa test --bench does); each Result then carries a
+	// BenchmarkResult, allocations included. Tests still pass or fail.
+	// It excludes Coverage and Trace.
+	Bench bool
 }
 
 // TestRun is what RunTests found.
@@ -79,6 +84,9 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 	if modules[entryName], err = ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), parserOptions); err != nil {
 		return nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
 	}
+	if opts.Bench && (opts.Coverage || opts.Trace) {
+		return nil, errors.New("authz: tests: Bench excludes Coverage and Trace")
+	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTestTimeout
@@ -90,7 +98,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 	}
 	defer store.Abort(ctx, txn)
 	runner := tester.NewRunner().
-		SetCompiler(ast.NewCompiler().WithSchemas(schema)).
+		SetCompiler(ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(opts.CapturePrint)).
 		SetStore(store).
 		SetModules(modules).
 		RaiseBuiltinErrors(true).
@@ -103,7 +111,12 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 		cov = cover.New()
 		runner.SetCoverageQueryTracer(cov)
 	}
-	ch, err := runner.RunTests(ctx, txn)
+	var ch chan *tester.Result
+	if opts.Bench {
+		ch, err = runner.RunBenchmarks(ctx, txn, tester.BenchmarkOptions{ReportAllocations: true})
+	} else {
+		ch, err = runner.RunTests(ctx, txn)
+	}
 	if err != nil {
 		var astErrs ast.Errors
 		if errors.As(err, &astErrs) {

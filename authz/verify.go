@@ -22,13 +22,13 @@ const (
 	forCaller
 )
 
-// verify returns the verified token and its cache key, from the cache when
-// it was verified before for the same purpose, has not expired, and its
-// issuer's keys are still fresh (hit). A cached verification never outlives
-// the keys that made it: stale or unavailable keys deny it as they deny a
-// new token, and a removed key has already taken its entries with it
-// (ForgetKey).
-func (e *Engine) verify(ctx context.Context, raw string, p purpose, now time.Time) (*verifiedToken, cacheKey, bool, error) {
+// verifyToken returns the verified token and its cache key, from the cache
+// when it was verified before for the same purpose, has not expired, and
+// its issuer's keys are still fresh (hit). A cached verification never
+// outlives the keys that made it: stale or unavailable keys deny it as they
+// deny a new token, and a removed key has already taken its entries with
+// it (ForgetKey).
+func (e *Engine) verifyToken(ctx context.Context, raw string, p purpose, now time.Time) (*verifiedToken, cacheKey, bool, error) {
 	key := cacheKey(sha256.Sum256([]byte(raw)))
 	if p == forCaller {
 		key[0] ^= 2

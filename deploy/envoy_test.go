@@ -1,8 +1,12 @@
-// Package deploy holds Verdict's deployment examples; its tests keep them
-// from rotting: the Envoy bootstrap is parsed into Envoy's own bootstrap
-// proto and validated with its generated rules, and the Istio and Envoy
-// Gateway manifests are checked against the Verdict configuration beside
-// them.
+// Package deploy holds Verdict's container build, Kubernetes manifests and
+// proxy examples; its tests keep them from rotting. The Kubernetes
+// manifests are rendered with kustomize, decoded strictly into the API
+// types, checked against Verdict and run with the real binary
+// (kubernetes_test.go); the image is built with make image and run where a
+// container engine works (image_test.go); the Envoy bootstrap is parsed into
+// Envoy's own bootstrap proto and validated with its generated rules, and
+// the Istio and Envoy Gateway manifests are checked against the Verdict
+// configuration beside them (this file).
 package deploy
 
 import (

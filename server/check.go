@@ -45,14 +45,14 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 	var d authz.Decision
 	tok, err := authz.BearerToken(h)
 	if early != nil {
-		d, err = s.reject(apiCheck, &req, early)
+		d, err = s.reject(r.Context(), apiCheck, &req, early)
 	} else if err != nil {
-		d, err = s.reject(apiCheck, &req, authz.RefuseWith(authz.ErrToken, err))
+		d, err = s.reject(r.Context(), apiCheck, &req, authz.RefuseWith(authz.ErrToken, err))
 	} else {
 		req.Token = tok
 		var reject error
 		if req.Caller, reject = s.forwardedCaller(r); reject != nil {
-			d, err = s.reject(apiCheck, &req, reject)
+			d, err = s.reject(r.Context(), apiCheck, &req, reject)
 		} else {
 			d, err = s.decide(r.Context(), apiCheck, &req)
 		}

@@ -92,7 +92,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		var reject error
 		req.Caller, reject = s.assertedCaller(r, []byte(in.Caller.Certificate))
 		if reject != nil {
-			d, err = s.reject(apiDecide, &req, reject)
+			d, err = s.reject(r.Context(), apiDecide, &req, reject)
 		} else {
 			d, err = s.decide(r.Context(), apiDecide, &req)
 		}

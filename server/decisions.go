@@ -25,20 +25,25 @@ const (
 // apis lists every api, for metrics created up front.
 var apis = [...]api{apiDecide, apiCheck, apiAuthZEN, apiExtAuthz}
 
-// decide asks the engine and records the outcome under a.
+// decide asks the engine and records the outcome under a; when the
+// server traces, within a verdict.decide span (decideTraced).
 func (s *Server) decide(ctx context.Context, a api, req *authz.Request) (authz.Decision, error) {
+	if s.tracer != nil {
+		return s.decideTraced(ctx, a, req)
+	}
 	d, err := s.engine.Decide(ctx, *req)
-	s.record(a, req, &d, err)
+	s.record(a, req, &d, err, "")
 	return d, err
 }
 
 // reject records a deny decided by the front itself — a request or
 // credential it would not believe — without evaluating policy. err is an
 // *authz.Refusal; the decision is authz.Deny's, the same shape the engine
-// gives.
-func (s *Server) reject(a api, req *authz.Request, err error) (authz.Decision, error) {
+// gives. ctx is the request's, for its trace.
+func (s *Server) reject(ctx context.Context, a api, req *authz.Request, err error) (authz.Decision, error) {
 	d := authz.Deny(err)
-	s.record(a, req, &d, err)
+	traceID := s.traceRejected(ctx, a, &d, err)
+	s.record(a, req, &d, err, traceID)
 	return d, err
 }
 
@@ -48,7 +53,8 @@ func callerRejected(format string, args ...any) error {
 }
 
 // record counts a decision in the metrics and hands it to the decision log.
-func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error) {
+// traceID names the decision's trace; "" when the server does not trace.
+func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error, traceID string) {
 	m := s.metrics.byAPI[a]
 	switch {
 	case err == nil && d.Allow:
@@ -62,12 +68,13 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error)
 	if errors.Is(err, token.ErrInvalid) {
 		s.metrics.tokenFailure(token.Reason(err))
 	}
-	if s.dlog == nil {
+	if s.dlog == nil && s.shadow == nil {
 		return
 	}
 	rec := decisionlog.Record{
 		DecisionID: d.ID,
 		API:        string(a),
+		TraceID:    traceID,
 		Time:       s.now(),
 		Allow:      d.Allow,
 		Reasons:    d.Reasons,
@@ -81,7 +88,14 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error)
 	if err != nil && !errors.Is(err, authz.ErrToken) && !errors.Is(err, authz.ErrCaller) {
 		_, rec.Error = answer(decideAPI, *d, err, true)
 	}
-	s.dlog.Log(rec)
+	// A decision made by policy may go to the shadow, which logs it once
+	// the candidate has answered.
+	if err == nil && s.shadow != nil && s.shadow.offer(rec) {
+		return
+	}
+	if s.dlog != nil {
+		s.dlog.Log(rec)
+	}
 }
 
 // certCacheSize bounds the verified forwarded-certificate cache.

@@ -42,5 +42,7 @@
 //
 // A Server is built with New, serves with Run, and is safe for concurrent
 // use. Decisions are written to an optional decision log without ever
-// blocking a request.
+// blocking a request. With Options.TracerProvider every decision is also an
+// OpenTelemetry span, continuing the request's W3C trace context
+// (tracing.go), and its log record names the trace.
 package server

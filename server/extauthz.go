@@ -111,6 +111,9 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 		ctx, cancel = context.WithTimeout(ctx, s.limits.WriteTimeout)
 		defer cancel()
 	}
+	if s.tracer != nil {
+		ctx = continueTraceGRPC(ctx)
+	}
 	h, _ := x.hdrs.Get().(http.Header)
 	if h == nil {
 		h = make(http.Header, len(s.extNames))
@@ -169,9 +172,9 @@ func (s *Server) extAuthzDecide(ctx context.Context, in *authv3.CheckRequest, h 
 	var err error
 	switch {
 	case early != nil:
-		d, err = s.reject(apiExtAuthz, &req, early)
+		d, err = s.reject(ctx, apiExtAuthz, &req, early)
 	case terr != nil:
-		d, err = s.reject(apiExtAuthz, &req, authz.RefuseWith(authz.ErrToken, terr))
+		d, err = s.reject(ctx, apiExtAuthz, &req, authz.RefuseWith(authz.ErrToken, terr))
 	default:
 		req.Token = tok
 		d, err = s.decide(ctx, apiExtAuthz, &req)

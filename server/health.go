@@ -67,6 +67,8 @@ type statusBody struct {
 	LastError     *lastErrorBody `json:"last_error,omitempty"`
 	Source        *sourceBody    `json:"source,omitempty"`
 	KeySets       []keySetBody   `json:"key_sets,omitempty"`
+	Shadow        *ShadowStatus  `json:"shadow,omitempty"`
+	Build         *BuildInfo     `json:"build,omitempty"`
 	NotReady      string         `json:"not_ready_reason,omitempty"`
 }
 
@@ -137,6 +139,13 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 			kb.Age = kb.Status.Age.Round(time.Second).String()
 		}
 		body.KeySets = append(body.KeySets, kb)
+	}
+	if s.build != (BuildInfo{}) {
+		body.Build = &s.build
+	}
+	if s.shadow != nil {
+		st := s.shadow.Status()
+		body.Shadow = &st
 	}
 	writeJSON(w, http.StatusOK, body)
 }

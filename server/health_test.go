@@ -120,7 +120,7 @@ func TestMetrics(t *testing.T) {
 		`verdict_policy_reloads_total 1`,
 		`verdict_policy_reload_errors_total 0`,
 		`verdict_policy_ready 1`,
-		`verdict_decision_log_dropped_total 0`,
+		`verdict_decision_log_dropped_total{reason="buffer_full"} 0`,
 		`verdict_http_requests_total{code="200",route="decide"} 3`,
 		`verdict_http_requests_total{code="400",route="decide"} 1`,
 		`verdict_http_requests_total{code="401",route="check"} 1`,

@@ -32,9 +32,10 @@ type fixture struct {
 }
 
 type fixtureOptions struct {
-	noLoad  bool
-	trusted []string // trusted proxy prefixes
-	mutate  func(*Options)
+	noLoad    bool
+	keepInput bool     // authz.Options.KeepInput
+	trusted   []string // trusted proxy prefixes
+	mutate    func(*Options)
 }
 
 func newFixture(t testing.TB, fo fixtureOptions) *fixture {
@@ -43,7 +44,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := authz.New(authz.Options{Tokens: tokenOptions(m)})
+	e, err := authz.New(authz.Options{Tokens: tokenOptions(m), KeepInput: fo.keepInput})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 		}
 	}
 	f := &fixture{engine: e, minter: m, log: &memLog{}, ca: authztest.NewCA(t, "verdict test ca")}
-	opts := Options{Engine: e, DecisionLog: f.log, TrustBundle: f.ca.Pool(), ActionHeader: "X-Verdict-Action"}
+	opts := Options{Engine: e, Addr: "127.0.0.1:0", DecisionLog: f.log, TrustBundle: f.ca.Pool(), ActionHeader: "X-Verdict-Action"}
 	for _, p := range fo.trusted {
 		opts.TrustedProxies = append(opts.TrustedProxies, netip.MustParsePrefix(p))
 	}

@@ -86,20 +86,33 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		st := s.engine.Status()
 		return st.Loads, st.LoadFailures
 	}
-	dropped, truncated := func() float64 { return 0 }, func() float64 { return 0 }
-	if d, ok := s.dlog.(interface{ Dropped() uint64 }); ok {
-		dropped = func() float64 { return float64(d.Dropped()) }
-	}
-	if d, ok := s.dlog.(interface{ Truncated() uint64 }); ok {
-		truncated = func() float64 { return float64(d.Truncated()) }
-	}
 	if s.reloads != nil {
 		if err := reg.Register(s.reloads.vec); err != nil {
 			return nil, err
 		}
 	}
+	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "verdict_build_info",
+		Help: "Always 1; its labels say which build is running: version, revision (VCS commit) and goversion.",
+		ConstLabels: prometheus.Labels{"version": s.build.Version, "revision": s.build.Revision,
+			"goversion": s.build.GoVersion},
+	}, func() float64 { return 1 })); err != nil {
+		return nil, err
+	}
+	if sh := s.shadow; sh != nil {
+		for o := range numShadowOutcomes {
+			if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "verdict_shadow_decisions_total",
+				Help:        "Decisions the shadow policy was sampled for, by outcome: same, allow_to_deny, deny_to_allow, error (the shadow failed), skipped (queue full, shadow not ready, or shutdown).",
+				ConstLabels: prometheus.Labels{"outcome": o.String()},
+			}, func() float64 { return float64(sh.Count(o)) })); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, c := range []prometheus.Collector{
 		decisions, duration, tokens, &keySetCollector{sets: s.keySets}, m.httpRequests, m.httpDuration,
+		&decisionLogCollector{dlog: s.dlog},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_policy_reloads_total",
 			Help: "Policy snapshots accepted (loaded and swapped in).",
@@ -121,14 +134,6 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			}
 			return b2f(s.engine.Status().LastError == "")
 		}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "verdict_decision_log_dropped_total",
-			Help: "Decision log records dropped because the log's buffer was full.",
-		}, dropped),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "verdict_decision_log_truncated_total",
-			Help: "Decision log records written without their input document because it would have made them larger than the record limit.",
-		}, truncated),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -158,8 +163,9 @@ func (m *metrics) handler() http.Handler {
 }
 
 // instrument wraps h with the instrumentation every route shares: request
-// count by route and status, handling time by route, and a recovery that
-// turns a panic into a 500 in the error shape (never a dead process).
+// count by route and status, handling time by route, a recovery that
+// turns a panic into a 500 in the error shape (never a dead process), and,
+// when the server traces, the request's W3C trace context in its context.
 //
 // The counters of expected, the statuses the route answers, are created up
 // front, so that the hot path does no label lookup and a dashboard sees
@@ -174,6 +180,9 @@ func (s *Server) instrument(route string, h http.HandlerFunc, expected []int) ht
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		if s.tracer != nil {
+			r = continueTrace(r)
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {

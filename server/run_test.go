@@ -73,7 +73,7 @@ func (e *slowEngine) Decide(ctx context.Context, req authz.Request) (authz.Decis
 func TestShutdownFinishesInFlight(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	slow := &slowEngine{Engine: f.engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	s, err := New(Options{Engine: slow})
+	s, err := New(Options{Engine: slow, Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestShutdownDeadline(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	slow := &slowEngine{Engine: f.engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	defer close(slow.release)
-	s, err := New(Options{Engine: slow, Limits: Limits{ShutdownTimeout: 50 * time.Millisecond}})
+	s, err := New(Options{Engine: slow, Addr: "127.0.0.1:0", Limits: Limits{ShutdownTimeout: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestMTLSPeerIsCaller(t *testing.T) {
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    f.ca.Pool(),
 	}
-	s, err := New(Options{Engine: f.engine, TLS: cfg, DecisionLog: f.log, ActionHeader: "X-Verdict-Action"})
+	s, err := New(Options{Engine: f.engine, Addr: "127.0.0.1:0", TLS: cfg, DecisionLog: f.log, ActionHeader: "X-Verdict-Action"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestDecisionLogDropsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Engine: f.engine, DecisionLog: dl})
+	s, err := New(Options{Engine: f.engine, Addr: "127.0.0.1:0", DecisionLog: dl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +241,8 @@ func TestDecisionLogDropsCounted(t *testing.T) {
 		t.Fatal("no drops counted with a blocked writer")
 	}
 	metrics := scrape(t, s)
-	if !strings.Contains(metrics, "verdict_decision_log_dropped_total ") ||
-		strings.Contains(metrics, "verdict_decision_log_dropped_total 0\n") {
+	if !strings.Contains(metrics, `verdict_decision_log_dropped_total{reason="buffer_full"} `) ||
+		strings.Contains(metrics, `verdict_decision_log_dropped_total{reason="buffer_full"} 0`+"\n") {
 		t.Errorf("dropped metric not counting:\n%s", grep(metrics, "dropped"))
 	}
 	close(bw.release)

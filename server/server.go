@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
@@ -66,8 +67,10 @@ type KeySet interface {
 var _ KeySet = (*jwks.Manager)(nil)
 
 // DecisionLog receives one record per decision. Log must not block;
-// *decisionlog.Logger is one. A DecisionLog that also has a Dropped() uint64
-// method has it exported as verdict_decision_log_dropped_total, and one
+// *decisionlog.Logger is one. A DecisionLog that also has a Stats()
+// decisionlog.Stats method has its counters exported as
+// verdict_decision_log_* (see decisionLogCollector); one with only
+// Dropped() uint64 has them exported as drops for buffer_full, and one
 // with Truncated() uint64 as verdict_decision_log_truncated_total. Records
 // carry the decision's input document when the engine keeps it
 // (authz.Options.KeepInput).
@@ -114,6 +117,12 @@ type Options struct {
 	KeySets []KeySet
 	// Addr is the listen address. Default "127.0.0.1:8181".
 	Addr string
+	// DiagnosticAddr, when set, is a second, plain-HTTP listener for
+	// operators and probes: /health/live, /health/ready, /v1/status and
+	// /metrics. Status and metrics are then served there only; health on
+	// both (a kubelet probe cannot present a client certificate to an
+	// mTLS-only Addr).
+	DiagnosticAddr string
 	// TLS, when set, serves HTTPS; see TLSConfig. With client certificates
 	// verified by it, the mTLS peer is the caller of a /v1/decide request
 	// that names none (on /v1/check the peer is the proxy, never the
@@ -171,11 +180,18 @@ type Options struct {
 	Explain bool
 	// DecisionLog receives every decision; nil logs none.
 	DecisionLog DecisionLog
+	// Shadow, when set, is offered every decision made by policy (the
+	// engine must keep inputs: authz.Options.KeepInput); it logs the
+	// records it takes. See NewShadow.
+	Shadow *Shadow
 	// ReloadObserver, when set, is the policy source's observer; the
 	// server serves its reload-duration histogram on /metrics.
 	ReloadObserver *ReloadObserver
 	// Limits bounds request sizes and times.
 	Limits Limits
+	// Build describes the running binary, for verdict_build_info and
+	// /v1/status; zero fields are left out of status.
+	Build BuildInfo
 	// Registry is where the server registers its metrics, which /metrics
 	// serves; nil means a new registry of its own (never the global one),
 	// with the Go and process collectors.
@@ -185,6 +201,13 @@ type Options struct {
 	// Now is the clock for decision-log times and certificate checks; nil
 	// means time.Now.
 	Now func() time.Time
+	// TracerProvider, when set, makes every decision a span
+	// (verdict.decide, see SpanDecide) whose parent is the W3C trace
+	// context of the incoming request, and puts its trace ID in the
+	// decision log. Give the engine the same provider for its child spans
+	// (authz.Options.TracerProvider). Nil, or a no-op provider, traces
+	// nothing and costs nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is Verdict's HTTP front. Build it with New; it is safe for
@@ -194,6 +217,8 @@ type Server struct {
 	source  Source
 	keySets []KeySet
 	dlog    DecisionLog
+	shadow  *Shadow // nil when none
+	build   BuildInfo
 	reloads *ReloadObserver
 	log     *slog.Logger
 	now     func() time.Time
@@ -211,7 +236,11 @@ type Server struct {
 	clientHeader string
 	explain      bool
 	certs        *certCache
+	tracer       trace.Tracer   // nil when not tracing
 	authzen      *authzenConfig // nil when the AuthZEN endpoints are off
+
+	diagAddr string // diagnostic listen address; "" for none
+	diag     http.Handler
 
 	extAddr    string         // ext_authz gRPC listen address; "" for none
 	extTrusted []netip.Prefix // ext_authz peers whose source attributes are believed
@@ -223,6 +252,7 @@ type Server struct {
 	mu  sync.Mutex
 	ln  net.Listener
 	gln net.Listener // ext_authz; nil when not served
+	dln net.Listener // diagnostics; nil when not served
 }
 
 // New validates opts and builds a Server. It starts nothing and does not
@@ -250,16 +280,20 @@ func New(opts Options) (*Server, error) {
 		source:      opts.Source,
 		keySets:     slices.Clone(opts.KeySets),
 		dlog:        opts.DecisionLog,
+		shadow:      opts.Shadow,
+		build:       opts.Build,
 		reloads:     opts.ReloadObserver,
 		log:         opts.Logger,
 		now:         opts.Now,
 		limits:      l,
 		addr:        cmp.Or(opts.Addr, DefaultAddr),
+		diagAddr:    opts.DiagnosticAddr,
 		tls:         opts.TLS,
 		trusted:     make([]netip.Prefix, len(opts.TrustedProxies)),
 		trustBundle: opts.TrustBundle,
 		explain:     opts.Explain,
 		certs:       newCertCache(certCacheSize),
+		tracer:      newTracer(opts.TracerProvider),
 	}
 	if opts.XFCCHeader != "" {
 		s.xfccHeader = http.CanonicalHeaderKey(opts.XFCCHeader)
@@ -309,6 +343,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = m
 	s.handler = s.routes()
+	if s.diagAddr != "" {
+		s.diag = s.diagnosticRoutes()
+	}
 	return s, nil
 }
 
@@ -333,10 +370,12 @@ func (s *Server) routes() http.Handler {
 	handle("/health/live", "health_live", getOnly, http.StatusMethodNotAllowed)
 	handle("GET /health/ready", "health_ready", s.handleReady, ok, unready)
 	handle("/health/ready", "health_ready", getOnly, http.StatusMethodNotAllowed)
-	handle("GET /v1/status", "status", s.handleStatus, ok)
-	handle("/v1/status", "status", getOnly, http.StatusMethodNotAllowed)
-	handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
-	handle("/metrics", "metrics", getOnly, http.StatusMethodNotAllowed)
+	if s.diagAddr == "" { // else on the diagnostic listener only
+		handle("GET /v1/status", "status", s.handleStatus, ok)
+		handle("/v1/status", "status", getOnly, http.StatusMethodNotAllowed)
+		handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
+		handle("/metrics", "metrics", getOnly, http.StatusMethodNotAllowed)
+	}
 	if s.authzen != nil {
 		postOnly := echoRequestID(s.methodNotAllowed(http.MethodPost))
 		handle("POST "+authzenEvaluationPath, "authzen_evaluation", echoRequestID(s.handleAuthZENEvaluation),
@@ -372,14 +411,23 @@ func (s *Server) Listen() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	var gln net.Listener
+	var gln, dln net.Listener
 	if s.extAddr != "" {
 		if gln, err = net.Listen("tcp", s.extAddr); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("server: ext_authz: %w", err)
 		}
 	}
-	s.ln, s.gln = ln, gln
+	if s.diagAddr != "" {
+		if dln, err = net.Listen("tcp", s.diagAddr); err != nil {
+			ln.Close()
+			if gln != nil {
+				gln.Close()
+			}
+			return nil, fmt.Errorf("server: diagnostic_addr: %w", err)
+		}
+	}
+	s.ln, s.gln, s.dln = ln, gln, dln
 	scheme := "http"
 	if s.tls != nil {
 		scheme = "https"
@@ -393,6 +441,10 @@ func (s *Server) Listen() (net.Addr, error) {
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
 			slog.String("addr", gln.Addr().String()), slog.String("scheme", scheme))
+	}
+	if dln != nil {
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
+			slog.String("addr", dln.Addr().String()), slog.String("scheme", "http"), slog.String("serves", "diagnostics"))
 	}
 	return ln.Addr(), nil
 }
@@ -431,7 +483,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.mu.Lock()
-	ln, gln := s.ln, s.gln
+	ln, gln, dln := s.ln, s.gln, s.dln
 	s.mu.Unlock()
 	hs := &http.Server{
 		Handler:           s.handler,
@@ -452,6 +504,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	ext := s.runExtAuthz(gln)
+	diag := s.runDiagnostics(dln)
+	defer diag.stop()
 	select {
 	case err := <-served:
 		ext.stop(context.Background(), true)
@@ -461,6 +515,11 @@ func (s *Server) Run(ctx context.Context) error {
 		<-served
 		ext.stop(context.Background(), true)
 		return fmt.Errorf("server: ext_authz: %w", ext.err)
+	case err := <-diag.served:
+		hs.Close()
+		<-served
+		ext.stop(context.Background(), true)
+		return fmt.Errorf("server: diagnostic_addr: %w", err)
 	case <-ctx.Done():
 	}
 	s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "shutting down",

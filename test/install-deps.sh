@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs what the end-to-end tests need and the machine lacks: nginx,
 # Caddy, and Node.js with npm (for the OpenID provider test, which installs
-# its npm packages itself), from the distribution's packages. Quiet when
-# everything is there.
+# its npm packages itself), and podman with runc when no container builder
+# works (for the image test in deploy/), from the distribution's packages.
+# Quiet when everything is there.
 set -eu
 
 missing=""
@@ -10,6 +11,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing 
 command -v caddy >/dev/null 2>&1 || missing="$missing caddy"
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+# Without recommends, podman runs containers with runc, which works in
+# sandboxes whose cgroup layout crun refuses.
+sh "$(dirname "$0")/../deploy/container/build.sh" --check >/dev/null 2>&1 || missing="$missing podman runc"
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

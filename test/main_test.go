@@ -38,6 +38,9 @@ const (
 	stopDeadline  = 15 * time.Second // exit after SIGTERM (the default shutdown timeout is 10 s)
 )
 
+// e2eVersion is the version the tested binary is stamped with.
+const e2eVersion = "v0.0.0-e2e"
+
 func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
 }
@@ -56,7 +59,8 @@ func buildAndRun(m *testing.M) int {
 		return 2
 	}
 	bin := filepath.Join(dir, "verdict")
-	build := exec.Command(gobin, "build", "-o", bin, "./cmd/verdict")
+	// Stamped as make image stamps a release, so that tests see the version.
+	build := exec.Command(gobin, "build", "-ldflags", "-X main.version="+e2eVersion, "-o", bin, "./cmd/verdict")
 	build.Dir = ".." // the module root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	start := time.Now()

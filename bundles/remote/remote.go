@@ -67,6 +67,11 @@ type Options struct {
 	// Header is added to every request (for example Authorization). It is
 	// never logged.
 	Header http.Header
+	// HeaderFunc, when set, is called before every request for more
+	// headers (set over Header's), so that credentials read from files can
+	// rotate. Its error fails that poll, like a fetch error; it must not
+	// contain the header values. Nothing it returns is logged.
+	HeaderFunc func() (http.Header, error)
 	// Interval is the time between polls; 0 means 30 s.
 	Interval time.Duration
 	// Jitter spreads each wait by up to ±Jitter of its length; 0 means 0.1,
@@ -278,7 +283,21 @@ func (p *Poller) tarballOptions() bundles.TarballOptions {
 // fetch performs one conditional GET. A body over MaxBytes is an error
 // wrapping bundles.ErrTooLarge as well as ErrFetch.
 func (p *Poller) fetch(ctx context.Context, etag string) (httpfetch.Response, error) {
-	res, err := httpfetch.Get(ctx, p.client, httpfetch.Request{URL: p.opts.URL, Header: p.opts.Header,
+	header := p.opts.Header
+	if p.opts.HeaderFunc != nil {
+		more, err := p.opts.HeaderFunc()
+		if err != nil {
+			return httpfetch.Response{}, fmt.Errorf("%w: request headers: %w", ErrFetch, err)
+		}
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		for k, vs := range more {
+			header[k] = vs
+		}
+	}
+	res, err := httpfetch.Get(ctx, p.client, httpfetch.Request{URL: p.opts.URL, Header: header,
 		ETag: etag, MaxBytes: p.opts.MaxBytes, Timeout: p.opts.Timeout})
 	switch {
 	case errors.Is(err, httpfetch.ErrTooLarge):

@@ -1,6 +1,8 @@
-// Command verdict is Verdict's command line: it answers single decisions for
-// policy authors (decide), runs Rego tests (test), compiles and type-checks
-// a policy set (check), and mints development tokens (token).
+// Command verdict is Verdict's command line: it serves decisions (serve),
+// answers single decisions for policy authors (decide), runs Rego tests
+// (test), compiles and type-checks a policy set (check), replays a decision
+// log against a candidate policy (replay), mints development tokens (token)
+// and says which build it is (version).
 package main
 
 import (
@@ -76,7 +78,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "Verdict: a policy decision point for microservices",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(buildInfo()),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(
 		newDecideCommand(),
 		newTestCommand(),
@@ -84,6 +88,7 @@ func newRootCommand() *cobra.Command {
 		newReplayCommand(),
 		newTokenCommand(),
 		newServeCommand(),
+		newVersionCommand(),
 	)
 	return root
 }

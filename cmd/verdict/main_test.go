@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -329,5 +331,103 @@ hour := time.clock(time.parse_rfc3339_ns(input.context.time))[0]
 	}
 	if code, _, _ := verdict(t, "decide", "--policies", dir, "--action", "x", "--time", "noon"); code != 2 {
 		t.Errorf("a bad --time: exit %d, want 2", code)
+	}
+}
+
+// TestTestReports: --coverage names exactly the lines no test ran as
+// file:row-row (test files count in no figure), --json carries the same,
+// print() output reaches stderr after the test's name, and --bench reports
+// time and allocations per run.
+func TestTestReports(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p.rego"), `package authz
+
+default allow := false
+
+allow if {
+	print("action is", input.action.name)
+	input.action.name == "read"
+}
+
+reasons contains "admin" if {
+	input.action.name == "admin"
+	input.subject.id == "root"
+}
+`)
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p_test.rego"), `package authz_test
+
+import data.authz
+
+test_read if {
+	print("checking read")
+	authz.allow with input as {"action": {"name": "read"}}
+}
+`)
+	code, out, stderr := verdict(t, "test", dir, "--coverage")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
+	}
+	// Lines 3 (default never used), 10-12 (no test asks for admin).
+	for _, want := range []string{"coverage: 42.9% (3 of 7 lines)", "not covered:\n  authz/p.rego:3\n  authz/p.rego:10-12\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--coverage output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "p_test.rego") {
+		t.Errorf("the test file counts in coverage:\n%s", out)
+	}
+	for _, want := range []string{"data.authz_test.test_read: checking read\n", "data.authz_test.test_read: action is read\n"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks print output %q:\n%s", want, stderr)
+		}
+	}
+
+	code, out, _ = verdict(t, "test", dir, "--coverage", "--json")
+	var rep struct {
+		Passed   int
+		Tests    []struct{ Name, Location, Result string }
+		Coverage struct {
+			Percent float64
+			Files   []struct {
+				File       string
+				NotCovered []string `json:"not_covered"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("--json: exit %d, %v:\n%s", code, err, out)
+	}
+	if rep.Passed != 1 || rep.Tests[0].Location != "authz/p_test.rego:5" || rep.Tests[0].Result != "pass" ||
+		len(rep.Coverage.Files) != 1 || !slices.Equal(rep.Coverage.Files[0].NotCovered, []string{"authz/p.rego:3", "authz/p.rego:10-12"}) {
+		t.Errorf("--json report %+v", rep)
+	}
+
+	code, out, _ = verdict(t, "test", dir, "--bench")
+	if code != 0 || !strings.Contains(out, "data.authz_test.test_read") || !strings.Contains(out, "ns/op") || !strings.Contains(out, "allocs/op") {
+		t.Errorf("--bench: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := verdict(t, "test", dir, "--bench", "--coverage"); code != 2 || !strings.Contains(stderr, "--bench cannot") {
+		t.Errorf("--bench --coverage: exit %d %s", code, stderr)
+	}
+}
+
+// TestVersion: verdict version, --version and --json agree, and a stamped
+// version (-ldflags -X main.version=...) is the one printed.
+func TestVersion(t *testing.T) {
+	code, out, _ := verdict(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "verdict dev") || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("version: exit %d %q", code, out)
+	}
+	old := version
+	version = "v1.2.3"
+	defer func() { version = old }()
+	_, out, _ = verdict(t, "--version")
+	if !strings.HasPrefix(out, "verdict v1.2.3") {
+		t.Errorf("--version: %q", out)
+	}
+	_, out, _ = verdict(t, "version", "--json")
+	var bi struct{ Version, GoVersion string }
+	if err := json.Unmarshal([]byte(out), &bi); err != nil || bi.Version != "v1.2.3" {
+		t.Errorf("version --json: %v %q", err, out)
 	}
 }

@@ -22,16 +22,17 @@ func newReplayCommand() *cobra.Command {
 	var (
 		logFile    string
 		policies   string
+		bundle     string
 		entrypoint string
 		asJSON     bool
 	)
 	cmd := &cobra.Command{
-		Use:   "replay --log FILE --policies PATH [--json]",
+		Use:   "replay --log FILE (--policies PATH | --bundle FILE) [--json]",
 		Short: "Re-evaluate recorded decisions against a candidate policy and report what flips",
 		Long: `Replay reads a decision log (one JSON record per line, as verdict serve writes
 it with the input document of each decision), evaluates every recorded input
 against the candidate policies in PATH (a directory, a .rego file or a bundle
-file) as of the decision's recorded time, and reports how many decisions stay
+file; --bundle FILE names a bundle file) as of the decision's recorded time, and reports how many decisions stay
 the same and which flip: allow to deny, deny to allow, or an error. Records
 without an input (requests refused before any policy ran, such as an invalid
 token) are skipped.
@@ -44,6 +45,15 @@ policy change in CI), 2 usage error.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if logFile == "" {
 				return usageError("--log is required")
+			}
+			switch {
+			case policies != "" && bundle != "":
+				return usageError("name the candidate once: --policies or --bundle")
+			case bundle != "":
+				if kind, err := kindOf(bundle); err == nil && kind != policyBundle {
+					return usageError("--bundle %s: not a bundle file", bundle)
+				}
+				policies = bundle
 			}
 			snap, err := readPolicies(policies, nil)
 			if err != nil {
@@ -84,6 +94,7 @@ policy change in CI), 2 usage error.`,
 	fl := cmd.Flags()
 	fl.StringVar(&logFile, "log", "", "decision log to replay (JSON lines)")
 	fl.StringVar(&policies, "policies", "", "candidate policies: a directory, a .rego file or a bundle file")
+	fl.StringVar(&bundle, "bundle", "", "candidate bundle file (.tar.gz)")
 	fl.StringVar(&entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

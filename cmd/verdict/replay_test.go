@@ -97,6 +97,28 @@ func TestReplay(t *testing.T) {
 		t.Errorf("orders:delete flip %+v", f)
 	}
 
+	// The same candidate as a bundle file, with --bundle.
+	files := map[string]string{"/.manifest": `{"revision": "candidate-1"}`}
+	for _, name := range []string{"data.json", "authz/action.rego", "authz/authz.rego", "authz/rbac.rego", "authz/services.rego"} {
+		b, err := os.ReadFile(filepath.Join(candidate, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["/"+name] = string(b)
+	}
+	bundle := filepath.Join(t.TempDir(), "candidate.tar.gz")
+	writeBundle(t, bundle, files)
+	code, out, stderr = verdict(t, "replay", "--log", log, "--bundle", bundle)
+	if code != 1 || !strings.Contains(out, "against revision candidate-1") || !strings.Contains(out, "1 allow→deny, 1 deny→allow") {
+		t.Fatalf("--bundle: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, _, _ := verdict(t, "replay", "--log", log, "--bundle", bundle, "--policies", candidate); code != 2 {
+		t.Errorf("--bundle with --policies: exit %d, want 2", code)
+	}
+	if code, _, _ := verdict(t, "replay", "--log", log, "--bundle", candidate); code != 2 {
+		t.Errorf("--bundle DIR: exit %d, want 2", code)
+	}
+
 	code, out, _ = verdict(t, "replay", "--log", log, "--policies", "../../policies")
 	if code != 0 || !strings.Contains(out, "3 same") {
 		t.Fatalf("same policy: exit %d\n%s", code, out)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,7 +43,9 @@ metrics on /metrics. Flags override the configuration file. With an ext_authz
 block in the configuration it also serves Envoy's ext_authz API over gRPC
 (envoy.service.auth.v3.Authorization/Check, and the gRPC health service).
 With an authzen block it serves the AuthZEN 1.0 API: /access/v1/evaluation,
-/access/v1/evaluations and /.well-known/authzen-configuration.
+/access/v1/evaluations and /.well-known/authzen-configuration. With a tracing
+block, or OTEL_EXPORTER_OTLP_ENDPOINT set, it exports OpenTelemetry traces
+over OTLP/HTTP (OTEL_SDK_DISABLED=true turns them off).
 
 The policy directory (--policies, or policy.dir) is watched and reloaded on
 every change; a broken change keeps the last good policy serving.
@@ -53,7 +57,8 @@ production.
 
 The first log line names the bound address ("listening addr=..."), so
 --addr 127.0.0.1:0 picks a free port. SIGINT or SIGTERM shuts down gracefully
-(in-flight requests finish, the decision log is flushed) and exits 0.`,
+(in-flight requests finish, the decision log and batched spans are flushed)
+and exits 0.`,
 		Example: `  verdict serve
   verdict serve --policies ./policies --addr 127.0.0.1:0
   verdict serve --config verdict.yaml`,
@@ -98,13 +103,24 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		}
 	}
 
+	// Tracing, when the configuration or the environment asks for it
+	// (tracing.go); the spans still batched are flushed at the end.
+	tr, err := newTracing(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if tr != nil {
+		defer tr.shutdown(ctx, cfg.Limits.ShutdownTimeout, logger)
+	}
+
 	// The engine: issuers from the configuration, or the development issuer.
 	engineOpts := authz.Options{
 		Entrypoint:   cfg.Policy.Entrypoint,
 		EvalTimeout:  cfg.Limits.EvalTimeout,
 		RequireTests: cfg.Policy.RequireTests,
-		// The decision log records each decision's input, for replay.
-		KeepInput: cfg.DecisionLog.Output != "off",
+		// The decision log records each decision's input, for replay; the
+		// shadow policy evaluates it.
+		KeepInput: cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil,
 		Logger:    logger,
 		// print() in a policy is for its author: it reaches the debug log.
 		Print: func(ctx context.Context, loc, msg string) {
@@ -124,6 +140,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		engineOpts.Tokens = minter.TokenOptions()
 	} else if engineOpts.Tokens, managers, err = tokenOptions(cfg, logger, forgetter.forget); err != nil {
 		return err
+	}
+	if tr != nil {
+		engineOpts.TracerProvider = tr.provider
 	}
 	if engine, err = authz.New(engineOpts); err != nil {
 		return err
@@ -148,11 +167,13 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		Engine:            engine,
 		KeySets:           keySets(managers),
 		Addr:              first(f.addr, cfg.Addr, server.DefaultAddr),
+		DiagnosticAddr:    cfg.DiagnosticAddr,
 		XFCCHeader:        cfg.Callers.XFCCHeader,
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
 		ActionHeader:      cfg.ForwardAuth.ActionHeader,
 		ClientAddrHeader:  cfg.ForwardAuth.ClientAddrHeader,
 		Explain:           cfg.Explain,
+		Build:             buildInfo(),
 		Logger:            logger,
 		Limits: server.Limits{
 			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
@@ -196,13 +217,31 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	dlog, closeLog, err := decisionLog(cfg, stdout, logger)
+	// The shutdown budget (limits.shutdown_timeout) starts when the group
+	// below is told to stop: the server drains within it, and the decision
+	// log then has what is left to send its last batches to a collector.
+	shutdownBy := sync.OnceValue(func() time.Time {
+		return time.Now().Add(cmp.Or(cfg.Limits.ShutdownTimeout, server.DefaultShutdownTimeout))
+	})
+	dlog, closeLog, err := decisionLog(cfg, stdout, logger, shutdownBy)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
 	if dlog != nil {
 		opts.DecisionLog = dlog
+	}
+	var (
+		shadowEngine *authz.Engine
+		shadowSrc    serveSource
+	)
+	if cfg.Policy.Shadow != nil {
+		if opts.Shadow, shadowEngine, shadowSrc, err = shadowPolicy(cfg, opts.DecisionLog, logger); err != nil {
+			return err
+		}
+	}
+	if tr != nil {
+		opts.TracerProvider = tr.provider
 	}
 	srv, err := server.New(opts)
 	if err != nil {
@@ -214,18 +253,34 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if tr != nil {
+		tr.logStart(ctx, logger)
+	}
 
 	// Everything long-running, in one group. The decision log stops only
-	// after the server has finished its in-flight requests, so their
-	// decisions are written too.
+	// after the server has finished its in-flight requests (and the shadow
+	// has passed on the decisions queued for it), so their decisions are
+	// written too.
 	g, gctx := errgroup.WithContext(ctx)
+	context.AfterFunc(gctx, func() { shutdownBy() })
 	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLog()
 	if dlog != nil {
 		g.Go(func() error { return dlog.Run(logCtx) })
 	}
+	afterServer := stopLog
+	if opts.Shadow != nil {
+		shadowCtx, stopShadow := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopShadow()
+		afterServer = stopShadow
+		g.Go(func() error {
+			defer stopLog()
+			return opts.Shadow.Run(shadowCtx)
+		})
+		g.Go(func() error { return shadowSrc.Run(gctx, shadowEngine) })
+	}
 	g.Go(func() error {
-		defer stopLog()
+		defer afterServer()
 		return srv.Run(gctx)
 	})
 	g.Go(func() error { return src.Run(gctx, engine) })

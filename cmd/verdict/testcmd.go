@@ -1,25 +1,33 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
 )
 
+type testFlags struct {
+	entrypoint string
+	verbose    bool
+	coverage   bool
+	bench      bool
+	asJSON     bool
+	run        string
+	timeout    time.Duration
+}
+
 func newTestCommand() *cobra.Command {
-	var (
-		entrypoint string
-		verbose    bool
-		coverage   bool
-		run        string
-		timeout    time.Duration
-	)
+	var f testFlags
 	cmd := &cobra.Command{
 		Use:   "test PATH",
 		Short: "Run the Rego unit tests of a policy set",
@@ -27,33 +35,47 @@ func newTestCommand() *cobra.Command {
 directory (. for this one), a .rego file or a bundle file — with OPA's
 tester, after compiling and type-checking every module exactly as the server
 loads them. Problems in the policies print as file:line:col: code: message.
+What the tests print() goes to stderr, each line after the test's name.
+
+--coverage reports line coverage of the policy modules (test files count in
+no figure) and lists the lines no test ran as file:row-row. --bench runs each
+test as a benchmark, as opa test --bench does. --json prints the whole report
+as one JSON document.
 
 Exit status: 0 all passed, 1 a test failed, none ran or the policies have
 problems, 2 usage error.`,
 		Example: `  verdict test .
   verdict test ./policies --coverage
-  verdict test ./policies --run 'viewer' -v`,
+  verdict test ./policies --run 'viewer' -v
+  verdict test ./policies --bench --run 'test_viewer'
+  verdict test ./policies --coverage --json`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.bench && (f.coverage || f.verbose) {
+				return usageError("--bench cannot be combined with --coverage or --verbose")
+			}
 			snap, err := readPolicies(firstArg(args), nil)
 			if err != nil {
 				return policyError(err)
 			}
 			tr, err := authz.RunTests(cmd.Context(), snap, authz.TestOptions{
-				Entrypoint: entrypoint, Run: run, Timeout: timeout, Trace: verbose, Coverage: coverage,
+				Entrypoint: f.entrypoint, Run: f.run, Timeout: f.timeout, Trace: f.verbose,
+				Coverage: f.coverage, Bench: f.bench, CapturePrint: true,
 			})
 			if err != nil {
 				return policyError(err)
 			}
+			printOutput(cmd.ErrOrStderr(), tr.Results)
 			out := cmd.OutOrStdout()
-			if err := (tester.PrettyReporter{Output: out, Verbose: verbose, FailureLine: true}).Report(replay(tr.Results)); err != nil {
-				return &exitCode{code: exitError, err: err}
+			if f.asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				err = enc.Encode(newTestReport(tr))
+			} else {
+				err = printTestRun(out, tr, f)
 			}
-			if tr.Coverage != nil {
-				fmt.Fprintf(out, "coverage: %.1f%%\n", tr.Coverage.Coverage)
-				for _, file := range slices.Sorted(maps.Keys(tr.Coverage.Files)) {
-					fmt.Fprintf(out, "  %s: %.1f%%\n", file, tr.Coverage.Files[file].Coverage)
-				}
+			if err != nil {
+				return &exitCode{code: exitError, err: err}
 			}
 			if len(tr.Results) == 0 {
 				return &exitCode{code: exitDeny, err: fmt.Errorf("no tests found")}
@@ -64,12 +86,173 @@ problems, 2 usage error.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print every test and its trace on failure")
-	cmd.Flags().BoolVar(&coverage, "coverage", false, "report line coverage of the policies (test files excluded)")
-	cmd.Flags().StringVar(&run, "run", "", "run only tests whose names match this regular expression")
-	cmd.Flags().DurationVar(&timeout, "timeout", authz.DefaultTestTimeout, "timeout for each test")
-	cmd.Flags().StringVar(&entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
+	fl := cmd.Flags()
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print every test and its trace on failure")
+	fl.BoolVar(&f.coverage, "coverage", false, "report line coverage of the policies (test files excluded) and the lines no test ran")
+	fl.BoolVar(&f.bench, "bench", false, "run each test as a benchmark (time and allocations per run)")
+	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	fl.StringVar(&f.run, "run", "", "run only tests whose names match this regular expression")
+	fl.DurationVar(&f.timeout, "timeout", authz.DefaultTestTimeout, "timeout for each test")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
 	return cmd
+}
+
+// printOutput writes what each test printed to w, every line prefixed by
+// the test's name, and clears it from the result (so that the report does
+// not repeat it).
+func printOutput(w io.Writer, results []*tester.Result) {
+	for _, r := range results {
+		if len(r.Output) == 0 {
+			continue
+		}
+		for line := range strings.Lines(string(r.Output)) {
+			fmt.Fprintf(w, "%s.%s: %s\n", r.Package, r.Name, strings.TrimSuffix(line, "\n"))
+		}
+		r.Output = nil
+	}
+}
+
+// printTestRun writes the report a reader wants: OPA's pretty test report,
+// then the coverage and the lines no test ran.
+func printTestRun(w io.Writer, tr *authz.TestRun, f testFlags) error {
+	pretty := tester.PrettyReporter{Output: w, Verbose: f.verbose, FailureLine: true,
+		BenchmarkResults: f.bench, BenchMarkShowAllocations: f.bench}
+	if err := pretty.Report(replay(tr.Results)); err != nil {
+		return err
+	}
+	if tr.Coverage == nil {
+		return nil
+	}
+	c := tr.Coverage
+	fmt.Fprintf(w, "coverage: %.1f%% (%d of %d lines)\n", c.Coverage, c.CoveredLines, c.CoveredLines+c.NotCoveredLines)
+	for _, file := range slices.Sorted(maps.Keys(c.Files)) {
+		fmt.Fprintf(w, "  %s: %.1f%%\n", file, c.Files[file].Coverage)
+	}
+	if uncovered := uncoveredLines(c); len(uncovered) > 0 {
+		fmt.Fprintln(w, "not covered:")
+		for _, u := range uncovered {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+	}
+	return nil
+}
+
+// uncoveredLines lists the lines no test ran as file:row-row (file:row for
+// one line), by file and row.
+func uncoveredLines(c *cover.Report) []string {
+	var out []string
+	for _, file := range slices.Sorted(maps.Keys(c.Files)) {
+		out = append(out, fileUncovered(file, c.Files[file])...)
+	}
+	return out
+}
+
+// fileUncovered lists one file's uncovered lines, overlapping and adjacent
+// ranges merged (the coverage report can name a line more than once).
+func fileUncovered(file string, fr *cover.FileReport) []string {
+	ranges := slices.Clone(fr.NotCovered)
+	slices.SortFunc(ranges, func(a, b cover.Range) int { return a.Start.Row - b.Start.Row })
+	var merged [][2]int
+	for _, r := range ranges {
+		if n := len(merged); n > 0 && r.Start.Row <= merged[n-1][1]+1 {
+			merged[n-1][1] = max(merged[n-1][1], r.End.Row)
+			continue
+		}
+		merged = append(merged, [2]int{r.Start.Row, max(r.Start.Row, r.End.Row)})
+	}
+	out := make([]string, 0, len(merged))
+	for _, m := range merged {
+		if m[1] > m[0] {
+			out = append(out, fmt.Sprintf("%s:%d-%d", file, m[0], m[1]))
+		} else {
+			out = append(out, fmt.Sprintf("%s:%d", file, m[0]))
+		}
+	}
+	return out
+}
+
+// testReport is the --json output.
+type testReport struct {
+	Passed   int             `json:"passed"`
+	Failed   int             `json:"failed"`
+	Errored  int             `json:"errored"`
+	Skipped  int             `json:"skipped"`
+	Tests    []testResult    `json:"tests"`
+	Coverage *coverageReport `json:"coverage,omitempty"`
+}
+
+// testResult is one test in the --json output.
+type testResult struct {
+	Package string `json:"package"`
+	Name    string `json:"name"`
+	// Location is file:row of the test rule.
+	Location string `json:"location,omitempty"`
+	// Result is pass, fail, error or skip.
+	Result     string  `json:"result"`
+	Error      string  `json:"error,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	// Bench is set with --bench.
+	Bench *benchResult `json:"bench,omitempty"`
+}
+
+type benchResult struct {
+	N           int   `json:"n"`
+	NsPerOp     int64 `json:"ns_per_op"`
+	BytesPerOp  int64 `json:"bytes_per_op"`
+	AllocsPerOp int64 `json:"allocs_per_op"`
+}
+
+// coverageReport is --coverage in the --json output.
+type coverageReport struct {
+	Percent         float64        `json:"percent"`
+	CoveredLines    int            `json:"covered_lines"`
+	NotCoveredLines int            `json:"not_covered_lines"`
+	Files           []fileCoverage `json:"files"`
+}
+
+type fileCoverage struct {
+	File    string  `json:"file"`
+	Percent float64 `json:"percent"`
+	// NotCovered lists the lines no test ran, as file:row-row.
+	NotCovered []string `json:"not_covered"`
+}
+
+func newTestReport(tr *authz.TestRun) testReport {
+	rep := testReport{Tests: make([]testResult, 0, len(tr.Results))}
+	for _, r := range tr.Results {
+		res := testResult{Package: r.Package, Name: r.Name, DurationMS: float64(r.Duration.Microseconds()) / 1000}
+		if r.Location != nil {
+			res.Location = fmt.Sprintf("%s:%d", r.Location.File, r.Location.Row)
+		}
+		switch {
+		case r.Error != nil:
+			res.Result, res.Error = "error", r.Error.Error()
+			rep.Errored++
+		case r.Fail:
+			res.Result = "fail"
+			rep.Failed++
+		case r.Skip:
+			res.Result = "skip"
+			rep.Skipped++
+		default:
+			res.Result = "pass"
+			rep.Passed++
+		}
+		if b := r.BenchmarkResult; b != nil {
+			res.Bench = &benchResult{N: b.N, NsPerOp: b.NsPerOp(), BytesPerOp: b.AllocedBytesPerOp(), AllocsPerOp: b.AllocsPerOp()}
+		}
+		rep.Tests = append(rep.Tests, res)
+	}
+	if c := tr.Coverage; c != nil {
+		rep.Coverage = &coverageReport{Percent: c.Coverage, CoveredLines: c.CoveredLines, NotCoveredLines: c.NotCoveredLines,
+			Files: []fileCoverage{}}
+		for _, file := range slices.Sorted(maps.Keys(c.Files)) {
+			fr := c.Files[file]
+			rep.Coverage.Files = append(rep.Coverage.Files, fileCoverage{File: file, Percent: fr.Coverage,
+				NotCovered: append([]string{}, fileUncovered(file, fr)...)})
+		}
+	}
+	return rep
 }
 
 func replay(results []*tester.Result) chan *tester.Result {

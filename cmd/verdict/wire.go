@@ -5,10 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token"
@@ -16,6 +21,7 @@ import (
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/local"
 	"github.com/verdict-pdp/verdict/bundles/remote"
+	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
@@ -270,12 +276,80 @@ func policySource(cfg *config.Config, path string, logger *slog.Logger, observer
 			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
 		return s, err == nil, err
 	case cfg.Policy.BundleURL != "":
-		s, err := remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval,
+		s, err := remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval, HeaderFunc: headerFunc(cfg, "policy.bundle_headers", cfg.Policy.BundleHeaders),
 			Verify: verify, PersistDir: cacheDir(cfg, cfg.Policy.PersistDir, "bundles"), MaxAge: cfg.Policy.MaxAge,
 			Logger: logger, Observer: observer, MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
 		return s, err == nil, err
 	}
 	return nil, false, nil
+}
+
+// maxHeaderFile bounds a header file (policy.bundle_headers,
+// decision_log.upload.headers).
+const maxHeaderFile = 16 << 10
+
+// headerFunc turns configured request headers (policy.bundle_headers,
+// decision_log.upload.headers: key) into a HeaderFunc (nil for none):
+// string values as configured (${NAME} already expanded), file values read
+// for every request, so that a rotated credential is used from the next
+// request on. Its errors name the key and file, never a value.
+func headerFunc(cfg *config.Config, key string, configured map[string]config.HeaderValue) func() (http.Header, error) {
+	if len(configured) == 0 {
+		return nil
+	}
+	headers := maps.Clone(configured)
+	return func() (http.Header, error) {
+		h := make(http.Header, len(headers))
+		for name, v := range headers {
+			value := v.Value
+			if v.File != "" {
+				b, err := os.ReadFile(cfg.Path(v.File))
+				switch {
+				case err != nil:
+					return nil, fmt.Errorf("%s.%s: %w", key, name, err)
+				case len(b) > maxHeaderFile:
+					return nil, fmt.Errorf("%s.%s: %s is over %d bytes", key, name, v.File, maxHeaderFile)
+				}
+				value = v.Prefix + strings.TrimRight(string(b), "\r\n")
+				if !httpguts.ValidHeaderFieldValue(value) {
+					return nil, fmt.Errorf("%s.%s: %s holds a control character (more than one line?)", key, name, v.File)
+				}
+			}
+			h.Set(name, value)
+		}
+		return h, nil
+	}
+}
+
+// shadowPolicy builds what policy.shadow asks for: a candidate engine (the
+// live policy's entrypoint and limits, no token issuers: it evaluates the
+// input documents the live engine built), the source that loads it
+// (policy.shadow's dir, bundle_file or bundle_url, read like the live
+// policy's but never persisted), and the Shadow that compares the two and
+// passes records on to dlog. The caller runs the source and the Shadow.
+func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
+	sc := cfg.Policy.Shadow
+	shadowLog := logger.With(slog.String("policy", "shadow"))
+	engine, err := authz.New(authz.Options{Entrypoint: cfg.Policy.Entrypoint, EvalTimeout: cfg.Limits.EvalTimeout, Logger: shadowLog})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
+	}
+	shadowCfg := *cfg
+	shadowCfg.Policy.Dir, shadowCfg.Policy.BundleFile, shadowCfg.Policy.BundleURL = sc.Dir, sc.BundleFile, sc.BundleURL
+	shadowCfg.Policy.PersistDir, shadowCfg.Policy.MaxAge = "off", 0
+	src, _, err := policySource(&shadowCfg, "", shadowLog, nil)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
+	}
+	opts := server.ShadowOptions{Engine: engine, Source: src, Queue: sc.Queue, DecisionLog: dlog, Logger: shadowLog}
+	if sc.Sample != nil {
+		opts.Sample = *sc.Sample
+	}
+	sh, err := server.NewShadow(opts)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
+	}
+	return sh, engine, src, nil
 }
 
 // usageError is an error in how verdict was called: exit status 2.
@@ -299,16 +373,21 @@ func policyError(err error) error {
 }
 
 // decisionLog opens the decision log: decision_log.output is "stdout" (the
-// default), "off", or a file path (appended to); mask, hash and
-// max_record_bytes shape its records. The returned close function closes a
-// file.
-func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger) (*decisionlog.Logger, func(), error) {
+// default), "off", or a file path (appended to); decision_log.upload ships
+// the same records to a collector too; mask, hash and max_record_bytes
+// shape them. flushBy is when, at the latest, the records still buffered
+// for the collector must have been sent once the log is stopped (the end
+// of the shutdown budget). No log (nil) when output is off without upload.
+// The returned close function closes a file.
+func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flushBy func() time.Time) (*decisionlog.Logger, func(), error) {
 	dl := cfg.DecisionLog
 	var w io.Writer
 	closeFn := func() {}
 	switch dl.Output {
 	case "off":
-		return nil, closeFn, nil
+		if dl.Upload == nil {
+			return nil, closeFn, nil
+		}
 	case "", "stdout":
 		w = stdout
 	default:
@@ -318,8 +397,16 @@ func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger) (*de
 		}
 		w, closeFn = file, func() { file.Close() }
 	}
-	l, err := decisionlog.New(decisionlog.Options{Writer: w, Logger: logger,
-		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes})
+	opts := decisionlog.Options{Writer: w, Logger: logger, FlushDeadline: flushBy,
+		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes}
+	if up := dl.Upload; up != nil {
+		opts.Upload = &decisionlog.UploadOptions{URL: up.URL, Interval: up.Interval,
+			MaxBatchRecords: up.MaxBatchRecords, MaxBatchBytes: int(up.MaxBatchBytes),
+			MaxBufferRecords: up.MaxBufferRecords, MaxBufferBytes: int(up.MaxBufferBytes),
+			Timeout: up.Timeout, MaxAttempts: up.MaxAttempts, CAFile: cfg.Path(up.CAFile),
+			HeaderFunc: headerFunc(cfg, "decision_log.upload.headers", up.Headers)}
+	}
+	l, err := decisionlog.New(opts)
 	if err != nil {
 		closeFn()
 		return nil, nil, fmt.Errorf("decision_log: %w", err)

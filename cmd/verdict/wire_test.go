@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
+	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -84,5 +90,85 @@ func TestTokenOptionsRemoteIssuers(t *testing.T) {
 	bad := "tokens:\n  issuers:\n    - {issuer: https://x, audiences: [a], algorithms: [RS256], jwks_file: k, max_stale: 1h}\n"
 	if _, err := config.Parse([]byte(bad), "v.yaml"); err == nil || !strings.Contains(err.Error(), "apply only to jwks_url and discovery") {
 		t.Errorf("max_stale on a jwks_file issuer: %v", err)
+	}
+}
+
+// TestBundleHeaders: policy.bundle_headers reach the bundle server on every
+// poll — a string from the environment, a file read anew each time (a
+// rotated credential is used from the next poll) — and a request the
+// server refuses is a failed poll whose error holds no credential.
+func TestBundleHeaders(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.txt")
+	authztest.WriteFile(t, keyFile, "k1\n")
+	t.Setenv("BUNDLE_TOKEN", "t0ken")
+
+	bundlePath := filepath.Join(dir, "authz.tar.gz")
+	writeBundle(t, bundlePath, map[string]string{"/authz/p.rego": "package authz\n\nallow := true\n"})
+	bundle, err := os.ReadFile(bundlePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization")+" "+r.Header.Get("X-Api-Key"))
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer t0ken" || r.Header.Get("X-Api-Key") != "k1" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		w.Write(bundle)
+	}))
+	defer srv.Close()
+
+	c, err := config.Parse([]byte(`policy:
+  bundle_url: `+srv.URL+`/authz.tar.gz
+  poll_interval: 50ms
+  persist_dir: "off"
+  bundle_headers:
+    Authorization: Bearer ${BUNDLE_TOKEN}
+    X-Api-Key: {file: key.txt}
+`), filepath.Join(dir, "verdict.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, ok, err := policySource(c, "", nil, nil)
+	if err != nil || !ok {
+		t.Fatalf("policySource: %v %v", ok, err)
+	}
+	loaded := make(chan string, 100)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, bundles.SinkFunc(func(_ context.Context, s *bundles.Snapshot) error {
+			loaded <- s.Revision
+			return nil
+		}))
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-loaded:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no bundle loaded; the server saw %q", seen)
+	}
+
+	authztest.WriteFile(t, keyFile, "k2\n") // rotated: the server no longer accepts it
+	deadline := time.Now().Add(10 * time.Second)
+	for src.Status().LastError == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the rotated key was never sent")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	last := seen[len(seen)-1]
+	mu.Unlock()
+	if last != "Bearer t0ken k2" {
+		t.Errorf("after rotation the server saw %q", last)
+	}
+	if msg := src.Status().LastError; strings.Contains(msg, "t0ken") || strings.Contains(msg, "k2") {
+		t.Errorf("the poll error repeats a credential: %s", msg)
 	}
 }

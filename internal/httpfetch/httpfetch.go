@@ -1,6 +1,7 @@
-// Package httpfetch performs the one HTTP exchange Verdict's pollers share:
-// a conditional GET of a whole document (a policy bundle, a JSON Web Key
-// Set, an OpenID Connect discovery document), bounded in time and size.
+// Package httpfetch performs the HTTP exchanges Verdict's background parts
+// share: the pollers' conditional GET of a whole document (a policy bundle,
+// a JSON Web Key Set, an OpenID Connect discovery document), bounded in
+// time and size, and the decision log's POST of a whole body (Post).
 //
 // What it guarantees, for every caller:
 //
@@ -8,9 +9,10 @@
 //     and a 304 Not Modified is a success without a body
 //     (Response.NotModified). A 304 to a request without ETag is an
 //     unexpected status.
-//   - Strict. Only 200 and that 304 are successes; any other status is an
-//     error wrapping ErrStatus, after at most 4 KiB of its body were
-//     drained so that the connection can be reused.
+//   - Strict. Only 200 and that 304 are successes (any 2xx for Post); any
+//     other status is a *StatusError (errors.Is(err, ErrStatus) holds),
+//     after at most 4 KiB of its body were drained so that the connection
+//     can be reused. It carries the code and the server's Retry-After.
 //   - Bounded. Request.Timeout covers the whole exchange, body included;
 //     Request.MaxBytes is checked against Content-Length before reading
 //     and again while reading, which stops at the first byte over it
@@ -32,6 +34,7 @@
 package httpfetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -42,6 +45,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -102,37 +106,107 @@ type Response struct {
 	Header http.Header
 }
 
+// StatusError is the error Get and Post wrap when the server answers a
+// status they do not take as a success. errors.Is(err, ErrStatus) holds
+// for it; errors.As finds it for the code and Retry-After.
+type StatusError struct {
+	// Code is the status code (503); Status the status line's text ("503
+	// Service Unavailable").
+	Code   int
+	Status string
+	// RetryAfter is the server's Retry-After (delay-seconds or an HTTP
+	// date, as a duration from when the answer arrived); 0 when absent,
+	// unparsable or in the past.
+	RetryAfter time.Duration
+}
+
+func (e *StatusError) Error() string { return ErrStatus.Error() + " " + e.Status }
+
+// Is makes errors.Is(err, ErrStatus) hold.
+func (e *StatusError) Is(target error) bool { return target == ErrStatus }
+
+// statusError drains resp's body (up to drainBytes) and describes resp.
+func statusError(resp *http.Response) *StatusError {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
+	ra, _ := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return &StatusError{Code: resp.StatusCode, Status: resp.Status, RetryAfter: ra}
+}
+
+// ParseRetryAfter reads a Retry-After value (RFC 9110, 10.2.3): a number of
+// seconds or an HTTP date, which it returns as the wait from now. ok is
+// false when v is empty or neither; a date in the past is a wait of 0.
+// Callers bound the result: a server may ask for any wait.
+func ParseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(secs) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// send makes one request of method with body (nil for none), bounded by
+// timeout (0: none beyond ctx), and returns the response for the caller to
+// read and close, and a function that releases the timeout; errors name
+// the URL as where does.
+func send(ctx context.Context, client *http.Client, method, rawURL string, header http.Header, body []byte,
+	timeout time.Duration) (*http.Response, context.CancelFunc, error) {
+	where := method + " " + Redact(rawURL)
+	cancel := context.CancelFunc(func() {})
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
+	if err != nil {
+		cancel()
+		// The parse error would quote the whole URL: leave it out.
+		return nil, nil, fmt.Errorf("%s: invalid URL", where)
+	}
+	for k, v := range header {
+		hr.Header[k] = append([]string(nil), v...)
+	}
+	resp, err := client.Do(hr)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("%s: %w", where, transportError(err))
+	}
+	return resp, cancel, nil
+}
+
 // Get fetches req.URL with client (which must not be nil), as the package
-// doc describes. Errors name the URL by Redact; they wrap ErrStatus,
-// ErrTooLarge, or the transport's error (a *net.OpError, a TLS error,
-// context.DeadlineExceeded, ...), which errors.Is and errors.As still
-// find. Get is safe for concurrent use when client is.
+// doc describes. Errors name the URL by Redact; they wrap a *StatusError
+// (ErrStatus), ErrTooLarge, or the transport's error (a *net.OpError, a
+// TLS error, context.DeadlineExceeded, ...), which errors.Is and errors.As
+// still find. Get is safe for concurrent use when client is.
 func Get(ctx context.Context, client *http.Client, req Request) (Response, error) {
 	where := "GET " + Redact(req.URL)
 	limit := req.MaxBytes
 	if limit <= 0 {
 		limit = DefaultMaxBytes
 	}
-	if req.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-		defer cancel()
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, req.URL, nil)
-	if err != nil {
-		// The parse error would quote the whole URL: leave it out.
-		return Response{}, fmt.Errorf("%s: invalid URL", where)
-	}
-	for k, v := range req.Header {
-		hr.Header[k] = append([]string(nil), v...)
-	}
+	header := req.Header
 	if req.ETag != "" {
-		hr.Header.Set("If-None-Match", req.ETag)
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("If-None-Match", req.ETag)
 	}
-	resp, err := client.Do(hr)
+	resp, cancel, err := send(ctx, client, http.MethodGet, req.URL, header, nil, req.Timeout)
 	if err != nil {
-		return Response{}, fmt.Errorf("%s: %w", where, transportError(err))
+		return Response{}, err
 	}
+	defer cancel()
 	defer resp.Body.Close()
 	res := Response{ETag: resp.Header.Get("ETag"), Header: resp.Header}
 	switch {
@@ -143,8 +217,7 @@ func Get(ctx context.Context, client *http.Client, req Request) (Response, error
 		}
 		return res, nil
 	case resp.StatusCode != http.StatusOK:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
-		return Response{}, fmt.Errorf("%s: %w %s", where, ErrStatus, resp.Status)
+		return Response{}, fmt.Errorf("%s: %w", where, statusError(resp))
 	case resp.ContentLength > limit:
 		return Response{}, fmt.Errorf("%s: %w: content length %d over %d bytes", where, ErrTooLarge, resp.ContentLength, limit)
 	}
@@ -156,6 +229,49 @@ func Get(ctx context.Context, client *http.Client, req Request) (Response, error
 		return Response{}, fmt.Errorf("%s: %w: body over %d bytes", where, ErrTooLarge, limit)
 	}
 	return res, nil
+}
+
+// PostRequest describes one POST of a whole body. Every zero value but
+// URL's and Body's means the documented default.
+type PostRequest struct {
+	// URL is the absolute http(s) URL to post to (required). Errors name
+	// it by Redact only.
+	URL string
+	// Header is the request's header (Content-Type, Content-Encoding,
+	// Authorization, ...). It is copied, never modified, and never appears
+	// in errors.
+	Header http.Header
+	// Body is sent as is, with its length; it is only read, also by
+	// retries of the client (redirects), so it must not change until Post
+	// returns.
+	Body []byte
+	// Timeout bounds the whole exchange; 0 means no bound beyond ctx and
+	// the client's own.
+	Timeout time.Duration
+}
+
+// Post sends req.Body to req.URL with client (which must not be nil). Any
+// 2xx answer is a success; its body is drained (up to 4 KiB) and
+// discarded. Errors are as Get's: a *StatusError for any other status,
+// else the transport's error, the URL named by Redact only. Post does not
+// retry: the caller decides what a failure means. It is safe for
+// concurrent use when client is.
+func Post(ctx context.Context, client *http.Client, req PostRequest) error {
+	body := req.Body
+	if body == nil {
+		body = []byte{}
+	}
+	resp, cancel, err := send(ctx, client, http.MethodPost, req.URL, req.Header, body, req.Timeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("POST %s: %w", Redact(req.URL), statusError(resp))
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
+	return nil
 }
 
 // Redact returns rawURL with only its scheme, host (and port) and path:
@@ -204,6 +320,18 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
 		return errors.New("redirect from https to http refused")
+	}
+	// The caller's headers may be credentials for the first host (a bundle
+	// server's API key): another host gets only the harmless ones. (The
+	// client drops Authorization and Cookie itself, but not custom names.)
+	if req.URL.Host != via[0].URL.Host {
+		for name := range req.Header {
+			switch name {
+			case "Accept", "Accept-Encoding", "User-Agent", "If-None-Match", "Content-Type", "Content-Encoding":
+			default:
+				req.Header.Del(name)
+			}
+		}
 	}
 	return nil
 }

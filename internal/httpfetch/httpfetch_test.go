@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -277,6 +278,139 @@ func TestValidURL(t *testing.T) {
 	} {
 		if got := httpfetch.ValidURL(tc.in); got != tc.want {
 			t.Errorf("ValidURL(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestPost: any 2xx is a success and the body and header arrive as sent;
+// any other status is a *StatusError with the code and Retry-After, its
+// error naming the URL by Redact only.
+func TestPost(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		wantCode   int           // 0: success
+		wantWait   time.Duration // the StatusError's RetryAfter
+	}{
+		{name: "ok", status: http.StatusOK},
+		{name: "created", status: http.StatusCreated},
+		{name: "no content", status: http.StatusNoContent},
+		{name: "server error", status: http.StatusServiceUnavailable, wantCode: 503},
+		{name: "too many requests with seconds", status: http.StatusTooManyRequests, retryAfter: "7", wantCode: 429, wantWait: 7 * time.Second},
+		{name: "retry-after garbage", status: http.StatusTooManyRequests, retryAfter: "soon", wantCode: 429},
+		{name: "client error", status: http.StatusBadRequest, wantCode: 400},
+		{name: "redirect is not a success", status: http.StatusNotModified, wantCode: 304},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var gotBody, gotType, gotAuth atomic.Value
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				gotBody.Store(string(b))
+				gotType.Store(r.Header.Get("Content-Type"))
+				gotAuth.Store(r.Header.Get("Authorization"))
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, strings.Repeat("x", 10<<10))
+			}))
+			t.Cleanup(srv.Close)
+			h := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer t0ken"}}
+			err := httpfetch.Post(t.Context(), srv.Client(), httpfetch.PostRequest{
+				URL: srv.URL + "/in?" + secretQuery, Header: h, Body: []byte(`[1,2]`)})
+			if g, _ := gotBody.Load().(string); g != `[1,2]` {
+				t.Errorf("body = %q", g)
+			}
+			if g, _ := gotType.Load().(string); g != "application/json" {
+				t.Errorf("Content-Type = %q", g)
+			}
+			if g, _ := gotAuth.Load().(string); g != "Bearer t0ken" {
+				t.Errorf("Authorization = %q", g)
+			}
+			if tc.wantCode == 0 {
+				if err != nil {
+					t.Fatalf("Post: %v", err)
+				}
+				return
+			}
+			var se *httpfetch.StatusError
+			if !errors.As(err, &se) || !errors.Is(err, httpfetch.ErrStatus) {
+				t.Fatalf("Post = %v, want a *StatusError", err)
+			}
+			if se.Code != tc.wantCode || se.RetryAfter != tc.wantWait {
+				t.Errorf("StatusError = %+v, want code %d, retry after %v", se, tc.wantCode, tc.wantWait)
+			}
+			if want := "POST " + srv.URL + "/in: unexpected status " + strconv.Itoa(tc.wantCode); !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("error %q does not start with %q", err, want)
+			}
+			noSecrets(t, err)
+		})
+	}
+}
+
+// TestPostFailuresAreQuiet: a refused connection and a timeout name the
+// URL by Redact only, and the caller's header is left alone.
+func TestPostFailuresAreQuiet(t *testing.T) {
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(stuck.Close)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + secretUser + "@" + l.Addr().String() + "/in?" + secretQuery
+	l.Close()
+	h := http.Header{"Authorization": {"Bearer t0ken"}}
+	for _, tc := range []struct {
+		name   string
+		req    httpfetch.PostRequest
+		wantIn string
+	}{
+		{name: "connection refused", req: httpfetch.PostRequest{URL: closed, Header: h}, wantIn: "connect"},
+		{name: "timeout", req: httpfetch.PostRequest{URL: stuck.URL + "/in?" + secretQuery, Header: h, Body: []byte("x"), Timeout: 20 * time.Millisecond}, wantIn: "deadline"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := httpfetch.Post(t.Context(), http.DefaultClient, tc.req)
+			if err == nil || !strings.Contains(err.Error(), tc.wantIn) || !strings.HasPrefix(err.Error(), "POST ") {
+				t.Fatalf("Post = %v, want a POST error containing %q", err, tc.wantIn)
+			}
+			if errors.Is(err, httpfetch.ErrStatus) {
+				t.Errorf("a transport failure is a status error: %v", err)
+			}
+			noSecrets(t, err)
+		})
+	}
+	if diff := cmp.Diff(http.Header{"Authorization": {"Bearer t0ken"}}, h); diff != "" {
+		t.Errorf("caller's header changed (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)
+	for _, tc := range []struct {
+		in     string
+		want   time.Duration
+		wantOK bool
+	}{
+		{in: "120", want: 2 * time.Minute, wantOK: true},
+		{in: " 0 ", want: 0, wantOK: true},
+		{in: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second, wantOK: true},
+		{in: now.Add(-time.Hour).Format(http.TimeFormat), want: 0, wantOK: true},
+		{in: ""},
+		{in: "-5"},
+		{in: "1.5"},
+		{in: "tomorrow"},
+	} {
+		got, ok := httpfetch.ParseRetryAfter(tc.in, now)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.wantOK)
 		}
 	}
 }

@@ -26,14 +26,17 @@ var ErrInvalid = errors.New("invalid configuration")
 // demo's configuration: default address, no TLS, embedded policies, no
 // issuers.
 type Config struct {
-	Addr        string      `yaml:"addr"`
-	TLS         *TLS        `yaml:"tls"`
-	Policy      Policy      `yaml:"policy"`
-	Tokens      Tokens      `yaml:"tokens"`
-	Callers     Callers     `yaml:"callers"`
-	DecisionLog DecisionLog `yaml:"decision_log"`
-	Limits      Limits      `yaml:"limits"`
-	ForwardAuth ForwardAuth `yaml:"forward_auth"`
+	Addr string `yaml:"addr"`
+	// DiagnosticAddr, when set, serves health, status and metrics on a
+	// plain-HTTP listener of their own; status and metrics leave addr.
+	DiagnosticAddr string      `yaml:"diagnostic_addr"`
+	TLS            *TLS        `yaml:"tls"`
+	Policy         Policy      `yaml:"policy"`
+	Tokens         Tokens      `yaml:"tokens"`
+	Callers        Callers     `yaml:"callers"`
+	DecisionLog    DecisionLog `yaml:"decision_log"`
+	Limits         Limits      `yaml:"limits"`
+	ForwardAuth    ForwardAuth `yaml:"forward_auth"`
 	// Explain lets POST /v1/decide?explain=true explain decisions (off by
 	// default: it shows the policy's inner workings).
 	Explain bool `yaml:"explain"`
@@ -41,6 +44,8 @@ type Config struct {
 	ExtAuthz *ExtAuthz `yaml:"ext_authz"`
 	// AuthZEN, when present, serves the AuthZEN 1.0 endpoints.
 	AuthZEN *AuthZEN `yaml:"authzen"`
+	// Tracing, when present, exports OpenTelemetry traces over OTLP/HTTP.
+	Tracing *Tracing `yaml:"tracing"`
 
 	// File is the path the configuration was read from ("" when built in
 	// code); relative paths resolve against its directory.
@@ -88,6 +93,65 @@ type Policy struct {
 	// more): raise it for a large data.json.
 	MaxUnpackedBytes int64 `yaml:"max_unpacked_bytes"`
 	MaxFiles         int   `yaml:"max_files"`
+	// Shadow, when present, is a candidate policy evaluated beside the
+	// live one on a sampled share of decisions, never changing an answer.
+	Shadow *Shadow `yaml:"shadow"`
+	// BundleHeaders are sent with every bundle_url request (the shadow's
+	// too), for bundle servers that need credentials. Their values are
+	// never logged, and are not sent on a redirect to another host.
+	BundleHeaders map[string]HeaderValue `yaml:"bundle_headers"`
+}
+
+// HeaderValue is a request header's value: a string (where ${NAME} reads
+// an environment variable), or {file: PATH, prefix: "Bearer "}: the file's
+// contents, trailing line break removed, read anew for every request (so a
+// rotated secret is picked up), after prefix.
+type HeaderValue struct {
+	Value  string
+	File   string
+	Prefix string
+}
+
+// UnmarshalYAML reads a header value as a string or {file, prefix}.
+func (h *HeaderValue) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&h.Value)
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: want a string or {file: PATH, prefix: TEXT}", n.Line)
+	}
+	var v struct {
+		File   string `yaml:"file"`
+		Prefix string `yaml:"prefix"`
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; k.Value != "file" && k.Value != "prefix" {
+			return fmt.Errorf("line %d: field %s not found in type config.HeaderValue", k.Line, k.Value)
+		}
+	}
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	if v.File == "" {
+		return fmt.Errorf("line %d: file is required in {file: PATH, prefix: TEXT}", n.Line)
+	}
+	h.File, h.Prefix = v.File, v.Prefix
+	return nil
+}
+
+// Shadow is a candidate policy: exactly one of Dir, BundleFile and
+// BundleURL, watched or polled like the live policy's (same entrypoint,
+// verification key, poll interval and size limits; a shadow bundle_url is
+// not persisted).
+type Shadow struct {
+	Dir        string `yaml:"dir"`
+	BundleFile string `yaml:"bundle_file"`
+	BundleURL  string `yaml:"bundle_url"`
+	// Sample is the share of decisions the candidate also answers, in
+	// (0, 1]; omitted means 1 (every decision made by policy).
+	Sample *float64 `yaml:"sample"`
+	// Queue bounds the decisions waiting for the candidate; 0 means 1024.
+	Queue int `yaml:"queue"`
 }
 
 // Tokens configures bearer-token verification.
@@ -177,6 +241,48 @@ type AuthZEN struct {
 	MaxEvaluations int `yaml:"max_evaluations"`
 }
 
+// Tracing configures OpenTelemetry traces, exported over OTLP/HTTP
+// (protobuf) to a collector. The block turns tracing on (so does
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT without
+// it; OTEL_SDK_DISABLED=true turns it off). Each key set here wins over
+// the standard environment variable for the same setting; what the block
+// leaves out comes from the OTEL_* environment, then the defaults.
+type Tracing struct {
+	// Endpoint is the collector's OTLP/HTTP base URL
+	// (http://collector:4318); /v1/traces is appended to its path unless
+	// the path already ends with it. Empty means
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT,
+	// else http://localhost:4318.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio is the share, 0 to 1, of the traces that start at
+	// Verdict (requests without a traceparent) that are sampled; a
+	// caller's traceparent decides for its own trace. Omitted means
+	// OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, else 1.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is the service.name of the spans. Empty means
+	// OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES),
+	// else "verdict".
+	ServiceName string `yaml:"service_name"`
+}
+
+// TracesURL is the URL spans are sent to, from Endpoint ("" when
+// Endpoint is empty): its path with /v1/traces appended, unless it ends
+// with it already.
+func (t *Tracing) TracesURL() string {
+	if t == nil || t.Endpoint == "" {
+		return ""
+	}
+	u, err := url.Parse(t.Endpoint)
+	if err != nil {
+		return t.Endpoint // validate refused it
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if !strings.HasSuffix(u.Path, "/v1/traces") {
+		u.Path += "/v1/traces"
+	}
+	return u.String()
+}
+
 // Callers configures how calling services are identified.
 type Callers struct {
 	// TrustedProxies are the addresses (CIDR prefixes or single IPs) whose
@@ -214,10 +320,13 @@ type DecisionLog struct {
 	// MaxRecordBytes bounds one record; a larger one is written without its
 	// input, and counted. 0 means 64 KiB.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// Upload, when present, also ships every record to an HTTP collector
+	// (upload.go); with it, output may be off.
+	Upload *Upload `yaml:"upload"`
 }
 
 // decisionLogKeys are the keys of the decision_log object.
-var decisionLogKeys = []string{"output", "mask", "hash", "max_record_bytes"}
+var decisionLogKeys = []string{"output", "mask", "hash", "max_record_bytes", "upload"}
 
 // UnmarshalYAML reads decision_log as a target string or an object whose
 // keys are all known.
@@ -272,10 +381,21 @@ func Parse(data []byte, file string) (*Config, error) {
 	if root.Kind == 0 { // empty file
 		return c, nil
 	}
+	// Unknown keys, on the file as written.
 	strict := yaml.NewDecoder(bytes.NewReader(data))
 	strict.KnownFields(true)
-	if err := strict.Decode(c); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlError(file, err))
+	if err := strict.Decode(&Config{}); err != nil {
+		if unknown := unknownKeys(file, err); unknown != "" {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, unknown)
+		}
+	}
+	// Then the values, with ${NAME} expanded.
+	fromEnv, err := expandEnv(file, &root, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if err := root.Decode(c); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, valueErrors(file, err, &root, fromEnv))
 	}
 	if err := c.validate(&root); err != nil {
 		return nil, err

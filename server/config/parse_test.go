@@ -104,6 +104,18 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"empty caller audience", "callers:\n  token_audiences: [\"\"]\n", []string{"callers.token_audiences[0]: must not be empty"}},
 		{"negative bundle limits", "policy:\n  max_unpacked_bytes: -1\n  max_files: -2\n",
 			[]string{"v.yaml:2: policy.max_unpacked_bytes", "v.yaml:3: policy.max_files"}},
+		{"shadow without a source", "policy:\n  dir: p\n  shadow:\n    sample: 0.5\n", []string{"v.yaml:3: policy.shadow: set exactly one of"}},
+		{"shadow with two sources", "policy:\n  shadow: {dir: a, bundle_url: https://b.test/b.tar.gz}\n", []string{"policy.shadow: set exactly one of"}},
+		{"shadow sample zero", "policy:\n  shadow:\n    dir: c\n    sample: 0\n", []string{"v.yaml:4: policy.shadow.sample: must be more than 0"}},
+		{"shadow sample above one", "policy:\n  shadow:\n    dir: c\n    sample: 1.5\n", []string{"v.yaml:4: policy.shadow.sample"}},
+		{"bundle headers without bundle_url", "policy:\n  dir: p\n  bundle_headers: {X-Key: a}\n", []string{"v.yaml:3: policy.bundle_headers: applies only to bundle_url"}},
+		{"bundle header the client sets", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    host: evil.test\n", []string{"policy.bundle_headers.host: set by the HTTP client itself"}},
+		{"bundle header with a line break", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    X-Key: \"s3cret\\r\\nX-Evil: 1\"\n", []string{"policy.bundle_headers.X-Key: the value has a control character"}},
+		{"bundle header file without file", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    X-Key: {prefix: a}\n", []string{"v.yaml:4: file is required"}},
+		{"bundle header unknown key", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    X-Key: {file: k, prefx: a}\n", []string{`v.yaml:4: unknown key "prefx"`}},
+		{"diagnostic addr without a port", "diagnostic_addr: localhost\n", []string{"v.yaml:1: diagnostic_addr: want HOST:PORT"}},
+		{"diagnostic addr is addr", "addr: 127.0.0.1:8181\ndiagnostic_addr: 127.0.0.1:8181\n", []string{"v.yaml:2: diagnostic_addr: must differ from addr"}},
+		{"poll interval with no bundle_url", "policy:\n  dir: p\n  poll_interval: 5s\n", []string{"v.yaml:3: policy.poll_interval: applies only to bundle_url"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,6 +129,17 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseShadow(t *testing.T) {
+	c, err := config.Parse([]byte("policy:\n  dir: p\n  poll_interval: 30s\n  shadow:\n    bundle_url: https://b.test/candidate.tar.gz\n    sample: 0.1\n    queue: 64\n"), "v.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := c.Policy.Shadow
+	if sh == nil || sh.BundleURL != "https://b.test/candidate.tar.gz" || sh.Sample == nil || *sh.Sample != 0.1 || sh.Queue != 64 {
+		t.Errorf("parsed %+v", sh)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +13,16 @@ import (
 
 	"go.yaml.in/yaml/v3"
 )
+
+// clientHeader reports whether the HTTP client sets a request header
+// itself, so that configuring it would be ignored or break requests.
+func clientHeader(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "If-None-Match", "Accept-Encoding", "Te", "Upgrade":
+		return true
+	}
+	return false
+}
 
 // validate checks the decoded values, naming the key and its line.
 func (c *Config) validate(root *yaml.Node) error {
@@ -29,6 +41,13 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 		if c.TLS.ClientAuth != "" && c.TLS.ClientCAFile == "" {
 			bad("tls.client_ca_file", "required when client_auth is set")
+		}
+	}
+	if c.DiagnosticAddr != "" {
+		if _, port, err := net.SplitHostPort(c.DiagnosticAddr); err != nil {
+			bad("diagnostic_addr", "want HOST:PORT: %v", err)
+		} else if c.DiagnosticAddr == c.Addr && port != "0" {
+			bad("diagnostic_addr", "must differ from addr")
 		}
 	}
 	sources := 0
@@ -52,8 +71,32 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.Policy.MaxFiles < 0 {
 		bad("policy.max_files", "must not be negative")
 	}
-	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "" || c.Policy.PollInterval != 0) {
-		bad("policy", "poll_interval, persist_dir and max_age apply only to bundle_url")
+	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "") {
+		bad("policy", "persist_dir and max_age apply only to bundle_url")
+	}
+	if c.Policy.PollInterval != 0 && c.Policy.BundleURL == "" && (c.Policy.Shadow == nil || c.Policy.Shadow.BundleURL == "") {
+		bad("policy.poll_interval", "applies only to bundle_url (the policy's or the shadow's)")
+	}
+	if len(c.Policy.BundleHeaders) > 0 && c.Policy.BundleURL == "" && (c.Policy.Shadow == nil || c.Policy.Shadow.BundleURL == "") {
+		bad("policy.bundle_headers", "applies only to bundle_url (the policy's or the shadow's)")
+	}
+	checkHeaders(bad, "policy.bundle_headers", c.Policy.BundleHeaders)
+	if sh := c.Policy.Shadow; sh != nil {
+		n := 0
+		for _, s := range []string{sh.Dir, sh.BundleFile, sh.BundleURL} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			bad("policy.shadow", "set exactly one of dir, bundle_file and bundle_url")
+		}
+		if sh.Sample != nil && !(*sh.Sample > 0 && *sh.Sample <= 1) {
+			bad("policy.shadow.sample", "must be more than 0 and at most 1 (remove shadow to turn it off)")
+		}
+		if sh.Queue < 0 {
+			bad("policy.shadow.queue", "must not be negative")
+		}
 	}
 	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
 		bad("tokens.leeway", "must be between 0 and 5m")
@@ -185,6 +228,18 @@ func (c *Config) validate(root *yaml.Node) error {
 	} else if mappingValue(docRoot(root), "authzen") != nil {
 		bad("authzen", "the block is empty: set trusted_peers or trusted_callers")
 	}
+	if tr := c.Tracing; tr != nil {
+		if tr.Endpoint != "" {
+			if err := checkCollectorURL(tr.Endpoint); err != nil {
+				bad("tracing.endpoint", "%v", err)
+			}
+		}
+		if r := tr.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) {
+			bad("tracing.sample_ratio", "must be between 0 and 1, not %v", *r)
+		}
+	} else if mappingValue(docRoot(root), "tracing") != nil {
+		bad("tracing", "the block is empty: write tracing: {} to trace with the OTEL_* environment's settings")
+	}
 	l := c.Limits
 	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 {
 		bad("limits", "sizes must not be negative")
@@ -212,8 +267,28 @@ func (c *Config) validate(root *yaml.Node) error {
 	if dl.MaxRecordBytes < 0 {
 		bad("decision_log.max_record_bytes", "must not be negative")
 	}
-	if dl.Output == "off" && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0) {
-		bad("decision_log", "mask, hash and max_record_bytes do nothing with output off")
+	if !dl.Enabled() && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0) {
+		bad("decision_log", "mask, hash and max_record_bytes do nothing with output off and no upload")
 	}
+	c.checkUpload(bad)
 	return errors.Join(errs...)
+}
+
+// checkCollectorURL checks tracing.endpoint: an http or https URL with a
+// host and no user info, query or fragment.
+func checkCollectorURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: want an http or https URL (OTLP/HTTP, port 4318 by convention)", s)
+	case u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return fmt.Errorf("%q must not carry user info (use OTEL_EXPORTER_OTLP_HEADERS for credentials)", s)
+	case strings.ContainsAny(s, "?#"):
+		return fmt.Errorf("%q must not have a query or fragment", s)
+	}
+	return nil
 }

@@ -90,3 +90,140 @@ func mappingValue(n *yaml.Node, name string) *keyValue {
 	}
 	return nil
 }
+
+// unknownKeys returns the "file:line: unknown key" lines of a strict
+// decode's error, or "" when it names no unknown key.
+func unknownKeys(file string, err error) string {
+	msgs := []string{err.Error()}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var out []string
+	for _, m := range msgs {
+		if notFound.MatchString(m) {
+			out = append(out, rewriteYAMLMessage(file, m))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var cannotUnmarshal = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+
+// valueErrors rewrites a decode's errors as "file:line: key: want ..., got
+// ..." lines, naming the key each value belongs to. A value taken from the
+// environment (fromEnv) is named by its variable, never repeated.
+func valueErrors(file string, err error, root *yaml.Node, fromEnv map[*yaml.Node]string) string {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	out := make([]string, 0, len(msgs))
+	for _, msg := range msgs {
+		m := yamlLine.FindStringSubmatch(msg)
+		var c []string
+		if m != nil {
+			c = cannotUnmarshal.FindStringSubmatch(m[2])
+		}
+		if c == nil {
+			out = append(out, rewriteYAMLMessage(file, msg))
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		key, node := keyAt(root, line, c[1], c[2])
+		got := describeGot(c[1], c[2])
+		if names, ok := fromEnv[node]; ok {
+			got = "the value of ${" + names + "}"
+		}
+		text := fmt.Sprintf("want %s, got %s", describeWant(c[3]), got)
+		if key != "" {
+			text = key + ": " + text
+		}
+		out = append(out, fmt.Sprintf("%s:%d: %s", file, line, text))
+	}
+	return strings.Join(out, "\n")
+}
+
+// keyAt finds the key whose value is on line, preferring the first whose
+// value has tag ("str", "int", "map", "seq", ...) and, for a scalar, is
+// value: its dotted path, such as "tokens.issuers[0].max_lifetime", and its
+// node ("" and nil when there is none).
+func keyAt(root *yaml.Node, line int, tag, value string) (string, *yaml.Node) {
+	var key string
+	var node *yaml.Node
+	matched := false
+	matches := func(n *yaml.Node) bool {
+		switch n.Kind {
+		case yaml.MappingNode:
+			return tag == "map"
+		case yaml.SequenceNode:
+			return tag == "seq"
+		case yaml.ScalarNode:
+			return n.Value == value
+		}
+		return false
+	}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n.Line == line && path != "" && !matched {
+			if matches(n) {
+				key, node, matched = path, n, true
+			} else if node == nil {
+				key, node = path, n
+			}
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], joinKey(path, n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, path+"["+strconv.Itoa(i)+"]")
+			}
+		}
+	}
+	walk(root, "")
+	return key, node
+}
+
+// describeWant says what a Go type wants, in configuration terms.
+func describeWant(goType string) string {
+	switch goType {
+	case "int", "int64", "int32", "uint", "uint64", "uint32":
+		return "an integer"
+	case "float64", "float32":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "time.Duration":
+		return "a duration such as 30s or 5m"
+	case "config.ByteSize":
+		return "a size such as 1048576, 512KiB or 1MiB"
+	case "string":
+		return "a string"
+	}
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "config."), strings.HasPrefix(goType, "*config."):
+		return "a mapping"
+	}
+	return goType
+}
+
+// describeGot says what a YAML value is.
+func describeGot(tag, value string) string {
+	switch tag {
+	case "map":
+		return "a mapping"
+	case "seq":
+		return "a list"
+	}
+	return strconv.Quote(value)
+}

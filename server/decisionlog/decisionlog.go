@@ -1,11 +1,33 @@
 // Package decisionlog writes Verdict's decision log: one JSON object per
-// line for every decision, to stdout, a file, or any io.Writer.
+// line for every decision, to stdout, a file, or any io.Writer, and/or in
+// batches to an HTTP collector (Options.Upload).
 //
 // A Logger never blocks the request that logs: Log puts the record in a
 // bounded buffer and returns at once; a single writer goroutine, run by Run,
-// encodes and writes records in order. When the buffer is full the record is
-// dropped and counted (Dropped), and Run logs a periodic warning while drops
-// continue: the log never grows without bound and never slows decisions.
+// encodes each record once and writes it in order. When the buffer is full
+// the record is dropped and counted (Stats, by DropReason), and Run logs a
+// periodic warning while drops continue: the log never grows without bound
+// and never slows decisions.
+//
+// # Uploading
+//
+// With Options.Upload, the writer goroutine also hands each encoded record
+// (the same bytes the file gets) to an upload buffer of its own, bounded in
+// records and bytes, without waiting: a record that finds it full is
+// dropped for the upload only (buffer_full), so a slow or stuck collector
+// never holds up the file output, nor Log. A goroutine of Run's sends the
+// buffer in batches, gzip'd JSON arrays POSTed one at a time, oldest first:
+// a batch leaves when it is full (UploadOptions.MaxBatchRecords,
+// MaxBatchBytes) or when its oldest record has waited Interval. A network
+// error, a 5xx or a 429 is retried with exponential backoff and jitter
+// (longer when the collector sends Retry-After), up to MaxAttempts; any
+// other status drops the batch (upload_failed), as does running out of
+// attempts. A record larger than a batch may be is dropped (too_large).
+//
+// When Run's context is done, Run writes what is buffered to the Writer
+// and sends what is left to the collector at once, retrying until the
+// flush deadline (Options.FlushDeadline); what is still unsent then is
+// counted as upload_failed, and Run returns.
 //
 // A record never carries the raw bearer token: the decision, who asked
 // (subject and caller IDs), what for (the action), and the input document
@@ -58,6 +80,9 @@ type Record struct {
 	// API names the interface the decision was asked through: decide,
 	// check, authzen or ext_authz; empty when unknown.
 	API string
+	// TraceID is the W3C trace ID (32 lowercase hex digits) of the
+	// decision's span when the server traces; empty otherwise.
+	TraceID string
 	// Time is when the decision was made.
 	Time time.Time
 	// Allow is the decision.
@@ -79,14 +104,36 @@ type Record struct {
 	// Input is the input document the decision was made on; nil when none
 	// was (a request refused before evaluation). It must not be modified.
 	Input ast.Value
+	// Shadow is the shadow policy's answer to the same input, set only
+	// when it differs from the live one (a flip, or a shadow error).
+	Shadow *Shadow
+}
+
+// Shadow is a shadow policy's answer, as logged beside the live one.
+type Shadow struct {
+	// Revision names the shadow snapshot that answered.
+	Revision string
+	// Allow and Reasons are its answer.
+	Allow   bool
+	Reasons []string
+	// Error is its error code (policy_error); empty when it answered.
+	Error string
 }
 
 // Options configures a Logger. Every zero value means the documented default.
 type Options struct {
-	// Writer receives the JSON lines (required). The Logger buffers writes
-	// and flushes whenever its buffer runs empty and when Run returns; it
-	// never closes Writer.
+	// Writer receives the JSON lines. The Logger buffers writes and
+	// flushes whenever its buffer runs empty and when Run returns; it never
+	// closes Writer. Nil means no file output: Upload is then required.
 	Writer io.Writer
+	// Upload, when set, ships every record to an HTTP collector too (see
+	// the package doc).
+	Upload *UploadOptions
+	// FlushDeadline is called once Run's context is done, for the time by
+	// which the records still buffered for the collector must have been
+	// sent (a server passes what is left of its shutdown budget); nil
+	// means 5 s from then.
+	FlushDeadline func() time.Time
 	// Buffer is how many records may wait for the writer; 0 means 4096.
 	Buffer int
 	// WarnInterval is how often, at most, Run warns that records were
@@ -108,21 +155,25 @@ type Options struct {
 // Logger is a decision log. Log is safe for concurrent use and never
 // blocks; Run must be called (once) for records to be written.
 type Logger struct {
-	w         *bufio.Writer
+	w         *bufio.Writer // nil: no file output
+	up        *uploader     // nil: no upload
+	flushBy   func() time.Time
 	ch        chan Record
 	warn      time.Duration
 	log       *slog.Logger
 	shape     *inputShaper
 	maxBytes  int
-	dropped   atomic.Uint64
+	drops     [numDropReasons]atomic.Uint64
 	written   atomic.Uint64
 	truncated atomic.Uint64
 }
 
-// New returns a Logger writing to opts.Writer. It starts nothing.
+// New returns a Logger writing to opts.Writer and/or uploading as
+// opts.Upload says. It starts nothing and performs no I/O (but for reading
+// Upload.CAFile).
 func New(opts Options) (*Logger, error) {
-	if opts.Writer == nil {
-		return nil, fmt.Errorf("%w: Writer is required", ErrOptions)
+	if opts.Writer == nil && opts.Upload == nil {
+		return nil, fmt.Errorf("%w: Writer or Upload is required", ErrOptions)
 	}
 	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 {
 		return nil, fmt.Errorf("%w: negative buffer, interval or record size", ErrOptions)
@@ -132,7 +183,7 @@ func New(opts Options) (*Logger, error) {
 		return nil, err
 	}
 	l := &Logger{
-		w:        bufio.NewWriterSize(opts.Writer, 64<<10),
+		flushBy:  opts.FlushDeadline,
 		ch:       make(chan Record, cmpOr(opts.Buffer, DefaultBuffer)),
 		warn:     cmpOr(opts.WarnInterval, DefaultWarnInterval),
 		log:      opts.Logger,
@@ -141,6 +192,21 @@ func New(opts Options) (*Logger, error) {
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Writer != nil {
+		l.w = bufio.NewWriterSize(opts.Writer, 64<<10)
+	}
+	if opts.Upload != nil {
+		uo, err := opts.Upload.withDefaults(l.maxBytes)
+		if err != nil {
+			return nil, err
+		}
+		if l.up, err = newUploader(uo, l.log, l.drop); err != nil {
+			return nil, err
+		}
+	}
+	if l.flushBy == nil {
+		l.flushBy = func() time.Time { return time.Now().Add(DefaultFlushTimeout) }
 	}
 	return l, nil
 }
@@ -153,21 +219,19 @@ func cmpOr[T int | time.Duration](v, def T) T {
 }
 
 // Log queues r for writing and reports whether it was queued. When the
-// buffer is full, r is dropped and counted; Log never blocks. Safe for
-// concurrent use, also before Run starts and after it returns (records
-// then wait in, or are dropped from, the buffer).
+// buffer is full, r is dropped and counted (buffer_full); Log never
+// blocks, whatever the Writer or the collector do. Safe for concurrent
+// use, also before Run starts and after it returns (records then wait in,
+// or are dropped from, the buffer).
 func (l *Logger) Log(r Record) bool {
 	select {
 	case l.ch <- r:
 		return true
 	default:
-		l.dropped.Add(1)
+		l.drop(DropBufferFull, 1)
 		return false
 	}
 }
-
-// Dropped returns how many records were dropped because the buffer was full.
-func (l *Logger) Dropped() uint64 { return l.dropped.Load() }
 
 // Truncated returns how many records were written without their input
 // because it would have made them larger than Options.MaxRecordBytes.
@@ -183,7 +247,9 @@ func (l *Logger) Written() uint64 { return l.written.Load() }
 // dropped; Run keeps going. While records are being dropped, a warning is
 // logged at most every WarnInterval, from a goroutine of Run's own (so that
 // it is logged even while the writer is stuck), which Run waits for before
-// it returns.
+// it returns. With an upload target, Run's own goroutine sends batches;
+// once ctx is done Run returns when everything buffered was sent or
+// dropped, by the flush deadline at the latest.
 func (l *Logger) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	stopWarn := make(chan struct{})
@@ -196,6 +262,18 @@ func (l *Logger) Run(ctx context.Context) error {
 		close(stopWarn)
 		wg.Wait()
 	}()
+	if l.up != nil {
+		inputDone, upDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(upDone)
+			l.up.run(ctx, inputDone, l.flushBy)
+		}()
+		// Before the warnings stop: the upload's last drops are warned of.
+		defer func() {
+			close(inputDone)
+			<-upDone
+		}()
+	}
 	var buf []byte
 	for {
 		select {
@@ -230,13 +308,23 @@ func (l *Logger) Run(ctx context.Context) error {
 func (l *Logger) warnLoop(ctx context.Context, stop <-chan struct{}) {
 	tick := time.NewTicker(l.warn)
 	defer tick.Stop()
-	var warned uint64
+	var warned [numDropReasons]uint64
 	warn := func() {
-		if d := l.dropped.Load(); d != warned {
-			l.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelWarn, "decision log dropped records",
-				slog.Uint64("dropped", d-warned), slog.Uint64("dropped_total", d),
-				slog.Int("buffer", cap(l.ch)))
-			warned = d
+		var attrs []slog.Attr
+		var delta, total uint64
+		for r := range numDropReasons {
+			n := l.drops[r].Load()
+			total += n
+			if n != warned[r] {
+				attrs = append(attrs, slog.Uint64(r.String(), n-warned[r]))
+				delta += n - warned[r]
+				warned[r] = n
+			}
+		}
+		if delta > 0 {
+			attrs = append([]slog.Attr{slog.Uint64("dropped", delta), slog.Uint64("dropped_total", total),
+				slog.Int("buffer", cap(l.ch))}, attrs...)
+			l.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelWarn, "decision log dropped records", attrs...)
 		}
 	}
 	for {
@@ -250,11 +338,18 @@ func (l *Logger) warnLoop(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
+// write encodes r once and hands it to each output.
 func (l *Logger) write(buf []byte, r Record) []byte {
 	buf = l.appendRecord(buf[:0], &r)
+	if l.up != nil {
+		l.up.offer(buf)
+	}
+	if l.w == nil {
+		return buf
+	}
 	buf = append(buf, '\n')
 	if _, err := l.w.Write(buf); err != nil {
-		l.dropped.Add(1)
+		l.drop(DropWriteFailed, 1)
 		l.log.Error("decision log write failed", slog.String("error", err.Error()))
 		return buf
 	}
@@ -263,6 +358,9 @@ func (l *Logger) write(buf []byte, r Record) []byte {
 }
 
 func (l *Logger) flush() {
+	if l.w == nil {
+		return
+	}
 	if err := l.w.Flush(); err != nil {
 		l.log.Error("decision log flush failed", slog.String("error", err.Error()))
 	}
@@ -298,11 +396,13 @@ func (l *Logger) appendRecord(b []byte, r *Record) []byte {
 // its input unshaped:
 //
 //	{"decision_id":"…","time":"RFC 3339 UTC","allow":false,"reasons":[…],
-//	 "revision":"…","subject_id":"…","caller_id":"…",
-//	 "action":{"name":"…","method":"…","path":"…"},"latency_us":12,"error":"…"}
+//	 "revision":"…","api":"…","trace_id":"…","subject_id":"…","caller_id":"…",
+//	 "action":{"name":"…","method":"…","path":"…"},"latency_us":12,"error":"…",
+//	 "shadow":{"allow":true,"reasons":[…],"revision":"…","error":"…"},"input":{…}}
 //
-// revision, subject_id, caller_id, the action's fields and error are left
-// out when empty; reasons is always an array.
+// revision, api, trace_id, subject_id, caller_id, the action's fields and
+// error are left out when empty, shadow and input when nil; reasons is
+// always an array.
 func AppendRecord(b []byte, r *Record) []byte {
 	var input []byte
 	if r.Input != nil {
@@ -325,6 +425,7 @@ func appendRecord(b []byte, r *Record, input []byte) []byte {
 	b = jsonw.AppendStrings(b, r.Reasons)
 	b = appendField(b, "revision", r.Revision)
 	b = appendField(b, "api", r.API)
+	b = appendField(b, "trace_id", r.TraceID)
 	b = appendField(b, "subject_id", r.SubjectID)
 	b = appendField(b, "caller_id", r.CallerID)
 	b = append(b, `,"action":{`...)
@@ -338,6 +439,15 @@ func appendRecord(b []byte, r *Record, input []byte) []byte {
 	b = append(b, `},"latency_us":`...)
 	b = strconv.AppendInt(b, r.Latency.Microseconds(), 10)
 	b = appendField(b, "error", r.Error)
+	if sh := r.Shadow; sh != nil {
+		b = append(b, `,"shadow":{"allow":`...)
+		b = strconv.AppendBool(b, sh.Allow)
+		b = append(b, `,"reasons":`...)
+		b = jsonw.AppendStrings(b, sh.Reasons)
+		b = appendField(b, "revision", sh.Revision)
+		b = appendField(b, "error", sh.Error)
+		b = append(b, '}')
+	}
 	if input != nil {
 		b = append(b, `,"input":`...)
 		b = append(b, input...)

@@ -50,6 +50,15 @@ func records() []decisionlog.Record {
 			Action: decisionlog.Action{Name: "orders:read", Method: "GET", Path: "/orders/42"}},
 		{DecisionID: "D4E5F6G7H2I3J4K5L6M7N2O3P4", Time: at, Reasons: []string{"not_ready: no policy loaded"},
 			Action: decisionlog.Action{Name: "weird \"name\"\n\u2028\x01"}, Error: "not_ready"},
+		{DecisionID: "E5F6G7H2I3J4K5L6M7N2O3P4Q5", Time: at, Allow: true, Reasons: []string{"role viewer grants orders:read"},
+			Revision: "sha256:9c445fc392d8f9d7", SubjectID: "alice", Action: decisionlog.Action{Name: "orders:read"},
+			Latency: 80 * time.Microsecond, Shadow: &decisionlog.Shadow{Revision: "candidate-7", Reasons: []string{"no role of alice grants orders:read"}}},
+		{DecisionID: "F6G7H2I3J4K5L6M7N2O3P4Q5R6", Time: at, Allow: false, Reasons: []string{"no role of alice grants orders:delete"},
+			Revision: "sha256:9c445fc392d8f9d7", SubjectID: "alice", Action: decisionlog.Action{Name: "orders:delete"},
+			Shadow: &decisionlog.Shadow{Revision: "candidate-7", Reasons: []string{"policy_error: eval_conflict_error"}, Error: "policy_error"}},
+		{DecisionID: "G7H2I3J4K5L6M7N2O3P4Q5R6S7", API: "ext_authz", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Time: at,
+			Allow: true, Reasons: []string{}, Revision: "sha256:9c445fc392d8f9d7", Action: decisionlog.Action{Method: "GET", Path: "/orders"},
+			Latency: 60 * time.Microsecond},
 	}
 }
 

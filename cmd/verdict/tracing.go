@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/verdict-pdp/verdict/server"
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+// Tracing: OpenTelemetry's SDK and its OTLP/HTTP exporter live here, in the
+// binary; the engine and the server see only the API's TracerProvider.
+//
+// Whether: tracing is on when the configuration has a tracing block, or,
+// without one, when OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_SDK_DISABLED=true turns
+// it off whatever the file says (the specification's kill switch).
+//
+// How: each key of the block wins over the environment variable for the
+// same setting (endpoint over OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT,
+// sample_ratio over OTEL_TRACES_SAMPLER[_ARG], service_name over
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES' service.name); what the
+// block leaves out comes from the environment (the exporter reads its
+// headers, timeout, compression and certificates; the SDK its sampler and
+// batching, OTEL_BSP_*), then from the defaults: http://localhost:4318,
+// parent-based always-on sampling, service.name "verdict".
+
+// defaultServiceName is service.name unless the file or the environment
+// names another.
+const defaultServiceName = "verdict"
+
+// tracing is the tracer provider of verdict serve and what to log about it.
+type tracing struct {
+	provider *sdktrace.TracerProvider
+	endpoint string // where spans go, for the log
+	sampler  string // how they are sampled, for the log
+}
+
+// newTracing builds the SDK's tracer provider from cfg and the environment,
+// or returns nil when tracing is off. It connects to nothing: spans are
+// exported in batches, in the background, from the first one on.
+func newTracing(ctx context.Context, cfg *config.Config) (*tracing, error) {
+	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
+		return nil, nil
+	}
+	tc := cfg.Tracing
+	if tc == nil {
+		if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+			return nil, nil
+		}
+		tc = &config.Tracing{}
+	}
+	// The exporter speaks OTLP over HTTP only; a gRPC collector port
+	// (4317) would refuse every export, so say so now.
+	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if protocol == "" {
+		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	if protocol != "" && protocol != "http/protobuf" && protocol != "http/json" {
+		return nil, fmt.Errorf("tracing: OTEL_EXPORTER_OTLP_PROTOCOL %q: verdict exports traces over OTLP/HTTP (http/protobuf, port 4318 by convention)", protocol)
+	}
+
+	t := &tracing{endpoint: tracesEndpoint(tc)}
+	var expOpts []otlptracehttp.Option
+	if u := tc.TracesURL(); u != "" {
+		expOpts = append(expOpts, otlptracehttp.WithEndpointURL(u))
+	}
+	exp, err := otlptracehttp.New(ctx, expOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+
+	// service.name: the default, then the environment, then the file.
+	defaults := []attribute.KeyValue{attribute.String("service.name", defaultServiceName),
+		attribute.String("service.version", buildInfo().Version)}
+	resOpts := []resource.Option{resource.WithAttributes(defaults...), resource.WithFromEnv(), resource.WithTelemetrySDK()}
+	if tc.ServiceName != "" {
+		resOpts = append(resOpts, resource.WithAttributes(attribute.String("service.name", tc.ServiceName)))
+	}
+	res, err := resource.New(ctx, resOpts...)
+	if err != nil {
+		exp.Shutdown(ctx)
+		return nil, fmt.Errorf("tracing: resource: %w", err)
+	}
+
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(exp), sdktrace.WithResource(res)}
+	switch {
+	case tc.SampleRatio != nil:
+		tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(*tc.SampleRatio))))
+		t.sampler = "parentbased_traceidratio " + strconv.FormatFloat(*tc.SampleRatio, 'g', -1, 64)
+	case os.Getenv("OTEL_TRACES_SAMPLER") != "":
+		// The SDK reads it (and OTEL_TRACES_SAMPLER_ARG) itself.
+		t.sampler = strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER") + " " + os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
+	default:
+		t.sampler = "parentbased_always_on"
+	}
+	t.provider = sdktrace.NewTracerProvider(tpOpts...)
+	return t, nil
+}
+
+// tracesEndpoint is where the exporter sends spans, as it works it out,
+// for the log.
+func tracesEndpoint(tc *config.Tracing) string {
+	if u := tc.TracesURL(); u != "" {
+		return u
+	}
+	if u := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); u != "" {
+		return u
+	}
+	if u := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); u != "" {
+		return (&config.Tracing{Endpoint: u}).TracesURL()
+	}
+	return "http://localhost:4318/v1/traces"
+}
+
+// logStart logs that tracing is on, where spans go and how they are
+// sampled, and routes OpenTelemetry's own errors (a failed export) to
+// logger: the SDK reports them only through its global error handler.
+func (t *tracing) logStart(ctx context.Context, logger *slog.Logger) {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing error", slog.String("error", err.Error()))
+	}))
+	logger.LogAttrs(ctx, slog.LevelInfo, "tracing",
+		slog.String("endpoint", t.endpoint), slog.String("sampler", t.sampler))
+}
+
+// shutdown flushes the spans still batched and stops the exporter, within
+// timeout (limits.shutdown_timeout); spans it cannot send by then are
+// lost, and logged as such.
+func (t *tracing) shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger) {
+	if timeout <= 0 {
+		timeout = server.DefaultShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := t.provider.Shutdown(sctx); err != nil {
+		logger.LogAttrs(sctx, slog.LevelWarn, "tracing: spans not flushed at shutdown",
+			slog.String("endpoint", t.endpoint), slog.String("error", err.Error()))
+	}
+}

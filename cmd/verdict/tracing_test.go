@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/server/config"
+)
+
+// TestNewTracing: when tracing is on, where spans go and how they are
+// sampled, from the file and the environment (the file winning key by key).
+func TestNewTracing(t *testing.T) {
+	ratio := 0.25
+	for _, tc := range []struct {
+		name         string
+		tracing      *config.Tracing
+		env          map[string]string
+		wantOff      bool
+		wantEndpoint string
+		wantSampler  string
+		wantErr      string
+	}{
+		{name: "neither file nor environment", wantOff: true},
+		{name: "an OTEL_ variable that is not an endpoint", env: map[string]string{"OTEL_SERVICE_NAME": "x"}, wantOff: true},
+		{name: "empty block", tracing: &config.Tracing{},
+			wantEndpoint: "http://localhost:4318/v1/traces", wantSampler: "parentbased_always_on"},
+		{name: "environment only", env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+			"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"},
+			wantEndpoint: "http://collector:4318/v1/traces", wantSampler: "parentbased_traceidratio 0.5"},
+		{name: "per-signal endpoint as is", env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://otlp.example.com/in"},
+			wantEndpoint: "https://otlp.example.com/in", wantSampler: "parentbased_always_on"},
+		{name: "the file wins", tracing: &config.Tracing{Endpoint: "http://mine:4318", SampleRatio: &ratio},
+			env:          map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://theirs:4318/v1/traces", "OTEL_TRACES_SAMPLER": "always_on"},
+			wantEndpoint: "http://mine:4318/v1/traces", wantSampler: "parentbased_traceidratio 0.25"},
+		{name: "kill switch", tracing: &config.Tracing{Endpoint: "http://mine:4318"},
+			env: map[string]string{"OTEL_SDK_DISABLED": "TRUE"}, wantOff: true},
+		{name: "gRPC refused", tracing: &config.Tracing{}, env: map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			wantErr: `OTEL_EXPORTER_OTLP_PROTOCOL "grpc": verdict exports traces over OTLP/HTTP`},
+		{name: "per-signal protocol first", tracing: &config.Tracing{},
+			env:          map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+			wantEndpoint: "http://localhost:4318/v1/traces", wantSampler: "parentbased_always_on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+				"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"} {
+				t.Setenv(k, tc.env[k])
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			tr, err := newTracing(t.Context(), &config.Config{Tracing: tc.tracing})
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			case err != nil:
+				t.Fatal(err)
+			case tc.wantOff:
+				if tr != nil {
+					t.Fatalf("tracing on (%s, %s), want off", tr.endpoint, tr.sampler)
+				}
+				return
+			case tr == nil:
+				t.Fatal("tracing off, want on")
+			}
+			defer tr.provider.Shutdown(context.Background())
+			if tr.endpoint != tc.wantEndpoint || tr.sampler != tc.wantSampler {
+				t.Errorf("endpoint %q sampler %q, want %q %q", tr.endpoint, tr.sampler, tc.wantEndpoint, tc.wantSampler)
+			}
+		})
+	}
+}

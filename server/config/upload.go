@@ -1,0 +1,198 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// Upload ships decision records to an HTTP collector (decision_log.upload):
+// gzip'd JSON arrays POSTed in batches. Zero values mean the defaults of
+// decisionlog.UploadOptions, which the README lists.
+type Upload struct {
+	// URL is the collector's http(s) URL (required).
+	URL string `yaml:"url"`
+	// Interval is the longest a record waits before its batch is sent
+	// (5s); a full batch leaves at once.
+	Interval time.Duration `yaml:"interval"`
+	// MaxBatchRecords and MaxBatchBytes bound one batch (1000 records,
+	// 1MiB of JSON before compression); MaxBatchBytes must be at least
+	// max_record_bytes.
+	MaxBatchRecords int      `yaml:"max_batch_records"`
+	MaxBatchBytes   ByteSize `yaml:"max_batch_bytes"`
+	// MaxBufferRecords and MaxBufferBytes bound what waits for the
+	// collector (10000 records, 16MiB); beyond them records are dropped.
+	MaxBufferRecords int      `yaml:"max_buffer_records"`
+	MaxBufferBytes   ByteSize `yaml:"max_buffer_bytes"`
+	// Timeout bounds one request (10s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAttempts is how many times a batch is sent before it is dropped
+	// while the collector fails (10).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Headers are sent with every request (Authorization, say); their
+	// values are never logged.
+	Headers map[string]HeaderValue `yaml:"headers"`
+	// CAFile holds PEM CAs trusted for the collector instead of the system
+	// roots.
+	CAFile string `yaml:"ca_file"`
+}
+
+// uploadKeys are the keys of the decision_log.upload object.
+var uploadKeys = []string{"url", "interval", "max_batch_records", "max_batch_bytes", "max_buffer_records",
+	"max_buffer_bytes", "timeout", "max_attempts", "headers", "ca_file"}
+
+// UnmarshalYAML reads decision_log.upload, an object whose keys are all
+// known (the decision_log object is decoded on its own, without the file's
+// strict decoder).
+func (u *Upload) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: decision_log.upload: want an object such as {url: http://collector:8080/verdict}", n.Line)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !slices.Contains(uploadKeys, k.Value) {
+			return fmt.Errorf("line %d: field %s not found in type config.Upload", k.Line, k.Value)
+		}
+	}
+	type plain Upload
+	return n.Decode((*plain)(u))
+}
+
+// Enabled reports whether decisions are logged at all: to an output or to
+// a collector.
+func (d DecisionLog) Enabled() bool { return d.Output != "off" || d.Upload != nil }
+
+// ByteSize is a size in bytes, written as an integer (1048576) or with a
+// binary unit: B, KiB, MiB or GiB (512KiB, 1MiB).
+type ByteSize int
+
+var byteUnits = map[string]int{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+// UnmarshalYAML reads an integer or a number with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, ok := parseByteSize(n.Value)
+	if n.Kind != yaml.ScalarNode || !ok {
+		// In yaml.v3's own words, so that the error names the key.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal !!%s `%s` into config.ByteSize",
+			n.Line, strings.TrimPrefix(n.ShortTag(), "!!"), n.Value)}}
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// parseByteSize reads "1048576", "512KiB", "1 MiB"; at most 1 TiB.
+func parseByteSize(s string) (int, bool) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	if i < 0 {
+		i = len(s)
+	}
+	num, unit := s[:i], strings.TrimSpace(s[i:])
+	mult, ok := byteUnits[unit]
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n > (1<<40)/mult {
+		return 0, false
+	}
+	return n * mult, true
+}
+
+// checkUpload checks decision_log.upload, with the defaults filled in
+// where the limits are compared.
+func (c *Config) checkUpload(bad func(key, format string, args ...any)) {
+	up := c.DecisionLog.Upload
+	if up == nil {
+		return
+	}
+	const key = "decision_log.upload"
+	if up.URL == "" {
+		bad(key+".url", "required: the collector's http(s) URL")
+	} else if err := checkUploadURL(up.URL); err != nil {
+		bad(key+".url", "%v", err)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"interval", up.Interval}, {"timeout", up.Timeout}} {
+		if d.v < 0 {
+			bad(key+"."+d.name, "must not be negative")
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"max_batch_records", up.MaxBatchRecords}, {"max_batch_bytes", int(up.MaxBatchBytes)},
+		{"max_buffer_records", up.MaxBufferRecords}, {"max_buffer_bytes", int(up.MaxBufferBytes)},
+		{"max_attempts", up.MaxAttempts}} {
+		if n.v < 0 {
+			bad(key+"."+n.name, "must not be negative")
+		}
+	}
+	or := func(v, def int) int {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	record := or(c.DecisionLog.MaxRecordBytes, decisionlog.DefaultMaxRecordBytes)
+	batchRecords := or(up.MaxBatchRecords, decisionlog.DefaultMaxBatchRecords)
+	batchBytes := or(int(up.MaxBatchBytes), decisionlog.DefaultMaxBatchBytes)
+	if batchBytes < record {
+		bad(key+".max_batch_bytes", "%d is below max_record_bytes (%d): records within that cap would not fit in a batch", batchBytes, record)
+	}
+	if b := or(up.MaxBufferRecords, decisionlog.DefaultMaxBufferRecords); b < batchRecords {
+		bad(key+".max_buffer_records", "%d is below max_batch_records (%d)", b, batchRecords)
+	}
+	if b := or(int(up.MaxBufferBytes), decisionlog.DefaultMaxBufferBytes); b < batchBytes {
+		bad(key+".max_buffer_bytes", "%d is below max_batch_bytes (%d)", b, batchBytes)
+	}
+	checkHeaders(bad, key+".headers", up.Headers, "Content-Type", "Content-Encoding")
+}
+
+// checkUploadURL checks decision_log.upload.url: an http or https URL with
+// a host and no user info (credentials go in headers, which are never
+// logged) or fragment.
+func checkUploadURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: want an http or https URL", s)
+	case u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return fmt.Errorf("the URL must not carry user info: put credentials in headers")
+	case u.Fragment != "" || strings.HasSuffix(s, "#"):
+		return fmt.Errorf("%q must not have a fragment", s)
+	}
+	return nil
+}
+
+// checkHeaders checks a map of request headers at key: valid names, none
+// that the HTTP client (or the caller: reserved) sets itself, and values
+// without control characters. It never repeats a value: it is usually a
+// credential.
+func checkHeaders(bad func(key, format string, args ...any), key string, headers map[string]HeaderValue, reserved ...string) {
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		v := headers[name]
+		switch {
+		case !httpguts.ValidHeaderFieldName(name):
+			bad(key+"."+name, "not a valid header name")
+		case clientHeader(name):
+			bad(key+"."+name, "set by the HTTP client itself; it cannot be configured")
+		case slices.Contains(reserved, http.CanonicalHeaderKey(name)):
+			bad(key+"."+name, "set by Verdict itself; it cannot be configured")
+		case !httpguts.ValidHeaderFieldValue(v.Value) || !httpguts.ValidHeaderFieldValue(v.Prefix):
+			bad(key+"."+name, "the value has a control character (a line break?)")
+		}
+	}
+}

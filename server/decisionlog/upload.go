@@ -1,0 +1,530 @@
+package decisionlog
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verdict-pdp/verdict/internal/backoff"
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
+)
+
+// Defaults for UploadOptions fields left zero, and for Options.FlushDeadline.
+const (
+	DefaultUploadInterval   = 5 * time.Second
+	DefaultMaxBatchRecords  = 1000
+	DefaultMaxBatchBytes    = 1 << 20
+	DefaultMaxBufferRecords = 10000
+	DefaultMaxBufferBytes   = 16 << 20
+	DefaultUploadTimeout    = 10 * time.Second
+	DefaultMaxAttempts      = 10
+	DefaultMinBackoff       = time.Second
+	DefaultMaxBackoff       = time.Minute
+	DefaultUploadJitter     = 0.2
+	DefaultFlushTimeout     = 5 * time.Second
+)
+
+// UploadOptions configures shipping records to an HTTP collector in
+// batches: gzip'd JSON arrays of records, each encoded as the file output
+// writes it, POSTed with Content-Type: application/json and
+// Content-Encoding: gzip. Every zero value but URL's means the documented
+// default.
+type UploadOptions struct {
+	// URL is the collector's absolute http(s) URL (required). Logs and
+	// errors name it by httpfetch.Redact only.
+	URL string
+	// Header is added to every request (Authorization, say); HeaderFunc,
+	// when set, is called before every request for more (set over Header's),
+	// so that a credential read from a file can rotate. A HeaderFunc error
+	// fails that attempt like a network error; it must not contain the
+	// values. Header values are never logged. Content-Type and
+	// Content-Encoding are the Logger's.
+	Header     http.Header
+	HeaderFunc func() (http.Header, error)
+	// Interval is the longest a record waits in the buffer before its batch
+	// is sent; 0 means 5 s. A batch also leaves as soon as it is full.
+	Interval time.Duration
+	// MaxBatchRecords and MaxBatchBytes bound one batch: records, and bytes
+	// of the JSON array before compression; 0 means 1000 and 1 MiB. A
+	// record that does not fit in a batch on its own is dropped
+	// (DropTooLarge). MaxBatchBytes must be at least Options.MaxRecordBytes
+	// (with its default), so that every record within that cap fits.
+	MaxBatchRecords int
+	MaxBatchBytes   int
+	// MaxBufferRecords and MaxBufferBytes bound what waits for the
+	// collector, the batch being sent included; 0 means 10,000 records and
+	// 16 MiB. A record that finds the buffer full is dropped
+	// (DropBufferFull). Each must be at least its batch counterpart.
+	MaxBufferRecords int
+	MaxBufferBytes   int
+	// Timeout bounds one request; 0 means 10 s.
+	Timeout time.Duration
+	// MaxAttempts is how many times a batch is sent before it is given up
+	// (DropUploadFailed) when the collector keeps failing (a network
+	// error, a 5xx or 429); 0 means 10. Any other status is not retried.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the exponential wait between
+	// attempts (0: 1 s and 1 min); Jitter spreads each by up to ±Jitter of
+	// its length (0: 0.2; negative: none; must be below 1). A Retry-After
+	// from the collector lengthens the wait, up to MaxBackoff.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	Jitter     float64
+	// Client sends the requests; nil means a client of the Logger's own
+	// (TLS 1.2 at least, CAFile's CAs when set, no redirects followed: a
+	// 3xx is an answer, not retried).
+	Client *http.Client
+	// CAFile is a PEM file of CAs trusted for the collector instead of the
+	// system roots; only for the Logger's own client.
+	CAFile string
+	// After is the timer of the waits between attempts; nil means a real
+	// timer. Tests inject one to see the waits and skip them.
+	After func(d time.Duration) <-chan time.Time
+}
+
+// withDefaults validates o and fills in its defaults; maxRecord is the
+// Logger's MaxRecordBytes.
+func (o UploadOptions) withDefaults(maxRecord int) (UploadOptions, error) {
+	if !httpfetch.ValidURL(o.URL) {
+		return o, fmt.Errorf("%w: Upload.URL %q must be an absolute http(s) URL", ErrOptions, httpfetch.Redact(o.URL))
+	}
+	if o.Interval < 0 || o.MaxBatchRecords < 0 || o.MaxBatchBytes < 0 || o.MaxBufferRecords < 0 ||
+		o.MaxBufferBytes < 0 || o.Timeout < 0 || o.MaxAttempts < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 || o.Jitter >= 1 {
+		return o, fmt.Errorf("%w: negative Upload duration, size or count, or jitter ≥ 1", ErrOptions)
+	}
+	o.Interval = cmpOr(o.Interval, DefaultUploadInterval)
+	o.MaxBatchRecords = cmpOr(o.MaxBatchRecords, DefaultMaxBatchRecords)
+	o.MaxBatchBytes = cmpOr(o.MaxBatchBytes, DefaultMaxBatchBytes)
+	o.MaxBufferRecords = cmpOr(o.MaxBufferRecords, DefaultMaxBufferRecords)
+	o.MaxBufferBytes = cmpOr(o.MaxBufferBytes, DefaultMaxBufferBytes)
+	o.Timeout = cmpOr(o.Timeout, DefaultUploadTimeout)
+	o.MaxAttempts = cmpOr(o.MaxAttempts, DefaultMaxAttempts)
+	o.MinBackoff = cmpOr(o.MinBackoff, DefaultMinBackoff)
+	o.MaxBackoff = max(cmpOr(o.MaxBackoff, DefaultMaxBackoff), o.MinBackoff)
+	if o.Jitter == 0 {
+		o.Jitter = DefaultUploadJitter
+	}
+	o.Jitter = max(o.Jitter, 0)
+	switch {
+	case o.MaxBatchBytes < maxRecord:
+		return o, fmt.Errorf("%w: Upload.MaxBatchBytes (%d) is below MaxRecordBytes (%d): records within the cap would not fit in a batch",
+			ErrOptions, o.MaxBatchBytes, maxRecord)
+	case o.MaxBufferRecords < o.MaxBatchRecords:
+		return o, fmt.Errorf("%w: Upload.MaxBufferRecords (%d) is below MaxBatchRecords (%d)", ErrOptions, o.MaxBufferRecords, o.MaxBatchRecords)
+	case o.MaxBufferBytes < o.MaxBatchBytes:
+		return o, fmt.Errorf("%w: Upload.MaxBufferBytes (%d) is below MaxBatchBytes (%d)", ErrOptions, o.MaxBufferBytes, o.MaxBatchBytes)
+	}
+	return o, nil
+}
+
+// uploader ships encoded records to the collector. The Logger's writer
+// goroutine offers records (offer, which never blocks); run, started by the
+// Logger's Run, batches and sends them, one batch at a time, oldest first.
+//
+// The buffer holds every record not yet delivered or given up, the batch
+// in flight included, so that its bounds bound the memory held for the
+// collector whatever the collector does.
+type uploader struct {
+	opts   UploadOptions
+	client *http.Client
+	own    bool // client is the uploader's: close its idle connections at the end
+	header http.Header
+	retry  backoff.Exponential
+	log    *slog.Logger
+	drop   func(DropReason, int)
+	where  string // the URL, redacted
+
+	uploaded atomic.Uint64
+	latency  histogram
+	zw       *gzip.Writer // run's goroutine only
+
+	kick chan struct{} // a record arrived in an empty buffer, or a batch filled
+
+	mu        sync.Mutex
+	q         []pending // oldest first; the batch in flight, if any, at the head
+	size      int       // Σ len+1 over q: the JSON array of all of q is size+1 bytes
+	abandoned bool      // the flush deadline passed: offers count as upload_failed
+}
+
+// pending is a record waiting for the collector.
+type pending struct {
+	rec []byte
+	at  time.Time // when it was offered
+}
+
+func newUploader(o UploadOptions, log *slog.Logger, drop func(DropReason, int)) (*uploader, error) {
+	u := &uploader{opts: o, client: o.Client, log: log, drop: drop, where: httpfetch.Redact(o.URL),
+		retry: backoff.Exponential{Min: o.MinBackoff, Max: o.MaxBackoff, Jitter: o.Jitter},
+		kick:  make(chan struct{}, 1), latency: newHistogram(uploadBuckets)}
+	if u.client == nil {
+		c, err := httpfetch.NewClient(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Upload: %w", ErrOptions, err)
+		}
+		// A redirected POST may turn into a GET (301, 302, 303) whose 200
+		// would pass for a delivery: redirects are answers, not followed.
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		u.client, u.own = c, true
+	}
+	u.header = o.Header.Clone()
+	if u.header == nil {
+		u.header = http.Header{}
+	}
+	u.header.Set("Content-Type", "application/json")
+	u.header.Set("Content-Encoding", "gzip")
+	return u, nil
+}
+
+// offer queues an encoded record (copied) for the collector, or drops it:
+// too large for any batch, or the buffer full. It never blocks.
+func (u *uploader) offer(rec []byte) {
+	cost := len(rec) + 1
+	if cost+1 > u.opts.MaxBatchBytes {
+		u.drop(DropTooLarge, 1)
+		return
+	}
+	u.mu.Lock()
+	switch {
+	case u.abandoned:
+		u.mu.Unlock()
+		u.drop(DropUploadFailed, 1)
+		return
+	case len(u.q) >= u.opts.MaxBufferRecords || u.size+cost > u.opts.MaxBufferBytes:
+		u.mu.Unlock()
+		u.drop(DropBufferFull, 1)
+		return
+	}
+	wasEmpty := len(u.q) == 0
+	u.q = append(u.q, pending{rec: bytes.Clone(rec), at: time.Now()})
+	u.size += cost
+	full := u.fullLocked()
+	u.mu.Unlock()
+	if wasEmpty || full {
+		select {
+		case u.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// fullLocked reports whether the buffer holds at least a full batch.
+func (u *uploader) fullLocked() bool {
+	return len(u.q) >= u.opts.MaxBatchRecords || u.size+1 > u.opts.MaxBatchBytes
+}
+
+// run sends batches until ctx is done and inputDone is closed (the writer
+// offers nothing more), then sends what is left at once, retrying failures
+// until the flush deadline (what deadline returns, called once when ctx is
+// done). What is not delivered by then is counted as upload_failed.
+func (u *uploader) run(ctx context.Context, inputDone <-chan struct{}, deadline func() time.Time) {
+	if u.own {
+		defer u.client.CloseIdleConnections()
+	}
+	// hard ends at the flush deadline: it bounds requests and waits from
+	// the moment ctx is done.
+	hard, abort := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-hard.Done():
+			return
+		}
+		t := time.NewTimer(time.Until(deadline()))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			abort()
+		case <-hard.Done():
+		}
+	}()
+	defer func() {
+		abort()
+		wg.Wait()
+	}()
+	for {
+		n := u.next(ctx, hard, inputDone)
+		if n == 0 {
+			return
+		}
+		u.send(ctx, hard, n)
+	}
+}
+
+// next waits until a batch is due and returns its length: when the
+// buffer holds a full batch, when its oldest record has waited Interval,
+// or, while flushing (ctx done), as soon as the writer has handed over its
+// last records (inputDone closed). It returns 0 when there is nothing
+// more to send (inputDone closed and the buffer empty) or the flush
+// deadline has passed (everything left then counted as upload_failed).
+func (u *uploader) next(ctx, hard context.Context, inputDone <-chan struct{}) int {
+	for {
+		if hard.Err() != nil {
+			u.abandon()
+			return 0
+		}
+		u.mu.Lock()
+		n, full := len(u.q), u.fullLocked()
+		var oldest time.Time
+		if n > 0 {
+			oldest = u.q[0].at
+		}
+		u.mu.Unlock()
+		if n == 0 {
+			select {
+			case <-inputDone:
+				if u.empty() {
+					return 0
+				}
+			case <-u.kick:
+			case <-hard.Done():
+			}
+			continue
+		}
+		wait := time.Until(oldest.Add(u.opts.Interval))
+		if full || wait <= 0 || ctx.Err() != nil && closed(inputDone) {
+			return u.batchLen()
+		}
+		// While flushing, a partial batch waits only for the writer to
+		// finish handing over the last records.
+		stop, flush := ctx.Done(), (<-chan struct{})(nil)
+		if ctx.Err() != nil {
+			stop, flush = nil, inputDone
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-u.kick:
+		case <-stop:
+		case <-flush:
+		case <-hard.Done():
+		}
+		t.Stop()
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (u *uploader) empty() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.q) == 0
+}
+
+// batchLen is how many records from the head make the next batch.
+func (u *uploader) batchLen() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, size := 0, 1
+	for _, p := range u.q {
+		if n == u.opts.MaxBatchRecords || size+len(p.rec)+1 > u.opts.MaxBatchBytes {
+			break
+		}
+		n, size = n+1, size+len(p.rec)+1
+	}
+	return max(n, 1) // offer let in only records that fit a batch alone
+}
+
+// send delivers the first n records, retrying as UploadOptions says, and
+// then removes them from the buffer, delivered or given up.
+func (u *uploader) send(ctx, hard context.Context, n int) {
+	u.mu.Lock()
+	batch := u.q[:n:n]
+	u.mu.Unlock()
+	body, err := u.encode(batch)
+	if err != nil { // gzip into memory does not fail; but never lose count
+		u.giveUp(hard, n, "encode", err)
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		err := u.post(hard, body)
+		if err == nil {
+			u.remove(n)
+			u.uploaded.Add(uint64(n))
+			return
+		}
+		retryAfter, retry := retryable(err)
+		switch {
+		case hard.Err() != nil:
+			u.giveUp(hard, n, "flush deadline passed", err)
+			return
+		case !retry:
+			u.giveUp(hard, n, "refused", err)
+			return
+		case attempt >= u.opts.MaxAttempts:
+			u.giveUp(hard, n, "attempts exhausted", err)
+			return
+		}
+		wait := max(u.retry.Delay(attempt), min(retryAfter, u.opts.MaxBackoff))
+		u.log.LogAttrs(hard, slog.LevelWarn, "decision log upload failed",
+			slog.String("url", u.where), slog.String("error", err.Error()),
+			slog.Int("attempt", attempt), slog.Int("records", n), slog.Duration("retry_in", wait))
+		// Once ctx is done the batch goes at once (the flush), then waits
+		// again between attempts, until the flush deadline.
+		var wake <-chan struct{}
+		if ctx.Err() == nil {
+			wake = ctx.Done()
+		}
+		if !backoff.Wait(hard, wait, u.opts.After, wake) {
+			u.giveUp(hard, n, "flush deadline passed", err)
+			return
+		}
+	}
+}
+
+// post sends one batch, and times it.
+func (u *uploader) post(ctx context.Context, body []byte) error {
+	header := u.header
+	if u.opts.HeaderFunc != nil {
+		more, err := u.opts.HeaderFunc()
+		if err != nil {
+			return fmt.Errorf("request headers: %w", err)
+		}
+		header = header.Clone()
+		for k, vs := range more {
+			header[k] = vs
+		}
+		header.Set("Content-Type", "application/json")
+		header.Set("Content-Encoding", "gzip")
+	}
+	start := time.Now()
+	err := httpfetch.Post(ctx, u.client, httpfetch.PostRequest{URL: u.opts.URL, Header: header, Body: body, Timeout: u.opts.Timeout})
+	u.latency.observe(time.Since(start))
+	return err
+}
+
+// retryable says whether a failed POST is worth another attempt (a
+// transport error, a 5xx, a 429), and the collector's Retry-After.
+func retryable(err error) (retryAfter time.Duration, ok bool) {
+	var se *httpfetch.StatusError
+	if errors.As(err, &se) {
+		return se.RetryAfter, se.Code == http.StatusTooManyRequests || se.Code >= 500
+	}
+	return 0, true
+}
+
+// giveUp drops the first n records as upload_failed.
+func (u *uploader) giveUp(ctx context.Context, n int, why string, err error) {
+	u.remove(n)
+	u.drop(DropUploadFailed, n)
+	u.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "decision log batch dropped",
+		slog.String("url", u.where), slog.String("why", why), slog.String("error", err.Error()), slog.Int("records", n))
+}
+
+// abandon drops everything buffered, and everything offered from now on,
+// as upload_failed: the flush deadline has passed.
+func (u *uploader) abandon() {
+	u.mu.Lock()
+	n := len(u.q)
+	clear(u.q)
+	u.q, u.size, u.abandoned = nil, 0, true
+	u.mu.Unlock()
+	if n > 0 {
+		u.drop(DropUploadFailed, n)
+		u.log.LogAttrs(context.Background(), slog.LevelError, "decision log batch dropped",
+			slog.String("url", u.where), slog.String("why", "flush deadline passed"), slog.Int("records", n))
+	}
+}
+
+// remove takes the first n records out of the buffer.
+func (u *uploader) remove(n int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, p := range u.q[:n] {
+		u.size -= len(p.rec) + 1
+	}
+	clear(u.q[:n])
+	u.q = u.q[n:]
+}
+
+// encode returns the records as a gzip'd JSON array, in a new slice (the
+// transport may still read a body after a failed request returns).
+func (u *uploader) encode(batch []pending) ([]byte, error) {
+	var buf bytes.Buffer
+	if u.zw == nil {
+		u.zw = gzip.NewWriter(&buf)
+	} else {
+		u.zw.Reset(&buf)
+	}
+	zw := u.zw
+	b := make([]byte, 0, 64<<10)
+	b = append(b, '[')
+	for i, p := range batch {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.rec...)
+		if len(b) >= 32<<10 {
+			if _, err := zw.Write(b); err != nil {
+				return nil, err
+			}
+			b = b[:0]
+		}
+	}
+	b = append(b, ']')
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// uploadBuckets are the upper bounds, in seconds, of the upload latency
+// histogram.
+var uploadBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// histogram is a fixed-bucket latency histogram, safe for concurrent use.
+type histogram struct {
+	bounds []float64
+	mu     sync.Mutex
+	counts []uint64 // per bucket, not cumulative; the last is +Inf
+	sum    float64
+}
+
+func newHistogram(bounds []float64) histogram {
+	return histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
+}
+
+func (h *histogram) observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(h.bounds) && s > h.bounds[i] {
+		i++
+	}
+	h.mu.Lock()
+	h.counts[i]++
+	h.sum += s
+	h.mu.Unlock()
+}
+
+// snapshot returns the histogram with cumulative counts.
+func (h *histogram) snapshot() Histogram {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := Histogram{Buckets: make(map[float64]uint64, len(h.bounds)), Sum: h.sum}
+	var cum uint64
+	for i, b := range h.bounds {
+		cum += h.counts[i]
+		out.Buckets[b] = cum
+	}
+	out.Count = cum + h.counts[len(h.bounds)]
+	return out
+}

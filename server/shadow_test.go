@@ -1,0 +1,273 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/policies"
+)
+
+// candidate is an engine on the default policies with viewers' rights
+// changed (mutate edits data.roles.viewer), or, with module set, with that
+// module added; not loaded when load is false.
+func candidate(t *testing.T, viewer []any, module string, load bool) *authz.Engine {
+	t.Helper()
+	e, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !load {
+		return e
+	}
+	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "candidate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Data = maps.Clone(snap.Data)
+	roles := maps.Clone(snap.Data["roles"].(map[string]any))
+	if viewer != nil {
+		roles["viewer"] = viewer
+	}
+	snap.Data["roles"] = roles
+	if module != "" {
+		snap.Modules = append(slices.Clone(snap.Modules), bundles.Module{Path: "candidate.rego", Raw: []byte(module)})
+	}
+	snap.Revision = "candidate-" + bundles.ContentHash(snap)
+	if err := e.Load(t.Context(), snap); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// shadowFixture is a server on the default policies whose decisions a
+// shadow on cand is offered.
+func shadowFixture(t *testing.T, cand ShadowEngine, so ShadowOptions) (*fixture, *Shadow) {
+	t.Helper()
+	var sh *Shadow
+	f := newFixture(t, fixtureOptions{keepInput: true, mutate: func(o *Options) {
+		so.Engine = cand
+		so.DecisionLog = o.DecisionLog
+		var err error
+		if sh, err = NewShadow(so); err != nil {
+			t.Fatal(err)
+		}
+		o.Shadow = sh
+	}})
+	return f, sh
+}
+
+// runShadow runs sh until the test ends (or stop is called).
+func runShadow(t *testing.T, sh *Shadow) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sh.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Shadow.Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (f *fixture) decideAction(t *testing.T, tok, action string) map[string]any {
+	t.Helper()
+	w := f.do(t, http.MethodPost, "/v1/decide", jsonBody(t, map[string]any{"token": tok, "action": action}), nil, "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("%s: %d %s", action, w.Code, w.Body)
+	}
+	return decodeAnswer(t, w.Body.Bytes())
+}
+
+// TestShadowComparesAndNeverChangesAnswers: a candidate that flips two of
+// four actions is counted exactly, its answers attached to exactly the
+// flipped records, every answer is the live policy's, and every decision
+// is logged once.
+func TestShadowComparesAndNeverChangesAnswers(t *testing.T) {
+	// The candidate: viewers may delete orders but no longer read them.
+	cand := candidate(t, []any{"orders:delete", "catalog:read"}, "", true)
+	f, sh := shadowFixture(t, cand, ShadowOptions{Queue: 1000})
+	stop := runShadow(t, sh)
+	viewer := f.mint(t, "alice", "viewer")
+	live := map[string]bool{"orders:read": true, "orders:delete": false, "catalog:read": true, "inventory:read": false}
+	const rounds = 50
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range rounds {
+				for action, want := range live {
+					if got := f.decideAction(t, viewer, action)["allow"]; got != want {
+						t.Errorf("%s: allow %v, want the live policy's %v", action, got, want)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stop()
+
+	n := uint64(4 * rounds)
+	want := map[ShadowOutcome]uint64{ShadowSame: 2 * n, ShadowAllowToDeny: n, ShadowDenyToAllow: n}
+	for o := range numShadowOutcomes {
+		if got := sh.Count(o); got != want[o] {
+			t.Errorf("%s: %d, want %d", o, got, want[o])
+		}
+	}
+	recs := f.log.records()
+	if len(recs) != int(4*n) {
+		t.Fatalf("%d records logged, want %d", len(recs), 4*n)
+	}
+	for _, r := range recs {
+		flipped := r.Action.Name == "orders:read" || r.Action.Name == "orders:delete"
+		switch {
+		case flipped && r.Shadow == nil:
+			t.Fatalf("%s: flipped, but the record has no shadow answer", r.Action.Name)
+		case !flipped && r.Shadow != nil:
+			t.Fatalf("%s: did not flip, but the record has a shadow answer %+v", r.Action.Name, r.Shadow)
+		case flipped && (r.Shadow.Allow == r.Allow || !strings.HasPrefix(r.Shadow.Revision, "candidate-") || r.Shadow.Error != ""):
+			t.Fatalf("%s: shadow answer %+v beside live allow %v", r.Action.Name, r.Shadow, r.Allow)
+		}
+	}
+	st := sh.Status()
+	if !st.Ready || !strings.HasPrefix(st.Revision, "candidate-") || st.Outcomes["allow_to_deny"] != n || st.Sample != 1 {
+		t.Errorf("status %+v", st)
+	}
+	body := f.do(t, http.MethodGet, "/v1/status", "", nil, "").Body.Bytes()
+	shadow, _ := decodeAnswer(t, body)["shadow"].(map[string]any)
+	if rev, _ := shadow["revision"].(string); rev != st.Revision {
+		t.Errorf("/v1/status shadow revision %q, want %q:\n%s", rev, st.Revision, body)
+	}
+	metrics := f.do(t, http.MethodGet, "/metrics", "", nil, "").Body.String()
+	for o, v := range want {
+		line := fmt.Sprintf("verdict_shadow_decisions_total{outcome=%q} %d\n", o, v)
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+}
+
+// TestShadowBounded: a candidate that cannot keep up (nobody runs it here)
+// never holds up a request; the decisions beyond its queue are logged at
+// once, unshadowed, and counted skipped; nothing is lost.
+func TestShadowBounded(t *testing.T) {
+	cand := candidate(t, nil, "", true)
+	f, sh := shadowFixture(t, cand, ShadowOptions{Queue: 3})
+	viewer := f.mint(t, "alice", "viewer")
+	for range 10 {
+		f.decideAction(t, viewer, "orders:read")
+	}
+	if got := sh.Count(ShadowSkipped); got != 7 {
+		t.Errorf("skipped %d, want 7", got)
+	}
+	if got := len(f.log.records()); got != 7 {
+		t.Errorf("%d records logged before the shadow ran, want the 7 skipped", got)
+	}
+	runShadow(t, sh)()
+	if got := len(f.log.records()); got != 10 {
+		t.Errorf("%d records logged, want 10", got)
+	}
+	if got := sh.Count(ShadowSame); got != 3 {
+		t.Errorf("same %d, want 3", got)
+	}
+}
+
+// TestShadowOutcomes: a candidate not yet loaded is skipped, one that fails
+// is an error with its code in the record, refused requests (no input) are
+// never offered, and sampling takes about its share.
+func TestShadowOutcomes(t *testing.T) {
+	t.Run("not ready", func(t *testing.T) {
+		f, sh := shadowFixture(t, candidate(t, nil, "", false), ShadowOptions{})
+		stop := runShadow(t, sh)
+		f.decideAction(t, f.mint(t, "alice", "viewer"), "orders:read")
+		stop()
+		if sh.Count(ShadowSkipped) != 1 || len(f.log.records()) != 1 || f.log.records()[0].Shadow != nil {
+			t.Errorf("skipped %d, records %+v", sh.Count(ShadowSkipped), f.log.records())
+		}
+	})
+	t.Run("candidate error", func(t *testing.T) {
+		// A second value for headers on allow: a conflict, an evaluation
+		// error in the candidate.
+		broken := "package authz\n\nheaders := {\"x-conflict\": \"1\"} if input.action.name == \"orders:read\"\n"
+		f, sh := shadowFixture(t, candidate(t, nil, broken, true), ShadowOptions{})
+		stop := runShadow(t, sh)
+		if got := f.decideAction(t, f.mint(t, "alice", "viewer"), "orders:read")["allow"]; got != true {
+			t.Errorf("live answer %v, want true", got)
+		}
+		stop()
+		recs := f.log.records()
+		if sh.Count(ShadowError) != 1 || len(recs) != 1 || recs[0].Shadow == nil || recs[0].Shadow.Error != CodePolicyError || recs[0].Shadow.Allow {
+			t.Errorf("errors %d, records %+v", sh.Count(ShadowError), recs)
+		}
+	})
+	t.Run("refused before policy", func(t *testing.T) {
+		f, sh := shadowFixture(t, candidate(t, nil, "", true), ShadowOptions{})
+		stop := runShadow(t, sh)
+		f.decideAction(t, "not-a-token", "orders:read")
+		stop()
+		var total uint64
+		for o := range numShadowOutcomes {
+			total += sh.Count(o)
+		}
+		if total != 0 || len(f.log.records()) != 1 {
+			t.Errorf("%d shadowed, %d records; want 0 and 1", total, len(f.log.records()))
+		}
+	})
+	t.Run("sample", func(t *testing.T) {
+		f, sh := shadowFixture(t, candidate(t, nil, "", true), ShadowOptions{Sample: 0.25, Queue: 2000})
+		stop := runShadow(t, sh)
+		viewer := f.mint(t, "alice", "viewer")
+		const n = 1000
+		for range n {
+			f.decideAction(t, viewer, "catalog:read")
+		}
+		stop()
+		// Binomial(1000, 0.25): mean 250, sd 13.7; 150..350 is over 7 sd.
+		if got := sh.Count(ShadowSame); got < 150 || got > 350 {
+			t.Errorf("%d of %d shadowed at sample 0.25", got, n)
+		}
+		if len(f.log.records()) != n {
+			t.Errorf("%d records, want %d", len(f.log.records()), n)
+		}
+	})
+}
+
+// TestShadowDrain: records still queued when Run is stopped are logged
+// (evaluated while the drain lasts), never lost.
+func TestShadowDrain(t *testing.T) {
+	cand := candidate(t, []any{}, "", true)
+	f, sh := shadowFixture(t, cand, ShadowOptions{Queue: 100, Drain: time.Nanosecond})
+	viewer := f.mint(t, "alice", "viewer")
+	for range 20 {
+		f.decideAction(t, viewer, "orders:read")
+	}
+	runShadow(t, sh)() // stopped at once: the drain has already run out
+	recs := f.log.records()
+	if len(recs) != 20 {
+		t.Fatalf("%d records, want 20", len(recs))
+	}
+	if got := sh.Count(ShadowSkipped) + sh.Count(ShadowAllowToDeny); got != 20 {
+		t.Errorf("skipped+flipped = %d, want 20", got)
+	}
+}
+
+func TestNewShadowOptions(t *testing.T) {
+	e := candidate(t, nil, "", false)
+	for _, o := range []ShadowOptions{{}, {Engine: e, Sample: -0.1}, {Engine: e, Sample: 1.5}, {Engine: e, Queue: -1}, {Engine: e, Drain: -1}} {
+		if _, err := NewShadow(o); err == nil {
+			t.Errorf("NewShadow(%+v): no error", o)
+		}
+	}
+}
