@@ -14,6 +14,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/oteltrace"
 )
 
 // Defaults for Options fields left zero.
@@ -118,7 +119,7 @@ func New(opts Options) (*Engine, error) {
 		print:       printHook(opts.Print),
 		now:         opts.Now,
 		log:         opts.Logger,
-		tracer:      newTracer(opts.TracerProvider),
+		tracer:      oteltrace.Tracer(opts.TracerProvider, TracerName),
 	}
 	if e.evalTimeout <= 0 {
 		e.evalTimeout = DefaultEvalTimeout

@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/verdict-pdp/verdict/authz/token"
 )
@@ -48,20 +47,6 @@ const (
 	AttrDecisionCacheHit = attribute.Key("verdict.decision_cache.hit")
 	AttrRevision         = attribute.Key("verdict.revision")
 )
-
-// newTracer returns the engine's tracer from tp, or nil when tp records
-// nothing (nil, or a no-op provider): then the engine skips tracing
-// altogether, at no cost.
-func newTracer(tp trace.TracerProvider) trace.Tracer {
-	if tp == nil {
-		return nil
-	}
-	t := tp.Tracer(TracerName)
-	if _, ok := t.(noop.Tracer); ok {
-		return nil
-	}
-	return t
-}
 
 // purposeOpts start a verdict.verify_token span, by purpose; made once.
 var purposeOpts = [...]trace.SpanStartOption{

@@ -26,30 +26,31 @@ func (s *Server) diagnosticRoutes() http.Handler {
 	handle := func(pattern, route string, h http.HandlerFunc, codes ...int) {
 		mux.Handle(pattern, s.instrument(route, h, codes))
 	}
+	s.operatorRoutes(handle, true)
+	handle("/", "not_found", s.notFound, http.StatusNotFound)
+	return mux
+}
+
+// operatorRoutes declares the routes for operators and probes with
+// handle: health, and with status also /v1/status and /metrics.
+func (s *Server) operatorRoutes(handle func(pattern, route string, h http.HandlerFunc, codes ...int), status bool) {
 	const ok, unready, notAllowed = http.StatusOK, http.StatusServiceUnavailable, http.StatusMethodNotAllowed
 	getOnly := s.methodNotAllowed(http.MethodGet, http.MethodHead)
 	handle("GET /health/live", "health_live", s.handleLive, ok)
 	handle("/health/live", "health_live", getOnly, notAllowed)
 	handle("GET /health/ready", "health_ready", s.handleReady, ok, unready)
 	handle("/health/ready", "health_ready", getOnly, notAllowed)
-	handle("GET /v1/status", "status", s.handleStatus, ok)
-	handle("/v1/status", "status", getOnly, notAllowed)
-	handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
-	handle("/metrics", "metrics", getOnly, notAllowed)
-	handle("/", "not_found", s.notFound, http.StatusNotFound)
-	return mux
+	if status {
+		handle("GET /v1/status", "status", s.handleStatus, ok)
+		handle("/v1/status", "status", getOnly, notAllowed)
+		handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
+		handle("/metrics", "metrics", getOnly, notAllowed)
+	}
 }
 
 // DiagnosticAddr returns the bound diagnostic address, or nil before Listen
 // and when none is served.
-func (s *Server) DiagnosticAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dln == nil {
-		return nil
-	}
-	return s.dln.Addr()
-}
+func (s *Server) DiagnosticAddr() net.Addr { return s.bound(&s.dln) }
 
 // diagRun is the diagnostic listener while it serves. Its zero value (no
 // listener) never reports and stops at once.

@@ -21,6 +21,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/oteltrace"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
@@ -293,7 +294,7 @@ func New(opts Options) (*Server, error) {
 		trustBundle: opts.TrustBundle,
 		explain:     opts.Explain,
 		certs:       newCertCache(certCacheSize),
-		tracer:      newTracer(opts.TracerProvider),
+		tracer:      oteltrace.Tracer(opts.TracerProvider, TracerName),
 	}
 	if opts.XFCCHeader != "" {
 		s.xfccHeader = http.CanonicalHeaderKey(opts.XFCCHeader)
@@ -366,16 +367,8 @@ func (s *Server) routes() http.Handler {
 	handle("/v1/decide", "decide", s.methodNotAllowed(http.MethodPost), http.StatusMethodNotAllowed)
 	handle("/v1/check", "check", s.handleCheck, ok, bad, unauth, forbidden, fail, unready)
 	handle("/v1/check/", "check", s.handleCheck, ok, bad, unauth, forbidden, fail, unready) // Envoy ext_authz: path_prefix + the original path
-	handle("GET /health/live", "health_live", s.handleLive, ok)
-	handle("/health/live", "health_live", getOnly, http.StatusMethodNotAllowed)
-	handle("GET /health/ready", "health_ready", s.handleReady, ok, unready)
-	handle("/health/ready", "health_ready", getOnly, http.StatusMethodNotAllowed)
-	if s.diagAddr == "" { // else on the diagnostic listener only
-		handle("GET /v1/status", "status", s.handleStatus, ok)
-		handle("/v1/status", "status", getOnly, http.StatusMethodNotAllowed)
-		handle("GET /metrics", "metrics", s.metrics.handler().ServeHTTP, ok)
-		handle("/metrics", "metrics", getOnly, http.StatusMethodNotAllowed)
-	}
+	// Status and metrics move to the diagnostic listener when there is one.
+	s.operatorRoutes(handle, s.diagAddr == "")
 	if s.authzen != nil {
 		postOnly := echoRequestID(s.methodNotAllowed(http.MethodPost))
 		handle("POST "+authzenEvaluationPath, "authzen_evaluation", echoRequestID(s.handleAuthZENEvaluation),
@@ -451,23 +444,20 @@ func (s *Server) Listen() (net.Addr, error) {
 
 // ExtAuthzAddr returns the bound ext_authz gRPC address, or nil before
 // Listen and when ext_authz is not served.
-func (s *Server) ExtAuthzAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gln == nil {
-		return nil
-	}
-	return s.gln.Addr()
-}
+func (s *Server) ExtAuthzAddr() net.Addr { return s.bound(&s.gln) }
 
 // Addr returns the bound address, or nil before Listen.
-func (s *Server) Addr() net.Addr {
+func (s *Server) Addr() net.Addr { return s.bound(&s.ln) }
+
+// bound returns the address of the listener *ln, nil before Listen and
+// when that listener is not served.
+func (s *Server) bound(ln *net.Listener) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
+	if *ln == nil {
 		return nil
 	}
-	return s.ln.Addr()
+	return (*ln).Addr()
 }
 
 // Run serves until ctx is done, then shuts down gracefully: it stops

@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -51,20 +50,6 @@ const (
 // traceContext is the propagator of incoming trace context: W3C Trace
 // Context only.
 var traceContext propagation.TraceContext
-
-// newTracer returns the server's tracer from tp, or nil when tp records
-// nothing (nil, or a no-op provider): then the server does no tracing
-// work at all.
-func newTracer(tp trace.TracerProvider) trace.Tracer {
-	if tp == nil {
-		return nil
-	}
-	t := tp.Tracer(TracerName)
-	if _, ok := t.(noop.Tracer); ok {
-		return nil
-	}
-	return t
-}
 
 // apiAttrs are the verdict.api attributes, made once.
 var apiAttrs = func() map[api]trace.SpanStartEventOption {

@@ -412,22 +412,26 @@ func (c *Config) AuthZENPeerPrefixes() ([]netip.Prefix, error) {
 	return c.prefixes("authzen.trusted_peers", c.AuthZEN.TrustedPeers)
 }
 
-// checkBaseURL checks authzen.base_url: an absolute https (or, for
-// development, http) URL with a host and no user info, query or fragment
-// (the AuthZEN 1.0 rules for a PDP identifier). server.New checks the same.
-func checkBaseURL(s string) error {
+// checkHTTPURL checks a URL Verdict sends requests to or publishes: http
+// or https, a host, no user info (credentials belong in headers, which are
+// never logged; such a URL is not repeated in the error, since it holds
+// them), no fragment, and no query unless query is true. hint ends the
+// message about the scheme.
+func checkHTTPURL(s string, query bool, hint string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%q is not a URL", s)
+		return errors.New("not a URL")
+	case u.User != nil:
+		return errors.New("must not carry user info: put credentials in headers")
 	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%q: want an https (or, for development, http) URL", s)
+		return fmt.Errorf("%q: want an http or https URL%s", s, hint)
 	case u.Host == "" || u.Opaque != "":
 		return fmt.Errorf("%q has no host", s)
-	case u.User != nil:
-		return fmt.Errorf("%q must not carry user info", s)
-	case strings.ContainsAny(s, "?#"):
-		return fmt.Errorf("%q must not have a query or fragment", s)
+	case u.Fragment != "" || strings.HasSuffix(s, "#"):
+		return fmt.Errorf("%q must not have a fragment", s)
+	case !query && (u.RawQuery != "" || u.ForceQuery):
+		return fmt.Errorf("%q must not have a query", s)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -27,64 +26,38 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func expandEnv(file string, root *yaml.Node, lookup func(string) (string, bool)) (map[*yaml.Node]string, error) {
 	expanded := map[*yaml.Node]string{}
 	var errs []string
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				walk(n.Content[i+1], joinKey(path, n.Content[i].Value))
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				walk(c, path+"["+strconv.Itoa(i)+"]")
-			}
-		case yaml.ScalarNode:
-			if !strings.Contains(n.Value, "${") {
-				return
-			}
-			var names []string
-			value := envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
-				if ref == "$${" {
-					return "${"
-				}
-				name := ref[2 : len(ref)-1]
-				if !envName.MatchString(name) {
-					errs = append(errs, fmt.Sprintf("%s:%d: %s: %q is not a variable reference: want ${NAME}, NAME letters, digits and _ (write $${ for a literal ${)", file, n.Line, path, ref))
-					return ref
-				}
-				v, ok := lookup(name)
-				if !ok {
-					errs = append(errs, fmt.Sprintf("%s:%d: %s: environment variable %s is not set", file, n.Line, path, name))
-					return ref
-				}
-				names = append(names, name)
-				return v
-			})
-			if len(names) > 0 {
-				expanded[n] = strings.Join(names, ", ")
-			}
-			n.Value = value
-			if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 && n.Tag == "!!str" {
-				n.Tag = "" // a plain scalar: read the new value as if written there
-			}
+	walkValues(root, func(n *yaml.Node, path string) {
+		if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "${") {
+			return
 		}
-		// Aliases point at their anchor's node, which is expanded where it
-		// is defined.
-	}
-	walk(root, "")
+		var names []string
+		value := envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			if ref == "$${" {
+				return "${"
+			}
+			name := ref[2 : len(ref)-1]
+			if !envName.MatchString(name) {
+				errs = append(errs, fmt.Sprintf("%s:%d: %s: %q is not a variable reference: want ${NAME}, NAME letters, digits and _ (write $${ for a literal ${)", file, n.Line, path, ref))
+				return ref
+			}
+			v, ok := lookup(name)
+			if !ok {
+				errs = append(errs, fmt.Sprintf("%s:%d: %s: environment variable %s is not set", file, n.Line, path, name))
+				return ref
+			}
+			names = append(names, name)
+			return v
+		})
+		if len(names) > 0 {
+			expanded[n] = strings.Join(names, ", ")
+		}
+		n.Value = value
+		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 && n.Tag == "!!str" {
+			n.Tag = "" // a plain scalar: read the new value as if written there
+		}
+	})
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "\n"))
 	}
 	return expanded, nil
-}
-
-func joinKey(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }

@@ -57,7 +57,7 @@ func TestParseTracingErrors(t *testing.T) {
 		{name: "no scheme", data: "tracing:\n  endpoint: collector:4318\n",
 			want: []string{`v.yaml:2: tracing.endpoint:`}},
 		{name: "credentials in the URL", data: "tracing:\n  endpoint: https://user:pw@collector\n",
-			want: []string{`v.yaml:2: tracing.endpoint: "https://user:pw@collector" must not carry user info`}},
+			want: []string{`v.yaml:2: tracing.endpoint: must not carry user info`}},
 		{name: "query", data: "tracing:\n  endpoint: http://collector:4318?x=1\n",
 			want: []string{`v.yaml:2: tracing.endpoint: "http://collector:4318?x=1" must not have a query`}},
 		{name: "ratio over 1", data: "tracing:\n  sample_ratio: 10\n",

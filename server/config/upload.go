@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,7 +114,7 @@ func (c *Config) checkUpload(bad func(key, format string, args ...any)) {
 	const key = "decision_log.upload"
 	if up.URL == "" {
 		bad(key+".url", "required: the collector's http(s) URL")
-	} else if err := checkUploadURL(up.URL); err != nil {
+	} else if err := checkHTTPURL(up.URL, true, ""); err != nil {
 		bad(key+".url", "%v", err)
 	}
 	for _, d := range []struct {
@@ -155,26 +154,6 @@ func (c *Config) checkUpload(bad func(key, format string, args ...any)) {
 		bad(key+".max_buffer_bytes", "%d is below max_batch_bytes (%d)", b, batchBytes)
 	}
 	checkHeaders(bad, key+".headers", up.Headers, "Content-Type", "Content-Encoding")
-}
-
-// checkUploadURL checks decision_log.upload.url: an http or https URL with
-// a host and no user info (credentials go in headers, which are never
-// logged) or fragment.
-func checkUploadURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%q is not a URL", s)
-	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%q: want an http or https URL", s)
-	case u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("%q has no host", s)
-	case u.User != nil:
-		return fmt.Errorf("the URL must not carry user info: put credentials in headers")
-	case u.Fragment != "" || strings.HasSuffix(s, "#"):
-		return fmt.Errorf("%q must not have a fragment", s)
-	}
-	return nil
 }
 
 // checkHeaders checks a map of request headers at key: valid names, none

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,7 +217,7 @@ func (c *Config) validate(root *yaml.Node) error {
 			bad("authzen.trusted_callers", "needs tls.client_ca_file and client_auth: callers are named by verified client certificates")
 		}
 		if a.BaseURL != "" {
-			if err := checkBaseURL(a.BaseURL); err != nil {
+			if err := checkHTTPURL(a.BaseURL, false, " (https; http for development)"); err != nil {
 				bad("authzen.base_url", "%v", err)
 			}
 		}
@@ -230,7 +229,7 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if tr := c.Tracing; tr != nil {
 		if tr.Endpoint != "" {
-			if err := checkCollectorURL(tr.Endpoint); err != nil {
+			if err := checkHTTPURL(tr.Endpoint, false, " (OTLP/HTTP, port 4318 by convention)"); err != nil {
 				bad("tracing.endpoint", "%v", err)
 			}
 		}
@@ -272,23 +271,4 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	c.checkUpload(bad)
 	return errors.Join(errs...)
-}
-
-// checkCollectorURL checks tracing.endpoint: an http or https URL with a
-// host and no user info, query or fragment.
-func checkCollectorURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%q is not a URL", s)
-	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%q: want an http or https URL (OTLP/HTTP, port 4318 by convention)", s)
-	case u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("%q has no host", s)
-	case u.User != nil:
-		return fmt.Errorf("%q must not carry user info (use OTEL_EXPORTER_OTLP_HEADERS for credentials)", s)
-	case strings.ContainsAny(s, "?#"):
-		return fmt.Errorf("%q must not have a query or fragment", s)
-	}
-	return nil
 }

@@ -153,25 +153,30 @@ func keyAt(root *yaml.Node, line int, tag, value string) (string, *yaml.Node) {
 	var key string
 	var node *yaml.Node
 	matched := false
-	matches := func(n *yaml.Node) bool {
-		switch n.Kind {
-		case yaml.MappingNode:
-			return tag == "map"
-		case yaml.SequenceNode:
-			return tag == "seq"
-		case yaml.ScalarNode:
-			return n.Value == value
+	walkValues(root, func(n *yaml.Node, path string) {
+		if n.Line != line || matched {
+			return
 		}
-		return false
-	}
+		switch {
+		case n.Kind == yaml.MappingNode && tag == "map", n.Kind == yaml.SequenceNode && tag == "seq",
+			n.Kind == yaml.ScalarNode && n.Value == value:
+			key, node, matched = path, n, true
+		case node == nil:
+			key, node = path, n
+		}
+	})
+	return key, node
+}
+
+// walkValues calls visit for every value in the document (not keys), in
+// document order, with its dotted path ("tokens.issuers[0].issuer").
+// Aliases are not followed: their anchor's node is visited where it is
+// defined.
+func walkValues(root *yaml.Node, visit func(n *yaml.Node, path string)) {
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
-		if n.Line == line && path != "" && !matched {
-			if matches(n) {
-				key, node, matched = path, n, true
-			} else if node == nil {
-				key, node = path, n
-			}
+		if path != "" {
+			visit(n, path)
 		}
 		switch n.Kind {
 		case yaml.DocumentNode:
@@ -189,7 +194,14 @@ func keyAt(root *yaml.Node, line int, tag, value string) (string, *yaml.Node) {
 		}
 	}
 	walk(root, "")
-	return key, node
+}
+
+// joinKey appends key to a dotted path.
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
 
 // describeWant says what a Go type wants, in configuration terms.
