@@ -8,6 +8,14 @@
 // The policy is package opa_authz; query data.opa_authz.decision. It reads
 // the verification key at data.opa_bench.key (see Data) and the permissions
 // from the default policy's data.json.
+//
+// The load comparison's other workloads have their own OPA policies here,
+// each the counterpart of the policy Verdict serves for that workload:
+// RESTModule (added to Policy, for actions named from a method and path, as
+// the default policy names them), CallerPolicy (test/load/examples/caller:
+// roles AND a calling-service allowlist, the caller's certificate verified
+// in Rego) and ABACPolicy (test/load/examples/abac: resource attributes
+// against claims). They share Params, package and query.
 package opabaseline
 
 import (
@@ -22,12 +30,31 @@ import (
 //go:embed policy.rego.tmpl
 var policySource string
 
-var policyTemplate = template.Must(template.New("policy.rego.tmpl").Funcs(template.FuncMap{
+//go:embed caller.rego.tmpl
+var callerSource string
+
+//go:embed abac.rego.tmpl
+var abacSource string
+
+//go:embed rest.rego
+var restSource string
+
+var funcs = template.FuncMap{
 	"quote": func(s string) (string, error) {
 		b, err := json.Marshal(s) // a JSON string is a Rego string
 		return string(b), err
 	},
-}).Parse(policySource))
+}
+
+var (
+	policyTemplate = template.Must(template.New("policy.rego.tmpl").Funcs(funcs).Parse(policySource))
+	callerTemplate = template.Must(template.New("caller.rego.tmpl").Funcs(funcs).Parse(callerSource))
+	abacTemplate   = template.Must(template.New("abac.rego.tmpl").Funcs(funcs).Parse(abacSource))
+)
+
+// RESTAction is the Action for Policy that names the action from the
+// input's method and path; RESTModule defines it.
+const RESTAction = "rest_action"
 
 // Params fill the policy template. Every field is required.
 type Params struct {
@@ -44,12 +71,29 @@ type Params struct {
 }
 
 // Policy returns the baseline policy rendered with p.
-func Policy(p Params) (string, error) {
+func Policy(p Params) (string, error) { return render(policyTemplate, p) }
+
+// CallerPolicy returns the baseline of the "cert" workload rendered with p:
+// test/load/examples/caller written for OPA. Its data is that example's
+// data.json with the verification key (Data) and the callers' trusted CA
+// (PEM) at data.opa_bench.ca.
+func CallerPolicy(p Params) (string, error) { return render(callerTemplate, p) }
+
+// ABACPolicy returns the baseline of the "abac" workload rendered with p:
+// test/load/examples/abac written for OPA. Its data is that example's
+// data.json with the verification key (Data).
+func ABACPolicy(p Params) (string, error) { return render(abacTemplate, p) }
+
+// RESTModule returns a second module for Policy rendered with Action:
+// RESTAction, naming the action from input.method and input.path.
+func RESTModule() string { return restSource }
+
+func render(t *template.Template, p Params) (string, error) {
 	if p.Constraint == "" || p.Issuer == "" || p.Audience == "" || p.Action == "" {
 		return "", errors.New("opabaseline: Constraint, Issuer, Audience and Action are required")
 	}
 	var b strings.Builder
-	if err := policyTemplate.Execute(&b, p); err != nil {
+	if err := t.Execute(&b, p); err != nil {
 		return "", err
 	}
 	return b.String(), nil

@@ -1,6 +1,7 @@
 package opabaseline_test
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"io/fs"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/policies"
+	"github.com/verdict-pdp/verdict/test/load/examples"
 	"github.com/verdict-pdp/verdict/test/load/opabaseline"
 )
 
@@ -75,5 +77,147 @@ func TestPolicyDecides(t *testing.T) {
 func TestPolicyNeedsEveryParam(t *testing.T) {
 	if _, err := opabaseline.Policy(opabaseline.Params{Constraint: "cert", Issuer: "https://i", Audience: "a"}); err == nil {
 		t.Error("a policy without Action was rendered")
+	}
+}
+
+// decide evaluates data.opa_authz.decision on input with modules and data.
+func decide(t *testing.T, modules map[string]string, data map[string]any, input map[string]any) (bool, string) {
+	t.Helper()
+	opts := []func(*rego.Rego){rego.Query("data.opa_authz.decision"), rego.Store(inmem.NewFromObject(data)), rego.Input(input)}
+	for name, src := range modules {
+		opts = append(opts, rego.Module(name, src))
+	}
+	rs, err := rego.New(opts...).Eval(t.Context())
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("%v: %v, %v", input, rs, err)
+	}
+	d := rs[0].Expressions[0].Value.(map[string]any)
+	reasons, _ := json.Marshal(d["reasons"])
+	return d["allow"] == true, string(reasons)
+}
+
+// exampleData is an example's data.json with the key at data.opa_bench.
+func exampleData(t *testing.T, name string, key string) map[string]any {
+	t.Helper()
+	fsys, err := examples.FS(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := fs.ReadFile(fsys, "data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base map[string]any
+	if err := json.Unmarshal(raw, &base); err != nil {
+		t.Fatal(err)
+	}
+	return opabaseline.Data(base, key)
+}
+
+// TestRESTPolicyDecides: the baseline with RESTModule names the action from
+// the method and the path, as the default policy does.
+func TestRESTPolicyDecides(t *testing.T) {
+	iss := authztest.NewIssuer(t, "ES256")
+	raw, err := fs.ReadFile(policies.FS(), "data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base map[string]any
+	if err := json.Unmarshal(raw, &base); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := opabaseline.Policy(opabaseline.Params{Constraint: "cert", Issuer: iss.Name, Audience: iss.Audience, Action: opabaseline.RESTAction})
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules := map[string]string{"policy.rego": policy, "rest.rego": opabaseline.RESTModule()}
+	data := opabaseline.Data(base, string(authztest.JWKS(t, iss)))
+	viewer := iss.Mint(t, map[string]any{"roles": []string{"viewer"}})
+	for _, tc := range []struct {
+		method, path, wantReason string
+		wantAllow                bool
+	}{
+		{"GET", "/orders/42", "role viewer grants orders:read", true},
+		{"get", "/orders/42?x=1", "role viewer grants orders:read", true},
+		{"POST", "/orders/42", "no role grants orders:write", false},
+		{"DELETE", "/orders/42", "no role grants orders:delete", false},
+		{"GET", "/catalog/7", "catalog:read is public", true},
+		{"TRACE", "/orders/42", "[]", false},
+	} {
+		allow, reasons := decide(t, modules, data, map[string]any{"method": tc.method, "path": tc.path, "token": viewer})
+		if allow != tc.wantAllow || !strings.Contains(reasons, tc.wantReason) {
+			t.Errorf("%s %s: allow %v, reasons %s; want %v, %q", tc.method, tc.path, allow, reasons, tc.wantAllow, tc.wantReason)
+		}
+	}
+}
+
+// TestCallerPolicyDecides: roles AND the calling-service allowlist, the
+// caller's certificate verified against the CA in data, named as Verdict
+// names it.
+func TestCallerPolicyDecides(t *testing.T) {
+	iss := authztest.NewIssuer(t, "ES256")
+	ca, other := authztest.NewCA(t, "load CA"), authztest.NewCA(t, "other CA")
+	policy, err := opabaseline.CallerPolicy(opabaseline.Params{Constraint: "cert", Issuer: iss.Name, Audience: iss.Audience, Action: "input.action"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := exampleData(t, "caller", string(authztest.JWKS(t, iss)))
+	data["opa_bench"].(map[string]any)["ca"] = string(ca.PEM())
+	svc := func(c *authztest.CA, name string) string {
+		return string(c.Issue(t, authztest.LeafOptions{CommonName: name, URIs: []string{"spiffe://load.test/ns/shop/sa/" + name}}).CertPEM)
+	}
+	serverOnly := string(ca.Issue(t, authztest.LeafOptions{URIs: []string{"spiffe://load.test/ns/shop/sa/web"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}).CertPEM)
+	byDNS := string(ca.Issue(t, authztest.LeafOptions{CommonName: "x", DNSNames: []string{"payments.shop"}}).CertPEM)
+	viewer := iss.Mint(t, map[string]any{"roles": []string{"viewer"}})
+	modules := map[string]string{"policy.rego": policy}
+	for _, tc := range []struct {
+		name, cert, action, wantReason string
+		wantAllow                      bool
+	}{
+		{"web reads", svc(ca, "web"), "orders:read", "role viewer grants orders:read to service web", true},
+		{"payments reads", svc(ca, "payments"), "orders:read", "role viewer grants orders:read to service payments", true},
+		{"reports is not allowed", svc(ca, "reports"), "orders:read", "service reports may not call orders:read", false},
+		{"unknown service", svc(ca, "unknown"), "orders:read", "caller spiffe://load.test/ns/shop/sa/unknown is not a known service", false},
+		{"role does not grant", svc(ca, "web"), "orders:write", "no role grants orders:write", false},
+		{"another CA", svc(other, "web"), "orders:read", "the caller is not authenticated", false},
+		{"not for client auth", serverOnly, "orders:read", "the caller is not authenticated", false},
+		{"named by DNS", byDNS, "orders:read", "caller payments.shop is not a known service", false},
+		{"no certificate", "", "orders:read", "the caller is not authenticated", false},
+	} {
+		allow, reasons := decide(t, modules, data, map[string]any{"token": viewer, "action": tc.action, "caller": map[string]any{"certificate": tc.cert}})
+		if allow != tc.wantAllow || !strings.Contains(reasons, tc.wantReason) {
+			t.Errorf("%s: allow %v, reasons %s; want %v, %q", tc.name, allow, reasons, tc.wantAllow, tc.wantReason)
+		}
+	}
+}
+
+// TestABACPolicyDecides: tenant and owner attributes against the claims.
+func TestABACPolicyDecides(t *testing.T) {
+	iss := authztest.NewIssuer(t, "ES256")
+	policy, err := opabaseline.ABACPolicy(opabaseline.Params{Constraint: "cert", Issuer: iss.Name, Audience: iss.Audience, Action: "input.action"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := exampleData(t, "abac", string(authztest.JWKS(t, iss)))
+	editor := iss.Mint(t, map[string]any{"sub": "user-1", "tenant": "tenant-1", "roles": []string{"editor"}})
+	modules := map[string]string{"policy.rego": policy}
+	for _, tc := range []struct {
+		action     string
+		resource   map[string]any
+		wantAllow  bool
+		wantReason string
+	}{
+		{"orders:read", map[string]any{"owner": "user-2", "tenant": "tenant-1"}, true, "role editor grants orders:read in tenant tenant-1"},
+		{"orders:write", map[string]any{"owner": "user-1", "tenant": "tenant-1"}, true, "role editor grants orders:write in tenant tenant-1"},
+		{"orders:write", map[string]any{"owner": "user-2", "tenant": "tenant-1"}, false, "only the owner may orders:write"},
+		{"orders:read", map[string]any{"owner": "user-1", "tenant": "tenant-2"}, false, "the subject is not in tenant tenant-2"},
+		{"orders:read", map[string]any{"owner": "user-1"}, false, "the subject is not in tenant (none)"},
+		{"orders:delete", map[string]any{"owner": "user-1", "tenant": "tenant-1"}, false, "no role grants orders:delete"},
+	} {
+		allow, reasons := decide(t, modules, data, map[string]any{"token": editor, "action": tc.action, "resource": tc.resource})
+		if allow != tc.wantAllow || !strings.Contains(reasons, tc.wantReason) {
+			t.Errorf("%s %v: allow %v, reasons %s; want %v, %q", tc.action, tc.resource, allow, reasons, tc.wantAllow, tc.wantReason)
+		}
 	}
 }
