@@ -177,11 +177,18 @@ func BenchmarkDecide(b *testing.B) {
 	//                   signature and claims, converts the claims and
 	//                   evaluates, exactly as for a never-seen token (the
 	//                   cache inserts a real first-time decision also does
-	//                   are not timed).
+	//                   are not timed);
+	//   new_token_known_subject
+	//                   verified-token cache off, decision cache on: every
+	//                   decision verifies its token as a never-seen one
+	//                   (signature, claims, conversion), and the token's
+	//                   claims match a subject decided before (same sub and
+	//                   roles, another jti): the decision cache, keyed on
+	//                   what the policy reads, answers without evaluating.
 	for _, variant := range []struct {
 		name                      string
 		tokenCache, decisionCache int
-	}{{"cached_token", 0, 0}, {"verified_token", 0, -1}, {"first_time", -1, -1}} {
+	}{{"cached_token", 0, 0}, {"verified_token", 0, -1}, {"first_time", -1, -1}, {"new_token_known_subject", -1, 0}} {
 		b.Run(variant.name, func(b *testing.B) {
 			for _, alg := range benchAlgs {
 				b.Run(alg, func(b *testing.B) {

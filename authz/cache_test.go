@@ -7,20 +7,36 @@ import (
 	"time"
 )
 
+// mainLen counts the entries in the main segments.
+func (c *expiringCache[V]) mainLen() int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.main.entries)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
 func key(i int) cacheKey { return cacheKey(sha256.Sum256(fmt.Appendf(nil, "token-%d", i))) }
 
 func TestExpiringCacheBoundedAndExpiring(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	c := newExpiringCache[string](cacheShards * 4)
+	c := newExpiringCache[string](cacheLimits{bytes: 1 << 30, entries: cacheShards * 5})
 	for i := range 10_000 {
 		k := key(i)
-		c.put(&k, fmt.Sprint(i), now.Add(time.Hour), now)
+		c.put(&k, fmt.Sprint(i), 1, now.Add(time.Hour), now)
+		c.get(&k, now) // a second use: to the main segment
 	}
-	if n := c.len(); n > cacheShards*4 {
-		t.Fatalf("cache holds %d entries, bound is %d", n, cacheShards*4)
+	if n := c.len(); n > cacheShards*5 {
+		t.Fatalf("cache holds %d entries, bound is %d", n, cacheShards*5)
 	}
 	k := key(20_000)
-	c.put(&k, "x", now.Add(time.Minute), now)
+	c.put(&k, "x", 1, now.Add(time.Minute), now)
 	if v, ok := c.get(&k, now); !ok || v != "x" {
 		t.Fatal("fresh entry missing")
 	}
@@ -28,18 +44,77 @@ func TestExpiringCacheBoundedAndExpiring(t *testing.T) {
 		t.Fatal("entry served at its expiry")
 	}
 	expired := key(20_001)
-	c.put(&expired, "old", now, now)
+	c.put(&expired, "old", 1, now, now)
 	if _, ok := c.get(&expired, now.Add(-time.Second)); ok {
 		t.Fatal("an already-expired entry was cached")
 	}
 }
 
+// TestExpiringCacheBoundedByBytes: the estimated bytes stay within the
+// bound, whatever the mix of sizes, and an entry larger than the
+// probationary segment is not stored.
+func TestExpiringCacheBoundedByBytes(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	const bound = 1 << 20
+	c := newExpiringCache[int](cacheLimits{bytes: bound})
+	for i := range 20_000 {
+		k := key(i)
+		c.put(&k, i, 100+i%3000, now.Add(time.Hour), now)
+		if i%2 == 0 {
+			c.get(&k, now)
+		}
+	}
+	n, bytes := c.stats()
+	if bytes > bound || n == 0 {
+		t.Fatalf("cache holds %d entries of %d bytes, bound is %d bytes", n, bytes, bound)
+	}
+	big := key(-1)
+	c.put(&big, 1, bound/cacheShards, now.Add(time.Hour), now)
+	if _, ok := c.get(&big, now); ok {
+		t.Fatal("an entry larger than the probationary segment was stored")
+	}
+}
+
+// TestExpiringCacheOneShotFloodKeepsHotEntries: entries used twice live in
+// the main segment, which a flood of keys used once never reaches.
+func TestExpiringCacheOneShotFloodKeepsHotEntries(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := newExpiringCache[int](cacheLimits{bytes: 1 << 30, entries: cacheShards * 50})
+	const hot = cacheShards * 10 // well within the main segment's 40 per shard
+	for i := range hot {
+		k := key(i)
+		c.put(&k, i, 1, now.Add(time.Hour), now)
+		if _, ok := c.get(&k, now); !ok {
+			t.Fatalf("hot entry %d missing on its second use", i)
+		}
+	}
+	for i := range 100_000 {
+		k := key(hot + i)
+		c.put(&k, i, 1, now.Add(time.Hour), now)
+	}
+	for i := range hot {
+		k := key(i)
+		if v, ok := c.get(&k, now); !ok || v != i {
+			t.Fatalf("hot entry %d displaced by keys used once", i)
+		}
+	}
+	// The probationary segment still admits: a new key used twice stays.
+	k := key(-1)
+	c.put(&k, -1, 1, now.Add(time.Hour), now)
+	if _, ok := c.get(&k, now); !ok {
+		t.Fatal("a new entry is not found on its second use")
+	}
+}
+
 func TestExpiringCacheDeleteFunc(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	c := newExpiringCache[int](1024)
+	c := newExpiringCache[int](cacheLimits{bytes: 1 << 30})
 	for i := range 100 {
 		k := key(i)
-		c.put(&k, i, now.Add(time.Hour), now)
+		c.put(&k, i, 1, now.Add(time.Hour), now)
+		if i%4 < 2 {
+			c.get(&k, now) // half of them in the main segment
+		}
 	}
 	c.deleteFunc(func(v int) bool { return v%2 == 0 })
 	for i := range 100 {
@@ -48,13 +123,24 @@ func TestExpiringCacheDeleteFunc(t *testing.T) {
 			t.Fatalf("entry %d present=%v after deleting the even ones", i, ok)
 		}
 	}
+	for i := range 100 {
+		k := key(i)
+		c.delete(&k)
+	}
+	if n, bytes := c.stats(); n != 0 || bytes != 0 {
+		t.Fatalf("%d entries of %d bytes left after deleting them all", n, bytes)
+	}
 }
 
 func TestNilExpiringCache(t *testing.T) {
-	var c *expiringCache[int] // a disabled cache
+	c := newExpiringCache[int](cacheLimits{}) // a disabled cache
+	if c != nil {
+		t.Fatal("a cache without bytes was made")
+	}
 	k := key(1)
-	c.put(&k, 1, time.Now().Add(time.Hour), time.Now())
+	c.put(&k, 1, 1, time.Now().Add(time.Hour), time.Now())
 	c.deleteFunc(func(int) bool { return true })
+	c.delete(&k)
 	if _, ok := c.get(&k, time.Now()); ok || c.len() != 0 {
 		t.Fatal("nil cache stored an entry")
 	}

@@ -84,9 +84,10 @@ func (e *CompileError) Unwrap() []error {
 type compiled struct {
 	snapshot *bundles.Snapshot
 	query    rego.PreparedEvalQuery
-	// decisions caches this snapshot's answers; nil when the policy's
-	// answers may depend on more than the request (see cacheNote).
+	// decisions caches this snapshot's answers, keyed as keys says; nil
+	// when they are not cached (see cacheNote).
 	decisions *expiringCache[cachedDecision]
+	keys      keyPlan
 	cacheNote string
 	// elseRules are the else branches, for explanations.
 	elseRules map[*ast.Rule]bool
@@ -222,7 +223,7 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 }
 
 // prepare compiles a snapshot and prepares its decision query.
-func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCacheSize int) (*compiled, error) {
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCache cacheLimits) (*compiled, error) {
 	c, query, err := compileModules(s, entry, false)
 	if err != nil {
 		return nil, err
@@ -241,10 +242,11 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCac
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
 	}
 	cp := &compiled{snapshot: s, query: pq, cacheNote: "off: disabled", elseRules: elseBranches(c)}
-	if decisionCacheSize > 0 {
-		var ok bool
-		if ok, cp.cacheNote = decisionCacheability(c); ok {
-			cp.decisions = newExpiringCache[cachedDecision](decisionCacheSize)
+	if decisionCache.bytes > 0 {
+		cp.keys = planDecisionKeys(c)
+		cp.cacheNote = cp.keys.note
+		if cp.keys.mode != keyOff {
+			cp.decisions = newExpiringCache[cachedDecision](decisionCache)
 		}
 	}
 	return cp, nil

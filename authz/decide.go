@@ -92,10 +92,13 @@ type Decision struct {
 // (evaluation failed or timed out, or the result broke the policy
 // contract). The decision's reason is the refusal's Reason.
 //
-// When the snapshot's policy can only depend on the request (see
-// Status.DecisionCache), a request repeated with the same token, caller
-// credential and action and no resource is answered from the snapshot's
-// decision cache, with a fresh ID; everything else is evaluated.
+// Each snapshot caches its decisions keyed on the input values its policy
+// reads (see Status.DecisionCache): a request that agrees with an earlier
+// one on every one of them (say the same roles and action, from another
+// token of the same subject) is answered from the cache, with a fresh ID,
+// after its credentials are verified as always. A policy that reads the
+// clock, the request's context or a nondeterministic builtin is evaluated
+// every time, as is a request asking for an explanation.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	start := e.now()
 	d := Decision{ID: rand.Text()}
@@ -118,12 +121,12 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 	}
 	d.Revision = cp.snapshot.Revision
 
-	a := asked{subject: anonymousSubject, expires: now.Add(noExpTTL), seenBefore: true, asserted: req.Subject != nil}
+	a := asked{subject: anonymousSubject, expires: now.Add(noExpTTL)}
 	var subjectContent *[32]byte // the subject token's signed content
 	switch {
-	case a.asserted && req.Token != "":
+	case req.Subject != nil && req.Token != "":
 		return Refusef(ErrInvalidRequest, "subject: give a token or an asserted subject, not both")
-	case a.asserted:
+	case req.Subject != nil:
 		t, err := assertedSubject(req.Subject)
 		if err != nil {
 			return err
@@ -131,11 +134,11 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 		a.subject, d.SubjectID = t, req.Subject.ID
 	}
 	if req.Token != "" {
-		vt, key, hit, err := e.verify(ctx, string(req.Token), forSubject, now)
+		vt, key, _, err := e.verify(ctx, string(req.Token), forSubject, now)
 		if err != nil {
 			return RefuseWith(ErrToken, err)
 		}
-		a.subject, d.SubjectID, a.subjectKey, a.seenBefore = vt.subject, vt.subjectID, key, hit
+		a.subject, d.SubjectID, a.subjectKey, a.subjectToken = vt.subject, vt.subjectID, key, vt
 		subjectContent = &vt.content
 		a.expires = earliest(a.expires, vt.expires)
 	}
@@ -164,54 +167,70 @@ func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Dec
 type asked struct {
 	subject    *ast.Term
 	subjectKey cacheKey // identifies the subject's token; zero for none
-	caller     callerInput
-	// expires is when the first credential stops being valid.
+	// subjectToken is the verified token subject was built from; nil for
+	// none. Its decision key memo stands for subject's reads.
+	subjectToken *verifiedToken
+	caller       callerInput
+	// expires is when the first credential stops being valid: no cached
+	// decision outlives it.
 	expires time.Time
-	// seenBefore is false for a token verified just now: its decision is
-	// not cached, so that a flood of one-shot tokens does not fill the
-	// decision cache (a token's answers are cached from its second use on).
-	seenBefore bool
-	asserted   bool // the subject was asserted by the client
 }
 
 // answer is the policy's answer to req from snapshot cp: from the
-// snapshot's decision cache (cached) when it has made the same decision
-// before, else evaluated.
+// snapshot's decision cache (cached) when it has decided a request that
+// agrees on everything the policy reads, else evaluated.
+//
+// The key is computed from what an evaluation needs anyway: the subject
+// and caller already built, input.action, and input.resource when the
+// policy reads it; an evaluation after a miss reuses them. A resource or
+// context attributes the engine cannot convert are refused on a hit as on
+// a miss, so the cache never answers a request evaluation would refuse.
 func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *asked, now time.Time, d *Decision) (cached bool, err error) {
-	// A decision the snapshot has made before for the same subject, caller
-	// and action is answered from its cache (see decisionKey). Asserted
-	// subjects and action properties are not part of the key, so requests
-	// with them are always evaluated.
+	cacheable := cp.decisions != nil && !req.Explain
+	var action, resource, attributes *ast.Term
+	if !cacheable || !cp.keys.actionFromFields(&req.Action) {
+		if action, err = actionTerm(req.Action); err != nil {
+			return false, err
+		}
+	} else if req.Action.empty() {
+		return false, errNoAction()
+	}
+	if len(req.Resource) > 0 {
+		if resource, err = freeFormTerm("resource", req.Resource); err != nil {
+			return false, err
+		}
+	} else {
+		resource = emptyResource
+	}
+	if len(req.Attributes) > 0 {
+		if attributes, err = freeFormTerm("context.attributes", req.Attributes); err != nil {
+			return false, err
+		}
+	}
+
 	var key cacheKey
-	cacheable := cp.decisions != nil && len(req.Resource) == 0 && !a.asserted && len(req.Action.Properties) == 0 && !req.Explain
 	if cacheable {
-		key = decisionKey(&a.subjectKey, &a.caller.key, &req.Action)
+		key = cp.keys.key(a, &req.Action, action, resource)
 		if cd, ok := cp.decisions.get(&key, now); ok {
 			cd.fill(d)
 			if e.keepInput {
-				return true, e.keepInputOf(req, a.subject, a.caller.term, now, d)
+				if action == nil {
+					if action, err = actionTerm(req.Action); err != nil {
+						return true, err
+					}
+				}
+				d.Input = inputValue(a.subject, a.caller.term, action, resource, e.contextOf(req, now, attributes, d))
 			}
 			return true, nil
 		}
 	}
+	if action == nil {
+		if action, err = actionTerm(req.Action); err != nil {
+			return false, err
+		}
+	}
 
-	action, err := actionTerm(req.Action)
-	if err != nil {
-		return false, err
-	}
-	resource, err := freeFormTerm("resource", req.Resource)
-	if err != nil {
-		return false, err
-	}
-	requestID := req.RequestID
-	if requestID == "" {
-		requestID = d.ID
-	}
-	context_, err := contextTerm(now, requestID, req.RemoteAddr, req.Attributes)
-	if err != nil {
-		return false, err
-	}
-	input := inputValue(a.subject, a.caller.term, action, resource, context_)
+	input := inputValue(a.subject, a.caller.term, action, resource, e.contextOf(req, now, attributes, d))
 	if e.keepInput {
 		d.Input = input
 	}
@@ -223,10 +242,21 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 	if err := e.evaluate(ctx, cp, input, now, x, d); err != nil {
 		return false, err
 	}
-	if cacheable && a.seenBefore {
-		cp.decisions.put(&key, newCachedDecision(d), a.expires, now)
+	if cacheable {
+		cd := newCachedDecision(d)
+		cp.decisions.put(&key, cd, cd.size(), a.expires, now)
 	}
 	return false, nil
+}
+
+// contextOf builds input.context; attributes is the converted
+// req.Attributes, nil when there are none.
+func (e *Engine) contextOf(req *Request, now time.Time, attributes *ast.Term, d *Decision) *ast.Term {
+	requestID := req.RequestID
+	if requestID == "" {
+		requestID = d.ID
+	}
+	return contextTerm(now, requestID, req.RemoteAddr, attributes)
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -243,6 +273,9 @@ type callerInput struct {
 	id      string
 	key     cacheKey  // identifies the credential; zero for none
 	expires time.Time // when the credential stops being valid; zero for never
+	// token is the verified service token term was built from; nil for
+	// none. Its decision key memo stands for term's reads.
+	token *verifiedToken
 }
 
 // caller builds input.caller from the request's caller credential.
@@ -284,7 +317,7 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte
 		if vt.caller == nil {
 			return callerInput{}, Refusef(ErrCaller, "service token names no service (no azp, client_id or sub)")
 		}
-		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires}, nil
+		return callerInput{term: vt.caller, id: vt.callerID, key: key, expires: vt.expires, token: vt}, nil
 	}
 	return callerInput{term: anonymousCaller}, nil
 }
@@ -339,23 +372,4 @@ func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions
 	}
 	d.Duration = e.now().Sub(start)
 	return d, err
-}
-
-// keepInputOf builds the input document of a decision answered from the
-// cache, which made none, for Options.KeepInput.
-func (e *Engine) keepInputOf(req *Request, subject, caller *ast.Term, now time.Time, d *Decision) error {
-	action, err := actionTerm(req.Action)
-	if err != nil {
-		return err
-	}
-	requestID := req.RequestID
-	if requestID == "" {
-		requestID = d.ID
-	}
-	context_, err := contextTerm(now, requestID, req.RemoteAddr, req.Attributes)
-	if err != nil {
-		return err
-	}
-	d.Input = inputValue(subject, caller, action, ast.NewTerm(ast.NewObject()), context_)
-	return nil
 }

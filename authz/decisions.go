@@ -1,11 +1,15 @@
 package authz
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -22,6 +26,19 @@ type verifiedToken struct {
 	keyID     string
 	content   [32]byte  // SHA-256 of the signed content (header.payload)
 	expires   time.Time // never later than the token's exp
+	size      int       // estimated memory in bytes, for the cache's bound
+	// memo is the token's part of the decision key under the plan of the
+	// snapshot that last used it (keyPlan.appendTokenReads).
+	memo atomic.Pointer[keyMemo]
+}
+
+// keyMemo is the encoding of a plan's reads of input.subject (or
+// input.caller) built from one verified token, which they depend on
+// alone: a cache hit for a known token then touches none of its claims.
+type keyMemo struct {
+	plan    *planID
+	section section
+	enc     []byte
 }
 
 // cachedDecision is the part of a decision a snapshot's cache keeps. It is
@@ -40,74 +57,285 @@ func (c cachedDecision) fill(d *Decision) {
 	d.Allow, d.Reasons, d.Headers = c.allow, slices.Clone(c.reasons), maps.Clone(c.headers)
 }
 
-// decisionKey identifies a request to the decision cache: the verified
-// subject token, the caller credential and the action, exactly. A request
-// with a resource is never looked up, and input.context cannot matter
-// because only policies that never read it are cached.
-func decisionKey(subject, caller *cacheKey, a *Action) cacheKey {
-	h := sha256.New()
-	h.Write(subject[:])
-	h.Write(caller[:])
-	for _, s := range [...]string{a.Name, a.Method, a.Path} {
-		var n [4]byte
-		n[0], n[1], n[2], n[3] = byte(len(s)>>24), byte(len(s)>>16), byte(len(s)>>8), byte(len(s))
-		h.Write(n[:])
-		h.Write([]byte(s))
+// size is the decision's estimated memory in bytes, for the cache's
+// bound.
+func (c cachedDecision) size() int {
+	n := 64 + 16*len(c.reasons)
+	for _, r := range c.reasons {
+		n += len(r)
 	}
-	var k cacheKey
-	h.Sum(k[:0])
-	return k
-}
-
-// timeDependent lists builtins whose answer depends on the clock even though
-// OPA does not mark them nondeterministic.
-var timeDependent = map[string]bool{
-	"io.jwt.decode_verify":                                   true,
-	"crypto.x509.parse_and_verify_certificates":              true,
-	"crypto.x509.parse_and_verify_certificates_with_options": true,
-}
-
-// decisionCacheability reports whether every answer of the compiled policy
-// is a pure function of subject, caller, action and resource, so that the
-// same request may be answered from a cache until the snapshot changes. It
-// is not when any rule reads input.context (time, request id, remote
-// address, attributes) or the input document as a whole, or uses a
-// nondeterministic or clock-dependent builtin (called, or named in `with`) (time.now_ns, http.send,
-// rand.intn, uuid.rfc4122, opa.runtime, ...). The note says why.
-func decisionCacheability(c *ast.Compiler) (bool, string) {
-	reason := ""
-	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		ast.WalkRefs(c.Modules[name], func(r ast.Ref) bool {
-			if reason != "" {
-				return true
-			}
-			// A builtin named anywhere, called or not (`with f as
-			// http.send` names it without calling it).
-			if op := r.String(); timeDependent[op] {
-				reason = "the policy uses " + op
-			} else if b, ok := ast.BuiltinMap[op]; ok && b.Nondeterministic {
-				reason = "the policy uses " + op
-			}
-			if reason != "" || !r.HasPrefix(ast.InputRootRef) {
-				return reason != ""
-			}
-			if len(r) < 2 {
-				reason = "the policy reads the whole input document"
-				return true
-			}
-			switch part := r[1].Value.(type) {
-			case ast.String:
-				if part == "context" {
-					reason = "the policy reads input.context"
-				}
-			default:
-				reason = "the policy reads input with a computed key"
-			}
-			return reason != ""
-		})
-		if reason != "" {
-			return false, "off: " + reason + " (" + strings.TrimPrefix(name, "verdict:") + ")"
+	if c.headers != nil {
+		n += 48
+		for k, v := range c.headers {
+			n += 64 + len(k) + len(v)
 		}
 	}
-	return true, "on"
+	return n
+}
+
+// keyBufSize is the stack buffer a key is encoded in; a longer encoding
+// (large subtrees) moves to the heap.
+const keyBufSize = 256
+
+// key is the decision cache key of a request under plan p: the SHA-256 of
+// the canonical encoding of the values at p's reads (keyReads), or of the
+// request's credentials, action and resource (keyRequest). subject and
+// caller come from a; resource is the built input.resource, action the
+// built input.action, or nil when actionFromFields(act) says act's fields
+// are enough (no input.action built: a cache hit costs no allocation).
+//
+// The encoding is injective: each read's value is encoded with its type
+// and lengths, and an absent value has its own tag, so two keys are equal
+// only when every read found equal values (or found none). Numbers are
+// encoded as written ("1" and "1.0" differ), which can only split a key,
+// never merge two. The reads are fixed per snapshot, so their paths need
+// not be encoded.
+func (p *keyPlan) key(a *asked, act *Action, action, resource *ast.Term) cacheKey {
+	var b [keyBufSize]byte
+	buf := b[:0]
+	switch p.mode {
+	case keyReads:
+		// The reads are sorted by section: subject, caller, action,
+		// resource.
+		buf = p.appendTokenReads(buf, sectionSubject, a.subjectToken, a.subject == anonymousSubject, a, act, action, resource)
+		buf = p.appendTokenReads(buf, sectionCaller, a.caller.token, a.caller.term == anonymousCaller, a, act, action, resource)
+		buf = p.appendReads(buf, p.bounds[sectionAction], len(p.reads), a, act, action, resource)
+	case keyRequest:
+		buf = appendIdentity(buf, &a.subjectKey, a.subject)
+		buf = appendIdentity(buf, &a.caller.key, a.caller.term)
+		buf = appendCanonical(buf, action.Value)
+		buf = appendCanonical(buf, resource.Value)
+	}
+	return sha256.Sum256(buf)
+}
+
+// appendTokenReads encodes the reads of section s (the subject or the
+// caller): as encoded once for the plan when the section is the shared
+// anonymous value, from vt's memo when vt, the token the section was built
+// from, has one for p, else from the section's value (and then memoises
+// them in vt).
+func (p *keyPlan) appendTokenReads(buf []byte, s section, vt *verifiedToken, anonymous bool, a *asked, act *Action, action, resource *ast.Term) []byte {
+	from, to := p.bounds[s], p.bounds[s+1]
+	switch {
+	case anonymous && p.anonymous[s] != nil:
+		return append(buf, p.anonymous[s]...)
+	case vt == nil || from == to:
+		return p.appendReads(buf, from, to, a, act, action, resource)
+	}
+	if m := vt.memo.Load(); m != nil && m.plan == p.id && m.section == s {
+		return append(buf, m.enc...)
+	}
+	n := len(buf)
+	buf = p.appendReads(buf, from, to, a, act, action, resource)
+	vt.memo.Store(&keyMemo{plan: p.id, section: s, enc: bytes.Clone(buf[n:])})
+	return buf
+}
+
+// appendReads encodes p.reads[from:to].
+func (p *keyPlan) appendReads(buf []byte, from, to int, a *asked, act *Action, action, resource *ast.Term) []byte {
+	for i := from; i < to; i++ {
+		r := &p.reads[i]
+		var t *ast.Term
+		switch r.section {
+		case sectionSubject:
+			t = a.subject
+		case sectionCaller:
+			t = a.caller.term
+		case sectionAction:
+			if action == nil {
+				buf = appendActionField(buf, r, act)
+				continue
+			}
+			t = action
+		case sectionResource:
+			t = resource
+		}
+		for _, k := range r.path {
+			if t == nil {
+				break
+			}
+			t = t.Get(k)
+		}
+		switch {
+		case t == nil:
+			buf = append(buf, tagAbsent)
+		case r.kindOnly:
+			buf = append(buf, kindTag(t.Value))
+		default:
+			buf = appendCanonical(buf, t.Value)
+		}
+	}
+	return buf
+}
+
+// actionFromFields reports whether a key can read input.action from act's
+// fields without building it: the plan reads named members of the action
+// only, and act has neither a path nor properties (whose conversion and
+// checks only building does), so every member but name and method is
+// absent.
+func (p *keyPlan) actionFromFields(act *Action) bool {
+	return p.mode == keyReads && p.actionFields && act.Path == "" && len(act.Properties) == 0
+}
+
+// appendActionField encodes what read r finds in the input.action that
+// actionTerm would build from act, when actionFromFields(act): the name,
+// the method upper-cased, or nothing.
+func appendActionField(buf []byte, r *inputRead, a *Action) []byte {
+	var s string
+	upper := false
+	switch r.field {
+	case fieldName:
+		s = a.Name
+	case fieldMethod:
+		s, upper = a.Method, true
+	}
+	switch {
+	case s == "" || len(r.path) > 1: // absent, or below a string
+		return append(buf, tagAbsent)
+	case r.kindOnly:
+		return append(buf, tagString)
+	case upper:
+		return appendUpper(append(buf, tagString), s)
+	}
+	return appendText(append(buf, tagString), s)
+}
+
+// appendUpper is appendText(buf, strings.ToUpper(s)), without allocating
+// for ASCII.
+func appendUpper(buf []byte, s string) []byte {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return appendText(buf, strings.ToUpper(s))
+		}
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	for i := range len(s) {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		buf = append(buf, c)
+	}
+	return buf
+}
+
+// Tags of the canonical encoding.
+const (
+	tagAbsent   = 0
+	tagNull     = 'n'
+	tagFalse    = 'f'
+	tagTrue     = 't'
+	tagNumber   = 'N'
+	tagString   = 'S'
+	tagArray    = 'A'
+	tagObject   = 'O'
+	tagSet      = 'E'
+	tagOther    = 'X'
+	tagIdentity = 'I' // a credential's hash stands for the value it proves
+)
+
+// appendIdentity encodes a subject or caller in a request key: by the hash
+// of its credential (a token, a certificate, a mesh principal), which
+// determines the value the engine builds from it, or when there is none
+// (anonymous, asserted) by the value itself.
+func appendIdentity(buf []byte, key *cacheKey, t *ast.Term) []byte {
+	if *key != (cacheKey{}) {
+		buf = append(buf, tagIdentity)
+		return append(buf, key[:]...)
+	}
+	return appendCanonical(buf, t.Value)
+}
+
+// kindTag is the tag of v's type.
+func kindTag(v ast.Value) byte {
+	switch v := v.(type) {
+	case ast.Null:
+		return tagNull
+	case ast.Boolean:
+		if v {
+			return tagTrue
+		}
+		return tagFalse
+	case ast.Number:
+		return tagNumber
+	case ast.String:
+		return tagString
+	case *ast.Array:
+		return tagArray
+	case ast.Object:
+		return tagObject
+	case ast.Set:
+		return tagSet
+	}
+	return tagOther
+}
+
+// appendCanonical appends the canonical encoding of v: its type tag, then
+// for scalars the length and text, for collections the length and the
+// elements (objects by sorted key, sets sorted, as OPA orders them).
+func appendCanonical(buf []byte, v ast.Value) []byte {
+	switch v := v.(type) {
+	case ast.Null, ast.Boolean:
+		return append(buf, kindTag(v))
+	case ast.Number:
+		return appendText(append(buf, tagNumber), string(v))
+	case ast.String:
+		return appendText(append(buf, tagString), string(v))
+	case *ast.Array:
+		buf = binary.AppendUvarint(append(buf, tagArray), uint64(v.Len()))
+		for i := range v.Len() {
+			buf = appendCanonical(buf, v.Elem(i).Value)
+		}
+		return buf
+	case ast.Object:
+		// Keys, not Foreach: a closure would move buf to the heap.
+		buf = binary.AppendUvarint(append(buf, tagObject), uint64(v.Len()))
+		for _, k := range v.Keys() {
+			buf = appendCanonical(buf, k.Value)
+			buf = appendCanonical(buf, v.Get(k).Value)
+		}
+		return buf
+	case ast.Set:
+		buf = binary.AppendUvarint(append(buf, tagSet), uint64(v.Len()))
+		for _, x := range v.Slice() {
+			buf = appendCanonical(buf, x.Value)
+		}
+		return buf
+	}
+	// Never in a document the engine builds (refs, variables,
+	// comprehensions); encoded by their text all the same.
+	return appendText(append(buf, tagOther), v.String())
+}
+
+func appendText(buf []byte, s string) []byte {
+	return append(binary.AppendUvarint(buf, uint64(len(s))), s...)
+}
+
+// termBytes estimates the memory an OPA value holds, in bytes, for the
+// caches' bounds: a term, plus its value (strings by length, collections
+// by their elements and per-element bookkeeping).
+func termBytes(t *ast.Term) int {
+	n := 32
+	switch v := t.Value.(type) {
+	case ast.String:
+		n += 16 + len(v)
+	case ast.Number:
+		n += 16 + len(v)
+	case *ast.Array:
+		n += 64 + 16*v.Len()
+		for i := range v.Len() {
+			n += termBytes(v.Elem(i))
+		}
+	case ast.Object:
+		n += 96
+		for _, k := range v.Keys() {
+			n += 80 + termBytes(k) + termBytes(v.Get(k))
+		}
+	case ast.Set:
+		n += 96
+		for _, x := range v.Slice() {
+			n += 64 + termBytes(x)
+		}
+	}
+	return n
 }

@@ -38,8 +38,10 @@ var (
 	keyProperties    = ast.InternedTerm("properties")
 )
 
-// anonymousSubject and anonymousCaller are shared, read-only values.
+// anonymousSubject, anonymousCaller and emptyResource are shared,
+// read-only values.
 var (
+	emptyResource    = ast.NewTerm(ast.NewObject())
 	anonymousSubject = ast.NewTerm(ast.NewObject(ast.Item(keyAuthenticated, ast.InternedTerm(false))))
 	anonymousCaller  = ast.NewTerm(ast.NewObject(
 		ast.Item(keyAuthenticated, ast.InternedTerm(false)),
@@ -94,10 +96,15 @@ type Action struct {
 
 func (a Action) empty() bool { return a.Name == "" && a.Method == "" && a.Path == "" }
 
+// errNoAction refuses a request without an action.
+func errNoAction() error {
+	return Refusef(ErrInvalidRequest, "action: a name, or a method and path, is required")
+}
+
 // actionTerm builds input.action.
 func actionTerm(a Action) (*ast.Term, error) {
 	if a.empty() {
-		return nil, Refusef(ErrInvalidRequest, "action: a name, or a method and path, is required")
+		return nil, errNoAction()
 	}
 	obj := ast.NewObjectWithCapacity(4)
 	if a.Name != "" {
@@ -160,22 +167,18 @@ func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 	return ast.NewTerm(v), nil
 }
 
-// contextTerm builds input.context.
-func contextTerm(now time.Time, requestID, remoteAddr string, attrs map[string]any) (*ast.Term, error) {
+// contextTerm builds input.context; attributes is nil when there are none.
+func contextTerm(now time.Time, requestID, remoteAddr string, attributes *ast.Term) *ast.Term {
 	obj := ast.NewObjectWithCapacity(4)
 	obj.Insert(keyTime, ast.StringTerm(now.UTC().Format(time.RFC3339Nano)))
 	obj.Insert(keyRequestID, ast.StringTerm(requestID))
 	if remoteAddr != "" {
 		obj.Insert(keyRemoteAddr, ast.StringTerm(remoteAddr))
 	}
-	if len(attrs) > 0 {
-		t, err := freeFormTerm("context.attributes", attrs)
-		if err != nil {
-			return nil, err
-		}
-		obj.Insert(keyAttributes, t)
+	if attributes != nil {
+		obj.Insert(keyAttributes, attributes)
 	}
-	return ast.NewTerm(obj), nil
+	return ast.NewTerm(obj)
 }
 
 // inputValue assembles the whole document from its parts.

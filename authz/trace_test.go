@@ -84,8 +84,8 @@ func TestTraceSpans(t *testing.T) {
 			t.Fatalf("Decide: %+v, %v", d, err)
 		}
 	}
-	// First use: verified and evaluated; second: the verification is
-	// cached, the decision evaluated (and cached); third: both cached.
+	// First use: verified and evaluated (both cached on probation);
+	// second and third: both answered from the caches.
 	for range 3 {
 		decide(req)
 	}
@@ -104,7 +104,7 @@ func TestTraceSpans(t *testing.T) {
 	refused.Attrs["verdict.token.failure"] = "malformed"
 	want := []spanSummary{
 		verify(false), evaluate(false), parent,
-		verify(true), evaluate(false), parent,
+		verify(true), evaluate(true), parent,
 		verify(true), evaluate(true), parent,
 		refused, parent,
 	}

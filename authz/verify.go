@@ -61,7 +61,7 @@ func (e *Engine) verifyToken(ctx context.Context, raw string, p purpose, now tim
 	// first check and the put: either the sweep saw the entry, or this
 	// second load sees its count.
 	if e.forgets.Load() == generation {
-		e.cache.put(&key, vt, vt.expires, now)
+		e.cache.put(&key, vt, vt.size, vt.expires, now)
 		if e.forgets.Load() != generation {
 			e.cache.delete(&key)
 		}
@@ -95,6 +95,9 @@ func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) 
 	if vt.expires.IsZero() {
 		vt.expires = now.Add(noExpTTL)
 	}
+	// The caller value shares the claims with the subject value; a key
+	// memo (keyMemo) takes about 100 bytes.
+	vt.size = 384 + termBytes(vt.subject) + len(vt.subjectID) + len(vt.issuer) + len(vt.keyID)
 	if id := serviceID(v.Claims); id != "" {
 		vt.callerID = id
 		vt.caller = ast.NewTerm(ast.NewObject(
@@ -103,6 +106,7 @@ func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) 
 			ast.Item(keyMethod, ast.InternedTerm(CallerToken)),
 			ast.Item(keyClaims, claimsTerm),
 		))
+		vt.size += 2*len(id) + 512
 	}
 	return vt, nil
 }

@@ -61,8 +61,9 @@ type statusBody struct {
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
 	Loads        uint64    `json:"loads"`
 	LoadFailures uint64    `json:"load_failures"`
-	// DecisionCache says whether the serving snapshot's decisions are
-	// cached ("on"), or why not ("off: the policy reads input.context").
+	// DecisionCache says how the serving snapshot's decisions are cached
+	// ("on: keyed on input.subject.claims.roles, ..."), or why not ("off:
+	// the policy reads input.context").
 	DecisionCache string         `json:"decision_cache,omitempty"`
 	LastError     *lastErrorBody `json:"last_error,omitempty"`
 	Source        *sourceBody    `json:"source,omitempty"`

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -85,7 +86,8 @@ func TestHealth(t *testing.T) {
 	w = f.do(t, http.MethodGet, "/v1/status", "", nil, "")
 	st = decodeAnswer(t, w.Body.Bytes())
 	if st["ready"] != true || st["revision"] != snap.Revision || st["origin"] != "embedded" || st["loaded_at"] == nil ||
-		st["decision_cache"] != "on" {
+		!strings.HasPrefix(fmt.Sprint(st["decision_cache"]), "on: keyed on ") ||
+		!strings.Contains(fmt.Sprint(st["decision_cache"]), "input.subject.claims.roles") {
 		t.Errorf("status after load: %s", w.Body)
 	}
 	if w := f.do(t, http.MethodPost, "/health/ready", "", nil, ""); w.Code != 405 {

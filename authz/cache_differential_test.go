@@ -1,0 +1,275 @@
+package authz_test
+
+import (
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// differentialEcho repeats in its answer what it reads, so a wrong cache
+// hit shows as a different answer.
+const differentialEcho = `package authz
+
+allow if "admin" in input.subject.claims.roles
+
+allow if input.caller.spiffe_id == "spiffe://shop/payments"
+
+allow if object.get(input.resource, ["meta", "owner"], "") == input.subject.id
+
+reasons := [sprintf("%v|%v|%v|%v|%v", [
+	object.get(input.subject, ["claims", "tenant"], "-"),
+	object.get(input.action, "method", "-"),
+	object.get(input.action, ["segments", 0], "-"),
+	object.get(input.caller, "id", "-"),
+	object.get(input.subject, ["properties", "dept"], "-"),
+])]
+
+headers := {"x-owner": sprintf("%v", [input.resource.meta.owner])} if allow
+`
+
+// differential holds two engines on the same policy and issuer, one with
+// the default caches and one with the decision cache off, and the
+// credentials requests draw from.
+type differential struct {
+	cached, uncached *authz.Engine
+	tokens           []token.Raw
+	certs            []*x509.Certificate
+}
+
+func newDifferential(t testing.TB, snap *bundles.Snapshot) *differential {
+	t.Helper()
+	is := differentialIssuer(t)
+	// A long timeout: a shared machine running the race detector must not
+	// turn an evaluation into a timeout on one engine only.
+	opts := authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.issuer.Config()}}, EvalTimeout: time.Minute}
+	dc := &differential{tokens: is.tokens, certs: is.certs}
+	dc.cached = newEngine(t, opts, snap)
+	opts.DecisionCacheSize = -1
+	dc.uncached = newEngine(t, opts, snap)
+	return dc
+}
+
+type differentialCreds struct {
+	issuer *authztest.Issuer
+	tokens []token.Raw
+	certs  []*x509.Certificate
+}
+
+var (
+	differentialOnce  sync.Once
+	differentialSaved *differentialCreds
+)
+
+// differentialIssuer mints, once per test binary, tokens whose claims come
+// from small sets (so that many agree on what a policy reads) with a
+// unique jti, and a few caller certificates.
+func differentialIssuer(t testing.TB) *differentialCreds {
+	differentialOnce.Do(func() {
+		is := authztest.NewIssuer(t, "HS256")
+		c := &differentialCreds{issuer: is}
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range 300 {
+			claims := map[string]any{"sub": []string{"alice", "bob", "carol"}[r.IntN(3)], "jti": fmt.Sprint(i)}
+			switch r.IntN(4) {
+			case 1:
+				claims["roles"] = []string{"viewer"}
+			case 2:
+				claims["roles"] = []string{"viewer", "admin"}
+			case 3:
+				claims["roles"] = []string{"editor"}
+			}
+			if r.IntN(2) == 0 {
+				claims["tenant"] = []any{"acme", "globex", 7}[r.IntN(3)]
+			}
+			if r.IntN(3) == 0 {
+				claims["role-x"] = "admin"
+			}
+			c.tokens = append(c.tokens, token.Raw(is.Mint(t, claims)))
+		}
+		ca := authztest.NewCA(t, "shop CA")
+		for _, uri := range []string{"spiffe://shop/payments", "spiffe://shop/orders"} {
+			c.certs = append(c.certs, ca.Issue(t, authztest.LeafOptions{CommonName: "svc", URIs: []string{uri}}).Cert)
+		}
+		differentialSaved = c
+	})
+	if differentialSaved == nil {
+		t.Fatal("minting the differential tokens failed")
+	}
+	return differentialSaved
+}
+
+// request builds a request from choices: each byte picks one option.
+func (dc *differential) request(choice func(n int) int) authz.Request {
+	req := authz.Request{RequestID: fmt.Sprint(choice(1 << 16))}
+	switch choice(5) {
+	case 0:
+	case 1:
+		req.Subject = &authz.Subject{Type: "user", ID: []string{"alice", "bob"}[choice(2)],
+			Properties: map[string]any{"dept": []string{"eng", "sales"}[choice(2)], "n": choice(50)}}
+	case 2:
+		req.Token = "not.a-token"
+	default:
+		req.Token = dc.tokens[choice(len(dc.tokens))]
+	}
+	switch choice(4) {
+	case 1:
+		req.Caller.Principal = []string{"spiffe://shop/payments", "orders"}[choice(2)]
+	case 2:
+		req.Caller.Certificate = dc.certs[choice(len(dc.certs))]
+		req.Caller.Forwarded = choice(2) == 0
+	}
+	req.Action = authz.Action{
+		Name:   []string{"", "", "orders:read", "catalog:read", "inventory:reserve", "health:read"}[choice(6)],
+		Method: []string{"", "GET", "get", "POST", "DELETE", "TRACE"}[choice(6)],
+		Path:   []string{"", "/orders/42", "/orders/17", "/catalog/1/x", "/health/live", "/", "/a/../b", "/inventory:reserve"}[choice(8)],
+	}
+	if choice(6) == 0 {
+		req.Action.Properties = map[string]any{"p": choice(2)}
+	}
+	if choice(3) > 0 {
+		req.Resource = map[string]any{"id": choice(100), "noise": choice(1 << 20)}
+		switch choice(4) {
+		case 0:
+			req.Resource["meta"] = map[string]any{"owner": []string{"alice", "bob"}[choice(2)], "v": choice(9)}
+		case 1:
+			req.Resource["meta"] = []any{"alice", 3, nil}[choice(3)]
+		}
+		if choice(3) == 0 {
+			req.Resource["owner"] = []any{"alice", "bob"}[choice(2)]
+		}
+	}
+	if choice(4) == 0 {
+		req.Attributes = map[string]any{"tenant": []string{"a", "b"}[choice(2)]}
+	}
+	req.RemoteAddr = []string{"", "10.0.0.1"}[choice(2)]
+	return req
+}
+
+// check decides req on both engines and reports (as a test error) when
+// their answers differ. Safe to call from any goroutine.
+func (dc *differential) check(t *testing.T, req authz.Request) bool {
+	t.Helper()
+	got, gotErr := dc.cached.Decide(t.Context(), req)
+	want, wantErr := dc.uncached.Decide(t.Context(), req)
+	if g, w := differentialOutcome(got, gotErr), differentialOutcome(want, wantErr); g != w {
+		t.Errorf("the cached engine answered\n%s\nthe uncached one\n%s\nfor %s", g, w, describe(req))
+		return false
+	}
+	return true
+}
+
+// describe shows a request without its certificate's bytes.
+func describe(req authz.Request) string {
+	cert := ""
+	if c := req.Caller.Certificate; c != nil {
+		cert = fmt.Sprint(c.URIs)
+	}
+	req.Caller.Certificate = nil
+	raw, _ := json.Marshal(req)
+	return fmt.Sprintf("%s, caller certificate %q", raw, cert)
+}
+
+func differentialOutcome(d authz.Decision, err error) string {
+	headers, _ := json.Marshal(d.Headers)
+	return fmt.Sprintf("allow=%v err=%v reasons=%q headers=%s", d.Allow, err != nil, d.Reasons, headers)
+}
+
+// differentialPolicies are the policies both engines run: the default
+// policies, differentialEcho and every policy in testdata/readset.
+func differentialPolicies(t testing.TB) map[string]*bundles.Snapshot {
+	t.Helper()
+	out := map[string]*bundles.Snapshot{
+		"default": defaultPolicies(t),
+		"echo":    authztest.Policy(t, "echo", differentialEcho),
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "readset", "*.rego"))
+	if err != nil || len(files) == 0 {
+		t.Fatal("no policies in testdata/readset", err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = authztest.Policy(t, filepath.Base(f), string(raw))
+	}
+	return out
+}
+
+// TestDecisionCacheDifferential: for random sequences of requests, decided
+// from several goroutines at once, the engine with its decision cache
+// answers exactly what the engine without one answers, on every policy
+// under test. Run with -race.
+func TestDecisionCacheDifferential(t *testing.T) {
+	n := 1500
+	if testing.Short() {
+		n = 300
+	}
+	for name, snap := range differentialPolicies(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dc := newDifferential(t, snap)
+			seed := uint64(time.Now().UnixNano())
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Go(func() {
+					r := rand.New(rand.NewPCG(seed, uint64(g)))
+					for range n / 4 {
+						if !dc.check(t, dc.request(r.IntN)) {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if t.Failed() {
+				t.Logf("seed %d", seed)
+			}
+		})
+	}
+}
+
+// FuzzDecisionCacheAgrees: a sequence of requests, each chosen by the fuzz
+// input, decided by the engine with its decision cache and by the engine
+// without: the answers must be the same, on the default policies and on
+// differentialEcho.
+func FuzzDecisionCacheAgrees(f *testing.F) {
+	f.Add([]byte{3, 0, 0, 2, 1, 0, 0, 0, 3, 0, 0, 2, 1, 0, 0, 0})
+	f.Add([]byte{1, 1, 2, 0, 1, 3, 1, 2, 0, 1, 1, 2, 0, 1, 3, 1, 2, 1})
+	f.Add([]byte("a sequence of choices, any bytes at all, repeated: a sequence of choices"))
+	engines := map[string]*differential{
+		"default": newDifferential(f, defaultPolicies(f)),
+		"echo":    newDifferential(f, authztest.Policy(f, "echo", differentialEcho)),
+	}
+	f.Fuzz(func(t *testing.T, choices []byte) {
+		for _, dc := range engines {
+			next := choices
+			choice := func(n int) int {
+				if len(next) == 0 {
+					return 0
+				}
+				var b [8]byte
+				copy(b[:], next[:min(len(next), 2)])
+				next = next[min(len(next), 2):]
+				return int(binary.LittleEndian.Uint64(b[:]) % uint64(n))
+			}
+			for len(next) > 0 {
+				if !dc.check(t, dc.request(choice)) {
+					return
+				}
+			}
+		}
+	})
+}

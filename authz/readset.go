@@ -1,0 +1,580 @@
+package authz
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// The decision cache is keyed on what the policy reads. When a snapshot
+// loads, planDecisionKeys walks every rule the decision can reach (from
+// allow, reasons and headers, through every rule and function they refer
+// to) and collects the input paths those rules can read. A decision then
+// depends on the values at those paths and on nothing else of the request,
+// so two requests that agree on them get the same answer, and the cache key
+// is a hash of exactly those values (keyPlan.key).
+//
+// A read is the value at a path: input.action.name, or a whole subtree when
+// a ref has a computed key below some prefix (input.subject.claims[k] reads
+// all of input.subject.claims) or the value is passed on whole (to a
+// function, a builtin, a comprehension's domain). object.get on an input
+// value with constant keys reads the value at the joined path, and the
+// type of the object it starts from (object.get fails on a non-object).
+// The analysis is conservative: what it cannot follow (a data ref with a
+// computed key) it over-approximates (every rule under the ground prefix),
+// and the answer is then to read more, never less.
+//
+// Keys fall back to the request (the subject's token, the caller's
+// credential, the whole action and resource) when the policy reads all of
+// a subject's or caller's claims (a token's claims differ per token: jti,
+// iat, exp) or replaces part of the input with `with`. Caching is off when
+// the policy reads input.context (time, request id: unique per request) or
+// the whole input document, or uses a nondeterministic or clock-dependent
+// builtin.
+
+// section is a top-level member of the input document.
+type section uint8
+
+const (
+	sectionSubject section = iota
+	sectionCaller
+	sectionAction
+	sectionResource
+	sectionContext
+)
+
+var sectionNames = [...]string{"subject", "caller", "action", "resource", "context"}
+
+// inputRead is one read of the input document: the value at path below
+// input.<section> (empty path: the whole section), or with kindOnly just
+// its type (absent, object, string, ...).
+type inputRead struct {
+	section  section
+	path     ast.Ref
+	kindOnly bool
+	// field names the action member a read of input.action starts with
+	// (name, method), for appendActionField; set by plan.
+	field actionField
+}
+
+// actionField is a member of input.action that a key can read from the
+// request's Action without building input.action.
+type actionField uint8
+
+const (
+	fieldOther actionField = iota
+	fieldName
+	fieldMethod
+)
+
+// ref is the read as a ref rooted at input, e.g. input.subject.claims.roles.
+func (r inputRead) ref() ast.Ref {
+	out := make(ast.Ref, 0, len(r.path)+2)
+	out = append(out, ast.InputRootDocument, ast.StringTerm(sectionNames[r.section]))
+	return append(out, r.path...)
+}
+
+func (r inputRead) String() string {
+	if r.kindOnly {
+		return "type of " + r.ref().String()
+	}
+	return r.ref().String()
+}
+
+// keyMode is how a snapshot's decisions are keyed.
+type keyMode uint8
+
+const (
+	keyOff     keyMode = iota // nothing is cached
+	keyReads                  // the values at the paths the policy reads
+	keyRequest                // the request: credentials, whole action and resource
+)
+
+// keyPlan says how one snapshot keys its decision cache. Immutable once
+// made.
+type keyPlan struct {
+	mode keyMode
+	// reads are the paths a keyReads key hashes, sorted, none below
+	// another, and none into input.context.
+	reads []inputRead
+	// bounds[s]:bounds[s+1] are the reads of section s.
+	bounds [sectionContext + 1]int
+	// anonymous[s] encodes the reads of the anonymous subject and caller
+	// (sections sectionSubject and sectionCaller), which never change.
+	anonymous [sectionAction][]byte
+	// resource is true when the key needs input.resource built.
+	resource bool
+	// actionFields is true when every read of input.action is of a named
+	// member (none of the whole action), see actionFromFields.
+	actionFields bool
+	// note is Status.DecisionCache.
+	note string
+	// id tells this plan from every other in a token's key memo, without
+	// keeping the plan (and its snapshot) alive.
+	id *planID
+}
+
+// planID is a plan's identity: a distinct allocation per plan.
+type planID struct{ _ byte }
+
+// Builtins whose answer depends on the clock although OPA does not mark
+// them nondeterministic.
+var timeDependent = map[string]bool{
+	"io.jwt.decode_verify":                                   true,
+	"crypto.x509.parse_and_verify_certificates":              true,
+	"crypto.x509.parse_and_verify_certificates_with_options": true,
+}
+
+var (
+	entryRef     = ast.MustParseRef("data." + entryPackage)
+	objectGetRef = ast.ObjectGet.Ref()
+)
+
+// planDecisionKeys works out how the compiled policy's decisions may be
+// cached: what they read of the input, or why they cannot be cached.
+func planDecisionKeys(c *ast.Compiler) keyPlan {
+	a := &readAnalysis{c: c, seen: map[*ast.Rule]bool{}}
+	a.addRules(entryRef)
+	for len(a.queue) > 0 {
+		r := a.queue[0]
+		a.queue = a.queue[1:]
+		a.rule(r)
+	}
+	return a.plan()
+}
+
+// readAnalysis is the state of one planDecisionKeys walk.
+type readAnalysis struct {
+	c     *ast.Compiler
+	seen  map[*ast.Rule]bool
+	queue []*ast.Rule
+	reads []readAt
+	// off is the first reason found not to cache at all, and request the
+	// first reason to key on the request; each "reason (file)".
+	off, request string
+}
+
+// readAt is a read and the file of the rule that makes it.
+type readAt struct {
+	inputRead
+	file string
+}
+
+// addRules queues every rule that a data ref can reach: the rules at each
+// node along its constant prefix (a rule there may produce the document
+// the rest of the ref selects) and every rule below that prefix (the ref
+// may select any of them, or all of them, when it has a computed key or
+// ends there).
+func (a *readAnalysis) addRules(ref ast.Ref) {
+	node := a.c.RuleTree
+	for i, t := range ref {
+		if i > 0 && !isScalar(t.Value) {
+			break
+		}
+		if node = node.Child(t.Value); node == nil {
+			return
+		}
+		a.enqueue(node.Values)
+	}
+	node.DepthFirst(func(n *ast.TreeNode) bool {
+		a.enqueue(n.Values)
+		return false
+	})
+}
+
+func (a *readAnalysis) enqueue(rules []*ast.Rule) {
+	for _, r := range rules {
+		if !a.seen[r] {
+			a.seen[r] = true
+			a.queue = append(a.queue, r)
+		}
+	}
+}
+
+// varUse is how a local variable of a rule is used, for the one pattern
+// the analysis follows through a variable: `v = input.x` (the compiler
+// writes every input value passed to a call that way), with v then used
+// only as object.get's first argument with a constant key, or as the
+// head of a ref (v.a.b).
+type varUse struct {
+	bindings int     // v = <input ref with constant keys>
+	bound    ast.Ref // that ref (the last one, meaningful when bindings == 1)
+	paths    []ast.Ref
+	other    int // any other occurrence
+}
+
+// rule collects the reads of one rule (with its else branches) and queues
+// the rules it refers to.
+func (a *readAnalysis) rule(r *ast.Rule) {
+	file := ""
+	if r.Location != nil {
+		file = strings.TrimPrefix(r.Location.File, "verdict:")
+	}
+	// Pass 1: how each local variable is used.
+	uses := map[ast.Var]*varUse{}
+	use := func(v ast.Var) *varUse {
+		u := uses[v]
+		if u == nil {
+			u = &varUse{}
+			uses[v] = u
+		}
+		return u
+	}
+	var classify *ast.GenericVisitor
+	classify = ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case *ast.Head:
+			// The generic walk skips the head's ref (p[x].q), which can
+			// hold variables.
+			for _, t := range x.Reference {
+				classify.Walk(t)
+			}
+		case *ast.Expr:
+			for _, w := range x.With {
+				classify.Walk(w.Target)
+				classify.Walk(w.Value)
+			}
+			if v, ref, ok := inputBinding(x); ok {
+				u := use(v)
+				u.bindings++
+				u.bound = ref
+				return true
+			}
+			if x.IsCall() {
+				if v, key, ok := objectGetOnVar(x.Operator(), x.Operands()); ok {
+					u := use(v)
+					u.paths = append(u.paths, key)
+					for _, t := range x.Operands()[2:] {
+						classify.Walk(t)
+					}
+					return true
+				}
+			}
+			switch ts := x.Terms.(type) {
+			case []*ast.Term:
+				for _, t := range ts {
+					classify.Walk(t)
+				}
+			default:
+				classify.Walk(ts)
+			}
+			return true
+		case ast.Call:
+			if len(x) > 0 {
+				if v, key, ok := objectGetOnVar(x[0].Value, x[1:]); ok {
+					use(v).paths = append(use(v).paths, key)
+					for _, t := range x[3:] {
+						classify.Walk(t)
+					}
+					return true
+				}
+			}
+		case ast.Ref:
+			if v, ok := x[0].Value.(ast.Var); ok && isLocal(v) {
+				use(v).paths = append(use(v).paths, constantPrefix(x[1:]))
+				for _, t := range x[1:] {
+					classify.Walk(t)
+				}
+				return true
+			}
+		case ast.Var:
+			if isLocal(x) {
+				use(x).other++
+			}
+		}
+		return false
+	})
+	classify.Walk(r)
+
+	followed := func(v ast.Var) bool {
+		u := uses[v]
+		return u != nil && u.bindings == 1 && u.other == 0
+	}
+
+	// Pass 2: the reads, the builtins named, the rules referred to.
+	var collect *ast.GenericVisitor
+	collect = ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case *ast.Head:
+			for _, t := range x.Reference {
+				collect.Walk(t)
+			}
+		case *ast.Expr:
+			for _, w := range x.With {
+				if target, ok := w.Target.Value.(ast.Ref); ok && target.HasPrefix(ast.InputRootRef) {
+					a.requestBecause("the policy replaces input with `with`", file)
+				} else {
+					collect.Walk(w.Target)
+				}
+				collect.Walk(w.Value)
+			}
+			if v, _, ok := inputBinding(x); ok && followed(v) {
+				return true // read through v, below
+			}
+			switch ts := x.Terms.(type) {
+			case []*ast.Term:
+				for _, t := range ts {
+					collect.Walk(t)
+				}
+			default:
+				collect.Walk(ts)
+			}
+			return true
+		case ast.Ref:
+			a.named(x, file)
+			switch {
+			case x.HasPrefix(ast.InputRootRef):
+				a.read(x, false, file)
+			case x.HasPrefix(ast.DefaultRootRef):
+				a.addRules(x)
+			}
+			for _, t := range x[1:] {
+				collect.Walk(t)
+			}
+			return true
+		case ast.Var:
+			if x.Equal(ast.InputRootDocument.Value) {
+				a.read(ast.InputRootRef, false, file)
+			}
+		}
+		return false
+	})
+	collect.Walk(r)
+
+	for v, u := range uses {
+		if !followed(v) {
+			continue
+		}
+		a.read(u.bound, true, file)
+		for _, p := range u.paths {
+			a.read(u.bound.Concat(p), false, file)
+		}
+	}
+}
+
+// named turns caching off when ref names a nondeterministic or
+// clock-dependent builtin, called or not (`with f as http.send` names it
+// without calling it).
+func (a *readAnalysis) named(ref ast.Ref, file string) {
+	if _, ok := ref[0].Value.(ast.Var); !ok || a.off != "" {
+		return
+	}
+	op := ref.String()
+	if b, ok := ast.BuiltinMap[op]; timeDependent[op] || ok && b.Nondeterministic {
+		a.offBecause("the policy uses "+op, file)
+	}
+}
+
+// read records a read of the input at ref's constant prefix (a computed
+// key reads the whole subtree above it); kindOnly records only the type of
+// the value there.
+func (a *readAnalysis) read(ref ast.Ref, kindOnly bool, file string) {
+	path := constantPrefix(ref[1:])
+	if len(path) < len(ref)-1 {
+		kindOnly = false
+	}
+	switch {
+	case len(path) == 0 && kindOnly:
+		return // input is always an object
+	case len(path) == 0:
+		a.offBecause("the policy reads the whole input document", file)
+		return
+	}
+	name, ok := path[0].Value.(ast.String)
+	if !ok {
+		return // the engine builds no other member: always undefined
+	}
+	s := slices.Index(sectionNames[:], string(name))
+	if s < 0 {
+		return
+	}
+	r := inputRead{section: section(s), path: path[1:], kindOnly: kindOnly}
+	switch {
+	case r.section == sectionContext:
+		a.offBecause("the policy reads input.context", file)
+		return
+	case kindOnly && len(r.path) == 0:
+		return // the engine always builds the four sections as objects
+	case !kindOnly && (r.section == sectionSubject || r.section == sectionCaller) &&
+		(len(r.path) == 0 || len(r.path) == 1 && r.path[0].Value.Compare(ast.String("claims")) == 0):
+		a.requestBecause("the policy reads all of "+r.String(), file)
+	}
+	a.reads = append(a.reads, readAt{inputRead: r, file: file})
+}
+
+func (a *readAnalysis) offBecause(reason, file string) {
+	if a.off == "" {
+		a.off = reason + " (" + file + ")"
+	}
+}
+
+func (a *readAnalysis) requestBecause(reason, file string) {
+	if a.request == "" {
+		a.request = reason + " (" + file + ")"
+	}
+}
+
+// plan turns the reads into a keyPlan.
+func (a *readAnalysis) plan() keyPlan {
+	switch {
+	case a.off != "":
+		return keyPlan{mode: keyOff, note: "off: " + a.off}
+	case a.request != "":
+		return keyPlan{mode: keyRequest, resource: true, note: "on: keyed on the request: " + a.request}
+	}
+	reads := make([]inputRead, 0, len(a.reads))
+	for _, r := range a.reads {
+		reads = append(reads, r.inputRead)
+	}
+	reads = minimalReads(reads)
+	p := keyPlan{mode: keyReads, reads: reads, actionFields: true, id: new(planID)}
+	names := make([]string, len(reads))
+	for i, r := range reads {
+		names[i] = r.String()
+		switch {
+		case r.section == sectionResource:
+			p.resource = true
+		case r.section == sectionAction && len(r.path) == 0:
+			p.actionFields = false
+		case r.section == sectionAction:
+			switch r.path[0].Value {
+			case ast.String("name"):
+				reads[i].field = fieldName
+			case ast.String("method"):
+				reads[i].field = fieldMethod
+			}
+		}
+	}
+	for s := range p.bounds {
+		if p.bounds[s] = slices.IndexFunc(reads, func(r inputRead) bool { return r.section >= section(s) }); p.bounds[s] < 0 {
+			p.bounds[s] = len(reads)
+		}
+	}
+	anonymous := &asked{subject: anonymousSubject, caller: callerInput{term: anonymousCaller}}
+	for _, s := range [...]section{sectionSubject, sectionCaller} {
+		p.anonymous[s] = p.appendReads([]byte{}, p.bounds[s], p.bounds[s+1], anonymous, nil, nil, nil)
+	}
+	if len(reads) == 0 {
+		p.note = "on: keyed on nothing: the policy reads no input"
+	} else {
+		p.note = "on: keyed on " + strings.Join(names, ", ")
+	}
+	return p
+}
+
+// minimalReads sorts reads and drops those another read covers: a read
+// below a whole subtree read, a type read of a path whose value is read,
+// duplicates.
+func minimalReads(reads []inputRead) []inputRead {
+	slices.SortFunc(reads, compareReads)
+	reads = slices.CompactFunc(reads, func(x, y inputRead) bool { return compareReads(x, y) == 0 })
+	var out []inputRead
+	for i, r := range reads {
+		covered := false
+		for j, o := range reads {
+			if j != i && covers(o, r) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// covers reports whether reading o makes reading r redundant.
+func covers(o, r inputRead) bool {
+	if o.section != r.section || o.kindOnly || len(o.path) > len(r.path) || !r.path.HasPrefix(o.path) {
+		return false
+	}
+	return len(o.path) < len(r.path) || r.kindOnly
+}
+
+func compareReads(x, y inputRead) int {
+	if c := int(x.section) - int(y.section); c != 0 {
+		return c
+	}
+	if c := x.path.Compare(y.path); c != 0 {
+		return c
+	}
+	switch {
+	case x.kindOnly == y.kindOnly:
+		return 0
+	case x.kindOnly:
+		return 1
+	}
+	return -1
+}
+
+// inputBinding matches `v = input.<constant keys>` (either way round), the
+// form the compiler gives every input value it passes to a call.
+func inputBinding(x *ast.Expr) (ast.Var, ast.Ref, bool) {
+	if x.Negated || len(x.With) > 0 || !x.IsEquality() {
+		return "", nil, false
+	}
+	l, r := x.Operand(0), x.Operand(1)
+	if _, ok := l.Value.(ast.Var); !ok {
+		l, r = r, l
+	}
+	v, ok := l.Value.(ast.Var)
+	ref, isRef := r.Value.(ast.Ref)
+	if !ok || !isLocal(v) || !isRef || !ref.HasPrefix(ast.InputRootRef) || len(constantPrefix(ref[1:])) != len(ref)-1 {
+		return "", nil, false
+	}
+	return v, ref, true
+}
+
+// objectGetOnVar matches object.get(v, key, ...) with v a local variable
+// and key constant, and returns the path below v that the call reads: the
+// key, or the key's elements when it is an array (object.get's path form),
+// cut at the first element that is not a scalar.
+func objectGetOnVar(op ast.Value, args []*ast.Term) (ast.Var, ast.Ref, bool) {
+	ref, ok := op.(ast.Ref)
+	if !ok || !ref.Equal(objectGetRef) || len(args) < 3 {
+		return "", nil, false
+	}
+	v, ok := args[0].Value.(ast.Var)
+	if !ok || !isLocal(v) || !ast.IsConstant(args[1].Value) {
+		return "", nil, false
+	}
+	switch key := args[1].Value.(type) {
+	case *ast.Array:
+		path := make(ast.Ref, 0, key.Len())
+		for i := range key.Len() {
+			path = append(path, key.Elem(i))
+		}
+		return v, constantPrefix(path), true
+	default:
+		if isScalar(key) {
+			return v, ast.Ref{args[1]}, true
+		}
+		return v, ast.Ref{}, true // an object or set key: read it all
+	}
+}
+
+// constantPrefix is the part of keys before the first one that is not a
+// scalar constant.
+func constantPrefix(keys ast.Ref) ast.Ref {
+	for i, t := range keys {
+		if !isScalar(t.Value) {
+			return keys[:i]
+		}
+	}
+	return keys
+}
+
+func isScalar(v ast.Value) bool {
+	switch v.(type) {
+	case ast.String, ast.Number, ast.Boolean, ast.Null:
+		return true
+	}
+	return false
+}
+
+// isLocal reports whether v is a rule's variable, not a root document.
+func isLocal(v ast.Var) bool {
+	return !v.Equal(ast.InputRootDocument.Value) && !v.Equal(ast.DefaultRootDocument.Value)
+}

@@ -1,0 +1,3 @@
+package authz
+
+allow if "orders.write" in split(input.caller.claims.scope, " ")

@@ -1,0 +1,6 @@
+package authz
+
+allow if {
+	some k
+	input[k].id == "x"
+}

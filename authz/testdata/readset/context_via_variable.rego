@@ -1,0 +1,6 @@
+package authz
+
+allow if {
+	c := input.context
+	c.attributes.tenant == "a"
+}

@@ -1,0 +1,3 @@
+package authz
+
+allow if object.get(input, split(input.action.name, ":"), false) == true

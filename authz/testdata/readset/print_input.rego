@@ -1,0 +1,6 @@
+package authz
+
+allow if {
+	print(input)
+	input.action.name == "x"
+}

@@ -1,0 +1,7 @@
+package authz
+
+allow if {
+	some k, v in input.subject.claims
+	startswith(k, "role")
+	v == "admin"
+}

@@ -1,0 +1,6 @@
+package authz
+
+allow if {
+	s := input.subject
+	count(s) > 3
+}

@@ -1,0 +1,8 @@
+package authz
+
+allow if {
+	s := input.subject
+	s.claims.tenant == "acme"
+	some role in s.claims.roles
+	role == "admin"
+}

@@ -1,0 +1,7 @@
+package authz
+
+allow if {
+	some path, value
+	walk(input, [path, value])
+	value == "admin"
+}

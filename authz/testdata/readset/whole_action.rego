@@ -1,0 +1,3 @@
+package authz
+
+allow if json.marshal(input.action) == `{"name":"x"}`

@@ -1,0 +1,7 @@
+package authz
+
+allow if {
+	public with input.action.name as "catalog:read"
+}
+
+public if input.action.name == "catalog:read"
