@@ -89,10 +89,10 @@ func benchSnapshot(b *testing.B) *bundles.Snapshot {
 
 // benchEngine builds an engine trusting p's issuer (when p is not nil) with the
 // default policy set loaded. cacheSize sets the verified-token cache and
-// decisionCache the decision cache (0 default, -1 off).
-func benchEngine(b *testing.B, p *benchPool, cacheSize, decisionCache int) *authz.Engine {
+// decisionCache the decision cache (0 default, -1 off); ev the evaluator.
+func benchEngine(b *testing.B, p *benchPool, cacheSize, decisionCache int, ev authz.Evaluator) *authz.Engine {
 	b.Helper()
-	opts := authz.Options{TokenCacheSize: cacheSize, DecisionCacheSize: decisionCache, EvalTimeout: benchTimeout}
+	opts := authz.Options{TokenCacheSize: cacheSize, DecisionCacheSize: decisionCache, EvalTimeout: benchTimeout, Evaluator: ev}
 	if p != nil {
 		opts.Tokens = token.Options{Issuers: []token.Issuer{p.issuer.Config()}}
 	}
@@ -144,13 +144,15 @@ func BenchmarkDecide(b *testing.B) {
 	ctx := context.Background()
 
 	// Anonymous requests, answered from the decision cache (the default) and
-	// evaluated every time (decision cache off).
+	// evaluated every time (decision cache off), by the compiled evaluator
+	// (the default) and by topdown.
 	for _, variant := range []struct {
 		name          string
 		decisionCache int
-	}{{"anonymous", 0}, {"anonymous_eval", -1}} {
+		evaluator     authz.Evaluator
+	}{{"anonymous", 0, ""}, {"anonymous_eval", -1, ""}, {"anonymous_eval_topdown", -1, authz.EvaluatorTopdown}} {
 		b.Run(variant.name, func(b *testing.B) {
-			e := benchEngine(b, nil, 0, variant.decisionCache)
+			e := benchEngine(b, nil, 0, variant.decisionCache, variant.evaluator)
 			req := authz.Request{Action: authz.Action{Name: "catalog:read"}}
 			d, err := e.Decide(ctx, req)
 			benchMustAllow(b, d, err)
@@ -178,6 +180,9 @@ func BenchmarkDecide(b *testing.B) {
 	//                   evaluates, exactly as for a never-seen token (the
 	//                   cache inserts a real first-time decision also does
 	//                   are not timed);
+	//   verified_token_topdown, first_time_topdown
+	//                   the same, evaluated by OPA's topdown instead of the
+	//                   compiled evaluator;
 	//   new_token_known_subject
 	//                   verified-token cache off, decision cache on: every
 	//                   decision verifies its token as a never-seen one
@@ -188,12 +193,20 @@ func BenchmarkDecide(b *testing.B) {
 	for _, variant := range []struct {
 		name                      string
 		tokenCache, decisionCache int
-	}{{"cached_token", 0, 0}, {"verified_token", 0, -1}, {"first_time", -1, -1}, {"new_token_known_subject", -1, 0}} {
+		evaluator                 authz.Evaluator
+	}{
+		{"cached_token", 0, 0, ""},
+		{"verified_token", 0, -1, ""},
+		{"verified_token_topdown", 0, -1, authz.EvaluatorTopdown},
+		{"first_time", -1, -1, ""},
+		{"first_time_topdown", -1, -1, authz.EvaluatorTopdown},
+		{"new_token_known_subject", -1, 0, ""},
+	} {
 		b.Run(variant.name, func(b *testing.B) {
 			for _, alg := range benchAlgs {
 				b.Run(alg, func(b *testing.B) {
 					p := benchPoolFor(b, alg)
-					e := benchEngine(b, p, variant.tokenCache, variant.decisionCache)
+					e := benchEngine(b, p, variant.tokenCache, variant.decisionCache, variant.evaluator)
 					for range 2 { // a token's decisions are cached from its second use
 						for _, t := range p.tokens {
 							d, err := e.Decide(ctx, authz.Request{Token: token.Raw(t), Action: authz.Action{Name: benchAction}})

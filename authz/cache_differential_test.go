@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,25 +40,38 @@ reasons := [sprintf("%v|%v|%v|%v|%v", [
 headers := {"x-owner": sprintf("%v", [input.resource.meta.owner])} if allow
 `
 
-// differential holds two engines on the same policy and issuer, one with
-// the default caches and one with the decision cache off, and the
-// credentials requests draw from.
+// differential holds two engines on the same policy and issuer, the one
+// under test and a reference, and the credentials requests draw from.
 type differential struct {
-	cached, uncached *authz.Engine
-	tokens           []token.Raw
-	certs            []*x509.Certificate
+	tested, reference *authz.Engine
+	// names say what each engine is, for failures.
+	testedName, referenceName string
+	tokens                    []token.Raw
+	certs                     []*x509.Certificate
 }
 
+// newDifferential pairs an engine with the default caches (the one under
+// test) and one with the decision cache off.
 func newDifferential(t testing.TB, snap *bundles.Snapshot) *differential {
+	return newDifferentialOf(t, snap, "the cached engine", authz.Options{}, "the uncached one", authz.Options{DecisionCacheSize: -1})
+}
+
+// newDifferentialOf pairs an engine with tested's options and one with
+// reference's, each completed with the differential issuer.
+func newDifferentialOf(t testing.TB, snap *bundles.Snapshot, testedName string, tested authz.Options, referenceName string, reference authz.Options) *differential {
 	t.Helper()
 	is := differentialIssuer(t)
-	// A long timeout: a shared machine running the race detector must not
-	// turn an evaluation into a timeout on one engine only.
-	opts := authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.issuer.Config()}}, EvalTimeout: time.Minute}
-	dc := &differential{tokens: is.tokens, certs: is.certs}
-	dc.cached = newEngine(t, opts, snap)
-	opts.DecisionCacheSize = -1
-	dc.uncached = newEngine(t, opts, snap)
+	dc := &differential{tokens: is.tokens, certs: is.certs, testedName: testedName, referenceName: referenceName}
+	for _, x := range []struct {
+		opts   authz.Options
+		engine **authz.Engine
+	}{{tested, &dc.tested}, {reference, &dc.reference}} {
+		x.opts.Tokens = token.Options{Issuers: []token.Issuer{is.issuer.Config()}}
+		// A long timeout: a shared machine running the race detector must
+		// not turn an evaluation into a timeout on one engine only.
+		x.opts.EvalTimeout = time.Minute
+		*x.engine = newEngine(t, x.opts, snap)
+	}
 	return dc
 }
 
@@ -161,10 +175,10 @@ func (dc *differential) request(choice func(n int) int) authz.Request {
 // their answers differ. Safe to call from any goroutine.
 func (dc *differential) check(t *testing.T, req authz.Request) bool {
 	t.Helper()
-	got, gotErr := dc.cached.Decide(t.Context(), req)
-	want, wantErr := dc.uncached.Decide(t.Context(), req)
+	got, gotErr := dc.tested.Decide(t.Context(), req)
+	want, wantErr := dc.reference.Decide(t.Context(), req)
 	if g, w := differentialOutcome(got, gotErr), differentialOutcome(want, wantErr); g != w {
-		t.Errorf("the cached engine answered\n%s\nthe uncached one\n%s\nfor %s", g, w, describe(req))
+		t.Errorf("%s answered\n%s\n%s\n%s\nfor %s", dc.testedName, g, dc.referenceName, w, describe(req))
 		return false
 	}
 	return true
@@ -213,6 +227,28 @@ func differentialPolicies(t testing.TB) map[string]*bundles.Snapshot {
 // answers exactly what the engine without one answers, on every policy
 // under test. Run with -race.
 func TestDecisionCacheDifferential(t *testing.T) {
+	runDifferential(t, newDifferential)
+}
+
+// TestEvaluatorDifferential: the compiled evaluator answers what topdown
+// answers, on the same requests and policies as
+// TestDecisionCacheDifferential, both with the decision cache off (so
+// that every request is evaluated).
+func TestEvaluatorDifferential(t *testing.T) {
+	runDifferential(t, func(t testing.TB, snap *bundles.Snapshot) *differential {
+		dc := newDifferentialOf(t, snap,
+			"the compiled evaluator", authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1},
+			"topdown", authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1})
+		if ev := dc.tested.Status().Evaluator; !strings.HasPrefix(ev, "compiled") {
+			t.Fatalf("Status().Evaluator = %q, want compiled", ev)
+		}
+		return dc
+	})
+}
+
+// runDifferential checks the engines newPair makes over random request
+// sequences on every differential policy, from several goroutines at once.
+func runDifferential(t *testing.T, newPair func(testing.TB, *bundles.Snapshot) *differential) {
 	n := 1500
 	if testing.Short() {
 		n = 300
@@ -220,7 +256,7 @@ func TestDecisionCacheDifferential(t *testing.T) {
 	for name, snap := range differentialPolicies(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			dc := newDifferential(t, snap)
+			dc := newPair(t, snap)
 			seed := uint64(time.Now().UnixNano())
 			var wg sync.WaitGroup
 			for g := range 4 {

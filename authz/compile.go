@@ -12,6 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
+	"github.com/verdict-pdp/verdict/authz/internal/plan"
 	"github.com/verdict-pdp/verdict/bundles"
 )
 
@@ -84,6 +85,10 @@ func (e *CompileError) Unwrap() []error {
 type compiled struct {
 	snapshot *bundles.Snapshot
 	query    rego.PreparedEvalQuery
+	// plan is the compiled evaluator's form of the query; nil when topdown
+	// evaluates the snapshot (see evaluator).
+	plan      *plan.Query
+	evaluator string
 	// decisions caches this snapshot's answers, keyed as keys says; nil
 	// when they are not cached (see cacheNote).
 	decisions *expiringCache[cachedDecision]
@@ -222,8 +227,9 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 	return ss, nil
 }
 
-// prepare compiles a snapshot and prepares its decision query.
-func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCache cacheLimits) (*compiled, error) {
+// prepare compiles a snapshot and prepares its decision query, for topdown
+// and, as ev allows, for the compiled evaluator.
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluator, decisionCache cacheLimits) (*compiled, error) {
 	c, query, err := compileModules(s, entry, false)
 	if err != nil {
 		return nil, err
@@ -241,7 +247,11 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, decisionCac
 	if err != nil {
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
 	}
-	cp := &compiled{snapshot: s, query: pq, cacheNote: "off: disabled", elseRules: elseBranches(c)}
+	cp := &compiled{snapshot: s, query: pq, cacheNote: "off: disabled"}
+	if cp.plan, cp.evaluator, err = preparePlan(ctx, c, s, ev); err != nil {
+		return nil, err
+	}
+	cp.elseRules = elseBranches(c)
 	if decisionCache.bytes > 0 {
 		cp.keys = planDecisionKeys(c)
 		cp.cacheNote = cp.keys.note

@@ -283,10 +283,17 @@ allow if {
 	count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0
 }
 `
-	e := newEngine(t, authz.Options{EvalTimeout: 20 * time.Millisecond}, authztest.Policy(t, "slow", slow))
-	d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}})
-	if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "timed out") {
-		t.Fatalf("got %+v, %v; want a timed-out policy error", d, err)
+	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
+		t.Run(string(ev), func(t *testing.T) {
+			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: 20 * time.Millisecond}, authztest.Policy(t, "slow", slow))
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}})
+			if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "timed out") {
+				t.Fatalf("got %+v, %v; want a timed-out policy error", d, err)
+			}
+			if n := e.Status().EvaluatorFallbacks; n != 0 {
+				t.Errorf("a timeout was handed to topdown (%d fallbacks): it must end the evaluation", n)
+			}
+		})
 	}
 }
 

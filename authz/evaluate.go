@@ -20,10 +20,34 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 	// One cancel hook per evaluation instead of OPA's watcher goroutine.
 	stopCancel := topdown.NewCancel()
 	defer context.AfterFunc(ctx, stopCancel.Cancel)()
+	var result ast.Object
+	handled := false
+	if cp.plan != nil && x == nil {
+		var err error
+		if result, handled, err = e.evaluatePlan(ctx, cp.plan, input, now, stopCancel); err != nil {
+			return err
+		}
+	}
+	if !handled {
+		var err error
+		if result, err = e.evaluateTopdown(ctx, cp, input, now, stopCancel, x); err != nil {
+			return err
+		}
+	}
+	if result == nil {
+		return Refusef(ErrPolicy, "the entry query returned no decision")
+	}
+	return e.readDecision(result, d)
+}
+
+// evaluateTopdown evaluates input with OPA's topdown evaluator, tracing
+// for an explanation when x is not nil, and returns the decision object
+// (nil when the query is undefined).
+func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Value, now time.Time, cancel topdown.Cancel, x *explainer) (ast.Object, error) {
 	opts := []rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalTime(now),
-		rego.EvalExternalCancel(stopCancel),
+		rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(metrics.NoOp()),
 		rego.EvalGenerateJSON(keepTerm),
 	}
@@ -36,9 +60,9 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 	rs, err := cp.query.Eval(ctx, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+			return nil, &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
 		}
-		return RefuseWith(ErrPolicy, err)
+		return nil, RefuseWith(ErrPolicy, err)
 	}
 	var result ast.Object
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
@@ -46,9 +70,12 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 			result, _ = t.Value.(ast.Object)
 		}
 	}
-	if result == nil {
-		return Refusef(ErrPolicy, "the entry query returned no decision")
-	}
+	return result, nil
+}
+
+// readDecision reads the policy contract (allow, reasons, headers) from
+// the decision object into d.
+func (e *Engine) readDecision(result ast.Object, d *Decision) error {
 	reasons, err := stringList(result.Get(keyReasons))
 	if err != nil {
 		return Refusef(ErrPolicy, "data.%s.reasons: %v", e.entry, err)

@@ -169,7 +169,10 @@ type readAt struct {
 func (a *readAnalysis) addRules(ref ast.Ref) {
 	node := a.c.RuleTree
 	for i, t := range ref {
-		if i > 0 && !isScalar(t.Value) {
+		// The rule tree is keyed by a key's text, while refs select by
+		// value: p[1.0] selects the rules of p[1]. Only a string has one
+		// text per value; at any other key, take every rule below.
+		if _, ok := t.Value.(ast.String); i > 0 && !ok {
 			break
 		}
 		if node = node.Child(t.Value); node == nil {
@@ -548,7 +551,7 @@ func objectGetOnVar(op ast.Value, args []*ast.Term) (ast.Var, ast.Ref, bool) {
 		}
 		return v, constantPrefix(path), true
 	default:
-		if isScalar(key) {
+		if isPathKey(key) {
 			return v, ast.Ref{args[1]}, true
 		}
 		return v, ast.Ref{}, true // an object or set key: read it all
@@ -556,19 +559,37 @@ func objectGetOnVar(op ast.Value, args []*ast.Term) (ast.Var, ast.Ref, bool) {
 }
 
 // constantPrefix is the part of keys before the first one that is not a
-// scalar constant.
+// path key (isPathKey).
 func constantPrefix(keys ast.Ref) ast.Ref {
 	for i, t := range keys {
-		if !isScalar(t.Value) {
+		if !isPathKey(t.Value) {
 			return keys[:i]
 		}
 	}
 	return keys
 }
 
-func isScalar(v ast.Value) bool {
-	switch v.(type) {
-	case ast.String, ast.Number, ast.Boolean, ast.Null:
+// isPathKey reports whether v is a constant key that a read's path may
+// hold: a string, boolean or null, or a number written as a non-negative
+// integer without sign, fraction, exponent or leading zero. Reads are
+// compared and merged by value, and the key then finds by value (Get) what
+// evaluation finds; a number written otherwise (1.0, 1e0) may select
+// differently (an array is indexed by 1.0 but not by 1e0), so a read stops
+// before it and reads the whole value there.
+func isPathKey(v ast.Value) bool {
+	switch v := v.(type) {
+	case ast.String, ast.Boolean, ast.Null:
+		return true
+	case ast.Number:
+		s := string(v)
+		if s == "" || s[0] == '0' && len(s) > 1 {
+			return false
+		}
+		for i := range len(s) {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
 		return true
 	}
 	return false

@@ -64,13 +64,18 @@ type statusBody struct {
 	// DecisionCache says how the serving snapshot's decisions are cached
 	// ("on: keyed on input.subject.claims.roles, ..."), or why not ("off:
 	// the policy reads input.context").
-	DecisionCache string         `json:"decision_cache,omitempty"`
-	LastError     *lastErrorBody `json:"last_error,omitempty"`
-	Source        *sourceBody    `json:"source,omitempty"`
-	KeySets       []keySetBody   `json:"key_sets,omitempty"`
-	Shadow        *ShadowStatus  `json:"shadow,omitempty"`
-	Build         *BuildInfo     `json:"build,omitempty"`
-	NotReady      string         `json:"not_ready_reason,omitempty"`
+	DecisionCache string `json:"decision_cache,omitempty"`
+	// Evaluator says which evaluator serves the snapshot ("compiled
+	// (planned in 1.2ms)", or "topdown: " and why), and EvaluatorFallbacks
+	// how many evaluations the compiled one left to topdown.
+	Evaluator          string         `json:"evaluator,omitempty"`
+	EvaluatorFallbacks uint64         `json:"evaluator_fallbacks"`
+	LastError          *lastErrorBody `json:"last_error,omitempty"`
+	Source             *sourceBody    `json:"source,omitempty"`
+	KeySets            []keySetBody   `json:"key_sets,omitempty"`
+	Shadow             *ShadowStatus  `json:"shadow,omitempty"`
+	Build              *BuildInfo     `json:"build,omitempty"`
+	NotReady           string         `json:"not_ready_reason,omitempty"`
 }
 
 // keySetBody is one remote key set in /v1/status.
@@ -106,14 +111,16 @@ type sourceBody struct {
 func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st, rerr := s.readiness()
 	body := statusBody{
-		Ready:         rerr == nil,
-		Revision:      st.Revision,
-		Origin:        st.Origin,
-		LoadedAt:      st.LoadedAt,
-		LastAttempt:   st.LastAttempt,
-		Loads:         st.Loads,
-		LoadFailures:  st.LoadFailures,
-		DecisionCache: st.DecisionCache,
+		Ready:              rerr == nil,
+		Revision:           st.Revision,
+		Origin:             st.Origin,
+		LoadedAt:           st.LoadedAt,
+		LastAttempt:        st.LastAttempt,
+		Loads:              st.Loads,
+		LoadFailures:       st.LoadFailures,
+		DecisionCache:      st.DecisionCache,
+		Evaluator:          st.Evaluator,
+		EvaluatorFallbacks: st.EvaluatorFallbacks,
 	}
 	if rerr != nil {
 		body.NotReady = rerr.Error()

@@ -87,7 +87,8 @@ func TestHealth(t *testing.T) {
 	st = decodeAnswer(t, w.Body.Bytes())
 	if st["ready"] != true || st["revision"] != snap.Revision || st["origin"] != "embedded" || st["loaded_at"] == nil ||
 		!strings.HasPrefix(fmt.Sprint(st["decision_cache"]), "on: keyed on ") ||
-		!strings.Contains(fmt.Sprint(st["decision_cache"]), "input.subject.claims.roles") {
+		!strings.Contains(fmt.Sprint(st["decision_cache"]), "input.subject.claims.roles") ||
+		!strings.HasPrefix(fmt.Sprint(st["evaluator"]), "compiled (planned in ") || st["evaluator_fallbacks"] != 0.0 {
 		t.Errorf("status after load: %s", w.Body)
 	}
 	if w := f.do(t, http.MethodPost, "/health/ready", "", nil, ""); w.Code != 405 {
@@ -122,6 +123,7 @@ func TestMetrics(t *testing.T) {
 		`verdict_policy_reloads_total 1`,
 		`verdict_policy_reload_errors_total 0`,
 		`verdict_policy_ready 1`,
+		`verdict_evaluator_fallbacks_total 0`,
 		`verdict_decision_log_dropped_total{reason="buffer_full"} 0`,
 		`verdict_http_requests_total{code="200",route="decide"} 3`,
 		`verdict_http_requests_total{code="400",route="decide"} 1`,

@@ -121,6 +121,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Name: "verdict_policy_reload_errors_total",
 			Help: "Distinct policy reload failures (read, fetch, verify or compile; a retry that fails the same way is not counted again); the last good policy kept serving.",
 		}, func() float64 { _, failed := reloads(); return float64(failed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_evaluator_fallbacks_total",
+			Help: "Evaluations the compiled evaluator left to OPA's topdown evaluator (an evaluation error, which topdown then reports or not, or a data lookup only OPA's store resolves).",
+		}, func() float64 { return float64(s.engine.Status().EvaluatorFallbacks) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_policy_ready",
 			Help: "1 once a policy snapshot is loaded.",

@@ -354,6 +354,7 @@ type statusDoc struct {
 	Revision     string `json:"revision"`
 	Loads        uint64 `json:"loads"`
 	LoadFailures uint64 `json:"load_failures"`
+	Evaluator    string `json:"evaluator"`
 	LastError    *struct {
 		Message  string       `json:"message"`
 		Problems []problemDoc `json:"problems"`

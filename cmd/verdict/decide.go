@@ -114,6 +114,9 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if opts.Entrypoint == "" && cfg != nil {
 		opts.Entrypoint = cfg.Policy.Entrypoint
 	}
+	if cfg != nil {
+		opts.Evaluator = authz.Evaluator(cfg.Policy.Evaluator)
+	}
 	switch f.explain {
 	case "", "text", "json":
 	default:

@@ -24,6 +24,7 @@ func newReplayCommand() *cobra.Command {
 		policies   string
 		bundle     string
 		entrypoint string
+		evaluator  string
 		asJSON     bool
 	)
 	cmd := &cobra.Command{
@@ -59,7 +60,11 @@ policy change in CI), 2 usage error.`,
 			if err != nil {
 				return policyError(err)
 			}
-			engine, err := authz.New(authz.Options{Entrypoint: entrypoint})
+			ev, err := authz.ParseEvaluator(evaluator)
+			if err != nil {
+				return usageError("--evaluator: %v", err)
+			}
+			engine, err := authz.New(authz.Options{Entrypoint: entrypoint, Evaluator: ev})
 			if err != nil {
 				return usageError("%v", err)
 			}
@@ -96,6 +101,7 @@ policy change in CI), 2 usage error.`,
 	fl.StringVar(&policies, "policies", "", "candidate policies: a directory, a .rego file or a bundle file")
 	fl.StringVar(&bundle, "bundle", "", "candidate bundle file (.tar.gz)")
 	fl.StringVar(&entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
+	fl.StringVar(&evaluator, "evaluator", "auto", "how to evaluate: auto, compiled or topdown (replay a log under the other evaluator to compare them)")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

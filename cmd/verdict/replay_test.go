@@ -123,6 +123,14 @@ func TestReplay(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "3 same") {
 		t.Fatalf("same policy: exit %d\n%s", code, out)
 	}
+	// The log was recorded with the compiled evaluator; topdown agrees.
+	code, out, _ = verdict(t, "replay", "--log", log, "--policies", "../../policies", "--evaluator", "topdown")
+	if code != 0 || !strings.Contains(out, "3 same (0 with other reasons)") {
+		t.Fatalf("--evaluator topdown: exit %d\n%s", code, out)
+	}
+	if code, _, stderr := verdict(t, "replay", "--log", log, "--policies", "../../policies", "--evaluator", "wasm"); code != 2 || !strings.Contains(stderr, `unknown evaluator "wasm"`) {
+		t.Errorf("--evaluator wasm: exit %d, want 2\n%s", code, stderr)
+	}
 	if code, _, _ := verdict(t, "replay", "--policies", "../../policies"); code != 2 {
 		t.Errorf("no --log: exit %d, want 2", code)
 	}

@@ -116,6 +116,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	// The engine: issuers from the configuration, or the development issuer.
 	engineOpts := authz.Options{
 		Entrypoint:   cfg.Policy.Entrypoint,
+		Evaluator:    authz.Evaluator(cfg.Policy.Evaluator),
 		EvalTimeout:  cfg.Limits.EvalTimeout,
 		RequireTests: cfg.Policy.RequireTests,
 		// The decision log records each decision's input, for replay; the

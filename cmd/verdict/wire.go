@@ -330,7 +330,8 @@ func headerFunc(cfg *config.Config, key string, configured map[string]config.Hea
 func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
 	sc := cfg.Policy.Shadow
 	shadowLog := logger.With(slog.String("policy", "shadow"))
-	engine, err := authz.New(authz.Options{Entrypoint: cfg.Policy.Entrypoint, EvalTimeout: cfg.Limits.EvalTimeout, Logger: shadowLog})
+	engine, err := authz.New(authz.Options{Entrypoint: cfg.Policy.Entrypoint, Evaluator: authz.Evaluator(cfg.Policy.Evaluator),
+		EvalTimeout: cfg.Limits.EvalTimeout, Logger: shadowLog})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}

@@ -82,6 +82,11 @@ type Policy struct {
 	// serving stale policy.
 	MaxAge     time.Duration `yaml:"max_age"`
 	Entrypoint string        `yaml:"entrypoint"`
+	// Evaluator chooses how policies are evaluated: auto (the
+	// default) uses the compiled evaluator for every snapshot it supports
+	// and OPA's topdown for the rest; topdown always uses topdown; compiled
+	// refuses to load a snapshot the compiled evaluator does not support.
+	Evaluator string `yaml:"evaluator"`
 	// RequireTests makes every snapshot's own Rego tests pass before it
 	// replaces the serving one; a snapshot without tests is refused.
 	RequireTests bool `yaml:"require_tests"`

@@ -70,6 +70,11 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.Policy.MaxFiles < 0 {
 		bad("policy.max_files", "must not be negative")
 	}
+	switch c.Policy.Evaluator {
+	case "", "auto", "compiled", "topdown": // authz.ParseEvaluator's names
+	default:
+		bad("policy.evaluator", "must be auto, compiled or topdown, got %q", c.Policy.Evaluator)
+	}
 	if c.Policy.BundleURL == "" && (c.Policy.MaxAge != 0 || c.Policy.PersistDir != "") {
 		bad("policy", "persist_dir and max_age apply only to bundle_url")
 	}

@@ -1,0 +1,103 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/verdict-pdp/verdict/authz/internal/plan"
+	"github.com/verdict-pdp/verdict/bundles"
+)
+
+// Evaluator chooses how policies are evaluated.
+type Evaluator string
+
+const (
+	// EvaluatorAuto evaluates with the compiled evaluator every snapshot it
+	// supports, and the rest with OPA's topdown. The default.
+	EvaluatorAuto Evaluator = "auto"
+	// EvaluatorCompiled insists on the compiled evaluator: a snapshot it
+	// does not support fails to load.
+	EvaluatorCompiled Evaluator = "compiled"
+	// EvaluatorTopdown evaluates every snapshot with OPA's topdown.
+	EvaluatorTopdown Evaluator = "topdown"
+)
+
+// ParseEvaluator reads an evaluator's name; "" means EvaluatorAuto.
+func ParseEvaluator(name string) (Evaluator, error) {
+	switch ev := Evaluator(name); ev {
+	case "":
+		return EvaluatorAuto, nil
+	case EvaluatorAuto, EvaluatorCompiled, EvaluatorTopdown:
+		return ev, nil
+	}
+	return "", fmt.Errorf("unknown evaluator %q (want auto, compiled or topdown)", name)
+}
+
+// decisionQuery binds the entry rule's decision for the compiled evaluator,
+// which reads results by variable.
+var (
+	decisionQuery = ast.MustParseBody("decision = data." + entryPackage + ".decision")
+	decisionVar   = ast.StringTerm("decision")
+)
+
+// preparePlan prepares the compiled evaluator's form of the decision query
+// when ev allows it. With EvaluatorAuto, a snapshot the compiled evaluator
+// does not support gets a nil plan and the reason in the note; with
+// EvaluatorCompiled it is a CompileError. It must run before anything else
+// uses c concurrently (plan.Prepare switches the compiler's mode while it
+// plans).
+func preparePlan(ctx context.Context, c *ast.Compiler, s *bundles.Snapshot, ev Evaluator) (*plan.Query, string, error) {
+	if ev == EvaluatorTopdown {
+		return nil, "topdown: configured", nil
+	}
+	start := time.Now()
+	data, err := ast.InterfaceToValue(s.Data)
+	if err != nil {
+		return nil, "", &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
+	}
+	q, err := plan.Prepare(ctx, plan.Options{Compiler: c, Query: decisionQuery, Data: data})
+	switch {
+	case err == nil:
+		return q, fmt.Sprintf("compiled (planned in %s)", time.Since(start).Round(10*time.Microsecond)), nil
+	case ctx.Err() != nil:
+		return nil, "", fmt.Errorf("%w: %w", ErrCompile, ctx.Err())
+	case ev == EvaluatorCompiled:
+		err = fmt.Errorf("policy evaluator is %q: %w", EvaluatorCompiled, err)
+		return nil, "", &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
+	}
+	// Unsupported, or a planner error on a policy that compiled: topdown
+	// serves it, and the note says why.
+	return nil, "topdown: " + err.Error(), nil
+}
+
+// evaluatePlan evaluates input with the snapshot's compiled plan. It
+// returns the decision object, or handled false when the compiled
+// evaluator leaves this input to topdown (an error other than
+// cancellation: see plan.Query.Eval); cancellation is a refusal.
+func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Value, now time.Time, cancel topdown.Cancel) (ast.Object, bool, error) {
+	rs, err := q.Eval(ctx, input, plan.EvalOptions{
+		Time:                now,
+		StrictBuiltinErrors: true,
+		PrintHook:           e.print,
+		Cancel:              cancel,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, true, &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+		}
+		e.fallbacks.Add(1)
+		return nil, false, nil
+	}
+	if len(rs) == 0 {
+		return nil, true, nil
+	}
+	var result ast.Object
+	if t := rs[0].Get(decisionVar); t != nil {
+		result, _ = t.Value.(ast.Object)
+	}
+	return result, true, nil
+}

@@ -1,0 +1,103 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// checkCompiler refuses policies whose topdown evaluation does work the
+// plan does not, where that work can fail: an error topdown would meet
+// and the plan would not is an answer where topdown has none.
+//
+// That is the case of a comprehension topdown indexes. For
+// `names := [n | some u in data.users; u.team == t; n := upper(u.name)]`
+// topdown evaluates the comprehension once for every team, ahead, and
+// looks the current one up; the plan evaluates it for the current team
+// only. An error in another team's part of it (upper of a number) fails
+// topdown's evaluation and not the plan's. Comprehensions whose bodies
+// cannot fail are indexed harmlessly.
+func checkCompiler(c *ast.Compiler) error {
+	names := make([]string, 0, len(c.Modules))
+	for name := range c.Modules {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		var found *ast.Term
+		ast.WalkTerms(c.Modules[name], func(t *ast.Term) bool {
+			if found != nil {
+				return true
+			}
+			if ast.IsComprehension(t.Value) && c.ComprehensionIndex(t) != nil && mayFail(c, comprehensionBody(t)) {
+				found = t
+				return true
+			}
+			return false
+		})
+		if found != nil {
+			return &UnsupportedError{Feature: fmt.Sprintf(
+				"comprehension that topdown indexes (evaluates ahead) and whose body may fail, at %v", found.Location)}
+		}
+	}
+	return nil
+}
+
+func comprehensionBody(t *ast.Term) ast.Body {
+	switch c := t.Value.(type) {
+	case *ast.ArrayComprehension:
+		return c.Body
+	case *ast.SetComprehension:
+		return c.Body
+	case *ast.ObjectComprehension:
+		return c.Body
+	}
+	return nil
+}
+
+// infallible are the built-in functions that raise no error whatever their
+// operands.
+var infallible = map[string]bool{
+	ast.Equality.Name:        true,
+	ast.Assign.Name:          true,
+	ast.Equal.Name:           true,
+	ast.NotEqual.Name:        true,
+	ast.LessThan.Name:        true,
+	ast.LessThanEq.Name:      true,
+	ast.GreaterThan.Name:     true,
+	ast.GreaterThanEq.Name:   true,
+	ast.Member.Name:          true,
+	ast.MemberWithKey.Name:   true,
+	ast.IsString.Name:        true,
+	ast.IsNumber.Name:        true,
+	ast.IsBoolean.Name:       true,
+	ast.IsArray.Name:         true,
+	ast.IsSet.Name:           true,
+	ast.IsObject.Name:        true,
+	ast.IsNull.Name:          true,
+	ast.TypeNameBuiltin.Name: true,
+}
+
+// mayFail reports whether evaluating body could raise an error: a call of
+// anything but an infallible built-in, or a reference that reaches rules
+// (whose evaluation may conflict or call such a function).
+func mayFail(c *ast.Compiler, body ast.Body) bool {
+	fails := false
+	ast.WalkExprs(body, func(e *ast.Expr) bool {
+		if e.IsCall() && !infallible[e.Operator().String()] {
+			fails = true
+		}
+		return fails
+	})
+	if fails {
+		return true
+	}
+	ast.WalkRefs(body, func(r ast.Ref) bool {
+		if r.HasPrefix(ast.DefaultRootRef) && len(c.GetRulesDynamicWithOpts(r, ast.RulesOptions{})) > 0 {
+			fails = true
+		}
+		return fails
+	})
+	return fails
+}

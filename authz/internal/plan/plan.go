@@ -1,0 +1,195 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/builtins"
+	"github.com/open-policy-agent/opa/v1/topdown/cache"
+	"github.com/open-policy-agent/opa/v1/topdown/print"
+)
+
+// ErrUnsupported is wrapped by the errors of Prepare and Eval after which
+// the caller should evaluate with OPA's topdown evaluator instead: Prepare
+// refuses a query that needs something this package does not do as
+// topdown does, and Eval an input on which it cannot promise topdown's
+// answer (see Eval).
+var ErrUnsupported = errors.New("not supported by the compiled evaluator")
+
+// UnsupportedError says why Prepare or Eval refused. It wraps
+// ErrUnsupported and the error behind the refusal, if any: the planner's,
+// or, for an evaluation error, the *topdown.Error.
+type UnsupportedError struct {
+	// Feature says what is not supported, for example `built-in function
+	// "x.y" (no implementation)` or "planning".
+	Feature string
+	cause   error
+}
+
+// Error says what is not supported and why.
+func (e *UnsupportedError) Error() string {
+	if e.cause != nil {
+		return fmt.Sprintf("compiled evaluation: %s: %v", e.Feature, e.cause)
+	}
+	return "compiled evaluation: unsupported " + e.Feature
+}
+
+// Unwrap lets errors.Is(err, ErrUnsupported) hold and reaches the cause.
+func (e *UnsupportedError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrUnsupported}
+	}
+	return []error{ErrUnsupported, e.cause}
+}
+
+// Options is what Prepare plans.
+type Options struct {
+	// Compiler holds the compiled modules. Prepare plans from it the way
+	// OPA's rego package prepares a query for a compilation target, which
+	// switches the compiler's evaluation mode; Prepare switches it back to
+	// topdown mode, the default. It must therefore not run concurrently
+	// with another use of the same compiler. Required.
+	Compiler *ast.Compiler
+	// Query is the query to plan, for example
+	// `decision = data.verdict_entrypoint.decision`. Required.
+	Query ast.Body
+	// Data is the base document (the value of `data` outside the rules),
+	// an object; nil means {}. It is shared, never modified, by every
+	// evaluation.
+	Data ast.Value
+}
+
+// Query is a prepared query: OPA's plan for it, checked and turned into a
+// form the interpreter runs directly. A Query is immutable and safe for
+// concurrent use; each evaluation borrows its own registers.
+type Query struct {
+	prog  *program
+	state sync.Pool // of *evalState
+}
+
+// Prepare plans opts.Query with OPA's planner and makes it ready to
+// evaluate. It returns an error wrapping ErrUnsupported (an
+// *UnsupportedError naming the feature) when the plan needs something this
+// evaluator does not implement; the caller then evaluates the query with
+// OPA's evaluator instead, never with a partial plan.
+func Prepare(ctx context.Context, opts Options) (*Query, error) {
+	if opts.Compiler == nil {
+		return nil, errors.New("plan: no compiler")
+	}
+	if len(opts.Query) == 0 {
+		return nil, errors.New("plan: empty query")
+	}
+	data := opts.Data
+	if data == nil {
+		data = ast.NewObject()
+	}
+	obj, ok := data.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("plan: data must be an object, got %s", ast.ValueName(data))
+	}
+	if obj.Get(ast.InternedTerm(string(ast.SystemDocumentKey))) != nil {
+		// topdown hides data.system when it reads the whole of data.
+		return nil, &UnsupportedError{Feature: "base document with data.system"}
+	}
+	if err := checkCompiler(opts.Compiler); err != nil {
+		return nil, err
+	}
+	return prepareWithRego(ctx, opts.Compiler, opts.Query, data)
+}
+
+// EvalOptions tunes one evaluation. The zero value evaluates with the
+// current time, OPA's default randomness, no print output and built-in
+// errors that make their expression undefined (OPA's default).
+type EvalOptions struct {
+	// Time is the evaluation's clock reading (time.now_ns and token
+	// checks); zero means time.Now().
+	Time time.Time
+	// StrictBuiltinErrors turns a built-in function's error into an
+	// evaluation error, as rego.StrictBuiltinErrors does. Without it the
+	// failing call is undefined.
+	StrictBuiltinErrors bool
+	// PrintHook receives the output of print(); nil discards it.
+	PrintHook print.Hook
+	// Cancel, when set, stops the evaluation once cancelled, as
+	// rego.EvalExternalCancel does. The evaluation also stops when ctx is
+	// done.
+	Cancel topdown.Cancel
+	// Seed is the source of randomness for built-in functions; nil means
+	// crypto/rand.
+	Seed io.Reader
+	// Metrics receives built-in function metrics; nil discards them.
+	Metrics metrics.Metrics
+	// NDBuiltinCache records (and replays) non-deterministic built-in
+	// results, as rego.EvalNDBuiltinCache does.
+	NDBuiltinCache builtins.NDBCache
+	// InterQueryBuiltinCache and InterQueryBuiltinValueCache are handed to
+	// built-in functions that cache across queries (http.send, io.jwt.*).
+	InterQueryBuiltinCache      cache.InterQueryCache
+	InterQueryBuiltinValueCache cache.InterQueryValueCache
+	// Runtime is the value of opa.runtime(); nil means undefined.
+	Runtime *ast.Term
+	// Capabilities are handed to built-in functions that consult them.
+	Capabilities *ast.Capabilities
+}
+
+// ResultSet holds one object per distinct solution of the query, mapping
+// each of the query's variables to its value. A query expression that is
+// not an assignment or comparison (a bare reference, say) is captured under
+// a name starting with "^"; bind it to a variable to read it by name.
+type ResultSet []ast.Object
+
+// Eval evaluates the query with input as `input` (nil: undefined). It
+// returns the query's solutions (none when the query is undefined) exactly
+// as OPA's topdown evaluator would, or an error. Safe for concurrent use.
+//
+// Every error Eval returns, except for cancellation, wraps ErrUnsupported,
+// and the caller should take topdown's answer for that input instead:
+//
+//   - a lookup in the base document that OPA's store would resolve where
+//     the language's values do not (data.users[1] with a key "1"), which
+//     topdown answers either way depending on how it evaluates the
+//     reference;
+//   - an evaluation error (a conflict, or a built-in function's error under
+//     StrictBuiltinErrors), which wraps topdown's own *topdown.Error too.
+//     Topdown's indexes skip rule bodies and its early exit stops at the
+//     first value, so it evaluates less and may never meet the error.
+//
+// Cancellation (ctx done, or opts.Cancel) is a *topdown.Error with code
+// topdown.CancelErr.
+func (p *Query) Eval(ctx context.Context, input ast.Value, opts EvalOptions) (ResultSet, error) {
+	s, _ := p.state.Get().(*evalState)
+	if s == nil {
+		s = newEvalState(p.prog)
+	}
+	finished := false
+	defer func() {
+		if finished { // a state a panic went through is dropped
+			s.reset()
+			p.state.Put(s)
+		}
+	}()
+	var in *ast.Term
+	if input != nil {
+		in = ast.NewTerm(input)
+	}
+	rs, err := s.run(ctx, in, &opts)
+	finished = true
+	if err != nil {
+		var te *topdown.Error
+		if errors.As(err, &te) && te.Code == topdown.CancelErr {
+			return nil, err
+		}
+		if !errors.Is(err, ErrUnsupported) {
+			err = &UnsupportedError{Feature: "evaluation error, left to topdown", cause: err}
+		}
+		return nil, err
+	}
+	return rs, nil
+}
