@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -78,7 +80,19 @@ func preparePlan(ctx context.Context, c *ast.Compiler, s *bundles.Snapshot, ev E
 // returns the decision object, or handled false when the compiled
 // evaluator leaves this input to topdown (an error other than
 // cancellation: see plan.Query.Eval); cancellation is a refusal.
-func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Value, now time.Time, cancel topdown.Cancel) (ast.Object, bool, error) {
+//
+// A panic in the compiled evaluator is a fault of its own: it is logged and
+// the input left to topdown, so that no input can take the process down
+// through it.
+func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Value, now time.Time, cancel topdown.Cancel) (result ast.Object, handled bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.fallbacks.Add(1)
+			e.log.LogAttrs(ctx, slog.LevelError, "compiled evaluator panicked; evaluating with topdown",
+				slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+			result, handled, err = nil, false, nil
+		}
+	}()
 	rs, err := q.Eval(ctx, input, plan.EvalOptions{
 		Time:                now,
 		StrictBuiltinErrors: true,
@@ -95,7 +109,6 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 	if len(rs) == 0 {
 		return nil, true, nil
 	}
-	var result ast.Object
 	if t := rs[0].Get(decisionVar); t != nil {
 		result, _ = t.Value.(ast.Object)
 	}

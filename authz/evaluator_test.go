@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -150,5 +151,25 @@ func TestEvaluatorPrints(t *testing.T) {
 				t.Fatalf("printed %q", lines)
 			}
 		})
+	}
+}
+
+// TestEvaluatorPanicFallsBack: a panic inside the compiled evaluator (here
+// from the embedder's print hook, the first time only) is recovered,
+// counted, and the input evaluated by topdown.
+func TestEvaluatorPanicFallsBack(t *testing.T) {
+	const policy = "package authz\n\nallow if {\n\tprint(\"x\")\n\tinput.action.name == \"read\"\n}\n"
+	var calls atomic.Int32
+	e := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1, Print: func(context.Context, string, string) {
+		if calls.Add(1) == 1 {
+			panic("boom")
+		}
+	}}, authztest.Policy(t, "panic", policy))
+	d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}})
+	if err != nil || !d.Allow {
+		t.Fatalf("got %+v, %v; want topdown's allow", d, err)
+	}
+	if n := e.Status().EvaluatorFallbacks; n != 1 || calls.Load() != 2 {
+		t.Fatalf("%d fallbacks, %d prints; want 1 and 2", n, calls.Load())
 	}
 }
