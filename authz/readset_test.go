@@ -48,7 +48,7 @@ func TestDecisionCacheKeys(t *testing.T) {
 		want string
 	}{
 		{name: "default policies", want: "on: keyed on input.subject.authenticated, input.subject.claims.roles, input.subject.id, " +
-			"input.caller.authenticated, input.caller.id, input.action.method, input.action.name, input.action.path, input.action.segments"},
+			"input.caller.authenticated, input.caller.id, input.action.method, input.action.name, input.action.segments[0]"},
 		{name: "action name only", rego: "package authz\n\nallow if input.action.name == data.x\n", want: "on: keyed on input.action.name"},
 		{name: "reads nothing", file: "reads_nothing.rego", want: "on: keyed on nothing: the policy reads no input"},
 		{name: "method and first segment", file: "method_and_route.rego", want: "on: keyed on input.action.method, input.action.segments[0]"},

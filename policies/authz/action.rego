@@ -22,14 +22,10 @@ verbs := {
 	"DELETE": "delete",
 }
 
-# path_segments are the non-empty segments of the request path: ["orders",
-# "42"] for /orders/42. The PEP sends them; without them the path is split
-# here, ignoring any query string.
-path_segments := input.action.segments if {
-	is_array(input.action.segments)
-} else := [s | some s in split(split(input.action.path, "?")[0], "/"); s != ""]
-
 # path_resource is the first segment of the request path: "orders" for
-# /orders/42. A segment with a colon names no resource, so that a path such
-# as /inventory:reserve cannot pass for another action.
-path_resource := path_segments[0] if not contains(path_segments[0], ":")
+# /orders/42. The engine splits the path into input.action.segments (the
+# path alone, in a hand-written input, names no action). A segment with a
+# colon names no resource, so that a path such as /inventory:reserve cannot
+# pass for another action. Only the first segment is read, so a decision
+# for GET /orders/42 is cached for GET /orders/17 too.
+path_resource := input.action.segments[0] if not contains(input.action.segments[0], ":")
