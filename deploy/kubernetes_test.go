@@ -150,6 +150,11 @@ type verdictPod struct {
 	cfg        *config.Config
 	addr       string // --addr, else the configuration's addr, else server.DefaultAddr
 	port       int32
+	// diagAddr is --diagnostic-addr, else the configuration's
+	// diagnostic_addr: where health, status and metrics are served too
+	// (plain HTTP), and the probes go; "" when none.
+	diagAddr string
+	diagPort int32
 	mounts     []mount
 }
 
@@ -158,8 +163,11 @@ func (p *verdictPod) String() string {
 }
 
 // loopback reports whether Verdict listens on a loopback address only.
-func (p *verdictPod) loopback() bool {
-	host, _, _ := net.SplitHostPort(p.addr)
+func (p *verdictPod) loopback() bool { return isLoopback(p.addr) }
+
+// isLoopback reports whether addr is on a loopback address only.
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
 	ip := net.ParseIP(host)
 	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
@@ -286,15 +294,29 @@ func readPod(t *testing.T, m *manifest, p *verdictPod) {
 	if a, ok := flagValue(p.args, "addr"); ok {
 		p.addr = a
 	}
-	_, port, err := net.SplitHostPort(p.addr)
+	p.port = listenPort(t, p, p.addr)
+	p.diagAddr = cfg.DiagnosticAddr
+	if a, ok := flagValue(p.args, "diagnostic-addr"); ok {
+		p.diagAddr = a
+	}
+	if p.diagAddr != "" {
+		p.diagPort = listenPort(t, p, p.diagAddr)
+	}
+}
+
+// listenPort reads the port of a listen address, failing the test when
+// there is none.
+func listenPort(t *testing.T, p *verdictPod, addr string) int32 {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		t.Fatalf("%s: listen address %q: %v", p, p.addr, err)
+		t.Fatalf("%s: listen address %q: %v", p, addr, err)
 	}
 	var n int
 	if _, err := fmt.Sscan(port, &n); err != nil || n <= 0 || n > 65535 {
-		t.Fatalf("%s: listen address %q: port %q", p, p.addr, port)
+		t.Fatalf("%s: listen address %q: port %q", p, addr, port)
 	}
-	p.port = int32(n)
+	return int32(n)
 }
 
 // resolvePort resolves a probe's or a Service's target port, by name or
@@ -346,17 +368,23 @@ func checkProbes(t *testing.T, p *verdictPod, h http.Handler) {
 		{"livenessProbe", c.LivenessProbe, []string{"/health/live"}},
 		{"readinessProbe", c.ReadinessProbe, []string{"/health/ready"}},
 	}
-	if p.loopback() {
+	// The kubelet probes the diagnostic listener when there is one (plain
+	// HTTP, health on both listeners), else the listener.
+	probeAddr, probePort := p.addr, p.port
+	scheme := corev1.URISchemeHTTP
+	switch {
+	case p.diagAddr != "":
+		probeAddr, probePort = p.diagAddr, p.diagPort
+	case p.cfg.TLS != nil:
+		scheme = corev1.URISchemeHTTPS
+	}
+	if isLoopback(probeAddr) {
 		for _, pr := range probes {
 			if pr.probe != nil {
-				t.Errorf("%s: %s, but Verdict listens on %s: the kubelet probes the pod's address, which a loopback listener never answers", p, pr.kind, p.addr)
+				t.Errorf("%s: %s, but Verdict listens on %s: the kubelet probes the pod's address, which a loopback listener never answers", p, pr.kind, probeAddr)
 			}
 		}
 		return
-	}
-	scheme := corev1.URISchemeHTTP
-	if p.cfg.TLS != nil {
-		scheme = corev1.URISchemeHTTPS
 	}
 	for _, pr := range probes {
 		if pr.probe == nil || pr.probe.HTTPGet == nil {
@@ -372,8 +400,8 @@ func checkProbes(t *testing.T, p *verdictPod, h http.Handler) {
 		if rec.Code != http.StatusOK {
 			t.Errorf("%s: %s path %q: the server answers %d to GET, want 200", p, pr.kind, g.Path, rec.Code)
 		}
-		if port, ok := resolvePort(c, g.Port); !ok || port != p.port {
-			t.Errorf("%s: %s port %s is %d, Verdict listens on %s", p, pr.kind, g.Port.String(), port, p.addr)
+		if port, ok := resolvePort(c, g.Port); !ok || port != probePort {
+			t.Errorf("%s: %s port %s is %d, Verdict serves health on %s", p, pr.kind, g.Port.String(), port, probeAddr)
 		}
 		if g.Scheme != "" && g.Scheme != scheme || g.Scheme == "" && scheme != corev1.URISchemeHTTP {
 			t.Errorf("%s: %s scheme %q, want %s", p, pr.kind, g.Scheme, scheme)
@@ -382,8 +410,8 @@ func checkProbes(t *testing.T, p *verdictPod, h http.Handler) {
 			t.Errorf("%s: %s host %q: the kubelet would probe that host, not the pod", p, pr.kind, g.Host)
 		}
 	}
-	if !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.ContainerPort == p.port }) {
-		t.Errorf("%s: no container port is %d, where Verdict listens (%s)", p, p.port, p.addr)
+	if !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.ContainerPort == probePort }) {
+		t.Errorf("%s: no container port is %d, where Verdict serves health (%s)", p, probePort, probeAddr)
 	}
 }
 
@@ -726,6 +754,9 @@ func TestKustomizeSidecar(t *testing.T) {
 	if !p.loopback() {
 		t.Errorf("%s listens on %s, want loopback only", p, p.addr)
 	}
+	if p.diagAddr == "" || isLoopback(p.diagAddr) || p.container.StartupProbe == nil || p.container.ReadinessProbe == nil {
+		t.Errorf("%s: diagnostic address %q: want one on the pod's address, with startup and readiness probes on it", p, p.diagAddr)
+	}
 	if len(p.spec.Containers) == 0 {
 		t.Errorf("%s: no application container", p)
 	}
@@ -828,8 +859,11 @@ func layOut(t *testing.T, p *verdictPod, inContainer bool) *layout {
 	for _, a := range p.args {
 		l.args = append(l.args, hostPath(a))
 	}
-	// Listen on a free port of this machine's loopback (the last --addr wins).
+	// Listen on free ports of this machine's loopback (the last flag wins).
 	l.args = append(l.args, "--addr", "127.0.0.1:0")
+	if p.diagAddr != "" {
+		l.args = append(l.args, "--diagnostic-addr", "127.0.0.1:0")
+	}
 	return l
 }
 
@@ -981,9 +1015,13 @@ func exercise(t *testing.T, l *layout, vp *proc) {
 	p := l.p
 	base := vp.baseURL(t)
 	revision := waitReady(t, vp, base, "")
+	probeBase := base
+	if p.diagAddr != "" {
+		probeBase = vp.diagnosticURL(t)
+	}
 	for _, pr := range []*corev1.Probe{p.container.StartupProbe, p.container.LivenessProbe, p.container.ReadinessProbe} {
 		if pr != nil && pr.HTTPGet != nil {
-			if code, body := fetch(t, base+pr.HTTPGet.Path); code != http.StatusOK {
+			if code, body := fetch(t, probeBase+pr.HTTPGet.Path); code != http.StatusOK {
 				t.Errorf("GET %s: %d %s", pr.HTTPGet.Path, code, body)
 			}
 		}

@@ -77,6 +77,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	output authztest.SyncBuffer
 	addr   chan string   // the bound address, once
+	diag   chan string   // the bound diagnostic address, once, if any
 	done   chan struct{} // closed when the process has exited
 	err    error         // cmd.Wait's result, set before done is closed
 }
@@ -85,7 +86,7 @@ type proc struct {
 // and prints its output when the test failed.
 func startProc(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: cmd, addr: make(chan string, 1), done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, addr: make(chan string, 1), diag: make(chan string, 1), done: make(chan struct{})}
 	cmd.Stdout = &p.output
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -97,11 +98,16 @@ func startProc(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		found := false
+		found, foundDiag := false, false
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(&p.output, line)
-			if addr, ok := listenAddr(line); ok && !found {
+			addr, diag, ok := listenAddr(line)
+			switch {
+			case ok && diag && !foundDiag:
+				foundDiag = true
+				p.diag <- addr
+			case ok && !diag && !found:
 				found = true
 				p.addr <- addr
 			}
@@ -124,30 +130,43 @@ func startProc(t *testing.T, name string, cmd *exec.Cmd) *proc {
 	return p
 }
 
-// textListening matches the text log's first line.
+// textListening matches the text log's "listening" lines.
 var textListening = regexp.MustCompile(`\bmsg=listening\b.*\baddr=(\S+)`)
 
-// listenAddr reads the bound address from the "listening" log line, in
-// either log format.
-func listenAddr(line string) (string, bool) {
+// listenAddr reads the bound address from a "listening" log line, in
+// either log format; diag is true for the diagnostic listener's.
+func listenAddr(line string) (addr string, diag, ok bool) {
 	var rec struct {
-		Msg  string `json:"msg"`
-		Addr string `json:"addr"`
+		Msg    string `json:"msg"`
+		Addr   string `json:"addr"`
+		Serves string `json:"serves"`
 	}
 	if json.Unmarshal([]byte(line), &rec) == nil {
-		return rec.Addr, rec.Msg == "listening" && rec.Addr != ""
+		return rec.Addr, rec.Serves == "diagnostics", rec.Msg == "listening" && rec.Addr != ""
 	}
 	if m := textListening.FindStringSubmatch(line); m != nil {
-		return m[1], true
+		return m[1], strings.Contains(line, "serves=diagnostics"), true
 	}
-	return "", false
+	return "", false, false
 }
 
 // baseURL waits for the listening line and returns http://ADDR.
 func (p *proc) baseURL(t *testing.T) string {
 	t.Helper()
+	return p.waitAddr(t, p.addr)
+}
+
+// diagnosticURL waits for the diagnostic listener's line and returns
+// http://ADDR.
+func (p *proc) diagnosticURL(t *testing.T) string {
+	t.Helper()
+	return p.waitAddr(t, p.diag)
+}
+
+func (p *proc) waitAddr(t *testing.T, ch chan string) string {
+	t.Helper()
 	select {
-	case addr := <-p.addr:
+	case addr := <-ch:
 		return "http://" + addr
 	case <-p.done:
 		t.Fatalf("%s exited before listening: %v", p.name, p.err)

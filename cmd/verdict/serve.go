@@ -27,9 +27,11 @@ import (
 type serveFlags struct {
 	configFile string
 	addr       string
-	policies   string
-	logFormat  string
-	logLevel   string
+	// diagnosticAddr overrides the configuration's diagnostic_addr.
+	diagnosticAddr string
+	policies       string
+	logFormat      string
+	logLevel       string
 }
 
 func newServeCommand() *cobra.Command {
@@ -73,6 +75,7 @@ and exits 0.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.configFile, "config", "", "configuration file (YAML)")
 	fl.StringVar(&f.addr, "addr", "", `listen address (default: the configuration's addr, else "`+server.DefaultAddr+`")`)
+	fl.StringVar(&f.diagnosticAddr, "diagnostic-addr", "", "plain-HTTP listen address for health, status and metrics, which then leave --addr (default: the configuration's diagnostic_addr, else none)")
 	fl.StringVar(&f.policies, "policies", "", "policy directory or bundle file, watched for changes (default: the configuration's policy source, else the embedded default policies)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -168,7 +171,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		Engine:            engine,
 		KeySets:           keySets(managers),
 		Addr:              first(f.addr, cfg.Addr, server.DefaultAddr),
-		DiagnosticAddr:    cfg.DiagnosticAddr,
+		DiagnosticAddr:    first(f.diagnosticAddr, cfg.DiagnosticAddr),
 		XFCCHeader:        cfg.Callers.XFCCHeader,
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
 		ActionHeader:      cfg.ForwardAuth.ActionHeader,
@@ -186,6 +189,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 			IdleTimeout:       cfg.Limits.IdleTimeout,
 			ShutdownTimeout:   cfg.Limits.ShutdownTimeout,
 		},
+	}
+	if opts.DiagnosticAddr != "" && opts.DiagnosticAddr == opts.Addr && !strings.HasSuffix(opts.Addr, ":0") {
+		return fmt.Errorf("diagnostic address %s: must differ from the listen address", opts.DiagnosticAddr)
 	}
 	if _, static := src.(*staticSource); !static {
 		opts.Source = src
