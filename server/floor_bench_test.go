@@ -1,0 +1,67 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/server/decisionlog"
+)
+
+// BenchmarkCachedVersusEcho compares a cached /v1/decide (a viewer's token
+// seen before, the same question: both the verified-token and the
+// decision cache hit) with the least a JSON service does with the same
+// body: net/http's handler decoding it with encoding/json into a map and
+// encoding it back. Both are served from the handler, without the network
+// (which costs both the same), so the ratio is an upper bound on the
+// ratio of whole requests. verdict_cached_logged also writes the decision
+// log (to a discarding writer), as a default deployment does.
+func BenchmarkCachedVersusEcho(b *testing.B) {
+	f := newFixture(b, fixtureOptions{})
+	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	body := `{"token":"` + tok + `","action":"orders:read"}`
+	f.srv.dlog = nil
+	logged := newFixture(b, fixtureOptions{})
+	l, err := decisionlog.New(decisionlog.Options{Writer: io.Discard, Buffer: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go l.Run(b.Context())
+	logged.srv.dlog = l
+	loggedTok, _ := logged.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v map[string]any
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, DefaultMaxBodyBytes)).Decode(&v); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(v)
+	})
+	for _, h := range []struct {
+		name string
+		h    http.Handler
+		body string
+	}{
+		{"verdict_cached", f.srv.Handler(), body},
+		{"verdict_cached_logged", logged.srv.Handler(), `{"token":"` + loggedTok + `","action":"orders:read"}`},
+		{"echo", echo, body},
+	} {
+		b.Run(h.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(h.body))
+				r.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				h.h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatal(w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
