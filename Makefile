@@ -50,6 +50,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecideInput -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzBearerToken -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./authz
+	$(GO) test -run '^$$' -fuzz FuzzDecisionCacheAgrees -fuzztime $(FUZZTIME) ./authz
+	$(GO) test -run '^$$' -fuzz FuzzDifferential -fuzztime $(FUZZTIME) ./authz/internal/plan
+	$(GO) test -run '^$$' -fuzz FuzzPolicy -fuzztime $(FUZZTIME) ./authz/internal/plan
 	$(GO) test -run '^$$' -fuzz FuzzDecodeDecideBody -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz FuzzExtAuthzCheck -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz FuzzForwardedCert -fuzztime $(FUZZTIME) ./server/internal/fwdcert
