@@ -127,35 +127,19 @@ func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 	if deny == nil {
 		deny = writeDeny
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			req, err := RequestFromHTTP(r)
-			if err != nil {
-				deny(w, r, Deny(err), err)
-				return
-			}
-			if opts.Action != nil {
-				a := opts.Action(r)
-				if a.Method == "" {
-					a.Method = req.Action.Method
-				}
-				if a.Path == "" {
-					a.Path = req.Action.Path
-				}
-				req.Action = a
-			}
-			if opts.Resource != nil {
-				req.Resource = opts.Resource(r)
-			}
-			d, err := e.Decide(r.Context(), req)
-			if err != nil || !d.Allow {
-				deny(w, r, d, err)
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionContextKey{}, d)))
-		})
-	}
+	return httpreq.Middleware(decisionContextKey{}, func(r *http.Request) (Decision, bool, error) {
+		req, err := RequestFromHTTP(r)
+		if err != nil {
+			return Deny(err), false, err
+		}
+		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)
+		d, err := e.Decide(r.Context(), req)
+		return d, d.Allow, err
+	}, deny)
 }
+
+// actionFields points at the method and path of a, for httpreq.Describe.
+func actionFields(a *Action) (method, path *string) { return &a.Method, &a.Path }
 
 // writeDeny is the default deny answer: the decision as JSON.
 func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {

@@ -45,37 +45,17 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 	if deny == nil {
 		deny = writeDeny
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			tok, err := httpreq.BearerToken(r.Header)
-			if err != nil {
-				err = &TokenError{err: err}
-				deny(w, r, Decision{Reasons: []string{"token: malformed"}}, err)
-				return
-			}
-			req := Request{Token: tok, Action: Action{Method: r.Method, Path: r.URL.EscapedPath()},
-				Context: Context{RequestID: httpreq.RequestID(r.Header)}}
-			if opts.Action != nil {
-				a := opts.Action(r)
-				if a.Method == "" {
-					a.Method = req.Action.Method
-				}
-				if a.Path == "" {
-					a.Path = req.Action.Path
-				}
-				req.Action = a
-			}
-			if opts.Resource != nil {
-				req.Resource = opts.Resource(r)
-			}
-			d, err := c.Decide(r.Context(), req)
-			if err != nil || !d.Allow {
-				deny(w, r, d, err)
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionContextKey{}, d)))
-		})
-	}
+	return httpreq.Middleware(decisionContextKey{}, func(r *http.Request) (Decision, bool, error) {
+		tok, err := httpreq.BearerToken(r.Header)
+		if err != nil {
+			return Decision{Reasons: []string{"token: malformed"}}, false, &TokenError{err: err}
+		}
+		req := Request{Token: tok, Action: Action{Method: r.Method, Path: r.URL.EscapedPath()},
+			Context: Context{RequestID: httpreq.RequestID(r.Header)}}
+		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)
+		d, err := c.Decide(r.Context(), req)
+		return d, d.Allow, err
+	}, deny)
 }
 
 // TokenError is a malformed Authorization header the middleware refused
@@ -107,6 +87,9 @@ func Status(d Decision, err error, anonymous bool) int {
 	}
 	return http.StatusForbidden
 }
+
+// actionFields points at the method and path of a, for httpreq.Describe.
+func actionFields(a *Action) (method, path *string) { return &a.Method, &a.Path }
 
 // writeDeny is the default deny answer: the decision as JSON.
 func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {

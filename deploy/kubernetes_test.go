@@ -155,7 +155,7 @@ type verdictPod struct {
 	// (plain HTTP), and the probes go; "" when none.
 	diagAddr string
 	diagPort int32
-	mounts     []mount
+	mounts   []mount
 }
 
 func (p *verdictPod) String() string {

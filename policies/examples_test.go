@@ -10,9 +10,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/format"
-	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/tester"
 )
 
 // TestExamples runs the Rego tests of every policy set under examples/
@@ -29,7 +26,6 @@ func TestExamples(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			ctx := t.Context()
 			loader, err := bundle.NewFSLoader(os.DirFS(dir))
 			if err != nil {
 				t.Fatal(err)
@@ -44,19 +40,7 @@ func TestExamples(t *testing.T) {
 					t.Errorf("%s is not formatted as `opa fmt` writes it (%v)", path.Join(dir, m.Path), err)
 				}
 			}
-			store := inmem.NewFromObject(b.Data)
-			txn := storage.NewTransactionOrDie(ctx, store)
-			t.Cleanup(func() { store.Abort(ctx, txn) })
-			ch, err := tester.NewRunner().
-				SetCompiler(ast.NewCompiler().WithSchemas(inputSchema(t))).
-				SetStore(store).
-				SetModules(b.ParsedModules("default")).
-				RaiseBuiltinErrors(true).
-				SetDefaultRegoVersion(ast.RegoV1).
-				RunTests(ctx, txn)
-			if err != nil {
-				t.Fatalf("compile %s: %v", dir, err)
-			}
+			ch := runRegoTests(t, &b, dir)
 			ran := 0
 			for r := range ch {
 				ran++

@@ -92,22 +92,8 @@ func fsModules(t *testing.T) map[string]string {
 // TestRego runs every Rego unit test in FS() through OPA's tester, against
 // the embedded data and with the input schema, as `verdict test` does.
 func TestRego(t *testing.T) {
-	ctx := t.Context()
 	b := readBundle(t)
-	store := inmem.NewFromObject(b.Data)
-	txn := storage.NewTransactionOrDie(ctx, store)
-	t.Cleanup(func() { store.Abort(ctx, txn) })
-
-	ch, err := tester.NewRunner().
-		SetCompiler(ast.NewCompiler().WithSchemas(inputSchema(t))).
-		SetStore(store).
-		SetModules(b.ParsedModules("default")).
-		RaiseBuiltinErrors(true).
-		SetDefaultRegoVersion(ast.RegoV1).
-		RunTests(ctx, txn)
-	if err != nil {
-		t.Fatalf("compile tests: %v", err)
-	}
+	ch := runRegoTests(t, &b, "tests")
 	ran := 0
 	for r := range ch {
 		ran++
@@ -127,6 +113,28 @@ func TestRego(t *testing.T) {
 		t.Fatal("no Rego tests ran")
 	}
 	t.Logf("%d Rego tests ran", ran)
+}
+
+// runRegoTests runs b's Rego unit tests through OPA's tester, against b's
+// data and with the input schema, as `verdict test` does; what names b in
+// the failure when they do not compile.
+func runRegoTests(t *testing.T, b *bundle.Bundle, what string) <-chan *tester.Result {
+	t.Helper()
+	ctx := t.Context()
+	store := inmem.NewFromObject(b.Data)
+	txn := storage.NewTransactionOrDie(ctx, store)
+	t.Cleanup(func() { store.Abort(ctx, txn) })
+	ch, err := tester.NewRunner().
+		SetCompiler(ast.NewCompiler().WithSchemas(inputSchema(t))).
+		SetStore(store).
+		SetModules(b.ParsedModules("default")).
+		RaiseBuiltinErrors(true).
+		SetDefaultRegoVersion(ast.RegoV1).
+		RunTests(ctx, txn)
+	if err != nil {
+		t.Fatalf("compile %s: %v", what, err)
+	}
+	return ch
 }
 
 // TestModulesTypeCheck compiles every module in FS(), tests included,

@@ -184,17 +184,10 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 		s.fail(w, err)
 		return
 	}
-	bp, data, err := s.readBody(w, r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
 	var in azBody
-	jr := s.readers.get()
-	err = jr.decodeAuthZEN(data, s.limits.MaxJSONDepth, s.authzen.maxItems, batch, &in)
-	s.readers.put(jr)
-	s.putBuf(bp, data)
-	if err != nil {
+	if err := s.decodeBody(w, r, func(jr *jsonReader, data []byte) error {
+		return jr.decodeAuthZEN(data, s.limits.MaxJSONDepth, s.authzen.maxItems, batch, &in)
+	}); err != nil {
 		s.fail(w, err)
 		return
 	}

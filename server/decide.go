@@ -9,6 +9,21 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 )
 
+// decodeBody reads the request body into a pooled buffer and decodes it
+// with a pooled reader (decode must not keep data), then gives both back.
+// A body over Limits.MaxBodyBytes is an error that answer maps to 413.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, decode func(jr *jsonReader, data []byte) error) error {
+	bp, data, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	jr := s.readers.get()
+	err = decode(jr, data)
+	s.readers.put(jr)
+	s.putBuf(bp, data)
+	return err
+}
+
 // readBody reads the request body into a pooled buffer, refusing more than
 // Limits.MaxBodyBytes with an error that answer maps to 413. The caller
 // returns the buffer with putBuf.
@@ -51,17 +66,10 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	bp, data, err := s.readBody(w, r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
 	var in decideBody
-	jr := s.readers.get()
-	err = jr.decodeDecide(data, s.limits.MaxJSONDepth, &in)
-	s.readers.put(jr)
-	s.putBuf(bp, data)
-	if err != nil {
+	if err := s.decodeBody(w, r, func(jr *jsonReader, data []byte) error {
+		return jr.decodeDecide(data, s.limits.MaxJSONDepth, &in)
+	}); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -66,15 +65,7 @@ func (s *Server) runDiagnostics(ln net.Listener) *diagRun {
 	if ln == nil {
 		return r
 	}
-	r.hs = &http.Server{
-		Handler:           s.diag,
-		MaxHeaderBytes:    s.limits.MaxHeaderBytes,
-		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
-		ReadTimeout:       s.limits.ReadTimeout,
-		WriteTimeout:      s.limits.WriteTimeout,
-		IdleTimeout:       s.limits.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	r.hs = s.httpServer(s.diag)
 	r.served, r.done = make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(r.done)

@@ -86,14 +86,6 @@ func NewDir(opts DirOptions) (*Dir, error) {
 	return &Dir{source: src, dir: abs, opts: opts}, nil
 }
 
-// Status returns the source's current status (see bundles.Status for how
-// retries are counted).
-func (d *Dir) Status() bundles.Status { return d.rec.Status() }
-
-// Initialized returns a channel closed once Run's first load attempt has
-// finished, successfully or not.
-func (d *Dir) Initialized() <-chan struct{} { return d.rec.Initialized() }
-
 // Run reads the directory, hands the snapshot to sink, then watches for
 // changes and delivers every new snapshot until ctx is done. The first load
 // happens before Run waits for events. A failed read is retried every

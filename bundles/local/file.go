@@ -97,14 +97,6 @@ func NewFile(opts FileOptions) (*File, error) {
 	return &File{source: src, path: abs, dir: filepath.Dir(abs), opts: opts}, nil
 }
 
-// Status returns the source's current status (see bundles.Status for how
-// retries are counted).
-func (f *File) Status() bundles.Status { return f.rec.Status() }
-
-// Initialized returns a channel closed once Run's first load attempt has
-// finished, successfully or not.
-func (f *File) Initialized() <-chan struct{} { return f.rec.Initialized() }
-
 // Run reads the bundle, hands the snapshot to sink, then watches the file
 // and delivers every new snapshot until ctx is done. The first load happens
 // before Run waits for events; a missing or bad bundle is reported in Status

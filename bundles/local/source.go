@@ -61,6 +61,14 @@ func newSource(s settings) (*source, error) {
 	return src, nil
 }
 
+// Status returns the source's current status (see bundles.Status for how
+// retries are counted).
+func (s *source) Status() bundles.Status { return s.rec.Status() }
+
+// Initialized returns a channel closed once Run's first load attempt has
+// finished, successfully or not.
+func (s *source) Initialized() <-chan struct{} { return s.rec.Initialized() }
+
 // watch says what a source watches and how it reads.
 type watch struct {
 	// dir is the directory watched first; name is how errors call it.

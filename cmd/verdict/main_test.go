@@ -4,14 +4,18 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 )
@@ -23,6 +27,44 @@ func verdict(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
 	code = run(t.Context(), args, strings.NewReader(""), &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+// serve runs `verdict serve --config config` until ctx is done, with
+// stdout to stdout, and waits for its "listening" log line. It returns the
+// server's base URL, its stderr so far and later, and the channel its exit
+// status arrives on.
+func serve(t *testing.T, ctx context.Context, config string, stdout io.Writer) (base string, stderr *authztest.SyncBuffer, done <-chan int) {
+	t.Helper()
+	stderr = new(authztest.SyncBuffer)
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"serve", "--config", config}, strings.NewReader(""), stdout, stderr)
+	}()
+	addrRe := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
+	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no address:\n%s", stderr.String())
+		}
+		if m := addrRe.FindStringSubmatch(stderr.String()); m != nil {
+			base = "http://" + m[1]
+		}
+	}
+	return base, stderr, exit
+}
+
+// stopServe cancels a serve (through cancel) and fails t unless it exits 0
+// within 15 s.
+func stopServe(t *testing.T, cancel context.CancelFunc, done <-chan int, stderr *authztest.SyncBuffer) {
+	t.Helper()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("serve did not stop\n%s", stderr.String())
+	}
 }
 
 func decision(t *testing.T, out string) (allow bool, reasons []string) {

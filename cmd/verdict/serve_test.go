@@ -71,15 +71,7 @@ func TestServeDemo(t *testing.T) {
 			t.Errorf("curl %d: %d %s, want %s", i, resp.StatusCode, b, wants[i])
 		}
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
-	}
+	stopServe(t, cancel, done, &stderr)
 	if n := strings.Count(stdout.String(), `"decision_id"`); n != 3 {
 		t.Errorf("decision log has %d lines, want 3:\n%s", n, stdout.String())
 	}
@@ -101,21 +93,7 @@ func TestServeConfigAndPolicyDir(t *testing.T) {
 	write(filepath.Join(pol, "p.rego"), "package authz\nallow := true\n")
 	write(filepath.Join(dir, "verdict.yaml"), "addr: 127.0.0.1:0\npolicy:\n  dir: policies\ndecision_log: decisions.jsonl\nlimits:\n  max_body_bytes: 1024\n")
 	ctx, cancel := context.WithCancel(t.Context())
-	var stderr authztest.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", filepath.Join(dir, "verdict.yaml")}, strings.NewReader(""), io.Discard, &stderr)
-	}()
-	addrRe := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
-	var base string
-	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no address:\n%s", stderr.String())
-		}
-		if m := addrRe.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-		}
-	}
+	base, stderr, done := serve(t, ctx, filepath.Join(dir, "verdict.yaml"), io.Discard)
 	ask := func() string {
 		resp, err := http.Post(base+"/v1/decide", "application/json", strings.NewReader(`{"action":"a:b"}`))
 		if err != nil {
@@ -146,10 +124,7 @@ func TestServeConfigAndPolicyDir(t *testing.T) {
 	if resp.StatusCode != 413 {
 		t.Errorf("body over limits.max_body_bytes: %d, want 413", resp.StatusCode)
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d\n%s", code, stderr.String())
-	}
+	stopServe(t, cancel, done, stderr)
 	log, err := os.ReadFile(filepath.Join(dir, "decisions.jsonl"))
 	if err != nil || strings.Count(string(log), "\n") < 2 {
 		t.Errorf("decision log file: %v\n%s", err, log)

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -50,21 +49,8 @@ limits:
 `)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr authztest.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--config", filepath.Join(dir, "verdict.yaml")}, strings.NewReader(""), &stdout, &stderr)
-	}()
-	addrRe := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
-	var base string
-	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no address:\n%s", stderr.String())
-		}
-		if m := addrRe.FindStringSubmatch(stderr.String()); m != nil {
-			base = "http://" + m[1]
-		}
-	}
+	var stdout authztest.SyncBuffer
+	base, stderr, done := serve(t, ctx, filepath.Join(dir, "verdict.yaml"), &stdout)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		resp, err := http.Post(base+"/v1/decide", "application/json", strings.NewReader(`{"action":"a:b"}`))
 		if err != nil {
@@ -80,15 +66,7 @@ limits:
 		}
 	}
 	stopped := time.Now()
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d\n%s", code, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("serve did not stop\n%s", stderr.String())
-	}
+	stopServe(t, cancel, done, stderr)
 	if el := time.Since(stopped); el > 5*time.Second {
 		t.Errorf("serve took %v to stop with a 1s shutdown budget", el)
 	}

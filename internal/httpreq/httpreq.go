@@ -1,10 +1,13 @@
 // Package httpreq reads what an HTTP request says about itself — its bearer
-// token (RFC 6750) and its request ID — for the engine's HTTP helpers and
-// the Go client, which must not depend on the engine, so that both accept
-// and refuse the same headers.
+// token (RFC 6750) and its request ID — and runs the net/http middleware,
+// for the engine's HTTP helpers and the Go client, which must not depend on
+// the engine, so that both accept and refuse the same headers and gate
+// requests the same way.
 package httpreq
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -59,4 +62,43 @@ func RequestID(h http.Header) string {
 		}
 	}
 	return id
+}
+
+// Middleware is the net/http middleware of the engine and of the client:
+// ask builds the question for a request and answers it (allow reports the
+// answer's verdict; an error, or a question it could not build, is not an
+// allow). Allowed requests go on to next with the answer in their context
+// under key; everything else is answered by deny and never reaches next.
+func Middleware[D any](key any, ask func(r *http.Request) (d D, allow bool, err error),
+	deny func(w http.ResponseWriter, r *http.Request, d D, err error)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d, allow, err := ask(r)
+			if err != nil || !allow {
+				deny(w, r, d, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), key, d)))
+		})
+	}
+}
+
+// Describe applies a middleware's callbacks to r: the action is what
+// action gives (own when action is nil), with the method and path it
+// leaves empty (fields points at them) taken from own; the resource is
+// what resource gives (none when it is nil).
+func Describe[A any](r *http.Request, own A, fields func(*A) (method, path *string),
+	action func(*http.Request) A, resource func(*http.Request) map[string]any) (A, map[string]any) {
+	a := own
+	if action != nil {
+		a = action(r)
+		m, p := fields(&a)
+		ownM, ownP := fields(&own)
+		*m, *p = cmp.Or(*m, *ownM), cmp.Or(*p, *ownP)
+	}
+	var res map[string]any
+	if resource != nil {
+		res = resource(r)
+	}
+	return a, res
 }

@@ -1,26 +1,19 @@
 package config_test
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
-
-	"github.com/verdict-pdp/verdict/server/config"
 )
 
 func TestParseAuthZEN(t *testing.T) {
-	c, err := config.Parse([]byte(`tls: {cert_file: s.pem, key_file: s-key.pem, client_ca_file: ca.pem, client_auth: request}
+	c := mustParse(t, `tls: {cert_file: s.pem, key_file: s-key.pem, client_ca_file: ca.pem, client_auth: request}
 authzen:
   trusted_peers: [10.0.0.0/8, 127.0.0.1]
   trusted_callers: [spiffe://example.org/ns/web/sa/bff]
   base_url: https://pdp.example.com/
   max_evaluations: 20
-`), "/etc/verdict/v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+`, "/etc/verdict/v.yaml")
 	a := c.AuthZEN
 	if a == nil || a.BaseURL != "https://pdp.example.com/" || a.MaxEvaluations != 20 ||
 		!slices.Equal(a.TrustedCallers, []string{"spiffe://example.org/ns/web/sa/bff"}) {
@@ -35,10 +28,7 @@ authzen:
 		t.Errorf("prefixes = %v, want %v", got, want)
 	}
 
-	c, err = config.Parse([]byte("addr: 127.0.0.1:0\n"), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = mustParse(t, "addr: 127.0.0.1:0\n", "v.yaml")
 	if c.AuthZEN != nil {
 		t.Errorf("authzen = %+v without the block, want nil (endpoints off)", c.AuthZEN)
 	}
@@ -76,13 +66,7 @@ func TestParseAuthZENErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.yaml), "v.yaml")
-			if !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("err = %v, want ErrInvalid", err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %v\nwant it to contain %q", err, tc.want)
-			}
+			parseInvalid(t, tc.yaml, tc.want)
 		})
 	}
 }

@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -115,33 +113,6 @@ type HeaderValue struct {
 	Value  string
 	File   string
 	Prefix string
-}
-
-// UnmarshalYAML reads a header value as a string or {file, prefix}.
-func (h *HeaderValue) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		return n.Decode(&h.Value)
-	}
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: want a string or {file: PATH, prefix: TEXT}", n.Line)
-	}
-	var v struct {
-		File   string `yaml:"file"`
-		Prefix string `yaml:"prefix"`
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; k.Value != "file" && k.Value != "prefix" {
-			return fmt.Errorf("line %d: field %s not found in type config.HeaderValue", k.Line, k.Value)
-		}
-	}
-	if err := n.Decode(&v); err != nil {
-		return err
-	}
-	if v.File == "" {
-		return fmt.Errorf("line %d: file is required in {file: PATH, prefix: TEXT}", n.Line)
-	}
-	h.File, h.Prefix = v.File, v.Prefix
-	return nil
 }
 
 // Shadow is a candidate policy: exactly one of Dir, BundleFile and
@@ -330,27 +301,6 @@ type DecisionLog struct {
 	Upload *Upload `yaml:"upload"`
 }
 
-// decisionLogKeys are the keys of the decision_log object.
-var decisionLogKeys = []string{"output", "mask", "hash", "max_record_bytes", "upload"}
-
-// UnmarshalYAML reads decision_log as a target string or an object whose
-// keys are all known.
-func (d *DecisionLog) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		return n.Decode(&d.Output)
-	}
-	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: decision_log: want a target (stdout, off, a file) or an object", n.Line)
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; !slices.Contains(decisionLogKeys, k.Value) {
-			return fmt.Errorf("line %d: field %s not found in type config.DecisionLog", k.Line, k.Value)
-		}
-	}
-	type plain DecisionLog
-	return n.Decode((*plain)(d))
-}
-
 // Limits bounds what one request may cost. Zero values mean the server's
 // defaults.
 type Limits struct {
@@ -406,97 +356,6 @@ func Parse(data []byte, file string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// AuthZENPeerPrefixes returns authzen.trusted_peers as prefixes; a single
-// IP becomes a one-address prefix. None without an authzen block.
-func (c *Config) AuthZENPeerPrefixes() ([]netip.Prefix, error) {
-	if c.AuthZEN == nil {
-		return nil, nil
-	}
-	return c.prefixes("authzen.trusted_peers", c.AuthZEN.TrustedPeers)
-}
-
-// checkHTTPURL checks a URL Verdict sends requests to or publishes: http
-// or https, a host, no user info (credentials belong in headers, which are
-// never logged; such a URL is not repeated in the error, since it holds
-// them), no fragment, and no query unless query is true. hint ends the
-// message about the scheme.
-func checkHTTPURL(s string, query bool, hint string) error {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return errors.New("not a URL")
-	case u.User != nil:
-		return errors.New("must not carry user info: put credentials in headers")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%q: want an http or https URL%s", s, hint)
-	case u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("%q has no host", s)
-	case u.Fragment != "" || strings.HasSuffix(s, "#"):
-		return fmt.Errorf("%q must not have a fragment", s)
-	case !query && (u.RawQuery != "" || u.ForceQuery):
-		return fmt.Errorf("%q must not have a query", s)
-	}
-	return nil
-}
-
-// ExtAuthzPeerPrefixes returns ext_authz.trusted_peers as prefixes; a
-// single IP becomes a one-address prefix. None without an ext_authz block.
-func (c *Config) ExtAuthzPeerPrefixes() ([]netip.Prefix, error) {
-	if c.ExtAuthz == nil {
-		return nil, nil
-	}
-	return c.prefixes("ext_authz.trusted_peers", c.ExtAuthz.TrustedPeers)
-}
-
-// TrustedProxyPrefixes returns callers.trusted_proxies as prefixes; a single
-// IP becomes a one-address prefix.
-func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
-	return c.prefixes("callers.trusted_proxies", c.Callers.TrustedProxies)
-}
-
-// prefixes parses the list of CIDR prefixes or single IPs at key.
-func (c *Config) prefixes(key string, list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for i, p := range list {
-		pf, err := parsePrefix(p)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %s[%d]: %w", ErrInvalid, c.File, key, i, err)
-		}
-		out = append(out, pf)
-	}
-	return out, nil
-}
-
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix or IP address", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix or IP address", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// validHeaderName reports whether s is an HTTP token (RFC 9110).
-func validHeaderName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 // Path resolves a path from the file against the file's directory.

@@ -1,21 +1,14 @@
 package config_test
 
 import (
-	"errors"
 	"net/netip"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/verdict-pdp/verdict/server/config"
 )
 
 func TestParseExtAuthz(t *testing.T) {
-	c, err := config.Parse([]byte("ext_authz: {grpc_addr: 127.0.0.1:9191, trusted_peers: [127.0.0.1/32, 10.1.2.3, \"::ffff:10.0.0.0/104\"]}\n"), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustParse(t, "ext_authz: {grpc_addr: 127.0.0.1:9191, trusted_peers: [127.0.0.1/32, 10.1.2.3, \"::ffff:10.0.0.0/104\"]}\n", "v.yaml")
 	if c.ExtAuthz == nil || c.ExtAuthz.GRPCAddr != "127.0.0.1:9191" {
 		t.Fatalf("ext_authz = %+v", c.ExtAuthz)
 	}
@@ -30,10 +23,7 @@ func TestParseExtAuthz(t *testing.T) {
 	}
 
 	// Without the block, nothing is served and no peer is trusted.
-	c, err = config.Parse([]byte("addr: 127.0.0.1:8181\n"), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = mustParse(t, "addr: 127.0.0.1:8181\n", "v.yaml")
 	if p, err := c.ExtAuthzPeerPrefixes(); c.ExtAuthz != nil || p != nil || err != nil {
 		t.Errorf("no block: %+v %v %v", c.ExtAuthz, p, err)
 	}
@@ -57,15 +47,7 @@ func TestParseExtAuthzErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.data), "v.yaml")
-			if !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("err = %v, want ErrInvalid", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			parseInvalid(t, tc.data, tc.want...)
 		})
 	}
 }

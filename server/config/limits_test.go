@@ -1,17 +1,13 @@
 package config_test
 
 import (
-	"errors"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/verdict-pdp/verdict/server/config"
 )
 
 func TestLimitsAndCallerHeaders(t *testing.T) {
-	c, err := config.Parse([]byte(`callers:
+	c := mustParse(t, `callers:
   trusted_proxies: [10.0.0.0/8, 127.0.0.1, "::1"]
   trust_bundle_file: ca.pem
   xfcc_header: X-Envoy-Client-Cert
@@ -20,10 +16,7 @@ limits:
   max_body_bytes: 1024
   max_json_depth: 8
   shutdown_timeout: 3s
-`), "/etc/verdict/verdict.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+`, "/etc/verdict/verdict.yaml")
 	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second {
 		t.Errorf("limits = %+v", c.Limits)
 	}
@@ -64,10 +57,7 @@ func TestLimitsAndCallersErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.yaml), "v.yaml")
-			if err == nil || !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %v, want one containing %q", err, tc.want)
-			}
+			parseInvalid(t, tc.yaml, tc.want)
 		})
 	}
 }

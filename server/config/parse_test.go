@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -29,10 +28,7 @@ callers:
   trust_bundle_file: ca.pem
 decision_log: stdout
 `
-	c, err := config.Parse([]byte(data), "/etc/verdict/verdict.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustParse(t, data, "/etc/verdict/verdict.yaml")
 	if c.Addr != "127.0.0.1:8181" || c.TLS.ClientAuth != "request" || c.Tokens.Leeway != 30*time.Second ||
 		c.Tokens.Issuers[0].Algorithms[1] != "ES256" || c.Callers.TrustedProxies[0] != "127.0.0.1/32" {
 		t.Errorf("parsed %+v", c)
@@ -49,14 +45,11 @@ decision_log: stdout
 // their defaults: no forwarded-certificate header and no caller audience
 // unless configured.
 func TestParseTrustKeys(t *testing.T) {
-	c, err := config.Parse([]byte("callers:\n  trusted_proxies: [10.0.0.1]\n  trust_bundle_file: ca.pem\n"), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustParse(t, "callers:\n  trusted_proxies: [10.0.0.1]\n  trust_bundle_file: ca.pem\n", "v.yaml")
 	if c.Callers.XFCCHeader != "" || c.Callers.EscapedCertHeader != "" || len(c.Callers.TokenAudiences) != 0 || c.Policy.RequireTests {
 		t.Errorf("defaults: %+v %+v", c.Callers, c.Policy)
 	}
-	c, err = config.Parse([]byte(`policy:
+	c = mustParse(t, `policy:
   require_tests: true
   max_unpacked_bytes: 1048576
   max_files: 50
@@ -65,10 +58,7 @@ callers:
   trust_bundle_file: ca.pem
   escaped_cert_header: X-SSL-Client-Cert
   token_audiences: [verdict-callers]
-`), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+`, "v.yaml")
 	if c.Callers.EscapedCertHeader != "X-SSL-Client-Cert" || c.Callers.TokenAudiences[0] != "verdict-callers" ||
 		!c.Policy.RequireTests || c.Policy.MaxUnpackedBytes != 1<<20 || c.Policy.MaxFiles != 50 {
 		t.Errorf("parsed %+v %+v", c.Callers, c.Policy)
@@ -120,24 +110,13 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.data), "v.yaml")
-			if !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("err = %v, want ErrInvalid", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			parseInvalid(t, tc.data, tc.want...)
 		})
 	}
 }
 
 func TestParseShadow(t *testing.T) {
-	c, err := config.Parse([]byte("policy:\n  dir: p\n  poll_interval: 30s\n  shadow:\n    bundle_url: https://b.test/candidate.tar.gz\n    sample: 0.1\n    queue: 64\n"), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustParse(t, "policy:\n  dir: p\n  poll_interval: 30s\n  shadow:\n    bundle_url: https://b.test/candidate.tar.gz\n    sample: 0.1\n    queue: 64\n", "v.yaml")
 	sh := c.Policy.Shadow
 	if sh == nil || sh.BundleURL != "https://b.test/candidate.tar.gz" || sh.Sample == nil || *sh.Sample != 0.1 || sh.Queue != 64 {
 		t.Errorf("parsed %+v", sh)
@@ -152,14 +131,11 @@ func TestEmptyFileIsZeroConfig(t *testing.T) {
 }
 
 func TestRemotePolicyKeys(t *testing.T) {
-	c, err := config.Parse([]byte("policy:\n  bundle_url: https://bundles.test/authz.tar.gz\n  poll_interval: 10s\n  max_age: 5m\n  persist_dir: cache\n  verification_key_file: k.pem\n  verification_algorithm: ES256\n"), "/etc/v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustParse(t, "policy:\n  bundle_url: https://bundles.test/authz.tar.gz\n  poll_interval: 10s\n  max_age: 5m\n  persist_dir: cache\n  verification_key_file: k.pem\n  verification_algorithm: ES256\n", "/etc/v.yaml")
 	if c.Policy.MaxAge != 5*time.Minute || c.Policy.PersistDir != "cache" || c.Policy.VerificationAlgorithm != "ES256" {
 		t.Errorf("policy = %+v", c.Policy)
 	}
-	_, err = config.Parse([]byte("policy:\n  dir: p\n  max_age: 5m\n"), "v.yaml")
+	_, err := config.Parse([]byte("policy:\n  dir: p\n  max_age: 5m\n"), "v.yaml")
 	if err == nil || !strings.Contains(err.Error(), "apply only to bundle_url") {
 		t.Errorf("max_age with a directory: %v", err)
 	}

@@ -1,18 +1,13 @@
 package config_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
 func TestParseTracing(t *testing.T) {
-	c, err := config.Parse([]byte("tracing: {endpoint: http://collector:4318, sample_ratio: 0.1, service_name: verdict-eu}\n"), "v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustParse(t, "tracing: {endpoint: http://collector:4318, sample_ratio: 0.1, service_name: verdict-eu}\n", "v.yaml")
 	if tr := c.Tracing; tr == nil || tr.Endpoint != "http://collector:4318" || tr.SampleRatio == nil ||
 		*tr.SampleRatio != 0.1 || tr.ServiceName != "verdict-eu" {
 		t.Fatalf("tracing = %+v", c.Tracing)
@@ -20,7 +15,7 @@ func TestParseTracing(t *testing.T) {
 
 	// An empty block is tracing with the environment's settings; no block
 	// is none (unless the environment names a collector: cmd's rule).
-	c, err = config.Parse([]byte("tracing: {}\n"), "v.yaml")
+	c, err := config.Parse([]byte("tracing: {}\n"), "v.yaml")
 	if err != nil || c.Tracing == nil || c.Tracing.SampleRatio != nil || c.Tracing.TracesURL() != "" {
 		t.Errorf("tracing: {} = %+v, %v", c.Tracing, err)
 	}
@@ -73,15 +68,7 @@ func TestParseTracingErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.data), "v.yaml")
-			if !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("err = %v, want ErrInvalid", err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			parseInvalid(t, tc.data, tc.want...)
 		})
 	}
 }

@@ -57,10 +57,8 @@ func (u *Upload) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: decision_log.upload: want an object such as {url: http://collector:8080/verdict}", n.Line)
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i]; !slices.Contains(uploadKeys, k.Value) {
-			return fmt.Errorf("line %d: field %s not found in type config.Upload", k.Line, k.Value)
-		}
+	if err := knownKeys(n, uploadKeys, "Upload"); err != nil {
+		return err
 	}
 	type plain Upload
 	return n.Decode((*plain)(u))

@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,7 @@ import (
 
 func TestParseUpload(t *testing.T) {
 	t.Setenv("VERDICT_TEST_TOKEN", "s3cr3t")
-	c, err := config.Parse([]byte(`decision_log:
+	c := mustParse(t, `decision_log:
   output: off
   mask: [/input/subject/claims/email]
   upload:
@@ -29,10 +28,7 @@ func TestParseUpload(t *testing.T) {
     headers:
       Authorization: "Bearer ${VERDICT_TEST_TOKEN}"
       X-Token: {file: token, prefix: "Token "}
-`), "/etc/verdict/v.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+`, "/etc/verdict/v.yaml")
 	want := &config.Upload{URL: "http://collector:8080/verdict", Interval: 2 * time.Second, MaxBatchRecords: 500,
 		MaxBatchBytes: 1 << 20, MaxBufferRecords: 5000, MaxBufferBytes: 8 << 20, Timeout: 3 * time.Second,
 		MaxAttempts: 4, CAFile: "collector-ca.pem", Headers: map[string]config.HeaderValue{
@@ -52,10 +48,7 @@ func TestParseUpload(t *testing.T) {
 		{yaml: "{}\n", want: true},
 		{yaml: "decision_log: {output: off, upload: {url: 'http://c/in'}}\n", want: true},
 	} {
-		c, err := config.Parse([]byte(tc.yaml), "v.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := mustParse(t, tc.yaml, "v.yaml")
 		if got := c.DecisionLog.Enabled(); got != tc.want {
 			t.Errorf("%q: Enabled() = %v, want %v", tc.yaml, got, tc.want)
 		}
@@ -110,10 +103,7 @@ func TestUploadErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := config.Parse([]byte(tc.yaml), "v.yaml")
-			if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Parse = %v\nwant an error containing %q", err, tc.want)
-			}
+			err := parseInvalid(t, tc.yaml, tc.want)
 			if strings.Contains(err.Error(), "s3cr3t") {
 				t.Errorf("the error shows a secret: %v", err)
 			}

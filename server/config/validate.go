@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -276,4 +277,42 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	c.checkUpload(bad)
 	return errors.Join(errs...)
+}
+
+// checkHTTPURL checks a URL Verdict sends requests to or publishes: http
+// or https, a host, no user info (credentials belong in headers, which are
+// never logged; such a URL is not repeated in the error, since it holds
+// them), no fragment, and no query unless query is true. hint ends the
+// message about the scheme.
+func checkHTTPURL(s string, query bool, hint string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case u.User != nil:
+		return errors.New("must not carry user info: put credentials in headers")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: want an http or https URL%s", s, hint)
+	case u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%q has no host", s)
+	case u.Fragment != "" || strings.HasSuffix(s, "#"):
+		return fmt.Errorf("%q must not have a fragment", s)
+	case !query && (u.RawQuery != "" || u.ForceQuery):
+		return fmt.Errorf("%q must not have a query", s)
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110).
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
 }

@@ -40,6 +40,7 @@ package decisionlog
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -184,11 +185,11 @@ func New(opts Options) (*Logger, error) {
 	}
 	l := &Logger{
 		flushBy:  opts.FlushDeadline,
-		ch:       make(chan Record, cmpOr(opts.Buffer, DefaultBuffer)),
-		warn:     cmpOr(opts.WarnInterval, DefaultWarnInterval),
+		ch:       make(chan Record, cmp.Or(opts.Buffer, DefaultBuffer)),
+		warn:     cmp.Or(opts.WarnInterval, DefaultWarnInterval),
 		log:      opts.Logger,
 		shape:    shape,
-		maxBytes: cmpOr(opts.MaxRecordBytes, DefaultMaxRecordBytes),
+		maxBytes: cmp.Or(opts.MaxRecordBytes, DefaultMaxRecordBytes),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -209,13 +210,6 @@ func New(opts Options) (*Logger, error) {
 		l.flushBy = func() time.Time { return time.Now().Add(DefaultFlushTimeout) }
 	}
 	return l, nil
-}
-
-func cmpOr[T int | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // Log queues r for writing and reports whether it was queued. When the

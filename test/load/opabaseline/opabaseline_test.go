@@ -21,14 +21,7 @@ import (
 // audience is anonymous.
 func TestPolicyDecides(t *testing.T) {
 	iss := authztest.NewIssuer(t, "ES256")
-	raw, err := fs.ReadFile(policies.FS(), "data.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base map[string]any
-	if err := json.Unmarshal(raw, &base); err != nil {
-		t.Fatal(err)
-	}
+	base := readData(t, policies.FS())
 	data := opabaseline.Data(base, string(authztest.JWKS(t, iss)))
 	if _, ok := base["opa_bench"]; ok {
 		t.Fatal("Data modified its argument")
@@ -103,29 +96,28 @@ func exampleData(t *testing.T, name string, key string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return opabaseline.Data(readData(t, fsys), key)
+}
+
+// readData decodes fsys's data.json.
+func readData(t *testing.T, fsys fs.FS) map[string]any {
+	t.Helper()
 	raw, err := fs.ReadFile(fsys, "data.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var base map[string]any
-	if err := json.Unmarshal(raw, &base); err != nil {
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
 		t.Fatal(err)
 	}
-	return opabaseline.Data(base, key)
+	return data
 }
 
 // TestRESTPolicyDecides: the baseline with RESTModule names the action from
 // the method and the path, as the default policy does.
 func TestRESTPolicyDecides(t *testing.T) {
 	iss := authztest.NewIssuer(t, "ES256")
-	raw, err := fs.ReadFile(policies.FS(), "data.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base map[string]any
-	if err := json.Unmarshal(raw, &base); err != nil {
-		t.Fatal(err)
-	}
+	base := readData(t, policies.FS())
 	policy, err := opabaseline.Policy(opabaseline.Params{Constraint: "cert", Issuer: iss.Name, Audience: iss.Audience, Action: opabaseline.RESTAction})
 	if err != nil {
 		t.Fatal(err)
