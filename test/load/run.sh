@@ -44,8 +44,9 @@
 #   CONNS="8 64"            wrk connection counts
 #   MODES="pinned unpinned" pinned: server `taskset -c 1` GOMAXPROCS=1, wrk `taskset -c 0 -t1`;
 #                           unpinned: no taskset, default GOMAXPROCS, wrk -t2
-#   NEW_POOL=150000         size of each every-token-new pool (minting RS256 takes
-#                           ~1 ms/token/core)
+#   NEW_POOL=400000         size of each every-token-new pool (minting RS256 takes
+#                           ~1 ms/token/core; a run that needs more tokens than the
+#                           pool holds is flagged "new pool wrapped")
 #   MIX_TOLERANCE=0.02      allowed gap between Verdict's measured allow share and the
 #                           workload's design before the run fails
 #   PROFILE=1               afterwards, perf-profile each server under pinned 64-conn load
@@ -72,7 +73,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-"8 64"}
 MODES=${MODES:-"pinned unpinned"}
-NEW_POOL=${NEW_POOL:-150000}
+NEW_POOL=${NEW_POOL:-400000}
 MIX_TOLERANCE=${MIX_TOLERANCE:-0.02}
 PROFILE=${PROFILE:-1}
 MAX_SECONDS=${MAX_SECONDS:-10800}
