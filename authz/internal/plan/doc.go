@@ -18,7 +18,7 @@
 // function (topdown.GetBuiltin: no built-in is re-implemented here), and
 // composite literals folded into one instruction that builds the value at
 // its size, or into a constant shared by every evaluation when nothing can
-// modify it (literal.go). Eval runs the instructions (eval.go) with
+// modify it (literal.go). Eval runs the instructions (eval.go, exec.go) with
 // registers from a per-query pool, memoizing the rules without arguments
 // for the evaluation (apart inside `with`, as topdown does), and stops when
 // its context ends or its topdown.Cancel is cancelled.

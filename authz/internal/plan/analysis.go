@@ -1,0 +1,99 @@
+package plan
+
+import (
+	"github.com/open-policy-agent/opa/v1/ir"
+)
+
+// dataRegisters returns the registers that may hold the base document or
+// a document inside it: the data register, and what lookups, scans and
+// assignments take from those. OPA's topdown evaluator resolves a
+// reference into the base document against its store, whose paths are
+// strings: depending on how it evaluates the reference, data.a[1] may find
+// the key "1", and data.list["0"] the first element. A lookup from one of
+// these registers (opDotData) notices when that could happen and refuses
+// to answer; counting a register in too many costs nothing but that check.
+func dataRegisters(blocks []*ir.Block, data ir.Local) map[ir.Local]bool {
+	regs := map[ir.Local]bool{data: true}
+	type edge struct{ from, to ir.Local }
+	var edges []edge
+	from := func(o ir.Operand, to ir.Local) {
+		if l, ok := o.Value.(ir.Local); ok {
+			edges = append(edges, edge{l, to})
+		}
+	}
+	var walk func(b *ir.Block)
+	walk = func(b *ir.Block) {
+		for _, s := range b.Stmts {
+			switch s := s.(type) {
+			case *ir.DotStmt:
+				from(s.Source, s.Target)
+			case *ir.AssignVarStmt:
+				from(s.Source, s.Target)
+			case *ir.AssignVarOnceStmt:
+				from(s.Source, s.Target)
+			case *ir.ObjectMergeStmt:
+				edges = append(edges, edge{s.A, s.Target})
+			case *ir.ScanStmt:
+				edges = append(edges, edge{s.Source, s.Value})
+				walk(s.Block)
+			case *ir.BlockStmt:
+				for _, sub := range s.Blocks {
+					walk(sub)
+				}
+			case *ir.NotStmt:
+				walk(s.Block)
+			case *ir.WithStmt:
+				walk(s.Block)
+			}
+		}
+	}
+	for _, b := range blocks {
+		walk(b)
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, e := range edges {
+			if regs[e.from] && !regs[e.to] {
+				regs[e.to], changed = true, true
+			}
+		}
+	}
+	return regs
+}
+
+// isDynamicLookup reports whether s is the block the planner builds around
+// a reference into rules that it looks up by path (data.pkg.rules[x].f
+// with x bound):
+//
+//	block outer
+//	  block b
+//	    block c1: CallDynamicStmt, break 1   (the rule, if there is one)
+//	    block c2: lookups in data, break 1    (else the base document)
+//	    break 2                               (neither: undefined)
+//	  ...the rest of the reference and of the query...
+//
+// The rest of the query sits inside the outer block, so an undefined
+// statement there ends that block only, and execution resumes after it
+// as if the query had succeeded. Nothing follows in a rule body, but a
+// negation (not data.pkg.rules[x]) or an every over such a reference reads
+// the end of its block as success, and would be wrong: the interpreter
+// lets an undefined statement in that outer block end the block around it
+// too (opBlock), as it would without the lookup by path.
+func isDynamicLookup(s *ir.BlockStmt) bool {
+	if len(s.Blocks) != 1 || len(s.Blocks[0].Stmts) == 0 {
+		return false
+	}
+	b, ok := s.Blocks[0].Stmts[0].(*ir.BlockStmt)
+	if !ok || len(b.Blocks) != 1 || len(b.Blocks[0].Stmts) != 2 {
+		return false
+	}
+	alts, ok := b.Blocks[0].Stmts[0].(*ir.BlockStmt)
+	if brk, isBreak := b.Blocks[0].Stmts[1].(*ir.BreakStmt); !ok || !isBreak || brk.Index != 2 || len(alts.Blocks) != 2 {
+		return false
+	}
+	if len(alts.Blocks[0].Stmts) == 0 {
+		return false
+	}
+	_, ok = alts.Blocks[0].Stmts[0].(*ir.CallDynamicStmt)
+	return ok
+}

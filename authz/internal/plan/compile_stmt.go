@@ -1,0 +1,159 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+)
+
+func (c *compiler) stmt(s ir.Stmt) (instr, error) {
+	var (
+		in  = instr{owner: c.fn}
+		err error
+	)
+	two := func(a, b ir.Operand) {
+		if err == nil {
+			in.a, err = c.operand(a)
+		}
+		if err == nil {
+			in.b, err = c.operand(b)
+		}
+	}
+	switch s := s.(type) {
+	case *ir.NopStmt:
+		in.op = opNop
+	case *ir.ResultSetAddStmt:
+		in.op, in.a = opResultSetAdd, operand{local: c.local(s.Value)}
+	case *ir.ReturnLocalStmt:
+		in.op, in.a = opReturnLocal, operand{local: c.local(s.Source)}
+	case *ir.BlockStmt:
+		in.op = opBlock
+		in.transparent = isDynamicLookup(s)
+		in.blocks, err = c.blocks(s.Blocks)
+	case *ir.BreakStmt:
+		in.op, in.index = opBreak, int(s.Index)
+	case *ir.CallStmt:
+		in.target, in.loc = c.local(s.Result), c.location(&s.Location)
+		for _, a := range s.Args {
+			o, oerr := c.operand(a)
+			if oerr != nil {
+				return in, oerr
+			}
+			in.args = append(in.args, o)
+		}
+		if fn, ok := c.funcs[s.Func]; ok {
+			in.op, in.fn = opCall, fn
+			if len(in.args) != fn.nparams {
+				return in, fmt.Errorf("plan: call of %s with %d arguments", s.Func, len(in.args))
+			}
+		} else if bi, ok := c.builtins[s.Func]; ok {
+			in.op, in.bi = opCallBuiltin, bi
+			if len(in.args) != bi.decl.Decl.Arity() && bi.decl.Decl.FuncArgs().Variadic == nil {
+				return in, &UnsupportedError{Feature: fmt.Sprintf("call of %s with %d arguments", s.Func, len(in.args))}
+			}
+		} else {
+			return in, &UnsupportedError{Feature: fmt.Sprintf("call of unknown function %q", s.Func)}
+		}
+	case *ir.CallDynamicStmt:
+		in.op, in.target = opCallDynamic, c.local(s.Result)
+		for _, a := range s.Args {
+			in.args = append(in.args, operand{local: c.local(a)})
+		}
+		for _, p := range s.Path {
+			o, oerr := c.operand(p)
+			if oerr != nil {
+				return in, oerr
+			}
+			in.path = append(in.path, o)
+		}
+		if len(in.args) != 2 {
+			return in, &UnsupportedError{Feature: fmt.Sprintf("dynamic call with %d arguments", len(in.args))}
+		}
+	case *ir.WithStmt:
+		in.op, in.target = opWith, c.local(s.Local)
+		in.a, err = c.operand(s.Value)
+		for _, p := range s.Path {
+			if p < 0 || p >= len(c.strings) {
+				return in, fmt.Errorf("plan: string constant %d out of range", p)
+			}
+			in.wpath = append(in.wpath, c.strings[p])
+		}
+		if err == nil {
+			in.body, err = c.block(s.Block)
+		}
+	case *ir.AssignVarStmt:
+		in.op, in.target = opAssignVar, c.local(s.Target)
+		in.a, err = c.operand(s.Source)
+	case *ir.AssignVarOnceStmt:
+		in.op, in.target, in.loc = opAssignVarOnce, c.local(s.Target), c.location(&s.Location)
+		in.a, err = c.operand(s.Source)
+	case *ir.AssignIntStmt:
+		in.op, in.target, in.a = opAssignConst, c.local(s.Target), operand{c: ast.InternedTerm(s.Value)}
+	case *ir.MakeNumberIntStmt:
+		in.op, in.target, in.a = opAssignConst, c.local(s.Target), operand{c: ast.InternedTerm(s.Value)}
+	case *ir.MakeNumberRefStmt:
+		in.op, in.target = opAssignConst, c.local(s.Target)
+		if s.Index < 0 || s.Index >= len(c.strings) {
+			return in, fmt.Errorf("plan: number constant %d out of range", s.Index)
+		}
+		in.a = operand{c: c.number(s.Index)}
+	case *ir.MakeNullStmt:
+		in.op, in.target, in.a = opAssignConst, c.local(s.Target), operand{c: ast.InternedNullTerm}
+	case *ir.ScanStmt:
+		in.op, in.a = opScan, operand{local: c.local(s.Source)}
+		in.key, in.target = c.local(s.Key), c.local(s.Value)
+		in.body, err = c.block(s.Block)
+	case *ir.NotStmt:
+		in.op = opNot
+		in.body, err = c.block(s.Block)
+	case *ir.DotStmt:
+		in.op, in.target = opDot, c.local(s.Target)
+		if l, ok := s.Source.Value.(ir.Local); ok && c.dataRegs[l] {
+			in.op, in.loc = opDotData, c.location(&s.Location)
+		}
+		two(s.Source, s.Key)
+	case *ir.LenStmt:
+		in.op, in.target = opLen, c.local(s.Target)
+		in.a, err = c.operand(s.Source)
+	case *ir.EqualStmt:
+		in.op = opEqual
+		two(s.A, s.B)
+	case *ir.NotEqualStmt:
+		in.op = opNotEqual
+		two(s.A, s.B)
+	case *ir.IsArrayStmt:
+		in.op = opIsArray
+		in.a, err = c.operand(s.Source)
+	case *ir.IsObjectStmt:
+		in.op = opIsObject
+		in.a, err = c.operand(s.Source)
+	case *ir.IsSetStmt:
+		in.op = opIsSet
+		in.a, err = c.operand(s.Source)
+	case *ir.IsDefinedStmt:
+		in.op, in.a = opIsDefined, operand{local: c.local(s.Source)}
+	case *ir.IsUndefinedStmt:
+		in.op, in.a = opIsUndefined, operand{local: c.local(s.Source)}
+	case *ir.ResetLocalStmt:
+		in.op, in.target = opResetLocal, c.local(s.Target)
+	case *ir.ArrayAppendStmt:
+		in.op, in.target = opArrayAppend, c.local(s.Array)
+		in.a, err = c.operand(s.Value)
+	case *ir.ObjectInsertStmt:
+		in.op, in.target = opObjectInsert, c.local(s.Object)
+		two(s.Key, s.Value)
+	case *ir.ObjectInsertOnceStmt:
+		in.op, in.target, in.loc = opObjectInsertOnce, c.local(s.Object), c.location(&s.Location)
+		two(s.Key, s.Value)
+	case *ir.ObjectMergeStmt:
+		in.op, in.target = opObjectMerge, c.local(s.Target)
+		in.a, in.b = operand{local: c.local(s.A)}, operand{local: c.local(s.B)}
+	case *ir.SetAddStmt:
+		in.op, in.target = opSetAdd, c.local(s.Set)
+		in.a, err = c.operand(s.Value)
+	default:
+		return in, &UnsupportedError{Feature: fmt.Sprintf("statement %T", s)}
+	}
+	return in, err
+}
