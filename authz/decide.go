@@ -212,6 +212,7 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 	if cacheable {
 		key = cp.keys.key(a, &req.Action, action, resource)
 		if cd, ok := cp.decisions.get(&key, now); ok {
+			e.decisionHits.Add(1)
 			cd.fill(d)
 			if e.keepInput {
 				if action == nil {
@@ -223,6 +224,7 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 			}
 			return true, nil
 		}
+		e.decisionMisses.Add(1)
 	}
 	if action == nil {
 		if action, err = actionTerm(req.Action); err != nil {

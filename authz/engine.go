@@ -122,6 +122,11 @@ type Engine struct {
 	forgets atomic.Uint64
 	// fallbacks counts evaluations the compiled evaluator left to topdown.
 	fallbacks atomic.Uint64
+	// Cache lookups, for Status: token (verified-token cache) and decision
+	// (every snapshot's decision cache), each a hit or a miss.
+	tokenHits, tokenMisses       atomic.Uint64
+	decisionHits, decisionMisses atomic.Uint64
+	tokenCacheBytes              int // the verified-token cache's bound; 0 when off
 
 	loadMu sync.Mutex // serialises Load: compiles run one at a time
 	mu     sync.Mutex // guards status, held only briefly, never while compiling
@@ -162,7 +167,9 @@ func New(opts Options) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.cache = newExpiringCache[*verifiedToken](limitsOf(opts.TokenCacheBytes, opts.TokenCacheSize, DefaultTokenCacheBytes))
+	tokenLimits := limitsOf(opts.TokenCacheBytes, opts.TokenCacheSize, DefaultTokenCacheBytes)
+	e.cache = newExpiringCache[*verifiedToken](tokenLimits)
+	e.tokenCacheBytes = tokenLimits.bytes
 	e.decisions = limitsOf(opts.DecisionCacheBytes, opts.DecisionCacheSize, DefaultDecisionCacheBytes)
 	if len(opts.Tokens.Issuers) > 0 {
 		topts := opts.Tokens
@@ -293,16 +300,47 @@ type Status struct {
 	// topdown since New: an evaluation error (which topdown then reports,
 	// or not), or a data lookup only OPA's store resolves.
 	EvaluatorFallbacks uint64 `json:"evaluator_fallbacks"`
+	// Caches are the verified-token cache and the serving snapshot's
+	// decision cache: what they hold now and how lookups went since New.
+	Caches Caches `json:"caches"`
 	// Loads and LoadFailures count Load calls since New.
 	Loads        uint64 `json:"loads"`
 	LoadFailures uint64 `json:"load_failures"`
 }
 
+// Caches describes the engine's two caches.
+type Caches struct {
+	Token    CacheStats `json:"token"`
+	Decision CacheStats `json:"decision"`
+}
+
+// CacheStats describes one cache. Entries and Bytes (estimated memory,
+// the measure the cache is bounded by) are what it holds now; Hits and
+// Misses count lookups since the engine started (for the decision cache,
+// across snapshots, and only of requests it could answer).
+type CacheStats struct {
+	Entries  int    `json:"entries"`
+	Bytes    int    `json:"bytes"`
+	MaxBytes int    `json:"max_bytes"`
+	Hits     uint64 `json:"hits"`
+	Misses   uint64 `json:"misses"`
+}
+
 // Status returns a copy of the engine's policy state. Safe for concurrent use.
 func (e *Engine) Status() Status {
+	caches := Caches{
+		Token:    CacheStats{MaxBytes: e.tokenCacheBytes, Hits: e.tokenHits.Load(), Misses: e.tokenMisses.Load()},
+		Decision: CacheStats{Hits: e.decisionHits.Load(), Misses: e.decisionMisses.Load()},
+	}
+	caches.Token.Entries, caches.Token.Bytes = e.cache.stats()
+	if cp := e.current.Load(); cp != nil && cp.decisions != nil {
+		caches.Decision.Entries, caches.Decision.Bytes = cp.decisions.stats()
+		caches.Decision.MaxBytes = e.decisions.bytes
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.status
+	st.Caches = caches
 	st.EvaluatorFallbacks = e.fallbacks.Load()
 	st.LastErrorProblems = append([]bundles.Problem(nil), st.LastErrorProblems...)
 	return st

@@ -37,10 +37,14 @@ func (e *Engine) verifyToken(ctx context.Context, raw string, p purpose, now tim
 		return nil, key, false, fmt.Errorf("%w: %w: no trusted issuers are configured", token.ErrInvalid, token.ErrBadIssuer)
 	}
 	if vt, ok := e.cache.get(&key, now); ok {
+		e.tokenHits.Add(1)
 		if err := e.verifier.KeysFresh(vt.issuer); err != nil {
 			return nil, key, false, err
 		}
 		return vt, key, true, nil
+	}
+	if e.cache != nil {
+		e.tokenMisses.Add(1)
 	}
 	generation := e.forgets.Load()
 	verify := e.verifier.Verify

@@ -68,14 +68,17 @@ type statusBody struct {
 	// Evaluator says which evaluator serves the snapshot ("compiled
 	// (planned in 1.2ms)", or "topdown: " and why), and EvaluatorFallbacks
 	// how many evaluations the compiled one left to topdown.
-	Evaluator          string         `json:"evaluator,omitempty"`
-	EvaluatorFallbacks uint64         `json:"evaluator_fallbacks"`
-	LastError          *lastErrorBody `json:"last_error,omitempty"`
-	Source             *sourceBody    `json:"source,omitempty"`
-	KeySets            []keySetBody   `json:"key_sets,omitempty"`
-	Shadow             *ShadowStatus  `json:"shadow,omitempty"`
-	Build              *BuildInfo     `json:"build,omitempty"`
-	NotReady           string         `json:"not_ready_reason,omitempty"`
+	Evaluator          string `json:"evaluator,omitempty"`
+	EvaluatorFallbacks uint64 `json:"evaluator_fallbacks"`
+	// Caches are the verified-token and decision caches: entries, estimated
+	// bytes and their bound, hits and misses.
+	Caches    authz.Caches   `json:"caches"`
+	LastError *lastErrorBody `json:"last_error,omitempty"`
+	Source    *sourceBody    `json:"source,omitempty"`
+	KeySets   []keySetBody   `json:"key_sets,omitempty"`
+	Shadow    *ShadowStatus  `json:"shadow,omitempty"`
+	Build     *BuildInfo     `json:"build,omitempty"`
+	NotReady  string         `json:"not_ready_reason,omitempty"`
 }
 
 // keySetBody is one remote key set in /v1/status.
@@ -121,6 +124,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		DecisionCache:      st.DecisionCache,
 		Evaluator:          st.Evaluator,
 		EvaluatorFallbacks: st.EvaluatorFallbacks,
+		Caches:             st.Caches,
 	}
 	if rerr != nil {
 		body.NotReady = rerr.Error()

@@ -118,10 +118,13 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 	// The engine: issuers from the configuration, or the development issuer.
 	engineOpts := authz.Options{
-		Entrypoint:   cfg.Policy.Entrypoint,
-		Evaluator:    authz.Evaluator(cfg.Policy.Evaluator),
-		EvalTimeout:  cfg.Limits.EvalTimeout,
-		RequireTests: cfg.Policy.RequireTests,
+		Entrypoint:  cfg.Policy.Entrypoint,
+		Evaluator:   authz.Evaluator(cfg.Policy.Evaluator),
+		EvalTimeout: cfg.Limits.EvalTimeout,
+		// Zero means authz's defaults.
+		TokenCacheBytes:    int(cfg.Limits.TokenCacheBytes),
+		DecisionCacheBytes: int(cfg.Limits.DecisionCacheBytes),
+		RequireTests:       cfg.Policy.RequireTests,
 		// The decision log records each decision's input, for replay; the
 		// shadow policy evaluates it.
 		KeepInput: cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil,

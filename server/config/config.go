@@ -313,6 +313,11 @@ type Limits struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	EvalTimeout       time.Duration `yaml:"eval_timeout"`
+	// TokenCacheBytes bounds the verified-token cache and
+	// DecisionCacheBytes each policy snapshot's decision cache, in bytes of
+	// estimated memory; 0 means authz's defaults (64 MiB and 16 MiB).
+	TokenCacheBytes    ByteSize `yaml:"token_cache_bytes"`
+	DecisionCacheBytes ByteSize `yaml:"decision_cache_bytes"`
 }
 
 // Load reads and validates the configuration file at path.

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -61,4 +63,38 @@ func knownKeys(n *yaml.Node, keys []string, typ string) error {
 		}
 	}
 	return nil
+}
+
+// ByteSize is a size in bytes, written as an integer (1048576) or with a
+// binary unit: B, KiB, MiB or GiB (512KiB, 1MiB).
+type ByteSize int
+
+var byteUnits = map[string]int{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+// UnmarshalYAML reads an integer or a number with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, ok := parseByteSize(n.Value)
+	if n.Kind != yaml.ScalarNode || !ok {
+		// In yaml.v3's own words, so that the error names the key.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal !!%s `%s` into config.ByteSize",
+			n.Line, strings.TrimPrefix(n.ShortTag(), "!!"), n.Value)}}
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// parseByteSize reads "1048576", "512KiB", "1 MiB"; at most 1 TiB.
+func parseByteSize(s string) (int, bool) {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	if i < 0 {
+		i = len(s)
+	}
+	num, unit := s[:i], strings.TrimSpace(s[i:])
+	mult, ok := byteUnits[unit]
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n > (1<<40)/mult {
+		return 0, false
+	}
+	return n * mult, true
 }

@@ -16,8 +16,11 @@ limits:
   max_body_bytes: 1024
   max_json_depth: 8
   shutdown_timeout: 3s
+  token_cache_bytes: 32MiB
+  decision_cache_bytes: 4194304
 `, "/etc/verdict/verdict.yaml")
-	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second {
+	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second ||
+		c.Limits.TokenCacheBytes != 32<<20 || c.Limits.DecisionCacheBytes != 4<<20 {
 		t.Errorf("limits = %+v", c.Limits)
 	}
 	got, err := c.TrustedProxyPrefixes()

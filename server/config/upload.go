@@ -5,8 +5,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -67,40 +65,6 @@ func (u *Upload) UnmarshalYAML(n *yaml.Node) error {
 // Enabled reports whether decisions are logged at all: to an output or to
 // a collector.
 func (d DecisionLog) Enabled() bool { return d.Output != "off" || d.Upload != nil }
-
-// ByteSize is a size in bytes, written as an integer (1048576) or with a
-// binary unit: B, KiB, MiB or GiB (512KiB, 1MiB).
-type ByteSize int
-
-var byteUnits = map[string]int{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-
-// UnmarshalYAML reads an integer or a number with a unit.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, ok := parseByteSize(n.Value)
-	if n.Kind != yaml.ScalarNode || !ok {
-		// In yaml.v3's own words, so that the error names the key.
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal !!%s `%s` into config.ByteSize",
-			n.Line, strings.TrimPrefix(n.ShortTag(), "!!"), n.Value)}}
-	}
-	*b = ByteSize(v)
-	return nil
-}
-
-// parseByteSize reads "1048576", "512KiB", "1 MiB"; at most 1 TiB.
-func parseByteSize(s string) (int, bool) {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
-	if i < 0 {
-		i = len(s)
-	}
-	num, unit := s[:i], strings.TrimSpace(s[i:])
-	mult, ok := byteUnits[unit]
-	n, err := strconv.Atoi(num)
-	if !ok || err != nil || n > (1<<40)/mult {
-		return 0, false
-	}
-	return n * mult, true
-}
 
 // checkUpload checks decision_log.upload, with the defaults filled in
 // where the limits are compared.
