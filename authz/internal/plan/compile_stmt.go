@@ -142,6 +142,11 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 		in.a, err = c.operand(s.Value)
 	case *ir.ObjectInsertStmt:
 		in.op, in.target = opObjectInsert, c.local(s.Object)
+		if c.lits.literalInserts[s] {
+			// A literal's insertion the compiler could not fold: a key
+			// given twice is errKeyGivenTwice, as in a folded one.
+			in.op = opObjectInsertLiteral
+		}
 		two(s.Key, s.Value)
 	case *ir.ObjectInsertOnceStmt:
 		in.op, in.target, in.loc = opObjectInsertOnce, c.local(s.Object), c.location(&s.Location)

@@ -51,6 +51,10 @@
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.
+//   - Eval refuses an object literal whose keys turn out equal at
+//     evaluation ({input.x: 1, "a": 2} with input.x "a"): the planner
+//     orders a literal's keys its own way, and topdown keeps the first or
+//     the last value depending on how the keys are written.
 //   - Eval wraps every evaluation error (a conflict, a built-in function's
 //     error under EvalOptions.StrictBuiltinErrors) in the same way, with
 //     topdown's *topdown.Error inside: topdown's rule indexes skip bodies

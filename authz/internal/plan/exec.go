@@ -81,7 +81,10 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			}
 			fr[in.target] = ast.InternedTerm(length(v.Value))
 		case opLitObject, opLitArray, opLitSet:
-			v, ok := buildLiteral(in, fr, s.pairs)
+			v, ok, err := buildLiteral(in, fr, s.pairs)
+			if err != nil {
+				return 0, err
+			}
 			fr[in.target] = v
 			if !ok {
 				return 0, nil
@@ -99,7 +102,7 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			// The array is this evaluation's own (MakeArrayStmt), not yet
 			// shared: every register that holds it sees the new element.
 			t.Value = arr.Append(v)
-		case opObjectInsert, opObjectInsertOnce:
+		case opObjectInsert, opObjectInsertLiteral, opObjectInsertOnce:
 			k, v := read(fr, in.a), read(fr, in.b)
 			t := fr[in.target]
 			if k == nil || v == nil || t == nil {
@@ -109,12 +112,17 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if !ok {
 				return 0, s.internal(in, "insert into a %s", ast.ValueName(t.Value))
 			}
-			if in.op == opObjectInsertOnce {
+			switch in.op {
+			case opObjectInsertOnce:
 				if old := obj.Get(k); old != nil {
 					if old != v && old.Value.Compare(v.Value) != 0 {
 						return 0, &topdown.Error{Code: topdown.ConflictErr, Location: in.loc, Message: "object keys must be unique"}
 					}
 					continue
+				}
+			case opObjectInsertLiteral:
+				if obj.Get(k) != nil {
+					return 0, errKeyGivenTwice
 				}
 			}
 			obj.Insert(k, v)

@@ -21,7 +21,8 @@ import (
 // grammar (complete, else, default, partial set and object rules, a
 // function; comparisons, membership, iteration, negation, every,
 // comprehensions and a few built-in functions over input, data and other
-// rules; with and print), and evaluates the whole package with both evaluators on a few
+// rules; object literals whose keys may collide at evaluation; with and
+// print), and evaluates the whole package with both evaluators on a few
 // inputs. Policies that do not compile are skipped. Where the compiled
 // evaluator answers, it must give topdown's answer.
 //
@@ -363,6 +364,15 @@ func (g *policyGen) term(depth int) string {
 	case 8:
 		return fmt.Sprintf("[%s, %s]", g.term(depth-1), g.term(depth-1))
 	case 9:
+		if g.pick(2) == 0 {
+			// Keys that may turn out equal at evaluation, the object read
+			// whole or looked up.
+			o := fmt.Sprintf("{%s: %s, %s: %s}", g.scalar(), g.term(depth-1), g.scalar(), g.term(depth-1))
+			if g.pick(2) == 0 {
+				o += "[" + g.scalar() + "]"
+			}
+			return o
+		}
 		return fmt.Sprintf("{\"k\": %s}", g.term(depth-1))
 	case 10:
 		return fmt.Sprintf("{%s}", g.term(depth-1))

@@ -78,11 +78,16 @@ func mutation(s ir.Stmt) (ir.Local, bool) {
 }
 
 // literalInfo is what the compiler needs to know about a function's
-// literals: which registers other statements modify, and whether its
-// constant literals may be shared.
+// literals: which registers other statements modify, which registers
+// something other than a Make writes, and whether its constant literals
+// may be shared.
 type literalInfo struct {
 	mutated   map[ir.Local]bool
 	shareable bool
+	// literalInserts are the insertions of literals the compiler cannot
+	// fold (a nested value is planned between them): into an object a
+	// MakeObjectStmt of the same block made, which nothing else writes.
+	literalInserts map[*ir.ObjectInsertStmt]bool
 }
 
 // analyzeLiterals finds the registers of blocks that statements other than
@@ -95,7 +100,7 @@ type literalInfo struct {
 // an insertion into what it found) fails the test, and keeps its literals
 // unshared.
 func analyzeLiterals(blocks []*ir.Block) literalInfo {
-	info := literalInfo{mutated: map[ir.Local]bool{}, shareable: true}
+	info := literalInfo{mutated: map[ir.Local]bool{}, shareable: true, literalInserts: map[*ir.ObjectInsertStmt]bool{}}
 	written := map[ir.Local]bool{} // written by something other than a Make
 	var walk func(b *ir.Block)
 	walk = func(b *ir.Block) {
@@ -132,6 +137,36 @@ func analyzeLiterals(blocks []*ir.Block) literalInfo {
 		if written[t] {
 			info.shareable = false
 		}
+	}
+	// The planner fills an object straight after making it when it spells
+	// a literal; an object filled in a nested block or a loop (a rule head
+	// built from several values) may take one key twice on purpose.
+	var inserts func(b *ir.Block)
+	inserts = func(b *ir.Block) {
+		made := map[ir.Local]bool{}
+		for _, s := range b.Stmts {
+			switch s := s.(type) {
+			case *ir.MakeObjectStmt:
+				made[s.Target] = !written[s.Target]
+			case *ir.ObjectInsertStmt:
+				if made[s.Object] {
+					info.literalInserts[s] = true
+				}
+			case *ir.BlockStmt:
+				for _, sub := range s.Blocks {
+					inserts(sub)
+				}
+			case *ir.ScanStmt:
+				inserts(s.Block)
+			case *ir.NotStmt:
+				inserts(s.Block)
+			case *ir.WithStmt:
+				inserts(s.Block)
+			}
+		}
+	}
+	for _, b := range blocks {
+		inserts(b)
 	}
 	return info
 }
@@ -211,7 +246,10 @@ func (c *compiler) literal(run []ir.Stmt) (instr, error) {
 	in.distinct = in.op == opLitObject && distinctConstants(in.args)
 	c.prog.maxPairs = max(c.prog.maxPairs, len(in.vals))
 	if c.lits.shareable && !c.lits.mutated[t] && constants(in.args) && constants(in.vals) {
-		v, _ := buildLiteral(&in, nil, nil)
+		v, _, err := buildLiteral(&in, nil, nil)
+		if err != nil {
+			return in, err
+		}
 		return instr{op: opAssignConst, target: in.target, a: operand{c: v}, owner: c.fn}, nil
 	}
 	return in, nil
@@ -242,8 +280,9 @@ func distinctConstants(ops []operand) bool {
 
 // buildLiteral builds a literal's value with operands read from fr, using
 // pairs as scratch space. When an operand is undefined it returns what the
-// planner's statements would have built up to it, and false.
-func buildLiteral(in *instr, fr []*ast.Term, pairs [][2]*ast.Term) (*ast.Term, bool) {
+// planner's statements would have built up to it, and false. An object
+// whose keys turn out equal at evaluation is errKeyGivenTwice.
+func buildLiteral(in *instr, fr []*ast.Term, pairs [][2]*ast.Term) (*ast.Term, bool, error) {
 	n := len(in.vals)
 	switch in.op {
 	case opLitObject:
@@ -254,44 +293,47 @@ func buildLiteral(in *instr, fr []*ast.Term, pairs [][2]*ast.Term) (*ast.Term, b
 				if v == nil {
 					obj := ast.NewObject(pairs...)
 					clear(pairs)
-					return ast.NewTerm(obj), false
+					return ast.NewTerm(obj), false, nil
 				}
 				pairs = append(pairs, [2]*ast.Term{in.args[i].c, v})
 			}
 			obj := ast.NewObject(pairs...)
 			clear(pairs)
-			return ast.NewTerm(obj), true
+			return ast.NewTerm(obj), true, nil
 		}
 		obj := ast.NewObjectWithCapacity(n)
 		for i := range n {
 			k, v := read(fr, in.args[i]), read(fr, in.vals[i])
 			if k == nil || v == nil {
-				return ast.NewTerm(obj), false
+				return ast.NewTerm(obj), false, nil
+			}
+			if obj.Get(k) != nil {
+				return nil, false, errKeyGivenTwice
 			}
 			obj.Insert(k, v)
 		}
-		return ast.NewTerm(obj), true
+		return ast.NewTerm(obj), true, nil
 	case opLitArray:
 		if n == 0 {
-			return ast.NewTerm(ast.NewArrayWithCapacity(in.index)), true
+			return ast.NewTerm(ast.NewArrayWithCapacity(in.index)), true, nil
 		}
 		elems := make([]*ast.Term, 0, max(n, in.index))
 		for i := range n {
 			v := read(fr, in.vals[i])
 			if v == nil {
-				return ast.NewTerm(ast.NewArray(elems...)), false
+				return ast.NewTerm(ast.NewArray(elems...)), false, nil
 			}
 			elems = append(elems, v)
 		}
-		return ast.NewTerm(ast.NewArray(elems...)), true
+		return ast.NewTerm(ast.NewArray(elems...)), true, nil
 	}
 	set := ast.NewSetWithCapacity(n)
 	for i := range n {
 		v := read(fr, in.vals[i])
 		if v == nil {
-			return ast.NewTerm(set), false
+			return ast.NewTerm(set), false, nil
 		}
 		set.Add(v)
 	}
-	return ast.NewTerm(set), true
+	return ast.NewTerm(set), true, nil
 }

@@ -23,6 +23,12 @@ import (
 // answer (see Eval).
 var ErrUnsupported = errors.New("not supported by the compiled evaluator")
 
+// errKeyGivenTwice refuses an object built (as a literal, or by the
+// planner's insertions) with one key twice: the planner orders a literal's
+// keys its own way, and topdown keeps one of the values depending on how
+// the keys were written, so only topdown can give topdown's answer.
+var errKeyGivenTwice = &UnsupportedError{Feature: "an object built with one key twice"}
+
 // UnsupportedError says why Prepare or Eval refused. It wraps
 // ErrUnsupported and the error behind the refusal, if any: the planner's,
 // or, for an evaluation error, the *topdown.Error.

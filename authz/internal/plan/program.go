@@ -70,6 +70,7 @@ const (
 	opResetLocal
 	opArrayAppend
 	opObjectInsert
+	opObjectInsertLiteral // opObjectInsert into an object only its Make fills
 	opObjectInsertOnce
 	opObjectMerge
 	opSetAdd

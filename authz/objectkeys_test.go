@@ -1,0 +1,60 @@
+package authz_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// TestEvaluatorObjectKeyGivenTwice: an object literal whose keys come from
+// the request can turn out to hold one key twice. Which value survives is
+// topdown's own affair (the first or the last, depending on how the keys
+// are written), and the planner orders a literal's keys its own way, so the
+// compiled evaluator refuses such an object and topdown answers: the same
+// answer on both engines, with a fallback counted. Before, the compiled
+// evaluator kept the last value in its own order, and allowed requests
+// topdown denies.
+func TestEvaluatorObjectKeyGivenTwice(t *testing.T) {
+	lookups := []string{
+		`{input.resource.label: "read", "public": "blocked"}`,
+		`{"public": "blocked", input.resource.label: "read"}`,
+		`{input.resource.label: "read", "public": concat("", ["blo", "cked"])}`,
+		`{input.resource.other: "blocked", input.resource.label: "read"}`,
+		`{input.resource.label: "read", input.resource.other: "blocked"}`,
+		`{input.resource.label: "read", lower("PUBLIC"): "blocked"}`,
+	}
+	var policies []string
+	for _, o := range lookups {
+		policies = append(policies, "package authz\n\npermits := "+o+"\n\nallow if permits[input.resource.label] == \"read\"\n")
+	}
+	policies = append(policies,
+		// A nested value is planned between the insertions: the literal is
+		// not folded into one instruction.
+		"package authz\n\npermits := {input.resource.label: {\"v\": \"read\"}, \"public\": {\"v\": \"blocked\"}}\n\nallow if permits[input.resource.label].v == \"read\"\n",
+		"package authz\n\npermits := {\"public\": {\"v\": \"blocked\"}, input.resource.label: {\"v\": \"read\"}}\n\nallow if permits[input.resource.label].v == \"read\"\n",
+		"package authz\n\nf(x) := {x: \"read\", \"public\": \"blocked\"}\n\nallow if f(input.resource.label)[input.resource.label] == \"read\"\n",
+		"package authz\n\nallow if {input.resource.label: \"read\", \"public\": \"blocked\"}[input.resource.label] == \"read\"\n",
+	)
+	colliding := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"label": "public", "other": "public"}}
+	distinct := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"label": "docs", "other": "public"}}
+	for i, policy := range policies {
+		snap := authztest.Policy(t, "objectkeys", policy)
+		compiled := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1}, snap)
+		topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, snap)
+		for _, req := range []authz.Request{colliding, distinct} {
+			got, gotErr := compiled.Decide(t.Context(), req)
+			want, wantErr := topdown.Decide(t.Context(), req)
+			if got.Allow != want.Allow || (gotErr != nil) != (wantErr != nil) || strings.Join(got.Reasons, ",") != strings.Join(want.Reasons, ",") {
+				t.Errorf("policy %d, resource %v: compiled allow=%v %v (%v), topdown allow=%v %v (%v)\n%s",
+					i, req.Resource, got.Allow, got.Reasons, gotErr, want.Allow, want.Reasons, wantErr, policy)
+			}
+		}
+		// The distinct keys are evaluated by the compiled evaluator, the
+		// colliding ones by topdown.
+		if n := compiled.Status().EvaluatorFallbacks; n != 1 {
+			t.Errorf("policy %d: %d fallbacks, want 1 (the colliding request)\n%s", i, n, policy)
+		}
+	}
+}
