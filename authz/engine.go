@@ -46,7 +46,9 @@ type Options struct {
 	// bookkeeping). Default DefaultTokenCacheBytes (64 MiB); negative
 	// disables the cache. A token enters a small probationary part of the
 	// cache when first verified and the main part on its second use, so
-	// tokens used once never displace tokens in use.
+	// tokens used once never displace tokens in use. An entry is kept only
+	// when it fits in 1/160 of the bound (a fifth of one of 32 shards):
+	// below about 1 MiB the cache holds few tokens or none.
 	TokenCacheBytes int
 	// TokenCacheSize, when positive, also bounds the verified-token cache
 	// in entries. Zero means no bound in entries (TokenCacheBytes alone);

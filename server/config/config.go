@@ -301,6 +301,9 @@ type DecisionLog struct {
 	Upload *Upload `yaml:"upload"`
 }
 
+// minCacheBytes is the least limits.*_cache_bytes accepted.
+const minCacheBytes = 1 << 20
+
 // Limits bounds what one request may cost. Zero values mean the server's
 // defaults.
 type Limits struct {
@@ -315,7 +318,8 @@ type Limits struct {
 	EvalTimeout       time.Duration `yaml:"eval_timeout"`
 	// TokenCacheBytes bounds the verified-token cache and
 	// DecisionCacheBytes each policy snapshot's decision cache, in bytes of
-	// estimated memory; 0 means authz's defaults (64 MiB and 16 MiB).
+	// estimated memory; 0 means authz's defaults (64 MiB and 16 MiB), and
+	// anything else must be at least minCacheBytes.
 	TokenCacheBytes    ByteSize `yaml:"token_cache_bytes"`
 	DecisionCacheBytes ByteSize `yaml:"decision_cache_bytes"`
 }

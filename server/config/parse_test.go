@@ -106,6 +106,7 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"diagnostic addr without a port", "diagnostic_addr: localhost\n", []string{"v.yaml:1: diagnostic_addr: want HOST:PORT"}},
 		{"diagnostic addr is addr", "addr: 127.0.0.1:8181\ndiagnostic_addr: 127.0.0.1:8181\n", []string{"v.yaml:2: diagnostic_addr: must differ from addr"}},
 		{"poll interval with no bundle_url", "policy:\n  dir: p\n  poll_interval: 5s\n", []string{"v.yaml:3: policy.poll_interval: applies only to bundle_url"}},
+		{"cache too small to hold a token", "limits:\n  token_cache_bytes: 64KiB\n", []string{"v.yaml:2: limits.token_cache_bytes: must be at least 1MiB"}},
 		{"cache size that is not a size", "limits:\n  token_cache_bytes: lots\n", []string{"v.yaml:2: limits.token_cache_bytes"}},
 		{"unknown evaluator", "policy:\n  evaluator: wasm\n", []string{`v.yaml:2: policy.evaluator: must be auto, compiled or topdown, got "wasm"`}},
 	}

@@ -249,6 +249,16 @@ func (c *Config) validate(root *yaml.Node) error {
 	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 {
 		bad("limits", "sizes must not be negative")
 	}
+	// A cache keeps an entry only when it fits in a fifth of one of its 32
+	// shards: below 1 MiB a token cache holds almost nothing.
+	for _, c := range []struct {
+		key string
+		v   ByteSize
+	}{{"limits.token_cache_bytes", l.TokenCacheBytes}, {"limits.decision_cache_bytes", l.DecisionCacheBytes}} {
+		if c.v != 0 && c.v < minCacheBytes {
+			bad(c.key, "must be at least 1MiB (an entry must fit in 1/160 of the cache), or left out for the default")
+		}
+	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
