@@ -101,3 +101,54 @@ func mayFail(c *ast.Compiler, body ast.Body) bool {
 	})
 	return fails
 }
+
+// checkMixedIteration refuses a query whose modules or query enumerate a
+// document that holds both base data and rules (some k, v in data.d, with
+// data.d in the base document and a package d), or read one whole: topdown
+// enumerates the base document's keys first, the plan the rules' first, so
+// an array built by the iteration would differ. Lookups by constant keys
+// through such a document, the usual case of a bundle with data beside its
+// policy, are not affected.
+func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error {
+	var found ast.Ref
+	visit := func(r ast.Ref) bool {
+		if found != nil {
+			return true
+		}
+		if !r[0].Equal(ast.DefaultRootDocument) {
+			return false
+		}
+		node := c.RuleTree.Child(ast.DefaultRootDocument.Value)
+		var base ast.Value = data
+		for i := 0; ; i++ {
+			obj, isObj := base.(ast.Object)
+			mixed := node != nil && (len(node.Values) > 0 || len(node.Children) > 0) && isObj && obj.Len() > 0
+			if mixed && (i+1 == len(r) || !r[i+1].IsGround()) {
+				found = r
+				return true
+			}
+			if i+1 == len(r) || node == nil || !isObj {
+				return false
+			}
+			k := r[i+1]
+			v := obj.Get(k)
+			if v == nil {
+				return false
+			}
+			node, base = node.Child(k.Value), v.Value
+		}
+	}
+	names := make([]string, 0, len(c.Modules))
+	for name := range c.Modules {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		ast.WalkRefs(c.Modules[name], visit)
+	}
+	ast.WalkRefs(query, visit)
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf("iteration over %v, which holds both base data and rules", found)}
+	}
+	return nil
+}

@@ -45,9 +45,11 @@
 //
 //   - Prepare refuses what the planner refuses, a built-in function with no
 //     Go implementation, a base document with data.system (which topdown
-//     hides when it reads the whole of data), and a comprehension topdown
+//     hides when it reads the whole of data), a comprehension topdown
 //     indexes (evaluates ahead, for every key) whose body may fail, since
-//     topdown could then fail where the plan does not.
+//     topdown could then fail where the plan does not, and an iteration
+//     over (or a whole read of) a document holding both base data and
+//     rules, whose keys topdown and the plan enumerate in different orders.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.
@@ -55,6 +57,12 @@
 //     evaluation ({input.x: 1, "a": 2} with input.x "a"): the planner
 //     orders a literal's keys its own way, and topdown keeps the first or
 //     the last value depending on how the keys are written.
+//   - Eval refuses a lookup by a number written otherwise than the object's
+//     key (o[1.0] where o has the key 1): topdown finds a rule's key by
+//     how it is written, a value's by its value; and an object given one
+//     key twice with equal values written differently (1 and 1.0): topdown
+//     keeps the last in an object comprehension, the first in a partial
+//     object rule.
 //   - Eval wraps every evaluation error (a conflict, a built-in function's
 //     error under EvalOptions.StrictBuiltinErrors) in the same way, with
 //     topdown's *topdown.Error inside: topdown's rule indexes skip bodies

@@ -24,6 +24,25 @@ func dot(src, key *ast.Term) *ast.Term {
 	return nil
 }
 
+// numberKeyWrittenOtherwise reports whether dot found key, a number, in an
+// object under a key written otherwise (1.0 for 1). Objects compare number
+// keys by value, while topdown finds a rule's key by how it is written (a
+// rule p[1] is not p[1.0]), so only topdown can give topdown's answer.
+func numberKeyWrittenOtherwise(src, key *ast.Term) bool {
+	n, ok := key.Value.(ast.Number)
+	if !ok {
+		return false
+	}
+	obj, ok := src.Value.(ast.Object)
+	if !ok {
+		return false
+	}
+	return !obj.Until(func(k, _ *ast.Term) bool {
+		m, ok := k.Value.(ast.Number)
+		return ok && m == n
+	})
+}
+
 // dotStorage looks key up in a base document the way OPA's store reads a
 // path: the key as a string (a number as it is written), then an object's
 // key or an array's index.

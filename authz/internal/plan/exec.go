@@ -39,6 +39,9 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 				}
 				return 0, nil
 			}
+			if numberKeyWrittenOtherwise(src, key) {
+				return 0, errNumberKeyWrittenOtherwise
+			}
 			fr[in.target] = v
 		case opEqual:
 			a, b := read(fr, in.a), read(fr, in.b)
@@ -115,8 +118,15 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			switch in.op {
 			case opObjectInsertOnce:
 				if old := obj.Get(k); old != nil {
-					if old != v && old.Value.Compare(v.Value) != 0 {
+					switch {
+					case old == v:
+					case old.Value.Compare(v.Value) != 0:
 						return 0, &topdown.Error{Code: topdown.ConflictErr, Location: in.loc, Message: "object keys must be unique"}
+					case old.Value.String() != v.Value.String():
+						// Equal values written differently (1 and 1.0): an
+						// object comprehension keeps the last, a partial
+						// object rule the first.
+						return 0, errEqualValuesWrittenOtherwise
 					}
 					continue
 				}

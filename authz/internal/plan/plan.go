@@ -29,6 +29,16 @@ var ErrUnsupported = errors.New("not supported by the compiled evaluator")
 // the keys were written, so only topdown can give topdown's answer.
 var errKeyGivenTwice = &UnsupportedError{Feature: "an object built with one key twice"}
 
+// errNumberKeyWrittenOtherwise refuses a lookup by a number written
+// otherwise than the object's key (1.0 for 1): topdown finds a rule's key
+// by its writing, values by their value.
+var errNumberKeyWrittenOtherwise = &UnsupportedError{Feature: "a number key written otherwise than the object's"}
+
+// errEqualValuesWrittenOtherwise refuses an object given one key twice with
+// equal values written differently (1 and 1.0): topdown keeps the last in
+// an object comprehension and the first in a partial object rule.
+var errEqualValuesWrittenOtherwise = &UnsupportedError{Feature: "an object given one key twice with equal values written differently"}
+
 // UnsupportedError says why Prepare or Eval refused. It wraps
 // ErrUnsupported and the error behind the refusal, if any: the planner's,
 // or, for an evaluation error, the *topdown.Error.
@@ -105,6 +115,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		return nil, &UnsupportedError{Feature: "base document with data.system"}
 	}
 	if err := checkCompiler(opts.Compiler); err != nil {
+		return nil, err
+	}
+	if err := checkMixedIteration(opts.Compiler, opts.Query, obj); err != nil {
 		return nil, err
 	}
 	return prepareWithRego(ctx, opts.Compiler, opts.Query, data)

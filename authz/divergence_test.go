@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -56,5 +57,25 @@ func TestEvaluatorObjectKeyGivenTwice(t *testing.T) {
 		if n := compiled.Status().EvaluatorFallbacks; n != 1 {
 			t.Errorf("policy %d: %d fallbacks, want 1 (the colliding request)\n%s", i, n, policy)
 		}
+	}
+}
+
+// TestEvaluatorNumberKeyWrittenOtherwise: a rule with a number key in its ref head
+// (levels[1] := true) looked up with a request number written 1.0, as the
+// HTTP front keeps it (json.Number). topdown finds the rule by the key's Go
+// value in its rule tree, where 1.0 is not 1, and denies; the compiled
+// evaluator builds {1: true} and finds 1.0 in it, and allows. The compiled
+// evaluator now refuses such a lookup, so topdown answers. See
+// TestDivergenceRefHeadNumberKey in internal/plan.
+func TestEvaluatorNumberKeyWrittenOtherwise(t *testing.T) {
+	policy := "package authz\n\nlevels[1] := true\n\nallow if levels[input.resource.level]\n"
+	snap := authztest.Policy(t, "refheadnumber", policy)
+	compiled := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1}, snap)
+	topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, snap)
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"level": json.Number("1.0")}}
+	got, gotErr := compiled.Decide(t.Context(), req)
+	want, wantErr := topdown.Decide(t.Context(), req)
+	if got.Allow != want.Allow || (gotErr != nil) != (wantErr != nil) {
+		t.Errorf("compiled allow=%v (%v), topdown allow=%v (%v)", got.Allow, gotErr, want.Allow, wantErr)
 	}
 }
