@@ -79,3 +79,24 @@ func TestEvaluatorNumberKeyWrittenOtherwise(t *testing.T) {
 		t.Errorf("compiled allow=%v (%v), topdown allow=%v (%v)", got.Allow, gotErr, want.Allow, wantErr)
 	}
 }
+
+// TestEvaluatorNegatedEnumeration: `not blocked[input.user]` where the
+// rules under blocked sit at different depths, so OPA's planner enumerates
+// them instead of looking the key up. The compiled evaluator read that
+// plan as OPA's Wasm compiler does, and the negation held for every user:
+// blocked users were allowed. Such a snapshot is now served by topdown.
+func TestEvaluatorNegatedEnumeration(t *testing.T) {
+	policy := "package authz\n\nblocked.alice := true\n\nblocked.teams.red := true\n\nallow if not blocked[input.subject.id]\n"
+	snap := authztest.Policy(t, "negated", policy)
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "negation") {
+		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
+	}
+	for user, want := range map[string]bool{"alice": false, "bob": true} {
+		req := authz.Request{Subject: &authz.Subject{Type: "user", ID: user}, Action: authz.Action{Name: "read"}}
+		d, err := e.Decide(t.Context(), req)
+		if err != nil || d.Allow != want {
+			t.Errorf("%s: allow=%v (%v), want %v", user, d.Allow, err, want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"fmt"
+
 	"github.com/open-policy-agent/opa/v1/ir"
 )
 
@@ -96,4 +98,77 @@ func isDynamicLookup(s *ir.BlockStmt) bool {
 	}
 	_, ok = alts.Blocks[0].Stmts[0].(*ir.CallDynamicStmt)
 	return ok
+}
+
+// checkNegatedEnumerations refuses a plan that negates a reference the
+// planner enumerates (not data.p.rules[x], where the rules under
+// data.p.rules sit at different depths, so the planner cannot look them up
+// by path): the planner plans a negated expression with nothing after it,
+// and the enumeration, one alternative per rule and then a scan of the
+// base document, then reaches the end of the negation's block only through
+// the base document, whatever the rules say. OPA's Wasm compiler reads the
+// plan so; topdown does not, so only topdown can give its answer. The
+// shape: a block statement and, after it in the negation's block, a scan.
+func checkNegatedEnumerations(policy *ir.Policy) error {
+	var found *ir.NotStmt
+	var walk func(b *ir.Block)
+	walk = func(b *ir.Block) {
+		for _, s := range b.Stmts {
+			if found != nil {
+				return
+			}
+			switch s := s.(type) {
+			case *ir.NotStmt:
+				if enumerates(s.Block) {
+					found = s
+					return
+				}
+				walk(s.Block)
+			case *ir.BlockStmt:
+				for _, sub := range s.Blocks {
+					walk(sub)
+				}
+			case *ir.ScanStmt:
+				walk(s.Block)
+			case *ir.WithStmt:
+				walk(s.Block)
+			}
+		}
+	}
+	if policy.Plans != nil {
+		for _, p := range policy.Plans.Plans {
+			for _, b := range p.Blocks {
+				walk(b)
+			}
+		}
+	}
+	if policy.Funcs != nil {
+		for _, f := range policy.Funcs.Funcs {
+			for _, b := range f.Blocks {
+				walk(b)
+			}
+		}
+	}
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf("negation of a reference the planner enumerates (%s)", found.Location.Text)}
+	}
+	return nil
+}
+
+// enumerates reports whether b, a negation's block, holds a block
+// statement followed by a scan at its top level: the planner's
+// enumeration of rules, then of the base document.
+func enumerates(b *ir.Block) bool {
+	block := false
+	for _, s := range b.Stmts {
+		switch s.(type) {
+		case *ir.BlockStmt:
+			block = true
+		case *ir.ScanStmt:
+			if block {
+				return true
+			}
+		}
+	}
+	return false
 }

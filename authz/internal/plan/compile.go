@@ -16,6 +16,9 @@ func compileProgram(policy *ir.Policy, data ast.Value, caps *ast.Capabilities) (
 	if policy.Plans == nil || len(policy.Plans.Plans) != 1 {
 		return nil, &UnsupportedError{Feature: "policy with other than one plan"}
 	}
+	if err := checkNegatedEnumerations(policy); err != nil {
+		return nil, err
+	}
 	c := &compiler{
 		policy:   policy,
 		funcs:    map[string]*function{},

@@ -153,3 +153,46 @@ y := 1
 	// The same at the root, with base data d and a package p.
 	compareQuery(t, "package p\n\ny := 1\n", "x = [k | some k, _ in data]", `{}`)
 }
+
+// TestDivergenceNegatedLookupIntoUnevenRuleTree: a negated lookup with a
+// variable key into a tree of rules whose leaves sit at different depths
+// (blocked.alice := true beside blocked.teams.red := true), the deny-list
+// pattern `allow if not blocked[input.user]`.
+//
+// topdown: for user "alice", blocked["alice"] is true, so `not` fails and
+// allow is undefined (denied). compiled: allow is true for every user,
+// the blocked ones included (all four modes; at the engine level too:
+// Decide allows alice with the compiled evaluator and no fallback).
+//
+// Likely cause: the planner's optimizeLookup declines the CallDynamicStmt
+// form here (the children of blocked are not all at one depth), and
+// planRefData instead emits, inside the NotStmt of the legacy negation
+// (planNot plans the negated expression with an empty continuation), a
+// BlockStmt with one alternative block per child rule (key == "alice",
+// call, != false), followed in the same block by the scan of the base
+// document data.p.blocked, whose DotStmt is undefined. An alternative that
+// succeeds therefore does not make the NotStmt's block succeed: the block
+// always ends undefined at the base-document lookup, and `not` always
+// holds. The plan package's NotStmt (exec.go, opNot) follows the Wasm
+// semantics, and isDynamicLookup (analysis.go) recognizes only the
+// CallDynamicStmt shape of this problem, not this enumerate-then-scan shape
+// from planRefData. Also seen with not r[input.a][input.b] (r.a.x := 1,
+// r.b.y.z := 2), not r[input.a] == input.n, a comprehension
+// [k | some k in [...]; not r[k]], and `not r[input.a] with input.z as 1`.
+// A uniform tree (perms.admin.read, perms.viewer.read) and `every` agree.
+func TestDivergenceNegatedLookupIntoUnevenRuleTree(t *testing.T) {
+	src := `package p
+
+blocked.alice := true
+
+blocked.teams.red := true
+
+allow if not blocked[input.user]
+`
+	compareQuery(t, src, "x = data.p.allow", `{"user": "alice"}`, `{"user": "bob"}`)
+	// The same as a deny rule: topdown leaves deny undefined for both roles
+	// (perms.viewer is the object {"read": true}); compiled, deny is true
+	// for both.
+	compareQuery(t, "package p\n\nperms.admin := true\n\nperms.viewer.read := true\n\ndeny if not perms[input.role]\n",
+		"x = data.p.deny", `{"role": "admin"}`, `{"role": "viewer"}`)
+}

@@ -47,9 +47,13 @@
 //     Go implementation, a base document with data.system (which topdown
 //     hides when it reads the whole of data), a comprehension topdown
 //     indexes (evaluates ahead, for every key) whose body may fail, since
-//     topdown could then fail where the plan does not, and an iteration
+//     topdown could then fail where the plan does not, an iteration
 //     over (or a whole read of) a document holding both base data and
-//     rules, whose keys topdown and the plan enumerate in different orders.
+//     rules, whose keys topdown and the plan enumerate in different orders,
+//     and the negation of a reference the planner enumerates (not
+//     data.p.rules[x] with rules at different depths), which the plan
+//     spells so that only the base document can decide it
+//     (checkNegatedEnumerations).
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.
