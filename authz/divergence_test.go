@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -98,5 +99,31 @@ func TestEvaluatorNegatedEnumeration(t *testing.T) {
 		if err != nil || d.Allow != want {
 			t.Errorf("%s: allow=%v (%v), want %v", user, d.Allow, err, want)
 		}
+	}
+}
+
+// TestEvaluatorWithTargetVariable: OPA's planner panics on a with target on
+// data with a variable in its path (which OPA's compiler accepts) under
+// rules; such a with also writes base data beside those rules. Loading the
+// policy must not take the process down: auto serves it with topdown,
+// compiled refuses to load it.
+func TestEvaluatorWithTargetVariable(t *testing.T) {
+	snap := authztest.Snapshot(t, "withtarget", map[string]string{
+		"other.rego": "package other\n\nblocked.alice := true\n",
+		"authz.rego": "package authz\n\nallow if data.other.blocked.bob with data.other.blocked[input.subject.id] as true\n",
+	}, nil)
+	e := newEngine(t, authz.Options{}, snap)
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") {
+		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
+	}
+	if d, err := e.Decide(t.Context(), authz.Request{Subject: &authz.Subject{Type: "user", ID: "bob"}, Action: authz.Action{Name: "read"}}); d.Allow {
+		t.Errorf("allowed (%v)", err)
+	}
+	strict, err := authz.New(authz.Options{Evaluator: authz.EvaluatorCompiled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := strict.Load(t.Context(), snap); !errors.Is(err, authz.ErrCompile) {
+		t.Errorf("Load with the compiled evaluator: %v, want a compile error", err)
 	}
 }

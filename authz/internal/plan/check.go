@@ -106,10 +106,40 @@ func mayFail(c *ast.Compiler, body ast.Body) bool {
 // document that holds both base data and rules (some k, v in data.d, with
 // data.d in the base document and a package d), or read one whole: topdown
 // enumerates the base document's keys first, the plan the rules' first, so
-// an array built by the iteration would differ. Lookups by constant keys
-// through such a document, the usual case of a bundle with data beside its
-// policy, are not affected.
+// an array built by the iteration would differ. A with on data adds base
+// data where it points (with data.p.rules.x as 1 under rules of package
+// p), so its target counts as base data. Lookups by constant keys through
+// such a document, the usual case of a bundle with data beside its policy,
+// are not affected.
 func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error {
+	names := make([]string, 0, len(c.Modules))
+	for name := range c.Modules {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	// The paths with statements write base data to.
+	var mocked []ast.Ref
+	mock := func(x any) bool {
+		if w, ok := x.(*ast.With); ok {
+			if r, ok := w.Target.Value.(ast.Ref); ok && r.HasPrefix(ast.DefaultRootRef) && !isFunction(c, r) {
+				mocked = append(mocked, r.ConstantPrefix())
+			}
+		}
+		return false
+	}
+	for _, name := range names {
+		ast.WalkNodes(c.Modules[name], func(n ast.Node) bool { return mock(n) })
+	}
+	ast.WalkNodes(query, func(n ast.Node) bool { return mock(n) })
+	mockedBelow := func(prefix ast.Ref) bool {
+		for _, m := range mocked {
+			if len(m) > len(prefix) && m.HasPrefix(prefix) {
+				return true
+			}
+		}
+		return false
+	}
+
 	var found ast.Ref
 	visit := func(r ast.Ref) bool {
 		if found != nil {
@@ -120,35 +150,56 @@ func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error
 		}
 		node := c.RuleTree.Child(ast.DefaultRootDocument.Value)
 		var base ast.Value = data
-		for i := 0; ; i++ {
+		for i := 0; node != nil; i++ {
 			obj, isObj := base.(ast.Object)
-			mixed := node != nil && (len(node.Values) > 0 || len(node.Children) > 0) && isObj && obj.Len() > 0
+			hasBase := isObj && obj.Len() > 0 || mockedBelow(r[:i+1])
+			mixed := (len(node.Values) > 0 || len(node.Children) > 0) && hasBase
 			if mixed && (i+1 == len(r) || !r[i+1].IsGround()) {
 				found = r
 				return true
 			}
-			if i+1 == len(r) || node == nil || !isObj {
+			if i+1 == len(r) || !r[i+1].IsGround() {
 				return false
 			}
 			k := r[i+1]
-			v := obj.Get(k)
-			if v == nil {
-				return false
+			node, base = node.Child(k.Value), nil
+			if isObj {
+				if v := obj.Get(k); v != nil {
+					base = v.Value
+				}
 			}
-			node, base = node.Child(k.Value), v.Value
 		}
+		return false
 	}
-	names := make([]string, 0, len(c.Modules))
-	for name := range c.Modules {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	// Every reference but a with's target, which writes and reads nothing.
+	var refs *ast.GenericVisitor
+	refs = ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case *ast.With:
+			refs.Walk(x.Value)
+			return true
+		case ast.Ref:
+			visit(x)
+		}
+		return found != nil
+	})
 	for _, name := range names {
-		ast.WalkRefs(c.Modules[name], visit)
+		refs.Walk(c.Modules[name])
 	}
-	ast.WalkRefs(query, visit)
+	refs.Walk(query)
 	if found != nil {
 		return &UnsupportedError{Feature: fmt.Sprintf("iteration over %v, which holds both base data and rules", found)}
 	}
 	return nil
+}
+
+// isFunction reports whether ref names functions (a with on it replaces a
+// function, and writes no base data).
+func isFunction(c *ast.Compiler, ref ast.Ref) bool {
+	for _, r := range c.GetRulesExact(ref) {
+		if len(r.Head.Args) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -196,3 +196,78 @@ allow if not blocked[input.user]
 	compareQuery(t, "package p\n\nperms.admin := true\n\nperms.viewer.read := true\n\ndeny if not perms[input.role]\n",
 		"x = data.p.deny", `{"role": "admin"}`, `{"role": "viewer"}`)
 }
+
+// TestDivergenceWithBaseDataBesideRulesIterated: a `with data...` modifier
+// that writes base data into a document made of rules, which is then
+// iterated. checkMixedIteration (check.go) refuses an iteration over a
+// document holding both base data and rules, but it looks only at the base
+// document given to Prepare; a `with` makes such a document at evaluation
+// time, and the refusal did not fire; it now counts a with target on data
+// as base data.
+//
+// Plan shape: planWith emits a WithStmt that upserts the value into the
+// data register at p.blocked.bob (no rule there, so nothing is shadowed),
+// or, for a target that is a rule (p.blocked.alice), shadows that rule and
+// re-plans the rules under a new generation without it, so the value lives
+// only in the base document. The iteration inside (planRefData with a
+// variable key) is then one alternative block per remaining child rule,
+// followed by a scan of the base document data.p.blocked that skips the
+// rules' keys: rules first, base data second. topdown (evalTree.enumerate)
+// visits the base document's keys first. An array, a string built from it,
+// a first element all differ: with blocked.alice := true and
+// blocked.teams.red := true,
+//
+//	[k | some k, _ in blocked] with data.p.blocked.bob as 1
+//	  topdown ["bob", "alice", "teams"], compiled ["alice", "teams", "bob"]
+//	[k | some k, _ in blocked] with data.p.blocked.alice as false
+//	  topdown ["alice", "teams"], compiled ["teams", "alice"]
+//
+// (all four modes). Lookups through the same document (blocked[input.user]
+// with data.p.blocked.bob as true), extents (blocked with ...: objects are
+// ordered) and count agree.
+func TestDivergenceWithBaseDataBesideRulesIterated(t *testing.T) {
+	src := `package p
+
+blocked.alice := true
+
+blocked.teams.red := true
+
+names := [k | some k, _ in blocked]
+
+first := names[0]
+
+allow if first == "alice" with data.p.blocked.bob as true
+`
+	// A key the rules do not have.
+	compareQuery(t, src, "x = data.p.names with data.p.blocked.bob as 1", `{}`)
+	// The same as an allow (first == "alice"): topdown denies (its first
+	// key is "bob"), compiled allows.
+	compareQuery(t, src, "x = data.p.allow", `{}`)
+	// A rule replaced by a value: the planner drops it from the rule tree,
+	// and the value is base data.
+	compareQuery(t, src, "x = data.p.names with data.p.blocked.alice as false", `{}`)
+}
+
+// TestPrepareWithVariableDataTarget: not a divergence but a crash. A `with`
+// whose data target holds a variable (with data.p.blocked[input.user] as
+// true) compiles; topdown evaluates it to an eval_conflict_error ("bad
+// document path"). OPA's planner panics on it (planWith ->
+// isFunctionOrBuiltin -> ruletrie.Lookup hashes the ast.Ref key: "hash of
+// unhashable type ast.Ref"), and nothing between plan.Prepare and the
+// planner recovers: authz.Engine.Load of such a snapshot with the compiled
+// or auto evaluator panics instead of falling back to topdown. Prepare
+// should return an error (a refusal).
+func TestPrepareWithVariableDataTarget(t *testing.T) {
+	src := `package p
+
+blocked.alice := true
+
+allow if blocked.bob with data.p.blocked[input.user] as true
+`
+	defer func() {
+		if p := recover(); p != nil {
+			t.Errorf("Prepare panicked: %v", p)
+		}
+	}()
+	compareQuery(t, src, "x = data.p.allow", `{"user": "bob"}`)
+}

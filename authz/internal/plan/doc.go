@@ -49,7 +49,8 @@
 //     indexes (evaluates ahead, for every key) whose body may fail, since
 //     topdown could then fail where the plan does not, an iteration
 //     over (or a whole read of) a document holding both base data and
-//     rules, whose keys topdown and the plan enumerate in different orders,
+//     rules (a with on data counting as base data), whose keys topdown
+//     and the plan enumerate in different orders,
 //     and the negation of a reference the planner enumerates (not
 //     data.p.rules[x] with rules at different depths), which the plan
 //     spells so that only the base document can decide it
@@ -72,6 +73,9 @@
 //     topdown's *topdown.Error inside: topdown's rule indexes skip bodies
 //     and its early exit stops at a first value, so it may never meet an
 //     error the plan meets.
+//
+// A panic in OPA's planner (it panics on a few policies its compiler
+// accepts) is a refusal of Prepare too.
 //
 // Cancellation is the one error that is final.
 //

@@ -120,7 +120,20 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkMixedIteration(opts.Compiler, opts.Query, obj); err != nil {
 		return nil, err
 	}
-	return prepareWithRego(ctx, opts.Compiler, opts.Query, data)
+	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
+}
+
+// prepareRecovered is prepareWithRego with a panic (OPA's planner panics on
+// a few policies its compiler accepts, such as a with target on data with
+// a variable in its path) turned into a refusal, so that loading a policy
+// never takes the process down and topdown serves it.
+func prepareRecovered(ctx context.Context, c *ast.Compiler, query ast.Body, data ast.Value) (q *Query, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			q, err = nil, &UnsupportedError{Feature: "planning", cause: fmt.Errorf("the planner panicked: %v", p)}
+		}
+	}()
+	return prepareWithRego(ctx, c, query, data)
 }
 
 // EvalOptions tunes one evaluation. The zero value evaluates with the
