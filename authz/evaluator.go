@@ -57,11 +57,7 @@ func preparePlan(ctx context.Context, c *ast.Compiler, s *bundles.Snapshot, ev E
 		return nil, "topdown: configured", nil
 	}
 	start := time.Now()
-	data, err := ast.InterfaceToValue(s.Data)
-	if err != nil {
-		return nil, "", &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
-	}
-	q, err := plan.Prepare(ctx, plan.Options{Compiler: c, Query: decisionQuery, Data: data})
+	q, err := preparePlanRecovered(ctx, c, s)
 	switch {
 	case err == nil:
 		return q, fmt.Sprintf("compiled (planned in %s)", time.Since(start).Round(10*time.Microsecond)), nil
@@ -74,6 +70,22 @@ func preparePlan(ctx context.Context, c *ast.Compiler, s *bundles.Snapshot, ev E
 	// Unsupported, or a planner error on a policy that compiled: topdown
 	// serves it, and the note says why.
 	return nil, "topdown: " + err.Error(), nil
+}
+
+// preparePlanRecovered prepares the plan, a panic anywhere in it being an
+// error: a policy that loads must never take the process down through the
+// compiled evaluator.
+func preparePlanRecovered(ctx context.Context, c *ast.Compiler, s *bundles.Snapshot) (q *plan.Query, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			q, err = nil, fmt.Errorf("compiled evaluation: preparing the plan panicked: %v", p)
+		}
+	}()
+	data, err := ast.InterfaceToValue(s.Data)
+	if err != nil {
+		return nil, fmt.Errorf("compiled evaluation: data: %w", err)
+	}
+	return plan.Prepare(ctx, plan.Options{Compiler: c, Query: decisionQuery, Data: data})
 }
 
 // evaluatePlan evaluates input with the snapshot's compiled plan. It
