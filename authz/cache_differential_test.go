@@ -237,9 +237,11 @@ func TestDecisionCacheDifferential(t *testing.T) {
 func TestEvaluatorDifferential(t *testing.T) {
 	runDifferential(t, func(t testing.TB, snap *bundles.Snapshot) *differential {
 		dc := newDifferentialOf(t, snap,
-			"the compiled evaluator", authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1},
+			"the compiled evaluator", authz.Options{Evaluator: authz.EvaluatorAuto, DecisionCacheSize: -1},
 			"topdown", authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1})
-		if ev := dc.tested.Status().Evaluator; !strings.HasPrefix(ev, "compiled") {
+		// A policy calling http.send is left to topdown; every other one
+		// here runs on the compiled evaluator.
+		if ev := dc.tested.Status().Evaluator; !strings.HasPrefix(ev, "compiled") && !strings.Contains(ev, "http.send") {
 			t.Fatalf("Status().Evaluator = %q, want compiled", ev)
 		}
 		return dc

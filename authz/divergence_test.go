@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
@@ -125,5 +126,22 @@ func TestEvaluatorWithTargetVariable(t *testing.T) {
 	}
 	if err := strict.Load(t.Context(), snap); !errors.Is(err, authz.ErrCompile) {
 		t.Errorf("Load with the compiled evaluator: %v, want a compile error", err)
+	}
+}
+
+// TestEvaluatorWithoutEarlyExit: topdown stops a complete rule at its first
+// value; the compiled evaluator's plan evaluates every iteration. Here allow
+// holds at the first of 400³ iterations: topdown answers at once, the plan
+// would run past any deadline. The compiled evaluator has half the
+// evaluation time, then topdown answers with the rest.
+func TestEvaluatorWithoutEarlyExit(t *testing.T) {
+	policy := "package authz\n\nxs := numbers.range(1, 400)\n\nallow if {\n\tsome a in xs\n\tsome b in xs\n\tsome c in xs\n\ta + b + c > 0\n}\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1, EvalTimeout: 400 * time.Millisecond}, authztest.Policy(t, "loops", policy))
+	d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}})
+	if err != nil || !d.Allow {
+		t.Fatalf("got %+v, %v; want topdown's allow", d, err)
+	}
+	if n := e.Status().EvaluatorFallbacks; n != 1 {
+		t.Errorf("%d fallbacks, want 1", n)
 	}
 }

@@ -72,7 +72,9 @@ type Options struct {
 	// topdown; EvaluatorCompiled refuses to load a snapshot the compiled
 	// evaluator does not support. Explanations always use topdown.
 	Evaluator Evaluator
-	// EvalTimeout bounds one policy evaluation. Default 500ms.
+	// EvalTimeout bounds one policy evaluation. Default 500ms. The
+	// compiled evaluator has the first half; when it runs out, topdown
+	// evaluates with the rest.
 	EvalTimeout time.Duration
 	// KeepInput sets Decision.Input on every decision, for a decision log
 	// that records inputs. It costs building the document for decisions

@@ -290,8 +290,14 @@ allow if {
 			if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "timed out") {
 				t.Fatalf("got %+v, %v; want a timed-out policy error", d, err)
 			}
-			if n := e.Status().EvaluatorFallbacks; n != 0 {
-				t.Errorf("a timeout was handed to topdown (%d fallbacks): it must end the evaluation", n)
+			// The compiled evaluator has half the time, then topdown the
+			// rest, which here times out too.
+			want := uint64(0)
+			if ev == authz.EvaluatorCompiled {
+				want = 1
+			}
+			if n := e.Status().EvaluatorFallbacks; n != want {
+				t.Errorf("%d fallbacks, want %d", n, want)
 			}
 		})
 	}

@@ -23,8 +23,23 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 	var result ast.Object
 	handled := false
 	if cp.plan != nil && x == nil {
+		// The compiled evaluator has half the time: it evaluates every
+		// body of a rule where topdown stops at the first value, so a
+		// policy that iterates much can take it far longer. When its half
+		// runs out, topdown gets the rest.
+		planCtx, planCancel := context.WithTimeout(ctx, e.evalTimeout/2)
+		planStop := topdown.NewCancel() // for built-in functions, at the same time
+		stopPlanStop := context.AfterFunc(planCtx, planStop.Cancel)
 		var err error
-		if result, handled, err = e.evaluatePlan(ctx, cp.plan, input, now, stopCancel); err != nil {
+		result, handled, err = e.evaluatePlan(planCtx, cp.plan, input, now, planStop)
+		outOfTime := planCtx.Err() != nil && ctx.Err() == nil
+		stopPlanStop()
+		planCancel()
+		switch {
+		case err != nil && outOfTime:
+			e.fallbacks.Add(1)
+			handled = false
+		case err != nil:
 			return err
 		}
 	}

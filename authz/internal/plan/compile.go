@@ -91,6 +91,10 @@ func rulePath(name string) string {
 }
 
 func resolveBuiltin(name string) (*builtin, error) {
+	if sideEffects[name] {
+		return nil, &UnsupportedError{Feature: fmt.Sprintf(
+			"built-in function %q (it reaches the network, and the plan has no early exit: topdown stops at a rule's first value, the plan would call it for every body)", name)}
+	}
 	decl, ok := ast.BuiltinMap[name]
 	if !ok {
 		return nil, &UnsupportedError{Feature: fmt.Sprintf("built-in function %q (no declaration)", name)}
@@ -109,6 +113,13 @@ func resolveBuiltin(name string) (*builtin, error) {
 		nondet:   decl.Nondeterministic,
 	}, nil
 }
+
+// sideEffects are the built-in functions whose calls reach outside the
+// process. Topdown stops evaluating a complete rule or function at its
+// first value; the plan evaluates every body and iteration, and would make
+// calls topdown never makes, so policies that use these are left to
+// topdown.
+var sideEffects = map[string]bool{"http.send": true, "net.lookup_ip_addr": true}
 
 type compiler struct {
 	policy   *ir.Policy

@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -270,4 +271,23 @@ allow if blocked.bob with data.p.blocked[input.user] as true
 		}
 	}()
 	compareQuery(t, src, "x = data.p.allow", `{"user": "bob"}`)
+}
+
+// TestPrepareRefusesNetworkBuiltins: topdown stops a rule at its first
+// value, the plan evaluates every body, so a policy calling http.send would
+// send requests topdown never sends. Such policies are left to topdown.
+func TestPrepareRefusesNetworkBuiltins(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nallow if http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1:1/a\"}).status_code == 200\n\nallow if input.a == 1\n",
+		"package p\n\nallow if count(net.lookup_ip_addr(\"localhost\")) > 0\n",
+	} {
+		c, err := ast.CompileModulesWithOpt(map[string]string{"p.rego": src}, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p.allow")})
+		if !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare = %v, want a refusal\n%s", err, src)
+		}
+	}
 }

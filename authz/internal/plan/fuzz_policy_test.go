@@ -196,6 +196,14 @@ func (g *policyGen) rule(i int) string {
 	case 5: // ref head
 		body := g.body()
 		k := []string{"k", "l"}[g.pick(2)]
+		if g.pick(2) == 0 {
+			// Under one shared head at different depths, so that a lookup
+			// with a variable key enumerates the rules (and `not` over it
+			// is planned as an enumeration).
+			path := []string{"t.a", "t.b", "t.c.d", "t.b.e", "t.a.x.y"}[g.pick(5)]
+			g.rules = append(g.rules, "t", "t[input.a]", "t[input.a].d", "t[input.c.e]", "data.p.t[input.a]")
+			return fmt.Sprintf("%s := %s if {\n%s}\n", path, g.term(1), body)
+		}
 		g.rules = append(g.rules, fmt.Sprintf("h%d.%s", i, k), fmt.Sprintf("h%d", i), fmt.Sprintf("h%d[input.a]", i), fmt.Sprintf("data.p[\"h%d\"][input.a]", i))
 		return fmt.Sprintf("h%d.%s := %s if {\n%s}\n", i, k, g.term(1), body)
 	}
