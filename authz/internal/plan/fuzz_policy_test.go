@@ -21,8 +21,8 @@ import (
 // grammar (complete, else, default, partial set and object rules, a
 // function; comparisons, membership, iteration, negation, every,
 // comprehensions and a few built-in functions over input, data and other
-// rules; object literals whose keys may collide at evaluation; with and
-// print), and evaluates the whole package with both evaluators on a few
+// rules; object literals whose keys may collide at evaluation, numbers
+// written two ways, with on input, data and data beside rules; print), and evaluates the whole package with both evaluators on a few
 // inputs. Policies that do not compile are skipped. Where the compiled
 // evaluator answers, it must give topdown's answer.
 //
@@ -77,6 +77,7 @@ var policyInputs = []string{
 	`{"a": 3, "b": "b", "c": {"d": "3"}}`,
 	`{"a": "b", "b": [], "c": {}}`,
 	`{}`,
+	`{"a": 1.0, "b": [1.0, "b"], "c": {"d": 3.0, "e": "x"}}`,
 }
 
 // checkPolicy compares the evaluators on src and reports whether src
@@ -281,7 +282,9 @@ func (g *policyGen) expr() string {
 		}
 	case 12:
 		if r := g.ruleRef(); r != "" {
-			targets := []string{"input.a", "input.c", "input", "data.d.n", "data.d.m", "data.d.m.a", "data.d"}
+			targets := []string{"input.a", "input.c", "input", "data.d.n", "data.d.m", "data.d.m.a", "data.d",
+				// Base data beside rules (under the shared ref head t).
+				"data.p.t.z", "data.p.t.a", "data.p.t.c.q"}
 			return fmt.Sprintf("%s with %s as %s", r, targets[g.pick(len(targets))], g.constant())
 		}
 	case 13:
@@ -334,7 +337,9 @@ func (g *policyGen) collection() string {
 }
 
 func (g *policyGen) constant() string {
-	consts := []string{"1", "2", "0", "-1", "2.5", `"a"`, `"b"`, `""`, "true", "false", "null", "[]", "{}", `{"a": 1}`, `[1, "a"]`}
+	consts := []string{"1", "2", "0", "-1", "2.5", `"a"`, `"b"`, `""`, "true", "false", "null", "[]", "{}", `{"a": 1}`, `[1, "a"]`,
+		// Numbers equal to others but written otherwise.
+		"1.0", "3.0", "1e0"}
 	return consts[g.pick(len(consts))]
 }
 
