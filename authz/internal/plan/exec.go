@@ -134,18 +134,6 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 				if obj.Get(k) != nil {
 					return 0, errKeyGivenTwice
 				}
-			case opObjectInsert:
-				// The planner overwrites a key when it merges the objects
-				// of rules (a nested object, looked up, merged, put back);
-				// any other overwrite is a literal's key given twice in a
-				// shape the compiler did not recognise.
-				if old := obj.Get(k); old != nil && old != v {
-					_, oldObj := old.Value.(ast.Object)
-					_, newObj := v.Value.(ast.Object)
-					if !oldObj || !newObj {
-						return 0, errKeyGivenTwice
-					}
-				}
 			}
 			obj.Insert(k, v)
 		case opSetAdd:

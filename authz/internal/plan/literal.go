@@ -84,9 +84,9 @@ func mutation(s ir.Stmt) (ir.Local, bool) {
 type literalInfo struct {
 	mutated   map[ir.Local]bool
 	shareable bool
-	// literalInserts are the insertions of literals the compiler cannot
-	// fold (a nested value is planned between them): into an object a
-	// MakeObjectStmt of the same block made, which nothing else writes.
+	// literalInserts are the insertions the compiler does not fold into a
+	// literal and that do not put back a merge of rule objects: a key
+	// given twice there is errKeyGivenTwice.
 	literalInserts map[*ir.ObjectInsertStmt]bool
 }
 
@@ -138,18 +138,39 @@ func analyzeLiterals(blocks []*ir.Block) literalInfo {
 			info.shareable = false
 		}
 	}
-	// The planner fills an object straight after making it when it spells
-	// a literal; an object filled in a nested block or a loop (a rule head
-	// built from several values) may take one key twice on purpose.
-	var inserts func(b *ir.Block)
-	inserts = func(b *ir.Block) {
-		made := map[ir.Local]bool{}
+	// The planner overwrites a key on purpose only when it merges the
+	// objects of rules: it looks the nested object up, merges it
+	// (ObjectMergeStmt) and inserts the merge. Every other insertion is a
+	// literal's, which must not meet its key twice.
+	merged := map[ir.Local]bool{}
+	var merges func(b *ir.Block)
+	merges = func(b *ir.Block) {
 		for _, s := range b.Stmts {
 			switch s := s.(type) {
-			case *ir.MakeObjectStmt:
-				made[s.Target] = !written[s.Target]
+			case *ir.ObjectMergeStmt:
+				merged[s.Target] = true
+			case *ir.BlockStmt:
+				for _, sub := range s.Blocks {
+					merges(sub)
+				}
+			case *ir.ScanStmt:
+				merges(s.Block)
+			case *ir.NotStmt:
+				merges(s.Block)
+			case *ir.WithStmt:
+				merges(s.Block)
+			}
+		}
+	}
+	for _, b := range blocks {
+		merges(b)
+	}
+	var inserts func(b *ir.Block)
+	inserts = func(b *ir.Block) {
+		for _, s := range b.Stmts {
+			switch s := s.(type) {
 			case *ir.ObjectInsertStmt:
-				if made[s.Object] {
+				if l, ok := s.Value.Value.(ir.Local); !ok || !merged[l] {
 					info.literalInserts[s] = true
 				}
 			case *ir.BlockStmt:
