@@ -136,7 +136,7 @@ func TestEvaluatorWithTargetVariable(t *testing.T) {
 // evaluation time, then topdown answers with the rest.
 func TestEvaluatorWithoutEarlyExit(t *testing.T) {
 	policy := "package authz\n\nxs := numbers.range(1, 400)\n\nallow if {\n\tsome a in xs\n\tsome b in xs\n\tsome c in xs\n\ta + b + c > 0\n}\n"
-	e := newEngine(t, authz.Options{DecisionCacheSize: -1, EvalTimeout: 400 * time.Millisecond}, authztest.Policy(t, "loops", policy))
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1, EvalTimeout: time.Second}, authztest.Policy(t, "loops", policy))
 	d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}})
 	if err != nil || !d.Allow {
 		t.Fatalf("got %+v, %v; want topdown's allow", d, err)

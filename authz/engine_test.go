@@ -285,7 +285,7 @@ allow if {
 `
 	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
 		t.Run(string(ev), func(t *testing.T) {
-			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: 20 * time.Millisecond}, authztest.Policy(t, "slow", slow))
+			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: 200 * time.Millisecond}, authztest.Policy(t, "slow", slow))
 			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}})
 			if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "timed out") {
 				t.Fatalf("got %+v, %v; want a timed-out policy error", d, err)

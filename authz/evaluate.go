@@ -17,9 +17,6 @@ import (
 func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, x *explainer, d *Decision) error {
 	ctx, cancel := context.WithTimeout(ctx, e.evalTimeout)
 	defer cancel()
-	// One cancel hook per evaluation instead of OPA's watcher goroutine.
-	stopCancel := topdown.NewCancel()
-	defer context.AfterFunc(ctx, stopCancel.Cancel)()
 	var result ast.Object
 	handled := false
 	if cp.plan != nil && x == nil {
@@ -45,7 +42,7 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 	}
 	if !handled {
 		var err error
-		if result, err = e.evaluateTopdown(ctx, cp, input, now, stopCancel, x); err != nil {
+		if result, err = e.evaluateTopdown(ctx, cp, input, now, x); err != nil {
 			return err
 		}
 	}
@@ -58,7 +55,10 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 // evaluateTopdown evaluates input with OPA's topdown evaluator, tracing
 // for an explanation when x is not nil, and returns the decision object
 // (nil when the query is undefined).
-func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Value, now time.Time, cancel topdown.Cancel, x *explainer) (ast.Object, error) {
+func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Value, now time.Time, x *explainer) (ast.Object, error) {
+	// One cancel hook per evaluation instead of OPA's watcher goroutine.
+	cancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, cancel.Cancel)()
 	opts := []rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalTime(now),

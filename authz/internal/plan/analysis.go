@@ -23,35 +23,20 @@ func dataRegisters(blocks []*ir.Block, data ir.Local) map[ir.Local]bool {
 			edges = append(edges, edge{l, to})
 		}
 	}
-	var walk func(b *ir.Block)
-	walk = func(b *ir.Block) {
-		for _, s := range b.Stmts {
-			switch s := s.(type) {
-			case *ir.DotStmt:
-				from(s.Source, s.Target)
-			case *ir.AssignVarStmt:
-				from(s.Source, s.Target)
-			case *ir.AssignVarOnceStmt:
-				from(s.Source, s.Target)
-			case *ir.ObjectMergeStmt:
-				edges = append(edges, edge{s.A, s.Target})
-			case *ir.ScanStmt:
-				edges = append(edges, edge{s.Source, s.Value})
-				walk(s.Block)
-			case *ir.BlockStmt:
-				for _, sub := range s.Blocks {
-					walk(sub)
-				}
-			case *ir.NotStmt:
-				walk(s.Block)
-			case *ir.WithStmt:
-				walk(s.Block)
-			}
+	eachStmt(blocks, func(s ir.Stmt) {
+		switch s := s.(type) {
+		case *ir.DotStmt:
+			from(s.Source, s.Target)
+		case *ir.AssignVarStmt:
+			from(s.Source, s.Target)
+		case *ir.AssignVarOnceStmt:
+			from(s.Source, s.Target)
+		case *ir.ObjectMergeStmt:
+			edges = append(edges, edge{s.A, s.Target})
+		case *ir.ScanStmt:
+			edges = append(edges, edge{s.Source, s.Value})
 		}
-	}
-	for _, b := range blocks {
-		walk(b)
-	}
+	})
 	for changed := true; changed; {
 		changed = false
 		for _, e := range edges {
@@ -111,42 +96,19 @@ func isDynamicLookup(s *ir.BlockStmt) bool {
 // shape: a block statement and, after it in the negation's block, a scan.
 func checkNegatedEnumerations(policy *ir.Policy) error {
 	var found *ir.NotStmt
-	var walk func(b *ir.Block)
-	walk = func(b *ir.Block) {
-		for _, s := range b.Stmts {
-			if found != nil {
-				return
-			}
-			switch s := s.(type) {
-			case *ir.NotStmt:
-				if enumerates(s.Block) {
-					found = s
-					return
-				}
-				walk(s.Block)
-			case *ir.BlockStmt:
-				for _, sub := range s.Blocks {
-					walk(sub)
-				}
-			case *ir.ScanStmt:
-				walk(s.Block)
-			case *ir.WithStmt:
-				walk(s.Block)
-			}
+	visit := func(s ir.Stmt) {
+		if n, ok := s.(*ir.NotStmt); ok && found == nil && enumerates(n.Block) {
+			found = n
 		}
 	}
 	if policy.Plans != nil {
 		for _, p := range policy.Plans.Plans {
-			for _, b := range p.Blocks {
-				walk(b)
-			}
+			eachStmt(p.Blocks, visit)
 		}
 	}
 	if policy.Funcs != nil {
 		for _, f := range policy.Funcs.Funcs {
-			for _, b := range f.Blocks {
-				walk(b)
-			}
+			eachStmt(f.Blocks, visit)
 		}
 	}
 	if found != nil {
@@ -171,4 +133,25 @@ func enumerates(b *ir.Block) bool {
 		}
 	}
 	return false
+}
+
+// eachStmt calls f for every statement of blocks, those nested in block,
+// scan, negation and with statements included, each after the statement
+// that holds it.
+func eachStmt(blocks []*ir.Block, f func(ir.Stmt)) {
+	for _, b := range blocks {
+		for _, s := range b.Stmts {
+			f(s)
+			switch s := s.(type) {
+			case *ir.BlockStmt:
+				eachStmt(s.Blocks, f)
+			case *ir.ScanStmt:
+				eachStmt([]*ir.Block{s.Block}, f)
+			case *ir.NotStmt:
+				eachStmt([]*ir.Block{s.Block}, f)
+			case *ir.WithStmt:
+				eachStmt([]*ir.Block{s.Block}, f)
+			}
+		}
+	}
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -19,11 +20,7 @@ import (
 // topdown's evaluation and not the plan's. Comprehensions whose bodies
 // cannot fail are indexed harmlessly.
 func checkCompiler(c *ast.Compiler) error {
-	names := make([]string, 0, len(c.Modules))
-	for name := range c.Modules {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(c.Modules))
 	for _, name := range names {
 		var found *ast.Term
 		ast.WalkTerms(c.Modules[name], func(t *ast.Term) bool {
@@ -112,11 +109,7 @@ func mayFail(c *ast.Compiler, body ast.Body) bool {
 // such a document, the usual case of a bundle with data beside its policy,
 // are not affected.
 func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error {
-	names := make([]string, 0, len(c.Modules))
-	for name := range c.Modules {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(c.Modules))
 	// The paths with statements write base data to.
 	var mocked []ast.Ref
 	mock := func(x any) bool {

@@ -143,52 +143,18 @@ func analyzeLiterals(blocks []*ir.Block) literalInfo {
 	// (ObjectMergeStmt) and inserts the merge. Every other insertion is a
 	// literal's, which must not meet its key twice.
 	merged := map[ir.Local]bool{}
-	var merges func(b *ir.Block)
-	merges = func(b *ir.Block) {
-		for _, s := range b.Stmts {
-			switch s := s.(type) {
-			case *ir.ObjectMergeStmt:
-				merged[s.Target] = true
-			case *ir.BlockStmt:
-				for _, sub := range s.Blocks {
-					merges(sub)
-				}
-			case *ir.ScanStmt:
-				merges(s.Block)
-			case *ir.NotStmt:
-				merges(s.Block)
-			case *ir.WithStmt:
-				merges(s.Block)
+	eachStmt(blocks, func(s ir.Stmt) {
+		if m, ok := s.(*ir.ObjectMergeStmt); ok {
+			merged[m.Target] = true
+		}
+	})
+	eachStmt(blocks, func(s ir.Stmt) {
+		if in, ok := s.(*ir.ObjectInsertStmt); ok {
+			if l, ok := in.Value.Value.(ir.Local); !ok || !merged[l] {
+				info.literalInserts[in] = true
 			}
 		}
-	}
-	for _, b := range blocks {
-		merges(b)
-	}
-	var inserts func(b *ir.Block)
-	inserts = func(b *ir.Block) {
-		for _, s := range b.Stmts {
-			switch s := s.(type) {
-			case *ir.ObjectInsertStmt:
-				if l, ok := s.Value.Value.(ir.Local); !ok || !merged[l] {
-					info.literalInserts[s] = true
-				}
-			case *ir.BlockStmt:
-				for _, sub := range s.Blocks {
-					inserts(sub)
-				}
-			case *ir.ScanStmt:
-				inserts(s.Block)
-			case *ir.NotStmt:
-				inserts(s.Block)
-			case *ir.WithStmt:
-				inserts(s.Block)
-			}
-		}
-	}
-	for _, b := range blocks {
-		inserts(b)
-	}
+	})
 	return info
 }
 
