@@ -15,32 +15,19 @@ import (
 // evaluate runs the prepared query and reads the policy contract from it.
 // A non-nil x traces the evaluation for an explanation.
 func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, now time.Time, x *explainer, d *Decision) error {
-	ctx, cancel := context.WithTimeout(ctx, e.evalTimeout)
-	defer cancel()
+	deadline := time.Now().Add(e.evalTimeout)
 	var result ast.Object
 	handled := false
 	if cp.plan != nil && x == nil {
-		// The compiled evaluator has half the time: it evaluates every
-		// body of a rule where topdown stops at the first value, so a
-		// policy that iterates much can take it far longer. When its half
-		// runs out, topdown gets the rest.
-		planCtx, planCancel := context.WithTimeout(ctx, e.evalTimeout/2)
-		planStop := topdown.NewCancel() // for built-in functions, at the same time
-		stopPlanStop := context.AfterFunc(planCtx, planStop.Cancel)
 		var err error
-		result, handled, err = e.evaluatePlan(planCtx, cp.plan, input, now, planStop)
-		outOfTime := planCtx.Err() != nil && ctx.Err() == nil
-		stopPlanStop()
-		planCancel()
-		switch {
-		case err != nil && outOfTime:
-			e.fallbacks.Add(1)
-			handled = false
-		case err != nil:
+		if result, handled, err = e.evaluatePlan(ctx, cp.plan, input, now); err != nil {
 			return err
 		}
 	}
 	if !handled {
+		// Topdown has what is left of the evaluation time.
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
 		var err error
 		if result, err = e.evaluateTopdown(ctx, cp, input, now, x); err != nil {
 			return err

@@ -90,13 +90,24 @@ func preparePlanRecovered(ctx context.Context, c *ast.Compiler, s *bundles.Snaps
 
 // evaluatePlan evaluates input with the snapshot's compiled plan. It
 // returns the decision object, or handled false when the compiled
-// evaluator leaves this input to topdown (an error other than
-// cancellation: see plan.Query.Eval); cancellation is a refusal.
+// evaluator leaves this input to topdown: an error other than the caller's
+// cancellation (see plan.Query.Eval), or its half of the evaluation time
+// running out (it evaluates every body of a rule where topdown stops at
+// the first value, so a policy that iterates much can take it far longer;
+// topdown then gets the rest). The caller's cancellation is a refusal.
+//
+// The compiled evaluator's time is kept by a timer on its topdown.Cancel
+// (which built-in functions watch too) rather than by a context of its
+// own: one timer instead of two contexts per evaluation.
 //
 // A panic in the compiled evaluator is a fault of its own: it is logged and
 // the input left to topdown, so that no input can take the process down
 // through it.
-func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Value, now time.Time, cancel topdown.Cancel) (result ast.Object, handled bool, err error) {
+func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Value, now time.Time) (result ast.Object, handled bool, err error) {
+	stop := topdown.NewCancel()
+	timer := time.AfterFunc(e.evalTimeout/2, stop.Cancel)
+	defer timer.Stop()
+	defer context.AfterFunc(ctx, stop.Cancel)()
 	defer func() {
 		if p := recover(); p != nil {
 			e.fallbacks.Add(1)
@@ -109,7 +120,7 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		Time:                now,
 		StrictBuiltinErrors: true,
 		PrintHook:           e.print,
-		Cancel:              cancel,
+		Cancel:              stop,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
