@@ -83,17 +83,8 @@ type ReadOptions struct {
 	// Skip, when set, is asked about every file and directory path (slash
 	// separated, relative to the root); returning true leaves it out.
 	Skip func(path string, isDir bool) bool
-	// MaxFileBytes refuses any single file larger than this; 0 means
-	// DefaultMaxFileBytes (16 MiB).
-	MaxFileBytes int64
-	// MaxUnpackedBytes refuses a policy set whose files add up to more than
-	// this many bytes; 0 means DefaultMaxUnpackedBytes (128 MiB). It also
-	// bounds what parsing the data files is estimated to allocate, as
-	// TarballOptions.MaxUnpackedBytes does.
-	MaxUnpackedBytes int64
-	// MaxFiles refuses a policy set of more than this many files (ignored
-	// and skipped files do not count); 0 means DefaultMaxFiles (10,000).
-	MaxFiles int
+	// Limits bounds the read; zero fields mean the defaults.
+	Limits
 	// Now stamps ReadAt; nil means time.Now.
 	Now func() time.Time
 }
@@ -133,7 +124,7 @@ func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 // Errors wrap ErrRead, and also ErrTooLarge when a limit is exceeded;
 // negative limits give an error wrapping ErrConfig.
 func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
-	lim, err := newLimits(opts.MaxFileBytes, opts.MaxUnpackedBytes, opts.MaxFiles)
+	lim, err := newLimits(opts.Limits)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,8 @@
 // more than the one before:
 //
 //  1. Unpack. Files are read one at a time, each into memory, and counted as
-//     they stream: the read stops at the first file over MaxFileBytes, the
+//     they stream against Limits, which every reader and source embeds in
+//     its options: the read stops at the first file over MaxFileBytes, the
 //     first byte over MaxUnpackedBytes (all files together) or the first file
 //     over MaxFiles, with an error wrapping ErrTooLarge that names the limit.
 //     An archive is decompressed exactly once, and never further than its

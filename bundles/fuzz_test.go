@@ -22,7 +22,7 @@ func FuzzReadTarball(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		for _, v := range []bundles.VerifyOptions{{}, verify} {
 			s, err := bundles.ReadTarball(bytes.NewReader(raw), bundles.TarballOptions{
-				Verify: v, MaxFileBytes: 1 << 20, MaxUnpackedBytes: 4 << 20, MaxFiles: 100,
+				Verify: v, Limits: bundles.Limits{MaxFileBytes: 1 << 20, MaxUnpackedBytes: 4 << 20, MaxFiles: 100},
 			})
 			if err == nil && (s == nil || s.Data == nil) {
 				t.Fatal("nil snapshot or data without error")

@@ -92,7 +92,7 @@ func TestReadTarballLimits(t *testing.T) {
 		for fn, read := range reads {
 			t.Run(fn+"/"+tc.name, func(t *testing.T) {
 				n, unpacked, file := tc.limits(len(files), total, largest)
-				s, err := read(bundles.TarballOptions{MaxFiles: n, MaxUnpackedBytes: unpacked, MaxFileBytes: file})
+				s, err := read(bundles.TarballOptions{Limits: bundles.Limits{MaxFiles: n, MaxUnpackedBytes: unpacked, MaxFileBytes: file}})
 				checkLimitErr(t, tc, err, fmt.Sprint(max(int64(n), unpacked, file)))
 				if err == nil && (s.Revision != "rev-1" || len(s.Modules) != 2) {
 					t.Fatalf("snapshot %s with modules %v", s.Revision, bundletest.ModulePaths(s))
@@ -117,7 +117,7 @@ func TestReadTarballArchiveOverhead(t *testing.T) {
 	if _, err := bundles.ReadTarballBytes(buf.Bytes(), bundles.TarballOptions{}); err != nil {
 		t.Fatalf("default limits: %v", err)
 	}
-	_, err := bundles.ReadTarballBytes(buf.Bytes(), bundles.TarballOptions{MaxFiles: 2, MaxUnpackedBytes: 1000})
+	_, err := bundles.ReadTarballBytes(buf.Bytes(), bundles.TarballOptions{Limits: bundles.Limits{MaxFiles: 2, MaxUnpackedBytes: 1000}})
 	if !errors.Is(err, bundles.ErrTooLarge) || !strings.Contains(err.Error(), "with its headers") {
 		t.Fatalf("err = %v, want ErrTooLarge for the archive's headers", err)
 	}
@@ -154,7 +154,7 @@ func TestReadFSLimits(t *testing.T) {
 		for vn, v := range variants {
 			t.Run(vn+"/"+tc.name, func(t *testing.T) {
 				files, unpacked, file := tc.limits(n, total, largest)
-				s, err := bundles.ReadFS(v, bundles.ReadOptions{MaxFiles: files, MaxUnpackedBytes: unpacked, MaxFileBytes: file})
+				s, err := bundles.ReadFS(v, bundles.ReadOptions{Limits: bundles.Limits{MaxFiles: files, MaxUnpackedBytes: unpacked, MaxFileBytes: file}})
 				checkLimitErr(t, tc, err, fmt.Sprint(max(int64(files), unpacked, file)))
 				if err == nil && len(s.Modules) != 2 {
 					t.Fatalf("modules %v", bundletest.ModulePaths(s))
@@ -175,8 +175,8 @@ func TestReadFSRefusesFromListing(t *testing.T) {
 		name string
 		opts bundles.ReadOptions
 	}{
-		{name: "files", opts: bundles.ReadOptions{MaxFiles: 10}},
-		{name: "bytes", opts: bundles.ReadOptions{MaxUnpackedBytes: 100}},
+		{name: "files", opts: bundles.ReadOptions{Limits: bundles.Limits{MaxFiles: 10}}},
+		{name: "bytes", opts: bundles.ReadOptions{Limits: bundles.Limits{MaxUnpackedBytes: 100}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &readCounter{MapFS: fsys}
@@ -302,7 +302,7 @@ func TestReadTarballZeroBombBounded(t *testing.T) {
 		{name: "verification, unsigned", verify: bundles.VerifyOptions{Key: key.Public}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := bundles.TarballOptions{MaxUnpackedBytes: limit, Verify: tc.verify}
+			opts := bundles.TarballOptions{Limits: bundles.Limits{MaxUnpackedBytes: limit}, Verify: tc.verify}
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)

@@ -252,7 +252,7 @@ func TestDataParseCostAddsUp(t *testing.T) {
 			for _, name := range tc.files {
 				fsys[name] = &fstest.MapFile{Data: files[name]}
 			}
-			_, err := bundles.ReadFS(fsys, bundles.ReadOptions{MaxUnpackedBytes: limit})
+			_, err := bundles.ReadFS(fsys, bundles.ReadOptions{Limits: bundles.Limits{MaxUnpackedBytes: limit}})
 			if !tc.wantErr {
 				if err != nil {
 					t.Fatal(err)
@@ -297,7 +297,7 @@ func TestYAMLBeyondTheScan(t *testing.T) {
 			raw := writeTar(t, map[string][]byte{"x/data.yaml": tc.data})
 			var err error
 			alloc, took := allocated(func() {
-				_, err = bundles.ReadTarballBytes(raw, bundles.TarballOptions{MaxUnpackedBytes: tc.limit})
+				_, err = bundles.ReadTarballBytes(raw, bundles.TarballOptions{Limits: bundles.Limits{MaxUnpackedBytes: tc.limit}})
 			})
 			t.Logf("%d bytes of YAML refused in %v, TotalAlloc %.1f MiB: %v", len(tc.data), took, float64(alloc)/(1<<20), err)
 			if !errors.Is(err, bundles.ErrTooLarge) || !errors.Is(err, bundles.ErrRead) {

@@ -97,23 +97,8 @@ type TarballOptions struct {
 	// MaxBytes refuses a compressed bundle larger than this; 0 means
 	// DefaultMaxBytes (64 MiB). ReadTarballBytes does not apply it.
 	MaxBytes int64
-	// MaxFileBytes refuses any single file (uncompressed) larger than this;
-	// 0 means DefaultMaxFileBytes (16 MiB).
-	MaxFileBytes int64
-	// MaxUnpackedBytes refuses a bundle whose files add up to more than this
-	// many bytes uncompressed; 0 means DefaultMaxUnpackedBytes (128 MiB).
-	// Decompression stops at the first byte over it. The archive's own bytes
-	// (headers, padding, directory entries) are not counted here, but
-	// decompression also stops once they exceed 8 KiB per allowed file.
-	// It also bounds what parsing the data files (data.json, data.yaml,
-	// .manifest, .signatures.json) is estimated to allocate, all together,
-	// which is many times their size: about 170 bytes a JSON value and
-	// 1.5 KiB a YAML value.
-	MaxUnpackedBytes int64
-	// MaxFiles refuses a bundle of more than this many files (.manifest and
-	// .signatures.json included; directory entries are not files); 0 means
-	// DefaultMaxFiles (10,000).
-	MaxFiles int
+	// Limits bounds the unpacked bundle; zero fields mean the defaults.
+	Limits
 	// Now stamps ReadAt; nil means time.Now.
 	Now func() time.Time
 }
@@ -152,7 +137,7 @@ func ReadTarballBytes(raw []byte, opts TarballOptions) (*Snapshot, error) {
 // readTarball reads the archive r in one pass. With capped, r is limited to
 // MaxBytes and drained to its end, so that MaxBytes covers the whole input.
 func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, error) {
-	lim, err := newLimits(opts.MaxFileBytes, opts.MaxUnpackedBytes, opts.MaxFiles)
+	lim, err := newLimits(opts.Limits)
 	if opts.MaxBytes < 0 {
 		err = errors.Join(fmt.Errorf("%w: MaxBytes is negative", ErrConfig), err)
 	}

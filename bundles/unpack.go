@@ -18,8 +18,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/loader/filter"
 )
 
-// Default limits, applied when an option is zero. The configuration layer
-// documents them; sources in bundles/local and bundles/remote use the same.
+// Default limits, applied when a field of Limits (or MaxBytes) is zero. The
+// configuration layer documents them; sources in bundles/local and
+// bundles/remote use the same.
 const (
 	// DefaultMaxBytes is the largest compressed bundle archive read: 64 MiB.
 	DefaultMaxBytes = 64 << 20
@@ -32,6 +33,43 @@ const (
 	DefaultMaxFiles = 10_000
 )
 
+// Limits bounds what reading one policy set (a directory or a bundle
+// archive) may cost. It is counted while the files are read, before
+// anything in them is parsed or trusted; the read stops at the first limit
+// exceeded with an error wrapping ErrTooLarge that names it. A directory
+// over a limit is refused as soon as its listing shows it, before any file
+// is read. A zero field means its default; a negative one is an options
+// error (wrapping ErrConfig here, and ErrOptions in bundles/local and
+// bundles/remote).
+//
+// ReadOptions, TarballOptions and the options of the sources in
+// bundles/local and bundles/remote embed Limits, so that one value set once
+// bounds every way a policy set is read.
+type Limits struct {
+	// MaxFileBytes refuses any single file larger than this, uncompressed;
+	// 0 means DefaultMaxFileBytes (16 MiB).
+	MaxFileBytes int64
+	// MaxUnpackedBytes refuses a policy set whose files add up to more than
+	// this many bytes, uncompressed; 0 means DefaultMaxUnpackedBytes
+	// (128 MiB). Decompression stops at the first byte over it, before any
+	// signature is checked, so a small archive that expands to gigabytes
+	// costs no more memory than this. An archive's own bytes (headers,
+	// padding, directory entries) are not counted here, but decompression
+	// also stops once they exceed 8 KiB per allowed file.
+	//
+	// It also bounds what parsing the data files (data.json, data.yaml,
+	// .manifest, .signatures.json) is estimated to allocate, all together,
+	// before any is parsed; that is many times their size: about 170 bytes
+	// a JSON value and 1.5 KiB a YAML value.
+	MaxUnpackedBytes int64
+	// MaxFiles refuses a policy set of more than this many files; 0 means
+	// DefaultMaxFiles (10,000). Every regular file of an archive counts,
+	// .manifest and .signatures.json included (directory entries are not
+	// files); in a directory, ignored files (IgnoredName) and files that
+	// ReadOptions.Skip leaves out do not count.
+	MaxFiles int
+}
+
 // tarOverheadPerFile is how many of an archive's own bytes (headers,
 // padding, entries other than regular files) are allowed per file on top of
 // the files' content before decompression stops: a 512-byte header, up to
@@ -39,32 +77,34 @@ const (
 // with room to spare.
 const tarOverheadPerFile = 8 << 10
 
-// limits bounds one read. Its fields are always positive.
+// limits bounds one read: Limits with the defaults applied. Its fields are
+// always positive.
 type limits struct {
 	fileBytes  int64 // any one file
 	totalBytes int64 // all files together
 	files      int   // number of files
 }
 
-// newLimits applies the defaults to zero options and refuses negative ones.
-func newLimits(fileBytes, totalBytes int64, files int) (limits, error) {
+// newLimits applies the defaults to l's zero fields and refuses negative
+// ones.
+func newLimits(l Limits) (limits, error) {
 	var errs []error
-	if fileBytes < 0 {
+	if l.MaxFileBytes < 0 {
 		errs = append(errs, fmt.Errorf("%w: MaxFileBytes is negative", ErrConfig))
 	}
-	if totalBytes < 0 {
+	if l.MaxUnpackedBytes < 0 {
 		errs = append(errs, fmt.Errorf("%w: MaxUnpackedBytes is negative", ErrConfig))
 	}
-	if files < 0 {
+	if l.MaxFiles < 0 {
 		errs = append(errs, fmt.Errorf("%w: MaxFiles is negative", ErrConfig))
 	}
 	if len(errs) > 0 {
 		return limits{}, errors.Join(errs...)
 	}
 	return limits{
-		fileBytes:  cmp.Or(fileBytes, DefaultMaxFileBytes),
-		totalBytes: cmp.Or(totalBytes, DefaultMaxUnpackedBytes),
-		files:      cmp.Or(files, DefaultMaxFiles),
+		fileBytes:  cmp.Or(l.MaxFileBytes, DefaultMaxFileBytes),
+		totalBytes: cmp.Or(l.MaxUnpackedBytes, DefaultMaxUnpackedBytes),
+		files:      cmp.Or(l.MaxFiles, DefaultMaxFiles),
 	}, nil
 }
 

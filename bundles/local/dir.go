@@ -30,17 +30,9 @@ type DirOptions struct {
 	// a new event; 0 means 1 s. A retry that fails the same way is neither
 	// logged nor counted again.
 	RetryInterval time.Duration
-	// MaxFileBytes refuses any single file larger than this; 0 means
-	// bundles.DefaultMaxFileBytes (16 MiB).
-	MaxFileBytes int64
-	// MaxUnpackedBytes refuses a policy set whose files add up to more than
-	// this; 0 means bundles.DefaultMaxUnpackedBytes (128 MiB).
-	MaxUnpackedBytes int64
-	// MaxFiles refuses a policy set of more than this many files (ignored
-	// files do not count); 0 means bundles.DefaultMaxFiles (10,000). A
-	// directory over a limit is refused as soon as its listing shows it,
-	// before any file is read.
-	MaxFiles int
+	// Limits bounds every read of the directory; zero fields mean the
+	// defaults.
+	bundles.Limits
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
 	// Observer is told about every counted outcome (see bundles.Observer);
@@ -102,8 +94,7 @@ func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
 
 func (d *Dir) read() (*bundles.Snapshot, error) {
 	return bundles.ReadDir(d.dir, bundles.ReadOptions{
-		Origin: d.opts.Origin, MaxFileBytes: d.opts.MaxFileBytes,
-		MaxUnpackedBytes: d.opts.MaxUnpackedBytes, MaxFiles: d.opts.MaxFiles, Now: d.now,
+		Origin: d.opts.Origin, Limits: d.opts.Limits, Now: d.now,
 	})
 }
 

@@ -37,17 +37,9 @@ type FileOptions struct {
 	// MaxBytes refuses a bundle file larger than this; 0 means
 	// bundles.DefaultMaxBytes (64 MiB).
 	MaxBytes int64
-	// MaxFileBytes refuses any file inside the bundle larger than this,
-	// uncompressed; 0 means bundles.DefaultMaxFileBytes (16 MiB).
-	MaxFileBytes int64
-	// MaxUnpackedBytes refuses a bundle whose files add up to more than
-	// this, uncompressed; 0 means bundles.DefaultMaxUnpackedBytes (128 MiB).
-	// Decompression stops at the first byte over it, so a small file that
-	// expands to gigabytes costs no more memory than this.
-	MaxUnpackedBytes int64
-	// MaxFiles refuses a bundle of more than this many files; 0 means
-	// bundles.DefaultMaxFiles (10,000).
-	MaxFiles int
+	// Limits bounds every read of the bundle, unpacked; zero fields mean
+	// the defaults.
+	bundles.Limits
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
 	// Observer is told about every counted outcome (see bundles.Observer);
@@ -115,8 +107,7 @@ func (f *File) read() (*bundles.Snapshot, error) {
 	defer fh.Close()
 	return bundles.ReadTarball(fh, bundles.TarballOptions{
 		Origin: f.opts.Origin, Verify: f.opts.Verify, MaxBytes: f.opts.MaxBytes,
-		MaxFileBytes: f.opts.MaxFileBytes, MaxUnpackedBytes: f.opts.MaxUnpackedBytes,
-		MaxFiles: f.opts.MaxFiles, Now: f.now,
+		Limits: f.opts.Limits, Now: f.now,
 	})
 }
 

@@ -100,9 +100,9 @@ func TestNewFileOptions(t *testing.T) {
 	}
 	for _, o := range []local.FileOptions{
 		{Path: "b.tar.gz", MaxBytes: -1},
-		{Path: "b.tar.gz", MaxFileBytes: -1},
-		{Path: "b.tar.gz", MaxUnpackedBytes: -1},
-		{Path: "b.tar.gz", MaxFiles: -1},
+		{Path: "b.tar.gz", Limits: bundles.Limits{MaxFileBytes: -1}},
+		{Path: "b.tar.gz", Limits: bundles.Limits{MaxUnpackedBytes: -1}},
+		{Path: "b.tar.gz", Limits: bundles.Limits{MaxFiles: -1}},
 	} {
 		if _, err := local.NewFile(o); !errors.Is(err, local.ErrOptions) {
 			t.Errorf("NewFile(%+v) = %v, want ErrOptions", o, err)
@@ -119,8 +119,8 @@ func TestFileLimits(t *testing.T) {
 		opts local.FileOptions
 		want string
 	}{
-		{name: "files", opts: local.FileOptions{MaxFiles: 1}, want: "more than 1 files"},
-		{name: "unpacked bytes", opts: local.FileOptions{MaxUnpackedBytes: 20}, want: "unpacks to more than 20 bytes"},
+		{name: "files", opts: local.FileOptions{Limits: bundles.Limits{MaxFiles: 1}}, want: "more than 1 files"},
+		{name: "unpacked bytes", opts: local.FileOptions{Limits: bundles.Limits{MaxUnpackedBytes: 20}}, want: "unpacks to more than 20 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "bundle.tar.gz")

@@ -467,9 +467,9 @@ func TestNewDirOptions(t *testing.T) {
 		t.Errorf("missing dir: Run = %v, want ErrWatch", err)
 	}
 	for _, o := range []local.DirOptions{
-		{Dir: "p", MaxFileBytes: -1},
-		{Dir: "p", MaxUnpackedBytes: -1},
-		{Dir: "p", MaxFiles: -1},
+		{Dir: "p", Limits: bundles.Limits{MaxFileBytes: -1}},
+		{Dir: "p", Limits: bundles.Limits{MaxUnpackedBytes: -1}},
+		{Dir: "p", Limits: bundles.Limits{MaxFiles: -1}},
 	} {
 		if _, err := local.NewDir(o); !errors.Is(err, local.ErrOptions) {
 			t.Errorf("NewDir(%+v) = %v, want ErrOptions", o, err)
@@ -483,7 +483,7 @@ func TestDirLimits(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "a.rego"), bundletest.Policy("a", 1))
 	write(t, filepath.Join(dir, "b.rego"), bundletest.Policy("b", 1))
-	d, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: debounce, MaxFiles: 1})
+	d, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: debounce, Limits: bundles.Limits{MaxFiles: 1}})
 	bundletest.Must(t, err)
 	sink := bundletest.NewSink(2)
 	start(t, d, sink)

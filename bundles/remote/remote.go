@@ -87,18 +87,9 @@ type Options struct {
 	// MaxBytes refuses a bundle (the response body) larger than this; 0
 	// means bundles.DefaultMaxBytes (64 MiB).
 	MaxBytes int64
-	// MaxFileBytes refuses any file inside the bundle larger than this,
-	// uncompressed; 0 means bundles.DefaultMaxFileBytes (16 MiB).
-	MaxFileBytes int64
-	// MaxUnpackedBytes refuses a bundle whose files add up to more than
-	// this, uncompressed; 0 means bundles.DefaultMaxUnpackedBytes (128 MiB).
-	// Decompression stops at the first byte over it, before the signature
-	// is checked, so an unsigned archive that expands to gigabytes costs no
-	// more memory than this.
-	MaxUnpackedBytes int64
-	// MaxFiles refuses a bundle of more than this many files; 0 means
-	// bundles.DefaultMaxFiles (10,000).
-	MaxFiles int
+	// Limits bounds every bundle read (fetched or persisted), unpacked;
+	// zero fields mean the defaults.
+	bundles.Limits
 	// PersistDir, when set, is where the last good bundle and its ETag are
 	// kept; Run loads it first, so a restart works while the server is down.
 	PersistDir string
@@ -276,8 +267,7 @@ func (p *Poller) markPolled(etag string) {
 
 func (p *Poller) tarballOptions() bundles.TarballOptions {
 	return bundles.TarballOptions{Origin: p.origin, Verify: p.opts.Verify,
-		MaxBytes: p.opts.MaxBytes, MaxFileBytes: p.opts.MaxFileBytes,
-		MaxUnpackedBytes: p.opts.MaxUnpackedBytes, MaxFiles: p.opts.MaxFiles, Now: p.now}
+		MaxBytes: p.opts.MaxBytes, Limits: p.opts.Limits, Now: p.now}
 }
 
 // fetch performs one conditional GET. A body over MaxBytes is an error

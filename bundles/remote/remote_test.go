@@ -275,8 +275,8 @@ func TestPollerFailures(t *testing.T) {
 	}{
 		{name: "timeout", setup: func(s *server) { s.delay = time.Second }, opts: remote.Options{Timeout: 50 * time.Millisecond}, wantErr: remote.ErrFetch, want: "deadline"},
 		{name: "oversized body", opts: remote.Options{MaxBytes: 64}, wantErr: bundles.ErrTooLarge, want: "64 bytes"},
-		{name: "too many files", opts: remote.Options{MaxFiles: 1}, wantErr: bundles.ErrTooLarge, want: "more than 1 files"},
-		{name: "unpacks too large", opts: remote.Options{MaxUnpackedBytes: 20}, wantErr: bundles.ErrTooLarge, want: "unpacks to more than 20 bytes"},
+		{name: "too many files", opts: remote.Options{Limits: bundles.Limits{MaxFiles: 1}}, wantErr: bundles.ErrTooLarge, want: "more than 1 files"},
+		{name: "unpacks too large", opts: remote.Options{Limits: bundles.Limits{MaxUnpackedBytes: 20}}, wantErr: bundles.ErrTooLarge, want: "unpacks to more than 20 bytes"},
 		{name: "not a bundle", setup: func(s *server) { s.body = []byte("<html>") }, wantErr: bundles.ErrRead},
 		{name: "404", setup: func(s *server) { s.status = 404 }, wantErr: remote.ErrFetch, want: "404"},
 	}
@@ -489,8 +489,8 @@ func TestNewOptions(t *testing.T) {
 		{URL: "ftp://x/b.tar.gz"},
 		{URL: "/relative"},
 		{URL: "http://x", Interval: -1},
-		{URL: "http://x", MaxUnpackedBytes: -1},
-		{URL: "http://x", MaxFiles: -1},
+		{URL: "http://x", Limits: bundles.Limits{MaxUnpackedBytes: -1}},
+		{URL: "http://x", Limits: bundles.Limits{MaxFiles: -1}},
 		{URL: "http://x", Verify: bundles.VerifyOptions{Key: []byte("not pem")}},
 	} {
 		if _, err := remote.New(o); !errors.Is(err, remote.ErrOptions) {

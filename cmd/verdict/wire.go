@@ -164,6 +164,13 @@ func bundleVerification(cfg *config.Config) (bundles.VerifyOptions, error) {
 	return bundles.VerifyOptions{Key: key, Algorithm: cfg.Policy.VerificationAlgorithm}, nil
 }
 
+// policyLimits is the configuration's bound on reading a policy set
+// (policy.max_unpacked_bytes, policy.max_files); a file's own size is left
+// to bundles.DefaultMaxFileBytes.
+func policyLimits(cfg *config.Config) bundles.Limits {
+	return bundles.Limits{MaxUnpackedBytes: cfg.Policy.MaxUnpackedBytes, MaxFiles: cfg.Policy.MaxFiles}
+}
+
 // policyKind is what a policy path names.
 type policyKind int
 
@@ -216,7 +223,6 @@ func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
 	if err != nil {
 		return nil, usageError("%v", err)
 	}
-	limits := bundles.ReadOptions{MaxUnpackedBytes: cfg.Policy.MaxUnpackedBytes, MaxFiles: cfg.Policy.MaxFiles}
 	switch kind {
 	case policyModule:
 		raw, err := os.ReadFile(path)
@@ -238,9 +244,9 @@ func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
 		}
 		defer f.Close()
 		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + path, Verify: verify,
-			MaxUnpackedBytes: limits.MaxUnpackedBytes, MaxFiles: limits.MaxFiles})
+			Limits: policyLimits(cfg)})
 	}
-	return bundles.ReadDir(path, limits)
+	return bundles.ReadDir(path, bundles.ReadOptions{Limits: policyLimits(cfg)})
 }
 
 // policySource picks what serve watches: path (--policies: a directory or
@@ -251,7 +257,7 @@ func policySource(cfg *config.Config, path string, logger *slog.Logger, observer
 	if err != nil {
 		return nil, false, err
 	}
-	maxBytes, maxFiles := cfg.Policy.MaxUnpackedBytes, cfg.Policy.MaxFiles
+	limits := policyLimits(cfg)
 	dir, bundleFile := cfg.Path(cfg.Policy.Dir), cfg.Path(cfg.Policy.BundleFile)
 	if path != "" {
 		kind, err := kindOf(path)
@@ -268,17 +274,16 @@ func policySource(cfg *config.Config, path string, logger *slog.Logger, observer
 	}
 	switch {
 	case dir != "":
-		s, err := local.NewDir(local.DirOptions{Dir: dir, Logger: logger, Observer: observer,
-			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
+		s, err := local.NewDir(local.DirOptions{Dir: dir, Logger: logger, Observer: observer, Limits: limits})
 		return s, err == nil, err
 	case bundleFile != "":
 		s, err := local.NewFile(local.FileOptions{Path: bundleFile, Verify: verify, Logger: logger, Observer: observer,
-			MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
+			Limits: limits})
 		return s, err == nil, err
 	case cfg.Policy.BundleURL != "":
 		s, err := remote.New(remote.Options{URL: cfg.Policy.BundleURL, Interval: cfg.Policy.PollInterval, HeaderFunc: headerFunc(cfg, "policy.bundle_headers", cfg.Policy.BundleHeaders),
 			Verify: verify, PersistDir: cacheDir(cfg, cfg.Policy.PersistDir, "bundles"), MaxAge: cfg.Policy.MaxAge,
-			Logger: logger, Observer: observer, MaxUnpackedBytes: maxBytes, MaxFiles: maxFiles})
+			Logger: logger, Observer: observer, Limits: limits})
 		return s, err == nil, err
 	}
 	return nil, false, nil

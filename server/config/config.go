@@ -93,7 +93,8 @@ type Policy struct {
 	// 0 means 128 MiB and 10,000 files. MaxUnpackedBytes also bounds what
 	// parsing its data files would allocate, estimated from their bytes
 	// before they are parsed (data JSON costs about 20 times its size, YAML
-	// more): raise it for a large data.json.
+	// more): raise it for a large data.json. Both are passed on as the
+	// fields of the same names in bundles.Limits.
 	MaxUnpackedBytes int64 `yaml:"max_unpacked_bytes"`
 	MaxFiles         int   `yaml:"max_files"`
 	// Shadow, when present, is a candidate policy evaluated beside the
