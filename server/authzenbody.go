@@ -1,9 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"errors"
-	"io"
 	"strconv"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -93,11 +91,7 @@ var (
 // them, so that is checked per evaluation (azBody.evaluation). Errors are
 // refusals of category authz.ErrInvalidRequest.
 func (r *jsonReader) decodeAuthZEN(data []byte, maxDepth, maxItems int, batch bool, out *azBody) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return badBody("empty body: want a JSON object")
-	}
-	r.start(data, maxDepth)
-	err := r.object("", func(name string) error {
+	return r.decodeBody(data, maxDepth, func(name string) error {
 		switch {
 		case batch && name == "evaluations":
 			return r.evaluations(maxItems, &out.Evaluations)
@@ -106,13 +100,6 @@ func (r *jsonReader) decodeAuthZEN(data []byte, maxDepth, maxItems int, batch bo
 		}
 		return r.evaluationMember(name, &out.azEvaluation)
 	})
-	if err != nil {
-		return err
-	}
-	if _, err := r.dec.ReadToken(); err != io.EOF {
-		return badBody("unexpected data after the JSON object")
-	}
-	return nil
 }
 
 // evaluationMember reads one member of an evaluation (or of the defaults),

@@ -95,28 +95,35 @@ func (p *jsonReaders) put(r *jsonReader) {
 	p.pool.Put(r)
 }
 
-// start points the reader at data: the decoder reads straight from a
-// bytes.Buffer's bytes, without a copy.
-func (r *jsonReader) start(data []byte, maxDepth int) {
+// decodeBody reads data, a whole request body, as exactly one JSON object
+// nesting no deeper than maxDepth ({} at the top is 1), calling member with
+// each member's name and the decoder at its value. The decoder reads
+// straight from a bytes.Buffer's bytes, without a copy. Errors are refusals
+// of category authz.ErrInvalidRequest.
+func (r *jsonReader) decodeBody(data []byte, maxDepth int, member func(name string) error) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return badBody("empty body: want a JSON object")
+	}
 	r.buf = *bytes.NewBuffer(data)
 	r.dec.Reset(&r.buf)
 	r.maxDepth = maxDepth
+	if err := r.object("", member); err != nil {
+		return err
+	}
+	if _, err := r.dec.ReadToken(); err != io.EOF {
+		return badBody("unexpected data after the JSON object")
+	}
+	return nil
 }
 
 // decodeDecide strictly decodes a /v1/decide body into out: valid UTF-8,
 // nesting no deeper than maxDepth ({} at the top is 1), exactly one JSON
 // object, no unknown fields, no member name repeated in any object, every
-// field of its type. Errors wrap errBadRequest.
+// field of its type. Errors are refusals of category
+// authz.ErrInvalidRequest.
 func (r *jsonReader) decodeDecide(data []byte, maxDepth int, out *decideBody) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return badBody("empty body: want a JSON object")
-	}
-	r.start(data, maxDepth)
-	if err := r.object("", func(name string) error { return r.decideMember(name, out) }); err != nil {
+	if err := r.decodeBody(data, maxDepth, func(name string) error { return r.decideMember(name, out) }); err != nil {
 		return err
-	}
-	if _, err := r.dec.ReadToken(); err != io.EOF {
-		return badBody("unexpected data after the JSON object")
 	}
 	if out.Caller != nil && out.Caller.Token != "" && out.Caller.Certificate != "" {
 		return badBody("caller: give a token or a certificate, not both")
