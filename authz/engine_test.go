@@ -276,16 +276,19 @@ func TestPolicyContract(t *testing.T) {
 	}
 }
 
-func TestEvalTimeoutDenies(t *testing.T) {
-	slow := `package authz
+// slowPolicy takes seconds to evaluate, most of it inside one built-in
+// function call (numbers.range).
+const slowPolicy = `package authz
 
 allow if {
 	count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0
 }
 `
+
+func TestEvalTimeoutDenies(t *testing.T) {
 	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
 		t.Run(string(ev), func(t *testing.T) {
-			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: 200 * time.Millisecond}, authztest.Policy(t, "slow", slow))
+			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: 200 * time.Millisecond}, authztest.Policy(t, "slow", slowPolicy))
 			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}})
 			if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "timed out") {
 				t.Fatalf("got %+v, %v; want a timed-out policy error", d, err)
@@ -308,15 +311,9 @@ allow if {
 // does not hand the rest of the evaluation time to topdown — including
 // while a built-in function (numbers.range) is running.
 func TestCallerCancellationIsFinal(t *testing.T) {
-	slow := `package authz
-
-allow if {
-	count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0
-}
-`
 	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
 		t.Run(string(ev), func(t *testing.T) {
-			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: time.Minute}, authztest.Policy(t, "slow", slow))
+			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: time.Minute}, authztest.Policy(t, "slow", slowPolicy))
 			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 			defer cancel()
 			start := time.Now()
