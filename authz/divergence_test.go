@@ -145,3 +145,27 @@ func TestEvaluatorWithoutEarlyExit(t *testing.T) {
 		t.Errorf("%d fallbacks, want 1", n)
 	}
 }
+
+// TestEvaluatorWithDataMergedIntoBase: a with on base data whose object
+// value lacks a key the base document has there, read from a document
+// above the target. topdown merges the value with the base document when
+// it reads above the target (roles.admin.write stays true); the compiled
+// evaluator read the value alone and denied. It now refuses such a with,
+// so topdown answers. See TestDivergenceWithDataMergedIntoBase in
+// internal/plan.
+func TestEvaluatorWithDataMergedIntoBase(t *testing.T) {
+	snap := authztest.Snapshot(t, "withmerge", map[string]string{
+		"authz.rego": "package authz\n\nallow if {\n\troles := data.roles with data.roles.admin as {\"read\": input.action.name == \"read\"}\n\troles.admin.write\n}\n",
+	}, map[string]any{"roles": map[string]any{"admin": map[string]any{"read": true, "write": true}}})
+	compiled := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1}, snap)
+	topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, snap)
+	req := authz.Request{Action: authz.Action{Name: "read"}}
+	got, gotErr := compiled.Decide(t.Context(), req)
+	want, wantErr := topdown.Decide(t.Context(), req)
+	if got.Allow != want.Allow || (gotErr != nil) != (wantErr != nil) {
+		t.Errorf("compiled allow=%v (%v), topdown allow=%v (%v)", got.Allow, gotErr, want.Allow, wantErr)
+	}
+	if n := compiled.Status().EvaluatorFallbacks; n != 1 {
+		t.Errorf("%d fallbacks, want 1", n)
+	}
+}

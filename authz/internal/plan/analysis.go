@@ -2,7 +2,9 @@ package plan
 
 import (
 	"fmt"
+	"reflect"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
 )
 
@@ -46,6 +48,214 @@ func dataRegisters(blocks []*ir.Block, data ir.Local) map[ir.Local]bool {
 		}
 	}
 	return regs
+}
+
+// dataPath is a path into the base document; a nil key stands for any key
+// (a lookup by a variable, a scan).
+type dataPath []*string
+
+// wholeDataReads returns the paths of the base document that the plan (any
+// of its functions) reads whole: for anything but a lookup below them, the
+// data argument of a call (every function's second parameter), the target
+// of a with, or the planner's own saving of that target. An assignment is
+// a read: topdown evaluates a reference as one, and a variable bound to
+// data.d holds the whole of data.d, even when the plan then looks up
+// data.d.m in it. Where it cannot follow a register it returns the root, a
+// prefix of every path. See errWithMergedIntoBase.
+func wholeDataReads(policy *ir.Policy) []dataPath {
+	var strs []string
+	if policy.Static != nil {
+		for _, s := range policy.Static.Strings {
+			strs = append(strs, s.Value)
+		}
+	}
+	var reads []dataPath
+	analyze := func(blocks []*ir.Block, data ir.Local) {
+		paths := map[ir.Local][]dataPath{data: {{}}}
+		type edge struct {
+			from, to ir.Local
+			key      *string // appended to the path
+			extend   bool    // false: the same path (an assignment)
+		}
+		var edges []edge
+		eachStmt(blocks, func(s ir.Stmt) {
+			switch s := s.(type) {
+			case *ir.DotStmt:
+				if l, ok := s.Source.Value.(ir.Local); ok {
+					var key *string
+					if i, ok := s.Key.Value.(ir.StringIndex); ok && int(i) < len(strs) {
+						key = &strs[i]
+					}
+					edges = append(edges, edge{from: l, to: s.Target, key: key, extend: true})
+				}
+			case *ir.ScanStmt:
+				edges = append(edges, edge{from: s.Source, to: s.Value, extend: true})
+			case *ir.AssignVarStmt:
+				if l, ok := s.Source.Value.(ir.Local); ok {
+					edges = append(edges, edge{from: l, to: s.Target})
+				}
+			case *ir.AssignVarOnceStmt:
+				if l, ok := s.Source.Value.(ir.Local); ok {
+					edges = append(edges, edge{from: l, to: s.Target})
+				}
+			case *ir.ObjectMergeStmt:
+				edges = append(edges, edge{from: s.A, to: s.Target}, edge{from: s.B, to: s.Target})
+			case *ir.WithStmt:
+				// The planner's with on data first sets the data register
+				// to a copy of itself: an assignment, not a read.
+				if l, ok := s.Value.Value.(ir.Local); ok && len(s.Path) == 0 {
+					edges = append(edges, edge{from: l, to: s.Local})
+				}
+			}
+		})
+		seen := map[ir.Local]map[string]bool{}
+		add := func(l ir.Local, p dataPath) bool {
+			if seen[l] == nil {
+				seen[l] = map[string]bool{}
+			}
+			k := fmt.Sprint(p)
+			if seen[l][k] {
+				return false
+			}
+			seen[l][k] = true
+			paths[l] = append(paths[l], p)
+			return true
+		}
+		// A register assigned in a loop of lookups would make paths grow
+		// without end: past a bound, its path is the root.
+		const maxPaths = 64
+		for changed := true; changed; {
+			changed = false
+			for _, e := range edges {
+				for _, p := range paths[e.from] {
+					q := p
+					if e.extend {
+						q = append(append(dataPath{}, p...), e.key)
+					}
+					if len(q) > maxPaths || len(paths[e.to]) > maxPaths {
+						q = dataPath{}
+					}
+					if add(e.to, q) {
+						changed = true
+					}
+				}
+			}
+		}
+		// The planner saves the register a with replaces (AssignVarStmt)
+		// and sets it back after the with (a WithStmt without a path): not a
+		// read.
+		saves := map[ir.Local]bool{}
+		eachStmt(blocks, func(s ir.Stmt) {
+			if w, ok := s.(*ir.WithStmt); ok && len(w.Path) == 0 {
+				if l, ok := w.Value.Value.(ir.Local); ok {
+					saves[l] = true
+				}
+			}
+		})
+		eachStmt(blocks, func(s ir.Stmt) {
+			if a, ok := s.(*ir.AssignVarStmt); ok && saves[a.Target] {
+				return
+			}
+			for _, l := range readLocals(s) {
+				reads = append(reads, paths[l]...)
+			}
+		})
+	}
+	if policy.Plans != nil {
+		for _, p := range policy.Plans.Plans {
+			analyze(p.Blocks, ir.Data)
+		}
+	}
+	if policy.Funcs != nil {
+		for _, f := range policy.Funcs.Funcs {
+			if len(f.Params) > 1 {
+				analyze(f.Blocks, f.Params[1])
+			}
+		}
+	}
+	return reads
+}
+
+// readLocals returns the registers s reads: every local it names (as an
+// operand or not), but those it writes, the source of a lookup, the data
+// argument of a call and the target of a with. Counting too many costs
+// only a check at evaluation.
+func readLocals(s ir.Stmt) []ir.Local {
+	v := reflect.ValueOf(s)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	v = v.Elem()
+	var out []ir.Local
+	for i := range v.NumField() {
+		if notRead(s, v.Type().Field(i).Name) {
+			continue
+		}
+		f := v.Field(i)
+		switch f := f.Interface().(type) {
+		case ir.Local:
+			out = append(out, f)
+		case ir.Operand:
+			if l, ok := f.Value.(ir.Local); ok {
+				out = append(out, l)
+			}
+		case []ir.Local:
+			for j, l := range f {
+				if j != 1 { // the data argument of CallDynamicStmt
+					out = append(out, l)
+				}
+			}
+		case []ir.Operand:
+			for j, o := range f {
+				if _, call := s.(*ir.CallStmt); call && j == 1 {
+					continue // the data argument
+				}
+				if l, ok := o.Value.(ir.Local); ok {
+					out = append(out, l)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// notRead reports whether the field name of s names a register s does not
+// read whole (see readLocals).
+func notRead(s ir.Stmt, name string) bool {
+	if name == "Target" || name == "Result" {
+		return true
+	}
+	switch s := s.(type) {
+	case *ir.DotStmt:
+		return name == "Source"
+	case *ir.ScanStmt:
+		return name == "Key" || name == "Value"
+	case *ir.WithStmt:
+		// The data register itself, or the copy of it the planner sets it
+		// to.
+		return name == "Local" || name == "Value" && len(s.Path) == 0
+	}
+	return false
+}
+
+// readAbove reports whether one of reads is a proper prefix of path.
+func readAbove(reads []dataPath, path []*ast.Term) bool {
+	for _, r := range reads {
+		if len(r) >= len(path) {
+			continue
+		}
+		above := true
+		for i, k := range r {
+			if k != nil && !ast.String(*k).Equal(path[i].Value) {
+				above = false
+				break
+			}
+		}
+		if above {
+			return true
+		}
+	}
+	return false
 }
 
 // isDynamicLookup reports whether s is the block the planner builds around

@@ -24,6 +24,8 @@ func compileProgram(policy *ir.Policy, data ast.Value, caps *ast.Capabilities) (
 		funcs:    map[string]*function{},
 		builtins: map[string]*builtin{},
 		prog:     &program{data: ast.NewTerm(data), dyn: &dynNode{}, capabilities: caps},
+		// Computed once for the with statements of every function.
+		dataReads: wholeDataReads(policy),
 	}
 	if policy.Static != nil {
 		for _, s := range policy.Static.Strings {
@@ -136,7 +138,10 @@ type compiler struct {
 	// the base document or a document below it, reached by lookups and
 	// scans from the data register (see dataRegisters).
 	dataRegs map[ir.Local]bool
-	lits     literalInfo
+	// dataReads are the paths of the base document the plan reads whole
+	// (wholeDataReads).
+	dataReads []dataPath
+	lits      literalInfo
 }
 
 func (c *compiler) function(fn *function, f *ir.Func) error {

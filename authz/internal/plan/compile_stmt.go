@@ -79,6 +79,11 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 			}
 			in.wpath = append(in.wpath, c.strings[p])
 		}
+		if c.dataRegs[s.Local] && len(in.wpath) > 0 && readAbove(c.dataReads, in.wpath) {
+			if v, ferr := c.prog.data.Value.Find(ast.Ref(in.wpath)); ferr == nil {
+				in.wbase, _ = v.(ast.Object)
+			}
+		}
 		if err == nil {
 			in.body, err = c.block(s.Block)
 		}

@@ -291,3 +291,68 @@ func TestPrepareRefusesNetworkBuiltins(t *testing.T) {
 		}
 	}
 }
+
+// TestDivergenceWithDataMergedIntoBase: a `with` on base data whose value is
+// an object, read from a document above its target. topdown reads the
+// target (and below) from the with's value alone, but a document above it
+// as the value merged with what the store holds there (eval.go
+// resolveReadFromStorage: merge(overlay, stored)); the plan upserts the
+// value into the data register and reads it alone at every depth. With
+// data.d.m = {"3": [true], "a": 1, "b": "two"}:
+//
+//	data.d.m with data.d.m as {"q": 1}    both {"q": 1}
+//	data.d with data.d.m as {"q": 1}      topdown m = {"3": [true], "a": 1, "b": "two", "q": 1}
+//	                                      compiled m = {"q": 1}
+//
+// Also through a rule reading the document, an iteration over data.d (the
+// values), and nested withs. The compiled evaluator now refuses a with on
+// data whose value lacks a key of the base document's object there (at
+// any depth) when the plan reads the base document whole somewhere above
+// the with's target (wholeDataReads): only then does topdown's merge
+// differ from the value.
+func TestDivergenceWithDataMergedIntoBase(t *testing.T) {
+	src := `package p
+
+doc := data.d
+
+merged := x if {
+	x := data.d with data.d.m as {"q": 1}
+}
+
+via_rule := x if {
+	x := doc with data.d.m as {"q": 1}
+}
+
+values := x if {
+	x := [v | some v in data.d] with data.d.m as {"q": 1}
+}
+
+nested := x if {
+	x := data.d with data.d.m as {"a": {"z": 1}} with data.d.m.a as {"y": 2}
+}
+
+allow if {
+	roles := data.d with data.d.m as {"b": "two"}
+	roles.m.a == 1
+}
+`
+	for _, q := range []string{"merged", "via_rule", "values", "nested", "allow"} {
+		compareQuery(t, src, "x = data.p."+q, `{}`)
+	}
+	// The compiled evaluator answers a value with every key of the base
+	// document's object (it merges to itself), and a plan that reads the
+	// base document only at or below the target (topdown reads the value
+	// alone there).
+	src = `package p
+
+same := x if {
+	x := data.d with data.d.m as {"3": 0, "a": 2, "b": {"c": 1}, "q": 1}
+}
+
+below := x if {
+	x := [data.d.m, data.d.m.q] with data.d.m as {"q": 1}
+}
+`
+	compareQuery(t, src, "x = data.p.same", `{}`)
+	compareQuery(t, src, "x = data.p.below", `{}`)
+}

@@ -68,6 +68,12 @@
 //     key twice with equal values written differently (1 and 1.0): topdown
 //     keeps the last in an object comprehension, the first in a partial
 //     object rule.
+//   - Eval refuses a with on data whose value, an object, lacks a key of
+//     the base document's object it replaces, when the plan reads the base
+//     document whole above the with's target (data.d with data.d.m as
+//     {"q": 1}): topdown reads a document above the target as the value
+//     merged with the base document, the target and below as the value
+//     alone.
 //   - Eval wraps every evaluation error (a conflict, a built-in function's
 //     error under EvalOptions.StrictBuiltinErrors) in the same way, with
 //     topdown's *topdown.Error inside: topdown's rule indexes skip bodies

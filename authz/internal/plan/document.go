@@ -134,6 +134,24 @@ func merge(a, b *ast.Term) *ast.Term {
 	return ast.NewTerm(out)
 }
 
+// mergeAddsKeys reports whether merging the object base into v, as topdown
+// merges a with's value into the base document it replaces, adds a key v
+// lacks, at any depth: whether topdown's merge of the two differs from v.
+func mergeAddsKeys(v *ast.Term, base ast.Object) bool {
+	vo, ok := v.Value.(ast.Object)
+	if !ok {
+		return false
+	}
+	return base.Until(func(k, b *ast.Term) bool {
+		w := vo.Get(k)
+		if w == nil {
+			return true
+		}
+		bo, ok := b.Value.(ast.Object)
+		return ok && mergeAddsKeys(w, bo)
+	})
+}
+
 // upsert returns doc with value at path (object keys), copying each object
 // on the way so that doc itself is unchanged. Missing nodes and nodes that
 // are not objects become objects.

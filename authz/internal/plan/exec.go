@@ -336,6 +336,9 @@ func (s *evalState) with(fr []*ast.Term, in *instr) (int, error) {
 		if v == nil {
 			return 0, nil
 		}
+		if in.wbase != nil && mergeAddsKeys(v, in.wbase) {
+			return 0, errWithMergedIntoBase
+		}
 		fr[in.target] = upsert(orig, in.wpath, v)
 	}
 	s.pushMemo()

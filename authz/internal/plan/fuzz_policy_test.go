@@ -22,9 +22,11 @@ import (
 // function; comparisons, membership, iteration, negation, every,
 // comprehensions and a few built-in functions over input, data and other
 // rules; object literals whose keys may collide at evaluation, numbers
-// written two ways, with on input, data and data beside rules; print), and evaluates the whole package with both evaluators on a few
-// inputs. Policies that do not compile are skipped. Where the compiled
-// evaluator answers, it must give topdown's answer.
+// written two ways, with on input, on data (read at, below and above its
+// target) and on data beside rules; print), and evaluates the whole package
+// with both evaluators on a few inputs. Policies that do not compile are
+// skipped. Where the compiled evaluator answers, it must give topdown's
+// answer.
 //
 //	go test -run '^$' -fuzz FuzzPolicy ./authz/internal/plan
 func FuzzPolicy(f *testing.F) {
@@ -289,6 +291,14 @@ func (g *policyGen) expr() string {
 		}
 	case 13:
 		return fmt.Sprintf("print(%s, %s)", g.term(0), g.term(0))
+	case 14:
+		// A with on base data read at, below or above its target (topdown
+		// merges the value with the base document above it).
+		v := g.fresh()
+		reads := []string{"data.d", "data.d.m", "data.d.m.a", "data.d.m[\"3\"]", "[x | some x in data.d]"}
+		targets := []string{"data.d.m", "data.d.m.a", "data.d.list", "data.d.q"}
+		values := []string{`{"a": 1}`, `{"q": 1}`, "{}", g.term(1)}
+		return g.bind(v, fmt.Sprintf("%s := %s with %s as %s", v, reads[g.pick(len(reads))], targets[g.pick(len(targets))], values[g.pick(len(values))]))
 	case 11:
 		if len(g.rules) > 0 {
 			v := g.fresh()

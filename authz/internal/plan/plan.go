@@ -39,6 +39,16 @@ var errNumberKeyWrittenOtherwise = &UnsupportedError{Feature: "a number key writ
 // an object comprehension and the first in a partial object rule.
 var errEqualValuesWrittenOtherwise = &UnsupportedError{Feature: "an object given one key twice with equal values written differently"}
 
+// errWithMergedIntoBase refuses a with on data whose value, an object,
+// replaces an object of the base document that has keys the value lacks
+// (with data.roles.admin as {"read": true} where the base document's
+// data.roles.admin has "write" too). topdown reads the target itself, and
+// anything below it, from the with's value alone, but a document above it
+// (data.roles) as the value merged with the base document's keys (its
+// resolveReadFromStorage merges the with's overlay into what the store
+// holds); the plan holds the value alone at every depth.
+var errWithMergedIntoBase = &UnsupportedError{Feature: "a with on data whose value topdown merges with the base document"}
+
 // UnsupportedError says why Prepare or Eval refused. It wraps
 // ErrUnsupported and the error behind the refusal, if any: the planner's,
 // or, for an evaluation error, the *topdown.Error.

@@ -104,8 +104,12 @@ type instr struct {
 	transparent bool
 	path        []operand   // CallDynamicStmt
 	wpath       []*ast.Term // WithStmt
-	loc         *ast.Location
-	owner       *function // for conflict messages
+	// wbase is, for a WithStmt on data somewhere above whose target the
+	// plan reads the base document whole, the base document's object at
+	// wpath (nil when there is none): see errWithMergedIntoBase.
+	wbase ast.Object
+	loc   *ast.Location
+	owner *function // for conflict messages
 }
 
 // builtin is one of OPA's built-in functions, called through topdown's own
