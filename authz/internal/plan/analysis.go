@@ -69,6 +69,12 @@ func wholeDataReads(policy *ir.Policy) []dataPath {
 			strs = append(strs, s.Value)
 		}
 	}
+	planned := map[string]bool{}
+	if policy.Funcs != nil {
+		for _, f := range policy.Funcs.Funcs {
+			planned[f.Name] = true
+		}
+	}
 	var reads []dataPath
 	analyze := func(blocks []*ir.Block, data ir.Local) {
 		paths := map[ir.Local][]dataPath{data: {{}}}
@@ -156,7 +162,7 @@ func wholeDataReads(policy *ir.Policy) []dataPath {
 			if a, ok := s.(*ir.AssignVarStmt); ok && saves[a.Target] {
 				return
 			}
-			for _, l := range readLocals(s) {
+			for _, l := range readLocals(s, planned) {
 				reads = append(reads, paths[l]...)
 			}
 		})
@@ -178,9 +184,10 @@ func wholeDataReads(policy *ir.Policy) []dataPath {
 
 // readLocals returns the registers s reads: every local it names (as an
 // operand or not), but those it writes, the source of a lookup, the data
-// argument of a call and the target of a with. Counting too many costs
+// argument of a call of a planned function (planned) and the target of a
+// with. Counting too many costs
 // only a check at evaluation.
-func readLocals(s ir.Stmt) []ir.Local {
+func readLocals(s ir.Stmt, planned map[string]bool) []ir.Local {
 	v := reflect.ValueOf(s)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return nil
@@ -207,8 +214,8 @@ func readLocals(s ir.Stmt) []ir.Local {
 			}
 		case []ir.Operand:
 			for j, o := range f {
-				if _, call := s.(*ir.CallStmt); call && j == 1 {
-					continue // the data argument
+				if c, ok := s.(*ir.CallStmt); ok && j == 1 && planned[c.Func] {
+					continue // the data argument of a planned function
 				}
 				if l, ok := o.Value.(ir.Local); ok {
 					out = append(out, l)
