@@ -15,11 +15,11 @@ import (
 )
 
 // verifiedToken is what the engine keeps about a token it has verified:
-// the ready-made subject and caller values, so a repeat decision builds no
-// claims at all.
+// the ready-made input value for the purpose it was verified for, so a
+// repeat decision builds no claims at all.
 type verifiedToken struct {
-	subject   *ast.Term // input.subject
-	caller    *ast.Term // input.caller, when the token is a service token
+	subject   *ast.Term // input.subject, for a subject's token
+	caller    *ast.Term // input.caller, for a service token naming a service
 	subjectID string
 	callerID  string
 	issuer    string

@@ -99,8 +99,8 @@ func randomClaims(r *rand.Rand) map[string]any {
 // A token's key stands for its claims, as a token's hash does.
 func randomAsked(t *testing.T, r *rand.Rand) asked {
 	t.Helper()
-	verified := func(claims map[string]any) *verifiedToken {
-		vt, err := newVerifiedToken(&token.Verified{Issuer: "https://idp.test", Subject: fmt.Sprint(claims["sub"]), Claims: claims}, time.Unix(1_700_000_000, 0))
+	verified := func(claims map[string]any, p purpose) *verifiedToken {
+		vt, err := newVerifiedToken(&token.Verified{Issuer: "https://idp.test", Subject: fmt.Sprint(claims["sub"]), Claims: claims}, p, time.Unix(1_700_000_000, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func randomAsked(t *testing.T, r *rand.Rand) asked {
 		a.subject = subject
 	default:
 		claims := randomClaims(r)
-		vt := verified(claims)
+		vt := verified(claims, forSubject)
 		a.subject, a.subjectKey, a.subjectToken = vt.subject, identity(claims), vt
 	}
 	switch r.IntN(4) {
@@ -136,7 +136,7 @@ func randomAsked(t *testing.T, r *rand.Rand) asked {
 	default:
 		claims := randomClaims(r)
 		claims["azp"] = pick(r, "payments", "orders")
-		vt := verified(claims)
+		vt := verified(claims, forCaller)
 		a.caller = callerInput{term: vt.caller, key: identity(claims), token: vt}
 		a.caller.key[0] ^= 2
 	}
@@ -351,7 +351,7 @@ func BenchmarkDecisionKey(b *testing.B) {
 	vt, err := newVerifiedToken(&token.Verified{Issuer: "https://issuer.test", Subject: "alice", Claims: map[string]any{
 		"iss": "https://issuer.test", "aud": "verdict-test", "sub": "alice", "jti": "bench-1",
 		"iat": json.Number("1700000000"), "exp": json.Number("1800000000"), "roles": []any{"viewer"},
-	}}, time.Now())
+	}}, forSubject, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

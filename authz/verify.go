@@ -55,7 +55,7 @@ func (e *Engine) verifyToken(ctx context.Context, raw string, p purpose, now tim
 	if err != nil {
 		return nil, key, false, err
 	}
-	vt, err := newVerifiedToken(v, now)
+	vt, err := newVerifiedToken(v, p, now)
 	if err != nil {
 		return nil, key, false, err
 	}
@@ -73,44 +73,49 @@ func (e *Engine) verifyToken(ctx context.Context, raw string, p purpose, now tim
 	return vt, key, false, nil
 }
 
-func newVerifiedToken(v *token.Verified, now time.Time) (*verifiedToken, error) {
+// newVerifiedToken builds what the engine keeps of a verified token: for a
+// subject's token input.subject, for a caller's service token input.caller
+// (nil when the token names no service). A token is cached apart per
+// purpose, so each entry holds only the value its purpose reads.
+func newVerifiedToken(v *token.Verified, p purpose, now time.Time) (*verifiedToken, error) {
 	claims, err := ast.InterfaceToValue(v.Claims)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: claims: %w", token.ErrInvalid, token.ErrMalformed, err)
 	}
-	claimsTerm := ast.NewTerm(claims)
-	subject := ast.NewObjectWithCapacity(5)
-	subject.Insert(keyAuthenticated, ast.InternedTerm(true))
-	subject.Insert(keyMethod, ast.InternedTerm(SubjectToken))
-	if v.Subject != "" {
-		subject.Insert(keyID, ast.StringTerm(v.Subject))
-	}
-	subject.Insert(keyIssuer, ast.StringTerm(v.Issuer))
-	subject.Insert(keyClaims, claimsTerm)
-
 	vt := &verifiedToken{
-		subject:   ast.NewTerm(subject),
-		subjectID: v.Subject,
-		issuer:    v.Issuer,
-		keyID:     v.KeyID,
-		content:   v.Content,
-		expires:   v.ExpiresAt,
+		issuer:  v.Issuer,
+		keyID:   v.KeyID,
+		content: v.Content,
+		expires: v.ExpiresAt,
 	}
 	if vt.expires.IsZero() {
 		vt.expires = now.Add(noExpTTL)
 	}
-	// The caller value shares the claims with the subject value; a key
-	// memo (keyMemo) takes about 100 bytes.
-	vt.size = 384 + termBytes(vt.subject) + len(vt.subjectID) + len(vt.issuer) + len(vt.keyID)
-	if id := serviceID(v.Claims); id != "" {
-		vt.callerID = id
-		vt.caller = ast.NewTerm(ast.NewObject(
-			ast.Item(keyAuthenticated, ast.InternedTerm(true)),
-			ast.Item(keyID, ast.StringTerm(id)),
-			ast.Item(keyMethod, ast.InternedTerm(CallerToken)),
-			ast.Item(keyClaims, claimsTerm),
-		))
-		vt.size += 2*len(id) + 512
+	// A key memo (keyMemo) takes about 100 bytes.
+	vt.size = 384 + len(vt.issuer) + len(vt.keyID)
+	switch p {
+	case forSubject:
+		subject := ast.NewObjectWithCapacity(5)
+		subject.Insert(keyAuthenticated, ast.InternedTerm(true))
+		subject.Insert(keyMethod, ast.InternedTerm(SubjectToken))
+		if v.Subject != "" {
+			subject.Insert(keyID, ast.StringTerm(v.Subject))
+		}
+		subject.Insert(keyIssuer, ast.StringTerm(v.Issuer))
+		subject.Insert(keyClaims, ast.NewTerm(claims))
+		vt.subject, vt.subjectID = ast.NewTerm(subject), v.Subject
+		vt.size += termBytes(vt.subject) + len(vt.subjectID)
+	case forCaller:
+		if id := serviceID(v.Claims); id != "" {
+			vt.caller = ast.NewTerm(ast.NewObject(
+				ast.Item(keyAuthenticated, ast.InternedTerm(true)),
+				ast.Item(keyID, ast.StringTerm(id)),
+				ast.Item(keyMethod, ast.InternedTerm(CallerToken)),
+				ast.Item(keyClaims, ast.NewTerm(claims)),
+			))
+			vt.callerID = id
+			vt.size += termBytes(vt.caller) + len(vt.callerID)
+		}
 	}
 	return vt, nil
 }
