@@ -47,6 +47,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./authz/token
 	$(GO) test -run '^$$' -fuzz FuzzParseJWKS -fuzztime $(FUZZTIME) ./authz/token
+	$(GO) test -run '^$$' -fuzz FuzzHeaderCache -fuzztime $(FUZZTIME) ./authz/token
 	$(GO) test -run '^$$' -fuzz FuzzDecideInput -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzBearerToken -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./authz

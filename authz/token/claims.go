@@ -1,9 +1,9 @@
 package token
 
 // Helpers of verify for a token's parts once the signature is checked or
-// about to be: the content hash, the typ header, string header parameters,
-// and the claims (decoding, NumericDates, required claims, lifetime, and
-// the mapping of validation errors to causes).
+// about to be: the content hash, the typ header, and the claims (decoding,
+// NumericDates, required claims, lifetime, and the mapping of validation
+// errors to causes).
 
 import (
 	"bytes"
@@ -87,14 +87,6 @@ func lowerEqual(s, lower string) bool {
 		}
 	}
 	return true
-}
-
-// headerString reads an optional string header parameter.
-func headerString(header map[string]any, name string) (string, error) {
-	if s, ok := stringMember(header, name); ok {
-		return s, nil
-	}
-	return "", fail(ErrMalformed, name+" header is not a string")
 }
 
 // decodeClaims decodes the payload as one JSON object, numbers as

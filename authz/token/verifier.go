@@ -3,7 +3,6 @@ package token
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,6 +22,7 @@ type Verifier struct {
 	issuers  map[string]*issuer
 	maxBytes int
 	callers  bool // Options.CallerAudiences is not empty
+	headers  *headerCache
 }
 
 // issuer is the prepared, immutable form of an Issuer.
@@ -93,6 +93,7 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		issuers:  make(map[string]*issuer, len(opts.Issuers)),
 		maxBytes: opts.MaxBytes,
 		callers:  len(opts.CallerAudiences) > 0,
+		headers:  newHeaderCache(),
 	}
 	if v.maxBytes == 0 {
 		v.maxBytes = DefaultMaxBytes
@@ -286,39 +287,11 @@ func (v *Verifier) verify(ctx context.Context, raw string, k kind) (*Verified, e
 	}
 	signingString := raw[:len(h)+1+len(p)]
 
-	hb, err := b64.DecodeString(h)
-	if err != nil {
-		return nil, fail(ErrMalformed, "header is not base64url")
-	}
-	var header map[string]any
-	if err := json.Unmarshal(hb, &header); err != nil || header == nil {
-		return nil, fail(ErrMalformed, "header is not a json object")
-	}
-	alg, err := headerString(header, "alg")
-	switch {
-	case err != nil:
-		return nil, err
-	case alg == "":
-		return nil, fail(ErrMalformed, "header has no alg")
-	case strings.EqualFold(alg, "none"):
-		return nil, fail(ErrDisallowedAlg, "alg none is never accepted")
-	}
-	spec, ok := algs[alg]
-	if !ok {
-		return nil, fail(ErrDisallowedAlg, "alg is not supported")
-	}
-	if _, ok := header["crit"]; ok {
-		return nil, fail(ErrMalformed, "crit header is not supported")
-	}
-	kid, err := headerString(header, "kid")
+	hdr, err := v.headers.parse(h)
 	if err != nil {
 		return nil, err
 	}
-	typ, err := headerString(header, "typ")
-	if err != nil {
-		return nil, err
-	}
-	_, hasTyp := header["typ"]
+	alg, spec, kid, typ, hasTyp := hdr.alg, hdr.spec, hdr.kid, hdr.typ, hdr.hasTyp
 
 	pb, err := b64.DecodeString(p)
 	if err != nil {
