@@ -169,3 +169,26 @@ func TestEvaluatorWithDataMergedIntoBase(t *testing.T) {
 		t.Errorf("%d fallbacks, want 1", n)
 	}
 }
+
+// TestEvaluatorWithFunctionByValueWithVariables: a with that replaces a
+// function by an array holding a variable, reached through a rule (not
+// blocked with perms as [a], where blocked calls perms). OPA's planner
+// plans the array inside the re-planned rule, where a is out of scope, as a
+// register nothing sets: the compiled evaluator's blocked was undefined,
+// and the negation allowed the action "blocked", which topdown denies.
+// Such a snapshot is now served by topdown. See
+// TestDivergenceWithFunctionByValueWithVariables in internal/plan.
+func TestEvaluatorWithFunctionByValueWithVariables(t *testing.T) {
+	policy := "package authz\n\nperms(_) := []\n\nblocked if \"blocked\" in perms(input.subject.id)\n\nallow if {\n\ta := input.action.name\n\tnot blocked with perms as [a]\n}\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "mockvalue", policy))
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "register") {
+		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
+	}
+	for action, want := range map[string]bool{"blocked": false, "read": true} {
+		req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
+		d, err := e.Decide(t.Context(), req)
+		if err != nil || d.Allow != want {
+			t.Errorf("%s: allow=%v (%v), want %v", action, d.Allow, err, want)
+		}
+	}
+}

@@ -188,42 +188,52 @@ func wholeDataReads(policy *ir.Policy) []dataPath {
 // with. Counting too many costs
 // only a check at evaluation.
 func readLocals(s ir.Stmt, planned map[string]bool) []ir.Local {
-	v := reflect.ValueOf(s)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return nil
-	}
-	v = v.Elem()
 	var out []ir.Local
-	for i := range v.NumField() {
-		if notRead(s, v.Type().Field(i).Name) {
-			continue
-		}
-		f := v.Field(i)
-		switch f := f.Interface().(type) {
-		case ir.Local:
-			out = append(out, f)
-		case ir.Operand:
-			if l, ok := f.Value.(ir.Local); ok {
+	eachLocal(s, func(field string, i int, l ir.Local) {
+		switch {
+		case notRead(s, field):
+		case field == "Args" && i == 1:
+			// The data argument of CallDynamicStmt, or of a call of a
+			// planned function.
+			if c, ok := s.(*ir.CallStmt); ok && !planned[c.Func] {
 				out = append(out, l)
 			}
+		default:
+			out = append(out, l)
+		}
+	})
+	return out
+}
+
+// eachLocal calls f for every register s names, with the name of the field
+// that names it and, in a list, its index (-1 otherwise).
+func eachLocal(s ir.Stmt, f func(field string, i int, l ir.Local)) {
+	v := reflect.ValueOf(s)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	v = v.Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Name
+		switch x := v.Field(i).Interface().(type) {
+		case ir.Local:
+			f(name, -1, x)
+		case ir.Operand:
+			if l, ok := x.Value.(ir.Local); ok {
+				f(name, -1, l)
+			}
 		case []ir.Local:
-			for j, l := range f {
-				if j != 1 { // the data argument of CallDynamicStmt
-					out = append(out, l)
-				}
+			for j, l := range x {
+				f(name, j, l)
 			}
 		case []ir.Operand:
-			for j, o := range f {
-				if c, ok := s.(*ir.CallStmt); ok && j == 1 && planned[c.Func] {
-					continue // the data argument of a planned function
-				}
+			for j, o := range x {
 				if l, ok := o.Value.(ir.Local); ok {
-					out = append(out, l)
+					f(name, j, l)
 				}
 			}
 		}
 	}
-	return out
 }
 
 // notRead reports whether the field name of s names a register s does not
@@ -350,6 +360,67 @@ func enumerates(b *ir.Block) bool {
 		}
 	}
 	return false
+}
+
+// checkUnboundLocals refuses a plan in which a function (or the query
+// plan) reads a register that nothing in it writes: the planner lost a
+// variable on the way. The one known case is a with that replaces a
+// function, or a built-in function, by a composite value holding variables
+// (with data.a.f as [x]): the compiler leaves the value as it is written,
+// and the planner plans it inside each rule the replacement reaches, where
+// x is not in scope, as a fresh register that is never set (a plain
+// variable, with data.a.f as x, is passed to those rules as an argument).
+// topdown replaces f with [1] for x = 1; the plan reads an undefined
+// value, so a rule using f is undefined, and its negation holds.
+func checkUnboundLocals(policy *ir.Policy) error {
+	check := func(name string, blocks []*ir.Block, params []ir.Local) error {
+		written := map[ir.Local]bool{}
+		for _, p := range params {
+			written[p] = true
+		}
+		eachStmt(blocks, func(s ir.Stmt) {
+			eachLocal(s, func(field string, _ int, l ir.Local) {
+				if writes(s, field) {
+					written[l] = true
+				}
+			})
+		})
+		var err error
+		eachStmt(blocks, func(s ir.Stmt) {
+			eachLocal(s, func(field string, _ int, l ir.Local) {
+				if err == nil && !writes(s, field) && !written[l] {
+					err = &UnsupportedError{Feature: fmt.Sprintf(
+						"a plan that reads a register it never sets (local %d of %s): the planner lost a variable, as in a with replacing a function by a value holding variables", l, name)}
+				}
+			})
+		})
+		return err
+	}
+	if policy.Funcs != nil {
+		for _, f := range policy.Funcs.Funcs {
+			if err := check(f.Name, f.Blocks, f.Params); err != nil {
+				return err
+			}
+		}
+	}
+	if policy.Plans != nil {
+		for _, p := range policy.Plans.Plans {
+			if err := check(p.Name, p.Blocks, []ir.Local{ir.Input, ir.Data}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writes reports whether the field of s names a register s sets: its
+// target or result, and a scan's key and value. Every other register it
+// names, it reads.
+func writes(s ir.Stmt, field string) bool {
+	if _, ok := s.(*ir.ScanStmt); ok && (field == "Key" || field == "Value") {
+		return true
+	}
+	return field == "Target" || field == "Result"
 }
 
 // eachStmt calls f for every statement of blocks, those nested in block,

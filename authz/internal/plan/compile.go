@@ -19,6 +19,9 @@ func compileProgram(policy *ir.Policy, data ast.Value, caps *ast.Capabilities) (
 	if err := checkNegatedEnumerations(policy); err != nil {
 		return nil, err
 	}
+	if err := checkUnboundLocals(policy); err != nil {
+		return nil, err
+	}
 	c := &compiler{
 		policy:   policy,
 		funcs:    map[string]*function{},

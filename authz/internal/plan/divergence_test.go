@@ -356,3 +356,97 @@ below := x if {
 	compareQuery(t, src, "x = data.p.same", `{}`)
 	compareQuery(t, src, "x = data.p.below", `{}`)
 }
+
+// TestDivergenceWithFunctionByValueWithVariables: a with that replaces a
+// function (or a built-in function) by a composite value holding variables,
+// reached through a rule: `g with f as [x]`, where g calls f. OPA's compiler
+// leaves the value as written (it rewrites a reference or a call into a
+// variable, not an array of variables), and the planner plans the value
+// inside the rules it re-plans under the with (g1.data.p.g), where x is out
+// of scope: a fresh register that nothing sets. topdown's g is [1], [2],
+// [3]; the compiled evaluator's is undefined each time. A plain variable
+// (with f as x) is passed to those rules as an argument and agrees, as does
+// a composite value used by a call in the with's own expression
+// (f(1) with f as [x]), planned where x is in scope.
+//
+//	arr    topdown [[1], [2], [3]]   compiled []
+//	allow  (action "blocked") topdown undefined (blocked holds)  compiled true
+//
+// Also seen with {"k": x}, {x} and [[x], 1], with time.now_ns and count as
+// the replaced built-in function. The compiled evaluator now refuses a plan
+// that reads a register it never sets (checkUnboundLocals).
+func TestDivergenceWithFunctionByValueWithVariables(t *testing.T) {
+	src := `package p
+
+f(_) := []
+
+g := f(1)
+
+blocked if "blocked" in f(input.user)
+
+arr := [v | some x in [1, 2, 3]; v := g with f as [x]]
+
+now := time.now_ns()
+
+times := [v | some x in [1, 2, 3]; v := now with time.now_ns as [x]]
+
+allow if {
+	x := input.action
+	not blocked with f as [x]
+}
+`
+	compareQuery(t, src, "x = data.p.arr", `{}`)
+	compareQuery(t, src, "x = data.p.times", `{}`)
+	compareQuery(t, src, "x = data.p.allow", `{"action": "blocked", "user": "u"}`, `{"action": "read", "user": "u"}`)
+	// Answered, and the same: a plain variable, and a composite value used
+	// in the with's own expression.
+	src = `package p
+
+f(_) := []
+
+g := f(1)
+
+plain := [v | some x in [1, 2, 3]; v := g with f as x]
+
+direct := [v | some x in [1, 2, 3]; v := f(1) with f as [x]]
+`
+	for _, q := range []string{"plain", "direct"} {
+		c, err := ast.CompileModulesWithOpt(map[string]string{"p.rego": src}, ast.CompileOpts{ParserOptions: ast.ParserOptions{RegoVersion: ast.RegoV1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p." + q)}); err != nil {
+			t.Errorf("%s: Prepare = %v, want a plan", q, err)
+		}
+		compareQuery(t, src, "x = data.p."+q, `{}`)
+	}
+}
+
+// TestPanicDynamicLookupUnderFunctionReplacedByVariable: not a divergence
+// but a crash, found by FuzzPolicy. A with that replaces a function (or a
+// built-in function) by a variable (with count as n) makes the planner
+// re-plan the rules below it with n as an extra parameter; a lookup by
+// path among those rules (o[input.a], a CallDynamicStmt) passes only input
+// and data. The compiled evaluator indexed past the arguments and panicked
+// (the engine recovers, logs and asks topdown); it now refuses such a
+// call at evaluation (errDynamicCallArguments). topdown: 5 for "a", 2 for
+// "b".
+func TestPanicDynamicLookupUnderFunctionReplacedByVariable(t *testing.T) {
+	src := `package p
+
+o["a"] := count([1])
+
+o["b"] := 2
+
+r := v if {
+	n := 5
+	v := o[input.a] with count as n
+}
+`
+	defer func() {
+		if p := recover(); p != nil {
+			t.Errorf("Eval panicked: %v", p)
+		}
+	}()
+	compareQuery(t, src, "x = data.p.r", `{"a": "a"}`, `{"a": "b"}`, `{}`)
+}

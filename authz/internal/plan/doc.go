@@ -51,10 +51,15 @@
 //     over (or a whole read of) a document holding both base data and
 //     rules (a with on data counting as base data), whose keys topdown
 //     and the plan enumerate in different orders,
-//     and the negation of a reference the planner enumerates (not
+//     the negation of a reference the planner enumerates (not
 //     data.p.rules[x] with rules at different depths), which the plan
 //     spells so that only the base document can decide it
-//     (checkNegatedEnumerations).
+//     (checkNegatedEnumerations), and a plan that reads a register it
+//     never sets (checkUnboundLocals): the planner plans the value of a
+//     with replacing a function by a composite value holding variables
+//     (g with f as [x], g calling f) inside the rules the replacement
+//     reaches, where x is out of scope, so the plan's f is undefined
+//     where topdown's is [x].
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.
@@ -74,6 +79,10 @@
 //     {"q": 1}): topdown reads a document above the target as the value
 //     merged with the base document, the target and below as the value
 //     alone.
+//   - Eval refuses a lookup by path (o[input.a]) among rules the planner
+//     re-planned under a with replacing a function by a variable (with
+//     count as n): the rules take n as an extra argument, which the lookup
+//     does not pass.
 //   - Eval wraps every evaluation error (a conflict, a built-in function's
 //     error under EvalOptions.StrictBuiltinErrors) in the same way, with
 //     topdown's *topdown.Error inside: topdown's rule indexes skip bodies

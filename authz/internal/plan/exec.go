@@ -212,6 +212,9 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if fn == nil {
 				return 0, nil
 			}
+			if fn.nparams != len(in.args) {
+				return 0, errDynamicCallArguments
+			}
 			v, err := s.call(fn, fr, in.args)
 			if err != nil {
 				return 0, err

@@ -23,7 +23,8 @@ import (
 // comprehensions and a few built-in functions over input, data and other
 // rules; object literals whose keys may collide at evaluation, numbers
 // written two ways, with on input, on data (read at, below and above its
-// target) and on data beside rules; print), and evaluates the whole package
+// target) and on data beside rules, with replacing a function or a
+// built-in function by a value; print), and evaluates the whole package
 // with both evaluators on a few inputs. Policies that do not compile are
 // skipped. Where the compiled evaluator answers, it must give topdown's
 // answer.
@@ -154,6 +155,7 @@ type policyGen struct {
 	vars  []string // bound in the body being written
 	nvar  int
 	rules []string // references to the rules written so far
+	funcs []string // the functions written so far
 }
 
 func (g *policyGen) module() string {
@@ -195,6 +197,7 @@ func (g *policyGen) rule(i int) string {
 		g.vars = []string{"a"}
 		body := g.body()
 		g.rules = append(g.rules, fmt.Sprintf("f%d(1)", i), fmt.Sprintf("f%d(input.a)", i), fmt.Sprintf("f%d(\"a\")", i))
+		g.funcs = append(g.funcs, fmt.Sprintf("f%d", i))
 		return fmt.Sprintf("f%d(a) := %s if {\n%s}\n", i, g.term(1), body)
 	case 5: // ref head
 		body := g.body()
@@ -283,6 +286,21 @@ func (g *policyGen) expr() string {
 			return r
 		}
 	case 12:
+		if r := g.ruleRef(); r != "" && g.pick(3) == 0 {
+			// A function or a built-in function replaced by a constant, a
+			// variable, or a composite value holding one (which the
+			// planner plans inside the rules it reaches, out of the
+			// variable's scope).
+			fn := []string{"count", "upper", "time.now_ns"}[g.pick(3)]
+			if len(g.funcs) > 0 && g.pick(3) > 0 {
+				fn = g.funcs[g.pick(len(g.funcs))]
+			}
+			v := g.fresh()
+			bind := fmt.Sprintf("%s := %s\n\t", v, g.term(0))
+			g.vars = append(g.vars, v)
+			vals := []string{g.constant(), v, "[" + v + "]", fmt.Sprintf(`{"k": %s}`, v)}
+			return fmt.Sprintf("%s%s with %s as %s", bind, r, fn, vals[g.pick(len(vals))])
+		}
 		if r := g.ruleRef(); r != "" {
 			targets := []string{"input.a", "input.c", "input", "data.d.n", "data.d.m", "data.d.m.a", "data.d",
 				// Base data beside rules (under the shared ref head t).

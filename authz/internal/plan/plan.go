@@ -49,6 +49,15 @@ var errEqualValuesWrittenOtherwise = &UnsupportedError{Feature: "an object given
 // holds); the plan holds the value alone at every depth.
 var errWithMergedIntoBase = &UnsupportedError{Feature: "a with on data whose value topdown merges with the base document"}
 
+// errDynamicCallArguments refuses a lookup by path (CallDynamicStmt) that
+// reaches rules the planner gave more parameters than the lookup passes:
+// under a with that replaces a function by a variable (with count as x),
+// the planner passes x to the rules it re-plans as an extra argument, but a
+// lookup by path passes only input and data, so the rules have no x where
+// topdown has its value (and the interpreter would index past the
+// arguments).
+var errDynamicCallArguments = &UnsupportedError{Feature: "a lookup by path of rules that take a replaced function's value as an argument"}
+
 // UnsupportedError says why Prepare or Eval refused. It wraps
 // ErrUnsupported and the error behind the refusal, if any: the planner's,
 // or, for an evaluation error, the *topdown.Error.
