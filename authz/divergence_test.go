@@ -192,3 +192,24 @@ func TestEvaluatorWithFunctionByValueWithVariables(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatorWithFunctionBeforeDocument: a with replacing a function (or a
+// built-in function) before a with on input or data in one expression. OPA's
+// planner writes the second value into the document of the first (here the
+// action name into data, at action.name), so the compiled evaluator saw the
+// request's own action and denied a write that topdown allows. Such a
+// policy is now left to topdown.
+func TestEvaluatorWithFunctionBeforeDocument(t *testing.T) {
+	policy := "package authz\n\ndefault q := false\n\nlabel(x) := x\n\nallow if {\n\tinput.action.name == \"read\" with data.authz.label as \"x\" with input.action.name as \"read\"\n}\n\nallow if {\n\tq with upper as 1 with data.authz.q as true\n\tinput.action.name == \"list\"\n}\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "withorder", policy))
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "with replacing a function") {
+		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
+	}
+	for _, action := range []string{"read", "write", "list"} {
+		req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
+		d, err := e.Decide(t.Context(), req)
+		if err != nil || !d.Allow {
+			t.Errorf("%s: allow=%v (%v), want true", action, d.Allow, err)
+		}
+	}
+}

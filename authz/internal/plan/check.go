@@ -164,10 +164,14 @@ func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error
 		}
 		return false
 	}
-	// Every reference but a with's target, which writes and reads nothing.
+	// Every reference but a with's target, which writes and reads nothing,
+	// and a package's path or an import's, which declare and read nothing
+	// (the compiler resolves every reference through an import).
 	var refs *ast.GenericVisitor
 	refs = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
+		case *ast.Package, *ast.Import:
+			return true
 		case *ast.With:
 			refs.Walk(x.Value)
 			return true
@@ -195,4 +199,53 @@ func isFunction(c *ast.Compiler, ref ast.Ref) bool {
 		}
 	}
 	return false
+}
+
+// checkWithOrder refuses an expression whose with statements replace a
+// function or a built-in function before a with on input or data (x with
+// count as 1 with data.a.q as 2) when the planner would then apply a value
+// to the wrong document. OPA's planner leaves the replacements of
+// functions out of the list of targets it applies, but takes the document
+// of the i-th target it applies (input or data) from the expression's i-th
+// with statement, function replacements included: data.a.q as 2 above is
+// written into input at a.q (the "document" of count), and data.a.q is
+// left as it was. The i-th target's document is right only when both
+// begin with the same root, which is all this lets through.
+func checkWithOrder(c *ast.Compiler, query ast.Body) error {
+	var found *ast.Expr
+	visit := func(x any) bool {
+		e, ok := x.(*ast.Expr)
+		if !ok || found != nil || len(e.With) < 2 {
+			return found != nil
+		}
+		var applied []ast.Ref // the targets the planner applies, in order
+		for _, w := range e.With {
+			r, ok := w.Target.Value.(ast.Ref)
+			if !ok {
+				continue
+			}
+			if (r[0].Equal(ast.DefaultRootDocument) || r[0].Equal(ast.InputRootDocument)) && !isFunction(c, r) {
+				applied = append(applied, r)
+			}
+		}
+		if len(applied) == len(e.With) {
+			return false
+		}
+		for i, r := range applied {
+			w, ok := e.With[i].Target.Value.(ast.Ref)
+			if !ok || !w[0].Equal(r[0]) {
+				found = e
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		ast.WalkNodes(c.Modules[name], func(n ast.Node) bool { return visit(n) })
+	}
+	ast.WalkNodes(query, func(n ast.Node) bool { return visit(n) })
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf("with replacing a function before a with on input or data, at %v", found.Location)}
+	}
+	return nil
 }

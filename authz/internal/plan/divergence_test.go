@@ -3,6 +3,8 @@ package plan_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +16,8 @@ import (
 	"github.com/verdict-pdp/verdict/authz/internal/plan"
 )
 
-// compareQuery compares both evaluators on src with query (whose one
+// compareQuery compares both evaluators on src (one module or several, each
+// beginning with its package declaration) with query (whose one
 // variable is x) over inputs, strict and not, with a plain store and with
 // the engine's. It reports every divergence: a compiled answer (not a
 // refusal) that differs from topdown's, also in how it is written. The
@@ -22,10 +25,7 @@ import (
 // refuses each, so topdown answers.
 func compareQuery(t *testing.T, src, query string, inputs ...string) {
 	t.Helper()
-	c, err := ast.CompileModulesWithOpt(map[string]string{"p.rego": src}, ast.CompileOpts{
-		ParserOptions:         ast.ParserOptions{RegoVersion: ast.RegoV1},
-		EnablePrintStatements: true,
-	})
+	c, err := compileModules(src)
 	if err != nil {
 		t.Fatalf("compile: %v\n%s", err, src)
 	}
@@ -449,4 +449,189 @@ r := v if {
 		}
 	}()
 	compareQuery(t, src, "x = data.p.r", `{"a": "a"}`, `{"a": "b"}`, `{}`)
+}
+
+// TestDivergenceWithFunctionBeforeDocument: found by FuzzPolicy once it
+// wrote two packages. An expression whose with statements replace a
+// function or a built-in function before a with on data or input. OPA's
+// planner (planWith, planWithRec) applies the data and input targets from a
+// list without the function replacements, but takes the document each
+// target is written into from the expression's with statement at the same
+// index: in `q with upper as 7 with data.a.q as 2` the value 2 goes into
+// the document of `upper`, the input register, at a.q, and data.a.q keeps
+// its value. topdown: 5, compiled: undefined (data.a.q is the default 0...
+// then false below). A function of a package before a with on input
+// writes the input's value into data instead. A with on data first, or
+// function replacements only, agree; a function of a package before a
+// with on data (both in data) too. This was hidden until now by the
+// refusal of any with on a rule (checkMixedIteration took a package's own
+// declaration for a whole read of it, which it narrowed at the same time).
+func TestDivergenceWithFunctionBeforeDocument(t *testing.T) {
+	src := `package a
+
+default q := false
+
+q if input.z
+
+g(x) := x
+
+package p
+
+builtin_first := 5 if {
+	data.a.q with upper as 7 with data.a.q as true
+}
+
+count_first := 5 if {
+	data.a.q with count as 7 with data.a.q as true
+}
+
+function_then_input := x if {
+	x := input.a with data.a.g as 1 with input.a as 2
+}
+
+same_package := 5 if {
+	q with time.now_ns as 1 with data.p.q as true
+}
+
+default q := false
+
+allow if {
+	not data.a.q with upper as 1 with data.a.q as true
+}
+`
+	for _, q := range []string{"builtin_first", "count_first", "function_then_input", "same_package", "allow"} {
+		compareQuery(t, src, "x = data.p."+q, `{"a": 1}`)
+	}
+	// Answered, and the same: the with on data first, and a function of a
+	// package before a with on data.
+	src = `package a
+
+default q := false
+
+g(x) := x
+
+package p
+
+data_first := 5 if {
+	data.a.q with data.a.q as true with upper as 7
+}
+
+both_data := 5 if {
+	data.a.q with data.a.g as 1 with data.a.q as true
+}
+`
+	for _, q := range []string{"data_first", "both_data"} {
+		c, err := compileModules(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p." + q)}); err != nil {
+			t.Errorf("%s: Prepare = %v, want a plan", q, err)
+		}
+		compareQuery(t, src, "x = data.p."+q, `{}`)
+	}
+}
+
+// TestWithOnRuleOfAnotherPackage: a with on a rule of another package (with
+// data.a.r as v) is answered by the compiled evaluator since a package's
+// declaration no longer counts as a whole read of it (checkMixedIteration):
+// lookups, iterations, every and comprehensions over what the replaced
+// rule feeds, an import, and general ref heads with a variable in the
+// middle agree with topdown. Reading the package whole, or enumerating a
+// document the with writes below, is still refused.
+func TestWithOnRuleOfAnotherPackage(t *testing.T) {
+	src := `package a
+
+default r := 1
+
+r := 2 if input.a == "b"
+
+s contains r
+
+s contains "x"
+
+o["a"] := r
+
+o["b"] := [r, 1]
+
+t.a := r
+
+t.b.c := 2
+
+g[k].v := r if some k in ["a", "b"]
+
+f(x) := x + r
+
+package p
+
+import data.a as lib
+
+v1 := x if {
+	x := lib.r with data.a.r as 10
+}
+
+v2 := x if {
+	x := data.a.o[input.a] with data.a.r as 10
+}
+
+v3 := x if {
+	x := [x | some x in data.a.s] with data.a.r as 10
+}
+
+v4 if {
+	every x in data.a.o { x != 3 } with data.a.r as 3
+}
+
+v5 := x if {
+	x := data.a.f(1) with data.a.r as 10
+}
+
+v6 := x if {
+	x := data.a.g[input.a].v with data.a.r as 10
+}
+
+v7 := x if {
+	x := data.a.t.a with data.a.r as {"k": 1}
+}
+
+v8 := x if {
+	x := {k: x | some k, x in data.a.o} with data.a.r as input.c
+}
+
+v9 := x if {
+	x := data.a.o with data.a.o as {"q": 1}
+}
+
+v10 if {
+	not data.a.s["x"] with data.a.s as {"y"}
+}
+`
+	c, err := compileModules(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		q := fmt.Sprintf("x = data.p.v%d", i)
+		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(q), Data: ast.MustInterfaceToValue(policyData)}); err != nil {
+			t.Errorf("%s: Prepare = %v, want a plan", q, err)
+		}
+		compareQuery(t, src, q, policyInputs...)
+	}
+	// Refused: a lookup by a variable under a document a with writes
+	// below, and the package read whole.
+	lib := src[:strings.Index(src, "package p")]
+	for _, rule := range []string{
+		"v := x if {\n\tx := data.a.t[input.a] with data.a.t.a as 7\n}\n",
+		"v := x if {\n\tx := data.a with data.a.r as 10\n}\n",
+	} {
+		src := lib + "package p\n\n" + rule
+		c, err := compileModules(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p.v"), Data: ast.MustInterfaceToValue(policyData)}); err == nil {
+			t.Errorf("Prepare of %s: a plan, want a refusal", rule)
+		}
+		compareQuery(t, src, "x = data.p.v", policyInputs...)
+	}
 }

@@ -59,7 +59,12 @@
 //     with replacing a function by a composite value holding variables
 //     (g with f as [x], g calling f) inside the rules the replacement
 //     reaches, where x is out of scope, so the plan's f is undefined
-//     where topdown's is [x].
+//     where topdown's is [x]; and an expression whose with statements
+//     replace a function before a with on input or data
+//     (checkWithOrder: q with upper as 1 with data.a.q as true): the
+//     planner writes the value into the document of the with statement at
+//     the same place among all of them, here input, so data.a.q is not
+//     replaced.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.

@@ -25,7 +25,12 @@ import (
 // written two ways, with on input, on data (read at, below and above its
 // target) and on data beside rules, with replacing a function or a
 // built-in function by a value; print), and evaluates the whole package
-// with both evaluators on a few inputs. Policies that do not compile are
+// with both evaluators on a few inputs. From the same bytes it also writes
+// two packages (see policyGen's lib): rules of package a used from package
+// p, directly or through an import, general ref heads with a variable in
+// the middle, and withs on the rules and functions of a that the rule
+// under the with reaches, around lookups, every, comprehensions and
+// negations. Policies that do not compile are
 // skipped. Where the compiled evaluator answers, it must give topdown's
 // answer.
 //
@@ -40,8 +45,8 @@ func FuzzPolicy(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		src := (&policyGen{inputGen: inputGen{b: b}}).module()
-		checkPolicy(t, src)
+		checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}}).module())
+		checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}, lib: true}).module())
 	})
 }
 
@@ -49,21 +54,59 @@ func FuzzPolicy(f *testing.F) {
 // that plain `go test` covers it too.
 func TestPolicySample(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(5, 6))
-	compiled := 0
+	compiled, libCompiled, libAnswered := 0, 0, 0
 	for range 1500 {
 		b := make([]byte, 64+rnd.IntN(192))
 		for i := range b {
 			b[i] = byte(rnd.Uint32())
 		}
-		src := (&policyGen{inputGen: inputGen{b: b}}).module()
-		if checkPolicy(t, src) {
+		if checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}}).module()) {
 			compiled++
+		}
+		src := (&policyGen{inputGen: inputGen{b: b}, lib: true}).module()
+		if checkPolicy(t, src) {
+			libCompiled++
+			// Compiled and answered by the compiled evaluator, with a
+			// with on a rule or a function of the other package.
+			if strings.Contains(src, "with data.a.") && !refusedAtPrepare(src) {
+				libAnswered++
+			}
 		}
 	}
 	t.Logf("%d of 1500 generated policies compiled and were compared", compiled)
-	if compiled < 250 {
-		t.Errorf("only %d generated policies compiled: the grammar needs a look", compiled)
+	t.Logf("%d of 1500 generated pairs of packages compiled, %d with a with on package a answered", libCompiled, libAnswered)
+	if compiled < 250 || libCompiled < 250 || libAnswered < 50 {
+		t.Errorf("only %d generated policies, %d pairs of packages compiled, %d answered with a with on package a: the grammar needs a look",
+			compiled, libCompiled, libAnswered)
 	}
+}
+
+// refusedAtPrepare reports whether the compiled evaluator refuses src (which
+// compiles) at prepare time.
+func refusedAtPrepare(src string) bool {
+	c, err := compileModules(src)
+	if err != nil {
+		return true
+	}
+	_, err = plan.Prepare(context.Background(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p"), Data: ast.MustInterfaceToValue(policyData)})
+	return err != nil
+}
+
+// compileModules compiles src, one module or several, each beginning with
+// its package declaration.
+func compileModules(src string) (*ast.Compiler, error) {
+	modules := map[string]string{}
+	parts := strings.Split(src, "\npackage ")
+	for i, m := range parts {
+		if i > 0 {
+			m = "package " + m
+		}
+		modules[fmt.Sprintf("m%d.rego", i)] = m
+	}
+	return ast.CompileModulesWithOpt(modules, ast.CompileOpts{
+		ParserOptions:         ast.ParserOptions{RegoVersion: ast.RegoV1},
+		EnablePrintStatements: true,
+	})
 }
 
 var policyData = map[string]any{
@@ -87,10 +130,7 @@ var policyInputs = []string{
 // compiled.
 func checkPolicy(t *testing.T, src string) bool {
 	t.Helper()
-	c, err := ast.CompileModulesWithOpt(map[string]string{"p.rego": src}, ast.CompileOpts{
-		ParserOptions:         ast.ParserOptions{RegoVersion: ast.RegoV1},
-		EnablePrintStatements: true,
-	})
+	c, err := compileModules(src)
 	if err != nil {
 		return false
 	}
@@ -149,55 +189,149 @@ func checkPolicy(t *testing.T, src string) bool {
 func isRefusalErr(err error) bool { return errors.Is(err, plan.ErrUnsupported) }
 
 // policyGen writes a module from bytes (see inputGen). A rule refers only
-// to rules written before it, so that the module has no recursion.
+// to rules written before it, so that the module has no recursion. With lib
+// set, it writes two: a package a, then a package p whose rules use a's
+// (by data.a.r or through an import), replace them and its functions with
+// `with`, the target steered towards what the rule under the with reaches.
+// Without lib, it writes what it always wrote for the same bytes, so that
+// the seeds kept under testdata/fuzz still mean what they meant.
 type policyGen struct {
 	inputGen
+	lib   bool
+	pkg   string   // the package being written
 	vars  []string // bound in the body being written
 	nvar  int
 	rules []string // references to the rules written so far
 	funcs []string // the functions written so far
+
+	// With lib: for each reference in rules, the rules and functions of
+	// package a it reaches, directly or through others (the targets of a
+	// with that changes its value); those the body being written reaches;
+	// and which of them are functions.
+	reach  map[string][]string
+	using  []string
+	isFunc map[string]bool
 }
 
 func (g *policyGen) module() string {
 	var sb strings.Builder
-	sb.WriteString("package p\n\n")
-	for i := range 1 + g.pick(6) {
+	g.pkg = "p"
+	if !g.lib {
+		sb.WriteString("package p\n\n")
+	} else {
+		g.pkg = "a"
+		g.reach, g.isFunc = map[string][]string{}, map[string]bool{}
+		sb.WriteString("package a\n\n")
+		for i := range 1 + g.pick(3) {
+			sb.WriteString(g.rule(i))
+			sb.WriteString("\n")
+		}
+		// Package p refers to a's rules by their path or through an import.
+		imported := g.pick(2) == 0
+		local, funcs := g.rules, g.funcs
+		g.rules, g.funcs = nil, nil
+		for _, r := range local {
+			ext := r
+			if !strings.HasPrefix(r, "data.") {
+				ext = "data.a." + r
+				if imported && g.pick(2) == 0 {
+					ext = "lib." + r
+				}
+			}
+			g.rules = append(g.rules, ext)
+			g.reach[ext] = g.reach[r]
+		}
+		for _, f := range funcs {
+			g.funcs = append(g.funcs, "data.a."+f)
+		}
+		g.pkg = "p"
+		sb.WriteString("\n")
+		sb.WriteString("package p\n\n")
+		if imported {
+			sb.WriteString("import data.a as lib\n\n")
+		}
+	}
+	n := 6
+	if g.lib {
+		n = 4
+	}
+	for i := range 1 + g.pick(n) {
 		sb.WriteString(g.rule(i))
 		sb.WriteString("\n")
 	}
 	return sb.String()
 }
 
+// use notes that the body being written refers to rule reference r.
+func (g *policyGen) use(r string) string {
+	if g.lib {
+		g.using = append(g.using, g.reach[r]...)
+	}
+	return r
+}
+
+// written notes the references to a rule just written, whose own paths (as
+// with targets, in package a) are own.
+func (g *policyGen) written(refs []string, own ...string) {
+	g.rules = append(g.rules, refs...)
+	if !g.lib {
+		return
+	}
+	var reach []string
+	if g.pkg == "a" {
+		for _, o := range own {
+			reach = append(reach, "data.a."+o)
+		}
+	}
+	reach = append(reach, g.using...)
+	for _, r := range refs {
+		g.reach[r] = reach
+	}
+}
+
 func (g *policyGen) rule(i int) string {
-	g.vars, g.nvar = nil, 0
-	switch g.pick(7) {
+	g.vars, g.nvar, g.using = nil, 0, nil
+	n := 7
+	if g.lib {
+		n = 8
+	}
+	pkg := g.pkg
+	switch g.pick(n) {
 	case 0: // complete rule with else
 		body := g.body()
 		head := g.term(1)
 		g.vars, g.nvar = nil, 0
 		elseBody := g.body()
 		elseHead := g.term(1)
-		g.rules = append(g.rules, fmt.Sprintf("r%d", i), fmt.Sprintf("data.p.r%d", i))
+		name := fmt.Sprintf("r%d", i)
+		g.written([]string{name, fmt.Sprintf("data.%s.r%d", pkg, i)}, name)
 		return fmt.Sprintf("r%d := %s if {\n%s} else := %s if {\n%s}\n", i, head, body, elseHead, elseBody)
 	case 1: // default and complete rule
 		def := g.constant()
 		body := g.body()
-		g.rules = append(g.rules, fmt.Sprintf("r%d", i))
+		name := fmt.Sprintf("r%d", i)
+		g.written([]string{name}, name)
 		return fmt.Sprintf("default r%d := %s\n\nr%d := %s if {\n%s}\n", i, def, i, g.term(1), body)
 	case 2:
 		body := g.body()
-		g.rules = append(g.rules, fmt.Sprintf("s%d", i), fmt.Sprintf("s%d[\"a\"]", i), fmt.Sprintf("s%d[1]", i))
+		name := fmt.Sprintf("s%d", i)
+		g.written([]string{name, fmt.Sprintf("s%d[\"a\"]", i), fmt.Sprintf("s%d[1]", i)}, name)
 		return fmt.Sprintf("s%d contains %s if {\n%s}\n", i, g.term(1), body)
 	case 3:
 		body := g.body()
-		g.rules = append(g.rules, fmt.Sprintf("o%d", i), fmt.Sprintf("o%d[\"a\"]", i), fmt.Sprintf("o%d[input.a]", i),
-			fmt.Sprintf("o%d[input.a].k", i), fmt.Sprintf("o%d[input.b[0]]", i))
+		name := fmt.Sprintf("o%d", i)
+		g.written([]string{name, fmt.Sprintf("o%d[\"a\"]", i), fmt.Sprintf("o%d[input.a]", i),
+			fmt.Sprintf("o%d[input.a].k", i), fmt.Sprintf("o%d[input.b[0]]", i)}, name)
 		return fmt.Sprintf("o%d[%s] := %s if {\n%s}\n", i, g.scalar(), g.term(1), body)
 	case 4:
 		g.vars = []string{"a"}
 		body := g.body()
-		g.rules = append(g.rules, fmt.Sprintf("f%d(1)", i), fmt.Sprintf("f%d(input.a)", i), fmt.Sprintf("f%d(\"a\")", i))
-		g.funcs = append(g.funcs, fmt.Sprintf("f%d", i))
+		name := fmt.Sprintf("f%d", i)
+		g.written([]string{fmt.Sprintf("f%d(1)", i), fmt.Sprintf("f%d(input.a)", i), fmt.Sprintf("f%d(\"a\")", i)}, name)
+		g.funcs = append(g.funcs, name)
+		if g.lib {
+			g.isFunc["data."+pkg+"."+name] = true
+		}
 		return fmt.Sprintf("f%d(a) := %s if {\n%s}\n", i, g.term(1), body)
 	case 5: // ref head
 		body := g.body()
@@ -207,14 +341,30 @@ func (g *policyGen) rule(i int) string {
 			// with a variable key enumerates the rules (and `not` over it
 			// is planned as an enumeration).
 			path := []string{"t.a", "t.b", "t.c.d", "t.b.e", "t.a.x.y"}[g.pick(5)]
-			g.rules = append(g.rules, "t", "t[input.a]", "t[input.a].d", "t[input.c.e]", "data.p.t[input.a]")
+			g.written([]string{"t", "t[input.a]", "t[input.a].d", "t[input.c.e]", fmt.Sprintf("data.%s.t[input.a]", pkg)}, path, "t")
 			return fmt.Sprintf("%s := %s if {\n%s}\n", path, g.term(1), body)
 		}
-		g.rules = append(g.rules, fmt.Sprintf("h%d.%s", i, k), fmt.Sprintf("h%d", i), fmt.Sprintf("h%d[input.a]", i), fmt.Sprintf("data.p[\"h%d\"][input.a]", i))
+		name := fmt.Sprintf("h%d", i)
+		g.written([]string{fmt.Sprintf("h%d.%s", i, k), name, fmt.Sprintf("h%d[input.a]", i), fmt.Sprintf("data.%s[\"h%d\"][input.a]", pkg, i)}, name+"."+k, name)
 		return fmt.Sprintf("h%d.%s := %s if {\n%s}\n", i, k, g.term(1), body)
+	case 7: // general ref head, a variable in the middle
+		v := g.fresh()
+		bind := fmt.Sprintf("\t%s := %s\n", v, []string{"input.a", `"a"`, "input.b[0]", "1", "input.c.e"}[g.pick(5)])
+		if g.pick(3) == 0 {
+			bind = fmt.Sprintf("\tsome %s in %s\n", v, []string{"input.b", "[\"a\", \"b\"]", "data.d.x", "input.c"}[g.pick(4)])
+		}
+		g.vars = append(g.vars, v)
+		body := g.body()
+		name := fmt.Sprintf("g%d", i)
+		head := []string{"g%d[%s].v", "g%d.x[%s]", "g%d.x[%s].w", "g%d[%s].v.w"}[g.pick(4)]
+		head = fmt.Sprintf(head, i, v)
+		g.written([]string{name, fmt.Sprintf("g%d[input.a]", i), fmt.Sprintf("g%d[input.a].v", i), fmt.Sprintf("g%d.x[input.a]", i),
+			fmt.Sprintf("g%d.a.v", i), fmt.Sprintf("data.%s.g%d[input.a]", pkg, i)}, name)
+		return fmt.Sprintf("%s := %s if {\n%s%s}\n", head, g.term(1), bind, body)
 	}
 	body := g.body()
-	g.rules = append(g.rules, fmt.Sprintf("r%d", i))
+	name := fmt.Sprintf("r%d", i)
+	g.written([]string{name}, name)
 	return fmt.Sprintf("r%d if {\n%s}\n", i, body)
 }
 
@@ -239,7 +389,24 @@ func (g *policyGen) bind(v, e string) string {
 }
 
 func (g *policyGen) expr() string {
-	switch g.pick(15) {
+	n := 15
+	if g.lib {
+		n = 18
+	}
+	switch g.pick(n) {
+	case 15, 16:
+		if w := g.withReached(); w != "" {
+			return w
+		}
+	case 17:
+		// Any expression under a with on package a.
+		if len(g.rules) > 0 && g.pkg == "p" {
+			e := g.expr()
+			if t := g.reachTarget(g.allReach()); t != "" {
+				return e + " with " + t + " as " + g.withValue(t)
+			}
+			return e
+		}
 	case 0:
 		v := g.fresh()
 		return g.bind(v, fmt.Sprintf("%s := %s", v, g.term(2)))
@@ -321,12 +488,93 @@ func (g *policyGen) expr() string {
 		if len(g.rules) > 0 {
 			v := g.fresh()
 			k := g.fresh()
-			coll := g.rules[g.pick(len(g.rules))]
+			coll := g.use(g.rules[g.pick(len(g.rules))])
 			g.vars = append(g.vars, v, k)
 			return fmt.Sprintf("some %s, %s in %s\n\t%s != %s", k, v, coll, k, v)
 		}
 	}
 	return g.simple()
+}
+
+// withReached is a rule reference, or an every, a comprehension or a
+// negation over one, under a with whose target is a rule or a function of
+// package a that the rule reaches.
+func (g *policyGen) withReached() string {
+	if g.pkg != "p" || len(g.rules) == 0 {
+		return ""
+	}
+	r := g.rules[g.pick(len(g.rules))]
+	t := g.reachTarget(g.reach[r])
+	if t == "" {
+		return ""
+	}
+	g.use(r)
+	w := " with " + t + " as " + g.withValue(t)
+	v, y := g.fresh(), g.fresh()
+	switch g.pick(7) {
+	case 0:
+		return "not " + r + w
+	case 1:
+		return g.bind(v, fmt.Sprintf("%s := %s%s", v, r, w))
+	case 2:
+		return g.bind(v, fmt.Sprintf("%s := [%s | some %s in %s]%s", v, y, y, r, w))
+	case 3:
+		return fmt.Sprintf("every %s in %s { %s != %s }%s", y, r, y, g.term(0), w)
+	case 4:
+		return g.bind(v, fmt.Sprintf("%s := {%s: %s | some %s, %s in %s}%s", v, v+"k", y, v+"k", y, r, w))
+	case 5:
+		return g.bind(v, fmt.Sprintf("%s := count([1 | %s])%s", v, r, w))
+	}
+	return r + w
+}
+
+// reachTarget picks a with target among paths.
+func (g *policyGen) reachTarget(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	return paths[g.pick(len(paths))]
+}
+
+// allReach is every rule and function of package a.
+func (g *policyGen) allReach() []string {
+	var all []string
+	for _, r := range g.rules {
+		all = append(all, g.reach[r]...)
+	}
+	return all
+}
+
+// withValue is a value for a with on t: for a function, a constant, a
+// variable, a composite value holding one, another function or a built-in
+// function; for a rule, a constant, a variable or a term.
+func (g *policyGen) withValue(t string) string {
+	if g.isFunc[t] {
+		switch g.pick(6) {
+		case 0:
+			if len(g.vars) > 0 {
+				return g.vars[g.pick(len(g.vars))]
+			}
+		case 1:
+			if len(g.vars) > 0 {
+				return "[" + g.vars[g.pick(len(g.vars))] + "]"
+			}
+		case 2:
+			return g.funcs[g.pick(len(g.funcs))]
+		case 3:
+			return []string{"upper", "count", "json.marshal"}[g.pick(3)]
+		}
+		return g.constant()
+	}
+	switch g.pick(4) {
+	case 0:
+		if len(g.vars) > 0 {
+			return g.vars[g.pick(len(g.vars))]
+		}
+	case 1:
+		return g.term(1)
+	}
+	return g.constant()
 }
 
 // simple is an expression that binds nothing.
@@ -350,7 +598,7 @@ func (g *policyGen) ruleRef() string {
 	if len(g.rules) == 0 {
 		return ""
 	}
-	return g.rules[g.pick(len(g.rules))]
+	return g.use(g.rules[g.pick(len(g.rules))])
 }
 
 func (g *policyGen) collection() string {
@@ -359,7 +607,7 @@ func (g *policyGen) collection() string {
 	case len(g.vars) > 0 && g.pick(4) == 0:
 		return g.vars[g.pick(len(g.vars))]
 	case len(g.rules) > 0 && g.pick(3) == 0:
-		return g.rules[g.pick(len(g.rules))]
+		return g.use(g.rules[g.pick(len(g.rules))])
 	}
 	return colls[g.pick(len(colls))]
 }

@@ -139,6 +139,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkMixedIteration(opts.Compiler, opts.Query, obj); err != nil {
 		return nil, err
 	}
+	if err := checkWithOrder(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
 
