@@ -2,9 +2,14 @@ package authz
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"math"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // mainLen counts the entries in the main segments.
@@ -143,5 +148,56 @@ func TestNilExpiringCache(t *testing.T) {
 	c.delete(&k)
 	if _, ok := c.get(&k, time.Now()); ok || c.len() != 0 {
 		t.Fatal("nil cache stored an entry")
+	}
+}
+
+// TestClaimBytesTracksConvertedValue: the token cache's estimate of a
+// token's claims is within a small factor of the memory the converted OPA
+// value really takes (allocated bytes of ast.InterfaceToValue, the least
+// of three measures: anything else running only adds), for a usual token
+// and for shapes an issuer could sign to make the estimate lie (many tiny
+// values, many keys, deep nesting).
+func TestClaimBytesTracksConvertedValue(t *testing.T) {
+	many := make([]any, 2000)
+	for i := range many {
+		many[i] = json.Number("0")
+	}
+	keys := map[string]any{}
+	for i := range 500 {
+		keys[fmt.Sprint("k", i)] = true
+	}
+	var deep any = "x"
+	for range 200 {
+		deep = []any{map[string]any{"a": deep}}
+	}
+	for name, claims := range map[string]map[string]any{
+		"usual": {"iss": "https://idp.example", "sub": "user-42", "aud": []any{"verdict"},
+			"exp": json.Number("1800000000"), "iat": json.Number("1700000000"),
+			"roles": []any{"viewer", "editor"}, "jti": "0c7f5e4a"},
+		"many tiny values": {"n": many},
+		"many keys":        keys,
+		"deep":             {"d": deep},
+	} {
+		t.Run(name, func(t *testing.T) {
+			measured := math.MaxInt
+			for range 3 {
+				const runs = 20
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for range runs {
+					if _, err := ast.InterfaceToValue(claims); err != nil {
+						t.Fatal(err)
+					}
+				}
+				runtime.ReadMemStats(&after)
+				measured = min(measured, int(after.TotalAlloc-before.TotalAlloc)/runs)
+			}
+			est := claimBytes(claims)
+			t.Logf("estimate %d bytes, converted value %d bytes", est, measured)
+			if est < measured/2 || est > measured*4 {
+				t.Errorf("estimate %d bytes, converted value %d bytes", est, measured)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -311,30 +312,27 @@ func appendText(buf []byte, s string) []byte {
 	return append(binary.AppendUvarint(buf, uint64(len(s))), s...)
 }
 
-// termBytes estimates the memory an OPA value holds, in bytes, for the
-// caches' bounds: a term, plus its value (strings by length, collections
-// by their elements and per-element bookkeeping).
-func termBytes(t *ast.Term) int {
+// claimBytes estimates the memory of the OPA value that a decoded JSON
+// value (as token.Verified.Claims holds them) converts to, in bytes, for
+// the token cache's bound: a term per value, strings and numbers by length,
+// collections by their elements and per-element bookkeeping. It walks the
+// Go value, which costs no sorting and no allocation, not the converted one.
+func claimBytes(x any) int {
 	n := 32
-	switch v := t.Value.(type) {
-	case ast.String:
+	switch v := x.(type) {
+	case string:
 		n += 16 + len(v)
-	case ast.Number:
+	case json.Number:
 		n += 16 + len(v)
-	case *ast.Array:
-		n += 64 + 16*v.Len()
-		for i := range v.Len() {
-			n += termBytes(v.Elem(i))
+	case []any:
+		n += 64 + 16*len(v)
+		for _, e := range v {
+			n += claimBytes(e)
 		}
-	case ast.Object:
+	case map[string]any:
 		n += 96
-		for _, k := range v.Keys() {
-			n += 80 + termBytes(k) + termBytes(v.Get(k))
-		}
-	case ast.Set:
-		n += 96
-		for _, x := range v.Slice() {
-			n += 64 + termBytes(x)
+		for k, e := range v {
+			n += 80 + 48 + len(k) + claimBytes(e)
 		}
 	}
 	return n

@@ -91,7 +91,9 @@ func newVerifiedToken(v *token.Verified, p purpose, now time.Time) (*verifiedTok
 	if vt.expires.IsZero() {
 		vt.expires = now.Add(noExpTTL)
 	}
-	// A key memo (keyMemo) takes about 100 bytes.
+	// A key memo (keyMemo) takes about 100 bytes; wrapperBytes is the
+	// subject's or caller's object around the claims (five members).
+	const wrapperBytes = 1024
 	vt.size = 384 + len(vt.issuer) + len(vt.keyID)
 	switch p {
 	case forSubject:
@@ -104,7 +106,7 @@ func newVerifiedToken(v *token.Verified, p purpose, now time.Time) (*verifiedTok
 		subject.Insert(keyIssuer, ast.StringTerm(v.Issuer))
 		subject.Insert(keyClaims, ast.NewTerm(claims))
 		vt.subject, vt.subjectID = ast.NewTerm(subject), v.Subject
-		vt.size += termBytes(vt.subject) + len(vt.subjectID)
+		vt.size += wrapperBytes + claimBytes(v.Claims) + 2*len(vt.subjectID) + len(vt.issuer)
 	case forCaller:
 		if id := serviceID(v.Claims); id != "" {
 			vt.caller = ast.NewTerm(ast.NewObject(
@@ -114,7 +116,7 @@ func newVerifiedToken(v *token.Verified, p purpose, now time.Time) (*verifiedTok
 				ast.Item(keyClaims, ast.NewTerm(claims)),
 			))
 			vt.callerID = id
-			vt.size += termBytes(vt.caller) + len(vt.callerID)
+			vt.size += wrapperBytes + claimBytes(v.Claims) + 2*len(vt.callerID)
 		}
 	}
 	return vt, nil
