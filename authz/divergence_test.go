@@ -213,3 +213,34 @@ func TestEvaluatorWithFunctionBeforeDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatorWithFunctionUnderWithOnPackage: a with on, or by, a function
+// of a package, in a rule reached under a with that replaces the whole
+// package. OPA's planner no longer sees the function there. It planned a
+// replacement of it as a with on data and paired the expression's next
+// value with the wrong document, so that the compiled evaluator read the
+// outer replacement's "read" where topdown reads the inner "write"; and it
+// planned a replacement by it as a replacement by the value at its path in
+// the outer replacement (true) where topdown calls the function. Both
+// allowed a write that topdown denies. Such policies are now left to
+// topdown.
+func TestEvaluatorWithFunctionUnderWithOnPackage(t *testing.T) {
+	lib := "package authz.lib\n\nr := \"none\"\n\nf(x) := x == \"read\"\n"
+	for name, policy := range map[string]string{
+		"on": "package authz\n\nsame if {\n\tdata.authz.lib.r == input.action.name with data.authz.lib.f as 7 with upper as 1 with data.authz.lib.r as \"write\"\n}\n\nallow if {\n\tnot same with data.authz.lib as {\"r\": \"read\"}\n}\n",
+		"by": "package authz\n\nok(_) := false\n\nread if ok(input.action.name) with ok as data.authz.lib.f\n\nallow if {\n\tread with data.authz.lib as {\"f\": true}\n}\n",
+	} {
+		snap := authztest.Snapshot(t, name, map[string]string{"lib.rego": lib, "policy.rego": policy}, nil)
+		e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+		if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "function data.authz.lib.f under a with on data.authz.lib") {
+			t.Errorf("%s: Status().Evaluator = %q, want topdown and why", name, ev)
+		}
+		for action, want := range map[string]bool{"read": true, "write": false} {
+			req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
+			d, err := e.Decide(t.Context(), req)
+			if err != nil || d.Allow != want {
+				t.Errorf("%s, %s: allow=%v (%v), want %v", name, action, d.Allow, err, want)
+			}
+		}
+	}
+}

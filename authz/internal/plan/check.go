@@ -249,3 +249,52 @@ func checkWithOrder(c *ast.Compiler, query ast.Body) error {
 	}
 	return nil
 }
+
+// checkShadowedFunctionWith refuses a with replacing a function of a
+// package (with data.a.f as 7), or replacing a function by one (with g as
+// data.a.f), when a with elsewhere replaces a document above that function
+// (with data.a as {"r": 5}). Under the outer with, OPA's planner re-plans
+// what the expression reaches with the replaced document's rules hidden
+// and finds no function at data.a.f. It then plans a replacement of it as
+// a with on data: the value is written into data (data.a reads {"f": 7,
+// "r": 5} where topdown's is {"r": 5}), and it counts among the targets
+// checkWithOrder pairs with the expression's with statements, so that a
+// with after it (with upper as 1 with data.a.r as 2) writes its value into
+// the wrong document. And it plans a replacement by it as a replacement by
+// the value data.a.f, read from the outer with's value (100 for
+// {"f": 100}), where topdown calls the function. Which with encloses which
+// is the planner's business (rules re-planned under a with, comprehensions
+// inside one), so a with above the function anywhere refuses.
+func checkShadowedFunctionWith(c *ast.Compiler, query ast.Body) error {
+	var withs []*ast.With
+	collect := func(n ast.Node) bool {
+		if w, ok := n.(*ast.With); ok {
+			withs = append(withs, w)
+		}
+		return false
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		ast.WalkNodes(c.Modules[name], collect)
+	}
+	ast.WalkNodes(query, collect)
+	var above []ast.Ref // the targets of withs on data, not on functions
+	for _, w := range withs {
+		if r, ok := w.Target.Value.(ast.Ref); ok && r.HasPrefix(ast.DefaultRootRef) && !isFunction(c, r) {
+			above = append(above, r)
+		}
+	}
+	for _, w := range withs {
+		for _, t := range []*ast.Term{w.Target, w.Value} {
+			r, ok := t.Value.(ast.Ref)
+			if !ok || !r.HasPrefix(ast.DefaultRootRef) || !isFunction(c, r) {
+				continue
+			}
+			for _, a := range above {
+				if len(a) < len(r) && r.HasPrefix(a) {
+					return &UnsupportedError{Feature: fmt.Sprintf("with on or by the function %v under a with on %v, at %v", r, a, w.Location)}
+				}
+			}
+		}
+	}
+	return nil
+}

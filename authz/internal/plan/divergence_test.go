@@ -635,3 +635,95 @@ v10 if {
 		compareQuery(t, src, "x = data.p.v", policyInputs...)
 	}
 }
+
+// TestDivergenceWithFunctionUnderWithOnPackage: a with replacing a function
+// of a package (with data.a.f as 7), or replacing a function by one (with g
+// as data.a.f), planned under a with on a document above it (with data.a
+// as {"r": 5}, around the expression or around a rule that reaches it).
+// OPA's planner re-plans what the outer with reaches with the package's
+// rules hidden and finds no function at data.a.f. It plans a replacement of
+// it as a with on data: data.a reads {"f": 7, "r": 5} where topdown's is
+// {"r": 5}; and the replacement counts among the targets the planner pairs
+// with the expression's with statements, so that in `data.a.r == 2 with
+// data.a.f as 7 with upper as 1 with data.a.r as 2` the value 2 goes to the
+// document of `upper` and data.a.r keeps the outer 5: h is false where
+// topdown's is true, and `not h` allows what topdown denies (checkWithOrder,
+// which pairs them by the compiler's view, f a function, let it through).
+// And it plans a replacement by it as a replacement by the value of
+// data.a.f in the outer with's value: g(1) is 100 where topdown calls f
+// and gets 2. The allow was refused before only because the package's
+// declaration counted as a whole read of it (checkMixedIteration).
+func TestDivergenceWithFunctionUnderWithOnPackage(t *testing.T) {
+	lib := "package a\n\nr := 1\n\nf(x) := x + 1\n\npackage p\n\n"
+	for _, tc := range []struct{ rule, rules string }{
+		{"whole", `whole := y if {
+	y := [q | q := data.a with data.a.f as 7] with data.a as {"r": 5}
+}
+`},
+		{"by", `g(x) := x
+
+h := y if {
+	y := g(1) with g as data.a.f
+}
+
+by := y if {
+	y := [q | q := h] with data.a as {"f": 100}
+}
+`},
+		{"allow", `h if {
+	data.a.r == 2 with data.a.f as 7 with upper as 1 with data.a.r as 2
+}
+
+allow if {
+	not h with data.a as {"r": 5}
+}
+`},
+	} {
+		src := lib + tc.rules
+		c, err := compileModules(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		query := "x = data.p." + tc.rule
+		_, err = plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(query), Data: ast.MustInterfaceToValue(policyData)})
+		if !errors.Is(err, plan.ErrUnsupported) || !strings.Contains(err.Error(), "function data.a.f under a with on data.a") {
+			t.Errorf("%s: Prepare = %v, want a refusal", query, err)
+		}
+		compareQuery(t, src, query, policyInputs...)
+	}
+	// Answered, and the same: withs on or by a function and on a rule beside
+	// it, with nothing replacing the package.
+	src := `package a
+
+r := 1
+
+f(x) := x + r
+
+package p
+
+both := y if {
+	y := data.a.f(1) with data.a.r as 2 with data.a.f as 7
+}
+
+h if {
+	data.a.r == 2 with data.a.f as 7 with upper as 1 with data.a.r as 2
+}
+
+g(x) := x
+
+by := y if {
+	y := g(1) with g as data.a.f with data.a.r as 5
+}
+`
+	c, err := compileModules(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"both", "h", "by"} {
+		query := "x = data.p." + q
+		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(query), Data: ast.MustInterfaceToValue(policyData)}); err != nil {
+			t.Errorf("%s: Prepare = %v, want a plan", q, err)
+		}
+		compareQuery(t, src, query, policyInputs...)
+	}
+}

@@ -64,7 +64,13 @@
 //     (checkWithOrder: q with upper as 1 with data.a.q as true): the
 //     planner writes the value into the document of the with statement at
 //     the same place among all of them, here input, so data.a.q is not
-//     replaced.
+//     replaced; and a with replacing a function of a package, or replacing
+//     a function by one, when a with anywhere replaces a document above it
+//     (data.a.f under data.a, checkShadowedFunctionWith): under the outer
+//     with the planner finds no function at data.a.f, so it plans a
+//     replacement of it as a with on data (data.a then holds f, and the
+//     expression's other values are paired with the wrong documents) and
+//     a replacement by it as a replacement by the value data.a.f.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.

@@ -30,9 +30,9 @@ import (
 // p, directly or through an import, general ref heads with a variable in
 // the middle, and withs on the rules and functions of a that the rule
 // under the with reaches, around lookups, every, comprehensions and
-// negations. Policies that do not compile are
-// skipped. Where the compiled evaluator answers, it must give topdown's
-// answer.
+// negations, and withs on the whole of a around such rules. Policies that
+// do not compile are skipped. Where the compiled evaluator answers, it
+// must give topdown's answer.
 //
 //	go test -run '^$' -fuzz FuzzPolicy ./authz/internal/plan
 func FuzzPolicy(f *testing.F) {
@@ -399,10 +399,17 @@ func (g *policyGen) expr() string {
 			return w
 		}
 	case 17:
-		// Any expression under a with on package a.
+		// Any expression under a with on package a, or on the whole of it
+		// (around rules that replace its functions, or replace by them).
 		if len(g.rules) > 0 && g.pkg == "p" {
 			e := g.expr()
-			if t := g.reachTarget(g.allReach()); t != "" {
+			all := g.allReach()
+			if len(all) > 0 {
+				all = append(all, "data.a") // last: the seeds kept still write what they wrote
+			}
+			if t := g.reachTarget(all); t == "data.a" {
+				return e + " with data.a as " + g.packageValue()
+			} else if t != "" {
 				return e + " with " + t + " as " + g.withValue(t)
 			}
 			return e
@@ -543,6 +550,17 @@ func (g *policyGen) allReach() []string {
 		all = append(all, g.reach[r]...)
 	}
 	return all
+}
+
+// packageValue is a value for a with on the whole of package a: an object
+// giving one of its rules or functions a constant, or an empty one.
+func (g *policyGen) packageValue() string {
+	all := g.allReach()
+	if g.pick(3) == 0 {
+		return "{}"
+	}
+	t := all[g.pick(len(all))]
+	return fmt.Sprintf("{%q: %s}", t[strings.LastIndex(t, ".")+1:], g.constant())
 }
 
 // withValue is a value for a with on t: for a function, a constant, a

@@ -142,6 +142,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkWithOrder(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
+	if err := checkShadowedFunctionWith(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
 
