@@ -502,8 +502,10 @@ allow if {
 	for _, q := range []string{"builtin_first", "count_first", "function_then_input", "same_package", "allow"} {
 		compareQuery(t, src, "x = data.p."+q, `{"a": 1}`)
 	}
-	// Answered, and the same: the with on data first, and a function of a
-	// package before a with on data.
+	// The with on data first, and a function of a package before a with on
+	// data: these orders are planned right, but a with on a rule of another
+	// package keeps the snapshot from the compiled evaluator anyway
+	// (checkMixedIteration); both evaluators' answers are compared.
 	src = `package a
 
 default q := false
@@ -521,24 +523,18 @@ both_data := 5 if {
 }
 `
 	for _, q := range []string{"data_first", "both_data"} {
-		c, err := compileModules(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p." + q)}); err != nil {
-			t.Errorf("%s: Prepare = %v, want a plan", q, err)
-		}
 		compareQuery(t, src, "x = data.p."+q, `{}`)
 	}
 }
 
 // TestWithOnRuleOfAnotherPackage: a with on a rule of another package (with
-// data.a.r as v) is answered by the compiled evaluator since a package's
-// declaration no longer counts as a whole read of it (checkMixedIteration):
-// lookups, iterations, every and comprehensions over what the replaced
-// rule feeds, an import, and general ref heads with a variable in the
-// middle agree with topdown. Reading the package whole, or enumerating a
-// document the with writes below, is still refused.
+// data.a.r as v) keeps the snapshot from the compiled evaluator: a
+// package's declaration counts as a whole read of it (checkMixedIteration),
+// beside the base data the with writes. OPA's planner re-plans what such a
+// with reaches with parts of the rule tree hidden, and answering these
+// shapes compiled brought wrong answers (TestDivergenceWithFunctionUnderWithOnPackage);
+// a with on rules is rare outside a policy's tests. Every shape is refused
+// at prepare, and the engine's answers (topdown's) are compared all the same.
 func TestWithOnRuleOfAnotherPackage(t *testing.T) {
 	src := `package a
 
@@ -612,12 +608,12 @@ v10 if {
 	}
 	for i := 1; i <= 10; i++ {
 		q := fmt.Sprintf("x = data.p.v%d", i)
-		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(q), Data: ast.MustInterfaceToValue(policyData)}); err != nil {
-			t.Errorf("%s: Prepare = %v, want a plan", q, err)
+		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(q), Data: ast.MustInterfaceToValue(policyData)}); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("%s: Prepare = %v, want a refusal", q, err)
 		}
 		compareQuery(t, src, q, policyInputs...)
 	}
-	// Refused: a lookup by a variable under a document a with writes
+	// Refused too: a lookup by a variable under a document a with writes
 	// below, and the package read whole.
 	lib := src[:strings.Index(src, "package p")]
 	for _, rule := range []string{
@@ -686,13 +682,14 @@ allow if {
 		}
 		query := "x = data.p." + tc.rule
 		_, err = plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(query), Data: ast.MustInterfaceToValue(policyData)})
-		if !errors.Is(err, plan.ErrUnsupported) || !strings.Contains(err.Error(), "function data.a.f under a with on data.a") {
+		if !errors.Is(err, plan.ErrUnsupported) {
 			t.Errorf("%s: Prepare = %v, want a refusal", query, err)
 		}
 		compareQuery(t, src, query, policyInputs...)
 	}
-	// Answered, and the same: withs on or by a function and on a rule beside
-	// it, with nothing replacing the package.
+	// Withs on or by a function and on a rule beside it, with nothing
+	// replacing the package: the same answers (topdown's, where the with on
+	// a rule keeps the snapshot from the compiled evaluator).
 	src := `package a
 
 r := 1
@@ -715,15 +712,7 @@ by := y if {
 	y := g(1) with g as data.a.f with data.a.r as 5
 }
 `
-	c, err := compileModules(src)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, q := range []string{"both", "h", "by"} {
-		query := "x = data.p." + q
-		if _, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(query), Data: ast.MustInterfaceToValue(policyData)}); err != nil {
-			t.Errorf("%s: Prepare = %v, want a plan", q, err)
-		}
-		compareQuery(t, src, query, policyInputs...)
+		compareQuery(t, src, "x = data.p."+q, policyInputs...)
 	}
 }

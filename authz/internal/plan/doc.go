@@ -49,7 +49,10 @@
 //     indexes (evaluates ahead, for every key) whose body may fail, since
 //     topdown could then fail where the plan does not, an iteration
 //     over (or a whole read of) a document holding both base data and
-//     rules (a with on data counting as base data), whose keys topdown
+//     rules (a with on data counting as base data, and a package's
+//     declaration as a whole read of it, so that a with on a rule of a
+//     package is always refused: the planner re-plans what such a with
+//     reaches with parts of the rule tree hidden), whose keys topdown
 //     and the plan enumerate in different orders,
 //     the negation of a reference the planner enumerates (not
 //     data.p.rules[x] with rules at different depths), which the plan

@@ -75,7 +75,10 @@ func TestPolicySample(t *testing.T) {
 	}
 	t.Logf("%d of 1500 generated policies compiled and were compared", compiled)
 	t.Logf("%d of 1500 generated pairs of packages compiled, %d with a with on package a answered", libCompiled, libAnswered)
-	if compiled < 250 || libCompiled < 250 || libAnswered < 50 {
+	// A with on a rule of package a sends the snapshot to topdown
+	// (checkMixedIteration), so the pairs the compiled evaluator answers
+	// with such a with are those replacing a function of a.
+	if compiled < 250 || libCompiled < 250 || libAnswered < 10 {
 		t.Errorf("only %d generated policies, %d pairs of packages compiled, %d answered with a with on package a: the grammar needs a look",
 			compiled, libCompiled, libAnswered)
 	}
