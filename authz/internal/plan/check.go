@@ -109,21 +109,11 @@ func mayFail(c *ast.Compiler, body ast.Body) bool {
 // such a document, the usual case of a bundle with data beside its policy,
 // are not affected.
 func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error {
-	names := slices.Sorted(maps.Keys(c.Modules))
 	// The paths with statements write base data to.
 	var mocked []ast.Ref
-	mock := func(x any) bool {
-		if w, ok := x.(*ast.With); ok {
-			if r, ok := w.Target.Value.(ast.Ref); ok && r.HasPrefix(ast.DefaultRootRef) && !isFunction(c, r) {
-				mocked = append(mocked, r.ConstantPrefix())
-			}
-		}
-		return false
+	for _, r := range dataWithTargets(c, policyWiths(c, query)) {
+		mocked = append(mocked, r.ConstantPrefix())
 	}
-	for _, name := range names {
-		ast.WalkNodes(c.Modules[name], func(n ast.Node) bool { return mock(n) })
-	}
-	ast.WalkNodes(query, func(n ast.Node) bool { return mock(n) })
 	mockedBelow := func(prefix ast.Ref) bool {
 		for _, m := range mocked {
 			if len(m) > len(prefix) && m.HasPrefix(prefix) {
@@ -183,14 +173,49 @@ func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error
 		}
 		return found != nil
 	})
-	for _, name := range names {
-		refs.Walk(c.Modules[name])
-	}
-	refs.Walk(query)
+	walkPolicy(c, query, func(n ast.Node) bool {
+		refs.Walk(n)
+		return true
+	})
 	if found != nil {
 		return &UnsupportedError{Feature: fmt.Sprintf("iteration over %v, which holds both base data and rules", found)}
 	}
 	return nil
+}
+
+// walkPolicy walks every module of the snapshot, in name order (so that a
+// refusal names the same place every time), then the query; f returns
+// true to skip a node's children.
+func walkPolicy(c *ast.Compiler, query ast.Body, f func(ast.Node) bool) {
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		ast.WalkNodes(c.Modules[name], f)
+	}
+	ast.WalkNodes(query, f)
+}
+
+// policyWiths returns every with statement of the modules and the query,
+// in walkPolicy's order.
+func policyWiths(c *ast.Compiler, query ast.Body) []*ast.With {
+	var withs []*ast.With
+	walkPolicy(c, query, func(n ast.Node) bool {
+		if w, ok := n.(*ast.With); ok {
+			withs = append(withs, w)
+		}
+		return false
+	})
+	return withs
+}
+
+// dataWithTargets returns the targets of the withs that replace a document
+// of data rather than a function: those write base data.
+func dataWithTargets(c *ast.Compiler, withs []*ast.With) []ast.Ref {
+	var targets []ast.Ref
+	for _, w := range withs {
+		if r, ok := w.Target.Value.(ast.Ref); ok && r.HasPrefix(ast.DefaultRootRef) && !isFunction(c, r) {
+			targets = append(targets, r)
+		}
+	}
+	return targets
 }
 
 // isFunction reports whether ref names functions (a with on it replaces a
@@ -243,10 +268,7 @@ func checkWithOrder(c *ast.Compiler, query ast.Body) error {
 		}
 		return false
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		ast.WalkNodes(c.Modules[name], func(n ast.Node) bool { return visit(n) })
-	}
-	ast.WalkNodes(query, func(n ast.Node) bool { return visit(n) })
+	walkPolicy(c, query, func(n ast.Node) bool { return visit(n) })
 	if found != nil {
 		return &UnsupportedError{Feature: fmt.Sprintf("with replacing a function before a with on input or data, at %v", found.Location)}
 	}
@@ -269,23 +291,8 @@ func checkWithOrder(c *ast.Compiler, query ast.Body) error {
 // is the planner's business (rules re-planned under a with, comprehensions
 // inside one), so a with above the function anywhere refuses.
 func checkShadowedFunctionWith(c *ast.Compiler, query ast.Body) error {
-	var withs []*ast.With
-	collect := func(n ast.Node) bool {
-		if w, ok := n.(*ast.With); ok {
-			withs = append(withs, w)
-		}
-		return false
-	}
-	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		ast.WalkNodes(c.Modules[name], collect)
-	}
-	ast.WalkNodes(query, collect)
-	var above []ast.Ref // the targets of withs on data, not on functions
-	for _, w := range withs {
-		if r, ok := w.Target.Value.(ast.Ref); ok && r.HasPrefix(ast.DefaultRootRef) && !isFunction(c, r) {
-			above = append(above, r)
-		}
-	}
+	withs := policyWiths(c, query)
+	above := dataWithTargets(c, withs)
 	for _, w := range withs {
 		for _, t := range []*ast.Term{w.Target, w.Value} {
 			r, ok := t.Value.(ast.Ref)
