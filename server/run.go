@@ -41,25 +41,24 @@ func (s *Server) Listen() (net.Addr, error) {
 		}
 	}
 	s.ln, s.gln, s.dln = ln, gln, dln
-	scheme := "http"
+	httpScheme, grpcScheme := "http", "grpc"
 	if s.tls != nil {
-		scheme = "https"
+		httpScheme, grpcScheme = "https", "grpcs"
 	}
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
-		slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme))
+	s.logListening(ln, slog.String("scheme", httpScheme))
 	if gln != nil {
-		scheme := "grpc"
-		if s.tls != nil {
-			scheme = "grpcs"
-		}
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
-			slog.String("addr", gln.Addr().String()), slog.String("scheme", scheme))
+		s.logListening(gln, slog.String("scheme", grpcScheme))
 	}
 	if dln != nil {
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
-			slog.String("addr", dln.Addr().String()), slog.String("scheme", "http"), slog.String("serves", "diagnostics"))
+		s.logListening(dln, slog.String("scheme", "http"), slog.String("serves", "diagnostics"))
 	}
 	return ln.Addr(), nil
+}
+
+// logListening logs that ln is bound, with attrs naming what it serves.
+func (s *Server) logListening(ln net.Listener, attrs ...slog.Attr) {
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "listening",
+		append([]slog.Attr{slog.String("addr", ln.Addr().String())}, attrs...)...)
 }
 
 // ExtAuthzAddr returns the bound ext_authz gRPC address, or nil before
