@@ -16,13 +16,6 @@ import (
 	"github.com/verdict-pdp/verdict/internal/atomicfile"
 )
 
-// File modes of the persisted bundle and its directory: the bundle may
-// hold data an operator would not publish.
-const (
-	fileMode = 0o600
-	dirMode  = 0o700
-)
-
 // meta is the persisted bundle's companion file.
 type meta struct {
 	URL      string    `json:"url"`
@@ -32,8 +25,7 @@ type meta struct {
 }
 
 func (p *Poller) persistPaths() (bundlePath, metaPath string) {
-	sum := sha256.Sum256([]byte(p.opts.URL))
-	name := "bundle-" + hex.EncodeToString(sum[:])[:16]
+	name := atomicfile.Name("bundle-", p.opts.URL, "")
 	return filepath.Join(p.opts.PersistDir, name+".tar.gz"), filepath.Join(p.opts.PersistDir, name+".json")
 }
 
@@ -101,14 +93,14 @@ func (p *Poller) persist(raw []byte, etag, revision string) error {
 	// between costs one download, never a 304 for the wrong bundle.
 	if _, err := os.Stat(mp); err == nil {
 		cleared, _ := json.Marshal(meta{URL: p.opts.URL})
-		if err := atomicfile.Write(mp, cleared, fileMode, dirMode); err != nil {
+		if err := atomicfile.Write(mp, cleared, atomicfile.PrivateFile, atomicfile.PrivateDir); err != nil {
 			return fmt.Errorf("%w: %w", ErrPersist, err)
 		}
 	}
-	if err := atomicfile.Write(bp, raw, fileMode, dirMode); err != nil {
+	if err := atomicfile.Write(bp, raw, atomicfile.PrivateFile, atomicfile.PrivateDir); err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
-	if err := atomicfile.Write(mp, mb, fileMode, dirMode); err != nil {
+	if err := atomicfile.Write(mp, mb, atomicfile.PrivateFile, atomicfile.PrivateDir); err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
 	p.saved = key

@@ -9,10 +9,29 @@
 package atomicfile
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 	"os"
 	"path/filepath"
 )
+
+// Modes of a persisted document and of the directory that holds it: only
+// the process's user may read them, since a bundle may hold data an
+// operator would not publish and a key set says which issuers are trusted.
+const (
+	PrivateFile fs.FileMode = 0o600
+	PrivateDir  fs.FileMode = 0o700
+)
+
+// Name returns the file name under which a poller keeps the document it
+// fetched for key (a URL, an issuer): prefix, 16 hex digits of key's
+// SHA-256, then ext. Any key makes a safe file name, the same one on every
+// start, and different keys share a directory without clashing.
+func Name(prefix, key, ext string) string {
+	sum := sha256.Sum256([]byte(key))
+	return prefix + hex.EncodeToString(sum[:8]) + ext
+}
 
 // Write replaces the file at path with data: it creates path's directory
 // (and its parents) with mode dirPerm when missing, writes data to a new

@@ -5,7 +5,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/internal/atomicfile"
@@ -88,5 +90,37 @@ func TestWriteFailureKeepsOld(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(target, "inside")); string(got) != "keep" {
 		t.Errorf("target changed: %q", got)
+	}
+}
+
+// plainName is what Name makes of any key with prefix "p-" and ext ".json".
+var plainName = regexp.MustCompile(`^p-[0-9a-f]{16}\.json$`)
+
+// TestName: a persisted document's name is stable across versions (a file
+// written by an earlier release is found again after an upgrade), safe for
+// any key, and different for different keys.
+func TestName(t *testing.T) {
+	tests := []struct {
+		name, prefix, key, ext, want string
+	}{
+		{name: "key set of an issuer", prefix: "jwks-", key: "https://issuer.example.com", ext: ".json",
+			want: "jwks-605ec2f11533f3f2.json"},
+		{name: "no extension", prefix: "bundle-", key: "https://issuer.example.com", want: "bundle-605ec2f11533f3f2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := atomicfile.Name(tc.prefix, tc.key, tc.ext); got != tc.want {
+				t.Errorf("Name(%q, %q, %q) = %q, want %q", tc.prefix, tc.key, tc.ext, got, tc.want)
+			}
+		})
+	}
+	for _, key := range []string{"../../etc/passwd", "a/b\\c", "\x00", strings.Repeat("x", 4096), ""} {
+		got := atomicfile.Name("p-", key, ".json")
+		if !plainName.MatchString(got) {
+			t.Errorf("Name(%q) = %q, not a plain file name of fixed length", key, got)
+		}
+	}
+	if atomicfile.Name("p-", "https://a.example", "") == atomicfile.Name("p-", "https://b.example", "") {
+		t.Error("two keys share a name")
 	}
 }

@@ -1,8 +1,6 @@
 package jwks
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,8 +25,7 @@ type persisted struct {
 // persistPath names an issuer's file in dir by a hash of the issuer, so
 // that any issuer string makes a safe file name.
 func persistPath(dir, issuer string) string {
-	sum := sha256.Sum256([]byte(issuer))
-	return filepath.Join(dir, "jwks-"+hex.EncodeToString(sum[:])[:16]+".json")
+	return filepath.Join(dir, atomicfile.Name("jwks-", issuer, ".json"))
 }
 
 // loadPersisted installs the persisted key set, if there is one, it is for
@@ -86,7 +83,7 @@ func (m *Manager) write(raw []byte, etag string, at time.Time) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
-	if err := atomicfile.Write(m.persist, b, 0o600, 0o700); err != nil {
+	if err := atomicfile.Write(m.persist, b, atomicfile.PrivateFile, atomicfile.PrivateDir); err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
 	return nil
