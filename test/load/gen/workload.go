@@ -148,7 +148,7 @@ func sameQuestion(body map[string]any, allow bool, reason, what string) tcase {
 }
 
 func newWorkload(name, alg, jwks string, pki *callerPKI) (*workload, error) {
-	defaultData, err := readData(policies.FS())
+	defaultData, err := opabaseline.ReadData(policies.FS())
 	if err != nil {
 		return nil, err
 	}
@@ -189,17 +189,10 @@ func newWorkload(name, alg, jwks string, pki *callerPKI) (*workload, error) {
 		w.cases = []tcase{get, get, rest("POST", false, "no role grants orders:write"), get,
 			get, rest("DELETE", false, "no role grants orders:delete"), get, get}
 	case "cert":
-		policy, err := opabaseline.CallerPolicy(params)
-		if err != nil {
+		if err := w.useExample("caller", opabaseline.CallerPolicy, params, jwks); err != nil {
 			return nil, err
 		}
-		data, err := exampleData("caller")
-		if err != nil {
-			return nil, err
-		}
-		w.policy, w.callers = "caller", true
-		w.opaModules = map[string]string{"policy.rego": policy}
-		w.opaData = opabaseline.Data(data, jwks)
+		w.callers = true
 		w.opaData["opa_bench"].(map[string]any)["ca"] = string(pki.caPEM)
 		q := func(svc, action string, allow bool, reason string) tcase {
 			body := map[string]any{"token": "@1@", "action": action, "caller": map[string]any{"certificate": string(pki.leaves[svc])}}
@@ -216,17 +209,10 @@ func newWorkload(name, alg, jwks string, pki *callerPKI) (*workload, error) {
 			q("unknown", "orders:read", false, "caller "+trustDomain+"unknown is not a known service"),
 		}
 	case "abac":
-		policy, err := opabaseline.ABACPolicy(params)
-		if err != nil {
+		if err := w.useExample("abac", opabaseline.ABACPolicy, params, jwks); err != nil {
 			return nil, err
 		}
-		data, err := exampleData("abac")
-		if err != nil {
-			return nil, err
-		}
-		w.policy, w.pool, w.warm = "abac", "tokens-abac.txt", "tokens-abac.txt"
-		w.opaModules = map[string]string{"policy.rego": policy}
-		w.opaData = opabaseline.Data(data, jwks)
+		w.pool, w.warm = "tokens-abac.txt", "tokens-abac.txt"
 		// Token line fields: @1@ token, @2@ sub, @3@ tenant, @4@ another tenant.
 		q := func(action, owner, tenant string, allow bool, reason, what string) tcase {
 			body := map[string]any{"token": "@1@", "action": action,
@@ -345,24 +331,26 @@ tokens:
 	return []byte(b.String())
 }
 
-func readData(fsys fs.FS) (map[string]any, error) {
-	raw, err := fs.ReadFile(fsys, "data.json")
+// useExample has Verdict serve the example policy set name
+// (test/load/examples) and gives OPA its counterpart: the module policyOf
+// renders with params, and the example's data.json with the key set jwks.
+func (w *workload) useExample(name string, policyOf func(opabaseline.Params) (string, error), params opabaseline.Params, jwks string) error {
+	policy, err := policyOf(params)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var data map[string]any
-	if err := json.Unmarshal(raw, &data); err != nil {
-		return nil, err
-	}
-	return data, nil
-}
-
-func exampleData(name string) (map[string]any, error) {
 	fsys, err := examples.FS(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return readData(fsys)
+	data, err := opabaseline.ReadData(fsys)
+	if err != nil {
+		return err
+	}
+	w.policy = name
+	w.opaModules = map[string]string{"policy.rego": policy}
+	w.opaData = opabaseline.Data(data, jwks)
+	return nil
 }
 
 // opaConfig is OPA at its best: the io_jwt verified-token cache turned on

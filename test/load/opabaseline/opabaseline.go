@@ -22,6 +22,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"maps"
 	"strings"
 	"text/template"
@@ -108,4 +109,19 @@ func Data(data map[string]any, key string) map[string]any {
 	}
 	out["opa_bench"] = map[string]any{"key": key}
 	return out
+}
+
+// ReadData decodes the data.json of a policy set, for Data: the default
+// policy's (policies.FS()) for Policy, an example's (examples.FS) for
+// CallerPolicy and ABACPolicy.
+func ReadData(fsys fs.FS) (map[string]any, error) {
+	raw, err := fs.ReadFile(fsys, "data.json")
+	if err != nil {
+		return nil, err
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
+		return nil, err
+	}
+	return data, nil
 }

@@ -99,15 +99,12 @@ func exampleData(t *testing.T, name string, key string) map[string]any {
 	return opabaseline.Data(readData(t, fsys), key)
 }
 
-// readData decodes fsys's data.json.
+// readData decodes fsys's data.json (ReadData), failing the test when it
+// cannot.
 func readData(t *testing.T, fsys fs.FS) map[string]any {
 	t.Helper()
-	raw, err := fs.ReadFile(fsys, "data.json")
+	data, err := opabaseline.ReadData(fsys)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var data map[string]any
-	if err := json.Unmarshal(raw, &data); err != nil {
 		t.Fatal(err)
 	}
 	return data
