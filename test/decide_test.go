@@ -94,7 +94,7 @@ func TestDecisions(t *testing.T) {
 					t.Errorf("Content-Type %q, want application/json", ct)
 				}
 				a := r.JSON(t)
-				if a.Allow != tc.wantAllow || a.Error != nil || a.DecisionID == "" || a.Revision == "" {
+				if a.Allow != tc.wantAllow || a.Error != nil || a.ID == "" || a.Revision == "" {
 					t.Fatalf("answer %s, want a decision with allow=%v", r.Body, tc.wantAllow)
 				}
 				if len(a.Reasons) == 0 || !strings.HasPrefix(a.Reasons[0], tc.wantReason) {
@@ -181,8 +181,8 @@ func TestDecisions(t *testing.T) {
 				if tc.wantReason != "" && (len(a.Reasons) == 0 || !strings.HasPrefix(a.Reasons[0], tc.wantReason)) {
 					t.Errorf("reasons %q, want the first to start with %q", a.Reasons, tc.wantReason)
 				}
-				if id := r.Header.Get("X-Verdict-Decision-Id"); id == "" || id != a.DecisionID {
-					t.Errorf("X-Verdict-Decision-Id %q, want the body's decision_id %q", id, a.DecisionID)
+				if id := r.Header.Get("X-Verdict-Decision-Id"); id == "" || id != a.ID {
+					t.Errorf("X-Verdict-Decision-Id %q, want the body's decision_id %q", id, a.ID)
 				}
 				_, hasSubject := r.Header["X-Verdict-Subject"]
 				switch {

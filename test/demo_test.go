@@ -108,7 +108,7 @@ func TestDemo(t *testing.T) {
 			case "allow", "anonymous", "deny":
 				a := response{Status: 200, Body: []byte(out)}.JSON(t)
 				want := kind != "deny"
-				if a.Allow != want || a.Error != nil || len(a.Reasons) == 0 || a.DecisionID == "" || a.Revision == "" {
+				if a.Allow != want || a.Error != nil || len(a.Reasons) == 0 || a.ID == "" || a.Revision == "" {
 					t.Errorf("%s\nanswered %s\nwant a decision with allow=%v, reasons, decision_id and revision", c.command, out, want)
 				}
 				if kind == "anonymous" && a.Headers["x-verdict-subject"] != "" {

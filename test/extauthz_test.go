@@ -178,7 +178,7 @@ func TestExtAuthz(t *testing.T) {
 				if !strings.Contains(text, tc.wantReason) {
 					t.Errorf("reasons %q, want %q", text, tc.wantReason)
 				}
-				if got.body.Allow || got.body.DecisionID != got.headers["x-verdict-decision-id"] {
+				if got.body.Allow || got.body.ID != got.headers["x-verdict-decision-id"] {
 					t.Errorf("body %+v, decision id header %s", got.body, got.headers["x-verdict-decision-id"])
 				}
 			}

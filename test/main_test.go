@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/client"
 )
 
 // verdictBin is the binary TestMain builds.
@@ -335,14 +336,11 @@ func tail(s string, lines int) string {
 }
 
 // answer is a decision or the error shape, as /v1/decide and /v1/check
-// answer.
+// answer: the public client's Decision (the wire format it mirrors) and the
+// error that comes instead of one.
 type answer struct {
-	DecisionID string            `json:"decision_id"`
-	Allow      bool              `json:"allow"`
-	Reasons    []string          `json:"reasons"`
-	Headers    map[string]string `json:"headers"`
-	Revision   string            `json:"revision"`
-	Error      *struct {
+	client.Decision
+	Error *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`

@@ -33,7 +33,7 @@ func TestDecisionLogReplay(t *testing.T) {
 		if r.Status != http.StatusOK {
 			t.Fatalf("%s: %d %s", action, r.Status, r.Body)
 		}
-		ids[action] = r.JSON(t).DecisionID
+		ids[action] = r.JSON(t).ID
 	}
 	p.Signal(t, syscall.SIGTERM) // flushes the log
 	p.Wait(t)

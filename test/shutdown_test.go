@@ -102,11 +102,11 @@ func TestGracefulShutdown(t *testing.T) {
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				var a answer
-				if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(b, &a) != nil || !a.Allow || a.DecisionID == "" {
+				if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(b, &a) != nil || !a.Allow || a.ID == "" {
 					bad("answer (SIGTERM sent: %v): %d %q, %v", sigtermed.Load(), resp.StatusCode, b, err)
 					return
 				}
-				record(a.DecisionID)
+				record(a.ID)
 				answered.Add(1)
 				if sigtermed.Load() {
 					afterSigOK.Add(1)
@@ -161,7 +161,7 @@ func TestGracefulShutdown(t *testing.T) {
 			t.Errorf("slow request %d after SIGTERM: %d %q, %v", i, resp.StatusCode, b, err)
 			continue
 		}
-		record(a.DecisionID)
+		record(a.ID)
 	}
 	finished := time.Now()
 

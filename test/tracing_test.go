@@ -31,7 +31,7 @@ func tracedDecision(t *testing.T, p *process, tok string) string {
 	if r.Status != http.StatusOK {
 		t.Fatalf("decide: %d %s", r.Status, r.Body)
 	}
-	return r.JSON(t).DecisionID
+	return r.JSON(t).ID
 }
 
 // checkDecideTrace checks that the spans hold the decision's span in the

@@ -101,7 +101,7 @@ func TestDecisionLogUpload(t *testing.T) {
 	ask := func(n int) {
 		for i := range n {
 			action := []string{"orders:read", "orders:delete", "catalog:read"}[i%3]
-			ids = append(ids, p.decideOK(t, mustJSON(t, map[string]any{"token": viewer, "action": action})).DecisionID)
+			ids = append(ids, p.decideOK(t, mustJSON(t, map[string]any{"token": viewer, "action": action})).ID)
 		}
 	}
 	ask(12)
