@@ -150,8 +150,7 @@ func TestImage(t *testing.T) {
 	}
 
 	// The shared-service pod, in the container.
-	m := render(t, filepath.Join("kubernetes", "overlays", "shared-service"))
-	p := verdictPods(t, m)[0]
+	_, p := renderOverlay(t, "shared-service")
 	l := layOut(t, p, true)
 	name := strings.ReplaceAll(strings.TrimPrefix(image, "localhost/"), ":", "-")
 	args := append([]string{"run", "--rm", "--name", name, "--network", "host",

@@ -200,6 +200,19 @@ func flagValue(args []string, name string) (string, bool) {
 	return v, found
 }
 
+// renderOverlay renders kubernetes/overlays/NAME, an overlay with one
+// Verdict pod, and returns it with that pod; another number of Verdict
+// pods fails the test.
+func renderOverlay(t *testing.T, name string) (*manifest, *verdictPod) {
+	t.Helper()
+	m := render(t, filepath.Join("kubernetes", "overlays", name))
+	pods := verdictPods(t, m)
+	if len(pods) != 1 {
+		t.Fatalf("%s: %d Verdict pods, want 1", m.dir, len(pods))
+	}
+	return m, pods[0]
+}
+
 // verdictPods finds every pod template with a Verdict container and reads
 // what the container says; what cannot be read fails the test.
 func verdictPods(t *testing.T, m *manifest) []*verdictPod {
@@ -720,17 +733,12 @@ func TestKustomizeBase(t *testing.T) {
 // then the real binary runs its container's arguments, configuration and
 // policies.
 func TestKustomizeSharedService(t *testing.T) {
-	m := render(t, filepath.Join("kubernetes", "overlays", "shared-service"))
-	pods := verdictPods(t, m)
-	if len(pods) != 1 {
-		t.Fatalf("%d Verdict pods, want 1", len(pods))
-	}
-	p := pods[0]
+	m, p := renderOverlay(t, "shared-service")
 	if p.sidecar {
 		t.Errorf("%s is a sidecar, want the Deployment's container", p)
 	}
 	checkPod(t, p, routes(t))
-	checkServices(t, m, pods)
+	checkServices(t, m, []*verdictPod{p})
 	checkShared(t, m, p)
 	if t.Failed() {
 		return
@@ -742,12 +750,7 @@ func TestKustomizeSharedService(t *testing.T) {
 // sidecar beside an application, on loopback only, with no probes and no
 // Service reaching it; then the real binary runs it.
 func TestKustomizeSidecar(t *testing.T) {
-	m := render(t, filepath.Join("kubernetes", "overlays", "sidecar"))
-	pods := verdictPods(t, m)
-	if len(pods) != 1 {
-		t.Fatalf("%d Verdict pods, want 1", len(pods))
-	}
-	p := pods[0]
+	m, p := renderOverlay(t, "sidecar")
 	if !p.sidecar {
 		t.Errorf("%s is not a native sidecar (an init container with restartPolicy Always): it would not start before the application", p)
 	}
@@ -761,7 +764,7 @@ func TestKustomizeSidecar(t *testing.T) {
 		t.Errorf("%s: no application container", p)
 	}
 	checkPod(t, p, routes(t))
-	checkServices(t, m, pods)
+	checkServices(t, m, []*verdictPod{p})
 	if t.Failed() {
 		return
 	}
