@@ -1,7 +1,6 @@
 package token_test
 
 import (
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,14 +26,8 @@ var weakRSA = sync.OnceValue(func() *rsa.PrivateKey {
 func TestNewVerifierConfig(t *testing.T) {
 	es := authztest.NewIssuer(t, "ES256")
 	rs := authztest.NewIssuer(t, "RS256")
-	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, edPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p224 := ecKey(t, elliptic.P224())
+	_, edPriv := edKey(t)
 	rsKey := rs.PublicKey().Public
 	esKey := es.PublicKey().Public
 

@@ -2,10 +2,7 @@ package token_test
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
@@ -72,11 +69,8 @@ func pemBlock(typ string, der []byte) []byte {
 func TestParsePublicKeyPEM(t *testing.T) {
 	rs := authztest.NewIssuer(t, "RS256")
 	rsaPub := rs.PublicKey().Public.(*rsa.PublicKey)
-	ecPriv := p256(t)
-	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ecPriv := ecKey(t, elliptic.P256())
+	edPub, edPriv := edKey(t)
 	pkix := func(pub crypto.PublicKey) []byte {
 		der, err := x509.MarshalPKIXPublicKey(pub)
 		if err != nil {
@@ -203,15 +197,9 @@ func TestParseJWKS(t *testing.T) {
 		return weakRSA()
 	}()
 	rsaPub := rsIss.PublicKey().Public.(*rsa.PublicKey)
-	ecPriv := p256(t)
-	ec384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ecPriv := ecKey(t, elliptic.P256())
+	ec384 := ecKey(t, elliptic.P384())
+	edPub, edPriv := edKey(t)
 
 	rsaJWK := jwk(t, rsaPub, "rsa-1", jwkset.AlgRS256, false)
 	ecJWK := jwk(t, &ecPriv.PublicKey, "ec-1", "", false)
@@ -344,12 +332,9 @@ func TestIDLessKeyAcceptsAnyKID(t *testing.T) {
 // TestParseJWKSLenient: a bad entry is skipped and reported, the good keys
 // are kept, and only a document that is not a key set at all fails.
 func TestParseJWKSLenient(t *testing.T) {
-	ecPriv := p256(t)
+	ecPriv := ecKey(t, elliptic.P256())
 	ecJWK := jwk(t, &ecPriv.PublicKey, "ec-1", "", false)
-	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	edPub, edPriv := edKey(t)
 	edJWK := jwk(t, edPub, "ed-1", jwkset.AlgEdDSA, false)
 	good := []token.Key{
 		{ID: "ec-1", Public: &ecPriv.PublicKey},

@@ -3,6 +3,7 @@ package token_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
@@ -127,7 +128,7 @@ func TestVerify(t *testing.T) {
 	other := named(t, "ES256", "https://other.test", "other-key")
 	noExp := named(t, "ES256", "https://noexp.test", "")
 	// attacker holds its own ES256 key and claims to be es.
-	attackerPriv := p256(t)
+	attackerPriv := ecKey(t, elliptic.P256())
 	attackerKey := &attackerPriv.PublicKey
 	attackerMint := func(header map[string]any, claims map[string]any) string {
 		return signJWT(t, jwt.SigningMethodES256, attackerPriv, mergeHeader(map[string]any{"kid": es.KeyID}, header), claims)
@@ -589,12 +590,23 @@ func mergeHeader(base, over map[string]any) map[string]any {
 	return out
 }
 
-// p256 is used by tests that need an unrelated EC key.
-func p256(t testing.TB) *ecdsa.PrivateKey {
+// ecKey is a fresh EC key on curve, for tests that need an unrelated key
+// or one of a curve no issuer uses.
+func ecKey(t testing.TB, curve elliptic.Curve) *ecdsa.PrivateKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := ecdsa.GenerateKey(curve, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// edKey is a fresh Ed25519 key pair.
+func edKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, priv
 }
