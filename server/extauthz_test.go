@@ -74,6 +74,17 @@ func dialExtAuthz(t testing.TB, addr string, creds credentials.TransportCredenti
 	return conn
 }
 
+// check asks req over the fixture's gRPC connection and reads the answer;
+// a failed call fails t.
+func (x *extAuthzFixture) check(t *testing.T, req *authv3.CheckRequest) extAnswer {
+	t.Helper()
+	resp, err := x.client.Check(t.Context(), req)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return readAnswer(t, resp)
+}
+
 // checkRequest is the CheckRequest Envoy sends for method and path, with
 // headers as Envoy's map (lowercase names).
 func checkRequest(method, path string, headers map[string]string) *authv3.CheckRequest {
@@ -215,13 +226,9 @@ func TestExtAuthzCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := x.client.Check(t.Context(), tc.req)
-			if err != nil {
-				t.Fatalf("Check: %v", err)
-			}
-			a := readAnswer(t, resp)
+			a := x.check(t, tc.req)
 			if a.code != tc.wantCode || a.http != tc.wantHTTP {
-				t.Fatalf("answer %v/%d, want %v/%d: %v", a.code, a.http, tc.wantCode, tc.wantHTTP, resp)
+				t.Fatalf("answer %v/%d, want %v/%d: %s", a.code, a.http, tc.wantCode, tc.wantHTTP, a.reasons())
 			}
 			if tc.wantReason != "" && !strings.Contains(a.reasons(), tc.wantReason) {
 				t.Errorf("reasons %s, want %q", a.reasons(), tc.wantReason)
@@ -292,17 +299,12 @@ func TestExtAuthzRecorded(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
 	}
-	m := scrape(t, x.srv)
-	for _, line := range []string{
+	wantMetrics(t, scrape(t, x.srv),
 		`verdict_decisions_total{api="ext_authz",result="allow"} 1`,
 		`verdict_decisions_total{api="ext_authz",result="deny"} 1`,
 		`verdict_decisions_total{api="ext_authz",result="error"} 1`,
 		`verdict_token_failures_total{reason="malformed"} 1`,
-	} {
-		if !strings.Contains(m, line) {
-			t.Errorf("metrics lack %s\n%s", line, grep(m, "ext_authz"))
-		}
-	}
+	)
 }
 
 // attributesPolicy allows when the request's attributes reach the input
@@ -361,11 +363,7 @@ func TestExtAuthzPeerTrust(t *testing.T) {
 			if err := x.engine.Load(t.Context(), authztest.Policy(t, "attrs", attributesPolicy)); err != nil {
 				t.Fatal(err)
 			}
-			resp, err := x.client.Check(t.Context(), req())
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := readAnswer(t, resp)
+			a := x.check(t, req())
 			if a.code != codes.OK {
 				t.Fatalf("answer %v %d %s", a.code, a.http, a.reasons())
 			}
@@ -393,11 +391,7 @@ func TestExtAuthzPeerTrust(t *testing.T) {
 			r := checkRequest("POST", "/inventory/reserve", map[string]string{
 				"authorization": "Bearer " + x.mint(t, "alice", "viewer"), "x-verdict-action": "inventory:reserve"})
 			r.Attributes.Source = &authv3.AttributeContext_Peer{Principal: "spiffe://verdict.example/ns/shop/sa/payments"}
-			resp, err := x.client.Check(t.Context(), r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := readAnswer(t, resp)
+			a := x.check(t, r)
 			if a.code != tc.wantCode {
 				t.Fatalf("answer %v %d %s", a.code, a.http, a.reasons())
 			}
@@ -420,11 +414,7 @@ func TestExtAuthzPeerTrust(t *testing.T) {
 func TestExtAuthzFailsClosed(t *testing.T) {
 	t.Run("no policy", func(t *testing.T) {
 		x := newExtAuthzFixture(t, extAuthzOptions{noLoad: true})
-		resp, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := readAnswer(t, resp)
+		a := x.check(t, checkRequest("GET", "/catalog", nil))
 		if a.code != codes.Unavailable || a.http != 503 || !strings.Contains(a.reasons(), CodeNotReady) {
 			t.Errorf("answer %v %d %v", a.code, a.http, a.body)
 		}
@@ -437,22 +427,14 @@ func TestExtAuthzFailsClosed(t *testing.T) {
 		if err := x.engine.Load(t.Context(), authztest.Policy(t, "broken", policy)); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := readAnswer(t, resp)
+		a := x.check(t, checkRequest("GET", "/catalog", nil))
 		if a.code != codes.Internal || a.http != 500 || !strings.Contains(a.reasons(), CodePolicyError) {
 			t.Errorf("answer %v %d %v", a.code, a.http, a.body)
 		}
 	})
 	t.Run("panic", func(t *testing.T) {
 		x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Engine = panicEngine{o.Engine} }})
-		resp, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := readAnswer(t, resp)
+		a := x.check(t, checkRequest("GET", "/catalog", nil))
 		if a.code != codes.Internal || a.http != 500 {
 			t.Errorf("answer %v %d %v", a.code, a.http, a.body)
 		}
@@ -604,22 +586,6 @@ func TestExtAuthzHealth(t *testing.T) {
 	}
 }
 
-// gateEngine holds every decision until released.
-type gateEngine struct {
-	Engine
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (e *gateEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
-	e.entered <- struct{}{}
-	select {
-	case <-e.release:
-	case <-ctx.Done(): // as the engine does
-	}
-	return e.Engine.Decide(ctx, req)
-}
-
 // TestExtAuthzShutdown checks that a Check in flight when Run's context
 // ends is answered, that the gRPC listener closes, and that Run returns
 // nil; and that a Check that outlasts the shutdown timeout is cut off.
@@ -631,7 +597,7 @@ func TestExtAuthzShutdown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var gate *gateEngine
 			x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
-				gate = &gateEngine{Engine: o.Engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
+				gate = newGateEngine(o.Engine)
 				o.Engine = gate
 				o.Limits.ShutdownTimeout = 300 * time.Millisecond
 			}})
@@ -674,23 +640,6 @@ func TestExtAuthzShutdown(t *testing.T) {
 				t.Errorf("cut-off check answered %v", r.resp)
 			}
 		})
-	}
-}
-
-// eventuallyClosed waits until addr refuses connections.
-func eventuallyClosed(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("gRPC listener still open during shutdown")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

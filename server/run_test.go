@@ -57,22 +57,49 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 }
 
-// slowEngine holds every decision until released.
-type slowEngine struct {
+// gateEngine holds every decision until released, or until the
+// decision's context ends, as the engine does.
+type gateEngine struct {
 	Engine
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (e *slowEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
+// newGateEngine is a gateEngine in front of e, holding nothing yet.
+func newGateEngine(e Engine) *gateEngine {
+	return &gateEngine{Engine: e, entered: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (e *gateEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
 	e.entered <- struct{}{}
-	<-e.release
+	select {
+	case <-e.release:
+	case <-ctx.Done():
+	}
 	return e.Engine.Decide(ctx, req)
+}
+
+// eventuallyClosed waits until addr refuses connections, as a listener
+// does once shutdown begins.
+func eventuallyClosed(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("listener %s still open during shutdown", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	slow := &slowEngine{Engine: f.engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	slow := newGateEngine(f.engine)
 	s, err := New(Options{Engine: slow, Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -98,18 +125,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	// Shutdown is waiting for the request; new connections are refused.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			break
-		}
-		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("listener still open during shutdown")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventuallyClosed(t, addr)
 	select {
 	case err := <-stopped:
 		t.Fatalf("Run returned before the in-flight request finished: %v", err)
@@ -127,7 +143,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 
 func TestShutdownDeadline(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
-	slow := &slowEngine{Engine: f.engine, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	slow := newGateEngine(f.engine)
 	defer close(slow.release)
 	s, err := New(Options{Engine: slow, Addr: "127.0.0.1:0", Limits: Limits{ShutdownTimeout: 50 * time.Millisecond}})
 	if err != nil {

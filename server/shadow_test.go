@@ -150,12 +150,9 @@ func TestShadowComparesAndNeverChangesAnswers(t *testing.T) {
 	if rev, _ := shadow["revision"].(string); rev != st.Revision {
 		t.Errorf("/v1/status shadow revision %q, want %q:\n%s", rev, st.Revision, body)
 	}
-	metrics := f.do(t, http.MethodGet, "/metrics", "", nil, "").Body.String()
+	metrics := scrape(t, f.srv)
 	for o, v := range want {
-		line := fmt.Sprintf("verdict_shadow_decisions_total{outcome=%q} %d\n", o, v)
-		if !strings.Contains(metrics, line) {
-			t.Errorf("/metrics lacks %q", line)
-		}
+		wantMetrics(t, metrics, fmt.Sprintf("verdict_shadow_decisions_total{outcome=%q} %d\n", o, v))
 	}
 }
 
