@@ -110,6 +110,16 @@ func (f *azFixture) do(t testing.TB, q azRequest) *httptest.ResponseRecorder {
 	return w
 }
 
+// expect sends q like do and fails t unless the answer's status is want.
+func (f *azFixture) expect(t testing.TB, q azRequest, want int) *httptest.ResponseRecorder {
+	t.Helper()
+	w := f.do(t, q)
+	if w.Code != want {
+		t.Fatalf("%s %s: status = %d, want %d; body %s", q.path, q.body, w.Code, want, w.Body)
+	}
+	return w
+}
+
 // azDecision is one AuthZEN decision as answered.
 type azDecision struct {
 	Decision *bool `json:"decision"`
@@ -149,14 +159,11 @@ func decodeJSON[T any](t *testing.T, w *httptest.ResponseRecorder) T {
 
 func TestAuthZENEvaluationMapping(t *testing.T) {
 	f := newAZFixture(t, true, nil)
-	w := f.do(t, azRequest{path: "/access/v1/evaluation", header: http.Header{"X-Request-Id": {"req-42"}}, body: `{
+	w := f.expect(t, azRequest{path: "/access/v1/evaluation", header: http.Header{"X-Request-Id": {"req-42"}}, body: `{
 		"subject": {"type": "user", "id": "alice@example.com", "properties": {"department": "Sales", "n": 1.5}},
 		"action": {"name": "allow_read", "properties": {"method": "GET"}},
 		"resource": {"type": "document", "id": "123", "properties": {"owner": "bob"}},
-		"context": {"time": "1985-10-26T01:22-07:00"}}`})
-	if w.Code != 200 {
-		t.Fatalf("status = %d; body %s", w.Code, w.Body)
-	}
+		"context": {"time": "1985-10-26T01:22-07:00"}}`}, 200)
 	if got := w.Header().Get("X-Request-Id"); got != "req-42" {
 		t.Errorf("X-Request-Id = %q, want it echoed", got)
 	}
@@ -190,11 +197,8 @@ func TestAuthZENEvaluationMapping(t *testing.T) {
 // members stay absent in the input, and the request ID is the decision's.
 func TestAuthZENMinimal(t *testing.T) {
 	f := newAZFixture(t, true, nil)
-	w := f.do(t, azRequest{path: "/access/v1/evaluation",
-		body: `{"subject":{"type":"user","id":"a"},"action":{"name":"read"},"resource":{"type":"doc","id":"1"}}`})
-	if w.Code != 200 {
-		t.Fatalf("status = %d; body %s", w.Code, w.Body)
-	}
+	w := f.expect(t, azRequest{path: "/access/v1/evaluation",
+		body: `{"subject":{"type":"user","id":"a"},"action":{"name":"read"},"resource":{"type":"doc","id":"1"}}`}, 200)
 	if got := w.Header().Get("X-Request-Id"); got != "" {
 		t.Errorf("X-Request-Id = %q without one in the request", got)
 	}
@@ -223,10 +227,7 @@ func TestAuthZENUnknownMembersIgnored(t *testing.T) {
 		"action":{"name":"allow_it","verb":"GET"},
 		"resource":{"type":"user","id":"beth","userID":"beth","properties":null},
 		"context":null, "evaluations":[{"bogus":1}], "options":"x", "extension":{"v":true}}`
-	w := f.do(t, azRequest{path: "/access/v1/evaluation", body: body})
-	if w.Code != 200 {
-		t.Fatalf("status = %d; body %s", w.Code, w.Body)
-	}
+	w := f.expect(t, azRequest{path: "/access/v1/evaluation", body: body}, 200)
 	d := decodeJSON[azDecision](t, w)
 	got := d.echoed(t)
 	if diff := cmp.Diff(map[string]any{"type": "user", "id": "beth"}, got["resource"]); diff != "" {
@@ -427,10 +428,7 @@ func TestAuthZENBatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := f.do(t, azRequest{path: "/access/v1/evaluations", body: tc.body})
-			if w.Code != 200 {
-				t.Fatalf("status = %d; body %s", w.Code, w.Body)
-			}
+			w := f.expect(t, azRequest{path: "/access/v1/evaluations", body: tc.body}, 200)
 			a := decodeJSON[batchAnswer](t, w)
 			if a.Decision != nil {
 				t.Errorf("top-level decision = %v; a batch answers only evaluations", *a.Decision)
@@ -469,10 +467,7 @@ func TestAuthZENBatchDefaults(t *testing.T) {
 			{"resource": {"type": "doc", "id": "2"}, "subject": {"type": "user", "id": "bob"}, "context": {}},
 			{"resource": {"type": "doc", "id": "3", "properties": {"p": true}}, "action": {"name": "edit", "properties": {"v": 2}}}
 		]}`
-	w := f.do(t, azRequest{path: "/access/v1/evaluations", body: body, header: http.Header{"X-Request-Id": {"batch-7"}}})
-	if w.Code != 200 {
-		t.Fatalf("status = %d; body %s", w.Code, w.Body)
-	}
+	w := f.expect(t, azRequest{path: "/access/v1/evaluations", body: body, header: http.Header{"X-Request-Id": {"batch-7"}}}, 200)
 	if w.Header().Get("X-Request-Id") != "batch-7" {
 		t.Errorf("X-Request-Id = %q", w.Header().Get("X-Request-Id"))
 	}
@@ -515,10 +510,7 @@ func TestAuthZENBatchWithoutItems(t *testing.T) {
 	f := newAZFixture(t, true, nil)
 	for _, extra := range []string{``, `,"evaluations":[]`, `,"evaluations":null`, `,"options":{"evaluations_semantic":"deny_on_first_deny"}`} {
 		body := `{"subject":{"type":"user","id":"a"},"action":{"name":"allow"},"resource":{"type":"doc","id":"1"}` + extra + `}`
-		w := f.do(t, azRequest{path: "/access/v1/evaluations", body: body})
-		if w.Code != 200 {
-			t.Fatalf("%s: status = %d; body %s", extra, w.Code, w.Body)
-		}
+		w := f.expect(t, azRequest{path: "/access/v1/evaluations", body: body}, 200)
 		a := decodeJSON[batchAnswer](t, w)
 		if a.Decision == nil || !*a.Decision || a.Evaluations != nil {
 			t.Errorf("%s: answer = %s, want a single decision", extra, w.Body)
@@ -533,10 +525,7 @@ func TestAuthZENNotReady(t *testing.T) {
 		{path: "/access/v1/evaluation", body: `{` + ok + `}`},
 		{path: "/access/v1/evaluations", body: `{` + ok + `,"evaluations":[{},{}]}`},
 	} {
-		w := f.do(t, q)
-		if w.Code != 503 {
-			t.Fatalf("%s: status = %d, want 503; body %s", q.path, w.Code, w.Body)
-		}
+		w := f.expect(t, q, 503)
 		if e, _ := decodeAnswer(t, w.Body.Bytes())["error"].(map[string]any); e["code"] != CodeNotReady {
 			t.Errorf("%s: body %s", q.path, w.Body)
 		}
@@ -545,11 +534,8 @@ func TestAuthZENNotReady(t *testing.T) {
 
 func TestAuthZENPolicyFailureSingle(t *testing.T) {
 	f := newAZFixture(t, true, nil)
-	w := f.do(t, azRequest{path: "/access/v1/evaluation",
-		body: `{"subject":{"type":"user","id":"a"},"action":{"name":"fail"},"resource":{"type":"doc","id":"1"}}`})
-	if w.Code != 500 {
-		t.Fatalf("status = %d, want 500; body %s", w.Code, w.Body)
-	}
+	w := f.expect(t, azRequest{path: "/access/v1/evaluation",
+		body: `{"subject":{"type":"user","id":"a"},"action":{"name":"fail"},"resource":{"type":"doc","id":"1"}}`}, 500)
 	got := decodeAnswer(t, w.Body.Bytes())
 	if e, _ := got["error"].(map[string]any); e["code"] != CodePolicyError || got["decision_id"] == "" {
 		t.Errorf("body %s", w.Body)

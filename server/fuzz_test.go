@@ -27,26 +27,37 @@ func FuzzDecodeDecideBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var in decideBody
-		err := newJSONReader().decodeDecide(data, DefaultMaxJSONDepth, &in)
-		if err != nil {
-			if !errors.Is(err, authz.ErrInvalidRequest) {
-				t.Fatalf("error %v does not wrap authz.ErrInvalidRequest", err)
-			}
+		if !decodedAsDocumented(t, data, newJSONReader().decodeDecide(data, DefaultMaxJSONDepth, &in)) {
 			return
-		}
-		if !json.Valid(data) {
-			t.Fatalf("accepted invalid JSON %q", data)
-		}
-		if !jsontext.Value(data).IsValid() {
-			t.Fatalf("accepted %q, which has duplicate names or invalid UTF-8", data)
 		}
 		if in.Caller != nil && in.Caller.Token != "" && in.Caller.Certificate != "" {
 			t.Fatal("accepted a caller with a token and a certificate")
 		}
-		if depth(data) > DefaultMaxJSONDepth {
-			t.Fatalf("accepted depth %d", depth(data))
-		}
 	})
+}
+
+// decodedAsDocumented holds what every body decoder promises, given the
+// body and the decoder's error: what it refuses is an invalid request;
+// what it accepts is valid I-JSON (UTF-8, unique member names) within
+// DefaultMaxJSONDepth. It reports whether the body was accepted.
+func decodedAsDocumented(t *testing.T, data []byte, err error) bool {
+	t.Helper()
+	if err != nil {
+		if !errors.Is(err, authz.ErrInvalidRequest) {
+			t.Fatalf("error %v does not wrap authz.ErrInvalidRequest", err)
+		}
+		return false
+	}
+	if !json.Valid(data) {
+		t.Fatalf("accepted invalid JSON %q", data)
+	}
+	if !jsontext.Value(data).IsValid() {
+		t.Fatalf("accepted %q, which has duplicate names or invalid UTF-8", data)
+	}
+	if depth(data) > DefaultMaxJSONDepth {
+		t.Fatalf("accepted depth %d", depth(data))
+	}
+	return true
 }
 
 // depth is the nesting depth of valid JSON, by a slow, obvious method.
