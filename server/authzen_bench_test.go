@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The AuthZEN benchmarks ask the embedded default policies the question
@@ -20,11 +19,9 @@ import (
 
 // authzenBench is a fixture whose AuthZEN endpoints trust httptest's peer.
 func authzenBench(b *testing.B) *fixture {
-	f := newFixture(b, fixtureOptions{mutate: func(o *Options) {
+	return benchFixture(b, fixtureOptions{mutate: func(o *Options) {
 		o.AuthZEN = &AuthZEN{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
 	}})
-	f.srv.dlog = nil
-	return f
 }
 
 // serveBench sends body to path and checks for a 200 with want in it.
@@ -44,7 +41,7 @@ const authzenSingleBody = `{"subject":{"type":"user","id":"alice"},"action":{"na
 // BenchmarkAuthZENEvaluation asks, with a token (verification cache warm).
 func BenchmarkDecideHandlerEvaluated(b *testing.B) {
 	f := authzenBench(b)
-	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	tok := f.mint(b, "alice", "viewer")
 	body := `{"token":"` + tok + `","action":"catalog:read","resource":{"type":"catalog","id":"42"}}`
 	h := f.srv.Handler()
 	b.ReportAllocs()

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
@@ -54,12 +53,10 @@ func BenchmarkDecodeWorstCase(b *testing.B) {
 // BenchmarkDecideHandler measures the HTTP front around a real decision
 // (verified-token cache warm), without the network.
 func BenchmarkDecideHandler(b *testing.B) {
-	f := newFixture(b, fixtureOptions{})
-	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	f := benchFixture(b, fixtureOptions{})
+	tok := f.mint(b, "alice", "viewer")
 	body := `{"token":"` + tok + `","action":"orders:read"}`
 	h := f.srv.Handler()
-	f.log = nil
-	f.srv.dlog = nil
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(body))
@@ -74,10 +71,9 @@ func BenchmarkDecideHandler(b *testing.B) {
 
 // BenchmarkCheckHandler measures forward-auth around a real decision.
 func BenchmarkCheckHandler(b *testing.B) {
-	f := newFixture(b, fixtureOptions{})
-	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	f := benchFixture(b, fixtureOptions{})
+	tok := f.mint(b, "alice", "viewer")
 	h := f.srv.Handler()
-	f.srv.dlog = nil
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodGet, "/v1/check", nil)

@@ -25,9 +25,8 @@ import (
 //     connection (HTTP/2 framing, both sides of the call);
 //   - loopback: the same over TCP on 127.0.0.1.
 func BenchmarkExtAuthzCheck(b *testing.B) {
-	f := newFixture(b, fixtureOptions{})
-	f.srv.dlog = nil
-	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	f := benchFixture(b, fixtureOptions{})
+	tok := f.mint(b, "alice", "viewer")
 	req := checkRequest("GET", "/orders/42", map[string]string{
 		":authority": "shop.example", ":method": "GET", ":path": "/orders/42", "authorization": "Bearer " + tok,
 		"user-agent": "curl/8.5.0", "accept": "*/*", "x-forwarded-proto": "https", "x-request-id": "c0a8e5f2-5b4c-4f1e-9d3a-2b7e8f6a1d0c",

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
@@ -21,18 +20,17 @@ import (
 // ratio of whole requests. verdict_cached_logged also writes the decision
 // log (to a discarding writer), as a default deployment does.
 func BenchmarkCachedVersusEcho(b *testing.B) {
-	f := newFixture(b, fixtureOptions{})
-	tok, _ := f.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	f := benchFixture(b, fixtureOptions{})
+	tok := f.mint(b, "alice", "viewer")
 	body := `{"token":"` + tok + `","action":"orders:read"}`
-	f.srv.dlog = nil
-	logged := newFixture(b, fixtureOptions{})
+	logged := benchFixture(b, fixtureOptions{})
 	l, err := decisionlog.New(decisionlog.Options{Writer: io.Discard, Buffer: 1 << 16})
 	if err != nil {
 		b.Fatal(err)
 	}
 	go l.Run(b.Context())
 	logged.srv.dlog = l
-	loggedTok, _ := logged.minter.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	loggedTok := logged.mint(b, "alice", "viewer")
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var v map[string]any
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, DefaultMaxBodyBytes)).Decode(&v); err != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
@@ -33,8 +35,9 @@ type fixture struct {
 
 type fixtureOptions struct {
 	noLoad    bool
-	keepInput bool     // authz.Options.KeepInput
-	trusted   []string // trusted proxy prefixes
+	keepInput bool                 // authz.Options.KeepInput
+	trusted   []string             // trusted proxy prefixes
+	tracer    trace.TracerProvider // the engine's and the server's
 	mutate    func(*Options)
 }
 
@@ -44,7 +47,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := authz.New(authz.Options{Tokens: tokenOptions(m), KeepInput: fo.keepInput})
+	e, err := authz.New(authz.Options{Tokens: tokenOptions(m), KeepInput: fo.keepInput, TracerProvider: fo.tracer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +61,8 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 		}
 	}
 	f := &fixture{engine: e, minter: m, log: &memLog{}, ca: authztest.NewCA(t, "verdict test ca")}
-	opts := Options{Engine: e, Addr: "127.0.0.1:0", DecisionLog: f.log, TrustBundle: f.ca.Pool(), ActionHeader: "X-Verdict-Action"}
+	opts := Options{Engine: e, Addr: "127.0.0.1:0", DecisionLog: f.log, TrustBundle: f.ca.Pool(), ActionHeader: "X-Verdict-Action",
+		TracerProvider: fo.tracer}
 	for _, p := range fo.trusted {
 		opts.TrustedProxies = append(opts.TrustedProxies, netip.MustParsePrefix(p))
 	}
@@ -68,6 +72,15 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if f.srv, err = New(opts); err != nil {
 		t.Fatal(err)
 	}
+	return f
+}
+
+// benchFixture is newFixture without a decision log: the benchmarks
+// measure the front and the engine.
+func benchFixture(b *testing.B, fo fixtureOptions) *fixture {
+	b.Helper()
+	f := newFixture(b, fo)
+	f.log, f.srv.dlog = nil, nil
 	return f
 }
 

@@ -20,9 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/verdict-pdp/verdict/authz"
-	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/internal/otlptest"
-	"github.com/verdict-pdp/verdict/policies"
 )
 
 // A traceparent as a proxy would send it (sampled), and its parts.
@@ -46,33 +44,6 @@ func otlpProvider(t *testing.T, rcv *otlptest.Receiver) *sdktrace.TracerProvider
 	return tp
 }
 
-// newTracedFixture is newFixture with tracing: the engine and the server
-// both trace into tp.
-func newTracedFixture(t *testing.T, tp trace.TracerProvider, mutate func(*Options)) *fixture {
-	t.Helper()
-	f := newFixture(t, fixtureOptions{})
-	e, err := authz.New(authz.Options{Tokens: tokenOptions(f.minter), TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Load(t.Context(), snap); err != nil {
-		t.Fatal(err)
-	}
-	opts := Options{Engine: e, Addr: "127.0.0.1:0", DecisionLog: f.log, TracerProvider: tp, ActionHeader: "X-Verdict-Action"}
-	if mutate != nil {
-		mutate(&opts)
-	}
-	if f.srv, err = New(opts); err != nil {
-		t.Fatal(err)
-	}
-	f.engine = e
-	return f
-}
-
 // TestTraceDecisionOverHTTP: a decision asked with a traceparent is a
 // verdict.decide span in that trace, child of the caller's span, with the
 // engine's verify and evaluate spans under it; its attributes name the
@@ -80,7 +51,7 @@ func newTracedFixture(t *testing.T, tp trace.TracerProvider, mutate func(*Option
 func TestTraceDecisionOverHTTP(t *testing.T) {
 	rcv := otlptest.Start(t)
 	tp := otlpProvider(t, rcv)
-	f := newTracedFixture(t, tp, nil)
+	f := newFixture(t, fixtureOptions{tracer: tp})
 	tok := f.mint(t, "alice", "viewer")
 
 	w := f.do(t, http.MethodPost, "/v1/decide", jsonBody(t, map[string]any{"token": tok, "action": "orders:read"}),
@@ -144,7 +115,7 @@ func TestTraceDecisionOverHTTP(t *testing.T) {
 func TestTraceRejected(t *testing.T) {
 	rcv := otlptest.Start(t)
 	tp := otlpProvider(t, rcv)
-	f := newTracedFixture(t, tp, nil)
+	f := newFixture(t, fixtureOptions{tracer: tp})
 	w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{
 		"Authorization": {"Basic YTpi"}, "X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/1"},
 	}, "")
@@ -174,7 +145,7 @@ func TestTraceRejected(t *testing.T) {
 func TestTraceNotSampled(t *testing.T) {
 	rcv := otlptest.Start(t)
 	tp := otlpProvider(t, rcv)
-	f := newTracedFixture(t, tp, nil)
+	f := newFixture(t, fixtureOptions{tracer: tp})
 	w := f.do(t, http.MethodPost, "/v1/decide", `{"action":"catalog:read"}`,
 		http.Header{"Traceparent": {"00-" + parentTraceID + "-" + parentSpanID + "-00"}}, "")
 	if w.Code != http.StatusOK {
@@ -196,7 +167,7 @@ func TestTraceNotSampled(t *testing.T) {
 func TestTraceExtAuthz(t *testing.T) {
 	rcv := otlptest.Start(t)
 	tp := otlpProvider(t, rcv)
-	f := newTracedFixture(t, tp, func(o *Options) { o.Addr, o.ExtAuthz.Addr = "127.0.0.1:0", "127.0.0.1:0" })
+	f := newFixture(t, fixtureOptions{tracer: tp, mutate: func(o *Options) { o.ExtAuthz.Addr = "127.0.0.1:0" }})
 	_, stop := start(t, f.srv)
 	defer stop()
 	client := authv3.NewAuthorizationClient(dialExtAuthz(t, f.srv.ExtAuthzAddr().String(), insecure.NewCredentials()))
