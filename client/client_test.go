@@ -64,6 +64,14 @@ func (v *verdict) token(t testing.TB, sub string, claims map[string]any) string 
 	return tok
 }
 
+// newVerdictClient starts newVerdict and returns it, a client of it with
+// the default options, and a token of alice with the role viewer.
+func newVerdictClient(t testing.TB) (v *verdict, c *client.Client, viewer string) {
+	t.Helper()
+	v = newVerdict(t)
+	return v, newClient(t, client.Options{URL: v.URL}), v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+}
+
 func newClient(t testing.TB, opts client.Options) *client.Client {
 	t.Helper()
 	c, err := client.New(opts)
@@ -76,9 +84,7 @@ func newClient(t testing.TB, opts client.Options) *client.Client {
 // TestDecide asks a real server: allow, deny, a refused token, a service
 // caller, and an invalid request, each answered as the server answers it.
 func TestDecide(t *testing.T) {
-	v := newVerdict(t)
-	c := newClient(t, client.Options{URL: v.URL})
-	viewer := v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+	v, c, viewer := newVerdictClient(t)
 	payments := v.token(t, "payments", map[string]any{"azp": "payments", "aud": devtoken.CallerAudience})
 	for _, tc := range []struct {
 		name       string
@@ -211,9 +217,7 @@ func TestRetriesOnlyWhatIsSafe(t *testing.T) {
 // TestConcurrentDecisions shares one client between goroutines (run with
 // -race): every answer is the right one.
 func TestConcurrentDecisions(t *testing.T) {
-	v := newVerdict(t)
-	c := newClient(t, client.Options{URL: v.URL})
-	viewer := v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+	_, c, viewer := newVerdictClient(t)
 	var wg sync.WaitGroup
 	for i := range 32 {
 		wg.Go(func() {
@@ -238,9 +242,7 @@ func TestConcurrentDecisions(t *testing.T) {
 // are answered 401/403 (or 503 when the service is unreachable) and never
 // reach it.
 func TestMiddleware(t *testing.T) {
-	v := newVerdict(t)
-	c := newClient(t, client.Options{URL: v.URL})
-	viewer := v.token(t, "alice", map[string]any{"roles": []string{"viewer"}})
+	v, c, viewer := newVerdictClient(t)
 	var reached atomic.Int64
 	h := c.Middleware(client.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)
