@@ -28,6 +28,33 @@ const (
 	secretUser  = "user:s3cr3t-pass"
 )
 
+// stuckServer is a server that reads a request's body and then answers
+// nothing until the client leaves.
+func stuckServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// refusedURL is a URL with secretUser and secretQuery on a loopback port
+// nobody listens on any more.
+func refusedURL(t *testing.T, path string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + secretUser + "@" + l.Addr().String() + path + "?" + secretQuery
+}
+
 func TestGet(t *testing.T) {
 	type answer struct {
 		status  int
@@ -131,19 +158,8 @@ func TestGetHeaderNotModified(t *testing.T) {
 // timeout, redirect refused, unparsable URL) never show the URL's
 // credentials or query, and a repeated failure reads the same.
 func TestGetFailuresAreQuiet(t *testing.T) {
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-time.After(5 * time.Second):
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(slow.Close)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + secretUser + "@" + l.Addr().String() + "/doc?" + secretQuery
-	l.Close()
+	slow := stuckServer(t)
+	closed := refusedURL(t, "/doc")
 
 	tests := []struct {
 		name    string
@@ -353,20 +369,8 @@ func TestPost(t *testing.T) {
 // TestPostFailuresAreQuiet: a refused connection and a timeout name the
 // URL by Redact only, and the caller's header is left alone.
 func TestPostFailuresAreQuiet(t *testing.T) {
-	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body) // then the server notices the client leaving
-		select {
-		case <-time.After(5 * time.Second):
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(stuck.Close)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + secretUser + "@" + l.Addr().String() + "/in?" + secretQuery
-	l.Close()
+	stuck := stuckServer(t)
+	closed := refusedURL(t, "/in")
 	h := http.Header{"Authorization": {"Bearer t0ken"}}
 	for _, tc := range []struct {
 		name   string
