@@ -35,38 +35,30 @@ authzen:
 }
 
 func TestParseAuthZENErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want string
-	}{
-		{name: "no trusted clients", yaml: "addr: x\nauthzen:\n  base_url: https://pdp.example.com\n",
-			want: "v.yaml:2: authzen: set trusted_peers or trusted_callers"},
-		{name: "empty block", yaml: "addr: x\nauthzen:\n", want: "v.yaml:2: authzen: the block is empty"},
-		{name: "bad peer", yaml: "authzen:\n  trusted_peers:\n    - 10.0.0.0/8\n    - ten\n",
-			want: "v.yaml:4: authzen.trusted_peers[1]"},
-		{name: "callers without client CA", yaml: "authzen:\n  trusted_callers: [bff]\n",
-			want: "v.yaml:2: authzen.trusted_callers: needs tls.client_ca_file"},
-		{name: "empty caller", yaml: "tls: {cert_file: a, key_file: b, client_ca_file: c, client_auth: require}\nauthzen:\n  trusted_callers: [\"\"]\n",
-			want: "v.yaml:3: authzen.trusted_callers[0]: must not be empty"},
-		{name: "base_url not absolute", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: pdp.example.com\n",
-			want: "v.yaml:3: authzen.base_url"},
-		{name: "base_url with query", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://pdp.example.com/?t=1\n",
-			want: "v.yaml:3: authzen.base_url"},
-		{name: "base_url with fragment", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://pdp.example.com#x\n",
-			want: "v.yaml:3: authzen.base_url"},
-		{name: "base_url with user", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://u:p@pdp.example.com\n",
-			want: "v.yaml:3: authzen.base_url"},
-		{name: "base_url ftp", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: ftp://pdp.example.com\n",
-			want: "v.yaml:3: authzen.base_url"},
-		{name: "negative max", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  max_evaluations: -1\n",
-			want: "v.yaml:3: authzen.max_evaluations"},
-		{name: "unknown key", yaml: "authzen:\n  trusted_peers: [10.0.0.1]\n  trusted_proxies: [10.0.0.1]\n",
-			want: `v.yaml:3: unknown key "trusted_proxies"`},
+	tests := []invalidCase{
+		{name: "no trusted clients", data: "addr: x\nauthzen:\n  base_url: https://pdp.example.com\n",
+			want: []string{"v.yaml:2: authzen: set trusted_peers or trusted_callers"}},
+		{name: "empty block", data: "addr: x\nauthzen:\n", want: []string{"v.yaml:2: authzen: the block is empty"}},
+		{name: "bad peer", data: "authzen:\n  trusted_peers:\n    - 10.0.0.0/8\n    - ten\n",
+			want: []string{"v.yaml:4: authzen.trusted_peers[1]"}},
+		{name: "callers without client CA", data: "authzen:\n  trusted_callers: [bff]\n",
+			want: []string{"v.yaml:2: authzen.trusted_callers: needs tls.client_ca_file"}},
+		{name: "empty caller", data: "tls: {cert_file: a, key_file: b, client_ca_file: c, client_auth: require}\nauthzen:\n  trusted_callers: [\"\"]\n",
+			want: []string{"v.yaml:3: authzen.trusted_callers[0]: must not be empty"}},
+		{name: "base_url not absolute", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: pdp.example.com\n",
+			want: []string{"v.yaml:3: authzen.base_url"}},
+		{name: "base_url with query", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://pdp.example.com/?t=1\n",
+			want: []string{"v.yaml:3: authzen.base_url"}},
+		{name: "base_url with fragment", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://pdp.example.com#x\n",
+			want: []string{"v.yaml:3: authzen.base_url"}},
+		{name: "base_url with user", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: https://u:p@pdp.example.com\n",
+			want: []string{"v.yaml:3: authzen.base_url"}},
+		{name: "base_url ftp", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  base_url: ftp://pdp.example.com\n",
+			want: []string{"v.yaml:3: authzen.base_url"}},
+		{name: "negative max", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  max_evaluations: -1\n",
+			want: []string{"v.yaml:3: authzen.max_evaluations"}},
+		{name: "unknown key", data: "authzen:\n  trusted_peers: [10.0.0.1]\n  trusted_proxies: [10.0.0.1]\n",
+			want: []string{`v.yaml:3: unknown key "trusted_proxies"`}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			parseInvalid(t, tc.yaml, tc.want)
-		})
-	}
+	parseInvalidCases(t, tests)
 }

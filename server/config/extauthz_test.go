@@ -30,10 +30,7 @@ func TestParseExtAuthz(t *testing.T) {
 }
 
 func TestParseExtAuthzErrors(t *testing.T) {
-	tests := []struct {
-		name, data string
-		want       []string
-	}{
+	tests := []invalidCase{
 		{name: "address required", data: "addr: 127.0.0.1:8181\next_authz:\n  trusted_peers: [127.0.0.1]\n",
 			want: []string{"v.yaml:2: ext_authz.grpc_addr: required when ext_authz is set"}},
 		{name: "empty block", data: "ext_authz: {}\n",
@@ -45,9 +42,5 @@ func TestParseExtAuthzErrors(t *testing.T) {
 		{name: "unknown key", data: "ext_authz:\n  grpc_addr: :9191\n  trusted_proxies: [127.0.0.1]\n",
 			want: []string{`v.yaml:3: unknown key "trusted_proxies"`}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			parseInvalid(t, tc.data, tc.want...)
-		})
-	}
+	parseInvalidCases(t, tests)
 }

@@ -33,3 +33,20 @@ func parseInvalid(t *testing.T, data string, want ...string) error {
 	}
 	return err
 }
+
+// invalidCase is a configuration, read as v.yaml, that Parse refuses with
+// an error containing each of want.
+type invalidCase struct {
+	name, data string
+	want       []string
+}
+
+// parseInvalidCases runs parseInvalid on each case, as a subtest.
+func parseInvalidCases(t *testing.T, tests []invalidCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			parseInvalid(t, tc.data, tc.want...)
+		})
+	}
+}

@@ -42,25 +42,17 @@ limits:
 }
 
 func TestLimitsAndCallersErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want string
-	}{
-		{name: "bad proxy", yaml: "callers:\n  trust_bundle_file: ca.pem\n  trusted_proxies:\n    - 10.0.0.0/8\n    - nope\n",
-			want: "v.yaml:5: callers.trusted_proxies[1]"},
-		{name: "proxies without bundle", yaml: "callers:\n  trusted_proxies: [10.0.0.0/8]\n",
-			want: "v.yaml:1: callers.trust_bundle_file"},
-		{name: "bad header name", yaml: "callers:\n  xfcc_header: \"X Bad\"\n",
-			want: "v.yaml:2: callers.xfcc_header"},
-		{name: "negative limit", yaml: "limits:\n  read_timeout: -1s\n",
-			want: "v.yaml:2: limits.read_timeout"},
-		{name: "unknown limit", yaml: "limits:\n  max_bodybytes: 1\n",
-			want: `v.yaml:2: unknown key "max_bodybytes"`},
+	tests := []invalidCase{
+		{name: "bad proxy", data: "callers:\n  trust_bundle_file: ca.pem\n  trusted_proxies:\n    - 10.0.0.0/8\n    - nope\n",
+			want: []string{"v.yaml:5: callers.trusted_proxies[1]"}},
+		{name: "proxies without bundle", data: "callers:\n  trusted_proxies: [10.0.0.0/8]\n",
+			want: []string{"v.yaml:1: callers.trust_bundle_file"}},
+		{name: "bad header name", data: "callers:\n  xfcc_header: \"X Bad\"\n",
+			want: []string{"v.yaml:2: callers.xfcc_header"}},
+		{name: "negative limit", data: "limits:\n  read_timeout: -1s\n",
+			want: []string{"v.yaml:2: limits.read_timeout"}},
+		{name: "unknown limit", data: "limits:\n  max_bodybytes: 1\n",
+			want: []string{`v.yaml:2: unknown key "max_bodybytes"`}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			parseInvalid(t, tc.yaml, tc.want)
-		})
-	}
+	parseInvalidCases(t, tests)
 }

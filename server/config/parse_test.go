@@ -66,10 +66,7 @@ callers:
 }
 
 func TestParseErrorsNameFileLineAndKey(t *testing.T) {
-	tests := []struct {
-		name, data string
-		want       []string
-	}{
+	tests := []invalidCase{
 		{"unknown top-level key", "adr: x\n", []string{`v.yaml:1: unknown key "adr"`}},
 		{"unknown nested key", "policy:\n  dir: p\n  entrypiont: authz\n", []string{`v.yaml:3: unknown key "entrypiont"`}},
 		{"wrong type", "tokens:\n  max_bytes: lots\n", []string{"v.yaml:2:"}},
@@ -110,11 +107,7 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"cache size that is not a size", "limits:\n  token_cache_bytes: lots\n", []string{"v.yaml:2: limits.token_cache_bytes"}},
 		{"unknown evaluator", "policy:\n  evaluator: wasm\n", []string{`v.yaml:2: policy.evaluator: must be auto, compiled or topdown, got "wasm"`}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			parseInvalid(t, tc.data, tc.want...)
-		})
-	}
+	parseInvalidCases(t, tests)
 }
 
 func TestParseShadow(t *testing.T) {

@@ -43,10 +43,7 @@ func TestTracesURL(t *testing.T) {
 }
 
 func TestParseTracingErrors(t *testing.T) {
-	tests := []struct {
-		name, data string
-		want       []string
-	}{
+	tests := []invalidCase{
 		{name: "grpc endpoint", data: "tracing:\n  endpoint: grpc://collector:4317\n",
 			want: []string{`v.yaml:2: tracing.endpoint: "grpc://collector:4317": want an http or https URL`}},
 		{name: "no scheme", data: "tracing:\n  endpoint: collector:4318\n",
@@ -66,9 +63,5 @@ func TestParseTracingErrors(t *testing.T) {
 		{name: "unknown key", data: "tracing:\n  exporter: zipkin\n",
 			want: []string{`v.yaml:2: unknown key "exporter"`}},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			parseInvalid(t, tc.data, tc.want...)
-		})
-	}
+	parseInvalidCases(t, tests)
 }
