@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,27 +17,6 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
 )
-
-// differentialEcho repeats in its answer what it reads, so a wrong cache
-// hit shows as a different answer.
-const differentialEcho = `package authz
-
-allow if "admin" in input.subject.claims.roles
-
-allow if input.caller.spiffe_id == "spiffe://shop/payments"
-
-allow if object.get(input.resource, ["meta", "owner"], "") == input.subject.id
-
-reasons := [sprintf("%v|%v|%v|%v|%v", [
-	object.get(input.subject, ["claims", "tenant"], "-"),
-	object.get(input.action, "method", "-"),
-	object.get(input.action, ["segments", 0], "-"),
-	object.get(input.caller, "id", "-"),
-	object.get(input.subject, ["properties", "dept"], "-"),
-])]
-
-headers := {"x-owner": sprintf("%v", [input.resource.meta.owner])} if allow
-`
 
 // differential holds two engines on the same policy and issuer, the one
 // under test and a reference, and the credentials requests draw from.
@@ -201,24 +179,11 @@ func differentialOutcome(d authz.Decision, err error) string {
 }
 
 // differentialPolicies are the policies both engines run: the default
-// policies, differentialEcho and every policy in testdata/readset.
+// policies and every policy in testdata/readset (echo.rego among them).
 func differentialPolicies(t testing.TB) map[string]*bundles.Snapshot {
 	t.Helper()
-	out := map[string]*bundles.Snapshot{
-		"default": defaultPolicies(t),
-		"echo":    authztest.Policy(t, "echo", differentialEcho),
-	}
-	files, err := filepath.Glob(filepath.Join("testdata", "readset", "*.rego"))
-	if err != nil || len(files) == 0 {
-		t.Fatal("no policies in testdata/readset", err)
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(f)] = authztest.Policy(t, filepath.Base(f), string(raw))
-	}
+	out := authztest.PolicyFiles(t, filepath.Join("testdata", "readset"))
+	out["default"] = authztest.DefaultPolicies(t)
 	return out
 }
 
@@ -282,14 +247,14 @@ func runDifferential(t *testing.T, newPair func(testing.TB, *bundles.Snapshot) *
 // FuzzDecisionCacheAgrees: a sequence of requests, each chosen by the fuzz
 // input, decided by the engine with its decision cache and by the engine
 // without: the answers must be the same, on the default policies and on
-// differentialEcho.
+// testdata/readset/echo.rego.
 func FuzzDecisionCacheAgrees(f *testing.F) {
 	f.Add([]byte{3, 0, 0, 2, 1, 0, 0, 0, 3, 0, 0, 2, 1, 0, 0, 0})
 	f.Add([]byte{1, 1, 2, 0, 1, 3, 1, 2, 0, 1, 1, 2, 0, 1, 3, 1, 2, 1})
 	f.Add([]byte("a sequence of choices, any bytes at all, repeated: a sequence of choices"))
 	engines := map[string]*differential{
-		"default": newDifferential(f, defaultPolicies(f)),
-		"echo":    newDifferential(f, authztest.Policy(f, "echo", differentialEcho)),
+		"default": newDifferential(f, authztest.DefaultPolicies(f)),
+		"echo":    newDifferential(f, readsetPolicy(f, "echo.rego")),
 	}
 	f.Fuzz(func(t *testing.T, choices []byte) {
 		for _, dc := range engines {

@@ -5,58 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
-	"github.com/verdict-pdp/verdict/policies"
 )
 
-// echoPolicy repeats in its answer what it reads, so that any two requests
-// a key merged wrongly would show different answers.
-const echoPolicy = `package authz
-
-allow if "admin" in input.subject.claims.roles
-
-allow if input.caller.spiffe_id == "spiffe://shop/payments"
-
-reasons := [sprintf("%v|%v|%v|%v|%v|%v", [
-	object.get(input.subject, ["claims", "tenant"], "-"),
-	input.action.method,
-	object.get(input.resource, ["meta", "owner"], "-"),
-	object.get(input.action, ["segments", 1], "-"),
-	object.get(input.caller, "id", "-"),
-	object.get(input.subject, ["properties", "dept"], "-"),
-])]
-
-headers := {"x-items": concat(",", [id | some item in input.resource.items; id := sprintf("%v", [item.id])])} if allow
-`
-
 // propertyPolicies are the policies the key soundness property runs on:
-// every policy in testdata/readset, the default policies, echoPolicy.
+// every policy in testdata/readset (echo.rego among them) and the default
+// policies.
 func propertyPolicies(t *testing.T) map[string]*bundles.Snapshot {
 	t.Helper()
-	out := map[string]*bundles.Snapshot{"echo": snapshotOf(echoPolicy)}
-	files, err := filepath.Glob(filepath.Join("testdata", "readset", "*.rego"))
-	if err != nil || len(files) == 0 {
-		t.Fatal("no policies in testdata/readset", err)
-	}
-	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[filepath.Base(f)] = snapshotOf(string(raw))
-	}
-	s, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out["default"] = s
+	out := authztest.PolicyFiles(t, filepath.Join("testdata", "readset"))
+	out["default"] = authztest.DefaultPolicies(t)
 	return out
 }
 
@@ -336,10 +301,7 @@ var keySink cacheKey
 // caller, the action), as a cache hit computes it: no allocation, most of
 // it SHA-256 (see BENCHMARKS.md).
 func BenchmarkDecisionKey(b *testing.B) {
-	s, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := authztest.DefaultPolicies(b)
 	e, err := New(Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -2,7 +2,6 @@ package authz_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -13,28 +12,13 @@ import (
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/bundles"
-	"github.com/verdict-pdp/verdict/policies"
 )
-
-// defaultPolicies is the embedded default policy set.
-func defaultPolicies(t testing.TB) *bundles.Snapshot {
-	t.Helper()
-	s, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // readsetPolicy is the snapshot of testdata/readset/<file>, its module
 // named by the file.
 func readsetPolicy(t testing.TB, file string) *bundles.Snapshot {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "readset", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return authztest.Snapshot(t, "", map[string]string{file: string(raw)}, nil)
+	return authztest.PolicyFile(t, filepath.Join("testdata", "readset", file))
 }
 
 // TestDecisionCacheKeys: what each policy reads of its input, as the
@@ -64,6 +48,9 @@ func TestDecisionCacheKeys(t *testing.T) {
 			want: "on: keyed on input.subject.id, input.caller.authenticated, input.action.name, input.resource.owner"},
 		{name: "whole action", file: "whole_action.rego", want: "on: keyed on input.action"},
 		{name: "clock read by an unreachable rule", file: "time_now_unreachable.rego", want: "on: keyed on input.action.name"},
+		{name: "echo of what it reads", file: "echo.rego",
+			want: "on: keyed on input.subject.claims.roles, input.subject.claims.tenant, input.subject.id, input.subject.properties.dept, input.caller.id, " +
+				"input.caller.spiffe_id, input.action.method, input.action.segments[0], input.action.segments[1], input.resource.items, input.resource.meta.owner"},
 
 		{name: "claims with a computed key", file: "claims_computed_key.rego",
 			want: "on: keyed on the request: the policy reads all of input.subject.claims (claims_computed_key.rego)"},
@@ -104,7 +91,7 @@ func TestDecisionCacheKeys(t *testing.T) {
 			case tc.rego != "":
 				snap = authztest.Policy(t, "r", tc.rego)
 			default:
-				snap = defaultPolicies(t)
+				snap = authztest.DefaultPolicies(t)
 			}
 			e := newEngine(t, authz.Options{}, snap)
 			if got := e.Status().DecisionCache; got != tc.want {
@@ -172,7 +159,7 @@ func (p *cacheProbe) decide(req authz.Request) (authz.Decision, bool) {
 // another role or another subject is a miss.
 func TestNewTokenForKnownSubjectIsAHit(t *testing.T) {
 	is := authztest.NewIssuer(t, "EdDSA")
-	p := newCacheProbe(t, is, defaultPolicies(t))
+	p := newCacheProbe(t, is, authztest.DefaultPolicies(t))
 	mint := func(sub, jti string, roles ...string) authz.Request {
 		return authz.Request{
 			Token:  token.Raw(is.Mint(t, map[string]any{"sub": sub, "jti": jti, "roles": roles})),
