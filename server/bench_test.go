@@ -94,14 +94,24 @@ type stubEngine struct{ d authz.Decision }
 func (e *stubEngine) Decide(context.Context, authz.Request) (authz.Decision, error) { return e.d, nil }
 func (e *stubEngine) Status() authz.Status                                          { return authz.Status{Ready: true} }
 
+// discardingLog is a running decision log that writes to io.Discard, with
+// a buffer no benchmark fills: the cost of logging without a disk's.
+func discardingLog(b *testing.B) *decisionlog.Logger {
+	b.Helper()
+	l, err := decisionlog.New(decisionlog.Options{Writer: io.Discard, Buffer: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go l.Run(b.Context())
+	return l
+}
+
 func stubServer(b *testing.B, dlog bool) *Server {
 	opts := Options{Engine: &stubEngine{d: authz.Decision{ID: "N2XZ7Q4HCFRVK3PDSLGQAYBW5M", Allow: true,
 		Reasons: []string{"role viewer grants orders:read"}, Revision: "sha256:9c445fc392d8f9d7",
 		Headers: map[string]string{"x-verdict-subject": "alice", "x-verdict-action": "orders:read"}}}}
 	if dlog {
-		l, _ := decisionlog.New(decisionlog.Options{Writer: io.Discard, Buffer: 1 << 16})
-		go l.Run(b.Context())
-		opts.DecisionLog = l
+		opts.DecisionLog = discardingLog(b)
 	}
 	s, err := New(opts)
 	if err != nil {

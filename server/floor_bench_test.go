@@ -2,13 +2,10 @@ package server
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // BenchmarkCachedVersusEcho compares a cached /v1/decide (a viewer's token
@@ -24,12 +21,7 @@ func BenchmarkCachedVersusEcho(b *testing.B) {
 	tok := f.mint(b, "alice", "viewer")
 	body := `{"token":"` + tok + `","action":"orders:read"}`
 	logged := benchFixture(b, fixtureOptions{})
-	l, err := decisionlog.New(decisionlog.Options{Writer: io.Discard, Buffer: 1 << 16})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go l.Run(b.Context())
-	logged.srv.dlog = l
+	logged.srv.dlog = discardingLog(b)
 	loggedTok := logged.mint(b, "alice", "viewer")
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var v map[string]any
