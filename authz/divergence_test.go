@@ -170,6 +170,36 @@ func TestEvaluatorWithDataMergedIntoBase(t *testing.T) {
 	}
 }
 
+// TestEvaluatorWithBelowReplacedDocument: a with on data below a document
+// that an enclosing with replaced by something other than an object, read
+// from above both. topdown gathers the withs' values in one overlay: the
+// inner with turns the outer value ("read", the request's action) into
+// {"read": true}, and reading data.roles merges that with the base
+// document, so roles.admin.write stays true and the request is denied. The
+// compiled evaluator wrote {"read": true} over "read" and read it alone:
+// write was undefined, and not allowed what topdown denies. It now refuses
+// the inner with there, so topdown answers. See
+// TestDivergenceWithBelowReplacedDocument in internal/plan.
+func TestEvaluatorWithBelowReplacedDocument(t *testing.T) {
+	snap := authztest.Snapshot(t, "withnested", map[string]string{
+		"authz.rego": "package authz\n\nperms := p if {\n\tp := data.roles with data.roles.admin.read as true\n}\n\nallow if {\n\tnot perms.admin.write with data.roles.admin as input.action.name\n}\n",
+	}, map[string]any{"roles": map[string]any{"admin": map[string]any{"write": true}}})
+	compiled := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1}, snap)
+	topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, snap)
+	req := authz.Request{Action: authz.Action{Name: "read"}}
+	want, wantErr := topdown.Decide(t.Context(), req)
+	if want.Allow || wantErr != nil {
+		t.Fatalf("topdown allow=%v (%v), want a deny: the test no longer shows the divergence", want.Allow, wantErr)
+	}
+	got, gotErr := compiled.Decide(t.Context(), req)
+	if got.Allow || gotErr != nil {
+		t.Errorf("compiled allow=%v (%v), want topdown's deny", got.Allow, gotErr)
+	}
+	if n := compiled.Status().EvaluatorFallbacks; n != 1 {
+		t.Errorf("%d fallbacks, want 1", n)
+	}
+}
+
 // TestEvaluatorWithFunctionByValueWithVariables: a with that replaces a
 // function by an array holding a variable, reached through a rule (not
 // blocked with perms as [a], where blocked calls perms). OPA's planner

@@ -83,6 +83,12 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 			if v, ferr := c.prog.data.Value.Find(ast.Ref(in.wpath)); ferr == nil {
 				in.wbase, _ = v.(ast.Object)
 			}
+			for n := 1; n < len(in.wpath); n++ {
+				v, ferr := c.prog.data.Value.Find(ast.Ref(in.wpath[:n]))
+				if _, ok := v.(ast.Object); ok && ferr == nil && readAbove(c.dataReads, in.wpath[:n]) {
+					in.wobjects = append(in.wobjects, n)
+				}
+			}
 		}
 		if err == nil {
 			in.body, err = c.block(s.Block)

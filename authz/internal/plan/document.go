@@ -152,6 +152,26 @@ func mergeAddsKeys(v *ast.Term, base ast.Object) bool {
 	})
 }
 
+// nonObjectAt reports whether doc holds anything but an object (or nothing)
+// at one of the prefixes of path whose lengths are in prefixes: where an
+// enclosing with replaced an object of the base document by something else
+// (with data.d.m as 2), a with below it (with data.d.m.a as 3) makes the
+// plan's document there {"a": 3}, but topdown's overlay of with values gets
+// that object instead of 2 and merges it with the base document's object
+// when a document above is read: {"a": 3} plus the base's other keys.
+func nonObjectAt(doc *ast.Term, path []*ast.Term, prefixes []int) bool {
+	if doc == nil {
+		return len(prefixes) > 0
+	}
+	for _, n := range prefixes {
+		v, err := doc.Value.Find(ast.Ref(path[:n]))
+		if _, ok := v.(ast.Object); !ok || err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // upsert returns doc with value at path (object keys), copying each object
 // on the way so that doc itself is unchanged. Missing nodes and nodes that
 // are not objects become objects.

@@ -339,7 +339,7 @@ func (s *evalState) with(fr []*ast.Term, in *instr) (int, error) {
 		if v == nil {
 			return 0, nil
 		}
-		if in.wbase != nil && mergeAddsKeys(v, in.wbase) {
+		if in.wbase != nil && mergeAddsKeys(v, in.wbase) || nonObjectAt(orig, in.wpath, in.wobjects) {
 			return 0, errWithMergedIntoBase
 		}
 		fr[in.target] = upsert(orig, in.wpath, v)

@@ -108,8 +108,12 @@ type instr struct {
 	// plan reads the base document whole, the base document's object at
 	// wpath (nil when there is none): see errWithMergedIntoBase.
 	wbase ast.Object
-	loc   *ast.Location
-	owner *function // for conflict messages
+	// wobjects are, for the same WithStmt, the lengths of the proper
+	// prefixes of wpath at which the base document holds an object and the
+	// plan reads a document above: see nonObjectAt.
+	wobjects []int
+	loc      *ast.Location
+	owner    *function // for conflict messages
 }
 
 // builtin is one of OPA's built-in functions, called through topdown's own
