@@ -98,12 +98,11 @@ func TestNewFileOptions(t *testing.T) {
 	if _, err := local.NewFile(local.FileOptions{Path: "b.tar.gz", Verify: bundles.VerifyOptions{Key: []byte("x")}}); err == nil {
 		t.Error("non-PEM RS256 key accepted")
 	}
-	for _, o := range []local.FileOptions{
-		{Path: "b.tar.gz", MaxBytes: -1},
-		{Path: "b.tar.gz", Limits: bundles.Limits{MaxFileBytes: -1}},
-		{Path: "b.tar.gz", Limits: bundles.Limits{MaxUnpackedBytes: -1}},
-		{Path: "b.tar.gz", Limits: bundles.Limits{MaxFiles: -1}},
-	} {
+	bad := []local.FileOptions{{Path: "b.tar.gz", MaxBytes: -1}}
+	for _, l := range bundletest.NegativeLimits() {
+		bad = append(bad, local.FileOptions{Path: "b.tar.gz", Limits: l})
+	}
+	for _, o := range bad {
 		if _, err := local.NewFile(o); !errors.Is(err, local.ErrOptions) {
 			t.Errorf("NewFile(%+v) = %v, want ErrOptions", o, err)
 		}

@@ -466,11 +466,8 @@ func TestNewDirOptions(t *testing.T) {
 	if err := d.Run(t.Context(), bundletest.NewSink(1)); !errors.Is(err, local.ErrWatch) {
 		t.Errorf("missing dir: Run = %v, want ErrWatch", err)
 	}
-	for _, o := range []local.DirOptions{
-		{Dir: "p", Limits: bundles.Limits{MaxFileBytes: -1}},
-		{Dir: "p", Limits: bundles.Limits{MaxUnpackedBytes: -1}},
-		{Dir: "p", Limits: bundles.Limits{MaxFiles: -1}},
-	} {
+	for _, l := range bundletest.NegativeLimits() {
+		o := local.DirOptions{Dir: "p", Limits: l}
 		if _, err := local.NewDir(o); !errors.Is(err, local.ErrOptions) {
 			t.Errorf("NewDir(%+v) = %v, want ErrOptions", o, err)
 		}

@@ -484,15 +484,17 @@ func TestPollerManyReloadsRace(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	for _, o := range []remote.Options{
+	bad := []remote.Options{
 		{},
 		{URL: "ftp://x/b.tar.gz"},
 		{URL: "/relative"},
 		{URL: "http://x", Interval: -1},
-		{URL: "http://x", Limits: bundles.Limits{MaxUnpackedBytes: -1}},
-		{URL: "http://x", Limits: bundles.Limits{MaxFiles: -1}},
 		{URL: "http://x", Verify: bundles.VerifyOptions{Key: []byte("not pem")}},
-	} {
+	}
+	for _, l := range bundletest.NegativeLimits() {
+		bad = append(bad, remote.Options{URL: "http://x", Limits: l})
+	}
+	for _, o := range bad {
 		if _, err := remote.New(o); !errors.Is(err, remote.ErrOptions) {
 			t.Errorf("New(%+v) = %v, want ErrOptions", o, err)
 		}

@@ -201,6 +201,12 @@ func Tarball(t testing.TB, modules map[string]string, data map[string]any, revis
 	return buf.Bytes()
 }
 
+// NegativeLimits are bundles.Limits with one field negative each, every
+// one of which a source's options must refuse.
+func NegativeLimits() []bundles.Limits {
+	return []bundles.Limits{{MaxFileBytes: -1}, {MaxUnpackedBytes: -1}, {MaxFiles: -1}}
+}
+
 // WriteFile writes b to path, creating parent directories.
 func WriteFile(t testing.TB, path string, b []byte) {
 	t.Helper()
