@@ -15,10 +15,9 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
-	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/client"
-	"github.com/verdict-pdp/verdict/policies"
 	"github.com/verdict-pdp/verdict/server"
 )
 
@@ -39,11 +38,7 @@ func newVerdict(t testing.TB) *verdict {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Load(context.Background(), snap); err != nil {
+	if err := e.Load(context.Background(), authztest.DefaultPolicies(t)); err != nil {
 		t.Fatal(err)
 	}
 	s, err := server.New(server.Options{Engine: e})

@@ -11,8 +11,6 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
-	"github.com/verdict-pdp/verdict/bundles"
-	"github.com/verdict-pdp/verdict/policies"
 )
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
@@ -85,10 +83,7 @@ func TestHealth(t *testing.T) {
 		t.Errorf("problem = %v, want file and line", p)
 	}
 
-	snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := authztest.DefaultPolicies(t)
 	if err := f.engine.Load(t.Context(), snap); err != nil {
 		t.Fatal(err)
 	}

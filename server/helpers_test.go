@@ -18,8 +18,6 @@ import (
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
-	"github.com/verdict-pdp/verdict/bundles"
-	"github.com/verdict-pdp/verdict/policies"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
@@ -52,11 +50,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 		t.Fatal(err)
 	}
 	if !fo.noLoad {
-		snap, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Load(t.Context(), snap); err != nil {
+		if err := e.Load(t.Context(), authztest.DefaultPolicies(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
