@@ -18,15 +18,11 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/metrics"
-	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/internal/plan"
 	"github.com/verdict-pdp/verdict/bundles"
-	"github.com/verdict-pdp/verdict/policies"
 )
 
 const benchTimeout = 10 * time.Second
@@ -65,10 +61,7 @@ var benchOrder = []string{"viewer", "anonymous", "service", "forwarded", "denied
 // it (no tests).
 func benchSnapshot(b *testing.B) (*bundles.Snapshot, *ast.Compiler) {
 	b.Helper()
-	s, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "embedded"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := authztest.DefaultPolicies(b)
 	c, err := authz.Compile(s, authz.CompileOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -79,13 +72,7 @@ func benchSnapshot(b *testing.B) (*bundles.Snapshot, *ast.Compiler) {
 func BenchmarkEval(b *testing.B) {
 	ctx := context.Background()
 	s, c := benchSnapshot(b)
-	pq, err := rego.New(
-		rego.ParsedQuery(ast.MustParseBody("data.verdict_entrypoint.decision")),
-		rego.Compiler(c),
-		rego.Store(inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))),
-		rego.StrictBuiltinErrors(true),
-		rego.EnablePrintStatements(true),
-	).PrepareForEval(ctx)
+	pq, err := prepareTopdown(ctx, c, ast.MustParseBody("data.verdict_entrypoint.decision"), s.Data)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,27 +85,16 @@ func BenchmarkEval(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	noop := metrics.NoOp()
-	keepTerm := rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
 
-	// As authz's evaluate calls topdown: a timeout tied to a topdown.Cancel.
 	topdownEval := func(input ast.Value) *ast.Term {
-		ctx, cancel := context.WithTimeout(ctx, benchTimeout)
-		defer cancel()
-		c := topdown.NewCancel()
-		defer context.AfterFunc(ctx, c.Cancel)()
-		rs, err := pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now),
-			rego.EvalExternalCancel(c), rego.EvalMetrics(noop), keepTerm)
+		rs, err := evalTopdown(ctx, pq, input, now)
 		if err != nil || len(rs) != 1 {
 			b.Fatalf("topdown: %v, %v", rs, err)
 		}
 		return rs[0].Expressions[0].Value.(*ast.Term)
 	}
-	// The compiled evaluator watches the context itself.
 	compiledEval := func(input ast.Value) *ast.Term {
-		ctx, cancel := context.WithTimeout(ctx, benchTimeout)
-		defer cancel()
-		rs, err := pl.Eval(ctx, input, plan.EvalOptions{Time: now, StrictBuiltinErrors: true})
+		rs, err := evalCompiled(ctx, pl, input, now)
 		if err != nil || len(rs) != 1 {
 			b.Fatalf("compiled: %v, %v", rs, err)
 		}
@@ -161,13 +137,7 @@ func BenchmarkPrepare(b *testing.B) {
 	b.Run("topdown", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := rego.New(
-				rego.ParsedQuery(ast.MustParseBody("data.verdict_entrypoint.decision")),
-				rego.Compiler(c),
-				rego.Store(inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))),
-				rego.StrictBuiltinErrors(true),
-				rego.EnablePrintStatements(true),
-			).PrepareForEval(ctx); err != nil {
+			if _, err := prepareTopdown(ctx, c, ast.MustParseBody("data.verdict_entrypoint.decision"), s.Data); err != nil {
 				b.Fatal(err)
 			}
 		}

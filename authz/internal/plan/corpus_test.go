@@ -21,9 +21,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/util"
 
@@ -132,13 +130,7 @@ func loadCorpusPolicy(tb testing.TB, name string) *corpusPolicy {
 	}
 
 	body := ast.MustParseBody(corpusQuery)
-	pq, err := rego.New(
-		rego.ParsedQuery(body),
-		rego.Compiler(c),
-		rego.Store(inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))),
-		rego.StrictBuiltinErrors(true),
-		rego.EnablePrintStatements(true),
-	).PrepareForEval(ctx)
+	pq, err := prepareTopdown(ctx, c, body, data)
 	if err != nil {
 		tb.Fatalf("%s: topdown: %v", name, err)
 	}
@@ -152,45 +144,25 @@ func loadCorpusPolicy(tb testing.TB, name string) *corpusPolicy {
 	return &corpusPolicy{name: name, source: string(src), inputs: inputs, topdown: pq, compiled: pl}
 }
 
-var corpusKeepTerm = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
-
-// evalTopdown evaluates the decision as the engine calls topdown: a
-// timeout tied to a topdown.Cancel, no metrics, the result read as a term.
+// evalTopdown evaluates the decision with topdown as the engine calls it.
 // It returns nil when the decision is undefined.
 func (p *corpusPolicy) evalTopdown(ctx context.Context, input ast.Value) (*ast.Term, error) {
-	ctx, cancel := context.WithTimeout(ctx, benchTimeout)
-	defer cancel()
-	c := topdown.NewCancel()
-	defer context.AfterFunc(ctx, c.Cancel)()
-	rs, err := p.topdown.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(corpusTime),
-		rego.EvalExternalCancel(c), rego.EvalMetrics(metrics.NoOp()), corpusKeepTerm)
-	switch {
-	case err != nil:
+	r, ok, err := onlyResult(evalTopdown(ctx, p.topdown, input, corpusTime))
+	if !ok {
 		return nil, err
-	case len(rs) == 0:
-		return nil, nil
-	case len(rs) > 1:
-		return nil, errors.New("more than one result")
 	}
-	t, _ := rs[0].Bindings["decision"].(*ast.Term)
+	t, _ := r.Bindings["decision"].(*ast.Term)
 	return t, nil
 }
 
-// evalCompiled evaluates the decision with the compiled evaluator, which
-// watches the context itself.
+// evalCompiled evaluates the decision with the compiled evaluator as the
+// engine calls it. It returns nil when the decision is undefined.
 func (p *corpusPolicy) evalCompiled(ctx context.Context, input ast.Value) (*ast.Term, error) {
-	ctx, cancel := context.WithTimeout(ctx, benchTimeout)
-	defer cancel()
-	rs, err := p.compiled.Eval(ctx, input, plan.EvalOptions{Time: corpusTime, StrictBuiltinErrors: true})
-	switch {
-	case err != nil:
+	r, ok, err := onlyResult(evalCompiled(ctx, p.compiled, input, corpusTime))
+	if !ok {
 		return nil, err
-	case len(rs) == 0:
-		return nil, nil
-	case len(rs) > 1:
-		return nil, errors.New("more than one result")
 	}
-	return rs[0].Get(corpusDecisionKey), nil
+	return r.Get(corpusDecisionKey), nil
 }
 
 // asJSON is a decision as inputs.json writes it: sets become arrays (in

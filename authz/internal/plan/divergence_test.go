@@ -59,7 +59,7 @@ func compareQuery(t *testing.T, src, query string, inputs ...string) {
 		for _, in := range inputs {
 			var input ast.Value
 			opts := []rego.EvalOption{rego.EvalTime(now), rego.EvalMetrics(metrics.NoOp()),
-				rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })}
+				keepTerms}
 			if in != "" {
 				input = ast.MustParseTerm(in).Value
 				opts = append(opts, rego.EvalParsedInput(input))

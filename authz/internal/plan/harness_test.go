@@ -3,6 +3,7 @@ package plan_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"testing"
@@ -86,17 +87,63 @@ type evaluators struct {
 	compiled *plan.Query
 }
 
+// prepareTopdown prepares query on c for topdown as the engine prepares
+// it (authz's prepare): data in a store that hands out OPA values, strict
+// built-in errors, print statements kept.
+func prepareTopdown(ctx context.Context, c *ast.Compiler, query ast.Body, data map[string]any) (rego.PreparedEvalQuery, error) {
+	return rego.New(
+		rego.ParsedQuery(query),
+		rego.Compiler(c),
+		rego.Store(inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))),
+		rego.StrictBuiltinErrors(true),
+		rego.EnablePrintStatements(true),
+	).PrepareForEval(ctx)
+}
+
+// keepTerms has topdown return its results as OPA terms, as the engine
+// reads them, instead of converting them to Go values.
+var keepTerms = rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
+
+// evalTopdown evaluates pq as the engine's evaluate calls topdown: a
+// timeout (benchTimeout) tied to a topdown.Cancel, the clock at now, no
+// metrics, the results read as terms.
+func evalTopdown(ctx context.Context, pq rego.PreparedEvalQuery, input ast.Value, now time.Time) (rego.ResultSet, error) {
+	ctx, cancel := context.WithTimeout(ctx, benchTimeout)
+	defer cancel()
+	c := topdown.NewCancel()
+	defer context.AfterFunc(ctx, c.Cancel)()
+	return pq.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(now),
+		rego.EvalExternalCancel(c), rego.EvalMetrics(metrics.NoOp()), keepTerms)
+}
+
+// evalCompiled evaluates pl as the engine calls the compiled evaluator,
+// which watches the context itself: a timeout (benchTimeout), the clock at
+// now, strict built-in errors.
+func evalCompiled(ctx context.Context, pl *plan.Query, input ast.Value, now time.Time) (plan.ResultSet, error) {
+	ctx, cancel := context.WithTimeout(ctx, benchTimeout)
+	defer cancel()
+	return pl.Eval(ctx, input, plan.EvalOptions{Time: now, StrictBuiltinErrors: true})
+}
+
+// onlyResult is the one result of an evaluation: ok is false when there
+// is none (the query is undefined), and more than one is an error.
+func onlyResult[R any](rs []R, err error) (r R, ok bool, _ error) {
+	switch {
+	case err != nil:
+		return r, false, err
+	case len(rs) == 0:
+		return r, false, nil
+	case len(rs) > 1:
+		return r, false, fmt.Errorf("%d results, want one", len(rs))
+	}
+	return rs[0], true, nil
+}
+
 func (ps *policySet) prepare(t testing.TB, query string) *evaluators {
 	t.Helper()
 	ctx := context.Background()
 	body := ast.MustParseBody(query)
-	pq, err := rego.New(
-		rego.ParsedQuery(body),
-		rego.Compiler(ps.compiler),
-		rego.Store(inmem.NewFromObjectWithOpts(ps.snapshot.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))),
-		rego.StrictBuiltinErrors(true),
-		rego.EnablePrintStatements(true),
-	).PrepareForEval(ctx)
+	pq, err := prepareTopdown(ctx, ps.compiler, body, ps.snapshot.Data)
 	if err != nil {
 		t.Fatalf("%s: topdown: %v", ps.name, err)
 	}
@@ -144,7 +191,7 @@ func (ev *evaluators) evalBoth(t testing.TB, name string, input ast.Value, now t
 	opts := []rego.EvalOption{
 		rego.EvalTime(now),
 		rego.EvalMetrics(metrics.NoOp()),
-		rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+		keepTerms,
 	}
 	if input != nil {
 		opts = append(opts, rego.EvalParsedInput(input))
