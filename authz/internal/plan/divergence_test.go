@@ -357,6 +357,52 @@ below := x if {
 	compareQuery(t, src, "x = data.p.below", `{}`)
 }
 
+// TestDivergenceWithBelowReplacedDocument: a with on data below a document
+// that an enclosing with (in the query, or earlier in the same expression)
+// replaced by something other than an object, read from a document above
+// both. topdown gathers the values of the withs in force in one overlay
+// (mergeTermWithValues): the inner with finds 2 at data.d.m and puts
+// {"a": 3} there instead, and a read of data.d merges the overlay with the
+// base document, so m gets the base's other keys back. The plan upserts
+// each value into the data register, and its m was {"a": 3} alone:
+//
+//	data.d with data.d.m.a as 3, under with data.d.m as 2
+//	  topdown  m = {"3": [true], "a": 3, "b": "two"}
+//	  compiled m = {"a": 3}
+//
+// A read at or below the outer target (data.d.m) reads the overlay alone
+// in topdown too, and agrees. The compiled evaluator now refuses the inner
+// with when the data register holds anything but an object at a prefix of
+// its target where the base document holds an object and the plan reads a
+// document above it (nonObjectAt).
+func TestDivergenceWithBelowReplacedDocument(t *testing.T) {
+	src := `package p
+
+whole := v if {
+	v := data.d with data.d.m.a as 3
+}
+
+keys := v if {
+	v := {k | data.d[k].a} with data.d.m.a as 3
+}
+
+below := v if {
+	v := data.d.m with data.d.m.a as 3
+}
+`
+	for _, q := range []string{
+		"x = data.p.whole with data.d.m as 2",
+		"x = data.p.whole with data.d.m as input.a",
+		"x = data.p.keys with data.d.m as 2",
+		"x = data.p.below with data.d.m as 2",
+		"x = data.d with data.d.m as 2 with data.d.m.a as 3",
+		"x = data.d with data.d.m as [1] with data.d.m.a.b as 3",
+		"x = data.d with data.d as {\"m\": 2, \"n\": 7, \"x\": 0, \"list\": 0} with data.d.m.a as 3",
+	} {
+		compareQuery(t, src, q)
+	}
+}
+
 // TestDivergenceWithFunctionByValueWithVariables: a with that replaces a
 // function (or a built-in function) by a composite value holding variables,
 // reached through a rule: `g with f as [x]`, where g calls f. OPA's compiler

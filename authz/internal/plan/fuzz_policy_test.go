@@ -493,7 +493,19 @@ func (g *policyGen) expr() string {
 		reads := []string{"data.d", "data.d.m", "data.d.m.a", "data.d.m[\"3\"]", "[x | some x in data.d]"}
 		targets := []string{"data.d.m", "data.d.m.a", "data.d.list", "data.d.q"}
 		values := []string{`{"a": 1}`, `{"q": 1}`, "{}", g.term(1)}
-		return g.bind(v, fmt.Sprintf("%s := %s with %s as %s", v, reads[g.pick(len(reads))], targets[g.pick(len(targets))], values[g.pick(len(values))]))
+		read, target, value := reads[g.pick(len(reads))], targets[g.pick(len(targets))], values[g.pick(len(values))]
+		if target == "data.d.q" && read == "data.d" {
+			// Instead of a with on a key the base document lacks (taking
+			// no more bytes, so that the seeds kept write what they
+			// wrote): a with below a document that a with before it
+			// replaced, mostly by something other than an object, which
+			// topdown's overlay turns into an object and merges with the
+			// base document.
+			outer := []string{"2", "input.a", "[1]", "input.c", values[3], value}[g.pick(6)]
+			target = "data.d.m as " + outer + " with data.d.m.a"
+			value = "3"
+		}
+		return g.bind(v, fmt.Sprintf("%s := %s with %s as %s", v, read, target, value))
 	case 11:
 		if len(g.rules) > 0 {
 			v := g.fresh()
