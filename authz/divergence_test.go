@@ -200,6 +200,45 @@ func TestEvaluatorWithBelowReplacedDocument(t *testing.T) {
 	}
 }
 
+// TestEvaluatorLookupDropsRulesBelow: a deny list looked up by the
+// request's subject type, blocked[input.subject.type].c, where one entry is
+// a rule below the looked-up depth (blocked.users.c) and another a rule
+// with a variable in its head (blocked.groups[g]). OPA's planner leaves
+// blocked.users out of the lookup, so the compiled evaluator found nothing
+// for "users" and allowed what topdown denies. Such a policy is now served
+// by topdown. See TestDivergenceLookupDropsRulesBelow in internal/plan.
+func TestEvaluatorLookupDropsRulesBelow(t *testing.T) {
+	policy := "package authz\n\nblocked.users.c := true\n\nblocked.groups[g] := true if {\n\tsome g in [\"admins\"]\n}\n\nallow if not blocked[input.subject.type].c\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "droppedlookup", policy))
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "leaves out") {
+		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
+	}
+	for typ, want := range map[string]bool{"users": false, "service": true} {
+		req := authz.Request{Subject: &authz.Subject{Type: typ, ID: "alice"}, Action: authz.Action{Name: "read"}}
+		d, err := e.Decide(t.Context(), req)
+		if err != nil || d.Allow != want {
+			t.Errorf("subject type %s: allow=%v (%v), want %v", typ, d.Allow, err, want)
+		}
+	}
+}
+
+// TestEvaluatorNestedRuleRefsConflict: t[k] := {"b": 1} beside t.a.b := 1
+// build one document at two depths, which topdown refuses as an object key
+// conflict (the decision is a deny with a policy error). The compiled
+// evaluator built {"a": {"b": 1}} and allowed. Such a policy is now served
+// by topdown. See TestDivergenceNestedRuleRefsConflict in internal/plan.
+func TestEvaluatorNestedRuleRefsConflict(t *testing.T) {
+	policy := "package authz\n\nt.a.b := 1\n\nt[k] := {\"b\": 1} if some k in [\"a\"]\n\nallow if t.a.b == 1\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "nestedrefs", policy))
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "two depths") {
+		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
+	}
+	d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}})
+	if d.Allow || !errors.Is(err, authz.ErrPolicy) {
+		t.Errorf("allow=%v (%v), want a deny with topdown's conflict", d.Allow, err)
+	}
+}
+
 // TestEvaluatorWithFunctionByValueWithVariables: a with that replaces a
 // function by an array holding a variable, reached through a rule (not
 // blocked with perms as [a], where blocked calls perms). OPA's planner

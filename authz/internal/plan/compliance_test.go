@@ -308,7 +308,7 @@ func evalRego(t *testing.T, c *ast.Compiler, query ast.Body, data, input ast.Val
 	}
 	if compiled {
 		registerTarget()
-		req := &prepareRequest{data: data, caps: c.Capabilities()}
+		req := &prepareRequest{data: data, caps: c.Capabilities(), rules: c.RuleTree}
 		ctx = context.WithValue(ctx, prepareKey{}, req)
 		opts = append(opts, rego.Target(targetName), rego.EvalMode(ast.EvalModeTopdown))
 	}

@@ -198,6 +198,79 @@ allow if not blocked[input.user]
 		"x = data.p.deny", `{"role": "admin"}`, `{"role": "viewer"}`)
 }
 
+// prepareErr is Prepare's error for query on src with the harness's base
+// document.
+func prepareErr(t *testing.T, src, query string) error {
+	t.Helper()
+	c, err := compileModules(src)
+	if err != nil {
+		t.Fatalf("compile: %v\n%s", err, src)
+	}
+	_, err = plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody(query), Data: ast.MustInterfaceToValue(policyData)})
+	return err
+}
+
+// TestDivergenceLookupDropsRulesBelow: a lookup by path, such as
+// blocked[input.a].c, into a rule tree where a node at the looked-up depth
+// has no rules of its own but rules below it (blocked.users.c) beside a
+// rule with a variable in its head (blocked.groups[g]). OPA's planner
+// (optimizeLookup) stops descending at the last term but one when a rule
+// there has a variable in its head, and plans only the nodes holding rules:
+// blocked.users is dropped, the lookup is undefined for "users", and the
+// negation held.
+//
+//	not blocked[input.a].c, a = "users"   topdown undefined   compiled true
+//	blocked[input.a].c, a = "users"       topdown true        compiled undefined
+//
+// The compiled evaluator now refuses such a plan at Prepare
+// (checkDroppedLookupRules).
+func TestDivergenceLookupDropsRulesBelow(t *testing.T) {
+	src := `package p
+
+blocked.users.c := true
+
+blocked.groups[g] := true if {
+	some g in ["admins"]
+}
+
+allow if not blocked[input.a].c
+
+value := blocked[input.a].c
+
+deeper := t[input.a].c
+
+t.b.c.d := true
+
+t.q[k].c := 1 if some k in ["z"]
+`
+	for _, q := range []string{"x = data.p.allow", "x = data.p.value", "x = data.p.deeper"} {
+		compareQuery(t, src, q, `{"a": "users"}`, `{"a": "groups"}`, `{"a": "b"}`, `{"a": "q"}`)
+	}
+	if err := prepareErr(t, src, "x = data.p.allow"); !errors.Is(err, plan.ErrUnsupported) {
+		t.Errorf("Prepare: %v, want a refusal", err)
+	}
+}
+
+// TestDivergenceNestedRuleRefsConflict: two rules building one document at
+// two depths, t[k] := {"b": 1} and t.a.b := 1. topdown refuses the
+// document with an object key conflict when it meets the longer path under
+// the shorter one, even though the values agree; the plan built
+// {"a": {"b": 1}} and t.a.b == 1 held. The compiled evaluator now refuses
+// such rules at Prepare (checkNestedRuleRefs); with values that differ it
+// already met a conflict and refused.
+func TestDivergenceNestedRuleRefsConflict(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nt.a.b := 1\n\nt[k] := {\"b\": 1} if some k in [\"a\"]\n\nallow if t.a.b == 1\n",
+		"package p\n\nt.a.b.c := 1\n\nt[k] := {\"b\": {\"c\": 1}} if some k in [\"a\"]\n\nallow if t[input.a].b.c == 1\n",
+	} {
+		compareQuery(t, src, "x = data.p.allow", `{"a": "a"}`)
+		compareQuery(t, src, "x = data.p.t", `{"a": "a"}`)
+		if err := prepareErr(t, src, "x = data.p.allow"); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, src)
+		}
+	}
+}
+
 // TestDivergenceWithBaseDataBesideRulesIterated: a `with data...` modifier
 // that writes base data into a document made of rules, which is then
 // iterated. checkMixedIteration (check.go) refuses an iteration over a

@@ -73,7 +73,14 @@
 //     with the planner finds no function at data.a.f, so it plans a
 //     replacement of it as a with on data (data.a then holds f, and the
 //     expression's other values are paired with the wrong documents) and
-//     a replacement by it as a replacement by the value data.a.f.
+//     a replacement by it as a replacement by the value data.a.f; and a
+//     lookup by path (blocked[input.a].c) that reaches a node of the rule
+//     tree with rules below it but none of its own, beside a rule with a
+//     variable in its head (checkDroppedLookupRules): the planner leaves
+//     that node out of the lookup; and rules that can build one document
+//     at two depths (t[k] := {"b": 1} beside t.a.b := 1,
+//     checkNestedRuleRefs), which topdown refuses as a conflict even where
+//     the values agree.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.
@@ -92,7 +99,10 @@
 //     document whole above the with's target (data.d with data.d.m as
 //     {"q": 1}): topdown reads a document above the target as the value
 //     merged with the base document, the target and below as the value
-//     alone.
+//     alone; and a with on data below a document that an enclosing with
+//     replaced by something other than an object, read from above both
+//     (nonObjectAt): topdown's overlay of with values turns the replacement
+//     into an object and merges it with the base document.
 //   - Eval refuses a lookup by path (o[input.a]) among rules the planner
 //     re-planned under a with replacing a function by a variable (with
 //     count as n): the rules take n as an extra argument, which the lookup

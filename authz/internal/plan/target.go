@@ -27,10 +27,11 @@ var registerTarget = sync.OnceFunc(func() {
 // PrepareForEval: the base document in, the prepared plan (or the reason
 // there is none) out.
 type prepareRequest struct {
-	data ast.Value
-	caps *ast.Capabilities
-	plan *Query
-	err  error
+	data  ast.Value
+	caps  *ast.Capabilities
+	rules *ast.TreeNode // the compiler's rule tree
+	plan  *Query
+	err   error
 }
 
 type prepareKey struct{}
@@ -47,7 +48,11 @@ func (targetPlugin) PrepareForEval(ctx context.Context, policy *ir.Policy, _ ...
 	if req == nil {
 		return nil, errors.New("plan: the " + targetName + " target is prepared through plan.Prepare only")
 	}
-	prog, err := compileProgram(policy, req.data, req.caps)
+	err := checkDroppedLookupRules(policy, req.rules)
+	var prog *program
+	if err == nil {
+		prog, err = compileProgram(policy, req.data, req.caps)
+	}
 	if err != nil {
 		req.err = err
 		return nil, err
@@ -91,7 +96,7 @@ func (r regoEval) Eval(ctx context.Context, ectx *rego.EvalContext, rt ast.Value
 // it for this package's target, and returns the plan the plugin prepared.
 func prepareWithRego(ctx context.Context, c *ast.Compiler, query ast.Body, data ast.Value) (*Query, error) {
 	registerTarget()
-	req := &prepareRequest{data: data, caps: c.Capabilities()}
+	req := &prepareRequest{data: data, caps: c.Capabilities(), rules: c.RuleTree}
 	ctx = context.WithValue(ctx, prepareKey{}, req)
 	_, err := rego.New(
 		rego.ParsedQuery(query),

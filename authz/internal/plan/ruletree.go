@@ -1,0 +1,153 @@
+package plan
+
+import (
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+)
+
+// checkDroppedLookupRules refuses a lookup by path (CallDynamicStmt) that
+// reaches a node of the rule tree with no rules of its own but rules below
+// it. OPA's planner looks rules up by path down to the last term but one of
+// a reference such as data.p.blocked[input.a].c, and stops there early
+// when a rule at that depth has a variable in its head
+// (blocked.groups[g]); it then plans only the nodes that hold rules and
+// drops the others. With
+//
+//	blocked.users.c := true
+//	blocked.groups[g] := true if some g in ["admins"]
+//
+// the plan has no rule at blocked.users, so blocked[input.a].c is undefined
+// for "users" where topdown finds true, and `not blocked[input.a].c`
+// allowed what topdown denies. rules is the compiler's rule tree.
+func checkDroppedLookupRules(policy *ir.Policy, rules *ast.TreeNode) error {
+	if rules == nil {
+		return &UnsupportedError{Feature: "planning without the compiler's rule tree"}
+	}
+	data := rules.Child(ast.DefaultRootDocument.Value)
+	if data == nil {
+		return nil
+	}
+	var strs []string
+	if policy.Static != nil {
+		for _, s := range policy.Static.Strings {
+			strs = append(strs, s.Value)
+		}
+	}
+	var found *ir.CallDynamicStmt
+	visit := func(s ir.Stmt) {
+		if c, ok := s.(*ir.CallDynamicStmt); ok && found == nil && len(c.Path) > 1 && dropsRules(data, c.Path[1:], strs) {
+			found = c
+		}
+	}
+	eachPolicyStmt(policy, visit)
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"lookup by path of rules the planner leaves out (rules below a node with none of its own, beside a rule with a variable in its head), at %s",
+			found.Location.Text)}
+	}
+	return nil
+}
+
+// dropsRules reports whether path (the lookup's terms after data: a
+// string constant, or a register that may hold any key) reaches a node
+// below n that has no rules but rules below it.
+func dropsRules(n *ast.TreeNode, path []ir.Operand, strs []string) bool {
+	if len(path) == 0 {
+		return len(n.Values) == 0 && hasRules(n)
+	}
+	switch v := path[0].Value.(type) {
+	case ir.StringIndex:
+		if int(v) < 0 || int(v) >= len(strs) {
+			return true // not a plan this package understands: refuse
+		}
+		child := n.Child(ast.String(strs[v]))
+		return child != nil && dropsRules(child, path[1:], strs)
+	case ir.Local:
+		for _, child := range n.Children {
+			if dropsRules(child, path[1:], strs) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// hasRules reports whether n or a node below it holds a rule.
+func hasRules(n *ast.TreeNode) bool {
+	if len(n.Values) > 0 {
+		return true
+	}
+	for _, child := range n.Children {
+		if hasRules(child) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkNestedRuleRefs refuses rules that can build one document at two
+// depths: a rule whose reference has a variable (t[k] := {"b": 1}) and
+// another whose reference can extend a path the first one produces
+// (t.a.b := 1). topdown refuses the document with an object key conflict
+// when it meets the longer path under the shorter one (hasCollisions),
+// even where the two agree on the value; the plan builds the nested object
+// and complains only when the values differ, so t.a.b == 1 held where
+// topdown fails. Functions build no document and are left out.
+func checkNestedRuleRefs(c *ast.Compiler) error {
+	var refs []ast.Ref
+	var collect func(n *ast.TreeNode)
+	collect = func(n *ast.TreeNode) {
+		for _, r := range n.Values {
+			if len(r.Head.Args) == 0 {
+				refs = append(refs, r.Ref())
+			}
+		}
+		for _, k := range n.Sorted {
+			collect(n.Children[k])
+		}
+	}
+	collect(c.RuleTree)
+	for i, a := range refs {
+		if a.IsGround() {
+			continue
+		}
+		for j, b := range refs {
+			if i != j && len(b) > len(a) && mayPrefix(a, b) {
+				return &UnsupportedError{Feature: fmt.Sprintf(
+					"rules that can build one document at two depths (%v and %v), which topdown refuses as a conflict", a, b)}
+			}
+		}
+	}
+	return nil
+}
+
+// mayPrefix reports whether a can be a prefix of b: at every term of a,
+// equal ground terms, or a variable in either.
+func mayPrefix(a, b ast.Ref) bool {
+	for i, t := range a {
+		_, av := t.Value.(ast.Var)
+		_, bv := b[i].Value.(ast.Var)
+		if !av && !bv && !t.Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// eachPolicyStmt calls f for every statement of the policy's plans and
+// functions, as eachStmt does for blocks.
+func eachPolicyStmt(policy *ir.Policy, f func(ir.Stmt)) {
+	if policy.Plans != nil {
+		for _, p := range policy.Plans.Plans {
+			eachStmt(p.Blocks, f)
+		}
+	}
+	if policy.Funcs != nil {
+		for _, fn := range policy.Funcs.Funcs {
+			eachStmt(fn.Blocks, f)
+		}
+	}
+}
