@@ -352,12 +352,23 @@ func (g *policyGen) rule(i int) string {
 		return fmt.Sprintf("h%d.%s := %s if {\n%s}\n", i, k, g.term(1), body)
 	case 7: // general ref head, a variable in the middle
 		v := g.fresh()
-		bind := fmt.Sprintf("\t%s := %s\n", v, []string{"input.a", `"a"`, "input.b[0]", "1", "input.c.e"}[g.pick(5)])
+		src := []string{"input.a", `"a"`, "input.b[0]", "1", "input.c.e"}[g.pick(5)]
+		bind := fmt.Sprintf("\t%s := %s\n", v, src)
 		if g.pick(3) == 0 {
 			bind = fmt.Sprintf("\tsome %s in %s\n", v, []string{"input.b", "[\"a\", \"b\"]", "data.d.x", "input.c"}[g.pick(4)])
 		}
 		g.vars = append(g.vars, v)
 		body := g.body()
+		if src == "input.c.e" && g.pick(2) == 0 {
+			// Beside the rules of case 5 under the shared head t, at
+			// other depths: a lookup such as t[input.a].d then reaches
+			// nodes with rules only below them, and two rules may build
+			// one document at two depths (t[k] beside t.c.d).
+			head := []string{"t[%s]", "t[%s].d", "t.c[%s]", "t[%s].x.y", "t.a[%s]"}[g.pick(5)]
+			g.written([]string{"t", "t[input.a]", "t[input.a].d", "t[input.c.e]", fmt.Sprintf("data.%s.t[input.a].x", pkg)}, "t")
+			bind = fmt.Sprintf("\tsome %s in [\"a\", \"c\", \"x\"]\n", v) // keys of the ground rules too
+			return fmt.Sprintf("%s := %s if {\n%s%s}\n", fmt.Sprintf(head, v), g.term(1), bind, body)
+		}
 		name := fmt.Sprintf("g%d", i)
 		head := []string{"g%d[%s].v", "g%d.x[%s]", "g%d.x[%s].w", "g%d[%s].v.w"}[g.pick(4)]
 		head = fmt.Sprintf(head, i, v)
