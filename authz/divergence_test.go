@@ -14,11 +14,15 @@ import (
 // TestEvaluatorObjectKeyGivenTwice: an object literal whose keys come from
 // the request can turn out to hold one key twice. Which value survives is
 // topdown's own affair (the first or the last, depending on how the keys
-// are written), and the planner orders a literal's keys its own way, so the
-// compiled evaluator refuses such an object and topdown answers: the same
-// answer on both engines, with a fallback counted. Before, the compiled
-// evaluator kept the last value in its own order, and allowed requests
-// topdown denies.
+// are written), and the planner orders a literal's keys its own way. Where
+// such a literal is only an argument of a built-in function, the compiled
+// evaluator evaluates it and refuses the colliding request, and topdown
+// answers it: the same answer on both engines, with one fallback counted.
+// Elsewhere (a rule's value, a function's result, a lookup's head) the
+// snapshot is left to topdown at load, as for every literal with keys that
+// are not constants, which topdown enumerates as written (see
+// TestEvaluatorLiteralEnumeratedAsWritten). Before, the compiled evaluator
+// kept the last value in its own order, and allowed requests topdown denies.
 func TestEvaluatorObjectKeyGivenTwice(t *testing.T) {
 	lookups := []string{
 		`{input.resource.label: "read", "public": "blocked"}`,
@@ -28,36 +32,80 @@ func TestEvaluatorObjectKeyGivenTwice(t *testing.T) {
 		`{input.resource.label: "read", input.resource.other: "blocked"}`,
 		`{input.resource.label: "read", lower("PUBLIC"): "blocked"}`,
 	}
-	var policies []string
+	type policy struct {
+		src      string
+		compiled bool // evaluated compiled, the colliding request by topdown
+	}
+	var policies []policy
 	for _, o := range lookups {
-		policies = append(policies, "package authz\n\npermits := "+o+"\n\nallow if permits[input.resource.label] == \"read\"\n")
+		policies = append(policies,
+			policy{src: "package authz\n\npermits := " + o + "\n\nallow if permits[input.resource.label] == \"read\"\n"},
+			policy{src: "package authz\n\nallow if object.get(" + o + ", input.resource.label, \"\") == \"read\"\n", compiled: true})
 	}
 	policies = append(policies,
 		// A nested value is planned between the insertions: the literal is
 		// not folded into one instruction.
-		"package authz\n\npermits := {input.resource.label: {\"v\": \"read\"}, \"public\": {\"v\": \"blocked\"}}\n\nallow if permits[input.resource.label].v == \"read\"\n",
-		"package authz\n\npermits := {\"public\": {\"v\": \"blocked\"}, input.resource.label: {\"v\": \"read\"}}\n\nallow if permits[input.resource.label].v == \"read\"\n",
-		"package authz\n\nf(x) := {x: \"read\", \"public\": \"blocked\"}\n\nallow if f(input.resource.label)[input.resource.label] == \"read\"\n",
-		"package authz\n\nallow if {input.resource.label: \"read\", \"public\": \"blocked\"}[input.resource.label] == \"read\"\n",
+		policy{src: "package authz\n\npermits := {input.resource.label: {\"v\": \"read\"}, \"public\": {\"v\": \"blocked\"}}\n\nallow if permits[input.resource.label].v == \"read\"\n"},
+		policy{src: "package authz\n\nallow if object.get({\"public\": {\"v\": \"blocked\"}, input.resource.label: {\"v\": \"read\"}}, [input.resource.label, \"v\"], \"\") == \"read\"\n", compiled: true},
+		policy{src: "package authz\n\nf(x) := {x: \"read\", \"public\": \"blocked\"}\n\nallow if f(input.resource.label)[input.resource.label] == \"read\"\n"},
+		policy{src: "package authz\n\nallow if {input.resource.label: \"read\", \"public\": \"blocked\"}[input.resource.label] == \"read\"\n"},
 	)
 	colliding := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"label": "public", "other": "public"}}
 	distinct := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"label": "docs", "other": "public"}}
-	for i, policy := range policies {
-		snap := authztest.Policy(t, "objectkeys", policy)
-		compiled := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1}, snap)
+	for i, p := range policies {
+		snap := authztest.Policy(t, "objectkeys", p.src)
+		compiled := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
 		topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, snap)
 		for _, req := range []authz.Request{colliding, distinct} {
 			got, gotErr := compiled.Decide(t.Context(), req)
 			want, wantErr := topdown.Decide(t.Context(), req)
 			if got.Allow != want.Allow || (gotErr != nil) != (wantErr != nil) || strings.Join(got.Reasons, ",") != strings.Join(want.Reasons, ",") {
 				t.Errorf("policy %d, resource %v: compiled allow=%v %v (%v), topdown allow=%v %v (%v)\n%s",
-					i, req.Resource, got.Allow, got.Reasons, gotErr, want.Allow, want.Reasons, wantErr, policy)
+					i, req.Resource, got.Allow, got.Reasons, gotErr, want.Allow, want.Reasons, wantErr, p.src)
 			}
 		}
-		// The distinct keys are evaluated by the compiled evaluator, the
-		// colliding ones by topdown.
-		if n := compiled.Status().EvaluatorFallbacks; n != 1 {
-			t.Errorf("policy %d: %d fallbacks, want 1 (the colliding request)\n%s", i, n, policy)
+		st := compiled.Status()
+		switch {
+		case !p.compiled && (!strings.HasPrefix(st.Evaluator, "topdown: ") || !strings.Contains(st.Evaluator, "literal")):
+			t.Errorf("policy %d: evaluator %q, want topdown and why\n%s", i, st.Evaluator, p.src)
+		case p.compiled && st.EvaluatorFallbacks != 1:
+			// The distinct keys are evaluated by the compiled evaluator,
+			// the colliding ones by topdown.
+			t.Errorf("policy %d: evaluator %q, %d fallbacks, want compiled with 1 (the colliding request)\n%s",
+				i, st.Evaluator, st.EvaluatorFallbacks, p.src)
+		}
+	}
+}
+
+// TestEvaluatorLiteralEnumeratedAsWritten: a set literal with elements
+// that are not constants, enumerated. topdown enumerates it as written:
+// "guest" (a constant) before the request's role, and both of two elements
+// that turn out equal; the compiled evaluator enumerated the set it built,
+// in the value's order and each element once, and allowed both requests
+// that topdown denies. Such a snapshot is now served by topdown; a literal
+// that is only an argument of a built-in function (role in {...}) stays
+// compiled. See TestDivergenceLiteralEnumeratedAsWritten in internal/plan.
+func TestEvaluatorLiteralEnumeratedAsWritten(t *testing.T) {
+	for _, tc := range []struct {
+		policy   string
+		resource map[string]any
+		compiled bool
+		want     bool
+	}{
+		{policy: "allow if [r | some r in {input.resource.role, \"guest\"}][0] == \"admin\"",
+			resource: map[string]any{"role": "admin"}},
+		{policy: "allow if count([v | some v in {input.resource.a, input.resource.b}]) == 1",
+			resource: map[string]any{"a": "x", "b": "x"}},
+		{policy: "allow if input.resource.role in {input.resource.owner, \"admin\"}",
+			resource: map[string]any{"role": "admin", "owner": "alice"}, compiled: true, want: true},
+	} {
+		e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "literal", "package authz\n\n"+tc.policy+"\n"))
+		if ev := e.Status().Evaluator; strings.HasPrefix(ev, "compiled") != tc.compiled {
+			t.Errorf("%s: evaluator %q, want compiled=%v", tc.policy, ev, tc.compiled)
+		}
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: tc.resource})
+		if err != nil || d.Allow != tc.want {
+			t.Errorf("%s: allow=%v (%v), want %v", tc.policy, d.Allow, err, tc.want)
 		}
 	}
 }

@@ -308,3 +308,66 @@ func checkShadowedFunctionWith(c *ast.Compiler, query ast.Body) error {
 	}
 	return nil
 }
+
+// checkLiteralsWrittenWithVariables refuses a set literal of two elements
+// or more, one of them not a constant ({input.role, "guest"}), and an
+// object literal of two keys or more, one of them not a constant
+// ({input.a: 1, input.b: 2}), unless each is only an argument of a
+// built-in function (route.method in {input.method, "*"}, count(...)),
+// which gets the value. topdown enumerates such a literal as it is
+// written, reading each element when it reaches it: in the order of the
+// terms as written (the compiler's variables for the elements that are not
+// constants sort after the constants) and every element, also two that
+// turn out equal; it does so also where the literal reaches the
+// enumeration through a rule, a variable or a function's argument. The
+// plan builds the set or object first and scans the value: in the value's
+// order, each element once. So [r | some r in {input.role, "guest"}][0]
+// was "admin" compiled where topdown's is "guest", and
+// count([v | some v in {input.a, input.b}]) was 1 where topdown's is 2.
+func checkLiteralsWrittenWithVariables(c *ast.Compiler, query ast.Body) error {
+	// The direct arguments of built-in functions, unless a with replaces a
+	// built-in function (by a function of the policy, which may enumerate).
+	args := map[*ast.Term]bool{}
+	mocked := false
+	for _, w := range policyWiths(c, query) {
+		if r, ok := w.Target.Value.(ast.Ref); ok && !r.HasPrefix(ast.DefaultRootRef) && !r.HasPrefix(ast.InputRootRef) {
+			mocked = true
+		}
+	}
+	if !mocked {
+		walkPolicy(c, query, func(n ast.Node) bool {
+			if e, ok := n.(*ast.Expr); ok && e.IsCall() {
+				op := e.Operator()
+				if !op.HasPrefix(ast.DefaultRootRef) && !op.Equal(ast.Equality.Ref()) && !op.Equal(ast.Assign.Ref()) {
+					for _, t := range e.Operands() {
+						args[t] = true
+					}
+				}
+			}
+			return false
+		})
+	}
+	var found *ast.Term
+	walkPolicy(c, query, func(n ast.Node) bool {
+		t, ok := n.(*ast.Term)
+		if !ok || found != nil || args[t] {
+			return found != nil
+		}
+		switch v := t.Value.(type) {
+		case ast.Set:
+			if v.Len() > 1 && !v.IsGround() {
+				found = t
+			}
+		case ast.Object:
+			if v.Len() > 1 && slices.ContainsFunc(v.Keys(), func(k *ast.Term) bool { return !k.IsGround() }) {
+				found = t
+			}
+		}
+		return found != nil
+	})
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"a set or an object literal with elements or keys that are not constants, at %v, which topdown enumerates as written", found.Location)}
+	}
+	return nil
+}

@@ -198,6 +198,52 @@ allow if not blocked[input.user]
 		"x = data.p.deny", `{"role": "admin"}`, `{"role": "viewer"}`)
 }
 
+// TestDivergenceLiteralEnumeratedAsWritten: a set literal with elements
+// that are not constants, or an object literal with such keys, reaching an
+// enumeration directly or through a rule, a variable or a function's
+// argument. topdown enumerates the literal as written (evalTerm.enumerate
+// over the terms before they are read: the compiler's variables sort after
+// the constants, and two elements that turn out equal are both visited);
+// the plan builds the value and scans it (value order, each element once):
+//
+//	[r | some r in {input.b, "guest"}][0], b = "admin"   topdown "guest"   compiled "admin"
+//	count([v | some v in {input.a, input.b}]), a = b = 1  topdown 2         compiled 1
+//	[k | some k, _ in {input.a: 1, input.b: 2}], a = 2, b = 1  topdown [2, 1]  compiled [1, 2]
+//
+// The compiled evaluator now refuses such literals at Prepare, unless each
+// is only an argument of a built-in function (checkLiteralsWrittenWithVariables),
+// which agrees: x in {input.a, "*"}, count, ==, json.marshal.
+func TestDivergenceLiteralEnumeratedAsWritten(t *testing.T) {
+	inputs := []string{`{"a": 1, "b": 1}`, `{"a": 1, "b": 1.0}`, `{"a": 2, "b": 1}`, `{"a": "z", "b": "admin"}`}
+	for _, rule := range []string{
+		`first := [r | some r in {input.b, "guest"}][0]`,
+		`n := count([v | some v in {input.a, input.b}])`,
+		`keys := [k | some k, _ in {input.a: 1, input.b: 2}]`,
+		"s := {input.a, input.b}\n\nviaRule := [v | some v in s]",
+		`viaVar := [v | t := {input.a, input.b}; some v in t]`,
+		"f(x) := [v | some v in x]\n\nviaArg := f({input.a, input.b})",
+		`scan := [v | v := {input.a, input.b}[_]]`,
+	} {
+		src := "package p\n\n" + rule + "\n"
+		compareQuery(t, src, "x = data.p", inputs...)
+		if err := prepareErr(t, src, "x = data.p"); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, src)
+		}
+	}
+	for _, rule := range []string{
+		`member := input.a in {input.b, "*"}`,
+		`n := count({input.a, input.b})`,
+		`same := {input.a, input.b} == {1}`,
+		`text := json.marshal({input.a: 1, input.b: 2})`,
+	} {
+		src := "package p\n\n" + rule + "\n"
+		compareQuery(t, src, "x = data.p", inputs...)
+		if err := prepareErr(t, src, "x = data.p"); err != nil {
+			t.Errorf("Prepare: %v, want the literal compiled\n%s", err, src)
+		}
+	}
+}
+
 // prepareErr is Prepare's error for query on src with the harness's base
 // document.
 func prepareErr(t *testing.T, src, query string) error {

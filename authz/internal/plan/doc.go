@@ -80,7 +80,12 @@
 //     that node out of the lookup; and rules that can build one document
 //     at two depths (t[k] := {"b": 1} beside t.a.b := 1,
 //     checkNestedRuleRefs), which topdown refuses as a conflict even where
-//     the values agree.
+//     the values agree; and a set literal with elements that are not
+//     constants, or an object literal with such keys, anywhere but as an
+//     argument of a built-in function (checkLiteralsWrittenWithVariables):
+//     topdown enumerates it as written, in the order of its terms and with
+//     elements that turn out equal visited twice, also through rules,
+//     variables and function arguments.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.

@@ -136,6 +136,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkCompiler(opts.Compiler); err != nil {
 		return nil, err
 	}
+	if err := checkLiteralsWrittenWithVariables(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	if err := checkNestedRuleRefs(opts.Compiler); err != nil {
 		return nil, err
 	}
