@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -42,7 +44,19 @@ func (e *Engine) evaluate(ctx context.Context, cp *compiled, input ast.Value, no
 // evaluateTopdown evaluates input with OPA's topdown evaluator, tracing
 // for an explanation when x is not nil, and returns the decision object
 // (nil when the query is undefined).
-func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Value, now time.Time, x *explainer) (ast.Object, error) {
+//
+// A panic during the evaluation is a policy error: some of OPA's built-in
+// functions panic on arguments a request can supply (bits.lsh with a huge
+// shift count), and no request may take the process down. It is logged
+// with its stack.
+func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Value, now time.Time, x *explainer) (result ast.Object, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.LogAttrs(ctx, slog.LevelError, "policy evaluation panicked",
+				slog.String("panic", fmt.Sprint(p)), slog.String("stack", string(debug.Stack())))
+			result, err = nil, Refusef(ErrPolicy, "evaluation panicked: %v", p)
+		}
+	}()
 	// One cancel hook per evaluation instead of OPA's watcher goroutine.
 	cancel := topdown.NewCancel()
 	defer context.AfterFunc(ctx, cancel.Cancel)()
@@ -66,7 +80,6 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 		}
 		return nil, RefuseWith(ErrPolicy, err)
 	}
-	var result ast.Object
 	if len(rs) > 0 && len(rs[0].Expressions) > 0 {
 		if t, ok := rs[0].Expressions[0].Value.(*ast.Term); ok {
 			result, _ = t.Value.(ast.Object)

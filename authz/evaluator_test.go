@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,5 +172,32 @@ func TestEvaluatorPanicFallsBack(t *testing.T) {
 	}
 	if n := e.Status().EvaluatorFallbacks; n != 1 || calls.Load() != 2 {
 		t.Fatalf("%d fallbacks, %d prints; want 1 and 2", n, calls.Load())
+	}
+}
+
+// TestEvaluationPanicIsPolicyError: a built-in function of OPA that panics
+// on an argument the request supplies (bits.lsh by a shift count of 1e18:
+// "makeslice: len out of range") is a deny with a policy error from every
+// evaluator, never a crash of the process; the panic is logged with its
+// stack.
+func TestEvaluationPanicIsPolicyError(t *testing.T) {
+	const policy = "package authz\n\nallow if bits.lsh(1, input.resource.n) > 0\n"
+	for _, ev := range []authz.Evaluator{authz.EvaluatorTopdown, authz.EvaluatorCompiled, authz.EvaluatorAuto} {
+		t.Run(string(ev), func(t *testing.T) {
+			var logs authztest.SyncBuffer
+			e := newEngine(t, authz.Options{Evaluator: ev, DecisionCacheSize: -1,
+				Logger: slog.New(slog.NewJSONHandler(&logs, nil))}, authztest.Policy(t, "panics", policy))
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"n": 1e18}})
+			if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "panicked") {
+				t.Errorf("allow=%v (%v), want a deny with a policy error saying it panicked", d.Allow, err)
+			}
+			if !strings.Contains(logs.String(), `"msg":"policy evaluation panicked"`) || !strings.Contains(logs.String(), "bits.") {
+				t.Errorf("logs do not show the panic with its stack:\n%s", logs.String())
+			}
+			// A shift the built-in can make is still answered.
+			if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"n": 3}}); err != nil || !d.Allow {
+				t.Errorf("n=3: allow=%v (%v), want true", d.Allow, err)
+			}
+		})
 	}
 }
