@@ -11,6 +11,15 @@ import (
 	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
+// wantTopdown fails the test unless topdown serves e's snapshot and the
+// reason the compiled evaluator gives contains why.
+func wantTopdown(t *testing.T, e *authz.Engine, why string) {
+	t.Helper()
+	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, why) {
+		t.Errorf("Status().Evaluator = %q, want topdown and why (%q)", ev, why)
+	}
+}
+
 // TestEvaluatorObjectKeyGivenTwice: an object literal whose keys come from
 // the request can turn out to hold one key twice. Which value survives is
 // topdown's own affair (the first or the last, depending on how the keys
@@ -139,9 +148,7 @@ func TestEvaluatorNegatedEnumeration(t *testing.T) {
 	policy := "package authz\n\nblocked.alice := true\n\nblocked.teams.red := true\n\nallow if not blocked[input.subject.id]\n"
 	snap := authztest.Policy(t, "negated", policy)
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
-	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "negation") {
-		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
-	}
+	wantTopdown(t, e, "negation")
 	for user, want := range map[string]bool{"alice": false, "bob": true} {
 		req := authz.Request{Subject: &authz.Subject{Type: "user", ID: user}, Action: authz.Action{Name: "read"}}
 		d, err := e.Decide(t.Context(), req)
@@ -162,9 +169,7 @@ func TestEvaluatorWithTargetVariable(t *testing.T) {
 		"authz.rego": "package authz\n\nallow if data.other.blocked.bob with data.other.blocked[input.subject.id] as true\n",
 	}, nil)
 	e := newEngine(t, authz.Options{}, snap)
-	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") {
-		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
-	}
+	wantTopdown(t, e, "")
 	if d, err := e.Decide(t.Context(), authz.Request{Subject: &authz.Subject{Type: "user", ID: "bob"}, Action: authz.Action{Name: "read"}}); d.Allow {
 		t.Errorf("allowed (%v)", err)
 	}
@@ -258,9 +263,7 @@ func TestEvaluatorWithBelowReplacedDocument(t *testing.T) {
 func TestEvaluatorLookupDropsRulesBelow(t *testing.T) {
 	policy := "package authz\n\nblocked.users.c := true\n\nblocked.groups[g] := true if {\n\tsome g in [\"admins\"]\n}\n\nallow if not blocked[input.subject.type].c\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "droppedlookup", policy))
-	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "leaves out") {
-		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
-	}
+	wantTopdown(t, e, "leaves out")
 	for typ, want := range map[string]bool{"users": false, "service": true} {
 		req := authz.Request{Subject: &authz.Subject{Type: typ, ID: "alice"}, Action: authz.Action{Name: "read"}}
 		d, err := e.Decide(t.Context(), req)
@@ -278,9 +281,7 @@ func TestEvaluatorLookupDropsRulesBelow(t *testing.T) {
 func TestEvaluatorNestedRuleRefsConflict(t *testing.T) {
 	policy := "package authz\n\nt.a.b := 1\n\nt[k] := {\"b\": 1} if some k in [\"a\"]\n\nallow if t.a.b == 1\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "nestedrefs", policy))
-	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "two depths") {
-		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
-	}
+	wantTopdown(t, e, "two depths")
 	d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}})
 	if d.Allow || !errors.Is(err, authz.ErrPolicy) {
 		t.Errorf("allow=%v (%v), want a deny with topdown's conflict", d.Allow, err)
@@ -298,9 +299,7 @@ func TestEvaluatorNestedRuleRefsConflict(t *testing.T) {
 func TestEvaluatorWithFunctionByValueWithVariables(t *testing.T) {
 	policy := "package authz\n\nperms(_) := []\n\nblocked if \"blocked\" in perms(input.subject.id)\n\nallow if {\n\ta := input.action.name\n\tnot blocked with perms as [a]\n}\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "mockvalue", policy))
-	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, "register") {
-		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
-	}
+	wantTopdown(t, e, "register")
 	for action, want := range map[string]bool{"blocked": false, "read": true} {
 		req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
 		d, err := e.Decide(t.Context(), req)
@@ -319,9 +318,7 @@ func TestEvaluatorWithFunctionByValueWithVariables(t *testing.T) {
 func TestEvaluatorWithFunctionBeforeDocument(t *testing.T) {
 	policy := "package authz\n\ndefault q := false\n\nlabel(x) := x\n\nallow if {\n\tinput.action.name == \"read\" with data.authz.label as \"x\" with input.action.name as \"read\"\n}\n\nallow if {\n\tq with upper as 1 with data.authz.q as true\n\tinput.action.name == \"list\"\n}\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "withorder", policy))
-	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") {
-		t.Errorf("Status().Evaluator = %q, want topdown and why", ev)
-	}
+	wantTopdown(t, e, "")
 	for _, action := range []string{"read", "write", "list"} {
 		req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
 		d, err := e.Decide(t.Context(), req)
@@ -347,17 +344,17 @@ func TestEvaluatorWithFunctionUnderWithOnPackage(t *testing.T) {
 		"on": "package authz\n\nsame if {\n\tdata.authz.lib.r == input.action.name with data.authz.lib.f as 7 with upper as 1 with data.authz.lib.r as \"write\"\n}\n\nallow if {\n\tnot same with data.authz.lib as {\"r\": \"read\"}\n}\n",
 		"by": "package authz\n\nok(_) := false\n\nread if ok(input.action.name) with ok as data.authz.lib.f\n\nallow if {\n\tread with data.authz.lib as {\"f\": true}\n}\n",
 	} {
-		snap := authztest.Snapshot(t, name, map[string]string{"lib.rego": lib, "policy.rego": policy}, nil)
-		e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
-		if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") {
-			t.Errorf("%s: Status().Evaluator = %q, want topdown and why", name, ev)
-		}
-		for action, want := range map[string]bool{"read": true, "write": false} {
-			req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
-			d, err := e.Decide(t.Context(), req)
-			if err != nil || d.Allow != want {
-				t.Errorf("%s, %s: allow=%v (%v), want %v", name, action, d.Allow, err, want)
+		t.Run(name, func(t *testing.T) {
+			snap := authztest.Snapshot(t, name, map[string]string{"lib.rego": lib, "policy.rego": policy}, nil)
+			e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+			wantTopdown(t, e, "")
+			for action, want := range map[string]bool{"read": true, "write": false} {
+				req := authz.Request{Subject: &authz.Subject{Type: "user", ID: "alice"}, Action: authz.Action{Name: action}}
+				d, err := e.Decide(t.Context(), req)
+				if err != nil || d.Allow != want {
+					t.Errorf("%s: allow=%v (%v), want %v", action, d.Allow, err, want)
+				}
 			}
-		}
+		})
 	}
 }

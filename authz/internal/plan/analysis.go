@@ -328,16 +328,7 @@ func checkNegatedEnumerations(policy *ir.Policy) error {
 			found = n
 		}
 	}
-	if policy.Plans != nil {
-		for _, p := range policy.Plans.Plans {
-			eachStmt(p.Blocks, visit)
-		}
-	}
-	if policy.Funcs != nil {
-		for _, f := range policy.Funcs.Funcs {
-			eachStmt(f.Blocks, visit)
-		}
-	}
+	eachPolicyStmt(policy, visit)
 	if found != nil {
 		return &UnsupportedError{Feature: fmt.Sprintf("negation of a reference the planner enumerates (%s)", found.Location.Text)}
 	}
@@ -421,6 +412,21 @@ func writes(s ir.Stmt, field string) bool {
 		return true
 	}
 	return field == "Target" || field == "Result"
+}
+
+// eachPolicyStmt calls f for every statement of the policy's plans and
+// functions, as eachStmt does for blocks.
+func eachPolicyStmt(policy *ir.Policy, f func(ir.Stmt)) {
+	if policy.Plans != nil {
+		for _, p := range policy.Plans.Plans {
+			eachStmt(p.Blocks, f)
+		}
+	}
+	if policy.Funcs != nil {
+		for _, fn := range policy.Funcs.Funcs {
+			eachStmt(fn.Blocks, f)
+		}
+	}
 }
 
 // eachStmt calls f for every statement of blocks, those nested in block,

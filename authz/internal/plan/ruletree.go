@@ -136,18 +136,3 @@ func mayPrefix(a, b ast.Ref) bool {
 	}
 	return true
 }
-
-// eachPolicyStmt calls f for every statement of the policy's plans and
-// functions, as eachStmt does for blocks.
-func eachPolicyStmt(policy *ir.Policy, f func(ir.Stmt)) {
-	if policy.Plans != nil {
-		for _, p := range policy.Plans.Plans {
-			eachStmt(p.Blocks, f)
-		}
-	}
-	if policy.Funcs != nil {
-		for _, fn := range policy.Funcs.Funcs {
-			eachStmt(fn.Blocks, f)
-		}
-	}
-}
