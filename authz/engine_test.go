@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,6 +330,38 @@ func TestCallerCancellationIsFinal(t *testing.T) {
 			}
 			if n := e.Status().EvaluatorFallbacks; n != 0 {
 				t.Errorf("%d fallbacks, want 0: the caller's cancellation is final", n)
+			}
+		})
+	}
+}
+
+// TestNoAnswerAfterTimeout: a built-in function that does not watch
+// cancellation (graph.reachable_paths over a graph the request supplies,
+// whose paths double with each layer) runs past limits.eval_timeout. The
+// compiled evaluator, which looks at the cancel flag only every few steps,
+// returned its late answer: an allow, where topdown stops at the deadline
+// and denies. A late answer is now never taken: the decision is a timeout.
+func TestNoAnswerAfterTimeout(t *testing.T) {
+	const policy = "package authz\n\nallow if count(graph.reachable_paths(input.resource.g, [\"0\"])) > 0\n"
+	g := map[string]any{}
+	for i := range 14 {
+		next := strconv.Itoa(i + 1)
+		g[strconv.Itoa(i)] = []any{next, next}
+	}
+	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
+		t.Run(string(ev), func(t *testing.T) {
+			// The built-in takes far longer than a millisecond: 2^14 paths.
+			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: time.Millisecond, DecisionCacheSize: -1},
+				authztest.Policy(t, "reachable", policy))
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"g": g}})
+			if d.Allow || !errors.Is(err, authz.ErrPolicy) || !strings.Contains(err.Error(), "timed out") {
+				t.Errorf("allow=%v (%v), want a deny: the evaluation timed out", d.Allow, err)
+			}
+			// Within the time, the same policy answers.
+			small := map[string]any{"0": []any{"1"}}
+			e = newEngine(t, authz.Options{Evaluator: ev, DecisionCacheSize: -1}, authztest.Policy(t, "reachable", policy))
+			if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"g": small}}); err != nil || !d.Allow {
+				t.Errorf("small graph: allow=%v (%v), want true", d.Allow, err)
 			}
 		})
 	}

@@ -129,6 +129,18 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		e.fallbacks.Add(1)
 		return nil, false, nil
 	}
+	if stop.Cancelled() {
+		// An answer after the time ran out: a built-in function that does
+		// not watch cancellation (graph.reachable_paths, json.patch) ran
+		// past it, and the plan looks at the flag only now and then. It is
+		// not taken: the caller's cancellation is final, and otherwise
+		// topdown has what is left of the time, as for any other overrun.
+		if ctx.Err() != nil {
+			return nil, true, &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+		}
+		e.fallbacks.Add(1)
+		return nil, false, nil
+	}
 	if len(rs) == 0 {
 		return nil, true, nil
 	}
