@@ -119,6 +119,33 @@ func TestEvaluatorLiteralEnumeratedAsWritten(t *testing.T) {
 	}
 }
 
+// TestEvaluatorNumberWrittenOtherwise: a request that writes one number two
+// ways (1.0 and 1, as the HTTP front keeps JSON numbers) against a rule
+// keyed by a number. topdown answers the second call of f from the first
+// (1.0) and finds no rule o[1.0]; the compiled evaluator's f(1) is 1 and
+// found o[1], and allowed. Such a request is now left to topdown. See
+// TestDivergenceNumberWrittenOtherwise in internal/plan.
+func TestEvaluatorNumberWrittenOtherwise(t *testing.T) {
+	policy := "package authz\n\no[1] := true\n\nf(x) := x\n\nallow if {\n\tf(input.resource.a)\n\to[f(input.resource.b)]\n}\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "numbers", policy))
+	for _, tc := range []struct {
+		a, b      json.Number
+		want      bool
+		fallbacks uint64
+	}{
+		{a: "1.0", b: "1", want: false, fallbacks: 1},
+		{a: "1", b: "1", want: true, fallbacks: 1},
+	} {
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"a": tc.a, "b": tc.b}})
+		if err != nil || d.Allow != tc.want {
+			t.Errorf("a=%s b=%s: allow=%v (%v), want %v", tc.a, tc.b, d.Allow, err, tc.want)
+		}
+		if n := e.Status().EvaluatorFallbacks; n != tc.fallbacks {
+			t.Errorf("a=%s b=%s: %d fallbacks, want %d", tc.a, tc.b, n, tc.fallbacks)
+		}
+	}
+}
+
 // TestEvaluatorNumberKeyWrittenOtherwise: a rule with a number key in its ref head
 // (levels[1] := true) looked up with a request number written 1.0, as the
 // HTTP front keeps it (json.Number). topdown finds the rule by the key's Go

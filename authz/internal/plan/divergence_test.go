@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -242,6 +243,52 @@ func TestDivergenceLiteralEnumeratedAsWritten(t *testing.T) {
 			t.Errorf("Prepare: %v, want the literal compiled\n%s", err, src)
 		}
 	}
+}
+
+// TestDivergenceNumberWrittenOtherwise: equal numbers written differently
+// (1 and 1.0) stand in for each other in topdown where the plan keeps each
+// as written: topdown binds a variable unified with a constant to the
+// constant (some l; levels[l] = 1 gives 1 where the set holds 1.0), and it
+// answers a function call, or a lookup into a partial set, from the result
+// of an earlier one with an equal argument (f(1) after f(1.0) is 1.0). A
+// rule keyed by a number, which topdown finds by how the key is written,
+// then tells the evaluators apart:
+//
+//	o[1.0] := true; allow if { some l; levels[l] = 1; o[l] }, levels [1.0]   topdown undefined   compiled true
+//	o[1] := true; allow if { f(input.a); o[f(input.b)] }, a 1.0, b 1          topdown undefined   compiled true
+//	o[1] := true; allow if { s[input.a]; o[s[input.b]] }, a 1.0, b 1          topdown undefined   compiled true
+//
+// Plain numbers (1, 1.5) cannot be written two ways, so the compiled
+// evaluator now leaves an input holding another (1.0, 1e0, 1.50) to
+// topdown, and Prepare refuses such numbers in the base document and the
+// policy.
+func TestDivergenceNumberWrittenOtherwise(t *testing.T) {
+	for _, tc := range []struct{ src, input string }{
+		{"package p\n\no[1.0] := true\n\nlevels := {l | some l in input.levels}\n\nallow if {\n\tsome l\n\tlevels[l] = 1\n\to[l]\n}\n", `{"levels": [1.0]}`},
+		{"package p\n\no[1] := true\n\nf(x) := x\n\nallow if {\n\tf(input.a)\n\to[f(input.b)]\n}\n", `{"a": 1.0, "b": 1}`},
+		{"package p\n\no[1] := true\n\ns contains x if some x in input.arr\n\nallow if {\n\ts[input.a]\n\to[s[input.b]]\n}\n", `{"a": 1.0, "b": 1, "arr": [1]}`},
+		{"package p\n\no[1] := true\n\nf(x) := x\n\nallow if {\n\tf(1.0)\n\to[f(input.b)]\n}\n", `{"b": 1}`},
+	} {
+		compareQuery(t, tc.src, "x = data.p.allow", tc.input, `{"a": 1, "b": 1, "arr": [1], "levels": [1]}`)
+	}
+	for n, plain := range map[string]bool{"1": true, "-1": true, "0": true, "1.5": true, "0.1": true, "123456789012345678901234567890": true,
+		"1.0": false, "1e0": false, "1.50": false, "-0": false, "01": false, "1E2": false, "2.0e-1": false} {
+		if got := plainNumbersOf(n); got != plain {
+			t.Errorf("%s: plain = %v, want %v", n, got, plain)
+		}
+	}
+}
+
+// plainNumbersOf reports whether Eval takes an input holding the number n
+// (written as n) rather than leaving it to topdown.
+func plainNumbersOf(n string) bool {
+	c := ast.MustCompileModules(map[string]string{"p.rego": "package p\n\nx := input.n\n"})
+	q, err := plan.Prepare(context.Background(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p.x")})
+	if err != nil {
+		panic(err)
+	}
+	_, err = q.Eval(context.Background(), ast.NewObject(ast.Item(ast.StringTerm("n"), ast.NumberTerm(json.Number(n)))), plan.EvalOptions{})
+	return err == nil
 }
 
 // prepareErr is Prepare's error for query on src with the harness's base

@@ -93,6 +93,13 @@
 //     evaluation ({input.x: 1, "a": 2} with input.x "a"): the planner
 //     orders a literal's keys its own way, and topdown keeps the first or
 //     the last value depending on how the keys are written.
+//   - Eval refuses an input holding a number written otherwise than its
+//     plain form (1.0, 1e0, 1.50), and Prepare a base document or a policy
+//     holding one: topdown lets equal numbers written differently stand in
+//     for each other (a variable unified with a constant is the constant,
+//     a function call or a lookup into a partial set is answered from an
+//     earlier one with an equal argument), and a rule keyed by a number,
+//     found by how its key is written, then tells the evaluators apart.
 //   - Eval refuses a lookup by a number written otherwise than the object's
 //     key (o[1.0] where o has the key 1): topdown finds a rule's key by
 //     how it is written, a value's by its value; and an object given one

@@ -658,8 +658,10 @@ func (g *policyGen) collection() string {
 
 func (g *policyGen) constant() string {
 	consts := []string{"1", "2", "0", "-1", "2.5", `"a"`, `"b"`, `""`, "true", "false", "null", "[]", "{}", `{"a": 1}`, `[1, "a"]`,
-		// Numbers equal to others but written otherwise.
-		"1.0", "3.0", "1e0"}
+		// Three more (in place of 1.0, 3.0 and 1e0, numbers written
+		// otherwise than their plain form, which Prepare refuses now, so
+		// that the seeds kept draw as many constants as before).
+		"10", "3", "0.5"}
 	return consts[g.pick(len(consts))]
 }
 

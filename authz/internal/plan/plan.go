@@ -136,6 +136,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkCompiler(opts.Compiler); err != nil {
 		return nil, err
 	}
+	if err := checkPlainNumbers(opts.Compiler, opts.Query, obj); err != nil {
+		return nil, err
+	}
 	if err := checkLiteralsWrittenWithVariables(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
@@ -240,6 +243,10 @@ func (p *Query) Eval(ctx context.Context, input ast.Value, opts EvalOptions) (Re
 	}()
 	var in *ast.Term
 	if input != nil {
+		if !plainNumbers(input) {
+			finished = true
+			return nil, errNumberWrittenOtherwise
+		}
 		in = ast.NewTerm(input)
 	}
 	rs, err := s.run(ctx, in, &opts)

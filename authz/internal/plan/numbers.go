@@ -1,0 +1,98 @@
+package plan
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// errNumberWrittenOtherwise refuses an input holding a number written
+// otherwise than its plain form (1.0, 1e0, 1.50 rather than 1 and 1.5).
+// topdown lets equal numbers written differently stand in for each other
+// where the plan does not: it binds a variable unified with a constant to
+// the constant rather than to the set's element (some l; levels[l] = 1
+// gives 1 where the set holds 1.0), and it answers a function call or a
+// lookup into a partial set from the result of an earlier call or lookup
+// with an equal argument (f(1) after f(1.0) gives 1.0). The two evaluators
+// then write a number differently, and a rule keyed by a number (o[1] :=
+// true), which topdown finds by how the key is written, or text made of the
+// number (json.marshal), tells them apart: both allowed what topdown
+// denies. Plain numbers cannot be written two ways, so only inputs holding
+// others are left to topdown (and Prepare refuses such numbers in the base
+// document and the policy).
+var errNumberWrittenOtherwise = &UnsupportedError{Feature: "a number written otherwise than its plain form (1.0 for 1), which topdown may take for an equal number written otherwise"}
+
+// plainNumber reports whether n is written in its plain form: an integer
+// without a sign other than a minus (not -0), a fraction or an exponent,
+// or else a number that is not an integer written as Go's shortest
+// representation writes it.
+func plainNumber(n ast.Number) bool {
+	s := string(n)
+	if integerText(s) {
+		return s != "-0"
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f == float64(int64(f)) {
+		return false // an integer written as a fraction or with an exponent, or out of range
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64) == s
+}
+
+// integerText reports whether s is an optional minus and decimal digits
+// without a leading zero (or the single digit 0).
+func integerText(s string) bool {
+	if len(s) > 0 && s[0] == '-' {
+		s = s[1:]
+	}
+	if s == "" || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainNumbers reports whether every number in v (object keys included) is
+// written in its plain form.
+func plainNumbers(v ast.Value) bool {
+	switch x := v.(type) {
+	case ast.Number:
+		return plainNumber(x)
+	case ast.Object:
+		return !x.Until(func(k, e *ast.Term) bool { return !plainNumbers(k.Value) || !plainNumbers(e.Value) })
+	case *ast.Array:
+		for i := range x.Len() {
+			if !plainNumbers(x.Elem(i).Value) {
+				return false
+			}
+		}
+	case ast.Set:
+		return !x.Until(func(e *ast.Term) bool { return !plainNumbers(e.Value) })
+	}
+	return true
+}
+
+// checkPlainNumbers refuses a base document or a policy holding a number
+// written otherwise than its plain form: see errNumberWrittenOtherwise.
+func checkPlainNumbers(c *ast.Compiler, query ast.Body, data ast.Value) error {
+	if !plainNumbers(data) {
+		return &UnsupportedError{Feature: "a base document holding " + errNumberWrittenOtherwise.Feature}
+	}
+	var found *ast.Term
+	walkPolicy(c, query, func(n ast.Node) bool {
+		if t, ok := n.(*ast.Term); ok && found == nil {
+			if num, ok := t.Value.(ast.Number); ok && !plainNumber(num) {
+				found = t
+			}
+		}
+		return found != nil
+	})
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf("%s, at %v", errNumberWrittenOtherwise.Feature, found.Location)}
+	}
+	return nil
+}
