@@ -146,6 +146,28 @@ func TestEvaluatorNumberWrittenOtherwise(t *testing.T) {
 	}
 }
 
+// TestEvaluatorNumberMadeFromText: the same with the number made by
+// to_number from the request's text ("1.0", "01", "+1"), past the check of
+// the input: topdown answers id(1) from id(1.0) and finds no rule
+// levels[1.0]; the compiled evaluator allowed. Such an evaluation is now
+// left to topdown at the call.
+func TestEvaluatorNumberMadeFromText(t *testing.T) {
+	policy := "package authz\n\nid(x) := x\n\nlevels[1] := true\n\nallow if {\n\tid(to_number(input.resource.level))\n\tlevels[id(1)]\n}\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "totext", policy))
+	topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, authztest.Policy(t, "totext", policy))
+	for _, level := range []string{"1.0", "01", "+1", "1", "2"} {
+		req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"level": level}}
+		got, gotErr := e.Decide(t.Context(), req)
+		want, wantErr := topdown.Decide(t.Context(), req)
+		if got.Allow != want.Allow || (gotErr != nil) != (wantErr != nil) {
+			t.Errorf("level %q: allow=%v (%v), topdown allow=%v (%v)", level, got.Allow, gotErr, want.Allow, wantErr)
+		}
+	}
+	if n := e.Status().EvaluatorFallbacks; n != 3 {
+		t.Errorf("%d fallbacks, want 3 (the levels written otherwise)", n)
+	}
+}
+
 // TestEvaluatorNumberKeyWrittenOtherwise: a rule with a number key in its ref head
 // (levels[1] := true) looked up with a request number written 1.0, as the
 // HTTP front keeps it (json.Number). topdown finds the rule by the key's Go

@@ -32,6 +32,11 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if src == nil || key == nil {
 				return 0, nil
 			}
+			if _, set := src.Value.(ast.Set); set && !plainNumbers(key.Value) {
+				// topdown answers a later lookup of an equal key from
+				// this one: see errNumberWrittenOtherwise.
+				return 0, errNumberWrittenOtherwise
+			}
 			v := dot(src, key)
 			if v == nil {
 				if in.op == opDotData && mayStore(src, key) && dotStorage(src, key) != nil {
@@ -47,6 +52,12 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			a, b := read(fr, in.a), read(fr, in.b)
 			if a == nil || b == nil || (a != b && a.Value.Compare(b.Value) != 0) {
 				return 0, nil
+			}
+			if a != b && (!plainNumbers(a.Value) || !plainNumbers(b.Value)) {
+				// Equal, and one of them written otherwise: topdown may
+				// go on with either writing (a variable unified with a
+				// constant, a comprehension it indexes).
+				return 0, errNumberWrittenOtherwise
 			}
 		case opNotEqual:
 			a, b := read(fr, in.a), read(fr, in.b)
@@ -198,6 +209,11 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 		case opCall:
 			if err := s.tick(); err != nil {
 				return 0, err
+			}
+			if in.fn.isFunc && !plainArgs(fr, in.args) {
+				// topdown answers a later call with equal arguments from
+				// this one: see errNumberWrittenOtherwise.
+				return 0, errNumberWrittenOtherwise
 			}
 			v, err := s.call(in.fn, fr, in.args)
 			if err != nil {

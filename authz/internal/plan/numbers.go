@@ -20,7 +20,11 @@ import (
 // number (json.marshal), tells them apart: both allowed what topdown
 // denies. Plain numbers cannot be written two ways, so only inputs holding
 // others are left to topdown (and Prepare refuses such numbers in the base
-// document and the policy).
+// document and the policy). Built-in functions make such numbers from text
+// (to_number("1.0"), json.unmarshal), so Eval refuses one too where
+// topdown's shortcuts would meet it: as an argument of a function of the
+// policy, as a key looked up in a set, and in an equality with an equal
+// number written otherwise.
 var errNumberWrittenOtherwise = &UnsupportedError{Feature: "a number written otherwise than its plain form (1.0 for 1), which topdown may take for an equal number written otherwise"}
 
 // plainNumber reports whether n is written in its plain form: an integer
@@ -72,6 +76,17 @@ func plainNumbers(v ast.Value) bool {
 		}
 	case ast.Set:
 		return !x.Until(func(e *ast.Term) bool { return !plainNumbers(e.Value) })
+	}
+	return true
+}
+
+// plainArgs reports whether the arguments of a call of a function of the
+// policy (after input and data) hold plain numbers only.
+func plainArgs(fr []*ast.Term, args []operand) bool {
+	for _, a := range args[min(2, len(args)):] {
+		if v := read(fr, a); v != nil && !plainNumbers(v.Value) {
+			return false
+		}
 	}
 	return true
 }
