@@ -32,9 +32,11 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if src == nil || key == nil {
 				return 0, nil
 			}
-			if _, set := src.Value.(ast.Set); set && !plainNumbers(key.Value) {
-				// topdown answers a later lookup of an equal key from
-				// this one: see errNumberWrittenOtherwise.
+			if !plainKey(src, key) {
+				// topdown answers a later lookup of an equal key into a
+				// partial set from this one, and binds a partial
+				// object's key to the key looked up: see
+				// errNumberWrittenOtherwise.
 				return 0, errNumberWrittenOtherwise
 			}
 			v := dot(src, key)

@@ -23,7 +23,8 @@ import (
 // document and the policy). Built-in functions make such numbers from text
 // (to_number("1.0"), json.unmarshal), so Eval refuses one too where
 // topdown's shortcuts would meet it: as an argument of a function of the
-// policy, as a key looked up in a set, and in an equality with an equal
+// policy, as a key (or in one) looked up in a set or an object, and in an
+// equality with an equal
 // number written otherwise.
 var errNumberWrittenOtherwise = &UnsupportedError{Feature: "a number written otherwise than its plain form (1.0 for 1), which topdown may take for an equal number written otherwise"}
 
@@ -76,6 +77,17 @@ func plainNumbers(v ast.Value) bool {
 		}
 	case ast.Set:
 		return !x.Until(func(e *ast.Term) bool { return !plainNumbers(e.Value) })
+	}
+	return true
+}
+
+// plainKey reports whether a lookup of key in src, a set or an object,
+// holds plain numbers only (a lookup in anything else is not answered from
+// a rule).
+func plainKey(src, key *ast.Term) bool {
+	switch src.Value.(type) {
+	case ast.Set, ast.Object:
+		return plainNumbers(key.Value)
 	}
 	return true
 }
