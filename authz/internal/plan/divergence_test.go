@@ -275,6 +275,8 @@ func TestDivergenceNumberWrittenOtherwise(t *testing.T) {
 		{"package p\n\nallow if {\n\tt := to_number(input.s)\n\tjson.marshal([t | some u in input.users; u == t]) == \"[1.0]\"\n}\n", `{"s": "1.0", "users": [1, 2]}`},
 		{"package p\n\nm[k] := k[0] if some k in input.xs\n\no[1] := true\n\nallow if o[m[[to_number(input.s)]]]\n", `{"s": "1.0", "xs": [[1]]}`},
 		{"package p\n\nm[k] := k.a if some k in input.os\n\no[1] := true\n\nallow if o[m[json.unmarshal(input.s)]]\n", `{"s": "{\"a\": 1.0}", "os": [{"a": 1}]}`},
+		{"package p\n\nr[1] := true\n\nr[to_number(input.s)] := true\n\no[1] := true\n\nallow if {\n\tsome k, _ in r\n\to[k]\n}\n", `{"s": "1.0"}`},
+		{"package p\n\nr[to_number(input.s)] := true\n\nr[1] := true\n\nallow if json.marshal(r) == \"{\\\"1\\\":true}\"\n", `{"s": "01"}`},
 		{"package p\n\no[1.5] := true\n\nlevels := {to_number(l) | some l in input.levels}\n\nallow if {\n\tsome l\n\tlevels[l] = 1.5\n\to[l]\n}\n", `{"levels": ["1.50"]}`},
 	} {
 		compareQuery(t, tc.src, "x = data.p.allow", tc.input, `{"a": 1, "b": 1, "arr": [1], "levels": [1]}`)

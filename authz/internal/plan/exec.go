@@ -128,6 +128,12 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if !ok {
 				return 0, s.internal(in, "insert into a %s", ast.ValueName(t.Value))
 			}
+			if !plainNumbers(k.Value) {
+				// A key made from text (r[to_number(input.s)]) beside an
+				// equal one: topdown keeps the computed writing, the plan
+				// the first inserted. See errNumberWrittenOtherwise.
+				return 0, errNumberWrittenOtherwise
+			}
 			switch in.op {
 			case opObjectInsertOnce:
 				if old := obj.Get(k); old != nil {
