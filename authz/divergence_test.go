@@ -168,6 +168,24 @@ func TestEvaluatorNumberMadeFromText(t *testing.T) {
 	}
 }
 
+// TestEvaluatorIndexedComprehensionConflict: a comprehension topdown
+// indexes on the request's team evaluates ahead for every team, and a
+// nested object comprehension gives one key two values in another team's
+// part: topdown's evaluation fails (a deny), the compiled evaluator's
+// covered the request's team only and allowed. Such a policy is now served
+// by topdown. See TestDivergenceIndexedComprehensionConflict in
+// internal/plan.
+func TestEvaluatorIndexedComprehensionConflict(t *testing.T) {
+	policy := "package authz\n\nallow if {\n\tt := input.resource.team\n\ty := [o | some e in input.resource.grants; e[0] = t; o := {\"k\": w | some w in e[1]}]\n\tcount(y) > 0\n}\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "indexed", policy))
+	wantTopdown(t, e, "comprehension that topdown indexes")
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"team": "a",
+		"grants": []any{[]any{"a", []any{1}}, []any{"b", []any{1, 2}}}}}
+	if d, err := e.Decide(t.Context(), req); d.Allow || !errors.Is(err, authz.ErrPolicy) {
+		t.Errorf("allow=%v (%v), want topdown's conflict", d.Allow, err)
+	}
+}
+
 // TestEvaluatorNumberKeyWrittenOtherwise: a rule with a number key in its ref head
 // (levels[1] := true) looked up with a request number written 1.0, as the
 // HTTP front keeps it (json.Number). topdown finds the rule by the key's Go

@@ -18,8 +18,22 @@ import (
 // looks the current one up; the plan evaluates it for the current team
 // only. An error in another team's part of it (upper of a number) fails
 // topdown's evaluation and not the plan's. Comprehensions whose bodies
-// cannot fail are indexed harmlessly.
-func checkCompiler(c *ast.Compiler) error {
+// cannot fail are indexed harmlessly; an object comprehension nested in the
+// body can fail (one key, two values). The query's comprehensions are
+// checked too: the query's own compiler indexes them, out of sight here,
+// so any whose body may fail is refused.
+func checkCompiler(c *ast.Compiler, query ast.Body) error {
+	var inQuery *ast.Term
+	ast.WalkTerms(query, func(t *ast.Term) bool {
+		if inQuery == nil && ast.IsComprehension(t.Value) && mayFail(c, comprehensionBody(t)) {
+			inQuery = t
+		}
+		return inQuery != nil
+	})
+	if inQuery != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"comprehension in the query whose body may fail (topdown may index it, evaluating it ahead), at %v", inQuery.Location)}
+	}
 	names := slices.Sorted(maps.Keys(c.Modules))
 	for _, name := range names {
 		var found *ast.Term
@@ -77,13 +91,26 @@ var infallible = map[string]bool{
 }
 
 // mayFail reports whether evaluating body could raise an error: a call of
-// anything but an infallible built-in, or a reference that reaches rules
-// (whose evaluation may conflict or call such a function).
+// anything but an infallible built-in, a reference that reaches rules
+// (whose evaluation may conflict or call such a function), or an object
+// comprehension (which fails when it gives one key two values).
 func mayFail(c *ast.Compiler, body ast.Body) bool {
 	fails := false
 	ast.WalkExprs(body, func(e *ast.Expr) bool {
 		if e.IsCall() && !infallible[e.Operator().String()] {
 			fails = true
+		}
+		return fails
+	})
+	if fails {
+		return true
+	}
+	ast.WalkTerms(body, func(t *ast.Term) bool {
+		switch v := t.Value.(type) {
+		case *ast.ObjectComprehension:
+			fails = true
+		case ast.Call: // in a query, which is not compiled: upper(v) inside n := upper(v)
+			fails = !infallible[v[0].String()]
 		}
 		return fails
 	})

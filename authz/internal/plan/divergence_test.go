@@ -301,6 +301,54 @@ func plainNumbersOf(n string) bool {
 	return err == nil
 }
 
+// TestDivergenceIndexedComprehensionConflict: a comprehension topdown
+// indexes (its body compares an element with t, bound outside) evaluates
+// ahead for every value of the key, so an error in another key's part of
+// it fails topdown's evaluation and not the plan's, which evaluates the
+// current key's part only. checkCompiler refused such comprehensions whose
+// bodies call a built-in that can fail or reach rules; it missed an object
+// comprehension nested in the body, which fails when it gives one key two
+// values (for "b": {"k": 1} and {"k": 2}):
+//
+//	[o | some e in input.p; e[0] = t; o := {"k": w | some w in e[1]}], t = "a"
+//	  topdown eval_conflict_error   compiled [{"k": 1}]
+//
+// and comprehensions in the query, which the query's own compiler indexes.
+// Both are refused at Prepare now.
+func TestDivergenceIndexedComprehensionConflict(t *testing.T) {
+	src := `package p
+
+allow if {
+	t := input.a
+	y := [o | some e in input.p; e[0] = t; o := {"k": w | some w in e[1]}]
+	count(y) > 0
+}
+
+f(t) := y if {
+	y := [o | some e in input.p; e[0] = t; o := {"k": w | some w in e[1]}]
+}
+
+viaFunction if count(f(input.a)) > 0
+`
+	in := `{"a": "a", "p": [["a", [1]], ["b", [1, 2]]]}`
+	for _, q := range []string{"x = data.p.allow", "x = data.p.viaFunction"} {
+		compareQuery(t, src, q, in)
+		if err := prepareErr(t, src, q); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare %s: %v, want a refusal", q, err)
+		}
+	}
+	for _, q := range []string{
+		`t := input.a; x = [n | some v in input.b; v = t; n := upper(v)]`,
+		`t := input.a; x = [n | some v in input.b; v = t; n := data.p.g(v)]`,
+	} {
+		src := "package p\n\ng(v) := 1 if v == 1\n\ng(v) := 2 if v == 1\n\ng(v) := 3 if v == \"a\"\n"
+		compareQuery(t, src, q, `{"a": "a", "b": ["a", 1, "b"]}`)
+		if err := prepareErr(t, src, q); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare %s: %v, want a refusal", q, err)
+		}
+	}
+}
+
 // prepareErr is Prepare's error for query on src with the harness's base
 // document.
 func prepareErr(t *testing.T, src, query string) error {

@@ -133,7 +133,7 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		// topdown hides data.system when it reads the whole of data.
 		return nil, &UnsupportedError{Feature: "base document with data.system"}
 	}
-	if err := checkCompiler(opts.Compiler); err != nil {
+	if err := checkCompiler(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
 	if err := checkPlainNumbers(opts.Compiler, opts.Query, obj); err != nil {
