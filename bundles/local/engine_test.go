@@ -71,7 +71,10 @@ func TestEngineDecidesThroughReloads(t *testing.T) {
 	want := map[string]string{} // revision -> reason, from the engine's status
 	for n := 1; n <= 100; n++ {
 		save(n)
-		deadline := time.Now().Add(5 * time.Second)
+		// A bound on liveness, not on speed: a lost change never takes
+		// effect, a slow one does (the race detector and a loaded machine
+		// slowed a reload past 5s once).
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			d, err := engine.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}})
 			if err == nil && d.Reasons[0] == fmt.Sprintf("gen-%d", n) {
