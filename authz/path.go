@@ -12,6 +12,7 @@ import (
 // 400 an enforcement point gets back explains itself.
 const (
 	refuseFragment     = "a fragment ('#') is not part of a request path"
+	refuseMethodParam  = "a _method query parameter is refused (Laravel, Symfony, Spring and Express's method-override run the method it names, not the one decided)"
 	refuseParams       = "';' path parameters are refused (servlet containers strip them)"
 	refuseBackslash    = "'\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
 	refuseControl      = "control characters are refused"
@@ -33,7 +34,8 @@ const (
 // paths can be tens of KiB, and the message reaches logs and 400 bodies.
 const maxQuotedPath = 128
 
-// normalizePath drops a query string, then returns the decoded, cleaned path
+// normalizePath drops a query string (refusing one that overrides the
+// method), then returns the decoded, cleaned path
 // and its segments: what the upstream routes, so that a policy comparing
 // input.action.path or input.action.segments decides about the resource the
 // request will reach. It accepts:
@@ -57,6 +59,9 @@ const maxQuotedPath = 128
 //     resolving decision would have judged "/b". Browsers and HTTP clients
 //     resolve dot segments before sending, so real traffic has none;
 //   - '#' (a fragment is never part of a request target);
+//   - a _method query parameter (any case, encoded or not): Laravel,
+//     Symfony, Spring's HiddenHttpMethodFilter and Express's
+//     method-override run the method it names instead of the one decided;
 //   - ';', literal or %3B: servlet containers (Tomcat, Jetty, Spring) strip
 //     ";parameters" from segments before routing, so "/public/..;/admin" and
 //     "/admin;x" reach /admin there while others route them as written;
@@ -83,6 +88,9 @@ const maxQuotedPath = 128
 // query. normalizePath never panics and is linear in the length of p.
 func normalizePath(p string) (string, []string, error) {
 	if i := strings.IndexByte(p, '?'); i >= 0 {
+		if methodParam(p[i+1:]) {
+			return refusePath(p[:i], refuseMethodParam)
+		}
 		p = p[:i]
 	}
 	escaped, nonASCII := false, false
@@ -243,6 +251,24 @@ func checkCompatSep(s string) string {
 		}
 	}
 	return ""
+}
+
+// methodParam reports whether query names a _method parameter (any case,
+// percent-encoded or not), which frameworks read to replace the request's
+// method, as they read X-HTTP-Method-Override.
+func methodParam(query string) bool {
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		name, _, _ := strings.Cut(pair, "=")
+		if d, err := url.QueryUnescape(name); err == nil {
+			name = d
+		}
+		if strings.EqualFold(name, "_method") {
+			return true
+		}
+	}
+	return false
 }
 
 // refusePath is normalizePath's error: the path, quoted and cut to

@@ -101,8 +101,37 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // every segment decoded by hand and checked, then RFC 3986 §5.2.4
 // remove_dot_segments run as specified (input and output buffers), then
 // empty segments dropped. ok is false when the path is refused.
+// refMethodParam reports whether query names a _method parameter: through
+// url.ParseQuery where it parses, else pair by pair.
+func refMethodParam(query string) bool {
+	if vals, err := url.ParseQuery(query); err == nil {
+		for k := range vals {
+			if strings.EqualFold(k, "_method") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, kv := range strings.Split(query, "&") {
+		k := kv
+		if i := strings.IndexByte(kv, '='); i >= 0 {
+			k = kv[:i]
+		}
+		if u, err := url.QueryUnescape(k); err == nil {
+			k = u
+		}
+		if strings.EqualFold(k, "_method") {
+			return true
+		}
+	}
+	return false
+}
+
 func refNormalizePath(target string) (cleaned string, segments []string, ok bool) {
-	p, _, _ := strings.Cut(target, "?")
+	p, query, _ := strings.Cut(target, "?")
+	if refMethodParam(query) {
+		return "", nil, false
+	}
 	if strings.Contains(p, "#") || strings.ContainsAny(p, ";\\") || strings.IndexFunc(p, isControl) >= 0 || !utf8.ValidString(p) {
 		return "", nil, false
 	}

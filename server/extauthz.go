@@ -66,6 +66,9 @@ type extHeader struct{ lower, canon string }
 func extAuthzHeaders(actionHeader string) []extHeader {
 	names := []string{"Authorization", headerRequestID}
 	names = append(names, methodOverrideHeaders[:]...)
+	for _, o := range methodOverrideHeaders { // as CGI-style upstreams also read them
+		names = append(names, strings.ReplaceAll(o, "-", "_"))
+	}
 	if actionHeader != "" {
 		names = append(names, actionHeader)
 	}
@@ -200,7 +203,12 @@ func (s *Server) extAuthzAction(hr *authv3.AttributeContext_HttpRequest, h http.
 	if hr.GetMethod() == "" || path == "" {
 		return authz.Action{}, nil, authz.Refusef(authz.ErrInvalidRequest, "attributes.request.http must carry a method and a path")
 	}
+	// The engine drops the query from the path, refusing one that names a
+	// _method, as it does for /v1/check's URIs.
 	a := authz.Action{Method: hr.GetMethod(), Path: path}
+	if query != "" {
+		a.Path += "?" + query
+	}
 	var err error
 	if a.Name, err = s.actionName(h); err != nil {
 		return authz.Action{}, nil, err

@@ -133,6 +133,13 @@ func TestEnvoyPathPrefix(t *testing.T) {
 		{http.MethodDelete, "/v1/check/orders/42", viewer, http.StatusForbidden},
 		{http.MethodGet, "/v1/check/catalog/items", "", http.StatusOK},
 		{http.MethodGet, "/v1/check/orders/42", "", http.StatusUnauthorized},
+		// The path as the client wrote it: net/url re-encodes a path
+		// holding '|' (or '{', '"', raw UTF-8) and then returns %2F as a
+		// '/' the upstream, given the raw path, does not see.
+		{http.MethodGet, "/v1/check/catalog%2Fadmin|", "", http.StatusBadRequest},
+		{http.MethodGet, "/v1/check/catalog%2Fx{", "", http.StatusBadRequest},
+		{http.MethodGet, "/v1/check/catalog%2F\u00e4", "", http.StatusBadRequest},
+		{http.MethodPost, "/v1/check/orders/42?_method=DELETE", viewer, http.StatusBadRequest},
 	} {
 		h := http.Header{}
 		if tc.auth != "" {
