@@ -128,14 +128,15 @@ func (s *evalState) callBuiltin(fr []*ast.Term, in *instr) (bool, error) {
 func (s *evalState) builtinResult(fr []*ast.Term, in *instr, out *ast.Term, n int) (bool, error) {
 	switch {
 	case in.bi.relation:
-		fr[in.target] = out
-		return true, nil
 	case n == 0:
 		return false, nil
 	case in.bi.void:
 		return true, nil
 	case out == nil:
 		return false, nil
+	}
+	if !s.unplain && !plainNumbers(out.Value) {
+		s.unplain = true // see errNumberWrittenOtherwise
 	}
 	fr[in.target] = out
 	return true, nil

@@ -40,6 +40,12 @@ type evalState struct {
 	memoSaved [][]memoEntry // memo tables of the enclosing with statements
 	memoSpare [][]memoEntry
 
+	// unplain: a built-in function made a number written otherwise than
+	// its plain form (to_number("1.0")) in this evaluation. Nothing else
+	// can (Eval refuses such input, Prepare such data and policies), so
+	// the checks where topdown's shortcuts would meet one run only then.
+	unplain bool
+
 	results []ast.Object
 	pairs   [][2]*ast.Term // scratch for object literals
 	retval  *ast.Term
@@ -82,6 +88,7 @@ func (s *evalState) reset() {
 	clear(s.relOut[:cap(s.relOut)])
 	s.relOut = s.relOut[:0]
 	s.steps = 0
+	s.unplain = false
 }
 
 func (s *evalState) run(ctx context.Context, input *ast.Term, opts *EvalOptions) (ResultSet, error) {

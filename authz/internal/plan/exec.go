@@ -32,7 +32,7 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if src == nil || key == nil {
 				return 0, nil
 			}
-			if !plainKey(src, key) {
+			if s.unplain && !plainKey(src, key) {
 				// topdown answers a later lookup of an equal key into a
 				// partial set from this one, and binds a partial
 				// object's key to the key looked up: see
@@ -55,7 +55,7 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if a == nil || b == nil || (a != b && a.Value.Compare(b.Value) != 0) {
 				return 0, nil
 			}
-			if a != b && (!plainNumbers(a.Value) || !plainNumbers(b.Value)) {
+			if s.unplain && a != b && (!plainNumbers(a.Value) || !plainNumbers(b.Value)) {
 				// Equal, and one of them written otherwise: topdown may
 				// go on with either writing (a variable unified with a
 				// constant, a comprehension it indexes).
@@ -128,7 +128,7 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if !ok {
 				return 0, s.internal(in, "insert into a %s", ast.ValueName(t.Value))
 			}
-			if !plainNumbers(k.Value) {
+			if s.unplain && !plainNumbers(k.Value) {
 				// A key made from text (r[to_number(input.s)]) beside an
 				// equal one: topdown keeps the computed writing, the plan
 				// the first inserted. See errNumberWrittenOtherwise.
@@ -218,7 +218,7 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 			if err := s.tick(); err != nil {
 				return 0, err
 			}
-			if in.fn.isFunc && !plainArgs(fr, in.args) {
+			if s.unplain && in.fn.isFunc && !plainArgs(fr, in.args) {
 				// topdown answers a later call with equal arguments from
 				// this one: see errNumberWrittenOtherwise.
 				return 0, errNumberWrittenOtherwise

@@ -21,10 +21,10 @@ import (
 // denies. Plain numbers cannot be written two ways, so only inputs holding
 // others are left to topdown (and Prepare refuses such numbers in the base
 // document and the policy). Built-in functions make such numbers from text
-// (to_number("1.0"), json.unmarshal), so Eval refuses one too where
-// topdown's shortcuts would meet it: as an argument of a function of the
-// policy, as a key (or in one) looked up in a set or an object, and in an
-// equality with an equal
+// (to_number("1.0"), json.unmarshal), so once one has (evalState.unplain),
+// Eval refuses such a number where topdown's shortcuts would meet it: as an
+// argument of a function of the policy, in a key looked up in a set or an
+// object or inserted into an object, and in an equality with an equal
 // number written otherwise.
 var errNumberWrittenOtherwise = &UnsupportedError{Feature: "a number written otherwise than its plain form (1.0 for 1), which topdown may take for an equal number written otherwise"}
 
