@@ -1,9 +1,7 @@
 package local
 
 import (
-	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -61,19 +59,11 @@ var _ bundles.Source = (*Dir)(nil)
 // NewDir validates opts and returns a Dir. It does not touch the file system
 // beyond resolving Dir to an absolute path, and starts nothing.
 func NewDir(opts DirOptions) (*Dir, error) {
-	if opts.Dir == "" {
-		return nil, fmt.Errorf("%w: Dir is required", ErrOptions)
-	}
-	opts.Origin = cmp.Or(opts.Origin, "dir:"+opts.Dir)
-	src, err := newSource(settings{origin: opts.Origin, debounce: opts.Debounce, retry: opts.RetryInterval,
-		sizes:  []int64{opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
+	src, abs, err := newSource(settings{field: "Dir", path: opts.Dir, origin: opts.Origin, scheme: "dir:",
+		debounce: opts.Debounce, retry: opts.RetryInterval, sizes: []int64{opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
 		logger: opts.Logger, observer: opts.Observer, now: opts.Now})
 	if err != nil {
 		return nil, err
-	}
-	abs, err := absPath(opts.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	return &Dir{source: src, dir: abs, opts: opts}, nil
 }
@@ -94,7 +84,7 @@ func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
 
 func (d *Dir) read() (*bundles.Snapshot, error) {
 	return bundles.ReadDir(d.dir, bundles.ReadOptions{
-		Origin: d.opts.Origin, Limits: d.opts.Limits, Now: d.now,
+		Origin: d.origin, Limits: d.opts.Limits, Now: d.now,
 	})
 }
 

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -69,22 +68,14 @@ var _ bundles.Source = (*File)(nil)
 // NewFile validates opts (including the verification key) and returns a
 // File. It starts nothing.
 func NewFile(opts FileOptions) (*File, error) {
-	if opts.Path == "" {
-		return nil, fmt.Errorf("%w: Path is required", ErrOptions)
-	}
-	opts.Origin = cmp.Or(opts.Origin, "bundle:"+opts.Path)
-	src, err := newSource(settings{origin: opts.Origin, debounce: opts.Debounce, retry: opts.RetryInterval,
-		sizes:  []int64{opts.MaxBytes, opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
-		logger: opts.Logger, observer: opts.Observer, now: opts.Now})
-	if err != nil {
-		return nil, err
-	}
 	if _, err := opts.Verify.Config(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
-	abs, err := absPath(opts.Path)
+	src, abs, err := newSource(settings{field: "Path", path: opts.Path, origin: opts.Origin, scheme: "bundle:",
+		debounce: opts.Debounce, retry: opts.RetryInterval, sizes: []int64{opts.MaxBytes, opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
+		logger: opts.Logger, observer: opts.Observer, now: opts.Now})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		return nil, err
 	}
 	return &File{source: src, path: abs, dir: filepath.Dir(abs), opts: opts}, nil
 }
@@ -106,7 +97,7 @@ func (f *File) read() (*bundles.Snapshot, error) {
 	}
 	defer fh.Close()
 	return bundles.ReadTarball(fh, bundles.TarballOptions{
-		Origin: f.opts.Origin, Verify: f.opts.Verify, MaxBytes: f.opts.MaxBytes,
+		Origin: f.origin, Verify: f.opts.Verify, MaxBytes: f.opts.MaxBytes,
 		Limits: f.opts.Limits, Now: f.now,
 	})
 }

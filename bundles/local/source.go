@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -16,7 +17,10 @@ import (
 // settings are the options Dir and File share, as each constructor read
 // them from its own Options type.
 type settings struct {
-	origin   string
+	field    string // the options field that names path, for errors
+	path     string // the watched path, made absolute by newSource
+	origin   string // "" means scheme+path
+	scheme   string
 	debounce time.Duration
 	retry    time.Duration
 	sizes    []int64 // limits that must not be negative
@@ -37,15 +41,24 @@ type source struct {
 	retry    time.Duration
 }
 
-// newSource validates s and fills in the defaults.
-func newSource(s settings) (*source, error) {
+// newSource validates s, fills in the defaults and returns s.path made
+// absolute.
+func newSource(s settings) (*source, string, error) {
+	if s.path == "" {
+		return nil, "", fmt.Errorf("%w: %s is required", ErrOptions, s.field)
+	}
+	s.origin = cmp.Or(s.origin, s.scheme+s.path)
 	if s.debounce < 0 || s.retry < 0 {
-		return nil, fmt.Errorf("%w: negative duration", ErrOptions)
+		return nil, "", fmt.Errorf("%w: negative duration", ErrOptions)
 	}
 	for _, n := range s.sizes {
 		if n < 0 {
-			return nil, fmt.Errorf("%w: negative size", ErrOptions)
+			return nil, "", fmt.Errorf("%w: negative size", ErrOptions)
 		}
+	}
+	abs, err := filepath.Abs(s.path)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	src := &source{
 		origin:   s.origin,
@@ -58,7 +71,7 @@ func newSource(s settings) (*source, error) {
 		src.now = time.Now
 	}
 	src.rec = record.New(record.Options{Origin: s.origin, Observer: s.observer, Logger: src.log, Now: src.now})
-	return src, nil
+	return src, abs, nil
 }
 
 // Status returns the source's current status (see bundles.Status for how

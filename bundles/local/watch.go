@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -95,11 +94,3 @@ func (l loop) run(ctx context.Context, w *fsnotify.Watcher, relevant func(fsnoti
 // k8sName reports whether base is one of the hidden names the kubelet's
 // atomic writer swaps (..data, ..data_tmp, ..2024_01_01_00_00_00.123).
 func k8sName(base string) bool { return strings.HasPrefix(base, "..") }
-
-func absPath(p string) (string, error) {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Clean(a), nil
-}
