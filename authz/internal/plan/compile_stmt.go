@@ -45,7 +45,9 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 		if fn, ok := c.funcs[s.Func]; ok {
 			in.op, in.fn = opCall, fn
 			if len(in.args) != fn.nparams {
-				return in, fmt.Errorf("plan: call of %s with %d arguments", s.Func, len(in.args))
+				// The planner names functions by their path joined with
+				// dots, so o["a.b"] and o.a.b can meet under one name.
+				return in, &UnsupportedError{Feature: fmt.Sprintf("call of %s with %d arguments", s.Func, len(in.args))}
 			}
 		} else if bi, ok := c.builtins[s.Func]; ok {
 			in.op, in.bi = opCallBuiltin, bi

@@ -407,12 +407,19 @@ t.q[k].c := 1 if some k in ["z"]
 // document with an object key conflict when it meets the longer path under
 // the shorter one, even though the values agree; the plan built
 // {"a": {"b": 1}} and t.a.b == 1 held. The compiled evaluator now refuses
-// such rules at Prepare (checkNestedRuleRefs); with values that differ it
-// already met a conflict and refused.
+// such rules at Prepare (checkNestedRuleRefs), wherever the longer rule
+// stands in the rule tree; with values that differ it already met a
+// conflict and refused.
 func TestDivergenceNestedRuleRefsConflict(t *testing.T) {
 	for _, src := range []string{
 		"package p\n\nt.a.b := 1\n\nt[k] := {\"b\": 1} if some k in [\"a\"]\n\nallow if t.a.b == 1\n",
 		"package p\n\nt.a.b.c := 1\n\nt[k] := {\"b\": {\"c\": 1}} if some k in [\"a\"]\n\nallow if t[input.a].b.c == 1\n",
+		// Another document beside the longer one (t.z is looked at after
+		// t.a.b).
+		"package p\n\nt.a.b := 1\n\nt.z := 2\n\nt[k] := {\"b\": 1} if some k in [\"a\"]\n\nallow if t.a.b == 1\n",
+		// The longer reference has a variable before the shorter one's:
+		// it stands above it in the rule tree.
+		"package p\n\nt[x].b.c := 1 if some x in [\"a\"]\n\nt.a[k] := {\"c\": 1} if some k in [\"b\"]\n\nallow if t.a.b.c == 1\n",
 	} {
 		compareQuery(t, src, "x = data.p.allow", `{"a": "a"}`)
 		compareQuery(t, src, "x = data.p.t", `{"a": "a"}`)

@@ -96,32 +96,60 @@ func hasRules(n *ast.TreeNode) bool {
 // even where the two agree on the value; the plan builds the nested object
 // and complains only when the values differ, so t.a.b == 1 held where
 // topdown fails. Functions build no document and are left out.
+//
+// A rule tree node holds the rules whose references have its path as their
+// ground prefix, so the rules a reference with a variable can be a prefix of
+// stand at its node, below it, or (those with a variable earlier) above it:
+// only those are compared.
 func checkNestedRuleRefs(c *ast.Compiler) error {
-	var refs []ast.Ref
-	var collect func(n *ast.TreeNode)
-	collect = func(n *ast.TreeNode) {
-		for _, r := range n.Values {
-			if len(r.Head.Args) == 0 {
-				refs = append(refs, r.Ref())
+	var above []*ast.Rule // the rules on the path from the root to n
+	var check func(n *ast.TreeNode) error
+	check = func(n *ast.TreeNode) error {
+		for _, a := range n.Values {
+			if len(a.Head.Args) > 0 || a.Ref().IsGround() {
+				continue
+			}
+			if b := longerRef(a.Ref(), above); b != nil {
+				return nestedRuleRefsError(a.Ref(), b)
+			}
+			var found ast.Ref
+			n.DepthFirst(func(m *ast.TreeNode) bool {
+				if found == nil {
+					found = longerRef(a.Ref(), m.Values)
+				}
+				return found != nil // true skips only m's children
+			})
+			if found != nil {
+				return nestedRuleRefsError(a.Ref(), found)
 			}
 		}
+		mark := len(above)
+		above = append(above, n.Values...)
 		for _, k := range n.Sorted {
-			collect(n.Children[k])
-		}
-	}
-	collect(c.RuleTree)
-	for i, a := range refs {
-		if a.IsGround() {
-			continue
-		}
-		for j, b := range refs {
-			if i != j && len(b) > len(a) && mayPrefix(a, b) {
-				return &UnsupportedError{Feature: fmt.Sprintf(
-					"rules that can build one document at two depths (%v and %v), which topdown refuses as a conflict", a, b)}
+			if err := check(n.Children[k]); err != nil {
+				return err
 			}
+		}
+		above = above[:mark]
+		return nil
+	}
+	return check(c.RuleTree)
+}
+
+// longerRef returns the reference of the first rule among rules, not a
+// function, that is longer than a and that a can be a prefix of.
+func longerRef(a ast.Ref, rules []*ast.Rule) ast.Ref {
+	for _, r := range rules {
+		if b := r.Ref(); len(r.Head.Args) == 0 && len(b) > len(a) && mayPrefix(a, b) {
+			return b
 		}
 	}
 	return nil
+}
+
+func nestedRuleRefsError(a, b ast.Ref) error {
+	return &UnsupportedError{Feature: fmt.Sprintf(
+		"rules that can build one document at two depths (%v and %v), which topdown refuses as a conflict", a, b)}
 }
 
 // mayPrefix reports whether a can be a prefix of b: at every term of a,
