@@ -425,3 +425,20 @@ func TestEvaluatorWithFunctionUnderWithOnPackage(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluatorArrayBesideRulesIterated: a package whose path holds an
+// array in the bundle's data (roles) is iterated: topdown gives the array's
+// indices first, then the rules' keys; the plan gave the rules' first, and
+// keys[0] == "extra" allowed. Such a snapshot is now served by topdown. See
+// TestDivergenceIterationOrderBaseAndRules in internal/plan.
+func TestEvaluatorArrayBesideRulesIterated(t *testing.T) {
+	snap := authztest.Snapshot(t, "arraybeside", map[string]string{
+		"roles.rego": "package roles\n\nextra := true\n",
+		"authz.rego": "package authz\n\nkeys := [k | some k, _ in data.roles]\n\nallow if keys[0] == \"extra\"\n",
+	}, map[string]any{"roles": []any{"admin", "viewer"}})
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+	wantTopdown(t, e, "holds both base data and rules")
+	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}}); d.Allow {
+		t.Errorf("allowed (%v)", err)
+	}
+}

@@ -129,8 +129,8 @@ func mayFail(c *ast.Compiler, body ast.Body) bool {
 // checkMixedIteration refuses a query whose modules or query enumerate a
 // document that holds both base data and rules (some k, v in data.d, with
 // data.d in the base document and a package d), or read one whole: topdown
-// enumerates the base document's keys first, the plan the rules' first, so
-// an array built by the iteration would differ. A with on data adds base
+// enumerates the base document's keys first (an array's indices too), the
+// plan the rules' first, so an array built by the iteration would differ. A with on data adds base
 // data where it points (with data.p.rules.x as 1 under rules of package
 // p), so its target counts as base data. Lookups by constant keys through
 // such a document, the usual case of a bundle with data beside its policy,
@@ -162,7 +162,14 @@ func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error
 		var base ast.Value = data
 		for i := 0; node != nil; i++ {
 			obj, isObj := base.(ast.Object)
-			hasBase := isObj && obj.Len() > 0 || mockedBelow(r[:i+1])
+			hasBase := mockedBelow(r[:i+1])
+			switch b := base.(type) {
+			case nil:
+			case ast.Object:
+				hasBase = hasBase || b.Len() > 0
+			default: // an array's indices, or a value that is no collection
+				hasBase = true
+			}
 			mixed := (len(node.Values) > 0 || len(node.Children) > 0) && hasBase
 			if mixed && (i+1 == len(r) || !r[i+1].IsGround()) {
 				found = r

@@ -147,12 +147,22 @@ allow if json.marshal({"a": v | some v in input.xs}) == "{\"a\":1}"
 // An array built in that order differs: here data.d holds base data
 // (list, m, n, x) and package d a rule y.
 func TestDivergenceIterationOrderBaseAndRules(t *testing.T) {
-	src := `package d
-
-y := 1
-`
-	compareQuery(t, src, "x = [k | some k, _ in data.d]", `{}`)
-	// The same at the root, with base data d and a package p.
+	// In a rule: a comprehension in the query is refused for another
+	// reason (checkCompiler).
+	for _, src := range []string{
+		"package d\n\ny := 1\n\npackage p\n\nkeys := [k | some k, _ in data.d]\n",
+		// An array in the base data beside rules (data.d.x is
+		// ["a", "b", 3]): topdown gives its indices first, [0, 1, 2, "r"];
+		// the plan gave ["r", 0, 1, 2].
+		"package d.x\n\nr := 1\n\npackage p\n\nkeys := [k | some k, _ in data.d.x]\n",
+	} {
+		compareQuery(t, src, "x = data.p.keys", `{}`)
+		if err := prepareErr(t, src, "x = data.p.keys"); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, src)
+		}
+	}
+	// The same at the root, with base data d and a package p (in a rule,
+	// that would be recursive).
 	compareQuery(t, "package p\n\ny := 1\n", "x = [k | some k, _ in data]", `{}`)
 }
 
