@@ -442,3 +442,29 @@ func TestEvaluatorArrayBesideRulesIterated(t *testing.T) {
 		t.Errorf("allowed (%v)", err)
 	}
 }
+
+// TestEvaluatorFunctionOutputBound: a partial set built by a function with
+// a default (tiers contains tier(u)) and looked up by key. topdown calls
+// tier with its output bound to the key and takes "premium" ≠ "basic" as a
+// body that failed, so the default answers: tiers["basic"] holds and
+// not tiers["basic"] denies, though tiers is {"premium"}. The compiled
+// evaluator allowed; such a snapshot is now served by topdown. See
+// TestDivergenceFunctionOutputBound in internal/plan.
+func TestEvaluatorFunctionOutputBound(t *testing.T) {
+	policy := `package authz
+
+default tier(_) := "basic"
+
+tier(u) := "premium" if u.paid
+
+tiers contains tier(u) if some u in input.resource.users
+
+allow if not tiers.basic
+`
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "outputbound", policy))
+	wantTopdown(t, e, "output may be bound")
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"users": []any{map[string]any{"paid": true}}}}
+	if d, err := e.Decide(t.Context(), req); d.Allow {
+		t.Errorf("allowed (%v)", err)
+	}
+}

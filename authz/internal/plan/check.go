@@ -228,16 +228,33 @@ func walkPolicy(c *ast.Compiler, query ast.Body, f func(ast.Node) bool) {
 }
 
 // policyWiths returns every with statement of the modules and the query,
-// in walkPolicy's order.
+// in walkPolicy's order. A built-in function named by a variable (with
+// lower as upper in a query the compiler has not rewritten) is given as a
+// reference, as in the compiled modules.
 func policyWiths(c *ast.Compiler, query ast.Body) []*ast.With {
 	var withs []*ast.With
 	walkPolicy(c, query, func(n ast.Node) bool {
 		if w, ok := n.(*ast.With); ok {
+			_, v1 := w.Target.Value.(ast.Var)
+			_, v2 := w.Value.Value.(ast.Var)
+			if v1 || v2 {
+				cp := *w
+				cp.Target, cp.Value = varAsRef(w.Target), varAsRef(w.Value)
+				w = &cp
+			}
 			withs = append(withs, w)
 		}
 		return false
 	})
 	return withs
+}
+
+// varAsRef returns t as a reference when it is a variable.
+func varAsRef(t *ast.Term) *ast.Term {
+	if _, ok := t.Value.(ast.Var); ok {
+		return ast.NewTerm(ast.Ref{t}).SetLocation(t.Location)
+	}
+	return t
 }
 
 // dataWithTargets returns the targets of the withs that replace a document

@@ -1003,3 +1003,64 @@ by := y if {
 		compareQuery(t, src, "x = data.p."+q, policyInputs...)
 	}
 }
+
+// TestDivergenceFunctionOutputBound: a function with else or a default,
+// called with its output already bound. The compiler writes s contains
+// f(y) as s contains out if f(y, out), so that a lookup s["1"] calls f with
+// its output bound to "1". topdown (evalFunc) then takes a value that does
+// not match the bound output as a body that did not succeed, and goes on
+// to the else or the default: s["1"] is true although s enumerates to
+// {"b"}. The plan computes f's value and compares: s["1"] was undefined, and
+// not s[input.k] allowed. The same with the output written (f(x, "1"),
+// f(x, input.v)), and through a function whose value is f's. The compiled
+// evaluator refuses such calls at Prepare (checkBoundFunctionOutputs).
+func TestDivergenceFunctionOutputBound(t *testing.T) {
+	for _, tc := range []struct{ src, query string }{
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\ns contains f(y) if { some y in input.ys }\n\nallow if { not s[input.k] }\n", "x = data.p.allow"},
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\ns contains f(y) if { some y in input.ys }\n", "x = data.p.s[input.k]"},
+		{"package p\n\ndefault f(_) := \"1\"\n\nf(x) := \"b\" if x == \"1\"\n\ns contains f(y) if { some y in input.ys }\n\nallow if { not s[input.k] }\n", "x = data.p.allow"},
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr if f(input.k, input.v)\n", "x = data.p.r"},
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr if f(input.k, \"1\")\n", "x = data.p.r"},
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\ng(x) := f(x)\n\ns contains g(y) if { some y in input.ys }\n\nallow if { not s[input.k] }\n", "x = data.p.allow"},
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr if { v := input.v; f(input.k, v) }\n", "x = data.p.r"},
+	} {
+		compareQuery(t, tc.src, tc.query, `{"k": "1", "v": "1", "ys": ["1"]}`, `{"k": "b", "v": "b", "ys": ["1", "2"]}`)
+		if err := prepareErr(t, tc.src, tc.query); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, tc.src)
+		}
+	}
+	// The usual calls stay compiled: the output is a fresh variable.
+	for _, src := range []string{
+		"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr := f(input.k)\n",
+		"package p\n\ndefault f(_) := \"1\"\n\nf(x) := \"b\" if x == \"1\"\n\nr if { y := f(input.k); y == \"1\" }\n",
+		"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr if f(input.k) == input.v\n",
+		"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\no[k] := f(k) if { some k in input.ys }\n",
+	} {
+		if err := prepareErr(t, src, "x = data.p.r"); err != nil {
+			t.Errorf("Prepare: %v, want the compiled evaluator\n%s", err, src)
+		}
+	}
+}
+
+// TestDivergenceReplacementFunctionReachesMock: a with that replaces a
+// function by another (with data.p.f as data.p.h) beside a with on a
+// function h reaches (with lower as upper). topdown calls the replacement
+// with no replacement in force, so h reached through f sees the real lower
+// while h called directly sees upper; OPA's planner plans h once for both
+// (planRules caches functions by path within a generation, and one with
+// opens one generation), and not s["b"] held where topdown's s holds "b".
+// The compiled evaluator refuses a replacement by a function that reaches a
+// function or built-in some with replaces
+// (checkReplacementReachesMock).
+func TestDivergenceReplacementFunctionReachesMock(t *testing.T) {
+	src := "package p\n\nh(x) := lower(x)\n\nf(x) := x\n\ns contains f(k) if { some k in input.ys }\n\nallow if { not s[\"b\"] }\n\nt := h(\"T\")\n\nr if { t; allow }\n"
+	query := "x = data.p.r with lower as upper with data.p.f as data.p.h"
+	compareQuery(t, src, query, `{"ys": ["a", "B"]}`)
+	if err := prepareErr(t, src, query); !errors.Is(err, plan.ErrUnsupported) {
+		t.Errorf("Prepare: %v, want a refusal", err)
+	}
+	// A replacement that reaches nothing replaced stays compiled.
+	if err := prepareErr(t, src, "x = data.p.r with data.p.f as data.p.h"); err != nil {
+		t.Errorf("Prepare: %v, want the compiled evaluator", err)
+	}
+}

@@ -48,8 +48,8 @@
 //     hides when it reads the whole of data), a comprehension topdown
 //     indexes (evaluates ahead, for every key) whose body may fail, since
 //     topdown could then fail where the plan does not, an iteration
-//     over (or a whole read of) a document holding both base data and
-//     rules (a with on data counting as base data, and a package's
+//     over (or a whole read of) a document holding both base data (an
+//     array too) and rules (a with on data counting as base data, and a package's
 //     declaration as a whole read of it, so that a with on a rule of a
 //     package is always refused: the planner re-plans what such a with
 //     reaches with parts of the rule tree hidden), whose keys topdown
@@ -85,7 +85,16 @@
 //     argument of a built-in function (checkLiteralsWrittenWithVariables):
 //     topdown enumerates it as written, in the order of its terms and with
 //     elements that turn out equal visited twice, also through rules,
-//     variables and function arguments.
+//     variables and function arguments; and a call of a function with an
+//     else or a default whose output may be bound before the call (s
+//     contains f(y), looked up as s["1"]; f(x, "1"); a function whose
+//     value is such a call's, checkBoundFunctionOutputs): topdown goes on
+//     to the else or the default when a body's value does not match the
+//     bound output; and a with replacing a function by one that reaches a
+//     function or built-in some with replaces, when the query also reaches
+//     that replacement other than through a with
+//     (checkReplacementReachesMock): topdown runs a replacement with no
+//     replacement in force, and the planner plans it once for both uses.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.

@@ -154,6 +154,12 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkShadowedFunctionWith(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
+	if err := checkBoundFunctionOutputs(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
+	if err := checkReplacementReachesMock(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
 
