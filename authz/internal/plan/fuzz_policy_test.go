@@ -26,8 +26,10 @@ import (
 // target) and on data beside rules, with replacing a function or a
 // built-in function by a value; print), and evaluates the whole package
 // with both evaluators on a few inputs. From the same bytes it also writes
-// two packages (see policyGen's lib): rules of package a used from package
-// p, directly or through an import, general ref heads with a variable in
+// a policy whose functions may have an else or a default, with partial
+// sets built by calling them and looked up (see policyGen's elseFuncs),
+// and two packages (see policyGen's lib): rules of package a used from
+// package p, directly or through an import, general ref heads with a variable in
 // the middle, and withs on the rules and functions of a that the rule
 // under the with reaches, around lookups, every, comprehensions and
 // negations, and withs on the whole of a around such rules. Policies that
@@ -47,6 +49,7 @@ func FuzzPolicy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}}).module())
 		checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}, lib: true}).module())
+		checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}, elseFuncs: true}).module())
 	})
 }
 
@@ -54,7 +57,7 @@ func FuzzPolicy(f *testing.F) {
 // that plain `go test` covers it too.
 func TestPolicySample(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(5, 6))
-	compiled, libCompiled, libAnswered := 0, 0, 0
+	compiled, libCompiled, libAnswered, elseCompiled := 0, 0, 0, 0
 	for range 1500 {
 		b := make([]byte, 64+rnd.IntN(192))
 		for i := range b {
@@ -62,6 +65,9 @@ func TestPolicySample(t *testing.T) {
 		}
 		if checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}}).module()) {
 			compiled++
+		}
+		if checkPolicy(t, (&policyGen{inputGen: inputGen{b: b}, elseFuncs: true}).module()) {
+			elseCompiled++
 		}
 		src := (&policyGen{inputGen: inputGen{b: b}, lib: true}).module()
 		if checkPolicy(t, src) {
@@ -75,10 +81,11 @@ func TestPolicySample(t *testing.T) {
 	}
 	t.Logf("%d of 1500 generated policies compiled and were compared", compiled)
 	t.Logf("%d of 1500 generated pairs of packages compiled, %d with a with on package a answered", libCompiled, libAnswered)
+	t.Logf("%d of 1500 generated policies with functions that may have an else or a default compiled", elseCompiled)
 	// A with on a rule of package a sends the snapshot to topdown
 	// (checkMixedIteration), so the pairs the compiled evaluator answers
 	// with such a with are those replacing a function of a.
-	if compiled < 250 || libCompiled < 250 || libAnswered < 10 {
+	if compiled < 250 || libCompiled < 250 || libAnswered < 10 || elseCompiled < 250 {
 		t.Errorf("only %d generated policies, %d pairs of packages compiled, %d answered with a with on package a: the grammar needs a look",
 			compiled, libCompiled, libAnswered)
 	}
@@ -201,6 +208,9 @@ func isRefusalErr(err error) bool { return errors.Is(err, plan.ErrUnsupported) }
 type policyGen struct {
 	inputGen
 	lib   bool
+	// elseFuncs: its functions may have an else or a default, and its
+	// partial sets may be built by calling them.
+	elseFuncs bool
 	pkg   string   // the package being written
 	vars  []string // bound in the body being written
 	nvar  int
@@ -318,6 +328,14 @@ func (g *policyGen) rule(i int) string {
 	case 2:
 		body := g.body()
 		name := fmt.Sprintf("s%d", i)
+		if g.elseFuncs && len(g.funcs) > 0 && g.pick(2) == 0 {
+			// Built by a function that may have an else or a default, and
+			// looked up by a key (which binds the function's output).
+			g.written([]string{name, fmt.Sprintf("s%d[\"a\"]", i), fmt.Sprintf("s%d[1]", i), fmt.Sprintf("s%d[input.a]", i)}, name)
+			f := g.funcs[g.pick(len(g.funcs))]
+			key := []string{"input.a", `"a"`, "1", "input.b[0]"}[g.pick(4)]
+			return fmt.Sprintf("s%d contains %s(%s) if {\n%s}\n\nq%d if not s%d[%s]\n", i, f, g.term(1), body, i, i, key)
+		}
 		g.written([]string{name, fmt.Sprintf("s%d[\"a\"]", i), fmt.Sprintf("s%d[1]", i)}, name)
 		return fmt.Sprintf("s%d contains %s if {\n%s}\n", i, g.term(1), body)
 	case 3:
@@ -334,6 +352,14 @@ func (g *policyGen) rule(i int) string {
 		g.funcs = append(g.funcs, name)
 		if g.lib {
 			g.isFunc["data."+pkg+"."+name] = true
+		}
+		if g.elseFuncs {
+			switch g.pick(3) {
+			case 0: // else := a: the argument when the body fails
+				return fmt.Sprintf("f%d(a) := %s if {\n%s} else := a\n", i, g.term(1), body)
+			case 1:
+				return fmt.Sprintf("default f%d(_) := %s\n\nf%d(a) := %s if {\n%s}\n", i, g.constant(), i, g.term(1), body)
+			}
 		}
 		return fmt.Sprintf("f%d(a) := %s if {\n%s}\n", i, g.term(1), body)
 	case 5: // ref head
