@@ -468,3 +468,28 @@ allow if not tiers.basic
 		t.Errorf("allowed (%v)", err)
 	}
 }
+
+// TestEvaluatorLibraryNotReached: a library module beside the policy that
+// the decision does not use holds a shape the compiled evaluator refuses
+// (a set literal with a reference in it). The policy still runs compiled;
+// once the decision reads that rule, it runs on topdown.
+func TestEvaluatorLibraryNotReached(t *testing.T) {
+	lib := "package lib\n\nprivileged := {input.resource.role, \"owner\"}\n"
+	for _, tc := range []struct {
+		policy   string
+		compiled bool
+	}{
+		{"package authz\n\nallow if input.action.name == \"read\"\n", true},
+		{"package authz\n\nallow if \"owner\" in data.lib.privileged\n", false},
+	} {
+		snap := authztest.Snapshot(t, "lib", map[string]string{"lib.rego": lib, "authz.rego": tc.policy}, nil)
+		e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+		if ev := e.Status().Evaluator; strings.HasPrefix(ev, "compiled") != tc.compiled {
+			t.Errorf("evaluator %q, want compiled %v\n%s", ev, tc.compiled, tc.policy)
+		}
+		req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"role": "editor"}}
+		if d, err := e.Decide(t.Context(), req); !d.Allow {
+			t.Errorf("denied (%v)\n%s", err, tc.policy)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -34,10 +33,9 @@ func checkCompiler(c *ast.Compiler, query ast.Body) error {
 		return &UnsupportedError{Feature: fmt.Sprintf(
 			"comprehension in the query whose body may fail (topdown may index it, evaluating it ahead), at %v", inQuery.Location)}
 	}
-	names := slices.Sorted(maps.Keys(c.Modules))
-	for _, name := range names {
+	for _, r := range policyRules(c, query) {
 		var found *ast.Term
-		ast.WalkTerms(c.Modules[name], func(t *ast.Term) bool {
+		ast.WalkTerms(r, func(t *ast.Term) bool {
 			if found != nil {
 				return true
 			}
@@ -215,46 +213,6 @@ func checkMixedIteration(c *ast.Compiler, query ast.Body, data ast.Object) error
 		return &UnsupportedError{Feature: fmt.Sprintf("iteration over %v, which holds both base data and rules", found)}
 	}
 	return nil
-}
-
-// walkPolicy walks every module of the snapshot, in name order (so that a
-// refusal names the same place every time), then the query; f returns
-// true to skip a node's children.
-func walkPolicy(c *ast.Compiler, query ast.Body, f func(ast.Node) bool) {
-	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		ast.WalkNodes(c.Modules[name], f)
-	}
-	ast.WalkNodes(query, f)
-}
-
-// policyWiths returns every with statement of the modules and the query,
-// in walkPolicy's order. A built-in function named by a variable (with
-// lower as upper in a query the compiler has not rewritten) is given as a
-// reference, as in the compiled modules.
-func policyWiths(c *ast.Compiler, query ast.Body) []*ast.With {
-	var withs []*ast.With
-	walkPolicy(c, query, func(n ast.Node) bool {
-		if w, ok := n.(*ast.With); ok {
-			_, v1 := w.Target.Value.(ast.Var)
-			_, v2 := w.Value.Value.(ast.Var)
-			if v1 || v2 {
-				cp := *w
-				cp.Target, cp.Value = varAsRef(w.Target), varAsRef(w.Value)
-				w = &cp
-			}
-			withs = append(withs, w)
-		}
-		return false
-	})
-	return withs
-}
-
-// varAsRef returns t as a reference when it is a variable.
-func varAsRef(t *ast.Term) *ast.Term {
-	if _, ok := t.Value.(ast.Var); ok {
-		return ast.NewTerm(ast.Ref{t}).SetLocation(t.Location)
-	}
-	return t
 }
 
 // dataWithTargets returns the targets of the withs that replace a document

@@ -41,7 +41,10 @@
 //
 // An answer Eval gives is the one topdown gives. Where that cannot be
 // promised, Prepare or Eval refuses with an error wrapping ErrUnsupported,
-// and the caller asks topdown:
+// and the caller asks topdown. Prepare looks only at the rules the query
+// can reach (through calls, lookups, whole reads and the values of with
+// statements), so that a library the query does not use keeps nothing
+// from the compiled evaluator:
 //
 //   - Prepare refuses what the planner refuses, a built-in function with no
 //     Go implementation, a base document with data.system (which topdown

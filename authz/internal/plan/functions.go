@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -21,12 +20,12 @@ import (
 // output (g(x) := f(x)) passes its own bound output on, and counts as well,
 // as does a function that a with replaces by one.
 func checkBoundFunctionOutputs(c *ast.Compiler, query ast.Body) error {
-	sensitive := elseOrDefaultFunctions(c)
+	rules := policyRules(c, query)
+	sensitive := elseOrDefaultFunctions(rules)
 	if len(sensitive) == 0 {
 		return nil
 	}
 	withs := policyWiths(c, query)
-	rules := policyRules(c)
 	for changed := true; changed; {
 		changed = false
 		for _, w := range withs {
@@ -82,25 +81,16 @@ func hasKey(m map[string]int, k string) bool {
 	return ok
 }
 
-// elseOrDefaultFunctions returns the paths of the functions that have an
-// else or a default, with their arities.
-func elseOrDefaultFunctions(c *ast.Compiler) map[string]int {
+// elseOrDefaultFunctions returns the paths of the functions among rules
+// that have an else or a default, with their arities.
+func elseOrDefaultFunctions(rules []*ast.Rule) map[string]int {
 	found := map[string]int{}
-	for _, r := range policyRules(c) {
+	for _, r := range rules {
 		if len(r.Head.Args) > 0 && (r.Else != nil || r.Default) {
 			found[r.Ref().String()] = len(r.Head.Args)
 		}
 	}
 	return found
-}
-
-// policyRules returns the rules of every module, in module name order.
-func policyRules(c *ast.Compiler) []*ast.Rule {
-	var rules []*ast.Rule
-	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		rules = append(rules, c.Modules[name].Rules...)
-	}
-	return rules
 }
 
 // callOutput returns the output term of e when e calls a function of
@@ -187,12 +177,12 @@ func checkReplacementReachesMock(c *ast.Compiler, query ast.Body) error {
 		if !ok || !h.HasPrefix(ast.DefaultRootRef) || !isFunction(c, h) {
 			continue
 		}
-		replacement, m := reachRules(c, c.GetRulesExact(h), nil, mocked)
+		replacement, m := reachRules(c, c.GetRulesExact(h), nil, mocked, false)
 		if m == nil {
 			continue
 		}
 		if direct == nil {
-			direct, _ = reachRules(c, nil, query, nil)
+			direct, _ = reachRules(c, nil, query, nil, false)
 		}
 		for r := range replacement {
 			// A replaced function reached directly runs as its
@@ -205,39 +195,4 @@ func checkReplacementReachesMock(c *ast.Compiler, query ast.Body) error {
 		}
 	}
 	return nil
-}
-
-// reachRules returns the rules that rules and body reach through their
-// references, calls included and the values of with statements left out,
-// and the first of mocked that they refer to, if any.
-func reachRules(c *ast.Compiler, rules []*ast.Rule, body ast.Body, mocked []ast.Ref) (map[*ast.Rule]bool, ast.Ref) {
-	seen := map[*ast.Rule]bool{}
-	queue := slices.Clone(rules)
-	var found ast.Ref
-	visitor := ast.NewGenericVisitor(func(x any) bool {
-		switch x := x.(type) {
-		case *ast.With:
-			return true
-		case ast.Ref:
-			if i := slices.IndexFunc(mocked, func(m ast.Ref) bool { return x.Equal(m) }); i >= 0 && found == nil {
-				found = mocked[i]
-			}
-			if x.HasPrefix(ast.DefaultRootRef) {
-				queue = append(queue, c.GetRulesDynamicWithOpts(x, ast.RulesOptions{})...)
-			}
-		}
-		return false
-	})
-	if body != nil {
-		visitor.Walk(body)
-	}
-	for len(queue) > 0 {
-		r := queue[0]
-		queue = queue[1:]
-		if !seen[r] {
-			seen[r] = true
-			visitor.Walk(r)
-		}
-	}
-	return seen, found
 }

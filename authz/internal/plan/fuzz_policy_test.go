@@ -207,10 +207,11 @@ func isRefusalErr(err error) bool { return errors.Is(err, plan.ErrUnsupported) }
 // the seeds kept under testdata/fuzz still mean what they meant.
 type policyGen struct {
 	inputGen
-	lib   bool
+	lib bool
 	// elseFuncs: its functions may have an else or a default, and its
 	// partial sets may be built by calling them.
 	elseFuncs bool
+
 	pkg   string   // the package being written
 	vars  []string // bound in the body being written
 	nvar  int

@@ -75,3 +75,48 @@ func TestPrepareQueryErrors(t *testing.T) {
 		t.Fatalf("want a compile error, got %v", err)
 	}
 }
+
+// TestPrepareLooksAtWhatTheQueryReaches: what Prepare refuses in a rule
+// counts only where the query can reach that rule. A library module
+// beside the policy that the decision does not use (here a set literal
+// with a reference in it, a number written 1.0, and a function with an
+// else whose output a set head binds) leaves the policy to the compiled
+// evaluator; reached by a call, a lookup with a variable, a whole read or
+// a with's value, it is refused.
+func TestPrepareLooksAtWhatTheQueryReaches(t *testing.T) {
+	lib := `package lib
+
+roles := {input.role, "guest"}
+
+ratio := 1.0
+
+norm(x) := "b" if { x == "1" } else := x
+
+names contains norm(y) if { some y in input.ys }
+
+g(x) := count(roles)
+`
+	prepare := func(policy string) error {
+		c, err := compileModules(lib + "\n" + policy)
+		if err != nil {
+			t.Fatalf("compile: %v\n%s", err, policy)
+		}
+		_, err = plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p.allow")})
+		return err
+	}
+	if err := prepare("package p\n\nallow if input.user == \"alice\"\n"); err != nil {
+		t.Errorf("a library the query does not reach: %v, want the compiled evaluator", err)
+	}
+	for _, policy := range []string{
+		"package p\n\nallow if \"admin\" in data.lib.roles\n",
+		"package p\n\nallow if data.lib.ratio == 1\n",
+		"package p\n\nallow if not data.lib.names[input.k]\n",
+		"package p\n\nallow if data.lib[input.name]\n",
+		"package p\n\nallow if { some k, _ in data.lib; k == \"x\" }\n",
+		"package p\n\nallow if count([1]) == 1 with count as data.lib.g\n",
+	} {
+		if err := prepare(policy); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, policy)
+		}
+	}
+}
