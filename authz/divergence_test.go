@@ -448,24 +448,23 @@ func TestEvaluatorArrayBesideRulesIterated(t *testing.T) {
 // tier with its output bound to the key and takes "premium" ≠ "basic" as a
 // body that failed, so the default answers: tiers["basic"] holds and
 // not tiers["basic"] denies, though tiers is {"premium"}. The compiled
-// evaluator allowed; such a snapshot is now served by topdown. See
-// TestDivergenceFunctionOutputBound in internal/plan.
+// evaluator allowed; such a snapshot is now served by topdown. The same
+// through a reference head (has_tier[t].any := true if tier(u, t)),
+// whose variable the lookup binds. See TestDivergenceFunctionOutputBound
+// in internal/plan.
 func TestEvaluatorFunctionOutputBound(t *testing.T) {
-	policy := `package authz
-
-default tier(_) := "basic"
-
-tier(u) := "premium" if u.paid
-
-tiers contains tier(u) if some u in input.resource.users
-
-allow if not tiers.basic
-`
-	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "outputbound", policy))
-	wantTopdown(t, e, "output may be bound")
-	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"users": []any{map[string]any{"paid": true}}}}
-	if d, err := e.Decide(t.Context(), req); d.Allow {
-		t.Errorf("allowed (%v)", err)
+	for _, rules := range []string{
+		"tiers contains tier(u) if some u in input.resource.users\n\nallow if not tiers.basic\n",
+		// A reference head's variable, bound by the lookup.
+		"has_tier[t].any := true if {\n\tsome u in input.resource.users\n\ttier(u, t)\n}\n\nallow if not has_tier.basic.any\n",
+	} {
+		policy := "package authz\n\ndefault tier(_) := \"basic\"\n\ntier(u) := \"premium\" if u.paid\n\n" + rules
+		e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "outputbound", policy))
+		wantTopdown(t, e, "output may be bound")
+		req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"users": []any{map[string]any{"paid": true}}}}
+		if d, err := e.Decide(t.Context(), req); d.Allow {
+			t.Errorf("allowed (%v)\n%s", err, policy)
+		}
 	}
 }
 

@@ -1023,6 +1023,9 @@ func TestDivergenceFunctionOutputBound(t *testing.T) {
 		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr if f(input.k, \"1\")\n", "x = data.p.r"},
 		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\ng(x) := f(x)\n\ns contains g(y) if { some y in input.ys }\n\nallow if { not s[input.k] }\n", "x = data.p.allow"},
 		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\nr if { v := input.v; f(input.k, v) }\n", "x = data.p.r"},
+		// A variable of a reference head, bound by the lookup.
+		{"package p\n\nf(x) := \"b\" if { x == \"1\" } else := x\n\no.q[k] := 1 if f(\"1\", k)\n\nallow if { not o.q[input.k] }\n", "x = data.p.allow"},
+		{"package p\n\ndefault f(_) := \"1\"\n\nf(x) := \"b\" if x == \"1\"\n\no[k].q := 1 if f(\"1\", k)\n\nallow if { not o[input.k].q }\n", "x = data.p.allow"},
 	} {
 		compareQuery(t, tc.src, tc.query, `{"k": "1", "v": "1", "ys": ["1"]}`, `{"k": "b", "v": "b", "ys": ["1", "2"]}`)
 		if err := prepareErr(t, tc.src, tc.query); !errors.Is(err, plan.ErrUnsupported) {

@@ -59,6 +59,11 @@ func checkBoundFunctionOutputs(c *ast.Compiler, query ast.Body) error {
 		if r.Head.Key != nil {
 			bound.Update(r.Head.Key.Vars())
 		}
+		// A lookup binds a reference head's variables first too
+		// (o.q[k] := 1 looked up as o.q["1"]).
+		for _, t := range r.Head.Ref()[1:] {
+			bound.Update(t.Vars())
+		}
 		for rule := r; rule != nil; rule = rule.Else {
 			if e := boundOutputCall(rule.Body, bound, sensitive); e != nil {
 				return boundOutputError(e)
