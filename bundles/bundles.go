@@ -93,9 +93,12 @@ type ReadOptions struct {
 // and directories (names starting with "." other than .manifest) and editor
 // backup and swap files are ignored. Symbolic links to files and directories
 // are followed (a Kubernetes ConfigMap volume is a farm of symlinks into a
-// hidden "..data" directory); a link that points back to one of its own
-// ancestors is skipped, and a dangling link is ignored. Limits and errors
-// are those of ReadFS.
+// hidden "..data" directory); a link to a directory is skipped where it
+// leads to one already read through another link or to an ancestor, so
+// that a directory is read through one link at most, besides its own
+// path, and a dangling link is ignored. A file that is not a regular
+// file (a FIFO, a device) is refused without blocking, also one swapped
+// in after the listing. Limits and errors are those of ReadFS.
 func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if opts.Origin == "" {
 		opts.Origin = "dir:" + dir
@@ -107,7 +110,7 @@ func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrRead, dir)
 	}
-	return ReadFS(followFS{root: dir, fsys: os.DirFS(dir)}, opts)
+	return ReadFS(newFollowFS(dir), opts)
 }
 
 // ReadFS reads fsys, laid out like an OPA bundle, into a Snapshot with OPA's
@@ -137,6 +140,7 @@ func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
 	var (
 		listErr error
 		listed  int
+		dirs    int
 		sizes   int64
 		listing = map[string]int64{} // path → size, to size read buffers
 	)
@@ -152,7 +156,14 @@ func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
 			return true
 		}
 		if info.IsDir() {
-			return false
+			// Directories count against MaxFiles too, so that a tree of
+			// directories with no file in it (or links into one, such as
+			// a link to /) cannot keep the walk going.
+			dirs++
+			if dirs > lim.files {
+				listErr = fmt.Errorf("%w: bundle has more than %d directories", ErrTooLarge, lim.files)
+			}
+			return listErr != nil
 		}
 		listed++
 		sizes += max(info.Size(), 0)

@@ -3,11 +3,14 @@ package bundles_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
@@ -176,6 +179,81 @@ func TestReadDirConfigMap(t *testing.T) {
 	}
 	if !strings.HasPrefix(s.Revision, "sha256:") {
 		t.Errorf("revision = %q, want a content hash", s.Revision)
+	}
+}
+
+// TestReadDirLinksBetweenDirectories: links that make the directory tree a
+// graph (siblings linking to each other; every level linking four times to
+// the next) are read once each, where following every link never ended
+// (the first) or took time exponential in the depth (the second).
+func TestReadDirLinksBetweenDirectories(t *testing.T) {
+	siblings := t.TempDir()
+	bundletest.WriteFile(t, filepath.Join(siblings, "a", "x.rego"), []byte(bundletest.Policy("a", 1)))
+	bundletest.WriteFile(t, filepath.Join(siblings, "b", "y.rego"), []byte(bundletest.Policy("b", 1)))
+	for _, l := range []string{"l1", "l2"} {
+		bundletest.Must(t, os.Symlink("../b", filepath.Join(siblings, "a", l)))
+		bundletest.Must(t, os.Symlink("../a", filepath.Join(siblings, "b", l)))
+	}
+	chain := t.TempDir()
+	const depth = 16
+	for i := range depth {
+		bundletest.WriteFile(t, filepath.Join(chain, fmt.Sprintf("l%d", i), "p.rego"), []byte(bundletest.Policy(fmt.Sprintf("l%d", i), 1)))
+		if i+1 < depth {
+			for j := range 4 {
+				bundletest.Must(t, os.Symlink(fmt.Sprintf("../l%d", i+1), filepath.Join(chain, fmt.Sprintf("l%d", i), fmt.Sprintf("n%d", j))))
+			}
+		}
+	}
+	for _, tc := range []struct {
+		dir      string
+		atMost   int
+		mustHave []string
+	}{
+		{siblings, 3, []string{"a/x.rego", "b/y.rego"}},
+		{chain, 2 * depth, []string{"l0/p.rego", fmt.Sprintf("l%d/p.rego", depth-1)}},
+	} {
+		done := make(chan struct{})
+		var s *bundles.Snapshot
+		var err error
+		go func() {
+			defer close(done)
+			s, err = bundles.ReadDir(tc.dir, bundles.ReadOptions{})
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("ReadDir(%s) did not return", tc.dir)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths := bundletest.ModulePaths(s)
+		if len(paths) > tc.atMost {
+			t.Errorf("%d modules read, want at most %d: %v", len(paths), tc.atMost, paths)
+		}
+		for _, p := range tc.mustHave {
+			if !slices.Contains(paths, p) {
+				t.Errorf("modules %v lack %s", paths, p)
+			}
+		}
+	}
+}
+
+// TestReadDirTooManyDirectories: directories count against MaxFiles, so
+// that a tree of empty directories (or a link into one, such as a link to
+// /) cannot keep the walk going.
+func TestReadDirTooManyDirectories(t *testing.T) {
+	dir := t.TempDir()
+	bundletest.WriteFile(t, filepath.Join(dir, "authz.rego"), []byte(bundletest.Policy("authz", 1)))
+	for i := range 6 {
+		bundletest.Must(t, os.MkdirAll(filepath.Join(dir, fmt.Sprintf("d%d", i)), 0o755))
+	}
+	_, err := bundles.ReadDir(dir, bundles.ReadOptions{Limits: bundles.Limits{MaxFiles: 5}})
+	if !errors.Is(err, bundles.ErrTooLarge) || !strings.Contains(err.Error(), "more than 5 directories") {
+		t.Fatalf("ReadDir: %v, want ErrTooLarge naming the directories", err)
+	}
+	if _, err := bundles.ReadDir(dir, bundles.ReadOptions{Limits: bundles.Limits{MaxFiles: 6}}); err != nil {
+		t.Fatalf("ReadDir with room for them: %v", err)
 	}
 }
 

@@ -66,7 +66,8 @@ type Limits struct {
 	// DefaultMaxFiles (10,000). Every regular file of an archive counts,
 	// .manifest and .signatures.json included (directory entries are not
 	// files); in a directory, ignored files (IgnoredName) and files that
-	// ReadOptions.Skip leaves out do not count.
+	// ReadOptions.Skip leaves out do not count, and no more than this
+	// many directories are read either.
 	MaxFiles int
 }
 

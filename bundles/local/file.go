@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/regularfile"
 )
 
 // FileOptions configures a File. Every zero value means the documented
@@ -91,7 +91,7 @@ func (f *File) Run(ctx context.Context, sink bundles.Sink) error {
 }
 
 func (f *File) read() (*bundles.Snapshot, error) {
-	fh, err := os.Open(f.path)
+	fh, err := regularfile.Open(f.path) // a FIFO put in its place must not block Run
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", bundles.ErrRead, err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/local"
 	"github.com/verdict-pdp/verdict/bundles/remote"
+	"github.com/verdict-pdp/verdict/internal/regularfile"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
@@ -225,7 +226,7 @@ func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
 	}
 	switch kind {
 	case policyModule:
-		raw, err := os.ReadFile(path)
+		raw, err := regularfile.ReadFile(path)
 		if err != nil {
 			return nil, usageError("%v", err)
 		}
@@ -238,7 +239,7 @@ func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.Open(path)
+		f, err := regularfile.Open(path)
 		if err != nil {
 			return nil, usageError("%v", err)
 		}
