@@ -3,7 +3,9 @@ package bundles
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -30,11 +32,14 @@ type Problem struct {
 
 // String renders the problem as "file:line:col: code: message", leaving
 // out the parts that are unknown, followed by its details, one per line,
-// indented with a tab.
+// indented with a tab. Control characters in the file name, the message
+// or a detail (a tarball entry's name, a line of a binary file read as a
+// policy) are written as Go escapes, so that the text cannot move a
+// terminal's cursor or forge a line of its own.
 func (p Problem) String() string {
 	var b strings.Builder
 	if p.File != "" {
-		b.WriteString(p.File)
+		b.WriteString(escapeControls(p.File))
 		if p.Line > 0 {
 			fmt.Fprintf(&b, ":%d", p.Line)
 			if p.Col > 0 {
@@ -47,10 +52,10 @@ func (p Problem) String() string {
 		b.WriteString(p.Code)
 		b.WriteString(": ")
 	}
-	b.WriteString(p.Message)
+	b.WriteString(escapeControls(p.Message))
 	for _, d := range p.Details {
 		b.WriteString("\n\t")
-		b.WriteString(d)
+		b.WriteString(escapeControls(d))
 	}
 	return b.String()
 }
@@ -121,4 +126,14 @@ func FormatError(err error) string {
 		lines[i] = p.String()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// escapeControls returns s with its control characters other than tab
+// written as Go escapes, and s itself when it has none.
+func escapeControls(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

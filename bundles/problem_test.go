@@ -20,6 +20,10 @@ func TestProblemString(t *testing.T) {
 		{bundles.Problem{File: "a.rego", Line: 3, Message: "m"}, "a.rego:3: m"},
 		{bundles.Problem{File: "a.rego", Message: "m"}, "a.rego: m"},
 		{bundles.Problem{Code: "c", Message: "m"}, "c: m"},
+		// Control characters from a tarball entry's name or a binary file
+		// read as a policy are written as escapes.
+		{bundles.Problem{File: "a\x1b[2J.rego\nb.rego:1: forged", Line: 1, Message: "bad\rline", Details: []string{"\x00\x07\tx"}},
+			`a\x1b[2J.rego\nb.rego:1: forged:1: bad\rline` + "\n\t" + `\x00\a\tx`},
 	} {
 		if got := tc.p.String(); got != tc.want {
 			t.Errorf("String() = %q, want %q", got, tc.want)
