@@ -492,3 +492,23 @@ func TestEvaluatorLibraryNotReached(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatorSystemPackageReached: the rules of a package under
+// data.system, reached by a lookup with a variable at the root of data.
+// OPA's rule tree hides data.system from such lookups, so the compiled
+// evaluator's checks, which look only at what the decision reaches, missed
+// the shape they refuse there (a function with a default whose output a
+// set head binds) and the decision allowed where topdown denies.
+func TestEvaluatorSystemPackageReached(t *testing.T) {
+	snap := authztest.Snapshot(t, "system", map[string]string{
+		"checks.rego": "package system.checks\n\ndefault tier(_) := \"basic\"\n\ntier(u) := \"premium\" if u.paid\n\n" +
+			"tiers contains tier(u) if some u in input.resource.users\n\nok if not tiers.basic\n",
+		"authz.rego": "package authz\n\nallow if data[input.resource.ns].checks.ok\n",
+	}, nil)
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+	wantTopdown(t, e, "output may be bound")
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"ns": "system", "users": []any{map[string]any{"paid": true}}}}
+	if d, err := e.Decide(t.Context(), req); d.Allow {
+		t.Errorf("allowed (%v)", err)
+	}
+}

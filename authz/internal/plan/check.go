@@ -116,7 +116,7 @@ func mayFail(c *ast.Compiler, body ast.Body) bool {
 		return true
 	}
 	ast.WalkRefs(body, func(r ast.Ref) bool {
-		if r.HasPrefix(ast.DefaultRootRef) && len(c.GetRulesDynamicWithOpts(r, ast.RulesOptions{})) > 0 {
+		if r.HasPrefix(ast.DefaultRootRef) && len(c.GetRulesDynamicWithOpts(r, ast.RulesOptions{IncludeHiddenModules: true})) > 0 {
 			fails = true
 		}
 		return fails

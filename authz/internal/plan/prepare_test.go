@@ -119,4 +119,19 @@ g(x) := count(roles)
 			t.Errorf("Prepare: %v, want a refusal\n%s", err, policy)
 		}
 	}
+	// Under data.system, which OPA's rule tree hides from lookups with a
+	// variable at the root and from whole reads.
+	for _, policy := range []string{
+		"package p\n\nallow if { s := data.system; s.lib.ratio == 1 }\n",
+		"package p\n\nallow if data[input.ns].lib.ratio == 1\n",
+	} {
+		c, err := compileModules("package system.lib\n\nratio := 1.0\n\n" + policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p.allow")})
+		if !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, policy)
+		}
+	}
 }

@@ -14,7 +14,9 @@ import (
 
 // reachRules returns the rules that rules and body reach through their
 // references: calls, lookups (a reference with a variable, or one that
-// reads a document whole, reaches every rule it may name) and, with
+// reads a document whole, reaches every rule it may name, those under
+// data.system included: OPA's rule tree hides them, and neither evaluator
+// does, apart from topdown's reading all of data) and, with
 // withValues, the values of with statements, which are evaluated; a with's
 // target is not. It also returns the first of mocked that they refer to,
 // if any.
@@ -35,7 +37,7 @@ func reachRules(c *ast.Compiler, rules []*ast.Rule, body ast.Body, mocked []ast.
 				found = mocked[i]
 			}
 			if x.HasPrefix(ast.DefaultRootRef) {
-				queue = append(queue, c.GetRulesDynamicWithOpts(x, ast.RulesOptions{})...)
+				queue = append(queue, c.GetRulesDynamicWithOpts(x, ast.RulesOptions{IncludeHiddenModules: true})...)
 			}
 		}
 		return false
