@@ -3,11 +3,11 @@ package bundles
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // Problem is one located problem in a policy set: a parse, compile, type or
@@ -39,7 +39,7 @@ type Problem struct {
 func (p Problem) String() string {
 	var b strings.Builder
 	if p.File != "" {
-		b.WriteString(escapeControls(p.File))
+		b.WriteString(printable.String(p.File))
 		if p.Line > 0 {
 			fmt.Fprintf(&b, ":%d", p.Line)
 			if p.Col > 0 {
@@ -52,10 +52,10 @@ func (p Problem) String() string {
 		b.WriteString(p.Code)
 		b.WriteString(": ")
 	}
-	b.WriteString(escapeControls(p.Message))
+	b.WriteString(printable.String(p.Message))
 	for _, d := range p.Details {
 		b.WriteString("\n\t")
-		b.WriteString(escapeControls(d))
+		b.WriteString(printable.String(d))
 	}
 	return b.String()
 }
@@ -126,14 +126,4 @@ func FormatError(err error) string {
 		lines[i] = p.String()
 	}
 	return strings.Join(lines, "\n")
-}
-
-// escapeControls returns s with its control characters other than tab
-// written as Go escapes, and s itself when it has none.
-func escapeControls(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) {
-		return s
-	}
-	q := strconv.Quote(s)
-	return q[1 : len(q)-1]
 }

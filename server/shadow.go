@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,13 +12,15 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/membudget"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // Defaults for ShadowOptions fields left zero.
 const (
-	DefaultShadowQueue = 1024
-	DefaultShadowDrain = 2 * time.Second
+	DefaultShadowQueue      = 1024
+	DefaultShadowQueueBytes = 32 << 20
+	DefaultShadowDrain      = 2 * time.Second
 )
 
 // ShadowEngine evaluates whole input documents against a candidate policy;
@@ -44,6 +47,11 @@ type ShadowOptions struct {
 	// decision that finds it full is not shadowed (counted "skipped").
 	// Default 1024.
 	Queue int
+	// MaxQueueBytes bounds the estimated memory (decisionlog's
+	// Record.MemoryBytes) of the decisions waiting for the candidate, which
+	// hold their inputs; a sampled decision that would take it over is not
+	// shadowed (counted "skipped"). Default DefaultShadowQueueBytes.
+	MaxQueueBytes int64
 	// Drain bounds how long Run keeps evaluating queued decisions after its
 	// context is done; what is left is logged unshadowed. Default 2 s.
 	Drain time.Duration
@@ -94,7 +102,8 @@ type Shadow struct {
 	drain  time.Duration
 	dlog   DecisionLog
 	log    *slog.Logger
-	queue  chan decisionlog.Record
+	queue  chan queuedRecord
+	mem    *membudget.Budget
 	counts [numShadowOutcomes]atomic.Uint64
 }
 
@@ -106,8 +115,8 @@ func NewShadow(opts ShadowOptions) (*Shadow, error) {
 	if opts.Sample < 0 || opts.Sample > 1 || math.IsNaN(opts.Sample) {
 		return nil, fmt.Errorf("%w: shadow: Sample %v is not in (0, 1]", ErrOptions, opts.Sample)
 	}
-	if opts.Queue < 0 || opts.Drain < 0 {
-		return nil, fmt.Errorf("%w: shadow: negative Queue or Drain", ErrOptions)
+	if opts.Queue < 0 || opts.Drain < 0 || opts.MaxQueueBytes < 0 {
+		return nil, fmt.Errorf("%w: shadow: negative Queue, MaxQueueBytes or Drain", ErrOptions)
 	}
 	sh := &Shadow{
 		engine: opts.Engine,
@@ -116,13 +125,11 @@ func NewShadow(opts ShadowOptions) (*Shadow, error) {
 		drain:  opts.Drain,
 		dlog:   opts.DecisionLog,
 		log:    opts.Logger,
-		queue:  make(chan decisionlog.Record, opts.Queue),
+		queue:  make(chan queuedRecord, cmp.Or(opts.Queue, DefaultShadowQueue)),
+		mem:    membudget.New(cmp.Or(opts.MaxQueueBytes, DefaultShadowQueueBytes)),
 	}
 	if sh.sample == 0 {
 		sh.sample = 1
-	}
-	if opts.Queue == 0 {
-		sh.queue = make(chan decisionlog.Record, DefaultShadowQueue)
 	}
 	if sh.drain == 0 {
 		sh.drain = DefaultShadowDrain
@@ -148,13 +155,32 @@ func (sh *Shadow) offer(rec decisionlog.Record) bool {
 	if rec.Input == nil || sh.sample < 1 && rand.Float64() >= sh.sample {
 		return false
 	}
-	select {
-	case sh.queue <- rec:
-		return true
-	default:
+	q := queuedRecord{rec: rec, bytes: rec.MemoryBytes()}
+	if !sh.mem.Take(q.bytes) {
 		sh.counts[ShadowSkipped].Add(1)
 		return false
 	}
+	select {
+	case sh.queue <- q:
+		return true
+	default:
+		sh.mem.Give(q.bytes)
+		sh.counts[ShadowSkipped].Add(1)
+		return false
+	}
+}
+
+// queuedRecord is a decision waiting for the candidate, with its estimated
+// memory.
+type queuedRecord struct {
+	rec   decisionlog.Record
+	bytes int64
+}
+
+// take returns q's record and gives its memory back to the queue.
+func (sh *Shadow) take(q queuedRecord) decisionlog.Record {
+	sh.mem.Give(q.bytes)
+	return q.rec
 }
 
 // Run evaluates queued decisions until ctx is done, then keeps evaluating
@@ -165,14 +191,15 @@ func (sh *Shadow) offer(rec decisionlog.Record) bool {
 func (sh *Shadow) Run(ctx context.Context) error {
 	for {
 		select {
-		case rec := <-sh.queue:
-			sh.compare(ctx, rec)
+		case q := <-sh.queue:
+			sh.compare(ctx, sh.take(q))
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.drain)
 			defer cancel()
 			for {
 				select {
-				case rec := <-sh.queue:
+				case q := <-sh.queue:
+					rec := sh.take(q)
 					if dctx.Err() != nil {
 						sh.counts[ShadowSkipped].Add(1)
 						sh.pass(rec)

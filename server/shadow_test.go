@@ -181,6 +181,25 @@ func TestShadowBounded(t *testing.T) {
 	}
 }
 
+// TestShadowBoundedByMemory: the queue is bounded in the estimated memory
+// of the inputs it holds too (a request's input holds many times its
+// body's size); a decision that does not fit is logged at once and counted
+// skipped.
+func TestShadowBoundedByMemory(t *testing.T) {
+	cand := candidate(t, nil, "", true)
+	f, sh := shadowFixture(t, cand, ShadowOptions{Queue: 100, MaxQueueBytes: 1})
+	viewer := f.mint(t, "alice", "viewer")
+	for range 10 {
+		f.decideAction(t, viewer, "orders:read")
+	}
+	if got := sh.Count(ShadowSkipped); got != 10 {
+		t.Errorf("skipped %d, want 10", got)
+	}
+	if got := len(f.log.records()); got != 10 {
+		t.Errorf("%d records logged at once, want 10", got)
+	}
+}
+
 // TestShadowOutcomes: a candidate not yet loaded is skipped, one that fails
 // is an error with its code in the record, refused requests (no input) are
 // never offered, and sampling takes about its share.

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // maxLogLine bounds one decision-log line read by replay.
@@ -211,9 +212,9 @@ func (r *replayReport) print(w io.Writer) {
 		r.Total, r.Revision, r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
 	for _, f := range r.Flips {
 		if f.Error != "" {
-			fmt.Fprintf(w, "  %s: error: %s (was allow=%v %q)\n", f.DecisionID, f.Error, f.Was.Allow, f.Was.Reasons)
+			fmt.Fprintf(w, "  %s: error: %s (was allow=%v %q)\n", printable.String(f.DecisionID), printable.String(f.Error), f.Was.Allow, f.Was.Reasons)
 			continue
 		}
-		fmt.Fprintf(w, "  %s: allow=%v %q → allow=%v %q\n", f.DecisionID, f.Was.Allow, f.Was.Reasons, f.Now.Allow, f.Now.Reasons)
+		fmt.Fprintf(w, "  %s: allow=%v %q → allow=%v %q\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, f.Now.Allow, f.Now.Reasons)
 	}
 }

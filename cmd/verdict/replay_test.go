@@ -174,3 +174,18 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(reqs))*float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 }
+
+// TestReplayReportPrintable: a decision log is read from outside; a
+// decision ID or an error in it with control characters is printed
+// escaped, so that it cannot forge the report's lines on a terminal.
+func TestReplayReportPrintable(t *testing.T) {
+	r := replayReport{Total: 2, Flips: []flip{
+		{DecisionID: "x\x1b[2K\r\nreplayed 9 decisions against revision FAKE", Error: "boom\x1b[8m"},
+		{DecisionID: "y\nforged: allow=true"},
+	}}
+	var b strings.Builder
+	r.print(&b)
+	if out := b.String(); strings.ContainsAny(out, "\x1b\r") || strings.Count(out, "\n") != 3 || strings.Contains(out, "\nreplayed 9") {
+		t.Errorf("report:\n%s", out)
+	}
+}

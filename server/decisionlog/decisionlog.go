@@ -3,7 +3,9 @@
 // batches to an HTTP collector (Options.Upload).
 //
 // A Logger never blocks the request that logs: Log puts the record in a
-// bounded buffer and returns at once; a single writer goroutine, run by Run,
+// buffer bounded in records and in estimated memory (Record.MemoryBytes:
+// an input of a request's size holds many times that in memory) and
+// returns at once; a single writer goroutine, run by Run,
 // encodes each record once and writes it in order. When the buffer is full
 // the record is dropped and counted (Stats, by DropReason), and Run logs a
 // periodic warning while drops continue: the log never grows without bound
@@ -55,6 +57,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/verdict-pdp/verdict/internal/jsonw"
+	"github.com/verdict-pdp/verdict/internal/membudget"
 )
 
 // Defaults for Options fields left zero.
@@ -137,6 +140,10 @@ type Options struct {
 	FlushDeadline func() time.Time
 	// Buffer is how many records may wait for the writer; 0 means 4096.
 	Buffer int
+	// MaxQueueBytes bounds the estimated memory (Record.MemoryBytes) of
+	// the records waiting for the writer; a record that would take them
+	// over is dropped as buffer_full. 0 means DefaultMaxQueueBytes.
+	MaxQueueBytes int64
 	// WarnInterval is how often, at most, Run warns that records were
 	// dropped; 0 means 10 s.
 	WarnInterval time.Duration
@@ -159,7 +166,8 @@ type Logger struct {
 	w         *bufio.Writer // nil: no file output
 	up        *uploader     // nil: no upload
 	flushBy   func() time.Time
-	ch        chan Record
+	ch        chan queued
+	queuedMem *membudget.Budget
 	warn      time.Duration
 	log       *slog.Logger
 	shape     *inputShaper
@@ -176,7 +184,7 @@ func New(opts Options) (*Logger, error) {
 	if opts.Writer == nil && opts.Upload == nil {
 		return nil, fmt.Errorf("%w: Writer or Upload is required", ErrOptions)
 	}
-	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 {
+	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 || opts.MaxQueueBytes < 0 {
 		return nil, fmt.Errorf("%w: negative buffer, interval or record size", ErrOptions)
 	}
 	shape, err := newInputShaper(opts.Mask, opts.Hash)
@@ -184,12 +192,13 @@ func New(opts Options) (*Logger, error) {
 		return nil, err
 	}
 	l := &Logger{
-		flushBy:  opts.FlushDeadline,
-		ch:       make(chan Record, cmp.Or(opts.Buffer, DefaultBuffer)),
-		warn:     cmp.Or(opts.WarnInterval, DefaultWarnInterval),
-		log:      opts.Logger,
-		shape:    shape,
-		maxBytes: cmp.Or(opts.MaxRecordBytes, DefaultMaxRecordBytes),
+		flushBy:   opts.FlushDeadline,
+		ch:        make(chan queued, cmp.Or(opts.Buffer, DefaultBuffer)),
+		queuedMem: membudget.New(cmp.Or(opts.MaxQueueBytes, DefaultMaxQueueBytes)),
+		warn:      cmp.Or(opts.WarnInterval, DefaultWarnInterval),
+		log:       opts.Logger,
+		shape:     shape,
+		maxBytes:  cmp.Or(opts.MaxRecordBytes, DefaultMaxRecordBytes),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -212,16 +221,28 @@ func New(opts Options) (*Logger, error) {
 	return l, nil
 }
 
+// queued is a record waiting for the writer, with its estimated memory.
+type queued struct {
+	r     Record
+	bytes int64
+}
+
 // Log queues r for writing and reports whether it was queued. When the
-// buffer is full, r is dropped and counted (buffer_full); Log never
-// blocks, whatever the Writer or the collector do. Safe for concurrent
-// use, also before Run starts and after it returns (records then wait in,
-// or are dropped from, the buffer).
+// buffer is full (in records or in estimated memory), r is dropped and
+// counted (buffer_full); Log never blocks, whatever the Writer or the
+// collector do. Safe for concurrent use, also before Run starts and after
+// it returns (records then wait in, or are dropped from, the buffer).
 func (l *Logger) Log(r Record) bool {
+	q := queued{r: r, bytes: r.MemoryBytes()}
+	if !l.queuedMem.Take(q.bytes) {
+		l.drop(DropBufferFull, 1)
+		return false
+	}
 	select {
-	case l.ch <- r:
+	case l.ch <- q:
 		return true
 	default:
+		l.queuedMem.Give(q.bytes)
 		l.drop(DropBufferFull, 1)
 		return false
 	}
@@ -271,13 +292,13 @@ func (l *Logger) Run(ctx context.Context) error {
 	var buf []byte
 	for {
 		select {
-		case r := <-l.ch:
-			buf = l.write(buf, r)
+		case q := <-l.ch:
+			buf = l.write(buf, q)
 			// Drain what is already waiting before flushing once.
 			for more := true; more; {
 				select {
-				case r := <-l.ch:
-					buf = l.write(buf, r)
+				case q := <-l.ch:
+					buf = l.write(buf, q)
 				default:
 					more = false
 				}
@@ -286,8 +307,8 @@ func (l *Logger) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			for {
 				select {
-				case r := <-l.ch:
-					buf = l.write(buf, r)
+				case q := <-l.ch:
+					buf = l.write(buf, q)
 				default:
 					l.flush()
 					return nil
@@ -332,9 +353,11 @@ func (l *Logger) warnLoop(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
-// write encodes r once and hands it to each output.
-func (l *Logger) write(buf []byte, r Record) []byte {
-	buf = l.appendRecord(buf[:0], &r)
+// write encodes q's record once, hands it to each output and gives its
+// memory back to the buffer.
+func (l *Logger) write(buf []byte, q queued) []byte {
+	buf = l.appendRecord(buf[:0], &q.r)
+	l.queuedMem.Give(q.bytes)
 	if l.up != nil {
 		l.up.offer(buf)
 	}
@@ -362,6 +385,7 @@ func (l *Logger) flush() {
 
 // appendRecord encodes r with its input shaped (masked, hashed) and bounded.
 func (l *Logger) appendRecord(b []byte, r *Record) []byte {
+	l.shape.shapeTop(r)
 	var input []byte
 	truncated := false
 	if r.Input != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,6 +61,46 @@ func newInputShaper(mask, hash []string) (*inputShaper, error) {
 	return s, nil
 }
 
+// shapeTop applies the masks and hashes to the record's own copies of
+// input fields (subject_id, caller_id and the action's name, method and
+// path), so that a value masked in the input does not stand beside it: a
+// pointer to such a field, or to a document holding it (/input/subject),
+// removes or hashes it there too.
+func (s *inputShaper) shapeTop(r *Record) {
+	fields := []struct {
+		at pointer
+		v  *string
+	}{
+		{pointer{"subject", "id"}, &r.SubjectID},
+		{pointer{"caller", "id"}, &r.CallerID},
+		{pointer{"action", "name"}, &r.Action.Name},
+		{pointer{"action", "method"}, &r.Action.Method},
+		{pointer{"action", "path"}, &r.Action.Path},
+	}
+	for _, f := range fields {
+		if *f.v == "" {
+			continue
+		}
+		if slices.ContainsFunc(s.mask, f.at.under) {
+			*f.v = ""
+		} else if slices.ContainsFunc(s.hash, f.at.under) {
+			*f.v = hashJSON(*f.v)
+		}
+	}
+}
+
+// under reports whether p lies at or below q.
+func (p pointer) under(q pointer) bool {
+	return len(q) <= len(p) && slices.Equal(p[:len(q)], q)
+}
+
+// hashJSON returns "sha256:" and the hex SHA-256 of v's JSON.
+func hashJSON(v any) string {
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
 // encode returns the input's JSON as the record holds it.
 func (s *inputShaper) encode(v ast.Value) ([]byte, error) {
 	native, err := ast.JSON(v)
@@ -70,11 +111,7 @@ func (s *inputShaper) encode(v ast.Value) ([]byte, error) {
 		apply(native, p, func(any) (any, bool) { return nil, false })
 	}
 	for _, p := range s.hash {
-		apply(native, p, func(old any) (any, bool) {
-			b, _ := json.Marshal(old)
-			sum := sha256.Sum256(b)
-			return "sha256:" + hex.EncodeToString(sum[:]), true
-		})
+		apply(native, p, func(old any) (any, bool) { return hashJSON(old), true })
 	}
 	return json.Marshal(native)
 }

@@ -95,6 +95,43 @@ func TestInputIsLoggedMaskedAndBounded(t *testing.T) {
 	}
 }
 
+// TestMaskCoversTheRecordsOwnFields: the record repeats input fields at
+// its top level (subject_id, caller_id, the action); a mask or hash of the
+// input field, or of a document holding it, applies there too, so the
+// masked value appears nowhere in the record.
+func TestMaskCoversTheRecordsOwnFields(t *testing.T) {
+	input, err := ast.InterfaceToValue(map[string]any{
+		"subject": map[string]any{"id": "alice@example.com"},
+		"caller":  map[string]any{"id": "spiffe://example/payments"},
+		"action":  map[string]any{"name": "ssn:read", "method": "GET", "path": "/users/alice@example.com/ssn/123-45-6789"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{}, Input: input,
+		SubjectID: "alice@example.com", CallerID: "spiffe://example/payments",
+		Action: decisionlog.Action{Name: "ssn:read", Method: "GET", Path: "/users/alice@example.com/ssn/123-45-6789"}}
+
+	line := logLine(t, decisionlog.Options{Mask: []string{"/input/subject/id", "/input/action/path"}}, rec)
+	for _, secret := range []string{"alice@example.com", "123-45-6789"} {
+		if strings.Contains(line, secret) {
+			t.Errorf("masked %s appears in the record: %s", secret, line)
+		}
+	}
+	if !strings.Contains(line, `"caller_id":"spiffe://example/payments"`) || !strings.Contains(line, `"name":"ssn:read"`) {
+		t.Errorf("fields not masked are gone: %s", line)
+	}
+
+	m := logOne(t, decisionlog.Options{Hash: []string{"/input/subject/id"}, Mask: []string{"/input/action"}}, rec)
+	hashed := m["input"].(map[string]any)["subject"].(map[string]any)["id"]
+	if h, _ := hashed.(string); !strings.HasPrefix(h, "sha256:") || m["subject_id"] != hashed {
+		t.Errorf("subject_id %v, input's subject.id %v: want the same hash", m["subject_id"], hashed)
+	}
+	if a, _ := m["action"].(map[string]any); len(a) != 0 {
+		t.Errorf("action %v under a mask of /input/action, want none of its fields", a)
+	}
+}
+
 func logLine(t *testing.T, opts decisionlog.Options, r decisionlog.Record) string {
 	t.Helper()
 	b, _ := json.Marshal(logOne(t, opts, r))
