@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/verdict-pdp/verdict/internal/regularfile"
 )
@@ -26,21 +25,8 @@ func TestFollowFSOpenRefusesFIFO(t *testing.T) {
 		t.Fatal(err)
 	}
 	fsys := newFollowFS(dir)
-	done := make(chan error, 1)
-	go func() {
-		f, err := fsys.Open("authz.rego")
-		if err == nil {
-			_ = f.Close()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, regularfile.ErrNotRegular) {
-			t.Errorf("Open of a FIFO: %v, want ErrNotRegular", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("Open of a FIFO blocked")
+	if _, err := fsys.Open("authz.rego"); !errors.Is(err, regularfile.ErrNotRegular) {
+		t.Errorf("Open of a FIFO: %v, want ErrNotRegular", err)
 	}
 	f, err := fsys.Open("data.json")
 	if err != nil {

@@ -157,46 +157,39 @@ func TestShadowComparesAndNeverChangesAnswers(t *testing.T) {
 }
 
 // TestShadowBounded: a candidate that cannot keep up (nobody runs it here)
-// never holds up a request; the decisions beyond its queue are logged at
-// once, unshadowed, and counted skipped; nothing is lost.
+// never holds up a request; the decisions beyond its queue, in number or
+// in the estimated memory of their inputs (which hold many times their
+// request's size), are logged at once, unshadowed, and counted skipped;
+// nothing is lost.
 func TestShadowBounded(t *testing.T) {
-	cand := candidate(t, nil, "", true)
-	f, sh := shadowFixture(t, cand, ShadowOptions{Queue: 3})
-	viewer := f.mint(t, "alice", "viewer")
-	for range 10 {
-		f.decideAction(t, viewer, "orders:read")
-	}
-	if got := sh.Count(ShadowSkipped); got != 7 {
-		t.Errorf("skipped %d, want 7", got)
-	}
-	if got := len(f.log.records()); got != 7 {
-		t.Errorf("%d records logged before the shadow ran, want the 7 skipped", got)
-	}
-	runShadow(t, sh)()
-	if got := len(f.log.records()); got != 10 {
-		t.Errorf("%d records logged, want 10", got)
-	}
-	if got := sh.Count(ShadowSame); got != 3 {
-		t.Errorf("same %d, want 3", got)
-	}
-}
-
-// TestShadowBoundedByMemory: the queue is bounded in the estimated memory
-// of the inputs it holds too (a request's input holds many times its
-// body's size); a decision that does not fit is logged at once and counted
-// skipped.
-func TestShadowBoundedByMemory(t *testing.T) {
-	cand := candidate(t, nil, "", true)
-	f, sh := shadowFixture(t, cand, ShadowOptions{Queue: 100, MaxQueueBytes: 1})
-	viewer := f.mint(t, "alice", "viewer")
-	for range 10 {
-		f.decideAction(t, viewer, "orders:read")
-	}
-	if got := sh.Count(ShadowSkipped); got != 10 {
-		t.Errorf("skipped %d, want 10", got)
-	}
-	if got := len(f.log.records()); got != 10 {
-		t.Errorf("%d records logged at once, want 10", got)
+	for _, tc := range []struct {
+		name   string
+		opts   ShadowOptions
+		queued int
+	}{
+		{"records", ShadowOptions{Queue: 3}, 3},
+		{"memory", ShadowOptions{Queue: 100, MaxQueueBytes: 1}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, sh := shadowFixture(t, candidate(t, nil, "", true), tc.opts)
+			viewer := f.mint(t, "alice", "viewer")
+			for range 10 {
+				f.decideAction(t, viewer, "orders:read")
+			}
+			if got := sh.Count(ShadowSkipped); got != uint64(10-tc.queued) {
+				t.Errorf("skipped %d, want %d", got, 10-tc.queued)
+			}
+			if got := len(f.log.records()); got != 10-tc.queued {
+				t.Errorf("%d records logged before the shadow ran, want the %d skipped", got, 10-tc.queued)
+			}
+			runShadow(t, sh)()
+			if got := len(f.log.records()); got != 10 {
+				t.Errorf("%d records logged, want 10", got)
+			}
+			if got := sh.Count(ShadowSame); got != uint64(tc.queued) {
+				t.Errorf("same %d, want %d", got, tc.queued)
+			}
+		})
 	}
 }
 
