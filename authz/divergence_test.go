@@ -512,3 +512,18 @@ func TestEvaluatorSystemPackageReached(t *testing.T) {
 		t.Errorf("allowed (%v)", err)
 	}
 }
+
+// TestEvaluatorRandomSignature: a policy signing with ES256
+// (io.jwt.encode_sign), whose signatures differ from call to call. topdown
+// keeps a function's result for the query, so sig(x) != sig(x) is false;
+// the compiled evaluator signed twice and allowed. Such a policy is now
+// served by topdown. See TestDivergenceRandomSignature in internal/plan.
+func TestEvaluatorRandomSignature(t *testing.T) {
+	policy := "package authz\n\nk := " + authztest.PrivateJWK(t) + "\n\n" +
+		"sig(x) := io.jwt.encode_sign({\"alg\": \"ES256\"}, {\"x\": x}, k)\n\nallow if sig(input.action.name) != sig(input.action.name)\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "sign", policy))
+	wantTopdown(t, e, "io.jwt.encode_sign")
+	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}}); d.Allow {
+		t.Errorf("allowed (%v)", err)
+	}
+}

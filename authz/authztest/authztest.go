@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"strings"
 	"sync"
@@ -166,6 +167,26 @@ func JWKS(tb testing.TB, issuers ...*Issuer) []byte {
 		tb.Fatalf("authztest: JWKS: %v", err)
 	}
 	return raw
+}
+
+// PrivateJWK returns a P-256 private key made for the test as a JWK object
+// (JSON), for policies that sign (io.jwt.encode_sign). It is never written
+// anywhere.
+func PrivateJWK(tb testing.TB) string {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatalf("authztest: generate P-256 key: %v", err)
+	}
+	j, err := jwkset.NewJWKFromKey(key, jwkset.JWKOptions{Marshal: jwkset.JWKMarshalOptions{Private: true}})
+	if err != nil {
+		tb.Fatalf("authztest: JWK of a P-256 key: %v", err)
+	}
+	raw, err := json.Marshal(j.Marshal())
+	if err != nil {
+		tb.Fatalf("authztest: JWK of a P-256 key: %v", err)
+	}
+	return string(raw)
 }
 
 // Mint returns a compact JWT signed with Alg and carrying kid KeyID. The

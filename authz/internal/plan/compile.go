@@ -95,10 +95,21 @@ func rulePath(name string) string {
 	return name
 }
 
+// resolveBuiltin returns the built-in function name, or refuses it: those
+// whose calls reach outside the process (topdown stops evaluating a
+// complete rule or function at its first value; the plan evaluates every
+// body and iteration, and would make calls topdown never makes), and those
+// whose answer differs from one call to the next without a cache of their
+// own (topdown keeps a function's result for the whole query; the plan
+// keeps only rules'), are left to topdown.
 func resolveBuiltin(name string) (*builtin, error) {
-	if sideEffects[name] {
+	switch name {
+	case "http.send", "net.lookup_ip_addr":
 		return nil, &UnsupportedError{Feature: fmt.Sprintf(
 			"built-in function %q (it reaches the network, and the plan has no early exit: topdown stops at a rule's first value, the plan would call it for every body)", name)}
+	case "io.jwt.encode_sign", "io.jwt.encode_sign_raw":
+		return nil, &UnsupportedError{Feature: fmt.Sprintf(
+			"built-in function %q (its answer differs from call to call, ES* and PS* signatures being random; topdown keeps a function's result for the query, so f(1) == f(1) holds there, and the plan calls it again)", name)}
 	}
 	decl, ok := ast.BuiltinMap[name]
 	if !ok {
@@ -118,13 +129,6 @@ func resolveBuiltin(name string) (*builtin, error) {
 		nondet:   decl.Nondeterministic,
 	}, nil
 }
-
-// sideEffects are the built-in functions whose calls reach outside the
-// process. Topdown stops evaluating a complete rule or function at its
-// first value; the plan evaluates every body and iteration, and would make
-// calls topdown never makes, so policies that use these are left to
-// topdown.
-var sideEffects = map[string]bool{"http.send": true, "net.lookup_ip_addr": true}
 
 type compiler struct {
 	policy   *ir.Policy
