@@ -145,6 +145,26 @@ func TestVerifyOptionsConfig(t *testing.T) {
 	if c, err := (bundles.VerifyOptions{}).Config(); c != nil || err != nil {
 		t.Errorf("zero options: got %v, %v; want nil, nil", c, err)
 	}
+	// A shared secret: not a public key (anyone holding it could sign),
+	// and as long as the hash.
+	pub := []byte("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + strings.Repeat("A", 40) + "\n-----END PUBLIC KEY-----\n")
+	for _, tc := range []struct {
+		key, alg string
+		ok       bool
+	}{
+		{string(pub), "HS256", false},
+		{"x", "HS256", false},
+		{strings.Repeat("k", 31), "HS256", false},
+		{strings.Repeat("k", 32), "HS256", true},
+		{strings.Repeat("k", 47), "HS384", false},
+		{strings.Repeat("k", 63), "HS512", false},
+		{strings.Repeat("k", 64), "HS512", true},
+	} {
+		_, err := (bundles.VerifyOptions{Key: []byte(tc.key), Algorithm: tc.alg}).Config()
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, bundles.ErrConfig) {
+			t.Errorf("%s key of %d bytes: %v, want ok %v", tc.alg, len(tc.key), err, tc.ok)
+		}
+	}
 }
 
 // TestReadDirConfigMap lays out a directory the way the kubelet mounts a

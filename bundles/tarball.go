@@ -55,6 +55,18 @@ type VerifyOptions struct {
 	Exclude []string
 }
 
+// hmacKeyBytes is the least size of a shared secret for alg: the size of
+// its hash (RFC 7518 §3.2).
+func hmacKeyBytes(alg string) int {
+	switch alg {
+	case "HS384":
+		return 48
+	case "HS512":
+		return 64
+	}
+	return 32
+}
+
 // Enabled reports whether signature verification is configured.
 func (v VerifyOptions) Enabled() bool { return len(v.Key) > 0 }
 
@@ -74,6 +86,16 @@ func (v VerifyOptions) Config() (*bundle.VerificationConfig, error) {
 	if alg[0] != 'H' {
 		if blk, _ := pem.Decode(v.Key); blk == nil {
 			return nil, fmt.Errorf("%w: verification key for %s is not PEM", ErrConfig, alg)
+		}
+	} else {
+		// A shared secret must be secret: a public key (PEM) as an HMAC
+		// key lets anyone who has it sign bundles, and a short one can be
+		// guessed. RFC 7518 §3.2: at least the hash's size.
+		if bytes.Contains(v.Key, []byte("-----BEGIN")) {
+			return nil, fmt.Errorf("%w: the verification key for %s is PEM: a public key is no shared secret (use its algorithm, RS256 or ES256, say)", ErrConfig, alg)
+		}
+		if need := hmacKeyBytes(alg); len(v.Key) < need {
+			return nil, fmt.Errorf("%w: the verification key for %s has %d bytes, want at least %d", ErrConfig, alg, len(v.Key), need)
 		}
 	}
 	id := v.KeyID

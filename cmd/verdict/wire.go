@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -162,7 +163,15 @@ func bundleVerification(cfg *config.Config) (bundles.VerifyOptions, error) {
 	if err != nil {
 		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %w", err)
 	}
-	return bundles.VerifyOptions{Key: key, Algorithm: cfg.Policy.VerificationAlgorithm}, nil
+	if len(bytes.TrimSpace(key)) == 0 {
+		// An empty key would mean no verification: never silently.
+		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %s is empty", cfg.Policy.VerificationKeyFile)
+	}
+	v := bundles.VerifyOptions{Key: key, Algorithm: cfg.Policy.VerificationAlgorithm}
+	if _, err := v.Config(); err != nil {
+		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %w", err)
+	}
+	return v, nil
 }
 
 // policyLimits is the configuration's bound on reading a policy set

@@ -172,3 +172,31 @@ func TestBundleHeaders(t *testing.T) {
 		t.Errorf("the poll error repeats a credential: %s", msg)
 	}
 }
+
+// TestBundleVerificationNeverSilentlyOff: each of these configurations
+// looks like it requires signed bundles; an unsigned bundle saying allow
+// was decided with allow. Each is now an error (exit 2), and the unsigned
+// bundle is never read.
+func TestBundleVerificationNeverSilentlyOff(t *testing.T) {
+	dir := t.TempDir()
+	writeBundle(t, filepath.Join(dir, "b.tar.gz"), map[string]string{
+		"/.manifest": `{"revision": "evil"}`, "/authz/authz.rego": "package authz\n\ndefault allow := true\n"})
+	issuer := authztest.NewIssuer(t, "ES256")
+	authztest.WriteFile(t, filepath.Join(dir, "empty.pem"), "")
+	authztest.WriteFile(t, filepath.Join(dir, "blank.pem"), " \n")
+	authztest.WriteFile(t, filepath.Join(dir, "pub.pem"), string(issuer.PublicKeyPEM(t)))
+	authztest.WriteFile(t, filepath.Join(dir, "short.key"), "x")
+	for _, tc := range []struct{ policy, want string }{
+		{"verification_key_file: empty.pem", "empty.pem is empty"},
+		{"verification_key_file: blank.pem", "blank.pem is empty"},
+		{"verification_key_file: pub.pem\n  verification_algorithm: HS256", "a public key is no shared secret"},
+		{"verification_key_file: short.key\n  verification_algorithm: HS256", "has 1 bytes, want at least 32"},
+	} {
+		cfg := filepath.Join(dir, "verdict.yaml")
+		authztest.WriteFile(t, cfg, "policy:\n  bundle_file: b.tar.gz\n  "+tc.policy+"\n")
+		code, out, stderr := verdict(t, "decide", "--config", cfg, "--action", "admin:delete")
+		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Contains(out, `"allow": true`) {
+			t.Errorf("%s: exit %d, want 2 and %q\n%s\n%s", tc.policy, code, tc.want, out, stderr)
+		}
+	}
+}

@@ -342,6 +342,22 @@ func Parse(data []byte, file string) (*Config, error) {
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlError(file, err))
 	}
+	// One document: a second one (files joined with ---, or a template
+	// that starts with an empty one) would otherwise be left out silently,
+	// and with it TLS, the policy or the issuers.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlError(file, err))
+		}
+		if len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
+			return nil, fmt.Errorf("%w: %s:%d: a second YAML document: the configuration is one document", ErrInvalid, file, next.Line)
+		}
+	}
 	c := &Config{File: file}
 	if root.Kind == 0 { // empty file
 		return c, nil

@@ -19,8 +19,10 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // the environment variable NAME (lookup), and $${ with a literal ${. Keys
 // and comments are left alone, and a value can never change the
 // document's structure: it is substituted into a parsed scalar, which is
-// then read as if written there (so ${PORT} can be an integer). An unset
-// variable is an error naming it, its key and line. It returns the nodes
+// then read as if written there (so ${PORT} can be an integer), except
+// that a value YAML reads as null (~, null) stays a string, so that it
+// cannot remove a whole section. An unset or empty variable is an error
+// naming it, its key and line. It returns the nodes
 // it changed: errors about their values must not repeat them, since they
 // may be secrets.
 func expandEnv(file string, root *yaml.Node, lookup func(string) (string, bool)) (map[*yaml.Node]string, error) {
@@ -45,6 +47,12 @@ func expandEnv(file string, root *yaml.Node, lookup func(string) (string, bool))
 				errs = append(errs, fmt.Sprintf("%s:%d: %s: environment variable %s is not set", file, n.Line, path, name))
 				return ref
 			}
+			if v == "" {
+				// Set but empty is as much a mistake as unset, and would
+				// turn some settings off (an empty key file name).
+				errs = append(errs, fmt.Sprintf("%s:%d: %s: environment variable %s is empty", file, n.Line, path, name))
+				return ref
+			}
 			names = append(names, name)
 			return v
 		})
@@ -52,7 +60,8 @@ func expandEnv(file string, root *yaml.Node, lookup func(string) (string, bool))
 			expanded[n] = strings.Join(names, ", ")
 		}
 		n.Value = value
-		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 && n.Tag == "!!str" {
+		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 && n.Tag == "!!str" &&
+			!yamlNull(value) {
 			n.Tag = "" // a plain scalar: read the new value as if written there
 		}
 	})
@@ -60,4 +69,13 @@ func expandEnv(file string, root *yaml.Node, lookup func(string) (string, bool))
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "\n"))
 	}
 	return expanded, nil
+}
+
+// yamlNull reports whether a plain scalar v reads as null in YAML.
+func yamlNull(v string) bool {
+	switch v {
+	case "", "~", "null", "Null", "NULL":
+		return true
+	}
+	return false
 }

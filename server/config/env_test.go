@@ -76,6 +76,20 @@ func TestEnvExpansionErrors(t *testing.T) {
 		{"bad name", "addr: ${1X}\n", nil, []string{`v.yaml:1: addr: "${1X}" is not a variable reference`}, ""},
 		{"a secret of the wrong type is not repeated", "tokens:\n  max_bytes: ${SECRET_MAX}\n", map[string]string{"SECRET_MAX": "hunter2"},
 			[]string{"v.yaml:2: tokens.max_bytes: want an integer, got the value of ${SECRET_MAX}"}, "hunter2"},
+		// The YAML library quotes a long value cut short ("hunter2-...");
+		// it is found all the same, and never repeated.
+		{"a long secret of the wrong type is not repeated", "limits:\n  eval_timeout: ${LONG_SECRET}\n",
+			map[string]string{"LONG_SECRET": "hunter2-and-then-some-more"},
+			[]string{"v.yaml:2: limits.eval_timeout: want", "the value of ${LONG_SECRET}"}, "hunter2"},
+		{"a long secret in a flow mapping", "tokens: {issuers: [{issuer: 'https://i', max_lifetime: \"${LONG_SECRET}\"}]}\n",
+			map[string]string{"LONG_SECRET": "hunter2-and-then-some-more"}, []string{"LONG_SECRET"}, "hunter2"},
+		// Set but empty is a mistake as unset is: an empty key file name
+		// would turn bundle verification off.
+		{"empty", "policy:\n  bundle_file: b.tar.gz\n  verification_key_file: ${BUNDLE_KEY}\n", map[string]string{"BUNDLE_KEY": ""},
+			[]string{"v.yaml:3: policy.verification_key_file: environment variable BUNDLE_KEY is empty"}, ""},
+		// A value YAML reads as null stays a string: it cannot remove a
+		// whole section.
+		{"null", "tls: ${TLS_BLOCK}\n", map[string]string{"TLS_BLOCK": "~"}, []string{"v.yaml:1: tls: want"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -106,6 +106,23 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"cache too small to hold a token", "limits:\n  token_cache_bytes: 64KiB\n", []string{"v.yaml:2: limits.token_cache_bytes: must be at least 1MiB"}},
 		{"cache size that is not a size", "limits:\n  token_cache_bytes: lots\n", []string{"v.yaml:2: limits.token_cache_bytes"}},
 		{"unknown evaluator", "policy:\n  evaluator: wasm\n", []string{`v.yaml:2: policy.evaluator: must be auto, compiled or topdown, got "wasm"`}},
+
+		// Settings an operator believes made Verdict safer, and did not.
+		{"a second document", "---\n---\naddr: 127.0.0.1:0\ntls: {cert_file: a, key_file: b}\n", []string{"a second YAML document"}},
+		{"TLS in a second document", "addr: 127.0.0.1:0\n---\ntls: {cert_file: a, key_file: b}\n", []string{"v.yaml:2: a second YAML document"}},
+		{"a signing algorithm without a key", "policy:\n  bundle_file: b.tar.gz\n  verification_algorithm: RS256\n",
+			[]string{"v.yaml:3: policy.verification_algorithm: needs verification_key_file"}},
+		{"a client CA without client_auth", "tls:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
+			[]string{"tls.client_auth: required with client_ca_file"}},
+		{"decision log off written otherwise", "decision_log: Off\n", []string{`v.yaml:1: decision_log: "Off" is taken for a file name`}},
+		{"decision log false", "decision_log: false\n", []string{`decision_log: "false" is taken for a file name`}},
+		{"decision log output none", "decision_log:\n  output: none\n", []string{`decision_log: "none" is taken for a file name`}},
+		{"persist dir OFF", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  persist_dir: OFF\n", []string{`policy.persist_dir: "OFF" is taken`}},
+		{"key set persist dir no", "tokens:\n  jwks_persist_dir: no\n", []string{`tokens.jwks_persist_dir: "no" is taken`}},
+		{"every address a trusted proxy", "callers:\n  trusted_proxies: [0.0.0.0/0]\n  trust_bundle_file: ca.pem\n  xfcc_header: X-Cert\n",
+			[]string{`"0.0.0.0/0" trusts every address`}},
+		{"every IPv6 address a trusted peer", "ext_authz: {grpc_addr: 127.0.0.1:9191, trusted_peers: [\"::/0\"]}\n", []string{`"::/0" trusts every address`}},
+		{"a prefix with host bits", "authzen: {trusted_peers: [10.1.2.3/8]}\n", []string{`"10.1.2.3/8" has bits set past its length: write 10.0.0.0/8`}},
 	}
 	parseInvalidCases(t, tests)
 }

@@ -42,6 +42,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		if c.TLS.ClientAuth != "" && c.TLS.ClientCAFile == "" {
 			bad("tls.client_ca_file", "required when client_auth is set")
 		}
+		if c.TLS.ClientAuth == "" && c.TLS.ClientCAFile != "" {
+			bad("tls.client_auth", "required with client_ca_file (request or require): without it, no client certificate is asked for")
+		}
 	}
 	if c.DiagnosticAddr != "" {
 		if _, port, err := net.SplitHostPort(c.DiagnosticAddr); err != nil {
@@ -55,6 +58,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		if s != "" {
 			sources++
 		}
+	}
+	if c.Policy.VerificationAlgorithm != "" && c.Policy.VerificationKeyFile == "" {
+		bad("policy.verification_algorithm", "needs verification_key_file: without a key, bundles are not verified")
 	}
 	if sources > 1 {
 		bad("policy", "set at most one of dir, bundle_file and bundle_url")
@@ -271,6 +277,15 @@ func (c *Config) validate(root *yaml.Node) error {
 			bad(d.key, "must not be negative")
 		}
 	}
+	for _, kw := range []struct{ key, v, words string }{
+		{"decision_log", c.DecisionLog.Output, "off or stdout"},
+		{"policy.persist_dir", c.Policy.PersistDir, "off"},
+		{"tokens.jwks_persist_dir", c.Tokens.JWKSPersistDir, "off"},
+	} {
+		if lookalikeKeyword(kw.v) {
+			bad(kw.key, "%q is taken for a file name: write %s in lower case (./%s for a file of that name)", kw.v, kw.words, kw.v)
+		}
+	}
 	dl := c.DecisionLog
 	for key, list := range map[string][]string{"decision_log.mask": dl.Mask, "decision_log.hash": dl.Hash} {
 		for i, ptr := range list {
@@ -325,4 +340,19 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// lookalikeKeyword reports whether a setting that takes a keyword or a
+// path holds what its author surely meant as a keyword: off or stdout in
+// another case, or a YAML word for false or nothing (false, no, none).
+// Taken as a path, such a value writes decisions (claims included) to a
+// file of that name, or keeps what was to be turned off.
+func lookalikeKeyword(v string) bool {
+	switch strings.ToLower(v) {
+	case "off", "stdout":
+		return v != "off" && v != "stdout"
+	case "false", "no", "none", "n", "disabled":
+		return true
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -135,6 +136,10 @@ func valueErrors(file string, err error, root *yaml.Node, fromEnv map[*yaml.Node
 		got := describeGot(c[1], c[2])
 		if names, ok := fromEnv[node]; ok {
 			got = "the value of ${" + names + "}"
+		} else if names := envOnLine(fromEnv, line); names != "" {
+			// Not sure which value it is: never repeat one that may be a
+			// secret.
+			got = "a value on that line (${" + names + "} is there)"
 		}
 		text := fmt.Sprintf("want %s, got %s", describeWant(c[3]), got)
 		if key != "" {
@@ -159,13 +164,23 @@ func keyAt(root *yaml.Node, line int, tag, value string) (string, *yaml.Node) {
 		}
 		switch {
 		case n.Kind == yaml.MappingNode && tag == "map", n.Kind == yaml.SequenceNode && tag == "seq",
-			n.Kind == yaml.ScalarNode && n.Value == value:
+			n.Kind == yaml.ScalarNode && sameScalar(n.Value, value):
 			key, node, matched = path, n, true
 		case node == nil:
 			key, node = path, n
 		}
 	})
 	return key, node
+}
+
+// sameScalar reports whether a scalar written v is the one a decode
+// error quotes as quoted, which the YAML library cuts short with "..."
+// past a few characters.
+func sameScalar(v, quoted string) bool {
+	if short, ok := strings.CutSuffix(quoted, "..."); ok && len(v) > len(short) {
+		return strings.HasPrefix(v, short)
+	}
+	return v == quoted
 }
 
 // walkValues calls visit for every value in the document (not keys), in
@@ -238,4 +253,17 @@ func describeGot(tag, value string) string {
 		return "a list"
 	}
 	return strconv.Quote(value)
+}
+
+// envOnLine returns the variables of the values taken from the environment
+// on line, or "".
+func envOnLine(fromEnv map[*yaml.Node]string, line int) string {
+	var names []string
+	for n, v := range fromEnv {
+		if n.Line == line {
+			names = append(names, v)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
