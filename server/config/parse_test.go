@@ -98,6 +98,8 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"bundle headers without bundle_url", "policy:\n  dir: p\n  bundle_headers: {X-Key: a}\n", []string{"v.yaml:3: policy.bundle_headers: applies only to bundle_url"}},
 		{"bundle header the client sets", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    host: evil.test\n", []string{"policy.bundle_headers.host: set by the HTTP client itself"}},
 		{"bundle header with a line break", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    X-Key: \"s3cret\\r\\nX-Evil: 1\"\n", []string{"policy.bundle_headers.X-Key: the value has a control character"}},
+		{"bundle header twice, in two cases", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    Authorization: a\n    authorization: b\n",
+			[]string{"policy.bundle_headers.authorization: the same header as Authorization"}},
 		{"bundle header file without file", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    X-Key: {prefix: a}\n", []string{"v.yaml:4: file is required"}},
 		{"bundle header unknown key", "policy:\n  bundle_url: https://b.test/b.tar.gz\n  bundle_headers:\n    X-Key: {file: k, prefx: a}\n", []string{`v.yaml:4: unknown key "prefx"`}},
 		{"diagnostic addr without a port", "diagnostic_addr: localhost\n", []string{"v.yaml:1: diagnostic_addr: want HOST:PORT"}},

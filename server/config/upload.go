@@ -118,14 +118,21 @@ func (c *Config) checkUpload(bad func(key, format string, args ...any)) {
 	checkHeaders(bad, key+".headers", up.Headers, "Content-Type", "Content-Encoding")
 }
 
-// checkHeaders checks a map of request headers at key: valid names, none
-// that the HTTP client (or the caller: reserved) sets itself, and values
-// without control characters. It never repeats a value: it is usually a
+// checkHeaders checks a map of request headers at key: valid names, each
+// once whatever its case, none that the HTTP client (or the caller:
+// reserved) sets itself, and values without control characters. It never repeats a value: it is usually a
 // credential.
 func checkHeaders(bad func(key, format string, args ...any), key string, headers map[string]HeaderValue, reserved ...string) {
+	seen := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(headers)) {
 		v := headers[name]
+		canonical := http.CanonicalHeaderKey(name)
+		other, twice := seen[canonical]
+		seen[canonical] = name
 		switch {
+		case twice:
+			// Which of the two is sent would change from request to request.
+			bad(key+"."+name, "the same header as %s (header names ignore case)", other)
 		case !httpguts.ValidHeaderFieldName(name):
 			bad(key+"."+name, "not a valid header name")
 		case clientHeader(name):
