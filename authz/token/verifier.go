@@ -201,9 +201,23 @@ func (e *verifyError) Unwrap() []error { return []error{ErrInvalid, e.cause} }
 
 func fail(cause error, detail string) error { return &verifyError{cause: cause, detail: detail} }
 
-// b64 decodes JWS segments: unpadded base64url, canonical (strict) only, so
-// one token has exactly one encoding.
+// b64 decodes JWS segments: unpadded base64url, canonical (strict) only,
+// and (compactJWSBytes) nothing the decoder skips, so one token has
+// exactly one encoding.
 var b64 = base64.RawURLEncoding.Strict()
+
+// compactJWSBytes reports whether s holds only the bytes of a compact JWS:
+// base64url's alphabet and '.'.
+func compactJWSBytes(s string) bool {
+	for i := range len(s) {
+		switch c := s[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Verify checks raw, a compact JWS JWT, as a subject token and returns its
 // verified claims. It is safe for concurrent use. Any error means deny; it
@@ -279,6 +293,12 @@ func (v *Verifier) verify(ctx context.Context, raw string, k kind) (*Verified, e
 	}
 	if raw == "" {
 		return nil, fail(ErrMalformed, "empty token")
+	}
+	if !compactJWSBytes(raw) {
+		// The base64 decoder skips CR and LF even when strict, so a line
+		// break in the signature gave one token many raw forms, each a
+		// token-cache miss of its own.
+		return nil, fail(ErrMalformed, "a byte outside base64url and '.'")
 	}
 	h, rest, ok1 := strings.Cut(raw, ".")
 	p, s, ok2 := strings.Cut(rest, ".")

@@ -336,6 +336,12 @@ func TestVerify(t *testing.T) {
 		{name: "std base64 payload", tok: goodParts[0] + "." + base64.StdEncoding.EncodeToString(mustJSON(t, map[string]any{"a": "??>>"})) + "." + goodParts[2], want: token.ErrMalformed},
 		{name: "bad base64 payload", tok: goodParts[0] + ".***." + goodParts[2], want: token.ErrMalformed},
 		{name: "bad base64 signature", tok: goodParts[0] + "." + goodParts[1] + ".***", want: token.ErrMalformed},
+		// The base64 decoder skips line breaks even when strict: a valid
+		// token with one in its signature verified, each variant a
+		// token-cache entry of its own.
+		{name: "line feed in the signature", tok: goodParts[0] + "." + goodParts[1] + "." + goodParts[2][:3] + "\n" + goodParts[2][3:], want: token.ErrMalformed},
+		{name: "carriage return in the signature", tok: goodParts[0] + "." + goodParts[1] + "." + goodParts[2][:3] + "\r" + goodParts[2][3:], want: token.ErrMalformed},
+		{name: "space in the signature", tok: goodParts[0] + "." + goodParts[1] + "." + goodParts[2] + " ", want: token.ErrMalformed},
 		{name: "bad json header", tok: rawJWT(t, []byte(`{"alg":"ES256"`), esClaims, []byte("x")), want: token.ErrMalformed},
 		{name: "header not an object", tok: rawJWT(t, []byte(`["ES256"]`), esClaims, []byte("x")), want: token.ErrMalformed},
 		{name: "header null", tok: rawJWT(t, []byte(`null`), esClaims, []byte("x")), want: token.ErrMalformed},
