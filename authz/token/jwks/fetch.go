@@ -52,29 +52,36 @@ func (m *Manager) discover(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrDiscovery, err)
 	}
-	var doc struct {
-		Issuer  *string `json:"issuer"`
-		JWKSURI *string `json:"jwks_uri"`
+	// Members by their exact names, as tokens and keys are read: a struct
+	// would also take "Issuer" or "ISSUER" for issuer.
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(res.body, &doc); err != nil || doc == nil {
+		return "", fmt.Errorf("%w: document is not a json object", ErrDiscovery)
 	}
-	if err := json.Unmarshal(res.body, &doc); err != nil {
-		return "", fmt.Errorf("%w: document is not a json object: %w", ErrDiscovery, err)
+	var issuer, jwksURI *string
+	for name, dst := range map[string]**string{"issuer": &issuer, "jwks_uri": &jwksURI} {
+		if raw, ok := doc[name]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return "", fmt.Errorf("%w: %s is not a string", ErrDiscovery, name)
+			}
+		}
 	}
 	switch {
-	case doc.Issuer == nil:
+	case issuer == nil:
 		return "", fmt.Errorf("%w: %w: document has no issuer", ErrDiscovery, ErrIssuerMismatch)
-	case *doc.Issuer != m.issuer:
-		return "", fmt.Errorf("%w: %w: document names %q", ErrDiscovery, ErrIssuerMismatch, *doc.Issuer)
-	case doc.JWKSURI == nil || *doc.JWKSURI == "":
+	case *issuer != m.issuer:
+		return "", fmt.Errorf("%w: %w: document names %q", ErrDiscovery, ErrIssuerMismatch, *issuer)
+	case jwksURI == nil || *jwksURI == "":
 		return "", fmt.Errorf("%w: document has no jwks_uri", ErrDiscovery)
 	}
-	if !httpfetch.ValidURL(*doc.JWKSURI) {
+	if !httpfetch.ValidURL(*jwksURI) {
 		return "", fmt.Errorf("%w: jwks_uri is not an absolute http(s) URL", ErrDiscovery)
 	}
-	if u, _ := url.Parse(*doc.JWKSURI); strings.HasPrefix(m.issuer, "https:") && u.Scheme != "https" {
+	if u, _ := url.Parse(*jwksURI); strings.HasPrefix(m.issuer, "https:") && u.Scheme != "https" {
 		return "", fmt.Errorf("%w: jwks_uri of an https issuer must be https", ErrDiscovery)
 	}
-	m.log.Info("jwks discovered", slog.String("jwks_uri", httpfetch.Redact(*doc.JWKSURI)))
-	return *doc.JWKSURI, nil
+	m.log.Info("jwks discovered", slog.String("jwks_uri", httpfetch.Redact(*jwksURI)))
+	return *jwksURI, nil
 }
 
 // fetch performs one GET (conditional when etag is set), bounded by

@@ -382,6 +382,12 @@ func TestDiscovery(t *testing.T) {
 			wantErr: jwks.ErrDiscovery, wantInErr: "jwks_uri"},
 		{name: "relative jwks_uri", doc: func(iss, _ string) map[string]any { return map[string]any{"issuer": iss, "jwks_uri": "/jwks"} },
 			wantErr: jwks.ErrDiscovery, wantInErr: "jwks_uri"},
+		// Member names are exact, as in tokens and keys: "ISSUER" is not
+		// issuer (a struct took it, and the last of two spellings won).
+		{name: "issuer spelled in capitals", doc: func(iss, u string) map[string]any { return map[string]any{"ISSUER": iss, "jwks_uri": u} },
+			wantErr: jwks.ErrIssuerMismatch, wantInErr: "no issuer"},
+		{name: "issuer not a string", doc: func(_, u string) map[string]any { return map[string]any{"issuer": 1, "jwks_uri": u} },
+			wantErr: jwks.ErrDiscovery, wantInErr: "issuer is not a string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProvider(t)
