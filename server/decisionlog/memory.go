@@ -29,32 +29,43 @@ func (r *Record) MemoryBytes() int64 {
 	return n
 }
 
-// valueBytes estimates the memory of v, its terms included.
+// valueBytes estimates the memory of v, its terms included. The walk's
+// functions are made once per call, not once per collection, so that it
+// allocates a few times whatever v's size.
 func valueBytes(v ast.Value) int64 {
 	const term = 32 // a *Term: its Value interface and Location
-	switch v := v.(type) {
-	case ast.String:
-		return 16 + int64(len(v))
-	case ast.Number:
-		return 16 + int64(len(v))
-	case *ast.Array:
-		n := int64(48 + (8+term)*v.Len())
-		for i := range v.Len() {
-			n += valueBytes(v.Elem(i).Value)
-		}
-		return n
-	case ast.Object:
-		n := int64(112)
-		v.Foreach(func(k, x *ast.Term) {
-			n += 96 + 2*term + valueBytes(k.Value) + valueBytes(x.Value)
-		})
-		return n
-	case ast.Set:
-		n := int64(112)
-		v.Foreach(func(x *ast.Term) {
-			n += 64 + term + valueBytes(x.Value)
-		})
-		return n
+	var n int64
+	var walk func(v ast.Value)
+	pair := func(k, x *ast.Term) {
+		n += 96 + 2*term
+		walk(k.Value)
+		walk(x.Value)
 	}
-	return 16
+	elem := func(x *ast.Term) {
+		n += 64 + term
+		walk(x.Value)
+	}
+	walk = func(v ast.Value) {
+		switch v := v.(type) {
+		case ast.String:
+			n += 16 + int64(len(v))
+		case ast.Number:
+			n += 16 + int64(len(v))
+		case *ast.Array:
+			n += int64(48 + (8+term)*v.Len())
+			for i := range v.Len() {
+				walk(v.Elem(i).Value)
+			}
+		case ast.Object:
+			n += 112
+			v.Foreach(pair)
+		case ast.Set:
+			n += 112
+			v.Foreach(elem)
+		default:
+			n += 16
+		}
+	}
+	walk(v)
+	return n
 }
