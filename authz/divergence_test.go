@@ -527,3 +527,26 @@ func TestEvaluatorRandomSignature(t *testing.T) {
 		t.Errorf("allowed (%v)", err)
 	}
 }
+
+// TestEvaluatorNegatedWalkPattern: deny unless the resource holds
+// approved: true somewhere, written with not walk(x, [path, value]). The
+// compiled evaluator's negation of walk's pattern never held, so an
+// unapproved resource was allowed. Such a policy is now served by topdown.
+// See TestDivergenceNegatedWalkPattern in internal/plan.
+func TestEvaluatorNegatedWalkPattern(t *testing.T) {
+	policy := "package authz\n\nunapproved if not walk(input.resource, [[\"approved\"], true])\n\nallow if not unapproved\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "walk", policy))
+	wantTopdown(t, e, "negation")
+	for _, tc := range []struct {
+		resource map[string]any
+		allow    bool
+	}{
+		{map[string]any{"approved": false}, false},
+		{map[string]any{"approved": true}, true},
+	} {
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: tc.resource})
+		if d.Allow != tc.allow {
+			t.Errorf("resource %v: allow %v (%v), want %v", tc.resource, d.Allow, err, tc.allow)
+		}
+	}
+}

@@ -313,7 +313,8 @@ func isDynamicLookup(s *ir.BlockStmt) bool {
 }
 
 // checkNegatedEnumerations refuses a plan that negates a reference the
-// planner enumerates (not data.p.rules[x], where the rules under
+// planner enumerates, or a relation built-in's results matched against a
+// pattern (see enumerates) (not data.p.rules[x], where the rules under
 // data.p.rules sit at different depths, so the planner cannot look them up
 // by path): the planner plans a negated expression with nothing after it,
 // and the enumeration, one alternative per rule and then a scan of the
@@ -335,17 +336,24 @@ func checkNegatedEnumerations(policy *ir.Policy) error {
 	return nil
 }
 
-// enumerates reports whether b, a negation's block, holds a block
-// statement followed by a scan at its top level: the planner's
-// enumeration of rules, then of the base document.
+// enumerates reports whether b, a negation's block, holds at its top level
+// a block statement followed by a scan (the planner's enumeration of rules,
+// then of the base document), or a call of a relation built-in followed by
+// a scan (not walk(x, [path, value]): the planner scans the relation's
+// results for the pattern, and a scan that matches nothing still ends the
+// block, so the negation never held).
 func enumerates(b *ir.Block) bool {
-	block := false
+	before := false
 	for _, s := range b.Stmts {
-		switch s.(type) {
+		switch s := s.(type) {
 		case *ir.BlockStmt:
-			block = true
+			before = true
+		case *ir.CallStmt:
+			if bi := ast.BuiltinMap[s.Func]; bi != nil && bi.Relation {
+				before = true
+			}
 		case *ir.ScanStmt:
-			if block {
+			if before {
 				return true
 			}
 		}

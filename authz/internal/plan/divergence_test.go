@@ -515,6 +515,36 @@ allow if blocked.bob with data.p.blocked[input.user] as true
 	compareQuery(t, src, "x = data.p.allow", `{"user": "bob"}`)
 }
 
+// TestDivergenceNegatedWalkPattern: not walk(x, [path, value]). walk is a
+// relation: the planner calls it and scans its results for the pattern,
+// and inside a negation (planned with nothing after it) a scan that
+// matches nothing still ends the negation's block, so `not` never held:
+// allow := false if not walk(input.c, [["approved"], true]) left the
+// default true. Refused at Prepare as the negated enumerations are
+// (checkNegatedEnumerations); walk without a pattern, and walk not
+// negated, stay compiled.
+func TestDivergenceNegatedWalkPattern(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\ndefault allow := true\n\nallow := false if not walk(input.c, [[\"approved\"], true])\n",
+		"package p\n\nallow if not walk(input.c, input.pair)\n",
+		"package p\n\nallow if { k := \"d\"; not walk(input.c, [[k], 3]) }\n",
+		"package p\n\nallow if count([k | some k in [\"d\", \"e\"]; not walk(input.c, [[k], 3])]) == 2\n",
+	} {
+		compareQuery(t, src, "x = data.p.allow", `{"c": {}, "pair": [["d"], 3]}`, `{"c": {"d": 3, "approved": true}, "pair": [["d"], 3]}`)
+		if err := prepareErr(t, src, "x = data.p.allow"); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, src)
+		}
+	}
+	for _, src := range []string{
+		"package p\n\nallow if walk(input.c, [[\"d\"], 3])\n",
+		"package p\n\nallow if count([p | walk(input.c, [p, 3])]) > 0\n",
+	} {
+		if err := prepareErr(t, src, "x = data.p.allow"); err != nil {
+			t.Errorf("Prepare: %v, want the compiled evaluator\n%s", err, src)
+		}
+	}
+}
+
 // TestPrepareRefusesNetworkBuiltins: topdown stops a rule at its first
 // value, the plan evaluates every body, so a policy calling http.send would
 // send requests topdown never sends. Such policies are left to topdown.
