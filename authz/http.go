@@ -41,14 +41,22 @@ func RequestIDFromHeader(h http.Header) string { return httpreq.RequestID(h) }
 // RequestFromHTTP builds a Request from an incoming HTTP request: the bearer
 // token, the verified mTLS peer certificate as caller, the method and path as
 // the action (without a name), the remote address, and the request ID
-// (RequestIDFromHeader). An Authorization header that is not a well-formed
-// bearer token is a *Refusal of category ErrToken.
+// (RequestIDFromHeader). The path is the request target as the client wrote
+// it, query included, so that Decide refuses a _method parameter in it. An
+// Authorization header that is not a well-formed bearer token is a *Refusal
+// of category ErrToken; a method-override header (X-HTTP-Method-Override and
+// kin), which an upstream handler could honour after the decision, one of
+// category ErrInvalidRequest.
 func RequestFromHTTP(r *http.Request) (Request, error) {
 	req := Request{
 		Caller:     CallerFromTLS(r.TLS),
-		Action:     Action{Method: r.Method, Path: r.URL.EscapedPath()},
+		Action:     Action{Method: r.Method, Path: httpreq.Target(r)},
 		RemoteAddr: r.RemoteAddr,
 		RequestID:  RequestIDFromHeader(r.Header),
+	}
+	if name := httpreq.MethodOverride(r.Header); name != "" {
+		return req, Refusef(ErrInvalidRequest,
+			"header %s is refused: an upstream that honours it would run another method than the one decided", name)
 	}
 	tok, err := BearerToken(r.Header)
 	if err != nil {

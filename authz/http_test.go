@@ -159,6 +159,37 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
+// TestMiddlewareRefusesMethodOverrides: a request the policy allows as GET
+// but carrying a method override (a _method query parameter, an
+// X-HTTP-Method-Override header, also written with '_') is refused with
+// 400, as on /v1/check: a handler behind the middleware that honours the
+// override would run another method than the one decided.
+func TestMiddlewareRefusesMethodOverrides(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "mw", middlewarePolicy))
+	h := e.Middleware(authz.MiddlewareOptions{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, tc := range []struct {
+		target, header string
+		want           int
+	}{
+		{"/public", "", 200},
+		{"/public?page=2", "", 200},
+		{"/public?_method=DELETE", "", 400},
+		{"/public?a=1&_METHOD=DELETE", "", 400},
+		{"/public", "X-HTTP-Method-Override", 400},
+		{"/public", "X_Http_Method", 400},
+	} {
+		r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+		if tc.header != "" {
+			r.Header[tc.header] = []string{"DELETE"}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s %s: %d, want %d: %s", tc.target, tc.header, w.Code, tc.want, w.Body)
+		}
+	}
+}
+
 func TestHTTPStatus(t *testing.T) {
 	tests := []struct {
 		name      string

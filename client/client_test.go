@@ -275,6 +275,25 @@ func TestMiddleware(t *testing.T) {
 			}
 		})
 	}
+	// Method overrides are refused, as on /v1/check: the query parameter
+	// by the server, the header before asking.
+	for _, mk := range []func() *http.Request{
+		func() *http.Request { return httptest.NewRequest(http.MethodGet, "/orders/42?_method=DELETE", nil) },
+		func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/orders/42", nil)
+			r.Header.Set("X-HTTP-Method-Override", "DELETE")
+			return r
+		},
+	} {
+		before := reached.Load()
+		r := mk()
+		r.Header.Set("Authorization", "Bearer "+viewer)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusBadRequest || reached.Load() != before {
+			t.Errorf("%s with %v: %d, want 400 and the handler not reached: %s", r.URL, r.Header, w.Code, w.Body)
+		}
+	}
 	v.Close() // the decision service goes away: fail closed
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/orders/42", nil)

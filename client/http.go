@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/verdict-pdp/verdict/internal/httpreq"
@@ -35,7 +36,9 @@ func DecisionFromContext(ctx context.Context) (Decision, bool) {
 // Middleware returns net/http middleware that asks the server about every
 // request before it reaches next, as the engine's own middleware does in
 // process: the bearer token from Authorization (a malformed header is
-// refused, never taken as anonymous), the method and path as the action,
+// refused, never taken as anonymous), the method and the request target
+// (path and query, so that the server refuses a _method parameter) as the
+// action, a method-override header refused (ErrInvalidRequest),
 // and X-Request-Id when it is short and printable. Allowed requests go on
 // with the Decision in their context (DecisionFromContext); everything else
 // — a deny, or any error reaching the server — is answered by opts.Deny and
@@ -50,7 +53,11 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 		if err != nil {
 			return Decision{Reasons: []string{"token: malformed"}}, false, &TokenError{err: err}
 		}
-		req := Request{Token: tok, Action: Action{Method: r.Method, Path: r.URL.EscapedPath()},
+		if name := httpreq.MethodOverride(r.Header); name != "" {
+			return Decision{Reasons: []string{"invalid_request: method override header refused"}}, false,
+				fmt.Errorf("%w: header %s is refused: an upstream that honours it would run another method than the one decided", ErrInvalidRequest, name)
+		}
+		req := Request{Token: tok, Action: Action{Method: r.Method, Path: httpreq.Target(r)},
 			Context: Context{RequestID: httpreq.RequestID(r.Header)}}
 		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)
 		d, err := c.Decide(r.Context(), req)

@@ -6,15 +6,11 @@ import (
 	"strings"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
 // checkPath is the forward-auth route; Envoy appends the original path.
 const checkPath = "/v1/check"
-
-// methodOverrideHeaders are the headers some frameworks (Express's
-// method-override, Rails, Spring's HiddenHttpMethodFilter for forms) read to
-// replace a request's method.
-var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // Forward-auth request headers.
 const (
@@ -125,7 +121,7 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 		}
 		a.Method, a.Path = vals[2], vals[3]
 	default:
-		own := requestTarget(r)
+		own := httpreq.Target(r)
 		if rest, ok := strings.CutPrefix(own, checkPath+"/"); ok {
 			own = "/" + rest
 		}
@@ -138,38 +134,12 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	return a, nil
 }
 
-// requestTarget is the request's path and query exactly as the client
-// wrote them: net/url re-encodes a path holding a byte it does not leave
-// escaped ('|', '{', raw UTF-8), and then returns %2F decoded as a '/'
-// from EscapedPath, a separator the upstream, which gets the raw path, does
-// not see. The engine drops the query (refusing one that names a _method).
-// The absolute form (http://host/path) keeps its path and query.
-func requestTarget(r *http.Request) string {
-	t := r.RequestURI
-	if !strings.HasPrefix(t, "/") {
-		if i := strings.Index(t, "://"); i >= 0 {
-			if j := strings.IndexByte(t[i+3:], '/'); j >= 0 {
-				return t[i+3+j:]
-			}
-		}
-		return r.URL.EscapedPath()
-	}
-	return t
-}
-
 // refuseMethodOverride refuses a request carrying a method-override header
-// (X-HTTP-Method-Override and kin, also written with '_' for '-', which
-// CGI-style upstreams read as the same variable): an upstream that honours
-// it would run another method than the one decided.
+// (httpreq.MethodOverride).
 func refuseMethodOverride(h http.Header) error {
-	for name := range h {
-		n := strings.ReplaceAll(name, "_", "-")
-		for _, o := range methodOverrideHeaders {
-			if strings.EqualFold(n, o) && len(h[name]) > 0 {
-				return authz.Refusef(authz.ErrInvalidRequest,
-					"header %s is refused: an upstream that honours it would run another method than the one decided", name)
-			}
-		}
+	if name := httpreq.MethodOverride(h); name != "" {
+		return authz.Refusef(authz.ErrInvalidRequest,
+			"header %s is refused: an upstream that honours it would run another method than the one decided", name)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
 // ExtAuthzOptions configures Envoy's external authorization service,
@@ -65,8 +66,8 @@ type extHeader struct{ lower, canon string }
 // configured action header included.
 func extAuthzHeaders(actionHeader string) []extHeader {
 	names := []string{"Authorization", headerRequestID}
-	names = append(names, methodOverrideHeaders[:]...)
-	for _, o := range methodOverrideHeaders { // as CGI-style upstreams also read them
+	names = append(names, httpreq.MethodOverrideHeaders()...)
+	for _, o := range httpreq.MethodOverrideHeaders() { // as CGI-style upstreams also read them
 		names = append(names, strings.ReplaceAll(o, "-", "_"))
 	}
 	if actionHeader != "" {

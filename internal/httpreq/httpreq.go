@@ -102,3 +102,45 @@ func Describe[A any](r *http.Request, own A, fields func(*A) (method, path *stri
 	}
 	return a, res
 }
+
+// MethodOverrideHeaders returns the headers some frameworks (Express's
+// method-override, Rails, Spring's HiddenHttpMethodFilter for forms) read
+// to replace a request's method.
+func MethodOverrideHeaders() []string {
+	return []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+}
+
+// MethodOverride returns the name of a method-override header in h
+// (MethodOverrideHeaders, also written with '_' for '-', which CGI-style
+// upstreams read as the same variable), or "": an upstream that honours it
+// would run another method than the one decided.
+func MethodOverride(h http.Header) string {
+	for name, values := range h {
+		n := strings.ReplaceAll(name, "_", "-")
+		for _, o := range MethodOverrideHeaders() {
+			if strings.EqualFold(n, o) && len(values) > 0 {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// Target is the request's path and query exactly as the client wrote them:
+// net/url re-encodes a path holding a byte it does not leave escaped ('|',
+// '{', raw UTF-8), and then returns %2F decoded as a '/' from EscapedPath,
+// a separator the upstream, which gets the raw path, does not see. The
+// query stays, so that a _method parameter in it is seen. The absolute form
+// (http://host/path) keeps its path and query.
+func Target(r *http.Request) string {
+	t := r.RequestURI
+	if !strings.HasPrefix(t, "/") {
+		if i := strings.Index(t, "://"); i >= 0 {
+			if j := strings.IndexByte(t[i+3:], '/'); j >= 0 {
+				return t[i+3+j:]
+			}
+		}
+		return r.URL.EscapedPath()
+	}
+	return t
+}
