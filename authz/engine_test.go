@@ -646,13 +646,13 @@ func (s *switchableKeys) Lookup(ctx context.Context, kid string) ([]token.Key, e
 // upstream routes, so an encoded or dotted path cannot slip past a rule.
 func TestPathSeenAsRouted(t *testing.T) {
 	e := newEngine(t, authz.Options{}, authztest.Policy(t, "r", "package authz\n\nallow if not startswith(input.action.path, \"/admin\")\n"))
-	for _, p := range []string{"/admin/users", "/%61dmin/users", "//admin/users", "/admin/users?x=/public"} {
+	for _, p := range []string{"/admin/users", "/%61dmin/users", "/admin//users", "/admin/users?x=/public"} {
 		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Method: "GET", Path: p}})
 		if err != nil || d.Allow {
 			t.Errorf("%s: %+v, %v; want deny", p, d, err)
 		}
 	}
-	for _, p := range []string{"/catalog#/../admin", "/a/%2e%2e/admin", "/a%2Fb", "/public/../admin/users", "/public/./x"} {
+	for _, p := range []string{"/catalog#/../admin", "/a/%2e%2e/admin", "/a%2Fb", "/public/../admin/users", "/public/./x", "//admin/users"} {
 		if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Method: "GET", Path: p}}); d.Allow || !errors.Is(err, authz.ErrInvalidRequest) {
 			t.Errorf("%s: %+v, %v; want invalid_request", p, d, err)
 		}

@@ -11,23 +11,24 @@ import (
 // Why a path is refused. Each reason says what was refused and why, so the
 // 400 an enforcement point gets back explains itself.
 const (
-	refuseFragment     = "a fragment ('#') is not part of a request path"
-	refuseMethodParam  = "a _method query parameter is refused (Laravel, Symfony, Spring and Express's method-override run the method it names, not the one decided)"
-	refuseParams       = "';' path parameters are refused (servlet containers strip them)"
-	refuseBackslash    = "'\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
-	refuseControl      = "control characters are refused"
-	refuseRawUTF8      = "bytes that are not valid UTF-8 are refused"
-	refuseEscape       = "bad percent-escape"
-	refuseSlash        = "an encoded '/' is refused (upstreams disagree on whether it separates segments)"
-	refuseEncParams    = "an encoded ';' is refused (servlet containers may strip it as a path parameter)"
-	refuseEncBackslash = "an encoded '\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
-	refuseEncControl   = "an encoded control character is refused"
-	refuseEncUTF8      = "escapes that decode to invalid UTF-8 are refused (e.g. the overlong '.' %C0%AE)"
-	refuseDouble       = "a double-encoded escape is refused (an upstream that decodes twice sees another path)"
-	refuseEncDot       = "an encoded dot segment is refused (upstreams disagree on whether to resolve it)"
-	refuseDotsOnly     = "a segment of only dots and spaces is refused (Windows and Unicode-normalising upstreams reduce it to a dot segment)"
-	refuseCompatSep    = "a Unicode compatibility form of '/' or '\\' is refused (Unicode-normalising upstreams turn it into a separator)"
-	refuseDot          = "dot segments ('.', '..') are refused (proxies forward them unresolved, and upstreams resolve them differently, or not at all)"
+	refuseFragment       = "a fragment ('#') is not part of a request path"
+	refuseMethodParam    = "a _method query parameter is refused (Laravel, Symfony, Spring and Express's method-override run the method it names, not the one decided)"
+	refuseParams         = "';' path parameters are refused (servlet containers strip them)"
+	refuseBackslash      = "'\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
+	refuseControl        = "control characters are refused"
+	refuseRawUTF8        = "bytes that are not valid UTF-8 are refused"
+	refuseEscape         = "bad percent-escape"
+	refuseSlash          = "an encoded '/' is refused (upstreams disagree on whether it separates segments)"
+	refuseEncParams      = "an encoded ';' is refused (servlet containers may strip it as a path parameter)"
+	refuseEncBackslash   = "an encoded '\\' is refused (WHATWG URL parsers and IIS treat it as '/')"
+	refuseEncControl     = "an encoded control character is refused"
+	refuseEncUTF8        = "escapes that decode to invalid UTF-8 are refused (e.g. the overlong '.' %C0%AE)"
+	refuseDouble         = "a double-encoded escape is refused (an upstream that decodes twice sees another path)"
+	refuseEncDot         = "an encoded dot segment is refused (upstreams disagree on whether to resolve it)"
+	refuseDotsOnly       = "a segment of only dots and spaces is refused (Windows and Unicode-normalising upstreams reduce it to a dot segment)"
+	refuseCompatSep      = "a Unicode compatibility form of '/' or '\\' is refused (Unicode-normalising upstreams turn it into a separator)"
+	refuseDot            = "dot segments ('.', '..') are refused (proxies forward them unresolved, and upstreams resolve them differently, or not at all)"
+	refuseLeadingSlashes = "a path starting with '//' is refused (WHATWG URL parsers, Python and Go's url.Parse read what follows as a host)"
 )
 
 // maxQuotedPath bounds how many bytes of a refused path an error quotes:
@@ -77,9 +78,10 @@ const maxQuotedPath = 128
 //     decodes twice sees another path;
 //   - a segment made only of dots and spaces ("...", ".. ", ". "):
 //     Windows (IIS) strips trailing dots and spaces
-//     from names; dots here include the Unicode compatibility forms U+2024,
-//     U+2025, U+FE30, U+FE52 and U+FF0E, which NFKC normalisation turns into
-//     ASCII dots;
+//     from names; dots and spaces here include every character whose NFKC
+//     form is made of them (dots: U+2024, U+2025, U+2026, U+FE19, U+FE30,
+//     U+FE52, U+FF0E; spaces: U+00A0, U+2000 to U+200A, U+202F, U+205F,
+//     U+3000);
 //   - the Unicode compatibility forms of '/' and '\' (U+FF0F, U+FE68,
 //     U+FF3C, and U+2100, U+2101, U+2105, U+2106 whose NFKC forms contain a
 //     '/'), which a normalising upstream turns into separators.
@@ -114,6 +116,9 @@ func normalizePath(p string) (string, []string, error) {
 		return refusePath(p, refuseRawUTF8)
 	}
 
+	if strings.HasPrefix(p, "//") {
+		return refusePath(p, refuseLeadingSlashes)
+	}
 	rest, verbatim := p, true // verbatim: the cleaned path is p itself
 	if strings.HasPrefix(rest, "/") {
 		rest = rest[1:]
@@ -224,9 +229,10 @@ func checkSegment(seg string) string {
 	dots := 0
 	for i, r := range seg {
 		switch r {
-		case '.', '\u2024', '\u2025', '\ufe30', '\ufe52', '\uff0e':
+		case '.', '\u2024', '\u2025', '\u2026', '\ufe19', '\ufe30', '\ufe52', '\uff0e':
 			dots++
-		case ' ':
+		case ' ', '\u00a0', '\u2000', '\u2001', '\u2002', '\u2003', '\u2004', '\u2005', '\u2006', '\u2007',
+			'\u2008', '\u2009', '\u200a', '\u202f', '\u205f', '\u3000':
 		default:
 			return checkCompatSep(seg[i:])
 		}
@@ -255,21 +261,34 @@ func checkCompatSep(s string) string {
 
 // methodParam reports whether query names a _method parameter (any case,
 // percent-encoded or not), which frameworks read to replace the request's
-// method, as they read X-HTTP-Method-Override.
+// method, as they read X-HTTP-Method-Override. Pairs are separated by '&'
+// or ';' (which some parsers take too), and a name is read as PHP reads it
+// (Laravel, Symfony): leading spaces dropped, then ' ', '.' and '[' made
+// '_', so ".method" is "_method".
 func methodParam(query string) bool {
 	for query != "" {
-		var pair string
-		pair, query, _ = strings.Cut(query, "&")
+		i := strings.IndexAny(query, "&;")
+		pair := query
+		if i >= 0 {
+			pair, query = query[:i], query[i+1:]
+		} else {
+			query = ""
+		}
 		name, _, _ := strings.Cut(pair, "=")
 		if d, err := url.QueryUnescape(name); err == nil {
 			name = d
 		}
+		name = phpName.Replace(strings.TrimLeft(name, " "))
 		if strings.EqualFold(name, "_method") {
 			return true
 		}
 	}
 	return false
 }
+
+// phpName turns the characters PHP replaces in a parameter's name into the
+// '_' it makes of them.
+var phpName = strings.NewReplacer(" ", "_", ".", "_", "[", "_")
 
 // refusePath is normalizePath's error: the path, quoted and cut to
 // maxQuotedPath bytes at a character boundary, and the reason.

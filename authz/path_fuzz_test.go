@@ -86,7 +86,11 @@ var (
 	// refDotsOnlyRE is a segment of only dots and spaces, once the Unicode
 	// compatibility forms of '.' are folded to it.
 	refDotsOnlyRE = regexp.MustCompile(`^[. ]*\.[. ]*$`)
-	refFoldDots   = strings.NewReplacer("\u2024", ".", "\u2025", "..", "\ufe30", "..", "\ufe52", ".", "\uff0e", ".")
+	// Every character whose NFKC form is only dots, or a space (from
+	// Unicode's data, with Python's unicodedata).
+	refFoldDots = strings.NewReplacer("\u2024", ".", "\u2025", "..", "\u2026", "...", "\ufe19", "...", "\ufe30", "..", "\ufe52", ".", "\uff0e", ".",
+		"\u00a0", " ", "\u2000", " ", "\u2001", " ", "\u2002", " ", "\u2003", " ", "\u2004", " ", "\u2005", " ", "\u2006", " ",
+		"\u2007", " ", "\u2008", " ", "\u2009", " ", "\u200a", " ", "\u202f", " ", "\u205f", " ", "\u3000", " ")
 )
 
 // refCompatSeparators: FULLWIDTH SOLIDUS, FULLWIDTH REVERSE SOLIDUS, SMALL
@@ -101,18 +105,11 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // every segment decoded by hand and checked, then RFC 3986 §5.2.4
 // remove_dot_segments run as specified (input and output buffers), then
 // empty segments dropped. ok is false when the path is refused.
-// refMethodParam reports whether query names a _method parameter: through
-// url.ParseQuery where it parses, else pair by pair.
+// refMethodParam reports whether query names a _method parameter, pairs
+// split at '&' and ';', each name decoded and read as PHP reads it (leading
+// spaces dropped, then ' ', '.' and '[' as '_').
 func refMethodParam(query string) bool {
-	if vals, err := url.ParseQuery(query); err == nil {
-		for k := range vals {
-			if strings.EqualFold(k, "_method") {
-				return true
-			}
-		}
-		return false
-	}
-	for _, kv := range strings.Split(query, "&") {
+	for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
 		k := kv
 		if i := strings.IndexByte(kv, '='); i >= 0 {
 			k = kv[:i]
@@ -120,6 +117,13 @@ func refMethodParam(query string) bool {
 		if u, err := url.QueryUnescape(k); err == nil {
 			k = u
 		}
+		k = strings.TrimLeft(k, " ")
+		k = strings.Map(func(r rune) rune {
+			if r == ' ' || r == '.' || r == '[' {
+				return '_'
+			}
+			return r
+		}, k)
 		if strings.EqualFold(k, "_method") {
 			return true
 		}
@@ -133,6 +137,9 @@ func refNormalizePath(target string) (cleaned string, segments []string, ok bool
 		return "", nil, false
 	}
 	if strings.Contains(p, "#") || strings.ContainsAny(p, ";\\") || strings.IndexFunc(p, isControl) >= 0 || !utf8.ValidString(p) {
+		return "", nil, false
+	}
+	if strings.HasPrefix(p, "//") { // a host to WHATWG URL parsers
 		return "", nil, false
 	}
 	if !strings.HasPrefix(p, "/") {
