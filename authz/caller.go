@@ -49,8 +49,9 @@ func CallerFromTLS(cs *tls.ConnectionState) Caller {
 // CertificateID returns the caller id a certificate proves, as
 // input.caller.id names it: the SPIFFE ID (URI SAN) when present, else the
 // first DNS SAN, else the subject CN. It also returns the SPIFFE ID alone
-// ("" when none). A certificate with more than one SPIFFE ID, or with no
-// identity at all, is a *Refusal of category ErrCaller. It does not verify
+// ("" when none). A certificate with more than one SPIFFE ID, with no
+// identity at all, or whose DNS SAN or CN standing in for the id is
+// written as a URI ("spiffe://..."), is a *Refusal of category ErrCaller. It does not verify
 // the certificate: pass only one a TLS handshake or a trust bundle verified.
 func CertificateID(cert *x509.Certificate) (id, spiffeID string, err error) {
 	for _, u := range cert.URIs {
@@ -70,6 +71,12 @@ func CertificateID(cert *x509.Certificate) (id, spiffeID string, err error) {
 	}
 	if id == "" {
 		return "", "", Refusef(ErrCaller, "certificate names no identity (no URI SAN, DNS SAN or CN)")
+	}
+	if spiffeID == "" && strings.Contains(id, "://") {
+		// Only a URI SAN names a SPIFFE ID (or any URI): a CN or DNS name
+		// written as one would pass for it in input.caller.id and in
+		// authzen.trusted_callers.
+		return "", "", Refusef(ErrCaller, "certificate's DNS name or CN is written as a URI; only a URI SAN may name one")
 	}
 	return id, spiffeID, nil
 }

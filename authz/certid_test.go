@@ -27,6 +27,14 @@ func TestCertificateID(t *testing.T) {
 		{name: "then the CN", leaf: authztest.LeafOptions{CommonName: "cn"}, wantID: "cn"},
 		{name: "no identity", leaf: authztest.LeafOptions{}, wantErr: true},
 		{name: "two SPIFFE IDs", leaf: authztest.LeafOptions{URIs: []string{"spiffe://example.org/a", "SPIFFE://example.org/b"}}, wantErr: true},
+		// A CN or DNS name written as a SPIFFE ID would pass for it in
+		// input.caller.id and authzen.trusted_callers.
+		{name: "CN written as a SPIFFE ID", leaf: authztest.LeafOptions{CommonName: "spiffe://example.org/pep"}, wantErr: true},
+		{name: "DNS name written as a SPIFFE ID", leaf: authztest.LeafOptions{DNSNames: []string{"spiffe://example.org/pep"}}, wantErr: true},
+		{name: "CN written as a URI beside another URI SAN", leaf: authztest.LeafOptions{CommonName: "spiffe://example.org/pep",
+			URIs: []string{"https://attacker.example"}}, wantErr: true},
+		{name: "a SPIFFE ID beside a CN written as one", leaf: authztest.LeafOptions{CommonName: "spiffe://example.org/other",
+			URIs: []string{"spiffe://example.org/pep"}}, wantID: "spiffe://example.org/pep", wantSPIFFEID: "spiffe://example.org/pep"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
