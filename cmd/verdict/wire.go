@@ -117,10 +117,15 @@ func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *sl
 		})
 	case is.HMACSecretEnv != "":
 		secret, ok := os.LookupEnv(is.HMACSecretEnv)
-		if !ok || secret == "" {
+		switch {
+		case !ok:
 			return nil, fmt.Errorf("hmac_secret_env: environment variable %s is not set", is.HMACSecretEnv)
+		case secret == "":
+			return nil, fmt.Errorf("hmac_secret_env: environment variable %s is empty", is.HMACSecretEnv)
 		}
-		return token.StaticKeys{token.HMACKey([]byte(secret))}, nil
+		// As for hmac_secret_file: a Kubernetes secret mounted as a
+		// variable often ends with a line break that is not the secret's.
+		return token.StaticKeys{token.HMACKey([]byte(strings.TrimRight(secret, "\r\n")))}, nil
 	case is.JWKSURL != "", is.Discovery:
 		return jwks.New(jwks.Options{
 			Issuer:        is.Issuer,

@@ -38,7 +38,7 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
 	authztest.WriteFile(t, filepath.Join(dir, "keys", "es.pem"), string(authztest.NewIssuer(t, "ES256").PublicKeyPEM(t)))
 	authztest.WriteFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`)
 	authztest.WriteFile(t, filepath.Join(dir, "keys", "hmac"), strings.Repeat("s", 32)+"\n")
-	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32))
+	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32)+"\n") // as a mounted secret often ends
 	data := `tokens:
   leeway: 10s
   issuers:
@@ -63,6 +63,10 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
 	hmac, _ := opts.Issuers[2].Keys.Lookup(t.Context(), "")
 	if string(hmac[0].Public.([]byte)) != strings.Repeat("s", 32) {
 		t.Error("hmac_secret_file: trailing newline kept or secret wrong")
+	}
+	hmac, _ = opts.Issuers[3].Keys.Lookup(t.Context(), "")
+	if string(hmac[0].Public.([]byte)) != strings.Repeat("e", 32) {
+		t.Error("hmac_secret_env: trailing newline kept or secret wrong")
 	}
 
 	t.Setenv("VERDICT_TEST_HMAC", "")
