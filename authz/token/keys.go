@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
@@ -211,9 +212,16 @@ func HMACKey(secret []byte) Key {
 // checked; pinning the key is the point). Private keys are refused. The
 // returned Key has no ID and no pinned Algorithm.
 func ParsePublicKeyPEM(data []byte) (Key, error) {
-	block, _ := pem.Decode(data)
+	block, rest := pem.Decode(data)
 	if block == nil {
 		return Key{}, errors.New("token: no pem block found")
+	}
+	// The first block is the key (a certificate chain may follow it); a
+	// private key anywhere in the file is refused, as in the first block.
+	for b, more := pem.Decode(rest); b != nil; b, more = pem.Decode(more) {
+		if privatePEM(b.Type) {
+			return Key{}, fmt.Errorf("token: the file also holds a private key (pem block %q); configure the public key alone", b.Type)
+		}
 	}
 	var pub any
 	var err error
@@ -228,9 +236,10 @@ func ParsePublicKeyPEM(data []byte) (Key, error) {
 		if err == nil {
 			pub = cert.PublicKey
 		}
-	case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "OPENSSH PRIVATE KEY":
-		return Key{}, fmt.Errorf("token: pem block %q is a private key; configure the public key", block.Type)
 	default:
+		if privatePEM(block.Type) {
+			return Key{}, fmt.Errorf("token: pem block %q is a private key; configure the public key", block.Type)
+		}
 		return Key{}, fmt.Errorf("token: unsupported pem block %q", block.Type)
 	}
 	if err != nil {
@@ -241,6 +250,11 @@ func ParsePublicKeyPEM(data []byte) (Key, error) {
 		return Key{}, fmt.Errorf("token: %s", err)
 	}
 	return k, nil
+}
+
+// privatePEM reports whether a PEM block of type typ holds a private key.
+func privatePEM(typ string) bool {
+	return strings.HasSuffix(typ, "PRIVATE KEY")
 }
 
 // ParseJWKS parses a JSON Web Key Set (RFC 7517) holding public signing

@@ -103,6 +103,10 @@ func TestParsePublicKeyPEM(t *testing.T) {
 		{name: "weak rsa", data: pkix(&weakRSA().PublicKey), wantErr: "rsa key has 1024 bits"},
 		{name: "ec private key", data: pemBlock("EC PRIVATE KEY", ecPrivDER), wantErr: "is a private key"},
 		{name: "pkcs8 private key", data: pemBlock("PRIVATE KEY", pkcs8), wantErr: "is a private key"},
+		// A private key after the public one: the file is a secret kept
+		// where only a public key belongs.
+		{name: "private key after the public key", data: append(pkix(edPub), pemBlock("PRIVATE KEY", pkcs8)...), wantErr: "also holds a private key"},
+		{name: "OpenSSH private key", data: pemBlock("OPENSSH PRIVATE KEY", []byte("junk")), wantErr: "is a private key"},
 		{name: "not pem", data: []byte("hello"), wantErr: "no pem block"},
 		{name: "empty", data: nil, wantErr: "no pem block"},
 		{name: "bad der", data: pemBlock("PUBLIC KEY", []byte("junk")), wantErr: "parse PUBLIC KEY"},
