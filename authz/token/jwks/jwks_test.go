@@ -3,6 +3,7 @@ package jwks_test
 import (
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -540,6 +541,31 @@ func TestCAFile(t *testing.T) {
 				t.Errorf("Ready = %v, want an error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestPlainHTTPWarns: keys fetched over plain http from a host other than
+// the loopback can be replaced by anyone on the way; New says so in the
+// log (it does not refuse: inside a mesh, plain http is common).
+func TestPlainHTTPWarns(t *testing.T) {
+	for _, tc := range []struct {
+		opts jwks.Options
+		warn bool
+	}{
+		{jwks.Options{Issuer: idp, URL: "http://idp.internal/jwks"}, true},
+		{jwks.Options{Issuer: "http://idp.internal", Discovery: true}, true},
+		{jwks.Options{Issuer: idp, URL: "http://127.0.0.1:8080/jwks"}, false},
+		{jwks.Options{Issuer: idp, URL: "http://localhost/jwks"}, false},
+		{jwks.Options{Issuer: idp, URL: "https://idp.test/jwks"}, false},
+	} {
+		var logs authztest.SyncBuffer
+		tc.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		if _, err := jwks.New(tc.opts); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "plain http"); got != tc.warn {
+			t.Errorf("%+v: warned %v, want %v: %s", tc.opts, got, tc.warn, logs.String())
+		}
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -208,5 +211,26 @@ func New(opts Options) (*Manager, error) {
 		m.persist = persistPath(opts.PersistDir, opts.Issuer)
 	}
 	m.st.URL = httpfetch.Redact(opts.URL)
+	if u := cmp.Or(opts.URL, opts.Issuer); plainHTTP(u) {
+		// Not refused: inside a mesh whose sidecars encrypt, plain HTTP
+		// to the provider is common. But anyone on the way can change
+		// the keys, so say so once.
+		m.log.Warn("keys are fetched over plain http: anyone on the network path can replace them",
+			slog.String("url", httpfetch.Redact(u)))
+	}
 	return m, nil
+}
+
+// plainHTTP reports whether u is an http URL to a host other than the
+// loopback.
+func plainHTTP(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || !strings.EqualFold(p.Scheme, "http") {
+		return false
+	}
+	host := p.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return !ip.IsLoopback()
+	}
+	return !strings.EqualFold(host, "localhost")
 }
