@@ -550,3 +550,19 @@ func TestEvaluatorNegatedWalkPattern(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatorNegatedLookupThenEnumeration: not u[...] == r[...] with u's
+// rules at one depth and r's at two. The compiled evaluator's negation
+// held where topdown's does not, and allowed. Such a policy is now served
+// by topdown. See TestDivergenceNegatedLookupThenEnumeration in
+// internal/plan.
+func TestEvaluatorNegatedLookupThenEnumeration(t *testing.T) {
+	policy := "package authz\n\nu.read := true\n\nu.write := true\n\nr.read := true\n\nr.admin.all := true\n\n" +
+		"allow if not u[input.action.name] == r[input.resource.kind]\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "negated", policy))
+	wantTopdown(t, e, "negation")
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"kind": "read"}}
+	if d, err := e.Decide(t.Context(), req); d.Allow {
+		t.Errorf("allowed (%v)", err)
+	}
+}

@@ -341,13 +341,30 @@ func checkNegatedEnumerations(policy *ir.Policy) error {
 // then of the base document), or a call of a relation built-in followed by
 // a scan (not walk(x, [path, value]): the planner scans the relation's
 // results for the pattern, and a scan that matches nothing still ends the
-// block, so the negation never held).
+// block, so the negation never held), also inside a lookup by path or a
+// with (enumeratesIn).
 func enumerates(b *ir.Block) bool {
+	return enumeratesIn(b.Stmts)
+}
+
+// enumeratesIn is enumerates over stmts. The rest of the negated
+// expression that a lookup by path (isDynamicLookup) nests inside its
+// block, and the body of a with, count as the negation's block too: the
+// lookup's block is transparent, so an enumeration inside it ends the
+// negation's block the same way (not u[input.a] == r[input.j], r uneven).
+func enumeratesIn(stmts []ir.Stmt) bool {
 	before := false
-	for _, s := range b.Stmts {
+	for _, s := range stmts {
 		switch s := s.(type) {
 		case *ir.BlockStmt:
+			if isDynamicLookup(s) && enumeratesIn(s.Blocks[0].Stmts[1:]) {
+				return true
+			}
 			before = true
+		case *ir.WithStmt:
+			if enumeratesIn(s.Block.Stmts) {
+				return true
+			}
 		case *ir.CallStmt:
 			if bi := ast.BuiltinMap[s.Func]; bi != nil && bi.Relation {
 				before = true

@@ -545,6 +545,44 @@ func TestDivergenceNegatedWalkPattern(t *testing.T) {
 	}
 }
 
+// TestDivergenceNegatedLookupThenEnumeration: a negated expression that
+// looks one rule tree up by path (u, its leaves at one depth) and then
+// enumerates an uneven one (r). The planner nests the rest of the
+// expression, the enumeration included, inside the lookup's block, which
+// the compiled evaluator treats as transparent; the enumeration's scan of
+// the base document (none here) ended it undefined, and `not` held where
+// topdown's is false. The same with `not { ... }` (future.keywords.not)
+// and under a with. checkNegatedEnumerations now looks inside lookups by
+// path and withs; a negated lookup by path alone stays compiled.
+func TestDivergenceNegatedLookupThenEnumeration(t *testing.T) {
+	rules := "package p\n\nu.a := true\n\nu.b := true\n\nr.a := true\n\nr.b.c := true\n\n"
+	for _, allow := range []string{
+		"allow if not u[input.a] == r[input.j]\n",
+		"allow if not u[input.a] == r[input.j].c\n",
+		"allow if not u[input.a] == r[input.j] with input.zz as 1\n",
+		"import future.keywords.not\n\nallow if not { u[input.a]; r[input.j] }\n",
+		"import future.keywords.not\n\nallow if not { u[input.a] == r[input.j] with input.zz as 1 }\n",
+	} {
+		src := rules + allow
+		if strings.HasPrefix(allow, "import") {
+			src = "package p\n\n" + allow + "\n" + strings.TrimPrefix(rules, "package p\n\n")
+		}
+		compareQuery(t, src, "x = data.p.allow", `{"a": "a", "j": "a"}`, `{"a": "a", "j": "b"}`, `{"a": "z", "j": "a"}`)
+		if err := prepareErr(t, src, "x = data.p.allow"); !errors.Is(err, plan.ErrUnsupported) {
+			t.Errorf("Prepare: %v, want a refusal\n%s", err, src)
+		}
+	}
+	for _, allow := range []string{
+		"allow if not u[input.a]\n",
+		"allow if not u[input.a] == input.x\n",
+		"allow if not input.a == \"b\"\n",
+	} {
+		if err := prepareErr(t, rules+allow, "x = data.p.allow"); err != nil {
+			t.Errorf("Prepare: %v, want the compiled evaluator\n%s", err, allow)
+		}
+	}
+}
+
 // TestPrepareRefusesNetworkBuiltins: topdown stops a rule at its first
 // value, the plan evaluates every body, so a policy calling http.send would
 // send requests topdown never sends. Such policies are left to topdown.
