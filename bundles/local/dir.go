@@ -105,13 +105,22 @@ func (d *Dir) relevant(ev fsnotify.Event) bool {
 }
 
 // syncWatches makes the watch set equal to the directory tree: it adds new
-// (and re-targeted symlinked) directories and drops vanished ones.
+// (and re-targeted symlinked, or made again) directories and drops
+// vanished ones.
 // fsnotify does not recurse, so every directory is watched on its own.
 func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) {
 	want := map[string]string{}
 	walkDirs(d.dir, want, 0)
+	// fsnotify drops a watch when its directory is removed or renamed; a
+	// directory made again at the same path (rm -r lib; mkdir lib, or a
+	// swap by rename) has the same path and real path, and must be watched
+	// again.
+	active := map[string]bool{}
+	for _, p := range w.WatchList() {
+		active[p] = true
+	}
 	for p, real := range watched {
-		if r, ok := want[p]; !ok || r != real {
+		if r, ok := want[p]; !ok || r != real || !active[p] {
 			_ = w.Remove(p) // may already be gone with its directory
 			delete(watched, p)
 		}

@@ -421,6 +421,44 @@ func TestDirRootRemovedAndRecreated(t *testing.T) {
 	}
 }
 
+// TestDirReplacedDirectoryStillWatched: a directory of the policy set
+// removed and made again at once (rm -r lib; mkdir lib), and the root
+// swapped by rename, are read, and so is every later edit inside them.
+// fsnotify drops the watch of a removed directory; the new one has the same
+// path, and edits in it went unseen.
+func TestDirReplacedDirectoryStillWatched(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "policies")
+	write(t, filepath.Join(dir, "authz.rego"), bundletest.Policy("authz", 1))
+	lib := filepath.Join(dir, "lib")
+	write(t, filepath.Join(lib, "lib.rego"), bundletest.Policy("lib", 1))
+	sink := bundletest.NewSink(16)
+	start(t, newDir(t, dir), sink)
+	sink.Next(t, wait)
+	next := func(file, want string) {
+		t.Helper()
+		for s := sink.Next(t, wait); bundletest.ModuleSource(s, file) != want; s = sink.Next(t, wait) {
+		}
+	}
+
+	bundletest.Must(t, os.RemoveAll(lib))
+	write(t, filepath.Join(lib, "lib.rego"), bundletest.Policy("lib", 2))
+	next("lib/lib.rego", bundletest.Policy("lib", 2))
+	time.Sleep(10 * debounce) // the edit below is an event of its own
+	write(t, filepath.Join(lib, "lib.rego"), bundletest.Policy("lib", 3))
+	next("lib/lib.rego", bundletest.Policy("lib", 3))
+
+	// The root, swapped by rename.
+	staged := filepath.Join(parent, "policies.new")
+	write(t, filepath.Join(staged, "authz.rego"), bundletest.Policy("authz", 2))
+	bundletest.Must(t, os.Rename(dir, filepath.Join(parent, "policies.old")))
+	bundletest.Must(t, os.Rename(staged, dir))
+	next("authz.rego", bundletest.Policy("authz", 2))
+	time.Sleep(10 * debounce)
+	write(t, filepath.Join(dir, "authz.rego"), bundletest.Policy("authz", 3))
+	next("authz.rego", bundletest.Policy("authz", 3))
+}
+
 // TestDirManyReloadsRace delivers 100 reloads while readers keep reading
 // the current snapshot; run it with -race.
 func TestDirManyReloadsRace(t *testing.T) {
