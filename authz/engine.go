@@ -337,12 +337,14 @@ func (e *Engine) Status() Status {
 		Decision: CacheStats{Hits: e.decisionHits.Load(), Misses: e.decisionMisses.Load()},
 	}
 	caches.Token.Entries, caches.Token.Bytes = e.cache.stats()
+	// Under mu, which Load holds while it swaps the snapshot and its
+	// status: the decision cache described is the serving snapshot's.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if cp := e.current.Load(); cp != nil && cp.decisions != nil {
 		caches.Decision.Entries, caches.Decision.Bytes = cp.decisions.stats()
 		caches.Decision.MaxBytes = e.decisions.bytes
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	st := e.status
 	st.Caches = caches
 	st.EvaluatorFallbacks = e.fallbacks.Load()

@@ -668,3 +668,43 @@ func TestSubjectTokenCannotBeCaller(t *testing.T) {
 		t.Fatalf("got %+v, %v; want a caller error", d, err)
 	}
 }
+
+// TestStatusDescribesOneSnapshot: Status read while loads alternate a
+// snapshot whose decisions are cached with one whose are not always
+// describes one snapshot: its revision, how its decisions are cached and
+// its decision cache's bound agree. The bound was read before the lock Load
+// holds, so 81 of a few thousand reads mixed the two.
+func TestStatusDescribesOneSnapshot(t *testing.T) {
+	cached := authztest.Policy(t, "cached", "package authz\n\nallow if input.action.name == \"x\"\n")
+	uncached := authztest.Policy(t, "uncached", "package authz\n\nallow if input.context.request_id == \"x\"\n")
+	e := newEngine(t, authz.Options{}, cached)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			s := cached
+			if i%2 == 1 {
+				s = uncached
+			}
+			if err := e.Load(ctx, s); err != nil && ctx.Err() == nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	reads := 0
+	for ctx.Err() == nil {
+		st := e.Status()
+		on := strings.HasPrefix(st.DecisionCache, "on")
+		if on != (st.Revision == "cached") || on != (st.Caches.Decision.MaxBytes > 0) {
+			t.Fatalf("status mixes snapshots: revision %s, decision cache %q, bound %d", st.Revision, st.DecisionCache, st.Caches.Decision.MaxBytes)
+		}
+		reads++
+	}
+	<-done
+	if reads < 10 {
+		t.Errorf("only %d reads", reads)
+	}
+}
