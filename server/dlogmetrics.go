@@ -19,7 +19,8 @@ var (
 	dlogDropped = prometheus.NewDesc("verdict_decision_log_dropped_total",
 		"Decision log records dropped, by reason: buffer_full (a buffer was full: the output or the collector is behind), "+
 			"write_failed (the file or stdout refused the record), upload_failed (the collector refused its batch with a 4xx, "+
-			"or kept failing until the attempts or the shutdown budget ran out), too_large (larger than an upload batch may be). "+
+			"or kept failing until the attempts or the shutdown budget ran out), too_large (larger than an upload batch may be), "+
+			"stopped (decided after the log had stopped, during shutdown). "+
 			"A record dropped by one output and delivered by the other counts here.",
 		[]string{"reason"}, nil)
 	dlogTruncated = prometheus.NewDesc("verdict_decision_log_truncated_total",

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,7 +105,12 @@ type Shadow struct {
 	log    *slog.Logger
 	queue  chan queuedRecord
 	mem    *membudget.Budget
-	counts [numShadowOutcomes]atomic.Uint64
+	// stop is held for reading by offer while it queues, and for writing
+	// by Run when it stops taking decisions; stopped is then true, and
+	// offer declines (the caller logs the record itself).
+	stop    sync.RWMutex
+	stopped bool
+	counts  [numShadowOutcomes]atomic.Uint64
 }
 
 // NewShadow validates opts and builds a Shadow. It starts nothing.
@@ -155,6 +161,12 @@ func (sh *Shadow) offer(rec decisionlog.Record) bool {
 	if rec.Input == nil || sh.sample < 1 && rand.Float64() >= sh.sample {
 		return false
 	}
+	sh.stop.RLock()
+	defer sh.stop.RUnlock()
+	if sh.stopped {
+		sh.counts[ShadowSkipped].Add(1)
+		return false
+	}
 	q := queuedRecord{rec: rec, bytes: rec.MemoryBytes()}
 	if !sh.mem.Take(q.bytes) {
 		sh.counts[ShadowSkipped].Add(1)
@@ -194,6 +206,9 @@ func (sh *Shadow) Run(ctx context.Context) error {
 		case q := <-sh.queue:
 			sh.compare(ctx, sh.take(q))
 		case <-ctx.Done():
+			sh.stop.Lock() // no more offers: what is queued is all there will be
+			sh.stopped = true
+			sh.stop.Unlock()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sh.drain)
 			defer cancel()
 			for {

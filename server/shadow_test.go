@@ -272,6 +272,25 @@ func TestShadowDrain(t *testing.T) {
 	}
 }
 
+// TestShadowAfterRun: a decision made after the shadow's Run returned (it
+// outlived the server's shutdown) stayed in the queue, never logged nor
+// counted. The shadow now declines it, counted skipped, and the server logs
+// it unshadowed.
+func TestShadowAfterRun(t *testing.T) {
+	f, sh := shadowFixture(t, candidate(t, nil, "", true), ShadowOptions{})
+	runShadow(t, sh)()
+	f.decideAction(t, f.mint(t, "alice", "viewer"), "orders:read")
+	if got := sh.Count(ShadowSkipped); got != 1 {
+		t.Errorf("skipped %d, want 1", got)
+	}
+	if got := len(f.log.records()); got != 1 {
+		t.Errorf("%d records logged, want the one decided after Run", got)
+	}
+	if st := sh.Status(); st.Queued != 0 {
+		t.Errorf("%d decisions left in the queue", st.Queued)
+	}
+}
+
 func TestNewShadowOptions(t *testing.T) {
 	e := candidate(t, nil, "", false)
 	for _, o := range []ShadowOptions{{}, {Engine: e, Sample: -0.1}, {Engine: e, Sample: 1.5}, {Engine: e, Queue: -1}, {Engine: e, Drain: -1}} {

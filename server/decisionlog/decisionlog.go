@@ -168,6 +168,12 @@ type Logger struct {
 	flushBy   func() time.Time
 	ch        chan queued
 	queuedMem *membudget.Budget
+	// stop is held for reading by Log while it queues, and for writing by
+	// Run when it stops taking records; stopped is then true, and Log
+	// counts what comes later as dropped (stopped) instead of queueing
+	// it where nothing reads.
+	stop      sync.RWMutex
+	stopped   bool
 	warn      time.Duration
 	log       *slog.Logger
 	shape     *inputShaper
@@ -229,10 +235,17 @@ type queued struct {
 
 // Log queues r for writing and reports whether it was queued. When the
 // buffer is full (in records or in estimated memory), r is dropped and
-// counted (buffer_full); Log never blocks, whatever the Writer or the
-// collector do. Safe for concurrent use, also before Run starts and after
-// it returns (records then wait in, or are dropped from, the buffer).
+// counted (buffer_full); once Run has stopped taking records (its context
+// is done), r is dropped and counted as stopped. Log never blocks on the
+// Writer or the collector. Safe for concurrent use, also before Run starts
+// (records then wait in the buffer).
 func (l *Logger) Log(r Record) bool {
+	l.stop.RLock()
+	defer l.stop.RUnlock()
+	if l.stopped {
+		l.drop(DropStopped, 1)
+		return false
+	}
 	q := queued{r: r, bytes: r.MemoryBytes()}
 	if !l.queuedMem.Take(q.bytes) {
 		l.drop(DropBufferFull, 1)
@@ -305,6 +318,11 @@ func (l *Logger) Run(ctx context.Context) error {
 			}
 			l.flush()
 		case <-ctx.Done():
+			// Take no more records: once Log has left, what the buffer
+			// holds is all there will be.
+			l.stop.Lock()
+			l.stopped = true
+			l.stop.Unlock()
 			for {
 				select {
 				case q := <-l.ch:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -45,13 +46,44 @@ func TestQueueBoundedByMemory(t *testing.T) {
 		t.Fatalf("queued %d, dropped %d of 100 records of %d bytes in a queue of %d bytes; want 4 and 96", queued, l.Dropped(), est, 4*est)
 	}
 	stop := authztest.Start(t, l.Run)
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
-	if l.Written() != 4 {
-		t.Errorf("written %d, want 4", l.Written())
+	for deadline := time.Now().Add(10 * time.Second); l.Written() < 4; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("written %d, want 4", l.Written())
+		}
 	}
 	if !l.Log(big) {
 		t.Error("the queue did not take a record once the writer had written the others")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Written() != 5 {
+		t.Errorf("written %d, want 5", l.Written())
+	}
+}
+
+// TestLogAfterStopIsCounted: a record logged after Run has stopped taking
+// records (a decision that outlived the server's shutdown) was queued
+// where nothing read it, neither written nor counted. It is now dropped
+// and counted as stopped.
+func TestLogAfterStopIsCounted(t *testing.T) {
+	var out bytes.Buffer
+	l, err := decisionlog.New(decisionlog.Options{Writer: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := authztest.Start(t, l.Run)
+	rec := decisionlog.Record{DecisionID: "before"}
+	if !l.Log(rec) {
+		t.Fatal("Log refused a record while Run ran")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Log(decisionlog.Record{DecisionID: "after"}) {
+		t.Error("Log queued a record after Run returned")
+	}
+	if l.Written() != 1 || l.DroppedFor(decisionlog.DropStopped) != 1 || l.Stats().Dropped[decisionlog.DropStopped] != 1 {
+		t.Errorf("written %d, dropped as stopped %d; want 1 and 1", l.Written(), l.DroppedFor(decisionlog.DropStopped))
 	}
 }

@@ -18,14 +18,17 @@ const (
 	// DropTooLarge: the record alone is larger than a batch may be
 	// (Upload.MaxBatchBytes).
 	DropTooLarge
+	// DropStopped: Log was called after Run had written its last records
+	// (a decision that outlived the server's shutdown).
+	DropStopped
 
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"buffer_full", "write_failed", "upload_failed", "too_large"}
+var dropReasonNames = [numDropReasons]string{"buffer_full", "write_failed", "upload_failed", "too_large", "stopped"}
 
 // String returns the reason's label: buffer_full, write_failed,
-// upload_failed or too_large.
+// upload_failed, too_large or stopped.
 func (r DropReason) String() string {
 	if r < 0 || r >= numDropReasons {
 		return "unknown"
@@ -41,7 +44,8 @@ type Stats struct {
 	// Options.MaxRecordBytes).
 	Truncated uint64
 	// Dropped counts dropped records by reason, for the reasons this
-	// Logger can drop for: buffer_full always, write_failed with a Writer,
+	// Logger can drop for: buffer_full and stopped always, write_failed
+	// with a Writer,
 	// upload_failed and too_large with an upload target. A record dropped
 	// by one output and delivered by the other is counted here and there.
 	Dropped map[DropReason]uint64
@@ -70,7 +74,7 @@ type Histogram struct {
 // Stats returns the Logger's counters. Safe for concurrent use.
 func (l *Logger) Stats() Stats {
 	st := Stats{Written: l.written.Load(), Truncated: l.truncated.Load(), Dropped: map[DropReason]uint64{}}
-	reasons := []DropReason{DropBufferFull}
+	reasons := []DropReason{DropBufferFull, DropStopped}
 	if l.w != nil {
 		reasons = append(reasons, DropWriteFailed)
 	}
