@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -59,8 +60,8 @@ type Options struct {
 	// HTTPClient sends the requests; nil means a client of the Client's own
 	// with pooled keep-alive connections. Its Timeout, if any, also applies.
 	HTTPClient *http.Client
-	// Timeout bounds one Decide call, retries included, when the context
-	// has no earlier deadline. Default 2 s.
+	// Timeout bounds one Decide call, retries included; a context with an
+	// earlier deadline keeps it. Default 2 s.
 	Timeout time.Duration
 	// Retries is how many times a safe failure is retried (see the package
 	// doc). Default 2; negative means none.
@@ -137,7 +138,11 @@ type Client struct {
 func New(opts Options) (*Client, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, opts.URL)
+		shown := "(unparsable)" // it may hold a password
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, shown)
 	}
 	if opts.Timeout < 0 || opts.RetryDelay < 0 {
 		return nil, fmt.Errorf("%w: negative timeout or retry delay", ErrOptions)
@@ -154,12 +159,31 @@ func New(opts Options) (*Client, error) {
 	if opts.RetryDelay == 0 {
 		opts.RetryDelay = DefaultRetryDelay
 	}
-	c := &Client{endpoint: strings.TrimRight(opts.URL, "/") + "/v1/decide", http: opts.HTTPClient, opts: opts}
-	if c.http == nil {
+	// The extra headers, canonical and copied (the caller's map may change
+	// later), without those the client sets itself.
+	header := http.Header{}
+	for k, vs := range opts.Header {
+		for _, v := range vs {
+			header.Add(k, v)
+		}
+	}
+	for _, k := range []string{"Content-Type", "Accept", "Content-Length"} {
+		header.Del(k)
+	}
+	opts.Header = header
+	c := &Client{endpoint: strings.TrimRight(opts.URL, "/") + "/v1/decide", opts: opts}
+	if opts.HTTPClient != nil {
+		cl := *opts.HTTPClient
+		c.http = &cl
+	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 64 // a service asks often, from many goroutines
 		c.http = &http.Client{Transport: t}
 	}
+	// A redirect is never followed: the decision would come from another
+	// place, which would also get the tokens and the extra headers. A 3xx
+	// is an unexpected answer (ErrProtocol), a deny.
+	c.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c, nil
 }
 
@@ -168,11 +192,10 @@ func New(opts Options) (*Client, error) {
 // ErrUnavailable, ErrInvalidRequest, ErrPolicy or ErrProtocol. A deny the
 // policy decided (an invalid token included) is not an error.
 func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
-		defer cancel()
-	}
+	// The bound applies whatever the caller's deadline; an earlier one
+	// stays.
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
 	body, err := json.Marshal(wireRequest(req))
 	if err != nil {
 		return deny(fmt.Errorf("%w: %w", ErrInvalidRequest, err))
@@ -203,8 +226,8 @@ func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, 
 	if err != nil {
 		return d, fmt.Errorf("%w: %w", ErrInvalidRequest, err), false
 	}
-	for k, vs := range c.opts.Header {
-		hr.Header[k] = append([]string(nil), vs...)
+	for k, vs := range c.opts.Header { // canonical, see New
+		hr.Header[k] = slices.Clone(vs)
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Accept", "application/json")
@@ -279,9 +302,22 @@ func errorMessage(raw []byte, status string) string {
 	return "status " + status
 }
 
-// deny is the decision that answers a failure: it denies, and says why.
+// deny is the decision that answers a failure: it denies, and says why
+// (err's text starts "client: ", as every sentinel's does).
 func deny(err error) (Decision, error) {
-	return Decision{Reasons: []string{"client: " + err.Error()}}, err
+	return Decision{Reasons: []string{err.Error()}}, err
+}
+
+// errorCategory is the sentinel err wraps, as a reason fit to show the
+// person whose request was denied: the cause (addresses, the server's
+// message) is for the service's logs.
+func errorCategory(err error) string {
+	for _, e := range []error{ErrUnavailable, ErrInvalidRequest, ErrPolicy, ErrProtocol, ErrOptions} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "client: error"
 }
 
 // wireRequest is the /v1/decide body for req.

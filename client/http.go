@@ -112,10 +112,17 @@ func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
+	reasons := d.Reasons
+	var te *TokenError
+	if err != nil && !errors.As(err, &te) {
+		// The policy's reasons are for whoever asked; a failure's cause
+		// (addresses, the server's own message) is not.
+		reasons = []string{errorCategory(err)}
+	}
 	body := struct {
 		Allow   bool     `json:"allow"`
 		Reasons []string `json:"reasons"`
 		ID      string   `json:"decision_id,omitempty"`
-	}{Reasons: d.Reasons, ID: d.ID}
+	}{Reasons: reasons, ID: d.ID}
 	_ = json.NewEncoder(w).Encode(body)
 }

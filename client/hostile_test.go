@@ -1,0 +1,119 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/client"
+)
+
+const allowAnswer = `{"decision_id": "D1", "allow": true, "reasons": []}`
+
+// TestRedirectsAreNotFollowed: a server (or anything in front of it) that
+// answers with a redirect to an allowing place got the decision from
+// there, and sent that place the tokens and the extra headers. A 3xx is now
+// an unexpected answer, a deny, also with the caller's own HTTP client.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var stolen atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		io.WriteString(w, allowAnswer)
+	}))
+	defer other.Close()
+	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/steal", status)
+		}))
+		for _, hc := range []*http.Client{nil, {}} {
+			c := newClient(t, client.Options{URL: srv.URL, HTTPClient: hc, Retries: -1, Header: http.Header{"X-Api-Key": {"k"}}})
+			d, err := c.Decide(t.Context(), client.Request{Token: "subject-token", Action: client.Action{Name: "read"}})
+			if d.Allow || !errors.Is(err, client.ErrProtocol) {
+				t.Errorf("%d: allow %v (%v), want a deny with ErrProtocol", status, d.Allow, err)
+			}
+		}
+		srv.Close()
+	}
+	if n := stolen.Load(); n != 0 {
+		t.Errorf("the redirect's target was asked %d times", n)
+	}
+}
+
+// TestTimeoutAppliesWithTheCallersDeadline: Options.Timeout bounds a call
+// also when the caller's context has a later deadline; it was ignored
+// then, and a server that answered allow after its own delay was waited
+// for.
+func TestTimeoutAppliesWithTheCallersDeadline(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		case <-time.After(5 * time.Second):
+			io.WriteString(w, allowAnswer)
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	c := newClient(t, client.Options{URL: slow.URL, Timeout: 100 * time.Millisecond, Retries: -1})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
+	defer cancel()
+	d, err := c.Decide(ctx, client.Request{Action: client.Action{Name: "read"}})
+	if d.Allow || !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("allow %v (%v), want a deny with ErrUnavailable at the client's timeout", d.Allow, err)
+	}
+}
+
+// TestOptionsAreNotLeakedOrShared: a URL's password is not in New's error;
+// extra headers are canonical (one Authorization, never a second
+// Content-Type) and copied (changing the caller's map later changes
+// nothing).
+func TestOptionsAreNotLeakedOrShared(t *testing.T) {
+	if _, err := client.New(client.Options{URL: "ftp://user:hunter2@example.com"}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("New: %v, want an error without the password", err)
+	}
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		io.WriteString(w, allowAnswer)
+	}))
+	defer srv.Close()
+	h := http.Header{"authorization": {"Bearer a"}, "content-type": {"text/plain"}}
+	c := newClient(t, client.Options{URL: srv.URL, Header: h})
+	h["authorization"] = []string{"Bearer changed"}
+	if _, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "read"}}); err != nil {
+		t.Fatal(err)
+	}
+	sent := <-got
+	if ct := sent.Values("Content-Type"); len(ct) != 1 || ct[0] != "application/json" {
+		t.Errorf("Content-Type %q, want only application/json", ct)
+	}
+	if a := sent.Values("Authorization"); len(a) != 1 || a[0] != "Bearer a" {
+		t.Errorf("Authorization %q, want the one given to New", a)
+	}
+}
+
+// TestDenyPageHidesCauses: the middleware's deny page shows the person
+// denied a failure's category, not its cause (addresses, the server's
+// message), which is for the service's logs.
+func TestDenyPageHidesCauses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `{"error": {"code": "policy_error", "message": "tenant_db.rego:12: conn to db.internal:5432 failed"}}`)
+	}))
+	defer srv.Close()
+	c := newClient(t, client.Options{URL: srv.URL})
+	h := c.Middleware(client.MiddlewareOptions{})(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/orders/1", nil))
+	if body := w.Body.String(); w.Code != http.StatusInternalServerError || strings.Contains(body, "db.internal") || !strings.Contains(body, "client: policy error") {
+		t.Errorf("%d %s, want 500 naming the category only", w.Code, body)
+	}
+}
