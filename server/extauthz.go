@@ -124,7 +124,41 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 	}
 	defer x.putHeaders(h)
 	d, anonymous, derr := s.extAuthzDecide(ctx, in, h)
-	return s.extAuthzResponse(&d, derr, anonymous), nil
+	resp = s.extAuthzResponse(&d, derr, anonymous)
+	if ok := resp.GetOkResponse(); ok != nil {
+		ok.HeadersToRemove = clientVerdictHeaders(in.GetAttributes().GetRequest().GetHttp(), ok.GetHeaders())
+	}
+	return resp, nil
+}
+
+// clientVerdictHeaders returns the request's x-verdict-* headers that the
+// answer does not set: the client sent them, and an upstream reads
+// x-verdict-* as the policy's word (a policy that sets no x-verdict-roles
+// would otherwise let a client's own through).
+func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3.HeaderValueOption) []string {
+	var names []string
+	add := func(k string) {
+		k = strings.ToLower(k)
+		if !strings.HasPrefix(k, "x-verdict-") || slices.Contains(names, k) {
+			return
+		}
+		for _, o := range set {
+			if strings.EqualFold(o.GetHeader().GetKey(), k) {
+				return
+			}
+		}
+		names = append(names, k)
+	}
+	if hm := hr.GetHeaderMap(); hm != nil {
+		for _, kv := range hm.GetHeaders() {
+			add(kv.GetKey())
+		}
+	}
+	for k := range hr.GetHeaders() {
+		add(k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // putHeaders empties h for the next Check, keeping its slices (up to a

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +113,8 @@ func readAnswer(t testing.TB, resp *authv3.CheckResponse) extAnswer {
 	switch r := resp.GetHttpResponse().(type) {
 	case *authv3.CheckResponse_OkResponse:
 		a.http, hs = 200, r.OkResponse.GetHeaders()
-		if len(r.OkResponse.GetHeadersToRemove()) > 0 || len(r.OkResponse.GetResponseHeadersToAdd()) > 0 {
+		removesOthers := slices.ContainsFunc(r.OkResponse.GetHeadersToRemove(), func(h string) bool { return !strings.HasPrefix(h, "x-verdict-") })
+		if removesOthers || len(r.OkResponse.GetResponseHeadersToAdd()) > 0 {
 			t.Errorf("OK response changes more than request headers: %v", r.OkResponse)
 		}
 	case *authv3.CheckResponse_DeniedResponse:
@@ -272,6 +274,31 @@ func rawHeaders(req *authv3.CheckRequest, kv ...string) *authv3.CheckRequest {
 
 // TestExtAuthzRecorded checks that ext_authz decisions go through the
 // shared pipeline: the decision log and the metrics, under api ext_authz.
+// TestExtAuthzRemovesClientVerdictHeaders: an upstream reads x-verdict-*
+// as the policy's word, and ext_authz only overwrites the headers the
+// policy sets. The client's own x-verdict-* headers that the answer does not
+// set are now removed (headers_to_remove); those it sets are overwritten.
+func TestExtAuthzRemovesClientVerdictHeaders(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{})
+	viewer := "Bearer " + x.mint(t, "alice", "viewer")
+	req := checkRequest("GET", "/orders/42", map[string]string{"authorization": viewer,
+		"x-verdict-roles": "admin", "x-verdict-tenant": "other", "x-verdict-decision-id": "forged", "x-request-id": "r"})
+	resp, err := x.client.Check(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := resp.GetOkResponse()
+	if ok == nil {
+		t.Fatalf("not allowed: %v", resp)
+	}
+	if got := ok.GetHeadersToRemove(); !slices.Equal(got, []string{"x-verdict-tenant"}) {
+		t.Errorf("headers to remove %q, want [x-verdict-tenant] (the others are set by the answer)", got)
+	}
+	if a := readAnswer(t, resp); a.headers["x-verdict-roles"] != "viewer" || a.headers["x-verdict-decision-id"] == "forged" {
+		t.Errorf("answer headers %v, want the policy's roles and a decision id of Verdict's", a.headers)
+	}
+}
+
 func TestExtAuthzRecorded(t *testing.T) {
 	x := newExtAuthzFixture(t, extAuthzOptions{})
 	for _, req := range []*authv3.CheckRequest{
