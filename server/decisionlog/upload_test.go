@@ -444,8 +444,10 @@ func TestUploadRefusedOrExhausted(t *testing.T) {
 			})
 			var q quickRetries
 			var logs authztest.SyncBuffer
+			// One batch of the four: it leaves when full, whenever the
+			// writer hands the records over.
 			l := newLogger(t, decisionlog.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-				Upload: &decisionlog.UploadOptions{URL: c.URL, Interval: time.Millisecond, MaxAttempts: 3, After: q.after}})
+				Upload: &decisionlog.UploadOptions{URL: c.URL, Interval: time.Hour, MaxBatchRecords: 4, MaxAttempts: 3, After: q.after}})
 			stop := authztest.Start(t, l.Run)
 			logAll(t, l, numbered(0, 4))
 			eventually(t, 5*time.Second, "the batch given up", func() bool { return l.DroppedFor(decisionlog.DropUploadFailed) == 4 })
