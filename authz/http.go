@@ -46,7 +46,8 @@ func RequestIDFromHeader(h http.Header) string { return httpreq.RequestID(h) }
 // Authorization header that is not a well-formed bearer token is a *Refusal
 // of category ErrToken; a method-override header (X-HTTP-Method-Override and
 // kin), which an upstream handler could honour after the decision, one of
-// category ErrInvalidRequest.
+// category ErrInvalidRequest, as is X-Original-URL and kin, which override
+// the path.
 func RequestFromHTTP(r *http.Request) (Request, error) {
 	req := Request{
 		Caller:     CallerFromTLS(r.TLS),
@@ -54,9 +55,8 @@ func RequestFromHTTP(r *http.Request) (Request, error) {
 		RemoteAddr: r.RemoteAddr,
 		RequestID:  RequestIDFromHeader(r.Header),
 	}
-	if name := httpreq.MethodOverride(r.Header); name != "" {
-		return req, Refusef(ErrInvalidRequest,
-			"header %s is refused: an upstream that honours it would run another method than the one decided", name)
+	if name := httpreq.Override(r.Header); name != "" {
+		return req, Refusef(ErrInvalidRequest, "%s", httpreq.OverrideRefused(name))
 	}
 	tok, err := BearerToken(r.Header)
 	if err != nil {

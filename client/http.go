@@ -53,9 +53,9 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 		if err != nil {
 			return Decision{Reasons: []string{"token: malformed"}}, false, &TokenError{err: err}
 		}
-		if name := httpreq.MethodOverride(r.Header); name != "" {
-			return Decision{Reasons: []string{"invalid_request: method override header refused"}}, false,
-				fmt.Errorf("%w: header %s is refused: an upstream that honours it would run another method than the one decided", ErrInvalidRequest, name)
+		if name := httpreq.Override(r.Header); name != "" {
+			return Decision{Reasons: []string{"invalid_request: override header refused"}}, false,
+				fmt.Errorf("%w: %s", ErrInvalidRequest, httpreq.OverrideRefused(name))
 		}
 		req := Request{Token: tok, Action: Action{Method: r.Method, Path: httpreq.Target(r)},
 			Context: Context{RequestID: httpreq.RequestID(r.Header)}}

@@ -134,12 +134,11 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	return a, nil
 }
 
-// refuseMethodOverride refuses a request carrying a method-override header
-// (httpreq.MethodOverride).
+// refuseMethodOverride refuses a request carrying a method- or
+// path-override header (httpreq.Override).
 func refuseMethodOverride(h http.Header) error {
-	if name := httpreq.MethodOverride(h); name != "" {
-		return authz.Refusef(authz.ErrInvalidRequest,
-			"header %s is refused: an upstream that honours it would run another method than the one decided", name)
+	if name := httpreq.Override(h); name != "" {
+		return authz.Refusef(authz.ErrInvalidRequest, "%s", httpreq.OverrideRefused(name))
 	}
 	return nil
 }

@@ -66,8 +66,8 @@ type extHeader struct{ lower, canon string }
 // configured action header included.
 func extAuthzHeaders(actionHeader string) []extHeader {
 	names := []string{"Authorization", headerRequestID}
-	names = append(names, httpreq.MethodOverrideHeaders()...)
-	for _, o := range httpreq.MethodOverrideHeaders() { // as CGI-style upstreams also read them
+	names = append(names, httpreq.OverrideHeaders()...)
+	for _, o := range httpreq.OverrideHeaders() { // as CGI-style upstreams also read them
 		names = append(names, strings.ReplaceAll(o, "-", "_"))
 	}
 	if actionHeader != "" {

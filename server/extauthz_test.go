@@ -197,6 +197,8 @@ func TestExtAuthzCheck(t *testing.T) {
 			wantCode: codes.InvalidArgument, wantHTTP: 400, wantReason: "X-Method-Override"},
 		{name: "a method override written with '_' too", req: checkRequest("POST", "/orders", map[string]string{"authorization": viewer, "x_http_method_override": "DELETE"}),
 			wantCode: codes.InvalidArgument, wantHTTP: 400, wantReason: "is refused: an upstream that honours it"},
+		{name: "a path override is refused", req: checkRequest("GET", "/catalog", map[string]string{"authorization": viewer, "x-original-url": "/orders/42"}),
+			wantCode: codes.InvalidArgument, wantHTTP: 400, wantReason: "X-Original-Url is refused"},
 		{name: "a _method query parameter is refused", req: checkRequest("POST", "/orders/42?_method=DELETE", map[string]string{"authorization": viewer}),
 			wantCode: codes.InvalidArgument, wantHTTP: 400, wantReason: "a _method query parameter is refused"},
 		{name: "dot segments are refused", req: checkRequest("GET", "/catalog/../orders/42", map[string]string{"authorization": viewer}),

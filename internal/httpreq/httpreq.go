@@ -103,27 +103,34 @@ func Describe[A any](r *http.Request, own A, fields func(*A) (method, path *stri
 	return a, res
 }
 
-// MethodOverrideHeaders returns the headers some frameworks (Express's
-// method-override, Rails, Spring's HiddenHttpMethodFilter for forms) read
-// to replace a request's method.
-func MethodOverrideHeaders() []string {
-	return []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+// OverrideHeaders returns the headers some frameworks read to replace a
+// request's method (Express's method-override, Rails, Spring's
+// HiddenHttpMethodFilter for forms: X-HTTP-Method-Override and kin) or its
+// path (Symfony behind trusted proxies, IIS URL Rewrite: X-Original-URL,
+// X-Rewrite-URL; not nginx's X-Original-URI, which the proxy sets).
+func OverrideHeaders() []string {
+	return []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url"}
 }
 
-// MethodOverride returns the name of a method-override header in h
-// (MethodOverrideHeaders, also written with '_' for '-', which CGI-style
-// upstreams read as the same variable), or "": an upstream that honours it
-// would run another method than the one decided.
-func MethodOverride(h http.Header) string {
+// Override returns the name of an override header in h (OverrideHeaders,
+// also written with '_' for '-', which CGI-style upstreams read as the
+// same variable), or "": an upstream that honours it would run another
+// method, or serve another path, than the one decided.
+func Override(h http.Header) string {
 	for name, values := range h {
 		n := strings.ReplaceAll(name, "_", "-")
-		for _, o := range MethodOverrideHeaders() {
+		for _, o := range OverrideHeaders() {
 			if strings.EqualFold(n, o) && len(values) > 0 {
 				return name
 			}
 		}
 	}
 	return ""
+}
+
+// OverrideRefused is the text of the refusal of override header name.
+func OverrideRefused(name string) string {
+	return "header " + name + " is refused: an upstream that honours it would run another method, or serve another path, than the one decided"
 }
 
 // Target is the request's path and query exactly as the client wrote them:
