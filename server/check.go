@@ -90,7 +90,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 // one (Options.ActionHeader), promising the proxy overwrites it.
 func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	h := r.Header
-	if err := refuseMethodOverride(h); err != nil {
+	if err := refuseOverride(h); err != nil {
 		return authz.Action{}, err
 	}
 	var vals [4]string
@@ -134,9 +134,9 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	return a, nil
 }
 
-// refuseMethodOverride refuses a request carrying a method- or
+// refuseOverride refuses a request carrying a method- or
 // path-override header (httpreq.Override).
-func refuseMethodOverride(h http.Header) error {
+func refuseOverride(h http.Header) error {
 	if name := httpreq.Override(h); name != "" {
 		return authz.Refusef(authz.ErrInvalidRequest, "%s", httpreq.OverrideRefused(name))
 	}

@@ -228,7 +228,7 @@ func (s *Server) extAuthzAction(hr *authv3.AttributeContext_HttpRequest, h http.
 	if hr == nil {
 		return authz.Action{}, nil, authz.Refusef(authz.ErrInvalidRequest, "attributes.request.http is required")
 	}
-	if err := refuseMethodOverride(h); err != nil {
+	if err := refuseOverride(h); err != nil {
 		return authz.Action{}, nil, err
 	}
 	path, query, _ := strings.Cut(hr.GetPath(), "?")

@@ -138,9 +138,13 @@ func OverrideRefused(name string) string {
 // '{', raw UTF-8), and then returns %2F decoded as a '/' from EscapedPath,
 // a separator the upstream, which gets the raw path, does not see. The
 // query stays, so that a _method parameter in it is seen. The absolute form
-// (http://host/path) keeps its path and query.
+// (http://host/path) keeps its path and query. A request made in the
+// process, not read by a server (no RequestURI), gives its URL's.
 func Target(r *http.Request) string {
 	t := r.RequestURI
+	if t == "" {
+		return r.URL.RequestURI()
+	}
 	if !strings.HasPrefix(t, "/") {
 		if i := strings.Index(t, "://"); i >= 0 {
 			if j := strings.IndexByte(t[i+3:], '/'); j >= 0 {

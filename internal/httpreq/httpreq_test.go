@@ -40,3 +40,25 @@ func TestRequestID(t *testing.T) {
 		}
 	}
 }
+
+// TestTarget: the request target as the client wrote it, query included;
+// the path of an absolute-form target; a request made in the process (no
+// RequestURI) gives its URL's path and query.
+func TestTarget(t *testing.T) {
+	for _, tc := range []struct {
+		requestURI, url, want string
+	}{
+		{"/a%2Fb|c?x=1", "http://h/a%2Fb%7Cc?x=1", "/a%2Fb|c?x=1"},
+		{"http://h/orders/1?_method=DELETE", "http://h/orders/1?_method=DELETE", "/orders/1?_method=DELETE"},
+		{"", "http://h/orders/1?_method=DELETE", "/orders/1?_method=DELETE"},
+	} {
+		r, err := http.NewRequest(http.MethodGet, tc.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.RequestURI = tc.requestURI
+		if got := httpreq.Target(r); got != tc.want {
+			t.Errorf("Target(%q, %q) = %q, want %q", tc.requestURI, tc.url, got, tc.want)
+		}
+	}
+}
