@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -103,14 +104,17 @@ func Describe[A any](r *http.Request, own A, fields func(*A) (method, path *stri
 	return a, res
 }
 
-// OverrideHeaders returns the headers some frameworks read to replace a
+// overrideHeaders are the headers some frameworks read to replace a
 // request's method (Express's method-override, Rails, Spring's
 // HiddenHttpMethodFilter for forms: X-HTTP-Method-Override and kin) or its
 // path (Symfony behind trusted proxies, IIS URL Rewrite: X-Original-URL,
-// X-Rewrite-URL; not nginx's X-Original-URI, which the proxy sets).
-func OverrideHeaders() []string {
-	return []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url"}
-}
+// X-Rewrite-URL; not nginx's X-Original-URI, which the proxy sets). Never
+// modified: Override reads it on every request without allocating.
+var overrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url"}
+
+// OverrideHeaders returns a copy of the override headers' names (see
+// Override).
+func OverrideHeaders() []string { return slices.Clone(overrideHeaders[:]) }
 
 // Override returns the name of an override header in h (OverrideHeaders,
 // also written with '_' for '-', which CGI-style upstreams read as the
@@ -119,7 +123,7 @@ func OverrideHeaders() []string {
 func Override(h http.Header) string {
 	for name, values := range h {
 		n := strings.ReplaceAll(name, "_", "-")
-		for _, o := range OverrideHeaders() {
+		for _, o := range overrideHeaders {
 			if strings.EqualFold(n, o) && len(values) > 0 {
 				return name
 			}
