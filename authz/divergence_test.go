@@ -9,6 +9,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // wantTopdown fails the test unless topdown serves e's snapshot and the
@@ -17,6 +18,17 @@ func wantTopdown(t *testing.T, e *authz.Engine, why string) {
 	t.Helper()
 	if ev := e.Status().Evaluator; !strings.HasPrefix(ev, "topdown: ") || !strings.Contains(ev, why) {
 		t.Errorf("Status().Evaluator = %q, want topdown and why (%q)", ev, why)
+	}
+}
+
+// wantTopdownDenies loads snap into an engine without a decision cache and
+// fails t unless topdown serves it (for why) and req is denied.
+func wantTopdownDenies(t *testing.T, snap *bundles.Snapshot, why string, req authz.Request) {
+	t.Helper()
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+	wantTopdown(t, e, why)
+	if d, err := e.Decide(t.Context(), req); d.Allow {
+		t.Errorf("allowed (%v)", err)
 	}
 }
 
@@ -436,11 +448,7 @@ func TestEvaluatorArrayBesideRulesIterated(t *testing.T) {
 		"roles.rego": "package roles\n\nextra := true\n",
 		"authz.rego": "package authz\n\nkeys := [k | some k, _ in data.roles]\n\nallow if keys[0] == \"extra\"\n",
 	}, map[string]any{"roles": []any{"admin", "viewer"}})
-	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
-	wantTopdown(t, e, "holds both base data and rules")
-	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}}); d.Allow {
-		t.Errorf("allowed (%v)", err)
-	}
+	wantTopdownDenies(t, snap, "holds both base data and rules", authz.Request{Action: authz.Action{Name: "read"}})
 }
 
 // TestEvaluatorFunctionOutputBound: a partial set built by a function with
@@ -459,12 +467,8 @@ func TestEvaluatorFunctionOutputBound(t *testing.T) {
 		"has_tier[t].any := true if {\n\tsome u in input.resource.users\n\ttier(u, t)\n}\n\nallow if not has_tier.basic.any\n",
 	} {
 		policy := "package authz\n\ndefault tier(_) := \"basic\"\n\ntier(u) := \"premium\" if u.paid\n\n" + rules
-		e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "outputbound", policy))
-		wantTopdown(t, e, "output may be bound")
 		req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"users": []any{map[string]any{"paid": true}}}}
-		if d, err := e.Decide(t.Context(), req); d.Allow {
-			t.Errorf("allowed (%v)\n%s", err, policy)
-		}
+		wantTopdownDenies(t, authztest.Policy(t, "outputbound", policy), "output may be bound", req)
 	}
 }
 
@@ -505,12 +509,8 @@ func TestEvaluatorSystemPackageReached(t *testing.T) {
 			"tiers contains tier(u) if some u in input.resource.users\n\nok if not tiers.basic\n",
 		"authz.rego": "package authz\n\nallow if data[input.resource.ns].checks.ok\n",
 	}, nil)
-	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
-	wantTopdown(t, e, "output may be bound")
 	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"ns": "system", "users": []any{map[string]any{"paid": true}}}}
-	if d, err := e.Decide(t.Context(), req); d.Allow {
-		t.Errorf("allowed (%v)", err)
-	}
+	wantTopdownDenies(t, snap, "output may be bound", req)
 }
 
 // TestEvaluatorRandomSignature: a policy signing with ES256
@@ -521,11 +521,7 @@ func TestEvaluatorSystemPackageReached(t *testing.T) {
 func TestEvaluatorRandomSignature(t *testing.T) {
 	policy := "package authz\n\nk := " + authztest.PrivateJWK(t) + "\n\n" +
 		"sig(x) := io.jwt.encode_sign({\"alg\": \"ES256\"}, {\"x\": x}, k)\n\nallow if sig(input.action.name) != sig(input.action.name)\n"
-	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "sign", policy))
-	wantTopdown(t, e, "io.jwt.encode_sign")
-	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}}); d.Allow {
-		t.Errorf("allowed (%v)", err)
-	}
+	wantTopdownDenies(t, authztest.Policy(t, "sign", policy), "io.jwt.encode_sign", authz.Request{Action: authz.Action{Name: "read"}})
 }
 
 // TestEvaluatorNegatedWalkPattern: deny unless the resource holds
@@ -559,10 +555,6 @@ func TestEvaluatorNegatedWalkPattern(t *testing.T) {
 func TestEvaluatorNegatedLookupThenEnumeration(t *testing.T) {
 	policy := "package authz\n\nu.read := true\n\nu.write := true\n\nr.read := true\n\nr.admin.all := true\n\n" +
 		"allow if not u[input.action.name] == r[input.resource.kind]\n"
-	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "negated", policy))
-	wantTopdown(t, e, "negation")
 	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"kind": "read"}}
-	if d, err := e.Decide(t.Context(), req); d.Allow {
-		t.Errorf("allowed (%v)", err)
-	}
+	wantTopdownDenies(t, authztest.Policy(t, "negated", policy), "negation", req)
 }
