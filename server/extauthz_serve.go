@@ -31,6 +31,9 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
 		grpc.ConnectionTimeout(s.limits.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.limits.IdleTimeout}),
+		// Stop returns only once the cut-off calls' handlers have, so that
+		// their decisions reach the decision log before it closes.
+		grpc.WaitForHandlers(true),
 	}
 	if s.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.Clone())))
@@ -176,10 +179,11 @@ func (r *extRun) stop(ctx context.Context, immediate bool) error {
 		select {
 		case <-stopped:
 		case <-ctx.Done():
-			// Stop closes the connections and cancels the calls' contexts;
-			// GracefulStop returns once their handlers have (the engine
-			// stops evaluating when its context ends).
+			// Stop closes the connections, cancels the calls' contexts and
+			// waits for their handlers (the engine stops evaluating when
+			// its context ends); GracefulStop returns then too.
 			r.gs.Stop()
+			<-stopped
 			err = fmt.Errorf("server: shutdown: in-flight ext_authz calls did not finish: %w", ctx.Err())
 		}
 	}

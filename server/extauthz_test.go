@@ -631,6 +631,7 @@ func TestExtAuthzShutdown(t *testing.T) {
 			var gate *gateEngine
 			x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
 				gate = newGateEngine(o.Engine)
+				gate.linger = 200 * time.Millisecond
 				o.Engine = gate
 				o.Limits.ShutdownTimeout = 300 * time.Millisecond
 			}})
@@ -669,6 +670,7 @@ func TestExtAuthzShutdown(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "in-flight ext_authz calls did not finish") {
 				t.Errorf("Run = %v, want in-flight calls cut off", err)
 			}
+			gate.wantReturned(t)
 			if r := <-got; r.err == nil {
 				t.Errorf("cut-off check answered %v", r.resp)
 			}

@@ -7,7 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"time"
 )
+
+// handlerGrace bounds how long Run waits, after the shutdown timeout has
+// cut in-flight requests off, for their handlers to return. Their contexts
+// are cancelled then, and the engine stops evaluating at once, so they
+// return within microseconds; the bound only keeps a handler that ignores
+// its context from holding up the process's exit.
+const handlerGrace = 5 * time.Second
 
 // Listen binds the listen address now, so that the caller can learn it (Addr)
 // before Run; Run calls it when it has not been called. It logs "listening"
@@ -85,8 +94,10 @@ func (s *Server) bound(ln *net.Listener) net.Addr {
 // what is left after that. The ext_authz gRPC listener, when served, runs
 // and stops beside the HTTP one: its health service turns NOT_SERVING,
 // in-flight Checks finish within the same timeout (GracefulStop), and what
-// is left is closed (Stop). It returns nil after a clean shutdown. Run may
-// be called once.
+// is left is closed (Stop). Requests and Checks cut off are cancelled, and
+// Run returns only once their handlers have (so that every decision made
+// reaches the decision log before it is closed). It returns nil after a
+// clean shutdown. Run may be called once.
 func (s *Server) Run(ctx context.Context) error {
 	if _, err := s.Listen(); err != nil {
 		return err
@@ -94,8 +105,14 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	ln, gln, dln := s.ln, s.gln, s.dln
 	s.mu.Unlock()
-	hs := s.httpServer(s.handler)
+	var handlers handlerCount
+	hs := s.httpServer(handlers.track(s.handler))
 	hs.TLSConfig = s.tls.Clone() // http.Server adds its ALPN protocols to the one it is given
+	// Requests' contexts derive from base, which is cancelled when the
+	// shutdown timeout cuts them off.
+	base, cutOff := context.WithCancel(context.Background())
+	defer cutOff()
+	hs.BaseContext = func(net.Listener) context.Context { return base }
 	served := make(chan error, 1)
 	go func() {
 		if s.tls != nil {
@@ -107,17 +124,28 @@ func (s *Server) Run(ctx context.Context) error {
 	ext := s.runExtAuthz(gln)
 	diag := s.runDiagnostics(dln)
 	defer diag.stop()
+	// closeHTTP cuts off what is left of the HTTP server's requests and
+	// waits for their handlers.
+	closeHTTP := func() {
+		cutOff()
+		hs.Close()
+		if !handlers.wait(handlerGrace) {
+			s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "shutdown: request handlers still running after they were cut off",
+				slog.Duration("waited", handlerGrace))
+		}
+	}
 	select {
 	case err := <-served:
+		closeHTTP()
 		ext.stop(context.Background(), true)
 		return fmt.Errorf("server: %w", err)
 	case <-ext.done:
-		hs.Close()
+		closeHTTP()
 		<-served
 		ext.stop(context.Background(), true)
 		return fmt.Errorf("server: ext_authz: %w", ext.err)
 	case err := <-diag.served:
-		hs.Close()
+		closeHTTP()
 		<-served
 		ext.stop(context.Background(), true)
 		return fmt.Errorf("server: diagnostic_addr: %w", err)
@@ -131,7 +159,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { extErr <- ext.stop(sctx, false) }()
 	err := hs.Shutdown(sctx)
 	if err != nil {
-		hs.Close()
+		closeHTTP()
 		err = fmt.Errorf("server: shutdown: in-flight requests did not finish: %w", err)
 	}
 	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
@@ -141,6 +169,54 @@ func (s *Server) Run(ctx context.Context) error {
 		err = eerr
 	}
 	return err
+}
+
+// handlerCount counts running request handlers, so that Run can wait for
+// them. A WaitGroup does not do: a handler may start (Add from zero) while
+// Run already waits, on a connection accepted just before Close.
+type handlerCount struct {
+	mu    sync.Mutex
+	n     int
+	drain chan struct{} // closed when n reaches zero while wait waits
+}
+
+// track counts h's handlers.
+func (c *handlerCount) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.n++
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			if c.n--; c.n == 0 && c.drain != nil {
+				close(c.drain)
+				c.drain = nil
+			}
+			c.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait waits up to grace for no handler to be running, and reports
+// whether none is. It is not for concurrent use.
+func (c *handlerCount) wait(grace time.Duration) bool {
+	c.mu.Lock()
+	if c.n == 0 {
+		c.mu.Unlock()
+		return true
+	}
+	drain := make(chan struct{})
+	c.drain = drain
+	c.mu.Unlock()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-drain:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // httpServer is an http.Server for h with the Limits' header size and

@@ -58,25 +58,46 @@ func TestRunServesAndShutsDown(t *testing.T) {
 }
 
 // gateEngine holds every decision until released, or until the
-// decision's context ends, as the engine does.
+// decision's context ends, as the engine does; then it lingers (work a
+// handler still does once cut off) and reports on returned that Decide
+// has returned.
 type gateEngine struct {
 	Engine
-	entered chan struct{}
-	release chan struct{}
+	entered  chan struct{}
+	release  chan struct{}
+	linger   time.Duration
+	returned chan struct{}
 }
 
 // newGateEngine is a gateEngine in front of e, holding nothing yet.
 func newGateEngine(e Engine) *gateEngine {
-	return &gateEngine{Engine: e, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	return &gateEngine{Engine: e, entered: make(chan struct{}, 1), release: make(chan struct{}), returned: make(chan struct{}, 1)}
 }
 
 func (e *gateEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
+	defer func() {
+		select {
+		case e.returned <- struct{}{}:
+		default:
+		}
+	}()
 	e.entered <- struct{}{}
 	select {
 	case <-e.release:
 	case <-ctx.Done():
+		time.Sleep(e.linger)
 	}
 	return e.Engine.Decide(ctx, req)
+}
+
+// wantReturned fails t unless the gated Decide has returned.
+func (e *gateEngine) wantReturned(t *testing.T) {
+	t.Helper()
+	select {
+	case <-e.returned:
+	default:
+		t.Error("Run returned while a cut-off request's handler was still running")
+	}
 }
 
 // eventuallyClosed waits until addr refuses connections, as a listener
@@ -141,11 +162,14 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}
 }
 
+// TestShutdownDeadline: a request still running when the shutdown timeout
+// runs out is cancelled, and Run waits for its handler.
 func TestShutdownDeadline(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	slow := newGateEngine(f.engine)
+	slow.linger = 200 * time.Millisecond
 	defer close(slow.release)
-	s, err := New(Options{Engine: slow, Addr: "127.0.0.1:0", Limits: Limits{ShutdownTimeout: 50 * time.Millisecond}})
+	s, err := New(Options{Engine: slow, Addr: "127.0.0.1:0", DecisionLog: f.log, Limits: Limits{ShutdownTimeout: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +183,12 @@ func TestShutdownDeadline(t *testing.T) {
 	<-slow.entered
 	if err := stop(); err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Run = %v, want a deadline error", err)
+	}
+	// The request cut off was cancelled, and its handler had logged the
+	// deny by the time Run returned.
+	slow.wantReturned(t)
+	if recs := f.log.records(); len(recs) != 1 || recs[0].Allow {
+		t.Errorf("decision log after Run: %+v, want the cut-off request's deny", recs)
 	}
 }
 
