@@ -119,6 +119,14 @@ func TestEnvoyBootstrap(t *testing.T) {
 		hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Error("the connection manager should normalise paths (normalize_path, merge_slashes, escaped slashes rejected)")
 	}
+	// The edge Envoy takes the client's address from the connection: with
+	// use_remote_address off (or trusted hops the example does not have),
+	// the last X-Forwarded-For entry, which the client writes, becomes
+	// source.address, which Verdict gives policies as remote_addr.
+	if !hcm.GetUseRemoteAddress().GetValue() || hcm.GetXffNumTrustedHops() != 0 {
+		t.Errorf("use_remote_address %v, xff_num_trusted_hops %d: want true and 0 at the edge, so that a client's X-Forwarded-For is not taken for its address",
+			hcm.GetUseRemoteAddress().GetValue(), hcm.GetXffNumTrustedHops())
+	}
 
 	filters := hcm.GetHttpFilters()
 	i := slices.IndexFunc(filters, func(f *hcmv3.HttpFilter) bool { return f.GetName() == "envoy.filters.http.ext_authz" })
