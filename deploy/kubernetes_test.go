@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -578,9 +579,24 @@ func checkPaths(t *testing.T, p *verdictPod) {
 	}
 }
 
+// pinnedImage is an image named by its digest (repository@sha256:…),
+// with no tag beside it.
+var pinnedImage = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$`)
+
+// checkImage checks that the overlay's images: entry pinned Verdict's
+// image by digest in a registry: a tag (newTag: dev, :latest) can be moved
+// to other content, a digest cannot.
+func checkImage(t *testing.T, p *verdictPod) {
+	t.Helper()
+	if !pinnedImage.MatchString(p.container.Image) {
+		t.Errorf("%s: image %q, want registry/repository@sha256:<digest> (images: with newName and digest in the kustomization, no newTag)", p, p.container.Image)
+	}
+}
+
 // checkPod runs every check of one pod.
 func checkPod(t *testing.T, p *verdictPod, h http.Handler) {
 	t.Helper()
+	checkImage(t, p)
 	checkProbes(t, p, h)
 	checkSecurity(t, p)
 	checkLifecycle(t, p)
