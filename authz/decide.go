@@ -100,9 +100,14 @@ type Decision struct {
 // clock, the request's context or a nondeterministic builtin is evaluated
 // every time, as is a request asking for an explanation.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
+	return e.decideOn(ctx, e.current.Load(), &req)
+}
+
+// decideOn is Decide on snapshot cp (nil: none loaded).
+func (e *Engine) decideOn(ctx context.Context, cp *compiled, req *Request) (Decision, error) {
 	start := e.now()
 	d := Decision{ID: rand.Text()}
-	err := e.decide(ctx, &req, start, &d)
+	err := e.decide(ctx, cp, req, start, &d)
 	if err != nil {
 		d.Allow = false
 		d.Headers = nil
@@ -114,8 +119,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
 	return d, err
 }
 
-func (e *Engine) decide(ctx context.Context, req *Request, now time.Time, d *Decision) error {
-	cp := e.current.Load()
+func (e *Engine) decide(ctx context.Context, cp *compiled, req *Request, now time.Time, d *Decision) error {
 	if cp == nil {
 		return Refusef(ErrNotReady, "no policy loaded")
 	}

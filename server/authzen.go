@@ -281,11 +281,17 @@ func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []aut
 }
 
 // decideAll decides reqs in order, recording each decision under a, and
-// yields each as it is made; the caller stops it by breaking out.
+// yields each as it is made; the caller stops it by breaking out. When the
+// engine can (pinner), every decision comes from the snapshot serving when
+// the first was asked, even if a policy loads in the meantime.
 func (s *Server) decideAll(ctx context.Context, a api, reqs []authz.Request) iter.Seq2[authz.Decision, error] {
 	return func(yield func(authz.Decision, error) bool) {
+		var dec decider = s.engine
+		if p, ok := s.engine.(pinner); ok {
+			dec = p.Pin()
+		}
 		for i := range reqs {
-			d, err := s.decide(ctx, a, &reqs[i])
+			d, err := s.decideWith(ctx, dec, a, &reqs[i])
 			if !yield(d, err) {
 				return
 			}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -9,12 +10,15 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // echoPolicy allows the actions named "allow*", fails on "fail", and puts
@@ -620,5 +624,69 @@ func TestNewAuthZENOptions(t *testing.T) {
 		if _, err := New(Options{Engine: e, AuthZEN: &az}); !errors.Is(err, ErrOptions) {
 			t.Errorf("New(%+v) = %v, want ErrOptions", az, err)
 		}
+	}
+}
+
+// reloadingLog is a decision log that loads next into engine when it
+// records its first decision: a reload landing in the middle of a batch.
+type reloadingLog struct {
+	memLog
+	engine *authz.Engine
+	next   *bundles.Snapshot
+	once   sync.Once
+	err    error
+}
+
+func (l *reloadingLog) Log(r decisionlog.Record) bool {
+	l.once.Do(func() { l.err = l.engine.Load(context.Background(), l.next) })
+	return l.memLog.Log(r)
+}
+
+// TestAuthZENBatchOnOneRevision: a reload during a batch does not split it
+// between two policies: every item is decided by the revision serving when
+// the batch began; the next batch sees the new one.
+func TestAuthZENBatchOnOneRevision(t *testing.T) {
+	e, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context(), authztest.Policy(t, "rev-1", echoPolicy)); err != nil {
+		t.Fatal(err)
+	}
+	dlog := &reloadingLog{engine: e, next: authztest.Policy(t, "rev-2", "package authz\n\ndefault allow := false\n")}
+	f := &azFixture{log: &dlog.memLog}
+	if f.srv, err = New(Options{Engine: e, DecisionLog: dlog,
+		AuthZEN: &AuthZEN{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}); err != nil {
+		t.Fatal(err)
+	}
+	batch := `{"subject":{"type":"user","id":"alice"},"resource":{"type":"doc","id":"1"},"evaluations":[` +
+		`{"action":{"name":"allow-a"}},{"action":{"name":"allow-b"}},{"action":{"name":"allow-c"}}]}`
+	for _, want := range []struct {
+		decision bool
+		revision string
+	}{{true, "rev-1"}, {false, "rev-2"}} {
+		w := f.do(t, azRequest{path: "/access/v1/evaluations", body: batch})
+		var got struct {
+			Evaluations []struct {
+				Decision bool `json:"decision"`
+			} `json:"evaluations"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &got); w.Code != http.StatusOK || err != nil || len(got.Evaluations) != 3 {
+			t.Fatalf("batch: %d %s", w.Code, w.Body)
+		}
+		for i, ev := range got.Evaluations {
+			if ev.Decision != want.decision {
+				t.Errorf("item %d: decision %v, want %v (all by %s)", i, ev.Decision, want.decision, want.revision)
+			}
+		}
+		recs := dlog.records()
+		for _, r := range recs[len(recs)-3:] {
+			if r.Revision != want.revision {
+				t.Errorf("item %s decided by %q, want %s", r.DecisionID, r.Revision, want.revision)
+			}
+		}
+	}
+	if dlog.err != nil {
+		t.Fatalf("reload: %v", dlog.err)
 	}
 }

@@ -28,10 +28,28 @@ var apis = [...]api{apiDecide, apiCheck, apiAuthZEN, apiExtAuthz}
 // decide asks the engine and records the outcome under a; when the
 // server traces, within a verdict.decide span (decideTraced).
 func (s *Server) decide(ctx context.Context, a api, req *authz.Request) (authz.Decision, error) {
+	return s.decideWith(ctx, s.engine, a, req)
+}
+
+// decider decides one request: the Engine, or a batch's pinned snapshot.
+type decider interface {
+	Decide(ctx context.Context, req authz.Request) (authz.Decision, error)
+}
+
+// pinner is an Engine that can decide a batch on one policy snapshot;
+// *authz.Engine is one.
+type pinner interface {
+	Pin() *authz.Pinned
+}
+
+var _ pinner = (*authz.Engine)(nil)
+
+// decideWith is decide, asking dec.
+func (s *Server) decideWith(ctx context.Context, dec decider, a api, req *authz.Request) (authz.Decision, error) {
 	if s.tracer != nil {
-		return s.decideTraced(ctx, a, req)
+		return s.decideTraced(ctx, dec, a, req)
 	}
-	d, err := s.engine.Decide(ctx, *req)
+	d, err := dec.Decide(ctx, *req)
 	s.record(a, req, &d, err, "")
 	return d, err
 }

@@ -101,9 +101,9 @@ func (c metadataCarrier) Keys() []string {
 }
 
 // decideTraced is decide within a verdict.decide span; the server traces.
-func (s *Server) decideTraced(ctx context.Context, a api, req *authz.Request) (authz.Decision, error) {
+func (s *Server) decideTraced(ctx context.Context, dec decider, a api, req *authz.Request) (authz.Decision, error) {
 	ctx, span := s.tracer.Start(ctx, SpanDecide, trace.WithSpanKind(trace.SpanKindServer), apiAttrs[a])
-	d, err := s.engine.Decide(ctx, *req)
+	d, err := dec.Decide(ctx, *req)
 	traceID := endDecide(span, &d, err)
 	s.record(a, req, &d, err, traceID)
 	return d, err
