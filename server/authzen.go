@@ -249,11 +249,24 @@ func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, 
 // for permit_on_first_permit), and the items after it are left out of the
 // answer, as in the 1.0 text's examples: the array is then shorter than
 // the request's, and its last item is the one that decided.
+//
+// The whole batch gets limits.write_timeout: past it the client can no
+// longer be answered, so the items left are not decided (each has its own
+// limits.eval_timeout, and a batch of them could run far longer), and the
+// request is answered with a policy error.
 func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []authz.Request, sem azSemantic) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.limits.WriteTimeout)
+	defer cancel()
 	bp := s.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], `{"evaluations":[`...)
 	i := 0
-	for d, err := range s.decideAll(r.Context(), apiAuthZEN, reqs) {
+	for d, err := range s.decideAll(ctx, apiAuthZEN, reqs) {
+		if ctx.Err() != nil {
+			s.putBuf(bp, b)
+			s.fail(w, authz.Refusef(authz.ErrPolicy, "the batch ran past limits.write_timeout (%s) at its evaluation %d of %d",
+				s.limits.WriteTimeout, i+1, len(reqs)))
+			return
+		}
 		status, code := answer(decideAPI, d, err, true)
 		switch code {
 		case CodeNotReady, CodeInvalidRequest:

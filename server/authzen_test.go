@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -688,5 +690,52 @@ func TestAuthZENBatchOnOneRevision(t *testing.T) {
 	}
 	if dlog.err != nil {
 		t.Fatalf("reload: %v", dlog.err)
+	}
+}
+
+// slowEngine takes delay over every decision, or until its context ends,
+// and counts them.
+type slowEngine struct {
+	Engine
+	delay   time.Duration
+	decided atomic.Int64
+}
+
+func (e *slowEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
+	e.decided.Add(1)
+	select {
+	case <-time.After(e.delay):
+	case <-ctx.Done():
+	}
+	return e.Engine.Decide(ctx, req)
+}
+
+// TestAuthZENBatchBoundedInTime: a batch whose evaluations add up to more
+// than limits.write_timeout stops there, answered as a policy error,
+// instead of evaluating every item after the client can no longer be
+// answered.
+func TestAuthZENBatchBoundedInTime(t *testing.T) {
+	e, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context(), authztest.Policy(t, "rev-1", echoPolicy)); err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowEngine{Engine: e, delay: 50 * time.Millisecond}
+	f := &azFixture{log: &memLog{}}
+	if f.srv, err = New(Options{Engine: slow, DecisionLog: f.log, Limits: Limits{WriteTimeout: 200 * time.Millisecond},
+		AuthZEN: &AuthZEN{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}); err != nil {
+		t.Fatal(err)
+	}
+	batch := `{"subject":{"type":"user","id":"alice"},"resource":{"type":"doc","id":"1"},"action":{"name":"allow"},"evaluations":[` +
+		strings.TrimSuffix(strings.Repeat(`{},`, 100), ",") + `]}`
+	w := f.do(t, azRequest{path: "/access/v1/evaluations", body: batch})
+	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), CodePolicyError) ||
+		!strings.Contains(w.Body.String(), "limits.write_timeout") {
+		t.Errorf("batch past write_timeout: %d %s", w.Code, w.Body)
+	}
+	if n := slow.decided.Load(); n > 10 {
+		t.Errorf("%d of 100 items decided, want the batch stopped at about 200ms/50ms", n)
 	}
 }

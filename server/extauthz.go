@@ -108,13 +108,6 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 			resp, err = s.extAuthzResponse(&d, perr, false), nil
 		}
 	}()
-	if _, ok := ctx.Deadline(); !ok {
-		// Envoy sends its timeout (grpc_service.timeout, 200 ms by
-		// default); a client without one gets the HTTP front's bound.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.limits.WriteTimeout)
-		defer cancel()
-	}
 	if s.tracer != nil {
 		ctx = continueTraceGRPC(ctx)
 	}

@@ -12,17 +12,25 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/tap"
 )
 
 // The gRPC server that carries ext_authz, its health service and its
 // lifecycle beside the HTTP listener.
+
+// maxGRPCStreams bounds the concurrent calls of one gRPC connection, as
+// Go's HTTP/2 server bounds an HTTP/2 connection's streams. Envoy opens
+// another connection when its calls reach it.
+const maxGRPCStreams = 250
 
 // grpcServer builds the gRPC server of the ext_authz service and the
 // health service beside it. Messages are bounded by Limits.MaxHeaderBytes
 // + Limits.MaxBodyBytes (a CheckRequest carries the protected request's
 // headers, and its body when Envoy is told to send it), the gRPC request's
 // own headers by MaxHeaderBytes, the TLS handshake by ReadHeaderTimeout,
-// and idle connections by IdleTimeout.
+// idle connections by IdleTimeout, a connection's concurrent calls by
+// maxGRPCStreams, and every call but a health Watch, from its headers to
+// its answer, by WriteTimeout (callDeadline).
 func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 	maxMsg := int(s.limits.MaxHeaderBytes) + int(s.limits.MaxBodyBytes)
 	opts := []grpc.ServerOption{
@@ -31,6 +39,8 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
 		grpc.ConnectionTimeout(s.limits.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.limits.IdleTimeout}),
+		grpc.MaxConcurrentStreams(maxGRPCStreams),
+		grpc.InTapHandle(callDeadline(s.limits.WriteTimeout)),
 		// Stop returns only once the cut-off calls' handlers have, so that
 		// their decisions reach the decision log before it closes.
 		grpc.WaitForHandlers(true),
@@ -43,6 +53,26 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 	hs := newHealthService(s)
 	healthpb.RegisterHealthServer(gs, hs)
 	return gs, hs
+}
+
+// callDeadline gives every call but a health Watch (a stream meant to
+// last) a deadline d from its headers, or keeps the client's earlier one
+// (grpc-timeout; Envoy sends 200 ms by default). It is set before the
+// message is read, so that it also bounds a client that sends a message's
+// length and then holds the rest back: without it, such a call held its
+// goroutine and up to a whole message's buffer for as long as the
+// connection lived.
+func callDeadline(d time.Duration) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if info.FullMethodName == healthpb.Health_Watch_FullMethodName {
+			return ctx, nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
+		// gRPC cancels the call's context when the call ends, which stops
+		// this timer too.
+		_ = cancel
+		return ctx, nil
+	}
 }
 
 // healthService is the standard gRPC health service, serving for "" (the

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,6 +20,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -726,7 +730,8 @@ func TestExtAuthzLimits(t *testing.T) {
 	}
 }
 
-// TestExtAuthzDeadline checks that a Check without a deadline gets one.
+// TestExtAuthzDeadline checks that a Check without a deadline, or with a
+// later one than limits.write_timeout, gets write_timeout's.
 func TestExtAuthzDeadline(t *testing.T) {
 	var seen time.Duration
 	var mu sync.Mutex
@@ -734,13 +739,17 @@ func TestExtAuthzDeadline(t *testing.T) {
 		o.Limits.WriteTimeout = 3 * time.Second
 		o.Engine = deadlineEngine{Engine: o.Engine, seen: func(d time.Duration) { mu.Lock(); seen = d; mu.Unlock() }}
 	}})
-	if _, err := x.client.Check(context.Background(), checkRequest("GET", "/catalog", nil)); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if seen <= 0 || seen > 3*time.Second {
-		t.Errorf("deadline in %v, want within 3s", seen)
+	long, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	for name, ctx := range map[string]context.Context{"none": context.Background(), "an hour": long} {
+		if _, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil)); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		if seen <= 0 || seen > 3*time.Second {
+			t.Errorf("client deadline %s: deadline in %v, want within 3s", name, seen)
+		}
+		mu.Unlock()
 	}
 }
 
@@ -824,4 +833,73 @@ func FuzzExtAuthzCheck(f *testing.F) {
 			t.Fatalf("denied without allow false: %v", resp)
 		}
 	})
+}
+
+// TestExtAuthzHeldBackMessage: a client that declares a message's length
+// and holds the rest back gets its call ended within limits.write_timeout,
+// whatever deadline it asked for, instead of holding a goroutine and the
+// message's buffer as long as the connection lives; the server announces
+// its bound on a connection's concurrent calls.
+func TestExtAuthzHeldBackMessage(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
+		o.Limits.WriteTimeout = 300 * time.Millisecond
+	}})
+	c, err := net.Dial("tcp", x.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{
+		{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
+		{":path", "/envoy.service.auth.v3.Authorization/Check"},
+		{"content-type", "application/grpc"}, {"te", "trailers"},
+		{"grpc-timeout", "1M"}, // a minute: longer than the server's bound
+	} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A message of 1000 bytes, of which 10 are sent.
+	if err := fr.WriteData(1, false, append([]byte{0, 0, 0, 0x03, 0xe8}, make([]byte, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	var maxStreams uint32
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("the held-back call was not ended (%v after sending): %v", time.Since(sent), err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if v, ok := f.Value(http2.SettingMaxConcurrentStreams); ok {
+				maxStreams = v
+			}
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.RSTStreamFrame, *http2.HeadersFrame:
+			if f.Header().StreamID != 1 {
+				continue
+			}
+			if waited := time.Since(sent); waited > 5*time.Second {
+				t.Errorf("call ended after %v, want about limits.write_timeout", waited)
+			}
+			if maxStreams != maxGRPCStreams {
+				t.Errorf("MAX_CONCURRENT_STREAMS = %d, want %d", maxStreams, maxGRPCStreams)
+			}
+			return
+		}
+	}
 }
