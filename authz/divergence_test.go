@@ -135,25 +135,31 @@ func TestEvaluatorLiteralEnumeratedAsWritten(t *testing.T) {
 // ways (1.0 and 1, as the HTTP front keeps JSON numbers) against a rule
 // keyed by a number. topdown answers the second call of f from the first
 // (1.0) and finds no rule o[1.0]; the compiled evaluator's f(1) is 1 and
-// found o[1], and allowed. Such a request is now left to topdown. See
+// found o[1], and allowed. Such a request is now left to topdown. So is
+// one holding an integer beyond int64 in a float64's form (1e+21 for
+// 10^21), which the check took for plain. See
 // TestDivergenceNumberWrittenOtherwise in internal/plan.
 func TestEvaluatorNumberWrittenOtherwise(t *testing.T) {
-	policy := "package authz\n\no[1] := true\n\nf(x) := x\n\nallow if {\n\tf(input.resource.a)\n\to[f(input.resource.b)]\n}\n"
+	policy := "package authz\n\no[1] := true\n\no[1000000000000000000000] := true\n\nf(x) := x\n\nallow if {\n\tf(input.resource.a)\n\to[f(input.resource.b)]\n}\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "numbers", policy))
 	for _, tc := range []struct {
-		a, b      json.Number
+		a, b      any
 		want      bool
 		fallbacks uint64
 	}{
-		{a: "1.0", b: "1", want: false, fallbacks: 1},
-		{a: "1", b: "1", want: true, fallbacks: 1},
+		{a: json.Number("1.0"), b: json.Number("1"), want: false, fallbacks: 1},
+		{a: json.Number("1"), b: json.Number("1"), want: true, fallbacks: 1},
+		// 10^21 as Go writes a float64 (a request decoded without
+		// UseNumber), and OPA the float64 in a Request.
+		{a: json.Number("1e+21"), b: json.Number("1000000000000000000000"), want: false, fallbacks: 2},
+		{a: 1e21, b: json.Number("1000000000000000000000"), want: false, fallbacks: 3},
 	} {
 		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"a": tc.a, "b": tc.b}})
 		if err != nil || d.Allow != tc.want {
-			t.Errorf("a=%s b=%s: allow=%v (%v), want %v", tc.a, tc.b, d.Allow, err, tc.want)
+			t.Errorf("a=%v b=%v: allow=%v (%v), want %v", tc.a, tc.b, d.Allow, err, tc.want)
 		}
 		if n := e.Status().EvaluatorFallbacks; n != tc.fallbacks {
-			t.Errorf("a=%s b=%s: %d fallbacks, want %d", tc.a, tc.b, n, tc.fallbacks)
+			t.Errorf("a=%v b=%v: %d fallbacks, want %d", tc.a, tc.b, n, tc.fallbacks)
 		}
 	}
 }

@@ -266,7 +266,9 @@ func TestDivergenceLiteralEnumeratedAsWritten(t *testing.T) {
 // Plain numbers (1, 1.5) cannot be written two ways, so the compiled
 // evaluator now leaves an input holding another (1.0, 1e0, 1.50) to
 // topdown, and Prepare refuses such numbers in the base document and the
-// policy.
+// policy. The check first took an integer beyond int64 written as Go
+// writes a float64 (1e+21, which OPA makes of a float64 in the request)
+// for plain: the same wrong allow with a 1e+21 and a 10^21.
 func TestDivergenceNumberWrittenOtherwise(t *testing.T) {
 	for _, tc := range []struct{ src, input string }{
 		{"package p\n\no[1.0] := true\n\nlevels := {l | some l in input.levels}\n\nallow if {\n\tsome l\n\tlevels[l] = 1\n\to[l]\n}\n", `{"levels": [1.0]}`},
@@ -283,11 +285,19 @@ func TestDivergenceNumberWrittenOtherwise(t *testing.T) {
 		{"package p\n\nr[1] := true\n\nr[to_number(input.s)] := true\n\no[1] := true\n\nallow if {\n\tsome k, _ in r\n\to[k]\n}\n", `{"s": "1.0"}`},
 		{"package p\n\nr[to_number(input.s)] := true\n\nr[1] := true\n\nallow if json.marshal(r) == \"{\\\"1\\\":true}\"\n", `{"s": "01"}`},
 		{"package p\n\no[1.5] := true\n\nlevels := {to_number(l) | some l in input.levels}\n\nallow if {\n\tsome l\n\tlevels[l] = 1.5\n\to[l]\n}\n", `{"levels": ["1.50"]}`},
+		// An integer beyond int64 as Go writes a float64 (and OPA a
+		// float64 in the request): 1e+21 is 10^21 written otherwise.
+		{"package p\n\no[1000000000000000000000] := true\n\nf(x) := x\n\nallow if {\n\tf(input.a)\n\to[f(input.b)]\n}\n", `{"a": 1e+21, "b": 1000000000000000000000}`},
+		{"package p\n\no[1e+21] := true\n\nlevels := {l | some l in input.levels}\n\nallow if {\n\tsome l\n\tlevels[l] = 1000000000000000000000\n\to[l]\n}\n", `{"levels": [1e+21]}`},
+		{"package p\n\no[1000000000000000000000] := true\n\nf(x) := x\n\nallow if {\n\tf(1e+21)\n\to[f(input.b)]\n}\n", `{"b": 1000000000000000000000}`},
+		{"package p\n\nf(v) := v\n\nr := json.marshal([f(input.a), f(input.b)])\n\nallow if r == \"[1e+21,1000000000000000000000]\"\n", `{"a": 1e+21, "b": 1000000000000000000000}`},
 	} {
 		compareQuery(t, tc.src, "x = data.p.allow", tc.input, `{"a": 1, "b": 1, "arr": [1], "levels": [1]}`)
 	}
 	for n, plain := range map[string]bool{"1": true, "-1": true, "0": true, "1.5": true, "0.1": true, "123456789012345678901234567890": true,
-		"1.0": false, "1e0": false, "1.50": false, "-0": false, "01": false, "1E2": false, "2.0e-1": false} {
+		"1.0": false, "1e0": false, "1.50": false, "-0": false, "01": false, "1E2": false, "2.0e-1": false,
+		"1e+21": false, "1.5e+300": false, "-1e+21": false, "9.223372036854776e+18": false, "1e+400": false,
+		"1e-07": true} {
 		if got := plainNumbersOf(n); got != plain {
 			t.Errorf("%s: plain = %v, want %v", n, got, plain)
 		}

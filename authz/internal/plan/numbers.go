@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -31,14 +32,16 @@ var errNumberWrittenOtherwise = &UnsupportedError{Feature: "a number written oth
 // plainNumber reports whether n is written in its plain form: an integer
 // without a sign other than a minus (not -0), a fraction or an exponent,
 // or else a number that is not an integer written as Go's shortest
-// representation writes it.
+// representation writes it. An integer beyond int64 is no exception: Go
+// writes 10^21 as 1e+21 (and so does OPA, for a float64 in the request),
+// and that is 1000000000000000000000 written otherwise.
 func plainNumber(n ast.Number) bool {
 	s := string(n)
 	if integerText(s) {
 		return s != "-0"
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f == float64(int64(f)) {
+	if err != nil || f == math.Trunc(f) {
 		return false // an integer written as a fraction or with an exponent, or out of range
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64) == s
