@@ -2,7 +2,8 @@
 // proxy examples; its tests keep them from rotting. The Kubernetes
 // manifests are rendered with kustomize, decoded strictly into the API
 // types, checked against Verdict and run with the real binary
-// (kubernetes_test.go); the image is built with make image and run where a
+// (kubernetes_test.go), and their NetworkPolicies checked for who reaches
+// which port (networkpolicy_test.go); the image is built with make image and run where a
 // container engine works (image_test.go); the Envoy bootstrap is parsed into
 // Envoy's own bootstrap proto and validated with its generated rules, and
 // the Istio and Envoy Gateway manifests are checked against the Verdict

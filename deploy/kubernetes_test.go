@@ -597,6 +597,7 @@ func checkImage(t *testing.T, p *verdictPod) {
 func checkPod(t *testing.T, p *verdictPod, h http.Handler) {
 	t.Helper()
 	checkImage(t, p)
+	checkDiagnosticAddr(t, p)
 	checkProbes(t, p, h)
 	checkSecurity(t, p)
 	checkLifecycle(t, p)
@@ -648,8 +649,9 @@ func checkServices(t *testing.T, m *manifest, pods []*verdictPod) {
 }
 
 // checkShared checks what a shared Verdict needs around its pods: a
-// Service, a PodDisruptionBudget and a NetworkPolicy that select them, and
-// a HorizontalPodAutoscaler that scales their Deployment.
+// Service, a PodDisruptionBudget and a NetworkPolicy (checkNetworkPolicy,
+// egress included) that select them, and a HorizontalPodAutoscaler that
+// scales their Deployment.
 func checkShared(t *testing.T, m *manifest, p *verdictPod) {
 	t.Helper()
 	if p.loopback() {
@@ -701,29 +703,7 @@ func checkShared(t *testing.T, m *manifest, p *verdictPod) {
 		}
 	}
 
-	var allowed bool
-	var found bool
-	for _, np := range objectsOf[*networkingv1.NetworkPolicy](m) {
-		if !selects(&np.Spec.PodSelector, np.Namespace, p) {
-			continue
-		}
-		found = true
-		for _, rule := range np.Spec.Ingress {
-			for _, port := range rule.Ports {
-				if port.Port == nil {
-					allowed = true
-				} else if n, ok := resolvePort(p.container, *port.Port); ok && n == p.port {
-					allowed = true
-				}
-			}
-		}
-	}
-	switch {
-	case !found:
-		t.Errorf("no NetworkPolicy selects %s", p)
-	case !allowed:
-		t.Errorf("the NetworkPolicies of %s let no one reach port %d, where Verdict listens", p, p.port)
-	}
+	checkNetworkPolicy(t, m, p, true)
 }
 
 // TestKustomizeBase renders the base alone: the configuration, whose
@@ -781,6 +761,7 @@ func TestKustomizeSidecar(t *testing.T) {
 	}
 	checkPod(t, p, routes(t))
 	checkServices(t, m, []*verdictPod{p})
+	checkNetworkPolicy(t, m, p, false)
 	if t.Failed() {
 		return
 	}
@@ -875,7 +856,7 @@ func layOut(t *testing.T, p *verdictPod, inContainer bool) *layout {
 			}
 		}
 	}
-	for _, a := range p.args {
+	for _, a := range expandArgs(t, p, "127.0.0.1") {
 		l.args = append(l.args, hostPath(a))
 	}
 	// Listen on free ports of this machine's loopback (the last flag wins).
