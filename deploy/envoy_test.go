@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -217,7 +218,8 @@ func get(v any, path ...any) any {
 // TestIstio checks the Istio example: the extension provider names
 // Verdict's gRPC port, fails closed, and is the provider of the CUSTOM
 // policy; Verdict's callers are restricted to mesh principals on that
-// port, and verdict.yaml trusts only the sidecar's address.
+// port, everything else it allows to named mesh sources (checkIstioCallers),
+// and verdict.yaml trusts only the sidecar's address.
 func TestIstio(t *testing.T) {
 	c, port := verdictConfig(t, filepath.Join("istio", "verdict.yaml"))
 	if !slices.Equal(c.ExtAuthz.TrustedPeers, []string{"127.0.0.6/32"}) {
@@ -245,6 +247,88 @@ func TestIstio(t *testing.T) {
 		get(callers, "spec", "rules", 0, "to", 0, "operation", "ports", 0) != strconv.Itoa(port) {
 		t.Errorf("verdict-callers policy %v, want ALLOW from mesh principals to port %d", callers, port)
 	}
+	checkIstioCallers(t, c, callers)
+}
+
+// checkIstioCallers checks every rule of the verdict-callers ALLOW policy:
+// each names its sources (mesh principals or namespaces, which only an
+// mTLS peer matches), so that no rule lets everyone in; none allows the
+// health paths, which the kubelet's probes reach through Istio's agent
+// without passing the sidecar's inbound listener (a rule for them would let
+// every workload in); and /metrics is allowed only to the monitoring
+// namespace, as GET of that one path on Verdict's HTTP port.
+func checkIstioCallers(t *testing.T, c *config.Config, callers map[string]any) {
+	t.Helper()
+	_, httpPort, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strs := func(v any) []string {
+		var out []string
+		for _, x := range asSlice(v) {
+			s, _ := x.(string)
+			out = append(out, s)
+		}
+		return out
+	}
+	rules := asSlice(get(callers, "spec", "rules"))
+	var metrics bool
+	for i, r := range rules {
+		from := asSlice(get(r, "from"))
+		if len(from) == 0 {
+			t.Errorf("verdict-callers rule %d has no from: it allows every source, mesh or not", i)
+		}
+		var namespaces, principals []string
+		for _, f := range from {
+			src, _ := get(f, "source").(map[string]any)
+			for k := range src {
+				if k != "principals" && k != "namespaces" {
+					t.Errorf("verdict-callers rule %d: source %s: want principals or namespaces only (mTLS identities)", i, k)
+				}
+			}
+			ns, ps := strs(src["namespaces"]), strs(src["principals"])
+			if len(ns)+len(ps) == 0 {
+				t.Errorf("verdict-callers rule %d: a source without principals or namespaces", i)
+			}
+			namespaces, principals = append(namespaces, ns...), append(principals, ps...)
+		}
+		for _, to := range asSlice(get(r, "to")) {
+			op := get(to, "operation")
+			paths := strs(get(op, "paths"))
+			for _, path := range paths {
+				if strings.HasPrefix(path, "/health") {
+					t.Errorf("verdict-callers rule %d allows %s: Istio's agent probes Verdict past the sidecar, so this admits only other workloads", i, path)
+				}
+			}
+			if !slices.Contains(paths, "/metrics") {
+				continue
+			}
+			metrics = true
+			if !slices.Equal(paths, []string{"/metrics"}) || !slices.Equal(strs(get(op, "methods")), []string{"GET"}) ||
+				!slices.Equal(strs(get(op, "ports")), []string{httpPort}) {
+				t.Errorf("verdict-callers rule %d: %v, want GET /metrics on port %s only", i, op, httpPort)
+			}
+			for _, ns := range namespaces {
+				if ns != monitoringNamespace {
+					t.Errorf("verdict-callers rule %d allows /metrics to namespace %s, want %s only", i, ns, monitoringNamespace)
+				}
+			}
+			for _, p := range principals {
+				if !strings.HasPrefix(p, "cluster.local/ns/"+monitoringNamespace+"/") {
+					t.Errorf("verdict-callers rule %d allows /metrics to %s, want principals of namespace %s only", i, p, monitoringNamespace)
+				}
+			}
+		}
+	}
+	if !metrics {
+		t.Errorf("verdict-callers allows /metrics to no one: Prometheus in %s could not scrape through the mesh", monitoringNamespace)
+	}
+}
+
+// asSlice returns a generic YAML sequence, or nil.
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
 }
 
 // TestEnvoyGateway checks the Envoy Gateway example: a SecurityPolicy
