@@ -111,21 +111,16 @@ func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *sl
 			k, err := token.ParsePublicKeyPEM(data)
 			return []token.Key{k}, err
 		})
-	case is.HMACSecretFile != "":
-		return keysFromFile(cfg, "hmac_secret_file", is.HMACSecretFile, func(data []byte) ([]token.Key, error) {
-			return []token.Key{token.HMACKey([]byte(strings.TrimRight(string(data), "\r\n")))}, nil
-		})
-	case is.HMACSecretEnv != "":
-		secret, ok := os.LookupEnv(is.HMACSecretEnv)
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("hmac_secret_env: environment variable %s is not set", is.HMACSecretEnv)
-		case secret == "":
-			return nil, fmt.Errorf("hmac_secret_env: environment variable %s is empty", is.HMACSecretEnv)
+	case is.HMACSecretFile != "", is.HMACSecretEnv != "":
+		key := "hmac_secret_file"
+		if is.HMACSecretEnv != "" {
+			key = "hmac_secret_env"
 		}
-		// As for hmac_secret_file: a Kubernetes secret mounted as a
-		// variable often ends with a line break that is not the secret's.
-		return token.StaticKeys{token.HMACKey([]byte(strings.TrimRight(secret, "\r\n")))}, nil
+		secret, err := readSecret(cfg, key, is.HMACSecretFile, is.HMACSecretEnv)
+		if err != nil {
+			return nil, err
+		}
+		return token.StaticKeys{token.HMACKey(secret)}, nil
 	case is.JWKSURL != "", is.Discovery:
 		return jwks.New(jwks.Options{
 			Issuer:        is.Issuer,
@@ -141,6 +136,36 @@ func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *sl
 		})
 	}
 	return nil, fmt.Errorf("no key source")
+}
+
+// readSecret reads the secret that the configuration key names: the file
+// (relative to the configuration's directory) when file is set, else the
+// environment variable env. A trailing line break is not part of it: a
+// Kubernetes secret mounted as a file or a variable often ends with one
+// that is not the secret's. An empty secret is an error.
+func readSecret(cfg *config.Config, key, file, env string) ([]byte, error) {
+	var secret string
+	if file != "" {
+		data, err := os.ReadFile(cfg.Path(file))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		secret = string(data)
+	} else {
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return nil, fmt.Errorf("%s: environment variable %s is not set", key, env)
+		}
+		secret = v
+	}
+	secret = strings.TrimRight(secret, "\r\n")
+	if secret == "" {
+		if file != "" {
+			return nil, fmt.Errorf("%s: %s is empty", key, file)
+		}
+		return nil, fmt.Errorf("%s: environment variable %s is empty", key, env)
+	}
+	return []byte(secret), nil
 }
 
 // keysFromFile reads the file that the configuration key names (relative
@@ -420,6 +445,18 @@ func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flus
 	}
 	opts := decisionlog.Options{Writer: w, Logger: logger, FlushDeadline: flushBy,
 		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes}
+	if dl.HashKeyFile != "" || dl.HashKeyEnv != "" {
+		key := "decision_log.hash_key_file"
+		if dl.HashKeyEnv != "" {
+			key = "decision_log.hash_key_env"
+		}
+		secret, err := readSecret(cfg, key, dl.HashKeyFile, dl.HashKeyEnv)
+		if err != nil {
+			closeFn()
+			return nil, nil, err
+		}
+		opts.HashKey = secret
+	}
 	if up := dl.Upload; up != nil {
 		opts.Upload = &decisionlog.UploadOptions{URL: up.URL, Interval: up.Interval,
 			MaxBatchRecords: up.MaxBatchRecords, MaxBatchBytes: int(up.MaxBatchBytes),

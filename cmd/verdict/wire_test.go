@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +20,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/server/config"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // wireTokens parses yaml as dir/verdict.yaml (so that relative paths
@@ -202,5 +207,66 @@ func TestBundleVerificationNeverSilentlyOff(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Contains(out, `"allow": true`) {
 			t.Errorf("%s: exit %d, want 2 and %q\n%s\n%s", tc.policy, code, tc.want, out, stderr)
 		}
+	}
+}
+
+// TestDecisionLogHashKey: decision_log.hash_key_file and hash_key_env key
+// the hashes of decision_log.hash (HMAC-SHA256, the same for both ways of
+// giving one key, a trailing line break not part of it); a missing, empty
+// or short key, or a key without hash fields, is an error before anything
+// is logged.
+func TestDecisionLogHashKey(t *testing.T) {
+	dir := t.TempDir()
+	key := strings.Repeat("k", 32)
+	authztest.WriteFile(t, filepath.Join(dir, "hash.key"), key+"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "empty.key"), "\n")
+	t.Setenv("VERDICT_TEST_HASH_KEY", key+"\n")
+	t.Setenv("VERDICT_TEST_SHORT_KEY", "short")
+	t.Setenv("VERDICT_TEST_EMPTY_KEY", "")
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(`"alice"`))
+	want := "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+
+	logged := func(t *testing.T, dl string) (string, error) {
+		t.Helper()
+		c, err := config.Parse([]byte("decision_log:\n"+dl), filepath.Join(dir, "verdict.yaml"))
+		if err != nil {
+			return "", err
+		}
+		var out authztest.SyncBuffer
+		l, closeLog, err := decisionLog(c, &out, slog.New(slog.DiscardHandler), time.Now)
+		if err != nil {
+			return "", err
+		}
+		defer closeLog()
+		l.Log(decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{}, SubjectID: "alice"})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_ = l.Run(ctx)
+		return out.String(), nil
+	}
+	for _, tc := range []struct{ name, dl, wantErr string }{
+		{name: "file", dl: "  hash: [/input/subject/id]\n  hash_key_file: hash.key\n"},
+		{name: "env", dl: "  hash: [/input/subject/id]\n  hash_key_env: VERDICT_TEST_HASH_KEY\n"},
+		{name: "both", dl: "  hash: [/input/subject/id]\n  hash_key_file: hash.key\n  hash_key_env: VERDICT_TEST_HASH_KEY\n", wantErr: "not both"},
+		{name: "no fields", dl: "  hash_key_env: VERDICT_TEST_HASH_KEY\n", wantErr: "without hash fields"},
+		{name: "missing file", dl: "  hash: [/input/subject/id]\n  hash_key_file: nowhere.key\n", wantErr: "decision_log.hash_key_file"},
+		{name: "empty file", dl: "  hash: [/input/subject/id]\n  hash_key_file: empty.key\n", wantErr: "empty.key is empty"},
+		{name: "unset env", dl: "  hash: [/input/subject/id]\n  hash_key_env: VERDICT_TEST_NO_SUCH_KEY\n", wantErr: "is not set"},
+		{name: "empty env", dl: "  hash: [/input/subject/id]\n  hash_key_env: VERDICT_TEST_EMPTY_KEY\n", wantErr: "is empty"},
+		{name: "short", dl: "  hash: [/input/subject/id]\n  hash_key_env: VERDICT_TEST_SHORT_KEY\n", wantErr: "at least 32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := logged(t, tc.dl)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("error %v, want one saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out, `"subject_id":"`+want+`"`) {
+				t.Errorf("record %q (%v), want subject_id %s", out, err, want)
+			}
+		})
 	}
 }

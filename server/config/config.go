@@ -294,6 +294,13 @@ type DecisionLog struct {
 	// SHA-256.
 	Mask []string `yaml:"mask"`
 	Hash []string `yaml:"hash"`
+	// HashKeyFile and HashKeyEnv name a secret (a file, or an environment
+	// variable; a trailing line break is not part of it) of at least 32
+	// bytes that makes Hash an HMAC-SHA256 under it: still the same for
+	// the same value in every record, but not reversible by guessing
+	// without the key. At most one; only with Hash.
+	HashKeyFile string `yaml:"hash_key_file"`
+	HashKeyEnv  string `yaml:"hash_key_env"`
 	// MaxRecordBytes bounds one record; a larger one is written without its
 	// input, and counted. 0 means 64 KiB.
 	MaxRecordBytes int `yaml:"max_record_bytes"`

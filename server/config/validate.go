@@ -297,8 +297,14 @@ func (c *Config) validate(root *yaml.Node) error {
 	if dl.MaxRecordBytes < 0 {
 		bad("decision_log.max_record_bytes", "must not be negative")
 	}
-	if !dl.Enabled() && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0) {
-		bad("decision_log", "mask, hash and max_record_bytes do nothing with output off and no upload")
+	switch {
+	case dl.HashKeyFile != "" && dl.HashKeyEnv != "":
+		bad("decision_log", "set one of hash_key_file and hash_key_env, not both")
+	case (dl.HashKeyFile != "" || dl.HashKeyEnv != "") && len(dl.Hash) == 0:
+		bad("decision_log", "a hash key without hash fields does nothing: list the fields in decision_log.hash")
+	}
+	if !dl.Enabled() && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0 || dl.HashKeyFile != "" || dl.HashKeyEnv != "") {
+		bad("decision_log", "mask, hash, hash_key_* and max_record_bytes do nothing with output off and no upload")
 	}
 	c.checkUpload(bad)
 	return errors.Join(errs...)

@@ -154,6 +154,12 @@ type Options struct {
 	// replace by "sha256:" and the hash of their JSON. Each must start
 	// with /input/.
 	Mask, Hash []string
+	// HashKey, when set, makes Hash write "hmac-sha256:" and the
+	// HMAC-SHA256 of the JSON under the key instead: the same value still
+	// hashes the same in every record (records can be joined on it), but
+	// whoever reads the log cannot confirm a guess (an email address)
+	// without the key. At least MinHashKeyBytes; only with Hash.
+	HashKey []byte
 	// MaxRecordBytes bounds one record; a record whose input would take it
 	// over is written without its input ("input_truncated": true) and
 	// counted in Truncated. 0 means 64 KiB.
@@ -193,7 +199,7 @@ func New(opts Options) (*Logger, error) {
 	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 || opts.MaxQueueBytes < 0 {
 		return nil, fmt.Errorf("%w: negative buffer, interval or record size", ErrOptions)
 	}
-	shape, err := newInputShaper(opts.Mask, opts.Hash)
+	shape, err := newInputShaper(opts.Mask, opts.Hash, opts.HashKey)
 	if err != nil {
 		return nil, err
 	}

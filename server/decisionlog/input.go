@@ -1,6 +1,8 @@
 package decisionlog
 
 import (
+	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -36,14 +38,25 @@ func parsePointer(p string) (pointer, error) {
 	return parts, nil
 }
 
+// MinHashKeyBytes is the shortest Options.HashKey accepted: HMAC-SHA256's
+// own output size.
+const MinHashKeyBytes = 32
+
 // inputShaper turns a decision's input document into what a record holds:
 // masked fields removed, hashed fields replaced by their hash.
 type inputShaper struct {
 	mask, hash []pointer
+	key        []byte // HMAC key of the hashes; nil for plain SHA-256
 }
 
-func newInputShaper(mask, hash []string) (*inputShaper, error) {
-	s := &inputShaper{}
+func newInputShaper(mask, hash []string, key []byte) (*inputShaper, error) {
+	switch {
+	case key != nil && len(hash) == 0:
+		return nil, fmt.Errorf("%w: a hash key without fields to hash", ErrOptions)
+	case key != nil && len(key) < MinHashKeyBytes:
+		return nil, fmt.Errorf("%w: the hash key has %d bytes, want at least %d", ErrOptions, len(key), MinHashKeyBytes)
+	}
+	s := &inputShaper{key: bytes.Clone(key)}
 	for _, m := range mask {
 		p, err := parsePointer(m)
 		if err != nil {
@@ -84,7 +97,7 @@ func (s *inputShaper) shapeTop(r *Record) {
 		if slices.ContainsFunc(s.mask, f.at.under) {
 			*f.v = ""
 		} else if slices.ContainsFunc(s.hash, f.at.under) {
-			*f.v = hashJSON(*f.v)
+			*f.v = s.hashJSON(*f.v)
 		}
 	}
 }
@@ -94,11 +107,17 @@ func (p pointer) under(q pointer) bool {
 	return len(q) <= len(p) && slices.Equal(p[:len(q)], q)
 }
 
-// hashJSON returns "sha256:" and the hex SHA-256 of v's JSON.
-func hashJSON(v any) string {
+// hashJSON returns "sha256:" and the hex SHA-256 of v's JSON, or with a
+// key, "hmac-sha256:" and the hex HMAC-SHA256 of it under the key.
+func (s *inputShaper) hashJSON(v any) string {
 	b, _ := json.Marshal(v)
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	if s.key == nil {
+		sum := sha256.Sum256(b)
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	m := hmac.New(sha256.New, s.key)
+	m.Write(b)
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
 }
 
 // encode returns the input's JSON as the record holds it.
@@ -111,7 +130,7 @@ func (s *inputShaper) encode(v ast.Value) ([]byte, error) {
 		apply(native, p, func(any) (any, bool) { return nil, false })
 	}
 	for _, p := range s.hash {
-		apply(native, p, func(old any) (any, bool) { return hashJSON(old), true })
+		apply(native, p, func(old any) (any, bool) { return s.hashJSON(old), true })
 	}
 	return json.Marshal(native)
 }

@@ -3,7 +3,11 @@ package decisionlog_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +133,49 @@ func TestMaskCoversTheRecordsOwnFields(t *testing.T) {
 	}
 	if a, _ := m["action"].(map[string]any); len(a) != 0 {
 		t.Errorf("action %v under a mask of /input/action, want none of its fields", a)
+	}
+}
+
+// TestKeyedHash: with a hash key, a hashed field is the HMAC-SHA256 of its
+// JSON under the key: the same in the input and the record's own copy,
+// stable across records, and not the plain SHA-256 that anyone can check a
+// guess against; another key gives another hash.
+func TestKeyedHash(t *testing.T) {
+	input, err := ast.InterfaceToValue(map[string]any{"subject": map[string]any{"id": "alice@example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{}, Input: input, SubjectID: "alice@example.com"}
+	key := bytes.Repeat([]byte("k"), decisionlog.MinHashKeyBytes)
+	hashOf := func(key []byte) (inInput, top any) {
+		m := logOne(t, decisionlog.Options{Hash: []string{"/input/subject/id"}, HashKey: key}, rec)
+		return m["input"].(map[string]any)["subject"].(map[string]any)["id"], m["subject_id"]
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(`"alice@example.com"`))
+	want := "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+	if in, top := hashOf(key); in != want || top != want {
+		t.Errorf("keyed hash: input %v, subject_id %v; want %s for both", in, top, want)
+	}
+	if again, _ := hashOf(key); again != want {
+		t.Errorf("same key, another record: %v, want %s", again, want)
+	}
+	other := bytes.Repeat([]byte("o"), decisionlog.MinHashKeyBytes)
+	if in, _ := hashOf(other); in == want {
+		t.Error("another key gave the same hash")
+	}
+	plain := sha256.Sum256([]byte(`"alice@example.com"`))
+	if in, _ := hashOf(nil); in != "sha256:"+hex.EncodeToString(plain[:]) {
+		t.Errorf("without a key: %v, want the plain SHA-256", in)
+	}
+	for name, opts := range map[string]decisionlog.Options{
+		"short key":          {Hash: []string{"/input/subject/id"}, HashKey: key[:decisionlog.MinHashKeyBytes-1]},
+		"key without fields": {Mask: []string{"/input/subject/id"}, HashKey: key},
+	} {
+		opts.Writer = &bytes.Buffer{}
+		if _, err := decisionlog.New(opts); !errors.Is(err, decisionlog.ErrOptions) {
+			t.Errorf("%s: New = %v, want ErrOptions", name, err)
+		}
 	}
 }
 
