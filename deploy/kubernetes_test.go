@@ -1033,9 +1033,10 @@ func exercise(t *testing.T, l *layout, vp *proc) {
 			t.Fatal(err)
 		}
 		var d struct {
-			DecisionID string   `json:"decision_id"`
-			Allow      *bool    `json:"allow"`
-			Reasons    []string `json:"reasons"`
+			DecisionID string            `json:"decision_id"`
+			Allow      *bool             `json:"allow"`
+			Reasons    []string          `json:"reasons"`
+			Headers    map[string]string `json:"headers"`
 		}
 		err = json.NewDecoder(resp.Body).Decode(&d)
 		resp.Body.Close()
@@ -1047,7 +1048,13 @@ func exercise(t *testing.T, l *layout, vp *proc) {
 				t.Errorf("issuer %d: the token was refused: %s", i, r)
 			}
 		}
+		// The example policy names the verified subject to the upstream.
+		if h := d.Headers; d.Allow != nil && *d.Allow &&
+			(h["x-verdict-subject"] == "" || h["x-verdict-roles"] != "viewer" || h["x-verdict-action"] != "orders:read") {
+			t.Errorf("issuer %d: a viewer's orders:read is allowed with headers %v, want x-verdict-subject, x-verdict-roles viewer, x-verdict-action orders:read", i, h)
+		}
 	}
+	checkExampleHeaders(t, base)
 
 	// The key sets persisted where the configuration says, in the emptyDir
 	// (the root filesystem being read-only). A set is written just after it
@@ -1077,6 +1084,51 @@ func exercise(t *testing.T, l *layout, vp *proc) {
 		shutdown = server.DefaultShutdownTimeout
 	}
 	vp.stop(t, shutdown+stopSlack)
+}
+
+// exampleHeaders are the headers the example policy (base/policies) sets
+// on every allow, and the upstream reads.
+var exampleHeaders = []string{"x-verdict-action", "x-verdict-subject", "x-verdict-roles"}
+
+// checkExampleHeaders checks the example policy's headers rule against a
+// running Verdict: an anonymous request for a public action is allowed
+// with every identity header present and empty, so that a proxy copying
+// them replaces a client's own x-verdict-subject rather than letting it
+// through; a denied one carries none.
+func checkExampleHeaders(t *testing.T, base string) {
+	t.Helper()
+	decide := func(action string) (bool, map[string]string) {
+		body, _ := json.Marshal(map[string]any{"action": action})
+		resp, err := http.Post(base+"/v1/decide", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var d struct {
+			Allow   bool              `json:"allow"`
+			Headers map[string]string `json:"headers"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /v1/decide %s: %d %v", action, resp.StatusCode, err)
+		}
+		return d.Allow, d.Headers
+	}
+	allow, h := decide("catalog:read")
+	if !allow {
+		t.Fatalf("an anonymous catalog:read is denied: the example policy's public action")
+	}
+	for _, k := range exampleHeaders {
+		v, ok := h[k]
+		switch {
+		case !ok:
+			t.Errorf("an anonymous allow has no %s header: a proxy copying it would leave the client's own in place (headers %v)", k, h)
+		case k != "x-verdict-action" && v != "":
+			t.Errorf("an anonymous allow sets %s %q, want empty", k, v)
+		}
+	}
+	if allow, h := decide("orders:write"); allow || len(h) > 0 {
+		t.Errorf("an anonymous orders:write: allow %v, headers %v; want a deny without headers", allow, h)
+	}
 }
 
 // countFiles counts the regular files under dir.

@@ -28,3 +28,20 @@ reasons contains sprintf("role %s grants %s", [role, input.action.name]) if {
 }
 
 reasons contains "no role grants the action" if not allow
+
+# headers tell the upstream who was allowed to do what: forward-auth
+# (/v1/check) answers them for the proxy to copy onto the request, ext_authz
+# sets them on it. On allow all three are always present, empty when
+# unknown (an anonymous request for a public action), so that a proxy that
+# copies them replaces any header of the same name the client sent, rather
+# than passing the client's own x-verdict-subject along. The engine sets
+# input.subject.id and the claims only for a verified token. ext_authz also
+# removes every other x-verdict-* header the client sent. nginx and
+# Traefik (authResponseHeaders) copy the headers you name and pass the
+# client's others on: name these three, and have upstreams read no other
+# x-verdict-* header.
+headers := {
+	"x-verdict-action": input.action.name,
+	"x-verdict-subject": object.get(input.subject, "id", ""),
+	"x-verdict-roles": concat(",", [r | some r in object.get(input.subject, ["claims", "roles"], []); is_string(r)]),
+} if allow
