@@ -70,7 +70,7 @@ func TestNewVerifierConfig(t *testing.T) {
 		{name: "empty static keys", opts: token.Options{Issuers: with(func(c *token.Issuer) { c.Keys = token.StaticKeys{} })}, want: []string{"keys: no keys"}},
 		{name: "negative leeway", opts: token.Options{Issuers: with(func(*token.Issuer) {}), Leeway: -time.Second}, want: []string{"leeway -1s is negative"}},
 		{name: "negative max bytes", opts: token.Options{Issuers: with(func(*token.Issuer) {}), MaxBytes: -1}, want: []string{"max bytes -1 is negative"}},
-		{name: "rsa 1024", opts: token.Options{Issuers: keys(token.Key{ID: "weak", Public: &weakRSA().PublicKey})}, want: []string{`keys[0] (kid "weak"): rsa key has 1024 bits, want at least 2048`}},
+		{name: "rsa 1024", opts: token.Options{Issuers: keys(token.Key{ID: "weak", Public: &weakRSA().PublicKey})}, want: []string{`keys[0] (kid "weak"): rsa key has 1024 bits, want 2048 to 8192`}},
 		{name: "rsa 2048", opts: token.Options{Issuers: keys(token.Key{Public: rsKey})}},
 		{name: "hmac 31 bytes", opts: token.Options{Issuers: keys(token.HMACKey(make([]byte, 31)))}, want: []string{"hmac secret has 31 bytes, want at least 32"}},
 		{name: "hmac 32 bytes", opts: token.Options{Issuers: keys(token.HMACKey(make([]byte, 32)))}},

@@ -20,10 +20,21 @@ import (
 
 // Minimum key strengths, enforced when keys are configured and again
 // whenever a key is used, so a remote KeySet cannot introduce weak keys.
+// RSA keys are also bounded above, as crypto/tls bounds them: verifying
+// with a modulus of n bits costs about n², and the token's size is the only
+// other bound on n (a 46,000-bit key, verified against a forged token's
+// random signature, took 110 ms).
 const (
 	minRSABits  = 2048
+	maxRSABits  = 8192
 	minHMACSize = 32
 )
+
+// maxCandidateKeys bounds the keys one token's signature is checked
+// against (a key set may hold several keys with its kid, or a token's kid
+// may fall back to every key without one): a key set of thousands would
+// otherwise make every forged token as costly as that many verifications.
+const maxCandidateKeys = 4
 
 // keyFamily is the kind of key an algorithm needs.
 type keyFamily uint8
@@ -71,7 +82,7 @@ func usable(k Key, alg string, spec algSpec) bool {
 	}
 	switch pub := k.Public.(type) {
 	case *rsa.PublicKey:
-		return spec.family == familyRSA && pub != nil && pub.N != nil && pub.N.BitLen() >= minRSABits
+		return spec.family == familyRSA && pub != nil && pub.N != nil && pub.N.BitLen() >= minRSABits && pub.N.BitLen() <= maxRSABits
 	case *ecdsa.PublicKey:
 		return spec.family == familyEC && pub != nil && pub.Curve == spec.curve
 	case ed25519.PublicKey:
@@ -91,8 +102,8 @@ func checkKey(k Key) error {
 		if pub == nil || pub.N == nil {
 			return errors.New("empty rsa key")
 		}
-		if n := pub.N.BitLen(); n < minRSABits {
-			return fmt.Errorf("rsa key has %d bits, want at least %d", n, minRSABits)
+		if n := pub.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return fmt.Errorf("rsa key has %d bits, want %d to %d", n, minRSABits, maxRSABits)
 		}
 		if pub.E < 3 || pub.E%2 == 0 {
 			return fmt.Errorf("rsa key has invalid exponent %d", pub.E)

@@ -354,8 +354,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, k kind) (*Verified, e
 		return nil, fail(ErrMissingKID, "token has no kid and the issuer has more than one key")
 	}
 	var (
-		found, fit bool
-		key        *Key
+		found, fit, capped bool
+		tried              int
+		key                *Key
 	)
 	for i := range keys {
 		k := &keys[i]
@@ -367,6 +368,11 @@ func (v *Verifier) verify(ctx context.Context, raw string, k kind) (*Verified, e
 			continue
 		}
 		fit = true
+		if tried == maxCandidateKeys {
+			capped = true
+			break
+		}
+		tried++
 		if spec.method.Verify(signingString, sig, k.Public) == nil {
 			key = k
 			break
@@ -380,6 +386,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, k kind) (*Verified, e
 		return nil, fail(ErrUnknownKID, "issuer has no keys")
 	case !fit:
 		return nil, fail(ErrDisallowedAlg, "alg does not fit the key's type or pinned algorithm")
+	case capped:
+		return nil, fail(ErrBadSignature, fmt.Sprintf("signature does not verify with the first %d keys that fit (no more are tried)", maxCandidateKeys))
 	default:
 		return nil, fail(ErrBadSignature, "signature does not verify")
 	}

@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -615,4 +617,51 @@ func edKey(t testing.TB) (ed25519.PublicKey, ed25519.PrivateKey) {
 		t.Fatal(err)
 	}
 	return pub, priv
+}
+
+// TestVerifyCandidateKeysBounded: a token's signature is checked against
+// at most four keys that fit it, so that a key set holding many keys with
+// one kid (or many without a kid, the fallback for an unknown one) cannot
+// make each forged token cost that many verifications. A token signed by
+// one of the first four keys verifies; by the fifth, it is refused, saying
+// why.
+func TestVerifyCandidateKeysBounded(t *testing.T) {
+	signers := make([]*authztest.Issuer, 6)
+	var keys token.StaticKeys
+	for i := range signers {
+		signers[i] = named(t, "ES256", "https://many.test", "k")
+		keys = append(keys, signers[i].PublicKey())
+	}
+	cfg := signers[0].Config()
+	cfg.Keys = keys
+	v := newVerifier(t, token.Options{Issuers: []token.Issuer{cfg}, Now: time.Now})
+	for i, want := range []error{nil, nil, nil, nil, token.ErrBadSignature, token.ErrBadSignature} {
+		tok := signers[i].Mint(t, nil)
+		_, err := v.Verify(t.Context(), tok)
+		if !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("signed by key %d of %d with kid k: %v, want %v", i+1, len(signers), err, want)
+		}
+		if want != nil && (err == nil || !strings.Contains(err.Error(), "first 4 keys")) {
+			t.Errorf("signed by key %d: error %v does not say that only the first 4 keys are tried", i+1, err)
+		}
+	}
+}
+
+// TestRSAKeySizeBounded: an RSA key over 8,192 bits is refused where keys
+// are configured or fetched, as one under 2,048 is: verifying with a
+// modulus of n bits costs about n².
+func TestRSAKeySizeBounded(t *testing.T) {
+	for _, bits := range []int{8193, 16384} {
+		n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+		n.Add(n, big.NewInt(1)) // odd, bits long; a modulus in form only
+		e := base64.RawURLEncoding.EncodeToString(big.NewInt(65537).Bytes())
+		set := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"big","n":%q,"e":%q}]}`, base64.RawURLEncoding.EncodeToString(n.Bytes()), e)
+		if _, err := token.ParseJWKS([]byte(set)); err == nil || !strings.Contains(err.Error(), "want 2048 to 8192") {
+			t.Errorf("%d-bit key in a key set: %v, want refused", bits, err)
+		}
+		der := x509.MarshalPKCS1PublicKey(&rsa.PublicKey{N: n, E: 65537})
+		if _, err := token.ParsePublicKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: der})); err == nil {
+			t.Errorf("%d-bit PEM key accepted", bits)
+		}
+	}
 }
