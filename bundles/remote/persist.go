@@ -67,10 +67,11 @@ func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
 	if err := p.rec.Deliver(ctx, sink, snap, start); err != nil {
 		return // recorded and logged by the Recorder
 	}
+	// The persisted ETag is not sent: the server's 304 to it would vouch
+	// for whatever the file now holds (an unsigned bundle replaced on disk
+	// would keep serving for as long as the server's bundle is unchanged).
+	// The first poll downloads the bundle whole.
 	p.saved = savedKey(raw, m.ETag)
-	p.mu.Lock()
-	p.etag = m.ETag
-	p.mu.Unlock()
 	p.log.Info("persisted policy bundle loaded", "origin", p.origin, "revision", snap.Revision, "saved_at", m.SavedAt)
 }
 

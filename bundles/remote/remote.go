@@ -9,7 +9,9 @@
 // a verification key, only bundles whose .signatures.json verifies (OPA's
 // format, as written by `opa build --signing-key`) are activated. The last
 // good bundle is persisted to a local directory, so that a restart serves
-// it while the bundle server is down.
+// it while the bundle server is down; the first poll after a start
+// downloads the bundle whole (the server's 304 would vouch for whatever the
+// file holds).
 //
 // A server that keeps failing is logged once per distinct failure, not on
 // every poll, and counted the same way (bundles.Status.ReloadErrors); the
@@ -90,8 +92,9 @@ type Options struct {
 	// Limits bounds every bundle read (fetched or persisted), unpacked;
 	// zero fields mean the defaults.
 	bundles.Limits
-	// PersistDir, when set, is where the last good bundle and its ETag are
-	// kept; Run loads it first, so a restart works while the server is down.
+	// PersistDir, when set, is where the last good bundle is kept; Run
+	// loads it first, so a restart works while the server is down. Its
+	// saved ETag is not sent: the first poll downloads the bundle whole.
 	PersistDir string
 	// Verify configures signature verification; with a key, unsigned,
 	// tampered and wrongly signed bundles (fetched or persisted) are refused.

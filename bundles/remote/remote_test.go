@@ -370,7 +370,9 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 		t.Fatalf("Ready = %v, want ErrStale", err)
 	}
 
-	// The server comes back on the same address: 304 (persisted ETag).
+	// The server comes back on the same address: the bundle is downloaded
+	// whole (the persisted ETag is not sent), and, being the same, not
+	// loaded again.
 	var back *server
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -384,8 +386,8 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 	t.Cleanup(back.Close)
 	st.next()
 	st.polled(t)
-	if back.got304.Load() != 1 || sink.Calls() != 1 {
-		t.Fatalf("304s = %d, loads = %d; want 1, 1", back.got304.Load(), sink.Calls())
+	if back.got304.Load() != 0 || back.got200.Load() != 1 || sink.Calls() != 1 {
+		t.Fatalf("304s = %d, 200s = %d, loads = %d; want 0, 1, 1", back.got304.Load(), back.got200.Load(), sink.Calls())
 	}
 	if err := p.Ready(); err != nil {
 		t.Fatalf("Ready = %v", err)
@@ -402,6 +404,38 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 	st2.polled(t)
 	if sink2.Calls() != 0 || p2.Status().Revision != "" {
 		t.Fatalf("tampered persisted bundle was loaded")
+	}
+}
+
+// TestPollerPersistedETagNotTrusted: an unsigned persisted bundle replaced
+// on disk serves only until the first poll, which downloads the server's
+// bundle whole: the persisted ETag is not sent, so the server's 304 cannot
+// vouch for what the file now holds.
+func TestPollerPersistedETagNotTrusted(t *testing.T) {
+	persist := t.TempDir()
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	opts := remote.Options{URL: srv.URL + "/authz.tar.gz", PersistDir: persist}
+	{
+		p, st, sink := startPoller(t, opts, 2)
+		st.polled(t)
+		if s := sink.Next(t, wait); s.Revision != "rev-1" || p.Status().Revision != "rev-1" {
+			t.Fatalf("first life serves %s", s.Revision)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(persist, "*.tar.gz"))
+	if len(files) != 1 {
+		t.Fatalf("persisted files %v", files)
+	}
+	bundletest.WriteFile(t, files[0], bundletest.Tarball(t, policy(9), nil, "rev-evil", nil))
+
+	_, st, sink := startPoller(t, opts, 4)
+	st.polled(t)
+	var got []string
+	for sink.Calls() > int64(len(got)) {
+		got = append(got, sink.Next(t, wait).Revision)
+	}
+	if len(got) == 0 || got[len(got)-1] != "rev-1" || srv.got304.Load() != 0 {
+		t.Fatalf("after the first poll: revisions %v, 304s %d; want rev-1 last and no 304", got, srv.got304.Load())
 	}
 }
 

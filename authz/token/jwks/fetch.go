@@ -77,7 +77,7 @@ func (m *Manager) discover(ctx context.Context) (string, error) {
 	if !httpfetch.ValidURL(*jwksURI) {
 		return "", fmt.Errorf("%w: jwks_uri is not an absolute http(s) URL", ErrDiscovery)
 	}
-	if u, _ := url.Parse(*jwksURI); strings.HasPrefix(m.issuer, "https:") && u.Scheme != "https" {
+	if u, _ := url.Parse(*jwksURI); httpsURL(m.issuer) && u.Scheme != "https" {
 		return "", fmt.Errorf("%w: jwks_uri of an https issuer must be https", ErrDiscovery)
 	}
 	m.log.Info("jwks discovered", slog.String("jwks_uri", httpfetch.Redact(*jwksURI)))

@@ -165,3 +165,29 @@ func BenchmarkFresh(b *testing.B) {
 		}
 	}
 }
+
+// TestSchemes: an issuer is https, and a discovered jwks_uri must then be
+// https too, whatever case its scheme is written in (Go fetches HTTPS://
+// as https); plain http is warned about except to the loopback.
+func TestSchemes(t *testing.T) {
+	for _, tc := range []struct {
+		url          string
+		https, plain bool
+	}{
+		{url: "https://idp.example", https: true},
+		{url: "HTTPS://idp.example", https: true},
+		{url: "HtTpS://idp.example", https: true},
+		{url: "http://idp.example", plain: true},
+		{url: "HTTP://idp.example", plain: true},
+		{url: "http://127.0.0.1:8080"},
+		{url: "http://localhost"},
+		{url: "ftp://idp.example"},
+	} {
+		if got := httpsURL(tc.url); got != tc.https {
+			t.Errorf("httpsURL(%q) = %v, want %v", tc.url, got, tc.https)
+		}
+		if got := plainHTTP(tc.url); got != tc.plain {
+			t.Errorf("plainHTTP(%q) = %v, want %v", tc.url, got, tc.plain)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package jwks_test
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -620,5 +621,66 @@ func TestRunTwice(t *testing.T) {
 	clk.idle(t)
 	if err := m.Run(t.Context()); !errors.Is(err, jwks.ErrRunning) {
 		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+}
+
+// TestPersistedSetNotVouchedFor: a persisted set replaced on disk (another
+// key under the provider's kid, the provider's ETag kept) is not confirmed
+// by the provider's 304: the first refresh after a start sends no ETag,
+// downloads the provider's set and serves it. A set saved in the future
+// (which would never go stale) is refused.
+func TestPersistedSetNotVouchedFor(t *testing.T) {
+	a, p, clk, opts := setup(t)
+	p.setHeader("ETag", `"v1"`)
+	opts.PersistDir = filepath.Join(t.TempDir(), "jwks")
+	first := mustNew(t, opts)
+	stop := start(t, first)
+	clk.idle(t)
+	stop()
+
+	files, _ := filepath.Glob(filepath.Join(opts.PersistDir, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("persisted files %v", files)
+	}
+	edit := func(f func(map[string]any)) {
+		t.Helper()
+		b, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saved map[string]any
+		if err := json.Unmarshal(b, &saved); err != nil {
+			t.Fatal(err)
+		}
+		f(saved)
+		b, _ = json.Marshal(saved)
+		authztest.WriteFile(t, files[0], string(b))
+	}
+	planted := issuer(t, idp, a.KeyID) // the attacker's key under the provider's kid
+	edit(func(saved map[string]any) { saved["jwks"] = json.RawMessage(authztest.JWKS(t, planted)) })
+
+	second := mustNew(t, opts)
+	start(t, second)
+	<-second.Initialized()
+	clk.idle(t)
+	if got, _ := p.lastMatch.Load().(string); got != "" {
+		t.Errorf("first refresh after a start sent If-None-Match %q, want none", got)
+	}
+	e := newEngine(t, a, second)
+	if got := decide(t, e, planted.Mint(t, nil)); got == "allow" {
+		t.Error("a token signed by the key planted in the persisted set is allowed after the first refresh")
+	}
+	if got := decide(t, e, a.Mint(t, nil)); got != "allow" {
+		t.Errorf("a token signed by the provider's key: %q, want allow", got)
+	}
+
+	edit(func(saved map[string]any) { saved["saved_at"] = clk.Now().Add(24 * time.Hour).UTC() })
+	p.setStatus(http.StatusServiceUnavailable)
+	third := mustNew(t, opts)
+	start(t, third)
+	<-third.Initialized()
+	clk.idle(t)
+	if st := third.Status(); st.Source != "" || len(st.KeyIDs) != 0 {
+		t.Errorf("a set saved in the future: status %+v, want it not loaded", st)
 	}
 }

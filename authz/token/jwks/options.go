@@ -221,6 +221,13 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// httpsURL reports whether u is an https URL, its scheme written in any
+// case (HTTPS://, as Go fetches it).
+func httpsURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && p.Scheme == "https"
+}
+
 // plainHTTP reports whether u is an http URL to a host other than the
 // loopback.
 func plainHTTP(u string) bool {

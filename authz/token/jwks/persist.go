@@ -22,6 +22,10 @@ type persisted struct {
 	JWKS    json.RawMessage `json:"jwks"`
 }
 
+// persistSkew is how far in the future a persisted set's save time may be
+// (clocks disagree a little); it then counts as saved now.
+const persistSkew = time.Minute
+
 // persistPath names an issuer's file in dir by a hash of the issuer, so
 // that any issuer string makes a safe file name.
 func persistPath(dir, issuer string) string {
@@ -30,7 +34,11 @@ func persistPath(dir, issuer string) string {
 
 // loadPersisted installs the persisted key set, if there is one, it is for
 // this issuer, and it is not older than MaxStale. Its save time counts as
-// the last confirmation. A missing file is not an error.
+// the last confirmation; a save time in the future (beyond a minute of
+// clock skew) is refused, since the set would never go stale. Its ETag is
+// not kept: the provider's 304 to it would vouch for whatever the file now
+// holds, so the first refresh downloads the set whole. A missing file is
+// not an error.
 func (m *Manager) loadPersisted() error {
 	if m.persist == "" {
 		return nil
@@ -49,14 +57,21 @@ func (m *Manager) loadPersisted() error {
 	if p.Issuer != m.issuer {
 		return fmt.Errorf("%w: %s is for issuer %q", ErrPersist, m.persist, p.Issuer)
 	}
-	if age := m.now().Sub(p.SavedAt); m.opts.MaxStale > 0 && age > m.opts.MaxStale {
+	age := m.now().Sub(p.SavedAt)
+	if age < -persistSkew {
+		return fmt.Errorf("%w: %s was saved %s in the future", ErrPersist, m.persist, (-age).Round(time.Second))
+	}
+	if m.opts.MaxStale > 0 && age > m.opts.MaxStale {
 		return fmt.Errorf("%w: %w: saved %s ago (max stale %s)", ErrPersist, ErrStale, age.Round(time.Second), m.opts.MaxStale)
+	}
+	if age < 0 {
+		p.SavedAt = m.now()
 	}
 	keys, err := m.parse(p.JWKS)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrPersist, m.persist, err)
 	}
-	m.install(newKeySet(keys, []byte(p.JWKS), p.ETag, "persisted", p.SavedAt), p.SavedAt)
+	m.install(newKeySet(keys, []byte(p.JWKS), "", "persisted", p.SavedAt), p.SavedAt)
 	m.log.Info("persisted jwks loaded", slog.Time("saved_at", p.SavedAt))
 	return nil
 }
