@@ -144,36 +144,56 @@ func normalizeEntrypoint(ep string) (string, error) {
 // compiles the set with the input schema, then checks the policy contract's
 // types. It never touches the engine.
 func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.Compiler, ast.Body, error) {
-	schema, err := inputSchemaSet()
+	modules, err := entryModules(s, entry, includeTests)
 	if err != nil {
 		return nil, nil, err
 	}
+	c, err := compileChecked(s, modules, entry)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, ast.MustParseBody("data." + entryPackage + ".decision"), nil
+}
+
+// entryModules parses the modules of s (tests only when includeTests) and
+// adds the entry module for the entrypoint package entry.
+func entryModules(s *bundles.Snapshot, entry string, includeTests bool) (map[string]*ast.Module, error) {
 	modules, problems, cause := parseModules(s, includeTests)
 	if len(problems) > 0 {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems, cause: cause}
+		return nil, &CompileError{Revision: s.Revision, Problems: problems, cause: cause}
 	}
 	entryName := "verdict:" + entryPackage
 	entryModule, err := ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), parserOptions)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
+		return nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
 	}
 	modules[entryName] = entryModule
+	return modules, nil
+}
 
+// compileChecked compiles modules (entryModules') with the input schema and
+// checks what Load requires beyond OPA: the entrypoint package exists and
+// the policy contract's types hold. The compiler works on copies: modules
+// stay as parsed.
+func compileChecked(s *bundles.Snapshot, modules map[string]*ast.Module, entry string) (*ast.Compiler, error) {
+	schema, err := inputSchemaSet()
+	if err != nil {
+		return nil, err
+	}
 	// print() calls are kept: they print only when the engine has a hook.
 	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true)
 	if c.Compile(modules); c.Failed() {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
+		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}
 	if !hasPackage(c, entry) {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{
+		return nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{
 			Message: fmt.Sprintf("no module declares the entrypoint package %q", entry),
 		}}}
 	}
 	if problems := checkContract(c, s, entry); len(problems) > 0 {
-		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
+		return nil, &CompileError{Revision: s.Revision, Problems: problems}
 	}
-	query := ast.MustParseBody("data." + entryPackage + ".decision")
-	return c, query, nil
+	return c, nil
 }
 
 // parserOptions parse every module: Rego v1, with annotations (schemas).

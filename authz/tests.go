@@ -62,9 +62,10 @@ func (r *TestRun) Failed() bool {
 }
 
 // RunTests runs the Rego unit tests (test_ rules in *_test.rego modules) of
-// s with OPA's tester, against the snapshot's data, after parsing and
-// type-checking every module against InputSchema exactly as Load does:
-// builtin errors fail a test, as they fail a decision. A snapshot that does
+// s with OPA's tester, against the snapshot's data, after parsing,
+// type-checking every module against InputSchema and checking the
+// entrypoint and the policy contract exactly as Load does: builtin errors
+// fail a test, as they fail a decision. A snapshot that does
 // not compile is a *CompileError wrapping ErrCompile; a failing test is not
 // an error (see TestRun.Failed).
 func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*TestRun, error) {
@@ -72,20 +73,22 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 	if err != nil {
 		return nil, err
 	}
-	schema, err := inputSchemaSet()
+	if opts.Bench && (opts.Coverage || opts.Trace) {
+		return nil, errors.New("authz: tests: Bench excludes Coverage and Trace")
+	}
+	modules, err := entryModules(s, entry, true)
 	if err != nil {
 		return nil, err
 	}
-	modules, problems, cause := parseModules(s, true)
-	if len(problems) > 0 {
-		return nil, &CompileError{Revision: s.Revision, Problems: problems, cause: cause}
+	// Refuse what Load refuses (the entrypoint package missing, a rule
+	// breaking the policy contract), not only what fails to compile: a
+	// policy set whose tests pass must also load.
+	if _, err := compileChecked(s, modules, entry); err != nil {
+		return nil, err
 	}
-	entryName := "verdict:" + entryPackage
-	if modules[entryName], err = ast.ParseModuleWithOpts(entryName, fmt.Sprintf(entryModuleTemplate, entry), parserOptions); err != nil {
-		return nil, fmt.Errorf("%w: entry module: %w", ErrCompile, err)
-	}
-	if opts.Bench && (opts.Coverage || opts.Trace) {
-		return nil, errors.New("authz: tests: Bench excludes Coverage and Trace")
+	schema, err := inputSchemaSet()
+	if err != nil {
+		return nil, err
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {

@@ -232,6 +232,12 @@ func TestPolicyPaths(t *testing.T) {
 	authztest.WriteFile(t, typeErr, "package authz\n\nallow if input.subjet.id == \"x\"\n")
 	contract := filepath.Join(dir, "contract", "authz.rego")
 	authztest.WriteFile(t, contract, "package authz\n\nallow := true\n\nheaders := {\"x-n\": 1}\n")
+	noEntry := filepath.Join(dir, "noentry")
+	authztest.WriteFile(t, filepath.Join(noEntry, "lib.rego"), "package lib\n\nx := 1\n")
+	authztest.WriteFile(t, filepath.Join(noEntry, "lib_test.rego"), "package lib_test\n\ntest_x if data.lib.x == 1\n")
+	reserved := filepath.Join(dir, "reserved")
+	authztest.WriteFile(t, filepath.Join(reserved, "authz.rego"), "package authz\n\nallow := true\n")
+	authztest.WriteFile(t, filepath.Join(reserved, "entry.rego"), "package verdict_entrypoint\n\ndecision := {\"allow\": true}\n")
 
 	for _, tc := range []struct {
 		name       string
@@ -252,6 +258,16 @@ func TestPolicyPaths(t *testing.T) {
 			wantStderr: "authz.rego:5:1: verdict_contract_error: data.authz.headers has type object<x-n: number>"},
 		{name: "test reports a syntax error the same way", args: []string{"test", filepath.Dir(syntax)}, wantCode: 1,
 			wantStderr: "authz.rego:5:1: rego_parse_error: "},
+		// A policy set whose tests pass must also load: test refuses what
+		// Load refuses, not only what does not compile.
+		{name: "test reports a contract error", args: []string{"test", contract}, wantCode: 1,
+			wantStderr: "authz.rego:5:1: verdict_contract_error: data.authz.headers has type object<x-n: number>"},
+		{name: "test without the entrypoint package", args: []string{"test", noEntry}, wantCode: 1,
+			wantStderr: `no module declares the entrypoint package "authz"`},
+		{name: "check refuses the reserved package", args: []string{"check", reserved}, wantCode: 1,
+			wantStderr: "entry.rego:1: package verdict_entrypoint is reserved by Verdict"},
+		{name: "test refuses the reserved package", args: []string{"test", reserved}, wantCode: 1,
+			wantStderr: "entry.rego:1: package verdict_entrypoint is reserved by Verdict"},
 		{name: "decide reports a syntax error the same way", args: []string{"decide", "--policies", syntax, "--action", "read"}, wantCode: 1,
 			wantStderr: "authz.rego:5:1: rego_parse_error: "},
 		{name: "decide on a .rego file", args: []string{"decide", "--policies", good, "--action", "read"}},
