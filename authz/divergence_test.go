@@ -564,3 +564,17 @@ func TestEvaluatorNegatedLookupThenEnumeration(t *testing.T) {
 	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"kind": "read"}}
 	wantTopdownDenies(t, authztest.Policy(t, "negated", policy), "negation", req)
 }
+
+// TestEvaluatorWithBelowArray: a with on data below an array of the
+// bundle's data (data.cfg.blocked, a list) made the compiled evaluator
+// replace the list by the with's object, so that not data.cfg.blocked[1]
+// held where topdown still reads the list's element: allowed what topdown
+// denies. Such a policy is now served by topdown. See
+// TestDivergenceWithBelowArray in internal/plan.
+func TestEvaluatorWithBelowArray(t *testing.T) {
+	policy := "package authz\n\nunblocked if not data.cfg.blocked[1]\n\nallow if unblocked with data.cfg.blocked.extra as true\n"
+	snap := authztest.Snapshot(t, "with-array", map[string]string{"authz.rego": policy},
+		map[string]any{"cfg": map[string]any{"blocked": []any{"mallory", "eve"}}})
+	wantTopdownDenies(t, snap, "a with on data below a value of the base document that is not an object",
+		authz.Request{Action: authz.Action{Name: "read"}})
+}

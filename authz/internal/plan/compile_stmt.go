@@ -81,6 +81,14 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 			}
 			in.wpath = append(in.wpath, c.strings[p])
 		}
+		if c.dataRegs[s.Local] {
+			for n := 1; n < len(in.wpath); n++ {
+				v, ferr := c.prog.data.Value.Find(ast.Ref(in.wpath[:n]))
+				if _, ok := v.(ast.Object); ferr == nil && !ok {
+					return in, errWithBelowNonObject
+				}
+			}
+		}
 		if c.dataRegs[s.Local] && len(in.wpath) > 0 && readAbove(c.dataReads, in.wpath) {
 			if v, ferr := c.prog.data.Value.Find(ast.Ref(in.wpath)); ferr == nil {
 				in.wbase, _ = v.(ast.Object)

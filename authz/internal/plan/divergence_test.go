@@ -733,6 +733,52 @@ below := v if {
 	}
 }
 
+// TestDivergenceWithBelowArray: a with on data whose target lies below an
+// array of the base document (data.d.x = ["a", "b", 3]). The plan upserts
+// the value, which replaces the array by {"z": 1}; topdown reads every key
+// the with's overlay lacks from the store, so data.d.x[1] is still "b":
+//
+//	allow if not data.d.x[1], with data.d.x.z as 1   topdown undefined   compiled true
+//
+// Also through a rule, a lookup by input, and a with written in a rule. The
+// compiled evaluator now refuses, at Prepare, a with on data below any
+// value of the base document that is not an object
+// (errWithBelowNonObject); a with that replaces the array itself, or sits
+// beside it, stays compiled.
+func TestDivergenceWithBelowArray(t *testing.T) {
+	src := `package p
+
+allow if not data.d.x[1]
+
+second := data.d.x[1]
+
+at := data.d.x[input.k]
+
+inner := v if {
+	v := allow with data.d.x.z as 1
+}
+
+whole := data.d.x
+`
+	for _, q := range []string{
+		"x = data.p.allow with data.d.x.z as 1",
+		"x = data.p.second with data.d.x.z as 1",
+		"x = data.p.at with data.d.x.z as 1",
+		"x = data.p.inner",
+		"x = data.p.whole with data.d.x.z as 1",
+		"x = data.p.allow with data.d.n.z as 1",
+	} {
+		compareRefused(t, src, q, `{"k": 1}`)
+	}
+	for _, q := range []string{
+		"x = data.p.allow with data.d.x as {\"z\": 1}",
+		"x = data.p.second with data.d.m.q as 1",
+	} {
+		wantCompiled(t, q, src)
+		compareQuery(t, src, q, `{"k": 1}`)
+	}
+}
+
 // TestDivergenceWithFunctionByValueWithVariables: a with that replaces a
 // function (or a built-in function) by a composite value holding variables,
 // reached through a rule: `g with f as [x]`, where g calls f. OPA's compiler

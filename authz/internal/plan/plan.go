@@ -49,6 +49,14 @@ var errEqualValuesWrittenOtherwise = &UnsupportedError{Feature: "an object given
 // holds); the plan holds the value alone at every depth.
 var errWithMergedIntoBase = &UnsupportedError{Feature: "a with on data whose value topdown merges with the base document"}
 
+// errWithBelowNonObject refuses a with on data whose target lies below a
+// value of the base document that is not an object (with data.d.x.z as 1
+// where data.d.x is an array). The plan replaces that value by an object
+// holding the with's value alone (as Wasm does), while topdown reads every
+// other key from the store: data.d.x[1] is still the array's element.
+// not data.d.x[1] then held in the plan only, a wrong allow.
+var errWithBelowNonObject = &UnsupportedError{Feature: "a with on data below a value of the base document that is not an object"}
+
 // errDynamicCallArguments refuses a lookup by path (CallDynamicStmt) that
 // reaches rules the planner gave more parameters than the lookup passes:
 // under a with that replaces a function by a variable (with count as x),
