@@ -252,9 +252,8 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 		} else {
 			e.status.LastErrorProblems = nil
 		}
-		e.log.LogAttrs(ctx, slog.LevelError, "policy load failed",
-			slog.String("revision", s.Revision), slog.String("origin", s.Origin),
-			slog.String("error", err.Error()))
+		// Not logged here: the caller has the error (a source's Recorder
+		// logs it once per distinct failure, as "policy reload failed").
 		return err
 	}
 	e.current.Store(cp)

@@ -3,8 +3,10 @@ package local_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -114,6 +116,8 @@ func TestEngineDecidesThroughReloads(t *testing.T) {
 // refused by the engine (its status shows the error) and logged once; the
 // save undone, the source offers the good snapshot again, so that the
 // engine's status clears as well as the source's, and logs one recovery.
+// With the engine and the source logging to one place, as serve has them,
+// each change is one line at Info (the recovery adds its own).
 func TestEngineStatusClearsAfterRevert(t *testing.T) {
 	const good = "package authz\n\nallow := true\n"
 	dir := t.TempDir()
@@ -121,11 +125,11 @@ func TestEngineStatusClearsAfterRevert(t *testing.T) {
 	if err := os.WriteFile(p, []byte(good), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	engine, err := authz.New(authz.Options{})
+	var logs bundletest.Logs
+	engine, err := authz.New(authz.Options{Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bundletest.Logs
 	src, err := local.NewDir(local.DirOptions{Dir: dir, Debounce: 5 * time.Millisecond,
 		RetryInterval: retry, Logger: logs.Logger()})
 	if err != nil {
@@ -157,6 +161,10 @@ func TestEngineStatusClearsAfterRevert(t *testing.T) {
 		if got := logs.Count(msg); got != want {
 			t.Errorf("%q lines = %d, want %d (logs %q)", msg, got, want, logs.Messages())
 		}
+	}
+	want := []string{"policy loaded", "policy reload failed", "policy loaded", "policy recovered"}
+	if got := logs.MessagesAt(slog.LevelInfo); !slices.Equal(got, want) {
+		t.Errorf("log at Info: %q, want one line a change: %q", got, want)
 	}
 }
 

@@ -409,6 +409,20 @@ func (l *Logs) Attr(msg, key string) (slog.Value, bool) {
 	return slog.Value{}, false
 }
 
+// MessagesAt returns the messages of the records at level or above, in
+// order: what an operator's log shows at that level.
+func (l *Logs) MessagesAt(level slog.Level) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.records {
+		if r.Level >= level {
+			out = append(out, r.Message)
+		}
+	}
+	return out
+}
+
 // Messages returns every record's level and message, in order, for
 // failure output.
 func (l *Logs) Messages() []string {

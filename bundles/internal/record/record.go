@@ -25,7 +25,11 @@
 //   - The first success after a failure logs "policy recovered" (Info,
 //     with the revision) and clears Status.LastError and Status.Errors.
 //   - A snapshot of new content that the sink accepts logs
-//     "policy reloaded".
+//     "policy reloaded" at Debug level: the sink says what it made of it
+//     (the engine logs "policy loaded" with its evaluator and decision
+//     cache), so that a change is one line at Info. A refused one is the
+//     Recorder's to log ("policy reload failed"): the engine returns its
+//     error without logging it.
 package record
 
 import (
@@ -189,7 +193,7 @@ func (r *Recorder) load(ctx context.Context, sink bundles.Sink, s *bundles.Snaps
 	r.mu.Unlock()
 	r.observe(end.Sub(start), nil)
 	if changed {
-		r.log.Info("policy reloaded", "origin", r.origin, "revision", s.Revision,
+		r.log.Debug("policy reloaded", "origin", r.origin, "revision", s.Revision,
 			"modules", len(s.Modules), "took", end.Sub(start))
 	}
 	if recovered {
