@@ -91,8 +91,11 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Token checks use Tokens.Now,
 	// which defaults to this clock.
 	Now func() time.Time
-	// Logger receives load events; nil discards them. Decisions are not
-	// logged here (that is the decision log's job).
+	// Logger receives "policy loaded" for each successful Load (with the
+	// evaluator and the decision cache it chose) and recovered panics; nil
+	// discards them. A failed Load is returned, not
+	// logged. Decisions are not logged here (that is the decision log's
+	// job).
 	Logger *slog.Logger
 	// TracerProvider, when set, traces each decision's steps as
 	// OpenTelemetry spans (verdict.verify_token, verdict.evaluate; see
