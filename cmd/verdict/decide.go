@@ -149,10 +149,10 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	}
 	snap, err := readPolicies(f.policies, cfg)
 	if err != nil {
-		return policyError(err)
+		return loadError(err)
 	}
 	if err := engine.Load(cmd.Context(), snap); err != nil {
-		return policyError(err)
+		return loadError(err)
 	}
 	var d authz.Decision
 	if input != nil {

@@ -268,9 +268,15 @@ func TestPolicyPaths(t *testing.T) {
 			wantStderr: "entry.rego:1: package verdict_entrypoint is reserved by Verdict"},
 		{name: "test refuses the reserved package", args: []string{"test", reserved}, wantCode: 1,
 			wantStderr: "entry.rego:1: package verdict_entrypoint is reserved by Verdict"},
-		{name: "decide reports a syntax error the same way", args: []string{"decide", "--policies", syntax, "--action", "read"}, wantCode: 1,
+		{name: "decide reports a syntax error the same way, as an error", args: []string{"decide", "--policies", syntax, "--action", "read"}, wantCode: 2,
 			wantStderr: "authz.rego:5:1: rego_parse_error: "},
 		{name: "decide on a .rego file", args: []string{"decide", "--policies", good, "--action", "read"}},
+		// decide's and replay's exit status 1 is an answer (a deny, a flip):
+		// a policy that does not load must not pass for one.
+		{name: "replay reports a candidate that does not load as an error", args: []string{"replay", "--log", filepath.Join(dir, "decisions.jsonl"),
+			"--policies", filepath.Dir(syntax)}, wantCode: 2, wantStderr: "authz.rego:5:1: rego_parse_error: "},
+		{name: "decide reports a contract error as an error", args: []string{"decide", "--policies", contract, "--action", "read"}, wantCode: 2,
+			wantStderr: "authz.rego:5:1: verdict_contract_error: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, stderr := verdict(t, tc.args...)

@@ -40,7 +40,8 @@ without an input (requests refused before any policy ran, such as an invalid
 token) are skipped.
 
 Exit status: 0 nothing flipped or erred, 1 something did (so that it gates a
-policy change in CI), 2 usage error.`,
+policy change in CI), 2 a usage error or a candidate that does not load (its
+problems printed as file:line:col).`,
 		Example: `  verdict replay --log decisions.jsonl --policies ./candidate
   verdict replay --log decisions.jsonl --policies bundle.tar.gz --json`,
 		Args: cobra.NoArgs,
@@ -59,7 +60,7 @@ policy change in CI), 2 usage error.`,
 			}
 			snap, err := readPolicies(policies, nil)
 			if err != nil {
-				return policyError(err)
+				return loadError(err)
 			}
 			ev, err := authz.ParseEvaluator(evaluator)
 			if err != nil {
@@ -70,7 +71,7 @@ policy change in CI), 2 usage error.`,
 				return usageError("%v", err)
 			}
 			if err := engine.Load(cmd.Context(), snap); err != nil {
-				return policyError(err)
+				return loadError(err)
 			}
 			f, err := os.Open(logFile)
 			if err != nil {

@@ -403,13 +403,23 @@ func usageError(format string, args ...any) error {
 	return &exitCode{code: exitError, err: fmt.Errorf(format, args...)}
 }
 
-// policyError is the exit for a policy set that cannot be used: its located
-// problems, one "file:line:col: code: message" line each, and exit status
-// 1 (the policy is wrong, not the command line); an error without
-// locations (a missing file) is an error, exit status 2.
-func policyError(err error) error {
+// policyError is the exit of check and test for a policy set that cannot
+// be used: its located problems, one "file:line:col: code: message" line
+// each, and exit status 1 (the policy is wrong, not the command line); an
+// error without locations (a missing file) is an error, exit status 2.
+func policyError(err error) error { return problemsExit(err, exitDeny) }
+
+// loadError is policyError for decide and replay, whose exit status 1 is an
+// answer (a deny, a decision that flips): a policy set that does not load
+// is an error there, exit status 2, so that a script cannot take it for a
+// deny.
+func loadError(err error) error { return problemsExit(err, exitError) }
+
+// problemsExit is err's located problems with exit status code, or err
+// with exit status 2 when it has none.
+func problemsExit(err error, code int) error {
 	if ps := bundles.Problems(err); len(ps) > 0 {
-		return &exitCode{code: exitDeny, problems: ps}
+		return &exitCode{code: code, problems: ps}
 	}
 	var ec *exitCode
 	if errors.As(err, &ec) {
