@@ -98,6 +98,9 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		if cfg, err = config.Load(f.configFile); err != nil {
 			return &exitCode{code: exitError, err: err}
 		}
+		// The engine serve would run: entrypoint, evaluator, eval_timeout,
+		// cache bounds, require_tests.
+		opts = engineOptions(cfg)
 		var managers []*jwks.Manager
 		if opts.Tokens, managers, err = tokenOptions(cfg, nil, nil); err != nil {
 			return &exitCode{code: exitError, err: err}
@@ -110,12 +113,8 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	} else if ok {
 		opts.Tokens = dev
 	}
-	opts.Entrypoint = f.entrypoint
-	if opts.Entrypoint == "" && cfg != nil {
-		opts.Entrypoint = cfg.Policy.Entrypoint
-	}
-	if cfg != nil {
-		opts.Evaluator = authz.Evaluator(cfg.Policy.Evaluator)
+	if f.entrypoint != "" {
+		opts.Entrypoint = f.entrypoint
 	}
 	switch f.explain {
 	case "", "text", "json":

@@ -495,3 +495,18 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version --json: %v %q", err, out)
 	}
 }
+
+// TestDecideUsesTheConfiguredEngine: decide --config runs the engine serve
+// would: with policy.require_tests, a policy whose tests fail does not load
+// (exit 2, the failing test named), where decide used to answer with it.
+func TestDecideUsesTheConfiguredEngine(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "policies", "authz.rego"), "package authz\n\nallow if input.action.name == \"read\"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "policies", "authz_test.rego"),
+		"package authz_test\n\ntest_write_allowed if data.authz.allow with input.action.name as \"write\"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "verdict.yaml"), "policy:\n  dir: policies\n  require_tests: true\n")
+	code, out, stderr := verdict(t, "decide", "--config", filepath.Join(dir, "verdict.yaml"), "--action", "read")
+	if code != 2 || out != "" || !strings.Contains(stderr, "test_write_allowed") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 naming the failing test", code, out, stderr)
+	}
+}

@@ -117,22 +117,14 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	}
 
 	// The engine: issuers from the configuration, or the development issuer.
-	engineOpts := authz.Options{
-		Entrypoint:  cfg.Policy.Entrypoint,
-		Evaluator:   authz.Evaluator(cfg.Policy.Evaluator),
-		EvalTimeout: cfg.Limits.EvalTimeout,
-		// Zero means authz's defaults.
-		TokenCacheBytes:    int(cfg.Limits.TokenCacheBytes),
-		DecisionCacheBytes: int(cfg.Limits.DecisionCacheBytes),
-		RequireTests:       cfg.Policy.RequireTests,
-		// The decision log records each decision's input, for replay; the
-		// shadow policy evaluates it.
-		KeepInput: cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil,
-		Logger:    logger,
-		// print() in a policy is for its author: it reaches the debug log.
-		Print: func(ctx context.Context, loc, msg string) {
-			logger.LogAttrs(ctx, slog.LevelDebug, "policy print", slog.String("location", loc), slog.String("message", msg))
-		},
+	engineOpts := engineOptions(cfg)
+	// The decision log records each decision's input, for replay; the
+	// shadow policy evaluates it.
+	engineOpts.KeepInput = cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil
+	engineOpts.Logger = logger
+	// print() in a policy is for its author: it reaches the debug log.
+	engineOpts.Print = func(ctx context.Context, loc, msg string) {
+		logger.LogAttrs(ctx, slog.LevelDebug, "policy print", slog.String("location", loc), slog.String("message", msg))
 	}
 	var (
 		minter   *devtoken.Minter

@@ -375,8 +375,9 @@ func headerFunc(cfg *config.Config, key string, configured map[string]config.Hea
 func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
 	sc := cfg.Policy.Shadow
 	shadowLog := logger.With(slog.String("policy", "shadow"))
-	engine, err := authz.New(authz.Options{Entrypoint: cfg.Policy.Entrypoint, Evaluator: authz.Evaluator(cfg.Policy.Evaluator),
-		EvalTimeout: cfg.Limits.EvalTimeout, Logger: shadowLog})
+	opts := engineOptions(cfg)
+	opts.Logger = shadowLog
+	engine, err := authz.New(opts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}
@@ -387,11 +388,11 @@ func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logg
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}
-	opts := server.ShadowOptions{Engine: engine, Source: src, Queue: sc.Queue, DecisionLog: dlog, Logger: shadowLog}
+	shOpts := server.ShadowOptions{Engine: engine, Source: src, Queue: sc.Queue, DecisionLog: dlog, Logger: shadowLog}
 	if sc.Sample != nil {
-		opts.Sample = *sc.Sample
+		shOpts.Sample = *sc.Sample
 	}
-	sh, err := server.NewShadow(opts)
+	sh, err := server.NewShadow(shOpts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}
@@ -401,6 +402,21 @@ func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logg
 // usageError is an error in how verdict was called: exit status 2.
 func usageError(format string, args ...any) error {
 	return &exitCode{code: exitError, err: fmt.Errorf(format, args...)}
+}
+
+// engineOptions is the engine the configuration describes, before token
+// issuers and logging: the entrypoint and evaluator, limits.eval_timeout,
+// the cache bounds (zero: authz's defaults) and policy.require_tests.
+// serve, decide and the shadow policy all start from it.
+func engineOptions(cfg *config.Config) authz.Options {
+	return authz.Options{
+		Entrypoint:         cfg.Policy.Entrypoint,
+		Evaluator:          authz.Evaluator(cfg.Policy.Evaluator),
+		EvalTimeout:        cfg.Limits.EvalTimeout,
+		TokenCacheBytes:    int(cfg.Limits.TokenCacheBytes),
+		DecisionCacheBytes: int(cfg.Limits.DecisionCacheBytes),
+		RequireTests:       cfg.Policy.RequireTests,
+	}
 }
 
 // policyError is the exit of check and test for a policy set that cannot
