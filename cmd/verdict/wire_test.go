@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
@@ -268,5 +269,36 @@ func TestDecisionLogHashKey(t *testing.T) {
 				t.Errorf("record %q (%v), want subject_id %s", out, err, want)
 			}
 		})
+	}
+}
+
+// TestKeyForgetter: a key's removal reaches the engine once it is
+// attached (its cached verifications are dropped); before that, removals
+// have nothing to forget and are ignored.
+func TestKeyForgetter(t *testing.T) {
+	is := authztest.NewIssuer(t, "ES256")
+	e, err := authz.New(authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context(), authztest.Policy(t, "p", "package authz\n\nallow := true\n")); err != nil {
+		t.Fatal(err)
+	}
+	var k keyForgetter
+	k.forget(is.Name, []string{is.KeyID}) // before attach: ignored
+	if _, err := e.Decide(t.Context(), authz.Request{Token: token.Raw(is.Mint(t, nil)), Action: authz.Action{Name: "read"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.Status().Caches.Token.Entries; n != 1 {
+		t.Fatalf("token cache holds %d entries, want the verified token", n)
+	}
+	k.attach(e)
+	k.forget(is.Name, []string{"another-key"})
+	if n := e.Status().Caches.Token.Entries; n != 1 {
+		t.Errorf("another key's removal dropped the token: %d entries", n)
+	}
+	k.forget(is.Name, []string{is.KeyID})
+	if n := e.Status().Caches.Token.Entries; n != 0 {
+		t.Errorf("after the key's removal the token cache holds %d entries, want none", n)
 	}
 }
