@@ -739,3 +739,13 @@ func TestAuthZENBatchBoundedInTime(t *testing.T) {
 		t.Errorf("%d of 100 items decided, want the batch stopped at about 200ms/50ms", n)
 	}
 }
+
+// TestAuthZENSeriesFromTheStart: a server that serves AuthZEN has its
+// decision series from the start, at 0, as for every interface it serves.
+func TestAuthZENSeriesFromTheStart(t *testing.T) {
+	f := newAZFixture(t, true, nil)
+	wantMetrics(t, scrape(t, f.srv),
+		`verdict_decisions_total{api="authzen",result="allow"} 0`,
+		`verdict_decisions_total{api="authzen",result="error"} 0`,
+		`verdict_decision_duration_seconds_count{api="authzen"} 0`)
+}

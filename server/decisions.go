@@ -73,7 +73,7 @@ func callerRejected(format string, args ...any) error {
 // record counts a decision in the metrics and hands it to the decision log.
 // traceID names the decision's trace; "" when the server does not trace.
 func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error, traceID string) {
-	m := s.metrics.byAPI[a]
+	m := s.metrics.forAPI(a)
 	switch {
 	case err == nil && d.Allow:
 		m.allow.Inc()

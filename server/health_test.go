@@ -121,7 +121,6 @@ func TestMetrics(t *testing.T) {
 		`verdict_decisions_total{api="decide",result="deny"} 2`,
 		`verdict_decisions_total{api="check",result="deny"} 1`,
 		`verdict_decisions_total{api="decide",result="error"} 0`,
-		`verdict_decisions_total{api="ext_authz",result="allow"} 0`,
 		`verdict_token_failures_total{reason="malformed"} 1`,
 		`verdict_token_failures_total{reason="bad_signature"} 1`,
 		`verdict_token_failures_total{reason="expired"} 0`,
@@ -147,8 +146,12 @@ func TestMetrics(t *testing.T) {
 		`go_goroutines `,
 		`process_`,
 	)
-	// No series for statuses a route cannot answer.
+	// No series for statuses a route cannot answer, nor for interfaces
+	// that are off (this server serves neither AuthZEN nor ext_authz).
 	for _, never := range []string{
+		`verdict_decisions_total{api="ext_authz"`,
+		`verdict_decisions_total{api="authzen"`,
+		`verdict_decision_duration_seconds_count{api="ext_authz"}`,
 		`verdict_http_requests_total{code="401",route="decide"}`,
 		`verdict_http_requests_total{code="413",route="check"}`,
 		`verdict_http_requests_total{code="503",route="status"}`,

@@ -20,11 +20,35 @@ type apiMetrics struct {
 	duration             prometheus.Observer
 }
 
+// newAPIMetrics returns a's decision series.
+func (m *metrics) newAPIMetrics(a api) *apiMetrics {
+	return &apiMetrics{
+		allow:    m.decisions.WithLabelValues(string(a), "allow"),
+		deny:     m.decisions.WithLabelValues(string(a), "deny"),
+		errored:  m.decisions.WithLabelValues(string(a), "error"),
+		duration: m.decisionDuration.WithLabelValues(string(a)),
+	}
+}
+
+// forAPI returns a's decision series: byAPI's, or for an interface that
+// is not served (its handler called directly, as by an embedder or a
+// test), series made now.
+func (m *metrics) forAPI(a api) *apiMetrics {
+	if am := m.byAPI[a]; am != nil {
+		return am
+	}
+	return m.newAPIMetrics(a)
+}
+
 // metrics are the server's Prometheus metrics, in its own registry.
 type metrics struct {
-	reg    *prometheus.Registry
-	byAPI  map[api]*apiMetrics           // read-only after newMetrics
-	tokens map[string]prometheus.Counter // read-only after newMetrics
+	reg   *prometheus.Registry
+	byAPI map[api]*apiMetrics // the served interfaces'; read-only after newMetrics
+	// decisions and decisionDuration are the vectors byAPI's series come
+	// from, for an interface used without being served (forAPI).
+	decisions        *prometheus.CounterVec
+	decisionDuration *prometheus.HistogramVec
+	tokens           map[string]prometheus.Counter // read-only after newMetrics
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
@@ -67,13 +91,14 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
+	// The series of the interfaces served exist from the start (at 0); an
+	// interface that is off has none.
+	m.decisions, m.decisionDuration = decisions, duration
 	for _, a := range apis {
-		m.byAPI[a] = &apiMetrics{
-			allow:    decisions.WithLabelValues(string(a), "allow"),
-			deny:     decisions.WithLabelValues(string(a), "deny"),
-			errored:  decisions.WithLabelValues(string(a), "error"),
-			duration: duration.WithLabelValues(string(a)),
+		if a == apiAuthZEN && s.authzen == nil || a == apiExtAuthz && s.extAddr == "" {
+			continue
 		}
+		m.byAPI[a] = m.newAPIMetrics(a)
 	}
 	for _, r := range token.Reasons() { // the closed set of token.Reason's names
 		m.tokens[r] = tokens.WithLabelValues(r)

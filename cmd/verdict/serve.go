@@ -165,8 +165,8 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	opts := server.Options{
 		Engine:            engine,
 		KeySets:           keySets(managers),
-		Addr:              first(f.addr, cfg.Addr, server.DefaultAddr),
-		DiagnosticAddr:    first(f.diagnosticAddr, cfg.DiagnosticAddr),
+		Addr:              cmp.Or(f.addr, cfg.Addr, server.DefaultAddr),
+		DiagnosticAddr:    cmp.Or(f.diagnosticAddr, cfg.DiagnosticAddr),
 		XFCCHeader:        cfg.Callers.XFCCHeader,
 		EscapedCertHeader: cfg.Callers.EscapedCertHeader,
 		ActionHeader:      cfg.ForwardAuth.ActionHeader,
@@ -354,15 +354,6 @@ func readableDuration(_ []string, a slog.Attr) slog.Attr {
 		a.Value = slog.StringValue(a.Value.Duration().String())
 	}
 	return a
-}
-
-func first(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // demoTTL is how long the printed demo tokens are valid.
