@@ -232,6 +232,8 @@ func TestPolicyPaths(t *testing.T) {
 	authztest.WriteFile(t, typeErr, "package authz\n\nallow if input.subjet.id == \"x\"\n")
 	contract := filepath.Join(dir, "contract", "authz.rego")
 	authztest.WriteFile(t, contract, "package authz\n\nallow := true\n\nheaders := {\"x-n\": 1}\n")
+	notes := filepath.Join(dir, "notes.txt")
+	authztest.WriteFile(t, notes, "not a policy\n")
 	noEntry := filepath.Join(dir, "noentry")
 	authztest.WriteFile(t, filepath.Join(noEntry, "lib.rego"), "package lib\n\nx := 1\n")
 	authztest.WriteFile(t, filepath.Join(noEntry, "lib_test.rego"), "package lib_test\n\ntest_x if data.lib.x == 1\n")
@@ -249,6 +251,8 @@ func TestPolicyPaths(t *testing.T) {
 		{name: "check without a path", args: []string{"check"}, wantCode: 2, wantStderr: "verdict: name the policies"},
 		{name: "test without a path", args: []string{"test"}, wantCode: 2, wantStderr: "verdict: name the policies"},
 		{name: "check a missing path", args: []string{"check", filepath.Join(dir, "missing")}, wantCode: 2, wantStderr: "verdict: stat "},
+		{name: "check a file that is no policy", args: []string{"check", notes}, wantCode: 2,
+			wantStderr: "verdict: " + notes + " is neither a directory, a .rego file nor a bundle"},
 		{name: "a syntax error in a directory", args: []string{"check", filepath.Dir(syntax)}, wantCode: 1,
 			wantStderr: "authz.rego:5:1: rego_parse_error: "},
 		{name: "a syntax error in a file", args: []string{"check", syntax}, wantCode: 1, wantStderr: "authz.rego:5:1: rego_parse_error: "},

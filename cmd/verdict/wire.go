@@ -220,8 +220,9 @@ const (
 	policyBundle                   // an OPA bundle file (.tar.gz)
 )
 
-// kindOf tells what path names: a directory, a .rego file, or else a bundle
-// file. It fails when path does not exist.
+// kindOf tells what path names: a directory, a .rego file, or a bundle
+// file (gzip'd, as OPA writes bundles). It fails when path does not exist
+// or is none of these, naming what it wants.
 func kindOf(path string) (policyKind, error) {
 	info, err := os.Stat(path)
 	if err != nil {
@@ -232,6 +233,15 @@ func kindOf(path string) (policyKind, error) {
 		return policyDir, nil
 	case strings.HasSuffix(path, ".rego"):
 		return policyModule, nil
+	}
+	f, err := regularfile.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var magic [2]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil || magic != [2]byte{0x1f, 0x8b} {
+		return 0, fmt.Errorf("%s is neither a directory, a .rego file nor a bundle (a .tar.gz file)", path)
 	}
 	return policyBundle, nil
 }
