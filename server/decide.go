@@ -7,6 +7,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
 // decodeBody reads the request body into a pooled buffer and decodes it
@@ -82,7 +83,12 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 	if in.Context != nil {
 		// The protected request's client is whatever the enforcement point
 		// says: the peer of this request is the enforcement point itself.
-		req.RequestID, req.Attributes, req.RemoteAddr = in.Context.RequestID, in.Context.Attributes, in.Context.RemoteAddr
+		req.Attributes, req.RemoteAddr = in.Context.Attributes, in.Context.RemoteAddr
+		// A request ID is held to the header's rule wherever it comes
+		// from (it reaches logs and the input): another is dropped.
+		if httpreq.ValidRequestID(in.Context.RequestID) {
+			req.RequestID = in.Context.RequestID
+		}
 	}
 	if req.RequestID == "" {
 		req.RequestID = authz.RequestIDFromHeader(r.Header)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/verdict-pdp/verdict/authz/authztest"
 )
 
@@ -262,5 +264,35 @@ func TestDecideExplain(t *testing.T) {
 	}
 	if w := on.do(t, http.MethodPost, "/v1/decide?explain=maybe", body, nil, ""); w.Code != 400 {
 		t.Errorf("explain=maybe: %d, want 400", w.Code)
+	}
+}
+
+// TestDecideRequestIDRule: a request ID in the body is held to the
+// X-Request-Id header's rule (printable ASCII without spaces, at most 128
+// bytes): another is dropped, and the header's ID stands instead.
+func TestDecideRequestIDRule(t *testing.T) {
+	f := newFixture(t, fixtureOptions{keepInput: true})
+	for _, tc := range []struct{ name, body, want string }{
+		{name: "valid", body: "req-7", want: "req-7"},
+		{name: "a line break", body: "req-7\nforged: line", want: "hdr-1"},
+		{name: "a space", body: "req 7", want: "hdr-1"},
+		{name: "too long", body: strings.Repeat("r", 129), want: "hdr-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(f.log.records())
+			body := jsonBody(t, map[string]any{"action": "catalog:read", "context": map[string]any{"request_id": tc.body}})
+			if w := f.do(t, http.MethodPost, "/v1/decide", body, http.Header{"X-Request-Id": {"hdr-1"}}, ""); w.Code != http.StatusOK {
+				t.Fatalf("decide: %d %s", w.Code, w.Body)
+			}
+			recs := f.log.records()
+			if len(recs) != before+1 {
+				t.Fatalf("%d records, want one more", len(recs)-before)
+			}
+			input, _ := ast.JSON(recs[len(recs)-1].Input)
+			got := input.(map[string]any)["context"].(map[string]any)["request_id"]
+			if got != tc.want {
+				t.Errorf("input.context.request_id = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

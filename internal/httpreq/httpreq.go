@@ -53,16 +53,25 @@ const MaxRequestIDBytes = 128
 // A request ID ends up in logs and in the input document, so anything else
 // is dropped rather than escaped.
 func RequestID(h http.Header) string {
-	id := h.Get("X-Request-Id")
+	if id := h.Get("X-Request-Id"); ValidRequestID(id) {
+		return id
+	}
+	return ""
+}
+
+// ValidRequestID reports whether id may stand as a request ID wherever it
+// comes from: present, at most MaxRequestIDBytes long, and printable ASCII
+// without spaces.
+func ValidRequestID(id string) bool {
 	if id == "" || len(id) > MaxRequestIDBytes {
-		return ""
+		return false
 	}
 	for i := 0; i < len(id); i++ {
 		if id[i] < 0x21 || id[i] > 0x7e {
-			return ""
+			return false
 		}
 	}
-	return id
+	return true
 }
 
 // Middleware is the net/http middleware of the engine and of the client:
