@@ -70,10 +70,7 @@ func RequestFromHTTP(r *http.Request) (Request, error) {
 // `Bearer error="invalid_token"` when a token was presented and refused,
 // plain `Bearer` when none was presented.
 func WWWAuthenticate(err error) string {
-	if errors.Is(err, ErrToken) {
-		return `Bearer error="invalid_token"`
-	}
-	return "Bearer"
+	return httpreq.WWWAuthenticate(errors.Is(err, ErrToken))
 }
 
 // HTTPStatus maps a decision (or the error that came with it) to the status a

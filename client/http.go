@@ -103,11 +103,7 @@ func writeDeny(w http.ResponseWriter, r *http.Request, d Decision, err error) {
 	status := Status(d, err, r.Header.Get("Authorization") == "")
 	if status == http.StatusUnauthorized {
 		var te *TokenError
-		if errors.As(err, &te) || d.TokenRefused() {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		} else {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-		}
+		w.Header().Set("WWW-Authenticate", httpreq.WWWAuthenticate(errors.As(err, &te) || d.TokenRefused()))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

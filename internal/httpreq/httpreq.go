@@ -59,6 +59,17 @@ func RequestID(h http.Header) string {
 	return ""
 }
 
+// WWWAuthenticate is the WWW-Authenticate value of a 401 answer (RFC 6750):
+// `Bearer error="invalid_token"` when a token was presented and refused,
+// plain `Bearer` when none was presented. The engine's middleware and the
+// client's answer alike.
+func WWWAuthenticate(tokenRefused bool) string {
+	if tokenRefused {
+		return `Bearer error="invalid_token"`
+	}
+	return "Bearer"
+}
+
 // ValidRequestID reports whether id may stand as a request ID wherever it
 // comes from: present, at most MaxRequestIDBytes long, and printable ASCII
 // without spaces.
