@@ -67,6 +67,9 @@ func callDeadline(d time.Duration) tap.ServerInHandle {
 		if info.FullMethodName == healthpb.Health_Watch_FullMethodName {
 			return ctx, nil
 		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
+			return ctx, nil // the client's own (grpc-timeout) comes first
+		}
 		ctx, cancel := context.WithTimeout(ctx, d)
 		// gRPC cancels the call's context when the call ends, which stops
 		// this timer too.

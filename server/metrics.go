@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,20 +31,25 @@ func (m *metrics) newAPIMetrics(a api) *apiMetrics {
 	}
 }
 
-// forAPI returns a's decision series: byAPI's, or for an interface that
-// is not served (its handler called directly, as by an embedder or a
-// test), series made now.
+// forAPI returns a's decision series: made up front for a served
+// interface, and on first use for another (its handler called directly, as
+// by an embedder or a test).
 func (m *metrics) forAPI(a api) *apiMetrics {
-	if am := m.byAPI[a]; am != nil {
-		return am
-	}
-	return m.newAPIMetrics(a)
+	l := m.byAPI[a]
+	l.once.Do(func() { l.m = m.newAPIMetrics(a) })
+	return l.m
+}
+
+// lazyAPIMetrics is one interface's decision series, made once.
+type lazyAPIMetrics struct {
+	once sync.Once
+	m    *apiMetrics
 }
 
 // metrics are the server's Prometheus metrics, in its own registry.
 type metrics struct {
 	reg   *prometheus.Registry
-	byAPI map[api]*apiMetrics // the served interfaces'; read-only after newMetrics
+	byAPI map[api]*lazyAPIMetrics // every interface's; the map is read-only after newMetrics
 	// decisions and decisionDuration are the vectors byAPI's series come
 	// from, for an interface used without being served (forAPI).
 	decisions        *prometheus.CounterVec
@@ -79,7 +85,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 	}, []string{"reason"})
 	m := &metrics{
 		reg:    reg,
-		byAPI:  make(map[api]*apiMetrics, len(apis)),
+		byAPI:  make(map[api]*lazyAPIMetrics, len(apis)),
 		tokens: make(map[string]prometheus.Counter, len(token.Reasons())),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verdict_http_requests_total",
@@ -95,10 +101,11 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 	// interface that is off has none.
 	m.decisions, m.decisionDuration = decisions, duration
 	for _, a := range apis {
+		m.byAPI[a] = &lazyAPIMetrics{}
 		if a == apiAuthZEN && s.authzen == nil || a == apiExtAuthz && s.extAddr == "" {
 			continue
 		}
-		m.byAPI[a] = m.newAPIMetrics(a)
+		m.forAPI(a)
 	}
 	for _, r := range token.Reasons() { // the closed set of token.Reason's names
 		m.tokens[r] = tokens.WithLabelValues(r)
