@@ -20,6 +20,20 @@ import (
 // ErrRead is wrapped by every error that comes from reading a policy set.
 var ErrRead = errors.New("bundles: read failed")
 
+// ErrLinkOut is a symbolic link out of the directory ReadDir reads with
+// ReadOptions.NoLinksOut (a *LinkOutError says which); errors wrapping it
+// wrap ErrRead too.
+var ErrLinkOut = errors.New("bundles: a link out of the policy directory")
+
+// LinkOutError is ErrLinkOut for the link at Path (slash separated,
+// relative to the directory read).
+type LinkOutError struct{ Path string }
+
+func (e *LinkOutError) Error() string { return ErrLinkOut.Error() + ": " + e.Path }
+
+// Unwrap makes errors.Is(err, ErrLinkOut) hold.
+func (e *LinkOutError) Unwrap() error { return ErrLinkOut }
+
 // Module is one Rego source file of a Snapshot.
 type Module struct {
 	// Path names the file in errors and status, relative to the snapshot root
@@ -87,6 +101,13 @@ type ReadOptions struct {
 	Limits
 	// Now stamps ReadAt; nil means time.Now.
 	Now func() time.Time
+	// NoLinksOut makes ReadDir refuse (ErrLinkOut) a symbolic link that
+	// leads out of the directory, to a file or a directory outside it:
+	// for reading a tree someone else wrote, such as a pull request's,
+	// where such a link makes any file the reader can read part of the
+	// policy (a credential shown in a parse error, data a test prints).
+	// Links that stay inside (a ConfigMap's) are followed as always.
+	NoLinksOut bool
 }
 
 // ReadDir reads the policy directory at dir into a Snapshot. Hidden files
@@ -110,7 +131,7 @@ func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a directory", ErrRead, dir)
 	}
-	return ReadFS(newFollowFS(dir), opts)
+	return ReadFS(newFollowFS(dir, opts.NoLinksOut), opts)
 }
 
 // ReadFS reads fsys, laid out like an OPA bundle, into a Snapshot with OPA's

@@ -202,6 +202,56 @@ func TestReadDirConfigMap(t *testing.T) {
 	}
 }
 
+// TestReadDirNoLinksOut: with NoLinksOut, a link that leads out of the
+// directory (to a file, such as a credential, or to a directory) is
+// refused, naming the link and not showing the target's content; links
+// that stay inside, as a ConfigMap's do, are followed as always.
+func TestReadDirNoLinksOut(t *testing.T) {
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "credentials")
+	bundletest.WriteFile(t, secret, []byte("token=s3cr3t\n"))
+	bundletest.WriteFile(t, filepath.Join(outside, "lib", "lib.rego"), []byte(bundletest.Policy("lib", 1)))
+
+	inside := t.TempDir()
+	ts := filepath.Join(inside, "..2024_01_01_00_00_00.000000001")
+	bundletest.WriteFile(t, filepath.Join(ts, "authz.rego"), []byte(bundletest.Policy("authz", 1)))
+	bundletest.Must(t, os.Symlink(filepath.Base(ts), filepath.Join(inside, "..data")))
+	bundletest.Must(t, os.Symlink("..data/authz.rego", filepath.Join(inside, "authz.rego")))
+	bundletest.Must(t, os.Symlink("..data", filepath.Join(inside, "again")))
+	if s, err := bundles.ReadDir(inside, bundles.ReadOptions{NoLinksOut: true}); err != nil || len(s.Modules) != 2 {
+		t.Fatalf("links inside the directory: %v, %v", s, err)
+	}
+
+	for name, target := range map[string]string{
+		"a file":         secret,
+		"a directory":    filepath.Join(outside, "lib"),
+		"a relative one": "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			bundletest.WriteFile(t, filepath.Join(dir, "authz.rego"), []byte(bundletest.Policy("authz", 1)))
+			link := filepath.Join(dir, "sub", "leak.rego")
+			bundletest.Must(t, os.MkdirAll(filepath.Dir(link), 0o755))
+			if target == "" { // the secret, written relative to the link
+				rel, err := filepath.Rel(filepath.Dir(link), secret)
+				bundletest.Must(t, err)
+				target = rel
+			}
+			bundletest.Must(t, os.Symlink(target, link))
+			_, err := bundles.ReadDir(dir, bundles.ReadOptions{NoLinksOut: true})
+			if !errors.Is(err, bundles.ErrLinkOut) || !errors.Is(err, bundles.ErrRead) || !strings.Contains(err.Error(), "sub/leak.rego") {
+				t.Errorf("ReadDir = %v, want ErrLinkOut naming sub/leak.rego", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("the error shows the target's content: %v", err)
+			}
+			if _, err := bundles.ReadDir(dir, bundles.ReadOptions{}); errors.Is(err, bundles.ErrLinkOut) {
+				t.Errorf("without NoLinksOut: %v, want the link followed", err)
+			}
+		})
+	}
+}
+
 // TestReadDirLinksBetweenDirectories: links that make the directory tree a
 // graph (siblings linking to each other; every level linking four times to
 // the next) are read once each, where following every link never ended

@@ -24,10 +24,13 @@ type followFS struct {
 	rootReal string // root with its links resolved, once needed
 	fsys     fs.FS
 	listed   map[string]bool // real paths of the directories listed
+	// confined refuses a link that leads out of the root (see
+	// ReadOptions.NoLinksOut).
+	confined bool
 }
 
-func newFollowFS(root string) *followFS {
-	return &followFS{root: root, fsys: os.DirFS(root), listed: map[string]bool{}}
+func newFollowFS(root string, confined bool) *followFS {
+	return &followFS{root: root, fsys: os.DirFS(root), listed: map[string]bool{}, confined: confined}
 }
 
 var (
@@ -88,6 +91,11 @@ func (f *followFS) ReadDir(name string) ([]fs.DirEntry, error) {
 		info, err := fs.Stat(f.fsys, p)
 		if err != nil {
 			continue // dangling
+		}
+		if f.confined {
+			if target, err := filepath.EvalSymlinks(f.real(p)); err != nil || !isWithin(target, f.lexical("")) {
+				return nil, &LinkOutError{Path: p}
+			}
 		}
 		if info.IsDir() {
 			target, err := filepath.EvalSymlinks(f.real(p))

@@ -24,7 +24,7 @@ func TestFollowFSOpenRefusesFIFO(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fsys := newFollowFS(dir)
+	fsys := newFollowFS(dir, false)
 	if _, err := fsys.Open("authz.rego"); !errors.Is(err, regularfile.ErrNotRegular) {
 		t.Errorf("Open of a FIFO: %v, want ErrNotRegular", err)
 	}

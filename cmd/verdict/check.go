@@ -9,7 +9,10 @@ import (
 )
 
 func newCheckCommand() *cobra.Command {
-	var entrypoint string
+	var (
+		entrypoint  string
+		followLinks bool
+	)
 	cmd := &cobra.Command{
 		Use:   "check PATH",
 		Short: "Compile a policy set and type-check it against the input schema",
@@ -27,7 +30,7 @@ Exit status: 0 no problems, 1 problems found, 2 usage error.`,
   verdict check bundle.tar.gz`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			snap, err := readPolicies(firstArg(args), nil)
+			snap, err := readPolicies(firstArg(args), nil, followLinks)
 			if err != nil {
 				return policyError(err)
 			}
@@ -39,6 +42,7 @@ Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 		},
 	}
 	cmd.Flags().StringVar(&entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
+	addFollowLinks(cmd.Flags(), &followLinks)
 	return cmd
 }
 

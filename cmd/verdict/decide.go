@@ -40,6 +40,7 @@ type decideFlags struct {
 	explain     string // "", "text" or "json"
 	input       string // a whole input document, from a file ("-": stdin)
 	at          string // RFC 3339: the clock for input.context.time and the clock builtins
+	followLinks bool   // see addFollowLinks
 }
 
 func newDecideCommand() *cobra.Command {
@@ -87,6 +88,7 @@ Without --config, tokens are trusted only from the development issuer whose key
 	fl.Lookup("explain").NoOptDefVal = "text"
 	fl.StringVar(&f.input, "input", "", "evaluate this whole input document (a JSON file, - for stdin) instead of building one: no token is verified")
 	fl.StringVar(&f.at, "time", "", "decide as of this time (RFC 3339): input.context.time and the clock builtins")
+	addFollowLinks(fl, &f.followLinks)
 	return cmd
 }
 
@@ -146,7 +148,7 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if err != nil {
 		return &exitCode{code: exitError, err: err}
 	}
-	snap, err := readPolicies(f.policies, cfg)
+	snap, err := readPolicies(f.policies, cfg, f.followLinks)
 	if err != nil {
 		return loadError(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -232,6 +233,19 @@ func TestPolicyPaths(t *testing.T) {
 	authztest.WriteFile(t, typeErr, "package authz\n\nallow if input.subjet.id == \"x\"\n")
 	contract := filepath.Join(dir, "contract", "authz.rego")
 	authztest.WriteFile(t, contract, "package authz\n\nallow := true\n\nheaders := {\"x-n\": 1}\n")
+	// A tree someone else wrote, with links out of it: to a credential, and
+	// a named file that is itself a link.
+	secret := filepath.Join(dir, "credentials.rego")
+	authztest.WriteFile(t, secret, "package authz\n\nallow := true # s3cr3t\n")
+	linked := filepath.Join(dir, "linked")
+	authztest.WriteFile(t, filepath.Join(linked, "authz.rego"), "package authz\n\nallow := false\n")
+	if err := os.Symlink(secret, filepath.Join(linked, "leak.rego")); err != nil {
+		t.Fatal(err)
+	}
+	namedLink := filepath.Join(dir, "named.rego")
+	if err := os.Symlink(good, namedLink); err != nil {
+		t.Fatal(err)
+	}
 	notes := filepath.Join(dir, "notes.txt")
 	authztest.WriteFile(t, notes, "not a policy\n")
 	noEntry := filepath.Join(dir, "noentry")
@@ -251,6 +265,18 @@ func TestPolicyPaths(t *testing.T) {
 		{name: "check without a path", args: []string{"check"}, wantCode: 2, wantStderr: "verdict: name the policies"},
 		{name: "test without a path", args: []string{"test"}, wantCode: 2, wantStderr: "verdict: name the policies"},
 		{name: "check a missing path", args: []string{"check", filepath.Join(dir, "missing")}, wantCode: 2, wantStderr: "verdict: stat "},
+		{name: "check refuses a link out of the directory", args: []string{"check", linked}, wantCode: 2,
+			wantStderr: "verdict: " + filepath.Join(linked, "leak.rego") + " is a link out of the policy directory: pass --follow-links to read it"},
+		{name: "test refuses a link out of the directory", args: []string{"test", linked}, wantCode: 2,
+			wantStderr: "verdict: " + filepath.Join(linked, "leak.rego") + " is a link out of the policy directory"},
+		{name: "decide refuses a link out of the directory", args: []string{"decide", "--policies", linked, "--action", "read"}, wantCode: 2,
+			wantStderr: "verdict: " + filepath.Join(linked, "leak.rego") + " is a link out of the policy directory"},
+		{name: "replay refuses a link out of the directory", args: []string{"replay", "--log", filepath.Join(dir, "decisions.jsonl"),
+			"--policies", linked}, wantCode: 2, wantStderr: "verdict: " + filepath.Join(linked, "leak.rego") + " is a link out of the policy directory"},
+		{name: "check follows it when told", args: []string{"check", "--follow-links", linked}},
+		{name: "check refuses a named file that is a link", args: []string{"check", namedLink}, wantCode: 2,
+			wantStderr: "verdict: " + namedLink + " is a symbolic link"},
+		{name: "check reads a named link when told", args: []string{"check", "--follow-links", namedLink}},
 		{name: "check a file that is no policy", args: []string{"check", notes}, wantCode: 2,
 			wantStderr: "verdict: " + notes + " is neither a directory, a .rego file nor a bundle"},
 		{name: "a syntax error in a directory", args: []string{"check", filepath.Dir(syntax)}, wantCode: 1,

@@ -21,12 +21,13 @@ const maxLogLine = 4 << 20
 
 func newReplayCommand() *cobra.Command {
 	var (
-		logFile    string
-		policies   string
-		bundle     string
-		entrypoint string
-		evaluator  string
-		asJSON     bool
+		logFile     string
+		policies    string
+		bundle      string
+		entrypoint  string
+		evaluator   string
+		asJSON      bool
+		followLinks bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --log FILE (--policies PATH | --bundle FILE) [--json]",
@@ -58,7 +59,7 @@ problems printed as file:line:col).`,
 				}
 				policies = bundle
 			}
-			snap, err := readPolicies(policies, nil)
+			snap, err := readPolicies(policies, nil, followLinks)
 			if err != nil {
 				return loadError(err)
 			}
@@ -105,6 +106,7 @@ problems printed as file:line:col).`,
 	fl.StringVar(&entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
 	fl.StringVar(&evaluator, "evaluator", "auto", "how to evaluate: auto, compiled or topdown (replay a log under the other evaluator to compare them)")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	addFollowLinks(fl, &followLinks)
 	return cmd
 }
 

@@ -24,6 +24,8 @@ type testFlags struct {
 	asJSON     bool
 	run        string
 	timeout    time.Duration
+	// followLinks and allowNet: see addFollowLinks and addAllowNet.
+	followLinks bool
 }
 
 func newTestCommand() *cobra.Command {
@@ -54,7 +56,7 @@ problems, 2 usage error.`,
 			if f.bench && (f.coverage || f.verbose) {
 				return usageError("--bench cannot be combined with --coverage or --verbose")
 			}
-			snap, err := readPolicies(firstArg(args), nil)
+			snap, err := readPolicies(firstArg(args), nil, f.followLinks)
 			if err != nil {
 				return policyError(err)
 			}
@@ -94,6 +96,7 @@ problems, 2 usage error.`,
 	fl.StringVar(&f.run, "run", "", "run only tests whose names match this regular expression")
 	fl.DurationVar(&f.timeout, "timeout", authz.DefaultTestTimeout, "timeout for each test")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
+	addFollowLinks(fl, &f.followLinks)
 	return cmd
 }
 

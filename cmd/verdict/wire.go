@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io/fs"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -252,8 +256,11 @@ func kindOf(path string) (policyKind, error) {
 // default: without either it is a usage error, so that `verdict check` in
 // the wrong directory cannot pass on policies it never read. A bundle is
 // verified when the configuration names a verification key; the
-// configuration's size limits apply.
-func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
+// configuration's size limits apply. Unless followLinks, a symbolic link
+// out of the directory, or a named file that is a link, is refused: these
+// commands run on trees someone else wrote (a pull request's), where such
+// a link makes any file the runner can read part of the policy.
+func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.Snapshot, error) {
 	if cfg == nil {
 		cfg = &config.Config{}
 	}
@@ -272,6 +279,11 @@ func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
 	kind, err := kindOf(path)
 	if err != nil {
 		return nil, usageError("%v", err)
+	}
+	if kind != policyDir && !followLinks {
+		if info, err := os.Lstat(path); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+			return nil, usageError("%s is a symbolic link: name what it points to, or pass --follow-links", path)
+		}
 	}
 	switch kind {
 	case policyModule:
@@ -296,7 +308,16 @@ func readPolicies(path string, cfg *config.Config) (*bundles.Snapshot, error) {
 		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + path, Verify: verify,
 			Limits: policyLimits(cfg)})
 	}
-	return bundles.ReadDir(path, bundles.ReadOptions{Limits: policyLimits(cfg)})
+	snap, err := bundles.ReadDir(path, bundles.ReadOptions{Limits: policyLimits(cfg), NoLinksOut: !followLinks})
+	if le := (*bundles.LinkOutError)(nil); errors.As(err, &le) {
+		return nil, usageError("%s is a link out of the policy directory: pass --follow-links to read it", filepath.Join(path, filepath.FromSlash(le.Path)))
+	}
+	return snap, err
+}
+
+// addFollowLinks registers --follow-links, readPolicies' followLinks.
+func addFollowLinks(fl *pflag.FlagSet, v *bool) {
+	fl.BoolVar(v, "follow-links", false, "follow symbolic links out of the policy directory (refused by default: in a tree someone else wrote, such a link can read any file)")
 }
 
 // policySource picks what serve watches: path (--policies: a directory or
