@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -379,4 +380,57 @@ func checkLiteralsWrittenWithVariables(c *ast.Compiler, query ast.Body) error {
 			"a set or an object literal with elements or keys that are not constants, at %v, which topdown enumerates as written", found.Location)}
 	}
 	return nil
+}
+
+// checkGlobIndexed refuses a glob.match whose pattern is a constant string
+// and whose delimiters are a constant array of strings, when topdown's rule
+// indexer reads them otherwise than the built-in function does. The
+// indexer (ast/index.go, updateGlobMatch) splits the pattern on every
+// delimiter character and keeps a backslash escape in the part it stores,
+// and it splits on a delimiter that is itself a glob metacharacter before
+// the pattern's metacharacters mean anything; it then skips the rule
+// whenever the request's value, split alike, does not equal the stored
+// parts. So `glob.match("a\\.b", ["."], input.a)` never runs for "a.b",
+// which the built-in matches, nor `glob.match("*", ["*"], input.a)` for
+// "/": topdown denies what the compiled evaluator, calling the built-in,
+// allows. Patterns without a backslash, with single-character delimiters
+// that are not metacharacters, are indexed faithfully and stay compiled.
+func checkGlobIndexed(c *ast.Compiler, query ast.Body) error {
+	var found *ast.Expr
+	walkPolicy(c, query, func(n ast.Node) bool {
+		if e, ok := n.(*ast.Expr); ok && found == nil && e.IsCall() && len(e.Operands()) >= 3 &&
+			e.Operator().Equal(ast.GlobMatch.Ref()) && globIndexedOtherwise(e.Operand(0), e.Operand(1)) {
+			found = e
+		}
+		return found != nil
+	})
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"glob.match with a constant pattern that topdown's rule index reads otherwise (a backslash, or a delimiter that is not one plain character), at %v", found.Location)}
+	}
+	return nil
+}
+
+// globIndexedOtherwise reports whether topdown indexes a glob.match of
+// pattern and delimiters, and reads them otherwise than the built-in.
+func globIndexedOtherwise(pattern, delimiters *ast.Term) bool {
+	p, ok := pattern.Value.(ast.String)
+	if !ok {
+		return false
+	}
+	arr, ok := delimiters.Value.(*ast.Array)
+	if !ok {
+		return false
+	}
+	plain := true
+	for i := range arr.Len() {
+		d, ok := arr.Elem(i).Value.(ast.String)
+		if !ok {
+			return false // not indexed
+		}
+		if len([]rune(string(d))) != 1 || strings.ContainsAny(string(d), `*?[]{}\!,-^`) {
+			plain = false
+		}
+	}
+	return !plain || strings.Contains(string(p), `\`)
 }

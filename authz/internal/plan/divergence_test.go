@@ -779,6 +779,50 @@ whole := data.d.x
 	}
 }
 
+// TestDivergenceGlobIndexed: topdown's rule indexer reads a glob.match of a
+// constant pattern and constant delimiters by splitting both on the
+// delimiters, keeping a backslash escape in the stored part and splitting
+// on a delimiter that is a glob metacharacter; the rule is skipped when
+// the request's value, split alike, differs. The built-in matches, so the
+// compiled evaluator allowed:
+//
+//	allow if glob.match("a\\.b", ["."], input.a), a "a.b"          topdown undefined   compiled true
+//	allow if glob.match("files/\\*", ["/"], input.a), a "files/*"  topdown undefined   compiled true
+//	allow if glob.match("*", ["*"], input.a), a "/"                  topdown undefined   compiled true
+//	allow if glob.match("a?b", ["?"], input.a), a "axb"              topdown undefined   compiled true
+//
+// Also through a function's argument and beside a default. Such calls are
+// now refused at Prepare (checkGlobIndexed); patterns without a backslash
+// and plain one-character delimiters stay compiled.
+func TestDivergenceGlobIndexed(t *testing.T) {
+	for _, tc := range []struct{ rules, input string }{
+		{`allow if glob.match("a\\.b", ["."], input.a)`, `{"a": "a.b"}`},
+		{`allow if glob.match("files/\\*", ["/"], input.a)`, `{"a": "files/*"}`},
+		{`allow if glob.match("*", ["*"], input.a)`, `{"a": "/"}`},
+		{`allow if glob.match("a?b", ["?"], input.a)`, `{"a": "axb"}`},
+		{"default allow := false\n\nallow if glob.match(\"a\\\\b\", [\".\"], input.a)", `{"a": "ab"}`},
+		{"f(y) if glob.match(\"a\\\\.b\", [\".\"], y)\n\nallow if f(input.a)", `{"a": "a.b"}`},
+		{`deny if glob.match("files/\\*", ["/"], input.a)`, `{"a": "files/*"}`},
+	} {
+		src := "package p\n\n" + tc.rules + "\n"
+		q := "x = data.p.allow"
+		if strings.HasPrefix(tc.rules, "deny") {
+			q = "x = data.p.deny"
+		}
+		compareRefused(t, src, q, tc.input)
+	}
+	for _, rules := range []string{
+		`allow if glob.match("api.*.example.com", ["."], input.a)`,
+		`allow if glob.match("files/*", ["/"], input.a)`,
+		`allow if glob.match("a.b", [], input.a)`,
+		`allow if glob.match("{a,b}?", [], input.a)`,
+	} {
+		src := "package p\n\n" + rules + "\n"
+		wantCompiled(t, "x = data.p.allow", src)
+		compareQuery(t, src, "x = data.p.allow", `{"a": "api.v1.example.com"}`, `{"a": "files/x"}`, `{"a": "a.b"}`, `{"a": "ax"}`)
+	}
+}
+
 // TestDivergenceWithFunctionByValueWithVariables: a with that replaces a
 // function (or a built-in function) by a composite value holding variables,
 // reached through a rule: `g with f as [x]`, where g calls f. OPA's compiler

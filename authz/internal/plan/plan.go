@@ -168,6 +168,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkReplacementReachesMock(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
+	if err := checkGlobIndexed(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
 
