@@ -142,17 +142,27 @@ func normalizeEntrypoint(ep string) (string, error) {
 
 // compileModules parses every module of s, adds the entry module and
 // compiles the set with the input schema, then checks the policy contract's
-// types. It never touches the engine.
+// types. With includeTests, the checks Load makes apply to the policy
+// alone (a rule in a test file does not make the contract hold), and the
+// tests are then compiled beside it, for their own problems. It never
+// touches the engine.
 func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.Compiler, ast.Body, error) {
-	modules, err := entryModules(s, entry, includeTests)
+	query := ast.MustParseBody("data." + entryPackage + ".decision")
+	modules, err := entryModules(s, entry, false)
 	if err != nil {
 		return nil, nil, err
 	}
 	c, err := compileChecked(s, modules, entry)
-	if err != nil {
+	if err != nil || !includeTests {
+		return c, query, err
+	}
+	if modules, err = entryModules(s, entry, true); err != nil {
 		return nil, nil, err
 	}
-	return c, ast.MustParseBody("data." + entryPackage + ".decision"), nil
+	if c, err = compileSchema(s, modules); err != nil {
+		return nil, nil, err
+	}
+	return c, query, nil
 }
 
 // entryModules parses the modules of s (tests only when includeTests) and
@@ -173,17 +183,11 @@ func entryModules(s *bundles.Snapshot, entry string, includeTests bool) (map[str
 
 // compileChecked compiles modules (entryModules') with the input schema and
 // checks what Load requires beyond OPA: the entrypoint package exists and
-// the policy contract's types hold. The compiler works on copies: modules
-// stay as parsed.
+// the policy contract's types hold.
 func compileChecked(s *bundles.Snapshot, modules map[string]*ast.Module, entry string) (*ast.Compiler, error) {
-	schema, err := inputSchemaSet()
+	c, err := compileSchema(s, modules)
 	if err != nil {
 		return nil, err
-	}
-	// print() calls are kept: they print only when the engine has a hook.
-	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true)
-	if c.Compile(modules); c.Failed() {
-		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}
 	if !hasPackage(c, entry) {
 		return nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{
@@ -192,6 +196,21 @@ func compileChecked(s *bundles.Snapshot, modules map[string]*ast.Module, entry s
 	}
 	if problems := checkContract(c, s, entry); len(problems) > 0 {
 		return nil, &CompileError{Revision: s.Revision, Problems: problems}
+	}
+	return c, nil
+}
+
+// compileSchema compiles modules with the input schema; the compiler works
+// on copies, so modules stay as parsed.
+func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Compiler, error) {
+	schema, err := inputSchemaSet()
+	if err != nil {
+		return nil, err
+	}
+	// print() calls are kept: they print only when the engine has a hook.
+	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true)
+	if c.Compile(modules); c.Failed() {
+		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}
 	return c, nil
 }

@@ -76,14 +76,15 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 	if opts.Bench && (opts.Coverage || opts.Trace) {
 		return nil, errors.New("authz: tests: Bench excludes Coverage and Trace")
 	}
-	modules, err := entryModules(s, entry, true)
-	if err != nil {
+	// Refuse what Load refuses (the entrypoint package missing, a rule
+	// breaking the policy contract, of the policy without its tests), not
+	// only what fails to compile: a policy set whose tests pass must also
+	// load.
+	if _, _, err := compileModules(s, entry, true); err != nil {
 		return nil, err
 	}
-	// Refuse what Load refuses (the entrypoint package missing, a rule
-	// breaking the policy contract), not only what fails to compile: a
-	// policy set whose tests pass must also load.
-	if _, err := compileChecked(s, modules, entry); err != nil {
+	modules, err := entryModules(s, entry, true)
+	if err != nil {
 		return nil, err
 	}
 	schema, err := inputSchemaSet()

@@ -251,6 +251,10 @@ func TestPolicyPaths(t *testing.T) {
 	noEntry := filepath.Join(dir, "noentry")
 	authztest.WriteFile(t, filepath.Join(noEntry, "lib.rego"), "package lib\n\nx := 1\n")
 	authztest.WriteFile(t, filepath.Join(noEntry, "lib_test.rego"), "package lib_test\n\ntest_x if data.lib.x == 1\n")
+	// allow only in a test file: the policy alone has none, and Load refuses it.
+	allowInTest := filepath.Join(dir, "allowintest")
+	authztest.WriteFile(t, filepath.Join(allowInTest, "authz.rego"), "package authz\n\nx := 1\n")
+	authztest.WriteFile(t, filepath.Join(allowInTest, "authz_test.rego"), "package authz\n\nallow if false\n\ntest_x if x == 1\n")
 	reserved := filepath.Join(dir, "reserved")
 	authztest.WriteFile(t, filepath.Join(reserved, "authz.rego"), "package authz\n\nallow := true\n")
 	authztest.WriteFile(t, filepath.Join(reserved, "entry.rego"), "package verdict_entrypoint\n\ndecision := {\"allow\": true}\n")
@@ -294,6 +298,10 @@ func TestPolicyPaths(t *testing.T) {
 			wantStderr: "authz.rego:5:1: verdict_contract_error: data.authz.headers has type object<x-n: number>"},
 		{name: "test without the entrypoint package", args: []string{"test", noEntry}, wantCode: 1,
 			wantStderr: `no module declares the entrypoint package "authz"`},
+		{name: "test judges the policy without its test files", args: []string{"test", allowInTest}, wantCode: 1,
+			wantStderr: "authz.rego:1: verdict_contract_error: package authz defines no allow rule"},
+		{name: "check judges the policy without its test files", args: []string{"check", allowInTest}, wantCode: 1,
+			wantStderr: "authz.rego:1: verdict_contract_error: package authz defines no allow rule"},
 		{name: "check refuses the reserved package", args: []string{"check", reserved}, wantCode: 1,
 			wantStderr: "entry.rego:1: package verdict_entrypoint is reserved by Verdict"},
 		{name: "test refuses the reserved package", args: []string{"test", reserved}, wantCode: 1,
