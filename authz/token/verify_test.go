@@ -647,10 +647,22 @@ func TestVerifyCandidateKeysBounded(t *testing.T) {
 	}
 }
 
-// TestRSAKeySizeBounded: an RSA key over 8,192 bits is refused where keys
-// are configured or fetched, as one under 2,048 is: verifying with a
-// modulus of n bits costs about n².
+// TestRSAKeySizeBounded: an RSA key over 8,192 bits, or with an exponent
+// over 65537, is refused where keys are configured or fetched, as one under
+// 2,048 bits is: verifying with a modulus of n bits costs about n², and
+// more with a larger exponent.
 func TestRSAKeySizeBounded(t *testing.T) {
+	big65539 := &rsa.PublicKey{N: new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 2047), big.NewInt(1)), E: 65539}
+	der := x509.MarshalPKCS1PublicKey(big65539)
+	if _, err := token.ParsePublicKeyPEM(pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: der})); err == nil ||
+		!strings.Contains(err.Error(), "exponent 65539") {
+		t.Errorf("exponent 65539: %v, want refused", err)
+	}
+	set := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"e","n":%q,"e":%q}]}`,
+		base64.RawURLEncoding.EncodeToString(big65539.N.Bytes()), base64.RawURLEncoding.EncodeToString(big.NewInt(1<<31-1).Bytes()))
+	if _, err := token.ParseJWKS([]byte(set)); err == nil || !strings.Contains(err.Error(), "exponent") {
+		t.Errorf("exponent 2^31-1 in a key set: %v, want refused", err)
+	}
 	for _, bits := range []int{8193, 16384} {
 		n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
 		n.Add(n, big.NewInt(1)) // odd, bits long; a modulus in form only
