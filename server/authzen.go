@@ -261,11 +261,13 @@ func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []aut
 	b := append((*bp)[:0], `{"evaluations":[`...)
 	i := 0
 	for d, err := range s.decideAll(ctx, apiAuthZEN, reqs) {
-		if ctx.Err() != nil {
+		if err := ctx.Err(); err != nil {
 			s.putBuf(bp, b)
-			s.fail(w, authz.Refusef(authz.ErrPolicy, "the batch ran past limits.write_timeout (%s) at its evaluation %d of %d",
-				s.limits.WriteTimeout, i+1, len(reqs)))
-			return
+			if errors.Is(err, context.DeadlineExceeded) {
+				s.fail(w, authz.Refusef(authz.ErrPolicy, "the batch ran past limits.write_timeout (%s) at its evaluation %d of %d",
+					s.limits.WriteTimeout, i+1, len(reqs)))
+			}
+			return // else the client went away, or shutdown cut the request off: no one to answer
 		}
 		status, code := answer(decideAPI, d, err, true)
 		switch code {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -41,6 +42,7 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.limits.IdleTimeout}),
 		grpc.MaxConcurrentStreams(maxGRPCStreams),
 		grpc.InTapHandle(callDeadline(s.limits.WriteTimeout)),
+		grpc.StreamInterceptor(watchRequestWithin(s.limits.WriteTimeout)),
 		// Stop returns only once the cut-off calls' handlers have, so that
 		// their decisions reach the decision log before it closes.
 		grpc.WaitForHandlers(true),
@@ -65,7 +67,10 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 func callDeadline(d time.Duration) tap.ServerInHandle {
 	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
 		if info.FullMethodName == healthpb.Health_Watch_FullMethodName {
-			return ctx, nil
+			// A Watch lasts, but its request must arrive within d:
+			// watchRequestWithin cancels it otherwise.
+			ctx, cancel := context.WithCancel(ctx)
+			return context.WithValue(ctx, watchCancelKey{}, cancel), nil
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
 			return ctx, nil // the client's own (grpc-timeout) comes first
@@ -76,6 +81,43 @@ func callDeadline(d time.Duration) tap.ServerInHandle {
 		_ = cancel
 		return ctx, nil
 	}
+}
+
+// watchCancelKey holds, in a health Watch's context, the function that
+// cancels it.
+type watchCancelKey struct{}
+
+// watchRequestWithin gives a health Watch d to receive its request
+// message, the part of the call that callDeadline leaves unbounded: a
+// client that declared the message and held it back kept the stream, its
+// goroutine and its buffer, and held up a graceful stop.
+func watchRequestWithin(d time.Duration) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		cancel, ok := ss.Context().Value(watchCancelKey{}).(context.CancelFunc)
+		if !ok {
+			return handler(srv, ss)
+		}
+		return handler(srv, &firstRecvWithin{ServerStream: ss, d: d, cancel: cancel})
+	}
+}
+
+// firstRecvWithin cancels its stream when the first message takes longer
+// than d to arrive.
+type firstRecvWithin struct {
+	grpc.ServerStream
+	d        time.Duration
+	cancel   context.CancelFunc
+	received bool
+}
+
+func (s *firstRecvWithin) RecvMsg(m any) error {
+	if s.received {
+		return s.ServerStream.RecvMsg(m)
+	}
+	s.received = true
+	t := time.AfterFunc(s.d, s.cancel)
+	defer t.Stop()
+	return s.ServerStream.RecvMsg(m)
 }
 
 // healthService is the standard gRPC health service, serving for "" (the
@@ -155,6 +197,30 @@ func (h *healthService) shutdown() {
 	close(h.done)
 }
 
+// cutOff stops the gRPC server at once: Stop closes the connections,
+// cancels the calls' contexts and waits for their handlers (the engine
+// stops evaluating when its context ends), and Serve returns. It waits up
+// to the server's grace (handlerGrace) for both, as Run does for HTTP
+// handlers, and logs and reports false when a handler is still running.
+func (r *extRun) cutOff() bool {
+	done := make(chan struct{})
+	go func() {
+		r.gs.Stop()
+		<-r.done
+		close(done)
+	}()
+	t := time.NewTimer(r.grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		r.log.LogAttrs(context.Background(), slog.LevelError, "shutdown: ext_authz handlers still running after they were cut off",
+			slog.Duration("waited", r.grace))
+		return false
+	}
+}
+
 // extRun is the ext_authz gRPC server while Run serves it. Its zero value
 // (done nil) stands for none served.
 type extRun struct {
@@ -164,12 +230,14 @@ type extRun struct {
 	err    error         // Serve's error, set before done is closed
 	cancel context.CancelFunc
 	polled chan struct{} // closed when the health poller has returned
+	log    *slog.Logger
+	grace  time.Duration
 }
 
 // runExtAuthz serves ext_authz on ln, when ln is not nil, and keeps the
 // health service current; stop ends both.
 func (s *Server) runExtAuthz(ln net.Listener) *extRun {
-	r := &extRun{}
+	r := &extRun{log: s.log, grace: s.grace}
 	if ln == nil {
 		return r
 	}
@@ -200,29 +268,25 @@ func (r *extRun) stop(ctx context.Context, immediate bool) error {
 	r.cancel()
 	<-r.polled
 	r.hs.shutdown()
-	var err error
 	if immediate {
-		r.gs.Stop()
-	} else {
-		stopped := make(chan struct{})
-		go func() {
-			r.gs.GracefulStop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-			// Stop closes the connections, cancels the calls' contexts and
-			// waits for their handlers (the engine stops evaluating when
-			// its context ends); GracefulStop returns then too.
-			r.gs.Stop()
-			<-stopped
-			err = fmt.Errorf("server: shutdown: in-flight ext_authz calls did not finish: %w", ctx.Err())
-		}
+		r.cutOff()
+		return nil
+	}
+	stopped := make(chan struct{})
+	go func() {
+		r.gs.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		// GracefulStop returns once cutOff has (or is stuck with it).
+		r.cutOff()
+		return fmt.Errorf("server: shutdown: in-flight ext_authz calls did not finish: %w", ctx.Err())
 	}
 	<-r.done
-	if r.err != nil && err == nil && !immediate {
-		err = fmt.Errorf("server: ext_authz: %w", r.err)
+	if r.err != nil {
+		return fmt.Errorf("server: ext_authz: %w", r.err)
 	}
-	return err
+	return nil
 }

@@ -48,6 +48,7 @@ type extAuthzOptions struct {
 	trusted []string // ext_authz trusted peers
 	noLoad  bool
 	mutate  func(*Options)
+	grace   time.Duration // the server's wait for cut-off handlers; 0: handlerGrace
 }
 
 func newExtAuthzFixture(t *testing.T, o extAuthzOptions) *extAuthzFixture {
@@ -61,6 +62,9 @@ func newExtAuthzFixture(t *testing.T, o extAuthzOptions) *extAuthzFixture {
 			o.mutate(opts)
 		}
 	}})
+	if o.grace != 0 {
+		f.srv.grace = o.grace
+	}
 	_, stop := start(t, f.srv)
 	x := &extAuthzFixture{fixture: f, addr: f.srv.ExtAuthzAddr().String(), stop: stop}
 	x.conn = dialExtAuthz(t, x.addr, insecure.NewCredentials())
@@ -838,9 +842,16 @@ func FuzzExtAuthzCheck(f *testing.F) {
 // TestExtAuthzHeldBackMessage: a client that declares a message's length
 // and holds the rest back gets its call ended within limits.write_timeout,
 // whatever deadline it asked for, instead of holding a goroutine and the
-// message's buffer as long as the connection lives; the server announces
-// its bound on a connection's concurrent calls.
+// message's buffer as long as the connection lives: a Check, and a health
+// Watch (a stream meant to last, whose request must still arrive). The
+// server announces its bound on a connection's concurrent calls.
 func TestExtAuthzHeldBackMessage(t *testing.T) {
+	for _, path := range []string{"/envoy.service.auth.v3.Authorization/Check", healthpb.Health_Watch_FullMethodName} {
+		t.Run(path, func(t *testing.T) { heldBackMessage(t, path) })
+	}
+}
+
+func heldBackMessage(t *testing.T, path string) {
 	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
 		o.Limits.WriteTimeout = 300 * time.Millisecond
 	}})
@@ -860,8 +871,7 @@ func TestExtAuthzHeldBackMessage(t *testing.T) {
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
 	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
-		{":path", "/envoy.service.auth.v3.Authorization/Check"},
+		{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"}, {":path", path},
 		{"content-type", "application/grpc"}, {"te", "trailers"},
 		{"grpc-timeout", "1M"}, // a minute: longer than the server's bound
 	} {
@@ -901,5 +911,39 @@ func TestExtAuthzHeldBackMessage(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestExtAuthzWatchOutlivesWriteTimeout: a health Watch whose request
+// arrived lasts beyond limits.write_timeout (only its request is bounded),
+// and ends when the server stops.
+func TestExtAuthzWatchOutlivesWriteTimeout(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
+		o.Limits.WriteTimeout = 200 * time.Millisecond
+	}})
+	watch, err := x.health.Watch(t.Context(), &healthpb.HealthCheckRequest{Service: ExtAuthzService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := watch.Recv(); err != nil || st.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first status: %v, %v", st, err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := watch.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		t.Fatalf("the Watch ended after its request had arrived: %v", err)
+	case <-time.After(4 * 200 * time.Millisecond):
+	}
+	if err := x.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Watch did not end when the server stopped")
 	}
 }

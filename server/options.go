@@ -119,7 +119,10 @@ func (l Limits) withDefaults() (Limits, error) {
 // Options configures a Server. Every zero value means the documented
 // default; only Engine is required.
 type Options struct {
-	// Engine answers decisions (required).
+	// Engine answers decisions (required). One that can also pin a
+	// snapshot (Pin() *authz.Pinned, as *authz.Engine can) decides every
+	// item of an AuthZEN batch on one policy revision; a wrapper that hides
+	// Pin decides each item on whatever serves at its turn.
 	Engine Engine
 	// Source, when set, is reported in /v1/status and metrics, and in
 	// readiness when it has a Ready() error method.

@@ -129,9 +129,9 @@ func (s *Server) Run(ctx context.Context) error {
 	closeHTTP := func() {
 		cutOff()
 		hs.Close()
-		if !handlers.wait(handlerGrace) {
+		if !handlers.wait(s.grace) {
 			s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "shutdown: request handlers still running after they were cut off",
-				slog.Duration("waited", handlerGrace))
+				slog.Duration("waited", s.grace))
 		}
 	}
 	select {
@@ -175,15 +175,24 @@ func (s *Server) Run(ctx context.Context) error {
 // them. A WaitGroup does not do: a handler may start (Add from zero) while
 // Run already waits, on a connection accepted just before Close.
 type handlerCount struct {
-	mu    sync.Mutex
-	n     int
-	drain chan struct{} // closed when n reaches zero while wait waits
+	mu     sync.Mutex
+	n      int
+	drain  chan struct{} // closed when n reaches zero while wait waits
+	closed bool          // set by wait: no handler starts after it
 }
 
-// track counts h's handlers.
+// track counts h's handlers. Once wait has been called, a request whose
+// handler had not started yet (read just before its connection closed) is
+// answered 503 instead: its decision could reach a decision log already
+// closed.
 func (c *handlerCount) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		c.n++
 		c.mu.Unlock()
 		defer func() {
@@ -198,10 +207,11 @@ func (c *handlerCount) track(h http.Handler) http.Handler {
 	})
 }
 
-// wait waits up to grace for no handler to be running, and reports
-// whether none is. It is not for concurrent use.
+// wait lets no handler start any more, waits up to grace for none to be
+// running, and reports whether none is. It is not for concurrent use.
 func (c *handlerCount) wait(grace time.Duration) bool {
 	c.mu.Lock()
+	c.closed = true
 	if c.n == 0 {
 		c.mu.Unlock()
 		return true

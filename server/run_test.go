@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -297,5 +298,72 @@ func TestDecisionLogDropsCounted(t *testing.T) {
 	}
 	if got := dl.Written() + dl.Dropped(); got != n {
 		t.Errorf("written %d + dropped %d = %d, want %d", dl.Written(), dl.Dropped(), got, n)
+	}
+}
+
+// stuckEngine ignores its context: its decisions end only when released,
+// as a built-in function that ignores the evaluation timeout would.
+type stuckEngine struct {
+	Engine
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (e *stuckEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
+	e.entered <- struct{}{}
+	<-e.release
+	return e.Engine.Decide(ctx, req)
+}
+
+// TestShutdownHandlerGrace: a handler that ignores its cancelled context
+// holds Run up to the server's grace after the shutdown timeout, no
+// longer, on the HTTP listener and on ext_authz's.
+func TestShutdownHandlerGrace(t *testing.T) {
+	for _, front := range []string{"http", "ext_authz"} {
+		t.Run(front, func(t *testing.T) {
+			stuck := &stuckEngine{entered: make(chan struct{}, 1), release: make(chan struct{})}
+			defer close(stuck.release)
+			x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
+				stuck.Engine = o.Engine
+				o.Engine = stuck
+				o.Limits.ShutdownTimeout = 50 * time.Millisecond
+			}, grace: 200 * time.Millisecond})
+			go func() {
+				if front == "http" {
+					resp, err := http.Post("http://"+x.srv.Addr().String()+"/v1/decide", "application/json", strings.NewReader(`{"action":"catalog:read"}`))
+					if err == nil {
+						resp.Body.Close()
+					}
+					return
+				}
+				x.client.Check(context.Background(), checkRequest("GET", "/catalog", nil))
+			}()
+			<-stuck.entered
+			start := time.Now()
+			if err := x.stop(); err == nil {
+				t.Error("Run = nil, want the in-flight request cut off")
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("Run took %v with a stuck handler, want about the shutdown timeout and the grace", took)
+			}
+		})
+	}
+}
+
+// TestHandlerCountClosed: once Run waits for the cut-off handlers, a
+// request whose handler had not started is answered 503 without running
+// it, so that no decision starts after the wait.
+func TestHandlerCountClosed(t *testing.T) {
+	var c handlerCount
+	ran := 0
+	h := c.track(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { ran++ }))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	if !c.wait(time.Millisecond) || ran != 1 {
+		t.Fatalf("wait with no handler running: ran %d", ran)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	if w.Code != http.StatusServiceUnavailable || ran != 1 {
+		t.Errorf("after wait: %d, handler ran %d times; want 503 and not run", w.Code, ran)
 	}
 }

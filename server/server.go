@@ -31,6 +31,8 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	limits  Limits
+	// grace is how long Run waits for cut-off handlers (handlerGrace).
+	grace   time.Duration
 	addr    string
 	tls     *tls.Config
 	metrics *metrics
@@ -75,6 +77,7 @@ func New(opts Options) (*Server, error) {
 	}
 
 	s := &Server{
+		grace:       handlerGrace,
 		engine:      opts.Engine,
 		source:      opts.Source,
 		keySets:     slices.Clone(opts.KeySets),
