@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -116,7 +118,7 @@ func Compile(s *bundles.Snapshot, opts CompileOptions) (*ast.Compiler, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := compileModules(s, entry, opts.IncludeTests)
+	c, _, err := compileModules(s, entry, opts.IncludeTests, false)
 	return c, err
 }
 
@@ -142,15 +144,27 @@ func normalizeEntrypoint(ep string) (string, error) {
 
 // compileModules parses every module of s, adds the entry module and
 // compiles the set with the input schema, then checks the policy contract's
-// types. With includeTests, the checks Load makes apply to the policy
+// types; with noNetwork, a call of a built-in function that reaches the
+// network is a problem (networkCalls). With includeTests, the checks Load makes apply to the policy
 // alone (a rule in a test file does not make the contract hold), and the
 // tests are then compiled beside it, for their own problems. It never
 // touches the engine.
-func compileModules(s *bundles.Snapshot, entry string, includeTests bool) (*ast.Compiler, ast.Body, error) {
+func compileModules(s *bundles.Snapshot, entry string, includeTests, noNetwork bool) (*ast.Compiler, ast.Body, error) {
 	query := ast.MustParseBody("data." + entryPackage + ".decision")
 	modules, err := entryModules(s, entry, false)
 	if err != nil {
 		return nil, nil, err
+	}
+	if noNetwork {
+		all := modules
+		if includeTests {
+			if all, err = entryModules(s, entry, true); err != nil {
+				return nil, nil, err
+			}
+		}
+		if problems := networkCalls(all); len(problems) > 0 {
+			return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
+		}
 	}
 	c, err := compileChecked(s, modules, entry)
 	if err != nil || !includeTests {
@@ -215,6 +229,53 @@ func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Co
 	return c, nil
 }
 
+// networkBuiltins are the built-in functions that reach the network.
+var networkBuiltins = []ast.Ref{ast.HTTPSend.Ref(), ast.NetLookupIPAddr.Ref()}
+
+// networkCalls returns a problem at every call of a networkBuiltins
+// function in modules, and at every with that puts one in a function's
+// place; a with that replaces one (a test's mock) is not a call.
+func networkCalls(modules map[string]*ast.Module) []bundles.Problem {
+	var problems []bundles.Problem
+	found := func(ref ast.Ref, loc *ast.Location) {
+		p := bundles.Problem{Code: "verdict_network_error",
+			Message: ref.String() + " reaches the network, which is not allowed here"}
+		if loc != nil {
+			p.File, p.Line, p.Col = loc.File, loc.Row, loc.Col
+		}
+		problems = append(problems, p)
+	}
+	isNetwork := func(r ast.Ref) bool {
+		return slices.ContainsFunc(networkBuiltins, func(b ast.Ref) bool { return b.Equal(r) })
+	}
+	network := func(t *ast.Term) (ast.Ref, bool) {
+		r, ok := t.Value.(ast.Ref)
+		return r, ok && isNetwork(r)
+	}
+	for _, name := range slices.Sorted(maps.Keys(modules)) {
+		ast.WalkNodes(modules[name], func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.Expr:
+				if x.IsCall() && isNetwork(x.Operator()) {
+					found(x.Operator(), x.Location)
+				}
+			case *ast.Term:
+				if call, ok := x.Value.(ast.Call); ok && len(call) > 0 {
+					if r, ok := network(call[0]); ok {
+						found(r, x.Location)
+					}
+				}
+			case *ast.With:
+				if r, ok := network(x.Value); ok {
+					found(r, x.Location)
+				}
+			}
+			return false
+		})
+	}
+	return problems
+}
+
 // parserOptions parse every module: Rego v1, with annotations (schemas).
 var parserOptions = ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true}
 
@@ -268,8 +329,8 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 
 // prepare compiles a snapshot and prepares its decision query, for topdown
 // and, as ev allows, for the compiled evaluator.
-func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluator, decisionCache cacheLimits) (*compiled, error) {
-	c, query, err := compileModules(s, entry, false)
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluator, decisionCache cacheLimits, noNetwork bool) (*compiled, error) {
+	c, query, err := compileModules(s, entry, false, noNetwork)
 	if err != nil {
 		return nil, err
 	}

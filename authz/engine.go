@@ -91,11 +91,16 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Token checks use Tokens.Now,
 	// which defaults to this clock.
 	Now func() time.Time
+	// NoNetwork refuses, at Load, a policy that calls a built-in function
+	// reaching the network (http.send, net.lookup_ip_addr), as a problem
+	// at the call (code verdict_network_error); its tests run under
+	// RequireTests likewise. For running policies one does not trust,
+	// such as a pull request's.
+	NoNetwork bool
 	// Logger receives "policy loaded" for each successful Load (with the
 	// evaluator and the decision cache it chose) and recovered panics; nil
-	// discards them. A failed Load is returned, not
-	// logged. Decisions are not logged here (that is the decision log's
-	// job).
+	// discards them. A failed Load is returned, not logged. Decisions are
+	// not logged here (that is the decision log's job).
 	Logger *slog.Logger
 	// TracerProvider, when set, traces each decision's steps as
 	// OpenTelemetry spans (verdict.verify_token, verdict.evaluate; see
@@ -117,6 +122,7 @@ type Engine struct {
 	evaluator   Evaluator
 	evalTimeout time.Duration
 	tests       bool          // Options.RequireTests
+	noNetwork   bool          // Options.NoNetwork
 	keepInput   bool          // Options.KeepInput
 	print       opaprint.Hook // Options.Print; nil when none
 	now         func() time.Time
@@ -156,6 +162,7 @@ func New(opts Options) (*Engine, error) {
 		entry:       entry,
 		evalTimeout: opts.EvalTimeout,
 		tests:       opts.RequireTests,
+		noNetwork:   opts.NoNetwork,
 		keepInput:   opts.KeepInput,
 		print:       printHook(opts.Print),
 		now:         opts.Now,
@@ -233,9 +240,9 @@ func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
 	start := e.now()
-	cp, err := prepare(ctx, s, e.entry, e.evaluator, e.decisions)
+	cp, err := prepare(ctx, s, e.entry, e.evaluator, e.decisions, e.noNetwork)
 	if err == nil && e.tests {
-		err = requireTests(ctx, s, e.entry)
+		err = requireTests(ctx, s, e.entry, e.noNetwork)
 	}
 
 	e.mu.Lock()

@@ -35,6 +35,9 @@ type TestOptions struct {
 	CapturePrint bool
 	// Coverage reports which lines of the policy modules the tests ran.
 	Coverage bool
+	// NoNetwork refuses a policy or test that calls a built-in function
+	// reaching the network, as Options.NoNetwork does.
+	NoNetwork bool
 	// Bench runs each test as a benchmark (repeated until its timing is
 	// stable, as opa test --bench does); each Result then carries a
 	// BenchmarkResult, allocations included. Tests still pass or fail.
@@ -80,7 +83,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 	// breaking the policy contract, of the policy without its tests), not
 	// only what fails to compile: a policy set whose tests pass must also
 	// load.
-	if _, _, err := compileModules(s, entry, true); err != nil {
+	if _, _, err := compileModules(s, entry, true, opts.NoNetwork); err != nil {
 		return nil, err
 	}
 	modules, err := entryModules(s, entry, true)
@@ -167,8 +170,8 @@ func policyCoverage(cov *cover.Cover, modules map[string]*ast.Module) *cover.Rep
 // (Options.RequireTests): every failing or erroring test is a problem at
 // the test's location, and a snapshot without tests is refused too, since
 // the operator asked for tests to gate every change.
-func requireTests(ctx context.Context, s *bundles.Snapshot, entry string) error {
-	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry})
+func requireTests(ctx context.Context, s *bundles.Snapshot, entry string, noNetwork bool) error {
+	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry, NoNetwork: noNetwork})
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ type decideFlags struct {
 	input       string // a whole input document, from a file ("-": stdin)
 	at          string // RFC 3339: the clock for input.context.time and the clock builtins
 	followLinks bool   // see addFollowLinks
+	allowNet    bool   // see addAllowNet
 }
 
 func newDecideCommand() *cobra.Command {
@@ -89,6 +90,7 @@ Without --config, tokens are trusted only from the development issuer whose key
 	fl.StringVar(&f.input, "input", "", "evaluate this whole input document (a JSON file, - for stdin) instead of building one: no token is verified")
 	fl.StringVar(&f.at, "time", "", "decide as of this time (RFC 3339): input.context.time and the clock builtins")
 	addFollowLinks(fl, &f.followLinks)
+	addAllowNet(fl, &f.allowNet)
 	return cmd
 }
 
@@ -118,6 +120,7 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if f.entrypoint != "" {
 		opts.Entrypoint = f.entrypoint
 	}
+	opts.NoNetwork = !f.allowNet
 	switch f.explain {
 	case "", "text", "json":
 	default:

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -546,5 +547,56 @@ func TestDecideUsesTheConfiguredEngine(t *testing.T) {
 	code, out, stderr := verdict(t, "decide", "--config", filepath.Join(dir, "verdict.yaml"), "--action", "read")
 	if code != 2 || out != "" || !strings.Contains(stderr, "test_write_allowed") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 naming the failing test", code, out, stderr)
+	}
+}
+
+// TestNetworkOffByDefault: test, decide and replay evaluate policies that
+// may be someone else's, so a call of http.send (or net.lookup_ip_addr) is
+// a problem at the call, with a hint, and reaches nothing; --allow-net lets
+// it through. A test that replaces http.send with a mock, without the
+// policy calling it, needs no flag.
+func TestNetworkOffByDefault(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok": true}`))
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	authztest.WriteFile(t, filepath.Join(calls, "authz.rego"), "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \""+srv.URL+"\"}).body.ok\n")
+	authztest.WriteFile(t, filepath.Join(calls, "authz_test.rego"), "package authz_test\n\ntest_allow if data.authz.allow\n")
+	mocks := filepath.Join(dir, "mocks")
+	authztest.WriteFile(t, filepath.Join(mocks, "authz.rego"), "package authz\n\nallow if input.action.name == \"read\"\n")
+	authztest.WriteFile(t, filepath.Join(mocks, "authz_test.rego"),
+		"package authz_test\n\nmock(_) := {}\n\ntest_allow if data.authz.allow with input.action.name as \"read\" with http.send as mock\n")
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr string
+		wantHits   int64
+	}{
+		{name: "test", args: []string{"test", calls}, wantCode: 1, wantStderr: "authz.rego:3:10: verdict_network_error: http.send reaches the network"},
+		{name: "decide", args: []string{"decide", "--policies", calls, "--action", "read"}, wantCode: 2, wantStderr: "verdict_network_error"},
+		{name: "replay", args: []string{"replay", "--log", filepath.Join(dir, "none.jsonl"), "--policies", calls}, wantCode: 2, wantStderr: "verdict_network_error"},
+		{name: "test with a mock", args: []string{"test", mocks}},
+		{name: "test allowed", args: []string{"test", "--allow-net", calls}, wantHits: 1},
+		{name: "decide allowed", args: []string{"decide", "--allow-net", "--policies", calls, "--action", "read"}, wantHits: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			code, out, stderr := verdict(t, tc.args...)
+			if code != tc.wantCode || !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("exit %d, want %d; stderr %q, want %q; stdout %s", code, tc.wantCode, stderr, tc.wantStderr, out)
+			}
+			if tc.wantStderr != "" && !strings.Contains(stderr, "pass --allow-net") {
+				t.Errorf("stderr %q gives no hint", stderr)
+			}
+			if got := hits.Load() - before; got != tc.wantHits {
+				t.Errorf("the server got %d requests, want %d", got, tc.wantHits)
+			}
+		})
 	}
 }

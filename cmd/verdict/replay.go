@@ -28,6 +28,7 @@ func newReplayCommand() *cobra.Command {
 		evaluator   string
 		asJSON      bool
 		followLinks bool
+		allowNet    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --log FILE (--policies PATH | --bundle FILE) [--json]",
@@ -67,7 +68,7 @@ problems printed as file:line:col).`,
 			if err != nil {
 				return usageError("--evaluator: %v", err)
 			}
-			engine, err := authz.New(authz.Options{Entrypoint: entrypoint, Evaluator: ev})
+			engine, err := authz.New(authz.Options{Entrypoint: entrypoint, Evaluator: ev, NoNetwork: !allowNet})
 			if err != nil {
 				return usageError("%v", err)
 			}
@@ -107,6 +108,7 @@ problems printed as file:line:col).`,
 	fl.StringVar(&evaluator, "evaluator", "auto", "how to evaluate: auto, compiled or topdown (replay a log under the other evaluator to compare them)")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	addFollowLinks(fl, &followLinks)
+	addAllowNet(fl, &allowNet)
 	return cmd
 }
 

@@ -26,6 +26,7 @@ type testFlags struct {
 	timeout    time.Duration
 	// followLinks and allowNet: see addFollowLinks and addAllowNet.
 	followLinks bool
+	allowNet    bool
 }
 
 func newTestCommand() *cobra.Command {
@@ -62,7 +63,7 @@ problems, 2 usage error.`,
 			}
 			tr, err := authz.RunTests(cmd.Context(), snap, authz.TestOptions{
 				Entrypoint: f.entrypoint, Run: f.run, Timeout: f.timeout, Trace: f.verbose,
-				Coverage: f.coverage, Bench: f.bench, CapturePrint: true,
+				Coverage: f.coverage, Bench: f.bench, CapturePrint: true, NoNetwork: !f.allowNet,
 			})
 			if err != nil {
 				return policyError(err)
@@ -97,6 +98,7 @@ problems, 2 usage error.`,
 	fl.DurationVar(&f.timeout, "timeout", authz.DefaultTestTimeout, "timeout for each test")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
 	addFollowLinks(fl, &f.followLinks)
+	addAllowNet(fl, &f.allowNet)
 	return cmd
 }
 

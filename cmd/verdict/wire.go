@@ -2,6 +2,7 @@ package main
 
 import (
 	"io/fs"
+	"slices"
 
 	"bytes"
 	"errors"
@@ -315,6 +316,13 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 	return snap, err
 }
 
+// addAllowNet registers --allow-net: without it, the policies a command
+// evaluates may not call a built-in function that reaches the network
+// (authz.Options.NoNetwork), since they may be someone else's.
+func addAllowNet(fl *pflag.FlagSet, v *bool) {
+	fl.BoolVar(v, "allow-net", false, "let the policies call http.send and net.lookup_ip_addr (refused by default: a policy someone else wrote could reach your network or send it your data)")
+}
+
 // addFollowLinks registers --follow-links, readPolicies' followLinks.
 func addFollowLinks(fl *pflag.FlagSet, v *bool) {
 	fl.BoolVar(v, "follow-links", false, "follow symbolic links out of the policy directory (refused by default: in a tree someone else wrote, such a link can read any file)")
@@ -466,7 +474,11 @@ func loadError(err error) error { return problemsExit(err, exitError) }
 // with exit status 2 when it has none.
 func problemsExit(err error, code int) error {
 	if ps := bundles.Problems(err); len(ps) > 0 {
-		return &exitCode{code: code, problems: ps}
+		ec := &exitCode{code: code, problems: ps}
+		if slices.ContainsFunc(ps, func(p bundles.Problem) bool { return p.Code == "verdict_network_error" }) {
+			ec.err = errors.New("policies may not reach the network here: pass --allow-net to let them")
+		}
+		return ec
 	}
 	var ec *exitCode
 	if errors.As(err, &ec) {

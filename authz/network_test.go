@@ -1,0 +1,42 @@
+package authz_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// TestNoNetwork: with Options.NoNetwork, Load refuses a policy that calls
+// a built-in function reaching the network, as a problem at each call,
+// however the call is written; a policy without one loads.
+func TestNoNetwork(t *testing.T) {
+	e, err := authz.New(authz.Options{NoNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string]string{
+		"a statement":       "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n",
+		"a nested call":     "package authz\n\nallow if count(net.lookup_ip_addr(input.resource.host)) > 0\n",
+		"an assignment":     "package authz\n\nallow if {\n\tr := http.send({\"method\": \"GET\", \"url\": input.resource.url})\n\tr.status_code == 200\n}\n",
+		"a with's value":    "package authz\n\nf(_) := true\n\nallow if f(1) with f as http.send\n",
+		"a function's body": "package authz\n\nget(u) := http.send({\"method\": \"GET\", \"url\": u})\n\nallow if get(\"http://192.0.2.1\")\n",
+	} {
+		err := e.Load(t.Context(), authztest.Policy(t, name, src))
+		var ce *authz.CompileError
+		if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].Code != "verdict_network_error" || ce.Problems[0].Line == 0 {
+			t.Errorf("%s: Load = %v, want one located verdict_network_error", name, err)
+		}
+	}
+	if err := e.Load(t.Context(), authztest.Policy(t, "plain", "package authz\n\nallow if input.action.name == \"read\"\n")); err != nil {
+		t.Errorf("a policy without network calls: %v", err)
+	}
+	open, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := open.Load(t.Context(), authztest.Policy(t, "net", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n")); err != nil {
+		t.Errorf("without NoNetwork: %v", err)
+	}
+}
