@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 func newCheckCommand() *cobra.Command {
@@ -37,7 +38,7 @@ Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 			if _, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: entrypoint, IncludeTests: true}); err != nil {
 				return policyError(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d modules, revision %s\n", len(snap.Modules), snap.Revision)
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d modules, revision %s\n", len(snap.Modules), printable.String(snap.Revision))
 			return nil
 		},
 	}

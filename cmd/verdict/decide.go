@@ -21,6 +21,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
+	"github.com/verdict-pdp/verdict/internal/printable"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -127,7 +128,9 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		return usageError("--explain %q: want text or json", f.explain)
 	}
 	stderr := cmd.ErrOrStderr()
-	opts.Print = func(_ context.Context, loc, msg string) { fmt.Fprintf(stderr, "%s: %s\n", loc, msg) }
+	opts.Print = func(_ context.Context, loc, msg string) {
+		fmt.Fprintf(stderr, "%s: %s\n", printable.String(loc), printable.String(msg))
+	}
 	if f.at != "" {
 		at, err := time.Parse(time.RFC3339, f.at)
 		if err != nil {
@@ -173,7 +176,7 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if f.explain == "text" {
 		fmt.Fprintln(stderr, "explanation (rules that held, in order):")
 		for _, s := range d.Explanation {
-			fmt.Fprintln(stderr, "  "+s.String())
+			fmt.Fprintln(stderr, "  "+printable.String(s.String()))
 		}
 		d.Explanation = nil
 	}

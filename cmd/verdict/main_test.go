@@ -600,3 +600,25 @@ func TestNetworkOffByDefault(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputEscaped: what a policy tree's author writes — print() output,
+// a test file's name, a manifest's revision — reaches the terminal with
+// its control and format characters escaped, never raw.
+func TestOutputEscaped(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz.rego"), "package authz\n\nallow if input.action.name == \"read\"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "a\x1b[31mb_test.rego"),
+		"package authz_test\n\ntest_print if {\n\tprint(\"x\\r\\u001b[2KPASS: 9/9\\u202e\")\n\tdata.authz.allow with input.action.name as \"read\"\n}\n")
+	authztest.WriteFile(t, filepath.Join(dir, ".manifest"), "{\"revision\": \"rev\\u001b[2K\\rok: 9 modules\"}")
+	for _, args := range [][]string{{"test", "-v", "--coverage", dir}, {"check", dir}} {
+		code, out, stderr := verdict(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, stderr)
+		}
+		for _, raw := range []string{"\x1b", "\r", "\u202e"} {
+			if strings.Contains(out+stderr, raw) {
+				t.Errorf("%v printed %q raw:\nstdout %q\nstderr %q", args, raw, out, stderr)
+			}
+		}
+	}
+}

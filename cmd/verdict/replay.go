@@ -214,7 +214,7 @@ func nonNil(s []string) []string {
 // print writes the report for a reader.
 func (r *replayReport) print(w io.Writer) {
 	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input)\n",
-		r.Total, r.Revision, r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
+		r.Total, printable.String(r.Revision), r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
 	for _, f := range r.Flips {
 		if f.Error != "" {
 			fmt.Fprintf(w, "  %s: error: %s (was allow=%v %q)\n", printable.String(f.DecisionID), printable.String(f.Error), f.Was.Allow, f.Was.Reasons)

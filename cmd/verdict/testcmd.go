@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 type testFlags struct {
@@ -111,7 +112,7 @@ func printOutput(w io.Writer, results []*tester.Result) {
 			continue
 		}
 		for line := range strings.Lines(string(r.Output)) {
-			fmt.Fprintf(w, "%s.%s: %s\n", r.Package, r.Name, strings.TrimSuffix(line, "\n"))
+			fmt.Fprintf(w, "%s.%s: %s\n", r.Package, r.Name, printable.String(strings.TrimSuffix(line, "\n")))
 		}
 		r.Output = nil
 	}
@@ -131,12 +132,12 @@ func printTestRun(w io.Writer, tr *authz.TestRun, f testFlags) error {
 	c := tr.Coverage
 	fmt.Fprintf(w, "coverage: %.1f%% (%d of %d lines)\n", c.Coverage, c.CoveredLines, c.CoveredLines+c.NotCoveredLines)
 	for _, file := range slices.Sorted(maps.Keys(c.Files)) {
-		fmt.Fprintf(w, "  %s: %.1f%%\n", file, c.Files[file].Coverage)
+		fmt.Fprintf(w, "  %s: %.1f%%\n", printable.String(file), c.Files[file].Coverage)
 	}
 	if uncovered := uncoveredLines(c); len(uncovered) > 0 {
 		fmt.Fprintln(w, "not covered:")
 		for _, u := range uncovered {
-			fmt.Fprintf(w, "  %s\n", u)
+			fmt.Fprintf(w, "  %s\n", printable.String(u))
 		}
 	}
 	return nil
@@ -263,6 +264,14 @@ func newTestReport(tr *authz.TestRun) testReport {
 func replay(results []*tester.Result) chan *tester.Result {
 	ch := make(chan *tester.Result, len(results))
 	for _, r := range results {
+		// Package paths and file names are the tree's author's: made safe
+		// for the terminal, as the tests' output is.
+		r.Package, r.Name = printable.String(r.Package), printable.String(r.Name)
+		if r.Location != nil {
+			loc := *r.Location
+			loc.File = printable.String(loc.File)
+			r.Location = &loc
+		}
 		ch <- r
 	}
 	close(ch)

@@ -7,11 +7,13 @@ import (
 	"unicode"
 )
 
-// String returns s with its control characters other than tab written as
-// Go escapes, and s itself when it has none: printed, such a string cannot
-// move a terminal's cursor, change its colours or forge a line of its own.
+// String returns s with its control characters other than tab, and its
+// format characters (bidirectional overrides such as U+202E, zero-width
+// ones), written as Go escapes, and s itself when it has none: printed,
+// such a string cannot move a terminal's cursor, change its colours, forge
+// a line of its own or show its text in another order.
 func String(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }) {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) }) {
 		return s
 	}
 	q := strconv.Quote(s)

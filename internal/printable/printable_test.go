@@ -12,6 +12,8 @@ func TestString(t *testing.T) {
 		"a\x1b[2Jb":             `a\x1b[2Jb`,
 		"x\r\nreplayed 1":       `x\r\nreplayed 1`,
 		"\u0085next line":       `\u0085next line`,
+		"evil\u202egnp.exe":     `evil\u202egnp.exe`,
+		"zero\u200bwidth":       `zero\u200bwidth`,
 	} {
 		if got := printable.String(in); got != want {
 			t.Errorf("String(%q) = %q, want %q", in, got, want)
