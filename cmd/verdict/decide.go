@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -22,6 +24,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/internal/printable"
+	"github.com/verdict-pdp/verdict/internal/regularfile"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -198,16 +201,30 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 
 // readInput reads a JSON input document from a file, or stdin for "-",
 // numbers kept exact.
+// maxInputBytes bounds an --input document.
+const maxInputBytes = 64 << 20
+
 func readInput(cmd *cobra.Command, path string) (any, error) {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 64<<20))
-	} else {
-		data, err = os.ReadFile(path)
+	var r io.Reader = cmd.InOrStdin()
+	if path != "-" {
+		f, err := regularfile.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
 	}
+	data, err := io.ReadAll(io.LimitReader(r, maxInputBytes+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(data) > maxInputBytes {
+		return nil, fmt.Errorf("larger than %d MiB", maxInputBytes>>20)
+	}
+	// One JSON value, without duplicate member names (the server refuses
+	// them too: which one counts is the reader's guess).
+	if !jsontext.Value(data).IsValid() {
+		return nil, errors.New("not one JSON value without duplicate member names")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

@@ -622,3 +622,35 @@ func TestOutputEscaped(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideInputRead: --input takes one JSON object, as the server takes
+// a body: trailing data and duplicate member names are usage errors, and
+// so is a document over 64 MiB, refused once that much is read (not read
+// whole first: /dev/zero would never end).
+func TestDecideInputRead(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "authz.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow if input.action.name == \"read\"\n")
+	for _, tc := range []struct{ name, doc, want string }{
+		{name: "trailing data", doc: `{"action": {"name": "read"}} {"action": {"name": "write"}}`, want: "not one JSON value"},
+		{name: "duplicate names", doc: `{"action": {"name": "write", "name": "read"}}`, want: "duplicate member names"},
+	} {
+		file := filepath.Join(dir, tc.name+".json")
+		authztest.WriteFile(t, file, tc.doc)
+		if code, _, stderr := verdict(t, "decide", "--policies", policy, "--input", file); code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 saying %q", tc.name, code, stderr, tc.want)
+		}
+	}
+	big := filepath.Join(dir, "big.json")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(maxInputBytes + 1); err != nil { // sparse: no disk
+		t.Fatal(err)
+	}
+	f.Close()
+	if code, _, stderr := verdict(t, "decide", "--policies", policy, "--input", big); code != 2 || !strings.Contains(stderr, "larger than 64 MiB") {
+		t.Errorf("a document over the bound: exit %d, stderr %q", code, stderr)
+	}
+}
