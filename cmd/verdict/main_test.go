@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/devtoken"
 )
 
 // verdict runs the command line in-process and returns its exit code and
@@ -652,5 +654,46 @@ func TestDecideInputRead(t *testing.T) {
 	f.Close()
 	if code, _, stderr := verdict(t, "decide", "--policies", policy, "--input", big); code != 2 || !strings.Contains(stderr, "larger than 64 MiB") {
 		t.Errorf("a document over the bound: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestPrintDemoWarnsBeyondLoopback: the demo's instructions warn when it
+// listens beyond this machine (anyone reaching it can ask, read its status
+// and metrics), and only then.
+func TestPrintDemoWarnsBeyondLoopback(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr net.Addr
+		warn bool
+	}{
+		{addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8181}},
+		{addr: &net.TCPAddr{IP: net.IPv6loopback, Port: 8181}},
+		{addr: &net.TCPAddr{IP: net.IPv4zero, Port: 8181}, warn: true},
+		{addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 8181}, warn: true},
+	} {
+		var b strings.Builder
+		if err := printDemo(&b, tc.addr, m, true); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "beyond this machine"); got != tc.warn {
+			t.Errorf("%v: warned %v, want %v", tc.addr, got, tc.warn)
+		}
+	}
+}
+
+// TestReplayNothingSaysSo: replaying a log with no decision to replay
+// passes (exit 0: nothing flipped) but says that nothing was replayed.
+func TestReplayNothingSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "authz.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow := true\n")
+	empty := filepath.Join(dir, "empty.jsonl")
+	authztest.WriteFile(t, empty, "")
+	code, _, stderr := verdict(t, "replay", "--log", empty, "--policies", policy)
+	if code != 0 || !strings.Contains(stderr, "nothing was replayed") {
+		t.Errorf("exit %d, stderr %q; want 0 saying nothing was replayed", code, stderr)
 	}
 }

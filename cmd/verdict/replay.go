@@ -97,6 +97,11 @@ problems printed as file:line:col).`,
 			if report.AllowToDeny+report.DenyToAllow+report.Errors > 0 {
 				return &exitCode{code: exitDeny}
 			}
+			if report.Total == report.Skipped {
+				// Nothing flipped because nothing was replayed: say so, so
+				// that a gate in CI is not taken to have passed on evidence.
+				fmt.Fprintln(cmd.ErrOrStderr(), "verdict: nothing was replayed: the log holds no decision with its input (decision_log must record inputs)")
+			}
 			return nil
 		},
 	}

@@ -373,6 +373,9 @@ Verdict is serving a DEMO: no --config, so it trusts only a development token
 issuer (iss %q, aud %q) whose key was generated at start and is never
 stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
 `, devtoken.Issuer, devtoken.Audience)
+	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		fmt.Fprintf(&b, "\nIt listens on %s, beyond this machine: anyone who can reach it can ask it,\nread /v1/status and /metrics. Use --addr 127.0.0.1:PORT unless that is what you want.\n", addr)
+	}
 	if !ready {
 		b.WriteString("\nThe policies did not load (see the log above); every decision will be not_ready.\n")
 	}

@@ -73,12 +73,15 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 			if created {
 				fmt.Fprintf(stderr, "verdict: created development key %s\n", keyPath)
 			}
-			aud := devtoken.Audience
-			if a, ok := extra["aud"].(string); ok {
-				aud = a
+			iss, aud := any(devtoken.Issuer), any(devtoken.Audience)
+			if v, ok := extra["iss"]; ok {
+				iss = v
 			}
-			fmt.Fprintf(stderr, "verdict: development token for sub %q (issuer %s, audience %s, expires in %s) - NOT FOR PRODUCTION\n",
-				sub, devtoken.Issuer, aud, ttl)
+			if v, ok := extra["aud"]; ok {
+				aud = v
+			}
+			fmt.Fprintf(stderr, "verdict: development token for sub %q (issuer %v, audience %v, expires in %s), signed by the development key - NOT FOR PRODUCTION\n",
+				sub, iss, aud, ttl)
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
 			return nil
 		},
