@@ -357,27 +357,22 @@ func checkLiteralsWrittenWithVariables(c *ast.Compiler, query ast.Body) error {
 			return false
 		})
 	}
-	var found *ast.Term
-	walkPolicy(c, query, func(n ast.Node) bool {
+	found := findInPolicy(c, query, func(n ast.Node) bool {
 		t, ok := n.(*ast.Term)
-		if !ok || found != nil || args[t] {
-			return found != nil
+		if !ok || args[t] {
+			return false
 		}
 		switch v := t.Value.(type) {
 		case ast.Set:
-			if v.Len() > 1 && !v.IsGround() {
-				found = t
-			}
+			return v.Len() > 1 && !v.IsGround()
 		case ast.Object:
-			if v.Len() > 1 && slices.ContainsFunc(v.Keys(), func(k *ast.Term) bool { return !k.IsGround() }) {
-				found = t
-			}
+			return v.Len() > 1 && slices.ContainsFunc(v.Keys(), func(k *ast.Term) bool { return !k.IsGround() })
 		}
-		return found != nil
+		return false
 	})
 	if found != nil {
 		return &UnsupportedError{Feature: fmt.Sprintf(
-			"a set or an object literal with elements or keys that are not constants, at %v, which topdown enumerates as written", found.Location)}
+			"a set or an object literal with elements or keys that are not constants, at %v, which topdown enumerates as written", found.Loc())}
 	}
 	return nil
 }
@@ -396,17 +391,14 @@ func checkLiteralsWrittenWithVariables(c *ast.Compiler, query ast.Body) error {
 // allows. Patterns without a backslash, with single-character delimiters
 // that are not metacharacters, are indexed faithfully and stay compiled.
 func checkGlobIndexed(c *ast.Compiler, query ast.Body) error {
-	var found *ast.Expr
-	walkPolicy(c, query, func(n ast.Node) bool {
-		if e, ok := n.(*ast.Expr); ok && found == nil && e.IsCall() && len(e.Operands()) >= 3 &&
-			e.Operator().Equal(ast.GlobMatch.Ref()) && globIndexedOtherwise(e.Operand(0), e.Operand(1)) {
-			found = e
-		}
-		return found != nil
+	found := findInPolicy(c, query, func(n ast.Node) bool {
+		e, ok := n.(*ast.Expr)
+		return ok && e.IsCall() && len(e.Operands()) >= 3 && e.Operator().Equal(ast.GlobMatch.Ref()) &&
+			globIndexedOtherwise(e.Operand(0), e.Operand(1))
 	})
 	if found != nil {
 		return &UnsupportedError{Feature: fmt.Sprintf(
-			"glob.match with a constant pattern that topdown's rule index reads otherwise (a backslash, or a delimiter that is not one plain character), at %v", found.Location)}
+			"glob.match with a constant pattern that topdown's rule index reads otherwise (a backslash, or a delimiter that is not one plain character), at %v", found.Loc())}
 	}
 	return nil
 }

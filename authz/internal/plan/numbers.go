@@ -112,17 +112,16 @@ func checkPlainNumbers(c *ast.Compiler, query ast.Body, data ast.Value) error {
 	if !plainNumbers(data) {
 		return &UnsupportedError{Feature: "a base document holding " + errNumberWrittenOtherwise.Feature}
 	}
-	var found *ast.Term
-	walkPolicy(c, query, func(n ast.Node) bool {
-		if t, ok := n.(*ast.Term); ok && found == nil {
-			if num, ok := t.Value.(ast.Number); ok && !plainNumber(num) {
-				found = t
-			}
+	found := findInPolicy(c, query, func(n ast.Node) bool {
+		t, ok := n.(*ast.Term)
+		if !ok {
+			return false
 		}
-		return found != nil
+		num, ok := t.Value.(ast.Number)
+		return ok && !plainNumber(num)
 	})
 	if found != nil {
-		return &UnsupportedError{Feature: fmt.Sprintf("%s, at %v", errNumberWrittenOtherwise.Feature, found.Location)}
+		return &UnsupportedError{Feature: fmt.Sprintf("%s, at %v", errNumberWrittenOtherwise.Feature, found.Loc())}
 	}
 	return nil
 }

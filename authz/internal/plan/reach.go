@@ -95,6 +95,19 @@ func walkPolicy(c *ast.Compiler, query ast.Body, f func(ast.Node) bool) {
 	ast.WalkNodes(query, f)
 }
 
+// findInPolicy returns the first node of what the query reaches, in
+// walkPolicy's order, that match holds for; nil when none does.
+func findInPolicy(c *ast.Compiler, query ast.Body, match func(ast.Node) bool) ast.Node {
+	var found ast.Node
+	walkPolicy(c, query, func(n ast.Node) bool {
+		if found == nil && match(n) {
+			found = n
+		}
+		return found != nil
+	})
+	return found
+}
+
 // policyWiths returns every with statement of the modules and the query,
 // in walkPolicy's order. A built-in function named by a variable (with
 // lower as upper in a query the compiler has not rewritten) is given as a
