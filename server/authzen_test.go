@@ -58,7 +58,9 @@ type azFixture struct {
 	ca  *authztest.CA
 }
 
-func newAZFixture(t testing.TB, load bool, mutate func(*AuthZEN)) *azFixture {
+// newEchoEngine is an engine serving echoPolicy as revision rev-1, or
+// nothing yet unless load.
+func newEchoEngine(t testing.TB, load bool) *authz.Engine {
 	t.Helper()
 	e, err := authz.New(authz.Options{})
 	if err != nil {
@@ -69,6 +71,12 @@ func newAZFixture(t testing.TB, load bool, mutate func(*AuthZEN)) *azFixture {
 			t.Fatal(err)
 		}
 	}
+	return e
+}
+
+func newAZFixture(t testing.TB, load bool, mutate func(*AuthZEN)) *azFixture {
+	t.Helper()
+	e := newEchoEngine(t, load)
 	az := &AuthZEN{
 		TrustedPeers:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		TrustedCallers: []string{"spiffe://example.org/pep"},
@@ -77,6 +85,7 @@ func newAZFixture(t testing.TB, load bool, mutate func(*AuthZEN)) *azFixture {
 		mutate(az)
 	}
 	f := &azFixture{log: &memLog{}, ca: authztest.NewCA(t, "authzen test ca")}
+	var err error
 	if f.srv, err = New(Options{Engine: e, DecisionLog: f.log, AuthZEN: az}); err != nil {
 		t.Fatal(err)
 	}
@@ -648,13 +657,8 @@ func (l *reloadingLog) Log(r decisionlog.Record) bool {
 // between two policies: every item is decided by the revision serving when
 // the batch began; the next batch sees the new one.
 func TestAuthZENBatchOnOneRevision(t *testing.T) {
-	e, err := authz.New(authz.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Load(t.Context(), authztest.Policy(t, "rev-1", echoPolicy)); err != nil {
-		t.Fatal(err)
-	}
+	e := newEchoEngine(t, true)
+	var err error
 	dlog := &reloadingLog{engine: e, next: authztest.Policy(t, "rev-2", "package authz\n\ndefault allow := false\n")}
 	f := &azFixture{log: &dlog.memLog}
 	if f.srv, err = New(Options{Engine: e, DecisionLog: dlog,
@@ -715,13 +719,8 @@ func (e *slowEngine) Decide(ctx context.Context, req authz.Request) (authz.Decis
 // instead of evaluating every item after the client can no longer be
 // answered.
 func TestAuthZENBatchBoundedInTime(t *testing.T) {
-	e, err := authz.New(authz.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Load(t.Context(), authztest.Policy(t, "rev-1", echoPolicy)); err != nil {
-		t.Fatal(err)
-	}
+	e := newEchoEngine(t, true)
+	var err error
 	slow := &slowEngine{Engine: e, delay: 50 * time.Millisecond}
 	f := &azFixture{log: &memLog{}}
 	if f.srv, err = New(Options{Engine: slow, DecisionLog: f.log, Limits: Limits{WriteTimeout: 200 * time.Millisecond},
