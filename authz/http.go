@@ -58,6 +58,9 @@ func RequestFromHTTP(r *http.Request) (Request, error) {
 	if name := httpreq.Override(r.Header); name != "" {
 		return req, Refusef(ErrInvalidRequest, "%s", httpreq.OverrideRefused(name))
 	}
+	if why := httpreq.Undecidable(r); why != "" {
+		return req, Refusef(ErrInvalidRequest, "%s", why)
+	}
 	tok, err := BearerToken(r.Header)
 	if err != nil {
 		return req, RefuseWith(ErrToken, err)

@@ -1,14 +1,17 @@
 package authz_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -233,6 +236,50 @@ func TestRequestNeverShowsItsTokens(t *testing.T) {
 		}
 		if !strings.Contains(out, "redacted jwt") {
 			t.Errorf("no redacted token in %s", out)
+		}
+	}
+}
+
+// TestMiddlewareAbsoluteForm: a request target in absolute form is decided
+// on the path the handler serves: with no path before its query
+// (GET http://h?x=/public/), that is "/", never a '/' found in the query;
+// the policy allows only /public here, and the root holds a file only an
+// allowed request may read. A CONNECT request has no path to decide.
+func TestMiddlewareAbsoluteForm(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "mw",
+		"package authz\n\nallow if startswith(input.action.path, \"/public\")\n"))
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "index.html"), "ROOT-ONLY-FOR-ADMINS")
+	authztest.WriteFile(t, filepath.Join(dir, "public", "index.html"), "public")
+	srv := httptest.NewServer(e.Middleware(authz.MiddlewareOptions{})(http.FileServer(http.Dir(dir))))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"GET /public/ HTTP/1.1", 200},
+		{"GET http://h/public/ HTTP/1.1", 200},
+		{"GET / HTTP/1.1", 401},
+		{"GET http://h?x=/public/ HTTP/1.1", 401},
+		{"GET http://h?/public HTTP/1.1", 401},
+		{"GET http://h?_method=DELETE&x=/public/a HTTP/1.1", 400},
+		{"CONNECT h:443 HTTP/1.1", 400},
+	} {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "%s\r\nHost: h\r\nConnection: close\r\n\r\n", tc.line)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			c.Close()
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != tc.want || tc.want != 200 && strings.Contains(string(body), "ROOT-ONLY") {
+			t.Errorf("%s: %d %q, want %d", tc.line, resp.StatusCode, body, tc.want)
 		}
 	}
 }

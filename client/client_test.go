@@ -284,6 +284,14 @@ func TestMiddleware(t *testing.T) {
 			r.Header.Set("X-HTTP-Method-Override", "DELETE")
 			return r
 		},
+		// A CONNECT request has no path to decide.
+		func() *http.Request { return httptest.NewRequest(http.MethodConnect, "/orders/42", nil) },
+		// The absolute form: the path is "/", not the '/' in the query.
+		func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RequestURI = "http://h?_method=DELETE&x=/orders/42"
+			return r
+		},
 	} {
 		before := reached.Load()
 		r := mk()

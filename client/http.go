@@ -57,6 +57,9 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			return Decision{Reasons: []string{"invalid_request: override header refused"}}, false,
 				fmt.Errorf("%w: %s", ErrInvalidRequest, httpreq.OverrideRefused(name))
 		}
+		if why := httpreq.Undecidable(r); why != "" {
+			return Decision{Reasons: []string{"invalid_request: " + why}}, false, fmt.Errorf("%w: %s", ErrInvalidRequest, why)
+		}
 		req := Request{Token: tok, Action: Action{Method: r.Method, Path: httpreq.Target(r)},
 			Context: Context{RequestID: httpreq.RequestID(r.Header)}}
 		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)

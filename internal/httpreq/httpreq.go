@@ -162,20 +162,42 @@ func OverrideRefused(name string) string {
 // '{', raw UTF-8), and then returns %2F decoded as a '/' from EscapedPath,
 // a separator the upstream, which gets the raw path, does not see. The
 // query stays, so that a _method parameter in it is seen. The absolute form
-// (http://host/path) keeps its path and query. A request made in the
-// process, not read by a server (no RequestURI), gives its URL's.
+// (http://host/path?query) gives what follows its authority, which ends at
+// the first '/', '?' or '#' as net/url ends it: with no path there
+// (http://host?x=/admin), the path is "/", the one the handler serves
+// (never a '/' found in the query). A request made in the process, not
+// read by a server (no RequestURI), gives its URL's.
 func Target(r *http.Request) string {
 	t := r.RequestURI
 	if t == "" {
+		if r.URL == nil {
+			return ""
+		}
 		return r.URL.RequestURI()
 	}
 	if !strings.HasPrefix(t, "/") {
 		if i := strings.Index(t, "://"); i >= 0 {
-			if j := strings.IndexByte(t[i+3:], '/'); j >= 0 {
-				return t[i+3+j:]
+			rest := t[i+3:]
+			j := strings.IndexAny(rest, "/?#")
+			if j < 0 {
+				return "/"
 			}
+			if rest = rest[j:]; rest[0] != '/' {
+				rest = "/" + rest
+			}
+			return rest
 		}
 		return r.URL.EscapedPath()
 	}
 	return t
+}
+
+// Undecidable says why the path of r cannot be decided as the handler will
+// serve it, or "": a CONNECT request names an authority, not a path (net/http
+// hands its handler a URL the decision never saw).
+func Undecidable(r *http.Request) string {
+	if r.Method == http.MethodConnect {
+		return "a CONNECT request has no path to decide"
+	}
+	return ""
 }

@@ -51,6 +51,13 @@ func TestTarget(t *testing.T) {
 		{"/a%2Fb|c?x=1", "http://h/a%2Fb%7Cc?x=1", "/a%2Fb|c?x=1"},
 		{"http://h/orders/1?_method=DELETE", "http://h/orders/1?_method=DELETE", "/orders/1?_method=DELETE"},
 		{"", "http://h/orders/1?_method=DELETE", "/orders/1?_method=DELETE"},
+		// The absolute form's authority ends at '/', '?' or '#': a '/' in
+		// the query is not the path (the handler serves "/").
+		{"http://h?x=/public", "http://h?x=/public", "/?x=/public"},
+		{"http://h?/public", "http://h?/public", "/?/public"},
+		{"http://h", "http://h", "/"},
+		{"http://h#/public", "http://h", "/#/public"},
+		{"https://h:8443/a/b?c=/d", "https://h:8443/a/b?c=/d", "/a/b?c=/d"},
 	} {
 		r, err := http.NewRequest(http.MethodGet, tc.url, nil)
 		if err != nil {
