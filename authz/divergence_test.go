@@ -589,3 +589,14 @@ func TestEvaluatorGlobIndexed(t *testing.T) {
 	wantTopdownDenies(t, authztest.Policy(t, "glob", policy), "glob.match with a constant pattern",
 		authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"id": "docs/public*"}})
 }
+
+// TestEvaluatorVariableSetInHead: a partial set of one-element sets made
+// from the request (names contains {n}) looked up by a constant set: topdown
+// cannot unify the lookup's key with the head before the body runs, and
+// denies; the compiled evaluator allowed. Such a policy is now served by
+// topdown. See TestDivergenceVariableSetInHead in internal/plan.
+func TestEvaluatorVariableSetInHead(t *testing.T) {
+	policy := "package authz\n\nnames contains {n} if n := input.action.name\n\nallow if names[{\"read\"}]\n"
+	wantTopdownDenies(t, authztest.Policy(t, "sethead", policy), "a rule head whose key or arguments hold a set with a variable",
+		authz.Request{Action: authz.Action{Name: "read"}})
+}

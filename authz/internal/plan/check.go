@@ -426,3 +426,36 @@ func globIndexedOtherwise(pattern, delimiters *ast.Term) bool {
 	}
 	return !plain || strings.Contains(string(p), `\`)
 }
+
+// checkVariableSetsInHeads refuses a rule whose head's key, reference or
+// arguments hold a set with a variable in it, at any depth
+// (s contains {r} if some r in input.roles). A lookup by a constant key
+// (s[{"admin"}]) makes topdown unify the key with the head before it
+// evaluates the body, and its unification cannot bind a variable inside a
+// set: the lookup is undefined. The plan builds the set and finds the key,
+// so the compiled evaluator allowed what topdown denies.
+func checkVariableSetsInHeads(c *ast.Compiler, query ast.Body) error {
+	for _, r := range policyRules(c, query) {
+		terms := slices.Clone(r.Head.Args)
+		if r.Head.Key != nil {
+			terms = append(terms, r.Head.Key)
+		}
+		if len(r.Head.Reference) > 1 {
+			terms = append(terms, r.Head.Reference[1:]...)
+		}
+		for _, t := range terms {
+			var found *ast.Term
+			ast.WalkTerms(t, func(x *ast.Term) bool {
+				if s, ok := x.Value.(ast.Set); ok && found == nil && !s.IsGround() {
+					found = x
+				}
+				return found != nil
+			})
+			if found != nil {
+				return &UnsupportedError{Feature: fmt.Sprintf(
+					"a rule head whose key or arguments hold a set with a variable, at %v, which topdown cannot unify with a key", found.Location)}
+			}
+		}
+	}
+	return nil
+}

@@ -823,6 +823,38 @@ func TestDivergenceGlobIndexed(t *testing.T) {
 	}
 }
 
+// TestDivergenceVariableSetInHead: a partial set whose head is a set with
+// a variable in it, looked up by a constant key. topdown unifies the key
+// with the head before it evaluates the body (evalOneRulePreUnify), and
+// its unification cannot bind a variable inside a set, so the lookup is
+// undefined; the plan builds the set and finds the key:
+//
+//	s contains {r} if some r in input.roles; allow if s[{"admin"}], roles ["admin"]
+//	  topdown undefined   compiled true
+//
+// Also with the set nested in the head ([{r}], {"k": {r}}), a key bound at
+// evaluation, and under a ref head. Such rules are now refused at Prepare
+// (checkVariableSetsInHeads); a ground set in a head stays compiled.
+func TestDivergenceVariableSetInHead(t *testing.T) {
+	for _, tc := range []struct{ head, key string }{
+		{`s contains {r} if some r in input.roles`, `{"admin"}`},
+		{`s contains [{r}] if some r in input.roles`, `[{"admin"}]`},
+		{`s contains {"k": {r}} if some r in input.roles`, `{"k": {"admin"}}`},
+		{`s.a contains {r} if some r in input.roles`, `{"admin"}`},
+	} {
+		lookup := "s[" + tc.key + "]"
+		if strings.HasPrefix(tc.head, "s.a") {
+			lookup = "s.a[" + tc.key + "]"
+		}
+		src := "package p\n\n" + tc.head + "\n\nallow if " + lookup + "\n\nopen if not " + lookup + "\n"
+		compareRefused(t, src, "x = data.p.allow", `{"roles": ["admin"]}`, `{"roles": ["u", "admin"]}`)
+		compareRefused(t, src, "x = data.p.open", `{"roles": ["admin"]}`)
+	}
+	src := "package p\n\ns contains {\"admin\"} if \"admin\" in input.roles\n\nallow if s[{\"admin\"}]\n"
+	wantCompiled(t, "x = data.p.allow", src)
+	compareQuery(t, src, "x = data.p.allow", `{"roles": ["admin"]}`)
+}
+
 // TestDivergenceWithFunctionByValueWithVariables: a with that replaces a
 // function (or a built-in function) by a composite value holding variables,
 // reached through a rule: `g with f as [x]`, where g calls f. OPA's compiler
