@@ -248,6 +248,19 @@ func TestIstio(t *testing.T) {
 		t.Errorf("verdict-callers policy %v, want ALLOW from mesh principals to port %d", callers, port)
 	}
 	checkIstioCallers(t, c, callers)
+	// The policy guards the shared service's pods: its selector must match
+	// their labels, or it restricts no one.
+	_, pod := renderOverlay(t, "shared-service")
+	labels := pod.deployment.Spec.Template.Labels
+	selector, _ := get(callers, "spec", "selector", "matchLabels").(map[string]any)
+	if len(selector) == 0 {
+		t.Fatal("verdict-callers selects every workload of its namespace")
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			t.Errorf("verdict-callers selects %s=%v, which the shared service's pods (labels %v) lack: it would guard nothing", k, v, labels)
+		}
+	}
 }
 
 // checkIstioCallers checks every rule of the verdict-callers ALLOW policy:

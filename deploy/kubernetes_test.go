@@ -1129,6 +1129,18 @@ func checkExampleHeaders(t *testing.T, base string) {
 	if allow, h := decide("orders:write"); allow || len(h) > 0 {
 		t.Errorf("an anonymous orders:write: allow %v, headers %v; want a deny without headers", allow, h)
 	}
+	// Forward-auth and ext_authz carry a method and a path, no action name:
+	// the example policy names the action from them (GET /catalog/items is
+	// catalog:read), or it would deny every such request.
+	resp, err := http.Get(base + "/v1/check/catalog/items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Verdict-Action") != "catalog:read" {
+		t.Errorf("forward-auth GET /catalog/items: %d, x-verdict-action %q; want 200 and catalog:read",
+			resp.StatusCode, resp.Header.Get("X-Verdict-Action"))
+	}
 }
 
 // countFiles counts the regular files under dir.

@@ -697,3 +697,14 @@ func TestReplayNothingSaysSo(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 0 saying nothing was replayed", code, stderr)
 	}
 }
+
+// TestTokenTTLPositive: verdict token refuses a lifetime that would mint
+// a token already expired.
+func TestTokenTTLPositive(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "dev.key")
+	for _, ttl := range []string{"0s", "-1h"} {
+		if code, out, stderr := verdict(t, "token", "--dev-key", key, "--ttl", ttl); code != 2 || out != "" || !strings.Contains(stderr, "positive lifetime") {
+			t.Errorf("--ttl %s: exit %d, stdout %q, stderr %q; want a usage error", ttl, code, out, stderr)
+		}
+	}
+}

@@ -65,6 +65,9 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 					extra[k] = v
 				}
 			}
+			if ttl <= 0 {
+				return usageError("--ttl %s: want a positive lifetime", ttl)
+			}
 			tok, err := m.Mint(sub, extra, ttl, time.Now())
 			if err != nil {
 				return &exitCode{code: exitError, err: err}

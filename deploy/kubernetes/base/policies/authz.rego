@@ -9,25 +9,42 @@ package authz
 
 default allow := false
 
-allow if input.action.name in data.public_actions
+# action is the action's name: the one the caller gives (/v1/decide), else,
+# for forward-auth (/v1/check) and ext_authz, which carry a method and a path,
+# the path's first segment and the method's verb: GET /orders/42 is
+# "orders:read". A request with neither is undefined, and denied.
+action := input.action.name if input.action.name != ""
+
+else := concat(":", [input.action.segments[0], verbs[upper(input.action.method)]]) if {
+	not contains(input.action.segments[0], ":")
+}
+
+verbs := {"GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
+
+allow if action in data.public_actions
 
 allow if {
 	input.subject.authenticated == true
 	some role in input.subject.claims.roles
-	input.action.name in data.roles[role]
+	action in data.roles[role]
 }
 
-reasons contains sprintf("%s is public", [input.action.name]) if {
-	input.action.name in data.public_actions
+reasons contains sprintf("%s is public", [action]) if {
+	action in data.public_actions
 }
 
-reasons contains sprintf("role %s grants %s", [role, input.action.name]) if {
+reasons contains sprintf("role %s grants %s", [role, action]) if {
 	input.subject.authenticated == true
 	some role in input.subject.claims.roles
-	input.action.name in data.roles[role]
+	action in data.roles[role]
 }
 
-reasons contains "no role grants the action" if not allow
+reasons contains "no role grants the action" if {
+	not allow
+	action
+}
+
+reasons contains "the request names no action" if not action
 
 # headers tell the upstream who was allowed to do what: forward-auth
 # (/v1/check) answers them for the proxy to copy onto the request, ext_authz
@@ -41,7 +58,7 @@ reasons contains "no role grants the action" if not allow
 # client's others on: name these three, and have upstreams read no other
 # x-verdict-* header.
 headers := {
-	"x-verdict-action": input.action.name,
+	"x-verdict-action": action,
 	"x-verdict-subject": object.get(input.subject, "id", ""),
 	"x-verdict-roles": concat(",", [r | some r in object.get(input.subject, ["claims", "roles"], []); is_string(r)]),
 } if allow
