@@ -196,3 +196,29 @@ func runShell(t *testing.T, curl, command string) string {
 	}
 	return string(out)
 }
+
+// TestDemoTrustsVerdictToken: the demo also trusts the key "verdict token"
+// keeps, when there is one, so that the tokens a newcomer mints (another
+// subject, other roles) work against it; it says so.
+func TestDemoTrustsVerdictToken(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	mint := exec.Command(verdictBin, "token", "--sub", "bob", "--roles", "editor")
+	mint.Env = append(os.Environ(), homeEnv(home)...)
+	out, err := mint.Output()
+	if err != nil {
+		t.Fatalf("verdict token: %v", err)
+	}
+	bob := strings.TrimSpace(string(out))
+	p := startVerdict(t, startOptions{Args: []string{"--addr", "127.0.0.1:0"}, Env: homeEnv(home)})
+	eventually(t, 5*time.Second, func() string {
+		if !strings.Contains(p.Stderr.String(), "also trusts the key verdict token keeps") {
+			return "the demo does not say it trusts verdict token's key"
+		}
+		return ""
+	})
+	a := p.decideOK(t, mustJSON(t, map[string]any{"token": bob, "action": "orders:write"}))
+	if !a.Allow || a.Headers["x-verdict-subject"] != "bob" {
+		t.Errorf("bob, an editor, writing orders with a verdict token token: %+v, want allowed", a)
+	}
+}

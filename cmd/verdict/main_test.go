@@ -675,7 +675,7 @@ func TestPrintDemoWarnsBeyondLoopback(t *testing.T) {
 		{addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 8181}, warn: true},
 	} {
 		var b strings.Builder
-		if err := printDemo(&b, tc.addr, m, true); err != nil {
+		if err := printDemo(&b, tc.addr, m, true, ""); err != nil {
 			t.Fatal(err)
 		}
 		if got := strings.Contains(b.String(), "beyond this machine"); got != tc.warn {

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"slices"
 
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/policies"
@@ -132,11 +134,19 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		engine   *authz.Engine
 	)
 	forgetter := &keyForgetter{}
+	var devKeyFile string // the demo also trusts verdict token's key, when there is one
 	if f.configFile == "" {
 		if minter, err = devtoken.Generate(); err != nil {
 			return err
 		}
 		engineOpts.Tokens = minter.TokenOptions()
+		if stored, ok, err := devIssuer(""); err != nil {
+			logger.Warn("development key not trusted", slog.String("error", err.Error()))
+		} else if ok {
+			is := &engineOpts.Tokens.Issuers[0]
+			is.Keys = append(slices.Clone(is.Keys.(token.StaticKeys)), stored.Issuers[0].Keys.(token.StaticKeys)...)
+			devKeyFile, _ = devtoken.DefaultKeyPath()
+		}
 	} else if engineOpts.Tokens, managers, err = tokenOptions(cfg, logger, forgetter.forget); err != nil {
 		return err
 	}
@@ -293,7 +303,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if minter != nil {
 		select {
 		case <-src.Initialized():
-			if err := printDemo(stderr, addr, minter, engine.Status().Ready); err != nil {
+			if err := printDemo(stderr, addr, minter, engine.Status().Ready, devKeyFile); err != nil {
 				logger.Error("demo tokens", slog.String("error", err.Error()))
 			}
 		case <-gctx.Done():
@@ -361,7 +371,7 @@ const demoTTL = time.Hour
 
 // printDemo prints ready-to-paste requests against the demo server: an
 // allow, a deny and an anonymous public allow, plus a forward-auth check.
-func printDemo(w io.Writer, addr net.Addr, m *devtoken.Minter, ready bool) error {
+func printDemo(w io.Writer, addr net.Addr, m *devtoken.Minter, ready bool, devKeyFile string) error {
 	viewer, err := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, demoTTL, time.Now())
 	if err != nil {
 		return err
@@ -373,6 +383,11 @@ Verdict is serving a DEMO: no --config, so it trusts only a development token
 issuer (iss %q, aud %q) whose key was generated at start and is never
 stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
 `, devtoken.Issuer, devtoken.Audience)
+	if devKeyFile != "" {
+		fmt.Fprintf(&b, "It also trusts the key verdict token keeps (%s): the tokens it mints work here.\n", devKeyFile)
+	} else {
+		b.WriteString("Tokens from verdict token are signed by its own key: run it once, then restart the\ndemo, and the demo trusts them too.\n")
+	}
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
 		fmt.Fprintf(&b, "\nIt listens on %s, beyond this machine: anyone who can reach it can ask it,\nread /v1/status and /metrics. Use --addr 127.0.0.1:PORT unless that is what you want.\n", addr)
 	}
