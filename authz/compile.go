@@ -291,6 +291,16 @@ func parseModules(s *bundles.Snapshot, includeTests bool) (map[string]*ast.Modul
 		if m.IsTest() && !includeTests {
 			continue
 		}
+		switch {
+		case strings.HasPrefix(m.Path, "verdict:"):
+			problems = append(problems, bundles.Problem{File: m.Path, Message: "module names starting with verdict: are reserved by Verdict"})
+			continue
+		case modules[m.Path] != nil:
+			// A second module of one name would replace the first, its rules
+			// gone without a word.
+			problems = append(problems, bundles.Problem{File: m.Path, Message: "two modules have this name"})
+			continue
+		}
 		parsed, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), parserOptions)
 		if err != nil {
 			problems = append(problems, problemsOf(err, m.Path)...)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // TestNoNetwork: with Options.NoNetwork, Load refuses a policy that calls
@@ -38,5 +39,25 @@ func TestNoNetwork(t *testing.T) {
 	}
 	if err := open.Load(t.Context(), authztest.Policy(t, "net", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n")); err != nil {
 		t.Errorf("without NoNetwork: %v", err)
+	}
+}
+
+// TestModuleNames: a snapshot holding two modules of one name, or one named
+// like the engine's own entry module, is refused: the second would replace
+// the first (or the engine's) without a word.
+func TestModuleNames(t *testing.T) {
+	e, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := authztest.Policy(t, "twice", "package authz\n\nallow := true\n")
+	twice.Modules = append(twice.Modules, bundles.Module{Path: "policy.rego", Raw: []byte("package authz\n\nreasons := [\"x\"]\n")})
+	reserved := authztest.Policy(t, "reserved", "package authz\n\nallow := true\n")
+	reserved.Modules = append(reserved.Modules, bundles.Module{Path: "verdict:verdict_entrypoint", Raw: []byte("package other\n\nx := 1\n")})
+	for name, snap := range map[string]*bundles.Snapshot{"two of one name": twice, "a reserved name": reserved} {
+		var ce *authz.CompileError
+		if err := e.Load(t.Context(), snap); !errors.As(err, &ce) {
+			t.Errorf("%s: Load = %v, want a CompileError", name, err)
+		}
 	}
 }
