@@ -51,7 +51,7 @@ func TestModuleNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	twice := authztest.Policy(t, "twice", "package authz\n\nallow := true\n")
-	twice.Modules = append(twice.Modules, bundles.Module{Path: "policy.rego", Raw: []byte("package authz\n\nreasons := [\"x\"]\n")})
+	twice.Modules = append(twice.Modules, bundles.Module{Path: "policy.rego", Raw: []byte("package authz\n\nallow if input.action.name == \"x\"\n")})
 	reserved := authztest.Policy(t, "reserved", "package authz\n\nallow := true\n")
 	reserved.Modules = append(reserved.Modules, bundles.Module{Path: "verdict:verdict_entrypoint", Raw: []byte("package other\n\nx := 1\n")})
 	for name, snap := range map[string]*bundles.Snapshot{"two of one name": twice, "a reserved name": reserved} {
