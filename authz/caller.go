@@ -18,7 +18,8 @@ type Caller struct {
 	// Certificate is the caller's leaf certificate. The engine does not
 	// verify it: it must come from a TLS handshake that verified the chain
 	// (see CallerFromTLS), or from a forwarded header that the HTTP front
-	// verified against its trust bundle (then set Forwarded).
+	// verified against its trust bundle (then set Forwarded). One without
+	// its DER encoding (Raw, which x509.ParseCertificate sets) is refused.
 	Certificate *x509.Certificate
 	// Forwarded says Certificate was forwarded by a trusted proxy rather than
 	// presented on this connection: input.caller.method is "forwarded_cert"

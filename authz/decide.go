@@ -303,6 +303,11 @@ func (e *Engine) caller(ctx context.Context, c *Caller, subjectContent *[32]byte
 		key := sha256.Sum256([]byte("mesh\x00" + c.Principal))
 		return callerInput{term: meshCaller(c.Principal), id: c.Principal, key: key}, nil
 	case c.Certificate != nil:
+		if len(c.Certificate.Raw) == 0 {
+			// The decision cache keys a caller by its certificate's DER: one
+			// built in code, without it, would share every other's key.
+			return callerInput{}, Refusef(ErrCaller, "certificate without its DER encoding (Raw): parse it with x509.ParseCertificate")
+		}
 		term, id, err := certificateCaller(c.Certificate, c.Forwarded)
 		if err != nil {
 			return callerInput{}, err

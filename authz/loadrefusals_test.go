@@ -1,6 +1,8 @@
 package authz_test
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"testing"
 
@@ -58,6 +60,22 @@ func TestModuleNames(t *testing.T) {
 		var ce *authz.CompileError
 		if err := e.Load(t.Context(), snap); !errors.As(err, &ce) {
 			t.Errorf("%s: Load = %v, want a CompileError", name, err)
+		}
+	}
+}
+
+// TestCallerCertificateWithoutRaw: a caller certificate built in code,
+// without its DER encoding, is refused: the decision cache keys callers by
+// that encoding, and two such certificates (svc-a, then svc-b) shared a
+// key, the second answered with the first's allow.
+func TestCallerCertificateWithoutRaw(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "cert",
+		"package authz\n\nallow if input.caller.id == \"svc-a\"\n"))
+	for _, cn := range []string{"svc-a", "svc-b"} {
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"},
+			Caller: authz.Caller{Certificate: &x509.Certificate{Subject: pkix.Name{CommonName: cn}}}})
+		if d.Allow || !errors.Is(err, authz.ErrCaller) {
+			t.Errorf("%s without Raw: allow %v, %v; want refused (ErrCaller)", cn, d.Allow, err)
 		}
 	}
 }
