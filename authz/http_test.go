@@ -264,6 +264,9 @@ func TestMiddlewareAbsoluteForm(t *testing.T) {
 		{"GET http://h?/public HTTP/1.1", 401},
 		{"GET http://h?_method=DELETE&x=/public/a HTTP/1.1", 400},
 		{"CONNECT h:443 HTTP/1.1", 400},
+		// An authority only right after "scheme:"; the query from its '?'.
+		{"GET x:/admin/://h/public HTTP/1.1", 401},
+		{"GET http:/public/?_method=DELETE HTTP/1.1", 400},
 	} {
 		c, err := net.Dial("tcp", srv.Listener.Addr().String())
 		if err != nil {

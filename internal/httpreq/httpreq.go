@@ -161,12 +161,13 @@ func OverrideRefused(name string) string {
 // net/url re-encodes a path holding a byte it does not leave escaped ('|',
 // '{', raw UTF-8), and then returns %2F decoded as a '/' from EscapedPath,
 // a separator the upstream, which gets the raw path, does not see. The
-// query stays, so that a _method parameter in it is seen. The absolute form
-// (http://host/path?query) gives what follows its authority, which ends at
-// the first '/', '?' or '#' as net/url ends it: with no path there
-// (http://host?x=/admin), the path is "/", the one the handler serves
-// (never a '/' found in the query). A request made in the process, not
-// read by a server (no RequestURI), gives its URL's.
+// query stays, so that a _method parameter in it is seen. A target that is
+// not in origin form is read as net/url reads a request's: the query from
+// the first '?', then, after a scheme, an authority only when "//" follows
+// it (http://host/path); the path is what is left, and "/" when nothing is
+// (http://host?x=/admin is served as "/", never as the '/' in its query;
+// x:/admin/://h/public as /admin/://h/public). A request made in the
+// process, not read by a server (no RequestURI), gives its URL's.
 func Target(r *http.Request) string {
 	t := r.RequestURI
 	if t == "" {
@@ -175,21 +176,52 @@ func Target(r *http.Request) string {
 		}
 		return r.URL.RequestURI()
 	}
-	if !strings.HasPrefix(t, "/") {
-		if i := strings.Index(t, "://"); i >= 0 {
-			rest := t[i+3:]
-			j := strings.IndexAny(rest, "/?#")
-			if j < 0 {
-				return "/"
-			}
-			if rest = rest[j:]; rest[0] != '/' {
-				rest = "/" + rest
-			}
-			return rest
-		}
-		return r.URL.EscapedPath()
+	if strings.HasPrefix(t, "/") {
+		return t
 	}
-	return t
+	rest, ok := cutScheme(t)
+	if !ok {
+		return r.URL.EscapedPath() // the asterisk form of OPTIONS *
+	}
+	path, query, hasQuery := strings.Cut(rest, "?")
+	switch {
+	case strings.HasPrefix(path, "//"):
+		if i := strings.IndexByte(path[2:], '/'); i >= 0 {
+			path = path[2+i:]
+		} else {
+			path = ""
+		}
+	case !strings.HasPrefix(path, "/"):
+		path = "" // opaque (scheme:text): the handler's path is empty
+	}
+	if path == "" {
+		path = "/"
+	}
+	if hasQuery {
+		return path + "?" + query
+	}
+	return path
+}
+
+// cutScheme returns what follows the scheme of an absolute URI (a letter,
+// then letters, digits, '+', '-' or '.', then ':'), and false when t has
+// none, as net/url finds one.
+func cutScheme(t string) (string, bool) {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.':
+			if i == 0 {
+				return "", false
+			}
+		case c == ':':
+			return t[i+1:], i > 0
+		default:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // Undecidable says why the path of r cannot be decided as the handler will

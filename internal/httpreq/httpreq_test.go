@@ -56,8 +56,15 @@ func TestTarget(t *testing.T) {
 		{"http://h?x=/public", "http://h?x=/public", "/?x=/public"},
 		{"http://h?/public", "http://h?/public", "/?/public"},
 		{"http://h", "http://h", "/"},
-		{"http://h#/public", "http://h", "/#/public"},
+		{"http://h#/public", "http://h", "/public"}, // as net/url reads it (Go's server refuses the host)
 		{"https://h:8443/a/b?c=/d", "https://h:8443/a/b?c=/d", "/a/b?c=/d"},
+		// As net/url reads a request's target: an authority only right
+		// after "scheme:", the query from the first '?'.
+		{"x:/admin/://h/public", "http://h/admin/://h/public", "/admin/://h/public"},
+		{"http:/public/?_method=DELETE", "http://h/public/?_method=DELETE", "/public/?_method=DELETE"},
+		{"HTTP://h/a?b", "http://h/a?b", "/a?b"},
+		{"http://u:p@[::1]:8/a", "http://h/a", "/a"},
+		{"x:opaque?y=/admin", "http://h/", "/?y=/admin"},
 	} {
 		r, err := http.NewRequest(http.MethodGet, tc.url, nil)
 		if err != nil {
