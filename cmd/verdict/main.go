@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // Exit codes shared by every command.
@@ -64,11 +65,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintln(stderr, p)
 		}
 		if ec.err != nil {
-			fmt.Fprintln(stderr, "verdict:", ec.err)
+			fmt.Fprintln(stderr, "verdict:", printable.String(ec.err.Error()))
 		}
 		return ec.code
 	}
-	fmt.Fprintln(stderr, "verdict:", err)
+	// Errors carry names from the tree read (a link's, a file's): made
+	// safe for the terminal, as the problems are.
+	fmt.Fprintln(stderr, "verdict:", printable.String(err.Error()))
 	return exitError
 }
 

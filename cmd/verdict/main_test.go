@@ -612,9 +612,14 @@ func TestOutputEscaped(t *testing.T) {
 	authztest.WriteFile(t, filepath.Join(dir, "a\x1b[31mb_test.rego"),
 		"package authz_test\n\ntest_print if {\n\tprint(\"x\\r\\u001b[2KPASS: 9/9\\u202e\")\n\tdata.authz.allow with input.action.name as \"read\"\n}\n")
 	authztest.WriteFile(t, filepath.Join(dir, ".manifest"), "{\"revision\": \"rev\\u001b[2K\\rok: 9 modules\"}")
-	for _, args := range [][]string{{"test", "-v", "--coverage", dir}, {"check", dir}} {
+	// An error naming a link out of the tree names it escaped too.
+	linked := t.TempDir()
+	if err := os.Symlink(filepath.Join(dir, "authz.rego"), filepath.Join(linked, "x\x1b[2J\rok: all good\u202e.rego")); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"test", "-v", "--coverage", dir}, {"check", dir}, {"check", linked}} {
 		code, out, stderr := verdict(t, args...)
-		if code != 0 {
+		if wantCode := map[bool]int{true: 2, false: 0}[args[1] == linked]; code != wantCode {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, stderr)
 		}
 		for _, raw := range []string{"\x1b", "\r", "\u202e"} {
@@ -706,5 +711,35 @@ func TestTokenTTLPositive(t *testing.T) {
 		if code, out, stderr := verdict(t, "token", "--dev-key", key, "--ttl", ttl); code != 2 || out != "" || !strings.Contains(stderr, "positive lifetime") {
 			t.Errorf("--ttl %s: exit %d, stdout %q, stderr %q; want a usage error", ttl, code, out, stderr)
 		}
+	}
+}
+
+// TestLinkedPolicyDirRefused: a relative policy path with a symbolic link
+// in it (a pull request turning policies/ into a link to ..) is refused:
+// the read, and what counts as inside the tree, would be somewhere else.
+// A link given as an absolute path's last part is refused too.
+func TestLinkedPolicyDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "outside", "authz", "authz.rego"), "package authz\n\nallow := true\n")
+	authztest.WriteFile(t, filepath.Join(dir, "repo", "real", "authz.rego"), "package authz\n\nallow := true\n")
+	if err := os.Symlink(filepath.Join("..", "outside"), filepath.Join(dir, "repo", "policies")); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(dir, "repo"))
+	for _, args := range [][]string{
+		{"check", "policies"},
+		{"check", "policies/authz"},
+		{"test", "./policies"},
+		{"check", filepath.Join(dir, "repo", "policies")},
+	} {
+		if code, _, stderr := verdict(t, args...); code != 2 || !strings.Contains(stderr, "is a symbolic link") {
+			t.Errorf("%v: exit %d, stderr %q; want the link refused", args, code, stderr)
+		}
+	}
+	if code, _, stderr := verdict(t, "check", "real"); code != 0 {
+		t.Errorf("a real directory: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := verdict(t, "check", "--follow-links", "policies/authz"); code != 0 {
+		t.Errorf("--follow-links: exit %d, %s", code, stderr)
 	}
 }

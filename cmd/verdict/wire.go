@@ -281,9 +281,9 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 	if err != nil {
 		return nil, usageError("%v", err)
 	}
-	if kind != policyDir && !followLinks {
-		if info, err := os.Lstat(path); err == nil && info.Mode()&fs.ModeSymlink != 0 {
-			return nil, usageError("%s is a symbolic link: name what it points to, or pass --follow-links", path)
+	if !followLinks {
+		if link := linkInPath(path); link != "" {
+			return nil, usageError("%s is a symbolic link: name what it points to, or pass --follow-links", link)
 		}
 	}
 	switch kind {
@@ -314,6 +314,28 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 		return nil, usageError("%s is a link out of the policy directory: pass --follow-links to read it", filepath.Join(path, filepath.FromSlash(le.Path)))
 	}
 	return snap, err
+}
+
+// linkInPath returns the part of path that is a symbolic link, or "": for
+// a relative path every part from the working directory down (a tree's
+// policies/ made a link to .. would take the read, and what counts as
+// inside, out of the tree), for an absolute one the named file or
+// directory itself (the system's own links above it are not the tree's).
+func linkInPath(path string) string {
+	path = filepath.Clean(path)
+	parts := []string{path}
+	if !filepath.IsAbs(path) {
+		parts = parts[:0]
+		for p := path; p != "." && p != ".." && !strings.HasSuffix(p, string(filepath.Separator)+".."); p = filepath.Dir(p) {
+			parts = append(parts, p)
+		}
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		if info, err := os.Lstat(parts[i]); err == nil && info.Mode()&fs.ModeSymlink != 0 {
+			return parts[i]
+		}
+	}
+	return ""
 }
 
 // addAllowNet registers --allow-net: without it, the policies a command

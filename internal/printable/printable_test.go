@@ -14,6 +14,8 @@ func TestString(t *testing.T) {
 		"\u0085next line":       `\u0085next line`,
 		"evil\u202egnp.exe":     `evil\u202egnp.exe`,
 		"zero\u200bwidth":       `zero\u200bwidth`,
+		"line\u2028sep":         `line\u2028sep`,
+		"csi\x9b31m":            `csi\x9b31m`,
 	} {
 		if got := printable.String(in); got != want {
 			t.Errorf("String(%q) = %q, want %q", in, got, want)
