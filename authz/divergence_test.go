@@ -600,3 +600,14 @@ func TestEvaluatorVariableSetInHead(t *testing.T) {
 	wantTopdownDenies(t, authztest.Policy(t, "sethead", policy), "a rule head whose key or arguments hold a set with a variable",
 		authz.Request{Action: authz.Action{Name: "read"}})
 }
+
+// TestEvaluatorIndexedBuiltinReplaced: a rule that calls startswith,
+// evaluated with startswith replaced by a with: topdown's rule index skips
+// it as the real function means it, and denies; the compiled evaluator ran
+// it with the replacement and allowed. Such a policy is now served by
+// topdown. See TestDivergenceIndexedBuiltinReplaced in internal/plan.
+func TestEvaluatorIndexedBuiltinReplaced(t *testing.T) {
+	policy := "package authz\n\nadmin_path if startswith(input.action.path, \"/admin\")\n\nallow if admin_path with startswith as true\n"
+	wantTopdownDenies(t, authztest.Policy(t, "replaced", policy), "a with that replaces startswith",
+		authz.Request{Action: authz.Action{Method: "GET", Path: "/api"}})
+}

@@ -420,7 +420,9 @@ func globIndexedOtherwise(pattern, delimiters *ast.Term) bool {
 		if !ok {
 			return false // not indexed
 		}
-		if len([]rune(string(d))) != 1 || strings.ContainsAny(string(d), `*?[]{}\!,-^`) {
+		// The index splits on bytes, the built-in on characters: only an
+		// ASCII delimiter means the same to both.
+		if len(d) != 1 || d[0] >= 0x80 || strings.ContainsAny(string(d), `*?[]{}\!,-^`) {
 			plain = false
 		}
 	}
@@ -428,12 +430,13 @@ func globIndexedOtherwise(pattern, delimiters *ast.Term) bool {
 }
 
 // checkVariableSetsInHeads refuses a rule whose head's key, reference or
-// arguments hold a set with a variable in it, at any depth
-// (s contains {r} if some r in input.roles). A lookup by a constant key
-// (s[{"admin"}]) makes topdown unify the key with the head before it
-// evaluates the body, and its unification cannot bind a variable inside a
-// set: the lookup is undefined. The plan builds the set and finds the key,
-// so the compiled evaluator allowed what topdown denies.
+// arguments hold a set with a variable in it, or an object with a variable
+// key, at any depth (s contains {r} if some r in input.roles, or
+// s contains {r: true}). A lookup by a constant key (s[{"admin"}]) makes
+// topdown unify the key with the head before it evaluates the body, and
+// its unification cannot bind a variable inside a set, nor an object's
+// variable key: the lookup is undefined. The plan builds the set and finds
+// the key, so the compiled evaluator allowed what topdown denies.
 func checkVariableSetsInHeads(c *ast.Compiler, query ast.Body) error {
 	for _, r := range policyRules(c, query) {
 		terms := slices.Clone(r.Head.Args)
@@ -446,15 +449,44 @@ func checkVariableSetsInHeads(c *ast.Compiler, query ast.Body) error {
 		for _, t := range terms {
 			var found *ast.Term
 			ast.WalkTerms(t, func(x *ast.Term) bool {
-				if s, ok := x.Value.(ast.Set); ok && found == nil && !s.IsGround() {
-					found = x
+				switch v := x.Value.(type) {
+				case ast.Set:
+					if found == nil && !v.IsGround() {
+						found = x
+					}
+				case ast.Object:
+					if found == nil && slices.ContainsFunc(v.Keys(), func(k *ast.Term) bool { return !k.IsGround() }) {
+						found = x
+					}
 				}
 				return found != nil
 			})
 			if found != nil {
 				return &UnsupportedError{Feature: fmt.Sprintf(
-					"a rule head whose key or arguments hold a set with a variable, at %v, which topdown cannot unify with a key", found.Location)}
+					"a rule head whose key or arguments hold a set with a variable, or an object with a variable key, at %v, which topdown cannot unify with a key", found.Location)}
 			}
+		}
+	}
+	return nil
+}
+
+// indexedBuiltins are the built-in functions whose calls topdown's rule
+// index reads (ast/index.go, index_affix.go): it skips a rule whose call
+// could not hold for the request's value, as the real function means it.
+var indexedBuiltins = []ast.Ref{ast.StartsWith.Ref(), ast.EndsWith.Ref(), ast.AnyPrefixMatch.Ref(),
+	ast.AnySuffixMatch.Ref(), ast.GlobMatch.Ref()}
+
+// checkIndexedBuiltinReplaced refuses a with that replaces one of
+// indexedBuiltins. topdown's index ignores the replacement: it skips a rule
+// whose startswith(input.path, "/admin") the real function denies, though
+// the with made it true (q with startswith as true); the plan runs the
+// rule with the replacement and it holds, a wrong allow.
+func checkIndexedBuiltinReplaced(c *ast.Compiler, query ast.Body) error {
+	for _, w := range policyWiths(c, query) {
+		r, ok := w.Target.Value.(ast.Ref)
+		if ok && slices.ContainsFunc(indexedBuiltins, func(b ast.Ref) bool { return b.Equal(r) }) {
+			return &UnsupportedError{Feature: fmt.Sprintf(
+				"a with that replaces %v, which topdown's rule index reads as the real function, at %v", r, w.Location)}
 		}
 	}
 	return nil

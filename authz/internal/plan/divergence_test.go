@@ -811,6 +811,13 @@ func TestDivergenceGlobIndexed(t *testing.T) {
 		}
 		compareRefused(t, src, q, tc.input)
 	}
+	// The index splits on bytes: a delimiter outside ASCII splits otherwise.
+	for _, tc := range []struct{ rules, input string }{
+		{`allow if glob.match("*", ["\u00c3"], input.a)`, `{"a": "\u00e9"}`},
+		{`allow if glob.match("*.b", ["\u00b7", "."], input.a)`, `{"a": "\u00f7.b"}`},
+	} {
+		compareRefused(t, "package p\n\n"+tc.rules+"\n", "x = data.p.allow", tc.input)
+	}
 	for _, rules := range []string{
 		`allow if glob.match("api.*.example.com", ["."], input.a)`,
 		`allow if glob.match("files/*", ["/"], input.a)`,
@@ -820,6 +827,31 @@ func TestDivergenceGlobIndexed(t *testing.T) {
 		src := "package p\n\n" + rules + "\n"
 		wantCompiled(t, "x = data.p.allow", src)
 		compareQuery(t, src, "x = data.p.allow", `{"a": "api.v1.example.com"}`, `{"a": "files/x"}`, `{"a": "a.b"}`, `{"a": "ax"}`)
+	}
+}
+
+// TestDivergenceIndexedBuiltinReplaced: a with that replaces a built-in
+// function topdown's rule index reads (startswith, endswith,
+// strings.any_prefix_match, strings.any_suffix_match, glob.match), over a
+// rule that calls it. The index, built from what the real function means,
+// skips the rule for the request's value, whatever the replacement says;
+// the plan runs the rule with the replacement:
+//
+//	q if startswith(input.path, "/admin"); allow if q with startswith as true, path "/api"
+//	  topdown undefined   compiled true
+//
+// Such withs are now refused at Prepare (checkIndexedBuiltinReplaced).
+func TestDivergenceIndexedBuiltinReplaced(t *testing.T) {
+	for _, tc := range []struct{ call, with string }{
+		{`startswith(input.path, "/admin")`, `startswith as true`},
+		{`endswith(input.path, "/admin")`, `endswith as true`},
+		{`strings.any_prefix_match(input.path, ["/admin"])`, `strings.any_prefix_match as true`},
+		{`strings.any_suffix_match(input.path, ["/admin"])`, `strings.any_suffix_match as true`},
+		{`glob.match("/admin/*", ["/"], input.path)`, `glob.match as yes`},
+	} {
+		src := "package p\n\nyes(_, _, _) := true\n\nq if " + tc.call + "\n\nallow if q with " + tc.with + "\n\nopen if not q with " + tc.with + "\n"
+		compareRefused(t, src, "x = data.p.allow", `{"path": "/api"}`)
+		compareRefused(t, src, "x = data.p.open", `{"path": "/api"}`)
 	}
 }
 
@@ -841,6 +873,7 @@ func TestDivergenceVariableSetInHead(t *testing.T) {
 		{`s contains [{r}] if some r in input.roles`, `[{"admin"}]`},
 		{`s contains {"k": {r}} if some r in input.roles`, `{"k": {"admin"}}`},
 		{`s.a contains {r} if some r in input.roles`, `{"admin"}`},
+		{`s contains {r: true} if some r in input.roles`, `{"admin": true}`},
 	} {
 		lookup := "s[" + tc.key + "]"
 		if strings.HasPrefix(tc.head, "s.a") {

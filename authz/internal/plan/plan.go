@@ -174,6 +174,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkVariableSetsInHeads(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
+	if err := checkIndexedBuiltinReplaced(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
 
