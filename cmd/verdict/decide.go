@@ -232,6 +232,9 @@ func readInput(cmd *cobra.Command, path string) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
+	if v == nil {
+		return nil, errors.New("not a JSON object: null")
+	}
 	return v, nil
 }
 

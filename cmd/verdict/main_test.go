@@ -641,6 +641,7 @@ func TestDecideInputRead(t *testing.T) {
 	for _, tc := range []struct{ name, doc, want string }{
 		{name: "trailing data", doc: `{"action": {"name": "read"}} {"action": {"name": "write"}}`, want: "not one JSON value"},
 		{name: "duplicate names", doc: `{"action": {"name": "write", "name": "read"}}`, want: "duplicate member names"},
+		{name: "null", doc: `null`, want: "not a JSON object"},
 	} {
 		file := filepath.Join(dir, tc.name+".json")
 		authztest.WriteFile(t, file, tc.doc)
