@@ -1,6 +1,10 @@
 package authz
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,16 +159,64 @@ func assertedSubject(s *Subject) (*ast.Term, error) {
 	return ast.NewTerm(obj), nil
 }
 
-// freeFormTerm converts a free-form map (resource, attributes, claims).
+// freeFormTerm converts a free-form map (resource, attributes, claims). A
+// value JSON cannot hold (NaN or an infinity: any comparison of it panics
+// inside OPA) or that OPA's converter panics on (a typed nil pointer) is
+// an invalid request, as a value it refuses is.
 func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 	if len(m) == 0 {
 		return ast.NewTerm(ast.NewObject()), nil
 	}
-	v, err := ast.InterfaceToValue(m)
+	if bad := notJSON(m); bad != "" {
+		return nil, Refusef(ErrInvalidRequest, "%s: %s is not a JSON value", what, bad)
+	}
+	v, err := toValue(m)
 	if err != nil {
 		return nil, &Refusal{Category: ErrInvalidRequest, Detail: what + ": " + err.Error(), Cause: err}
 	}
 	return ast.NewTerm(v), nil
+}
+
+// toValue is ast.InterfaceToValue, with a panic of its (on a typed nil
+// pointer) returned as an error.
+func toValue(x any) (v ast.Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("cannot convert the value: %v", p)
+		}
+	}()
+	return ast.InterfaceToValue(x)
+}
+
+// notJSON names the first number in x, through its maps and slices, that
+// JSON cannot hold (NaN, ±Inf, a json.Number that is no JSON number), or
+// returns "". Other types go through encoding/json, which refuses those.
+func notJSON(x any) string {
+	switch v := x.(type) {
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return strconv.FormatFloat(v, 'g', -1, 64)
+		}
+	case float32:
+		return notJSON(float64(v))
+	case json.Number:
+		if v == "" || v[0] != '-' && (v[0] < '0' || v[0] > '9') || !json.Valid([]byte(v)) || strings.TrimSpace(string(v)) != string(v) {
+			return strconv.Quote(string(v))
+		}
+	case map[string]any:
+		for _, e := range v {
+			if bad := notJSON(e); bad != "" {
+				return bad
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if bad := notJSON(e); bad != "" {
+				return bad
+			}
+		}
+	}
+	return ""
 }
 
 // contextTerm builds input.context; attributes is nil when there are none.

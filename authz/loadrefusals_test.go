@@ -3,7 +3,9 @@ package authz_test
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -77,5 +79,30 @@ func TestCallerCertificateWithoutRaw(t *testing.T) {
 		if d.Allow || !errors.Is(err, authz.ErrCaller) {
 			t.Errorf("%s without Raw: allow %v, %v; want refused (ErrCaller)", cn, d.Allow, err)
 		}
+	}
+}
+
+// TestRequestValuesNotJSON: a request value JSON cannot hold (NaN, ±Inf,
+// a json.Number that is no number) or that OPA's converter panics on (a
+// typed nil pointer) is an invalid request: a deny with ErrInvalidRequest,
+// not a policy error, nor a panic.
+func TestRequestValuesNotJSON(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "amount", "package authz\n\nallow if input.resource.amount < 100\n"))
+	for name, v := range map[string]any{
+		"NaN":              math.NaN(),
+		"+Inf":             math.Inf(1),
+		"nested -Inf":      []any{map[string]any{"x": math.Inf(-1)}},
+		"json.Number NaN":  json.Number("NaN"),
+		"json.Number text": json.Number(`"5"`),
+		"padded number":    json.Number(" 5"),
+		"typed nil":        (*string)(nil),
+	} {
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "pay"}, Resource: map[string]any{"amount": v}})
+		if d.Allow || !errors.Is(err, authz.ErrInvalidRequest) {
+			t.Errorf("%s: allow %v, %v; want an invalid request", name, d.Allow, err)
+		}
+	}
+	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "pay"}, Resource: map[string]any{"amount": json.Number("5")}}); !d.Allow || err != nil {
+		t.Errorf("a plain number: allow %v, %v", d.Allow, err)
 	}
 }
