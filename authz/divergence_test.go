@@ -611,3 +611,14 @@ func TestEvaluatorIndexedBuiltinReplaced(t *testing.T) {
 	wantTopdownDenies(t, authztest.Policy(t, "replaced", policy), "a with that replaces startswith",
 		authz.Request{Action: authz.Action{Method: "GET", Path: "/api"}})
 }
+
+// TestEvaluatorMemberVariableIndexed: a name lowered, tested with `in`
+// against the token's roles, then compared: topdown's rule index takes the
+// roles for the name and skips the body, and denies; the compiled
+// evaluator allowed. Such a policy is now served by topdown. See
+// TestDivergenceMemberVariableIndexed in internal/plan.
+func TestEvaluatorMemberVariableIndexed(t *testing.T) {
+	policy := "package authz\n\nallow if {\n\ty := lower(input.resource.name)\n\ty in input.resource.roles\n\ty == \"admin\"\n}\n"
+	wantTopdownDenies(t, authztest.Policy(t, "member", policy), "a variable tested with in and used again",
+		authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"name": "ADMIN", "roles": []any{"admin"}}})
+}

@@ -491,3 +491,49 @@ func checkIndexedBuiltinReplaced(c *ast.Compiler, query ast.Body) error {
 	}
 	return nil
 }
+
+// checkMemberVariableIndexed refuses a rule body that tests a variable
+// with `in` against a document (y in input.roles) and uses the variable
+// again later (y == "admin"). topdown's rule index reads the membership
+// test as "input.roles is y" (index.go, updateMemberValueInRef records it
+// as an alias), and the later use as "so input.roles is 'admin'": it skips
+// the body for every real collection, where evaluation, and the plan,
+// find "admin" in it, a wrong allow. Bodies of else branches and functions
+// are checked alike; a variable that is a function's argument, or used
+// only in the membership test, is not affected.
+func checkMemberVariableIndexed(c *ast.Compiler, query ast.Body) error {
+	for _, top := range policyRules(c, query) {
+		args := ast.NewVarSet()
+		for _, a := range top.Head.Args {
+			args.Update(a.Vars())
+		}
+		for r := top; r != nil; r = r.Else {
+			if e := memberVariableReused(r.Body, args); e != nil {
+				return &UnsupportedError{Feature: fmt.Sprintf(
+					"a variable tested with in and used again in the body, at %v, which topdown's rule index takes for the collection", e.Location)}
+			}
+		}
+	}
+	return nil
+}
+
+// memberVariableReused returns the first expression of body that tests a
+// variable (not one of args) with `in`, the variable appearing in a later
+// expression of body; nil when there is none.
+func memberVariableReused(body ast.Body, args ast.VarSet) *ast.Expr {
+	for i, e := range body {
+		if e.Negated || len(e.With) > 0 || !e.IsCall() || !e.Operator().Equal(ast.Member.Ref()) || len(e.Operands()) != 2 {
+			continue
+		}
+		v, ok := e.Operand(0).Value.(ast.Var)
+		if !ok || args.Contains(v) {
+			continue
+		}
+		for _, later := range body[i+1:] {
+			if later.Vars(ast.VarVisitorParams{}).Contains(v) {
+				return e
+			}
+		}
+	}
+	return nil
+}

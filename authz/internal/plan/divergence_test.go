@@ -830,6 +830,39 @@ func TestDivergenceGlobIndexed(t *testing.T) {
 	}
 }
 
+// TestDivergenceMemberVariableIndexed: a variable tested with `in` against
+// a document, then used again. topdown's rule index records the test as
+// "input.roles is y" and the later y == "admin" as "input.roles is
+// 'admin'", and skips the body for every real collection:
+//
+//	allow if { y := lower(input.name); y in input.roles; y == "admin" }, name "ADMIN", roles ["admin"]
+//	  topdown undefined   compiled true
+//
+// Also with a set, a default, an else, a function and data. Such bodies
+// are now refused at Prepare (checkMemberVariableIndexed); the usual
+// forms (some r in input.roles; r == "admin", input.role in data.allowed)
+// stay compiled.
+func TestDivergenceMemberVariableIndexed(t *testing.T) {
+	for _, body := range []string{
+		"allow if {\n\ty := lower(input.name)\n\ty in input.roles\n\ty == \"admin\"\n}\n",
+		"default allow := false\n\nallow := true if {\n\ty := lower(input.name)\n\ty in input.roles\n\t\"admin\" == y\n}\n",
+		"f(n) if {\n\ty := lower(n)\n\ty in input.roles\n\ty == \"admin\"\n}\n\nallow if f(input.name)\n",
+		"allow if {\n\tinput.x == 1\n} else if {\n\ty := lower(input.name)\n\ty in input.roles\n\ty in [\"admin\", \"root\"]\n}\n",
+	} {
+		src := "package p\n\n" + body
+		compareRefused(t, src, "x = data.p.allow", `{"name": "ADMIN", "roles": ["admin"]}`, `{"name": "ADMIN", "roles": {"k": "admin"}}`)
+	}
+	for _, body := range []string{
+		"allow if {\n\tsome r in input.roles\n\tr == \"admin\"\n}\n",
+		"allow if input.name in input.roles\n",
+		"allow if {\n\ty := lower(input.name)\n\ty in input.roles\n}\n",
+	} {
+		src := "package p\n\n" + body
+		wantCompiled(t, "x = data.p.allow", src)
+		compareQuery(t, src, "x = data.p.allow", `{"name": "admin", "roles": ["admin"]}`)
+	}
+}
+
 // TestDivergenceIndexedBuiltinReplaced: a with that replaces a built-in
 // function topdown's rule index reads (startswith, endswith,
 // strings.any_prefix_match, strings.any_suffix_match, glob.match), over a

@@ -177,6 +177,9 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 	if err := checkIndexedBuiltinReplaced(opts.Compiler, opts.Query); err != nil {
 		return nil, err
 	}
+	if err := checkMemberVariableIndexed(opts.Compiler, opts.Query); err != nil {
+		return nil, err
+	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
 
