@@ -517,11 +517,25 @@ func checkMemberVariableIndexed(c *ast.Compiler, query ast.Body) error {
 	return nil
 }
 
-// memberVariableReused returns the first expression of body that tests a
-// variable (not one of args) with `in`, the variable appearing in a later
-// expression of body; nil when there is none.
+// memberVariableReused returns the first expression of body, or of the
+// bodies of its and and or operands, that tests a variable (not one of
+// args) with `in`, the variable appearing in a later expression of that
+// body; nil when there is none.
 func memberVariableReused(body ast.Body, args ast.VarSet) *ast.Expr {
 	for i, e := range body {
+		// The index reads the operands of and and or as bodies of their own.
+		var operands []ast.Body
+		switch x := e.Terms.(type) {
+		case *ast.LogicalAnd:
+			operands = []ast.Body{x.Lhs, x.Rhs}
+		case *ast.LogicalOr:
+			operands = []ast.Body{x.Lhs, x.Rhs}
+		}
+		for _, b := range operands {
+			if found := memberVariableReused(b, args); found != nil {
+				return found
+			}
+		}
 		if e.Negated || len(e.With) > 0 || !e.IsCall() || !e.Operator().Equal(ast.Member.Ref()) || len(e.Operands()) != 2 {
 			continue
 		}

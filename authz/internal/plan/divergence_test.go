@@ -848,6 +848,9 @@ func TestDivergenceMemberVariableIndexed(t *testing.T) {
 		"default allow := false\n\nallow := true if {\n\ty := lower(input.name)\n\ty in input.roles\n\t\"admin\" == y\n}\n",
 		"f(n) if {\n\ty := lower(n)\n\ty in input.roles\n\ty == \"admin\"\n}\n\nallow if f(input.name)\n",
 		"allow if {\n\tinput.x == 1\n} else if {\n\ty := lower(input.name)\n\ty in input.roles\n\ty in [\"admin\", \"root\"]\n}\n",
+		// Inside an operand of and or or, which the index reads as a body.
+		"import future.keywords.and\n\nallow if {\n\t{y := lower(input.name); y in input.roles; y == \"admin\"} and {true}\n}\n",
+		"import future.keywords.or\n\nallow if {\n\ty := lower(input.name)\n\t{input.zz == 1} or {y in input.roles; y == \"admin\"}\n}\n",
 	} {
 		src := "package p\n\n" + body
 		compareRefused(t, src, "x = data.p.allow", `{"name": "ADMIN", "roles": ["admin"]}`, `{"name": "ADMIN", "roles": {"k": "admin"}}`)
