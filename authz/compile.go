@@ -229,8 +229,11 @@ func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Co
 	return c, nil
 }
 
-// networkBuiltins are the built-in functions that reach the network.
-var networkBuiltins = []ast.Ref{ast.HTTPSend.Ref(), ast.NetLookupIPAddr.Ref()}
+// networkBuiltins are the built-in functions that reach the network: the
+// JSON Schema ones fetch (and read from the file system) what a schema's
+// $ref names.
+var networkBuiltins = []ast.Ref{ast.HTTPSend.Ref(), ast.NetLookupIPAddr.Ref(),
+	ast.JSONMatchSchema.Ref(), ast.JSONSchemaVerify.Ref()}
 
 // networkCalls returns a problem at every call of a networkBuiltins
 // function in modules, and at every with that puts one in a function's
@@ -239,7 +242,7 @@ func networkCalls(modules map[string]*ast.Module) []bundles.Problem {
 	var problems []bundles.Problem
 	found := func(ref ast.Ref, loc *ast.Location) {
 		p := bundles.Problem{Code: "verdict_network_error",
-			Message: ref.String() + " reaches the network, which is not allowed here"}
+			Message: ref.String() + " reaches the network (or, through a schema's $ref, files), which is not allowed here"}
 		if loc != nil {
 			p.File, p.Line, p.Col = loc.File, loc.Row, loc.Col
 		}

@@ -92,7 +92,9 @@ type Options struct {
 	// which defaults to this clock.
 	Now func() time.Time
 	// NoNetwork refuses, at Load, a policy that calls a built-in function
-	// reaching the network (http.send, net.lookup_ip_addr), as a problem
+	// reaching the network (http.send, net.lookup_ip_addr, and
+	// json.match_schema and json.verify_schema, whose $refs fetch URLs and
+	// read files), as a problem
 	// at the call (code verdict_network_error); its tests run under
 	// RequireTests likewise. For running policies one does not trust,
 	// such as a pull request's.

@@ -27,6 +27,8 @@ func TestNoNetwork(t *testing.T) {
 		"an assignment":     "package authz\n\nallow if {\n\tr := http.send({\"method\": \"GET\", \"url\": input.resource.url})\n\tr.status_code == 200\n}\n",
 		"a with's value":    "package authz\n\nf(_) := true\n\nallow if f(1) with f as http.send\n",
 		"a function's body": "package authz\n\nget(u) := http.send({\"method\": \"GET\", \"url\": u})\n\nallow if get(\"http://192.0.2.1\")\n",
+		"a schema's $ref":   "package authz\n\nallow if json.match_schema({}, {\"$ref\": \"http://192.0.2.1/s\"})[0]\n",
+		"a verified schema": "package authz\n\nallow if json.verify_schema({\"$ref\": \"file:///etc/passwd\"})[0]\n",
 	} {
 		err := e.Load(t.Context(), authztest.Policy(t, name, src))
 		var ce *authz.CompileError
