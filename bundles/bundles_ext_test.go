@@ -345,3 +345,28 @@ func TestFormatError(t *testing.T) {
 		t.Error("FormatError(nil) != \"\"")
 	}
 }
+
+// TestReadDirRootThroughLink: a root written with ".." after a link
+// (inner/.., inner a link into decoy/deep) is read where the kernel
+// resolves it (decoy), listing and opening alike. Files were opened from
+// the text's directory (inner/.. cleaned away: the tree's root), so
+// decoy's a/secret.rego, listed as a regular file, was read through the
+// tree's own a, a link out of it.
+func TestReadDirRootThroughLink(t *testing.T) {
+	outside := t.TempDir()
+	bundletest.WriteFile(t, filepath.Join(outside, "secret.rego"), []byte("package outside\n\nleaked := true\n"))
+	tree := t.TempDir()
+	bundletest.Must(t, os.MkdirAll(filepath.Join(tree, "decoy", "deep"), 0o755))
+	bundletest.WriteFile(t, filepath.Join(tree, "decoy", "a", "secret.rego"), []byte("package decoy\n\nx := 1\n"))
+	bundletest.Must(t, os.Symlink(filepath.Join("decoy", "deep"), filepath.Join(tree, "inner")))
+	bundletest.Must(t, os.Symlink(outside, filepath.Join(tree, "a")))
+	s, err := bundles.ReadDir(tree+"/inner/..", bundles.ReadOptions{NoLinksOut: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Modules {
+		if strings.Contains(string(m.Raw), "leaked") {
+			t.Errorf("%s was read from outside the directory listed: %q", m.Path, m.Raw)
+		}
+	}
+}

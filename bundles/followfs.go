@@ -30,7 +30,13 @@ type followFS struct {
 }
 
 func newFollowFS(root string, confined bool) *followFS {
-	return &followFS{root: root, fsys: os.DirFS(root), listed: map[string]bool{}, confined: confined}
+	// One path for listing and opening: os.DirFS lists what the kernel
+	// resolves (inner/.. through a link inner), filepath.Join would open
+	// what the text says (inner/.. cleaned away), another directory.
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	return &followFS{root: root, rootReal: root, fsys: os.DirFS(root), listed: map[string]bool{}, confined: confined}
 }
 
 var (

@@ -740,6 +740,21 @@ func TestLinkedPolicyDirRefused(t *testing.T) {
 	if code, _, stderr := verdict(t, "check", "real"); code != 0 {
 		t.Errorf("a real directory: exit %d, %s", code, stderr)
 	}
+	// ".." after a name steps back through it as the kernel resolves it:
+	// with inner a link into decoy/deep, inner/.. is decoy, whose a is a
+	// link out of the tree that the check of inner/.. (cleaned to .) missed.
+	authztest.WriteFile(t, filepath.Join(dir, "repo", "decoy", "deep", "x"), "")
+	if err := os.Symlink(filepath.Join("decoy", "deep"), filepath.Join(dir, "repo", "inner")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "outside", "authz"), filepath.Join(dir, "repo", "decoy", "a")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"inner/..", "real/../inner/.."} {
+		if code, _, stderr := verdict(t, "check", p); code != 2 || !strings.Contains(stderr, "steps back through a directory") {
+			t.Errorf("check %s: exit %d, stderr %q; want it refused", p, code, stderr)
+		}
+	}
 	if code, _, stderr := verdict(t, "check", "--follow-links", "policies/authz"); code != 0 {
 		t.Errorf("--follow-links: exit %d, %s", code, stderr)
 	}

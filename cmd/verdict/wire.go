@@ -282,6 +282,9 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 		return nil, usageError("%v", err)
 	}
 	if !followLinks {
+		if stepsBack(path) {
+			return nil, usageError("%s steps back through a directory (..): name the policies without it, or pass --follow-links", path)
+		}
 		if link := linkInPath(path); link != "" {
 			return nil, usageError("%s is a symbolic link: name what it points to, or pass --follow-links", link)
 		}
@@ -336,6 +339,25 @@ func linkInPath(path string) string {
 		}
 	}
 	return ""
+}
+
+// stepsBack reports whether path has a ".." after a name (inner/..): the
+// kernel steps back through that name as it resolves it, through a link
+// out of the tree, where the text (and filepath.Clean) reads it away.
+func stepsBack(path string) bool {
+	seenName := false
+	for _, part := range strings.Split(filepath.ToSlash(path), "/") {
+		switch part {
+		case "..":
+			if seenName {
+				return true
+			}
+		case "", ".":
+		default:
+			seenName = true
+		}
+	}
+	return false
 }
 
 // addAllowNet registers --allow-net: without it, the policies a command
