@@ -266,6 +266,8 @@ func TestMiddlewareAbsoluteForm(t *testing.T) {
 		{"CONNECT h:443 HTTP/1.1", 400},
 		// An authority only right after "scheme:"; the query from its '?'.
 		{"GET x:/admin/://h/public HTTP/1.1", 401},
+		{"GET x:public/secret HTTP/1.1", 400},
+		{"CONNECT /public/ HTTP/1.1", 200},
 		{"GET http:/public/?_method=DELETE HTTP/1.1", 400},
 	} {
 		c, err := net.Dial("tcp", srv.Listener.Addr().String())

@@ -284,8 +284,18 @@ func TestMiddleware(t *testing.T) {
 			r.Header.Set("X-HTTP-Method-Override", "DELETE")
 			return r
 		},
-		// A CONNECT request has no path to decide.
-		func() *http.Request { return httptest.NewRequest(http.MethodConnect, "/orders/42", nil) },
+		// A CONNECT request for a host has no path to decide.
+		func() *http.Request {
+			r := httptest.NewRequest(http.MethodConnect, "/", nil)
+			r.RequestURI = "h:443"
+			return r
+		},
+		// Nor has an opaque target.
+		func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RequestURI, r.URL.Opaque = "x:orders/42", "orders/42"
+			return r
+		},
 		// The absolute form: the path is "/", not the '/' in the query.
 		func() *http.Request {
 			r := httptest.NewRequest(http.MethodGet, "/", nil)

@@ -225,11 +225,17 @@ func cutScheme(t string) (string, bool) {
 }
 
 // Undecidable says why the path of r cannot be decided as the handler will
-// serve it, or "": a CONNECT request names an authority, not a path (net/http
-// hands its handler a URL the decision never saw).
+// serve it, or "": a CONNECT request in authority form names a host, not a
+// path (net/http hands its handler a URL the decision never saw); an opaque
+// target (x:admin/secret) is served as "/" by a mux but forwarded as written
+// by a reverse proxy. A CONNECT with a path (HTTP/2's extended CONNECT,
+// net/rpc's) is decided on its path.
 func Undecidable(r *http.Request) string {
-	if r.Method == http.MethodConnect {
-		return "a CONNECT request has no path to decide"
+	if r.Method == http.MethodConnect && !strings.HasPrefix(r.RequestURI, "/") {
+		return "a CONNECT request for a host has no path to decide"
+	}
+	if r.URL != nil && r.URL.Opaque != "" {
+		return "an opaque request target (scheme:text) has no path to decide"
 	}
 	return ""
 }
