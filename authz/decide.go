@@ -362,7 +362,7 @@ func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions
 			return Refusef(ErrNotReady, "no policy loaded")
 		}
 		d.Revision = cp.snapshot.Revision
-		v, err := ast.InterfaceToValue(input)
+		v, err := toValue(input)
 		if err != nil {
 			return &Refusal{Category: ErrInvalidRequest, Detail: "input: " + err.Error(), Cause: err}
 		}

@@ -3,7 +3,6 @@ package authz
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -160,15 +159,13 @@ func assertedSubject(s *Subject) (*ast.Term, error) {
 }
 
 // freeFormTerm converts a free-form map (resource, attributes, claims). A
-// value JSON cannot hold (NaN or an infinity: any comparison of it panics
-// inside OPA) or that OPA's converter panics on (a typed nil pointer) is
-// an invalid request, as a value it refuses is.
+// value JSON cannot hold (NaN or an infinity, however the Go value holds
+// it: any comparison of it panics inside OPA) or that OPA's converter
+// panics on (a typed nil pointer) is an invalid request, as a value it
+// refuses is.
 func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 	if len(m) == 0 {
 		return ast.NewTerm(ast.NewObject()), nil
-	}
-	if bad := notJSON(m); bad != "" {
-		return nil, Refusef(ErrInvalidRequest, "%s: %s is not a JSON value", what, bad)
 	}
 	v, err := toValue(m)
 	if err != nil {
@@ -178,43 +175,58 @@ func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 }
 
 // toValue is ast.InterfaceToValue, with a panic of its (on a typed nil
-// pointer) returned as an error.
+// pointer) returned as an error, and a number JSON cannot hold refused
+// (badNumber). A cyclic map or slice still overflows the stack, which no
+// recover catches: a caller's bug.
 func toValue(x any) (v ast.Value, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			v, err = nil, fmt.Errorf("cannot convert the value: %v", p)
 		}
 	}()
-	return ast.InterfaceToValue(x)
+	if v, err = ast.InterfaceToValue(x); err != nil {
+		return nil, err
+	}
+	if bad := badNumber(v); bad != "" {
+		return nil, fmt.Errorf("%s is not a JSON number", bad)
+	}
+	return v, nil
 }
 
-// notJSON names the first number in x, through its maps and slices, that
-// JSON cannot hold (NaN, ±Inf, a json.Number that is no JSON number), or
-// returns "". Other types go through encoding/json, which refuses those.
-func notJSON(x any) string {
-	switch v := x.(type) {
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return strconv.FormatFloat(v, 'g', -1, 64)
+// badNumber names the first number in v (keys included) that is not a
+// finite JSON number, or returns "".
+func badNumber(v ast.Value) string {
+	switch x := v.(type) {
+	case ast.Number:
+		s := string(x)
+		if s == "" || s[0] != '-' && (s[0] < '0' || s[0] > '9') || !json.Valid([]byte(s)) || strings.TrimSpace(s) != s {
+			return strconv.Quote(s)
 		}
-	case float32:
-		return notJSON(float64(v))
-	case json.Number:
-		if v == "" || v[0] != '-' && (v[0] < '0' || v[0] > '9') || !json.Valid([]byte(v)) || strings.TrimSpace(string(v)) != string(v) {
-			return strconv.Quote(string(v))
+		if _, err := strconv.ParseFloat(s, 64); err != nil {
+			return strconv.Quote(s)
 		}
-	case map[string]any:
-		for _, e := range v {
-			if bad := notJSON(e); bad != "" {
+	case ast.Object:
+		var bad string
+		x.Until(func(k, e *ast.Term) bool {
+			if bad = badNumber(k.Value); bad == "" {
+				bad = badNumber(e.Value)
+			}
+			return bad != ""
+		})
+		return bad
+	case *ast.Array:
+		for i := range x.Len() {
+			if bad := badNumber(x.Elem(i).Value); bad != "" {
 				return bad
 			}
 		}
-	case []any:
-		for _, e := range v {
-			if bad := notJSON(e); bad != "" {
-				return bad
-			}
-		}
+	case ast.Set:
+		var bad string
+		x.Until(func(e *ast.Term) bool {
+			bad = badNumber(e.Value)
+			return bad != ""
+		})
+		return bad
 	}
 	return ""
 }

@@ -98,6 +98,8 @@ func TestRequestValuesNotJSON(t *testing.T) {
 		"json.Number text": json.Number(`"5"`),
 		"padded number":    json.Number(" 5"),
 		"typed nil":        (*string)(nil),
+		"pointer to NaN":   func() *float64 { n := math.NaN(); return &n }(),
+		"huge":             json.Number("1e999999999"),
 	} {
 		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "pay"}, Resource: map[string]any{"amount": v}})
 		if d.Allow || !errors.Is(err, authz.ErrInvalidRequest) {
@@ -106,5 +108,14 @@ func TestRequestValuesNotJSON(t *testing.T) {
 	}
 	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "pay"}, Resource: map[string]any{"amount": json.Number("5")}}); !d.Allow || err != nil {
 		t.Errorf("a plain number: allow %v, %v", d.Allow, err)
+	}
+	// EvaluateInput takes the same care of a whole document.
+	for name, doc := range map[string]any{
+		"NaN":       map[string]any{"resource": map[string]any{"amount": math.NaN()}},
+		"typed nil": (*map[string]any)(nil),
+	} {
+		if d, err := e.EvaluateInput(t.Context(), doc, authz.InputOptions{}); d.Allow || !errors.Is(err, authz.ErrInvalidRequest) {
+			t.Errorf("EvaluateInput %s: allow %v, %v; want an invalid request", name, d.Allow, err)
+		}
 	}
 }
