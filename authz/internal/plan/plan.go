@@ -141,44 +141,27 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		// topdown hides data.system when it reads the whole of data.
 		return nil, &UnsupportedError{Feature: "base document with data.system"}
 	}
-	if err := checkCompiler(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkPlainNumbers(opts.Compiler, opts.Query, obj); err != nil {
-		return nil, err
-	}
-	if err := checkLiteralsWrittenWithVariables(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkNestedRuleRefs(opts.Compiler); err != nil {
-		return nil, err
-	}
-	if err := checkMixedIteration(opts.Compiler, opts.Query, obj); err != nil {
-		return nil, err
-	}
-	if err := checkWithOrder(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkShadowedFunctionWith(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkBoundFunctionOutputs(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkReplacementReachesMock(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkGlobIndexed(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkVariableSetsInHeads(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkIndexedBuiltinReplaced(opts.Compiler, opts.Query); err != nil {
-		return nil, err
-	}
-	if err := checkMemberVariableIndexed(opts.Compiler, opts.Query); err != nil {
-		return nil, err
+	// The refusals, each documented where it is written; the first found
+	// is the one reported.
+	c, q := opts.Compiler, opts.Query
+	for _, check := range []func() error{
+		func() error { return checkCompiler(c, q) },
+		func() error { return checkPlainNumbers(c, q, obj) },
+		func() error { return checkLiteralsWrittenWithVariables(c, q) },
+		func() error { return checkNestedRuleRefs(c) },
+		func() error { return checkMixedIteration(c, q, obj) },
+		func() error { return checkWithOrder(c, q) },
+		func() error { return checkShadowedFunctionWith(c, q) },
+		func() error { return checkBoundFunctionOutputs(c, q) },
+		func() error { return checkReplacementReachesMock(c, q) },
+		func() error { return checkGlobIndexed(c, q) },
+		func() error { return checkVariableSetsInHeads(c, q) },
+		func() error { return checkIndexedBuiltinReplaced(c, q) },
+		func() error { return checkMemberVariableIndexed(c, q) },
+	} {
+		if err := check(); err != nil {
+			return nil, err
+		}
 	}
 	return prepareRecovered(ctx, opts.Compiler, opts.Query, data)
 }
