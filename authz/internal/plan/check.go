@@ -503,9 +503,13 @@ func checkIndexedBuiltinReplaced(c *ast.Compiler, query ast.Body) error {
 // only in the membership test, is not affected.
 func checkMemberVariableIndexed(c *ast.Compiler, query ast.Body) error {
 	for _, top := range policyRules(c, query) {
+		// Only an argument that is a bare variable resolves to the call's
+		// argument in the index; one inside [y] or {"k": y} does not.
 		args := ast.NewVarSet()
 		for _, a := range top.Head.Args {
-			args.Update(a.Vars())
+			if v, ok := a.Value.(ast.Var); ok {
+				args.Add(v)
+			}
 		}
 		for r := top; r != nil; r = r.Else {
 			if e := memberVariableReused(r.Body, args); e != nil {
@@ -548,6 +552,26 @@ func memberVariableReused(body ast.Body, args ast.VarSet) *ast.Expr {
 				return e
 			}
 		}
+	}
+	return nil
+}
+
+// indexAnyVar is the variable topdown's rule index writes for "any value"
+// (ast/index.go): a policy's own variable of that name (bound with =,
+// which keeps names) resolves to whatever ref the index noted as only
+// having to be defined, so `input.roles; __any__ = "admin"` reads as
+// "input.roles is 'admin'", and the body is skipped.
+var indexAnyVar = ast.Var("__any__")
+
+// checkIndexAnyVar refuses a policy or query that names indexAnyVar.
+func checkIndexAnyVar(c *ast.Compiler, query ast.Body) error {
+	found := findInPolicy(c, query, func(n ast.Node) bool {
+		t, ok := n.(*ast.Term)
+		return ok && t.Value.Compare(indexAnyVar) == 0
+	})
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"the variable %s, which topdown's rule index uses for its own, at %v", indexAnyVar, found.Loc())}
 	}
 	return nil
 }

@@ -851,6 +851,10 @@ func TestDivergenceMemberVariableIndexed(t *testing.T) {
 		// Inside an operand of and or or, which the index reads as a body.
 		"import future.keywords.and\n\nallow if {\n\t{y := lower(input.name); y in input.roles; y == \"admin\"} and {true}\n}\n",
 		"import future.keywords.or\n\nallow if {\n\ty := lower(input.name)\n\t{input.zz == 1} or {y in input.roles; y == \"admin\"}\n}\n",
+		// A variable inside a composite argument is no argument to the index.
+		"f([y]) if {\n\ty in input.roles\n\ty == \"admin\"\n}\n\nallow if f([lower(input.name)])\n",
+		// The index's own name for "any value".
+		"allow if {\n\tinput.roles\n\t__any__ = \"admin\"\n}\n",
 	} {
 		src := "package p\n\n" + body
 		compareRefused(t, src, "x = data.p.allow", `{"name": "ADMIN", "roles": ["admin"]}`, `{"name": "ADMIN", "roles": {"k": "admin"}}`)
