@@ -622,3 +622,22 @@ func TestEvaluatorMemberVariableIndexed(t *testing.T) {
 	wantTopdownDenies(t, authztest.Policy(t, "member", policy), "a variable tested with in and used again",
 		authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"name": "ADMIN", "roles": []any{"admin"}}})
 }
+
+// TestEvaluatorGlobEscapedValue: a request value with a backslash before a
+// delimiter, matched by glob.match("*.*", ["."], ...): topdown's rule index
+// splits it otherwise and denies; the compiled evaluator allowed. Such an
+// evaluation is now left to topdown (one fallback), and a plain value stays
+// compiled. See TestDivergenceGlobEscapedValue in internal/plan.
+func TestEvaluatorGlobEscapedValue(t *testing.T) {
+	policy := "package authz\n\nallow if glob.match(\"*.*\", [\".\"], input.resource.host)\n"
+	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "globvalue", policy))
+	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"host": `a\.b`}}); d.Allow {
+		t.Errorf("a backslash before the delimiter: allowed (%v), want topdown's deny", err)
+	}
+	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"host": "a.b"}}); !d.Allow || err != nil {
+		t.Errorf("a plain host: allow %v, %v", d.Allow, err)
+	}
+	if n := e.Status().EvaluatorFallbacks; n != 1 {
+		t.Errorf("%d fallbacks, want 1 (the value with a backslash)", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -81,6 +82,11 @@ func (s *evalState) callBuiltin(fr []*ast.Term, in *instr) (bool, error) {
 	}
 	s.args = args
 	defer clear(args)
+	if bi.glob && len(args) > 2 {
+		if v, ok := args[2].Value.(ast.String); ok && strings.ContainsRune(string(v), '\\') {
+			return false, errGlobEscapedValue
+		}
+	}
 
 	var ndKey *ast.Array
 	if bi.nondet && s.opts.NDBuiltinCache != nil {

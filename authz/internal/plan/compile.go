@@ -127,6 +127,7 @@ func resolveBuiltin(name string) (*builtin, error) {
 		void:     decl.Decl.Result() == nil,
 		skipBctx: decl.CanSkipBctx,
 		nondet:   decl.Nondeterministic,
+		glob:     name == ast.GlobMatch.Name,
 	}, nil
 }
 

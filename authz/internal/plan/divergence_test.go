@@ -870,6 +870,38 @@ func TestDivergenceMemberVariableIndexed(t *testing.T) {
 	}
 }
 
+// TestDivergenceGlobEscapedValue: topdown's rule index splits the value
+// glob.match matches with the pattern's escaping rules, so a backslash in
+// the request's value merges parts ("a\\.b" is one part for "*.*", where
+// the built-in matches it): topdown denied what the compiled evaluator
+// allowed. The compiled evaluator now refuses, at evaluation, a glob.match
+// of a value holding a backslash (errGlobEscapedValue); other values stay
+// compiled.
+func TestDivergenceGlobEscapedValue(t *testing.T) {
+	for _, rules := range []string{
+		`allow if glob.match("*.*", ["."], input.a)`,
+		`allow if glob.match("*.b", [], input.a)`,
+		"f(s) if glob.match(\"*/x\", [\"/\"], s)\n\nallow if f(input.a)",
+	} {
+		src := "package p\n\n" + rules + "\n"
+		compareQuery(t, src, "x = data.p.allow", `{"a": "a\\.b"}`, `{"a": "a\\/x"}`, `{"a": "a.b"}`, `{"a": "a/x"}`)
+		c, err := compileModules(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := plan.Prepare(t.Context(), plan.Options{Compiler: c, Query: ast.MustParseBody("x = data.p.allow"), Data: ast.NewObject()})
+		if err != nil {
+			t.Fatalf("Prepare: %v, want the policy compiled\n%s", err, src)
+		}
+		for in, wantRefused := range map[string]bool{`{"a": "a\\.b"}`: true, `{"a": "a\\/x"}`: true, `{"a": "a.b"}`: false} {
+			_, err := pl.Eval(t.Context(), ast.MustParseTerm(in).Value, plan.EvalOptions{})
+			if refused := errors.Is(err, plan.ErrUnsupported); refused != wantRefused {
+				t.Errorf("%s with input %s: %v, want refused %v", rules, in, err, wantRefused)
+			}
+		}
+	}
+}
+
 // TestDivergenceIndexedBuiltinReplaced: a with that replaces a built-in
 // function topdown's rule index reads (startswith, endswith,
 // strings.any_prefix_match, strings.any_suffix_match, glob.match), over a

@@ -49,6 +49,14 @@ var errEqualValuesWrittenOtherwise = &UnsupportedError{Feature: "an object given
 // holds); the plan holds the value alone at every depth.
 var errWithMergedIntoBase = &UnsupportedError{Feature: "a with on data whose value topdown merges with the base document"}
 
+// errGlobEscapedValue refuses, at evaluation, a glob.match of a value
+// holding a backslash. topdown's rule index splits the value with the
+// pattern's escaping rules (a\.b is one part, not two), so it skips a rule
+// whose glob.match("*.*", ["."], input.a) the built-in matches for "a\.b":
+// topdown denies what the compiled evaluator, calling the built-in,
+// allowed. Values without a backslash, the usual case, stay compiled.
+var errGlobEscapedValue = &UnsupportedError{Feature: "a glob.match of a value holding a backslash, which topdown's rule index splits otherwise"}
+
 // errWithBelowNonObject refuses a with on data whose target lies below a
 // value of the base document that is not an object (with data.d.x.z as 1
 // where data.d.x is an array). The plan replaces that value by an object

@@ -126,6 +126,7 @@ type builtin struct {
 	void     bool // no output value (print)
 	skipBctx bool // needs only the call's location
 	nondet   bool
+	glob     bool // glob.match: see errGlobEscapedValue
 }
 
 // dynNode is a node of the function-path tree that CallDynamicStmt looks
