@@ -201,23 +201,17 @@ func (h *healthService) shutdown() {
 // cancels the calls' contexts and waits for their handlers (the engine
 // stops evaluating when its context ends), and Serve returns. It waits up
 // to the server's grace (handlerGrace) for both, as Run does for HTTP
-// handlers, and logs and reports false when a handler is still running.
-func (r *extRun) cutOff() bool {
+// handlers, and logs when a handler is still running.
+func (r *extRun) cutOff() {
 	done := make(chan struct{})
 	go func() {
 		r.gs.Stop()
 		<-r.done
 		close(done)
 	}()
-	t := time.NewTimer(r.grace)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
+	if !closedWithin(done, r.grace) {
 		r.log.LogAttrs(context.Background(), slog.LevelError, "shutdown: ext_authz handlers still running after they were cut off",
 			slog.Duration("waited", r.grace))
-		return false
 	}
 }
 

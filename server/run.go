@@ -219,10 +219,15 @@ func (c *handlerCount) wait(grace time.Duration) bool {
 	drain := make(chan struct{})
 	c.drain = drain
 	c.mu.Unlock()
-	t := time.NewTimer(grace)
+	return closedWithin(drain, grace)
+}
+
+// closedWithin waits up to d for done to close, and reports whether it did.
+func closedWithin(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-drain:
+	case <-done:
 		return true
 	case <-t.C:
 		return false
