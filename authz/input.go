@@ -174,16 +174,24 @@ func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 	return ast.NewTerm(v), nil
 }
 
+// maxValueDepth bounds the nesting of a Go value the engine converts: a
+// map or slice that holds itself would otherwise recurse until the stack
+// overflows, which no recover catches and which ends the process.
+const maxValueDepth = 1000
+
 // toValue is ast.InterfaceToValue, with a panic of its (on a typed nil
-// pointer) returned as an error, and a number JSON cannot hold refused
-// (badNumber). A cyclic map or slice still overflows the stack, which no
-// recover catches: a caller's bug.
+// pointer) returned as an error, a value nested deeper than maxValueDepth
+// (a cyclic map or slice) refused before conversion, and a number JSON
+// cannot hold refused (badNumber).
 func toValue(x any) (v ast.Value, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			v, err = nil, fmt.Errorf("cannot convert the value: %v", p)
 		}
 	}()
+	if tooDeep(x, maxValueDepth) {
+		return nil, fmt.Errorf("nested deeper than %d levels (a map or slice that holds itself?)", maxValueDepth)
+	}
 	if v, err = ast.InterfaceToValue(x); err != nil {
 		return nil, err
 	}
@@ -191,6 +199,35 @@ func toValue(x any) (v ast.Value, err error) {
 		return nil, fmt.Errorf("%s is not a JSON number", bad)
 	}
 	return v, nil
+}
+
+// tooDeep reports whether x nests maps and slices of any (the kinds
+// ast.InterfaceToValue recurses into itself; it converts any other through
+// encoding/json, which refuses a cycle) more than depth levels deep. It
+// stops at the first path that does, so a cycle costs no more than depth
+// levels of the walk.
+func tooDeep(x any, depth int) bool {
+	switch x := x.(type) {
+	case map[string]any:
+		if depth == 0 {
+			return true
+		}
+		for _, e := range x {
+			if tooDeep(e, depth-1) {
+				return true
+			}
+		}
+	case []any:
+		if depth == 0 {
+			return true
+		}
+		for _, e := range x {
+			if tooDeep(e, depth-1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // badNumber names the first number in v (keys included) that is not a

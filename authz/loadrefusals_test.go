@@ -119,3 +119,47 @@ func TestRequestValuesNotJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestValuesCyclic: a map or slice that holds itself (an embedding
+// program's mistake) is an invalid request; before, converting it recursed
+// until the stack overflowed and the process died. A value nested deep but
+// within the bound still converts.
+func TestRequestValuesCyclic(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "deep", "package authz\n\nallow if input.resource.ok\n"))
+	selfMap := map[string]any{"ok": true}
+	selfMap["again"], selfMap["twice"] = selfMap, selfMap
+	selfSlice := []any{1, nil}
+	selfSlice[1] = selfSlice
+	deep := map[string]any{"ok": true}
+	for range maxDepthUnder {
+		deep = map[string]any{"ok": true, "in": deep}
+	}
+	tooDeep := map[string]any{"ok": true}
+	for range maxDepthUnder + 10 {
+		tooDeep = map[string]any{"ok": true, "in": []any{tooDeep}}
+	}
+	for name, tc := range map[string]struct {
+		req  authz.Request
+		want bool // allowed, else refused as invalid
+	}{
+		"cyclic map":   {authz.Request{Resource: selfMap}, false},
+		"cyclic slice": {authz.Request{Resource: map[string]any{"ok": true}, Attributes: map[string]any{"s": selfSlice}}, false},
+		"too deep":     {authz.Request{Resource: tooDeep}, false},
+		"deep":         {authz.Request{Resource: deep}, true},
+	} {
+		tc.req.Action = authz.Action{Name: "read"}
+		d, err := e.Decide(t.Context(), tc.req)
+		if tc.want && (!d.Allow || err != nil) {
+			t.Errorf("%s: allow %v, %v; want allowed", name, d.Allow, err)
+		}
+		if !tc.want && (d.Allow || !errors.Is(err, authz.ErrInvalidRequest)) {
+			t.Errorf("%s: allow %v, %v; want an invalid request", name, d.Allow, err)
+		}
+	}
+	if d, err := e.EvaluateInput(t.Context(), map[string]any{"resource": selfMap}, authz.InputOptions{}); d.Allow || !errors.Is(err, authz.ErrInvalidRequest) {
+		t.Errorf("EvaluateInput of a cyclic map: allow %v, %v; want an invalid request", d.Allow, err)
+	}
+}
+
+// maxDepthUnder is a nesting the engine converts: the bound is 1000 levels.
+const maxDepthUnder = 990
