@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecideInput -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzBearerToken -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzNormalizePath -fuzztime $(FUZZTIME) ./authz
+	$(GO) test -run '^$$' -fuzz FuzzReadDecision -fuzztime $(FUZZTIME) ./client
 	$(GO) test -run '^$$' -fuzz FuzzDecisionCacheAgrees -fuzztime $(FUZZTIME) ./authz
 	$(GO) test -run '^$$' -fuzz FuzzDifferential -fuzztime $(FUZZTIME) ./authz/internal/plan
 	$(GO) test -run '^$$' -fuzz FuzzPolicy -fuzztime $(FUZZTIME) ./authz/internal/plan

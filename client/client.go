@@ -25,6 +25,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Defaults for Options fields left zero.
@@ -247,14 +249,8 @@ func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, 
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		if err := json.Unmarshal(raw, &d); err != nil || d.ID == "" {
-			return Decision{}, fmt.Errorf("%w: not a decision", ErrProtocol), false
-		}
-		if d.Reasons == nil {
-			d.Reasons = []string{}
-		}
-		if !d.Allow {
-			d.Headers = nil
+		if d, err = readDecision(raw); err != nil {
+			return Decision{}, fmt.Errorf("%w: not a decision: %w", ErrProtocol, err), false
 		}
 		return d, nil, false
 	case resp.StatusCode == http.StatusServiceUnavailable:
@@ -265,6 +261,34 @@ func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, 
 		return d, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status)), false
 	}
 	return d, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status), false
+}
+
+// readDecision reads a 200's body, which is a decision only in the
+// server's own shape: one JSON object with a decision_id and an allow that
+// is true or false, no name given twice, names matched exactly, nothing
+// after it. Read as encoding/json reads, `"allow": false, "allow": true`
+// was an allow, and so was `"Allow": true`. Names the client does not know
+// are ignored, so that a newer server may add some.
+func readDecision(raw []byte) (Decision, error) {
+	var w struct {
+		Decision
+		Allow *bool `json:"allow"`
+	}
+	if err := jsonv2.Unmarshal(raw, &w); err != nil {
+		return Decision{}, err
+	}
+	if w.ID == "" || w.Allow == nil {
+		return Decision{}, errors.New("decision_id and allow are required")
+	}
+	d := w.Decision
+	d.Allow = *w.Allow
+	if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	if !d.Allow {
+		d.Headers = nil
+	}
+	return d, nil
 }
 
 // retryable reports whether a transport error happened before the server

@@ -140,6 +140,25 @@ func TestFailsClosed(t *testing.T) {
 		{"not ready", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }, client.ErrUnavailable},
 		{"not a decision", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"allow":true}`) }, client.ErrProtocol},
 		{"not JSON", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `allow`) }, client.ErrProtocol},
+		// A 200 is a decision only in the server's own shape: encoding/json
+		// took the last of two "allow"s, matched "Allow" to allow, read no
+		// "allow" at all as a deny and ignored what followed the object.
+		{"allow given twice", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"decision_id":"X","allow":false,"allow":true,"reasons":[]}`)
+		}, client.ErrProtocol},
+		{"Allow capitalised", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"decision_id":"X","Allow":true,"reasons":[]}`)
+		}, client.ErrProtocol},
+		{"no allow", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"decision_id":"X","reasons":[]}`) }, client.ErrProtocol},
+		{"allow as a string", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"decision_id":"X","allow":"true","reasons":[]}`)
+		}, client.ErrProtocol},
+		{"two answers", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"decision_id":"X","allow":false,"reasons":[]}{"decision_id":"Y","allow":true}`)
+		}, client.ErrProtocol},
+		{"headers given twice", func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":[],"headers":{"X-User":"a","X-User":"b"}}`)
+		}, client.ErrProtocol},
 		{"an allow too large to read", func(w http.ResponseWriter, _ *http.Request) {
 			io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":["`+strings.Repeat("a", client.MaxAnswerBytes)+`"]}`)
 		}, client.ErrProtocol},
