@@ -138,6 +138,17 @@ func (m *Minter) TokenOptions() token.Options {
 	return token.Options{Issuers: []token.Issuer{m.TokenIssuer()}, CallerAudiences: []string{CallerAudience}}
 }
 
+// PublicKeyPEM is the key's public half as a PEM "PUBLIC KEY" block: what
+// an issuer's public_key_file takes, so that a configuration can trust the
+// development key under an issuer of its own.
+func (m *Minter) PublicKeyPEM() ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(m.key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("devtoken: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
 // Mint signs a token for subject sub with the given extra claims (for
 // example "roles") valid for ttl from now. iss, aud, sub, iat and exp are set
 // unless claims sets them; a service token sets "aud" to CallerAudience.

@@ -759,3 +759,44 @@ func TestLinkedPolicyDirRefused(t *testing.T) {
 		t.Errorf("--follow-links: exit %d, %s", code, stderr)
 	}
 }
+
+// TestTokenForConfiguredIssuer: verdict token --public-key prints what an
+// issuer's public_key_file takes, and --iss/--aud mint for that issuer, so
+// that a configuration of one's own can be tried with development tokens.
+// A token for another issuer or audience is still refused.
+func TestTokenForConfiguredIssuer(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "dev.key")
+	code, pub, stderr := verdict(t, "token", "--dev-key", key, "--public-key")
+	if code != 0 || !strings.HasPrefix(pub, "-----BEGIN PUBLIC KEY-----") || !strings.Contains(stderr, "created development key") {
+		t.Fatalf("--public-key: exit %d, stdout %q, stderr %q", code, pub, stderr)
+	}
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "dev.pem"), pub)
+	authztest.WriteFile(t, filepath.Join(dir, "policies", "authz", "p.rego"), "package authz\n\nallow if input.subject.claims.sub == \"alice\"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "verdict.yaml"), `policy:
+  dir: policies
+tokens:
+  issuers:
+    - issuer: https://dev.example
+      audiences: [orders-api]
+      algorithms: [EdDSA]
+      public_key_file: keys/dev.pem
+`)
+	cfg := filepath.Join(dir, "verdict.yaml")
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--iss", "https://dev.example", "--aud", "orders-api"}, 0},
+		{[]string{"--iss", "https://dev.example", "--aud", "other,orders-api"}, 0},
+		{[]string{"--iss", "https://dev.example"}, 1},                          // audience verdict
+		{[]string{"--aud", "orders-api"}, 1},                                   // issuer verdict-dev
+		{[]string{"--iss", "https://dev.example", "--aud", "other"}, 1},        // another audience
+		{[]string{"--iss", "https://other.example", "--aud", "orders-api"}, 1}, // another issuer
+	} {
+		_, tok, _ := verdict(t, append([]string{"token", "--dev-key", key, "--sub", "alice"}, tc.args...)...)
+		if code, out, stderr := verdict(t, "decide", "--config", cfg, "--action", "x", "--token", strings.TrimSpace(tok)); code != tc.want {
+			t.Errorf("token %q: exit %d, want %d\n%s%s", tc.args, code, tc.want, out, stderr)
+		}
+	}
+}
