@@ -93,8 +93,8 @@ func Problems(err error) []Problem {
 	return nil
 }
 
-// ProblemOf converts one of OPA's located errors. OPA's bundle reader names
-// files "/dir/x.rego"; snapshots name them "dir/x.rego".
+// ProblemOf converts one of OPA's located errors, naming the file as the
+// error does.
 func ProblemOf(e *ast.Error) Problem {
 	p := Problem{Code: e.Code, Message: e.Message}
 	if e.Details != nil {
@@ -105,7 +105,7 @@ func ProblemOf(e *ast.Error) Problem {
 		}
 	}
 	if e.Location != nil {
-		p.File, p.Line, p.Col = strings.TrimPrefix(e.Location.File, "/"), e.Location.Row, e.Location.Col
+		p.File, p.Line, p.Col = e.Location.File, e.Location.Row, e.Location.Col
 	}
 	return p
 }
@@ -126,4 +126,29 @@ func FormatError(err error) string {
 		lines[i] = p.String()
 	}
 	return strings.Join(lines, "\n")
+}
+
+// readError is a read of a policy set that failed on located problems (a
+// module that does not parse), named as the snapshot names its files.
+type readError struct {
+	problems []Problem
+	cause    error
+}
+
+func (e *readError) Error() string             { return ErrRead.Error() + ": " + e.cause.Error() }
+func (e *readError) Unwrap() []error           { return []error{ErrRead, e.cause} }
+func (e *readError) PolicyProblems() []Problem { return e.problems }
+
+// readFailed wraps an error of OPA's bundle reader in ErrRead. Its located
+// problems name files as the snapshot does: the reader names them
+// "/dir/x.rego", the snapshot "dir/x.rego".
+func readFailed(err error) error {
+	ps := Problems(err)
+	if len(ps) == 0 {
+		return fmt.Errorf("%w: %w", ErrRead, err)
+	}
+	for i := range ps {
+		ps[i].File = strings.TrimPrefix(ps[i].File, "/")
+	}
+	return &readError{problems: ps, cause: err}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"testing/fstest"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -37,21 +38,26 @@ func (c *carrier) Error() string                     { return "carried" }
 func (c *carrier) PolicyProblems() []bundles.Problem { return c.ps }
 
 // TestProblems: located problems come from a carrier in the chain first,
-// else from OPA's errors (file names without the bundle reader's leading
-// slash), else there are none.
+// else from OPA's errors (named as they name the file: an absolute path
+// stays one), else there are none. A read names them as the snapshot does,
+// without the bundle reader's leading slash.
 func TestProblems(t *testing.T) {
 	c := &carrier{ps: []bundles.Problem{{File: "x.rego", Line: 1, Message: "from the carrier"}}}
 	if got := bundles.Problems(fmt.Errorf("wrapped: %w", c)); len(got) != 1 || got[0].Message != "from the carrier" {
 		t.Errorf("carrier: %v", got)
 	}
 	opa := ast.Errors{ast.NewError(ast.TypeErr, &ast.Location{File: "/authz/p.rego", Row: 4, Col: 2}, "bad")}
-	if got := bundles.Problems(fmt.Errorf("read: %w", opa)); len(got) != 1 || got[0].File != "authz/p.rego" || got[0].Line != 4 {
+	if got := bundles.Problems(fmt.Errorf("read: %w", opa)); len(got) != 1 || got[0].File != "/authz/p.rego" || got[0].Line != 4 {
 		t.Errorf("OPA errors: %v", got)
 	}
 	if got := bundles.Problems(errors.New("plain")); got != nil {
 		t.Errorf("plain error: %v", got)
 	}
-	if got := bundles.FormatError(fmt.Errorf("read: %w", opa)); got != "authz/p.rego:4:2: rego_type_error: bad" {
+	if got := bundles.FormatError(fmt.Errorf("read: %w", opa)); got != "/authz/p.rego:4:2: rego_type_error: bad" {
 		t.Errorf("FormatError = %q", got)
+	}
+	_, err := bundles.ReadFS(fstest.MapFS{"authz/p.rego": {Data: []byte("package authz\n\nallow if {\n")}}, bundles.ReadOptions{})
+	if got := bundles.Problems(err); !errors.Is(err, bundles.ErrRead) || len(got) != 1 || got[0].File != "authz/p.rego" || got[0].Line != 4 {
+		t.Errorf("a read: %v, problems %v; want ErrRead and authz/p.rego:4", err, got)
 	}
 }

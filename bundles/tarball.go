@@ -202,7 +202,7 @@ func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, erro
 	}
 	b, err := parse(files, lim.fileBytes, vc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRead, err)
+		return nil, readFailed(err)
 	}
 	return FromBundle(&b, opts.Origin, stamp(opts.Now)), nil
 }

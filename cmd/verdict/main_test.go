@@ -22,6 +22,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // verdict runs the command line in-process and returns its exit code and
@@ -472,8 +473,10 @@ test_read if {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 	}
+	// Files are named as the command line reaches them: from dir.
+	p := filepath.Join(dir, "authz", "p.rego")
 	// Lines 3 (default never used), 10-12 (no test asks for admin).
-	for _, want := range []string{"coverage: 42.9% (3 of 7 lines)", "not covered:\n  authz/p.rego:3\n  authz/p.rego:10-12\n"} {
+	for _, want := range []string{"coverage: 42.9% (3 of 7 lines)", "not covered:\n  " + p + ":3\n  " + p + ":10-12\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--coverage output lacks %q:\n%s", want, out)
 		}
@@ -502,8 +505,8 @@ test_read if {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
 		t.Fatalf("--json: exit %d, %v:\n%s", code, err, out)
 	}
-	if rep.Passed != 1 || rep.Tests[0].Location != "authz/p_test.rego:5" || rep.Tests[0].Result != "pass" ||
-		len(rep.Coverage.Files) != 1 || !slices.Equal(rep.Coverage.Files[0].NotCovered, []string{"authz/p.rego:3", "authz/p.rego:10-12"}) {
+	if rep.Passed != 1 || rep.Tests[0].Location != filepath.Join(dir, "authz", "p_test.rego")+":5" || rep.Tests[0].Result != "pass" ||
+		len(rep.Coverage.Files) != 1 || !slices.Equal(rep.Coverage.Files[0].NotCovered, []string{p + ":3", p + ":10-12"}) {
 		t.Errorf("--json report %+v", rep)
 	}
 
@@ -798,5 +801,28 @@ tokens:
 		if code, out, stderr := verdict(t, "decide", "--config", cfg, "--action", "x", "--token", strings.TrimSpace(tok)); code != tc.want {
 			t.Errorf("token %q: exit %d, want %d\n%s%s", tc.args, code, tc.want, out, stderr)
 		}
+	}
+}
+
+// TestProblemsNamedFromWorkingDirectory: check names a file as the command
+// line reached it (dir/authz/a.rego:4, for an editor or a CI annotation to
+// open), whether given the directory or the file; the revision stays the
+// one a server reading the directory reports.
+func TestProblemsNamedFromWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "authz", "a.rego")
+	authztest.WriteFile(t, file, "package authz\n\nallow if {\n")
+	for _, arg := range []string{dir, file} {
+		if code, _, stderr := verdict(t, "check", arg); code != 1 || !strings.HasPrefix(stderr, file+":4:") {
+			t.Errorf("check %s: exit %d, stderr %q; want 1 naming %s:4", arg, code, stderr, file)
+		}
+	}
+	authztest.WriteFile(t, file, "package authz\n\nallow := true\n")
+	snap, err := bundles.ReadDir(dir, bundles.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := verdict(t, "check", dir); code != 0 || !strings.Contains(out, "revision "+snap.Revision) {
+		t.Errorf("check %s: exit %d, %s%s; want revision %s", dir, code, out, stderr, snap.Revision)
 	}
 }

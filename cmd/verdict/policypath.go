@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -109,6 +110,7 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 		s := &bundles.Snapshot{Origin: "file:" + path, Data: map[string]any{},
 			Modules: []bundles.Module{{Path: filepath.Base(path), Raw: raw}}}
 		s.Revision = bundles.ContentHash(s)
+		displayFrom(s, filepath.Dir(path))
 		return s, nil
 	case policyBundle:
 		verify, err := bundleVerification(cfg)
@@ -127,7 +129,53 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 	if le := (*bundles.LinkOutError)(nil); errors.As(err, &le) {
 		return nil, usageError("%s is a link out of the policy directory: pass --follow-links to read it", filepath.Join(path, filepath.FromSlash(le.Path)))
 	}
-	return snap, err
+	if err != nil {
+		return nil, problemsFrom(err, path)
+	}
+	displayFrom(snap, path)
+	return snap, nil
+}
+
+// problemsFrom is err with its located problems named from root, as
+// displayFrom names modules.
+func problemsFrom(err error, root string) error {
+	ps := bundles.Problems(err)
+	if len(ps) == 0 {
+		return err
+	}
+	for i := range ps {
+		ps[i].File = displayPath(root, ps[i].File)
+	}
+	return &rebasedProblems{error: err, problems: ps}
+}
+
+// rebasedProblems carries problems renamed by problemsFrom.
+type rebasedProblems struct {
+	error
+	problems []bundles.Problem
+}
+
+func (e *rebasedProblems) PolicyProblems() []bundles.Problem { return e.problems }
+func (e *rebasedProblems) Unwrap() error                     { return e.error }
+
+// displayFrom names snap's modules as the command line reaches them, from
+// root (the directory read, or a file's): problems, test results, coverage
+// and explanations then name files an editor or a CI annotation opens from
+// the working directory (policies/authz/rbac.rego:4:1, not authz/rbac.rego),
+// as opa names them. The revision stays the one the tree's own names give,
+// the revision a server reading the same tree reports.
+func displayFrom(snap *bundles.Snapshot, root string) {
+	for i := range snap.Modules {
+		snap.Modules[i].Path = displayPath(root, snap.Modules[i].Path)
+	}
+}
+
+// displayPath is name (a snapshot's, slash-separated) reached from root.
+func displayPath(root, name string) string {
+	if name == "" {
+		return name
+	}
+	return path.Join(filepath.ToSlash(root), name)
 }
 
 // linkInPath returns the part of path that is a symbolic link, or "": for
