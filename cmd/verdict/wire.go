@@ -301,15 +301,22 @@ func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logg
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}
-	shOpts := server.ShadowOptions{Engine: engine, Source: src, Queue: sc.Queue, DecisionLog: dlog, Logger: shadowLog}
-	if sc.Sample != nil {
-		shOpts.Sample = *sc.Sample
-	}
+	shOpts := shadowOptions(sc)
+	shOpts.Engine, shOpts.Source, shOpts.DecisionLog, shOpts.Logger = engine, src, dlog, shadowLog
 	sh, err := server.NewShadow(shOpts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}
 	return sh, engine, src, nil
+}
+
+// shadowOptions is what policy.shadow says of sampling and queueing.
+func shadowOptions(sc *config.Shadow) server.ShadowOptions {
+	o := server.ShadowOptions{Queue: sc.Queue, MaxQueueBytes: int64(sc.MaxQueueBytes)}
+	if sc.Sample != nil {
+		o.Sample = *sc.Sample
+	}
+	return o
 }
 
 // usageError is an error in how verdict was called: exit status 2.
@@ -358,7 +365,8 @@ func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flus
 		w, closeFn = file, func() { file.Close() }
 	}
 	opts := decisionlog.Options{Writer: w, Logger: logger, FlushDeadline: flushBy,
-		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes}
+		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes,
+		Buffer: dl.MaxQueueRecords, MaxQueueBytes: int64(dl.MaxQueueBytes)}
 	if dl.HashKeyFile != "" || dl.HashKeyEnv != "" {
 		key := "decision_log.hash_key_file"
 		if dl.HashKeyEnv != "" {

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -300,5 +301,53 @@ func TestKeyForgetter(t *testing.T) {
 	k.forget(is.Name, []string{is.KeyID})
 	if n := e.Status().Caches.Token.Entries; n != 0 {
 		t.Errorf("after the key's removal the token cache holds %d entries, want none", n)
+	}
+}
+
+// TestDecisionLogQueueBounds: decision_log.max_queue_records and
+// max_queue_bytes reach the log: records past either bound, waiting for a
+// writer that has not started, are dropped as buffer_full.
+func TestDecisionLogQueueBounds(t *testing.T) {
+	big := decisionlog.Record{DecisionID: "D", Time: time.Unix(0, 0), Reasons: []string{strings.Repeat("r", 100<<10)}}
+	small := decisionlog.Record{DecisionID: "D", Time: time.Unix(0, 0), Reasons: []string{}}
+	for _, tc := range []struct {
+		dl      string
+		rec     decisionlog.Record
+		n, kept int
+	}{
+		{"  max_queue_records: 3\n", small, 5, 3},
+		{"  max_queue_bytes: 1MiB\n", big, 20, 10},
+		{"  output: stdout\n", big, 20, 20}, // the defaults hold more
+	} {
+		c, err := config.Parse([]byte("decision_log:\n"+tc.dl), "verdict.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, closeLog, err := decisionLog(c, io.Discard, slog.New(slog.DiscardHandler), time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := 0
+		for range tc.n {
+			if l.Log(tc.rec) {
+				kept++
+			}
+		}
+		closeLog()
+		if kept != tc.kept || l.DroppedFor(decisionlog.DropBufferFull) != uint64(tc.n-tc.kept) {
+			t.Errorf("%q: kept %d of %d (dropped %d), want %d", tc.dl, kept, tc.n, l.DroppedFor(decisionlog.DropBufferFull), tc.kept)
+		}
+	}
+}
+
+// TestShadowOptions: policy.shadow's sample, queue and max_queue_bytes
+// reach the shadow's options.
+func TestShadowOptions(t *testing.T) {
+	c, err := config.Parse([]byte("policy:\n  dir: p\n  shadow:\n    dir: q\n    sample: 0.5\n    queue: 8\n    max_queue_bytes: 2MiB\n"), "verdict.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := shadowOptions(c.Policy.Shadow); o.Sample != 0.5 || o.Queue != 8 || o.MaxQueueBytes != 2<<20 {
+		t.Errorf("options %+v", o)
 	}
 }

@@ -129,6 +129,8 @@ type Shadow struct {
 	Sample *float64 `yaml:"sample"`
 	// Queue bounds the decisions waiting for the candidate; 0 means 1024.
 	Queue int `yaml:"queue"`
+	// MaxQueueBytes bounds their estimated memory; 0 means 32 MiB.
+	MaxQueueBytes ByteSize `yaml:"max_queue_bytes"`
 }
 
 // Tokens configures bearer-token verification.
@@ -304,6 +306,12 @@ type DecisionLog struct {
 	// MaxRecordBytes bounds one record; a larger one is written without its
 	// input, and counted. 0 means 64 KiB.
 	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// MaxQueueRecords and MaxQueueBytes bound the records waiting for the
+	// writer (their number, and their estimated memory: an input holds
+	// many times its request's size); past either, records are dropped as
+	// buffer_full, never waited for. 0 means 4,096 and 64 MiB.
+	MaxQueueRecords int      `yaml:"max_queue_records"`
+	MaxQueueBytes   ByteSize `yaml:"max_queue_bytes"`
 	// Upload, when present, also ships every record to an HTTP collector
 	// (upload.go); with it, output may be off.
 	Upload *Upload `yaml:"upload"`

@@ -130,10 +130,13 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 }
 
 func TestParseShadow(t *testing.T) {
-	c := mustParse(t, "policy:\n  dir: p\n  poll_interval: 30s\n  shadow:\n    bundle_url: https://b.test/candidate.tar.gz\n    sample: 0.1\n    queue: 64\n", "v.yaml")
+	c := mustParse(t, "policy:\n  dir: p\n  poll_interval: 30s\n  shadow:\n    bundle_url: https://b.test/candidate.tar.gz\n    sample: 0.1\n    queue: 64\n    max_queue_bytes: 8MiB\n", "v.yaml")
 	sh := c.Policy.Shadow
-	if sh == nil || sh.BundleURL != "https://b.test/candidate.tar.gz" || sh.Sample == nil || *sh.Sample != 0.1 || sh.Queue != 64 {
+	if sh == nil || sh.BundleURL != "https://b.test/candidate.tar.gz" || sh.Sample == nil || *sh.Sample != 0.1 || sh.Queue != 64 || sh.MaxQueueBytes != 8<<20 {
 		t.Errorf("parsed %+v", sh)
+	}
+	if _, err := config.Parse([]byte("policy:\n  dir: p\n  shadow:\n    dir: q\n    max_queue_bytes: -1\n"), "v.yaml"); err == nil || !strings.Contains(err.Error(), "policy.shadow.max_queue_bytes") {
+		t.Errorf("negative max_queue_bytes: %v", err)
 	}
 }
 
@@ -162,17 +165,21 @@ func TestDecisionLogForms(t *testing.T) {
 	if err != nil || c.DecisionLog.Output != "off" {
 		t.Fatalf("string form: %+v, %v", c.DecisionLog, err)
 	}
-	c, err = config.Parse([]byte("decision_log:\n  output: decisions.jsonl\n  mask: [/input/subject/claims/email]\n  hash: [/input/subject/id]\n  max_record_bytes: 32768\n"), "v.yaml")
+	c, err = config.Parse([]byte("decision_log:\n  output: decisions.jsonl\n  mask: [/input/subject/claims/email]\n  hash: [/input/subject/id]\n  max_record_bytes: 32768\n  max_queue_records: 100\n  max_queue_bytes: 2MiB\n"), "v.yaml")
 	if err != nil || c.DecisionLog.Output != "decisions.jsonl" || c.DecisionLog.Mask[0] != "/input/subject/claims/email" ||
-		c.DecisionLog.Hash[0] != "/input/subject/id" || c.DecisionLog.MaxRecordBytes != 32768 {
+		c.DecisionLog.Hash[0] != "/input/subject/id" || c.DecisionLog.MaxRecordBytes != 32768 ||
+		c.DecisionLog.MaxQueueRecords != 100 || c.DecisionLog.MaxQueueBytes != 2<<20 {
 		t.Fatalf("object form: %+v, %v", c.DecisionLog, err)
 	}
 	for data, want := range map[string]string{
-		"decision_log:\n  output: stdout\n  masks: [/input/x]\n":    `v.yaml:3: unknown key "masks"`,
-		"decision_log:\n  mask: [/subject/claims/email]\n":          "decision_log.mask[0]",
-		"decision_log:\n  output: off\n  mask: [/input/x]\n":        "do nothing with output off",
-		"decision_log:\n  output: stdout\n  max_record_bytes: -1\n": "decision_log.max_record_bytes",
-		"decision_log: [stdout]\n":                                  "decision_log",
+		"decision_log:\n  output: stdout\n  masks: [/input/x]\n":     `v.yaml:3: unknown key "masks"`,
+		"decision_log:\n  mask: [/subject/claims/email]\n":           "decision_log.mask[0]",
+		"decision_log:\n  output: off\n  mask: [/input/x]\n":         "do nothing with output off",
+		"decision_log:\n  output: stdout\n  max_record_bytes: -1\n":  "decision_log.max_record_bytes",
+		"decision_log:\n  output: stdout\n  max_queue_records: -1\n": "decision_log.max_queue_records",
+		"decision_log:\n  output: stdout\n  max_queue_bytes: -1\n":   "decision_log.max_queue_bytes",
+		"decision_log:\n  output: off\n  max_queue_bytes: 1MiB\n":    "do nothing with output off",
+		"decision_log: [stdout]\n":                                   "decision_log",
 	} {
 		if _, err := config.Parse([]byte(data), "v.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error containing %q", data, err, want)

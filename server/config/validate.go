@@ -108,6 +108,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		if sh.Queue < 0 {
 			bad("policy.shadow.queue", "must not be negative")
 		}
+		if sh.MaxQueueBytes < 0 {
+			bad("policy.shadow.max_queue_bytes", "must not be negative")
+		}
 	}
 	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
 		bad("tokens.leeway", "must be between 0 and 5m")
@@ -297,14 +300,21 @@ func (c *Config) validate(root *yaml.Node) error {
 	if dl.MaxRecordBytes < 0 {
 		bad("decision_log.max_record_bytes", "must not be negative")
 	}
+	if dl.MaxQueueRecords < 0 {
+		bad("decision_log.max_queue_records", "must not be negative")
+	}
+	if dl.MaxQueueBytes < 0 {
+		bad("decision_log.max_queue_bytes", "must not be negative")
+	}
 	switch {
 	case dl.HashKeyFile != "" && dl.HashKeyEnv != "":
 		bad("decision_log", "set one of hash_key_file and hash_key_env, not both")
 	case (dl.HashKeyFile != "" || dl.HashKeyEnv != "") && len(dl.Hash) == 0:
 		bad("decision_log", "a hash key without hash fields does nothing: list the fields in decision_log.hash")
 	}
-	if !dl.Enabled() && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0 || dl.HashKeyFile != "" || dl.HashKeyEnv != "") {
-		bad("decision_log", "mask, hash, hash_key_* and max_record_bytes do nothing with output off and no upload")
+	if !dl.Enabled() && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0 || dl.HashKeyFile != "" || dl.HashKeyEnv != "" ||
+		dl.MaxQueueRecords != 0 || dl.MaxQueueBytes != 0) {
+		bad("decision_log", "mask, hash, hash_key_*, max_record_bytes and max_queue_* do nothing with output off and no upload")
 	}
 	c.checkUpload(bad)
 	return errors.Join(errs...)
