@@ -46,6 +46,10 @@ type Status struct {
 	// LastErrorAt is when LastError first happened (its repeats do not
 	// move it; LastAttempt says the source is still trying).
 	LastErrorAt time.Time
+	// LastErrorRevision is the revision of the snapshot the sink refused,
+	// when LastError is that refusal; "" for a failure before the sink (a
+	// read, fetch or verification).
+	LastErrorRevision string
 	// Errors are the located policy errors behind LastError, when known.
 	Errors []Problem
 	// Reloads counts snapshots the sink accepted, including a snapshot

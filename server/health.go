@@ -102,6 +102,7 @@ type sourceBody struct {
 	LastSuccess        time.Time         `json:"last_success,omitzero"`
 	LastError          string            `json:"last_error,omitempty"`
 	LastErrorAt        time.Time         `json:"last_error_at,omitzero"`
+	LastErrorRevision  string            `json:"last_error_revision,omitempty"`
 	Errors             []bundles.Problem `json:"errors,omitempty"`
 	Reloads            uint64            `json:"reloads"`
 	ReloadErrors       uint64            `json:"reload_errors"`
@@ -110,7 +111,9 @@ type sourceBody struct {
 
 // handleStatus answers GET /v1/status: the revision serving, its origin and
 // load time, and the last reload error with file:line:col problems, from
-// the engine and (when configured) the source.
+// the engine and (when configured) the source. last_error is the failure
+// the source is in when it is in one (the source sees every reload), else
+// the engine's.
 func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	st, rerr := s.readiness()
 	body := statusBody{
@@ -138,11 +141,18 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		body.Source = &sourceBody{
 			Origin: ss.Origin, Revision: ss.Revision, LoadedAt: ss.LoadedAt,
 			LastAttempt: ss.LastAttempt, LastSuccess: ss.LastSuccess,
-			LastError: ss.LastError, LastErrorAt: ss.LastErrorAt, Errors: ss.Errors,
+			LastError: ss.LastError, LastErrorAt: ss.LastErrorAt, LastErrorRevision: ss.LastErrorRevision, Errors: ss.Errors,
 			Reloads: ss.Reloads, ReloadErrors: ss.ReloadErrors,
 		}
 		if ss.LastReloadDuration > 0 {
 			body.Source.LastReloadDuration = ss.LastReloadDuration.String()
+		}
+		// The source sees every failed reload, those that never reached
+		// the engine too (a policy that does not parse, a bundle that does
+		// not verify), and clears it when the source recovers.
+		if ss.LastError != "" {
+			body.LastError = &lastErrorBody{Message: ss.LastError, At: ss.LastErrorAt,
+				Revision: ss.LastErrorRevision, Problems: ss.Errors}
 		}
 	}
 	for _, ks := range s.keySets {

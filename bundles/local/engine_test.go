@@ -162,7 +162,7 @@ func TestEngineStatusClearsAfterRevert(t *testing.T) {
 			t.Errorf("%q lines = %d, want %d (logs %q)", msg, got, want, logs.Messages())
 		}
 	}
-	want := []string{"policy loaded", "policy reload failed", "policy loaded", "policy recovered"}
+	want := []string{"policy loaded", "policy reload failed", "policy loaded"}
 	if got := logs.MessagesAt(slog.LevelInfo); !slices.Equal(got, want) {
 		t.Errorf("log at Info: %q, want one line a change: %q", got, want)
 	}

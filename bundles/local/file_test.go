@@ -156,7 +156,7 @@ func TestFileBrokenBundleRetriedQuietly(t *testing.T) {
 	st := waitStatus(t, f.Status, func(s bundles.Status) bool {
 		return s.LastError != "" && s.LastAttempt.Sub(s.LastErrorAt) >= 20*retry
 	})
-	if n := logs.Count("policy read failed"); n != 1 || st.ReloadErrors != 1 {
+	if n := logs.Count("policy reload failed"); n != 1 || st.ReloadErrors != 1 {
 		t.Errorf("read failed lines, ReloadErrors = %d, %d; want 1, 1 after 20 retries", n, st.ReloadErrors)
 	}
 

@@ -321,7 +321,7 @@ func TestDirBrokenSaveRetriedQuietly(t *testing.T) {
 		sinkSees bool   // the broken save reaches the sink, which refuses it
 	}{
 		{name: "syntax error: the read fails and is retried", broken: "package authz\nallow if {",
-			failLog: "policy read failed", retried: true},
+			failLog: "policy reload failed", retried: true},
 		{name: "compile error: the sink refuses it", broken: "package authz\n\ndefault allow := false\ndefault allow := true\n",
 			failLog: "policy reload failed", sinkSees: true},
 	}

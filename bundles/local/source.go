@@ -130,7 +130,7 @@ func (s *source) reload(ctx context.Context, sink bundles.Sink, read func() (*bu
 	start := s.now()
 	snap, err := read()
 	if err != nil {
-		s.rec.Failed(start, slog.LevelError, "policy read failed", err)
+		s.rec.Failed(start, slog.LevelError, "policy reload failed", err)
 		return true
 	}
 	_ = s.rec.Deliver(ctx, sink, snap, start) // recorded and logged there

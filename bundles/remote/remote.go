@@ -249,7 +249,7 @@ func (p *Poller) poll(ctx context.Context, sink bundles.Sink) error {
 	}
 	snap, err := bundles.ReadTarballBytes(res.Body, p.tarballOptions())
 	if err != nil {
-		p.rec.Failed(start, slog.LevelError, "policy bundle refused", err)
+		p.rec.Failed(start, slog.LevelError, "policy reload failed", err)
 		return err
 	}
 	if err := p.rec.Deliver(ctx, sink, snap, start); err != nil {

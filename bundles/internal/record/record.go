@@ -22,14 +22,20 @@
 //     either, unless the sink's last answer was an error: then it is
 //     offered once more (a broken save undone), so that the sink's own
 //     status clears too.
-//   - The first success after a failure logs "policy recovered" (Info,
-//     with the revision) and clears Status.LastError and Status.Errors.
+//   - The first success after a failure clears Status.LastError and
+//     Status.Errors, and logs "policy recovered" with the revision: at Info
+//     when the sink was not given the snapshot again (a save that did not
+//     parse, undone: the sink never saw it), at Debug when it was (the
+//     sink's own line, "policy loaded", says it).
 //   - A snapshot of new content that the sink accepts logs
 //     "policy reloaded" at Debug level: the sink says what it made of it
 //     (the engine logs "policy loaded" with its evaluator and decision
 //     cache), so that a change is one line at Info. A refused one is the
 //     Recorder's to log ("policy reload failed"): the engine returns its
-//     error without logging it.
+//     error without logging it. A source logs its own failures before the
+//     sink (a policy that does not parse, a bundle that does not verify)
+//     with the same message, so that one message means a change that did
+//     not take.
 package record
 
 import (
@@ -160,7 +166,7 @@ func (r *Recorder) Unchanged(ctx context.Context, sink bundles.Sink, start time.
 // a repeat only moves LastAttempt. It reports whether the failure was
 // distinct.
 func (r *Recorder) Failed(start time.Time, level slog.Level, msg string, err error) bool {
-	if !r.failed(start, r.now(), err, "error "+err.Error()) {
+	if !r.failed(start, r.now(), err, "error "+err.Error(), "") {
 		return false
 	}
 	r.log.Log(context.Background(), level, msg,
@@ -187,7 +193,7 @@ func (r *Recorder) load(ctx context.Context, sink bundles.Sink, s *bundles.Snaps
 	r.good, r.goodKey, r.failing = s, k, ""
 	r.st.Revision, r.st.LoadedAt = s.Revision, end
 	r.st.LastAttempt, r.st.LastSuccess = start, end
-	r.st.LastError, r.st.LastErrorAt, r.st.Errors = "", time.Time{}, nil
+	r.st.LastError, r.st.LastErrorAt, r.st.LastErrorRevision, r.st.Errors = "", time.Time{}, "", nil
 	r.st.Reloads++
 	r.st.LastReloadDuration = end.Sub(start)
 	r.mu.Unlock()
@@ -197,14 +203,15 @@ func (r *Recorder) load(ctx context.Context, sink bundles.Sink, s *bundles.Snaps
 			"modules", len(s.Modules), "took", end.Sub(start))
 	}
 	if recovered {
-		r.log.Info("policy recovered", "origin", r.origin, "revision", s.Revision)
+		// At Debug: the sink's own line ("policy loaded") says it.
+		r.log.Debug("policy recovered", "origin", r.origin, "revision", s.Revision)
 	}
 	return nil
 }
 
 // refusal records that the sink refused s (now, or last time).
 func (r *Recorder) refusal(s *bundles.Snapshot, k string, err error, start, end time.Time) {
-	if r.failed(start, end, err, "refused "+k) {
+	if r.failed(start, end, err, "refused "+k, s.Revision) {
 		r.log.Error("policy reload failed", "origin", r.origin, "revision", s.Revision,
 			"error", bundles.FormatError(err))
 	}
@@ -218,7 +225,7 @@ func (r *Recorder) confirmed(start time.Time) {
 	recovered := r.failing != ""
 	r.failing = ""
 	r.st.LastAttempt, r.st.LastSuccess = start, end
-	r.st.LastError, r.st.LastErrorAt, r.st.Errors = "", time.Time{}, nil
+	r.st.LastError, r.st.LastErrorAt, r.st.LastErrorRevision, r.st.Errors = "", time.Time{}, "", nil
 	revision := r.st.Revision
 	r.mu.Unlock()
 	if recovered {
@@ -226,9 +233,10 @@ func (r *Recorder) confirmed(start time.Time) {
 	}
 }
 
-// failed records a failure identified by id, and reports whether it was
-// distinct (then counted and observed) rather than a repeat.
-func (r *Recorder) failed(start, end time.Time, err error, id string) bool {
+// failed records a failure identified by id (of the snapshot of revision,
+// when the sink refused one), and reports whether it was distinct (then
+// counted and observed) rather than a repeat.
+func (r *Recorder) failed(start, end time.Time, err error, id, revision string) bool {
 	r.mu.Lock()
 	r.st.LastAttempt = start
 	if id == r.failing {
@@ -236,7 +244,7 @@ func (r *Recorder) failed(start, end time.Time, err error, id string) bool {
 		return false
 	}
 	r.failing = id
-	r.st.LastError, r.st.LastErrorAt = bundles.FormatError(err), end
+	r.st.LastError, r.st.LastErrorAt, r.st.LastErrorRevision = bundles.FormatError(err), end, revision
 	r.st.Errors = bundles.Problems(err)
 	r.st.ReloadErrors++
 	r.st.LastReloadDuration = end.Sub(start)

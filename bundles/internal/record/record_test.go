@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,6 +60,9 @@ func TestTransitions(t *testing.T) {
 		wantReloads  uint64         // Status.Reloads
 		wantLastErr  bool           // Status.LastError set at the end
 		wantObserved int            // ObserveReload calls
+		// wantInfoRecovery: the recovery is logged at Info, since the sink
+		// was not given a snapshot to log about; else at Debug.
+		wantInfoRecovery bool
 	}{
 		{
 			name:      "same read failure retried",
@@ -70,7 +74,7 @@ func TestTransitions(t *testing.T) {
 			name:      "read failure, then the content the sink serves",
 			steps:     []step{{deliver: good1}, {fail: "e1"}, {fail: "e1"}, {fail: "e1"}, {deliver: good1}},
 			wantCalls: 1, wantLogs: map[string]int{reloaded: 1, readFailed: 1, recovered: 1},
-			wantErrors: 1, wantReloads: 1, wantObserved: 2,
+			wantErrors: 1, wantReloads: 1, wantObserved: 2, wantInfoRecovery: true,
 		},
 		{
 			name:      "refused content read again",
@@ -113,7 +117,7 @@ func TestTransitions(t *testing.T) {
 			name:      "not modified after a fetch failure",
 			steps:     []step{{deliver: good1}, {fail: "e1"}, {fail: "e1"}, {unchanged: true}},
 			wantCalls: 1, wantLogs: map[string]int{reloaded: 1, readFailed: 1, recovered: 1},
-			wantErrors: 1, wantReloads: 1, wantObserved: 2,
+			wantErrors: 1, wantReloads: 1, wantObserved: 2, wantInfoRecovery: true,
 		},
 		{
 			name:      "healthy and unchanged",
@@ -180,6 +184,18 @@ func TestTransitions(t *testing.T) {
 				if v, _ := logs.Attr(recovered, "revision"); v.String() != st.Revision || st.Revision == "" {
 					t.Errorf("recovered line names revision %q, status says %q", v, st.Revision)
 				}
+				if info := slices.Contains(logs.MessagesAt(slog.LevelInfo), recovered); info != tc.wantInfoRecovery {
+					t.Errorf("recovery at Info: %v, want %v", info, tc.wantInfoRecovery)
+				}
+			}
+			// A refusal names the refused revision; a failure before the
+			// sink names none.
+			wantRev := ""
+			if last := tc.steps[len(tc.steps)-1]; tc.wantLastErr && last.deliver != "" {
+				wantRev = snapshot(last.deliver).Revision
+			}
+			if st.LastErrorRevision != wantRev {
+				t.Errorf("LastErrorRevision = %q, want %q", st.LastErrorRevision, wantRev)
 			}
 		})
 	}
