@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -40,7 +41,9 @@ type TestOptions struct {
 	NoNetwork bool
 	// Bench runs each test as a benchmark (repeated until its timing is
 	// stable, as opa test --bench does); each Result then carries a
-	// BenchmarkResult, allocations included. Tests still pass or fail.
+	// BenchmarkResult, allocations included. The tests run once first, and
+	// only those that pass are benchmarked (OPA's benchmark of a failing
+	// test ends the process); the others keep their failing Result.
 	// It excludes Coverage and Trace.
 	Bench bool
 }
@@ -104,41 +107,101 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*Test
 		return nil, fmt.Errorf("authz: tests: %w", err)
 	}
 	defer store.Abort(ctx, txn)
-	runner := tester.NewRunner().
-		SetCompiler(ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(opts.CapturePrint)).
-		SetStore(store).
-		SetModules(modules).
-		RaiseBuiltinErrors(true).
-		SetTimeout(timeout).
-		EnableTracing(opts.Trace).
-		CapturePrintOutput(opts.CapturePrint).
-		Filter(opts.Run)
+	newRunner := func(filter string) *tester.Runner {
+		return tester.NewRunner().
+			SetCompiler(ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(opts.CapturePrint)).
+			SetStore(store).
+			SetModules(modules).
+			RaiseBuiltinErrors(true).
+			SetTimeout(timeout).
+			EnableTracing(opts.Trace).
+			CapturePrintOutput(opts.CapturePrint).
+			Filter(filter)
+	}
+	collect := func(ch chan *tester.Result, err error) ([]*tester.Result, error) {
+		if err != nil {
+			var astErrs ast.Errors
+			if errors.As(err, &astErrs) {
+				return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
+			}
+			return nil, fmt.Errorf("authz: tests: %w", err)
+		}
+		var rs []*tester.Result
+		for r := range ch {
+			rs = append(rs, r)
+		}
+		return rs, nil
+	}
+	runner := newRunner(opts.Run)
 	var cov *cover.Cover
 	if opts.Coverage {
 		cov = cover.New()
 		runner.SetCoverageQueryTracer(cov)
 	}
-	var ch chan *tester.Result
-	if opts.Bench {
-		ch, err = runner.RunBenchmarks(ctx, txn, tester.BenchmarkOptions{ReportAllocations: true})
-	} else {
-		ch, err = runner.RunTests(ctx, txn)
-	}
-	if err != nil {
-		var astErrs ast.Errors
-		if errors.As(err, &astErrs) {
-			return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(err, ""), cause: err}
-		}
-		return nil, fmt.Errorf("authz: tests: %w", err)
-	}
 	run := &TestRun{}
-	for r := range ch {
-		run.Results = append(run.Results, r)
+	if run.Results, err = collect(runner.RunTests(ctx, txn)); err != nil {
+		return nil, err
 	}
 	if cov != nil {
 		run.Coverage = policyCoverage(cov, modules)
 	}
+	if opts.Bench {
+		passing := passingTests(run.Results)
+		if passing == "" {
+			return run, nil
+		}
+		benched, err := collect(newRunner(passing).RunBenchmarks(ctx, txn, tester.BenchmarkOptions{ReportAllocations: true}))
+		if err != nil {
+			return nil, err
+		}
+		run.Results = withBenchmarks(run.Results, benched)
+	}
 	return run, nil
+}
+
+// passingTests is a tester filter that matches exactly the tests whose
+// every result passed (a name can hold several rules), or "" for none.
+func passingTests(results []*tester.Result) string {
+	pass := map[string]bool{}
+	var names []string
+	for _, r := range results {
+		name := r.Package + "." + r.Name
+		ok := r.Pass() && !r.Skip
+		if was, seen := pass[name]; seen {
+			pass[name] = was && ok
+			continue
+		}
+		pass[name] = ok
+		names = append(names, name)
+	}
+	var quoted []string
+	for _, name := range names {
+		if pass[name] {
+			quoted = append(quoted, regexp.QuoteMeta(name))
+		}
+	}
+	if len(quoted) == 0 {
+		return ""
+	}
+	return "^(" + strings.Join(quoted, "|") + ")$"
+}
+
+// withBenchmarks replaces each result in results that has a benchmark in
+// benched (the same test, by name and location) with it.
+func withBenchmarks(results, benched []*tester.Result) []*tester.Result {
+	type id struct{ name, loc string }
+	byID := make(map[id]*tester.Result, len(benched))
+	for _, b := range benched {
+		byID[id{b.Package + "." + b.Name, b.Location.String()}] = b
+	}
+	out := make([]*tester.Result, len(results))
+	for i, r := range results {
+		out[i] = r
+		if b, ok := byID[id{r.Package + "." + r.Name, r.Location.String()}]; ok {
+			out[i] = b
+		}
+	}
+	return out
 }
 
 // policyCoverage is cov's report for the policy modules alone: test modules

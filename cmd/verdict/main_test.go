@@ -826,3 +826,39 @@ func TestProblemsNamedFromWorkingDirectory(t *testing.T) {
 		t.Errorf("check %s: exit %d, %s%s; want revision %s", dir, code, out, stderr, snap.Revision)
 	}
 }
+
+// TestBenchWithFailingTest: test --bench benchmarks the tests that pass and
+// reports the others as failed (exit 1); OPA's benchmark of a failing test
+// ended the process with a panic.
+func TestBenchWithFailingTest(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p.rego"), "package authz\n\nallow if input.action.name == \"read\"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p_test.rego"), `package authz_test
+
+import data.authz
+
+test_read if authz.allow with input as {"action": {"name": "read"}}
+
+test_write if authz.allow with input as {"action": {"name": "write"}}
+
+test_error if 1 / 0
+`)
+	code, out, stderr := verdict(t, "test", dir, "--bench")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (tests failed)\n%s\n%s", code, out, stderr)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		benched := strings.Contains(line, "ns/op")
+		switch {
+		case strings.Contains(line, "test_read") && !benched:
+			t.Errorf("the passing test is not benchmarked: %q", line)
+		case (strings.Contains(line, "test_write") || strings.Contains(line, "test_error")) && benched:
+			t.Errorf("a failing test is benchmarked: %q", line)
+		}
+	}
+	for _, name := range []string{"test_read", "test_write", "test_error"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("%s is not reported:\n%s", name, out)
+		}
+	}
+}
