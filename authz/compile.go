@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/open-policy-agent/opa/storage"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -221,8 +222,19 @@ func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Co
 	if err != nil {
 		return nil, err
 	}
+	// A rule at a path where the data holds a value (data.json's
+	// {"allow": true} beside package authz's allow) is refused, as OPA
+	// refuses it: the rule would hide the value, or the value the rule.
+	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))
+	ctx := context.Background() // an in-memory store: nothing to cancel
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("authz: %w", err)
+	}
+	defer store.Abort(ctx, txn)
 	// print() calls are kept: they print only when the engine has a hook.
-	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true)
+	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
 	if c.Compile(modules); c.Failed() {
 		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
 	}

@@ -444,16 +444,17 @@ func TestEvaluatorWithFunctionUnderWithOnPackage(t *testing.T) {
 	}
 }
 
-// TestEvaluatorArrayBesideRulesIterated: a package whose path holds an
-// array in the bundle's data (roles) is iterated: topdown gives the array's
-// indices first, then the rules' keys; the plan gave the rules' first, and
-// keys[0] == "extra" allowed. Such a snapshot is now served by topdown. See
-// TestDivergenceIterationOrderBaseAndRules in internal/plan.
-func TestEvaluatorArrayBesideRulesIterated(t *testing.T) {
-	snap := authztest.Snapshot(t, "arraybeside", map[string]string{
+// TestEvaluatorDataBesideRulesIterated: a package whose path holds an
+// object in the bundle's data (roles) beside its rules is iterated: topdown
+// gives the data's keys first, then the rules'; the plan gave the rules'
+// first, and keys[0] == "extra" allowed. Such a snapshot is now served by
+// topdown. See TestDivergenceIterationOrderBaseAndRules in internal/plan.
+// (An array there is a conflict, refused at load: TestRuleAtDataPathRefused.)
+func TestEvaluatorDataBesideRulesIterated(t *testing.T) {
+	snap := authztest.Snapshot(t, "objectbeside", map[string]string{
 		"roles.rego": "package roles\n\nextra := true\n",
 		"authz.rego": "package authz\n\nkeys := [k | some k, _ in data.roles]\n\nallow if keys[0] == \"extra\"\n",
-	}, map[string]any{"roles": []any{"admin", "viewer"}})
+	}, map[string]any{"roles": map[string]any{"admin": 1, "viewer": 2}})
 	wantTopdownDenies(t, snap, "holds both base data and rules", authz.Request{Action: authz.Action{Name: "read"}})
 }
 

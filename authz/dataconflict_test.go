@@ -1,0 +1,53 @@
+package authz_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// TestRuleAtDataPathRefused: a rule whose path the data already holds a
+// value at (data.json's {"allow": true} beside package authz's allow), or
+// below a value that is not an object, is a compile problem, as OPA makes
+// it; the rule used to hide the value silently. Data beside rules, at
+// other keys of the same package, is fine.
+func TestRuleAtDataPathRefused(t *testing.T) {
+	policy := map[string]string{"authz.rego": "package authz\n\ndefault allow := false\n\nallow if data.roles.extra\n",
+		"roles.rego": "package roles\n\nextra := true\n"}
+	for name, tc := range map[string]struct {
+		data     map[string]any
+		conflict string // the path named, or "" for none
+	}{
+		"value at a rule":        {map[string]any{"authz": map[string]any{"allow": true}}, "authz/allow"},
+		"array above a rule":     {map[string]any{"roles": []any{"admin"}}, "roles/extra"},
+		"string above a rule":    {map[string]any{"roles": "admin"}, "roles/extra"},
+		"data beside rules":      {map[string]any{"authz": map[string]any{"limit": 3}, "roles": map[string]any{"admin": true}}, ""},
+		"data elsewhere":         {map[string]any{"tenants": []any{"acme"}}, ""},
+		"a value at the package": {map[string]any{"authz": 1}, "authz/allow"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			snap := authztest.Snapshot(t, name, policy, tc.data)
+			e, err := authz.New(authz.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = e.Load(t.Context(), snap)
+			if tc.conflict == "" {
+				if err != nil {
+					t.Fatalf("Load: %v, want it to load", err)
+				}
+				return
+			}
+			var ce *authz.CompileError
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 || !strings.Contains(ce.Problems[0].Message, "conflicting rule for data path "+tc.conflict) {
+				t.Fatalf("Load: %v, want a conflict at %s", err, tc.conflict)
+			}
+			if _, err := authz.Compile(snap, authz.CompileOptions{}); err == nil {
+				t.Errorf("Compile (verdict check) accepts what Load refuses")
+			}
+		})
+	}
+}
