@@ -1,11 +1,18 @@
 package bundles
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
+	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/verdict-pdp/verdict/internal/printable"
 )
@@ -151,4 +158,57 @@ func readFailed(err error) error {
 		ps[i].File = strings.TrimPrefix(ps[i].File, "/")
 	}
 	return &readError{problems: ps, cause: err}
+}
+
+// locateFileError turns an error of OPA's bundle reader about one of files
+// that carries no location (a data file that does not decode) into a
+// located problem: the file, and for JSON and YAML syntax errors the line
+// and column, so that it reads like a module's. Other errors are returned
+// as they are.
+func locateFileError(files []entry, err error) error {
+	if len(Problems(err)) > 0 {
+		return err
+	}
+	msg := err.Error()
+	for _, f := range files {
+		prefix := "bundle load failed on " + f.path + ": "
+		i := strings.Index(msg, prefix)
+		if i < 0 {
+			continue
+		}
+		p := Problem{File: f.path, Code: "verdict_data_error", Message: msg[i+len(prefix):]}
+		p.Line, p.Col = syntaxErrorAt(f.path, f.data)
+		return &readError{problems: []Problem{p}, cause: err}
+	}
+	return err
+}
+
+// yamlLine finds the line go-yaml names in its errors.
+var yamlLine = regexp.MustCompile(`\bline (\d+):`)
+
+// syntaxErrorAt returns the line and column (1-based; 0 when unknown) of
+// the syntax error in a data file: JSON's from the decoder's offset,
+// YAML's line from its message.
+func syntaxErrorAt(name string, data []byte) (line, col int) {
+	data = bytes.TrimPrefix(data, utf8BOM)
+	switch path.Ext(name) {
+	case ".json", ".manifest":
+		var v any
+		var se *json.SyntaxError
+		if err := json.Unmarshal(data, &v); errors.As(err, &se) {
+			// Offset counts the bytes read, the offending one included.
+			before := data[:min(max(int(se.Offset)-1, 0), len(data))]
+			line = 1 + bytes.Count(before, []byte("\n"))
+			col = 1 + utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
+			return line, col
+		}
+	default:
+		var v any
+		if err := yaml.Unmarshal(data, &v); err != nil {
+			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+				line, _ = strconv.Atoi(m[1])
+			}
+		}
+	}
+	return line, 0
 }

@@ -3,6 +3,7 @@ package bundles_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -59,5 +60,36 @@ func TestProblems(t *testing.T) {
 	_, err := bundles.ReadFS(fstest.MapFS{"authz/p.rego": {Data: []byte("package authz\n\nallow if {\n")}}, bundles.ReadOptions{})
 	if got := bundles.Problems(err); !errors.Is(err, bundles.ErrRead) || len(got) != 1 || got[0].File != "authz/p.rego" || got[0].Line != 4 {
 		t.Errorf("a read: %v, problems %v; want ErrRead and authz/p.rego:4", err, got)
+	}
+}
+
+// TestDataFileProblems: a data file that does not decode is a located
+// problem, as a module that does not parse is: its file, and for a syntax
+// error its line (and for JSON its column); it was an error without a
+// location, which verdict check reported as a usage error.
+func TestDataFileProblems(t *testing.T) {
+	module := &fstest.MapFile{Data: []byte("package authz\n\nallow := true\n")}
+	for _, tc := range []struct {
+		name, file, content string
+		line, col           int
+		message             string
+	}{
+		{"json syntax", "data.json", "{\"public\": [\n  \"a\",\n}", 3, 1, "invalid character '}'"},
+		{"json literal", "sub/data.json", `{"a": tru}`, 1, 10, "in literal true"},
+		{"json after a multibyte rune", "data.json", `{"a": "é" x}`, 1, 11, "after object key:value pair"},
+		{"yaml syntax", "data.yaml", "a: b\n c: [\n", 2, 0, "mapping values are not allowed"},
+		{"json root not an object", "data.json", `[1]`, 0, 0, "root value must be object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := bundles.ReadFS(fstest.MapFS{"authz/p.rego": module, tc.file: {Data: []byte(tc.content)}}, bundles.ReadOptions{})
+			ps := bundles.Problems(err)
+			if !errors.Is(err, bundles.ErrRead) || len(ps) != 1 {
+				t.Fatalf("%v, problems %v; want ErrRead with one problem", err, ps)
+			}
+			p := ps[0]
+			if p.File != tc.file || p.Line != tc.line || p.Col != tc.col || p.Code != "verdict_data_error" || !strings.Contains(p.Message, tc.message) {
+				t.Errorf("problem %+v, want %s:%d:%d: verdict_data_error: …%s…", p, tc.file, tc.line, tc.col, tc.message)
+			}
+		})
 	}
 }

@@ -383,7 +383,7 @@ func parse(files []entry, maxFileBytes int64, vc *bundle.VerificationConfig) (bu
 	}
 	b, err := rd.Read()
 	if err != nil {
-		return b, err
+		return b, locateFileError(files, err)
 	}
 	if b.Type() == bundle.DeltaBundleType {
 		// A snapshot has no way to carry a patch: reading one as an empty

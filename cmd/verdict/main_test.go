@@ -817,7 +817,14 @@ func TestProblemsNamedFromWorkingDirectory(t *testing.T) {
 			t.Errorf("check %s: exit %d, stderr %q; want 1 naming %s:4", arg, code, stderr, file)
 		}
 	}
+	// A data file that does not decode is a problem in the policy too.
 	authztest.WriteFile(t, file, "package authz\n\nallow := true\n")
+	data := filepath.Join(dir, "data.json")
+	authztest.WriteFile(t, data, "{\"a\": [\n}")
+	if code, _, stderr := verdict(t, "check", dir); code != 1 || !strings.HasPrefix(stderr, data+":2:1: verdict_data_error: ") {
+		t.Errorf("check with a broken data.json: exit %d, stderr %q; want 1 naming %s:2:1", code, stderr, data)
+	}
+	authztest.WriteFile(t, data, "{}")
 	snap, err := bundles.ReadDir(dir, bundles.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
