@@ -68,6 +68,15 @@ func TestNewVerifierConfig(t *testing.T) {
 		{name: "alg unknown", opts: token.Options{Issuers: with(func(c *token.Issuer) { c.Algorithms = []string{"ES256K"} })}, want: []string{`"ES256K" is not a supported`}},
 		{name: "nil keys", opts: token.Options{Issuers: with(func(c *token.Issuer) { c.Keys = nil })}, want: []string{"keys are required"}},
 		{name: "empty static keys", opts: token.Options{Issuers: with(func(c *token.Issuer) { c.Keys = token.StaticKeys{} })}, want: []string{"keys: no keys"}},
+		// Every token would be disallowed_alg: an EC key under RS256.
+		{name: "no key fits the algorithms", opts: token.Options{Issuers: with(func(c *token.Issuer) { c.Algorithms = []string{"RS256", "PS256"} })},
+			want: []string{"no key can verify any of algorithms [RS256 PS256]"}},
+		{name: "a key pinned to another algorithm", opts: token.Options{Issuers: with(func(c *token.Issuer) {
+			c.Algorithms, c.Keys = []string{"RS256"}, token.StaticKeys{{ID: "r", Algorithm: "RS384", Public: rsKey}}
+		})}, want: []string{"no key can verify any of algorithms [RS256]"}},
+		{name: "one key of two fits", opts: token.Options{Issuers: with(func(c *token.Issuer) {
+			c.Algorithms, c.Keys = []string{"RS256"}, token.StaticKeys{{ID: "e", Public: esKey}, {ID: "r", Public: rsKey}}
+		})}},
 		{name: "negative leeway", opts: token.Options{Issuers: with(func(*token.Issuer) {}), Leeway: -time.Second}, want: []string{"leeway -1s is negative"}},
 		{name: "negative max bytes", opts: token.Options{Issuers: with(func(*token.Issuer) {}), MaxBytes: -1}, want: []string{"max bytes -1 is negative"}},
 		{name: "rsa 1024", opts: token.Options{Issuers: keys(token.Key{ID: "weak", Public: &weakRSA().PublicKey})}, want: []string{`keys[0] (kid "weak"): rsa key has 1024 bits, want 2048 to 8192`}},

@@ -194,7 +194,7 @@ func FuzzParseJWKS(f *testing.F) {
 			_, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{{
 				Issuer:     "i",
 				Audiences:  []string{"a"},
-				Algorithms: []string{"RS256"},
+				Algorithms: []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"},
 				Keys:       token.StaticKeys{k},
 			}}})
 			if err != nil {

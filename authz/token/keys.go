@@ -11,7 +11,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/MicahParks/jwkset"
@@ -75,6 +77,21 @@ var algs = map[string]algSpec{
 	"HS256": {method: jwt.SigningMethodHS256, family: familyHMAC},
 	"HS384": {method: jwt.SigningMethodHS384, family: familyHMAC},
 	"HS512": {method: jwt.SigningMethodHS512, family: familyHMAC},
+}
+
+// CheckAlgorithm reports why a is not an algorithm an issuer may be
+// configured with, or nil: "none" (in any case) is never allowed, and a
+// name must be one of the supported JWS algorithms, spelled as RFC 7518
+// spells it (ES256, not es256).
+func CheckAlgorithm(a string) error {
+	if strings.EqualFold(a, "none") {
+		return fmt.Errorf("%q is never allowed", a)
+	}
+	if _, ok := algs[a]; !ok {
+		names := slices.Sorted(maps.Keys(algs))
+		return fmt.Errorf("%q is not a supported algorithm (one of %s)", a, strings.Join(names, ", "))
+	}
+	return nil
 }
 
 // usable reports whether k may verify a token signed with alg: the key's

@@ -121,11 +121,8 @@ func NewVerifier(opts Options) (*Verifier, error) {
 			bad("algorithms: at least one is required")
 		}
 		for j, a := range cfg.Algorithms {
-			switch _, ok := algs[a]; {
-			case strings.EqualFold(a, "none"):
-				bad("algorithms[%d]: %q is never allowed", j, a)
-			case !ok:
-				bad("algorithms[%d]: %q is not a supported algorithm", j, a)
+			if err := CheckAlgorithm(a); err != nil {
+				bad("algorithms[%d]: %s", j, err)
 			}
 		}
 		switch ks := cfg.Keys.(type) {
@@ -135,10 +132,22 @@ func NewVerifier(opts Options) (*Verifier, error) {
 			if len(ks) == 0 {
 				bad("keys: no keys")
 			}
+			fits := false
 			for j, k := range ks {
 				if err := checkKey(k); err != nil {
 					bad("keys[%d] (kid %q): %s", j, k.ID, err)
 				}
+				for _, a := range cfg.Algorithms {
+					if spec, ok := algs[a]; ok && usable(k, a, spec) {
+						fits = true
+					}
+				}
+			}
+			// Every token would be refused (disallowed_alg): a key of
+			// another type than the algorithms name, such as an EC key
+			// under algorithms: [RS256].
+			if !fits && len(ks) > 0 && len(cfg.Algorithms) > 0 {
+				bad("no key can verify any of algorithms %v", cfg.Algorithms)
 			}
 		}
 		switch {

@@ -124,6 +124,10 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"every address a trusted proxy", "callers:\n  trusted_proxies: [0.0.0.0/0]\n  trust_bundle_file: ca.pem\n  xfcc_header: X-Cert\n",
 			[]string{`"0.0.0.0/0" trusts every address`}},
 		{"every IPv6 address a trusted peer", "ext_authz: {grpc_addr: 127.0.0.1:9191, trusted_peers: [\"::/0\"]}\n", []string{`"::/0" trusts every address`}},
+		{"algorithm none", "tokens:\n  issuers:\n    - issuer: x\n      audiences: [a]\n      algorithms: [ES256, none]\n      jwks_file: k.json\n",
+			[]string{`tokens.issuers[0].algorithms[1]`, `"none" is never allowed`}},
+		{"algorithm misspelt", "tokens:\n  issuers:\n    - issuer: x\n      audiences: [a]\n      algorithms: [es256]\n      jwks_file: k.json\n",
+			[]string{`tokens.issuers[0].algorithms[0]`, `"es256" is not a supported algorithm (one of ES256, ES384,`}},
 		{"a prefix with host bits", "authzen: {trusted_peers: [10.1.2.3/8]}\n", []string{`"10.1.2.3/8" has bits set past its length: write 10.0.0.0/8`}},
 	}
 	parseInvalidCases(t, tests)

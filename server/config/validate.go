@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/verdict-pdp/verdict/authz/token"
 )
 
 // clientHeader reports whether the HTTP client sets a request header
@@ -128,6 +130,11 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 		if len(is.Algorithms) == 0 {
 			bad(key+".algorithms", "at least one algorithm is required")
+		}
+		for j, a := range is.Algorithms {
+			if err := token.CheckAlgorithm(a); err != nil {
+				bad(key+".algorithms["+strconv.Itoa(j)+"]", "%v", err)
+			}
 		}
 		n := 0
 		for _, set := range []bool{is.JWKSFile != "", is.JWKSURL != "", is.Discovery,
