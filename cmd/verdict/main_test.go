@@ -40,10 +40,16 @@ func verdict(t testing.TB, args ...string) (code int, stdout, stderr string) {
 // status arrives on.
 func serve(t *testing.T, ctx context.Context, config string, stdout io.Writer) (base string, stderr *authztest.SyncBuffer, done <-chan int) {
 	t.Helper()
+	return serveArgs(t, ctx, stdout, "--config", config)
+}
+
+// serveArgs is serve with the command line's flags given.
+func serveArgs(t *testing.T, ctx context.Context, stdout io.Writer, args ...string) (base string, stderr *authztest.SyncBuffer, done <-chan int) {
+	t.Helper()
 	stderr = new(authztest.SyncBuffer)
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, []string{"serve", "--config", config}, strings.NewReader(""), stdout, stderr)
+		exit <- run(ctx, append([]string{"serve"}, args...), strings.NewReader(""), stdout, stderr)
 	}()
 	addrRe := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
 	for deadline := time.Now().Add(10 * time.Second); base == ""; time.Sleep(10 * time.Millisecond) {
@@ -684,7 +690,7 @@ func TestPrintDemoWarnsBeyondLoopback(t *testing.T) {
 		{addr: &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 8181}, warn: true},
 	} {
 		var b strings.Builder
-		if err := printDemo(&b, tc.addr, m, true, ""); err != nil {
+		if err := (demo{addr: tc.addr, minter: m, ready: true, embedded: true}).print(&b); err != nil {
 			t.Fatal(err)
 		}
 		if got := strings.Contains(b.String(), "beyond this machine"); got != tc.warn {
@@ -866,6 +872,30 @@ test_error if 1 / 0
 	for _, name := range []string{"test_read", "test_write", "test_error"} {
 		if !strings.Contains(out, name) {
 			t.Errorf("%s is not reported:\n%s", name, out)
+		}
+	}
+}
+
+// TestPrintDemoLabelsOnlyTheDefaults: the demo labels its requests with
+// the answers of the embedded policies only; for policies of one's own
+// (--policies) the labels say what is asked, not what will be answered.
+func TestPrintDemoLabelsOnlyTheDefaults(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8181}
+	for _, embedded := range []bool{true, false} {
+		var b strings.Builder
+		if err := (demo{addr: addr, minter: m, ready: true, embedded: embedded}).print(&b); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if claims := strings.Contains(out, "# allow: a viewer may read orders") && strings.Contains(out, "# deny:"); claims != embedded {
+			t.Errorf("embedded %v: labels claim answers: %v\n%s", embedded, claims, out)
+		}
+		if strings.Count(out, "curl ") != 4 {
+			t.Errorf("embedded %v: want four requests\n%s", embedded, out)
 		}
 	}
 }

@@ -32,8 +32,10 @@ type serveFlags struct {
 	// diagnosticAddr overrides the configuration's diagnostic_addr.
 	diagnosticAddr string
 	policies       string
-	logFormat      string
-	logLevel       string
+	// entrypoint overrides the configuration's policy.entrypoint.
+	entrypoint string
+	logFormat  string
+	logLevel   string
 }
 
 func newServeCommand() *cobra.Command {
@@ -65,6 +67,7 @@ The first log line names the bound address ("listening addr=..."), so
 and exits 0.`,
 		Example: `  verdict serve
   verdict serve --policies ./policies --addr 127.0.0.1:0
+  verdict serve --policies ./policies/examples/authzen-todo --entrypoint todo
   verdict serve --config verdict.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,6 +82,7 @@ and exits 0.`,
 	fl.StringVar(&f.addr, "addr", "", `listen address (default: the configuration's addr, else "`+server.DefaultAddr+`")`)
 	fl.StringVar(&f.diagnosticAddr, "diagnostic-addr", "", "plain-HTTP listen address for health, status and metrics, which then leave --addr (default: the configuration's diagnostic_addr, else none)")
 	fl.StringVar(&f.policies, "policies", "", "policy directory or bundle file, watched for changes (default: the configuration's policy source, else the embedded default policies)")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package that decides (default: the configuration's policy.entrypoint, else "authz")`)
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -106,6 +110,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		if cfg, err = config.Load(f.configFile); err != nil {
 			return err
 		}
+	}
+	if f.entrypoint != "" {
+		cfg.Policy.Entrypoint = f.entrypoint
 	}
 
 	// Tracing, when the configuration or the environment asks for it
@@ -303,7 +310,8 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if minter != nil {
 		select {
 		case <-src.Initialized():
-			if err := printDemo(stderr, addr, minter, engine.Status().Ready, devKeyFile); err != nil {
+			d := demo{addr: addr, minter: minter, ready: engine.Status().Ready, embedded: !ok, devKeyFile: devKeyFile}
+			if err := d.print(stderr); err != nil {
 				logger.Error("demo tokens", slog.String("error", err.Error()))
 			}
 		case <-gctx.Done():
@@ -369,9 +377,22 @@ func readableDuration(_ []string, a slog.Attr) slog.Attr {
 // demoTTL is how long the printed demo tokens are valid.
 const demoTTL = time.Hour
 
-// printDemo prints ready-to-paste requests against the demo server: an
-// allow, a deny and an anonymous public allow, plus a forward-auth check.
-func printDemo(w io.Writer, addr net.Addr, m *devtoken.Minter, ready bool, devKeyFile string) error {
+// demo is what the demo server tells a newcomer at start.
+type demo struct {
+	addr     net.Addr
+	minter   *devtoken.Minter // the demo's development issuer
+	ready    bool             // the policies loaded
+	embedded bool             // they are the embedded defaults, whose answers the labels say
+	// devKeyFile is the key verdict token keeps, when the demo trusts it.
+	devKeyFile string
+}
+
+// print writes ready-to-paste requests against the demo server: an
+// allowed and a denied decision with a fresh viewer token, an anonymous
+// one, and a forward-auth check. Their labels say the answers of the
+// embedded policies; other policies' answers are theirs to give.
+func (d demo) print(w io.Writer) error {
+	addr, m, devKeyFile := d.addr, d.minter, d.devKeyFile
 	viewer, err := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, demoTTL, time.Now())
 	if err != nil {
 		return err
@@ -391,25 +412,33 @@ stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
 		fmt.Fprintf(&b, "\nIt listens on %s, beyond this machine: anyone who can reach it can ask it,\nread /v1/status and /metrics. Use --addr 127.0.0.1:PORT unless that is what you want.\n", addr)
 	}
-	if !ready {
+	if !d.ready {
 		b.WriteString("\nThe policies did not load (see the log above); every decision will be not_ready.\n")
 	}
+	labels := [4]string{"allow: a viewer may read orders", "deny: a viewer may not delete orders",
+		"allow, anonymous: the catalog is public", "forward-auth, as nginx, Caddy or Traefik would ask (200 with X-Verdict-* headers)"}
+	intro := "Try it"
+	if !d.embedded {
+		labels = [4]string{"alice, a viewer, asks to read orders", "alice asks to delete orders",
+			"anonymous, asks to read the catalog", "forward-auth, as nginx, Caddy or Traefik would ask"}
+		intro = "Ask your policies"
+	}
 	fmt.Fprintf(&b, `
-Try it (the token is alice, role viewer, valid for %s):
+%[4]s (the token is alice, role viewer, valid for %[1]s):
 
-  # allow: a viewer may read orders
+  # %[5]s
   curl -s %[2]s/v1/decide -H 'Content-Type: application/json' -d '{"token":"%[3]s","action":"orders:read"}'
 
-  # deny: a viewer may not delete orders
+  # %[6]s
   curl -s %[2]s/v1/decide -H 'Content-Type: application/json' -d '{"token":"%[3]s","action":"orders:delete"}'
 
-  # allow, anonymous: the catalog is public
+  # %[7]s
   curl -s %[2]s/v1/decide -H 'Content-Type: application/json' -d '{"action":"catalog:read"}'
 
-  # forward-auth, as nginx, Caddy or Traefik would ask (200 with X-Verdict-* headers)
+  # %[8]s
   curl -si %[2]s/v1/check -H 'Authorization: Bearer %[3]s' -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /orders/42'
 
-`, demoTTL, base, viewer)
+`, demoTTL, base, viewer, intro, labels[0], labels[1], labels[2], labels[3])
 	_, err = io.WriteString(w, b.String())
 	return err
 }

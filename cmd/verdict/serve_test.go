@@ -143,3 +143,37 @@ func TestJSONLogDurations(t *testing.T) {
 		t.Errorf("log line %s, want took as \"1.5s\"", b.String())
 	}
 }
+
+// TestServeMissingPolicyDir: a policy.dir that does not exist is a
+// configuration error before the server binds, with the file; it was found
+// only once the server listened, by the watch.
+func TestServeMissingPolicyDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "verdict.yaml")
+	authztest.WriteFile(t, cfg, "addr: 127.0.0.1:0\npolicy:\n  dir: nothere\ndecision_log: off\n")
+	code, _, stderr := verdict(t, "serve", "--config", cfg)
+	if code != 2 || !strings.Contains(stderr, "invalid configuration: "+cfg+": policy.dir: ") || strings.Contains(stderr, "listening") {
+		t.Errorf("exit %d, stderr %q; want 2, a configuration error before listening", code, stderr)
+	}
+}
+
+// TestServeEntrypoint: serve --entrypoint serves a policy set whose
+// package is not authz (the AuthZEN Todo example's todo), as check, test
+// and decide do; without it that set does not load.
+func TestServeEntrypoint(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := serveArgs(t, ctx, io.Discard, "--policies", "../../policies/examples/authzen-todo",
+		"--entrypoint", "todo", "--addr", "127.0.0.1:0")
+	resp, err := http.Get(base + "/health/ready")
+	for deadline := time.Now().Add(10 * time.Second); err == nil && resp.StatusCode != http.StatusOK && time.Now().Before(deadline); {
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+		resp, err = http.Get(base + "/health/ready")
+	}
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("not ready: %v %v\n%s", resp, err, stderr.String())
+	}
+	resp.Body.Close()
+	stopServe(t, cancel, done, stderr)
+}

@@ -225,6 +225,17 @@ func policySource(cfg *config.Config, path string, logger *slog.Logger, observer
 			dir, bundleFile = path, ""
 		}
 	}
+	if dir != "" && path == "" {
+		// Found before the server binds, as every other configuration
+		// error is: the watch would fail only once it serves.
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			why := "not a directory"
+			if err != nil {
+				why = err.Error()
+			}
+			return nil, false, fmt.Errorf("%w: %s: policy.dir: %s", config.ErrInvalid, cfg.File, why)
+		}
+	}
 	switch {
 	case dir != "":
 		s, err := local.NewDir(local.DirOptions{Dir: dir, Logger: logger, Observer: observer, Limits: limits})
