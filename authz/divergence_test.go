@@ -642,3 +642,22 @@ func TestEvaluatorGlobEscapedValue(t *testing.T) {
 		t.Errorf("%d fallbacks, want 1 (the value with a backslash)", n)
 	}
 }
+
+// TestEvaluatorElseUnderVariableRef: a rule with else branches below a
+// rule whose reference has a variable (outcome[k] above outcome.role) is
+// evaluated by topdown without its else branches; the compiled evaluator
+// evaluated them and allowed. Such a snapshot is now served by topdown.
+// See TestDivergenceElseUnderVariableRef in internal/plan.
+func TestEvaluatorElseUnderVariableRef(t *testing.T) {
+	snap := authztest.Snapshot(t, "elseunder", map[string]string{
+		"authz.rego": `package authz
+
+outcome[k] := true if some k in input.resource.tags
+
+outcome.role := "admin" if lower(input.action.name) == "delete" else := "viewer"
+
+allow if outcome.role == "viewer"
+`,
+	}, nil)
+	wantTopdownDenies(t, snap, "below a rule whose reference has a variable", authz.Request{Action: authz.Action{Name: "read"}})
+}

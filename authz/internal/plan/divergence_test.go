@@ -1373,3 +1373,34 @@ func TestDivergenceReplacementFunctionReachesMock(t *testing.T) {
 		t.Errorf("Prepare: %v, want the compiled evaluator", err)
 	}
 }
+
+// TestDivergenceElseUnderVariableRef: a rule with else branches below a
+// node holding a rule whose reference has a variable (q[x] above q.a).
+// The compiler indexes that node's whole subtree as one, and topdown
+// evaluates it as a partial document, which never reads else branches:
+// q.a is undefined when its body fails, and when the index skips the body
+// the first else branch it reached stands alone. The plan evaluated the
+// chain: q.a == 3 (or 4) allowed where topdown denies.
+//
+//	q.a := 2 if lower(input.y) == "no" else := 3     topdown undefined   compiled 3
+//
+// Found by a hunt of the rule index; now refused at Prepare
+// (checkElseUnderVariableRef).
+func TestDivergenceElseUnderVariableRef(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nq[x] := 1 if x := input.x\n\nq.a := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a == 3\n",
+		"package p\n\nq[x] := 1 if x := input.x\n\nq.a := 2 if input.y == \"no\" else := 3 if lower(input.y) == \"m\" else := 4\n\nallow if q.a == 4\n",
+		"package p\n\nq[k] contains 1 if k := input.x\n\nq.a := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a == 3\n",
+		"package p\n\nq[k].e := 1 if k := input.x\n\nq.a.f := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a.f == 3\n",
+		// Across packages: the rule tree is one.
+		"package p\n\nq[x] := 1 if x := input.x\n\nallow if data.p.q.a == 3\n\npackage p.q\n\na := 2 if lower(input.y) == \"no\" else := 3\n",
+	} {
+		compareRefused(t, src, "x := data.p.allow", `{"y": "yes"}`, `{"y": "no"}`, `{"y": "m"}`, `{"x": "a", "y": "yes"}`)
+	}
+	// A sibling holding the variable (q.b[k] beside q.a) leaves q.a its
+	// own index, and an else chain with no variable above it is
+	// evaluated by topdown as the plan does.
+	wantCompiled(t, "x := data.p.allow",
+		"package p\n\nq.b[k] := 1 if k := input.x\n\nq.a := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a == 3\n",
+		"package p\n\nq.a := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a == 3\n")
+}

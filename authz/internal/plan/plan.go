@@ -167,6 +167,7 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		func() error { return checkIndexedBuiltinReplaced(c, q) },
 		func() error { return checkMemberVariableIndexed(c, q) },
 		func() error { return checkIndexAnyVar(c, q) },
+		func() error { return checkElseUnderVariableRef(c, q) },
 	} {
 		if err := check(); err != nil {
 			return nil, err

@@ -212,3 +212,41 @@ func checkIndexAnyVar(c *ast.Compiler, query ast.Body) error {
 	}
 	return nil
 }
+
+// checkElseUnderVariableRef refuses a rule with else branches that the
+// query reaches when a node of the rule tree above it holds a rule whose
+// reference has a variable (q[x] := 1 if ... above q.a := 2 if ... else
+// := 3). The compiler indexes such a node's whole subtree as one
+// (ast/compile.go, buildRuleIndices), and topdown evaluates it as a
+// partial document (topdown/eval.go, evalVirtualPartial), which never
+// reads a rule's else branches: q.a is undefined when its body fails,
+// or, when the index skipped the body, the first else branch it reached
+// stands alone, without the branches after it. The plan evaluates the
+// else chain, so the compiled evaluator allowed on `q.a == 3` what
+// topdown denies.
+func checkElseUnderVariableRef(c *ast.Compiler, query ast.Body) error {
+	reached, _ := reachRules(c, nil, query, nil, true)
+	var found *ast.Rule
+	var walk func(n *ast.TreeNode, under bool)
+	walk = func(n *ast.TreeNode, under bool) {
+		variable := false
+		for _, r := range n.Values {
+			if len(r.Head.Args) > 0 {
+				continue
+			}
+			if under && r.Else != nil && reached[r] && found == nil {
+				found = r
+			}
+			variable = variable || !r.Ref().IsGround()
+		}
+		for _, k := range n.Sorted {
+			walk(n.Children[k], under || variable)
+		}
+	}
+	walk(c.RuleTree, false)
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"a rule with else at %v below a rule whose reference has a variable (topdown evaluates it without its else branches)", found.Loc())}
+	}
+	return nil
+}
