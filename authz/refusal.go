@@ -46,7 +46,10 @@ func RefuseWith(category error, err error) *Refusal {
 // Error is "category: detail", with the cause in parentheses when there is
 // one.
 func (r *Refusal) Error() string {
-	msg := r.Category.Error() + ": " + r.Detail
+	msg := r.Category.Error()
+	if r.Detail != "" && r.Detail != msg { // "no policy loaded", not twice
+		msg += ": " + r.Detail
+	}
 	if r.Cause != nil && !strings.Contains(r.Detail, r.Cause.Error()) {
 		msg += " (" + r.Cause.Error() + ")"
 	}

@@ -42,7 +42,7 @@ func TestRefusalReasons(t *testing.T) {
 		{name: "invalid request", err: authz.Refusef(authz.ErrInvalidRequest, "bad path"), want: "invalid_request: bad path",
 			wantIs: []error{authz.ErrInvalidRequest}},
 		{name: "not ready", err: authz.Refusef(authz.ErrNotReady, "no policy loaded"), want: "not_ready: no policy loaded",
-			wantIs: []error{authz.ErrNotReady}},
+			wantIs: []error{authz.ErrNotReady}, wantError: "no policy loaded"},
 		{name: "policy with a cause", err: &authz.Refusal{Category: authz.ErrPolicy, Detail: "evaluation timed out", Cause: context.DeadlineExceeded},
 			want: "policy_error: evaluation timed out", wantIs: []error{authz.ErrPolicy, context.DeadlineExceeded},
 			wantError: "policy evaluation failed: evaluation timed out (context deadline exceeded)"},

@@ -140,11 +140,20 @@ type Client struct {
 func New(opts Options) (*Client, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		shown := "(unparsable)" // it may hold a password
-		if err == nil {
-			shown = u.Redacted()
+		// Shown unless it may hold a password (user:pass@host, however
+		// garbled: with no scheme, url.Parse reads "user" as one).
+		shown := opts.URL
+		if strings.Contains(opts.URL, "@") {
+			shown = "(not shown: it may hold a password)"
+			if err == nil && u.User != nil && u.Host != "" {
+				shown = u.Redacted()
+			}
 		}
-		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL", ErrOptions, shown)
+		hint := ""
+		if !strings.Contains(opts.URL, "://") {
+			hint = " (it has no scheme: write http:// or https:// before the host)"
+		}
+		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL%s", ErrOptions, shown, hint)
 	}
 	if opts.Timeout < 0 || opts.RetryDelay < 0 {
 		return nil, fmt.Errorf("%w: negative timeout or retry delay", ErrOptions)

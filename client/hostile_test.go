@@ -78,6 +78,15 @@ func TestOptionsAreNotLeakedOrShared(t *testing.T) {
 	if _, err := client.New(client.Options{URL: "ftp://user:hunter2@example.com"}); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("New: %v, want an error without the password", err)
 	}
+	if _, err := client.New(client.Options{URL: "user:hunter2@127.0.0.1:8181"}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("New: %v, want an error without the password", err)
+	}
+	// A URL without a scheme, and so without a password, is shown, with
+	// what it lacks.
+	if _, err := client.New(client.Options{URL: "127.0.0.1:8181"}); err == nil || !strings.Contains(err.Error(), `"127.0.0.1:8181"`) ||
+		!strings.Contains(err.Error(), "no scheme") {
+		t.Errorf("New: %v, want an error showing the URL and saying it has no scheme", err)
+	}
 	got := make(chan http.Header, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Header.Clone()

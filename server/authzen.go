@@ -180,7 +180,7 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 			"its address is not in authzen.trusted_peers and it presented no verified certificate named in authzen.trusted_callers"))
 		return
 	}
-	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+	if err := checkJSONContentType(r.Header); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net/http"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -45,8 +46,13 @@ func badBody(format string, args ...any) error {
 // checkJSONContentType refuses a request whose Content-Type is not
 // application/json (parameters allowed; a charset must be UTF-8): the body
 // is then not the JSON the client means, or the request was not meant for
-// this API.
-func checkJSONContentType(contentType string) error {
+// this API. A body with a Content-Encoding (gzip) is refused too: it would
+// be read as malformed JSON.
+func checkJSONContentType(h http.Header) error {
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return frontErr(errUnsupportedMediaType, "Content-Encoding %q: send the JSON uncompressed", truncate(ce, 32))
+	}
+	contentType := h.Get("Content-Type")
 	if contentType == "" {
 		return frontErr(errUnsupportedMediaType, "Content-Type is missing; want application/json")
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -101,9 +102,16 @@ func TestCheckJSONContentType(t *testing.T) {
 		"application/jsonx":                 false,
 		"application/json;;":                false,
 	} {
-		err := checkJSONContentType(ct)
+		err := checkJSONContentType(http.Header{"Content-Type": {ct}})
 		if (err == nil) != ok || (err != nil && !errors.Is(err, errUnsupportedMediaType)) {
 			t.Errorf("%q: %v, want ok=%v", ct, err, ok)
+		}
+	}
+	// A compressed body is refused as such, not read as malformed JSON.
+	for ce, ok := range map[string]bool{"": true, "identity": true, "gzip": false, "br": false, "gzip, identity": false} {
+		err := checkJSONContentType(http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {ce}})
+		if (err == nil) != ok || (err != nil && !errors.Is(err, errUnsupportedMediaType)) {
+			t.Errorf("Content-Encoding %q: %v, want ok=%v", ce, err, ok)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*[]byte, []by
 
 // handleDecide answers POST /v1/decide.
 func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
-	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+	if err := checkJSONContentType(r.Header); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -44,6 +44,8 @@ func TestDecideBadInput(t *testing.T) {
 		{name: "form content type", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
 			want: 415, wantCode: CodeUnsupportedMedia},
 		{name: "text content type", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {"text/plain"}}, want: 415, wantCode: CodeUnsupportedMedia},
+		{name: "gzip'd body", body: "\x1f\x8b\x08\x00", header: http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}},
+			want: 415, wantCode: CodeUnsupportedMedia},
 		{name: "no content type", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {""}}, want: 415, wantCode: CodeUnsupportedMedia},
 		{name: "latin-1 JSON", body: `{"action":"orders:read"}`, header: http.Header{"Content-Type": {"application/json; charset=iso-8859-1"}},
 			want: 415, wantCode: CodeUnsupportedMedia},

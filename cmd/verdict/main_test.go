@@ -258,6 +258,8 @@ func TestPolicyPaths(t *testing.T) {
 	}
 	notes := filepath.Join(dir, "notes.txt")
 	authztest.WriteFile(t, notes, "not a policy\n")
+	fakeBundle := filepath.Join(dir, "bundle.tar.gz")
+	authztest.WriteFile(t, fakeBundle, "not gzip'd\n")
 	noEntry := filepath.Join(dir, "noentry")
 	authztest.WriteFile(t, filepath.Join(noEntry, "lib.rego"), "package lib\n\nx := 1\n")
 	authztest.WriteFile(t, filepath.Join(noEntry, "lib_test.rego"), "package lib_test\n\ntest_x if data.lib.x == 1\n")
@@ -293,6 +295,8 @@ func TestPolicyPaths(t *testing.T) {
 		{name: "check reads a named link when told", args: []string{"check", "--follow-links", namedLink}},
 		{name: "check a file that is no policy", args: []string{"check", notes}, wantCode: 2,
 			wantStderr: "verdict: " + notes + " is neither a directory, a .rego file nor a bundle"},
+		{name: "check a bundle file that is not gzip'd", args: []string{"check", fakeBundle}, wantCode: 2,
+			wantStderr: "verdict: " + fakeBundle + " is not a bundle: its content is not gzip'd"},
 		{name: "a syntax error in a directory", args: []string{"check", filepath.Dir(syntax)}, wantCode: 1,
 			wantStderr: "authz.rego:5:1: rego_parse_error: "},
 		{name: "a syntax error in a file", args: []string{"check", syntax}, wantCode: 1, wantStderr: "authz.rego:5:1: rego_parse_error: "},
@@ -897,5 +901,21 @@ func TestPrintDemoLabelsOnlyTheDefaults(t *testing.T) {
 		if strings.Count(out, "curl ") != 4 {
 			t.Errorf("embedded %v: want four requests\n%s", embedded, out)
 		}
+	}
+}
+
+// TestTokenClaimsAsSaid: --claim may not set a claim that has a flag of its
+// own (it overrode --sub while the summary still named the flag's value,
+// and dropped --roles); an exp given as a claim is what the summary says.
+func TestTokenClaimsAsSaid(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "dev.key")
+	for _, claim := range []string{"sub=bob", "iss=x", "aud=y", `roles=["admin"]`, "azp=svc"} {
+		if code, out, stderr := verdict(t, "token", "--dev-key", key, "--claim", claim); code != 2 || out != "" || !strings.Contains(stderr, "use --") {
+			t.Errorf("--claim %s: exit %d, stdout %q, stderr %q; want a usage error naming the flag", claim, code, out, stderr)
+		}
+	}
+	code, out, stderr := verdict(t, "token", "--dev-key", key, "--claim", "exp=1")
+	if code != 0 || out == "" || !strings.Contains(stderr, "exp 1 as given") || strings.Contains(stderr, "expires in") {
+		t.Errorf("--claim exp=1: exit %d, stderr %q; want the summary to give exp 1", code, stderr)
 	}
 }

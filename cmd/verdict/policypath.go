@@ -58,6 +58,9 @@ func kindOf(path string) (policyKind, error) {
 	defer f.Close()
 	var magic [2]byte
 	if _, err := io.ReadFull(f, magic[:]); err != nil || magic != [2]byte{0x1f, 0x8b} {
+		if strings.HasSuffix(path, ".tar.gz") || strings.HasSuffix(path, ".tgz") {
+			return 0, fmt.Errorf("%s is not a bundle: its content is not gzip'd (opa build writes bundles as .tar.gz)", path)
+		}
 		return 0, fmt.Errorf("%s is neither a directory, a .rego file nor a bundle (a .tar.gz file)", path)
 	}
 	return policyBundle, nil
@@ -223,7 +226,7 @@ func stepsBack(path string) bool {
 // evaluates may not call a built-in function that reaches the network
 // (authz.Options.NoNetwork), since they may be someone else's.
 func addAllowNet(fl *pflag.FlagSet, v *bool) {
-	fl.BoolVar(v, "allow-net", false, "let the policies call http.send and net.lookup_ip_addr (refused by default: a policy someone else wrote could reach your network or send it your data)")
+	fl.BoolVar(v, "allow-net", false, "let the policies call http.send, net.lookup_ip_addr, json.match_schema and json.verify_schema (refused by default: a policy someone else wrote could reach your network or send it your data)")
 }
 
 // addFollowLinks registers --follow-links, readPolicies' followLinks.

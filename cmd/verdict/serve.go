@@ -3,7 +3,10 @@ package main
 import (
 	"cmp"
 	"context"
+	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 
 	"fmt"
 	"io"
@@ -64,7 +67,8 @@ production.
 The first log line names the bound address ("listening addr=..."), so
 --addr 127.0.0.1:0 picks a free port. SIGINT or SIGTERM shuts down gracefully
 (in-flight requests finish, the decision log and batched spans are flushed)
-and exits 0.`,
+and exits 0. SIGHUP is logged and ignored: policies and key sets reload on
+their own.`,
 		Example: `  verdict serve
   verdict serve --policies ./policies --addr 127.0.0.1:0
   verdict serve --policies ./policies/examples/authzen-todo --entrypoint todo
@@ -105,6 +109,13 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// SIGHUP, which asks many servers to reload, would end this one at
+	// once (no drain, no flushed decision log). Policies and key sets
+	// reload on their own: it is noted and ignored, from before the
+	// server listens.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg := &config.Config{}
 	if f.configFile != "" {
 		if cfg, err = config.Load(f.configFile); err != nil {
@@ -282,6 +293,17 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	// written too.
 	g, gctx := errgroup.WithContext(ctx)
 	context.AfterFunc(gctx, func() { shutdownBy() })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				logger.Info("signal ignored", slog.String("signal", "SIGHUP"),
+					slog.String("why", "policies and key sets reload on their own; SIGTERM stops the server"))
+			}
+		}
+	})
 	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLog()
 	if dlog != nil {

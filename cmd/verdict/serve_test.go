@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,6 +174,29 @@ func TestServeEntrypoint(t *testing.T) {
 	}
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("not ready: %v %v\n%s", resp, err, stderr.String())
+	}
+	resp.Body.Close()
+	stopServe(t, cancel, done, stderr)
+}
+
+// TestServeIgnoresSIGHUP: SIGHUP, which asks many servers to reload, is
+// logged and ignored: it ended the process at once, without draining
+// requests or flushing the decision log.
+func TestServeIgnoresSIGHUP(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	base, stderr, done := serveArgs(t, ctx, io.Discard, "--addr", "127.0.0.1:0")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stderr.String(), "signal ignored"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 'signal ignored' line:\n%s", stderr.String())
+		}
+	}
+	resp, err := http.Get(base + "/health/live")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after SIGHUP: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	stopServe(t, cancel, done, stderr)

@@ -11,6 +11,10 @@ import (
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 )
 
+// claimFlags are the claims that have a flag of their own: --claim may not
+// set them, so that what the flags say is what the token holds.
+var claimFlags = map[string]string{"sub": "--sub", "iss": "--iss", "aud": "--aud", "roles": "--roles", "azp": "--azp"}
+
 func newTokenCommand() *cobra.Command {
 	var (
 		keyPath string
@@ -88,7 +92,10 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 			for _, c := range claims {
 				k, v, ok := strings.Cut(c, "=")
 				if !ok || k == "" {
-					return &exitCode{code: exitError, err: fmt.Errorf("--claim %q: want name=value", c)}
+					return usageError("--claim %q: want name=value", c)
+				}
+				if flag, owned := claimFlags[k]; owned {
+					return usageError("--claim %s: use %s", k, flag)
 				}
 				var parsed any
 				if json.Unmarshal([]byte(v), &parsed) == nil {
@@ -115,8 +122,12 @@ This is NOT for production: anyone who can read the key can mint any identity.`,
 			if v, ok := extra["aud"]; ok {
 				aud = v
 			}
-			fmt.Fprintf(stderr, "verdict: development token for sub %q (issuer %v, audience %v, expires in %s), signed by the development key - NOT FOR PRODUCTION\n",
-				sub, iss, aud, ttl)
+			expires := "expires in " + ttl.String()
+			if v, ok := extra["exp"]; ok {
+				expires = fmt.Sprintf("exp %v as given", v)
+			}
+			fmt.Fprintf(stderr, "verdict: development token for sub %q (issuer %v, audience %v, %s), signed by the development key - NOT FOR PRODUCTION\n",
+				sub, iss, aud, expires)
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
 			return nil
 		},
