@@ -169,6 +169,7 @@ func Example_embedding() {
 	http.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
 		req, err := authz.RequestFromHTTP(r) // bearer token, mTLS caller, method and path
 		if err != nil {                      // a malformed Authorization header: refused, never anonymous
+			w.Header().Set("WWW-Authenticate", authz.WWWAuthenticate(err))
 			http.Error(w, authz.ReasonFor(err), http.StatusUnauthorized)
 			return
 		}
@@ -177,7 +178,11 @@ func Example_embedding() {
 		// Every error is a deny: d.Allow is false and d.Reasons says why
 		// ("token: expired", "caller: ...", "policy_error: ...").
 		if !d.Allow {
-			http.Error(w, d.Reasons[0], authz.HTTPStatus(d, err, req.Token == ""))
+			status := authz.HTTPStatus(d, err, req.Token == "")
+			if status == http.StatusUnauthorized { // a 401 names its scheme (RFC 9110)
+				w.Header().Set("WWW-Authenticate", authz.WWWAuthenticate(err))
+			}
+			http.Error(w, d.Reasons[0], status)
 			return
 		}
 		fmt.Fprintf(w, "order %s for %s", r.PathValue("id"), d.SubjectID)
