@@ -114,13 +114,26 @@ type CompileOptions struct {
 // Compile parses, compiles and type-checks a snapshot against InputSchema,
 // exactly as Load does, without loading it. It is what `verdict check` runs.
 // It returns a *CompileError (wrapping ErrCompile) listing every problem.
-func Compile(s *bundles.Snapshot, opts CompileOptions) (*ast.Compiler, error) {
+func Compile(s *bundles.Snapshot, opts CompileOptions) (_ *ast.Compiler, err error) {
+	defer recoverCompile(s, &err)
 	entry, err := normalizeEntrypoint(opts.Entrypoint)
 	if err != nil {
 		return nil, err
 	}
 	c, _, err := compileModules(s, entry, opts.IncludeTests, false)
 	return c, err
+}
+
+// recoverCompile, deferred, turns a panic of OPA's while compiling,
+// preparing or testing s into a CompileError: a policy set must never take
+// the process down, and a saved file is not to stop a server. (OPA's
+// compiler panics, for one, on a rule reference with a key that is not a
+// string, q[1] in package p, beside a package p.q.z.)
+func recoverCompile(s *bundles.Snapshot, err *error) {
+	if p := recover(); p != nil {
+		*err = &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{Code: "verdict_compile_error",
+			Message: fmt.Sprintf("OPA failed on this policy set (a panic: %v)", p)}}}
+	}
 }
 
 func normalizeEntrypoint(ep string) (string, error) {
@@ -354,7 +367,8 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 
 // prepare compiles a snapshot and prepares its decision query, for topdown
 // and, as ev allows, for the compiled evaluator.
-func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluator, decisionCache cacheLimits, noNetwork bool) (*compiled, error) {
+func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluator, decisionCache cacheLimits, noNetwork bool) (_ *compiled, err error) {
+	defer recoverCompile(s, &err)
 	c, query, err := compileModules(s, entry, false, noNetwork)
 	if err != nil {
 		return nil, err

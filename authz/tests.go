@@ -74,7 +74,8 @@ func (r *TestRun) Failed() bool {
 // fail a test, as they fail a decision. A snapshot that does
 // not compile is a *CompileError wrapping ErrCompile; a failing test is not
 // an error (see TestRun.Failed).
-func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (*TestRun, error) {
+func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *TestRun, err error) {
+	defer recoverCompile(s, &err)
 	entry, err := normalizeEntrypoint(opts.Entrypoint)
 	if err != nil {
 		return nil, err

@@ -51,3 +51,29 @@ func TestRuleAtDataPathRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestCompilerPanicIsAProblem: OPA's compiler panics on some policy sets
+// (a rule reference with a number key, q[1], beside a package below it);
+// Load, Compile and RunTests report a problem instead, and the engine
+// keeps serving what it served. Before, a saved file ended the server.
+func TestCompilerPanicIsAProblem(t *testing.T) {
+	good := authztest.Policy(t, "good", "package authz\n\nallow := true\n")
+	bad := authztest.Snapshot(t, "panics", map[string]string{
+		"authz/a.rego":   "package authz\n\nq[1] := 1\n\nallow := true\n",
+		"authz/q/z.rego": "package authz.q.z\n\nx := 1\n",
+	}, nil)
+	e := newEngine(t, authz.Options{}, good)
+	var ce *authz.CompileError
+	if err := e.Load(t.Context(), bad); !errors.As(err, &ce) || !errors.Is(err, authz.ErrCompile) || !strings.Contains(ce.Problems[0].Message, "panic") {
+		t.Fatalf("Load: %v, want a compile problem naming the panic", err)
+	}
+	if st := e.Status(); st.Revision != good.Revision {
+		t.Errorf("serving %q, want the good policy still", st.Revision)
+	}
+	if _, err := authz.Compile(bad, authz.CompileOptions{}); !errors.As(err, &ce) {
+		t.Errorf("Compile: %v, want a compile problem", err)
+	}
+	if _, err := authz.RunTests(t.Context(), bad, authz.TestOptions{}); !errors.As(err, &ce) {
+		t.Errorf("RunTests: %v, want a compile problem", err)
+	}
+}
