@@ -238,7 +238,9 @@ func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Co
 	// A rule at a path where the data holds a value (data.json's
 	// {"allow": true} beside package authz's allow) is refused, as OPA
 	// refuses it: the rule would hide the value, or the value the rule.
-	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false))
+	// Read as the engine's store reads it (as AST values), so that data of
+	// other Go types (map[string]string, a struct) is an object here too.
+	store := inmem.NewFromObjectWithOpts(s.Data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 	ctx := context.Background() // an in-memory store: nothing to cancel
 	txn, err := store.NewTransaction(ctx)
 	if err != nil {

@@ -21,10 +21,16 @@ func TestRuleAtDataPathRefused(t *testing.T) {
 		data     map[string]any
 		conflict string // the path named, or "" for none
 	}{
-		"value at a rule":        {map[string]any{"authz": map[string]any{"allow": true}}, "authz/allow"},
-		"array above a rule":     {map[string]any{"roles": []any{"admin"}}, "roles/extra"},
-		"string above a rule":    {map[string]any{"roles": "admin"}, "roles/extra"},
-		"data beside rules":      {map[string]any{"authz": map[string]any{"limit": 3}, "roles": map[string]any{"admin": true}}, ""},
+		"value at a rule":     {map[string]any{"authz": map[string]any{"allow": true}}, "authz/allow"},
+		"array above a rule":  {map[string]any{"roles": []any{"admin"}}, "roles/extra"},
+		"string above a rule": {map[string]any{"roles": "admin"}, "roles/extra"},
+		"data beside rules":   {map[string]any{"authz": map[string]any{"limit": 3}, "roles": map[string]any{"admin": true}}, ""},
+		// An embedder's data of other Go types is an object all the same.
+		"typed map beside rules": {map[string]any{"authz": map[string]string{"tenant": "acme"}}, ""},
+		"struct beside rules": {map[string]any{"authz": struct {
+			Tenant string `json:"tenant"`
+		}{"acme"}}, ""},
+		"typed map at a rule":    {map[string]any{"authz": map[string]bool{"allow": true}}, "authz/allow"},
 		"data elsewhere":         {map[string]any{"tenants": []any{"acme"}}, ""},
 		"a value at the package": {map[string]any{"authz": 1}, "authz/allow"},
 	} {

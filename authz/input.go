@@ -203,7 +203,8 @@ func toValue(x any) (v ast.Value, err error) {
 
 // tooDeep reports whether x nests maps and slices of any (the kinds
 // ast.InterfaceToValue recurses into itself; it converts any other through
-// encoding/json, which refuses a cycle) more than depth levels deep. It
+// encoding/json, which refuses a cycle) or AST collections (which it takes
+// as they are) more than depth levels deep. It
 // stops at the first path that does, so a cycle costs no more than depth
 // levels of the walk.
 func tooDeep(x any, depth int) bool {
@@ -226,6 +227,22 @@ func tooDeep(x any, depth int) bool {
 				return true
 			}
 		}
+	// An ast.Value is taken as it is, and can hold itself too.
+	case ast.Object:
+		if depth == 0 {
+			return true
+		}
+		return x.Until(func(k, v *ast.Term) bool { return tooDeep(k.Value, depth-1) || tooDeep(v.Value, depth-1) })
+	case *ast.Array:
+		if depth == 0 {
+			return true
+		}
+		return x.Until(func(e *ast.Term) bool { return tooDeep(e.Value, depth-1) })
+	case ast.Set:
+		if depth == 0 {
+			return true
+		}
+		return x.Until(func(e *ast.Term) bool { return tooDeep(e.Value, depth-1) })
 	}
 	return false
 }

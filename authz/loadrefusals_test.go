@@ -8,6 +8,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/bundles"
@@ -138,14 +140,18 @@ func TestRequestValuesCyclic(t *testing.T) {
 	for range maxDepthUnder + 10 {
 		tooDeep = map[string]any{"ok": true, "in": []any{tooDeep}}
 	}
+	selfObject := ast.NewObject()
+	selfObject.Insert(ast.StringTerm("self"), ast.NewTerm(selfObject))
 	for name, tc := range map[string]struct {
 		req  authz.Request
 		want bool // allowed, else refused as invalid
 	}{
-		"cyclic map":   {authz.Request{Resource: selfMap}, false},
-		"cyclic slice": {authz.Request{Resource: map[string]any{"ok": true}, Attributes: map[string]any{"s": selfSlice}}, false},
-		"too deep":     {authz.Request{Resource: tooDeep}, false},
-		"deep":         {authz.Request{Resource: deep}, true},
+		"cyclic map": {authz.Request{Resource: selfMap}, false},
+		// An ast.Value is taken as it is: it is walked too.
+		"cyclic AST object": {authz.Request{Resource: map[string]any{"ok": true, "v": selfObject}}, false},
+		"cyclic slice":      {authz.Request{Resource: map[string]any{"ok": true}, Attributes: map[string]any{"s": selfSlice}}, false},
+		"too deep":          {authz.Request{Resource: tooDeep}, false},
+		"deep":              {authz.Request{Resource: deep}, true},
 	} {
 		tc.req.Action = authz.Action{Name: "read"}
 		d, err := e.Decide(t.Context(), tc.req)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,7 +108,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		return nil, fmt.Errorf("authz: tests: %w", err)
 	}
 	defer store.Abort(ctx, txn)
-	newRunner := func(filter string) *tester.Runner {
+	newRunner := func(modules map[string]*ast.Module) *tester.Runner {
 		return tester.NewRunner().
 			SetCompiler(ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(opts.CapturePrint)).
 			SetStore(store).
@@ -117,7 +117,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 			SetTimeout(timeout).
 			EnableTracing(opts.Trace).
 			CapturePrintOutput(opts.CapturePrint).
-			Filter(filter)
+			Filter(opts.Run)
 	}
 	collect := func(ch chan *tester.Result, err error) ([]*tester.Result, error) {
 		if err != nil {
@@ -133,7 +133,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		}
 		return rs, nil
 	}
-	runner := newRunner(opts.Run)
+	runner := newRunner(modules)
 	var cov *cover.Cover
 	if opts.Coverage {
 		cov = cover.New()
@@ -147,11 +147,20 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		run.Coverage = policyCoverage(cov, modules)
 	}
 	if opts.Bench {
-		passing := passingTests(run.Results)
-		if passing == "" {
+		// The tests that did not pass are left out of the modules the
+		// benchmarks run on (by location: the tester renames a test whose
+		// name another has, in no fixed order).
+		notPassed := map[string]bool{}
+		for _, r := range run.Results {
+			if !r.Pass() {
+				notPassed[r.Location.String()] = true
+			}
+		}
+		if len(notPassed) == len(run.Results) {
 			return run, nil
 		}
-		benched, err := collect(newRunner(passing).RunBenchmarks(ctx, txn, tester.BenchmarkOptions{ReportAllocations: true}))
+		benched, err := collect(newRunner(withoutRules(modules, notPassed)).
+			RunBenchmarks(ctx, txn, tester.BenchmarkOptions{ReportAllocations: true}))
 		if err != nil {
 			return nil, err
 		}
@@ -160,45 +169,33 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 	return run, nil
 }
 
-// passingTests is a tester filter that matches exactly the tests whose
-// every result passed (a name can hold several rules), or "" for none.
-func passingTests(results []*tester.Result) string {
-	pass := map[string]bool{}
-	var names []string
-	for _, r := range results {
-		name := r.Package + "." + r.Name
-		ok := r.Pass() && !r.Skip
-		if was, seen := pass[name]; seen {
-			pass[name] = was && ok
+// withoutRules is modules without the rules at the locations given; a
+// module that loses none is shared, not copied.
+func withoutRules(modules map[string]*ast.Module, at map[string]bool) map[string]*ast.Module {
+	out := make(map[string]*ast.Module, len(modules))
+	for name, m := range modules {
+		out[name] = m
+		if !slices.ContainsFunc(m.Rules, func(r *ast.Rule) bool { return at[r.Loc().String()] }) {
 			continue
 		}
-		pass[name] = ok
-		names = append(names, name)
+		cp := *m
+		cp.Rules = slices.DeleteFunc(slices.Clone(m.Rules), func(r *ast.Rule) bool { return at[r.Loc().String()] })
+		out[name] = &cp
 	}
-	var quoted []string
-	for _, name := range names {
-		if pass[name] {
-			quoted = append(quoted, regexp.QuoteMeta(name))
-		}
-	}
-	if len(quoted) == 0 {
-		return ""
-	}
-	return "^(" + strings.Join(quoted, "|") + ")$"
+	return out
 }
 
 // withBenchmarks replaces each result in results that has a benchmark in
-// benched (the same test, by name and location) with it.
+// benched (the same test: the same location) with it.
 func withBenchmarks(results, benched []*tester.Result) []*tester.Result {
-	type id struct{ name, loc string }
-	byID := make(map[id]*tester.Result, len(benched))
+	byLoc := make(map[string]*tester.Result, len(benched))
 	for _, b := range benched {
-		byID[id{b.Package + "." + b.Name, b.Location.String()}] = b
+		byLoc[b.Location.String()] = b
 	}
 	out := make([]*tester.Result, len(results))
 	for i, r := range results {
 		out[i] = r
-		if b, ok := byID[id{r.Package + "." + r.Name, r.Location.String()}]; ok {
+		if b, ok := byLoc[r.Location.String()]; ok {
 			out[i] = b
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/verdict-pdp/verdict/internal/printable"
 )
@@ -177,7 +176,7 @@ func locateFileError(files []entry, err error) error {
 			continue
 		}
 		p := Problem{File: f.path, Code: "verdict_data_error", Message: msg[i+len(prefix):]}
-		p.Line, p.Col = syntaxErrorAt(f.path, f.data)
+		p.Line, p.Col = syntaxErrorAt(f.path, f.data, p.Message)
 		return &readError{problems: []Problem{p}, cause: err}
 	}
 	return err
@@ -187,28 +186,25 @@ func locateFileError(files []entry, err error) error {
 var yamlLine = regexp.MustCompile(`\bline (\d+):`)
 
 // syntaxErrorAt returns the line and column (1-based; 0 when unknown) of
-// the syntax error in a data file: JSON's from the decoder's offset,
-// YAML's line from its message.
-func syntaxErrorAt(name string, data []byte) (line, col int) {
-	data = bytes.TrimPrefix(data, utf8BOM)
-	switch path.Ext(name) {
-	case ".json", ".manifest":
-		var v any
-		var se *json.SyntaxError
-		if err := json.Unmarshal(data, &v); errors.As(err, &se) {
-			// Offset counts the bytes read, the offending one included.
-			before := data[:min(max(int(se.Offset)-1, 0), len(data))]
-			line = 1 + bytes.Count(before, []byte("\n"))
-			col = 1 + utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
-			return line, col
+// the syntax error in a data file: JSON's from a scan of it (which builds
+// no values), YAML's line from the reader's message (msg), since decoding
+// YAML again could expand what its parse estimate did not charge for.
+func syntaxErrorAt(name string, data []byte, msg string) (line, col int) {
+	if path.Ext(name) != ".json" {
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
 		}
-	default:
-		var v any
-		if err := yaml.Unmarshal(data, &v); err != nil {
-			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-				line, _ = strconv.Atoi(m[1])
-			}
-		}
+		return line, 0
 	}
-	return line, 0
+	data = bytes.TrimPrefix(data, utf8BOM)
+	var se *json.SyntaxError
+	// encoding/json scans the whole input before it decodes anything: a
+	// syntax error is found without a value built.
+	if err := json.Unmarshal(data, new(struct{})); errors.As(err, &se) {
+		// Offset counts the bytes read, the offending one included.
+		before := data[:min(max(int(se.Offset)-1, 0), len(data))]
+		line = 1 + bytes.Count(before, []byte("\n"))
+		col = 1 + utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
+	}
+	return line, col
 }

@@ -3,6 +3,7 @@ package bundles_test
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -91,5 +92,28 @@ func TestDataFileProblems(t *testing.T) {
 				t.Errorf("problem %+v, want %s:%d:%d: verdict_data_error: …%s…", p, tc.file, tc.line, tc.col, tc.message)
 			}
 		})
+	}
+}
+
+// TestDataFileProblemNotDecodedAgain: locating a broken data file decodes
+// nothing. A YAML file whose second document is broken has its first
+// document, full of aliases, left undecoded by the reader and uncharged by
+// the parse estimate; decoding it again to find the line allocated some
+// 50 MiB from 9 KB.
+func TestDataFileProblemNotDecodedAgain(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("f: [" + strings.Repeat("1,", 4100) + "]\nl0: &l0 [" + strings.Repeat("{a: b}, ", 10) + "]\nl1: &l1 [")
+	b.WriteString(strings.Repeat("*l0, ", 100) + "]\nl2: [" + strings.Repeat("*l1, ", 120) + "]\n---\n[\n")
+	fsys := fstest.MapFS{"authz/p.rego": {Data: []byte("package authz\n\nallow := true\n")}, "data.yaml": {Data: []byte(b.String())}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := bundles.ReadFS(fsys, bundles.ReadOptions{Limits: bundles.Limits{MaxUnpackedBytes: 16 << 20}})
+	runtime.ReadMemStats(&after)
+	if ps := bundles.Problems(err); len(ps) != 1 || ps[0].File != "data.yaml" {
+		t.Fatalf("%v, problems %v; want one in data.yaml", err, ps)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("allocated %.1f MiB reading a %d-byte file, want at most 16", float64(alloc)/(1<<20), b.Len())
 	}
 }

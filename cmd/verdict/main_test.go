@@ -919,3 +919,36 @@ func TestTokenClaimsAsSaid(t *testing.T) {
 		t.Errorf("--claim exp=1: exit %d, stderr %q; want the summary to give exp 1", code, stderr)
 	}
 }
+
+// TestPolicyDirNamedLikeReserved: a policy directory whose name begins
+// with "verdict:" (the engine's reserved module prefix) is read; naming
+// files from the working directory made every module's name reserved.
+func TestPolicyDirNamedLikeReserved(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "verdict:pol", "authz", "p.rego"), "package authz\n\nallow := true\n")
+	t.Chdir(dir)
+	if code, out, stderr := verdict(t, "check", "verdict:pol"); code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("check verdict:pol: exit %d, %s%s", code, out, stderr)
+	}
+}
+
+// TestBenchTestsOfOneName: tests that share a name (the tester renames the
+// second test_read#01, in no fixed order) are benchmarked when they pass
+// and never when they fail; selecting them by name benchmarked a failing
+// one (a panic inside OPA) or skipped a passing one.
+func TestBenchTestsOfOneName(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p.rego"), "package authz\n\ndefault allow := false\n\nallow if input.action.name == \"read\"\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "a_test.rego"), "package authz\n\ntest_read if allow with input as {\"action\": {\"name\": \"read\"}}\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "b_test.rego"), "package authz\n\ntest_read if not allow with input as {\"action\": {\"name\": \"read\"}}\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "c_test.rego"), "package authz\n\ntest_read if allow with input as {\"action\": {\"name\": \"read\"}}\n")
+	for range 2 { // the renaming order differs from run to run
+		code, out, stderr := verdict(t, "test", dir, "--bench")
+		if code != 1 {
+			t.Fatalf("exit %d, want 1 (one test fails)\n%s\n%s", code, out, stderr)
+		}
+		if n := strings.Count(out, " ns/op"); n != 2 {
+			t.Errorf("%d benchmarks, want the two passing tests\n%s", n, out)
+		}
+	}
+}

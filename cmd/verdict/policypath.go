@@ -174,11 +174,17 @@ func displayFrom(snap *bundles.Snapshot, root string) {
 }
 
 // displayPath is name (a snapshot's, slash-separated) reached from root.
+// A name that would begin with "verdict:", which module names may not (the
+// engine's own modules do), begins with "./" instead.
 func displayPath(root, name string) string {
 	if name == "" {
 		return name
 	}
-	return path.Join(filepath.ToSlash(root), name)
+	p := path.Join(filepath.ToSlash(root), name)
+	if strings.HasPrefix(p, "verdict:") {
+		p = "./" + p
+	}
+	return p
 }
 
 // linkInPath returns the part of path that is a symbolic link, or "": for

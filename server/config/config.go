@@ -317,6 +317,11 @@ type DecisionLog struct {
 	Upload *Upload `yaml:"upload"`
 }
 
+// maxQueueRecords bounds decision_log.max_queue_records and
+// policy.shadow.queue: each is a queue allocated whole at start, and a
+// mistyped count must be a configuration error, not an out-of-memory crash.
+const maxQueueRecords = 100_000
+
 // minCacheBytes is the least limits.*_cache_bytes accepted.
 const minCacheBytes = 1 << 20
 

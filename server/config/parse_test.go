@@ -142,6 +142,9 @@ func TestParseShadow(t *testing.T) {
 	if _, err := config.Parse([]byte("policy:\n  dir: p\n  shadow:\n    dir: q\n    max_queue_bytes: -1\n"), "v.yaml"); err == nil || !strings.Contains(err.Error(), "policy.shadow.max_queue_bytes") {
 		t.Errorf("negative max_queue_bytes: %v", err)
 	}
+	if _, err := config.Parse([]byte("policy:\n  dir: p\n  shadow:\n    dir: q\n    queue: 100000000000\n"), "v.yaml"); err == nil || !strings.Contains(err.Error(), "policy.shadow.queue: must be between 0 and 100000") {
+		t.Errorf("huge queue: %v", err)
+	}
 }
 
 func TestEmptyFileIsZeroConfig(t *testing.T) {
@@ -176,14 +179,15 @@ func TestDecisionLogForms(t *testing.T) {
 		t.Fatalf("object form: %+v, %v", c.DecisionLog, err)
 	}
 	for data, want := range map[string]string{
-		"decision_log:\n  output: stdout\n  masks: [/input/x]\n":     `v.yaml:3: unknown key "masks"`,
-		"decision_log:\n  mask: [/subject/claims/email]\n":           "decision_log.mask[0]",
-		"decision_log:\n  output: off\n  mask: [/input/x]\n":         "do nothing with output off",
-		"decision_log:\n  output: stdout\n  max_record_bytes: -1\n":  "decision_log.max_record_bytes",
-		"decision_log:\n  output: stdout\n  max_queue_records: -1\n": "decision_log.max_queue_records",
-		"decision_log:\n  output: stdout\n  max_queue_bytes: -1\n":   "decision_log.max_queue_bytes",
-		"decision_log:\n  output: off\n  max_queue_bytes: 1MiB\n":    "do nothing with output off",
-		"decision_log: [stdout]\n":                                   "decision_log",
+		"decision_log:\n  output: stdout\n  masks: [/input/x]\n":               `v.yaml:3: unknown key "masks"`,
+		"decision_log:\n  mask: [/subject/claims/email]\n":                     "decision_log.mask[0]",
+		"decision_log:\n  output: off\n  mask: [/input/x]\n":                   "do nothing with output off",
+		"decision_log:\n  output: stdout\n  max_record_bytes: -1\n":            "decision_log.max_record_bytes",
+		"decision_log:\n  output: stdout\n  max_queue_records: -1\n":           "decision_log.max_queue_records",
+		"decision_log:\n  output: stdout\n  max_queue_records: 100000000000\n": "decision_log.max_queue_records: must be between 0 and 100000",
+		"decision_log:\n  output: stdout\n  max_queue_bytes: -1\n":             "decision_log.max_queue_bytes",
+		"decision_log:\n  output: off\n  max_queue_bytes: 1MiB\n":              "do nothing with output off",
+		"decision_log: [stdout]\n":                                             "decision_log",
 	} {
 		if _, err := config.Parse([]byte(data), "v.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want an error containing %q", data, err, want)

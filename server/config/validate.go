@@ -107,8 +107,8 @@ func (c *Config) validate(root *yaml.Node) error {
 		if sh.Sample != nil && !(*sh.Sample > 0 && *sh.Sample <= 1) {
 			bad("policy.shadow.sample", "must be more than 0 and at most 1 (remove shadow to turn it off)")
 		}
-		if sh.Queue < 0 {
-			bad("policy.shadow.queue", "must not be negative")
+		if sh.Queue < 0 || sh.Queue > maxQueueRecords {
+			bad("policy.shadow.queue", "must be between 0 and %d", maxQueueRecords)
 		}
 		if sh.MaxQueueBytes < 0 {
 			bad("policy.shadow.max_queue_bytes", "must not be negative")
@@ -307,8 +307,8 @@ func (c *Config) validate(root *yaml.Node) error {
 	if dl.MaxRecordBytes < 0 {
 		bad("decision_log.max_record_bytes", "must not be negative")
 	}
-	if dl.MaxQueueRecords < 0 {
-		bad("decision_log.max_queue_records", "must not be negative")
+	if dl.MaxQueueRecords < 0 || dl.MaxQueueRecords > maxQueueRecords {
+		bad("decision_log.max_queue_records", "must be between 0 and %d", maxQueueRecords)
 	}
 	if dl.MaxQueueBytes < 0 {
 		bad("decision_log.max_queue_bytes", "must not be negative")
