@@ -135,42 +135,41 @@ func TestEvaluatorLiteralEnumeratedAsWritten(t *testing.T) {
 // ways (1.0 and 1, as the HTTP front keeps JSON numbers) against a rule
 // keyed by a number. topdown answers the second call of f from the first
 // (1.0) and finds no rule o[1.0]; the compiled evaluator's f(1) is 1 and
-// found o[1], and allowed. Such a request is now left to topdown. So is
-// one holding an integer beyond int64 in a float64's form (1e+21 for
-// 10^21), which the check took for plain. See
-// TestDivergenceNumberWrittenOtherwise in internal/plan.
+// found o[1], and allowed. Such a request was left to topdown at
+// evaluation; a policy with rules keyed by numbers is now served by
+// topdown whole (TestEvaluatorNonStringRuleKey). The same with an integer
+// beyond int64 in a float64's form (1e+21 for 10^21). See
+// TestDivergenceNumberWrittenOtherwise in internal/plan, and
+// TestEvaluatorNumberMadeFromText for a number refused at evaluation.
 func TestEvaluatorNumberWrittenOtherwise(t *testing.T) {
 	policy := "package authz\n\no[1] := true\n\no[1000000000000000000000] := true\n\nf(x) := x\n\nallow if {\n\tf(input.resource.a)\n\to[f(input.resource.b)]\n}\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "numbers", policy))
+	wantTopdown(t, e, "key that is not a string")
 	for _, tc := range []struct {
-		a, b      any
-		want      bool
-		fallbacks uint64
+		a, b any
+		want bool
 	}{
-		{a: json.Number("1.0"), b: json.Number("1"), want: false, fallbacks: 1},
-		{a: json.Number("1"), b: json.Number("1"), want: true, fallbacks: 1},
+		{a: json.Number("1.0"), b: json.Number("1"), want: false},
+		{a: json.Number("1"), b: json.Number("1"), want: true},
 		// 10^21 as Go writes a float64 (a request decoded without
 		// UseNumber), and OPA the float64 in a Request.
-		{a: json.Number("1e+21"), b: json.Number("1000000000000000000000"), want: false, fallbacks: 2},
-		{a: 1e21, b: json.Number("1000000000000000000000"), want: false, fallbacks: 3},
+		{a: json.Number("1e+21"), b: json.Number("1000000000000000000000"), want: false},
+		{a: 1e21, b: json.Number("1000000000000000000000"), want: false},
 	} {
 		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"a": tc.a, "b": tc.b}})
 		if err != nil || d.Allow != tc.want {
 			t.Errorf("a=%v b=%v: allow=%v (%v), want %v", tc.a, tc.b, d.Allow, err, tc.want)
 		}
-		if n := e.Status().EvaluatorFallbacks; n != tc.fallbacks {
-			t.Errorf("a=%v b=%v: %d fallbacks, want %d", tc.a, tc.b, n, tc.fallbacks)
-		}
 	}
 }
 
-// TestEvaluatorNumberMadeFromText: the same with the number made by
-// to_number from the request's text ("1.0", "01", "+1"), past the check of
-// the input: topdown answers id(1) from id(1.0) and finds no rule
-// levels[1.0]; the compiled evaluator allowed. Such an evaluation is now
-// left to topdown at the call.
+// TestEvaluatorNumberMadeFromText: a number made by to_number from the
+// request's text ("1.0", "01", "+1"), past the check of the input, and
+// printed: topdown writes it as the text had it ([1.0]), the compiled
+// evaluator wrote its plain form ([1]), and the two answered otherwise.
+// Such an evaluation is left to topdown at the call.
 func TestEvaluatorNumberMadeFromText(t *testing.T) {
-	policy := "package authz\n\nid(x) := x\n\nlevels[1] := true\n\nallow if {\n\tid(to_number(input.resource.level))\n\tlevels[id(1)]\n}\n"
+	policy := "package authz\n\nallow if {\n\tt := to_number(input.resource.level)\n\tjson.marshal([t | some u in [1, 2]; u == t]) == \"[1.0]\"\n}\n"
 	e := newEngine(t, authz.Options{DecisionCacheSize: -1}, authztest.Policy(t, "totext", policy))
 	topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, authztest.Policy(t, "totext", policy))
 	for _, level := range []string{"1.0", "01", "+1", "1", "2"} {
@@ -208,13 +207,14 @@ func TestEvaluatorIndexedComprehensionConflict(t *testing.T) {
 // (levels[1] := true) looked up with a request number written 1.0, as the
 // HTTP front keeps it (json.Number). topdown finds the rule by the key's Go
 // value in its rule tree, where 1.0 is not 1, and denies; the compiled
-// evaluator builds {1: true} and finds 1.0 in it, and allows. The compiled
-// evaluator now refuses such a lookup, so topdown answers. See
+// evaluator builds {1: true} and finds 1.0 in it, and allows. Such a
+// policy is now served by topdown (a rule keyed by a number). See
 // TestDivergenceRefHeadNumberKey in internal/plan.
 func TestEvaluatorNumberKeyWrittenOtherwise(t *testing.T) {
 	policy := "package authz\n\nlevels[1] := true\n\nallow if levels[input.resource.level]\n"
 	snap := authztest.Policy(t, "refheadnumber", policy)
-	compiled := newEngine(t, authz.Options{Evaluator: authz.EvaluatorCompiled, DecisionCacheSize: -1}, snap)
+	compiled := newEngine(t, authz.Options{DecisionCacheSize: -1}, snap)
+	wantTopdown(t, compiled, "key that is not a string")
 	topdown := newEngine(t, authz.Options{Evaluator: authz.EvaluatorTopdown, DecisionCacheSize: -1}, snap)
 	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"level": json.Number("1.0")}}
 	got, gotErr := compiled.Decide(t.Context(), req)
@@ -660,4 +660,25 @@ allow if outcome.role == "viewer"
 `,
 	}, nil)
 	wantTopdownDenies(t, snap, "below a rule whose reference has a variable", authz.Request{Action: authz.Action{Name: "read"}})
+}
+
+// TestEvaluatorNonStringRuleKey: a rule keyed by a number (status[403])
+// beside a default under the same object: OPA's planner grouped them into
+// one object and dropped the default, so `not status.deny` allowed where
+// topdown denies. Such a snapshot is now served by topdown. See
+// TestDivergenceNonStringRuleKey in internal/plan.
+func TestEvaluatorNonStringRuleKey(t *testing.T) {
+	snap := authztest.Snapshot(t, "numberkey", map[string]string{
+		"authz.rego": `package authz
+
+status[403] := "forbidden"
+
+default status.deny := true
+
+status.deny := false if input.action.name == "read"
+
+allow if not status.deny
+`,
+	}, nil)
+	wantTopdownDenies(t, snap, "key that is not a string", authz.Request{Action: authz.Action{Name: "write"}})
 }

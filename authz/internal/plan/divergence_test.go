@@ -1404,3 +1404,26 @@ func TestDivergenceElseUnderVariableRef(t *testing.T) {
 		"package p\n\nq.b[k] := 1 if k := input.x\n\nq.a := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a == 3\n",
 		"package p\n\nq.a := 2 if lower(input.y) == \"no\" else := 3\n\nallow if q.a == 3\n")
 }
+
+// TestDivergenceNonStringRuleKey: a rule whose reference has a constant
+// key that is not a string (q[1] := 1). The compiler's rule tree puts it
+// at q.1 and topdown reads q's other rules on their own; OPA's planner
+// groups all of q by its string prefix into one object-building function,
+// so beside q[1] a default under q never applied, an object with no rule
+// of its own (q.a, {} with q.a.b undefined) was missing, and base data
+// under the prefix was hidden: each let `not ...` allow where topdown
+// denies. Found by a hunt; now refused at Prepare (checkNonStringRuleKeys).
+func TestDivergenceNonStringRuleKey(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nq[1] := 1\n\ndefault q.a := true\n\nq.a := false if input.y == \"no\"\n\nallow if not q.a\n",
+		"package p\n\nq[false] := 1\n\ndefault q.a := true\n\nallow if not q.a\n",
+		"package p\n\nq[1][x] := 1 if x := input.x\n\ndefault q.a := true\n\nallow if not q.a\n",
+		"package p\n\nq[1] := 1\n\nq.a.b := true if input.bad\n\ndeny if q.a\n\nallow if not deny\n",
+		"package d\n\nm[1] := 2\n\npackage p\n\ndeny if data.d.m.a == 1\n\nallow if not deny\n",
+	} {
+		compareRefused(t, src, "x := data.p.allow", `{}`, `{"y": "m"}`, `{"y": "no"}`, `{"x": "k"}`)
+	}
+	// A key after a variable is grouped alike by both.
+	wantCompiled(t, "x := data.p.allow",
+		"package p\n\nq[x][1] := true if x := input.x\n\nallow if q.k[1]\n")
+}

@@ -2,6 +2,8 @@ package plan
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -163,4 +165,33 @@ func mayPrefix(a, b ast.Ref) bool {
 		}
 	}
 	return true
+}
+
+// checkNonStringRuleKeys refuses a policy with a rule whose reference has
+// a constant key that is not a string before its first variable (q[1] :=
+// "one", q[true] := 1, q[1][x] := ...). The compiler's rule tree places
+// such a rule under its whole constant prefix (q.1), and topdown reads
+// q's other rules as rules of their own; OPA's planner groups rules by the
+// string prefix only (planner.go, buildFunctrie: q), and plans all of q as
+// one object-building function. So, beside q[1]: a default under q
+// (default q.a := true) never applies, an intermediate object with no rule
+// of its own (q.a, {} when q.a.b is undefined) is missing, and base data
+// under the prefix (data.d.m.a beside m[1] in package d) is hidden. Each
+// made `not q.a` or `not deny` hold where topdown denies. Every module is
+// looked at, reached or not: the planner's grouping hides base data that
+// no rule reached names.
+func checkNonStringRuleKeys(c *ast.Compiler) error {
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		for _, r := range c.Modules[name].Rules {
+			if len(r.Head.Args) > 0 {
+				continue
+			}
+			ref := r.Ref()
+			if len(ref.GroundPrefix()) > len(ref.StringPrefix()) {
+				return &UnsupportedError{Feature: fmt.Sprintf(
+					"a rule reference with a key that is not a string (%v) at %v, which OPA's planner groups otherwise than topdown", ref, r.Loc())}
+			}
+		}
+	}
+	return nil
 }
