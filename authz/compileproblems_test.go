@@ -83,3 +83,34 @@ func TestCompilerPanicIsAProblem(t *testing.T) {
 		t.Errorf("RunTests: %v, want a compile problem", err)
 	}
 }
+
+// TestPanickingTestIsAProblem: a test whose built-in function panics
+// (bits.lsh by a huge count) is a problem at the test, for RunTests and
+// for Load under RequireTests, which keeps the last good policy. OPA's
+// tester runs tests on goroutines of its own, where the panic ended the
+// process: a saved test file stopped the server.
+func TestPanickingTestIsAProblem(t *testing.T) {
+	good := authztest.Snapshot(t, "good", map[string]string{
+		"authz/p.rego":      "package authz\n\nallow := true\n",
+		"authz/p_test.rego": "package authz_test\n\ntest_ok if data.authz.allow\n",
+	}, nil)
+	bad := authztest.Snapshot(t, "panics", map[string]string{
+		"authz/p.rego":      "package authz\n\nallow := true\n",
+		"authz/p_test.rego": "package authz_test\n\ntest_ok if data.authz.allow\n\ntest_shift if bits.lsh(1, 1000000000000000000) > 0\n",
+	}, nil)
+	var ce *authz.CompileError
+	_, err := authz.RunTests(t.Context(), bad, authz.TestOptions{})
+	if !errors.As(err, &ce) || ce.Problems[0].File != "authz/p_test.rego" || ce.Problems[0].Line != 5 || !strings.Contains(ce.Problems[0].Message, "panicked") {
+		t.Fatalf("RunTests: %v, want a problem at authz/p_test.rego:5", err)
+	}
+	if _, err := authz.RunTests(t.Context(), bad, authz.TestOptions{Run: "test_ok"}); err != nil {
+		t.Errorf("RunTests of the other test alone: %v", err)
+	}
+	e := newEngine(t, authz.Options{RequireTests: true}, good)
+	if err := e.Load(t.Context(), bad); !errors.As(err, &ce) {
+		t.Fatalf("Load under RequireTests: %v, want a problem", err)
+	}
+	if st := e.Status(); st.Revision != good.Revision {
+		t.Errorf("serving %q, want the good policy still", st.Revision)
+	}
+}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/rego"
+	"github.com/open-policy-agent/opa/storage"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -87,7 +91,8 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 	// breaking the policy contract, of the policy without its tests), not
 	// only what fails to compile: a policy set whose tests pass must also
 	// load.
-	if _, _, err := compileModules(s, entry, true, opts.NoNetwork); err != nil {
+	c, _, err := compileModules(s, entry, true, opts.NoNetwork)
+	if err != nil {
 		return nil, err
 	}
 	modules, err := entryModules(s, entry, true)
@@ -108,6 +113,11 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		return nil, fmt.Errorf("authz: tests: %w", err)
 	}
 	defer store.Abort(ctx, txn)
+	if p, err := panickingTest(ctx, c, store, txn, timeout, opts.Run); err != nil {
+		return nil, err
+	} else if p != nil {
+		return nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{*p}}
+	}
 	newRunner := func(modules map[string]*ast.Module) *tester.Runner {
 		return tester.NewRunner().
 			SetCompiler(ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(opts.CapturePrint)).
@@ -167,6 +177,56 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		run.Results = withBenchmarks(run.Results, benched)
 	}
 	return run, nil
+}
+
+// panickingTest runs every test of c that run matches once, on this
+// goroutine, and returns a problem at the first that panics, or nil. OPA's
+// tester runs tests on goroutines of its own, where a built-in function's
+// panic (bits.lsh by a huge count) cannot be recovered and ends the
+// process: under policy.require_tests, a saved test file would stop the
+// server, and again at every restart. Errors and results are the
+// tester's to report; only a panic is looked for here.
+func panickingTest(ctx context.Context, c *ast.Compiler, store storage.Store, txn storage.Transaction, timeout time.Duration, run string) (*bundles.Problem, error) {
+	var match *regexp.Regexp
+	if run != "" {
+		var err error
+		if match, err = regexp.Compile(run); err != nil {
+			return nil, fmt.Errorf("authz: tests: %w", err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
+		if !strings.HasSuffix(name, "_test.rego") {
+			continue
+		}
+		m := c.Modules[name]
+		for _, r := range m.Rules {
+			ref := m.Package.Path.Extend(r.Head.Ref().GroundPrefix())
+			if !strings.HasPrefix(r.Head.Ref()[0].String(), tester.TestPrefix) || match != nil && !match.MatchString(ref.String()) {
+				continue
+			}
+			if p := evalRecovered(ctx, c, store, txn, ref, timeout); p != nil {
+				return &bundles.Problem{File: r.Location.File, Line: r.Location.Row, Col: r.Location.Col, Code: "verdict_test_error",
+					Message: fmt.Sprintf("test %v panicked inside OPA: %v", ref, p)}, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// evalRecovered evaluates ref once within timeout and returns what it
+// panicked with, or nil. The built-in functions that reach the network
+// answer null here: the test's own run is the one that may call them.
+func evalRecovered(ctx context.Context, c *ast.Compiler, store storage.Store, txn storage.Transaction, ref ast.Ref, timeout time.Duration) (panicked any) {
+	defer func() { panicked = recover() }()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	query := ref.String()
+	for _, b := range networkBuiltins {
+		query += " with " + b.String() + " as null"
+	}
+	_, _ = rego.New(rego.Compiler(c), rego.Store(store), rego.Transaction(txn), rego.Query(query),
+		rego.StrictBuiltinErrors(true)).Eval(ctx)
+	return nil
 }
 
 // withoutRules is modules without the rules at the locations given; a
