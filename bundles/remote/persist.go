@@ -22,6 +22,17 @@ type meta struct {
 	ETag     string    `json:"etag,omitempty"`
 	Revision string    `json:"revision,omitempty"`
 	SavedAt  time.Time `json:"saved_at"`
+	// ConfirmedAt is when a poll last found the server serving this
+	// bundle, kept with MaxAge only (at most MaxAge/4 late).
+	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
+}
+
+// confirmed is when the bundle was last known to be the server's.
+func (m meta) confirmed() time.Time {
+	if m.ConfirmedAt.After(m.SavedAt) {
+		return m.ConfirmedAt
+	}
+	return m.SavedAt
 }
 
 func (p *Poller) persistPaths() (bundlePath, metaPath string) {
@@ -71,8 +82,42 @@ func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
 	// for whatever the file now holds (an unsigned bundle replaced on disk
 	// would keep serving for as long as the server's bundle is unchanged).
 	// The first poll downloads the bundle whole.
-	p.saved = savedKey(raw, m.ETag)
-	p.log.Info("persisted policy bundle loaded", "origin", p.origin, "revision", snap.Revision, "saved_at", m.SavedAt)
+	p.saved, p.savedMeta = savedKey(raw, m.ETag), m
+	// Confirmed then, as far as MaxAge is concerned: a restart while the
+	// server is down serves for what is left of it. A time to come is a
+	// file not written by a Poller, and confirms nothing.
+	if confirmed := m.confirmed(); p.opts.MaxAge > 0 && !confirmed.After(p.now()) {
+		p.mu.Lock()
+		p.lastPoll = confirmed
+		p.mu.Unlock()
+	}
+	p.log.Info("persisted policy bundle loaded", "origin", p.origin, "revision", snap.Revision, "saved_at", m.SavedAt,
+		"confirmed_at", m.ConfirmedAt)
+}
+
+// persistConfirmed records, with MaxAge, that a poll has just confirmed
+// the persisted bundle, when the time recorded is MaxAge/4 old or more:
+// a few small writes per MaxAge, for a confirmation at most that late.
+func (p *Poller) persistConfirmed() {
+	if p.opts.PersistDir == "" || p.opts.MaxAge <= 0 || p.saved == "" {
+		return
+	}
+	now := p.now().UTC()
+	if now.Sub(p.savedMeta.confirmed()) < p.opts.MaxAge/4 {
+		return
+	}
+	m := p.savedMeta
+	m.ConfirmedAt = now
+	mb, err := json.Marshal(m)
+	if err == nil {
+		_, mp := p.persistPaths()
+		err = atomicfile.Write(mp, mb, atomicfile.PrivateFile, atomicfile.PrivateDir)
+	}
+	if err != nil {
+		p.log.Warn("policy bundle confirmation not persisted", "origin", p.origin, "error", err)
+		return
+	}
+	p.savedMeta = m
 }
 
 // persist atomically replaces the persisted bundle with raw, unless it
@@ -86,7 +131,8 @@ func (p *Poller) persist(raw []byte, etag, revision string) error {
 		return nil
 	}
 	bp, mp := p.persistPaths()
-	mb, err := json.Marshal(meta{URL: p.opts.URL, ETag: etag, Revision: revision, SavedAt: p.now().UTC()})
+	m := meta{URL: p.opts.URL, ETag: etag, Revision: revision, SavedAt: p.now().UTC()}
+	mb, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
@@ -104,6 +150,6 @@ func (p *Poller) persist(raw []byte, etag, revision string) error {
 	if err := atomicfile.Write(mp, mb, atomicfile.PrivateFile, atomicfile.PrivateDir); err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
 	}
-	p.saved = key
+	p.saved, p.savedMeta = key, m
 	return nil
 }

@@ -95,13 +95,17 @@ type Options struct {
 	// PersistDir, when set, is where the last good bundle is kept; Run
 	// loads it first, so a restart works while the server is down. Its
 	// saved ETag is not sent: the first poll downloads the bundle whole.
+	// With MaxAge, the time a poll last confirmed it is kept too (at most
+	// MaxAge/4 late), and counts as a successful poll after a restart.
 	PersistDir string
 	// Verify configures signature verification; with a key, unsigned,
 	// tampered and wrongly signed bundles (fetched or persisted) are refused.
 	Verify bundles.VerifyOptions
 	// MaxAge, when positive, makes Ready fail with bundles.ErrStale once the
 	// last successful poll is older than MaxAge, for operators who prefer
-	// failing closed to serving stale policy. 0 disables the rule.
+	// failing closed to serving stale policy: every replica that cannot
+	// confirm its bundle for that long (the server down, or serving a
+	// bundle that is refused) is not ready. 0 disables the rule.
 	MaxAge time.Duration
 	// Logger receives poll and error logs; nil discards them.
 	Logger *slog.Logger
@@ -128,7 +132,10 @@ type Poller struct {
 	rec       *record.Recorder
 	retry     backoff.Exponential // waits after failed polls
 
-	saved string // persistence key of the bundle last persisted; Run's goroutine only
+	// Run's goroutine only: the persistence key and companion of the
+	// bundle last persisted.
+	saved     string
+	savedMeta meta
 
 	mu       sync.Mutex
 	etag     string    // ETag of the bundle the sink holds
@@ -177,7 +184,8 @@ func New(opts Options) (*Poller, error) {
 // Status returns the source's current status (see bundles.Status for how
 // failing polls are counted). LastSuccess is the time of the last
 // successful poll (a 200 whose bundle the sink accepted or already held,
-// or a 304); loading the persisted bundle does not count.
+// or a 304); after a restart, with MaxAge, the persisted bundle's last
+// confirmation counts as one.
 func (p *Poller) Status() bundles.Status {
 	st := p.rec.Status()
 	p.mu.Lock()
@@ -197,23 +205,28 @@ func (p *Poller) Initialized() <-chan struct{} { return p.rec.Initialized() }
 
 // Run offers the persisted bundle (if any) to sink, polls at once, and then
 // keeps polling until ctx is done, delivering every new bundle. Failures are
-// reported in Status and the log (once per distinct failure) and retried
-// with backoff; the previous snapshot keeps serving. Run returns nil when
+// reported in Status and the log (once per distinct failure); the previous
+// snapshot keeps serving. A server that fails to answer is retried with
+// backoff; a bundle refused for its content (it does not parse, verify or
+// compile) is polled for again at the interval, as for a success, so that
+// the fix of a bad publish is served one poll after it. With MaxAge, the
+// policy turning stale, and fresh again, is logged. Run returns nil when
 // ctx is done.
 func (p *Poller) Run(ctx context.Context, sink bundles.Sink) error {
 	if p.ownClient {
 		defer p.client.CloseIdleConnections()
 	}
 	p.loadPersisted(ctx, sink)
-	failures := 0
+	failures, stale := 0, false
 	for {
-		err := p.poll(ctx, sink)
+		fetchFailed := p.poll(ctx, sink)
 		p.rec.MarkInitialized()
 		if ctx.Err() != nil {
 			return nil
 		}
+		stale = p.logStaleness(stale)
 		wait := backoff.Spread(p.opts.Interval, p.opts.Jitter, p.opts.Jitter)
-		if err != nil {
+		if fetchFailed {
 			failures++
 			wait = p.retry.Delay(failures)
 		} else {
@@ -225,41 +238,58 @@ func (p *Poller) Run(ctx context.Context, sink bundles.Sink) error {
 	}
 }
 
-// poll fetches the bundle once and delivers it if it changed.
-func (p *Poller) poll(ctx context.Context, sink bundles.Sink) error {
+// logStaleness logs the policy turning stale (MaxAge exceeded: not ready)
+// or fresh again, given whether it was stale, and returns whether it is.
+func (p *Poller) logStaleness(was bool) bool {
+	err := p.Ready()
+	is := errors.Is(err, bundles.ErrStale)
+	switch {
+	case is && !was:
+		p.log.Error("policy stale", "origin", p.origin, "error", err.Error())
+	case !is && was:
+		p.log.Info("policy fresh", "origin", p.origin)
+	}
+	return is
+}
+
+// poll fetches the bundle once and delivers it if it changed. It reports
+// whether the fetch itself failed (no answer, or not a bundle's): the
+// failures backed off.
+func (p *Poller) poll(ctx context.Context, sink bundles.Sink) (fetchFailed bool) {
 	start := p.now()
 	p.mu.Lock()
 	etag := p.etag
 	p.mu.Unlock()
 	res, err := p.fetch(ctx, etag)
 	if err != nil {
-		if ctx.Err() != nil {
-			return err
+		if ctx.Err() == nil {
+			p.rec.Failed(start, slog.LevelWarn, "policy bundle fetch failed", err)
 		}
-		p.rec.Failed(start, slog.LevelWarn, "policy bundle fetch failed", err)
-		return err
+		return true
 	}
 	if res.NotModified {
 		p.log.Debug("policy bundle not modified", "origin", p.origin)
 		if err := p.rec.Unchanged(ctx, sink, start); err != nil {
-			return err
+			return false
 		}
 		p.markPolled(res.ETag)
-		return nil
+		p.persistConfirmed()
+		return false
 	}
 	snap, err := bundles.ReadTarballBytes(res.Body, p.tarballOptions())
 	if err != nil {
 		p.rec.Failed(start, slog.LevelError, "policy reload failed", err)
-		return err
+		return false
 	}
 	if err := p.rec.Deliver(ctx, sink, snap, start); err != nil {
-		return err
+		return false
 	}
 	p.markPolled(res.ETag)
 	if err := p.persist(res.Body, res.ETag, snap.Revision); err != nil {
 		p.log.Warn("policy bundle not persisted", "origin", p.origin, "error", err)
 	}
-	return nil
+	p.persistConfirmed()
+	return false
 }
 
 func (p *Poller) markPolled(etag string) {

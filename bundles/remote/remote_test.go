@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -365,9 +366,10 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 	if status.LastError == "" || status.Revision != "rev-1" {
 		t.Fatalf("status = %+v, want rev-1 and the fetch error", status)
 	}
-	// Freshness: no successful poll yet, so a MaxAge rule fails closed.
-	if err := p.Ready(); !errors.Is(err, bundles.ErrStale) {
-		t.Fatalf("Ready = %v, want ErrStale", err)
+	// Freshness: the persisted bundle was confirmed moments ago, within
+	// MaxAge: ready, though no poll has succeeded since the restart.
+	if err := p.Ready(); err != nil {
+		t.Fatalf("Ready = %v, want ready on the persisted bundle's confirmation", err)
 	}
 
 	// The server comes back on the same address: the bundle is downloaded
@@ -532,5 +534,141 @@ func TestNewOptions(t *testing.T) {
 		if _, err := remote.New(o); !errors.Is(err, remote.ErrOptions) {
 			t.Errorf("New(%+v) = %v, want ErrOptions", o, err)
 		}
+	}
+}
+
+// TestPollerRefusedBundlePolledAtInterval: a bundle refused for its
+// content (it does not parse, or the sink refuses it) is polled for again
+// at the interval, not with the backoff of a failing server: the fix of a
+// bad publish is served one poll later. It waited up to five minutes.
+func TestPollerRefusedBundlePolledAtInterval(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Interval: time.Minute, Jitter: -1,
+		MinBackoff: time.Second, MaxBackoff: time.Hour}, 8)
+	st.polled(t)
+	sink.Next(t, wait)
+	for _, bad := range [][]byte{
+		[]byte("not a bundle"), // does not read
+		bundletest.Tarball(t, map[string]string{"authz/authz.rego": "package authz\n\ndefault allow := false\ndefault allow := true\n"}, nil, "rev-bad", nil), // the sink refuses it
+	} {
+		srv.set(func(s *server) { s.body = bad })
+		for range 3 {
+			st.next()
+			if d := st.polled(t); d != time.Minute {
+				t.Fatalf("wait after a refused bundle = %s, want the interval", d)
+			}
+		}
+	}
+	srv.set(func(s *server) { s.body = bundletest.Tarball(t, policy(2), nil, "rev-2", nil) })
+	st.next()
+	st.polled(t)
+	if s := sink.Next(t, wait); s.Revision != "rev-2" || p.Status().LastError != "" {
+		t.Fatalf("revision %s, status %+v; want the fix served", s.Revision, p.Status())
+	}
+}
+
+// TestPollerStaleLogged: with MaxAge, the policy turning stale (not
+// ready) is logged once, at Error, and its turning fresh again once; the
+// readiness flipped silently.
+func TestPollerStaleLogged(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	var logs bundletest.Logs
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, MaxAge: 300 * time.Millisecond, Logger: logs.Logger()}, 8)
+	st.polled(t)
+	sink.Next(t, wait)
+	srv.set(func(s *server) { s.status = http.StatusInternalServerError })
+	time.Sleep(350 * time.Millisecond)
+	for range 3 {
+		st.next()
+		st.polled(t)
+	}
+	if n := logs.Count("policy stale"); n != 1 || !errors.Is(p.Ready(), bundles.ErrStale) {
+		t.Fatalf("%d 'policy stale' lines (ready: %v), want 1", n, p.Ready())
+	}
+	srv.set(func(s *server) { s.status = 0 })
+	st.next()
+	st.polled(t)
+	if n := logs.Count("policy fresh"); n != 1 || p.Ready() != nil {
+		t.Errorf("%d 'policy fresh' lines (ready: %v), want 1", n, p.Ready())
+	}
+}
+
+// TestPollerPersistedConfirmation: with MaxAge, the time a poll last
+// confirmed the persisted bundle is kept with it, and after a restart
+// with the server down it counts as a successful poll: ready while it is
+// younger than MaxAge, stale after. A confirmation to come (a file not
+// written by a Poller) confirms nothing.
+func TestPollerPersistedConfirmation(t *testing.T) {
+	persist := t.TempDir()
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	opts := remote.Options{URL: srv.URL + "/authz.tar.gz", PersistDir: persist, MaxAge: time.Hour}
+	p, st, sink := startPoller(t, opts, 4)
+	st.polled(t)
+	sink.Next(t, wait)
+	_ = p
+	srv.Close()
+	metas, _ := filepath.Glob(filepath.Join(persist, "*.json"))
+	if len(metas) != 1 {
+		t.Fatalf("persisted companions %v", metas)
+	}
+	raw, err := os.ReadFile(metas[0])
+	bundletest.Must(t, err)
+	var m map[string]any
+	bundletest.Must(t, json.Unmarshal(raw, &m))
+	for _, tc := range []struct {
+		name      string
+		confirmed time.Time
+		stale     bool
+	}{
+		{"confirmed a minute ago", time.Now().Add(-time.Minute), false},
+		{"confirmed two hours ago", time.Now().Add(-2 * time.Hour), true},
+		{"confirmed in an hour", time.Now().Add(time.Hour), true},
+	} {
+		m["saved_at"], m["confirmed_at"] = tc.confirmed.Add(-time.Hour), tc.confirmed
+		if tc.confirmed.After(time.Now()) {
+			m["saved_at"] = tc.confirmed
+		}
+		b, err := json.Marshal(m)
+		bundletest.Must(t, err)
+		bundletest.WriteFile(t, metas[0], b)
+		p, st, sink := startPoller(t, opts, 2)
+		st.polled(t)
+		sink.Next(t, wait)
+		if err := p.Ready(); errors.Is(err, bundles.ErrStale) != tc.stale {
+			t.Errorf("%s: Ready = %v, want stale %v", tc.name, err, tc.stale)
+		}
+	}
+}
+
+// TestPollerConfirmationPersisted: with MaxAge, a poll that finds the
+// server still serving the persisted bundle (a 304) records when, once the
+// recorded time is MaxAge/4 old.
+func TestPollerConfirmationPersisted(t *testing.T) {
+	persist := t.TempDir()
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	_, st, sink := startPoller(t, remote.Options{URL: srv.URL, PersistDir: persist, MaxAge: 200 * time.Millisecond}, 4)
+	st.polled(t)
+	sink.Next(t, wait)
+	confirmed := func() time.Time {
+		metas, _ := filepath.Glob(filepath.Join(persist, "*.json"))
+		if len(metas) != 1 {
+			t.Fatalf("persisted companions %v", metas)
+		}
+		raw, err := os.ReadFile(metas[0])
+		bundletest.Must(t, err)
+		var m struct {
+			ConfirmedAt time.Time `json:"confirmed_at"`
+		}
+		bundletest.Must(t, json.Unmarshal(raw, &m))
+		return m.ConfirmedAt
+	}
+	if c := confirmed(); !c.IsZero() {
+		t.Fatalf("confirmed_at %s right after saving, want none yet", c)
+	}
+	time.Sleep(60 * time.Millisecond) // past MaxAge/4
+	st.next()
+	st.polled(t)
+	if srv.got304.Load() != 1 || confirmed().IsZero() {
+		t.Errorf("304s %d, confirmed_at %s; want the 304 recorded", srv.got304.Load(), confirmed())
 	}
 }
