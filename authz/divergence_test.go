@@ -682,3 +682,17 @@ allow if not status.deny
 	}, nil)
 	wantTopdownDenies(t, snap, "key that is not a string", authz.Request{Action: authz.Action{Name: "write"}})
 }
+
+// TestEvaluatorEmptyPackage: a package with no rules (a file holding only
+// its package line) that a lookup by the request's value lands on: topdown
+// reads it as {} and denies; the compiled evaluator read it as undefined
+// and allowed. Such a snapshot is now served by topdown. See
+// TestDivergenceEmptyPackage in internal/plan.
+func TestEvaluatorEmptyPackage(t *testing.T) {
+	snap := authztest.Snapshot(t, "emptypackage", map[string]string{
+		"blocked/mallory.rego": "package blocked\n\nmallory := true\n",
+		"blocked/eve.rego":     "package blocked.eve\n",
+		"authz.rego":           "package authz\n\nallow if not data.blocked[input.subject.id]\n",
+	}, nil)
+	wantTopdownDenies(t, snap, "package with no rules", authz.Request{Subject: &authz.Subject{Type: "user", ID: "eve"}, Action: authz.Action{Name: "read"}})
+}

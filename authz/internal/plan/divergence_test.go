@@ -1427,3 +1427,20 @@ func TestDivergenceNonStringRuleKey(t *testing.T) {
 	wantCompiled(t, "x := data.p.allow",
 		"package p\n\nq[x][1] := true if x := input.x\n\nallow if q.k[1]\n")
 }
+
+// TestDivergenceEmptyPackage: a lookup by a variable key that lands on a
+// package with no rules (package blocked.eve beside blocked.mallory).
+// topdown reads the document there as {}, which is defined; OPA's planner
+// has no function for it and reads the base document only: undefined, so
+// `not data.blocked[input.user]` allowed where topdown denies. When every
+// node the key can select is such a package the plan has no lookup at all.
+// Found by a hunt; now refused at Prepare (checkEmptyPackages).
+func TestDivergenceEmptyPackage(t *testing.T) {
+	for _, src := range []string{
+		"package blocked\n\nmallory := true\n\npackage blocked.eve\n\npackage p\n\nallow if not data.blocked[input.user]\n",
+		"package q.e\n\npackage q.f\n\npackage p\n\nallow if not data.q[input.user]\n",
+		"package q.a\n\nx := 1\n\npackage q.b.e\n\npackage p\n\nallow if not data.q[input.k][input.j]\n",
+	} {
+		compareRefused(t, src, "x := data.p.allow", `{"user": "eve", "k": "b", "j": "e"}`, `{"user": "mallory"}`, `{"user": "e"}`)
+	}
+}

@@ -158,6 +158,7 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		func() error { return checkLiteralsWrittenWithVariables(c, q) },
 		func() error { return checkNestedRuleRefs(c) },
 		func() error { return checkNonStringRuleKeys(c) },
+		func() error { return checkEmptyPackages(c) },
 		func() error { return checkMixedIteration(c, q, obj) },
 		func() error { return checkWithOrder(c, q) },
 		func() error { return checkShadowedFunctionWith(c, q) },

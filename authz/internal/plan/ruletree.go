@@ -195,3 +195,36 @@ func checkNonStringRuleKeys(c *ast.Compiler) error {
 	}
 	return nil
 }
+
+// checkEmptyPackages refuses a policy with a package that holds no rules
+// and nothing below it (a module with only its package line, or imports).
+// The compiler's rule tree has a node for it, and topdown reads the
+// document there as {} (evalTree.leaves), which is defined; OPA's planner
+// has a node for it too but no function, and a lookup by a variable key
+// that lands there (data.blocked[input.user] for a package blocked.eve)
+// reads only the base document: undefined. `not data.blocked[input.user]`
+// allowed where topdown denies. When every node the key can select is
+// such a package, the plan has no lookup at all to look at, so the
+// package is refused wherever it is.
+func checkEmptyPackages(c *ast.Compiler) error {
+	var found ast.Ref
+	var walk func(n *ast.TreeNode, path ast.Ref)
+	walk = func(n *ast.TreeNode, path ast.Ref) {
+		if found != nil {
+			return
+		}
+		if len(n.Children) == 0 && len(n.Values) == 0 && len(path) > 1 {
+			found = path
+			return
+		}
+		for _, k := range n.Sorted {
+			walk(n.Children[k], append(path[:len(path):len(path)], ast.NewTerm(k)))
+		}
+	}
+	walk(c.RuleTree, nil)
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"a package with no rules (%v), which topdown reads as {} and OPA's planner's lookups as undefined", found)}
+	}
+	return nil
+}
