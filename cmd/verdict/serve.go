@@ -67,8 +67,9 @@ production.
 The first log line names the bound address ("listening addr=..."), so
 --addr 127.0.0.1:0 picks a free port. SIGINT or SIGTERM shuts down gracefully
 (in-flight requests finish, the decision log and batched spans are flushed)
-and exits 0. SIGHUP is logged and ignored: policies and key sets reload on
-their own.`,
+and exits 0. SIGHUP reopens the decision log's file (rotate it by renaming
+it, then send SIGHUP); policies and remote key sets reload on their own, key
+files are read at start.`,
 		Example: `  verdict serve
   verdict serve --policies ./policies --addr 127.0.0.1:0
   verdict serve --policies ./policies/examples/authzen-todo --entrypoint todo
@@ -109,10 +110,10 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	// SIGHUP, which asks many servers to reload, would end this one at
-	// once (no drain, no flushed decision log). Policies and key sets
-	// reload on their own: it is noted and ignored, from before the
-	// server listens.
+	// SIGHUP would end the server at once (no drain, no flushed decision
+	// log). It reopens the decision log's file instead (a log rotated by
+	// renaming it), from before the server listens; policies and remote
+	// key sets reload on their own.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -253,11 +254,11 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	shutdownBy := sync.OnceValue(func() time.Time {
 		return time.Now().Add(cmp.Or(cfg.Limits.ShutdownTimeout, server.DefaultShutdownTimeout))
 	})
-	dlog, closeLog, err := decisionLog(cfg, stdout, logger, shutdownBy)
+	dlog, logFile, err := decisionLog(cfg, stdout, logger, shutdownBy)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer logFile.Close()
 	if dlog != nil {
 		opts.DecisionLog = dlog
 	}
@@ -299,8 +300,12 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 			case <-gctx.Done():
 				return nil
 			case <-hup:
-				logger.Info("signal ignored", slog.String("signal", "SIGHUP"),
-					slog.String("why", "policies and key sets reload on their own; SIGTERM stops the server"))
+				if err := logFile.Reopen(); err != nil {
+					logger.Error("decision log not reopened", slog.String("error", err.Error()))
+					continue
+				}
+				logger.Info("signal", slog.String("signal", "SIGHUP"),
+					slog.String("did", "reopened the decision log file, if any; policies and remote key sets reload on their own, key files are read at start"))
 			}
 		}
 	})

@@ -179,25 +179,53 @@ func TestServeEntrypoint(t *testing.T) {
 	stopServe(t, cancel, done, stderr)
 }
 
-// TestServeIgnoresSIGHUP: SIGHUP, which asks many servers to reload, is
-// logged and ignored: it ended the process at once, without draining
-// requests or flushing the decision log.
-func TestServeIgnoresSIGHUP(t *testing.T) {
+// TestServeSIGHUPReopensDecisionLog: SIGHUP reopens the decision log's
+// file by its name, so that a log rotated by renaming is written anew;
+// the server goes on. SIGHUP ended the process at once (no drain, no
+// flushed log), and then, ignored, left the log written into the renamed
+// file.
+func TestServeSIGHUPReopensDecisionLog(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "decisions.jsonl")
+	cfg := filepath.Join(dir, "verdict.yaml")
+	authztest.WriteFile(t, cfg, "addr: 127.0.0.1:0\ndecision_log: decisions.jsonl\n")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	base, stderr, done := serveArgs(t, ctx, io.Discard, "--addr", "127.0.0.1:0")
+	base, stderr, done := serve(t, ctx, cfg, io.Discard)
+	decide := func() {
+		t.Helper()
+		resp, err := http.Post(base+"/v1/decide", "application/json", strings.NewReader(`{"action":"catalog:read"}`))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("decide: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	logged := func(path string) int {
+		data, _ := os.ReadFile(path)
+		return strings.Count(string(data), `"decision_id"`)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s\n%s", what, stderr.String())
+			}
+		}
+	}
+	decide()
+	waitFor("the first decision is not logged", func() bool { return logged(logPath) == 1 })
+	rotated := logPath + ".1"
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stderr.String(), "signal ignored"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no 'signal ignored' line:\n%s", stderr.String())
-		}
+	waitFor("no SIGHUP line", func() bool { return strings.Contains(stderr.String(), "reopened the decision log") })
+	decide()
+	waitFor("the decision after SIGHUP is not in a new file", func() bool { return logged(logPath) == 1 })
+	if n := logged(rotated); n != 1 {
+		t.Errorf("the rotated file holds %d decisions, want the one before SIGHUP", n)
 	}
-	resp, err := http.Get(base + "/health/live")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("after SIGHUP: %v %v", resp, err)
-	}
-	resp.Body.Close()
 	stopServe(t, cancel, done, stderr)
 }

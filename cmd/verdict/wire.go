@@ -356,24 +356,25 @@ func engineOptions(cfg *config.Config) authz.Options {
 // shape them. flushBy is when, at the latest, the records still buffered
 // for the collector must have been sent once the log is stopped (the end
 // of the shutdown budget). No log (nil) when output is off without upload.
-// The returned close function closes a file.
-func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flushBy func() time.Time) (*decisionlog.Logger, func(), error) {
+// The returned file is the log's file, nil when it has none: the caller
+// closes it, and reopens it on SIGHUP.
+func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flushBy func() time.Time) (*decisionlog.Logger, *logFile, error) {
 	dl := cfg.DecisionLog
 	var w io.Writer
-	closeFn := func() {}
+	var file *logFile
 	switch dl.Output {
 	case "off":
 		if dl.Upload == nil {
-			return nil, closeFn, nil
+			return nil, nil, nil
 		}
 	case "", "stdout":
 		w = stdout
 	default:
-		file, err := os.OpenFile(cfg.Path(dl.Output), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
+		var err error
+		if file, err = openLogFile(cfg.Path(dl.Output)); err != nil {
 			return nil, nil, fmt.Errorf("decision_log: %w", err)
 		}
-		w, closeFn = file, func() { file.Close() }
+		w = file
 	}
 	opts := decisionlog.Options{Writer: w, Logger: logger, FlushDeadline: flushBy,
 		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes,
@@ -385,7 +386,7 @@ func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flus
 		}
 		secret, err := readSecret(cfg, key, dl.HashKeyFile, dl.HashKeyEnv)
 		if err != nil {
-			closeFn()
+			file.Close()
 			return nil, nil, err
 		}
 		opts.HashKey = secret
@@ -399,8 +400,8 @@ func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flus
 	}
 	l, err := decisionlog.New(opts)
 	if err != nil {
-		closeFn()
+		file.Close()
 		return nil, nil, fmt.Errorf("decision_log: %w", err)
 	}
-	return l, closeFn, nil
+	return l, file, nil
 }

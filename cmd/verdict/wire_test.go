@@ -236,11 +236,11 @@ func TestDecisionLogHashKey(t *testing.T) {
 			return "", err
 		}
 		var out authztest.SyncBuffer
-		l, closeLog, err := decisionLog(c, &out, slog.New(slog.DiscardHandler), time.Now)
+		l, logFile, err := decisionLog(c, &out, slog.New(slog.DiscardHandler), time.Now)
 		if err != nil {
 			return "", err
 		}
-		defer closeLog()
+		defer logFile.Close()
 		l.Log(decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{}, SubjectID: "alice"})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
@@ -323,7 +323,7 @@ func TestDecisionLogQueueBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, closeLog, err := decisionLog(c, io.Discard, slog.New(slog.DiscardHandler), time.Now)
+		l, logFile, err := decisionLog(c, io.Discard, slog.New(slog.DiscardHandler), time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +333,7 @@ func TestDecisionLogQueueBounds(t *testing.T) {
 				kept++
 			}
 		}
-		closeLog()
+		logFile.Close()
 		if kept != tc.kept || l.DroppedFor(decisionlog.DropBufferFull) != uint64(tc.n-tc.kept) {
 			t.Errorf("%q: kept %d of %d (dropped %d), want %d", tc.dl, kept, tc.n, l.DroppedFor(decisionlog.DropBufferFull), tc.kept)
 		}
