@@ -62,16 +62,34 @@ func newInputShaper(mask, hash []string, key []byte) (*inputShaper, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: mask %w", ErrOptions, err)
 		}
-		s.mask = append(s.mask, p)
+		s.mask = append(s.mask, withSources(p)...)
 	}
 	for _, h := range hash {
 		p, err := parsePointer(h)
 		if err != nil {
 			return nil, fmt.Errorf("%w: hash %w", ErrOptions, err)
 		}
-		s.hash = append(s.hash, p)
+		s.hash = append(s.hash, withSources(p)...)
 	}
 	return s, nil
+}
+
+// idSources are the claims an identity in the input is read from: a
+// subject's id is its token's sub, a caller's the first of its token's
+// azp, client_id and sub.
+var idSources = map[string][]string{"subject": {"sub"}, "caller": {"azp", "client_id", "sub"}}
+
+// withSources is p and, for a subject's or caller's id, the claims it is
+// read from: a hashed /input/subject/id beside the same value in the
+// clear at /input/subject/claims/sub would hide nothing.
+func withSources(p pointer) []pointer {
+	out := []pointer{p}
+	if len(p) == 2 && p[1] == "id" {
+		for _, claim := range idSources[p[0]] {
+			out = append(out, pointer{p[0], "claims", claim})
+		}
+	}
+	return out
 }
 
 // shapeTop applies the masks and hashes to the record's own copies of

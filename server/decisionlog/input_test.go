@@ -203,3 +203,33 @@ func contextDone() (context.Context, context.CancelFunc) {
 	cancel()
 	return ctx, func() {}
 }
+
+// TestMaskCoversTheIDsClaims: a mask or hash of a subject's or caller's
+// id covers the claims the id is read from (sub; azp, client_id, sub),
+// where the same value stood in the clear beside its hash.
+func TestMaskCoversTheIDsClaims(t *testing.T) {
+	input, err := ast.InterfaceToValue(map[string]any{
+		"subject": map[string]any{"id": "alice@example.com", "claims": map[string]any{"sub": "alice@example.com", "tenant": "acme"}},
+		"caller": map[string]any{"id": "payments-svc", "claims": map[string]any{"azp": "payments-svc", "client_id": "payments-svc",
+			"sub": "payments-svc", "scope": "read"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{}, Input: input,
+		SubjectID: "alice@example.com", CallerID: "payments-svc"}
+	for _, opts := range []decisionlog.Options{
+		{Hash: []string{"/input/subject/id", "/input/caller/id"}},
+		{Mask: []string{"/input/subject/id", "/input/caller/id"}},
+	} {
+		line := logLine(t, opts, rec)
+		for _, secret := range []string{"alice@example.com", "payments-svc"} {
+			if strings.Contains(line, secret) {
+				t.Errorf("%+v: %s appears in the record: %s", opts, secret, line)
+			}
+		}
+		if !strings.Contains(line, `"tenant":"acme"`) || !strings.Contains(line, `"scope":"read"`) {
+			t.Errorf("%+v: other claims are gone: %s", opts, line)
+		}
+	}
+}
