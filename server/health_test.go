@@ -11,6 +11,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
@@ -212,5 +213,28 @@ func TestKeySets(t *testing.T) {
 	down.err = nil
 	if w := f.do(t, http.MethodGet, "/health/ready", "", nil, ""); w.Code != http.StatusOK {
 		t.Errorf("ready once every issuer has keys: %d %s", w.Code, w.Body)
+	}
+}
+
+// sourceAt is a Source that last confirmed its policy at a given time.
+type sourceAt time.Time
+
+func (s sourceAt) Status() bundles.Status { return bundles.Status{LastSuccess: time.Time(s)} }
+
+// TestPolicyMetrics: verdict_policy_info names the serving revision (what
+// tells replicas apart), and verdict_policy_last_success_timestamp_seconds
+// when the source last confirmed it (a bundle going stale shows before
+// max_age turns it not ready); without a source, there is no timestamp.
+func TestPolicyMetrics(t *testing.T) {
+	at := time.Date(2026, 12, 2, 5, 0, 0, 0, time.UTC)
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Source = sourceAt(at) }})
+	m := scrape(t, f.srv)
+	wantMetrics(t, m,
+		`verdict_policy_info{revision="`+f.engine.Status().Revision+`"} 1`,
+		`verdict_policy_last_success_timestamp_seconds 1.7961876e+09`,
+	)
+	none := scrape(t, newFixture(t, fixtureOptions{noLoad: true}).srv)
+	if strings.Contains(none, "verdict_policy_info{") || strings.Contains(none, "verdict_policy_last_success_timestamp_seconds ") {
+		t.Errorf("series before a policy or without a source:\n%s", none)
 	}
 }

@@ -145,6 +145,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		decisions, duration, tokens, &keySetCollector{sets: s.keySets}, m.httpRequests, m.httpDuration,
 		&decisionLogCollector{dlog: s.dlog}, &cacheCollector{engine: s.engine},
+		&policyCollector{engine: s.engine, source: s.source},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_policy_reloads_total",
 			Help: "Policy snapshots accepted (loaded and swapped in).",
