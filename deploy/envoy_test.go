@@ -247,10 +247,19 @@ func TestIstio(t *testing.T) {
 		get(callers, "spec", "rules", 0, "to", 0, "operation", "ports", 0) != strconv.Itoa(port) {
 		t.Errorf("verdict-callers policy %v, want ALLOW from mesh principals to port %d", callers, port)
 	}
-	checkIstioCallers(t, c, callers)
 	// The policy guards the shared service's pods: its selector must match
-	// their labels, or it restricts no one.
+	// their labels, or it restricts no one; and /metrics is where the
+	// overlay serves it, on its diagnostic listener when it has one.
 	_, pod := renderOverlay(t, "shared-service")
+	metricsPort := pod.diagAddr
+	if metricsPort == "" {
+		metricsPort = c.Addr
+	}
+	_, metricsPort, err := net.SplitHostPort(metricsPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIstioCallers(t, metricsPort, callers)
 	labels := pod.deployment.Spec.Template.Labels
 	selector, _ := get(callers, "spec", "selector", "matchLabels").(map[string]any)
 	if len(selector) == 0 {
@@ -269,13 +278,9 @@ func TestIstio(t *testing.T) {
 // health paths, which the kubelet's probes reach through Istio's agent
 // without passing the sidecar's inbound listener (a rule for them would let
 // every workload in); and /metrics is allowed only to the monitoring
-// namespace, as GET of that one path on Verdict's HTTP port.
-func checkIstioCallers(t *testing.T, c *config.Config, callers map[string]any) {
+// namespace, as GET of that one path on the port that serves it.
+func checkIstioCallers(t *testing.T, metricsPort string, callers map[string]any) {
 	t.Helper()
-	_, httpPort, err := net.SplitHostPort(c.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	strs := func(v any) []string {
 		var out []string
 		for _, x := range asSlice(v) {
@@ -318,8 +323,8 @@ func checkIstioCallers(t *testing.T, c *config.Config, callers map[string]any) {
 			}
 			metrics = true
 			if !slices.Equal(paths, []string{"/metrics"}) || !slices.Equal(strs(get(op, "methods")), []string{"GET"}) ||
-				!slices.Equal(strs(get(op, "ports")), []string{httpPort}) {
-				t.Errorf("verdict-callers rule %d: %v, want GET /metrics on port %s only", i, op, httpPort)
+				!slices.Equal(strs(get(op, "ports")), []string{metricsPort}) {
+				t.Errorf("verdict-callers rule %d: %v, want GET /metrics on port %s only, where it is served", i, op, metricsPort)
 			}
 			for _, ns := range namespaces {
 				if ns != monitoringNamespace {

@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -506,8 +507,11 @@ func checkLifecycle(t *testing.T, p *verdictPod) {
 	}
 }
 
-// checkResources checks requests and a memory limit (GOMEMLIMIT follows
-// it, the autoscaler measures against the requests).
+// checkResources checks requests (the autoscaler measures against them)
+// and a memory limit, and that GOMEMLIMIT leaves room below it: at the
+// limit itself (the downward API's value), the runtime lets the heap reach
+// what the container may hold in all, and the kernel kills the process
+// before the collector works hard.
 func checkResources(t *testing.T, p *verdictPod) {
 	t.Helper()
 	r := p.container.Resources
@@ -516,8 +520,21 @@ func checkResources(t *testing.T, p *verdictPod) {
 			t.Errorf("%s: no %s request", p, name)
 		}
 	}
-	if q, ok := r.Limits[corev1.ResourceMemory]; !ok || q.IsZero() {
+	limit, ok := r.Limits[corev1.ResourceMemory]
+	if !ok || limit.IsZero() {
 		t.Errorf("%s: no memory limit", p)
+		return
+	}
+	var gomemlimit string
+	for _, e := range p.container.Env {
+		if e.Name == "GOMEMLIMIT" {
+			gomemlimit = e.Value
+		}
+	}
+	// GOMEMLIMIT's units are KiB, MiB, GiB: Kubernetes writes them Ki, Mi, Gi.
+	q, err := resource.ParseQuantity(strings.TrimSuffix(gomemlimit, "B"))
+	if err != nil || q.Value() <= 0 || q.Value() > limit.Value()*95/100 {
+		t.Errorf("%s: GOMEMLIMIT %q (%v), want a value at most 95%% of the memory limit %s", p, gomemlimit, err, limit.String())
 	}
 }
 
