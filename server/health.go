@@ -147,6 +147,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		if ss.LastReloadDuration > 0 {
 			body.Source.LastReloadDuration = ss.LastReloadDuration.String()
 		}
+		// The source counts every reload, those that never reached the
+		// engine too, as the verdict_policy_reload* metrics do.
+		body.Loads, body.LoadFailures = ss.Reloads, ss.ReloadErrors
 		// The source sees every failed reload, those that never reached
 		// the engine too (a policy that does not parse, a bundle that does
 		// not verify), and clears it when the source recovers.

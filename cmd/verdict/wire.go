@@ -178,6 +178,9 @@ func keysFromFile(cfg *config.Config, key, file string, parse func([]byte) ([]to
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", key, file, err)
 	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s %s: holds no keys", key, file)
+	}
 	return token.StaticKeys(keys), nil
 }
 

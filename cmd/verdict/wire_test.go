@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,6 +80,13 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
 	t.Setenv("VERDICT_TEST_HMAC", "")
 	if _, _, err := tokenOptions(c, nil, nil); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
 		t.Errorf("unset env secret: %v, want an error naming tokens.issuers[3]", err)
+	}
+	// A key set without keys is the configuration's error, with its key.
+	authztest.WriteFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": []}`)
+	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32))
+	if _, _, err := tokenOptions(c, nil, nil); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "tokens.issuers[1]") ||
+		!strings.Contains(err.Error(), "holds no keys") {
+		t.Errorf("empty key set: %v, want a configuration error naming tokens.issuers[1]", err)
 	}
 }
 
