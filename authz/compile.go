@@ -10,9 +10,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/open-policy-agent/opa/storage"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"github.com/verdict-pdp/verdict/authz/internal/plan"

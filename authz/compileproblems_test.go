@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -112,5 +113,41 @@ func TestPanickingTestIsAProblem(t *testing.T) {
 	}
 	if st := e.Status(); st.Revision != good.Revision {
 		t.Errorf("serving %q, want the good policy still", st.Revision)
+	}
+}
+
+// TestPanickingTestsFoundAsTheTesterFindsThem: the tests run ahead to find
+// a panic are those OPA's tester runs: a second definition of a name, a
+// test_ rule outside a _test.rego file, a reference head with test_ past
+// its first part, a test after an offline JSON Schema check, chosen by
+// --run as the tester chooses. Each had been missed, and ended the process.
+func TestPanickingTestsFoundAsTheTesterFindsThem(t *testing.T) {
+	const shift = "bits.lsh(1, 1000000000000000000) > 0"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		run   string
+	}{
+		{"a name twice", map[string]string{"authz/p_test.rego": "package authz_test\n\ntest_ok if data.authz.allow\n\ntest_ok if " + shift + "\n"}, ""},
+		{"outside a test file", map[string]string{"authz/more.rego": "package authz\n\ntest_y if " + shift + "\n"}, ""},
+		{"a reference head", map[string]string{"authz/p_test.rego": "package authz_test\n\nsuite.test_z if " + shift + "\n"}, ""},
+		{"after a schema check", map[string]string{"authz/p_test.rego": "package authz_test\n\ntest_s if {\n\t[ok, _] := json.match_schema({}, {\"type\": \"object\"})\n\tok\n\t" + shift + "\n}\n"}, ""},
+		{"chosen by --run", map[string]string{"authz/p_test.rego": "package authz_test\n\ntest_x.y if " + shift + "\n"}, "test_x$"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"authz/p.rego": "package authz\n\nallow := true\n"}
+			maps.Copy(files, tc.files)
+			var ce *authz.CompileError
+			if _, err := authz.RunTests(t.Context(), authztest.Snapshot(t, tc.name, files, nil), authz.TestOptions{Run: tc.run}); !errors.As(err, &ce) ||
+				!strings.Contains(ce.Problems[0].Message, "panicked") {
+				t.Fatalf("RunTests: %v, want a problem naming the panic", err)
+			}
+		})
+	}
+	// A filter the tester matches no test with runs none ahead either.
+	snap := authztest.Snapshot(t, "filtered", map[string]string{"authz/p.rego": "package authz\n\nallow := true\n",
+		"authz/p_test.rego": "package authz_test\n\ntest_x.y if " + shift + "\n"}, nil)
+	if run, err := authz.RunTests(t.Context(), snap, authz.TestOptions{Run: `x\.y$`}); err != nil || len(run.Results) != 0 {
+		t.Errorf("RunTests with a filter matching no test: %v, %v", run, err)
 	}
 }

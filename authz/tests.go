@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/open-policy-agent/opa/rego"
-	"github.com/open-policy-agent/opa/storage"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 
@@ -185,7 +185,9 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 // panic (bits.lsh by a huge count) cannot be recovered and ends the
 // process: under policy.require_tests, a saved test file would stop the
 // server, and again at every restart. Errors and results are the
-// tester's to report; only a panic is looked for here.
+// tester's to report; only a panic is looked for here. Tests are chosen
+// as the tester chooses them (testRef), and evaluated without early exit,
+// so that every definition of a name runs.
 func panickingTest(ctx context.Context, c *ast.Compiler, store storage.Store, txn storage.Transaction, timeout time.Duration, run string) (*bundles.Problem, error) {
 	var match *regexp.Regexp
 	if run != "" {
@@ -194,16 +196,15 @@ func panickingTest(ctx context.Context, c *ast.Compiler, store storage.Store, tx
 			return nil, fmt.Errorf("authz: tests: %w", err)
 		}
 	}
+	done := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(c.Modules)) {
-		if !strings.HasSuffix(name, "_test.rego") {
-			continue
-		}
 		m := c.Modules[name]
 		for _, r := range m.Rules {
-			ref := m.Package.Path.Extend(r.Head.Ref().GroundPrefix())
-			if !strings.HasPrefix(r.Head.Ref()[0].String(), tester.TestPrefix) || match != nil && !match.MatchString(ref.String()) {
+			ref, ok := testRef(m, r)
+			if !ok || done[ref.String()] || match != nil && !match.MatchString(ref.String()) {
 				continue
 			}
+			done[ref.String()] = true
 			if p := evalRecovered(ctx, c, store, txn, ref, timeout); p != nil {
 				return &bundles.Problem{File: r.Location.File, Line: r.Location.Row, Col: r.Location.Col, Code: "verdict_test_error",
 					Message: fmt.Sprintf("test %v panicked inside OPA: %v", ref, p)}, nil
@@ -213,19 +214,50 @@ func panickingTest(ctx context.Context, c *ast.Compiler, store storage.Store, tx
 	return nil, nil
 }
 
-// evalRecovered evaluates ref once within timeout and returns what it
-// panicked with, or nil. The built-in functions that reach the network
-// answer null here: the test's own run is the one that may call them.
+// testRef is what OPA's tester (tester.Runner's shouldRun) runs for r: the
+// reference up to the first part of r's ground prefix named test_ (a
+// todo_ part, a test skipped, ends the search), and whether there is one.
+// A function is not a test.
+func testRef(m *ast.Module, r *ast.Rule) (ast.Ref, bool) {
+	if len(r.Head.Args) > 0 {
+		return nil, false
+	}
+	prefix := r.Head.Ref().GroundPrefix()
+	for i, t := range prefix {
+		var name string
+		switch v := t.Value.(type) {
+		case ast.Var:
+			name = string(v)
+		case ast.String:
+			name = string(v)
+		}
+		switch {
+		case strings.HasPrefix(name, tester.TestPrefix):
+			return m.Package.Path.Extend(prefix[:i+1]), true
+		case strings.HasPrefix(name, tester.SkipTestPrefix):
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// evalRecovered evaluates ref once within timeout, every definition of it
+// (no early exit), and returns what it panicked with, or nil. The
+// built-in functions that reach the network answer null here: the test's
+// own run is the one that may call them.
 func evalRecovered(ctx context.Context, c *ast.Compiler, store storage.Store, txn storage.Transaction, ref ast.Ref, timeout time.Duration) (panicked any) {
 	defer func() { panicked = recover() }()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	query := ref.String()
-	for _, b := range networkBuiltins {
+	for _, b := range []ast.Ref{ast.HTTPSend.Ref(), ast.NetLookupIPAddr.Ref()} {
 		query += " with " + b.String() + " as null"
 	}
-	_, _ = rego.New(rego.Compiler(c), rego.Store(store), rego.Transaction(txn), rego.Query(query),
-		rego.StrictBuiltinErrors(true)).Eval(ctx)
+	pq, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Transaction(txn), rego.Query(query),
+		rego.StrictBuiltinErrors(true)).PrepareForEval(ctx)
+	if err == nil {
+		_, _ = pq.Eval(ctx, rego.EvalTransaction(txn), rego.EvalEarlyExit(false))
+	}
 	return nil
 }
 

@@ -238,3 +238,16 @@ func TestPolicyMetrics(t *testing.T) {
 		t.Errorf("series before a policy or without a source:\n%s", none)
 	}
 }
+
+// TestPolicyInfoInvalidUTF8: a revision that is not UTF-8 (an embedding
+// program's snapshot may carry any bytes) is labelled with its invalid
+// bytes replaced; the collector's panic failed every metric of the scrape.
+func TestPolicyInfoInvalidUTF8(t *testing.T) {
+	f := newFixture(t, fixtureOptions{noLoad: true})
+	snap := authztest.Policy(t, "utf8", "package authz\n\nallow := true\n")
+	snap.Revision = "bad\xffrev"
+	if err := f.engine.Load(t.Context(), snap); err != nil {
+		t.Fatal(err)
+	}
+	wantMetrics(t, scrape(t, f.srv), "verdict_policy_info{revision=\"bad\uFFFDrev\"} 1", "verdict_policy_ready 1")
+}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -28,7 +30,9 @@ func (c *policyCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
 	if rev := c.engine.Status().Revision; rev != "" {
-		ch <- prometheus.MustNewConstMetric(policyInfo, prometheus.GaugeValue, 1, rev)
+		// A label must be UTF-8, or the whole scrape fails; an embedding
+		// program's revision may be any bytes.
+		ch <- prometheus.MustNewConstMetric(policyInfo, prometheus.GaugeValue, 1, strings.ToValidUTF8(rev, "\uFFFD"))
 	}
 	if c.source == nil {
 		return

@@ -114,10 +114,13 @@ func (p *Poller) persistConfirmed() {
 		err = atomicfile.Write(mp, mb, atomicfile.PrivateFile, atomicfile.PrivateDir)
 	}
 	if err != nil {
-		p.log.Warn("policy bundle confirmation not persisted", "origin", p.origin, "error", err)
+		if err.Error() != p.confirmErr { // once per distinct failure, not every poll
+			p.log.Warn("policy bundle confirmation not persisted", "origin", p.origin, "error", err)
+		}
+		p.confirmErr = err.Error()
 		return
 	}
-	p.savedMeta = m
+	p.savedMeta, p.confirmErr = m, ""
 }
 
 // persist atomically replaces the persisted bundle with raw, unless it
@@ -130,6 +133,9 @@ func (p *Poller) persist(raw []byte, etag, revision string) error {
 	if key == p.saved {
 		return nil
 	}
+	// Until this bundle is saved whole, nothing persisted is the server's:
+	// no confirmation may be written onto the bundle it replaces.
+	p.saved, p.savedMeta = "", meta{}
 	bp, mp := p.persistPaths()
 	m := meta{URL: p.opts.URL, ETag: etag, Revision: revision, SavedAt: p.now().UTC()}
 	mb, err := json.Marshal(m)

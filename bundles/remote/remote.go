@@ -134,8 +134,9 @@ type Poller struct {
 
 	// Run's goroutine only: the persistence key and companion of the
 	// bundle last persisted.
-	saved     string
-	savedMeta meta
+	saved      string
+	savedMeta  meta
+	confirmErr string // the last failure to persist a confirmation
 
 	mu       sync.Mutex
 	etag     string    // ETag of the bundle the sink holds

@@ -672,3 +672,38 @@ func TestPollerConfirmationPersisted(t *testing.T) {
 		t.Errorf("304s %d, confirmed_at %s; want the 304 recorded", srv.got304.Load(), confirmed())
 	}
 }
+
+// TestPollerNoConfirmationAfterFailedPersist: when a new bundle cannot be
+// persisted, no poll confirms the bundle persisted before it, which the
+// server no longer serves. A confirmation was written onto it, and a
+// restart served it as fresh.
+func TestPollerNoConfirmationAfterFailedPersist(t *testing.T) {
+	persist := t.TempDir()
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-A", nil))
+	_, st, sink := startPoller(t, remote.Options{URL: srv.URL, PersistDir: persist, MaxAge: 200 * time.Millisecond}, 4)
+	st.polled(t)
+	sink.Next(t, wait)
+	bundlesOnDisk, _ := filepath.Glob(filepath.Join(persist, "*.tar.gz"))
+	if len(bundlesOnDisk) != 1 {
+		t.Fatalf("persisted %v", bundlesOnDisk)
+	}
+	// The next bundle cannot be written: a directory stands in its place.
+	bundletest.Must(t, os.Remove(bundlesOnDisk[0]))
+	bundletest.Must(t, os.Mkdir(bundlesOnDisk[0], 0o700))
+	srv.set(func(s *server) { s.body = bundletest.Tarball(t, policy(2), nil, "rev-B", nil) })
+	time.Sleep(60 * time.Millisecond) // past MaxAge/4
+	st.next()
+	st.polled(t)
+	sink.Next(t, wait)
+	time.Sleep(60 * time.Millisecond)
+	st.next()
+	st.polled(t) // a 304 for rev-B
+	metas, _ := filepath.Glob(filepath.Join(persist, "*.json"))
+	for _, m := range metas {
+		raw, err := os.ReadFile(m)
+		bundletest.Must(t, err)
+		if strings.Contains(string(raw), "confirmed_at") {
+			t.Errorf("a confirmation was persisted beside a bundle the server no longer serves: %s", raw)
+		}
+	}
+}

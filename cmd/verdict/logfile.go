@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -8,12 +10,17 @@ import (
 
 // logFile is the decision log's file, which SIGHUP reopens by its name: a
 // log rotated by renaming it (logrotate's default) is then written anew
-// instead of into the renamed file for as long as the process lives. Its
-// methods do nothing on a nil *logFile (the log goes elsewhere).
+// instead of into the renamed file for as long as the process lives. The
+// switch happens at a line's end, never inside a record (the log's writer
+// may hand a record over in two writes). Its methods do nothing on a nil
+// *logFile (the log goes elsewhere).
 type logFile struct {
 	path string
 	mu   sync.Mutex
 	f    *os.File
+	next *os.File // reopened, waiting for the line in f to end
+	// midLine says the last write to f did not end a line.
+	midLine bool
 }
 
 // openLogFile opens path for appending, creating it (mode 0640).
@@ -25,15 +32,41 @@ func openLogFile(path string) (*logFile, error) {
 	return &logFile{path: path, f: f}, nil
 }
 
-// Write appends p to the file open now.
+// Write appends p: to the file open now, and after a reopen, from the end
+// of the line under way on, to the new one.
 func (l *logFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Write(p)
+	n := 0
+	if l.next != nil {
+		end := bytes.IndexByte(p, '\n')
+		if end < 0 {
+			return l.write(p)
+		}
+		m, err := l.write(p[:end+1])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		l.f.Close()
+		l.f, l.next = l.next, nil
+		p = p[end+1:]
+	}
+	m, err := l.write(p)
+	return n + m, err
 }
 
-// Reopen opens the file by its name again and writes there from now on;
-// on failure the file open before stays in use.
+// write writes p to f and notes whether a line is under way.
+func (l *logFile) write(p []byte) (int, error) {
+	n, err := l.f.Write(p)
+	if n > 0 {
+		l.midLine = p[n-1] != '\n'
+	}
+	return n, err
+}
+
+// Reopen opens the file by its name again and writes there from the next
+// line on; on failure the file open before stays in use.
 func (l *logFile) Reopen() error {
 	if l == nil {
 		return nil
@@ -43,18 +76,29 @@ func (l *logFile) Reopen() error {
 		return fmt.Errorf("decision log: reopen: %w", err)
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.next != nil { // reopened twice within one line
+		l.next.Close()
+	}
+	if l.midLine {
+		l.next = f
+		return nil
+	}
 	old := l.f
 	l.f = f
-	l.mu.Unlock()
 	return old.Close()
 }
 
-// Close closes the file open now.
+// Close closes the file open now, and one reopened and not yet in use.
 func (l *logFile) Close() error {
 	if l == nil {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Close()
+	var err error
+	if l.next != nil {
+		err = l.next.Close()
+	}
+	return errors.Join(l.f.Close(), err)
 }

@@ -166,6 +166,13 @@ func TestServeEntrypoint(t *testing.T) {
 	defer cancel()
 	base, stderr, done := serveArgs(t, ctx, io.Discard, "--policies", "../../policies/examples/authzen-todo",
 		"--entrypoint", "todo", "--addr", "127.0.0.1:0")
+	waitReady(t, base, stderr)
+	stopServe(t, cancel, done, stderr)
+}
+
+// waitReady fails t unless the server at base is ready within 10 s.
+func waitReady(t *testing.T, base string, stderr *authztest.SyncBuffer) {
+	t.Helper()
 	resp, err := http.Get(base + "/health/ready")
 	for deadline := time.Now().Add(10 * time.Second); err == nil && resp.StatusCode != http.StatusOK && time.Now().Before(deadline); {
 		resp.Body.Close()
@@ -176,7 +183,6 @@ func TestServeEntrypoint(t *testing.T) {
 		t.Fatalf("not ready: %v %v\n%s", resp, err, stderr.String())
 	}
 	resp.Body.Close()
-	stopServe(t, cancel, done, stderr)
 }
 
 // TestServeSIGHUPReopensDecisionLog: SIGHUP reopens the decision log's
@@ -192,6 +198,7 @@ func TestServeSIGHUPReopensDecisionLog(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	base, stderr, done := serve(t, ctx, cfg, io.Discard)
+	waitReady(t, base, stderr)
 	decide := func() {
 		t.Helper()
 		resp, err := http.Post(base+"/v1/decide", "application/json", strings.NewReader(`{"action":"catalog:read"}`))

@@ -57,39 +57,49 @@ func newInputShaper(mask, hash []string, key []byte) (*inputShaper, error) {
 		return nil, fmt.Errorf("%w: the hash key has %d bytes, want at least %d", ErrOptions, len(key), MinHashKeyBytes)
 	}
 	s := &inputShaper{key: bytes.Clone(key)}
+	named := map[string]bool{} // every pointer given, masked or hashed
+	add := func(to *[]pointer, p pointer) {
+		if !named[strings.Join(p, "/")] { // once: a field hashed twice is a hash of its hash
+			named[strings.Join(p, "/")] = true
+			*to = append(*to, p)
+		}
+	}
 	for _, m := range mask {
 		p, err := parsePointer(m)
 		if err != nil {
 			return nil, fmt.Errorf("%w: mask %w", ErrOptions, err)
 		}
-		s.mask = append(s.mask, withSources(p)...)
+		add(&s.mask, p)
 	}
 	for _, h := range hash {
 		p, err := parsePointer(h)
 		if err != nil {
 			return nil, fmt.Errorf("%w: hash %w", ErrOptions, err)
 		}
-		s.hash = append(s.hash, withSources(p)...)
+		add(&s.hash, p)
+	}
+	// An id's sources follow its id, unless they are named themselves.
+	for _, list := range []*[]pointer{&s.mask, &s.hash} {
+		for _, p := range *list {
+			if len(p) == 2 && p[1] == "id" {
+				for _, src := range idSources[p[0]] {
+					add(list, append(pointer{p[0]}, src...))
+				}
+			}
+		}
 	}
 	return s, nil
 }
 
-// idSources are the claims an identity in the input is read from: a
-// subject's id is its token's sub, a caller's the first of its token's
-// azp, client_id and sub.
-var idSources = map[string][]string{"subject": {"sub"}, "caller": {"azp", "client_id", "sub"}}
-
-// withSources is p and, for a subject's or caller's id, the claims it is
-// read from: a hashed /input/subject/id beside the same value in the
-// clear at /input/subject/claims/sub would hide nothing.
-func withSources(p pointer) []pointer {
-	out := []pointer{p}
-	if len(p) == 2 && p[1] == "id" {
-		for _, claim := range idSources[p[0]] {
-			out = append(out, pointer{p[0], "claims", claim})
-		}
-	}
-	return out
+// idSources are the fields an identity in the input is read from: a
+// subject's id is its token's sub; a caller's is its certificate's SPIFFE
+// ID, DNS name or subject, or its token's azp, client_id or sub. A hashed
+// /input/subject/id beside the same value in the clear at
+// /input/subject/claims/sub would hide nothing.
+var idSources = map[string][]pointer{
+	"subject": {{"claims", "sub"}},
+	"caller": {{"claims", "azp"}, {"claims", "client_id"}, {"claims", "sub"}, {"spiffe_id"},
+		{"certificate", "uris"}, {"certificate", "dns_names"}, {"certificate", "subject"}},
 }
 
 // shapeTop applies the masks and hashes to the record's own copies of

@@ -232,4 +232,27 @@ func TestMaskCoversTheIDsClaims(t *testing.T) {
 			t.Errorf("%+v: other claims are gone: %s", opts, line)
 		}
 	}
+	// Named itself, a source is shaped as named, once: a hash of the id
+	// and of the claim are the same hash (not a hash of a hash), and a
+	// claim hashed beside a masked id stays hashed.
+	m := logOne(t, decisionlog.Options{Hash: []string{"/input/subject/id", "/input/subject/claims/sub", "/input/subject/id"}}, rec)
+	subject := m["input"].(map[string]any)["subject"].(map[string]any)
+	if subject["id"] != subject["claims"].(map[string]any)["sub"] || m["subject_id"] != subject["id"] {
+		t.Errorf("id %v, claims.sub %v, subject_id %v: want one hash", subject["id"], subject["claims"].(map[string]any)["sub"], m["subject_id"])
+	}
+	m = logOne(t, decisionlog.Options{Mask: []string{"/input/subject/id"}, Hash: []string{"/input/subject/claims/sub"}}, rec)
+	if sub, _ := m["input"].(map[string]any)["subject"].(map[string]any)["claims"].(map[string]any)["sub"].(string); !strings.HasPrefix(sub, "sha256:") {
+		t.Errorf("claims.sub %q, want it hashed as named", sub)
+	}
+	// A caller proved by its certificate: the id's sources are there.
+	mtls, err := ast.InterfaceToValue(map[string]any{"caller": map[string]any{"id": "spiffe://acme/ns/x/sa/pay", "spiffe_id": "spiffe://acme/ns/x/sa/pay",
+		"certificate": map[string]any{"uris": []any{"spiffe://acme/ns/x/sa/pay"}, "subject": "CN=pay", "issuer": "CN=acme-ca"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := logLine(t, decisionlog.Options{Mask: []string{"/input/caller/id"}}, decisionlog.Record{DecisionID: "D2", Time: time.Unix(0, 0),
+		Reasons: []string{}, Input: mtls, CallerID: "spiffe://acme/ns/x/sa/pay"})
+	if strings.Contains(line, "sa/pay") || strings.Contains(line, "CN=pay") || !strings.Contains(line, "CN=acme-ca") {
+		t.Errorf("a masked certificate caller's id stays in the record, or its issuer is gone: %s", line)
+	}
 }
