@@ -106,9 +106,11 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	if err != nil && !errors.Is(err, authz.ErrToken) && !errors.Is(err, authz.ErrCaller) {
 		_, rec.Error = answer(decideAPI, *d, err, true)
 	}
-	// A decision made by policy may go to the shadow, which logs it once
-	// the candidate has answered.
-	if err == nil && s.shadow != nil && s.shadow.offer(rec) {
+	// A decision made by policy, or failed in it (a deny the candidate may
+	// turn into an allow), may go to the shadow, which logs it once the
+	// candidate has answered; one refused before any policy ran has no
+	// input to offer.
+	if s.shadow != nil && s.shadow.offer(rec) {
 		return
 	}
 	if s.dlog != nil {

@@ -237,6 +237,8 @@ func (sh *Shadow) compare(ctx context.Context, rec decisionlog.Record) {
 	switch {
 	case errors.Is(err, authz.ErrNotReady):
 		o = ShadowSkipped
+	case err != nil && rec.Error != "":
+		o = ShadowSame // both failed: both deny
 	case err != nil:
 		o = ShadowError
 	case rec.Allow && !d.Allow:

@@ -299,3 +299,45 @@ func TestNewShadowOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowLiveErrors: a live decision that failed in its policy (a deny,
+// with its input) is shadowed too: the candidate allowing it is a
+// deny_to_allow, the one thing a shadow is there to catch; failing as well
+// is the same answer. Such decisions went to no counter at all.
+func TestShadowLiveErrors(t *testing.T) {
+	conflict := "package authz\n\nheaders := {\"x-conflict\": \"1\"} if input.action.name == \"orders:read\"\n"
+	for _, tc := range []struct {
+		name string
+		cand *authz.Engine
+		want ShadowOutcome
+	}{
+		{"candidate allows", candidate(t, nil, "", true), ShadowDenyToAllow},
+		{"candidate fails too", candidate(t, nil, conflict, true), ShadowSame},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, sh := shadowFixture(t, tc.cand, ShadowOptions{})
+			live, err := bundles.ReadFS(policies.FS(), bundles.ReadOptions{Origin: "live"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			live.Modules = append(slices.Clone(live.Modules), bundles.Module{Path: "conflict.rego", Raw: []byte(conflict)})
+			live.Revision = "live-conflict"
+			if err := f.engine.Load(t.Context(), live); err != nil {
+				t.Fatal(err)
+			}
+			stop := runShadow(t, sh)
+			w := f.do(t, http.MethodPost, "/v1/decide", jsonBody(t, map[string]any{"token": f.mint(t, "alice", "viewer"), "action": "orders:read"}), nil, "")
+			if w.Code != http.StatusInternalServerError {
+				t.Fatalf("live answer %d %s, want a policy error", w.Code, w.Body)
+			}
+			stop()
+			if got := sh.Count(tc.want); got != 1 {
+				t.Errorf("%s: %d, want 1 (same %d, deny_to_allow %d, error %d)", tc.want, got,
+					sh.Count(ShadowSame), sh.Count(ShadowDenyToAllow), sh.Count(ShadowError))
+			}
+			if recs := f.log.records(); len(recs) != 1 {
+				t.Errorf("%d records, want the decision logged once", len(recs))
+			}
+		})
+	}
+}

@@ -37,9 +37,11 @@ func newReplayCommand() *cobra.Command {
 it with the input document of each decision), evaluates every recorded input
 against the candidate policies in PATH (a directory, a .rego file or a bundle
 file; --bundle FILE names a bundle file) as of the decision's recorded time, and reports how many decisions stay
-the same and which flip: allow to deny, deny to allow, or an error. Records
-without an input (requests refused before any policy ran, such as an invalid
-token) are skipped.
+the same and which flip: allow to deny, deny to allow, or an error. A
+decision that failed in its policy was a deny: a candidate allowing it is a
+flip, one failing as well answers the same. Records without an input
+(requests refused before any policy ran, such as an invalid token) are
+skipped.
 
 Exit status: 0 nothing flipped or erred, 1 something did (so that it gates a
 policy change in CI), 2 a usage error or a candidate that does not load (its
@@ -172,8 +174,8 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 			return nil, fmt.Errorf("--log line %d: not a decision record: %w", line, err)
 		}
 		r.Total++
-		if len(rec.Input) == 0 || rec.Error != "" {
-			r.Skipped++ // refused before any policy ran, or failed: nothing to replay
+		if len(rec.Input) == 0 {
+			r.Skipped++ // refused before any policy ran: nothing to replay
 			continue
 		}
 		var input any
@@ -186,6 +188,8 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 		was := outcome{Allow: rec.Allow, Reasons: nonNil(rec.Reasons)}
 		now := outcome{Allow: d.Allow, Reasons: nonNil(d.Reasons)}
 		switch {
+		case err != nil && rec.Error != "":
+			r.Same++ // it failed then too: a deny both times
 		case err != nil:
 			r.Errors++
 			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now, Error: err.Error()})

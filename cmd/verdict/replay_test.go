@@ -189,3 +189,45 @@ func TestReplayReportPrintable(t *testing.T) {
 		t.Errorf("report:\n%s", out)
 	}
 }
+
+// TestReplayLiveErrors: a recorded decision that failed in its policy (a
+// deny, with its input) is replayed: a candidate allowing it is a
+// deny→allow flip (exit 1), one failing as well the same answer. Such
+// records were skipped as if they had no input, and a candidate turning
+// failed requests into allows passed.
+func TestReplayLiveErrors(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	log, ds := recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
+	raw, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the live policy failed on it: a deny with an error, its input kept.
+	failed := strings.Replace(strings.Replace(string(raw), `"allow":true`, `"allow":false,"error":"policy_error"`, 1), `"reasons":["role viewer grants orders:read"]`, `"reasons":["policy_error: conflict"]`, 1)
+	if failed == string(raw) {
+		t.Fatalf("record not rewritten: %s", raw)
+	}
+	authztest.WriteFile(t, log, failed)
+	code, out, stderr := verdict(t, "replay", "--log", log, "--policies", "../../policies", "--json")
+	var r replayReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 || r.DenyToAllow != 1 || r.Skipped != 0 || len(r.Flips) != 1 || r.Flips[0].DecisionID != ds[0].ID {
+		t.Fatalf("exit %d, report %+v (%v)\n%s", code, r, err, stderr)
+	}
+	// A candidate that fails on it too answers the same.
+	candidate := t.TempDir()
+	copyDir(t, "../../policies/authz", filepath.Join(candidate, "authz"))
+	data, err := os.ReadFile("../../policies/data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, filepath.Join(candidate, "data.json"), string(data))
+	authztest.WriteFile(t, filepath.Join(candidate, "authz", "conflict.rego"), "package authz\n\nheaders := {\"x-conflict\": \"1\"} if input.action.name == \"orders:read\"\n")
+	code, out, stderr = verdict(t, "replay", "--log", log, "--policies", candidate, "--json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.Same != 1 || r.Errors != 0 {
+		t.Fatalf("failing candidate: exit %d, report %+v (%v)\n%s", code, r, err, stderr)
+	}
+}
