@@ -264,7 +264,8 @@ var networkBuiltins = []ast.Ref{ast.HTTPSend.Ref(), ast.NetLookupIPAddr.Ref(),
 
 // networkCalls returns a problem at every call of a networkBuiltins
 // function in modules, and at every with that puts one in a function's
-// place; a with that replaces one (a test's mock) is not a call.
+// place; a with that replaces one (a test's mock) is not a call, and
+// neither is a call it replaces (http.send(req) with http.send as mock).
 func networkCalls(modules map[string]*ast.Module) []bundles.Problem {
 	var problems []bundles.Problem
 	found := func(ref ast.Ref, loc *ast.Location) {
@@ -282,22 +283,55 @@ func networkCalls(modules map[string]*ast.Module) []bundles.Problem {
 		r, ok := t.Value.(ast.Ref)
 		return r, ok && isNetwork(r)
 	}
+	// checkExpr looks at e and what it holds; mocked are the network
+	// built-ins a with replaces there (e's own, and those of the
+	// expressions around it), whose calls are not calls.
+	var checkExpr func(e *ast.Expr, mocked []ast.Ref)
+	checkExpr = func(e *ast.Expr, mocked []ast.Ref) {
+		for _, w := range e.With {
+			if r, ok := network(w.Value); ok {
+				found(r, w.Location)
+			}
+			if r, ok := network(w.Target); ok {
+				mocked = append(mocked[:len(mocked):len(mocked)], r)
+			}
+		}
+		live := func(r ast.Ref) bool {
+			return isNetwork(r) && !slices.ContainsFunc(mocked, func(m ast.Ref) bool { return m.Equal(r) })
+		}
+		if e.IsCall() && live(e.Operator()) {
+			found(e.Operator(), e.Location)
+		}
+		ast.WalkNodes(e, func(n ast.Node) bool {
+			switch x := n.(type) {
+			case *ast.Expr:
+				if x != e {
+					checkExpr(x, mocked)
+					return true
+				}
+			case *ast.With:
+				return true // looked at above
+			case *ast.Term:
+				if call, ok := x.Value.(ast.Call); ok && len(call) > 0 {
+					if r, ok := call[0].Value.(ast.Ref); ok && live(r) {
+						found(r, x.Location)
+					}
+				}
+			}
+			return false
+		})
+	}
 	for _, name := range slices.Sorted(maps.Keys(modules)) {
 		ast.WalkNodes(modules[name], func(n ast.Node) bool {
 			switch x := n.(type) {
 			case *ast.Expr:
-				if x.IsCall() && isNetwork(x.Operator()) {
-					found(x.Operator(), x.Location)
-				}
+				checkExpr(x, nil)
+				return true
 			case *ast.Term:
 				if call, ok := x.Value.(ast.Call); ok && len(call) > 0 {
 					if r, ok := network(call[0]); ok {
 						found(r, x.Location)
 					}
-				}
-			case *ast.With:
-				if r, ok := network(x.Value); ok {
-					found(r, x.Location)
 				}
 			}
 			return false

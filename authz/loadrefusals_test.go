@@ -24,13 +24,14 @@ func TestNoNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, src := range map[string]string{
-		"a statement":       "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n",
-		"a nested call":     "package authz\n\nallow if count(net.lookup_ip_addr(input.resource.host)) > 0\n",
-		"an assignment":     "package authz\n\nallow if {\n\tr := http.send({\"method\": \"GET\", \"url\": input.resource.url})\n\tr.status_code == 200\n}\n",
-		"a with's value":    "package authz\n\nf(_) := true\n\nallow if f(1) with f as http.send\n",
-		"a function's body": "package authz\n\nget(u) := http.send({\"method\": \"GET\", \"url\": u})\n\nallow if get(\"http://192.0.2.1\")\n",
-		"a schema's $ref":   "package authz\n\nallow if json.match_schema({}, {\"$ref\": \"http://192.0.2.1/s\"})[0]\n",
-		"a verified schema": "package authz\n\nallow if json.verify_schema({\"$ref\": \"file:///etc/passwd\"})[0]\n",
+		"a statement":               "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n",
+		"a nested call":             "package authz\n\nallow if count(net.lookup_ip_addr(input.resource.host)) > 0\n",
+		"an assignment":             "package authz\n\nallow if {\n\tr := http.send({\"method\": \"GET\", \"url\": input.resource.url})\n\tr.status_code == 200\n}\n",
+		"a with's value":            "package authz\n\nf(_) := true\n\nallow if f(1) with f as http.send\n",
+		"a function's body":         "package authz\n\nget(u) := http.send({\"method\": \"GET\", \"url\": u})\n\nallow if get(\"http://192.0.2.1\")\n",
+		"a schema's $ref":           "package authz\n\nallow if json.match_schema({}, {\"$ref\": \"http://192.0.2.1/s\"})[0]\n",
+		"a verified schema":         "package authz\n\nallow if json.verify_schema({\"$ref\": \"file:///etc/passwd\"})[0]\n",
+		"a call under another with": "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"}) with input as {}\n",
 	} {
 		err := e.Load(t.Context(), authztest.Policy(t, name, src))
 		var ce *authz.CompileError
@@ -169,3 +170,21 @@ func TestRequestValuesCyclic(t *testing.T) {
 
 // maxDepthUnder is a nesting the engine converts: the bound is 1000 levels.
 const maxDepthUnder = 990
+
+// TestNoNetworkMockedCalls: a call that a with on its own expression, or
+// on an expression around it, replaces by a mock is no call to the network
+// (http.send(req) with http.send as mock, in a test); it was refused, so
+// tests that mocked http.send needed --allow-net.
+func TestNoNetworkMockedCalls(t *testing.T) {
+	const policy = "package authz\n\nallow := true\n"
+	for name, test := range map[string]string{
+		"on its expression": "package authz_test\n\ntest_mock if {\n\tr := http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"}) with http.send as {\"status_code\": 200}\n\tr.status_code == 200\n}\n",
+		"around it":         "package authz_test\n\ntest_mock if {\n\tcount([r | r := http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})]) == 1 with http.send as {\"status_code\": 200}\n}\n",
+	} {
+		snap := authztest.Snapshot(t, name, map[string]string{"authz/p.rego": policy, "authz/p_test.rego": test}, nil)
+		run, err := authz.RunTests(t.Context(), snap, authz.TestOptions{NoNetwork: true})
+		if err != nil || run.Failed() || len(run.Results) != 1 {
+			t.Errorf("%s: %v, %+v; want the mocked test to run and pass", name, err, run)
+		}
+	}
+}
