@@ -242,6 +242,10 @@ func TestPolicyContract(t *testing.T) {
 			wantReasons: []string{"policy: allow is not true"}},
 		{name: "header value injection", rego: "allow := true\nheaders := {\"x-user\": \"a\\r\\nx-admin: true\"}", wantErr: authz.ErrPolicy},
 		{name: "header name invalid", rego: "allow := true\nheaders := {\"x user\": \"a\"}", wantErr: authz.ErrPolicy},
+		// A framing header broke the forward-auth answer that carried it.
+		{name: "header content-length", rego: "allow := true\nheaders := {\"content-length\": \"100\", \"x-ok\": \"1\"}", wantErr: authz.ErrPolicy},
+		{name: "header Transfer-Encoding", rego: "allow := true\nheaders := {\"Transfer-Encoding\": \"chunked\"}", wantErr: authz.ErrPolicy},
+		{name: "header connection", rego: "allow := true\nheaders := {\"connection\": \"close\"}", wantErr: authz.ErrPolicy},
 		{name: "header value not string", rego: "allow := true\nheaders := input.resource.h", resource: map[string]any{"h": map[string]any{"x-n": 1}},
 			wantErr: authz.ErrPolicy},
 		{name: "conflict at eval", rego: "allow := input.resource.v\nallow := true", resource: map[string]any{"v": false}, wantErr: authz.ErrPolicy},

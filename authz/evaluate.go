@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/textproto"
 	"runtime/debug"
 	"time"
 
@@ -153,8 +154,16 @@ func stringList(t *ast.Term) ([]string, error) {
 	return out, nil
 }
 
+// framingHeaders are the headers a decision may not set: they describe the
+// message or the connection that carries it (hop-by-hop, RFC 9110 7.6.1),
+// not the request, and a forward-auth answer carrying the policy's
+// Content-Length, say, is a broken response.
+var framingHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Host": true, "Keep-Alive": true,
+	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true}
+
 // headerMap reads the policy's headers, refusing names and values that are
-// not valid HTTP (a value with CR or LF could inject headers downstream).
+// not valid HTTP (a value with CR or LF could inject headers downstream),
+// and the framing headers.
 func headerMap(t *ast.Term) (map[string]string, error) {
 	if t == nil {
 		return nil, nil
@@ -178,6 +187,9 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		}
 		if !httpguts.ValidHeaderFieldName(string(name)) {
 			return fmt.Errorf("%q is not a valid header name", string(name))
+		}
+		if framingHeaders[textproto.CanonicalMIMEHeaderKey(string(name))] {
+			return fmt.Errorf("%q frames the message, it does not describe the request: a decision may not set it", string(name))
 		}
 		if !httpguts.ValidHeaderFieldValue(string(value)) {
 			return fmt.Errorf("%q has a value that is not a valid header value", string(name))
