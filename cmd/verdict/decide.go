@@ -92,7 +92,7 @@ Without --config, tokens are trusted only from the development issuer whose key
 	fl.StringVar(&f.explain, "explain", "", "explain the decision: the rules that produced it, with file:row and value, on stderr (text) or in the JSON (json)")
 	fl.Lookup("explain").NoOptDefVal = "text"
 	fl.StringVar(&f.input, "input", "", "evaluate this whole input document (a JSON file, - for stdin) instead of building one: no token is verified")
-	fl.StringVar(&f.at, "time", "", "decide as of this time (RFC 3339): input.context.time and the clock builtins")
+	fl.StringVar(&f.at, "time", "", "decide as of this time (RFC 3339): input.context.time (with --input too), the clock builtins, and the token's validity")
 	addFollowLinks(fl, &f.followLinks)
 	addAllowNet(fl, &f.allowNet)
 	return cmd
@@ -134,9 +134,10 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	opts.Print = func(_ context.Context, loc, msg string) {
 		fmt.Fprintf(stderr, "%s: %s\n", printable.String(loc), printable.String(msg))
 	}
+	var at time.Time
 	if f.at != "" {
-		at, err := time.Parse(time.RFC3339, f.at)
-		if err != nil {
+		var err error
+		if at, err = time.Parse(time.RFC3339, f.at); err != nil {
 			return usageError("--time %q: want RFC 3339, e.g. 2026-12-01T09:00:00Z", f.at)
 		}
 		opts.Now = func() time.Time { return at }
@@ -148,6 +149,11 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if f.input != "" {
 		if input, err = readInput(cmd, f.input); err != nil {
 			return usageError("--input: %v", err)
+		}
+		if !at.IsZero() {
+			if input, err = withContextTime(input, at); err != nil {
+				return usageError("--input with --time: %v", err)
+			}
 		}
 	} else if req, err = f.request(); err != nil {
 		return &exitCode{code: exitError, err: err}
@@ -170,6 +176,9 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		d, err = engine.EvaluateInput(cmd.Context(), input, authz.InputOptions{Explain: req.Explain})
 	} else {
 		d, err = engine.Decide(cmd.Context(), req)
+	}
+	if !at.IsZero() && (errors.Is(err, token.ErrExpired) || errors.Is(err, token.ErrNotYetValid)) {
+		fmt.Fprintln(stderr, "verdict: the token is checked as of --time too: mint one valid then, or leave --time out")
 	}
 	if errors.Is(err, token.ErrKeysUnavailable) {
 		// The issuer's keys could not be fetched (or are stale): an outage,
@@ -316,4 +325,24 @@ func fetchKeysOnce(ctx context.Context, managers []*jwks.Manager) (stop func()) 
 		}
 	}
 	return func() { cancel(); wg.Wait() }
+}
+
+// withContextTime is the input document with context.time set to at, as
+// --time promises: a document written without it (or with another) is
+// decided as of at.
+func withContextTime(input any, at time.Time) (any, error) {
+	doc, ok := input.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("the input document is not an object")
+	}
+	ctx, ok := doc["context"].(map[string]any)
+	switch {
+	case doc["context"] == nil:
+		ctx = map[string]any{}
+	case !ok:
+		return nil, fmt.Errorf("input.context is not an object")
+	}
+	ctx["time"] = at.UTC().Format(time.RFC3339Nano)
+	doc["context"] = ctx
+	return doc, nil
 }

@@ -952,3 +952,25 @@ func TestBenchTestsOfOneName(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideTimeWithInput: --time sets input.context.time in an --input
+// document too, as its help says (the document was evaluated as written,
+// without it); a token refused as of --time says why.
+func TestDecideTimeWithInput(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "authz.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow if time.parse_rfc3339_ns(input.context.time) < time.parse_rfc3339_ns(\"2026-12-01T12:00:00Z\")\n")
+	input := filepath.Join(dir, "case.json")
+	authztest.WriteFile(t, input, `{"action": {"name": "read"}, "context": {}}`)
+	for at, want := range map[string]int{"2026-12-01T10:00:00Z": 0, "2026-12-01T14:00:00Z": 1} {
+		if code, out, stderr := verdict(t, "decide", "--policies", policy, "--input", input, "--time", at); code != want {
+			t.Errorf("--time %s: exit %d, want %d\n%s%s", at, code, want, out, stderr)
+		}
+	}
+	key := filepath.Join(dir, "dev.key")
+	_, tok, _ := verdict(t, "token", "--dev-key", key, "--ttl", "1h")
+	code, _, stderr := verdict(t, "decide", "--policies", policy, "--dev-key", key, "--token", strings.TrimSpace(tok), "--action", "read", "--time", "2020-01-01T00:00:00Z")
+	if code != 1 || !strings.Contains(stderr, "checked as of --time too") {
+		t.Errorf("a token not yet valid at --time: exit %d, stderr %q", code, stderr)
+	}
+}
