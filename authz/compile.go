@@ -251,7 +251,7 @@ func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Co
 	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true).
 		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
 	if c.Compile(modules); c.Failed() {
-		return nil, &CompileError{Revision: s.Revision, Problems: problemsOf(c.Errors, ""), cause: c.Errors}
+		return nil, &CompileError{Revision: s.Revision, Problems: policyProblems(problemsOf(c.Errors, "")), cause: c.Errors}
 	}
 	return c, nil
 }
@@ -435,6 +435,18 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluato
 		}
 	}
 	return cp, nil
+}
+
+// policyProblems is ps without the problems located in the engine's own
+// entry module, when there are others: a recursion through allow is
+// reported at the policy's rule, and again along every rule of the entry
+// module that reads it, which the policy's author never wrote.
+func policyProblems(ps []bundles.Problem) []bundles.Problem {
+	own := func(p bundles.Problem) bool { return strings.HasPrefix(p.File, "verdict:") }
+	if slices.ContainsFunc(ps, func(p bundles.Problem) bool { return !own(p) }) {
+		return slices.DeleteFunc(ps, own)
+	}
+	return ps
 }
 
 // problemsOf lists the located problems behind err; a problem without a

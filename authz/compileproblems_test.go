@@ -151,3 +151,20 @@ func TestPanickingTestsFoundAsTheTesterFindsThem(t *testing.T) {
 		t.Errorf("RunTests with a filter matching no test: %v, %v", run, err)
 	}
 }
+
+// TestProblemsInThePolicyOnly: a recursion through allow is reported at
+// the policy's rule, not again along the engine's own entry module, which
+// the author never wrote (verdict:verdict_entrypoint:3:1 and :7:1).
+func TestProblemsInThePolicyOnly(t *testing.T) {
+	snap := authztest.Policy(t, "recursive", "package authz\n\nallow if object.get(data, [\"authz\", \"x\"], false)\n")
+	_, err := authz.Compile(snap, authz.CompileOptions{})
+	var ce *authz.CompileError
+	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+		t.Fatalf("Compile: %v, want a recursion problem", err)
+	}
+	for _, p := range ce.Problems {
+		if strings.HasPrefix(p.File, "verdict:") {
+			t.Errorf("a problem in the engine's own module: %v", p)
+		}
+	}
+}
