@@ -50,6 +50,13 @@ type TestOptions struct {
 	// test ends the process); the others keep their failing Result.
 	// It excludes Coverage and Trace.
 	Bench bool
+	// GuardPanics runs each test once first on a goroutine that recovers,
+	// so that a built-in function's panic inside a test (bits.lsh by a huge
+	// count) is a problem at the test instead of the end of the process:
+	// OPA's tester runs tests on goroutines of its own, where no recover
+	// reaches. It is for a process that must not stop (Options.RequireTests
+	// sets it); it doubles the time the tests take.
+	GuardPanics bool
 }
 
 // TestRun is what RunTests found.
@@ -113,10 +120,12 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		return nil, fmt.Errorf("authz: tests: %w", err)
 	}
 	defer store.Abort(ctx, txn)
-	if p, err := panickingTest(ctx, c, store, txn, timeout, opts.Run); err != nil {
-		return nil, err
-	} else if p != nil {
-		return nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{*p}}
+	if opts.GuardPanics {
+		if p, err := panickingTest(ctx, c, store, txn, timeout, opts.Run); err != nil {
+			return nil, err
+		} else if p != nil {
+			return nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{*p}}
+		}
 	}
 	newRunner := func(modules map[string]*ast.Module) *tester.Runner {
 		return tester.NewRunner().
@@ -179,7 +188,8 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 	return run, nil
 }
 
-// panickingTest runs every test of c that run matches once, on this
+// panickingTest (TestOptions.GuardPanics) runs every test of c that run
+// matches once, on this
 // goroutine, and returns a problem at the first that panics, or nil. OPA's
 // tester runs tests on goroutines of its own, where a built-in function's
 // panic (bits.lsh by a huge count) cannot be recovered and ends the
@@ -324,7 +334,7 @@ func policyCoverage(cov *cover.Cover, modules map[string]*ast.Module) *cover.Rep
 // the test's location, and a snapshot without tests is refused too, since
 // the operator asked for tests to gate every change.
 func requireTests(ctx context.Context, s *bundles.Snapshot, entry string, noNetwork bool) error {
-	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry, NoNetwork: noNetwork})
+	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry, NoNetwork: noNetwork, GuardPanics: true})
 	if err != nil {
 		return err
 	}
