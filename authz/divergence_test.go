@@ -696,3 +696,13 @@ func TestEvaluatorEmptyPackage(t *testing.T) {
 	}, nil)
 	wantTopdownDenies(t, snap, "package with no rules", authz.Request{Subject: &authz.Subject{Type: "user", ID: "eve"}, Action: authz.Action{Name: "read"}})
 }
+
+// TestEvaluatorNumberInDataNamed: a number in the data written otherwise
+// than its plain form leaves the snapshot to topdown, and the reason names
+// where it is, as it does for one in a policy's file.
+func TestEvaluatorNumberInDataNamed(t *testing.T) {
+	snap := authztest.Snapshot(t, "datanumber", map[string]string{"authz.rego": "package authz\n\nallow := true\n"},
+		map[string]any{"a": map[string]any{"b": []any{1, 2, map[string]any{"price": json.Number("19.90")}}}})
+	e := newEngine(t, authz.Options{}, snap)
+	wantTopdown(t, e, "data.a.b[2].price is 19.90")
+}

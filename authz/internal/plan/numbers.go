@@ -84,6 +84,38 @@ func plainNumbers(v ast.Value) bool {
 	return true
 }
 
+// numberNotPlain finds the first number in v, at path, that is not in its
+// plain form, and where it is (an object's key is named by its path).
+func numberNotPlain(v ast.Value, path ast.Ref) (ast.Ref, ast.Number, bool) {
+	var at ast.Ref
+	var num ast.Number
+	var found bool
+	var walk func(v ast.Value, path ast.Ref) bool
+	walk = func(v ast.Value, path ast.Ref) bool {
+		switch x := v.(type) {
+		case ast.Number:
+			if !plainNumber(x) {
+				at, num, found = path, x, true
+			}
+		case ast.Object:
+			x.Until(func(k, e *ast.Term) bool {
+				return walk(k.Value, path) || walk(e.Value, path.Append(k))
+			})
+		case *ast.Array:
+			for i := range x.Len() {
+				if walk(x.Elem(i).Value, path.Append(ast.InternedTerm(i))) {
+					break
+				}
+			}
+		case ast.Set:
+			x.Until(func(e *ast.Term) bool { return walk(e.Value, path) })
+		}
+		return found
+	}
+	walk(v, path)
+	return at, num, found
+}
+
 // plainKey reports whether a lookup of key in src, a set or an object,
 // holds plain numbers only (a lookup in anything else is not answered from
 // a rule).
@@ -109,8 +141,8 @@ func plainArgs(fr []*ast.Term, args []operand) bool {
 // checkPlainNumbers refuses a base document or a policy holding a number
 // written otherwise than its plain form: see errNumberWrittenOtherwise.
 func checkPlainNumbers(c *ast.Compiler, query ast.Body, data ast.Value) error {
-	if !plainNumbers(data) {
-		return &UnsupportedError{Feature: "a base document holding " + errNumberWrittenOtherwise.Feature}
+	if path, n, found := numberNotPlain(data, ast.DefaultRootRef); found {
+		return &UnsupportedError{Feature: fmt.Sprintf("a base document holding %s: %v is %v", errNumberWrittenOtherwise.Feature, path, n)}
 	}
 	found := findInPolicy(c, query, func(n ast.Node) bool {
 		t, ok := n.(*ast.Term)
