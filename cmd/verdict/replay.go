@@ -121,16 +121,19 @@ problems printed as file:line:col).`,
 
 // replayReport is what replay found. Its JSON is the --json output.
 type replayReport struct {
-	Revision       string  `json:"revision"`
-	Total          int     `json:"total"`
-	Skipped        int     `json:"skipped"`
-	Same           int     `json:"same"`
-	ReasonsChanged int     `json:"reasons_changed"`
-	AllowToDeny    int     `json:"allow_to_deny"`
-	DenyToAllow    int     `json:"deny_to_allow"`
-	Errors         int     `json:"errors"`
-	Flips          []flip  `json:"flips"`
-	Elapsed        float64 `json:"elapsed_seconds"`
+	Revision       string `json:"revision"`
+	Total          int    `json:"total"`
+	Skipped        int    `json:"skipped"`
+	Same           int    `json:"same"`
+	ReasonsChanged int    `json:"reasons_changed"`
+	AllowToDeny    int    `json:"allow_to_deny"`
+	DenyToAllow    int    `json:"deny_to_allow"`
+	Errors         int    `json:"errors"`
+	Flips          []flip `json:"flips"`
+	// Reasons are the decisions whose answer stayed and whose reasons
+	// changed (counted in ReasonsChanged and Same).
+	Reasons []flip  `json:"reasons_changed_decisions"`
+	Elapsed float64 `json:"elapsed_seconds"`
 }
 
 // flip is one decision whose answer changed, or errs under the candidate.
@@ -159,7 +162,7 @@ type loggedDecision struct {
 // replayLog evaluates every record of log against engine.
 func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replayReport, error) {
 	start := time.Now()
-	r := &replayReport{Flips: []flip{}}
+	r := &replayReport{Flips: []flip{}, Reasons: []flip{}}
 	sc := bufio.NewScanner(log)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
 	line := 0
@@ -202,6 +205,7 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 		case !slices.Equal(was.Reasons, now.Reasons):
 			r.ReasonsChanged++
 			r.Same++
+			r.Reasons = append(r.Reasons, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
 		default:
 			r.Same++
 		}
@@ -230,5 +234,11 @@ func (r *replayReport) print(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "  %s: allow=%v %q → allow=%v %q\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, f.Now.Allow, f.Now.Reasons)
+	}
+	if len(r.Reasons) > 0 {
+		fmt.Fprintln(w, "the same answer, with other reasons:")
+		for _, f := range r.Reasons {
+			fmt.Fprintf(w, "  %s: allow=%v %q → %q\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, f.Now.Reasons)
+		}
 	}
 }

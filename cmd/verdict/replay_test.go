@@ -231,3 +231,38 @@ func TestReplayLiveErrors(t *testing.T) {
 		t.Fatalf("failing candidate: exit %d, report %+v (%v)\n%s", code, r, err, stderr)
 	}
 }
+
+// TestReplayNamesReasonsChanged: decisions whose answer stayed and whose
+// reasons changed are listed, in the text and the JSON report; they were
+// only counted, and an author could not tell which.
+func TestReplayNamesReasonsChanged(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	log, ds := recordDecisions(t, m, []authz.Request{
+		{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:delete"}}, // deny
+		{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}},   // allow
+	})
+	candidate := t.TempDir()
+	copyDir(t, "../../policies/authz", filepath.Join(candidate, "authz"))
+	data, err := os.ReadFile("../../policies/data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, filepath.Join(candidate, "data.json"), string(data))
+	policy, err := os.ReadFile(filepath.Join(candidate, "authz", "authz.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, filepath.Join(candidate, "authz", "authz.rego"), strings.Replace(string(policy), `"no role grants %s"`, `"no role of yours grants %s"`, 1))
+	code, out, stderr := verdict(t, "replay", "--log", log, "--policies", candidate, "--json")
+	var r replayReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.ReasonsChanged != 1 || len(r.Reasons) != 1 || r.Reasons[0].DecisionID != ds[0].ID {
+		t.Fatalf("exit %d, report %+v (%v)\n%s", code, r, err, stderr)
+	}
+	if _, out, _ := verdict(t, "replay", "--log", log, "--policies", candidate); !strings.Contains(out, ds[0].ID+": allow=false") {
+		t.Errorf("the text report does not name %s:\n%s", ds[0].ID, out)
+	}
+}
