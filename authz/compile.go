@@ -286,31 +286,23 @@ func networkCalls(modules map[string]*ast.Module) []bundles.Problem {
 	// checkExpr looks at e and what it holds; mocked are the network
 	// built-ins a with replaces there (e's own, and those of the
 	// expressions around it), whose calls are not calls.
+	//
+	// walk looks at n's calls, and its expressions with checkExpr, under
+	// mocked.
 	var checkExpr func(e *ast.Expr, mocked []ast.Ref)
-	checkExpr = func(e *ast.Expr, mocked []ast.Ref) {
-		for _, w := range e.With {
-			if r, ok := network(w.Value); ok {
-				found(r, w.Location)
-			}
-			if r, ok := network(w.Target); ok {
-				mocked = append(mocked[:len(mocked):len(mocked)], r)
-			}
-		}
+	walk := func(n ast.Node, mocked []ast.Ref, skip *ast.Expr) {
 		live := func(r ast.Ref) bool {
 			return isNetwork(r) && !slices.ContainsFunc(mocked, func(m ast.Ref) bool { return m.Equal(r) })
 		}
-		if e.IsCall() && live(e.Operator()) {
-			found(e.Operator(), e.Location)
-		}
-		ast.WalkNodes(e, func(n ast.Node) bool {
+		ast.WalkNodes(n, func(n ast.Node) bool {
 			switch x := n.(type) {
 			case *ast.Expr:
-				if x != e {
+				if x != skip {
 					checkExpr(x, mocked)
 					return true
 				}
 			case *ast.With:
-				return true // looked at above
+				return true // its expression's to look at
 			case *ast.Term:
 				if call, ok := x.Value.(ast.Call); ok && len(call) > 0 {
 					if r, ok := call[0].Value.(ast.Ref); ok && live(r) {
@@ -320,6 +312,24 @@ func networkCalls(modules map[string]*ast.Module) []bundles.Problem {
 			}
 			return false
 		})
+	}
+	checkExpr = func(e *ast.Expr, mocked []ast.Ref) {
+		inner := mocked
+		for _, w := range e.With {
+			if r, ok := network(w.Value); ok {
+				found(r, w.Location)
+			}
+			// A with's value is evaluated where the expression is, under
+			// the mocks around it but not its own.
+			walk(w.Value, mocked, nil)
+			if r, ok := network(w.Target); ok {
+				inner = append(inner[:len(inner):len(inner)], r)
+			}
+		}
+		if e.IsCall() && isNetwork(e.Operator()) && !slices.ContainsFunc(inner, func(m ast.Ref) bool { return m.Equal(e.Operator()) }) {
+			found(e.Operator(), e.Location)
+		}
+		walk(e, inner, e)
 	}
 	for _, name := range slices.Sorted(maps.Keys(modules)) {
 		ast.WalkNodes(modules[name], func(n ast.Node) bool {

@@ -80,7 +80,7 @@ func TestCompilerPanicIsAProblem(t *testing.T) {
 	if _, err := authz.Compile(bad, authz.CompileOptions{}); !errors.As(err, &ce) {
 		t.Errorf("Compile: %v, want a compile problem", err)
 	}
-	if _, err := authz.RunTests(t.Context(), bad, authz.TestOptions{GuardPanics: true}); !errors.As(err, &ce) {
+	if _, err := authz.RunTests(t.Context(), bad, authz.TestOptions{}); !errors.As(err, &ce) {
 		t.Errorf("RunTests: %v, want a compile problem", err)
 	}
 }
@@ -100,11 +100,11 @@ func TestPanickingTestIsAProblem(t *testing.T) {
 		"authz/p_test.rego": "package authz_test\n\ntest_ok if data.authz.allow\n\ntest_shift if bits.lsh(1, 1000000000000000000) > 0\n",
 	}, nil)
 	var ce *authz.CompileError
-	_, err := authz.RunTests(t.Context(), bad, authz.TestOptions{GuardPanics: true})
+	_, err := authz.RunTests(t.Context(), bad, authz.TestOptions{})
 	if !errors.As(err, &ce) || ce.Problems[0].File != "authz/p_test.rego" || ce.Problems[0].Line != 5 || !strings.Contains(ce.Problems[0].Message, "panicked") {
 		t.Fatalf("RunTests: %v, want a problem at authz/p_test.rego:5", err)
 	}
-	if _, err := authz.RunTests(t.Context(), bad, authz.TestOptions{Run: "test_ok", GuardPanics: true}); err != nil {
+	if _, err := authz.RunTests(t.Context(), bad, authz.TestOptions{Run: "test_ok"}); err != nil {
 		t.Errorf("RunTests of the other test alone: %v", err)
 	}
 	e := newEngine(t, authz.Options{RequireTests: true}, good)
@@ -138,7 +138,7 @@ func TestPanickingTestsFoundAsTheTesterFindsThem(t *testing.T) {
 			files := map[string]string{"authz/p.rego": "package authz\n\nallow := true\n"}
 			maps.Copy(files, tc.files)
 			var ce *authz.CompileError
-			if _, err := authz.RunTests(t.Context(), authztest.Snapshot(t, tc.name, files, nil), authz.TestOptions{Run: tc.run, GuardPanics: true}); !errors.As(err, &ce) ||
+			if _, err := authz.RunTests(t.Context(), authztest.Snapshot(t, tc.name, files, nil), authz.TestOptions{Run: tc.run}); !errors.As(err, &ce) ||
 				!strings.Contains(ce.Problems[0].Message, "panicked") {
 				t.Fatalf("RunTests: %v, want a problem naming the panic", err)
 			}
@@ -147,7 +147,7 @@ func TestPanickingTestsFoundAsTheTesterFindsThem(t *testing.T) {
 	// A filter the tester matches no test with runs none ahead either.
 	snap := authztest.Snapshot(t, "filtered", map[string]string{"authz/p.rego": "package authz\n\nallow := true\n",
 		"authz/p_test.rego": "package authz_test\n\ntest_x.y if " + shift + "\n"}, nil)
-	if run, err := authz.RunTests(t.Context(), snap, authz.TestOptions{Run: `x\.y$`, GuardPanics: true}); err != nil || len(run.Results) != 0 {
+	if run, err := authz.RunTests(t.Context(), snap, authz.TestOptions{Run: `x\.y$`}); err != nil || len(run.Results) != 0 {
 		t.Errorf("RunTests with a filter matching no test: %v, %v", run, err)
 	}
 }

@@ -24,14 +24,17 @@ func TestNoNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, src := range map[string]string{
-		"a statement":               "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n",
-		"a nested call":             "package authz\n\nallow if count(net.lookup_ip_addr(input.resource.host)) > 0\n",
-		"an assignment":             "package authz\n\nallow if {\n\tr := http.send({\"method\": \"GET\", \"url\": input.resource.url})\n\tr.status_code == 200\n}\n",
-		"a with's value":            "package authz\n\nf(_) := true\n\nallow if f(1) with f as http.send\n",
-		"a function's body":         "package authz\n\nget(u) := http.send({\"method\": \"GET\", \"url\": u})\n\nallow if get(\"http://192.0.2.1\")\n",
-		"a schema's $ref":           "package authz\n\nallow if json.match_schema({}, {\"$ref\": \"http://192.0.2.1/s\"})[0]\n",
-		"a verified schema":         "package authz\n\nallow if json.verify_schema({\"$ref\": \"file:///etc/passwd\"})[0]\n",
-		"a call under another with": "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"}) with input as {}\n",
+		"a statement":                            "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n",
+		"a nested call":                          "package authz\n\nallow if count(net.lookup_ip_addr(input.resource.host)) > 0\n",
+		"an assignment":                          "package authz\n\nallow if {\n\tr := http.send({\"method\": \"GET\", \"url\": input.resource.url})\n\tr.status_code == 200\n}\n",
+		"a with's value":                         "package authz\n\nf(_) := true\n\nallow if f(1) with f as http.send\n",
+		"a function's body":                      "package authz\n\nget(u) := http.send({\"method\": \"GET\", \"url\": u})\n\nallow if get(\"http://192.0.2.1\")\n",
+		"a schema's $ref":                        "package authz\n\nallow if json.match_schema({}, {\"$ref\": \"http://192.0.2.1/s\"})[0]\n",
+		"a verified schema":                      "package authz\n\nallow if json.verify_schema({\"$ref\": \"file:///etc/passwd\"})[0]\n",
+		"a call in a with's value":               "package authz\n\nallow if {\n\tinput.x with input.x as http.send({\"method\": \"POST\", \"url\": \"http://192.0.2.1\", \"body\": input})\n}\n",
+		"a call in a with's comprehension":       "package authz\n\ng := 1\n\nallow if {\n\tdata.authz.g with data.authz.g as [r | r := http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})]\n}\n",
+		"a call in a with's value beside a mock": "package authz\n\nallow if {\n\tinput.x with http.send as {} with input.x as http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"})\n}\n",
+		"a call under another with":              "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": \"http://192.0.2.1\"}) with input as {}\n",
 	} {
 		err := e.Load(t.Context(), authztest.Policy(t, name, src))
 		var ce *authz.CompileError

@@ -50,13 +50,14 @@ type TestOptions struct {
 	// test ends the process); the others keep their failing Result.
 	// It excludes Coverage and Trace.
 	Bench bool
-	// GuardPanics runs each test once first on a goroutine that recovers,
-	// so that a built-in function's panic inside a test (bits.lsh by a huge
-	// count) is a problem at the test instead of the end of the process:
-	// OPA's tester runs tests on goroutines of its own, where no recover
-	// reaches. It is for a process that must not stop (Options.RequireTests
-	// sets it); it doubles the time the tests take.
-	GuardPanics bool
+	// NoPanicGuard skips the run of each test ahead of OPA's tester, on a
+	// goroutine that recovers, which makes a built-in function's panic
+	// inside a test (bits.lsh by a huge count) a problem at the test
+	// instead of the end of the process (OPA's tester runs tests on
+	// goroutines of its own, where no recover reaches). The guard doubles
+	// the time the tests take; skip it only where a panic may end the
+	// process.
+	NoPanicGuard bool
 }
 
 // TestRun is what RunTests found.
@@ -120,7 +121,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 		return nil, fmt.Errorf("authz: tests: %w", err)
 	}
 	defer store.Abort(ctx, txn)
-	if opts.GuardPanics {
+	if !opts.NoPanicGuard {
 		if p, err := panickingTest(ctx, c, store, txn, timeout, opts.Run); err != nil {
 			return nil, err
 		} else if p != nil {
@@ -188,7 +189,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 	return run, nil
 }
 
-// panickingTest (TestOptions.GuardPanics) runs every test of c that run
+// panickingTest (unless TestOptions.NoPanicGuard) runs every test of c that run
 // matches once, on this
 // goroutine, and returns a problem at the first that panics, or nil. OPA's
 // tester runs tests on goroutines of its own, where a built-in function's
@@ -334,7 +335,7 @@ func policyCoverage(cov *cover.Cover, modules map[string]*ast.Module) *cover.Rep
 // the test's location, and a snapshot without tests is refused too, since
 // the operator asked for tests to gate every change.
 func requireTests(ctx context.Context, s *bundles.Snapshot, entry string, noNetwork bool) error {
-	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry, NoNetwork: noNetwork, GuardPanics: true})
+	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry, NoNetwork: noNetwork})
 	if err != nil {
 		return err
 	}

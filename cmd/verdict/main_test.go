@@ -974,3 +974,16 @@ func TestDecideTimeWithInput(t *testing.T) {
 		t.Errorf("a token not yet valid at --time: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestTestPanickingBuiltin: verdict test reports a test whose built-in
+// panics inside OPA as a problem at the test (exit 1); the panic ended the
+// command with a goroutine dump.
+func TestTestPanickingBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p.rego"), "package authz\n\nallow := true\n")
+	test := filepath.Join(dir, "authz", "p_test.rego")
+	authztest.WriteFile(t, test, "package authz_test\n\ntest_lsh if bits.lsh(1, 1000000000000000000) > 0\n")
+	if code, _, stderr := verdict(t, "test", dir); code != 1 || !strings.Contains(stderr, test+":3:1: verdict_test_error: ") {
+		t.Errorf("exit %d, stderr %q; want 1 and the problem at the test", code, stderr)
+	}
+}

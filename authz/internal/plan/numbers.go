@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -85,35 +86,51 @@ func plainNumbers(v ast.Value) bool {
 }
 
 // numberNotPlain finds the first number in v, at path, that is not in its
-// plain form, and where it is (an object's key is named by its path).
+// plain form, and where it is (an object's key is named by its path). The
+// walk is plainNumbers' (no allocation) until one is found; only then is
+// the way to it written down, on one stack the walk shares, so that a deep
+// document costs no more than its depth.
 func numberNotPlain(v ast.Value, path ast.Ref) (ast.Ref, ast.Number, bool) {
-	var at ast.Ref
+	if plainNumbers(v) {
+		return nil, "", false
+	}
+	stack := slices.Clone(path)
 	var num ast.Number
-	var found bool
-	var walk func(v ast.Value, path ast.Ref) bool
-	walk = func(v ast.Value, path ast.Ref) bool {
+	var walk func(v ast.Value) bool
+	walk = func(v ast.Value) bool {
 		switch x := v.(type) {
 		case ast.Number:
 			if !plainNumber(x) {
-				at, num, found = path, x, true
+				num = x
+				return true
 			}
 		case ast.Object:
-			x.Until(func(k, e *ast.Term) bool {
-				return walk(k.Value, path) || walk(e.Value, path.Append(k))
+			return x.Until(func(k, e *ast.Term) bool {
+				if walk(k.Value) {
+					return true
+				}
+				stack = append(stack, k)
+				if walk(e.Value) {
+					return true
+				}
+				stack = stack[:len(stack)-1]
+				return false
 			})
 		case *ast.Array:
 			for i := range x.Len() {
-				if walk(x.Elem(i).Value, path.Append(ast.InternedTerm(i))) {
-					break
+				stack = append(stack, ast.InternedTerm(i))
+				if walk(x.Elem(i).Value) {
+					return true
 				}
+				stack = stack[:len(stack)-1]
 			}
 		case ast.Set:
-			x.Until(func(e *ast.Term) bool { return walk(e.Value, path) })
+			return x.Until(func(e *ast.Term) bool { return walk(e.Value) })
 		}
-		return found
+		return false
 	}
-	walk(v, path)
-	return at, num, found
+	walk(v)
+	return stack, num, true
 }
 
 // plainKey reports whether a lookup of key in src, a set or an object,
