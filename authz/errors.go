@@ -23,3 +23,9 @@ var (
 	// compile or type-check, and the previous snapshot keeps serving.
 	ErrCompile = errors.New("policy compile failed")
 )
+
+// InterruptedDetail is the detail of an ErrPolicy refusal whose evaluation
+// was cut short (its context timed out or was cancelled, the client gone):
+// not an answer of the policy's, which a shadow or a replay has nothing
+// to compare with.
+const InterruptedDetail = "evaluation timed out or was cancelled"

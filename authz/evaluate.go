@@ -77,7 +77,7 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 	rs, err := cp.query.Eval(ctx, opts...)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+			return nil, &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
 		}
 		return nil, RefuseWith(ErrPolicy, err)
 	}

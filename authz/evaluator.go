@@ -124,7 +124,7 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, true, &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+			return nil, true, &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
 		}
 		e.fallbacks.Add(1)
 		return nil, false, nil
@@ -136,7 +136,7 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		// not taken: the caller's cancellation is final, and otherwise
 		// topdown has what is left of the time, as for any other overrun.
 		if ctx.Err() != nil {
-			return nil, true, &Refusal{Category: ErrPolicy, Detail: "evaluation timed out or was cancelled", Cause: ctx.Err()}
+			return nil, true, &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
 		}
 		e.fallbacks.Add(1)
 		return nil, false, nil

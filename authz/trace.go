@@ -88,7 +88,7 @@ func endEvaluate(span trace.Span, cp *compiled, cached bool, err error) {
 		if errors.Is(err, ErrPolicy) {
 			var r *Refusal
 			if errors.As(err, &r) && (errors.Is(r.Cause, context.DeadlineExceeded) || errors.Is(r.Cause, context.Canceled)) {
-				span.SetStatus(codes.Error, "evaluation timed out or was cancelled")
+				span.SetStatus(codes.Error, InterruptedDetail)
 			} else {
 				span.SetStatus(codes.Error, "policy_error")
 			}

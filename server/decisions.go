@@ -109,8 +109,10 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	// A decision made by policy, or failed in it (a deny the candidate may
 	// turn into an allow), may go to the shadow, which logs it once the
 	// candidate has answered; one refused before any policy ran has no
-	// input to offer.
-	if s.shadow != nil && s.shadow.offer(rec) {
+	// input to offer, and one cut short (timed out, its client gone) no
+	// answer to compare.
+	interrupted := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	if s.shadow != nil && !interrupted && s.shadow.offer(rec) {
 		return
 	}
 	if s.dlog != nil {

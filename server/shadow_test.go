@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -339,5 +340,29 @@ func TestShadowLiveErrors(t *testing.T) {
 				t.Errorf("%d records, want the decision logged once", len(recs))
 			}
 		})
+	}
+}
+
+// TestShadowSkipsInterrupted: a live decision cut short (its client gone,
+// or its evaluation timed out) is no answer of the policy's: not offered
+// to the shadow, where it counted as deny_to_allow against the very same
+// policy.
+func TestShadowSkipsInterrupted(t *testing.T) {
+	f, sh := shadowFixture(t, candidate(t, nil, "", true), ShadowOptions{})
+	stop := runShadow(t, sh)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	body := jsonBody(t, map[string]any{"token": f.mint(t, "bob", "viewer"), "action": "orders:read"})
+	r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/decide", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	f.srv.Handler().ServeHTTP(w, r)
+	stop()
+	var total uint64
+	for o := range numShadowOutcomes {
+		total += sh.Count(o)
+	}
+	if w.Code == http.StatusOK || total != 0 || len(f.log.records()) != 1 {
+		t.Errorf("answer %d, %d shadowed, %d records; want a cut-short decision, none shadowed, one record", w.Code, total, len(f.log.records()))
 	}
 }

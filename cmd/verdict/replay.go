@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -177,8 +178,8 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 			return nil, fmt.Errorf("--log line %d: not a decision record: %w", line, err)
 		}
 		r.Total++
-		if len(rec.Input) == 0 {
-			r.Skipped++ // refused before any policy ran: nothing to replay
+		if len(rec.Input) == 0 || rec.Error != "" && len(rec.Reasons) == 1 && strings.HasSuffix(rec.Reasons[0], authz.InterruptedDetail) {
+			r.Skipped++ // refused before any policy ran, or cut short: nothing to compare
 			continue
 		}
 		var input any
@@ -226,7 +227,7 @@ func nonNil(s []string) []string {
 
 // print writes the report for a reader.
 func (r *replayReport) print(w io.Writer) {
-	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input)\n",
+	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input, or cut short)\n",
 		r.Total, printable.String(r.Revision), r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
 	for _, f := range r.Flips {
 		if f.Error != "" {

@@ -266,3 +266,27 @@ func TestReplayNamesReasonsChanged(t *testing.T) {
 		t.Errorf("the text report does not name %s:\n%s", ds[0].ID, out)
 	}
 }
+
+// TestReplaySkipsInterrupted: a recorded decision cut short (its
+// evaluation timed out or its client went away) is no answer of the
+// policy's: skipped, not a deny→allow flip against the very same policy.
+func TestReplaySkipsInterrupted(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	log, _ := recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
+	raw, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := strings.Replace(strings.Replace(string(raw), `"allow":true`, `"allow":false,"error":"policy_error"`, 1),
+		`"reasons":["role viewer grants orders:read"]`, `"reasons":["policy_error: `+authz.InterruptedDetail+`"]`, 1)
+	authztest.WriteFile(t, log, cut)
+	code, out, stderr := verdict(t, "replay", "--log", log, "--policies", "../../policies", "--json")
+	var r replayReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.Skipped != 1 || r.DenyToAllow != 0 {
+		t.Fatalf("exit %d, report %+v (%v)\n%s", code, r, err, stderr)
+	}
+}
