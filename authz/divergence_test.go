@@ -706,3 +706,16 @@ func TestEvaluatorNumberInDataNamed(t *testing.T) {
 	e := newEngine(t, authz.Options{}, snap)
 	wantTopdown(t, e, "data.a.b[2].price is 19.90")
 }
+
+// TestEvaluatorWithFunctionByRule: a function replaced by a rule that is
+// not one (with is_admin as flag, flag false): topdown holds the call
+// whatever the rule is, so `not is_admin(...) with is_admin as flag`
+// denies; the compiled evaluator evaluated flag and allowed. Such a
+// snapshot is now served by topdown. See
+// TestDivergenceWithFunctionByRuleOrVariable in internal/plan.
+func TestEvaluatorWithFunctionByRule(t *testing.T) {
+	snap := authztest.Snapshot(t, "withrule", map[string]string{
+		"authz.rego": "package authz\n\nis_admin(s) := s == \"root\"\n\nflag := false\n\nallow if not is_admin(input.subject.id) with is_admin as flag\n",
+	}, nil)
+	wantTopdownDenies(t, snap, "replacing a function by a rule", authz.Request{Action: authz.Action{Name: "read"}})
+}

@@ -1444,3 +1444,27 @@ func TestDivergenceEmptyPackage(t *testing.T) {
 		compareRefused(t, src, "x := data.p.allow", `{"user": "eve", "k": "b", "j": "e"}`, `{"user": "mallory"}`, `{"user": "e"}`)
 	}
 }
+
+// TestDivergenceWithFunctionByRuleOrVariable: a with replacing a function
+// or a built-in by a rule that is not a function, or by a variable the
+// compiler kept its name. topdown holds a call replaced by a rule
+// reference whatever the rule is (evalCallValue compares the unevaluated
+// term with false), where the planner evaluates the rule; and the planner
+// opens every rule body under the with with the variable in scope by its
+// name, so a body's own variable of that name is read, not bound. Both
+// allowed where topdown denies. Found by a hunt; now refused at Prepare
+// (checkWithFunctionValue).
+func TestDivergenceWithFunctionByRuleOrVariable(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nf(x) := x\n\nr := false\n\nallow if not f(1) with f as r\n",
+		"package p\n\nr := false\n\nallow if not upper(\"a\") with upper as r\n",
+		"package p\n\nf(x) := x\n\nr := 5 if input.n > 2\n\nallow if not f(1) with f as r\n",
+		"package p\n\nf(a) := a\n\ng if {\n\tx = 5\n\tf(x)\n}\n\nallow if {\n\tx = true\n\tnot g with f as x\n}\n",
+	} {
+		compareRefused(t, src, "x := data.p.allow", `{}`, `{"n": 1}`, `{"n": 3}`)
+	}
+	// A function replaced by a function, or by a compiler's local, stays.
+	wantCompiled(t, "x := data.p.allow",
+		"package p\n\nf(x) := x\n\nh(x) := true\n\nallow if f(1) with f as h\n",
+		"package p\n\nf(x) := x\n\nallow if {\n\tv := true\n\tf(1) with f as v\n}\n")
+}

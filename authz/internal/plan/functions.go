@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -198,6 +199,53 @@ func checkReplacementReachesMock(c *ast.Compiler, query ast.Body) error {
 					"a with replacing a function by %v, which reaches %v that a with replaces, and is reached otherwise too, at %v", h, m, w.Location)}
 			}
 		}
+	}
+	return nil
+}
+
+// checkWithFunctionValue refuses a with that replaces a function or a
+// built-in (the target) by something topdown and the planner read
+// otherwise:
+//
+//   - a reference to a rule that is not a function (with f as data.p.r).
+//     The compiler accepts any rule there; topdown keeps the reference
+//     unevaluated and, for a call whose output is not captured, holds
+//     whatever r is (evalCallValue compares the term with false), even
+//     false or undefined; the planner evaluates r at the call. `not f(1)
+//     with f as r`, r false, allowed where topdown denies.
+//   - a variable the compiler did not rename (bound by =, or in a
+//     comprehension: := names become __localN__). The planner opens every
+//     rule body planned under the with with that variable in scope by its
+//     name, so a variable of the same name in a rule the with reaches
+//     (g if { x = 5; f(x) }) is read as the replacement instead of bound,
+//     and `not g with f as x` allowed where topdown denies.
+func checkWithFunctionValue(c *ast.Compiler, query ast.Body) error {
+	replacesFunction := func(t *ast.Term) bool {
+		switch x := t.Value.(type) {
+		case ast.Var:
+			return ast.BuiltinMap[string(x)] != nil
+		case ast.Ref:
+			return ast.BuiltinMap[x.String()] != nil || isFunction(c, x)
+		}
+		return false
+	}
+	found := findInPolicy(c, query, func(n ast.Node) bool {
+		w, ok := n.(*ast.With)
+		if !ok || !replacesFunction(w.Target) {
+			return false
+		}
+		switch v := w.Value.Value.(type) {
+		case ast.Var:
+			return ast.BuiltinMap[string(v)] == nil && !strings.HasPrefix(string(v), "__local")
+		case ast.Ref:
+			return v.HasPrefix(ast.DefaultRootRef) && !isFunction(c, v)
+		}
+		return false
+	})
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"a with replacing a function by a rule that is not one, or by a variable of the policy's (%v), which topdown and OPA's planner read otherwise, at %v",
+			found.(*ast.With).Value, found.Loc())}
 	}
 	return nil
 }

@@ -170,6 +170,7 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		func() error { return checkMemberVariableIndexed(c, q) },
 		func() error { return checkIndexAnyVar(c, q) },
 		func() error { return checkElseUnderVariableRef(c, q) },
+		func() error { return checkWithFunctionValue(c, q) },
 	} {
 		if err := check(); err != nil {
 			return nil, err
