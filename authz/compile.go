@@ -447,14 +447,17 @@ func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluato
 	return cp, nil
 }
 
-// policyProblems is ps without the problems located in the engine's own
-// entry module, when there are others: a recursion through allow is
-// reported at the policy's rule, and again along every rule of the entry
-// module that reads it, which the policy's author never wrote.
+// policyProblems is ps without the recursion problems located in the
+// engine's own entry module when the policy's files have one: a recursion
+// through allow is reported at the policy's rule, and again along every
+// rule of the entry module that reads it, which the policy's author never
+// wrote. Other problems there stay (allow written as a function shows
+// only there).
 func policyProblems(ps []bundles.Problem) []bundles.Problem {
-	own := func(p bundles.Problem) bool { return strings.HasPrefix(p.File, "verdict:") }
-	if slices.ContainsFunc(ps, func(p bundles.Problem) bool { return !own(p) }) {
-		return slices.DeleteFunc(ps, own)
+	const recursion = "rego_recursion_error"
+	restated := func(p bundles.Problem) bool { return strings.HasPrefix(p.File, "verdict:") && p.Code == recursion }
+	if slices.ContainsFunc(ps, func(p bundles.Problem) bool { return !strings.HasPrefix(p.File, "verdict:") && p.Code == recursion }) {
+		return slices.DeleteFunc(ps, restated)
 	}
 	return ps
 }

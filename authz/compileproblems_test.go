@@ -3,11 +3,13 @@ package authz_test
 import (
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/bundles"
 )
 
 // TestRuleAtDataPathRefused: a rule whose path the data already holds a
@@ -166,5 +168,17 @@ func TestProblemsInThePolicyOnly(t *testing.T) {
 		if strings.HasPrefix(p.File, "verdict:") {
 			t.Errorf("a problem in the engine's own module: %v", p)
 		}
+	}
+}
+
+// TestEntryModuleProblemsKeptWhenTheirOwn: a problem that shows only in the
+// engine's entry module (allow written as a function) stays beside an
+// unrelated problem of the policy's; only restated recursions are left out.
+func TestEntryModuleProblemsKeptWhenTheirOwn(t *testing.T) {
+	snap := authztest.Policy(t, "allowfunc", "package authz\n\nallow(x) := true\n\ny if count(1) > 0\n")
+	_, err := authz.Compile(snap, authz.CompileOptions{})
+	var ce *authz.CompileError
+	if !errors.As(err, &ce) || !slices.ContainsFunc(ce.Problems, func(p bundles.Problem) bool { return strings.Contains(p.Message, "used as reference, not called") }) {
+		t.Errorf("Compile: %v, want the entry module's problem with allow kept", err)
 	}
 }

@@ -246,6 +246,8 @@ func TestPolicyContract(t *testing.T) {
 		{name: "header content-length", rego: "allow := true\nheaders := {\"content-length\": \"100\", \"x-ok\": \"1\"}", wantErr: authz.ErrPolicy},
 		{name: "header Transfer-Encoding", rego: "allow := true\nheaders := {\"Transfer-Encoding\": \"chunked\"}", wantErr: authz.ErrPolicy},
 		{name: "header connection", rego: "allow := true\nheaders := {\"connection\": \"close\"}", wantErr: authz.ErrPolicy},
+		{name: "header Proxy-Authorization", rego: "allow := true\nheaders := {\"proxy-authorization\": \"x\"}", wantErr: authz.ErrPolicy},
+		{name: "one header named twice", rego: "allow := true\nheaders := {\"x-user\": \"alice\", \"X-User\": \"admin\"}", wantErr: authz.ErrPolicy},
 		{name: "header value not string", rego: "allow := true\nheaders := input.resource.h", resource: map[string]any{"h": map[string]any{"x-n": 1}},
 			wantErr: authz.ErrPolicy},
 		{name: "conflict at eval", rego: "allow := input.resource.v\nallow := true", resource: map[string]any{"v": false}, wantErr: authz.ErrPolicy},

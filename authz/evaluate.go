@@ -159,7 +159,8 @@ func stringList(t *ast.Term) ([]string, error) {
 // not the request, and a forward-auth answer carrying the policy's
 // Content-Length, say, is a broken response.
 var framingHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Host": true, "Keep-Alive": true,
-	"Proxy-Connection": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true}
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Trailers": true, "Transfer-Encoding": true, "Upgrade": true}
 
 // headerMap reads the policy's headers, refusing names and values that are
 // not valid HTTP (a value with CR or LF could inject headers downstream),
@@ -176,6 +177,7 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		return nil, fmt.Errorf("must be an object of strings, got %s", ast.ValueName(t.Value))
 	}
 	out := make(map[string]string, obj.Len())
+	canonical := make(map[string]string, obj.Len())
 	err := obj.Iter(func(k, v *ast.Term) error {
 		name, ok := k.Value.(ast.String)
 		if !ok {
@@ -188,9 +190,16 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		if !httpguts.ValidHeaderFieldName(string(name)) {
 			return fmt.Errorf("%q is not a valid header name", string(name))
 		}
-		if framingHeaders[textproto.CanonicalMIMEHeaderKey(string(name))] {
+		c := textproto.CanonicalMIMEHeaderKey(string(name))
+		if framingHeaders[c] {
 			return fmt.Errorf("%q frames the message, it does not describe the request: a decision may not set it", string(name))
 		}
+		// x-user and X-User are one header: which value reached the
+		// client was the map's order's to say.
+		if other, ok := canonical[c]; ok {
+			return fmt.Errorf("%q and %q are one header", other, string(name))
+		}
+		canonical[c] = string(name)
 		if !httpguts.ValidHeaderFieldValue(string(value)) {
 			return fmt.Errorf("%q has a value that is not a valid header value", string(name))
 		}

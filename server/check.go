@@ -70,6 +70,8 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		for k, v := range d.Headers {
 			wh.Set(k, v)
 		}
+		// The decision's own ID is Verdict's to say, not the policy's.
+		wh.Set("X-Verdict-Decision-Id", d.ID)
 	}
 	s.writeDecision(w, status, &d, false)
 }

@@ -194,3 +194,17 @@ headers := {"x-user": "bob\r\nx-admin: true"}
 		t.Errorf("policy headers copied: %v", w.Header())
 	}
 }
+
+// TestCheckDecisionIDIsVerdicts: a policy header named like the decision's
+// ID does not replace it on the forward-auth answer; the real ID is what
+// the proxy and the decision log agree on.
+func TestCheckDecisionIDIsVerdicts(t *testing.T) {
+	f := newFixture(t, fixtureOptions{noLoad: true})
+	if err := f.engine.Load(t.Context(), authztest.Policy(t, "", "package authz\n\nallow := true\n\nheaders := {\"x-verdict-decision-id\": \"forged\"}\n")); err != nil {
+		t.Fatal(err)
+	}
+	w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/x"}}, "")
+	if got := w.Header().Values("X-Verdict-Decision-Id"); w.Code != 200 || len(got) != 1 || got[0] == "forged" || got[0] == "" {
+		t.Errorf("status %d, X-Verdict-Decision-Id %q; want the decision's own ID only", w.Code, got)
+	}
+}
