@@ -49,6 +49,23 @@ func recordDecisions(t testing.TB, m *devtoken.Minter, reqs []authz.Request) (st
 	return path, ds
 }
 
+// candidatePolicies is a copy of the default policies to change, with its
+// data.json as changeData makes it (nil: as it is).
+func candidatePolicies(t *testing.T, changeData func(string) string) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyDir(t, "../../policies/authz", filepath.Join(dir, "authz"))
+	data, err := os.ReadFile("../../policies/data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changeData != nil {
+		data = []byte(changeData(string(data)))
+	}
+	authztest.WriteFile(t, filepath.Join(dir, "data.json"), string(data))
+	return dir
+}
+
 // TestReplay: a recorded log replayed against a changed policy reports
 // exactly the decisions that flip (and exits 1); against the same policy
 // nothing flips (exit 0).
@@ -66,14 +83,9 @@ func TestReplay(t *testing.T) {
 	})
 
 	// The candidate: viewers may delete orders but no longer read them.
-	candidate := t.TempDir()
-	copyDir(t, "../../policies/authz", filepath.Join(candidate, "authz"))
-	data, err := os.ReadFile("../../policies/data.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	authztest.WriteFile(t, filepath.Join(candidate, "data.json"),
-		strings.Replace(string(data), `"viewer": ["orders:read", "catalog:read"]`, `"viewer": ["orders:delete", "catalog:read"]`, 1))
+	candidate := candidatePolicies(t, func(data string) string {
+		return strings.Replace(data, `"viewer": ["orders:read", "catalog:read"]`, `"viewer": ["orders:delete", "catalog:read"]`, 1)
+	})
 
 	code, out, stderr := verdict(t, "replay", "--log", log, "--policies", candidate, "--json")
 	if code != 1 {
@@ -218,13 +230,7 @@ func TestReplayLiveErrors(t *testing.T) {
 		t.Fatalf("exit %d, report %+v (%v)\n%s", code, r, err, stderr)
 	}
 	// A candidate that fails on it too answers the same.
-	candidate := t.TempDir()
-	copyDir(t, "../../policies/authz", filepath.Join(candidate, "authz"))
-	data, err := os.ReadFile("../../policies/data.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	authztest.WriteFile(t, filepath.Join(candidate, "data.json"), string(data))
+	candidate := candidatePolicies(t, nil)
 	authztest.WriteFile(t, filepath.Join(candidate, "authz", "conflict.rego"), "package authz\n\nheaders := {\"x-conflict\": \"1\"} if input.action.name == \"orders:read\"\n")
 	code, out, stderr = verdict(t, "replay", "--log", log, "--policies", candidate, "--json")
 	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.Same != 1 || r.Errors != 0 {
@@ -245,13 +251,7 @@ func TestReplayNamesReasonsChanged(t *testing.T) {
 		{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:delete"}}, // deny
 		{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}},   // allow
 	})
-	candidate := t.TempDir()
-	copyDir(t, "../../policies/authz", filepath.Join(candidate, "authz"))
-	data, err := os.ReadFile("../../policies/data.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	authztest.WriteFile(t, filepath.Join(candidate, "data.json"), string(data))
+	candidate := candidatePolicies(t, nil)
 	policy, err := os.ReadFile(filepath.Join(candidate, "authz", "authz.rego"))
 	if err != nil {
 		t.Fatal(err)
