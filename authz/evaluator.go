@@ -123,7 +123,7 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		Cancel:              stop,
 	})
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && topdown.IsCancel(err) {
 			return nil, true, &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
 		}
 		e.fallbacks.Add(1)

@@ -112,6 +112,9 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	// input to offer, and one cut short (timed out, its client gone) no
 	// answer to compare.
 	interrupted := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	if s.shadow != nil && interrupted && rec.Input != nil {
+		s.shadow.counts[ShadowSkipped].Add(1) // seen, not compared
+	}
 	if s.shadow != nil && !interrupted && s.shadow.offer(rec) {
 		return
 	}

@@ -135,7 +135,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		for o := range numShadowOutcomes {
 			if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name:        "verdict_shadow_decisions_total",
-				Help:        "Decisions the shadow policy was sampled for, by outcome: same, allow_to_deny, deny_to_allow, error (the shadow failed), skipped (queue full, shadow not ready, or shutdown).",
+				Help:        "Decisions the shadow policy was sampled for, by outcome: same, allow_to_deny, deny_to_allow, error (the shadow failed), skipped (queue full, shadow not ready, shutdown, or the live decision cut short).",
 				ConstLabels: prometheus.Labels{"outcome": o.String()},
 			}, func() float64 { return float64(sh.Count(o)) })); err != nil {
 				return nil, err

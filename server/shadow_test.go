@@ -362,7 +362,8 @@ func TestShadowSkipsInterrupted(t *testing.T) {
 	for o := range numShadowOutcomes {
 		total += sh.Count(o)
 	}
-	if w.Code == http.StatusOK || total != 0 || len(f.log.records()) != 1 {
-		t.Errorf("answer %d, %d shadowed, %d records; want a cut-short decision, none shadowed, one record", w.Code, total, len(f.log.records()))
+	if w.Code == http.StatusOK || total != 1 || sh.Count(ShadowSkipped) != 1 || len(f.log.records()) != 1 {
+		t.Errorf("answer %d, %d counted (%d skipped), %d records; want a cut-short decision counted skipped only, one record",
+			w.Code, total, sh.Count(ShadowSkipped), len(f.log.records()))
 	}
 }

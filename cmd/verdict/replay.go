@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -164,6 +163,9 @@ type loggedDecision struct {
 func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replayReport, error) {
 	start := time.Now()
 	r := &replayReport{Flips: []flip{}, Reasons: []flip{}}
+	// The reason a record of a decision cut short holds, exactly (a policy
+	// error's own text may end the same way).
+	cutShort := authz.ReasonFor(&authz.Refusal{Category: authz.ErrPolicy, Detail: authz.InterruptedDetail})
 	sc := bufio.NewScanner(log)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
 	line := 0
@@ -178,7 +180,7 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 			return nil, fmt.Errorf("--log line %d: not a decision record: %w", line, err)
 		}
 		r.Total++
-		if len(rec.Input) == 0 || rec.Error != "" && len(rec.Reasons) == 1 && strings.HasSuffix(rec.Reasons[0], authz.InterruptedDetail) {
+		if len(rec.Input) == 0 || rec.Error != "" && len(rec.Reasons) == 1 && rec.Reasons[0] == cutShort {
 			r.Skipped++ // refused before any policy ran, or cut short: nothing to compare
 			continue
 		}

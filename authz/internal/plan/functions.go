@@ -3,7 +3,6 @@ package plan
 import (
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -213,12 +212,14 @@ func checkReplacementReachesMock(c *ast.Compiler, query ast.Body) error {
 //     whatever r is (evalCallValue compares the term with false), even
 //     false or undefined; the planner evaluates r at the call. `not f(1)
 //     with f as r`, r false, allowed where topdown denies.
-//   - a variable the compiler did not rename (bound by =, or in a
-//     comprehension: := names become __localN__). The planner opens every
-//     rule body planned under the with with that variable in scope by its
-//     name, so a variable of the same name in a rule the with reaches
-//     (g if { x = 5; f(x) }) is read as the replacement instead of bound,
-//     and `not g with f as x` allowed where topdown denies.
+//   - a variable. The planner opens every rule body planned under the
+//     with with that variable in scope by its name, so a variable of the
+//     same name in a rule the with reaches (g if { x = 5; f(x) }) is read
+//     as the replacement instead of bound, and `not g with f as x`
+//     allowed where topdown denies. The compiler renames the variables
+//     := declares (__localN__), but keeps those bound by = or in a
+//     comprehension, and a policy may name its own __local0__: every
+//     variable is refused.
 func checkWithFunctionValue(c *ast.Compiler, query ast.Body) error {
 	replacesFunction := func(t *ast.Term) bool {
 		switch x := t.Value.(type) {
@@ -236,7 +237,8 @@ func checkWithFunctionValue(c *ast.Compiler, query ast.Body) error {
 		}
 		switch v := w.Value.Value.(type) {
 		case ast.Var:
-			return ast.BuiltinMap[string(v)] == nil && !strings.HasPrefix(string(v), "__local")
+			// Every variable: a policy may name its own __local0__ too.
+			return ast.BuiltinMap[string(v)] == nil
 		case ast.Ref:
 			return v.HasPrefix(ast.DefaultRootRef) && !isFunction(c, v)
 		}
