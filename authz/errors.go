@@ -1,6 +1,11 @@
 package authz
 
-import "errors"
+import (
+	"context"
+	"errors"
+
+	"github.com/open-policy-agent/opa/topdown"
+)
 
 // Error categories. Every error returned by Decide is a *Refusal of exactly
 // one of them (wrapping, for token failures, the token package's cause
@@ -29,3 +34,15 @@ var (
 // not an answer of the policy's, which a shadow or a replay has nothing
 // to compare with.
 const InterruptedDetail = "evaluation timed out or was cancelled"
+
+// cutShort is the refusal of an evaluation that failed with err because
+// ctx is done, or nil. Only an evaluation that says it was cancelled was
+// cut short: a policy error met before the cancellation was noticed stays
+// that error, so that a client going away cannot turn it into one that
+// shadow and replay leave out.
+func cutShort(ctx context.Context, err error) *Refusal {
+	if ctx.Err() == nil || !topdown.IsCancel(err) {
+		return nil
+	}
+	return &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
+}

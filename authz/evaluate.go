@@ -76,11 +76,8 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 	}
 	rs, err := cp.query.Eval(ctx, opts...)
 	if err != nil {
-		// Cut short only when the evaluation says so: a policy error met
-		// before the cancellation was noticed stays that error (a client
-		// that goes away may not turn it into "interrupted").
-		if ctx.Err() != nil && topdown.IsCancel(err) {
-			return nil, &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
+		if r := cutShort(ctx, err); r != nil {
+			return nil, r
 		}
 		return nil, RefuseWith(ErrPolicy, err)
 	}

@@ -123,8 +123,8 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		Cancel:              stop,
 	})
 	if err != nil {
-		if ctx.Err() != nil && topdown.IsCancel(err) {
-			return nil, true, &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
+		if r := cutShort(ctx, err); r != nil {
+			return nil, true, r
 		}
 		e.fallbacks.Add(1)
 		return nil, false, nil
