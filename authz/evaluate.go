@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/textproto"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -157,10 +157,11 @@ func stringList(t *ast.Term) ([]string, error) {
 // framingHeaders are the headers a decision may not set: they describe the
 // message or the connection that carries it (hop-by-hop, RFC 9110 7.6.1),
 // not the request, and a forward-auth answer carrying the policy's
-// Content-Length, say, is a broken response.
-var framingHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Host": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
-	"Trailers": true, "Transfer-Encoding": true, "Upgrade": true}
+// Content-Length, say, is a broken response. Names are lower case, as
+// headerMap compares them.
+var framingHeaders = map[string]bool{"connection": true, "content-length": true, "host": true, "keep-alive": true,
+	"proxy-authenticate": true, "proxy-authorization": true, "proxy-connection": true, "te": true, "trailer": true,
+	"trailers": true, "transfer-encoding": true, "upgrade": true}
 
 // headerMap reads the policy's headers, refusing names and values that are
 // not valid HTTP (a value with CR or LF could inject headers downstream),
@@ -177,7 +178,17 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		return nil, fmt.Errorf("must be an object of strings, got %s", ast.ValueName(t.Value))
 	}
 	out := make(map[string]string, obj.Len())
-	canonical := make(map[string]string, obj.Len())
+	// Header names match whatever their case (x-user and X-User are one
+	// header), compared in lower case. Two names in lower case differ, so
+	// names with capitals are kept aside (seen), when there are any: the
+	// names policies write, in lower case, cost nothing.
+	var seen map[string]string
+	if obj.Until(func(k, _ *ast.Term) bool {
+		s, _ := k.Value.(ast.String)
+		return strings.ToLower(string(s)) != string(s)
+	}) {
+		seen = map[string]string{}
+	}
 	err := obj.Iter(func(k, v *ast.Term) error {
 		name, ok := k.Value.(ast.String)
 		if !ok {
@@ -190,16 +201,22 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		if !httpguts.ValidHeaderFieldName(string(name)) {
 			return fmt.Errorf("%q is not a valid header name", string(name))
 		}
-		c := textproto.CanonicalMIMEHeaderKey(string(name))
-		if framingHeaders[c] {
+		lower := strings.ToLower(string(name))
+		if framingHeaders[lower] {
 			return fmt.Errorf("%q frames the message, it does not describe the request: a decision may not set it", string(name))
 		}
-		// x-user and X-User are one header: which value reached the
-		// client was the map's order's to say.
-		if other, ok := canonical[c]; ok {
+		// One header named twice: which value reached the client was the
+		// map's order's to say.
+		other, twice := seen[lower]
+		if _, ok := out[lower]; ok && lower != string(name) {
+			other, twice = lower, true
+		}
+		if twice {
 			return fmt.Errorf("%q and %q are one header", other, string(name))
 		}
-		canonical[c] = string(name)
+		if lower != string(name) {
+			seen[lower] = string(name)
+		}
 		if !httpguts.ValidHeaderFieldValue(string(value)) {
 			return fmt.Errorf("%q has a value that is not a valid header value", string(name))
 		}

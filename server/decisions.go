@@ -111,12 +111,12 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	// candidate has answered; one refused before any policy ran has no
 	// input to offer, and one cut short (timed out, its client gone) no
 	// answer to compare.
-	interrupted := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-	if s.shadow != nil && interrupted && rec.Input != nil {
-		s.shadow.counts[ShadowSkipped].Add(1) // seen, not compared
-	}
-	if s.shadow != nil && !interrupted && s.shadow.offer(rec) {
-		return
+	if s.shadow != nil && rec.Input != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			s.shadow.skip()
+		} else if s.shadow.offer(rec) {
+			return
+		}
 	}
 	if s.dlog != nil {
 		s.dlog.Log(rec)

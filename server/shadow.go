@@ -182,6 +182,10 @@ func (sh *Shadow) offer(rec decisionlog.Record) bool {
 	}
 }
 
+// skip counts a decision the shadow saw and could not compare (one cut
+// short, with no answer of the live policy's).
+func (sh *Shadow) skip() { sh.counts[ShadowSkipped].Add(1) }
+
 // queuedRecord is a decision waiting for the candidate, with its estimated
 // memory.
 type queuedRecord struct {
