@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/open-policy-agent/opa/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Error categories. Every error returned by Decide is a *Refusal of exactly

@@ -54,15 +54,15 @@ func (s *Server) forwardedCaller(r *http.Request) (authz.Caller, error) {
 		raw, parse = firstNonEmpty(r.Header[s.escHeader]), fwdcert.ParseEscapedPEM
 	}
 	key := sha256.Sum256([]byte(raw))
-	now := s.now()
-	if c, ok := s.certs.get(&key, now); ok {
+	now, roots := s.now(), s.trustBundle()
+	if c, ok := s.certs.get(&key, now, roots); ok {
 		return authz.Caller{Certificate: c, Forwarded: true}, nil
 	}
 	pemBytes, err := parse(raw)
 	if err != nil {
 		return authz.Caller{}, callerRejected("malformed forwarded certificate")
 	}
-	return s.verifyForwarded(&key, pemBytes, now)
+	return s.verifyForwarded(&key, pemBytes, now, roots)
 }
 
 // assertedCaller checks the PEM certificate a /v1/decide body names as its
@@ -73,17 +73,26 @@ func (s *Server) assertedCaller(r *http.Request, pemBytes []byte) (authz.Caller,
 		return authz.Caller{}, callerRejected("a certificate in the request body is accepted only from a trusted proxy")
 	}
 	key := sha256.Sum256(pemBytes)
-	now := s.now()
-	if c, ok := s.certs.get(&key, now); ok {
+	now, roots := s.now(), s.trustBundle()
+	if c, ok := s.certs.get(&key, now, roots); ok {
 		return authz.Caller{Certificate: c, Forwarded: true}, nil
 	}
-	return s.verifyForwarded(&key, pemBytes, now)
+	return s.verifyForwarded(&key, pemBytes, now, roots)
 }
 
-// verifyForwarded parses a forwarded chain and verifies it against the
-// trust bundle for client authentication, caching a success under key.
-func (s *Server) verifyForwarded(key *[32]byte, pemBytes []byte, now time.Time) (authz.Caller, error) {
-	if s.trustBundle == nil {
+// trustBundle returns the trust bundle in service now (nil: none).
+func (s *Server) trustBundle() *x509.CertPool {
+	if s.trustBundleFunc == nil {
+		return nil
+	}
+	return s.trustBundleFunc()
+}
+
+// verifyForwarded parses a forwarded chain and verifies it against roots,
+// the trust bundle, for client authentication, caching a success under key
+// for as long as roots stay in service.
+func (s *Server) verifyForwarded(key *[32]byte, pemBytes []byte, now time.Time, roots *x509.CertPool) (authz.Caller, error) {
+	if roots == nil {
 		return authz.Caller{}, callerRejected("no caller trust bundle is configured")
 	}
 	leaf, inter, err := fwdcert.ParseChain(pemBytes)
@@ -91,7 +100,7 @@ func (s *Server) verifyForwarded(key *[32]byte, pemBytes []byte, now time.Time) 
 		return authz.Caller{}, callerRejected("malformed forwarded certificate")
 	}
 	opts := x509.VerifyOptions{
-		Roots:       s.trustBundle,
+		Roots:       roots,
 		CurrentTime: now,
 		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
@@ -112,7 +121,7 @@ func (s *Server) verifyForwarded(key *[32]byte, pemBytes []byte, now time.Time) 
 	if leaf.NotAfter.Before(until) {
 		until = leaf.NotAfter
 	}
-	s.certs.put(key, leaf, until)
+	s.certs.put(key, leaf, until, roots)
 	return authz.Caller{Certificate: leaf, Forwarded: true}, nil
 }
 
@@ -138,7 +147,9 @@ func firstNonEmpty(vs []string) string {
 // certCache remembers verified forwarded certificates by a hash of the
 // header (or body) bytes they came in, so that a proxy forwarding the same
 // client certificate again costs a hash, not a chain verification. It is
-// bounded; when full, an arbitrary entry makes room.
+// bounded; when full, an arbitrary entry makes room. An entry holds only
+// under the trust bundle it was verified with: a replaced bundle (a CA
+// rotated out) verifies every certificate again.
 type certCache struct {
 	mu  sync.Mutex
 	max int
@@ -148,27 +159,28 @@ type certCache struct {
 type certEntry struct {
 	cert  *x509.Certificate
 	until time.Time
+	roots *x509.CertPool
 }
 
 func newCertCache(max int) *certCache {
 	return &certCache{max: max, m: make(map[[32]byte]certEntry)}
 }
 
-func (c *certCache) get(key *[32]byte, now time.Time) (*x509.Certificate, bool) {
+func (c *certCache) get(key *[32]byte, now time.Time, roots *x509.CertPool) (*x509.Certificate, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[*key]
 	if !ok {
 		return nil, false
 	}
-	if !now.Before(e.until) || now.Before(e.cert.NotBefore) {
+	if !now.Before(e.until) || now.Before(e.cert.NotBefore) || e.roots != roots {
 		delete(c.m, *key)
 		return nil, false
 	}
 	return e.cert, true
 }
 
-func (c *certCache) put(key *[32]byte, cert *x509.Certificate, until time.Time) {
+func (c *certCache) put(key *[32]byte, cert *x509.Certificate, until time.Time, roots *x509.CertPool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
@@ -177,5 +189,5 @@ func (c *certCache) put(key *[32]byte, cert *x509.Certificate, until time.Time) 
 			break
 		}
 	}
-	c.m[*key] = certEntry{cert: cert, until: until}
+	c.m[*key] = certEntry{cert: cert, until: until, roots: roots}
 }

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"crypto/x509"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,7 +143,7 @@ func TestForwardedCertHeadersAreOptIn(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}, mutate: func(o *Options) {
-				o.XFCCHeader, o.EscapedCertHeader, o.TrustBundle = tc.xfcc, tc.esc, ca.Pool()
+				o.XFCCHeader, o.EscapedCertHeader, o.TrustBundle = tc.xfcc, tc.esc, fixedPool(ca.Pool())
 			}})
 			h := tc.header.Clone()
 			h.Set("X-Verdict-Action", "inventory:reserve")
@@ -154,5 +156,45 @@ func TestForwardedCertHeadersAreOptIn(t *testing.T) {
 				t.Errorf("reasons = %v, want one ending %q", reasons, tc.wantReason)
 			}
 		})
+	}
+}
+
+// TestForwardedCertTrustBundleReplaced: a forwarded certificate verified
+// (and cached) under one trust bundle is verified again when the bundle is
+// replaced: a CA rotated out of the bundle stops its certificates at once,
+// cache or not, and one rotated in is trusted at once.
+func TestForwardedCertTrustBundleReplaced(t *testing.T) {
+	oldCA, newCA := authztest.NewCA(t, "old ca"), authztest.NewCA(t, "new ca")
+	var bundle atomic.Pointer[x509.CertPool]
+	bundle.Store(oldCA.Pool())
+	f := newFixture(t, fixtureOptions{trusted: []string{"10.0.0.0/8"}, mutate: func(o *Options) {
+		o.XFCCHeader, o.TrustBundle = "X-Forwarded-Client-Cert", bundle.Load
+	}})
+	leaf := func(ca *authztest.CA) http.Header {
+		c := ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+		return http.Header{"X-Verdict-Action": {"inventory:reserve"}, "X-Forwarded-Client-Cert": {authztest.XFCC(c.CertPEM)}}
+	}
+	oldLeaf, newLeaf := leaf(oldCA), leaf(newCA)
+	status := func(h http.Header) int {
+		return f.do(t, http.MethodGet, "/v1/check", "", h, "10.0.0.5:443").Code
+	}
+	for range 2 { // the second answer comes from the cache
+		if got := status(oldLeaf); got != 200 {
+			t.Fatalf("old CA's certificate under the old bundle: %d, want 200", got)
+		}
+	}
+	if got := status(newLeaf); got != 403 {
+		t.Fatalf("new CA's certificate under the old bundle: %d, want 403", got)
+	}
+	bundle.Store(newCA.Pool())
+	if got := status(oldLeaf); got != 403 {
+		t.Fatalf("old CA's certificate (cached) under the new bundle: %d, want 403", got)
+	}
+	if got := status(newLeaf); got != 200 {
+		t.Fatalf("new CA's certificate under the new bundle: %d, want 200", got)
+	}
+	bundle.Store(nil)
+	if got := status(newLeaf); got != 403 {
+		t.Fatalf("no bundle: %d, want 403", got)
 	}
 }

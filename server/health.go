@@ -8,6 +8,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 )
 
 // handleLive answers GET /health/live: 200 while the process serves.
@@ -76,9 +77,11 @@ type statusBody struct {
 	LastError *lastErrorBody `json:"last_error,omitempty"`
 	Source    *sourceBody    `json:"source,omitempty"`
 	KeySets   []keySetBody   `json:"key_sets,omitempty"`
-	Shadow    *ShadowStatus  `json:"shadow,omitempty"`
-	Build     *BuildInfo     `json:"build,omitempty"`
-	NotReady  string         `json:"not_ready_reason,omitempty"`
+	// Credentials are the key, certificate and CA files kept in service.
+	Credentials []filewatch.Status `json:"credentials,omitempty"`
+	Shadow      *ShadowStatus      `json:"shadow,omitempty"`
+	Build       *BuildInfo         `json:"build,omitempty"`
+	NotReady    string             `json:"not_ready_reason,omitempty"`
 }
 
 // keySetBody is one remote key set in /v1/status.
@@ -164,6 +167,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 			kb.Age = kb.Status.Age.Round(time.Second).String()
 		}
 		body.KeySets = append(body.KeySets, kb)
+	}
+	if s.credentials != nil {
+		body.Credentials = s.credentials()
 	}
 	if s.build != (BuildInfo{}) {
 		body.Build = &s.build

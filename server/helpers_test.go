@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -55,7 +56,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 		}
 	}
 	f := &fixture{engine: e, minter: m, log: &memLog{}, ca: authztest.NewCA(t, "verdict test ca")}
-	opts := Options{Engine: e, Addr: "127.0.0.1:0", DecisionLog: f.log, TrustBundle: f.ca.Pool(), ActionHeader: "X-Verdict-Action",
+	opts := Options{Engine: e, Addr: "127.0.0.1:0", DecisionLog: f.log, TrustBundle: fixedPool(f.ca.Pool()), ActionHeader: "X-Verdict-Action",
 		TracerProvider: fo.tracer}
 	for _, p := range fo.trusted {
 		opts.TrustedProxies = append(opts.TrustedProxies, netip.MustParsePrefix(p))
@@ -153,3 +154,6 @@ func jsonBody(t testing.TB, v any) string {
 	}
 	return b.String()
 }
+
+// fixedPool is an Options.TrustBundle that never changes.
+func fixedPool(p *x509.CertPool) func() *x509.CertPool { return func() *x509.CertPool { return p } }

@@ -143,7 +143,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		decisions, duration, tokens, &keySetCollector{sets: s.keySets}, m.httpRequests, m.httpDuration,
+		decisions, duration, tokens, &keySetCollector{sets: s.keySets}, &credentialCollector{status: s.credentials}, m.httpRequests, m.httpDuration,
 		&decisionLogCollector{dlog: s.dlog}, &cacheCollector{engine: s.engine},
 		&policyCollector{engine: s.engine, source: s.source},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

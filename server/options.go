@@ -17,6 +17,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
@@ -131,6 +132,10 @@ type Options struct {
 	// until each holds keys that are not stale, and reports them in
 	// /v1/status and metrics. They are run elsewhere (cmd).
 	KeySets []KeySet
+	// Credentials, when set, reports the key, certificate and CA files kept
+	// in service while serving (and reloaded elsewhere), for /v1/status and
+	// metrics.
+	Credentials func() []filewatch.Status
 	// Addr is the listen address. Default "127.0.0.1:8181".
 	Addr string
 	// DiagnosticAddr, when set, is a second, plain-HTTP listener for
@@ -139,7 +144,8 @@ type Options struct {
 	// both (a kubelet probe cannot present a client certificate to an
 	// mTLS-only Addr).
 	DiagnosticAddr string
-	// TLS, when set, serves HTTPS; see TLSConfig. With client certificates
+	// TLS, when set, serves HTTPS (see TLS for one whose certificate and
+	// client CAs can be replaced while serving). With client certificates
 	// verified by it, the mTLS peer is the caller of a /v1/decide request
 	// that names none (on /v1/check the peer is the proxy, never the
 	// caller).
@@ -147,10 +153,13 @@ type Options struct {
 	// TrustedProxies are the peer addresses whose forwarded caller
 	// certificates are believed. None means none is.
 	TrustedProxies []netip.Prefix
-	// TrustBundle holds the CAs a forwarded caller certificate must chain
-	// to (for client authentication). Nil means forwarded certificates are
-	// always refused.
-	TrustBundle *x509.CertPool
+	// TrustBundle returns the CAs a forwarded caller certificate must chain
+	// to (for client authentication) now; it is called for every forwarded
+	// certificate, so that the bundle can be replaced while serving, and
+	// a verification cached under one bundle is not believed under
+	// another. Nil (or a nil pool) means forwarded certificates are
+	// refused.
+	TrustBundle func() *x509.CertPool
 	// XFCCHeader names the header from which a trusted proxy's forwarded
 	// client certificate is read in Envoy's x-forwarded-client-cert format
 	// (conventionally "X-Forwarded-Client-Cert"). Empty, the default, means

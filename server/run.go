@@ -107,7 +107,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	var handlers handlerCount
 	hs := s.httpServer(handlers.track(s.handler))
-	hs.TLSConfig = s.tls.Clone() // http.Server adds its ALPN protocols to the one it is given
+	if s.tls != nil {
+		hs.TLSConfig = withALPN(s.tls, "h2", "http/1.1")
+	}
 	// Requests' contexts derive from base, which is cancelled when the
 	// shutdown timeout cuts them off.
 	base, cutOff := context.WithCancel(context.Background())

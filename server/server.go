@@ -15,22 +15,24 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/internal/oteltrace"
 )
 
 // Server is Verdict's HTTP front. Build it with New; it is safe for
 // concurrent use. Run serves it until its context is done.
 type Server struct {
-	engine  Engine
-	source  Source
-	keySets []KeySet
-	dlog    DecisionLog
-	shadow  *Shadow // nil when none
-	build   BuildInfo
-	reloads *ReloadObserver
-	log     *slog.Logger
-	now     func() time.Time
-	limits  Limits
+	engine      Engine
+	source      Source
+	keySets     []KeySet
+	credentials func() []filewatch.Status
+	dlog        DecisionLog
+	shadow      *Shadow // nil when none
+	build       BuildInfo
+	reloads     *ReloadObserver
+	log         *slog.Logger
+	now         func() time.Time
+	limits      Limits
 	// grace is how long Run waits for cut-off handlers (handlerGrace).
 	grace   time.Duration
 	addr    string
@@ -38,16 +40,16 @@ type Server struct {
 	metrics *metrics
 	handler http.Handler
 
-	trusted      []netip.Prefix
-	trustBundle  *x509.CertPool
-	xfccHeader   string
-	escHeader    string
-	actionHeader string
-	clientHeader string
-	explain      bool
-	certs        *certCache
-	tracer       trace.Tracer   // nil when not tracing
-	authzen      *authzenConfig // nil when the AuthZEN endpoints are off
+	trusted         []netip.Prefix
+	trustBundleFunc func() *x509.CertPool
+	xfccHeader      string
+	escHeader       string
+	actionHeader    string
+	clientHeader    string
+	explain         bool
+	certs           *certCache
+	tracer          trace.Tracer   // nil when not tracing
+	authzen         *authzenConfig // nil when the AuthZEN endpoints are off
 
 	diagAddr string // diagnostic listen address; "" for none
 	diag     http.Handler
@@ -77,25 +79,26 @@ func New(opts Options) (*Server, error) {
 	}
 
 	s := &Server{
-		grace:       handlerGrace,
-		engine:      opts.Engine,
-		source:      opts.Source,
-		keySets:     slices.Clone(opts.KeySets),
-		dlog:        opts.DecisionLog,
-		shadow:      opts.Shadow,
-		build:       opts.Build,
-		reloads:     opts.ReloadObserver,
-		log:         opts.Logger,
-		now:         opts.Now,
-		limits:      l,
-		addr:        cmp.Or(opts.Addr, DefaultAddr),
-		diagAddr:    opts.DiagnosticAddr,
-		tls:         opts.TLS,
-		trusted:     make([]netip.Prefix, len(opts.TrustedProxies)),
-		trustBundle: opts.TrustBundle,
-		explain:     opts.Explain,
-		certs:       newCertCache(certCacheSize),
-		tracer:      oteltrace.Tracer(opts.TracerProvider, TracerName),
+		grace:           handlerGrace,
+		engine:          opts.Engine,
+		source:          opts.Source,
+		keySets:         slices.Clone(opts.KeySets),
+		credentials:     opts.Credentials,
+		dlog:            opts.DecisionLog,
+		shadow:          opts.Shadow,
+		build:           opts.Build,
+		reloads:         opts.ReloadObserver,
+		log:             opts.Logger,
+		now:             opts.Now,
+		limits:          l,
+		addr:            cmp.Or(opts.Addr, DefaultAddr),
+		diagAddr:        opts.DiagnosticAddr,
+		tls:             opts.TLS,
+		trusted:         make([]netip.Prefix, len(opts.TrustedProxies)),
+		trustBundleFunc: opts.TrustBundle,
+		explain:         opts.Explain,
+		certs:           newCertCache(certCacheSize),
+		tracer:          oteltrace.Tracer(opts.TracerProvider, TracerName),
 	}
 	if opts.XFCCHeader != "" {
 		s.xfccHeader = http.CanonicalHeaderKey(opts.XFCCHeader)

@@ -65,10 +65,8 @@ func (is *issuer) allows(alg string) bool {
 // not a supported JWS name ("none" in any case included); a nil Keys; a
 // negative MaxLifetime, or MaxLifetime with ExpOptional; a RequiredType
 // that is not a media type; a negative Leeway or MaxBytes; an empty
-// CallerAudiences entry. When Keys is a StaticKeys every key is
-// checked too: it must be non-empty, RSA keys need at least 2048 bits, HMAC
-// secrets at least 32 bytes, EC keys P-256/P-384/P-521, and a pinned
-// Algorithm must fit the key's type. NewVerifier starts no goroutines.
+// CallerAudiences entry. When Keys is a StaticKeys (or a ReplaceableKeys,
+// for the keys it holds now) they are checked too, by CheckKeys. NewVerifier starts no goroutines.
 func NewVerifier(opts Options) (*Verifier, error) {
 	var errs []error
 	if len(opts.Issuers) == 0 {
@@ -129,25 +127,12 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		case nil:
 			bad("keys are required")
 		case StaticKeys:
-			if len(ks) == 0 {
-				bad("keys: no keys")
+			for _, err := range checkKeys(ks, cfg.Algorithms) {
+				bad("%s", err)
 			}
-			fits := false
-			for j, k := range ks {
-				if err := checkKey(k); err != nil {
-					bad("keys[%d] (kid %q): %s", j, k.ID, err)
-				}
-				for _, a := range cfg.Algorithms {
-					if spec, ok := algs[a]; ok && usable(k, a, spec) {
-						fits = true
-					}
-				}
-			}
-			// Every token would be refused (disallowed_alg): a key of
-			// another type than the algorithms name, such as an EC key
-			// under algorithms: [RS256].
-			if !fits && len(ks) > 0 && len(cfg.Algorithms) > 0 {
-				bad("no key can verify any of algorithms %v", cfg.Algorithms)
+		case *ReplaceableKeys:
+			for _, err := range checkKeys(ks.Keys(), cfg.Algorithms) {
+				bad("%s", err)
 			}
 		}
 		switch {

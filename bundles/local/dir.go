@@ -10,6 +10,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 )
 
 // DirOptions configures a Dir. Every zero value means the documented default.
@@ -91,7 +92,7 @@ func (d *Dir) read() (*bundles.Snapshot, error) {
 // relevant reports whether an event may change the policy set.
 func (d *Dir) relevant(ev fsnotify.Event) bool {
 	base := filepath.Base(ev.Name)
-	if k8sName(base) || filepath.Clean(ev.Name) == d.dir {
+	if filewatch.KubeName(base) || filepath.Clean(ev.Name) == d.dir {
 		return true
 	}
 	if !bundles.IgnoredName(base, false) {

@@ -10,6 +10,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/internal/regularfile"
 )
 
@@ -106,5 +107,5 @@ func (f *File) read() (*bundles.Snapshot, error) {
 // the bundle: the file itself, its directory, or a ConfigMap swap.
 func (f *File) relevant(ev fsnotify.Event) bool {
 	p := filepath.Clean(ev.Name)
-	return p == f.path || p == f.dir || k8sName(filepath.Base(p))
+	return p == f.path || p == f.dir || filewatch.KubeName(filepath.Base(p))
 }

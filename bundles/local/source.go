@@ -12,6 +12,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/internal/record"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 )
 
 // settings are the options Dir and File share, as each constructor read
@@ -119,8 +120,8 @@ func (s *source) run(ctx context.Context, sink bundles.Sink, w watch) error {
 	}
 	retry := reload()
 	s.rec.MarkInitialized()
-	l := loop{debounce: s.debounce, retry: s.retry, log: s.log}
-	return l.run(ctx, fw, w.relevant, reload, retry)
+	l := filewatch.Loop{Debounce: s.debounce, Retry: s.retry, What: "policy", Log: s.log}
+	return l.Run(ctx, fw, w.relevant, reload, retry)
 }
 
 // reload reads with read and hands the snapshot to sink through the

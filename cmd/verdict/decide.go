@@ -23,6 +23,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/devtoken"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/internal/printable"
 	"github.com/verdict-pdp/verdict/internal/regularfile"
 	"github.com/verdict-pdp/verdict/server/config"
@@ -110,7 +111,8 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		// cache bounds, require_tests.
 		opts = engineOptions(cfg)
 		var managers []*jwks.Manager
-		if opts.Tokens, managers, err = tokenOptions(cfg, nil, nil); err != nil {
+		// Key files are read once: nothing watches them here.
+		if opts.Tokens, managers, err = tokenOptions(cfg, nil, filewatch.New(filewatch.Options{}), nil); err != nil {
 			return &exitCode{code: exitError, err: err}
 		}
 		// Remote key sets: fetch once (or read the persisted set) before deciding.

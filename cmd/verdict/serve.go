@@ -24,6 +24,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/policies"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
@@ -68,8 +69,8 @@ The first log line names the bound address ("listening addr=..."), so
 --addr 127.0.0.1:0 picks a free port. SIGINT or SIGTERM shuts down gracefully
 (in-flight requests finish, the decision log and batched spans are flushed)
 and exits 0. SIGHUP reopens the decision log's file (rotate it by renaming
-it, then send SIGHUP); policies and remote key sets reload on their own, key
-files are read at start.`,
+it, then send SIGHUP); policies, remote key sets, and key, certificate and
+CA files reload on their own when they change.`,
 		Example: `  verdict serve
   verdict serve --policies ./policies --addr 127.0.0.1:0
   verdict serve --policies ./policies/examples/authzen-todo --entrypoint todo
@@ -153,6 +154,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		engine   *authz.Engine
 	)
 	forgetter := &keyForgetter{}
+	// Key files, the TLS certificate and CAs, and the callers' trust
+	// bundle: read now, and taken up again whenever one changes.
+	credentials := filewatch.New(filewatch.Options{What: "credentials", Logger: logger})
 	var devKeyFile string // the demo also trusts verdict token's key, when there is one
 	if f.configFile == "" {
 		if minter, err = devtoken.Generate(); err != nil {
@@ -166,7 +170,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 			is.Keys = append(slices.Clone(is.Keys.(token.StaticKeys)), stored.Issuers[0].Keys.(token.StaticKeys)...)
 			devKeyFile, _ = devtoken.DefaultKeyPath()
 		}
-	} else if engineOpts.Tokens, managers, err = tokenOptions(cfg, logger, forgetter.forget); err != nil {
+	} else if engineOpts.Tokens, managers, err = tokenOptions(cfg, logger, credentials, forgetter.forget); err != nil {
 		return err
 	}
 	if tr != nil {
@@ -221,15 +225,8 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		opts.Source = src
 		opts.ReloadObserver = reloads
 	}
-	if cfg.TLS != nil {
-		if opts.TLS, err = server.TLSConfig(server.TLSOptions{
-			CertFile:     cfg.Path(cfg.TLS.CertFile),
-			KeyFile:      cfg.Path(cfg.TLS.KeyFile),
-			ClientCAFile: cfg.Path(cfg.TLS.ClientCAFile),
-			ClientAuth:   cfg.TLS.ClientAuth,
-		}); err != nil {
-			return err
-		}
+	if opts.TLS, err = serverTLS(cfg, credentials); err != nil {
+		return err
 	}
 	if opts.TrustedProxies, err = cfg.TrustedProxyPrefixes(); err != nil {
 		return err
@@ -243,11 +240,10 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if opts.AuthZEN, err = authzenOptions(cfg); err != nil {
 		return err
 	}
-	if cfg.Callers.TrustBundleFile != "" {
-		if opts.TrustBundle, err = server.LoadCertPool(cfg.Path(cfg.Callers.TrustBundleFile)); err != nil {
-			return err
-		}
+	if opts.TrustBundle, err = trustBundle(cfg, credentials); err != nil {
+		return err
 	}
+	opts.Credentials = credentials.Status
 	// The shutdown budget (limits.shutdown_timeout) starts when the group
 	// below is told to stop: the server drains within it, and the decision
 	// log then has what is left to send its last batches to a collector.
@@ -305,7 +301,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 					continue
 				}
 				logger.Info("signal", slog.String("signal", "SIGHUP"),
-					slog.String("did", "reopened the decision log file, if any; policies and remote key sets reload on their own, key files are read at start"))
+					slog.String("did", "reopened the decision log file, if any; policies and remote key sets reload on their own, key files and certificates reload on their own"))
 			}
 		}
 	})
@@ -333,6 +329,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	for _, m := range managers {
 		g.Go(func() error { return m.Run(gctx) })
 	}
+	g.Go(func() error { return credentials.Run(gctx) })
 
 	if minter != nil {
 		select {

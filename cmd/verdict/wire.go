@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/local"
 	"github.com/verdict-pdp/verdict/bundles/remote"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
@@ -69,17 +71,20 @@ func (k *keyForgetter) forget(issuer string, kids []string) {
 }
 
 // tokenOptions loads every issuer's keys and returns the verifier options.
-// Keys from files and environment variables are read once, now. A jwks_url
-// or discovery issuer gets a jwks.Manager as its KeySet, returned in
-// managers: nothing is fetched yet, and the caller must Run every manager
-// (they serve keys only then). onRemoved, when set, is told when a key
-// leaves an issuer's set.
-func tokenOptions(cfg *config.Config, logger *slog.Logger, onRemoved func(issuer string, kids []string)) (token.Options, []*jwks.Manager, error) {
+// Keys in files (jwks_file, public_key_file, hmac_secret_file) are read
+// now and added to files, which keeps them in service when it runs: a
+// rotated file replaces the issuer's keys, and onRemoved hears of the keys
+// that left. A key in an environment variable is read once, now. A
+// jwks_url or discovery issuer gets a jwks.Manager as its KeySet, returned
+// in managers: nothing is fetched yet, and the caller must Run every
+// manager (they serve keys only then); onRemoved, when set, hears of their
+// removals too.
+func tokenOptions(cfg *config.Config, logger *slog.Logger, files *filewatch.Watcher, onRemoved func(issuer string, kids []string)) (token.Options, []*jwks.Manager, error) {
 	opts := token.Options{Leeway: cfg.Tokens.Leeway, MaxBytes: cfg.Tokens.MaxBytes, CallerAudiences: cfg.Callers.TokenAudiences}
 	var managers []*jwks.Manager
 	persist := cacheDir(cfg, cfg.Tokens.JWKSPersistDir, "jwks")
 	for i, is := range cfg.Tokens.Issuers {
-		keys, err := issuerKeys(cfg, is, persist, logger, onRemoved)
+		keys, err := issuerKeys(cfg, i, is, persist, logger, files, onRemoved)
 		if err != nil {
 			return token.Options{}, nil, fmt.Errorf("%w: %s: tokens.issuers[%d] (issuer %q): %w", config.ErrInvalid, cfg.File, i, is.Issuer, err)
 		}
@@ -99,22 +104,23 @@ func tokenOptions(cfg *config.Config, logger *slog.Logger, onRemoved func(issuer
 	return opts, managers, nil
 }
 
-// issuerKeys builds one issuer's KeySet from its key source.
-func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *slog.Logger, onRemoved func(string, []string)) (token.KeySet, error) {
+// issuerKeys builds the KeySet of issuer i from its key source.
+func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, logger *slog.Logger, files *filewatch.Watcher, onRemoved func(string, []string)) (token.KeySet, error) {
 	switch {
 	case is.JWKSFile != "":
-		return keysFromFile(cfg, "jwks_file", is.JWKSFile, token.ParseJWKS)
+		return keyFile(cfg, i, is, "jwks_file", is.JWKSFile, files, onRemoved, token.ParseJWKS)
 	case is.PublicKeyFile != "":
-		return keysFromFile(cfg, "public_key_file", is.PublicKeyFile, func(data []byte) ([]token.Key, error) {
+		return keyFile(cfg, i, is, "public_key_file", is.PublicKeyFile, files, onRemoved, func(data []byte) ([]token.Key, error) {
 			k, err := token.ParsePublicKeyPEM(data)
 			return []token.Key{k}, err
 		})
-	case is.HMACSecretFile != "", is.HMACSecretEnv != "":
-		key := "hmac_secret_file"
-		if is.HMACSecretEnv != "" {
-			key = "hmac_secret_env"
-		}
-		secret, err := readSecret(cfg, key, is.HMACSecretFile, is.HMACSecretEnv)
+	case is.HMACSecretFile != "":
+		return keyFile(cfg, i, is, "hmac_secret_file", is.HMACSecretFile, files, onRemoved, func(data []byte) ([]token.Key, error) {
+			secret, err := trimSecret(data)
+			return []token.Key{token.HMACKey(secret)}, err
+		})
+	case is.HMACSecretEnv != "":
+		secret, err := readSecret(cfg, "hmac_secret_env", "", is.HMACSecretEnv)
 		if err != nil {
 			return nil, err
 		}
@@ -136,52 +142,77 @@ func issuerKeys(cfg *config.Config, is config.Issuer, persist string, logger *sl
 	return nil, fmt.Errorf("no key source")
 }
 
+// keyFile reads issuer i's keys from file (named by the configuration
+// key), and adds the file to files: whenever its contents change, they
+// are parsed and checked as at start (keys that could not verify the
+// issuer's tokens are refused, and the old ones kept), and onRemoved hears
+// of the keys that left, so that tokens they verified are not believed
+// from a cache.
+func keyFile(cfg *config.Config, i int, is config.Issuer, key, file string, files *filewatch.Watcher,
+	onRemoved func(string, []string), parse func([]byte) ([]token.Key, error)) (token.KeySet, error) {
+	keys := token.NewReplaceableKeys(nil)
+	err := files.Add(filewatch.Set{
+		Name:  fmt.Sprintf("tokens.issuers[%d].%s", i, key),
+		Paths: []string{cfg.Path(file)},
+		Apply: func(contents [][]byte) error {
+			parsed, err := parse(contents[0])
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			if len(parsed) == 0 {
+				return fmt.Errorf("%s: holds no keys", file)
+			}
+			removed, err := keys.Replace(parsed, is.Algorithms)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			if len(removed) > 0 && onRemoved != nil {
+				onRemoved(is.Issuer, removed)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
 // readSecret reads the secret that the configuration key names: the file
 // (relative to the configuration's directory) when file is set, else the
-// environment variable env. A trailing line break is not part of it: a
-// Kubernetes secret mounted as a file or a variable often ends with one
-// that is not the secret's. An empty secret is an error.
+// environment variable env (see trimSecret).
 func readSecret(cfg *config.Config, key, file, env string) ([]byte, error) {
-	var secret string
 	if file != "" {
 		data, err := os.ReadFile(cfg.Path(file))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
-		secret = string(data)
-	} else {
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return nil, fmt.Errorf("%s: environment variable %s is not set", key, env)
+		secret, err := trimSecret(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s %w", key, file, err)
 		}
-		secret = v
+		return secret, nil
 	}
-	secret = strings.TrimRight(secret, "\r\n")
-	if secret == "" {
-		if file != "" {
-			return nil, fmt.Errorf("%s: %s is empty", key, file)
-		}
-		return nil, fmt.Errorf("%s: environment variable %s is empty", key, env)
+	v, ok := os.LookupEnv(env)
+	if !ok {
+		return nil, fmt.Errorf("%s: environment variable %s is not set", key, env)
 	}
-	return []byte(secret), nil
+	secret, err := trimSecret([]byte(v))
+	if err != nil {
+		return nil, fmt.Errorf("%s: environment variable %s %w", key, env, err)
+	}
+	return secret, nil
 }
 
-// keysFromFile reads the file that the configuration key names (relative
-// to the configuration's directory) and parses it into static keys. Its
-// errors name the key, and the file too when it does not parse.
-func keysFromFile(cfg *config.Config, key, file string, parse func([]byte) ([]token.Key, error)) (token.KeySet, error) {
-	data, err := os.ReadFile(cfg.Path(file))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+// trimSecret returns a secret without its trailing line break, which is
+// not the secret's (a Kubernetes secret mounted as a file or a variable
+// often ends with one). An empty secret is an error.
+func trimSecret(data []byte) ([]byte, error) {
+	secret := bytes.TrimRight(data, "\r\n")
+	if len(secret) == 0 {
+		return nil, errors.New("is empty")
 	}
-	keys, err := parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", key, file, err)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s %s: holds no keys", key, file)
-	}
-	return token.StaticKeys(keys), nil
+	return secret, nil
 }
 
 // bundleVerification reads the configuration's bundle signing key; no key

@@ -22,6 +22,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/server/config"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
@@ -34,7 +35,7 @@ func wireTokens(t *testing.T, dir, yaml string) (*config.Config, token.Options, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, managers, err := tokenOptions(c, nil, nil)
+	opts, managers, err := tokenOptions(c, nil, filewatch.New(filewatch.Options{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +79,13 @@ func TestTokenOptionsLoadsEveryKeySource(t *testing.T) {
 	}
 
 	t.Setenv("VERDICT_TEST_HMAC", "")
-	if _, _, err := tokenOptions(c, nil, nil); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
+	if _, _, err := tokenOptions(c, nil, filewatch.New(filewatch.Options{}), nil); err == nil || !strings.Contains(err.Error(), "tokens.issuers[3]") {
 		t.Errorf("unset env secret: %v, want an error naming tokens.issuers[3]", err)
 	}
 	// A key set without keys is the configuration's error, with its key.
 	authztest.WriteFile(t, filepath.Join(dir, "keys", "jwks.json"), `{"keys": []}`)
 	t.Setenv("VERDICT_TEST_HMAC", strings.Repeat("e", 32))
-	if _, _, err := tokenOptions(c, nil, nil); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "tokens.issuers[1]") ||
+	if _, _, err := tokenOptions(c, nil, filewatch.New(filewatch.Options{}), nil); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "tokens.issuers[1]") ||
 		!strings.Contains(err.Error(), "holds no keys") {
 		t.Errorf("empty key set: %v, want a configuration error naming tokens.issuers[1]", err)
 	}

@@ -1,0 +1,105 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+)
+
+// CheckKeys reports whether keys may serve an issuer that allows
+// algorithms, as NewVerifier checks a StaticKeys: there is at least one
+// key, every key is usable (RSA keys have at least 2048 bits, HMAC secrets
+// at least 32 bytes, EC keys are P-256/P-384/P-521, a pinned Algorithm
+// fits the key's type, no private keys), and at least one key can verify
+// one of algorithms. The error joins every problem.
+func CheckKeys(keys []Key, algorithms []string) error {
+	return errors.Join(checkKeys(keys, algorithms)...)
+}
+
+func checkKeys(keys []Key, algorithms []string) []error {
+	if len(keys) == 0 {
+		return []error{errors.New("keys: no keys")}
+	}
+	var errs []error
+	fits := false
+	for j, k := range keys {
+		if err := checkKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("keys[%d] (kid %q): %s", j, k.ID, err))
+		}
+		for _, a := range algorithms {
+			if spec, ok := algs[a]; ok && usable(k, a, spec) {
+				fits = true
+			}
+		}
+	}
+	// Every token would be refused (disallowed_alg): a key of another type
+	// than the algorithms name, such as an EC key under algorithms: [RS256].
+	if !fits && len(algorithms) > 0 {
+		errs = append(errs, fmt.Errorf("no key can verify any of algorithms %v", algorithms))
+	}
+	return errs
+}
+
+// ReplaceableKeys is a KeySet whose keys can be replaced while it serves,
+// such as keys read from a file that is rotated: every Lookup sees either
+// the old keys or the new, never a mix. It is safe for concurrent use.
+type ReplaceableKeys struct {
+	keys atomic.Pointer[StaticKeys]
+}
+
+var _ KeySet = (*ReplaceableKeys)(nil)
+
+// NewReplaceableKeys returns a ReplaceableKeys holding a copy of keys.
+// NewVerifier checks them as it checks a StaticKeys.
+func NewReplaceableKeys(keys []Key) *ReplaceableKeys {
+	r := &ReplaceableKeys{}
+	k := StaticKeys(slices.Clone(keys))
+	r.keys.Store(&k)
+	return r
+}
+
+// Keys returns the keys held now. The caller must not modify them.
+func (r *ReplaceableKeys) Keys() StaticKeys { return *r.keys.Load() }
+
+// Lookup implements KeySet on the keys held now, as StaticKeys.Lookup.
+func (r *ReplaceableKeys) Lookup(ctx context.Context, kid string) ([]Key, error) {
+	return r.Keys().Lookup(ctx, kid)
+}
+
+// Replace checks keys against algorithms (CheckKeys) and, when they pass,
+// holds a copy of them instead of the old ones. It returns the IDs of the
+// keys that left the set ("" for a key without an ID): a key whose ID is
+// no longer there, or whose ID is there now with other key material. A
+// cache of verified tokens must forget the tokens those keys verified. On
+// error nothing changes.
+func (r *ReplaceableKeys) Replace(keys []Key, algorithms []string) (removed []string, err error) {
+	if err := CheckKeys(keys, algorithms); err != nil {
+		return nil, err
+	}
+	next := StaticKeys(slices.Clone(keys))
+	old := *r.keys.Swap(&next)
+	for _, k := range old {
+		if !slices.ContainsFunc(next, func(n Key) bool { return sameKey(k, n) }) && !slices.Contains(removed, k.ID) {
+			removed = append(removed, k.ID)
+		}
+	}
+	return removed, nil
+}
+
+// sameKey reports whether a and b are one key: same ID, same pinned
+// algorithm, same key material.
+func sameKey(a, b Key) bool {
+	if a.ID != b.ID || a.Algorithm != b.Algorithm {
+		return false
+	}
+	if sa, ok := a.Public.([]byte); ok {
+		sb, ok := b.Public.([]byte)
+		return ok && len(sa) == len(sb) && subtle.ConstantTimeCompare(sa, sb) == 1
+	}
+	pa, ok := a.Public.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pa.Equal(b.Public)
+}

@@ -1,0 +1,132 @@
+package token_test
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+// TestReplaceableKeys: a replaced key set serves the new keys at once;
+// tokens signed by a key that left fail, tokens of the new key pass;
+// Replace names exactly the keys that left (by ID, a key whose material
+// changed under the same ID included), and refuses keys that could not
+// serve the issuer, keeping the old ones.
+func TestReplaceableKeys(t *testing.T) {
+	old, next := authztest.NewIssuer(t, "ES256"), authztest.NewIssuer(t, "ES256")
+	next.KeyID = "next"
+	keys := token.NewReplaceableKeys([]token.Key{old.PublicKey()})
+	cfg := old.Config()
+	cfg.Keys = keys
+	v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{cfg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTok, nextTok := old.Mint(t, map[string]any{"sub": "a"}), next.Mint(t, map[string]any{"sub": "a"})
+	verifies := func(tok string) bool {
+		_, err := v.Verify(t.Context(), tok)
+		return err == nil
+	}
+	if !verifies(oldTok) || verifies(nextTok) {
+		t.Fatal("before: want only the old key's token verified")
+	}
+
+	// Both keys (a rotation's overlap), then only the new one.
+	if removed, err := keys.Replace([]token.Key{old.PublicKey(), next.PublicKey()}, cfg.Algorithms); err != nil || len(removed) != 0 {
+		t.Fatalf("adding a key: removed %q, err %v", removed, err)
+	}
+	if !verifies(oldTok) || !verifies(nextTok) {
+		t.Fatal("overlap: want both tokens verified")
+	}
+	if removed, err := keys.Replace([]token.Key{next.PublicKey()}, cfg.Algorithms); err != nil || !slices.Equal(removed, []string{old.KeyID}) {
+		t.Fatalf("dropping the old key: removed %q, err %v", removed, err)
+	}
+	if verifies(oldTok) || !verifies(nextTok) {
+		t.Fatal("after: want only the new key's token verified")
+	}
+
+	// Refused: nothing changes.
+	rsa := authztest.NewIssuer(t, "RS256")
+	for name, bad := range map[string][]token.Key{
+		"no keys":           nil,
+		"wrong type":        {rsa.PublicKey()},
+		"an unusable key":   {next.PublicKey(), {ID: "short", Public: []byte("short")}},
+		"a key pinned away": {{ID: "next", Algorithm: "ES384", Public: next.PublicKey().Public}},
+	} {
+		if _, err := keys.Replace(bad, cfg.Algorithms); err == nil {
+			t.Errorf("%s: Replace accepted it", name)
+		}
+		if !verifies(nextTok) {
+			t.Fatalf("%s: the keys in service changed", name)
+		}
+	}
+
+	// The same ID with other material left the set; so did an ID-less key.
+	other := authztest.NewIssuer(t, "ES256")
+	other.KeyID = "next"
+	anon := authztest.NewIssuer(t, "ES256")
+	anon.KeyID = ""
+	if removed, err := keys.Replace([]token.Key{other.PublicKey(), anon.PublicKey()}, cfg.Algorithms); err != nil || !slices.Equal(removed, []string{"next"}) {
+		t.Fatalf("same kid, new key: removed %q, err %v", removed, err)
+	}
+	if verifies(nextTok) {
+		t.Fatal("a token of the replaced key still verifies")
+	}
+	if removed, err := keys.Replace([]token.Key{other.PublicKey()}, cfg.Algorithms); err != nil || !slices.Equal(removed, []string{""}) {
+		t.Fatalf("ID-less key dropped: removed %q, err %v", removed, err)
+	}
+}
+
+// TestReplaceableKeysConcurrent replaces keys while tokens are verified,
+// for -race: every verification sees one whole key set.
+func TestReplaceableKeysConcurrent(t *testing.T) {
+	a := authztest.NewIssuer(t, "ES256")
+	keys := token.NewReplaceableKeys([]token.Key{a.PublicKey()})
+	cfg := a.Config()
+	cfg.Keys = keys
+	v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{cfg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := a.Mint(t, map[string]any{"sub": "a"})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := v.Verify(t.Context(), tok); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 1000 {
+		if _, err := keys.Replace([]token.Key{a.PublicKey()}, cfg.Algorithms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestNewVerifierChecksReplaceableKeys: the keys a ReplaceableKeys holds
+// at start are checked as a StaticKeys' are.
+func TestNewVerifierChecksReplaceableKeys(t *testing.T) {
+	a := authztest.NewIssuer(t, "RS256")
+	cfg := a.Config()
+	cfg.Algorithms = []string{"ES256"}
+	cfg.Keys = token.NewReplaceableKeys([]token.Key{a.PublicKey()})
+	_, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{cfg}})
+	if err == nil || !strings.Contains(err.Error(), "no key can verify any of algorithms [ES256]") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,293 @@
+// Package filewatch watches small files a running process depends on —
+// keys, certificates, CA bundles — and hands their new contents to whoever
+// holds them, so that a rotated file is taken up without a restart. It
+// also holds the debounced event loop (Loop) that the policy sources share.
+//
+// A Watcher watches each file's directory rather than the file, so that
+// every way a file is replaced is seen: written in place, renamed over,
+// deleted and made again, a symbolic link re-pointed, or a Kubernetes
+// ConfigMap or Secret volume swapping its ..data link. Files are read
+// together in sets (a certificate and its key), and a set is applied only
+// when the bytes of one of its files changed. A set that does not read or
+// apply keeps what it had: the holder is never left with nothing, and the
+// failure is logged once and retried.
+package filewatch
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/verdict-pdp/verdict/internal/regularfile"
+)
+
+// Defaults of Options.
+const (
+	DefaultDebounce = 100 * time.Millisecond
+	DefaultRetry    = 2 * time.Second
+	DefaultRecheck  = time.Minute
+	DefaultMaxBytes = 1 << 20
+)
+
+// ErrWatch is wrapped by errors about the watch itself (Run), as opposed
+// to a file that does not read or apply.
+var ErrWatch = errors.New("filewatch: cannot watch")
+
+// Set is files read together and applied together.
+type Set struct {
+	// Name names the set in logs, errors and status (a configuration key,
+	// such as "tls" or "tokens.issuers[0].jwks_file").
+	Name string
+	// Paths are the files, read in this order. At least one.
+	Paths []string
+	// Apply takes the files' contents, in Paths' order, and puts them in
+	// service, or returns an error and changes nothing. It is called from
+	// Load and then from Run's goroutine, never concurrently.
+	Apply func(contents [][]byte) error
+}
+
+// Options configure a Watcher. Every zero value means the default.
+type Options struct {
+	// Debounce is how long a set's directories must be quiet after an
+	// event before the sets are read again; 0 means DefaultDebounce.
+	Debounce time.Duration
+	// Retry is how soon a set that failed is read again without an event;
+	// 0 means DefaultRetry.
+	Retry time.Duration
+	// Recheck is how often every set is read again even without an event;
+	// 0 means DefaultRecheck, negative never.
+	Recheck time.Duration
+	// MaxBytes refuses a file larger than this; 0 means DefaultMaxBytes.
+	MaxBytes int64
+	// What names the files in log lines ("credentials"); "" means "files".
+	What string
+	// Logger receives a line for every set taken up and every new failure;
+	// nil discards them.
+	Logger *slog.Logger
+	// Observe, when set, is told the outcome of every reload that changed
+	// something or failed anew: the set's name and nil, or its error.
+	Observe func(name string, err error)
+	// Now is the clock of Status; nil means time.Now.
+	Now func() time.Time
+}
+
+// Status is what a Watcher knows about one set.
+type Status struct {
+	Name  string   `json:"name"`
+	Paths []string `json:"paths"`
+	// LoadedAt is when the contents now in service were applied.
+	LoadedAt time.Time `json:"loaded_at"`
+	// LastError is why the files' latest contents are not in service,
+	// cleared when they are (or are back to those in service).
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Reloads counts contents applied after the first; ReloadErrors the
+	// distinct failures.
+	Reloads      uint64 `json:"reloads"`
+	ReloadErrors uint64 `json:"reload_errors"`
+}
+
+// Watcher holds sets of files in service. It is safe for concurrent use:
+// Status may be called while Run runs.
+type Watcher struct {
+	opts Options
+	log  *slog.Logger
+	mu   sync.Mutex // guards every set's state
+	sets []*watched
+}
+
+type watched struct {
+	Set
+	sums   [][sha256.Size]byte // of the contents in service
+	status Status
+}
+
+// New returns a Watcher holding no sets yet.
+func New(opts Options) *Watcher {
+	opts.Debounce = cmp.Or(opts.Debounce, DefaultDebounce)
+	opts.Retry = cmp.Or(opts.Retry, DefaultRetry)
+	opts.Recheck = cmp.Or(opts.Recheck, DefaultRecheck)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultMaxBytes)
+	opts.What = cmp.Or(opts.What, "files")
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Watcher{opts: opts, log: cmp.Or(opts.Logger, slog.New(slog.DiscardHandler))}
+}
+
+// Add reads each set's files and applies them, and holds the set from then
+// on; it returns the first error, naming the set: a file that cannot be
+// read, or contents Apply refuses (the sets before it are held). Add must
+// be called before Run; without Run, the files are read once.
+func (w *Watcher) Add(sets ...Set) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range sets {
+		if s.Name == "" || len(s.Paths) == 0 || s.Apply == nil {
+			return fmt.Errorf("filewatch: set %q needs a name, paths and Apply", s.Name)
+		}
+		contents, sums, err := w.read(s.Paths)
+		if err == nil {
+			err = s.Apply(contents)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+		w.sets = append(w.sets, &watched{Set: s, sums: sums,
+			status: Status{Name: s.Name, Paths: s.Paths, LoadedAt: w.opts.Now()}})
+	}
+	return nil
+}
+
+// read reads paths, each at most MaxBytes, as regular files (a FIFO put in
+// a file's place must not block the watch).
+func (w *Watcher) read(paths []string) ([][]byte, [][sha256.Size]byte, error) {
+	contents := make([][]byte, len(paths))
+	sums := make([][sha256.Size]byte, len(paths))
+	for i, p := range paths {
+		f, err := regularfile.Open(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := io.ReadAll(io.LimitReader(f, w.opts.MaxBytes+1))
+		_ = f.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
+		}
+		if int64(len(data)) > w.opts.MaxBytes {
+			return nil, nil, fmt.Errorf("%s: larger than %d bytes", p, w.opts.MaxBytes)
+		}
+		contents[i], sums[i] = data, sha256.Sum256(data)
+	}
+	return contents, sums, nil
+}
+
+// Run watches the sets' directories and takes up every change until ctx is
+// done, and returns nil then. Every set is also read again every Recheck;
+// when no watch can be set up at all, that is all Run does (an error
+// wrapping ErrWatch only when Recheck is off). Run must be
+// called at most once.
+func (w *Watcher) Run(ctx context.Context) error {
+	w.mu.Lock()
+	sets := slices.Clone(w.sets)
+	w.mu.Unlock()
+	if len(sets) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		// Out of inotify instances, say: the files are still read again
+		// every Recheck, which is better than stopping the process.
+		if w.opts.Recheck < 0 {
+			return fmt.Errorf("%w: %w", ErrWatch, err)
+		}
+		w.log.Warn(w.opts.What+" not watched; read again every "+w.opts.Recheck.String(), "error", err)
+		l := Loop{Debounce: w.opts.Debounce, Retry: w.opts.Retry, Recheck: w.opts.Recheck, What: w.opts.What, Log: w.log}
+		return l.Run(ctx, nil, nil, w.reload, w.reload())
+	}
+	defer fw.Close()
+	names := map[string]map[string]bool{} // directory → base names watched in it
+	for _, s := range sets {
+		for _, p := range s.Paths {
+			dir := filepath.Dir(p)
+			if names[dir] == nil {
+				names[dir] = map[string]bool{}
+			}
+			names[dir][filepath.Base(p)] = true
+		}
+	}
+	watchDirs := func() error {
+		var errs []error
+		for dir := range names {
+			// Again on every reload: a directory removed and made again
+			// lost its watch.
+			if err := fw.Add(dir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	if err := watchDirs(); err != nil {
+		w.log.Warn(w.opts.What+" watch incomplete; read again every "+w.opts.Recheck.String(), "error", err)
+	}
+	relevant := func(ev fsnotify.Event) bool {
+		p := filepath.Clean(ev.Name)
+		if _, ok := names[p]; ok {
+			return true // the directory itself
+		}
+		base := filepath.Base(p)
+		return names[filepath.Dir(p)][base] || KubeName(base)
+	}
+	reload := func() bool {
+		_ = watchDirs()
+		return w.reload()
+	}
+	retry := reload() // what changed between Load and the first watch
+	l := Loop{Debounce: w.opts.Debounce, Retry: w.opts.Retry, Recheck: w.opts.Recheck, What: w.opts.What, Log: w.log}
+	return l.Run(ctx, fw, relevant, reload, retry)
+}
+
+// reload reads every set again and applies those whose contents changed.
+// It returns true when one of them failed.
+func (w *Watcher) reload() (failed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.sets {
+		contents, sums, err := w.read(s.Paths)
+		if err == nil && slices.Equal(sums, s.sums) {
+			if s.status.LastError != "" {
+				w.log.Info(w.opts.What+" back to those in service", "name", s.Name)
+				s.status.LastError, s.status.LastErrorAt = "", time.Time{}
+			}
+			continue
+		}
+		if err == nil {
+			err = s.Apply(contents)
+		}
+		if err != nil {
+			failed = true
+			if msg := err.Error(); msg != s.status.LastError {
+				s.status.LastError, s.status.LastErrorAt = msg, w.opts.Now()
+				s.status.ReloadErrors++
+				w.log.Error(w.opts.What+" reload failed; the previous ones stay in service", "name", s.Name, "error", err)
+				w.observe(s.Name, err)
+			}
+			continue
+		}
+		s.sums = sums
+		s.status.LoadedAt, s.status.LastError, s.status.LastErrorAt = w.opts.Now(), "", time.Time{}
+		s.status.Reloads++
+		w.log.Info(w.opts.What+" reloaded", "name", s.Name)
+		w.observe(s.Name, nil)
+	}
+	return failed
+}
+
+func (w *Watcher) observe(name string, err error) {
+	if w.opts.Observe != nil {
+		w.opts.Observe(name, err)
+	}
+}
+
+// Status returns every set's status, in the order Load was given them.
+func (w *Watcher) Status() []Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Status, len(w.sets))
+	for i, s := range w.sets {
+		out[i] = s.status
+		out[i].Paths = slices.Clone(s.status.Paths)
+	}
+	return out
+}

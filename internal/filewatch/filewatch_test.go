@@ -1,0 +1,273 @@
+package filewatch_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
+)
+
+// holder is what a Set applies to: it refuses contents starting "bad" and
+// remembers what it took.
+type holder struct {
+	mu      sync.Mutex
+	applied [][]string
+}
+
+func (h *holder) apply(contents [][]byte) error {
+	var got []string
+	for _, c := range contents {
+		if bytes.HasPrefix(c, []byte("bad")) {
+			return fmt.Errorf("refused %q", c)
+		}
+		got = append(got, string(c))
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.applied = append(h.applied, got)
+	return nil
+}
+
+func (h *holder) last() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.applied[len(h.applied)-1]
+}
+
+func (h *holder) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.applied)
+}
+
+// eventually waits up to 10 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run starts w and stops it when the test ends.
+func run(t *testing.T, w *filewatch.Watcher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func quick(opts filewatch.Options) filewatch.Options {
+	opts.Debounce, opts.Retry = 10*time.Millisecond, 20*time.Millisecond
+	if opts.Recheck == 0 {
+		opts.Recheck = -1
+	}
+	return opts
+}
+
+func TestAddReadsAndApplies(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	write(t, cert, "cert 1")
+	write(t, key, "key 1")
+	var h holder
+	w := filewatch.New(quick(filewatch.Options{}))
+	if err := w.Add(filewatch.Set{Name: "tls", Paths: []string{cert, key}, Apply: h.apply}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.last(); got[0] != "cert 1" || got[1] != "key 1" {
+		t.Fatalf("applied %q", got)
+	}
+	write(t, key, "bad key")
+	err := w.Add(filewatch.Set{Name: "other", Paths: []string{key}, Apply: h.apply})
+	if err == nil || !strings.HasPrefix(err.Error(), "other: ") || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("refused contents: %v", err)
+	}
+	err = w.Add(filewatch.Set{Name: "missing", Paths: []string{filepath.Join(dir, "nope")}, Apply: h.apply})
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "missing: ") {
+		t.Fatalf("missing file: %v", err)
+	}
+	big := filepath.Join(dir, "big")
+	write(t, big, strings.Repeat("x", 2000))
+	w = filewatch.New(quick(filewatch.Options{MaxBytes: 1000}))
+	if err := w.Add(filewatch.Set{Name: "big", Paths: []string{big}, Apply: h.apply}); err == nil || !strings.Contains(err.Error(), "larger than 1000 bytes") {
+		t.Fatalf("large file: %v", err)
+	}
+	if len(w.Status()) != 0 {
+		t.Fatal("a set that failed is held")
+	}
+}
+
+// TestRunTakesUpEveryKindOfReplacement: a file written in place, renamed
+// over, deleted and made again, and swapped as a Kubernetes volume swaps
+// its ..data link, is each time applied once; contents that Apply refuses
+// (or a FIFO in the file's place) keep what is in service, are counted
+// and logged once however often they are retried, and are cleared when
+// the file is back to the contents in service, without applying them
+// again; rewriting the same bytes applies nothing.
+func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "jwks.json")
+	write(t, path, "v1")
+	var h holder
+	var logs authztest.SyncBuffer
+	var observed []string
+	var omu sync.Mutex
+	w := filewatch.New(quick(filewatch.Options{What: "credentials",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Observe: func(name string, err error) {
+			omu.Lock()
+			defer omu.Unlock()
+			observed = append(observed, fmt.Sprint(name, " ", err))
+		}}))
+	if err := w.Add(filewatch.Set{Name: "tokens.issuers[0].jwks_file", Paths: []string{path}, Apply: h.apply}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	applied := func(n int, want string) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("apply %d (%s)", n, want), func() bool { return h.count() >= n })
+		if got := h.last()[0]; got != want || h.count() != n {
+			t.Fatalf("applied %d times, last %q; want %d, %q", h.count(), got, n, want)
+		}
+	}
+	status := func() filewatch.Status { return w.Status()[0] }
+
+	write(t, path, "v2") // in place
+	applied(2, "v2")
+
+	tmp := filepath.Join(dir, ".jwks.json.tmp") // an editor's save by rename
+	write(t, tmp, "v3")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	applied(3, "v3")
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the missing file reported", func() bool { return status().LastError != "" })
+	write(t, path, "v4")
+	applied(4, "v4")
+
+	write(t, path, "bad v5")
+	eventually(t, "the refusal reported", func() bool { return strings.Contains(status().LastError, "refused") })
+	time.Sleep(100 * time.Millisecond) // several retries
+	if st := status(); st.ReloadErrors != 2 || h.count() != 4 {
+		t.Fatalf("after retries: %d distinct errors (want the missing file and the refusal), %d applies", st.ReloadErrors, h.count())
+	}
+	if n := strings.Count(logs.String(), "refused"); n != 1 {
+		t.Fatalf("the refusal logged %d times:\n%s", n, logs.String())
+	}
+	write(t, path, "v4") // back to what serves: nothing to apply
+	eventually(t, "the error cleared", func() bool { return status().LastError == "" })
+	write(t, path, "v4") // the same bytes again
+	time.Sleep(100 * time.Millisecond)
+	if h.count() != 4 {
+		t.Fatalf("unchanged contents applied again: %d", h.count())
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the FIFO refused", func() bool { return strings.Contains(status().LastError, "not a regular file") })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write(t, path, "v5")
+	applied(5, "v5")
+
+	if st := status(); st.Reloads != 4 || st.LastError != "" || st.LoadedAt.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+	omu.Lock()
+	defer omu.Unlock()
+	if len(observed) != 4+3 || observed[0] != "tokens.issuers[0].jwks_file <nil>" {
+		t.Fatalf("observed %q", observed)
+	}
+}
+
+// TestRunFollowsKubernetesVolumeSwap: a ConfigMap or Secret volume holds
+// each key as a link through ..data to a timestamped directory; the
+// kubelet writes a new directory and swaps ..data. The new contents are
+// applied.
+func TestRunFollowsKubernetesVolumeSwap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(name, data string) {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		write(t, filepath.Join(dir, name, "ca.crt"), data)
+	}
+	version("..2026_01_01_00_00_00.1", "ca 1")
+	if err := os.Symlink("..2026_01_01_00_00_00.1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..data/ca.crt", filepath.Join(dir, "ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	var h holder
+	w := filewatch.New(quick(filewatch.Options{}))
+	if err := w.Add(filewatch.Set{Name: "callers.trust_bundle_file", Paths: []string{filepath.Join(dir, "ca.crt")}, Apply: h.apply}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	version("..2026_01_02_00_00_00.2", "ca 2")
+	if err := os.Symlink("..2026_01_02_00_00_00.2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the swapped contents", func() bool { return h.count() == 2 })
+	if got := h.last()[0]; got != "ca 2" {
+		t.Fatalf("applied %q", got)
+	}
+}
+
+// TestRecheckSeesWhatNoEventSays: a file reached through a link into a
+// directory that is not watched changes without an event in the watched
+// one; the periodic recheck takes it up.
+func TestRecheckSeesWhatNoEventSays(t *testing.T) {
+	watched, elsewhere := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(elsewhere, "key.pem"), "k1")
+	link := filepath.Join(watched, "key.pem")
+	if err := os.Symlink(filepath.Join(elsewhere, "key.pem"), link); err != nil {
+		t.Fatal(err)
+	}
+	var h holder
+	w := filewatch.New(quick(filewatch.Options{Recheck: 50 * time.Millisecond}))
+	if err := w.Add(filewatch.Set{Name: "key", Paths: []string{link}, Apply: h.apply}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	write(t, filepath.Join(elsewhere, "key.pem"), "k2")
+	eventually(t, "the recheck", func() bool { return h.count() == 2 })
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// TestTLSReplaced serves HTTPS (with client certificates requested) and
+// replaces the certificate and client CAs while serving, as a certificate
+// manager rotating them would: new connections get the new certificate,
+// a client certificate of the CA rotated out is never the caller (also
+// when its session would resume), and one of the CA rotated in is. A pair that does not match changes nothing. HTTP/2 is
+// negotiated throughout.
+func TestTLSReplaced(t *testing.T) {
+	oldCA, newCA := authztest.NewCA(t, "old ca"), authztest.NewCA(t, "new ca")
+	serverCert := func(ca *authztest.CA) authztest.Leaf {
+		return ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	}
+	payments := func(ca *authztest.CA) authztest.Leaf {
+		return ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	}
+	oldServer, newServer := serverCert(oldCA), serverCert(newCA)
+	oldClient, newClient := payments(oldCA), payments(newCA)
+
+	tl, err := NewTLS("request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Set(oldServer.CertPEM, oldServer.KeyPEM, oldCA.PEM()); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.TLS = tl.Config() }})
+	addr, err := f.srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+
+	roots := x509.NewCertPool()
+	roots.AddCert(oldCA.Cert)
+	roots.AddCert(newCA.Cert)
+	// Each client keeps its TLS sessions, and resumes them when it can.
+	sessions := map[*x509.Certificate]tls.ClientSessionCache{}
+	// decide asks, on a new connection, with client certificate c, and
+	// returns the server's certificate, the first reason, and whether the
+	// session resumed.
+	decide := func(c authztest.Leaf) (served *x509.Certificate, reason string, resumed bool, err error) {
+		if sessions[c.Cert] == nil {
+			sessions[c.Cert] = tls.NewLRUClientSessionCache(8)
+		}
+		tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: roots,
+			Certificates: []tls.Certificate{c.TLS}, ClientSessionCache: sessions[c.Cert]}}
+		defer tr.CloseIdleConnections()
+		body := strings.NewReader(`{"action": "inventory:reserve"}`)
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+addr.String()+"/v1/decide", body)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			return nil, "", false, err
+		}
+		defer resp.Body.Close()
+		if resp.Proto != "HTTP/2.0" {
+			t.Errorf("protocol %s, want HTTP/2.0", resp.Proto)
+		}
+		var d struct{ Reasons []string }
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || len(d.Reasons) == 0 {
+			t.Fatalf("answer: %v %v", d, err)
+		}
+		return resp.TLS.PeerCertificates[0], d.Reasons[0], resp.TLS.DidResume, nil
+	}
+	const allowed = "service payments may call inventory:reserve"
+
+	served, reason, _, err := decide(oldClient)
+	if err != nil || !served.Equal(oldServer.Cert) || reason != allowed {
+		t.Fatalf("before: served %v, reason %q, err %v", served.Subject, reason, err)
+	}
+	if err := tl.Set(newServer.CertPEM, oldServer.KeyPEM, newCA.PEM()); err == nil {
+		t.Fatal("Set took a certificate with another's key")
+	}
+	if err := tl.Set(newServer.CertPEM, newServer.KeyPEM, []byte("no certificates")); err == nil {
+		t.Fatal("Set took client CAs without a certificate")
+	}
+	served, reason, resumed, err := decide(oldClient)
+	if err != nil || !served.Equal(oldServer.Cert) || reason != allowed {
+		t.Fatalf("after refused Sets: served %v, reason %q, err %v", served.Subject, reason, err)
+	}
+	if !resumed {
+		t.Fatal("the second connection did not resume its session: the resumption below proves nothing")
+	}
+
+	if err := tl.Set(newServer.CertPEM, newServer.KeyPEM, newCA.PEM()); err != nil {
+		t.Fatal(err)
+	}
+	// The client offers no certificate the new CAs accept (Go's sends none:
+	// anonymous) or its session from before; it must not be the caller.
+	if _, reason, resumed, err := decide(oldClient); err == nil && reason == allowed {
+		t.Fatalf("a client certificate of the CA rotated out was the caller (resumed %v)", resumed)
+	}
+	served, reason, _, err = decide(newClient)
+	if err != nil || !served.Equal(newServer.Cert) || reason != allowed {
+		t.Fatalf("after: served %v, reason %q, err %v", served.Subject, reason, err)
+	}
+}

@@ -1,0 +1,223 @@
+package test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// TestKeyFilesRotate runs verdict on the fixture's two file issuers and
+// rotates both files while it serves, as an operator (or a Secret
+// update) would: a token of a key that left is denied at once, though its
+// verification was cached, and a token of the new key is allowed. A file
+// rotated to something that cannot serve (not a key set, a key of the
+// wrong type) keeps the keys in service, and says so in the log, in
+// /v1/status and in metrics, until the file is good again.
+func TestKeyFilesRotate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	p := f.start(t, configWithPolicies(""), nil)
+	decide := func(tok string) answer {
+		return p.decideOK(t, mustJSON(t, map[string]any{"token": tok, "action": "orders:read"}))
+	}
+	viewer := map[string]any{"roles": []string{"viewer"}}
+	allowedThen := func(what string, tok string, want bool) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			if a := decide(tok); a.Allow != want {
+				return fmt.Sprintf("%s: allow %v (%v), want %v", what, a.Allow, a.Reasons, want)
+			}
+			return ""
+		})
+	}
+
+	// public_key_file: a PEM key with no kid, replaced in place.
+	oldPEM := f.Issuer.Mint(t, viewer)
+	allowedThen("the PEM issuer's token", oldPEM, true) // and now cached
+	next := authztest.NewIssuer(t, "ES256")
+	authztest.WriteFile(t, filepath.Join(f.Dir, "issuer.pem"), string(next.PublicKeyPEM(t)))
+	allowedThen("the new PEM key's token", next.Mint(t, viewer), true)
+	if a := decide(oldPEM); a.Allow || len(a.Reasons) == 0 || !strings.HasPrefix(a.Reasons[0], "token:") {
+		t.Fatalf("the old PEM key's cached token after rotation: %v %v", a.Allow, a.Reasons)
+	}
+
+	// jwks_file: renamed over, a new kid beside the old, then the old gone.
+	oldJWKS := f.Issuer2.Mint(t, viewer)
+	allowedThen("the JWKS issuer's token", oldJWKS, true)
+	next2 := authztest.NewIssuer(t, "EdDSA")
+	next2.Name, next2.KeyID = issuerJWKS, "next"
+	both := jwksOf(t, f.Issuer2, next2)
+	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), both)
+	allowedThen("the added key's token", next2.Mint(t, viewer), true)
+	allowedThen("the old key's token during the overlap", oldJWKS, true)
+	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), string(authztest.JWKS(t, next2)))
+	allowedThen("the removed key's cached token", oldJWKS, false)
+
+	// Rotated to files that cannot serve: the keys in service stay.
+	const name = "tokens.issuers[1].jwks_file"
+	for _, bad := range []struct{ what, data, why string }{
+		{"not a key set", `{"keys": [`, "jwks.json"},
+		{"a key the issuer's algorithms cannot use", string(authztest.JWKS(t, authztest.NewIssuer(t, "ES256"))), "no key can verify any of algorithms [EdDSA]"},
+	} {
+		writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), bad.data)
+		eventually(t, 10*time.Second, func() string {
+			if e := credentialError(t, p, name); !strings.Contains(e, bad.why) {
+				return fmt.Sprintf("%s: /v1/status last_error %q, want it to say %q", bad.what, e, bad.why)
+			}
+			return ""
+		})
+		if a := decide(next2.Mint(t, viewer)); !a.Allow {
+			t.Fatalf("%s: the keys in service were dropped: %v", bad.what, a.Reasons)
+		}
+	}
+	if !strings.Contains(p.Stderr.String(), "credentials reload failed") {
+		t.Errorf("no log line for the refused file")
+	}
+	if m := metrics(t, p); !strings.Contains(m, `verdict_credentials_last_reload_ok{name="`+name+`"} 0`) ||
+		!strings.Contains(m, `verdict_credentials_reload_errors_total{name="`+name+`"} 2`) {
+		t.Errorf("metrics do not show the refused file:\n%s", grepLines(m, "verdict_credentials"))
+	}
+	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), both)
+	allowedThen("the old key's token once it is back", oldJWKS, true)
+	if e := credentialError(t, p, name); e != "" {
+		t.Errorf("error still shown after a good file: %q", e)
+	}
+}
+
+// TestTLSFilesRotate serves over mTLS (client_auth: require) and rotates
+// the certificate, its key and the client CA bundle while serving, as a
+// certificate manager renewing into a Secret would: new connections get
+// the new certificate, a client of the CA rotated out fails the handshake,
+// one of the CA rotated in is the caller. A certificate that does not
+// match its key (the moment between two writes) never serves.
+func TestTLSFilesRotate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	oldCA, newCA := authztest.NewCA(t, "old CA"), authztest.NewCA(t, "new CA")
+	oldServer, newServer := loopbackServer(t, oldCA, "verdict"), loopbackServer(t, newCA, "verdict")
+	payments := func(ca *authztest.CA) tls.Certificate {
+		return ca.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{paymentsSPIFFE}}).TLS
+	}
+	oldClient, newClient := payments(oldCA), payments(newCA)
+	write := func(ca *authztest.CA, server authztest.Leaf) {
+		writeAtomic(t, filepath.Join(f.Dir, "ca.pem"), string(ca.PEM()))
+		writeAtomic(t, filepath.Join(f.Dir, "server.pem"), string(server.CertPEM))
+		writeAtomic(t, filepath.Join(f.Dir, "server-key.pem"), string(server.KeyPEM))
+	}
+	write(oldCA, oldServer)
+	roots := x509.NewCertPool()
+	roots.AddCert(oldCA.Cert)
+	roots.AddCert(newCA.Cert)
+	p := f.start(t, configWithPolicies(`tls:
+  cert_file: server.pem
+  key_file: server-key.pem
+  client_ca_file: ca.pem
+  client_auth: require
+`), &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{oldClient}, MinVersion: tls.VersionTLS12})
+	// ask asks on a new connection with client certificate c.
+	ask := func(c tls.Certificate) (served *x509.Certificate, a answer, err error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, p.Base+"/v1/decide", strings.NewReader(`{"action":"inventory:reserve"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return nil, a, err
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return resp.TLS.PeerCertificates[0], a, nil
+	}
+	if served, a, err := ask(oldClient); err != nil || !served.Equal(oldServer.Cert) || !a.Allow {
+		t.Fatalf("before: %v %v %v", served, a.Reasons, err)
+	}
+
+	write(newCA, newServer)
+	eventually(t, 10*time.Second, func() string {
+		served, a, err := ask(newClient)
+		if err != nil || !served.Equal(newServer.Cert) || !a.Allow {
+			return fmt.Sprintf("after: served %v, %v, %v", served, a.Reasons, err)
+		}
+		return ""
+	})
+	if _, a, err := ask(oldClient); err == nil {
+		t.Fatalf("a client of the CA rotated out was served: %v", a.Reasons)
+	}
+	// Nothing between the writes served a certificate without its key:
+	// every handshake above either failed or verified.
+	if strings.Contains(p.Stderr.String(), "panic") {
+		t.Fatal("panic in the log")
+	}
+}
+
+// jwksOf is a JWKS holding the public keys of issuers.
+func jwksOf(t *testing.T, issuers ...*authztest.Issuer) string {
+	t.Helper()
+	var all struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	for _, is := range issuers {
+		var one struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if err := json.Unmarshal(authztest.JWKS(t, is), &one); err != nil {
+			t.Fatal(err)
+		}
+		all.Keys = append(all.Keys, one.Keys...)
+	}
+	return mustJSON(t, all)
+}
+
+// credentialError is the last_error /v1/status shows for the credential
+// file named name.
+func credentialError(t *testing.T, p *process, name string) string {
+	t.Helper()
+	_, raw := status(t, p)
+	var doc struct {
+		Credentials []struct {
+			Name      string `json:"name"`
+			LastError string `json:"last_error"`
+		} `json:"credentials"`
+	}
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range doc.Credentials {
+		if c.Name == name {
+			return c.LastError
+		}
+	}
+	t.Fatalf("/v1/status has no credentials entry %q: %s", name, raw)
+	return ""
+}
+
+// metrics is the /metrics text.
+func metrics(t *testing.T, p *process) string {
+	t.Helper()
+	r := do(t, p.Client, http.MethodGet, p.Base+"/metrics", nil, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("/metrics: %d", r.Status)
+	}
+	return string(r.Body)
+}
+
+// grepLines is the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}
