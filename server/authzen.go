@@ -124,14 +124,14 @@ func parseBaseURL(s string) (string, error) {
 }
 
 // allows reports whether r comes from a client that may assert subjects:
-// its peer address is in TrustedPeers, or its verified mTLS certificate
-// names a TrustedCallers id.
-func (c *authzenConfig) allows(r *http.Request) bool {
+// its peer address is in TrustedPeers, or peer, its verified mTLS
+// certificate, names a TrustedCallers id.
+func (c *authzenConfig) allows(r *http.Request, peer authz.Caller) bool {
 	if peerIn(c.peers, r.RemoteAddr) {
 		return true
 	}
 	if len(c.callers) > 0 {
-		if cert := authz.CallerFromTLS(r.TLS).Certificate; cert != nil {
+		if cert := peer.Certificate; cert != nil {
 			if id, _, err := authz.CertificateID(cert); err == nil {
 				_, ok := c.callers[id]
 				return ok
@@ -175,7 +175,8 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 // failed is a deny carrying the error in its context, as the text's
 // examples show.
 func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool) {
-	if !s.authzen.allows(r) {
+	peer := s.tlsPeer(w, r)
+	if !s.authzen.allows(r, peer) {
 		s.fail(w, frontErr(errForbidden, "this client may not call the AuthZEN evaluation endpoints: "+
 			"its address is not in authzen.trusted_peers and it presented no verified certificate named in authzen.trusted_callers"))
 		return
@@ -194,7 +195,7 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 	// What every evaluation of this HTTP request shares: the enforcement
 	// point that asks (its verified mTLS certificate is input.caller, as on
 	// /v1/decide) and the request ID.
-	base := authz.Request{Caller: authz.CallerFromTLS(r.TLS), RequestID: authz.RequestIDFromHeader(r.Header)}
+	base := authz.Request{Caller: peer, RequestID: authz.RequestIDFromHeader(r.Header)}
 	if len(in.Evaluations) == 0 {
 		// No evaluations array, or an empty one: one evaluation, answered
 		// as /access/v1/evaluation answers it.

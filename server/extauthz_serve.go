@@ -48,7 +48,7 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 		grpc.WaitForHandlers(true),
 	}
 	if s.tls != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.Clone())))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.config("h2"))))
 	}
 	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, &extAuthz{s: s})

@@ -694,8 +694,13 @@ func TestExtAuthzTLS(t *testing.T) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	client := ca.Issue(t, authztest.LeafOptions{CommonName: "envoy", URIs: []string{"spiffe://verdict.example/envoy"}})
 	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
-		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{serverCert.TLS},
-			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+		var err error
+		if o.TLS, err = NewTLS("require"); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.TLS.Set(serverCert.TLS, ca.Pool()); err != nil {
+			t.Fatal(err)
+		}
 	}})
 	ok := dialExtAuthz(t, x.addr, credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{client.TLS}}))
 	resp, err := authv3.NewAuthorizationClient(ok).Check(t.Context(), checkRequest("GET", "/catalog", nil))

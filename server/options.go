@@ -3,7 +3,6 @@ package server
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -144,12 +143,12 @@ type Options struct {
 	// both (a kubelet probe cannot present a client certificate to an
 	// mTLS-only Addr).
 	DiagnosticAddr string
-	// TLS, when set, serves HTTPS (see TLS for one whose certificate and
-	// client CAs can be replaced while serving). With client certificates
+	// TLS, when set, serves HTTPS (and the ext_authz listener over TLS)
+	// with the certificate and client CAs set on it last. With client certificates
 	// verified by it, the mTLS peer is the caller of a /v1/decide request
 	// that names none (on /v1/check the peer is the proxy, never the
 	// caller).
-	TLS *tls.Config
+	TLS *TLS
 	// TrustedProxies are the peer addresses whose forwarded caller
 	// certificates are believed. None means none is.
 	TrustedProxies []netip.Prefix

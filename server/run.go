@@ -108,7 +108,8 @@ func (s *Server) Run(ctx context.Context) error {
 	var handlers handlerCount
 	hs := s.httpServer(handlers.track(s.handler))
 	if s.tls != nil {
-		hs.TLSConfig = withALPN(s.tls, "h2", "http/1.1")
+		hs.TLSConfig = s.tls.config("h2", "http/1.1")
+		hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return s.tls.connContext(ctx) }
 	}
 	// Requests' contexts derive from base, which is cancelled when the
 	// shutdown timeout cuts them off.

@@ -197,11 +197,12 @@ func TestMTLSPeerIsCaller(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	serverCert := f.ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", DNSNames: []string{"localhost"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{serverCert.TLS},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    f.ca.Pool(),
+	cfg, err := NewTLS("request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Set(serverCert.TLS, f.ca.Pool()); err != nil {
+		t.Fatal(err)
 	}
 	s, err := New(Options{Engine: f.engine, Addr: "127.0.0.1:0", TLS: cfg, DecisionLog: f.log, ActionHeader: "X-Verdict-Action"})
 	if err != nil {

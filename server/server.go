@@ -2,7 +2,6 @@ package server
 
 import (
 	"cmp"
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -36,7 +35,7 @@ type Server struct {
 	// grace is how long Run waits for cut-off handlers (handlerGrace).
 	grace   time.Duration
 	addr    string
-	tls     *tls.Config
+	tls     *TLS
 	metrics *metrics
 	handler http.Handler
 

@@ -1,30 +1,47 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"slices"
+	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
 )
 
-// TLS is a listener's TLS configuration whose certificate and client CAs
-// can be replaced while it serves (Set), as when a certificate manager
-// rotates them: every handshake after Set uses the new ones, connections
-// already open keep theirs. TLS 1.2 or later. A client certificate is
-// verified against the client CAs whenever one is presented, so that a
-// peer certificate reaching the engine as caller has a verified chain. It
-// is safe for concurrent use.
+// TLS is the listeners' TLS configuration, whose certificate and client
+// CAs can be replaced while serving (Set), as when a certificate manager
+// rotates them: every handshake after Set uses the new ones. TLS 1.2 or
+// later. A client certificate is verified against the client CAs whenever
+// one is presented, so that a peer certificate reaching the engine as
+// caller has a verified chain; and a connection opened before a Set has
+// its certificate verified again, under the client CAs then in service,
+// before it is believed (a CA rotated out stops counting on connections
+// already open too). It is safe for concurrent use.
 type TLS struct {
 	clientAuth tls.ClientAuthType
-	current    atomic.Pointer[tls.Config]
+	current    atomic.Pointer[tlsGeneration]
+}
+
+// tlsGeneration is what one Set put in service.
+type tlsGeneration struct {
+	n      uint64 // Sets before and including this one
+	config *tls.Config
+
+	mu     sync.Mutex
+	byALPN map[string]*tls.Config // config offering these protocols, by ALPN list
 }
 
 // NewTLS returns a TLS for clientAuth: "" (no client certificates),
 // "request" (verified when given) or "require" (a verified client
 // certificate is required). It holds no certificate: Set must succeed
-// before a listener serves with Config.
+// before a listener serves with it.
 func NewTLS(clientAuth string) (*TLS, error) {
 	t := &TLS{}
 	switch clientAuth {
@@ -43,14 +60,13 @@ func NewTLS(clientAuth string) (*TLS, error) {
 // ClientCAs reports whether Set needs client CAs.
 func (t *TLS) ClientCAs() bool { return t.clientAuth != tls.NoClientCert }
 
-// Set replaces the certificate and the client CAs: certPEM is the server's
-// certificate (chain) and keyPEM its key, which must match; clientCAsPEM
-// must hold at least one certificate when client certificates are asked
-// for, and is ignored otherwise. On error nothing changes.
-func (t *TLS) Set(certPEM, keyPEM, clientCAsPEM []byte) error {
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return fmt.Errorf("server: tls: %w", err)
+// Set puts cert (the server's certificate chain and key, as
+// tls.X509KeyPair returns it) and clientCAs in service. clientCAs is
+// required when client certificates are asked for, and ignored otherwise.
+// On error nothing changes.
+func (t *TLS) Set(cert tls.Certificate, clientCAs *x509.CertPool) error {
+	if len(cert.Certificate) == 0 || cert.PrivateKey == nil {
+		return errors.New("server: tls: no certificate and key")
 	}
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -58,27 +74,117 @@ func (t *TLS) Set(certPEM, keyPEM, clientCAsPEM []byte) error {
 		ClientAuth:   t.clientAuth,
 	}
 	if t.ClientCAs() {
-		if cfg.ClientCAs, err = CertPool(clientCAsPEM); err != nil {
-			return fmt.Errorf("server: tls: client CAs: %w", err)
+		if clientCAs == nil {
+			return errors.New("server: tls: client certificates are asked for, but no client CAs are given")
 		}
+		cfg.ClientCAs = clientCAs
 	}
-	t.current.Store(cfg)
+	var n uint64
+	if old := t.current.Load(); old != nil {
+		n = old.n
+	}
+	t.current.Store(&tlsGeneration{n: n + 1, config: cfg})
 	return nil
 }
 
-// Config returns the configuration to serve with: each handshake takes the
-// certificate and client CAs set last.
-func (t *TLS) Config() *tls.Config {
+// config returns the configuration a listener offering protos by ALPN
+// serves with: each handshake takes the certificate and client CAs set
+// last. (An http.Server adds its protocols to the configuration it is
+// given, but a handshake uses the one GetConfigForClient returns.)
+func (t *TLS) config(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		NextProtos: protos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			cfg := t.current.Load()
-			if cfg == nil {
+			g := t.current.Load()
+			if g == nil {
 				return nil, errors.New("server: tls: no certificate set")
 			}
-			return cfg, nil
+			return g.withALPN(protos), nil
 		},
 	}
+}
+
+// withALPN returns g's configuration offering protos, made once.
+func (g *tlsGeneration) withALPN(protos []string) *tls.Config {
+	if len(protos) == 0 {
+		return g.config
+	}
+	key := strings.Join(protos, ",")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.byALPN[key]
+	if c == nil {
+		c = g.config.Clone()
+		c.NextProtos = protos
+		if g.byALPN == nil {
+			g.byALPN = map[string]*tls.Config{}
+		}
+		g.byALPN[key] = c
+	}
+	return c
+}
+
+// connTLS is what a connection's context holds: the generation in service
+// when it was accepted, and the last verification of its peer under a
+// later one.
+type connTLS struct {
+	accepted uint64
+	mu       sync.Mutex
+	checked  *tlsGeneration
+	ok       bool
+}
+
+type connTLSKey struct{}
+
+// connContext is an http.Server's ConnContext: it notes the generation in
+// service when the connection was accepted.
+func (t *TLS) connContext(ctx context.Context) context.Context {
+	var n uint64
+	if g := t.current.Load(); g != nil {
+		n = g.n
+	}
+	return context.WithValue(ctx, connTLSKey{}, &connTLS{accepted: n})
+}
+
+// peerStillVerified reports whether the verified client certificate of r's
+// connection is still good under the client CAs in service: at once when
+// nothing was Set since the connection was accepted (its handshake used
+// them), otherwise by verifying its chain again, once a connection and
+// generation.
+func (t *TLS) peerStillVerified(r *http.Request) bool {
+	g := t.current.Load()
+	if g == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	c, _ := r.Context().Value(connTLSKey{}).(*connTLS)
+	if c == nil {
+		return verifyClient(r.TLS.PeerCertificates, g.config.ClientCAs)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.accepted == g.n {
+		return true
+	}
+	if c.checked != g {
+		c.checked, c.ok = g, verifyClient(r.TLS.PeerCertificates, g.config.ClientCAs)
+	}
+	return c.ok
+}
+
+// verifyClient verifies a client's certificate chain (leaf first) for
+// client authentication under roots, as a TLS handshake does.
+func verifyClient(chain []*x509.Certificate, roots *x509.CertPool) bool {
+	if roots == nil {
+		return false
+	}
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool(), CurrentTime: time.Now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	for _, c := range chain[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := chain[0].Verify(opts)
+	return err == nil
 }
 
 // CertPool reads PEM CA certificates into a pool. Data without any
@@ -91,23 +197,16 @@ func CertPool(pemCerts []byte) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// withALPN returns a copy of cfg that offers protos by ALPN, also in the
-// configuration its GetConfigForClient returns: an http.Server adds its
-// protocols (h2) to the configuration it is given, but a handshake uses
-// the one GetConfigForClient returns.
-func withALPN(cfg *tls.Config, protos ...string) *tls.Config {
-	out := cfg.Clone()
-	out.NextProtos = protos
-	if get := cfg.GetConfigForClient; get != nil {
-		out.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			c, err := get(hello)
-			if err != nil || c == nil || slices.Equal(c.NextProtos, protos) {
-				return c, err
-			}
-			c = c.Clone()
-			c.NextProtos = protos
-			return c, nil
-		}
+// tlsPeer returns the caller r's connection proves: its verified client
+// certificate, while it verifies under the client CAs in service (see
+// TLS). A connection whose certificate no longer does is anonymous, and is
+// told to close (HTTP/2: GOAWAY), so that its client reconnects and meets
+// the CAs in service at the handshake.
+func (s *Server) tlsPeer(w http.ResponseWriter, r *http.Request) authz.Caller {
+	c := authz.CallerFromTLS(r.TLS)
+	if c.Certificate == nil || s.tls == nil || s.tls.peerStillVerified(r) {
+		return c
 	}
-	return out
+	w.Header().Set("Connection", "close")
+	return authz.Caller{}
 }

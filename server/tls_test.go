@@ -16,9 +16,10 @@ import (
 // TestTLSReplaced serves HTTPS (with client certificates requested) and
 // replaces the certificate and client CAs while serving, as a certificate
 // manager rotating them would: new connections get the new certificate,
-// a client certificate of the CA rotated out is never the caller (also
-// when its session would resume), and one of the CA rotated in is. A pair that does not match changes nothing. HTTP/2 is
-// negotiated throughout.
+// a client certificate of the CA rotated out is never the caller (on a
+// new connection, on one whose session would resume, and on one opened
+// before the rotation and kept open), and one of the CA rotated in is.
+// HTTP/2 is negotiated throughout.
 func TestTLSReplaced(t *testing.T) {
 	oldCA, newCA := authztest.NewCA(t, "old ca"), authztest.NewCA(t, "new ca")
 	serverCert := func(ca *authztest.CA) authztest.Leaf {
@@ -35,10 +36,13 @@ func TestTLSReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tl.Set(oldServer.CertPEM, oldServer.KeyPEM, oldCA.PEM()); err != nil {
+	if err := tl.Set(oldServer.TLS, oldCA.Pool()); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.TLS = tl.Config() }})
+	if err := tl.Set(newServer.TLS, nil); err == nil {
+		t.Fatal("Set took no client CAs under client_auth request")
+	}
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.TLS = tl }})
 	addr, err := f.srv.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -58,16 +62,9 @@ func TestTLSReplaced(t *testing.T) {
 	roots.AddCert(newCA.Cert)
 	// Each client keeps its TLS sessions, and resumes them when it can.
 	sessions := map[*x509.Certificate]tls.ClientSessionCache{}
-	// decide asks, on a new connection, with client certificate c, and
-	// returns the server's certificate, the first reason, and whether the
-	// session resumed.
-	decide := func(c authztest.Leaf) (served *x509.Certificate, reason string, resumed bool, err error) {
-		if sessions[c.Cert] == nil {
-			sessions[c.Cert] = tls.NewLRUClientSessionCache(8)
-		}
-		tr := &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: roots,
-			Certificates: []tls.Certificate{c.TLS}, ClientSessionCache: sessions[c.Cert]}}
-		defer tr.CloseIdleConnections()
+	// ask asks over tr, and returns the server's certificate, the first
+	// reason, and whether the session resumed.
+	ask := func(tr *http.Transport) (served *x509.Certificate, reason string, resumed bool, err error) {
 		body := strings.NewReader(`{"action": "inventory:reserve"}`)
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+addr.String()+"/v1/decide", body)
 		req.Header.Set("Content-Type", "application/json")
@@ -85,28 +82,55 @@ func TestTLSReplaced(t *testing.T) {
 		}
 		return resp.TLS.PeerCertificates[0], d.Reasons[0], resp.TLS.DidResume, nil
 	}
+	// transport is a client with certificate c, keeping its sessions.
+	transport := func(c authztest.Leaf) *http.Transport {
+		if sessions[c.Cert] == nil {
+			sessions[c.Cert] = tls.NewLRUClientSessionCache(8)
+		}
+		return &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{RootCAs: roots,
+			Certificates: []tls.Certificate{c.TLS}, ClientSessionCache: sessions[c.Cert]}}
+	}
+	// decide asks on a new connection.
+	decide := func(c authztest.Leaf) (*x509.Certificate, string, bool, error) {
+		tr := transport(c)
+		defer tr.CloseIdleConnections()
+		return ask(tr)
+	}
 	const allowed = "service payments may call inventory:reserve"
 
 	served, reason, _, err := decide(oldClient)
 	if err != nil || !served.Equal(oldServer.Cert) || reason != allowed {
 		t.Fatalf("before: served %v, reason %q, err %v", served.Subject, reason, err)
 	}
-	if err := tl.Set(newServer.CertPEM, oldServer.KeyPEM, newCA.PEM()); err == nil {
-		t.Fatal("Set took a certificate with another's key")
-	}
-	if err := tl.Set(newServer.CertPEM, newServer.KeyPEM, []byte("no certificates")); err == nil {
-		t.Fatal("Set took client CAs without a certificate")
-	}
 	served, reason, resumed, err := decide(oldClient)
 	if err != nil || !served.Equal(oldServer.Cert) || reason != allowed {
-		t.Fatalf("after refused Sets: served %v, reason %q, err %v", served.Subject, reason, err)
+		t.Fatalf("second connection: served %v, reason %q, err %v", served.Subject, reason, err)
 	}
 	if !resumed {
 		t.Fatal("the second connection did not resume its session: the resumption below proves nothing")
 	}
+	// A connection opened before the rotation and kept open.
+	open := transport(oldClient)
+	defer open.CloseIdleConnections()
+	if _, reason, _, err := ask(open); err != nil || reason != allowed {
+		t.Fatalf("kept connection before: %q %v", reason, err)
+	}
 
-	if err := tl.Set(newServer.CertPEM, newServer.KeyPEM, newCA.PEM()); err != nil {
+	// Both CAs for a while (a rotation's overlap): the open connection's
+	// certificate verifies again, and it is still the caller.
+	both := oldCA.Pool()
+	both.AddCert(newCA.Cert)
+	if err := tl.Set(oldServer.TLS, both); err != nil {
 		t.Fatal(err)
+	}
+	if _, reason, _, err := ask(open); err != nil || reason != allowed {
+		t.Fatalf("kept connection during the overlap: %q %v", reason, err)
+	}
+	if err := tl.Set(newServer.TLS, newCA.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	if _, reason, _, err := ask(open); err == nil && reason == allowed {
+		t.Fatal("a connection opened before the rotation still proves the CA rotated out")
 	}
 	// The client offers no certificate the new CAs accept (Go's sends none:
 	// anonymous) or its session from before; it must not be the caller.

@@ -117,10 +117,14 @@ limits:
 // promptly, with a message naming the file, the line and the key.
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
+	ca := authztest.NewCA(t, "config errors CA")
+	server, other := loopbackServer(t, ca, "verdict"), loopbackServer(t, ca, "other")
+	const tlsFiles = "addr: 127.0.0.1:0\ntls:\n  cert_file: s.pem\n  key_file: k.pem\n  client_auth: request\n  client_ca_file: ca.pem\n"
 	for _, tc := range []struct {
 		name   string
 		config string
-		want   []string // in stderr
+		files  map[string]string // written beside the configuration
+		want   []string          // in stderr
 	}{
 		{name: "unknown key", config: "addr: 127.0.0.1:0\npolicy:\n  dirr: policies\n",
 			want: []string{"verdict.yaml:3", "dirr"}},
@@ -128,12 +132,24 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"verdict.yaml:5", "tls.client_auth"}},
 		{name: "missing key file", config: "addr: 127.0.0.1:0\ntokens:\n  issuers:\n    - issuer: https://i.test\n      audiences: [a]\n      algorithms: [ES256]\n      public_key_file: nope.pem\n",
 			want: []string{"verdict.yaml", "tokens.issuers[0]", "nope.pem"}},
+		{name: "CA file without a certificate", config: tlsFiles,
+			files: map[string]string{"s.pem": string(server.CertPEM), "k.pem": string(server.KeyPEM), "ca.pem": "junk"},
+			want:  []string{"verdict.yaml", "tls: client_ca_file ca.pem: no PEM certificates found"}},
+		{name: "certificate and key not a pair", config: tlsFiles,
+			files: map[string]string{"s.pem": string(server.CertPEM), "k.pem": string(other.KeyPEM), "ca.pem": string(ca.PEM())},
+			want:  []string{"verdict.yaml", "tls: cert_file s.pem, key_file k.pem", "does not match"}},
+		{name: "trust bundle without a certificate", config: "addr: 127.0.0.1:0\ncallers:\n  trusted_proxies: [127.0.0.1/32]\n  trust_bundle_file: ca.pem\n",
+			files: map[string]string{"ca.pem": "junk"},
+			want:  []string{"verdict.yaml", "callers.trust_bundle_file: ca.pem: no PEM certificates found"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			path := filepath.Join(dir, "verdict.yaml")
 			authztest.WriteFile(t, path, tc.config)
+			for name, data := range tc.files {
+				authztest.WriteFile(t, filepath.Join(dir, name), data)
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, verdictBin, "serve", "--config", path)

@@ -18,9 +18,10 @@ import (
 // rotates both files while it serves, as an operator (or a Secret
 // update) would: a token of a key that left is denied at once, though its
 // verification was cached, and a token of the new key is allowed. A file
-// rotated to something that cannot serve (not a key set, a key of the
-// wrong type) keeps the keys in service, and says so in the log, in
-// /v1/status and in metrics, until the file is good again.
+// rotated to something that cannot serve adds nothing and says so in the
+// log, in /v1/status and in metrics, until the file is good again; it
+// keeps the keys in service when it is not a key set at all, and drops
+// those it no longer holds when it is one.
 func TestKeyFilesRotate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -61,11 +62,23 @@ func TestKeyFilesRotate(t *testing.T) {
 	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), string(authztest.JWKS(t, next2)))
 	allowedThen("the removed key's cached token", oldJWKS, false)
 
-	// Rotated to files that cannot serve: the keys in service stay.
+	// Rotated to files that cannot serve. What serves stays when the file
+	// is not a key set at all (half-written, say); a whole key set that is
+	// refused adds nothing, but still revokes the keys it no longer holds.
 	const name = "tokens.issuers[1].jwks_file"
-	for _, bad := range []struct{ what, data, why string }{
-		{"not a key set", `{"keys": [`, "jwks.json"},
-		{"a key the issuer's algorithms cannot use", string(authztest.JWKS(t, authztest.NewIssuer(t, "ES256"))), "no key can verify any of algorithms [EdDSA]"},
+	var withNext2 map[string]any
+	if err := json.Unmarshal(authztest.JWKS(t, next2), &withNext2); err != nil {
+		t.Fatal(err)
+	}
+	withNext2["keys"] = append(withNext2["keys"].([]any), map[string]any{"kty": "oct", "kid": "shared", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"})
+	for _, bad := range []struct {
+		what, data, why string
+		next2Allowed    bool
+	}{
+		{"not a key set", `{"keys": [`, "jwks.json", true},
+		{"a shared secret beside the key", mustJSON(t, withNext2), "key 1", true},
+		{"only a key the issuer's algorithms cannot use", string(authztest.JWKS(t, authztest.NewIssuer(t, "ES256"))),
+			"no key can verify any of algorithms [EdDSA]", false},
 	} {
 		writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), bad.data)
 		eventually(t, 10*time.Second, func() string {
@@ -74,15 +87,15 @@ func TestKeyFilesRotate(t *testing.T) {
 			}
 			return ""
 		})
-		if a := decide(next2.Mint(t, viewer)); !a.Allow {
-			t.Fatalf("%s: the keys in service were dropped: %v", bad.what, a.Reasons)
+		if a := decide(next2.Mint(t, viewer)); a.Allow != bad.next2Allowed {
+			t.Fatalf("%s: the key in service allowed %v (%v), want %v", bad.what, a.Allow, a.Reasons, bad.next2Allowed)
 		}
 	}
 	if !strings.Contains(p.Stderr.String(), "credentials reload failed") {
 		t.Errorf("no log line for the refused file")
 	}
 	if m := metrics(t, p); !strings.Contains(m, `verdict_credentials_last_reload_ok{name="`+name+`"} 0`) ||
-		!strings.Contains(m, `verdict_credentials_reload_errors_total{name="`+name+`"} 2`) {
+		!strings.Contains(m, `verdict_credentials_reload_errors_total{name="`+name+`"} 3`) {
 		t.Errorf("metrics do not show the refused file:\n%s", grepLines(m, "verdict_credentials"))
 	}
 	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), both)

@@ -90,6 +90,28 @@ func (r *ReplaceableKeys) Replace(keys []Key, algorithms []string) (removed []st
 	return removed, nil
 }
 
+// Retain keeps only the held keys that are also in keys (the same ID,
+// algorithm and material) and returns the IDs of those it dropped, as
+// Replace does; it never adds one. It is how a key file whose new contents
+// cannot serve still revokes: the keys it no longer holds are gone, even
+// though the keys it holds are refused. What is left may be nothing, and
+// then every token of the issuer is refused.
+func (r *ReplaceableKeys) Retain(keys []Key) (removed []string) {
+	old := r.Keys()
+	var kept StaticKeys
+	for _, k := range old {
+		if slices.ContainsFunc(keys, func(n Key) bool { return sameKey(k, n) }) {
+			kept = append(kept, k)
+		} else if !slices.Contains(removed, k.ID) {
+			removed = append(removed, k.ID)
+		}
+	}
+	if len(removed) > 0 {
+		r.keys.Store(&kept)
+	}
+	return removed
+}
+
 // sameKey reports whether a and b are one key: same ID, same pinned
 // algorithm, same key material.
 func sameKey(a, b Key) bool {

@@ -130,3 +130,34 @@ func TestNewVerifierChecksReplaceableKeys(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestReplaceableKeysRetain: keys a refused file no longer holds are gone
+// all the same (a revocation), those it still holds stay, nothing is ever
+// added, and nothing at all left means every token is refused.
+func TestReplaceableKeysRetain(t *testing.T) {
+	a, b, c := authztest.NewIssuer(t, "ES256"), authztest.NewIssuer(t, "ES256"), authztest.NewIssuer(t, "ES256")
+	a.KeyID, b.KeyID, c.KeyID = "a", "b", "c"
+	keys := token.NewReplaceableKeys([]token.Key{a.PublicKey(), b.PublicKey()})
+	cfg := a.Config()
+	cfg.Keys = keys
+	v, err := token.NewVerifier(token.Options{Issuers: []token.Issuer{cfg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifies := func(is *authztest.Issuer) bool {
+		_, err := v.Verify(t.Context(), is.Mint(t, map[string]any{"sub": "x"}))
+		return err == nil
+	}
+	if removed := keys.Retain([]token.Key{b.PublicKey(), c.PublicKey()}); !slices.Equal(removed, []string{"a"}) {
+		t.Fatalf("removed %q, want [a]", removed)
+	}
+	if verifies(a) || !verifies(b) || verifies(c) {
+		t.Fatal("want only b verified: a was dropped, c never added")
+	}
+	if removed := keys.Retain([]token.Key{b.PublicKey()}); len(removed) != 0 {
+		t.Fatalf("nothing to drop, removed %q", removed)
+	}
+	if removed := keys.Retain(nil); !slices.Equal(removed, []string{"b"}) || verifies(b) {
+		t.Fatalf("retaining nothing: removed %q, b verifies %v", removed, verifies(b))
+	}
+}

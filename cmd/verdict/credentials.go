@@ -14,9 +14,10 @@ import (
 // serverTLS builds the listeners' TLS from the configuration's tls block
 // (nil without one): the certificate, its key and the client CAs are read
 // now and added to files, which takes up a rotated certificate or CA
-// bundle for every handshake after it (a pair that does not match, or a
-// CA file without a certificate, is refused and the old ones kept).
-func serverTLS(cfg *config.Config, files *filewatch.Watcher) (*tls.Config, error) {
+// bundle for every handshake after it, and for connections already open
+// (see server.TLS). A certificate that does not match its key, or a CA
+// file without a certificate, is refused and the old ones kept.
+func serverTLS(cfg *config.Config, files *filewatch.Watcher) (*server.TLS, error) {
 	if cfg.TLS == nil {
 		return nil, nil
 	}
@@ -29,16 +30,22 @@ func serverTLS(cfg *config.Config, files *filewatch.Watcher) (*tls.Config, error
 		paths = append(paths, cfg.Path(cfg.TLS.ClientCAFile))
 	}
 	err = files.Add(filewatch.Set{Name: "tls", Paths: paths, Apply: func(contents [][]byte) error {
-		var cas []byte
-		if len(contents) > 2 {
-			cas = contents[2]
+		cert, err := tls.X509KeyPair(contents[0], contents[1])
+		if err != nil {
+			return fmt.Errorf("cert_file %s, key_file %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
 		}
-		return t.Set(contents[0], contents[1], cas)
+		var cas *x509.CertPool
+		if t.ClientCAs() {
+			if cas, err = server.CertPool(contents[2]); err != nil {
+				return fmt.Errorf("client_ca_file %s: %w", cfg.TLS.ClientCAFile, err)
+			}
+		}
+		return t.Set(cert, cas)
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
 	}
-	return t.Config(), nil
+	return t, nil
 }
 
 // trustBundle reads callers.trust_bundle_file (nil without one) and adds it

@@ -108,16 +108,25 @@ func tokenOptions(cfg *config.Config, logger *slog.Logger, files *filewatch.Watc
 func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, logger *slog.Logger, files *filewatch.Watcher, onRemoved func(string, []string)) (token.KeySet, error) {
 	switch {
 	case is.JWKSFile != "":
-		return keyFile(cfg, i, is, "jwks_file", is.JWKSFile, files, onRemoved, token.ParseJWKS)
+		return keyFile(cfg, i, is, "jwks_file", is.JWKSFile, files, onRemoved, func(data []byte) ([]token.Key, bool, error) {
+			keys, skipped, err := token.ParseJWKSLenient(data)
+			if err != nil {
+				return nil, false, err
+			}
+			return keys, true, errors.Join(skipped...)
+		})
 	case is.PublicKeyFile != "":
-		return keyFile(cfg, i, is, "public_key_file", is.PublicKeyFile, files, onRemoved, func(data []byte) ([]token.Key, error) {
+		return keyFile(cfg, i, is, "public_key_file", is.PublicKeyFile, files, onRemoved, func(data []byte) ([]token.Key, bool, error) {
 			k, err := token.ParsePublicKeyPEM(data)
-			return []token.Key{k}, err
+			return []token.Key{k}, err == nil, err
 		})
 	case is.HMACSecretFile != "":
-		return keyFile(cfg, i, is, "hmac_secret_file", is.HMACSecretFile, files, onRemoved, func(data []byte) ([]token.Key, error) {
+		return keyFile(cfg, i, is, "hmac_secret_file", is.HMACSecretFile, files, onRemoved, func(data []byte) ([]token.Key, bool, error) {
 			secret, err := trimSecret(data)
-			return []token.Key{token.HMACKey(secret)}, err
+			if err != nil {
+				return nil, false, errors.New("the secret is empty")
+			}
+			return []token.Key{token.HMACKey(secret)}, true, nil
 		})
 	case is.HMACSecretEnv != "":
 		secret, err := readSecret(cfg, "hmac_secret_env", "", is.HMACSecretEnv)
@@ -142,38 +151,56 @@ func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, log
 	return nil, fmt.Errorf("no key source")
 }
 
+// parseKeyFile reads a key file's contents: the keys it holds, whether it
+// is whole (it parsed as a complete document, so a key it lacks is meant
+// to be gone; a half-written file is not), and what is wrong with it.
+type parseKeyFile func(data []byte) (keys []token.Key, whole bool, err error)
+
 // keyFile reads issuer i's keys from file (named by the configuration
 // key), and adds the file to files: whenever its contents change, they
-// are parsed and checked as at start (keys that could not verify the
-// issuer's tokens are refused, and the old ones kept), and onRemoved hears
-// of the keys that left, so that tokens they verified are not believed
-// from a cache.
+// are parsed and checked as at start, and onRemoved hears of the keys that
+// left, so that tokens they verified are not believed from a cache.
+// Contents that fail the checks (a key too weak or of the wrong type, no
+// key at all) add nothing, but a whole file still revokes: the keys it no
+// longer holds are dropped. Contents that do not parse change nothing.
 func keyFile(cfg *config.Config, i int, is config.Issuer, key, file string, files *filewatch.Watcher,
-	onRemoved func(string, []string), parse func([]byte) ([]token.Key, error)) (token.KeySet, error) {
+	onRemoved func(string, []string), parse parseKeyFile) (token.KeySet, error) {
 	keys := token.NewReplaceableKeys(nil)
+	forget := func(removed []string) {
+		if len(removed) > 0 && onRemoved != nil {
+			onRemoved(is.Issuer, removed)
+		}
+	}
 	err := files.Add(filewatch.Set{
 		Name:  fmt.Sprintf("tokens.issuers[%d].%s", i, key),
 		Paths: []string{cfg.Path(file)},
 		Apply: func(contents [][]byte) error {
-			parsed, err := parse(contents[0])
-			if err != nil {
+			parsed, whole, err := parse(contents[0])
+			if !whole {
 				return fmt.Errorf("%s: %w", file, err)
 			}
-			if len(parsed) == 0 {
-				return fmt.Errorf("%s: holds no keys", file)
+			if err == nil && len(parsed) == 0 {
+				err = errors.New("holds no keys")
 			}
-			removed, err := keys.Replace(parsed, is.Algorithms)
-			if err != nil {
-				return fmt.Errorf("%s: %w", file, err)
+			if err == nil {
+				var removed []string
+				if removed, err = keys.Replace(parsed, is.Algorithms); err == nil {
+					forget(removed)
+					return nil
+				}
 			}
-			if len(removed) > 0 && onRemoved != nil {
-				onRemoved(is.Issuer, removed)
+			if removed := keys.Retain(parsed); len(removed) > 0 {
+				forget(removed)
+				return fmt.Errorf("%s: %w (the keys it no longer holds were dropped: %q)", file, err, removed)
 			}
-			return nil
+			return fmt.Errorf("%s: %w", file, err)
 		},
 	})
 	if err != nil {
-		return nil, err
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // the set's name restates what the caller says
+		}
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return keys, nil
 }

@@ -74,9 +74,6 @@ type Options struct {
 	// Logger receives a line for every set taken up and every new failure;
 	// nil discards them.
 	Logger *slog.Logger
-	// Observe, when set, is told the outcome of every reload that changed
-	// something or failed anew: the set's name and nil, or its error.
-	Observe func(name string, err error)
 	// Now is the clock of Status; nil means time.Now.
 	Now func() time.Time
 }
@@ -87,8 +84,9 @@ type Status struct {
 	Paths []string `json:"paths"`
 	// LoadedAt is when the contents now in service were applied.
 	LoadedAt time.Time `json:"loaded_at"`
-	// LastError is why the files' latest contents are not in service,
-	// cleared when they are (or are back to those in service).
+	// LastError is why the files' latest contents are not in service
+	// (reported when a retry finds the same failure), cleared when they
+	// are (or are back to those in service).
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Reloads counts contents applied after the first; ReloadErrors the
@@ -108,8 +106,9 @@ type Watcher struct {
 
 type watched struct {
 	Set
-	sums   [][sha256.Size]byte // of the contents in service
-	status Status
+	sums    [][sha256.Size]byte // of the contents in service
+	pending string              // a failure seen once, not yet reported
+	status  Status
 }
 
 // New returns a Watcher holding no sets yet.
@@ -192,7 +191,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if w.opts.Recheck < 0 {
 			return fmt.Errorf("%w: %w", ErrWatch, err)
 		}
-		w.log.Warn(w.opts.What+" not watched; read again every "+w.opts.Recheck.String(), "error", err)
+		w.log.Warn(w.opts.What+" not watched", "recheck", w.opts.Recheck, "error", err)
 		l := Loop{Debounce: w.opts.Debounce, Retry: w.opts.Retry, Recheck: w.opts.Recheck, What: w.opts.What, Log: w.log}
 		return l.Run(ctx, nil, nil, w.reload, w.reload())
 	}
@@ -219,7 +218,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	if err := watchDirs(); err != nil {
-		w.log.Warn(w.opts.What+" watch incomplete; read again every "+w.opts.Recheck.String(), "error", err)
+		w.log.Warn(w.opts.What+" watch incomplete", "recheck", w.opts.Recheck, "error", err)
 	}
 	relevant := func(ev fsnotify.Event) bool {
 		p := filepath.Clean(ev.Name)
@@ -246,6 +245,7 @@ func (w *Watcher) reload() (failed bool) {
 	for _, s := range w.sets {
 		contents, sums, err := w.read(s.Paths)
 		if err == nil && slices.Equal(sums, s.sums) {
+			s.pending = ""
 			if s.status.LastError != "" {
 				w.log.Info(w.opts.What+" back to those in service", "name", s.Name)
 				s.status.LastError, s.status.LastErrorAt = "", time.Time{}
@@ -257,27 +257,24 @@ func (w *Watcher) reload() (failed bool) {
 		}
 		if err != nil {
 			failed = true
-			if msg := err.Error(); msg != s.status.LastError {
+			// A failure is reported when a retry finds it again: files
+			// written one after the other (a certificate, then its key)
+			// fail for a moment on every renewal, and that is no news.
+			if msg := err.Error(); msg != s.status.LastError && msg == s.pending {
 				s.status.LastError, s.status.LastErrorAt = msg, w.opts.Now()
 				s.status.ReloadErrors++
-				w.log.Error(w.opts.What+" reload failed; the previous ones stay in service", "name", s.Name, "error", err)
-				w.observe(s.Name, err)
+				w.log.Error(w.opts.What+" reload failed", "name", s.Name, "error", err)
+			} else {
+				s.pending = msg
 			}
 			continue
 		}
-		s.sums = sums
+		s.sums, s.pending = sums, ""
 		s.status.LoadedAt, s.status.LastError, s.status.LastErrorAt = w.opts.Now(), "", time.Time{}
 		s.status.Reloads++
 		w.log.Info(w.opts.What+" reloaded", "name", s.Name)
-		w.observe(s.Name, nil)
 	}
 	return failed
-}
-
-func (w *Watcher) observe(name string, err error) {
-	if w.opts.Observe != nil {
-		w.opts.Observe(name, err)
-	}
 }
 
 // Status returns every set's status, in the order Load was given them.

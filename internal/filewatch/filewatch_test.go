@@ -21,14 +21,18 @@ import (
 // holder is what a Set applies to: it refuses contents starting "bad" and
 // remembers what it took.
 type holder struct {
-	mu      sync.Mutex
-	applied [][]string
+	mu       sync.Mutex
+	applied  [][]string
+	refusals int
 }
 
 func (h *holder) apply(contents [][]byte) error {
 	var got []string
 	for _, c := range contents {
 		if bytes.HasPrefix(c, []byte("bad")) {
+			h.mu.Lock()
+			h.refusals++
+			h.mu.Unlock()
 			return fmt.Errorf("refused %q", c)
 		}
 		got = append(got, string(c))
@@ -135,15 +139,7 @@ func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
 	write(t, path, "v1")
 	var h holder
 	var logs authztest.SyncBuffer
-	var observed []string
-	var omu sync.Mutex
-	w := filewatch.New(quick(filewatch.Options{What: "credentials",
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Observe: func(name string, err error) {
-			omu.Lock()
-			defer omu.Unlock()
-			observed = append(observed, fmt.Sprint(name, " ", err))
-		}}))
+	w := filewatch.New(quick(filewatch.Options{What: "credentials", Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 	if err := w.Add(filewatch.Set{Name: "tokens.issuers[0].jwks_file", Paths: []string{path}, Apply: h.apply}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,13 +200,14 @@ func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
 	write(t, path, "v5")
 	applied(5, "v5")
 
-	if st := status(); st.Reloads != 4 || st.LastError != "" || st.LoadedAt.IsZero() {
+	if st := status(); st.Reloads != 4 || st.ReloadErrors != 3 || st.LastError != "" || st.LoadedAt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
-	omu.Lock()
-	defer omu.Unlock()
-	if len(observed) != 4+3 || observed[0] != "tokens.issuers[0].jwks_file <nil>" {
-		t.Fatalf("observed %q", observed)
+	for _, msg := range []string{`msg="credentials reloaded" name=tokens.issuers[0].jwks_file`, `msg="credentials reload failed" name=tokens.issuers[0].jwks_file`,
+		`msg="credentials back to those in service"`} {
+		if !strings.Contains(logs.String(), msg) {
+			t.Errorf("no log line %s:\n%s", msg, logs.String())
+		}
 	}
 }
 
@@ -270,4 +267,32 @@ func TestRecheckSeesWhatNoEventSays(t *testing.T) {
 	run(t, w)
 	write(t, filepath.Join(elsewhere, "key.pem"), "k2")
 	eventually(t, "the recheck", func() bool { return h.count() == 2 })
+}
+
+// TestMomentaryFailureNotReported: contents refused once and fixed before
+// the retry (a certificate written before its key) are not reported.
+func TestMomentaryFailureNotReported(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tls.crt")
+	write(t, path, "v1")
+	var h holder
+	var logs authztest.SyncBuffer
+	opts := quick(filewatch.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	opts.Retry = time.Hour
+	w := filewatch.New(opts)
+	if err := w.Add(filewatch.Set{Name: "tls", Paths: []string{path}, Apply: h.apply}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	write(t, path, "bad: the key is not written yet")
+	eventually(t, "the refusal", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.refusals > 0
+	})
+	write(t, path, "v2")
+	eventually(t, "v2", func() bool { return h.last()[0] == "v2" })
+	if st := w.Status()[0]; st.ReloadErrors != 0 || st.LastError != "" || strings.Contains(logs.String(), "failed") {
+		t.Fatalf("a momentary failure was reported: %+v\n%s", st, logs.String())
+	}
 }
