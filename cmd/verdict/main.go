@@ -88,6 +88,7 @@ func newRootCommand() *cobra.Command {
 		newDecideCommand(),
 		newTestCommand(),
 		newCheckCommand(),
+		newFmtCommand(),
 		newReplayCommand(),
 		newTokenCommand(),
 		newServeCommand(),

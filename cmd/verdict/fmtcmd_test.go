@@ -1,0 +1,102 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+const (
+	unformattedRego = "package authz\nallow if {input.x==1}\n"
+	formattedRego   = "package authz\n\nallow if input.x == 1\n"
+)
+
+// TestFmt: fmt lists the .rego files that are not formatted and changes
+// nothing (exit 1), --diff shows the change, --write rewrites them (keeping
+// their mode) and a second run finds nothing; the default policies are
+// formatted; hidden and editor files, links met in a directory and data
+// files are left alone; a module that does not parse is a located problem;
+// a named link is refused.
+func TestFmt(t *testing.T) {
+	if code, out, errOut := verdict(t, "fmt", "../../policies"); code != 0 || out != "" {
+		t.Fatalf("the default policies: exit %d, %q %q", code, out, errOut)
+	}
+
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		authztest.WriteFile(t, p, data)
+		return p
+	}
+	bad := write("authz/rbac.rego", unformattedRego)
+	if err := os.Chmod(bad, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	good := write("authz/ok.rego", formattedRego)
+	hidden := write(".git/x.rego", unformattedRego)
+	backup := write("authz/rbac.rego~", unformattedRego)
+	data := write("authz/data.json", `{"a":1}`)
+	elsewhere := filepath.Join(t.TempDir(), "outside.rego")
+	authztest.WriteFile(t, elsewhere, unformattedRego)
+	if err := os.Symlink(elsewhere, filepath.Join(dir, "authz", "link.rego")); err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		for p, want := range map[string]string{hidden: unformattedRego, backup: unformattedRego, data: `{"a":1}`,
+			elsewhere: unformattedRego, good: formattedRego} {
+			if got, _ := os.ReadFile(p); string(got) != want {
+				t.Errorf("%s: %s changed to %q", what, p, got)
+			}
+		}
+	}
+
+	code, out, _ := verdict(t, "fmt", dir)
+	if code != 1 || out != bad+"\n" {
+		t.Fatalf("list: exit %d, %q; want 1 and %s", code, out, bad)
+	}
+	if got, _ := os.ReadFile(bad); string(got) != unformattedRego {
+		t.Fatal("listing changed the file")
+	}
+	code, out, _ = verdict(t, "fmt", "--diff", bad)
+	if code != 1 || !strings.Contains(out, "--- "+bad+"\n+++ "+bad+" (formatted)\n") ||
+		!strings.Contains(out, "-allow if {input.x==1}\n") || !strings.Contains(out, "+allow if input.x == 1\n") {
+		t.Fatalf("diff: exit %d\n%s", code, out)
+	}
+	code, out, _ = verdict(t, "fmt", "--write", dir)
+	if code != 0 || out != bad+"\n" {
+		t.Fatalf("write: exit %d, %q", code, out)
+	}
+	if got, _ := os.ReadFile(bad); string(got) != formattedRego {
+		t.Fatalf("written: %q", got)
+	}
+	if info, _ := os.Stat(bad); info.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v after writing, want 0640", info.Mode().Perm())
+	}
+	unchanged("write")
+	if code, out, _ := verdict(t, "fmt", dir); code != 0 || out != "" {
+		t.Fatalf("after writing: exit %d, %q", code, out)
+	}
+
+	broken := write("authz/broken.rego", "package authz\n\nallow if {\n")
+	code, out, errOut := verdict(t, "fmt", "--write", dir)
+	if code != 1 || !strings.Contains(errOut, broken+":4") || !strings.Contains(errOut, "rego_parse_error") {
+		t.Fatalf("a module that does not parse: exit %d, %q %q", code, out, errOut)
+	}
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := verdict(t, "fmt", filepath.Join(dir, "authz", "link.rego")); code != 2 || !strings.Contains(errOut, "symbolic link") {
+		t.Fatalf("a named link: exit %d, %q", code, errOut)
+	}
+	if code, _, _ := verdict(t, "fmt", data); code != 2 {
+		t.Fatalf("a data file named: exit %d, want 2", code)
+	}
+	if code, _, _ := verdict(t, "fmt"); code != 2 {
+		t.Fatalf("no path: exit %d, want 2", code)
+	}
+	unchanged("the end")
+}
