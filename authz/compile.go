@@ -109,6 +109,11 @@ type CompileOptions struct {
 	Entrypoint string
 	// IncludeTests compiles *_test.rego modules too (for `verdict check`).
 	IncludeTests bool
+	// Strict adds OPA's strict-mode checks (opa check --strict): unused
+	// local variables, function arguments and imports, duplicate imports,
+	// deprecated built-ins, input and data assigned to. Load does not
+	// make them.
+	Strict bool
 }
 
 // Compile parses, compiles and type-checks a snapshot against InputSchema,
@@ -120,7 +125,7 @@ func Compile(s *bundles.Snapshot, opts CompileOptions) (_ *ast.Compiler, err err
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := compileModules(s, entry, opts.IncludeTests, false)
+	c, _, err := compileModules(s, entry, compileSettings{includeTests: opts.IncludeTests, strict: opts.Strict})
 	return c, err
 }
 
@@ -156,6 +161,13 @@ func normalizeEntrypoint(ep string) (string, error) {
 	return ep, nil
 }
 
+// compileSettings say what compileModules checks beyond what Load needs.
+type compileSettings struct {
+	includeTests bool // the tests too, for their own problems
+	noNetwork    bool // a call of a built-in that reaches the network is a problem
+	strict       bool // OPA's strict mode
+}
+
 // compileModules parses every module of s, adds the entry module and
 // compiles the set with the input schema, then checks the policy contract's
 // types; with noNetwork, a call of a built-in function that reaches the
@@ -163,7 +175,8 @@ func normalizeEntrypoint(ep string) (string, error) {
 // alone (a rule in a test file does not make the contract hold), and the
 // tests are then compiled beside it, for their own problems. It never
 // touches the engine.
-func compileModules(s *bundles.Snapshot, entry string, includeTests, noNetwork bool) (*ast.Compiler, ast.Body, error) {
+func compileModules(s *bundles.Snapshot, entry string, set compileSettings) (*ast.Compiler, ast.Body, error) {
+	includeTests, noNetwork := set.includeTests, set.noNetwork
 	query := ast.MustParseBody("data." + entryPackage + ".decision")
 	modules, err := entryModules(s, entry, false)
 	if err != nil {
@@ -180,14 +193,14 @@ func compileModules(s *bundles.Snapshot, entry string, includeTests, noNetwork b
 			return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
 		}
 	}
-	c, err := compileChecked(s, modules, entry)
+	c, err := compileChecked(s, modules, entry, set.strict)
 	if err != nil || !includeTests {
 		return c, query, err
 	}
 	if modules, err = entryModules(s, entry, true); err != nil {
 		return nil, nil, err
 	}
-	if c, err = compileSchema(s, modules); err != nil {
+	if c, err = compileSchema(s, modules, set.strict); err != nil {
 		return nil, nil, err
 	}
 	return c, query, nil
@@ -212,8 +225,8 @@ func entryModules(s *bundles.Snapshot, entry string, includeTests bool) (map[str
 // compileChecked compiles modules (entryModules') with the input schema and
 // checks what Load requires beyond OPA: the entrypoint package exists and
 // the policy contract's types hold.
-func compileChecked(s *bundles.Snapshot, modules map[string]*ast.Module, entry string) (*ast.Compiler, error) {
-	c, err := compileSchema(s, modules)
+func compileChecked(s *bundles.Snapshot, modules map[string]*ast.Module, entry string, strict bool) (*ast.Compiler, error) {
+	c, err := compileSchema(s, modules, strict)
 	if err != nil {
 		return nil, err
 	}
@@ -228,9 +241,10 @@ func compileChecked(s *bundles.Snapshot, modules map[string]*ast.Module, entry s
 	return c, nil
 }
 
-// compileSchema compiles modules with the input schema; the compiler works
-// on copies, so modules stay as parsed.
-func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Compiler, error) {
+// compileSchema compiles modules with the input schema (in OPA's strict
+// mode with strict); the compiler works on copies, so modules stay as
+// parsed.
+func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module, strict bool) (*ast.Compiler, error) {
 	schema, err := inputSchemaSet()
 	if err != nil {
 		return nil, err
@@ -249,7 +263,7 @@ func compileSchema(s *bundles.Snapshot, modules map[string]*ast.Module) (*ast.Co
 	defer store.Abort(ctx, txn)
 	// print() calls are kept: they print only when the engine has a hook.
 	c := ast.NewCompiler().WithSchemas(schema).WithEnablePrintStatements(true).
-		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn))
+		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn)).WithStrict(strict)
 	if c.Compile(modules); c.Failed() {
 		return nil, &CompileError{Revision: s.Revision, Problems: policyProblems(problemsOf(c.Errors, "")), cause: c.Errors}
 	}
@@ -415,7 +429,7 @@ func inputSchemaSet() (*ast.SchemaSet, error) {
 // and, as ev allows, for the compiled evaluator.
 func prepare(ctx context.Context, s *bundles.Snapshot, entry string, ev Evaluator, decisionCache cacheLimits, noNetwork bool) (_ *compiled, err error) {
 	defer recoverCompile(s, &err)
-	c, query, err := compileModules(s, entry, false, noNetwork)
+	c, query, err := compileModules(s, entry, compileSettings{noNetwork: noNetwork})
 	if err != nil {
 		return nil, err
 	}

@@ -99,7 +99,7 @@ func RunTests(ctx context.Context, s *bundles.Snapshot, opts TestOptions) (_ *Te
 	// breaking the policy contract, of the policy without its tests), not
 	// only what fails to compile: a policy set whose tests pass must also
 	// load.
-	c, _, err := compileModules(s, entry, true, opts.NoNetwork)
+	c, _, err := compileModules(s, entry, compileSettings{includeTests: true, noNetwork: opts.NoNetwork})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ func newCheckCommand() *cobra.Command {
 	var (
 		entrypoint  string
 		followLinks bool
+		strict      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check PATH",
@@ -24,18 +25,24 @@ schema and the policy contract (allow boolean, reasons strings, headers an
 object of strings). Problems are printed one per line as
 file:line:col: code: message.
 
+--strict adds OPA's strict-mode checks, as opa check --strict makes them:
+unused local variables, function arguments and imports, duplicate imports,
+deprecated built-ins, and input or data assigned to. The server does not
+make them: a policy that fails only these still loads.
+
 Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 		Example: `  verdict check .
   verdict check ./policies
   verdict check authz/rbac.rego
-  verdict check bundle.tar.gz`,
+  verdict check bundle.tar.gz
+  verdict check --strict ./policies`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			snap, err := readPolicies(firstArg(args), nil, followLinks)
 			if err != nil {
 				return policyError(err)
 			}
-			if _, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: entrypoint, IncludeTests: true}); err != nil {
+			if _, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: entrypoint, IncludeTests: true, Strict: strict}); err != nil {
 				return policyError(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d modules, revision %s\n", len(snap.Modules), printable.String(snap.Revision))
@@ -43,6 +50,7 @@ Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 		},
 	}
 	cmd.Flags().StringVar(&entrypoint, "entrypoint", "", `policy package that must define allow (default "authz")`)
+	cmd.Flags().BoolVar(&strict, "strict", false, "also report what OPA's strict mode refuses: unused variables, arguments and imports, deprecated built-ins")
 	addFollowLinks(cmd.Flags(), &followLinks)
 	return cmd
 }
