@@ -175,7 +175,7 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 // failed is a deny carrying the error in its context, as the text's
 // examples show.
 func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool) {
-	peer := s.tlsPeer(w, r)
+	peer := authz.CallerFromTLS(r.TLS)
 	if !s.authzen.allows(r, peer) {
 		s.fail(w, frontErr(errForbidden, "this client may not call the AuthZEN evaluation endpoints: "+
 			"its address is not in authzen.trusted_peers and it presented no verified certificate named in authzen.trusted_callers"))

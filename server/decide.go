@@ -97,7 +97,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 	var d authz.Decision
 	switch {
 	case in.Caller == nil || (in.Caller.Token == "" && in.Caller.Certificate == ""):
-		req.Caller = s.tlsPeer(w, r)
+		req.Caller = authz.CallerFromTLS(r.TLS)
 		d, err = s.decide(r.Context(), apiDecide, &req)
 	case in.Caller.Token != "":
 		req.Caller.Token = token.Raw(in.Caller.Token)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,10 +10,13 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 )
 
@@ -48,7 +52,19 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 		grpc.WaitForHandlers(true),
 	}
 	if s.tls != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.config("h2"))))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.config("h2"))),
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				if err := s.grpcPeerStillTrusted(ctx); err != nil {
+					return nil, err
+				}
+				return h(ctx, req)
+			}),
+			grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				if err := s.grpcPeerStillTrusted(ss.Context()); err != nil {
+					return err
+				}
+				return h(srv, ss)
+			}))
 	}
 	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, &extAuthz{s: s})
@@ -283,4 +299,26 @@ func (r *extRun) stop(ctx context.Context, immediate bool) error {
 		return fmt.Errorf("server: ext_authz: %w", r.err)
 	}
 	return nil
+}
+
+// grpcPeerStillTrusted is peerStillTrusted for gRPC calls under client_auth
+// require: a connection whose client certificate no longer verifies under
+// the client CAs in service (they changed since its handshake) is refused
+// call by call (Unauthenticated), as a new connection with it would be at
+// its handshake. Under request the certificate names no one on this
+// listener (Envoy's own certificate is never the caller), so it is not
+// checked.
+func (s *Server) grpcPeerStillTrusted(ctx context.Context) error {
+	if s.tls.clientAuth != tls.RequireAndVerifyClientCert {
+		return nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || s.tls.chainStillVerified(ti.State.PeerCertificates) {
+		return nil
+	}
+	return status.Error(codes.Unauthenticated, "the client certificate no longer verifies under the client CAs in service: connect again")
 }

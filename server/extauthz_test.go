@@ -707,6 +707,22 @@ func TestExtAuthzTLS(t *testing.T) {
 	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		t.Fatalf("mTLS check: %v %v", resp, err)
 	}
+	// The client CAs rotated (the server's certificate stays): the open
+	// connection's certificate no longer verifies, and its calls are
+	// refused as a new handshake with it would be.
+	rotated := authztest.NewCA(t, "rotated ca")
+	if err := x.fixture.srv.tls.Set(serverCert.TLS, rotated.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authv3.NewAuthorizationClient(ok).Check(t.Context(), checkRequest("GET", "/catalog", nil)); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("check on a connection whose CA was rotated out: %v, want Unauthenticated", err)
+	}
+	if err := x.fixture.srv.tls.Set(serverCert.TLS, ca.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authv3.NewAuthorizationClient(ok).Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatalf("check once the CA is back: %v", err)
+	}
 	// Without a client certificate the handshake fails; in plain text the
 	// server does not answer.
 	for name, creds := range map[string]credentials.TransportCredentials{

@@ -242,6 +242,9 @@ func (s *Server) instrument(route string, h http.HandlerFunc, expected []int) ht
 			c.Inc()
 			dur.Observe(time.Since(start).Seconds())
 		}()
+		if r = s.peerStillTrusted(sw, r); r == nil {
+			return
+		}
 		h(sw, r)
 	})
 }

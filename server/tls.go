@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/verdict-pdp/verdict/authz"
 )
 
 // TLS is the listeners' TLS configuration, whose certificate and client
@@ -26,7 +24,11 @@ import (
 // already open too). It is safe for concurrent use.
 type TLS struct {
 	clientAuth tls.ClientAuthType
+	setMu      sync.Mutex // one Set at a time: generations are numbered
 	current    atomic.Pointer[tlsGeneration]
+
+	checkedMu sync.Mutex // guards checked
+	checked   map[*x509.Certificate]chainVerdict
 }
 
 // tlsGeneration is what one Set put in service.
@@ -79,6 +81,8 @@ func (t *TLS) Set(cert tls.Certificate, clientCAs *x509.CertPool) error {
 		}
 		cfg.ClientCAs = clientCAs
 	}
+	t.setMu.Lock()
+	defer t.setMu.Unlock()
 	var n uint64
 	if old := t.current.Load(); old != nil {
 		n = old.n
@@ -151,7 +155,8 @@ func (t *TLS) connContext(ctx context.Context) context.Context {
 // connection is still good under the client CAs in service: at once when
 // nothing was Set since the connection was accepted (its handshake used
 // them), otherwise by verifying its chain again, once a connection and
-// generation.
+// generation. A connection that Run did not accept (Handler served by
+// another http.Server, with its own TLS) is that server's to judge.
 func (t *TLS) peerStillVerified(r *http.Request) bool {
 	g := t.current.Load()
 	if g == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -159,17 +164,49 @@ func (t *TLS) peerStillVerified(r *http.Request) bool {
 	}
 	c, _ := r.Context().Value(connTLSKey{}).(*connTLS)
 	if c == nil {
-		return verifyClient(r.TLS.PeerCertificates, g.config.ClientCAs)
+		return true
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.accepted == g.n {
 		return true
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.checked != g {
 		c.checked, c.ok = g, verifyClient(r.TLS.PeerCertificates, g.config.ClientCAs)
 	}
 	return c.ok
+}
+
+// chainStillVerified is peerStillVerified for connections whose context
+// holds nothing of theirs (gRPC's): whether chain, a connection's verified
+// client certificate chain, verifies under the client CAs in service,
+// remembered by its leaf (the same object for every call on a
+// connection) and generation, for at most maxChecked leaves.
+func (t *TLS) chainStillVerified(chain []*x509.Certificate) bool {
+	g := t.current.Load()
+	if g == nil || len(chain) == 0 {
+		return false
+	}
+	t.checkedMu.Lock()
+	defer t.checkedMu.Unlock()
+	if v, ok := t.checked[chain[0]]; ok && v.gen == g {
+		return v.ok
+	}
+	if t.checked == nil || len(t.checked) >= maxChecked {
+		t.checked = map[*x509.Certificate]chainVerdict{}
+	}
+	ok := verifyClient(chain, g.config.ClientCAs)
+	t.checked[chain[0]] = chainVerdict{gen: g, ok: ok}
+	return ok
+}
+
+// maxChecked bounds the leaves chainStillVerified remembers; past it, it
+// starts again (one verification more a connection).
+const maxChecked = 4096
+
+type chainVerdict struct {
+	gen *tlsGeneration
+	ok  bool
 }
 
 // verifyClient verifies a client's certificate chain (leaf first) for
@@ -197,16 +234,26 @@ func CertPool(pemCerts []byte) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// tlsPeer returns the caller r's connection proves: its verified client
-// certificate, while it verifies under the client CAs in service (see
-// TLS). A connection whose certificate no longer does is anonymous, and is
-// told to close (HTTP/2: GOAWAY), so that its client reconnects and meets
-// the CAs in service at the handshake.
-func (s *Server) tlsPeer(w http.ResponseWriter, r *http.Request) authz.Caller {
-	c := authz.CallerFromTLS(r.TLS)
-	if c.Certificate == nil || s.tls == nil || s.tls.peerStillVerified(r) {
-		return c
+// peerStillTrusted checks, before any route runs, that the verified client
+// certificate of r's connection still verifies under the client CAs in
+// service (see TLS). It returns r when it does, or when there is none. A
+// connection whose certificate no longer does is told to close (HTTP/2:
+// GOAWAY), so that its client reconnects and meets the CAs in service at
+// the handshake; under client_auth require the request is refused (403,
+// and nil is returned), under request it goes on as r without the
+// certificate: anonymous, as on a connection that presented none.
+func (s *Server) peerStillTrusted(w http.ResponseWriter, r *http.Request) *http.Request {
+	if s.tls == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || s.tls.peerStillVerified(r) {
+		return r
 	}
 	w.Header().Set("Connection", "close")
-	return authz.Caller{}
+	if s.tls.clientAuth == tls.RequireAndVerifyClientCert {
+		s.fail(w, frontErr(errForbidden, "the client certificate no longer verifies under the client CAs in service: connect again"))
+		return nil
+	}
+	cs := *r.TLS
+	cs.VerifiedChains = nil
+	r = r.WithContext(r.Context())
+	r.TLS = &cs
+	return r
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -140,5 +142,59 @@ func TestTLSReplaced(t *testing.T) {
 	served, reason, _, err = decide(newClient)
 	if err != nil || !served.Equal(newServer.Cert) || reason != allowed {
 		t.Fatalf("after: served %v, reason %q, err %v", served.Subject, reason, err)
+	}
+}
+
+// TestTLSRequireRotatedOut: under client_auth require, a connection opened
+// before its client's CA was rotated out is refused on every route (403,
+// health included) and closed, over HTTP/1.1 and HTTP/2; a new connection
+// with that certificate fails its handshake.
+func TestTLSRequireRotatedOut(t *testing.T) {
+	oldCA, newCA := authztest.NewCA(t, "old ca"), authztest.NewCA(t, "new ca")
+	server := oldCA.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	client := oldCA.Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
+	tl, err := NewTLS("require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Set(server.TLS, oldCA.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.TLS = tl }})
+	addr, _ := start(t, f.srv)
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("http2 %v", h2), func(t *testing.T) {
+			if err := tl.Set(server.TLS, oldCA.Pool()); err != nil {
+				t.Fatal(err)
+			}
+			tr := &http.Transport{ForceAttemptHTTP2: h2, TLSClientConfig: &tls.Config{RootCAs: oldCA.Pool(), Certificates: []tls.Certificate{client.TLS}}}
+			if !h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			defer tr.CloseIdleConnections()
+			get := func() (*http.Response, error) {
+				req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+addr+"/health/live", nil)
+				resp, err := (&http.Client{Transport: tr}).Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				return resp, err
+			}
+			if resp, err := get(); err != nil || resp.StatusCode != 200 || (resp.ProtoMajor == 2) != h2 {
+				t.Fatalf("before: %v %v", resp, err)
+			}
+			if err := tl.Set(server.TLS, newCA.Pool()); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := get()
+			if err != nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("the open connection after the rotation: %v %v, want 403", resp, err)
+			}
+			if resp, err := get(); err == nil {
+				t.Fatalf("the next request was served (%d): the connection was not closed, or the handshake passed", resp.StatusCode)
+			}
+		})
 	}
 }

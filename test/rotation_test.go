@@ -1,9 +1,12 @@
 package test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -50,6 +53,15 @@ func TestKeyFilesRotate(t *testing.T) {
 		t.Fatalf("the old PEM key's cached token after rotation: %v %v", a.Allow, a.Reasons)
 	}
 
+	// A whole PEM file holding a key that cannot serve (too weak) revokes
+	// the key in service; a good one serves again.
+	nextPEM := next.Mint(t, viewer)
+	allowedThen("the new PEM key's token", nextPEM, true)
+	writeAtomic(t, filepath.Join(f.Dir, "issuer.pem"), weakRSAPEM(t))
+	allowedThen("the PEM key's cached token after a weak key replaced it", nextPEM, false)
+	writeAtomic(t, filepath.Join(f.Dir, "issuer.pem"), string(next.PublicKeyPEM(t)))
+	allowedThen("the PEM key's token once it is back", nextPEM, true)
+
 	// jwks_file: renamed over, a new kid beside the old, then the old gone.
 	oldJWKS := f.Issuer2.Mint(t, viewer)
 	allowedThen("the JWKS issuer's token", oldJWKS, true)
@@ -59,7 +71,8 @@ func TestKeyFilesRotate(t *testing.T) {
 	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), both)
 	allowedThen("the added key's token", next2.Mint(t, viewer), true)
 	allowedThen("the old key's token during the overlap", oldJWKS, true)
-	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), string(authztest.JWKS(t, next2)))
+	onlyNext2 := string(authztest.JWKS(t, next2))
+	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), onlyNext2)
 	allowedThen("the removed key's cached token", oldJWKS, false)
 
 	// Rotated to files that cannot serve. What serves stays when the file
@@ -100,6 +113,10 @@ func TestKeyFilesRotate(t *testing.T) {
 		!strings.Contains(m, `verdict_credentials_reload_errors_total{name="`+name+`"} 3`) {
 		t.Errorf("metrics do not show the refused file:\n%s", grepLines(m, "verdict_credentials"))
 	}
+	// Rolled back to the very bytes in service before the refusals: the
+	// key they revoked serves again.
+	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), onlyNext2)
+	allowedThen("the revoked key's token after the rollback", next2Token, true)
 	writeAtomic(t, filepath.Join(f.Dir, "jwks.json"), both)
 	allowedThen("the old key's token once it is back", oldJWKS, true)
 	if e := credentialError(t, p, name); e != "" {
@@ -235,4 +252,18 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "")
+}
+
+// weakRSAPEM is a PEM public key too weak to verify tokens (RSA 1024).
+func weakRSAPEM(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -108,7 +109,7 @@ func tokenOptions(cfg *config.Config, logger *slog.Logger, files *filewatch.Watc
 func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, logger *slog.Logger, files *filewatch.Watcher, onRemoved func(string, []string)) (token.KeySet, error) {
 	switch {
 	case is.JWKSFile != "":
-		return keyFile(cfg, i, is, "jwks_file", is.JWKSFile, files, onRemoved, func(data []byte) ([]token.Key, bool, error) {
+		return keyFile(cfg, i, is, "jwks_file", is.JWKSFile, files, logger, onRemoved, func(data []byte) ([]token.Key, bool, error) {
 			keys, skipped, err := token.ParseJWKSLenient(data)
 			if err != nil {
 				return nil, false, err
@@ -116,17 +117,31 @@ func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, log
 			return keys, true, errors.Join(skipped...)
 		})
 	case is.PublicKeyFile != "":
-		return keyFile(cfg, i, is, "public_key_file", is.PublicKeyFile, files, onRemoved, func(data []byte) ([]token.Key, bool, error) {
+		return keyFile(cfg, i, is, "public_key_file", is.PublicKeyFile, files, logger, onRemoved, func(data []byte) ([]token.Key, bool, error) {
 			k, err := token.ParsePublicKeyPEM(data)
-			return []token.Key{k}, err == nil, err
+			if err != nil {
+				// Whole when it holds a complete PEM block (a key too weak,
+				// or a private key): that key then replaces the old one,
+				// which is revoked, though the new one is refused.
+				block, _ := pem.Decode(data)
+				return nil, block != nil, err
+			}
+			return []token.Key{k}, true, nil
 		})
 	case is.HMACSecretFile != "":
-		return keyFile(cfg, i, is, "hmac_secret_file", is.HMACSecretFile, files, onRemoved, func(data []byte) ([]token.Key, bool, error) {
+		return keyFile(cfg, i, is, "hmac_secret_file", is.HMACSecretFile, files, logger, onRemoved, func(data []byte) ([]token.Key, bool, error) {
 			secret, err := trimSecret(data)
 			if err != nil {
 				return nil, false, errors.New("the secret is empty")
 			}
-			return []token.Key{token.HMACKey(secret)}, true, nil
+			// A secret has no end to tell a half-written one by: one that
+			// is refused (too short) is never taken as whole, and the
+			// secret in service stays until a good one replaces it.
+			k := token.HMACKey(secret)
+			if err := token.CheckKeys([]token.Key{k}, is.Algorithms); err != nil {
+				return nil, false, err
+			}
+			return []token.Key{k}, true, nil
 		})
 	case is.HMACSecretEnv != "":
 		secret, err := readSecret(cfg, "hmac_secret_env", "", is.HMACSecretEnv)
@@ -164,10 +179,16 @@ type parseKeyFile func(data []byte) (keys []token.Key, whole bool, err error)
 // key at all) add nothing, but a whole file still revokes: the keys it no
 // longer holds are dropped. Contents that do not parse change nothing.
 func keyFile(cfg *config.Config, i int, is config.Issuer, key, file string, files *filewatch.Watcher,
-	onRemoved func(string, []string), parse parseKeyFile) (token.KeySet, error) {
+	logger *slog.Logger, onRemoved func(string, []string), parse parseKeyFile) (token.KeySet, error) {
 	keys := token.NewReplaceableKeys(nil)
 	forget := func(removed []string) {
-		if len(removed) > 0 && onRemoved != nil {
+		if len(removed) == 0 {
+			return
+		}
+		if logger != nil {
+			logger.Info("token keys removed", slog.String("issuer", is.Issuer), slog.String("file", file), slog.Any("kids", removed))
+		}
+		if onRemoved != nil {
 			onRemoved(is.Issuer, removed)
 		}
 	}

@@ -85,12 +85,12 @@ type Status struct {
 	// LoadedAt is when the contents now in service were applied.
 	LoadedAt time.Time `json:"loaded_at"`
 	// LastError is why the files' latest contents are not in service
-	// (reported when a retry finds the same failure), cleared when they
-	// are (or are back to those in service).
+	// (reported when the retry after a failure fails too), cleared when
+	// contents are applied again.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Reloads counts contents applied after the first; ReloadErrors the
-	// distinct failures.
+	// distinct failures reported.
 	Reloads      uint64 `json:"reloads"`
 	ReloadErrors uint64 `json:"reload_errors"`
 }
@@ -106,9 +106,13 @@ type Watcher struct {
 
 type watched struct {
 	Set
-	sums    [][sha256.Size]byte // of the contents in service
-	pending string              // a failure seen once, not yet reported
-	status  Status
+	// sums are those of the contents last applied; nil after a failure,
+	// so that the next read applies whatever it finds (an Apply that
+	// failed may have changed something, such as keys revoked, and the
+	// old contents put back must then be applied again).
+	sums   [][sha256.Size]byte
+	failed bool // the last read or apply failed
+	status Status
 }
 
 // New returns a Watcher holding no sets yet.
@@ -245,11 +249,6 @@ func (w *Watcher) reload() (failed bool) {
 	for _, s := range w.sets {
 		contents, sums, err := w.read(s.Paths)
 		if err == nil && slices.Equal(sums, s.sums) {
-			s.pending = ""
-			if s.status.LastError != "" {
-				w.log.Info(w.opts.What+" back to those in service", "name", s.Name)
-				s.status.LastError, s.status.LastErrorAt = "", time.Time{}
-			}
 			continue
 		}
 		if err == nil {
@@ -257,19 +256,18 @@ func (w *Watcher) reload() (failed bool) {
 		}
 		if err != nil {
 			failed = true
-			// A failure is reported when a retry finds it again: files
-			// written one after the other (a certificate, then its key)
-			// fail for a moment on every renewal, and that is no news.
-			if msg := err.Error(); msg != s.status.LastError && msg == s.pending {
+			// A failure is reported when the retry after it fails too:
+			// files written one after the other (a certificate, then its
+			// key) fail for a moment on every renewal, and that is no news.
+			if msg := err.Error(); s.failed && msg != s.status.LastError {
 				s.status.LastError, s.status.LastErrorAt = msg, w.opts.Now()
 				s.status.ReloadErrors++
 				w.log.Error(w.opts.What+" reload failed", "name", s.Name, "error", err)
-			} else {
-				s.pending = msg
 			}
+			s.sums, s.failed = nil, true
 			continue
 		}
-		s.sums, s.pending = sums, ""
+		s.sums, s.failed = sums, false
 		s.status.LoadedAt, s.status.LastError, s.status.LastErrorAt = w.opts.Now(), "", time.Time{}
 		s.status.Reloads++
 		w.log.Info(w.opts.What+" reloaded", "name", s.Name)

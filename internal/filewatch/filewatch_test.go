@@ -129,10 +129,10 @@ func TestAddReadsAndApplies(t *testing.T) {
 // TestRunTakesUpEveryKindOfReplacement: a file written in place, renamed
 // over, deleted and made again, and swapped as a Kubernetes volume swaps
 // its ..data link, is each time applied once; contents that Apply refuses
-// (or a FIFO in the file's place) keep what is in service, are counted
-// and logged once however often they are retried, and are cleared when
-// the file is back to the contents in service, without applying them
-// again; rewriting the same bytes applies nothing.
+// (or a FIFO in the file's place) are counted and logged once however
+// often they are retried; the contents in service before, put back, are
+// applied again (a refusal may have changed what serves: keys revoked);
+// rewriting the same bytes applies nothing.
 func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "jwks.json")
@@ -179,11 +179,14 @@ func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
 	if n := strings.Count(logs.String(), "refused"); n != 1 {
 		t.Fatalf("the refusal logged %d times:\n%s", n, logs.String())
 	}
-	write(t, path, "v4") // back to what serves: nothing to apply
-	eventually(t, "the error cleared", func() bool { return status().LastError == "" })
+	write(t, path, "v4") // back to what served
+	applied(5, "v4")
+	if st := status(); st.LastError != "" {
+		t.Fatalf("error not cleared: %+v", st)
+	}
 	write(t, path, "v4") // the same bytes again
 	time.Sleep(100 * time.Millisecond)
-	if h.count() != 4 {
+	if h.count() != 5 {
 		t.Fatalf("unchanged contents applied again: %d", h.count())
 	}
 
@@ -198,13 +201,12 @@ func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, path, "v5")
-	applied(5, "v5")
+	applied(6, "v5")
 
-	if st := status(); st.Reloads != 4 || st.ReloadErrors != 3 || st.LastError != "" || st.LoadedAt.IsZero() {
+	if st := status(); st.Reloads != 5 || st.ReloadErrors != 3 || st.LastError != "" || st.LoadedAt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
-	for _, msg := range []string{`msg="credentials reloaded" name=tokens.issuers[0].jwks_file`, `msg="credentials reload failed" name=tokens.issuers[0].jwks_file`,
-		`msg="credentials back to those in service"`} {
+	for _, msg := range []string{`msg="credentials reloaded" name=tokens.issuers[0].jwks_file`, `msg="credentials reload failed" name=tokens.issuers[0].jwks_file`} {
 		if !strings.Contains(logs.String(), msg) {
 			t.Errorf("no log line %s:\n%s", msg, logs.String())
 		}
@@ -295,4 +297,27 @@ func TestMomentaryFailureNotReported(t *testing.T) {
 	if st := w.Status()[0]; st.ReloadErrors != 0 || st.LastError != "" || strings.Contains(logs.String(), "failed") {
 		t.Fatalf("a momentary failure was reported: %+v\n%s", st, logs.String())
 	}
+}
+
+// TestChangingFailureReported: a failure whose message changes on every
+// attempt is still reported, on the retry after the first.
+func TestChangingFailureReported(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.pem")
+	write(t, path, "v1")
+	n := 0
+	w := filewatch.New(quick(filewatch.Options{}))
+	err := w.Add(filewatch.Set{Name: "key", Paths: []string{path}, Apply: func(c [][]byte) error {
+		if string(c[0]) == "v1" {
+			return nil
+		}
+		n++
+		return fmt.Errorf("attempt %d", n)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	write(t, path, "v2")
+	eventually(t, "the failure reported", func() bool { return w.Status()[0].LastError != "" })
 }
