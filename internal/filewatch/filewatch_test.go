@@ -18,8 +18,9 @@ import (
 	"github.com/verdict-pdp/verdict/internal/filewatch"
 )
 
-// holder is what a Set applies to: it refuses contents starting "bad" and
-// remembers what it took.
+// holder is what a Set applies to: it refuses contents starting "bad", and
+// empty ones (a file written in place is empty for a moment, and a real
+// parser refuses that too), and remembers what it took.
 type holder struct {
 	mu       sync.Mutex
 	applied  [][]string
@@ -29,7 +30,7 @@ type holder struct {
 func (h *holder) apply(contents [][]byte) error {
 	var got []string
 	for _, c := range contents {
-		if bytes.HasPrefix(c, []byte("bad")) {
+		if len(c) == 0 || bytes.HasPrefix(c, []byte("bad")) {
 			h.mu.Lock()
 			h.refusals++
 			h.mu.Unlock()
@@ -65,7 +66,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// write replaces path whole (a rename), as most tools write: a reader
+// never sees it half-written.
 func write(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".write-tmp")
+	writeInPlace(t, tmp, data)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeInPlace truncates path and writes data into it: a reader may see it
+// empty for a moment.
+func writeInPlace(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
@@ -153,7 +167,7 @@ func TestRunTakesUpEveryKindOfReplacement(t *testing.T) {
 	}
 	status := func() filewatch.Status { return w.Status()[0] }
 
-	write(t, path, "v2") // in place
+	writeInPlace(t, path, "v2")
 	applied(2, "v2")
 
 	tmp := filepath.Join(dir, ".jwks.json.tmp") // an editor's save by rename
