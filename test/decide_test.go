@@ -211,10 +211,7 @@ func TestDecisions(t *testing.T) {
 	}
 
 	// Metrics count the decisions.
-	m := do(t, p.Client, http.MethodGet, p.Base+"/metrics", nil, nil)
-	if m.Status != 200 {
-		t.Fatalf("/metrics: %d", m.Status)
-	}
+	m := metrics(t, p)
 	for _, series := range []string{
 		`verdict_decisions_total{api="decide",result="allow"}`,
 		`verdict_decisions_total{api="decide",result="deny"}`,
@@ -225,7 +222,7 @@ func TestDecisions(t *testing.T) {
 		`verdict_policy_reload_errors_total`,
 		// verdict_jwks_* series exist per remote issuer only (none here).
 	} {
-		if !strings.Contains(string(m.Body), series) {
+		if !strings.Contains(m, series) {
 			t.Errorf("/metrics has no %s", series)
 		}
 	}

@@ -477,3 +477,24 @@ func eventually(t *testing.T, within time.Duration, cond func() string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// metrics is the /metrics text.
+func metrics(t *testing.T, p *process) string {
+	t.Helper()
+	r := do(t, p.Client, http.MethodGet, p.Base+"/metrics", nil, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("/metrics: %d", r.Status)
+	}
+	return string(r.Body)
+}
+
+// grepLines is the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}

@@ -145,9 +145,8 @@ var shadowMetric = regexp.MustCompile(`(?m)^verdict_shadow_decisions_total\{outc
 // shadowCounts reads verdict_shadow_decisions_total from /metrics.
 func shadowCounts(t *testing.T, p *process) map[string]int {
 	t.Helper()
-	r := do(t, p.Client, http.MethodGet, p.Base+"/metrics", nil, nil)
 	got := map[string]int{}
-	for _, m := range shadowMetric.FindAllStringSubmatch(string(r.Body), -1) {
+	for _, m := range shadowMetric.FindAllStringSubmatch(metrics(t, p), -1) {
 		got[m[1]], _ = strconv.Atoi(m[2])
 	}
 	return got
