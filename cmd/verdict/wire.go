@@ -166,66 +166,6 @@ func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, log
 	return nil, fmt.Errorf("no key source")
 }
 
-// parseKeyFile reads a key file's contents: the keys it holds, whether it
-// is whole (it parsed as a complete document, so a key it lacks is meant
-// to be gone; a half-written file is not), and what is wrong with it.
-type parseKeyFile func(data []byte) (keys []token.Key, whole bool, err error)
-
-// keyFile reads issuer i's keys from file (named by the configuration
-// key), and adds the file to files: whenever its contents change, they
-// are parsed and checked as at start, and onRemoved hears of the keys that
-// left, so that tokens they verified are not believed from a cache.
-// Contents that fail the checks (a key too weak or of the wrong type, no
-// key at all) add nothing, but a whole file still revokes: the keys it no
-// longer holds are dropped. Contents that do not parse change nothing.
-func keyFile(cfg *config.Config, i int, is config.Issuer, key, file string, files *filewatch.Watcher,
-	logger *slog.Logger, onRemoved func(string, []string), parse parseKeyFile) (token.KeySet, error) {
-	keys := token.NewReplaceableKeys(nil)
-	forget := func(removed []string) {
-		if len(removed) == 0 {
-			return
-		}
-		if logger != nil {
-			logger.Info("token keys removed", slog.String("issuer", is.Issuer), slog.String("file", file), slog.Any("kids", removed))
-		}
-		if onRemoved != nil {
-			onRemoved(is.Issuer, removed)
-		}
-	}
-	err := files.Add(filewatch.Set{
-		Name:  fmt.Sprintf("tokens.issuers[%d].%s", i, key),
-		Paths: []string{cfg.Path(file)},
-		Apply: func(contents [][]byte) error {
-			parsed, whole, err := parse(contents[0])
-			if !whole {
-				return fmt.Errorf("%s: %w", file, err)
-			}
-			if err == nil && len(parsed) == 0 {
-				err = errors.New("holds no keys")
-			}
-			if err == nil {
-				var removed []string
-				if removed, err = keys.Replace(parsed, is.Algorithms); err == nil {
-					forget(removed)
-					return nil
-				}
-			}
-			if removed := keys.Retain(parsed); len(removed) > 0 {
-				forget(removed)
-				return fmt.Errorf("%s: %w (the keys it no longer holds were dropped: %q)", file, err, removed)
-			}
-			return fmt.Errorf("%s: %w", file, err)
-		},
-	})
-	if err != nil {
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner // the set's name restates what the caller says
-		}
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	return keys, nil
-}
-
 // readSecret reads the secret that the configuration key names: the file
 // (relative to the configuration's directory) when file is set, else the
 // environment variable env (see trimSecret).
