@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -301,17 +300,12 @@ func (r *extRun) stop(ctx context.Context, immediate bool) error {
 	return nil
 }
 
-// grpcPeerStillTrusted is peerStillTrusted for gRPC calls under client_auth
-// require: a connection whose client certificate no longer verifies under
-// the client CAs in service (they changed since its handshake) is refused
-// call by call (Unauthenticated), as a new connection with it would be at
-// its handshake. Under request the certificate names no one on this
-// listener (Envoy's own certificate is never the caller), so it is not
-// checked.
+// grpcPeerStillTrusted is peerStillTrusted for gRPC calls: a connection
+// whose client certificate no longer verifies under the client CAs in
+// service (they changed since its handshake) is refused call by call
+// (Unauthenticated), as a new connection with it would be at its
+// handshake.
 func (s *Server) grpcPeerStillTrusted(ctx context.Context) error {
-	if s.tls.clientAuth != tls.RequireAndVerifyClientCert {
-		return nil
-	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil

@@ -242,7 +242,7 @@ func (s *Server) instrument(route string, h http.HandlerFunc, expected []int) ht
 			c.Inc()
 			dur.Observe(time.Since(start).Seconds())
 		}()
-		if r = s.peerStillTrusted(sw, r); r == nil {
+		if !s.peerStillTrusted(sw, r) {
 			return
 		}
 		h(sw, r)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -238,7 +240,7 @@ func closedWithin(done <-chan struct{}, d time.Duration) bool {
 }
 
 // httpServer is an http.Server for h with the Limits' header size and
-// timeouts, logging its errors as warnings.
+// timeouts, logging its errors (see httpErrorLog).
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -247,6 +249,24 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		ReadTimeout:       s.limits.ReadTimeout,
 		WriteTimeout:      s.limits.WriteTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(httpErrorLog{s.log}, "", 0),
 	}
+}
+
+// httpErrorLog turns what an http.Server logs into lines with a constant
+// message: "tls handshake failed" (Info: a client's certificate or TLS
+// version refused, a scanner; the remote address and the cause as
+// attributes), and "http server error" (Warn) for the rest.
+type httpErrorLog struct{ log *slog.Logger }
+
+func (l httpErrorLog) Write(p []byte) (int, error) {
+	line := strings.TrimSuffix(string(p), "\n")
+	if rest, ok := strings.CutPrefix(line, "http: TLS handshake error from "); ok {
+		remote, cause, _ := strings.Cut(rest, ": ")
+		l.log.LogAttrs(context.Background(), slog.LevelInfo, "tls handshake failed",
+			slog.String("remote", remote), slog.String("error", cause))
+		return len(p), nil
+	}
+	l.log.LogAttrs(context.Background(), slog.LevelWarn, "http server error", slog.String("error", line))
+	return len(p), nil
 }

@@ -236,24 +236,16 @@ func CertPool(pemCerts []byte) (*x509.CertPool, error) {
 
 // peerStillTrusted checks, before any route runs, that the verified client
 // certificate of r's connection still verifies under the client CAs in
-// service (see TLS). It returns r when it does, or when there is none. A
-// connection whose certificate no longer does is told to close (HTTP/2:
-// GOAWAY), so that its client reconnects and meets the CAs in service at
-// the handshake; under client_auth require the request is refused (403,
-// and nil is returned), under request it goes on as r without the
-// certificate: anonymous, as on a connection that presented none.
-func (s *Server) peerStillTrusted(w http.ResponseWriter, r *http.Request) *http.Request {
+// service (see TLS), and reports whether the request may go on. A request
+// on a connection whose certificate no longer does is refused (403) and
+// the connection told to close (HTTP/2: GOAWAY), as a new connection
+// presenting that certificate fails its handshake, under client_auth
+// request as under require (a certificate given must verify).
+func (s *Server) peerStillTrusted(w http.ResponseWriter, r *http.Request) bool {
 	if s.tls == nil || r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || s.tls.peerStillVerified(r) {
-		return r
+		return true
 	}
 	w.Header().Set("Connection", "close")
-	if s.tls.clientAuth == tls.RequireAndVerifyClientCert {
-		s.fail(w, frontErr(errForbidden, "the client certificate no longer verifies under the client CAs in service: connect again"))
-		return nil
-	}
-	cs := *r.TLS
-	cs.VerifiedChains = nil
-	r = r.WithContext(r.Context())
-	r.TLS = &cs
-	return r
+	s.fail(w, frontErr(errForbidden, "the client certificate no longer verifies under the client CAs in service: connect again"))
+	return false
 }

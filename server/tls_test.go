@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -78,9 +81,18 @@ func TestTLSReplaced(t *testing.T) {
 		if resp.Proto != "HTTP/2.0" {
 			t.Errorf("protocol %s, want HTTP/2.0", resp.Proto)
 		}
-		var d struct{ Reasons []string }
-		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || len(d.Reasons) == 0 {
-			t.Fatalf("answer: %v %v", d, err)
+		var d struct {
+			Reasons []string
+			Error   struct{ Message string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+			t.Fatalf("answer: %v", err)
+		}
+		if resp.StatusCode == http.StatusForbidden {
+			return resp.TLS.PeerCertificates[0], "403: " + d.Error.Message, resp.TLS.DidResume, nil
+		}
+		if len(d.Reasons) == 0 {
+			t.Fatalf("answer %d without reasons", resp.StatusCode)
 		}
 		return resp.TLS.PeerCertificates[0], d.Reasons[0], resp.TLS.DidResume, nil
 	}
@@ -131,8 +143,15 @@ func TestTLSReplaced(t *testing.T) {
 	if err := tl.Set(newServer.TLS, newCA.Pool()); err != nil {
 		t.Fatal(err)
 	}
-	if _, reason, _, err := ask(open); err == nil && reason == allowed {
-		t.Fatal("a connection opened before the rotation still proves the CA rotated out")
+	if _, reason, _, err := ask(open); err != nil || !strings.HasPrefix(reason, "403: the client certificate no longer verifies") {
+		t.Fatalf("a connection opened before the rotation, after it: %q %v; want a 403 refusing the certificate", reason, err)
+	}
+	// And it was closed: the next request opens a new connection, on which
+	// the certificate the server no longer trusts is refused at the
+	// handshake, or (Go's client offers only certificates of the CAs the
+	// server names) not offered: never the caller.
+	if _, reason, _, err := ask(open); err == nil && (reason == allowed || strings.HasPrefix(reason, "403")) {
+		t.Fatalf("the refused connection served again: %q", reason)
 	}
 	// The client offers no certificate the new CAs accept (Go's sends none:
 	// anonymous) or its session from before; it must not be the caller.
@@ -196,5 +215,28 @@ func TestTLSRequireRotatedOut(t *testing.T) {
 				t.Fatalf("the next request was served (%d): the connection was not closed, or the handshake passed", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// TestHTTPErrorLog: what the http.Server logs becomes lines with constant
+// messages: a failed TLS handshake (Info, with the remote address and the
+// cause apart), anything else a warning.
+func TestHTTPErrorLog(t *testing.T) {
+	var buf bytes.Buffer
+	l := log.New(httpErrorLog{slog.New(slog.NewJSONHandler(&buf, nil))}, "", 0)
+	l.Printf("http: TLS handshake error from 10.0.0.5:4242: tls: failed to verify certificate: x509: certificate signed by unknown authority")
+	l.Printf("http: Accept error: too many open files; retrying in 5ms")
+	var lines []map[string]any
+	for line := range strings.Lines(buf.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 2 || lines[0]["msg"] != "tls handshake failed" || lines[0]["level"] != "INFO" || lines[0]["remote"] != "10.0.0.5:4242" ||
+		lines[0]["error"] != "tls: failed to verify certificate: x509: certificate signed by unknown authority" ||
+		lines[1]["msg"] != "http server error" || lines[1]["level"] != "WARN" || lines[1]["error"] != "http: Accept error: too many open files; retrying in 5ms" {
+		t.Fatalf("logged %s", buf.String())
 	}
 }

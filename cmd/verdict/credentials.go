@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -94,7 +95,11 @@ func keyFile(cfg *config.Config, i int, is config.Issuer, key, file string, file
 			return
 		}
 		if logger != nil {
-			logger.Info("token keys removed", slog.String("issuer", is.Issuer), slog.String("file", file), slog.Any("kids", removed))
+			kids := make([]string, len(removed))
+			for i, kid := range removed {
+				kids[i] = cmp.Or(kid, "(no kid)")
+			}
+			logger.Info("token keys removed", slog.String("issuer", is.Issuer), slog.String("file", file), slog.Any("kids", kids))
 		}
 		if onRemoved != nil {
 			onRemoved(is.Issuer, removed)
@@ -118,10 +123,9 @@ func keyFile(cfg *config.Config, i int, is config.Issuer, key, file string, file
 					return nil
 				}
 			}
-			if removed := keys.Retain(parsed); len(removed) > 0 {
-				forget(removed)
-				return fmt.Errorf("%s: %w (the keys it no longer holds were dropped: %q)", file, err, removed)
-			}
+			// The same error however often it is retried: the keys dropped
+			// are logged by forget.
+			forget(keys.Retain(parsed))
 			return fmt.Errorf("%s: %w", file, err)
 		},
 	})

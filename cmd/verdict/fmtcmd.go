@@ -42,17 +42,24 @@ replaced whole: a reader never sees half a file) and lists them.
 
 Files and directories named like editor leftovers or hidden (.git, *~,
 *.swp) are skipped, as the server skips them, and so are symbolic links
-met in a directory: fmt never writes through a link. A file that does not
-parse prints as file:line:col: code: message.
+met in a directory (each named on stderr): fmt never writes through a
+link, and --write refuses a link named on the command line. A file that
+does not parse prints as file:line:col: code: message.
 
 Exit status: 0 every file formatted (or written), 1 a file is not
-formatted (without --write) or does not parse, 2 usage error.`,
+formatted (without --write) or does not parse, 2 usage error (a PATH
+without .rego files included).`,
 		Example: `  verdict fmt .
   verdict fmt --diff policies/authz/rbac.rego
   verdict fmt --write ./policies`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("name the Rego files: a directory (. for this one) or .rego files")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runFmt(cmd.OutOrStdout(), args, f)
+			return runFmt(cmd.OutOrStdout(), cmd.ErrOrStderr(), args, f)
 		},
 	}
 	cmd.Flags().BoolVarP(&f.write, "write", "w", false, "rewrite the files that are not formatted")
@@ -61,12 +68,18 @@ formatted (without --write) or does not parse, 2 usage error.`,
 }
 
 // runFmt formats every .rego file the paths name.
-func runFmt(out io.Writer, paths []string, f fmtFlags) error {
+func runFmt(out, errOut io.Writer, paths []string, f fmtFlags) error {
 	var files []string
 	for _, p := range paths {
-		found, err := regoFiles(p)
+		found, links, err := regoFiles(p, f.write)
 		if err != nil {
 			return err
+		}
+		for _, l := range links {
+			fmt.Fprintf(errOut, "%s: a symbolic link, not formatted\n", printable.String(l))
+		}
+		if len(found) == 0 {
+			return usageError("%s holds no .rego files", p)
 		}
 		files = append(files, found...)
 	}
@@ -118,22 +131,28 @@ func runFmt(out io.Writer, paths []string, f fmtFlags) error {
 
 // regoFiles returns path when it is a .rego file, or the .rego files below
 // it when it is a directory, skipping what the server skips (hidden and
-// editor files) and every symbolic link met on the way. A named path that
-// is a link, or neither, is a usage error.
-func regoFiles(path string) ([]string, error) {
+// editor files); the symbolic links to .rego files met on the way are
+// returned apart, not followed. A named path that is neither is a usage
+// error, and so is a named link when it is to be written.
+func regoFiles(path string, write bool) (files, links []string, err error) {
 	info, err := os.Lstat(path)
 	if err != nil {
-		return nil, usageError("%v", err)
+		return nil, nil, usageError("%v", err)
+	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		if write {
+			return nil, nil, usageError("%s is a symbolic link: name what it points to (fmt never writes through a link)", path)
+		}
+		if info, err = os.Stat(path); err != nil {
+			return nil, nil, usageError("%v", err)
+		}
 	}
 	switch {
-	case info.Mode()&fs.ModeSymlink != 0:
-		return nil, usageError("%s is a symbolic link: name what it points to (fmt never writes through a link)", path)
 	case info.Mode().IsRegular() && strings.HasSuffix(path, ".rego"):
-		return []string{path}, nil
+		return []string{path}, nil, nil
 	case !info.IsDir():
-		return nil, usageError("%s is neither a directory nor a .rego file", path)
+		return nil, nil, usageError("%s is neither a directory nor a .rego file", path)
 	}
-	var files []string
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -144,15 +163,19 @@ func regoFiles(path string) ([]string, error) {
 			}
 			return nil
 		}
-		if d.Type().IsRegular() && strings.HasSuffix(p, ".rego") {
+		switch {
+		case !strings.HasSuffix(p, ".rego"):
+		case d.Type().IsRegular():
 			files = append(files, p)
+		case d.Type()&fs.ModeSymlink != 0:
+			links = append(links, p)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, &exitCode{code: exitError, err: err}
+		return nil, nil, &exitCode{code: exitError, err: err}
 	}
-	return files, nil
+	return files, links, nil
 }
 
 // readRego reads a module, at most bundles.DefaultMaxFileBytes of it (the
@@ -188,11 +211,25 @@ func formatRego(name string, src []byte) ([]byte, []bundles.Problem, error) {
 	return out, nil, err
 }
 
+// diffLines splits text into lines, each with its line break.
+// (difflib.SplitLines counts a final line break as one more, empty, line,
+// and the diff would then not apply.) A last line without a break gets
+// one, as the formatter ends every file with one.
+func diffLines(text []byte) []string {
+	lines := strings.SplitAfter(string(text), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	} else {
+		lines[len(lines)-1] += "\n"
+	}
+	return lines
+}
+
 // printDiff writes the unified diff from src to formatted.
 func printDiff(out io.Writer, file string, src, formatted []byte) error {
 	name := printable.String(file)
 	diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(src)), B: difflib.SplitLines(string(formatted)),
+		A: diffLines(src), B: diffLines(formatted),
 		FromFile: name, ToFile: name + " (formatted)", Context: 3,
 	})
 	if err != nil {

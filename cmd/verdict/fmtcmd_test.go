@@ -54,17 +54,17 @@ func TestFmt(t *testing.T) {
 		}
 	}
 
-	code, out, _ := verdict(t, "fmt", dir)
-	if code != 1 || out != bad+"\n" {
-		t.Fatalf("list: exit %d, %q; want 1 and %s", code, out, bad)
+	code, out, errOut := verdict(t, "fmt", dir)
+	if code != 1 || out != bad+"\n" || !strings.Contains(errOut, filepath.Join(dir, "authz", "link.rego")+": a symbolic link, not formatted") {
+		t.Fatalf("list: exit %d, %q %q; want 1, %s, and the link named", code, out, errOut, bad)
 	}
 	if got, _ := os.ReadFile(bad); string(got) != unformattedRego {
 		t.Fatal("listing changed the file")
 	}
 	code, out, _ = verdict(t, "fmt", "--diff", bad)
-	if code != 1 || !strings.Contains(out, "--- "+bad+"\n+++ "+bad+" (formatted)\n") ||
-		!strings.Contains(out, "-allow if {input.x==1}\n") || !strings.Contains(out, "+allow if input.x == 1\n") {
-		t.Fatalf("diff: exit %d\n%s", code, out)
+	wantDiff := "--- " + bad + "\n+++ " + bad + " (formatted)\n@@ -1,2 +1,3 @@\n package authz\n-allow if {input.x==1}\n+\n+allow if input.x == 1\n"
+	if code != 1 || out != wantDiff {
+		t.Fatalf("diff: exit %d\n%s\nwant\n%s", code, out, wantDiff)
 	}
 	code, out, _ = verdict(t, "fmt", "--write", dir)
 	if code != 0 || out != bad+"\n" {
@@ -82,21 +82,28 @@ func TestFmt(t *testing.T) {
 	}
 
 	broken := write("authz/broken.rego", "package authz\n\nallow if {\n")
-	code, out, errOut := verdict(t, "fmt", "--write", dir)
+	code, out, errOut = verdict(t, "fmt", "--write", dir)
 	if code != 1 || !strings.Contains(errOut, broken+":4") || !strings.Contains(errOut, "rego_parse_error") {
 		t.Fatalf("a module that does not parse: exit %d, %q %q", code, out, errOut)
 	}
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := verdict(t, "fmt", filepath.Join(dir, "authz", "link.rego")); code != 2 || !strings.Contains(errOut, "symbolic link") {
-		t.Fatalf("a named link: exit %d, %q", code, errOut)
+	link := filepath.Join(dir, "authz", "link.rego")
+	if code, out, _ := verdict(t, "fmt", link); code != 1 || out != link+"\n" {
+		t.Fatalf("a named link, listed: exit %d, %q", code, out)
+	}
+	if code, _, errOut := verdict(t, "fmt", "--write", link); code != 2 || !strings.Contains(errOut, "symbolic link") {
+		t.Fatalf("a named link, to be written: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := verdict(t, "fmt", t.TempDir()); code != 2 || !strings.Contains(errOut, "holds no .rego files") {
+		t.Fatalf("a directory without .rego files: exit %d, %q", code, errOut)
 	}
 	if code, _, _ := verdict(t, "fmt", data); code != 2 {
 		t.Fatalf("a data file named: exit %d, want 2", code)
 	}
-	if code, _, _ := verdict(t, "fmt"); code != 2 {
-		t.Fatalf("no path: exit %d, want 2", code)
+	if code, _, errOut := verdict(t, "fmt"); code != 2 || !strings.Contains(errOut, "name the Rego files") {
+		t.Fatalf("no path: exit %d, %q", code, errOut)
 	}
 	unchanged("the end")
 }

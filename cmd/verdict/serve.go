@@ -113,8 +113,8 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	}
 	// SIGHUP would end the server at once (no drain, no flushed decision
 	// log). It reopens the decision log's file instead (a log rotated by
-	// renaming it), from before the server listens; policies and remote
-	// key sets reload on their own.
+	// renaming it), from before the server listens; policies, key sets,
+	// keys and certificates reload on their own.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -300,8 +300,12 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 					logger.Error("decision log not reopened", slog.String("error", err.Error()))
 					continue
 				}
-				logger.Info("signal", slog.String("signal", "SIGHUP"),
-					slog.String("did", "reopened the decision log file, if any; policies and remote key sets reload on their own, key files and certificates reload on their own"))
+				reopened := "none (the decision log is not a file)"
+				if logFile != nil {
+					reopened = logFile.path
+				}
+				logger.Info("signal", slog.String("signal", "SIGHUP"), slog.String("reopened", reopened),
+					slog.String("note", "policies, key sets, keys and certificates reload on their own"))
 			}
 		}
 	})

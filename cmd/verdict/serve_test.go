@@ -228,7 +228,7 @@ func TestServeSIGHUPReopensDecisionLog(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("no SIGHUP line", func() bool { return strings.Contains(stderr.String(), "reopened the decision log") })
+	waitFor("no SIGHUP line naming the file", func() bool { return strings.Contains(stderr.String(), "signal=SIGHUP reopened="+logPath) })
 	decide()
 	waitFor("the decision after SIGHUP is not in a new file", func() bool { return logged(logPath) == 1 })
 	if n := logged(rotated); n != 1 {

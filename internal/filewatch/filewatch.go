@@ -200,25 +200,42 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return l.Run(ctx, nil, nil, w.reload, w.reload())
 	}
 	defer fw.Close()
-	names := map[string]map[string]bool{} // directory → base names watched in it
-	for _, s := range sets {
-		for _, p := range s.Paths {
-			dir := filepath.Dir(p)
-			if names[dir] == nil {
-				names[dir] = map[string]bool{}
-			}
-			names[dir][filepath.Base(p)] = true
-		}
-	}
+	// names maps each watched directory to the base names that matter in
+	// it: each path's own, and the file a path's links lead to (a change
+	// written to it makes no event in the link's directory). Where links
+	// lead is read again on every reload.
+	var names map[string]map[string]bool
 	watchDirs := func() error {
-		var errs []error
+		next := map[string]map[string]bool{}
+		add := func(p string) {
+			dir := filepath.Dir(p)
+			if next[dir] == nil {
+				next[dir] = map[string]bool{}
+			}
+			next[dir][filepath.Base(p)] = true
+		}
+		for _, s := range sets {
+			for _, p := range s.Paths {
+				add(p)
+				if real, err := filepath.EvalSymlinks(p); err == nil && real != p {
+					add(real)
+				}
+			}
+		}
 		for dir := range names {
+			if next[dir] == nil {
+				_ = fw.Remove(dir)
+			}
+		}
+		var errs []error
+		for dir := range next {
 			// Again on every reload: a directory removed and made again
 			// lost its watch.
 			if err := fw.Add(dir); err != nil {
 				errs = append(errs, err)
 			}
 		}
+		names = next
 		return errors.Join(errs...)
 	}
 	if err := watchDirs(); err != nil {

@@ -265,14 +265,55 @@ func TestRunFollowsKubernetesVolumeSwap(t *testing.T) {
 	}
 }
 
-// TestRecheckSeesWhatNoEventSays: a file reached through a link into a
-// directory that is not watched changes without an event in the watched
-// one; the periodic recheck takes it up.
-func TestRecheckSeesWhatNoEventSays(t *testing.T) {
-	watched, elsewhere := t.TempDir(), t.TempDir()
+// TestRunFollowsLinkTargets: a file reached through a link into another
+// directory, written there (in place or renamed over), is taken up at
+// once: the directory the link leads to is watched too, and follows the
+// link when it is re-pointed.
+func TestRunFollowsLinkTargets(t *testing.T) {
+	watched, elsewhere, other := t.TempDir(), t.TempDir(), t.TempDir()
 	write(t, filepath.Join(elsewhere, "key.pem"), "k1")
 	link := filepath.Join(watched, "key.pem")
 	if err := os.Symlink(filepath.Join(elsewhere, "key.pem"), link); err != nil {
+		t.Fatal(err)
+	}
+	var h holder
+	w := filewatch.New(quick(filewatch.Options{})) // no recheck: events only
+	if err := w.Add(filewatch.Set{Name: "key", Paths: []string{link}, Apply: h.apply}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w)
+	writeInPlace(t, filepath.Join(elsewhere, "key.pem"), "k2")
+	eventually(t, "k2, written in place where the link leads", func() bool { return h.count() >= 2 && h.last()[0] == "k2" })
+	write(t, filepath.Join(elsewhere, "key.pem"), "k3")
+	eventually(t, "k3, renamed over where the link leads", func() bool { return h.last()[0] == "k3" })
+
+	// Re-pointed to a third directory, which is watched from then on.
+	write(t, filepath.Join(other, "key.pem"), "k4")
+	tmp := filepath.Join(watched, ".key.pem.tmp")
+	if err := os.Symlink(filepath.Join(other, "key.pem"), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "k4, the link re-pointed", func() bool { return h.last()[0] == "k4" })
+	write(t, filepath.Join(other, "key.pem"), "k5")
+	eventually(t, "k5, written where the link now leads", func() bool { return h.last()[0] == "k5" })
+}
+
+// TestRecheckSeesWhatNoEventSays: a link in the middle of a chain
+// re-pointed in a directory that is not watched (neither the path's nor
+// the final file's) makes no event; the periodic recheck takes it up.
+func TestRecheckSeesWhatNoEventSays(t *testing.T) {
+	watched, hop, elsewhere := t.TempDir(), t.TempDir(), t.TempDir()
+	write(t, filepath.Join(elsewhere, "a.pem"), "k1")
+	write(t, filepath.Join(elsewhere, "b.pem"), "k2")
+	middle := filepath.Join(hop, "key.pem")
+	if err := os.Symlink(filepath.Join(elsewhere, "a.pem"), middle); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(watched, "key.pem")
+	if err := os.Symlink(middle, link); err != nil {
 		t.Fatal(err)
 	}
 	var h holder
@@ -281,8 +322,14 @@ func TestRecheckSeesWhatNoEventSays(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, w)
-	write(t, filepath.Join(elsewhere, "key.pem"), "k2")
-	eventually(t, "the recheck", func() bool { return h.count() == 2 })
+	tmp := filepath.Join(hop, ".tmp")
+	if err := os.Symlink(filepath.Join(elsewhere, "b.pem"), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, middle); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the recheck", func() bool { return h.count() == 2 && h.last()[0] == "k2" })
 }
 
 // TestMomentaryFailureNotReported: contents refused once and fixed before
