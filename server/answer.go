@@ -20,6 +20,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	CodeNotFound         = "not_found"              // 404
 	CodeNotReady         = "not_ready"              // 503: no policy loaded
+	CodeOverloaded       = "overloaded"             // 503: too many decisions at once; Retry-After: 1
 	CodePolicyError      = "policy_error"           // 500: evaluation failed
 )
 
@@ -85,6 +86,8 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 		return http.StatusNotFound, CodeNotFound
 	case errors.Is(err, authz.ErrNotReady):
 		return http.StatusServiceUnavailable, CodeNotReady
+	case errors.Is(err, errOverloaded):
+		return http.StatusServiceUnavailable, CodeOverloaded
 	default:
 		return http.StatusInternalServerError, CodePolicyError
 	}
@@ -113,6 +116,9 @@ func (s *Server) writeError(w http.ResponseWriter, status int, code, message, de
 	b := appendError((*bp)[:0], code, message, decisionID)
 	b = append(b, '\n')
 	setJSONHeaders(w.Header())
+	if code == CodeOverloaded {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 	s.putBuf(bp, b)

@@ -186,12 +186,14 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 		return
 	}
 	var in azBody
-	if err := s.decodeBody(w, r, func(jr *jsonReader, data []byte) error {
+	release, err := s.decodeBody(w, r, apiAuthZEN, func(jr *jsonReader, data []byte) error {
 		return jr.decodeAuthZEN(data, s.limits.MaxJSONDepth, s.authzen.maxItems, batch, &in)
-	}); err != nil {
+	})
+	if err != nil {
 		s.fail(w, err)
 		return
 	}
+	defer release()
 	// What every evaluation of this HTTP request shares: the enforcement
 	// point that asks (its verified mTLS certificate is input.caller, as on
 	// /v1/decide) and the request ID.

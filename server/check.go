@@ -31,6 +31,12 @@ const (
 // decision JSON (or the error shape). Policy headers are set on 200 only,
 // and request headers are never copied to the response.
 func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
+	release, err := s.admit(r.Context(), apiCheck)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer release()
 	h := r.Header
 	req := authz.Request{
 		RemoteAddr: s.clientAddr(r),

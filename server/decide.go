@@ -10,19 +10,30 @@ import (
 	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
-// decodeBody reads the request body into a pooled buffer and decodes it
-// with a pooled reader (decode must not keep data), then gives both back.
-// A body over Limits.MaxBodyBytes is an error that answer maps to 413.
-func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, decode func(jr *jsonReader, data []byte) error) error {
+// decodeBody reads the request body into a pooled buffer, takes a decision
+// slot for a (see admission), and decodes the body with a pooled reader
+// (decode must not keep data), then gives both back. It returns the
+// function that gives the slot back, which the caller calls once it has
+// answered. A body over Limits.MaxBodyBytes is an error that answer maps to
+// 413; no slot freeing in time, one it maps to 503 overloaded.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decode func(jr *jsonReader, data []byte) error) (release func(), err error) {
 	bp, data, err := s.readBody(w, r)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if release, err = s.admit(r.Context(), a); err != nil {
+		s.putBuf(bp, data)
+		return nil, err
 	}
 	jr := s.readers.get()
 	err = decode(jr, data)
 	s.readers.put(jr)
 	s.putBuf(bp, data)
-	return err
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 // readBody reads the request body into a pooled buffer, refusing more than
@@ -68,12 +79,14 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in decideBody
-	if err := s.decodeBody(w, r, func(jr *jsonReader, data []byte) error {
+	release, err := s.decodeBody(w, r, apiDecide, func(jr *jsonReader, data []byte) error {
 		return jr.decodeDecide(data, s.limits.MaxJSONDepth, &in)
-	}); err != nil {
+	})
+	if err != nil {
 		s.fail(w, err)
 		return
 	}
+	defer release()
 	req := authz.Request{
 		Token:    token.Raw(in.Token),
 		Action:   in.Action,

@@ -111,6 +111,12 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 	if s.tracer != nil {
 		ctx = continueTraceGRPC(ctx)
 	}
+	release, aerr := s.admit(ctx, apiExtAuthz)
+	if aerr != nil {
+		d := authz.Deny(aerr)
+		return s.extAuthzResponse(&d, aerr, false), nil
+	}
+	defer release()
 	h, _ := x.hdrs.Get().(http.Header)
 	if h == nil {
 		h = make(http.Header, len(s.extNames))

@@ -58,6 +58,8 @@ type metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+	// shed counts requests answered 503 overloaded, by interface.
+	shed *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
@@ -96,6 +98,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Help:    "HTTP request handling time, by route.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "verdict_decisions_shed_total",
+			Help: "Requests answered 503 overloaded (no decision slot freed within a second: limits.max_concurrent_decisions), by interface.",
+		}, []string{"api"}),
 	}
 	// The series of the interfaces served exist from the start (at 0); an
 	// interface that is off has none.
@@ -143,7 +149,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		decisions, duration, tokens, &keySetCollector{sets: s.keySets}, &credentialCollector{status: s.credentials}, m.httpRequests, m.httpDuration,
+		decisions, duration, tokens, m.shed, &keySetCollector{sets: s.keySets}, &credentialCollector{status: s.credentials}, m.httpRequests, m.httpDuration,
 		&decisionLogCollector{dlog: s.dlog}, &cacheCollector{engine: s.engine},
 		&policyCollector{engine: s.engine, source: s.source},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

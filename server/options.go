@@ -31,6 +31,11 @@ const (
 	DefaultWriteTimeout      = 15 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultMaxConnections    = 1024
+	// MaxStreams is how many requests an HTTP/2 connection carries at
+	// once (Go's default is 250): with MaxConnections, what bounds the
+	// bodies being read.
+	MaxStreams = 32
 )
 
 // ErrOptions is wrapped by New's errors about invalid options.
@@ -97,12 +102,23 @@ type Limits struct {
 	// ShutdownTimeout bounds how long Run waits for in-flight requests after
 	// its context is done. Default 10 s.
 	ShutdownTimeout time.Duration
+	// MaxConcurrentDecisions bounds the requests being decoded, decided
+	// and answered at once, on every interface; one more waits up to a
+	// second for a slot, then is answered 503 overloaded. Default
+	// DefaultMaxConcurrentDecisions(): four per core, at least eight.
+	MaxConcurrentDecisions int
+	// MaxConnections bounds the connections the listener (Addr) holds
+	// open, and its HTTP/2 connections carry at most MaxStreams requests
+	// at once; beyond, a new connection waits to be accepted. The
+	// diagnostic listener is not bounded (probes). Default 1024.
+	MaxConnections int
 }
 
 // withDefaults refuses negative limits and gives every zero one its default.
 func (l Limits) withDefaults() (Limits, error) {
 	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 || l.ReadHeaderTimeout < 0 ||
-		l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.ShutdownTimeout < 0 {
+		l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.ShutdownTimeout < 0 ||
+		l.MaxConcurrentDecisions < 0 || l.MaxConnections < 0 {
 		return l, fmt.Errorf("%w: negative limit", ErrOptions)
 	}
 	l.MaxBodyBytes = cmp.Or(l.MaxBodyBytes, DefaultMaxBodyBytes)
@@ -113,6 +129,8 @@ func (l Limits) withDefaults() (Limits, error) {
 	l.WriteTimeout = cmp.Or(l.WriteTimeout, DefaultWriteTimeout)
 	l.IdleTimeout = cmp.Or(l.IdleTimeout, DefaultIdleTimeout)
 	l.ShutdownTimeout = cmp.Or(l.ShutdownTimeout, DefaultShutdownTimeout)
+	l.MaxConcurrentDecisions = cmp.Or(l.MaxConcurrentDecisions, DefaultMaxConcurrentDecisions())
+	l.MaxConnections = cmp.Or(l.MaxConnections, DefaultMaxConnections)
 	return l, nil
 }
 

@@ -120,10 +120,13 @@ func (s *Server) Run(ctx context.Context) error {
 	hs.BaseContext = func(net.Listener) context.Context { return base }
 	served := make(chan error, 1)
 	go func() {
+		// Beyond MaxConnections a new connection waits to be accepted:
+		// each open one holds buffers, and its requests' bodies.
+		limited := newLimitListener(ln, s.limits.MaxConnections)
 		if s.tls != nil {
-			served <- hs.ServeTLS(ln, "", "")
+			served <- hs.ServeTLS(limited, "", "")
 		} else {
-			served <- hs.Serve(ln)
+			served <- hs.Serve(limited)
 		}
 	}()
 	ext := s.runExtAuthz(gln)
@@ -250,6 +253,7 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		WriteTimeout:      s.limits.WriteTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          log.New(httpErrorLog{s.log}, "", 0),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxStreams},
 	}
 }
 

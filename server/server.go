@@ -47,6 +47,7 @@ type Server struct {
 	clientHeader    string
 	explain         bool
 	certs           *certCache
+	admission       *admission     // decision slots (Limits.MaxConcurrentDecisions)
 	tracer          trace.Tracer   // nil when not tracing
 	authzen         *authzenConfig // nil when the AuthZEN endpoints are off
 
@@ -97,6 +98,7 @@ func New(opts Options) (*Server, error) {
 		trustBundleFunc: opts.TrustBundle,
 		explain:         opts.Explain,
 		certs:           newCertCache(certCacheSize),
+		admission:       newAdmission(l.MaxConcurrentDecisions),
 		tracer:          oteltrace.Tracer(opts.TracerProvider, TracerName),
 	}
 	if opts.XFCCHeader != "" {

@@ -337,6 +337,10 @@ type Limits struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	EvalTimeout       time.Duration `yaml:"eval_timeout"`
+	// MaxConcurrentDecisions and MaxConnections are server.Limits'; 0
+	// means the server's defaults.
+	MaxConcurrentDecisions int `yaml:"max_concurrent_decisions"`
+	MaxConnections         int `yaml:"max_connections"`
 	// TokenCacheBytes bounds the verified-token cache and
 	// DecisionCacheBytes each policy snapshot's decision cache, in bytes of
 	// estimated memory; 0 means authz's defaults (64 MiB and 16 MiB), and

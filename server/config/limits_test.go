@@ -2,8 +2,11 @@ package config_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/verdict-pdp/verdict/server/config"
 )
 
 func TestLimitsAndCallerHeaders(t *testing.T) {
@@ -18,9 +21,12 @@ limits:
   shutdown_timeout: 3s
   token_cache_bytes: 32MiB
   decision_cache_bytes: 4194304
+  max_concurrent_decisions: 16
+  max_connections: 256
 `, "/etc/verdict/verdict.yaml")
 	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second ||
-		c.Limits.TokenCacheBytes != 32<<20 || c.Limits.DecisionCacheBytes != 4<<20 {
+		c.Limits.TokenCacheBytes != 32<<20 || c.Limits.DecisionCacheBytes != 4<<20 ||
+		c.Limits.MaxConcurrentDecisions != 16 || c.Limits.MaxConnections != 256 {
 		t.Errorf("limits = %+v", c.Limits)
 	}
 	got, err := c.TrustedProxyPrefixes()
@@ -55,4 +61,18 @@ func TestLimitsAndCallersErrors(t *testing.T) {
 			want: []string{`v.yaml:2: unknown key "max_bodybytes"`}},
 	}
 	parseInvalidCases(t, tests)
+}
+
+// TestConcurrencyLimitsNotNegative: a negative decision or connection
+// bound is an error naming its key.
+func TestConcurrencyLimitsNotNegative(t *testing.T) {
+	for key, want := range map[string]string{
+		"max_concurrent_decisions": "limits.max_concurrent_decisions: must not be negative",
+		"max_connections":          "limits.max_connections: must not be negative",
+	} {
+		_, err := config.Parse([]byte("limits:\n  "+key+": -1\n"), "v.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", key, err, want)
+		}
+	}
 }

@@ -265,6 +265,12 @@ func (c *Config) validate(root *yaml.Node) error {
 	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 {
 		bad("limits", "sizes must not be negative")
 	}
+	if l.MaxConcurrentDecisions < 0 {
+		bad("limits.max_concurrent_decisions", "must not be negative (0 or left out: four per core, at least eight)")
+	}
+	if l.MaxConnections < 0 {
+		bad("limits.max_connections", "must not be negative (0 or left out: 1024)")
+	}
 	// A cache keeps an entry only when it fits in a fifth of one of its 32
 	// shards: below 1 MiB a token cache holds almost nothing.
 	for _, c := range []struct {
