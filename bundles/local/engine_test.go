@@ -145,7 +145,9 @@ func TestEngineStatusClearsAfterRevert(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, "the engine refuses the broken save", func() bool { return engine.Status().LastError != "" })
-	if st := src.Status(); st.LastError == "" || st.ReloadErrors != 1 {
+	// The source records the failure once the engine's Load has returned.
+	until(t, "the source records the failure", func() bool { return src.Status().LastError != "" })
+	if st := src.Status(); st.ReloadErrors != 1 {
 		t.Errorf("source status = %+v, want the error counted once", st)
 	}
 
