@@ -29,12 +29,15 @@ func DefaultMaxConcurrentDecisions() int { return max(8, 4*runtime.GOMAXPROCS(0)
 
 // admission hands out decision slots.
 type admission struct {
-	slots chan struct{}
-	wait  time.Duration
+	slots   chan struct{}
+	wait    time.Duration
+	release func() // gives a slot back; made once (a method value would allocate on every admit)
 }
 
 func newAdmission(n int) *admission {
-	return &admission{slots: make(chan struct{}, n), wait: admissionWait}
+	a := &admission{slots: make(chan struct{}, n), wait: admissionWait}
+	a.release = func() { <-a.slots }
+	return a
 }
 
 // admit takes a decision slot, waiting up to a.wait, and returns the
@@ -57,8 +60,6 @@ func (a *admission) admit(ctx context.Context) (release func(), err error) {
 		return nil, ctx.Err()
 	}
 }
-
-func (a *admission) release() { <-a.slots }
 
 // admit takes a decision slot for a request through a, counting the
 // requests shed.
