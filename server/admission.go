@@ -42,24 +42,39 @@ func newAdmission(n int) *admission {
 
 // admit takes a decision slot, waiting up to a.wait, and returns the
 // function that gives it back. It fails with errOverloaded when none
-// frees in time, or with ctx's error when the client goes away first.
+// frees in time — before ctx's deadline, when it has one (Envoy gives
+// ext_authz 200 ms by default): a caller that hears nothing back may let
+// the request through (failure_mode_allow) — or when the client goes away
+// first.
 func (a *admission) admit(ctx context.Context) (release func(), err error) {
 	select {
 	case a.slots <- struct{}{}:
 		return a.release, nil
 	default:
 	}
-	t := time.NewTimer(a.wait)
+	wait := a.wait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)-deadlineMargin)
+	}
+	overloaded := frontErr(errOverloaded, "too many decisions at once (limits.max_concurrent_decisions): try again")
+	if wait <= 0 {
+		return nil, overloaded
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case a.slots <- struct{}{}:
 		return a.release, nil
 	case <-t.C:
-		return nil, frontErr(errOverloaded, "too many decisions at once (limits.max_concurrent_decisions): try again")
+		return nil, overloaded
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, overloaded
 	}
 }
+
+// deadlineMargin is how long before its caller's deadline a request that
+// found no slot is answered overloaded, for the answer to arrive in time.
+const deadlineMargin = 20 * time.Millisecond
 
 // admit takes a decision slot for a request through a, counting the
 // requests shed.

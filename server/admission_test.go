@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -96,7 +98,9 @@ func TestAdmission(t *testing.T) {
 }
 
 // TestMaxConnections: beyond limits.max_connections a new connection waits
-// to be accepted, and is served once another closes.
+// to be accepted while every open one is busy (here: a request not yet
+// sent), and is served once another closes; an idle keep-alive connection
+// is closed to make room at once.
 func TestMaxConnections(t *testing.T) {
 	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
 	addr, _ := start(t, f.srv)
@@ -127,4 +131,70 @@ func TestMaxConnections(t *testing.T) {
 	if err := <-answered; err != nil {
 		t.Fatalf("once a connection closed: %v", err)
 	}
+}
+
+// TestMaxConnectionsClosesIdle: clients that asked once and keep their
+// connections open do not shut a new client out: one of their idle
+// connections is closed to make room.
+func TestMaxConnectionsClosesIdle(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
+	addr, _ := start(t, f.srv)
+	for range 2 {
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + "/health/live")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close() // the connection stays open, idle
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/health/live")
+	if err != nil {
+		t.Fatalf("a new client while two idle connections fill the limit: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// TestAdmitOverloadedForAShortDeadline: a request whose caller gives it
+// less time than the wait (Envoy's ext_authz timeout) is answered
+// overloaded, not left to its deadline, and counted as shed; so is one
+// whose client goes away while it waits.
+func TestAdmitOverloadedForAShortDeadline(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConcurrentDecisions = 1 }})
+	release, err := f.srv.admit(t.Context(), apiDecide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	short, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond) // under the margin: at once
+	defer cancel()
+	if _, err := f.srv.admit(short, apiDecide); !errors.Is(err, errOverloaded) || short.Err() != nil {
+		t.Errorf("short deadline: %v (context %v), want overloaded before the deadline", err, short.Err())
+	}
+	gone, cancelGone := context.WithCancel(t.Context())
+	time.AfterFunc(20*time.Millisecond, cancelGone)
+	if _, err := f.srv.admit(gone, apiDecide); !errors.Is(err, errOverloaded) {
+		t.Errorf("client gone: %v, want overloaded", err)
+	}
+	if m := scrape(t, f.srv); !strings.Contains(m, `verdict_decisions_shed_total{api="decide"} 2`) || !strings.Contains(m, `verdict_decisions_shed_total{api="check"} 0`) {
+		t.Errorf("shed not counted, or series missing:\n%s", m)
+	}
+}
+
+// TestDecodePanicGivesSlotBack: a decoder that panics does not keep its
+// decision slot.
+func TestDecodePanicGivesSlotBack(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConcurrentDecisions = 1 }})
+	r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(`{}`))
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = f.srv.decodeBody(httptest.NewRecorder(), r, apiDecide, func(*jsonReader, []byte) error { panic("decoder bug") })
+	}()
+	release, err := f.srv.admit(t.Context(), apiDecide)
+	if err != nil {
+		t.Fatalf("the slot was kept by the panicking decode: %v", err)
+	}
+	release()
 }

@@ -21,19 +21,29 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decod
 	if err != nil {
 		return nil, err
 	}
-	if release, err = s.admit(r.Context(), a); err != nil {
+	slot, err := s.admit(r.Context(), a)
+	if err != nil {
 		s.putBuf(bp, data)
 		return nil, err
 	}
+	// The slot goes back here unless it is handed to the caller: also when
+	// decode panics (the route's recover answers, and the slot would be
+	// lost for good).
+	handed := false
+	defer func() {
+		if !handed {
+			slot()
+		}
+	}()
 	jr := s.readers.get()
 	err = decode(jr, data)
 	s.readers.put(jr)
 	s.putBuf(bp, data)
 	if err != nil {
-		release()
 		return nil, err
 	}
-	return release, nil
+	handed = true
+	return slot, nil
 }
 
 // readBody reads the request body into a pooled buffer, refusing more than

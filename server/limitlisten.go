@@ -2,37 +2,73 @@ package server
 
 import (
 	"net"
+	"net/http"
 	"sync"
+	"time"
 )
 
-// limitListener accepts at most n connections open at once; Accept waits
-// for one to close beyond that (connections queue in the kernel's
-// backlog). Unlike x/net's netutil.LimitListener, a TCP connection keeps
-// its type's methods (CloseWrite): an http.Server that answers 431 to
-// oversized headers half-closes and lets the client read the answer, where
-// a plain close reset the connection under it.
+// limitListener accepts at most n connections open at once. At the limit
+// it first closes an idle keep-alive connection (idle tells it which:
+// http.Server's ConnState), so that clients that asked once and went quiet
+// cannot shut everyone else out; only when every connection is busy does
+// Accept wait for one to close (new ones queue in the kernel's backlog).
+// Unlike x/net's netutil.LimitListener, a TCP connection keeps its type's
+// methods (CloseWrite): an http.Server that answers 431 to oversized
+// headers half-closes and lets the client read the answer, where a plain
+// close reset the connection under it.
 type limitListener struct {
 	net.Listener
 	slots     chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	mu   sync.Mutex
+	idle map[net.Conn]struct{} // keep-alive connections waiting for a request
 }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{})}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), idle: map[net.Conn]struct{}{}}
 }
 
-// Accept waits for a free slot, then for a connection.
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
+// connState is an http.Server's ConnState: it keeps the set of idle
+// connections.
+func (l *limitListener) connState(c net.Conn, st http.ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st == http.StateIdle {
+		l.idle[c] = struct{}{}
+	} else {
+		delete(l.idle, c)
 	}
+}
+
+// closeIdle closes one idle connection, if there is one.
+func (l *limitListener) closeIdle() {
+	l.mu.Lock()
+	var victim net.Conn
+	for c := range l.idle {
+		victim = c
+		delete(l.idle, c)
+		break
+	}
+	l.mu.Unlock()
+	if victim != nil {
+		_ = victim.Close()
+	}
+}
+
+// Accept waits for a connection, then takes a free slot for it: at the
+// limit it closes an idle connection for one, and while every connection
+// is busy it waits (the connection accepted, not yet served), closing the
+// first that turns idle.
+func (l *limitListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.slots
 		return nil, err
+	}
+	if !l.takeSlot() {
+		_ = c.Close()
+		return nil, net.ErrClosed
 	}
 	release := sync.OnceFunc(func() { <-l.slots })
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -40,6 +76,32 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 	return &limitedConn{Conn: c, release: release}, nil
 }
+
+// takeSlot takes a slot, closing idle connections to free one; it returns
+// false when the listener is closed first.
+func (l *limitListener) takeSlot() bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+	}
+	tick := time.NewTicker(idlePoll)
+	defer tick.Stop()
+	for {
+		l.closeIdle()
+		select {
+		case l.slots <- struct{}{}:
+			return true
+		case <-l.done:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// idlePoll is how often Accept, at the limit, looks again for an idle
+// connection to close.
+const idlePoll = 50 * time.Millisecond
 
 // Close closes the listener and wakes an Accept waiting for a slot.
 func (l *limitListener) Close() error {

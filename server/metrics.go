@@ -113,6 +113,12 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}
 		m.forAPI(a)
 	}
+	for _, a := range apis {
+		if a == apiAuthZEN && s.authzen == nil || a == apiExtAuthz && s.extAddr == "" {
+			continue
+		}
+		m.shed.WithLabelValues(string(a)) // at 0 from the start
+	}
 	for _, r := range token.Reasons() { // the closed set of token.Reason's names
 		m.tokens[r] = tokens.WithLabelValues(r)
 	}

@@ -146,6 +146,11 @@ func regoFiles(path string, write bool) (files, links []string, err error) {
 		if info, err = os.Stat(path); err != nil {
 			return nil, nil, usageError("%v", err)
 		}
+		if info.IsDir() { // walked where it leads (a walk does not enter a link)
+			if path, err = filepath.EvalSymlinks(path); err != nil {
+				return nil, nil, usageError("%v", err)
+			}
+		}
 	}
 	switch {
 	case info.Mode().IsRegular() && strings.HasSuffix(path, ".rego"):

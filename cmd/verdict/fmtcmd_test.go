@@ -96,6 +96,13 @@ func TestFmt(t *testing.T) {
 	if code, _, errOut := verdict(t, "fmt", "--write", link); code != 2 || !strings.Contains(errOut, "symbolic link") {
 		t.Fatalf("a named link, to be written: exit %d, %q", code, errOut)
 	}
+	dirLink := filepath.Join(t.TempDir(), "policies")
+	if err := os.Symlink(dir, dirLink); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := verdict(t, "fmt", dirLink); code != 0 || out != "" {
+		t.Fatalf("a named link to the (formatted) directory: exit %d, %q %q", code, out, errOut)
+	}
 	if code, _, errOut := verdict(t, "fmt", t.TempDir()); code != 2 || !strings.Contains(errOut, "holds no .rego files") {
 		t.Fatalf("a directory without .rego files: exit %d, %q", code, errOut)
 	}
