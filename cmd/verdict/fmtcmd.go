@@ -240,6 +240,13 @@ func printDiff(out io.Writer, file string, src, formatted []byte) error {
 	if err != nil {
 		return err
 	}
+	if diff == "" {
+		// The only change is the line break the file does not end with
+		// (diffLines gives it one): a hunk saying so, as diff -u writes it.
+		last := src[bytes.LastIndexByte(src, '\n')+1:]
+		n := bytes.Count(src, []byte("\n")) + 1
+		diff = fmt.Sprintf("--- %s\n+++ %s (formatted)\n@@ -%d +%d @@\n-%s\n\\ No newline at end of file\n+%s\n", name, name, n, n, last, last)
+	}
 	_, err = io.WriteString(out, diff)
 	return err
 }

@@ -66,6 +66,15 @@ func TestFmt(t *testing.T) {
 	if code != 1 || out != wantDiff {
 		t.Fatalf("diff: exit %d\n%s\nwant\n%s", code, out, wantDiff)
 	}
+	noBreak := write("authz/nobreak.rego", strings.TrimSuffix(formattedRego, "\n"))
+	code, out, _ = verdict(t, "fmt", "--diff", noBreak)
+	wantDiff = "--- " + noBreak + "\n+++ " + noBreak + " (formatted)\n@@ -3 +3 @@\n-allow if input.x == 1\n\\ No newline at end of file\n+allow if input.x == 1\n"
+	if code != 1 || out != wantDiff {
+		t.Fatalf("diff of a file without a final line break: exit %d\n%s\nwant\n%s", code, out, wantDiff)
+	}
+	if err := os.Remove(noBreak); err != nil {
+		t.Fatal(err)
+	}
 	code, out, _ = verdict(t, "fmt", "--write", dir)
 	if code != 0 || out != bad+"\n" {
 		t.Fatalf("write: exit %d, %q", code, out)
