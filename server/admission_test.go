@@ -155,6 +155,10 @@ func TestMaxConnectionsClosesIdle(t *testing.T) {
 		t.Fatalf("a new client while two idle connections fill the limit: %v", err)
 	}
 	resp.Body.Close()
+	if m := scrape(t, f.srv); !strings.Contains(m, "verdict_http_connections_idle_closed_total 1") ||
+		!strings.Contains(m, "verdict_http_connections_open ") {
+		t.Errorf("connection metrics:\n%s", grep(m, "verdict_http_connections"))
+	}
 }
 
 // TestAdmitOverloadedForAShortDeadline: a request whose caller gives it

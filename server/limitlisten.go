@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,9 +23,13 @@ type limitListener struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu   sync.Mutex
-	idle map[net.Conn]struct{} // keep-alive connections waiting for a request
+	mu         sync.Mutex
+	idle       map[net.Conn]struct{} // keep-alive connections waiting for a request
+	idleClosed atomic.Uint64         // idle connections closed to make room
 }
+
+// open is how many connections are open now.
+func (l *limitListener) open() int { return len(l.slots) }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
 	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), idle: map[net.Conn]struct{}{}}
@@ -53,6 +58,7 @@ func (l *limitListener) closeIdle() {
 	}
 	l.mu.Unlock()
 	if victim != nil {
+		l.idleClosed.Add(1)
 		_ = victim.Close()
 	}
 }

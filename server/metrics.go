@@ -166,6 +166,24 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Name: "verdict_policy_reload_errors_total",
 			Help: "Distinct policy reload failures (read, fetch, verify or compile; a retry that fails the same way is not counted again); the last good policy kept serving.",
 		}, func() float64 { _, failed := reloads(); return float64(failed) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "verdict_http_connections_open",
+			Help: "Connections open on the listen address (limits.max_connections bounds them).",
+		}, func() float64 {
+			if l := s.conns.Load(); l != nil {
+				return float64(l.open())
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_http_connections_idle_closed_total",
+			Help: "Idle keep-alive connections closed to make room for a new one at limits.max_connections.",
+		}, func() float64 {
+			if l := s.conns.Load(); l != nil {
+				return float64(l.idleClosed.Load())
+			}
+			return 0
+		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_evaluator_fallbacks_total",
 			Help: "Evaluations the compiled evaluator left to OPA's topdown evaluator (an evaluation error, which topdown then reports or not, or a data lookup only OPA's store resolves).",

@@ -123,6 +123,7 @@ func (s *Server) Run(ctx context.Context) error {
 		// Beyond MaxConnections a new connection waits to be accepted:
 		// each open one holds buffers, and its requests' bodies.
 		limited := newLimitListener(ln, s.limits.MaxConnections)
+		s.conns.Store(limited)
 		hs.ConnState = limited.connState
 		if s.tls != nil {
 			served <- hs.ServeTLS(limited, "", "")

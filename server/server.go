@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -47,9 +48,10 @@ type Server struct {
 	clientHeader    string
 	explain         bool
 	certs           *certCache
-	admission       *admission     // decision slots (Limits.MaxConcurrentDecisions)
-	tracer          trace.Tracer   // nil when not tracing
-	authzen         *authzenConfig // nil when the AuthZEN endpoints are off
+	admission       *admission                    // decision slots (Limits.MaxConcurrentDecisions)
+	conns           atomic.Pointer[limitListener] // addr's, once Run serves it
+	tracer          trace.Tracer                  // nil when not tracing
+	authzen         *authzenConfig                // nil when the AuthZEN endpoints are off
 
 	diagAddr string // diagnostic listen address; "" for none
 	diag     http.Handler
