@@ -19,6 +19,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/internal/httpreq"
@@ -110,6 +111,11 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 	}()
 	if s.tracer != nil {
 		ctx = continueTraceGRPC(ctx)
+	}
+	if perr := s.grpcPeerStillTrusted(ctx); perr != nil {
+		ferr := frontErr(errForbidden, "%s", status.Convert(perr).Message())
+		d := authz.Deny(ferr)
+		return s.extAuthzResponse(&d, ferr, false), nil
 	}
 	release, aerr := s.admit(ctx, apiExtAuthz)
 	if aerr != nil {

@@ -52,9 +52,13 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 	}
 	if s.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.config("h2"))),
-			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				if err := s.grpcPeerStillTrusted(ctx); err != nil {
-					return nil, err
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				// Check answers an untrusted peer with a deny itself: a gRPC
+				// error is what Envoy's failure_mode_allow lets through.
+				if info.FullMethod != authv3.Authorization_Check_FullMethodName {
+					if err := s.grpcPeerStillTrusted(ctx); err != nil {
+						return nil, err
+					}
 				}
 				return h(ctx, req)
 			}),
@@ -302,9 +306,9 @@ func (r *extRun) stop(ctx context.Context, immediate bool) error {
 
 // grpcPeerStillTrusted is peerStillTrusted for gRPC calls: a connection
 // whose client certificate no longer verifies under the client CAs in
-// service (they changed since its handshake) is refused call by call
-// (Unauthenticated), as a new connection with it would be at its
-// handshake.
+// service (they changed since its handshake) is refused call by call, as
+// a new connection with it would be at its handshake: Check answers it
+// with a 403 deny, other calls with Unauthenticated.
 func (s *Server) grpcPeerStillTrusted(ctx context.Context) error {
 	p, ok := peer.FromContext(ctx)
 	if !ok {

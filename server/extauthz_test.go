@@ -708,14 +708,17 @@ func TestExtAuthzTLS(t *testing.T) {
 		t.Fatalf("mTLS check: %v %v", resp, err)
 	}
 	// The client CAs rotated (the server's certificate stays): the open
-	// connection's certificate no longer verifies, and its calls are
-	// refused as a new handshake with it would be.
+	// connection's certificate no longer verifies, and its checks are
+	// denied (a CheckResponse, never a gRPC error: Envoy's
+	// failure_mode_allow lets errors through).
 	rotated := authztest.NewCA(t, "rotated ca")
 	if err := x.fixture.srv.tls.Set(serverCert.TLS, rotated.Pool()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := authv3.NewAuthorizationClient(ok).Check(t.Context(), checkRequest("GET", "/catalog", nil)); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("check on a connection whose CA was rotated out: %v, want Unauthenticated", err)
+	resp, err = authv3.NewAuthorizationClient(ok).Check(t.Context(), checkRequest("GET", "/catalog", nil))
+	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.PermissionDenied ||
+		resp.GetDeniedResponse().GetStatus().GetCode() != 403 || !strings.Contains(resp.GetStatus().GetMessage(), "no longer verifies") {
+		t.Fatalf("check on a connection whose CA was rotated out: %v %v, want a 403 deny", resp, err)
 	}
 	if err := x.fixture.srv.tls.Set(serverCert.TLS, ca.Pool()); err != nil {
 		t.Fatal(err)
