@@ -99,18 +99,7 @@ func (s *Server) verifyForwarded(key *[32]byte, pemBytes []byte, now time.Time, 
 	if err != nil {
 		return authz.Caller{}, callerRejected("malformed forwarded certificate")
 	}
-	opts := x509.VerifyOptions{
-		Roots:       roots,
-		CurrentTime: now,
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if len(inter) > 0 {
-		opts.Intermediates = x509.NewCertPool()
-		for _, c := range inter {
-			opts.Intermediates.AddCert(c)
-		}
-	}
-	if _, err := leaf.Verify(opts); err != nil {
+	if err := verifyClientChain(leaf, inter, roots, now); err != nil {
 		var ie x509.CertificateInvalidError
 		if errors.As(err, &ie) && ie.Reason == x509.Expired {
 			return authz.Caller{}, callerRejected("forwarded certificate is expired or not yet valid")

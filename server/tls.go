@@ -212,19 +212,26 @@ type chainVerdict struct {
 	ok  bool
 }
 
-// verifyClient verifies a client's certificate chain (leaf first) for
-// client authentication under roots, as a TLS handshake does.
+// verifyClient reports whether a connection's client certificate chain
+// (leaf first) still verifies under roots, now.
 func verifyClient(chain []*x509.Certificate, roots *x509.CertPool) bool {
-	if roots == nil {
-		return false
+	return roots != nil && verifyClientChain(chain[0], chain[1:], roots, time.Now()) == nil
+}
+
+// verifyClientChain verifies leaf, with the intermediates its sender gave,
+// for client authentication under roots at now, as a TLS handshake does:
+// the one check of a client certificate, whether it came on a connection
+// or forwarded by a proxy.
+func verifyClientChain(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, now time.Time) error {
+	opts := x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if len(intermediates) > 0 {
+		opts.Intermediates = x509.NewCertPool()
+		for _, c := range intermediates {
+			opts.Intermediates.AddCert(c)
+		}
 	}
-	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool(), CurrentTime: time.Now(),
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	for _, c := range chain[1:] {
-		opts.Intermediates.AddCert(c)
-	}
-	_, err := chain[0].Verify(opts)
-	return err == nil
+	_, err := leaf.Verify(opts)
+	return err
 }
 
 // CertPool reads PEM CA certificates into a pool. Data without any
