@@ -8,8 +8,10 @@
 // error, its Decision has Allow false and a reason saying why, so a caller
 // that checks only Allow fails closed. Decide retries only what is safe to
 // retry: a connection that failed before any answer, and a server that is
-// not ready yet (503), within the call's deadline; a policy error or an
-// invalid request is never retried.
+// not ready yet or overloaded (503), within the call's deadline; a policy
+// error or an invalid request is never retried. A retry waits at least as
+// long as the server's Retry-After asks, and is not made when that wait
+// would end past the deadline: the error comes back at once instead.
 package client
 
 import (
@@ -27,6 +29,9 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+
+	"github.com/verdict-pdp/verdict/internal/backoff"
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
 )
 
 // Defaults for Options fields left zero.
@@ -69,7 +74,9 @@ type Options struct {
 	// doc). Default 2; negative means none.
 	Retries int
 	// RetryDelay is the wait before the first retry, doubled for each
-	// further one. Default 50 ms.
+	// further one, each spread by up to ±20% so that clients turned away
+	// together do not come back together; a longer Retry-After from the
+	// server wins. Default 50 ms.
 	RetryDelay time.Duration
 	// Header is added to every request (for example an Authorization
 	// header for a proxy in front of the server). It is never logged.
@@ -211,31 +218,37 @@ func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
 	if err != nil {
 		return deny(fmt.Errorf("%w: %w", ErrInvalidRequest, err))
 	}
-	delay := c.opts.RetryDelay
+	delays := backoff.Exponential{Min: c.opts.RetryDelay, Max: c.opts.Timeout, Jitter: retryJitter}
 	for attempt := 0; ; attempt++ {
-		d, err, retry := c.once(ctx, body)
-		if err == nil || !retry || attempt >= c.opts.Retries {
+		d, err, retryAfter := c.once(ctx, body)
+		if err == nil || retryAfter < 0 || attempt >= c.opts.Retries {
 			if err != nil {
 				return deny(err)
 			}
 			return d, nil
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return deny(fmt.Errorf("%w: %w (after %v)", ErrUnavailable, ctx.Err(), err))
-		case <-t.C:
+		wait := max(delays.Delay(attempt+1), retryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			// Waiting would only end in the deadline: say why now.
+			return deny(fmt.Errorf("%w (no retry: the next would be after the deadline)", err))
 		}
-		delay *= 2
+		if !backoff.Wait(ctx, wait, nil, nil) {
+			return deny(fmt.Errorf("%w: %w (after %v)", ErrUnavailable, ctx.Err(), err))
+		}
 	}
 }
 
-// once sends one request; retry says whether the failure is safe to retry.
-func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, retry bool) {
+// retryJitter spreads each retry's wait by up to ±20%.
+const retryJitter = 0.2
+
+// once sends one request. retryAfter is negative when the failure is not
+// safe to retry, else the least wait the server asked for before the next
+// attempt (its Retry-After; 0 when it gave none).
+func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, retryAfter time.Duration) {
+	const noRetry = -1
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return d, fmt.Errorf("%w: %w", ErrInvalidRequest, err), false
+		return d, fmt.Errorf("%w: %w", ErrInvalidRequest, err), noRetry
 	}
 	for k, vs := range c.opts.Header { // canonical, see New
 		hr.Header[k] = slices.Clone(vs)
@@ -246,30 +259,36 @@ func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, 
 	if err != nil {
 		// Nothing was answered: deciding is a pure read, so asking again is
 		// safe, unless the caller's context is done.
-		return d, fmt.Errorf("%w: %w", ErrUnavailable, redact(err)), ctx.Err() == nil && retryable(err)
+		retry := ctx.Err() == nil && retryable(err)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, redact(err))
+		if !retry {
+			return d, err, noRetry
+		}
+		return d, err, 0
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
-		return d, fmt.Errorf("%w: reading the answer: %w", ErrUnavailable, err), false
+		return d, fmt.Errorf("%w: reading the answer: %w", ErrUnavailable, err), noRetry
 	}
 	if len(raw) > MaxAnswerBytes {
-		return d, fmt.Errorf("%w: answer over %d bytes", ErrProtocol, MaxAnswerBytes), false
+		return d, fmt.Errorf("%w: answer over %d bytes", ErrProtocol, MaxAnswerBytes), noRetry
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if d, err = readDecision(raw); err != nil {
-			return Decision{}, fmt.Errorf("%w: not a decision: %w", ErrProtocol, err), false
+			return Decision{}, fmt.Errorf("%w: not a decision: %w", ErrProtocol, err), noRetry
 		}
-		return d, nil, false
+		return d, nil, noRetry
 	case resp.StatusCode == http.StatusServiceUnavailable:
-		return d, fmt.Errorf("%w: %s", ErrUnavailable, errorMessage(raw, resp.Status)), true
+		after, _ := httpfetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return d, fmt.Errorf("%w: %s", ErrUnavailable, errorMessage(raw, resp.Status)), after
 	case resp.StatusCode >= 500:
-		return d, fmt.Errorf("%w: %s", ErrPolicy, errorMessage(raw, resp.Status)), false
+		return d, fmt.Errorf("%w: %s", ErrPolicy, errorMessage(raw, resp.Status)), noRetry
 	case resp.StatusCode >= 400:
-		return d, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status)), false
+		return d, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status)), noRetry
 	}
-	return d, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status), false
+	return d, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status), noRetry
 }
 
 // readDecision reads a 200's body, which is a decision only in the

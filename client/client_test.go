@@ -228,6 +228,49 @@ func TestRetriesOnlyWhatIsSafe(t *testing.T) {
 	}
 }
 
+// TestRetryHonoursRetryAfter: an overloaded server's Retry-After is waited
+// out before the retry, and a retry that could only start after the
+// deadline is not waited for: the error comes back at once.
+func TestRetryHonoursRetryAfter(t *testing.T) {
+	var calls atomic.Int64
+	var first, second atomic.Int64 // arrival times, UnixNano
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			first.Store(time.Now().UnixNano())
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"allow":false,"error":{"code":"overloaded","message":"too many decisions at once"}}`)
+		default:
+			second.Store(time.Now().UnixNano())
+			io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":[]}`)
+		}
+	}))
+	defer s.Close()
+
+	c := newClient(t, client.Options{URL: s.URL, Timeout: 3 * time.Second, RetryDelay: time.Millisecond})
+	d, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}})
+	if err != nil || !d.Allow || calls.Load() != 2 {
+		t.Fatalf("%+v, %v after %d calls; want the retry's allow", d, err, calls.Load())
+	}
+	if gap := time.Duration(second.Load() - first.Load()); gap < time.Second {
+		t.Errorf("retried %v after the first answer; the server asked for 1s", gap)
+	}
+
+	calls.Store(0)
+	c = newClient(t, client.Options{URL: s.URL, Timeout: 500 * time.Millisecond, RetryDelay: time.Millisecond})
+	d, err = c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}})
+	if !errors.Is(err, client.ErrUnavailable) || d.Allow || calls.Load() != 1 {
+		t.Fatalf("%+v, %v after %d calls; want one call and ErrUnavailable", d, err, calls.Load())
+	}
+	if !strings.Contains(err.Error(), "overloaded") && !strings.Contains(err.Error(), "too many decisions") {
+		t.Errorf("err = %v; want the server's reason", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v; want it before the deadline, not the deadline", err)
+	}
+}
+
 // TestConcurrentDecisions shares one client between goroutines (run with
 // -race): every answer is the right one.
 func TestConcurrentDecisions(t *testing.T) {
