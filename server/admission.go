@@ -5,6 +5,8 @@ import (
 	"errors"
 	"runtime"
 	"time"
+
+	"github.com/verdict-pdp/verdict/internal/membudget"
 )
 
 // Decisions are admitted a few at a time. The work of one (decoding its
@@ -15,6 +17,17 @@ import (
 // slot after its body is read (a client sending its body slowly holds no
 // slot) and before it is decoded, holds it until its answer is written,
 // and is answered 503 overloaded when none frees within admissionWait.
+//
+// The bodies being read are bounded too, in bytes: an HTTP/2 connection
+// carries MaxStreams requests at once, so without a bound the bodies of
+// max_connections connections could hold gigabytes before any of them
+// asks for a slot. A body reserves its bytes a chunk at a time, before it
+// reads them (a body declared large but sent slowly holds one chunk, not
+// its length), and gives them back once it is decoded. Its first chunk
+// waits for bytes as a request waits for a slot; a later one does not
+// wait (bodies each holding a part and waiting for the rest would wait on
+// each other): a body that finds the budget spent is answered 503
+// overloaded.
 
 // admissionWait is how long a request waits for a decision slot before it
 // is answered 503 overloaded (Retry-After: 1).
@@ -27,17 +40,49 @@ var errOverloaded = errors.New("overloaded")
 // four per core the process may use, and at least eight.
 func DefaultMaxConcurrentDecisions() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
-// admission hands out decision slots.
+// bodyChunk is how many bytes of the body budget a body reserves at a
+// time.
+const bodyChunk = 16 << 10
+
+// DefaultMaxBodyBytesInFlight is Limits.MaxBodyBytesInFlight's default:
+// 64 MiB, which a thousand HTTP/1.1 bodies of the default 64 KiB fit.
+const DefaultMaxBodyBytesInFlight = 64 << 20
+
+// admission hands out decision slots and the bytes of the body budget.
 type admission struct {
 	slots   chan struct{}
 	wait    time.Duration
 	release func() // gives a slot back; made once (a method value would allocate on every admit)
+
+	bodies *membudget.Budget
 }
 
-func newAdmission(n int) *admission {
-	a := &admission{slots: make(chan struct{}, n), wait: admissionWait}
+func newAdmission(slots int, bodyBytes int64) *admission {
+	a := &admission{slots: make(chan struct{}, slots), wait: admissionWait, bodies: membudget.New(bodyBytes)}
 	a.release = func() { <-a.slots }
 	return a
+}
+
+// patience is how long a request may wait for a slot or for body bytes:
+// a.wait, or until deadlineMargin before ctx's deadline when that is
+// sooner.
+func (a *admission) patience(ctx context.Context) time.Duration {
+	wait := a.wait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)-deadlineMargin)
+	}
+	return wait
+}
+
+// reserveBody takes n bytes of the body budget for a body's first chunk
+// (first), waiting for them as admit waits, or for a later chunk, without
+// waiting. It fails with errOverloaded when the bytes are not free in
+// time or ctx ends.
+func (a *admission) reserveBody(ctx context.Context, n int64, first bool) error {
+	if a.bodies.Take(n) || first && a.bodies.TakeWithin(ctx, n, time.Now().Add(a.patience(ctx))) {
+		return nil
+	}
+	return frontErr(errOverloaded, "too many request bodies being read at once (limits.max_body_bytes_in_flight): try again")
 }
 
 // admit takes a decision slot, waiting up to a.wait, and returns the
@@ -52,10 +97,7 @@ func (a *admission) admit(ctx context.Context) (release func(), err error) {
 		return a.release, nil
 	default:
 	}
-	wait := a.wait
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl)-deadlineMargin)
-	}
+	wait := a.patience(ctx)
 	overloaded := frontErr(errOverloaded, "too many decisions at once (limits.max_concurrent_decisions): try again")
 	if wait <= 0 {
 		return nil, overloaded

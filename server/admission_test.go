@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -201,4 +202,138 @@ func TestDecodePanicGivesSlotBack(t *testing.T) {
 		t.Fatalf("the slot was kept by the panicking decode: %v", err)
 	}
 	release()
+}
+
+// TestBodyBudget: the bytes of bodies being read are bounded. A client
+// that has sent part of its body holds only what it sent (rounded up to a
+// chunk); a body whose first chunk does not fit waits, then is answered 503
+// overloaded and counted; one whose later chunk does not fit is answered
+// so at once (waiting while holding a part could deadlock); one that fits
+// is served; bytes given back admit a waiting body. Every way a body ends
+// gives its bytes back.
+func TestBodyBudget(t *testing.T) {
+	const limit = 64 << 10
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
+		o.Limits.MaxBodyBytes = limit
+		o.Limits.MaxBodyBytesInFlight = limit
+	}})
+	a := f.srv.admission
+	a.wait = 50 * time.Millisecond
+	h := f.srv.Handler()
+	serve := func(r *http.Request) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	decideReq := func(body io.Reader) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/v1/decide", body)
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}
+	padded := func(n int) string { // a valid body of n bytes
+		head, tail := `{"action":"catalog:read","resource":{"pad":"`, `"}}`
+		return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+	}
+	reservedBecomes := func(want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); a.bodies.Used() != want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("body bytes reserved: %d, want %d", a.bodies.Used(), want)
+			}
+		}
+	}
+	overloaded := func(name string, w *httptest.ResponseRecorder) {
+		t.Helper()
+		if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "max_body_bytes_in_flight") || w.Header().Get("Retry-After") != "1" {
+			t.Errorf("%s: %d %s, want 503 overloaded naming limits.max_body_bytes_in_flight", name, w.Code, w.Body)
+		}
+	}
+	// stall starts a request whose body (length not declared) stops after
+	// sent bytes of full; finish sends the rest.
+	stall := func(full string, sent int) (answer <-chan *httptest.ResponseRecorder, finish func()) {
+		body, send := io.Pipe()
+		out := make(chan *httptest.ResponseRecorder, 1)
+		go func() { out <- serve(decideReq(body)) }()
+		if _, err := send.Write([]byte(full[:sent])); err != nil {
+			t.Fatal(err)
+		}
+		return out, func() { _, _ = send.Write([]byte(full[sent:])); send.Close() }
+	}
+
+	// A client sends 40 KiB of its body and stalls: it holds three
+	// chunks, not the limit.
+	big := padded(60 << 10)
+	bigAnswer, finishBig := stall(big, 40<<10)
+	reservedBecomes(3 * bodyChunk)
+
+	// 30 KiB: its first chunk fits, its second does not: overloaded at
+	// once, its bytes given back.
+	a.wait = time.Minute
+	start := time.Now()
+	overloaded("a body past the budget", serve(decideReq(strings.NewReader(padded(30<<10)))))
+	if waited := time.Since(start); waited >= 30*time.Second {
+		t.Errorf("a body holding a part waited %v for the rest", waited)
+	}
+	a.wait = 50 * time.Millisecond
+	reservedBecomes(3 * bodyChunk)
+	if m := scrape(t, f.srv); !strings.Contains(m, `verdict_decisions_shed_total{api="decide"} 1`) ||
+		!strings.Contains(m, fmt.Sprintf("verdict_request_body_bytes_reserved %d", 3*bodyChunk)) {
+		t.Errorf("metrics:\n%s%s", grep(m, "shed_total"), grep(m, "body_bytes"))
+	}
+	// A small one fits.
+	if w := serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))); w.Code != http.StatusOK {
+		t.Errorf("a small body beside the slow one: %d %s", w.Code, w.Body)
+	}
+
+	// Another stalled client takes the last chunk: a new body waits for
+	// its first, and is overloaded when none frees in time...
+	small := padded(12 << 10)
+	smallAnswer, finishSmall := stall(small, 10<<10)
+	reservedBecomes(4 * bodyChunk)
+	overloaded("a first chunk with the budget spent", serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))))
+	// ...or admitted when one does.
+	a.wait = 10 * time.Second
+	waiting := make(chan *httptest.ResponseRecorder, 1)
+	go func() { waiting <- serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))) }()
+	time.Sleep(20 * time.Millisecond) // let it wait (it is admitted either way)
+	finishSmall()
+	if w := <-smallAnswer; w.Code != http.StatusOK {
+		t.Errorf("the small stalled client: %d %s", w.Code, w.Body)
+	}
+	if w := <-waiting; w.Code != http.StatusOK {
+		t.Errorf("the waiting body: %d %s", w.Code, w.Body)
+	}
+	finishBig()
+	if w := <-bigAnswer; w.Code != http.StatusOK {
+		t.Errorf("the big stalled client: %d %s", w.Code, w.Body)
+	}
+	reservedBecomes(0)
+
+	// Every other end gives the bytes back too.
+	gone, cancel := context.WithCancel(t.Context())
+	partBody, part := io.Pipe()
+	cut := make(chan *httptest.ResponseRecorder, 1)
+	go func() { cut <- serve(decideReq(partBody).WithContext(gone)) }()
+	_, _ = part.Write([]byte(big[:20<<10]))
+	reservedBecomes(2 * bodyChunk)
+	cancel()
+	part.CloseWithError(errors.New("client went away"))
+	<-cut
+	reservedBecomes(0)
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+		want int
+	}{
+		{"over the limit, length not declared", io.MultiReader(strings.NewReader(padded(limit)), strings.NewReader("x")), http.StatusRequestEntityTooLarge},
+		{"exactly the limit, length not declared", io.MultiReader(strings.NewReader(padded(limit))), http.StatusOK},
+		{"exactly the limit, length declared", strings.NewReader(padded(limit)), http.StatusOK},
+		{"malformed", strings.NewReader(`{"action":`), http.StatusBadRequest},
+		{"empty", strings.NewReader(""), http.StatusBadRequest},
+	} {
+		if w := serve(decideReq(tc.body)); w.Code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.want)
+		}
+		reservedBecomes(0)
+	}
 }

@@ -10,20 +10,24 @@ import (
 	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
-// decodeBody reads the request body into a pooled buffer, takes a decision
-// slot for a (see admission), and decodes the body with a pooled reader
-// (decode must not keep data), then gives both back. It returns the
-// function that gives the slot back, which the caller calls once it has
-// answered. A body over Limits.MaxBodyBytes is an error that answer maps to
-// 413; no slot freeing in time, one it maps to 503 overloaded.
+// decodeBody reads the request body into a pooled buffer (reserving its
+// bytes of the body budget), takes a decision slot for a (see admission),
+// and decodes the body with a pooled reader (decode must not keep data),
+// then gives the buffer and the bytes back. It returns the function that
+// gives the slot back, which the caller calls once it has answered. A body
+// over Limits.MaxBodyBytes is an error that answer maps to 413; no budget
+// or slot freeing in time, one it maps to 503 overloaded.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decode func(jr *jsonReader, data []byte) error) (release func(), err error) {
-	bp, data, err := s.readBody(w, r)
+	body, err := s.readBody(w, r)
 	if err != nil {
+		if errors.Is(err, errOverloaded) {
+			s.metrics.shed.WithLabelValues(string(a)).Inc()
+		}
 		return nil, err
 	}
+	defer s.putBody(body) // also when decode panics
 	slot, err := s.admit(r.Context(), a)
 	if err != nil {
-		s.putBuf(bp, data)
 		return nil, err
 	}
 	// The slot goes back here unless it is handed to the caller: also when
@@ -36,9 +40,8 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decod
 		}
 	}()
 	jr := s.readers.get()
-	err = decode(jr, data)
+	err = decode(jr, body.data)
 	s.readers.put(jr)
-	s.putBuf(bp, data)
 	if err != nil {
 		return nil, err
 	}
@@ -46,34 +49,84 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decod
 	return slot, nil
 }
 
+// requestBody is a body read by readBody: its bytes, the pooled buffer
+// they are in, and the bytes of the body budget reserved for them.
+type requestBody struct {
+	buf      *[]byte
+	data     []byte
+	reserved int64
+}
+
 // readBody reads the request body into a pooled buffer, refusing more than
-// Limits.MaxBodyBytes with an error that answer maps to 413. The caller
-// returns the buffer with putBuf.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*[]byte, []byte, error) {
+// Limits.MaxBodyBytes with an error that answer maps to 413. Before it
+// reads more bytes it reserves them, bodyChunk at a time (never past a
+// declared Content-Length or the limit), from the body budget (see
+// admission); bytes not free in time are errOverloaded. The caller gives the body back with
+// putBody.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, error) {
 	limit := s.limits.MaxBodyBytes
 	if r.ContentLength > limit {
-		return nil, nil, frontErr(errTooLarge, "the body is over %d bytes", limit)
+		return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	bp := s.bufs.Get().(*[]byte)
-	b := (*bp)[:0]
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	var body requestBody
 	for {
+		b := body.data
+		if int64(len(b)) == body.reserved {
+			next := min(bodyChunk, limit-int64(len(b)))
+			if r.ContentLength >= 0 {
+				// Read no further than declared: the server's reader
+				// stops there, and what was declared is all read.
+				if next = min(next, r.ContentLength-int64(len(b))); next <= 0 {
+					return body, nil
+				}
+			}
+			if next > 0 {
+				if err := s.admission.reserveBody(r.Context(), next, body.reserved == 0); err != nil {
+					s.putBody(body)
+					return requestBody{}, err
+				}
+				body.reserved += next
+			}
+		}
+		if body.buf == nil {
+			// Only now, with bytes reserved: a body waiting for them
+			// holds no buffer.
+			body.buf = s.bufs.Get().(*[]byte)
+			b = (*body.buf)[:0]
+		}
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
-		n, err := body.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
+		end := min(int64(cap(b)), body.reserved)
+		if end == int64(len(b)) {
+			// At the limit, unreserved: a byte more is the end, or over
+			// the limit (MaxBytesReader then returns none of it).
+			end++
+		}
+		n, err := rd.Read(b[len(b):end])
+		body.data = b[:len(b)+n]
 		if errors.Is(err, io.EOF) {
-			return bp, b, nil
+			return body, nil
 		}
 		if err != nil {
-			s.putBuf(bp, b)
+			s.putBody(body)
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, nil, frontErr(errTooLarge, "the body is over %d bytes", limit)
+				return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
 			}
-			return nil, nil, badBody("reading body: %v", err)
+			return requestBody{}, badBody("reading body: %v", err)
 		}
+	}
+}
+
+// putBody gives back a body's buffer and its bytes of the body budget.
+func (s *Server) putBody(body requestBody) {
+	if body.buf != nil {
+		s.putBuf(body.buf, body.data)
+	}
+	if body.reserved > 0 {
+		s.admission.bodies.Give(body.reserved)
 	}
 }
 

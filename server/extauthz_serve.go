@@ -22,18 +22,13 @@ import (
 // The gRPC server that carries ext_authz, its health service and its
 // lifecycle beside the HTTP listener.
 
-// maxGRPCStreams bounds the concurrent calls of one gRPC connection, as
-// Go's HTTP/2 server bounds an HTTP/2 connection's streams. Envoy opens
-// another connection when its calls reach it.
-const maxGRPCStreams = 250
-
 // grpcServer builds the gRPC server of the ext_authz service and the
 // health service beside it. Messages are bounded by Limits.MaxHeaderBytes
 // + Limits.MaxBodyBytes (a CheckRequest carries the protected request's
 // headers, and its body when Envoy is told to send it), the gRPC request's
 // own headers by MaxHeaderBytes, the TLS handshake by ReadHeaderTimeout,
 // idle connections by IdleTimeout, a connection's concurrent calls by
-// maxGRPCStreams, and every call but a health Watch, from its headers to
+// MaxStreams, and every call but a health Watch, from its headers to
 // its answer, by WriteTimeout (callDeadline).
 func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 	maxMsg := int(s.limits.MaxHeaderBytes) + int(s.limits.MaxBodyBytes)
@@ -43,7 +38,7 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
 		grpc.ConnectionTimeout(s.limits.ReadHeaderTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.limits.IdleTimeout}),
-		grpc.MaxConcurrentStreams(maxGRPCStreams),
+		grpc.MaxConcurrentStreams(MaxStreams),
 		grpc.InTapHandle(callDeadline(s.limits.WriteTimeout)),
 		grpc.StreamInterceptor(watchRequestWithin(s.limits.WriteTimeout)),
 		// Stop returns only once the cut-off calls' handlers have, so that

@@ -100,7 +100,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}, []string{"route"}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "verdict_decisions_shed_total",
-			Help: "Requests answered 503 overloaded (no decision slot freed within a second: limits.max_concurrent_decisions), by interface.",
+			Help: "Requests answered 503 overloaded (no decision slot freed within a second: limits.max_concurrent_decisions; or no room for their body: limits.max_body_bytes_in_flight), by interface.",
 		}, []string{"api"}),
 	}
 	// The series of the interfaces served exist from the start (at 0); an
@@ -175,6 +175,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "verdict_request_body_bytes_reserved",
+			Help: "Bytes of request bodies being read or decoded now (limits.max_body_bytes_in_flight bounds them).",
+		}, func() float64 { return float64(s.admission.bodies.Used()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_http_connections_idle_closed_total",
 			Help: "Idle keep-alive connections closed to make room for a new one at limits.max_connections.",

@@ -32,9 +32,8 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 	DefaultMaxConnections    = 1024
-	// MaxStreams is how many requests an HTTP/2 connection carries at
-	// once (Go's default is 250): with MaxConnections, what bounds the
-	// bodies being read.
+	// MaxStreams is how many requests an HTTP/2 connection, and calls a
+	// gRPC connection, carries at once (Go's and grpc's default is 250).
 	MaxStreams = 32
 )
 
@@ -107,10 +106,18 @@ type Limits struct {
 	// second for a slot, then is answered 503 overloaded. Default
 	// DefaultMaxConcurrentDecisions(): four per core, at least eight.
 	MaxConcurrentDecisions int
+	// MaxBodyBytesInFlight bounds the bytes of request bodies being read
+	// and decoded at once, on every HTTP interface; a body reserves its
+	// bytes as it reads them, and one that finds none free waits like a
+	// decision (a body that has some already does not wait), then is
+	// answered 503 overloaded. At least MaxBodyBytes.
+	// Default DefaultMaxBodyBytesInFlight (64 MiB).
+	MaxBodyBytesInFlight int64
 	// MaxConnections bounds the connections the listener (Addr) holds
-	// open, and its HTTP/2 connections carry at most MaxStreams requests
-	// at once; beyond, a new connection waits to be accepted. The
-	// diagnostic listener is not bounded (probes). Default 1024.
+	// open, and those the ext_authz listener holds (each its own count);
+	// HTTP/2 and gRPC connections carry at most MaxStreams requests at
+	// once. Beyond, a new connection waits to be accepted. The diagnostic
+	// listener is not bounded (probes). Default 1024.
 	MaxConnections int
 }
 
@@ -118,7 +125,7 @@ type Limits struct {
 func (l Limits) withDefaults() (Limits, error) {
 	if l.MaxBodyBytes < 0 || l.MaxJSONDepth < 0 || l.MaxHeaderBytes < 0 || l.ReadHeaderTimeout < 0 ||
 		l.ReadTimeout < 0 || l.WriteTimeout < 0 || l.IdleTimeout < 0 || l.ShutdownTimeout < 0 ||
-		l.MaxConcurrentDecisions < 0 || l.MaxConnections < 0 {
+		l.MaxConcurrentDecisions < 0 || l.MaxConnections < 0 || l.MaxBodyBytesInFlight < 0 {
 		return l, fmt.Errorf("%w: negative limit", ErrOptions)
 	}
 	l.MaxBodyBytes = cmp.Or(l.MaxBodyBytes, DefaultMaxBodyBytes)
@@ -131,6 +138,11 @@ func (l Limits) withDefaults() (Limits, error) {
 	l.ShutdownTimeout = cmp.Or(l.ShutdownTimeout, DefaultShutdownTimeout)
 	l.MaxConcurrentDecisions = cmp.Or(l.MaxConcurrentDecisions, DefaultMaxConcurrentDecisions())
 	l.MaxConnections = cmp.Or(l.MaxConnections, DefaultMaxConnections)
+	l.MaxBodyBytesInFlight = cmp.Or(l.MaxBodyBytesInFlight, DefaultMaxBodyBytesInFlight)
+	if l.MaxBodyBytesInFlight < l.MaxBodyBytes {
+		return l, fmt.Errorf("%w: MaxBodyBytesInFlight (%d) is below MaxBodyBytes (%d): a body that large could never be read",
+			ErrOptions, l.MaxBodyBytesInFlight, l.MaxBodyBytes)
+	}
 	return l, nil
 }
 

@@ -131,6 +131,11 @@ func (s *Server) Run(ctx context.Context) error {
 			served <- hs.Serve(limited)
 		}
 	}()
+	if gln != nil {
+		// The same bound on the ext_authz listener: each connection
+		// carries MaxStreams calls, whose messages grpc reads whole.
+		gln = newLimitListener(gln, s.limits.MaxConnections)
+	}
 	ext := s.runExtAuthz(gln)
 	diag := s.runDiagnostics(dln)
 	defer diag.stop()
@@ -255,9 +260,20 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		WriteTimeout:      s.limits.WriteTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
 		ErrorLog:          log.New(httpErrorLog{s.log}, "", 0),
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxStreams},
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxStreams,
+			// What a client may send ahead of the handlers reading it: Go's
+			// default, a megabyte a connection, would let bodies waiting for
+			// the body budget pile up there instead.
+			MaxReceiveBufferPerConnection: h2ReceiveWindow, MaxReceiveBufferPerStream: h2ReceiveWindow,
+			// Frames of HTTP/2's least size: each connection keeps a
+			// buffer of the largest it accepts (Go's default is 1 MiB).
+			MaxReadFrameSize: 16 << 10},
 	}
 }
+
+// h2ReceiveWindow is the HTTP/2 flow-control window of a connection and
+// of each of its streams: HTTP/2's initial 64 KiB, the least Go allows.
+const h2ReceiveWindow = 64 << 10
 
 // httpErrorLog turns what an http.Server logs into lines with a constant
 // message: "tls handshake failed" (Info: a client's certificate or TLS

@@ -100,7 +100,7 @@ func New(opts Options) (*Server, error) {
 		trustBundleFunc: opts.TrustBundle,
 		explain:         opts.Explain,
 		certs:           newCertCache(certCacheSize),
-		admission:       newAdmission(l.MaxConcurrentDecisions),
+		admission:       newAdmission(l.MaxConcurrentDecisions, l.MaxBodyBytesInFlight),
 		tracer:          oteltrace.Tracer(opts.TracerProvider, TracerName),
 	}
 	if opts.XFCCHeader != "" {

@@ -14,6 +14,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 )
@@ -238,5 +241,69 @@ func TestHTTPErrorLog(t *testing.T) {
 		lines[0]["error"] != "tls: failed to verify certificate: x509: certificate signed by unknown authority" ||
 		lines[1]["msg"] != "http server error" || lines[1]["level"] != "WARN" || lines[1]["error"] != "http: Accept error: too many open files; retrying in 5ms" {
 		t.Fatalf("logged %s", buf.String())
+	}
+}
+
+// TestHTTP2ReceiveBounds: an HTTP/2 client may send at most 64 KiB ahead
+// of the handlers' reading, a connection and a stream (Go's default is a
+// megabyte each), in frames of at most 16 KiB: bodies waiting for the body
+// budget cannot pile up in the server's buffers instead.
+func TestHTTP2ReceiveBounds(t *testing.T) {
+	ca := authztest.NewCA(t, "ca")
+	leaf := ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	tl, err := NewTLS("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Set(leaf.TLS, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.TLS = tl }})
+	addr, _ := start(t, f.srv)
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("protocol %q, want h2", p)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	// The server's SETTINGS, then what it sends before acknowledging ours.
+	connWindow, streamWindow, frameSize := uint32(65535), uint32(65535), uint32(16384)
+	for acked := false; !acked; {
+		fm, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch fm := fm.(type) {
+		case *http2.SettingsFrame:
+			if fm.IsAck() {
+				acked = true
+				continue
+			}
+			if v, ok := fm.Value(http2.SettingInitialWindowSize); ok {
+				streamWindow = v
+			}
+			if v, ok := fm.Value(http2.SettingMaxFrameSize); ok {
+				frameSize = v
+			}
+			_ = fr.WriteSettingsAck()
+		case *http2.WindowUpdateFrame:
+			if fm.StreamID == 0 {
+				connWindow += fm.Increment
+			}
+		}
+	}
+	if connWindow > 64<<10 || streamWindow > 64<<10 || frameSize > 16<<10 {
+		t.Errorf("connection window %d, stream window %d, frame size %d; want at most 64 KiB, 64 KiB, 16 KiB", connWindow, streamWindow, frameSize)
 	}
 }

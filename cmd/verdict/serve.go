@@ -111,6 +111,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(ctx, logger)
 	// SIGHUP would end the server at once (no drain, no flushed decision
 	// log). It reopens the decision log's file instead (a log rotated by
 	// renaming it), from before the server listens; policies, key sets,
@@ -218,6 +219,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 			ShutdownTimeout:        cfg.Limits.ShutdownTimeout,
 			MaxConcurrentDecisions: cfg.Limits.MaxConcurrentDecisions,
 			MaxConnections:         cfg.Limits.MaxConnections,
+			MaxBodyBytesInFlight:   int64(cfg.Limits.MaxBodyBytesInFlight),
 		},
 	}
 	if opts.DiagnosticAddr != "" && opts.DiagnosticAddr == opts.Addr && !strings.HasSuffix(opts.Addr, ":0") {

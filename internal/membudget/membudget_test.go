@@ -1,8 +1,11 @@
 package membudget_test
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/verdict-pdp/verdict/internal/membudget"
 )
@@ -30,5 +33,60 @@ func TestBudget(t *testing.T) {
 	wg.Wait()
 	if held != 3 || b.Used() != 9 {
 		t.Errorf("%d concurrent takes of 3 held, %d used, in a budget of 10; want 3 and 9", held, b.Used())
+	}
+}
+
+// TestTakeWithin: a take that does not fit waits for bytes given back,
+// gives up at its time or when its context ends (reserving nothing), and
+// many waiting takers never hold more than the budget between them, and
+// all get their turn as bytes come back.
+func TestTakeWithin(t *testing.T) {
+	b := membudget.New(10)
+	if !b.Take(8) {
+		t.Fatal("8 of 10")
+	}
+	if b.TakeWithin(t.Context(), 5, time.Now().Add(20*time.Millisecond)) || b.Used() != 8 {
+		t.Fatalf("a take past its time: used %d, want it refused and 8 used", b.Used())
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if b.TakeWithin(ctx, 5, time.Now().Add(time.Minute)) || b.Used() != 8 {
+		t.Fatalf("a take whose context ended: used %d, want it refused and 8 used", b.Used())
+	}
+	time.AfterFunc(20*time.Millisecond, func() { b.Give(8) })
+	start := time.Now()
+	if !b.TakeWithin(t.Context(), 5, time.Now().Add(time.Minute)) || b.Used() != 5 {
+		t.Fatalf("a take that bytes given back let in: used %d, want 5", b.Used())
+	}
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Errorf("waited %v: the bytes given back did not wake the take", waited)
+	}
+	b.Give(5)
+
+	// 32 takers of 3 in a budget of 10, each holding a moment: at most
+	// three at once, and every one served.
+	var held, most, served atomic.Int64
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			if !b.TakeWithin(t.Context(), 3, time.Now().Add(time.Minute)) {
+				return
+			}
+			n := held.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(time.Millisecond)
+			held.Add(-1)
+			b.Give(3)
+			served.Add(1)
+		})
+	}
+	start = time.Now()
+	wg.Wait()
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Errorf("32 takers took %v: bytes given back did not wake them", waited)
+	}
+	if most.Load() > 3 || served.Load() != 32 || b.Used() != 0 {
+		t.Errorf("%d held at once (want at most 3), %d of 32 served, %d left used", most.Load(), served.Load(), b.Used())
 	}
 }

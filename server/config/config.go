@@ -322,7 +322,8 @@ type DecisionLog struct {
 // mistyped count must be a configuration error, not an out-of-memory crash.
 const maxQueueRecords = 100_000
 
-// minCacheBytes is the least limits.*_cache_bytes accepted.
+// minCacheBytes is the least limits.*_cache_bytes and
+// max_body_bytes_in_flight accepted.
 const minCacheBytes = 1 << 20
 
 // Limits bounds what one request may cost. Zero values mean the server's
@@ -341,6 +342,9 @@ type Limits struct {
 	// means the server's defaults.
 	MaxConcurrentDecisions int `yaml:"max_concurrent_decisions"`
 	MaxConnections         int `yaml:"max_connections"`
+	// MaxBodyBytesInFlight is server.Limits'; 0 means 64 MiB, and
+	// anything else must be at least minCacheBytes and MaxBodyBytes.
+	MaxBodyBytesInFlight ByteSize `yaml:"max_body_bytes_in_flight"`
 	// TokenCacheBytes bounds the verified-token cache and
 	// DecisionCacheBytes each policy snapshot's decision cache, in bytes of
 	// estimated memory; 0 means authz's defaults (64 MiB and 16 MiB), and

@@ -23,10 +23,11 @@ limits:
   decision_cache_bytes: 4194304
   max_concurrent_decisions: 16
   max_connections: 256
+  max_body_bytes_in_flight: 16MiB
 `, "/etc/verdict/verdict.yaml")
 	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second ||
 		c.Limits.TokenCacheBytes != 32<<20 || c.Limits.DecisionCacheBytes != 4<<20 ||
-		c.Limits.MaxConcurrentDecisions != 16 || c.Limits.MaxConnections != 256 {
+		c.Limits.MaxConcurrentDecisions != 16 || c.Limits.MaxConnections != 256 || c.Limits.MaxBodyBytesInFlight != 16<<20 {
 		t.Errorf("limits = %+v", c.Limits)
 	}
 	got, err := c.TrustedProxyPrefixes()
@@ -57,6 +58,10 @@ func TestLimitsAndCallersErrors(t *testing.T) {
 			want: []string{"v.yaml:2: callers.xfcc_header"}},
 		{name: "negative limit", data: "limits:\n  read_timeout: -1s\n",
 			want: []string{"v.yaml:2: limits.read_timeout"}},
+		{name: "body budget below a body", data: "limits:\n  max_body_bytes: 4194304\n  max_body_bytes_in_flight: 2MiB\n",
+			want: []string{"v.yaml:3: limits.max_body_bytes_in_flight: must be at least 1MiB and limits.max_body_bytes"}},
+		{name: "body budget too small", data: "limits:\n  max_body_bytes_in_flight: 65536\n",
+			want: []string{"v.yaml:2: limits.max_body_bytes_in_flight"}},
 		{name: "unknown limit", data: "limits:\n  max_bodybytes: 1\n",
 			want: []string{`v.yaml:2: unknown key "max_bodybytes"`}},
 	}
