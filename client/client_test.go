@@ -176,7 +176,13 @@ func TestFailsClosed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := httptest.NewServer(tc.handler)
 			defer s.Close()
-			c := newClient(t, client.Options{URL: s.URL, Timeout: 300 * time.Millisecond, Retries: -1})
+			// Only the slow server needs the short timeout: reading a
+			// megabyte under -race on a busy machine can take longer.
+			timeout := 10 * time.Second
+			if tc.name == "too slow" {
+				timeout = 300 * time.Millisecond
+			}
+			c := newClient(t, client.Options{URL: s.URL, Timeout: timeout, Retries: -1})
 			d, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}})
 			if err == nil || d.Allow || len(d.Reasons) != 1 || !strings.HasPrefix(d.Reasons[0], "client: ") {
 				t.Fatalf("%+v, %v; want a deny with a client: reason and an error", d, err)
