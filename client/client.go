@@ -76,7 +76,7 @@ type Options struct {
 	// RetryDelay is the wait before the first retry, doubled for each
 	// further one, each spread by up to ±20% so that clients turned away
 	// together do not come back together; a longer Retry-After from the
-	// server wins. Default 50 ms.
+	// server wins (spread by up to +20%). Default 50 ms.
 	RetryDelay time.Duration
 	// Header is added to every request (for example an Authorization
 	// header for a proxy in front of the server). It is never logged.
@@ -227,7 +227,9 @@ func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
 			}
 			return d, nil
 		}
-		wait := max(delays.Delay(attempt+1), retryAfter)
+		// The server's Retry-After is spread too, only longer: clients it
+		// turned away together would otherwise all come back together.
+		wait := max(delays.Delay(attempt+1), backoff.Spread(retryAfter, 0, retryJitter))
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			// Waiting would only end in the deadline: say why now.
 			return deny(fmt.Errorf("%w (no retry: the next would be after the deadline)", err))
@@ -238,7 +240,8 @@ func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
 	}
 }
 
-// retryJitter spreads each retry's wait by up to ±20%.
+// retryJitter spreads each retry's wait by up to ±20% (a Retry-After by
+// up to +20%).
 const retryJitter = 0.2
 
 // once sends one request. retryAfter is negative when the failure is not

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,6 +262,39 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	}
 	if gap := time.Duration(second.Load() - first.Load()); gap < time.Second {
 		t.Errorf("retried %v after the first answer; the server asked for 1s", gap)
+	}
+	// Clients turned away together come back spread out, never sooner.
+	var waits []time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			var asked atomic.Int64
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if asked.Add(1) == 1 {
+					w.Header().Set("Retry-After", "1")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				io.WriteString(w, `{"decision_id":"X","allow":true,"reasons":[]}`)
+			}))
+			defer s.Close()
+			c := newClient(t, client.Options{URL: s.URL, Timeout: 3 * time.Second, RetryDelay: time.Millisecond})
+			start := time.Now()
+			if _, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}}); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			waits = append(waits, time.Since(start))
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(waits) == 8 {
+		slices.Sort(waits)
+		if waits[0] < time.Second || waits[7]-waits[0] < 10*time.Millisecond {
+			t.Errorf("8 clients retried after %v; want each at least 1s, spread out", waits)
+		}
 	}
 
 	calls.Store(0)

@@ -971,34 +971,3 @@ func TestExtAuthzWatchOutlivesWriteTimeout(t *testing.T) {
 		t.Fatal("the Watch did not end when the server stopped")
 	}
 }
-
-// TestExtAuthzMaxConnections: the ext_authz listener holds at most
-// limits.max_connections connections open, as the HTTP listener does: a
-// new one is served once another closes.
-func TestExtAuthzMaxConnections(t *testing.T) {
-	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
-		o.Limits.MaxConnections = 2
-		o.Limits.ReadHeaderTimeout = time.Minute // the held connections are not timed out
-	}})
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", x.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		held = append(held, c)
-	}
-	req := checkRequest("GET", "/catalog", nil)
-	short, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	if _, err := x.client.Check(short, req); status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("a third connection while two are held: %v, want it not served (DeadlineExceeded)", err)
-	}
-	held[0].Close()
-	ctx, cancelAll := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancelAll()
-	if _, err := x.client.Check(ctx, req, grpc.WaitForReady(true)); err != nil {
-		t.Fatalf("once a held connection closed: %v", err)
-	}
-}

@@ -114,10 +114,12 @@ type Limits struct {
 	// Default DefaultMaxBodyBytesInFlight (64 MiB).
 	MaxBodyBytesInFlight int64
 	// MaxConnections bounds the connections the listener (Addr) holds
-	// open, and those the ext_authz listener holds (each its own count);
-	// HTTP/2 and gRPC connections carry at most MaxStreams requests at
-	// once. Beyond, a new connection waits to be accepted. The diagnostic
-	// listener is not bounded (probes). Default 1024.
+	// open; HTTP/2 connections, and the ext_authz listener's gRPC ones,
+	// carry at most MaxStreams requests at once. Beyond, a new connection
+	// waits to be accepted. The ext_authz listener is not bounded (gRPC
+	// does not say which of its connections are idle, so a bound could
+	// shut new Envoys out behind idle ones), nor the diagnostic one
+	// (probes). Default 1024.
 	MaxConnections int
 }
 

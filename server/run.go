@@ -131,11 +131,6 @@ func (s *Server) Run(ctx context.Context) error {
 			served <- hs.Serve(limited)
 		}
 	}()
-	if gln != nil {
-		// The same bound on the ext_authz listener: each connection
-		// carries MaxStreams calls, whose messages grpc reads whole.
-		gln = newLimitListener(gln, s.limits.MaxConnections)
-	}
 	ext := s.runExtAuthz(gln)
 	diag := s.runDiagnostics(dln)
 	defer diag.stop()

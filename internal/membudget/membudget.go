@@ -12,7 +12,8 @@ import (
 )
 
 // Budget is a number of bytes that callers take before holding memory and
-// give back once done. The zero value takes nothing; build one with New.
+// give back once done. The zero value takes nothing (TakeWithin waits
+// until it gives up); build one with New.
 // Safe for concurrent use.
 type Budget struct {
 	max  int64
@@ -92,7 +93,7 @@ func (b *Budget) TakeWithin(ctx context.Context, n int64, giveUp time.Time) bool
 // Give returns n bytes taken before, waking callers waiting for them.
 func (b *Budget) Give(n int64) {
 	b.used.Add(-n)
-	if b.waiting.Load() > 0 {
+	if b.waiting.Load() > 0 && b.freed != nil {
 		b.mu.Lock()
 		close(b.freed)
 		b.freed = make(chan struct{})
