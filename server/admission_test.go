@@ -337,3 +337,48 @@ func TestBodyBudget(t *testing.T) {
 		reservedBecomes(0)
 	}
 }
+
+// TestBodyBudgetCountsPooledBuffers: a body that takes a pooled buffer
+// larger than the bytes it reserved (one that held a large body before)
+// counts the buffer whole, or, when the budget has no room for it, reads
+// into a buffer of its reserved size: the budget bounds the memory held.
+func TestBodyBudgetCountsPooledBuffers(t *testing.T) {
+	const limit = 1 << 20
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
+		o.Limits.MaxBodyBytesInFlight = limit
+	}})
+	a := f.srv.admission
+	h := f.srv.Handler()
+	stalled := func() func() {
+		body, send := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			r := httptest.NewRequest(http.MethodPost, "/v1/decide", body)
+			r.Header.Set("Content-Type", "application/json")
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			close(done)
+		}()
+		_, _ = send.Write([]byte(`{"action":`))
+		return func() { send.CloseWithError(errors.New("gone")); <-done }
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		big := make([]byte, 0, 128<<10)
+		f.srv.bufs.Put(&big)
+		end := stalled()
+		for a.bodies.Used() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		used := a.bodies.Used()
+		end()
+		if used >= 128<<10 {
+			break // the pooled buffer counted whole
+		}
+		if used != bodyChunk || time.Now().After(deadline) {
+			t.Fatalf("a stalled body holds %d bytes of the budget; want its 16 KiB chunk, or the 128 KiB pooled buffer it took", used)
+		}
+		// sync.Pool gave another buffer (a GC emptied it): again.
+	}
+	for a.bodies.Used() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+}

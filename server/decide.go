@@ -91,9 +91,21 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, 
 		}
 		if body.buf == nil {
 			// Only now, with bytes reserved: a body waiting for them
-			// holds no buffer.
+			// holds no buffer. A pooled buffer larger than what is
+			// reserved (one that held a large body or answer) counts
+			// whole, or a buffer of the reserved size is made instead:
+			// the budget bounds memory held, not bytes read.
 			body.buf = s.bufs.Get().(*[]byte)
 			b = (*body.buf)[:0]
+			if extra := int64(cap(b)) - body.reserved; extra > 0 {
+				if s.admission.bodies.Take(extra) {
+					body.reserved += extra
+				} else {
+					s.bufs.Put(body.buf)
+					fresh := make([]byte, 0, body.reserved)
+					body.buf, b = &fresh, fresh
+				}
+			}
 		}
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]

@@ -93,10 +93,12 @@ func (b *Budget) TakeWithin(ctx context.Context, n int64, giveUp time.Time) bool
 // Give returns n bytes taken before, waking callers waiting for them.
 func (b *Budget) Give(n int64) {
 	b.used.Add(-n)
-	if b.waiting.Load() > 0 && b.freed != nil {
+	if b.waiting.Load() > 0 {
 		b.mu.Lock()
-		close(b.freed)
-		b.freed = make(chan struct{})
+		if b.freed != nil { // nil in the zero value
+			close(b.freed)
+			b.freed = make(chan struct{})
+		}
 		b.mu.Unlock()
 	}
 }
