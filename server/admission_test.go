@@ -15,6 +15,21 @@ import (
 	"time"
 )
 
+// serveRequest serves r with h and returns the answer.
+func serveRequest(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// decideRequestOf is a POST /v1/decide of body, read as the server reads
+// it: with a Content-Length only for a body whose length is known.
+func decideRequestOf(body io.Reader) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "/v1/decide", body)
+	r.Header.Set("Content-Type", "application/json")
+	return r
+}
+
 // TestAdmission: with every decision slot taken, a request on any
 // interface waits, then is answered 503 overloaded with Retry-After and
 // counted; a slot freed admits the next. A client still sending its body
@@ -29,27 +44,18 @@ func TestAdmission(t *testing.T) {
 	}})
 	f.srv.admission.wait = 50 * time.Millisecond
 	h := f.srv.Handler()
-	serve := func(r *http.Request) *httptest.ResponseRecorder {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
-	decideReq := func(body io.Reader) *http.Request {
-		r := httptest.NewRequest(http.MethodPost, "/v1/decide", body)
-		r.Header.Set("Content-Type", "application/json")
-		return r
-	}
+	serve := func(r *http.Request) *httptest.ResponseRecorder { return serveRequest(h, r) }
 
 	// A client that has not finished its body yet.
 	slowBody, finish := io.Pipe()
 	var wg sync.WaitGroup
 	slow := make(chan *httptest.ResponseRecorder, 1)
-	wg.Go(func() { slow <- serve(decideReq(slowBody)) })
+	wg.Go(func() { slow <- serve(decideRequestOf(slowBody)) })
 	// Two decisions take both slots (and wait in the engine): the slow
 	// client holds none.
 	held := make(chan *httptest.ResponseRecorder, 2)
 	for range 2 {
-		wg.Go(func() { held <- serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))) })
+		wg.Go(func() { held <- serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))) })
 	}
 	for range 2 {
 		select {
@@ -67,7 +73,7 @@ func TestAdmission(t *testing.T) {
 			t.Errorf("%s with every slot taken: %d %s %v, want 503 overloaded with Retry-After: 1", name, w.Code, w.Body, w.Header())
 		}
 	}
-	overloaded("decide", serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))))
+	overloaded("decide", serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))))
 	check := httptest.NewRequest(http.MethodGet, "/v1/check", nil)
 	check.Header.Set("X-Verdict-Action", "catalog:read")
 	overloaded("check", serve(check))
@@ -220,16 +226,7 @@ func TestBodyBudget(t *testing.T) {
 	a := f.srv.admission
 	a.wait = 50 * time.Millisecond
 	h := f.srv.Handler()
-	serve := func(r *http.Request) *httptest.ResponseRecorder {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
-	decideReq := func(body io.Reader) *http.Request {
-		r := httptest.NewRequest(http.MethodPost, "/v1/decide", body)
-		r.Header.Set("Content-Type", "application/json")
-		return r
-	}
+	serve := func(r *http.Request) *httptest.ResponseRecorder { return serveRequest(h, r) }
 	padded := func(n int) string { // a valid body of n bytes
 		head, tail := `{"action":"catalog:read","resource":{"pad":"`, `"}}`
 		return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
@@ -253,7 +250,7 @@ func TestBodyBudget(t *testing.T) {
 	stall := func(full string, sent int) (answer <-chan *httptest.ResponseRecorder, finish func()) {
 		body, send := io.Pipe()
 		out := make(chan *httptest.ResponseRecorder, 1)
-		go func() { out <- serve(decideReq(body)) }()
+		go func() { out <- serve(decideRequestOf(body)) }()
 		if _, err := send.Write([]byte(full[:sent])); err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +267,7 @@ func TestBodyBudget(t *testing.T) {
 	// once, its bytes given back.
 	a.wait = time.Minute
 	start := time.Now()
-	overloaded("a body past the budget", serve(decideReq(strings.NewReader(padded(30<<10)))))
+	overloaded("a body past the budget", serve(decideRequestOf(strings.NewReader(padded(30<<10)))))
 	if waited := time.Since(start); waited >= 30*time.Second {
 		t.Errorf("a body holding a part waited %v for the rest", waited)
 	}
@@ -281,7 +278,7 @@ func TestBodyBudget(t *testing.T) {
 		t.Errorf("metrics:\n%s%s", grep(m, "shed_total"), grep(m, "body_bytes"))
 	}
 	// A small one fits.
-	if w := serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))); w.Code != http.StatusOK {
+	if w := serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))); w.Code != http.StatusOK {
 		t.Errorf("a small body beside the slow one: %d %s", w.Code, w.Body)
 	}
 
@@ -290,11 +287,11 @@ func TestBodyBudget(t *testing.T) {
 	small := padded(12 << 10)
 	smallAnswer, finishSmall := stall(small, 10<<10)
 	reservedBecomes(4 * bodyChunk)
-	overloaded("a first chunk with the budget spent", serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))))
+	overloaded("a first chunk with the budget spent", serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))))
 	// ...or admitted when one does.
 	a.wait = 10 * time.Second
 	waiting := make(chan *httptest.ResponseRecorder, 1)
-	go func() { waiting <- serve(decideReq(strings.NewReader(`{"action":"catalog:read"}`))) }()
+	go func() { waiting <- serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))) }()
 	time.Sleep(20 * time.Millisecond) // let it wait (it is admitted either way)
 	finishSmall()
 	if w := <-smallAnswer; w.Code != http.StatusOK {
@@ -313,7 +310,7 @@ func TestBodyBudget(t *testing.T) {
 	gone, cancel := context.WithCancel(t.Context())
 	partBody, part := io.Pipe()
 	cut := make(chan *httptest.ResponseRecorder, 1)
-	go func() { cut <- serve(decideReq(partBody).WithContext(gone)) }()
+	go func() { cut <- serve(decideRequestOf(partBody).WithContext(gone)) }()
 	_, _ = part.Write([]byte(big[:20<<10]))
 	reservedBecomes(2 * bodyChunk)
 	cancel()
@@ -331,7 +328,7 @@ func TestBodyBudget(t *testing.T) {
 		{"malformed", strings.NewReader(`{"action":`), http.StatusBadRequest},
 		{"empty", strings.NewReader(""), http.StatusBadRequest},
 	} {
-		if w := serve(decideReq(tc.body)); w.Code != tc.want {
+		if w := serve(decideRequestOf(tc.body)); w.Code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.want)
 		}
 		reservedBecomes(0)
@@ -353,9 +350,7 @@ func TestBodyBudgetCountsPooledBuffers(t *testing.T) {
 		body, send := io.Pipe()
 		done := make(chan struct{})
 		go func() {
-			r := httptest.NewRequest(http.MethodPost, "/v1/decide", body)
-			r.Header.Set("Content-Type", "application/json")
-			h.ServeHTTP(httptest.NewRecorder(), r)
+			serveRequest(h, decideRequestOf(body))
 			close(done)
 		}()
 		_, _ = send.Write([]byte(`{"action":`))

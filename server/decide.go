@@ -61,8 +61,8 @@ type requestBody struct {
 // Limits.MaxBodyBytes with an error that answer maps to 413. Before it
 // reads more bytes it reserves them, bodyChunk at a time (never past a
 // declared Content-Length or the limit), from the body budget (see
-// admission); bytes not free in time are errOverloaded. The caller gives the body back with
-// putBody.
+// admission); bytes not free in time are errOverloaded. The caller gives
+// the body back with putBody.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, error) {
 	limit := s.limits.MaxBodyBytes
 	if r.ContentLength > limit {
@@ -94,7 +94,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, 
 			// holds no buffer. A pooled buffer larger than what is
 			// reserved (one that held a large body or answer) counts
 			// whole, or a buffer of the reserved size is made instead:
-			// the budget bounds memory held, not bytes read.
+			// the budget bounds memory held, not bytes read (within
+			// the doubling of a buffer that grows).
 			body.buf = s.bufs.Get().(*[]byte)
 			b = (*body.buf)[:0]
 			if extra := int64(cap(b)) - body.reserved; extra > 0 {

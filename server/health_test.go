@@ -17,9 +17,7 @@ import (
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
 
 func decideRequest(t *testing.T) *http.Request {
-	r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/decide", strings.NewReader(`{"action":"catalog:read"}`))
-	r.Header.Set("Content-Type", "application/json")
-	return r
+	return decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`)).WithContext(t.Context())
 }
 
 func scrape(t *testing.T, s *Server) string {
