@@ -2,6 +2,12 @@ package bundles_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +20,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
 )
@@ -135,34 +142,94 @@ func TestReadTarballTooLarge(t *testing.T) {
 	}
 }
 
-func TestVerifyOptionsConfig(t *testing.T) {
-	if _, err := (bundles.VerifyOptions{Key: []byte("not pem")}).Config(); !errors.Is(err, bundles.ErrConfig) {
-		t.Errorf("non-PEM key: err = %v, want ErrConfig", err)
+// TestVerifyOptionsValidate: keys that could never verify a bundle of the
+// algorithm, and keys that must not be there at all (a private key, a
+// public key as a shared secret, a short secret), are configuration
+// errors, found before any bundle is read.
+func TestVerifyOptionsValidate(t *testing.T) {
+	rsaKey := bundletest.NewKey(t)
+	other := bundletest.NewKey(t)
+	ecPEM := func(curve elliptic.Curve) []byte {
+		k, err := ecdsa.GenerateKey(curve, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}
-	if _, err := (bundles.VerifyOptions{Key: []byte("s3cret"), Algorithm: "none"}).Config(); !errors.Is(err, bundles.ErrConfig) {
-		t.Errorf("alg none: err = %v, want ErrConfig", err)
+	p256, p384 := ecPEM(elliptic.P256()), ecPEM(elliptic.P384())
+	ca := authztest.NewCA(t, "bundle signer")
+	pkcs1, _ := pem.Decode(rsaKey.Public)
+	pub, err := x509.ParsePKIXPublicKey(pkcs1.Bytes)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if c, err := (bundles.VerifyOptions{}).Config(); c != nil || err != nil {
-		t.Errorf("zero options: got %v, %v; want nil, nil", c, err)
-	}
-	// A shared secret: not a public key (anyone holding it could sign),
-	// and as long as the hash.
-	pub := []byte("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" + strings.Repeat("A", 40) + "\n-----END PUBLIC KEY-----\n")
+	rsaPublicPKCS1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(pub.(*rsa.PublicKey))})
+	join := func(parts ...[]byte) string { return string(bytes.Join(parts, []byte("\n"))) }
 	for _, tc := range []struct {
-		key, alg string
-		ok       bool
+		name, key, alg string
+		ok             bool
 	}{
-		{string(pub), "HS256", false},
-		{"x", "HS256", false},
-		{strings.Repeat("k", 31), "HS256", false},
-		{strings.Repeat("k", 32), "HS256", true},
-		{strings.Repeat("k", 47), "HS384", false},
-		{strings.Repeat("k", 63), "HS512", false},
-		{strings.Repeat("k", 64), "HS512", true},
+		{"no key: no verification", "", "", true},
+		{"RSA public key, RS256 by default", string(rsaKey.Public), "", true},
+		{"RSA public key, PS512", string(rsaKey.Public), "PS512", true},
+		{"RSA public key in PKCS #1", string(rsaPublicPKCS1), "RS256", true},
+		{"two RSA keys (rotation)", join(rsaKey.Public, other.Public), "RS256", true},
+		{"a certificate", string(ca.PEM()), "ES256", true},
+		{"P-256 key, ES256", string(p256), "ES256", true},
+		{"P-384 key, ES384", string(p384), "ES384", true},
+		{"P-256 key, ES384", string(p256), "ES384", false},
+		{"RSA key, ES256", string(rsaKey.Public), "ES256", false},
+		{"P-256 key, RS256", string(p256), "RS256", false},
+		{"a good key and a wrong one", join(rsaKey.Public, p256), "RS256", false},
+		{"a private key", string(rsaKey.Private), "RS256", false},
+		{"a public key beside a private key", join(rsaKey.Public, rsaKey.Private), "RS256", false},
+		{"not PEM", "not pem", "RS256", false},
+		{"another PEM block", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "RS256", false},
+		{"alg none", "s3cret", "none", false},
+		{"a public key as a shared secret", string(rsaKey.Public), "HS256", false},
+		{"HS256, 1 byte", "x", "HS256", false},
+		{"HS256, 31 bytes", strings.Repeat("k", 31), "HS256", false},
+		{"HS256, 32 bytes", strings.Repeat("k", 32), "HS256", true},
+		{"HS384, 47 bytes", strings.Repeat("k", 47), "HS384", false},
+		{"HS512, 63 bytes", strings.Repeat("k", 63), "HS512", false},
+		{"HS512, 64 bytes", strings.Repeat("k", 64), "HS512", true},
 	} {
-		_, err := (bundles.VerifyOptions{Key: []byte(tc.key), Algorithm: tc.alg}).Config()
+		err := bundles.VerifyOptions{Key: []byte(tc.key), Algorithm: tc.alg}.Validate()
 		if (err == nil) != tc.ok || err != nil && !errors.Is(err, bundles.ErrConfig) {
-			t.Errorf("%s key of %d bytes: %v, want ok %v", tc.alg, len(tc.key), err, tc.ok)
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+// TestVerifyKeyRing: with several keys configured, a bundle signed with
+// any of them is read, and one signed with none of them is refused; with
+// one key, the old error is kept (no "of 1").
+func TestVerifyKeyRing(t *testing.T) {
+	old, next, stranger := bundletest.NewKey(t), bundletest.NewKey(t), bundletest.NewKey(t)
+	mods := map[string]string{"authz/authz.rego": bundletest.Policy("authz", 1)}
+	ring := bundles.VerifyOptions{Key: append(append([]byte(nil), old.Public...), next.Public...)}
+	for _, tc := range []struct {
+		name    string
+		signer  bundletest.Key
+		verify  bundles.VerifyOptions
+		wantErr string
+	}{
+		{"signed with the old key", old, ring, ""},
+		{"signed with the new key", next, ring, ""},
+		{"signed with neither", stranger, ring, "no key of 2 verifies it"},
+		{"one key, signed with another", stranger, bundles.VerifyOptions{Key: old.Public}, "failed to verify JWT signature"},
+	} {
+		raw := bundletest.Tarball(t, mods, nil, "rev-1", &tc.signer)
+		_, err := bundles.ReadTarballBytes(raw, bundles.TarballOptions{Verify: tc.verify})
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.wantErr != "" && (!errors.Is(err, bundles.ErrSignature) || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "of 1")):
+			t.Errorf("%s: %v, want ErrSignature saying %q", tc.name, err, tc.wantErr)
 		}
 	}
 }

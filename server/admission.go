@@ -21,13 +21,16 @@ import (
 // The bodies being read are bounded too, in bytes: an HTTP/2 connection
 // carries MaxStreams requests at once, so without a bound the bodies of
 // max_connections connections could hold gigabytes before any of them
-// asks for a slot. A body reserves its bytes a chunk at a time, before it
-// reads them (a body declared large but sent slowly holds one chunk, not
-// its length), and gives them back once it is decoded. Its first chunk
-// waits for bytes as a request waits for a slot; a later one does not
-// wait (bodies each holding a part and waiting for the rest would wait on
-// each other): a body that finds the budget spent is answered 503
-// overloaded.
+// asks for a slot. A body holds nothing while it waits for its first byte,
+// and its first bodyProbe bytes (most bodies) are read outside the budget,
+// like its goroutine and headers; a longer one reserves the whole capacity
+// of the buffer it is read into, doubled as it fills, before it reads into
+// it: a body holds at most twice what its client has sent (one declared
+// large but sent slowly holds what was sent, not its length), and gives it
+// back once it is decoded. Its first reservation waits for bytes as a
+// request waits for a slot; a later one does not wait (bodies each holding
+// a part and waiting for the rest would wait on each other): a body that
+// finds the budget spent is answered 503 overloaded.
 
 // admissionWait is how long a request waits for a decision slot before it
 // is answered 503 overloaded (Retry-After: 1).
@@ -40,9 +43,9 @@ var errOverloaded = errors.New("overloaded")
 // four per core the process may use, and at least eight.
 func DefaultMaxConcurrentDecisions() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
-// bodyChunk is how many bytes of the body budget a body reserves at a
-// time.
-const bodyChunk = 16 << 10
+// bodyProbe is how many bytes of a body are read, into a pooled probe of
+// its own, before it reserves any of the body budget.
+const bodyProbe = 4 << 10
 
 // DefaultMaxBodyBytesInFlight is Limits.MaxBodyBytesInFlight's default:
 // 64 MiB, which a thousand HTTP/1.1 bodies of the default 64 KiB fit.
@@ -74,9 +77,9 @@ func (a *admission) patience(ctx context.Context) time.Duration {
 	return wait
 }
 
-// reserveBody takes n bytes of the body budget for a body's first chunk
-// (first), waiting for them as admit waits, or for a later chunk, without
-// waiting. It fails with errOverloaded when the bytes are not free in
+// reserveBody takes n bytes of the body budget for a body's first
+// reservation (first), waiting for them as admit waits, or for a later
+// one, without waiting. It fails with errOverloaded when the bytes are not free in
 // time or ctx ends.
 func (a *admission) reserveBody(ctx context.Context, n int64, first bool) error {
 	if a.bodies.Take(n) || first && a.bodies.TakeWithin(ctx, n, time.Now().Add(a.patience(ctx))) {

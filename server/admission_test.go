@@ -210,18 +210,16 @@ func TestDecodePanicGivesSlotBack(t *testing.T) {
 	release()
 }
 
-// TestBodyBudget: the bytes of bodies being read are bounded. A client
-// that has sent part of its body holds only what it sent (rounded up to a
-// chunk); a body whose first chunk does not fit waits, then is answered 503
-// overloaded and counted; one whose later chunk does not fit is answered
-// so at once (waiting while holding a part could deadlock); one that fits
-// is served; bytes given back admit a waiting body. Every way a body ends
-// gives its bytes back.
+// TestBodyBudget: a body holds none of limits.max_body_bytes_in_flight
+// until it has sent more than bodyProbe bytes, then the capacity of the
+// buffer it is read into, doubled as it fills (never more than twice
+// what it sent); its first reservation waits for bytes to free, a later
+// one is overloaded at once; every end gives the bytes back.
 func TestBodyBudget(t *testing.T) {
 	const limit = 64 << 10
 	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
 		o.Limits.MaxBodyBytes = limit
-		o.Limits.MaxBodyBytesInFlight = limit
+		o.Limits.MaxBodyBytesInFlight = 2 * limit
 	}})
 	a := f.srv.admission
 	a.wait = 50 * time.Millisecond
@@ -256,54 +254,78 @@ func TestBodyBudget(t *testing.T) {
 		}
 		return out, func() { _, _ = send.Write([]byte(full[sent:])); send.Close() }
 	}
+	ok := func(name string, answer <-chan *httptest.ResponseRecorder) {
+		t.Helper()
+		if w := <-answer; w.Code != http.StatusOK {
+			t.Errorf("%s: %d %s", name, w.Code, w.Body)
+		}
+	}
 
-	// A client sends 40 KiB of its body and stalls: it holds three
-	// chunks, not the limit.
+	// Clients that send nothing, or no more than a probe, hold none of
+	// the budget, however many: a body read beside them is not shed.
+	var finishQuiet []func()
+	var quiet []<-chan *httptest.ResponseRecorder
+	for i := range 200 {
+		full := padded(12 << 10)
+		answer, finish := stall(full, i%2*bodyProbe) // nothing, or a whole probe
+		quiet, finishQuiet = append(quiet, answer), append(finishQuiet, finish)
+	}
+	if w := serve(decideRequestOf(strings.NewReader(padded(30 << 10)))); w.Code != http.StatusOK {
+		t.Errorf("a 30 KiB body beside 200 silent ones: %d %s", w.Code, w.Body)
+	}
+	reservedBecomes(0)
+	for i, finish := range finishQuiet {
+		finish()
+		ok("a quiet client", quiet[i])
+	}
+	reservedBecomes(0)
+
+	// A client sends 40 KiB of its body and stalls: it holds the 64 KiB
+	// buffer they are in, not more. Another stops at 20 KiB: 32 KiB.
 	big := padded(60 << 10)
 	bigAnswer, finishBig := stall(big, 40<<10)
-	reservedBecomes(3 * bodyChunk)
+	reservedBecomes(64 << 10)
+	half := padded(24 << 10)
+	halfAnswer, finishHalf := stall(half, 20<<10)
+	reservedBecomes(96 << 10)
 
-	// 30 KiB: its first chunk fits, its second does not: overloaded at
-	// once, its bytes given back.
+	// 40 KiB: 32 KiB of room, so its first reservations fit and its last
+	// (64 KiB) does not: overloaded at once, its bytes given back.
 	a.wait = time.Minute
 	start := time.Now()
-	overloaded("a body past the budget", serve(decideRequestOf(strings.NewReader(padded(30<<10)))))
+	overloaded("a body past the budget", serve(decideRequestOf(io.MultiReader(strings.NewReader(padded(40<<10))))))
 	if waited := time.Since(start); waited >= 30*time.Second {
 		t.Errorf("a body holding a part waited %v for the rest", waited)
 	}
 	a.wait = 50 * time.Millisecond
-	reservedBecomes(3 * bodyChunk)
+	reservedBecomes(96 << 10)
 	if m := scrape(t, f.srv); !strings.Contains(m, `verdict_decisions_shed_total{api="decide"} 1`) ||
-		!strings.Contains(m, fmt.Sprintf("verdict_request_body_bytes_reserved %d", 3*bodyChunk)) {
+		!strings.Contains(m, fmt.Sprintf("verdict_request_body_bytes_reserved %d", 96<<10)) {
 		t.Errorf("metrics:\n%s%s", grep(m, "shed_total"), grep(m, "body_bytes"))
 	}
-	// A small one fits.
-	if w := serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))); w.Code != http.StatusOK {
-		t.Errorf("a small body beside the slow one: %d %s", w.Code, w.Body)
-	}
 
-	// Another stalled client takes the last chunk: a new body waits for
-	// its first, and is overloaded when none frees in time...
-	small := padded(12 << 10)
-	smallAnswer, finishSmall := stall(small, 10<<10)
-	reservedBecomes(4 * bodyChunk)
-	overloaded("a first chunk with the budget spent", serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))))
-	// ...or admitted when one does.
+	// Another stalled client takes the rest: a body past the probe waits
+	// for its first reservation, and is overloaded when none frees in
+	// time; one within the probe is read.
+	rest := padded(24 << 10)
+	restAnswer, finishRest := stall(rest, 20<<10)
+	reservedBecomes(128 << 10)
+	overloaded("a first reservation with the budget spent", serve(decideRequestOf(strings.NewReader(padded(bodyProbe+1)))))
+	if w := serve(decideRequestOf(strings.NewReader(padded(bodyProbe)))); w.Code != http.StatusOK {
+		t.Errorf("a body of a probe with the budget spent: %d %s", w.Code, w.Body)
+	}
+	// ...or admitted when bytes free.
 	a.wait = 10 * time.Second
 	waiting := make(chan *httptest.ResponseRecorder, 1)
-	go func() { waiting <- serve(decideRequestOf(strings.NewReader(`{"action":"catalog:read"}`))) }()
+	go func() { waiting <- serve(decideRequestOf(strings.NewReader(padded(bodyProbe + 1)))) }()
 	time.Sleep(20 * time.Millisecond) // let it wait (it is admitted either way)
-	finishSmall()
-	if w := <-smallAnswer; w.Code != http.StatusOK {
-		t.Errorf("the small stalled client: %d %s", w.Code, w.Body)
-	}
-	if w := <-waiting; w.Code != http.StatusOK {
-		t.Errorf("the waiting body: %d %s", w.Code, w.Body)
-	}
+	finishRest()
+	ok("the stalled client that took the rest", restAnswer)
+	ok("the waiting body", waiting)
+	finishHalf()
+	ok("the 20 KiB stalled client", halfAnswer)
 	finishBig()
-	if w := <-bigAnswer; w.Code != http.StatusOK {
-		t.Errorf("the big stalled client: %d %s", w.Code, w.Body)
-	}
+	ok("the big stalled client", bigAnswer)
 	reservedBecomes(0)
 
 	// Every other end gives the bytes back too.
@@ -312,7 +334,7 @@ func TestBodyBudget(t *testing.T) {
 	cut := make(chan *httptest.ResponseRecorder, 1)
 	go func() { cut <- serve(decideRequestOf(partBody).WithContext(gone)) }()
 	_, _ = part.Write([]byte(big[:20<<10]))
-	reservedBecomes(2 * bodyChunk)
+	reservedBecomes(32 << 10)
 	cancel()
 	part.CloseWithError(errors.New("client went away"))
 	<-cut
@@ -325,55 +347,16 @@ func TestBodyBudget(t *testing.T) {
 		{"over the limit, length not declared", io.MultiReader(strings.NewReader(padded(limit)), strings.NewReader("x")), http.StatusRequestEntityTooLarge},
 		{"exactly the limit, length not declared", io.MultiReader(strings.NewReader(padded(limit))), http.StatusOK},
 		{"exactly the limit, length declared", strings.NewReader(padded(limit)), http.StatusOK},
+		{"over the limit, length declared", strings.NewReader(padded(limit + 1)), http.StatusRequestEntityTooLarge},
+		{"a probe and a byte, length not declared", io.MultiReader(strings.NewReader(padded(bodyProbe + 1))), http.StatusOK},
+		{"a probe, length not declared", io.MultiReader(strings.NewReader(padded(bodyProbe))), http.StatusOK},
 		{"malformed", strings.NewReader(`{"action":`), http.StatusBadRequest},
 		{"empty", strings.NewReader(""), http.StatusBadRequest},
+		{"empty, length not declared", io.MultiReader(), http.StatusBadRequest},
 	} {
 		if w := serve(decideRequestOf(tc.body)); w.Code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.want)
 		}
 		reservedBecomes(0)
-	}
-}
-
-// TestBodyBudgetCountsPooledBuffers: a body that takes a pooled buffer
-// larger than the bytes it reserved (one that held a large body before)
-// counts the buffer whole, or, when the budget has no room for it, reads
-// into a buffer of its reserved size: the budget bounds the memory held.
-func TestBodyBudgetCountsPooledBuffers(t *testing.T) {
-	const limit = 1 << 20
-	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
-		o.Limits.MaxBodyBytesInFlight = limit
-	}})
-	a := f.srv.admission
-	h := f.srv.Handler()
-	stalled := func() func() {
-		body, send := io.Pipe()
-		done := make(chan struct{})
-		go func() {
-			serveRequest(h, decideRequestOf(body))
-			close(done)
-		}()
-		_, _ = send.Write([]byte(`{"action":`))
-		return func() { send.CloseWithError(errors.New("gone")); <-done }
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		big := make([]byte, 0, 128<<10)
-		f.srv.bufs.Put(&big)
-		end := stalled()
-		for a.bodies.Used() == 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		used := a.bodies.Used()
-		end()
-		if used >= 128<<10 {
-			break // the pooled buffer counted whole
-		}
-		if used != bodyChunk || time.Now().After(deadline) {
-			t.Fatalf("a stalled body holds %d bytes of the budget; want its 16 KiB chunk, or the 128 KiB pooled buffer it took", used)
-		}
-		// sync.Pool gave another buffer (a GC emptied it): again.
-	}
-	for a.bodies.Used() != 0 {
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -10,13 +10,12 @@ import (
 	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
-// decodeBody reads the request body into a pooled buffer (reserving its
-// bytes of the body budget), takes a decision slot for a (see admission),
-// and decodes the body with a pooled reader (decode must not keep data),
-// then gives the buffer and the bytes back. It returns the function that
-// gives the slot back, which the caller calls once it has answered. A body
-// over Limits.MaxBodyBytes is an error that answer maps to 413; no budget
-// or slot freeing in time, one it maps to 503 overloaded.
+// decodeBody reads the request body (see readBody), takes a decision slot
+// for a (see admission), and decodes the body with a pooled reader (decode
+// must not keep data), then gives the body back. It returns the function
+// that gives the slot back, which the caller calls once it has answered. A
+// body over Limits.MaxBodyBytes is an error that answer maps to 413; no
+// budget or slot freeing in time, one it maps to 503 overloaded.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decode func(jr *jsonReader, data []byte) error) (release func(), err error) {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -49,94 +48,99 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decod
 	return slot, nil
 }
 
-// requestBody is a body read by readBody: its bytes, the pooled buffer
-// they are in, and the bytes of the body budget reserved for them.
+// requestBody is a body read by readBody: its bytes, the pooled probe
+// they are in while they fit one, and the bytes of the body budget
+// reserved for the buffer they are in once they do not.
 type requestBody struct {
-	buf      *[]byte
+	probe    *[bodyProbe]byte
 	data     []byte
 	reserved int64
 }
 
-// readBody reads the request body into a pooled buffer, refusing more than
-// Limits.MaxBodyBytes with an error that answer maps to 413. Before it
-// reads more bytes it reserves them, bodyChunk at a time (never past a
-// declared Content-Length or the limit), from the body budget (see
-// admission); bytes not free in time are errOverloaded. The caller gives
-// the body back with putBody.
+// readBody reads the request body, refusing more than Limits.MaxBodyBytes
+// with an error that answer maps to 413. Its first bodyProbe bytes go into
+// a pooled probe, outside the body budget; a longer body moves to a buffer
+// that doubles as it fills, whose whole capacity is reserved from the
+// budget (see admission), never past a declared Content-Length or the
+// limit. A full buffer (or none, at the start) grows only once the next
+// byte has arrived, read on its own: a body waiting for its client holds
+// no room it has not used, and a body holds less than twice the bytes it
+// has sent. Bytes not free in time are errOverloaded. The caller gives the
+// body back with putBody.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, error) {
 	limit := s.limits.MaxBodyBytes
 	if r.ContentLength > limit {
 		return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
 	}
+	// want is the most bytes worth room: what was declared (the server's
+	// reader stops there), or a byte past the limit, to see a body end
+	// there or go over (MaxBytesReader then fails).
+	want := limit + 1
+	if r.ContentLength >= 0 {
+		want = r.ContentLength
+	}
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	var body requestBody
-	for {
+	var next [1]byte
+	for int64(len(body.data)) < want {
 		b := body.data
-		if int64(len(b)) == body.reserved {
-			next := min(bodyChunk, limit-int64(len(b)))
-			if r.ContentLength >= 0 {
-				// Read no further than declared: the server's reader
-				// stops there, and what was declared is all read.
-				if next = min(next, r.ContentLength-int64(len(b))); next <= 0 {
-					return body, nil
-				}
+		if len(b) == cap(b) {
+			n, err := 0, error(nil)
+			for n == 0 && err == nil {
+				n, err = rd.Read(next[:]) // not io.ReadFull: rd would escape
 			}
-			if next > 0 {
-				if err := s.admission.reserveBody(r.Context(), next, body.reserved == 0); err != nil {
+			if n == 0 {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				s.putBody(body)
+				return requestBody{}, s.bodyReadErr(err)
+			}
+			if b == nil {
+				body.probe = s.probes.Get().(*[bodyProbe]byte)
+				b = body.probe[:0:min(bodyProbe, want)]
+			} else {
+				size := min(2*int64(cap(b)), want)
+				if err := s.admission.reserveBody(r.Context(), size-body.reserved, body.reserved == 0); err != nil {
 					s.putBody(body)
 					return requestBody{}, err
 				}
-				body.reserved += next
-			}
-		}
-		if body.buf == nil {
-			// Only now, with bytes reserved: a body waiting for them
-			// holds no buffer. A pooled buffer larger than what is
-			// reserved (one that held a large body or answer) counts
-			// whole, or a buffer of the reserved size is made instead:
-			// the budget bounds memory held, not bytes read (within
-			// the doubling of a buffer that grows).
-			body.buf = s.bufs.Get().(*[]byte)
-			b = (*body.buf)[:0]
-			if extra := int64(cap(b)) - body.reserved; extra > 0 {
-				if s.admission.bodies.Take(extra) {
-					body.reserved += extra
-				} else {
-					s.bufs.Put(body.buf)
-					fresh := make([]byte, 0, body.reserved)
-					body.buf, b = &fresh, fresh
+				body.reserved = size
+				b = append(make([]byte, 0, size), b...)
+				if body.probe != nil {
+					s.probes.Put(body.probe)
+					body.probe = nil
 				}
 			}
+			body.data = append(b, next[0])
+			continue
 		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		end := min(int64(cap(b)), body.reserved)
-		if end == int64(len(b)) {
-			// At the limit, unreserved: a byte more is the end, or over
-			// the limit (MaxBytesReader then returns none of it).
-			end++
-		}
-		n, err := rd.Read(b[len(b):end])
+		n, err := rd.Read(b[len(b):cap(b)])
 		body.data = b[:len(b)+n]
 		if errors.Is(err, io.EOF) {
-			return body, nil
+			break
 		}
 		if err != nil {
 			s.putBody(body)
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
-			}
-			return requestBody{}, badBody("reading body: %v", err)
+			return requestBody{}, s.bodyReadErr(err)
 		}
 	}
+	return body, nil
 }
 
-// putBody gives back a body's buffer and its bytes of the body budget.
+// bodyReadErr is the error of a body that could not be read: too large
+// (413) or broken off (400).
+func (s *Server) bodyReadErr(err error) error {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return frontErr(errTooLarge, "the body is over %d bytes", s.limits.MaxBodyBytes)
+	}
+	return badBody("reading body: %v", err)
+}
+
+// putBody gives back a body's probe and its bytes of the body budget.
 func (s *Server) putBody(body requestBody) {
-	if body.buf != nil {
-		s.putBuf(body.buf, body.data)
+	if body.probe != nil {
+		s.probes.Put(body.probe)
 	}
 	if body.reserved > 0 {
 		s.admission.bodies.Give(body.reserved)

@@ -60,7 +60,8 @@ type Server struct {
 	extTrusted []netip.Prefix // ext_authz peers whose source attributes are believed
 	extNames   []extHeader    // request headers the ext_authz front reads
 
-	bufs    sync.Pool // *[]byte, request bodies and answers
+	bufs    sync.Pool // *[]byte, answers
+	probes  sync.Pool // *[bodyProbe]byte, the first bytes of request bodies
 	readers jsonReaders
 
 	mu  sync.Mutex
@@ -144,6 +145,7 @@ func New(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	s.probes.New = func() any { return new([bodyProbe]byte) }
 	m, err := newMetrics(opts.Registry, s)
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)

@@ -246,3 +246,94 @@ func weakRSAPEM(t *testing.T) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
+
+// TestBundleVerificationKeyRotates serves a signed bundle_file and rotates
+// its verification key file as an operator would: the new key added
+// beside the old, bundles signed with it, the old key removed. A bundle
+// signed with a key not (yet) trusted is refused and the policy in service
+// kept, and is read once its key arrives; a key file that cannot serve (a
+// private key) is refused and says so, the keys before it kept.
+func TestBundleVerificationKeyRotates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	type pair struct{ private, public string }
+	newPair := func() pair {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pair{string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})),
+			string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))}
+	}
+	oldKey, newKey := newPair(), newPair()
+	keyFile, bundleFile := filepath.Join(f.Dir, "bundle.pem"), filepath.Join(f.Dir, "bundle.tar.gz")
+	publish := func(signer pair, rev string) {
+		t.Helper()
+		writeAtomic(t, bundleFile, string(signedBundle(t, []byte(signer.private), rev, replicaPolicy(1))))
+	}
+	authztest.WriteFile(t, keyFile, oldKey.public)
+	publish(oldKey, "v1")
+	p := f.start(t, "addr: 127.0.0.1:0\npolicy:\n  bundle_file: bundle.tar.gz\n  verification_key_file: bundle.pem\n", nil)
+	serves := func(what, rev string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			if st, _ := status(t, p); st.Revision != rev {
+				return fmt.Sprintf("%s: revision %q, want %q", what, st.Revision, rev)
+			}
+			return ""
+		})
+		if a := p.decideOK(t, `{"action":"catalog:read"}`); a.Revision != rev || !a.Allow {
+			t.Fatalf("%s: a decision on revision %q (allow %v), want %q", what, a.Revision, a.Allow, rev)
+		}
+	}
+	refused := func(what, rev string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			st, raw := status(t, p)
+			if st.Source == nil || !strings.Contains(st.Source.LastError, "signature") {
+				return fmt.Sprintf("%s: no signature error in /v1/status: %s", what, raw)
+			}
+			return ""
+		})
+		serves(what+", refused", rev)
+	}
+	serves("signed with the key trusted", "v1")
+
+	// Signed with the new key before it is trusted: refused, then read
+	// once the key file holds both keys.
+	publish(newKey, "v2")
+	refused("signed with a key not trusted yet", "v1")
+	writeAtomic(t, keyFile, oldKey.public+newKey.public)
+	serves("the key added beside the old one", "v2")
+	publish(oldKey, "v3")
+	serves("signed with the old key during the overlap", "v3")
+
+	// A private key is refused: the keys in service stay, and say so.
+	const name = "policy.verification_key_file"
+	writeAtomic(t, keyFile, newKey.private)
+	eventually(t, 10*time.Second, func() string {
+		if e := credentialError(t, p, name); !strings.Contains(e, "private key") {
+			return fmt.Sprintf("/v1/status last_error %q, want it to name the private key", e)
+		}
+		return ""
+	})
+	publish(newKey, "v4")
+	serves("signed with the new key while a private key was refused", "v4")
+
+	// The old key removed: bundles it signs are refused.
+	writeAtomic(t, keyFile, newKey.public)
+	eventually(t, 10*time.Second, func() string {
+		if e := credentialError(t, p, name); e != "" {
+			return fmt.Sprintf("/v1/status last_error %q after a good key file", e)
+		}
+		return ""
+	})
+	publish(oldKey, "v5")
+	refused("signed with the key removed", "v4")
+	publish(newKey, "v6")
+	serves("signed with the new key", "v6")
+}

@@ -23,10 +23,12 @@ type FileOptions struct {
 	// Origin names the source in snapshots and status; "" means
 	// "bundle:"+Path.
 	Origin string
-	// Verify configures signature verification. With a key set, a bundle
-	// whose .signatures.json is missing or does not verify is refused and
-	// the previous snapshot keeps serving.
-	Verify bundles.VerifyOptions
+	// Verify returns the signature verification in service, asked before
+	// every read of the bundle, so that a rotated key is used from the next
+	// read on (a bundle refused is read again every RetryInterval); nil
+	// means none. With a key, a bundle whose .signatures.json is missing or
+	// does not verify is refused and the previous snapshot keeps serving.
+	Verify func() bundles.VerifyOptions
 	// Debounce is how long the file must be quiet after an event before it
 	// is re-read; 0 means 40 ms.
 	Debounce time.Duration
@@ -69,8 +71,10 @@ var _ bundles.Source = (*File)(nil)
 // NewFile validates opts (including the verification key) and returns a
 // File. It starts nothing.
 func NewFile(opts FileOptions) (*File, error) {
-	if _, err := opts.Verify.Config(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	if opts.Verify != nil {
+		if err := opts.Verify().Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		}
 	}
 	src, abs, err := newSource(settings{field: "Path", path: opts.Path, origin: opts.Origin, scheme: "bundle:",
 		debounce: opts.Debounce, retry: opts.RetryInterval, sizes: []int64{opts.MaxBytes, opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
@@ -97,10 +101,11 @@ func (f *File) read() (*bundles.Snapshot, error) {
 		return nil, fmt.Errorf("%w: %w", bundles.ErrRead, err)
 	}
 	defer fh.Close()
-	return bundles.ReadTarball(fh, bundles.TarballOptions{
-		Origin: f.origin, Verify: f.opts.Verify, MaxBytes: f.opts.MaxBytes,
-		Limits: f.opts.Limits, Now: f.now,
-	})
+	o := bundles.TarballOptions{Origin: f.origin, MaxBytes: f.opts.MaxBytes, Limits: f.opts.Limits, Now: f.now}
+	if f.opts.Verify != nil {
+		o.Verify = f.opts.Verify()
+	}
+	return bundles.ReadTarball(fh, o)
 }
 
 // relevant reports whether an event in the file's directory may concern

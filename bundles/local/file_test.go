@@ -21,7 +21,7 @@ func TestFileBundle(t *testing.T) {
 	p := filepath.Join(dir, "bundle.tar.gz")
 	bundletest.WriteFile(t, p, bundletest.Tarball(t, mods(1), map[string]any{"v": 1}, "rev-1", &key))
 
-	f, err := local.NewFile(local.FileOptions{Path: p, Debounce: debounce, Verify: bundles.VerifyOptions{Key: key.Public}})
+	f, err := local.NewFile(local.FileOptions{Path: p, Debounce: debounce, Verify: bundletest.VerifyWith(key.Public)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestNewFileOptions(t *testing.T) {
 	if _, err := local.NewFile(local.FileOptions{}); err == nil {
 		t.Error("empty Path accepted")
 	}
-	if _, err := local.NewFile(local.FileOptions{Path: "b.tar.gz", Verify: bundles.VerifyOptions{Key: []byte("x")}}); err == nil {
+	if _, err := local.NewFile(local.FileOptions{Path: "b.tar.gz", Verify: bundletest.VerifyWith([]byte("x"))}); err == nil {
 		t.Error("non-PEM RS256 key accepted")
 	}
 	bad := []local.FileOptions{{Path: "b.tar.gz", MaxBytes: -1}}

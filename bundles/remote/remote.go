@@ -98,9 +98,11 @@ type Options struct {
 	// With MaxAge, the time a poll last confirmed it is kept too (at most
 	// MaxAge/4 late), and counts as a successful poll after a restart.
 	PersistDir string
-	// Verify configures signature verification; with a key, unsigned,
-	// tampered and wrongly signed bundles (fetched or persisted) are refused.
-	Verify bundles.VerifyOptions
+	// Verify returns the signature verification in service, asked before
+	// every bundle is read, so that a rotated key is used from the next
+	// read on; nil means none. With a key, unsigned, tampered and wrongly
+	// signed bundles (fetched or persisted) are refused.
+	Verify func() bundles.VerifyOptions
 	// MaxAge, when positive, makes Ready fail with bundles.ErrStale once the
 	// last successful poll is older than MaxAge, for operators who prefer
 	// failing closed to serving stale policy: every replica that cannot
@@ -156,8 +158,10 @@ func New(opts Options) (*Poller, error) {
 		opts.MaxAge < 0 || opts.Jitter >= 1 {
 		return nil, fmt.Errorf("%w: negative duration or size, or jitter ≥ 1", ErrOptions)
 	}
-	if _, err := opts.Verify.Config(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	if opts.Verify != nil {
+		if err := opts.Verify().Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		}
 	}
 	opts.Interval = cmp.Or(opts.Interval, defaultInterval)
 	opts.Jitter = max(cmp.Or(opts.Jitter, defaultJitter), 0) // negative: none
@@ -300,8 +304,11 @@ func (p *Poller) markPolled(etag string) {
 }
 
 func (p *Poller) tarballOptions() bundles.TarballOptions {
-	return bundles.TarballOptions{Origin: p.origin, Verify: p.opts.Verify,
-		MaxBytes: p.opts.MaxBytes, Limits: p.opts.Limits, Now: p.now}
+	o := bundles.TarballOptions{Origin: p.origin, MaxBytes: p.opts.MaxBytes, Limits: p.opts.Limits, Now: p.now}
+	if p.opts.Verify != nil {
+		o.Verify = p.opts.Verify()
+	}
+	return o
 }
 
 // fetch performs one conditional GET. A body over MaxBytes is an error

@@ -310,7 +310,7 @@ func TestPollerFailures(t *testing.T) {
 func TestPollerSignatures(t *testing.T) {
 	key, other := bundletest.NewKey(t), bundletest.NewKey(t)
 	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", &key))
-	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Verify: bundles.VerifyOptions{Key: key.Public}}, 8)
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Verify: bundletest.VerifyWith(key.Public)}, 8)
 	st.polled(t)
 	if s := sink.Next(t, wait); s.Revision != "rev-1" {
 		t.Fatalf("revision %s", s.Revision)
@@ -333,7 +333,7 @@ func TestPollerPersistedBundleServerDown(t *testing.T) {
 	key := bundletest.NewKey(t)
 	persist := t.TempDir()
 	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", &key))
-	opts := remote.Options{URL: srv.URL + "/authz.tar.gz", PersistDir: persist, Verify: bundles.VerifyOptions{Key: key.Public}}
+	opts := remote.Options{URL: srv.URL + "/authz.tar.gz", PersistDir: persist, Verify: bundletest.VerifyWith(key.Public)}
 
 	// First life: fetch and persist.
 	{
@@ -471,7 +471,7 @@ func TestPollerOPASignedBundle(t *testing.T) {
 		{name: "wrong key", key: bundletest.NewKey(t).Public},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Verify: bundles.VerifyOptions{Key: tc.key}}, 1)
+			p, st, sink := startPoller(t, remote.Options{URL: srv.URL, Verify: bundletest.VerifyWith(tc.key)}, 1)
 			st.polled(t)
 			if !tc.ok {
 				if sink.Calls() != 0 || !strings.Contains(p.Status().LastError, "signature") {
@@ -525,7 +525,7 @@ func TestNewOptions(t *testing.T) {
 		{URL: "ftp://x/b.tar.gz"},
 		{URL: "/relative"},
 		{URL: "http://x", Interval: -1},
-		{URL: "http://x", Verify: bundles.VerifyOptions{Key: []byte("not pem")}},
+		{URL: "http://x", Verify: bundletest.VerifyWith([]byte("not pem"))},
 	}
 	for _, l := range bundletest.NegativeLimits() {
 		bad = append(bad, remote.Options{URL: "http://x", Limits: l})

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/verdict-pdp/verdict/bundles"
+	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/internal/regularfile"
 	"github.com/verdict-pdp/verdict/server/config"
 )
@@ -116,16 +117,20 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 		displayFrom(s, filepath.Dir(path))
 		return s, nil
 	case policyBundle:
-		verify, err := bundleVerification(cfg)
+		verify, err := bundleVerification(cfg, filewatch.New(filewatch.Options{}))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
+		}
+		var v bundles.VerifyOptions
+		if verify != nil {
+			v = verify()
 		}
 		f, err := regularfile.Open(path)
 		if err != nil {
 			return nil, usageError("%v", err)
 		}
 		defer f.Close()
-		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + path, Verify: verify,
+		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + path, Verify: v,
 			Limits: policyLimits(cfg)})
 	}
 	snap, err := bundles.ReadDir(path, bundles.ReadOptions{Limits: policyLimits(cfg), NoLinksOut: !followLinks})

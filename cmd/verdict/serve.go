@@ -155,8 +155,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		engine   *authz.Engine
 	)
 	forgetter := &keyForgetter{}
-	// Key files, the TLS certificate and CAs, and the callers' trust
-	// bundle: read now, and taken up again whenever one changes.
+	// Key files, the bundle verification key, the TLS certificate and
+	// CAs, and the callers' trust bundle: read now, and taken up again
+	// whenever one changes.
 	credentials := filewatch.New(filewatch.Options{What: "credentials", Logger: logger})
 	var devKeyFile string // the demo also trusts verdict token's key, when there is one
 	if f.configFile == "" {
@@ -184,7 +185,11 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	// with it.
 	forgetter.attach(engine)
 	reloads := server.NewReloadObserver()
-	watched, ok, err := policySource(cfg, f.policies, logger, reloads)
+	verify, err := bundleVerification(cfg, credentials)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
+	}
+	watched, ok, err := policySource(cfg, f.policies, verify, logger, reloads)
 	if err != nil {
 		return err
 	}
@@ -267,7 +272,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		shadowSrc    serveSource
 	)
 	if cfg.Policy.Shadow != nil {
-		if opts.Shadow, shadowEngine, shadowSrc, err = shadowPolicy(cfg, opts.DecisionLog, logger); err != nil {
+		if opts.Shadow, shadowEngine, shadowSrc, err = shadowPolicy(cfg, verify, opts.DecisionLog, logger); err != nil {
 			return err
 		}
 	}

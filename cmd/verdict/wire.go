@@ -203,35 +203,41 @@ func trimSecret(data []byte) ([]byte, error) {
 	return secret, nil
 }
 
-// bundleVerification reads the configuration's bundle signing key; no key
-// configured means bundles are not verified.
-func bundleVerification(cfg *config.Config) (bundles.VerifyOptions, error) {
-	if cfg.Policy.VerificationKeyFile == "" {
-		return bundles.VerifyOptions{}, nil
+// bundleVerification reads policy.verification_key_file (nil without one:
+// bundles are then not verified) and adds it to files: a rotated key file
+// verifies every bundle read after it, and one that holds no valid key is
+// refused and the keys before it kept. Without Run on files (one-shot
+// commands), the file is read once.
+func bundleVerification(cfg *config.Config, files *filewatch.Watcher) (func() bundles.VerifyOptions, error) {
+	file := cfg.Policy.VerificationKeyFile
+	if file == "" {
+		return nil, nil
 	}
-	key, err := os.ReadFile(cfg.Path(cfg.Policy.VerificationKeyFile))
+	var inService atomic.Pointer[bundles.VerifyOptions]
+	err := files.Add(filewatch.Set{Name: "policy.verification_key_file", Paths: []string{cfg.Path(file)},
+		Apply: func(contents [][]byte) error {
+			if len(bytes.TrimSpace(contents[0])) == 0 {
+				// An empty key would mean no verification: never silently.
+				return fmt.Errorf("%s is empty", file)
+			}
+			v := bundles.VerifyOptions{Key: contents[0], Algorithm: cfg.Policy.VerificationAlgorithm}
+			if err := v.Validate(); err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			inService.Store(&v)
+			return nil
+		}})
 	if err != nil {
-		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %w", err)
+		return nil, err
 	}
-	if len(bytes.TrimSpace(key)) == 0 {
-		// An empty key would mean no verification: never silently.
-		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %s is empty", cfg.Policy.VerificationKeyFile)
-	}
-	v := bundles.VerifyOptions{Key: key, Algorithm: cfg.Policy.VerificationAlgorithm}
-	if _, err := v.Config(); err != nil {
-		return bundles.VerifyOptions{}, fmt.Errorf("policy.verification_key_file: %w", err)
-	}
-	return v, nil
+	return func() bundles.VerifyOptions { return *inService.Load() }, nil
 }
 
 // policySource picks what serve watches: path (--policies: a directory or
 // a bundle file), else the configuration's dir, bundle_file or bundle_url,
 // else nothing (ok false: serve then serves the embedded default policies).
-func policySource(cfg *config.Config, path string, logger *slog.Logger, observer bundles.Observer) (src serveSource, ok bool, err error) {
-	verify, err := bundleVerification(cfg)
-	if err != nil {
-		return nil, false, err
-	}
+// Bundles are verified with verify (see bundleVerification).
+func policySource(cfg *config.Config, path string, verify func() bundles.VerifyOptions, logger *slog.Logger, observer bundles.Observer) (src serveSource, ok bool, err error) {
 	limits := policyLimits(cfg)
 	dir, bundleFile := cfg.Path(cfg.Policy.Dir), cfg.Path(cfg.Policy.BundleFile)
 	if path != "" {
@@ -318,7 +324,7 @@ func headerFunc(cfg *config.Config, key string, configured map[string]config.Hea
 // (policy.shadow's dir, bundle_file or bundle_url, read like the live
 // policy's but never persisted), and the Shadow that compares the two and
 // passes records on to dlog. The caller runs the source and the Shadow.
-func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
+func shadowPolicy(cfg *config.Config, verify func() bundles.VerifyOptions, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
 	sc := cfg.Policy.Shadow
 	shadowLog := logger.With(slog.String("policy", "shadow"))
 	opts := engineOptions(cfg)
@@ -330,7 +336,7 @@ func shadowPolicy(cfg *config.Config, dlog server.DecisionLog, logger *slog.Logg
 	shadowCfg := *cfg
 	shadowCfg.Policy.Dir, shadowCfg.Policy.BundleFile, shadowCfg.Policy.BundleURL = sc.Dir, sc.BundleFile, sc.BundleURL
 	shadowCfg.Policy.PersistDir, shadowCfg.Policy.MaxAge = "off", 0
-	src, _, err := policySource(&shadowCfg, "", shadowLog, nil)
+	src, _, err := policySource(&shadowCfg, "", verify, shadowLog, nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
 	}

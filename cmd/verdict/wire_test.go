@@ -3,8 +3,12 @@ package main
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -154,7 +158,7 @@ func TestBundleHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, ok, err := policySource(c, "", nil, nil)
+	src, ok, err := policySource(c, "", nil, nil, nil)
 	if err != nil || !ok {
 		t.Fatalf("policySource: %v %v", ok, err)
 	}
@@ -196,7 +200,8 @@ func TestBundleHeaders(t *testing.T) {
 // TestBundleVerificationNeverSilentlyOff: each of these configurations
 // looks like it requires signed bundles; an unsigned bundle saying allow
 // was decided with allow. Each is now an error (exit 2), and the unsigned
-// bundle is never read.
+// bundle is never read. So are keys that could never verify a bundle, and
+// a private key (the signing key, on every replica).
 func TestBundleVerificationNeverSilentlyOff(t *testing.T) {
 	dir := t.TempDir()
 	writeBundle(t, filepath.Join(dir, "b.tar.gz"), map[string]string{
@@ -206,7 +211,15 @@ func TestBundleVerificationNeverSilentlyOff(t *testing.T) {
 	authztest.WriteFile(t, filepath.Join(dir, "blank.pem"), " \n")
 	authztest.WriteFile(t, filepath.Join(dir, "pub.pem"), string(issuer.PublicKeyPEM(t)))
 	authztest.WriteFile(t, filepath.Join(dir, "short.key"), "x")
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, filepath.Join(dir, "private.pem"),
+		string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)})))
 	for _, tc := range []struct{ policy, want string }{
+		{"verification_key_file: private.pem", "is a private key"},
+		{"verification_key_file: pub.pem", "cannot verify RS256"},
 		{"verification_key_file: empty.pem", "empty.pem is empty"},
 		{"verification_key_file: blank.pem", "blank.pem is empty"},
 		{"verification_key_file: pub.pem\n  verification_algorithm: HS256", "a public key is no shared secret"},

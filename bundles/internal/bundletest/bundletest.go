@@ -434,3 +434,8 @@ func (l *Logs) Messages() []string {
 	}
 	return out
 }
+
+// VerifyWith is a source's Verify that always verifies with key.
+func VerifyWith(key []byte) func() bundles.VerifyOptions {
+	return func() bundles.VerifyOptions { return bundles.VerifyOptions{Key: key} }
+}
