@@ -437,3 +437,35 @@ func TestReadDirRootThroughLink(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyOptionsRetain: the keys a refused key file still holds, block
+// for block, are kept, and no other; a shared secret only when the file
+// is that secret.
+func TestVerifyOptionsRetain(t *testing.T) {
+	a, b, c := bundletest.NewKey(t), bundletest.NewKey(t), bundletest.NewKey(t)
+	ring := bundles.VerifyOptions{Key: append(append([]byte(nil), a.Public...), b.Public...)}
+	for _, tc := range []struct {
+		name string
+		data string
+		want string // the keys kept; "" for none
+	}{
+		{"both, beside a private key", string(a.Public) + string(c.Private) + string(b.Public), string(a.Public) + string(b.Public)},
+		{"one, beside another key", string(c.Public) + string(b.Public), string(b.Public)},
+		{"one, with text around it", "comment\n" + string(a.Public) + "more\n", string(a.Public)},
+		{"another key only", string(c.Public), ""},
+		{"not PEM", "garbage", ""},
+		{"empty", "", ""},
+	} {
+		kept, ok := ring.Retain([]byte(tc.data))
+		if ok != (tc.want != "") || string(kept.Key) != tc.want {
+			t.Errorf("%s: kept %q (%v), want %q", tc.name, kept.Key, ok, tc.want)
+		}
+	}
+	secret := bundles.VerifyOptions{Key: []byte(strings.Repeat("k", 32)), Algorithm: "HS256"}
+	if _, ok := secret.Retain([]byte(strings.Repeat("k", 31))); ok {
+		t.Error("a shared secret kept by a file holding another")
+	}
+	if kept, ok := secret.Retain(secret.Key); !ok || !bytes.Equal(kept.Key, secret.Key) {
+		t.Error("a shared secret not kept by a file holding it")
+	}
+}

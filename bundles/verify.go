@@ -52,6 +52,32 @@ type VerifyOptions struct {
 	Exclude []string
 }
 
+// Verification is how a source learns the signature verification in
+// service, asked before every read of a bundle, so that a rotated key is
+// used from the next read on. An error means no key is in service (all
+// were revoked): every bundle is refused with it. A nil Verification
+// verifies nothing.
+type Verification func() (VerifyOptions, error)
+
+// Current returns the verification in service: zero options for a nil v.
+func (v Verification) Current() (VerifyOptions, error) {
+	if v == nil {
+		return VerifyOptions{}, nil
+	}
+	return v()
+}
+
+// Tarball is opts with the verification in service, or an error wrapping
+// ErrRead and ErrSignature when there is none to verify with.
+func (v Verification) Tarball(opts TarballOptions) (TarballOptions, error) {
+	verify, err := v.Current()
+	if err != nil {
+		return opts, fmt.Errorf("%w: %w: %w", ErrRead, ErrSignature, err)
+	}
+	opts.Verify = verify
+	return opts, nil
+}
+
 // hmacKeyBytes is the least size of a shared secret for alg: the size of
 // its hash (RFC 7518 §3.2).
 func hmacKeyBytes(alg string) int {
@@ -74,6 +100,36 @@ func (v VerifyOptions) Enabled() bool { return len(v.Key) > 0 }
 func (v VerifyOptions) Validate() error {
 	_, err := v.configs()
 	return err
+}
+
+// Retain returns v with only the keys that data still holds, block for
+// block, and whether any is left: what a key file that is refused still
+// says, that the keys it no longer holds are gone. A shared secret is kept
+// only when data is that secret.
+func (v VerifyOptions) Retain(data []byte) (VerifyOptions, bool) {
+	if strings.HasPrefix(v.Algorithm, "HS") {
+		return v, bytes.Equal(v.Key, data)
+	}
+	held := map[string]bool{}
+	for rest := data; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		held[blk.Type+"\x00"+string(blk.Bytes)] = true
+	}
+	var kept []byte
+	for rest := v.Key; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if held[blk.Type+"\x00"+string(blk.Bytes)] {
+			kept = append(kept, pem.EncodeToMemory(blk)...)
+		}
+	}
+	v.Key = kept
+	return v, len(kept) > 0
 }
 
 // configs returns OPA's verification config for each of v's keys, fresh on

@@ -220,7 +220,7 @@ func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
 	}
 	delays := backoff.Exponential{Min: c.opts.RetryDelay, Max: c.opts.Timeout, Jitter: retryJitter}
 	for attempt := 0; ; attempt++ {
-		d, err, retryAfter := c.once(ctx, body)
+		d, retryAfter, err := c.once(ctx, body)
 		if err == nil || retryAfter < 0 || attempt >= c.opts.Retries {
 			if err != nil {
 				return deny(err)
@@ -247,11 +247,11 @@ const retryJitter = 0.2
 // once sends one request. retryAfter is negative when the failure is not
 // safe to retry, else the least wait the server asked for before the next
 // attempt (its Retry-After; 0 when it gave none).
-func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, retryAfter time.Duration) {
+func (c *Client) once(ctx context.Context, body []byte) (d Decision, retryAfter time.Duration, err error) {
 	const noRetry = -1
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return d, fmt.Errorf("%w: %w", ErrInvalidRequest, err), noRetry
+		return d, noRetry, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	for k, vs := range c.opts.Header { // canonical, see New
 		hr.Header[k] = slices.Clone(vs)
@@ -265,33 +265,33 @@ func (c *Client) once(ctx context.Context, body []byte) (d Decision, err error, 
 		retry := ctx.Err() == nil && retryable(err)
 		err = fmt.Errorf("%w: %w", ErrUnavailable, redact(err))
 		if !retry {
-			return d, err, noRetry
+			return d, noRetry, err
 		}
-		return d, err, 0
+		return d, 0, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswerBytes+1))
 	if err != nil {
-		return d, fmt.Errorf("%w: reading the answer: %w", ErrUnavailable, err), noRetry
+		return d, noRetry, fmt.Errorf("%w: reading the answer: %w", ErrUnavailable, err)
 	}
 	if len(raw) > MaxAnswerBytes {
-		return d, fmt.Errorf("%w: answer over %d bytes", ErrProtocol, MaxAnswerBytes), noRetry
+		return d, noRetry, fmt.Errorf("%w: answer over %d bytes", ErrProtocol, MaxAnswerBytes)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if d, err = readDecision(raw); err != nil {
-			return Decision{}, fmt.Errorf("%w: not a decision: %w", ErrProtocol, err), noRetry
+			return Decision{}, noRetry, fmt.Errorf("%w: not a decision: %w", ErrProtocol, err)
 		}
-		return d, nil, noRetry
+		return d, noRetry, nil
 	case resp.StatusCode == http.StatusServiceUnavailable:
 		after, _ := httpfetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return d, fmt.Errorf("%w: %s", ErrUnavailable, errorMessage(raw, resp.Status)), after
+		return d, after, fmt.Errorf("%w: %s", ErrUnavailable, errorMessage(raw, resp.Status))
 	case resp.StatusCode >= 500:
-		return d, fmt.Errorf("%w: %s", ErrPolicy, errorMessage(raw, resp.Status)), noRetry
+		return d, noRetry, fmt.Errorf("%w: %s", ErrPolicy, errorMessage(raw, resp.Status))
 	case resp.StatusCode >= 400:
-		return d, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status)), noRetry
+		return d, noRetry, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status))
 	}
-	return d, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status), noRetry
+	return d, noRetry, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status)
 }
 
 // readDecision reads a 200's body, which is a decision only in the

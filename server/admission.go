@@ -44,7 +44,10 @@ var errOverloaded = errors.New("overloaded")
 func DefaultMaxConcurrentDecisions() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
 
 // bodyProbe is how many bytes of a body are read, into a pooled probe of
-// its own, before it reserves any of the body budget.
+// its own, before it reserves any of the body budget: a body with a token
+// and an action fits, and it costs a request little beside its goroutine
+// and stream (which are not counted either). An HTTP/2 flood of stalled
+// bodies fills a probe a stream (see BENCHMARKS.md).
 const bodyProbe = 4 << 10
 
 // DefaultMaxBodyBytesInFlight is Limits.MaxBodyBytesInFlight's default:

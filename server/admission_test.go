@@ -210,6 +210,41 @@ func TestDecodePanicGivesSlotBack(t *testing.T) {
 	release()
 }
 
+// TestBodyBudgetAsLargeAsTheLimit: with no more room than one body of
+// the limit, a body of any length up to it is read, whether its length is
+// declared or not (the reservation never goes past the limit), and one
+// byte more is 413.
+func TestBodyBudgetAsLargeAsTheLimit(t *testing.T) {
+	const limit = 100_000 // not a probe doubled
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
+		o.Limits.MaxBodyBytes = limit
+		o.Limits.MaxBodyBytesInFlight = limit
+	}})
+	h := f.srv.Handler()
+	padded := func(n int) string {
+		head, tail := `{"action":"catalog:read","resource":{"pad":"`, `"}}`
+		return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+	}
+	for _, n := range []int{bodyProbe, bodyProbe + 1, 65_537, 70_000, limit - 1, limit, limit + 1} {
+		want := http.StatusOK
+		if n > limit {
+			want = http.StatusRequestEntityTooLarge
+		}
+		for _, declared := range []bool{true, false} {
+			var body io.Reader = strings.NewReader(padded(n))
+			if !declared {
+				body = io.MultiReader(body)
+			}
+			if w := serveRequest(h, decideRequestOf(body)); w.Code != want {
+				t.Errorf("%d bytes, length declared %v: %d %s, want %d", n, declared, w.Code, w.Body, want)
+			}
+			if used := f.srv.admission.bodies.Used(); used != 0 {
+				t.Fatalf("%d bytes reserved after the answer", used)
+			}
+		}
+	}
+}
+
 // TestBodyBudget: a body holds none of limits.max_body_bytes_in_flight
 // until it has sent more than bodyProbe bytes, then the capacity of the
 // buffer it is read into, doubled as it fills (never more than twice

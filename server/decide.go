@@ -64,7 +64,7 @@ type requestBody struct {
 // budget (see admission), never past a declared Content-Length or the
 // limit. A full buffer (or none, at the start) grows only once the next
 // byte has arrived, read on its own: a body waiting for its client holds
-// no room it has not used, and a body holds less than twice the bytes it
+// no room it has not used, and a body reserves less than twice the bytes it
 // has sent. Bytes not free in time are errOverloaded. The caller gives the
 // body back with putBody.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, error) {
@@ -73,16 +73,17 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, 
 		return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
 	}
 	// want is the most bytes worth room: what was declared (the server's
-	// reader stops there), or a byte past the limit, to see a body end
-	// there or go over (MaxBytesReader then fails).
-	want := limit + 1
-	if r.ContentLength >= 0 {
+	// reader stops there), or the limit. A body of unknown length read to
+	// the limit reads a byte more on its own, to see it end there or go
+	// over (MaxBytesReader then fails).
+	want, known := limit, r.ContentLength >= 0
+	if known {
 		want = r.ContentLength
 	}
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	var body requestBody
 	var next [1]byte
-	for int64(len(body.data)) < want {
+	for !known || int64(len(body.data)) < want {
 		b := body.data
 		if len(b) == cap(b) {
 			n, err := 0, error(nil)
@@ -95,6 +96,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, 
 				}
 				s.putBody(body)
 				return requestBody{}, s.bodyReadErr(err)
+			}
+			if int64(len(b)) >= want {
+				// A byte past the limit that MaxBytesReader let by.
+				s.putBody(body)
+				return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
 			}
 			if b == nil {
 				body.probe = s.probes.Get().(*[bodyProbe]byte)

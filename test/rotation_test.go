@@ -251,8 +251,9 @@ func weakRSAPEM(t *testing.T) string {
 // its verification key file as an operator would: the new key added
 // beside the old, bundles signed with it, the old key removed. A bundle
 // signed with a key not (yet) trusted is refused and the policy in service
-// kept, and is read once its key arrives; a key file that cannot serve (a
-// private key) is refused and says so, the keys before it kept.
+// kept, and is read once its key arrives. A key file that cannot serve (a
+// private key, no PEM) is refused and says so, but still revokes the keys
+// it no longer holds: with none left, every bundle is refused.
 func TestBundleVerificationKeyRotates(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -312,28 +313,41 @@ func TestBundleVerificationKeyRotates(t *testing.T) {
 	publish(oldKey, "v3")
 	serves("signed with the old key during the overlap", "v3")
 
-	// A private key is refused: the keys in service stay, and say so.
+	// A file that is refused (a private key beside the new public key)
+	// adds nothing, says why, and still revokes the key it dropped.
 	const name = "policy.verification_key_file"
-	writeAtomic(t, keyFile, newKey.private)
-	eventually(t, 10*time.Second, func() string {
-		if e := credentialError(t, p, name); !strings.Contains(e, "private key") {
-			return fmt.Sprintf("/v1/status last_error %q, want it to name the private key", e)
-		}
-		return ""
-	})
-	publish(newKey, "v4")
-	serves("signed with the new key while a private key was refused", "v4")
+	refusedFile := func(what, why string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			if e := credentialError(t, p, name); !strings.Contains(e, why) {
+				return fmt.Sprintf("%s: /v1/status last_error %q, want it to say %q", what, e, why)
+			}
+			return ""
+		})
+	}
+	writeAtomic(t, keyFile, newKey.public+newKey.private)
+	refusedFile("a private key", "private key")
+	publish(oldKey, "v4")
+	refused("signed with the key a refused file dropped", "v3")
+	publish(newKey, "v5")
+	serves("signed with the key a refused file kept", "v5")
 
-	// The old key removed: bundles it signs are refused.
-	writeAtomic(t, keyFile, newKey.public)
-	eventually(t, 10*time.Second, func() string {
-		if e := credentialError(t, p, name); e != "" {
-			return fmt.Sprintf("/v1/status last_error %q after a good key file", e)
-		}
-		return ""
-	})
-	publish(oldKey, "v5")
-	refused("signed with the key removed", "v4")
+	// A refused file holding no key in service revokes them all: every
+	// bundle is refused (the policy serving stays) until a good file.
+	writeAtomic(t, keyFile, "not a key\n")
+	refusedFile("no PEM at all", "not PEM")
 	publish(newKey, "v6")
-	serves("signed with the new key", "v6")
+	refused("signed while no key is in service", "v5")
+	if _, raw := status(t, p); !strings.Contains(raw, "no bundle verification key in service") {
+		t.Errorf("/v1/status does not say no key is in service: %s", raw)
+	}
+	writeAtomic(t, keyFile, newKey.public)
+	serves("the bundle refused while no key served, once one does", "v6")
+	if e := credentialError(t, p, name); e != "" {
+		t.Errorf("/v1/status last_error %q after a good key file", e)
+	}
+	publish(oldKey, "v7")
+	refused("signed with the key removed", "v6")
+	publish(newKey, "v8")
+	serves("signed with the new key", "v8")
 }

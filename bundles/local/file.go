@@ -28,7 +28,7 @@ type FileOptions struct {
 	// read on (a bundle refused is read again every RetryInterval); nil
 	// means none. With a key, a bundle whose .signatures.json is missing or
 	// does not verify is refused and the previous snapshot keeps serving.
-	Verify func() bundles.VerifyOptions
+	Verify bundles.Verification
 	// Debounce is how long the file must be quiet after an event before it
 	// is re-read; 0 means 40 ms.
 	Debounce time.Duration
@@ -71,10 +71,12 @@ var _ bundles.Source = (*File)(nil)
 // NewFile validates opts (including the verification key) and returns a
 // File. It starts nothing.
 func NewFile(opts FileOptions) (*File, error) {
-	if opts.Verify != nil {
-		if err := opts.Verify().Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
-		}
+	verify, err := opts.Verify.Current()
+	if err == nil {
+		err = verify.Validate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	src, abs, err := newSource(settings{field: "Path", path: opts.Path, origin: opts.Origin, scheme: "bundle:",
 		debounce: opts.Debounce, retry: opts.RetryInterval, sizes: []int64{opts.MaxBytes, opts.MaxFileBytes, opts.MaxUnpackedBytes, int64(opts.MaxFiles)},
@@ -101,9 +103,9 @@ func (f *File) read() (*bundles.Snapshot, error) {
 		return nil, fmt.Errorf("%w: %w", bundles.ErrRead, err)
 	}
 	defer fh.Close()
-	o := bundles.TarballOptions{Origin: f.origin, MaxBytes: f.opts.MaxBytes, Limits: f.opts.Limits, Now: f.now}
-	if f.opts.Verify != nil {
-		o.Verify = f.opts.Verify()
+	o, err := f.opts.Verify.Tarball(bundles.TarballOptions{Origin: f.origin, MaxBytes: f.opts.MaxBytes, Limits: f.opts.Limits, Now: f.now})
+	if err != nil {
+		return nil, err
 	}
 	return bundles.ReadTarball(fh, o)
 }

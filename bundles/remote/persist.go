@@ -70,7 +70,11 @@ func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
 		p.rec.Failed(start, slog.LevelWarn, "persisted policy bundle unreadable", fmt.Errorf("%w: %w", ErrPersist, err))
 		return
 	}
-	snap, err := bundles.ReadTarballBytes(raw, p.tarballOptions())
+	opts, err := p.tarballOptions()
+	var snap *bundles.Snapshot
+	if err == nil {
+		snap, err = bundles.ReadTarballBytes(raw, opts)
+	}
 	if err != nil {
 		p.rec.Failed(start, slog.LevelError, "persisted policy bundle refused", fmt.Errorf("%w: %s: %w", ErrPersist, bp, err))
 		return

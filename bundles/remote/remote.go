@@ -102,7 +102,7 @@ type Options struct {
 	// every bundle is read, so that a rotated key is used from the next
 	// read on; nil means none. With a key, unsigned, tampered and wrongly
 	// signed bundles (fetched or persisted) are refused.
-	Verify func() bundles.VerifyOptions
+	Verify bundles.Verification
 	// MaxAge, when positive, makes Ready fail with bundles.ErrStale once the
 	// last successful poll is older than MaxAge, for operators who prefer
 	// failing closed to serving stale policy: every replica that cannot
@@ -158,10 +158,12 @@ func New(opts Options) (*Poller, error) {
 		opts.MaxAge < 0 || opts.Jitter >= 1 {
 		return nil, fmt.Errorf("%w: negative duration or size, or jitter ≥ 1", ErrOptions)
 	}
-	if opts.Verify != nil {
-		if err := opts.Verify().Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
-		}
+	verify, err := opts.Verify.Current()
+	if err == nil {
+		err = verify.Validate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	opts.Interval = cmp.Or(opts.Interval, defaultInterval)
 	opts.Jitter = max(cmp.Or(opts.Jitter, defaultJitter), 0) // negative: none
@@ -281,7 +283,11 @@ func (p *Poller) poll(ctx context.Context, sink bundles.Sink) (fetchFailed bool)
 		p.persistConfirmed()
 		return false
 	}
-	snap, err := bundles.ReadTarballBytes(res.Body, p.tarballOptions())
+	opts, err := p.tarballOptions()
+	var snap *bundles.Snapshot
+	if err == nil {
+		snap, err = bundles.ReadTarballBytes(res.Body, opts)
+	}
 	if err != nil {
 		p.rec.Failed(start, slog.LevelError, "policy reload failed", err)
 		return false
@@ -303,12 +309,10 @@ func (p *Poller) markPolled(etag string) {
 	p.mu.Unlock()
 }
 
-func (p *Poller) tarballOptions() bundles.TarballOptions {
-	o := bundles.TarballOptions{Origin: p.origin, MaxBytes: p.opts.MaxBytes, Limits: p.opts.Limits, Now: p.now}
-	if p.opts.Verify != nil {
-		o.Verify = p.opts.Verify()
-	}
-	return o
+// tarballOptions are the options of every read, verified as Verify says
+// now.
+func (p *Poller) tarballOptions() (bundles.TarballOptions, error) {
+	return p.opts.Verify.Tarball(bundles.TarballOptions{Origin: p.origin, MaxBytes: p.opts.MaxBytes, Limits: p.opts.Limits, Now: p.now})
 }
 
 // fetch performs one conditional GET. A body over MaxBytes is an error

@@ -121,17 +121,16 @@ func readPolicies(path string, cfg *config.Config, followLinks bool) (*bundles.S
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
 		}
-		var v bundles.VerifyOptions
-		if verify != nil {
-			v = verify()
-		}
 		f, err := regularfile.Open(path)
 		if err != nil {
 			return nil, usageError("%v", err)
 		}
 		defer f.Close()
-		return bundles.ReadTarball(f, bundles.TarballOptions{Origin: "bundle:" + path, Verify: v,
-			Limits: policyLimits(cfg)})
+		opts, err := verify.Tarball(bundles.TarballOptions{Origin: "bundle:" + path, Limits: policyLimits(cfg)})
+		if err != nil {
+			return nil, err
+		}
+		return bundles.ReadTarball(f, opts)
 	}
 	snap, err := bundles.ReadDir(path, bundles.ReadOptions{Limits: policyLimits(cfg), NoLinksOut: !followLinks})
 	if le := (*bundles.LinkOutError)(nil); errors.As(err, &le) {

@@ -205,39 +205,57 @@ func trimSecret(data []byte) ([]byte, error) {
 
 // bundleVerification reads policy.verification_key_file (nil without one:
 // bundles are then not verified) and adds it to files: a rotated key file
-// verifies every bundle read after it, and one that holds no valid key is
-// refused and the keys before it kept. Without Run on files (one-shot
-// commands), the file is read once.
-func bundleVerification(cfg *config.Config, files *filewatch.Watcher) (func() bundles.VerifyOptions, error) {
+// verifies every bundle read after it. One that is refused adds nothing,
+// but still revokes the keys it no longer holds (a compromised key removed
+// beside a mistake is removed all the same); with none left, every bundle
+// is refused until a good file comes (the policy serving stays). Without
+// Run on files (one-shot commands), the file is read once.
+func bundleVerification(cfg *config.Config, files *filewatch.Watcher) (bundles.Verification, error) {
 	file := cfg.Policy.VerificationKeyFile
 	if file == "" {
 		return nil, nil
 	}
-	var inService atomic.Pointer[bundles.VerifyOptions]
+	type keys struct {
+		opts bundles.VerifyOptions
+		err  error // every key revoked
+	}
+	var inService atomic.Pointer[keys]
 	err := files.Add(filewatch.Set{Name: "policy.verification_key_file", Paths: []string{cfg.Path(file)},
 		Apply: func(contents [][]byte) error {
+			v := bundles.VerifyOptions{Key: contents[0], Algorithm: cfg.Policy.VerificationAlgorithm}
+			err := v.Validate()
 			if len(bytes.TrimSpace(contents[0])) == 0 {
 				// An empty key would mean no verification: never silently.
-				return fmt.Errorf("%s is empty", file)
+				err = errors.New("is empty")
 			}
-			v := bundles.VerifyOptions{Key: contents[0], Algorithm: cfg.Policy.VerificationAlgorithm}
-			if err := v.Validate(); err != nil {
-				return fmt.Errorf("%s: %w", file, err)
+			if err == nil {
+				inService.Store(&keys{opts: v})
+				return nil
 			}
-			inService.Store(&v)
-			return nil
+			err = fmt.Errorf("%s: %w", file, err)
+			if cur := inService.Load(); cur != nil && cur.err == nil {
+				if kept, ok := cur.opts.Retain(contents[0]); ok {
+					inService.Store(&keys{opts: kept})
+				} else {
+					inService.Store(&keys{err: fmt.Errorf("no bundle verification key in service: policy.verification_key_file %w", err)})
+				}
+			}
+			return err
 		}})
 	if err != nil {
 		return nil, err
 	}
-	return func() bundles.VerifyOptions { return *inService.Load() }, nil
+	return func() (bundles.VerifyOptions, error) {
+		k := inService.Load()
+		return k.opts, k.err
+	}, nil
 }
 
 // policySource picks what serve watches: path (--policies: a directory or
 // a bundle file), else the configuration's dir, bundle_file or bundle_url,
 // else nothing (ok false: serve then serves the embedded default policies).
 // Bundles are verified with verify (see bundleVerification).
-func policySource(cfg *config.Config, path string, verify func() bundles.VerifyOptions, logger *slog.Logger, observer bundles.Observer) (src serveSource, ok bool, err error) {
+func policySource(cfg *config.Config, path string, verify bundles.Verification, logger *slog.Logger, observer bundles.Observer) (src serveSource, ok bool, err error) {
 	limits := policyLimits(cfg)
 	dir, bundleFile := cfg.Path(cfg.Policy.Dir), cfg.Path(cfg.Policy.BundleFile)
 	if path != "" {
@@ -324,7 +342,7 @@ func headerFunc(cfg *config.Config, key string, configured map[string]config.Hea
 // (policy.shadow's dir, bundle_file or bundle_url, read like the live
 // policy's but never persisted), and the Shadow that compares the two and
 // passes records on to dlog. The caller runs the source and the Shadow.
-func shadowPolicy(cfg *config.Config, verify func() bundles.VerifyOptions, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
+func shadowPolicy(cfg *config.Config, verify bundles.Verification, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
 	sc := cfg.Policy.Shadow
 	shadowLog := logger.With(slog.String("policy", "shadow"))
 	opts := engineOptions(cfg)

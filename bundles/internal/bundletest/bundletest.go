@@ -436,6 +436,6 @@ func (l *Logs) Messages() []string {
 }
 
 // VerifyWith is a source's Verify that always verifies with key.
-func VerifyWith(key []byte) func() bundles.VerifyOptions {
-	return func() bundles.VerifyOptions { return bundles.VerifyOptions{Key: key} }
+func VerifyWith(key []byte) bundles.Verification {
+	return func() (bundles.VerifyOptions, error) { return bundles.VerifyOptions{Key: key}, nil }
 }
