@@ -8,9 +8,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,4 +355,99 @@ func TestBundleVerificationKeyRotates(t *testing.T) {
 	refused("signed with the key removed", "v6")
 	publish(newKey, "v8")
 	serves("signed with the new key", "v8")
+}
+
+// TestOutgoingCAFileRotates: an identity provider whose certificate moves
+// to a new CA is refused until the issuer's ca_file is rotated to that CA,
+// and then trusted without a restart: a key it added verifies tokens, and
+// the key set keeps refreshing. A ca_file holding no certificate is
+// refused and says so, the CAs before it kept.
+func TestOutgoingCAFileRotates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	oldCA, newCA := authztest.NewCA(t, "old CA"), authztest.NewCA(t, "new CA")
+	serverCert := func(ca *authztest.CA) *tls.Certificate {
+		c := ca.Issue(t, authztest.LeafOptions{CommonName: "127.0.0.1", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}).TLS
+		return &c
+	}
+	var serving atomic.Pointer[tls.Certificate]
+	serving.Store(serverCert(oldCA))
+	next := authztest.NewIssuer(t, "ES256")
+	next.KeyID = "next"
+	var jwks atomic.Pointer[[]byte]
+	first := authztest.JWKS(t, f.Issuer)
+	jwks.Store(&first)
+	idp := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		_, _ = w.Write(*jwks.Load())
+	}))
+	idp.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{Certificates: []tls.Certificate{*serving.Load()}}, nil
+	}}
+	idp.Config.ErrorLog = log.New(io.Discard, "", 0)
+	idp.StartTLS()
+	t.Cleanup(idp.Close)
+	caFile := filepath.Join(f.Dir, "idp-ca.pem")
+	authztest.WriteFile(t, caFile, string(oldCA.PEM()))
+
+	p := f.start(t, `addr: 127.0.0.1:0
+policy:
+  dir: policies
+tokens:
+  jwks_persist_dir: "off"
+  issuers:
+    - issuer: `+issuerPEM+`
+      audiences: [`+audience+`]
+      algorithms: [ES256]
+      jwks_url: `+idp.URL+`
+      ca_file: idp-ca.pem
+      min_refresh: 1s
+      max_refresh: 1s
+`, nil)
+	viewer := map[string]any{"roles": []string{"viewer"}}
+	allowed := func(what, tok string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			if a := p.decideOK(t, mustJSON(t, map[string]any{"token": tok, "action": "orders:read"})); !a.Allow {
+				return fmt.Sprintf("%s: denied %v", what, a.Reasons)
+			}
+			return ""
+		})
+	}
+	keySetError := func(what, want string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() string {
+			st, raw := status(t, p)
+			if len(st.KeySets) != 1 || !strings.Contains(st.KeySets[0].LastError, want) {
+				return fmt.Sprintf("%s: /v1/status key set error is not about %q: %s", what, want, raw)
+			}
+			return ""
+		})
+	}
+	allowed("a token of the provider's key, its CA trusted", f.Issuer.Mint(t, viewer))
+
+	// The provider moves to a new CA and adds a key: refused until the
+	// ca_file is rotated, then fetched.
+	serving.Store(serverCert(newCA))
+	idp.CloseClientConnections() // from now on, connections see the new certificate
+	both := []byte(jwksOf(t, f.Issuer, next))
+	jwks.Store(&both)
+	keySetError("the provider's certificate under a CA not trusted", "certificate")
+	writeAtomic(t, caFile, string(newCA.PEM()))
+	allowed("a token of the key added once the new CA is trusted", next.Mint(t, viewer))
+
+	// A ca_file without a certificate is refused; the new CA stays.
+	const name = "tokens.issuers[0].ca_file"
+	writeAtomic(t, caFile, "not a certificate\n")
+	eventually(t, 10*time.Second, func() string {
+		if e := credentialError(t, p, name); !strings.Contains(e, "no PEM certificates") {
+			return fmt.Sprintf("/v1/status last_error %q, want no PEM certificates", e)
+		}
+		return ""
+	})
+	time.Sleep(2 * time.Second) // refreshes under the refused file
+	if st, raw := status(t, p); len(st.KeySets) != 1 || st.KeySets[0].LastError != "" {
+		t.Errorf("the key set stopped refreshing under a refused ca_file: %s", raw)
+	}
 }

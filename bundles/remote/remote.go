@@ -175,11 +175,7 @@ func New(opts Options) (*Poller, error) {
 		log: cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)), now: opts.Now,
 		retry: backoff.Exponential{Min: opts.MinBackoff, Max: opts.MaxBackoff, Jitter: opts.Jitter}}
 	if p.client == nil {
-		client, err := httpfetch.NewClient("")
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
-		}
-		p.client, p.ownClient = client, true
+		p.client, p.ownClient = httpfetch.NewClient(nil), true
 	}
 	if p.now == nil {
 		p.now = time.Now

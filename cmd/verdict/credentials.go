@@ -56,15 +56,23 @@ func serverTLS(cfg *config.Config, files *filewatch.Watcher) (*server.TLS, error
 // to files: a rotated bundle is believed for every forwarded certificate
 // after it, and certificates verified under the old one are verified again.
 func trustBundle(cfg *config.Config, files *filewatch.Watcher) (func() *x509.CertPool, error) {
-	if cfg.Callers.TrustBundleFile == "" {
+	return caFile(cfg, "callers.trust_bundle_file", cfg.Callers.TrustBundleFile, files)
+}
+
+// caFile reads the PEM CA file that the configuration key names (nil when
+// file is empty) and adds it to files: the pool returned is the CAs in
+// service, replaced when the file changes; a file without a certificate
+// is refused and the CAs before it kept.
+func caFile(cfg *config.Config, key, file string, files *filewatch.Watcher) (func() *x509.CertPool, error) {
+	if file == "" {
 		return nil, nil
 	}
 	var pool atomic.Pointer[x509.CertPool]
-	err := files.Add(filewatch.Set{Name: "callers.trust_bundle_file", Paths: []string{cfg.Path(cfg.Callers.TrustBundleFile)},
+	err := files.Add(filewatch.Set{Name: key, Paths: []string{cfg.Path(file)},
 		Apply: func(contents [][]byte) error {
 			p, err := server.CertPool(contents[0])
 			if err != nil {
-				return fmt.Errorf("%s: %w", cfg.Callers.TrustBundleFile, err)
+				return fmt.Errorf("%s: %w", file, err)
 			}
 			pool.Store(p)
 			return nil

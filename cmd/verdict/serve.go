@@ -259,7 +259,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	shutdownBy := sync.OnceValue(func() time.Time {
 		return time.Now().Add(cmp.Or(cfg.Limits.ShutdownTimeout, server.DefaultShutdownTimeout))
 	})
-	dlog, logFile, err := decisionLog(cfg, stdout, logger, shutdownBy)
+	dlog, logFile, err := decisionLog(cfg, stdout, credentials, logger, shutdownBy)
 	if err != nil {
 		return err
 	}

@@ -150,11 +150,15 @@ func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, log
 		}
 		return token.StaticKeys{token.HMACKey(secret)}, nil
 	case is.JWKSURL != "", is.Discovery:
+		roots, err := caFile(cfg, fmt.Sprintf("tokens.issuers[%d].ca_file", i), is.CAFile, files)
+		if err != nil {
+			return nil, err
+		}
 		return jwks.New(jwks.Options{
 			Issuer:        is.Issuer,
 			URL:           is.JWKSURL,
 			Discovery:     is.Discovery,
-			CAFile:        cfg.Path(is.CAFile),
+			RootCAs:       roots,
 			MinRefresh:    is.MinRefresh,
 			MaxRefresh:    is.MaxRefresh,
 			MaxStale:      is.MaxStale,
@@ -223,16 +227,16 @@ func bundleVerification(cfg *config.Config, files *filewatch.Watcher) (bundles.V
 	err := files.Add(filewatch.Set{Name: "policy.verification_key_file", Paths: []string{cfg.Path(file)},
 		Apply: func(contents [][]byte) error {
 			v := bundles.VerifyOptions{Key: contents[0], Algorithm: cfg.Policy.VerificationAlgorithm}
-			err := v.Validate()
+			var err error
 			if len(bytes.TrimSpace(contents[0])) == 0 {
 				// An empty key would mean no verification: never silently.
-				err = errors.New("is empty")
-			}
-			if err == nil {
+				err = fmt.Errorf("%s is empty", file)
+			} else if err = v.Validate(); err == nil {
 				inService.Store(&keys{opts: v})
 				return nil
+			} else {
+				err = fmt.Errorf("%s: %w", file, err)
 			}
-			err = fmt.Errorf("%s: %w", file, err)
 			if cur := inService.Load(); cur != nil && cur.err == nil {
 				if kept, ok := cur.opts.Retain(contents[0]); ok {
 					inService.Store(&keys{opts: kept})
@@ -404,7 +408,7 @@ func engineOptions(cfg *config.Config) authz.Options {
 // of the shutdown budget). No log (nil) when output is off without upload.
 // The returned file is the log's file, nil when it has none: the caller
 // closes it, and reopens it on SIGHUP.
-func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flushBy func() time.Time) (*decisionlog.Logger, *logFile, error) {
+func decisionLog(cfg *config.Config, stdout io.Writer, files *filewatch.Watcher, logger *slog.Logger, flushBy func() time.Time) (*decisionlog.Logger, *logFile, error) {
 	dl := cfg.DecisionLog
 	var w io.Writer
 	var file *logFile
@@ -438,10 +442,15 @@ func decisionLog(cfg *config.Config, stdout io.Writer, logger *slog.Logger, flus
 		opts.HashKey = secret
 	}
 	if up := dl.Upload; up != nil {
+		roots, err := caFile(cfg, "decision_log.upload.ca_file", up.CAFile, files)
+		if err != nil {
+			file.Close()
+			return nil, nil, err
+		}
 		opts.Upload = &decisionlog.UploadOptions{URL: up.URL, Interval: up.Interval,
 			MaxBatchRecords: up.MaxBatchRecords, MaxBatchBytes: int(up.MaxBatchBytes),
 			MaxBufferRecords: up.MaxBufferRecords, MaxBufferBytes: int(up.MaxBufferBytes),
-			Timeout: up.Timeout, MaxAttempts: up.MaxAttempts, CAFile: cfg.Path(up.CAFile),
+			Timeout: up.Timeout, MaxAttempts: up.MaxAttempts, RootCAs: roots,
 			HeaderFunc: headerFunc(cfg, "decision_log.upload.headers", up.Headers)}
 	}
 	l, err := decisionlog.New(opts)

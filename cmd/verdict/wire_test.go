@@ -258,7 +258,7 @@ func TestDecisionLogHashKey(t *testing.T) {
 			return "", err
 		}
 		var out authztest.SyncBuffer
-		l, logFile, err := decisionLog(c, &out, slog.New(slog.DiscardHandler), time.Now)
+		l, logFile, err := decisionLog(c, &out, filewatch.New(filewatch.Options{}), slog.New(slog.DiscardHandler), time.Now)
 		if err != nil {
 			return "", err
 		}
@@ -345,7 +345,7 @@ func TestDecisionLogQueueBounds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, logFile, err := decisionLog(c, io.Discard, slog.New(slog.DiscardHandler), time.Now)
+		l, logFile, err := decisionLog(c, io.Discard, filewatch.New(filewatch.Options{}), slog.New(slog.DiscardHandler), time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,7 +27,8 @@
 //     its text and report it once.
 //
 // NewClient builds the client both pollers use by default: TLS 1.2 at
-// least, optionally its own CA file, and no redirect from https to http.
+// least, optionally CAs of its own (which may change while it serves), and
+// no redirect from https to http.
 //
 // The package holds no state: Get is safe for concurrent use with a
 // client that is.
@@ -44,9 +45,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -293,25 +294,63 @@ func ValidURL(rawURL string) bool {
 }
 
 // NewClient returns a client of its own for a poller: a clone of
-// http.DefaultTransport that requires TLS 1.2 at least and trusts the PEM
-// CA certificates in caFile ("" means the system roots), and that follows
-// at most 5 redirects, never one from https to http. The caller owns it
-// and should close its idle connections when done.
-func NewClient(caFile string) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig.RootCAs = pool
+// http.DefaultTransport that requires TLS 1.2 at least and trusts the CAs
+// roots returns (nil, or a nil roots, means the system roots), and that
+// follows at most 5 redirects, never one from https to http. roots is
+// asked before every request; when it returns another pool (a CA file
+// rotated), later requests go through a new transport trusting it, and the
+// old one's idle connections are closed. The caller owns the client and
+// should close its idle connections when done.
+func NewClient(roots func() *x509.CertPool) *http.Client {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	var rt http.RoundTripper = base
+	if roots != nil {
+		rt = &rootsTransport{roots: roots, base: base}
 	}
-	return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
+	return &http.Client{Transport: rt, CheckRedirect: checkRedirect}
+}
+
+// rootsTransport sends each request through a transport trusting the CAs
+// in service, made anew when they change.
+type rootsTransport struct {
+	roots func() *x509.CertPool
+	base  *http.Transport // cloned for each pool
+
+	mu   sync.Mutex
+	pool *x509.CertPool // what tr trusts
+	tr   *http.Transport
+}
+
+func (t *rootsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.current().RoundTrip(req)
+}
+
+// current is the transport trusting the pool in service.
+func (t *rootsTransport) current() *http.Transport {
+	pool := t.roots()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tr == nil || pool != t.pool {
+		if t.tr != nil {
+			// Requests in flight finish on their connections; idle ones,
+			// trusted under the old CAs, are not used again.
+			t.tr.CloseIdleConnections()
+		}
+		t.tr, t.pool = t.base.Clone(), pool
+		t.tr.TLSClientConfig.RootCAs = pool
+	}
+	return t.tr
+}
+
+// CloseIdleConnections closes the idle connections of the transport in
+// service (http.Client.CloseIdleConnections calls it).
+func (t *rootsTransport) CloseIdleConnections() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tr != nil {
+		t.tr.CloseIdleConnections()
+	}
 }
 
 func checkRedirect(req *http.Request, via []*http.Request) error {

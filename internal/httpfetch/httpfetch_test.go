@@ -2,13 +2,13 @@ package httpfetch_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -216,15 +216,11 @@ func TestNewClient(t *testing.T) {
 			_, _ = io.WriteString(w, "secure")
 		}
 	})
-	ca := authztest.StartTLS(t, tlsSrv)
-	trusting, err := httpfetch.NewClient(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	system, err := httpfetch.NewClient("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	authztest.StartTLS(t, tlsSrv)
+	roots := x509.NewCertPool()
+	roots.AddCert(tlsSrv.Certificate())
+	trusting := httpfetch.NewClient(func() *x509.CertPool { return roots })
+	system := httpfetch.NewClient(nil)
 	tests := []struct {
 		name     string
 		client   *http.Client
@@ -253,18 +249,50 @@ func TestNewClient(t *testing.T) {
 		})
 	}
 
-	notPEM := filepath.Join(t.TempDir(), "not.pem")
-	if err := os.WriteFile(notPEM, []byte("nothing"), 0o600); err != nil {
-		t.Fatal(err)
+}
+
+// TestNewClientRootsRotate: the client trusts the CAs in service for every
+// new connection: a server whose certificate moves to a new CA is refused
+// until the new CA is in service, then trusted, and then the old CA no
+// longer is (its idle connection is not used again).
+func TestNewClientRootsRotate(t *testing.T) {
+	oldCA, newCA := authztest.NewCA(t, "old CA"), authztest.NewCA(t, "new CA")
+	leaf := func(ca *authztest.CA) tls.Certificate {
+		return ca.Issue(t, authztest.LeafOptions{CommonName: "127.0.0.1", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}).TLS
 	}
-	for _, tc := range []struct{ file, want string }{
-		{file: notPEM, want: "no PEM certificate"},
-		{file: filepath.Join(t.TempDir(), "missing.pem"), want: "ca file"},
-	} {
-		if _, err := httpfetch.NewClient(tc.file); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("NewClient(%s) = %v, want an error containing %q", filepath.Base(tc.file), err, tc.want)
+	var serving atomic.Pointer[tls.Certificate]
+	oldCert, newCert := leaf(oldCA), leaf(newCA)
+	serving.Store(&oldCert)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "doc") }))
+	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{Certificates: []tls.Certificate{*serving.Load()}}, nil
+	}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	var roots atomic.Pointer[x509.CertPool]
+	roots.Store(oldCA.Pool())
+	client := httpfetch.NewClient(roots.Load)
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(what, wantErr string) {
+		t.Helper()
+		res, err := httpfetch.Get(t.Context(), client, httpfetch.Request{URL: srv.URL})
+		switch {
+		case wantErr == "" && (err != nil || string(res.Body) != "doc"):
+			t.Fatalf("%s: %q, %v", what, res.Body, err)
+		case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+			t.Fatalf("%s: %v, want an error saying %q", what, err, wantErr)
 		}
 	}
+	get("the old CA in service", "")
+	serving.Store(&newCert)
+	srv.CloseClientConnections() // the server moved on: new connections only
+	get("a certificate of a CA not in service", "certificate")
+	roots.Store(newCA.Pool())
+	get("the new CA in service", "")
+	serving.Store(&oldCert)
+	srv.CloseClientConnections()
+	get("a certificate of the CA rotated out", "certificate")
 }
 
 func TestRedact(t *testing.T) {

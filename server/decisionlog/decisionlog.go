@@ -190,8 +190,7 @@ type Logger struct {
 }
 
 // New returns a Logger writing to opts.Writer and/or uploading as
-// opts.Upload says. It starts nothing and performs no I/O (but for reading
-// Upload.CAFile).
+// opts.Upload says. It starts nothing and performs no I/O.
 func New(opts Options) (*Logger, error) {
 	if opts.Writer == nil && opts.Upload == nil {
 		return nil, fmt.Errorf("%w: Writer or Upload is required", ErrOptions)

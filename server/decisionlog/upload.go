@@ -56,10 +56,7 @@ func newUploader(o UploadOptions, log *slog.Logger, drop func(DropReason, int)) 
 		retry: backoff.Exponential{Min: o.MinBackoff, Max: o.MaxBackoff, Jitter: o.Jitter},
 		kick:  make(chan struct{}, 1), latency: newHistogram(uploadBuckets)}
 	if u.client == nil {
-		c, err := httpfetch.NewClient(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Upload: %w", ErrOptions, err)
-		}
+		c := httpfetch.NewClient(o.RootCAs)
 		// A redirected POST may turn into a GET (301, 302, 303) whose 200
 		// would pass for a delivery: redirects are answers, not followed.
 		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

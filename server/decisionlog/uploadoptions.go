@@ -2,6 +2,7 @@ package decisionlog
 
 import (
 	"cmp"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"time"
@@ -71,12 +72,14 @@ type UploadOptions struct {
 	MaxBackoff time.Duration
 	Jitter     float64
 	// Client sends the requests; nil means a client of the Logger's own
-	// (TLS 1.2 at least, CAFile's CAs when set, no redirects followed: a
-	// 3xx is an answer, not retried).
+	// (TLS 1.2 at least, RootCAs when set, no redirects followed: a 3xx is
+	// an answer, not retried).
 	Client *http.Client
-	// CAFile is a PEM file of CAs trusted for the collector instead of the
-	// system roots; only for the Logger's own client.
-	CAFile string
+	// RootCAs returns the CAs trusted for the collector instead of the
+	// system roots, asked before every request (a rotated CA file is
+	// trusted from the next connection on); only for the Logger's own
+	// client.
+	RootCAs func() *x509.CertPool
 	// After is the timer of the waits between attempts; nil means a real
 	// timer. Tests inject one to see the waits and skip them.
 	After func(d time.Duration) <-chan time.Time

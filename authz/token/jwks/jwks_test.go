@@ -2,6 +2,7 @@ package jwks_test
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -507,9 +508,9 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
-// TestCAFile: the Manager's own client trusts the configured CA, and
-// without it the provider's certificate is refused.
-func TestCAFile(t *testing.T) {
+// TestRootCAs: the Manager's own client trusts the configured CAs, and
+// without them the provider's certificate is refused.
+func TestRootCAs(t *testing.T) {
 	a := issuer(t, idp, "a")
 	p := newProvider(t, a) // for its key set body
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -517,18 +518,20 @@ func TestCAFile(t *testing.T) {
 		defer p.mu.Unlock()
 		_, _ = w.Write(p.keys)
 	}))
-	ca := authztest.StartTLS(t, srv)
+	authztest.StartTLS(t, srv)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
 	for _, tc := range []struct {
 		name    string
-		caFile  string
+		roots   func() *x509.CertPool
 		wantErr string
 	}{
-		{name: "trusted", caFile: ca},
+		{name: "trusted", roots: func() *x509.CertPool { return pool }},
 		{name: "system roots", wantErr: "certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock()
-			m := mustNew(t, jwks.Options{Issuer: idp, URL: srv.URL, CAFile: tc.caFile, Now: clk.Now, After: clk.After})
+			m := mustNew(t, jwks.Options{Issuer: idp, URL: srv.URL, RootCAs: tc.roots, Now: clk.Now, After: clk.After})
 			start(t, m)
 			clk.idle(t)
 			err := m.Ready()
@@ -571,10 +574,6 @@ func TestPlainHTTPWarns(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	ca := filepath.Join(t.TempDir(), "not-pem")
-	if err := os.WriteFile(ca, []byte("nothing"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name    string
 		opts    jwks.Options
@@ -591,8 +590,7 @@ func TestNewOptions(t *testing.T) {
 		{name: "bounds", opts: jwks.Options{Issuer: idp, Discovery: true, MinRefresh: time.Hour, MaxRefresh: time.Minute}, wantErr: "shorter than min refresh"},
 		{name: "stale before refresh", opts: jwks.Options{Issuer: idp, Discovery: true, MaxStale: time.Minute}, wantErr: "healthy keys would go stale"},
 		{name: "stale forever", opts: jwks.Options{Issuer: idp, Discovery: true, MaxStale: -1}},
-		{name: "bad ca", opts: jwks.Options{Issuer: idp, Discovery: true, CAFile: ca}, wantErr: "no PEM certificate"},
-		{name: "ca with client", opts: jwks.Options{Issuer: idp, Discovery: true, CAFile: ca, HTTPClient: http.DefaultClient}, wantErr: "own client"},
+		{name: "roots with client", opts: jwks.Options{Issuer: idp, Discovery: true, RootCAs: x509.NewCertPool, HTTPClient: http.DefaultClient}, wantErr: "own client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := jwks.New(tc.opts)

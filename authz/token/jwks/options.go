@@ -2,6 +2,7 @@ package jwks
 
 import (
 	"cmp"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,14 +61,15 @@ type Options struct {
 	// set fetch fails, so a moved jwks_uri is followed.
 	Discovery bool
 	// HTTPClient sends the requests; nil means a client of the Manager's
-	// own, trusting CAFile (or the system roots) with TLS 1.2 at least,
+	// own, trusting RootCAs (or the system roots) with TLS 1.2 at least,
 	// refusing redirects from https to http; Run closes its idle
 	// connections when it returns.
 	HTTPClient *http.Client
-	// CAFile is a PEM file of CA certificates trusted instead of the
-	// system roots for the provider's TLS certificate. Only with a nil
-	// HTTPClient. Read by New.
-	CAFile string
+	// RootCAs returns the CA certificates trusted instead of the system
+	// roots for the provider's TLS certificate, asked before every request
+	// (a rotated CA file is trusted from the next connection on); nil
+	// means the system roots. Only with a nil HTTPClient.
+	RootCAs func() *x509.CertPool
 	// Timeout bounds each request, body included; 0 means 10 s. It applies
 	// to an injected HTTPClient too.
 	Timeout time.Duration
@@ -127,7 +129,7 @@ type Options struct {
 }
 
 // New validates opts and returns a Manager. It starts no goroutine and
-// performs no network I/O; it reads Options.CAFile.
+// performs no network I/O.
 func New(opts Options) (*Manager, error) {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -192,13 +194,9 @@ func New(opts Options) (*Manager, error) {
 		jwksURL: opts.URL,
 	}
 	if m.client == nil {
-		client, err := httpfetch.NewClient(opts.CAFile)
-		if err != nil {
-			bad("%v", err)
-		}
-		m.client, m.ownClient = client, true
-	} else if opts.CAFile != "" {
-		bad("ca file is for the manager's own client; configure the injected HTTP client's TLS instead")
+		m.client, m.ownClient = httpfetch.NewClient(opts.RootCAs), true
+	} else if opts.RootCAs != nil {
+		bad("RootCAs are for the manager's own client; configure the injected HTTP client's TLS instead")
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
