@@ -241,7 +241,15 @@ func credentialError(t *testing.T, p *process, name string) string {
 // weakRSAPEM is a PEM public key too weak to verify tokens (RSA 1024).
 func weakRSAPEM(t *testing.T) string {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	_, public := rsaKeyPEM(t, 1024)
+	return string(public)
+}
+
+// rsaKeyPEM generates an RSA key of bits at test time (never stored): the
+// private key as a PKCS #1 PEM block, the public key as a PKIX one.
+func rsaKeyPEM(t *testing.T, bits int) (private, public []byte) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +257,8 @@ func weakRSAPEM(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}),
+		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
 // TestBundleVerificationKeyRotates serves a signed bundle_file and rotates
@@ -264,16 +273,8 @@ func TestBundleVerificationKeyRotates(t *testing.T) {
 	f := newFixture(t)
 	type pair struct{ private, public string }
 	newPair := func() pair {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pair{string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})),
-			string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))}
+		private, public := rsaKeyPEM(t, 2048)
+		return pair{string(private), string(public)}
 	}
 	oldKey, newKey := newPair(), newPair()
 	keyFile, bundleFile := filepath.Join(f.Dir, "bundle.pem"), filepath.Join(f.Dir, "bundle.tar.gz")
