@@ -187,6 +187,7 @@ func TestVerifyOptionsValidate(t *testing.T) {
 		{"a good key and a wrong one", join(rsaKey.Public, p256), "RS256", false},
 		{"a private key", string(rsaKey.Private), "RS256", false},
 		{"a public key beside a private key", join(rsaKey.Public, rsaKey.Private), "RS256", false},
+		{"a key, and another cut short", join(rsaKey.Public, other.Public[:len(other.Public)/2]), "RS256", false},
 		{"not PEM", "not pem", "RS256", false},
 		{"another PEM block", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", "RS256", false},
 		{"alg none", "s3cret", "none", false},
@@ -438,9 +439,9 @@ func TestReadDirRootThroughLink(t *testing.T) {
 	}
 }
 
-// TestVerifyOptionsRetain: the keys a refused key file still holds, block
-// for block, are kept, and no other; a shared secret only when the file
-// is that secret.
+// TestVerifyOptionsRetain: the keys a refused whole key file still holds,
+// block for block, are kept, and no other; a file that is not whole, and a
+// refused shared secret, keep everything.
 func TestVerifyOptionsRetain(t *testing.T) {
 	a, b, c := bundletest.NewKey(t), bundletest.NewKey(t), bundletest.NewKey(t)
 	ring := bundles.VerifyOptions{Key: append(append([]byte(nil), a.Public...), b.Public...)}
@@ -453,19 +454,18 @@ func TestVerifyOptionsRetain(t *testing.T) {
 		{"one, beside another key", string(c.Public) + string(b.Public), string(b.Public)},
 		{"one, with text around it", "comment\n" + string(a.Public) + "more\n", string(a.Public)},
 		{"another key only", string(c.Public), ""},
-		{"not PEM", "garbage", ""},
-		{"empty", "", ""},
+		{"not PEM: says nothing", "garbage", string(ring.Key)},
+		{"empty: says nothing", "", string(ring.Key)},
+		{"one, and another cut short: says nothing", string(a.Public) + string(c.Public[:len(c.Public)/2]), string(ring.Key)},
 	} {
 		kept, ok := ring.Retain([]byte(tc.data))
 		if ok != (tc.want != "") || string(kept.Key) != tc.want {
 			t.Errorf("%s: kept %q (%v), want %q", tc.name, kept.Key, ok, tc.want)
 		}
 	}
+	// A refused shared secret cannot tell what it no longer holds.
 	secret := bundles.VerifyOptions{Key: []byte(strings.Repeat("k", 32)), Algorithm: "HS256"}
-	if _, ok := secret.Retain([]byte(strings.Repeat("k", 31))); ok {
-		t.Error("a shared secret kept by a file holding another")
-	}
-	if kept, ok := secret.Retain(secret.Key); !ok || !bytes.Equal(kept.Key, secret.Key) {
-		t.Error("a shared secret not kept by a file holding it")
+	if kept, ok := secret.Retain([]byte("k")); !ok || !bytes.Equal(kept.Key, secret.Key) {
+		t.Error("a refused shared secret revoked the one in service")
 	}
 }

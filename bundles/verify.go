@@ -103,12 +103,14 @@ func (v VerifyOptions) Validate() error {
 }
 
 // Retain returns v with only the keys that data still holds, block for
-// block, and whether any is left: what a key file that is refused still
-// says, that the keys it no longer holds are gone. A shared secret is kept
-// only when data is that secret.
+// block, and whether any is left: what a whole key file that is refused
+// still says, that the keys it no longer holds are gone. A file that is
+// not whole says nothing, and v is returned as it is: one without a
+// complete PEM block or with one cut short (written half-way, say), and
+// any shared secret refused (which cannot tell).
 func (v VerifyOptions) Retain(data []byte) (VerifyOptions, bool) {
-	if strings.HasPrefix(v.Algorithm, "HS") {
-		return v, bytes.Equal(v.Key, data)
+	if strings.HasPrefix(v.Algorithm, "HS") || !wholePEM(data) {
+		return v, true
 	}
 	held := map[string]bool{}
 	for rest := data; ; {
@@ -130,6 +132,19 @@ func (v VerifyOptions) Retain(data []byte) (VerifyOptions, bool) {
 	}
 	v.Key = kept
 	return v, len(kept) > 0
+}
+
+// wholePEM reports whether data holds at least one complete PEM block and
+// no block begun after the last complete one.
+func wholePEM(data []byte) bool {
+	blk, rest := pem.Decode(data)
+	if blk == nil {
+		return false
+	}
+	for blk != nil {
+		blk, rest = pem.Decode(rest)
+	}
+	return !bytes.Contains(rest, []byte("-----BEGIN"))
 }
 
 // configs returns OPA's verification config for each of v's keys, fresh on
@@ -200,6 +215,9 @@ func publicKeys(data []byte, alg string) ([]string, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("verification key for %s is not PEM", alg)
+	}
+	if !wholePEM(data) {
+		return nil, fmt.Errorf("verification key %d is cut short (a file written half-way?)", len(out)+1)
 	}
 	return out, nil
 }

@@ -265,9 +265,10 @@ func rsaKeyPEM(t *testing.T, bits int) (private, public []byte) {
 // its verification key file as an operator would: the new key added
 // beside the old, bundles signed with it, the old key removed. A bundle
 // signed with a key not (yet) trusted is refused and the policy in service
-// kept, and is read once its key arrives. A key file that cannot serve (a
-// private key, no PEM) is refused and says so, but still revokes the keys
-// it no longer holds: with none left, every bundle is refused.
+// kept, and is read once its key arrives. A key file that cannot serve is
+// refused and says so; a whole one (a private key, a key of another kind,
+// not one cut short) still revokes the keys it no longer holds: with none
+// left, every bundle is refused.
 func TestBundleVerificationKeyRotates(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -338,24 +339,31 @@ func TestBundleVerificationKeyRotates(t *testing.T) {
 	publish(newKey, "v5")
 	serves("signed with the key a refused file kept", "v5")
 
-	// A refused file holding no key in service revokes them all: every
-	// bundle is refused (the policy serving stays) until a good file.
+	// A file that is not whole (no PEM at all: written half-way, say) is
+	// refused and changes nothing.
 	writeAtomic(t, keyFile, "not a key\n")
 	refusedFile("no PEM at all", "not PEM")
 	publish(newKey, "v6")
-	refused("signed while no key is in service", "v5")
+	serves("signed with the key in service beside a file that is not whole", "v6")
+
+	// A whole refused file holding no key in service revokes them all:
+	// every bundle is refused (the policy serving stays) until a good file.
+	writeAtomic(t, keyFile, string(authztest.NewIssuer(t, "ES256").PublicKeyPEM(t)))
+	refusedFile("an ECDSA key for RS256", "cannot verify RS256")
+	publish(newKey, "v7")
+	refused("signed while no key is in service", "v6")
 	if _, raw := status(t, p); !strings.Contains(raw, "no bundle verification key in service") {
 		t.Errorf("/v1/status does not say no key is in service: %s", raw)
 	}
 	writeAtomic(t, keyFile, newKey.public)
-	serves("the bundle refused while no key served, once one does", "v6")
+	serves("the bundle refused while no key served, once one does", "v7")
 	if e := credentialError(t, p, name); e != "" {
 		t.Errorf("/v1/status last_error %q after a good key file", e)
 	}
-	publish(oldKey, "v7")
-	refused("signed with the key removed", "v6")
-	publish(newKey, "v8")
-	serves("signed with the new key", "v8")
+	publish(oldKey, "v8")
+	refused("signed with the key removed", "v7")
+	publish(newKey, "v9")
+	serves("signed with the new key", "v9")
 }
 
 // TestOutgoingCAFileRotates: an identity provider whose certificate moves

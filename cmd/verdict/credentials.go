@@ -56,13 +56,17 @@ func serverTLS(cfg *config.Config, files *filewatch.Watcher) (*server.TLS, error
 // to files: a rotated bundle is believed for every forwarded certificate
 // after it, and certificates verified under the old one are verified again.
 func trustBundle(cfg *config.Config, files *filewatch.Watcher) (func() *x509.CertPool, error) {
-	return caFile(cfg, "callers.trust_bundle_file", cfg.Callers.TrustBundleFile, files)
+	pool, err := caFile(cfg, "callers.trust_bundle_file", cfg.Callers.TrustBundleFile, files)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
+	}
+	return pool, nil
 }
 
 // caFile reads the PEM CA file that the configuration key names (nil when
 // file is empty) and adds it to files: the pool returned is the CAs in
 // service, replaced when the file changes; a file without a certificate
-// is refused and the CAs before it kept.
+// is refused and the CAs before it kept. Its error names the key.
 func caFile(cfg *config.Config, key, file string, files *filewatch.Watcher) (func() *x509.CertPool, error) {
 	if file == "" {
 		return nil, nil
@@ -78,7 +82,7 @@ func caFile(cfg *config.Config, key, file string, files *filewatch.Watcher) (fun
 			return nil
 		}})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
+		return nil, err
 	}
 	return pool.Load, nil
 }

@@ -152,7 +152,10 @@ func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, log
 	case is.JWKSURL != "", is.Discovery:
 		roots, err := caFile(cfg, fmt.Sprintf("tokens.issuers[%d].ca_file", i), is.CAFile, files)
 		if err != nil {
-			return nil, err
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner // the set's name restates what the caller says
+			}
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		return jwks.New(jwks.Options{
 			Issuer:        is.Issuer,
@@ -209,11 +212,12 @@ func trimSecret(data []byte) ([]byte, error) {
 
 // bundleVerification reads policy.verification_key_file (nil without one:
 // bundles are then not verified) and adds it to files: a rotated key file
-// verifies every bundle read after it. One that is refused adds nothing,
-// but still revokes the keys it no longer holds (a compromised key removed
-// beside a mistake is removed all the same); with none left, every bundle
-// is refused until a good file comes (the policy serving stays). Without
-// Run on files (one-shot commands), the file is read once.
+// verifies every bundle read after it. One that is refused adds nothing;
+// a whole one (see VerifyOptions.Retain: not empty, not cut short, not a
+// shared secret) still revokes the keys it no longer holds (a compromised
+// key removed beside a mistake is removed all the same), and with none
+// left every bundle is refused until a good file comes (the policy serving
+// stays). Without Run on files (one-shot commands), the file is read once.
 func bundleVerification(cfg *config.Config, files *filewatch.Watcher) (bundles.Verification, error) {
 	file := cfg.Policy.VerificationKeyFile
 	if file == "" {
@@ -445,7 +449,7 @@ func decisionLog(cfg *config.Config, stdout io.Writer, files *filewatch.Watcher,
 		roots, err := caFile(cfg, "decision_log.upload.ca_file", up.CAFile, files)
 		if err != nil {
 			file.Close()
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("%w: %s: %w", config.ErrInvalid, cfg.File, err)
 		}
 		opts.Upload = &decisionlog.UploadOptions{URL: up.URL, Interval: up.Interval,
 			MaxBatchRecords: up.MaxBatchRecords, MaxBatchBytes: int(up.MaxBatchBytes),

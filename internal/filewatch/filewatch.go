@@ -51,8 +51,10 @@ type Set struct {
 	// Paths are the files, read in this order. At least one.
 	Paths []string
 	// Apply takes the files' contents, in Paths' order, and puts them in
-	// service, or returns an error and changes nothing. It is called from
-	// Load and then from Run's goroutine, never concurrently.
+	// service, or returns an error and adds nothing (it may still take
+	// out of service what whole contents no longer hold, as key files
+	// do). It is called from Load and then from Run's goroutine, never
+	// concurrently.
 	Apply func(contents [][]byte) error
 }
 

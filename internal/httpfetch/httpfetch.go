@@ -328,13 +328,14 @@ func (t *rootsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // current is the transport trusting the pool in service.
 func (t *rootsTransport) current() *http.Transport {
-	pool := t.roots()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	pool := t.roots() // under the lock: a pool read before a swap never undoes it
 	if t.tr == nil || pool != t.pool {
 		if t.tr != nil {
 			// Requests in flight finish on their connections; idle ones,
-			// trusted under the old CAs, are not used again.
+			// trusted under the old CAs, are not used again (those that
+			// go idle later close after the transport's IdleConnTimeout).
 			t.tr.CloseIdleConnections()
 		}
 		t.tr, t.pool = t.base.Clone(), pool
