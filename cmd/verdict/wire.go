@@ -275,6 +275,9 @@ func policySource(cfg *config.Config, path string, verify bundles.Verification, 
 			return nil, false, usageError("--policies %s: serve watches a directory or a bundle file; give the directory", path)
 		case kind == policyBundle:
 			dir, bundleFile = "", path
+		case verify != nil:
+			// Never silently unverified.
+			return nil, false, usageError("--policies %s: a directory carries no signature, and policy.verification_key_file says policies must be signed: give a signed bundle file", path)
 		default:
 			dir, bundleFile = path, ""
 		}

@@ -232,6 +232,21 @@ func TestBundleVerificationNeverSilentlyOff(t *testing.T) {
 			t.Errorf("%s: exit %d, want 2 and %q\n%s\n%s", tc.policy, code, tc.want, out, stderr)
 		}
 	}
+
+	// serve with a key and a directory to watch: a directory carries no
+	// signature.
+	cfg := filepath.Join(dir, "verdict.yaml")
+	authztest.WriteFile(t, cfg, "policy:\n  bundle_file: b.tar.gz\n  verification_key_file: private.pem\n")
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := bundles.Verification(func() (bundles.VerifyOptions, error) { return bundles.VerifyOptions{}, nil })
+	policies := filepath.Join(dir, "policies")
+	authztest.WriteFile(t, filepath.Join(policies, "authz.rego"), "package authz\n\ndefault allow := true\n")
+	if _, _, err := policySource(c, policies, verify, nil, nil); err == nil || !strings.Contains(err.Error(), "a directory carries no signature") {
+		t.Errorf("serve --policies DIR with a verification key: %v, want refused", err)
+	}
 }
 
 // TestDecisionLogHashKey: decision_log.hash_key_file and hash_key_env key

@@ -114,6 +114,8 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"TLS in a second document", "addr: 127.0.0.1:0\n---\ntls: {cert_file: a, key_file: b}\n", []string{"v.yaml:2: a second YAML document"}},
 		{"a signing algorithm without a key", "policy:\n  bundle_file: b.tar.gz\n  verification_algorithm: RS256\n",
 			[]string{"v.yaml:3: policy.verification_algorithm: needs verification_key_file"}},
+		{"a verification key with a directory", "policy:\n  dir: policies\n  verification_key_file: k.pem\n",
+			[]string{"v.yaml:3: policy.verification_key_file: verifies bundles, and policy.dir is a directory"}},
 		{"a client CA without client_auth", "tls:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
 			[]string{"tls.client_auth: required with client_ca_file"}},
 		{"decision log off written otherwise", "decision_log: Off\n", []string{`v.yaml:1: decision_log: "Off" is taken for a file name`}},

@@ -64,6 +64,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if c.Policy.VerificationAlgorithm != "" && c.Policy.VerificationKeyFile == "" {
 		bad("policy.verification_algorithm", "needs verification_key_file: without a key, bundles are not verified")
 	}
+	if c.Policy.VerificationKeyFile != "" && c.Policy.Dir != "" {
+		bad("policy.verification_key_file", "verifies bundles, and policy.dir is a directory, which carries no signature: serve a signed bundle (bundle_file or bundle_url), or drop the key")
+	}
 	if sources > 1 {
 		bad("policy", "set at most one of dir, bundle_file and bundle_url")
 	}
