@@ -36,14 +36,8 @@ var (
 const InterruptedDetail = "evaluation timed out or was cancelled"
 
 // MemoryDetail is the detail of an ErrPolicy refusal whose evaluation
-// stopped because the process was short of memory (Options.ShortOfMemory);
-// its Cause is ErrShortOfMemory.
+// stopped because the process was short of memory (Options.ShortOfMemory).
 const MemoryDetail = "evaluation stopped: the process is short of memory"
-
-// ErrShortOfMemory is the Cause of a refusal whose evaluation stopped
-// because the process was short of memory: no answer of the policy's,
-// which a shadow or a replay has nothing to compare with.
-var ErrShortOfMemory = errors.New("the process is short of memory")
 
 // cutShort is the refusal of an evaluation that failed with err because
 // ctx is done, or nil. Only an evaluation that says it was cancelled was

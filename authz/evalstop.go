@@ -38,9 +38,5 @@ func (s *evalStop) stoppedForMemory(err error) *Refusal {
 	if err == nil || !s.memory.Load() || !topdown.IsCancel(err) {
 		return nil
 	}
-	return &Refusal{Category: ErrPolicy, Detail: MemoryDetail, Cause: ErrShortOfMemory}
+	return &Refusal{Category: ErrPolicy, Detail: MemoryDetail}
 }
-
-// timedOut reports whether the evaluation's time ran out or its caller
-// cancelled it (not whether the process is short of memory).
-func (s *evalStop) timedOut() bool { return s.cancelled.Load() }

@@ -131,7 +131,7 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		e.fallbacks.Add(1)
 		return nil, false, nil
 	}
-	if stop.timedOut() {
+	if stop.Cancelled() {
 		// An answer after the time ran out: a built-in function that does
 		// not watch cancellation (graph.reachable_paths, json.patch) ran
 		// past it, and the plan looks at the flag only now and then. It is

@@ -109,10 +109,10 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	// A decision made by policy, or failed in it (a deny the candidate may
 	// turn into an allow), may go to the shadow, which logs it once the
 	// candidate has answered; one refused before any policy ran has no
-	// input to offer, and one cut short (timed out, its client gone, or
-	// stopped short of memory) no answer to compare.
+	// input to offer, and one cut short (timed out, its client gone) no
+	// answer to compare.
 	if s.shadow != nil && rec.Input != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, authz.ErrShortOfMemory) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			s.shadow.skip()
 		} else if s.shadow.offer(rec) {
 			return

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,32 +248,4 @@ func TestPolicyInfoInvalidUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantMetrics(t, scrape(t, f.srv), "verdict_policy_info{revision=\"bad\uFFFDrev\"} 1", "verdict_policy_ready 1")
-}
-
-// fakeGuard is a MemoryGuard that says what the test sets.
-type fakeGuard struct {
-	over     atomic.Bool
-	episodes atomic.Uint64
-}
-
-func (g *fakeGuard) Over() bool       { return g.over.Load() }
-func (g *fakeGuard) Episodes() uint64 { return g.episodes.Load() }
-
-// TestMemoryGuardMetrics: /metrics says whether evaluations are stopped
-// short of memory and how many times they have been; without a guard,
-// 0 and 0.
-func TestMemoryGuardMetrics(t *testing.T) {
-	g := &fakeGuard{}
-	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.MemoryGuard = g }})
-	if m := scrape(t, f.srv); !strings.Contains(m, "verdict_memory_short 0\n") || !strings.Contains(m, "verdict_memory_short_episodes_total 0\n") {
-		t.Errorf("guard off:\n%s", grep(m, "memory_short"))
-	}
-	g.over.Store(true)
-	g.episodes.Store(3)
-	if m := scrape(t, f.srv); !strings.Contains(m, "verdict_memory_short 1\n") || !strings.Contains(m, "verdict_memory_short_episodes_total 3\n") {
-		t.Errorf("guard on:\n%s", grep(m, "memory_short"))
-	}
-	if m := scrape(t, newFixture(t, fixtureOptions{}).srv); !strings.Contains(m, "verdict_memory_short 0\n") {
-		t.Errorf("no guard:\n%s", grep(m, "memory_short"))
-	}
 }

@@ -37,7 +37,6 @@ type fixtureOptions struct {
 	keepInput bool                 // authz.Options.KeepInput
 	trusted   []string             // trusted proxy prefixes
 	tracer    trace.TracerProvider // the engine's and the server's
-	short     func() bool          // authz.Options.ShortOfMemory
 	mutate    func(*Options)
 }
 
@@ -47,7 +46,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := authz.New(authz.Options{Tokens: tokenOptions(m), KeepInput: fo.keepInput, TracerProvider: fo.tracer, ShortOfMemory: fo.short})
+	e, err := authz.New(authz.Options{Tokens: tokenOptions(m), KeepInput: fo.keepInput, TracerProvider: fo.tracer})
 	if err != nil {
 		t.Fatal(err)
 	}

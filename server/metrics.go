@@ -188,19 +188,6 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			}
 			return 0
 		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "verdict_memory_short",
-			Help: "1 while evaluations are stopped because the live heap neared the memory limit (0 without a memory limit).",
-		}, func() float64 { return b2f(s.memGuard != nil && s.memGuard.Over()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "verdict_memory_short_episodes_total",
-			Help: "Times evaluations were stopped because the live heap neared the memory limit.",
-		}, func() float64 {
-			if s.memGuard == nil {
-				return 0
-			}
-			return float64(s.memGuard.Episodes())
-		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_evaluator_fallbacks_total",
 			Help: "Evaluations the compiled evaluator left to OPA's topdown evaluator (an evaluation error, which topdown then reports or not, or a data lookup only OPA's store resolves).",

@@ -167,10 +167,6 @@ type Options struct {
 	// in service while serving (and reloaded elsewhere), for /v1/status and
 	// metrics.
 	Credentials func() []filewatch.Status
-	// MemoryGuard, when set, is what stops evaluations while the process
-	// is short of memory (authz.Options.ShortOfMemory; internal/memguard),
-	// for metrics.
-	MemoryGuard MemoryGuard
 	// Addr is the listen address. Default "127.0.0.1:8181".
 	Addr string
 	// DiagnosticAddr, when set, is a second, plain-HTTP listener for
@@ -268,11 +264,4 @@ type Options struct {
 	// (authz.Options.TracerProvider). Nil, or a no-op provider, traces
 	// nothing and costs nothing.
 	TracerProvider trace.TracerProvider
-}
-
-// MemoryGuard reports whether evaluations are stopped because the process
-// is short of memory, and how many times they have been.
-type MemoryGuard interface {
-	Over() bool
-	Episodes() uint64
 }

@@ -26,7 +26,6 @@ type Server struct {
 	source      Source
 	keySets     []KeySet
 	credentials func() []filewatch.Status
-	memGuard    MemoryGuard // nil when none
 	dlog        DecisionLog
 	shadow      *Shadow // nil when none
 	build       BuildInfo
@@ -88,7 +87,6 @@ func New(opts Options) (*Server, error) {
 		source:          opts.Source,
 		keySets:         slices.Clone(opts.KeySets),
 		credentials:     opts.Credentials,
-		memGuard:        opts.MemoryGuard,
 		dlog:            opts.DecisionLog,
 		shadow:          opts.Shadow,
 		build:           opts.Build,

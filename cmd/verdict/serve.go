@@ -238,9 +238,6 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if opts.DiagnosticAddr != "" && opts.DiagnosticAddr == opts.Addr && !strings.HasSuffix(opts.Addr, ":0") {
 		return fmt.Errorf("diagnostic address %s: must differ from the listen address", opts.DiagnosticAddr)
 	}
-	if guard != nil {
-		opts.MemoryGuard = guard
-	}
 	if _, static := src.(*staticSource); !static {
 		opts.Source = src
 		opts.ReloadObserver = reloads

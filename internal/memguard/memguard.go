@@ -5,17 +5,10 @@
 // values lets a request allocate gigabytes before its evaluation times
 // out. Nothing in Go bounds one goroutine's allocations; what can be seen
 // is the whole heap. A Guard watches the heap that the last collection
-// found live, and when it nears the runtime's memory limit, Over reports
-// true: evaluations watch it as they watch their timeout, stop, and are
-// refused, and the guard collects what they held. Refusing some decisions
-// is the price of not being killed for memory with all of them.
-//
-// Memory the evaluations do not hold (caches and queues full, a large
-// policy) is not theirs to give back: when a collection after they
-// stopped finds the heap still high, the guard turns off at once and
-// does not turn on again until the heap has grown by half of what was
-// left below the limit. Such a heap costs one short episode of refusals
-// and one collection, not an outage.
+// found live, and while it is near the runtime's memory limit, Over
+// reports true: evaluations watch it as they watch their timeout, stop,
+// and are refused, and the collector frees what they held. Refusing some
+// decisions is the price of not being killed for memory with all of them.
 package memguard
 
 import (
@@ -46,19 +39,13 @@ const liveHeap = "/gc/heap/live:bytes"
 // Guard reports whether the process is short of memory. A nil *Guard
 // never is. Safe for concurrent use; Run must be called at most once.
 type Guard struct {
-	limit     uint64
 	high, low uint64
 	read      func() uint64
 	collect   func() // runtime.GC: the live heap is measured anew only by a collection
 	log       *slog.Logger
-	now       func() time.Time
 	over      atomic.Bool
 	episodes  atomic.Uint64
-
-	// Run's goroutine only:
-	trigger   uint64    // the live heap that turns the guard on: high, or above a heap evaluations do not hold
-	onAt      time.Time // when the guard last turned on
-	collected time.Time // when check last collected
+	collected time.Time // when check last collected (Run's goroutine only)
 }
 
 // New returns a Guard for a memory limit of limit bytes (the runtime's
@@ -71,9 +58,7 @@ func New(limit int64, logger *slog.Logger) *Guard {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	high := uint64(float64(limit) * High)
-	return &Guard{limit: uint64(limit), high: high, low: uint64(float64(limit) * Low), trigger: high,
-		read: readLiveHeap, collect: runtime.GC, log: logger, now: time.Now}
+	return &Guard{high: uint64(float64(limit) * High), low: uint64(float64(limit) * Low), read: readLiveHeap, collect: runtime.GC, log: logger}
 }
 
 // Over reports whether evaluations should stop: the live heap reached
@@ -111,45 +96,27 @@ func (g *Guard) Run(ctx context.Context, interval time.Duration) {
 
 // collectEvery is how often check collects while the guard is on: with
 // evaluations stopped little is allocated, and without a collection the
-// live heap the runtime reports would stay what it was. It is also how
-// long evaluations have to notice the guard and stop (they look at it as
-// often as at their timeout) before a collection that still finds the
-// heap high says the memory is not theirs.
+// live heap the runtime reports would stay what it was, the guard on for
+// good.
 const collectEvery = 100 * time.Millisecond
 
 // check turns the guard on or off for the heap now.
 func (g *Guard) check(ctx context.Context) {
-	now := g.now()
-	collected := false
-	if g.over.Load() && now.Sub(g.collected) >= collectEvery {
+	if g.over.Load() && time.Since(g.collected) >= collectEvery {
 		g.collect()
-		g.collected, collected = now, true
+		g.collected = time.Now()
 	}
 	live := g.read()
-	switch {
-	case !g.over.Load():
-		if live < g.low {
-			g.trigger = g.high // a heap held elsewhere has gone
-		}
-		if live >= g.trigger {
-			g.over.Store(true)
-			g.episodes.Add(1)
-			g.onAt, g.collected = now, now
-			g.log.LogAttrs(ctx, slog.LevelError, "memory short: evaluations stopped",
-				slog.Uint64("live_heap_bytes", live), slog.Uint64("limit_bytes", g.limit))
-		}
-	case live < g.low:
+	switch over := g.over.Load(); {
+	case !over && live >= g.high:
+		g.over.Store(true)
+		g.episodes.Add(1)
+		g.log.LogAttrs(ctx, slog.LevelError, "memory short: evaluations stopped",
+			slog.Uint64("live_heap_bytes", live), slog.Uint64("stop_at_bytes", g.high))
+	case over && live < g.low:
 		g.over.Store(false)
 		g.log.LogAttrs(ctx, slog.LevelInfo, "memory recovered: evaluations resume",
 			slog.Uint64("live_heap_bytes", live))
-	case collected && now.Sub(g.onAt) >= collectEvery:
-		// Evaluations have stopped, and a collection since finds the heap
-		// as high: it is not theirs. Evaluate again, and stop them next
-		// only if the heap grows by half of what is left.
-		g.over.Store(false)
-		g.trigger = live + max((g.limit-min(live, g.limit))/2, g.limit/20)
-		g.log.LogAttrs(ctx, slog.LevelWarn, "memory short, not held by evaluations: evaluations resume",
-			slog.Uint64("live_heap_bytes", live), slog.Uint64("stop_again_at_bytes", g.trigger))
 	}
 }
 
