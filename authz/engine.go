@@ -76,13 +76,6 @@ type Options struct {
 	// compiled evaluator has the first half; when it runs out, topdown
 	// evaluates with the rest.
 	EvalTimeout time.Duration
-	// ShortOfMemory, when set, is asked as an evaluation runs, as its
-	// timeout is: while it reports true, evaluations stop and are refused
-	// (ErrPolicy, MemoryDetail), so that a policy that lets a request's
-	// values size a built-in's result (numbers.range(0, input.n)) cannot
-	// take the process past its memory limit. It must be cheap: an atomic
-	// load (internal/memguard's Guard.Over in verdict serve).
-	ShortOfMemory func() bool
 	// KeepInput sets Decision.Input on every decision, for a decision log
 	// that records inputs. It costs building the document for decisions
 	// answered from the decision cache, which otherwise need none.
@@ -130,7 +123,6 @@ type Engine struct {
 	decisions   cacheLimits // decision cache bounds per snapshot; no bytes disables
 	evaluator   Evaluator
 	evalTimeout time.Duration
-	shortOfMem  func() bool   // Options.ShortOfMemory; nil when none
 	tests       bool          // Options.RequireTests
 	noNetwork   bool          // Options.NoNetwork
 	keepInput   bool          // Options.KeepInput
@@ -171,7 +163,6 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		entry:       entry,
 		evalTimeout: opts.EvalTimeout,
-		shortOfMem:  opts.ShortOfMemory,
 		tests:       opts.RequireTests,
 		noNetwork:   opts.NoNetwork,
 		keepInput:   opts.KeepInput,

@@ -35,10 +35,6 @@ var (
 // to compare with.
 const InterruptedDetail = "evaluation timed out or was cancelled"
 
-// MemoryDetail is the detail of an ErrPolicy refusal whose evaluation
-// stopped because the process was short of memory (Options.ShortOfMemory).
-const MemoryDetail = "evaluation stopped: the process is short of memory"
-
 // cutShort is the refusal of an evaluation that failed with err because
 // ctx is done, or nil. Only an evaluation that says it was cancelled was
 // cut short: a policy error met before the cancellation was noticed stays

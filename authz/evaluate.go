@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -58,12 +59,12 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 		}
 	}()
 	// One cancel hook per evaluation instead of OPA's watcher goroutine.
-	stop := newEvalStop(e.shortOfMem)
-	defer context.AfterFunc(ctx, stop.Cancel)()
+	cancel := topdown.NewCancel()
+	defer context.AfterFunc(ctx, cancel.Cancel)()
 	opts := []rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalTime(now),
-		rego.EvalExternalCancel(stop),
+		rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(metrics.NoOp()),
 		rego.EvalGenerateJSON(keepTerm),
 	}
@@ -76,9 +77,6 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 	rs, err := cp.query.Eval(ctx, opts...)
 	if err != nil {
 		if r := cutShort(ctx, err); r != nil {
-			return nil, r
-		}
-		if r := stop.stoppedForMemory(err); r != nil {
 			return nil, r
 		}
 		return nil, RefuseWith(ErrPolicy, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/verdict-pdp/verdict/authz/internal/plan"
 	"github.com/verdict-pdp/verdict/bundles"
@@ -103,7 +104,7 @@ func preparePlanRecovered(ctx context.Context, c *ast.Compiler, s *bundles.Snaps
 // the input left to topdown, so that no input can take the process down
 // through it.
 func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Value, now time.Time) (result ast.Object, handled bool, err error) {
-	stop := newEvalStop(e.shortOfMem)
+	stop := topdown.NewCancel()
 	timer := time.AfterFunc(e.evalTimeout/2, stop.Cancel)
 	defer timer.Stop()
 	defer context.AfterFunc(ctx, stop.Cancel)()
@@ -123,9 +124,6 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 	})
 	if err != nil {
 		if r := cutShort(ctx, err); r != nil {
-			return nil, true, r
-		}
-		if r := stop.stoppedForMemory(err); r != nil {
 			return nil, true, r
 		}
 		e.fallbacks.Add(1)

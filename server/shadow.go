@@ -238,12 +238,9 @@ func (sh *Shadow) Run(ctx context.Context) error {
 func (sh *Shadow) compare(ctx context.Context, rec decisionlog.Record) {
 	d, err := sh.engine.EvaluateInput(context.WithoutCancel(ctx), rec.Input, authz.InputOptions{Time: rec.Time})
 	var o ShadowOutcome
-	var refusal *authz.Refusal
 	switch {
 	case errors.Is(err, authz.ErrNotReady):
 		o = ShadowSkipped
-	case errors.As(err, &refusal) && refusal.Detail == authz.MemoryDetail:
-		o = ShadowSkipped // stopped, not answered: nothing to compare
 	case err != nil && rec.Error != "":
 		o = ShadowSame // both failed: both deny
 	case err != nil:

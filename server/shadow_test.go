@@ -222,17 +222,6 @@ func TestShadowOutcomes(t *testing.T) {
 			t.Errorf("errors %d, records %+v", sh.Count(ShadowError), recs)
 		}
 	})
-	t.Run("stopped for memory", func(t *testing.T) {
-		// The candidate stopped because the process was short of memory:
-		// no answer of its policy's, skipped, not an error.
-		f, sh := shadowFixture(t, stoppedEngine{candidate(t, nil, "", true)}, ShadowOptions{})
-		stop := runShadow(t, sh)
-		f.decideAction(t, f.mint(t, "alice", "viewer"), "orders:read")
-		stop()
-		if sh.Count(ShadowSkipped) != 1 || sh.Count(ShadowError) != 0 || len(f.log.records()) != 1 || f.log.records()[0].Shadow != nil {
-			t.Errorf("skipped %d, errors %d, records %+v", sh.Count(ShadowSkipped), sh.Count(ShadowError), f.log.records())
-		}
-	})
 	t.Run("refused before policy", func(t *testing.T) {
 		f, sh := shadowFixture(t, candidate(t, nil, "", true), ShadowOptions{})
 		stop := runShadow(t, sh)
@@ -377,13 +366,4 @@ func TestShadowSkipsInterrupted(t *testing.T) {
 		t.Errorf("answer %d, %d counted (%d skipped), %d records; want a cut-short decision counted skipped only, one record",
 			w.Code, total, sh.Count(ShadowSkipped), len(f.log.records()))
 	}
-}
-
-// stoppedEngine is a candidate whose every evaluation was stopped because
-// the process was short of memory.
-type stoppedEngine struct{ ShadowEngine }
-
-func (stoppedEngine) EvaluateInput(context.Context, any, authz.InputOptions) (authz.Decision, error) {
-	r := &authz.Refusal{Category: authz.ErrPolicy, Detail: authz.MemoryDetail}
-	return authz.Deny(r), r
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"slices"
 	"syscall"
 
@@ -26,7 +25,6 @@ import (
 	"github.com/verdict-pdp/verdict/authz/token/jwks"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/internal/filewatch"
-	"github.com/verdict-pdp/verdict/internal/memguard"
 	"github.com/verdict-pdp/verdict/policies"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
@@ -147,12 +145,6 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	// shadow policy evaluates it.
 	engineOpts.KeepInput = cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil
 	engineOpts.Logger = logger
-	// Evaluations stop while the process is short of memory, under a
-	// memory limit only (the runtime's soft one: set above, or GOMEMLIMIT).
-	guard := memguard.New(debug.SetMemoryLimit(-1), logger)
-	if guard != nil {
-		engineOpts.ShortOfMemory = guard.Over
-	}
 	// print() in a policy is for its author: it reaches the debug log.
 	engineOpts.Print = func(ctx context.Context, loc, msg string) {
 		logger.LogAttrs(ctx, slog.LevelDebug, "policy print", slog.String("location", loc), slog.String("message", msg))
@@ -280,7 +272,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		shadowSrc    serveSource
 	)
 	if cfg.Policy.Shadow != nil {
-		if opts.Shadow, shadowEngine, shadowSrc, err = shadowPolicy(cfg, verify, engineOpts.ShortOfMemory, opts.DecisionLog, logger); err != nil {
+		if opts.Shadow, shadowEngine, shadowSrc, err = shadowPolicy(cfg, verify, opts.DecisionLog, logger); err != nil {
 			return err
 		}
 	}
@@ -351,7 +343,6 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		g.Go(func() error { return m.Run(gctx) })
 	}
 	g.Go(func() error { return credentials.Run(gctx) })
-	g.Go(func() error { guard.Run(gctx, memguard.DefaultInterval); return nil })
 
 	if minter != nil {
 		select {

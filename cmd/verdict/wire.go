@@ -353,12 +353,11 @@ func headerFunc(cfg *config.Config, key string, configured map[string]config.Hea
 // (policy.shadow's dir, bundle_file or bundle_url, read like the live
 // policy's but never persisted), and the Shadow that compares the two and
 // passes records on to dlog. The caller runs the source and the Shadow.
-func shadowPolicy(cfg *config.Config, verify bundles.Verification, shortOfMemory func() bool, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
+func shadowPolicy(cfg *config.Config, verify bundles.Verification, dlog server.DecisionLog, logger *slog.Logger) (*server.Shadow, *authz.Engine, serveSource, error) {
 	sc := cfg.Policy.Shadow
 	shadowLog := logger.With(slog.String("policy", "shadow"))
 	opts := engineOptions(cfg)
 	opts.Logger = shadowLog
-	opts.ShortOfMemory = shortOfMemory
 	engine, err := authz.New(opts)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("policy.shadow: %w", err)
