@@ -30,6 +30,11 @@ unused local variables, function arguments and imports, duplicate imports,
 deprecated built-ins, and input or data assigned to. The server does not
 make them: a policy that fails only these still loads.
 
+Warnings, on standard error, do not change the exit status: a call that lets
+a request's values size a built-in's result (numbers.range, net.cidr_expand,
+replace's pattern...), which lets a request make one evaluation allocate until
+limits.eval_timeout ends it; compare the value with a number first.
+
 Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 		Example: `  verdict check .
   verdict check ./policies
@@ -42,8 +47,12 @@ Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 			if err != nil {
 				return policyError(err)
 			}
-			if _, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: entrypoint, IncludeTests: true, Strict: strict}); err != nil {
+			c, err := authz.Compile(snap, authz.CompileOptions{Entrypoint: entrypoint, IncludeTests: true, Strict: strict})
+			if err != nil {
 				return policyError(err)
+			}
+			for _, p := range authz.SizedByInput(c) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", p)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d modules, revision %s\n", len(snap.Modules), printable.String(snap.Revision))
 			return nil

@@ -32,3 +32,23 @@ func TestCheckStrict(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckWarnsOfSizedCalls: a call that lets a request size a built-in's
+// result is a warning at its place, exit status 0; bounded first, none; the
+// default policies have none.
+func TestCheckWarnsOfSizedCalls(t *testing.T) {
+	if code, _, errOut := verdict(t, "check", "../../policies"); code != 0 || strings.Contains(errOut, "warning") {
+		t.Fatalf("the default policies: exit %d, %q", code, errOut)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "p.rego")
+	authztest.WriteFile(t, p, "package authz\n\nallow if count(numbers.range(1, input.resource.n)) > 0\n")
+	code, out, errOut := verdict(t, "check", dir)
+	if want := "warning: " + p + ":3:16: verdict_sized_by_input: numbers.range sized by a request's values"; code != 0 || !strings.Contains(errOut, want) || !strings.HasPrefix(out, "ok:") {
+		t.Fatalf("exit %d, %q %q; want 0 and %q", code, out, errOut, want)
+	}
+	authztest.WriteFile(t, p, "package authz\n\nallow if {\n\tinput.resource.n < 100\n\tcount(numbers.range(1, input.resource.n)) > 0\n}\n")
+	if code, _, errOut := verdict(t, "check", dir); code != 0 || strings.Contains(errOut, "warning") {
+		t.Fatalf("bounded first: exit %d, %q", code, errOut)
+	}
+}
