@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -663,6 +664,8 @@ func TestUploadOptions(t *testing.T) {
 		{name: "buffer bytes below a batch", opts: decisionlog.Options{
 			Upload: &decisionlog.UploadOptions{URL: "http://c/in", MaxBatchBytes: 32 << 20}}, want: "MaxBufferBytes"},
 		{name: "no output", opts: decisionlog.Options{}, want: "Writer or Upload is required"},
+		{name: "CAs beside a client", opts: decisionlog.Options{Upload: &decisionlog.UploadOptions{URL: "https://c/in",
+			Client: http.DefaultClient, RootCAs: x509.NewCertPool}}, want: "RootCAs are for the Logger's own client"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

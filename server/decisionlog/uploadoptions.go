@@ -78,7 +78,7 @@ type UploadOptions struct {
 	// RootCAs returns the CAs trusted for the collector instead of the
 	// system roots, asked before every request (a rotated CA file is
 	// trusted from the next connection on); only for the Logger's own
-	// client.
+	// client (with Client set, an error).
 	RootCAs func() *x509.CertPool
 	// After is the timer of the waits between attempts; nil means a real
 	// timer. Tests inject one to see the waits and skip them.
@@ -94,6 +94,10 @@ func (o UploadOptions) withDefaults(maxRecord int) (UploadOptions, error) {
 	if o.Interval < 0 || o.MaxBatchRecords < 0 || o.MaxBatchBytes < 0 || o.MaxBufferRecords < 0 ||
 		o.MaxBufferBytes < 0 || o.Timeout < 0 || o.MaxAttempts < 0 || o.MinBackoff < 0 || o.MaxBackoff < 0 || o.Jitter >= 1 {
 		return o, fmt.Errorf("%w: negative Upload duration, size or count, or jitter ≥ 1", ErrOptions)
+	}
+	if o.Client != nil && o.RootCAs != nil {
+		// Never silently: the CAs would not be the ones trusted.
+		return o, fmt.Errorf("%w: Upload.RootCAs are for the Logger's own client; configure the injected Client's TLS instead", ErrOptions)
 	}
 	o.Interval = cmp.Or(o.Interval, DefaultUploadInterval)
 	o.MaxBatchRecords = cmp.Or(o.MaxBatchRecords, DefaultMaxBatchRecords)
