@@ -12,14 +12,19 @@ import (
 )
 
 // sizedArgs are the built-in functions whose result is as large as some of
-// their arguments say, and those arguments' positions: fed a request's
-// values, one evaluation allocates until its timeout ends it.
-var sizedArgs = map[string][]int{
-	ast.NumbersRange.Name:     {0, 1},
-	ast.NumbersRangeStep.Name: {0, 1, 2},
-	ast.NetCIDRExpand.Name:    {0},
-	ast.Replace.Name:          {1, 2},
-	ast.ReplaceN.Name:         {0},
+// their arguments say, and those arguments' positions, each a set that
+// sizes the result when all of it may come from a request: fed a
+// request's values, one evaluation allocates until its timeout ends it.
+// replace is sized by its pattern (an empty one matches between every
+// two characters), or by its replacement together with its subject (a
+// request's text full of matches, each replaced by a request's long
+// text); a request's replacement in a subject of the policy's own is not.
+var sizedArgs = map[string][][]int{
+	ast.NumbersRange.Name:     {{0}, {1}},
+	ast.NumbersRangeStep.Name: {{0}, {1}, {2}},
+	ast.NetCIDRExpand.Name:    {{0}},
+	ast.Replace.Name:          {{1}, {0, 2}},
+	ast.ReplaceN.Name:         {{0}},
 }
 
 // CodeSizedByInput is the code of the warnings SizedByInput returns.
@@ -28,13 +33,13 @@ const CodeSizedByInput = "verdict_sized_by_input"
 // SizedByInput finds the calls of the compiled policy (c, as Compile
 // returns it; test modules left out) to a built-in function whose result
 // is as large as an argument says (numbers.range, numbers.range_step,
-// net.cidr_expand, replace, strings.replace_n), where that argument may
+// net.cidr_expand, replace, strings.replace_n: see sizedArgs), where it may
 // come from the input document, a request's values: directly, through
 // the rule's variables, through another rule computed from the input, or
 // as a function's argument. An argument (a variable or a reference)
-// compared with a number literal in the same body counts as bounded. These are warnings, not
-// errors: the analysis follows values, not their checks, so it cannot
-// prove a call safe or unsafe.
+// compared with a number literal in the same body counts as bounded.
+// These are warnings, not errors: the analysis follows values, not their
+// checks, so it cannot prove a call safe or unsafe.
 func SizedByInput(c *ast.Compiler) []bundles.Problem {
 	if c == nil {
 		return nil
@@ -145,18 +150,16 @@ func (s *sizedScan) report(body ast.Body, vars map[ast.Var]bool) {
 		terms, ok := e.Terms.([]*ast.Term)
 		if ok && len(terms) > 0 {
 			name := terms[0].String()
-			for _, i := range sizedArgs[name] {
-				if i+1 >= len(terms) {
-					break
+			sized := func(set []int) bool {
+				for _, i := range set {
+					if i+1 >= len(terms) || bounded[terms[i+1].String()] || !s.tainted(terms[i+1], vars) {
+						return false
+					}
 				}
-				arg := terms[i+1]
-				if bounded[arg.String()] {
-					continue
-				}
-				if s.tainted(arg, vars) {
-					s.found = append(s.found, sizedProblem(e, name))
-					break
-				}
+				return true
+			}
+			if slices.ContainsFunc(sizedArgs[name], sized) {
+				s.found = append(s.found, sizedProblem(e, name))
 			}
 		}
 		// Comprehensions: their bodies see the enclosing variables.

@@ -26,6 +26,8 @@ func TestSizedByInput(t *testing.T) {
 		{"a function's argument", "f(n) := numbers.range(1, n)\n\nallow if count(f(3)) > 0\n", []int{5}},
 		{"replace's pattern", "allow if replace(\"abc\", input.resource.p, \"x\") == \"x\"\n", []int{5}},
 		{"replace's subject only", "allow if replace(input.resource.p, \"/\", \"\") == \"x\"\n", nil},
+		{"replace's replacement in the policy's text", "allow if replace(\"user:${id}\", \"${id}\", input.resource.id) == \"x\"\n", nil},
+		{"replace's replacement and subject", "allow if replace(input.resource.s, \"a\", input.resource.t) == \"x\"\n", []int{5}},
 		{"constants", "allow if count(numbers.range(1, 10)) > 0\n", nil},
 		{"data", "allow if count(numbers.range(1, count(data.roles))) > 0\n", nil},
 		{"bounded first", "allow if {\n\tn := input.resource.n\n\tn <= 100\n\tcount(numbers.range(1, n)) > 0\n}\n", nil},
