@@ -186,6 +186,7 @@ func TestVerifyOptionsValidate(t *testing.T) {
 		{"P-256 key, RS256", string(p256), "RS256", false},
 		{"a good key and a wrong one", join(rsaKey.Public, p256), "RS256", false},
 		{"a private key", string(rsaKey.Private), "RS256", false},
+		{"an RSA key of 1,024 bits", weakRSA(t), "RS256", false},
 		{"a public key beside a private key", join(rsaKey.Public, rsaKey.Private), "RS256", false},
 		{"a key, and another cut short", join(rsaKey.Public, other.Public[:len(other.Public)/2]), "RS256", false},
 		{"not PEM", "not pem", "RS256", false},
@@ -468,4 +469,18 @@ func TestVerifyOptionsRetain(t *testing.T) {
 	if kept, ok := secret.Retain([]byte("k")); !ok || !bytes.Equal(kept.Key, secret.Key) {
 		t.Error("a refused shared secret revoked the one in service")
 	}
+}
+
+// weakRSA is a PEM public key of 1,024 bits, too weak to verify with.
+func weakRSA(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
+
+	"github.com/verdict-pdp/verdict/authz/token"
 )
 
 // DefaultKeyID is the key ID `opa build --signing-key` writes into a bundle's
@@ -192,7 +193,9 @@ func (v VerifyOptions) configs() ([]*bundle.VerificationConfig, error) {
 }
 
 // publicKeys splits data into its PEM blocks, each a public key or a
-// certificate of alg's kind, and returns each block encoded on its own.
+// certificate of alg's kind that token.ParsePublicKeyPEM accepts (RSA of
+// 2,048 to 8,192 bits; ECDSA on P-256, P-384 or P-521), and returns each
+// block encoded on its own.
 func publicKeys(data []byte, alg string) ([]string, error) {
 	var out []string
 	for rest := data; ; {
@@ -204,11 +207,12 @@ func publicKeys(data []byte, alg string) ([]string, error) {
 		if strings.Contains(blk.Type, "PRIVATE KEY") {
 			return nil, fmt.Errorf("verification key %d is a private key (%s): give its public key (openssl pkey -pubout); the signing key belongs only where bundles are built", n, blk.Type)
 		}
-		pub, err := parsePublicKey(blk)
+		// One block at a time, parsed and checked as a token key is.
+		key, err := token.ParsePublicKeyPEM(pem.EncodeToMemory(blk))
 		if err != nil {
 			return nil, fmt.Errorf("verification key %d: %w", n, err)
 		}
-		if err := keyFits(pub, alg); err != nil {
+		if err := keyFits(key.Public, alg); err != nil {
 			return nil, fmt.Errorf("verification key %d: %w", n, err)
 		}
 		out = append(out, string(pem.EncodeToMemory(blk)))
@@ -220,24 +224,6 @@ func publicKeys(data []byte, alg string) ([]string, error) {
 		return nil, fmt.Errorf("verification key %d is cut short (a file written half-way?)", len(out)+1)
 	}
 	return out, nil
-}
-
-// parsePublicKey parses a PEM block as OPA's verifier does, public keys
-// and certificates only.
-func parsePublicKey(blk *pem.Block) (any, error) {
-	switch blk.Type {
-	case "PUBLIC KEY":
-		return x509.ParsePKIXPublicKey(blk.Bytes)
-	case "RSA PUBLIC KEY":
-		return x509.ParsePKCS1PublicKey(blk.Bytes)
-	case "CERTIFICATE":
-		cert, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		return cert.PublicKey, nil
-	}
-	return nil, fmt.Errorf("a PEM %q block is neither a public key nor a certificate", blk.Type)
 }
 
 // keyFits reports whether pub can verify alg's signatures: an RSA key for
