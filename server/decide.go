@@ -17,7 +17,7 @@ import (
 // body over Limits.MaxBodyBytes is an error that answer maps to 413; no
 // budget or slot freeing in time, one it maps to 503 overloaded.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, a api, decode func(jr *jsonReader, data []byte) error) (release func(), err error) {
-	body, err := s.readBody(w, r)
+	body, err := s.readBody(w, r, s.limits.MaxBodyBytes)
 	if err != nil {
 		if errors.Is(err, errOverloaded) {
 			s.metrics.shed.WithLabelValues(string(a)).Inc()
@@ -57,8 +57,8 @@ type requestBody struct {
 	reserved int64
 }
 
-// readBody reads the request body, refusing more than Limits.MaxBodyBytes
-// with an error that answer maps to 413. Its first bodyProbe bytes go into
+// readBody reads the request body, refusing more than limit bytes with an
+// error that answer maps to 413. Its first bodyProbe bytes go into
 // a pooled probe, outside the body budget; a longer body moves to a buffer
 // that doubles as it fills, whose whole capacity is reserved from the
 // budget (see admission), never past a declared Content-Length or the
@@ -67,8 +67,7 @@ type requestBody struct {
 // no room it has not used, and a body reserves less than twice the bytes it
 // has sent. Bytes not free in time are errOverloaded. The caller gives the
 // body back with putBody.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, error) {
-	limit := s.limits.MaxBodyBytes
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (requestBody, error) {
 	if r.ContentLength > limit {
 		return requestBody{}, frontErr(errTooLarge, "the body is over %d bytes", limit)
 	}
@@ -95,7 +94,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, 
 					break
 				}
 				s.putBody(body)
-				return requestBody{}, s.bodyReadErr(err)
+				return requestBody{}, bodyReadErr(err, limit)
 			}
 			if int64(len(b)) >= want {
 				// A byte past the limit that MaxBytesReader let by.
@@ -128,17 +127,17 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (requestBody, 
 		}
 		if err != nil {
 			s.putBody(body)
-			return requestBody{}, s.bodyReadErr(err)
+			return requestBody{}, bodyReadErr(err, limit)
 		}
 	}
 	return body, nil
 }
 
-// bodyReadErr is the error of a body that could not be read: too large
-// (413) or broken off (400).
-func (s *Server) bodyReadErr(err error) error {
+// bodyReadErr is the error of a body that could not be read: over limit
+// bytes (413) or broken off (400).
+func bodyReadErr(err error, limit int64) error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return frontErr(errTooLarge, "the body is over %d bytes", s.limits.MaxBodyBytes)
+		return frontErr(errTooLarge, "the body is over %d bytes", limit)
 	}
 	return badBody("reading body: %v", err)
 }

@@ -325,7 +325,9 @@ func (s *Server) extTrustedPeer(ctx context.Context) bool {
 	} else if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
 		a = ap.Addr()
 	}
-	return a.IsValid() && addrIn(s.extTrusted, a)
+	// A zone (a link-local peer's interface) is no part of a prefix; both
+	// forms of the peer's address read the same.
+	return a.IsValid() && addrIn(s.extTrusted, a.WithZone(""))
 }
 
 // extAuthzResponse is the one place where an outcome becomes a
@@ -335,6 +337,7 @@ func (s *Server) extTrustedPeer(ctx context.Context) bool {
 //	200 allow            OK                 policy headers + x-verdict-decision-id added upstream (overwriting)
 //	401, 403 deny        PERMISSION_DENIED  decision JSON; 401 carries WWW-Authenticate
 //	400 invalid request  INVALID_ARGUMENT   error JSON (invalid_request)
+//	413 message too big  RESOURCE_EXHAUSTED error JSON (too_large)
 //	503 no policy        UNAVAILABLE        error JSON (not_ready)
 //	500 policy error     INTERNAL           error JSON (policy_error)
 //
@@ -400,6 +403,8 @@ func grpcCode(status int) codes.Code {
 		return codes.PermissionDenied
 	case http.StatusBadRequest:
 		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge:
+		return codes.ResourceExhausted
 	case http.StatusServiceUnavailable:
 		return codes.Unavailable
 	default:

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,9 +61,8 @@ func BenchmarkExtAuthzCheck(b *testing.B) {
 	})
 
 	serve := func(b *testing.B, ln net.Listener, dial func(context.Context, string) (net.Conn, error)) authv3.AuthorizationClient {
-		gs, _ := f.srv.grpcServer()
-		go gs.Serve(ln)
-		b.Cleanup(gs.Stop)
+		ext := f.srv.runExtAuthz(ln)
+		b.Cleanup(func() { ext.stop(context.Background(), true) })
 		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 		if dial != nil {
 			opts = append(opts, grpc.WithContextDialer(dial))
@@ -93,6 +93,39 @@ func BenchmarkExtAuthzCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 		call(b, serve(b, ln, nil))
+	})
+	// Envoy's way: many calls at once on one connection.
+	b.Run("loopback-parallel", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := serve(b, ln, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		wantOK(b, mustCheck(b, c, ctx, req))
+		var cs []authv3.AuthorizationClient
+		for range 4 {
+			conn, err := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { conn.Close() })
+			cs = append(cs, authv3.NewAuthorizationClient(conn))
+		}
+		var n atomic.Int32
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			c := cs[int(n.Add(1))%len(cs)]
+			for pb.Next() {
+				resp, err := c.Check(ctx, req)
+				if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+					b.Errorf("Check: %v %v", resp, err)
+					return
+				}
+			}
+		})
 	})
 }
 

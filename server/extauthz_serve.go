@@ -1,52 +1,62 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/tap"
+
+	"github.com/verdict-pdp/verdict/authz"
 )
 
-// The gRPC server that carries ext_authz, its health service and its
-// lifecycle beside the HTTP listener.
+// The ext_authz listener: net/http's HTTP/2 server, under the bounds of
+// addr's, in front of grpc-go's gRPC server.
+
+// grpcMessagePrefix is the length of what precedes each gRPC message on
+// the wire: a compressed flag and a 4-byte length.
+const grpcMessagePrefix = 5
+
+// grpcMaxMessage is the largest request message a call may carry:
+// Limits.MaxHeaderBytes + Limits.MaxBodyBytes (a CheckRequest carries the
+// protected request's headers, and its body when Envoy is told to send
+// it).
+func (s *Server) grpcMaxMessage() int64 {
+	return int64(s.limits.MaxHeaderBytes) + s.limits.MaxBodyBytes
+}
 
 // grpcServer builds the gRPC server of the ext_authz service and the
-// health service beside it. Messages are bounded by Limits.MaxHeaderBytes
-// + Limits.MaxBodyBytes (a CheckRequest carries the protected request's
-// headers, and its body when Envoy is told to send it), the gRPC request's
-// own headers by MaxHeaderBytes, the TLS handshake by ReadHeaderTimeout,
-// idle connections by IdleTimeout, a connection's concurrent calls by
-// MaxStreams, and every call but a health Watch, from its headers to
-// its answer, by WriteTimeout (callDeadline).
+// health service beside it. It is served through extAuthzFront, never on
+// a listener of its own: the connections, their streams, headers and
+// timeouts are net/http's, as on addr.
 func (s *Server) grpcServer() (*grpc.Server, *healthService) {
-	maxMsg := int(s.limits.MaxHeaderBytes) + int(s.limits.MaxBodyBytes)
+	maxMsg := int(s.grpcMaxMessage())
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMsg),
 		grpc.MaxSendMsgSize(maxMsg),
-		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
-		grpc.ConnectionTimeout(s.limits.ReadHeaderTimeout),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.limits.IdleTimeout}),
-		grpc.MaxConcurrentStreams(MaxStreams),
-		grpc.InTapHandle(callDeadline(s.limits.WriteTimeout)),
-		grpc.StreamInterceptor(watchRequestWithin(s.limits.WriteTimeout)),
+		grpc.ChainUnaryInterceptor(s.refusedUnary),
+		grpc.ChainStreamInterceptor(refusedStream),
 		// Stop returns only once the cut-off calls' handlers have, so that
 		// their decisions reach the decision log before it closes.
 		grpc.WaitForHandlers(true),
 	}
 	if s.tls != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.config("h2"))),
+		opts = append(opts,
 			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				// Check answers an untrusted peer with a deny itself: a gRPC
 				// error is what Envoy's failure_mode_allow lets through.
@@ -71,67 +81,149 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 	return gs, hs
 }
 
-// callDeadline gives every call but a health Watch (a stream meant to
-// last) a deadline d from its headers, or keeps the client's earlier one
-// (grpc-timeout; Envoy sends 200 ms by default). It is set before the
-// message is read, so that it also bounds a client that sends a message's
-// length and then holds the rest back: without it, such a call held its
-// goroutine and up to a whole message's buffer for as long as the
-// connection lived.
-func callDeadline(d time.Duration) tap.ServerInHandle {
-	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
-		if info.FullMethodName == healthpb.Health_Watch_FullMethodName {
-			// A Watch lasts, but its request must arrive within d:
-			// watchRequestWithin cancels it otherwise.
-			ctx, cancel := context.WithCancel(ctx)
-			return context.WithValue(ctx, watchCancelKey{}, cancel), nil
+// extAuthzFront serves gs on the ext_authz listener. It reads each call's
+// request message itself, as addr reads a body (readBody: within
+// Limits.MaxBodyBytesInFlight, reserving only what has arrived), up to
+// grpcMaxMessage and its prefix for a Check and bodyProbe for anything
+// else (a health request names a service), and hands gs the bytes read,
+// giving their room back once gs has copied them: grpc-go's own transport
+// kept every DATA frame a client sent as a buffer of its own (a 1-byte
+// frame cost some 50 bytes: one connection sending 32 messages a byte at a
+// time held 200 MiB), under no bound across calls. A message not read
+// (too large, broken off, compressed, no room) reaches gs as an empty one
+// with the error in its context (refusedMessage): Check answers it with a
+// deny, 413, 400 or 503, never with a gRPC error, which failure_mode_allow
+// would let through; other methods with the status that matches. The
+// plain Check calls Envoy makes are answered here (serveCheck).
+//
+// The message must arrive within Limits.WriteTimeout of the call's
+// headers, and every call but a health Watch (a stream meant to last) is
+// answered within it too: its context ends then, or at the client's
+// earlier grpc-timeout (Envoy sends 200 ms). At most maxWatches Watch
+// streams are open at once: each holds a connection open (it is never
+// idle) and some 50 KiB.
+func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
+	x := &extAuthz{s: s}
+	watches := make(chan struct{}, maxWatches)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.ProtoMajor != 2 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r) // answers what is not a gRPC call with an HTTP error
+			return
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
-			return ctx, nil // the client's own (grpc-timeout) comes first
+		ctx := r.Context()
+		check := r.URL.Path == authv3.Authorization_Check_FullMethodName
+		watch := r.URL.Path == healthpb.Health_Watch_FullMethodName
+		if !watch {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.limits.WriteTimeout)
+			defer cancel()
 		}
-		ctx, cancel := context.WithTimeout(ctx, d)
-		// gRPC cancels the call's context when the call ends, which stops
-		// this timer too.
-		_ = cancel
-		return ctx, nil
-	}
+		if s.tracer != nil {
+			ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		r = r.WithContext(ctx)
+		var body requestBody
+		var err error
+		switch enc := r.Header.Get("Grpc-Encoding"); {
+		case enc != "" && enc != "identity":
+			// Envoy sends none; a compressed message would grow past its
+			// room once decompressed.
+			err = authz.Refusef(authz.ErrInvalidRequest, "compressed messages (grpc-encoding %q) are not accepted: send them uncompressed", truncate(enc, 32))
+		case check:
+			body, err = s.readBody(w, r, s.grpcMaxMessage()+grpcMessagePrefix)
+		default:
+			body, err = s.readBody(w, r, bodyProbe)
+		}
+		if errors.Is(err, errOverloaded) {
+			s.metrics.shed.WithLabelValues(string(apiExtAuthz)).Inc()
+		}
+		release := sync.OnceFunc(func() { s.putBody(body) })
+		defer release()
+		if check && x.serveCheck(w, r, body.data, err, release) {
+			return
+		}
+		if err == nil && watch {
+			select {
+			case watches <- struct{}{}:
+				defer func() { <-watches }()
+				// Only its request was bounded (runExtAuthz).
+				_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+			default:
+				err = frontErr(errOverloaded, "too many health Watch streams at once (%d): try again, or ask Check", maxWatches)
+			}
+		}
+		data := body.data
+		if err != nil {
+			r = r.WithContext(context.WithValue(ctx, refusedMessageKey{}, err))
+			data = make([]byte, grpcMessagePrefix)
+		}
+		r.Body = &releasingReader{r: bytes.NewReader(data), release: release}
+		gs.ServeHTTP(w, r)
+	})
 }
 
-// watchCancelKey holds, in a health Watch's context, the function that
-// cancels it.
-type watchCancelKey struct{}
+// maxWatches bounds the health Watch streams open at once on the ext_authz
+// listener. Envoy and Kubernetes ask Check; Watch is for gRPC clients that
+// balance across replicas.
+const maxWatches = 64
 
-// watchRequestWithin gives a health Watch d to receive its request
-// message, the part of the call that callDeadline leaves unbounded: a
-// client that declared the message and held it back kept the stream, its
-// goroutine and its buffer, and held up a graceful stop.
-func watchRequestWithin(d time.Duration) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		cancel, ok := ss.Context().Value(watchCancelKey{}).(context.CancelFunc)
-		if !ok {
-			return handler(srv, ss)
-		}
-		return handler(srv, &firstRecvWithin{ServerStream: ss, d: d, cancel: cancel})
-	}
+// releasingReader reads a message read by extAuthzFront, and gives its
+// room back once it has been read to its end: grpc-go copies it, and a
+// Watch lasts.
+type releasingReader struct {
+	r       *bytes.Reader
+	release func()
 }
 
-// firstRecvWithin cancels its stream when the first message takes longer
-// than d to arrive.
-type firstRecvWithin struct {
-	grpc.ServerStream
-	d        time.Duration
-	cancel   context.CancelFunc
-	received bool
+func (rr *releasingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil {
+		rr.release()
+	}
+	return n, err
 }
 
-func (s *firstRecvWithin) RecvMsg(m any) error {
-	if s.received {
-		return s.ServerStream.RecvMsg(m)
+func (rr *releasingReader) Close() error {
+	rr.release()
+	return nil
+}
+
+// refusedMessageKey holds, in a call's context, why extAuthzFront did not
+// read its request message.
+type refusedMessageKey struct{}
+
+// refusedMessage is why the call's request message was not read, or nil.
+func refusedMessage(ctx context.Context) error {
+	err, _ := ctx.Value(refusedMessageKey{}).(error)
+	return err
+}
+
+// refusedUnary answers a unary call whose message was not read: Check with
+// a deny (see extAuthzResponse), any other method with its gRPC status.
+func (s *Server) refusedUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	err := refusedMessage(ctx)
+	if err == nil {
+		return h(ctx, req)
 	}
-	s.received = true
-	t := time.AfterFunc(s.d, s.cancel)
-	defer t.Stop()
-	return s.ServerStream.RecvMsg(m)
+	if info.FullMethod == authv3.Authorization_Check_FullMethodName {
+		d := authz.Deny(err)
+		return s.extAuthzResponse(&d, err, false), nil
+	}
+	return nil, refusedStatus(err)
+}
+
+// refusedStream ends a streaming call whose message was not read.
+func refusedStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := refusedMessage(ss.Context()); err != nil {
+		return refusedStatus(err)
+	}
+	return h(srv, ss)
+}
+
+// refusedStatus is the gRPC status of a message not read.
+func refusedStatus(err error) error {
+	code, _ := answer(forwardAuth, authz.Decision{}, err, false)
+	return status.Error(grpcCode(code), errorMessage(err))
 }
 
 // healthService is the standard gRPC health service, serving for "" (the
@@ -211,48 +303,59 @@ func (h *healthService) shutdown() {
 	close(h.done)
 }
 
-// cutOff stops the gRPC server at once: Stop closes the connections,
-// cancels the calls' contexts and waits for their handlers (the engine
-// stops evaluating when its context ends), and Serve returns. It waits up
-// to the server's grace (handlerGrace) for both, as Run does for HTTP
-// handlers, and logs when a handler is still running.
-func (r *extRun) cutOff() {
-	done := make(chan struct{})
-	go func() {
-		r.gs.Stop()
-		<-r.done
-		close(done)
-	}()
-	if !closedWithin(done, r.grace) {
-		r.log.LogAttrs(context.Background(), slog.LevelError, "shutdown: ext_authz handlers still running after they were cut off",
-			slog.Duration("waited", r.grace))
-	}
-}
-
-// extRun is the ext_authz gRPC server while Run serves it. Its zero value
+// extRun is the ext_authz listener while Run serves it. Its zero value
 // (done nil) stands for none served.
 type extRun struct {
-	gs     *grpc.Server
-	hs     *healthService
-	done   chan struct{} // closed when Serve returns; nil when none is served
-	err    error         // Serve's error, set before done is closed
-	cancel context.CancelFunc
-	polled chan struct{} // closed when the health poller has returned
-	log    *slog.Logger
-	grace  time.Duration
+	gs       *grpc.Server
+	hs       *healthService
+	http     *http.Server
+	handlers handlerCount       // the front's, which answers Check itself
+	cutCalls context.CancelFunc // cancels the calls' contexts
+	done     chan struct{}      // closed when Serve returns; nil when none is served
+	err      error              // Serve's error, set before done is closed
+	cancel   context.CancelFunc
+	polled   chan struct{} // closed when the health poller has returned
+	log      *slog.Logger
+	grace    time.Duration
 }
 
 // runExtAuthz serves ext_authz on ln, when ln is not nil, and keeps the
-// health service current; stop ends both.
+// health service current; stop ends both. The listener serves HTTP/2
+// only (over TLS with Options.TLS, with prior knowledge without), under
+// addr's bounds: Limits.MaxConnections connections (an idle one closed to
+// make room), 32 calls each, their headers' size and timeouts.
 func (s *Server) runExtAuthz(ln net.Listener) *extRun {
 	r := &extRun{log: s.log, grace: s.grace}
 	if ln == nil {
 		return r
 	}
 	r.gs, r.hs = s.grpcServer()
+	r.http = s.httpServer(r.handlers.track(s.extAuthzFront(r.gs)))
+	// A call's request message must arrive within Limits.WriteTimeout of
+	// its headers; past its context (extAuthzFront), a call has a second
+	// to write its answer.
+	r.http.ReadTimeout = s.limits.WriteTimeout
+	r.http.WriteTimeout = s.limits.WriteTimeout + time.Second
+	var protos http.Protocols
+	if s.tls != nil {
+		protos.SetHTTP2(true)
+		r.http.TLSConfig = s.tls.config("h2")
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	r.http.Protocols = &protos
+	var base context.Context
+	base, r.cutCalls = context.WithCancel(context.Background())
+	r.http.BaseContext = func(net.Listener) context.Context { return base }
+	limited := newLimitListener(ln, s.limits.MaxConnections)
+	r.http.ConnState = limited.connState
 	r.done = make(chan struct{})
 	go func() {
-		r.err = r.gs.Serve(ln)
+		if s.tls != nil {
+			r.err = r.http.ServeTLS(limited, "", "")
+		} else {
+			r.err = r.http.Serve(limited)
+		}
 		close(r.done)
 	}()
 	var pctx context.Context
@@ -265,9 +368,9 @@ func (s *Server) runExtAuthz(ln net.Listener) *extRun {
 	return r
 }
 
-// stop marks the health service NOT_SERVING, then stops the gRPC server:
-// at once when immediate, else gracefully (in-flight Checks finish) until
-// ctx is done, and at once after that. It waits for Serve and the health
+// stop marks the health service NOT_SERVING, then stops the listener: at
+// once when immediate, else gracefully (in-flight calls finish) until ctx
+// is done, and at once after that. It waits for Serve and the health
 // poller to return.
 func (r *extRun) stop(ctx context.Context, immediate bool) error {
 	if r.done == nil {
@@ -280,23 +383,38 @@ func (r *extRun) stop(ctx context.Context, immediate bool) error {
 		r.cutOff()
 		return nil
 	}
-	stopped := make(chan struct{})
-	go func() {
-		r.gs.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		// GracefulStop returns once cutOff has (or is stuck with it).
+	if err := r.http.Shutdown(ctx); err != nil {
 		r.cutOff()
-		return fmt.Errorf("server: shutdown: in-flight ext_authz calls did not finish: %w", ctx.Err())
+		return fmt.Errorf("server: shutdown: in-flight ext_authz calls did not finish: %w", err)
 	}
-	<-r.done
-	if r.err != nil {
+	// Shutdown does not wait for a handler whose client reset its
+	// stream (Envoy does at its deadline): it may still be deciding.
+	r.cutOff()
+	if r.err != nil && !errors.Is(r.err, http.ErrServerClosed) {
 		return fmt.Errorf("server: ext_authz: %w", r.err)
 	}
 	return nil
+}
+
+// cutOff stops the listener at once: it cancels the calls' contexts (the
+// engine stops evaluating when its context ends), closes the connections
+// and waits for the calls' handlers (the front's, and grpc-go's:
+// grpc.WaitForHandlers) and Serve. It waits up to the server's grace
+// (handlerGrace) for them, as Run does for HTTP handlers, and logs when a
+// handler is still running.
+func (r *extRun) cutOff() {
+	r.cutCalls()
+	r.http.Close()
+	stopped := make(chan struct{})
+	go func() {
+		r.gs.Stop()
+		<-r.done
+		close(stopped)
+	}()
+	if !r.handlers.wait(r.grace) || !closedWithin(stopped, r.grace) {
+		r.log.LogAttrs(context.Background(), slog.LevelError, "shutdown: ext_authz handlers still running after they were cut off",
+			slog.Duration("waited", r.grace))
+	}
 }
 
 // grpcPeerStillTrusted is peerStillTrusted for gRPC calls: a connection

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -634,7 +635,8 @@ func TestExtAuthzShutdown(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		release bool // release the decision during shutdown
-	}{{name: "graceful", release: true}, {name: "timeout"}} {
+		gone    bool // the client resets its call (Envoy does at its deadline) before shutdown
+	}{{name: "graceful", release: true}, {name: "timeout"}, {name: "client gone", gone: true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var gate *gateEngine
 			x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
@@ -655,11 +657,24 @@ func TestExtAuthzShutdown(t *testing.T) {
 				err  error
 			}
 			got := make(chan result, 1)
+			ctx, cancelCall := context.WithCancel(context.Background())
+			defer cancelCall()
 			go func() {
-				resp, err := x.client.Check(context.Background(), checkRequest("GET", "/catalog", nil))
+				resp, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil))
 				got <- result{resp, err}
 			}()
 			<-gate.entered
+			if tc.gone {
+				// Shutdown does not wait for the reset call's handler, still
+				// deciding (for gate.linger): Run must.
+				cancelCall()
+				<-got
+				if err := x.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				gate.wantReturned(t)
+				return
+			}
 			stopped := make(chan error, 1)
 			go func() { stopped <- x.stop() }()
 			eventuallyClosed(t, x.addr)
@@ -748,10 +763,16 @@ func TestExtAuthzLimits(t *testing.T) {
 	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
 		o.Limits.MaxHeaderBytes, o.Limits.MaxBodyBytes = 4<<10, 4<<10
 	}})
+	// Too large is a deny, not a gRPC error that failure_mode_allow would
+	// let through.
 	big := checkRequest("GET", "/catalog", map[string]string{"x-big": strings.Repeat("a", 9<<10)})
-	_, err := x.client.Check(t.Context(), big)
+	if a := x.check(t, big); a.code != codes.ResourceExhausted || a.http != http.StatusRequestEntityTooLarge || !strings.HasPrefix(a.reasons(), CodeTooLarge+":") {
+		t.Errorf("oversized request: %v %d %s, want RESOURCE_EXHAUSTED 413 too_large", a.code, a.http, a.reasons())
+	}
+	// A health check too large is refused with its status.
+	_, err := x.health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: strings.Repeat("a", 9<<10)})
 	if status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("oversized request: %v, want ResourceExhausted", err)
+		t.Errorf("oversized health check: %v, want ResourceExhausted", err)
 	}
 	if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", map[string]string{"x-small": "a"})); err != nil {
 		t.Errorf("small request: %v", err)
@@ -864,11 +885,12 @@ func FuzzExtAuthzCheck(f *testing.F) {
 }
 
 // TestExtAuthzHeldBackMessage: a client that declares a message's length
-// and holds the rest back gets its call ended within limits.write_timeout,
-// whatever deadline it asked for, instead of holding a goroutine and the
-// message's buffer as long as the connection lives: a Check, and a health
-// Watch (a stream meant to last, whose request must still arrive). The
-// server announces its bound on a connection's concurrent calls.
+// and holds the rest back gets its call answered (a deny, or a status)
+// within limits.write_timeout, whatever deadline it asked for, instead of
+// holding a goroutine and the message's buffer as long as the connection
+// lives: a Check, and a health Watch (a stream meant to last, whose
+// request must still arrive). The server announces its bound on a
+// connection's concurrent calls.
 func TestExtAuthzHeldBackMessage(t *testing.T) {
 	for _, path := range []string{"/envoy.service.auth.v3.Authorization/Check", healthpb.Health_Watch_FullMethodName} {
 		t.Run(path, func(t *testing.T) { heldBackMessage(t, path) })
@@ -926,6 +948,9 @@ func heldBackMessage(t *testing.T, path string) {
 		case *http2.RSTStreamFrame, *http2.HeadersFrame:
 			if f.Header().StreamID != 1 {
 				continue
+			}
+			if _, reset := f.(*http2.RSTStreamFrame); reset {
+				t.Errorf("the call was reset, not answered (%v after sending)", time.Since(sent))
 			}
 			if waited := time.Since(sent); waited > 5*time.Second {
 				t.Errorf("call ended after %v, want about limits.write_timeout", waited)

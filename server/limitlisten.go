@@ -9,9 +9,10 @@ import (
 )
 
 // limitListener accepts at most n connections open at once. At the limit
-// it first closes an idle keep-alive connection (idle tells it which:
+// it first closes the connection idle longest (idle tells it which:
 // http.Server's ConnState), so that clients that asked once and went quiet
-// cannot shut everyone else out; only when every connection is busy does
+// cannot shut everyone else out (a request sent on it just then fails:
+// the longest idle is the least likely to be in use); only when every connection is busy does
 // Accept wait for one to close (new ones queue in the kernel's backlog).
 // Unlike x/net's netutil.LimitListener, a TCP connection keeps its type's
 // methods (CloseWrite): an http.Server that answers 431 to oversized
@@ -24,15 +25,15 @@ type limitListener struct {
 	closeOnce sync.Once
 
 	mu         sync.Mutex
-	idle       map[net.Conn]struct{} // keep-alive connections waiting for a request
-	idleClosed atomic.Uint64         // idle connections closed to make room
+	idle       map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
+	idleClosed atomic.Uint64          // idle connections closed to make room
 }
 
 // open is how many connections are open now.
 func (l *limitListener) open() int { return len(l.slots) }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), idle: map[net.Conn]struct{}{}}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), idle: map[net.Conn]time.Time{}}
 }
 
 // connState is an http.Server's ConnState: it keeps the set of idle
@@ -41,21 +42,23 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if st == http.StateIdle {
-		l.idle[c] = struct{}{}
+		l.idle[c] = time.Now()
 	} else {
 		delete(l.idle, c)
 	}
 }
 
-// closeIdle closes one idle connection, if there is one.
+// closeIdle closes the connection idle longest, if there is one.
 func (l *limitListener) closeIdle() {
 	l.mu.Lock()
 	var victim net.Conn
-	for c := range l.idle {
-		victim = c
-		delete(l.idle, c)
-		break
+	var since time.Time
+	for c, t := range l.idle {
+		if victim == nil || t.Before(since) {
+			victim, since = c, t
+		}
 	}
+	delete(l.idle, victim)
 	l.mu.Unlock()
 	if victim != nil {
 		l.idleClosed.Add(1)

@@ -32,8 +32,9 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 	DefaultMaxConnections    = 1024
-	// MaxStreams is how many requests an HTTP/2 connection, and calls a
-	// gRPC connection, carries at once (Go's and grpc's default is 250).
+	// MaxStreams is how many requests an HTTP/2 connection (gRPC calls on
+	// the ext_authz listener included) carries at once (Go's and grpc's
+	// default is 250).
 	MaxStreams = 32
 )
 
@@ -107,18 +108,18 @@ type Limits struct {
 	// DefaultMaxConcurrentDecisions(): four per core, at least eight.
 	MaxConcurrentDecisions int
 	// MaxBodyBytesInFlight bounds the bytes of request bodies being read
-	// and decoded at once, on every HTTP interface; a body reserves its
+	// and decoded at once, on every interface (ext_authz messages
+	// included); a body reserves its
 	// bytes as it reads them, and one that finds none free waits like a
 	// decision (a body that has some already does not wait), then is
 	// answered 503 overloaded. At least MaxBodyBytes.
 	// Default DefaultMaxBodyBytesInFlight (64 MiB).
 	MaxBodyBytesInFlight int64
-	// MaxConnections bounds the connections the listener (Addr) holds
-	// open; HTTP/2 connections, and the ext_authz listener's gRPC ones,
-	// carry at most MaxStreams requests at once. Beyond, a new connection
-	// waits to be accepted. The ext_authz listener is not bounded (gRPC
-	// does not say which of its connections are idle, so a bound could
-	// shut new Envoys out behind idle ones), nor the diagnostic one
+	// MaxConnections bounds the connections each listener (Addr, and
+	// ExtAuthzOptions.Addr) holds open; HTTP/2 connections carry at most
+	// MaxStreams requests at once. At the bound the connection idle
+	// longest is closed to make room; when none is idle, a new connection
+	// waits to be accepted. The diagnostic listener is not bounded
 	// (probes). Default 1024.
 	MaxConnections int
 }

@@ -95,8 +95,8 @@ func (s *Server) bound(ln *net.Listener) net.Addr {
 // requests to finish (their contexts are not cancelled by ctx), closing
 // what is left after that. The ext_authz gRPC listener, when served, runs
 // and stops beside the HTTP one: its health service turns NOT_SERVING,
-// in-flight Checks finish within the same timeout (GracefulStop), and what
-// is left is closed (Stop). Requests and Checks cut off are cancelled, and
+// in-flight calls finish within the same timeout, and what is left is
+// closed. Requests and calls cut off are cancelled, and
 // Run returns only once their handlers have (so that every decision made
 // reaches the decision log before it is closed). It returns nil after a
 // clean shutdown. Run may be called once.
