@@ -105,9 +105,10 @@ func TestAdmission(t *testing.T) {
 }
 
 // TestMaxConnections: beyond limits.max_connections a new connection waits
-// to be accepted while every open one is busy (here: a request not yet
-// sent), and is served once another closes; an idle keep-alive connection
-// is closed to make room at once.
+// to be accepted while every open one is busy (here: a request whose body
+// is not yet sent), and is served once another closes. (A connection that
+// has sent nothing, or sits idle, is closed to make room at once: see
+// TestMaxConnectionsClosesIdle, TestLimitListenerEvicts.)
 func TestMaxConnections(t *testing.T) {
 	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
 	addr, _ := start(t, f.srv)
@@ -118,7 +119,18 @@ func TestMaxConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		if _, err := io.WriteString(c, "POST /v1/decide HTTP/1.1\r\nHost: verdict\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
 		open = append(open, c)
+	}
+	// Both are served (their requests read) before the third comes.
+	deadline := time.Now().Add(5 * time.Second)
+	for l := f.srv.conns.Load(); l == nil || l.open() != 2 || l.unservedCount() != 0; l = f.srv.conns.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the two requests were not read")
+		}
+		time.Sleep(time.Millisecond)
 	}
 	answered := make(chan error, 1)
 	go func() {

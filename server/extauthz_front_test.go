@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -386,4 +388,132 @@ func FuzzExtAuthzFront(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExtAuthzConcurrentCalls: calls of every kind at once (Checks, and
+// calls grpc-go answers without reading their message) give their
+// messages' buffers back only once nothing reads them (run with -race).
+func TestExtAuthzConcurrentCalls(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{})
+	tr := h2cTransport(t)
+	check := grpcMessage(t, checkRequest("GET", "/catalog", map[string]string{"x-pad": strings.Repeat("p", 3<<10)}))
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for range 200 {
+				path := authv3.Authorization_Check_FullMethodName
+				if i%2 == 1 {
+					path = "/verdict.test.Unknown/Call"
+				}
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+x.addr+path, bytes.NewReader(check))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Content-Type", "application/grpc")
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				want := "0"
+				if i%2 == 1 {
+					want = strconv.Itoa(int(codes.Unimplemented))
+				}
+				if st := resp.Trailer.Get("Grpc-Status") + resp.Header.Get("Grpc-Status"); st != want {
+					t.Errorf("%s: grpc-status %q, want %s", path, st, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestExtAuthzSilentConnections: at limits.max_connections, connections
+// that send nothing make room by closing each other, not the served
+// connection that sits idle between calls (Envoy's): it goes on carrying
+// calls.
+func TestExtAuthzSilentConnections(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 4 }})
+	if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		c, err := net.Dial("tcp", x.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(100 * time.Millisecond) // accepted, making room
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatalf("a call on the served connection after silent ones filled the limit: %v", err)
+	}
+}
+
+// TestExtAuthzTimeoutFromHeaders: a client's grpc-timeout runs from the
+// call's headers, not from when its message has arrived.
+func TestExtAuthzTimeoutFromHeaders(t *testing.T) {
+	var seen time.Duration
+	var mu sync.Mutex
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
+		o.Engine = deadlineEngine{Engine: o.Engine, seen: func(d time.Duration) { mu.Lock(); seen = d; mu.Unlock() }}
+	}})
+	body, send := io.Pipe()
+	msg := grpcMessage(t, checkRequest("GET", "/catalog", nil))
+	go func() {
+		_, _ = send.Write(msg[:10])
+		time.Sleep(500 * time.Millisecond)
+		_, _ = send.Write(msg[10:])
+		send.Close()
+	}()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+x.addr+authv3.Authorization_Check_FullMethodName, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Grpc-Timeout", "2S")
+	resp, err := h2cTransport(t).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if seen <= 0 || seen > 1600*time.Millisecond {
+		t.Errorf("deadline in %v once the message arrived 500 ms after the headers, want within 1.5s (2s from the headers)", seen)
+	}
+}
+
+// TestExtAuthzWatchLifetime: a health Watch ends at its lifetime (its
+// client watches again), so that one whose client stopped reading cannot
+// hold its slot and connection for good.
+func TestExtAuthzWatchLifetime(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{watches: 300 * time.Millisecond})
+	w, err := x.health.Watch(t.Context(), &healthpb.HealthCheckRequest{Service: ExtAuthzService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := w.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Error("the Watch sent a status instead of ending")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Watch outlived its lifetime")
+	}
 }

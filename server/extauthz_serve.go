@@ -99,9 +99,10 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 // The message must arrive within Limits.WriteTimeout of the call's
 // headers, and every call but a health Watch (a stream meant to last) is
 // answered within it too: its context ends then, or at the client's
-// earlier grpc-timeout (Envoy sends 200 ms). At most maxWatches Watch
-// streams are open at once: each holds a connection open (it is never
-// idle) and some 50 KiB.
+// earlier grpc-timeout (Envoy sends 200 ms), both from its headers. At
+// most maxWatches Watch streams are open at once, each for
+// Server.watchLifetime at most: a Watch holds a connection open (it is never idle) and some
+// 50 KiB, and one whose client stops reading would hold them for good.
 func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 	x := &extAuthz{s: s}
 	watches := make(chan struct{}, maxWatches)
@@ -114,8 +115,12 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 		check := r.URL.Path == authv3.Authorization_Check_FullMethodName
 		watch := r.URL.Path == healthpb.Health_Watch_FullMethodName
 		if !watch {
+			timeout := s.limits.WriteTimeout
+			if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
+				timeout = min(timeout, d)
+			}
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.limits.WriteTimeout)
+			ctx, cancel = context.WithTimeout(ctx, timeout)
 			defer cancel()
 		}
 		if s.tracer != nil {
@@ -146,8 +151,10 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 			select {
 			case watches <- struct{}{}:
 				defer func() { <-watches }()
-				// Only its request was bounded (runExtAuthz).
-				_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+				// Past its request (bounded by runExtAuthz), a Watch lasts
+				// until its lifetime resets its stream (a write blocked on
+				// a client that stopped reading included).
+				_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.watchLifetime))
 			default:
 				err = frontErr(errOverloaded, "too many health Watch streams at once (%d): try again, or ask Check", maxWatches)
 			}
@@ -167,9 +174,15 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 // balance across replicas.
 const maxWatches = 64
 
+// watchLifetime is how long a health Watch stream lasts at most: it is
+// then reset, and its client watches again.
+const watchLifetime = time.Hour
+
 // releasingReader reads a message read by extAuthzFront, and gives its
 // room back once it has been read to its end: grpc-go copies it, and a
-// Watch lasts.
+// Watch lasts. Close gives nothing back: grpc-go closes the body before
+// its reader has stopped; extAuthzFront gives the room back once
+// ServeHTTP has returned, when grpc-go has stopped reading.
 type releasingReader struct {
 	r       *bytes.Reader
 	release func()
@@ -178,15 +191,12 @@ type releasingReader struct {
 func (rr *releasingReader) Read(p []byte) (int, error) {
 	n, err := rr.r.Read(p)
 	if err != nil {
-		rr.release()
+		rr.release() // the reader reads no more once it has an error
 	}
 	return n, err
 }
 
-func (rr *releasingReader) Close() error {
-	rr.release()
-	return nil
-}
+func (rr *releasingReader) Close() error { return nil }
 
 // refusedMessageKey holds, in a call's context, why extAuthzFront did not
 // read its request message.

@@ -50,6 +50,7 @@ type extAuthzOptions struct {
 	noLoad  bool
 	mutate  func(*Options)
 	grace   time.Duration // the server's wait for cut-off handlers; 0: handlerGrace
+	watches time.Duration // a health Watch's lifetime; 0: watchLifetime
 }
 
 func newExtAuthzFixture(t *testing.T, o extAuthzOptions) *extAuthzFixture {
@@ -65,6 +66,9 @@ func newExtAuthzFixture(t *testing.T, o extAuthzOptions) *extAuthzFixture {
 	}})
 	if o.grace != 0 {
 		f.srv.grace = o.grace
+	}
+	if o.watches != 0 {
+		f.srv.watchLifetime = o.watches
 	}
 	_, stop := start(t, f.srv)
 	x := &extAuthzFixture{fixture: f, addr: f.srv.ExtAuthzAddr().String(), stop: stop}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/binary"
 	"math"
 	"net"
@@ -28,7 +27,7 @@ import (
 // serveCheck answers a Check call, whose request message is msg (prefix
 // included) or was refused (refused not nil: answered with a deny), when
 // grpc-go would read it exactly so: content-type application/grpc (or
-// +proto), a grpc-timeout that parses, and one uncompressed message of the
+// +proto), a grpc-timeout that parses (extAuthzFront applies it), and one uncompressed message of the
 // length its prefix says that decodes (extAuthzFront refuses compressed
 // ones). It calls release once msg is decoded. It reports whether it
 // answered; when not, grpc-go is to serve the call.
@@ -36,15 +35,11 @@ func (x *extAuthz) serveCheck(w http.ResponseWriter, r *http.Request, msg []byte
 	if ct := r.Header.Get("Content-Type"); ct != "application/grpc" && ct != "application/grpc+proto" {
 		return false
 	}
-	ctx := r.Context()
+	ctx := r.Context() // its deadline is the client's grpc-timeout's, when earlier (extAuthzFront)
 	if v := r.Header.Get("Grpc-Timeout"); v != "" {
-		d, ok := parseGRPCTimeout(v)
-		if !ok {
-			return false
+		if _, ok := parseGRPCTimeout(v); !ok {
+			return false // grpc-go refuses it
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
 	}
 	var resp *authv3.CheckResponse
 	if refused != nil {

@@ -9,10 +9,14 @@ import (
 )
 
 // limitListener accepts at most n connections open at once. At the limit
-// it first closes the connection idle longest (idle tells it which:
-// http.Server's ConnState), so that clients that asked once and went quiet
-// cannot shut everyone else out (a request sent on it just then fails:
-// the longest idle is the least likely to be in use); only when every connection is busy does
+// it first closes the oldest connection not yet served (no request read
+// yet: a TLS handshake or HTTP/2 preface not finished, a request's headers
+// not sent), then the connection idle longest (http.Server's ConnState
+// tells it which), so that clients that connect and send nothing, or asked
+// once and went quiet, cannot shut everyone else out; and so that
+// connections that send nothing evict each other before a connection that
+// serves (a request sent on the idle one closed just then fails: the
+// longest idle is the least likely to be in use); only when every connection is busy does
 // Accept wait for one to close (new ones queue in the kernel's backlog).
 // Unlike x/net's netutil.LimitListener, a TCP connection keeps its type's
 // methods (CloseWrite): an http.Server that answers 431 to oversized
@@ -25,45 +29,67 @@ type limitListener struct {
 	closeOnce sync.Once
 
 	mu         sync.Mutex
+	unserved   map[net.Conn]time.Time // connections no request was read on yet, since when
 	idle       map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
-	idleClosed atomic.Uint64          // idle connections closed to make room
+	idleClosed atomic.Uint64          // connections closed to make room (unserved or idle)
 }
 
 // open is how many connections are open now.
 func (l *limitListener) open() int { return len(l.slots) }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), idle: map[net.Conn]time.Time{}}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), unserved: map[net.Conn]time.Time{}, idle: map[net.Conn]time.Time{}}
 }
 
-// connState is an http.Server's ConnState: it keeps the set of idle
-// connections.
+// connState is an http.Server's ConnState: it keeps the sets of
+// connections not yet served and idle.
 func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st == http.StateIdle {
+	delete(l.unserved, c)
+	delete(l.idle, c)
+	switch st {
+	case http.StateNew:
+		l.unserved[c] = time.Now()
+	case http.StateIdle:
 		l.idle[c] = time.Now()
-	} else {
-		delete(l.idle, c)
 	}
 }
 
-// closeIdle closes the connection idle longest, if there is one.
+// closeIdle closes the oldest connection not yet served, or else the
+// connection idle longest, if there is one.
 func (l *limitListener) closeIdle() {
 	l.mu.Lock()
-	var victim net.Conn
-	var since time.Time
-	for c, t := range l.idle {
-		if victim == nil || t.Before(since) {
-			victim, since = c, t
-		}
+	victim := oldest(l.unserved)
+	if victim == nil {
+		victim = oldest(l.idle)
 	}
+	delete(l.unserved, victim)
 	delete(l.idle, victim)
 	l.mu.Unlock()
 	if victim != nil {
 		l.idleClosed.Add(1)
 		_ = victim.Close()
 	}
+}
+
+// unservedCount is how many connections no request was read on yet.
+func (l *limitListener) unservedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.unserved)
+}
+
+// oldest is the connection of set with the earliest time, or nil.
+func oldest(set map[net.Conn]time.Time) net.Conn {
+	var c net.Conn
+	var since time.Time
+	for k, t := range set {
+		if c == nil || t.Before(since) {
+			c, since = k, t
+		}
+	}
+	return c
 }
 
 // Accept waits for a connection, then takes a free slot for it: at the

@@ -9,10 +9,13 @@ import (
 	"time"
 )
 
-// TestLimitListenerClosesLongestIdle: at the bound, the connection idle
-// longest is the one closed (the least likely to carry a request just
-// then), however often the others went idle before it.
-func TestLimitListenerClosesLongestIdle(t *testing.T) {
+// TestLimitListenerEvicts: at the bound, the oldest connection not yet
+// served is closed first (one that has sent nothing, or not enough to be
+// served: such connections make room by closing each other, not a
+// connection that serves); then the connection idle longest (the least
+// likely to carry a request just then), however often the others went idle
+// before it.
+func TestLimitListenerEvicts(t *testing.T) {
 	l := newLimitListener(nil, 2)
 	older, olderPeer := net.Pipe()
 	newer, newerPeer := net.Pipe()
@@ -23,19 +26,26 @@ func TestLimitListenerClosesLongestIdle(t *testing.T) {
 	time.Sleep(time.Millisecond)         // a clock may not tell them apart at once
 	l.connState(newer, http.StateActive) // a request: newer is in use…
 	l.connState(newer, http.StateIdle)   // …and idle again, since after older
-	l.closeIdle()
+	unserved, unservedPeer := net.Pipe()
+	defer unservedPeer.Close()
+	l.connState(unserved, http.StateNew) // newest of all, and never served
 	closed := func(c net.Conn) bool {
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond)) // no reader: an open pipe times out
 		_, err := c.Write([]byte("x"))
 		return errors.Is(err, io.ErrClosedPipe)
 	}
+	l.closeIdle()
+	if !closed(unserved) || closed(older) || closed(newer) {
+		t.Fatal("the connection not yet served was not the one closed")
+	}
+	l.closeIdle()
 	if !closed(older) {
 		t.Error("the connection idle longest is still open")
 	}
 	if closed(newer) {
 		t.Error("the connection idle since later was closed")
 	}
-	if n := l.idleClosed.Load(); n != 1 {
-		t.Errorf("idle connections closed: %d, want 1", n)
+	if n := l.idleClosed.Load(); n != 2 {
+		t.Errorf("connections closed: %d, want 2", n)
 	}
 }

@@ -181,7 +181,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}, func() float64 { return float64(s.admission.bodies.Used()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_http_connections_idle_closed_total",
-			Help: "Idle keep-alive connections closed to make room for a new one at limits.max_connections.",
+			Help: "Connections closed to make room for a new one at limits.max_connections: the oldest not yet served, else the one idle longest.",
 		}, func() float64 {
 			if l := s.conns.Load(); l != nil {
 				return float64(l.idleClosed.Load())

@@ -117,10 +117,11 @@ type Limits struct {
 	MaxBodyBytesInFlight int64
 	// MaxConnections bounds the connections each listener (Addr, and
 	// ExtAuthzOptions.Addr) holds open; HTTP/2 connections carry at most
-	// MaxStreams requests at once. At the bound the connection idle
-	// longest is closed to make room; when none is idle, a new connection
-	// waits to be accepted. The diagnostic listener is not bounded
-	// (probes). Default 1024.
+	// MaxStreams requests at once. At the bound the oldest connection
+	// not yet served (nothing read from it yet) is closed to make room,
+	// else the connection idle longest; when every connection is serving,
+	// a new one waits to be accepted. The diagnostic listener is not
+	// bounded (probes). Default 1024.
 	MaxConnections int
 }
 

@@ -34,11 +34,14 @@ type Server struct {
 	now         func() time.Time
 	limits      Limits
 	// grace is how long Run waits for cut-off handlers (handlerGrace).
-	grace   time.Duration
-	addr    string
-	tls     *TLS
-	metrics *metrics
-	handler http.Handler
+	grace time.Duration
+	// watchLifetime is how long a health Watch lasts at most
+	// (watchLifetime).
+	watchLifetime time.Duration
+	addr          string
+	tls           *TLS
+	metrics       *metrics
+	handler       http.Handler
 
 	trusted         []netip.Prefix
 	trustBundleFunc func() *x509.CertPool
@@ -83,6 +86,7 @@ func New(opts Options) (*Server, error) {
 
 	s := &Server{
 		grace:           handlerGrace,
+		watchLifetime:   watchLifetime,
 		engine:          opts.Engine,
 		source:          opts.Source,
 		keySets:         slices.Clone(opts.KeySets),
