@@ -454,6 +454,10 @@ func TestExtAuthzSilentConnections(t *testing.T) {
 	if _, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil)); err != nil {
 		t.Fatalf("a call on the served connection after silent ones filled the limit: %v", err)
 	}
+	if m := scrape(t, x.srv); !strings.Contains(m, "verdict_ext_authz_connections_closed_total 3") ||
+		!strings.Contains(m, "verdict_ext_authz_connections_open 4") {
+		t.Errorf("connection metrics:\n%s", grep(m, "verdict_ext_authz_connections"))
+	}
 }
 
 // TestExtAuthzTimeoutFromHeaders: a client's grpc-timeout runs from the

@@ -358,6 +358,7 @@ func (s *Server) runExtAuthz(ln net.Listener) *extRun {
 	base, r.cutCalls = context.WithCancel(context.Background())
 	r.http.BaseContext = func(net.Listener) context.Context { return base }
 	limited := newLimitListener(ln, s.limits.MaxConnections)
+	s.extConns.Store(limited)
 	r.http.ConnState = limited.connState
 	r.done = make(chan struct{})
 	go func() {

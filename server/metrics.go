@@ -188,6 +188,24 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "verdict_ext_authz_connections_open",
+			Help: "Connections open on the ext_authz gRPC listener (limits.max_connections bounds them).",
+		}, func() float64 {
+			if l := s.extConns.Load(); l != nil {
+				return float64(l.open())
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_ext_authz_connections_closed_total",
+			Help: "Connections of the ext_authz gRPC listener closed to make room for a new one at limits.max_connections: the oldest not yet served, else the one idle longest (a call sent on that one just then fails).",
+		}, func() float64 {
+			if l := s.extConns.Load(); l != nil {
+				return float64(l.idleClosed.Load())
+			}
+			return 0
+		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_evaluator_fallbacks_total",
 			Help: "Evaluations the compiled evaluator left to OPA's topdown evaluator (an evaluation error, which topdown then reports or not, or a data lookup only OPA's store resolves).",

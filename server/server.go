@@ -53,6 +53,7 @@ type Server struct {
 	certs           *certCache
 	admission       *admission                    // decision slots (Limits.MaxConcurrentDecisions)
 	conns           atomic.Pointer[limitListener] // addr's, once Run serves it
+	extConns        atomic.Pointer[limitListener] // the ext_authz listener's, once Run serves it
 	tracer          trace.Tracer                  // nil when not tracing
 	authzen         *authzenConfig                // nil when the AuthZEN endpoints are off
 
