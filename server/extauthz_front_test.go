@@ -17,6 +17,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -519,5 +520,49 @@ func TestExtAuthzWatchLifetime(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the Watch outlived its lifetime")
+	}
+}
+
+// TestExtAuthzStalledCalls: at limits.max_connections, connections that
+// each keep a call open and send nothing for it are not busy: they make
+// room before a connection that has had calls decided, and a client whose
+// idle connection was closed for them connects again and is served.
+func TestExtAuthzStalledCalls(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
+	if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
+		{":path", authv3.Authorization_Check_FullMethodName}, {"content-type", "application/grpc"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	for range 3 {
+		c, err := net.Dial("tcp", x.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fr := http2.NewFramer(c, c)
+		if _, err := io.WriteString(c, http2.ClientPreface); err != nil || fr.WriteSettings() != nil {
+			t.Fatal("preface", err)
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		go func() { // read (settings, window updates) until closed
+			for {
+				if _, err := fr.ReadFrame(); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if _, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatalf("a client beside connections that keep a call open and send nothing: %v", err)
 	}
 }

@@ -76,6 +76,9 @@ func writeGRPCAnswer(w http.ResponseWriter, m proto.Message) {
 	binary.BigEndian.PutUint32(b[1:grpcMessagePrefix], uint32(len(b)-grpcMessagePrefix))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
+	// Flushed, so that the answer carries no Content-Length, as grpc-go's
+	// do not.
+	_ = http.NewResponseController(w).Flush()
 	h.Set(http.TrailerPrefix+"Grpc-Status", "0")
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -18,7 +19,16 @@ import (
 // serves (a request sent on the idle one closed just then fails: the
 // longest idle is the least likely to be in use); only when every connection is busy does
 // Accept wait for one to close (new ones queue in the kernel's backlog).
-// Unlike x/net's netutil.LimitListener, a TCP connection keeps its type's
+//
+// A listener told of its calls (trackCalls, callStarted, callEnded) counts
+// a connection busy only while a call on it is being decided, its request
+// read: a connection whose calls are all still waiting for their
+// client's bytes is closed as an idle one, those that never had a call
+// decided first. Without that, connections that each keep one call open
+// and send nothing for it filled the bound and shut new clients out.
+//
+// Unlike x/net's netutil.LimitListener,
+// a TCP connection keeps its type's
 // methods (CloseWrite): an http.Server that answers 431 to oversized
 // headers half-closes and lets the client read the answer, where a plain
 // close reset the connection under it.
@@ -32,13 +42,20 @@ type limitListener struct {
 	unserved   map[net.Conn]time.Time // connections no request was read on yet, since when
 	idle       map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
 	idleClosed atomic.Uint64          // connections closed to make room (unserved or idle)
+
+	// With trackCalls: connections open and served, and whether a call
+	// on them has been decided; and how many calls each is deciding.
+	trackCalls bool
+	served     map[net.Conn]bool
+	deciding   map[net.Conn]int
 }
 
 // open is how many connections are open now.
 func (l *limitListener) open() int { return len(l.slots) }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), unserved: map[net.Conn]time.Time{}, idle: map[net.Conn]time.Time{}}
+	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), unserved: map[net.Conn]time.Time{}, idle: map[net.Conn]time.Time{},
+		served: map[net.Conn]bool{}, deciding: map[net.Conn]int{}}
 }
 
 // connState is an http.Server's ConnState: it keeps the sets of
@@ -47,13 +64,68 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.unserved, c)
-	delete(l.idle, c)
 	switch st {
 	case http.StateNew:
+		delete(l.idle, c)
 		l.unserved[c] = time.Now()
 	case http.StateIdle:
 		l.idle[c] = time.Now()
+		if l.trackCalls {
+			l.markServed(c)
+		}
+	case http.StateActive:
+		if !l.trackCalls {
+			delete(l.idle, c)
+			return
+		}
+		// Waiting for its calls' bytes is idle until one is decided.
+		l.markServed(c)
+		if _, ok := l.idle[c]; !ok && l.deciding[c] == 0 {
+			l.idle[c] = time.Now()
+		}
+	default: // closed, hijacked
+		delete(l.idle, c)
+		delete(l.served, c)
+		delete(l.deciding, c)
 	}
+}
+
+// markServed records c as open and served, keeping whether it has had a
+// call decided.
+func (l *limitListener) markServed(c net.Conn) {
+	if _, ok := l.served[c]; !ok {
+		l.served[c] = false
+	}
+}
+
+// callStarted tells a listener that tracks calls that a call on c is
+// being decided: c is busy until callEnded.
+func (l *limitListener) callStarted(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, open := l.served[c]; !open {
+		return
+	}
+	l.served[c] = true
+	l.deciding[c]++
+	delete(l.idle, c)
+}
+
+// callEnded tells a listener that tracks calls that a call on c has been
+// answered.
+func (l *limitListener) callEnded(c net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, ok := l.deciding[c]
+	if !ok {
+		return // closed meanwhile
+	}
+	if n > 1 {
+		l.deciding[c] = n - 1
+		return
+	}
+	delete(l.deciding, c)
+	l.idle[c] = time.Now()
 }
 
 // closeIdle closes the oldest connection not yet served, or else the
@@ -61,6 +133,10 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 func (l *limitListener) closeIdle() {
 	l.mu.Lock()
 	victim := oldest(l.unserved)
+	if victim == nil && l.trackCalls {
+		// Those that never had a call decided first.
+		victim = oldestWhere(l.idle, func(c net.Conn) bool { return !l.served[c] })
+	}
 	if victim == nil {
 		victim = oldest(l.idle)
 	}
@@ -69,6 +145,11 @@ func (l *limitListener) closeIdle() {
 	l.mu.Unlock()
 	if victim != nil {
 		l.idleClosed.Add(1)
+		if tc, ok := victim.(*tls.Conn); ok {
+			// Not the TLS close, whose close_notify waits up to 5 s on a
+			// client that does not read, holding up Accept.
+			victim = tc.NetConn()
+		}
 		_ = victim.Close()
 	}
 }
@@ -82,10 +163,16 @@ func (l *limitListener) unservedCount() int {
 
 // oldest is the connection of set with the earliest time, or nil.
 func oldest(set map[net.Conn]time.Time) net.Conn {
+	return oldestWhere(set, func(net.Conn) bool { return true })
+}
+
+// oldestWhere is the connection of set with the earliest time among those
+// keep reports true for, or nil.
+func oldestWhere(set map[net.Conn]time.Time, keep func(net.Conn) bool) net.Conn {
 	var c net.Conn
 	var since time.Time
 	for k, t := range set {
-		if c == nil || t.Before(since) {
+		if (c == nil || t.Before(since)) && keep(k) {
 			c, since = k, t
 		}
 	}

@@ -49,3 +49,48 @@ func TestLimitListenerEvicts(t *testing.T) {
 		t.Errorf("connections closed: %d, want 2", n)
 	}
 }
+
+// TestLimitListenerCalls: a listener told of its calls closes, at the
+// bound, a connection whose calls all wait for their bytes before one
+// that has had a call decided (however much longer that one has been
+// idle), and never one deciding a call.
+func TestLimitListenerCalls(t *testing.T) {
+	l := newLimitListener(nil, 3)
+	l.trackCalls = true
+	pipe := func() net.Conn {
+		c, peer := net.Pipe()
+		t.Cleanup(func() { peer.Close() })
+		l.connState(c, http.StateNew)
+		l.connState(c, http.StateActive)
+		return c
+	}
+	decided, deciding := pipe(), pipe()
+	l.callStarted(decided)
+	l.callEnded(decided)
+	l.connState(decided, http.StateIdle)
+	l.callStarted(deciding)
+	time.Sleep(time.Millisecond)
+	stalled := pipe() // a call open, its bytes not sent: newest
+	closed := func(c net.Conn) bool {
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		_, err := c.Write([]byte("x"))
+		return errors.Is(err, io.ErrClosedPipe)
+	}
+	l.closeIdle()
+	if !closed(stalled) || closed(decided) || closed(deciding) {
+		t.Fatal("the stalled connection was not the one closed")
+	}
+	l.closeIdle()
+	if !closed(decided) {
+		t.Fatal("the idle connection was not closed next")
+	}
+	l.closeIdle()
+	if closed(deciding) {
+		t.Fatal("a connection deciding a call was closed")
+	}
+	l.callEnded(deciding)
+	l.closeIdle()
+	if !closed(deciding) {
+		t.Fatal("a connection whose call was answered was not closed")
+	}
+}

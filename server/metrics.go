@@ -199,7 +199,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_ext_authz_connections_closed_total",
-			Help: "Connections of the ext_authz gRPC listener closed to make room for a new one at limits.max_connections: the oldest not yet served, else the one idle longest (a call sent on that one just then fails).",
+			Help: "Connections of the ext_authz gRPC listener closed to make room for a new one at limits.max_connections: the oldest not yet served, else one whose calls all wait for their messages or the one idle longest (a call sent on that one just then fails).",
 		}, func() float64 {
 			if l := s.extConns.Load(); l != nil {
 				return float64(l.idleClosed.Load())

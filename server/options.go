@@ -118,10 +118,13 @@ type Limits struct {
 	// MaxConnections bounds the connections each listener (Addr, and
 	// ExtAuthzOptions.Addr) holds open; HTTP/2 connections carry at most
 	// MaxStreams requests at once. At the bound the oldest connection
-	// not yet served (nothing read from it yet) is closed to make room,
-	// else the connection idle longest; when every connection is serving,
-	// a new one waits to be accepted. The diagnostic listener is not
-	// bounded (probes). Default 1024.
+	// not yet served (its TLS handshake, HTTP/2 preface or first request's
+	// headers not read yet) is closed to make room, else the connection
+	// idle longest (on the ext_authz listener a connection whose calls
+	// all wait for their messages counts as idle, and one that never had
+	// a call decided goes first); when every connection is serving, a new
+	// one waits to be accepted. The diagnostic listener is not bounded
+	// (probes). Default 1024.
 	MaxConnections int
 }
 

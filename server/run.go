@@ -168,8 +168,10 @@ func (s *Server) Run(ctx context.Context) error {
 	extErr := make(chan error, 1)
 	go func() { extErr <- ext.stop(sctx, false) }()
 	err := hs.Shutdown(sctx)
+	// Shutdown does not wait for an HTTP/2 handler whose client reset its
+	// stream: it may still be deciding.
+	closeHTTP()
 	if err != nil {
-		closeHTTP()
 		err = fmt.Errorf("server: shutdown: in-flight requests did not finish: %w", err)
 	}
 	if serr := <-served; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
