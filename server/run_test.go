@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -367,4 +368,53 @@ func TestHandlerCountClosed(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || ran != 1 {
 		t.Errorf("after wait: %d, handler ran %d times; want 503 and not run", w.Code, ran)
 	}
+}
+
+// TestShutdownWaitsForResetStreams: Run waits for the handler of an
+// HTTP/2 request whose client reset its stream (Shutdown itself does not:
+// the stream is gone), which may still be deciding, so that its decision
+// reaches the decision log before it closes.
+func TestShutdownWaitsForResetStreams(t *testing.T) {
+	ca := authztest.NewCA(t, "ca")
+	leaf := ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	tl, err := NewTLS("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Set(leaf.TLS, nil); err != nil {
+		t.Fatal(err)
+	}
+	var gate *gateEngine
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
+		o.TLS = tl
+		gate = newGateEngine(o.Engine)
+		gate.linger = 2 * time.Second // past Shutdown's own wait for HTTP/2 connections
+		o.Engine = gate
+	}})
+	t.Cleanup(func() { close(gate.release) })
+	addr, stop := start(t, f.srv)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/v1/decide", strings.NewReader(`{"action":"catalog:read"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := tr.RoundTrip(req)
+		if err == nil {
+			if resp.ProtoMajor != 2 {
+				err = fmt.Errorf("protocol %s, want HTTP/2", resp.Proto)
+			}
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-gate.entered
+	cancel() // RST_STREAM; the handler goes on for gate.linger
+	<-done
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	gate.wantReturned(t)
 }
