@@ -101,8 +101,9 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 // answered within it too: its context ends then, or at the client's
 // earlier grpc-timeout (Envoy sends 200 ms), both from its headers. At
 // most maxWatches Watch streams are open at once, each for
-// Server.watchLifetime at most: a Watch holds a connection open (it is never idle) and some
-// 50 KiB, and one whose client stops reading would hold them for good.
+// Server.watchLifetime at most: a Watch holds a connection open (it is
+// never idle) and some 50 KiB, and one whose client stops reading would
+// hold them for good.
 func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 	x := &extAuthz{s: s}
 	watches := make(chan struct{}, maxWatches)
