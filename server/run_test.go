@@ -375,16 +375,7 @@ func TestHandlerCountClosed(t *testing.T) {
 // the stream is gone), which may still be deciding, so that its decision
 // reaches the decision log before it closes.
 func TestShutdownWaitsForResetStreams(t *testing.T) {
-	ca := authztest.NewCA(t, "ca")
-	leaf := ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	tl, err := NewTLS("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tl.Set(leaf.TLS, nil); err != nil {
-		t.Fatal(err)
-	}
+	tl, ca := loopbackTLS(t)
 	var gate *gateEngine
 	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
 		o.TLS = tl

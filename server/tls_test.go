@@ -249,16 +249,7 @@ func TestHTTPErrorLog(t *testing.T) {
 // megabyte each), in frames of at most 16 KiB: bodies waiting for the body
 // budget cannot pile up in the server's buffers instead.
 func TestHTTP2ReceiveBounds(t *testing.T) {
-	ca := authztest.NewCA(t, "ca")
-	leaf := ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-	tl, err := NewTLS("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tl.Set(leaf.TLS, nil); err != nil {
-		t.Fatal(err)
-	}
+	tl, ca := loopbackTLS(t)
 	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.TLS = tl }})
 	addr, _ := start(t, f.srv)
 	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), NextProtos: []string{"h2"}})
@@ -306,4 +297,21 @@ func TestHTTP2ReceiveBounds(t *testing.T) {
 	if connWindow > 64<<10 || streamWindow > 64<<10 || frameSize > 16<<10 {
 		t.Errorf("connection window %d, stream window %d, frame size %d; want at most 64 KiB, 64 KiB, 16 KiB", connWindow, streamWindow, frameSize)
 	}
+}
+
+// loopbackTLS is server TLS with a certificate for 127.0.0.1 (no client
+// certificates), and the CA that issued it.
+func loopbackTLS(t *testing.T) (*TLS, *authztest.CA) {
+	t.Helper()
+	ca := authztest.NewCA(t, "ca")
+	leaf := ca.Issue(t, authztest.LeafOptions{CommonName: "verdict", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	tl, err := NewTLS("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Set(leaf.TLS, nil); err != nil {
+		t.Fatal(err)
+	}
+	return tl, ca
 }
