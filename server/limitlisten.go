@@ -38,10 +38,10 @@ type limitListener struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	mu         sync.Mutex
-	unserved   map[net.Conn]time.Time // connections no request was read on yet, since when
-	idle       map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
-	idleClosed atomic.Uint64          // connections closed to make room (unserved or idle)
+	mu       sync.Mutex
+	unserved map[net.Conn]time.Time // connections no request was read on yet, since when
+	idle     map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
+	evicted  atomic.Uint64          // connections closed to make room (unserved or idle)
 
 	// With trackCalls: connections open and served, and whether a call
 	// on them has been decided; and how many calls each is deciding.
@@ -52,6 +52,9 @@ type limitListener struct {
 
 // open is how many connections are open now.
 func (l *limitListener) open() int { return len(l.slots) }
+
+// closedToMakeRoom is how many connections were closed to make room.
+func (l *limitListener) closedToMakeRoom() int { return int(l.evicted.Load()) }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
 	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), unserved: map[net.Conn]time.Time{}, idle: map[net.Conn]time.Time{},
@@ -144,7 +147,7 @@ func (l *limitListener) closeIdle() {
 	delete(l.idle, victim)
 	l.mu.Unlock()
 	if victim != nil {
-		l.idleClosed.Add(1)
+		l.evicted.Add(1)
 		if tc, ok := victim.(*tls.Conn); ok {
 			// Not the TLS close, whose close_notify waits up to 5 s on a
 			// client that does not read, holding up Accept.

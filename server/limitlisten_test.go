@@ -29,23 +29,18 @@ func TestLimitListenerEvicts(t *testing.T) {
 	unserved, unservedPeer := net.Pipe()
 	defer unservedPeer.Close()
 	l.connState(unserved, http.StateNew) // newest of all, and never served
-	closed := func(c net.Conn) bool {
-		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond)) // no reader: an open pipe times out
-		_, err := c.Write([]byte("x"))
-		return errors.Is(err, io.ErrClosedPipe)
-	}
 	l.closeIdle()
-	if !closed(unserved) || closed(older) || closed(newer) {
+	if !pipeClosed(unserved) || pipeClosed(older) || pipeClosed(newer) {
 		t.Fatal("the connection not yet served was not the one closed")
 	}
 	l.closeIdle()
-	if !closed(older) {
+	if !pipeClosed(older) {
 		t.Error("the connection idle longest is still open")
 	}
-	if closed(newer) {
+	if pipeClosed(newer) {
 		t.Error("the connection idle since later was closed")
 	}
-	if n := l.idleClosed.Load(); n != 2 {
+	if n := l.evicted.Load(); n != 2 {
 		t.Errorf("connections closed: %d, want 2", n)
 	}
 }
@@ -71,26 +66,29 @@ func TestLimitListenerCalls(t *testing.T) {
 	l.callStarted(deciding)
 	time.Sleep(time.Millisecond)
 	stalled := pipe() // a call open, its bytes not sent: newest
-	closed := func(c net.Conn) bool {
-		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-		_, err := c.Write([]byte("x"))
-		return errors.Is(err, io.ErrClosedPipe)
-	}
 	l.closeIdle()
-	if !closed(stalled) || closed(decided) || closed(deciding) {
+	if !pipeClosed(stalled) || pipeClosed(decided) || pipeClosed(deciding) {
 		t.Fatal("the stalled connection was not the one closed")
 	}
 	l.closeIdle()
-	if !closed(decided) {
+	if !pipeClosed(decided) {
 		t.Fatal("the idle connection was not closed next")
 	}
 	l.closeIdle()
-	if closed(deciding) {
+	if pipeClosed(deciding) {
 		t.Fatal("a connection deciding a call was closed")
 	}
 	l.callEnded(deciding)
 	l.closeIdle()
-	if !closed(deciding) {
+	if !pipeClosed(deciding) {
 		t.Fatal("a connection whose call was answered was not closed")
 	}
+}
+
+// pipeClosed reports whether c, one end of a net.Pipe whose other end
+// nobody reads, is closed (an open one times out writing).
+func pipeClosed(c net.Conn) bool {
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	_, err := c.Write([]byte("x"))
+	return errors.Is(err, io.ErrClosedPipe)
 }

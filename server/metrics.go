@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -169,12 +170,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_http_connections_open",
 			Help: "Connections open on the listen address (limits.max_connections bounds them).",
-		}, func() float64 {
-			if l := s.conns.Load(); l != nil {
-				return float64(l.open())
-			}
-			return 0
-		}),
+		}, listenerValue(&s.conns, (*limitListener).open)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_request_body_bytes_reserved",
 			Help: "Bytes of request bodies being read or decoded now (limits.max_body_bytes_in_flight bounds them).",
@@ -182,30 +178,15 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_http_connections_idle_closed_total",
 			Help: "Connections closed to make room for a new one at limits.max_connections: the oldest not yet served, else the one idle longest.",
-		}, func() float64 {
-			if l := s.conns.Load(); l != nil {
-				return float64(l.idleClosed.Load())
-			}
-			return 0
-		}),
+		}, listenerValue(&s.conns, (*limitListener).closedToMakeRoom)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_ext_authz_connections_open",
 			Help: "Connections open on the ext_authz gRPC listener (limits.max_connections bounds them).",
-		}, func() float64 {
-			if l := s.extConns.Load(); l != nil {
-				return float64(l.open())
-			}
-			return 0
-		}),
+		}, listenerValue(&s.extConns, (*limitListener).open)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_ext_authz_connections_closed_total",
 			Help: "Connections of the ext_authz gRPC listener closed to make room for a new one at limits.max_connections: the oldest not yet served, else one whose calls all wait for their messages or the one idle longest (a call sent on that one just then fails).",
-		}, func() float64 {
-			if l := s.extConns.Load(); l != nil {
-				return float64(l.idleClosed.Load())
-			}
-			return 0
-		}),
+		}, listenerValue(&s.extConns, (*limitListener).closedToMakeRoom)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_evaluator_fallbacks_total",
 			Help: "Evaluations the compiled evaluator left to OPA's topdown evaluator (an evaluation error, which topdown then reports or not, or a data lookup only OPA's store resolves).",
@@ -388,5 +369,16 @@ func (c *keySetCollector) Collect(ch chan<- prometheus.Metric) {
 		if !st.LastSuccess.IsZero() {
 			ch <- prometheus.MustNewConstMetric(jwksLastRefresh, prometheus.GaugeValue, float64(st.LastSuccess.UnixNano())/1e9, iss)
 		}
+	}
+}
+
+// listenerValue reads a value of the listener l points to once Run serves
+// it, 0 before.
+func listenerValue(l *atomic.Pointer[limitListener], value func(*limitListener) int) func() float64 {
+	return func() float64 {
+		if ll := l.Load(); ll != nil {
+			return float64(value(ll))
+		}
+		return 0
 	}
 }
