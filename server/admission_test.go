@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,12 +106,22 @@ func TestAdmission(t *testing.T) {
 }
 
 // TestMaxConnections: beyond limits.max_connections a new connection waits
-// to be accepted while every open one is busy (here: a request whose body
-// is not yet sent), and is served once another closes. (A connection that
-// has sent nothing, or sits idle, is closed to make room at once: see
-// TestMaxConnectionsClosesIdle, TestLimitListenerEvicts.)
+// to be accepted while every open one is busy (here: deciding a request,
+// waiting for a decision slot), and is served once another closes. (A
+// connection that has sent nothing, sits idle or waits for its client's
+// bytes is closed to make room at once: see TestMaxConnectionsClosesIdle,
+// TestMaxConnectionsSlowBodies, TestLimitListenerEvicts.)
 func TestMaxConnections(t *testing.T) {
-	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
+		o.Limits.MaxConnections = 2
+		o.Limits.MaxConcurrentDecisions = 1
+	}})
+	f.srv.admission.wait = time.Minute
+	held, err := f.srv.admit(t.Context(), apiDecide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
 	addr, _ := start(t, f.srv)
 	var open []net.Conn
 	for range 2 {
@@ -119,14 +130,16 @@ func TestMaxConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := io.WriteString(c, "POST /v1/decide HTTP/1.1\r\nHost: verdict\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"); err != nil {
+		body := `{"action":"catalog:read"}`
+		if _, err := fmt.Fprintf(c, "POST /v1/decide HTTP/1.1\r\nHost: verdict\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
 			t.Fatal(err)
 		}
 		open = append(open, c)
 	}
-	// Both are served (their requests read) before the third comes.
+	// Both are deciding (their requests read, waiting for the slot)
+	// before the third comes.
 	deadline := time.Now().Add(5 * time.Second)
-	for l := f.srv.conns.Load(); l == nil || l.open() != 2 || l.unservedCount() != 0; l = f.srv.conns.Load() {
+	for l := f.srv.conns.Load(); l == nil || l.open() != 2 || l.decidingCount() != 2; l = f.srv.conns.Load() {
 		if time.Now().After(deadline) {
 			t.Fatal("the two requests were not read")
 		}
@@ -143,12 +156,61 @@ func TestMaxConnections(t *testing.T) {
 	}()
 	select {
 	case err := <-answered:
-		t.Fatalf("a third connection was served while two were open: %v", err)
+		t.Fatalf("a third connection was served while two were busy: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	open[0].Close()
 	if err := <-answered; err != nil {
 		t.Fatalf("once a connection closed: %v", err)
+	}
+}
+
+// TestMaxConnectionsSlowBodies: at limits.max_connections, connections
+// whose requests send their bodies slowly (or not at all) are not busy:
+// they make room, each for the next, before a connection that has had a
+// request answered, and a new client is served beside them at once.
+func TestMaxConnectionsSlowBodies(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
+	addr, _ := start(t, f.srv)
+	kept, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	keptReader := bufio.NewReader(kept)
+	ask := func() error {
+		if _, err := io.WriteString(kept, "GET /health/live HTTP/1.1\r\nHost: verdict\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(keptReader, nil)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	if err := ask(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "POST /v1/decide HTTP/1.1\r\nHost: verdict\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"action\""); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + addr + "/health/live")
+	if err != nil {
+		t.Fatalf("a new client beside connections sending their bodies slowly: %v", err)
+	}
+	resp.Body.Close()
+	if err := ask(); err != nil {
+		t.Errorf("the connection that had a request answered was closed for them: %v", err)
 	}
 }
 

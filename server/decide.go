@@ -80,6 +80,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		want = r.ContentLength
 	}
 	rd := http.MaxBytesReader(w, r.Body, limit)
+	// Waiting for the client's bytes, its connection is not busy (see
+	// limitListener).
+	lc := connOf(r.Context())
+	lc.callWaiting()
+	defer lc.callResumed()
 	var body requestBody
 	var next [1]byte
 	for !known || int64(len(body.data)) < want {

@@ -566,3 +566,92 @@ func TestExtAuthzStalledCalls(t *testing.T) {
 		t.Fatalf("a client beside connections that keep a call open and send nothing: %v", err)
 	}
 }
+
+// TestExtAuthzUnreadAnswers: at limits.max_connections, connections whose
+// clients take no answer (an HTTP/2 window of zero) are not busy once
+// their calls are decided: a client is served beside them at once, not
+// after their answers' write timeout.
+func TestExtAuthzUnreadAnswers(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
+	if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
+		{":path", authv3.Authorization_Check_FullMethodName}, {"content-type", "application/grpc"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	msg := grpcMessage(t, checkRequest("GET", "/catalog", nil))
+	for range 3 {
+		c, err := net.Dial("tcp", x.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fr := http2.NewFramer(c, c)
+		if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+			t.Fatal("preface", err)
+		}
+		if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fr.WriteData(1, true, msg); err != nil {
+			t.Fatal(err)
+		}
+		go func() { // read (settings, the answer's headers) until closed
+			for {
+				if _, err := fr.ReadFrame(); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if _, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil)); err != nil {
+		t.Fatalf("a client beside connections that take no answer: %v", err)
+	}
+}
+
+// TestExtAuthzAnswerFraming: an answer Verdict writes itself is framed as
+// grpc-go frames its own: application/grpc, no Content-Length, the message,
+// then grpc-status in the trailers.
+func TestExtAuthzAnswerFraming(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{})
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+x.addr+authv3.Authorization_Check_FullMethodName,
+		bytes.NewReader(grpcMessage(t, checkRequest("GET", "/catalog", nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := h2cTransport(t).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc" {
+		t.Errorf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if _, ok := resp.Header["Content-Length"]; ok || resp.ContentLength != -1 {
+		t.Errorf("the answer has a Content-Length (%d): grpc-go's have none", resp.ContentLength)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+		t.Errorf("grpc-status trailer %q, want 0 (headers %v)", got, resp.Header)
+	}
+	out := new(authv3.CheckResponse)
+	if len(b) < grpcMessagePrefix || int(binary.BigEndian.Uint32(b[1:grpcMessagePrefix])) != len(b)-grpcMessagePrefix {
+		t.Fatalf("answer not one framed message: % x", b)
+	}
+	if err := proto.Unmarshal(b[grpcMessagePrefix:], out); err != nil || out.GetStatus().GetCode() != 0 {
+		t.Errorf("answer %v (%v), want an allow", out, err)
+	}
+}

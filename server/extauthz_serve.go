@@ -143,14 +143,6 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 		if errors.Is(err, errOverloaded) {
 			s.metrics.shed.WithLabelValues(string(apiExtAuthz)).Inc()
 		}
-		if c, ok := ctx.Value(extConnKey{}).(net.Conn); ok && err == nil {
-			// Its message read, the call keeps its connection busy (see
-			// limitListener) until answered.
-			if l := s.extConns.Load(); l != nil {
-				l.callStarted(c)
-				defer l.callEnded(c)
-			}
-		}
 		release := sync.OnceFunc(func() { s.putBody(body) })
 		defer release()
 		if check && x.serveCheck(w, r, body.data, err, release) {
@@ -206,10 +198,6 @@ func (rr *releasingReader) Read(p []byte) (int, error) {
 }
 
 func (rr *releasingReader) Close() error { return nil }
-
-// extConnKey holds, in a call's context, its connection as the ext_authz
-// listener accepted it.
-type extConnKey struct{}
 
 // refusedMessageKey holds, in a call's context, why extAuthzFront did not
 // read its request message.
@@ -353,7 +341,7 @@ func (s *Server) runExtAuthz(ln net.Listener) *extRun {
 		return r
 	}
 	r.gs, r.hs = s.grpcServer()
-	r.http = s.httpServer(r.handlers.track(s.extAuthzFront(r.gs)))
+	r.http = s.httpServer(r.handlers.track(reportCalls(s.extAuthzFront(r.gs))))
 	// A call's request message must arrive within Limits.WriteTimeout of
 	// its headers; past its context (extAuthzFront), a call has a second
 	// to write its answer.
@@ -371,12 +359,9 @@ func (s *Server) runExtAuthz(ln net.Listener) *extRun {
 	base, r.cutCalls = context.WithCancel(context.Background())
 	r.http.BaseContext = func(net.Listener) context.Context { return base }
 	limited := newLimitListener(ln, s.limits.MaxConnections)
-	limited.trackCalls = true
 	s.extConns.Store(limited)
 	r.http.ConnState = limited.connState
-	r.http.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		return context.WithValue(ctx, extConnKey{}, c)
-	}
+	r.http.ConnContext = limited.connContext
 	r.done = make(chan struct{})
 	go func() {
 		if s.tls != nil {

@@ -74,12 +74,14 @@ func writeGRPCAnswer(w http.ResponseWriter, m proto.Message) {
 		return
 	}
 	binary.BigEndian.PutUint32(b[1:grpcMessagePrefix], uint32(len(b)-grpcMessagePrefix))
+	// No Content-Length, as grpc-go's answers have none; and not flushed
+	// here: the answer is written once the handler has returned, and
+	// waiting for a client that takes it slowly (or not at all) is not
+	// deciding its call (see limitListener).
+	h["Content-Length"] = nil
+	h.Set(http.TrailerPrefix+"Grpc-Status", "0")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
-	// Flushed, so that the answer carries no Content-Length, as grpc-go's
-	// do not.
-	_ = http.NewResponseController(w).Flush()
-	h.Set(http.TrailerPrefix+"Grpc-Status", "0")
 }
 
 // callPeer is the gRPC peer of r, as grpc-go gives its handlers: the

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -17,15 +18,17 @@ import (
 // once and went quiet, cannot shut everyone else out; and so that
 // connections that send nothing evict each other before a connection that
 // serves (a request sent on the idle one closed just then fails: the
-// longest idle is the least likely to be in use); only when every connection is busy does
-// Accept wait for one to close (new ones queue in the kernel's backlog).
+// longest idle is the least likely to be in use); only when every
+// connection is busy does Accept wait for one to close (new ones queue in
+// the kernel's backlog).
 //
-// A listener told of its calls (trackCalls, callStarted, callEnded) counts
-// a connection busy only while a call on it is being decided, its request
-// read: a connection whose calls are all still waiting for their
-// client's bytes is closed as an idle one, those that never had a call
-// decided first. Without that, connections that each keep one call open
-// and send nothing for it filled the bound and shut new clients out.
+// It is told of the calls on its connections (see connContext and
+// reportCalls): a connection counts busy only while a call on it is being
+// decided, not while its calls wait for their client's bytes (a body or
+// gRPC message not all sent): a connection whose calls all wait is closed
+// as an idle one, and those that never had a call answered first. Without
+// that, connections that each keep one call open and send its bytes
+// slowly, or not at all, filled the bound and shut new clients out.
 //
 // Unlike x/net's netutil.LimitListener,
 // a TCP connection keeps its type's
@@ -42,12 +45,8 @@ type limitListener struct {
 	unserved map[net.Conn]time.Time // connections no request was read on yet, since when
 	idle     map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
 	evicted  atomic.Uint64          // connections closed to make room (unserved or idle)
-
-	// With trackCalls: connections open and served, and whether a call
-	// on them has been decided; and how many calls each is deciding.
-	trackCalls bool
-	served     map[net.Conn]bool
-	deciding   map[net.Conn]int
+	served   map[net.Conn]bool      // connections open and served: whether a call on them was answered
+	deciding map[net.Conn]int       // how many calls each connection is deciding
 }
 
 // open is how many connections are open now.
@@ -73,15 +72,9 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 		l.unserved[c] = time.Now()
 	case http.StateIdle:
 		l.idle[c] = time.Now()
-		if l.trackCalls {
-			l.markServed(c)
-		}
+		l.markServed(c)
 	case http.StateActive:
-		if !l.trackCalls {
-			delete(l.idle, c)
-			return
-		}
-		// Waiting for its calls' bytes is idle until one is decided.
+		// Reading a request is idle until one of its calls is decided.
 		l.markServed(c)
 		if _, ok := l.idle[c]; !ok && l.deciding[c] == 0 {
 			l.idle[c] = time.Now()
@@ -94,41 +87,85 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 }
 
 // markServed records c as open and served, keeping whether it has had a
-// call decided.
+// call answered.
 func (l *limitListener) markServed(c net.Conn) {
 	if _, ok := l.served[c]; !ok {
 		l.served[c] = false
 	}
 }
 
-// callStarted tells a listener that tracks calls that a call on c is
-// being decided: c is busy until callEnded.
-func (l *limitListener) callStarted(c net.Conn) {
+// addDeciding adds delta to the calls c is deciding: c is busy while
+// there is one, idle from when there is none; answered records that c has
+// had a call answered. It leaves a connection not open alone.
+func (l *limitListener) addDeciding(c net.Conn, delta int, answered bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, open := l.served[c]; !open {
 		return
 	}
-	l.served[c] = true
-	l.deciding[c]++
-	delete(l.idle, c)
-}
-
-// callEnded tells a listener that tracks calls that a call on c has been
-// answered.
-func (l *limitListener) callEnded(c net.Conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n, ok := l.deciding[c]
-	if !ok {
-		return // closed meanwhile
+	if answered {
+		l.served[c] = true
 	}
-	if n > 1 {
-		l.deciding[c] = n - 1
+	n, deciding := l.deciding[c]
+	if !deciding && delta < 0 {
+		return // its calls started before it was open
+	}
+	if n += delta; n > 0 {
+		l.deciding[c] = n
+		delete(l.idle, c)
 		return
 	}
 	delete(l.deciding, c)
 	l.idle[c] = time.Now()
+}
+
+// connKey holds, in a request's context, its connection and the
+// limitListener that accepted it.
+type connKey struct{}
+
+// listenerConn is a connection accepted by a limitListener, as the
+// requests on it see it (connOf).
+type listenerConn struct {
+	l *limitListener
+	c net.Conn
+}
+
+// connContext is an http.Server's ConnContext: it gives the requests on c
+// their listenerConn.
+func (l *limitListener) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, &listenerConn{l: l, c: c})
+}
+
+// connOf is the connection a request's context came from, or nil (a
+// handler not served from a limitListener: a test, an embedder).
+func connOf(ctx context.Context) *listenerConn {
+	lc, _ := ctx.Value(connKey{}).(*listenerConn)
+	return lc
+}
+
+// The calls on a connection: started when its handler starts, waiting and
+// resumed around a read of its client's bytes (readBody), ended once
+// answered. Each does nothing on a nil listenerConn.
+func (lc *listenerConn) callStarted() { lc.add(1, false) }
+func (lc *listenerConn) callWaiting() { lc.add(-1, false) }
+func (lc *listenerConn) callResumed() { lc.add(1, false) }
+func (lc *listenerConn) callEnded()   { lc.add(-1, true) }
+
+func (lc *listenerConn) add(delta int, answered bool) {
+	if lc != nil {
+		lc.l.addDeciding(lc.c, delta, answered)
+	}
+}
+
+// reportCalls tells the listener each request of h came from of its
+// call (see limitListener).
+func reportCalls(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lc := connOf(r.Context())
+		lc.callStarted()
+		defer lc.callEnded()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // closeIdle closes the oldest connection not yet served, or else the
@@ -136,8 +173,8 @@ func (l *limitListener) callEnded(c net.Conn) {
 func (l *limitListener) closeIdle() {
 	l.mu.Lock()
 	victim := oldest(l.unserved)
-	if victim == nil && l.trackCalls {
-		// Those that never had a call decided first.
+	if victim == nil {
+		// Those that never had a call answered first.
 		victim = oldestWhere(l.idle, func(c net.Conn) bool { return !l.served[c] })
 	}
 	if victim == nil {
@@ -157,11 +194,11 @@ func (l *limitListener) closeIdle() {
 	}
 }
 
-// unservedCount is how many connections no request was read on yet.
-func (l *limitListener) unservedCount() int {
+// decidingCount is how many connections are deciding a call.
+func (l *limitListener) decidingCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.unserved)
+	return len(l.deciding)
 }
 
 // oldest is the connection of set with the earliest time, or nil.

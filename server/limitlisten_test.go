@@ -45,30 +45,41 @@ func TestLimitListenerEvicts(t *testing.T) {
 	}
 }
 
-// TestLimitListenerCalls: a listener told of its calls closes, at the
-// bound, a connection whose calls all wait for their bytes before one
-// that has had a call decided (however much longer that one has been
-// idle), and never one deciding a call.
+// TestLimitListenerCalls: at the bound, a connection whose calls all wait
+// for their client's bytes is closed before one that has had a call
+// answered (however much longer that one has been idle), and one that is
+// deciding a call never, though another call on it waits.
 func TestLimitListenerCalls(t *testing.T) {
-	l := newLimitListener(nil, 3)
-	l.trackCalls = true
-	pipe := func() net.Conn {
+	l := newLimitListener(nil, 4)
+	pipe := func() (net.Conn, *listenerConn) {
 		c, peer := net.Pipe()
 		t.Cleanup(func() { peer.Close() })
 		l.connState(c, http.StateNew)
 		l.connState(c, http.StateActive)
-		return c
+		return c, connOf(l.connContext(t.Context(), c))
 	}
-	decided, deciding := pipe(), pipe()
-	l.callStarted(decided)
-	l.callEnded(decided)
+	decided, d := pipe()
+	d.callStarted()
+	d.callEnded()
 	l.connState(decided, http.StateIdle)
-	l.callStarted(deciding)
+	deciding, dg := pipe()
+	dg.callStarted() // deciding its first call
+	dg.callStarted() // and a second waits for its bytes
+	dg.callWaiting()
 	time.Sleep(time.Millisecond)
-	stalled := pipe() // a call open, its bytes not sent: newest
-	l.closeIdle()
-	if !pipeClosed(stalled) || pipeClosed(decided) || pipeClosed(deciding) {
-		t.Fatal("the stalled connection was not the one closed")
+	stalled, s := pipe() // a call whose bytes are not sent: newest
+	s.callStarted()
+	s.callWaiting()
+	reading, rd := pipe() // read its bytes, then waits again: newest
+	rd.callStarted()
+	rd.callWaiting()
+	rd.callResumed()
+	rd.callWaiting()
+	for _, c := range []net.Conn{stalled, reading} {
+		l.closeIdle()
+		if !pipeClosed(c) || pipeClosed(decided) || pipeClosed(deciding) {
+			t.Fatal("a connection waiting for bytes was not the one closed")
+		}
 	}
 	l.closeIdle()
 	if !pipeClosed(decided) {
@@ -78,10 +89,16 @@ func TestLimitListenerCalls(t *testing.T) {
 	if pipeClosed(deciding) {
 		t.Fatal("a connection deciding a call was closed")
 	}
-	l.callEnded(deciding)
+	dg.callStarted() // a third call, answered
+	dg.callEnded()
+	l.closeIdle()
+	if pipeClosed(deciding) {
+		t.Fatal("a connection deciding a call was closed when another of its calls was answered")
+	}
+	dg.callEnded() // the first call answered: the second still waits
 	l.closeIdle()
 	if !pipeClosed(deciding) {
-		t.Fatal("a connection whose call was answered was not closed")
+		t.Fatal("a connection whose calls all wait was not closed")
 	}
 }
 

@@ -177,7 +177,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}, func() float64 { return float64(s.admission.bodies.Used()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_http_connections_idle_closed_total",
-			Help: "Connections closed to make room for a new one at limits.max_connections: the oldest not yet served, else the one idle longest.",
+			Help: "Connections closed to make room for a new one at limits.max_connections: the oldest not yet served, else one whose requests all wait for their bodies, else the one idle longest.",
 		}, listenerValue(&s.conns, (*limitListener).closedToMakeRoom)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_ext_authz_connections_open",
@@ -185,7 +185,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 		}, listenerValue(&s.extConns, (*limitListener).open)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_ext_authz_connections_closed_total",
-			Help: "Connections of the ext_authz gRPC listener closed to make room for a new one at limits.max_connections: the oldest not yet served, else one whose calls all wait for their messages or the one idle longest (a call sent on that one just then fails).",
+			Help: "Connections of the ext_authz gRPC listener closed to make room for a new one at limits.max_connections: the oldest not yet served, else one whose calls all wait for their messages, else the one idle longest (a call sent on that one just then fails).",
 		}, listenerValue(&s.extConns, (*limitListener).closedToMakeRoom)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "verdict_evaluator_fallbacks_total",

@@ -108,10 +108,18 @@ func (s *Server) Run(ctx context.Context) error {
 	ln, gln, dln := s.ln, s.gln, s.dln
 	s.mu.Unlock()
 	var handlers handlerCount
-	hs := s.httpServer(handlers.track(s.handler))
+	hs := s.httpServer(handlers.track(reportCalls(s.handler)))
+	// Beyond MaxConnections a new connection waits to be accepted: each
+	// open one holds buffers, and its requests' bodies.
+	limited := newLimitListener(ln, s.limits.MaxConnections)
+	s.conns.Store(limited)
+	hs.ConnState = limited.connState
+	hs.ConnContext = limited.connContext
 	if s.tls != nil {
 		hs.TLSConfig = s.tls.config("h2", "http/1.1")
-		hs.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return s.tls.connContext(ctx) }
+		hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return s.tls.connContext(limited.connContext(ctx, c))
+		}
 	}
 	// Requests' contexts derive from base, which is cancelled when the
 	// shutdown timeout cuts them off.
@@ -120,11 +128,6 @@ func (s *Server) Run(ctx context.Context) error {
 	hs.BaseContext = func(net.Listener) context.Context { return base }
 	served := make(chan error, 1)
 	go func() {
-		// Beyond MaxConnections a new connection waits to be accepted:
-		// each open one holds buffers, and its requests' bodies.
-		limited := newLimitListener(ln, s.limits.MaxConnections)
-		s.conns.Store(limited)
-		hs.ConnState = limited.connState
 		if s.tls != nil {
 			served <- hs.ServeTLS(limited, "", "")
 		} else {
