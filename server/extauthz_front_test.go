@@ -569,52 +569,105 @@ func TestExtAuthzStalledCalls(t *testing.T) {
 
 // TestExtAuthzUnreadAnswers: at limits.max_connections, connections whose
 // clients take no answer (an HTTP/2 window of zero) are not busy once
-// their calls are decided: a client is served beside them at once, not
-// after their answers' write timeout.
+// their calls are decided, though they keep sending calls: a client is
+// served beside them at once, not after their answers' write timeout.
+// Both for the Check calls Verdict answers itself and for the calls
+// grpc-go answers (a health Check).
 func TestExtAuthzUnreadAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		path string
+		msg  proto.Message
+	}{
+		{"check", authv3.Authorization_Check_FullMethodName, checkRequest("GET", "/catalog", nil)},
+		{"health", healthpb.Health_Check_FullMethodName, &healthpb.HealthCheckRequest{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
+			if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
+				t.Fatal(err)
+			}
+			var hb bytes.Buffer
+			enc := hpack.NewEncoder(&hb)
+			for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
+				{":path", tc.path}, {"content-type", "application/grpc"}} {
+				_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+			}
+			msg := grpcMessage(t, tc.msg)
+			ctx, stop := context.WithCancel(t.Context())
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer stop()
+			for range 3 {
+				c, err := net.Dial("tcp", x.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				fr := http2.NewFramer(c, c)
+				if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+					t.Fatal("preface", err)
+				}
+				if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() { // read (settings, the answers' headers) until closed
+					for {
+						if _, err := fr.ReadFrame(); err != nil {
+							return
+						}
+					}
+				})
+				wg.Go(func() { // a call every 100 ms, none of whose answers it takes
+					for id := uint32(1); ctx.Err() == nil; id += 2 {
+						if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}) != nil ||
+							fr.WriteData(id, true, msg) != nil {
+							return
+						}
+						select {
+						case <-ctx.Done():
+						case <-time.After(100 * time.Millisecond):
+						}
+					}
+				})
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond)
+			cctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			if _, err := x.client.Check(cctx, checkRequest("GET", "/catalog", nil)); err != nil {
+				t.Fatalf("a client beside connections that take no answer: %v", err)
+			}
+		})
+	}
+}
+
+// TestExtAuthzWatchesNotBusy: at limits.max_connections, connections that
+// carry health Watch streams, waiting for changes to send, are not busy: a
+// client is served beside them at once (a Watch lasts an hour).
+func TestExtAuthzWatchesNotBusy(t *testing.T) {
 	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 2 }})
 	if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
 		t.Fatal(err)
 	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
-		{":path", authv3.Authorization_Check_FullMethodName}, {"content-type", "application/grpc"}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	msg := grpcMessage(t, checkRequest("GET", "/catalog", nil))
 	for range 3 {
-		c, err := net.Dial("tcp", x.addr)
+		cc, err := grpc.NewClient("passthrough:///"+x.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		fr := http2.NewFramer(c, c)
-		if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-			t.Fatal("preface", err)
+		defer cc.Close()
+		w, err := healthpb.NewHealthClient(cc).Watch(t.Context(), &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = w.Recv()
 		}
-		if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
-			t.Fatal(err)
+		if err != nil {
+			t.Logf("a Watch (its connection may have been closed for the next): %v", err)
 		}
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
-			t.Fatal(err)
-		}
-		if err := fr.WriteData(1, true, msg); err != nil {
-			t.Fatal(err)
-		}
-		go func() { // read (settings, the answer's headers) until closed
-			for {
-				if _, err := fr.ReadFrame(); err != nil {
-					return
-				}
-			}
-		}()
-		time.Sleep(50 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	if _, err := x.client.Check(ctx, checkRequest("GET", "/catalog", nil)); err != nil {
-		t.Fatalf("a client beside connections that take no answer: %v", err)
+		t.Fatalf("a client beside connections carrying Watch streams: %v", err)
 	}
 }
 

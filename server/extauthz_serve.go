@@ -152,6 +152,11 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 			select {
 			case watches <- struct{}{}:
 				defer func() { <-watches }()
+				// A Watch waits for changes to send: it does not keep its
+				// connection busy (see limitListener).
+				lc := connOf(ctx)
+				lc.callWaiting()
+				defer lc.callResumed()
 				// Past its request (bounded by runExtAuthz), a Watch lasts
 				// until its lifetime resets its stream (a write blocked on
 				// a client that stopped reading included).

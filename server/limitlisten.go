@@ -24,11 +24,13 @@ import (
 //
 // It is told of the calls on its connections (see connContext and
 // reportCalls): a connection counts busy only while a call on it is being
-// decided, not while its calls wait for their client's bytes (a body or
-// gRPC message not all sent): a connection whose calls all wait is closed
-// as an idle one, and those that never had a call answered first. Without
-// that, connections that each keep one call open and send its bytes
-// slowly, or not at all, filled the bound and shut new clients out.
+// decided, not while its calls wait for their client (a read of a body or
+// gRPC message not all sent, a write of an answer the client does not
+// take) or for changes to send (a health Watch): a connection whose calls
+// all wait is closed as an idle one, idle since its last wait began, and
+// those that never had a call answered first. Without that, connections
+// that each keep a call open and send its bytes slowly, or not at all, or
+// take no answers, filled the bound and shut new clients out.
 //
 // Unlike x/net's netutil.LimitListener,
 // a TCP connection keeps its type's
@@ -46,7 +48,13 @@ type limitListener struct {
 	idle     map[net.Conn]time.Time // keep-alive connections waiting for a request, since when
 	evicted  atomic.Uint64          // connections closed to make room (unserved or idle)
 	served   map[net.Conn]bool      // connections open and served: whether a call on them was answered
-	deciding map[net.Conn]int       // how many calls each connection is deciding
+	// deciding is, for each served connection, how many calls on it are
+	// deciding less how many waits within them (for the client's bytes,
+	// or to take an answer) are under way: at most 0 is idle.
+	deciding map[net.Conn]int
+	// closing holds the connections closed to make room until the server
+	// reports them closed: they are not served, idle nor deciding again.
+	closing map[net.Conn]bool
 }
 
 // open is how many connections are open now.
@@ -57,7 +65,7 @@ func (l *limitListener) closedToMakeRoom() int { return int(l.evicted.Load()) }
 
 func newLimitListener(l net.Listener, n int) *limitListener {
 	return &limitListener{Listener: l, slots: make(chan struct{}, n), done: make(chan struct{}), unserved: map[net.Conn]time.Time{}, idle: map[net.Conn]time.Time{},
-		served: map[net.Conn]bool{}, deciding: map[net.Conn]int{}}
+		served: map[net.Conn]bool{}, deciding: map[net.Conn]int{}, closing: map[net.Conn]bool{}}
 }
 
 // connState is an http.Server's ConnState: it keeps the sets of
@@ -65,6 +73,9 @@ func newLimitListener(l net.Listener, n int) *limitListener {
 func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closing[c] && st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
 	delete(l.unserved, c)
 	switch st {
 	case http.StateNew:
@@ -76,13 +87,14 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	case http.StateActive:
 		// Reading a request is idle until one of its calls is decided.
 		l.markServed(c)
-		if _, ok := l.idle[c]; !ok && l.deciding[c] == 0 {
+		if _, ok := l.idle[c]; !ok && l.deciding[c] <= 0 {
 			l.idle[c] = time.Now()
 		}
 	default: // closed, hijacked
 		delete(l.idle, c)
 		delete(l.served, c)
 		delete(l.deciding, c)
+		delete(l.closing, c)
 	}
 }
 
@@ -94,9 +106,10 @@ func (l *limitListener) markServed(c net.Conn) {
 	}
 }
 
-// addDeciding adds delta to the calls c is deciding: c is busy while
-// there is one, idle from when there is none; answered records that c has
-// had a call answered. It leaves a connection not open alone.
+// addDeciding adds delta to what c is deciding (see deciding): c is busy
+// while that is above 0, idle from when it is no longer; answered records
+// that c has had a call answered. It leaves a connection not open, or
+// closing, alone.
 func (l *limitListener) addDeciding(c net.Conn, delta int, answered bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -106,17 +119,15 @@ func (l *limitListener) addDeciding(c net.Conn, delta int, answered bool) {
 	if answered {
 		l.served[c] = true
 	}
-	n, deciding := l.deciding[c]
-	if !deciding && delta < 0 {
-		return // its calls started before it was open
-	}
-	if n += delta; n > 0 {
-		l.deciding[c] = n
+	was := l.deciding[c]
+	n := was + delta
+	l.deciding[c] = n
+	switch {
+	case n > 0:
 		delete(l.idle, c)
-		return
+	case was > 0:
+		l.idle[c] = time.Now()
 	}
-	delete(l.deciding, c)
-	l.idle[c] = time.Now()
 }
 
 // connKey holds, in a request's context, its connection and the
@@ -144,8 +155,9 @@ func connOf(ctx context.Context) *listenerConn {
 }
 
 // The calls on a connection: started when its handler starts, waiting and
-// resumed around a read of its client's bytes (readBody), ended once
-// answered. Each does nothing on a nil listenerConn.
+// resumed around each read of its client's bytes (readBody) and each write
+// of its answer (callWriter), ended once answered. Each does nothing on a
+// nil listenerConn.
 func (lc *listenerConn) callStarted() { lc.add(1, false) }
 func (lc *listenerConn) callWaiting() { lc.add(-1, false) }
 func (lc *listenerConn) callResumed() { lc.add(1, false) }
@@ -158,15 +170,46 @@ func (lc *listenerConn) add(delta int, answered bool) {
 }
 
 // reportCalls tells the listener each request of h came from of its
-// call (see limitListener).
+// call (see limitListener), and of the writes of its answer.
 func reportCalls(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		lc := connOf(r.Context())
+		if lc == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
 		lc.callStarted()
 		defer lc.callEnded()
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(&callWriter{ResponseWriter: w, lc: lc}, r)
 	})
 }
+
+// callWriter is the ResponseWriter of a call reportCalls reports: a write
+// or flush that blocks does so on a client that does not take its answer
+// (a full socket, an HTTP/2 window of zero), and is not deciding.
+type callWriter struct {
+	http.ResponseWriter
+	lc *listenerConn
+}
+
+func (w *callWriter) Write(p []byte) (int, error) {
+	w.lc.callWaiting()
+	defer w.lc.callResumed()
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush flushes, as grpc-go's handler needs (http.Flusher).
+func (w *callWriter) Flush() { _ = w.FlushError() }
+
+// FlushError flushes, for http.ResponseController.
+func (w *callWriter) FlushError() error {
+	w.lc.callWaiting()
+	defer w.lc.callResumed()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the writer under it.
+func (w *callWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // closeIdle closes the oldest connection not yet served, or else the
 // connection idle longest, if there is one.
@@ -182,6 +225,11 @@ func (l *limitListener) closeIdle() {
 	}
 	delete(l.unserved, victim)
 	delete(l.idle, victim)
+	delete(l.served, victim)
+	delete(l.deciding, victim)
+	if victim != nil {
+		l.closing[victim] = true
+	}
 	l.mu.Unlock()
 	if victim != nil {
 		l.evicted.Add(1)
@@ -198,7 +246,13 @@ func (l *limitListener) closeIdle() {
 func (l *limitListener) decidingCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.deciding)
+	n := 0
+	for _, d := range l.deciding {
+		if d > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // oldest is the connection of set with the earliest time, or nil.

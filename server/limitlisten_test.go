@@ -81,6 +81,23 @@ func TestLimitListenerCalls(t *testing.T) {
 			t.Fatal("a connection waiting for bytes was not the one closed")
 		}
 	}
+	// Closed, their calls end and the server may report them idle before
+	// closed: they are not idle again (closeIdle would pick them again,
+	// freeing nothing).
+	s.callResumed()
+	s.callEnded()
+	l.connState(stalled, http.StateIdle)
+	rd.callResumed()
+	rd.callEnded()
+	l.mu.Lock()
+	_, back := l.idle[stalled]
+	_, back2 := l.idle[reading]
+	l.mu.Unlock()
+	if back || back2 {
+		t.Fatal("a connection closed to make room is idle again")
+	}
+	l.connState(stalled, http.StateClosed)
+	l.connState(reading, http.StateClosed)
 	l.closeIdle()
 	if !pipeClosed(decided) {
 		t.Fatal("the idle connection was not closed next")
@@ -99,6 +116,50 @@ func TestLimitListenerCalls(t *testing.T) {
 	l.closeIdle()
 	if !pipeClosed(deciding) {
 		t.Fatal("a connection whose calls all wait was not closed")
+	}
+	l.connState(decided, http.StateClosed)
+	l.connState(deciding, http.StateClosed)
+	if len(l.idle)+len(l.unserved)+len(l.served)+len(l.deciding)+len(l.closing) != 0 {
+		t.Errorf("closed connections still tracked: %d idle, %d unserved, %d served, %d deciding, %d closing",
+			len(l.idle), len(l.unserved), len(l.served), len(l.deciding), len(l.closing))
+	}
+}
+
+// TestLimitListenerWaitsWithinWaits: a call that waits as a whole (a
+// health Watch) and waits again within (a write of its answer) leaves its
+// connection idle throughout, and a call started beside it busy.
+func TestLimitListenerWaitsWithinWaits(t *testing.T) {
+	l := newLimitListener(nil, 2)
+	c, peer := net.Pipe()
+	defer peer.Close()
+	l.connState(c, http.StateNew)
+	l.connState(c, http.StateActive)
+	lc := connOf(l.connContext(t.Context(), c))
+	idle := func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		_, ok := l.idle[c]
+		return ok
+	}
+	lc.callStarted() // the Watch
+	lc.callWaiting()
+	for range 2 { // two of its answers written
+		lc.callWaiting()
+		if !idle() {
+			t.Fatal("busy while a Watch writes")
+		}
+		lc.callResumed()
+	}
+	if !idle() {
+		t.Fatal("busy while a Watch waits")
+	}
+	lc.callStarted() // a Check beside it
+	if idle() {
+		t.Fatal("idle while a call is decided beside a Watch")
+	}
+	lc.callEnded()
+	if !idle() {
+		t.Fatal("busy once the call beside the Watch was answered")
 	}
 }
 

@@ -120,10 +120,11 @@ type Limits struct {
 	// MaxStreams requests at once. At the bound the oldest connection
 	// not yet served (its TLS handshake, HTTP/2 preface or first request's
 	// headers not read yet) is closed to make room, else the connection
-	// idle longest (a connection whose requests all wait for their bodies
-	// or messages counts as idle, and one that never had a request
-	// answered goes first); when every connection is deciding a request, a
-	// new one waits to be accepted. The diagnostic listener is not bounded
+	// idle longest (a connection whose requests all wait for their client,
+	// a body arriving or an answer not taken, or are health Watch streams
+	// counts as idle, and one that never had a request answered goes
+	// first); when every connection is deciding a request, a new one waits
+	// to be accepted. The diagnostic listener is not bounded
 	// (probes). Default 1024.
 	MaxConnections int
 }

@@ -41,7 +41,10 @@ type workload struct {
 	// OPA: modules and data.
 	opaModules map[string]string
 	opaData    map[string]any
-	cases      []tcase
+	// opa-envoy-plugin (test/load/extauthz.sh): the modules answering
+	// Envoy's CheckRequest, with opaData; none for a workload it does not run.
+	envoyModules map[string]string
+	cases        []tcase
 }
 
 func generate(out, alg string, n, nNew int, names []string, ttl time.Duration) error {
@@ -178,6 +181,12 @@ func newWorkload(name, alg, jwks string, pki *callerPKI) (*workload, error) {
 		w.api = "check"
 		w.opaModules = map[string]string{"policy.rego": policy, "rest.rego": opabaseline.RESTModule()}
 		w.opaData = opabaseline.Data(defaultData, jwks)
+		params.Token = opabaseline.EnvoyToken
+		envoyPolicy, err := opabaseline.Policy(params)
+		if err != nil {
+			return nil, err
+		}
+		w.envoyModules = map[string]string{"policy.rego": envoyPolicy, "envoy.rego": opabaseline.EnvoyModule()}
 		rest := func(method string, allow bool, reason string) tcase {
 			return tcase{
 				verdict: "GET\t/v1/check\tX-Forwarded-Method: " + method + "\tX-Forwarded-Uri: /orders/@N@\tAuthorization: Bearer @1@\t",
@@ -278,6 +287,16 @@ func (w *workload) write(dir, alg string, pubPEM []byte, pki *callerPKI) error {
 		return err
 	}
 	files["opa/bundle/data.json"] = data
+	if w.envoyModules != nil {
+		if err := os.MkdirAll(filepath.Join(dir, "opa-envoy", "bundle"), 0o700); err != nil {
+			return err
+		}
+		for name, src := range w.envoyModules {
+			files["opa-envoy/bundle/"+name] = []byte(src)
+		}
+		files["opa-envoy/bundle/data.json"] = data
+		files["opa-envoy/config.yaml"] = []byte(opaConfig + opaEnvoyConfig)
+	}
 	if w.callers {
 		files["verdict/ca.pem"] = pki.caPEM
 	}
@@ -362,4 +381,13 @@ const opaConfig = `caching:
     named:
       io_jwt:
         max_num_entries: 10000
+`
+
+// opaEnvoyConfig adds opa-envoy-plugin's ext_authz gRPC server to opaConfig,
+// answering Check with the baseline's allow (test/load/extauthz.sh sets its
+// address with --set).
+const opaEnvoyConfig = `plugins:
+  envoy_ext_authz_grpc:
+    addr: 127.0.0.1:9191
+    path: opa_authz/allow
 `

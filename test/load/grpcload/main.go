@@ -1,12 +1,20 @@
 // Command grpcload measures Verdict's ext_authz listener (ext_authz.grpc_addr,
 // without TLS) from outside the process, for BENCHMARKS.md.
 //
-//	grpcload check -addr HOST:PORT [-c 2] [-w 16] [-d 10s] [-pid PID]
+//	grpcload check -addr HOST:PORT [-c 2] [-w 16] [-d 10s] [-pid PID] [-tokens FILE]
 //	grpcload flood -addr HOST:PORT [-c 4] [-s 32] [-f 1] [-msg 131072] [-d 20s]
 //
 // check asks Check, as Envoy does, from -w goroutines over -c connections for
 // -d, and prints the calls answered a second; with -pid, also the CPU time
-// the server process spent a call (user and system, from /proc).
+// the server process spent a call (user and system, from /proc). Without
+// -tokens it asks one anonymous GET /catalog over and over; with -tokens
+// (test/load/gen's tokens.txt, the first field of each line a viewer's
+// token) it asks the "rest" workload of test/load/run.sh as Envoy carries
+// it: the tokens cycled as Authorization: Bearer, over eight questions on
+// /orders/<a new id every call>, GET six times (allow), POST and DELETE once
+// each (deny). It first asks each question once and fails unless each gets
+// its designed answer, and after the run fails unless the share allowed is
+// within 2 % of 6/8: a server cannot look fast by answering wrong.
 //
 // flood opens -c connections of -s streams each; every stream declares a
 // Check message of -msg bytes and sends all but its last byte, -f bytes a
@@ -23,6 +31,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -52,10 +61,14 @@ func main() {
 	streams := fs.Int("s", 32, "flood: streams a connection")
 	frame := fs.Int("f", 1, "flood: payload bytes a DATA frame")
 	msg := fs.Int("msg", 128<<10, "flood: the message length declared")
+	tokens := fs.String("tokens", "", "check: a file of tokens, one a line (first field), to ask the rest workload")
 	_ = fs.Parse(os.Args[2:])
 	var err error
 	if os.Args[1] == "check" {
-		err = check(*addr, *conns, *workers, *dur, *pid)
+		var q questions
+		if q, err = newQuestions(*tokens); err == nil {
+			err = check(*addr, *conns, *workers, *dur, *pid, q)
+		}
 	} else {
 		flood(*addr, *conns, *streams, *frame, *msg, *dur)
 	}
@@ -65,13 +78,8 @@ func main() {
 	}
 }
 
-// check asks the same Check over and over.
-func check(addr string, conns, workers int, dur time.Duration, pid int) error {
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-		Id: "load-1", Method: "GET", Path: "/catalog", Host: "shop.example", Scheme: "https", Protocol: "HTTP/1.1",
-		Headers: map[string]string{":authority": "shop.example", ":method": "GET", ":path": "/catalog", "user-agent": "curl/8.5.0",
-			"accept": "*/*", "x-request-id": "c0a8e5f2-5b4c-4f1e-9d3a-2b7e8f6a1d0c"},
-	}}}}
+// check asks q's questions over and over.
+func check(addr string, conns, workers int, dur time.Duration, pid int, q questions) error {
 	var clients []authv3.AuthorizationClient
 	for range conns {
 		c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -79,26 +87,39 @@ func check(addr string, conns, workers int, dur time.Duration, pid int) error {
 			return err
 		}
 		defer c.Close()
-		ac := authv3.NewAuthorizationClient(c)
-		if _, err := ac.Check(context.Background(), req); err != nil { // connect
-			return err
+		clients = append(clients, authv3.NewAuthorizationClient(c))
+	}
+	for _, c := range clients { // connect, and every question answered as designed
+		for i := range q.cases() {
+			req, want := q.ask(uint64(i))
+			resp, err := c.Check(context.Background(), req)
+			if err != nil {
+				return err
+			}
+			if allowed := resp.GetStatus().GetCode() == 0; allowed != want {
+				return fmt.Errorf("question %d (%s %s): allowed %v, designed %v", i, req.Attributes.Request.Http.Method, req.Attributes.Request.Http.Path, allowed, want)
+			}
 		}
-		clients = append(clients, ac)
 	}
 	cpu0 := cpuSeconds(pid)
-	var answered, failed atomic.Int64
+	var answered, allowed, failed, next atomic.Int64
 	var wg sync.WaitGroup
 	end := time.Now().Add(dur)
 	for i := range workers {
 		wg.Go(func() {
 			c := clients[i%len(clients)]
 			for time.Now().Before(end) {
+				req, _ := q.ask(uint64(next.Add(1)))
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second) // sent as grpc-timeout, as Envoy does
-				_, err := c.Check(ctx, req)
+				resp, err := c.Check(ctx, req)
 				cancel()
-				if err != nil {
+				switch {
+				case err != nil:
 					failed.Add(1)
-				} else {
+				case resp.GetStatus().GetCode() == 0:
+					allowed.Add(1)
+					answered.Add(1)
+				default:
 					answered.Add(1)
 				}
 			}
@@ -106,12 +127,85 @@ func check(addr string, conns, workers int, dur time.Duration, pid int) error {
 	}
 	wg.Wait()
 	n := answered.Load()
-	fmt.Printf("calls/s %.0f failed %d", float64(n)/dur.Seconds(), failed.Load())
+	share := float64(allowed.Load()) / float64(max(n, 1))
+	fmt.Printf("calls/s %.0f failed %d allowed %.3f", float64(n)/dur.Seconds(), failed.Load(), share)
 	if pid != 0 && n > 0 {
 		fmt.Printf(" server-cpu-us/call %.1f", (cpuSeconds(pid)-cpu0)*1e6/float64(n))
 	}
 	fmt.Println()
+	if want := q.allowShare(); math.Abs(share-want) > 0.02 {
+		return fmt.Errorf("allowed %.3f of the calls, designed %.3f", share, want)
+	}
 	return nil
+}
+
+// questions are what check asks: with no tokens, an anonymous GET
+// /catalog (allowed); with tokens, the rest workload.
+type questions struct {
+	tokens []string
+}
+
+// restMethods are the rest workload's eight questions, and whether each
+// is allowed (test/load/gen's "rest").
+var restMethods = []struct {
+	method string
+	allow  bool
+}{{"GET", true}, {"GET", true}, {"POST", false}, {"GET", true}, {"GET", true}, {"DELETE", false}, {"GET", true}, {"GET", true}}
+
+func newQuestions(file string) (questions, error) {
+	if file == "" {
+		return questions{}, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return questions{}, err
+	}
+	var q questions
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 0 {
+			q.tokens = append(q.tokens, f[0])
+		}
+	}
+	if len(q.tokens) == 0 {
+		return questions{}, fmt.Errorf("%s: no tokens", file)
+	}
+	return q, nil
+}
+
+func (q questions) cases() int {
+	if q.tokens == nil {
+		return 1
+	}
+	return len(restMethods)
+}
+
+func (q questions) allowShare() float64 {
+	if q.tokens == nil {
+		return 1
+	}
+	n := 0
+	for _, m := range restMethods {
+		if m.allow {
+			n++
+		}
+	}
+	return float64(n) / float64(len(restMethods))
+}
+
+// ask is question n and whether it is to be allowed.
+func (q questions) ask(n uint64) (*authv3.CheckRequest, bool) {
+	method, path, allow := "GET", "/catalog", true
+	headers := map[string]string{"user-agent": "curl/8.5.0", "accept": "*/*", "x-request-id": "c0a8e5f2-5b4c-4f1e-9d3a-2b7e8f6a1d0c"}
+	if q.tokens != nil {
+		m := restMethods[n%uint64(len(restMethods))]
+		method, path, allow = m.method, "/orders/"+strconv.FormatUint(n, 10), m.allow
+		headers["authorization"] = "Bearer " + q.tokens[n%uint64(len(q.tokens))]
+	}
+	headers[":authority"], headers[":method"], headers[":path"] = "shop.example", method, path
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+		Id: "load-" + strconv.FormatUint(n, 10), Method: method, Path: path, Host: "shop.example", Scheme: "https", Protocol: "HTTP/1.1",
+		Headers: headers,
+	}}}}, allow
 }
 
 // cpuSeconds is the user and system CPU time of process pid, 0 when it

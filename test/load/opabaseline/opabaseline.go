@@ -12,7 +12,8 @@
 // The load comparison's other workloads have their own OPA policies here,
 // each the counterpart of the policy Verdict serves for that workload:
 // RESTModule (added to Policy, for actions named from a method and path, as
-// the default policy names them), CallerPolicy (test/load/examples/caller:
+// the default policy names them; EnvoyModule, the same for Envoy's
+// CheckRequest as opa-envoy-plugin gives it), CallerPolicy (test/load/examples/caller:
 // roles AND a calling-service allowlist, the caller's certificate verified
 // in Rego) and ABACPolicy (test/load/examples/abac: resource attributes
 // against claims). They share Params, package and query.
@@ -69,6 +70,9 @@ type Params struct {
 	// benchmark), "input.action" for a string action as in a /v1/decide
 	// body (the HTTP load comparison).
 	Action string
+	// Token is the input's reference to the bearer token; empty means
+	// input.token. Policy only: the other templates read input.token.
+	Token string
 }
 
 // Policy returns the baseline policy rendered with p.
@@ -88,6 +92,29 @@ func ABACPolicy(p Params) (string, error) { return render(abacTemplate, p) }
 // RESTModule returns a second module for Policy rendered with Action:
 // RESTAction, naming the action from input.method and input.path.
 func RESTModule() string { return restSource }
+
+// EnvoyToken is the Token for Policy with EnvoyModule: the bearer token of
+// the Authorization header of Envoy's CheckRequest.
+const EnvoyToken = "envoy_token"
+
+// EnvoyModule returns RESTModule for the input opa-envoy-plugin gives a
+// policy, Envoy's CheckRequest: the method and path of
+// input.attributes.request.http, and EnvoyToken from its Authorization
+// header, for Policy rendered with Action: RESTAction, Token: EnvoyToken.
+func EnvoyModule() string {
+	return envoyReplacer.Replace(restSource) + envoySource
+}
+
+var envoyReplacer = strings.NewReplacer(
+	"input.method", "input.attributes.request.http.method",
+	"input.path", "input.attributes.request.http.path")
+
+const envoySource = `
+envoy_token := substring(h, 7, -1) if {
+	h := input.attributes.request.http.headers.authorization
+	startswith(h, "Bearer ")
+}
+`
 
 func render(t *template.Template, p Params) (string, error) {
 	if p.Constraint == "" || p.Issuer == "" || p.Audience == "" || p.Action == "" {

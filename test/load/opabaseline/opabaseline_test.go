@@ -140,6 +140,43 @@ func TestRESTPolicyDecides(t *testing.T) {
 	}
 }
 
+// TestEnvoyPolicyDecides: the baseline with EnvoyModule decides Envoy's
+// CheckRequest as RESTModule decides a method, path and token, the token
+// taken from a Bearer Authorization header only.
+func TestEnvoyPolicyDecides(t *testing.T) {
+	iss := authztest.NewIssuer(t, "ES256")
+	policy, err := opabaseline.Policy(opabaseline.Params{Constraint: "cert", Issuer: iss.Name, Audience: iss.Audience,
+		Action: opabaseline.RESTAction, Token: opabaseline.EnvoyToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules := map[string]string{"policy.rego": policy, "envoy.rego": opabaseline.EnvoyModule()}
+	data := opabaseline.Data(readData(t, policies.FS()), string(authztest.JWKS(t, iss)))
+	viewer := iss.Mint(t, map[string]any{"roles": []string{"viewer"}})
+	for _, tc := range []struct {
+		method, path, authorization, wantReason string
+		wantAllow                               bool
+	}{
+		{"GET", "/orders/42", "Bearer " + viewer, "role viewer grants orders:read", true},
+		{"POST", "/orders/42", "Bearer " + viewer, "no role grants orders:write", false},
+		{"DELETE", "/orders/42?x=1", "Bearer " + viewer, "no role grants orders:delete", false},
+		{"GET", "/orders/42", "", "anonymous access to orders:read is not allowed", false},
+		{"GET", "/orders/42", "Basic " + viewer, "anonymous access to orders:read is not allowed", false},
+		{"GET", "/catalog/7", "", "anonymous access to catalog:read is public", true},
+	} {
+		headers := map[string]any{":path": tc.path}
+		if tc.authorization != "" {
+			headers["authorization"] = tc.authorization
+		}
+		input := map[string]any{"attributes": map[string]any{"request": map[string]any{"http": map[string]any{
+			"method": tc.method, "path": tc.path, "headers": headers}}}}
+		allow, reasons := decide(t, modules, data, input)
+		if allow != tc.wantAllow || !strings.Contains(reasons, tc.wantReason) {
+			t.Errorf("%s %s %.10q: allow %v, reasons %s; want %v, %q", tc.method, tc.path, tc.authorization, allow, reasons, tc.wantAllow, tc.wantReason)
+		}
+	}
+}
+
 // TestCallerPolicyDecides: roles AND the calling-service allowlist, the
 // caller's certificate verified against the CA in data, named as Verdict
 // names it.
