@@ -76,6 +76,53 @@ func grpcMessage(t testing.TB, m proto.Message) []byte {
 	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(b))), b...)
 }
 
+// h2Client starts an HTTP/2 client on c by hand, its preface and then
+// settings, for frames no HTTP/2 client library sends.
+func h2Client(t testing.TB, c net.Conn, settings ...http2.Setting) *http2.Framer {
+	t.Helper()
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal("preface:", err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(settings...); err != nil {
+		t.Fatal("settings:", err)
+	}
+	return fr
+}
+
+// dialH2 dials addr and starts an HTTP/2 client on it (h2Client), closed
+// when the test ends; a goroutine reads and drops what the server sends
+// until then.
+func dialH2(t testing.TB, addr string, settings ...http2.Setting) *http2.Framer {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fr := h2Client(t, c, settings...)
+	go func() {
+		for {
+			if _, err := fr.ReadFrame(); err != nil {
+				return
+			}
+		}
+	}()
+	return fr
+}
+
+// grpcCallHeaders is the HPACK block of a plain-text gRPC call's request
+// headers for path, then extra's.
+func grpcCallHeaders(path string, extra ...[2]string) []byte {
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range append([][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
+		{":path", path}, {"content-type", "application/grpc"}}, extra...) {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return hb.Bytes()
+}
+
 // TestExtAuthzMessageBudget: ext_authz request messages are read within
 // limits.max_body_bytes_in_flight, as addr's bodies are, whatever frames
 // they come in. Clients that send their messages 256 bytes a frame and
@@ -179,13 +226,7 @@ func TestExtAuthzConnectionLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close()
-	if _, err := io.WriteString(idle, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(idle, idle)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
+	fr := h2Client(t, idle)
 	if _, err := fr.ReadFrame(); err != nil { // the server's settings: it serves the connection
 		t.Fatal(err)
 	}
@@ -532,32 +573,12 @@ func TestExtAuthzStalledCalls(t *testing.T) {
 	if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
 		t.Fatal(err)
 	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
-		{":path", authv3.Authorization_Check_FullMethodName}, {"content-type", "application/grpc"}} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
+	headers := grpcCallHeaders(authv3.Authorization_Check_FullMethodName)
 	for range 3 {
-		c, err := net.Dial("tcp", x.addr)
-		if err != nil {
+		fr := dialH2(t, x.addr)
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: headers, EndHeaders: true}); err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		fr := http2.NewFramer(c, c)
-		if _, err := io.WriteString(c, http2.ClientPreface); err != nil || fr.WriteSettings() != nil {
-			t.Fatal("preface", err)
-		}
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
-			t.Fatal(err)
-		}
-		go func() { // read (settings, window updates) until closed
-			for {
-				if _, err := fr.ReadFrame(); err != nil {
-					return
-				}
-			}
-		}()
 		time.Sleep(50 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
@@ -587,40 +608,17 @@ func TestExtAuthzUnreadAnswers(t *testing.T) {
 			if _, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog", nil)); err != nil {
 				t.Fatal(err)
 			}
-			var hb bytes.Buffer
-			enc := hpack.NewEncoder(&hb)
-			for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "verdict"},
-				{":path", tc.path}, {"content-type", "application/grpc"}} {
-				_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-			}
+			headers := grpcCallHeaders(tc.path)
 			msg := grpcMessage(t, tc.msg)
 			ctx, stop := context.WithCancel(t.Context())
 			var wg sync.WaitGroup
 			defer wg.Wait()
 			defer stop()
 			for range 3 {
-				c, err := net.Dial("tcp", x.addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				fr := http2.NewFramer(c, c)
-				if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-					t.Fatal("preface", err)
-				}
-				if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
-					t.Fatal(err)
-				}
-				wg.Go(func() { // read (settings, the answers' headers) until closed
-					for {
-						if _, err := fr.ReadFrame(); err != nil {
-							return
-						}
-					}
-				})
+				fr := dialH2(t, x.addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 				wg.Go(func() { // a call every 100 ms, none of whose answers it takes
 					for id := uint32(1); ctx.Err() == nil; id += 2 {
-						if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}) != nil ||
+						if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: headers, EndHeaders: true}) != nil ||
 							fr.WriteData(id, true, msg) != nil {
 							return
 						}

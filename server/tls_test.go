@@ -261,13 +261,7 @@ func TestHTTP2ReceiveBounds(t *testing.T) {
 		t.Fatalf("protocol %q, want h2", p)
 	}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(c, c)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
+	fr := h2Client(t, c)
 	// The server's SETTINGS, then what it sends before acknowledging ours.
 	connWindow, streamWindow, frameSize := uint32(65535), uint32(65535), uint32(16384)
 	for acked := false; !acked; {
