@@ -6,6 +6,7 @@ package membudget
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,13 +20,20 @@ type Budget struct {
 	max  int64
 	used atomic.Int64
 
-	waiting atomic.Int32 // callers in TakeWithin's wait
+	waiting atomic.Int32 // len(queue), read by Give without the lock
 	mu      sync.Mutex
-	freed   chan struct{} // closed, and replaced, when bytes are given back while someone waits
+	queue   []*waiter // TakeWithin's callers waiting, first come first
+}
+
+// waiter is a TakeWithin caller waiting for n bytes; wake tells it to
+// look again.
+type waiter struct {
+	n    int64
+	wake chan struct{} // buffered: a wake is never lost, nor blocks
 }
 
 // New returns a Budget of max bytes.
-func New(max int64) *Budget { return &Budget{max: max, freed: make(chan struct{})} }
+func New(max int64) *Budget { return &Budget{max: max} }
 
 // Take reserves n bytes and reports whether they fit; when they do not,
 // nothing is reserved.
@@ -44,63 +52,81 @@ func (b *Budget) Take(n int64) bool {
 }
 
 // TakeWithin is Take that waits for bytes given back when n does not fit,
-// until giveUp or until ctx is done, and reports whether it took them. A
-// caller holding bytes of b should not wait for more: callers that each
-// hold some and wait for the rest could wait on each other until they
-// give up.
+// until giveUp or until ctx is done, and reports whether it took them.
+// Bytes given back wake only as many waiting callers as they fit, the
+// first come first (a caller not waiting may still take them first: the
+// woken one then waits on). A caller holding bytes of b should not wait
+// for more: callers that each hold some and wait for the rest could wait
+// on each other until they give up.
 func (b *Budget) TakeWithin(ctx context.Context, n int64, giveUp time.Time) bool {
 	if b.Take(n) {
 		return true
 	}
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+	wait := time.Until(giveUp)
+	if wait <= 0 {
+		return false
+	}
+	w := &waiter{n: n, wake: make(chan struct{}, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, w)
+	b.waiting.Add(1)
+	b.mu.Unlock()
+	defer b.leave(w)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for {
-		// Counted as waiting before looking again, so that a Give after
-		// the look sees the waiter and wakes it.
-		b.mu.Lock()
-		freed := b.freed
-		b.mu.Unlock()
-		b.waiting.Add(1)
+		// Queued before looking again, so that bytes given back after the
+		// look wake it.
 		if b.Take(n) {
-			b.waiting.Add(-1)
 			return true
 		}
-		wait := time.Until(giveUp)
-		if wait <= 0 {
-			b.waiting.Add(-1)
-			return false
-		}
-		if timer == nil {
-			timer = time.NewTimer(wait)
-		}
 		select {
-		case <-freed:
-			b.waiting.Add(-1)
+		case <-w.wake:
 		case <-timer.C:
-			b.waiting.Add(-1)
 			return b.Take(n)
 		case <-ctx.Done():
-			b.waiting.Add(-1)
 			return false
 		}
 	}
 }
 
-// Give returns n bytes taken before, waking callers waiting for them.
+// leave takes w out of the queue, and wakes whoever the bytes free now
+// fit: w may have been woken for them.
+func (b *Budget) leave(w *waiter) {
+	b.mu.Lock()
+	if i := slices.Index(b.queue, w); i >= 0 {
+		b.queue = slices.Delete(b.queue, i, i+1)
+		b.waiting.Add(-1)
+	}
+	b.mu.Unlock()
+	b.wakeWaiters()
+}
+
+// wakeWaiters wakes the waiting callers, in their order, that the bytes
+// free now fit.
+func (b *Budget) wakeWaiters() {
+	if b.waiting.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	free := b.max - b.used.Load()
+	for _, w := range b.queue {
+		if w.n > free {
+			return
+		}
+		free -= w.n
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Give returns n bytes taken before, waking the waiting callers they fit.
 func (b *Budget) Give(n int64) {
 	b.used.Add(-n)
-	if b.waiting.Load() > 0 {
-		b.mu.Lock()
-		if b.freed != nil { // nil in the zero value
-			close(b.freed)
-			b.freed = make(chan struct{})
-		}
-		b.mu.Unlock()
-	}
+	b.wakeWaiters()
 }
 
 // Used returns the bytes taken and not given back.
