@@ -76,6 +76,18 @@ type Options struct {
 	// compiled evaluator has the first half; when it runs out, topdown
 	// evaluates with the rest.
 	EvalTimeout time.Duration
+	// EvalHeapLimit, when positive, stops an evaluation still running
+	// after 10 ms (and looks again every 10 ms) once the Go heap's live
+	// bytes, as of the last garbage collection, are past it: the decision
+	// is an ErrPolicy refusal (HeapLimitDetail), counted in
+	// Status.HeapStops. It bounds what policies that let a request size a
+	// built-in function's result (numbers.range(1, input.n)) can make the
+	// process hold: every evaluation running long then is stopped, a
+	// legitimate one too. Set it well above the heap the process holds
+	// at rest (caches included) and below its memory limit; the heap may
+	// grow past it by what the evaluations allocate until the next
+	// collection and look. Zero means no limit.
+	EvalHeapLimit int64
 	// KeepInput sets Decision.Input on every decision, for a decision log
 	// that records inputs. It costs building the document for decisions
 	// answered from the decision cache, which otherwise need none.
@@ -123,6 +135,7 @@ type Engine struct {
 	decisions   cacheLimits // decision cache bounds per snapshot; no bytes disables
 	evaluator   Evaluator
 	evalTimeout time.Duration
+	heapLimit   int64         // Options.EvalHeapLimit; 0: none
 	tests       bool          // Options.RequireTests
 	noNetwork   bool          // Options.NoNetwork
 	keepInput   bool          // Options.KeepInput
@@ -137,6 +150,8 @@ type Engine struct {
 	forgets atomic.Uint64
 	// fallbacks counts evaluations the compiled evaluator left to topdown.
 	fallbacks atomic.Uint64
+	// heapStops counts evaluations stopped by Options.EvalHeapLimit.
+	heapStops atomic.Uint64
 	// Cache lookups, for Status: token (verified-token cache) and decision
 	// (every snapshot's decision cache), each a hit or a miss.
 	tokenHits, tokenMisses       atomic.Uint64
@@ -163,6 +178,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		entry:       entry,
 		evalTimeout: opts.EvalTimeout,
+		heapLimit:   opts.EvalHeapLimit,
 		tests:       opts.RequireTests,
 		noNetwork:   opts.NoNetwork,
 		keepInput:   opts.KeepInput,
@@ -315,6 +331,9 @@ type Status struct {
 	// topdown since New: an evaluation error (which topdown then reports,
 	// or not), or a data lookup only OPA's store resolves.
 	EvaluatorFallbacks uint64 `json:"evaluator_fallbacks"`
+	// HeapStops counts evaluations stopped since New because the heap
+	// passed Options.EvalHeapLimit while they ran.
+	HeapStops uint64 `json:"heap_stops"`
 	// Caches are the verified-token cache and the serving snapshot's
 	// decision cache: what they hold now and how lookups went since New.
 	Caches Caches `json:"caches"`
@@ -359,6 +378,7 @@ func (e *Engine) Status() Status {
 	st := e.status
 	st.Caches = caches
 	st.EvaluatorFallbacks = e.fallbacks.Load()
+	st.HeapStops = e.heapStops.Load()
 	st.LastErrorProblems = append([]bundles.Problem(nil), st.LastErrorProblems...)
 	return st
 }

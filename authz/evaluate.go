@@ -74,7 +74,12 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 	if e.print != nil {
 		opts = append(opts, rego.EvalPrintHook(e.print))
 	}
+	heap := watchHeap(e.heapLimit, cancel)
+	defer heap.end()
 	rs, err := cp.query.Eval(ctx, opts...)
+	if heap.end() {
+		return nil, e.heapStopped()
+	}
 	if err != nil {
 		if r := cutShort(ctx, err); r != nil {
 			return nil, r

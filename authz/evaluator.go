@@ -116,12 +116,17 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 			result, handled, err = nil, false, nil
 		}
 	}()
+	heap := watchHeap(e.heapLimit, stop)
+	defer heap.end()
 	rs, err := q.Eval(ctx, input, plan.EvalOptions{
 		Time:                now,
 		StrictBuiltinErrors: true,
 		PrintHook:           e.print,
 		Cancel:              stop,
 	})
+	if heap.end() {
+		return nil, true, e.heapStopped()
+	}
 	if err != nil {
 		if r := cutShort(ctx, err); r != nil {
 			return nil, true, r

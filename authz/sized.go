@@ -222,7 +222,7 @@ func boundedTerms(body ast.Body) map[string]bool {
 
 func sizedProblem(e *ast.Expr, name string) bundles.Problem {
 	p := bundles.Problem{Code: CodeSizedByInput,
-		Message: fmt.Sprintf("%s sized by a request's values: a request can make it allocate until limits.eval_timeout ends it; bound them first (a comparison with a number), see the policy guide", name)}
+		Message: fmt.Sprintf("%s sized by a request's values: a request can make it allocate until limits.eval_timeout or limits.eval_heap_limit stops it; bound them first (a comparison with a number), see the policy guide", name)}
 	if loc := e.Location; loc != nil {
 		p.File, p.Line, p.Col = loc.File, loc.Row, loc.Col
 	}

@@ -85,10 +85,21 @@ func (a *admission) patience(ctx context.Context) time.Duration {
 // one, without waiting. It fails with errOverloaded when the bytes are not free in
 // time or ctx ends.
 func (a *admission) reserveBody(ctx context.Context, n int64, first bool) error {
-	if a.bodies.Take(n) || first && a.bodies.TakeWithin(ctx, n, time.Now().Add(a.patience(ctx))) {
+	if a.bodies.Take(n) || first && waitFor(ctx, func() bool { return a.bodies.TakeWithin(ctx, n, time.Now().Add(a.patience(ctx))) }) {
 		return nil
 	}
 	return frontErr(errOverloaded, "too many request bodies being read at once (limits.max_body_bytes_in_flight): try again")
+}
+
+// waitFor runs wait, a wait for room others hold (bytes, a decision slot),
+// as a wait of the request's call (see limitListener): a connection whose
+// calls all wait so is not busy. Otherwise connections each with one call
+// waiting, beside calls that hold the room, shut new clients out.
+func waitFor(ctx context.Context, wait func() bool) bool {
+	lc := connOf(ctx)
+	lc.callWaiting()
+	defer lc.callResumed()
+	return wait()
 }
 
 // admit takes a decision slot, waiting up to a.wait, and returns the
@@ -110,6 +121,9 @@ func (a *admission) admit(ctx context.Context) (release func(), err error) {
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	lc := connOf(ctx) // waiting, as waitFor
+	lc.callWaiting()
+	defer lc.callResumed()
 	select {
 	case a.slots <- struct{}{}:
 		return a.release, nil
@@ -117,6 +131,21 @@ func (a *admission) admit(ctx context.Context) (release func(), err error) {
 		return nil, overloaded
 	case <-ctx.Done():
 		return nil, overloaded
+	}
+}
+
+// heldSlot is a decision slot a handler holds: giveBack gives it back
+// once, before the answer is written (a client that takes its answer
+// slowly, or not at all, would otherwise hold it for the write timeout)
+// and, deferred, on any other way out.
+type heldSlot struct {
+	release func()
+}
+
+func (h *heldSlot) giveBack() {
+	if h.release != nil {
+		h.release()
+		h.release = nil
 	}
 }
 

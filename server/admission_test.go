@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -107,23 +108,20 @@ func TestAdmission(t *testing.T) {
 
 // TestMaxConnections: beyond limits.max_connections a new connection waits
 // to be accepted while every open one is busy (here: deciding a request,
-// waiting for a decision slot), and is served once another closes. (A
-// connection that has sent nothing, sits idle or waits for its client's
-// bytes is closed to make room at once: see TestMaxConnectionsClosesIdle,
-// TestMaxConnectionsSlowBodies, TestLimitListenerEvicts.)
+// the policy evaluating), and is served once one is not. (A connection
+// that has sent nothing, sits idle or waits, for its client's bytes or
+// for room others hold, is closed to make room at once: see
+// TestMaxConnectionsClosesIdle, TestMaxConnectionsSlowBodies,
+// TestSlotWaitIsNotBusy, TestLimitListenerEvicts.)
 func TestMaxConnections(t *testing.T) {
+	var gate *gateEngine
 	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
 		o.Limits.MaxConnections = 2
-		o.Limits.MaxConcurrentDecisions = 1
+		gate = newGateEngine(o.Engine)
+		gate.entered = make(chan struct{}, 8)
+		o.Engine = gate
 	}})
-	f.srv.admission.wait = time.Minute
-	held, err := f.srv.admit(t.Context(), apiDecide)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held()
 	addr, _ := start(t, f.srv)
-	var open []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -134,16 +132,14 @@ func TestMaxConnections(t *testing.T) {
 		if _, err := fmt.Fprintf(c, "POST /v1/decide HTTP/1.1\r\nHost: verdict\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
 			t.Fatal(err)
 		}
-		open = append(open, c)
 	}
-	// Both are deciding (their requests read, waiting for the slot)
-	// before the third comes.
-	deadline := time.Now().Add(5 * time.Second)
-	for l := f.srv.conns.Load(); l == nil || l.open() != 2 || l.decidingCount() != 2; l = f.srv.conns.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the two requests were not read")
+	// Both are deciding before the third comes.
+	for range 2 {
+		select {
+		case <-gate.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the two requests were not decided")
 		}
-		time.Sleep(time.Millisecond)
 	}
 	answered := make(chan error, 1)
 	go func() {
@@ -159,9 +155,9 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("a third connection was served while two were busy: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	open[0].Close()
+	close(gate.release) // both answered: their connections idle
 	if err := <-answered; err != nil {
-		t.Fatalf("once a connection closed: %v", err)
+		t.Fatalf("once a connection was no longer busy: %v", err)
 	}
 }
 
@@ -467,5 +463,168 @@ func TestBodyBudget(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d", tc.name, w.Code, w.Body, tc.want)
 		}
 		reservedBecomes(0)
+	}
+}
+
+// stalledAnswer is a ResponseWriter whose first Write blocks until
+// release is closed, as a write to a client that takes no answer does.
+type stalledAnswer struct {
+	*httptest.ResponseRecorder
+	writing chan struct{} // closed when the first Write begins
+	release chan struct{}
+	once    sync.Once
+}
+
+func (w *stalledAnswer) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.writing) })
+	<-w.release
+	return w.ResponseRecorder.Write(p)
+}
+
+// TestSlotGivenBackBeforeTheAnswer: a decision slot is held while the
+// request is decided, not while its answer is written: a client that
+// takes its answers slowly (an HTTP/2 window of zero) cannot hold every
+// slot for the write timeout. On every route that takes one.
+func TestSlotGivenBackBeforeTheAnswer(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConcurrentDecisions = 1 }})
+	az, err := New(Options{Engine: newEchoEngine(t, true), Limits: Limits{MaxConcurrentDecisions: 1},
+		AuthZEN: &AuthZEN{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	item := `{"subject": {"type": "user", "id": "a"}, "action": {"name": "allow_read"}, "resource": {"type": "doc", "id": "1"}}`
+	for _, tc := range []struct {
+		name string
+		srv  *Server
+		req  func() *http.Request
+	}{
+		{"decide", f.srv, func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(`{"action":"catalog:read"}`))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}},
+		{"check", f.srv, func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/v1/check", nil)
+			r.Header.Set("X-Forwarded-Method", "GET")
+			r.Header.Set("X-Forwarded-Uri", "/catalog")
+			return r
+		}},
+		{"authzen evaluation", az, func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/access/v1/evaluation", strings.NewReader(item))
+			r.Header.Set("Content-Type", "application/json")
+			r.RemoteAddr = "10.1.2.3:40000"
+			return r
+		}},
+		{"authzen batch", az, func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/access/v1/evaluations", strings.NewReader(`{"evaluations": [`+item+`, `+item+`]}`))
+			r.Header.Set("Content-Type", "application/json")
+			r.RemoteAddr = "10.1.2.3:40000"
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &stalledAnswer{ResponseRecorder: httptest.NewRecorder(), writing: make(chan struct{}), release: make(chan struct{})}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tc.srv.Handler().ServeHTTP(w, tc.req())
+			}()
+			defer func() { <-done }()
+			defer close(w.release)
+			select {
+			case <-w.writing:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the handler did not write its answer")
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer cancel()
+			release, err := tc.srv.admit(ctx, apiDecide)
+			if err != nil {
+				t.Fatalf("the only decision slot is held while the answer is written: %v", err)
+			}
+			release()
+		})
+	}
+}
+
+// TestBodyBudgetWaitIsNotBusy: a connection whose only call waits for
+// room in the body budget (held by others' bodies) is not busy: at the
+// connection bound it is closed to make room, as one waiting for its
+// client's bytes is. Otherwise clients that hold the budget with slow
+// bodies and keep one call waiting on each connection shut new clients
+// out.
+func TestBodyBudgetWaitIsNotBusy(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	for f.srv.admission.bodies.Take(1 << 10) {
+	}
+	l := newLimitListener(nil, 1)
+	c, peer := net.Pipe()
+	defer peer.Close()
+	l.connState(c, http.StateNew)
+	l.connState(c, http.StateActive)
+	r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(strings.Repeat("x", bodyProbe+100))).
+		WithContext(l.connContext(t.Context(), c))
+	done := make(chan error, 1)
+	go reportCalls(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := f.srv.readBody(w, r, 64<<10)
+		done <- err
+	})).ServeHTTP(httptest.NewRecorder(), r)
+	deadline := time.Now().Add(10 * time.Second)
+	for f.srv.admission.bodies.Waiting() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the body did not wait for the budget")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l.closeIdle()
+	closed := pipeClosed(c)
+	if err := <-done; !errors.Is(err, errOverloaded) {
+		t.Errorf("the body read: %v, want overloaded", err)
+	}
+	if !closed {
+		t.Fatal("a connection whose only call waits for the body budget counted busy: nothing was closed to make room")
+	}
+}
+
+// TestSlotWaitIsNotBusy: a connection whose only call waits for a
+// decision slot is not busy either (see TestBodyBudgetWaitIsNotBusy).
+func TestSlotWaitIsNotBusy(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConcurrentDecisions = 1 }})
+	held, err := f.srv.admit(t.Context(), apiDecide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	l := newLimitListener(nil, 1)
+	c, peer := net.Pipe()
+	defer peer.Close()
+	l.connState(c, http.StateNew)
+	l.connState(c, http.StateActive)
+	lc := connOf(l.connContext(t.Context(), c))
+	lc.callStarted()
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.srv.admit(l.connContext(t.Context(), c), apiDecide)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		_, idle := l.idle[c]
+		l.mu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a connection whose only call waits for a decision slot never counted idle")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	l.closeIdle()
+	if !pipeClosed(c) {
+		t.Fatal("the connection waiting for a slot was not closed to make room")
+	}
+	if err := <-done; !errors.Is(err, errOverloaded) {
+		t.Errorf("the wait: %v, want overloaded", err)
 	}
 }

@@ -193,7 +193,8 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 		s.fail(w, err)
 		return
 	}
-	defer release()
+	slot := heldSlot{release: release}
+	defer slot.giveBack()
 	// What every evaluation of this HTTP request shares: the enforcement
 	// point that asks (its verified mTLS certificate is input.caller, as on
 	// /v1/decide) and the request ID.
@@ -201,7 +202,7 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 	if len(in.Evaluations) == 0 {
 		// No evaluations array, or an empty one: one evaluation, answered
 		// as /access/v1/evaluation answers it.
-		s.authzenOne(w, r, &in, &base)
+		s.authzenOne(w, r, &in, &base, &slot)
 		return
 	}
 	reqs := make([]authz.Request, len(in.Evaluations))
@@ -213,7 +214,7 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 		}
 		reqs[i] = e.request(&base)
 	}
-	s.authzenBatch(w, r, reqs, in.Semantic)
+	s.authzenBatch(w, r, reqs, in.Semantic, &slot)
 }
 
 // request is the engine's request for e.
@@ -226,8 +227,8 @@ func (e *azEvaluation) request(base *authz.Request) authz.Request {
 	return req
 }
 
-// authzenOne answers a single evaluation.
-func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, base *authz.Request) {
+// authzenOne answers a single evaluation, giving slot back once decided.
+func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, base *authz.Request, slot *heldSlot) {
 	e, err := in.evaluation(-1)
 	if err != nil {
 		s.fail(w, err)
@@ -235,6 +236,7 @@ func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, 
 	}
 	req := e.request(base)
 	d, err := s.decide(r.Context(), apiAuthZEN, &req)
+	slot.giveBack()
 	status, code := answer(decideAPI, d, err, true)
 	if code != "" {
 		s.writeError(w, status, code, errorMessage(err), d.ID)
@@ -245,7 +247,7 @@ func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, 
 	s.writeAnswer(w, bp, append(b, '\n'))
 }
 
-// authzenBatch evaluates reqs in order under sem and answers
+// authzenBatch evaluates reqs in order under sem, gives slot back, and answers
 // {"evaluations": [...]}: one answer per evaluation made, in request
 // order. A short-circuiting semantic stops after the deciding item (the
 // first deny, failures included, for deny_on_first_deny; the first permit
@@ -257,7 +259,7 @@ func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, 
 // longer be answered, so the items left are not decided (each has its own
 // limits.eval_timeout, and a batch of them could run far longer), and the
 // request is answered with a policy error.
-func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []authz.Request, sem azSemantic) {
+func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []authz.Request, sem azSemantic, slot *heldSlot) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.limits.WriteTimeout)
 	defer cancel()
 	bp := s.bufs.Get().(*[]byte)
@@ -295,6 +297,7 @@ func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []aut
 			break
 		}
 	}
+	slot.giveBack()
 	s.writeAnswer(w, bp, append(b, "]}\n"...))
 }
 

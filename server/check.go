@@ -36,7 +36,8 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	defer release()
+	slot := heldSlot{release: release}
+	defer slot.giveBack()
 	h := r.Header
 	req := authz.Request{
 		RemoteAddr: s.clientAddr(r),
@@ -59,6 +60,7 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 			d, err = s.decide(r.Context(), apiCheck, &req)
 		}
 	}
+	slot.giveBack()
 	anonymous := len(h.Values("Authorization")) == 0
 	status, code := answer(forwardAuth, d, err, anonymous)
 	if status == http.StatusUnauthorized {

@@ -178,7 +178,8 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	defer release()
+	slot := heldSlot{release: release}
+	defer slot.giveBack()
 	req := authz.Request{
 		Token:    token.Raw(in.Token),
 		Action:   in.Action,
@@ -216,6 +217,7 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 			d, err = s.decide(r.Context(), apiDecide, &req)
 		}
 	}
+	slot.giveBack()
 	status, code := answer(decideAPI, d, err, req.Token == "")
 	if code != "" {
 		s.writeError(w, status, code, errorMessage(err), d.ID)

@@ -71,6 +71,9 @@ type statusBody struct {
 	// how many evaluations the compiled one left to topdown.
 	Evaluator          string `json:"evaluator,omitempty"`
 	EvaluatorFallbacks uint64 `json:"evaluator_fallbacks"`
+	// HeapStops counts evaluations stopped because the heap passed
+	// limits.eval_heap_limit while they ran.
+	HeapStops uint64 `json:"heap_stops"`
 	// Caches are the verified-token and decision caches: entries, estimated
 	// bytes and their bound, hits and misses.
 	Caches    authz.Caches   `json:"caches"`
@@ -130,6 +133,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		DecisionCache:      st.DecisionCache,
 		Evaluator:          st.Evaluator,
 		EvaluatorFallbacks: st.EvaluatorFallbacks,
+		HeapStops:          st.HeapStops,
 		Caches:             st.Caches,
 	}
 	if rerr != nil {

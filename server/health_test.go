@@ -129,6 +129,7 @@ func TestMetrics(t *testing.T) {
 		`verdict_policy_reload_errors_total 0`,
 		`verdict_policy_ready 1`,
 		`verdict_evaluator_fallbacks_total 0`,
+		`verdict_evaluations_heap_stopped_total 0`,
 		`verdict_cache_hits_total{cache="token"} 1`,
 		`verdict_cache_misses_total{cache="token"} 3`,
 		`verdict_cache_entries{cache="token"} 1`,

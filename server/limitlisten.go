@@ -242,19 +242,6 @@ func (l *limitListener) closeIdle() {
 	}
 }
 
-// decidingCount is how many connections are deciding a call.
-func (l *limitListener) decidingCount() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, d := range l.deciding {
-		if d > 0 {
-			n++
-		}
-	}
-	return n
-}
-
 // oldest is the connection of set with the earliest time, or nil.
 func oldest(set map[net.Conn]time.Time) net.Conn {
 	return oldestWhere(set, func(net.Conn) bool { return true })

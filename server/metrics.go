@@ -191,6 +191,10 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Name: "verdict_evaluator_fallbacks_total",
 			Help: "Evaluations the compiled evaluator left to OPA's topdown evaluator (an evaluation error, which topdown then reports or not, or a data lookup only OPA's store resolves).",
 		}, func() float64 { return float64(s.engine.Status().EvaluatorFallbacks) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "verdict_evaluations_heap_stopped_total",
+			Help: "Evaluations stopped because the process's live heap passed limits.eval_heap_limit while they ran (their decisions are 500 policy_error).",
+		}, func() float64 { return float64(s.engine.Status().HeapStops) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "verdict_policy_ready",
 			Help: "1 once a policy snapshot is loaded.",

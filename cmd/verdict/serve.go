@@ -141,6 +141,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 	// The engine: issuers from the configuration, or the development issuer.
 	engineOpts := engineOptions(cfg)
+	if engineOpts.EvalHeapLimit > 0 {
+		logger.LogAttrs(ctx, slog.LevelInfo, "eval heap limit", slog.Int64("bytes", engineOpts.EvalHeapLimit))
+	}
 	// The decision log records each decision's input, for replay; the
 	// shadow policy evaluates it.
 	engineOpts.KeepInput = cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil

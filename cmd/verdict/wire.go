@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -393,18 +395,33 @@ func usageError(format string, args ...any) error {
 }
 
 // engineOptions is the engine the configuration describes, before token
-// issuers and logging: the entrypoint and evaluator, limits.eval_timeout,
-// the cache bounds (zero: authz's defaults) and policy.require_tests.
-// serve, decide and the shadow policy all start from it.
+// issuers and logging: the entrypoint and evaluator, limits.eval_timeout
+// and eval_heap_limit, the cache bounds (zero: authz's defaults) and
+// policy.require_tests. serve, decide and the shadow policy all start
+// from it.
 func engineOptions(cfg *config.Config) authz.Options {
 	return authz.Options{
 		Entrypoint:         cfg.Policy.Entrypoint,
 		Evaluator:          authz.Evaluator(cfg.Policy.Evaluator),
 		EvalTimeout:        cfg.Limits.EvalTimeout,
+		EvalHeapLimit:      evalHeapLimit(cfg.Limits.EvalHeapLimit, debug.SetMemoryLimit(-1)),
 		TokenCacheBytes:    int(cfg.Limits.TokenCacheBytes),
 		DecisionCacheBytes: int(cfg.Limits.DecisionCacheBytes),
 		RequireTests:       cfg.Policy.RequireTests,
 	}
+}
+
+// evalHeapLimit is limits.eval_heap_limit: configured, or half the Go
+// runtime's soft memory limit (math.MaxInt64 when there is none: then no
+// heap limit).
+func evalHeapLimit(configured config.ByteSize, memoryLimit int64) int64 {
+	switch {
+	case configured > 0:
+		return int64(configured)
+	case memoryLimit < math.MaxInt64:
+		return memoryLimit / 2
+	}
+	return 0
 }
 
 // decisionLog opens the decision log: decision_log.output is "stdout" (the

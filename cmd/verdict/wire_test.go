@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -386,5 +387,24 @@ func TestShadowOptions(t *testing.T) {
 	}
 	if o := shadowOptions(c.Policy.Shadow); o.Sample != 0.5 || o.Queue != 8 || o.MaxQueueBytes != 2<<20 {
 		t.Errorf("options %+v", o)
+	}
+}
+
+// TestEvalHeapLimit: limits.eval_heap_limit when set, else half the soft
+// memory limit when there is one, else none.
+func TestEvalHeapLimit(t *testing.T) {
+	for _, tc := range []struct {
+		configured config.ByteSize
+		memory     int64
+		want       int64
+	}{
+		{0, math.MaxInt64, 0},
+		{0, 400 << 20, 200 << 20},
+		{64 << 20, 400 << 20, 64 << 20},
+		{64 << 20, math.MaxInt64, 64 << 20},
+	} {
+		if got := evalHeapLimit(tc.configured, tc.memory); got != tc.want {
+			t.Errorf("evalHeapLimit(%d, %d) = %d, want %d", tc.configured, tc.memory, got, tc.want)
+		}
 	}
 }

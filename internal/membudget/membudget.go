@@ -5,8 +5,8 @@
 package membudget
 
 import (
+	"container/list"
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +20,9 @@ type Budget struct {
 	max  int64
 	used atomic.Int64
 
-	waiting atomic.Int32 // len(queue), read by Give without the lock
+	waiting atomic.Int32 // queue.Len(), read by Give without the lock
 	mu      sync.Mutex
-	queue   []*waiter // TakeWithin's callers waiting, first come first
+	queue   list.List // of *waiter: TakeWithin's callers waiting, first come first
 }
 
 // waiter is a TakeWithin caller waiting for n bytes; wake tells it to
@@ -68,10 +68,10 @@ func (b *Budget) TakeWithin(ctx context.Context, n int64, giveUp time.Time) bool
 	}
 	w := &waiter{n: n, wake: make(chan struct{}, 1)}
 	b.mu.Lock()
-	b.queue = append(b.queue, w)
+	e := b.queue.PushBack(w)
 	b.waiting.Add(1)
 	b.mu.Unlock()
-	defer b.leave(w)
+	defer b.leave(e)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -90,14 +90,13 @@ func (b *Budget) TakeWithin(ctx context.Context, n int64, giveUp time.Time) bool
 	}
 }
 
-// leave takes w out of the queue, and wakes whoever the bytes free now
-// fit: w may have been woken for them.
-func (b *Budget) leave(w *waiter) {
+// leave takes e's waiter out of the queue (in constant time: thousands
+// may give up at once), and wakes whoever the bytes free now fit: it may
+// have been woken for them.
+func (b *Budget) leave(e *list.Element) {
 	b.mu.Lock()
-	if i := slices.Index(b.queue, w); i >= 0 {
-		b.queue = slices.Delete(b.queue, i, i+1)
-		b.waiting.Add(-1)
-	}
+	b.queue.Remove(e)
+	b.waiting.Add(-1)
 	b.mu.Unlock()
 	b.wakeWaiters()
 }
@@ -111,7 +110,8 @@ func (b *Budget) wakeWaiters() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	free := b.max - b.used.Load()
-	for _, w := range b.queue {
+	for e := b.queue.Front(); e != nil; e = e.Next() {
+		w := e.Value.(*waiter)
 		if w.n > free {
 			return
 		}
@@ -128,6 +128,9 @@ func (b *Budget) Give(n int64) {
 	b.used.Add(-n)
 	b.wakeWaiters()
 }
+
+// Waiting returns how many callers TakeWithin holds waiting.
+func (b *Budget) Waiting() int { return int(b.waiting.Load()) }
 
 // Used returns the bytes taken and not given back.
 func (b *Budget) Used() int64 { return b.used.Load() }

@@ -138,3 +138,29 @@ func work(d time.Duration) {
 	for end := time.Now().Add(d); time.Now().Before(end); {
 	}
 }
+
+// BenchmarkWaitersGiveUp: 16,000 callers wait for a full budget and give
+// up at once (a flood's streams at the end of their patience); an op is
+// all of them gone. Taking each out of the queue must not cost its length.
+func BenchmarkWaitersGiveUp(b *testing.B) {
+	const waiters = 16000
+	for b.Loop() {
+		b.StopTimer()
+		budget := membudget.New(8192)
+		budget.Take(8192)
+		ctx, cancel := context.WithCancel(b.Context())
+		var queued, wg sync.WaitGroup
+		queued.Add(waiters)
+		for range waiters {
+			wg.Go(func() {
+				queued.Done()
+				budget.TakeWithin(ctx, 8192, time.Now().Add(time.Hour))
+			})
+		}
+		queued.Wait()
+		time.Sleep(50 * time.Millisecond) // in the queue
+		b.StartTimer()
+		cancel()
+		wg.Wait()
+	}
+}

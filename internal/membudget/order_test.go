@@ -44,7 +44,7 @@ func TestWaitersServedInOrder(t *testing.T) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	if b.waiting.Load() != 0 || len(b.queue) != 0 || b.Used() != 10 {
-		t.Errorf("%d waiting, %d queued, %d used after every waiter was served; want 0, 0, 10", b.waiting.Load(), len(b.queue), b.Used())
+	if b.waiting.Load() != 0 || b.queue.Len() != 0 || b.Used() != 10 {
+		t.Errorf("%d waiting, %d queued, %d used after every waiter was served; want 0, 0, 10", b.waiting.Load(), b.queue.Len(), b.Used())
 	}
 }

@@ -351,6 +351,11 @@ type Limits struct {
 	// anything else must be at least minCacheBytes.
 	TokenCacheBytes    ByteSize `yaml:"token_cache_bytes"`
 	DecisionCacheBytes ByteSize `yaml:"decision_cache_bytes"`
+	// EvalHeapLimit is authz.Options.EvalHeapLimit; 0 means half the Go
+	// runtime's soft memory limit when there is one (GOMEMLIMIT, or the
+	// one serve derives from a container's limit), else none; anything
+	// else must be at least minCacheBytes.
+	EvalHeapLimit ByteSize `yaml:"eval_heap_limit"`
 }
 
 // Load reads and validates the configuration file at path.

@@ -24,10 +24,12 @@ limits:
   max_concurrent_decisions: 16
   max_connections: 256
   max_body_bytes_in_flight: 16MiB
+  eval_heap_limit: 128MiB
 `, "/etc/verdict/verdict.yaml")
 	if c.Limits.MaxBodyBytes != 1024 || c.Limits.MaxJSONDepth != 8 || c.Limits.ShutdownTimeout != 3*time.Second ||
 		c.Limits.TokenCacheBytes != 32<<20 || c.Limits.DecisionCacheBytes != 4<<20 ||
-		c.Limits.MaxConcurrentDecisions != 16 || c.Limits.MaxConnections != 256 || c.Limits.MaxBodyBytesInFlight != 16<<20 {
+		c.Limits.MaxConcurrentDecisions != 16 || c.Limits.MaxConnections != 256 || c.Limits.MaxBodyBytesInFlight != 16<<20 ||
+		c.Limits.EvalHeapLimit != 128<<20 {
 		t.Errorf("limits = %+v", c.Limits)
 	}
 	got, err := c.TrustedProxyPrefixes()

@@ -107,6 +107,7 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"poll interval with no bundle_url", "policy:\n  dir: p\n  poll_interval: 5s\n", []string{"v.yaml:3: policy.poll_interval: applies only to bundle_url"}},
 		{"cache too small to hold a token", "limits:\n  token_cache_bytes: 64KiB\n", []string{"v.yaml:2: limits.token_cache_bytes: must be at least 1MiB"}},
 		{"cache size that is not a size", "limits:\n  token_cache_bytes: lots\n", []string{"v.yaml:2: limits.token_cache_bytes"}},
+		{"heap limit too small", "limits:\n  eval_heap_limit: 512KiB\n", []string{"v.yaml:2: limits.eval_heap_limit: must be at least 1MiB"}},
 		{"unknown evaluator", "policy:\n  evaluator: wasm\n", []string{`v.yaml:2: policy.evaluator: must be auto, compiled or topdown, got "wasm"`}},
 
 		// Settings an operator believes made Verdict safer, and did not.

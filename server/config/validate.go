@@ -287,6 +287,9 @@ func (c *Config) validate(root *yaml.Node) error {
 			bad(c.key, "must be at least 1MiB (an entry must fit in 1/160 of the cache), or left out for the default")
 		}
 	}
+	if l.EvalHeapLimit != 0 && l.EvalHeapLimit < minCacheBytes {
+		bad("limits.eval_heap_limit", "must be at least 1MiB, or left out for half the memory limit")
+	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration

@@ -1,0 +1,76 @@
+package authz_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+)
+
+// liveHeap is the Go heap's live bytes as of the last collection.
+func liveHeap() int64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+// TestEvalHeapLimit: with Options.EvalHeapLimit, an evaluation that lets
+// the request size what a built-in builds (20 million numbers, over a GB)
+// is stopped once the live heap passes the limit, with either evaluator,
+// long before its timeout: a policy refusal that says why, counted in
+// Status. An evaluation that runs long without holding memory (waiting on
+// http.send) is not stopped.
+func TestEvalHeapLimit(t *testing.T) {
+	sized := `package authz
+
+default allow := false
+
+allow if count(numbers.range(1, input.resource.n)) > 0
+`
+	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
+		t.Run(string(ev), func(t *testing.T) {
+			runtime.GC()
+			limit := liveHeap() + 64<<20
+			e := newEngine(t, authz.Options{Evaluator: ev, EvalTimeout: time.Minute, EvalHeapLimit: limit, DecisionCacheSize: -1},
+				authztest.Policy(t, "sized", sized))
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"n": 20_000_000}})
+			var r *authz.Refusal
+			if d.Allow || !errors.As(err, &r) || !errors.Is(err, authz.ErrPolicy) || r.Detail != authz.HeapLimitDetail ||
+				len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0], "limits.eval_heap_limit") {
+				t.Fatalf("got %+v, %v; want a refusal for the heap", d, err)
+			}
+			if n := e.Status().HeapStops; n != 1 {
+				t.Errorf("%d heap stops counted, want 1", n)
+			}
+			if n := e.Status().EvaluatorFallbacks; n != 0 {
+				t.Errorf("%d fallbacks: the compiled evaluator's stop is final", n)
+			}
+			if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"n": 3}}); err != nil || !d.Allow {
+				t.Errorf("a small range after: %+v, %v; want it allowed", d, err)
+			}
+		})
+	}
+	t.Run("waiting", func(t *testing.T) {
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(50 * time.Millisecond)
+		}))
+		defer slow.Close()
+		runtime.GC()
+		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
+			authztest.Policy(t, "send", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"url": slow.URL}})
+		if err != nil || !d.Allow {
+			t.Fatalf("an evaluation waiting 50 ms on http.send: %+v, %v; want it allowed", d, err)
+		}
+		if n := e.Status().HeapStops; n != 0 {
+			t.Errorf("%d heap stops counted for an evaluation that held nothing, want 0", n)
+		}
+	})
+}
