@@ -78,15 +78,17 @@ type Options struct {
 	EvalTimeout time.Duration
 	// EvalHeapLimit, when positive, stops an evaluation still running
 	// after 10 ms (and looks again every 10 ms) once the Go heap's live
-	// bytes, as of the last garbage collection, are past it: the decision
-	// is an ErrPolicy refusal (HeapLimitDetail), counted in
+	// bytes, as of the last garbage collection, are past it, or its
+	// objects with the garbage not yet collected past 1.8 times it: the
+	// decision is an ErrPolicy refusal (HeapLimitDetail), counted in
 	// Status.HeapStops. It bounds what policies that let a request size a
 	// built-in function's result (numbers.range(1, input.n)) can make the
 	// process hold: every evaluation running long then is stopped, a
 	// legitimate one too. Set it well above the heap the process holds
-	// at rest (caches included) and below its memory limit; the heap may
-	// grow past it by what the evaluations allocate until the next
-	// collection and look. Zero means no limit.
+	// at rest (caches included) and below its memory limit. It is not a
+	// hard bound: the heap passes it by what the evaluations running
+	// allocate before they are stopped and the collector frees it (one
+	// step of numbers.range doubles an array). Zero means no limit.
 	EvalHeapLimit int64
 	// KeepInput sets Decision.Input on every decision, for a decision log
 	// that records inputs. It costs building the document for decisions

@@ -47,7 +47,7 @@ func (w *heapWatch) look() {
 	if w.ended.Load() {
 		return
 	}
-	if liveHeap() > w.limit {
+	if live, all := heap(); live > w.limit || all > w.limit/5*9 {
 		w.stopped.Store(true)
 		w.cancel.Cancel()
 		return
@@ -66,15 +66,22 @@ func (w *heapWatch) end() bool {
 	return w.stopped.Load()
 }
 
-// liveHeap is the Go heap's live bytes as of the last garbage collection:
-// what the evaluations still hold, not the garbage they left.
-func liveHeap() uint64 {
-	s := [1]metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+// heap is the Go heap's live bytes as of the last garbage collection
+// (what the evaluations still hold, not the garbage they left), and its
+// objects now, garbage not yet collected included: an evaluation
+// allocating fast outruns the collector, and waiting for the next
+// collection to say it let the heap grow past the limit by a cycle's
+// allocation. With the garbage, the limit is 1.8 times as high: the
+// collector lets the heap grow to twice what is live before it collects.
+func heap() (live, all uint64) {
+	s := [2]metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s[:])
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	for i, v := range []*uint64{&live, &all} {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			*v = s[i].Value.Uint64()
+		}
 	}
-	return s[0].Value.Uint64()
+	return live, all
 }
 
 // heapStopped counts an evaluation the heap stopped and returns its
