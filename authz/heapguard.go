@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"runtime/metrics"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,12 @@ import (
 // Options.EvalHeapLimit while it ran: like InterruptedDetail, not an
 // answer of the policy's.
 const HeapLimitDetail = "evaluation stopped: the process's heap passed its limit (limits.eval_heap_limit)"
+
+// ErrHeapLimit is the cause of a refusal whose evaluation the heap stopped
+// (see Options.EvalHeapLimit): such a refusal matches it with errors.Is.
+// A shadow or a replay has no answer of the policy's to compare, and
+// evaluating its input again would allocate as much again.
+var ErrHeapLimit = errors.New("heap passed its limit")
 
 // heapCheckEvery is how long an evaluation runs before it first looks at
 // the heap, and how often it looks again: evaluations end in microseconds,
@@ -88,5 +95,5 @@ func heap() (live, all uint64) {
 // refusal.
 func (e *Engine) heapStopped() error {
 	e.heapStops.Add(1)
-	return &Refusal{Category: ErrPolicy, Detail: HeapLimitDetail}
+	return &Refusal{Category: ErrPolicy, Detail: HeapLimitDetail, Cause: ErrHeapLimit}
 }

@@ -42,7 +42,7 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 				authztest.Policy(t, "sized", sized))
 			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"n": 20_000_000}})
 			var r *authz.Refusal
-			if d.Allow || !errors.As(err, &r) || !errors.Is(err, authz.ErrPolicy) || r.Detail != authz.HeapLimitDetail ||
+			if d.Allow || !errors.As(err, &r) || !errors.Is(err, authz.ErrPolicy) || !errors.Is(err, authz.ErrHeapLimit) || r.Detail != authz.HeapLimitDetail ||
 				len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0], "limits.eval_heap_limit") {
 				t.Fatalf("got %+v, %v; want a refusal for the heap", d, err)
 			}

@@ -109,10 +109,11 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	// A decision made by policy, or failed in it (a deny the candidate may
 	// turn into an allow), may go to the shadow, which logs it once the
 	// candidate has answered; one refused before any policy ran has no
-	// input to offer, and one cut short (timed out, its client gone) no
-	// answer to compare.
+	// input to offer, and one cut short (timed out, its client gone, or
+	// stopped by the heap limit: its input would allocate as much again)
+	// no answer to compare.
 	if s.shadow != nil && rec.Input != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, authz.ErrHeapLimit) {
 			s.shadow.skip()
 		} else if s.shadow.offer(rec) {
 			return

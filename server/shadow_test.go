@@ -53,8 +53,18 @@ func candidate(t *testing.T, viewer []any, module string, load bool) *authz.Engi
 // shadow on cand is offered.
 func shadowFixture(t *testing.T, cand ShadowEngine, so ShadowOptions) (*fixture, *Shadow) {
 	t.Helper()
+	return shadowFixtureWith(t, cand, so, nil)
+}
+
+// shadowFixtureWith is shadowFixture whose live engine is wrap's of the
+// fixture's, when wrap is not nil.
+func shadowFixtureWith(t *testing.T, cand ShadowEngine, so ShadowOptions, wrap func(Engine) Engine) (*fixture, *Shadow) {
+	t.Helper()
 	var sh *Shadow
 	f := newFixture(t, fixtureOptions{keepInput: true, mutate: func(o *Options) {
+		if wrap != nil {
+			o.Engine = wrap(o.Engine)
+		}
 		so.Engine = cand
 		so.DecisionLog = o.DecisionLog
 		var err error
@@ -340,6 +350,35 @@ func TestShadowLiveErrors(t *testing.T) {
 				t.Errorf("%d records, want the decision logged once", len(recs))
 			}
 		})
+	}
+}
+
+// heapStoppedEngine answers every decision as the heap limit stopping
+// its evaluation would: a deny with the engine's input, refused.
+type heapStoppedEngine struct{ Engine }
+
+func (e heapStoppedEngine) Decide(ctx context.Context, req authz.Request) (authz.Decision, error) {
+	d, _ := e.Engine.Decide(ctx, req)
+	r := &authz.Refusal{Category: authz.ErrPolicy, Detail: authz.HeapLimitDetail, Cause: authz.ErrHeapLimit}
+	d.Allow, d.Reasons = false, []string{r.Reason()}
+	return d, r
+}
+
+// TestShadowSkipsHeapStopped: a live decision the heap limit stopped is
+// not offered to the shadow either: no answer of the policy's, and its
+// input would allocate as much again in the candidate.
+func TestShadowSkipsHeapStopped(t *testing.T) {
+	f, sh := shadowFixtureWith(t, candidate(t, nil, "", true), ShadowOptions{}, func(e Engine) Engine { return heapStoppedEngine{e} })
+	stop := runShadow(t, sh)
+	body := jsonBody(t, map[string]any{"token": f.mint(t, "bob", "viewer"), "action": "orders:read"})
+	r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	f.srv.Handler().ServeHTTP(w, r)
+	stop()
+	if w.Code != http.StatusInternalServerError || sh.Count(ShadowSkipped) != 1 || sh.Count(ShadowSame)+sh.Count(ShadowDenyToAllow) != 0 || len(f.log.records()) != 1 {
+		t.Errorf("answer %d %s, %d skipped, %d same, %d deny_to_allow, %d records; want a 500, counted skipped only, one record",
+			w.Code, w.Body, sh.Count(ShadowSkipped), sh.Count(ShadowSame), sh.Count(ShadowDenyToAllow), len(f.log.records()))
 	}
 }
 

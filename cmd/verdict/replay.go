@@ -166,6 +166,7 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 	// The reason a record of a decision cut short holds, exactly (a policy
 	// error's own text may end the same way).
 	cutShort := authz.ReasonFor(&authz.Refusal{Category: authz.ErrPolicy, Detail: authz.InterruptedDetail})
+	heapStopped := authz.ReasonFor(&authz.Refusal{Category: authz.ErrPolicy, Detail: authz.HeapLimitDetail})
 	sc := bufio.NewScanner(log)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
 	line := 0
@@ -180,8 +181,8 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 			return nil, fmt.Errorf("--log line %d: not a decision record: %w", line, err)
 		}
 		r.Total++
-		if len(rec.Input) == 0 || rec.Error != "" && len(rec.Reasons) == 1 && rec.Reasons[0] == cutShort {
-			r.Skipped++ // refused before any policy ran, or cut short: nothing to compare
+		if len(rec.Input) == 0 || rec.Error != "" && len(rec.Reasons) == 1 && (rec.Reasons[0] == cutShort || rec.Reasons[0] == heapStopped) {
+			r.Skipped++ // refused before any policy ran, or cut short or stopped by the heap: nothing to compare
 			continue
 		}
 		var input any

@@ -268,8 +268,9 @@ func TestReplayNamesReasonsChanged(t *testing.T) {
 }
 
 // TestReplaySkipsInterrupted: a recorded decision cut short (its
-// evaluation timed out or its client went away) is no answer of the
-// policy's: skipped, not a deny→allow flip against the very same policy.
+// evaluation timed out or its client went away, or the heap limit stopped
+// it) is no answer of the policy's: skipped, not a deny→allow flip
+// against the very same policy.
 func TestReplaySkipsInterrupted(t *testing.T) {
 	m, err := devtoken.Generate()
 	if err != nil {
@@ -288,10 +289,13 @@ func TestReplaySkipsInterrupted(t *testing.T) {
 	lookalike := strings.Replace(strings.Replace(failed, `"reasons":["role viewer grants orders:read"]`,
 		`"reasons":["policy_error: p.rego:3: eval_builtin_error: net.cidr_contains: invalid CIDR address: x `+authz.InterruptedDetail+`"]`, 1),
 		`"decision_id":"`, `"decision_id":"L`, 1)
-	authztest.WriteFile(t, log, cut+lookalike)
+	// One stopped by the heap limit: no answer of the policy's either.
+	heap := strings.Replace(strings.Replace(failed, `"reasons":["role viewer grants orders:read"]`, `"reasons":["policy_error: `+authz.HeapLimitDetail+`"]`, 1),
+		`"decision_id":"`, `"decision_id":"H`, 1)
+	authztest.WriteFile(t, log, cut+heap+lookalike)
 	code, out, stderr := verdict(t, "replay", "--log", log, "--policies", "../../policies", "--json")
 	var r replayReport
-	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 || r.Skipped != 1 || r.DenyToAllow != 1 {
-		t.Fatalf("exit %d, report %+v (%v); want the cut-short record skipped, the look-alike flipped\n%s", code, r, err, stderr)
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 || r.Skipped != 2 || r.DenyToAllow != 1 {
+		t.Fatalf("exit %d, report %+v (%v); want the cut-short and heap-stopped records skipped, the look-alike flipped\n%s", code, r, err, stderr)
 	}
 }
