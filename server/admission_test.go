@@ -558,10 +558,7 @@ func TestBodyBudgetWaitIsNotBusy(t *testing.T) {
 	for f.srv.admission.bodies.Take(1 << 10) {
 	}
 	l := newLimitListener(nil, 1)
-	c, peer := net.Pipe()
-	defer peer.Close()
-	l.connState(c, http.StateNew)
-	l.connState(c, http.StateActive)
+	c, _ := servedPipe(t, l)
 	r := httptest.NewRequest(http.MethodPost, "/v1/decide", strings.NewReader(strings.Repeat("x", bodyProbe+100))).
 		WithContext(l.connContext(t.Context(), c))
 	done := make(chan error, 1)
@@ -596,11 +593,7 @@ func TestSlotWaitIsNotBusy(t *testing.T) {
 	}
 	defer held()
 	l := newLimitListener(nil, 1)
-	c, peer := net.Pipe()
-	defer peer.Close()
-	l.connState(c, http.StateNew)
-	l.connState(c, http.StateActive)
-	lc := connOf(l.connContext(t.Context(), c))
+	c, lc := servedPipe(t, l)
 	lc.callStarted()
 	done := make(chan error, 1)
 	go func() {
@@ -608,13 +601,7 @@ func TestSlotWaitIsNotBusy(t *testing.T) {
 		done <- err
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l.mu.Lock()
-		_, idle := l.idle[c]
-		l.mu.Unlock()
-		if idle {
-			break
-		}
+	for !l.isIdle(c) {
 		if time.Now().After(deadline) {
 			t.Fatal("a connection whose only call waits for a decision slot never counted idle")
 		}

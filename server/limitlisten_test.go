@@ -51,13 +51,7 @@ func TestLimitListenerEvicts(t *testing.T) {
 // deciding a call never, though another call on it waits.
 func TestLimitListenerCalls(t *testing.T) {
 	l := newLimitListener(nil, 4)
-	pipe := func() (net.Conn, *listenerConn) {
-		c, peer := net.Pipe()
-		t.Cleanup(func() { peer.Close() })
-		l.connState(c, http.StateNew)
-		l.connState(c, http.StateActive)
-		return c, connOf(l.connContext(t.Context(), c))
-	}
+	pipe := func() (net.Conn, *listenerConn) { return servedPipe(t, l) }
 	decided, d := pipe()
 	d.callStarted()
 	d.callEnded()
@@ -130,17 +124,8 @@ func TestLimitListenerCalls(t *testing.T) {
 // connection idle throughout, and a call started beside it busy.
 func TestLimitListenerWaitsWithinWaits(t *testing.T) {
 	l := newLimitListener(nil, 2)
-	c, peer := net.Pipe()
-	defer peer.Close()
-	l.connState(c, http.StateNew)
-	l.connState(c, http.StateActive)
-	lc := connOf(l.connContext(t.Context(), c))
-	idle := func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		_, ok := l.idle[c]
-		return ok
-	}
+	c, lc := servedPipe(t, l)
+	idle := func() bool { return l.isIdle(c) }
 	lc.callStarted() // the Watch
 	lc.callWaiting()
 	for range 2 { // two of its answers written
@@ -161,6 +146,24 @@ func TestLimitListenerWaitsWithinWaits(t *testing.T) {
 	if !idle() {
 		t.Fatal("busy once the call beside the Watch was answered")
 	}
+}
+
+// servedPipe is one end of a net.Pipe that l serves (a request read on
+// it), and its listenerConn; the other end is closed when the test ends.
+func servedPipe(t *testing.T, l *limitListener) (net.Conn, *listenerConn) {
+	c, peer := net.Pipe()
+	t.Cleanup(func() { peer.Close() })
+	l.connState(c, http.StateNew)
+	l.connState(c, http.StateActive)
+	return c, connOf(l.connContext(t.Context(), c))
+}
+
+// isIdle reports whether l counts c idle.
+func (l *limitListener) isIdle(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.idle[c]
+	return ok
 }
 
 // pipeClosed reports whether c, one end of a net.Pipe whose other end
