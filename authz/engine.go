@@ -78,17 +78,20 @@ type Options struct {
 	EvalTimeout time.Duration
 	// EvalHeapLimit, when positive, stops an evaluation still running
 	// after 10 ms (and looks again every 10 ms) once the Go heap's live
-	// bytes, as of the last garbage collection, are past it, or its
-	// objects with the garbage not yet collected past 1.8 times it: the
-	// decision is an ErrPolicy refusal (HeapLimitDetail), counted in
-	// Status.HeapStops. It bounds what policies that let a request size a
+	// bytes, as of the last garbage collection, are past it: the decision
+	// is an ErrPolicy refusal (HeapLimitDetail, cause ErrHeapLimit),
+	// counted in Status.HeapStops, and the stopped evaluation collects
+	// the garbage it left before it answers (the reading is as of the last
+	// collection). It bounds what policies that let a request size a
 	// built-in function's result (numbers.range(1, input.n)) can make the
 	// process hold: every evaluation running long then is stopped, a
 	// legitimate one too. Set it well above the heap the process holds
 	// at rest (caches included) and below its memory limit. It is not a
 	// hard bound: the heap passes it by what the evaluations running
 	// allocate before they are stopped and the collector frees it (one
-	// step of numbers.range doubles an array). Zero means no limit.
+	// step of numbers.range doubles an array), and objects allocated
+	// while the collector marks count live, so a process allocating very
+	// fast reads higher than it holds. Zero means no limit.
 	EvalHeapLimit int64
 	// KeepInput sets Decision.Input on every decision, for a decision log
 	// that records inputs. It costs building the document for decisions
@@ -152,8 +155,10 @@ type Engine struct {
 	forgets atomic.Uint64
 	// fallbacks counts evaluations the compiled evaluator left to topdown.
 	fallbacks atomic.Uint64
-	// heapStops counts evaluations stopped by Options.EvalHeapLimit.
-	heapStops atomic.Uint64
+	// heapStops counts evaluations stopped by Options.EvalHeapLimit;
+	// collecting is set while one of them collects garbage.
+	heapStops  atomic.Uint64
+	collecting atomic.Bool
 	// Cache lookups, for Status: token (verified-token cache) and decision
 	// (every snapshot's decision cache), each a hit or a miss.
 	tokenHits, tokenMisses       atomic.Uint64

@@ -77,7 +77,7 @@ func (e *Engine) evaluateTopdown(ctx context.Context, cp *compiled, input ast.Va
 	heap := watchHeap(e.heapLimit, cancel)
 	defer heap.end()
 	rs, err := cp.query.Eval(ctx, opts...)
-	if heap.end() {
+	if heap.end() && ctx.Err() == nil { // else cut short, below
 		return nil, e.heapStopped()
 	}
 	if err != nil {

@@ -124,7 +124,7 @@ func (e *Engine) evaluatePlan(ctx context.Context, q *plan.Query, input ast.Valu
 		PrintHook:           e.print,
 		Cancel:              stop,
 	})
-	if heap.end() {
+	if heap.end() && ctx.Err() == nil { // else the caller's cancellation, below
 		return nil, true, e.heapStopped()
 	}
 	if err != nil {

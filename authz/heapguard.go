@@ -2,6 +2,7 @@ package authz
 
 import (
 	"errors"
+	"runtime"
 	"runtime/metrics"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,7 @@ func (w *heapWatch) look() {
 	if w.ended.Load() {
 		return
 	}
-	if live, all := heap(); live > w.limit || all > w.limit/5*9 {
+	if liveHeap() > w.limit {
 		w.stopped.Store(true)
 		w.cancel.Cancel()
 		return
@@ -73,27 +74,30 @@ func (w *heapWatch) end() bool {
 	return w.stopped.Load()
 }
 
-// heap is the Go heap's live bytes as of the last garbage collection
-// (what the evaluations still hold, not the garbage they left), and its
-// objects now, garbage not yet collected included: an evaluation
-// allocating fast outruns the collector, and waiting for the next
-// collection to say it let the heap grow past the limit by a cycle's
-// allocation. With the garbage, the limit is 1.8 times as high: the
-// collector lets the heap grow to twice what is live before it collects.
-func heap() (live, all uint64) {
-	s := [2]metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+// liveHeap is the Go heap's live bytes as of the last garbage collection:
+// what the evaluations still hold, not the garbage they left. (The heap
+// with its garbage is no measure: with GOGC=off under a memory limit it
+// grows to the limit before every collection.)
+func liveHeap() uint64 {
+	s := [1]metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s[:])
-	for i, v := range []*uint64{&live, &all} {
-		if s[i].Value.Kind() == metrics.KindUint64 {
-			*v = s[i].Value.Uint64()
-		}
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
 	}
-	return live, all
+	return s[0].Value.Uint64()
 }
 
 // heapStopped counts an evaluation the heap stopped and returns its
-// refusal.
+// refusal, once it has collected the garbage it left (unless a collection
+// is under way already): the live heap reads as of the last collection,
+// and until the next one it would stop every evaluation that runs 10 ms,
+// though the one that allocated is gone. The request that allocated pays
+// for the collection.
 func (e *Engine) heapStopped() error {
 	e.heapStops.Add(1)
+	if e.collecting.CompareAndSwap(false, true) {
+		runtime.GC()
+		e.collecting.Store(false)
+	}
 	return &Refusal{Category: ErrPolicy, Detail: HeapLimitDetail, Cause: ErrHeapLimit}
 }

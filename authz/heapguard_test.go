@@ -57,6 +57,29 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 			}
 		})
 	}
+	t.Run("after a stop", func(t *testing.T) {
+		// The live heap reads as of the last collection: evaluations that
+		// run long after the one stopped are not stopped for what it left.
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(30 * time.Millisecond)
+		}))
+		defer slow.Close()
+		runtime.GC()
+		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
+			authztest.Policy(t, "both", sized+"\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		if _, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"n": 20_000_000}}); !errors.Is(err, authz.ErrHeapLimit) {
+			t.Fatalf("the sized evaluation: %v, want stopped", err)
+		}
+		for i := range 5 {
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"url": slow.URL}})
+			if err != nil || !d.Allow {
+				t.Errorf("evaluation %d waiting 30 ms after the stop: %+v, %v; want it allowed", i, d, err)
+			}
+		}
+		if n := e.Status().HeapStops; n != 1 {
+			t.Errorf("%d heap stops, want the one", n)
+		}
+	})
 	t.Run("waiting", func(t *testing.T) {
 		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(50 * time.Millisecond)

@@ -87,9 +87,12 @@ func endEvaluate(span trace.Span, cp *compiled, cached bool, err error) {
 		span.SetAttributes(AttrRevision.String(cp.snapshot.Revision), AttrDecisionCacheHit.Bool(cached))
 		if errors.Is(err, ErrPolicy) {
 			var r *Refusal
-			if errors.As(err, &r) && (errors.Is(r.Cause, context.DeadlineExceeded) || errors.Is(r.Cause, context.Canceled)) {
+			switch {
+			case errors.As(err, &r) && (errors.Is(r.Cause, context.DeadlineExceeded) || errors.Is(r.Cause, context.Canceled)):
 				span.SetStatus(codes.Error, InterruptedDetail)
-			} else {
+			case errors.Is(err, ErrHeapLimit):
+				span.SetStatus(codes.Error, HeapLimitDetail)
+			default:
 				span.SetStatus(codes.Error, "policy_error")
 			}
 		}
