@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,15 +14,18 @@ import (
 
 // setMemoryLimit gives the Go runtime a soft memory limit under the
 // container's (containerMemoryLimit), unless GOMEMLIMIT is set (to a
-// size, or to "off"): the operator's word wins.
-func setMemoryLimit(ctx context.Context, logger *slog.Logger) {
+// size, or to "off"): the operator's word wins. It returns what to log
+// ("memory limit") once the server listens (the first log line names the
+// bound address), or nil when it set none.
+func setMemoryLimit() []slog.Attr {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
-		return
+		return nil
 	}
 	if limit, file, ok := containerMemoryLimit(os.DirFS("/")); ok {
 		debug.SetMemoryLimit(limit)
-		logger.LogAttrs(ctx, slog.LevelInfo, "memory limit", slog.Int64("bytes", limit), slog.String("from", "/"+file))
+		return []slog.Attr{slog.Int64("bytes", limit), slog.String("from", "/"+file)}
 	}
+	return nil
 }
 
 // memoryLimitShare is the share of the container's memory limit given to

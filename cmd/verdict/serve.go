@@ -111,7 +111,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	setMemoryLimit(ctx, logger)
+	memoryLimit := setMemoryLimit()
 	// SIGHUP would end the server at once (no drain, no flushed decision
 	// log). It reopens the decision log's file instead (a log rotated by
 	// renaming it), from before the server listens; policies, key sets,
@@ -141,9 +141,6 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 	// The engine: issuers from the configuration, or the development issuer.
 	engineOpts := engineOptions(cfg)
-	if engineOpts.EvalHeapLimit > 0 {
-		logger.LogAttrs(ctx, slog.LevelInfo, "eval heap limit", slog.Int64("bytes", engineOpts.EvalHeapLimit))
-	}
 	// The decision log records each decision's input, for replay; the
 	// shadow policy evaluates it.
 	engineOpts.KeepInput = cfg.DecisionLog.Enabled() || cfg.Policy.Shadow != nil
@@ -294,6 +291,12 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	}
 	if tr != nil {
 		tr.logStart(ctx, logger)
+	}
+	if memoryLimit != nil {
+		logger.LogAttrs(ctx, slog.LevelInfo, "memory limit", memoryLimit...)
+	}
+	if engineOpts.EvalHeapLimit > 0 {
+		logger.LogAttrs(ctx, slog.LevelInfo, "eval heap limit", slog.Int64("bytes", engineOpts.EvalHeapLimit))
 	}
 
 	// Everything long-running, in one group. The decision log stops only
