@@ -91,10 +91,11 @@ func (a *admission) reserveBody(ctx context.Context, n int64, first bool) error 
 	return frontErr(errOverloaded, "too many request bodies being read at once (limits.max_body_bytes_in_flight): try again")
 }
 
-// waitFor runs wait, a wait for room others hold (bytes, a decision slot),
-// as a wait of the request's call (see limitListener): a connection whose
-// calls all wait so is not busy. Otherwise connections each with one call
-// waiting, beside calls that hold the room, shut new clients out.
+// waitFor runs wait, a wait for room others hold (body bytes, a decision
+// slot), as a wait of the request's call (see limitListener): a connection
+// whose calls all wait, for their clients or for room, is not busy.
+// Otherwise clients holding the room with slow bodies, and keeping one
+// call waiting for it on each connection, shut new clients out.
 func waitFor(ctx context.Context, wait func() bool) bool {
 	lc := connOf(ctx)
 	lc.callWaiting()
@@ -121,7 +122,7 @@ func (a *admission) admit(ctx context.Context) (release func(), err error) {
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	lc := connOf(ctx) // waiting, as waitFor
+	lc := connOf(ctx) // a wait for room, as in waitFor
 	lc.callWaiting()
 	defer lc.callResumed()
 	select {
