@@ -156,9 +156,14 @@ type Engine struct {
 	// fallbacks counts evaluations the compiled evaluator left to topdown.
 	fallbacks atomic.Uint64
 	// heapStops counts evaluations stopped by Options.EvalHeapLimit;
-	// collecting is set while one of them collects garbage.
-	heapStops  atomic.Uint64
-	collecting atomic.Bool
+	// collecting is set while one of them collects garbage, and
+	// stopsToCollect counts the stops it has yet to collect for;
+	// heapWarned is when the heap was last said to be past the limit at
+	// rest (Unix nanoseconds).
+	heapStops      atomic.Uint64
+	collecting     atomic.Bool
+	stopsToCollect atomic.Int64
+	heapWarned     atomic.Int64
 	// Cache lookups, for Status: token (verified-token cache) and decision
 	// (every snapshot's decision cache), each a hit or a miss.
 	tokenHits, tokenMisses       atomic.Uint64

@@ -2,11 +2,13 @@ package authz_test
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"runtime/metrics"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,6 +80,52 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 		}
 		if n := e.Status().HeapStops; n != 1 {
 			t.Errorf("%d heap stops, want the one", n)
+		}
+	})
+	t.Run("after concurrent stops", func(t *testing.T) {
+		// Eight at once: those stopped while another collects are
+		// collected for too, and the reading is fresh once all are gone.
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(30 * time.Millisecond)
+		}))
+		defer slow.Close()
+		runtime.GC()
+		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
+			authztest.Policy(t, "both", sized+"\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if _, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"n": 20_000_000}}); !errors.Is(err, authz.ErrHeapLimit) {
+					t.Errorf("a sized evaluation: %v, want stopped", err)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range 3 {
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"url": slow.URL}})
+			if err != nil || !d.Allow {
+				t.Errorf("evaluation %d waiting 30 ms after the stops: %+v, %v; want it allowed", i, d, err)
+			}
+		}
+	})
+	t.Run("past the limit at rest", func(t *testing.T) {
+		// A limit under what the process holds anyway stops every long
+		// evaluation: said in the log, once a minute.
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(30 * time.Millisecond)
+		}))
+		defer slow.Close()
+		var logs authztest.SyncBuffer
+		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: 1, DecisionCacheSize: -1,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+			authztest.Policy(t, "send", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		for range 2 {
+			if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"url": slow.URL}}); !errors.Is(err, authz.ErrHeapLimit) {
+				t.Fatalf("a long evaluation with the heap past the limit: %v, want stopped (%v)", err, d)
+			}
+		}
+		if n := strings.Count(logs.String(), "live heap past limits.eval_heap_limit once collected"); n != 1 {
+			t.Errorf("%d warnings, want one for two stops within a minute:\n%s", n, logs.String())
 		}
 	})
 	t.Run("waiting", func(t *testing.T) {

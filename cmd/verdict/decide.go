@@ -107,8 +107,8 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		if cfg, err = config.Load(f.configFile); err != nil {
 			return &exitCode{code: exitError, err: err}
 		}
-		// The engine serve would run: entrypoint, evaluator, eval_timeout,
-		// cache bounds, require_tests.
+		// The engine serve would run: entrypoint, evaluator, eval_timeout
+		// and eval_heap_limit, cache bounds, require_tests.
 		opts = engineOptions(cfg)
 		var managers []*jwks.Manager
 		// Key files are read once: nothing watches them here.
