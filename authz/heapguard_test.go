@@ -62,13 +62,8 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 	t.Run("after a stop", func(t *testing.T) {
 		// The live heap reads as of the last collection: evaluations that
 		// run long after the one stopped are not stopped for what it left.
-		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(30 * time.Millisecond)
-		}))
-		defer slow.Close()
-		runtime.GC()
-		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
-			authztest.Policy(t, "both", sized+"\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		slow := slowServer(t)
+		e := heapLimited(t, sized+send)
 		if _, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"n": 20_000_000}}); !errors.Is(err, authz.ErrHeapLimit) {
 			t.Fatalf("the sized evaluation: %v, want stopped", err)
 		}
@@ -85,13 +80,8 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 	t.Run("after concurrent stops", func(t *testing.T) {
 		// Eight at once: those stopped while another collects are
 		// collected for too, and the reading is fresh once all are gone.
-		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(30 * time.Millisecond)
-		}))
-		defer slow.Close()
-		runtime.GC()
-		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
-			authztest.Policy(t, "both", sized+"\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		slow := slowServer(t)
+		e := heapLimited(t, sized+send)
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
@@ -111,14 +101,11 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 	t.Run("past the limit at rest", func(t *testing.T) {
 		// A limit under what the process holds anyway stops every long
 		// evaluation: said in the log, once a minute.
-		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(30 * time.Millisecond)
-		}))
-		defer slow.Close()
+		slow := slowServer(t)
 		var logs authztest.SyncBuffer
 		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: 1, DecisionCacheSize: -1,
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))},
-			authztest.Policy(t, "send", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+			authztest.Policy(t, "send", "package authz\n"+send))
 		for range 2 {
 			if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"url": slow.URL}}); !errors.Is(err, authz.ErrHeapLimit) {
 				t.Fatalf("a long evaluation with the heap past the limit: %v, want stopped (%v)", err, d)
@@ -129,19 +116,35 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 		}
 	})
 	t.Run("waiting", func(t *testing.T) {
-		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(50 * time.Millisecond)
-		}))
-		defer slow.Close()
-		runtime.GC()
-		e := newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
-			authztest.Policy(t, "send", "package authz\n\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"))
+		slow := slowServer(t)
+		e := heapLimited(t, "package authz\n"+send)
 		d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "x"}, Resource: map[string]any{"url": slow.URL}})
 		if err != nil || !d.Allow {
-			t.Fatalf("an evaluation waiting 50 ms on http.send: %+v, %v; want it allowed", d, err)
+			t.Fatalf("an evaluation waiting 30 ms on http.send: %+v, %v; want it allowed", d, err)
 		}
 		if n := e.Status().HeapStops; n != 0 {
 			t.Errorf("%d heap stops counted for an evaluation that held nothing, want 0", n)
 		}
 	})
+}
+
+// send is a rule that allows when input.resource.url answers 200.
+const send = "\nallow if http.send({\"method\": \"GET\", \"url\": input.resource.url}).status_code == 200\n"
+
+// slowServer answers every request after 30 ms: an evaluation that waits
+// on it runs long and holds nothing.
+func slowServer(t *testing.T) *httptest.Server {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(30 * time.Millisecond)
+	}))
+	t.Cleanup(slow.Close)
+	return slow
+}
+
+// heapLimited is an engine serving policy whose heap limit is 64 MiB past
+// what the process holds now.
+func heapLimited(t *testing.T, policy string) *authz.Engine {
+	runtime.GC()
+	return newEngine(t, authz.Options{EvalTimeout: time.Minute, EvalHeapLimit: liveHeap() + 64<<20, DecisionCacheSize: -1},
+		authztest.Policy(t, "heap", policy))
 }
