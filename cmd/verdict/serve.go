@@ -160,13 +160,14 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	// whenever one changes.
 	credentials := filewatch.New(filewatch.Options{What: "credentials", Logger: logger})
 	var devKeyFile string // the demo also trusts verdict token's key, when there is one
+	var devKeyErr error   // why it does not, logged once the server listens
 	if f.configFile == "" {
 		if minter, err = devtoken.Generate(); err != nil {
 			return err
 		}
 		engineOpts.Tokens = minter.TokenOptions()
 		if stored, ok, err := devIssuer(""); err != nil {
-			logger.Warn("development key not trusted", slog.String("error", err.Error()))
+			devKeyErr = err
 		} else if ok {
 			is := &engineOpts.Tokens.Issuers[0]
 			is.Keys = append(slices.Clone(is.Keys.(token.StaticKeys)), stored.Issuers[0].Keys.(token.StaticKeys)...)
@@ -294,6 +295,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	}
 	if memoryLimit != nil {
 		logger.LogAttrs(ctx, slog.LevelInfo, "memory limit", memoryLimit...)
+	}
+	if devKeyErr != nil {
+		logger.Warn("development key not trusted", slog.String("error", devKeyErr.Error()))
 	}
 	if engineOpts.EvalHeapLimit > 0 {
 		logger.LogAttrs(ctx, slog.LevelInfo, "eval heap limit", slog.Int64("bytes", engineOpts.EvalHeapLimit))
