@@ -59,27 +59,51 @@ const (
 // readiness for its Watch streams (a Check reads it every time).
 const healthPollInterval = time.Second
 
-// extHeader is a request header the ext_authz front reads: its name as
-// Envoy sends it (lowercase) and its canonical form, as http.Header keys it.
-type extHeader struct{ lower, canon string }
+// extHeaderNames are the request headers the ext_authz front reads: the
+// configured action header, Authorization, X-Request-Id and the override
+// headers, by lowercase name, each with the http.Header key it is kept
+// under.
+type extHeaderNames struct {
+	canon    map[string]string // lowercase name → canonical name
+	override map[string]bool   // lowercase override header names
+}
 
-// extAuthzHeaders are the request headers the ext_authz front reads, the
-// configured action header included.
-func extAuthzHeaders(actionHeader string) []extHeader {
-	names := []string{"Authorization", headerRequestID}
-	names = append(names, httpreq.OverrideHeaders()...)
-	for _, o := range httpreq.OverrideHeaders() { // as CGI-style upstreams also read them
-		names = append(names, strings.ReplaceAll(o, "-", "_"))
+// extAuthzHeaders returns the names the front reads, the configured action
+// header included.
+func extAuthzHeaders(actionHeader string) extHeaderNames {
+	n := extHeaderNames{canon: map[string]string{}, override: map[string]bool{}}
+	add := func(name string) string {
+		c := http.CanonicalHeaderKey(name)
+		n.canon[strings.ToLower(c)] = c
+		return strings.ToLower(c)
+	}
+	add("Authorization")
+	add(headerRequestID)
+	for _, o := range httpreq.OverrideHeaders() {
+		n.override[add(o)] = true
 	}
 	if actionHeader != "" {
-		names = append(names, actionHeader)
+		add(actionHeader)
 	}
-	out := make([]extHeader, len(names))
-	for i, n := range names {
-		c := http.CanonicalHeaderKey(n)
-		out[i] = extHeader{lower: strings.ToLower(c), canon: c}
+	return n
+}
+
+// key returns the http.Header key the front keeps request header name
+// under, or "" when it does not read it. Names are compared without
+// regard to case, and an override header's also with any of its '-'
+// written as '_' (a CGI-style upstream reads X-Http_Method-Override as
+// HTTP_X_HTTP_METHOD_OVERRIDE, as httpreq.Override does); such a spelling
+// is kept under its own canonical form, so that a refusal names it as
+// sent.
+func (n extHeaderNames) key(name string) string {
+	lower := strings.ToLower(name) // Envoy's names are lowercase: no copy
+	if c, ok := n.canon[lower]; ok {
+		return c
 	}
-	return out
+	if strings.IndexByte(lower, '_') >= 0 && n.override[strings.ReplaceAll(lower, "_", "-")] {
+		return http.CanonicalHeaderKey(name)
+	}
+	return ""
 }
 
 // extAuthz is the Authorization service; it answers through its Server's
@@ -125,7 +149,7 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 	defer release()
 	h, _ := x.hdrs.Get().(http.Header)
 	if h == nil {
-		h = make(http.Header, len(s.extNames))
+		h = make(http.Header, len(s.extNames.canon))
 	}
 	defer x.putHeaders(h)
 	d, anonymous, derr := s.extAuthzDecide(ctx, in, h)
@@ -144,7 +168,7 @@ func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3
 	var names []string
 	add := func(k string) {
 		k = strings.ToLower(k)
-		if !strings.HasPrefix(k, "x-verdict-") || slices.Contains(names, k) {
+		if !strings.HasPrefix(k, "x-verdict-") {
 			return
 		}
 		for _, o := range set {
@@ -162,8 +186,9 @@ func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3
 	for k := range hr.GetHeaders() {
 		add(k)
 	}
+	// Sorted, then each once: a client may send thousands of names.
 	slices.Sort(names)
-	return names
+	return slices.Compact(names)
 }
 
 // putHeaders empties h for the next Check, keeping its slices (up to a
@@ -286,25 +311,19 @@ func (s *Server) extAuthzAction(hr *authv3.AttributeContext_HttpRequest, h http.
 func (s *Server) extHeaders(hr *authv3.AttributeContext_HttpRequest, h http.Header) {
 	if hm := hr.GetHeaderMap(); hm != nil {
 		for _, kv := range hm.GetHeaders() {
-			for _, n := range s.extNames {
-				if strings.EqualFold(kv.GetKey(), n.lower) {
-					v := kv.GetValue()
-					if v == "" {
-						v = string(kv.GetRawValue())
-					}
-					h[n.canon] = append(h[n.canon], v)
+			if k := s.extNames.key(kv.GetKey()); k != "" {
+				v := kv.GetValue()
+				if v == "" {
+					v = string(kv.GetRawValue())
 				}
+				h[k] = append(h[k], v)
 			}
 		}
 		return
 	}
-	m := hr.GetHeaders()
-	if len(m) == 0 {
-		return
-	}
-	for _, n := range s.extNames {
-		if v, ok := m[n.lower]; ok {
-			h[n.canon] = append(h[n.canon], v)
+	for name, v := range hr.GetHeaders() {
+		if k := s.extNames.key(name); k != "" {
+			h[k] = append(h[k], v)
 		}
 	}
 }

@@ -62,7 +62,7 @@ type Server struct {
 
 	extAddr    string         // ext_authz gRPC listen address; "" for none
 	extTrusted []netip.Prefix // ext_authz peers whose source attributes are believed
-	extNames   []extHeader    // request headers the ext_authz front reads
+	extNames   extHeaderNames // request headers the ext_authz front reads
 
 	bufs    sync.Pool // *[]byte, answers
 	probes  sync.Pool // *[bodyProbe]byte, the first bytes of request bodies
