@@ -96,7 +96,9 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 // 400 too: an upstream that honours it would run another method than the
 // one decided. With neither family the request itself is the question (Envoy's
 // HTTP ext_authz sends the original method to /v1/check + the original
-// path). The action name header is read only when the operator configured
+// path); a family sent to /v1/check/<path> is a 400, since Envoy sets
+// neither family: the client did, to have another request decided than
+// the one Envoy asks about. The action name header is read only when the operator configured
 // one (Options.ActionHeader), promising the proxy overwrites it.
 func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	h := r.Header
@@ -115,8 +117,13 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 		}
 	}
 	forwarded, original := present[0] || present[1], present[2] || present[3]
+	own := httpreq.Target(r)
+	rest, envoy := strings.CutPrefix(own, checkPath+"/")
 	var a authz.Action
 	switch {
+	case envoy && (forwarded || original):
+		return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "X-Forwarded-Method/-Uri or X-Original-Method/-URI came with a request to %s/<path>, "+
+			"which is the question itself (Envoy's HTTP ext_authz), so the client sent them; a proxy that sets them asks %s", checkPath, checkPath)
 	case forwarded && original:
 		return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "both X-Forwarded-Method/-Uri and X-Original-Method/-URI were sent; "+
 			"a proxy sets one family, so the other came from the client")
@@ -130,11 +137,9 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 			return authz.Action{}, authz.Refusef(authz.ErrInvalidRequest, "the proxy must send both X-Original-Method and X-Original-URI")
 		}
 		a.Method, a.Path = vals[2], vals[3]
+	case envoy:
+		a.Method, a.Path = r.Method, "/"+rest
 	default:
-		own := httpreq.Target(r)
-		if rest, ok := strings.CutPrefix(own, checkPath+"/"); ok {
-			own = "/" + rest
-		}
 		a.Method, a.Path = r.Method, own
 	}
 	var err error

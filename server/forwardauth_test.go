@@ -127,21 +127,34 @@ func TestEnvoyPathPrefix(t *testing.T) {
 	for _, tc := range []struct {
 		method, target, auth string
 		want                 int
+		family               http.Header // forward-auth headers, which Envoy never sets
 	}{
-		{http.MethodGet, "/v1/check/orders/42", viewer, http.StatusOK},
-		{http.MethodGet, "/v1/check/orders/42?x=1", viewer, http.StatusOK},
-		{http.MethodDelete, "/v1/check/orders/42", viewer, http.StatusForbidden},
-		{http.MethodGet, "/v1/check/catalog/items", "", http.StatusOK},
-		{http.MethodGet, "/v1/check/orders/42", "", http.StatusUnauthorized},
+		{http.MethodGet, "/v1/check/orders/42", viewer, http.StatusOK, nil},
+		{http.MethodGet, "/v1/check/orders/42?x=1", viewer, http.StatusOK, nil},
+		{http.MethodDelete, "/v1/check/orders/42", viewer, http.StatusForbidden, nil},
+		{http.MethodGet, "/v1/check/catalog/items", "", http.StatusOK, nil},
+		{http.MethodGet, "/v1/check/orders/42", "", http.StatusUnauthorized, nil},
 		// The path as the client wrote it: net/url re-encodes a path
 		// holding '|' (or '{', '"', raw UTF-8) and then returns %2F as a
 		// '/' the upstream, given the raw path, does not see.
-		{http.MethodGet, "/v1/check/catalog%2Fadmin|", "", http.StatusBadRequest},
-		{http.MethodGet, "/v1/check/catalog%2Fx{", "", http.StatusBadRequest},
-		{http.MethodGet, "/v1/check/catalog%2F\u00e4", "", http.StatusBadRequest},
-		{http.MethodPost, "/v1/check/orders/42?_method=DELETE", viewer, http.StatusBadRequest},
+		{http.MethodGet, "/v1/check/catalog%2Fadmin|", "", http.StatusBadRequest, nil},
+		{http.MethodGet, "/v1/check/catalog%2Fx{", "", http.StatusBadRequest, nil},
+		{http.MethodGet, "/v1/check/catalog%2F\u00e4", "", http.StatusBadRequest, nil},
+		{http.MethodPost, "/v1/check/orders/42?_method=DELETE", viewer, http.StatusBadRequest, nil},
+		// A forward-auth family with a request under /v1/check/ came from
+		// the client (Envoy sets neither, but passes what allowed_headers
+		// lists): it would have another request decided than Envoy's.
+		{http.MethodGet, "/v1/check/orders/42", "", http.StatusBadRequest,
+			http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/catalog/x"}}},
+		{http.MethodDelete, "/v1/check/orders/42", viewer, http.StatusBadRequest,
+			http.Header{"X-Original-Method": {"GET"}, "X-Original-Uri": {"/orders/42"}}},
+		{http.MethodGet, "/v1/check/", "", http.StatusBadRequest,
+			http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/catalog/x"}}},
 	} {
-		h := http.Header{}
+		h := tc.family.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
 		if tc.auth != "" {
 			h.Set("Authorization", tc.auth)
 		}
