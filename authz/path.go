@@ -1,9 +1,8 @@
 package authz
 
 import (
-	"fmt"
+	"errors"
 	"net/url"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -30,10 +29,6 @@ const (
 	refuseDot            = "dot segments ('.', '..') are refused (proxies forward them unresolved, and upstreams resolve them differently, or not at all)"
 	refuseLeadingSlashes = "a path starting with '//' is refused (WHATWG URL parsers, Python and Go's url.Parse read what follows as a host)"
 )
-
-// maxQuotedPath bounds how many bytes of a refused path an error quotes:
-// paths can be tens of KiB, and the message reaches logs and 400 bodies.
-const maxQuotedPath = 128
 
 // normalizePath drops a query string (refusing one that overrides the
 // method), then returns the decoded, cleaned path
@@ -86,12 +81,14 @@ const maxQuotedPath = 128
 //     U+FF3C, and U+2100, U+2101, U+2105, U+2106 whose NFKC forms contain a
 //     '/'), which a normalising upstream turns into separators.
 //
-// Errors name the path, quoted and cut to maxQuotedPath bytes, without its
-// query. normalizePath never panics and is linear in the length of p.
+// Errors say why, never quoting the path: they become deny reasons, which
+// reach decision-log records where the path itself may be masked or hashed
+// (and whoever sent it has it). normalizePath never panics and is linear
+// in the length of p.
 func normalizePath(p string) (string, []string, error) {
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		if methodParam(p[i+1:]) {
-			return refusePath(p[:i], refuseMethodParam)
+			return refusePath(refuseMethodParam)
 		}
 		p = p[:i]
 	}
@@ -101,23 +98,23 @@ func normalizePath(p string) (string, []string, error) {
 		case c == '%':
 			escaped = true
 		case c == '#':
-			return refusePath(p, refuseFragment)
+			return refusePath(refuseFragment)
 		case c == ';':
-			return refusePath(p, refuseParams)
+			return refusePath(refuseParams)
 		case c == '\\':
-			return refusePath(p, refuseBackslash)
+			return refusePath(refuseBackslash)
 		case c < 0x20 || c == 0x7f:
-			return refusePath(p, refuseControl)
+			return refusePath(refuseControl)
 		case c >= 0x80:
 			nonASCII = true
 		}
 	}
 	if nonASCII && !utf8.ValidString(p) {
-		return refusePath(p, refuseRawUTF8)
+		return refusePath(refuseRawUTF8)
 	}
 
 	if strings.HasPrefix(p, "//") {
-		return refusePath(p, refuseLeadingSlashes)
+		return refusePath(refuseLeadingSlashes)
 	}
 	rest, verbatim := p, true // verbatim: the cleaned path is p itself
 	if strings.HasPrefix(rest, "/") {
@@ -141,20 +138,20 @@ func normalizePath(p string) (string, []string, error) {
 			verbatim = false
 			continue
 		case ".", "..":
-			return refusePath(p, refuseDot)
+			return refusePath(refuseDot)
 		}
 		seg := raw
 		if escaped && strings.IndexByte(raw, '%') >= 0 {
 			var err error
 			if seg, err = url.PathUnescape(raw); err != nil {
-				return refusePath(p, refuseEscape)
+				return refusePath(refuseEscape)
 			}
 			if reason := checkDecoded(seg); reason != "" {
-				return refusePath(p, reason)
+				return refusePath(reason)
 			}
 		}
 		if reason := checkSegment(seg); reason != "" {
-			return refusePath(p, reason)
+			return refusePath(reason)
 		}
 		segments = append(segments, seg)
 	}
@@ -290,18 +287,7 @@ func methodParam(query string) bool {
 // '_' it makes of them.
 var phpName = strings.NewReplacer(" ", "_", ".", "_", "[", "_")
 
-// refusePath is normalizePath's error: the path, quoted and cut to
-// maxQuotedPath bytes at a character boundary, and the reason.
-func refusePath(p, reason string) (string, []string, error) {
-	q := p
-	if len(q) > maxQuotedPath {
-		n := maxQuotedPath
-		for n > maxQuotedPath-utf8.UTFMax && !utf8.RuneStart(q[n]) {
-			n--
-		}
-		q = strconv.Quote(q[:n]) + "… (" + strconv.Itoa(len(p)) + " bytes)"
-	} else {
-		q = strconv.Quote(q)
-	}
-	return "", nil, fmt.Errorf("path %s: %s", q, reason)
+// refusePath is normalizePath's error for the reason given.
+func refusePath(reason string) (string, []string, error) {
+	return "", nil, errors.New("path: " + reason)
 }

@@ -78,13 +78,14 @@ func newInputShaper(mask, hash []string, key []byte) (*inputShaper, error) {
 		}
 		add(&s.hash, p)
 	}
-	// An id's sources follow its id, unless they are named themselves.
+	// A field holding another's value, whole or in part, follows it: a
+	// party's id and the fields it is read from, all of them, each way;
+	// the action's path and its segments. Only the fields named are
+	// followed, and a field named itself stays as named.
 	for _, list := range []*[]pointer{&s.mask, &s.hash} {
-		for _, p := range *list {
-			if len(p) == 2 && p[1] == "id" {
-				for _, src := range idSources[p[0]] {
-					add(list, append(pointer{p[0]}, src...))
-				}
+		for _, p := range slices.Clone(*list) {
+			for _, f := range linkedFields(p) {
+				add(list, f)
 			}
 		}
 	}
@@ -93,13 +94,41 @@ func newInputShaper(mask, hash []string, key []byte) (*inputShaper, error) {
 
 // idSources are the fields an identity in the input is read from: a
 // subject's id is its token's sub; a caller's is its certificate's SPIFFE
-// ID, DNS name or subject, or its token's azp, client_id or sub. A hashed
+// ID, DNS name or subject, or its token's azp, client_id or sub (which a
+// service's token often all set to one value). A hashed
 // /input/subject/id beside the same value in the clear at
-// /input/subject/claims/sub would hide nothing.
+// /input/subject/claims/sub would hide nothing, nor would the reverse.
 var idSources = map[string][]pointer{
 	"subject": {{"claims", "sub"}},
 	"caller": {{"claims", "azp"}, {"claims", "client_id"}, {"claims", "sub"}, {"spiffe_id"},
 		{"certificate", "uris"}, {"certificate", "dns_names"}, {"certificate", "subject"}},
+}
+
+// linkedFields returns the fields that may hold p's value, or part of it,
+// elsewhere in the input: for a party's id, or a field it is read from (or
+// a field inside or holding one, short of the party itself), the id and
+// every field it is read from; for the action's path, its segments, and
+// for the segments or one of them, the path.
+func linkedFields(p pointer) []pointer {
+	if len(p) >= 2 {
+		if srcs, ok := idSources[p[0]]; ok {
+			group := []pointer{{p[0], "id"}}
+			for _, src := range srcs {
+				group = append(group, append(pointer{p[0]}, src...))
+			}
+			if slices.ContainsFunc(group, func(f pointer) bool { return p.under(f) || f.under(p) }) {
+				return group
+			}
+		}
+	}
+	path, segments := pointer{"action", "path"}, pointer{"action", "segments"}
+	switch {
+	case slices.Equal(p, path):
+		return []pointer{segments}
+	case p.under(segments):
+		return []pointer{path}
+	}
+	return nil
 }
 
 // shapeTop applies the masks and hashes to the record's own copies of

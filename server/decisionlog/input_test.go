@@ -256,3 +256,60 @@ func TestMaskCoversTheIDsClaims(t *testing.T) {
 		t.Errorf("a masked certificate caller's id stays in the record, or its issuer is gone: %s", line)
 	}
 }
+
+// TestMaskCoversLinkedFields: a mask or hash of a field an id is read from
+// covers the id (and subject_id, caller_id) too, and one of the action's
+// path covers its segments, and the reverse: the same value stood in the
+// clear beside its hash, or in place of the field masked.
+func TestMaskCoversLinkedFields(t *testing.T) {
+	input, err := ast.InterfaceToValue(map[string]any{
+		"subject": map[string]any{"id": "alice-sub", "claims": map[string]any{"sub": "alice-sub", "tenant": "tenant-x"}},
+		"caller": map[string]any{"id": "spiffe://acme/sa/pay", "spiffe_id": "spiffe://acme/sa/pay",
+			"certificate": map[string]any{"uris": []any{"spiffe://acme/sa/pay"}, "issuer": "CN=acme-ca"}},
+		"action": map[string]any{"method": "GET", "path": "/users/bob@example.com/records",
+			"segments": []any{"users", "bob@example.com", "records"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := decisionlog.Record{DecisionID: "D1", Time: time.Unix(0, 0), Reasons: []string{}, Input: input,
+		SubjectID: "alice-sub", CallerID: "spiffe://acme/sa/pay",
+		Action: decisionlog.Action{Method: "GET", Path: "/users/bob@example.com/records"}}
+	for _, tc := range []struct {
+		name   string
+		fields []string
+		gone   []string // values no longer in the record
+		stay   []string // values still in it
+	}{
+		{"the subject's sub", []string{"/input/subject/claims/sub"}, []string{"alice-sub"}, []string{"tenant-x", "spiffe://acme/sa/pay"}},
+		{"the subject's claims", []string{"/input/subject/claims"}, []string{"alice-sub", "tenant-x"}, []string{"spiffe://acme/sa/pay"}},
+		{"the caller's SPIFFE ID", []string{"/input/caller/spiffe_id"}, []string{"acme/sa/pay"}, []string{"CN=acme-ca", "alice-sub"}},
+		{"one of the caller's certificate's URIs", []string{"/input/caller/certificate/uris/0"}, []string{"acme/sa/pay"}, []string{"CN=acme-ca"}},
+		{"the path", []string{"/input/action/path"}, []string{"bob@example.com"}, []string{`"GET"`, "alice-sub"}},
+		{"a segment", []string{"/input/action/segments/1"}, []string{"bob@example.com"}, []string{`"users"`, `"records"`}},
+	} {
+		for _, shape := range []string{"mask", "hash"} {
+			opts := decisionlog.Options{Mask: tc.fields}
+			if shape == "hash" {
+				opts = decisionlog.Options{Hash: tc.fields}
+			}
+			line := logLine(t, opts, rec)
+			for _, v := range tc.gone {
+				if strings.Contains(line, v) {
+					t.Errorf("%s of %s: %q is still in the record: %s", shape, tc.name, v, line)
+				}
+			}
+			for _, v := range tc.stay {
+				if !strings.Contains(line, v) {
+					t.Errorf("%s of %s: %q is gone too: %s", shape, tc.name, v, line)
+				}
+			}
+		}
+	}
+	// Hashed, a sub and the id read from it are one hash.
+	m := logOne(t, decisionlog.Options{Hash: []string{"/input/subject/claims/sub"}}, rec)
+	subject := m["input"].(map[string]any)["subject"].(map[string]any)
+	if h := subject["claims"].(map[string]any)["sub"]; h != subject["id"] || h != m["subject_id"] {
+		t.Errorf("claims.sub %v, id %v, subject_id %v: want one hash", h, subject["id"], m["subject_id"])
+	}
+}
