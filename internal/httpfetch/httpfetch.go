@@ -364,12 +364,14 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	// The caller's headers may be credentials for the first host (a bundle
 	// server's API key): another host gets only the harmless ones. (The
 	// client drops Authorization and Cookie itself, but not custom names.)
+	// Names are read canonical and deleted as keyed: a caller's header map
+	// may hold "private-token", which Header.Del would not find.
 	if req.URL.Host != via[0].URL.Host {
 		for name := range req.Header {
-			switch name {
+			switch http.CanonicalHeaderKey(name) {
 			case "Accept", "Accept-Encoding", "User-Agent", "If-None-Match", "Content-Type", "Content-Encoding":
 			default:
-				req.Header.Del(name)
+				delete(req.Header, name)
 			}
 		}
 	}

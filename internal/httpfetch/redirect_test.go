@@ -10,7 +10,8 @@ import (
 
 // TestRedirectKeepsCredentialsOnTheirHost: headers the caller set (an API
 // key for the bundle server) follow a redirect on the same host, and are
-// dropped on a redirect to another host, which only gets the harmless ones.
+// dropped on a redirect to another host, which only gets the harmless ones,
+// however the caller spelled their names.
 func TestRedirectKeepsCredentialsOnTheirHost(t *testing.T) {
 	seen := make(chan http.Header, 1)
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -31,18 +32,19 @@ func TestRedirectKeepsCredentialsOnTheirHost(t *testing.T) {
 	}))
 	defer first.Close()
 	client := httpfetch.NewClient(nil)
-	header := http.Header{"X-Api-Key": {"k3y"}, "Authorization": {"Bearer t0ken"}, "Accept": {"application/gzip"}}
+	header := http.Header{"X-Api-Key": {"k3y"}, "Authorization": {"Bearer t0ken"}, "Accept": {"application/gzip"},
+		"private-token": {"p4t"}, "X-UPLOAD-KEY": {"u9"}} // keyed as written, not canonical
 
 	if _, err := httpfetch.Get(t.Context(), client, httpfetch.Request{URL: first.URL + "/same", Header: header}); err != nil {
 		t.Fatal(err)
 	}
-	if h := <-seen; h.Get("X-Api-Key") != "k3y" || h.Get("Authorization") != "Bearer t0ken" {
+	if h := <-seen; h.Get("X-Api-Key") != "k3y" || h.Get("Authorization") != "Bearer t0ken" || h.Get("Private-Token") != "p4t" || h.Get("X-Upload-Key") != "u9" {
 		t.Errorf("same-host redirect lost the credentials: %v", h)
 	}
 	if _, err := httpfetch.Get(t.Context(), client, httpfetch.Request{URL: first.URL + "/away", Header: header}); err != nil {
 		t.Fatal(err)
 	}
-	if h := <-seen; h.Get("X-Api-Key") != "" || h.Get("Authorization") != "" || h.Get("Accept") != "application/gzip" {
+	if h := <-seen; h.Get("X-Api-Key") != "" || h.Get("Authorization") != "" || h.Get("Private-Token") != "" || h.Get("X-Upload-Key") != "" || h.Get("Accept") != "application/gzip" {
 		t.Errorf("another host got %v", h)
 	}
 }
