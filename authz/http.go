@@ -80,10 +80,14 @@ func WWWAuthenticate(err error) string {
 // forward-auth style answer uses: 200 allow; 401 when the token was invalid,
 // or when there was none and the request was denied; 403 for any other deny
 // (including an invalid caller credential); 400 malformed request; 503 no
-// policy loaded; 500 evaluation error. anonymous reports that the request
+// policy loaded, or the keys of a credential's issuer unavailable or stale
+// (token.ErrKeysUnavailable: an outage, not a bad token); 500 evaluation
+// error. anonymous reports that the request
 // carried no bearer token.
 func HTTPStatus(d Decision, err error, anonymous bool) int {
 	switch {
+	case errors.Is(err, token.ErrKeysUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, ErrToken):
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrCaller):

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/internal/jsonw"
 )
 
@@ -20,6 +21,7 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"     // 405
 	CodeNotFound         = "not_found"              // 404
 	CodeNotReady         = "not_ready"              // 503: no policy loaded
+	CodeKeysUnavailable  = "keys_unavailable"       // 503: a credential's issuer's keys are unavailable or stale
 	CodeOverloaded       = "overloaded"             // 503: too many decisions at once; Retry-After: 1
 	CodePolicyError      = "policy_error"           // 500: evaluation failed
 )
@@ -66,6 +68,10 @@ const (
 func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, string) {
 	var mbe *http.MaxBytesError
 	switch {
+	case errors.Is(err, token.ErrKeysUnavailable):
+		// An outage, not a verdict on the credential: the token may be
+		// good, and its holder should not be told to drop it (401).
+		return http.StatusServiceUnavailable, CodeKeysUnavailable
 	case err == nil, errors.Is(err, authz.ErrToken), errors.Is(err, authz.ErrCaller):
 		// A decision: allow, deny, or a rejected credential (a deny).
 		if ep == decideAPI {
@@ -98,6 +104,10 @@ func answer(ep endpoint, d authz.Decision, err error, anonymous bool) (int, stri
 func errorMessage(err error) string {
 	var r *authz.Refusal
 	if errors.As(err, &r) {
+		if errors.Is(err, token.ErrKeysUnavailable) {
+			// Its detail is only the code; which credential is the news.
+			return "the keys of the " + r.Code() + "'s issuer are unavailable or older than its max_stale: it cannot be verified now"
+		}
 		return r.Detail
 	}
 	return err.Error()

@@ -77,6 +77,8 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	switch {
 	case err == nil && d.Allow:
 		m.allow.Inc()
+	case errors.Is(err, token.ErrKeysUnavailable):
+		m.errored.Inc() // an outage, answered 503
 	case err == nil, errors.Is(err, authz.ErrToken), errors.Is(err, authz.ErrCaller):
 		m.deny.Inc()
 	default:
@@ -103,8 +105,8 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 		Latency:    d.Duration,
 		Input:      d.Input,
 	}
-	if err != nil && !errors.Is(err, authz.ErrToken) && !errors.Is(err, authz.ErrCaller) {
-		_, rec.Error = answer(decideAPI, *d, err, true)
+	if err != nil {
+		_, rec.Error = answer(decideAPI, *d, err, true) // "" for a decision
 	}
 	// A decision made by policy, or failed in it (a deny the candidate may
 	// turn into an allow), may go to the shadow, which logs it once the

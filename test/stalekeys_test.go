@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -12,9 +13,9 @@ import (
 
 // TestStaleKeysDenyCachedTokens runs verdict against a remote key set
 // (jwks_url) with a short max_stale. A token it verified (and cached) while
-// the provider answered is denied once the provider has been down longer
-// than max_stale, exactly as a new token is, and allowed again when the
-// provider is back.
+// the provider answered is refused once the provider has been down longer
+// than max_stale, exactly as a new token is (503 keys_unavailable: an
+// outage, not a bad token), and allowed again when the provider is back.
 func TestStaleKeysDenyCachedTokens(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -66,8 +67,10 @@ tokens:
 
 	down.Store(true)
 	eventually(t, 15*time.Second, func() string {
-		if a := decide(); a.Allow || len(a.Reasons) != 1 || a.Reasons[0] != "token: keys_unavailable" {
-			return "a cached token is still allowed with stale keys"
+		// An outage, not a deny of the token: 503 keys_unavailable.
+		r := p.decide(t, body)
+		if a := r.JSON(t); r.Status != http.StatusServiceUnavailable || a.Allow || a.Error == nil || a.Error.Code != "keys_unavailable" {
+			return fmt.Sprintf("with stale keys a cached token is answered %d %s, want 503 keys_unavailable", r.Status, r.Body)
 		}
 		return ""
 	})
@@ -77,8 +80,8 @@ tokens:
 
 	down.Store(false)
 	eventually(t, 15*time.Second, func() string {
-		if a := decide(); !a.Allow {
-			return "not allowed again after the provider came back: " + a.Reasons[0]
+		if r := p.decide(t, body); r.Status != http.StatusOK || !r.JSON(t).Allow {
+			return fmt.Sprintf("not allowed again after the provider came back: %d %s", r.Status, r.Body)
 		}
 		return ""
 	})

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/authz/token"
+)
+
+// downKeys is a key set whose server cannot be reached.
+type downKeys struct{}
+
+func (downKeys) Lookup(context.Context, string) ([]token.Key, error) {
+	return nil, errors.New("key server unreachable")
+}
+
+// TestKeysUnavailableIsAnOutage: a token (or caller token) whose issuer's
+// keys cannot be had is answered 503 keys_unavailable on every front and
+// counted as an error: the token may be good, and a 401 invalid_token
+// would tell its holder to drop it.
+func TestKeysUnavailableIsAnOutage(t *testing.T) {
+	is := authztest.NewIssuer(t, "ES256")
+	cfg := is.Config()
+	cfg.Keys = downKeys{}
+	const callerAud = "verdict-callers"
+	e, err := authz.New(authz.Options{Tokens: token.Options{Issuers: []token.Issuer{cfg}, CallerAudiences: []string{callerAud}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context(), authztest.DefaultPolicies(t)); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Engine = e }})
+	user := is.Mint(t, nil)
+	service := is.Mint(t, map[string]any{"azp": "payments", "aud": callerAud})
+	for _, tc := range []struct {
+		name, method, target, body string
+		header                     http.Header
+		wantMessage                string
+	}{
+		{"decide, the subject's token", http.MethodPost, "/v1/decide", `{"action":"orders:read","token":"` + user + `"}`, nil, "the keys of the token's issuer"},
+		{"decide, the caller's token", http.MethodPost, "/v1/decide", `{"action":"orders:read","caller":{"token":"` + service + `"}}`, nil, "the keys of the caller's issuer"},
+		{"check", http.MethodGet, "/v1/check", "", http.Header{"Authorization": {"Bearer " + user},
+			"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/orders/1"}}, "the keys of the token's issuer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.do(t, tc.method, tc.target, tc.body, tc.header, "")
+			var body struct {
+				Allow *bool `json:"allow"`
+				Error struct{ Code, Message string }
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatalf("%d %s: %v", w.Code, w.Body, err)
+			}
+			if w.Code != http.StatusServiceUnavailable || body.Allow == nil || *body.Allow || body.Error.Code != CodeKeysUnavailable ||
+				!strings.Contains(body.Error.Message, tc.wantMessage) {
+				t.Errorf("answer %d %s, want 503 keys_unavailable naming %q", w.Code, w.Body, tc.wantMessage)
+			}
+			if h := w.Header().Get("WWW-Authenticate"); h != "" {
+				t.Errorf("WWW-Authenticate %q on an outage", h)
+			}
+		})
+	}
+	wantMetrics(t, scrape(t, f.srv),
+		`verdict_decisions_total{api="decide",result="error"} 2`,
+		`verdict_decisions_total{api="decide",result="deny"} 0`,
+		`verdict_decisions_total{api="check",result="error"} 1`,
+		`verdict_token_failures_total{reason="keys_unavailable"} 3`,
+	)
+	if d := authz.Deny(token.ErrKeysUnavailable); authz.HTTPStatus(d, authz.RefuseWith(authz.ErrToken, token.ErrKeysUnavailable), false) != http.StatusServiceUnavailable {
+		t.Error("HTTPStatus of keys_unavailable is not 503")
+	}
+}
