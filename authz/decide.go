@@ -196,8 +196,8 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 		if action, err = actionTerm(req.Action); err != nil {
 			return false, err
 		}
-	} else if req.Action.empty() {
-		return false, errNoAction()
+	} else if err = req.Action.check(); err != nil {
+		return false, err
 	}
 	if len(req.Resource) > 0 {
 		if resource, err = freeFormTerm("resource", req.Resource); err != nil {

@@ -68,7 +68,8 @@ const (
 )
 
 // Action is what the caller wants to do. At least Name, or Method and Path,
-// must be set.
+// must be set: without a Name, a Method without a Path (or a Path without a
+// Method) is refused.
 type Action struct {
 	// Name is the action's name, e.g. "orders:read".
 	Name string `json:"name,omitempty"`
@@ -97,17 +98,23 @@ type Action struct {
 	Properties map[string]any `json:"properties,omitempty"`
 }
 
-func (a Action) empty() bool { return a.Name == "" && a.Method == "" && a.Path == "" }
-
-// errNoAction refuses a request without an action.
-func errNoAction() error {
-	return Refusef(ErrInvalidRequest, "action: a name, or a method and path, is required")
+// check refuses an action that names nothing a policy could grant: no
+// name, and not both a method and a path.
+func (a Action) check() error {
+	switch {
+	case a.Name != "" || a.Method != "" && a.Path != "":
+		return nil
+	case a.Method == "" && a.Path == "":
+		return Refusef(ErrInvalidRequest, "action: a name, or a method and path, is required")
+	default:
+		return Refusef(ErrInvalidRequest, "action: a method and a path go together (or give a name)")
+	}
 }
 
 // actionTerm builds input.action.
 func actionTerm(a Action) (*ast.Term, error) {
-	if a.empty() {
-		return nil, errNoAction()
+	if err := a.check(); err != nil {
+		return nil, err
 	}
 	obj := ast.NewObjectWithCapacity(4)
 	if a.Name != "" {

@@ -37,6 +37,8 @@ func TestDecideBadInput(t *testing.T) {
 		{name: "caller token and certificate", body: `{"action":"orders:read","caller":{"token":"a","certificate":"b"}}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "no action", body: `{}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "empty action", body: `{"action":""}`, want: 400, wantCode: CodeInvalidRequest},
+		{name: "a method without a path", body: `{"action":{"method":"GET"}}`, want: 400, wantCode: CodeInvalidRequest},
+		{name: "a path without a method", body: `{"action":{"path":"/orders/1"}}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "encoded separator in path", body: `{"action":{"method":"GET","path":"/orders%2F..%2Fadmin"}}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "invalid UTF-8", body: "{\"action\":\"orders:\xff\"}", want: 400, wantCode: CodeInvalidRequest},
 		{name: "too deep", body: `{"action":"orders:read","resource":` + deep + `}`, want: 400, wantCode: CodeInvalidRequest},
