@@ -168,9 +168,13 @@ var framingHeaders = map[string]bool{"connection": true, "content-length": true,
 	"proxy-authenticate": true, "proxy-authorization": true, "proxy-connection": true, "te": true, "trailer": true,
 	"trailers": true, "transfer-encoding": true, "upgrade": true}
 
+// decisionIDHeader is the header the fronts carry a decision's ID in; a
+// policy's is left out of its headers.
+const decisionIDHeader = "x-verdict-decision-id"
+
 // headerMap reads the policy's headers, refusing names and values that are
 // not valid HTTP (a value with CR or LF could inject headers downstream),
-// and the framing headers.
+// and the framing headers; X-Verdict-Decision-Id is left out.
 func headerMap(t *ast.Term) (map[string]string, error) {
 	if t == nil {
 		return nil, nil
@@ -209,6 +213,9 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		lower := strings.ToLower(string(name))
 		if framingHeaders[lower] {
 			return fmt.Errorf("%q frames the message, it does not describe the request: a decision may not set it", string(name))
+		}
+		if lower == decisionIDHeader {
+			return nil // the decision's own ID is Verdict's to say, on every front
 		}
 		// One header named twice: which value reached the client was the
 		// map's order's to say.

@@ -195,16 +195,22 @@ headers := {"x-user": "bob\r\nx-admin: true"}
 	}
 }
 
-// TestCheckDecisionIDIsVerdicts: a policy header named like the decision's
-// ID does not replace it on the forward-auth answer; the real ID is what
-// the proxy and the decision log agree on.
-func TestCheckDecisionIDIsVerdicts(t *testing.T) {
+// TestDecisionIDIsVerdicts: a policy header named like the decision's ID
+// (in any case) is left out of the decision's headers: it does not replace
+// the ID on the forward-auth answer, nor stand in /v1/decide's headers for
+// the service to pass on; the real ID is what the caller and the decision
+// log agree on.
+func TestDecisionIDIsVerdicts(t *testing.T) {
 	f := newFixture(t, fixtureOptions{noLoad: true})
-	if err := f.engine.Load(t.Context(), authztest.Policy(t, "", "package authz\n\nallow := true\n\nheaders := {\"x-verdict-decision-id\": \"forged\"}\n")); err != nil {
+	if err := f.engine.Load(t.Context(), authztest.Policy(t, "", "package authz\n\nallow := true\n\nheaders := {\"X-Verdict-Decision-ID\": \"forged\", \"x-user\": \"a\"}\n")); err != nil {
 		t.Fatal(err)
 	}
 	w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/x"}}, "")
-	if got := w.Header().Values("X-Verdict-Decision-Id"); w.Code != 200 || len(got) != 1 || got[0] == "forged" || got[0] == "" {
-		t.Errorf("status %d, X-Verdict-Decision-Id %q; want the decision's own ID only", w.Code, got)
+	if got := w.Header().Values("X-Verdict-Decision-Id"); w.Code != 200 || len(got) != 1 || got[0] == "forged" || got[0] == "" || w.Header().Get("X-User") != "a" {
+		t.Errorf("status %d, X-Verdict-Decision-Id %q; want the decision's own ID only, and the policy's other headers", w.Code, got)
+	}
+	w = f.do(t, http.MethodPost, "/v1/decide", `{"action":"x"}`, nil, "")
+	if body := w.Body.String(); w.Code != 200 || strings.Contains(body, "forged") || !strings.Contains(body, `"headers":{"x-user":"a"}`) {
+		t.Errorf("/v1/decide: %d %s; want the policy's headers without the decision ID", w.Code, body)
 	}
 }
