@@ -87,7 +87,7 @@ CA files reload on their own when they change.`,
 	fl.StringVar(&f.configFile, "config", "", "configuration file (YAML)")
 	fl.StringVar(&f.addr, "addr", "", `listen address (default: the configuration's addr, else "`+server.DefaultAddr+`")`)
 	fl.StringVar(&f.diagnosticAddr, "diagnostic-addr", "", "plain-HTTP listen address for health, status and metrics, which then leave --addr (default: the configuration's diagnostic_addr, else none)")
-	fl.StringVar(&f.policies, "policies", "", "policy directory or bundle file, watched for changes (default: the configuration's policy source, else the embedded default policies)")
+	fl.StringVar(&f.policies, "policies", "", "policy directory or bundle file, watched for changes (default: the configuration's policy source; without --config, the embedded default policies)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package that decides (default: the configuration's policy.entrypoint, else "authz")`)
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -195,7 +195,10 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		return err
 	}
 	var src serveSource = watched
-	if !ok {
+	// Never the demo's policies on a configuration's issuers: refused once
+	// the rest of the configuration has been checked.
+	noPolicies := !ok && cfg.File != ""
+	if !ok && !noPolicies {
 		if src, err = embeddedSource(); err != nil {
 			return err
 		}
@@ -279,6 +282,10 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	}
 	if tr != nil {
 		opts.TracerProvider = tr.provider
+	}
+	if noPolicies {
+		return fmt.Errorf("%w: %s: no policies: set policy.dir, policy.bundle_file or policy.bundle_url, or give --policies "+
+			"(the embedded default policies serve only the demo, without --config)", config.ErrInvalid, cfg.File)
 	}
 	srv, err := server.New(opts)
 	if err != nil {

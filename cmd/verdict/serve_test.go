@@ -158,6 +158,19 @@ func TestServeMissingPolicyDir(t *testing.T) {
 	}
 }
 
+// TestServeConfigWithoutPolicies: a configuration that names no policies
+// is refused before the server binds; the embedded default policies are
+// the demo's, and would answer for the configuration's issuers.
+func TestServeConfigWithoutPolicies(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "verdict.yaml")
+	authztest.WriteFile(t, cfg, "addr: 127.0.0.1:0\ndecision_log: off\n")
+	code, _, stderr := verdict(t, "serve", "--config", cfg)
+	if code != 2 || !strings.Contains(stderr, "invalid configuration: "+cfg+": no policies: set policy.dir") || strings.Contains(stderr, "listening") {
+		t.Errorf("exit %d, stderr %q; want 2, no policies, before listening", code, stderr)
+	}
+}
+
 // TestServeEntrypoint: serve --entrypoint serves a policy set whose
 // package is not authz (the AuthZEN Todo example's todo), as check, test
 // and decide do; without it that set does not load.
@@ -197,7 +210,7 @@ func TestServeSIGHUPReopensDecisionLog(t *testing.T) {
 	authztest.WriteFile(t, cfg, "addr: 127.0.0.1:0\ndecision_log: decisions.jsonl\n")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	base, stderr, done := serve(t, ctx, cfg, io.Discard)
+	base, stderr, done := serveArgs(t, ctx, io.Discard, "--config", cfg, "--policies", "../../policies")
 	waitReady(t, base, stderr)
 	decide := func() {
 		t.Helper()

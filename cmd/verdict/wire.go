@@ -263,7 +263,8 @@ func bundleVerification(cfg *config.Config, files *filewatch.Watcher) (bundles.V
 
 // policySource picks what serve watches: path (--policies: a directory or
 // a bundle file), else the configuration's dir, bundle_file or bundle_url,
-// else nothing (ok false: serve then serves the embedded default policies).
+// else nothing (ok false: without a configuration file, serve then serves
+// the embedded default policies; with one, it refuses to start).
 // Bundles are verified with verify (see bundleVerification).
 func policySource(cfg *config.Config, path string, verify bundles.Verification, logger *slog.Logger, observer bundles.Observer) (src serveSource, ok bool, err error) {
 	limits := policyLimits(cfg)
