@@ -141,6 +141,9 @@ func (e *Engine) warnHeapAtRest(live uint64) {
 	if last != 0 && now.Sub(time.Unix(0, last)) < time.Minute || !e.heapWarned.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	e.log.LogAttrs(context.Background(), slog.LevelWarn, "live heap past limits.eval_heap_limit once collected: evaluations running 10 ms or more are stopped; raise the limit, or lower the caches",
-		slog.Uint64("live_bytes", live), slog.Int64("limit_bytes", e.heapLimit))
+	// The message is constant, as every log message is, to be matched on;
+	// what to do goes in an attribute.
+	e.log.LogAttrs(context.Background(), slog.LevelWarn, "live heap past limits.eval_heap_limit once collected",
+		slog.Uint64("live_bytes", live), slog.Int64("limit_bytes", e.heapLimit),
+		slog.String("effect", "evaluations running 10 ms or more are stopped; raise the limit, or lower the caches"))
 }

@@ -111,7 +111,7 @@ allow if count(numbers.range(1, input.resource.n)) > 0
 				t.Fatalf("a long evaluation with the heap past the limit: %v, want stopped (%v)", err, d)
 			}
 		}
-		if n := strings.Count(logs.String(), "live heap past limits.eval_heap_limit once collected"); n != 1 {
+		if n := strings.Count(logs.String(), `msg="live heap past limits.eval_heap_limit once collected" `); n != 1 { // the README's message, whole
 			t.Errorf("%d warnings, want one for two stops within a minute:\n%s", n, logs.String())
 		}
 	})
