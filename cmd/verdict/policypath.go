@@ -26,7 +26,7 @@ import (
 // (policy.max_unpacked_bytes, policy.max_files); a file's own size is left
 // to bundles.DefaultMaxFileBytes.
 func policyLimits(cfg *config.Config) bundles.Limits {
-	return bundles.Limits{MaxUnpackedBytes: cfg.Policy.MaxUnpackedBytes, MaxFiles: cfg.Policy.MaxFiles}
+	return bundles.Limits{MaxUnpackedBytes: int64(cfg.Policy.MaxUnpackedBytes), MaxFiles: cfg.Policy.MaxFiles}
 }
 
 // policyKind is what a policy path names.

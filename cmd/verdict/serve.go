@@ -218,9 +218,9 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 		Build:             buildInfo(),
 		Logger:            logger,
 		Limits: server.Limits{
-			MaxBodyBytes:           cfg.Limits.MaxBodyBytes,
+			MaxBodyBytes:           int64(cfg.Limits.MaxBodyBytes),
 			MaxJSONDepth:           cfg.Limits.MaxJSONDepth,
-			MaxHeaderBytes:         cfg.Limits.MaxHeaderBytes,
+			MaxHeaderBytes:         int(cfg.Limits.MaxHeaderBytes),
 			ReadHeaderTimeout:      cfg.Limits.ReadHeaderTimeout,
 			ReadTimeout:            cfg.Limits.ReadTimeout,
 			WriteTimeout:           cfg.Limits.WriteTimeout,

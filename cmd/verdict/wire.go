@@ -83,7 +83,7 @@ func (k *keyForgetter) forget(issuer string, kids []string) {
 // manager (they serve keys only then); onRemoved, when set, hears of their
 // removals too.
 func tokenOptions(cfg *config.Config, logger *slog.Logger, files *filewatch.Watcher, onRemoved func(issuer string, kids []string)) (token.Options, []*jwks.Manager, error) {
-	opts := token.Options{Leeway: cfg.Tokens.Leeway, MaxBytes: cfg.Tokens.MaxBytes, CallerAudiences: cfg.Callers.TokenAudiences}
+	opts := token.Options{Leeway: cfg.Tokens.Leeway, MaxBytes: int(cfg.Tokens.MaxBytes), CallerAudiences: cfg.Callers.TokenAudiences}
 	var managers []*jwks.Manager
 	persist := cacheDir(cfg, cfg.Tokens.JWKSPersistDir, "jwks")
 	for i, is := range cfg.Tokens.Issuers {
@@ -452,7 +452,7 @@ func decisionLog(cfg *config.Config, stdout io.Writer, files *filewatch.Watcher,
 		w = file
 	}
 	opts := decisionlog.Options{Writer: w, Logger: logger, FlushDeadline: flushBy,
-		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: dl.MaxRecordBytes,
+		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: int(dl.MaxRecordBytes),
 		Buffer: dl.MaxQueueRecords, MaxQueueBytes: int64(dl.MaxQueueBytes)}
 	if dl.HashKeyFile != "" || dl.HashKeyEnv != "" {
 		key := "decision_log.hash_key_file"

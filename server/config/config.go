@@ -95,8 +95,8 @@ type Policy struct {
 	// before they are parsed (data JSON costs about 20 times its size, YAML
 	// more): raise it for a large data.json. Both are passed on as the
 	// fields of the same names in bundles.Limits.
-	MaxUnpackedBytes int64 `yaml:"max_unpacked_bytes"`
-	MaxFiles         int   `yaml:"max_files"`
+	MaxUnpackedBytes ByteSize `yaml:"max_unpacked_bytes"`
+	MaxFiles         int      `yaml:"max_files"`
 	// Shadow, when present, is a candidate policy evaluated beside the
 	// live one on a sampled share of decisions, never changing an answer.
 	Shadow *Shadow `yaml:"shadow"`
@@ -136,7 +136,7 @@ type Shadow struct {
 // Tokens configures bearer-token verification.
 type Tokens struct {
 	Leeway   time.Duration `yaml:"leeway"`
-	MaxBytes int           `yaml:"max_bytes"`
+	MaxBytes ByteSize      `yaml:"max_bytes"`
 	Issuers  []Issuer      `yaml:"issuers"`
 	// JWKSPersistDir keeps the last good key set of every jwks_url or
 	// discovery issuer, so a restart works while a provider is down.
@@ -305,7 +305,7 @@ type DecisionLog struct {
 	HashKeyEnv  string `yaml:"hash_key_env"`
 	// MaxRecordBytes bounds one record; a larger one is written without its
 	// input, and counted. 0 means 64 KiB.
-	MaxRecordBytes int `yaml:"max_record_bytes"`
+	MaxRecordBytes ByteSize `yaml:"max_record_bytes"`
 	// MaxQueueRecords and MaxQueueBytes bound the records waiting for the
 	// writer (their number, and their estimated memory: an input holds
 	// many times its request's size); past either, records are dropped as
@@ -329,9 +329,9 @@ const minCacheBytes = 1 << 20
 // Limits bounds what one request may cost. Zero values mean the server's
 // defaults.
 type Limits struct {
-	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+	MaxBodyBytes      ByteSize      `yaml:"max_body_bytes"`
 	MaxJSONDepth      int           `yaml:"max_json_depth"`
-	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxHeaderBytes    ByteSize      `yaml:"max_header_bytes"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	WriteTimeout      time.Duration `yaml:"write_timeout"`

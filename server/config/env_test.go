@@ -75,7 +75,7 @@ func TestEnvExpansionErrors(t *testing.T) {
 			[]string{"v.yaml:1: addr: environment variable A_UNSET is not set", "v.yaml:1: addr: environment variable B_UNSET is not set"}, ""},
 		{"bad name", "addr: ${1X}\n", nil, []string{`v.yaml:1: addr: "${1X}" is not a variable reference`}, ""},
 		{"a secret of the wrong type is not repeated", "tokens:\n  max_bytes: ${SECRET_MAX}\n", map[string]string{"SECRET_MAX": "hunter2"},
-			[]string{"v.yaml:2: tokens.max_bytes: want an integer, got the value of ${SECRET_MAX}"}, "hunter2"},
+			[]string{"v.yaml:2: tokens.max_bytes: want a size such as 1048576, 512KiB or 1MiB, got the value of ${SECRET_MAX}"}, "hunter2"},
 		// The YAML library quotes a long value cut short ("hunter2-...");
 		// it is found all the same, and never repeated.
 		{"a long secret of the wrong type is not repeated", "limits:\n  eval_timeout: ${LONG_SECRET}\n",
@@ -113,12 +113,13 @@ func TestEnvExpansionErrors(t *testing.T) {
 // line, with its key and what the key wants.
 func TestTypeErrorsNameTheKey(t *testing.T) {
 	tests := []struct{ data, want string }{
-		{"tokens:\n  max_bytes: lots\n", `v.yaml:2: tokens.max_bytes: want an integer, got "lots"`},
+		{"tokens:\n  max_bytes: lots\n", `v.yaml:2: tokens.max_bytes: want a size such as 1048576, 512KiB or 1MiB, got "lots"`},
+		{"limits:\n  max_json_depth: deep\n", `v.yaml:2: limits.max_json_depth: want an integer, got "deep"`},
 		{"tokens:\n  leeway: forever\n", `v.yaml:2: tokens.leeway: want a duration such as 30s or 5m, got "forever"`},
 		{"policy:\n  require_tests: maybe\n", `v.yaml:2: policy.require_tests: want true or false, got "maybe"`},
 		{"tokens:\n  issuers:\n    - issuer: x\n      audiences: orders\n", `v.yaml:4: tokens.issuers[0].audiences: want a list, got "orders"`},
-		{"tokens: {leeway: 5s, max_bytes: [1]}\n", `v.yaml:1: tokens.max_bytes: want an integer, got a list`},
-		{"limits:\n  eval_timeout: 1s\n  max_body_bytes: {a: 1}\n", `v.yaml:3: limits.max_body_bytes: want an integer, got a mapping`},
+		{"tokens: {leeway: 5s, max_bytes: [1]}\n", `v.yaml:1: tokens.max_bytes: want a size such as 1048576, 512KiB or 1MiB, got a list`},
+		{"limits:\n  eval_timeout: 1s\n  max_body_bytes: {a: 1}\n", `v.yaml:3: limits.max_body_bytes: want a size such as 1048576, 512KiB or 1MiB, got a mapping`},
 		{"addr: [a, b]\n", `v.yaml:1: addr: want a string, got a list`},
 	}
 	for _, tc := range tests {

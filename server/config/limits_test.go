@@ -9,6 +9,25 @@ import (
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
+// TestEveryByteKeyTakesUnits: every key that counts bytes takes a unit,
+// as its siblings do.
+func TestEveryByteKeyTakesUnits(t *testing.T) {
+	c := mustParse(t, `tokens:
+  max_bytes: 16KiB
+policy:
+  max_unpacked_bytes: 128MiB
+decision_log:
+  max_record_bytes: 64KiB
+limits:
+  max_body_bytes: 256KiB
+  max_header_bytes: 32KiB
+`, "v.yaml")
+	if c.Tokens.MaxBytes != 16<<10 || c.Policy.MaxUnpackedBytes != 128<<20 || c.DecisionLog.MaxRecordBytes != 64<<10 ||
+		c.Limits.MaxBodyBytes != 256<<10 || c.Limits.MaxHeaderBytes != 32<<10 {
+		t.Errorf("tokens %+v, policy %+v, decision log %+v, limits %+v", c.Tokens, c.Policy, c.DecisionLog, c.Limits)
+	}
+}
+
 func TestLimitsAndCallerHeaders(t *testing.T) {
 	c := mustParse(t, `callers:
   trusted_proxies: [10.0.0.0/8, 127.0.0.1, "::1"]

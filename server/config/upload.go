@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/http"
@@ -97,22 +98,16 @@ func (c *Config) checkUpload(bad func(key, format string, args ...any)) {
 			bad(key+"."+n.name, "must not be negative")
 		}
 	}
-	or := func(v, def int) int {
-		if v == 0 {
-			return def
-		}
-		return v
-	}
-	record := or(c.DecisionLog.MaxRecordBytes, decisionlog.DefaultMaxRecordBytes)
-	batchRecords := or(up.MaxBatchRecords, decisionlog.DefaultMaxBatchRecords)
-	batchBytes := or(int(up.MaxBatchBytes), decisionlog.DefaultMaxBatchBytes)
+	record := cmp.Or(int(c.DecisionLog.MaxRecordBytes), decisionlog.DefaultMaxRecordBytes)
+	batchRecords := cmp.Or(up.MaxBatchRecords, decisionlog.DefaultMaxBatchRecords)
+	batchBytes := cmp.Or(int(up.MaxBatchBytes), decisionlog.DefaultMaxBatchBytes)
 	if batchBytes < record {
 		bad(key+".max_batch_bytes", "%d is below max_record_bytes (%d): records within that cap would not fit in a batch", batchBytes, record)
 	}
-	if b := or(up.MaxBufferRecords, decisionlog.DefaultMaxBufferRecords); b < batchRecords {
+	if b := cmp.Or(up.MaxBufferRecords, decisionlog.DefaultMaxBufferRecords); b < batchRecords {
 		bad(key+".max_buffer_records", "%d is below max_batch_records (%d)", b, batchRecords)
 	}
-	if b := or(int(up.MaxBufferBytes), decisionlog.DefaultMaxBufferBytes); b < batchBytes {
+	if b := cmp.Or(int(up.MaxBufferBytes), decisionlog.DefaultMaxBufferBytes); b < batchBytes {
 		bad(key+".max_buffer_bytes", "%d is below max_batch_bytes (%d)", b, batchBytes)
 	}
 	checkHeaders(bad, key+".headers", up.Headers, "Content-Type", "Content-Encoding")

@@ -274,7 +274,7 @@ func (c *Config) validate(root *yaml.Node) error {
 	if l.MaxConnections < 0 {
 		bad("limits.max_connections", "must not be negative (0 or left out: 1024)")
 	}
-	if v := int64(l.MaxBodyBytesInFlight); v != 0 && (v < minCacheBytes || v < l.MaxBodyBytes) {
+	if v := int64(l.MaxBodyBytesInFlight); v != 0 && (v < minCacheBytes || v < int64(l.MaxBodyBytes)) {
 		bad("limits.max_body_bytes_in_flight", "must be at least 1MiB and limits.max_body_bytes, or left out for 64MiB")
 	}
 	// A cache keeps an entry only when it fits in a fifth of one of its 32
