@@ -90,8 +90,9 @@ type Action struct {
 	// control characters; bytes or escapes that are not valid UTF-8
 	// (overlong %C0%AE); a bad escape; an encoded '/'; a double-encoded
 	// escape (%252e); a segment made only of dots and spaces ("...",
-	// ".. "); Unicode compatibility forms of '/' and '\'; and a '#'. The
-	// full rules, and why, are on normalizePath in path.go.
+	// ".. "); Unicode compatibility forms of '/', '\', ';', '%', '?' and
+	// '#'; a '#'; and an absolute URI ("http://host/x"). The full rules,
+	// and why, are on normalizePath in path.go.
 	Path string `json:"path,omitempty"`
 	// Properties are free-form properties of the action (AuthZEN's
 	// action.properties); nil means none.

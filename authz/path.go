@@ -25,9 +25,10 @@ const (
 	refuseDouble         = "a double-encoded escape is refused (an upstream that decodes twice sees another path)"
 	refuseEncDot         = "an encoded dot segment is refused (upstreams disagree on whether to resolve it)"
 	refuseDotsOnly       = "a segment of only dots and spaces is refused (Windows and Unicode-normalising upstreams reduce it to a dot segment)"
-	refuseCompatSep      = "a Unicode compatibility form of '/' or '\\' is refused (Unicode-normalising upstreams turn it into a separator)"
+	refuseCompatSep      = "a Unicode compatibility form of '/', '\\', ';', '%', '?' or '#' is refused (Unicode-normalising upstreams turn it into one)"
 	refuseDot            = "dot segments ('.', '..') are refused (proxies forward them unresolved, and upstreams resolve them differently, or not at all)"
 	refuseLeadingSlashes = "a path starting with '//' is refused (WHATWG URL parsers, Python and Go's url.Parse read what follows as a host)"
+	refuseAbsolute       = "an absolute URI (scheme://host/path) is refused: give the path (an upstream routes the path alone)"
 )
 
 // normalizePath drops a query string (refusing one that overrides the
@@ -36,7 +37,9 @@ const (
 // input.action.path or input.action.segments decides about the resource the
 // request will reach. It accepts:
 //
-//   - a path with or without its leading '/' ("orders/42" is "/orders/42");
+//   - a path with or without its leading '/' ("orders/42" is "/orders/42"),
+//     but not an absolute URI ("http://host/orders/42": without a leading
+//     '/', a first segment holding ':' is a scheme, and is refused);
 //   - empty segments, merged ("/a//b/" is "/a/b");
 //   - percent-escapes, decoded once per segment ("/%61dmin" is "/admin");
 //   - raw non-ASCII bytes when the path is valid UTF-8: a caller that hands
@@ -79,7 +82,10 @@ const (
 //     U+3000);
 //   - the Unicode compatibility forms of '/' and '\' (U+FF0F, U+FE68,
 //     U+FF3C, and U+2100, U+2101, U+2105, U+2106 whose NFKC forms contain a
-//     '/'), which a normalising upstream turns into separators.
+//     '/'), which a normalising upstream turns into separators, and those
+//     of ';', '%', '?' and '#' (compatSeparators), which it turns into a
+//     parameter, an escape (IIS's best-fit mapping makes "％2e" "%2e"), a
+//     query or a fragment.
 //
 // Errors say why, never quoting the path: they become deny reasons, which
 // reach decision-log records where the path itself may be masked or hashed
@@ -120,6 +126,11 @@ func normalizePath(p string) (string, []string, error) {
 	if strings.HasPrefix(rest, "/") {
 		rest = rest[1:]
 	} else {
+		if first, _, _ := strings.Cut(rest, "/"); strings.IndexByte(first, ':') >= 0 {
+			// A relative path's first segment holds no ':' (RFC 3986, 4.2):
+			// this is a scheme, and "http://host/admin" is not "/http:/host/admin".
+			return refusePath(refuseAbsolute)
+		}
 		verbatim = false
 	}
 	if escaped {
@@ -240,8 +251,14 @@ func checkSegment(seg string) string {
 	return ""
 }
 
-// compatSeparators are the characters whose NFKC form holds a '/' or '\'.
-const compatSeparators = "\u2100\u2101\u2105\u2106\ufe68\uff0f\uff3c"
+// compatSeparators are the characters whose NFKC form holds a '/', '\',
+// ';', '%', '?' or '#': what the rules above refuse, or read as a
+// separator, a parameter, an escape, a query or a fragment.
+const compatSeparators = "\u2100\u2101\u2105\u2106\ufe68\uff0f\uff3c" + // '/' and '\'
+	"\u037e\ufe14\ufe54\uff1b" + // ';'
+	"\ufe6a\uff05" + // '%'
+	"\u2047\u2048\u2049\ufe16\ufe56\uff1f" + // '?'
+	"\ufe5f\uff03" // '#'
 
 // checkCompatSep reports a compatibility form of a separator in s.
 func checkCompatSep(s string) string {

@@ -95,8 +95,15 @@ var (
 
 // refCompatSeparators: FULLWIDTH SOLIDUS, FULLWIDTH REVERSE SOLIDUS, SMALL
 // REVERSE SOLIDUS, and ACCOUNT OF, ADDRESSED TO THE SUBJECT, CARE OF, CADA
-// UNA (NFKC "a/c", "a/s", "c/o", "c/u").
-const refCompatSeparators = "\uff0f\uff3c\ufe68\u2100\u2101\u2105\u2106"
+// UNA (NFKC "a/c", "a/s", "c/o", "c/u"); GREEK QUESTION MARK (NFKC ';'),
+// PRESENTATION FORM FOR VERTICAL SEMICOLON, SMALL and FULLWIDTH SEMICOLON;
+// SMALL and FULLWIDTH PERCENT SIGN; DOUBLE QUESTION MARK, QUESTION
+// EXCLAMATION MARK, EXCLAMATION QUESTION MARK, PRESENTATION FORM FOR
+// VERTICAL QUESTION MARK, SMALL and FULLWIDTH QUESTION MARK; SMALL and
+// FULLWIDTH NUMBER SIGN (every character whose NFKC form holds one of
+// / \ ; %% ? #, by Python's unicodedata).
+const refCompatSeparators = "\uff0f\uff3c\ufe68\u2100\u2101\u2105\u2106" +
+	"\u037e\ufe14\ufe54\uff1b\ufe6a\uff05\u2047\u2048\u2049\ufe16\ufe56\uff1f\ufe5f\uff03"
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
@@ -143,6 +150,9 @@ func refNormalizePath(target string) (cleaned string, segments []string, ok bool
 		return "", nil, false
 	}
 	if !strings.HasPrefix(p, "/") {
+		if first, _, _ := strings.Cut(p, "/"); strings.Contains(first, ":") { // a scheme
+			return "", nil, false
+		}
 		p = "/" + p
 	}
 	for _, raw := range strings.Split(p[1:], "/") {
