@@ -364,6 +364,14 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 	if minter != nil {
 		select {
 		case <-src.Initialized():
+			if f.logFormat == "json" {
+				// A text block would break a JSON log stream, and a log
+				// record carries no token.
+				logger.Warn("demo: development tokens only, not for production",
+					slog.String("issuer", devtoken.Issuer), slog.String("audience", devtoken.Audience),
+					slog.String("tokens", "verdict token mints them; --log-format text prints ready-to-paste requests"))
+				break
+			}
 			d := demo{addr: addr, minter: minter, ready: engine.Status().Ready, embedded: !ok, devKeyFile: devKeyFile}
 			if err := d.print(stderr); err != nil {
 				logger.Error("demo tokens", slog.String("error", err.Error()))
@@ -454,13 +462,14 @@ func (d demo) print(w io.Writer) error {
 	base := "http://" + curlHost(addr)
 	var b strings.Builder
 	fmt.Fprintf(&b, `
-Verdict is serving a DEMO: no --config, so it trusts only a development token
-issuer (iss %q, aud %q) whose key was generated at start and is never
-stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
-`, devtoken.Issuer, devtoken.Audience)
+Verdict is serving a DEMO: no --config, so the only tokens it trusts are
+development tokens (iss %q, aud %q), signed by a key generated at start and
+never stored`, devtoken.Issuer, devtoken.Audience)
 	if devKeyFile != "" {
-		fmt.Fprintf(&b, "It also trusts the key verdict token keeps (%s): the tokens it mints work here.\n", devKeyFile)
-	} else {
+		fmt.Fprintf(&b, ", or by the key verdict token keeps\n(%s): the tokens it mints work here", devKeyFile)
+	}
+	b.WriteString(". NOT FOR PRODUCTION. Decisions are logged to stdout.\n")
+	if devKeyFile == "" {
 		b.WriteString("Tokens from verdict token are signed by its own key: run it once, then restart the\ndemo, and the demo trusts them too.\n")
 	}
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -155,6 +156,29 @@ func TestServeMissingPolicyDir(t *testing.T) {
 	code, _, stderr := verdict(t, "serve", "--config", cfg)
 	if code != 2 || !strings.Contains(stderr, "invalid configuration: "+cfg+": policy.dir: ") || strings.Contains(stderr, "listening") {
 		t.Errorf("exit %d, stderr %q; want 2, a configuration error before listening", code, stderr)
+	}
+}
+
+// TestServeDemoJSONLogs: with --log-format json every stderr line of the
+// demo is a JSON record: the demo says what it trusts in one, with no
+// token in it, instead of the text block.
+func TestServeDemoJSONLogs(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	stderr := new(authztest.SyncBuffer)
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--log-format", "json"}, strings.NewReader(""), io.Discard, stderr)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "development tokens only"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no demo record:\n%s", stderr.String())
+		}
+	}
+	stopServe(t, cancel, done, stderr)
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !json.Valid([]byte(line)) || strings.Contains(line, "eyJ") {
+			t.Errorf("not a JSON record, or one with a token: %s", line)
+		}
 	}
 }
 
