@@ -146,16 +146,24 @@ func TestJSONLogDurations(t *testing.T) {
 	}
 }
 
-// TestServeMissingPolicyDir: a policy.dir that does not exist is a
-// configuration error before the server binds, with the file; it was found
-// only once the server listened, by the watch.
-func TestServeMissingPolicyDir(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "verdict.yaml")
-	authztest.WriteFile(t, cfg, "addr: 127.0.0.1:0\npolicy:\n  dir: nothere\ndecision_log: off\n")
-	code, _, stderr := verdict(t, "serve", "--config", cfg)
-	if code != 2 || !strings.Contains(stderr, "invalid configuration: "+cfg+": policy.dir: ") || strings.Contains(stderr, "listening") {
-		t.Errorf("exit %d, stderr %q; want 2, a configuration error before listening", code, stderr)
+// TestServeRefusesPoliciesBeforeListening: a configuration whose policies
+// cannot serve is an error before the server binds, naming the file: a
+// policy.dir that does not exist (found only once the server listened, by
+// the watch, before), and no policies at all (the embedded default
+// policies are the demo's, and answered for the configuration's issuers).
+func TestServeRefusesPoliciesBeforeListening(t *testing.T) {
+	for _, tc := range []struct{ name, config, want string }{
+		{"a missing policy.dir", "addr: 127.0.0.1:0\npolicy:\n  dir: nothere\ndecision_log: off\n", ": policy.dir: "},
+		{"no policies", "addr: 127.0.0.1:0\ndecision_log: off\n", ": no policies: set policy.dir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "verdict.yaml")
+			authztest.WriteFile(t, cfg, tc.config)
+			code, _, stderr := verdict(t, "serve", "--config", cfg)
+			if code != 2 || !strings.Contains(stderr, "invalid configuration: "+cfg+tc.want) || strings.Contains(stderr, "listening") {
+				t.Errorf("exit %d, stderr %q; want 2, %q, before listening", code, stderr, tc.want)
+			}
+		})
 	}
 }
 
@@ -179,19 +187,6 @@ func TestServeDemoJSONLogs(t *testing.T) {
 		if !json.Valid([]byte(line)) || strings.Contains(line, "eyJ") {
 			t.Errorf("not a JSON record, or one with a token: %s", line)
 		}
-	}
-}
-
-// TestServeConfigWithoutPolicies: a configuration that names no policies
-// is refused before the server binds; the embedded default policies are
-// the demo's, and would answer for the configuration's issuers.
-func TestServeConfigWithoutPolicies(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "verdict.yaml")
-	authztest.WriteFile(t, cfg, "addr: 127.0.0.1:0\ndecision_log: off\n")
-	code, _, stderr := verdict(t, "serve", "--config", cfg)
-	if code != 2 || !strings.Contains(stderr, "invalid configuration: "+cfg+": no policies: set policy.dir") || strings.Contains(stderr, "listening") {
-		t.Errorf("exit %d, stderr %q; want 2, no policies, before listening", code, stderr)
 	}
 }
 
