@@ -63,7 +63,11 @@ else the configuration's policy.dir or policy.bundle_file.
 --explain lists the rules that produced the decision, in the order they held,
 with file:row and value (and which else branch fired); print() output goes to
 stderr. --input FILE evaluates a whole input document as written (no token is
-verified: it is for trying cases, and says so); --time fixes the clock.
+verified: it is for trying cases, and says so), so the flags that build one
+(--action, --method, --path, --token, --caller-token, --caller-cert,
+--resource, --attributes) are usage errors with it; --time fixes the clock.
+An action is --action, or --method with --path: half of that pair is a
+usage error.
 
 Exit status: 0 allowed, 1 denied (including an invalid token), 2 error (a
 usage error, a policy that does not load, or an outage such as an issuer's
@@ -149,6 +153,9 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	var input any
 	var err error
 	if f.input != "" {
+		if given := requestFlagsGiven(cmd); len(given) > 0 {
+			return usageError("--input is evaluated as written: %s cannot be combined with it (put their values in the document)", strings.Join(given, ", "))
+		}
 		if input, err = readInput(cmd, f.input); err != nil {
 			return usageError("--input: %v", err)
 		}
@@ -267,13 +274,38 @@ func devIssuer(path string) (token.Options, bool, error) {
 	return m.TokenOptions(), true, nil
 }
 
+// requestFlags are the flags that build the request's input document:
+// --input, which evaluates a whole document as written, excludes them.
+var requestFlags = []string{"token", "action", "method", "path", "resource", "attributes", "caller-cert", "caller-token"}
+
+// requestFlagsGiven names the requestFlags given on cmd's command line
+// (an empty value given counts), as "--name", in requestFlags' order.
+func requestFlagsGiven(cmd *cobra.Command) []string {
+	var given []string
+	for _, name := range requestFlags {
+		if cmd.Flags().Changed(name) {
+			given = append(given, "--"+name)
+		}
+	}
+	return given
+}
+
+// request builds the request the flags describe. Its errors are usage
+// errors: an action must be named, by --action or by both --method and
+// --path (half of that pair would be decided as an action of no name, a
+// deny that looks like the policy's answer).
 func (f *decideFlags) request() (authz.Request, error) {
 	req := authz.Request{
 		Token:  token.Raw(strings.TrimSpace(f.token)),
 		Action: authz.Action{Name: f.action, Method: f.method, Path: f.path},
 		Caller: authz.Caller{Token: token.Raw(strings.TrimSpace(f.callerToken))},
 	}
-	if req.Action.Name == "" && req.Action.Method == "" && req.Action.Path == "" {
+	switch a := req.Action; {
+	case a.Method != "" && a.Path == "":
+		return req, errors.New("--method without --path: give both, or --action")
+	case a.Path != "" && a.Method == "":
+		return req, errors.New("--path without --method: give both, or --action")
+	case a.Name == "" && a.Method == "":
 		return req, errors.New("give --action, or --method and --path")
 	}
 	var err error
