@@ -85,7 +85,7 @@ Without --config, tokens are trusted only from the development issuer whose key
 	fl.StringVar(&f.configFile, "config", "", "configuration file (issuers, policy source, entrypoint)")
 	fl.StringVar(&f.policies, "policies", "", "policy directory, .rego file or bundle file (default: the configuration's policy.dir or policy.bundle_file); a bundle is verified when the configuration names a verification key")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
-	fl.StringVar(&f.devKey, "dev-key", "", "development key file trusted without --config (default: the one 'verdict token' uses)")
+	fl.StringVar(&f.devKey, "dev-key", "", "development key file trusted without --config, which must be readable (default: the one 'verdict token' uses, when there is one)")
 	fl.StringVar(&f.token, "token", "", "the subject's bearer token (compact JWT); empty means anonymous")
 	fl.StringVar(&f.action, "action", "", "action name, e.g. orders:read")
 	fl.StringVar(&f.method, "method", "", "HTTP method of the request, e.g. GET")
@@ -106,6 +106,9 @@ Without --config, tokens are trusted only from the development issuer whose key
 func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	var cfg *config.Config
 	opts := authz.Options{}
+	if f.configFile != "" && f.devKey != "" {
+		return usageError("--dev-key is trusted only without --config: the configuration names the issuers")
+	}
 	if f.configFile != "" {
 		var err error
 		if cfg, err = config.Load(f.configFile); err != nil {
@@ -123,7 +126,7 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		stop := fetchKeysOnce(cmd.Context(), managers)
 		defer stop()
 	} else if dev, ok, err := devIssuer(f.devKey); err != nil {
-		return &exitCode{code: exitError, err: err}
+		return usageError("--dev-key: %w", err)
 	} else if ok {
 		opts.Tokens = dev
 	}
@@ -256,16 +259,19 @@ func readInput(cmd *cobra.Command, path string) (any, error) {
 	return v, nil
 }
 
-// devIssuer trusts the development key when it exists.
+// devIssuer trusts the development key at path, which must be readable;
+// for "", the default key ("verdict token"'s) when it exists, and none
+// (false) when it does not.
 func devIssuer(path string) (token.Options, bool, error) {
-	if path == "" {
+	explicit := path != ""
+	if !explicit {
 		var err error
 		if path, err = devtoken.DefaultKeyPath(); err != nil {
 			return token.Options{}, false, nil
 		}
 	}
 	m, err := devtoken.Load(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if !explicit && errors.Is(err, fs.ErrNotExist) {
 		return token.Options{}, false, nil
 	}
 	if err != nil {

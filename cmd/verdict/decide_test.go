@@ -61,3 +61,44 @@ func TestDecideRequestFlagsUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideDevKey: a --dev-key given must be read: a path that cannot be
+// is a usage error (exit 2, the path named), where it was taken for no key
+// and every token was denied; without the flag, a default key that does
+// not exist still means none. --dev-key with --config, which names the
+// issuers, is a usage error too.
+func TestDecideDevKey(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "authz.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow if input.subject.id == \"alice\"\n")
+	key := filepath.Join(dir, "dev.key")
+	_, tok, _ := verdict(t, "token", "--dev-key", key, "--sub", "alice")
+	tok = strings.TrimSpace(tok)
+	notKey := filepath.Join(dir, "not-a-key.pem")
+	authztest.WriteFile(t, notKey, "hello\n")
+	cfg := filepath.Join(dir, "verdict.yaml")
+	authztest.WriteFile(t, cfg, "policy:\n  dir: "+dir+"\n")
+	missing := filepath.Join(dir, "missing.pem")
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config")) // no default key there
+	t.Setenv("HOME", filepath.Join(dir, "home"))
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string // on stderr
+	}{
+		{name: "a missing key", args: []string{"--dev-key", missing}, wantCode: 2, want: "verdict: --dev-key: devtoken: open " + missing},
+		{name: "a file that is no key", args: []string{"--dev-key", notKey}, wantCode: 2, want: "verdict: --dev-key: devtoken: " + notKey + ": no PKCS#8 PRIVATE KEY block"},
+		{name: "with --config", args: []string{"--dev-key", key, "--config", cfg}, wantCode: 2, want: "verdict: --dev-key is trusted only without --config"},
+		{name: "the key", args: []string{"--dev-key", key}, wantCode: 0},
+		{name: "no default key: no issuer", wantCode: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"decide", "--policies", policy, "--action", "read", "--token", tok}, tc.args...)
+			code, out, stderr := verdict(t, args...)
+			if code != tc.wantCode || !strings.Contains(stderr, tc.want) || code == 2 && out != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d saying %q", code, out, stderr, tc.wantCode, tc.want)
+			}
+		})
+	}
+}
