@@ -391,7 +391,9 @@ func parseModules(s *bundles.Snapshot, includeTests bool) (map[string]*ast.Modul
 		}
 		parsed, err := ast.ParseModuleWithOpts(m.Path, string(m.Raw), parserOptions)
 		if err != nil {
-			problems = append(problems, problemsOf(err, m.Path)...)
+			ps := problemsOf(err, m.Path)
+			bundles.PlaceAtEnd(ps, m.Path, m.Raw)
+			problems = append(problems, ps...)
 			causes = append(causes, err)
 			continue
 		}

@@ -385,7 +385,7 @@ func TestLoadKeepsLastGoodSnapshot(t *testing.T) {
 		{
 			name:    "syntax error",
 			modules: map[string]string{"authz/p.rego": "package authz\n\nallow if {\n"},
-			want:    bundles.Problem{File: "authz/p.rego", Line: 4, Code: "rego_parse_error"},
+			want:    bundles.Problem{File: "authz/p.rego", Line: 3, Col: 11, Code: "rego_parse_error"},
 		},
 		{
 			name:    "typo in input field",

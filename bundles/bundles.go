@@ -201,7 +201,7 @@ func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
 	}
 	b, err := parse(files, lim.fileBytes, nil)
 	if err != nil {
-		return nil, readFailed(err)
+		return nil, readFailed(files, err)
 	}
 	return FromBundle(&b, opts.Origin, stamp(opts.Now)), nil
 }

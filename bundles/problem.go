@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -90,13 +92,55 @@ func Problems(err error) []Problem {
 	case errors.As(err, &errs):
 		out := make([]Problem, 0, len(errs))
 		for _, e := range errs {
-			out = append(out, ProblemOf(e))
+			p := ProblemOf(e)
+			if n := len(out); n > 0 && restates(out[n-1], p) {
+				// Keep the one that says more, where the first was.
+				if len(p.Message) > len(out[n-1].Message) {
+					out[n-1] = p
+				}
+				continue
+			}
+			out = append(out, p)
 		}
 		return out
 	case errors.As(err, &one):
 		return []Problem{ProblemOf(one)}
 	}
 	return nil
+}
+
+// restates reports whether b says what a says at the same place, one
+// message the other's start: OPA's parser reports a module that stops
+// short as "unexpected eof token", then again with what it expected
+// ("unexpected eof token: expected rule value term ...").
+func restates(a, b Problem) bool {
+	return a.File == b.File && a.Line == b.Line && a.Col == b.Col && a.Code == b.Code &&
+		(strings.HasPrefix(b.Message, a.Message) || strings.HasPrefix(a.Message, b.Message))
+}
+
+// PlaceAtEnd locates, in place, the problems in ps of parsing src (the
+// text of file) that OPA puts at the end of src without a column: for a
+// text that ends with a line break, OPA names the line after it, which an
+// editor does not show, and column 0. Such a problem is placed just after
+// src's last character other than white space, the line and column where
+// the text stops short (the line OPA's own excerpt in Details shows), so
+// that it reads file:line:col as every other problem does. Other problems
+// are left as they are.
+func PlaceAtEnd(ps []Problem, file string, src []byte) {
+	atEnd := 1 + bytes.Count(src, []byte("\n")) // the line OPA names for the end
+	var line, col int
+	for i := range ps {
+		p := &ps[i]
+		if p.File != file || p.Code != ast.ParseErr || p.Col != 0 || p.Line != atEnd {
+			continue
+		}
+		if line == 0 {
+			text := bytes.TrimRightFunc(src, unicode.IsSpace)
+			line = 1 + bytes.Count(text, []byte("\n"))
+			col = 1 + utf8.RuneCount(text[bytes.LastIndexByte(text, '\n')+1:])
+		}
+		p.Line, p.Col = line, col
+	}
 }
 
 // ProblemOf converts one of OPA's located errors, naming the file as the
@@ -145,16 +189,23 @@ func (e *readError) Error() string             { return ErrRead.Error() + ": " +
 func (e *readError) Unwrap() []error           { return []error{ErrRead, e.cause} }
 func (e *readError) PolicyProblems() []Problem { return e.problems }
 
-// readFailed wraps an error of OPA's bundle reader in ErrRead. Its located
-// problems name files as the snapshot does: the reader names them
-// "/dir/x.rego", the snapshot "dir/x.rego".
-func readFailed(err error) error {
+// readFailed wraps an error of OPA's bundle reader, reading files, in
+// ErrRead. Its located problems name files as the snapshot does: the
+// reader names them "/dir/x.rego", the snapshot "dir/x.rego"; those at the
+// end of a file are placed as PlaceAtEnd places them.
+func readFailed(files []entry, err error) error {
 	ps := Problems(err)
 	if len(ps) == 0 {
 		return fmt.Errorf("%w: %w", ErrRead, err)
 	}
 	for i := range ps {
 		ps[i].File = strings.TrimPrefix(ps[i].File, "/")
+	}
+	for _, f := range files {
+		name := strings.TrimPrefix(f.path, "/")
+		if slices.ContainsFunc(ps, func(p Problem) bool { return p.File == name }) {
+			PlaceAtEnd(ps, name, f.data)
+		}
 	}
 	return &readError{problems: ps, cause: err}
 }

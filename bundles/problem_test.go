@@ -59,8 +59,47 @@ func TestProblems(t *testing.T) {
 		t.Errorf("FormatError = %q", got)
 	}
 	_, err := bundles.ReadFS(fstest.MapFS{"authz/p.rego": {Data: []byte("package authz\n\nallow if {\n")}}, bundles.ReadOptions{})
-	if got := bundles.Problems(err); !errors.Is(err, bundles.ErrRead) || len(got) != 1 || got[0].File != "authz/p.rego" || got[0].Line != 4 {
-		t.Errorf("a read: %v, problems %v; want ErrRead and authz/p.rego:4", err, got)
+	if got := bundles.Problems(err); !errors.Is(err, bundles.ErrRead) || len(got) != 1 || got[0].File != "authz/p.rego" || got[0].Line != 3 || got[0].Col != 11 {
+		t.Errorf("a read: %v, problems %v; want ErrRead and authz/p.rego:3:11", err, got)
+	}
+}
+
+// TestProblemsAtEnd: a module that stops short is one problem, at the line
+// and column where its text stops. OPA reported it twice ("unexpected eof
+// token", then again with what it expected) and, for a text ending with a
+// line break, on the line after it without a column. Both ways a policy
+// is read (a tree through OPA's bundle reader, a module through the
+// engine's parse) place it alike.
+func TestProblemsAtEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		line, col int
+		message   string
+	}{
+		{name: "a rule cut short", src: "package authz\n\nallow := true\n\nbroken := {\n", line: 5, col: 12,
+			message: "unexpected eof token: expected rule value term (e.g., broken := <VALUE> { ... })"},
+		{name: "no final line break (OPA gives the column)", src: "package authz\n\nbroken := {", line: 3, col: 11,
+			message: "unexpected eof token: expected rule value term (e.g., broken := <VALUE> { ... })"},
+		{name: "blank lines after", src: "package authz\n\nallow if {\n\n  \n", line: 3, col: 11, message: "unexpected eof token"},
+		{name: "a comment last", src: "package authz\n\nallow if {\n# é\n", line: 4, col: 4, message: "unexpected eof token"},
+		{name: "a multibyte rune", src: "package authz\n\nx := \"é\" +\n", line: 3, col: 11},
+		{name: "not at the end", src: "package authz\n\nallow if { input.x = }\n\nb := 1\n", line: 3, col: 22, message: "unexpected } token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, readErr := bundles.ReadFS(fstest.MapFS{"authz/p.rego": {Data: []byte(tc.src)}}, bundles.ReadOptions{})
+			_, parseErr := ast.ParseModule("authz/p.rego", tc.src)
+			parsed := bundles.Problems(parseErr)
+			bundles.PlaceAtEnd(parsed, "authz/p.rego", []byte(tc.src))
+			for way, ps := range map[string][]bundles.Problem{"read": bundles.Problems(readErr), "parsed": parsed} {
+				if len(ps) != 1 {
+					t.Fatalf("%s: %d problems, want 1: %v", way, len(ps), ps)
+				}
+				p := ps[0]
+				if p.File != "authz/p.rego" || p.Line != tc.line || p.Col != tc.col || p.Code != ast.ParseErr || !strings.HasPrefix(p.Message, tc.message) {
+					t.Errorf("%s: %s, want authz/p.rego:%d:%d: rego_parse_error: %s", way, p, tc.line, tc.col, tc.message)
+				}
+			}
+		})
 	}
 }
 

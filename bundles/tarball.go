@@ -117,7 +117,7 @@ func readTarball(r io.Reader, capped bool, opts TarballOptions) (*Snapshot, erro
 	}
 	b, err := parse(files, lim.fileBytes, vc)
 	if err != nil {
-		return nil, readFailed(err)
+		return nil, readFailed(files, err)
 	}
 	return FromBundle(&b, opts.Origin, stamp(opts.Now)), nil
 }

@@ -52,3 +52,21 @@ func TestCheckWarnsOfSizedCalls(t *testing.T) {
 		t.Fatalf("bounded first: exit %d, %q", code, errOut)
 	}
 }
+
+// TestCheckParseErrorAtEnd: a policy cut short at its end is one problem,
+// file:line:col at the point where its text stops, however the policy is
+// named (a directory is read through OPA's bundle reader, a file parsed by
+// the engine); it was printed twice, on the line after the last, without
+// a column.
+func TestCheckParseErrorAtEnd(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "authz", "authz.rego")
+	authztest.WriteFile(t, p, "package authz\n\nallow := true\n\nbroken := {\n")
+	want := p + ":5:12: rego_parse_error: unexpected eof token: expected rule value term"
+	for _, path := range []string{dir, p} {
+		code, _, errOut := verdict(t, "check", path)
+		if code != 1 || !strings.Contains(errOut, want) || strings.Count(errOut, "rego_parse_error") != 1 {
+			t.Errorf("check %s: exit %d, stderr:\n%s\nwant 1 and the one problem %q", path, code, errOut, want)
+		}
+	}
+}

@@ -815,7 +815,7 @@ tokens:
 }
 
 // TestProblemsNamedFromWorkingDirectory: check names a file as the command
-// line reached it (dir/authz/a.rego:4, for an editor or a CI annotation to
+// line reached it (dir/authz/a.rego:3:11, for an editor or a CI annotation to
 // open), whether given the directory or the file; the revision stays the
 // one a server reading the directory reports.
 func TestProblemsNamedFromWorkingDirectory(t *testing.T) {
@@ -823,8 +823,8 @@ func TestProblemsNamedFromWorkingDirectory(t *testing.T) {
 	file := filepath.Join(dir, "authz", "a.rego")
 	authztest.WriteFile(t, file, "package authz\n\nallow if {\n")
 	for _, arg := range []string{dir, file} {
-		if code, _, stderr := verdict(t, "check", arg); code != 1 || !strings.HasPrefix(stderr, file+":4:") {
-			t.Errorf("check %s: exit %d, stderr %q; want 1 naming %s:4", arg, code, stderr, file)
+		if code, _, stderr := verdict(t, "check", arg); code != 1 || !strings.HasPrefix(stderr, file+":3:11:") {
+			t.Errorf("check %s: exit %d, stderr %q; want 1 naming %s:3:11", arg, code, stderr, file)
 		}
 	}
 	// A data file that does not decode is a problem in the policy too.
