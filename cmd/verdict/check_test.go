@@ -70,3 +70,40 @@ func TestCheckParseErrorAtEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingEntrypoint: a policy set without the entrypoint package is an
+// error in the command's own format (verdict: ...), which suggests
+// --entrypoint for the packages its policy modules declare (not its tests'
+// packages); it was printed bare, with no way out named.
+func TestMissingEntrypoint(t *testing.T) {
+	two := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(two, "a.rego"), "package a\n\nallow := true\n")
+	authztest.WriteFile(t, filepath.Join(two, "b.rego"), "package b.c\n\nallow := true\n")
+	authztest.WriteFile(t, filepath.Join(two, "a_test.rego"), "package a_test\n\ntest_a if data.a.allow\n")
+	const missing = `verdict: no module declares the entrypoint package "authz"`
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string // the whole of stderr
+	}{
+		{name: "no module", args: []string{"check", t.TempDir()}, wantCode: 1, want: missing + "\n"},
+		{name: "one package", args: []string{"check", "../../policies/examples/authzen-todo"}, wantCode: 1,
+			want: missing + " (the modules declare package todo): pass --entrypoint todo\n"},
+		{name: "test, one package", args: []string{"test", "../../policies/examples/authzen-todo"}, wantCode: 1,
+			want: missing + " (the modules declare package todo): pass --entrypoint todo\n"},
+		{name: "decide, one package", args: []string{"decide", "--policies", "../../policies/examples/authzen-todo", "--action", "x"}, wantCode: 2,
+			want: missing + " (the modules declare package todo): pass --entrypoint todo\n"},
+		{name: "two packages", args: []string{"check", two}, wantCode: 1,
+			want: missing + " (the modules declare packages a, b.c): pass --entrypoint and one of them\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, _, errOut := verdict(t, tc.args...); code != tc.wantCode || errOut != tc.want {
+				t.Errorf("exit %d, stderr %q; want %d, %q", code, errOut, tc.wantCode, tc.want)
+			}
+		})
+	}
+	if code, _, errOut := verdict(t, "check", "--entrypoint", "todo", "../../policies/examples/authzen-todo"); code != 0 {
+		t.Errorf("the suggestion followed: exit %d, %s", code, errOut)
+	}
+}

@@ -31,7 +31,7 @@ const (
 type exitCode struct {
 	code     int
 	err      error             // printed when non-nil
-	problems []bundles.Problem // printed one per line, as file:line:col: message
+	problems []bundles.Problem // printed one per line, as file:line:col: message ("verdict: message" in no file)
 }
 
 func (e *exitCode) Error() string {
@@ -62,6 +62,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var ec *exitCode
 	if errors.As(err, &ec) {
 		for _, p := range ec.problems {
+			if p.File == "" {
+				// In no file: an error of the command's, said as the others are.
+				fmt.Fprintln(stderr, "verdict:", p)
+				continue
+			}
 			fmt.Fprintln(stderr, p)
 		}
 		if ec.err != nil {

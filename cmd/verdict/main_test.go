@@ -311,7 +311,7 @@ func TestPolicyPaths(t *testing.T) {
 		{name: "test reports a contract error", args: []string{"test", contract}, wantCode: 1,
 			wantStderr: "authz.rego:5:1: verdict_contract_error: data.authz.headers has type object<x-n: number>"},
 		{name: "test without the entrypoint package", args: []string{"test", noEntry}, wantCode: 1,
-			wantStderr: `no module declares the entrypoint package "authz"`},
+			wantStderr: `verdict: no module declares the entrypoint package "authz" (the modules declare package lib): pass --entrypoint lib`},
 		{name: "test judges the policy without its test files", args: []string{"test", allowInTest}, wantCode: 1,
 			wantStderr: "authz.rego:1: verdict_contract_error: package authz defines no allow rule"},
 		{name: "check judges the policy without its test files", args: []string{"check", allowInTest}, wantCode: 1,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/internal/filewatch"
 	"github.com/verdict-pdp/verdict/internal/regularfile"
@@ -257,8 +258,19 @@ func policyError(err error) error { return problemsExit(err, exitDeny) }
 func loadError(err error) error { return problemsExit(err, exitError) }
 
 // problemsExit is err's located problems with exit status code, or err
-// with exit status 2 when it has none.
+// with exit status 2 when it has none. A policy set without the entrypoint
+// package is an error with exit status code that suggests --entrypoint
+// for the packages it declares.
 func problemsExit(err error, code int) error {
+	if ee := (*authz.EntrypointError)(nil); errors.As(err, &ee) {
+		switch len(ee.Packages) {
+		case 0:
+			return &exitCode{code: code, err: ee}
+		case 1:
+			return &exitCode{code: code, err: fmt.Errorf("%w: pass --entrypoint %s", ee, ee.Packages[0])}
+		}
+		return &exitCode{code: code, err: fmt.Errorf("%w: pass --entrypoint and one of them", ee)}
+	}
 	if ps := bundles.Problems(err); len(ps) > 0 {
 		ec := &exitCode{code: code, problems: ps}
 		if slices.ContainsFunc(ps, func(p bundles.Problem) bool { return p.Code == "verdict_network_error" }) {
