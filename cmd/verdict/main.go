@@ -70,13 +70,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintln(stderr, p)
 		}
 		if ec.err != nil {
-			fmt.Fprintln(stderr, "verdict:", printable.String(ec.err.Error()))
+			fmt.Fprintln(stderr, "verdict:", printable.Lines(ec.err.Error(), "  "))
 		}
 		return ec.code
 	}
 	// Errors carry names from the tree read (a link's, a file's): made
-	// safe for the terminal, as the problems are.
-	fmt.Fprintln(stderr, "verdict:", printable.String(err.Error()))
+	// safe for the terminal, as the problems are, their lines kept (an
+	// OPA error of several lines).
+	fmt.Fprintln(stderr, "verdict:", printable.Lines(err.Error(), "  "))
 	return exitError
 }
 

@@ -234,7 +234,7 @@ func (r *replayReport) print(w io.Writer) {
 		r.Total, printable.String(r.Revision), r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
 	for _, f := range r.Flips {
 		if f.Error != "" {
-			fmt.Fprintf(w, "  %s: error: %s (was allow=%v %q)\n", printable.String(f.DecisionID), printable.String(f.Error), f.Was.Allow, f.Was.Reasons)
+			fmt.Fprintf(w, "  %s: error (was allow=%v %q): %s\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, printable.Lines(f.Error, "    "))
 			continue
 		}
 		fmt.Fprintf(w, "  %s: allow=%v %q → allow=%v %q\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, f.Now.Allow, f.Now.Reasons)

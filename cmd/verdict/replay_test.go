@@ -299,3 +299,38 @@ func TestReplaySkipsInterrupted(t *testing.T) {
 		t.Fatalf("exit %d, report %+v (%v); want the cut-short and heap-stopped records skipped, the look-alike flipped\n%s", code, r, err, stderr)
 	}
 }
+
+// TestMultiLineErrors: an error of several lines (OPA's conflicting
+// values, one line per value) is printed with its line breaks, the lines
+// after the first indented, by decide on stderr and replay in its report;
+// they showed a literal \n. The JSON outputs stay valid JSON, with the
+// message whole.
+func TestMultiLineErrors(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "p.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow := true if input.action.name\nallow := false if input.action.name == \"x\"\n")
+	log := filepath.Join(dir, "decisions.jsonl")
+	authztest.WriteFile(t, log, `{"decision_id":"d1","time":"2026-01-01T00:00:00Z","allow":true,"reasons":["ok"],"input":{"action":{"name":"x"}}}`+"\n")
+	conflict := "produced conflicting values:\n    true at " + policy + ":3\n    false at " + policy + ":4"
+	const wantMessage = "conflicting values:\n  true at "
+
+	code, out, stderr := verdict(t, "decide", "--policies", policy, "--action", "x")
+	if code != 2 || !strings.Contains(stderr, conflict) || strings.Contains(stderr, `\n`) {
+		t.Errorf("decide: exit %d, stderr %q; want 2 with %q", code, stderr, conflict)
+	}
+	var d struct{ Reasons []string }
+	if err := json.Unmarshal([]byte(out), &d); err != nil || len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0], wantMessage) {
+		t.Errorf("decide's decision %q (%v); want JSON whose reason has %q", out, err, wantMessage)
+	}
+
+	code, out, _ = verdict(t, "replay", "--log", log, "--policies", policy)
+	if want := "  d1: error (was allow=true [\"ok\"]): policy evaluation failed: " + policy + ":4: eval_conflict_error: rule data.authz.allow produced conflicting values:\n" +
+		"      true at " + policy + ":3\n      false at " + policy + ":4\n"; code != 1 || !strings.HasSuffix(out, want) {
+		t.Errorf("replay: exit %d, report %q; want 1 ending %q", code, out, want)
+	}
+	code, out, _ = verdict(t, "replay", "--log", log, "--policies", policy, "--json")
+	var report replayReport
+	if err := json.Unmarshal([]byte(out), &report); err != nil || code != 1 || len(report.Flips) != 1 || !strings.Contains(report.Flips[0].Error, wantMessage) {
+		t.Errorf("replay --json: exit %d, %q (%v); want 1 and JSON whose error has %q", code, out, err, wantMessage)
+	}
+}

@@ -28,3 +28,19 @@ func String(s string) string {
 func unsafe(r rune) bool {
 	return r != '\t' && (unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) || r == utf8.RuneError)
 }
+
+// Lines is String for text of several lines: each line of s is made safe
+// as String makes it, and the line breaks between them are kept, every
+// line after the first beginning with indent, so that none can pass for a
+// line of its own (an error message's, a problem's) or for the start of
+// the next.
+func Lines(s, indent string) string {
+	if !strings.Contains(s, "\n") {
+		return String(s)
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = String(l)
+	}
+	return strings.Join(lines, "\n"+indent)
+}

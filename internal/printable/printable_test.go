@@ -22,3 +22,19 @@ func TestString(t *testing.T) {
 		}
 	}
 }
+
+// TestLines: the line breaks of a message of several lines are kept, the
+// lines after the first indented, each line made safe as String makes it.
+func TestLines(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{in: "one line", want: "one line"},
+		{in: "a\x1b[2Jb", want: `a\x1b[2Jb`},
+		{in: "values:\n  true at p.rego:7\n  false at p.rego:8", want: "values:\n    true at p.rego:7\n    false at p.rego:8"},
+		{in: "x\r\nverdict: forged\n", want: `x\r` + "\n  verdict: forged\n  "},
+		{in: "a\n\x1b[2Jb", want: "a\n  " + `\x1b[2Jb`},
+	} {
+		if got := printable.Lines(tc.in, "  "); got != tc.want {
+			t.Errorf("Lines(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
