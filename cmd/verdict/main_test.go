@@ -703,17 +703,29 @@ func TestPrintDemoWarnsBeyondLoopback(t *testing.T) {
 	}
 }
 
-// TestReplayNothingSaysSo: replaying a log with no decision to replay
-// passes (exit 0: nothing flipped) but says that nothing was replayed.
-func TestReplayNothingSaysSo(t *testing.T) {
+// TestReplayNothingIsAnError: replaying a log with no decision to replay
+// (empty, blank, or without inputs) is an error, exit 2, saying that
+// nothing was replayed: a gate in CI fed an empty or mistaken log passed
+// (exit 0: nothing flipped). The report is still printed.
+func TestReplayNothingIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	policy := filepath.Join(dir, "authz.rego")
 	authztest.WriteFile(t, policy, "package authz\n\nallow := true\n")
-	empty := filepath.Join(dir, "empty.jsonl")
-	authztest.WriteFile(t, empty, "")
-	code, _, stderr := verdict(t, "replay", "--log", empty, "--policies", policy)
-	if code != 0 || !strings.Contains(stderr, "nothing was replayed") {
-		t.Errorf("exit %d, stderr %q; want 0 saying nothing was replayed", code, stderr)
+	for _, tc := range []struct{ name, log string }{
+		{name: "empty", log: ""},
+		{name: "blank lines", log: "\n\n"},
+		{name: "no inputs", log: `{"decision_id":"d1","time":"2026-01-01T00:00:00Z","allow":false,"reasons":["token: expired"]}` + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "decisions.jsonl")
+			authztest.WriteFile(t, log, tc.log)
+			for _, args := range [][]string{{}, {"--json"}} {
+				code, out, stderr := verdict(t, append([]string{"replay", "--log", log, "--policies", policy}, args...)...)
+				if code != 2 || !strings.Contains(stderr, "verdict: nothing was replayed: the log holds no decision with its input") || !strings.Contains(out, "skipped") {
+					t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2 and the report, saying nothing was replayed", args, code, out, stderr)
+				}
+			}
+		})
 	}
 }
 

@@ -44,8 +44,9 @@ flip, one failing as well answers the same. Records without an input
 skipped.
 
 Exit status: 0 nothing flipped or erred, 1 something did (so that it gates a
-policy change in CI), 2 a usage error or a candidate that does not load (its
-problems printed as file:line:col).`,
+policy change in CI), 2 a usage error, a candidate that does not load (its
+problems printed as file:line:col), or a log with no decision to replay
+(empty, or without inputs: nothing was compared).`,
 		Example: `  verdict replay --log decisions.jsonl --policies ./candidate
   verdict replay --log decisions.jsonl --policies bundle.tar.gz --json`,
 		Args: cobra.NoArgs,
@@ -100,9 +101,10 @@ problems printed as file:line:col).`,
 				return &exitCode{code: exitDeny}
 			}
 			if report.Total == report.Skipped {
-				// Nothing flipped because nothing was replayed: say so, so
-				// that a gate in CI is not taken to have passed on evidence.
-				fmt.Fprintln(cmd.ErrOrStderr(), "verdict: nothing was replayed: the log holds no decision with its input (decision_log must record inputs)")
+				// Nothing flipped because nothing was replayed: a gate in
+				// CI fed an empty or mistaken log must not pass on no
+				// evidence.
+				return usageError("nothing was replayed: the log holds no decision with its input (decision_log must record inputs)")
 			}
 			return nil
 		},
