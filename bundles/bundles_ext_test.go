@@ -484,3 +484,36 @@ func weakRSA(t *testing.T) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
+
+// TestReadTarballNotGzip: content that is not gzip'd (an error page served
+// in a bundle's place, however short, a plain tar, nothing) is refused
+// saying so, ErrNotGzip, by both readers, streamed or in memory; gzip's
+// own "invalid header" or "unexpected EOF" read like a damaged archive.
+// A gzip stream cut short is still a damaged archive.
+func TestReadTarballNotGzip(t *testing.T) {
+	good := bundletest.Tarball(t, map[string]string{"authz/p.rego": bundletest.Policy("authz", 1)}, nil, "r1", nil)
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		notGzip bool
+	}{
+		{name: "an error page", content: []byte("<html><body>502 Bad Gateway</body></html>\n"), notGzip: true},
+		{name: "a short body", content: []byte("oops"), notGzip: true},
+		{name: "one byte", content: []byte{0x1f}, notGzip: true},
+		{name: "nothing", content: nil, notGzip: true},
+		{name: "a gzip stream cut short", content: good[:len(good)/2]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, streamed := bundles.ReadTarball(bytes.NewReader(tc.content), bundles.TarballOptions{})
+			_, inMemory := bundles.ReadTarballBytes(tc.content, bundles.TarballOptions{})
+			for _, err := range []error{streamed, inMemory} {
+				if !errors.Is(err, bundles.ErrRead) || errors.Is(err, bundles.ErrNotGzip) != tc.notGzip {
+					t.Errorf("err = %v; want ErrRead, ErrNotGzip %v", err, tc.notGzip)
+				}
+				if tc.notGzip && !strings.Contains(err.Error(), "its content is not gzip'd") {
+					t.Errorf("err = %v; want it to say its content is not gzip'd", err)
+				}
+			}
+		})
+	}
+}

@@ -18,6 +18,11 @@ var ErrSignature = errors.New("bundles: signature verification failed")
 // ErrTooLarge is wrapped when a bundle or one of its files exceeds a limit.
 var ErrTooLarge = errors.New("bundles: bundle too large")
 
+// ErrNotGzip is wrapped when a bundle's content is not gzip'd, as every
+// OPA bundle is (a .tar.gz): an HTML error page served in its place, a
+// plain tar, an empty file.
+var ErrNotGzip = errors.New("bundles: not a bundle: its content is not gzip'd (opa build writes bundles as .tar.gz)")
+
 // ErrConfig is wrapped by errors about invalid options.
 var ErrConfig = errors.New("bundles: invalid options")
 
@@ -55,7 +60,8 @@ type TarballOptions struct {
 // .signatures.json after the data and modules, and OPA does not require it
 // first).
 //
-// Errors wrap ErrRead, and also ErrTooLarge when a limit is exceeded, or
+// Errors wrap ErrRead, and also ErrNotGzip when r does not begin as a gzip
+// stream does, ErrTooLarge when a limit is exceeded, or
 // ErrSignature when verification is enabled and the archive unpacks within
 // its limits but its signature is missing, malformed, made with another key
 // or scope, or does not cover its files exactly. Invalid options give an

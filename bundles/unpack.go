@@ -2,6 +2,7 @@ package bundles
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"cmp"
 	"compress/gzip"
@@ -231,6 +232,9 @@ func (c *capReader) Read(p []byte) (int, error) {
 
 func (c *capReader) exceeded() bool { return c.n > c.max }
 
+// gzipMagic begins every gzip stream (RFC 1952).
+var gzipMagic = []byte{0x1f, 0x8b}
+
 // tarSource streams the regular files of a gzipped tar archive, as OPA's
 // tarball loader would list them, without reading ahead: each file's
 // content is read from the decompressor only when collect asks for it.
@@ -247,7 +251,18 @@ func newTarSource(r io.Reader, compressed *capReader, lim limits) (*tarSource, e
 	if compressed != nil {
 		t.caps = append(t.caps, compressed)
 	}
-	zr, err := gzip.NewReader(r)
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(2)
+	switch {
+	case errors.Is(err, io.EOF) || err == nil && !bytes.Equal(magic, gzipMagic):
+		// Said before gzip does: its "invalid header" or "unexpected EOF"
+		// (a body too short for a header, such as a proxy's error page)
+		// reads like a damaged archive.
+		return nil, ErrNotGzip
+	case err != nil:
+		return nil, t.fail(err)
+	}
+	zr, err := gzip.NewReader(br)
 	if err != nil {
 		return nil, t.fail(err)
 	}

@@ -278,7 +278,10 @@ func TestPollerFailures(t *testing.T) {
 		{name: "oversized body", opts: remote.Options{MaxBytes: 64}, wantErr: bundles.ErrTooLarge, want: "64 bytes"},
 		{name: "too many files", opts: remote.Options{Limits: bundles.Limits{MaxFiles: 1}}, wantErr: bundles.ErrTooLarge, want: "more than 1 files"},
 		{name: "unpacks too large", opts: remote.Options{Limits: bundles.Limits{MaxUnpackedBytes: 20}}, wantErr: bundles.ErrTooLarge, want: "unpacks to more than 20 bytes"},
-		{name: "not a bundle", setup: func(s *server) { s.body = []byte("<html>") }, wantErr: bundles.ErrRead},
+		// Said as a local bundle file that is not gzip'd is: a body too
+		// short for a gzip header read "archive read failed: unexpected EOF".
+		{name: "not a bundle", setup: func(s *server) { s.body = []byte("<html>") }, wantErr: bundles.ErrNotGzip, want: "its content is not gzip'd"},
+		{name: "a page not gzip'd", setup: func(s *server) { s.body = []byte("<html><body>maintenance</body></html>") }, wantErr: bundles.ErrNotGzip, want: "its content is not gzip'd"},
 		{name: "404", setup: func(s *server) { s.status = 404 }, wantErr: remote.ErrFetch, want: "404"},
 	}
 	for _, tc := range tests {
