@@ -254,8 +254,9 @@ func testRef(m *ast.Module, r *ast.Rule) (ast.Ref, bool) {
 
 // evalRecovered evaluates ref once within timeout, every definition of it
 // (no early exit), and returns what it panicked with, or nil. The
-// built-in functions that reach the network answer null here: the test's
-// own run is the one that may call them.
+// built-in functions that reach the network answer null here, and print()
+// prints nothing (no print hook): the test's own run, whose result is
+// reported, is the one that may call them and whose prints are shown.
 func evalRecovered(ctx context.Context, c *ast.Compiler, store storage.Store, txn storage.Transaction, ref ast.Ref, timeout time.Duration) (panicked any) {
 	defer func() { panicked = recover() }()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -289,7 +290,9 @@ func withoutRules(modules map[string]*ast.Module, at map[string]bool) map[string
 }
 
 // withBenchmarks replaces each result in results that has a benchmark in
-// benched (the same test: the same location) with it.
+// benched (the same test: the same location) with it, keeping what the
+// test printed in its run: a benchmark prints nothing, and what the test
+// printed would be lost.
 func withBenchmarks(results, benched []*tester.Result) []*tester.Result {
 	byLoc := make(map[string]*tester.Result, len(benched))
 	for _, b := range benched {
@@ -299,6 +302,7 @@ func withBenchmarks(results, benched []*tester.Result) []*tester.Result {
 	for i, r := range results {
 		out[i] = r
 		if b, ok := byLoc[r.Location.String()]; ok {
+			b.Output = r.Output
 			out[i] = b
 		}
 	}

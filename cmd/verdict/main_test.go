@@ -999,3 +999,26 @@ func TestTestPanickingBuiltin(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 1 and the problem at the test", code, stderr)
 	}
 }
+
+// TestTestPrintsOnce: what a test prints (in the test, in the policy it
+// calls) appears on stderr once, after the test's name, whatever the
+// report: the panic guard's run of each test prints nothing, and --bench
+// keeps what the test's run printed (the benchmark that replaced its
+// result had lost it).
+func TestTestPrintsOnce(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p.rego"), "package authz\n\nallow if {\n\tprint(\"in allow\")\n\tinput.action.name == \"read\"\n}\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "p_test.rego"),
+		"package authz_test\n\nimport data.authz\n\ntest_a if {\n\tprint(\"hello\")\n\tauthz.allow with input as {\"action\": {\"name\": \"read\"}}\n}\n")
+	for _, args := range [][]string{{}, {"-v"}, {"--coverage"}, {"--json"}, {"--bench"}} {
+		code, out, stderr := verdict(t, append([]string{"test", dir}, args...)...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d\n%s%s", args, code, out, stderr)
+		}
+		for _, line := range []string{"data.authz_test.test_a: hello\n", "data.authz_test.test_a: in allow\n"} {
+			if n := strings.Count(stderr, line); n != 1 {
+				t.Errorf("%q: %q printed %d times, want once; stderr:\n%s", args, line, n, stderr)
+			}
+		}
+	}
+}
