@@ -463,13 +463,12 @@ func (d demo) print(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `
 Verdict is serving a DEMO: no --config, so the only tokens it trusts are
-development tokens (iss %q, aud %q), signed by a key generated at start and
-never stored`, devtoken.Issuer, devtoken.Audience)
+development tokens (iss %q, aud %q), signed by a key generated
+at start and never stored. NOT FOR PRODUCTION. Decisions are logged to stdout.
+`, devtoken.Issuer, devtoken.Audience)
 	if devKeyFile != "" {
-		fmt.Fprintf(&b, ", or by the key verdict token keeps\n(%s): the tokens it mints work here", devKeyFile)
-	}
-	b.WriteString(". NOT FOR PRODUCTION. Decisions are logged to stdout.\n")
-	if devKeyFile == "" {
+		fmt.Fprintf(&b, "It also trusts the key verdict token keeps (%s):\nthe development tokens it mints work here.\n", devKeyFile)
+	} else {
 		b.WriteString("Tokens from verdict token are signed by its own key: run it once, then restart the\ndemo, and the demo trusts them too.\n")
 	}
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
