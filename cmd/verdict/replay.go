@@ -14,10 +14,12 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/internal/printable"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
-// maxLogLine bounds one decision-log line read by replay.
-const maxLogLine = 4 << 20
+// maxLogLine bounds one decision-log line read by replay: the largest
+// record a decision log writes.
+const maxLogLine = decisionlog.LargestRecordBytes
 
 func newReplayCommand() *cobra.Command {
 	var (

@@ -1,12 +1,15 @@
 package config_test
 
 import (
+	"errors"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/verdict-pdp/verdict/server/config"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // TestEveryByteKeyTakesUnits: every key that counts bytes takes a unit,
@@ -100,5 +103,20 @@ func TestConcurrencyLimitsNotNegative(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", key, err, want)
 		}
+	}
+}
+
+// TestRecordBytesWithinReplay: decision_log.max_record_bytes is at most
+// what verdict replay reads in one line; a larger record could be written
+// and never replayed.
+func TestRecordBytesWithinReplay(t *testing.T) {
+	if _, err := config.Parse([]byte("decision_log:\n  output: stdout\n  max_record_bytes: 4MiB\n"), "v.yaml"); err != nil {
+		t.Errorf("4MiB refused: %v", err)
+	}
+	if _, err := config.Parse([]byte("decision_log:\n  output: stdout\n  max_record_bytes: 5MiB\n"), "v.yaml"); err == nil || !strings.Contains(err.Error(), "v.yaml:3: decision_log.max_record_bytes: must be between 0 and 4MiB") {
+		t.Errorf("5MiB: %v, want refused", err)
+	}
+	if _, err := decisionlog.New(decisionlog.Options{Writer: io.Discard, MaxRecordBytes: decisionlog.LargestRecordBytes + 1}); !errors.Is(err, decisionlog.ErrOptions) {
+		t.Errorf("decisionlog.New past the largest record: %v, want ErrOptions", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // clientHeader reports whether the HTTP client sets a request header
@@ -319,8 +320,8 @@ func (c *Config) validate(root *yaml.Node) error {
 			}
 		}
 	}
-	if dl.MaxRecordBytes < 0 {
-		bad("decision_log.max_record_bytes", "must not be negative")
+	if dl.MaxRecordBytes < 0 || dl.MaxRecordBytes > decisionlog.LargestRecordBytes {
+		bad("decision_log.max_record_bytes", "must be between 0 and 4MiB (the longest line verdict replay reads)")
 	}
 	if dl.MaxQueueRecords < 0 || dl.MaxQueueRecords > maxQueueRecords {
 		bad("decision_log.max_queue_records", "must be between 0 and %d", maxQueueRecords)

@@ -162,7 +162,7 @@ type Options struct {
 	HashKey []byte
 	// MaxRecordBytes bounds one record; a record whose input would take it
 	// over is written without its input ("input_truncated": true) and
-	// counted in Truncated. 0 means 64 KiB.
+	// counted in Truncated. 0 means 64 KiB; at most LargestRecordBytes.
 	MaxRecordBytes int
 }
 
@@ -197,6 +197,9 @@ func New(opts Options) (*Logger, error) {
 	}
 	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 || opts.MaxQueueBytes < 0 {
 		return nil, fmt.Errorf("%w: negative buffer, interval or record size", ErrOptions)
+	}
+	if opts.MaxRecordBytes > LargestRecordBytes {
+		return nil, fmt.Errorf("%w: MaxRecordBytes %d is over %d, the longest line verdict replay reads", ErrOptions, opts.MaxRecordBytes, LargestRecordBytes)
 	}
 	shape, err := newInputShaper(opts.Mask, opts.Hash, opts.HashKey)
 	if err != nil {

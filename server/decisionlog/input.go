@@ -17,6 +17,10 @@ import (
 // DefaultMaxRecordBytes bounds one record when Options.MaxRecordBytes is 0.
 const DefaultMaxRecordBytes = 64 << 10
 
+// LargestRecordBytes is the largest Options.MaxRecordBytes accepted: the
+// longest line verdict replay reads.
+const LargestRecordBytes = 4 << 20
+
 // pointer is a parsed JSON pointer (RFC 6901) into a record's input: its
 // reference tokens after "/input".
 type pointer []string
