@@ -110,8 +110,8 @@ func TestCallerTokensNeedCallerAudiences(t *testing.T) {
 	for _, aud := range []string{authztest.DefaultAudience, callerAud} {
 		d, err := e.Decide(t.Context(), authz.Request{Caller: authz.Caller{Token: token.Raw(is.Mint(t, map[string]any{"azp": "payments", "aud": aud}))},
 			Action: authz.Action{Name: "x"}})
-		if d.Allow || !errors.Is(err, authz.ErrCaller) || len(d.Reasons) != 1 || d.Reasons[0] != "caller: bad_audience" {
-			t.Errorf("aud %s: %+v, %v; want a caller: bad_audience deny", aud, d, err)
+		if d.Allow || !errors.Is(err, authz.ErrCaller) || len(d.Reasons) != 1 || d.Reasons[0] != "caller: no_caller_audiences" {
+			t.Errorf("aud %s: %+v, %v; want a caller: no_caller_audiences deny (the configuration, not the token, is why)", aud, d, err)
 		}
 	}
 }

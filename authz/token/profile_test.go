@@ -252,7 +252,7 @@ func TestVerifyCaller(t *testing.T) {
 	none := newVerifier(t, opts)
 	for _, tok := range []string{callerTok, aud(authztest.DefaultAudience), aud(shared), "", "not a token"} {
 		got, err := none.VerifyCaller(t.Context(), tok)
-		checkDeny(t, tok, got, err, token.ErrBadAudience)
+		checkDeny(t, tok, got, err, token.ErrNoCallerAudiences)
 		if err != nil && !strings.Contains(err.Error(), "no caller audiences are configured") {
 			t.Errorf("error %q does not say no caller audiences are configured", err)
 		}

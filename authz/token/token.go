@@ -95,13 +95,17 @@ var (
 	// ErrMissingKID: the token has no kid and the issuer has more than one
 	// key, so which key signed it is ambiguous.
 	ErrMissingKID = errors.New("missing_kid")
+	// ErrNoCallerAudiences: a caller token was given, and no caller
+	// audiences are configured (Options.CallerAudiences), so none is
+	// accepted.
+	ErrNoCallerAudiences = errors.New("no_caller_audiences")
 )
 
 // causes lists the cause sentinels in the order Reason tests them.
 var causes = [...]error{
 	ErrTooLarge, ErrMalformed, ErrDisallowedAlg, ErrUnknownKID, ErrBadSignature,
 	ErrExpired, ErrNotYetValid, ErrBadIssuer, ErrBadAudience, ErrMissingClaim,
-	ErrKeysUnavailable, ErrLifetime, ErrBadType, ErrMissingKID,
+	ErrKeysUnavailable, ErrLifetime, ErrBadType, ErrMissingKID, ErrNoCallerAudiences,
 }
 
 // reasonInvalid is Reason's name for an error that is not a verification

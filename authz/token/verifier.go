@@ -246,11 +246,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Verified, error) {
 // Verify applies, in the same order, except that aud must contain one of
 // Options.CallerAudiences, and the issuer's Audiences do not count
 // (ErrBadAudience). With no CallerAudiences configured it refuses every
-// token with ErrBadAudience. It is safe for concurrent use; its errors are
+// token with ErrNoCallerAudiences. It is safe for concurrent use; its errors are
 // Verify's.
 func (v *Verifier) VerifyCaller(ctx context.Context, raw string) (*Verified, error) {
 	if !v.callers {
-		return nil, fail(ErrBadAudience, "caller tokens are not accepted: no caller audiences are configured")
+		return nil, fail(ErrNoCallerAudiences, "caller tokens are not accepted: no caller audiences are configured")
 	}
 	return v.verify(ctx, raw, callerToken)
 }

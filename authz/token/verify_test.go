@@ -402,7 +402,7 @@ var allCauses = []error{
 	token.ErrTooLarge, token.ErrMalformed, token.ErrDisallowedAlg, token.ErrUnknownKID,
 	token.ErrBadSignature, token.ErrExpired, token.ErrNotYetValid, token.ErrBadIssuer,
 	token.ErrBadAudience, token.ErrMissingClaim, token.ErrKeysUnavailable,
-	token.ErrLifetime, token.ErrBadType, token.ErrMissingKID,
+	token.ErrLifetime, token.ErrBadType, token.ErrMissingKID, token.ErrNoCallerAudiences,
 }
 
 // checkDeny asserts a denial with exactly the cause want.
