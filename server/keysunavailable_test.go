@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/token"
@@ -36,7 +40,8 @@ func TestKeysUnavailableIsAnOutage(t *testing.T) {
 	if err := e.Load(t.Context(), authztest.DefaultPolicies(t)); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Engine = e }})
+	spans := tracetest.NewSpanRecorder()
+	f := newFixture(t, fixtureOptions{tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), mutate: func(o *Options) { o.Engine = e }})
 	user := is.Mint(t, nil)
 	service := is.Mint(t, map[string]any{"azp": "payments", "aud": callerAud})
 	for _, tc := range []struct {
@@ -73,6 +78,19 @@ func TestKeysUnavailableIsAnOutage(t *testing.T) {
 		`verdict_decisions_total{api="check",result="error"} 1`,
 		`verdict_token_failures_total{reason="keys_unavailable"} 3`,
 	)
+	decided := 0
+	for _, sp := range spans.Ended() {
+		if sp.Name() != SpanDecide {
+			continue
+		}
+		decided++
+		if sp.Status().Code != codes.Error || sp.Status().Description != CodeKeysUnavailable {
+			t.Errorf("span %s: status %+v, want Error keys_unavailable", sp.Name(), sp.Status())
+		}
+	}
+	if decided != 3 {
+		t.Errorf("%d %s spans, want 3", decided, SpanDecide)
+	}
 	if d := authz.Deny(token.ErrKeysUnavailable); authz.HTTPStatus(d, authz.RefuseWith(authz.ErrToken, token.ErrKeysUnavailable), false) != http.StatusServiceUnavailable {
 		t.Error("HTTPStatus of keys_unavailable is not 503")
 	}

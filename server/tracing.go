@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/token"
 )
 
 // Tracing. With Options.TracerProvider set, every decision — asked of the
@@ -131,8 +132,11 @@ func endDecide(span trace.Span, d *authz.Decision, err error) string {
 			attrs = append(attrs, authz.AttrRevision.String(d.Revision))
 		}
 		span.SetAttributes(attrs...)
-		if code == CodeNotReady || code == CodePolicyError {
+		switch {
+		case code == CodeNotReady || code == CodePolicyError:
 			span.SetStatus(codes.Error, code)
+		case errors.Is(err, token.ErrKeysUnavailable): // an outage, not a verdict on the token
+			span.SetStatus(codes.Error, CodeKeysUnavailable)
 		}
 	}
 	span.End()
