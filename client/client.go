@@ -8,8 +8,9 @@
 // error, its Decision has Allow false and a reason saying why, so a caller
 // that checks only Allow fails closed. Decide retries only what is safe to
 // retry: a connection that failed before any answer, and a server that is
-// not ready yet or overloaded (503), within the call's deadline; a policy
-// error or an invalid request is never retried. A retry waits at least as
+// not ready yet, overloaded, or without the keys of a token's issuer (503:
+// an outage), within the call's deadline; a policy error or an invalid
+// request is never retried. A retry waits at least as
 // long as the server's Retry-After asks, and is not made when that wait
 // would end past the deadline: the error comes back at once instead.
 package client
