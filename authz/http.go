@@ -82,8 +82,7 @@ func WWWAuthenticate(err error) string {
 // (including an invalid caller credential); 400 malformed request; 503 no
 // policy loaded, or the keys of a credential's issuer unavailable or stale
 // (token.ErrKeysUnavailable: an outage, not a bad token); 500 evaluation
-// error. anonymous reports that the request
-// carried no bearer token.
+// error. anonymous reports that the request carried no bearer token.
 func HTTPStatus(d Decision, err error, anonymous bool) int {
 	switch {
 	case errors.Is(err, token.ErrKeysUnavailable):

@@ -94,12 +94,13 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 // would be the client's, or the subrequest's own GET) and a header
 // repeated. A method-override header (X-HTTP-Method-Override and kin) is a
 // 400 too: an upstream that honours it would run another method than the
-// one decided. With neither family the request itself is the question (Envoy's
-// HTTP ext_authz sends the original method to /v1/check + the original
-// path); a family sent to /v1/check/<path> is a 400, since Envoy sets
-// neither family: the client did, to have another request decided than
-// the one Envoy asks about. The action name header is read only when the operator configured
-// one (Options.ActionHeader), promising the proxy overwrites it.
+// one decided. With neither family the request itself is the question
+// (Envoy's HTTP ext_authz sends the original method to /v1/check + the
+// original path); a family sent to /v1/check/<path> is a 400, since Envoy
+// sets neither family: the client did, to have another request decided
+// than the one Envoy asks about. The action name header is read only when
+// the operator configured one (Options.ActionHeader), promising the proxy
+// overwrites it.
 func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	h := r.Header
 	if err := refuseOverride(h); err != nil {
