@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	grpccodes "google.golang.org/grpc/codes"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
@@ -90,6 +91,12 @@ func TestKeysUnavailableIsAnOutage(t *testing.T) {
 	}
 	if decided != 3 {
 		t.Errorf("%d %s spans, want 3", decided, SpanDecide)
+	}
+	// ext_authz: a denied response (UNAVAILABLE, 503), never a gRPC error,
+	// so that Envoy's failure_mode_allow does not apply.
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) { o.Engine = e }})
+	if a := x.check(t, checkRequest("GET", "/orders/1", map[string]string{"authorization": "Bearer " + user})); a.code != grpccodes.Unavailable || a.http != http.StatusServiceUnavailable {
+		t.Errorf("ext_authz: %v/%d %s, want UNAVAILABLE/503", a.code, a.http, a.reasons())
 	}
 	if d := authz.Deny(token.ErrKeysUnavailable); authz.HTTPStatus(d, authz.RefuseWith(authz.ErrToken, token.ErrKeysUnavailable), false) != http.StatusServiceUnavailable {
 		t.Error("HTTPStatus of keys_unavailable is not 503")
