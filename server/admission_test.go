@@ -210,6 +210,70 @@ func TestMaxConnectionsSlowBodies(t *testing.T) {
 	}
 }
 
+// TestMaxConnectionsTrickledBodies: a connection whose body arrives a
+// byte at a time is idle since its body's read began, not since its latest
+// byte: at the bound, two such connections (each with a request answered
+// first, so not "never answered") go before a client idle for less time
+// than their bodies have been arriving.
+func TestMaxConnectionsTrickledBodies(t *testing.T) {
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) { o.Limits.MaxConnections = 3 }})
+	addr, _ := start(t, f.srv)
+	dial := func() (net.Conn, func() error) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		br := bufio.NewReader(c)
+		return c, func() error {
+			if _, err := io.WriteString(c, "GET /health/live HTTP/1.1\r\nHost: verdict\r\n\r\n"); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.Body.Close()
+		}
+	}
+	_, kept := dial()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for range 2 {
+		c, ask := dial()
+		if err := ask(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "POST /v1/decide HTTP/1.1\r\nHost: verdict\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for ; ctx.Err() == nil; <-tick.C {
+				if _, err := io.WriteString(c, " "); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := kept(); err != nil { // answered after the bodies began
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // idle for less than the bodies have been arriving
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + addr + "/health/live")
+	if err != nil {
+		t.Fatalf("a new client at the bound: %v", err)
+	}
+	resp.Body.Close()
+	if err := kept(); err != nil {
+		t.Errorf("the idle client was closed for a connection trickling its body: %v", err)
+	}
+}
+
 // TestMaxConnectionsClosesIdle: clients that asked once and keep their
 // connections open do not shut a new client out: one of their idle
 // connections is closed to make room.

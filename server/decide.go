@@ -80,9 +80,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		want = r.ContentLength
 	}
 	rd := http.MaxBytesReader(w, r.Body, limit)
-	// While a read waits for the client's bytes, the call is not deciding
-	// (see limitListener): its connection is idle since the read began.
+	// While it waits for the client's bytes, the call is not deciding (see
+	// limitListener): its connection is idle since the body's read began,
+	// not since its latest byte, or a client sending a byte at a time
+	// would always look idle for less long than one that is really idle.
 	lc := connOf(r.Context())
+	lc.callWaiting()
+	defer lc.callResumed()
 	var body requestBody
 	var next [1]byte
 	for !known || int64(len(body.data)) < want {
@@ -90,9 +94,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		if len(b) == cap(b) {
 			n, err := 0, error(nil)
 			for n == 0 && err == nil {
-				lc.callWaiting()
 				n, err = rd.Read(next[:]) // not io.ReadFull: rd would escape
-				lc.callResumed()
 			}
 			if n == 0 {
 				if errors.Is(err, io.EOF) {
@@ -125,9 +127,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 			body.data = append(b, next[0])
 			continue
 		}
-		lc.callWaiting()
 		n, err := rd.Read(b[len(b):cap(b)])
-		lc.callResumed()
 		body.data = b[:len(b)+n]
 		if errors.Is(err, io.EOF) {
 			break
