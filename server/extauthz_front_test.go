@@ -310,6 +310,33 @@ func TestExtAuthzWatches(t *testing.T) {
 	t.Fatalf("a Watch once another ended: %v", err2)
 }
 
+// TestExtAuthzWatchesPerConnection: one connection carries at most
+// maxWatchesPerConn Watch streams, so that one client cannot hold every
+// Watch slot; another connection still watches.
+func TestExtAuthzWatchesPerConnection(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{})
+	watch := func(conn *grpc.ClientConn) error {
+		w, err := healthpb.NewHealthClient(conn).Watch(t.Context(), &healthpb.HealthCheckRequest{Service: ExtAuthzService})
+		if err != nil {
+			return err
+		}
+		_, err = w.Recv()
+		return err
+	}
+	one := dialExtAuthz(t, x.addr, insecure.NewCredentials()) // its calls share one connection
+	for i := range maxWatchesPerConn {
+		if err := watch(one); err != nil {
+			t.Fatalf("Watch %d on one connection: %v", i, err)
+		}
+	}
+	if err := watch(one); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "on one connection") {
+		t.Errorf("Watch %d on one connection: %v, want Unavailable", maxWatchesPerConn+1, err)
+	}
+	if err := watch(dialExtAuthz(t, x.addr, insecure.NewCredentials())); err != nil {
+		t.Errorf("a Watch on another connection: %v", err)
+	}
+}
+
 func TestParseGRPCTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

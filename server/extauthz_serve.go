@@ -148,13 +148,19 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 		if check && x.serveCheck(w, r, body.data, err, release) {
 			return
 		}
+		lc := connOf(ctx)
+		if err == nil && watch && lc != nil {
+			if lc.watches.Add(1) > maxWatchesPerConn {
+				err = frontErr(errOverloaded, "too many health Watch streams on one connection (%d)", maxWatchesPerConn)
+			}
+			defer lc.watches.Add(-1)
+		}
 		if err == nil && watch {
 			select {
 			case watches <- struct{}{}:
 				defer func() { <-watches }()
 				// A Watch waits for changes to send: it does not keep its
 				// connection busy (see limitListener).
-				lc := connOf(ctx)
 				lc.callWaiting()
 				defer lc.callResumed()
 				// Past its request (bounded by runExtAuthz), a Watch lasts
@@ -179,6 +185,13 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 // listener. Envoy and Kubernetes ask Check; Watch is for gRPC clients that
 // balance across replicas.
 const maxWatches = 64
+
+// maxWatchesPerConn bounds the Watch streams of one connection: a gRPC
+// client watches once a connection (twice, for the server and a service),
+// and one client holding every Watch slot shut the others out for a
+// lifetime. Taking them all now takes maxWatches/maxWatchesPerConn
+// connections, each one the connection bound may close as idle.
+const maxWatchesPerConn = 2
 
 // watchLifetime is how long a health Watch stream lasts at most: it is
 // then reset, and its client watches again.

@@ -139,6 +139,9 @@ type connKey struct{}
 type listenerConn struct {
 	l *limitListener
 	c net.Conn
+	// watches counts the health Watch streams open on c (see
+	// maxWatchesPerConn).
+	watches atomic.Int32
 }
 
 // connContext is an http.Server's ConnContext: it gives the requests on c
