@@ -351,7 +351,12 @@ func TestDirBrokenSaveRetriedQuietly(t *testing.T) {
 			}
 			calls := sink.Calls()
 
-			write(t, p, bundletest.Policy("authz", 1)) // undone: back to what the sink serves
+			// Undone: back to what the sink serves, in one step (a retry
+			// 10 ms apart could read a file written in two, truncated
+			// first, and fail on it anew).
+			tmp := filepath.Join(t.TempDir(), "authz.rego")
+			write(t, tmp, bundletest.Policy("authz", 1))
+			rename(t, tmp, p)
 			st = waitStatus(t, d.Status, func(s bundles.Status) bool { return s.LastError == "" })
 			if tc.sinkSees {
 				if s := sink.Next(t, wait); s.Revision != good.Revision {
