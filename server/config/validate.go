@@ -321,7 +321,7 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 	}
 	if dl.MaxRecordBytes < 0 || dl.MaxRecordBytes > decisionlog.LargestRecordBytes {
-		bad("decision_log.max_record_bytes", "must be between 0 and 4MiB (the longest line verdict replay reads)")
+		bad("decision_log.max_record_bytes", "must be between 0 and %dMiB (the longest line verdict replay reads)", decisionlog.LargestRecordBytes>>20)
 	}
 	if dl.MaxQueueRecords < 0 || dl.MaxQueueRecords > maxQueueRecords {
 		bad("decision_log.max_queue_records", "must be between 0 and %d", maxQueueRecords)
