@@ -20,13 +20,18 @@
 //     lookup that waits for such a refresh waits at most
 //     Options.MissTimeout; that is the only time a decision waits on a fetch.
 //   - Kept when the key server is down. A failed refresh (network, status,
-//     size, a document that is not a key set, or a set with no usable key)
-//     changes nothing: the last good keys keep serving, up to
+//     size, a document that is not a key set) changes nothing: the last
+//     good keys keep serving, up to
 //     Options.MaxStale after the provider last confirmed them; then
 //     Lookup fails, and Fresh (token.FreshnessChecker) says so to a cache
 //     of verified tokens without fetching anything. With
 //     Options.PersistDir the last good set is written to disk and read at
 //     start, so a cold start survives a provider outage.
+//   - Revoked when the provider drops them. A key set that holds no usable
+//     key ({"keys": []}, encryption keys only) is the provider's answer,
+//     not an outage: the keys in service are revoked (and the persisted
+//     set replaced), and every token of the issuer is refused until a set
+//     with a usable key comes. The refresh still counts as failed.
 //
 // Keys are parsed with token.ParseJWKSLenient: one bad entry (a private or
 // symmetric key, a weak or malformed key) is skipped and logged, and the

@@ -29,7 +29,9 @@ var (
 	// document's issuer is not exactly the configured issuer.
 	ErrIssuerMismatch = errors.New("discovery issuer does not match")
 	// ErrKeySet is wrapped when a fetched or persisted document is not a
-	// key set or holds no usable key; the previous keys keep serving.
+	// key set or holds no usable key. The previous keys keep serving after
+	// a document that is not a key set; a key set with no usable key
+	// revokes them.
 	ErrKeySet = errors.New("jwks: unusable key set")
 	// ErrPersist is wrapped when the persisted key set cannot be read or
 	// written.

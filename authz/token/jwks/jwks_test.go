@@ -458,7 +458,6 @@ func TestKeySetProblems(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, wantErr string
 	}{
-		{name: "empty set", body: `{"keys":[]}`, wantErr: "no usable signing key"},
 		{name: "not a key set", body: `<html>`, wantErr: "unusable key set"},
 		{name: "too large", body: `{"keys":[],"pad":"` + strings.Repeat("x", 5000) + `"}`, wantErr: "over 4096 bytes"},
 	} {
@@ -471,6 +470,92 @@ func TestKeySetProblems(t *testing.T) {
 			}
 			if got := kids(t, m, "a"); !slices.Equal(got, []string{"a"}) {
 				t.Errorf("keys after a bad refresh = %v, want the last good [a]", got)
+			}
+		})
+	}
+}
+
+// TestUnusableSetRevokes: a key set with no usable key is the provider's
+// word that it publishes none (a key revoked in an incident, a set of
+// encryption keys only), not an outage: the keys in service are revoked at
+// once, cached verifications included, and the persisted set with them, so
+// a restart does not bring them back. Keys the provider publishes again
+// serve again. (A document that is not a key set keeps the last good keys:
+// TestKeySetProblems.)
+func TestUnusableSetRevokes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body func(good string) string
+	}{
+		{"empty set", func(string) string { return `{"keys":[]}` }},
+		{"encryption keys only", func(good string) string {
+			return strings.Replace(good, `"keys":[{`, `"keys":[{"use":"enc",`, 1)
+		}},
+		{"a symmetric key only", func(string) string {
+			return `{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0cw","kid":"a"}]}`
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, p, clk, opts := setup(t)
+			opts.PersistDir = filepath.Join(t.TempDir(), "jwks")
+			var (
+				mu      sync.Mutex
+				removed [][]string
+				engine  *authz.Engine
+			)
+			opts.OnKeysRemoved = func(iss string, kids []string) {
+				mu.Lock()
+				removed = append(removed, kids)
+				mu.Unlock()
+				for _, kid := range kids {
+					engine.ForgetKey(iss, kid)
+				}
+			}
+			m := mustNew(t, opts)
+			engine = newEngine(t, a, m)
+			stop := start(t, m)
+			next := clk.idle(t)
+			tok := a.Mint(t, nil)
+			if got := decide(t, engine, tok); got != "allow" {
+				t.Fatalf("before the revocation: %q, want allow", got)
+			}
+
+			p.setBody([]byte(tc.body(string(authztest.JWKS(t, a)))))
+			clk.Advance(next)
+			clk.idle(t)
+			mu.Lock()
+			if diff := cmp.Diff([][]string{{"a"}}, removed); diff != "" {
+				t.Errorf("OnKeysRemoved calls (-want +got):\n%s", diff)
+			}
+			mu.Unlock()
+			if got := decide(t, engine, tok); got != "token: unknown_kid" {
+				t.Errorf("cached token of the revoked key = %q, want token: unknown_kid", got)
+			}
+			st := m.Status()
+			if !strings.Contains(st.LastError, "no usable signing key") || len(st.KeyIDs) != 0 {
+				t.Errorf("Status = %+v, want no keys and the error", st)
+			}
+
+			// A restart while the provider is down finds no key to serve.
+			stop()
+			p.setStatus(http.StatusServiceUnavailable)
+			restarted := mustNew(t, opts)
+			stopRestarted := start(t, restarted)
+			<-restarted.Initialized()
+			clk.idle(t)
+			if _, err := restarted.Lookup(t.Context(), "a"); !errors.Is(err, jwks.ErrNotReady) {
+				t.Errorf("Lookup after a restart: %v, want ErrNotReady (the revoked set is not read back)", err)
+			}
+			stopRestarted()
+
+			// The provider publishes the key again: it serves again.
+			p.setStatus(0)
+			p.setKeys(a)
+			again := mustNew(t, opts)
+			start(t, again)
+			clk.idle(t)
+			if got := decide(t, newEngine(t, a, again), tok); got != "allow" {
+				t.Errorf("after the key is published again: %q, want allow", got)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package jwks
 import (
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -107,7 +108,7 @@ func (m *Manager) refresh(ctx context.Context, initial bool) (next time.Duration
 		m.mu.Unlock()
 		m.failed(err, start)
 		attrs := []any{slog.String("error", err.Error())}
-		if m.set.Load() != nil {
+		if ks := m.set.Load(); ks != nil && len(ks.keys) > 0 {
 			attrs = append(attrs, slog.Bool("serving_last_good", true))
 		}
 		m.log.Warn("jwks refresh failed", attrs...)
@@ -157,6 +158,9 @@ func (m *Manager) fetchAndInstall(ctx context.Context, start time.Time) (time.Du
 		return next, nil
 	}
 	keys, err := m.parse(res.body)
+	if errors.Is(err, errNoUsableKey) {
+		m.revokeAll(res.body, start)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -165,8 +169,32 @@ func (m *Manager) fetchAndInstall(ctx context.Context, start time.Time) (time.Du
 	return next, nil
 }
 
+// errNoUsableKey is wrapped (with ErrKeySet) when a document is a key set
+// but holds no key that can verify a token.
+var errNoUsableKey = errors.New("no usable signing key")
+
+// revokeAll answers a key set that holds no usable key ({"keys": []},
+// only encryption keys, only algorithms Verdict does not verify): it is the
+// provider's word on what it publishes, not an outage, so the keys in
+// service that it dropped (all of them) are revoked at once, cached
+// verifications included, rather than served on as the last good keys
+// are when the provider cannot be reached or answers something that is
+// not a key set. The document is persisted too, so that a restart does not
+// bring the revoked keys back. The refresh still fails: the issuer has no
+// key until a usable set comes.
+func (m *Manager) revokeAll(body []byte, at time.Time) {
+	if cur := m.set.Load(); cur == nil || len(cur.keys) > 0 {
+		// raw and etag stay empty: the next refresh downloads and reads the
+		// document again, and fails again until it holds a usable key.
+		m.install(newKeySet(nil, nil, "", "fetched", at), at)
+	} else {
+		m.confirm(at)
+	}
+	m.save(body, "", at)
+}
+
 // parse parses a key set leniently, logging skipped entries, and refuses
-// one with no usable key.
+// one with no usable key (errNoUsableKey).
 func (m *Manager) parse(body []byte) ([]token.Key, error) {
 	keys, skipped, err := token.ParseJWKSLenient(body)
 	if err != nil {
@@ -176,7 +204,7 @@ func (m *Manager) parse(body []byte) ([]token.Key, error) {
 		m.log.Warn("jwks key skipped", slog.String("error", s.Error()))
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("%w: no usable signing key (%d skipped)", ErrKeySet, len(skipped))
+		return nil, fmt.Errorf("%w: %w (%d skipped)", ErrKeySet, errNoUsableKey, len(skipped))
 	}
 	return keys, nil
 }
