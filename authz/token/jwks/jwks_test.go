@@ -233,6 +233,48 @@ func TestColdStartPersisted(t *testing.T) {
 	}
 }
 
+// TestPersistedSetOfAnotherSource: a set persisted for the same issuer
+// from another key source (a test configuration's mock provider, a
+// jwks_url moved away from) is not read at a cold start, though the two
+// share a persist directory: only the configured source is trusted.
+func TestPersistedSetOfAnotherSource(t *testing.T) {
+	a, mock, clk, opts := setup(t)
+	opts.PersistDir = filepath.Join(t.TempDir(), "jwks")
+	stop := start(t, mustNew(t, opts))
+	clk.idle(t)
+	stop()
+	if files, _ := filepath.Glob(filepath.Join(opts.PersistDir, "jwks-*.json")); len(files) != 1 {
+		t.Fatalf("persisted files = %v, want the mock provider's set", files)
+	}
+
+	mock.srv.Close()
+	for name, o := range map[string]jwks.Options{
+		"another url": {URL: "https://idp.test/keys"},
+		"discovery":   {Discovery: true},
+	} {
+		o.Issuer, o.Now, o.After, o.MissTimeout, o.PersistDir = idp, clk.Now, clk.After, opts.MissTimeout, opts.PersistDir
+		o.HTTPClient = &http.Client{Transport: down{}} // every provider is down
+		m := mustNew(t, o)
+		stop := start(t, m)
+		<-m.Initialized()
+		clk.idle(t)
+		if err := m.Ready(); !errors.Is(err, jwks.ErrNotReady) {
+			t.Errorf("%s: Ready = %v, want ErrNotReady (the mock provider's persisted set not read)", name, err)
+		}
+		if got := decide(t, newEngine(t, a, m), a.Mint(t, nil)); got == "allow" {
+			t.Errorf("%s: a token of the mock provider's key was allowed", name)
+		}
+		stop()
+	}
+}
+
+// down is a transport to a provider that cannot be reached.
+type down struct{}
+
+func (down) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("connection refused")
+}
+
 // TestUnknownKIDFlood: concurrent lookups of random kids share one
 // refresh; beyond it, refreshes reach the provider at the configured rate
 // only, and a kid found missing is answered from the negative cache.

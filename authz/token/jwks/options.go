@@ -107,9 +107,10 @@ type Options struct {
 	// 0 means 1 MiB.
 	MaxBytes int64
 	// PersistDir, when set, is where the last good key set is written
-	// (one file per issuer, mode 0600) and read by Run before its first
-	// fetch, so that a cold start serves while the provider is down. A
-	// persisted set older than MaxStale is not used.
+	// (one file per issuer and key source, mode 0600) and read by Run
+	// before its first fetch, so that a cold start serves while the
+	// provider is down. A persisted set older than MaxStale is not used,
+	// nor one fetched from another URL (or by discovery, for a URL).
 	PersistDir string
 	// OnKeysRemoved, when set, is called from Run's goroutine after a new
 	// key set has replaced one that held keys the new one does not (or
@@ -206,7 +207,7 @@ func New(opts Options) (*Manager, error) {
 		m.now = time.Now
 	}
 	if opts.PersistDir != "" {
-		m.persist = persistPath(opts.PersistDir, opts.Issuer)
+		m.persist = persistPath(opts.PersistDir, opts.Issuer, opts.URL)
 	}
 	m.st.URL = httpfetch.Redact(opts.URL)
 	if u := cmp.Or(opts.URL, opts.Issuer); plainHTTP(u) {

@@ -26,10 +26,19 @@ type persisted struct {
 // (clocks disagree a little); it then counts as saved now.
 const persistSkew = time.Minute
 
-// persistPath names an issuer's file in dir by a hash of the issuer, so
-// that any issuer string makes a safe file name.
-func persistPath(dir, issuer string) string {
-	return filepath.Join(dir, atomicfile.Name("jwks-", issuer, ".json"))
+// persistPath names the file in dir of an issuer's set from url (or, with
+// url "", from the issuer's discovery document) by a hash of both: any
+// issuer string makes a safe file name, and a set is read back only by a
+// Manager with the same issuer and the same source. Two configurations
+// naming one issuer with different key sources (a test one's mock
+// provider, a jwks_url moved away from) share a persist directory without
+// trusting each other's keys.
+func persistPath(dir, issuer, url string) string {
+	source := "discovery"
+	if url != "" {
+		source = "url " + url
+	}
+	return filepath.Join(dir, atomicfile.Name("jwks-", issuer+"\n"+source, ".json"))
 }
 
 // loadPersisted installs the persisted key set, if there is one, it is for
