@@ -82,11 +82,16 @@ var (
 	_ token.FreshnessChecker = (*Manager)(nil)
 )
 
-// flight is one refresh that lookups can wait for.
+// flight is one refresh that lookups can wait for, until done or until
+// MissTimeout after the flight began (waitUntil), whichever is first: a
+// refresh hung on a slow provider makes each lookup that misses wait for
+// what is left of that, not MissTimeout each, so that unknown kids sent
+// while it hangs do not each hold their decision for MissTimeout.
 type flight struct {
-	done chan struct{}
-	miss bool  // asked for by an unknown kid
-	err  error // set before done is closed
+	done      chan struct{}
+	waitUntil time.Time
+	miss      bool  // asked for by an unknown kid
+	err       error // set before done is closed
 }
 
 // keySet is an immutable set of keys, indexed.

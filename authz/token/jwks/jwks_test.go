@@ -1,10 +1,12 @@
 package jwks_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -399,6 +401,46 @@ func TestSlowProvider(t *testing.T) {
 	clk.idle(t)
 	if err := m.Ready(); err != nil {
 		t.Errorf("Ready after the slow refresh: %v", err)
+	}
+}
+
+// TestMissWaitBoundedByRefresh: lookups of unknown kids that join a
+// refresh hung on the provider wait until MissTimeout after it began, not
+// MissTimeout each: forged tokens with made-up kids, sent while the
+// provider hangs, are answered at once past that point rather than each
+// holding its decision for MissTimeout.
+func TestMissWaitBoundedByRefresh(t *testing.T) {
+	_, p, clk, opts := setup(t)
+	opts.MissTimeout, opts.Timeout = time.Minute, 10*time.Minute
+	m := mustNew(t, opts)
+	start(t, m)
+	clk.idle(t)
+
+	p.hold()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if got, err := m.Lookup(ctx, "first"); len(got) != 0 || err != nil {
+		t.Fatalf("Lookup(first) = %v, %v; want no keys (it gave up with its context)", got, err)
+	}
+	select {
+	case <-p.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unknown kid's refresh did not reach the provider")
+	}
+	clk.Advance(opts.MissTimeout) // the refresh still hangs
+
+	began := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if got, err := m.Lookup(t.Context(), fmt.Sprint("forged-", i)); len(got) != 0 || err != nil {
+				t.Errorf("Lookup(forged-%d) = %v, %v; want no keys", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("lookups joining a refresh begun MissTimeout ago took %s, want an answer at once", took)
 	}
 }
 

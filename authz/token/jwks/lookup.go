@@ -13,7 +13,7 @@ import (
 // unknown kid is answered "unknown" (no keys, nil error) at once when the
 // negative cache knows it or the refresh rate limit is spent; otherwise the
 // lookup joins the refresh under way or asks Run for one, and waits for it
-// up to MissTimeout (or until ctx is done). Errors: ErrNotReady before any
+// until MissTimeout after that refresh began (or until ctx is done). Errors: ErrNotReady before any
 // key set is held, ErrStale past MaxStale. Safe for concurrent use.
 func (m *Manager) Lookup(ctx context.Context, kid string) ([]token.Key, error) {
 	if ks := m.set.Load(); ks != nil {
@@ -74,7 +74,7 @@ func (m *Manager) miss(ctx context.Context, kid string) ([]token.Key, error) {
 			m.mu.Unlock()
 			return m.answer(kid, nil)
 		}
-		f = &flight{done: make(chan struct{}), miss: true}
+		f = &flight{done: make(chan struct{}), waitUntil: now.Add(m.opts.MissTimeout), miss: true}
 		m.inflight = f
 		select {
 		case m.kick <- struct{}{}:
@@ -83,7 +83,11 @@ func (m *Manager) miss(ctx context.Context, kid string) ([]token.Key, error) {
 	}
 	m.mu.Unlock()
 
-	t := time.NewTimer(m.opts.MissTimeout)
+	wait := f.waitUntil.Sub(now)
+	if wait <= 0 {
+		return m.answer(kid, nil)
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-f.done:

@@ -86,9 +86,11 @@ type Options struct {
 	// default and a config file can state it.
 	UnknownKIDInterval time.Duration
 	UnknownKIDBurst    int
-	// MissTimeout bounds how long a lookup of an unknown kid waits for the
-	// refresh it triggered or joined; 0 means 2 s. The refresh itself goes
-	// on (bounded by Timeout) and its keys serve later lookups.
+	// MissTimeout bounds how long lookups of unknown kids wait for a
+	// refresh: until MissTimeout after it began, so a lookup that joins a
+	// refresh under way waits for what is left of that; 0 means 2 s. The
+	// refresh itself goes on (bounded by Timeout) and its keys serve later
+	// lookups.
 	MissTimeout time.Duration
 	// NegativeTTL is how long a kid that a completed refresh did not find
 	// is answered "unknown" without a new refresh; 0 means 1 min. Any

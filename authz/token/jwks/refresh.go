@@ -71,7 +71,7 @@ func (m *Manager) refresh(ctx context.Context, initial bool) (next time.Duration
 	m.mu.Lock()
 	f := m.inflight
 	if f == nil {
-		f = &flight{done: make(chan struct{})}
+		f = &flight{done: make(chan struct{}), waitUntil: start.Add(m.opts.MissTimeout)}
 		m.inflight = f
 	}
 	select {
