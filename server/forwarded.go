@@ -59,6 +59,10 @@ func (s *Server) forwardedCaller(r *http.Request) (authz.Caller, error) {
 		return authz.Caller{Certificate: c, Forwarded: true}, nil
 	}
 	pemBytes, err := parse(raw)
+	if errors.Is(err, fwdcert.ErrAmbiguous) {
+		return authz.Caller{}, callerRejected("forwarded certificate header ambiguous: several XFCC elements, with URI or DNS pairs " +
+			"(a client certificate's SAN can add an element): have the proxy send Cert only, or overwrite the header")
+	}
 	if err != nil {
 		return authz.Caller{}, callerRejected("malformed forwarded certificate")
 	}

@@ -20,6 +20,28 @@ func TestForwardedCertCheck(t *testing.T) {
 	foreign := authztest.NewCA(t, "other ca").Issue(t, authztest.LeafOptions{CommonName: "payments", URIs: []string{"spiffe://verdict.example/ns/shop/sa/payments"}})
 	expired := f.ca.Issue(t, authztest.LeafOptions{CommonName: "payments", NotAfter: time.Now().Add(-time.Minute)})
 
+	// A client certificate from a CA Envoy accepts but Verdict does not
+	// trust, whose URI SAN carries another element holding payments'
+	// (public) certificate: Envoy writes URI values unquoted.
+	injecting := authztest.NewCA(t, "partner ca").Issue(t, authztest.LeafOptions{CommonName: "mallory",
+		URIs: []string{"spiffe://partner.example/mallory,Cert=" + authztest.EscapePEM(payments.CertPEM)}})
+	envoyElement := func(l authztest.Leaf) string { // as Envoy writes it with cert, subject, uri and dns
+		e := `By=spiffe://verdict.example/envoy;Hash=abc123;Cert="` + authztest.EscapePEM(l.CertPEM) +
+			`";Subject="CN=` + l.Cert.Subject.CommonName + `"`
+		for _, u := range l.Cert.URIs {
+			e += ";URI=" + u.String()
+		}
+		for _, d := range l.Cert.DNSNames {
+			e += ";DNS=" + d
+		}
+		return e
+	}
+	certOnly := func(l authztest.Leaf) string { // as Envoy writes it with cert and subject only
+		return `Hash=abc123;Cert="` + authztest.EscapePEM(l.CertPEM) + `";Subject="CN=` + l.Cert.Subject.CommonName + `"`
+	}
+	const ambiguous = "caller: forwarded certificate header ambiguous: several XFCC elements, with URI or DNS pairs " +
+		"(a client certificate's SAN can add an element): have the proxy send Cert only, or overwrite the header"
+
 	reserve := http.Header{"X-Verdict-Action": {"inventory:reserve"}}
 	with := func(k, v string) http.Header {
 		h := reserve.Clone()
@@ -35,10 +57,18 @@ func TestForwardedCertCheck(t *testing.T) {
 	}{
 		{name: "xfcc from trusted proxy", header: with("X-Forwarded-Client-Cert", authztest.XFCC(payments.CertPEM)),
 			remote: "10.0.0.5:443", want: 200, wantReason: "service payments may call inventory:reserve"},
-		{name: "xfcc last element wins", header: with("X-Forwarded-Client-Cert", authztest.XFCC(orders.CertPEM)+","+authztest.XFCC(payments.CertPEM)),
+		{name: "xfcc last element wins", header: with("X-Forwarded-Client-Cert", certOnly(orders)+","+certOnly(payments)),
 			remote: "10.0.0.5:443", want: 200, wantReason: "service payments may call inventory:reserve"},
-		{name: "xfcc earlier element ignored", header: with("X-Forwarded-Client-Cert", authztest.XFCC(payments.CertPEM)+","+authztest.XFCC(orders.CertPEM)),
+		{name: "xfcc earlier element ignored", header: with("X-Forwarded-Client-Cert", certOnly(payments)+","+certOnly(orders)),
 			remote: "10.0.0.5:443", want: 401, wantReason: "caller orders.shop.svc is not a known service"},
+		{name: "xfcc one element with URI, as Envoy writes it", header: with("X-Forwarded-Client-Cert", envoyElement(payments)),
+			remote: "10.0.0.5:443", want: 200, wantReason: "service payments may call inventory:reserve"},
+		{name: "xfcc element injected through a URI SAN", header: with("X-Forwarded-Client-Cert", envoyElement(injecting)),
+			remote: "10.0.0.5:443", want: 403, wantReason: ambiguous},
+		{name: "xfcc element injected through a URI SAN, appended", header: with("X-Forwarded-Client-Cert", certOnly(orders)+","+envoyElement(injecting)),
+			remote: "10.0.0.5:443", want: 403, wantReason: ambiguous},
+		{name: "xfcc several elements, one with URI", header: with("X-Forwarded-Client-Cert", envoyElement(orders)+","+certOnly(payments)),
+			remote: "10.0.0.5:443", want: 403, wantReason: ambiguous},
 		{name: "escaped PEM from trusted proxy (IPv6)", header: with("X-Ssl-Client-Cert", authztest.EscapePEM(payments.CertPEM)),
 			remote: "[::1]:443", want: 200, wantReason: "service payments may call inventory:reserve"},
 		{name: "other service is denied by policy", header: with("X-Ssl-Client-Cert", authztest.EscapePEM(orders.CertPEM)),

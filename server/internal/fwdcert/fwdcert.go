@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 )
@@ -20,6 +21,11 @@ import (
 // ErrMalformed is wrapped by every error of this package: the header value
 // or the PEM it holds is not a well-formed forwarded certificate.
 var ErrMalformed = errors.New("malformed forwarded certificate")
+
+// ErrAmbiguous is an XFCC value of several elements with URI or DNS pairs,
+// whose element boundaries a client's certificate can move (see
+// ParseXFCC). It wraps ErrMalformed.
+var ErrAmbiguous = fmt.Errorf("%w: XFCC elements holding URI or DNS pairs", ErrMalformed)
 
 // maxChainCerts bounds the certificates in one forwarded chain.
 const maxChainCerts = 8
@@ -37,10 +43,24 @@ const maxChainCerts = 8
 // trusted one; earlier elements come from hops further away and are
 // ignored. An element without Cert is an error (configure Envoy's
 // set_current_client_cert_details with cert: true).
+//
+// A value of several elements in which any element has a URI or DNS pair
+// is refused (ErrAmbiguous): Envoy writes those values as the client's
+// certificate holds them, unquoted, so a client whose certificate Envoy
+// accepts (from any CA) can put ",Cert=<another service's certificate>"
+// in a URI SAN and make that the last element. In one element the same
+// trick only adds a second Cert, which is refused.
 func ParseXFCC(value string) ([]byte, error) {
 	elems, err := splitQuoted(value, ',')
 	if err != nil {
 		return nil, err
+	}
+	if len(elems) > 1 {
+		for _, e := range elems {
+			if hasSANPair(e) {
+				return nil, ErrAmbiguous
+			}
+		}
 	}
 	last := strings.TrimSpace(elems[len(elems)-1])
 	if last == "" {
@@ -89,6 +109,22 @@ func ParseXFCC(value string) ([]byte, error) {
 		out = append(append(out, '\n'), chain...)
 	}
 	return out, nil
+}
+
+// hasSANPair reports whether the XFCC element e holds a URI or DNS pair
+// (outside quotes).
+func hasSANPair(e string) bool {
+	pairs, err := splitQuoted(e, ';')
+	if err != nil {
+		return true // unreachable: the whole value's quotes balance
+	}
+	for _, p := range pairs {
+		k, _, _ := strings.Cut(p, "=")
+		if k = strings.TrimSpace(k); strings.EqualFold(k, "URI") || strings.EqualFold(k, "DNS") {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseEscapedPEM decodes a URL-escaped PEM certificate header value, as

@@ -24,6 +24,12 @@ func TestParseXFCC(t *testing.T) {
 		{name: "lowercase key", value: `cert="` + enc + `"`, want: p},
 		{name: "quoted subject with separators", value: `Subject="CN=a,O=b;c=\"d\"";Cert="` + enc + `"`, want: p},
 		{name: "last element", value: `Cert=AAAA,Hash=2;Cert="` + enc + `"`, want: p},
+		{name: "one element with URI and DNS", value: `Cert="` + enc + `";URI=spiffe://a/b;DNS=a;dns=b`, want: p},
+		{name: "element injected through a URI value", value: `Cert="` + enc + `";URI=spiffe://a/b,Cert="` + enc + `"`, wantErr: true},
+		{name: "element injected through a DNS value", value: `Cert="` + enc + `";DNS=a,Cert=` + enc, wantErr: true},
+		{name: "several elements, URI in an earlier one", value: `Cert=AAAA; uri =x,Cert="` + enc + `"`, wantErr: true},
+		{name: "URI= inside a quoted value is no pair", value: `Subject="URI=x",Cert="` + enc + `"`, want: p},
+		{name: "second Cert injected through a URI value", value: `Cert="` + enc + `";URI=spiffe://a/b;Cert="` + enc + `"`, wantErr: true},
 		{name: "as Envoy writes it", value: authztest.XFCC(p), want: p},
 		{name: "chain appended", value: `Cert="` + enc + `";Chain="` + url.PathEscape(string(ca.PEM())) + `"`,
 			want: append(append(append([]byte{}, p...), '\n'), ca.PEM()...)},
@@ -110,6 +116,7 @@ func FuzzForwardedCert(f *testing.F) {
 	f.Add(authztest.EscapePEM(leaf.CertPEM))
 	f.Add(`By=x;Hash=y;Subject="a,b;c=\"d\"";URI=;DNS=a;DNS=b`)
 	f.Add(`Cert="%zz"`)
+	f.Add(`Hash=1;Cert="` + authztest.EscapePEM(leaf.CertPEM) + `";URI=spiffe://a/b,Cert="` + authztest.EscapePEM(ca.PEM()) + `"`)
 	f.Add(`Cert="-----BEGIN CERTIFICATE-----%0AAAAA%0A-----END CERTIFICATE-----"`)
 	f.Add(`"`)
 	f.Add(``)
