@@ -2,8 +2,14 @@ package bundles_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -27,6 +33,13 @@ import (
 // signer next to content it never signed.
 func signedTarball(t *testing.T, key bundletest.Key, signed, files map[string][]byte) []byte {
 	t.Helper()
+	return signedTarballWith(t, "RS256", string(key.Private), signed, files)
+}
+
+// signedTarballWith is signedTarball with a key (PEM, or an HMAC secret)
+// of algorithm alg.
+func signedTarballWith(t *testing.T, alg, private string, signed, files map[string][]byte) []byte {
+	t.Helper()
 	infos := make([]bundle.FileInfo, 0, len(signed))
 	for name, data := range signed {
 		var v any = data
@@ -39,7 +52,7 @@ func signedTarball(t *testing.T, key bundletest.Key, signed, files map[string][]
 		bundletest.Must(t, err)
 		infos = append(infos, bundle.NewFile(name, hex.EncodeToString(sum), string(bundle.SHA256)))
 	}
-	token, err := bundle.GenerateSignedToken(infos, bundle.NewSigningConfig(string(key.Private), "RS256", ""), bundles.DefaultKeyID)
+	token, err := bundle.GenerateSignedToken(infos, bundle.NewSigningConfig(private, alg, ""), bundles.DefaultKeyID)
 	bundletest.Must(t, err)
 	sig, err := json.Marshal(bundle.SignaturesConfig{Signatures: []string{token}})
 	bundletest.Must(t, err)
@@ -145,6 +158,100 @@ func TestDataParseBombRefusedBeforeParsing(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestForgedSignaturePayloadRefusedBeforeParsing: a .signatures.json whose
+// JWT no key signed, its payload millions of empty file entries, passes
+// the parse estimate (the JWT is one string), and OPA's verifier decodes
+// and parses the payload before it checks the signature: ~1.1 GiB
+// allocated and a 540 MiB heap for a 16 KB archive. The signature is
+// checked first now, so refusing it costs a few times the file itself.
+func TestForgedSignaturePayloadRefusedBeforeParsing(t *testing.T) {
+	const allowance = 4 << 20 // decompressor, tar reader, errors
+	key, other := bundletest.NewKey(t), bundletest.NewKey(t)
+	n := (bundles.DefaultMaxFileBytes*3/4 - 64) / 3
+	payload := `{"files":[` + strings.Repeat("{},", n-1) + `{}]}`
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":"default"}`))
+	jws := header + "." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
+	sigs, err := json.Marshal(map[string]any{"signatures": []string{jws}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := writeTar(t, map[string][]byte{
+		"authz/authz.rego": []byte(bundletest.Policy("authz", 1)),
+		".signatures.json": sigs,
+	})
+	for n, keys := range map[int][]byte{1: key.Public, 2: append(append([]byte{}, key.Public...), other.Public...)} {
+		t.Run(fmt.Sprintf("%d keys", n), func(t *testing.T) {
+			alloc, took := allocated(func() {
+				_, err = bundles.ReadTarballBytes(archive, bundles.TarballOptions{Verify: bundles.VerifyOptions{Key: keys}})
+			})
+			t.Logf("%d-byte archive (%d-byte .signatures.json) refused in %v, TotalAlloc %.1f MiB: %v",
+				len(archive), len(sigs), took, float64(alloc)/(1<<20), err)
+			if !errors.Is(err, bundles.ErrSignature) {
+				t.Fatalf("err = %v, want ErrSignature", err)
+			}
+			// The file read, its JWT decoded, and the signed bytes hashed
+			// once for each key.
+			if bound := uint64((2+n)*len(sigs) + allowance); alloc > bound {
+				t.Errorf("allocated %.1f MiB refusing a forged signature, want at most %.1f MiB (its payload must not be parsed)",
+					float64(alloc)/(1<<20), float64(bound)/(1<<20))
+			}
+		})
+	}
+}
+
+// TestSignatureAlgorithms: a bundle signed with each family of algorithm
+// (as OPA signs it) verifies with its key and is refused with another one
+// of the same kind: the signature check made before OPA's agrees with it.
+func TestSignatureAlgorithms(t *testing.T) {
+	ecKey := func(c elliptic.Curve) (private, public string) {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		bundletest.Must(t, err)
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		bundletest.Must(t, err)
+		pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		bundletest.Must(t, err)
+		return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+			string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
+	}
+	rsaKey := func() (private, public string) {
+		k := bundletest.NewKey(t)
+		return string(k.Private), string(k.Public)
+	}
+	secret := func() (private, public string) {
+		b := make([]byte, 64)
+		_, _ = rand.Read(b)
+		s := base64.RawURLEncoding.EncodeToString(b)
+		return s, s
+	}
+	files := map[string][]byte{"authz/authz.rego": []byte(bundletest.Policy("authz", 1)), "data.json": []byte(`{"a":1}`)}
+	for _, tc := range []struct {
+		alg string
+		key func() (private, public string)
+	}{
+		{"RS256", rsaKey}, {"PS256", rsaKey}, {"RS512", rsaKey},
+		{"ES256", func() (string, string) { return ecKey(elliptic.P256()) }},
+		{"ES384", func() (string, string) { return ecKey(elliptic.P384()) }},
+		{"ES512", func() (string, string) { return ecKey(elliptic.P521()) }},
+		{"HS256", secret}, {"HS512", secret},
+	} {
+		t.Run(tc.alg, func(t *testing.T) {
+			private, public := tc.key()
+			_, otherPublic := tc.key()
+			archive := signedTarballWith(t, tc.alg, private, files, files)
+			read := func(key string) error {
+				_, err := bundles.ReadTarballBytes(archive, bundles.TarballOptions{Verify: bundles.VerifyOptions{Key: []byte(key), Algorithm: tc.alg}})
+				return err
+			}
+			if err := read(public); err != nil {
+				t.Errorf("with its key: %v", err)
+			}
+			if err := read(otherPublic); !errors.Is(err, bundles.ErrSignature) {
+				t.Errorf("with another key: %v, want ErrSignature", err)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
 
@@ -258,8 +260,9 @@ func keyFits(pub any, alg string) error {
 // scope of one of vcs (tried in order), a matching hash for every file not
 // excluded, and no signed file missing. It returns the config whose key
 // verified the JWT, for OPA's reader to check again while it parses.
-// Before the signature is known good, this parses the signatures file and
-// its JWT, and also every structured file it covers (data.json, data.yaml,
+// The JWT's signature is checked (signedWith) before its payload is
+// decoded. Before the file hashes are known good, this parses every
+// structured file they cover (data.json, data.yaml,
 // .manifest): OPA hashes a structured file's parsed value, not its bytes,
 // so VerifyBundleFile parses the file before it compares the digest.
 // Callers bound that cost first with checkParse. Modules are hashed as
@@ -278,7 +281,9 @@ func checkSignature(files []entry, vcs []*bundle.VerificationConfig) (*bundle.Ve
 	}
 	var sc bundle.SignaturesConfig
 	if len(sigs) == 1 {
-		if err := json.NewDecoder(bytes.NewReader(sigs[0].data)).Decode(&sc); err != nil {
+		// Unmarshal, not a Decoder: a Decoder copies the file into a
+		// buffer it grows, four times the file's size in all.
+		if err := json.Unmarshal(sigs[0].data, &sc); err != nil {
 			return nil, fmt.Errorf("%s: %w", sigs[0].path, err)
 		}
 	}
@@ -291,7 +296,12 @@ func checkSignature(files []entry, vcs []*bundle.VerificationConfig) (*bundle.Ve
 		err    error
 	)
 	for i, c := range vcs {
-		if signed, err = bundle.VerifyBundleSignature(sc, c); err == nil {
+		if err = signedWith(sc, c); err != nil {
+			// OPA's verifier decodes and parses the JWT's payload before it
+			// checks the signature: a forged one of millions of tiny file
+			// entries cost hundreds of megabytes. Only a payload the key
+			// signed is parsed.
+		} else if signed, err = bundle.VerifyBundleSignature(sc, c); err == nil {
 			vc = c
 			break
 		}
@@ -324,6 +334,43 @@ func checkSignature(files []entry, vcs []*bundle.VerificationConfig) (*bundle.Ve
 		return nil, fmt.Errorf("signed files missing from the bundle: %q", missing)
 	}
 	return vc, nil
+}
+
+// signedWith checks that sc's JWT carries a signature of vc's key over
+// its header and payload, before anything decodes the payload: OPA's
+// verifier makes the same check only after it has parsed the payload. Any
+// other shape of sc (no JWT or several, a verifier plugin) is left to OPA's
+// verifier to refuse, which it does before reading a payload.
+func signedWith(sc bundle.SignaturesConfig, vc *bundle.VerificationConfig) error {
+	kc := vc.PublicKeys[vc.KeyID]
+	if sc.Plugin != "" || len(sc.Signatures) != 1 || kc == nil {
+		return nil
+	}
+	jws := sc.Signatures[0]
+	cut := strings.LastIndexByte(jws, '.')
+	if cut < 0 || strings.Count(jws[:cut], ".") != 1 {
+		return errors.New("the signature is not a compact JWS (header.payload.signature)")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(jws[cut+1:])
+	if err != nil {
+		return fmt.Errorf("the JWS signature is not base64url: %w", err)
+	}
+	method := jwt.GetSigningMethod(kc.Algorithm)
+	if method == nil {
+		return fmt.Errorf("unsupported signing algorithm %q", kc.Algorithm)
+	}
+	var key any = []byte(kc.Key)
+	if !strings.HasPrefix(kc.Algorithm, "HS") {
+		k, err := token.ParsePublicKeyPEM([]byte(kc.Key))
+		if err != nil {
+			return err
+		}
+		key = k.Public
+	}
+	if err := method.Verify(jws[:cut], sig, key); err != nil {
+		return fmt.Errorf("failed to verify JWT signature: %w", err)
+	}
+	return nil
 }
 
 // excluded reports whether path matches one of the glob patterns, as OPA's
