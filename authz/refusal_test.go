@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -71,6 +72,37 @@ func TestRefusalReasons(t *testing.T) {
 
 // TestDecideErrorsAreRefusals: whatever goes wrong, Decide returns a
 // *Refusal whose reason is the decision's reason.
+// TestMethods: a method is an upper-case HTTP token, taken as it is; any
+// other is refused, on every path (no name, a name beside it, a decision
+// the cache could answer), never upper-cased into one a policy grants.
+func TestMethods(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "r1", `package authz
+allow if input.action.method == "GET"
+reasons contains input.action.method if input.action.method
+`))
+	for _, tc := range []struct {
+		method string
+		ok     bool
+	}{
+		{"GET", true}, {"PATCH", true}, {"M-SEARCH", true}, {"BREW_2", true},
+		{"get", false}, {"Get", false}, {"GET /admin", false}, {"GET\n", false}, {"GÉT", false}, {"GET,POST", false},
+	} {
+		for _, act := range []authz.Action{{Method: tc.method, Path: "/orders"}, {Name: "orders:read", Method: tc.method}} {
+			for range 2 { // the second may be a cache hit
+				d, err := e.Decide(t.Context(), authz.Request{Action: act})
+				switch {
+				case tc.ok && err != nil:
+					t.Errorf("%+v: %v", act, err)
+				case tc.ok && !slices.Equal(d.Reasons, []string{tc.method}):
+					t.Errorf("%+v: reasons %q, want the method as given", act, d.Reasons)
+				case !tc.ok && (!errors.Is(err, authz.ErrInvalidRequest) || d.Allow):
+					t.Errorf("%+v: allow %v, err %v; want an invalid request", act, d.Allow, err)
+				}
+			}
+		}
+	}
+}
+
 func TestDecideErrorsAreRefusals(t *testing.T) {
 	is := authztest.NewIssuer(t, "ES256")
 	e := newEngine(t, authz.Options{Tokens: token.Options{Issuers: []token.Issuer{is.Config()}}}, authztest.Policy(t, "r", allowAll))
