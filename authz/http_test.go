@@ -288,3 +288,54 @@ func TestMiddlewareAbsoluteForm(t *testing.T) {
 		}
 	}
 }
+
+// TestMiddlewareAgreesWithServeMux: behind the middleware, a Go 1.22
+// ServeMux routes by method and pattern to the byte; the policy judges
+// what the mux routes. A trailing slash reaches a subtree's pattern, so it
+// is kept for the policy (it was dropped, and "/users/1/" passed for
+// "/users/1"); a lower-case method reaches a method-less pattern, so it is
+// refused (it was upper-cased, and "get" passed for GET).
+func TestMiddlewareAgreesWithServeMux(t *testing.T) {
+	e := newEngine(t, authz.Options{}, authztest.Policy(t, "mw", `package authz
+
+# Profiles are public to read; nothing else is.
+allow if {
+	input.action.method == "GET"
+	count(input.action.segments) == 2
+	input.action.segments[0] == "users"
+}
+`))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users/{id}", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "public profile") })
+	mux.HandleFunc("GET /users/{id}/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "PRIVATE dashboard") })
+	mux.HandleFunc("/users/{id}", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "PRIVATE edit") })
+	srv := httptest.NewServer(e.Middleware(authz.MiddlewareOptions{})(mux))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"GET /users/1 HTTP/1.1", 200},
+		{"GET /users/1/ HTTP/1.1", 401},
+		{"GET /users/1/settings HTTP/1.1", 401},
+		{"get /users/1 HTTP/1.1", 400},
+		{"DELETE /users/1 HTTP/1.1", 401},
+	} {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "%s\r\nHost: h\r\nConnection: close\r\n\r\n", tc.line)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			c.Close()
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != tc.want || strings.Contains(string(body), "PRIVATE") {
+			t.Errorf("%s: %d %q, want %d", tc.line, resp.StatusCode, body, tc.want)
+		}
+	}
+}

@@ -80,9 +80,11 @@ type Action struct {
 	Method string `json:"method,omitempty"`
 	// Path is the request path (the request target), e.g. "/orders/42".
 	// A query string is dropped, and policies see the path decoded, as the
-	// upstream will route it: "orders/42" is "/orders/42", "/a//b/" is
-	// "/a/b", "/%61dmin" is "/admin", and raw non-ASCII is accepted when it
-	// is valid UTF-8.
+	// upstream will route it: "orders/42" is "/orders/42", "/%61dmin" is
+	// "/admin", and raw non-ASCII is accepted when it is valid UTF-8. Empty
+	// segments and a trailing slash are kept ("/a//b/" is "/a//b/",
+	// segments "a", "", "b", ""): routers route "/users/1/" apart from
+	// "/users/1".
 	//
 	// A path that common upstreams would route differently makes the
 	// request invalid (ErrInvalidRequest, a 400) rather than being guessed

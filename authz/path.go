@@ -32,7 +32,7 @@ const (
 )
 
 // normalizePath drops a query string (refusing one that overrides the
-// method), then returns the decoded, cleaned path
+// method), then returns the decoded path
 // and its segments: what the upstream routes, so that a policy comparing
 // input.action.path or input.action.segments decides about the resource the
 // request will reach. It accepts:
@@ -40,13 +40,17 @@ const (
 //   - a path with or without its leading '/' ("orders/42" is "/orders/42"),
 //     but not an absolute URI ("http://host/orders/42": without a leading
 //     '/', a first segment holding ':' is a scheme, and is refused);
-//   - empty segments, merged ("/a//b/" is "/a/b");
+//   - empty segments, kept, a trailing slash too ("/a//b/" is "/a//b/",
+//     segments "a", "", "b", ""): routers that do not clean paths (chi,
+//     Envoy without merge_slashes, Go's ServeMux for a trailing slash)
+//     route "/users/1/" apart from "/users/1", so a policy must be able to
+//     tell them apart;
 //   - percent-escapes, decoded once per segment ("/%61dmin" is "/admin");
 //   - raw non-ASCII bytes when the path is valid UTF-8: a caller that hands
 //     over a decoded path (a /v1/decide body, some proxies' X-Forwarded-Uri)
 //     means the same bytes an encoded one would.
 //
-// "/" (and "") has no segments, and no segment is ever "", "." or "..".
+// "/" (and "") has no segments, and no segment is ever "." or "..".
 //
 // Everything whose meaning differs between common upstreams is refused
 // instead of guessed at, with an error that says what and why. Refused:
@@ -136,6 +140,9 @@ func normalizePath(p string) (string, []string, error) {
 	if escaped {
 		verbatim = false
 	}
+	if rest == "" {
+		return "/", []string{}, nil
+	}
 	segments := make([]string, 0, strings.Count(rest, "/")+1)
 	for done := false; !done; {
 		raw := rest
@@ -146,7 +153,7 @@ func normalizePath(p string) (string, []string, error) {
 		}
 		switch raw {
 		case "":
-			verbatim = false
+			segments = append(segments, "")
 			continue
 		case ".", "..":
 			return refusePath(refuseDot)
@@ -166,10 +173,7 @@ func normalizePath(p string) (string, []string, error) {
 		}
 		segments = append(segments, seg)
 	}
-	switch {
-	case len(segments) == 0:
-		return "/", segments, nil
-	case verbatim:
+	if verbatim {
 		return p, segments, nil
 	}
 	var b strings.Builder

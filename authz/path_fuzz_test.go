@@ -66,7 +66,7 @@ func checkAccepted(t *testing.T, p, cleaned string, segments []string) {
 	}
 	for _, s := range segments {
 		switch {
-		case s == "" || s == "." || s == "..":
+		case s == "." || s == "..":
 			t.Fatalf("normalizePath(%q): segment %q", p, s)
 		case strings.ContainsAny(s, ";\\/"), strings.IndexFunc(s, isControl) >= 0:
 			t.Fatalf("normalizePath(%q): segment %q holds a separator, parameter or control character", p, s)
@@ -111,7 +111,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // obviously right rather than fast: literal checks on the whole path, then
 // every segment decoded by hand and checked, then RFC 3986 §5.2.4
 // remove_dot_segments run as specified (input and output buffers), then
-// empty segments dropped. ok is false when the path is refused.
+// empty segments kept. ok is false when the path is refused.
 // refMethodParam reports whether query names a _method parameter, pairs
 // split at '&' and ';', each name decoded and read as PHP reads it (leading
 // spaces dropped, then ' ', '.' and '[' as '_').
@@ -175,8 +175,8 @@ func refNormalizePath(target string) (cleaned string, segments []string, ok bool
 		return "", nil, false
 	}
 	segments = []string{}
-	for _, raw := range strings.Split(resolved, "/") {
-		if raw != "" {
+	if resolved != "/" {
+		for _, raw := range strings.Split(resolved[1:], "/") {
 			seg, _ := refDecode(raw)
 			segments = append(segments, seg)
 		}

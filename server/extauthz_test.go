@@ -419,7 +419,7 @@ headers := {
 // input.context.attributes.
 func TestExtAuthzPeerTrust(t *testing.T) {
 	req := func() *authv3.CheckRequest {
-		r := checkRequest("POST", "/x//y?a=1&b=%2F", map[string]string{"x-request-id": "abc-123"})
+		r := checkRequest("POST", "/x/y?a=1&b=%2F", map[string]string{"x-request-id": "abc-123"})
 		r.Attributes.ContextExtensions = map[string]string{"tenant": "acme"}
 		r.Attributes.Source = &authv3.AttributeContext_Peer{
 			Principal: "spiffe://verdict.example/ns/shop/sa/payments",
