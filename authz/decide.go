@@ -99,12 +99,23 @@ type Decision struct {
 // after its credentials are verified as always. A policy that reads the
 // clock, the request's context or a nondeterministic builtin is evaluated
 // every time, as is a request asking for an explanation.
+//
+// An Engine not built with New (the zero Engine, or a nil *Engine) has no
+// policy: its decisions are ErrNotReady refusals, as an Engine's are
+// before its first Load.
 func (e *Engine) Decide(ctx context.Context, req Request) (Decision, error) {
+	if e == nil {
+		return notBuilt()
+	}
 	return e.decideOn(ctx, e.current.Load(), &req)
 }
 
-// decideOn is Decide on snapshot cp (nil: none loaded).
+// decideOn is Decide on snapshot cp (nil: none loaded). e may be nil or
+// the zero Engine (notBuilt).
 func (e *Engine) decideOn(ctx context.Context, cp *compiled, req *Request) (Decision, error) {
+	if e == nil || e.now == nil {
+		return notBuilt()
+	}
 	start := e.now()
 	d := Decision{ID: rand.Text()}
 	err := e.decide(ctx, cp, req, start, &d)
@@ -348,8 +359,12 @@ type InputOptions struct {
 // decision's input, a case a policy author is exploring). It is for
 // replaying and trying policies, never for answering a request. The clock
 // builtins see opts.Time, else Options.Now. Errors are *Refusal values, as
-// for Decide. Safe for concurrent use.
+// for Decide (an Engine not built with New refuses with ErrNotReady).
+// Safe for concurrent use.
 func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions) (Decision, error) {
+	if e == nil || e.now == nil {
+		return notBuilt()
+	}
 	start := e.now()
 	clock := start
 	if !opts.Time.IsZero() {
@@ -383,4 +398,11 @@ func (e *Engine) EvaluateInput(ctx context.Context, input any, opts InputOptions
 	}
 	d.Duration = e.now().Sub(start)
 	return d, err
+}
+
+// notBuilt is the answer of an Engine not built with New (nil, or the zero
+// Engine): it has no policy, so every decision is an ErrNotReady refusal.
+func notBuilt() (Decision, error) {
+	err := Refusef(ErrNotReady, "no policy loaded")
+	return Deny(err), err
 }

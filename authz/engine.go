@@ -133,6 +133,10 @@ type Options struct {
 // New; it is safe for concurrent use. Decide never blocks on Load: the
 // compiled snapshot sits behind an atomic pointer, each decision reads it
 // once, and Load compiles outside any lock shared with Decide.
+//
+// The zero Engine, and a nil *Engine, are never ready: they decide every
+// request as an ErrNotReady refusal (Decide, Pin, Middleware), refuse to
+// Load, and report a Status that is not Ready. They never panic.
 type Engine struct {
 	entry       string
 	verifier    *token.Verifier
@@ -262,10 +266,14 @@ func limitsOf(bytes, entries, def int) cacheLimits {
 // contract's types), runs its tests when Options.RequireTests is set,
 // prepares its decision query, and only then makes it the current snapshot. On error (wrapping ErrCompile,
 // usually a *CompileError with file:row:col problems) the previous snapshot
-// keeps serving. Loads are serialised; decisions continue throughout.
+// keeps serving. Loads are serialised; decisions continue throughout. An
+// Engine not built with New refuses every snapshot.
 func (e *Engine) Load(ctx context.Context, s *bundles.Snapshot) error {
 	if s == nil {
 		return fmt.Errorf("%w: nil snapshot", ErrCompile)
+	}
+	if e == nil || e.now == nil {
+		return fmt.Errorf("%w: the Engine was not built with authz.New", ErrCompile)
 	}
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
@@ -374,6 +382,9 @@ type CacheStats struct {
 
 // Status returns a copy of the engine's policy state. Safe for concurrent use.
 func (e *Engine) Status() Status {
+	if e == nil {
+		return Status{}
+	}
 	caches := Caches{
 		Token:    CacheStats{MaxBytes: e.tokenCacheBytes, Hits: e.tokenHits.Load(), Misses: e.tokenMisses.Load()},
 		Decision: CacheStats{Hits: e.decisionHits.Load(), Misses: e.decisionMisses.Load()},
@@ -400,6 +411,9 @@ func (e *Engine) Status() Status {
 // accepted at once. Key managers call it on rotation; it is safe for
 // concurrent use.
 func (e *Engine) ForgetKey(issuer, keyID string) {
+	if e == nil {
+		return
+	}
 	e.forgets.Add(1)
 	e.cache.deleteFunc(func(vt *verifiedToken) bool { return vt.issuer == issuer && vt.keyID == keyID })
 }

@@ -168,15 +168,14 @@ func Example_embedding() {
 
 	http.HandleFunc("GET /orders/{id}", func(w http.ResponseWriter, r *http.Request) {
 		req, err := authz.RequestFromHTTP(r) // bearer token, mTLS caller, method and path
-		if err != nil {                      // a malformed Authorization header: refused, never anonymous
-			w.Header().Set("WWW-Authenticate", authz.WWWAuthenticate(err))
-			http.Error(w, authz.ReasonFor(err), http.StatusUnauthorized)
-			return
+		d := authz.Deny(err)                 // a malformed Authorization header (never anonymous), a method override
+		if err == nil {
+			req.Action.Name = "orders:read"
+			d, err = engine.Decide(r.Context(), req)
 		}
-		req.Action.Name = "orders:read"
-		d, err := engine.Decide(r.Context(), req)
 		// Every error is a deny: d.Allow is false and d.Reasons says why
-		// ("token: expired", "caller: ...", "policy_error: ...").
+		// ("token: expired", "caller: ...", "policy_error: ..."); with no
+		// error the policy denied, and d.Reasons holds its reasons.
 		if !d.Allow {
 			status := authz.HTTPStatus(d, err, req.Token == "")
 			if status == http.StatusUnauthorized { // a 401 names its scheme (RFC 9110)
@@ -192,11 +191,22 @@ func Example_embedding() {
 // The same as middleware, which answers 401/403 itself (compiled, not run).
 func Example_middleware() {
 	var engine *authz.Engine // built and loaded as in Example_embedding
-	var ordersHandler http.Handler
+	var ordersHandler, adminHandler http.Handler
 	mux := http.NewServeMux()
 
 	mux.Handle("/orders/", engine.Middleware(authz.MiddlewareOptions{})(ordersHandler))
 	// in the handler: d, _ := authz.DecisionFromContext(r.Context())
+
+	// Answering denials yourself: err is nil when the policy denied (then
+	// authz.ReasonFor(err) is ""); d.Reasons always has at least one reason.
+	deny := func(w http.ResponseWriter, r *http.Request, d authz.Decision, err error) {
+		status := authz.HTTPStatus(d, err, r.Header.Get("Authorization") == "")
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", authz.WWWAuthenticate(err))
+		}
+		http.Error(w, d.Reasons[0], status)
+	}
+	mux.Handle("/admin/", engine.Middleware(authz.MiddlewareOptions{Deny: deny})(adminHandler))
 }
 
 // Tracing: give the engine an OpenTelemetry TracerProvider (yours, with

@@ -116,7 +116,13 @@ type MiddlewareOptions struct {
 	Resource func(r *http.Request) map[string]any
 	// Deny writes the answer for a denied request; nil writes the decision
 	// as JSON with the status HTTPStatus gives, and WWW-Authenticate:
-	// Bearer on 401.
+	// Bearer on 401. err is nil when the policy denied the request: then
+	// d.Reasons holds the policy's reasons (Decide puts "policy: allow is
+	// not true" when it gave none) and ReasonFor(err) is "". Otherwise err
+	// is the *Refusal that denied it (a malformed Authorization header, a
+	// method override, no policy loaded, an evaluation error) and
+	// d.Reasons holds its one reason. Either way d.Reasons has at least
+	// one reason, and HTTPStatus(d, err, anonymous) gives the status.
 	Deny func(w http.ResponseWriter, r *http.Request, d Decision, err error)
 }
 
@@ -132,7 +138,9 @@ func DecisionFromContext(ctx context.Context) (Decision, bool) {
 // Middleware returns net/http middleware that decides every request before
 // it reaches next. Allowed requests go on with the Decision in their context
 // (DecisionFromContext); everything else — deny or any error — is answered
-// by opts.Deny and never reaches next.
+// by opts.Deny and never reaches next. The middleware of an Engine not
+// built with New (zero or nil) denies every request as not ready (503 with
+// the default Deny).
 func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Handler {
 	deny := opts.Deny
 	if deny == nil {

@@ -15,13 +15,18 @@ import (
 // errors.Is finds) and a detail, and renders the deny reason callers see
 // from the two, so that nothing downstream parses or strips a formatted
 // string. A Refusal is immutable.
+//
+// The zero Refusal is a policy failure with no detail: its methods never
+// panic, and it denies as every error does.
 type Refusal struct {
 	// Category is the kind of refusal: ErrToken, ErrCaller,
-	// ErrInvalidRequest, ErrNotReady or ErrPolicy.
+	// ErrInvalidRequest, ErrNotReady or ErrPolicy. Nil is taken as
+	// ErrPolicy (a refusal nobody categorised is a failure).
 	Category error
 	// Detail says what exactly: a token.Reason name for a refused token
 	// ("expired"), else a short sentence ("the proxy must send both
-	// X-Original-Method and X-Original-URI").
+	// X-Original-Method and X-Original-URI"). Empty means the category's
+	// message.
 	Detail string
 	// Cause is the underlying error, when there is one (the token
 	// verifier's, OPA's, a context's); nil otherwise.
@@ -35,8 +40,12 @@ func Refusef(category error, format string, args ...any) *Refusal {
 
 // RefuseWith returns a Refusal of category caused by err. The detail is the
 // token.Reason name when err is a token verification error (a refused token
-// says "expired", never the token), else err's message.
+// says "expired", never the token), else err's message. A nil err gives a
+// Refusal of category with no detail and no cause.
 func RefuseWith(category error, err error) *Refusal {
+	if err == nil {
+		return &Refusal{Category: category}
+	}
 	if errors.Is(err, token.ErrInvalid) {
 		return &Refusal{Category: category, Detail: token.Reason(err), Cause: err}
 	}
@@ -46,7 +55,7 @@ func RefuseWith(category error, err error) *Refusal {
 // Error is "category: detail", with the cause in parentheses when there is
 // one.
 func (r *Refusal) Error() string {
-	msg := r.Category.Error()
+	msg := r.category().Error()
 	if r.Detail != "" && r.Detail != msg { // "no policy loaded", not twice
 		msg += ": " + r.Detail
 	}
@@ -60,9 +69,17 @@ func (r *Refusal) Error() string {
 // (ErrToken and token.ErrExpired, say).
 func (r *Refusal) Unwrap() []error {
 	if r.Cause == nil {
-		return []error{r.Category}
+		return []error{r.category()}
 	}
-	return []error{r.Category, r.Cause}
+	return []error{r.category(), r.Cause}
+}
+
+// category is r.Category, ErrPolicy when nil.
+func (r *Refusal) category() error {
+	if r.Category == nil {
+		return ErrPolicy
+	}
+	return r.Category
 }
 
 // Code is the reason's code, by category: "token", "caller",
@@ -71,8 +88,14 @@ func (r *Refusal) Code() string { return categoryCode(r.Category) }
 
 // Reason is the deny reason a decision carries: "code: detail", such as
 // "token: expired" or "caller: forwarded certificate header from an
-// untrusted peer".
-func (r *Refusal) Reason() string { return r.Code() + ": " + r.Detail }
+// untrusted peer"; with no detail, "code: " and the category's message
+// ("policy_error: policy evaluation failed").
+func (r *Refusal) Reason() string {
+	if r.Detail == "" {
+		return r.Code() + ": " + r.category().Error()
+	}
+	return r.Code() + ": " + r.Detail
+}
 
 func categoryCode(category error) string {
 	switch category {
@@ -90,8 +113,13 @@ func categoryCode(category error) string {
 
 // ReasonFor returns the deny reason for err: the Refusal's reason, or, for
 // any other error, "policy_error: " and its message (an error nobody
-// categorised is a failure, and denies).
+// categorised is a failure, and denies). For a nil err it returns "": no
+// error means no refusal, and a decision the policy denied carries the
+// policy's own reasons (Decision.Reasons, possibly none).
 func ReasonFor(err error) string {
+	if err == nil {
+		return ""
+	}
 	var r *Refusal
 	if errors.As(err, &r) {
 		return r.Reason()
@@ -103,7 +131,12 @@ func ReasonFor(err error) string {
 // false and one reason (ReasonFor). Decide returns it with every error; an
 // HTTP front answers it for a request it refuses before asking the engine
 // (a malformed header, a caller credential it does not believe), so that
-// every refusal has the same shape.
+// every refusal has the same shape. Deny(nil) denies too, with the reason
+// "denied" (no error says why), so that a denied decision always has a
+// reason.
 func Deny(err error) Decision {
+	if err == nil {
+		return Decision{ID: rand.Text(), Reasons: []string{"denied"}}
+	}
 	return Decision{ID: rand.Text(), Reasons: []string{ReasonFor(err)}}
 }

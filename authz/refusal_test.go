@@ -48,6 +48,12 @@ func TestRefusalReasons(t *testing.T) {
 			want: "policy_error: evaluation timed out", wantIs: []error{authz.ErrPolicy, context.DeadlineExceeded},
 			wantError: "policy evaluation failed: evaluation timed out (context deadline exceeded)"},
 		{name: "an error nobody categorised", err: errors.New("boom"), want: "policy_error: boom"},
+		{name: "zero Refusal", err: &authz.Refusal{}, want: "policy_error: policy evaluation failed",
+			wantIs: []error{authz.ErrPolicy}, wantError: "policy evaluation failed"},
+		{name: "no category", err: &authz.Refusal{Detail: "odd"}, want: "policy_error: odd",
+			wantIs: []error{authz.ErrPolicy}, wantError: "policy evaluation failed: odd"},
+		{name: "refused with no cause", err: authz.RefuseWith(authz.ErrToken, nil), want: "token: token rejected",
+			wantIs: []error{authz.ErrToken}, wantError: "token rejected"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +73,18 @@ func TestRefusalReasons(t *testing.T) {
 				t.Errorf("Deny = %+v", d)
 			}
 		})
+	}
+}
+
+// TestNoErrorNoRefusalReason: ReasonFor(nil) is "" (a policy's deny has
+// its own reasons), and Deny(nil) still denies, with a reason.
+func TestNoErrorNoRefusalReason(t *testing.T) {
+	if got := authz.ReasonFor(nil); got != "" {
+		t.Errorf("ReasonFor(nil) = %q, want \"\"", got)
+	}
+	d := authz.Deny(nil)
+	if diff := cmp.Diff([]string{"denied"}, d.Reasons); d.Allow || d.ID == "" || diff != "" {
+		t.Errorf("Deny(nil) = %+v, reasons (-want +got):\n%s", d, diff)
 	}
 }
 
