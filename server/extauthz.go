@@ -163,12 +163,17 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 // clientVerdictHeaders returns the request's x-verdict-* headers that the
 // answer does not set: the client sent them, and an upstream reads
 // x-verdict-* as the policy's word (a policy that sets no x-verdict-roles
-// would otherwise let a client's own through).
+// would otherwise let a client's own through). A name is one of them
+// however its '-' and '_' are mixed (x_verdict_roles, x-verdict_roles):
+// Envoy forwards names with '_', and a CGI-style upstream reads them as
+// x-verdict-roles (HTTP_X_VERDICT_ROLES). Each is named as the client
+// spelled it, lowercase, since Envoy removes a header by its exact name;
+// one the answer sets is left out only when spelled as the answer does.
 func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3.HeaderValueOption) []string {
 	var names []string
 	add := func(k string) {
 		k = strings.ToLower(k)
-		if !strings.HasPrefix(k, "x-verdict-") {
+		if !isVerdictHeader(k) {
 			return
 		}
 		for _, o := range set {
@@ -189,6 +194,31 @@ func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3
 	// Sorted, then each once: a client may send thousands of names.
 	slices.Sort(names)
 	return slices.Compact(names)
+}
+
+// verdictHeaderPrefix starts the names of the headers an upstream reads as
+// Verdict's (the policy's, x-verdict-decision-id).
+const verdictHeaderPrefix = "x-verdict-"
+
+// isVerdictHeader reports whether the lowercase header name starts with
+// verdictHeaderPrefix, each '-' of it also written as '_'.
+func isVerdictHeader(lower string) bool {
+	if strings.HasPrefix(lower, verdictHeaderPrefix) {
+		return true // as Envoy and most clients write it
+	}
+	if len(lower) < len(verdictHeaderPrefix) || strings.IndexByte(lower[:len(verdictHeaderPrefix)], '_') < 0 {
+		return false
+	}
+	for i := range len(verdictHeaderPrefix) {
+		c := lower[i]
+		if c == '_' {
+			c = '-'
+		}
+		if c != verdictHeaderPrefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // putHeaders empties h for the next Check, keeping its slices (up to a

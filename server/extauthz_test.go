@@ -19,6 +19,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -123,7 +124,7 @@ func readAnswer(t testing.TB, resp *authv3.CheckResponse) extAnswer {
 	switch r := resp.GetHttpResponse().(type) {
 	case *authv3.CheckResponse_OkResponse:
 		a.http, hs = 200, r.OkResponse.GetHeaders()
-		removesOthers := slices.ContainsFunc(r.OkResponse.GetHeadersToRemove(), func(h string) bool { return !strings.HasPrefix(h, "x-verdict-") })
+		removesOthers := slices.ContainsFunc(r.OkResponse.GetHeadersToRemove(), func(h string) bool { return !isVerdictHeader(h) })
 		if removesOthers || len(r.OkResponse.GetResponseHeadersToAdd()) > 0 {
 			t.Errorf("OK response changes more than request headers: %v", r.OkResponse)
 		}
@@ -295,12 +296,14 @@ func rawHeaders(req *authv3.CheckRequest, kv ...string) *authv3.CheckRequest {
 // TestExtAuthzRemovesClientVerdictHeaders: an upstream reads x-verdict-*
 // as the policy's word, and ext_authz only overwrites the headers the
 // policy sets. The client's own x-verdict-* headers that the answer does not
-// set are now removed (headers_to_remove); those it sets are overwritten.
+// set are now removed (headers_to_remove), also those written with '_';
+// those it sets are overwritten.
 func TestExtAuthzRemovesClientVerdictHeaders(t *testing.T) {
 	x := newExtAuthzFixture(t, extAuthzOptions{})
 	viewer := "Bearer " + x.mint(t, "alice", "viewer")
 	req := checkRequest("GET", "/orders/42", map[string]string{"authorization": viewer,
-		"x-verdict-roles": "admin", "x-verdict-tenant": "other", "x-verdict-decision-id": "forged", "x-request-id": "r"})
+		"x-verdict-roles": "admin", "x-verdict-tenant": "other", "x-verdict-decision-id": "forged", "x-request-id": "r",
+		"x_verdict_roles": "admin", "x-verdict_subject": "root"})
 	resp, err := x.client.Check(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -309,24 +312,50 @@ func TestExtAuthzRemovesClientVerdictHeaders(t *testing.T) {
 	if ok == nil {
 		t.Fatalf("not allowed: %v", resp)
 	}
-	if got := ok.GetHeadersToRemove(); !slices.Equal(got, []string{"x-verdict-tenant"}) {
-		t.Errorf("headers to remove %q, want [x-verdict-tenant] (the others are set by the answer)", got)
+	// x_verdict_roles and x-verdict_subject are x-verdict-roles and
+	// x-verdict-subject to a CGI-style upstream: removed though the answer
+	// sets those, since Envoy removes and sets by exact name.
+	want := []string{"x-verdict-tenant", "x-verdict_subject", "x_verdict_roles"}
+	if got := ok.GetHeadersToRemove(); !slices.Equal(got, want) {
+		t.Errorf("headers to remove %q, want %q (the others are set by the answer)", got, want)
 	}
 	if a := readAnswer(t, resp); a.headers["x-verdict-roles"] != "viewer" || a.headers["x-verdict-decision-id"] == "forged" {
 		t.Errorf("answer headers %v, want the policy's roles and a decision id of Verdict's", a.headers)
 	}
 }
 
-// TestClientVerdictHeadersEachOnce: the client's x-verdict-* headers are
-// named once each, lowercase and sorted, however often and in whatever case
-// the client repeats them; the ones the answer sets are not named.
-func TestClientVerdictHeadersEachOnce(t *testing.T) {
-	hr := rawHeaders(checkRequest("GET", "/", nil),
-		"X-Verdict-B", "1", "x-verdict-a", "1", "x-verdict-b", "2", "X-VERDICT-A", "3", "x-other", "1", "x-verdict-set", "1").
-		Attributes.Request.Http
+// TestClientVerdictHeaders: the client's x-verdict-* headers are named
+// once each, lowercase and sorted, however often and in whatever case the
+// client repeats them, and also when written with '_' for any '-' (a
+// CGI-style upstream reads x_verdict_roles as x-verdict-roles), in the
+// client's spelling (Envoy removes by exact name); the ones the answer
+// sets are not named, but another spelling of one is.
+func TestClientVerdictHeaders(t *testing.T) {
 	set := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "X-Verdict-Set", Value: "v"}}}
-	if got := clientVerdictHeaders(hr, set); !slices.Equal(got, []string{"x-verdict-a", "x-verdict-b"}) {
-		t.Errorf("got %q, want [x-verdict-a x-verdict-b]", got)
+	tests := []struct {
+		name string
+		kv   []string
+		want []string
+	}{
+		{name: "each once, lowercase",
+			kv:   []string{"X-Verdict-B", "1", "x-verdict-a", "1", "x-verdict-b", "2", "X-VERDICT-A", "3", "x-other", "1", "x-verdict-set", "1"},
+			want: []string{"x-verdict-a", "x-verdict-b"}},
+		{name: "underscores",
+			kv:   []string{"x-verdict-roles", "admin", "x_verdict_roles", "admin", "X_Verdict_Tenant", "other"},
+			want: []string{"x-verdict-roles", "x_verdict_roles", "x_verdict_tenant"}},
+		{name: "mixed", kv: []string{"x-verdict_roles", "admin", "X_verdict-Tenant", "other", "x_VERDICT_", "1"},
+			want: []string{"x-verdict_roles", "x_verdict-tenant", "x_verdict_"}},
+		{name: "a spelling of a header the answer sets", kv: []string{"x_verdict_set", "1", "X-Verdict-Set", "2"},
+			want: []string{"x_verdict_set"}},
+		{name: "not verdict's", kv: []string{"x-verdict", "1", "x_verdicts_roles", "1", "xx-verdict-roles", "1", "x.verdict.roles", "1", "x-verdict=", "1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hr := rawHeaders(checkRequest("GET", "/", nil), tc.kv...).Attributes.Request.Http
+			if diff := cmp.Diff(tc.want, clientVerdictHeaders(hr, set), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("headers to remove (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
