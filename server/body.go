@@ -20,7 +20,10 @@ import (
 // level and inside caller, action and context, are refused; resource and
 // context.attributes are free-form objects.
 type decideBody struct {
-	Token    string
+	Token string
+	// Caller is nil when the body has no caller member (or null): the
+	// connection's mTLS peer is then the caller. One with neither a token
+	// nor a certificate ("caller": {}) names no caller: anonymous.
 	Caller   *callerBody
 	Action   authz.Action
 	Resource map[string]any

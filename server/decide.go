@@ -202,8 +202,15 @@ func (s *Server) handleDecide(w http.ResponseWriter, r *http.Request) {
 
 	var d authz.Decision
 	switch {
-	case in.Caller == nil || (in.Caller.Token == "" && in.Caller.Certificate == ""):
+	case in.Caller == nil:
+		// No caller member (or null): the service asking is the caller,
+		// proven by its mTLS certificate if any.
 		req.Caller = authz.CallerFromTLS(r.TLS)
+		d, err = s.decide(r.Context(), apiDecide, &req)
+	case in.Caller.Token == "" && in.Caller.Certificate == "":
+		// A caller object with no credential ("caller": {}) says there is
+		// none: the service asks for someone else (an end user), and its
+		// own certificate is not theirs.
 		d, err = s.decide(r.Context(), apiDecide, &req)
 	case in.Caller.Token != "":
 		req.Caller.Token = token.Raw(in.Caller.Token)

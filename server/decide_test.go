@@ -1,8 +1,10 @@
 package server
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -241,6 +243,49 @@ func TestDecideBodyCertificate(t *testing.T) {
 			reasons, _ := got["reasons"].([]any)
 			if got["allow"] != tc.wantAllow || len(reasons) == 0 || reasons[0] != tc.wantReason {
 				t.Errorf("got %s, want allow=%v reason %q", w.Body, tc.wantAllow, tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestDecideEmptyCallerIsAnonymous: over mTLS, a body without a caller
+// member (or with null) is decided with the peer, the service asking, as
+// its caller; "caller": {} names no caller. It was taken for the peer too,
+// so a service asking for its end users had each decided as itself.
+func TestDecideEmptyCallerIsAnonymous(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	if err := f.engine.Load(t.Context(), authztest.Policy(t, "r1", `package authz
+allow if input.caller.id == "spiffe://example.org/pep"
+reasons contains input.caller.method
+`)); err != nil {
+		t.Fatal(err)
+	}
+	pep := f.ca.Issue(t, authztest.LeafOptions{URIs: []string{"spiffe://example.org/pep"}})
+	peer := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{pep.Cert}, VerifiedChains: [][]*x509.Certificate{{pep.Cert, f.ca.Cert}}}
+	for _, tc := range []struct {
+		name       string
+		body       string
+		wantAllow  bool
+		wantMethod string
+	}{
+		{name: "no caller member", body: `{"action":"a"}`, wantAllow: true, wantMethod: "mtls"},
+		{name: "null", body: `{"caller":null,"action":"a"}`, wantAllow: true, wantMethod: "mtls"},
+		{name: "empty object", body: `{"caller":{},"action":"a"}`, wantMethod: "none"},
+		{name: "empty credentials", body: `{"caller":{"token":"","certificate":""},"action":"a"}`, wantMethod: "none"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/v1/decide", strings.NewReader(tc.body))
+			r.Header.Set("Content-Type", "application/json")
+			r.RemoteAddr, r.TLS = "192.0.2.1:1234", peer
+			w := httptest.NewRecorder()
+			f.srv.Handler().ServeHTTP(w, r)
+			if w.Code != 200 {
+				t.Fatalf("status = %d; %s", w.Code, w.Body)
+			}
+			got := decodeAnswer(t, w.Body.Bytes())
+			reasons, _ := got["reasons"].([]any)
+			if got["allow"] != tc.wantAllow || len(reasons) != 1 || reasons[0] != tc.wantMethod {
+				t.Errorf("got %s, want allow=%v and input.caller.method %q", w.Body, tc.wantAllow, tc.wantMethod)
 			}
 		})
 	}

@@ -30,8 +30,11 @@
 // {"allow": false, "error": {"code", "message"}} plus the decision_id when a
 // decision was made. Statuses are chosen in one function, answer.
 //
-// Caller identity: a verified mTLS peer certificate is the caller when the
-// request names none. A certificate asserted by someone else — the PEM
+// Caller identity: a verified mTLS peer certificate is the caller of a
+// /v1/decide request whose body has no caller member (absent or null); a
+// caller object with no credential ("caller": {}) says there is no caller
+// (anonymous, input.caller.method "none"), so that a service asking for its
+// own end users is not taken for them. A certificate asserted by someone else — the PEM
 // caller.certificate of a /v1/decide body, or a forwarded-certificate header
 // on /v1/check (Envoy's X-Forwarded-Client-Cert, or nginx's URL-escaped PEM
 // in X-SSL-Client-Cert) — is believed only when the connection comes from a

@@ -184,8 +184,8 @@ type Options struct {
 	// TLS, when set, serves HTTPS (and the ext_authz listener over TLS)
 	// with the certificate and client CAs set on it last. With client certificates
 	// verified by it, the mTLS peer is the caller of a /v1/decide request
-	// that names none (on /v1/check the peer is the proxy, never the
-	// caller).
+	// whose body has no caller member ("caller": {} names none: anonymous;
+	// on /v1/check the peer is the proxy, never the caller).
 	TLS *TLS
 	// TrustedProxies are the peer addresses whose forwarded caller
 	// certificates are believed. None means none is.
