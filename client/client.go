@@ -88,8 +88,10 @@ type Options struct {
 type Request struct {
 	// Token is the subject's bearer token; empty means anonymous.
 	Token string
-	// Caller is the calling service's credential; zero means none (the
-	// server then takes its mTLS peer, if any, as the caller).
+	// Caller is the calling service's credential. The zero Caller sends
+	// none, and the server then takes its mTLS peer, this service, as the
+	// caller (anonymous over plain HTTP); Caller.Anonymous says there is no
+	// caller at all.
 	Caller Caller
 	// Action is required: a name, or a method and path.
 	Action Action
@@ -100,10 +102,21 @@ type Request struct {
 }
 
 // Caller is the calling service's credential: a service token, or a PEM
-// certificate the server believes only from a trusted proxy.
+// certificate (its intermediates after it) that the server believes only
+// from an address in its callers.trusted_proxies, and only when it chains
+// to callers.trust_bundle_file (otherwise the decision denies with a
+// "caller:" reason). At most one of Token, CertificatePEM and Anonymous may
+// be set.
 type Caller struct {
 	Token          string
 	CertificatePEM string
+	// Anonymous says the request has no caller: the server is sent
+	// "caller": {} and decides with input.caller.method "none", even when
+	// the connection to it is mTLS. A service asking about requests it
+	// received, not its own (as Middleware does), sets it so that its own
+	// certificate is not taken for its clients'. False with no credential
+	// sends no caller, and the server takes its mTLS peer as the caller.
+	Anonymous bool
 }
 
 // Action is what the caller wants to do.
@@ -215,6 +228,9 @@ func (c *Client) Decide(ctx context.Context, req Request) (Decision, error) {
 	// stays.
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	if req.Caller.Anonymous && (req.Caller.Token != "" || req.Caller.CertificatePEM != "") {
+		return deny(fmt.Errorf("%w: a caller is anonymous or has a credential, not both", ErrInvalidRequest))
+	}
 	body, err := json.Marshal(wireRequest(req))
 	if err != nil {
 		return deny(fmt.Errorf("%w: %w", ErrInvalidRequest, err))
@@ -400,7 +416,7 @@ func wireRequest(req Request) any {
 		Context  *reqContext    `json:"context,omitempty"`
 	}
 	b := body{Token: req.Token, Action: action(req.Action), Resource: req.Resource}
-	if req.Caller != (Caller{}) {
+	if req.Caller != (Caller{}) { // Anonymous alone: "caller": {}
 		b.Caller = &caller{Token: req.Caller.Token, Certificate: req.Caller.CertificatePEM}
 	}
 	if req.Context.RequestID != "" || req.Context.RemoteAddr != "" || len(req.Context.Attributes) > 0 {

@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
@@ -39,10 +42,20 @@ func DecisionFromContext(ctx context.Context) (Decision, bool) {
 // refused, never taken as anonymous), the method and the request target
 // (path and query, so that the server refuses a _method parameter) as the
 // action, a method-override header refused (ErrInvalidRequest),
-// and X-Request-Id when it is short and printable. Allowed requests go on
-// with the Decision in their context (DecisionFromContext); everything else
-// — a deny, or any error reaching the server — is answered by opts.Deny and
-// never reaches next.
+// and X-Request-Id when it is short and printable.
+//
+// The caller is the request's own client, never this service: the client
+// certificate the request's TLS handshake verified, sent as
+// Caller.CertificatePEM (with its chain's intermediates), else
+// Caller.Anonymous. The server believes a certificate in the body only from
+// its callers.trusted_proxies, chaining to callers.trust_bundle_file: list
+// this service's address there for its mTLS clients to be recognised
+// (input.caller.method "forwarded_cert", where the engine's middleware says
+// "mtls"); otherwise their requests are denied with a "caller:" reason.
+//
+// Allowed requests go on with the Decision in their context
+// (DecisionFromContext); everything else — a deny, or any error reaching
+// the server — is answered by opts.Deny and never reaches next.
 func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Handler {
 	deny := opts.Deny
 	if deny == nil {
@@ -60,12 +73,32 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 		if why := httpreq.Undecidable(r); why != "" {
 			return Decision{Reasons: []string{"invalid_request: " + why}}, false, fmt.Errorf("%w: %s", ErrInvalidRequest, why)
 		}
-		req := Request{Token: tok, Action: Action{Method: r.Method, Path: httpreq.Target(r)},
+		req := Request{Token: tok, Caller: peerCaller(r.TLS), Action: Action{Method: r.Method, Path: httpreq.Target(r)},
 			Context: Context{RequestID: httpreq.RequestID(r.Header)}}
 		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)
 		d, err := c.Decide(r.Context(), req)
 		return d, d.Allow, err
 	}, deny)
+}
+
+// peerCaller is the caller of a request this service received: the
+// client certificate its TLS handshake verified, with the verified chain's
+// intermediates after it (not its root, which the server has if it trusts
+// it), or explicitly none. It is never left out: the server would then take
+// its own mTLS peer, this service, for the caller.
+func peerCaller(cs *tls.ConnectionState) Caller {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return Caller{Anonymous: true}
+	}
+	chain := cs.VerifiedChains[0]
+	if len(chain) > 1 {
+		chain = chain[:len(chain)-1]
+	}
+	var b strings.Builder
+	for _, c := range chain {
+		b.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+	}
+	return Caller{CertificatePEM: b.String()}
 }
 
 // TokenError is a malformed Authorization header the middleware refused
