@@ -424,6 +424,56 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
+// TestMiddlewareRemoteAddr: a policy that denies a blocked address denies
+// through the client's middleware as through the engine's; the client's
+// left input.context.remote_addr out, and allowed every address.
+func TestMiddlewareRemoteAddr(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		blocked string
+		want    int
+	}{
+		{name: "blocked", blocked: "127.0.0.1:", want: http.StatusUnauthorized}, // anonymous
+		{name: "another blocked", blocked: "192.0.2.", want: http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			engine, err := authz.New(authz.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := engine.Load(t.Context(), authztest.Policy(t, "r1", `package authz
+allow if not blocked
+blocked if startswith(input.context.remote_addr, "`+tc.blocked+`")
+`)); err != nil {
+				t.Fatal(err)
+			}
+			srv, err := server.New(server.Options{Engine: engine})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pdp := httptest.NewServer(srv.Handler())
+			defer pdp.Close()
+			c := newClient(t, client.Options{URL: pdp.URL, Retries: -1})
+			handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+			for name, mw := range map[string]func(http.Handler) http.Handler{
+				"engine": engine.Middleware(authz.MiddlewareOptions{}),
+				"client": c.Middleware(client.MiddlewareOptions{}),
+			} {
+				s := httptest.NewServer(mw(handler))
+				resp, err := http.Get(s.URL + "/orders")
+				s.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Errorf("%s middleware: %d, want %d", name, resp.StatusCode, tc.want)
+				}
+			}
+		})
+	}
+}
+
 // TestNoEngineDependency: a service that imports the client does not pull
 // OPA, the engine or the server into its binary.
 func TestNoEngineDependency(t *testing.T) {

@@ -42,7 +42,8 @@ func DecisionFromContext(ctx context.Context) (Decision, bool) {
 // refused, never taken as anonymous), the method and the request target
 // (path and query, so that the server refuses a _method parameter) as the
 // action, a method-override header refused (ErrInvalidRequest),
-// and X-Request-Id when it is short and printable.
+// X-Request-Id when it is short and printable, and the request's
+// RemoteAddr as input.context.remote_addr.
 //
 // The caller is the request's own client, never this service: the client
 // certificate the request's TLS handshake verified, sent as
@@ -74,7 +75,7 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			return Decision{Reasons: []string{"invalid_request: " + why}}, false, fmt.Errorf("%w: %s", ErrInvalidRequest, why)
 		}
 		req := Request{Token: tok, Caller: peerCaller(r.TLS), Action: Action{Method: r.Method, Path: httpreq.Target(r)},
-			Context: Context{RequestID: httpreq.RequestID(r.Header)}}
+			Context: Context{RequestID: httpreq.RequestID(r.Header), RemoteAddr: r.RemoteAddr}}
 		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)
 		d, err := c.Decide(r.Context(), req)
 		return d, d.Allow, err
