@@ -9,8 +9,10 @@
 // that checks only Allow fails closed. Decide retries only what is safe to
 // retry: a connection that failed before any answer, and a server that is
 // not ready yet, overloaded, or without the keys of a token's issuer (503:
-// an outage), within the call's deadline; a policy error or an invalid
-// request is never retried. A retry waits at least as
+// an outage), or that turns the request away (429), within the call's
+// deadline; a policy error, an invalid request or an unexpected answer (a
+// 401, 403 or 404 from something in front of the server) is never
+// retried. A retry waits at least as
 // long as the server's Retry-After asks, and is not made when that wait
 // would end past the deadline: the error comes back at once instead.
 package client
@@ -50,13 +52,21 @@ var (
 	// ErrOptions is wrapped by New's errors about invalid options.
 	ErrOptions = errors.New("client: invalid options")
 	// ErrUnavailable: the server could not be reached, did not answer in
-	// time, or was not ready (503) after the retries.
+	// time, was not ready (503) or turned the request away (429) after
+	// the retries.
 	ErrUnavailable = errors.New("client: decision service unavailable")
-	// ErrInvalidRequest: the server refused the request as malformed (4xx).
+	// ErrInvalidRequest: the server refused the request as malformed (400,
+	// 413 or 415, what /v1/decide answers a body it refuses), or the
+	// client could not build it.
 	ErrInvalidRequest = errors.New("client: invalid request")
-	// ErrPolicy: the server could not evaluate the policy (500).
+	// ErrPolicy: the server could not evaluate the policy (500, or another
+	// 5xx than 503).
 	ErrPolicy = errors.New("client: policy error")
-	// ErrProtocol: the answer was not a decision the client understands.
+	// ErrProtocol: the answer was not a decision the client understands: a
+	// 200 not in the server's shape, a redirect, or a 4xx other than those
+	// above (401 or 403 from a gateway refusing Options.Header's
+	// credentials, 404 from a base URL with a wrong path, 405): a
+	// configuration error, not the request's fault.
 	ErrProtocol = errors.New("client: unexpected answer")
 )
 
@@ -300,15 +310,20 @@ func (c *Client) once(ctx context.Context, body []byte) (d Decision, retryAfter 
 			return Decision{}, noRetry, fmt.Errorf("%w: not a decision: %w", ErrProtocol, err)
 		}
 		return d, noRetry, nil
-	case resp.StatusCode == http.StatusServiceUnavailable:
+	case resp.StatusCode == http.StatusServiceUnavailable, resp.StatusCode == http.StatusTooManyRequests:
 		after, _ := httpfetch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return d, after, fmt.Errorf("%w: %s", ErrUnavailable, errorMessage(raw, resp.Status))
 	case resp.StatusCode >= 500:
 		return d, noRetry, fmt.Errorf("%w: %s", ErrPolicy, errorMessage(raw, resp.Status))
-	case resp.StatusCode >= 400:
+	case resp.StatusCode == http.StatusBadRequest, resp.StatusCode == http.StatusRequestEntityTooLarge,
+		resp.StatusCode == http.StatusUnsupportedMediaType:
+		// What /v1/decide answers a body it refuses.
 		return d, noRetry, fmt.Errorf("%w: %s", ErrInvalidRequest, errorMessage(raw, resp.Status))
 	}
-	return d, noRetry, fmt.Errorf("%w: status %s", ErrProtocol, resp.Status)
+	// A redirect, or another 4xx: not the server's answer to this request
+	// (a gateway refusing Options.Header's credentials, a base URL with a
+	// wrong path), so neither the request's fault nor worth a retry.
+	return d, noRetry, fmt.Errorf("%w: %s", ErrProtocol, errorMessage(raw, resp.Status))
 }
 
 // readDecision reads a 200's body, which is a decision only in the

@@ -235,6 +235,73 @@ func TestRetriesOnlyWhatIsSafe(t *testing.T) {
 	}
 }
 
+// TestAnswerStatuses: what each status from the server's side is, whether
+// it is retried, and what the middleware answers the end user. Every 4xx
+// was ErrInvalidRequest, a 400 to the end user: a gateway refusing the
+// service's own credentials (401, 403), a wrong base path (404) or a rate
+// limit (429) was blamed on the request.
+func TestAnswerStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		status     int
+		wantErr    error
+		wantCalls  int64
+		wantStatus int
+	}{
+		{status: http.StatusBadRequest, wantErr: client.ErrInvalidRequest, wantCalls: 1, wantStatus: http.StatusBadRequest},
+		{status: http.StatusRequestEntityTooLarge, wantErr: client.ErrInvalidRequest, wantCalls: 1, wantStatus: http.StatusBadRequest},
+		{status: http.StatusUnsupportedMediaType, wantErr: client.ErrInvalidRequest, wantCalls: 1, wantStatus: http.StatusBadRequest},
+		{status: http.StatusUnauthorized, wantErr: client.ErrProtocol, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+		{status: http.StatusForbidden, wantErr: client.ErrProtocol, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+		{status: http.StatusNotFound, wantErr: client.ErrProtocol, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+		{status: http.StatusMethodNotAllowed, wantErr: client.ErrProtocol, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+		{status: http.StatusConflict, wantErr: client.ErrProtocol, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+		{status: http.StatusTemporaryRedirect, wantErr: client.ErrProtocol, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+		{status: http.StatusTooManyRequests, wantErr: client.ErrUnavailable, wantCalls: 2, wantStatus: http.StatusServiceUnavailable},
+		{status: http.StatusServiceUnavailable, wantErr: client.ErrUnavailable, wantCalls: 2, wantStatus: http.StatusServiceUnavailable},
+		{status: http.StatusInternalServerError, wantErr: client.ErrPolicy, wantCalls: 1, wantStatus: http.StatusInternalServerError},
+	} {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			var calls atomic.Int64
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(tc.status)
+			}))
+			defer s.Close()
+			c := newClient(t, client.Options{URL: s.URL, Retries: 1, RetryDelay: time.Millisecond})
+			d, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}})
+			if d.Allow || !errors.Is(err, tc.wantErr) {
+				t.Errorf("%+v, %v; want a deny with %v", d, err, tc.wantErr)
+			}
+			if got := calls.Load(); got != tc.wantCalls {
+				t.Errorf("%d calls, want %d", got, tc.wantCalls)
+			}
+			calls.Store(0)
+			w := httptest.NewRecorder()
+			c.Middleware(client.MiddlewareOptions{})(http.NotFoundHandler()).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/orders/42", nil))
+			if w.Code != tc.wantStatus {
+				t.Errorf("middleware answered %d, want %d: %s", w.Code, tc.wantStatus, w.Body)
+			}
+		})
+	}
+	// A 429's Retry-After is honoured as a 503's: a retry that could only
+	// start after the deadline is not made.
+	var calls atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer s.Close()
+	c := newClient(t, client.Options{URL: s.URL, Timeout: time.Second, RetryDelay: time.Millisecond})
+	start := time.Now()
+	if _, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "x"}}); !errors.Is(err, client.ErrUnavailable) || calls.Load() != 1 {
+		t.Errorf("429 with Retry-After: 5: %v after %d calls; want ErrUnavailable after one", err, calls.Load())
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("took %v; want the error at once", d)
+	}
+}
+
 // TestRetryHonoursRetryAfter: an overloaded server's Retry-After is waited
 // out before the retry, and a retry that could only start after the
 // deadline is not waited for: the error comes back at once.

@@ -111,8 +111,13 @@ func (e *TokenError) Unwrap() error { return e.err }
 
 // Status is the status a denied or failed request is answered with: 401
 // when its token was refused (or missing, and the request denied), 403 for
-// any other deny, 400 for an invalid request, 503 when the decision service
-// is unavailable, 500 for a policy error.
+// any other deny, 400 for an invalid request (ErrInvalidRequest: one the
+// server refused with 400, 413 or 415), 503 when the decision service is
+// unavailable (ErrUnavailable, a 503 or 429 included), 500 for a policy
+// error and for an answer the client does not understand (ErrProtocol: a
+// redirect, or another 4xx such as a gateway's 401 or 403 refusing this
+// service's own credentials, or a 404 from a wrong base URL, which are not
+// the end user's fault).
 func Status(d Decision, err error, anonymous bool) int {
 	var te *TokenError
 	switch {
