@@ -73,7 +73,10 @@ var (
 // Options configures a Client. Every zero value means the documented
 // default; only URL is required.
 type Options struct {
-	// URL is the server's base URL, e.g. "http://127.0.0.1:8181" (required).
+	// URL is the server's base URL, e.g. "http://127.0.0.1:8181" or
+	// "https://pdp.example.com/verdict" (required): an http or https URL
+	// with a host, and without a query or a fragment. The client asks
+	// its path followed by /v1/decide (dot segments resolved).
 	URL string
 	// HTTPClient sends the requests; nil means a client of the Client's own
 	// with pooled keep-alive connections. Its Timeout, if any, also applies.
@@ -170,21 +173,27 @@ type Client struct {
 // New validates opts and returns a Client. It performs no I/O.
 func New(opts Options) (*Client, error) {
 	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// Shown unless it may hold a password (user:pass@host, however
-		// garbled: with no scheme, url.Parse reads "user" as one).
-		shown := opts.URL
-		if strings.Contains(opts.URL, "@") {
-			shown = "(not shown: it may hold a password)"
-			if err == nil && u.User != nil && u.Host != "" {
-				shown = u.Redacted()
-			}
+	// The URL is shown unless it may hold a password (user:pass@host,
+	// however garbled: with no scheme, url.Parse reads "user" as one).
+	shown := opts.URL
+	if strings.Contains(opts.URL, "@") {
+		shown = "(not shown: it may hold a password)"
+		if err == nil && u.User != nil && u.Host != "" {
+			shown = u.Redacted()
 		}
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		hint := ""
 		if !strings.Contains(opts.URL, "://") {
 			hint = " (it has no scheme: write http:// or https:// before the host)"
 		}
 		return nil, fmt.Errorf("%w: URL %q must be an absolute http(s) URL%s", ErrOptions, shown, hint)
+	}
+	// url.Parse cut the URL at its first '#' and then at its first '?': any
+	// of them starts a fragment or a query, even an empty one, after which
+	// "/v1/decide" would not be the path.
+	if strings.ContainsAny(opts.URL, "?#") {
+		return nil, fmt.Errorf("%w: URL %q has a query or a fragment: give the server's base URL (scheme, host, and a path prefix if any); the client adds /v1/decide", ErrOptions, shown)
 	}
 	if opts.Timeout < 0 || opts.RetryDelay < 0 {
 		return nil, fmt.Errorf("%w: negative timeout or retry delay", ErrOptions)
@@ -213,7 +222,7 @@ func New(opts Options) (*Client, error) {
 		header.Del(k)
 	}
 	opts.Header = header
-	c := &Client{endpoint: strings.TrimRight(opts.URL, "/") + "/v1/decide", opts: opts}
+	c := &Client{endpoint: u.JoinPath("v1", "decide").String(), opts: opts}
 	if opts.HTTPClient != nil {
 		cl := *opts.HTTPClient
 		c.http = &cl

@@ -108,6 +108,47 @@ func TestOptionsAreNotLeakedOrShared(t *testing.T) {
 	}
 }
 
+// TestNewRefusesQueryAndFragment: a base URL with a query or a fragment was
+// taken, and /v1/decide appended after it: "http://h/?tenant=a" asked
+// "/?tenant=a/v1/decide", the server's root with a query. New refuses it;
+// the endpoint is the base path joined with v1/decide.
+func TestNewRefusesQueryAndFragment(t *testing.T) {
+	for _, u := range []string{
+		"http://h/?tenant=a", "http://h?tenant=a", "http://h/base?", "http://h/#frag", "http://h#",
+		"https://user:hunter2@h/?tenant=a",
+	} {
+		_, err := client.New(client.Options{URL: u})
+		if !errors.Is(err, client.ErrOptions) || !strings.Contains(err.Error(), "query or a fragment") {
+			t.Errorf("New(%q): %v; want ErrOptions naming the query or fragment", u, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("New(%q): %v shows the password", u, err)
+		}
+	}
+	asked := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- r.URL.RequestURI()
+		io.WriteString(w, allowAnswer)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct{ base, want string }{
+		{"", "/v1/decide"},
+		{"/", "/v1/decide"},
+		{"//", "/v1/decide"},
+		{"/verdict", "/verdict/v1/decide"},
+		{"/verdict/", "/verdict/v1/decide"},
+		{"/verdict/./", "/verdict/v1/decide"},
+	} {
+		c := newClient(t, client.Options{URL: srv.URL + tc.base, Retries: -1})
+		if _, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "read"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-asked; got != tc.want {
+			t.Errorf("base %q: asked %q, want %q", tc.base, got, tc.want)
+		}
+	}
+}
+
 // TestDenyPageHidesCauses: the middleware's deny page shows the person
 // denied a failure's category, not its cause (addresses, the server's
 // message), which is for the service's logs.
