@@ -1,7 +1,9 @@
 package local
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,7 +32,8 @@ type DirOptions struct {
 	// logged nor counted again.
 	RetryInterval time.Duration
 	// Limits bounds every read of the directory; zero fields mean the
-	// defaults.
+	// defaults. MaxFiles also bounds the directories watched: a tree of
+	// more is refused before it is read.
 	bundles.Limits
 	// Logger receives reload and error logs; nil discards them.
 	Logger *slog.Logger
@@ -79,7 +82,7 @@ func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
 	watched := map[string]string{d.dir: realPath(d.dir)}
 	return d.run(ctx, sink, watch{
 		dir: d.dir, name: d.opts.Dir, relevant: d.relevant, read: d.read,
-		sync: func(w *fsnotify.Watcher) { d.syncWatches(w, watched) },
+		sync: func(w *fsnotify.Watcher) error { return d.syncWatches(w, watched) },
 	})
 }
 
@@ -109,9 +112,12 @@ func (d *Dir) relevant(ev fsnotify.Event) bool {
 // (and re-targeted symlinked, or made again) directories and drops
 // vanished ones.
 // fsnotify does not recurse, so every directory is watched on its own.
-func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) {
+// A tree of more than MaxFiles directories is an error (the read would
+// refuse it too); the first MaxFiles are watched all the same, so that the
+// change that fixes the tree is seen.
+func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) error {
 	want := map[string]string{}
-	walkDirs(d.dir, want, 0)
+	walkErr := walkDirs(d.dir, want, cmp.Or(d.opts.MaxFiles, bundles.DefaultMaxFiles))
 	// fsnotify drops a watch when its directory is removed or renamed; a
 	// directory made again at the same path (rm -r lib; mkdir lib, or a
 	// swap by rename) has the same path and real path, and must be watched
@@ -136,19 +142,58 @@ func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) {
 		}
 		watched[p] = real
 	}
+	return walkErr
 }
 
 const maxDepth = 64
 
-// walkDirs collects dir and every non-ignored directory below it, following
-// symbolic links, keyed by path with the resolved path as value. Links that
-// lead back to an ancestor are not followed.
-func walkDirs(dir string, out map[string]string, depth int) {
-	real := realPath(dir)
-	if real == "" || depth > maxDepth {
+// dirWalk collects the directories a Dir watches: the policy directory and
+// every non-ignored directory below it, following symbolic links, keyed by
+// path with the resolved path as value. It follows the rules of the
+// directory reader (bundles.ReadDir), so that it watches what the read
+// reads: each directory is collected once, under the first path that
+// reaches it, however many links lead to it (links between siblings would
+// otherwise make the walk exponential); a link to a directory that is
+// collected, or to an ancestor of one (a link to /), is not followed; and
+// no more than limit directories below the policy directory are collected.
+type dirWalk struct {
+	out   map[string]string // path → real path
+	seen  map[string]bool   // real paths collected
+	above map[string]bool   // ancestors of the real paths collected
+	limit int               // most directories below the root
+	n     int               // directories collected below the root
+	err   error             // set once max is exceeded
+}
+
+// walkDirs collects dir and the directories below it into out (see
+// dirWalk). It returns an error wrapping bundles.ErrRead and
+// bundles.ErrTooLarge when there are more than limit of them below dir; out
+// then holds dir and the first limit.
+func walkDirs(dir string, out map[string]string, limit int) error {
+	w := &dirWalk{out: out, seen: map[string]bool{}, above: map[string]bool{}, limit: limit}
+	w.walk(dir, realPath(dir), 0)
+	return w.err
+}
+
+func (w *dirWalk) walk(dir, real string, depth int) {
+	if real == "" || depth > maxDepth || w.err != nil {
 		return
 	}
-	out[dir] = real
+	if depth > 0 {
+		if w.n++; w.n > w.limit {
+			w.err = fmt.Errorf("%w: %w: policy directory has more than %d directories",
+				bundles.ErrRead, bundles.ErrTooLarge, w.limit)
+			return
+		}
+	}
+	w.out[dir] = real
+	w.seen[real] = true
+	for p := filepath.Dir(real); !w.above[p]; p = filepath.Dir(p) {
+		w.above[p] = true
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
@@ -158,39 +203,19 @@ func walkDirs(dir string, out map[string]string, depth int) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		isDir := e.IsDir()
-		if e.Type()&os.ModeSymlink != 0 {
-			info, err := os.Stat(p)
-			if err != nil || !info.IsDir() {
+		link := e.Type()&os.ModeSymlink != 0
+		if link {
+			if info, err := os.Stat(p); err != nil || !info.IsDir() {
 				continue
 			}
-			target := realPath(p)
-			if cyclic(out, dir, target) {
-				continue
-			}
-			isDir = true
+		} else if !e.IsDir() {
+			continue
 		}
-		if isDir {
-			walkDirs(p, out, depth+1)
+		target := realPath(p)
+		if w.seen[target] || (link && w.above[target]) {
+			continue // reached before, or a link back above it
 		}
-	}
-}
-
-// cyclic reports whether target is dir or one of its ancestors among the
-// collected directories.
-func cyclic(out map[string]string, dir, target string) bool {
-	for p := dir; ; {
-		if out[p] == target {
-			return true
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return false
-		}
-		if _, ok := out[parent]; !ok {
-			return false
-		}
-		p = parent
+		w.walk(p, target, depth+1)
 	}
 }
 

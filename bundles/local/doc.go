@@ -9,6 +9,13 @@
 // default), then the whole set is read again; content identical to what was
 // last offered is not offered twice, so one save yields one snapshot.
 //
+// Dir follows symbolic links when it watches, as the read does: before
+// every read it walks the tree to add and drop watches, and that walk
+// watches each directory once however many links lead to it, follows no
+// link to a directory above one it watches (a link to /), and stops at
+// Limits.MaxFiles directories, failing that load with an error wrapping
+// bundles.ErrTooLarge ("policy directory has more than N directories").
+//
 // Constructors validate options and start nothing. Run delivers the first
 // snapshot synchronously, before it waits for events, closes Initialized
 // when that first attempt is done, and returns only after every goroutine

@@ -581,3 +581,60 @@ func BenchmarkDirSaveToEffect(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ms-p50")
 	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, "ms-p99")
 }
+
+// TestDirSiblingLinksReadyFast: links between sibling levels (two at each
+// level to the next, 2^14 paths to the last) neither hold back the first
+// load nor stop hot reload: the watcher walks each directory once, as the
+// read does.
+func TestDirSiblingLinksReadyFast(t *testing.T) {
+	const levels = 14
+	root := t.TempDir()
+	pol := filepath.Join(root, "policy")
+	bundletest.Must(t, os.Mkdir(pol, 0o755))
+	write(t, filepath.Join(pol, "authz.rego"), bundletest.Policy("authz", 1))
+	for i := 0; i <= levels; i++ {
+		bundletest.Must(t, os.Mkdir(filepath.Join(root, fmt.Sprintf("L%d", i)), 0o755))
+	}
+	bundletest.Must(t, os.Symlink(filepath.Join(root, "L0"), filepath.Join(pol, "lib")))
+	for i := 0; i < levels; i++ {
+		next := filepath.Join(root, fmt.Sprintf("L%d", i+1))
+		bundletest.Must(t, os.Symlink(next, filepath.Join(root, fmt.Sprintf("L%d", i), "a")))
+		bundletest.Must(t, os.Symlink(next, filepath.Join(root, fmt.Sprintf("L%d", i), "b")))
+	}
+	sink := bundletest.NewSink(2)
+	start(t, newDir(t, pol), sink) // fails after wait (5 s); the old walk took 11 s
+	if s := sink.Next(t, wait); len(s.Modules) != 1 {
+		t.Fatalf("modules %v", bundletest.ModulePaths(s))
+	}
+	write(t, filepath.Join(root, fmt.Sprintf("L%d", levels), "deep.rego"), bundletest.Policy("deep", 1))
+	if s := sink.Next(t, wait); len(s.Modules) != 2 {
+		t.Fatalf("after a write at the last level: modules %v", bundletest.ModulePaths(s))
+	}
+}
+
+// TestDirLinkToHugeTree: a link to a tree of more directories than
+// max_files stops the watcher's walk there, with an error in the status
+// that says so; removing the link recovers.
+func TestDirLinkToHugeTree(t *testing.T) {
+	root := t.TempDir()
+	pol := filepath.Join(root, "policy")
+	bundletest.Must(t, os.Mkdir(pol, 0o755))
+	write(t, filepath.Join(pol, "authz.rego"), bundletest.Policy("authz", 1))
+	huge := filepath.Join(root, "huge")
+	for i := range 50 {
+		bundletest.Must(t, os.MkdirAll(filepath.Join(huge, fmt.Sprintf("d%d", i)), 0o755))
+	}
+	link := filepath.Join(pol, "lib")
+	bundletest.Must(t, os.Symlink(huge, link))
+	d, err := local.NewDir(local.DirOptions{Dir: pol, Debounce: debounce, Limits: bundles.Limits{MaxFiles: 10}})
+	bundletest.Must(t, err)
+	sink := bundletest.NewSink(2)
+	start(t, d, sink)
+	if st := d.Status(); !strings.Contains(st.LastError, "policy directory has more than 10 directories") || sink.Calls() != 0 {
+		t.Fatalf("status = %+v, loads = %d", st, sink.Calls())
+	}
+	bundletest.Must(t, os.Remove(link))
+	if s := sink.Next(t, wait); len(s.Modules) != 1 {
+		t.Fatalf("modules %v", bundletest.ModulePaths(s))
+	}
+}

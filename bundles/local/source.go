@@ -92,8 +92,9 @@ type watch struct {
 	// read reads the policy set.
 	read func() (*bundles.Snapshot, error)
 	// sync, when set, runs before every read (Dir adds and drops the
-	// watches of subdirectories).
-	sync func(*fsnotify.Watcher)
+	// watches of subdirectories). An error it returns fails that load as a
+	// failed read would, and read is not called.
+	sync func(*fsnotify.Watcher) error
 }
 
 // run watches w.dir, delivers the first snapshot, closes Initialized, and
@@ -113,10 +114,13 @@ func (s *source) run(ctx context.Context, sink bundles.Sink, w watch) error {
 		return fmt.Errorf("%w: %s: %w", ErrWatch, w.name, err)
 	}
 	reload := func() bool {
+		read := w.read
 		if w.sync != nil {
-			w.sync(fw)
+			if err := w.sync(fw); err != nil {
+				read = func() (*bundles.Snapshot, error) { return nil, err }
+			}
 		}
-		return s.reload(ctx, sink, w.read)
+		return s.reload(ctx, sink, read)
 	}
 	retry := reload()
 	s.rec.MarkInitialized()
