@@ -14,6 +14,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/internal/atomicfile"
+	"github.com/verdict-pdp/verdict/internal/regularfile"
 )
 
 // meta is the persisted bundle's companion file.
@@ -49,12 +50,15 @@ func savedKey(raw []byte, etag string) string {
 
 // loadPersisted offers the persisted bundle to sink, verifying it as if it
 // had just been fetched. Failures are recorded and logged; polling goes on.
+// The bundle and its companion are read as regular files of at most
+// MaxBytes: a FIFO in their place is refused, never waited on, and a huge
+// (or sparse) file is not read past the limit.
 func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
 	if p.opts.PersistDir == "" {
 		return
 	}
 	bp, mp := p.persistPaths()
-	raw, err := os.ReadFile(bp)
+	raw, err := regularfile.ReadFileMax(bp, p.opts.MaxBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
@@ -62,7 +66,7 @@ func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
 	var m meta
 	if err == nil {
 		var mb []byte
-		if mb, err = os.ReadFile(mp); err == nil {
+		if mb, err = regularfile.ReadFileMax(mp, p.opts.MaxBytes); err == nil {
 			err = json.Unmarshal(mb, &m)
 		}
 	}

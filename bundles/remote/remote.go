@@ -97,6 +97,9 @@ type Options struct {
 	// saved ETag is not sent: the first poll downloads the bundle whole.
 	// With MaxAge, the time a poll last confirmed it is kept too (at most
 	// MaxAge/4 late), and counts as a successful poll after a restart.
+	// The persisted files are read as regular files of at most MaxBytes
+	// (a FIFO in their place is refused, never waited on); one refused is
+	// logged and polling goes on.
 	PersistDir string
 	// Verify returns the signature verification in service, asked before
 	// every bundle is read, so that a rotated key is used from the next

@@ -6,6 +6,7 @@ package regularfile
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -13,6 +14,9 @@ import (
 
 // ErrNotRegular is wrapped by Open's error for anything but a regular file.
 var ErrNotRegular = errors.New("not a regular file")
+
+// ErrTooLarge is wrapped by ReadFileMax's error for a file over its limit.
+var ErrTooLarge = errors.New("file too large")
 
 // Open opens path, following symbolic links, for reading. It refuses
 // anything but a regular file without blocking: the file is opened
@@ -44,4 +48,24 @@ func ReadFile(path string) ([]byte, error) {
 	}
 	defer f.Close()
 	return io.ReadAll(f)
+}
+
+// ReadFileMax reads the regular file at path as Open opens it, but no
+// more than limit bytes of it: a longer file (a huge or sparse one, or one
+// growing) is refused with an error wrapping ErrTooLarge once one byte
+// more has been read.
+func ReadFileMax(path string, limit int64) ([]byte, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)}
+	}
+	return b, nil
 }

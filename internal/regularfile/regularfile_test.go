@@ -74,3 +74,33 @@ func TestOpen(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestReadFileMax: a file of limit bytes reads whole; one byte more is
+// refused with ErrTooLarge, and a FIFO with ErrNotRegular, at once.
+func TestReadFileMax(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bundle.tar.gz")
+	if err := os.WriteFile(file, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := regularfile.ReadFileMax(file, 10); err != nil || string(b) != "0123456789" {
+		t.Errorf("ReadFileMax(10): %q, %v", b, err)
+	}
+	if b, err := regularfile.ReadFileMax(file, 9); !errors.Is(err, regularfile.ErrTooLarge) || b != nil {
+		t.Errorf("ReadFileMax(9): %q, %v, want ErrTooLarge", b, err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := regularfile.ReadFileMax(fifo, 10); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, regularfile.ErrNotRegular) {
+			t.Errorf("ReadFileMax of a FIFO: %v, want ErrNotRegular", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadFileMax of a FIFO blocked")
+	}
+}
