@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/internal/atomicfile"
+	"github.com/verdict-pdp/verdict/internal/regularfile"
 )
 
 // persisted is the file a key set is kept in between runs. It holds public
@@ -47,12 +48,14 @@ func persistPath(dir, issuer, url string) string {
 // clock skew) is refused, since the set would never go stale. Its ETag is
 // not kept: the provider's 304 to it would vouch for whatever the file now
 // holds, so the first refresh downloads the set whole. A missing file is
-// not an error.
+// not an error; anything but a regular file is.
 func (m *Manager) loadPersisted() error {
 	if m.persist == "" {
 		return nil
 	}
-	b, err := os.ReadFile(m.persist)
+	// A regular file (a FIFO in its place must not block Run), of at most
+	// twice MaxBytes: a key set of MaxBytes with its issuer, URL and ETag.
+	b, err := regularfile.ReadFileMax(m.persist, 2*m.opts.MaxBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
