@@ -14,10 +14,14 @@ import (
 
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/internal/atomicfile"
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
 	"github.com/verdict-pdp/verdict/internal/regularfile"
 )
 
-// meta is the persisted bundle's companion file.
+// meta is the persisted bundle's companion file. Nothing reads URL back:
+// it tells a person which bundle_url the file is of, redacted
+// (httpfetch.Redact) as in logs, so that no password or presigned query
+// token is written to disk.
 type meta struct {
 	URL      string    `json:"url"`
 	ETag     string    `json:"etag,omitempty"`
@@ -90,6 +94,18 @@ func (p *Poller) loadPersisted(ctx context.Context, sink bundles.Sink) {
 	// for whatever the file now holds (an unsigned bundle replaced on disk
 	// would keep serving for as long as the server's bundle is unchanged).
 	// The first poll downloads the bundle whole.
+	if red := httpfetch.Redact(p.opts.URL); m.URL != red {
+		// Written by an earlier release, with the URL in full: the bundle
+		// is not written again while unchanged, so scrub its companion now.
+		m.URL = red
+		mb, err := json.Marshal(m)
+		if err == nil {
+			err = atomicfile.Write(mp, mb, atomicfile.PrivateFile, atomicfile.PrivateDir)
+		}
+		if err != nil {
+			p.log.Warn("policy bundle not persisted", "origin", p.origin, "error", err)
+		}
+	}
 	p.saved, p.savedMeta = savedKey(raw, m.ETag), m
 	// Confirmed then, as far as MaxAge is concerned: a restart while the
 	// server is down serves for what is left of it. A time to come is a
@@ -145,7 +161,7 @@ func (p *Poller) persist(raw []byte, etag, revision string) error {
 	// no confirmation may be written onto the bundle it replaces.
 	p.saved, p.savedMeta = "", meta{}
 	bp, mp := p.persistPaths()
-	m := meta{URL: p.opts.URL, ETag: etag, Revision: revision, SavedAt: p.now().UTC()}
+	m := meta{URL: httpfetch.Redact(p.opts.URL), ETag: etag, Revision: revision, SavedAt: p.now().UTC()}
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPersist, err)
@@ -153,7 +169,7 @@ func (p *Poller) persist(raw []byte, etag, revision string) error {
 	// Clear the ETag, replace the bundle, then record its ETag: a crash in
 	// between costs one download, never a 304 for the wrong bundle.
 	if _, err := os.Stat(mp); err == nil {
-		cleared, _ := json.Marshal(meta{URL: p.opts.URL})
+		cleared, _ := json.Marshal(meta{URL: m.URL})
 		if err := atomicfile.Write(mp, cleared, atomicfile.PrivateFile, atomicfile.PrivateDir); err != nil {
 			return fmt.Errorf("%w: %w", ErrPersist, err)
 		}

@@ -710,3 +710,47 @@ func TestPollerNoConfirmationAfterFailedPersist(t *testing.T) {
 		}
 	}
 }
+
+// TestPollerPersistedURLRedacted: the persisted bundle's companion names
+// the bundle_url as logs do, without its password or query (a presigned
+// URL's token), which it held in full on disk.
+func TestPollerPersistedURLRedacted(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
+	persist := t.TempDir()
+	u := strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1) + "/authz.tar.gz?X-Amz-Signature=secret"
+	_, st, sink := startPoller(t, remote.Options{URL: u, PersistDir: persist}, 2)
+	st.polled(t)
+	sink.Next(t, wait)
+	files, _ := filepath.Glob(filepath.Join(persist, "*.json"))
+	if len(files) != 1 {
+		t.Fatalf("persisted companions %v", files)
+	}
+	raw, err := os.ReadFile(files[0])
+	bundletest.Must(t, err)
+	var m struct {
+		URL string `json:"url"`
+	}
+	bundletest.Must(t, json.Unmarshal(raw, &m))
+	want := srv.URL + "/authz.tar.gz"
+	if m.URL != want || strings.Contains(string(raw), "hunter2") || strings.Contains(string(raw), "secret") {
+		t.Errorf("companion = %s, want url %q and no credential", raw, want)
+	}
+
+	// A companion an earlier release wrote, with the URL in full, is
+	// rewritten redacted when its bundle is loaded at the next start
+	// (the unchanged bundle is not persisted again).
+	var full map[string]any
+	bundletest.Must(t, json.Unmarshal(raw, &full))
+	full["url"] = u
+	raw, err = json.Marshal(full)
+	bundletest.Must(t, err)
+	bundletest.WriteFile(t, files[0], raw)
+	p, st, _ := startPoller(t, remote.Options{URL: u, PersistDir: persist}, 2)
+	<-p.Initialized()
+	st.polled(t)
+	raw, err = os.ReadFile(files[0])
+	bundletest.Must(t, err)
+	if strings.Contains(string(raw), "hunter2") || strings.Contains(string(raw), "secret") {
+		t.Errorf("companion after a restart = %s, want no credential", raw)
+	}
+}
