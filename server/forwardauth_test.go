@@ -10,6 +10,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
+	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
 // TestActionHeaderIsOptIn: a client-sent X-Verdict-Action is ignored unless
@@ -116,6 +117,62 @@ func TestDecisionLogDropsQueryAndBoundsFields(t *testing.T) {
 	}
 	if n := len(recs[1].Action.Path); n > maxLoggedField+len("…") {
 		t.Errorf("logged path of %d bytes, want at most %d", n, maxLoggedField)
+	}
+}
+
+// TestDecisionLogCutsPathParametersAndFragments: the path a record names
+// is cut at path parameters and at a fragment, literal or encoded, as at
+// the query: a session ID or a token after a ';' or a '#' never reaches
+// the record's action. Such a path is refused (400, so the record has no
+// input to hold it either), but for an encoded '#', which is path data
+// and reaches the policy (and the record's input, when kept). Before,
+// only a query was cut.
+func TestDecisionLogCutsPathParametersAndFragments(t *testing.T) {
+	var out authztest.SyncBuffer
+	dl, err := decisionlog.New(decisionlog.Options{Writer: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, fixtureOptions{keepInput: true, mutate: func(o *Options) { o.DecisionLog = dl }})
+	stop := authztest.Start(t, dl.Run)
+	cases := []struct {
+		uri, want string
+		code      int
+	}{
+		{uri: "/app;jsessionid=SECRET", want: "/app", code: http.StatusBadRequest},
+		{uri: "/cb#access_token=SECRET", want: "/cb", code: http.StatusBadRequest},
+		{uri: "/app%3Bjsessionid=SECRET", want: "/app", code: http.StatusBadRequest},
+		{uri: "/app%3bjsessionid=SECRET", want: "/app", code: http.StatusBadRequest},
+		{uri: "/orders/42;v=1?code=SECRET", want: "/orders/42", code: http.StatusBadRequest},
+		{uri: "/cb%23access_token=SECRET", want: "/cb", code: http.StatusUnauthorized},
+		{uri: "/orders/42?q=1;sid=SECRET#x", want: "/orders/42", code: http.StatusUnauthorized},
+	}
+	for _, tc := range cases {
+		w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {tc.uri}}, "")
+		if w.Code != tc.code {
+			t.Errorf("%s: status %d, want %d", tc.uri, w.Code, tc.code)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != len(cases) {
+		t.Fatalf("%d records, want %d:\n%s", len(lines), len(cases), out.String())
+	}
+	for i, tc := range cases {
+		var rec struct {
+			Action struct{ Path string }
+		}
+		if err := json.Unmarshal([]byte(lines[i]), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Action.Path != tc.want {
+			t.Errorf("%s: logged path %q, want %q", tc.uri, rec.Action.Path, tc.want)
+		}
+		if tc.code == http.StatusBadRequest && strings.Contains(lines[i], "SECRET") {
+			t.Errorf("%s: the record holds what followed a ';' or a '#': %s", tc.uri, lines[i])
+		}
 	}
 }
 
