@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/verdict-pdp/verdict/internal/httpfetch"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
 )
@@ -43,7 +44,7 @@ const defaultServiceName = "verdict"
 // tracing is the tracer provider of verdict serve and what to log about it.
 type tracing struct {
 	provider *sdktrace.TracerProvider
-	endpoint string // where spans go, for the log
+	endpoint string // where spans go, for the log: no user info or query
 	sampler  string // how they are sampled, for the log
 }
 
@@ -71,7 +72,9 @@ func newTracing(ctx context.Context, cfg *config.Config) (*tracing, error) {
 		return nil, fmt.Errorf("tracing: OTEL_EXPORTER_OTLP_PROTOCOL %q: verdict exports traces over OTLP/HTTP (http/protobuf, port 4318 by convention)", protocol)
 	}
 
-	t := &tracing{endpoint: tracesEndpoint(tc)}
+	// Logged without user info or query: unlike tracing.endpoint, the
+	// environment's endpoint is never checked for either.
+	t := &tracing{endpoint: httpfetch.Redact(tracesEndpoint(tc))}
 	var expOpts []otlptracehttp.Option
 	if u := tc.TracesURL(); u != "" {
 		expOpts = append(expOpts, otlptracehttp.WithEndpointURL(u))

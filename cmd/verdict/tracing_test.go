@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel"
+
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/server/config"
 )
 
@@ -69,6 +74,41 @@ func TestNewTracing(t *testing.T) {
 			defer tr.provider.Shutdown(context.Background())
 			if tr.endpoint != tc.wantEndpoint || tr.sampler != tc.wantSampler {
 				t.Errorf("endpoint %q sampler %q, want %q %q", tr.endpoint, tr.sampler, tc.wantEndpoint, tc.wantSampler)
+			}
+		})
+	}
+}
+
+// TestTracingEndpointLoggedRedacted: an endpoint from the environment,
+// which unlike tracing.endpoint is never checked for user info or a query,
+// is logged without either, at start and in the shutdown warning.
+func TestTracingEndpointLoggedRedacted(t *testing.T) {
+	for _, env := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		t.Run(env, func(t *testing.T) {
+			for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+				"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+				t.Setenv(k, "")
+			}
+			t.Setenv(env, "http://tenant:hunter2@127.0.0.1:1/v1/traces?api-key=sekrit#frag")
+			tr, err := newTracing(t.Context(), &config.Config{})
+			if err != nil || tr == nil {
+				t.Fatalf("newTracing: %v, %v", tr, err)
+			}
+			var logs authztest.SyncBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			tr.logStart(t.Context(), logger)
+			defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+			_, span := tr.provider.Tracer("test").Start(t.Context(), "span")
+			span.End()
+			tr.shutdown(t.Context(), time.Nanosecond, logger)
+			got := logs.String()
+			if !strings.Contains(got, "endpoint=http://127.0.0.1:1/v1/traces") || !strings.Contains(got, "spans not flushed") {
+				t.Errorf("want the endpoint without user info and query, at start and shutdown; logged:\n%s", got)
+			}
+			for _, secret := range []string{"tenant", "hunter2", "api-key", "sekrit", "frag"} {
+				if strings.Contains(got, secret) {
+					t.Errorf("the log holds %q:\n%s", secret, got)
+				}
 			}
 		})
 	}
