@@ -10,9 +10,10 @@ import (
 
 // logFile is the decision log's file, which SIGHUP reopens by its name: a
 // log rotated by renaming it (logrotate's default) is then written anew
-// instead of into the renamed file for as long as the process lives. The
-// switch happens at a line's end, never inside a record (the log's writer
-// may hand a record over in two writes). Its methods do nothing on a nil
+// instead of into the renamed file for as long as the process lives; so
+// is a file that refuses writes (the decision log goes on trying). The
+// switch happens at a line's end, never inside a record (a failed write
+// may have stopped inside one). Its methods do nothing on a nil
 // *logFile (the log goes elsewhere).
 type logFile struct {
 	path string
@@ -33,7 +34,8 @@ func openLogFile(path string) (*logFile, error) {
 }
 
 // Write appends p: to the file open now, and after a reopen, from the end
-// of the line under way on, to the new one.
+// of the line under way on, to the new one; when writing that end fails,
+// the new one is used from the next Write on.
 func (l *logFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -45,11 +47,15 @@ func (l *logFile) Write(p []byte) (int, error) {
 		}
 		m, err := l.write(p[:end+1])
 		n += m
-		if err != nil {
-			return n, err
-		}
 		l.f.Close()
 		l.f, l.next = l.next, nil
+		if err != nil {
+			// The file open before refuses writes: the line under way is
+			// lost anyway, and the reopened file takes the next write
+			// (waiting for one to end the line there would wait forever).
+			l.midLine = false
+			return n, err
+		}
 		p = p[end+1:]
 	}
 	m, err := l.write(p)
@@ -66,7 +72,7 @@ func (l *logFile) write(p []byte) (int, error) {
 }
 
 // Reopen opens the file by its name again and writes there from the next
-// line on; on failure the file open before stays in use.
+// line on; when it cannot be opened, the file open before stays in use.
 func (l *logFile) Reopen() error {
 	if l == nil {
 		return nil
@@ -86,7 +92,10 @@ func (l *logFile) Reopen() error {
 	}
 	old := l.f
 	l.f = f
-	return old.Close()
+	// The new file serves either way: an error closing the old one (a
+	// broken file, which the reopen is for) does not undo the reopen.
+	_ = old.Close()
+	return nil
 }
 
 // Close closes the file open now, and one reopened and not yet in use.

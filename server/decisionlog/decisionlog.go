@@ -41,7 +41,6 @@
 package decisionlog
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -126,9 +125,11 @@ type Shadow struct {
 
 // Options configures a Logger. Every zero value means the documented default.
 type Options struct {
-	// Writer receives the JSON lines. The Logger buffers writes and
-	// flushes whenever its buffer runs empty and when Run returns; it never
-	// closes Writer. Nil means no file output: Upload is then required.
+	// Writer receives the JSON lines. The Logger buffers them and writes
+	// them out whenever its buffer runs empty or fills (64 KiB) and when
+	// Run returns, whole lines in each Write; it never closes Writer. A
+	// failed Write does not stop the next (a file that takes writes again,
+	// or was reopened, gets the records logged from then on). Nil means no file output: Upload is then required.
 	Writer io.Writer
 	// Upload, when set, ships every record to an HTTP collector too (see
 	// the package doc).
@@ -169,8 +170,8 @@ type Options struct {
 // Logger is a decision log. Log is safe for concurrent use and never
 // blocks; Run must be called (once) for records to be written.
 type Logger struct {
-	w         *bufio.Writer // nil: no file output
-	up        *uploader     // nil: no upload
+	out       *output   // nil: no file output
+	up        *uploader // nil: no upload
 	flushBy   func() time.Time
 	ch        chan queued
 	queuedMem *membudget.Budget
@@ -218,7 +219,7 @@ func New(opts Options) (*Logger, error) {
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Writer != nil {
-		l.w = bufio.NewWriterSize(opts.Writer, 64<<10)
+		l.out = &output{w: opts.Writer}
 	}
 	if opts.Upload != nil {
 		uo, err := opts.Upload.withDefaults(l.maxBytes)
@@ -273,14 +274,18 @@ func (l *Logger) Log(r Record) bool {
 // because it would have made them larger than Options.MaxRecordBytes.
 func (l *Logger) Truncated() uint64 { return l.truncated.Load() }
 
-// Written returns how many records were written.
+// Written returns how many records were written: handed to the Writer
+// whole, in a Write that succeeded.
 func (l *Logger) Written() uint64 { return l.written.Load() }
 
 // Run writes queued records until ctx is done, then writes whatever is still
 // buffered, flushes, and returns nil. Cancel ctx only after the last Log
 // call that should be written (for a server: after it has finished its
-// in-flight requests). A write error is logged and the record counted as
-// dropped; Run keeps going. While records are being dropped, a warning is
+// in-flight requests). Records are written in batches: when a Write fails,
+// every record it held is counted as dropped (write_failed), the failure is
+// logged once at Error (later ones are counted, and warned of with the
+// other drops), and the next batch is written afresh; the first Write that
+// succeeds after failures logs "decision log recovered". While records are being dropped, a warning is
 // logged at most every WarnInterval, from a goroutine of Run's own (so that
 // it is logged even while the writer is stuck), which Run waits for before
 // it returns. With an upload target, Run's own goroutine sends batches;
@@ -387,26 +392,11 @@ func (l *Logger) write(buf []byte, q queued) []byte {
 	if l.up != nil {
 		l.up.offer(buf)
 	}
-	if l.w == nil {
-		return buf
+	if l.out != nil {
+		buf = append(buf, '\n')
+		l.writeLine(buf)
 	}
-	buf = append(buf, '\n')
-	if _, err := l.w.Write(buf); err != nil {
-		l.drop(DropWriteFailed, 1)
-		l.log.Error("decision log write failed", slog.String("error", err.Error()))
-		return buf
-	}
-	l.written.Add(1)
 	return buf
-}
-
-func (l *Logger) flush() {
-	if l.w == nil {
-		return
-	}
-	if err := l.w.Flush(); err != nil {
-		l.log.Error("decision log flush failed", slog.String("error", err.Error()))
-	}
 }
 
 // appendRecord encodes r with its input shaped (masked, hashed) and bounded.

@@ -38,7 +38,9 @@ func (r DropReason) String() string {
 
 // Stats are a Logger's counters, as Stats returns them.
 type Stats struct {
-	// Written counts the records written to Options.Writer.
+	// Written counts the records written to Options.Writer: each in a
+	// Write that succeeded. A record of a Write that failed is dropped
+	// (write_failed), also when it had been logged before the failure.
 	Written uint64
 	// Truncated counts the records encoded without their input (see
 	// Options.MaxRecordBytes).
@@ -75,7 +77,7 @@ type Histogram struct {
 func (l *Logger) Stats() Stats {
 	st := Stats{Written: l.written.Load(), Truncated: l.truncated.Load(), Dropped: map[DropReason]uint64{}}
 	reasons := []DropReason{DropBufferFull, DropStopped}
-	if l.w != nil {
+	if l.out != nil {
 		reasons = append(reasons, DropWriteFailed)
 	}
 	if l.up != nil {
