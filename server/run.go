@@ -107,6 +107,17 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	ln, gln, dln := s.ln, s.gln, s.dln
 	s.mu.Unlock()
+	// The servers' error lines are bounded an interval at a time; the
+	// last interval's count is logged as Run returns.
+	stopErrors, errorsDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(errorsDone)
+		s.httpErrors.run(stopErrors, s.httpErrorEvery)
+	}()
+	defer func() {
+		close(stopErrors)
+		<-errorsDone
+	}()
 	var handlers handlerCount
 	hs := s.httpServer(handlers.track(reportCalls(s.handler)))
 	// Beyond MaxConnections a new connection waits to be accepted: each
@@ -259,7 +270,7 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		ReadTimeout:       s.limits.ReadTimeout,
 		WriteTimeout:      s.limits.WriteTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
-		ErrorLog:          log.New(httpErrorLog{s.log}, "", 0),
+		ErrorLog:          log.New(s.httpErrors, "", 0),
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxStreams,
 			// What a client may send ahead of the handlers reading it: Go's
 			// default, a megabyte a connection, would let bodies waiting for
@@ -275,20 +286,85 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 // of each of its streams: HTTP/2's initial 64 KiB, the least Go allows.
 const h2ReceiveWindow = 64 << 10
 
+// httpErrorBurst and httpErrorInterval bound the lines the http.Servers'
+// errors make: at most httpErrorBurst of each kind an interval as they
+// come, then one line saying how many more there were. A client opening
+// connections and sending anything but TLS fails a handshake each time.
+const (
+	httpErrorBurst    = 5
+	httpErrorInterval = 10 * time.Second
+)
+
 // httpErrorLog turns what an http.Server logs into lines with a constant
 // message: "tls handshake failed" (Info: a client's certificate or TLS
 // version refused, a scanner; the remote address and the cause as
-// attributes), and "http server error" (Warn) for the rest.
-type httpErrorLog struct{ log *slog.Logger }
+// attributes), and "http server error" (Warn) for the rest. Of each, at
+// most httpErrorBurst lines an interval are logged; the rest are counted,
+// and run logs their count at the interval's end (the same message, with
+// "suppressed" and no remote or error). Safe for concurrent use; one
+// serves every http.Server of a Server, so that the bound holds for them
+// together.
+type httpErrorLog struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	// kinds counts, for tls handshake failed and http server error, the
+	// lines logged and suppressed in the interval under way.
+	kinds [2]struct{ logged, suppressed int }
+}
 
-func (l httpErrorLog) Write(p []byte) (int, error) {
+// httpErrorKinds are the messages and levels of httpErrorLog.kinds.
+var httpErrorKinds = [2]struct {
+	msg   string
+	level slog.Level
+}{{"tls handshake failed", slog.LevelInfo}, {"http server error", slog.LevelWarn}}
+
+func (l *httpErrorLog) Write(p []byte) (int, error) {
 	line := strings.TrimSuffix(string(p), "\n")
+	kind, attrs := 1, []slog.Attr{slog.String("error", line)}
 	if rest, ok := strings.CutPrefix(line, "http: TLS handshake error from "); ok {
 		remote, cause, _ := strings.Cut(rest, ": ")
-		l.log.LogAttrs(context.Background(), slog.LevelInfo, "tls handshake failed",
-			slog.String("remote", remote), slog.String("error", cause))
+		kind, attrs = 0, []slog.Attr{slog.String("remote", remote), slog.String("error", cause)}
+	}
+	l.mu.Lock()
+	k := &l.kinds[kind]
+	if k.logged == httpErrorBurst {
+		k.suppressed++
+		l.mu.Unlock()
 		return len(p), nil
 	}
-	l.log.LogAttrs(context.Background(), slog.LevelWarn, "http server error", slog.String("error", line))
+	k.logged++
+	l.mu.Unlock()
+	l.log.LogAttrs(context.Background(), httpErrorKinds[kind].level, httpErrorKinds[kind].msg, attrs...)
 	return len(p), nil
+}
+
+// endInterval logs how many lines of each kind the interval under way
+// suppressed, if any, and starts the next.
+func (l *httpErrorLog) endInterval(every time.Duration) {
+	l.mu.Lock()
+	kinds := l.kinds
+	l.kinds = [2]struct{ logged, suppressed int }{}
+	l.mu.Unlock()
+	for i, k := range kinds {
+		if k.suppressed > 0 {
+			l.log.LogAttrs(context.Background(), httpErrorKinds[i].level, httpErrorKinds[i].msg,
+				slog.Int("suppressed", k.suppressed), slog.Duration("interval", every))
+		}
+	}
+}
+
+// run ends an interval every every, until stop is closed; then it ends
+// the last one.
+func (l *httpErrorLog) run(stop <-chan struct{}, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			l.endInterval(every)
+		case <-stop:
+			l.endInterval(every)
+			return
+		}
+	}
 }

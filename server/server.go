@@ -64,6 +64,11 @@ type Server struct {
 	extTrusted []netip.Prefix // ext_authz peers whose source attributes are believed
 	extNames   extHeaderNames // request headers the ext_authz front reads
 
+	// httpErrors logs what the http.Servers report, httpErrorBurst lines
+	// of a kind every httpErrorEvery (httpErrorInterval) at most.
+	httpErrors     *httpErrorLog
+	httpErrorEvery time.Duration
+
 	bufs    sync.Pool // *[]byte, answers
 	probes  sync.Pool // *[bodyProbe]byte, the first bytes of request bodies
 	readers jsonReaders
@@ -88,6 +93,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		grace:           handlerGrace,
 		watchLifetime:   watchLifetime,
+		httpErrorEvery:  httpErrorInterval,
 		engine:          opts.Engine,
 		source:          opts.Source,
 		keySets:         slices.Clone(opts.KeySets),
@@ -149,6 +155,7 @@ func New(opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.httpErrors = &httpErrorLog{log: s.log}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.probes.New = func() any { return new([bodyProbe]byte) }
 	m, err := newMetrics(opts.Registry, s)

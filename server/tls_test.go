@@ -226,7 +226,7 @@ func TestTLSRequireRotatedOut(t *testing.T) {
 // cause apart), anything else a warning.
 func TestHTTPErrorLog(t *testing.T) {
 	var buf bytes.Buffer
-	l := log.New(httpErrorLog{slog.New(slog.NewJSONHandler(&buf, nil))}, "", 0)
+	l := log.New(&httpErrorLog{log: slog.New(slog.NewJSONHandler(&buf, nil))}, "", 0)
 	l.Printf("http: TLS handshake error from 10.0.0.5:4242: tls: failed to verify certificate: x509: certificate signed by unknown authority")
 	l.Printf("http: Accept error: too many open files; retrying in 5ms")
 	var lines []map[string]any
@@ -241,6 +241,86 @@ func TestHTTPErrorLog(t *testing.T) {
 		lines[0]["error"] != "tls: failed to verify certificate: x509: certificate signed by unknown authority" ||
 		lines[1]["msg"] != "http server error" || lines[1]["level"] != "WARN" || lines[1]["error"] != "http: Accept error: too many open files; retrying in 5ms" {
 		t.Fatalf("logged %s", buf.String())
+	}
+}
+
+// TestHTTPErrorLogBounded: of each kind of line the http.Server logs, at
+// most httpErrorBurst an interval are logged as they come; the interval's
+// end logs how many more there were, with the same message, and the next
+// interval starts afresh.
+func TestHTTPErrorLogBounded(t *testing.T) {
+	var buf bytes.Buffer
+	el := &httpErrorLog{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	l := log.New(el, "", 0)
+	for i := range 100 {
+		l.Printf("http: TLS handshake error from 10.0.0.5:%d: tls: first record does not look like a TLS handshake", 1000+i)
+	}
+	for range 7 {
+		l.Printf("http: Accept error: too many open files; retrying in 5ms")
+	}
+	el.endInterval(time.Minute)
+	l.Printf("http: TLS handshake error from 10.0.0.6:1: EOF")
+	el.endInterval(time.Minute)
+	got := buf.String()
+	for _, want := range []struct {
+		line  string
+		count int
+	}{
+		{"level=INFO msg=\"tls handshake failed\" remote=10.0.0.5:", httpErrorBurst},
+		{"level=INFO msg=\"tls handshake failed\" suppressed=95 interval=1m0s\n", 1},
+		{"level=WARN msg=\"http server error\" error=", httpErrorBurst},
+		{"level=WARN msg=\"http server error\" suppressed=2 interval=1m0s\n", 1},
+		{"level=INFO msg=\"tls handshake failed\" remote=10.0.0.6:1 error=EOF\n", 1},
+		{"suppressed=", 2},
+	} {
+		if n := strings.Count(got, want.line); n != want.count {
+			t.Errorf("%q logged %d times, want %d:\n%s", want.line, n, want.count, got)
+		}
+	}
+}
+
+// TestTLSHandshakeFloodBounded: a client opening connection after
+// connection and sending anything but TLS makes httpErrorBurst "tls
+// handshake failed" lines, and one more, when Run returns, counting the
+// rest. Before, every connection made a line (500 in a quarter second).
+func TestTLSHandshakeFloodBounded(t *testing.T) {
+	tl, _ := loopbackTLS(t)
+	var logs authztest.SyncBuffer
+	f := newFixture(t, fixtureOptions{mutate: func(o *Options) {
+		o.TLS = tl
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	}})
+	f.srv.httpErrorEvery = time.Hour
+	addr, stop := start(t, f.srv)
+	const n = 500
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		c.Close()
+	}
+	seen := func() int {
+		f.srv.httpErrors.mu.Lock()
+		defer f.srv.httpErrors.mu.Unlock()
+		k := f.srv.httpErrors.kinds[0]
+		return k.logged + k.suppressed
+	}
+	for deadline := time.Now().Add(10 * time.Second); seen() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handshake failures seen, want %d", seen(), n)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	if lines := strings.Count(got, `msg="tls handshake failed"`); lines != httpErrorBurst+1 {
+		t.Errorf("%d lines of tls handshake failed, want %d:\n%s", lines, httpErrorBurst+1, got)
+	}
+	if want := fmt.Sprintf(`msg="tls handshake failed" suppressed=%d interval=1h0m0s`, n-httpErrorBurst); !strings.Contains(got, want) {
+		t.Errorf("no %q:\n%s", want, got)
 	}
 }
 
