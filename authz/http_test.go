@@ -270,21 +270,9 @@ func TestMiddlewareAbsoluteForm(t *testing.T) {
 		{"CONNECT /public/ HTTP/1.1", 200},
 		{"GET http:/public/?_method=DELETE HTTP/1.1", 400},
 	} {
-		c, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(c, "%s\r\nHost: h\r\nConnection: close\r\n\r\n", tc.line)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			c.Close()
-			t.Fatalf("%s: %v", tc.line, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		c.Close()
-		if resp.StatusCode != tc.want || tc.want != 200 && strings.Contains(string(body), "ROOT-ONLY") {
-			t.Errorf("%s: %d %q, want %d", tc.line, resp.StatusCode, body, tc.want)
+		status, body := rawRequest(t, srv, tc.line)
+		if status != tc.want || tc.want != 200 && strings.Contains(body, "ROOT-ONLY") {
+			t.Errorf("%s: %d %q, want %d", tc.line, status, body, tc.want)
 		}
 	}
 }
@@ -321,21 +309,28 @@ allow if {
 		{"get /users/1 HTTP/1.1", 400},
 		{"DELETE /users/1 HTTP/1.1", 401},
 	} {
-		c, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(c, "%s\r\nHost: h\r\nConnection: close\r\n\r\n", tc.line)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			c.Close()
-			t.Fatalf("%s: %v", tc.line, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		c.Close()
-		if resp.StatusCode != tc.want || strings.Contains(string(body), "PRIVATE") {
-			t.Errorf("%s: %d %q, want %d", tc.line, resp.StatusCode, body, tc.want)
+		status, body := rawRequest(t, srv, tc.line)
+		if status != tc.want || strings.Contains(body, "PRIVATE") {
+			t.Errorf("%s: %d %q, want %d", tc.line, status, body, tc.want)
 		}
 	}
+}
+
+// rawRequest sends srv a request with the request line as written (no
+// client library cleans it) and returns the answer's status and body.
+func rawRequest(t *testing.T, srv *httptest.Server, line string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "%s\r\nHost: h\r\nConnection: close\r\n\r\n", line)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

@@ -61,6 +61,29 @@ func decide(t *testing.T, e *authz.Engine, tok string) string {
 	return strings.Join(d.Reasons, "; ")
 }
 
+// removals is an OnKeysRemoved that records its calls and forgets the
+// removed keys' verifications in engine, as serve wires it.
+type removals struct {
+	mu     sync.Mutex
+	got    [][]string
+	engine *authz.Engine
+}
+
+func (r *removals) forget(iss string, kids []string) {
+	r.mu.Lock()
+	r.got = append(r.got, kids)
+	r.mu.Unlock()
+	for _, kid := range kids {
+		r.engine.ForgetKey(iss, kid)
+	}
+}
+
+func (r *removals) calls() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
 // TestRotation rotates a key in and out through an authz.Engine whose
 // verified-token cache is wired to OnKeysRemoved: a new kid is fetched on
 // first use; when the old key leaves the set, its tokens are denied at
@@ -70,22 +93,12 @@ func TestRotation(t *testing.T) {
 	p := newProvider(t, a)
 	clk := newClock()
 
-	var (
-		mu      sync.Mutex
-		removed [][]string
-		engine  *authz.Engine
-	)
+	var removed removals
 	opts := options(p, clk, idp)
-	opts.OnKeysRemoved = func(iss string, kids []string) {
-		mu.Lock()
-		removed = append(removed, kids)
-		mu.Unlock()
-		for _, kid := range kids {
-			engine.ForgetKey(iss, kid)
-		}
-	}
+	opts.OnKeysRemoved = removed.forget
 	m := mustNew(t, opts)
-	engine = newEngine(t, a, m)
+	engine := newEngine(t, a, m)
+	removed.engine = engine
 	control := newEngine(t, a, m) // same keys, not wired to OnKeysRemoved
 	start(t, m)
 	clk.idle(t)
@@ -112,11 +125,9 @@ func TestRotation(t *testing.T) {
 	p.setKeys(b)
 	clk.Advance(next)
 	clk.idle(t)
-	mu.Lock()
-	if diff := cmp.Diff([][]string{{"a"}}, removed); diff != "" {
+	if diff := cmp.Diff([][]string{{"a"}}, removed.calls()); diff != "" {
 		t.Errorf("OnKeysRemoved calls (-want +got):\n%s", diff)
 	}
-	mu.Unlock()
 	if got := decide(t, engine, tokA); got != "token: unknown_kid" {
 		t.Errorf("cached token signed by the removed key a = %q, want token: unknown_kid", got)
 	}
@@ -582,21 +593,11 @@ func TestUnusableSetRevokes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a, p, clk, opts := setup(t)
 			opts.PersistDir = filepath.Join(t.TempDir(), "jwks")
-			var (
-				mu      sync.Mutex
-				removed [][]string
-				engine  *authz.Engine
-			)
-			opts.OnKeysRemoved = func(iss string, kids []string) {
-				mu.Lock()
-				removed = append(removed, kids)
-				mu.Unlock()
-				for _, kid := range kids {
-					engine.ForgetKey(iss, kid)
-				}
-			}
+			var removed removals
+			opts.OnKeysRemoved = removed.forget
 			m := mustNew(t, opts)
-			engine = newEngine(t, a, m)
+			engine := newEngine(t, a, m)
+			removed.engine = engine
 			stop := start(t, m)
 			next := clk.idle(t)
 			tok := a.Mint(t, nil)
@@ -607,11 +608,9 @@ func TestUnusableSetRevokes(t *testing.T) {
 			p.setBody([]byte(tc.body(string(authztest.JWKS(t, a)))))
 			clk.Advance(next)
 			clk.idle(t)
-			mu.Lock()
-			if diff := cmp.Diff([][]string{{"a"}}, removed); diff != "" {
+			if diff := cmp.Diff([][]string{{"a"}}, removed.calls()); diff != "" {
 				t.Errorf("OnKeysRemoved calls (-want +got):\n%s", diff)
 			}
-			mu.Unlock()
 			if got := decide(t, engine, tok); got != "token: unknown_kid" {
 				t.Errorf("cached token of the revoked key = %q, want token: unknown_kid", got)
 			}
