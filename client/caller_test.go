@@ -108,7 +108,8 @@ func TestMiddlewareCallerIsNotTheService(t *testing.T) {
 // TestMiddlewareMTLSEndUser: an end user's verified client certificate is
 // sent as the caller, believed when the protected service is one of the
 // server's trusted proxies, and refused with a caller: reason otherwise (a
-// deny; 401, as the request carried no token).
+// deny, 403: a bearer token would not help, and WWW-Authenticate would
+// say it might).
 func TestMiddlewareMTLSEndUser(t *testing.T) {
 	ca := authztest.NewCA(t, "mesh CA")
 	admin := ca.Issue(t, authztest.LeafOptions{URIs: []string{"spiffe://example.org/admin"}})
@@ -123,7 +124,7 @@ func TestMiddlewareMTLSEndUser(t *testing.T) {
 	}{
 		{name: "trusted service, admin", trusted: []string{"127.0.0.0/8", "::1/128"}, user: admin, want: 200},
 		{name: "trusted service, other", trusted: []string{"127.0.0.0/8", "::1/128"}, user: other, want: 401, reason: "forwarded_cert"},
-		{name: "untrusted service, admin", user: admin, want: 401,
+		{name: "untrusted service, admin", user: admin, want: 403,
 			reason: "caller: a certificate in the request body is accepted only from a trusted proxy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -162,6 +162,14 @@ func (d Decision) TokenRefused() bool {
 	return !d.Allow && len(d.Reasons) > 0 && strings.HasPrefix(d.Reasons[0], "token:")
 }
 
+// CallerRefused reports whether the decision denied because the caller's
+// credential (a service token, or a forwarded certificate) was refused (a
+// reason starting "caller:"): an HTTP front answers 403 then, as the
+// engine's middleware does; asking for a bearer token would not help.
+func (d Decision) CallerRefused() bool {
+	return !d.Allow && len(d.Reasons) > 0 && strings.HasPrefix(d.Reasons[0], "caller:")
+}
+
 // Client asks a Verdict server for decisions. Build it with New; it is safe
 // for concurrent use.
 type Client struct {

@@ -109,9 +109,10 @@ type TokenError struct{ err error }
 func (e *TokenError) Error() string { return "client: token: " + e.err.Error() }
 func (e *TokenError) Unwrap() error { return e.err }
 
-// Status is the status a denied or failed request is answered with: 401
-// when its token was refused (or missing, and the request denied), 403 for
-// any other deny, 400 for an invalid request (ErrInvalidRequest: one the
+// Status is the status a denied or failed request is answered with: 403
+// when the caller's credential was refused (CallerRefused), 401 when its
+// token was refused (or missing, and the request denied), 403 for any
+// other deny, 400 for an invalid request (ErrInvalidRequest: one the
 // server refused with 400, 413 or 415), 503 when the decision service is
 // unavailable (ErrUnavailable, a 503 or 429 included), 500 for a policy
 // error and for an answer the client does not understand (ErrProtocol: a
@@ -131,6 +132,8 @@ func Status(d Decision, err error, anonymous bool) int {
 		return http.StatusInternalServerError
 	case d.Allow:
 		return http.StatusOK
+	case d.CallerRefused():
+		return http.StatusForbidden
 	case d.TokenRefused(), anonymous:
 		return http.StatusUnauthorized
 	}
