@@ -112,7 +112,8 @@ type Options struct {
 	// (one file per issuer and key source, mode 0600) and read by Run
 	// before its first fetch, so that a cold start serves while the
 	// provider is down. A persisted set older than MaxStale is not used,
-	// nor one fetched from another URL (or by discovery, for a URL).
+	// nor one fetched from another URL (or by discovery, for a URL), nor a
+	// file that is not a regular file or is larger than twice MaxBytes.
 	PersistDir string
 	// OnKeysRemoved, when set, is called from Run's goroutine after a new
 	// key set has replaced one that held keys the new one does not (or
