@@ -44,6 +44,12 @@ const maxChainCerts = 8
 // ignored. An element without Cert is an error (configure Envoy's
 // set_current_client_cert_details with cert: true).
 //
+// The whole value is read strictly (splitXFCC): a quote opens a value only
+// right after its '=' and closes it only right before a ';', a ',' or the
+// end, and an unquoted value holds no quote. Otherwise earlier elements,
+// which the client writes when the proxy appends (APPEND_FORWARD), could
+// leave a quote open that turns the proxy's own pairs into a value.
+//
 // A value of several elements in which any element has a URI or DNS pair
 // is refused (ErrAmbiguous): Envoy writes those values as the client's
 // certificate holds them, unquoted, so a client whose certificate Envoy
@@ -51,47 +57,33 @@ const maxChainCerts = 8
 // in a URI SAN and make that the last element. In one element the same
 // trick only adds a second Cert, which is refused.
 func ParseXFCC(value string) ([]byte, error) {
-	elems, err := splitQuoted(value, ',')
+	elems, err := splitXFCC(value)
 	if err != nil {
 		return nil, err
 	}
 	if len(elems) > 1 {
 		for _, e := range elems {
-			if hasSANPair(e) {
-				return nil, ErrAmbiguous
+			for _, p := range e {
+				if strings.EqualFold(p.key, "URI") || strings.EqualFold(p.key, "DNS") {
+					return nil, ErrAmbiguous
+				}
 			}
 		}
-	}
-	last := strings.TrimSpace(elems[len(elems)-1])
-	if last == "" {
-		return nil, errors.Join(ErrMalformed, errors.New("empty XFCC element"))
-	}
-	pairs, err := splitQuoted(last, ';')
-	if err != nil {
-		return nil, err
 	}
 	var certPEM, chainPEM string
 	var haveCert, haveChain bool
-	for _, p := range pairs {
-		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-		if !ok {
-			return nil, errors.Join(ErrMalformed, errors.New("XFCC pair without '='"))
-		}
-		v, err := unquote(strings.TrimSpace(v))
-		if err != nil {
-			return nil, err
-		}
+	for _, p := range elems[len(elems)-1] {
 		switch {
-		case strings.EqualFold(k, "Cert"):
+		case strings.EqualFold(p.key, "Cert"):
 			if haveCert {
 				return nil, errors.Join(ErrMalformed, errors.New("XFCC element has more than one Cert"))
 			}
-			certPEM, haveCert = v, true
-		case strings.EqualFold(k, "Chain"):
+			certPEM, haveCert = p.value, true
+		case strings.EqualFold(p.key, "Chain"):
 			if haveChain {
 				return nil, errors.Join(ErrMalformed, errors.New("XFCC element has more than one Chain"))
 			}
-			chainPEM, haveChain = v, true
+			chainPEM, haveChain = p.value, true
 		}
 	}
 	if !haveCert || certPEM == "" {
@@ -111,20 +103,93 @@ func ParseXFCC(value string) ([]byte, error) {
 	return out, nil
 }
 
-// hasSANPair reports whether the XFCC element e holds a URI or DNS pair
-// (outside quotes).
-func hasSANPair(e string) bool {
-	pairs, err := splitQuoted(e, ';')
-	if err != nil {
-		return true // unreachable: the whole value's quotes balance
+// xfccPair is one key=value pair of an XFCC element, its value unquoted.
+type xfccPair struct{ key, value string }
+
+// splitXFCC reads an XFCC value into its elements' pairs, strictly: each
+// pair is a key (letters, digits, '-', '_'), '=', and a value that is
+// either quoted — '"', any bytes with '\' escaping the next, '"', then a
+// ';', a ',' or the end — or unquoted, up to the next ';' or ',' and
+// holding no '"'. Spaces and tabs around a pair are skipped. Anything else,
+// an empty element included, is an error wrapping ErrMalformed.
+func splitXFCC(s string) ([][]xfccPair, error) {
+	bad := func(why string) ([][]xfccPair, error) {
+		return nil, errors.Join(ErrMalformed, errors.New(why))
 	}
-	for _, p := range pairs {
-		k, _, _ := strings.Cut(p, "=")
-		if k = strings.TrimSpace(k); strings.EqualFold(k, "URI") || strings.EqualFold(k, "DNS") {
-			return true
+	var elems [][]xfccPair
+	var pairs []xfccPair
+	i := 0
+	for {
+		i = skipBlanks(s, i)
+		k := i
+		for i < len(s) && isKeyByte(s[i]) {
+			i++
 		}
+		key := s[k:i]
+		switch {
+		case key == "" && (i == len(s) || s[i] == ','):
+			return bad("empty XFCC element")
+		case key == "" || i == len(s) || s[i] != '=':
+			return bad("XFCC pair without a key and '='")
+		}
+		i++ // '='
+		var value string
+		if i < len(s) && s[i] == '"' {
+			var b strings.Builder
+			for i++; ; i++ {
+				if i == len(s) {
+					return bad("unterminated quote")
+				}
+				c := s[i]
+				if c == '"' {
+					i++
+					break
+				}
+				if c == '\\' && i+1 < len(s) {
+					i++
+					c = s[i]
+				}
+				b.WriteByte(c)
+			}
+			value = b.String()
+		} else {
+			v := i
+			for i < len(s) && s[i] != ';' && s[i] != ',' {
+				if s[i] == '"' {
+					return bad("stray quote in XFCC value")
+				}
+				i++
+			}
+			value = strings.TrimRight(s[v:i], " \t")
+		}
+		i = skipBlanks(s, i)
+		pairs = append(pairs, xfccPair{key, value})
+		if i == len(s) {
+			return append(elems, pairs), nil
+		}
+		switch s[i] {
+		case ';':
+		case ',':
+			elems, pairs = append(elems, pairs), nil
+		default:
+			return bad("text after a quoted XFCC value")
+		}
+		i++
 	}
-	return false
+}
+
+// skipBlanks returns the index of the first byte of s at or after i that
+// is not a space or a tab.
+func skipBlanks(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// isKeyByte reports whether c may be in an XFCC key.
+func isKeyByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
 // ParseEscapedPEM decodes a URL-escaped PEM certificate header value, as
@@ -151,52 +216,6 @@ func unescapePEM(v string) ([]byte, error) {
 		return nil, errors.Join(ErrMalformed, errors.New("not a PEM certificate"))
 	}
 	return []byte(s), nil
-}
-
-// splitQuoted splits s at sep outside double-quoted parts.
-func splitQuoted(s string, sep byte) ([]string, error) {
-	var out []string
-	start, quoted := 0, false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && quoted:
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == sep && !quoted:
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	if quoted {
-		return nil, errors.Join(ErrMalformed, errors.New("unterminated quote"))
-	}
-	return append(out, s[start:]), nil
-}
-
-// unquote removes the double quotes around v and its backslash escapes.
-func unquote(v string) (string, error) {
-	if len(v) < 2 || v[0] != '"' {
-		if strings.ContainsRune(v, '"') {
-			return "", errors.Join(ErrMalformed, errors.New("stray quote in XFCC value"))
-		}
-		return v, nil
-	}
-	if v[len(v)-1] != '"' {
-		return "", errors.Join(ErrMalformed, errors.New("text after a quoted XFCC value"))
-	}
-	v = v[1 : len(v)-1]
-	if !strings.ContainsRune(v, '\\') {
-		return v, nil
-	}
-	var b strings.Builder
-	for i := 0; i < len(v); i++ {
-		if v[i] == '\\' && i+1 < len(v) {
-			i++
-		}
-		b.WriteByte(v[i])
-	}
-	return b.String(), nil
 }
 
 // ParseChain parses PEM: the first CERTIFICATE block is the leaf, the others

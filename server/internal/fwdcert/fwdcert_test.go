@@ -29,6 +29,13 @@ func TestParseXFCC(t *testing.T) {
 		{name: "element injected through a DNS value", value: `Cert="` + enc + `";DNS=a,Cert=` + enc, wantErr: true},
 		{name: "several elements, URI in an earlier one", value: `Cert=AAAA; uri =x,Cert="` + enc + `"`, wantErr: true},
 		{name: "URI= inside a quoted value is no pair", value: `Subject="URI=x",Cert="` + enc + `"`, want: p},
+		{name: "quote left open by a client's element flips the proxy's", value: `Cert="` + "," +
+			`By=spiffe://v/envoy;Hash=abc;Cert="` + enc + `";URI=a",Cert=` + enc + `;Y=";DNS="`, wantErr: true},
+		{name: "URI value closing a quote", value: `Hash=abc;Cert="` + enc + `";URI=a",Cert=` + enc + `;Y=""`, wantErr: true},
+		{name: "text after a quoted value", value: `Cert="` + enc + `"x`, wantErr: true},
+		{name: "quote inside an unquoted value", value: `Hash=a"b;Cert="` + enc + `"`, wantErr: true},
+		{name: "key with a quote", value: `"Cert"="` + enc + `"`, wantErr: true},
+		{name: "blanks around pairs", value: ` Hash=1 ; Cert="` + enc + `" `, want: p},
 		{name: "second Cert injected through a URI value", value: `Cert="` + enc + `";URI=spiffe://a/b;Cert="` + enc + `"`, wantErr: true},
 		{name: "as Envoy writes it", value: authztest.XFCC(p), want: p},
 		{name: "chain appended", value: `Cert="` + enc + `";Chain="` + url.PathEscape(string(ca.PEM())) + `"`,
@@ -116,6 +123,7 @@ func FuzzForwardedCert(f *testing.F) {
 	f.Add(authztest.EscapePEM(leaf.CertPEM))
 	f.Add(`By=x;Hash=y;Subject="a,b;c=\"d\"";URI=;DNS=a;DNS=b`)
 	f.Add(`Cert="%zz"`)
+	f.Add(`Cert=",By=x;Cert="` + authztest.EscapePEM(leaf.CertPEM) + `";URI=a",Cert=` + authztest.EscapePEM(ca.PEM()) + `;Y=""`)
 	f.Add(`Hash=1;Cert="` + authztest.EscapePEM(leaf.CertPEM) + `";URI=spiffe://a/b,Cert="` + authztest.EscapePEM(ca.PEM()) + `"`)
 	f.Add(`Cert="-----BEGIN CERTIFICATE-----%0AAAAA%0A-----END CERTIFICATE-----"`)
 	f.Add(`"`)
