@@ -265,7 +265,7 @@ func TestMiddlewareAbsoluteForm(t *testing.T) {
 		{"GET http://h?_method=DELETE&x=/public/a HTTP/1.1", 400},
 		{"CONNECT h:443 HTTP/1.1", 400},
 		// An authority only right after "scheme:"; the query from its '?'.
-		{"GET x:/admin/://h/public HTTP/1.1", 401},
+		{"GET x:/admin/://h/public HTTP/1.1", 400},
 		{"GET x:public/secret HTTP/1.1", 400},
 		{"CONNECT /public/ HTTP/1.1", 200},
 		{"GET http:/public/?_method=DELETE HTTP/1.1", 400},

@@ -81,10 +81,10 @@ type Action struct {
 	// Path is the request path (the request target), e.g. "/orders/42".
 	// A query string is dropped, and policies see the path decoded, as the
 	// upstream will route it: "orders/42" is "/orders/42", "/%61dmin" is
-	// "/admin", and raw non-ASCII is accepted when it is valid UTF-8. Empty
-	// segments and a trailing slash are kept ("/a//b/" is "/a//b/",
-	// segments "a", "", "b", ""): routers route "/users/1/" apart from
-	// "/users/1".
+	// "/admin", and raw non-ASCII is accepted when it is valid UTF-8. A
+	// trailing slash is kept as a last empty segment ("/users/1/" is
+	// segments "users", "1", ""): strict routers route it apart from
+	// "/users/1", others do not, so a rule denying a path must deny both.
 	//
 	// A path that common upstreams would route differently makes the
 	// request invalid (ErrInvalidRequest, a 400) rather than being guessed
@@ -94,7 +94,8 @@ type Action struct {
 	// or as %3B; '\' or %5C (read as '/' by WHATWG parsers and IIS);
 	// control characters; bytes or escapes that are not valid UTF-8
 	// (overlong %C0%AE); a bad escape; an encoded '/'; a double-encoded
-	// escape (%252e); a segment made only of dots and spaces ("...",
+	// escape (%252e); an empty segment other than the last ("/a//b");
+	// a segment made only of dots and spaces ("...",
 	// ".. "); Unicode compatibility forms of '/', '\', ';', '%', '?' and
 	// '#'; a '#'; and an absolute URI ("http://host/x"). The full rules,
 	// and why, are on normalizePath in path.go.

@@ -28,6 +28,7 @@ const (
 	refuseCompatSep      = "a Unicode compatibility form of '/', '\\', ';', '%', '?' or '#' is refused (Unicode-normalising upstreams turn it into one)"
 	refuseDot            = "dot segments ('.', '..') are refused (proxies forward them unresolved, and upstreams resolve them differently, or not at all)"
 	refuseLeadingSlashes = "a path starting with '//' is refused (WHATWG URL parsers, Python and Go's url.Parse read what follows as a host)"
+	refuseEmptySegment   = "an empty segment ('//') is refused (Tomcat and nginx merge it, chi and Envoy route it as written)"
 	refuseAbsolute       = "an absolute URI (scheme://host/path) is refused: give the path (an upstream routes the path alone)"
 )
 
@@ -40,21 +41,27 @@ const (
 //   - a path with or without its leading '/' ("orders/42" is "/orders/42"),
 //     but not an absolute URI ("http://host/orders/42": without a leading
 //     '/', a first segment holding ':' is a scheme, and is refused);
-//   - empty segments, kept, a trailing slash too ("/a//b/" is "/a//b/",
-//     segments "a", "", "b", ""): routers that do not clean paths (chi,
-//     Envoy without merge_slashes, Go's ServeMux for a trailing slash)
-//     route "/users/1/" apart from "/users/1", so a policy must be able to
-//     tell them apart;
+//   - a trailing slash, kept as a last empty segment ("/users/1/" is
+//     segments "users", "1", ""): Go's ServeMux routes "GET /users/{id}/"
+//     (a subtree) apart from "GET /users/{id}", and so do other strict
+//     routers, while Express (not strict) and Tomcat take them as one, so
+//     a policy must be able to tell them apart, and one that denies a
+//     path must deny it with and without the slash;
 //   - percent-escapes, decoded once per segment ("/%61dmin" is "/admin");
 //   - raw non-ASCII bytes when the path is valid UTF-8: a caller that hands
 //     over a decoded path (a /v1/decide body, some proxies' X-Forwarded-Uri)
 //     means the same bytes an encoded one would.
 //
-// "/" (and "") has no segments, and no segment is ever "." or "..".
+// "/" (and "") has no segments, no segment is ever "." or "..", and only
+// the last may be "".
 //
 // Everything whose meaning differs between common upstreams is refused
 // instead of guessed at, with an error that says what and why. Refused:
 //
+//   - an empty segment other than the last ("/a//b"): Tomcat and nginx (with
+//     a URI in proxy_pass) merge it, chi and Envoy without merge_slashes
+//     route it as written, and Go's ServeMux redirects to the merged path
+//     (which is then decided on its own);
 //   - dot segments, raw ("/a/../b", "/a/./b") or encoded: proxies (nginx's
 //     proxy_pass without a URI, Caddy, Envoy without normalize_path)
 //     forward them unresolved, and an upstream that routes on the raw
@@ -153,7 +160,10 @@ func normalizePath(p string) (string, []string, error) {
 		}
 		switch raw {
 		case "":
-			segments = append(segments, "")
+			if !done {
+				return refusePath(refuseEmptySegment)
+			}
+			segments = append(segments, "") // a trailing slash
 			continue
 		case ".", "..":
 			return refusePath(refuseDot)

@@ -64,8 +64,10 @@ func checkAccepted(t *testing.T, p, cleaned string, segments []string) {
 	if !utf8.ValidString(cleaned) {
 		t.Fatalf("normalizePath(%q) = %q: not UTF-8", p, cleaned)
 	}
-	for _, s := range segments {
+	for i, s := range segments {
 		switch {
+		case s == "" && i < len(segments)-1:
+			t.Fatalf("normalizePath(%q): an empty segment before the last", p)
 		case s == "." || s == "..":
 			t.Fatalf("normalizePath(%q): segment %q", p, s)
 		case strings.ContainsAny(s, ";\\/"), strings.IndexFunc(s, isControl) >= 0:
@@ -111,7 +113,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // obviously right rather than fast: literal checks on the whole path, then
 // every segment decoded by hand and checked, then RFC 3986 §5.2.4
 // remove_dot_segments run as specified (input and output buffers), then
-// empty segments kept. ok is false when the path is refused.
+// a trailing empty segment kept. ok is false when the path is refused.
 // refMethodParam reports whether query names a _method parameter, pairs
 // split at '&' and ';', each name decoded and read as PHP reads it (leading
 // spaces dropped, then ' ', '.' and '[' as '_').
@@ -155,7 +157,11 @@ func refNormalizePath(target string) (cleaned string, segments []string, ok bool
 		}
 		p = "/" + p
 	}
-	for _, raw := range strings.Split(p[1:], "/") {
+	raws := strings.Split(p[1:], "/")
+	for i, raw := range raws {
+		if raw == "" && i < len(raws)-1 {
+			return "", nil, false // only the last segment may be empty: a trailing slash
+		}
 		if raw == "." || raw == ".." {
 			return "", nil, false // dot segments are refused, not resolved
 		}
