@@ -644,6 +644,32 @@ func TestUnusableSetRevokes(t *testing.T) {
 	}
 }
 
+// TestUnusableSetAtColdStart: a Manager whose first fetch finds a key set
+// with no usable key has nothing to revoke and stays without keys (not
+// ready, lookups ErrNotReady), as when the provider is down, until a usable
+// set comes.
+func TestUnusableSetAtColdStart(t *testing.T) {
+	a, p, clk, opts := setup(t)
+	p.setBody([]byte(`{"keys":[]}`))
+	m := mustNew(t, opts)
+	start(t, m)
+	<-m.Initialized()
+	clk.idle(t)
+	if err := m.Ready(); !errors.Is(err, jwks.ErrNotReady) {
+		t.Errorf("Ready = %v, want ErrNotReady", err)
+	}
+	if _, err := m.Lookup(t.Context(), "a"); !errors.Is(err, jwks.ErrNotReady) {
+		t.Errorf("Lookup = %v, want ErrNotReady", err)
+	}
+	next := clk.idle(t) // after the refresh the lookup asked for
+	p.setKeys(a)
+	clk.Advance(next)
+	clk.idle(t)
+	if err := m.Ready(); err != nil {
+		t.Errorf("Ready once a usable set is published: %v", err)
+	}
+}
+
 // TestSchedule: the provider's Cache-Control sets the next refresh within
 // the bounds, and ETag revalidation confirms the set without a download.
 func TestSchedule(t *testing.T) {

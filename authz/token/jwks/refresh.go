@@ -182,12 +182,18 @@ var errNoUsableKey = errors.New("no usable signing key")
 // not a key set. The document is persisted too, so that a restart does not
 // bring the revoked keys back. The refresh still fails: the issuer has no
 // key until a usable set comes.
+//
+// With no keys in service yet (a cold start), there is nothing to revoke:
+// the issuer stays without a key set, not ready, as when the provider
+// cannot be reached, rather than ready with no key.
 func (m *Manager) revokeAll(body []byte, at time.Time) {
-	if cur := m.set.Load(); cur == nil || len(cur.keys) > 0 {
+	switch cur := m.set.Load(); {
+	case cur == nil:
+	case len(cur.keys) > 0:
 		// raw and etag stay empty: the next refresh downloads and reads the
 		// document again, and fails again until it holds a usable key.
 		m.install(newKeySet(nil, nil, "", "fetched", at), at)
-	} else {
+	default:
 		m.confirm(at)
 	}
 	m.save(body, "", at)
