@@ -55,6 +55,7 @@ func RefuseWith(category error, err error) *Refusal {
 // Error is "category: detail", with the cause in parentheses when there is
 // one.
 func (r *Refusal) Error() string {
+	r = r.orZero()
 	msg := r.category().Error()
 	if r.Detail != "" && r.Detail != msg { // "no policy loaded", not twice
 		msg += ": " + r.Detail
@@ -68,15 +69,26 @@ func (r *Refusal) Error() string {
 // Unwrap returns the category and the cause, so that errors.Is finds both
 // (ErrToken and token.ErrExpired, say).
 func (r *Refusal) Unwrap() []error {
+	r = r.orZero()
 	if r.Cause == nil {
 		return []error{r.category()}
 	}
 	return []error{r.category(), r.Cause}
 }
 
+// orZero is r, or the zero Refusal for a nil r: a nil *Refusal held in an
+// error (a function returning *Refusal, nil, as an error) reads as a
+// refusal of ErrPolicy rather than panicking.
+func (r *Refusal) orZero() *Refusal {
+	if r == nil {
+		return &Refusal{}
+	}
+	return r
+}
+
 // category is r.Category, ErrPolicy when nil.
 func (r *Refusal) category() error {
-	if r.Category == nil {
+	if r == nil || r.Category == nil {
 		return ErrPolicy
 	}
 	return r.Category
@@ -84,13 +96,14 @@ func (r *Refusal) category() error {
 
 // Code is the reason's code, by category: "token", "caller",
 // "invalid_request", "not_ready" or "policy_error".
-func (r *Refusal) Code() string { return categoryCode(r.Category) }
+func (r *Refusal) Code() string { return categoryCode(r.orZero().Category) }
 
 // Reason is the deny reason a decision carries: "code: detail", such as
 // "token: expired" or "caller: forwarded certificate header from an
 // untrusted peer"; with no detail, "code: " and the category's message
 // ("policy_error: policy evaluation failed").
 func (r *Refusal) Reason() string {
+	r = r.orZero()
 	if r.Detail == "" {
 		return r.Code() + ": " + r.category().Error()
 	}

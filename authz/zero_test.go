@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -146,4 +147,28 @@ func noPanic[T any](t *testing.T, f func() (T, error)) (got T, err error) {
 		}
 	}()
 	return f()
+}
+
+// TestTypedNilRefusal: a nil *Refusal held in an error (a function that
+// returns *Refusal handing back nil as an error) reads as a policy error
+// everywhere it can go, never a panic, never an allow.
+func TestTypedNilRefusal(t *testing.T) {
+	var r *authz.Refusal
+	var err error = r
+	got, _ := noPanic(t, func() (string, error) {
+		return strings.Join([]string{err.Error(), authz.ReasonFor(err), r.Code(), r.Reason()}, "|"), nil
+	})
+	if want := "policy evaluation failed|policy_error: policy evaluation failed|policy_error|policy_error: policy evaluation failed"; got != want {
+		t.Errorf("messages = %q, want %q", got, want)
+	}
+	d, _ := noPanic(t, func() (authz.Decision, error) { return authz.Deny(err), nil })
+	if d.Allow || len(d.Reasons) != 1 {
+		t.Errorf("Deny = %+v, want a deny with one reason", d)
+	}
+	if status, _ := noPanic(t, func() (int, error) { return authz.HTTPStatus(d, err, false), nil }); status != 500 {
+		t.Errorf("HTTPStatus = %d, want 500", status)
+	}
+	if !errors.Is(err, authz.ErrPolicy) {
+		t.Errorf("errors.Is(err, ErrPolicy) is false")
+	}
 }
