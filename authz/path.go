@@ -322,3 +322,56 @@ var phpName = strings.NewReplacer(" ", "_", ".", "_", "[", "_")
 func refusePath(reason string) (string, []string, error) {
 	return "", nil, errors.New("path: " + reason)
 }
+
+// PathLogPrefix returns the part of a request path (Action.Path) that a
+// log may hold: what precedes its query and any fragment, and, from the
+// first segment normalizing the path would refuse, only what precedes the
+// first ';', '#', '%', control or non-ASCII byte in it. What follows such a
+// byte may be a session ID or a token (";jsessionid=", "#access_token=",
+// their encoded, double-encoded and Unicode-compatibility forms), and the
+// request was refused anyway. An accepted path is cut at an encoded '#'
+// ("%23") too, which is path data but usually a fragment sent by mistake.
+func PathLogPrefix(path string) string {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	for start := 0; start < len(path); {
+		end := strings.IndexByte(path[start:], '/')
+		if end < 0 {
+			end = len(path)
+		} else {
+			end += start
+		}
+		seg := path[start:end]
+		if _, _, err := normalizePath("/" + seg); err != nil {
+			return path[:start+suspectByte(seg)]
+		}
+		if i := indexFold(seg, "%23"); i >= 0 {
+			return path[:start+i]
+		}
+		start = end + 1
+	}
+	return path
+}
+
+// suspectByte is the index of the first ';', '#', '%', control or
+// non-ASCII byte of seg, or 0 when it has none (the segment is refused for
+// its dots, say: none of it is kept).
+func suspectByte(seg string) int {
+	for i := 0; i < len(seg); i++ {
+		if c := seg[i]; c == ';' || c == '#' || c == '%' || c < 0x20 || c >= 0x7f {
+			return i
+		}
+	}
+	return 0
+}
+
+// indexFold is strings.Index for an ASCII sub that ignores case.
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
+}

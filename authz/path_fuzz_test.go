@@ -24,6 +24,9 @@ func FuzzNormalizePath(f *testing.F) {
 		f.Add(tc.in)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
+		if logged := PathLogPrefix(p); !strings.HasPrefix(p, logged) || strings.ContainsAny(logged, "?#;") {
+			t.Fatalf("PathLogPrefix(%q) = %q: not a prefix, or holds a query, fragment or parameter", p, logged)
+		}
 		got, segments, err := normalizePath(p)
 		want, wantSegments, wantOK := refNormalizePath(p)
 		if (err == nil) != wantOK {

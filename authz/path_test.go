@@ -229,3 +229,31 @@ func BenchmarkNormalizePath(b *testing.B) {
 		})
 	}
 }
+
+// TestPathLogPrefix: what a log may hold of a path stops before its query
+// and fragment and, in a refused segment, before the first byte that can
+// start a parameter, an escape or a look-alike of one.
+func TestPathLogPrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"/orders/42":                  "/orders/42",
+		"/orders/42?token=x":          "/orders/42",
+		"/cb#access_token=x":          "/cb",
+		"/cb%23access_token=x":        "/cb",
+		"/cb%23":                      "/cb",
+		"/a/b%2523x":                  "/a/b",
+		"/app;jsessionid=x":           "/app",
+		"/app%3bjsessionid=x":         "/app",
+		"/app\uff1bjsessionid=x":      "/app",
+		"/app%EF%BC%9Bjsessionid=x":   "/app",
+		"/caf%C3%A9/%61dmin":          "/caf%C3%A9/%61dmin",
+		"/a/.../x":                    "/a/",
+		"/a/b/":                       "/a/b/",
+		"orders/42;x":                 "orders/42",
+		"":                            "",
+		"/orders/42?q=1;sid=x#frag=y": "/orders/42",
+	} {
+		if got := PathLogPrefix(in); got != want {
+			t.Errorf("PathLogPrefix(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -126,26 +125,6 @@ func (s *Server) record(a api, req *authz.Request, d *authz.Decision, err error,
 	}
 }
 
-// loggedPathEnd returns where the logged part of path ends: at the first
-// '?', '#' or ';', literal or percent-encoded (%23, %3B, in either case),
-// else at its end. Such a path is refused (but for the query), yet its
-// record names it: what follows could be a session ID or a token.
-func loggedPathEnd(path string) int {
-	for i := 0; i < len(path); i++ {
-		switch path[i] {
-		case '?', '#', ';':
-			return i
-		case '%':
-			if i+2 < len(path) {
-				if h := path[i+1 : i+3]; h == "23" || strings.EqualFold(h, "3b") {
-					return i
-				}
-			}
-		}
-	}
-	return len(path)
-}
-
 // certCacheSize bounds the verified forwarded-certificate cache.
 const certCacheSize = 1024
 
@@ -163,7 +142,7 @@ const maxLoggedField = 1024
 // path parameters (#access_token=, ;jsessionid=), and every field
 // truncated to maxLoggedField bytes.
 func logAction(a authz.Action) decisionlog.Action {
-	a.Path = a.Path[:loggedPathEnd(a.Path)]
+	a.Path = authz.PathLogPrefix(a.Path)
 	return decisionlog.Action{
 		Name:   truncate(a.Name, maxLoggedField),
 		Method: truncate(a.Method, maxLoggedField),

@@ -146,6 +146,12 @@ func TestDecisionLogCutsPathParametersAndFragments(t *testing.T) {
 		{uri: "/orders/42;v=1?code=SECRET", want: "/orders/42", code: http.StatusBadRequest},
 		{uri: "/cb%23access_token=SECRET", want: "/cb", code: http.StatusUnauthorized},
 		{uri: "/orders/42?q=1;sid=SECRET#x", want: "/orders/42", code: http.StatusUnauthorized},
+		{uri: "/app%253Bjsessionid=SECRET", want: "/app", code: http.StatusBadRequest},
+		{uri: "/app\uff1bjsessionid=SECRET", want: "/app", code: http.StatusBadRequest},
+		{uri: "/app%EF%BC%9Bjsessionid=SECRET", want: "/app", code: http.StatusBadRequest},
+		{uri: "/cb\uff03access_token=SECRET", want: "/cb", code: http.StatusBadRequest},
+		{uri: "/cb%2523access_token=SECRET", want: "/cb", code: http.StatusBadRequest},
+		{uri: "/orders/42%3B/SECRET", want: "/orders/42", code: http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {tc.uri}}, "")
