@@ -324,9 +324,9 @@ func refusePath(reason string) (string, []string, error) {
 }
 
 // PathLogPrefix returns the part of a request path (Action.Path) that a
-// log may hold: what precedes its query and any fragment, and, from the
-// first segment normalizing the path would refuse, only what precedes the
-// first ';', '#', '%', control or non-ASCII byte in it. What follows such a
+// log may hold: what precedes its query and any fragment, and, in the
+// first segment normalizing the path would refuse for such a byte, what
+// precedes the first ';', '#', '%', control or non-ASCII byte in it. What follows such a
 // byte may be a session ID or a token (";jsessionid=", "#access_token=",
 // their encoded, double-encoded and Unicode-compatibility forms), and the
 // request was refused anyway. An accepted path is cut at an encoded '#'
@@ -344,7 +344,9 @@ func PathLogPrefix(path string) string {
 		}
 		seg := path[start:end]
 		if _, _, err := normalizePath("/" + seg); err != nil {
-			return path[:start+suspectByte(seg)]
+			if i := suspectByte(seg); i >= 0 {
+				return path[:start+i]
+			}
 		}
 		if i := indexFold(seg, "%23"); i >= 0 {
 			return path[:start+i]
@@ -355,15 +357,15 @@ func PathLogPrefix(path string) string {
 }
 
 // suspectByte is the index of the first ';', '#', '%', control or
-// non-ASCII byte of seg, or 0 when it has none (the segment is refused for
-// its dots, say: none of it is kept).
+// non-ASCII byte of seg, or -1 when it has none (a segment refused for its
+// dots, say, which hides nothing).
 func suspectByte(seg string) int {
 	for i := 0; i < len(seg); i++ {
 		if c := seg[i]; c == ';' || c == '#' || c == '%' || c < 0x20 || c >= 0x7f {
 			return i
 		}
 	}
-	return 0
+	return -1
 }
 
 // indexFold is strings.Index for an ASCII sub that ignores case.
