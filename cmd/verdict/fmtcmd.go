@@ -186,16 +186,7 @@ func regoFiles(path string, write bool) (files, links []string, err error) {
 // readRego reads a module, at most bundles.DefaultMaxFileBytes of it (the
 // largest file the server reads): fmt runs on trees someone else wrote.
 func readRego(file string) ([]byte, error) {
-	f, err := regularfile.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	src, err := io.ReadAll(io.LimitReader(f, bundles.DefaultMaxFileBytes+1))
-	if err == nil && len(src) > bundles.DefaultMaxFileBytes {
-		err = fmt.Errorf("%s: larger than %d bytes", file, bundles.DefaultMaxFileBytes)
-	}
-	return src, err
+	return regularfile.ReadFileMax(file, bundles.DefaultMaxFileBytes)
 }
 
 // formatRego formats one module in OPA's canonical style; a module that does

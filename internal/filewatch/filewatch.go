@@ -19,7 +19,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -160,17 +159,9 @@ func (w *Watcher) read(paths []string) ([][]byte, [][sha256.Size]byte, error) {
 	contents := make([][]byte, len(paths))
 	sums := make([][sha256.Size]byte, len(paths))
 	for i, p := range paths {
-		f, err := regularfile.Open(p)
+		data, err := regularfile.ReadFileMax(p, w.opts.MaxBytes)
 		if err != nil {
 			return nil, nil, err
-		}
-		data, err := io.ReadAll(io.LimitReader(f, w.opts.MaxBytes+1))
-		_ = f.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", p, err)
-		}
-		if int64(len(data)) > w.opts.MaxBytes {
-			return nil, nil, fmt.Errorf("%s: larger than %d bytes", p, w.opts.MaxBytes)
 		}
 		contents[i], sums[i] = data, sha256.Sum256(data)
 	}

@@ -132,7 +132,7 @@ func TestAddReadsAndApplies(t *testing.T) {
 	big := filepath.Join(dir, "big")
 	write(t, big, strings.Repeat("x", 2000))
 	w = filewatch.New(quick(filewatch.Options{MaxBytes: 1000}))
-	if err := w.Add(filewatch.Set{Name: "big", Paths: []string{big}, Apply: h.apply}); err == nil || !strings.Contains(err.Error(), "larger than 1000 bytes") {
+	if err := w.Add(filewatch.Set{Name: "big", Paths: []string{big}, Apply: h.apply}); err == nil || !strings.Contains(err.Error(), "more than 1000 bytes") {
 		t.Fatalf("large file: %v", err)
 	}
 	if len(w.Status()) != 0 {
