@@ -298,8 +298,11 @@ const (
 // httpErrorLog turns what an http.Server logs into lines with a constant
 // message: "tls handshake failed" (Info: a client's certificate or TLS
 // version refused, a scanner; the remote address and the cause as
-// attributes), and "http server error" (Warn) for the rest. Of each, at
-// most httpErrorBurst lines an interval are logged; the rest are counted,
+// attributes), "accept failed" (Error: the listener could not accept a
+// connection, such as for want of file descriptors; no client can cause
+// it, so clients' errors never crowd it out), and "http server error"
+// (Warn) for the rest. Of each, at most httpErrorBurst lines an interval
+// are logged; the rest are counted,
 // and run logs their count at the interval's end (the same message, with
 // "suppressed" and no remote or error). Safe for concurrent use; one
 // serves every http.Server of a Server, so that the bound holds for them
@@ -307,16 +310,16 @@ const (
 type httpErrorLog struct {
 	log *slog.Logger
 	mu  sync.Mutex
-	// kinds counts, for tls handshake failed and http server error, the
-	// lines logged and suppressed in the interval under way.
-	kinds [2]struct{ logged, suppressed int }
+	// kinds counts, for each of httpErrorKinds, the lines logged and
+	// suppressed in the interval under way.
+	kinds [3]struct{ logged, suppressed int }
 }
 
 // httpErrorKinds are the messages and levels of httpErrorLog.kinds.
-var httpErrorKinds = [2]struct {
+var httpErrorKinds = [3]struct {
 	msg   string
 	level slog.Level
-}{{"tls handshake failed", slog.LevelInfo}, {"http server error", slog.LevelWarn}}
+}{{"tls handshake failed", slog.LevelInfo}, {"http server error", slog.LevelWarn}, {"accept failed", slog.LevelError}}
 
 func (l *httpErrorLog) Write(p []byte) (int, error) {
 	line := strings.TrimSuffix(string(p), "\n")
@@ -324,6 +327,8 @@ func (l *httpErrorLog) Write(p []byte) (int, error) {
 	if rest, ok := strings.CutPrefix(line, "http: TLS handshake error from "); ok {
 		remote, cause, _ := strings.Cut(rest, ": ")
 		kind, attrs = 0, []slog.Attr{slog.String("remote", remote), slog.String("error", cause)}
+	} else if strings.HasPrefix(line, "http: Accept error: ") {
+		kind = 2
 	}
 	l.mu.Lock()
 	k := &l.kinds[kind]
@@ -343,7 +348,7 @@ func (l *httpErrorLog) Write(p []byte) (int, error) {
 func (l *httpErrorLog) endInterval(every time.Duration) {
 	l.mu.Lock()
 	kinds := l.kinds
-	l.kinds = [2]struct{ logged, suppressed int }{}
+	l.kinds = [3]struct{ logged, suppressed int }{}
 	l.mu.Unlock()
 	for i, k := range kinds {
 		if k.suppressed > 0 {

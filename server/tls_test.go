@@ -223,12 +223,13 @@ func TestTLSRequireRotatedOut(t *testing.T) {
 
 // TestHTTPErrorLog: what the http.Server logs becomes lines with constant
 // messages: a failed TLS handshake (Info, with the remote address and the
-// cause apart), anything else a warning.
+// cause apart), a failed accept an error, anything else a warning.
 func TestHTTPErrorLog(t *testing.T) {
 	var buf bytes.Buffer
 	l := log.New(&httpErrorLog{log: slog.New(slog.NewJSONHandler(&buf, nil))}, "", 0)
 	l.Printf("http: TLS handshake error from 10.0.0.5:4242: tls: failed to verify certificate: x509: certificate signed by unknown authority")
 	l.Printf("http: Accept error: too many open files; retrying in 5ms")
+	l.Printf("http: URL query contains semicolon, which is no longer a supported separator")
 	var lines []map[string]any
 	for line := range strings.Lines(buf.String()) {
 		var m map[string]any
@@ -237,9 +238,10 @@ func TestHTTPErrorLog(t *testing.T) {
 		}
 		lines = append(lines, m)
 	}
-	if len(lines) != 2 || lines[0]["msg"] != "tls handshake failed" || lines[0]["level"] != "INFO" || lines[0]["remote"] != "10.0.0.5:4242" ||
+	if len(lines) != 3 || lines[0]["msg"] != "tls handshake failed" || lines[0]["level"] != "INFO" || lines[0]["remote"] != "10.0.0.5:4242" ||
 		lines[0]["error"] != "tls: failed to verify certificate: x509: certificate signed by unknown authority" ||
-		lines[1]["msg"] != "http server error" || lines[1]["level"] != "WARN" || lines[1]["error"] != "http: Accept error: too many open files; retrying in 5ms" {
+		lines[1]["msg"] != "accept failed" || lines[1]["level"] != "ERROR" || lines[1]["error"] != "http: Accept error: too many open files; retrying in 5ms" ||
+		lines[2]["msg"] != "http server error" || lines[2]["level"] != "WARN" {
 		t.Fatalf("logged %s", buf.String())
 	}
 }
@@ -255,7 +257,10 @@ func TestHTTPErrorLogBounded(t *testing.T) {
 	for i := range 100 {
 		l.Printf("http: TLS handshake error from 10.0.0.5:%d: tls: first record does not look like a TLS handshake", 1000+i)
 	}
-	for range 7 {
+	for range 7 { // a client's: a query with ';'
+		l.Printf("http: URL query contains semicolon, which is no longer a supported separator")
+	}
+	for range 6 { // the server's own: clients' errors do not crowd it out
 		l.Printf("http: Accept error: too many open files; retrying in 5ms")
 	}
 	el.endInterval(time.Minute)
@@ -270,8 +275,10 @@ func TestHTTPErrorLogBounded(t *testing.T) {
 		{"level=INFO msg=\"tls handshake failed\" suppressed=95 interval=1m0s\n", 1},
 		{"level=WARN msg=\"http server error\" error=", httpErrorBurst},
 		{"level=WARN msg=\"http server error\" suppressed=2 interval=1m0s\n", 1},
+		{"level=ERROR msg=\"accept failed\" error=\"http: Accept error: too many open files", httpErrorBurst},
+		{"level=ERROR msg=\"accept failed\" suppressed=1 interval=1m0s\n", 1},
 		{"level=INFO msg=\"tls handshake failed\" remote=10.0.0.6:1 error=EOF\n", 1},
-		{"suppressed=", 2},
+		{"suppressed=", 3},
 	} {
 		if n := strings.Count(got, want.line); n != want.count {
 			t.Errorf("%q logged %d times, want %d:\n%s", want.line, n, want.count, got)
