@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/internal/jsonw"
@@ -175,6 +176,7 @@ func (s *Server) handleAuthZENEvaluations(w http.ResponseWriter, r *http.Request
 // failed is a deny carrying the error in its context, as the text's
 // examples show.
 func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool) {
+	start := s.now() // the headers are read: the connection's write deadline runs from here
 	peer := authz.CallerFromTLS(r.TLS)
 	if !s.authzen.allows(r, peer) {
 		s.fail(w, frontErr(errForbidden, "this client may not call the AuthZEN evaluation endpoints: "+
@@ -214,7 +216,7 @@ func (s *Server) serveAuthZEN(w http.ResponseWriter, r *http.Request, batch bool
 		}
 		reqs[i] = e.request(&base)
 	}
-	s.authzenBatch(w, r, reqs, in.Semantic, &slot)
+	s.authzenBatch(w, r, reqs, in.Semantic, &slot, start)
 }
 
 // request is the engine's request for e.
@@ -255,13 +257,22 @@ func (s *Server) authzenOne(w http.ResponseWriter, r *http.Request, in *azBody, 
 // answer, as in the 1.0 text's examples: the array is then shorter than
 // the request's, and its last item is the one that decided.
 //
-// The whole batch gets limits.write_timeout: past it the client can no
-// longer be answered, so the items left are not decided (each has its own
-// limits.eval_timeout, and a batch of them could run far longer), and the
-// request is answered with a policy error.
-func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []authz.Request, sem azSemantic, slot *heldSlot) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.limits.WriteTimeout)
+// The whole batch gets limits.write_timeout from start (when the request's
+// headers were read, as the connection's write deadline does): past it the
+// client can no longer be answered, so the items left are not decided
+// (each has its own limits.eval_timeout, and a batch of them could run far
+// longer), and the request is answered with a policy error. The answer is
+// bounded too (maxBatchAnswerBytes): a policy whose reasons quote the
+// request would otherwise make a 64 KiB batch a 6 MB answer, held in memory
+// until a client that need not read it does.
+//
+// An item the engine refuses (a value it cannot take, such as 1e400) is
+// that item's error, as a failed evaluation is: the items before it were
+// decided, and logged, and are answered.
+func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []authz.Request, sem azSemantic, slot *heldSlot, start time.Time) {
+	ctx, cancel := context.WithDeadline(r.Context(), start.Add(s.limits.WriteTimeout))
 	defer cancel()
+	maxAnswer := maxBatchAnswerBytes(s.limits.MaxBodyBytes)
 	bp := s.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], `{"evaluations":[`...)
 	i := 0
@@ -275,10 +286,8 @@ func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []aut
 			return // else the client went away, or shutdown cut the request off: no one to answer
 		}
 		status, code := answer(decideAPI, d, err, true)
-		switch code {
-		case CodeNotReady, CodeInvalidRequest:
-			// About the whole payload, not this item: no policy, or a
-			// request the engine would not take.
+		if code == CodeNotReady {
+			// About the whole payload, not this item: no policy.
 			s.putBuf(bp, b)
 			s.writeError(w, status, code, errorMessage(err), "")
 			return
@@ -292,6 +301,12 @@ func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []aut
 			fail = &itemError{status: status, code: code, message: errorMessage(err)}
 		}
 		b = appendEvaluation(b, &d, fail)
+		if len(b) > maxAnswer {
+			s.putBuf(bp, b)
+			s.fail(w, authz.Refusef(authz.ErrPolicy, "the batch's answer ran past %d bytes at its evaluation %d of %d "+
+				"(do the policy's reasons quote the request?)", maxAnswer, i, len(reqs)))
+			return
+		}
 		denied := err != nil || !d.Allow
 		if sem == denyOnFirstDeny && denied || sem == permitOnFirstPermit && !denied {
 			break
@@ -301,8 +316,16 @@ func (s *Server) authzenBatch(w http.ResponseWriter, r *http.Request, reqs []aut
 	s.writeAnswer(w, bp, append(b, "]}\n"...))
 }
 
+// maxBatchAnswerBytes bounds a batch's answer: sixteen times what its
+// request may be, and at least 1 MiB (100 items of ordinary decisions take
+// about 20 KB).
+func maxBatchAnswerBytes(maxBody int64) int {
+	return int(max(16*maxBody, 1<<20))
+}
+
 // decideAll decides reqs in order, recording each decision under a, and
-// yields each as it is made; the caller stops it by breaking out. When the
+// yields each as it is made; the caller stops it by breaking out. Once ctx
+// is done it decides no more and yields ctx's error. When the
 // engine can (pinner), every decision comes from the snapshot serving when
 // the first was asked, even if a policy loads in the meantime.
 func (s *Server) decideAll(ctx context.Context, a api, reqs []authz.Request) iter.Seq2[authz.Decision, error] {
@@ -312,6 +335,10 @@ func (s *Server) decideAll(ctx context.Context, a api, reqs []authz.Request) ite
 			dec = p.Pin()
 		}
 		for i := range reqs {
+			if err := ctx.Err(); err != nil {
+				yield(authz.Decision{}, err) // not decided: the batch is over
+				return
+			}
 			d, err := s.decideWith(ctx, dec, a, &reqs[i])
 			if !yield(d, err) {
 				return

@@ -6,6 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -747,4 +750,91 @@ func TestAuthZENSeriesFromTheStart(t *testing.T) {
 		`verdict_decisions_total{api="authzen",result="allow"} 0`,
 		`verdict_decisions_total{api="authzen",result="error"} 0`,
 		`verdict_decision_duration_seconds_count{api="authzen"} 0`)
+}
+
+// TestAuthZENBatchAnswerBounded: a policy whose reasons quote the request
+// (echoPolicy) made a 64 KiB batch of 100 items with a 63 KB action name a
+// 6.5 MB answer, built in memory and held until the client read it. The
+// answer is bounded: past maxBatchAnswerBytes the request is a policy
+// error, whose body is small.
+func TestAuthZENBatchAnswerBounded(t *testing.T) {
+	f := newAZFixture(t, true, nil)
+	items := strings.TrimSuffix(strings.Repeat("{},", DefaultMaxEvaluations), ",")
+	head := `{"subject":{"type":"user","id":"u"},"resource":{"type":"r","id":"1"},"evaluations":[` + items + `],"action":{"name":"`
+	body := head + strings.Repeat("a", DefaultMaxBodyBytes-len(head)-4) + `"}}`
+	w := f.do(t, azRequest{path: "/access/v1/evaluations", body: body})
+	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "answer ran past") || w.Body.Len() > 4096 {
+		t.Errorf("status %d, %d bytes: %.300s; want a small 500 saying the answer ran past its bound", w.Code, w.Body.Len(), w.Body)
+	}
+	w = f.do(t, azRequest{path: "/access/v1/evaluations", body: head + `allow_read"}}`})
+	var got struct{ Evaluations []map[string]any }
+	if err := json.Unmarshal(w.Body.Bytes(), &got); w.Code != http.StatusOK || err != nil || len(got.Evaluations) != DefaultMaxEvaluations {
+		t.Errorf("a batch of ordinary answers: status %d, %d evaluations, %v", w.Code, len(got.Evaluations), err)
+	}
+}
+
+// TestAuthZENBatchItemRefused: an item holding a value the engine refuses
+// (1e400, which no float64 holds) is that item's error, answered with the
+// items decided before it, as its decision log records them; it was a
+// 400 for the whole batch, whose earlier items had been decided and logged
+// allowed all the same.
+func TestAuthZENBatchItemRefused(t *testing.T) {
+	f := newAZFixture(t, true, nil)
+	w := f.do(t, azRequest{path: "/access/v1/evaluations", body: `{
+		"subject": {"type": "user", "id": "alice"}, "action": {"name": "allow_delete"},
+		"evaluations": [
+			{"resource": {"type": "doc", "id": "1"}},
+			{"resource": {"type": "doc", "id": "2", "properties": {"n": 1e400}}},
+			{"resource": {"type": "doc", "id": "3"}}]}`})
+	var got struct {
+		Evaluations []struct {
+			Decision bool
+			Context  struct{ Error *struct{ Status int } }
+		}
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &got); w.Code != http.StatusOK || err != nil || len(got.Evaluations) != 3 {
+		t.Fatalf("status %d: %s (%v); want 200 with three evaluations", w.Code, w.Body, err)
+	}
+	if e := got.Evaluations; !e[0].Decision || e[1].Decision || e[1].Context.Error == nil || e[1].Context.Error.Status != http.StatusBadRequest || !e[2].Decision {
+		t.Errorf("evaluations %+v, want allow, a 400 item error, allow", e)
+	}
+	if recs := f.log.records(); len(recs) != 3 || !recs[0].Allow || recs[1].Error != CodeInvalidRequest || !recs[2].Allow {
+		t.Errorf("decision log %+v, want the three items as answered", recs)
+	}
+}
+
+// TestAuthZENBatchDeadlineFromHeaders: a batch gets limits.write_timeout
+// from when its headers were read, as the connection's write deadline
+// does, not from when its body arrived: a client sending its body late
+// cannot have decisions made under a slot for an answer that could no
+// longer be written.
+func TestAuthZENBatchDeadlineFromHeaders(t *testing.T) {
+	log := &memLog{}
+	srv, err := New(Options{Engine: newEchoEngine(t, true), DecisionLog: log, Addr: "127.0.0.1:0",
+		Limits:  Limits{WriteTimeout: time.Second, ReadTimeout: 10 * time.Second},
+		AuthZEN: &AuthZEN{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := authztest.Start(t, srv.Run)
+	defer stop()
+	body := `{"subject": {"type": "user", "id": "alice"}, "action": {"name": "allow_read"},
+		"resource": {"type": "doc", "id": "1"}, "evaluations": [{}, {}]}`
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /access/v1/evaluations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	time.Sleep(1500 * time.Millisecond) // past write_timeout, well within read_timeout
+	io.WriteString(c, body)
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, _ = io.ReadAll(c)
+	if n := len(log.records()); n != 0 {
+		t.Errorf("%d decisions made for a batch whose answer could no longer be written", n)
+	}
 }
