@@ -109,6 +109,8 @@ func TestRequireTests(t *testing.T) {
 			test: "package authz_test\n\nimport data.authz\n\ntest_read if authz.allow with input as {\"action\": {\"name\": \"read\"}}\n\ntest_write if authz.allow with input as {\"action\": {\"name\": \"write\"}}\n",
 			want: "test data.authz_test.test_write failed", wantLine: 7},
 		{name: "no tests refuses the snapshot", want: "has no tests"},
+		{name: "only skipped tests refuse the snapshot", want: "has no tests that run",
+			test: "package authz_test\n\nimport data.authz\n\ntodo_test_write if not authz.allow with input as {\"action\": {\"name\": \"write\"}}\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

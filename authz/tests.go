@@ -69,6 +69,18 @@ type TestRun struct {
 	Coverage *cover.Report
 }
 
+// Ran is how many tests ran: the results, less the tests skipped (todo_
+// rules), which tested nothing.
+func (r *TestRun) Ran() int {
+	n := 0
+	for _, res := range r.Results {
+		if !res.Skip {
+			n++
+		}
+	}
+	return n
+}
+
 // Failed reports whether any test failed or erred.
 func (r *TestRun) Failed() bool {
 	for _, res := range r.Results {
@@ -336,16 +348,18 @@ func policyCoverage(cov *cover.Cover, modules map[string]*ast.Module) *cover.Rep
 
 // requireTests runs a snapshot's own tests before it may serve
 // (Options.RequireTests): every failing or erroring test is a problem at
-// the test's location, and a snapshot without tests is refused too, since
-// the operator asked for tests to gate every change.
+// the test's location, and a snapshot without tests that run (none, or
+// every one a todo_) is refused too, since the operator asked for tests to
+// gate every change.
 func requireTests(ctx context.Context, s *bundles.Snapshot, entry string, noNetwork bool) error {
 	run, err := RunTests(ctx, s, TestOptions{Entrypoint: entry, NoNetwork: noNetwork})
 	if err != nil {
 		return err
 	}
-	if len(run.Results) == 0 {
+	if run.Ran() == 0 {
 		return &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{Code: "verdict_test_error",
-			Message: "policy.require_tests is set but the snapshot has no tests (test_ rules in *_test.rego files)"}}}
+			Message: fmt.Sprintf("policy.require_tests is set but the snapshot has no tests that run (test_ rules in *_test.rego files; %d skipped)",
+				len(run.Results))}}}
 	}
 	var problems []bundles.Problem
 	for _, r := range run.Results {

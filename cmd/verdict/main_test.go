@@ -1022,3 +1022,16 @@ func TestTestPrintsOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestTestAllSkippedIsNoneRan: a tree whose tests are all todo_ (a pull
+// request renaming every test_ away) ran none, and exits 1 as a tree
+// without tests does; it passed.
+func TestTestAllSkippedIsNoneRan(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "authz.rego"), "package authz\n\ndefault allow := false\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "authz_test.rego"),
+		"package authz_test\n\nimport data.authz\n\ntodo_test_deny if not authz.allow\n")
+	if code, out, stderr := verdict(t, "test", dir); code != exitDeny || !strings.Contains(stderr, "no tests ran") {
+		t.Errorf("every test skipped: exit %d\n%s\n%s; want 1, no tests ran", code, out, stderr)
+	}
+}

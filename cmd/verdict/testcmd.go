@@ -81,8 +81,11 @@ problems, 2 usage error.`,
 			if err != nil {
 				return &exitCode{code: exitError, err: err}
 			}
-			if len(tr.Results) == 0 {
+			switch {
+			case len(tr.Results) == 0:
 				return &exitCode{code: exitDeny, err: fmt.Errorf("no tests found")}
+			case tr.Ran() == 0:
+				return &exitCode{code: exitDeny, err: fmt.Errorf("no tests ran: all %d are skipped (todo_)", len(tr.Results))}
 			}
 			if tr.Failed() {
 				return &exitCode{code: exitDeny}
