@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -180,10 +181,56 @@ func compileModules(s *bundles.Snapshot, entry string, set compileSettings) (*as
 	if modules, err = entryModules(s, entry, true); err != nil {
 		return nil, nil, err
 	}
+	if problems := testsExtendingPolicy(s, modules); len(problems) > 0 {
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: problems}
+	}
 	if c, err = compileSchema(s, modules, set.strict); err != nil {
 		return nil, nil, err
 	}
 	return c, query, nil
+}
+
+// testsExtendingPolicy returns a problem for each rule of a test module (a
+// *_test.rego file) that adds to a rule or function the policy's own
+// modules define ("blocked contains ..." in package authz beside the
+// policy's blocked): test files are left out when the policy serves, so
+// its tests would pass on another policy than the one served. Helpers
+// under names of their own, in any package, are fine.
+func testsExtendingPolicy(s *bundles.Snapshot, modules map[string]*ast.Module) []bundles.Problem {
+	tests := make(map[string]bool, len(s.Modules))
+	for _, m := range s.Modules {
+		tests[m.Path] = m.IsTest()
+	}
+	defined := map[string]bool{}
+	for name, m := range modules {
+		if !tests[name] {
+			for _, r := range m.Rules {
+				defined[rulePath(m, r)] = true
+			}
+		}
+	}
+	var problems []bundles.Problem
+	for name, m := range modules {
+		if !tests[name] {
+			continue
+		}
+		for _, r := range m.Rules {
+			if p := rulePath(m, r); defined[p] {
+				problems = append(problems, bundles.Problem{File: name, Line: r.Location.Row, Col: r.Location.Col, Code: "verdict_test_error",
+					Message: fmt.Sprintf("a test file may not add to the policy's rule %s: tests run with it, the server without, so they would test another policy than the one served", p)})
+			}
+		}
+	}
+	slices.SortFunc(problems, func(a, b bundles.Problem) int {
+		return cmp.Or(strings.Compare(a.File, b.File), a.Line-b.Line)
+	})
+	return problems
+}
+
+// rulePath is the path of the document rule r of module m defines, up to
+// its first variable: "data.authz.blocked" for blocked contains x.
+func rulePath(m *ast.Module, r *ast.Rule) string {
+	return m.Package.Path.Extend(r.Head.Ref().GroundPrefix()).String()
 }
 
 // entryModules parses the modules of s (tests only when includeTests) and

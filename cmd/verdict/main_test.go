@@ -1035,3 +1035,27 @@ func TestTestAllSkippedIsNoneRan(t *testing.T) {
 		t.Errorf("every test skipped: exit %d\n%s\n%s; want 1, no tests ran", code, out, stderr)
 	}
 }
+
+// TestTestFileMayNotExtendPolicy: a rule in a *_test.rego file that adds to
+// a rule of the policy (here, the set of blocked actions) changed the
+// policy under test: its tests passed while the policy served, without
+// test files, allowed what they said is denied. It is a problem now, at
+// the test file's rule; a helper of its own name is fine.
+func TestTestFileMayNotExtendPolicy(t *testing.T) {
+	dir := t.TempDir()
+	authztest.WriteFile(t, filepath.Join(dir, "data.json"), `{"config": {"blocked": []}}`)
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "authz.rego"), "package authz\n\ndefault allow := false\n\n"+
+		"blocked contains a if some a in data.config.blocked\n\nallow if {\n\tinput.subject.authenticated == true\n\tnot input.action.name in blocked\n}\n")
+	authztest.WriteFile(t, filepath.Join(dir, "authz", "authz_test.rego"), "package authz_test\n\nimport data.authz\n\n"+
+		"test_delete_is_denied if not authz.allow with input as {\"subject\": {\"authenticated\": true}, \"action\": {\"name\": \"orders:delete\"}}\n")
+	fixtures := filepath.Join(dir, "authz", "fixtures_test.rego")
+	authztest.WriteFile(t, fixtures, "package authz\n\nblocked contains \"orders:delete\"\n")
+	code, out, stderr := verdict(t, "test", dir)
+	if code != exitDeny || !strings.Contains(stderr, "authz/fixtures_test.rego:3:1: verdict_test_error: a test file may not add to the policy's rule data.authz.blocked") {
+		t.Errorf("test with a fixture extending the policy: exit %d\n%s\n%s", code, out, stderr)
+	}
+	authztest.WriteFile(t, fixtures, "package authz\n\ndelete_input := {\"subject\": {\"authenticated\": true}, \"action\": {\"name\": \"orders:delete\"}}\n")
+	if code, out, stderr := verdict(t, "test", dir); code != exitDeny || !strings.Contains(out, "FAIL") {
+		t.Errorf("a helper of its own name: exit %d\n%s\n%s; want the test to run and fail", code, out, stderr)
+	}
+}
