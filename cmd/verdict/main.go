@@ -42,7 +42,13 @@ func (e *exitCode) Error() string {
 }
 
 func main() {
+	// The first SIGINT or SIGTERM cancels ctx: serve shuts down gracefully,
+	// other commands stop at their next check. A second one ends the
+	// process at once (stop gives the signals their default action back),
+	// even when the work under way does not heed ctx: a test stuck in a
+	// built-in that never checks, a read from a pipe that never closes.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
