@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/spf13/cobra"
 
 	"github.com/verdict-pdp/verdict/authz"
@@ -124,9 +127,13 @@ func printOutput(w io.Writer, results []*tester.Result) {
 // printTestRun writes the report a reader wants: OPA's pretty test report,
 // then the coverage and the lines no test ran.
 func printTestRun(w io.Writer, tr *authz.TestRun, f testFlags) error {
-	pretty := tester.PrettyReporter{Output: w, Verbose: f.verbose, FailureLine: true,
+	lw := &lineWriter{w: w}
+	pretty := tester.PrettyReporter{Output: lw, Verbose: f.verbose, FailureLine: true,
 		BenchmarkResults: f.bench, BenchMarkShowAllocations: f.bench}
 	if err := pretty.Report(replay(tr.Results)); err != nil {
+		return err
+	}
+	if err := lw.Flush(); err != nil {
 		return err
 	}
 	if tr.Coverage == nil {
@@ -264,19 +271,108 @@ func newTestReport(tr *authz.TestRun) testReport {
 	return rep
 }
 
+// replay sends the results to OPA's reporter, with the text the tree's
+// author controls made safe for a terminal and a CI log first: package
+// paths, names and file names, and, as one line each (a line break
+// written \n), the error messages, which quote the policy's strings, the
+// trace's notes and the source of the failing expressions. The reporter
+// indents what it prints of them, but GitHub Actions reads a
+// ::workflow-command:: after leading spaces as well.
 func replay(results []*tester.Result) chan *tester.Result {
 	ch := make(chan *tester.Result, len(results))
 	for _, r := range results {
-		// Package paths and file names are the tree's author's: made safe
-		// for the terminal, as the tests' output is.
 		r.Package, r.Name = printable.String(r.Package), printable.String(r.Name)
-		if r.Location != nil {
-			loc := *r.Location
-			loc.File = printable.String(loc.File)
-			r.Location = &loc
+		r.Location = printableLocation(r.Location)
+		if r.Error != nil {
+			r.Error = &printableError{msg: printable.String(r.Error.Error()), err: r.Error}
 		}
+		printableTrace(r.Trace)
+		r.SubResults = printableSubResults(r.SubResults)
 		ch <- r
 	}
 	close(ch)
 	return ch
+}
+
+// printableLocation returns a copy of loc with its file name and source
+// text made printable (nil for nil). Locations are shared with the
+// compiled modules, so they are copied, never changed.
+func printableLocation(loc *ast.Location) *ast.Location {
+	if loc == nil {
+		return nil
+	}
+	c := *loc
+	c.File = printable.String(c.File)
+	if t := printable.String(string(c.Text)); t != string(c.Text) {
+		c.Text = []byte(t)
+	}
+	return &c
+}
+
+// printableTrace makes the events' notes and locations printable, in place
+// (the events are the run's own).
+func printableTrace(trace []*topdown.Event) {
+	for _, e := range trace {
+		e.Message = printable.String(e.Message)
+		e.Location = printableLocation(e.Location)
+	}
+}
+
+// printableSubResults returns srm with its names (a parameterized test's
+// values) and traces made printable.
+func printableSubResults(srm tester.SubResultMap) tester.SubResultMap {
+	if len(srm) == 0 {
+		return srm
+	}
+	out := make(tester.SubResultMap, len(srm))
+	for k, sr := range srm {
+		sr.Name = printable.String(sr.Name)
+		printableTrace(sr.Trace)
+		sr.SubResults = printableSubResults(sr.SubResults)
+		out[printable.String(k)] = sr
+	}
+	return out
+}
+
+// printableError is an error whose message is made printable; Unwrap
+// gives the error it stands for.
+type printableError struct {
+	msg string
+	err error
+}
+
+func (e *printableError) Error() string { return e.msg }
+func (e *printableError) Unwrap() error { return e.err }
+
+// lineWriter writes each line written to it to w made printable
+// (printable.String): what OPA's reporter prints of a policy that replay
+// did not clean cannot reach the terminal raw either. Flush writes a last
+// line that has no line break.
+type lineWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (lw *lineWriter) Write(p []byte) (int, error) {
+	lw.buf = append(lw.buf, p...)
+	for {
+		i := bytes.IndexByte(lw.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if _, err := io.WriteString(lw.w, printable.String(string(lw.buf[:i]))+"\n"); err != nil {
+			return 0, err
+		}
+		lw.buf = lw.buf[i+1:]
+	}
+}
+
+// Flush writes what is left of the last line.
+func (lw *lineWriter) Flush() error {
+	if len(lw.buf) == 0 {
+		return nil
+	}
+	_, err := io.WriteString(lw.w, printable.String(string(lw.buf)))
+	lw.buf = nil
+	return err
 }
