@@ -43,7 +43,9 @@ replaced whole: a reader never sees half a file) and lists them.
 Files and directories named like editor leftovers or hidden (.git, *~,
 *.swp) are skipped, as the server skips them, and so are symbolic links
 met in a directory (each named on stderr): fmt never writes through a
-link, and --write refuses a link named on the command line. A file that
+link, and --write refuses a PATH with a link in it (policies/, policies/.
+or policies/x.rego where policies is a link; for a relative PATH, any part
+of it) or that steps back (inner/..), as check does. A file that
 does not parse prints as file:line:col: code: message.
 
 Exit status: 0 every file formatted (or written), 1 a file is not
@@ -133,16 +135,25 @@ func runFmt(out, errOut io.Writer, paths []string, f fmtFlags) error {
 // it when it is a directory, skipping what the server skips (hidden and
 // editor files); the symbolic links to .rego files met on the way are
 // returned apart, not followed. A named path that is neither is a usage
-// error, and so is a named link when it is to be written.
+// error, and so, when the files are to be written, is a path with a
+// symbolic link in it (linkInPath) or one that steps back (stepsBack).
 func regoFiles(path string, write bool) (files, links []string, err error) {
+	if write {
+		// As readPolicies refuses them without --follow-links: checked on
+		// the cleaned path, since os.Lstat("policies/"), "policies/." and
+		// "policies/x.rego" all go through a link named policies.
+		if stepsBack(path) {
+			return nil, nil, usageError("%s steps back through a directory (..): name the files without it (fmt never writes through a link)", path)
+		}
+		if link := linkInPath(path); link != "" {
+			return nil, nil, usageError("%s is a symbolic link: name what it points to (fmt never writes through a link)", link)
+		}
+	}
 	info, err := os.Lstat(path)
 	if err != nil {
 		return nil, nil, usageError("%v", err)
 	}
 	if info.Mode()&fs.ModeSymlink != 0 {
-		if write {
-			return nil, nil, usageError("%s is a symbolic link: name what it points to (fmt never writes through a link)", path)
-		}
 		if info, err = os.Stat(path); err != nil {
 			return nil, nil, usageError("%v", err)
 		}

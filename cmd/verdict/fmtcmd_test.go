@@ -123,3 +123,30 @@ func TestFmt(t *testing.T) {
 	}
 	unchanged("the end")
 }
+
+// TestFmtWriteRefusesALinkInThePath names, from the working directory, a
+// link to a directory of another tree in the spellings that os.Lstat
+// resolves through it: fmt --write refuses each and changes nothing there.
+func TestFmtWriteRefusesALinkInThePath(t *testing.T) {
+	other := writeTree(t, map[string]string{"policies/authz.rego": unformattedRego})
+	work := t.TempDir()
+	if err := os.Symlink(filepath.Join(other, "policies"), filepath.Join(work, "policies")); err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, filepath.Join(work, "inner", "keep.txt"), "")
+	t.Chdir(work)
+	for _, path := range []string{"policies/", "policies/.", "policies/authz.rego", "./policies//", "inner/../policies"} {
+		t.Run(path, func(t *testing.T) {
+			code, out, errOut := verdict(t, "fmt", "--write", path)
+			if code != 2 || !strings.Contains(errOut, "fmt never writes through a link") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 refusing the link", code, out, errOut)
+			}
+			if got, _ := os.ReadFile(filepath.Join(other, "policies", "authz.rego")); string(got) != unformattedRego {
+				t.Fatalf("fmt --write %s wrote through the link: %q", path, got)
+			}
+		})
+	}
+	if code, out, _ := verdict(t, "fmt", "policies/"); code != 1 || out != "policies/authz.rego\n" {
+		t.Errorf("listing through the link: exit %d, %q; want 1 and the file", code, out)
+	}
+}
