@@ -249,6 +249,25 @@ func printDiff(out io.Writer, file string, src, formatted []byte) error {
 		n := bytes.Count(src, []byte("\n")) + 1
 		diff = fmt.Sprintf("--- %s\n+++ %s (formatted)\n@@ -%d +%d @@\n-%s\n\\ No newline at end of file\n+%s\n", name, name, n, n, last, last)
 	}
-	_, err = io.WriteString(out, diff)
+	_, err = io.WriteString(out, printableDiff(diff))
 	return err
+}
+
+// printableDiff returns diff with each line's body after its first byte
+// (the +, - or space of a unified diff) made printable (printable.String):
+// the files are someone else's, and a comment holding ESC bytes would
+// otherwise reach the terminal. A diff of such a line no longer applies.
+func printableDiff(diff string) string {
+	var b strings.Builder
+	for line := range strings.Lines(diff) {
+		body, nl := strings.CutSuffix(line, "\n")
+		if body != "" {
+			b.WriteString(body[:1])
+			b.WriteString(printable.String(body[1:]))
+		}
+		if nl {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }

@@ -150,3 +150,18 @@ func TestFmtWriteRefusesALinkInThePath(t *testing.T) {
 		t.Errorf("listing through the link: exit %d, %q; want 1 and the file", code, out)
 	}
 }
+
+// TestFmtDiffIsPrintable: --diff shows a file's control characters as Go
+// escapes, each line keeping its +, - or space.
+func TestFmtDiffIsPrintable(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"authz.rego": "package authz\n# \x1b]0;title\x07 \x1b[2J\r::warning::x\nallow if {input.x==1}\n",
+	})
+	file := filepath.Join(dir, "authz.rego")
+	code, out, _ := verdict(t, "fmt", "--diff", file)
+	want := "--- " + file + "\n+++ " + file + " (formatted)\n@@ -1,3 +1,4 @@\n package authz\n" +
+		"+\n # \\x1b]0;title\\a \\x1b[2J\\r::warning::x\n-allow if {input.x==1}\n+allow if input.x == 1\n"
+	if code != 1 || out != want {
+		t.Errorf("exit %d, diff\n%q\nwant\n%q", code, out, want)
+	}
+}
