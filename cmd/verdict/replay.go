@@ -29,6 +29,7 @@ func newReplayCommand() *cobra.Command {
 		entrypoint  string
 		evaluator   string
 		asJSON      bool
+		truncatedOK bool
 		followLinks bool
 		allowNet    bool
 	)
@@ -43,10 +44,13 @@ the same and which flip: allow to deny, deny to allow, or an error. A
 decision that failed in its policy was a deny: a candidate allowing it is a
 flip, one failing as well answers the same. Records without an input
 (requests refused before any policy ran, such as an invalid token) are
-skipped.
+skipped. Records written without their input because they were over
+decision_log.max_record_bytes ("input_truncated": true) are counted apart,
+as truncated: they are decisions that could not be compared, and a client
+able to make its requests large would otherwise keep them out of the gate.
 
 Exit status: 0 nothing flipped or erred, 1 something did (so that it gates a
-policy change in CI), 2 a usage error, a candidate that does not load (its
+policy change in CI) or a record was truncated (unless --allow-truncated), 2 a usage error, a candidate that does not load (its
 problems printed as file:line:col), or a log with no decision to replay
 (empty, or without inputs: nothing was compared).`,
 		Example: `  verdict replay --log decisions.jsonl --policies ./candidate
@@ -102,7 +106,10 @@ problems printed as file:line:col), or a log with no decision to replay
 			if report.AllowToDeny+report.DenyToAllow+report.Errors > 0 {
 				return &exitCode{code: exitDeny}
 			}
-			if report.Total == report.Skipped {
+			if report.Truncated > 0 && !truncatedOK {
+				return &exitCode{code: exitDeny, err: fmt.Errorf("%d decisions were logged without their input (over decision_log.max_record_bytes) and not replayed: raise it, or pass --allow-truncated", report.Truncated)}
+			}
+			if report.Total == report.Skipped+report.Truncated {
 				// Nothing flipped because nothing was replayed: a gate in
 				// CI fed an empty or mistaken log must not pass on no
 				// evidence.
@@ -118,6 +125,7 @@ problems printed as file:line:col), or a log with no decision to replay
 	fl.StringVar(&entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
 	fl.StringVar(&evaluator, "evaluator", "auto", "how to evaluate: auto, compiled or topdown (replay a log under the other evaluator to compare them)")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fl.BoolVar(&truncatedOK, "allow-truncated", false, `exit 0 when records written without their input ("input_truncated": true) are all that was not replayed`)
 	addFollowLinks(fl, &followLinks)
 	addAllowNet(fl, &allowNet)
 	return cmd
@@ -125,9 +133,12 @@ problems printed as file:line:col), or a log with no decision to replay
 
 // replayReport is what replay found. Its JSON is the --json output.
 type replayReport struct {
-	Revision       string `json:"revision"`
-	Total          int    `json:"total"`
-	Skipped        int    `json:"skipped"`
+	Revision string `json:"revision"`
+	Total    int    `json:"total"`
+	Skipped  int    `json:"skipped"`
+	// Truncated counts the records written without their input because
+	// they were too large ("input_truncated": true), not in Skipped.
+	Truncated      int    `json:"truncated"`
 	Same           int    `json:"same"`
 	ReasonsChanged int    `json:"reasons_changed"`
 	AllowToDeny    int    `json:"allow_to_deny"`
@@ -161,6 +172,9 @@ type loggedDecision struct {
 	Reasons    []string        `json:"reasons"`
 	Error      string          `json:"error"`
 	Input      json.RawMessage `json:"input"`
+	// InputTruncated marks a record written without its input, over
+	// decision_log.max_record_bytes.
+	InputTruncated bool `json:"input_truncated"`
 }
 
 // replayLog evaluates every record of log against engine.
@@ -185,6 +199,10 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 			return nil, fmt.Errorf("--log line %d: not a decision record: %w", line, err)
 		}
 		r.Total++
+		if rec.InputTruncated {
+			r.Truncated++ // a decision that ran, but cannot be compared
+			continue
+		}
 		if len(rec.Input) == 0 || rec.Error != "" && len(rec.Reasons) == 1 && (rec.Reasons[0] == cutShort || rec.Reasons[0] == heapStopped) {
 			r.Skipped++ // refused before any policy ran, or cut short or stopped by the heap: nothing to compare
 			continue
@@ -234,8 +252,8 @@ func nonNil(s []string) []string {
 
 // print writes the report for a reader.
 func (r *replayReport) print(w io.Writer) {
-	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input, or cut short)\n",
-		r.Total, printable.String(r.Revision), r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped)
+	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input, or cut short), %d truncated (logged without their input: too large)\n",
+		r.Total, printable.String(r.Revision), r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped, r.Truncated)
 	for _, f := range r.Flips {
 		if f.Error != "" {
 			fmt.Fprintf(w, "  %s: error (was allow=%v %q): %s\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, printable.Lines(f.Error, "    "))

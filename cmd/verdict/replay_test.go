@@ -334,3 +334,58 @@ func TestMultiLineErrors(t *testing.T) {
 		t.Errorf("replay --json: exit %d, %q (%v); want 1 and JSON whose error has %q", code, out, err, wantMessage)
 	}
 }
+
+// TestReplayCountsTruncated: a record written without its input because it
+// was too large ("input_truncated": true) is counted as truncated, not
+// skipped, and fails the gate (exit 1) unless --allow-truncated is given: a
+// client able to make its records large kept them out of every replay.
+func TestReplayCountsTruncated(t *testing.T) {
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	log, _ := recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
+	raw, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	delete(rec, "input")
+	rec["input_truncated"], rec["allow"], rec["decision_id"] = true, false, "T"
+	truncated, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authztest.WriteFile(t, log, string(raw)+string(truncated)+"\n")
+	for _, tc := range []struct {
+		name     string
+		flags    []string
+		wantCode int
+	}{
+		{name: "refused", wantCode: 1},
+		{name: "allowed", flags: []string{"--allow-truncated"}, wantCode: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, stderr := verdict(t, append([]string{"replay", "--log", log, "--policies", "../../policies", "--json"}, tc.flags...)...)
+			var r replayReport
+			if err := json.Unmarshal([]byte(out), &r); err != nil || code != tc.wantCode || r.Truncated != 1 || r.Skipped != 0 || r.Same != 1 {
+				t.Fatalf("exit %d, report %+v (%v); want exit %d, one truncated and one the same\n%s", code, r, err, tc.wantCode, stderr)
+			}
+			if tc.wantCode == 1 && !strings.Contains(stderr, "--allow-truncated") {
+				t.Errorf("stderr %q does not say why", stderr)
+			}
+		})
+	}
+	code, out, _ := verdict(t, "replay", "--log", log, "--policies", "../../policies")
+	if code != 1 || !strings.Contains(out, "1 truncated") {
+		t.Errorf("text report: exit %d, %q; want 1 and the truncated record counted", code, out)
+	}
+	authztest.WriteFile(t, log, string(truncated)+"\n")
+	if code, _, stderr := verdict(t, "replay", "--log", log, "--policies", "../../policies", "--allow-truncated"); code != 2 || !strings.Contains(stderr, "nothing was replayed") {
+		t.Errorf("only a truncated record, allowed: exit %d, %q; want 2, nothing replayed", code, stderr)
+	}
+}
