@@ -106,6 +106,9 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	if err := refuseOverride(h); err != nil {
 		return authz.Action{}, err
 	}
+	if err := refuseVerdictUnderscore(h); err != nil {
+		return authz.Action{}, err
+	}
 	var vals [4]string
 	var present [4]bool
 	for i, name := range [...]string{headerForwardedMethod, headerForwardedURI, headerOriginalMethod, headerOriginalURI} {
@@ -155,6 +158,23 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 func refuseOverride(h http.Header) error {
 	if name := httpreq.Override(h); name != "" {
 		return authz.Refusef(authz.ErrInvalidRequest, "%s", httpreq.OverrideRefused(name))
+	}
+	return nil
+}
+
+// refuseVerdictUnderscore refuses a request carrying a header that is an
+// x-verdict-* name with a '_' in it (X_Verdict_Roles, X-Verdict-User_Id):
+// a CGI-style upstream (PHP-FPM, Rack, WSGI) reads it as Verdict's own
+// x-verdict-roles, a forward-auth answer cannot remove a header from the
+// upstream request, and a proxy's copy of the policy's header replaces
+// only the '-' spelling. Verdict never writes such a name, so it came from
+// the client. (nginx drops names with '_' before they get here; Caddy and
+// Traefik pass them on.)
+func refuseVerdictUnderscore(h http.Header) error {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 && isVerdictHeader(strings.ToLower(k)) {
+			return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: an x-verdict- name written with '_' reaches an upstream as Verdict's own header", k)
+		}
 	}
 	return nil
 }

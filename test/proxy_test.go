@@ -32,6 +32,9 @@ type seen struct {
 	URI     string   `json:"uri"`
 	Subject []string `json:"subject"`
 	Roles   []string `json:"roles"`
+	// Underscored names the x-verdict-* headers written with '_' that
+	// reached the upstream: a CGI-style upstream reads them as Verdict's.
+	Underscored []string `json:"underscored"`
 }
 
 func newUpstream(t *testing.T) *upstream {
@@ -40,11 +43,18 @@ func newUpstream(t *testing.T) *upstream {
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.hits.Add(1)
 		w.Header().Set("Content-Type", "application/json")
+		var underscored []string
+		for k := range r.Header {
+			if strings.Contains(k, "_") && strings.HasPrefix(strings.ToLower(strings.ReplaceAll(k, "_", "-")), "x-verdict-") {
+				underscored = append(underscored, k)
+			}
+		}
 		_ = json.NewEncoder(w).Encode(seen{
-			Method:  r.Method,
-			URI:     r.RequestURI,
-			Subject: r.Header.Values("X-Verdict-Subject"),
-			Roles:   r.Header.Values("X-Verdict-Roles"),
+			Method:      r.Method,
+			URI:         r.RequestURI,
+			Subject:     r.Header.Values("X-Verdict-Subject"),
+			Roles:       r.Header.Values("X-Verdict-Roles"),
+			Underscored: underscored,
 		})
 	}))
 	t.Cleanup(u.Close)
@@ -237,7 +247,9 @@ func TestNginxForwardAuth(t *testing.T) {
 	base := startNginx(t, nginx, prefix, "http", &http.Client{Timeout: 2 * time.Second}, func(port int) string {
 		return nginxConf(prefix, port, v.Addr, up.Listener.Addr().String())
 	})
-	checkForwardAuth(t, f, base, up, http.StatusInternalServerError)
+	// nginx drops header names with '_' (underscores_in_headers off): an
+	// X_Verdict_Roles never reaches verdict or the upstream.
+	checkForwardAuth(t, f, base, up, http.StatusInternalServerError, http.StatusOK)
 }
 
 // TestCaddyForwardAuth puts a real Caddy with forward_auth in front of an
@@ -276,7 +288,9 @@ http://127.0.0.1:%d {
 		}
 		return startExternal(t, "caddy", caddy, []string{"run", "--config", caddyfile, "--adapter", "caddyfile"}, env, "")
 	})
-	checkForwardAuth(t, f, base, up, http.StatusBadRequest)
+	// Caddy passes header names with '_' on, to verdict (which refuses
+	// x-verdict-* ones) and to the upstream.
+	checkForwardAuth(t, f, base, up, http.StatusBadRequest, http.StatusBadRequest)
 }
 
 // checkForwardAuth runs the same assertions through either proxy: allowed
@@ -285,7 +299,8 @@ http://127.0.0.1:%d {
 //
 // refused is the status the proxy answers when verdict answers 400: nginx's
 // auth_request turns it into a 500, Caddy's forward_auth passes it on.
-func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refused int) {
+// underscored is its answer to an allowed request carrying X_Verdict_Roles.
+func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refused, underscored int) {
 	t.Helper()
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
 	expired := f.Issuer.Mint(t, map[string]any{"roles": []string{"admin"},
@@ -314,6 +329,9 @@ func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refus
 		{name: "anonymous public with forged identity headers", method: "GET", path: "/catalog/7",
 			header:     map[string]string{"X-Verdict-Subject": "mallory", "X-Verdict-Roles": "admin"},
 			wantStatus: 200, wantSubject: nil, wantRoles: nil},
+		{name: "an identity header written with _ never reaches the upstream", method: "GET", path: "/orders/42",
+			header:     map[string]string{"Authorization": "Bearer " + viewer, "X_Verdict_Roles": "admin"},
+			wantStatus: underscored, wantSubject: []string{"alice"}, wantRoles: []string{"viewer"}},
 		{name: "no token", method: "GET", path: "/orders/42", wantStatus: 401},
 		{name: "client-sent X-Verdict-Action is not believed", method: "GET", path: "/orders/42",
 			header: map[string]string{"X-Verdict-Action": "catalog:read"}, wantStatus: 401},
@@ -356,6 +374,9 @@ func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refus
 			}
 			if s.Method != tc.method || s.URI != tc.path {
 				t.Errorf("upstream saw %s %s, want %s %s", s.Method, s.URI, tc.method, tc.path)
+			}
+			if len(s.Underscored) > 0 {
+				t.Errorf("upstream saw client-sent %q", s.Underscored)
 			}
 			if !equalHeader(s.Subject, tc.wantSubject) || !equalHeader(s.Roles, tc.wantRoles) {
 				t.Errorf("upstream saw X-Verdict-Subject %q, X-Verdict-Roles %q; want %q, %q",
