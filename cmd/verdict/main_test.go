@@ -757,6 +757,10 @@ func TestLinkedPolicyDirRefused(t *testing.T) {
 		{"check", "policies/authz"},
 		{"test", "./policies"},
 		{"check", filepath.Join(dir, "repo", "policies")},
+		// An absolute path below the working directory is the tree's all
+		// the way down ($GITHUB_WORKSPACE/policies/authz in CI).
+		{"check", filepath.Join(dir, "repo", "policies", "authz")},
+		{"test", filepath.Join(dir, "repo", "policies", "authz")},
 	} {
 		if code, _, stderr := verdict(t, args...); code != 2 || !strings.Contains(stderr, "is a symbolic link") {
 			t.Errorf("%v: exit %d, stderr %q; want the link refused", args, code, stderr)
@@ -764,6 +768,13 @@ func TestLinkedPolicyDirRefused(t *testing.T) {
 	}
 	if code, _, stderr := verdict(t, "check", "real"); code != 0 {
 		t.Errorf("a real directory: exit %d, %s", code, stderr)
+	}
+	// Links above the working directory are the system's, not the tree's.
+	if err := os.Symlink("repo", filepath.Join(dir, "checkout")); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := verdict(t, "check", filepath.Join(dir, "checkout", "real")); code != 0 {
+		t.Errorf("a link outside the working directory: exit %d, %s", code, stderr)
 	}
 	// ".." after a name steps back through it as the kernel resolves it:
 	// with inner a link into decoy/deep, inner/.. is decoy, whose a is a

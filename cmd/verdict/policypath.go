@@ -195,8 +195,10 @@ func displayPath(root, name string) string {
 // linkInPath returns the part of path that is a symbolic link, or "": for
 // a relative path every part from the working directory down (a tree's
 // policies/ made a link to .. would take the read, and what counts as
-// inside, out of the tree), for an absolute one the named file or
-// directory itself (the system's own links above it are not the tree's).
+// inside, out of the tree); for an absolute one below the working
+// directory ($GITHUB_WORKSPACE/policies in CI) every part below it too,
+// and for any other absolute one the named file or directory itself (the
+// system's own links above it are not the tree's).
 func linkInPath(path string) string {
 	path = filepath.Clean(path)
 	parts := []string{path}
@@ -204,6 +206,14 @@ func linkInPath(path string) string {
 		parts = parts[:0]
 		for p := path; p != "." && p != ".." && !strings.HasSuffix(p, string(filepath.Separator)+".."); p = filepath.Dir(p) {
 			parts = append(parts, p)
+		}
+	} else if wd, err := os.Getwd(); err == nil {
+		wd = filepath.Clean(wd)
+		if rel, err := filepath.Rel(wd, path); err == nil && rel != "." && filepath.IsLocal(rel) {
+			parts = parts[:0]
+			for p := path; p != wd && p != filepath.Dir(p); p = filepath.Dir(p) {
+				parts = append(parts, p)
+			}
 		}
 	}
 	for i := len(parts) - 1; i >= 0; i-- {
