@@ -36,6 +36,8 @@ func TestTestReportIsPrintable(t *testing.T) {
 		{name: "trace note", test: "test_a if {\n\ttrace(\"\\u001b]0;t\\u0007\\nPASS: 40/40\")\n\tfalse\n}\n", flags: []string{"-v"}},
 		{name: "failing line", test: "test_a if {\n\t`\x1b[2J\n::warning::x` == \"y\"\n}\n"},
 		{name: "failing line, verbose", test: "test_a if {\n\t`\x1b[2J\n::warning::x` == \"y\"\n}\n", flags: []string{"-v"}},
+		{name: "runner command inside a line", test: "test_a if {\n\ttrace(\"x ##[set-output name=a;]b ##vso[task.setvariable variable=a]b\")\n\tprint(\"y ##[add-mask]z\")\n\tfalse\n}\n",
+			flags: []string{"-v"}},
 		{name: "sub-result name", test: "test_a[name] if {\n\tsome name in [\"\\u001b[2J\\n::warning::x\"]\n\tfalse\n}\n", flags: []string{"-v"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,9 +52,10 @@ func TestTestReportIsPrintable(t *testing.T) {
 			if strings.ContainsFunc(out, func(r rune) bool { return r < ' ' && r != '\n' && r != '\t' }) {
 				t.Errorf("a raw control character in verdict test's output:\n%q", out)
 			}
-			for line := range strings.Lines(out) {
-				if s := strings.TrimSpace(line); strings.HasPrefix(s, "::") || strings.HasPrefix(s, "PASS: 40") {
-					t.Errorf("a forged line %q in verdict test's output:\n%s", line, out)
+			for line := range strings.Lines(out + stderr) {
+				if s := strings.TrimSpace(line); strings.HasPrefix(s, "::") || strings.HasPrefix(s, "PASS: 40") ||
+					strings.Contains(s, "##[") || strings.Contains(s, "##vso[") {
+					t.Errorf("a forged line %q in verdict test's output:\n%s%s", line, out, stderr)
 				}
 			}
 		})

@@ -14,13 +14,51 @@ import (
 // 0x9B is a control sequence to an 8-bit terminal) written as Go escapes,
 // and s itself when it has none: printed, such a string cannot move a
 // terminal's cursor, change its colours, forge a line of its own or show
-// its text in another order.
+// its text in another order. What a CI runner reads in its log as a
+// command is escaped too (see ciCommand): a policy's text printed in a
+// pull request's check cannot set a step's output or mask a value.
 func String(s string) string {
-	if !strings.ContainsFunc(s, unsafe) {
+	if strings.ContainsFunc(s, unsafe) {
+		q := strconv.Quote(s)
+		s = q[1 : len(q)-1]
+	}
+	return ciCommand(s)
+}
+
+// ciCommand returns s with the marks that make a CI runner take a log line
+// as a command escaped: "::" starting the line after white space (GitHub
+// Actions' "::set-output name=x::v", "::add-mask::", "::stop-commands::",
+// as its runner trims the line first), and "##[" or "##" and a word and
+// "[" anywhere in it (the runner's older "##[set-output ...]", Azure
+// Pipelines' "##vso[...]", TeamCity's "##teamcity[...]"). The ':' or '['
+// is written \x3a or \x5b, as String writes what it escapes.
+func ciCommand(s string) string {
+	if rest := strings.TrimLeftFunc(s, unicode.IsSpace); strings.HasPrefix(rest, "::") {
+		at := len(s) - len(rest)
+		s = s[:at] + `\x3a` + s[at+1:]
+	}
+	i := strings.Index(s, "##")
+	if i < 0 {
 		return s
 	}
-	q := strconv.Quote(s)
-	return q[1 : len(q)-1]
+	var b strings.Builder
+	for i >= 0 {
+		j := i + 2
+		for j < len(s) && (s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z') {
+			j++
+		}
+		if j < len(s) && s[j] == '[' {
+			b.WriteString(s[:j])
+			b.WriteString(`\x5b`)
+			s = s[j+1:]
+		} else {
+			b.WriteString(s[:i+1])
+			s = s[i+1:]
+		}
+		i = strings.Index(s, "##")
+	}
+	b.WriteString(s)
+	return b.String()
 }
 
 // unsafe reports whether r must be escaped (utf8.RuneError stands for a

@@ -16,6 +16,15 @@ func TestString(t *testing.T) {
 		"zero\u200bwidth":       `zero\u200bwidth`,
 		"line\u2028sep":         `line\u2028sep`,
 		"csi\x9b31m":            `csi\x9b31m`,
+		// What a CI runner takes as a command of its own.
+		"::add-mask::secret":           `\x3a:add-mask::secret`,
+		"  \t::set-output name=a::b":   "  \t" + `\x3a:set-output name=a::b`,
+		"\u3000::warning::forged":      "\u3000" + `\x3a:warning::forged`,
+		"a ::not-a-command::":          "a ::not-a-command::",
+		"x ##[set-output name=a;]b":    `x ##\x5bset-output name=a;]b`,
+		"##vso[task.setvariable]x":     `##vso\x5btask.setvariable]x`,
+		"###[x] ##TeamCity[y] ## [z]#": `###\x5bx] ##TeamCity\x5by] ## [z]#`,
+		"## heading #[ok] ##":          "## heading #[ok] ##",
 	} {
 		if got := printable.String(in); got != want {
 			t.Errorf("String(%q) = %q, want %q", in, got, want)
@@ -32,6 +41,7 @@ func TestLines(t *testing.T) {
 		{in: "values:\n  true at p.rego:7\n  false at p.rego:8", want: "values:\n    true at p.rego:7\n    false at p.rego:8"},
 		{in: "x\r\nverdict: forged\n", want: `x\r` + "\n  verdict: forged\n  "},
 		{in: "a\n\x1b[2Jb", want: "a\n  " + `\x1b[2Jb`},
+		{in: "a\n::error::forged", want: "a\n  " + `\x3a:error::forged`},
 	} {
 		if got := printable.Lines(tc.in, "  "); got != tc.want {
 			t.Errorf("Lines(%q) = %q, want %q", tc.in, got, tc.want)
