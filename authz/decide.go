@@ -9,6 +9,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/internal/httpreq"
 )
 
 // Request is one question for the engine: may this caller, acting for this
@@ -35,7 +36,13 @@ type Request struct {
 	Attributes map[string]any
 	// RequestID becomes input.context.request_id; empty means the decision ID.
 	RequestID string
-	// RemoteAddr becomes input.context.remote_addr when set.
+	// RemoteAddr is the client's IP address, with or without a port
+	// ("10.0.0.7", "10.0.0.7:51234", "[2001:db8::1]:443", as
+	// http.Request.RemoteAddr has it). When set it becomes
+	// input.context.remote_addr as the address alone, IPv4-mapped IPv6
+	// written as IPv4 and without a zone ("10.0.0.7", "2001:db8::1"), so
+	// that a policy sees one form from every front; anything else is
+	// refused (ErrInvalidRequest).
 	RemoteAddr string
 	// Explain asks for Decision.Explanation: the rules that produced the
 	// decision. It costs a traced evaluation (the decision cache is not
@@ -222,6 +229,10 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 			return false, err
 		}
 	}
+	remoteAddr, ok := httpreq.ClientAddr(req.RemoteAddr)
+	if !ok {
+		return false, Refusef(ErrInvalidRequest, "context: remote_addr is not an IP address, with or without a port")
+	}
 
 	var key cacheKey
 	if cacheable {
@@ -235,7 +246,7 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 						return true, err
 					}
 				}
-				d.Input = inputValue(a.subject, a.caller.term, action, resource, e.contextOf(req, now, attributes, d))
+				d.Input = inputValue(a.subject, a.caller.term, action, resource, e.contextOf(req, remoteAddr, now, attributes, d))
 			}
 			return true, nil
 		}
@@ -247,7 +258,7 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 		}
 	}
 
-	input := inputValue(a.subject, a.caller.term, action, resource, e.contextOf(req, now, attributes, d))
+	input := inputValue(a.subject, a.caller.term, action, resource, e.contextOf(req, remoteAddr, now, attributes, d))
 	if e.keepInput {
 		d.Input = input
 	}
@@ -266,14 +277,15 @@ func (e *Engine) answer(ctx context.Context, cp *compiled, req *Request, a *aske
 	return false, nil
 }
 
-// contextOf builds input.context; attributes is the converted
+// contextOf builds input.context; remoteAddr is req.RemoteAddr as
+// httpreq.ClientAddr writes it, and attributes the converted
 // req.Attributes, nil when there are none.
-func (e *Engine) contextOf(req *Request, now time.Time, attributes *ast.Term, d *Decision) *ast.Term {
+func (e *Engine) contextOf(req *Request, remoteAddr string, now time.Time, attributes *ast.Term, d *Decision) *ast.Term {
 	requestID := req.RequestID
 	if requestID == "" {
 		requestID = d.ID
 	}
-	return contextTerm(now, requestID, req.RemoteAddr, attributes)
+	return contextTerm(now, requestID, remoteAddr, attributes)
 }
 
 func earliest(a, b time.Time) time.Time {

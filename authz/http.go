@@ -50,11 +50,13 @@ func RequestIDFromHeader(h http.Header) string { return httpreq.RequestID(h) }
 // the path.
 func RequestFromHTTP(r *http.Request) (Request, error) {
 	req := Request{
-		Caller:     CallerFromTLS(r.TLS),
-		Action:     Action{Method: r.Method, Path: httpreq.Target(r)},
-		RemoteAddr: r.RemoteAddr,
-		RequestID:  RequestIDFromHeader(r.Header),
+		Caller:    CallerFromTLS(r.TLS),
+		Action:    Action{Method: r.Method, Path: httpreq.Target(r)},
+		RequestID: RequestIDFromHeader(r.Header),
 	}
+	// A listener's address that is not an IP address (a Unix socket's "@")
+	// names no client.
+	req.RemoteAddr, _ = httpreq.ClientAddr(r.RemoteAddr)
 	if name := httpreq.Override(r.Header); name != "" {
 		return req, Refusef(ErrInvalidRequest, "%s", httpreq.OverrideRefused(name))
 	}

@@ -141,7 +141,10 @@ type Action struct {
 
 // Context carries facts about the protected request.
 type Context struct {
-	RequestID  string
+	RequestID string
+	// RemoteAddr is the client's IP address, with or without a port; the
+	// policy sees the address alone. Anything else is refused
+	// (ErrInvalidRequest).
 	RemoteAddr string
 	Attributes map[string]any
 }

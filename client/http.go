@@ -42,8 +42,8 @@ func DecisionFromContext(ctx context.Context) (Decision, bool) {
 // refused, never taken as anonymous), the method and the request target
 // (path and query, so that the server refuses a _method parameter) as the
 // action, a method-override header refused (ErrInvalidRequest),
-// X-Request-Id when it is short and printable, and the request's
-// RemoteAddr as input.context.remote_addr.
+// X-Request-Id when it is short and printable, and the address of the
+// request's RemoteAddr (without its port) as input.context.remote_addr.
 //
 // The caller is the request's own client, never this service: the client
 // certificate the request's TLS handshake verified, sent as
@@ -74,8 +74,11 @@ func (c *Client) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 		if why := httpreq.Undecidable(r); why != "" {
 			return Decision{Reasons: []string{"invalid_request: " + why}}, false, fmt.Errorf("%w: %s", ErrInvalidRequest, why)
 		}
+		// A listener's address that is not an IP address (a Unix socket's
+		// "@") names no client: the server would refuse it.
+		addr, _ := httpreq.ClientAddr(r.RemoteAddr)
 		req := Request{Token: tok, Caller: peerCaller(r.TLS), Action: Action{Method: r.Method, Path: httpreq.Target(r)},
-			Context: Context{RequestID: httpreq.RequestID(r.Header), RemoteAddr: r.RemoteAddr}}
+			Context: Context{RequestID: httpreq.RequestID(r.Header), RemoteAddr: addr}}
 		req.Action, req.Resource = httpreq.Describe(r, req.Action, actionFields, opts.Action, opts.Resource)
 		d, err := c.Decide(r.Context(), req)
 		return d, d.Allow, err

@@ -37,6 +37,8 @@ func TestDecideBadInput(t *testing.T) {
 		{name: "resource wrong type", body: `{"action":"orders:read","resource":"orders/1"}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "attributes wrong type", body: `{"action":"orders:read","context":{"attributes":[1]}}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "caller token and certificate", body: `{"action":"orders:read","caller":{"token":"a","certificate":"b"}}`, want: 400, wantCode: CodeInvalidRequest},
+		{name: "remote_addr not an address", body: `{"action":"orders:read","context":{"remote_addr":"10.0.0.7, 192.0.2.1"}}`, want: 400, wantCode: CodeInvalidRequest},
+		{name: "remote_addr with a bad port", body: `{"action":"orders:read","context":{"remote_addr":"10.0.0.7:99999"}}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "no action", body: `{}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "empty action", body: `{"action":""}`, want: 400, wantCode: CodeInvalidRequest},
 		{name: "a method without a path", body: `{"action":{"method":"GET"}}`, want: 400, wantCode: CodeInvalidRequest},

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -43,6 +44,26 @@ func BearerToken(h http.Header) (string, error) {
 		return "", ErrMalformed
 	}
 	return tok, nil
+}
+
+// ClientAddr returns the IP address remoteAddr names, alone or with a port
+// as http.Request.RemoteAddr has it ("10.0.0.7:51234", "[2001:db8::1]:443"),
+// in the one form input.context.remote_addr takes: no port, an IPv4-mapped
+// IPv6 address as IPv4, no zone. An empty remoteAddr is none ("", true);
+// anything else that is not an address (a Unix socket's "@") is ("", false).
+func ClientAddr(remoteAddr string) (string, bool) {
+	if remoteAddr == "" {
+		return "", true
+	}
+	a, err := netip.ParseAddr(remoteAddr)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(remoteAddr)
+		if perr != nil {
+			return "", false
+		}
+		a = ap.Addr()
+	}
+	return a.Unmap().WithZone("").String(), true
 }
 
 // MaxRequestIDBytes bounds a client-supplied request ID.

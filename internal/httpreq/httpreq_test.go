@@ -3,6 +3,7 @@ package httpreq_test
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -75,4 +76,56 @@ func TestTarget(t *testing.T) {
 			t.Errorf("Target(%q, %q) = %q, want %q", tc.requestURI, tc.url, got, tc.want)
 		}
 	}
+}
+
+// TestClientAddr: every front's form of a client's address is the address
+// alone, so that a policy comparing input.context.remote_addr sees one
+// form; what is not an address is refused.
+func TestClientAddr(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{in: "", want: "", ok: true},
+		{in: "10.0.0.7", want: "10.0.0.7", ok: true},
+		{in: "10.0.0.7:51234", want: "10.0.0.7", ok: true},
+		{in: "[2001:db8::1]:443", want: "2001:db8::1", ok: true},
+		{in: "2001:DB8:0::1", want: "2001:db8::1", ok: true},
+		{in: "::ffff:10.0.0.7", want: "10.0.0.7", ok: true},
+		{in: "[::ffff:10.0.0.7]:80", want: "10.0.0.7", ok: true},
+		{in: "fe80::1%eth0", want: "fe80::1", ok: true},
+		{in: "[fe80::1%eth0]:80", want: "fe80::1", ok: true},
+		{in: "@", ok: false},
+		{in: "10.0.0.7:99999", ok: false},
+		{in: "10.0.0.7, 192.0.2.1", ok: false},
+		{in: "010.0.0.7", ok: false},
+		{in: "localhost:80", ok: false},
+		{in: "[::1]", ok: false},
+	} {
+		got, ok := httpreq.ClientAddr(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ClientAddr(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// FuzzClientAddr: what ClientAddr accepts it writes in its one form, which
+// it accepts again unchanged.
+func FuzzClientAddr(f *testing.F) {
+	for _, s := range []string{"10.0.0.7:51234", "[::ffff:10.0.0.7]:80", "fe80::1%eth0", "@", "::1", "1.2.3.4:0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := httpreq.ClientAddr(s)
+		if !ok || got == "" {
+			return
+		}
+		a, err := netip.ParseAddr(got)
+		if err != nil || a.Zone() != "" || a.Is4In6() || a.String() != got {
+			t.Fatalf("ClientAddr(%q) = %q: not one address in canonical form (%v)", s, got, err)
+		}
+		if again, ok := httpreq.ClientAddr(got); !ok || again != got {
+			t.Fatalf("ClientAddr(%q) = %q, %v; want it unchanged", got, again, ok)
+		}
+	})
 }
