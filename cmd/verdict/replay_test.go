@@ -17,6 +17,23 @@ import (
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
+// recordViewerRead records one allowed decision (a viewer reading an
+// order) as recordDecisions does, and returns the log, its content and the
+// decisions.
+func recordViewerRead(t *testing.T) (log string, raw []byte, ds []authz.Decision) {
+	t.Helper()
+	m, err := devtoken.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
+	log, ds = recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
+	if raw, err = os.ReadFile(log); err != nil {
+		t.Fatal(err)
+	}
+	return log, raw, ds
+}
+
 // recordDecisions decides reqs with the default policies, keeping inputs,
 // and writes them as a decision log, as verdict serve does; it returns the
 // log's path and the decisions.
@@ -208,16 +225,7 @@ func TestReplayReportPrintable(t *testing.T) {
 // records were skipped as if they had no input, and a candidate turning
 // failed requests into allows passed.
 func TestReplayLiveErrors(t *testing.T) {
-	m, err := devtoken.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
-	log, ds := recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
-	raw, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, raw, ds := recordViewerRead(t)
 	// As the live policy failed on it: a deny with an error, its input kept.
 	failed := strings.Replace(strings.Replace(string(raw), `"allow":true`, `"allow":false,"error":"policy_error"`, 1), `"reasons":["role viewer grants orders:read"]`, `"reasons":["policy_error: conflict"]`, 1)
 	if failed == string(raw) {
@@ -272,16 +280,7 @@ func TestReplayNamesReasonsChanged(t *testing.T) {
 // it) is no answer of the policy's: skipped, not a deny→allow flip
 // against the very same policy.
 func TestReplaySkipsInterrupted(t *testing.T) {
-	m, err := devtoken.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
-	log, _ := recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
-	raw, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, raw, _ := recordViewerRead(t)
 	failed := strings.Replace(string(raw), `"allow":true`, `"allow":false,"error":"policy_error"`, 1)
 	cut := strings.Replace(failed, `"reasons":["role viewer grants orders:read"]`, `"reasons":["policy_error: `+authz.InterruptedDetail+`"]`, 1)
 	// A policy error whose text a client chose to end the same way is a
@@ -340,16 +339,7 @@ func TestMultiLineErrors(t *testing.T) {
 // skipped, and fails the gate (exit 1) unless --allow-truncated is given: a
 // client able to make its records large kept them out of every replay.
 func TestReplayCountsTruncated(t *testing.T) {
-	m, err := devtoken.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, _ := m.Mint("alice", map[string]any{"roles": []string{"viewer"}}, time.Hour, time.Now())
-	log, _ := recordDecisions(t, m, []authz.Request{{Token: token.Raw(viewer), Action: authz.Action{Name: "orders:read"}}})
-	raw, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, raw, _ := recordViewerRead(t)
 	var rec map[string]any
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		t.Fatal(err)
