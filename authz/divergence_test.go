@@ -719,3 +719,36 @@ func TestEvaluatorWithFunctionByRule(t *testing.T) {
 	}, nil)
 	wantTopdownDenies(t, snap, "replacing a function by a rule", authz.Request{Action: authz.Action{Name: "read"}})
 }
+
+// TestEvaluatorBlockNegationStaleCondition: a negated body holding an
+// iteration (not { ... }, import future.keywords.not) beside another rule
+// body. OPA's planner tests whether the body succeeded with a register it
+// never clears, numbered like one the first body sets (input.action.name
+// there), so the compiled evaluator took the inner body for a success and
+// allowed a request topdown denies. The snapshot stays compiled; the
+// register is cleared before the body runs. See
+// TestDivergenceBlockNegationStaleCondition in internal/plan.
+func TestEvaluatorBlockNegationStaleCondition(t *testing.T) {
+	policy := "package authz\n\nimport future.keywords.not\n\nallow if input.action.name == \"admin\"\n\n" +
+		"allow if {\n\tnot {\n\t\tnot {input.resource.tags[_] == \"public\"}\n\t\tinput.action.name == \"read\"\n\t}\n}\n"
+	for _, tc := range []struct {
+		action string
+		tags   []any
+		want   bool
+	}{
+		{action: "read", tags: []any{"internal"}},
+		{action: "read", tags: []any{"public"}, want: true},
+		{action: "write", tags: []any{"internal"}, want: true},
+	} {
+		for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
+			e := newEngine(t, authz.Options{DecisionCacheSize: -1, Evaluator: ev}, authztest.Policy(t, "blocknot", policy))
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: tc.action}, Resource: map[string]any{"tags": tc.tags}})
+			if err != nil || d.Allow != tc.want {
+				t.Errorf("%s %s %v: allow=%v (%v), want %v", ev, tc.action, tc.tags, d.Allow, err, tc.want)
+			}
+			if n := e.Status().EvaluatorFallbacks; n != 0 {
+				t.Errorf("%s %s %v: %d fallbacks, want 0", ev, tc.action, tc.tags, n)
+			}
+		}
+	}
+}

@@ -127,6 +127,9 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 		in.body, err = c.block(s.Block)
 	case *ir.NotStmt:
 		in.op = opNot
+		if l, ok := negatedBodyCondition(s.Block); ok {
+			in.target, in.reset = c.local(l), true
+		}
 		in.body, err = c.block(s.Block)
 	case *ir.DotStmt:
 		in.op, in.target = opDot, c.local(s.Target)
@@ -182,4 +185,31 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 		return in, &UnsupportedError{Feature: fmt.Sprintf("statement %T", s)}
 	}
 	return in, err
+}
+
+// negatedBodyCondition returns the register in which OPA's planner records
+// that a negated body (not { ... }) succeeded: the block sets it to true
+// where the body succeeds and ends by testing it. The planner takes a new
+// register for it but does not reset it (it does for and, or and every),
+// and it numbers registers anew for each rule body, so the register may
+// still hold a value another body, or an earlier iteration of a loop around
+// the negation, put there: the body would then seem to have succeeded. The
+// compiled evaluator resets it before the body runs.
+func negatedBodyCondition(b *ir.Block) (ir.Local, bool) {
+	if len(b.Stmts) == 0 {
+		return 0, false
+	}
+	last, ok := b.Stmts[len(b.Stmts)-1].(*ir.IsDefinedStmt)
+	if !ok {
+		return 0, false
+	}
+	set := false
+	eachStmt([]*ir.Block{b}, func(s ir.Stmt) {
+		if a, ok := s.(*ir.AssignVarStmt); ok && a.Target == last.Source {
+			if v, ok := a.Source.Value.(ir.Bool); ok && bool(v) {
+				set = true
+			}
+		}
+	})
+	return last.Source, set
 }

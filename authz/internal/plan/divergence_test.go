@@ -1472,3 +1472,30 @@ func TestDivergenceWithFunctionByRuleOrVariable(t *testing.T) {
 		"package p\n\nf(x) := x\n\nh(x) := true\n\nallow if f(1) with f as h\n",
 		"package p\n\nf(x) := x\n\nallow if f(1) with f as true\n")
 }
+
+// TestDivergenceBlockNegationStaleCondition: a negated body (not { ... },
+// import future.keywords.not). OPA's planner tests it with a condition
+// register the body sets to true when it succeeds, and takes a fresh
+// register for it without resetting it, unlike and, or and every; registers
+// are numbered anew for each rule body (and a negation in a loop runs more
+// than once), so the register may still hold what another body or an
+// earlier iteration put there. With `allow if input.a == 7` before it, the
+// register of the inner negation below held input.a's value: the inner body
+// seemed to succeed, its negation failed, and the outer negation held.
+// Allowed where topdown denies; a negation in a loop that succeeded once
+// failed for every later element (denied where topdown allows). Found by a
+// hunt; the compiled evaluator now resets the register before the body.
+func TestDivergenceBlockNegationStaleCondition(t *testing.T) {
+	const hdr = "package p\n\nimport future.keywords.not\n\n"
+	for _, src := range []string{
+		hdr + "allow if input.a == 7\n\nallow if {\n\tnot {\n\t\tnot {input.a[_] == true}\n\t\tinput.d == \"a\"\n\t}\n}\n",
+		hdr + "allow if {\n\tsome x in input.xs\n\tnot {input.ys[_] == x}\n}\n",
+		hdr + "allow if {\n\tsome x in input.xs\n\tnot {not {input.ys[_] == x}; x > 0}\n}\n",
+		hdr + "deny contains x if {\n\tsome x in input.xs\n\tnot {input.ys[_] == x; input.d == \"a\"}\n}\n\nallow if count(deny) == 1\n",
+	} {
+		compareQuery(t, src, "x := data.p.allow",
+			`{"a": "abc", "d": "a", "xs": [1, 2], "ys": [1]}`, `{"a": 7, "d": "b", "xs": [2, 1], "ys": [2]}`,
+			`{"a": [true], "d": "a", "xs": [2], "ys": []}`, `{"a": "abc", "d": "a", "xs": [1, 2, 3], "ys": [2]}`)
+		wantCompiled(t, "x := data.p.allow", src)
+	}
+}

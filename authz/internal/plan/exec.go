@@ -200,6 +200,9 @@ func (s *evalState) exec(fr []*ast.Term, b *block) (int, error) {
 				}
 			}
 		case opNot:
+			if in.reset {
+				fr[in.target] = nil
+			}
 			r, err := s.exec(fr, in.body)
 			switch {
 			case err != nil || r == ret:

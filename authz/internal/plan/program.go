@@ -102,8 +102,11 @@ type instr struct {
 	// transparent: an undefined statement in the block ends the block
 	// around it too (isDynamicLookup).
 	transparent bool
-	path        []operand   // CallDynamicStmt
-	wpath       []*ast.Term // WithStmt
+	// reset: a NotStmt clears its target, the register its body sets
+	// when it succeeds, before running (negatedBodyCondition).
+	reset bool
+	path  []operand   // CallDynamicStmt
+	wpath []*ast.Term // WithStmt
 	// wbase is, for a WithStmt on data somewhere above whose target the
 	// plan reads the base document whole, the base document's object at
 	// wpath (nil when there is none): see errWithMergedIntoBase.
