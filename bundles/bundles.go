@@ -110,6 +110,13 @@ type ReadOptions struct {
 	NoLinksOut bool
 }
 
+// skips reports whether a read leaves out the file or directory at p
+// (slash separated, relative to the root): an ignored name (IgnoredName)
+// or a path Skip rejects.
+func (o ReadOptions) skips(p string, isDir bool) bool {
+	return IgnoredName(path.Base(p), isDir) || (o.Skip != nil && o.Skip(p, isDir))
+}
+
 // ReadDir reads the policy directory at dir into a Snapshot. Hidden files
 // and directories (names starting with "." other than .manifest) and editor
 // backup and swap files are ignored. Symbolic links to files and directories
@@ -120,6 +127,7 @@ type ReadOptions struct {
 // path, and a dangling link is ignored. A file that is not a regular
 // file (a FIFO, a device) is refused without blocking, also one swapped
 // in after the listing. Limits and errors are those of ReadFS.
+// PolicyDirs returns the directories it lists, for a watcher to watch.
 func ReadDir(dir string, opts ReadOptions) (*Snapshot, error) {
 	if opts.Origin == "" {
 		opts.Origin = "dir:" + dir
@@ -173,7 +181,7 @@ func ReadFS(fsys fs.FS, opts ReadOptions) (*Snapshot, error) {
 		if listErr != nil {
 			return true
 		}
-		if IgnoredName(path.Base(p), info.IsDir()) || (opts.Skip != nil && opts.Skip(p, info.IsDir())) {
+		if opts.skips(p, info.IsDir()) {
 			return true
 		}
 		if info.IsDir() {

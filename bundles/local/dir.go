@@ -1,9 +1,7 @@
 package local
 
 import (
-	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -79,17 +77,21 @@ func NewDir(opts DirOptions) (*Dir, error) {
 // is done, or an error wrapping ErrWatch if the directory cannot be
 // watched when Run starts.
 func (d *Dir) Run(ctx context.Context, sink bundles.Sink) error {
-	watched := map[string]string{d.dir: realPath(d.dir)}
+	real, _ := filepath.EvalSymlinks(d.dir) // "" when missing: synced at once
+	watched := map[string]string{d.dir: real}
 	return d.run(ctx, sink, watch{
 		dir: d.dir, name: d.opts.Dir, relevant: d.relevant, read: d.read,
 		sync: func(w *fsnotify.Watcher) error { return d.syncWatches(w, watched) },
 	})
 }
 
-func (d *Dir) read() (*bundles.Snapshot, error) {
-	return bundles.ReadDir(d.dir, bundles.ReadOptions{
-		Origin: d.origin, Limits: d.opts.Limits, Now: d.now,
-	})
+func (d *Dir) read() (*bundles.Snapshot, error) { return bundles.ReadDir(d.dir, d.readOptions()) }
+
+// readOptions are the options of every read of the directory, and of the
+// walk that finds the directories to watch (bundles.PolicyDirs), so that
+// what is watched is what is read.
+func (d *Dir) readOptions() bundles.ReadOptions {
+	return bundles.ReadOptions{Origin: d.origin, Limits: d.opts.Limits, Now: d.now}
 }
 
 // relevant reports whether an event may change the policy set.
@@ -108,16 +110,15 @@ func (d *Dir) relevant(ev fsnotify.Event) bool {
 	return false
 }
 
-// syncWatches makes the watch set equal to the directory tree: it adds new
-// (and re-targeted symlinked, or made again) directories and drops
-// vanished ones.
+// syncWatches makes the watch set equal to the directories the read lists
+// (bundles.PolicyDirs): it adds new (and re-targeted symlinked, or made
+// again) directories and drops vanished ones.
 // fsnotify does not recurse, so every directory is watched on its own.
 // A tree of more than MaxFiles directories is an error (the read would
 // refuse it too); the first MaxFiles are watched all the same, so that the
 // change that fixes the tree is seen.
 func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) error {
-	want := map[string]string{}
-	walkErr := walkDirs(d.dir, want, cmp.Or(d.opts.MaxFiles, bundles.DefaultMaxFiles))
+	want, walkErr := bundles.PolicyDirs(d.dir, d.readOptions())
 	// fsnotify drops a watch when its directory is removed or renamed; a
 	// directory made again at the same path (rm -r lib; mkdir lib, or a
 	// swap by rename) has the same path and real path, and must be watched
@@ -143,86 +144,4 @@ func (d *Dir) syncWatches(w *fsnotify.Watcher, watched map[string]string) error 
 		watched[p] = real
 	}
 	return walkErr
-}
-
-const maxDepth = 64
-
-// dirWalk collects the directories a Dir watches: the policy directory and
-// every non-ignored directory below it, following symbolic links, keyed by
-// path with the resolved path as value. It follows the rules of the
-// directory reader (bundles.ReadDir), so that it watches what the read
-// reads: each directory is collected once, under the first path that
-// reaches it, however many links lead to it (links between siblings would
-// otherwise make the walk exponential); a link to a directory that is
-// collected, or to an ancestor of one (a link to /), is not followed; and
-// no more than limit directories below the policy directory are collected.
-type dirWalk struct {
-	out   map[string]string // path → real path
-	seen  map[string]bool   // real paths collected
-	above map[string]bool   // ancestors of the real paths collected
-	limit int               // most directories below the root
-	n     int               // directories collected below the root
-	err   error             // set once max is exceeded
-}
-
-// walkDirs collects dir and the directories below it into out (see
-// dirWalk). It returns an error wrapping bundles.ErrRead and
-// bundles.ErrTooLarge when there are more than limit of them below dir; out
-// then holds dir and the first limit.
-func walkDirs(dir string, out map[string]string, limit int) error {
-	w := &dirWalk{out: out, seen: map[string]bool{}, above: map[string]bool{}, limit: limit}
-	w.walk(dir, realPath(dir), 0)
-	return w.err
-}
-
-func (w *dirWalk) walk(dir, real string, depth int) {
-	if real == "" || depth > maxDepth || w.err != nil {
-		return
-	}
-	if depth > 0 {
-		if w.n++; w.n > w.limit {
-			w.err = fmt.Errorf("%w: %w: policy directory has more than %d directories",
-				bundles.ErrRead, bundles.ErrTooLarge, w.limit)
-			return
-		}
-	}
-	w.out[dir] = real
-	w.seen[real] = true
-	for p := filepath.Dir(real); !w.above[p]; p = filepath.Dir(p) {
-		w.above[p] = true
-		if filepath.Dir(p) == p {
-			break
-		}
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if bundles.IgnoredName(e.Name(), true) {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		link := e.Type()&os.ModeSymlink != 0
-		if link {
-			if info, err := os.Stat(p); err != nil || !info.IsDir() {
-				continue
-			}
-		} else if !e.IsDir() {
-			continue
-		}
-		target := realPath(p)
-		if w.seen[target] || (link && w.above[target]) {
-			continue // reached before, or a link back above it
-		}
-		w.walk(p, target, depth+1)
-	}
-}
-
-func realPath(p string) string {
-	r, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return ""
-	}
-	return r
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -636,5 +638,34 @@ func TestDirLinkToHugeTree(t *testing.T) {
 	bundletest.Must(t, os.Remove(link))
 	if s := sink.Next(t, wait); len(s.Modules) != 1 {
 		t.Fatalf("modules %v", bundletest.ModulePaths(s))
+	}
+}
+
+// TestDirWatchesWhatIsRead: a save in a directory the read lists reloads
+// also where the watcher's own walk, a copy of the read's link rules, did
+// not watch it: a directory reached through a link to the parent of one
+// linked before, and one more than 64 levels down.
+func TestDirWatchesWhatIsRead(t *testing.T) {
+	root := t.TempDir()
+	pol := filepath.Join(root, "policy")
+	write(t, filepath.Join(pol, "authz.rego"), bundletest.Policy("authz", 1))
+	bundletest.Must(t, os.MkdirAll(filepath.Join(root, "x", "y"), 0o755))
+	bundletest.Must(t, os.Symlink(filepath.Join(root, "x", "y"), filepath.Join(pol, "n1")))
+	bundletest.Must(t, os.Symlink(filepath.Join(root, "x"), filepath.Join(pol, "n2")))
+	deep := filepath.Join(pol, "deep")
+	for range 70 {
+		deep = filepath.Join(deep, "d")
+	}
+	bundletest.Must(t, os.MkdirAll(deep, 0o755))
+	sink := bundletest.NewSink(4)
+	start(t, newDir(t, pol), sink)
+	sink.Next(t, wait)
+
+	for _, file := range []string{filepath.Join(root, "x", "x.rego"), filepath.Join(deep, "deep.rego")} {
+		write(t, file, bundletest.Policy(strings.TrimSuffix(filepath.Base(file), ".rego"), 1))
+		for s := sink.Next(t, wait); !slices.ContainsFunc(s.Modules, func(m bundles.Module) bool {
+			return path.Base(m.Path) == filepath.Base(file)
+		}); s = sink.Next(t, wait) {
+		}
 	}
 }
