@@ -649,7 +649,9 @@ func TestPollerPersistedConfirmation(t *testing.T) {
 func TestPollerConfirmationPersisted(t *testing.T) {
 	persist := t.TempDir()
 	srv := newServer(t, bundletest.Tarball(t, policy(1), nil, "rev-1", nil))
-	_, st, sink := startPoller(t, remote.Options{URL: srv.URL, PersistDir: persist, MaxAge: 200 * time.Millisecond}, 4)
+	// MaxAge/4 (500ms) is well past a save on a loaded machine: a save
+	// slower than it is confirmed at once, as it should be.
+	_, st, sink := startPoller(t, remote.Options{URL: srv.URL, PersistDir: persist, MaxAge: 2 * time.Second}, 4)
 	st.polled(t)
 	sink.Next(t, wait)
 	confirmed := func() time.Time {
@@ -668,7 +670,7 @@ func TestPollerConfirmationPersisted(t *testing.T) {
 	if c := confirmed(); !c.IsZero() {
 		t.Fatalf("confirmed_at %s right after saving, want none yet", c)
 	}
-	time.Sleep(60 * time.Millisecond) // past MaxAge/4
+	time.Sleep(550 * time.Millisecond) // past MaxAge/4
 	st.next()
 	st.polled(t)
 	if srv.got304.Load() != 1 || confirmed().IsZero() {
