@@ -141,10 +141,15 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 		d := authz.Deny(ferr)
 		return s.extAuthzResponse(&d, ferr, false), nil
 	}
-	release, aerr := s.admit(ctx, apiExtAuthz)
-	if aerr != nil {
-		d := authz.Deny(aerr)
-		return s.extAuthzResponse(&d, aerr, false), nil
+	// The slot was taken before the message was decoded, when the call
+	// came through extAuthzFront.
+	release := takeCallSlot(ctx)
+	if release == nil {
+		var aerr error
+		if release, aerr = s.admit(ctx, apiExtAuthz); aerr != nil {
+			d := authz.Deny(aerr)
+			return s.extAuthzResponse(&d, aerr, false), nil
+		}
 	}
 	defer release()
 	h, _ := x.hdrs.Get().(http.Header)

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -731,5 +733,78 @@ func TestExtAuthzAnswerFraming(t *testing.T) {
 	}
 	if err := proto.Unmarshal(b[grpcMessagePrefix:], out); err != nil || out.GetStatus().GetCode() != 0 {
 		t.Errorf("answer %v (%v), want an allow", out, err)
+	}
+}
+
+// TestExtAuthzDecodedUnderSlot: a Check's message is decoded only once
+// its call has a decision slot, as a body on addr is. Messages of 120 KiB
+// of empty header_map entries decode to some 8 MiB each; decoded before
+// the slot was taken, sixteen calls waiting for it held over 100 MiB that
+// no bound counted. Now a call waiting for its slot holds its message's
+// bytes in limits.max_body_bytes_in_flight, and nothing more.
+func TestExtAuthzDecodedUnderSlot(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{mutate: func(o *Options) {
+		o.Limits.MaxConcurrentDecisions = 1
+	}})
+	a := x.srv.admission
+	a.wait = 20 * time.Second
+	hold, err := a.admit(t.Context()) // the only slot: every call waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := sync.OnceFunc(hold)
+	defer released()
+
+	in := checkRequest("GET", "/catalog", nil)
+	hm := &corev3.HeaderMap{}
+	in.Attributes.Request.Http.HeaderMap = hm
+	for range 60 << 10 { // 2 bytes each on the wire
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{})
+	}
+	msg := grpcMessage(t, in)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	const calls = 16
+	tr := h2cTransport(t)
+	answers := make(chan extAnswer, calls)
+	for range calls {
+		go func() {
+			resp, st, err := h2cCall(t.Context(), tr, x.addr, bytes.NewReader(msg))
+			if err != nil || st != "0" {
+				t.Errorf("Check: %v, grpc-status %q", err, st)
+				answers <- extAnswer{}
+				return
+			}
+			answers <- readAnswer(t, resp)
+		}()
+	}
+	// Every message arrives and waits, its bytes in the body budget.
+	want := int64(calls * (len(msg) - bodyProbe))
+	for deadline := time.Now().Add(5 * time.Second); a.bodies.Used() < want && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if used := a.bodies.Used(); used < want {
+		t.Errorf("%d bytes of the body budget held by %d calls waiting for a slot, want at least %d: their messages left it (decoded) before the slot",
+			used, calls, want)
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	if grown := int64(during.HeapAlloc) - int64(before.HeapAlloc); grown > 48<<20 {
+		t.Errorf("live heap grew %d MiB while %d calls of %d KiB waited for a slot, want under 48 MiB",
+			grown>>20, calls, len(msg)>>10)
+	}
+	released()
+	for range calls {
+		if got := <-answers; got.code != codes.OK && got.code != codes.PermissionDenied {
+			t.Errorf("a call once a slot was free: %v %d %s, want a decision", got.code, got.http, got.reasons())
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); a.bodies.Used() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still reserved after every call was answered", a.bodies.Used())
+		}
 	}
 }

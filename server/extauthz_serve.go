@@ -93,8 +93,10 @@ func (s *Server) grpcServer() (*grpc.Server, *healthService) {
 // (too large, broken off, compressed, no room) reaches gs as an empty one
 // with the error in its context (refusedMessage): Check answers it with a
 // deny, 413, 400 or 503, never with a gRPC error, which failure_mode_allow
-// would let through; other methods with the status that matches. The
-// plain Check calls Envoy makes are answered here (serveCheck).
+// would let through; other methods with the status that matches. A
+// Check whose message was read takes its decision slot here, before the
+// message is decoded (here or by gs), as a body on addr does. The plain
+// Check calls Envoy makes are answered here (serveCheck).
 //
 // The message must arrive within Limits.WriteTimeout of the call's
 // headers, and every call but a health Watch (a stream meant to last) is
@@ -127,6 +129,16 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 		if s.tracer != nil {
 			ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
 		}
+		var slot *callSlot
+		if check {
+			slot = &callSlot{}
+			ctx = context.WithValue(ctx, callSlotKey{}, slot)
+			defer func() {
+				if release := slot.take(); release != nil {
+					release() // Check was never reached
+				}
+			}()
+		}
 		r = r.WithContext(ctx)
 		var body requestBody
 		var err error
@@ -145,6 +157,15 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 		}
 		release := sync.OnceFunc(func() { s.putBody(body) })
 		defer release()
+		if check && err == nil {
+			// A Check's message is decoded under its decision slot, as a
+			// body on addr is: a message of 128 KiB decodes to tens of
+			// times that (70 for a header_map of empty entries), and
+			// decoded messages waiting for a slot were bounded by nothing
+			// (16 connections of 32 calls held 860 MiB). Check takes the
+			// slot over (callSlot).
+			slot.release, err = s.admit(ctx, apiExtAuthz)
+		}
 		if check && x.serveCheck(w, r, body.data, err, release) {
 			return
 		}
@@ -216,6 +237,37 @@ func (rr *releasingReader) Read(p []byte) (int, error) {
 }
 
 func (rr *releasingReader) Close() error { return nil }
+
+// callSlot is the decision slot extAuthzFront takes for a Check call
+// before its message is decoded: Check takes it over, and extAuthzFront
+// gives it back itself when Check was never reached.
+type callSlot struct {
+	mu      sync.Mutex
+	release func()
+}
+
+// callSlotKey holds a Check call's *callSlot in its context.
+type callSlotKey struct{}
+
+// takeCallSlot hands over the release of the decision slot extAuthzFront
+// took for the call, once; nil when it took none.
+func takeCallSlot(ctx context.Context) func() {
+	slot, _ := ctx.Value(callSlotKey{}).(*callSlot)
+	return slot.take()
+}
+
+// take returns the slot's release and forgets it; nil when there is none
+// (a nil slot included) or it was taken.
+func (c *callSlot) take() func() {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	release := c.release
+	c.release = nil
+	return release
+}
 
 // refusedMessageKey holds, in a call's context, why extAuthzFront did not
 // read its request message.
