@@ -453,7 +453,7 @@ func decisionLog(cfg *config.Config, stdout io.Writer, files *filewatch.Watcher,
 	}
 	opts := decisionlog.Options{Writer: w, Logger: logger, FlushDeadline: flushBy,
 		Mask: dl.Mask, Hash: dl.Hash, MaxRecordBytes: int(dl.MaxRecordBytes),
-		Buffer: dl.MaxQueueRecords, MaxQueueBytes: int64(dl.MaxQueueBytes)}
+		Buffer: dl.MaxQueueRecords, MaxQueueBytes: int64(dl.MaxQueueBytes), MaxRecordsPerSecond: dl.MaxRecordsPerSecond}
 	if dl.HashKeyFile != "" || dl.HashKeyEnv != "" {
 		key := "decision_log.hash_key_file"
 		if dl.HashKeyEnv != "" {

@@ -342,9 +342,10 @@ func TestKeyForgetter(t *testing.T) {
 	}
 }
 
-// TestDecisionLogQueueBounds: decision_log.max_queue_records and
-// max_queue_bytes reach the log: records past either bound, waiting for a
-// writer that has not started, are dropped as buffer_full.
+// TestDecisionLogQueueBounds: decision_log.max_queue_records,
+// max_queue_bytes and max_records_per_second reach the log: records past
+// either bound, waiting for a writer that has not started, are dropped as
+// buffer_full, and those past the rate as rate_limited.
 func TestDecisionLogQueueBounds(t *testing.T) {
 	big := decisionlog.Record{DecisionID: "D", Time: time.Unix(0, 0), Reasons: []string{strings.Repeat("r", 100<<10)}}
 	small := decisionlog.Record{DecisionID: "D", Time: time.Unix(0, 0), Reasons: []string{}}
@@ -356,6 +357,7 @@ func TestDecisionLogQueueBounds(t *testing.T) {
 		{"  max_queue_records: 3\n", small, 5, 3},
 		{"  max_queue_bytes: 1MiB\n", big, 20, 10},
 		{"  output: stdout\n", big, 20, 20}, // the defaults hold more
+		{"  max_records_per_second: 4\n", small, 20, 4},
 	} {
 		c, err := config.Parse([]byte("decision_log:\n"+tc.dl), "verdict.yaml")
 		if err != nil {
@@ -372,8 +374,8 @@ func TestDecisionLogQueueBounds(t *testing.T) {
 			}
 		}
 		logFile.Close()
-		if kept != tc.kept || l.DroppedFor(decisionlog.DropBufferFull) != uint64(tc.n-tc.kept) {
-			t.Errorf("%q: kept %d of %d (dropped %d), want %d", tc.dl, kept, tc.n, l.DroppedFor(decisionlog.DropBufferFull), tc.kept)
+		if dropped := l.Dropped(); kept != tc.kept || dropped != uint64(tc.n-tc.kept) {
+			t.Errorf("%q: kept %d of %d (dropped %d), want %d", tc.dl, kept, tc.n, dropped, tc.kept)
 		}
 	}
 }

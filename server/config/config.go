@@ -312,6 +312,10 @@ type DecisionLog struct {
 	// buffer_full, never waited for. 0 means 4,096 and 64 MiB.
 	MaxQueueRecords int      `yaml:"max_queue_records"`
 	MaxQueueBytes   ByteSize `yaml:"max_queue_bytes"`
+	// MaxRecordsPerSecond bounds how fast records are taken (bursts of one
+	// second's worth); those over it are dropped as rate_limited. 0 means
+	// no bound.
+	MaxRecordsPerSecond float64 `yaml:"max_records_per_second"`
 	// Upload, when present, also ships every record to an HTTP collector
 	// (upload.go); with it, output may be off.
 	Upload *Upload `yaml:"upload"`

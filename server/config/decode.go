@@ -35,7 +35,7 @@ func (h *HeaderValue) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // decisionLogKeys are the keys of the decision_log object.
-var decisionLogKeys = []string{"output", "mask", "hash", "hash_key_file", "hash_key_env", "max_record_bytes", "max_queue_records", "max_queue_bytes", "upload"}
+var decisionLogKeys = []string{"output", "mask", "hash", "hash_key_file", "hash_key_env", "max_record_bytes", "max_queue_records", "max_queue_bytes", "max_records_per_second", "upload"}
 
 // UnmarshalYAML reads decision_log as a target string or an object whose
 // keys are all known.

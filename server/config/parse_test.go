@@ -175,10 +175,10 @@ func TestDecisionLogForms(t *testing.T) {
 	if err != nil || c.DecisionLog.Output != "off" {
 		t.Fatalf("string form: %+v, %v", c.DecisionLog, err)
 	}
-	c, err = config.Parse([]byte("decision_log:\n  output: decisions.jsonl\n  mask: [/input/subject/claims/email]\n  hash: [/input/subject/id]\n  max_record_bytes: 32768\n  max_queue_records: 100\n  max_queue_bytes: 2MiB\n"), "v.yaml")
+	c, err = config.Parse([]byte("decision_log:\n  output: decisions.jsonl\n  mask: [/input/subject/claims/email]\n  hash: [/input/subject/id]\n  max_record_bytes: 32768\n  max_queue_records: 100\n  max_queue_bytes: 2MiB\n  max_records_per_second: 2.5\n"), "v.yaml")
 	if err != nil || c.DecisionLog.Output != "decisions.jsonl" || c.DecisionLog.Mask[0] != "/input/subject/claims/email" ||
 		c.DecisionLog.Hash[0] != "/input/subject/id" || c.DecisionLog.MaxRecordBytes != 32768 ||
-		c.DecisionLog.MaxQueueRecords != 100 || c.DecisionLog.MaxQueueBytes != 2<<20 {
+		c.DecisionLog.MaxQueueRecords != 100 || c.DecisionLog.MaxQueueBytes != 2<<20 || c.DecisionLog.MaxRecordsPerSecond != 2.5 {
 		t.Fatalf("object form: %+v, %v", c.DecisionLog, err)
 	}
 	for data, want := range map[string]string{
@@ -190,6 +190,11 @@ func TestDecisionLogForms(t *testing.T) {
 		"decision_log:\n  output: stdout\n  max_queue_records: 100000000000\n": "decision_log.max_queue_records: must be between 0 and 100000",
 		"decision_log:\n  output: stdout\n  max_queue_bytes: -1\n":             "decision_log.max_queue_bytes",
 		"decision_log:\n  output: off\n  max_queue_bytes: 1MiB\n":              "do nothing with output off",
+		"decision_log:\n  output: stdout\n  max_records_per_second: -1\n":      "decision_log.max_records_per_second",
+		"decision_log:\n  output: stdout\n  max_records_per_second: .nan\n":    "decision_log.max_records_per_second",
+		"decision_log:\n  output: stdout\n  max_records_per_second: .inf\n":    "decision_log.max_records_per_second",
+		"decision_log:\n  output: stdout\n  max_records_per_second: many\n":    "max_records_per_second",
+		"decision_log:\n  output: off\n  max_records_per_second: 10\n":         "do nothing with output off",
 		"decision_log: [stdout]\n":                                             "decision_log",
 	} {
 		if _, err := config.Parse([]byte(data), "v.yaml"); err == nil || !strings.Contains(err.Error(), want) {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -329,6 +330,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	if dl.MaxQueueBytes < 0 {
 		bad("decision_log.max_queue_bytes", "must not be negative")
 	}
+	if !(dl.MaxRecordsPerSecond >= 0) || math.IsInf(dl.MaxRecordsPerSecond, 1) {
+		bad("decision_log.max_records_per_second", "must be a number of 0 (no bound) or more")
+	}
 	switch {
 	case dl.HashKeyFile != "" && dl.HashKeyEnv != "":
 		bad("decision_log", "set one of hash_key_file and hash_key_env, not both")
@@ -336,8 +340,8 @@ func (c *Config) validate(root *yaml.Node) error {
 		bad("decision_log", "a hash key without hash fields does nothing: list the fields in decision_log.hash")
 	}
 	if !dl.Enabled() && (len(dl.Mask) > 0 || len(dl.Hash) > 0 || dl.MaxRecordBytes != 0 || dl.HashKeyFile != "" || dl.HashKeyEnv != "" ||
-		dl.MaxQueueRecords != 0 || dl.MaxQueueBytes != 0) {
-		bad("decision_log", "mask, hash, hash_key_*, max_record_bytes and max_queue_* do nothing with output off and no upload")
+		dl.MaxQueueRecords != 0 || dl.MaxQueueBytes != 0 || dl.MaxRecordsPerSecond != 0) {
+		bad("decision_log", "mask, hash, hash_key_*, max_record_bytes, max_queue_* and max_records_per_second do nothing with output off and no upload")
 	}
 	c.checkUpload(bad)
 	return errors.Join(errs...)

@@ -9,7 +9,9 @@
 // encodes each record once and writes it in order. When the buffer is full
 // the record is dropped and counted (Stats, by DropReason), and Run logs a
 // periodic warning while drops continue: the log never grows without bound
-// and never slows decisions.
+// and never slows decisions. With Options.MaxRecordsPerSecond, records
+// logged faster than that are dropped too (rate_limited): what the log
+// writes is then bounded in time as well.
 //
 // # Uploading
 //
@@ -48,12 +50,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"golang.org/x/time/rate"
 
 	"github.com/verdict-pdp/verdict/internal/jsonw"
 	"github.com/verdict-pdp/verdict/internal/membudget"
@@ -165,6 +169,12 @@ type Options struct {
 	// over is written without its input ("input_truncated": true) and
 	// counted in Truncated. 0 means 64 KiB; at most LargestRecordBytes.
 	MaxRecordBytes int
+	// MaxRecordsPerSecond bounds how fast records are taken, with bursts
+	// of up to one second's worth; records over it are dropped
+	// (rate_limited). It bounds what clients can make the log write (each
+	// record at most MaxRecordBytes), at the price of the records of a
+	// flood and of everyone deciding during it. 0 means no bound.
+	MaxRecordsPerSecond float64
 }
 
 // Logger is a decision log. Log is safe for concurrent use and never
@@ -185,6 +195,7 @@ type Logger struct {
 	log       *slog.Logger
 	shape     *inputShaper
 	maxBytes  int
+	limit     *rate.Limiter // nil: no Options.MaxRecordsPerSecond
 	drops     [numDropReasons]atomic.Uint64
 	written   atomic.Uint64
 	truncated atomic.Uint64
@@ -198,6 +209,9 @@ func New(opts Options) (*Logger, error) {
 	}
 	if opts.Buffer < 0 || opts.WarnInterval < 0 || opts.MaxRecordBytes < 0 || opts.MaxQueueBytes < 0 {
 		return nil, fmt.Errorf("%w: negative buffer, interval or record size", ErrOptions)
+	}
+	if !(opts.MaxRecordsPerSecond >= 0) || math.IsInf(opts.MaxRecordsPerSecond, 1) {
+		return nil, fmt.Errorf("%w: MaxRecordsPerSecond %v is not a finite rate of 0 or more", ErrOptions, opts.MaxRecordsPerSecond)
 	}
 	if opts.MaxRecordBytes > LargestRecordBytes {
 		return nil, fmt.Errorf("%w: MaxRecordBytes %d is over %d, the longest line verdict replay reads", ErrOptions, opts.MaxRecordBytes, LargestRecordBytes)
@@ -217,6 +231,9 @@ func New(opts Options) (*Logger, error) {
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
+	}
+	if r := opts.MaxRecordsPerSecond; r > 0 {
+		l.limit = rate.NewLimiter(rate.Limit(r), int(max(1, math.Ceil(r))))
 	}
 	if opts.Writer != nil {
 		l.out = &output{w: opts.Writer}
@@ -244,8 +261,9 @@ type queued struct {
 
 // Log queues r for writing and reports whether it was queued. When the
 // buffer is full (in records or in estimated memory), r is dropped and
-// counted (buffer_full); once Run has stopped taking records (its context
-// is done), r is dropped and counted as stopped. Log never blocks on the
+// counted (buffer_full), as it is (rate_limited) when it comes faster than
+// Options.MaxRecordsPerSecond; once Run has stopped taking records (its
+// context is done), r is dropped and counted as stopped. Log never blocks on the
 // Writer or the collector. Safe for concurrent use, also before Run starts
 // (records then wait in the buffer).
 func (l *Logger) Log(r Record) bool {
@@ -253,6 +271,10 @@ func (l *Logger) Log(r Record) bool {
 	defer l.stop.RUnlock()
 	if l.stopped {
 		l.drop(DropStopped, 1)
+		return false
+	}
+	if l.limit != nil && !l.limit.Allow() {
+		l.drop(DropRateLimited, 1)
 		return false
 	}
 	q := queued{r: r, bytes: r.MemoryBytes()}

@@ -3,8 +3,10 @@ package decisionlog_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,6 +171,54 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := decisionlog.New(decisionlog.Options{Writer: &bytes.Buffer{}, Buffer: -1}); err == nil {
 		t.Error("negative buffer accepted")
+	}
+	for _, r := range []float64{-1, math.NaN(), math.Inf(1)} {
+		if _, err := decisionlog.New(decisionlog.Options{Writer: &bytes.Buffer{}, MaxRecordsPerSecond: r}); !errors.Is(err, decisionlog.ErrOptions) {
+			t.Errorf("MaxRecordsPerSecond %v: %v, want ErrOptions", r, err)
+		}
+	}
+}
+
+// TestRateLimited: with MaxRecordsPerSecond, a burst of records past one
+// second's worth is dropped (rate_limited), counted in Stats and never
+// written; a record a while later is taken again.
+func TestRateLimited(t *testing.T) {
+	var out authztest.SyncBuffer
+	l, err := decisionlog.New(decisionlog.Options{Writer: &out, MaxRecordsPerSecond: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := authztest.Start(t, l.Run)
+	const n = 1000
+	taken := 0
+	for i := range n {
+		if l.Log(records()[i%4]) {
+			taken++
+		}
+	}
+	// A burst of 20, and what refilled while the loop ran (1 a 50 ms).
+	if taken < 20 || taken > 25 {
+		t.Errorf("%d of a burst of %d taken, want about 20", taken, n)
+	}
+	if got := l.Stats().Dropped[decisionlog.DropRateLimited]; got != uint64(n-taken) {
+		t.Errorf("rate_limited %d, want %d", got, n-taken)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !l.Log(records()[0]) {
+		t.Error("a record after the burst was refused")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out.String(), "\n"); lines != taken+1 || l.Written() != uint64(taken+1) {
+		t.Errorf("%d lines, %d written; want %d", lines, l.Written(), taken+1)
+	}
+	unlimited, err := decisionlog.New(decisionlog.Options{Writer: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, has := unlimited.Stats().Dropped[decisionlog.DropRateLimited]; has {
+		t.Error("a Logger without a rate reports rate_limited")
 	}
 }
 

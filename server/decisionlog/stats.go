@@ -21,14 +21,17 @@ const (
 	// DropStopped: Log was called after Run had written its last records
 	// (a decision that outlived the server's shutdown).
 	DropStopped
+	// DropRateLimited: Log was called faster than
+	// Options.MaxRecordsPerSecond allows.
+	DropRateLimited
 
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"buffer_full", "write_failed", "upload_failed", "too_large", "stopped"}
+var dropReasonNames = [numDropReasons]string{"buffer_full", "write_failed", "upload_failed", "too_large", "stopped", "rate_limited"}
 
 // String returns the reason's label: buffer_full, write_failed,
-// upload_failed, too_large or stopped.
+// upload_failed, too_large, stopped or rate_limited.
 func (r DropReason) String() string {
 	if r < 0 || r >= numDropReasons {
 		return "unknown"
@@ -47,8 +50,8 @@ type Stats struct {
 	Truncated uint64
 	// Dropped counts dropped records by reason, for the reasons this
 	// Logger can drop for: buffer_full and stopped always, write_failed
-	// with a Writer,
-	// upload_failed and too_large with an upload target. A record dropped
+	// with a Writer, upload_failed and too_large with an upload target,
+	// rate_limited with Options.MaxRecordsPerSecond. A record dropped
 	// by one output and delivered by the other is counted here and there.
 	Dropped map[DropReason]uint64
 	// Upload is nil without an upload target.
@@ -79,6 +82,9 @@ func (l *Logger) Stats() Stats {
 	reasons := []DropReason{DropBufferFull, DropStopped}
 	if l.out != nil {
 		reasons = append(reasons, DropWriteFailed)
+	}
+	if l.limit != nil {
+		reasons = append(reasons, DropRateLimited)
 	}
 	if l.up != nil {
 		reasons = append(reasons, DropUploadFailed, DropTooLarge)
