@@ -351,22 +351,30 @@ func (c *Config) validate(root *yaml.Node) error {
 // or https, a host, no user info (credentials belong in headers, which are
 // never logged; such a URL is not repeated in the error, since it holds
 // them), no fragment, and no query unless query is true. hint ends the
-// message about the scheme.
+// message about the scheme. An error names the URL by its scheme, host and
+// path only: a query (?api_key=…, ?token=…) or a fragment can hold a
+// credential, written there or taken from the environment, and logs name
+// URLs the same way (httpfetch.Redact).
 func checkHTTPURL(s string, query bool, hint string) error {
 	u, err := url.Parse(s)
-	switch {
-	case err != nil:
+	if err != nil {
 		return errors.New("not a URL")
+	}
+	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	if u.Opaque != "" && !strings.Contains(u.Opaque, "@") { // collector:4318
+		shown = u.Scheme + ":" + u.Opaque
+	}
+	switch {
 	case u.User != nil:
 		return errors.New("must not carry user info: put credentials in headers")
 	case u.Scheme != "https" && u.Scheme != "http":
-		return fmt.Errorf("%q: want an http or https URL%s", s, hint)
+		return fmt.Errorf("%q: want an http or https URL%s", shown, hint)
 	case u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("%q has no host", s)
+		return fmt.Errorf("%q has no host", shown)
 	case u.Fragment != "" || strings.HasSuffix(s, "#"):
-		return fmt.Errorf("%q must not have a fragment", s)
+		return fmt.Errorf("%q must not have a fragment", shown)
 	case !query && (u.RawQuery != "" || u.ForceQuery):
-		return fmt.Errorf("%q must not have a query", s)
+		return fmt.Errorf("%q must not have a query", shown)
 	}
 	return nil
 }
