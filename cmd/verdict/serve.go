@@ -129,7 +129,7 @@ func runServe(ctx context.Context, f *serveFlags, stdout, stderr io.Writer) erro
 
 	// Tracing, when the configuration or the environment asks for it
 	// (tracing.go); the spans still batched are flushed at the end.
-	tr, err := newTracing(ctx, cfg)
+	tr, err := newTracing(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}

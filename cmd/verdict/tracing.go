@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -51,10 +54,15 @@ type tracing struct {
 // newTracing builds the SDK's tracer provider from cfg and the environment,
 // or returns nil when tracing is off. It connects to nothing: spans are
 // exported in batches, in the background, from the first one on.
-func newTracing(ctx context.Context, cfg *config.Config) (*tracing, error) {
+// OpenTelemetry's own complaints (an OTEL_* variable it cannot read) go to
+// logger, without the values they quote (otelLogSink).
+func newTracing(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*tracing, error) {
 	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
 		return nil, nil
 	}
+	// Before the exporter reads the environment: it reports a variable it
+	// cannot read through this logger, quoting the value.
+	otel.SetLogger(logr.New(otelLogSink{logger: logger}))
 	tc := cfg.Tracing
 	if tc == nil {
 		if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
@@ -152,3 +160,45 @@ func (t *tracing) shutdown(ctx context.Context, timeout time.Duration, logger *s
 			slog.String("endpoint", t.endpoint), slog.String("error", err.Error()))
 	}
 }
+
+// otelLogSink is OpenTelemetry's logger (otel.SetLogger): its errors become
+// "tracing error" warnings on Verdict's logger, and the rest (its
+// warnings, information and debugging) is dropped, as its default logger
+// drops it. Only the message and the error's text are kept, never the
+// key-value pairs, which quote the values of the environment: a malformed
+// pair of OTEL_EXPORTER_OTLP_HEADERS ("Authorization: Bearer …", with a
+// colon for the "=") is logged by the exporter with the pair, the
+// credential, and OTEL_EXPORTER_OTLP_ENDPOINT it cannot parse with the URL.
+// Its default logger wrote them to stderr, outside the log's format.
+type otelLogSink struct{ logger *slog.Logger }
+
+func (otelLogSink) Init(logr.RuntimeInfo) {}
+
+// Enabled says no to every information message: only errors are logged.
+func (otelLogSink) Enabled(int) bool { return false }
+
+func (otelLogSink) Info(int, string, ...any) {}
+
+// Error logs msg and err, leaving out keysAndValues. A URL's parse error
+// repeats the URL, and a bad escape quotes itself: only what went wrong is
+// kept.
+func (s otelLogSink) Error(err error, msg string, _ ...any) {
+	text := msg
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		var ee url.EscapeError // quotes the escape, three bytes of the value
+		if errors.As(err, &ee) {
+			err = errors.New("invalid URL escape")
+		}
+		text += ": " + err.Error()
+	}
+	s.logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing error", slog.String("error", text))
+}
+
+// WithValues and WithName drop what they are given: values are never
+// logged, and the name adds nothing to "tracing error".
+func (s otelLogSink) WithValues(...any) logr.LogSink { return s }
+func (s otelLogSink) WithName(string) logr.LogSink   { return s }

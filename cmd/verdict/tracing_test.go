@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
@@ -54,7 +55,7 @@ func TestNewTracing(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			tr, err := newTracing(t.Context(), &config.Config{Tracing: tc.tracing})
+			tr, err := newTracing(t.Context(), &config.Config{Tracing: tc.tracing}, slog.New(slog.DiscardHandler))
 			switch {
 			case tc.wantErr != "":
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -90,12 +91,12 @@ func TestTracingEndpointLoggedRedacted(t *testing.T) {
 				t.Setenv(k, "")
 			}
 			t.Setenv(env, "http://tenant:hunter2@127.0.0.1:1/v1/traces?api-key=sekrit#frag")
-			tr, err := newTracing(t.Context(), &config.Config{})
+			var logs authztest.SyncBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			tr, err := newTracing(t.Context(), &config.Config{}, logger)
 			if err != nil || tr == nil {
 				t.Fatalf("newTracing: %v, %v", tr, err)
 			}
-			var logs authztest.SyncBuffer
-			logger := slog.New(slog.NewTextHandler(&logs, nil))
 			tr.logStart(t.Context(), logger)
 			defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
 			_, span := tr.provider.Tracer("test").Start(t.Context(), "span")
@@ -111,5 +112,38 @@ func TestTracingEndpointLoggedRedacted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTracingEnvironmentErrorsRedacted: OpenTelemetry logs an OTEL_*
+// variable it cannot read with its value; a malformed
+// OTEL_EXPORTER_OTLP_HEADERS (a colon for the "=", a stray "%") is a
+// credential. Its complaints reach Verdict's log as "tracing error"
+// warnings, without the value.
+func TestTracingEnvironmentErrorsRedacted(t *testing.T) {
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization: Bearer hunter2,X-Api-Key=sekrit%qq,Bad Name: tok3n=v")
+	t.Cleanup(func() { otel.SetLogger(logr.Discard()) })
+	var logs authztest.SyncBuffer
+	tr, err := newTracing(t.Context(), &config.Config{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || tr == nil {
+		t.Fatalf("newTracing: %v, %v", tr, err)
+	}
+	defer tr.provider.Shutdown(context.Background())
+	got := logs.String()
+	for _, want := range []string{`msg="tracing error" error="parse headers: missing '="`, `error="escape header value: invalid URL escape"`,
+		`error="parse headers: invalid header key"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the log lacks %q:\n%s", want, got)
+		}
+	}
+	for _, secret := range []string{"hunter2", "sekrit", "%qq", "tok3n"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("the log holds %q:\n%s", secret, got)
+		}
 	}
 }
