@@ -26,6 +26,7 @@ import (
 	"github.com/verdict-pdp/verdict/bundles/local"
 	"github.com/verdict-pdp/verdict/bundles/remote"
 	"github.com/verdict-pdp/verdict/internal/filewatch"
+	"github.com/verdict-pdp/verdict/internal/regularfile"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
@@ -180,7 +181,7 @@ func issuerKeys(cfg *config.Config, i int, is config.Issuer, persist string, log
 // environment variable env (see trimSecret).
 func readSecret(cfg *config.Config, key, file, env string) ([]byte, error) {
 	if file != "" {
-		data, err := os.ReadFile(cfg.Path(file))
+		data, err := regularfile.ReadFileMax(cfg.Path(file), maxSecretFile)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
@@ -200,6 +201,10 @@ func readSecret(cfg *config.Config, key, file, env string) ([]byte, error) {
 	}
 	return secret, nil
 }
+
+// maxSecretFile bounds a secret file (decision_log.hash_key_file): a key,
+// not a document.
+const maxSecretFile = 64 << 10
 
 // trimSecret returns a secret without its trailing line break, which is
 // not the secret's (a Kubernetes secret mounted as a file or a variable
@@ -332,12 +337,15 @@ func headerFunc(cfg *config.Config, key string, configured map[string]config.Hea
 		for name, v := range headers {
 			value := v.Value
 			if v.File != "" {
-				b, err := os.ReadFile(cfg.Path(v.File))
+				// A regular file, read up to the bound: a FIFO in its place
+				// (or /dev/zero) would stop the uploader or the poller for
+				// good, waiting for a writer or filling memory.
+				b, err := regularfile.ReadFileMax(cfg.Path(v.File), maxHeaderFile)
 				switch {
+				case errors.Is(err, regularfile.ErrTooLarge):
+					return nil, fmt.Errorf("%s.%s: %s is over %d bytes", key, name, v.File, maxHeaderFile)
 				case err != nil:
 					return nil, fmt.Errorf("%s.%s: %w", key, name, err)
-				case len(b) > maxHeaderFile:
-					return nil, fmt.Errorf("%s.%s: %s is over %d bytes", key, name, v.File, maxHeaderFile)
 				}
 				value = v.Prefix + strings.TrimRight(string(b), "\r\n")
 				if !httpguts.ValidHeaderFieldValue(value) {
