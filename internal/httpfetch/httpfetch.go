@@ -49,6 +49,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors of package httpfetch. They are causes, meant to be
@@ -126,11 +127,30 @@ func (e *StatusError) Error() string { return ErrStatus.Error() + " " + e.Status
 // Is makes errors.Is(err, ErrStatus) hold.
 func (e *StatusError) Is(target error) bool { return target == ErrStatus }
 
+// maxStatusBytes bounds a StatusError's Status: the reason phrase is the
+// server's text, up to the client's whole header limit (10 MiB), and it
+// reaches every log line and status document naming the failure, once an
+// attempt.
+const maxStatusBytes = 128
+
 // statusError drains resp's body (up to drainBytes) and describes resp.
 func statusError(resp *http.Response) *StatusError {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
 	ra, _ := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-	return &StatusError{Code: resp.StatusCode, Status: resp.Status, RetryAfter: ra}
+	return &StatusError{Code: resp.StatusCode, Status: boundStatus(resp.Status), RetryAfter: ra}
+}
+
+// boundStatus cuts a status line's text to maxStatusBytes, at a character
+// boundary, marking the cut.
+func boundStatus(s string) string {
+	if len(s) <= maxStatusBytes {
+		return s
+	}
+	cut := maxStatusBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // ParseRetryAfter reads a Retry-After value (RFC 9110, 10.2.3): a number of

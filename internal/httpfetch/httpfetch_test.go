@@ -446,3 +446,45 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestLongStatusLineBounded: the reason phrase is the server's text, up to
+// the client's header limit (10 MiB). A collector, bundle server or key
+// set endpoint answering one made every failure's log line (once an
+// attempt) and /v1/status that long; the error keeps its first 128 bytes.
+func TestLongStatusLineBounded(t *testing.T) {
+	reason := strings.Repeat("é", 1<<19) // 1 MiB, and a cut inside a character
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		conn, buf, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 503 x" + reason + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		_ = buf.Flush()
+	}))
+	t.Cleanup(srv.Close)
+	for name, do := range map[string]func() error{
+		"get": func() error {
+			_, err := httpfetch.Get(t.Context(), srv.Client(), httpfetch.Request{URL: srv.URL})
+			return err
+		},
+		"post": func() error {
+			return httpfetch.Post(t.Context(), srv.Client(), httpfetch.PostRequest{URL: srv.URL, Body: []byte("[]")})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := do()
+			var se *httpfetch.StatusError
+			if !errors.As(err, &se) || se.Code != 503 {
+				t.Fatalf("err = %v, want a 503 StatusError", err)
+			}
+			if len(se.Status) > 128+len("…") || !strings.HasPrefix(se.Status, "503 xé") || !strings.HasSuffix(se.Status, "é…") {
+				t.Errorf("Status is %d bytes, %.40q…%q", len(se.Status), se.Status, se.Status[max(0, len(se.Status)-8):])
+			}
+			if len(err.Error()) > 512 {
+				t.Errorf("error is %d bytes", len(err.Error()))
+			}
+		})
+	}
+}
