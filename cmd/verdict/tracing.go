@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
@@ -140,7 +141,7 @@ func tracesEndpoint(tc *config.Tracing) string {
 // logger: the SDK reports them only through its global error handler.
 func (t *tracing) logStart(ctx context.Context, logger *slog.Logger) {
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing error", slog.String("error", err.Error()))
+		logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing error", slog.String("error", boundText(err.Error())))
 	}))
 	logger.LogAttrs(ctx, slog.LevelInfo, "tracing",
 		slog.String("endpoint", t.endpoint), slog.String("sampler", t.sampler))
@@ -157,7 +158,7 @@ func (t *tracing) shutdown(ctx context.Context, timeout time.Duration, logger *s
 	defer cancel()
 	if err := t.provider.Shutdown(sctx); err != nil {
 		logger.LogAttrs(sctx, slog.LevelWarn, "tracing: spans not flushed at shutdown",
-			slog.String("endpoint", t.endpoint), slog.String("error", err.Error()))
+			slog.String("endpoint", t.endpoint), slog.String("error", boundText(err.Error())))
 	}
 }
 
@@ -195,10 +196,28 @@ func (s otelLogSink) Error(err error, msg string, _ ...any) {
 		}
 		text += ": " + err.Error()
 	}
-	s.logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing error", slog.String("error", text))
+	s.logger.LogAttrs(context.Background(), slog.LevelWarn, "tracing error", slog.String("error", boundText(text)))
 }
 
 // WithValues and WithName drop what they are given: values are never
 // logged, and the name adds nothing to "tracing error".
 func (s otelLogSink) WithValues(...any) logr.LogSink { return s }
 func (s otelLogSink) WithName(string) logr.LogSink   { return s }
+
+// maxErrorText bounds the text of a tracing error in the log. A failed
+// export's error quotes the collector's answer (its status text, up to
+// 10 MiB, and up to 4 MiB of its body), once a batch.
+const maxErrorText = 1 << 10
+
+// boundText cuts s to maxErrorText bytes, at a character boundary,
+// marking the cut.
+func boundText(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	n := maxErrorText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

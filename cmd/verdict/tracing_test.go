@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +148,47 @@ func TestTracingEnvironmentErrorsRedacted(t *testing.T) {
 	for _, secret := range []string{"hunter2", "sekrit", "%qq", "tok3n"} {
 		if strings.Contains(got, secret) {
 			t.Errorf("the log holds %q:\n%s", secret, got)
+		}
+	}
+}
+
+// TestTracingErrorsBounded: a failed export's error quotes the collector's
+// answer, up to 4 MiB of its body (and its status text): a collector
+// answering every batch so made each warning megabytes long. The log keeps
+// the first KiB of every tracing error (and of the shutdown warning).
+func TestTracingErrorsBounded(t *testing.T) {
+	body := strings.Repeat("b", 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Cleanup(func() { otel.SetLogger(logr.Discard()) })
+	defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+	var logs authztest.SyncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	tr, err := newTracing(t.Context(), &config.Config{}, logger)
+	if err != nil || tr == nil {
+		t.Fatalf("newTracing: %v, %v", tr, err)
+	}
+	tr.logStart(t.Context(), logger)
+	_, span := tr.provider.Tracer("test").Start(t.Context(), "span")
+	span.End()
+	tr.shutdown(t.Context(), 5*time.Second, logger)
+	otel.Handle(errors.New(strings.Repeat("h", 1<<20)))
+	got := logs.String()
+	if !strings.Contains(got, "400 Bad Request (body: bbbb") || !strings.Contains(got, "bbbb…") || !strings.Contains(got, "hhhh…") {
+		t.Errorf("want the failed export and another tracing error, each cut short; logged %d bytes:\n%.2000s", len(got), got)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
+		if len(line) > 2<<10 {
+			t.Errorf("a line of %d bytes: %.200s…", len(line), line)
 		}
 	}
 }
