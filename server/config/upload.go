@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -79,6 +80,10 @@ func (c *Config) checkUpload(bad func(key, format string, args ...any)) {
 		bad(key+".url", "required: the collector's http(s) URL")
 	} else if err := checkHTTPURL(up.URL, true, ""); err != nil {
 		bad(key+".url", "%v", err)
+	} else if up.CAFile != "" && !strings.HasPrefix(strings.ToLower(up.URL), "https:") {
+		// The operator believes the collector is reached over TLS; its
+		// headers (a credential) would go in the clear.
+		bad(key+".ca_file", "set with an http:// url, which uses no TLS: its headers would be sent in the clear (use https)")
 	}
 	for _, d := range []struct {
 		name string

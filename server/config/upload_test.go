@@ -16,7 +16,7 @@ func TestParseUpload(t *testing.T) {
   output: off
   mask: [/input/subject/claims/email]
   upload:
-    url: http://collector:8080/verdict
+    url: https://collector:8443/verdict
     interval: 2s
     max_batch_records: 500
     max_batch_bytes: 1MiB
@@ -29,7 +29,7 @@ func TestParseUpload(t *testing.T) {
       Authorization: "Bearer ${VERDICT_TEST_TOKEN}"
       X-Token: {file: token, prefix: "Token "}
 `, "/etc/verdict/v.yaml")
-	want := &config.Upload{URL: "http://collector:8080/verdict", Interval: 2 * time.Second, MaxBatchRecords: 500,
+	want := &config.Upload{URL: "https://collector:8443/verdict", Interval: 2 * time.Second, MaxBatchRecords: 500,
 		MaxBatchBytes: 1 << 20, MaxBufferRecords: 5000, MaxBufferBytes: 8 << 20, Timeout: 3 * time.Second,
 		MaxAttempts: 4, CAFile: "collector-ca.pem", Headers: map[string]config.HeaderValue{
 			"Authorization": {Value: "Bearer s3cr3t"}, "X-Token": {File: "token", Prefix: "Token "}}}
@@ -87,6 +87,8 @@ func TestUploadErrors(t *testing.T) {
 		{name: "fragment, with a credential in the query", yaml: "decision_log:\n  upload: {url: 'https://c/in?token=${VERDICT_TEST_SECRET}#x'}\n",
 			want: "decision_log.upload.url: \"https://c/in\" must not have a fragment"},
 		{name: "user info", yaml: "decision_log:\n  upload: {url: 'https://u:${VERDICT_TEST_SECRET}@c/in'}\n", want: "must not carry user info"},
+		{name: "a CA for a collector reached without TLS", yaml: "decision_log:\n  upload: {url: 'HTTP://c/in', ca_file: ca.pem}\n",
+			want: "decision_log.upload.ca_file: set with an http:// url"},
 		{name: "negative", yaml: "decision_log:\n  upload: {url: 'http://c/in', timeout: -1s}\n", want: "decision_log.upload.timeout: must not be negative"},
 		{name: "bad size", yaml: "decision_log:\n  upload:\n    url: http://c/in\n    max_batch_bytes: 1MB\n",
 			want: `v.yaml:4: decision_log.upload.max_batch_bytes: want a size such as 1048576, 512KiB or 1MiB, got "1MB"`},
