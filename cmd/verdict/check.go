@@ -19,8 +19,9 @@ func newCheckCommand() *cobra.Command {
 		Use:   "check PATH",
 		Short: "Compile a policy set and type-check it against the input schema",
 		Long: `Check parses and compiles every module of PATH — a policy directory (. for
-this one), a .rego file or a bundle file — tests included, exactly as the
-engine does when it loads them: type-checked against the input document's
+this one), a .rego file that stands alone (one using rules of its
+directory's other files is checked with them: check the directory) or a
+bundle file — tests included, exactly as the engine does when it loads them: type-checked against the input document's
 schema and the policy contract (allow boolean, reasons strings, headers an
 object of strings). Problems are printed one per line as
 file:line:col: code: message.
@@ -38,7 +39,7 @@ limits.eval_timeout ends it; compare the value with a number first.
 Exit status: 0 no problems, 1 problems found, 2 usage error.`,
 		Example: `  verdict check .
   verdict check ./policies
-  verdict check authz/rbac.rego
+  verdict check my_policy.rego
   verdict check bundle.tar.gz
   verdict check --strict ./policies`,
 		Args: cobra.MaximumNArgs(1),

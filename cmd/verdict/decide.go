@@ -84,7 +84,7 @@ Without --config, tokens are trusted only from the development issuer whose key
 	fl := cmd.Flags()
 	fl.StringVar(&f.configFile, "config", "", "configuration file (issuers, policy source, entrypoint)")
 	fl.StringVar(&f.policies, "policies", "", "policy directory, .rego file or bundle file (default: the configuration's policy.dir or policy.bundle_file); a bundle is verified when the configuration names a verification key")
-	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package to evaluate (default "authz")`)
+	fl.StringVar(&f.entrypoint, "entrypoint", "", `policy package to evaluate (default: the configuration's policy.entrypoint, else "authz")`)
 	fl.StringVar(&f.devKey, "dev-key", "", "development key file trusted without --config, which must be readable (default: the one 'verdict token' uses, when there is one)")
 	fl.StringVar(&f.token, "token", "", "the subject's bearer token (compact JWT); empty means anonymous")
 	fl.StringVar(&f.action, "action", "", "action name, e.g. orders:read")
