@@ -175,6 +175,9 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 	if err != nil {
 		return &exitCode{code: exitError, err: err}
 	}
+	if f.policies == "" && (cfg == nil || cfg.Policy.Dir == "" && cfg.Policy.BundleFile == "" && cfg.Policy.BundleURL == "") {
+		return usageError("name the policies: --policies with a directory (. for this one), a .rego file or a bundle file, or a --config with policy.dir or policy.bundle_file")
+	}
 	snap, err := readPolicies(f.policies, cfg, f.followLinks)
 	if err != nil {
 		return loadError(err)

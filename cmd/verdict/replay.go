@@ -61,6 +61,8 @@ problems printed as file:line:col), or a log with no decision to replay
 				return usageError("--log is required")
 			}
 			switch {
+			case policies == "" && bundle == "":
+				return usageError("name the candidate: --policies with a directory (. for this one) or a .rego file, or --bundle with a bundle file")
 			case policies != "" && bundle != "":
 				return usageError("name the candidate once: --policies or --bundle")
 			case bundle != "":
