@@ -38,21 +38,23 @@ func newReplayCommand() *cobra.Command {
 		Short: "Re-evaluate recorded decisions against a candidate policy and report what flips",
 		Long: `Replay reads a decision log (one JSON record per line, as verdict serve writes
 it with the input document of each decision), evaluates every recorded input
-against the candidate policies in PATH (a directory, a .rego file or a bundle
-file; --bundle FILE names a bundle file) as of the decision's recorded time, and reports how many decisions stay
-the same and which flip: allow to deny, deny to allow, or an error. A
-decision that failed in its policy was a deny: a candidate allowing it is a
-flip, one failing as well answers the same. Records without an input
-(requests refused before any policy ran, such as an invalid token) are
-skipped. Records written without their input because they were over
-decision_log.max_record_bytes ("input_truncated": true) are counted apart,
-as truncated: they are decisions that could not be compared, and a client
-able to make its requests large would otherwise keep them out of the gate.
+against the candidate policies of --policies (a directory, a .rego file or a
+bundle file) or --bundle (a bundle file) as of the decision's recorded time,
+and reports how many decisions stay the same and which flip: allow to deny,
+deny to allow, or an error. A decision that failed in its policy was a deny:
+a candidate allowing it is a flip, one failing as well answers the same.
+Records without an input (requests refused before any policy ran, such as an
+invalid token) are skipped. Records written without their input because they
+were over decision_log.max_record_bytes ("input_truncated": true) are counted
+apart, as truncated: they are decisions that could not be compared, and a
+client able to make its requests large would otherwise keep them out of the
+gate.
 
 Exit status: 0 nothing flipped or erred, 1 something did (so that it gates a
-policy change in CI) or a record was truncated (unless --allow-truncated), 2 a usage error, a candidate that does not load (its
-problems printed as file:line:col), or a log with no decision to replay
-(empty, or without inputs: nothing was compared).`,
+policy change in CI) or a record was truncated (unless --allow-truncated),
+2 a usage error, a candidate that does not load (its problems printed as
+file:line:col), or a log with no decision to replay (empty, or without
+inputs: nothing was compared).`,
 		Example: `  verdict replay --log decisions.jsonl --policies ./candidate
   verdict replay --log decisions.jsonl --policies bundle.tar.gz --json`,
 		Args: cobra.NoArgs,
