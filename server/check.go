@@ -106,7 +106,7 @@ func (s *Server) checkAction(r *http.Request) (authz.Action, error) {
 	if err := refuseOverride(h); err != nil {
 		return authz.Action{}, err
 	}
-	if err := refuseVerdictUnderscore(h); err != nil {
+	if err := refuseVerdictSpelling(h); err != nil {
 		return authz.Action{}, err
 	}
 	var vals [4]string
@@ -162,18 +162,21 @@ func refuseOverride(h http.Header) error {
 	return nil
 }
 
-// refuseVerdictUnderscore refuses a request carrying a header that is an
-// x-verdict-* name with a '_' in it (X_Verdict_Roles, X-Verdict-User_Id):
-// a CGI-style upstream (PHP-FPM, Rack, WSGI) reads it as Verdict's own
-// x-verdict-roles, a forward-auth answer cannot remove a header from the
-// upstream request, and a proxy's copy of the policy's header replaces
-// only the '-' spelling. Verdict never writes such a name, so it came from
-// the client. (nginx drops names with '_' before they get here; Caddy and
-// Traefik pass them on.)
-func refuseVerdictUnderscore(h http.Header) error {
+// refuseVerdictSpelling refuses a request carrying a header that is an
+// x-verdict-* name with a byte other than a letter, a digit or '-' in it
+// (X_Verdict_Roles, X-Verdict-User_Id, X.Verdict.Roles): a CGI-style
+// upstream (PHP-FPM, Rack, WSGI) reads '_' as '-', PHP reads '.' as '_'
+// too, and lighttpd writes every other byte as '_', so it reaches the
+// upstream as Verdict's own x-verdict-roles; a forward-auth answer cannot
+// remove a header from the upstream request, and a proxy's copy of the
+// policy's header replaces only the '-' spelling. Verdict never writes
+// such a name, so it came from the client. (nginx drops names with '_'
+// or '.' before they get here; Caddy and Traefik pass them on.)
+func refuseVerdictSpelling(h http.Header) error {
 	for k := range h {
-		if strings.IndexByte(k, '_') >= 0 && isVerdictHeader(strings.ToLower(k)) {
-			return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: an x-verdict- name written with '_' reaches an upstream as Verdict's own header", k)
+		lower := strings.ToLower(k)
+		if isVerdictHeader(lower) && strings.ContainsFunc(lower, func(r rune) bool { return r != '-' && (r > 0x7f || !isLowerAlnum(byte(r))) }) {
+			return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: an x-verdict- name written with a separator other than '-' reaches an upstream as Verdict's own header", k)
 		}
 	}
 	return nil

@@ -169,11 +169,12 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 // answer does not set: the client sent them, and an upstream reads
 // x-verdict-* as the policy's word (a policy that sets no x-verdict-roles
 // would otherwise let a client's own through). A name is one of them
-// however its '-' and '_' are mixed (x_verdict_roles, x-verdict_roles):
-// Envoy forwards names with '_', and a CGI-style upstream reads them as
-// x-verdict-roles (HTTP_X_VERDICT_ROLES). Each is named as the client
-// spelled it, lowercase, since Envoy removes a header by its exact name;
-// one the answer sets is left out only when spelled as the answer does.
+// however the separators of its prefix are written (x_verdict_roles,
+// x-verdict_roles, x.verdict.roles): Envoy forwards names with '_' and '.',
+// a CGI-style upstream reads '_' as '-' (HTTP_X_VERDICT_ROLES), and PHP
+// reads '.' as '_' too. Each is named as the client spelled it, lowercase,
+// since Envoy removes a header by its exact name; one the answer sets is
+// left out only when spelled as the answer does.
 func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3.HeaderValueOption) []string {
 	var names []string
 	add := func(k string) {
@@ -206,17 +207,21 @@ func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3
 const verdictHeaderPrefix = "x-verdict-"
 
 // isVerdictHeader reports whether the lowercase header name starts with
-// verdictHeaderPrefix, each '-' of it also written as '_'.
+// verdictHeaderPrefix, each '-' of it also written as any other byte that
+// is not a letter or digit: a gateway may write each as '_' in a CGI-style
+// name (lighttpd does so for them all, Caddy's php_fastcgi and nginx's
+// fastcgi_params for '-'), and PHP writes '.' as '_' in $_SERVER, so that
+// x.verdict.roles reaches a PHP upstream as HTTP_X_VERDICT_ROLES.
 func isVerdictHeader(lower string) bool {
 	if strings.HasPrefix(lower, verdictHeaderPrefix) {
 		return true // as Envoy and most clients write it
 	}
-	if len(lower) < len(verdictHeaderPrefix) || strings.IndexByte(lower[:len(verdictHeaderPrefix)], '_') < 0 {
+	if len(lower) < len(verdictHeaderPrefix) {
 		return false
 	}
 	for i := range len(verdictHeaderPrefix) {
 		c := lower[i]
-		if c == '_' {
+		if !isLowerAlnum(c) {
 			c = '-'
 		}
 		if c != verdictHeaderPrefix[i] {
@@ -225,6 +230,9 @@ func isVerdictHeader(lower string) bool {
 	}
 	return true
 }
+
+// isLowerAlnum reports whether c is a lowercase ASCII letter or a digit.
+func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
 
 // putHeaders empties h for the next Check, keeping its slices (up to a
 // bound), and pools it.

@@ -326,8 +326,9 @@ func TestExtAuthzRemovesClientVerdictHeaders(t *testing.T) {
 
 // TestClientVerdictHeaders: the client's x-verdict-* headers are named
 // once each, lowercase and sorted, however often and in whatever case the
-// client repeats them, and also when written with '_' for any '-' (a
-// CGI-style upstream reads x_verdict_roles as x-verdict-roles), in the
+// client repeats them, and also when written with '_', '.' or another
+// separator for any '-' (a CGI-style upstream reads x_verdict_roles as
+// x-verdict-roles, PHP x.verdict.roles too), in the
 // client's spelling (Envoy removes by exact name); the ones the answer
 // sets are not named, but another spelling of one is.
 func TestClientVerdictHeaders(t *testing.T) {
@@ -347,7 +348,11 @@ func TestClientVerdictHeaders(t *testing.T) {
 			want: []string{"x-verdict_roles", "x_verdict-tenant", "x_verdict_"}},
 		{name: "a spelling of a header the answer sets", kv: []string{"x_verdict_set", "1", "X-Verdict-Set", "2"},
 			want: []string{"x_verdict_set"}},
-		{name: "not verdict's", kv: []string{"x-verdict", "1", "x_verdicts_roles", "1", "xx-verdict-roles", "1", "x.verdict.roles", "1", "x-verdict=", "1"}},
+		// PHP reads '.' as '_' ($_SERVER['HTTP_X_VERDICT_ROLES']), lighttpd
+		// writes every byte but a letter or digit as '_'.
+		{name: "other separators", kv: []string{"x.verdict.roles", "admin", "X-Verdict.Roles", "admin", "x~verdict+tenant", "other"},
+			want: []string{"x-verdict.roles", "x.verdict.roles", "x~verdict+tenant"}},
+		{name: "not verdict's", kv: []string{"x-verdict", "1", "x_verdicts_roles", "1", "xx-verdict-roles", "1", "x.verdicts.roles", "1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -247,8 +247,9 @@ func TestNginxForwardAuth(t *testing.T) {
 	base := startNginx(t, nginx, prefix, "http", &http.Client{Timeout: 2 * time.Second}, func(port int) string {
 		return nginxConf(prefix, port, v.Addr, up.Listener.Addr().String())
 	})
-	// nginx drops header names with '_' (underscores_in_headers off): an
-	// X_Verdict_Roles never reaches verdict or the upstream.
+	// nginx drops header names with '_' (underscores_in_headers off) or '.'
+	// (ignore_invalid_headers): an X_Verdict_Roles or X.Verdict.Roles never
+	// reaches verdict or the upstream.
 	checkForwardAuth(t, f, base, up, http.StatusInternalServerError, http.StatusOK)
 }
 
@@ -288,8 +289,8 @@ http://127.0.0.1:%d {
 		}
 		return startExternal(t, "caddy", caddy, []string{"run", "--config", caddyfile, "--adapter", "caddyfile"}, env, "")
 	})
-	// Caddy passes header names with '_' on, to verdict (which refuses
-	// x-verdict-* ones) and to the upstream.
+	// Caddy passes header names with '_' or '.' on, to verdict (which
+	// refuses x-verdict-* ones) and to the upstream.
 	checkForwardAuth(t, f, base, up, http.StatusBadRequest, http.StatusBadRequest)
 }
 
@@ -299,7 +300,8 @@ http://127.0.0.1:%d {
 //
 // refused is the status the proxy answers when verdict answers 400: nginx's
 // auth_request turns it into a 500, Caddy's forward_auth passes it on.
-// underscored is its answer to an allowed request carrying X_Verdict_Roles.
+// underscored is its answer to an allowed request carrying X_Verdict_Roles
+// or X.Verdict.Roles (which PHP reads as HTTP_X_VERDICT_ROLES).
 func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refused, underscored int) {
 	t.Helper()
 	viewer := f.Issuer.Mint(t, map[string]any{"roles": []string{"viewer"}})
@@ -331,6 +333,9 @@ func checkForwardAuth(t *testing.T, f *fixture, base string, up *upstream, refus
 			wantStatus: 200, wantSubject: nil, wantRoles: nil},
 		{name: "an identity header written with _ never reaches the upstream", method: "GET", path: "/orders/42",
 			header:     map[string]string{"Authorization": "Bearer " + viewer, "X_Verdict_Roles": "admin"},
+			wantStatus: underscored, wantSubject: []string{"alice"}, wantRoles: []string{"viewer"}},
+		{name: "an identity header written with . never reaches the upstream", method: "GET", path: "/orders/42",
+			header:     map[string]string{"Authorization": "Bearer " + viewer, "X.Verdict.Roles": "admin"},
 			wantStatus: underscored, wantSubject: []string{"alice"}, wantRoles: []string{"viewer"}},
 		{name: "no token", method: "GET", path: "/orders/42", wantStatus: 401},
 		{name: "client-sent X-Verdict-Action is not believed", method: "GET", path: "/orders/42",
