@@ -180,6 +180,9 @@ func TestMiddlewareRefusesMethodOverrides(t *testing.T) {
 		{"/public?a=1&_METHOD=DELETE", "", 400},
 		{"/public", "X-HTTP-Method-Override", 400},
 		{"/public", "X_Http_Method", 400},
+		{"/public", "X.Http.Method.Override", 400}, // PHP: HTTP_X_HTTP_METHOD_OVERRIDE
+		{"/public", "X-Original.Url", 400},
+		{"/public", "X-Http-Methods", 200},
 		{"/public", "X-Original-URL", 400},
 		{"/public", "X-Rewrite-Url", 400},
 		{"/public", "X-Original-URI", 200}, // nginx's own name, set by the proxy

@@ -158,12 +158,19 @@ var overrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-
 func OverrideHeaders() []string { return slices.Clone(overrideHeaders[:]) }
 
 // Override returns the name of an override header in h (OverrideHeaders,
-// also written with '_' for '-', which CGI-style upstreams read as the
-// same variable), or "": an upstream that honours it would run another
-// method, or serve another path, than the one decided.
+// also written with '_', '.' or any other byte but a letter or digit for
+// '-': CGI-style upstreams read '_' as the same variable, PHP reads '.' as
+// '_' in $_SERVER, and lighttpd writes every other byte as '_'), or "": an
+// upstream that honours it would run another method, or serve another
+// path, than the one decided.
 func Override(h http.Header) string {
 	for name, values := range h {
-		n := strings.ReplaceAll(name, "_", "-")
+		n := strings.Map(func(r rune) rune {
+			if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+				return r
+			}
+			return '-'
+		}, name)
 		for _, o := range overrideHeaders {
 			if strings.EqualFold(n, o) && len(values) > 0 {
 				return name
