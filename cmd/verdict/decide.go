@@ -207,9 +207,7 @@ func runDecide(cmd *cobra.Command, f *decideFlags) error {
 		}
 		d.Explanation = nil
 	}
-	enc := json.NewEncoder(cmd.OutOrStdout())
-	enc.SetIndent("", "  ")
-	if encErr := enc.Encode(d); encErr != nil {
+	if encErr := printJSON(cmd.OutOrStdout(), d); encErr != nil {
 		return &exitCode{code: exitError, err: encErr}
 	}
 	switch {

@@ -99,9 +99,7 @@ inputs: nothing was compared).`,
 			}
 			report.Revision = snap.Revision
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(report); err != nil {
+				if err := printJSON(cmd.OutOrStdout(), report); err != nil {
 					return &exitCode{code: exitError, err: err}
 				}
 			} else {
@@ -254,21 +252,25 @@ func nonNil(s []string) []string {
 	return s
 }
 
+// quoted is reasons as Go writes a list of strings (%q), made printable:
+// a reason is the policy's text, which may hold a CI runner's command.
+func quoted(reasons []string) string { return printable.String(fmt.Sprintf("%q", reasons)) }
+
 // print writes the report for a reader.
 func (r *replayReport) print(w io.Writer) {
 	fmt.Fprintf(w, "replayed %d decisions against revision %s in %.2fs: %d same (%d with other reasons), %d allow→deny, %d deny→allow, %d errors, %d skipped (no input, or cut short), %d truncated (logged without their input: too large)\n",
 		r.Total, printable.String(r.Revision), r.Elapsed, r.Same, r.ReasonsChanged, r.AllowToDeny, r.DenyToAllow, r.Errors, r.Skipped, r.Truncated)
 	for _, f := range r.Flips {
 		if f.Error != "" {
-			fmt.Fprintf(w, "  %s: error (was allow=%v %q): %s\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, printable.Lines(f.Error, "    "))
+			fmt.Fprintf(w, "  %s: error (was allow=%v %s): %s\n", printable.String(f.DecisionID), f.Was.Allow, quoted(f.Was.Reasons), printable.Lines(f.Error, "    "))
 			continue
 		}
-		fmt.Fprintf(w, "  %s: allow=%v %q → allow=%v %q\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, f.Now.Allow, f.Now.Reasons)
+		fmt.Fprintf(w, "  %s: allow=%v %s → allow=%v %s\n", printable.String(f.DecisionID), f.Was.Allow, quoted(f.Was.Reasons), f.Now.Allow, quoted(f.Now.Reasons))
 	}
 	if len(r.Reasons) > 0 {
 		fmt.Fprintln(w, "the same answer, with other reasons:")
 		for _, f := range r.Reasons {
-			fmt.Fprintf(w, "  %s: allow=%v %q → %q\n", printable.String(f.DecisionID), f.Was.Allow, f.Was.Reasons, f.Now.Reasons)
+			fmt.Fprintf(w, "  %s: allow=%v %s → %s\n", printable.String(f.DecisionID), f.Was.Allow, quoted(f.Was.Reasons), quoted(f.Now.Reasons))
 		}
 	}
 }

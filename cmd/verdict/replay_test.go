@@ -211,10 +211,13 @@ func TestReplayReportPrintable(t *testing.T) {
 	r := replayReport{Total: 2, Flips: []flip{
 		{DecisionID: "x\x1b[2K\r\nreplayed 9 decisions against revision FAKE", Error: "boom\x1b[8m"},
 		{DecisionID: "y\nforged: allow=true"},
-	}}
+		// A candidate policy's reasons, which a pull request writes.
+		{DecisionID: "z", Now: outcome{Reasons: []string{"##[set-output name=a;]b"}}},
+	}, Reasons: []flip{{DecisionID: "r", Was: outcome{Reasons: []string{"x ##vso[task.setvariable]y"}}}}}
 	var b strings.Builder
 	r.print(&b)
-	if out := b.String(); strings.ContainsAny(out, "\x1b\r") || strings.Count(out, "\n") != 3 || strings.Contains(out, "\nreplayed 9") {
+	if out := b.String(); strings.ContainsAny(out, "\x1b\r") || strings.Count(out, "\n") != 6 || strings.Contains(out, "\nreplayed 9") ||
+		strings.Contains(out, "##[") || strings.Contains(out, "##vso[") {
 		t.Errorf("report:\n%s", out)
 	}
 }

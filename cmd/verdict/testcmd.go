@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -75,9 +74,7 @@ problems, 2 usage error.`,
 			printOutput(cmd.ErrOrStderr(), tr.Results)
 			out := cmd.OutOrStdout()
 			if f.asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(newTestReport(tr))
+				err = printJSON(out, newTestReport(tr))
 			} else {
 				err = printTestRun(out, tr, f)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +79,33 @@ func TestLineWriter(t *testing.T) {
 	}
 	if want := "PASS: 1/1\n  a\\x1b[2Jb\n\\tc\\a\nlast\\x9b"; got.String() != want {
 		t.Errorf("got %q, want %q", got.String(), want)
+	}
+}
+
+// TestJSONOutputHasNoRunnerCommand: what decide, test --json and replay
+// print of a policy's reasons holds no CI runner command (##[...] is read
+// anywhere in a line), and the JSON still decodes to the policy's text.
+func TestJSONOutputHasNoRunnerCommand(t *testing.T) {
+	const reason = "x ##[set-output name=a;]b"
+	dir := writeTree(t, map[string]string{
+		"authz/authz.rego":      "package authz\n\nallow := false\n\nreasons contains \"" + reason + "\"\n",
+		"authz/authz_test.rego": "package authz_test\n\ntest_a if {\n\tto_number(\"" + reason + "\") == 1\n}\n",
+	})
+	code, out, stderr := verdict(t, "decide", "--policies", dir, "--action", "orders:read")
+	if code != 1 {
+		t.Fatalf("decide: exit %d, want 1 (a deny)\n%s%s", code, out, stderr)
+	}
+	var d struct{ Reasons []string }
+	if err := json.Unmarshal([]byte(out), &d); err != nil || len(d.Reasons) != 1 || d.Reasons[0] != reason {
+		t.Errorf("decide printed %s (%v); want the reason %q", out, err, reason)
+	}
+	if strings.Contains(out, "##[") {
+		t.Errorf("decide printed a runner command:\n%s", out)
+	}
+	// The erring test's report quotes the built-in's error, which quotes
+	// the policy's string.
+	code, out, stderr = verdict(t, "test", "--json", dir)
+	if code != 1 || !strings.Contains(out, "set-output") || strings.Contains(out, "##[") {
+		t.Errorf("test --json: exit %d, want 1 and its error without a runner command:\n%s%s", code, out, stderr)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -62,9 +61,7 @@ func newVersionCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bi := buildInfo()
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(bi)
+				return printJSON(cmd.OutOrStdout(), bi)
 			}
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionLine(bi))
 			return err

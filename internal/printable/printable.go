@@ -2,6 +2,7 @@
 package printable
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"unicode"
@@ -37,6 +38,24 @@ func ciCommand(s string) string {
 		at := len(s) - len(rest)
 		s = s[:at] + `\x3a` + s[at+1:]
 	}
+	return runnerBrackets(s, `\x5b`)
+}
+
+// JSON returns the JSON text b with the '[' of every "##[" (or "##", a
+// word and "[") written \u005b: a CI runner reads those anywhere in a
+// line as a command (see ciCommand), and the JSON decodes to the same
+// value. Such a run can only stand inside a JSON string ('#' is no JSON
+// token), and no line of JSON text starts with "::".
+func JSON(b []byte) []byte {
+	if !bytes.Contains(b, []byte("##")) {
+		return b
+	}
+	return []byte(runnerBrackets(string(b), `\u005b`))
+}
+
+// runnerBrackets returns s with the '[' after every "##" and the letters
+// following it written esc.
+func runnerBrackets(s, esc string) string {
 	i := strings.Index(s, "##")
 	if i < 0 {
 		return s
@@ -49,7 +68,7 @@ func ciCommand(s string) string {
 		}
 		if j < len(s) && s[j] == '[' {
 			b.WriteString(s[:j])
-			b.WriteString(`\x5b`)
+			b.WriteString(esc)
 			s = s[j+1:]
 		} else {
 			b.WriteString(s[:i+1])

@@ -1,6 +1,9 @@
 package printable_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/verdict-pdp/verdict/internal/printable"
@@ -46,5 +49,26 @@ func TestLines(t *testing.T) {
 		if got := printable.Lines(tc.in, "  "); got != tc.want {
 			t.Errorf("Lines(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestJSON: a runner command inside a JSON string is written so that the
+// runner does not read it, and the JSON decodes to the same value.
+func TestJSON(t *testing.T) {
+	v := map[string]any{"reasons": []any{"x ##[set-output name=a;]b", "##vso[task.setvariable]c", "## [not]", "plain"}}
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := printable.JSON(raw)
+	if bytes.Contains(got, []byte("##[")) || bytes.Contains(got, []byte("##vso[")) {
+		t.Errorf("a runner command left in %s", got)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(got, &back); err != nil || !reflect.DeepEqual(back, v) {
+		t.Errorf("JSON(%s) = %s, decoding to %v (%v); want the same value", raw, got, back, err)
+	}
+	if plain := []byte(`{"a": "## [b]"}`); !bytes.Equal(printable.JSON(plain), plain) {
+		t.Errorf("JSON changed %s", plain)
 	}
 }

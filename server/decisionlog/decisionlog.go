@@ -233,7 +233,9 @@ func New(opts Options) (*Logger, error) {
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	if r := opts.MaxRecordsPerSecond; r > 0 {
-		l.limit = rate.NewLimiter(rate.Limit(r), int(max(1, math.Ceil(r))))
+		// A burst of one second's worth, at most what int holds: a rate
+		// past it would overflow to a negative burst, which takes nothing.
+		l.limit = rate.NewLimiter(rate.Limit(r), int(min(max(1, math.Ceil(r)), maxBurst)))
 	}
 	if opts.Writer != nil {
 		l.out = &output{w: opts.Writer}
@@ -252,6 +254,10 @@ func New(opts Options) (*Logger, error) {
 	}
 	return l, nil
 }
+
+// maxBurst bounds the rate limiter's burst: math.MaxInt32, which every int
+// holds and no second of records comes near.
+const maxBurst = math.MaxInt32
 
 // queued is a record waiting for the writer, with its estimated memory.
 type queued struct {

@@ -213,6 +213,16 @@ func TestRateLimited(t *testing.T) {
 	if lines := strings.Count(out.String(), "\n"); lines != taken+1 || l.Written() != uint64(taken+1) {
 		t.Errorf("%d lines, %d written; want %d", lines, l.Written(), taken+1)
 	}
+	// A rate past what an int holds (meant as "no bound") takes records.
+	huge, err := decisionlog.New(decisionlog.Options{Writer: &out, MaxRecordsPerSecond: 1e19})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if !huge.Log(records()[0]) {
+			t.Fatal("a rate of 1e19 a second refused a record")
+		}
+	}
 	unlimited, err := decisionlog.New(decisionlog.Options{Writer: &out})
 	if err != nil {
 		t.Fatal(err)
