@@ -16,6 +16,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/internal/jsonw"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // DefaultMaxEvaluations bounds the items of one AuthZEN batch when
@@ -382,7 +383,7 @@ func appendEvaluation(b []byte, d *authz.Decision, fail *itemError) []byte {
 		b = append(b, `,"code":`...)
 		b = jsonw.AppendString(b, fail.code)
 		b = append(b, `,"message":`...)
-		b = jsonw.AppendString(b, truncate(fail.message, maxMessageBytes))
+		b = jsonw.AppendString(b, printable.Cut(fail.message, maxMessageBytes))
 		b = append(b, '}')
 	}
 	return append(b, "}}"...)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // azBody is an AuthZEN request body: one evaluation at the top level, or,
@@ -227,7 +228,7 @@ func (r *jsonReader) options(sem *azSemantic) error {
 			*sem = permitOnFirstPermit
 		default:
 			return badBody("options.evaluations_semantic: %q is not execute_all, deny_on_first_deny or permit_on_first_permit",
-				truncate(s, 32))
+				printable.Cut(s, 32))
 		}
 		return nil
 	})

@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // decideBody is the /v1/decide request body. Unknown fields, at the top
@@ -53,7 +53,7 @@ func badBody(format string, args ...any) error {
 // be read as malformed JSON.
 func checkJSONContentType(h http.Header) error {
 	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return frontErr(errUnsupportedMediaType, "Content-Encoding %q: send the JSON uncompressed", truncate(ce, 32))
+		return frontErr(errUnsupportedMediaType, "Content-Encoding %q: send the JSON uncompressed", printable.Cut(ce, 32))
 	}
 	contentType := h.Get("Content-Type")
 	if contentType == "" {
@@ -61,10 +61,10 @@ func checkJSONContentType(h http.Header) error {
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/json" {
-		return frontErr(errUnsupportedMediaType, "Content-Type %q; want application/json", truncate(contentType, 64))
+		return frontErr(errUnsupportedMediaType, "Content-Type %q; want application/json", printable.Cut(contentType, 64))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return frontErr(errUnsupportedMediaType, "charset %q; want utf-8", truncate(cs, 32))
+		return frontErr(errUnsupportedMediaType, "charset %q; want utf-8", printable.Cut(cs, 32))
 	}
 	return nil
 }
@@ -223,7 +223,7 @@ func (r *jsonReader) action(a *authz.Action) error {
 }
 
 func unknownField(name string) error {
-	return badBody("unknown field %q", truncate(name, 64))
+	return badBody("unknown field %q", printable.Cut(name, 64))
 }
 
 // object reads an object (or refuses any other value), calling member for
@@ -384,7 +384,7 @@ func jsonError(err error) error {
 	var se *jsontext.SyntacticError
 	switch {
 	case errors.As(err, &se) && errors.Is(se.Err, jsontext.ErrDuplicateName):
-		return badBody("duplicate member name at %s", truncate(string(se.JSONPointer), 64))
+		return badBody("duplicate member name at %s", printable.Cut(string(se.JSONPointer), 64))
 	case errors.As(err, &se) && se.Err == io.ErrUnexpectedEOF, errors.Is(err, io.ErrUnexpectedEOF), err == io.EOF:
 		return badBody("malformed JSON: unexpected end of body")
 	case errors.As(err, &se) && strings.Contains(se.Err.Error(), "UTF-8"):
@@ -401,17 +401,7 @@ func wrongType(field string, k jsontext.Kind, want string) error {
 	if field == "" {
 		return badBody("want a JSON object, got %s", got)
 	}
-	return badBody("field %q: want %s, got %s", truncate(field, 64), want, got)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return badBody("field %q: want %s, got %s", printable.Cut(field, 64), want, got)
 }
 
 // jsonNumber is the type free-form numbers decode to.

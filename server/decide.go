@@ -8,6 +8,7 @@ import (
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/internal/httpreq"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // decodeBody reads the request body (see readBody), takes a decision slot
@@ -253,5 +254,5 @@ func (s *Server) explainParam(r *http.Request) (bool, error) {
 		}
 		return true, nil
 	}
-	return false, authz.Refusef(authz.ErrInvalidRequest, "explain=%q: want true or false", truncate(v, 16))
+	return false, authz.Refusef(authz.ErrInvalidRequest, "explain=%q: want true or false", printable.Cut(v, 16))
 }

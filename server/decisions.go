@@ -7,6 +7,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/token"
+	"github.com/verdict-pdp/verdict/internal/printable"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
 )
 
@@ -144,8 +145,8 @@ const maxLoggedField = 1024
 func logAction(a authz.Action) decisionlog.Action {
 	a.Path = authz.PathLogPrefix(a.Path)
 	return decisionlog.Action{
-		Name:   truncate(a.Name, maxLoggedField),
-		Method: truncate(a.Method, maxLoggedField),
-		Path:   truncate(a.Path, maxLoggedField),
+		Name:   printable.Cut(a.Name, maxLoggedField),
+		Method: printable.Cut(a.Method, maxLoggedField),
+		Path:   printable.Cut(a.Path, maxLoggedField),
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // The ext_authz listener: net/http's HTTP/2 server, under the bounds of
@@ -146,7 +147,7 @@ func (s *Server) extAuthzFront(gs *grpc.Server) http.Handler {
 		case enc != "" && enc != "identity":
 			// Envoy sends none; a compressed message would grow past its
 			// room once decompressed.
-			err = authz.Refusef(authz.ErrInvalidRequest, "compressed messages (grpc-encoding %q) are not accepted: send them uncompressed", truncate(enc, 32))
+			err = authz.Refusef(authz.ErrInvalidRequest, "compressed messages (grpc-encoding %q) are not accepted: send them uncompressed", printable.Cut(enc, 32))
 		case check:
 			body, err = s.readBody(w, r, s.grpcMaxMessage()+grpcMessagePrefix)
 		default:

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"go.opentelemetry.io/otel"
@@ -20,6 +19,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/verdict-pdp/verdict/internal/httpfetch"
+	"github.com/verdict-pdp/verdict/internal/printable"
 	"github.com/verdict-pdp/verdict/server"
 	"github.com/verdict-pdp/verdict/server/config"
 )
@@ -209,15 +209,5 @@ func (s otelLogSink) WithName(string) logr.LogSink   { return s }
 // 10 MiB, and up to 4 MiB of its body), once a batch.
 const maxErrorText = 1 << 10
 
-// boundText cuts s to maxErrorText bytes, at a character boundary,
-// marking the cut.
-func boundText(s string) string {
-	if len(s) <= maxErrorText {
-		return s
-	}
-	n := maxErrorText
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
+// boundText cuts s to maxErrorText bytes (printable.Cut).
+func boundText(s string) string { return printable.Cut(s, maxErrorText) }

@@ -49,7 +49,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // Sentinel errors of package httpfetch. They are causes, meant to be
@@ -140,18 +141,8 @@ func statusError(resp *http.Response) *StatusError {
 	return &StatusError{Code: resp.StatusCode, Status: boundStatus(resp.Status), RetryAfter: ra}
 }
 
-// boundStatus cuts a status line's text to maxStatusBytes, at a character
-// boundary, marking the cut.
-func boundStatus(s string) string {
-	if len(s) <= maxStatusBytes {
-		return s
-	}
-	cut := maxStatusBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// boundStatus cuts a status line's text to maxStatusBytes (printable.Cut).
+func boundStatus(s string) string { return printable.Cut(s, maxStatusBytes) }
 
 // ParseRetryAfter reads a Retry-After value (RFC 9110, 10.2.3): a number of
 // seconds or an HTTP date, which it returns as the wait from now. ok is

@@ -1,4 +1,5 @@
-// Package printable makes text from outside safe to print on a terminal.
+// Package printable makes text from outside safe to print on a terminal,
+// and in a log: escaped, and cut to a bound.
 package printable
 
 import (
@@ -100,4 +101,18 @@ func Lines(s, indent string) string {
 		lines[i] = String(l)
 	}
 	return strings.Join(lines, "\n"+indent)
+}
+
+// Cut returns s cut to at most n bytes, at a character boundary, with "…"
+// marking the cut, and s itself when it is no longer: text from outside (a
+// server's status line, an error quoting its body, a client's field name)
+// can be megabytes long.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -72,3 +72,24 @@ func TestJSON(t *testing.T) {
 		t.Errorf("JSON changed %s", plain)
 	}
 }
+
+// TestCut: text is cut at a character boundary, the cut marked, and left
+// alone within the bound.
+func TestCut(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 5, "short"},
+		{"longer", 4, "long…"},
+		{"héllo", 2, "h…"}, // é is two bytes: not cut in half
+		{"héllo", 3, "hé…"},
+		{"日本", 1, "…"},
+		{"", 0, ""},
+	} {
+		if got := printable.Cut(tc.in, tc.n); got != tc.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
