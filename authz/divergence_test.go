@@ -752,3 +752,37 @@ func TestEvaluatorBlockNegationStaleCondition(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatorBlockNegationNeverSatisfiable: a negated body that can never
+// succeed (it unifies literals of different shapes, which OPA's type
+// checker does not look for inside a negated body) beside another rule
+// body. The planner plans no statement that sets the body's condition
+// register, and the compiled evaluator cleared the register only where it
+// found one, so the register kept the first body's value (input.action.name
+// there): the inner negation failed, the outer one held, and a request
+// topdown denies was allowed. The snapshot stays compiled; the register is
+// cleared before the body runs. See
+// TestDivergenceBlockNegationNeverSatisfiable in internal/plan.
+func TestEvaluatorBlockNegationNeverSatisfiable(t *testing.T) {
+	policy := "package authz\n\nimport future.keywords.not\n\nallow if input.action.name == \"admin\"\n\n" +
+		"allow if {\n\tnot {\n\t\tnot {[input.action.name] = [\"read\", \"list\"]}\n\t}\n}\n"
+	for _, tc := range []struct {
+		action string
+		want   bool
+	}{
+		{action: "read"},
+		{action: "write"},
+		{action: "admin", want: true},
+	} {
+		for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
+			e := newEngine(t, authz.Options{DecisionCacheSize: -1, Evaluator: ev}, authztest.Policy(t, "blocknot", policy))
+			d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: tc.action}})
+			if err != nil || d.Allow != tc.want {
+				t.Errorf("%s %s: allow=%v (%v), want %v", ev, tc.action, d.Allow, err, tc.want)
+			}
+			if n := e.Status().EvaluatorFallbacks; n != 0 {
+				t.Errorf("%s %s: %d fallbacks, want 0", ev, tc.action, n)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -127,7 +128,7 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 		in.body, err = c.block(s.Block)
 	case *ir.NotStmt:
 		in.op = opNot
-		if l, ok := negatedBodyCondition(s.Block); ok {
+		if l, ok := negatedBodyCondition(s.Block); ok && c.bodyLocal(l) {
 			in.target, in.reset = c.local(l), true
 		}
 		in.body, err = c.block(s.Block)
@@ -194,7 +195,12 @@ func (c *compiler) stmt(s ir.Stmt) (instr, error) {
 // and it numbers registers anew for each rule body, so the register may
 // still hold a value another body, or an earlier iteration of a loop around
 // the negation, put there: the body would then seem to have succeeded. The
-// compiled evaluator resets it before the body runs.
+// compiled evaluator resets it before the body runs. A body the planner
+// knows cannot succeed (it unifies literals of different shapes, [x] = [1,
+// 2]) has no statement that sets the register at all; it is reset too. The
+// register is taken for a condition only when nothing else in the block
+// names it: the block only sets it to true (or resets it, as and and or do
+// with theirs).
 func negatedBodyCondition(b *ir.Block) (ir.Local, bool) {
 	if len(b.Stmts) == 0 {
 		return 0, false
@@ -203,13 +209,30 @@ func negatedBodyCondition(b *ir.Block) (ir.Local, bool) {
 	if !ok {
 		return 0, false
 	}
-	set := false
-	eachStmt([]*ir.Block{b}, func(s ir.Stmt) {
-		if a, ok := s.(*ir.AssignVarStmt); ok && a.Target == last.Source {
-			if v, ok := a.Source.Value.(ir.Bool); ok && bool(v) {
-				set = true
+	cond := true
+	eachStmt([]*ir.Block{{Stmts: b.Stmts[:len(b.Stmts)-1]}}, func(s ir.Stmt) {
+		eachLocal(s, func(_ string, _ int, l ir.Local) {
+			if l != last.Source {
+				return
 			}
-		}
+			switch s := s.(type) {
+			case *ir.AssignVarStmt:
+				if v, ok := s.Source.Value.(ir.Bool); ok && bool(v) {
+					return // its target: the source is no register
+				}
+			case *ir.ResetLocalStmt:
+				return
+			}
+			cond = false
+		})
 	})
-	return last.Source, set
+	return last.Source, cond
+}
+
+// bodyLocal reports whether l is a register of a rule body, not one the
+// function's bodies share (its parameters, input and data among them, and
+// its value): a register the planner took for a body's negation is one.
+func (c *compiler) bodyLocal(l ir.Local) bool {
+	r := int32(l)
+	return r > int32(ir.Data) && r != c.fn.ret && !slices.Contains(c.fn.params, r)
 }

@@ -1499,3 +1499,31 @@ func TestDivergenceBlockNegationStaleCondition(t *testing.T) {
 		wantCompiled(t, "x := data.p.allow", src)
 	}
 }
+
+// TestDivergenceBlockNegationNeverSatisfiable: a negated body that can never
+// succeed because it unifies two literals of different shapes, as in
+// not {[input.a] = [1, 2]} (OPA's type checker does not look inside a
+// negated body, and rejects the same unification elsewhere). OPA's planner
+// stops planning such a body at the unification, so the statement that sets
+// the body's condition register to true is never planned; the compiled
+// evaluator's reset of that register (TestDivergenceBlockNegationStaleCondition)
+// looked for that statement and, missing it, left the register as another
+// rule body had left it. With `allow if input.a == 7` before it, the inner
+// negation below read input.a's value there: its body seemed to succeed,
+// the inner negation failed, and the outer one held. Allowed where topdown
+// denies (and, with a single negation, denied where topdown allows). The
+// compiled evaluator now resets the register of any negated body that only
+// sets it to true and tests it at its end.
+func TestDivergenceBlockNegationNeverSatisfiable(t *testing.T) {
+	const hdr = "package p\n\nimport future.keywords.not\n\n"
+	for _, src := range []string{
+		hdr + "allow if input.a == 7\n\nallow if {\n\tnot {\n\t\tnot {[input.a] = [1, 2]}\n\t}\n}\n",
+		hdr + "allow if input.a == 7\n\nallow if {\n\tnot {\n\t\tnot {[input.a] = [1, 2]}\n\t\tinput.b == 2\n\t}\n}\n",
+		hdr + "allow if input.a == 1\n\nallow if not [input.a] = [1, 2]\n",
+		hdr + "allow if input.a == 1\n\nallow if {\n\tnot {{\"role\": input.role} = {\"role\": \"admin\", \"level\": 2}}\n}\n",
+	} {
+		compareQuery(t, src, "x := data.p.allow",
+			`{"a": 1, "b": 2, "role": "admin"}`, `{"a": 2, "b": 2, "role": "dev"}`, `{"a": 7}`, `{}`)
+		wantCompiled(t, "x := data.p.allow", src)
+	}
+}
