@@ -786,3 +786,20 @@ func TestEvaluatorBlockNegationNeverSatisfiable(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluatorWithFunctionByValueWithVariablesBesideBody: a with replacing
+// a function by an array holding a variable (not blocked with f as [x]),
+// reached through a rule with another body. The planner plans x, out of
+// scope there, as a register nothing sets; the other body sets a register
+// of that number (to input.resource.label), and the compiled evaluator read
+// f as [label] where topdown reads [action]: allowed a request topdown
+// denies. Such a policy is now served by topdown. See
+// TestDivergenceWithFunctionByValueWithVariablesBesideBody in internal/plan.
+func TestEvaluatorWithFunctionByValueWithVariablesBesideBody(t *testing.T) {
+	policy := "package authz\n\nf(_) := []\n\n" +
+		"blocked if {\n\ta := input.resource.owner\n\tb := input.resource.label\n\tc := input.action.name\n\ta == c\n\tb == 1\n}\n\n" +
+		"blocked if \"blocked\" in f(input.resource.owner)\n\n" +
+		"allow if {\n\tx := input.action.name\n\tnot blocked with f as [x]\n}\n"
+	req := authz.Request{Action: authz.Action{Name: "blocked"}, Resource: map[string]any{"owner": "u", "label": "other"}}
+	wantTopdownDenies(t, authztest.Policy(t, "withvalue", policy), "never sets", req)
+}

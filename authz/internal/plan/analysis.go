@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -378,43 +379,61 @@ func enumeratesIn(stmts []ir.Stmt) bool {
 	return false
 }
 
-// checkUnboundLocals refuses a plan in which a function (or the query
-// plan) reads a register that nothing in it writes: the planner lost a
-// variable on the way. The one known case is a with that replaces a
-// function, or a built-in function, by a composite value holding variables
-// (with data.a.f as [x]): the compiler leaves the value as it is written,
-// and the planner plans it inside each rule the replacement reaches, where
-// x is not in scope, as a fresh register that is never set (a plain
-// variable, with data.a.f as x, is passed to those rules as an argument).
-// topdown replaces f with [1] for x = 1; the plan reads an undefined
-// value, so a rule using f is undefined, and its negation holds.
+// checkUnboundLocals refuses a plan in which a rule body (a block of a
+// function, or of the query plan) reads a register that nothing in it
+// writes: the planner lost a variable on the way. The one known case is a
+// with that replaces a function, or a built-in function, by a composite
+// value holding variables (with data.a.f as [x]): the compiler leaves the
+// value as it is written, and the planner plans it inside each rule the
+// replacement reaches, where x is not in scope, as a fresh register that
+// is never set (a plain variable, with data.a.f as x, is passed to those
+// rules as an argument). topdown replaces f with [1] for x = 1; the plan
+// reads an undefined value, so a rule using f is undefined, and its
+// negation holds. The check is by body, not by function: the planner
+// numbers registers anew for each rule body and else branch, so another
+// body or branch of the rule may set the lost register's number, and the
+// plan would read what it left there. What one body of a function may read from another is
+// the parameters, the function's value (the set or object the rule builds,
+// a default's test) and the register where a complete rule's bodies and
+// else branches leave their value, the planner's first register after
+// those (lresult in its planRules). The condition register of a negated
+// body is set, as the compiled evaluator resets it (negatedBodyCondition).
 func checkUnboundLocals(policy *ir.Policy) error {
-	check := func(name string, blocks []*ir.Block, params []ir.Local) error {
-		written := map[ir.Local]bool{}
-		for _, p := range params {
-			written[p] = true
-		}
-		eachStmt(blocks, func(s ir.Stmt) {
-			eachLocal(s, func(field string, _ int, l ir.Local) {
-				if writes(s, field) {
-					written[l] = true
-				}
-			})
-		})
+	check := func(name string, blocks []*ir.Block, shared []ir.Local) error {
 		var err error
-		eachStmt(blocks, func(s ir.Stmt) {
-			eachLocal(s, func(field string, _ int, l ir.Local) {
-				if err == nil && !writes(s, field) && !written[l] {
-					err = &UnsupportedError{Feature: fmt.Sprintf(
-						"a plan that reads a register it never sets (local %d of %s): the planner lost a variable, as in a with replacing a function by a value holding variables", l, name)}
+		for _, b := range blocks {
+			written := map[ir.Local]bool{}
+			for _, l := range shared {
+				written[l] = true
+			}
+			body := []*ir.Block{b}
+			eachStmt(body, func(s ir.Stmt) {
+				eachLocal(s, func(field string, _ int, l ir.Local) {
+					if writes(s, field) {
+						written[l] = true
+					}
+				})
+				if n, ok := s.(*ir.NotStmt); ok {
+					if l, ok := negatedBodyCondition(n.Block); ok {
+						written[l] = true // reset before the body runs
+					}
 				}
 			})
-		})
+			eachStmt(body, func(s ir.Stmt) {
+				eachLocal(s, func(field string, _ int, l ir.Local) {
+					if err == nil && !writes(s, field) && !written[l] {
+						err = &UnsupportedError{Feature: fmt.Sprintf(
+							"a plan that reads a register its rule body never sets (local %d of %s): the planner lost a variable, as in a with replacing a function by a value holding variables", l, name)}
+					}
+				})
+			})
+		}
 		return err
 	}
 	if policy.Funcs != nil {
 		for _, f := range policy.Funcs.Funcs {
-			if err := check(f.Name, f.Blocks, f.Params); err != nil {
+			shared := append([]ir.Local{f.Return}, f.Params...)
+			if err := check(f.Name, ruleBodies(f.Blocks), append(shared, slices.Max(shared)+1)); err != nil {
 				return err
 			}
 		}
@@ -427,6 +446,24 @@ func checkUnboundLocals(policy *ir.Policy) error {
 		}
 	}
 	return nil
+}
+
+// ruleBodies returns the bodies of a function's blocks: a block, or the
+// blocks of a rule with else branches, which the planner puts in a block
+// holding nothing but a BlockStmt, one block for each branch (each numbered
+// anew, as any rule body) and a last one taking the branches' value.
+func ruleBodies(blocks []*ir.Block) []*ir.Block {
+	var out []*ir.Block
+	for _, b := range blocks {
+		if len(b.Stmts) == 1 {
+			if s, ok := b.Stmts[0].(*ir.BlockStmt); ok {
+				out = append(out, s.Blocks...)
+				continue
+			}
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 // writes reports whether the field of s names a register s sets: its

@@ -1527,3 +1527,55 @@ func TestDivergenceBlockNegationNeverSatisfiable(t *testing.T) {
 		wantCompiled(t, "x := data.p.allow", src)
 	}
 }
+
+// TestDivergenceWithFunctionByValueWithVariablesBesideBody: the lost
+// variable of TestDivergenceWithFunctionByValueWithVariables (g with f as
+// [x], g calling f, x planned inside g's re-planned rules as a register
+// nothing sets) in a rule with another body. The planner numbers registers
+// anew for each rule body, and the other body here sets the lost register's
+// number (to input.x, its third lookup); checkUnboundLocals looked for a
+// write anywhere in the function, found that one, and let the plan through.
+// blocked then saw f as [input.x] where topdown sees [input.action]:
+//
+//	action "blocked", x "other"   topdown undefined (blocked holds)   compiled true
+//	action "read", x "blocked"    topdown true                        compiled undefined
+//
+// Also through else branches (blocked if {...} else if "blocked" in
+// f(input.user), and a function's). The compiled evaluator now refuses a
+// rule body or else branch that reads a register that neither it nor the
+// function's parameters, value or result register set.
+func TestDivergenceWithFunctionByValueWithVariablesBesideBody(t *testing.T) {
+	src := `package p
+
+f(_) := []
+
+blocked if {
+	a := input.user
+	b := input.action
+	c := input.x
+	a == b
+	c == 1
+}
+
+blocked if "blocked" in f(input.user)
+
+allow if {
+	x := input.action
+	not blocked with f as [x]
+}
+`
+	inputs := []string{`{"action": "blocked", "user": "u", "x": "other"}`, `{"action": "read", "user": "u", "x": "blocked"}`, `{"action": "blocked", "user": "u"}`}
+	compareRefused(t, src, "x = data.p.allow", inputs...)
+	// The same through else branches, which the planner numbers anew too
+	// (all three inputs diverged: the last one, where the first branch
+	// stops at input.x before setting the register, as in the case with
+	// one body, an undefined f).
+	for _, src := range []string{
+		"package p\n\nf(_) := []\n\nblocked if {\n\ta := input.user\n\tb := input.x\n\tc := input.action\n\ta == c\n} else if \"blocked\" in f(input.user)\n\n" +
+			"allow if {\n\tx := input.action\n\tnot blocked with f as [x]\n}\n",
+		"package p\n\nf(_) := []\n\ng(y) := 1 if {\n\ta := input.user\n\tb := input.x\n\tc := input.action\n\ta == c\n} else := 2 if \"blocked\" in f(y)\n\n" +
+			"allow if {\n\tx := input.action\n\tnot g(1) with f as [x]\n}\n",
+	} {
+		compareRefused(t, src, "x = data.p.allow", inputs...)
+	}
+}

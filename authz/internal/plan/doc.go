@@ -60,12 +60,13 @@
 //     the negation of a reference the planner enumerates (not
 //     data.p.rules[x] with rules at different depths), which the plan
 //     spells so that only the base document can decide it
-//     (checkNegatedEnumerations), and a plan that reads a register it
-//     never sets (checkUnboundLocals): the planner plans the value of a
-//     with replacing a function by a composite value holding variables
-//     (g with f as [x], g calling f) inside the rules the replacement
-//     reaches, where x is out of scope, so the plan's f is undefined
-//     where topdown's is [x]; and an expression whose with statements
+//     (checkNegatedEnumerations), and a rule body or else branch that
+//     reads a register it never sets (checkUnboundLocals): the planner
+//     plans the value of a with replacing a function by a composite value
+//     holding variables (g with f as [x], g calling f) inside the rules
+//     the replacement reaches, where x is out of scope, so the plan's f is
+//     undefined where topdown's is [x], or whatever another body of the
+//     rule left in the register; and an expression whose with statements
 //     replace a function before a with on input or data
 //     (checkWithOrder: q with upper as 1 with data.a.q as true): the
 //     planner writes the value into the document of the with statement at
