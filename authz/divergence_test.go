@@ -803,3 +803,16 @@ func TestEvaluatorWithFunctionByValueWithVariablesBesideBody(t *testing.T) {
 	req := authz.Request{Action: authz.Action{Name: "blocked"}, Resource: map[string]any{"owner": "u", "label": "other"}}
 	wantTopdownDenies(t, authztest.Policy(t, "withvalue", policy), "never sets", req)
 }
+
+// TestEvaluatorNegatedUnificationNeverHolds: a negated unification of
+// literals of different shapes in an every (not [x] = ["public",
+// input.action.name]), which never holds. The planner plans nothing past
+// it, so the compiled evaluator's negation failed, every failed, and
+// `allow if not ok` allowed a request topdown denies. Such a policy is now
+// served by topdown. See TestDivergenceNegatedUnificationNeverHolds in
+// internal/plan.
+func TestEvaluatorNegatedUnificationNeverHolds(t *testing.T) {
+	policy := "package authz\n\nok if {\n\tevery x in input.resource.tags {\n\t\tnot [x] = [\"public\", input.action.name]\n\t}\n}\n\nallow if not ok\n"
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"tags": []any{"internal"}}}
+	wantTopdownDenies(t, authztest.Policy(t, "neverunifies", policy), "negated unification", req)
+}

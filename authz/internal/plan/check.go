@@ -375,3 +375,63 @@ func checkLiteralsWrittenWithVariables(c *ast.Compiler, query ast.Body) error {
 	}
 	return nil
 }
+
+// checkNegatedUnificationNeverHolds refuses a negated unification of two
+// literals of different shapes: arrays of different lengths, or objects of
+// different sizes, at the top or nested at the same place in both (not [x]
+// = [1, input.b]). It never holds, so its negation always does; OPA's type
+// checker rejects it in a rule body, but not in an every's. OPA's planner
+// plans nothing past such a unification (planUnify), and inside a negation
+// (without import future.keywords.not) that leaves a block with nothing to
+// fail: it runs to its end, and the negation fails where topdown's holds.
+// (A negated body, not { ... }, records its success in a register the
+// compiled evaluator resets, and is answered right: negatedBodyCondition.)
+func checkNegatedUnificationNeverHolds(c *ast.Compiler, query ast.Body) error {
+	found := findInPolicy(c, query, func(n ast.Node) bool {
+		e, ok := n.(*ast.Expr)
+		if !ok || !e.Negated || !e.IsEquality() {
+			return false
+		}
+		return neverUnifies(e.Operand(0), e.Operand(1))
+	})
+	if found != nil {
+		return &UnsupportedError{Feature: fmt.Sprintf(
+			"a negated unification of literals of different shapes, at %v, which the planner leaves out of the negation", found.Loc())}
+	}
+	return nil
+}
+
+// neverUnifies reports whether OPA's planner finds that a and b cannot
+// unify, and plans nothing past them: arrays of different lengths, objects
+// of different sizes, or such a pair at the same place inside both.
+func neverUnifies(a, b *ast.Term) bool {
+	switch va := a.Value.(type) {
+	case *ast.Array:
+		vb, ok := b.Value.(*ast.Array)
+		if !ok {
+			return false
+		}
+		if va.Len() != vb.Len() {
+			return true
+		}
+		for i := range va.Len() {
+			if neverUnifies(va.Elem(i), vb.Elem(i)) {
+				return true
+			}
+		}
+	case ast.Object:
+		vb, ok := b.Value.(ast.Object)
+		if !ok {
+			return false
+		}
+		if va.Len() != vb.Len() {
+			return true
+		}
+		for _, k := range va.Keys() {
+			if v := vb.Get(k); v != nil && neverUnifies(va.Get(k), v) {
+				return true
+			}
+		}
+	}
+	return false
+}

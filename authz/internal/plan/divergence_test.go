@@ -1579,3 +1579,33 @@ allow if {
 		compareRefused(t, src, "x = data.p.allow", inputs...)
 	}
 }
+
+// TestDivergenceNegatedUnificationNeverHolds: a negated unification of two
+// literals of different shapes ([x] = [1, input.b], {"a": x} = {"a": 1,
+// "b": 2}), which can never hold, so its negation always does. OPA's type
+// checker rejects it in a rule body, but not in the body of an every. OPA's
+// planner plans nothing past such a unification, and inside a negation
+// (without import future.keywords.not, whose negated bodies the compiled
+// evaluator answers right: TestDivergenceBlockNegationNeverSatisfiable)
+// nothing is left to fail: the negated block ran to its end, so the
+// negation failed. every held where topdown's does not hold:
+//
+//	ok if every x in input.xs { not [x] = [1, input.b] }, xs [1, 2]
+//	ok     topdown true        compiled undefined
+//	allow if not ok: topdown undefined, compiled true
+//
+// Such a negation is now refused at Prepare, and topdown answers.
+func TestDivergenceNegatedUnificationNeverHolds(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nok if {\n\tevery x in input.xs {\n\t\tnot [x] = [1, input.b]\n\t}\n}\n\nallow if not ok\n",
+		"package p\n\nok if {\n\tevery x in input.xs {\n\t\tnot {\"a\": x} = {\"a\": 1, \"b\": input.b}\n\t}\n}\n\nallow if not ok\n",
+		"package p\n\nok if {\n\tevery x in input.xs {\n\t\tnot [[x], 2] = [[1, input.b], 2]\n\t}\n}\n\nallow if not ok\n",
+	} {
+		compareRefused(t, src, "x = data.p.allow", `{"xs": [1, 2], "b": 2}`, `{"xs": [], "b": 1}`, `{}`)
+	}
+	// Answered, and the same: shapes that may unify, which the plan tests
+	// as it runs.
+	src := "package p\n\nok if {\n\tevery x in input.xs {\n\t\tnot [x, 2] = [1, input.b]\n\t}\n}\n\nallow if not ok\n"
+	wantCompiled(t, "x = data.p.allow", src)
+	compareQuery(t, src, "x = data.p.allow", `{"xs": [1, 2], "b": 2}`, `{"xs": [1, 2], "b": 3}`, `{}`)
+}

@@ -98,7 +98,11 @@
 //     function or built-in some with replaces, when the query also reaches
 //     that replacement other than through a with
 //     (checkReplacementReachesMock): topdown runs a replacement with no
-//     replacement in force, and the planner plans it once for both uses.
+//     replacement in force, and the planner plans it once for both uses;
+//     and a negated unification of literals of different shapes (not [x]
+//     = [1, 2] in an every, checkNegatedUnificationNeverHolds): the
+//     planner plans nothing past it, and the negation fails where
+//     topdown's holds.
 //   - Eval refuses a lookup in the base document that the language's values
 //     miss and OPA's store finds (data.users[1] with a key "1"): topdown
 //     answers those either way depending on how it evaluates the reference.

@@ -171,6 +171,7 @@ func Prepare(ctx context.Context, opts Options) (*Query, error) {
 		func() error { return checkIndexAnyVar(c, q) },
 		func() error { return checkElseUnderVariableRef(c, q) },
 		func() error { return checkWithFunctionValue(c, q) },
+		func() error { return checkNegatedUnificationNeverHolds(c, q) },
 	} {
 		if err := check(); err != nil {
 			return nil, err
