@@ -174,12 +174,16 @@ func refuseOverride(h http.Header) error {
 // or '.' before they get here; Caddy and Traefik pass them on.)
 func refuseVerdictSpelling(h http.Header) error {
 	for k := range h {
-		lower := strings.ToLower(k)
-		if isVerdictHeader(lower) && strings.ContainsFunc(lower, func(r rune) bool { return r != '-' && (r > 0x7f || !isLowerAlnum(byte(r))) }) {
+		if isVerdictHeader(k) && strings.ContainsFunc(k, notNameRune) {
 			return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: an x-verdict- name written with a separator other than '-' reaches an upstream as Verdict's own header", k)
 		}
 	}
 	return nil
+}
+
+// notNameRune reports whether r is not an ASCII letter, digit or '-'.
+func notNameRune(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-')
 }
 
 // actionName reads the action's name from the configured action header

@@ -206,33 +206,11 @@ func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3
 // Verdict's (the policy's, x-verdict-decision-id).
 const verdictHeaderPrefix = "x-verdict-"
 
-// isVerdictHeader reports whether the lowercase header name starts with
-// verdictHeaderPrefix, each '-' of it also written as any other byte that
-// is not a letter or digit: a gateway may write each as '_' in a CGI-style
-// name (lighttpd does so for them all, Caddy's php_fastcgi and nginx's
-// fastcgi_params for '-'), and PHP writes '.' as '_' in $_SERVER, so that
-// x.verdict.roles reaches a PHP upstream as HTTP_X_VERDICT_ROLES.
-func isVerdictHeader(lower string) bool {
-	if strings.HasPrefix(lower, verdictHeaderPrefix) {
-		return true // as Envoy and most clients write it
-	}
-	if len(lower) < len(verdictHeaderPrefix) {
-		return false
-	}
-	for i := range len(verdictHeaderPrefix) {
-		c := lower[i]
-		if !isLowerAlnum(c) {
-			c = '-'
-		}
-		if c != verdictHeaderPrefix[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// isLowerAlnum reports whether c is a lowercase ASCII letter or a digit.
-func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+// isVerdictHeader reports whether the header name starts with
+// verdictHeaderPrefix as a CGI-style upstream reads it
+// (httpreq.NameHasPrefix): x_verdict_roles and x.verdict.roles reach a
+// PHP upstream as HTTP_X_VERDICT_ROLES.
+func isVerdictHeader(name string) bool { return httpreq.NameHasPrefix(name, verdictHeaderPrefix) }
 
 // putHeaders empties h for the next Check, keeping its slices (up to a
 // bound), and pools it.

@@ -56,6 +56,9 @@ func ClientAddr(remoteAddr string) (string, bool) {
 		return "", true
 	}
 	a, err := netip.ParseAddr(remoteAddr)
+	if err == nil && a.Is4() {
+		return remoteAddr, true // dotted decimal parses only as written
+	}
 	if err != nil {
 		ap, perr := netip.ParseAddrPort(remoteAddr)
 		if perr != nil {
@@ -165,19 +168,44 @@ func OverrideHeaders() []string { return slices.Clone(overrideHeaders[:]) }
 // path, than the one decided.
 func Override(h http.Header) string {
 	for name, values := range h {
-		n := strings.Map(func(r rune) rune {
-			if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
-				return r
-			}
-			return '-'
-		}, name)
 		for _, o := range overrideHeaders {
-			if strings.EqualFold(n, o) && len(values) > 0 {
+			if len(values) > 0 && len(name) == len(o) && NameHasPrefix(name, o) {
 				return name
 			}
 		}
 	}
 	return ""
+}
+
+// NameHasPrefix reports whether header name starts with prefix (a name of
+// letters, digits and '-') as a CGI-style upstream reads it: case ignored,
+// and every byte that is not an ASCII letter or digit read as '-' (such an
+// upstream writes '-' as '_', PHP reads '.' as '_' too, and lighttpd
+// writes every other byte as '_'), so that X_Verdict_Roles and
+// X.Verdict.Roles start with x-verdict-. It allocates nothing: it runs on
+// every header of a request.
+func NameHasPrefix(name, prefix string) bool {
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		if cgiFold(name[i]) != cgiFold(prefix[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// cgiFold is c as a CGI-style name compares it: lowercase, and '-' for
+// every byte that is not an ASCII letter or digit.
+func cgiFold(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		return c
+	}
+	return '-'
 }
 
 // OverrideRefused is the text of the refusal of override header name.
