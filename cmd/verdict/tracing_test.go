@@ -52,13 +52,7 @@ func TestNewTracing(t *testing.T) {
 			wantEndpoint: "http://localhost:4318/v1/traces", wantSampler: "parentbased_always_on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-				"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"} {
-				t.Setenv(k, tc.env[k])
-			}
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
+			setOTelEnv(t, tc.env)
 			tr, err := newTracing(t.Context(), &config.Config{Tracing: tc.tracing}, slog.New(slog.DiscardHandler))
 			switch {
 			case tc.wantErr != "":
@@ -90,19 +84,8 @@ func TestNewTracing(t *testing.T) {
 func TestTracingEndpointLoggedRedacted(t *testing.T) {
 	for _, env := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
 		t.Run(env, func(t *testing.T) {
-			for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-				"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
-				t.Setenv(k, "")
-			}
-			t.Setenv(env, "http://tenant:hunter2@127.0.0.1:1/v1/traces?api-key=sekrit#frag")
-			var logs authztest.SyncBuffer
-			logger := slog.New(slog.NewTextHandler(&logs, nil))
-			tr, err := newTracing(t.Context(), &config.Config{}, logger)
-			if err != nil || tr == nil {
-				t.Fatalf("newTracing: %v, %v", tr, err)
-			}
-			tr.logStart(t.Context(), logger)
-			defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+			setOTelEnv(t, map[string]string{env: "http://tenant:hunter2@127.0.0.1:1/v1/traces?api-key=sekrit#frag"})
+			tr, logger, logs := newLoggedTracing(t)
 			_, span := tr.provider.Tracer("test").Start(t.Context(), "span")
 			span.End()
 			tr.shutdown(t.Context(), time.Nanosecond, logger)
@@ -125,18 +108,9 @@ func TestTracingEndpointLoggedRedacted(t *testing.T) {
 // credential. Its complaints reach Verdict's log as "tracing error"
 // warnings, without the value.
 func TestTracingEnvironmentErrorsRedacted(t *testing.T) {
-	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization: Bearer hunter2,X-Api-Key=sekrit%qq,Bad Name: tok3n=v")
-	t.Cleanup(func() { otel.SetLogger(logr.Discard()) })
-	var logs authztest.SyncBuffer
-	tr, err := newTracing(t.Context(), &config.Config{}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil || tr == nil {
-		t.Fatalf("newTracing: %v, %v", tr, err)
-	}
+	setOTelEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+		"OTEL_EXPORTER_OTLP_HEADERS": "Authorization: Bearer hunter2,X-Api-Key=sekrit%qq,Bad Name: tok3n=v"})
+	tr, _, logs := newLoggedTracing(t)
 	defer tr.provider.Shutdown(context.Background())
 	got := logs.String()
 	for _, want := range []string{`msg="tracing error" error="parse headers: missing '="`, `error="escape header value: invalid URL escape"`,
@@ -164,20 +138,8 @@ func TestTracingErrorsBounded(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(srv.Close)
-	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
-		"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Cleanup(func() { otel.SetLogger(logr.Discard()) })
-	defer otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
-	var logs authztest.SyncBuffer
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	tr, err := newTracing(t.Context(), &config.Config{}, logger)
-	if err != nil || tr == nil {
-		t.Fatalf("newTracing: %v, %v", tr, err)
-	}
-	tr.logStart(t.Context(), logger)
+	setOTelEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL})
+	tr, logger, logs := newLoggedTracing(t)
 	_, span := tr.provider.Tracer("test").Start(t.Context(), "span")
 	span.End()
 	tr.shutdown(t.Context(), 5*time.Second, logger)
@@ -191,4 +153,37 @@ func TestTracingErrorsBounded(t *testing.T) {
 			t.Errorf("a line of %d bytes: %.200s…", len(line), line)
 		}
 	}
+}
+
+// setOTelEnv sets the OTEL_* variables tracing reads for the test: those in
+// env to their values, the others empty.
+func setOTelEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, k := range []string{"OTEL_SDK_DISABLED", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+		"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS",
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"} {
+		t.Setenv(k, env[k])
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+// newLoggedTracing starts tracing as serve does, from the environment, with
+// a logger writing text to the returned buffer, and logs its start. It puts
+// OpenTelemetry's global logger and error handler back when the test ends.
+func newLoggedTracing(t *testing.T) (*tracing, *slog.Logger, *authztest.SyncBuffer) {
+	t.Helper()
+	t.Cleanup(func() {
+		otel.SetLogger(logr.Discard())
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+	})
+	logs := new(authztest.SyncBuffer)
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	tr, err := newTracing(t.Context(), &config.Config{}, logger)
+	if err != nil || tr == nil {
+		t.Fatalf("newTracing: %v, %v", tr, err)
+	}
+	tr.logStart(t.Context(), logger)
+	return tr, logger, logs
 }
