@@ -167,3 +167,30 @@ func TestDenyPageHidesCauses(t *testing.T) {
 		t.Errorf("%d %s, want 500 naming the category only", w.Code, body)
 	}
 }
+
+// TestRetryAfterFarInTheFuture: a Retry-After date centuries ahead is a
+// wait past any deadline, so the error comes back at once after one call.
+// Spread by the retry jitter, the wait overflowed into a negative
+// duration, and the client retried after its own short delay, sooner than
+// the server asked and as many times as Options.Retries allows.
+func TestRetryAfterFarInTheFuture(t *testing.T) {
+	for _, after := range []string{"Fri, 31 Dec 9999 23:59:59 GMT", "4294967295"} {
+		var calls atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			calls.Add(1)
+			w.Header().Set("Retry-After", after)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		// Enough tries that one of them spreads the wait past what a
+		// duration holds (the factor is random, up to 1.2).
+		c := newClient(t, client.Options{URL: srv.URL, Retries: 50, RetryDelay: time.Millisecond})
+		for range 20 {
+			calls.Store(0)
+			d, err := c.Decide(t.Context(), client.Request{Action: client.Action{Name: "read"}})
+			if d.Allow || !errors.Is(err, client.ErrUnavailable) || calls.Load() != 1 {
+				t.Fatalf("Retry-After %q: allow %v (%v) after %d calls; want ErrUnavailable after one call", after, d.Allow, err, calls.Load())
+			}
+		}
+		srv.Close()
+	}
+}

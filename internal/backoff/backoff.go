@@ -11,6 +11,7 @@ package backoff
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -47,15 +48,22 @@ func (e Exponential) Delay(n int) time.Duration {
 // Spread returns d scaled by a uniformly random factor in
 // [1-below, 1+above]: Spread(d, j, j) jitters both ways, Spread(d, j, 0)
 // only shortens (for a wait that must not run past a deadline, such as a
-// cache lifetime). Fractions at or below 0 leave that side alone. It is
-// safe for concurrent use.
+// cache lifetime). Fractions at or below 0 leave that side alone. A
+// result past what a Duration holds is the longest Duration, never a
+// wrapped negative one (a server's Retry-After may ask for centuries). It
+// is safe for concurrent use.
 func Spread(d time.Duration, below, above float64) time.Duration {
 	below, above = max(below, 0), max(above, 0)
 	if below == 0 && above == 0 {
 		return d
 	}
 	f := 1 - below + rand.Float64()*(below+above)
-	return time.Duration(float64(d) * f)
+	// float64(math.MaxInt64) is 2^63, itself past the range: a product at
+	// or over it does not convert.
+	if s := float64(d) * f; s < math.MaxInt64 {
+		return time.Duration(s)
+	}
+	return math.MaxInt64
 }
 
 // Wait waits d, and reports true when the caller should make its next

@@ -84,6 +84,22 @@ func TestSpread(t *testing.T) {
 	}
 }
 
+// TestSpreadSaturates: a wait spread past what a Duration holds is the
+// longest Duration; it wrapped to a negative one, so that a client retried
+// at once where a server's Retry-After asked for centuries.
+func TestSpreadSaturates(t *testing.T) {
+	for _, d := range []time.Duration{math.MaxInt64, math.MaxInt64 / 10 * 9} {
+		for range 1000 {
+			if got := backoff.Spread(d, 0, 0.2); got < d {
+				t.Fatalf("Spread(%d, 0, 0.2) = %d, want at least %d", d, got, d)
+			}
+			if got := backoff.Spread(d, 0.2, 0.2); got < d/10*8 {
+				t.Fatalf("Spread(%d, 0.2, 0.2) = %d, want at least %d", d, got, d/10*8)
+			}
+		}
+	}
+}
+
 func TestWait(t *testing.T) {
 	fired := func(time.Duration) <-chan time.Time {
 		c := make(chan time.Time, 1)
