@@ -1,11 +1,11 @@
 package token
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // Raw is a bearer token as received. Carry tokens in this type anywhere
@@ -26,13 +26,7 @@ var (
 )
 
 // String returns the redacted form of r.
-func (r Raw) String() string {
-	if r == "" {
-		return "[empty jwt]"
-	}
-	sum := sha256.Sum256([]byte(r))
-	return "[redacted jwt sha256:" + hex.EncodeToString(sum[:4]) + "]"
-}
+func (r Raw) String() string { return printable.Token(string(r)) }
 
 // LogValue implements slog.LogValuer with the redacted form of r.
 func (r Raw) LogValue() slog.Value { return slog.StringValue(r.String()) }

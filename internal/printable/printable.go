@@ -4,6 +4,8 @@ package printable
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"unicode"
@@ -115,4 +117,16 @@ func Cut(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// Token returns the redacted form of a bearer token, to print in its place:
+// "[redacted jwt sha256:1a2b3c4d]", where the fingerprint is the first 8 hex
+// digits of the token's SHA-256, enough to correlate lines without
+// revealing the token; "[empty jwt]" for "".
+func Token(tok string) string {
+	if tok == "" {
+		return "[empty jwt]"
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return "[redacted jwt sha256:" + hex.EncodeToString(sum[:4]) + "]"
 }

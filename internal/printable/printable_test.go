@@ -93,3 +93,17 @@ func TestCut(t *testing.T) {
 		}
 	}
 }
+
+// TestToken: a token prints as a fingerprint of its SHA-256, never itself;
+// the empty token says so.
+func TestToken(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "[empty jwt]"},
+		// sha256("abc") = ba7816bf…
+		{"abc", "[redacted jwt sha256:ba7816bf]"},
+	} {
+		if got := printable.Token(tc.in); got != tc.want {
+			t.Errorf("Token(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
