@@ -24,10 +24,14 @@
 //     archive that expands to gigabytes costs no more memory than the limits.
 //     OPA's own tarball loader decompresses every file into memory before it
 //     returns the first one, so this package does not use it.
-//  2. Estimate. Structured data (data.json, data.yaml, .manifest) is bounded
-//     before it is parsed: a byte scan estimates what parsing each file
-//     would allocate, and the read stops with ErrTooLarge when the files
-//     together would exceed MaxUnpackedBytes (see parsecost.go).
+//  2. Estimate. Structured data (data.json, data.yaml, and the manifest,
+//     in every name OPA reads one by: any name ending in .manifest or
+//     .manifest.pb) is bounded before it is parsed: a byte scan estimates
+//     what parsing each file would allocate, and what OPA does with a
+//     manifest's roots and file_rego_versions patterns (every pair of
+//     roots, every pattern against every module) is charged too; the
+//     read stops with ErrTooLarge when the files together would exceed
+//     MaxUnpackedBytes (see parsecost.go).
 //  3. Verify (tarballs with a key only). The signature is checked against the
 //     unpacked files before any module is parsed (OPA hashes a data file's
 //     parsed value, so it parses data files, within the estimate, to

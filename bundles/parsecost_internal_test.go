@@ -173,7 +173,7 @@ func FuzzParseCost(f *testing.F) {
 	f.Add([]byte("a: &a [*a]\nb: *a\n"))
 	f.Add([]byte("? [a]\n? [a]\n<<: {}\n<<: {}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, name := range []string{"data.yaml", "data.json", ".manifest", ".signatures.json", "a.rego"} {
+		for _, name := range []string{"data.yaml", "data.json", ".manifest", "x.manifest", ".manifest.pb", ".signatures.json", "a.rego"} {
 			c := parseCost(name, data, math.MaxInt64)
 			jsonValues, _ := countValues(data)
 			if syntaxOf(name) != notData && c < jsonFileCost+jsonValues*jsonValueCost {

@@ -20,7 +20,10 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
+	pb "github.com/open-policy-agent/opa/v1/bundle/v1pb"
 	"github.com/open-policy-agent/opa/v1/util"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/bundles/internal/bundletest"
@@ -417,4 +420,122 @@ func TestYAMLBeyondTheScan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestManifestCostRefusedBeforeParsing: OPA's bundle reader takes any file
+// whose name ends in .manifest for the manifest (decoded as JSON) and one
+// ending in .manifest.pb for a protobuf manifest, and it checks every pair
+// of a manifest's roots for overlap and tries every file_rego_versions
+// pattern against every module. The estimate knew only a file named
+// .manifest, and nothing of that work: "evil.manifest" of 16 MiB took
+// 700 MiB and a .manifest.pb over 900 MiB to read, and were accepted;
+// 16,000 roots (130 KB) took 16 s and 3.9 GB, and 20,000 patterns beside
+// 1,000 modules took seconds, a few times more of either minutes. Each
+// must be refused as too large, from a scan, before OPA reads it.
+func TestManifestCostRefusedBeforeParsing(t *testing.T) {
+	const allowance = 4 << 20 // decompressor, tar reader, errors
+	listOf := func(n int, item func(i int) string) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = item(i)
+		}
+		return strings.Join(items, ",")
+	}
+	protoBomb := func() []byte {
+		// metadata {"a": [Value{}, Value{}, …]}: two bytes a value.
+		n := (bundles.DefaultMaxFileBytes - 64) / 2
+		list := bytes.Repeat([]byte{0x0a, 0x00}, n)
+		list = append(protowire.AppendVarint([]byte{0x32}, uint64(len(list))), list...)                   // Value.list_value
+		field := append([]byte{0x0a, 0x01, 'a', 0x12}, protowire.AppendVarint(nil, uint64(len(list)))...) // key, value
+		field = append(field, list...)
+		entry := append(protowire.AppendVarint([]byte{0x0a}, uint64(len(field))), field...) // Struct.fields
+		return append(protowire.AppendVarint([]byte{0x32}, uint64(len(entry))), entry...)   // Manifest.metadata
+	}
+	modules := map[string][]byte{}
+	for i := range 200 {
+		modules[fmt.Sprintf("m%d/m.rego", i)] = []byte(fmt.Sprintf("package m%d\n", i))
+	}
+	for _, tc := range []struct {
+		name, file string
+		data       []byte
+		modules    map[string][]byte
+		noDir      bool // a hidden name a directory read ignores
+	}{
+		{name: "json named x.manifest", file: "evil.manifest",
+			data: []byte(`{"metadata":{"a":[` + strings.Repeat("[],", (bundles.DefaultMaxFileBytes-40)/3-1) + `[]]}}`)},
+		{name: "protobuf", file: ".manifest.pb", data: protoBomb(), noDir: true},
+		{name: "protobuf named x.manifest.pb", file: "evil.manifest.pb", data: protoBomb()},
+		{name: "roots", file: ".manifest",
+			data: []byte(`{"roots":[` + listOf(6000, func(i int) string { return fmt.Sprintf(`"r%d"`, i) }) + `]}`)},
+		{name: "rego version patterns", file: ".manifest", modules: modules,
+			data: []byte(`{"file_rego_versions":{` + listOf(20000, func(i int) string { return fmt.Sprintf(`"p%d/*.rego":1`, i) }) + `}}`)},
+	} {
+		files := maps.Clone(tc.modules)
+		if files == nil {
+			files = map[string][]byte{}
+		}
+		files[tc.file] = tc.data
+		unsigned := writeTar(t, files)
+		fsys := fstest.MapFS{}
+		for name, data := range files {
+			fsys[name] = &fstest.MapFile{Data: data}
+		}
+		reads := []struct {
+			name string
+			read func() error
+		}{
+			{name: "unsigned", read: func() error {
+				_, err := bundles.ReadTarball(bytes.NewReader(unsigned), bundles.TarballOptions{})
+				return err
+			}},
+			{name: "directory", read: func() error {
+				_, err := bundles.ReadFS(fsys, bundles.ReadOptions{})
+				return err
+			}},
+		}
+		if tc.noDir {
+			reads = reads[:1]
+		}
+		for _, rd := range reads {
+			t.Run(tc.name+"/"+rd.name, func(t *testing.T) {
+				var err error
+				alloc, took := allocated(func() { err = rd.read() })
+				t.Logf("%d-byte %s refused in %v, TotalAlloc %.1f MiB: %v", len(tc.data), tc.file, took, float64(alloc)/(1<<20), err)
+				if !errors.Is(err, bundles.ErrTooLarge) || !errors.Is(err, bundles.ErrRead) || !strings.Contains(err.Error(), tc.file) {
+					t.Fatalf("err = %v, want ErrTooLarge and ErrRead naming %s", err, tc.file)
+				}
+				if bound := uint64(4*len(tc.data) + allowance); alloc > bound {
+					t.Errorf("allocated %d bytes refusing a %d-byte file, want at most %d", alloc, len(tc.data), bound)
+				}
+			})
+		}
+	}
+}
+
+// TestManifestWithinEstimateLoads: a manifest of a few roots and
+// file_rego_versions patterns, in any of the names OPA reads one by, is
+// read as before.
+func TestManifestWithinEstimateLoads(t *testing.T) {
+	for name, data := range map[string][]byte{
+		".manifest":       []byte(`{"revision":"r1","roots":["authz","other"],"file_rego_versions":{"authz/*.rego":1}}`),
+		"bundle.manifest": []byte(`{"revision":"r1","roots":["authz","other"]}`),
+		".manifest.pb":    protoManifest(t, "r1", "authz", "other"),
+	} {
+		files := map[string][]byte{"authz/authz.rego": []byte(bundletest.Policy("authz", 1)), name: data}
+		s, err := bundles.ReadTarballBytes(writeTar(t, files), bundles.TarballOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if s.Revision != "r1" || len(s.Roots) != 2 {
+			t.Errorf("%s: revision %q, roots %q, want r1 and two roots", name, s.Revision, s.Roots)
+		}
+	}
+}
+
+// protoManifest is a protobuf manifest (.manifest.pb) of revision and roots.
+func protoManifest(t *testing.T, revision string, roots ...string) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&pb.Manifest{Revision: &revision, Roots: roots, RootsSet: new(true)})
+	bundletest.Must(t, err)
+	return b
 }

@@ -59,9 +59,11 @@ type Limits struct {
 	// also stops once they exceed 8 KiB per allowed file.
 	//
 	// It also bounds what parsing the data files (data.json, data.yaml,
-	// .manifest, .signatures.json) is estimated to allocate, all together,
-	// before any is parsed; that is many times their size: about 170 bytes
-	// a JSON value and 1.5 KiB a YAML value.
+	// .manifest and any name ending in .manifest or .manifest.pb,
+	// .signatures.json) is estimated to allocate, all together, before any
+	// is parsed; that is many times their size: about 170 bytes a JSON
+	// value, 1.5 KiB a YAML value, 512 bytes a byte of a protobuf
+	// manifest, and 64 bytes for every pair of a manifest's roots.
 	MaxUnpackedBytes int64
 	// MaxFiles refuses a policy set of more than this many files; 0 means
 	// DefaultMaxFiles (10,000). Every regular file of an archive counts,
