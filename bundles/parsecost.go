@@ -81,10 +81,15 @@ const (
 	// byte: a list of empty values 63, of empty structs 58, empty wasm
 	// resolvers 91, empty annotations 235 (the worst found, doubled).
 	protoByteCost = 512
-	// rootPairCost is charged per pair of a manifest's roots: OPA checks
-	// every pair for overlap, splitting both roots each time, about 120 ns
-	// and 32 bytes a pair (16,000 roots, 130 KB of JSON, took 16 s).
-	rootPairCost = 64
+	// rootPairCost is charged per pair of a manifest's root segments
+	// (roots split at '/'): OPA checks every pair of roots for overlap,
+	// splitting both each time, about 120 ns and 32 bytes a pair of
+	// one-segment roots (16,000 roots, 130 KB of JSON, took 16 s), and
+	// walks the data down to every root, building and splitting each
+	// path on the way against every root, about 560 ns and 100 bytes a
+	// pair of segments (one root 5,000 segments deep, beside data as
+	// deep, took 7 s and 1.2 GB).
+	rootPairCost = 128
 	// regoVersionPatternCost is charged per file_rego_versions pattern of
 	// a manifest (OPA compiles each into a glob: about 70 µs and 2.5 KB
 	// measured), and regoVersionMatchCost per pair of a pattern and a
@@ -202,7 +207,8 @@ func parseCost(name string, data []byte, room int64) int64 {
 
 // manifestCost returns what OPA's bundle reader spends, beyond parsing it,
 // on the manifest name holding data in a bundle of modules modules: it
-// checks every pair of roots for overlap, compiles every
+// checks every pair of roots for overlap, walks the data down to every
+// root (each step against every root), compiles every
 // file_rego_versions pattern and tries each against every module. Both
 // are quadratic, so that a manifest of a few thousand roots or patterns,
 // tiny beside the limits, would keep a reader busy for minutes or days.
@@ -211,7 +217,7 @@ func parseCost(name string, data []byte, room int64) int64 {
 // estimate parseCost made for the file, and returns 0 for a manifest
 // OPA would refuse to decode.
 func manifestCost(name string, data []byte, modules int64) int64 {
-	var roots, patterns int64
+	var roots, patterns int64 // roots counts the roots' segments
 	if syntaxOf(name) == protoManifest {
 		roots, patterns = protoManifestCounts(data)
 	} else {
@@ -223,7 +229,9 @@ func manifestCost(name string, data []byte, modules int64) int64 {
 			return 0
 		}
 		if m.Roots != nil {
-			roots = int64(len(*m.Roots))
+			for _, r := range *m.Roots {
+				roots += int64(strings.Count(strings.Trim(r, "/"), "/")) + 1
+			}
 		}
 		patterns = int64(len(m.FileRegoVersions))
 	}
@@ -235,9 +243,10 @@ func manifestCost(name string, data []byte, modules int64) int64 {
 	return addSat(c, mulSat(mulSat(patterns, max(modules, 1)), regoVersionMatchCost))
 }
 
-// protoManifestCounts returns how many roots and file_rego_versions
-// entries the top level of a protobuf manifest (v1pb.Manifest) holds, at
-// most: fields 2 and 5, counted until the wire format breaks.
+// protoManifestCounts returns how many root segments and
+// file_rego_versions entries the top level of a protobuf manifest
+// (v1pb.Manifest) holds, at most: fields 2 and 5, counted until the wire
+// format breaks.
 func protoManifestCounts(data []byte) (roots, patterns int64) {
 	for len(data) > 0 {
 		num, typ, n := protowire.ConsumeTag(data)
@@ -245,16 +254,17 @@ func protoManifestCounts(data []byte) (roots, patterns int64) {
 			break
 		}
 		data = data[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
+			break
+		}
 		if typ == protowire.BytesType {
 			switch num {
 			case 2:
-				roots++
+				root, _ := protowire.ConsumeBytes(data)
+				roots += int64(bytes.Count(bytes.Trim(root, "/"), []byte("/"))) + 1
 			case 5:
 				patterns++
 			}
-		}
-		if n = protowire.ConsumeFieldValue(num, typ, data); n < 0 {
-			break
 		}
 		data = data[n:]
 	}

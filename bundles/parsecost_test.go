@@ -430,7 +430,8 @@ func TestYAMLBeyondTheScan(t *testing.T) {
 // .manifest, and nothing of that work: "evil.manifest" of 16 MiB took
 // 700 MiB and a .manifest.pb over 900 MiB to read, and were accepted;
 // 16,000 roots (130 KB) took 16 s and 3.9 GB, and 20,000 patterns beside
-// 1,000 modules took seconds, a few times more of either minutes. Each
+// 1,000 modules took seconds, a few times more of either minutes, and one
+// root 5,000 segments deep, beside data as deep, 7 s and 1.2 GB. Each
 // must be refused as too large, from a scan, before OPA reads it.
 func TestManifestCostRefusedBeforeParsing(t *testing.T) {
 	const allowance = 4 << 20 // decompressor, tar reader, errors
@@ -459,7 +460,7 @@ func TestManifestCostRefusedBeforeParsing(t *testing.T) {
 		name, file string
 		data       []byte
 		modules    map[string][]byte
-		noDir      bool // a hidden name a directory read ignores
+		noDir      bool // not read as a directory (a hidden name is ignored there)
 	}{
 		{name: "json named x.manifest", file: "evil.manifest",
 			data: []byte(`{"metadata":{"a":[` + strings.Repeat("[],", (bundles.DefaultMaxFileBytes-40)/3-1) + `[]]}}`)},
@@ -467,6 +468,11 @@ func TestManifestCostRefusedBeforeParsing(t *testing.T) {
 		{name: "protobuf named x.manifest.pb", file: "evil.manifest.pb", data: protoBomb()},
 		{name: "roots", file: ".manifest",
 			data: []byte(`{"roots":[` + listOf(6000, func(i int) string { return fmt.Sprintf(`"r%d"`, i) }) + `]}`)},
+		{name: "one deep root", file: ".manifest", modules: map[string][]byte{
+			strings.Repeat("a/", 5000) + "data.json": []byte(`{"x":1}`)},
+			data:  []byte(`{"roots":["` + strings.Repeat("a/", 5000) + `x"]}`),
+			noDir: true}, // fstest.MapFS walks a tree this deep slowly itself
+		{name: "deep protobuf root", file: "x.manifest.pb", data: protoManifest(t, "r", strings.Repeat("a/", 5000)+"x")},
 		{name: "rego version patterns", file: ".manifest", modules: modules,
 			data: []byte(`{"file_rego_versions":{` + listOf(20000, func(i int) string { return fmt.Sprintf(`"p%d/*.rego":1`, i) }) + `}}`)},
 	} {
