@@ -63,7 +63,8 @@ type Limits struct {
 	// .signatures.json) is estimated to allocate, all together, before any
 	// is parsed; that is many times their size: about 170 bytes a JSON
 	// value, 1.5 KiB a YAML value, 512 bytes a byte of a protobuf
-	// manifest, and 64 bytes for every pair of a manifest's roots.
+	// manifest, 128 bytes for every pair of a manifest's root segments, and
+	// more for its file_rego_versions patterns.
 	MaxUnpackedBytes int64
 	// MaxFiles refuses a policy set of more than this many files; 0 means
 	// DefaultMaxFiles (10,000). Every regular file of an archive counts,
