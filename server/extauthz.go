@@ -64,23 +64,21 @@ const healthPollInterval = time.Second
 // headers, by lowercase name, each with the http.Header key it is kept
 // under.
 type extHeaderNames struct {
-	canon    map[string]string // lowercase name → canonical name
-	override map[string]bool   // lowercase override header names
+	canon map[string]string // lowercase name → canonical name
 }
 
 // extAuthzHeaders returns the names the front reads, the configured action
 // header included.
 func extAuthzHeaders(actionHeader string) extHeaderNames {
-	n := extHeaderNames{canon: map[string]string{}, override: map[string]bool{}}
-	add := func(name string) string {
+	n := extHeaderNames{canon: map[string]string{}}
+	add := func(name string) {
 		c := http.CanonicalHeaderKey(name)
 		n.canon[strings.ToLower(c)] = c
-		return strings.ToLower(c)
 	}
 	add("Authorization")
 	add(headerRequestID)
 	for _, o := range httpreq.OverrideHeaders() {
-		n.override[add(o)] = true
+		add(o)
 	}
 	if actionHeader != "" {
 		add(actionHeader)
@@ -91,16 +89,17 @@ func extAuthzHeaders(actionHeader string) extHeaderNames {
 // key returns the http.Header key the front keeps request header name
 // under, or "" when it does not read it. Names are compared without
 // regard to case, and an override header's also with any of its '-'
-// written as '_' (a CGI-style upstream reads X-Http_Method-Override as
-// HTTP_X_HTTP_METHOD_OVERRIDE, as httpreq.Override does); such a spelling
-// is kept under its own canonical form, so that a refusal names it as
-// sent.
+// written as '_', '.' or any other byte but a letter or digit
+// (httpreq.IsOverride: a CGI-style upstream reads X-Http_Method-Override
+// as HTTP_X_HTTP_METHOD_OVERRIDE, PHP X.Http.Method.Override too, as
+// /v1/check refuses them); such a spelling is kept under its own
+// canonical form, so that a refusal names it as sent.
 func (n extHeaderNames) key(name string) string {
 	lower := strings.ToLower(name) // Envoy's names are lowercase: no copy
 	if c, ok := n.canon[lower]; ok {
 		return c
 	}
-	if strings.IndexByte(lower, '_') >= 0 && n.override[strings.ReplaceAll(lower, "_", "-")] {
+	if httpreq.IsOverride(name) {
 		return http.CanonicalHeaderKey(name)
 	}
 	return ""

@@ -168,13 +168,22 @@ func OverrideHeaders() []string { return slices.Clone(overrideHeaders[:]) }
 // path, than the one decided.
 func Override(h http.Header) string {
 	for name, values := range h {
-		for _, o := range overrideHeaders {
-			if len(values) > 0 && len(name) == len(o) && NameHasPrefix(name, o) {
-				return name
-			}
+		if len(values) > 0 && IsOverride(name) {
+			return name
 		}
 	}
 	return ""
+}
+
+// IsOverride reports whether name is an override header's (see Override),
+// in any case and with any separator for '-'.
+func IsOverride(name string) bool {
+	for _, o := range overrideHeaders {
+		if len(name) == len(o) && NameHasPrefix(name, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // NameHasPrefix reports whether header name starts with prefix (a name of
