@@ -212,10 +212,14 @@ const verdictHeaderPrefix = "x-verdict-"
 func isVerdictHeader(name string) bool { return httpreq.NameHasPrefix(name, verdictHeaderPrefix) }
 
 // putHeaders empties h for the next Check, keeping its slices (up to a
-// bound), and pools it.
+// bound) under the names the front reads as Verdict spells them, and
+// pools it. A client's own spelling of an override header
+// (x.http.method.override, one of tens of thousands) is dropped: kept, a
+// pooled map would gather every spelling clients sent, and each Check
+// would walk them all.
 func (x *extAuthz) putHeaders(h http.Header) {
 	for k, v := range h {
-		if cap(v) > 8 {
+		if cap(v) > 8 || strings.ContainsFunc(k, notNameRune) {
 			delete(h, k)
 			continue
 		}

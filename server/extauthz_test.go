@@ -282,6 +282,34 @@ func TestExtAuthzCheck(t *testing.T) {
 	}
 }
 
+// TestExtAuthzPutHeadersDropsClientSpellings: a pooled header map keeps
+// the names the front reads as Verdict spells them, never a client's
+// spelling of an override header, of which there are tens of thousands:
+// kept, a pooled map gathered every one clients sent, and every Check
+// walked them all.
+func TestExtAuthzPutHeadersDropsClientSpellings(t *testing.T) {
+	x := &extAuthz{}
+	h := http.Header{}
+	for _, name := range []string{"authorization", "x-request-id", "x-http-method-override",
+		"x.http.method.override", "x_http_method_override", "x-original~url"} {
+		if k := extAuthzHeaders("").key(name); k != "" {
+			h[k] = append(h[k], "v")
+		}
+	}
+	x.putHeaders(h)
+	var kept []string
+	for k, v := range h {
+		if len(v) != 0 {
+			t.Errorf("%s kept its values %q", k, v)
+		}
+		kept = append(kept, k)
+	}
+	slices.Sort(kept)
+	if want := []string{"Authorization", "X-Http-Method-Override", "X-Request-Id"}; !slices.Equal(kept, want) {
+		t.Errorf("kept %q, want %q", kept, want)
+	}
+}
+
 // rawHeaders moves req's headers to the list Envoy sends with
 // encode_raw_headers, adding kv pairs (which may repeat a name).
 func rawHeaders(req *authv3.CheckRequest, kv ...string) *authv3.CheckRequest {
