@@ -154,6 +154,12 @@ func TestEnvoyBootstrap(t *testing.T) {
 	if ea.GetIncludePeerCertificate() {
 		t.Error("include_peer_certificate is set: Verdict does not read it")
 	}
+	// A header Envoy leaves out of the CheckRequest is one Verdict cannot
+	// see: a client's x-verdict-* header would reach the upstream, and an
+	// override header would not be refused.
+	if ea.GetAllowedHeaders() != nil || ea.GetDisallowedHeaders() != nil {
+		t.Error("allowed_headers or disallowed_headers is set: Verdict must see every header to remove a client's x-verdict-* and refuse overrides")
+	}
 	cluster := ea.GetGrpcService().GetEnvoyGrpc().GetClusterName()
 	if cluster != "verdict" || ea.GetGrpcService().GetTimeout() == nil {
 		t.Errorf("grpc_service %v, want envoy_grpc to cluster verdict with a timeout", ea.GetGrpcService())
