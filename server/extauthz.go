@@ -171,22 +171,27 @@ func (x *extAuthz) Check(ctx context.Context, in *authv3.CheckRequest) (resp *au
 // however the separators of its prefix are written (x_verdict_roles,
 // x-verdict_roles, x.verdict.roles): Envoy forwards names with '_' and '.',
 // a CGI-style upstream reads '_' as '-' (HTTP_X_VERDICT_ROLES), and PHP
-// reads '.' as '_' too. Each is named as the client spelled it, lowercase,
-// since Envoy removes a header by its exact name; one the answer sets is
-// left out only when spelled as the answer does.
+// reads '.' as '_' too. So is another spelling of any header the answer
+// sets (x_user_id when the policy sets x-user-id): Envoy overwrites only
+// the answer's spelling, and a CGI-style upstream reads both as one. Each
+// is named as the client spelled it, lowercase, since Envoy removes a
+// header by its exact name; one the answer sets is left out only when
+// spelled as the answer does.
 func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3.HeaderValueOption) []string {
 	var names []string
 	add := func(k string) {
 		k = strings.ToLower(k)
-		if !isVerdictHeader(k) {
-			return
-		}
+		remove := isVerdictHeader(k)
 		for _, o := range set {
-			if strings.EqualFold(o.GetHeader().GetKey(), k) {
+			key := o.GetHeader().GetKey()
+			if strings.EqualFold(key, k) {
 				return
 			}
+			remove = remove || len(key) == len(k) && httpreq.NameHasPrefix(k, key)
 		}
-		names = append(names, k)
+		if remove {
+			names = append(names, k)
+		}
 	}
 	if hm := hr.GetHeaderMap(); hm != nil {
 		for _, kv := range hm.GetHeaders() {

@@ -362,7 +362,7 @@ func TestExtAuthzRemovesClientVerdictHeaders(t *testing.T) {
 // separator for any '-' (a CGI-style upstream reads x_verdict_roles as
 // x-verdict-roles, PHP x.verdict.roles too), in the
 // client's spelling (Envoy removes by exact name); the ones the answer
-// sets are not named, but another spelling of one is.
+// sets are not named, but another spelling of one is, whatever its name.
 func TestClientVerdictHeaders(t *testing.T) {
 	set := []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "X-Verdict-Set", Value: "v"}}}
 	tests := []struct {
@@ -385,7 +385,12 @@ func TestClientVerdictHeaders(t *testing.T) {
 		{name: "other separators", kv: []string{"x.verdict.roles", "admin", "X-Verdict.Roles", "admin", "x~verdict+tenant", "other"},
 			want: []string{"x-verdict.roles", "x.verdict.roles", "x~verdict+tenant"}},
 		{name: "not verdict's", kv: []string{"x-verdict", "1", "x_verdicts_roles", "1", "xx-verdict-roles", "1", "x.verdicts.roles", "1"}},
+		// A policy's header of another name: a CGI-style upstream reads
+		// x_user_id as the x-user-id the answer sets.
+		{name: "another spelling of a policy's header", kv: []string{"x_user_id", "root", "X.User.Id", "root", "x-user-id", "1", "x-user-ids", "1", "x-user", "1"},
+			want: []string{"x.user.id", "x_user_id"}},
 	}
+	set = append(set, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-user-id", Value: "alice"}})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			hr := rawHeaders(checkRequest("GET", "/", nil), tc.kv...).Attributes.Request.Http
