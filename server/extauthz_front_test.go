@@ -808,3 +808,41 @@ func TestExtAuthzDecodedUnderSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestExtAuthzUndecodableMessage: a Check whose message does not decode is
+// answered with a 400 deny, never with a gRPC error, which Envoy's
+// failure_mode_allow lets through. Envoy writes some strings unchecked: a
+// client's own TLS SNI (tls_session.sni, with include_tls_session), and in
+// older releases its path and headers; a proto3 string that is not UTF-8
+// fails the whole message, and grpc-go answered INTERNAL.
+func TestExtAuthzUndecodableMessage(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{})
+	tr := h2cTransport(t)
+	for _, tc := range []struct {
+		name string
+		req  *authv3.CheckRequest
+	}{
+		{name: "a client's SNI", req: func() *authv3.CheckRequest {
+			r := checkRequest("GET", "/catalog", nil)
+			r.Attributes.TlsSession = &authv3.AttributeContext_TLSSession{Sni: "zzzz"}
+			return r
+		}()},
+		{name: "the path", req: checkRequest("GET", "/catalog/zzzz", nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := grpcMessage(t, tc.req)
+			i := bytes.Index(msg, []byte("zzzz"))
+			if i < 0 {
+				t.Fatal("no placeholder in the message")
+			}
+			copy(msg[i:], "\xff\xfe\xfd\xfc")
+			resp, st, err := h2cCall(t.Context(), tr, x.addr, bytes.NewReader(msg))
+			if err != nil || st != "0" || resp == nil {
+				t.Fatalf("answer %v, grpc-status %q, %v: want a CheckResponse with status 0", resp, st, err)
+			}
+			if a := readAnswer(t, resp); a.code != codes.InvalidArgument || a.http != http.StatusBadRequest || !strings.Contains(a.reasons(), "does not decode") {
+				t.Errorf("answer %v %d %s, want INVALID_ARGUMENT 400, the message does not decode", a.code, a.http, a.reasons())
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -28,9 +29,10 @@ import (
 // included) or was refused (refused not nil: answered with a deny), when
 // grpc-go would read it exactly so: content-type application/grpc (or
 // +proto), a grpc-timeout that parses (extAuthzFront applies it), and one uncompressed message of the
-// length its prefix says that decodes (extAuthzFront refuses compressed
-// ones). It calls release once msg is decoded. It reports whether it
-// answered; when not, grpc-go is to serve the call.
+// length its prefix says (extAuthzFront refuses compressed ones); one
+// that does not decode is answered with a 400 deny. It calls release once
+// msg is decoded. It reports whether it answered; when not, grpc-go is to
+// serve the call.
 func (x *extAuthz) serveCheck(w http.ResponseWriter, r *http.Request, msg []byte, refused error, release func()) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "application/grpc" && ct != "application/grpc+proto" {
 		return false
@@ -50,11 +52,20 @@ func (x *extAuthz) serveCheck(w http.ResponseWriter, r *http.Request, msg []byte
 			return false
 		}
 		in := new(authv3.CheckRequest)
-		if proto.Unmarshal(msg[grpcMessagePrefix:], in) != nil {
-			return false
+		if err := proto.Unmarshal(msg[grpcMessagePrefix:], in); err != nil {
+			// Denied here, not left to grpc-go, whose INTERNAL error
+			// Envoy's failure_mode_allow lets through: Envoy writes some
+			// strings unchecked (a client's TLS SNI in tls_session.sni;
+			// in older releases its path and headers), and one that is
+			// not UTF-8 fails the whole message.
+			release()
+			derr := authz.RefuseWith(authz.ErrInvalidRequest, fmt.Errorf("the CheckRequest does not decode: %w", err))
+			d := authz.Deny(derr)
+			resp = x.s.extAuthzResponse(&d, derr, false)
+		} else {
+			release() // the decoded request holds copies
+			resp, _ = x.Check(peer.NewContext(ctx, callPeer(r)), in)
 		}
-		release() // the decoded request holds copies
-		resp, _ = x.Check(peer.NewContext(ctx, callPeer(r)), in)
 	}
 	writeGRPCAnswer(w, resp)
 	return true
