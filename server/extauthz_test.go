@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -1094,5 +1095,52 @@ func TestExtAuthzWatchOutlivesWriteTimeout(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the Watch did not end when the server stopped")
+	}
+}
+
+// TestExtAuthzAnswerNotUTF8: a policy's reason or header value holding
+// bytes that are not UTF-8 (urlquery.decode of a client's %FF) still
+// answers with a CheckResponse: a proto3 string must be UTF-8, and an
+// answer that did not encode was grpc-go's INTERNAL error, which Envoy's
+// failure_mode_allow lets through, a deny included. The deny keeps its
+// reason, made UTF-8; an allow whose header cannot be carried is a policy
+// error.
+func TestExtAuthzAnswerNotUTF8(t *testing.T) {
+	x := newExtAuthzFixture(t, extAuthzOptions{})
+	if err := x.engine.Load(t.Context(), authztest.Policy(t, "", `package authz
+
+tenant := urlquery.decode(input.context.attributes.query)
+
+allow if startswith(tenant, "ok")
+
+reasons contains sprintf("tenant %s is not allowed", [tenant]) if not allow
+
+headers := {"x-verdict-tenant": tenant} if allow
+`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query      string
+		wantCode   codes.Code
+		wantHTTP   int
+		wantReason string
+	}{
+		{query: "%FF", wantCode: codes.PermissionDenied, wantHTTP: http.StatusUnauthorized, wantReason: "tenant \uFFFD is not allowed"},
+		{query: "ok%FF", wantCode: codes.Internal, wantHTTP: http.StatusInternalServerError, wantReason: `header "x-verdict-tenant" has a value that is not UTF-8`},
+		{query: "ok", wantCode: codes.OK, wantHTTP: http.StatusOK},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			resp, err := x.client.Check(t.Context(), checkRequest("GET", "/catalog?"+tc.query, nil))
+			if err != nil {
+				t.Fatalf("Check: %v, want a CheckResponse", err)
+			}
+			a := readAnswer(t, resp)
+			if a.code != tc.wantCode || a.http != tc.wantHTTP || !strings.Contains(a.reasons(), tc.wantReason) {
+				t.Errorf("answer %v %d %s, want %v %d %s", a.code, a.http, a.reasons(), tc.wantCode, tc.wantHTTP, tc.wantReason)
+			}
+			if msg := resp.GetStatus().GetMessage(); !utf8.ValidString(msg) {
+				t.Errorf("status message %q is not UTF-8", msg)
+			}
+		})
 	}
 }
