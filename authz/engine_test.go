@@ -241,6 +241,7 @@ func TestPolicyContract(t *testing.T) {
 		{name: "headers dropped on deny", rego: "allow := false\nheaders := {\"x-user\": \"alice\"}",
 			wantReasons: []string{"policy: allow is not true"}},
 		{name: "header value injection", rego: "allow := true\nheaders := {\"x-user\": \"a\\r\\nx-admin: true\"}", wantErr: authz.ErrPolicy},
+		{name: "header value not UTF-8", rego: "allow := true\nheaders := {\"x-tenant\": urlquery.decode(\"ok%FF\")}", wantErr: authz.ErrPolicy},
 		{name: "header name invalid", rego: "allow := true\nheaders := {\"x user\": \"a\"}", wantErr: authz.ErrPolicy},
 		// A framing header broke the forward-auth answer that carried it.
 		{name: "header content-length", rego: "allow := true\nheaders := {\"content-length\": \"100\", \"x-ok\": \"1\"}", wantErr: authz.ErrPolicy},

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
@@ -174,7 +175,8 @@ const decisionIDHeader = "x-verdict-decision-id"
 
 // headerMap reads the policy's headers, refusing names and values that are
 // not valid HTTP (a value with CR or LF could inject headers downstream),
-// and the framing headers; X-Verdict-Decision-Id is left out.
+// values that are not UTF-8, and the framing headers; X-Verdict-Decision-Id
+// is left out.
 func headerMap(t *ast.Term) (map[string]string, error) {
 	if t == nil {
 		return nil, nil
@@ -231,6 +233,12 @@ func headerMap(t *ast.Term) (map[string]string, error) {
 		}
 		if !httpguts.ValidHeaderFieldValue(string(value)) {
 			return fmt.Errorf("%q has a value that is not a valid header value", string(name))
+		}
+		// An ext_authz answer (protobuf) cannot carry a value that is not
+		// UTF-8, and JSON would change it; a policy makes one from a
+		// client's bytes (urlquery.decode of %FF).
+		if !utf8.ValidString(string(value)) {
+			return fmt.Errorf("%q has a value that is not UTF-8", string(name))
 		}
 		out[string(name)] = string(value)
 		return nil

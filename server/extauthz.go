@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -396,22 +395,12 @@ func (s *Server) extTrustedPeer(ctx context.Context) bool {
 //
 // Every string of a CheckResponse must be UTF-8, or it does not encode and
 // the call ends with grpc-go's INTERNAL error, which failure_mode_allow
-// lets through; a policy's values may not be (urlquery.decode of a
+// lets through; a policy's reasons may not be (urlquery.decode of a
 // client's %FF). The status message is made UTF-8 (the body's JSON is);
-// an allow whose header value is not is a policy error, a 500 deny.
+// the engine refuses a header value that is not (a policy error).
 func (s *Server) extAuthzResponse(d *authz.Decision, err error, anonymous bool) *authv3.CheckResponse {
 	status, code := answer(forwardAuth, *d, err, anonymous)
 	if status == http.StatusOK {
-		for k, v := range d.Headers {
-			if !utf8.ValidString(v) {
-				perr := authz.Refusef(authz.ErrPolicy, "header %q has a value that is not UTF-8, which an ext_authz answer cannot carry", k)
-				s.log.LogAttrs(context.Background(), slog.LevelError, "ext_authz allow answered as a policy error",
-					slog.String("decision_id", d.ID), slog.String("error", perr.Error()))
-				dd := authz.Deny(perr)
-				dd.ID = d.ID
-				return s.extAuthzResponse(&dd, perr, false)
-			}
-		}
 		// The policy's headers, in name order, then the decision ID.
 		var keysArr [8]string
 		keys := keysArr[:0]

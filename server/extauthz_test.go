@@ -1126,7 +1126,7 @@ headers := {"x-verdict-tenant": tenant} if allow
 		wantReason string
 	}{
 		{query: "%FF", wantCode: codes.PermissionDenied, wantHTTP: http.StatusUnauthorized, wantReason: "tenant \uFFFD is not allowed"},
-		{query: "ok%FF", wantCode: codes.Internal, wantHTTP: http.StatusInternalServerError, wantReason: `header "x-verdict-tenant" has a value that is not UTF-8`},
+		{query: "ok%FF", wantCode: codes.Internal, wantHTTP: http.StatusInternalServerError, wantReason: `"x-verdict-tenant" has a value that is not UTF-8`},
 		{query: "ok", wantCode: codes.OK, wantHTTP: http.StatusOK},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
