@@ -340,7 +340,7 @@ func (s *Server) decideAll(ctx context.Context, a api, reqs []authz.Request) ite
 				yield(authz.Decision{}, err) // not decided: the batch is over
 				return
 			}
-			d, err := s.decideWith(ctx, dec, a, &reqs[i])
+			d, err := s.decideWith(ctx, dec, a, &reqs[i], nil)
 			if !yield(d, err) {
 				return
 			}

@@ -57,7 +57,9 @@ func (s *Server) handleCheck(w http.ResponseWriter, r *http.Request) {
 		if req.Caller, reject = s.forwardedCaller(r); reject != nil {
 			d, err = s.reject(r.Context(), apiCheck, &req, reject)
 		} else {
-			d, err = s.decide(r.Context(), apiCheck, &req)
+			d, err = s.decideWith(r.Context(), s.engine, apiCheck, &req, func(d authz.Decision) error {
+				return refuseShadowedHeader(h, d.Headers)
+			})
 		}
 	}
 	slot.giveBack()
@@ -176,6 +178,27 @@ func refuseVerdictSpelling(h http.Header) error {
 	for k := range h {
 		if isVerdictHeader(k) && strings.ContainsFunc(k, notNameRune) {
 			return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: an x-verdict- name written with a separator other than '-' reaches an upstream as Verdict's own header", k)
+		}
+	}
+	return nil
+}
+
+// refuseShadowedHeader refuses a request carrying another spelling of a
+// header the policy set (X_User_Id or X.User.Id beside its x-user-id: the
+// same length, read alike by httpreq.NameHasPrefix): the proxy's copy of
+// the policy's header replaces only that spelling, a CGI-style upstream
+// reads the client's as the same variable, and a forward-auth answer
+// cannot remove it. (x-verdict-* names are refused whatever the policy
+// sets, by refuseVerdictSpelling.)
+func refuseShadowedHeader(h http.Header, set map[string]string) error {
+	for k := range h {
+		for name := range set {
+			// The policy's own spelling, in any case, the proxy's copy
+			// replaces.
+			if len(name) == len(k) && !strings.EqualFold(k, name) && httpreq.NameHasPrefix(k, name) {
+				return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: a CGI-style upstream reads it as %s, "+
+					"which the policy sets and the proxy copies only as it is spelled", k, name)
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -210,6 +211,62 @@ headers := {"x-user": "bob\r\nx-admin: true"}
 	}
 	if w.Header().Get("X-User") != "" || w.Header().Get("X-Admin") != "" {
 		t.Errorf("policy headers copied: %v", w.Header())
+	}
+}
+
+// TestCheckRefusesShadowedPolicyHeader: a request carrying another
+// spelling of a header the policy sets on its allow (X_User_Id, X.User.Id
+// beside x-user-id) is refused, 400, and logged as that refusal: the
+// proxy's copy of the policy's header replaces only its own spelling, a
+// CGI-style upstream reads the client's as the same header, and a
+// forward-auth answer cannot remove it. The policy's own spelling, in any
+// case, is what the proxy's copy replaces.
+func TestCheckRefusesShadowedPolicyHeader(t *testing.T) {
+	f := newFixture(t, fixtureOptions{noLoad: true})
+	if err := f.engine.Load(t.Context(), authztest.Policy(t, "", `package authz
+allow if input.action.name != "deny"
+headers := {"x-user-id": "alice"}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, value, action string
+		want                int
+	}{
+		{"X_User_Id", "root", "a:b", 400},
+		{"X.User.Id", "root", "a:b", 400},
+		{"x-user_id", "root", "a:b", 400},
+		{"X-User-Id", "root", "a:b", 200},
+		{"x-user-id", "root", "a:b", 200},
+		{"X_User_Idx", "root", "a:b", 200},
+		{"X_User", "root", "a:b", 200},
+		{"X_User_Id", "root", "deny", 401}, // no headers on a deny (anonymous)
+	} {
+		t.Run(tc.name+" "+tc.action, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/v1/check", nil)
+			r.Header["X-Verdict-Action"] = []string{tc.action}
+			r.Header[tc.name] = []string{tc.value}
+			w := httptest.NewRecorder()
+			f.srv.Handler().ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Fatalf("status = %d, want %d; %s", w.Code, tc.want, w.Body)
+			}
+			recs := f.log.records()
+			last := recs[len(recs)-1]
+			switch tc.want {
+			case 400:
+				if w.Header().Get("X-User-Id") != "" || !strings.Contains(w.Body.String(), tc.name+" is refused") {
+					t.Errorf("answer %v %s; want no policy header and the refusal named", w.Header(), w.Body)
+				}
+				if last.Allow || len(last.Reasons) != 1 || !strings.HasPrefix(last.Reasons[0], "invalid_request: header "+tc.name) {
+					t.Errorf("logged allow=%v %q, want the refusal", last.Allow, last.Reasons)
+				}
+			case 200:
+				if got := w.Header().Values("X-User-Id"); len(got) != 1 || got[0] != "alice" {
+					t.Errorf("X-User-Id = %q, want the policy's", got)
+				}
+			}
+		})
 	}
 }
 

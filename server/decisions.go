@@ -28,7 +28,7 @@ var apis = [...]api{apiDecide, apiCheck, apiAuthZEN, apiExtAuthz}
 // decide asks the engine and records the outcome under a; when the
 // server traces, within a verdict.decide span (decideTraced).
 func (s *Server) decide(ctx context.Context, a api, req *authz.Request) (authz.Decision, error) {
-	return s.decideWith(ctx, s.engine, a, req)
+	return s.decideWith(ctx, s.engine, a, req, nil)
 }
 
 // decider decides one request: the Engine, or a batch's pinned snapshot.
@@ -44,14 +44,31 @@ type pinner interface {
 
 var _ pinner = (*authz.Engine)(nil)
 
-// decideWith is decide, asking dec.
-func (s *Server) decideWith(ctx context.Context, dec decider, a api, req *authz.Request) (authz.Decision, error) {
+// decideWith is decide, asking dec. vet, when not nil, may refuse what
+// dec allowed, before it is recorded (see vetAllow).
+func (s *Server) decideWith(ctx context.Context, dec decider, a api, req *authz.Request, vet func(authz.Decision) error) (authz.Decision, error) {
 	if s.tracer != nil {
-		return s.decideTraced(ctx, dec, a, req)
+		return s.decideTraced(ctx, dec, a, req, vet)
 	}
 	d, err := dec.Decide(ctx, *req)
+	err = vetAllow(&d, err, vet)
 	s.record(a, req, &d, err, "")
 	return d, err
+}
+
+// vetAllow asks vet about an allow d, and turns d into the deny of the
+// refusal vet returns, if any: the decision keeps its ID, revision, input
+// and duration, and is recorded as that refusal. It returns the decision's
+// error.
+func vetAllow(d *authz.Decision, err error, vet func(authz.Decision) error) error {
+	if vet == nil || err != nil || !d.Allow {
+		return err
+	}
+	if err = vet(*d); err != nil {
+		deny := authz.Deny(err)
+		d.Allow, d.Reasons, d.Headers = false, deny.Reasons, nil
+	}
+	return err
 }
 
 // reject records a deny decided by the front itself — a request or

@@ -102,9 +102,10 @@ func (c metadataCarrier) Keys() []string {
 }
 
 // decideTraced is decide within a verdict.decide span; the server traces.
-func (s *Server) decideTraced(ctx context.Context, dec decider, a api, req *authz.Request) (authz.Decision, error) {
+func (s *Server) decideTraced(ctx context.Context, dec decider, a api, req *authz.Request, vet func(authz.Decision) error) (authz.Decision, error) {
 	ctx, span := s.tracer.Start(ctx, SpanDecide, trace.WithSpanKind(trace.SpanKindServer), apiAttrs[a])
 	d, err := dec.Decide(ctx, *req)
+	err = vetAllow(&d, err, vet)
 	traceID := endDecide(span, &d, err)
 	s.record(a, req, &d, err, traceID)
 	return d, err
