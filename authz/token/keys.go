@@ -18,6 +18,8 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // Minimum key strengths, enforced when keys are configured and again
@@ -338,7 +340,7 @@ func parseJWKS(data []byte) (keys []Key, skipped []error, err error) {
 	for i, raw := range set.Keys {
 		k, ok, err := parseJWK(raw)
 		if err != nil {
-			skipped = append(skipped, fmt.Errorf("token: jwks: key %d: %w", i, err))
+			skipped = append(skipped, fmt.Errorf("token: jwks: key %d: %w", i, cutError{err}))
 			continue
 		}
 		if ok {
@@ -347,6 +349,20 @@ func parseJWKS(data []byte) (keys []Key, skipped []error, err error) {
 	}
 	return keys, skipped, nil
 }
+
+// maxKeyErrorBytes bounds the message of the error about one key of a
+// key set. The key parser quotes a member it refuses (an unknown use or
+// crv), which the key set's publisher can make as long as the set, a
+// megabyte, and quoting makes it up to four times longer: a remote key set
+// logs these errors at every refresh.
+const maxKeyErrorBytes = 256
+
+// cutError is err with its message cut to maxKeyErrorBytes.
+type cutError struct{ err error }
+
+func (e cutError) Error() string { return printable.Cut(e.err.Error(), maxKeyErrorBytes) }
+
+func (e cutError) Unwrap() error { return e.err }
 
 // stringMember reads an optional string member of a JSON object decoded
 // into a map (rather than a struct, so member names stay case-sensitive):

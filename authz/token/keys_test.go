@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -399,5 +400,31 @@ func TestParseJWKSLenient(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseJWKSErrorsBounded: a JWK member that the key parser quotes when
+// it refuses it (an unknown use or curve) can be as long as the key set
+// allows, a megabyte; the error reporting the skipped key, logged at every
+// refresh, is bounded whatever its length.
+func TestParseJWKSErrorsBounded(t *testing.T) {
+	ecPriv := ecKey(t, elliptic.P256())
+	ecJWK := jwk(t, &ecPriv.PublicKey, "ec-1", "", false)
+	long := strings.Repeat("\x01", 64<<10)
+	data := jwks(t, edit(ecJWK, "use", long), edit(ecJWK, "crv", long), ecJWK)
+	keys, skipped, err := token.ParseJWKSLenient(data)
+	if err != nil {
+		t.Fatalf("ParseJWKSLenient: %v", err)
+	}
+	if len(keys) != 1 || len(skipped) != 2 {
+		t.Fatalf("%d keys and %d skipped, want 1 and 2", len(keys), len(skipped))
+	}
+	for i, s := range skipped {
+		if msg := s.Error(); len(msg) > 512 || !strings.HasPrefix(msg, "token: jwks: key ") {
+			t.Errorf("skipped[%d] is %d bytes (%.80q...), want at most 512 naming the key", i, len(msg), msg)
+		}
+	}
+	if _, err := token.ParseJWKS(data); err == nil || len(err.Error()) > 2*512 {
+		t.Errorf("ParseJWKS error of %d bytes, want one of at most %d", len(fmt.Sprint(err)), 2*512)
 	}
 }

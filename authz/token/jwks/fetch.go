@@ -12,10 +12,15 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/internal/httpfetch"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // wellKnown is the OpenID Connect discovery path appended to the issuer.
 const wellKnown = "/.well-known/openid-configuration"
+
+// maxQuotedIssuer bounds the discovery document's issuer quoted in the
+// error that refuses it.
+const maxQuotedIssuer = 128
 
 // response is one fetched document.
 type response struct {
@@ -70,7 +75,9 @@ func (m *Manager) discover(ctx context.Context) (string, error) {
 	case issuer == nil:
 		return "", fmt.Errorf("%w: %w: document has no issuer", ErrDiscovery, ErrIssuerMismatch)
 	case *issuer != m.issuer:
-		return "", fmt.Errorf("%w: %w: document names %q", ErrDiscovery, ErrIssuerMismatch, *issuer)
+		// The provider's text, as long as the document: cut, since the
+		// error is in every retry's log line and in Status.
+		return "", fmt.Errorf("%w: %w: document names %q", ErrDiscovery, ErrIssuerMismatch, printable.Cut(*issuer, maxQuotedIssuer))
 	case jwksURI == nil || *jwksURI == "":
 		return "", fmt.Errorf("%w: document has no jwks_uri", ErrDiscovery)
 	}

@@ -486,6 +486,12 @@ func TestDiscovery(t *testing.T) {
 			wantErr: jwks.ErrIssuerMismatch, wantInErr: "no issuer"},
 		{name: "issuer not a string", doc: func(_, u string) map[string]any { return map[string]any{"issuer": 1, "jwks_uri": u} },
 			wantErr: jwks.ErrDiscovery, wantInErr: "issuer is not a string"},
+		// The document is the provider's, up to MaxBytes: the issuer it
+		// names is quoted cut short, not a megabyte in every retry's log
+		// line and in Status.
+		{name: "long other issuer", doc: func(_, u string) map[string]any {
+			return map[string]any{"issuer": "https://evil.test/" + strings.Repeat("\x01", 128<<10), "jwks_uri": u}
+		}, wantErr: jwks.ErrIssuerMismatch, wantInErr: `"https://evil.test/`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProvider(t)
@@ -518,6 +524,10 @@ func TestDiscovery(t *testing.T) {
 			_, err := m.Lookup(t.Context(), "a") // asks for a refresh, which fails the same way
 			if !errors.Is(err, jwks.ErrNotReady) || !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantInErr) {
 				t.Errorf("Lookup = %v, want ErrNotReady and %v containing %q", err, tc.wantErr, tc.wantInErr)
+			}
+			if st := m.Status(); len(err.Error()) > 1024 || len(st.LastError) > 1024 || len(st.NotReady) > 1024 {
+				t.Errorf("errors of %d, %d and %d bytes (Lookup, Status.LastError, Status.NotReady), want at most 1024",
+					len(err.Error()), len(st.LastError), len(st.NotReady))
 			}
 			clk.idle(t)
 			if n := p.hits.Load(); n != 0 {
@@ -567,6 +577,32 @@ func TestKeySetProblems(t *testing.T) {
 				t.Errorf("keys after a bad refresh = %v, want the last good [a]", got)
 			}
 		})
+	}
+}
+
+// TestSkippedKeysLogBounded: every bad entry of a key set is skipped, but a
+// set of a megabyte holds tens of thousands of them ({"d":""}, eight bytes
+// each), and a line each at every refresh made the log ten times the set:
+// a few are logged, then how many more there were.
+func TestSkippedKeysLogBounded(t *testing.T) {
+	a, p, clk, opts := setup(t)
+	const bad = 5000
+	body := strings.Replace(string(authztest.JWKS(t, a)), `"keys":[`, `"keys":[`+strings.Repeat(`{"d":""},`, bad), 1)
+	p.setBody([]byte(body))
+	var logs authztest.SyncBuffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	m := mustNew(t, opts)
+	start(t, m)
+	clk.idle(t)
+	if got := kids(t, m, "a"); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("keys = %v, want [a]", got)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "jwks key skipped"); n > 10 {
+		t.Errorf("%d lines for skipped keys, want at most 10", n)
+	}
+	if want := fmt.Sprintf("more=%d", bad-8); !strings.Contains(out, want) {
+		t.Errorf("log does not say how many skipped keys were not logged (%s):\n%.2000s", want, out)
 	}
 }
 

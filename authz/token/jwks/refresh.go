@@ -199,14 +199,24 @@ func (m *Manager) revokeAll(body []byte, at time.Time) {
 	m.save(body, "", at)
 }
 
-// parse parses a key set leniently, logging skipped entries, and refuses
-// one with no usable key (errNoUsableKey).
+// maxSkippedLogged bounds the skipped entries of one key set logged one by
+// one: a set of a megabyte can hold tens of thousands, and is read again at
+// every refresh. The rest are counted in one more line.
+const maxSkippedLogged = 8
+
+// parse parses a key set leniently, logging skipped entries (the first
+// maxSkippedLogged, then how many more), and refuses one with no usable
+// key (errNoUsableKey).
 func (m *Manager) parse(body []byte) ([]token.Key, error) {
 	keys, skipped, err := token.ParseJWKSLenient(body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKeySet, err)
 	}
-	for _, s := range skipped {
+	for i, s := range skipped {
+		if i == maxSkippedLogged {
+			m.log.Warn("jwks key skipped", slog.Int("more", len(skipped)-i))
+			break
+		}
 		m.log.Warn("jwks key skipped", slog.String("error", s.Error()))
 	}
 	if len(keys) == 0 {
