@@ -2,7 +2,6 @@ package jwks
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -262,35 +261,13 @@ func (m *Manager) install(ks *keySet, confirmedAt time.Time) {
 }
 
 // removedKeys returns the sorted, distinct IDs of old's keys that next does
-// not hold with the same ID, pinned algorithm and public key.
+// not hold with the same ID, pinned algorithm and public key
+// (token.RemovedKeys).
 func removedKeys(old, next *keySet) []string {
 	if old == nil {
 		return nil
 	}
-	var out []string
-	for _, k := range old.keys {
-		if !holds(next, k) && !slices.Contains(out, k.ID) {
-			out = append(out, k.ID)
-		}
-	}
+	out := token.RemovedKeys(old.keys, next.keys)
 	slices.Sort(out)
 	return out
-}
-
-type equaler interface{ Equal(x crypto.PublicKey) bool }
-
-func holds(ks *keySet, k token.Key) bool {
-	candidates := ks.noID
-	if k.ID != "" {
-		candidates = ks.byID[k.ID]
-	}
-	for _, c := range candidates {
-		if c.Algorithm != k.Algorithm {
-			continue
-		}
-		if e, ok := c.Public.(equaler); ok && e.Equal(k.Public) {
-			return true
-		}
-	}
-	return false
 }
