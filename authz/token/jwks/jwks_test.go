@@ -606,6 +606,48 @@ func TestSkippedKeysLogBounded(t *testing.T) {
 	}
 }
 
+// TestLoggedKIDsBounded: every set installed logs its kids, and the keys
+// that left it: a set of a megabyte can hold thousands of keys, or kids of
+// kilobytes, and a provider changing it at every refresh made each line as
+// long. A line lists at most 32 kids, each cut to 128 bytes, and counts the
+// rest.
+func TestLoggedKIDsBounded(t *testing.T) {
+	keys := func(prefix string) []*authztest.Issuer {
+		var out []*authztest.Issuer
+		for i := range 40 {
+			out = append(out, issuer(t, idp, fmt.Sprintf("%s%d-%s", prefix, i, strings.Repeat("k", 4096))))
+		}
+		return out
+	}
+	_, p, clk, opts := setup(t)
+	p.setKeys(keys("a")...)
+	var logs authztest.SyncBuffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	m := mustNew(t, opts)
+	start(t, m)
+	next := clk.idle(t)
+	p.setKeys(keys("b")...)
+	clk.Advance(next)
+	clk.idle(t)
+	var loaded, removed int
+	for line := range strings.Lines(logs.String()) {
+		switch {
+		case strings.Contains(line, `msg="jwks loaded"`):
+			loaded++
+		case strings.Contains(line, `msg="jwks keys removed"`):
+			removed++
+		default:
+			continue
+		}
+		if len(line) > 8<<10 || !strings.Contains(line, "kids_more=8") {
+			t.Errorf("a line of %d bytes (%.200s...), want at most 8 KiB, with kids_more=8", len(line), line)
+		}
+	}
+	if loaded != 2 || removed != 1 {
+		t.Errorf("%d jwks loaded and %d jwks keys removed lines, want 2 and 1", loaded, removed)
+	}
+}
+
 // TestUnusableSetRevokes: a key set with no usable key is the provider's
 // word that it publishes none (a key revoked in an incident, a set of
 // encryption keys only), not an outage: the keys in service are revoked at

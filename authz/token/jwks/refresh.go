@@ -10,6 +10,7 @@ import (
 
 	"github.com/verdict-pdp/verdict/authz/token"
 	"github.com/verdict-pdp/verdict/internal/backoff"
+	"github.com/verdict-pdp/verdict/internal/printable"
 )
 
 // Run reads the persisted key set (if any), fetches the keys at once, and
@@ -251,13 +252,36 @@ func (m *Manager) install(ks *keySet, confirmedAt time.Time) {
 	for _, k := range ks.keys {
 		ids = append(ids, k.ID)
 	}
-	m.log.Info("jwks loaded", slog.String("source", ks.source), slog.Any("kids", ids))
+	m.log.Info("jwks loaded", append([]any{slog.String("source", ks.source)}, kidsAttrs(ids)...)...)
 	if len(removed) > 0 {
-		m.log.Info("jwks keys removed", slog.Any("kids", removed))
+		m.log.Info("jwks keys removed", kidsAttrs(removed)...)
 		if m.opts.OnKeysRemoved != nil {
 			m.opts.OnKeysRemoved(m.issuer, removed)
 		}
 	}
+}
+
+// Bounds on the kids a log line lists: a key set of a megabyte holds
+// thousands of keys, or a kid of most of a megabyte, and every refresh
+// that changes the set logs its kids.
+const (
+	maxLoggedKIDs     = 32
+	maxLoggedKIDBytes = 128
+)
+
+// kidsAttrs returns the log attributes listing ids: "kids", the first
+// maxLoggedKIDs of them, each cut to maxLoggedKIDBytes, and "kids_more",
+// how many more there are, when there are more.
+func kidsAttrs(ids []string) []any {
+	shown := make([]string, min(len(ids), maxLoggedKIDs))
+	for i := range shown {
+		shown[i] = printable.Cut(ids[i], maxLoggedKIDBytes)
+	}
+	attrs := []any{slog.Any("kids", shown)}
+	if more := len(ids) - len(shown); more > 0 {
+		attrs = append(attrs, slog.Int("kids_more", more))
+	}
+	return attrs
 }
 
 // removedKeys returns the sorted, distinct IDs of old's keys that next does
