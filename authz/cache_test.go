@@ -201,3 +201,36 @@ func TestClaimBytesTracksConvertedValue(t *testing.T) {
 		})
 	}
 }
+
+// TestForgetKeysOnePass: the keys a refreshed key set lost are forgotten
+// together: every cached verification made with one of them goes, the
+// others stay (another issuer's key of the same ID included), and the cache
+// is swept once (one forget generation) whatever their number: a sweep
+// for each of 9,000 keys over 30,000 cached tokens took 40 s of a core.
+func TestForgetKeysOnePass(t *testing.T) {
+	e := &Engine{cache: newExpiringCache[*verifiedToken](cacheLimits{bytes: 1 << 20})}
+	now := time.Now()
+	type entry struct{ issuer, kid string }
+	entries := []entry{{"https://a", "k1"}, {"https://a", "k2"}, {"https://a", ""}, {"https://b", "k1"}, {"https://a", "k3"}}
+	key := func(i int) cacheKey { return cacheKey(sha256.Sum256([]byte(fmt.Sprint(i)))) }
+	for i, en := range entries {
+		k := key(i)
+		e.cache.put(&k, &verifiedToken{issuer: en.issuer, keyID: en.kid}, 100, now.Add(time.Hour), now)
+	}
+	kids := []string{"k1", ""}
+	for i := range 5000 {
+		kids = append(kids, fmt.Sprint("gone-", i))
+	}
+	before := e.forgets.Load()
+	e.ForgetKeys("https://a", kids)
+	if n := e.forgets.Load() - before; n != 1 {
+		t.Errorf("%d sweeps of the cache to forget %d keys, want 1", n, len(kids))
+	}
+	for i, en := range entries {
+		k := key(i)
+		_, cached := e.cache.get(&k, now)
+		if want := en.issuer != "https://a" || (en.kid != "k1" && en.kid != ""); cached != want {
+			t.Errorf("verification by %s key %q cached: %v, want %v", en.issuer, en.kid, cached, want)
+		}
+	}
+}

@@ -69,9 +69,7 @@ func (k *keyForgetter) forget(issuer string, kids []string) {
 	if e == nil {
 		return
 	}
-	for _, kid := range kids {
-		e.ForgetKey(issuer, kid)
-	}
+	e.ForgetKeys(issuer, kids)
 }
 
 // tokenOptions loads every issuer's keys and returns the verifier options.

@@ -42,7 +42,7 @@
 // When a refresh drops a key (or changes the key behind a kid), the Manager
 // calls Options.OnKeysRemoved after the new set is in place, so that tokens
 // verified by the removed key can be forgotten at once (serve wires it to
-// authz.Engine.ForgetKey).
+// authz.Engine.ForgetKeys).
 //
 // Why not jwkset's HTTP storage or keyfunc: they refresh on a fixed
 // interval and start their refresh goroutine in the constructor, and they

@@ -34,7 +34,7 @@ func Example() {
 		Issuer: "https://idp.example.com",
 		URL:    srv.URL,
 		OnKeysRemoved: func(issuer string, kids []string) {
-			// serve: for each kid, engine.ForgetKey(issuer, kid)
+			// serve: engine.ForgetKeys(issuer, kids)
 		},
 	})
 	if err != nil {

@@ -73,9 +73,7 @@ func (r *removals) forget(iss string, kids []string) {
 	r.mu.Lock()
 	r.got = append(r.got, kids)
 	r.mu.Unlock()
-	for _, kid := range kids {
-		r.engine.ForgetKey(iss, kid)
-	}
+	r.engine.ForgetKeys(iss, kids)
 }
 
 func (r *removals) calls() [][]string {
