@@ -952,3 +952,65 @@ func TestPersistedSetNotVouchedFor(t *testing.T) {
 		t.Errorf("a set saved in the future: status %+v, want it not loaded", st)
 	}
 }
+
+// TestRotationBesideKeysWithoutID: a set holding a key without an ID still
+// fetches a key the provider has just published under a token's kid (the
+// kid-less keys were tried instead, the token denied as bad_signature until
+// the next scheduled refresh, up to MaxRefresh later); a kid the set does
+// not hold, verified by the key without an ID, asks the provider once, not
+// at every new token (the negative cache).
+func TestRotationBesideKeysWithoutID(t *testing.T) {
+	x, b := issuer(t, idp, "x"), issuer(t, idp, "b")
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(authztest.JWKS(t, x), &set); err != nil {
+		t.Fatal(err)
+	}
+	delete(set.Keys[0], "kid")
+	noKID, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProvider(t)
+	p.setBody(noKID)
+	clk := newClock()
+	m := mustNew(t, options(p, clk, idp))
+	engine := newEngine(t, x, m)
+	start(t, m)
+	clk.idle(t)
+
+	// Tokens of x carry kid "x", which the set does not hold: the key
+	// without an ID verifies them. The first asks the provider once.
+	hits := p.hits.Load()
+	for i := range 3 {
+		if got := decide(t, engine, x.Mint(t, map[string]any{"n": i})); got != "allow" {
+			t.Fatalf("token %d of the key without an ID = %q, want allow", i, got)
+		}
+	}
+	if got := p.hits.Load() - hits; got != 1 {
+		t.Errorf("provider requests for kid x = %d, want 1 (then the negative cache)", got)
+	}
+
+	// b is published under its kid beside x without one: its first token
+	// fetches it.
+	var published struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(authztest.JWKS(t, b), &published); err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]any{"keys": append(set.Keys, published.Keys...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setBody(body)
+	clk.Advance(jwks.DefaultUnknownKIDInterval + time.Second) // the rate limit the first miss spent
+	hits = p.hits.Load()
+	if got := decide(t, engine, b.Mint(t, nil)); got != "allow" {
+		t.Fatalf("token of the newly published key b = %q, want allow", got)
+	}
+	if got := p.hits.Load() - hits; got != 1 {
+		t.Errorf("provider requests for the new kid b = %d, want 1", got)
+	}
+}

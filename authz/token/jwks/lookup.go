@@ -9,18 +9,25 @@ import (
 )
 
 // Lookup implements token.KeySet with token.StaticKeys's matching rules.
-// A kid in the current set, or kid "", is answered from memory at once. An
-// unknown kid is answered "unknown" (no keys, nil error) at once when the
-// negative cache knows it or the refresh rate limit is spent; otherwise the
-// lookup joins the refresh under way or asks Run for one, and waits for it
-// until MissTimeout after that refresh began (or until ctx is done). Errors: ErrNotReady before any
+// A kid in the current set, or kid "", is answered from memory at once. A
+// kid the set does not hold is answered with the set's keys without an ID
+// (none when it has none) at once when the negative cache knows it or the
+// refresh rate limit is spent; otherwise the lookup joins the refresh
+// under way or asks Run for one, and waits for it until MissTimeout after
+// that refresh began (or until ctx is done), then answers from the set it
+// left. A set holding keys without an ID is no exception: a key the
+// provider has just published under the token's kid is fetched, not
+// missed until the next scheduled refresh. Errors: ErrNotReady before any
 // key set is held, ErrStale past MaxStale. Safe for concurrent use.
 func (m *Manager) Lookup(ctx context.Context, kid string) ([]token.Key, error) {
 	if ks := m.set.Load(); ks != nil {
 		if err := m.notStale(); err != nil {
 			return nil, err
 		}
-		if keys := ks.lookup(kid); len(keys) > 0 || kid == "" {
+		if kid == "" {
+			return ks.keys, nil
+		}
+		if keys := ks.byID[kid]; len(keys) > 0 {
 			return keys, nil
 		}
 	}
@@ -63,7 +70,7 @@ func (m *Manager) miss(ctx context.Context, kid string) ([]token.Key, error) {
 		if now.Before(exp) {
 			m.st.NegativeHits++
 			m.mu.Unlock()
-			return nil, nil
+			return m.answer(kid, nil)
 		}
 		delete(m.negative, kid)
 	}
@@ -99,8 +106,8 @@ func (m *Manager) miss(ctx context.Context, kid string) ([]token.Key, error) {
 }
 
 // answer looks kid up after a miss. settled is the refresh that completed
-// meanwhile, nil when none did; when it succeeded and kid is still
-// unknown, kid goes into the negative cache.
+// meanwhile, nil when none did; when it succeeded and the set still holds
+// no key with that ID, kid goes into the negative cache.
 func (m *Manager) answer(kid string, settled *flight) ([]token.Key, error) {
 	ks := m.set.Load()
 	if ks == nil {
@@ -113,11 +120,10 @@ func (m *Manager) answer(kid string, settled *flight) ([]token.Key, error) {
 	if err := m.notStale(); err != nil {
 		return nil, err
 	}
-	keys := ks.lookup(kid)
-	if len(keys) == 0 && kid != "" && settled != nil && settled.err == nil {
+	if kid != "" && len(ks.byID[kid]) == 0 && settled != nil && settled.err == nil {
 		m.remember(kid)
 	}
-	return keys, nil
+	return ks.lookup(kid), nil
 }
 
 // remember puts kid in the negative cache, dropping expired entries when
