@@ -41,7 +41,8 @@ it with the input document of each decision), evaluates every recorded input
 against the candidate policies of --policies (a directory, a .rego file or a
 bundle file) or --bundle (a bundle file) as of the decision's recorded time,
 and reports how many decisions stay the same and which flip: allow to deny,
-deny to allow, or an error. A decision that failed in its policy was a deny:
+deny to allow, or an error (naming at most 1000 of them, and 1000 of those
+whose reasons changed, 16 MiB in all; the others are counted). A decision that failed in its policy was a deny:
 a candidate allowing it is a flip, one failing as well answers the same.
 Records without an input (requests refused before any policy ran, such as an
 invalid token) are skipped. Records written without their input because they
@@ -147,10 +148,47 @@ type replayReport struct {
 	DenyToAllow    int    `json:"deny_to_allow"`
 	Errors         int    `json:"errors"`
 	Flips          []flip `json:"flips"`
+	// FlipsNotListed counts the flips (and errors) counted above but left
+	// out of Flips, past maxListed or maxListedBytes.
+	FlipsNotListed int `json:"flips_not_listed"`
 	// Reasons are the decisions whose answer stayed and whose reasons
 	// changed (counted in ReasonsChanged and Same).
-	Reasons []flip  `json:"reasons_changed_decisions"`
-	Elapsed float64 `json:"elapsed_seconds"`
+	Reasons []flip `json:"reasons_changed_decisions"`
+	// ReasonsNotListed counts those left out of Reasons, as FlipsNotListed.
+	ReasonsNotListed int     `json:"reasons_changed_not_listed"`
+	Elapsed          float64 `json:"elapsed_seconds"`
+
+	listedBytes int // the bytes of the decisions listed, in both lists
+}
+
+// maxListed bounds how many decisions a report lists in Flips and in
+// Reasons each, and maxListedBytes the bytes of the decisions listed in
+// both (IDs, reasons, errors). A log is read from outside: a report that
+// kept every decision that flipped held as much memory as the log was
+// large (millions of records, each up to a line of maxLogLine). Past
+// either bound a decision is counted (the counts, and the exit status,
+// stay exact) but not listed.
+const (
+	maxListed      = 1000
+	maxListedBytes = 16 << 20
+)
+
+// list appends f to *to, the report's list of flips or of reasons changed,
+// unless a bound is reached: then it counts f in *notListed.
+func (r *replayReport) list(to *[]flip, notListed *int, f flip) {
+	n := len(f.DecisionID) + len(f.Error)
+	for _, s := range f.Was.Reasons {
+		n += len(s) + 16
+	}
+	for _, s := range f.Now.Reasons {
+		n += len(s) + 16
+	}
+	if len(*to) >= maxListed || r.listedBytes+n > maxListedBytes {
+		*notListed++
+		return
+	}
+	r.listedBytes += n
+	*to = append(*to, f)
 }
 
 // flip is one decision whose answer changed, or errs under the candidate.
@@ -223,17 +261,17 @@ func replayLog(cmd *cobra.Command, engine *authz.Engine, log io.Reader) (*replay
 			r.Same++ // it failed then too: a deny both times
 		case err != nil:
 			r.Errors++
-			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now, Error: err.Error()})
+			r.list(&r.Flips, &r.FlipsNotListed, flip{DecisionID: rec.DecisionID, Was: was, Now: now, Error: err.Error()})
 		case was.Allow && !now.Allow:
 			r.AllowToDeny++
-			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
+			r.list(&r.Flips, &r.FlipsNotListed, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
 		case !was.Allow && now.Allow:
 			r.DenyToAllow++
-			r.Flips = append(r.Flips, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
+			r.list(&r.Flips, &r.FlipsNotListed, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
 		case !slices.Equal(was.Reasons, now.Reasons):
 			r.ReasonsChanged++
 			r.Same++
-			r.Reasons = append(r.Reasons, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
+			r.list(&r.Reasons, &r.ReasonsNotListed, flip{DecisionID: rec.DecisionID, Was: was, Now: now})
 		default:
 			r.Same++
 		}
@@ -267,10 +305,16 @@ func (r *replayReport) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %s: allow=%v %s → allow=%v %s\n", printable.String(f.DecisionID), f.Was.Allow, quoted(f.Was.Reasons), f.Now.Allow, quoted(f.Now.Reasons))
 	}
-	if len(r.Reasons) > 0 {
+	if r.FlipsNotListed > 0 {
+		fmt.Fprintf(w, "  and %d more flips, not listed\n", r.FlipsNotListed)
+	}
+	if len(r.Reasons) > 0 || r.ReasonsNotListed > 0 {
 		fmt.Fprintln(w, "the same answer, with other reasons:")
 		for _, f := range r.Reasons {
 			fmt.Fprintf(w, "  %s: allow=%v %s → %s\n", printable.String(f.DecisionID), f.Was.Allow, quoted(f.Was.Reasons), quoted(f.Now.Reasons))
+		}
+		if r.ReasonsNotListed > 0 {
+			fmt.Fprintf(w, "  and %d more, not listed\n", r.ReasonsNotListed)
 		}
 	}
 }

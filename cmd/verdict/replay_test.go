@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -380,5 +381,50 @@ func TestReplayCountsTruncated(t *testing.T) {
 	authztest.WriteFile(t, log, string(truncated)+"\n")
 	if code, _, stderr := verdict(t, "replay", "--log", log, "--policies", "../../policies", "--allow-truncated"); code != 2 || !strings.Contains(stderr, "nothing was replayed") {
 		t.Errorf("only a truncated record, allowed: exit %d, %q; want 2, nothing replayed", code, stderr)
+	}
+}
+
+// TestReplayListsBoundedFlips: a log is read from outside, and a report
+// kept every decision that flipped, reasons and all: a log of many flips,
+// or of flips with reasons of megabytes, held as much memory as it was
+// large. The report lists at most maxListed decisions and maxListedBytes
+// of them, and counts the rest (the counts and the exit status exact).
+func TestReplayListsBoundedFlips(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "p.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow := true\n")
+	record := func(id, reason string) string {
+		b, _ := json.Marshal(map[string]any{"decision_id": id, "time": "2026-01-01T00:00:00Z", "allow": false,
+			"reasons": []string{reason}, "input": map[string]any{"action": map[string]any{"name": "x"}}})
+		return string(b) + "\n"
+	}
+	for _, tc := range []struct {
+		name       string
+		n          int
+		reason     string
+		wantListed func(int) bool
+	}{
+		{name: "many", n: maxListed + 50, reason: "no", wantListed: func(n int) bool { return n == maxListed }},
+		{name: "large", n: 24, reason: strings.Repeat("r", 1<<20), wantListed: func(n int) bool { return n > 0 && n <= maxListedBytes>>20 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			for i := range tc.n {
+				b.WriteString(record(strconv.Itoa(i), tc.reason))
+			}
+			log := filepath.Join(t.TempDir(), "decisions.jsonl")
+			authztest.WriteFile(t, log, b.String())
+			code, out, stderr := verdict(t, "replay", "--log", log, "--policies", policy, "--json")
+			var r replayReport
+			if err := json.Unmarshal([]byte(out), &r); err != nil || code != 1 {
+				t.Fatalf("exit %d (%v)\n%s", code, err, stderr)
+			}
+			if r.DenyToAllow != tc.n || !tc.wantListed(len(r.Flips)) || len(r.Flips)+r.FlipsNotListed != tc.n {
+				t.Fatalf("%d deny→allow, %d listed, %d not listed; want %d counted, the listed bounded", r.DenyToAllow, len(r.Flips), r.FlipsNotListed, tc.n)
+			}
+			if _, out, _ := verdict(t, "replay", "--log", log, "--policies", policy); !strings.Contains(out, "and "+strconv.Itoa(r.FlipsNotListed)+" more flips, not listed") {
+				t.Errorf("the text report does not count the flips not listed:\n%.500s", out)
+			}
+		})
 	}
 }
