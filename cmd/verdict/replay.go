@@ -18,8 +18,11 @@ import (
 )
 
 // maxLogLine bounds one decision-log line read by replay: the largest
-// record a decision log writes.
-const maxLogLine = decisionlog.LargestRecordBytes
+// record a decision log writes with its input, and its line end ("\n", or
+// "\r\n" from a tool that rewrote the log). bufio.Scanner counts the line
+// end against its bound: without it, a record of exactly
+// decisionlog.LargestRecordBytes stopped the whole replay.
+const maxLogLine = decisionlog.LargestRecordBytes + len("\r\n")
 
 func newReplayCommand() *cobra.Command {
 	var (

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/verdict-pdp/verdict/authz"
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/authz/devtoken"
@@ -426,5 +428,38 @@ func TestReplayListsBoundedFlips(t *testing.T) {
 				t.Errorf("the text report does not count the flips not listed:\n%.500s", out)
 			}
 		})
+	}
+}
+
+// TestReplayReadsTheLargestRecord: a record of exactly
+// decisionlog.LargestRecordBytes, which a decision log with
+// max_record_bytes at its largest writes with its input (only a larger one
+// loses it), is replayed; the scanner counted its line end against the
+// bound and refused the whole log ("token too long"), so a client sizing
+// one request could stop every replay of the log.
+func TestReplayReadsTheLargestRecord(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "p.rego")
+	authztest.WriteFile(t, policy, "package authz\n\nallow := true\n")
+	rec := func(pad int) []byte {
+		in, err := ast.InterfaceToValue(map[string]any{"action": map[string]any{"name": "x"}, "resource": map[string]any{"pad": strings.Repeat("p", pad)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := decisionlog.Record{DecisionID: "big", Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Allow: true, Input: in}
+		return decisionlog.AppendRecord(nil, &r)
+	}
+	b := rec(decisionlog.LargestRecordBytes - len(rec(0)))
+	if len(b) != decisionlog.LargestRecordBytes {
+		t.Fatalf("record of %d bytes, want %d", len(b), decisionlog.LargestRecordBytes)
+	}
+	for _, end := range []string{"\n", "\r\n"} {
+		log := filepath.Join(t.TempDir(), "decisions.jsonl")
+		authztest.WriteFile(t, log, string(b)+end+string(b)+end)
+		code, out, stderr := verdict(t, "replay", "--log", log, "--policies", policy, "--json")
+		var r replayReport
+		if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.Same != 2 {
+			t.Errorf("line end %q: exit %d, report %+v (%v); want both records replayed, the same\n%.300s", end, code, r, err, stderr)
+		}
 	}
 }
