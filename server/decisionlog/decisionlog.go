@@ -168,6 +168,9 @@ type Options struct {
 	// MaxRecordBytes bounds one record; a record whose input would take it
 	// over is written without its input ("input_truncated": true) and
 	// counted in Truncated. 0 means 64 KiB; at most LargestRecordBytes.
+	// With Upload, a record that would not fit in a batch of its own
+	// (Upload.MaxBatchBytes, the array's two brackets included) is
+	// written without its input too.
 	MaxRecordBytes int
 	// MaxRecordsPerSecond bounds how fast records are taken, with bursts
 	// of up to one second's worth; records over it are dropped
@@ -248,6 +251,11 @@ func New(opts Options) (*Logger, error) {
 		if l.up, err = newUploader(uo, l.log, l.drop); err != nil {
 			return nil, err
 		}
+		// A record that keeps its input fits in a batch: MaxBatchBytes may
+		// be as small as MaxRecordBytes, and a batch of one is the record
+		// in brackets. One that would not loses its input, as one over
+		// MaxRecordBytes does, instead of never reaching the collector.
+		l.maxBytes = min(l.maxBytes, uo.MaxBatchBytes-batchFraming)
 	}
 	if l.flushBy == nil {
 		l.flushBy = func() time.Time { return time.Now().Add(DefaultFlushTimeout) }

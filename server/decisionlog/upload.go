@@ -75,7 +75,7 @@ func newUploader(o UploadOptions, log *slog.Logger, drop func(DropReason, int)) 
 // too large for any batch, or the buffer full. It never blocks.
 func (u *uploader) offer(rec []byte) {
 	cost := len(rec) + 1
-	if cost+1 > u.opts.MaxBatchBytes {
+	if len(rec)+batchFraming > u.opts.MaxBatchBytes {
 		u.drop(DropTooLarge, 1)
 		return
 	}
@@ -102,6 +102,10 @@ func (u *uploader) offer(rec []byte) {
 		}
 	}
 }
+
+// batchFraming is what a batch of one record adds to it: the JSON array's
+// brackets. A record longer than MaxBatchBytes less this fits in no batch.
+const batchFraming = len("[]")
 
 // fullLocked reports whether the buffer holds at least a full batch.
 func (u *uploader) fullLocked() bool {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/server/decisionlog"
@@ -680,5 +681,57 @@ func TestUploadOptions(t *testing.T) {
 				t.Errorf("New = %v, want ErrOptions containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestUploadEveryRecordWithinTheCap: with max_batch_bytes equal to
+// max_record_bytes, as the option's own error asks for at the least, a
+// record of the cap's size, or a byte or two under it, kept its input and
+// then did not fit a batch (a batch is a JSON array: the record and two
+// brackets), so it never reached the collector (too_large): a client
+// sizing its request kept its decision out of the collector's log. Every
+// record within the cap now reaches the collector, whole or without its
+// input, as the file gets it.
+func TestUploadEveryRecordWithinTheCap(t *testing.T) {
+	const capBytes = 2048
+	base := records()[0]
+	base.DecisionID = "size0000"
+	withPad := func(n int) decisionlog.Record {
+		r := base
+		r.Input = ast.MustInterfaceToValue(map[string]any{"resource": map[string]any{"pad": strings.Repeat("p", n)}})
+		return r
+	}
+	var rs []decisionlog.Record
+	for _, size := range []int{capBytes - 3, capBytes - 2, capBytes - 1, capBytes} {
+		r := withPad(size - len(decisionlog.AppendRecord(nil, new(withPad(0)))))
+		r.DecisionID = fmt.Sprintf("size%04d", size)
+		if n := len(decisionlog.AppendRecord(nil, &r)); n != size {
+			t.Fatalf("record of %d bytes, want %d", n, size)
+		}
+		rs = append(rs, r)
+	}
+	c := newCollector(t, nil)
+	var file authztest.SyncBuffer
+	l := newLogger(t, decisionlog.Options{Writer: &file, MaxRecordBytes: capBytes,
+		Upload: &decisionlog.UploadOptions{URL: c.URL, MaxBatchBytes: capBytes}})
+	logAll(t, l, rs)
+	if err := authztest.Start(t, l.Run)(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(idsOf(rs), c.ids()); diff != "" {
+		t.Errorf("delivered (-want +got):\n%s", diff)
+	}
+	if got := l.DroppedFor(decisionlog.DropTooLarge); got != 0 {
+		t.Errorf("too_large = %d, want 0", got)
+	}
+	batches, _ := c.snapshot()
+	var lines []string
+	for _, b := range batches {
+		for _, rec := range b {
+			lines = append(lines, string(rec)+"\n")
+		}
+	}
+	if got := strings.Join(lines, ""); got != file.String() {
+		t.Errorf("the collector's records are not the file's:\n%.300s\nfile:\n%.300s", got, file.String())
 	}
 }

@@ -49,7 +49,9 @@ type UploadOptions struct {
 	// of the JSON array before compression; 0 means 1000 and 1 MiB. A
 	// record that does not fit in a batch on its own is dropped
 	// (DropTooLarge). MaxBatchBytes must be at least Options.MaxRecordBytes
-	// (with its default), so that every record within that cap fits.
+	// (with its default); a record within that cap that would not fit
+	// in a batch of its own (the array's brackets included) is sent, and
+	// written, without its input, as one over the cap is.
 	MaxBatchRecords int
 	MaxBatchBytes   int
 	// MaxBufferRecords and MaxBufferBytes bound what waits for the
