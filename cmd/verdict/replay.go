@@ -45,8 +45,9 @@ against the candidate policies of --policies (a directory, a .rego file or a
 bundle file) or --bundle (a bundle file) as of the decision's recorded time,
 and reports how many decisions stay the same and which flip: allow to deny,
 deny to allow, or an error (naming at most 1000 of them, and 1000 of those
-whose reasons changed, 16 MiB in all; the others are counted). A decision that failed in its policy was a deny:
-a candidate allowing it is a flip, one failing as well answers the same.
+whose reasons changed, 16 MiB in all; the others are counted). A decision
+that failed in its policy was a deny: a candidate allowing it is a flip, one
+failing as well answers the same.
 Records without an input (requests refused before any policy ran, such as an
 invalid token) are skipped. Records written without their input because they
 were over decision_log.max_record_bytes ("input_truncated": true) are counted
