@@ -57,16 +57,19 @@ func (s *Server) decideWith(ctx context.Context, dec decider, a api, req *authz.
 }
 
 // vetAllow asks vet about an allow d, and turns d into the deny of the
-// refusal vet returns, if any: the decision keeps its ID, revision, input
-// and duration, and is recorded as that refusal. It returns the decision's
-// error.
+// refusal vet returns, if any: the decision keeps its ID, revision and
+// duration, and is recorded as that refusal, without its input, as every
+// refusal of the front is. The refusal rests on what the input does not
+// hold (the request's headers): with it, the shadow and verdict replay
+// would compare the policy's allow with the front's deny, a flip any
+// client could add at will. It returns the decision's error.
 func vetAllow(d *authz.Decision, err error, vet func(authz.Decision) error) error {
 	if vet == nil || err != nil || !d.Allow {
 		return err
 	}
 	if err = vet(*d); err != nil {
 		deny := authz.Deny(err)
-		d.Allow, d.Reasons, d.Headers = false, deny.Reasons, nil
+		d.Allow, d.Reasons, d.Headers, d.Input = false, deny.Reasons, nil, nil
 	}
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/verdict-pdp/verdict/authz"
+	"github.com/verdict-pdp/verdict/authz/authztest"
 	"github.com/verdict-pdp/verdict/bundles"
 	"github.com/verdict-pdp/verdict/policies"
 )
@@ -404,5 +405,45 @@ func TestShadowSkipsInterrupted(t *testing.T) {
 	if w.Code == http.StatusOK || total != 1 || sh.Count(ShadowSkipped) != 1 || len(f.log.records()) != 1 {
 		t.Errorf("answer %d, %d counted (%d skipped), %d records; want a cut-short decision counted skipped only, one record",
 			w.Code, total, sh.Count(ShadowSkipped), len(f.log.records()))
+	}
+}
+
+// TestShadowNotOfferedRefusedAfterThePolicy: /v1/check refuses a request the
+// policy allowed when it carries another spelling of a header the policy
+// sets (X_User_Id beside x-user-id). That refusal is the front's, on
+// request headers the candidate never sees: with its input, it went to the
+// shadow and counted as deny_to_allow against the very same policy (and
+// verdict replay reported it as a flip), as often as any client liked. It
+// is recorded without its input, as every refusal of the front is, and not
+// offered.
+func TestShadowNotOfferedRefusedAfterThePolicy(t *testing.T) {
+	policy := authztest.Policy(t, "", "package authz\n\nallow := true\n\nheaders := {\"x-user-id\": \"alice\"}\n")
+	cand, err := authz.New(authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cand.Load(t.Context(), policy); err != nil {
+		t.Fatal(err)
+	}
+	f, sh := shadowFixture(t, cand, ShadowOptions{})
+	if err := f.engine.Load(t.Context(), policy); err != nil {
+		t.Fatal(err)
+	}
+	stop := runShadow(t, sh)
+	w := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Verdict-Action": {"a:b"}, "X_user_id": {"root"}}, "")
+	ok := f.do(t, http.MethodGet, "/v1/check", "", http.Header{"X-Verdict-Action": {"a:b"}}, "")
+	stop()
+	recs := f.log.records()
+	if w.Code != http.StatusBadRequest || ok.Code != http.StatusOK || len(recs) != 2 {
+		t.Fatalf("answers %d, %d and %d records; want a 400, a 200, two records", w.Code, ok.Code, len(recs))
+	}
+	if sh.Count(ShadowDenyToAllow) != 0 || sh.Count(ShadowSame) != 1 {
+		t.Errorf("%d deny_to_allow, %d same; want only the allowed request compared, the same",
+			sh.Count(ShadowDenyToAllow), sh.Count(ShadowSame))
+	}
+	for _, r := range recs {
+		if !r.Allow && r.Input != nil {
+			t.Errorf("the refusal was recorded with its input %v", r.Input)
+		}
 	}
 }
