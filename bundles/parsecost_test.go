@@ -117,10 +117,7 @@ func TestDataParseBombRefusedBeforeParsing(t *testing.T) {
 		}
 		replayed := signedTarball(t, key, legit, files)
 		unsigned := writeTar(t, files)
-		fsys := fstest.MapFS{}
-		for name, data := range files {
-			fsys[name] = &fstest.MapFile{Data: data}
-		}
+		fsys := bundletest.MapFS(files)
 		reads := []struct {
 			name string
 			read func() error
@@ -304,10 +301,7 @@ func TestRealisticDataLoads(t *testing.T) {
 		t.Logf("%s: %d bytes, estimated to take %d bytes to parse (%.0f%% of the default limit)", name, len(data),
 			bundles.ParseCost(name, data), 100*float64(bundles.ParseCost(name, data))/bundles.DefaultMaxUnpackedBytes)
 	}
-	fsys := fstest.MapFS{}
-	for name, data := range files {
-		fsys[name] = &fstest.MapFile{Data: data}
-	}
+	fsys := bundletest.MapFS(files)
 	signed := signedTarball(t, key, files, files)
 	reads := []struct {
 		name string
@@ -482,10 +476,7 @@ func TestManifestCostRefusedBeforeParsing(t *testing.T) {
 		}
 		files[tc.file] = tc.data
 		unsigned := writeTar(t, files)
-		fsys := fstest.MapFS{}
-		for name, data := range files {
-			fsys[name] = &fstest.MapFile{Data: data}
-		}
+		fsys := bundletest.MapFS(files)
 		reads := []struct {
 			name string
 			read func() error

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -199,6 +200,15 @@ func Tarball(t testing.TB, modules map[string]string, data map[string]any, revis
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// MapFS is a file system holding files, by path.
+func MapFS(files map[string][]byte) fstest.MapFS {
+	fsys := make(fstest.MapFS, len(files))
+	for name, data := range files {
+		fsys[name] = &fstest.MapFile{Data: data}
+	}
+	return fsys
 }
 
 // NegativeLimits are bundles.Limits with one field negative each, every
