@@ -44,6 +44,8 @@ var (
 	// ErrPersist is wrapped when the persisted bundle cannot be read or
 	// written.
 	ErrPersist = errors.New("remote: persisted bundle")
+	// ErrRunning is returned by Run when the Poller is already running.
+	ErrRunning = errors.New("remote: already running")
 )
 
 const (
@@ -125,8 +127,9 @@ type Options struct {
 }
 
 // Poller is a Source that polls a bundle URL. It is safe for concurrent
-// use: Status, Ready and Initialized may be called while Run runs. Run must
-// be called at most once at a time.
+// use: Status, Ready and Initialized may be called while Run runs. Run
+// runs at most once at a time: a second Run while one runs returns
+// ErrRunning.
 type Poller struct {
 	opts      Options
 	origin    string
@@ -144,6 +147,7 @@ type Poller struct {
 	confirmErr string // the last failure to persist a confirmation
 
 	mu       sync.Mutex
+	running  bool      // Run is running
 	etag     string    // ETag of the bundle the sink holds
 	lastPoll time.Time // last successful poll
 }
@@ -217,8 +221,21 @@ func (p *Poller) Initialized() <-chan struct{} { return p.rec.Initialized() }
 // compile) is polled for again at the interval, as for a success, so that
 // the fix of a bad publish is served one poll after it. With MaxAge, the
 // policy turning stale, and fresh again, is logged. Run returns nil when
-// ctx is done.
+// ctx is done, or ErrRunning at once when the Poller is already running
+// (two Runs would share the ETag and the persisted files' bookkeeping).
 func (p *Poller) Run(ctx context.Context, sink bundles.Sink) error {
+	p.mu.Lock()
+	if p.running {
+		p.mu.Unlock()
+		return ErrRunning
+	}
+	p.running = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.running = false
+		p.mu.Unlock()
+	}()
 	if p.ownClient {
 		defer p.client.CloseIdleConnections()
 	}

@@ -522,6 +522,46 @@ func TestPollerManyReloadsRace(t *testing.T) {
 	}
 }
 
+// TestPollerRunTwice: a second Run while one runs is refused with
+// ErrRunning, without polling or touching the sink or the persisted
+// files (two Runs shared the ETag and the persisted bundle's bookkeeping,
+// unsynchronised); once the first has returned, Run may run again.
+func TestPollerRunTwice(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(0), nil, "", nil))
+	p, st, sink := startPoller(t, remote.Options{URL: srv.URL, PersistDir: t.TempDir()}, 10)
+	st.polled(t)
+	sink.Next(t, wait)
+	second := bundletest.NewSink(10)
+	// Cancelled, so that a second Run let through returns at once.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := p.Run(ctx, second); !errors.Is(err, remote.ErrRunning) {
+		t.Fatalf("second Run = %v, want ErrRunning", err)
+	}
+	if got := srv.gotReqs.Load(); got != 1 {
+		t.Errorf("server got %d requests, want 1 (the second Run polled)", got)
+	}
+	if second.Calls() != 0 {
+		t.Errorf("the second Run's sink was called %d times", second.Calls())
+	}
+}
+
+// TestPollerRunAgainAfterReturn: a Run that has returned does not block
+// the next one.
+func TestPollerRunAgainAfterReturn(t *testing.T) {
+	srv := newServer(t, bundletest.Tarball(t, policy(0), nil, "", nil))
+	p, err := remote.New(remote.Options{URL: srv.URL, After: newStepper().After})
+	bundletest.Must(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := p.Run(ctx, bundletest.NewSink(1)); err != nil {
+		t.Fatalf("Run on a cancelled context = %v, want nil", err)
+	}
+	if err := p.Run(ctx, bundletest.NewSink(1)); err != nil {
+		t.Errorf("Run after the first returned = %v, want nil", err)
+	}
+}
+
 func TestNewOptions(t *testing.T) {
 	bad := []remote.Options{
 		{},
