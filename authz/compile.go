@@ -157,6 +157,10 @@ type compileSettings struct {
 // tests are then compiled beside it, for their own problems. It never
 // touches the engine.
 func compileModules(s *bundles.Snapshot, entry string, set compileSettings) (*ast.Compiler, ast.Body, error) {
+	if tooDeep(s.Data, maxDataDepth) {
+		return nil, nil, &CompileError{Revision: s.Revision, Problems: []bundles.Problem{{Code: "verdict_compile_error",
+			Message: fmt.Sprintf("data nested deeper than %d levels (a map or slice that holds itself?)", maxDataDepth)}}}
+	}
 	includeTests, noNetwork := set.includeTests, set.noNetwork
 	query := ast.MustParseBody("data." + entryPackage + ".decision")
 	modules, err := entryModules(s, entry, false)

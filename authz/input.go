@@ -215,6 +215,13 @@ func freeFormTerm(what string, m map[string]any) (*ast.Term, error) {
 // overflows, which no recover catches and which ends the process.
 const maxValueDepth = 1000
 
+// maxDataDepth bounds the nesting of a snapshot's Data, for the same
+// reason: a data document that holds itself (built in Go by an embedding
+// program; no data file can) would overflow the stack when the snapshot is
+// compiled. It is twice the JSON decoder's own bound (10000), so that
+// every data file that parses loads, however deep the directory it is in.
+const maxDataDepth = 20000
+
 // toValue is ast.InterfaceToValue, with a panic of its (on a typed nil
 // pointer) returned as an error, a value nested deeper than maxValueDepth
 // (a cyclic map or slice) refused before conversion, and a number JSON

@@ -171,6 +171,53 @@ func TestRequestValuesCyclic(t *testing.T) {
 	}
 }
 
+// TestSnapshotDataCyclic: a snapshot whose Data holds itself (built in Go
+// by an embedding program) is refused by Load, Compile and RunTests as a
+// CompileError, and the serving snapshot keeps serving; it overflowed the
+// stack when compiled, a fatal error no recover catches, which ended the
+// process. Data nested as deep as a data file can be still loads.
+func TestSnapshotDataCyclic(t *testing.T) {
+	const rego = "package authz\n\nallow if data.authz_data.ok\n"
+	selfMap := map[string]any{"ok": true}
+	selfMap["again"] = selfMap
+	selfSlice := []any{1, nil}
+	selfSlice[1] = selfSlice
+	selfObject := ast.NewObject()
+	selfObject.Insert(ast.StringTerm("self"), ast.NewTerm(selfObject))
+	deep := map[string]any{"ok": true}
+	for range 5000 { // 10000 levels, the JSON decoder's bound
+		deep = map[string]any{"ok": true, "in": []any{deep}}
+	}
+	snap := func(data map[string]any) *bundles.Snapshot {
+		s := authztest.Policy(t, "data", rego)
+		s.Data = map[string]any{"authz_data": data}
+		return s
+	}
+	e := newEngine(t, authz.Options{}, snap(map[string]any{"ok": true}))
+	for name, data := range map[string]map[string]any{
+		"cyclic map":        selfMap,
+		"cyclic slice":      {"ok": true, "s": selfSlice},
+		"cyclic AST object": {"ok": true, "o": selfObject},
+	} {
+		var ce *authz.CompileError
+		if err := e.Load(t.Context(), snap(data)); !errors.As(err, &ce) {
+			t.Errorf("%s: Load = %v, want a CompileError", name, err)
+		}
+		if _, err := authz.Compile(snap(data), authz.CompileOptions{}); !errors.As(err, &ce) {
+			t.Errorf("%s: Compile = %v, want a CompileError", name, err)
+		}
+		if _, err := authz.RunTests(t.Context(), snap(data), authz.TestOptions{}); !errors.As(err, &ce) {
+			t.Errorf("%s: RunTests = %v, want a CompileError", name, err)
+		}
+	}
+	if d, err := e.Decide(t.Context(), authz.Request{Action: authz.Action{Name: "read"}}); !d.Allow || d.Revision != "data" {
+		t.Errorf("after the refusals: %+v, %v; want the first snapshot's allow", d, err)
+	}
+	if err := e.Load(t.Context(), snap(deep)); err != nil {
+		t.Errorf("data nested 10000 levels: Load = %v, want it loaded", err)
+	}
+}
+
 // maxDepthUnder is a nesting the engine converts: the bound is 1000 levels.
 const maxDepthUnder = 990
 
