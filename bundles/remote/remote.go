@@ -79,7 +79,7 @@ type Options struct {
 	// Interval is the time between polls; 0 means 30 s.
 	Interval time.Duration
 	// Jitter spreads each wait by up to ±Jitter of its length; 0 means 0.1,
-	// a negative value disables it.
+	// a negative value disables it. It must be below 1 (not NaN).
 	Jitter float64
 	// MinBackoff is the wait after the first failure, doubled for every
 	// further failure in a row up to MaxBackoff; 0 means 1 s.
@@ -162,8 +162,8 @@ func New(opts Options) (*Poller, error) {
 	}
 	if opts.Interval < 0 || opts.MinBackoff < 0 || opts.MaxBackoff < 0 || opts.Timeout < 0 ||
 		opts.MaxBytes < 0 || opts.MaxFileBytes < 0 || opts.MaxUnpackedBytes < 0 || opts.MaxFiles < 0 ||
-		opts.MaxAge < 0 || opts.Jitter >= 1 {
-		return nil, fmt.Errorf("%w: negative duration or size, or jitter ≥ 1", ErrOptions)
+		opts.MaxAge < 0 || !(opts.Jitter < 1) { // NaN too: every wait would be the longest there is
+		return nil, fmt.Errorf("%w: negative duration or size, or jitter not below 1", ErrOptions)
 	}
 	verify, err := opts.Verify.Current()
 	if err == nil {

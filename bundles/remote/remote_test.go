@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -569,6 +570,11 @@ func TestNewOptions(t *testing.T) {
 		{URL: "/relative"},
 		{URL: "http://x", Interval: -1},
 		{URL: "http://x", Verify: bundletest.VerifyWith([]byte("not pem"))},
+		{URL: "http://x", Jitter: 1},
+		{URL: "http://x", Jitter: math.Inf(1)},
+		// NaN made every wait the longest duration there is: the Poller
+		// polled once and never again, serving that bundle for good.
+		{URL: "http://x", Jitter: math.NaN()},
 	}
 	for _, l := range bundletest.NegativeLimits() {
 		bad = append(bad, remote.Options{URL: "http://x", Limits: l})
