@@ -48,12 +48,18 @@ func (e Exponential) Delay(n int) time.Duration {
 // Spread returns d scaled by a uniformly random factor in
 // [1-below, 1+above]: Spread(d, j, j) jitters both ways, Spread(d, j, 0)
 // only shortens (for a wait that must not run past a deadline, such as a
-// cache lifetime). Fractions at or below 0 leave that side alone. A
+// cache lifetime). Fractions at or below 0, or NaN, leave that side
+// alone (a NaN scaled every wait to the longest Duration). A
 // result past what a Duration holds is the longest Duration, never a
 // wrapped negative one (a server's Retry-After may ask for centuries). It
 // is safe for concurrent use.
 func Spread(d time.Duration, below, above float64) time.Duration {
-	below, above = max(below, 0), max(above, 0)
+	if !(below > 0) { // NaN too
+		below = 0
+	}
+	if !(above > 0) {
+		above = 0
+	}
 	if below == 0 && above == 0 {
 		return d
 	}

@@ -68,6 +68,10 @@ func TestSpread(t *testing.T) {
 		{name: "lengthen only", above: 0.5, lo: d, hi: 15 * time.Minute},
 		{name: "none", wantUnchanged: true},
 		{name: "negative is none", below: -1, above: -1, wantUnchanged: true},
+		// A NaN made every wait the longest Duration: a poller or uploader
+		// given one never tried again.
+		{name: "NaN is none", below: math.NaN(), above: math.NaN(), wantUnchanged: true},
+		{name: "NaN below, shorten none", below: math.NaN(), above: 0.5, lo: d, hi: 15 * time.Minute},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
