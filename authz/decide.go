@@ -107,6 +107,11 @@ type Decision struct {
 // clock, the request's context or a nondeterministic builtin is evaluated
 // every time, as is a request asking for an explanation.
 //
+// A request whose context has ended (cancelled, or past its deadline)
+// before it is answered is never allowed: an allow, from the cache as
+// much as from an evaluation, is then an ErrPolicy refusal with
+// InterruptedDetail, as an evaluation cut short is.
+//
 // An Engine not built with New (the zero Engine, or a nil *Engine) has no
 // policy: its decisions are ErrNotReady refusals, as an Engine's are
 // before its first Load.
@@ -126,6 +131,12 @@ func (e *Engine) decideOn(ctx context.Context, cp *compiled, req *Request) (Deci
 	start := e.now()
 	d := Decision{ID: rand.Text()}
 	err := e.decide(ctx, cp, req, start, &d)
+	if err == nil && d.Allow && ctx.Err() != nil {
+		// The caller's context ended before the answer: never an allow,
+		// also when the decision cache held one (an evaluation under that
+		// context is refused as cut short).
+		err = &Refusal{Category: ErrPolicy, Detail: InterruptedDetail, Cause: ctx.Err()}
+	}
 	if err != nil {
 		d.Allow = false
 		d.Headers = nil

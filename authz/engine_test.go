@@ -342,6 +342,49 @@ func TestCallerCancellationIsFinal(t *testing.T) {
 	}
 }
 
+// TestEndedContextNeverAllows: a request whose context was cancelled, or
+// whose deadline has passed, is not allowed, by Decide or a Pinned, also
+// when the decision cache holds the allow: that hit answered true while a
+// miss was refused as cut short, so the answer to a dead context hung on
+// what the cache held. A deny from the cache stays the policy's deny.
+func TestEndedContextNeverAllows(t *testing.T) {
+	const rego = "package authz\n\nallow if input.action.name == \"read\"\n\nreasons contains \"not read\" if not allow\n"
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	past, cancelPast := context.WithDeadline(t.Context(), time.Now().Add(-time.Hour))
+	defer cancelPast()
+	for _, ev := range []authz.Evaluator{authz.EvaluatorCompiled, authz.EvaluatorTopdown} {
+		e := newEngine(t, authz.Options{Evaluator: ev}, authztest.Policy(t, "r", rego))
+		read := authz.Request{Action: authz.Action{Name: "read"}}
+		write := authz.Request{Action: authz.Action{Name: "write"}}
+		for range 2 { // the second use puts each in the main cache
+			if d, err := e.Decide(t.Context(), read); !d.Allow || err != nil {
+				t.Fatalf("%s: live read = %+v, %v; want allowed", ev, d, err)
+			}
+			if d, _ := e.Decide(t.Context(), write); d.Allow {
+				t.Fatalf("%s: live write allowed", ev)
+			}
+		}
+		for name, ctx := range map[string]context.Context{"cancelled": cancelled, "past deadline": past} {
+			for how, decide := range map[string]func(context.Context, authz.Request) (authz.Decision, error){
+				"Decide": e.Decide, "Pinned": e.Pin().Decide,
+			} {
+				d, err := decide(ctx, read)
+				if d.Allow || !errors.Is(err, authz.ErrPolicy) || !errors.Is(err, ctx.Err()) ||
+					len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0], authz.InterruptedDetail) {
+					t.Errorf("%s, %s, %s: read = %+v, %v; want a cut-short refusal", ev, name, how, d, err)
+				}
+				if d, err := decide(ctx, write); d.Allow || err != nil || len(d.Reasons) != 1 || d.Reasons[0] != "not read" {
+					t.Errorf("%s, %s, %s: write = %+v, %v; want the policy's deny", ev, name, how, d, err)
+				}
+			}
+		}
+		if st := e.Status().Caches.Decision; st.Hits == 0 {
+			t.Errorf("%s: no decision cache hits: the test did not reach the cache", ev)
+		}
+	}
+}
+
 // TestNoAnswerAfterTimeout: a built-in function that does not watch
 // cancellation (graph.reachable_paths over a graph the request supplies,
 // whose paths double with each layer) runs past limits.eval_timeout. The
