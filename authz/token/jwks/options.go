@@ -77,7 +77,8 @@ type Options struct {
 	// which is otherwise the provider's Cache-Control max-age (minus Age)
 	// or Expires; without either, MaxRefresh. 0 means 1 min and 1 h.
 	// After a failed refresh the retry waits 1 s, doubling, up to
-	// MinRefresh.
+	// MinRefresh, each wait shortened by up to 10 % (as scheduled ones
+	// are), so that replicas failing together do not retry in step.
 	MinRefresh, MaxRefresh time.Duration
 	// UnknownKIDInterval and UnknownKIDBurst limit refreshes triggered by
 	// an unknown kid: a token bucket of UnknownKIDBurst refreshes refilled

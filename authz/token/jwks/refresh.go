@@ -48,7 +48,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			failures++
-			next = m.retry.Delay(failures)
+			// Shortened by up to the jitter too: replicas that failed
+			// together (the provider down) come back apart.
+			next = backoff.Spread(m.retry.Delay(failures), m.jitter, 0)
 		} else {
 			failures = 0
 		}
