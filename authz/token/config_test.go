@@ -77,7 +77,9 @@ func TestNewVerifierConfig(t *testing.T) {
 		{name: "one key of two fits", opts: token.Options{Issuers: with(func(c *token.Issuer) {
 			c.Algorithms, c.Keys = []string{"RS256"}, token.StaticKeys{{ID: "e", Public: esKey}, {ID: "r", Public: rsKey}}
 		})}},
-		{name: "negative leeway", opts: token.Options{Issuers: with(func(*token.Issuer) {}), Leeway: -time.Second}, want: []string{"leeway -1s is negative"}},
+		{name: "negative leeway", opts: token.Options{Issuers: with(func(*token.Issuer) {}), Leeway: -time.Second}, want: []string{"leeway -1s is not between 0 and 5m0s"}},
+		{name: "leeway over MaxLeeway", opts: token.Options{Issuers: with(func(*token.Issuer) {}), Leeway: token.MaxLeeway + time.Second},
+			want: []string{"leeway 5m1s is not between 0 and 5m0s"}},
 		{name: "negative max bytes", opts: token.Options{Issuers: with(func(*token.Issuer) {}), MaxBytes: -1}, want: []string{"max bytes -1 is negative"}},
 		{name: "rsa 1024", opts: token.Options{Issuers: keys(token.Key{ID: "weak", Public: &weakRSA().PublicKey})}, want: []string{`keys[0] (kid "weak"): rsa key has 1024 bits, want 2048 to 8192`}},
 		{name: "rsa 2048", opts: token.Options{Issuers: keys(token.Key{Public: rsKey})}},

@@ -220,12 +220,16 @@ type Issuer struct {
 	RequiredType string
 }
 
+// MaxLeeway bounds Options.Leeway: a clock skew of minutes is already
+// generous, and a larger one keeps accepting tokens long expired.
+const MaxLeeway = 5 * time.Minute
+
 // Options configures a Verifier. The zero value of each field means its default.
 type Options struct {
 	// Issuers are the trusted issuers. At least one is required.
 	Issuers []Issuer
 	// Leeway is the clock skew allowed for exp, nbf and iat. Default 0;
-	// negative is a config error.
+	// negative, or more than MaxLeeway, is a config error.
 	Leeway time.Duration
 	// MaxBytes refuses longer tokens before parsing. Default 8192; negative
 	// is a config error.

@@ -64,16 +64,17 @@ func (is *issuer) allows(alg string) bool {
 // Issuer; no Audiences or an empty audience; no Algorithms, or one that is
 // not a supported JWS name ("none" in any case included); a nil Keys; a
 // negative MaxLifetime, or MaxLifetime with ExpOptional; a RequiredType
-// that is not a media type; a negative Leeway or MaxBytes; an empty
-// CallerAudiences entry. When Keys is a StaticKeys (or a ReplaceableKeys,
-// for the keys it holds now) they are checked too, by CheckKeys. NewVerifier starts no goroutines.
+// that is not a media type; a negative Leeway or one over MaxLeeway; a
+// negative MaxBytes; an empty CallerAudiences entry. When Keys is a
+// StaticKeys (or a ReplaceableKeys, for the keys it holds now) they are
+// checked too, by CheckKeys. NewVerifier starts no goroutines.
 func NewVerifier(opts Options) (*Verifier, error) {
 	var errs []error
 	if len(opts.Issuers) == 0 {
 		errs = append(errs, errors.New("token: at least one issuer is required"))
 	}
-	if opts.Leeway < 0 {
-		errs = append(errs, fmt.Errorf("token: leeway %s is negative", opts.Leeway))
+	if opts.Leeway < 0 || opts.Leeway > MaxLeeway {
+		errs = append(errs, fmt.Errorf("token: leeway %s is not between 0 and %s", opts.Leeway, MaxLeeway))
 	}
 	if opts.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("token: max bytes %d is negative", opts.MaxBytes))

@@ -119,8 +119,8 @@ func (c *Config) validate(root *yaml.Node) error {
 			bad("policy.shadow.max_queue_bytes", "must not be negative")
 		}
 	}
-	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > 5*time.Minute {
-		bad("tokens.leeway", "must be between 0 and 5m")
+	if c.Tokens.Leeway < 0 || c.Tokens.Leeway > token.MaxLeeway {
+		bad("tokens.leeway", "must be between 0 and %s", token.MaxLeeway)
 	}
 	if c.Tokens.MaxBytes < 0 {
 		bad("tokens.max_bytes", "must not be negative")
