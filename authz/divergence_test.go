@@ -203,6 +203,19 @@ func TestEvaluatorIndexedComprehensionConflict(t *testing.T) {
 	}
 }
 
+// TestEvaluatorIndexedComprehensionKeyReadUnbound: a comprehension topdown
+// indexes on the request's team reads the team (t != "admins") before the
+// unification that binds it. topdown evaluates it ahead with the team
+// unbound and fails with an internal error (a deny); the compiled
+// evaluator, which evaluates it for the request's team, found no match and
+// allowed. Such a policy is now served by topdown. See
+// TestDivergenceIndexedComprehensionKeyReadUnbound in internal/plan.
+func TestEvaluatorIndexedComprehensionKeyReadUnbound(t *testing.T) {
+	policy := "package authz\n\nallow if {\n\tsome t in input.resource.teams\n\tblocked := [1 | t != \"admins\"; t == input.resource.owner]\n\tcount(blocked) == 0\n}\n"
+	req := authz.Request{Action: authz.Action{Name: "read"}, Resource: map[string]any{"teams": []any{"a"}, "owner": "b"}}
+	wantTopdownDenies(t, authztest.Policy(t, "indexedkeyread", policy), "comprehension that topdown indexes", req)
+}
+
 // TestEvaluatorNumberKeyWrittenOtherwise: a rule with a number key in its ref head
 // (levels[1] := true) looked up with a request number written 1.0, as the
 // HTTP front keeps it (json.Number). topdown finds the rule by the key's Go

@@ -21,10 +21,28 @@ import (
 // body can fail (one key, two values). The query's comprehensions are
 // checked too: the query's own compiler indexes them, out of sight here,
 // so any whose body may fail is refused.
+//
+// An indexed comprehension can also fail where no built-in function can:
+// topdown evaluates its body ahead with the keys unbound, so an expression
+// that reads a key before the body binds it (t != "q" ahead of t == "a",
+// both infallible) meets an unbound variable, an internal error, on every
+// evaluation that reaches it. The plan evaluates the body with the key bound
+// and answers (keyReadUnbound).
 func checkCompiler(c *ast.Compiler, query ast.Body) error {
+	queryVars := ast.NewVarSet()
+	ast.WalkTerms(query, func(t *ast.Term) bool {
+		if ast.IsComprehension(t.Value) {
+			return true // the comprehension's own variables are not the query's
+		}
+		if v, ok := t.Value.(ast.Var); ok {
+			queryVars.Add(v)
+		}
+		return false
+	})
 	var inQuery *ast.Term
 	ast.WalkTerms(query, func(t *ast.Term) bool {
-		if inQuery == nil && ast.IsComprehension(t.Value) && mayFail(c, comprehensionBody(t)) {
+		if inQuery == nil && ast.IsComprehension(t.Value) &&
+			(mayFail(c, comprehensionBody(t)) || keyReadUnbound(comprehensionBody(t), queryVars.Diff(declared(comprehensionBody(t))))) {
 			inQuery = t
 		}
 		return inQuery != nil
@@ -39,15 +57,26 @@ func checkCompiler(c *ast.Compiler, query ast.Body) error {
 			if found != nil {
 				return true
 			}
-			if ast.IsComprehension(t.Value) && c.ComprehensionIndex(t) != nil && mayFail(c, comprehensionBody(t)) {
-				found = t
-				return true
+			if !ast.IsComprehension(t.Value) {
+				return false
+			}
+			if idx := c.ComprehensionIndex(t); idx != nil {
+				keys := ast.NewVarSet()
+				for _, k := range idx.Keys {
+					if v, ok := k.Value.(ast.Var); ok {
+						keys.Add(v)
+					}
+				}
+				if mayFail(c, comprehensionBody(t)) || keyReadUnbound(comprehensionBody(t), keys) {
+					found = t
+					return true
+				}
 			}
 			return false
 		})
 		if found != nil {
 			return &UnsupportedError{Feature: fmt.Sprintf(
-				"comprehension that topdown indexes (evaluates ahead) and whose body may fail, at %v", found.Location)}
+				"comprehension that topdown indexes (evaluates ahead, its keys unbound) and whose body may fail, at %v", found.Location)}
 		}
 	}
 	return nil
@@ -63,6 +92,62 @@ func comprehensionBody(t *ast.Term) ast.Body {
 		return c.Body
 	}
 	return nil
+}
+
+// keyReadUnbound reports whether body, evaluated as topdown evaluates an
+// indexed comprehension (ahead, the variables in keys unbound), reads one of
+// keys before an expression binds it. Only a unification (t = "a", which the
+// compiler also makes of t == "a") binds, and only with the key outside any
+// comprehension or every in it; any other expression holding an unbound key
+// (a call, even of an infallible built-in function, a negation, an every, a
+// comprehension) reads it: topdown's evaluation fails there with an
+// internal error, whatever the request.
+func keyReadUnbound(body ast.Body, keys ast.VarSet) bool {
+	unbound := keys.Copy()
+	for _, e := range body {
+		if len(unbound) == 0 {
+			return false
+		}
+		all := e.Vars(ast.VarVisitorParams{}).Intersect(unbound)
+		if len(all) == 0 {
+			continue
+		}
+		if !e.IsEquality() || e.Negated || len(e.With) > 0 {
+			return true
+		}
+		outside := e.Vars(ast.VarVisitorParams{SkipClosures: true}).Intersect(unbound)
+		if len(outside) != len(all) {
+			return true // read inside a comprehension before it is bound
+		}
+		unbound = unbound.Diff(outside)
+	}
+	return false
+}
+
+// declared are the variables body declares (x := ..., some x), which in a
+// query not yet compiled may share a name with one of the query's.
+func declared(body ast.Body) ast.VarSet {
+	vs := ast.NewVarSet()
+	ast.WalkExprs(body, func(e *ast.Expr) bool {
+		switch {
+		case e.IsAssignment():
+			vs.Update(e.Operand(0).Vars())
+		default:
+			if s, ok := e.Terms.(*ast.SomeDecl); ok {
+				for _, t := range s.Symbols {
+					if call, ok := t.Value.(ast.Call); ok && len(call) > 2 {
+						for _, a := range call[1 : len(call)-1] { // some k, v in xs: not xs
+							vs.Update(a.Vars())
+						}
+						continue
+					}
+					vs.Update(t.Vars())
+				}
+			}
+		}
+		return false
+	})
+	return vs
 }
 
 // infallible are the built-in functions that raise no error whatever their

@@ -358,6 +358,34 @@ viaFunction if count(f(input.a)) > 0
 	}
 }
 
+// TestDivergenceIndexedComprehensionKeyReadUnbound: a comprehension topdown
+// indexes on a variable of the enclosing body (t) whose body reads t before
+// the unification that binds it (t != "q" ahead of t == input.a[_]). topdown
+// evaluates an indexed comprehension ahead, its keys unbound, so the read
+// meets an unbound variable: an internal error (eval_internal_error,
+// "called with operand 1 that requires evaluation") on every evaluation
+// that reaches it, a deny. The built-in functions read are infallible ones
+// (neq, internal.member_2), so the check for bodies that may fail let the
+// policy through, and the compiled evaluator, which evaluates the body with
+// t bound, answered: count(...) == 0 allowed what topdown denies. Also
+// through a comprehension nested in the body and in a function. Refused at
+// Prepare (keyReadUnbound); a key read after it is bound stays compiled.
+func TestDivergenceIndexedComprehensionKeyReadUnbound(t *testing.T) {
+	for _, src := range []string{
+		"package p\n\nallow if {\n\tsome t in input.b\n\ty := [1 | t != \"q\"; t == input.a]\n\tcount(y) == 0\n}\n",
+		"package p\n\nallow if {\n\tsome t in input.b\n\ty := [1 | t in [\"a\", \"b\"]; t == input.a]\n\tcount(y) == 0\n}\n",
+		"package p\n\nallow if {\n\tsome t in input.b\n\ty := [z | some z in input.c; z != t; z = t]\n\tcount(y) == 0\n}\n",
+		"package p\n\nallow if {\n\tt := input.a\n\tcount([1 | count([1 | t != \"q\"; t == \"a\"]) > 1]) == 0\n}\n",
+		"package p\n\nf(t) if count([1 | count([1 | t != \"q\"; t == \"a\"]) > 1]) == 0\n\nallow if f(input.a)\n",
+	} {
+		compareRefused(t, src, "x = data.p.allow")
+	}
+	wantCompiled(t, "x = data.p.allow",
+		"package p\n\nallow if {\n\tsome t in input.b\n\ty := [1 | t == input.a; t != \"q\"]\n\tcount(y) == 0\n}\n",
+		"package p\n\nallow if {\n\tsome t in input.b\n\ty := [z | some z in input.c; z = t]\n\tcount(y) == 0\n}\n",
+	)
+}
+
 // wantCompiled fails t unless Prepare accepts each of srcs with query: the
 // shapes a refusal must leave to the compiled evaluator.
 func wantCompiled(t *testing.T, query string, srcs ...string) {

@@ -50,7 +50,8 @@
 //     Go implementation, a base document with data.system (which topdown
 //     hides when it reads the whole of data), a comprehension topdown
 //     indexes (evaluates ahead, for every key) whose body may fail, since
-//     topdown could then fail where the plan does not, an iteration
+//     topdown could then fail where the plan does not (a body that reads
+//     a key before binding it fails there, its key unbound), an iteration
 //     over (or a whole read of) a document holding both base data (an
 //     array too) and rules (a with on data counting as base data, and a package's
 //     declaration as a whole read of it, so that a with on a rule of a
