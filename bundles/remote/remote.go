@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/verdict-pdp/verdict/bundles"
@@ -139,6 +140,7 @@ type Poller struct {
 	now       func() time.Time
 	rec       *record.Recorder
 	retry     backoff.Exponential // waits after failed polls
+	running   atomic.Bool         // Run is running
 
 	// Run's goroutine only: the persistence key and companion of the
 	// bundle last persisted.
@@ -147,7 +149,6 @@ type Poller struct {
 	confirmErr string // the last failure to persist a confirmation
 
 	mu       sync.Mutex
-	running  bool      // Run is running
 	etag     string    // ETag of the bundle the sink holds
 	lastPoll time.Time // last successful poll
 }
@@ -224,18 +225,10 @@ func (p *Poller) Initialized() <-chan struct{} { return p.rec.Initialized() }
 // ctx is done, or ErrRunning at once when the Poller is already running
 // (two Runs would share the ETag and the persisted files' bookkeeping).
 func (p *Poller) Run(ctx context.Context, sink bundles.Sink) error {
-	p.mu.Lock()
-	if p.running {
-		p.mu.Unlock()
+	if !p.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	p.running = true
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		p.running = false
-		p.mu.Unlock()
-	}()
+	defer p.running.Store(false)
 	if p.ownClient {
 		defer p.client.CloseIdleConnections()
 	}

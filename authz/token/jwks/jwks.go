@@ -69,8 +69,9 @@ type Manager struct {
 	initCh  chan struct{}
 	initOne sync.Once
 
+	running atomic.Bool // Run is running
+
 	mu       sync.Mutex
-	running  bool
 	inflight *flight // the refresh under way or asked for; nil when none
 	negative map[string]time.Time
 	jwksURL  string // in use; "" until discovered

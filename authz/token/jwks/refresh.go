@@ -20,18 +20,10 @@ import (
 // every request it made has finished, or ErrRunning when the Manager is
 // already running. It starts no goroutine of its own.
 func (m *Manager) Run(ctx context.Context) error {
-	m.mu.Lock()
-	if m.running {
-		m.mu.Unlock()
+	if !m.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
-	m.running = true
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.running = false
-		m.mu.Unlock()
-	}()
+	defer m.running.Store(false)
 	if m.ownClient {
 		defer m.client.CloseIdleConnections()
 	}
