@@ -184,18 +184,18 @@ func refuseVerdictSpelling(h http.Header) error {
 }
 
 // refuseShadowedHeader refuses a request carrying another spelling of a
-// header the policy set (X_User_Id or X.User.Id beside its x-user-id: the
-// same length, read alike by httpreq.NameHasPrefix): the proxy's copy of
-// the policy's header replaces only that spelling, a CGI-style upstream
-// reads the client's as the same variable, and a forward-auth answer
-// cannot remove it. (x-verdict-* names are refused whatever the policy
-// sets, by refuseVerdictSpelling.)
+// header the policy set (X_User_Id or X.User.Id beside its x-user-id: one
+// name to httpreq.SameName): the proxy's copy of the policy's header
+// replaces only that spelling, a CGI-style upstream reads the client's as
+// the same variable, and a forward-auth answer cannot remove it.
+// (x-verdict-* names are refused whatever the policy sets, by
+// refuseVerdictSpelling.)
 func refuseShadowedHeader(h http.Header, set map[string]string) error {
 	for k := range h {
 		for name := range set {
 			// The policy's own spelling, in any case, the proxy's copy
 			// replaces.
-			if len(name) == len(k) && !strings.EqualFold(k, name) && httpreq.NameHasPrefix(k, name) {
+			if !strings.EqualFold(k, name) && httpreq.SameName(k, name) {
 				return authz.Refusef(authz.ErrInvalidRequest, "header %s is refused: a CGI-style upstream reads it as %s, "+
 					"which the policy sets and the proxy copies only as it is spelled", k, name)
 			}

@@ -187,7 +187,7 @@ func clientVerdictHeaders(hr *authv3.AttributeContext_HttpRequest, set []*corev3
 			if strings.EqualFold(key, k) {
 				return
 			}
-			remove = remove || len(key) == len(k) && httpreq.NameHasPrefix(k, key)
+			remove = remove || httpreq.SameName(k, key)
 		}
 		if remove {
 			names = append(names, k)

@@ -179,7 +179,7 @@ func Override(h http.Header) string {
 // in any case and with any separator for '-'.
 func IsOverride(name string) bool {
 	for _, o := range overrideHeaders {
-		if len(name) == len(o) && NameHasPrefix(name, o) {
+		if SameName(name, o) {
 			return true
 		}
 	}
@@ -204,6 +204,11 @@ func NameHasPrefix(name, prefix string) bool {
 	}
 	return true
 }
+
+// SameName reports whether header names a and b are one name as a
+// CGI-style upstream reads them (NameHasPrefix, and the same length):
+// X_User_Id and X.User.Id are x-user-id. It allocates nothing.
+func SameName(a, b string) bool { return len(a) == len(b) && NameHasPrefix(a, b) }
 
 // cgiFold is c as a CGI-style name compares it: lowercase, and '-' for
 // every byte that is not an ASCII letter or digit.
